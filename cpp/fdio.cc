@@ -1,0 +1,386 @@
+// File-descriptor plumbing the JS side cannot do itself: eventfd doorbells,
+// memfd regions and their mappings, unix sockets that carry fds
+// (SCM_RIGHTS), and an fd watcher on libuv's loop so nothing ever blocks the
+// event loop.
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <vector>
+
+#include "napi_util.h"
+
+namespace nm {
+
+namespace {
+
+struct Mapping {
+  void *base;
+  size_t size;
+};
+
+void finalize_mapping(napi_env env, void * /*data*/, void *hint) {
+  auto *m = static_cast<Mapping *>(hint);
+  munmap(m->base, m->size);
+  int64_t adjusted = 0;
+  napi_adjust_external_memory(env, -static_cast<int64_t>(m->size), &adjusted);
+  delete m;
+}
+
+}  // namespace
+
+Napi::ArrayBuffer mapping_to_arraybuffer(Napi::Env env, void *base, size_t size) {
+  auto *m = new Mapping{base, size};
+  napi_value ab;
+  napi_status st = napi_create_external_arraybuffer(env, base, size, finalize_mapping, m, &ab);
+  if (st != napi_ok) {
+    munmap(base, size);
+    delete m;
+    throw Napi::Error::New(env, "cannot expose the mapping as an ArrayBuffer");
+  }
+  int64_t adjusted = 0;
+  napi_adjust_external_memory(env, static_cast<int64_t>(size), &adjusted);
+  return Napi::ArrayBuffer(env, ab);
+}
+
+namespace {
+
+Napi::Value EventFd(const Napi::CallbackInfo &info) {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) throw errno_error(info.Env(), "eventfd", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// Rings a doorbell: an eventfd (8-byte counter) or a FIFO (any bytes).
+Napi::Value Kick(const Napi::CallbackInfo &info) {
+  int fd = arg_fd(info, 0);
+  uint64_t one = 1;
+  ssize_t r = write(fd, &one, sizeof one);
+  // EAGAIN: the counter/FIFO is already full of kicks, so the peer will wake.
+  if (r < 0 && errno != EAGAIN) throw errno_error(info.Env(), "kick", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value Drain(const Napi::CallbackInfo &info) {
+  int fd = arg_fd(info, 0);
+  uint8_t buf[512];
+  uint32_t n = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r > 0) {
+      n++;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    break;
+  }
+  return Napi::Number::New(info.Env(), n);
+}
+
+Napi::Value Close(const Napi::CallbackInfo &info) {
+  int fd = arg_fd(info, 0);
+  if (close(fd) < 0 && errno != EINTR) throw errno_error(info.Env(), "close", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value MemfdCreate(const Napi::CallbackInfo &info) {
+  if (info.Length() < 2 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "memfdCreate(name, size)");
+  std::string name = info[0].As<Napi::String>();
+  double size = info[1].As<Napi::Number>().DoubleValue();
+  if (!(size > 0 && size < 1e12)) throw Napi::RangeError::New(info.Env(), "memfd size out of range");
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) throw errno_error(info.Env(), "memfd_create", errno);
+  if (ftruncate(fd, static_cast<off_t>(size)) < 0) {
+    int e = errno;
+    close(fd);
+    throw errno_error(info.Env(), "ftruncate", e);
+  }
+  // the size is part of the contract with the peer: forbid changing it
+  fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value FdSize(const Napi::CallbackInfo &info) {
+  struct stat st;
+  if (fstat(arg_fd(info, 0), &st) < 0) throw errno_error(info.Env(), "fstat", errno);
+  return Napi::Number::New(info.Env(), static_cast<double>(st.st_size));
+}
+
+// mapFd(fd, size): the whole region, shared. The caller checked size against
+// fstat; mapping more than the file would fault on access, so check again.
+Napi::Value MapFd(const Napi::CallbackInfo &info) {
+  int fd = arg_fd(info, 0);
+  double dsize = info[1].As<Napi::Number>().DoubleValue();
+  if (!(dsize > 0 && dsize < 1e12)) throw Napi::RangeError::New(info.Env(), "map size out of range");
+  size_t size = static_cast<size_t>(dsize);
+  struct stat st;
+  if (fstat(fd, &st) < 0) throw errno_error(info.Env(), "fstat", errno);
+  if (static_cast<uint64_t>(st.st_size) < size)
+    throw coded_error(info.Env(), "region fd is smaller than the size to map", "EINVAL");
+  void *base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) throw errno_error(info.Env(), "mmap", errno);
+  return mapping_to_arraybuffer(info.Env(), base, size);
+}
+
+// ---- unix sockets ---------------------------------------------------------
+
+bool fill_sockaddr(const std::string &path, sockaddr_un *sa, socklen_t *len) {
+  if (path.size() >= sizeof(sa->sun_path)) return false;
+  std::memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  std::memcpy(sa->sun_path, path.data(), path.size());
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  return true;
+}
+
+Napi::Value UnixListen(const Napi::CallbackInfo &info) {
+  std::string path = info[0].As<Napi::String>();
+  sockaddr_un sa;
+  socklen_t len;
+  if (!fill_sockaddr(path, &sa, &len))
+    throw coded_error(info.Env(), "socket path too long (max 107 bytes): " + path, "ENAMETOOLONG");
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw errno_error(info.Env(), "socket", errno);
+  if (bind(fd, reinterpret_cast<sockaddr *>(&sa), len) < 0 || listen(fd, 128) < 0) {
+    int e = errno;
+    close(fd);
+    throw errno_error(info.Env(), "bind/listen " + path, e);
+  }
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value UnixConnect(const Napi::CallbackInfo &info) {
+  std::string path = info[0].As<Napi::String>();
+  sockaddr_un sa;
+  socklen_t len;
+  if (!fill_sockaddr(path, &sa, &len))
+    throw coded_error(info.Env(), "socket path too long (max 107 bytes): " + path, "ENAMETOOLONG");
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw errno_error(info.Env(), "socket", errno);
+  // a unix connect completes at once or fails; block for it, then go non-blocking
+  if (connect(fd, reinterpret_cast<sockaddr *>(&sa), len) < 0) {
+    int e = errno;
+    close(fd);
+    throw errno_error(info.Env(), "connect " + path, e);
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value Accept(const Napi::CallbackInfo &info) {
+  int fd = accept4(arg_fd(info, 0), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return Napi::Number::New(info.Env(), -1);
+    throw errno_error(info.Env(), "accept", errno);
+  }
+  return Napi::Number::New(info.Env(), fd);
+}
+
+constexpr size_t MAX_FDS = 8;
+
+// sendMsg(fd, data: Uint8Array, fds: number[]): true, or false on EAGAIN.
+Napi::Value SendMsg(const Napi::CallbackInfo &info) {
+  int fd = arg_fd(info, 0);
+  if (!info[1].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "sendMsg data must be a Uint8Array");
+  auto data = info[1].As<Napi::Uint8Array>();
+  std::vector<int> fds;
+  if (info.Length() > 2 && info[2].IsArray()) {
+    auto arr = info[2].As<Napi::Array>();
+    if (arr.Length() > MAX_FDS) throw Napi::RangeError::New(info.Env(), "too many fds in one message");
+    for (uint32_t i = 0; i < arr.Length(); i++) fds.push_back(arr.Get(i).As<Napi::Number>().Int32Value());
+  }
+  iovec iov{data.Data(), data.ByteLength()};
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (!fds.empty()) {
+    std::memset(ctrl, 0, sizeof ctrl);
+    msg.msg_control = ctrl;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  for (;;) {
+    ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (r >= 0) return Napi::Boolean::New(info.Env(), true);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return Napi::Boolean::New(info.Env(), false);
+    throw errno_error(info.Env(), "sendmsg", errno);
+  }
+}
+
+// recvMsg(fd, maxLen): {data, fds} | null (nothing now) | {eof:true}
+Napi::Value RecvMsg(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = arg_fd(info, 0);
+  uint32_t max = arg_u32(info, 1, "maxLen");
+  if (max == 0 || max > (1u << 20)) throw Napi::RangeError::New(env, "maxLen out of range");
+  std::vector<uint8_t> buf(max);
+  iovec iov{buf.data(), buf.size()};
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctrl;
+  msg.msg_controllen = sizeof ctrl;
+  ssize_t r;
+  do {
+    r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (errno == EAGAIN) return env.Null();
+    if (errno == ECONNRESET) {
+      auto o = Napi::Object::New(env);
+      o.Set("eof", true);
+      return o;
+    }
+    throw errno_error(env, "recvmsg", errno);
+  }
+  auto o = Napi::Object::New(env);
+  auto fds = Napi::Array::New(env);
+  uint32_t nfd = 0;
+  for (cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < n; i++) {
+      int f;
+      std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      fds.Set(nfd++, Napi::Number::New(env, f));
+    }
+  }
+  if (r == 0 && nfd == 0) {
+    o.Set("eof", true);
+    return o;
+  }
+  o.Set("data", Napi::Buffer<uint8_t>::Copy(env, buf.data(), static_cast<size_t>(r)));
+  o.Set("fds", fds);
+  o.Set("truncated", Napi::Boolean::New(env, (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0));
+  return o;
+}
+
+Napi::Value PeerCred(const Napi::CallbackInfo &info) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(arg_fd(info, 0), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    throw errno_error(info.Env(), "SO_PEERCRED", errno);
+  auto o = Napi::Object::New(info.Env());
+  o.Set("pid", cred.pid);
+  o.Set("uid", cred.uid);
+  o.Set("gid", cred.gid);
+  return o;
+}
+
+// ---- FdWatcher: uv_poll on the Node loop ---------------------------------
+
+class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdWatcher",
+                       {InstanceMethod("start", &FdWatcher::Start), InstanceMethod("stop", &FdWatcher::Stop),
+                        InstanceMethod("close", &FdWatcher::Close)});
+  }
+
+  FdWatcher(const Napi::CallbackInfo &info) : Napi::ObjectWrap<FdWatcher>(info) {
+    fd_ = arg_fd(info, 0);
+    if (!info[1].IsFunction()) throw Napi::TypeError::New(info.Env(), "FdWatcher(fd, callback)");
+    cb_ = Napi::Persistent(info[1].As<Napi::Function>());
+    ctx_ = std::make_unique<Napi::AsyncContext>(info.Env(), "FdWatcher");
+    uv_loop_t *loop = nullptr;
+    napi_get_uv_event_loop(info.Env(), &loop);
+    handle_ = new uv_poll_t;
+    if (uv_poll_init(loop, handle_, fd_) != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      throw coded_error(info.Env(), "uv_poll_init failed for fd " + std::to_string(fd_), "EBADF");
+    }
+    handle_->data = this;
+  }
+
+  ~FdWatcher() override { CloseHandle(); }
+
+ private:
+  // start(events): 1 = readable, 2 = writable; keeps the loop alive while on
+  Napi::Value Start(const Napi::CallbackInfo &info) {
+    if (!handle_) throw Napi::Error::New(info.Env(), "FdWatcher is closed");
+    uint32_t ev = arg_u32(info, 0, "events");
+    int uvev = ((ev & 1) ? UV_READABLE : 0) | ((ev & 2) ? UV_WRITABLE : 0) | UV_DISCONNECT;
+    if (!active_) Ref();
+    active_ = true;
+    uv_poll_start(handle_, uvev, OnPoll);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo &info) {
+    StopPoll();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    StopPoll();
+    CloseHandle();
+    return info.Env().Undefined();
+  }
+
+  void StopPoll() {
+    if (handle_ && active_) uv_poll_stop(handle_);
+    if (active_) {
+      active_ = false;
+      Unref();
+    }
+  }
+
+  void CloseHandle() {
+    if (!handle_) return;
+    handle_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t *>(handle_),
+             [](uv_handle_t *h) { delete reinterpret_cast<uv_poll_t *>(h); });
+    handle_ = nullptr;
+  }
+
+  static void OnPoll(uv_poll_t *h, int status, int events) {
+    auto *self = static_cast<FdWatcher *>(h->data);
+    if (!self || !self->active_) return;
+    Napi::Env env = self->cb_.Env();
+    Napi::HandleScope scope(env);
+    int ev = ((events & UV_READABLE) ? 1 : 0) | ((events & UV_WRITABLE) ? 2 : 0) |
+             ((events & UV_DISCONNECT) ? 4 : 0);
+    self->cb_.MakeCallback(self->Value(), {Napi::Number::New(env, status), Napi::Number::New(env, ev)},
+                           *self->ctx_);
+  }
+
+  int fd_ = -1;
+  bool active_ = false;
+  uv_poll_t *handle_ = nullptr;
+  Napi::FunctionReference cb_;
+  std::unique_ptr<Napi::AsyncContext> ctx_;
+};
+
+}  // namespace
+
+void InitFdio(Napi::Env env, Napi::Object exports) {
+  exports.Set("eventfd", Napi::Function::New(env, EventFd));
+  exports.Set("kick", Napi::Function::New(env, Kick));
+  exports.Set("drain", Napi::Function::New(env, Drain));
+  exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
+  exports.Set("fdSize", Napi::Function::New(env, FdSize));
+  exports.Set("mapFd", Napi::Function::New(env, MapFd));
+  exports.Set("unixListen", Napi::Function::New(env, UnixListen));
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));
+  exports.Set("accept", Napi::Function::New(env, Accept));
+  exports.Set("sendMsg", Napi::Function::New(env, SendMsg));
+  exports.Set("recvMsg", Napi::Function::New(env, RecvMsg));
+  exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  exports.Set("FdWatcher", FdWatcher::Define(env));
+}
+
+}  // namespace nm

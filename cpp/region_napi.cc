@@ -1,0 +1,98 @@
+// JS entry points for regions: compute a layout, create one in a memfd.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "napi_util.h"
+#include "region.h"
+
+namespace nm {
+
+namespace {
+
+LayoutParams params_from(Napi::Object o) {
+  LayoutParams p;
+  p.n_ifs = opt_u32(o, "nIfs", 1);
+  p.tx_rings = opt_u32(o, "txRings", 1);
+  p.rx_rings = opt_u32(o, "rxRings", 1);
+  p.tx_slots = opt_u32(o, "txSlots", DEFAULT_SLOTS);
+  p.rx_slots = opt_u32(o, "rxSlots", DEFAULT_SLOTS);
+  p.buf_size = opt_u32(o, "bufSize", DEFAULT_BUF_SIZE);
+  p.extra_bufs = opt_u32(o, "extraBufs", 0);
+  return p;
+}
+
+Napi::Object layout_object(Napi::Env env, const Layout &l) {
+  auto o = Napi::Object::New(env);
+  o.Set("size", static_cast<double>(l.size));
+  o.Set("numBufs", l.num_bufs);
+  o.Set("bufPoolOffset", static_cast<double>(l.buf_pool_ofs));
+  o.Set("csbOffset", static_cast<double>(l.csb_ofs));
+  auto nifps = Napi::Array::New(env);
+  for (uint32_t i = 0; i < l.p.n_ifs; i++) nifps.Set(i, static_cast<double>(l.nifp_ofs[i]));
+  o.Set("nifpOffsets", nifps);
+  return o;
+}
+
+Napi::Value ComputeLayout(const Napi::CallbackInfo &info) {
+  if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "computeLayout(params)");
+  Layout l;
+  std::string err = compute_layout(params_from(info[0].As<Napi::Object>()), &l);
+  if (!err.empty()) throw coded_error(info.Env(), err, "EINVAL");
+  return layout_object(info.Env(), l);
+}
+
+// createRegion(params, names[]) -> {fd, memory, layout}: a sealed memfd
+// holding a fresh region, mapped once here as well.
+Napi::Value CreateRegion(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createRegion(params, names)");
+  Layout l;
+  std::string err = compute_layout(params_from(info[0].As<Napi::Object>()), &l);
+  if (!err.empty()) throw coded_error(env, err, "EINVAL");
+  std::string names[MAX_IFS];
+  if (info.Length() > 1 && info[1].IsArray()) {
+    auto a = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < MAX_IFS && i < a.Length(); i++) names[i] = a.Get(i).As<Napi::String>();
+  }
+  int fd = memfd_create("netmap-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) throw errno_error(env, "memfd_create", errno);
+  if (ftruncate(fd, static_cast<off_t>(l.size)) < 0) {
+    int e = errno;
+    close(fd);
+    throw errno_error(env, "ftruncate", e);
+  }
+  fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  void *base = mmap(nullptr, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    int e = errno;
+    close(fd);
+    throw errno_error(env, "mmap", e);
+  }
+  init_region(static_cast<uint8_t *>(base), l, names);
+  auto o = Napi::Object::New(env);
+  o.Set("fd", fd);
+  o.Set("memory", mapping_to_arraybuffer(env, base, l.size));
+  o.Set("layout", layout_object(env, l));
+  return o;
+}
+
+// validateRegion(memory): checks a region made by someone else; returns its layout.
+Napi::Value ValidateRegion(const Napi::CallbackInfo &info) {
+  if (!info[0].IsArrayBuffer()) throw Napi::TypeError::New(info.Env(), "validateRegion(ArrayBuffer)");
+  auto ab = info[0].As<Napi::ArrayBuffer>();
+  Layout l;
+  std::string err = validate_header(static_cast<const uint8_t *>(ab.Data()), ab.ByteLength(), &l);
+  if (!err.empty()) throw coded_error(info.Env(), "invalid region: " + err, "EINVAL");
+  return layout_object(info.Env(), l);
+}
+
+}  // namespace
+
+void InitRegion(Napi::Env env, Napi::Object exports) {
+  exports.Set("computeLayout", Napi::Function::New(env, ComputeLayout));
+  exports.Set("createRegion", Napi::Function::New(env, CreateRegion));
+  exports.Set("validateRegion", Napi::Function::New(env, ValidateRegion));
+}
+
+}  // namespace nm

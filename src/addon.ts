@@ -1,0 +1,91 @@
+/**
+ * Loads the native addon (prebuilt, or built by node-gyp on install) and
+ * describes its surface. Only this module touches the raw binding.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** Layout numbers of a region, as the addon computed them. */
+export interface NativeLayout {
+  size: number;
+  numBufs: number;
+  bufPoolOffset: number;
+  csbOffset: number;
+  nifpOffsets: number[];
+}
+
+/** Parameters of a userspace region. */
+export interface RegionParams {
+  nIfs?: number;
+  txRings?: number;
+  rxRings?: number;
+  txSlots?: number;
+  rxSlots?: number;
+  bufSize?: number;
+  extraBufs?: number;
+}
+
+/** A uv_poll watcher on the Node loop. events: 1 readable, 2 writable. */
+export interface NativeFdWatcher {
+  start(events: number): void;
+  stop(): void;
+  close(): void;
+}
+
+/** The native pipe end (see cpp/pipe.cc). */
+export interface NativePipe {
+  readonly memory: ArrayBuffer | null;
+  readonly doorbellFd: number;
+  readonly nifpOffset: number;
+  readonly created: boolean;
+  txsync(ring: number): number;
+  rxsync(ring: number): number;
+  peerState(): number;
+  stats(): { txFrames: number; invalidSlots: number; peerErrors: number };
+  close(): void;
+}
+
+/** Message received on a unix socket. */
+export type RecvResult = { eof: true } | { eof?: undefined; data: Buffer; fds: number[]; truncated: boolean };
+
+/** ABI numbers exported from the compiled C++ structs. */
+export interface NativeAbi {
+  constants: Record<string, number>;
+  sizes: Record<string, number>;
+  offsets: Record<string, Record<string, number>>;
+}
+
+/** The addon's functions used across the library. */
+export interface NativeAddon {
+  abi: NativeAbi;
+  eventfd(): number;
+  kick(fd: number): void;
+  drain(fd: number): number;
+  close(fd: number): void;
+  memfdCreate(name: string, size: number): number;
+  fdSize(fd: number): number;
+  mapFd(fd: number, size: number): ArrayBuffer;
+  unixListen(path: string): number;
+  unixConnect(path: string): number;
+  accept(fd: number): number;
+  sendMsg(fd: number, data: Uint8Array, fds?: number[]): boolean;
+  recvMsg(fd: number, maxLen: number): RecvResult | null;
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
+  FdWatcher: new (fd: number, cb: (status: number, events: number) => void) => NativeFdWatcher;
+  computeLayout(p: RegionParams): NativeLayout;
+  createRegion(p: RegionParams, names: string[]): { fd: number; memory: ArrayBuffer; layout: NativeLayout };
+  validateRegion(memory: ArrayBuffer): NativeLayout;
+  Pipe: new (path: string, end: number, params: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number }, name: string) => NativePipe;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// dist/src/addon.js -> package root is two levels up
+const root = path.resolve(here, '..', '..');
+const require = createRequire(import.meta.url);
+const load = require('node-gyp-build') as (dir: string) => unknown;
+
+/** The raw binding; other modules narrow it to the parts they use. */
+export const nativeRaw: unknown = load(root);
+/** The typed binding. */
+export const native = nativeRaw as NativeAddon;

@@ -1,0 +1,49 @@
+/**
+ * What a port needs from whatever serves it (kernel netmap, the vale-ts
+ * switch, a pipe): memory laid out as netmap lays it out, per-ring sync, and
+ * a file descriptor to sleep on. Ring and Port are written once against this.
+ */
+
+/** Which backend serves a port. */
+export type BackendKind = 'user' | 'kernel' | 'pipe';
+
+/** Readiness reported by a poll. */
+export interface PollEvents {
+  /** some rx ring has frames */
+  rx: boolean;
+  /** some tx ring has room */
+  tx: boolean;
+  /** the other side went away (switch gone, pipe peer closed or died) */
+  hup: boolean;
+}
+
+/** The contract each backend fulfils. */
+export interface Backend {
+  readonly kind: BackendKind;
+  /** The whole mapped region (kernel: the mmap of /dev/netmap). */
+  readonly memory: ArrayBuffer;
+  /** Offset of this port's netmap_if inside `memory`. */
+  readonly nifpOffset: number;
+  /** Indices (0-based, within the netmap_if's tx rings) bound by this registration. */
+  readonly txRingIds: readonly number[];
+  /** Indices (0-based, within the netmap_if's rx rings) bound by this registration. */
+  readonly rxRingIds: readonly number[];
+  /** Fd to watch while sleeping (a doorbell, or the netmap fd). */
+  readonly waitFd: number;
+  /** Push the user's [old head, head) of tx ring `ring` and update its tail. Throws on failure. */
+  txsync(ring: number): void;
+  /** Release [old head, head) of rx ring `ring` and pick up new frames. Throws on failure. */
+  rxsync(ring: number): void;
+  /**
+   * Prepare to sleep: ask the other side for a kick when rx frames arrive
+   * (`rx`) or tx room frees up (`tx`). Returns the libuv events to wait for
+   * on `waitFd` (1 readable, 2 writable).
+   */
+  armWait(rx: boolean, tx: boolean): number;
+  /** Called after waking up (drains a doorbell, clears requests). */
+  afterWait(): void;
+  /** True once the other side is gone for good. */
+  hungUp(): boolean;
+  /** Release everything; the memory stays mapped until JS drops its views. */
+  close(): void;
+}

@@ -1,0 +1,149 @@
+/**
+ * Netmap pipes (`vale0:x{1` / `vale0:x}1`, `netmap:eth0{3` ...) between any
+ * two processes, with no switch: the region is a file under NETMAP_PIPE_DIR
+ * (default /dev/shm) named after the pipe, frames cross by buffer swap.
+ */
+import path from 'node:path';
+import { native, type NativePipe } from '../addon.js';
+import type { ParsedPortName } from '../name.js';
+import { pipeKey } from '../name.js';
+import type { Backend } from './backend.js';
+import { CsbView } from './csb.js';
+
+/** Options that shape a pipe region (only the end that creates it decides). */
+export interface PipeOptions {
+  rings?: number;
+  slots?: number;
+  bufSize?: number;
+  extraBufs?: number;
+}
+
+const PEER_NEVER_OR_CLOSED = 0;
+const PEER_OPEN = 1;
+
+/** Directory holding pipe regions and doorbells. */
+export function pipeDir(): string {
+  return process.env['NETMAP_PIPE_DIR'] || '/dev/shm';
+}
+
+/** Path of the region file shared by both ends of a pipe. */
+export function pipePath(p: ParsedPortName): string {
+  const key = pipeKey(p);
+  if (key === undefined) throw new Error(`${p.spec} is not a pipe name (expected NAME{ID or NAME}ID)`);
+  return path.join(pipeDir(), 'netmap-pipe-' + encodeURIComponent(key).replace(/%/g, '_'));
+}
+
+/** One end of a pipe. */
+export class PipeBackend implements Backend {
+  readonly kind = 'pipe' as const;
+  readonly memory: ArrayBuffer;
+  readonly nifpOffset: number;
+  readonly txRingIds: readonly number[];
+  readonly rxRingIds: readonly number[];
+  readonly waitFd: number;
+  private readonly pipe: NativePipe;
+  private readonly spec: string;
+  private readonly csb: CsbView;
+  private peerSeen = false;
+  private closed = false;
+
+  private constructor(pipe: NativePipe, spec: string, end: number, rings: number, ringId: number | undefined) {
+    this.pipe = pipe;
+    this.spec = spec;
+    const mem = pipe.memory;
+    if (!mem) throw new Error(`pipe ${spec}: region not mapped`);
+    this.memory = mem;
+    this.nifpOffset = pipe.nifpOffset;
+    this.waitFd = pipe.doorbellFd;
+    const all = Array.from({ length: rings }, (_, i) => i);
+    if (ringId !== undefined) {
+      if (ringId >= rings) {
+        pipe.close();
+        throw new RangeError(`${spec}: ring ${ringId} does not exist (the pipe has ${rings} ring pair${rings === 1 ? '' : 's'})`);
+      }
+      this.txRingIds = [ringId];
+      this.rxRingIds = [ringId];
+    } else {
+      this.txRingIds = all;
+      this.rxRingIds = all;
+    }
+    this.csb = new CsbView(mem, end);
+    this.peerSeen = pipe.peerState() === PEER_OPEN;
+  }
+
+  /** Open (creating or attaching to) the pipe end `p` names. */
+  static open(p: ParsedPortName, opts: PipeOptions = {}): PipeBackend {
+    if (!p.pipe) throw new Error(`${p.spec} is not a pipe name`);
+    const conf = p.conf;
+    const rings = opts.rings ?? conf.rings ?? conf.txRings ?? conf.rxRings ?? 1;
+    const slots = opts.slots ?? conf.slots ?? conf.txSlots ?? conf.rxSlots;
+    const params: PipeOptions = { rings };
+    if (slots !== undefined) params.slots = slots;
+    if (opts.bufSize !== undefined) params.bufSize = opts.bufSize;
+    if (opts.extraBufs !== undefined) params.extraBufs = opts.extraBufs;
+    const end = p.pipe.role === 'master' ? 0 : 1;
+    let np: NativePipe;
+    try {
+      np = new native.Pipe(pipePath(p), end, params, p.nrName);
+    } catch (e) {
+      throw decorate(e, `pipe backend: cannot open ${p.spec}`);
+    }
+    // the creator decided the ring count; read it back from the region
+    const dv = new DataView(np.memory!);
+    const nifp = np.nifpOffset;
+    const txRings = dv.getUint32(nifp + 24, true);
+    return new PipeBackend(np, p.spec, end, txRings, p.mode === 'one_nic' ? p.ringId : undefined);
+  }
+
+  txsync(ring: number): void {
+    if (this.pipe.txsync(ring) < 0) throw new Error(`${this.spec}: tx ring ${ring} changed under the sync (another process wrote it)`);
+  }
+
+  rxsync(ring: number): void {
+    if (this.pipe.rxsync(ring) < 0) throw new Error(`${this.spec}: rx ring ${ring} changed under the sync (another process wrote it)`);
+  }
+
+  armWait(rx: boolean, tx: boolean): number {
+    // the peer's sync reads these flags after publishing, and kicks our doorbell
+    if (rx) for (const r of this.rxRingIds) this.csb.setApplNeedKick(this.csb.rxKey(r), true);
+    if (tx) for (const r of this.txRingIds) this.csb.setApplNeedKick(this.csb.txKey(r), true);
+    return 1;
+  }
+
+  afterWait(): void {
+    native.drain(this.waitFd);
+    for (const r of this.rxRingIds) this.csb.setApplNeedKick(this.csb.rxKey(r), false);
+    for (const r of this.txRingIds) this.csb.setApplNeedKick(this.csb.txKey(r), false);
+  }
+
+  /** Peer state: 'open', 'closed' (never came, or closed cleanly) or 'dead'. */
+  peer(): 'open' | 'closed' | 'dead' {
+    const s = this.pipe.peerState();
+    if (s === PEER_OPEN) this.peerSeen = true;
+    return s === PEER_OPEN ? 'open' : s === PEER_NEVER_OR_CLOSED ? 'closed' : 'dead';
+  }
+
+  hungUp(): boolean {
+    const s = this.peer();
+    return this.peerSeen && s !== 'open';
+  }
+
+  /** Counters of this end (frames pushed, invalid slots dropped, peer errors). */
+  stats(): { txFrames: number; invalidSlots: number; peerErrors: number } {
+    return this.pipe.stats();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pipe.close();
+  }
+}
+
+function decorate(e: unknown, prefix: string): Error {
+  if (e instanceof Error) {
+    e.message = `${prefix}: ${e.message}`;
+    return e;
+  }
+  return new Error(`${prefix}: ${String(e)}`);
+}
