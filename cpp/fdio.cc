@@ -286,7 +286,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "FdWatcher",
                        {InstanceMethod("start", &FdWatcher::Start), InstanceMethod("stop", &FdWatcher::Stop),
-                        InstanceMethod("close", &FdWatcher::Close)});
+                        InstanceMethod("unref", &FdWatcher::Unref_), InstanceMethod("close", &FdWatcher::Close)});
   }
 
   FdWatcher(const Napi::CallbackInfo &info) : Napi::ObjectWrap<FdWatcher>(info) {
@@ -316,6 +316,12 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     if (!active_) Ref();
     active_ = true;
     uv_poll_start(handle_, uvev, OnPoll);
+    return info.Env().Undefined();
+  }
+
+  // a watcher that must not keep the process alive (e.g. a hang-up watch)
+  Napi::Value Unref_(const Napi::CallbackInfo &info) {
+    if (handle_) uv_unref(reinterpret_cast<uv_handle_t *>(handle_));
     return info.Env().Undefined();
   }
 

@@ -30,6 +30,8 @@ export interface RegionParams {
 export interface NativeFdWatcher {
   start(events: number): void;
   stop(): void;
+  /** do not keep the process alive for this watcher */
+  unref(): void;
   close(): void;
 }
 
@@ -44,6 +46,36 @@ export interface NativePipe {
   peerState(): number;
   stats(): { txFrames: number; invalidSlots: number; peerErrors: number };
   close(): void;
+}
+
+/** A port as the native switch core created it. */
+export interface NativeSwitchPort {
+  id: number;
+  fd: number;
+  memory: ArrayBuffer;
+  switchBell: number;
+  clientBell: number;
+  size: number;
+  nifpOffset: number;
+}
+
+/** The switch datapath (cpp/switch_core.cc). */
+export interface NativeSwitchCore {
+  addPort(
+    params: { txRings?: number; rxRings?: number; txSlots?: number; rxSlots?: number; bufSize?: number; extraBufs?: number },
+    name: string,
+    lossless: boolean,
+  ): NativeSwitchPort;
+  removePort(id: number): void;
+  setLossless(id: number, on: boolean): void;
+  collect(id: number, ring: number, max: number): number;
+  /** frames consumed; -(n+1) when lossless backpressure stopped after n */
+  forward(): number;
+  pending(id: number, ring: number): number;
+  arm(id: number, on: boolean, rxToo: boolean): void;
+  flushRx(): void;
+  drainBell(id: number): void;
+  stats(id: number): Record<string, number>;
 }
 
 /** Message received on a unix socket. */
@@ -76,6 +108,7 @@ export interface NativeAddon {
   computeLayout(p: RegionParams): NativeLayout;
   createRegion(p: RegionParams, names: string[]): { fd: number; memory: ArrayBuffer; layout: NativeLayout };
   validateRegion(memory: ArrayBuffer): NativeLayout;
+  SwitchCore: new (offsets: Uint32Array, lens: Uint16Array, dests: Int16Array) => NativeSwitchCore;
   Pipe: new (path: string, end: number, params: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number }, name: string) => NativePipe;
 }
 

@@ -1,0 +1,493 @@
+// The switch's datapath: it plays the kernel for every port's rings (the
+// CSB model), collects a batch of tx slots from a source port, lets JS decide
+// destinations, then copies the batch into destination rx rings.
+//
+// Every value read from a port's region is the client's and may be hostile:
+// head indices, buffer indices and lengths are read once, checked against
+// the layout the switch itself computed (never the header in shared memory),
+// and a bad slot is dropped and counted.
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "napi_util.h"
+#include "region.h"
+#include "shm_atomic.h"
+
+namespace nm {
+
+namespace {
+
+constexpr uint32_t MAX_PORTS = 254;  // NM_BDG_MAXPORTS
+constexpr uint32_t MAX_BATCH = 4096;
+constexpr int16_t DEST_DROP = -1;
+constexpr int16_t DEST_FLOOD = -2;
+constexpr int16_t DEST_SAME_PORT = -3;
+
+// per-port counters; the order is the JS-visible order (see COUNTER_NAMES)
+enum Counter {
+  C_RX_FRAMES,       // frames taken from the port's tx rings
+  C_RX_BYTES,
+  C_TX_FRAMES,       // frames delivered into the port's rx rings
+  C_TX_BYTES,
+  C_DROP_NO_SPACE,   // copies to this port lost: its rx ring was full
+  C_DROP_INVALID,    // slots from this port with a bad buffer index or length
+  C_DROP_RUNT,       // frames from this port under 14 bytes
+  C_DROP_SAME_PORT,  // destination was the source (never reflected)
+  C_DROP_LOOKUP,     // the lookup function said drop
+  C_DROP_NO_PORT,    // the lookup named a port that does not exist
+  C_DROP_OVERSIZE,   // copies to this port larger than its buffers
+  C_DROP_FRAG,       // multi-slot (NS_MOREFRAG) frames: not supported yet
+  C_FLOODED,         // frames from this port sent to all others
+  C_BAD_HEAD,        // syncs where the client published an impossible index
+  C_KICKS,           // doorbell writes to this port's client
+  C_COUNT
+};
+const char *const COUNTER_NAMES[C_COUNT] = {
+    "rxFrames",      "rxBytes",    "txFrames",   "txBytes",     "dropNoSpace",
+    "dropInvalid",   "dropRunt",   "dropSamePort", "dropLookup", "dropNoPort",
+    "dropOversize",  "dropFrag",   "flooded",    "badHead",     "kicks"};
+
+struct RxState {
+  uint32_t hwtail = 0;    // next slot the switch fills
+  uint32_t released = 0;  // client's head as last validated
+};
+
+struct PortState {
+  bool used = false;
+  bool lossless = false;
+  Layout layout;
+  uint8_t *base = nullptr;
+  int memfd = -1;
+  int switch_bell = -1;  // the client kicks this
+  int client_bell = -1;  // the switch kicks this
+  uint32_t tx_hwcur[MAX_RINGS] = {};
+  RxState rx[MAX_RINGS];
+  uint64_t c[C_COUNT] = {};
+  bool rx_dirty[MAX_RINGS] = {};
+  bool any_dirty = false;
+  Napi::Reference<Napi::ArrayBuffer> memory;
+
+  netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(base + layout.ring_ofs[0][k]); }
+  nm_csb_atok *atok(uint32_t k) const { return reinterpret_cast<nm_csb_atok *>(base + layout.csb_entry(0, k)); }
+  nm_csb_ktoa *ktoa(uint32_t k) const {
+    return reinterpret_cast<nm_csb_ktoa *>(base + layout.csb_entry(0, k) + sizeof(nm_csb_atok));
+  }
+  uint8_t *buf(uint32_t idx) const {
+    return base + layout.buf_pool_ofs + static_cast<uint64_t>(idx) * layout.p.buf_size;
+  }
+  bool buf_ok(uint32_t idx) const { return idx >= 2 && idx < layout.num_bufs; }
+};
+
+class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(
+        env, "SwitchCore",
+        {InstanceMethod("addPort", &SwitchCore::AddPort), InstanceMethod("removePort", &SwitchCore::RemovePort),
+         InstanceMethod("collect", &SwitchCore::Collect), InstanceMethod("forward", &SwitchCore::Forward),
+         InstanceMethod("pending", &SwitchCore::Pending), InstanceMethod("arm", &SwitchCore::Arm),
+         InstanceMethod("flushRx", &SwitchCore::FlushRx), InstanceMethod("stats", &SwitchCore::Stats),
+         InstanceMethod("drainBell", &SwitchCore::DrainBell),
+         InstanceMethod("setLossless", &SwitchCore::SetLossless),
+         StaticValue("counterNames", CounterNames(env))});
+  }
+
+  static Napi::Array CounterNames(Napi::Env env) {
+    auto a = Napi::Array::New(env, C_COUNT);
+    for (uint32_t i = 0; i < C_COUNT; i++) a.Set(i, COUNTER_NAMES[i]);
+    return a;
+  }
+
+  // new SwitchCore(offsets: Uint32Array, lens: Uint16Array, dests: Int16Array)
+  SwitchCore(const Napi::CallbackInfo &info) : Napi::ObjectWrap<SwitchCore>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray())
+      throw Napi::TypeError::New(env, "SwitchCore(offsets: Uint32Array, lens: Uint16Array, dests: Int16Array)");
+    auto o = info[0].As<Napi::TypedArray>();
+    auto l = info[1].As<Napi::TypedArray>();
+    auto d = info[2].As<Napi::TypedArray>();
+    if (o.TypedArrayType() != napi_uint32_array || l.TypedArrayType() != napi_uint16_array ||
+        d.TypedArrayType() != napi_int16_array)
+      throw Napi::TypeError::New(env, "SwitchCore batch arrays: Uint32Array, Uint16Array, Int16Array");
+    cap_ = static_cast<uint32_t>(std::min({o.ElementLength(), l.ElementLength(), d.ElementLength(),
+                                           static_cast<size_t>(MAX_BATCH)}));
+    offsets_ = static_cast<uint32_t *>(o.As<Napi::Uint32Array>().Data());
+    lens_ = static_cast<uint16_t *>(l.As<Napi::Uint16Array>().Data());
+    dests_ = static_cast<int16_t *>(d.As<Napi::Int16Array>().Data());
+    refs_[0] = Napi::Persistent(info[0].As<Napi::Object>());
+    refs_[1] = Napi::Persistent(info[1].As<Napi::Object>());
+    refs_[2] = Napi::Persistent(info[2].As<Napi::Object>());
+    ports_.resize(MAX_PORTS);
+  }
+
+  ~SwitchCore() override {
+    for (auto &p : ports_) ClosePort(p);
+  }
+
+ private:
+  PortState *port_arg(const Napi::CallbackInfo &info, size_t i) {
+    uint32_t id = arg_u32(info, i, "port");
+    if (id >= MAX_PORTS || !ports_[id].used) throw Napi::RangeError::New(info.Env(), "no such switch port");
+    return &ports_[id];
+  }
+
+  // addPort(params, name, lossless) -> {id, fd, memory, switchBell, clientBell, layout}
+  Napi::Value AddPort(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject() || !info[1].IsString()) throw Napi::TypeError::New(env, "addPort(params, name, lossless)");
+    Napi::Object po = info[0].As<Napi::Object>();
+    LayoutParams p;
+    p.tx_rings = opt_u32(po, "txRings", 1);
+    p.rx_rings = opt_u32(po, "rxRings", 1);
+    p.tx_slots = opt_u32(po, "txSlots", DEFAULT_SLOTS);
+    p.rx_slots = opt_u32(po, "rxSlots", DEFAULT_SLOTS);
+    p.buf_size = opt_u32(po, "bufSize", DEFAULT_BUF_SIZE);
+    p.extra_bufs = opt_u32(po, "extraBufs", 0);
+    Layout l;
+    std::string err = compute_layout(p, &l);
+    if (!err.empty()) throw coded_error(env, err, "EINVAL");
+    uint32_t id = 0;
+    while (id < MAX_PORTS && ports_[id].used) id++;
+    if (id == MAX_PORTS) throw coded_error(env, "switch is full (254 ports, as NM_BDG_MAXPORTS)", "ENOSPC");
+    std::string name = info[1].As<Napi::String>();
+    int fd = memfd_create(("vale-ts:" + name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) throw errno_error(env, "memfd_create", errno);
+    if (ftruncate(fd, static_cast<off_t>(l.size)) < 0) {
+      int e = errno;
+      close(fd);
+      throw errno_error(env, "ftruncate", e);
+    }
+    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    void *m = mmap(nullptr, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+      int e = errno;
+      close(fd);
+      throw errno_error(env, "mmap", e);
+    }
+    int sb = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int cb = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (sb < 0 || cb < 0) {
+      int e = errno;
+      if (sb >= 0) close(sb);
+      if (cb >= 0) close(cb);
+      munmap(m, l.size);
+      close(fd);
+      throw errno_error(env, "eventfd", e);
+    }
+    std::string names[MAX_IFS] = {name, ""};
+    init_region(static_cast<uint8_t *>(m), l, names);
+    PortState &ps = ports_[id];
+    ps = PortState{};
+    ps.used = true;
+    ps.lossless = info.Length() > 2 && info[2].ToBoolean();
+    ps.layout = l;
+    ps.base = static_cast<uint8_t *>(m);
+    ps.memfd = fd;
+    ps.switch_bell = sb;
+    ps.client_bell = cb;
+    for (uint32_t r = 0; r < p.tx_rings; r++) ps.tx_hwcur[r] = 0;
+    Napi::ArrayBuffer ab = mapping_to_arraybuffer(env, m, l.size);
+    ps.memory = Napi::Persistent(ab);
+    active_.push_back(id);
+    auto o = Napi::Object::New(env);
+    o.Set("id", id);
+    o.Set("fd", fd);
+    o.Set("memory", ab);
+    o.Set("switchBell", sb);
+    o.Set("clientBell", cb);
+    o.Set("size", static_cast<double>(l.size));
+    o.Set("nifpOffset", static_cast<double>(l.nifp_ofs[0]));
+    return o;
+  }
+
+  void ClosePort(PortState &p) {
+    if (!p.used) return;
+    const uint32_t id = static_cast<uint32_t>(&p - ports_.data());
+    active_.erase(std::remove(active_.begin(), active_.end(), id), active_.end());
+    dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), id), dirty_.end());
+    if (p.memfd >= 0) close(p.memfd);
+    if (p.switch_bell >= 0) close(p.switch_bell);
+    if (p.client_bell >= 0) close(p.client_bell);
+    p.memory.Reset();  // unmapped when JS drops its last view too
+    p.used = false;
+    p.base = nullptr;
+  }
+
+  Napi::Value RemovePort(const Napi::CallbackInfo &info) {
+    PortState *p = port_arg(info, 0);
+    ClosePort(*p);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetLossless(const Napi::CallbackInfo &info) {
+    port_arg(info, 0)->lossless = info[1].ToBoolean();
+    return info.Env().Undefined();
+  }
+
+  // collect(port, ring, max): reads up to max tx slots [hwcur, head) into the
+  // batch arrays (offsets are into the port's region). Invalid slots are
+  // counted and left out. Returns the number of frames in the batch.
+  Napi::Value Collect(const Napi::CallbackInfo &info) {
+    PortState *p = port_arg(info, 0);
+    uint32_t r = arg_u32(info, 1, "ring");
+    uint32_t max = arg_u32(info, 2, "max");
+    if (r >= p->layout.p.tx_rings) throw Napi::RangeError::New(info.Env(), "tx ring out of range");
+    if (max > cap_) max = cap_;
+    const uint32_t N = p->layout.p.tx_slots;
+    uint32_t head = load_acquire(&p->atok(r)->head);
+    if (head >= N) {
+      p->c[C_BAD_HEAD]++;
+      batch_port_ = nullptr;
+      return Napi::Number::New(info.Env(), 0);
+    }
+    netmap_slot *s = ring_slots(p->ring(r));
+    uint32_t i = p->tx_hwcur[r], n = 0, scanned = 0;
+    const uint32_t bsz = p->layout.p.buf_size;
+    const uint64_t pool = p->layout.buf_pool_ofs;
+    while (i != head && n < max) {
+      const uint32_t idx = s[i].buf_idx;
+      const uint16_t len = s[i].len;
+      const uint16_t fl = s[i].flags;
+      slot_of_[n] = i;
+      if (!p->buf_ok(idx) || len > bsz) {
+        p->c[C_DROP_INVALID]++;
+      } else if (fl & NS_MOREFRAG) {
+        p->c[C_DROP_FRAG]++;
+      } else {
+        offsets_[n] = static_cast<uint32_t>(pool + static_cast<uint64_t>(idx) * bsz);
+        lens_[n] = len;
+        n++;
+      }
+      i = ring_next(i, N);
+      scanned++;
+      if (scanned >= max && n < max) break;
+    }
+    batch_port_ = p;
+    batch_ring_ = r;
+    batch_end_ = i;
+    batch_n_ = n;
+    return Napi::Number::New(info.Env(), n);
+  }
+
+  bool rx_room(PortState *d, uint32_t rr, uint32_t *room) {
+    RxState &st = d->rx[rr];
+    const uint32_t N = d->layout.p.rx_slots;
+    uint32_t rel = load_acquire(&d->atok(d->layout.p.tx_rings + rr)->head);
+    if (rel >= N || ring_dist(rel, st.released, N) > ring_dist(st.hwtail, st.released, N)) {
+      d->c[C_BAD_HEAD]++;
+      rel = st.released;
+    }
+    st.released = rel;
+    *room = ring_dist(rel == 0 ? N - 1 : rel - 1, st.hwtail, N);
+    return *room > 0;
+  }
+
+  // one copy into port d's rx ring rr; false when there is no room
+  bool deliver(PortState *d, uint32_t rr, const uint8_t *src, uint16_t len, uint32_t *room) {
+    if (*room == 0 && !rx_room(d, rr, room)) return false;
+    RxState &st = d->rx[rr];
+    netmap_slot *s = &ring_slots(d->ring(d->layout.p.tx_rings + rr))[st.hwtail];
+    const uint32_t idx = s->buf_idx;
+    if (!d->buf_ok(idx)) {
+      // the client broke its own rx slot: the copy is lost, counted there
+      d->c[C_DROP_INVALID]++;
+      return true;
+    }
+    if (len > d->layout.p.buf_size) {
+      d->c[C_DROP_OVERSIZE]++;
+      return true;
+    }
+    std::memcpy(d->buf(idx), src, len);
+    s->len = len;
+    s->flags = 0;
+    st.hwtail = ring_next(st.hwtail, d->layout.p.rx_slots);
+    (*room)--;
+    if (!d->any_dirty) {
+      d->any_dirty = true;
+      dirty_.push_back(static_cast<uint32_t>(d - ports_.data()));
+    }
+    d->rx_dirty[rr] = true;
+    d->c[C_TX_FRAMES]++;
+    d->c[C_TX_BYTES] += len;
+    return true;
+  }
+
+  // forward(): delivers the collected batch by dests[]; returns frames consumed
+  // from the source ring (fewer than the batch only in lossless mode).
+  Napi::Value Forward(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    PortState *p = batch_port_;
+    if (!p) return Napi::Number::New(env, 0);
+    batch_port_ = nullptr;
+    const uint32_t src_id = static_cast<uint32_t>(p - ports_.data());
+    const uint32_t r = batch_ring_;
+    const uint32_t N = p->layout.p.tx_slots;
+    uint32_t room[MAX_PORTS];
+    std::fill(room, room + MAX_PORTS, 0u);
+    uint32_t done = 0;
+    bool stopped = false;
+    for (; done < batch_n_; done++) {
+      const int16_t dst = dests_[done];
+      const uint8_t *src = p->base + offsets_[done];
+      const uint16_t len = lens_[done];
+      if (len < 14) {
+        p->c[C_DROP_RUNT]++;
+      } else if (dst >= 0) {
+        const uint32_t d = static_cast<uint32_t>(dst);
+        if (d == src_id) {
+          p->c[C_DROP_SAME_PORT]++;
+        } else if (d >= MAX_PORTS || !ports_[d].used) {
+          p->c[C_DROP_NO_PORT]++;
+        } else {
+          PortState *dp = &ports_[d];
+          uint32_t rr = r % dp->layout.p.rx_rings;
+          if (!deliver(dp, rr, src, len, &room[d])) {
+            if (p->lossless) {
+              stopped = true;
+              break;
+            }
+            dp->c[C_DROP_NO_SPACE]++;
+          }
+        }
+      } else if (dst == DEST_FLOOD) {
+        if (p->lossless) {
+          // all or nothing: never deliver a flood twice
+          bool all = true;
+          for (uint32_t d : active_) {
+            if (d == src_id) continue;
+            uint32_t rr = r % ports_[d].layout.p.rx_rings;
+            if (room[d] == 0 && !rx_room(&ports_[d], rr, &room[d])) {
+              all = false;
+              break;
+            }
+          }
+          if (!all) {
+            stopped = true;
+            break;
+          }
+        }
+        p->c[C_FLOODED]++;
+        for (uint32_t d : active_) {
+          if (d == src_id) continue;
+          PortState *dp = &ports_[d];
+          if (!deliver(dp, r % dp->layout.p.rx_rings, src, len, &room[d])) dp->c[C_DROP_NO_SPACE]++;
+        }
+      } else if (dst == DEST_SAME_PORT) {
+        p->c[C_DROP_SAME_PORT]++;
+      } else {
+        p->c[C_DROP_LOOKUP]++;
+      }
+      p->c[C_RX_FRAMES]++;
+      p->c[C_RX_BYTES] += len;
+    }
+    // advance the source ring: up to the end of the scan, or to the frame
+    // that could not be delivered (lossless)
+    uint32_t newcur = stopped ? slot_of_[done] : batch_end_;
+    p->tx_hwcur[r] = newcur;
+    nm_csb_ktoa *k = p->ktoa(r);
+    store_release(&k->hwcur, newcur);
+    store_release(&k->hwtail, newcur == 0 ? N - 1 : newcur - 1);
+    full_fence();
+    nm_csb_atok *a = p->atok(r);
+    if (load_relaxed(&a->appl_need_kick) && exchange(&a->appl_need_kick, 0)) {
+      KickClient(p);
+    }
+    PublishRx();
+    return Napi::Number::New(env, stopped ? -static_cast<double>(done) - 1 : done);
+  }
+
+  void KickClient(PortState *p) {
+    uint64_t one = 1;
+    ssize_t w = write(p->client_bell, &one, sizeof one);
+    (void)w;
+    p->c[C_KICKS]++;
+  }
+
+  // publish new rx tails and wake receivers that asked for it
+  void PublishRx() {
+    for (uint32_t id : dirty_) {
+      PortState &d = ports_[id];
+      d.any_dirty = false;
+      bool kick = false;
+      for (uint32_t rr = 0; rr < d.layout.p.rx_rings; rr++) {
+        if (!d.rx_dirty[rr]) continue;
+        d.rx_dirty[rr] = false;
+        uint32_t k = d.layout.p.tx_rings + rr;
+        store_release(&d.ktoa(k)->hwtail, d.rx[rr].hwtail);
+        full_fence();
+        nm_csb_atok *a = d.atok(k);
+        if (load_relaxed(&a->appl_need_kick) && exchange(&a->appl_need_kick, 0)) kick = true;
+      }
+      if (kick) KickClient(&d);
+    }
+    dirty_.clear();
+  }
+
+  Napi::Value FlushRx(const Napi::CallbackInfo &info) {
+    PublishRx();
+    return info.Env().Undefined();
+  }
+
+  // pending(port, ring): tx slots published by the client and not consumed yet
+  Napi::Value Pending(const Napi::CallbackInfo &info) {
+    PortState *p = port_arg(info, 0);
+    uint32_t r = arg_u32(info, 1, "ring");
+    if (r >= p->layout.p.tx_rings) throw Napi::RangeError::New(info.Env(), "tx ring out of range");
+    const uint32_t N = p->layout.p.tx_slots;
+    uint32_t head = load_acquire(&p->atok(r)->head);
+    if (head >= N) return Napi::Number::New(info.Env(), 0);
+    return Napi::Number::New(info.Env(), ring_dist(head, p->tx_hwcur[r], N));
+  }
+
+  // arm(port, on, rxToo): ask (or stop asking) the client for a kick when it
+  // publishes tx frames, and when rxToo, when it frees rx room (lossless)
+  Napi::Value Arm(const Napi::CallbackInfo &info) {
+    PortState *p = port_arg(info, 0);
+    uint32_t v = info[1].ToBoolean() ? 1 : 0;
+    bool rx_too = info.Length() > 2 && info[2].ToBoolean();
+    for (uint32_t r = 0; r < p->layout.p.tx_rings; r++) store_release(&p->ktoa(r)->kern_need_kick, v);
+    for (uint32_t rr = 0; rr < p->layout.p.rx_rings; rr++)
+      store_release(&p->ktoa(p->layout.p.tx_rings + rr)->kern_need_kick, rx_too ? v : 0);
+    full_fence();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value DrainBell(const Napi::CallbackInfo &info) {
+    PortState *p = port_arg(info, 0);
+    uint64_t v;
+    while (read(p->switch_bell, &v, sizeof v) > 0) {
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo &info) {
+    PortState *p = port_arg(info, 0);
+    auto o = Napi::Object::New(info.Env());
+    for (uint32_t i = 0; i < C_COUNT; i++) o.Set(COUNTER_NAMES[i], static_cast<double>(p->c[i]));
+    return o;
+  }
+
+  std::vector<PortState> ports_;
+  std::vector<uint32_t> active_;  // ids in use, so floods and publishing cost O(ports in use)
+  std::vector<uint32_t> dirty_;   // ports whose rx rings got frames in this batch
+  uint32_t cap_ = 0;
+  uint32_t *offsets_ = nullptr;
+  uint16_t *lens_ = nullptr;
+  int16_t *dests_ = nullptr;
+  Napi::ObjectReference refs_[3];
+  PortState *batch_port_ = nullptr;
+  uint32_t batch_ring_ = 0, batch_end_ = 0, batch_n_ = 0;
+  uint32_t slot_of_[MAX_BATCH] = {};
+};
+
+}  // namespace
+
+void InitForward(Napi::Env env, Napi::Object exports) { exports.Set("SwitchCore", SwitchCore::Define(env)); }
+
+}  // namespace nm

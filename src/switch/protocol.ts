@@ -1,0 +1,283 @@
+/**
+ * The vale-ts control protocol: JSON messages over a SOCK_SEQPACKET unix
+ * socket (one message per packet), fds carried with SCM_RIGHTS. Versioned;
+ * documented in docs/control-protocol.md. Every incoming message is checked
+ * here before anything acts on it.
+ */
+import path from 'node:path';
+
+/** Protocol version spoken by this build. */
+export const PROTOCOL_VERSION = 1;
+/** Largest message either side accepts. */
+export const MAX_MESSAGE = 65536;
+
+/** Where the control socket is: --socket, VALE_TS_SOCKET, then the default. */
+export function defaultSocketPath(explicit?: string): string {
+  if (explicit) return explicit;
+  const env = process.env['VALE_TS_SOCKET'];
+  if (env) return env;
+  if (process.getuid?.() === 0) return '/run/vale-ts/vale-ts.sock';
+  const xdg = process.env['XDG_RUNTIME_DIR'];
+  if (xdg) return path.join(xdg, 'vale-ts.sock');
+  return path.join('/tmp', `vale-ts-${process.getuid?.() ?? 'user'}.sock`);
+}
+
+/** Ring/slot configuration asked for by a client (netmap's @conf:). */
+export interface ConfRequest {
+  txRings?: number;
+  rxRings?: number;
+  txSlots?: number;
+  rxSlots?: number;
+}
+
+/** Register a port (netmap's NETMAP_REQ_REGISTER). Reply carries fds: region memfd, client doorbell, switch doorbell. */
+export interface RegisterRequest {
+  v: number;
+  op: 'register';
+  /** valeX:Y */
+  name: string;
+  nrMode: number;
+  ringId: number;
+  flags: number;
+  conf: ConfRequest;
+  bufSize?: number;
+  extraBufs?: number;
+  lossless?: boolean;
+}
+
+/** List ports (valectl with no argument, or -l NAME). */
+export interface ListRequest {
+  v: number;
+  op: 'list';
+  name?: string;
+}
+
+/** Port info (valectl -g). */
+export interface InfoRequest {
+  v: number;
+  op: 'info';
+  name: string;
+}
+
+/** Create a persistent port (valectl -n). */
+export interface CreateRequest {
+  v: number;
+  op: 'create';
+  name: string;
+  conf: ConfRequest;
+  bufSize?: number;
+}
+
+/** Remove a persistent port (valectl -r). */
+export interface RemoveRequest {
+  v: number;
+  op: 'remove';
+  name: string;
+}
+
+/** Attach / detach a host interface (valectl -a / -h / -d). */
+export interface AttachRequest {
+  v: number;
+  op: 'attach' | 'detach';
+  name: string;
+  hostStack?: boolean;
+}
+
+/** Counters and MAC tables. */
+export interface StatsRequest {
+  v: number;
+  op: 'stats';
+  switch?: string;
+}
+
+/** Any request. */
+export type Request = RegisterRequest | ListRequest | InfoRequest | CreateRequest | RemoveRequest | AttachRequest | StatsRequest;
+
+/** A port as listed. */
+export interface PortListing {
+  name: string;
+  bridgeIndex: number;
+  portIndex: number;
+  persistent: boolean;
+  attached: boolean;
+  pid?: number;
+}
+
+/** Port geometry (register reply, info). */
+export interface PortGeometry {
+  memsize: number;
+  nifpOffset: number;
+  txRings: number;
+  rxRings: number;
+  txSlots: number;
+  rxSlots: number;
+  bufSize: number;
+  memId: number;
+}
+
+/** Per-port counters in a stats reply. */
+export interface PortStats {
+  name: string;
+  portIndex: number;
+  counters: Record<string, number>;
+}
+
+/** A switch in a stats reply. */
+export interface SwitchStats {
+  name: string;
+  bridgeIndex: number;
+  ports: PortStats[];
+  macTable: { mac: string; port: string; ageMs: number }[];
+  macTableCounters: Record<string, number>;
+}
+
+/** Replies. */
+export type Reply =
+  | { v: number; ok: false; code: string; error: string }
+  | ({ v: number; ok: true; op: 'register'; switch: string; port: string; bridgeIndex: number; portIndex: number } & PortGeometry)
+  | { v: number; ok: true; op: 'list'; ports: PortListing[] }
+  | ({ v: number; ok: true; op: 'info'; name: string } & PortGeometry)
+  | ({ v: number; ok: true; op: 'create'; name: string; portIndex: number } & PortGeometry)
+  | { v: number; ok: true; op: 'remove' | 'attach' | 'detach'; name: string; portIndex: number }
+  | { v: number; ok: true; op: 'stats'; switches: SwitchStats[] };
+
+/** Sent by the switch before it closes a client's socket. */
+export interface ByeMessage {
+  v: number;
+  op: 'bye';
+  reason: string;
+}
+
+/** A malformed message: the text says what is wrong. */
+export class ProtocolError extends Error {
+  readonly code = 'EPROTO';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder('utf-8', { fatal: true });
+
+/** Serialise a message. */
+export function encodeMessage(m: Request | Reply | ByeMessage): Uint8Array {
+  const b = enc.encode(JSON.stringify(m));
+  if (b.length > MAX_MESSAGE) throw new ProtocolError(`message of ${b.length} bytes exceeds ${MAX_MESSAGE}`);
+  return b;
+}
+
+function obj(data: Uint8Array): Record<string, unknown> {
+  let text: string;
+  try {
+    text = dec.decode(data);
+  } catch {
+    throw new ProtocolError('message is not valid UTF-8');
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new ProtocolError('message is not valid JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ProtocolError('message is not a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function str(o: Record<string, unknown>, k: string, max = 64): string {
+  const v = o[k];
+  if (typeof v !== 'string' || v.length === 0 || v.length > max) throw new ProtocolError(`field '${k}' must be a string of 1..${max} characters`);
+  return v;
+}
+
+function int(o: Record<string, unknown>, k: string, lo: number, hi: number, dflt?: number): number {
+  const v = o[k];
+  if (v === undefined && dflt !== undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw new ProtocolError(`field '${k}' must be an integer in ${lo}..${hi}`);
+  return v;
+}
+
+function optInt(o: Record<string, unknown>, k: string, lo: number, hi: number): number | undefined {
+  return o[k] === undefined ? undefined : int(o, k, lo, hi);
+}
+
+function conf(o: Record<string, unknown>): ConfRequest {
+  const c = o['conf'] ?? {};
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ProtocolError("field 'conf' must be an object");
+  const r = c as Record<string, unknown>;
+  const out: ConfRequest = {};
+  const txRings = optInt(r, 'txRings', 1, 16);
+  const rxRings = optInt(r, 'rxRings', 1, 16);
+  const txSlots = optInt(r, 'txSlots', 2, 4096);
+  const rxSlots = optInt(r, 'rxSlots', 2, 4096);
+  if (txRings !== undefined) out.txRings = txRings;
+  if (rxRings !== undefined) out.rxRings = rxRings;
+  if (txSlots !== undefined) out.txSlots = txSlots;
+  if (rxSlots !== undefined) out.rxSlots = rxSlots;
+  return out;
+}
+
+function version(o: Record<string, unknown>): number {
+  const v = o['v'];
+  if (v !== PROTOCOL_VERSION) {
+    throw new ProtocolError(`protocol version ${String(v)} is not supported (this side speaks ${PROTOCOL_VERSION}): use matching @x/netmap versions`);
+  }
+  return v;
+}
+
+/** Parse and check a request (switch side). */
+export function decodeRequest(data: Uint8Array): Request {
+  const o = obj(data);
+  const v = version(o);
+  const op = o['op'];
+  switch (op) {
+    case 'register': {
+      const r: RegisterRequest = {
+        v,
+        op,
+        name: str(o, 'name'),
+        nrMode: int(o, 'nrMode', 0, 8, 1),
+        ringId: int(o, 'ringId', 0, 4095, 0),
+        flags: int(o, 'flags', 0, 2 ** 32 - 1, 0),
+        conf: conf(o),
+      };
+      const bufSize = optInt(o, 'bufSize', 64, 65536);
+      const extraBufs = optInt(o, 'extraBufs', 0, 1 << 20);
+      if (bufSize !== undefined) r.bufSize = bufSize;
+      if (extraBufs !== undefined) r.extraBufs = extraBufs;
+      if (o['lossless'] !== undefined) {
+        if (typeof o['lossless'] !== 'boolean') throw new ProtocolError("field 'lossless' must be a boolean");
+        r.lossless = o['lossless'];
+      }
+      return r;
+    }
+    case 'list':
+      return o['name'] === undefined ? { v, op } : { v, op, name: str(o, 'name') };
+    case 'info':
+    case 'remove':
+      return { v, op, name: str(o, 'name') };
+    case 'create': {
+      const r: CreateRequest = { v, op, name: str(o, 'name'), conf: conf(o) };
+      const bufSize = optInt(o, 'bufSize', 64, 65536);
+      if (bufSize !== undefined) r.bufSize = bufSize;
+      return r;
+    }
+    case 'attach':
+    case 'detach':
+      return { v, op, name: str(o, 'name'), hostStack: o['hostStack'] === true };
+    case 'stats':
+      return o['switch'] === undefined ? { v, op } : { v, op, switch: str(o, 'switch') };
+    default:
+      throw new ProtocolError(`unknown op ${JSON.stringify(op)}: expected register, list, info, create, remove, attach, detach or stats`);
+  }
+}
+
+/** Parse a reply or bye (client side). Shape checks are the caller's, per op. */
+export function decodeReply(data: Uint8Array): Reply | ByeMessage {
+  const o = obj(data);
+  version(o);
+  if (o['op'] === 'bye') return o as unknown as ByeMessage;
+  if (typeof o['ok'] !== 'boolean') throw new ProtocolError("reply lacks 'ok'");
+  if (o['ok'] === false && (typeof o['code'] !== 'string' || typeof o['error'] !== 'string')) throw new ProtocolError('error reply lacks code/error');
+  return o as unknown as Reply;
+}
