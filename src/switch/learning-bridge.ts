@@ -1,0 +1,113 @@
+/**
+ * The default forwarding decision of a switch: a learning bridge in the manner
+ * of netmap's `netmap_vale_learning()`, plus aging and a bounded table.
+ *
+ * Called once per batch (up to 512 frames from one source port); reads the
+ * Ethernet header of every frame in place from the port's shared region and
+ * writes a destination per frame. No allocation, no DataView: bytes are combined
+ * with shifts into the 16 + 32 bit key the MAC table works on.
+ */
+import { type Clock, systemClock } from './clock.js';
+import { MacTable } from './mac-table.js';
+
+/** Drop the frame (the caller counts it by reason; here: runt). */
+export const DEST_DROP = -1;
+/** Send to every port except the source. */
+export const DEST_FLOOD = -2;
+/** Destination is the source port itself: drop, counted as 'same-port'. */
+export const DEST_SAME_PORT = -3;
+
+/** Shortest frame with a full Ethernet header. */
+export const ETH_HLEN = 14;
+
+/**
+ * Decision function signature the switch calls per batch. `buf` is a Uint8Array
+ * over the source port's whole shared region; `offsets[i]`/`lens[i]` give frame i
+ * (already validated by the caller); write the destination port index (>= 0),
+ * DEST_FLOOD, DEST_DROP or DEST_SAME_PORT into `dests[i]`; `srcPort` is the source
+ * port index.
+ */
+export type BatchLookup = (
+  buf: Uint8Array,
+  offsets: Uint32Array,
+  lens: Uint16Array,
+  count: number,
+  srcPort: number,
+  dests: Int16Array,
+) => void;
+
+export interface LearningBridgeOptions {
+  maxEntries?: number;
+  ageMs?: number;
+  clock?: Clock;
+}
+
+export class LearningBridge {
+  readonly table: MacTable;
+  readonly counters = { runts: 0 };
+  /** Bound; pass it around as a plain function. */
+  readonly lookupBatch: BatchLookup;
+  private readonly clock: Clock;
+
+  constructor(opts: LearningBridgeOptions = {}) {
+    this.clock = opts.clock ?? systemClock;
+    this.table = new MacTable({ maxEntries: opts.maxEntries, ageMs: opts.ageMs, clock: this.clock });
+    const table = this.table;
+    const counters = this.counters;
+    const clock = this.clock;
+
+    this.lookupBatch = (buf, offsets, lens, count, srcPort, dests) => {
+      const now = clock.nowMs();
+      let n = count | 0;
+      if (n > dests.length) n = dests.length;
+      // Last-source cache (VALE's last_smac): consecutive frames from the same
+      // MAC write the table once per batch; the first frame of every batch
+      // learns for real, which also refreshes the entry's age. The cache lives
+      // only for this call, so nothing done to the table between batches
+      // (removePort, expire, remove) can make it stale.
+      let cHi = -1;
+      let cLo = -1;
+      for (let i = 0; i < n; i++) {
+        if (lens[i]! < ETH_HLEN) {
+          counters.runts++;
+          dests[i] = DEST_DROP;
+          continue;
+        }
+        const o = offsets[i]!;
+
+        // Source: learn unless it is a group address.
+        const s0 = buf[o + 6]!;
+        if ((s0 & 1) === 0) {
+          const sHi = (s0 << 8) | buf[o + 7]!;
+          const sLo = ((buf[o + 8]! << 24) | (buf[o + 9]! << 16) | (buf[o + 10]! << 8) | buf[o + 11]!) >>> 0;
+          if (sLo !== cLo || sHi !== cHi) {
+            table.learn(sHi, sLo, srcPort, now);
+            cHi = sHi;
+            cLo = sLo;
+          }
+        }
+
+        // Destination.
+        const d0 = buf[o]!;
+        if ((d0 & 1) !== 0) {
+          dests[i] = DEST_FLOOD;
+          continue;
+        }
+        const dHi = (d0 << 8) | buf[o + 1]!;
+        const dLo = ((buf[o + 2]! << 24) | (buf[o + 3]! << 16) | (buf[o + 4]! << 8) | buf[o + 5]!) >>> 0;
+        const port = table.lookup(dHi, dLo, now);
+        dests[i] = port < 0 ? DEST_FLOOD : port === srcPort ? DEST_SAME_PORT : port;
+      }
+    };
+  }
+
+  /** The port went away: forget what was learned on it. */
+  portRemoved(port: number): void {
+    this.table.removePort(port);
+  }
+
+  /** Reclaim aged entries; the switch calls this about once a second. */
+  expire(): void {
+    this.table.expire(this.clock.nowMs());
+  }
+}
