@@ -43,6 +43,7 @@ enum Counter {
   C_DROP_NO_PORT,    // the lookup named a port that does not exist
   C_DROP_OVERSIZE,   // copies to this port larger than its buffers
   C_DROP_FRAG,       // multi-slot (NS_MOREFRAG) frames: not supported yet
+  C_DROP_CLOSED,     // frames left in the port's tx rings when it went away
   C_FLOODED,         // frames from this port sent to all others
   C_BAD_HEAD,        // syncs where the client published an impossible index
   C_KICKS,           // doorbell writes to this port's client
@@ -51,7 +52,7 @@ enum Counter {
 const char *const COUNTER_NAMES[C_COUNT] = {
     "rxFrames",      "rxBytes",    "txFrames",   "txBytes",     "dropNoSpace",
     "dropInvalid",   "dropRunt",   "dropSamePort", "dropLookup", "dropNoPort",
-    "dropOversize",  "dropFrag",   "flooded",    "badHead",     "kicks"};
+    "dropOversize",  "dropFrag",   "dropClosed",   "flooded",    "badHead",     "kicks"};
 
 struct RxState {
   uint32_t hwtail = 0;    // next slot the switch fills
@@ -221,8 +222,18 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
 
   Napi::Value RemovePort(const Napi::CallbackInfo &info) {
     PortState *p = port_arg(info, 0);
+    // frames the client queued but the switch never took are lost: count them
+    for (uint32_t r = 0; r < p->layout.p.tx_rings; r++) {
+      uint32_t head = load_acquire(&p->atok(r)->head);
+      if (head < p->layout.p.tx_slots) {
+        uint32_t n = ring_dist(head, p->tx_hwcur[r], p->layout.p.tx_slots);
+        p->c[C_DROP_CLOSED] += n;
+        p->c[C_RX_FRAMES] += n;
+      }
+    }
+    Napi::Object final_counters = CountersOf(info.Env(), p);
     ClosePort(*p);
-    return info.Env().Undefined();
+    return final_counters;
   }
 
   Napi::Value SetLossless(const Napi::CallbackInfo &info) {
@@ -466,12 +477,13 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     return info.Env().Undefined();
   }
 
-  Napi::Value Stats(const Napi::CallbackInfo &info) {
-    PortState *p = port_arg(info, 0);
-    auto o = Napi::Object::New(info.Env());
+  static Napi::Object CountersOf(Napi::Env env, const PortState *p) {
+    auto o = Napi::Object::New(env);
     for (uint32_t i = 0; i < C_COUNT; i++) o.Set(COUNTER_NAMES[i], static_cast<double>(p->c[i]));
     return o;
   }
+
+  Napi::Value Stats(const Napi::CallbackInfo &info) { return CountersOf(info.Env(), port_arg(info, 0)); }
 
   std::vector<PortState> ports_;
   std::vector<uint32_t> active_;  // ids in use, so floods and publishing cost O(ports in use)

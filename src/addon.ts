@@ -66,7 +66,8 @@ export interface NativeSwitchCore {
     name: string,
     lossless: boolean,
   ): NativeSwitchPort;
-  removePort(id: number): void;
+  /** returns the port's final counters */
+  removePort(id: number): Record<string, number>;
   setLossless(id: number, on: boolean): void;
   collect(id: number, ring: number, max: number): number;
   /** frames consumed; -(n+1) when lossless backpressure stopped after n */

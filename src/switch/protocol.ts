@@ -129,6 +129,8 @@ export interface SwitchStats {
   ports: PortStats[];
   macTable: { mac: string; port: string; ageMs: number }[];
   macTableCounters: Record<string, number>;
+  /** counters summed over all ports, including ports that have gone */
+  totals: Record<string, number>;
 }
 
 /** Replies. */

@@ -84,6 +84,8 @@ export class Switch extends EventEmitter {
   private wakeTimer: NodeJS.Timeout | undefined;
   private expireTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** counters of ports that have gone, summed, so totals stay exact */
+  private readonly retired: Record<string, number> = {};
 
   constructor(name: string, opts: SwitchOptions = {}) {
     super();
@@ -169,10 +171,13 @@ export class Switch extends EventEmitter {
     const p = this.portsById.get(index);
     if (!p) return;
     p.watcher.close();
+    // take what the port queued before it went, then count what is left
+    this.pump();
+    const last = this.core.removePort(index);
+    for (const [k, v] of Object.entries(last)) this.retired[k] = (this.retired[k] ?? 0) + v;
     this.portsById.delete(index);
     this.order = this.ports();
     this.bridge?.portRemoved(index);
-    this.core.removePort(index);
     this.emit('portRemoved', p);
   }
 
@@ -189,6 +194,13 @@ export class Switch extends EventEmitter {
     return this.core.stats(index);
   }
 
+  /** Counters summed over every port, present and removed. */
+  totals(): Record<string, number> {
+    const t: Record<string, number> = { ...this.retired };
+    for (const p of this.portsById.values()) for (const [k, v] of Object.entries(this.core.stats(p.index))) t[k] = (t[k] ?? 0) + v;
+    return t;
+  }
+
   /** Counters of every port plus the MAC table. */
   stats(): SwitchStats {
     const macTable: SwitchStats['macTable'] = [];
@@ -200,6 +212,7 @@ export class Switch extends EventEmitter {
       ports: this.ports().map((p) => ({ name: p.name, portIndex: p.index, counters: this.core.stats(p.index) })),
       macTable,
       macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : {},
+      totals: this.totals(),
     };
   }
 
