@@ -11,7 +11,9 @@
         "cpp/fdio.cc",
         "cpp/region.cc",
         "cpp/region_napi.cc",
-        "cpp/pipe.cc"
+        "cpp/pipe.cc",
+        "cpp/kernel_port.cc",
+        "cpp/switch_core.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

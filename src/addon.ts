@@ -119,7 +119,10 @@ const root = path.resolve(here, '..', '..');
 const require = createRequire(import.meta.url);
 const load = require('node-gyp-build') as (dir: string) => unknown;
 
-/** The raw binding; other modules narrow it to the parts they use. */
-export const nativeRaw: unknown = load(root);
+/**
+ * The raw binding; other modules narrow it to the parts they use.
+ * NETMAP_ADDON_PATH loads a specific build (the sanitizer run in CI uses it).
+ */
+export const nativeRaw: unknown = process.env['NETMAP_ADDON_PATH'] ? require(path.resolve(process.env['NETMAP_ADDON_PATH'])) : load(root);
 /** The typed binding. */
 export const native = nativeRaw as NativeAddon;
