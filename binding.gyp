@@ -1,7 +1,4 @@
 {
-  "variables": {
-    "sanitize%": "0"
-  },
   "targets": [
     {
       "target_name": "netmap",
@@ -19,13 +16,7 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-O3"],
-      "conditions": [
-        ["sanitize=='1'", {
-          "cflags_cc": ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-O1", "-g"],
-          "ldflags": ["-fsanitize=address,undefined"]
-        }]
-      ]
+      "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-O3"]
     }
   ]
 }

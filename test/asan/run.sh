@@ -14,7 +14,14 @@ echo '{"name":"netmap-asan","version":"0.0.0"}' >"$work/package.json"
 # build against the installed Node headers when there are any (no download)
 nodedir=()
 [ -f /usr/include/node/node_api.h ] && nodedir=(--nodedir=/usr)
-(cd "$work" && "$root/node_modules/.bin/node-gyp" rebuild "${nodedir[@]}" --sanitize=1 >"$work/build.log" 2>&1) || { cat "$work/build.log"; exit 1; }
+san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
+(cd "$work" && CXXFLAGS="$san" LDFLAGS="-fsanitize=address,undefined" \
+  "$root/node_modules/.bin/node-gyp" rebuild "${nodedir[@]}" >"$work/build.log" 2>&1) || { cat "$work/build.log"; exit 1; }
+# refuse to report a clean run of an uninstrumented build
+if [ "$(nm -D "$work/build/Release/netmap.node" | grep -c __asan_report)" = 0 ]; then
+  echo "asan: the addon was built without AddressSanitizer instrumentation" >&2
+  exit 1
+fi
 mkdir -p build-asan
 cp "$work/build/Release/netmap.node" build-asan/netmap.node
 asan=$(g++ -print-file-name=libasan.so)
