@@ -10,6 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <ctime>
+
 #include "napi_util.h"
 #include "region.h"
 #include "shm_atomic.h"
@@ -43,7 +46,7 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
     return DefineClass(env, "Pipe",
                        {InstanceMethod("txsync", &Pipe::TxSync), InstanceMethod("rxsync", &Pipe::RxSync),
                         InstanceMethod("peerState", &Pipe::PeerState), InstanceMethod("close", &Pipe::Close),
-                        InstanceMethod("stats", &Pipe::Stats), InstanceAccessor("memory", &Pipe::Memory, nullptr),
+                        InstanceMethod("stats", &Pipe::Stats), InstanceMethod("benchLoop", &Pipe::BenchLoop), InstanceAccessor("memory", &Pipe::Memory, nullptr),
                         InstanceAccessor("doorbellFd", &Pipe::DoorbellFd, nullptr),
                         InstanceAccessor("nifpOffset", &Pipe::NifpOffset, nullptr),
                         InstanceAccessor("created", &Pipe::Created, nullptr)});
@@ -227,14 +230,18 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
     Napi::Env env = info.Env();
     if (!base_) throw coded_error(env, "pipe is closed", "EBADF");
     uint32_t r = arg_u32(info, 0, "ring");
+    if (r >= layout_.p.tx_rings) throw Napi::RangeError::New(env, "tx ring index out of range");
+    return Napi::Number::New(env, static_cast<double>(tx_sync(r)));
+  }
+
+  int64_t tx_sync(uint32_t r) {
     const uint32_t T = layout_.p.tx_rings, N = layout_.p.tx_slots;
-    if (r >= T) throw Napi::RangeError::New(env, "tx ring index out of range");
     netmap_ring *tr = ring(end_, r);
     RingState &st = tx_[r];
     const uint32_t head = load_relaxed(&tr->head), cur = load_relaxed(&tr->cur);
     if (head >= N || cur >= N || ring_dist(head, st.hwcur, N) > ring_dist(st.hwtail, st.hwcur, N) ||
         ring_dist(cur, head, N) > ring_dist(st.hwtail, head, N))
-      return Napi::Number::New(env, -1);
+      return -1;
 
     const uint32_t peer = 1 - end_;
     nm_csb_atok *pa = atok(peer, T + r);
@@ -285,7 +292,7 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
       if (load_relaxed(&pa->appl_need_kick) && exchange(&pa->appl_need_kick, 0)) Kick(peer_bell_);
     }
     tx_frames_ += moved;
-    return Napi::Number::New(env, ring_dist(head, st.hwcur, N));
+    return ring_dist(head, st.hwcur, N);
   }
 
   // rxsync(r): releases [hwcur, head) to the producer, picks up new frames.
@@ -294,14 +301,18 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
     Napi::Env env = info.Env();
     if (!base_) throw coded_error(env, "pipe is closed", "EBADF");
     uint32_t r = arg_u32(info, 0, "ring");
-    const uint32_t T = layout_.p.tx_rings, N = layout_.p.rx_slots;
     if (r >= layout_.p.rx_rings) throw Napi::RangeError::New(env, "rx ring index out of range");
+    return Napi::Number::New(env, static_cast<double>(rx_sync(r)));
+  }
+
+  int64_t rx_sync(uint32_t r) {
+    const uint32_t T = layout_.p.tx_rings, N = layout_.p.rx_slots;
     netmap_ring *rr = ring(end_, T + r);
     RingState &st = rx_[r];
     const uint32_t head = load_relaxed(&rr->head), cur = load_relaxed(&rr->cur);
     if (head >= N || cur >= N || ring_dist(head, st.hwcur, N) > ring_dist(st.hwtail, st.hwcur, N) ||
         ring_dist(cur, head, N) > ring_dist(st.hwtail, head, N))
-      return Napi::Number::New(env, -1);
+      return -1;
     const bool released = head != st.hwcur;
     nm_csb_atok *a = atok(end_, T + r);
     nm_csb_ktoa *k = ktoa(end_, T + r);
@@ -325,7 +336,75 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
       nm_csb_atok *pta = atok(1 - end_, r);
       if (load_relaxed(&pta->appl_need_kick) && exchange(&pta->appl_need_kick, 0)) Kick(peer_bell_);
     }
-    return Napi::Number::New(env, ring_dist(t, head, N));
+    return ring_dist(t, head, N);
+  }
+
+  // benchLoop(role 'tx'|'rx', count, len, batch): the C++ reference for the
+  // pipe benchmark, doing what bench/pipe-peer does from TS: tx writes a
+  // sequence number into each frame and sets its length; rx checks the
+  // number of each frame and releases it. Spins on sync, as the TS loop does.
+  Napi::Value BenchLoop(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!base_) throw coded_error(env, "pipe is closed", "EBADF");
+    const bool tx = info[0].As<Napi::String>().Utf8Value() == "tx";
+    const double count = info[1].As<Napi::Number>().DoubleValue();
+    const uint32_t len = arg_u32(info, 2, "len");
+    const uint32_t batch = arg_u32(info, 3, "batch");
+    if (len < 4 || len > layout_.p.buf_size) throw Napi::RangeError::New(env, "len out of range");
+    const uint32_t T = layout_.p.tx_rings;
+    netmap_ring *rg = ring(end_, tx ? 0 : T);
+    const uint32_t N = tx ? layout_.p.tx_slots : layout_.p.rx_slots;
+    netmap_slot *sl = ring_slots(rg);
+    const uint64_t total = static_cast<uint64_t>(count);
+    uint64_t done = 0, errors = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (done < total) {
+      if (tx) {
+        uint32_t h = rg->head;
+        uint32_t room = ring_dist(rg->tail, h, N);
+        if (room > batch) room = batch;
+        if (room > total - done) room = static_cast<uint32_t>(total - done);
+        for (uint32_t i = 0; i < room; i++) {
+          const uint32_t idx = sl[h].buf_idx;
+          if (idx < 2 || idx >= layout_.num_bufs) return Napi::Number::New(env, -1);
+          uint32_t seq = static_cast<uint32_t>(done + i);
+          std::memcpy(base_ + layout_.buf_pool_ofs + static_cast<uint64_t>(idx) * layout_.p.buf_size, &seq, 4);
+          sl[h].len = static_cast<uint16_t>(len);
+          h = ring_next(h, N);
+        }
+        rg->head = rg->cur = h;
+        done += room;
+        if (tx_sync(0) < 0) return Napi::Number::New(env, -1);
+      } else {
+        if (rx_sync(0) < 0) return Napi::Number::New(env, -1);
+        uint32_t h = rg->head;
+        const uint32_t t = rg->tail;
+        while (h != t) {
+          const uint32_t idx = sl[h].buf_idx;
+          uint32_t seq = 0;
+          if (idx >= 2 && idx < layout_.num_bufs)
+            std::memcpy(&seq, base_ + layout_.buf_pool_ofs + static_cast<uint64_t>(idx) * layout_.p.buf_size, 4);
+          if (seq != static_cast<uint32_t>(done) || sl[h].len != len) errors++;
+          done++;
+          h = ring_next(h, N);
+        }
+        rg->head = rg->cur = h;
+      }
+    }
+    if (tx) {
+      // flush what the peer has not taken yet
+      while (tx_sync(0) > 0) {
+      }
+    } else {
+      rx_sync(0);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    auto o = Napi::Object::New(env);
+    o.Set("frames", static_cast<double>(done));
+    o.Set("errors", static_cast<double>(errors));
+    o.Set("ns", static_cast<double>((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)));
+    return o;
   }
 
   // 0: the peer never came or closed, 1: open, 2: died without closing

@@ -45,6 +45,8 @@ export interface NativePipe {
   rxsync(ring: number): number;
   peerState(): number;
   stats(): { txFrames: number; invalidSlots: number; peerErrors: number };
+  /** the C++ reference loop of the pipe benchmark */
+  benchLoop(role: 'tx' | 'rx', count: number, len: number, batch: number): { frames: number; errors: number; ns: number } | -1;
   close(): void;
 }
 
