@@ -1,0 +1,185 @@
+/**
+ * Switch benchmark: frames per second at the receivers through vale-ts, and
+ * in the same run the same traffic through a Linux bridge between veth pairs
+ * driven by trafgen (PACKET_MMAP), so the result is a ratio. Also the
+ * per-frame cost of 1->1 with 2, 16 and 64 ports attached.
+ *   node dist/bench/switch.bench.js [--seconds S] [--no-bridge]
+ * Needs root for the Linux bridge part (network namespace, veth, bridge);
+ * installs netsniff-ng (trafgen) with apt-get if it is missing.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+const dir = path.dirname(fileURLToPath(import.meta.url));
+const peerJs = path.join(dir, 'switch-peer.js');
+const valeTs = path.join(dir, '..', 'src', 'tools', 'vale-ts.js');
+
+const MAC = { a: '02000000000a', b: '02000000000b', c: '02000000000c', d: '02000000000d' };
+
+function child(args: string[], env: Record<string, string>): { c: ChildProcess; out: Promise<Record<string, number>> } {
+  const c = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  c.stdout!.on('data', (d: Buffer) => (out += d));
+  return {
+    c,
+    out: new Promise((resolve, reject) =>
+      c.on('exit', (code, sig) => (code === 0 || sig ? resolve(out ? (JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>) : {}) : reject(new Error(`${args.join(' ')} exited ${code}`)))),
+    ),
+  };
+}
+
+async function startSwitch(socket: string): Promise<ChildProcess> {
+  const c = spawn(process.execPath, [valeTs, '--socket', socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    c.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
+    c.on('exit', (code) => reject(new Error(`vale-ts exited ${code}`)));
+  });
+  return c;
+}
+
+interface Scenario {
+  name: string;
+  senders: { port: string; src: string; dst: string }[];
+  receivers: string[];
+}
+
+const scenarios: Scenario[] = [
+  { name: '1->1', senders: [{ port: 'a', src: MAC.a, dst: MAC.b }], receivers: ['b'] },
+  {
+    name: '2->1',
+    senders: [
+      { port: 'a', src: MAC.a, dst: MAC.b },
+      { port: 'c', src: MAC.c, dst: MAC.b },
+    ],
+    receivers: ['b'],
+  },
+  { name: '1->flood(4 ports)', senders: [{ port: 'a', src: MAC.a, dst: 'bcast' }], receivers: ['b', 'c', 'd'] },
+];
+
+/** Mpps summed over the receivers, through vale-ts. */
+async function valeRun(sc: Scenario, len: number, ms: number, idlePorts = 0): Promise<number> {
+  const socket = path.join(os.tmpdir(), `vtbench-${process.pid}-${Math.random().toString(36).slice(2)}.sock`);
+  const sw = await startSwitch(socket);
+  const env = { VALE_TS_SOCKET: socket };
+  try {
+    let holder: ReturnType<typeof child> | undefined;
+    if (idlePorts > 0) {
+      holder = child([peerJs, 'hold', 'vale0:idle', String(idlePorts)], env);
+      await new Promise((r) => setTimeout(r, 300 + idlePorts * 10));
+    }
+    // receivers announce their MAC so unicast is learned, not flooded
+    const rx = sc.receivers.map((r) => child([peerJs, 'rx', `vale0:${r}`, '400', (MAC as Record<string, string>)[r]!], env));
+    await new Promise((r) => setTimeout(r, 400));
+    const tx = sc.senders.map((s) => child([peerJs, 'tx', `vale0:${s.port}`, s.src, s.dst, String(len), String(ms)], env));
+    await Promise.all(tx.map((t) => t.out));
+    const res = await Promise.all(rx.map((r) => r.out));
+    holder?.c.kill('SIGKILL');
+    return res.reduce((s, r) => s + ((r['received'] ?? 0) / (r['ns'] || 1)) * 1e3, 0);
+  } finally {
+    sw.kill('SIGTERM');
+  }
+}
+
+function sh(cmd: string[]): string {
+  return execFileSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+let nsSeq = 0;
+/** The same traffic through a Linux bridge between veth pairs, sent by trafgen. */
+async function bridgeRun(sc: Scenario, len: number, ms: number): Promise<number> {
+  const ns = `vtb${process.pid % 100000}n${nsSeq++}`;
+  const nsx = (c: string[]): string => sh(['ip', 'netns', 'exec', ns, ...c]);
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'vtb-'));
+  sh(['ip', 'netns', 'add', ns]);
+  try {
+    nsx(['ip', 'link', 'add', 'br0', 'type', 'bridge']);
+    nsx(['ip', 'link', 'set', 'br0', 'up']);
+    const ifs = ['a', 'b', 'c', 'd'];
+    for (const i of ifs) {
+      nsx(['ip', 'link', 'add', `${i}0`, 'address', (MAC as Record<string, string>)[i]!.replace(/(..)(?!$)/g, '$1:'), 'type', 'veth', 'peer', 'name', `${i}0p`]);
+      nsx(['ip', 'link', 'set', `${i}0p`, 'master', 'br0']);
+      nsx(['ip', 'link', 'set', `${i}0p`, 'up']);
+      nsx(['ip', 'link', 'set', `${i}0`, 'up']);
+      nsx(['bridge', 'fdb', 'replace', (MAC as Record<string, string>)[i]!.replace(/(..)(?!$)/g, '$1:'), 'dev', `${i}0p`, 'master', 'static']);
+    }
+    const rxCount = (): number => sc.receivers.reduce((s, r) => s + Number(nsx(['cat', `/sys/class/net/${r}0/statistics/rx_packets`])), 0);
+    const procs = sc.senders.map((s, k) => {
+      const bytes = [...(s.dst === 'bcast' ? [255, 255, 255, 255, 255, 255] : hex(s.dst)), ...hex(s.src), 0x88, 0xb5];
+      const cfg = path.join(tmp, `p${k}.cfg`);
+      writeFileSync(cfg, `{ ${bytes.map((b) => '0x' + b.toString(16)).join(', ')}, fill(0x00, ${len - 14}) }\n`);
+      // its own process group, so the worker it forks can be killed with it
+      const p = spawn('ip', ['netns', 'exec', ns, 'trafgen', '-o', `${s.port}0`, '-i', cfg, '-P', '1'], { stdio: ['ignore', 'ignore', 'ignore'], detached: true });
+      return { p, exited: new Promise((r) => p.on('exit', r)) };
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const c0 = rxCount();
+    const t0 = process.hrtime.bigint();
+    await new Promise((r) => setTimeout(r, ms));
+    const c1 = rxCount();
+    const t1 = process.hrtime.bigint();
+    // trafgen ignores SIGINT when started from node; its counters are read
+    // already, so kill its whole process group (it forks a worker per CPU)
+    for (const p of procs) process.kill(-p.p.pid!, 'SIGKILL');
+    await Promise.all(procs.map((p) => p.exited));
+    return ((c1 - c0) / Number(t1 - t0)) * 1e3;
+  } finally {
+    sh(['ip', 'netns', 'del', ns]);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function hex(m: string): number[] {
+  return Array.from({ length: 6 }, (_, i) => parseInt(m.slice(2 * i, 2 * i + 2), 16));
+}
+
+function ensureTrafgen(): boolean {
+  if (existsSync('/usr/sbin/trafgen')) return true;
+  try {
+    console.log('installing netsniff-ng (trafgen) for the Linux bridge baseline...');
+    execFileSync('apt-get', ['install', '-y', '-q', 'netsniff-ng'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    return existsSync('/usr/sbin/trafgen');
+  } catch {
+    return false;
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'no-bridge': { type: 'boolean' } } });
+  const ms = Number(values.seconds ?? 3) * 1000;
+  let bridge = !values['no-bridge'];
+  if (bridge && process.getuid?.() !== 0) {
+    console.log('Linux bridge baseline skipped: it needs root (network namespace, veth, bridge)');
+    bridge = false;
+  }
+  if (bridge && !ensureTrafgen()) {
+    console.log('Linux bridge baseline skipped: trafgen (netsniff-ng) could not be installed');
+    bridge = false;
+  }
+  console.log(`switch benchmark: ${ms / 1000} s per run, Mpps summed at the receivers (${os.cpus().length} CPUs)`);
+  console.log('frame  scenario            vale-ts      Linux bridge   ratio');
+  for (const len of [60, 1514]) {
+    for (const sc of scenarios) {
+      const v = await valeRun(sc, len, ms);
+      const b = bridge ? await bridgeRun(sc, len, ms) : NaN;
+      console.log(
+        `${String(len).padStart(5)}  ${sc.name.padEnd(18)} ${v.toFixed(3).padStart(8)} Mpps ${bridge ? b.toFixed(3).padStart(8) + ' Mpps' : '      n/a    '}   ${bridge ? (v / b).toFixed(1) + 'x' : ''}`,
+      );
+    }
+  }
+  console.log('\nper-frame cost against attached ports (1->1, 60 B, the other ports idle)');
+  const base = await valeRun(scenarios[0]!, 60, ms, 0);
+  for (const extra of [0, 14, 62]) {
+    const v = extra === 0 ? base : await valeRun(scenarios[0]!, 60, ms, extra);
+    console.log(`  ${String(extra + 2).padStart(3)} ports  ${v.toFixed(3)} Mpps  ${(1000 / v).toFixed(1)} ns/frame  ${(v / base).toFixed(2)} of 2 ports`);
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
