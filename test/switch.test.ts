@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
-import { open, Switch, ValeServer, ManualClock, type Port } from '../src/index.js';
+import { open, Switch, ValeServer, ManualClock, DEST_DROP, type Port, type BatchLookup } from '../src/index.js';
 import { native } from '../src/addon.js';
 import { encodeMessage } from '../src/switch/protocol.js';
 
@@ -310,5 +310,36 @@ test('lossless ports apply backpressure: an overloaded receiver loses nothing', 
     t.is(orx['received'], 400000, 'everything delivered');
     t.is(totals['rxFrames'], 400001, 'the switch took every frame (and the hello)');
     t.is(dropsOf(totals), 0, 'nothing dropped');
+  }, sw);
+});
+
+test('a user-supplied lookup replaces the learning bridge: filter and static forwarding', async (t) => {
+  // frames whose tag byte is odd are dropped; even tags go to the port numbered tag/2
+  const lookup: BatchLookup = (buf, offsets, lens, count, _src, dests) => {
+    for (let i = 0; i < count; i++) {
+      const tag = buf[offsets[i]! + 14]!;
+      dests[i] = tag & 1 ? DEST_DROP : tag >> 1;
+    }
+  };
+  const sw = new Switch('vale0', { lookup });
+  t.is(sw.bridge, undefined, 'no learning bridge');
+  await withServer(async (socket) => {
+    const p0 = await open('vale0:p0', { socket });
+    const p1 = await open('vale0:p1', { socket });
+    const p2 = await open('vale0:p2', { socket });
+    await send(p0, frame(MAC.B, MAC.A, 4)); // -> port 2
+    await send(p0, frame(MAC.B, MAC.A, 2)); // -> port 1
+    await send(p0, frame(MAC.B, MAC.A, 3)); // dropped
+    await send(p0, frame(MAC.B, MAC.A, 0)); // -> port 0 = source: never reflected
+    t.deepEqual(await drain(p2), [4]);
+    t.deepEqual(await drain(p1), [2]);
+    t.deepEqual(await drain(p0, 80), []);
+    const c = sw.counters(0);
+    t.is(c['dropLookup'], 1);
+    t.is(c['dropSamePort'], 1);
+    t.is(c['rxFrames'], 4);
+    p0.close();
+    p1.close();
+    p2.close();
   }, sw);
 });
