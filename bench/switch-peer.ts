@@ -86,7 +86,8 @@ async function main(): Promise<void> {
     }
     last = process.hrtime.bigint();
   }
-  process.stdout.write(JSON.stringify({ received, ns: Number(last - first) }) + '\n');
+  // first/last are CLOCK_MONOTONIC ns, comparable across processes
+  process.stdout.write(JSON.stringify({ received, ns: Number(last - first), first: Number(first), last: Number(last) }) + '\n');
   port.close();
 }
 

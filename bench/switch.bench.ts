@@ -7,40 +7,14 @@
  * Needs root for the Linux bridge part (network namespace, veth, bridge);
  * installs netsniff-ng (trafgen) with apt-get if it is missing.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { existsSync } from 'node:fs';
-import { writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-
-const dir = path.dirname(fileURLToPath(import.meta.url));
-const peerJs = path.join(dir, 'switch-peer.js');
-const valeTs = path.join(dir, '..', 'src', 'tools', 'vale-ts.js');
+import { child, peerJs, startSwitch, aggregateMpps } from './lib.js';
 
 const MAC = { a: '02000000000a', b: '02000000000b', c: '02000000000c', d: '02000000000d' };
-
-function child(args: string[], env: Record<string, string>): { c: ChildProcess; out: Promise<Record<string, number>> } {
-  const c = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  c.stdout!.on('data', (d: Buffer) => (out += d));
-  return {
-    c,
-    out: new Promise((resolve, reject) =>
-      c.on('exit', (code, sig) => (code === 0 || sig ? resolve(out ? (JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>) : {}) : reject(new Error(`${args.join(' ')} exited ${code}`)))),
-    ),
-  };
-}
-
-async function startSwitch(socket: string): Promise<ChildProcess> {
-  const c = spawn(process.execPath, [valeTs, '--socket', socket], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    c.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
-    c.on('exit', (code) => reject(new Error(`vale-ts exited ${code}`)));
-  });
-  return c;
-}
 
 interface Scenario {
   name: string;
@@ -63,8 +37,7 @@ const scenarios: Scenario[] = [
 
 /** Mpps summed over the receivers, through vale-ts. */
 async function valeRun(sc: Scenario, len: number, ms: number, idlePorts = 0): Promise<number> {
-  const socket = path.join(os.tmpdir(), `vtbench-${process.pid}-${Math.random().toString(36).slice(2)}.sock`);
-  const sw = await startSwitch(socket);
+  const { proc: sw, socket } = await startSwitch();
   const env = { VALE_TS_SOCKET: socket };
   try {
     let holder: ReturnType<typeof child> | undefined;
@@ -79,7 +52,7 @@ async function valeRun(sc: Scenario, len: number, ms: number, idlePorts = 0): Pr
     await Promise.all(tx.map((t) => t.out));
     const res = await Promise.all(rx.map((r) => r.out));
     holder?.c.kill('SIGKILL');
-    return res.reduce((s, r) => s + ((r['received'] ?? 0) / (r['ns'] || 1)) * 1e3, 0);
+    return aggregateMpps(res);
   } finally {
     sw.kill('SIGTERM');
   }

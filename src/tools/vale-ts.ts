@@ -68,9 +68,6 @@ async function main(): Promise<void> {
     process.stderr.write(`vale-ts: cannot listen on ${socket}: ${(e as Error).message}\n`);
     process.exit(1);
   }
-  process.stdout.write(`vale-ts: listening on ${server.socketPath} (userspace backend, protocol v1); open valeX:Y ports to create switches and ports\n`);
-  server.on('attach', (sw, p) => process.stdout.write(`vale-ts: ${p.name} attached (bridge ${sw.bridgeIndex} port ${p.index}${p.pid ? `, pid ${p.pid}` : ''})\n`));
-  server.on('detach', (_sw, p) => process.stdout.write(`vale-ts: ${p.name} detached\n`));
   const stop = (sig: string): void => {
     process.stdout.write(`vale-ts: ${sig}, shutting down\n`);
     server.close(`vale-ts received ${sig}`);
@@ -78,6 +75,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  process.stdout.write(`vale-ts: listening on ${server.socketPath} (userspace backend, protocol v1); open valeX:Y ports to create switches and ports\n`);
+  server.on('attach', (sw, p) => process.stdout.write(`vale-ts: ${p.name} attached (bridge ${sw.bridgeIndex} port ${p.index}${p.pid ? `, pid ${p.pid}` : ''})\n`));
+  server.on('detach', (_sw, p) => process.stdout.write(`vale-ts: ${p.name} detached\n`));
 }
 
 void main();

@@ -1,0 +1,53 @@
+/** Shared pieces of the end-to-end benchmarks: child processes and a vale-ts to run them against. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import path from 'node:path';
+
+const dir = path.dirname(fileURLToPath(import.meta.url));
+/** The sender / receiver / port-holder process of the benchmarks. */
+export const peerJs = path.join(dir, 'switch-peer.js');
+const valeTs = path.join(dir, '..', 'src', 'tools', 'vale-ts.js');
+
+/** A child node process and its last JSON line. */
+export function child(args: string[], env: Record<string, string>): { c: ChildProcess; out: Promise<Record<string, number>> } {
+  const c = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  c.stdout!.on('data', (d: Buffer) => (out += d));
+  return {
+    c,
+    out: new Promise((resolve, reject) =>
+      c.on('exit', (code, sig) => (code === 0 || sig ? resolve(out ? (JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>) : {}) : reject(new Error(`${args.join(' ')} exited ${code}`)))),
+    ),
+  };
+}
+
+/** A fresh vale-ts on a private socket. */
+export async function startSwitch(): Promise<{ proc: ChildProcess; socket: string }> {
+  const socket = path.join(os.tmpdir(), `vtbench-${process.pid}-${Math.random().toString(36).slice(2)}.sock`);
+  const proc = spawn(process.execPath, [valeTs, '--socket', socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    proc.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
+    proc.on('exit', (code) => reject(new Error(`vale-ts exited ${code}`)));
+  });
+  return { proc, socket };
+}
+
+/** MAC address n as 12 hex digits (locally administered). */
+export function macN(n: number): string {
+  return '0200' + n.toString(16).padStart(8, '0');
+}
+
+/** Mpps from a receiver's {received, ns}. */
+export function mpps(r: Record<string, number>): number {
+  return ((r['received'] ?? 0) / (r['ns'] || 1)) * 1e3;
+}
+
+/** Aggregate Mpps of several receivers: all frames over the union of their intervals. */
+export function aggregateMpps(rs: Record<string, number>[]): number {
+  const got = rs.filter((r) => (r['received'] ?? 0) > 0);
+  if (!got.length) return 0;
+  const first = Math.min(...got.map((r) => r['first']!));
+  const last = Math.max(...got.map((r) => r['last']!));
+  return (got.reduce((s, r) => s + r['received']!, 0) / (last - first)) * 1e3;
+}
