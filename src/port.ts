@@ -53,6 +53,7 @@ export class Port {
   private closed = false;
   private lastTx = 0;
   private batchRelease: number[] | undefined;
+  private lastYield = 0;
 
   /** @internal use {@link open} */
   constructor(parsed: ParsedPortName, be: Backend) {
@@ -124,6 +125,13 @@ export class Port {
    * frames are always pushed first, as netmap's poll does.
    */
   async poll(opts: PollOptions = {}): Promise<PollEvents> {
+    // a loop of polls that are always ready would otherwise run on microtasks
+    // alone and starve the event loop: let it turn at least once a millisecond
+    const now = Date.now();
+    if (now - this.lastYield >= 1) {
+      this.lastYield = now;
+      await new Promise<void>((r) => setImmediate(r));
+    }
     const wantRx = opts.rx ?? true;
     const wantTx = opts.tx ?? false;
     const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
@@ -145,7 +153,30 @@ export class Port {
     }
   }
 
-  private txPending(): boolean {
+  /**
+   * Wait until every frame queued on the tx rings has been taken by the
+   * other side (switch, pipe peer, NIC), sleeping rather than spinning.
+   * Resolves false on timeout or hang-up with frames still pending.
+   */
+  async flush(timeoutMs = Infinity): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.txsync();
+      if (!this.txPending()) return true;
+      if (this.be.hungUp() || Date.now() >= deadline) return false;
+      const uvEvents = this.be.armWait(false, true);
+      this.txsync();
+      if (!this.txPending()) {
+        this.be.afterWait();
+        return true;
+      }
+      await this.sleep(uvEvents, Math.min(deadline - Date.now(), LIVENESS_MS));
+      this.be.afterWait();
+    }
+  }
+
+  /** True while some tx ring holds frames not yet taken by the other side. */
+  txPending(): boolean {
     for (const r of this.txRings) if (r.next(r.tail) !== r.head) return true;
     return false;
   }
