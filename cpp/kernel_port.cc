@@ -435,7 +435,8 @@ long body_size_for(uint16_t reqtype) {
 }
 
 // kernelRequest(reqtype, name, body: Buffer, device?): one NIOCCTRL on a fresh
-// fd; the kernel reads and writes `body` in place, which is returned.
+// fd; the kernel reads and writes `body` in place. Returns {body, name}, name
+// being nr_name as the kernel left it (VALE_LIST answers with a port's name).
 Napi::Value KernelRequest(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   uint32_t rt = arg_u32(info, 0, "reqtype");
@@ -475,7 +476,10 @@ Napi::Value KernelRequest(const Napi::CallbackInfo &info) {
   int e = do_ioctl(fd.get(), NIOCCTRL, &h);
   if (e != 0)
     throw sys_error(env, "NIOCCTRL request " + std::to_string(rt) + " on " + label + " failed", e, "ioctl");
-  return body;
+  auto out = Napi::Object::New(env);
+  out.Set("body", body);
+  out.Set("name", Napi::String::New(env, std::string(h.nr_name, strnlen(h.nr_name, sizeof h.nr_name))));
+  return out;
 }
 
 // ---- KernelPort ------------------------------------------------------------

@@ -147,7 +147,7 @@ interface KernelNative {
   kernelAvailable(): boolean;
   encodeRegisterRequest(spec: RegisterSpec): EncodedRegister;
   encodeLegacyRegisterRequest(spec: RegisterSpec): Buffer;
-  kernelRequest(reqtype: number, name: string, body: Buffer, device?: string): Buffer;
+  kernelRequest(reqtype: number, name: string, body: Buffer, device?: string): { body: Buffer; name: string };
   KernelPort: new (spec: RegisterSpec) => NativeKernelPort;
 }
 
@@ -233,6 +233,15 @@ export function encodeLegacyRegister(p: ParsedPortName, opts?: KernelRegisterOpt
  * means /dev/netmap is missing).
  */
 export function kernelRequest(reqtype: number, name: string, body: Buffer, device?: string): Buffer {
+  return kernelRequestNamed(reqtype, name, body, device).body;
+}
+
+/**
+ * Like {@link kernelRequest}, also returning `nmreq_header.nr_name` as the
+ * kernel left it: NETMAP_REQ_VALE_LIST with an empty name answers with the
+ * name of the next port there.
+ */
+export function kernelRequestNamed(reqtype: number, name: string, body: Buffer, device?: string): { body: Buffer; name: string } {
   return device === undefined ? kn.kernelRequest(reqtype, name, body) : kn.kernelRequest(reqtype, name, body, device);
 }
 

@@ -8,19 +8,18 @@
  *   and `NETMAP_BACKEND` is not `user` — the same choice `open()` makes —
  *   unless `--socket PATH` names a vale-ts explicitly.
  *
- * Kernel path limitation: listing every port (no argument) walks
- * `NETMAP_REQ_VALE_LIST` with an empty name, and the kernel answers with the
- * port's name in `nmreq_header.nr_name`; `kernelRequest` hands back only the
- * request body, so that walk cannot name the ports and is reported as an
- * error. `-l`, `-g`, `-n`, `-r`, `-a`, `-h`, `-d`, `-p` and `-P` work on
- * both paths. The kernel path is untested where there is no `/dev/netmap`.
+ * Listing every port (no argument) walks `NETMAP_REQ_VALE_LIST` with an
+ * empty name as valectl does: the kernel answers with the next port's
+ * (bridge, port) in the body and its name in `nmreq_header.nr_name`, until
+ * ENOENT. The kernel path runs against a stand-in in the tests; this machine
+ * has no `/dev/netmap`.
  *
  * Everything here is importable: {@link runValeCtl} takes argv and returns
  * the exit status, writing through an {@link CtlIo}.
  *
  * @module
  */
-import { kernelAvailable, kernelRequest } from '../backends/kernel.js';
+import { kernelAvailable, kernelRequestNamed } from '../backends/kernel.js';
 import { SwitchUnreachableError, requestOnce } from '../switch/control-client.js';
 import {
   defaultSocketPath,
@@ -572,8 +571,8 @@ const REQ = {
 const NR_REG_ALL_NIC = 1;
 const NR_REG_NIC_SW = 3;
 
-/** The request function the kernel backend needs: `kernelRequest` of src/backends/kernel.ts, or a stand-in. */
-export type KernelRequestFn = (reqtype: number, name: string, body: Buffer) => Buffer;
+/** The request function the kernel backend needs: `kernelRequestNamed` of src/backends/kernel.ts, or a stand-in. */
+export type KernelRequestFn = (reqtype: number, name: string, body: Buffer) => { body: Buffer; name: string };
 
 /**
  * The netmap kernel module through `NIOCCTRL`. Bodies are laid out as in
@@ -588,11 +587,15 @@ export class KernelCtl implements CtlBackend {
   readonly kind = 'kernel' as const;
   private readonly req: KernelRequestFn;
 
-  constructor(req: KernelRequestFn = (t, n, b) => kernelRequest(t, n, b)) {
+  constructor(req: KernelRequestFn = (t, n, b) => kernelRequestNamed(t, n, b)) {
     this.req = req;
   }
 
   private call(reqtype: number, name: string, body: Buffer): Buffer {
+    return this.callNamed(reqtype, name, body).body;
+  }
+
+  private callNamed(reqtype: number, name: string, body: Buffer): { body: Buffer; name: string } {
     try {
       return this.req(reqtype, name, body);
     } catch (e) {
@@ -606,14 +609,32 @@ export class KernelCtl implements CtlBackend {
     }
   }
 
-  listAll(): Promise<ListResult[]> {
-    return Promise.reject(
-      new CtlError(
-        'EOPNOTSUPP',
-        'listing every kernel VALE port needs nmreq_header.nr_name back from NETMAP_REQ_VALE_LIST, which ' +
-          "this build's kernelRequest does not return; use -l valeX:Y, or NETMAP_BACKEND=user / --socket for vale-ts",
-      ),
-    );
+  async listAll(): Promise<ListResult[]> {
+    const out: ListResult[] = [];
+    let bridge = 0;
+    let port = 0;
+    for (let guard = 0; guard < 65536; guard++) {
+      const b = Buffer.alloc(8);
+      b.writeUInt16LE(bridge, 0);
+      b.writeUInt32LE(port, 4);
+      let r: { body: Buffer; name: string };
+      try {
+        r = this.callNamed(REQ.VALE_LIST, '', b);
+      } catch (e) {
+        if (e instanceof CtlError && e.code === 'ENOENT') break;
+        throw e;
+      }
+      const nb = r.body.readUInt16LE(0);
+      const np = r.body.readUInt32LE(4);
+      // the kernel answers with the next port at or after the one asked for;
+      // anything else would loop forever
+      if (nb < bridge || (nb === bridge && np < port)) break;
+      bridge = nb;
+      port = np;
+      out.push({ name: r.name, bridgeIndex: bridge, portIndex: port });
+      port++;
+    }
+    return out;
   }
 
   async list(name: string): Promise<ListResult> {
