@@ -62,6 +62,8 @@ struct RxState {
 struct PortState {
   bool used = false;
   bool lossless = false;
+  // a client holds the port: only then can backpressure from it end
+  bool attached = true;
   Layout layout;
   uint8_t *base = nullptr;
   int memfd = -1;
@@ -96,6 +98,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
          InstanceMethod("flushRx", &SwitchCore::FlushRx), InstanceMethod("stats", &SwitchCore::Stats),
          InstanceMethod("drainBell", &SwitchCore::DrainBell),
          InstanceMethod("setLossless", &SwitchCore::SetLossless),
+         InstanceMethod("setAttached", &SwitchCore::SetAttached),
          StaticValue("counterNames", CounterNames(env))});
   }
 
@@ -236,6 +239,11 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     return final_counters;
   }
 
+  Napi::Value SetAttached(const Napi::CallbackInfo &info) {
+    port_arg(info, 0)->attached = info[1].ToBoolean();
+    return info.Env().Undefined();
+  }
+
   Napi::Value SetLossless(const Napi::CallbackInfo &info) {
     port_arg(info, 0)->lossless = info[1].ToBoolean();
     return info.Env().Undefined();
@@ -359,7 +367,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
           PortState *dp = &ports_[d];
           uint32_t rr = r % dp->layout.p.rx_rings;
           if (!deliver(dp, rr, src, len, &room[d])) {
-            if (p->lossless) {
+            if (p->lossless && dp->attached) {
               stopped = true;
               break;
             }
@@ -371,7 +379,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
           // all or nothing: never deliver a flood twice
           bool all = true;
           for (uint32_t d : active_) {
-            if (d == src_id) continue;
+            if (d == src_id || !ports_[d].attached) continue;
             uint32_t rr = r % ports_[d].layout.p.rx_rings;
             if (room[d] == 0 && !rx_room(&ports_[d], rr, &room[d])) {
               all = false;

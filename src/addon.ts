@@ -71,6 +71,8 @@ export interface NativeSwitchCore {
   /** returns the port's final counters */
   removePort(id: number): Record<string, number>;
   setLossless(id: number, on: boolean): void;
+  /** whether a client holds the port (lossless senders wait only for those) */
+  setAttached(id: number, on: boolean): void;
   collect(id: number, ring: number, max: number): number;
   /** frames consumed; -(n+1) when lossless backpressure stopped after n */
   forward(): number;

@@ -343,3 +343,28 @@ test('a user-supplied lookup replaces the learning bridge: filter and static for
     p2.close();
   }, sw);
 });
+
+test('a lossless sender is not stalled by an unattended persistent port: its copies are dropped and counted', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    sw.addPort('vale0:parked', { rxSlots: 8 }, { persistent: true });
+    const rx = await open('vale0:rx', { socket });
+    const tx = await open('vale0:tx', { socket, lossless: true });
+    let sent = 0;
+    let got = 0;
+    for (let round = 0; round < 20; round++) {
+      while (sent < (round + 1) * 20 && tx.inject(frame('bcast', MAC.A, sent & 0xff))) sent++;
+      tx.txsync();
+      got += (await drain(rx, 30)).length;
+    }
+    t.true(await tx.flush(2000));
+    got += (await drain(rx, 100)).length;
+    t.is(sent, 400);
+    t.is(got, 400, 'the attached receiver got every frame');
+    const parked = sw.counters(sw.port('vale0:parked')!.index);
+    t.is(parked['txFrames'], 7, 'the parked port took what fits in its ring');
+    t.is(parked['dropNoSpace'], 393, 'and the rest is counted, not waited for');
+    rx.close();
+    tx.close();
+  }, sw);
+});

@@ -211,7 +211,7 @@ export class ValeServer extends EventEmitter {
           port = sw.addPort(n.full, paramsOf(req.conf, req.bufSize, req.extraBufs), { lossless: req.lossless ?? false });
         }
         if (req.lossless !== undefined && req.lossless !== port.lossless) sw.setLossless(port.index, req.lossless);
-        port.attached = true;
+        sw.setAttached(port.index, true);
         port.pid = c.pid;
         c.port = { sw, port };
         this.emit('attach', sw, port);
@@ -290,9 +290,10 @@ export class ValeServer extends EventEmitter {
     native.close(c.fd);
     const held = c.port;
     if (held) {
-      held.port.attached = false;
       delete held.port.pid;
-      if (!held.port.persistent) {
+      if (held.port.persistent) held.sw.setAttached(held.port.index, false);
+      else {
+        held.port.attached = false;
         held.sw.removePort(held.port.index);
         this.maybeDropSwitch(held.sw);
       }

@@ -130,6 +130,8 @@ export class Switch extends EventEmitter {
     if (this.closed) throw new Error(`switch ${this.name} is shut down`);
     if (this.port(name)) throw Object.assign(new Error(`${name} already exists`), { code: 'EEXIST' });
     const np = this.core.addPort(params, name, opts.lossless ?? false);
+    // a persistent port starts with nobody on it
+    if (opts.persistent) this.core.setAttached(np.id, false);
     const txRings = params.txRings ?? 1;
     const rxRings = params.rxRings ?? 1;
     const watcher = new native.FdWatcher(np.switchBell, () => this.wake());
@@ -179,6 +181,18 @@ export class Switch extends EventEmitter {
     this.order = this.ports();
     this.bridge?.portRemoved(index);
     this.emit('portRemoved', p);
+  }
+
+  /**
+   * Mark whether a client holds the port. A lossless sender waits for room
+   * only at attached ports: an unattended persistent port, which nobody
+   * drains, gets its copies dropped (and counted) instead of stalling it.
+   */
+  setAttached(index: number, on: boolean): void {
+    const p = this.portsById.get(index);
+    if (!p) throw new Error(`no port ${index} on ${this.name}`);
+    p.attached = on;
+    this.core.setAttached(index, on);
   }
 
   /** Switch a port's lossless (backpressure) mode. */
