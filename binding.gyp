@@ -10,6 +10,7 @@
         "cpp/region_napi.cc",
         "cpp/pipe.cc",
         "cpp/kernel_port.cc",
+        "cpp/pktgen.cc",
         "cpp/switch_core.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
