@@ -303,9 +303,16 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
       throw coded_error(info.Env(), "uv_poll_init failed for fd " + std::to_string(fd_), "EBADF");
     }
     handle_->data = this;
+    env_ = info.Env();
+    // close the handle while the loop still runs when Node tears the
+    // environment down with the watcher alive (a port never closed)
+    napi_add_env_cleanup_hook(env_, EnvCleanup, this);
   }
 
-  ~FdWatcher() override { CloseHandle(); }
+  ~FdWatcher() override {
+    if (hook_) napi_remove_env_cleanup_hook(env_, EnvCleanup, this);
+    CloseHandle();
+  }
 
  private:
   // start(events): 1 = readable, 2 = writable; keeps the loop alive while on
@@ -352,6 +359,14 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     handle_ = nullptr;
   }
 
+  static void EnvCleanup(void *arg) {
+    auto *self = static_cast<FdWatcher *>(arg);
+    self->hook_ = false;
+    if (self->handle_ && self->active_) uv_poll_stop(self->handle_);
+    self->active_ = false;
+    self->CloseHandle();
+  }
+
   static void OnPoll(uv_poll_t *h, int status, int events) {
     auto *self = static_cast<FdWatcher *>(h->data);
     if (!self || !self->active_) return;
@@ -365,6 +380,8 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 
   int fd_ = -1;
   bool active_ = false;
+  bool hook_ = true;
+  napi_env env_ = nullptr;
   uv_poll_t *handle_ = nullptr;
   Napi::FunctionReference cb_;
   std::unique_ptr<Napi::AsyncContext> ctx_;

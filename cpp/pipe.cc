@@ -162,7 +162,15 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
       RestoreState();
       hdr_->end_state[end_].store(END_OPEN, std::memory_order_release);
       flock(fd_, LOCK_UN);
-      memory_ = Napi::Persistent(mapping_to_arraybuffer(env, base_, size_));
+      // JS gets a mapping of its own: at teardown finalizers run in any
+      // order, and the ArrayBuffer's may unmap before ours runs Release()
+      void *js = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+      if (js == MAP_FAILED) {
+        int e = errno;
+        Release();
+        throw errno_error(env, "mmap " + path_, e);
+      }
+      memory_ = Napi::Persistent(mapping_to_arraybuffer(env, js, size_));
       // wake a peer that sleeps, so it sees us arrive
       Kick(peer_bell_);
       return;
@@ -454,7 +462,8 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
     if (my_bell_ >= 0) close(my_bell_);
     if (peer_bell_ >= 0) close(peer_bell_);
     fd_ = my_bell_ = peer_bell_ = -1;
-    // the mapping itself goes with the ArrayBuffer, when JS drops its views
+    // our mapping goes now; JS's goes with its ArrayBuffer, when JS drops its views
+    munmap(base_, size_);
     base_ = nullptr;
     hdr_ = nullptr;
     memory_.Reset();

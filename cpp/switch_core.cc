@@ -40,7 +40,7 @@ enum Counter {
   C_DROP_RUNT,       // frames from this port under 14 bytes
   C_DROP_SAME_PORT,  // destination was the source (never reflected)
   C_DROP_LOOKUP,     // the lookup function said drop
-  C_DROP_NO_PORT,    // the lookup named a port that does not exist
+  C_DROP_NO_PORT,    // the lookup named a port that does not exist, or a flood found no other port
   C_DROP_OVERSIZE,   // copies to this port larger than its buffers
   C_DROP_FRAG,       // multi-slot (NS_MOREFRAG) frames: not supported yet
   C_DROP_CLOSED,     // frames left in the port's tx rings when it went away
@@ -390,6 +390,13 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
             stopped = true;
             break;
           }
+        }
+        if (active_.size() < 2) {
+          // nobody else on the switch: the frame goes nowhere, and says so
+          p->c[C_DROP_NO_PORT]++;
+          p->c[C_RX_FRAMES]++;
+          p->c[C_RX_BYTES] += len;
+          continue;
         }
         p->c[C_FLOODED]++;
         for (uint32_t d : active_) {

@@ -162,3 +162,23 @@ test('closing one end is seen by the other; so is a peer killed with SIGKILL', a
   const again = await open(`${name2}{6`);
   again.close();
 });
+
+test('a process that exits with a pipe port still open (and a poll done) exits cleanly', async (t) => {
+  const name = pname();
+  const script = `
+    import { open } from ${JSON.stringify(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'open.js'))};
+    const tx = await open('${name}{7'); const rx = await open('${name}}7');
+    tx.inject(new Uint8Array(60)); tx.txsync(); tx.close();
+    await rx.poll({ timeoutMs: 50 }); await rx.poll({ timeoutMs: 50 });
+    console.log('end');`;
+  const res = await new Promise<{ code: number | null; signal: string | null; out: string }>((resolve) => {
+    const c = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d));
+    c.on('exit', (code, signal) => resolve({ code, signal, out }));
+  });
+  t.is(res.out.trim(), 'end');
+  t.is(res.signal, null, 'no crash in the finalizers at exit');
+  t.is(res.code, 0);
+  t.false(existsSync(pipePath(parsePortName(`${name}{7`))), 'the region went with the last end');
+});

@@ -275,7 +275,9 @@ test('conservation under overload: every frame sent is delivered or counted as a
     t.log(`sent ${sent}, received ${received}, dropped ${drops} (dropNoSpace ${totals!['dropNoSpace']})`);
     t.is(sent, 600000);
     t.true(drops > 0, 'the receiver was overloaded');
-    t.is(sent, received + drops, 'sent = delivered + dropped, exactly');
+    // the receiver's hello, flooded while it was alone, is one more frame: dropNoPort
+    t.is(totals!['dropNoPort'], 1);
+    t.is(sent + 1, received + drops, 'sent = delivered + dropped, exactly');
   }, sw);
 });
 
@@ -309,7 +311,8 @@ test('lossless ports apply backpressure: an overloaded receiver loses nothing', 
     t.is((o1['sent'] as number) + (o2['sent'] as number), 400000);
     t.is(orx['received'], 400000, 'everything delivered');
     t.is(totals['rxFrames'], 400001, 'the switch took every frame (and the hello)');
-    t.is(dropsOf(totals), 0, 'nothing dropped');
+    t.is(dropsOf(totals), 1, 'nothing dropped but the hello, flooded while the receiver was alone');
+    t.is(totals['dropNoPort'], 1);
   }, sw);
 });
 
@@ -366,5 +369,19 @@ test('a lossless sender is not stalled by an unattended persistent port: its cop
     t.is(parked['dropNoSpace'], 393, 'and the rest is counted, not waited for');
     rx.close();
     tx.close();
+  }, sw);
+});
+
+test('a flood with no other port on the switch is counted (dropNoPort), not lost', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    const a = await open('vale0:alone', { socket });
+    await send(a, frame('bcast', MAC.A, 1));
+    t.true(await a.flush(1000));
+    const c = sw.counters(sw.port('vale0:alone')!.index);
+    t.is(c['rxFrames'], 1);
+    t.is(c['dropNoPort'], 1);
+    t.is(c['flooded'], 0);
+    a.close();
   }, sw);
 });
