@@ -97,8 +97,15 @@ export class RateLimitedLog {
 
 const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-/** How long a loop spins on sync before it sleeps in poll, ms. */
-const SPIN_MS = 2;
+/**
+ * How long a loop spins on sync before it sleeps in poll, ms. Across a pipe
+ * the two ends each keep a core and spinning avoids a wakeup per batch; on a
+ * vale-ts port the switch is a third process, and where cores are fewer than
+ * busy processes a spinning receiver only takes CPU from the switch and gets
+ * scheduled in long, rare slices: there it sleeps at once and is woken by
+ * the switch's kick.
+ */
+const spinMs = (port: Port): number => (port.transport === 'vale-ts' ? 0 : 2);
 /** How often a busy loop yields to the event loop, ms. */
 const YIELD_MS = 4;
 /** Longest single sleep, so cancellation is noticed quickly, ms. */
@@ -113,6 +120,8 @@ class Ctx {
   readonly mem: ArrayBuffer;
   private nextYield = now() + YIELD_MS;
   private readonly kernel: boolean;
+  /** spin this long on sync before sleeping in poll, ms */
+  readonly spinMs: number;
 
   constructor(
     readonly cfg: ThreadConfig,
@@ -123,6 +132,7 @@ class Ctx {
     this.control = shared.control;
     this.mem = port.memory;
     this.kernel = port.transport === 'kernel';
+    this.spinMs = spinMs(port);
   }
 
   get cancelled(): boolean {
@@ -229,7 +239,7 @@ async function waitTxRoom(c: Ctx, rings: readonly Ring[]): Promise<void> {
     if (c.cancelled) return;
     c.syncTx(rings);
     if (anyRoom(rings)) return;
-    if ((i & 15) === 0 && now() - t0 > SPIN_MS) break;
+    if ((i & 15) === 0 && now() - t0 > c.spinMs) break;
   }
   while (!c.cancelled) {
     const ev = await c.pollFor({ rx: false, tx: true }, POLL_SLICE_MS);
@@ -338,7 +348,7 @@ async function receiverBody(c: Ctx): Promise<void> {
         if (idleSince === 0) idleSince = t0;
         for (let i = 1; !c.cancelled; i++) {
           c.syncRx(rings);
-          if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > SPIN_MS)) break;
+          if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > c.spinMs)) break;
         }
         if (port.rxAvailable() === 0) {
           const left = cfg.forever ? POLL_SLICE_MS : 1000 - (now() - idleSince);
