@@ -23,9 +23,9 @@ export function child(args: string[], env: Record<string, string>): { c: ChildPr
 }
 
 /** A fresh vale-ts on a private socket. */
-export async function startSwitch(): Promise<{ proc: ChildProcess; socket: string }> {
+export async function startSwitch(args: string[] = []): Promise<{ proc: ChildProcess; socket: string }> {
   const socket = path.join(os.tmpdir(), `vtbench-${process.pid}-${Math.random().toString(36).slice(2)}.sock`);
-  const proc = spawn(process.execPath, [valeTs, '--socket', socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [valeTs, '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     proc.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
     proc.on('exit', (code) => reject(new Error(`vale-ts exited ${code}`)));

@@ -1,0 +1,116 @@
+/**
+ * Round-trip time: pkt-gen-ts ping -> pong through vale-ts, and in the same
+ * run `ping` between two network namespaces over a Linux bridge (veth pairs),
+ * so the result is a ratio. Needs root for the namespaces; installs
+ * iputils-ping with apt-get if it is missing.
+ *   node dist/bench/rtt.bench.js [--count N]
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startSwitch } from './lib.js';
+
+const pktgen = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'tools', 'pkt-gen-ts.js');
+
+function sh(cmd: string[]): string {
+  return execFileSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** avg / min RTT in µs, and percentiles, over vale0 with pkt-gen-ts. */
+async function valeRtt(count: number, switchArgs: string[]): Promise<{ min: number; avg: number; p50: number; p99: number }> {
+  const { proc, socket } = await startSwitch(switchArgs);
+  const env = { ...process.env, VALE_TS_SOCKET: socket };
+  try {
+    const pong = spawn(process.execPath, [pktgen, '-i', 'vale0:pong', '-f', 'pong'], { env, stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 500));
+    const out = await new Promise<string>((resolve, reject) => {
+      const ping = spawn(process.execPath, [pktgen, '-i', 'vale0:ping', '-f', 'ping', '-n', String(count)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      ping.stdout.on('data', (d: Buffer) => (text += d));
+      ping.stderr.on('data', (d: Buffer) => (text += d));
+      ping.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`pkt-gen-ts ping exited ${code}: ${text}`))));
+    });
+    pong.kill('SIGINT');
+    const over = /RTT over \d+ packets: min (\d+) av (\d+) ns/.exec(out);
+    const pct = /RTT percentiles: p50 (\d+) p99 (\d+) p99\.9 (\d+) ns/.exec(out);
+    if (!over || !pct) throw new Error(`no RTT summary in pkt-gen-ts output:\n${out}`);
+    return { min: Number(over[1]) / 1e3, avg: Number(over[2]) / 1e3, p50: Number(pct[1]) / 1e3, p99: Number(pct[2]) / 1e3 };
+  } finally {
+    proc.kill('SIGTERM');
+  }
+}
+
+/** avg / min RTT in µs with ping between two namespaces over a Linux bridge. */
+function bridgeRtt(count: number): { min: number; avg: number } {
+  const tag = `vtr${process.pid % 100000}`;
+  const [A, B, BR] = [`${tag}a`, `${tag}b`, `${tag}br`];
+  for (const n of [A, B, BR]) sh(['ip', 'netns', 'add', n]);
+  try {
+    const x = (ns: string, ...c: string[]): string => sh(['ip', 'netns', 'exec', ns, ...c]);
+    x(BR, 'ip', 'link', 'add', 'br0', 'type', 'bridge');
+    x(BR, 'ip', 'link', 'set', 'br0', 'up');
+    for (const [ns, ip] of [
+      [A, '10.199.0.1/24'],
+      [B, '10.199.0.2/24'],
+    ] as const) {
+      const v = ns === A ? 'va' : 'vb';
+      x(BR, 'ip', 'link', 'add', `${v}p`, 'type', 'veth', 'peer', 'name', v, 'netns', ns);
+      x(BR, 'ip', 'link', 'set', `${v}p`, 'master', 'br0');
+      x(BR, 'ip', 'link', 'set', `${v}p`, 'up');
+      x(ns, 'ip', 'addr', 'add', ip, 'dev', v);
+      x(ns, 'ip', 'link', 'set', v, 'up');
+      x(ns, 'ip', 'link', 'set', 'lo', 'up');
+    }
+    x(A, 'ping', '-c', '3', '-i', '0.01', '-q', '10.199.0.2'); // ARP and bridge learning first
+    const out = x(A, 'ping', '-c', String(count), '-i', '0.001', '-q', '10.199.0.2');
+    const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(out);
+    if (!m) throw new Error(`no rtt line in ping output:\n${out}`);
+    return { min: Number(m[1]) * 1e3, avg: Number(m[2]) * 1e3 };
+  } finally {
+    for (const n of [A, B, BR]) {
+      try {
+        sh(['ip', 'netns', 'del', n]);
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { count: { type: 'string' } } });
+  const count = Number(values.count ?? 5000);
+  console.log(`RTT, ${count} round trips each`);
+  // the default switch sleeps 50 µs after the last frame; a longer busy-poll
+  // window keeps it awake between round trips, at the cost of a core
+  let v = { min: 0, avg: 0, p50: 0, p99: 0 };
+  for (const busy of ['50', '5000']) {
+    const r = await valeRtt(count, ['--busy-poll-us', busy]);
+    if (busy === '50') v = r;
+    console.log(
+      `pkt-gen-ts ping/pong over vale0, vale-ts --busy-poll-us ${busy.padEnd(4)}: min ${r.min.toFixed(1)} µs  avg ${r.avg.toFixed(1)} µs  p50 ${r.p50.toFixed(1)} µs  p99 ${r.p99.toFixed(1)} µs`,
+    );
+  }
+  if (process.getuid?.() !== 0) {
+    console.log('Linux bridge baseline skipped: it needs root (network namespaces)');
+    return;
+  }
+  if (!existsSync('/usr/bin/ping') && !existsSync('/bin/ping')) {
+    try {
+      execFileSync('apt-get', ['install', '-y', '-q', 'iputils-ping'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    } catch {
+      console.log('Linux bridge baseline skipped: iputils-ping could not be installed');
+      return;
+    }
+  }
+  const b = bridgeRtt(count);
+  console.log(`ping between two netns over a Linux bridge:   min ${b.min.toFixed(1)} µs  avg ${b.avg.toFixed(1)} µs`);
+  console.log(`ratio (vale-ts default / Linux bridge): avg ${(v.avg / b.avg).toFixed(2)}, min ${(v.min / b.min).toFixed(2)}`);
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
