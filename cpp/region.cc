@@ -1,5 +1,10 @@
 #include "region.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <new>
 
@@ -113,6 +118,34 @@ void init_region(uint8_t *base, const Layout &l, const std::string names[MAX_IFS
     }
     nifp->ni_bufs_head = head;
   }
+}
+
+int create_memfd_region(const char *memfd_name, const Layout &l, const std::string names[MAX_IFS], int *fd,
+                        uint8_t **base, const char **what) {
+  int f = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (f < 0) {
+    *what = "memfd_create";
+    return errno;
+  }
+  if (ftruncate(f, static_cast<off_t>(l.size)) < 0) {
+    int e = errno;
+    close(f);
+    *what = "ftruncate";
+    return e;
+  }
+  // the size is part of the contract with the peer: forbid changing it
+  fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  void *m = mmap(nullptr, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+  if (m == MAP_FAILED) {
+    int e = errno;
+    close(f);
+    *what = "mmap";
+    return e;
+  }
+  init_region(static_cast<uint8_t *>(m), l, names);
+  *fd = f;
+  *base = static_cast<uint8_t *>(m);
+  return 0;
 }
 
 std::string validate_header(const uint8_t *base, uint64_t mapped, Layout *out) {

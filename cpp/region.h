@@ -91,6 +91,12 @@ std::string compute_layout(const LayoutParams &p, Layout *out);
 // the extra-buffer lists into zeroed memory of at least layout.size bytes.
 void init_region(uint8_t *base, const Layout &l, const std::string names[MAX_IFS]);
 
+// Creates a sealed memfd of layout.size bytes, maps it shared and writes a
+// fresh region into it. Returns 0 with *fd and *base set, or an errno with
+// *what naming the failed call (nothing is left open then).
+int create_memfd_region(const char *memfd_name, const Layout &l, const std::string names[MAX_IFS], int *fd,
+                        uint8_t **base, const char **what);
+
 // Checks a header found in memory of `mapped` bytes written by someone else;
 // on success fills *out with the layout re-derived from its parameters.
 std::string validate_header(const uint8_t *base, uint64_t mapped, Layout *out);

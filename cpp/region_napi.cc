@@ -1,7 +1,4 @@
 // JS entry points for regions: compute a layout, create one in a memfd.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "napi_util.h"
 #include "region.h"
@@ -55,21 +52,10 @@ Napi::Value CreateRegion(const Napi::CallbackInfo &info) {
     auto a = info[1].As<Napi::Array>();
     for (uint32_t i = 0; i < MAX_IFS && i < a.Length(); i++) names[i] = a.Get(i).As<Napi::String>();
   }
-  int fd = memfd_create("netmap-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) throw errno_error(env, "memfd_create", errno);
-  if (ftruncate(fd, static_cast<off_t>(l.size)) < 0) {
-    int e = errno;
-    close(fd);
-    throw errno_error(env, "ftruncate", e);
-  }
-  fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-  void *base = mmap(nullptr, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) {
-    int e = errno;
-    close(fd);
-    throw errno_error(env, "mmap", e);
-  }
-  init_region(static_cast<uint8_t *>(base), l, names);
+  int fd = -1;
+  uint8_t *base = nullptr;
+  const char *what = "";
+  if (int e = create_memfd_region("netmap-region", l, names, &fd, &base, &what)) throw errno_error(env, what, e);
   auto o = Napi::Object::New(env);
   o.Set("fd", fd);
   o.Set("memory", mapping_to_arraybuffer(env, base, l.size));

@@ -160,20 +160,12 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     while (id < MAX_PORTS && ports_[id].used) id++;
     if (id == MAX_PORTS) throw coded_error(env, "switch is full (254 ports, as NM_BDG_MAXPORTS)", "ENOSPC");
     std::string name = info[1].As<Napi::String>();
-    int fd = memfd_create(("vale-ts:" + name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0) throw errno_error(env, "memfd_create", errno);
-    if (ftruncate(fd, static_cast<off_t>(l.size)) < 0) {
-      int e = errno;
-      close(fd);
-      throw errno_error(env, "ftruncate", e);
-    }
-    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-    void *m = mmap(nullptr, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-      int e = errno;
-      close(fd);
-      throw errno_error(env, "mmap", e);
-    }
+    std::string names[MAX_IFS] = {name, ""};
+    int fd = -1;
+    uint8_t *m = nullptr;
+    const char *what = "";
+    if (int e = create_memfd_region(("vale-ts:" + name).c_str(), l, names, &fd, &m, &what))
+      throw errno_error(env, what, e);
     int sb = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     int cb = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (sb < 0 || cb < 0) {
@@ -184,14 +176,12 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
       close(fd);
       throw errno_error(env, "eventfd", e);
     }
-    std::string names[MAX_IFS] = {name, ""};
-    init_region(static_cast<uint8_t *>(m), l, names);
     PortState &ps = ports_[id];
     ps = PortState{};
     ps.used = true;
     ps.lossless = info.Length() > 2 && info[2].ToBoolean();
     ps.layout = l;
-    ps.base = static_cast<uint8_t *>(m);
+    ps.base = m;
     ps.memfd = fd;
     ps.switch_bell = sb;
     ps.client_bell = cb;

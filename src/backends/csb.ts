@@ -61,4 +61,19 @@ export class CsbView {
   setApplNeedKick(k: number, on: boolean): void {
     Atomics.store(this.i32, this.atok(k, CSB_ATOK.appl_need_kick), on ? 1 : 0);
   }
+
+  /**
+   * Ask the other side for a kick when frames arrive on these rx rings
+   * (`rx`) or room frees up on these tx rings (`tx`), before sleeping.
+   */
+  armKicks(rxRings: readonly number[], txRings: readonly number[], rx: boolean, tx: boolean): void {
+    if (rx) for (const r of rxRings) this.setApplNeedKick(this.rxKey(r), true);
+    if (tx) for (const r of txRings) this.setApplNeedKick(this.txKey(r), true);
+  }
+
+  /** Withdraw every kick request of these rings (after waking up). */
+  clearKicks(rxRings: readonly number[], txRings: readonly number[]): void {
+    for (const r of rxRings) this.setApplNeedKick(this.rxKey(r), false);
+    for (const r of txRings) this.setApplNeedKick(this.txKey(r), false);
+  }
 }

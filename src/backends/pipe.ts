@@ -105,15 +105,13 @@ export class PipeBackend implements Backend {
 
   armWait(rx: boolean, tx: boolean): number {
     // the peer's sync reads these flags after publishing, and kicks our doorbell
-    if (rx) for (const r of this.rxRingIds) this.csb.setApplNeedKick(this.csb.rxKey(r), true);
-    if (tx) for (const r of this.txRingIds) this.csb.setApplNeedKick(this.csb.txKey(r), true);
+    this.csb.armKicks(this.rxRingIds, this.txRingIds, rx, tx);
     return 1;
   }
 
   afterWait(): void {
     native.drain(this.waitFd);
-    for (const r of this.rxRingIds) this.csb.setApplNeedKick(this.csb.rxKey(r), false);
-    for (const r of this.txRingIds) this.csb.setApplNeedKick(this.csb.txKey(r), false);
+    this.csb.clearKicks(this.rxRingIds, this.txRingIds);
   }
 
   /** Peer state: 'open', 'closed' (never came, or closed cleanly) or 'dead'. */
