@@ -385,3 +385,38 @@ test('a flood with no other port on the switch is counted (dropNoPort), not lost
     a.close();
   }, sw);
 });
+
+test('hostile slots written straight into shared memory are dropped and counted, never followed', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    const a = await open('vale0:evil', { socket });
+    const b = await open('vale0:good', { socket });
+    const ring = a.txRings[0]!;
+    const good = frame('bcast', MAC.A, 9);
+    // slot 0: buffer index far outside the pool; slot 1: reserved buffer 1;
+    // slot 2: length over the buffer size; slot 3: a good frame
+    ring.setBufIdx(0, 0x7fffffff);
+    ring.setLen(0, 60);
+    ring.setBufIdx(1, 1);
+    ring.setLen(1, 60);
+    ring.setLen(2, 60000);
+    ring.bytes.set(good, ring.bufOffset(3));
+    ring.setLen(3, 60);
+    ring.head = ring.cur = 4;
+    // bypass Ring.sync's checks: publish head as a hostile client would
+    a.backendObject.txsync(0);
+    t.deepEqual(await drain(b), [9], 'only the good frame came through');
+    const c = sw.counters(sw.port('vale0:evil')!.index);
+    t.is(c['dropInvalid'], 3);
+    t.is(c['rxFrames'], 1);
+    // an impossible head index is refused and counted, the switch carries on
+    ring.head = ring.cur = 5000;
+    a.backendObject.txsync(0);
+    await drain(b, 100);
+    t.true(sw.counters(sw.port('vale0:evil')!.index)['badHead']! >= 1);
+    const p = await open('vale0:after', { socket });
+    p.close();
+    a.close();
+    b.close();
+  }, sw);
+});
