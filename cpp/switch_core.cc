@@ -69,6 +69,9 @@ struct PortState {
   int memfd = -1;
   int switch_bell = -1;  // the client kicks this
   int client_bell = -1;  // the switch kicks this
+  // extra doorbells of further registrations sharing the port (one ring
+  // each), so no holder can swallow another's wakeup; not owned here
+  std::vector<int> extra_bells;
   uint32_t tx_hwcur[MAX_RINGS] = {};
   RxState rx[MAX_RINGS];
   uint64_t c[C_COUNT] = {};
@@ -99,6 +102,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
          InstanceMethod("drainBell", &SwitchCore::DrainBell),
          InstanceMethod("setLossless", &SwitchCore::SetLossless),
          InstanceMethod("setAttached", &SwitchCore::SetAttached),
+         InstanceMethod("setExtraBells", &SwitchCore::SetExtraBells),
          StaticValue("counterNames", CounterNames(env))});
   }
 
@@ -421,8 +425,20 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
   void KickClient(PortState *p) {
     uint64_t one = 1;
     ssize_t w = write(p->client_bell, &one, sizeof one);
+    for (int fd : p->extra_bells) w = write(fd, &one, sizeof one);
     (void)w;
     p->c[C_KICKS]++;
+  }
+
+  // setExtraBells(port, fds[]): doorbells of the other registrations
+  Napi::Value SetExtraBells(const Napi::CallbackInfo &info) {
+    PortState *p = port_arg(info, 0);
+    if (!info[1].IsArray()) throw Napi::TypeError::New(info.Env(), "setExtraBells(port, fds: number[])");
+    auto a = info[1].As<Napi::Array>();
+    std::vector<int> fds;
+    for (uint32_t i = 0; i < a.Length(); i++) fds.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+    p->extra_bells = std::move(fds);
+    return info.Env().Undefined();
   }
 
   // publish new rx tails and wake receivers that asked for it

@@ -73,6 +73,8 @@ export interface NativeSwitchCore {
   setLossless(id: number, on: boolean): void;
   /** whether a client holds the port (lossless senders wait only for those) */
   setAttached(id: number, on: boolean): void;
+  /** doorbells of further registrations sharing the port (kicked with the first) */
+  setExtraBells(id: number, fds: number[]): void;
   collect(id: number, ring: number, max: number): number;
   /** frames consumed; -(n+1) when lossless backpressure stopped after n */
   forward(): number;

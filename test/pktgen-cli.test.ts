@@ -204,6 +204,35 @@ test('vale0 through the switch: Received = Sent - the drops the switch counted',
   }
 });
 
+test('-p 2 on a vale-ts port with two rings: one registration per ring, every frame accounted for', async (t) => {
+  const socket = sockPath();
+  const sw = new Switch('vale0');
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  try {
+    const env = { VALE_TS_SOCKET: socket };
+    const a = `vale0:${uname('pa')}`;
+    const b = `vale0:${uname('pb')}`;
+    const rx = run(['-i', b, '-f', 'rx', '-W'], env);
+    await rx.waitFor(/reading from/);
+    const tx = run(['-i', `${a}@conf:rings=2`, '-f', 'tx', '-p', '2', '-n', '400000'], env);
+    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    t.is(rt.code, 0, rt.stderr);
+    t.is(rr.code, 0, rr.stderr);
+    t.regex(rt.stdout, /Sending on .*: 2 queues, 2 threads/);
+    const sent = count(rt.stdout, 'Sent');
+    const received = count(rr.stdout, 'Received');
+    const tot = sw.stats().totals;
+    const drops = Object.entries(tot)
+      .filter(([k]) => k.startsWith('drop'))
+      .reduce((s, [, v]) => s + v, 0);
+    t.is(sent, 400000);
+    t.is(received, sent - drops);
+    t.deepEqual(badLines(rt), []);
+  } finally {
+    srv.close();
+  }
+});
+
 test.serial('-R 100000 for 5 s: the rate is within 2%', async (t) => {
   const name = `vale0:${uname('r')}`;
   const rx = run(['-i', `${name}}0`, '-f', 'rx', '-W']);
@@ -403,6 +432,7 @@ test('bad flags and impossible combinations: a clear error on stderr, exit statu
       [['-i', 'vale0:x', '-f', 'tx', '-I'], /-I: indirect buffers \(NS_INDIRECT\) are not supported/],
       [['-i', `${pipe}{0`, '-f', 'tx', '-H', '10'], /-H 10: virtio-net headers exist only on kernel netmap ports/],
       [['-i', `${pipe}{1`, '-f', 'tx', '-p', '2'], /-p 2: threads need a ring each/],
+      [['-i', 'vale0:x', '-f', 'tx', '-p', '2'], /-p 2: vale0:x has only 1 tx rings \(give the port 2 rings: -i vale0:x@conf:rings=2/],
       [['-i', `${pipe}{2`, '-f', 'tx', '-l', '3000'], /-l 3000: 3000-byte frames do not fit the port's 2048-byte buffers/],
       [['-i', `${pipe}{3`, '-f', 'txseq', '-l', '44'], /too short for a sequence number/],
       [['-i', `${pipe}{4`, '-f', 'tx', '-l', '100', '-l', '30'], /random sizes start at 42 bytes/],

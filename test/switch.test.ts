@@ -420,3 +420,38 @@ test('hostile slots written straight into shared memory are dropped and counted,
     b.close();
   }, sw);
 });
+
+test('registrations may share a port when each binds its own ring (vale0:x-0, vale0:x-1), as in netmap', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket, srv) => {
+    const r0 = await open('vale0:m-0@conf:rings=2', { socket });
+    const r1 = await open('vale0:m-1', { socket });
+    t.deepEqual(r0.txRings.map((r) => r.index), [0]);
+    t.deepEqual(r1.txRings.map((r) => r.index), [1]);
+    await t.throwsAsync(open('vale0:m-1', { socket }), { code: 'EBUSY', message: /ring 1 of vale0:m is bound/ });
+    await t.throwsAsync(open('vale0:m', { socket }), { code: 'EBUSY' });
+    await t.throwsAsync(open('vale0:m-2', { socket }), { code: 'EINVAL', message: /there is no ring 2/ });
+    const peer = await open('vale0:peer', { socket });
+    // frames sent on each ring arrive; each holder is woken for its own ring
+    await send(r0, frame('bcast', MAC.A, 1));
+    await send(r1, frame('bcast', MAC.B, 2));
+    t.deepEqual((await drain(peer)).sort(), [1, 2]);
+    peer.inject(frame('bcast', MAC.C, 3));
+    peer.inject(frame('bcast', MAC.C, 4));
+    peer.txsync();
+    // the peer has one ring: both copies go to ring 0 of the shared port
+    t.deepEqual(await drain(r0), [3, 4]);
+    t.deepEqual(await drain(r1, 80), []);
+    // the port stays while one holder is left, and goes with the last
+    r0.close();
+    await new Promise((r) => setTimeout(r, 50));
+    t.truthy(sw.port('vale0:m'));
+    await send(r1, frame('bcast', MAC.B, 5));
+    t.deepEqual(await drain(peer), [5]);
+    r1.close();
+    for (let i = 0; i < 50 && sw.port('vale0:m'); i++) await new Promise((r) => setTimeout(r, 10));
+    t.is(sw.port('vale0:m'), undefined);
+    t.truthy(srv.switch('vale0'));
+    peer.close();
+  }, sw);
+});

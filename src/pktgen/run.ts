@@ -13,7 +13,7 @@
  * - every bad flag value is an error with a message and exit status 1;
  * - flags that cannot work on the chosen port are refused, never ignored:
  *   -I (indirect buffers), -F > 1 when sending to vale-ts (which drops
- *   multi-slot frames), -H on userspace ports, -p > 1 on userspace ports
+ *   multi-slot frames), -H on userspace ports, -p > 1 on pipes
  *   (a vale-ts port and a pipe end can be opened only once, so threads
  *   cannot each register a ring), tap/pcap/null ports;
  * - txseq honours -n (pkt-gen ignores it);
@@ -300,11 +300,10 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
   const closeAll = (): void => inlinePort?.close();
   try {
     const k = ifCounts(port0);
-    if (nthreads > 1 && port0.transport !== 'kernel') {
+    if (nthreads > 1 && port0.transport === 'pipe') {
       return fail(
         `-p ${nthreads}: threads need a ring each, registered separately (${parsed.nrName}-0, -1, ...), and ` +
-          `${port0.transport === 'pipe' ? 'a pipe end' : 'a vale-ts port'} can be opened only once; ` +
-          `use -p 1 here, or kernel netmap for multi-threaded runs`,
+          `a pipe end can be opened only once; use -p 1 here, or a vale-ts or kernel netmap port for multi-threaded runs`,
       );
     }
     if (o.frags > 1 && kind === 'sender' && port0.transport === 'vale-ts') {
@@ -323,7 +322,8 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
     const devqueues = kind === 'sender' ? k.tx + k.hostTx : k.rx + k.hostRx;
     if (nthreads > devqueues) {
       D('main', MLINE.BAD_NTHREADS, `bad nthreads ${nthreads}, have ${devqueues} queues`);
-      return fail(`-p ${nthreads}: ${o.iface} has only ${devqueues} ${kind === 'sender' ? 'tx' : 'rx'} rings`);
+      const hint = port0.transport === 'vale-ts' ? ` (give the port ${nthreads} rings: -i ${parsed.nrName}@conf:rings=${nthreads}, or -C)` : '';
+      return fail(`-p ${nthreads}: ${o.iface} has only ${devqueues} ${kind === 'sender' ? 'tx' : 'rx'} rings${hint}`);
     }
     if (o.verbose > 0) verboseLines(port0, k);
 

@@ -41,7 +41,10 @@ interface Client {
   fd: number;
   watcher: NativeFdWatcher;
   pid: number;
-  port?: { sw: Switch; port: SwitchPort };
+  /** the port this connection registered, and the ring it bound (-1: all) */
+  port?: { sw: Switch; port: SwitchPort; ring: number };
+  /** this registration's own doorbell when it shares the port with others */
+  bell?: number;
 }
 
 class RequestError extends Error {
@@ -60,6 +63,8 @@ export class ValeServer extends EventEmitter {
   private readonly listenWatcher: NativeFdWatcher;
   private readonly switches = new Map<string, Switch>();
   private readonly clients = new Set<Client>();
+  /** connections holding each port: several only when each binds its own ring (-N) */
+  private readonly holders = new Map<SwitchPort, Set<Client>>();
   private readonly opts: ServerOptions;
   private closed = false;
 
@@ -202,22 +207,49 @@ export class ValeServer extends EventEmitter {
         if (c.port) throw new RequestError('EBUSY', 'this connection already holds a port: open one port per connection');
         const n = this.parseVale(req.name);
         const sw = this.switchFor(n.sw, true);
+        const ring = req.nrMode === NR_REG_ONE_NIC ? req.ringId : -1;
         let port = sw.port(n.full);
         if (port) {
-          if (port.attached || !port.persistent) {
-            throw new RequestError('EBUSY', `${n.full} is busy: another process has it open${port.pid ? ` (pid ${port.pid})` : ''}`);
+          const held = [...(this.holders.get(port) ?? [])];
+          if (held.length === 0 && !port.persistent) {
+            throw new RequestError('EBUSY', `${n.full} is busy`);
+          }
+          // as in netmap, registrations may share a port when each binds a
+          // ring of its own (vale0:x-0, vale0:x-1, ...); all rings is exclusive
+          const clash = held.find((h) => ring < 0 || h.port!.ring < 0 || h.port!.ring === ring);
+          if (clash) {
+            const what = ring >= 0 && clash.port!.ring === ring ? `ring ${ring} of ${n.full} is bound` : `${n.full} is busy`;
+            throw new RequestError('EBUSY', `${what}: another process has it open${clash.pid ? ` (pid ${clash.pid})` : ''}`);
           }
         } else {
           port = sw.addPort(n.full, paramsOf(req.conf, req.bufSize, req.extraBufs), { lossless: req.lossless ?? false });
         }
+        if (ring >= 0 && (ring >= port.txRings || ring >= port.rxRings)) {
+          if (!this.holders.get(port)?.size && !port.persistent) {
+            sw.removePort(port.index);
+            this.maybeDropSwitch(sw);
+          }
+          throw new RequestError('EINVAL', `${n.full} has ${port.txRings} tx / ${port.rxRings} rx rings: there is no ring ${ring}`);
+        }
         if (req.lossless !== undefined && req.lossless !== port.lossless) sw.setLossless(port.index, req.lossless);
+        port.attached = true;
         sw.setAttached(port.index, true);
         port.pid = c.pid;
-        c.port = { sw, port };
+        c.port = { sw, port, ring };
+        let set = this.holders.get(port);
+        if (!set) this.holders.set(port, (set = new Set()));
+        set.add(c);
+        let fds: readonly number[] = port.fds;
+        if (set.size > 1) {
+          // a second holder gets a doorbell of its own, kicked with the port's
+          c.bell = native.eventfd();
+          fds = [port.fds[0], c.bell, port.fds[2]];
+          this.updateBells(sw, port);
+        }
         this.emit('attach', sw, port);
         return {
           reply: { v, ok: true, op: 'register', switch: sw.name, port: n.port, bridgeIndex: sw.bridgeIndex, portIndex: port.index, ...port.geometry },
-          fds: port.fds,
+          fds,
         };
       }
       case 'list': {
@@ -276,6 +308,12 @@ export class ValeServer extends EventEmitter {
     }
   }
 
+  private updateBells(sw: Switch, port: SwitchPort): void {
+    const bells: number[] = [];
+    for (const h of this.holders.get(port) ?? []) if (h.bell !== undefined) bells.push(h.bell);
+    sw.setExtraBells(port.index, bells);
+  }
+
   private maybeDropSwitch(sw: Switch): void {
     // a switch created on demand goes with its last port, as in netmap
     if (sw.ports().length === 0 && !(this.opts.switches ?? []).includes(sw)) {
@@ -290,10 +328,18 @@ export class ValeServer extends EventEmitter {
     native.close(c.fd);
     const held = c.port;
     if (held) {
+      const set = this.holders.get(held.port);
+      set?.delete(c);
+      if (c.bell !== undefined) {
+        this.updateBells(held.sw, held.port);
+        native.close(c.bell);
+      }
+      if (set && set.size > 0) return; // other connections still hold rings of it
+      this.holders.delete(held.port);
       delete held.port.pid;
+      held.port.attached = false;
       if (held.port.persistent) held.sw.setAttached(held.port.index, false);
       else {
-        held.port.attached = false;
         held.sw.removePort(held.port.index);
         this.maybeDropSwitch(held.sw);
       }
@@ -325,6 +371,9 @@ export class ValeServer extends EventEmitter {
     this.emit('close');
   }
 }
+
+/** netmap's NR_REG_ONE_NIC: the registration binds one ring pair */
+const NR_REG_ONE_NIC = 4;
 
 function paramsOf(conf: ConfRequest, bufSize: number | undefined, extraBufs: number | undefined): PortParams {
   const p: PortParams = {};

@@ -195,6 +195,11 @@ export class Switch extends EventEmitter {
     this.core.setAttached(index, on);
   }
 
+  /** Doorbells of further registrations sharing a port; each is kicked with the port's own. */
+  setExtraBells(index: number, fds: number[]): void {
+    this.core.setExtraBells(index, fds);
+  }
+
   /** Switch a port's lossless (backpressure) mode. */
   setLossless(index: number, on: boolean): void {
     const p = this.portsById.get(index);
