@@ -165,7 +165,7 @@ export interface PeriodicFigures {
 
 /**
  * Body of main_thread's periodic `D()` line:
- * `X.XXX Mpps (Y.YYY Mpkts Z.ZZZ Gbps in U usec) B.BB avg_batch M min_space`;
+ * `1.234 Mpps (1.234 Mpkts 0.592 Gbps in 1000000 usec) 512.00 avg_batch 99999 min_space`;
  * with `-A` the `(` is preceded by `[avg/std A/S pps]` built from norm() strings
  * (so `[avg/std 1.500 K/500.000  pps]`: two spaces when S has no unit; no space before `(`,
  * as in pkt-gen).
