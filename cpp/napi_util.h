@@ -78,6 +78,10 @@ inline uint32_t opt_u32(Napi::Object o, const char *key, uint32_t dflt) {
 // last JS reference goes, so a view can never outlive its mapping.
 Napi::ArrayBuffer mapping_to_arraybuffer(Napi::Env env, void *base, size_t size);
 
+struct LayoutParams;
+// Region parameters from a JS object ({txRings, rxRings, txSlots, ...}).
+LayoutParams params_from(Napi::Object o);
+
 void InitAbi(Napi::Env env, Napi::Object exports);
 void InitFdio(Napi::Env env, Napi::Object exports);
 void InitRegion(Napi::Env env, Napi::Object exports);

@@ -5,8 +5,7 @@
 
 namespace nm {
 
-namespace {
-
+// Region parameters from a JS object ({nIfs, txRings, ...}), defaults as netmap's.
 LayoutParams params_from(Napi::Object o) {
   LayoutParams p;
   p.n_ifs = opt_u32(o, "nIfs", 1);
@@ -18,6 +17,8 @@ LayoutParams params_from(Napi::Object o) {
   p.extra_bufs = opt_u32(o, "extraBufs", 0);
   return p;
 }
+
+namespace {
 
 Napi::Object layout_object(Napi::Env env, const Layout &l) {
   auto o = Napi::Object::New(env);

@@ -149,14 +149,8 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
   Napi::Value AddPort(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject() || !info[1].IsString()) throw Napi::TypeError::New(env, "addPort(params, name, lossless)");
-    Napi::Object po = info[0].As<Napi::Object>();
-    LayoutParams p;
-    p.tx_rings = opt_u32(po, "txRings", 1);
-    p.rx_rings = opt_u32(po, "rxRings", 1);
-    p.tx_slots = opt_u32(po, "txSlots", DEFAULT_SLOTS);
-    p.rx_slots = opt_u32(po, "rxSlots", DEFAULT_SLOTS);
-    p.buf_size = opt_u32(po, "bufSize", DEFAULT_BUF_SIZE);
-    p.extra_bufs = opt_u32(po, "extraBufs", 0);
+    LayoutParams p = params_from(info[0].As<Napi::Object>());
+    p.n_ifs = 1;  // a switch port is one netmap_if
     Layout l;
     std::string err = compute_layout(p, &l);
     if (!err.empty()) throw coded_error(env, err, "EINVAL");
