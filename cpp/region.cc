@@ -55,6 +55,10 @@ std::string compute_layout(const LayoutParams &p, Layout *out) {
   if (nbufs > 0xffffffffULL) return "too many buffers";
   l.num_bufs = static_cast<uint32_t>(nbufs);
   l.size = align_up(l.buf_pool_ofs + nbufs * p.buf_size, 4096);
+  // byte offsets into a region travel as 32-bit values (switch batches) and
+  // a JS typed array over it is limited to 4 GiB as well
+  if (l.size > 0xffffffffULL)
+    return "region of " + std::to_string(l.size) + " bytes exceeds 4 GiB: use fewer rings, slots or smaller buffers";
   *out = l;
   return {};
 }

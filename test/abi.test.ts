@@ -108,6 +108,7 @@ test('region parameters outside netmap limits are refused with the accepted rang
   t.throws(() => native.computeLayout({ txSlots: 5000 }), { message: /tx slots 5000 .* 2..4096/ });
   t.throws(() => native.computeLayout({ bufSize: 100 }), { message: /not a multiple of 64/ });
   t.notThrows(() => native.computeLayout({ txRings: 16, rxRings: 16, txSlots: 4096, rxSlots: 4096 }));
+  t.throws(() => native.computeLayout({ txRings: 16, rxRings: 16, txSlots: 4096, rxSlots: 4096, bufSize: 65536 }), { message: /exceeds 4 GiB/ });
 });
 
 test('a corrupted region header is refused by a peer', (t) => {
