@@ -42,7 +42,7 @@ enum Counter {
   C_DROP_LOOKUP,     // the lookup function said drop
   C_DROP_NO_PORT,    // the lookup named a port that does not exist, or a flood found no other port
   C_DROP_OVERSIZE,   // copies to this port larger than its buffers
-  C_DROP_FRAG,       // multi-slot (NS_MOREFRAG) frames: not supported yet
+  C_DROP_FRAG,       // a fragment chain longer than NETMAP_MAX_FRAGS slots
   C_DROP_CLOSED,     // frames left in the port's tx rings when it went away
   C_FLOODED,         // frames from this port sent to all others
   C_BAD_HEAD,        // syncs where the client published an impossible index
@@ -254,26 +254,54 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
       return Napi::Number::New(info.Env(), 0);
     }
     netmap_slot *s = ring_slots(p->ring(r));
-    uint32_t i = p->tx_hwcur[r], n = 0, scanned = 0;
+    uint32_t i = p->tx_hwcur[r], n = 0, scanned = 0, nf = 0;
     const uint32_t bsz = p->layout.p.buf_size;
     const uint64_t pool = p->layout.buf_pool_ofs;
-    while (i != head && n < max) {
-      const uint32_t idx = s[i].buf_idx;
-      const uint16_t len = s[i].len;
-      const uint16_t fl = s[i].flags;
-      slot_of_[n] = i;
-      if (!p->buf_ok(idx) || len > bsz) {
-        p->c[C_DROP_INVALID]++;
-      } else if (fl & NS_MOREFRAG) {
+    // a frame is one slot, or a chain of slots with NS_MOREFRAG on all but
+    // the last (netmap's multi-slot frames); each slot is read once, here
+    while (i != head && n < max && scanned < max) {
+      const uint32_t first = i, f0 = nf;
+      bool ok = true, complete = false;
+      uint32_t total = 0;
+      while (i != head) {
+        const uint32_t idx = s[i].buf_idx;
+        const uint16_t len = s[i].len;
+        const uint16_t fl = s[i].flags;
+        if (!p->buf_ok(idx) || len > bsz) ok = false;
+        fidx_[nf] = idx;
+        flen_[nf] = len;
+        nf++;
+        total += len;
+        i = ring_next(i, N);
+        if (!(fl & NS_MOREFRAG)) {
+          complete = true;
+          break;
+        }
+        if (nf - f0 == NETMAP_MAX_FRAGS) break;  // chain too long: dropped below
+      }
+      const uint32_t frags = nf - f0;
+      if (!complete && frags < NETMAP_MAX_FRAGS) {
+        // the rest of the frame is not published yet: take it next time
+        i = first;
+        nf = f0;
+        break;
+      }
+      scanned += frags;
+      if (!complete) {
         p->c[C_DROP_FRAG]++;
+        nf = f0;
+      } else if (!ok || total > 65535) {
+        p->c[C_DROP_INVALID]++;
+        nf = f0;
       } else {
-        offsets_[n] = static_cast<uint32_t>(pool + static_cast<uint64_t>(idx) * bsz);
-        lens_[n] = len;
+        slot_of_[n] = first;
+        fstart_[n] = f0;
+        fcount_[n] = frags;
+        ftotal_[n] = total;
+        offsets_[n] = static_cast<uint32_t>(pool + static_cast<uint64_t>(fidx_[f0]) * bsz);
+        lens_[n] = flen_[f0];  // the lookup reads the header from the first fragment
         n++;
       }
-      i = ring_next(i, N);
-      scanned++;
-      if (scanned >= max && n < max) break;
     }
     batch_port_ = p;
     batch_ring_ = r;
@@ -295,33 +323,46 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     return *room > 0;
   }
 
-  // one copy into port d's rx ring rr; false when there is no room
-  bool deliver(PortState *d, uint32_t rr, const uint8_t *src, uint16_t len, uint32_t *room) {
-    if (*room == 0 && !rx_room(d, rr, room)) return false;
+  // one copy of batch frame k from port p into port d's rx ring rr, one rx
+  // slot per fragment; false when there is no room for all of them
+  bool deliver(PortState *d, uint32_t rr, const PortState *p, uint32_t k, uint32_t *room) {
+    const uint32_t frags = fcount_[k], f0 = fstart_[k];
+    if (*room < frags) {
+      rx_room(d, rr, room);
+      if (*room < frags) return false;
+    }
     RxState &st = d->rx[rr];
-    netmap_slot *s = &ring_slots(d->ring(d->layout.p.tx_rings + rr))[st.hwtail];
-    const uint32_t idx = s->buf_idx;
-    if (!d->buf_ok(idx)) {
-      // the client broke its own rx slot: the copy is lost, counted there
-      d->c[C_DROP_INVALID]++;
-      return true;
+    const uint32_t N = d->layout.p.rx_slots;
+    netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
+    uint32_t dst_idx[NETMAP_MAX_FRAGS];
+    for (uint32_t f = 0, j = st.hwtail; f < frags; f++, j = ring_next(j, N)) {
+      dst_idx[f] = rs[j].buf_idx;
+      if (!d->buf_ok(dst_idx[f])) {
+        // the client broke its own rx slot: the copy is lost, counted there
+        d->c[C_DROP_INVALID]++;
+        return true;
+      }
+      if (flen_[f0 + f] > d->layout.p.buf_size) {
+        d->c[C_DROP_OVERSIZE]++;
+        return true;
+      }
     }
-    if (len > d->layout.p.buf_size) {
-      d->c[C_DROP_OVERSIZE]++;
-      return true;
+    for (uint32_t f = 0; f < frags; f++) {
+      netmap_slot *slot = &rs[st.hwtail];
+      const uint16_t len = flen_[f0 + f];
+      std::memcpy(d->buf(dst_idx[f]), p->buf(fidx_[f0 + f]), len);
+      slot->len = len;
+      slot->flags = f + 1 < frags ? NS_MOREFRAG : 0;
+      st.hwtail = ring_next(st.hwtail, N);
     }
-    std::memcpy(d->buf(idx), src, len);
-    s->len = len;
-    s->flags = 0;
-    st.hwtail = ring_next(st.hwtail, d->layout.p.rx_slots);
-    (*room)--;
+    *room -= frags;
     if (!d->any_dirty) {
       d->any_dirty = true;
       dirty_.push_back(static_cast<uint32_t>(d - ports_.data()));
     }
     d->rx_dirty[rr] = true;
     d->c[C_TX_FRAMES]++;
-    d->c[C_TX_BYTES] += len;
+    d->c[C_TX_BYTES] += ftotal_[k];
     return true;
   }
 
@@ -341,9 +382,8 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     bool stopped = false;
     for (; done < batch_n_; done++) {
       const int16_t dst = dests_[done];
-      const uint8_t *src = p->base + offsets_[done];
-      const uint16_t len = lens_[done];
-      if (len < 14) {
+      const uint32_t len = ftotal_[done];
+      if (flen_[fstart_[done]] < 14) {
         p->c[C_DROP_RUNT]++;
       } else if (dst >= 0) {
         const uint32_t d = static_cast<uint32_t>(dst);
@@ -354,7 +394,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
         } else {
           PortState *dp = &ports_[d];
           uint32_t rr = r % dp->layout.p.rx_rings;
-          if (!deliver(dp, rr, src, len, &room[d])) {
+          if (!deliver(dp, rr, p, done, &room[d])) {
             if (p->lossless && dp->attached) {
               stopped = true;
               break;
@@ -369,7 +409,8 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
           for (uint32_t d : active_) {
             if (d == src_id || !ports_[d].attached) continue;
             uint32_t rr = r % ports_[d].layout.p.rx_rings;
-            if (room[d] == 0 && !rx_room(&ports_[d], rr, &room[d])) {
+            if (room[d] < fcount_[done]) rx_room(&ports_[d], rr, &room[d]);
+            if (room[d] < fcount_[done]) {
               all = false;
               break;
             }
@@ -390,7 +431,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
         for (uint32_t d : active_) {
           if (d == src_id) continue;
           PortState *dp = &ports_[d];
-          if (!deliver(dp, r % dp->layout.p.rx_rings, src, len, &room[d])) dp->c[C_DROP_NO_SPACE]++;
+          if (!deliver(dp, r % dp->layout.p.rx_rings, p, done, &room[d])) dp->c[C_DROP_NO_SPACE]++;
         }
       } else if (dst == DEST_SAME_PORT) {
         p->c[C_DROP_SAME_PORT]++;
@@ -511,6 +552,13 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
   PortState *batch_port_ = nullptr;
   uint32_t batch_ring_ = 0, batch_end_ = 0, batch_n_ = 0;
   uint32_t slot_of_[MAX_BATCH] = {};
+  // per batch frame: first fragment in fidx_/flen_, fragment count, bytes
+  uint32_t fstart_[MAX_BATCH] = {};
+  uint32_t fcount_[MAX_BATCH] = {};
+  uint32_t ftotal_[MAX_BATCH] = {};
+  // every fragment of the batch, as read once from the client's tx ring
+  uint32_t fidx_[MAX_BATCH + NETMAP_MAX_FRAGS] = {};
+  uint16_t flen_[MAX_BATCH + NETMAP_MAX_FRAGS] = {};
 };
 
 }  // namespace

@@ -437,7 +437,6 @@ test('bad flags and impossible combinations: a clear error on stderr, exit statu
       [['-i', `${pipe}{3`, '-f', 'txseq', '-l', '44'], /too short for a sequence number/],
       [['-i', `${pipe}{4`, '-f', 'tx', '-l', '100', '-l', '30'], /random sizes start at 42 bytes/],
       [['-i', `${pipe}{5`, '-f', 'tx', '-P', '/nonexistent.pcap'], /-P: cannot read pcap file/],
-      [['-i', 'vale0:x', '-f', 'tx', '-F', '2'], /-F 2: vale-ts drops multi-slot \(NS_MOREFRAG\) frames/],
       [['-i', 'vale0:x', '-f', 'tx', '-C', '64', '-i', 'vale0:y@conf:slots=128'], /-C and @conf: .* both give the ring configuration/],
       [['-i', 'eth0', '-f', 'tx'], /cannot open netmap:eth0: .*host interface/, { NETMAP_BACKEND: 'user' }],
       [['-i', 'vale0:x', '-f', 'tx'], /cannot open vale0:x: .*vale-ts is not running/, { VALE_TS_SOCKET: path.join(os.tmpdir(), `none-${process.pid}.sock`) }],
@@ -535,6 +534,28 @@ test('-F: frames larger than a buffer go over several slots (NS_MOREFRAG) on a p
   t.is(rr.code, 0, rr.stderr);
   t.regex(rt.stdout, /^Sent 20000 packets 100000000 bytes \d+ events 5000 bytes each/m);
   t.regex(rr.stdout, /^Received 20000 packets 100000000 bytes \d+ events 5000 bytes each/m);
+});
+
+test('-F through vale0: multi-slot frames cross the switch whole, counted once', async (t) => {
+  const socket = sockPath();
+  const sw = new Switch('vale0');
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  try {
+    const env = { VALE_TS_SOCKET: socket };
+    const b = `vale0:${uname('fb')}`;
+    const rx = run(['-i', b, '-f', 'rx', '-W'], env);
+    await rx.waitFor(/reading from/);
+    const tx = run(['-i', `vale0:${uname('fa')}`, '-f', 'tx', '-n', '20000', '-l', '5000', '-F', '3', '-R', '20000'], env);
+    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    t.is(rt.code, 0, rt.stderr);
+    t.is(rr.code, 0, rr.stderr);
+    const tot = sw.stats().totals;
+    t.is(tot['rxFrames'], 20000, 'the switch counts frames, not slots');
+    t.is(tot['dropFrag'] ?? 0, 0);
+    t.regex(rr.stdout, new RegExp(`^Received ${tot['txFrames']} packets ${tot['txBytes']} bytes \\d+ events 5000 bytes each`, 'm'));
+  } finally {
+    srv.close();
+  }
 });
 
 test('-P: the first packet of a pcap file is sent as is', async (t) => {

@@ -455,3 +455,56 @@ test('registrations may share a port when each binds its own ring (vale0:x-0, va
     peer.close();
   }, sw);
 });
+
+test('multi-slot frames (NS_MOREFRAG) cross the switch as one frame; an endless chain is dropped as dropFrag', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    const a = await open('vale0:fa', { socket });
+    const b = await open('vale0:fb', { socket });
+    const ring = a.txRings[0]!;
+    const NS_MOREFRAG = 0x20;
+    // one 3-slot frame: header in the first fragment, tags in each
+    const first = frame('bcast', MAC.A, 7, 100);
+    ring.bytes.set(first, ring.bufOffset(0));
+    ring.setLen(0, 100);
+    ring.setFlags(0, NS_MOREFRAG);
+    ring.bytes[ring.bufOffset(1)] = 0xa1;
+    ring.setLen(1, 50);
+    ring.setFlags(1, NS_MOREFRAG);
+    ring.bytes[ring.bufOffset(2)] = 0xa2;
+    ring.setLen(2, 20);
+    ring.setFlags(2, 0);
+    ring.advance(3);
+    a.txsync();
+    await b.poll({ timeoutMs: 1000 });
+    const rx = b.rxRings[0]!;
+    t.is(rx.space(), 3, 'three slots, one frame');
+    const h = rx.head;
+    t.deepEqual([rx.len(h), rx.len(rx.next(h)), rx.len(rx.next(rx.next(h)))], [100, 50, 20]);
+    t.deepEqual([rx.flags(h) & NS_MOREFRAG, rx.flags(rx.next(h)) & NS_MOREFRAG, rx.flags(rx.next(rx.next(h))) & NS_MOREFRAG], [NS_MOREFRAG, NS_MOREFRAG, 0]);
+    t.is(rx.bytes[rx.bufOffset(h) + 14], 7);
+    t.is(rx.bytes[rx.bufOffset(rx.next(h))], 0xa1);
+    t.is(rx.bytes[rx.bufOffset(rx.next(rx.next(h)))], 0xa2);
+    rx.advance(3);
+    b.rxsync();
+    let c = sw.counters(sw.port('vale0:fa')!.index);
+    t.is(c['rxFrames'], 1);
+    t.is(c['rxBytes'], 170);
+    t.is(sw.counters(sw.port('vale0:fb')!.index)['txFrames'], 1);
+    // a chain of 64 slots that never ends is refused as a whole
+    for (let i = 0; i < 64; i++) {
+      const s = ring.head;
+      ring.bytes.set(first, ring.bufOffset(s));
+      ring.setLen(s, 60);
+      ring.setFlags(s, NS_MOREFRAG);
+      ring.advance(1);
+    }
+    a.txsync();
+    t.true(await a.flush(1000));
+    c = sw.counters(sw.port('vale0:fa')!.index);
+    t.is(c['dropFrag'], 1);
+    t.deepEqual(await drain(b, 80), []);
+    a.close();
+    b.close();
+  }, sw);
+});

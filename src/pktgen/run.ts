@@ -13,7 +13,7 @@
  * - every bad flag value is an error with a message and exit status 1;
  * - flags that cannot work on the chosen port are refused, never ignored:
  *   -I (indirect buffers), -F > 1 when sending to vale-ts (which drops
- *   multi-slot frames), -H on userspace ports, -p > 1 on pipes
+ *   -H on userspace ports, -p > 1 on pipes
  *   (a vale-ts port and a pipe end can be opened only once, so threads
  *   cannot each register a ring), tap/pcap/null ports;
  * - txseq honours -n (pkt-gen ignores it);
@@ -304,12 +304,6 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
       return fail(
         `-p ${nthreads}: threads need a ring each, registered separately (${parsed.nrName}-0, -1, ...), and ` +
           `a pipe end can be opened only once; use -p 1 here, or a vale-ts or kernel netmap port for multi-threaded runs`,
-      );
-    }
-    if (o.frags > 1 && kind === 'sender' && port0.transport === 'vale-ts') {
-      return fail(
-        `-F ${o.frags}: vale-ts drops multi-slot (NS_MOREFRAG) frames, counting them as dropFrag, so every frame ` +
-          'would be lost; use -F 1 (frames up to the buffer size), or a pipe or kernel netmap port',
       );
     }
     if (o.vnetHdr > 0 && port0.transport !== 'kernel') {
