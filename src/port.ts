@@ -87,12 +87,28 @@ export class Port {
 
   /** txsync every bound tx ring: push queued frames, learn free room. */
   txsync(): void {
-    for (const r of this.txRings) r.sync();
+    this.syncRings(this.txRings);
   }
 
   /** rxsync every bound rx ring: release consumed slots, learn new frames. */
   rxsync(): void {
-    for (const r of this.rxRings) r.sync();
+    this.syncRings(this.rxRings);
+  }
+
+  /**
+   * Sync these rings of this port (all of one direction), with one backend
+   * call where one covers them all (kernel netmap). `trusted` skips the
+   * per-slot prologue checks, for slots written by the addon's batch loops.
+   */
+  syncRings(rings: readonly Ring[], opts: { trusted?: boolean } = {}): void {
+    const trusted = opts.trusted ?? false;
+    if (this.be.syncsAllRings && rings.length > 1) {
+      if (!trusted) for (const r of rings) r.prologue();
+      rings[0]!.sync(true);
+      for (const r of rings) r.markSynced();
+      return;
+    }
+    for (const r of rings) r.sync(trusted);
   }
 
   /** Frames waiting in the rx rings (as of the last rxsync). */
@@ -183,17 +199,13 @@ export class Port {
 
   private check(wantRx: boolean, wantTx: boolean): PollEvents {
     if (this.closed) throw new Error(`${this.name}: port is closed`);
+    this.txsync();
     let tx = false;
-    for (const r of this.txRings) {
-      r.sync();
-      if (!r.empty()) tx = true;
-    }
+    for (const r of this.txRings) if (!r.empty()) tx = true;
     let rx = false;
     if (wantRx) {
-      for (const r of this.rxRings) {
-        r.sync();
-        if (!r.empty()) rx = true;
-      }
+      this.rxsync();
+      for (const r of this.rxRings) if (!r.empty()) rx = true;
     }
     return { rx: wantRx && rx, tx: wantTx && tx, hup: this.be.hungUp() };
   }

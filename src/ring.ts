@@ -176,20 +176,27 @@ export class Ring {
    * txsync or rxsync for this ring. Checks first what netmap's prologue
    * checks (head and cur inside the user's part, slots the user handed back
    * pointing at real buffers with sane lengths) and throws RingError, after
-   * putting head/cur back where the last sync left them.
+   * putting head/cur back where the last sync left them. `trusted` skips the
+   * per-slot part, for slots written by the addon's batch loops, which
+   * validated every index they used.
    */
-  sync(): void {
-    this.check();
+  sync(trusted = false): void {
+    if (!trusted) this.prologue();
     this.syncFn(this.index);
     this.lastHead = this.head;
   }
 
-  /** Re-read head after a backend changed it on its own (registration). */
-  resetUserState(): void {
+  /**
+   * Record head as synced without a sync of this ring's own: for backends
+   * where another ring's sync covered it (kernel netmap syncs every bound
+   * ring in one ioctl).
+   */
+  markSynced(): void {
     this.lastHead = this.head;
   }
 
-  private check(): void {
+  /** netmap's txsync/rxsync prologue check; throws RingError. */
+  prologue(): void {
     const n = this.numSlots;
     const head = this.head;
     const cur = this.cur;

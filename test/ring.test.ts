@@ -1,5 +1,9 @@
 import test from 'ava';
 import { open } from '../src/open.js';
+import { Port } from '../src/port.js';
+import { parsePortName } from '../src/name.js';
+import { native } from '../src/addon.js';
+import type { Backend } from '../src/backends/backend.js';
 
 let uniq = 0;
 const pname = (): string => `vale0:r${process.pid}x${uniq++}`;
@@ -130,4 +134,37 @@ test('async iteration yields zero-copy batches and releases them on the next ste
   t.true(batches > 1);
   m.close();
   s.close();
+});
+
+test('Port.syncRings: one backend call where one sync covers every ring, prologue still checked; per ring otherwise', (t) => {
+  for (const all of [true, false]) {
+    const r = native.createRegion({ txRings: 3, rxRings: 3, txSlots: 16, rxSlots: 16 }, ['stub']);
+    const calls: number[] = [];
+    const be: Backend = {
+      kind: all ? 'kernel' : 'pipe',
+      syncsAllRings: all,
+      memory: r.memory,
+      nifpOffset: r.layout.nifpOffsets[0]!,
+      txRingIds: [0, 1, 2],
+      rxRingIds: [0, 1, 2],
+      waitFd: -1,
+      txsync: (ring) => calls.push(ring),
+      rxsync: (ring) => calls.push(100 + ring),
+      armWait: () => 1,
+      afterWait: () => undefined,
+      hungUp: () => false,
+      close: () => native.close(r.fd),
+    };
+    const port = new Port(parsePortName('vale0:stub'), be);
+    for (const ring of port.txRings) ring.advance(2);
+    port.txsync();
+    t.deepEqual(calls, all ? [0] : [0, 1, 2]);
+    t.is(port.txRings[2]!.head, 2);
+    // a bad head on the last ring is caught even when only ring 0's sync runs
+    port.txRings[2]!.head = 15;
+    calls.length = 0;
+    t.throws(() => port.txsync(), { message: /tx ring 2: head 15/ });
+    t.deepEqual(calls, all ? [] : [0, 1]);
+    port.close();
+  }
 });

@@ -28,6 +28,8 @@ export interface Backend {
   readonly txRingIds: readonly number[];
   /** Indices (0-based, within the netmap_if's rx rings) bound by this registration. */
   readonly rxRingIds: readonly number[];
+  /** One txsync/rxsync covers every bound ring (kernel netmap: one ioctl). */
+  readonly syncsAllRings: boolean;
   /** Fd to watch while sleeping (a doorbell, or the netmap fd). */
   readonly waitFd: number;
   /** Push the user's [old head, head) of tx ring `ring` and update its tail. Throws on failure. */

@@ -316,6 +316,7 @@ export function boundRingIds(
 export class KernelBackend implements Backend {
   /** Always 'kernel'. */
   readonly kind = 'kernel' as const;
+  readonly syncsAllRings = true;
   /** The mmapped netmap region (`nr_memsize` bytes). */
   readonly memory: ArrayBuffer;
   /** `nr_offset`: where this port's netmap_if lies in {@link KernelBackend.memory}. */

@@ -36,6 +36,7 @@ export function pipePath(p: ParsedPortName): string {
 /** One end of a pipe. */
 export class PipeBackend implements Backend {
   readonly kind = 'pipe' as const;
+  readonly syncsAllRings = false;
   readonly memory: ArrayBuffer;
   readonly nifpOffset: number;
   readonly txRingIds: readonly number[];

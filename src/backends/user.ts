@@ -32,6 +32,7 @@ interface RingWords {
 /** A vale port served by vale-ts. */
 export class UserBackend implements Backend {
   readonly kind = 'user' as const;
+  readonly syncsAllRings = false;
   readonly memory: ArrayBuffer;
   readonly nifpOffset: number;
   readonly txRingIds: readonly number[];

@@ -119,7 +119,6 @@ class Ctx {
   readonly control: Int32Array;
   readonly mem: ArrayBuffer;
   private nextYield = now() + YIELD_MS;
-  private readonly kernel: boolean;
   /** spin this long on sync before sleeping in poll, ms */
   readonly spinMs: number;
 
@@ -131,7 +130,6 @@ class Ctx {
     this.counters = shared.counters;
     this.control = shared.control;
     this.mem = port.memory;
-    this.kernel = port.transport === 'kernel';
     this.spinMs = spinMs(port);
   }
 
@@ -148,29 +146,11 @@ class Ctx {
   }
 
   /**
-   * txsync / rxsync straight through the backend, skipping Ring.sync's
-   * per-slot prologue check: the slots were written by the addon, which
-   * validated every index it used. The kernel syncs all bound rings in one
-   * ioctl.
+   * txsync / rxsync without Ring.sync's per-slot prologue check: the slots
+   * were written by the addon, which validated every index it used.
    */
-  syncTx(rings: readonly Ring[]): void {
-    const be = this.port.backendObject;
-    if (this.kernel) {
-      if (rings.length) be.txsync(rings[0]!.index);
-    } else {
-      for (const r of rings) be.txsync(r.index);
-    }
-    for (const r of rings) r.resetUserState();
-  }
-
-  syncRx(rings: readonly Ring[]): void {
-    const be = this.port.backendObject;
-    if (this.kernel) {
-      if (rings.length) be.rxsync(rings[0]!.index);
-    } else {
-      for (const r of rings) be.rxsync(r.index);
-    }
-    for (const r of rings) r.resetUserState();
+  sync(rings: readonly Ring[]): void {
+    this.port.syncRings(rings, { trusted: true });
   }
 
   /** Sleep in poll for up to `ms`, in slices so a cancel is seen; returns the last events. */
@@ -237,7 +217,7 @@ async function waitTxRoom(c: Ctx, rings: readonly Ring[]): Promise<void> {
   const t0 = now();
   for (let i = 1; ; i++) {
     if (c.cancelled) return;
-    c.syncTx(rings);
+    c.sync(rings);
     if (anyRoom(rings)) return;
     if ((i & 15) === 0 && now() - t0 > c.spinMs) break;
   }
@@ -294,15 +274,15 @@ async function senderBody(c: Ctx): Promise<void> {
       }
       if (filled === 0) await waitTxRoom(c, rings);
       else {
-        c.syncTx(rings);
+        c.sync(rings);
         await c.maybeYield();
       }
     }
     // flush, then wait for the queues to drain (pkt-gen's nm_tx_pending loop)
-    c.syncTx(rings);
+    c.sync(rings);
     while (!c.cancelled && txPending(rings)) {
       await yieldNow();
-      c.syncTx(rings);
+      c.sync(rings);
       if (port.hungUp) break;
     }
   } finally {
@@ -327,7 +307,7 @@ async function receiverBody(c: Ctx): Promise<void> {
   const userSwitch = port.transport === 'vale-ts';
   // unbounded wait for the first packet
   while (!c.cancelled) {
-    c.syncRx(rings);
+    c.sync(rings);
     if (port.rxAvailable() > 0) break;
     const ev = await c.pollFor({ rx: true, tx: false }, 1000);
     if (ev.rx) break;
@@ -341,13 +321,13 @@ async function receiverBody(c: Ctx): Promise<void> {
   let toc = 0;
   try {
     while (!c.cancelled && (n === 0 || got < n)) {
-      c.syncRx(rings);
+      c.sync(rings);
       if (port.rxAvailable() === 0) {
         // spin a moment, then sleep; with -W, 1 s of silence ends the run
         const t0 = now();
         if (idleSince === 0) idleSince = t0;
         for (let i = 1; !c.cancelled; i++) {
-          c.syncRx(rings);
+          c.sync(rings);
           if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > c.spinMs)) break;
         }
         if (port.rxAvailable() === 0) {
@@ -391,7 +371,7 @@ async function receiverBody(c: Ctx): Promise<void> {
       if (space < ctr[CTR.MIN_SPACE]!) ctr[CTR.MIN_SPACE] = space;
       await c.maybeYield();
     }
-    c.syncRx(rings); // release what was counted last
+    c.sync(rings); // release what was counted last
   } finally {
     ctr[CTR.TOC] = toc || now();
   }
@@ -458,11 +438,11 @@ async function pingBody(c: Ctx): Promise<void> {
     ctr[CTR.PKTS] = sent;
     ctr[CTR.BYTES] = sent * size;
     ctr[CTR.EVENTS] = events;
-    c.syncTx([tx]);
+    c.sync([tx]);
     // wait for the reply: spin a little (the other side is usually quick), then sleep up to 3 s
     const t0 = now();
     for (let i = 1; ; i++) {
-      c.syncRx(rings);
+      c.sync(rings);
       if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > 0.2) || c.cancelled) break;
     }
     if (port.rxAvailable() === 0 && !c.cancelled) {
@@ -493,7 +473,7 @@ async function pingBody(c: Ctx): Promise<void> {
         r.advance(1);
       }
     }
-    c.syncRx(rings);
+    c.sync(rings);
     if (now() - lastPrint >= 1000) {
       const [countLine, histLine] = stats.intervalMessages();
       D('ping_body', LINE.PING_COUNT, countLine);
@@ -519,11 +499,11 @@ async function pongBody(c: Ctx): Promise<void> {
   let sent = 0;
   ctr[CTR.TIC] = now();
   while (!c.cancelled && (n === 0 || sent < n)) {
-    c.syncRx(rings);
+    c.sync(rings);
     if (port.rxAvailable() === 0) {
       const t0 = now();
       for (let i = 1; !c.cancelled; i++) {
-        c.syncRx(rings);
+        c.sync(rings);
         if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > 0.2)) break;
       }
       if (port.rxAvailable() === 0) {
@@ -536,22 +516,22 @@ async function pongBody(c: Ctx): Promise<void> {
         }
       }
     }
-    c.syncTx([tx]);
+    c.sync([tx]);
     let m = 0;
     for (const r of rings) m += pktgenNative.pongEcho(c.mem, r.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff);
     sent += m;
-    c.syncTx([tx]);
-    c.syncRx(rings);
+    c.sync([tx]);
+    c.sync(rings);
     ctr[CTR.PKTS] = sent;
     ctr[CTR.EVENTS] += m > 0 ? 1 : 0;
     await c.maybeYield();
   }
   // let the last replies leave (for at most a second), as the sender flushes
   const until = now() + 1000;
-  c.syncTx([tx]);
+  c.sync([tx]);
   while (!c.cancelled && txPending([tx]) && now() < until && !port.hungUp) {
     await yieldNow();
-    c.syncTx([tx]);
+    c.sync([tx]);
   }
   ctr[CTR.TOC] = now();
 }
