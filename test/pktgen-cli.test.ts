@@ -151,6 +151,22 @@ function badLines(r: Result): string[] {
 
 // ---------------------------------------------------------------------------
 
+
+/**
+ * Runs `fn` against a switch hosted in this process. vale0 is created up
+ * front, so the totals of ports that leave are kept for the assertions.
+ */
+async function withVale0(fn: (env: Record<string, string>, sw: Switch) => Promise<void>): Promise<void> {
+  const socket = sockPath();
+  const sw = new Switch('vale0');
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  try {
+    await fn({ VALE_TS_SOCKET: socket }, sw);
+  } finally {
+    srv.close();
+  }
+}
+
 test('pipe: tx -n 1000000 -> rx, Received equals Sent, every line in pkt-gen format', async (t) => {
   const name = `vale0:${uname('p')}`;
   const rx = run(['-i', `${name}}0`, '-f', 'rx', '-W']);
@@ -172,12 +188,7 @@ test('pipe: tx -n 1000000 -> rx, Received equals Sent, every line in pkt-gen for
 });
 
 test('vale0 through the switch: Received = Sent - the drops the switch counted', async (t) => {
-  const socket = sockPath();
-  // a switch hosted from the start keeps the totals of ports that left
-  const sw = new Switch('vale0');
-  const srv = await ValeServer.listen({ socket, switches: [sw] });
-  try {
-    const env = { VALE_TS_SOCKET: socket };
+  await withVale0(async (env, sw) => {
     const a = `vale0:${uname('a')}`;
     const b = `vale0:${uname('b')}`;
     const rx = run(['-i', b, '-f', 'rx', '-W'], env);
@@ -199,17 +210,11 @@ test('vale0 through the switch: Received = Sent - the drops the switch counted',
     t.is(received, sent - drops, `received ${received}, sent ${sent}, drops ${JSON.stringify(tot)}`);
     t.deepEqual(badLines(rt), []);
     t.deepEqual(badLines(rr), []);
-  } finally {
-    srv.close();
-  }
+  });
 });
 
 test('-p 2 on a vale-ts port with two rings: one registration per ring, every frame accounted for', async (t) => {
-  const socket = sockPath();
-  const sw = new Switch('vale0');
-  const srv = await ValeServer.listen({ socket, switches: [sw] });
-  try {
-    const env = { VALE_TS_SOCKET: socket };
+  await withVale0(async (env, sw) => {
     const a = `vale0:${uname('pa')}`;
     const b = `vale0:${uname('pb')}`;
     const rx = run(['-i', b, '-f', 'rx', '-W'], env);
@@ -228,9 +233,7 @@ test('-p 2 on a vale-ts port with two rings: one registration per ring, every fr
     t.is(sent, 400000);
     t.is(received, sent - drops);
     t.deepEqual(badLines(rt), []);
-  } finally {
-    srv.close();
-  }
+  });
 });
 
 test.serial('-R 100000 for 5 s: the rate is within 2%', async (t) => {
@@ -298,11 +301,7 @@ test('txseq -> rxseq over a pipe: no gap', async (t) => {
 });
 
 test('txseq -> rxseq through vale0 with a stopped receiver: the switch drops, rxseq reports the gap', async (t) => {
-  const socket = sockPath();
-  const sw = new Switch('vale0');
-  const srv = await ValeServer.listen({ socket, switches: [sw] });
-  try {
-    const env = { VALE_TS_SOCKET: socket };
+  await withVale0(async (env, sw) => {
     const a = `vale0:${uname('a')}`;
     const b = `vale0:${uname('b')}`;
     const rx = run(['-i', b, '-f', 'rxseq', '-W'], env);
@@ -326,9 +325,7 @@ test('txseq -> rxseq through vale0 with a stopped receiver: the switch drops, rx
     t.regex(rr.stderr, /^\d{3}\.\d{6} rxseq_body \[\d+\] Sequence GAP: exp \d+ found \d+$/m);
     t.deepEqual(badLines(rr), []);
     t.deepEqual(badLines(rt), []);
-  } finally {
-    srv.close();
-  }
+  });
 });
 
 test('ping/pong over a pipe: RTT lines, histogram and percentiles', async (t) => {
@@ -537,11 +534,7 @@ test('-F: frames larger than a buffer go over several slots (NS_MOREFRAG) on a p
 });
 
 test('-F through vale0: multi-slot frames cross the switch whole, counted once', async (t) => {
-  const socket = sockPath();
-  const sw = new Switch('vale0');
-  const srv = await ValeServer.listen({ socket, switches: [sw] });
-  try {
-    const env = { VALE_TS_SOCKET: socket };
+  await withVale0(async (env, sw) => {
     const b = `vale0:${uname('fb')}`;
     const rx = run(['-i', b, '-f', 'rx', '-W'], env);
     await rx.waitFor(/reading from/);
@@ -553,9 +546,7 @@ test('-F through vale0: multi-slot frames cross the switch whole, counted once',
     t.is(tot['rxFrames'], 20000, 'the switch counts frames, not slots');
     t.is(tot['dropFrag'] ?? 0, 0);
     t.regex(rr.stdout, new RegExp(`^Received ${tot['txFrames']} packets ${tot['txBytes']} bytes \\d+ events 5000 bytes each`, 'm'));
-  } finally {
-    srv.close();
-  }
+  });
 });
 
 test('-P: the first packet of a pcap file is sent as is', async (t) => {
