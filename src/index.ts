@@ -18,7 +18,7 @@ export { Port, type PollOptions, type FrameBatch } from './port.js';
 export { Ring, RingError } from './ring.js';
 export type { PollEvents, BackendKind } from './backends/backend.js';
 export { parsePortName, formatPortName, PortNameError, type ParsedPortName } from './name.js';
-export { Switch, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './switch/switch.js';
+export { Switch, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './switch/switch.js';
 export { ValeServer, type ServerOptions } from './switch/server.js';
 export { defaultSocketPath, PROTOCOL_VERSION } from './switch/protocol.js';
 export { LearningBridge } from './switch/learning-bridge.js';

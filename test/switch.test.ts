@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
-import { open, Switch, ValeServer, ManualClock, DEST_DROP, type Port, type BatchLookup } from '../src/index.js';
+import { open, Switch, ValeServer, ManualClock, DEST_DROP, sumDrops, type Port, type BatchLookup } from '../src/index.js';
 import { native } from '../src/addon.js';
 import { encodeMessage } from '../src/switch/protocol.js';
 
@@ -86,8 +86,7 @@ async function withServer<T>(fn: (socket: string, srv: ValeServer) => Promise<T>
   }
 }
 
-const DROP_KEYS = ['dropNoSpace', 'dropInvalid', 'dropRunt', 'dropSamePort', 'dropLookup', 'dropNoPort', 'dropOversize', 'dropFrag', 'dropClosed'];
-const dropsOf = (c: Record<string, number>): number => DROP_KEYS.reduce((s, k) => s + (c[k] ?? 0), 0);
+const dropsOf = sumDrops;
 
 test('learning: unknown unicast and broadcast flood, learned unicast goes only to its port, never back to the source', async (t) => {
   await withServer(async (socket, srv) => {

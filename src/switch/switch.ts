@@ -60,6 +60,16 @@ export interface SwitchPort {
 
 const MAX_BATCH = 4096;
 
+/**
+ * Frames counted under any drop reason (every counter named drop*): with
+ * the frames delivered, they account for every frame a switch took.
+ */
+export function sumDrops(counters: Readonly<Record<string, number>>): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(counters)) if (k.startsWith('drop')) n += v;
+  return n;
+}
+
 /** A switch. Ports come from its control server, or {@link Switch.addPort}. */
 export class Switch extends EventEmitter {
   readonly name: string;
