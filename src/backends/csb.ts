@@ -8,6 +8,29 @@
  * need-kick handshake.
  */
 import { CSB_ATOK, CSB_KTOA, CSB_ENTRY_SIZE, REGION } from '../abi.js';
+import { native } from '../addon.js';
+
+/**
+ * Waiting for the userspace backends (vale-ts ports, pipes): ask for kicks
+ * through the CSB, sleep on our doorbell, withdraw the request on waking.
+ */
+export abstract class CsbDoorbell {
+  protected abstract readonly csb: CsbView;
+  abstract readonly waitFd: number;
+  abstract readonly rxRingIds: readonly number[];
+  abstract readonly txRingIds: readonly number[];
+
+  armWait(rx: boolean, tx: boolean): number {
+    // the other side reads these flags after publishing, and kicks our doorbell
+    this.csb.armKicks(this.rxRingIds, this.txRingIds, rx, tx);
+    return 1;
+  }
+
+  afterWait(): void {
+    native.drain(this.waitFd);
+    this.csb.clearKicks(this.rxRingIds, this.txRingIds);
+  }
+}
 
 /** CSB records of one netmap_if (one port, or one pipe end). */
 export class CsbView {

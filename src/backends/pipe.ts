@@ -8,7 +8,7 @@ import { native, type NativePipe } from '../addon.js';
 import type { ParsedPortName } from '../name.js';
 import { pipeKey } from '../name.js';
 import type { Backend } from './backend.js';
-import { CsbView } from './csb.js';
+import { CsbDoorbell, CsbView } from './csb.js';
 
 /** Options that shape a pipe region (only the end that creates it decides). */
 export interface PipeOptions {
@@ -34,7 +34,7 @@ export function pipePath(p: ParsedPortName): string {
 }
 
 /** One end of a pipe. */
-export class PipeBackend implements Backend {
+export class PipeBackend extends CsbDoorbell implements Backend {
   readonly kind = 'pipe' as const;
   readonly syncsAllRings = false;
   readonly memory: ArrayBuffer;
@@ -44,11 +44,12 @@ export class PipeBackend implements Backend {
   readonly waitFd: number;
   private readonly pipe: NativePipe;
   private readonly spec: string;
-  private readonly csb: CsbView;
+  protected readonly csb: CsbView;
   private peerSeen = false;
   private closed = false;
 
   private constructor(pipe: NativePipe, spec: string, end: number, rings: number, ringId: number | undefined) {
+    super();
     this.pipe = pipe;
     this.spec = spec;
     const mem = pipe.memory;
@@ -102,17 +103,6 @@ export class PipeBackend implements Backend {
 
   rxsync(ring: number): void {
     if (this.pipe.rxsync(ring) < 0) throw new Error(`${this.spec}: rx ring ${ring} changed under the sync (another process wrote it)`);
-  }
-
-  armWait(rx: boolean, tx: boolean): number {
-    // the peer's sync reads these flags after publishing, and kicks our doorbell
-    this.csb.armKicks(this.rxRingIds, this.txRingIds, rx, tx);
-    return 1;
-  }
-
-  afterWait(): void {
-    native.drain(this.waitFd);
-    this.csb.clearKicks(this.rxRingIds, this.txRingIds);
   }
 
   /** Peer state: 'open', 'closed' (never came, or closed cleanly) or 'dead'. */

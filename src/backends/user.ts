@@ -8,7 +8,7 @@ import { native, type NativeFdWatcher } from '../addon.js';
 import { NIF, RING } from '../abi.js';
 import type { ParsedPortName } from '../name.js';
 import type { Backend } from './backend.js';
-import { CsbView } from './csb.js';
+import { CsbDoorbell, CsbView } from './csb.js';
 import { ControlConnection } from '../switch/control-client.js';
 import { defaultSocketPath, PROTOCOL_VERSION, type RegisterRequest } from '../switch/protocol.js';
 
@@ -30,7 +30,7 @@ interface RingWords {
 }
 
 /** A vale port served by vale-ts. */
-export class UserBackend implements Backend {
+export class UserBackend extends CsbDoorbell implements Backend {
   readonly kind = 'user' as const;
   readonly syncsAllRings = false;
   readonly memory: ArrayBuffer;
@@ -44,7 +44,7 @@ export class UserBackend implements Backend {
   private readonly conn: ControlConnection;
   private readonly switchBell: number;
   private readonly memfd: number;
-  private readonly csb: CsbView;
+  protected readonly csb: CsbView;
   private readonly u32: Uint32Array;
   private readonly tx: RingWords[] = [];
   private readonly rx: RingWords[] = [];
@@ -53,6 +53,7 @@ export class UserBackend implements Backend {
   private closed = false;
 
   private constructor(conn: ControlConnection, fds: number[], geo: { memsize: number; nifpOffset: number; bridgeIndex: number; portIndex: number }, p: ParsedPortName) {
+    super();
     this.conn = conn;
     const [memfd, clientBell, switchBell] = fds as [number, number, number];
     this.memfd = memfd;
@@ -167,16 +168,6 @@ export class UserBackend implements Backend {
     const w = this.rx[ring];
     if (!w) throw new RangeError(`rx ring ${ring} does not exist`);
     this.syncWords(w, this.csb.rxKey(ring));
-  }
-
-  armWait(rx: boolean, tx: boolean): number {
-    this.csb.armKicks(this.rxRingIds, this.txRingIds, rx, tx);
-    return 1;
-  }
-
-  afterWait(): void {
-    native.drain(this.waitFd);
-    this.csb.clearKicks(this.rxRingIds, this.txRingIds);
   }
 
   hungUp(): boolean {
