@@ -228,6 +228,50 @@ async function waitTxRoom(c: Ctx, rings: readonly Ring[]): Promise<void> {
   }
 }
 
+/**
+ * -R pacing as pkt-gen does it: start on a whole second two seconds ahead,
+ * then `burst` frames per period. Without -R every batch may be a full burst.
+ */
+class RatePacer {
+  private next = 0;
+  private left = 0;
+  constructor(private readonly c: Ctx) {}
+
+  private get on(): boolean {
+    return this.c.cfg.rate > 0;
+  }
+
+  /** Wait for the start when pacing; returns the start time. */
+  async start(): Promise<number> {
+    const t = now();
+    if (!this.on) return t;
+    const tic = (Math.floor(t / 1000) + 2) * 1000;
+    await this.c.waitUntil(tic);
+    this.next = tic;
+    return tic;
+  }
+
+  /** Before a batch: once this period's frames are spent, wait for the next period. */
+  async nextPeriodIfSpent(): Promise<void> {
+    if (!this.on || this.left > 0) return;
+    this.left = this.c.cfg.burst;
+    this.next += this.c.cfg.periodNs / 1e6;
+    await this.c.waitUntil(this.next);
+  }
+
+  /** Frames allowed now. */
+  remaining(): number {
+    return this.on ? this.left : this.c.cfg.burst;
+  }
+
+  /** Count m frames sent; true when this period's allowance is spent. */
+  spend(m: number): boolean {
+    if (!this.on) return false;
+    this.left -= m;
+    return this.left <= 0;
+  }
+}
+
 async function senderBody(c: Ctx): Promise<void> {
   const { cfg, port, counters: ctr } = c;
   D(cfg.func === 'txseq' ? 'txseq_body' : 'sender_body', LINE.SENDER_START, `start, fd ${port.backendObject.waitFd} main_fd ${cfg.mainFd}`);
@@ -236,30 +280,17 @@ async function senderBody(c: Ctx): Promise<void> {
   const gen = createTxGen(cfg.template, cfg.tx!, ctr);
   const mem = c.mem;
   const n = cfg.count;
-  let tic = now();
-  let next = 0;
-  if (cfg.rate > 0) {
-    // as pkt-gen: start on a whole second, two seconds from now
-    tic = (Math.floor(tic / 1000) + 2) * 1000;
-    await c.waitUntil(tic);
-    next = tic;
-  }
-  ctr[CTR.TIC] = tic;
-  const periodMs = cfg.periodNs / 1e6;
+  const pacer = new RatePacer(c);
+  ctr[CTR.TIC] = await pacer.start();
   let sent = 0;
-  let tosend = 0;
   try {
     while (!c.cancelled && (n === 0 || sent < n)) {
-      if (cfg.rate > 0 && tosend <= 0) {
-        tosend = cfg.burst;
-        next += periodMs;
-        await c.waitUntil(next);
-        if (c.cancelled) break;
-      }
+      await pacer.nextPeriodIfSpent();
+      if (c.cancelled) break;
       let filled = 0;
       for (const r of rings) {
         if (n > 0 && sent >= n) break;
-        let limit = cfg.rate > 0 ? tosend : cfg.burst;
+        let limit = pacer.remaining();
         if (n > 0 && n - sent < limit) limit = n - sent;
         const h0 = r.head;
         const m = gen.txFill(mem, r.offset, limit);
@@ -267,10 +298,7 @@ async function senderBody(c: Ctx): Promise<void> {
         if (cfg.dump) dumpSlots(r, h0, r.head);
         sent += m;
         filled += m;
-        if (cfg.rate > 0) {
-          tosend -= m;
-          if (tosend <= 0) break;
-        }
+        if (pacer.spend(m)) break;
       }
       if (filled === 0) await waitTxRoom(c, rings);
       else {
@@ -396,24 +424,14 @@ async function pingBody(c: Ctx): Promise<void> {
   let sent = 0;
   let events = 0;
   let lastPrint = now();
-  let tosend = 0;
-  let next = 0;
   const pollErr = new RateLimitedLog(1000);
   ctr[CTR.TIC] = now();
-  if (cfg.rate > 0) {
-    const tic = (Math.floor(now() / 1000) + 2) * 1000;
-    await c.waitUntil(tic);
-    next = tic;
-  }
-  const periodMs = cfg.periodNs / 1e6;
+  const pacer = new RatePacer(c);
+  await pacer.start();
   while (!c.cancelled && (n === 0 || sent < n)) {
-    if (cfg.rate > 0 && tosend <= 0) {
-      tosend = cfg.burst;
-      next += periodMs;
-      await c.waitUntil(next);
-      if (c.cancelled) break;
-    }
-    let limit = cfg.rate > 0 ? tosend : cfg.burst;
+    await pacer.nextPeriodIfSpent();
+    if (c.cancelled) break;
+    let limit = pacer.remaining();
     if (n > 0 && n - sent < limit) limit = n - sent;
     let m = 0;
     for (; m < limit; m++) {
@@ -434,7 +452,7 @@ async function pingBody(c: Ctx): Promise<void> {
       sent++;
     }
     if (m > 0) events++;
-    if (cfg.rate > 0) tosend -= m;
+    pacer.spend(m);
     ctr[CTR.PKTS] = sent;
     ctr[CTR.BYTES] = sent * size;
     ctr[CTR.EVENTS] = events;
