@@ -5,7 +5,7 @@
  * cpp: the same work in C++ (PipeBackend.benchLoop).
  * Prints {frames, errors, ns} as JSON.
  */
-import { open } from '../src/open.js';
+import { open } from '../src/netmap/open.js';
 import type { PipeBackend } from '../src/backends/pipe.js';
 
 async function main(): Promise<void> {

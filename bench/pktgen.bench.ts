@@ -22,9 +22,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { open, Switch, ValeServer } from '../src/index.js';
 import type { PipeBackend } from '../src/backends/pipe.js';
-import { CTR, createRxCounter, createTxGen, newCounters, pktgenNative } from '../src/pktgen/native.js';
-import { parsePktGenArgs } from '../src/pktgen/options.js';
-import { planTx } from '../src/pktgen/txplan.js';
+import { CTR, createRxCounter, createTxGen, newCounters, pktgenNative } from '../tools/pkt-gen/native.js';
+import { parsePktGenArgs } from '../tools/pkt-gen/options.js';
+import { planTx } from '../tools/pkt-gen/txplan.js';
 
 const self = fileURLToPath(import.meta.url);
 const bin = path.join(path.dirname(self), '..', 'src', 'tools', 'pkt-gen-ts.js');

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSwitch } from './lib.js';
 
-const pktgen = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'tools', 'pkt-gen-ts.js');
+const pktgen = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'tools', 'pkt-gen-ts.js');
 
 function sh(cmd: string[]): string {
   return execFileSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

@@ -4,23 +4,23 @@
  *
  * @packageDocumentation
  */
-import { registerOpeners } from './open.js';
-import { KernelBackend } from './backends/kernel.js';
-import { UserBackend } from './backends/user.js';
+import { registerOpeners } from './netmap/open.js';
+import { KernelBackend } from './backends/kernel/port.js';
+import { UserBackend } from './backends/vale-client.js';
 
 registerOpeners(
   (p, o) => UserBackend.open(p, o),
   (p) => KernelBackend.open(p),
 );
 
-export { open, selectBackend, BackendError, type OpenOptions } from './open.js';
-export { Port, type PollOptions, type FrameBatch } from './port.js';
-export { Ring, RingError } from './ring.js';
+export { open, selectBackend, BackendError, type OpenOptions } from './netmap/open.js';
+export { Port, type PollOptions, type FrameBatch } from './netmap/port.js';
+export { Ring, RingError } from './netmap/ring.js';
 export type { PollEvents, BackendKind } from './backends/backend.js';
-export { parsePortName, formatPortName, PortNameError, type ParsedPortName } from './name.js';
-export { Switch, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './switch/switch.js';
-export { ValeServer, type ServerOptions } from './switch/server.js';
-export { defaultSocketPath, PROTOCOL_VERSION } from './switch/protocol.js';
-export { LearningBridge } from './switch/learning-bridge.js';
-export { ManualClock, systemClock, type Clock } from './switch/clock.js';
-export * as abi from './abi.js';
+export { parsePortName, formatPortName, PortNameError, type ParsedPortName } from './netmap/name.js';
+export { Switch, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './vale/switch.js';
+export { ValeServer, type ServerOptions } from './vale/server.js';
+export { defaultSocketPath, PROTOCOL_VERSION } from './control/protocol.js';
+export { LearningBridge } from './vale/learning-bridge.js';
+export { ManualClock, systemClock, type Clock } from './vale/clock.js';
+export * as abi from './netmap/abi.js';

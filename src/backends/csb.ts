@@ -7,8 +7,8 @@
  * acquire ordering the protocol needs and the store-load fence of the
  * need-kick handshake.
  */
-import { CSB_ATOK, CSB_KTOA, CSB_ENTRY_SIZE, REGION } from '../abi.js';
-import { native } from '../addon.js';
+import { CSB_ATOK, CSB_KTOA, CSB_ENTRY_SIZE, REGION } from '../netmap/abi.js';
+import { native } from '../netmap/addon.js';
 
 /**
  * Waiting for the userspace backends (vale-ts ports, pipes): ask for kicks

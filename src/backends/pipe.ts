@@ -4,9 +4,9 @@
  * (default /dev/shm) named after the pipe, frames cross by buffer swap.
  */
 import path from 'node:path';
-import { native, type NativePipe } from '../addon.js';
-import type { ParsedPortName } from '../name.js';
-import { pipeKey } from '../name.js';
+import { native, type NativePipe } from '../netmap/addon.js';
+import type { ParsedPortName } from '../netmap/name.js';
+import { pipeKey } from '../netmap/name.js';
 import type { Backend } from './backend.js';
 import { CsbDoorbell, CsbView } from './csb.js';
 

@@ -1,0 +1,186 @@
+/**
+ * The userspace vale backend, client side: `open('vale0:01')` registers with
+ * the vale-ts switch over its control socket, receives the port's region and
+ * two eventfds, and syncs through the CSB in shared memory, in JS. A syscall
+ * happens only to kick the switch, and only when it asked for a kick.
+ */
+import { native, type NativeFdWatcher } from '../netmap/addon.js';
+import { NIF, RING } from '../netmap/abi.js';
+import type { ParsedPortName } from '../netmap/name.js';
+import type { Backend } from './backend.js';
+import { CsbDoorbell, CsbView } from './csb.js';
+import { ControlConnection } from '../control/client.js';
+import { defaultSocketPath, PROTOCOL_VERSION, type RegisterRequest } from '../control/protocol.js';
+
+/** Options of a vale port opened through vale-ts. */
+export interface UserOpenOptions {
+  socket?: string;
+  rings?: number;
+  slots?: number;
+  bufSize?: number;
+  extraBufs?: number;
+  lossless?: boolean;
+}
+
+interface RingWords {
+  head: number;
+  cur: number;
+  tail: number;
+  n: number;
+}
+
+/** A vale port served by vale-ts. */
+export class UserBackend extends CsbDoorbell implements Backend {
+  readonly kind = 'user' as const;
+  readonly syncsAllRings = false;
+  readonly memory: ArrayBuffer;
+  readonly nifpOffset: number;
+  readonly txRingIds: readonly number[];
+  readonly rxRingIds: readonly number[];
+  readonly waitFd: number;
+  /** Bridge and port index the switch gave this port. */
+  readonly bridgeIndex: number;
+  readonly portIndex: number;
+  private readonly conn: ControlConnection;
+  private readonly switchBell: number;
+  private readonly memfd: number;
+  protected readonly csb: CsbView;
+  private readonly u32: Uint32Array;
+  private readonly tx: RingWords[] = [];
+  private readonly rx: RingWords[] = [];
+  private readonly hupWatch: NativeFdWatcher;
+  private hung = false;
+  private closed = false;
+
+  private constructor(conn: ControlConnection, fds: number[], geo: { memsize: number; nifpOffset: number; bridgeIndex: number; portIndex: number }, p: ParsedPortName) {
+    super();
+    this.conn = conn;
+    const [memfd, clientBell, switchBell] = fds as [number, number, number];
+    this.memfd = memfd;
+    this.waitFd = clientBell;
+    this.switchBell = switchBell;
+    this.bridgeIndex = geo.bridgeIndex;
+    this.portIndex = geo.portIndex;
+    const size = native.fdSize(memfd);
+    if (size < geo.memsize) throw new Error(`vale-ts sent a region of ${size} bytes, smaller than the ${geo.memsize} it announced`);
+    this.memory = native.mapFd(memfd, geo.memsize);
+    const layout = native.validateRegion(this.memory);
+    this.nifpOffset = layout.nifpOffsets[0]!;
+    this.csb = new CsbView(this.memory, 0);
+    this.u32 = new Uint32Array(this.memory, 0, this.memory.byteLength >>> 2);
+    const dv = new DataView(this.memory);
+    const nif = this.nifpOffset;
+    const nTx = dv.getUint32(nif + NIF.ni_tx_rings, true);
+    const nRx = dv.getUint32(nif + NIF.ni_rx_rings, true);
+    const words = (i: number): RingWords => {
+      const off = nif + Number(dv.getBigInt64(nif + NIF.ring_ofs + 8 * i, true));
+      return { head: (off + RING.head) >>> 2, cur: (off + RING.cur) >>> 2, tail: (off + RING.tail) >>> 2, n: dv.getUint32(off + RING.num_slots, true) };
+    };
+    for (let i = 0; i < nTx; i++) this.tx.push(words(i));
+    for (let i = 0; i < nRx; i++) this.rx.push(words(nTx + i));
+    const all = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+    if (p.mode === 'one_nic') {
+      if (p.ringId >= nTx || p.ringId >= nRx) throw new RangeError(`${p.spec}: ring ${p.ringId} does not exist (the port has ${nTx} tx / ${nRx} rx rings)`);
+      this.txRingIds = [p.ringId];
+      this.rxRingIds = [p.ringId];
+    } else {
+      this.txRingIds = all(nTx);
+      this.rxRingIds = all(nRx);
+    }
+    // the switch going away shows as EOF (or a 'bye') on the control socket
+    this.hupWatch = new native.FdWatcher(conn.fd, () => this.onControl());
+    this.hupWatch.unref();
+    this.hupWatch.start(1);
+  }
+
+  /** Register `p` with vale-ts and map its region. */
+  static async open(p: ParsedPortName, opts: UserOpenOptions = {}): Promise<UserBackend> {
+    if (p.mode !== 'all_nic' && p.mode !== 'one_nic') {
+      throw new Error(`user backend: ${p.spec}: vale ports have no host rings (^, *, ^N): open ${p.nrName} or ${p.nrName}-N`);
+    }
+    const socketPath = defaultSocketPath(opts.socket);
+    const conn = ControlConnection.connect(socketPath);
+    try {
+      const c = p.conf;
+      const conf: RegisterRequest['conf'] = {};
+      const rings = opts.rings ?? c.rings;
+      const slots = opts.slots ?? c.slots;
+      const txRings = c.txRings ?? rings;
+      const rxRings = c.rxRings ?? rings;
+      const txSlots = c.txSlots ?? slots;
+      const rxSlots = c.rxSlots ?? slots;
+      if (txRings !== undefined) conf.txRings = txRings;
+      if (rxRings !== undefined) conf.rxRings = rxRings;
+      if (txSlots !== undefined) conf.txSlots = txSlots;
+      if (rxSlots !== undefined) conf.rxSlots = rxSlots;
+      const req: RegisterRequest = { v: PROTOCOL_VERSION, op: 'register', name: p.nrName, nrMode: p.nrMode, ringId: p.ringId, flags: p.flags, conf };
+      if (opts.bufSize !== undefined) req.bufSize = opts.bufSize;
+      if (opts.extraBufs !== undefined) req.extraBufs = opts.extraBufs;
+      if (opts.lossless !== undefined) req.lossless = opts.lossless;
+      const { reply, fds } = await conn.request(req);
+      if (!reply.ok) {
+        for (const f of fds) native.close(f);
+        const err = new Error(`user backend: vale-ts refused ${p.spec}: ${reply.error}`) as Error & { code: string };
+        err.code = reply.code;
+        throw err;
+      }
+      if (reply.op !== 'register' || fds.length !== 3) {
+        for (const f of fds) native.close(f);
+        throw new Error(`user backend: malformed register reply from vale-ts (${fds.length} fds)`);
+      }
+      try {
+        return new UserBackend(conn, fds, reply, p);
+      } catch (e) {
+        for (const f of fds) native.close(f);
+        throw e;
+      }
+    } catch (e) {
+      conn.close();
+      throw e;
+    }
+  }
+
+  private onControl(): void {
+    const m = native.recvMsg(this.conn.fd, 65536);
+    if (m === null) return;
+    // EOF, 'bye', or anything unexpected: the switch is gone for this port
+    for (const f of m.eof ? [] : m.fds) native.close(f);
+    this.hung = true;
+    this.hupWatch.stop();
+    native.kick(this.waitFd); // wake a sleeping poll so it sees the hang-up
+  }
+
+  private syncWords(w: RingWords, key: number): void {
+    const u = this.u32;
+    this.csb.publish(key, u[w.head]!, u[w.cur]!);
+    if (this.csb.kernNeedKick(key)) native.kick(this.switchBell);
+    const t = this.csb.hwtail(key);
+    if (t < w.n) u[w.tail] = t;
+  }
+
+  txsync(ring: number): void {
+    const w = this.tx[ring];
+    if (!w) throw new RangeError(`tx ring ${ring} does not exist`);
+    this.syncWords(w, this.csb.txKey(ring));
+  }
+
+  rxsync(ring: number): void {
+    const w = this.rx[ring];
+    if (!w) throw new RangeError(`rx ring ${ring} does not exist`);
+    this.syncWords(w, this.csb.rxKey(ring));
+  }
+
+  hungUp(): boolean {
+    return this.hung;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.hupWatch.close();
+    this.conn.close(); // the switch sees EOF and removes the port
+    native.close(this.memfd);
+    native.close(this.waitFd);
+    native.close(this.switchBell);
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * open(): a port by its netmap name, served by the backend the name, the
+ * options and NETMAP_BACKEND select.
+ */
+import { existsSync } from 'node:fs';
+import { parsePortName, type ParsedPortName } from './name.js';
+import { Port } from './port.js';
+import { PipeBackend } from '../backends/pipe.js';
+import type { Backend } from '../backends/backend.js';
+
+/** Options of {@link open}. */
+export interface OpenOptions {
+  /**
+   * 'kernel': /dev/netmap; 'user': pipes in shared memory and vale ports via
+   * the vale-ts switch; 'auto' (default, or NETMAP_BACKEND): kernel where
+   * /dev/netmap exists, else user.
+   */
+  backend?: 'auto' | 'user' | 'kernel';
+  /** vale-ts control socket (default: VALE_TS_SOCKET, then the standard path). */
+  socket?: string;
+  /** Ring/slot overrides for ports this open creates (like @conf:). */
+  rings?: number;
+  slots?: number;
+  /** Buffer size of regions this open creates (user backend). */
+  bufSize?: number;
+  /** Extra buffers (nr_extra_bufs), linked from ni_bufs_head. */
+  extraBufs?: number;
+  /** vale-ts: keep frames in this port's tx ring when a destination is full (backpressure) instead of dropping. */
+  lossless?: boolean;
+}
+
+/** The error thrown when no backend can serve a name. */
+export class BackendError extends Error {
+  readonly code: string;
+  constructor(message: string, code = 'ENODEV') {
+    super(message);
+    this.name = 'BackendError';
+    this.code = code;
+  }
+}
+
+/** Which backend `open` would use for these options in this environment. */
+export function selectBackend(opt?: OpenOptions['backend']): 'user' | 'kernel' {
+  const env = process.env['NETMAP_BACKEND'];
+  const choice = opt && opt !== 'auto' ? opt : env && env !== 'auto' ? env : 'auto';
+  if (choice === 'user' || choice === 'kernel') return choice;
+  if (choice !== 'auto') {
+    throw new BackendError(`NETMAP_BACKEND=${choice} is not a backend: use user, kernel or auto`, 'EINVAL');
+  }
+  return existsSync('/dev/netmap') ? 'kernel' : 'user';
+}
+
+type UserOpener = (p: ParsedPortName, opts: OpenOptions) => Promise<Backend>;
+type KernelOpener = (p: ParsedPortName) => Backend;
+let userOpener: UserOpener | undefined;
+let kernelOpener: KernelOpener | undefined;
+
+/** @internal backends register themselves, keeping this module free of cycles */
+export function registerOpeners(u: UserOpener | undefined, k: KernelOpener | undefined): void {
+  if (u) userOpener = u;
+  if (k) kernelOpener = k;
+}
+
+/**
+ * Open a port by its netmap name: `vale0:01`, `vale0:x{1`, `netmap:eth0-2`...
+ * Rejects with an error naming the backend and the reason when it can't.
+ */
+export async function open(name: string, opts: OpenOptions = {}): Promise<Port> {
+  const p = parsePortName(name);
+  const which = selectBackend(opts.backend);
+  let be: Backend;
+  if (which === 'kernel') {
+    if (!kernelOpener) throw new BackendError('kernel backend is not available in this build');
+    be = kernelOpener(p);
+  } else if (p.pipe) {
+    const po: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number } = {};
+    if (opts.rings !== undefined) po.rings = opts.rings;
+    if (opts.slots !== undefined) po.slots = opts.slots;
+    if (opts.bufSize !== undefined) po.bufSize = opts.bufSize;
+    if (opts.extraBufs !== undefined) po.extraBufs = opts.extraBufs;
+    be = PipeBackend.open(p, po);
+  } else if (p.isVale) {
+    if (!userOpener) throw new BackendError('userspace vale backend is not available in this build');
+    be = await userOpener(p, opts);
+  } else {
+    throw new BackendError(
+      `user backend: cannot open ${name}: ${p.port} is a host interface, and without /dev/netmap (the netmap ` +
+        `kernel module) only vale ports (valeX:Y, served by vale-ts) and pipes (NAME{ID / NAME}ID) exist; ` +
+        `load netmap for direct NIC access, or attach the interface to a vale-ts switch and open a vale port`,
+    );
+  }
+  try {
+    return new Port(p, be);
+  } catch (e) {
+    be.close();
+    throw e;
+  }
+}

@@ -1,0 +1,353 @@
+/**
+ * One VALE-style switch (vale0, vale1, ...): its ports, its forwarding
+ * decision (learning bridge unless a lookup is given) and the loop that
+ * moves frames. Decisions happen here in TypeScript, per batch, reading
+ * Ethernet headers in place; copies happen in C++ (cpp/switch_core.cc).
+ */
+import { EventEmitter } from 'node:events';
+import { native, type NativeFdWatcher, type NativeSwitchCore } from '../netmap/addon.js';
+import { type Clock, systemClock } from './clock.js';
+import { LearningBridge, type BatchLookup } from './learning-bridge.js';
+import type { PortGeometry, SwitchStats } from '../control/protocol.js';
+
+export { DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type BatchLookup } from './learning-bridge.js';
+
+/** Options of a switch. */
+export interface SwitchOptions {
+  /** Replaces the learning bridge: decide a destination per frame of a batch. */
+  lookup?: BatchLookup;
+  /** Frames taken from one source ring per turn (default 512). */
+  batch?: number;
+  /** Keep polling this long (µs) after the last frame before sleeping (default 50). */
+  busyPollUs?: number;
+  /** MAC table aging (default 300 000 ms). */
+  macAgeMs?: number;
+  /** MAC table bound (default 8192 entries). */
+  macTableSize?: number;
+  /** Clock for aging (tests inject one). */
+  clock?: Clock;
+}
+
+/** Register parameters for a new port. */
+export interface PortParams {
+  txRings?: number;
+  rxRings?: number;
+  txSlots?: number;
+  rxSlots?: number;
+  bufSize?: number;
+  extraBufs?: number;
+}
+
+/** A port of a switch. */
+export interface SwitchPort {
+  /** valeX:Y */
+  readonly name: string;
+  /** index in the switch (0..253), netmap's port_idx */
+  readonly index: number;
+  readonly persistent: boolean;
+  lossless: boolean;
+  /** a client currently holds the port */
+  attached: boolean;
+  pid?: number;
+  readonly geometry: PortGeometry;
+  /** fds to hand a client: region, client doorbell, switch doorbell */
+  readonly fds: readonly [number, number, number];
+  readonly bytes: Uint8Array;
+  readonly txRings: number;
+  readonly rxRings: number;
+  readonly watcher: NativeFdWatcher;
+}
+
+const MAX_BATCH = 4096;
+
+/**
+ * Frames counted under any drop reason (every counter named drop*): with
+ * the frames delivered, they account for every frame a switch took.
+ */
+export function sumDrops(counters: Readonly<Record<string, number>>): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(counters)) if (k.startsWith('drop')) n += v;
+  return n;
+}
+
+/** A switch. Ports come from its control server, or {@link Switch.addPort}. */
+export class Switch extends EventEmitter {
+  readonly name: string;
+  /** netmap's bridge_idx, assigned by the server hosting the switch */
+  bridgeIndex = 0;
+  readonly bridge: LearningBridge | undefined;
+  private readonly lookup: BatchLookup;
+  private readonly core: NativeSwitchCore;
+  private readonly offsets: Uint32Array;
+  private readonly lens: Uint16Array;
+  private readonly dests: Int16Array;
+  private readonly batch: number;
+  private readonly busyPollNs: bigint;
+  private readonly portsById = new Map<number, SwitchPort>();
+  private order: SwitchPort[] = [];
+  private rr = 0;
+  private running = false;
+  private sleeping = false;
+  private scheduled = false;
+  private lastWork = 0n;
+  private blocked = false;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private expireTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** counters of ports that have gone, summed, so totals stay exact */
+  private readonly retired: Record<string, number> = {};
+
+  constructor(name: string, opts: SwitchOptions = {}) {
+    super();
+    if (!/^vale[A-Za-z0-9_]*$/.test(name)) {
+      throw new Error(`invalid switch name '${name}': a switch is named vale followed by letters, digits or _ (vale0, valeA)`);
+    }
+    this.name = name;
+    const batch = opts.batch ?? 512;
+    if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH) throw new RangeError(`batch ${batch} out of range: use 1..${MAX_BATCH}`);
+    this.batch = batch;
+    const busy = opts.busyPollUs ?? 50;
+    if (!(busy >= 0)) throw new RangeError(`busyPollUs ${busy} must be >= 0`);
+    this.busyPollNs = BigInt(Math.round(busy * 1000));
+    this.offsets = new Uint32Array(MAX_BATCH);
+    this.lens = new Uint16Array(MAX_BATCH);
+    this.dests = new Int16Array(MAX_BATCH);
+    this.core = new native.SwitchCore(this.offsets, this.lens, this.dests);
+    if (opts.lookup) {
+      this.lookup = opts.lookup;
+    } else {
+      const lb = new LearningBridge({ maxEntries: opts.macTableSize, ageMs: opts.macAgeMs, clock: opts.clock ?? systemClock });
+      this.bridge = lb;
+      this.lookup = lb.lookupBatch;
+      this.expireTimer = setInterval(() => lb.expire(), 1000);
+      this.expireTimer.unref();
+    }
+  }
+
+  /** Ports in index order. */
+  ports(): SwitchPort[] {
+    return [...this.portsById.values()].sort((a, b) => a.index - b.index);
+  }
+
+  /** The port called `name` (valeX:Y), if any. */
+  port(name: string): SwitchPort | undefined {
+    for (const p of this.portsById.values()) if (p.name === name) return p;
+    return undefined;
+  }
+
+  /** Create a port: its region, doorbells and place in the forwarding loop. */
+  addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean } = {}): SwitchPort {
+    if (this.closed) throw new Error(`switch ${this.name} is shut down`);
+    if (this.port(name)) throw Object.assign(new Error(`${name} already exists`), { code: 'EEXIST' });
+    const np = this.core.addPort(params, name, opts.lossless ?? false);
+    // a persistent port starts with nobody on it
+    if (opts.persistent) this.core.setAttached(np.id, false);
+    const txRings = params.txRings ?? 1;
+    const rxRings = params.rxRings ?? 1;
+    const watcher = new native.FdWatcher(np.switchBell, () => this.wake());
+    const port: SwitchPort = {
+      name,
+      index: np.id,
+      persistent: opts.persistent ?? false,
+      lossless: opts.lossless ?? false,
+      attached: false,
+      geometry: {
+        memsize: np.size,
+        nifpOffset: np.nifpOffset,
+        txRings,
+        rxRings,
+        txSlots: params.txSlots ?? 1024,
+        rxSlots: params.rxSlots ?? 1024,
+        bufSize: params.bufSize ?? 2048,
+        memId: np.id + 2,
+      },
+      fds: [np.fd, np.clientBell, np.switchBell],
+      bytes: new Uint8Array(np.memory),
+      txRings,
+      rxRings,
+      watcher,
+    };
+    this.portsById.set(np.id, port);
+    this.order = this.ports();
+    if (this.sleeping) {
+      this.core.arm(np.id, true, this.blocked);
+      watcher.start(1);
+    }
+    this.start();
+    this.emit('port', port);
+    return port;
+  }
+
+  /** Remove a port: the MAC table forgets it, other ports are untouched. */
+  removePort(index: number): void {
+    const p = this.portsById.get(index);
+    if (!p) return;
+    p.watcher.close();
+    // take what the port queued before it went, then count what is left
+    this.pump();
+    const last = this.core.removePort(index);
+    for (const [k, v] of Object.entries(last)) this.retired[k] = (this.retired[k] ?? 0) + v;
+    this.portsById.delete(index);
+    this.order = this.ports();
+    this.bridge?.portRemoved(index);
+    this.emit('portRemoved', p);
+  }
+
+  /**
+   * Mark whether a client holds the port. A lossless sender waits for room
+   * only at attached ports: an unattended persistent port, which nobody
+   * drains, gets its copies dropped (and counted) instead of stalling it.
+   */
+  setAttached(index: number, on: boolean): void {
+    const p = this.portsById.get(index);
+    if (!p) throw new Error(`no port ${index} on ${this.name}`);
+    p.attached = on;
+    this.core.setAttached(index, on);
+  }
+
+  /** Doorbells of further registrations sharing a port; each is kicked with the port's own. */
+  setExtraBells(index: number, fds: number[]): void {
+    this.core.setExtraBells(index, fds);
+  }
+
+  /** Switch a port's lossless (backpressure) mode. */
+  setLossless(index: number, on: boolean): void {
+    const p = this.portsById.get(index);
+    if (!p) throw new Error(`no port ${index} on ${this.name}`);
+    p.lossless = on;
+    this.core.setLossless(index, on);
+  }
+
+  /** Counters of one port, by name: rxFrames, txFrames, drops by reason... */
+  counters(index: number): Record<string, number> {
+    return this.core.stats(index);
+  }
+
+  /** Counters summed over every port, present and removed. */
+  totals(): Record<string, number> {
+    const t: Record<string, number> = { ...this.retired };
+    for (const p of this.portsById.values()) for (const [k, v] of Object.entries(this.core.stats(p.index))) t[k] = (t[k] ?? 0) + v;
+    return t;
+  }
+
+  /** Counters of every port plus the MAC table. */
+  stats(): SwitchStats {
+    const macTable: SwitchStats['macTable'] = [];
+    const byIdx = new Map([...this.portsById.values()].map((p) => [p.index, p.name]));
+    if (this.bridge) for (const e of this.bridge.table.entries()) macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: e.ageMs });
+    return {
+      name: this.name,
+      bridgeIndex: this.bridgeIndex,
+      ports: this.ports().map((p) => ({ name: p.name, portIndex: p.index, counters: this.core.stats(p.index) })),
+      macTable,
+      macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : {},
+      totals: this.totals(),
+    };
+  }
+
+  /**
+   * One round over every port, round-robin, at most one batch per tx ring:
+   * each source gets its turn, so N senders into one receiver get ~1/N each.
+   * Returns the frames consumed.
+   */
+  pump(): number {
+    const order = this.order;
+    const n = order.length;
+    if (n === 0) return 0;
+    const start = this.rr++ % n;
+    let moved = 0;
+    let blocked = false;
+    const core = this.core;
+    for (let k = 0; k < n; k++) {
+      const p = order[(start + k) % n]!;
+      for (let r = 0; r < p.txRings; r++) {
+        const cnt = core.collect(p.index, r, this.batch);
+        if (cnt > 0) this.lookup(p.bytes, this.offsets, this.lens, cnt, p.index, this.dests);
+        const done = core.forward();
+        if (done < 0) {
+          blocked = true;
+          moved += -done - 1;
+        } else {
+          moved += done;
+        }
+      }
+    }
+    this.blocked = blocked;
+    return moved;
+  }
+
+  private start(): void {
+    if (this.running || this.closed) return;
+    this.running = true;
+    this.lastWork = process.hrtime.bigint();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.loop();
+    });
+  }
+
+  private loop(): void {
+    if (this.closed) return;
+    const moved = this.pump();
+    const now = process.hrtime.bigint();
+    if (moved > 0) this.lastWork = now;
+    if (now - this.lastWork < this.busyPollNs) {
+      this.schedule();
+      return;
+    }
+    this.sleep();
+  }
+
+  private anyPending(): boolean {
+    for (const p of this.order) for (let r = 0; r < p.txRings; r++) if (this.core.pending(p.index, r) > 0) return true;
+    return false;
+  }
+
+  /** Ask every client for a kick, re-check, and sleep on the doorbells. */
+  private sleep(): void {
+    const blocked = this.blocked;
+    for (const p of this.order) this.core.arm(p.index, true, blocked);
+    if (!blocked && this.anyPending()) {
+      for (const p of this.order) this.core.arm(p.index, false, false);
+      this.lastWork = process.hrtime.bigint();
+      this.schedule();
+      return;
+    }
+    this.sleeping = true;
+    for (const p of this.order) p.watcher.start(1);
+    // backpressured frames wait for a receiver's kick; a timer guards against
+    // a receiver that never asks
+    if (blocked) this.wakeTimer = setTimeout(() => this.wake(), 10);
+  }
+
+  private wake(): void {
+    if (!this.sleeping) return;
+    this.sleeping = false;
+    if (this.wakeTimer) {
+      clearTimeout(this.wakeTimer);
+      this.wakeTimer = undefined;
+    }
+    for (const p of this.order) {
+      p.watcher.stop();
+      this.core.arm(p.index, false, false);
+      this.core.drainBell(p.index);
+    }
+    this.lastWork = process.hrtime.bigint();
+    this.schedule();
+  }
+
+  /** Stop forwarding and release every port. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    if (this.expireTimer) clearInterval(this.expireTimer);
+    for (const p of [...this.portsById.values()]) this.removePort(p.index);
+  }
+}

@@ -1,0 +1,184 @@
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { open } from '../../src/netmap/open.js';
+import { pipePath } from '../../src/backends/pipe.js';
+import { parsePortName } from '../../src/netmap/name.js';
+
+const peer = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'pipe-peer.js');
+let uniq = 0;
+const pname = (): string => `vale0:t${process.pid}x${uniq++}`;
+
+function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [peer, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d: Buffer) => (out += d));
+    c.stderr.on('data', (d: Buffer) => (err += d));
+    c.on('exit', (code) => resolve({ code, out, err }));
+  });
+}
+
+test('pipe ends in one process swap buffers, in order, without copying', async (t) => {
+  const base = pname();
+  const m = await open(`${base}{1`, { slots: 64 });
+  const s = await open(`${base}}1`);
+  t.is(m.backend, 'user');
+  t.is(m.transport, 'pipe');
+  const tx = m.txRings[0]!;
+  const rx = s.rxRings[0]!;
+  t.is(tx.numSlots, 64);
+  t.is(tx.space(), 63, 'one slot always stays free');
+  const sent: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const h = tx.head;
+    sent.push(tx.bufIdx(h));
+    tx.bytes[tx.bufOffset(h)] = i;
+    tx.setLen(h, 60 + i);
+    tx.advance(1);
+  }
+  m.txsync();
+  t.is(tx.space(), 63, 'all 10 moved, room is back');
+  s.rxsync();
+  t.is(rx.space(), 10);
+  for (let i = 0; i < 10; i++) {
+    const h = (rx.head + i) % rx.numSlots;
+    t.is(rx.len(h), 60 + i);
+    t.is(rx.bytes[rx.bufOffset(h)], i);
+    t.is(rx.bufIdx(h), sent[i], 'the rx slot carries the very buffer the sender filled');
+  }
+  rx.advance(10);
+  s.rxsync();
+  t.true(rx.empty());
+  m.close();
+  s.close();
+  t.false(existsSync(pipePath(parsePortName(`${base}{1`))), 'last close removes the region');
+});
+
+test('a full peer rx ring holds frames pending in tx, none lost', async (t) => {
+  const base = pname();
+  const m = await open(`${base}{2`, { slots: 8 });
+  const s = await open(`${base}}2`);
+  const tx = m.txRings[0]!;
+  const rx = s.rxRings[0]!;
+  let seq = 0;
+  let got = 0;
+  for (let round = 0; round < 50; round++) {
+    while (!tx.empty()) {
+      tx.bytes[tx.bufOffset(tx.head)] = seq++ & 0xff;
+      tx.setLen(tx.head, 60);
+      tx.advance(1);
+    }
+    m.txsync();
+    s.rxsync();
+    // consume only some, leaving the ring partly full
+    const n = Math.min(rx.space(), 3);
+    for (let i = 0; i < n; i++) {
+      t.is(rx.bytes[rx.bufOffset(rx.head)], got++ & 0xff);
+      rx.advance(1);
+    }
+    s.rxsync();
+  }
+  // drain
+  for (let i = 0; i < 100 && got < seq; i++) {
+    m.txsync();
+    s.rxsync();
+    while (!rx.empty()) {
+      t.is(rx.bytes[rx.bufOffset(rx.head)], got++ & 0xff);
+      rx.advance(1);
+    }
+    s.rxsync();
+  }
+  t.is(got, seq);
+  m.close();
+  s.close();
+});
+
+test('ring misuse is caught at sync time with a clear error', async (t) => {
+  const base = pname();
+  const m = await open(`${base}{3`, { slots: 16 });
+  const tx = m.txRings[0]!;
+  tx.head = 15; // beyond tail (14)
+  t.throws(() => m.txsync(), { message: /head 15 .* outside the user's part/ });
+  t.is(tx.head, 0, 'head reset to the last synced value');
+  tx.setBufIdx(0, 1_000_000);
+  tx.advance(1);
+  t.throws(() => m.txsync(), { message: /buffer index 1000000, outside the pool/ });
+  tx.setBufIdx(0, 5);
+  tx.setLen(0, 4000);
+  tx.advance(1);
+  t.throws(() => m.txsync(), { message: /length 4000, over the 2048-byte buffer/ });
+  tx.head = 3;
+  tx.cur = 2;
+  t.throws(() => m.txsync(), { message: /cur 2 outside/ });
+  m.close();
+});
+
+test('each pipe end opens once (EBUSY)', async (t) => {
+  const base = pname();
+  const m = await open(`${base}{4`);
+  await t.throwsAsync(open(`${base}{4`), { code: 'EBUSY', message: /already open/ });
+  m.close();
+});
+
+test('10 million frames of varying length cross a pipe between two processes, intact and in order', async (t) => {
+  const name = pname();
+  const count = 10_000_000;
+  const rx = run([`${name}}9`, 'rx', String(count)]);
+  const tx = run([`${name}{9`, 'tx', String(count)]);
+  const [r, s] = await Promise.all([rx, tx]);
+  t.is(s.code, 0, s.err);
+  t.is(r.code, 0, r.err);
+  const res = JSON.parse(r.out) as { received: number; bad: number; firstBad: string };
+  t.deepEqual(JSON.parse(s.out), { sent: count });
+  t.is(res.received, count);
+  t.is(res.bad, 0, res.firstBad);
+});
+
+test('closing one end is seen by the other; so is a peer killed with SIGKILL', async (t) => {
+  const name = pname();
+  const s = await open(`${name}}5`);
+  t.false(s.hungUp, 'no peer yet is not a hang-up');
+  const child = run([`${name}{5`, 'tx', '10']);
+  for (let i = 0; i < 100 && !(await s.poll({ timeoutMs: 100 })).rx; i++);
+  await child;
+  const ev = await s.poll({ rx: false, timeoutMs: 5000 });
+  t.true(ev.hup, 'clean close seen');
+  s.close();
+
+  const name2 = pname();
+  const s2 = await open(`${name2}}6`);
+  const c = spawn(process.execPath, [peer, `${name2}{6`, 'tx', '5', 'linger'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((res) => c.stdout.once('data', () => res()));
+  t.false(s2.hungUp);
+  c.kill('SIGKILL');
+  const ev2 = await s2.poll({ rx: false, timeoutMs: 5000 });
+  t.true(ev2.hup, 'death seen');
+  s2.close();
+  // the name is reusable at once
+  const again = await open(`${name2}{6`);
+  again.close();
+});
+
+test('a process that exits with a pipe port still open (and a poll done) exits cleanly', async (t) => {
+  const name = pname();
+  const script = `
+    import { open } from ${JSON.stringify(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'netmap', 'open.js'))};
+    const tx = await open('${name}{7'); const rx = await open('${name}}7');
+    tx.inject(new Uint8Array(60)); tx.txsync(); tx.close();
+    await rx.poll({ timeoutMs: 50 }); await rx.poll({ timeoutMs: 50 });
+    console.log('end');`;
+  const res = await new Promise<{ code: number | null; signal: string | null; out: string }>((resolve) => {
+    const c = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d));
+    c.on('exit', (code, signal) => resolve({ code, signal, out }));
+  });
+  t.is(res.out.trim(), 'end');
+  t.is(res.signal, null, 'no crash in the finalizers at exit');
+  t.is(res.code, 0);
+  t.false(existsSync(pipePath(parsePortName(`${name}{7`))), 'the region went with the last end');
+});

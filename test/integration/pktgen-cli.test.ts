@@ -1,0 +1,690 @@
+/**
+ * pkt-gen-ts end to end: the bin run as child processes over pipes and
+ * through a vale-ts switch hosted in this process, its counts, rate limit,
+ * sequence checks, ping/pong, output formats (shared/pkt-gen.md) and errors.
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { writeFileSync, unlinkSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { open, Switch, ValeServer, sumDrops } from '../../src/index.js';
+import { buildFrame, frameLayout, verifyFrameChecksums } from '../../tools/pkt-gen/frame.js';
+import { RING, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
+import { CTR, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
+
+const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'pkt-gen-ts.js');
+let uniq = 0;
+/** A pipe / port name nobody else uses. */
+const uname = (tag: string): string => `pg${tag}${process.pid}x${uniq++}`;
+const sockPath = (): string => path.join(os.tmpdir(), `pgt-${process.pid}-${uniq++}.sock`);
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+interface Run {
+  kill(sig: NodeJS.Signals): void;
+  done: Promise<Result>;
+  /** resolves when stderr has a line matching `re` */
+  waitFor(re: RegExp): Promise<void>;
+}
+
+function run(args: string[], env: Record<string, string> = {}): Run {
+  const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const waiters: { re: RegExp; resolve: () => void }[] = [];
+  child.stdout.on('data', (d: Buffer) => (stdout += d));
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d;
+    for (const w of waiters.splice(0)) {
+      if (w.re.test(stderr)) w.resolve();
+      else waiters.push(w);
+    }
+  });
+  // 'close', not 'exit': only then has all of the child's output been read
+  const done = new Promise<Result>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return {
+    kill: (sig) => child.kill(sig),
+    done,
+    waitFor: (re) =>
+      new Promise<void>((resolve, reject) => {
+        if (re.test(stderr)) return resolve();
+        waiters.push({ re, resolve });
+        void done.then(() => reject(new Error(`exited before printing ${re}: ${stderr}`)));
+      }),
+  };
+}
+
+const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function count(out: string, what: 'Sent' | 'Received'): number {
+  const m = new RegExp(`^${what} (\\d+) packets (\\d+) bytes`, 'm').exec(out);
+  if (!m) throw new Error(`no "${what} N packets" line in:\n${out}`);
+  return Number(m[1]);
+}
+
+// ---------------------------------------------------------------------------
+// Output patterns, from shared/pkt-gen.md
+
+const NUM = String.raw`\d+\.\d{3} [KMGT]?`;
+const RAW = String.raw`\d+ `;
+const NAN_OR = String.raw`(\d+\.\d{3} [KMGT]?|-nan )`;
+const D_LINE = /^(\d{3})\.(\d{6}) (\w+) \[(\d+)\] (.*)$/;
+const D_MSGS: Record<string, RegExp[]> = {
+  main: [
+    /^interface is \S+$/,
+    /^using default burst size: \d+$/,
+    /^running on \d+ cpus \(have \d+\)$/,
+    /^Sending \d+ packets every {2}\d+\.\d{9} s$/,
+    /^WARNING: the 'C' option is deprecated, use the '\+conf:' libnetmap option instead$/,
+    /^--- SPECIAL OPTIONS:( prefetch| access| memcpy| indirect| copy| rubbish )*$/,
+    /^nifp at offset \d+ ntxqs \d+ nrxqs \d+ memid \d+$/,
+    /^ {3}[TR]X\d+ at offset 0x[0-9a-f]+ slots \d+$/,
+  ],
+  extract_ip_range: [/^range is \S+:\d+ to \S+:\d+$/],
+  start_threads: [/^Wait \d+ secs for phy reset$/, /^Ready\.\.\.$/],
+  sender_body: [/^start, fd \d+ main_fd \d+$/],
+  txseq_body: [/^start, fd \d+ main_fd \d+$/],
+  receiver_body: [/^reading from \S+ fd \d+ main_fd \d+$/, /^waiting for initial packets, poll returns 0 0$/],
+  rxseq_body: [
+    /^reading from \S+ fd \d+ main_fd \d+$/,
+    /^waiting for initial packets, poll returns 0 0$/,
+    /^Sequence (GAP|OUT OF ORDER): exp \d+ found \d+$/,
+  ],
+  main_thread: [
+    // with -A and no traffic yet, pkt-gen's window mean is 0/0, printed by glibc as -nan
+    new RegExp(String.raw`^${NUM}pps (\[avg/std ${NAN_OR}/${NAN_OR} pps\])?\(${NUM}pkts ${NUM}bps in \d+ usec\) \d+\.\d{2} avg_batch \d+ min_space$`),
+    new RegExp(String.raw`^${RAW}pps (\[avg/std ${RAW}/${RAW} pps\])?\(${RAW}pkts ${RAW}bps in \d+ usec\) \d+\.\d{2} avg_batch \d+ min_space$`),
+  ],
+  sigint_h: [/^received control-C on thread 0x[0-9a-f]+$/],
+  ping_body: [
+    /^count \d+ RTT: min -?\d+ av \d+ ns$/,
+    /^k: \d+ \.\. \d+$/,
+    /^RTT over \d+ packets: min -?\d+ av \d+ ns$/,
+    /^RTT percentiles: p50 \d+ p99 \d+ p99\.9 \d+ ns$/,
+    /^poll error on queue \d+: timeout$/,
+  ],
+  pong_body: [/^poll error on queue \d+: timeout$/],
+};
+const STDOUT_LINES = [
+  /^(Sending on|Receiving from|Working on) \S+: \d+ queues, \d+ threads and \d+ cpus\.$/,
+  /^\S+ -> \S+ \([0-9a-f]{2}(:[0-9a-f]{2}){5} -> [0-9a-f]{2}(:[0-9a-f]{2}){5}\)$/,
+  /^(Sent|Received) \d+ packets \d+ bytes \d+ events \d+ bytes each in \d+\.\d{2} seconds\.$/,
+  /^(Sent|Received) nothing\.$/,
+  new RegExp(String.raw`^Speed: (${NUM}|${RAW})pps Bandwidth: (${NUM}|${RAW})bps \(raw (${NUM}|${RAW})bps\)\. Average batch: \d+\.\d{2} pkts$`),
+  // -X
+  /^ring 0x[0-9a-f]+ cur +\d+ \[buf +\d+ flags 0x[0-9a-f]{4} len +\d+\]$/,
+  /^ {0,4}\d+: ([0-9a-f]{2} ){1,16}([\x20-\x7e]{16})?$/,
+];
+
+/** Every line of a run's output, checked against pkt-gen's formats; returns the offending lines. */
+function badLines(r: Result): string[] {
+  const bad: string[] = [];
+  const err = r.stderr.split('\n');
+  if (err[err.length - 1] === '') err.pop();
+  let prev = '';
+  for (const line of err) {
+    const m = D_LINE.exec(line);
+    if (m) {
+      const pats = D_MSGS[m[3]!];
+      if (!pats || !pats.some((p) => p.test(m[5]!))) bad.push(`stderr: ${line}`);
+    } else if (line.startsWith('\t') && /k: \d+ \.\. \d+$/.test(prev)) {
+      // the histogram's second line
+      if (!/^\t( +\d+)*$/.test(line)) bad.push(`stderr: ${line}`);
+    } else if (line === '' && /SPECIAL OPTIONS/.test(prev)) {
+      // pkt-gen's format there ends in "\n" before D()'s own
+    } else {
+      bad.push(`stderr: ${line}`);
+    }
+    prev = line;
+  }
+  const out = r.stdout.split('\n');
+  if (out[out.length - 1] === '') out.pop();
+  for (const line of out) if (!STDOUT_LINES.some((p) => p.test(line))) bad.push(`stdout: ${line}`);
+  return bad;
+}
+
+// ---------------------------------------------------------------------------
+
+
+/**
+ * Runs `fn` against a switch hosted in this process. vale0 is created up
+ * front, so the totals of ports that leave are kept for the assertions.
+ */
+async function withVale0(fn: (env: Record<string, string>, sw: Switch) => Promise<void>): Promise<void> {
+  const socket = sockPath();
+  const sw = new Switch('vale0');
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  try {
+    await fn({ VALE_TS_SOCKET: socket }, sw);
+  } finally {
+    srv.close();
+  }
+}
+
+test('pipe: tx -n 1000000 -> rx, Received equals Sent, every line in pkt-gen format', async (t) => {
+  const name = `vale0:${uname('p')}`;
+  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-W']);
+  await rx.waitFor(/reading from/);
+  const tx = run(['-i', `${name}{0`, '-f', 'tx', '-n', '1000000']);
+  const [rt, rr] = await Promise.all([tx.done, rx.done]);
+  t.is(rt.code, 0, rt.stderr);
+  t.is(rr.code, 0, rr.stderr);
+  t.is(count(rt.stdout, 'Sent'), 1000000);
+  t.is(count(rr.stdout, 'Received'), 1000000);
+  t.regex(rt.stdout, /^Sending on vale0:\S+\{0: 1 queues, 1 threads and 1 cpus\.$/m);
+  t.regex(rt.stdout, /^10\.0\.0\.1 -> 10\.1\.0\.1 \(00:00:00:00:00:00 -> ff:ff:ff:ff:ff:ff\)$/m);
+  t.regex(rt.stdout, /^Sent 1000000 packets 60000000 bytes \d+ events 60 bytes each in \d+\.\d\d seconds\.$/m);
+  t.regex(rr.stdout, /^Receiving from vale0:\S+\}0: 1 queues, 1 threads and 1 cpus\.$/m);
+  t.regex(rt.stderr, /^\d{3}\.\d{6} main \[\d+\] using default burst size: 512$/m);
+  t.regex(rt.stderr, /^\d{3}\.\d{6} main \[\d+\] Sending 512 packets every {2}0\.000000000 s$/m);
+  t.deepEqual(badLines(rt), []);
+  t.deepEqual(badLines(rr), []);
+});
+
+test('vale0 through the switch: Received = Sent - the drops the switch counted', async (t) => {
+  await withVale0(async (env, sw) => {
+    const a = `vale0:${uname('a')}`;
+    const b = `vale0:${uname('b')}`;
+    const rx = run(['-i', b, '-f', 'rx', '-W'], env);
+    await rx.waitFor(/reading from/);
+    t.true(sw.ports().some((p) => p.name === b), 'the receiver is attached before the sender starts');
+    const tx = run(['-i', a, '-f', 'tx', '-n', '1000000'], env);
+    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    t.is(rt.code, 0, rt.stderr);
+    t.is(rr.code, 0, rr.stderr);
+    const sent = count(rt.stdout, 'Sent');
+    const received = count(rr.stdout, 'Received');
+    const tot = sw.stats().totals;
+    const drops = sumDrops(tot);
+    t.is(sent, 1000000);
+    t.is(tot['rxFrames'], sent, 'the switch took every frame sent');
+    t.is(tot['txFrames'], received, 'the receiver counted every frame delivered');
+    t.is(received, sent - drops, `received ${received}, sent ${sent}, drops ${JSON.stringify(tot)}`);
+    t.deepEqual(badLines(rt), []);
+    t.deepEqual(badLines(rr), []);
+  });
+});
+
+test('-p 2 on a vale-ts port with two rings: one registration per ring, every frame accounted for', async (t) => {
+  await withVale0(async (env, sw) => {
+    const a = `vale0:${uname('pa')}`;
+    const b = `vale0:${uname('pb')}`;
+    const rx = run(['-i', b, '-f', 'rx', '-W'], env);
+    await rx.waitFor(/reading from/);
+    const tx = run(['-i', `${a}@conf:rings=2`, '-f', 'tx', '-p', '2', '-n', '400000'], env);
+    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    t.is(rt.code, 0, rt.stderr);
+    t.is(rr.code, 0, rr.stderr);
+    t.regex(rt.stdout, /Sending on .*: 2 queues, 2 threads/);
+    const sent = count(rt.stdout, 'Sent');
+    const received = count(rr.stdout, 'Received');
+    const tot = sw.stats().totals;
+    const drops = sumDrops(tot);
+    t.is(sent, 400000);
+    t.is(received, sent - drops);
+    t.deepEqual(badLines(rt), []);
+  });
+});
+
+test.serial('-R 100000 for 5 s: the rate is within 2%', async (t) => {
+  const name = `vale0:${uname('r')}`;
+  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-W']);
+  await rx.waitFor(/reading from/);
+  const tx = run(['-i', `${name}{0`, '-f', 'tx', '-R', '100000', '-n', '500000']);
+  const [rt, rr] = await Promise.all([tx.done, rx.done]);
+  t.is(rt.code, 0, rt.stderr);
+  const m = /^Sent (\d+) packets \d+ bytes \d+ events \d+ bytes each in (\d+\.\d+) seconds\.$/m.exec(rt.stdout);
+  t.truthy(m, rt.stdout);
+  const rate = Number(m![1]) / Number(m![2]);
+  t.true(Math.abs(rate - 100000) / 100000 < 0.02, `rate ${rate} pps`);
+  const speed = /^Speed: (\d+\.\d+) Kpps/m.exec(rt.stdout);
+  t.truthy(speed, rt.stdout);
+  t.true(Math.abs(Number(speed![1]) - 100) < 2, `Speed: ${speed![1]} Kpps`);
+  t.regex(rt.stderr, /Sending 333 packets every {2}0\.003330000 s/);
+  t.is(count(rr.stdout, 'Received'), 500000);
+  t.deepEqual(badLines(rt), []);
+});
+
+test('SIGINT stops tx and rx with the summary; -A -N -B report formats', async (t) => {
+  const name = `vale0:${uname('s')}`;
+  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-T', '300', '-A']);
+  await rx.waitFor(/reading from/);
+  const tx = run(['-i', `${name}{0`, '-f', 'tx', '-T', '300', '-N', '-B', '-l', '128']);
+  await tx.waitFor(/main_thread .* pps/);
+  await delay(400);
+  tx.kill('SIGINT');
+  const rt = await tx.done;
+  rx.kill('SIGINT');
+  const rr = await rx.done;
+  t.is(rt.code, 0, rt.stderr);
+  t.is(rr.code, 0, rr.stderr);
+  t.regex(rt.stderr, /^\d{3}\.\d{6} sigint_h \[574\] received control-C on thread 0x[0-9a-f]+$/m);
+  t.regex(rr.stderr, /sigint_h \[574\] received control-C/);
+  t.regex(rt.stderr, /main_thread \[\d+\] \d+ pps \(\d+ pkts \d+ bps in \d+ usec\)/, '-N prints raw numbers');
+  t.regex(rr.stderr, /main_thread \[\d+\] \S+ [KM]?pps \[avg\/std \S+ [KM]?\/\S+ [KM]? pps\]\(/, '-A adds the window stats');
+  const sent = count(rt.stdout, 'Sent');
+  t.true(sent > 0);
+  t.true(count(rr.stdout, 'Received') <= sent);
+  // -B: raw = 8*bytes + 192 bits per packet; with -N the numbers are plain
+  const sp = /^Speed: (\d+) pps Bandwidth: (\d+) bps \(raw (\d+) bps\)/m.exec(rt.stdout);
+  t.truthy(sp, rt.stdout);
+  const bw = Number(sp![2]);
+  const raw = Number(sp![3]);
+  t.true(Math.abs(raw / bw - (128 + 24) / 128) < 0.001, `raw/bw ${raw / bw}`);
+  t.deepEqual(badLines(rt), []);
+  t.deepEqual(badLines(rr), []);
+});
+
+test('txseq -> rxseq over a pipe: no gap', async (t) => {
+  const name = `vale0:${uname('q')}`;
+  const rx = run(['-i', `${name}}0`, '-f', 'rxseq', '-W']);
+  await rx.waitFor(/reading from/);
+  const tx = run(['-i', `${name}{0`, '-f', 'txseq', '-n', '300000', '-l', '64']);
+  const [rt, rr] = await Promise.all([tx.done, rx.done]);
+  t.is(rt.code, 0, rt.stderr);
+  t.is(rr.code, 0, rr.stderr);
+  t.is(count(rt.stdout, 'Sent'), 300000);
+  t.is(count(rr.stdout, 'Received'), 300000);
+  t.notRegex(rr.stderr, /Sequence/);
+  t.regex(rt.stderr, /txseq_body \[\d+\] start, fd/);
+  t.deepEqual(badLines(rr), []);
+});
+
+test('txseq -> rxseq through vale0 with a stopped receiver: the switch drops, rxseq reports the gap', async (t) => {
+  await withVale0(async (env, sw) => {
+    const a = `vale0:${uname('a')}`;
+    const b = `vale0:${uname('b')}`;
+    const rx = run(['-i', b, '-f', 'rxseq', '-W'], env);
+    await rx.waitFor(/reading from/);
+    // while the receiver is stopped its rx ring fills up and the switch drops the rest
+    rx.kill('SIGSTOP');
+    const tx = run(['-i', a, '-f', 'txseq'], env);
+    await tx.waitFor(/txseq_body \[\d+\] start/);
+    await delay(300);
+    rx.kill('SIGCONT');
+    await delay(300);
+    tx.kill('SIGINT');
+    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    t.is(rt.code, 0, rt.stderr);
+    t.is(rr.code, 0, rr.stderr);
+    const sent = count(rt.stdout, 'Sent');
+    const received = count(rr.stdout, 'Received');
+    const tot = sw.stats().totals;
+    t.true(received < sent, `received ${received} of ${sent}`);
+    t.true((tot['dropNoSpace'] ?? 0) > 0, 'the switch counted drops');
+    t.regex(rr.stderr, /^\d{3}\.\d{6} rxseq_body \[\d+\] Sequence GAP: exp \d+ found \d+$/m);
+    t.deepEqual(badLines(rr), []);
+    t.deepEqual(badLines(rt), []);
+  });
+});
+
+test('ping/pong over a pipe: RTT lines, histogram and percentiles', async (t) => {
+  const name = `vale0:${uname('g')}`;
+  const pong = run(['-i', `${name}}0`, '-f', 'pong']);
+  await pong.waitFor(/Ready/);
+  const ping = run(['-i', `${name}{0`, '-f', 'ping']);
+  await ping.waitFor(/ping_body \[\d+\] k: /);
+  ping.kill('SIGINT');
+  const rp = await ping.done;
+  pong.kill('SIGINT');
+  const rq = await pong.done;
+  t.is(rp.code, 0, rp.stderr);
+  t.is(rq.code, 0, rq.stderr);
+  t.regex(rp.stdout, /^Working on vale0:\S+\{0: 1 queues, 1 threads and 1 cpus\.$/m);
+  t.regex(rp.stderr, /^\d{3}\.\d{6} ping_body \[\d+\] count \d+ RTT: min \d+ av \d+ ns$/m);
+  t.regex(rp.stderr, /^\d{3}\.\d{6} ping_body \[\d+\] k: \d+ \.\. \d+\n\t( +\d+)+$/m);
+  t.regex(rp.stderr, /^\d{3}\.\d{6} ping_body \[\d+\] RTT over \d+ packets: min \d+ av \d+ ns\n\d{3}\.\d{6} ping_body \[\d+\] RTT percentiles: p50 \d+ p99 \d+ p99\.9 \d+ ns$/m);
+  t.notRegex(rp.stdout, /Sent|Received/, 'no tx/rx summary for ping');
+  t.deepEqual(badLines(rp), []);
+  t.deepEqual(badLines(rq), []);
+});
+
+test('ping/pong through vale0', async (t) => {
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket });
+  try {
+    const env = { VALE_TS_SOCKET: socket };
+    const pong = run(['-i', `vale0:${uname('o')}`, '-f', 'pong', '-n', '300'], env);
+    await pong.waitFor(/Ready/);
+    const ping = run(['-i', `vale0:${uname('i')}`, '-f', 'ping', '-n', '300'], env);
+    const [rp, rq] = await Promise.all([ping.done, pong.done]);
+    t.is(rp.code, 0, rp.stderr);
+    t.is(rq.code, 0, rq.stderr);
+    t.regex(rp.stderr, /ping_body \[\d+\] RTT over 300 packets: min \d+ av \d+ ns/);
+    t.regex(rp.stderr, /RTT percentiles: p50 \d+ p99 \d+ p99\.9 \d+ ns/);
+  } finally {
+    srv.close();
+  }
+});
+
+test('worker threads: the thread body in a worker gives the same counts', async (t) => {
+  const name = `vale0:${uname('w')}`;
+  const env = { PKTGEN_TS_WORKERS: '1' };
+  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-n', '200000'], env);
+  await rx.waitFor(/reading from/);
+  const tx = run(['-i', `${name}{0`, '-f', 'tx', '-n', '200000', '-l', '1514', '-a', '0'], env);
+  const [rt, rr] = await Promise.all([tx.done, rx.done]);
+  t.is(rt.code, 0, rt.stderr);
+  t.is(rr.code, 0, rr.stderr);
+  t.is(count(rt.stdout, 'Sent'), 200000);
+  t.is(count(rr.stdout, 'Received'), 200000);
+  t.regex(rr.stdout, /^Received 200000 packets 302800000 bytes/m);
+});
+
+test('-X dumps each packet; -C prints the deprecation and sizes the rings; -v lists them', async (t) => {
+  const name = `vale0:${uname('x')}`;
+  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-n', '2', '-X', '-C', '256', '-v']);
+  await rx.waitFor(/reading from/);
+  const tx = run(['-i', `${name}{0`, '-f', 'tx', '-n', '2', '-X']);
+  const [rt, rr] = await Promise.all([tx.done, rx.done]);
+  t.is(rt.code, 0, rt.stderr);
+  t.is(rr.code, 0, rr.stderr);
+  t.regex(rr.stderr, /main \[\d+\] WARNING: the 'C' option is deprecated, use the '\+conf:' libnetmap option instead/);
+  t.regex(rr.stderr, /main \[\d+\] {4}RX0 at offset 0x[0-9a-f]+ slots 256$/m);
+  for (const r of [rt, rr]) {
+    t.is(r.stdout.match(/^ring 0x[0-9a-f]+ cur +\d+ \[buf +\d+ flags 0x[0-9a-f]{4} len +60\]$/gm)?.length, 2, r.stdout);
+    t.regex(r.stdout, /^ {4}0: ff ff ff ff ff ff 00 00 00 00 00 00 08 00 45 10 \.\.\.\.\.\.\.\.\.\.\.\.\.\.E\.$/m);
+    t.regex(r.stdout, /^ {3}48: ([0-9a-f]{2} ){12}$/m, 'a short last line has no text column, as in pkt-gen');
+  }
+  t.deepEqual(badLines(rt), []);
+  t.deepEqual(badLines(rr), []);
+});
+
+test('bad flags and impossible combinations: a clear error on stderr, exit status 1', async (t) => {
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket });
+  try {
+    const pipe = `vale0:${uname('e')}`;
+    const cases: [string[], RegExp, Record<string, string>?][] = [
+      [['-f', 'tx'], /missing -i/],
+      [['-i', 'vale0:x', '-l', '10'], /-l: invalid packet length '10'/],
+      [['-i', 'vale0:x', '-l', '60', '-l', '100'], /minimum packet length 100 is larger/],
+      [['-i', 'vale0:x', '-f', 'bogus'], /-f: unknown function 'bogus'/],
+      [['-i', 'vale0:x', '-b', '0'], /-b: invalid burst/],
+      [['-i', 'vale0:x', '-n', '-5'], /-n: invalid count/],
+      [['-i', 'vale0:x', '-d', '10.0.0.300'], /-d: /],
+      [['-i', 'vale0:x', '-s', '10.0.0.1:99999'], /-s: /],
+      [['-i', 'vale0:x', '-D', 'zz:00:00:00:00:00'], /-D: /],
+      [['-i', 'vale0:x', '-H', '5'], /-H: invalid virtio-net header length '5'/],
+      [['-i', 'vale0:x', '-C', '1,x'], /-C: invalid ring configuration/],
+      [['-i', 'vale0:x', '-p', '0'], /-p: invalid thread count/],
+      [['-i', 'vale0:x', '-c', '999'], /-c: 999 cpus is too high/],
+      [['-i', 'vale0:x', '-T', '0'], /-T: invalid report interval/],
+      [['-i', 'vale0:x', '-Q'], /unknown option -Q/],
+      [['-i', 'vale0:x', '-l'], /option -l requires an argument/],
+      [['-i', 'vale0:x', 'extra'], /unexpected argument 'extra'/],
+      [['-i', 'vale0:x', '-f', 'ping', '-p', '2'], /-p: ping runs on a single thread only/],
+      [['-i', 'tap0', '-f', 'tx'], /tap ports/],
+      [['-i', 'null', '-f', 'tx'], /null \(dummy send\) port is not supported/],
+      [['-i', 'vale0:x', '-f', 'tx', '-I'], /-I: indirect buffers \(NS_INDIRECT\) are not supported/],
+      [['-i', `${pipe}{0`, '-f', 'tx', '-H', '10'], /-H 10: virtio-net headers exist only on kernel netmap ports/],
+      [['-i', `${pipe}{1`, '-f', 'tx', '-p', '2'], /-p 2: threads need a ring each/],
+      [['-i', 'vale0:x', '-f', 'tx', '-p', '2'], /-p 2: vale0:x has only 1 tx rings \(give the port 2 rings: -i vale0:x@conf:rings=2/],
+      [['-i', `${pipe}{2`, '-f', 'tx', '-l', '3000'], /-l 3000: 3000-byte frames do not fit the port's 2048-byte buffers/],
+      [['-i', `${pipe}{3`, '-f', 'txseq', '-l', '44'], /too short for a sequence number/],
+      [['-i', `${pipe}{4`, '-f', 'tx', '-l', '100', '-l', '30'], /random sizes start at 42 bytes/],
+      [['-i', `${pipe}{5`, '-f', 'tx', '-P', '/nonexistent.pcap'], /-P: cannot read pcap file/],
+      [['-i', 'vale0:x', '-f', 'tx', '-C', '64', '-i', 'vale0:y@conf:slots=128'], /-C and @conf: .* both give the ring configuration/],
+      [['-i', 'eth0', '-f', 'tx'], /cannot open netmap:eth0: .*host interface/, { NETMAP_BACKEND: 'user' }],
+      [['-i', 'vale0:x', '-f', 'tx'], /cannot open vale0:x: .*vale-ts is not running/, { VALE_TS_SOCKET: path.join(os.tmpdir(), `none-${process.pid}.sock`) }],
+    ];
+    // a few at a time: each is a Node process
+    const results: Result[] = [];
+    for (let i = 0; i < cases.length; i += 6) {
+      results.push(...(await Promise.all(cases.slice(i, i + 6).map(([args, , env]) => run(args, { VALE_TS_SOCKET: socket, ...env }).done))));
+    }
+    cases.forEach(([args, re], i) => {
+      const r = results[i]!;
+      t.is(r.code, 1, `${args.join(' ')}: exit status`);
+      t.regex(r.stderr, re, args.join(' '));
+      t.regex(r.stderr, /^pkt-gen-ts: /m, `${args.join(' ')}: message prefixed`);
+      t.notRegex(r.stderr, /^\s+at /m, `${args.join(' ')}: no stack trace`);
+      t.is(r.stdout.match(/^(Sent|Received) \d+/m), null);
+    });
+  } finally {
+    srv.close();
+  }
+});
+
+/** Frames a pkt-gen-ts sender puts into a pipe, read back in this process. */
+async function framesFrom(args: string[], want: number): Promise<{ frames: Uint8Array[]; result: Result }> {
+  const name = `vale0:${uname('f')}`;
+  const port = await open(`${name}}0`);
+  const frames: Uint8Array[] = [];
+  try {
+    const tx = run(['-i', `${name}{0`, ...args, '-n', String(want)]);
+    const end = Date.now() + 10000;
+    while (frames.length < want && Date.now() < end) {
+      await port.poll({ timeoutMs: 100 });
+      port.dispatch(want, (f) => {
+        frames.push(f.slice());
+      });
+      port.rxsync();
+    }
+    return { frames, result: await tx.done };
+  } finally {
+    port.close();
+  }
+}
+
+const be16 = (f: Uint8Array, o: number): number => (f[o]! << 8) | f[o + 1]!;
+const ip4 = (f: Uint8Array, o: number): string => `${f[o]}.${f[o + 1]}.${f[o + 2]}.${f[o + 3]}`;
+
+test('-s/-d ranges: ports then addresses walk like an odometer, checksums stay right', async (t) => {
+  const { frames, result } = await framesFrom(['-f', 'tx', '-s', '10.0.0.1:1000-10.0.0.2:1001', '-d', '10.1.0.5:7-10.1.0.6:8'], 40);
+  t.is(result.code, 0, result.stderr);
+  t.is(frames.length, 40);
+  t.true(frames.every((f) => verifyFrameChecksums(f)), 'IPv4 header and UDP checksums');
+  const walk = frames.slice(0, 17).map((f) => `${ip4(f, 26)}:${be16(f, 34)}>${ip4(f, 30)}:${be16(f, 36)}`);
+  t.deepEqual(walk.slice(0, 5), [
+    '10.0.0.1:1000>10.1.0.5:7',
+    '10.0.0.1:1001>10.1.0.5:7',
+    '10.0.0.2:1000>10.1.0.5:7',
+    '10.0.0.2:1001>10.1.0.5:7',
+    '10.0.0.1:1000>10.1.0.5:8',
+  ]);
+  t.is(walk[16], walk[0], 'the walk wraps after 2*2*2*2 frames');
+  t.regex(result.stderr, /main \[\d+\] --- SPECIAL OPTIONS: copy\n\n/);
+});
+
+test('txseq with random sizes: lengths in [min, max), sequence numbers, checksums', async (t) => {
+  const { frames, result } = await framesFrom(['-f', 'txseq', '-l', '200', '-l', '50'], 500);
+  t.is(result.code, 0, result.stderr);
+  t.is(frames.length, 500);
+  t.true(frames.every((f) => f.length >= 50 && f.length < 200));
+  t.true(new Set(frames.map((f) => f.length)).size > 50, 'sizes vary per frame');
+  t.true(frames.every((f) => verifyFrameChecksums(f)));
+  t.true(frames.every((f) => frameLayout(f).len === f.length), 'IP and UDP lengths follow the size');
+  t.deepEqual(
+    frames.map((f) => (be16(f, 42) << 16) | be16(f, 44)),
+    frames.map((_, i) => i),
+  );
+});
+
+test('-6 -z: IPv6 frames with random source address and port, checksums right', async (t) => {
+  const { frames, result } = await framesFrom(['-f', 'tx', '-6', '-z', '-l', '100'], 64);
+  t.is(result.code, 0, result.stderr);
+  t.is(frames.length, 64);
+  t.is(be16(frames[0]!, 12), 0x86dd);
+  t.true(frames.every((f) => verifyFrameChecksums(f)));
+  t.true(new Set(frames.map((f) => be16(f, 54))).size > 32, 'source ports vary');
+  t.true(new Set(frames.map((f) => be16(f, 36))).size > 32, 'the varied address group changes');
+});
+
+test('-F: frames larger than a buffer go over several slots (NS_MOREFRAG) on a pipe; rx counts whole packets', async (t) => {
+  const name = `vale0:${uname('m')}`;
+  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-n', '20000']);
+  await rx.waitFor(/reading from/);
+  const tx = run(['-i', `${name}{0`, '-f', 'tx', '-n', '20000', '-l', '5000', '-F', '2']);
+  const [rt, rr] = await Promise.all([tx.done, rx.done]);
+  t.is(rt.code, 0, rt.stderr);
+  t.is(rr.code, 0, rr.stderr);
+  t.regex(rt.stdout, /^Sent 20000 packets 100000000 bytes \d+ events 5000 bytes each/m);
+  t.regex(rr.stdout, /^Received 20000 packets 100000000 bytes \d+ events 5000 bytes each/m);
+});
+
+test('-F through vale0: multi-slot frames cross the switch whole, counted once', async (t) => {
+  await withVale0(async (env, sw) => {
+    const b = `vale0:${uname('fb')}`;
+    const rx = run(['-i', b, '-f', 'rx', '-W'], env);
+    await rx.waitFor(/reading from/);
+    const tx = run(['-i', `vale0:${uname('fa')}`, '-f', 'tx', '-n', '20000', '-l', '5000', '-F', '3', '-R', '20000'], env);
+    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    t.is(rt.code, 0, rt.stderr);
+    t.is(rr.code, 0, rr.stderr);
+    const tot = sw.stats().totals;
+    t.is(tot['rxFrames'], 20000, 'the switch counts frames, not slots');
+    t.is(tot['dropFrag'] ?? 0, 0);
+    t.regex(rr.stdout, new RegExp(`^Received ${tot['txFrames']} packets ${tot['txBytes']} bytes \\d+ events 5000 bytes each`, 'm'));
+  });
+});
+
+test('-P: the first packet of a pcap file is sent as is', async (t) => {
+  const frame = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '192.168.1.1', dstIp: '192.168.1.2', srcPort: 53, dstPort: 5353, len: 70 });
+  const file = path.join(os.tmpdir(), `pgt-${process.pid}-${uniq++}.pcap`);
+  const hdr = Buffer.alloc(24 + 16);
+  hdr.writeUInt32LE(0xa1b2c3d4, 0);
+  hdr.writeUInt16LE(2, 4);
+  hdr.writeUInt16LE(4, 6);
+  hdr.writeUInt32LE(65535, 16);
+  hdr.writeUInt32LE(1, 20);
+  hdr.writeUInt32LE(frame.length, 24 + 8);
+  hdr.writeUInt32LE(frame.length, 24 + 12);
+  writeFileSync(file, Buffer.concat([hdr, frame]));
+  try {
+    const { frames, result } = await framesFrom(['-f', 'tx', '-P', file], 5);
+    t.is(result.code, 0, result.stderr);
+    t.is(frames.length, 5);
+    for (const f of frames) t.deepEqual([...f], [...frame]);
+    t.regex(result.stdout, /^Sent 5 packets 350 bytes \d+ events 70 bytes each/m);
+  } finally {
+    unlinkSync(file);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// The native loops against a region written by someone hostile
+
+interface FakeRing {
+  slots?: number;
+  bufSize?: number;
+  bufOfs?: number;
+  head?: number;
+  tail?: number;
+}
+/** A 64 KiB region with one ring at offset `at` (buffers after the slots unless told). */
+function fakeRegion(r: FakeRing = {}, at = 0, mem = new ArrayBuffer(65536)): { mem: ArrayBuffer; dv: DataView } {
+  const dv = new DataView(mem);
+  const slots = r.slots ?? 8;
+  dv.setBigInt64(at + RING.buf_ofs, BigInt(r.bufOfs ?? RING.slot + slots * SLOT_SIZE), true);
+  dv.setUint32(at + RING.num_slots, slots, true);
+  dv.setUint32(at + RING.nr_buf_size, r.bufSize ?? 256, true);
+  dv.setUint32(at + RING.head, r.head ?? 0, true);
+  dv.setUint32(at + RING.cur, r.head ?? 0, true);
+  dv.setUint32(at + RING.tail, r.tail ?? 7, true);
+  for (let i = 0; i < Math.min(slots, 64); i++) dv.setUint32(at + RING.slot + i * SLOT_SIZE + SLOT.buf_idx, 2 + i, true);
+  return { mem, dv };
+}
+const plainSpec = (): TxGenSpec => ({
+  af: 4,
+  l3: 14,
+  l4: 34,
+  lenMin: 60,
+  lenMax: 60,
+  seq: true,
+  seqStart: 0,
+  src: { a0: 0x0a000001, a1: 0x0a000001, p0: 1234, p1: 1234, random: false },
+  dst: { a0: 0x0a010001, a1: 0x0a010001, p0: 1234, p1: 1234, random: false },
+  group: 7,
+  dstGroup: 7,
+  frags: 1,
+  fragSize: 0,
+  fragGroup: false,
+  alwaysCopy: false,
+  rubbish: false,
+  udpCsum: true,
+  seed: 1,
+});
+const frame60 = (): Uint8Array => buildFrame({ srcMac: '00:00:00:00:00:00', dstMac: 'ff:ff:ff:ff:ff:ff', srcIp: '10.0.0.1', dstIp: '10.1.0.1', srcPort: 1234, dstPort: 1234, len: 60 });
+
+test('native tx fill: writes the template, lengths and sequence numbers, then moves head', (t) => {
+  const { mem, dv } = fakeRegion();
+  const ctr = newCounters();
+  const gen = createTxGen(frame60(), plainSpec(), ctr);
+  t.is(gen.txFill(mem, 0, 100), 7, 'min(space, max)');
+  t.is(dv.getUint32(RING.head, true), 7);
+  t.is(dv.getUint32(RING.cur, true), 7);
+  t.is(ctr[CTR.PKTS], 7);
+  t.is(ctr[CTR.BYTES], 420);
+  t.is(ctr[CTR.EVENTS], 1);
+  const bufOfs = RING.slot + 8 * SLOT_SIZE;
+  for (let i = 0; i < 7; i++) {
+    t.is(dv.getUint16(RING.slot + i * SLOT_SIZE + SLOT.len, true), 60);
+    const f = new Uint8Array(mem, bufOfs + (2 + i) * 256, 60);
+    t.true(verifyFrameChecksums(f));
+    t.is(new DataView(mem).getUint32(bufOfs + (2 + i) * 256 + 42), i, 'sequence number');
+  }
+  t.is(gen.txFill(mem, 0, 100), 0, 'a full ring takes nothing');
+});
+
+test('native loops refuse hostile ring headers and slots, never touching memory outside the region', (t) => {
+  const gen = (): ReturnType<typeof createTxGen> => createTxGen(frame60(), plainSpec(), newCounters());
+  const fill = (r: FakeRing, at = 0): number => gen().txFill(fakeRegion(r).mem, at, 512);
+  const { mem } = fakeRegion();
+  for (const ofs of [65536, 65536 - 8, 3, -8, NaN, 2 ** 53]) t.throws(() => gen().txFill(mem, ofs, 1), { instanceOf: RangeError }, `ring offset ${ofs}`);
+  t.throws(() => fill({ slots: 0xffffffff }), { message: /slots, which do not fit/ });
+  t.throws(() => fill({ slots: 1 }), { message: /slots, which do not fit/ });
+  t.throws(() => fill({ bufSize: 0 }), { message: /buffer size 0/ });
+  t.throws(() => fill({ bufSize: 70000 }), { message: /buffer size 70000/ });
+  t.throws(() => fill({ bufOfs: -1e12 }), { message: /buffers outside the region/ });
+  t.throws(() => fill({ bufOfs: 1e12 }), { message: /buffers outside the region/ });
+  t.throws(() => fill({ bufOfs: 65536 - 100 }), { message: /buffer index 2, outside/ }, 'buffers past the end');
+  t.throws(() => fill({ head: 8 }), { message: /ring head 8 is outside the ring/ });
+  t.throws(() => fill({ tail: 1000 }), { message: /ring tail 1000 is outside the ring/ });
+  t.throws(() => fill({ bufSize: 32 }), { message: /does not fit the ring's 32-byte buffers/ });
+  t.throws(() => gen().txFill(new Uint8Array(64) as unknown as ArrayBuffer, 0, 1), { instanceOf: TypeError });
+  // a bad buffer index in slot 3: slots 0..2 are published, then an error names the slot
+  const bad = fakeRegion();
+  bad.dv.setUint32(RING.slot + 3 * SLOT_SIZE + SLOT.buf_idx, 1e9, true);
+  const ctr = newCounters();
+  t.throws(() => createTxGen(frame60(), plainSpec(), ctr).txFill(bad.mem, 0, 512), { message: /tx slot 3 has buffer index 1000000000/ });
+  t.is(bad.dv.getUint32(RING.head, true), 3);
+  t.is(ctr[CTR.PKTS], 3);
+
+  // rx: garbage indices and lengths are counted, never read through
+  const rxr = fakeRegion({ tail: 6 });
+  for (let i = 0; i < 6; i++) {
+    rxr.dv.setUint32(RING.slot + i * SLOT_SIZE + SLOT.buf_idx, i % 2 ? 0xffffffff : 1, true);
+    rxr.dv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.len, 0xffff, true);
+  }
+  const rctr = newCounters();
+  t.is(createRxCounter(rctr, { seq: true, events: new Uint32Array(25) }).rxCount(rxr.mem, 0, 512, 3), 6);
+  t.is(rxr.dv.getUint32(RING.head, true), 6);
+  t.is(rctr[CTR.BYTES], 6 * 0xffff);
+  t.throws(() => createRxCounter(newCounters()).rxCount(fakeRegion({ head: 9 }).mem, 0, 512), { message: /ring head 9/ });
+
+  // pong: rx ring at 0, tx ring at 16384 in one region; bad slots are dropped
+  const pm = fakeRegion({ tail: 4 }).mem;
+  const pdv = new DataView(pm);
+  fakeRegion({ tail: 7, bufOfs: 1024 }, 16384, pm);
+  pdv.setUint16(RING.slot + SLOT.len, 60, true);
+  pdv.setUint16(RING.slot + SLOT_SIZE + SLOT.len, 60, true);
+  pdv.setUint32(RING.slot + SLOT_SIZE + SLOT.buf_idx, 5000, true);
+  pdv.setUint16(RING.slot + 2 * SLOT_SIZE + SLOT.len, 9000, true);
+  pdv.setUint16(RING.slot + 3 * SLOT_SIZE + SLOT.len, 60, true);
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512), 2, 'slots 1 (bad index) and 2 (too long) dropped');
+  t.is(pdv.getUint32(RING.head, true), 4, 'every rx slot consumed');
+  t.is(pdv.getUint32(16384 + RING.head, true), 2);
+});
+
+test('-h prints the usage and exits 0', async (t) => {
+  const r = await run(['-h']).done;
+  t.is(r.code, 0);
+  t.regex(r.stderr, /^Usage:\npkt-gen-ts -i port \[options\]/);
+});

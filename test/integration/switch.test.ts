@@ -1,0 +1,509 @@
+import test from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import path from 'node:path';
+import { open, Switch, ValeServer, ManualClock, DEST_DROP, sumDrops, type Port, type BatchLookup } from '../../src/index.js';
+import { native } from '../../src/netmap/addon.js';
+import { encodeMessage } from '../../src/control/protocol.js';
+
+const peerJs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'vale-peer.js');
+let uniq = 0;
+const sockPath = (): string => path.join(os.tmpdir(), `vt-test-${process.pid}-${uniq++}.sock`);
+
+const MAC = {
+  A: '02000000000a',
+  B: '02000000000b',
+  C: '02000000000c',
+  D: '02000000000d',
+};
+function mac(s: string): number[] {
+  return Array.from({ length: 6 }, (_, i) => parseInt(s.slice(2 * i, 2 * i + 2), 16));
+}
+function frame(dst: string, src: string, tag = 0, len = 60): Uint8Array {
+  const f = new Uint8Array(len);
+  f.set(dst === 'bcast' ? [255, 255, 255, 255, 255, 255] : mac(dst), 0);
+  f.set(mac(src), 6);
+  f[12] = 0x08;
+  if (len > 14) f[14] = tag;
+  return f;
+}
+async function send(p: Port, f: Uint8Array): Promise<void> {
+  if (!p.inject(f)) throw new Error('tx ring full');
+  p.txsync();
+}
+/** frames received within `ms`, as their tag bytes */
+async function drain(p: Port, ms = 150): Promise<number[]> {
+  const tags: number[] = [];
+  const end = Date.now() + ms;
+  for (;;) {
+    const left = end - Date.now();
+    if (left <= 0) break;
+    const ev = await p.poll({ timeoutMs: left });
+    if (!ev.rx) break;
+    p.dispatch(1e9, (fr) => tags.push(fr[14]!));
+    p.rxsync();
+  }
+  return tags;
+}
+
+interface Peer {
+  child: ChildProcess;
+  done: Promise<Record<string, unknown>>;
+  ready: Promise<void>;
+  hello: Promise<void>;
+}
+function peer(args: string[], env: Record<string, string>): Peer {
+  const child = spawn(process.execPath, [peerJs, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  let readyRes: () => void = () => {};
+  let helloRes: () => void = () => {};
+  const ready = new Promise<void>((r) => (readyRes = r));
+  const hello = new Promise<void>((r) => (helloRes = r));
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d;
+    if (err.includes('ready')) readyRes();
+    if (err.includes('hello')) helloRes();
+  });
+  const done = new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.on('exit', (code, sig) => {
+      if (code === 0) resolve(JSON.parse(out) as Record<string, unknown>);
+      else reject(new Error(`peer ${args.join(' ')} exited ${code ?? sig}: ${err}`));
+    });
+  });
+  return { child, done, ready, hello };
+}
+
+async function withServer<T>(fn: (socket: string, srv: ValeServer) => Promise<T>, sw?: Switch): Promise<T> {
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket, ...(sw ? { switches: [sw] } : {}) });
+  try {
+    return await fn(socket, srv);
+  } finally {
+    srv.close();
+  }
+}
+
+const dropsOf = sumDrops;
+
+test('learning: unknown unicast and broadcast flood, learned unicast goes only to its port, never back to the source', async (t) => {
+  await withServer(async (socket, srv) => {
+    const a = await open('vale0:a', { socket });
+    const b = await open('vale0:b', { socket });
+    const c = await open('vale0:c', { socket });
+    t.is(a.backend, 'user');
+    t.is(a.transport, 'vale-ts');
+    await send(a, frame(MAC.B, MAC.A, 1));
+    t.deepEqual(await drain(b), [1], 'unknown unicast flooded to b');
+    t.deepEqual(await drain(c), [1], 'unknown unicast flooded to c');
+    t.deepEqual(await drain(a, 50), [], 'not back to the source');
+    await send(b, frame(MAC.A, MAC.B, 2));
+    t.deepEqual(await drain(a), [2], 'A was learned on a');
+    t.deepEqual(await drain(c, 80), [], 'learned unicast not flooded');
+    await send(a, frame(MAC.B, MAC.A, 3));
+    t.deepEqual(await drain(b), [3]);
+    t.deepEqual(await drain(c, 80), []);
+    await send(a, frame('bcast', MAC.A, 4));
+    t.deepEqual(await drain(b), [4]);
+    t.deepEqual(await drain(c), [4]);
+    t.deepEqual(await drain(a, 50), []);
+    // a frame for a MAC that lives on the source port is dropped and counted
+    await send(a, frame(MAC.A, MAC.B, 5));
+    t.deepEqual(await drain(b, 80), []);
+    const sw = srv.switch('vale0')!;
+    const ca = sw.counters(sw.port('vale0:a')!.index);
+    t.is(ca['dropSamePort'], 1);
+    t.is(ca['rxFrames'], 4);
+    t.is(ca['flooded'], 2);
+    // multicast source is not learned
+    await send(c, frame(MAC.D, '03000000000d', 6));
+    await drain(a);
+    await drain(b);
+    t.false(sw.stats().macTable.some((e) => e.mac.startsWith('03')), 'multicast source not learned');
+    // runts are dropped and counted
+    await send(c, frame(MAC.A, MAC.C, 0, 12));
+    t.deepEqual(await drain(a, 80), []);
+    t.is(sw.counters(sw.port('vale0:c')!.index)['dropRunt'], 1);
+    a.close();
+    b.close();
+    c.close();
+  });
+});
+
+test('aging: a learned MAC is forgotten after the age, with an advanced clock', async (t) => {
+  const clock = new ManualClock();
+  const sw = new Switch('vale0', { clock, macAgeMs: 300_000 });
+  await withServer(async (socket) => {
+    const a = await open('vale0:a', { socket });
+    const b = await open('vale0:b', { socket });
+    const c = await open('vale0:c', { socket });
+    await send(b, frame(MAC.A, MAC.B, 1));
+    await drain(a);
+    await drain(c);
+    await send(a, frame(MAC.B, MAC.A, 2));
+    t.deepEqual(await drain(c, 80), [], 'B known: not flooded');
+    clock.advance(299_000);
+    await send(a, frame(MAC.B, MAC.A, 3));
+    t.deepEqual(await drain(c, 80), [], 'still fresh');
+    clock.advance(301_000);
+    sw.bridge!.expire();
+    await send(a, frame(MAC.B, MAC.A, 4));
+    t.deepEqual(await drain(c), [4], 'aged out: flooded again');
+    t.true(sw.bridge!.table.counters.aged >= 1);
+    a.close();
+    b.close();
+    c.close();
+  }, sw);
+});
+
+test('the MAC table is bounded; a full table counts and still forwards', async (t) => {
+  const sw = new Switch('vale0', { macTableSize: 4 });
+  await withServer(async (socket, srv) => {
+    const a = await open('vale0:a', { socket });
+    const b = await open('vale0:b', { socket });
+    for (let i = 0; i < 10; i++) await send(a, frame('bcast', `0200000001${i.toString(16).padStart(2, '0')}`, i));
+    const got = await drain(b, 300);
+    t.is(got.length, 10, 'all flooded frames delivered');
+    const st = srv.switch('vale0')!.stats();
+    t.is(st.macTableCounters['size'], 4);
+    t.is(st.macTableCounters['tableFull'], 6);
+    a.close();
+    b.close();
+  }, sw);
+});
+
+test('a busy port refuses a second open (EBUSY); a closed port is reusable at once', async (t) => {
+  await withServer(async (socket, srv) => {
+    const a = await open('vale0:01', { socket });
+    await t.throwsAsync(open('vale0:01', { socket }), { code: 'EBUSY', message: /busy/ });
+    a.close();
+    for (let i = 0; i < 50 && srv.switch('vale0'); i++) await new Promise((r) => setTimeout(r, 10));
+    t.is(srv.switch('vale0'), undefined, 'switch gone with its last port');
+    const again = await open('vale0:01', { socket });
+    t.is(again.txRings.length, 1);
+    again.close();
+  });
+});
+
+test('open with @conf: shapes the port; bad names and a missing switch give clear errors', async (t) => {
+  await withServer(async (socket) => {
+    const p = await open('vale1:x@conf:rings=4,slots=256', { socket });
+    t.is(p.txRings.length, 4);
+    t.is(p.rxRings.length, 4);
+    t.is(p.txRings[0]!.numSlots, 256);
+    p.close();
+    const one = await open('vale1:y-2@conf:rings=4', { socket });
+    t.deepEqual(one.txRings.map((r) => r.index), [2]);
+    one.close();
+    await t.throwsAsync(open('vale0', { socket }), { message: /switch name/ });
+  });
+  await t.throwsAsync(open('vale0:zz', { socket: sockPath(), backend: 'user' }), { message: /vale-ts is not running at .*start the switch/ });
+  await t.throwsAsync(open('netmap:eth0', { backend: 'user' }), { message: /without \/dev\/netmap/ });
+});
+
+test('a malformed register request gets a clear error and the switch carries on', async (t) => {
+  await withServer(async (socket) => {
+    const ask = async (data: Uint8Array): Promise<string> => {
+      const fd = native.unixConnect(socket);
+      native.sendMsg(fd, data, []);
+      for (let i = 0; i < 200; i++) {
+        const m = native.recvMsg(fd, 65536);
+        if (m && !m.eof) {
+          native.close(fd);
+          for (const f of m.fds) native.close(f);
+          return m.data.toString();
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      native.close(fd);
+      return '';
+    };
+    t.regex(await ask(new TextEncoder().encode('{not json')), /"code":"EPROTO".*not valid JSON/);
+    t.regex(await ask(new TextEncoder().encode('{"v":99,"op":"register"}')), /protocol version 99 is not supported/);
+    t.regex(await ask(encodeMessage({ v: 1, op: 'register', name: 'vale0', nrMode: 1, ringId: 0, flags: 0, conf: {} })), /"ok":false.*switch name/);
+    t.regex(await ask(new TextEncoder().encode('{"v":1,"op":"register","name":"vale0:q","conf":{"txRings":99}}')), /txRings.*1\.\.16/);
+    const p = await open('vale0:ok', { socket });
+    t.is(p.txRings.length, 1, 'switch unharmed');
+    p.close();
+  });
+});
+
+test('a client SIGKILLed mid-traffic: others keep flowing, its port is reusable', async (t) => {
+  await withServer(async (socket, srv) => {
+    const r = await open('vale0:r', { socket });
+    const q = await open('vale0:q', { socket });
+    await send(r, frame('bcast', MAC.A, 0));
+    await drain(q);
+    const k = peer(['flood', 'vale0:k', MAC.C, MAC.A], { VALE_TS_SOCKET: socket });
+    await k.ready;
+    // traffic from the killed client reaches r
+    let got = 0;
+    for (let i = 0; i < 20 && got === 0; i++) got += (await drain(r, 50)).length;
+    t.true(got > 0);
+    k.child.kill('SIGKILL');
+    await k.done.catch(() => undefined);
+    const sw = srv.switch('vale0')!;
+    for (let i = 0; i < 100 && sw.port('vale0:k'); i++) await new Promise((res) => setTimeout(res, 10));
+    t.is(sw.port('vale0:k'), undefined, 'port removed on EOF');
+    await drain(r, 100);
+    await send(q, frame(MAC.A, MAC.B, 7));
+    t.deepEqual(await drain(r), [7], 'q -> r still flows');
+    const k2 = await open('vale0:k', { socket });
+    k2.close();
+    r.close();
+    q.close();
+  });
+});
+
+test('conservation under overload: every frame sent is delivered or counted as a drop', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket, srv) => {
+    const env = { VALE_TS_SOCKET: socket, PEER_SLOW_US: '200' };
+    const rx = peer(['recv', 'vale0:rx', '700', MAC.A], env);
+    await rx.hello;
+    const s1 = peer(['send', 'vale0:s1', MAC.B, MAC.A, '300000'], env);
+    const s2 = peer(['send', 'vale0:s2', MAC.C, MAC.A, '300000'], env);
+    const [o1, o2, orx] = await Promise.all([s1.done, s2.done, rx.done]);
+    const sent = (o1['sent'] as number) + (o2['sent'] as number);
+    const received = orx['received'] as number;
+    const totals = srv.switch('vale0')?.totals();
+    t.truthy(totals);
+    const drops = dropsOf(totals!);
+    t.log(`sent ${sent}, received ${received}, dropped ${drops} (dropNoSpace ${totals!['dropNoSpace']})`);
+    t.is(sent, 600000);
+    t.true(drops > 0, 'the receiver was overloaded');
+    // the receiver's hello, flooded while it was alone, is one more frame: dropNoPort
+    t.is(totals!['dropNoPort'], 1);
+    t.is(sent + 1, received + drops, 'sent = delivered + dropped, exactly');
+  }, sw);
+});
+
+test('fairness: three senders into one receiver each get about a third', async (t) => {
+  await withServer(async (socket) => {
+    const env = { VALE_TS_SOCKET: socket, PEER_SLOW_US: '100' };
+    const rx = peer(['recv', 'vale0:rx', '5000', MAC.A], { ...env, PEER_WINDOW_MS: '1500', PEER_SOURCES: '3' });
+    await rx.hello;
+    const ss = [MAC.B, MAC.C, MAC.D].map((m, i) => peer(['flood', `vale0:s${i}`, m, MAC.A], env));
+    const o = await rx.done;
+    for (const s of ss) s.child.kill('SIGKILL');
+    await Promise.all(ss.map((s) => s.done.catch(() => undefined)));
+    const by = o['bySrc'] as Record<string, number>;
+    const total = (by['b'] ?? 0) + (by['c'] ?? 0) + (by['d'] ?? 0);
+    const shares = ['b', 'c', 'd'].map((k) => (by[k] ?? 0) / total);
+    t.log(`received ${total}: shares ${shares.map((s) => s.toFixed(3)).join(' ')}`);
+    for (const s of shares) t.true(s > 0.2 && s < 0.47, `share ${s.toFixed(3)} is not about 1/3`);
+  });
+});
+
+test('lossless ports apply backpressure: an overloaded receiver loses nothing', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket, srv) => {
+    const env = { VALE_TS_SOCKET: socket, PEER_SLOW_US: '200', PEER_LOSSLESS: '1' };
+    const rx = peer(['recv', 'vale0:rx', '1500', MAC.A], env);
+    await rx.hello;
+    const s1 = peer(['send', 'vale0:s1', MAC.B, MAC.A, '200000'], env);
+    const s2 = peer(['send', 'vale0:s2', MAC.C, MAC.A, '200000'], env);
+    const [o1, o2, orx] = await Promise.all([s1.done, s2.done, rx.done]);
+    const totals = srv.switch('vale0')?.totals() ?? {};
+    t.is((o1['sent'] as number) + (o2['sent'] as number), 400000);
+    t.is(orx['received'], 400000, 'everything delivered');
+    t.is(totals['rxFrames'], 400001, 'the switch took every frame (and the hello)');
+    t.is(dropsOf(totals), 1, 'nothing dropped but the hello, flooded while the receiver was alone');
+    t.is(totals['dropNoPort'], 1);
+  }, sw);
+});
+
+test('a user-supplied lookup replaces the learning bridge: filter and static forwarding', async (t) => {
+  // frames whose tag byte is odd are dropped; even tags go to the port numbered tag/2
+  const lookup: BatchLookup = (buf, offsets, lens, count, _src, dests) => {
+    for (let i = 0; i < count; i++) {
+      const tag = buf[offsets[i]! + 14]!;
+      dests[i] = tag & 1 ? DEST_DROP : tag >> 1;
+    }
+  };
+  const sw = new Switch('vale0', { lookup });
+  t.is(sw.bridge, undefined, 'no learning bridge');
+  await withServer(async (socket) => {
+    const p0 = await open('vale0:p0', { socket });
+    const p1 = await open('vale0:p1', { socket });
+    const p2 = await open('vale0:p2', { socket });
+    await send(p0, frame(MAC.B, MAC.A, 4)); // -> port 2
+    await send(p0, frame(MAC.B, MAC.A, 2)); // -> port 1
+    await send(p0, frame(MAC.B, MAC.A, 3)); // dropped
+    await send(p0, frame(MAC.B, MAC.A, 0)); // -> port 0 = source: never reflected
+    t.deepEqual(await drain(p2), [4]);
+    t.deepEqual(await drain(p1), [2]);
+    t.deepEqual(await drain(p0, 80), []);
+    const c = sw.counters(0);
+    t.is(c['dropLookup'], 1);
+    t.is(c['dropSamePort'], 1);
+    t.is(c['rxFrames'], 4);
+    p0.close();
+    p1.close();
+    p2.close();
+  }, sw);
+});
+
+test('a lossless sender is not stalled by an unattended persistent port: its copies are dropped and counted', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    sw.addPort('vale0:parked', { rxSlots: 8 }, { persistent: true });
+    const rx = await open('vale0:rx', { socket });
+    const tx = await open('vale0:tx', { socket, lossless: true });
+    let sent = 0;
+    let got = 0;
+    for (let round = 0; round < 20; round++) {
+      while (sent < (round + 1) * 20 && tx.inject(frame('bcast', MAC.A, sent & 0xff))) sent++;
+      tx.txsync();
+      got += (await drain(rx, 30)).length;
+    }
+    t.true(await tx.flush(2000));
+    got += (await drain(rx, 100)).length;
+    t.is(sent, 400);
+    t.is(got, 400, 'the attached receiver got every frame');
+    const parked = sw.counters(sw.port('vale0:parked')!.index);
+    t.is(parked['txFrames'], 7, 'the parked port took what fits in its ring');
+    t.is(parked['dropNoSpace'], 393, 'and the rest is counted, not waited for');
+    rx.close();
+    tx.close();
+  }, sw);
+});
+
+test('a flood with no other port on the switch is counted (dropNoPort), not lost', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    const a = await open('vale0:alone', { socket });
+    await send(a, frame('bcast', MAC.A, 1));
+    t.true(await a.flush(1000));
+    const c = sw.counters(sw.port('vale0:alone')!.index);
+    t.is(c['rxFrames'], 1);
+    t.is(c['dropNoPort'], 1);
+    t.is(c['flooded'], 0);
+    a.close();
+  }, sw);
+});
+
+test('hostile slots written straight into shared memory are dropped and counted, never followed', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    const a = await open('vale0:evil', { socket });
+    const b = await open('vale0:good', { socket });
+    const ring = a.txRings[0]!;
+    const good = frame('bcast', MAC.A, 9);
+    // slot 0: buffer index far outside the pool; slot 1: reserved buffer 1;
+    // slot 2: length over the buffer size; slot 3: a good frame
+    ring.setBufIdx(0, 0x7fffffff);
+    ring.setLen(0, 60);
+    ring.setBufIdx(1, 1);
+    ring.setLen(1, 60);
+    ring.setLen(2, 60000);
+    ring.bytes.set(good, ring.bufOffset(3));
+    ring.setLen(3, 60);
+    ring.head = ring.cur = 4;
+    // bypass Ring.sync's checks: publish head as a hostile client would
+    a.backendObject.txsync(0);
+    t.deepEqual(await drain(b), [9], 'only the good frame came through');
+    const c = sw.counters(sw.port('vale0:evil')!.index);
+    t.is(c['dropInvalid'], 3);
+    t.is(c['rxFrames'], 1);
+    // an impossible head index is refused and counted, the switch carries on
+    ring.head = ring.cur = 5000;
+    a.backendObject.txsync(0);
+    await drain(b, 100);
+    t.true(sw.counters(sw.port('vale0:evil')!.index)['badHead']! >= 1);
+    const p = await open('vale0:after', { socket });
+    p.close();
+    a.close();
+    b.close();
+  }, sw);
+});
+
+test('registrations may share a port when each binds its own ring (vale0:x-0, vale0:x-1), as in netmap', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket, srv) => {
+    const r0 = await open('vale0:m-0@conf:rings=2', { socket });
+    const r1 = await open('vale0:m-1', { socket });
+    t.deepEqual(r0.txRings.map((r) => r.index), [0]);
+    t.deepEqual(r1.txRings.map((r) => r.index), [1]);
+    await t.throwsAsync(open('vale0:m-1', { socket }), { code: 'EBUSY', message: /ring 1 of vale0:m is bound/ });
+    await t.throwsAsync(open('vale0:m', { socket }), { code: 'EBUSY' });
+    await t.throwsAsync(open('vale0:m-2', { socket }), { code: 'EINVAL', message: /there is no ring 2/ });
+    const peer = await open('vale0:peer', { socket });
+    // frames sent on each ring arrive; each holder is woken for its own ring
+    await send(r0, frame('bcast', MAC.A, 1));
+    await send(r1, frame('bcast', MAC.B, 2));
+    t.deepEqual((await drain(peer)).sort(), [1, 2]);
+    peer.inject(frame('bcast', MAC.C, 3));
+    peer.inject(frame('bcast', MAC.C, 4));
+    peer.txsync();
+    // the peer has one ring: both copies go to ring 0 of the shared port
+    t.deepEqual(await drain(r0), [3, 4]);
+    t.deepEqual(await drain(r1, 80), []);
+    // the port stays while one holder is left, and goes with the last
+    r0.close();
+    await new Promise((r) => setTimeout(r, 50));
+    t.truthy(sw.port('vale0:m'));
+    await send(r1, frame('bcast', MAC.B, 5));
+    t.deepEqual(await drain(peer), [5]);
+    r1.close();
+    for (let i = 0; i < 50 && sw.port('vale0:m'); i++) await new Promise((r) => setTimeout(r, 10));
+    t.is(sw.port('vale0:m'), undefined);
+    t.truthy(srv.switch('vale0'));
+    peer.close();
+  }, sw);
+});
+
+test('multi-slot frames (NS_MOREFRAG) cross the switch as one frame; an endless chain is dropped as dropFrag', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    const a = await open('vale0:fa', { socket });
+    const b = await open('vale0:fb', { socket });
+    const ring = a.txRings[0]!;
+    const NS_MOREFRAG = 0x20;
+    // one 3-slot frame: header in the first fragment, tags in each
+    const first = frame('bcast', MAC.A, 7, 100);
+    ring.bytes.set(first, ring.bufOffset(0));
+    ring.setLen(0, 100);
+    ring.setFlags(0, NS_MOREFRAG);
+    ring.bytes[ring.bufOffset(1)] = 0xa1;
+    ring.setLen(1, 50);
+    ring.setFlags(1, NS_MOREFRAG);
+    ring.bytes[ring.bufOffset(2)] = 0xa2;
+    ring.setLen(2, 20);
+    ring.setFlags(2, 0);
+    ring.advance(3);
+    a.txsync();
+    await b.poll({ timeoutMs: 1000 });
+    const rx = b.rxRings[0]!;
+    t.is(rx.space(), 3, 'three slots, one frame');
+    const h = rx.head;
+    t.deepEqual([rx.len(h), rx.len(rx.next(h)), rx.len(rx.next(rx.next(h)))], [100, 50, 20]);
+    t.deepEqual([rx.flags(h) & NS_MOREFRAG, rx.flags(rx.next(h)) & NS_MOREFRAG, rx.flags(rx.next(rx.next(h))) & NS_MOREFRAG], [NS_MOREFRAG, NS_MOREFRAG, 0]);
+    t.is(rx.bytes[rx.bufOffset(h) + 14], 7);
+    t.is(rx.bytes[rx.bufOffset(rx.next(h))], 0xa1);
+    t.is(rx.bytes[rx.bufOffset(rx.next(rx.next(h)))], 0xa2);
+    rx.advance(3);
+    b.rxsync();
+    let c = sw.counters(sw.port('vale0:fa')!.index);
+    t.is(c['rxFrames'], 1);
+    t.is(c['rxBytes'], 170);
+    t.is(sw.counters(sw.port('vale0:fb')!.index)['txFrames'], 1);
+    // a chain of 64 slots that never ends is refused as a whole
+    for (let i = 0; i < 64; i++) {
+      const s = ring.head;
+      ring.bytes.set(first, ring.bufOffset(s));
+      ring.setLen(s, 60);
+      ring.setFlags(s, NS_MOREFRAG);
+      ring.advance(1);
+    }
+    a.txsync();
+    t.true(await a.flush(1000));
+    c = sw.counters(sw.port('vale0:fa')!.index);
+    t.is(c['dropFrag'], 1);
+    t.deepEqual(await drain(b, 80), []);
+    a.close();
+    b.close();
+  }, sw);
+});

@@ -1,0 +1,461 @@
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import path from 'node:path';
+import { open, ValeServer } from '../../src/index.js';
+import {
+  atoi,
+  CtlError,
+  formatInfo,
+  formatList,
+  formatNewIf,
+  KernelCtl,
+  parseCtlArgs,
+  parsePollConfig,
+  parseRingConfig,
+  runValeCtl,
+  UsageError,
+  type CtlIo,
+  type KernelRequestFn,
+} from '../../tools/vale-ctl/vale-ctl.js';
+
+const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
+let uniq = 0;
+const sockPath = (): string => path.join(os.tmpdir(), `vctl-test-${process.pid}-${uniq++}.sock`);
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the CLI as a child, asynchronously: the in-process switch answers on this loop. */
+function ctl(socket: string | undefined, ...args: string[]): Promise<Run> {
+  const argv = socket === undefined ? args : ['--socket', socket, ...args];
+  const env: NodeJS.ProcessEnv = { ...process.env, NETMAP_BACKEND: 'user' };
+  delete env['VALE_TS_SOCKET'];
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...argv], { env, timeout: 20_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+async function withServer(fn: (socket: string, srv: ValeServer) => Promise<void>): Promise<void> {
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket });
+  try {
+    await fn(socket, srv);
+  } finally {
+    srv.close();
+  }
+}
+
+const LINE = /^\S+ bridge_idx \d+ port_idx \d+$/;
+
+function frame(dst: number[], src: number[]): Uint8Array {
+  const f = new Uint8Array(60);
+  f.set(dst, 0);
+  f.set(src, 6);
+  f[12] = 0x08;
+  return f;
+}
+
+// ---- the CLI against an in-process vale-ts -------------------------------
+
+test('no argument lists every port, one valectl line each; an empty switch lists nothing and exits 1', async (t) => {
+  await withServer(async (socket) => {
+    const empty = await ctl(socket);
+    t.is(empty.code, 1);
+    t.is(empty.stdout, '');
+    const a = await open('vale0:01', { socket });
+    const b = await open('vale0:02', { socket });
+    const c = await open('vale1:x', { socket });
+    try {
+      const r = await ctl(socket);
+      t.is(r.code, 0, r.stderr);
+      t.true(r.stdout.endsWith('\n'));
+      const lines = r.stdout.trimEnd().split('\n');
+      t.is(lines.length, 3);
+      for (const l of lines) t.regex(l, LINE);
+      t.true(lines.includes('vale0:01 bridge_idx 0 port_idx 0'));
+      t.true(lines.includes('vale0:02 bridge_idx 0 port_idx 1'));
+      t.true(lines.includes('vale1:x bridge_idx 1 port_idx 0'));
+    } finally {
+      a.close();
+      b.close();
+      c.close();
+    }
+  });
+});
+
+test('-l prints bridge_idx / port_idx, attached or separate; a missing port on a live switch is port_idx 255', async (t) => {
+  await withServer(async (socket) => {
+    const a = await open('vale0:01', { socket });
+    const b = await open('vale0:02', { socket });
+    try {
+      const sep = await ctl(socket, '-l', 'vale0:02');
+      t.is(sep.code, 0, sep.stderr);
+      t.is(sep.stdout, 'bridge_idx: 0\nport_idx:   1\n');
+      const att = await ctl(socket, '-lvale0:02');
+      t.is(att.stdout, sep.stdout);
+      const missing = await ctl(socket, '-l', 'vale0:nope');
+      t.is(missing.code, 0);
+      t.is(missing.stdout, 'bridge_idx: 0\nport_idx:   255\n');
+      const noSwitch = await ctl(socket, '-l', 'vale7:1');
+      t.is(noSwitch.code, 1);
+      t.is(noSwitch.stdout, '');
+      t.regex(noSwitch.stderr, /^failed to list vale7:1: No such file or directory/);
+      const notVale = await ctl(socket, '-l', 'eth0');
+      t.is(notVale.code, 1);
+      t.regex(notVale.stderr, /invalid vale port name: 'eth0'/);
+      t.regex(notVale.stderr, /Usage:/);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+test('-g prints the port_info block exactly (rx_rings without its colon)', async (t) => {
+  await withServer(async (socket) => {
+    const a = await open('vale0:01@conf:rings=2,slots=256', { socket });
+    try {
+      const r = await ctl(socket, '-g', 'vale0:01');
+      t.is(r.code, 0, r.stderr);
+      const m = /^memsize:    (\d+)\ntx_slots:   256\nrx_slots:   256\ntx_rings:   2\nrx_rings    2\nmem_id:     (\d+)\n$/.exec(r.stdout);
+      t.truthy(m, r.stdout);
+      t.true(Number(m![1]) > 0);
+      const bad = await ctl(socket, '-g', 'vale0:none');
+      t.is(bad.code, 1);
+      t.regex(bad.stderr, /^failed to obtain info for vale0:none: /);
+    } finally {
+      a.close();
+    }
+  });
+});
+
+test('-n / -r: a persistent port is listed, survives a client, refuses removal while open, and goes with -r', async (t) => {
+  await withServer(async (socket) => {
+    const made = await ctl(socket, '-v', '-n', 'vale0:pers', '-C', '512,256,2');
+    t.is(made.code, 0, made.stderr);
+    t.is(made.stdout, 'tx_slots:   512\nrx_slots:   256\ntx_rings:   2\nrx_ring:    2\nmem_id:     ' + /mem_id: {5}(\d+)/.exec(made.stdout)![1] + '\n');
+    const quiet = await ctl(socket, '-n', 'vale0:pers2');
+    t.is(quiet.code, 0);
+    t.is(quiet.stdout, '', 'without -v, -n prints nothing');
+    t.true((await ctl(socket)).stdout.split('\n').includes('vale0:pers bridge_idx 0 port_idx 0'));
+    const again = await ctl(socket, '-n', 'vale0:pers');
+    t.is(again.code, 1);
+    t.regex(again.stderr, /^failed to create vale0:pers: File exists/);
+
+    const p = await open('vale0:pers', { socket });
+    try {
+      t.is(p.txRings.length, 2, 'the client gets the geometry -C asked for');
+      const busy = await ctl(socket, '-r', 'vale0:pers');
+      t.is(busy.code, 1);
+      t.regex(busy.stderr, /^failed to remove vale0:pers: Device or resource busy/);
+    } finally {
+      p.close();
+    }
+    // closing the client leaves the persistent port in place
+    await new Promise((r) => setTimeout(r, 50));
+    const still = await ctl(socket, '-l', 'vale0:pers');
+    t.is(still.stdout, 'bridge_idx: 0\nport_idx:   0\n');
+
+    const gone = await ctl(socket, '-r', 'vale0:pers');
+    t.is(gone.code, 0, gone.stderr);
+    t.is(gone.stdout, '');
+    const list = await ctl(socket);
+    t.false(list.stdout.includes('vale0:pers '));
+    t.true(list.stdout.includes('vale0:pers2 '));
+    t.is((await ctl(socket, '-r', 'vale0:pers2')).code, 0);
+    t.is((await ctl(socket)).code, 1, 'nothing left');
+  });
+});
+
+test('-n with a bare name explains that vale-ts ports are valeX:NAME', async (t) => {
+  await withServer(async (socket) => {
+    const r = await ctl(socket, '-n', 'myport');
+    t.is(r.code, 1);
+    t.regex(r.stderr, /^failed to create myport: Invalid argument: .*-n vale0:myport/);
+    const slots = await ctl(socket, '-n', 'vale0:x', '-C', '100000');
+    t.is(slots.code, 1);
+    t.regex(slots.stderr, /^failed to create vale0:x: Invalid argument: tx_slots 100000 is out of range/);
+    const mem = await ctl(socket, '-n', 'vale0:x', '-m', 'eth0');
+    t.is(mem.code, 1);
+    t.is(mem.stderr, "invalid format in '-m eth0' (missing 'netmap:'?)\n");
+  });
+});
+
+test('-a / -h / -d: the switch says not supported, in valectl\'s error line, exit 1', async (t) => {
+  await withServer(async (socket) => {
+    for (const [opt, action] of [
+      ['-a', 'attach'],
+      ['-h', 'attach'],
+      ['-d', 'detach'],
+    ] as const) {
+      const r = await ctl(socket, opt, 'vale0:eth0');
+      t.is(r.code, 1);
+      t.is(r.stdout, '');
+      t.regex(r.stderr, new RegExp(`^failed to ${action} vale0:eth0: Operation not supported: .+\\n$`));
+    }
+  });
+});
+
+test('-p / -P: polling does not apply to vale-ts', async (t) => {
+  await withServer(async (socket) => {
+    const on = await ctl(socket, '-p', 'vale0:1', '-C', '0,1');
+    t.is(on.code, 1);
+    t.regex(on.stderr, /^failed to enable polling on vale0:1: Operation not supported: /);
+    const off = await ctl(socket, '-P', 'vale0:1');
+    t.is(off.code, 1);
+    t.regex(off.stderr, /^failed to disable polling on vale0:1: /);
+  });
+});
+
+test('bad usage exits 1 with the usage text', async (t) => {
+  const socket = sockPath(); // no switch needed: usage is checked first
+  for (const args of [['extra'], ['-v'], ['-C', '1,2'], ['-m', '1'], ['-x'], ['-l'], ['-l', 'vale0:1', 'more'], ['--bogus'], ['--stats', '-l', 'vale0:1']]) {
+    const r = await ctl(socket, ...args);
+    t.is(r.code, 1, args.join(' '));
+    t.is(r.stdout, '', args.join(' '));
+    t.regex(r.stderr, /Usage:\nvale-ctl-ts \[arguments\]\n/, args.join(' '));
+  }
+  const help = await ctl(undefined, '--help');
+  t.is(help.code, 0);
+  t.regex(help.stdout, /^Usage:/);
+});
+
+test('vale-ts not running: the error names the socket and how to start the switch', async (t) => {
+  const socket = sockPath();
+  const r = await ctl(socket);
+  t.is(r.code, 1);
+  t.is(r.stdout, '');
+  t.true(r.stderr.startsWith('failed to list all: '), r.stderr);
+  t.true(r.stderr.includes(socket));
+  t.regex(r.stderr, /vale-ts --socket/);
+  const l = await ctl(socket, '-l', 'vale0:1');
+  t.regex(l.stderr, /^failed to list vale0:1: .*not running/);
+});
+
+test('--json output parses for the list, -l, -g, -n and --stats', async (t) => {
+  await withServer(async (socket) => {
+    const emptyList = await ctl(socket, '--json');
+    t.is(emptyList.code, 0);
+    t.deepEqual(JSON.parse(emptyList.stdout), { ports: [] });
+    const a = await open('vale0:01', { socket });
+    try {
+      const list = JSON.parse((await ctl(socket, '--json')).stdout) as { ports: { name: string; bridgeIndex: number; portIndex: number; attached: boolean }[] };
+      t.is(list.ports.length, 1);
+      t.like(list.ports[0], { name: 'vale0:01', bridgeIndex: 0, portIndex: 0, attached: true });
+      t.like(JSON.parse((await ctl(socket, '--json', '-l', 'vale0:01')).stdout), { name: 'vale0:01', bridgeIndex: 0, portIndex: 0, found: true });
+      t.like(JSON.parse((await ctl(socket, '-l', 'vale0:zz', '--json')).stdout), { portIndex: 255, found: false });
+      const g = JSON.parse((await ctl(socket, '--json', '-g', 'vale0:01')).stdout) as Record<string, number>;
+      t.like(g, { txSlots: 1024, rxSlots: 1024, txRings: 1, rxRings: 1 });
+      t.true(g['memsize']! > 0);
+      const n = JSON.parse((await ctl(socket, '--json', '-n', 'vale0:p', '-C', '64')).stdout) as Record<string, number>;
+      t.like(n, { name: 'vale0:p', txSlots: 64, rxSlots: 64 });
+      const s = JSON.parse((await ctl(socket, '--json', '--stats')).stdout) as { switches: { name: string; ports: unknown[] }[] };
+      t.is(s.switches.length, 1);
+      t.is(s.switches[0]!.name, 'vale0');
+      t.is(s.switches[0]!.ports.length, 2);
+    } finally {
+      a.close();
+    }
+  });
+});
+
+test('--stats shows every counter and the MAC table after traffic', async (t) => {
+  await withServer(async (socket) => {
+    const a = await open('vale0:a', { socket });
+    const b = await open('vale0:b', { socket });
+    try {
+      const macA = [0x02, 0, 0, 0, 0, 0x0a];
+      const macB = [0x02, 0, 0, 0, 0, 0x0b];
+      t.true(a.inject(frame(macB, macA)));
+      a.txsync();
+      const ev = await b.poll({ timeoutMs: 5000 });
+      t.true(ev.rx, 'the frame crossed the switch');
+      let got = 0;
+      b.dispatch(16, () => got++);
+      b.rxsync();
+      t.is(got, 1);
+
+      const r = await ctl(socket, '--stats');
+      t.is(r.code, 0, r.stderr);
+      const lines = r.stdout.split('\n');
+      t.is(lines[0], 'vale0 bridge_idx 0: 2 ports');
+      t.regex(lines[1]!, /^counter\s+vale0:a \(0\)\s+vale0:b \(1\)\s+total$/);
+      const row = (k: string): number[] => {
+        const l = lines.find((x) => x.startsWith(k + ' '));
+        t.truthy(l, `row ${k}`);
+        return l!.trim().split(/\s+/).slice(1).map(Number);
+      };
+      t.deepEqual(row('rxFrames'), [1, 0, 1]);
+      t.deepEqual(row('txFrames'), [0, 1, 1]);
+      t.deepEqual(row('flooded'), [1, 0, 1]);
+      for (const k of ['dropNoSpace', 'dropInvalid', 'dropRunt', 'dropSamePort', 'dropLookup', 'dropNoPort', 'dropOversize', 'dropFrag', 'dropClosed']) {
+        t.deepEqual(row(k), [0, 0, 0], k);
+      }
+      t.regex(r.stdout, /^MAC table: 1 entry \(.*learned 1.*\)$/m);
+      t.regex(r.stdout, /^mac\s+port\s+age$/m);
+      t.regex(r.stdout, /^02:00:00:00:00:0a\s+vale0:a\s+\d+\.\ds$/m);
+
+      const one = await ctl(socket, '--stats=vale0');
+      t.is(one.code, 0);
+      const none = await ctl(socket, '--stats=vale9');
+      t.is(none.code, 1);
+      t.regex(none.stderr, /^failed to obtain stats for vale9: /);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+// ---- the logic, in-process -----------------------------------------------
+
+test('getopt: attached and separate values, grouped flags, last main option wins, -- ends options', (t) => {
+  t.like(parseCtlArgs(['-lvale0:1']), { verb: 'list', name: 'vale0:1' });
+  t.like(parseCtlArgs(['-l', 'vale0:1']), { verb: 'list', name: 'vale0:1' });
+  t.like(parseCtlArgs(['-vnvale0:x', '-C1024,1024,2', '-m', '0']), { verb: 'create', name: 'vale0:x', verbose: 1, config: '1024,1024,2', memId: '0' });
+  t.like(parseCtlArgs(['-vv', '-n', 'vale0:x']), { verbose: 2 });
+  t.like(parseCtlArgs(['-g', 'vale0:1', '-r', 'vale0:2']), { verb: 'remove', name: 'vale0:2' });
+  t.like(parseCtlArgs(['-h', 'vale0:eth0']), { verb: 'attachHost', name: 'vale0:eth0' });
+  t.like(parseCtlArgs(['-g', '-v']), { verb: 'info', name: '-v', verbose: 0 }, 'getopt takes the next word as the value, dash or not');
+  t.like(parseCtlArgs([]), { verb: 'listAll', json: false });
+  t.like(parseCtlArgs(['--socket=/x', '--json']), { verb: 'listAll', socket: '/x', json: true });
+  t.like(parseCtlArgs(['--socket', '/x', '--stats=vale1']), { verb: 'stats', name: 'vale1', socket: '/x' });
+  t.throws(() => parseCtlArgs(['--', '-l', 'vale0:1']), { instanceOf: UsageError });
+  t.throws(() => parseCtlArgs(['-v']), { instanceOf: UsageError });
+  t.throws(() => parseCtlArgs(['-l']), { instanceOf: UsageError, message: "option requires an argument -- 'l'" });
+  t.throws(() => parseCtlArgs(['-q']), { instanceOf: UsageError, message: "invalid option -- 'q'" });
+  t.throws(() => parseCtlArgs(['-l', 'foo']), { instanceOf: UsageError, message: "invalid vale port name: 'foo'" });
+  t.throws(() => parseCtlArgs(['--socket']), { instanceOf: UsageError });
+});
+
+test('-C parsing follows valectl: atoi, one number sets both slot counts, three set both ring counts', (t) => {
+  t.like(parseRingConfig('1024'), { txSlots: 1024, rxSlots: 1024, txRings: 0, rxRings: 0 });
+  t.like(parseRingConfig('1024,512,4'), { txSlots: 1024, rxSlots: 512, txRings: 4, rxRings: 4 });
+  t.like(parseRingConfig('1024,512,4,2'), { txRings: 4, rxRings: 2 });
+  t.like(parseRingConfig('1,,2'), { txSlots: 1, rxSlots: 2 }, 'strtok skips empty fields');
+  t.deepEqual(parseRingConfig('1,2,3,4,5').ignored, ['5']);
+  t.like(parseRingConfig(undefined), { txSlots: 0, rxSlots: 0, txRings: 0, rxRings: 0 });
+  t.is(atoi(' 42abc'), 42);
+  t.is(atoi('x'), 0);
+  t.is(atoi('-3'), -3);
+  t.deepEqual(parsePollConfig('0,3'), { mode: 1, firstCpu: 3, numCpus: 0 });
+  t.deepEqual(parsePollConfig('1,2,4'), { mode: 2, firstCpu: 2, numCpus: 4 });
+  t.throws(() => parsePollConfig('0,1,2'), { message: "too many numbers in '0,1,2'" });
+  t.throws(() => parsePollConfig(''), { message: 'invalid null/empty config' });
+});
+
+test('output formats are byte for byte valectl\'s', (t) => {
+  const g = { name: 'vale0:1', memsize: 34603008, txSlots: 1024, rxSlots: 1024, txRings: 1, rxRings: 1, memId: 3 };
+  t.is(formatInfo(g), 'memsize:    34603008\ntx_slots:   1024\nrx_slots:   1024\ntx_rings:   1\nrx_rings    1\nmem_id:     3\n');
+  t.is(formatNewIf(g), 'tx_slots:   1024\nrx_slots:   1024\ntx_rings:   1\nrx_ring:    1\nmem_id:     3\n');
+  t.is(formatList({ name: 'vale0:01', bridgeIndex: 0, portIndex: 1 }), 'bridge_idx: 0\nport_idx:   1\n');
+});
+
+function capture(): CtlIo & { out: string; err: string } {
+  const io = {
+    out: '',
+    err: '',
+    env: {},
+    stdout(s: string) {
+      io.out += s;
+    },
+    stderr(s: string) {
+      io.err += s;
+    },
+  };
+  return io;
+}
+
+test('kernel backend: listing walks NETMAP_REQ_VALE_LIST from (0,0) until ENOENT, names from nr_name', async (t) => {
+  const ports = [
+    { b: 0, p: 0, name: 'vale0:eth4' },
+    { b: 0, p: 1, name: 'vale0:eth5' },
+    { b: 1, p: 3, name: 'vale1:x' },
+  ];
+  const fake: KernelRequestFn = (type, name, body) => {
+    t.is(type, 5);
+    t.is(name, '', 'list walk uses an empty name');
+    const b = body.readUInt16LE(0);
+    const p = body.readUInt32LE(4);
+    const next = ports.find((x) => x.b > b || (x.b === b && x.p >= p));
+    if (!next) throw Object.assign(new Error('No such file or directory'), { code: 'ENOENT', syscall: 'ioctl' });
+    body.writeUInt16LE(next.b, 0);
+    body.writeUInt32LE(next.p, 4);
+    return { body, name: next.name };
+  };
+  const io = capture();
+  t.is(await runValeCtl([], { io, backend: new KernelCtl(fake) }), 0);
+  t.is(io.out, 'vale0:eth4 bridge_idx 0 port_idx 0\nvale0:eth5 bridge_idx 0 port_idx 1\nvale1:x bridge_idx 1 port_idx 3\n');
+});
+
+test('kernel backend: NIOCCTRL bodies are laid out as netmap.h, errors read as strerror', async (t) => {
+  const calls: { type: number; name: string; body: Buffer }[] = [];
+  const fake: KernelRequestFn = (type, name, body) => {
+    calls.push({ type, name, body: Buffer.from(body) });
+    if (name === 'vale0:missing') throw Object.assign(new Error('NIOCCTRL request 5 failed: No such file or directory (ENOENT)'), { code: 'ENOENT', syscall: 'ioctl' });
+    if (type === 5) {
+      body.writeUInt16LE(2, 0);
+      body.writeUInt32LE(7, 4);
+    } else if (type === 2) {
+      body.writeBigUInt64LE(123456n, 0);
+      body.writeUInt32LE(1024, 8);
+      body.writeUInt32LE(512, 12);
+      body.writeUInt16LE(2, 16);
+      body.writeUInt16LE(3, 18);
+      body.writeUInt16LE(9, 24);
+    } else if (type === 3) {
+      body.writeUInt32LE(5, 56);
+    }
+    return { body, name };
+  };
+  const be = new KernelCtl(fake);
+  let io = capture();
+  t.is(await runValeCtl(['-l', 'vale0:x'], { io, backend: be }), 0);
+  t.is(io.out, 'bridge_idx: 2\nport_idx:   7\n');
+  t.is(calls.at(-1)!.type, 5);
+
+  io = capture();
+  t.is(await runValeCtl(['-gvale0:x'], { io, backend: be }), 0);
+  t.is(io.out, 'memsize:    123456\ntx_slots:   1024\nrx_slots:   512\ntx_rings:   2\nrx_rings    3\nmem_id:     9\n');
+
+  io = capture();
+  t.is(await runValeCtl(['-n', 'v0', '-C', '2048,1024,4,2', '-m', '1', '-v'], { io, backend: be }), 0);
+  const nb = calls.at(-1)!;
+  t.is(nb.type, 8);
+  t.is(nb.name, 'v0', 'the kernel takes bare persistent-port names');
+  t.deepEqual([nb.body.readUInt32LE(0), nb.body.readUInt32LE(4), nb.body.readUInt16LE(8), nb.body.readUInt16LE(10), nb.body.readUInt16LE(12)], [2048, 1024, 4, 2, 1]);
+  t.is(io.out, 'tx_slots:   2048\nrx_slots:   1024\ntx_rings:   4\nrx_ring:    2\nmem_id:     1\n');
+
+  io = capture();
+  t.is(await runValeCtl(['-h', 'vale0:eth0', '-v'], { io, backend: be }), 0);
+  const ab = calls.at(-1)!;
+  t.is(ab.type, 3);
+  t.is(ab.body.length, 64);
+  t.is(ab.body.readUInt32LE(36), 3, 'NR_REG_NIC_SW');
+  t.is(io.out, 'port_index: 5\n');
+
+  io = capture();
+  t.is(await runValeCtl(['-p', 'vale0:eth0', '-C', '1,2,4'], { io, backend: be }), 0);
+  const pb = calls.at(-1)!;
+  t.is(pb.type, 10);
+  t.deepEqual([pb.body.readUInt32LE(0), pb.body.readUInt32LE(4), pb.body.readUInt32LE(8)], [2, 2, 4]);
+
+  io = capture();
+  t.is(await runValeCtl(['-r', 'v0'], { io, backend: be }), 0);
+  t.is(calls.at(-1)!.type, 9);
+  t.is(calls.at(-1)!.body.length, 0);
+
+  io = capture();
+  t.is(await runValeCtl(['-l', 'vale0:missing'], { io, backend: be }), 1);
+  t.is(io.err, 'failed to list vale0:missing: No such file or directory\n');
+
+  t.true(new CtlError('EBUSY').message === 'Device or resource busy');
+});

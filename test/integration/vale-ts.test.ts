@@ -1,0 +1,89 @@
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import path from 'node:path';
+import { open } from '../../src/index.js';
+
+const valeTs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ts.js');
+let uniq = 0;
+const sockPath = (): string => path.join(os.tmpdir(), `vt-cli-${process.pid}-${uniq++}.sock`);
+
+function start(args: string[], env: Record<string, string> = {}): { proc: ReturnType<typeof spawn>; out: () => string; listening: Promise<void>; exited: Promise<number | null> } {
+  const proc = spawn(process.execPath, [valeTs, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let res: () => void = () => {};
+  const listening = new Promise<void>((r) => (res = r));
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d;
+    if (out.includes('listening')) res();
+  });
+  proc.stderr!.on('data', (d: Buffer) => (out += d));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  return { proc, out: () => out, listening, exited };
+}
+
+test('vale-ts says where it listens and which backend; SIGTERM tells clients, removes the socket', async (t) => {
+  const socket = sockPath();
+  const s = start(['--socket', socket]);
+  await s.listening;
+  t.regex(s.out(), new RegExp(`listening on ${socket.replace(/[.]/g, '\\.')} \\(userspace backend`));
+  const p = await open('vale0:01', { socket });
+  t.false(p.hungUp);
+  s.proc.kill('SIGTERM');
+  t.is(await s.exited, 0);
+  const ev = await p.poll({ rx: true, timeoutMs: 3000 });
+  t.true(ev.hup, 'the client was told');
+  t.true(p.hungUp);
+  t.false(existsSync(socket), 'socket file removed');
+  p.close();
+  t.regex(s.out(), /SIGTERM, shutting down/);
+});
+
+test('VALE_TS_SOCKET selects the socket for the switch and its clients; SIGINT stops it', async (t) => {
+  const socket = sockPath();
+  const s = start([], { VALE_TS_SOCKET: socket });
+  await s.listening;
+  const prev = process.env['VALE_TS_SOCKET'];
+  process.env['VALE_TS_SOCKET'] = socket;
+  try {
+    const p = await open('vale3:x');
+    t.is(p.transport, 'vale-ts');
+    p.close();
+  } finally {
+    if (prev === undefined) delete process.env['VALE_TS_SOCKET'];
+    else process.env['VALE_TS_SOCKET'] = prev;
+  }
+  s.proc.kill('SIGINT');
+  t.is(await s.exited, 0);
+  t.false(existsSync(socket));
+});
+
+test('a second vale-ts on a live socket refuses; a stale socket file is taken over', async (t) => {
+  const socket = sockPath();
+  const a = start(['--socket', socket]);
+  await a.listening;
+  const b = start(['--socket', socket]);
+  t.is(await b.exited, 1);
+  t.regex(b.out(), /another vale-ts is already listening/);
+  a.proc.kill('SIGKILL'); // leaves the socket file behind
+  await a.exited;
+  t.true(existsSync(socket));
+  const c = start(['--socket', socket]);
+  await c.listening;
+  c.proc.kill('SIGTERM');
+  t.is(await c.exited, 0);
+});
+
+test('bad options get a clear error and exit 1', async (t) => {
+  for (const [args, re] of [
+    [['--batch', '0'], /--batch 0 is invalid: expected a number in 1\.\.4096/],
+    [['--busy-poll-us', 'x'], /--busy-poll-us x is invalid/],
+    [['--frobnicate'], /Unknown option '--frobnicate'/],
+  ] as const) {
+    const s = start([...args, '--socket', sockPath()]);
+    t.is(await s.exited, 1, args.join(' '));
+    t.regex(s.out(), re);
+  }
+});

@@ -1,0 +1,154 @@
+/**
+ * The pkt-gen datapath in the addon (cpp/pktgen.cc): a whole batch of tx
+ * slots filled, or of rx slots counted, per call. TypeScript runs the loop
+ * (sync, wait, rate, stop, reports) and never touches a frame per packet on
+ * these paths.
+ *
+ * Both loops take the port's region (`Port.memory`) and a ring's byte offset
+ * in it (`Ring.offset`); the addon re-reads and checks the ring's geometry on
+ * every call, since the region is shared with another process.
+ *
+ * @module
+ */
+import { nativeRaw } from '../../src/netmap/addon.js';
+
+/** Index of each counter in a thread's counter array (a Float64Array, possibly shared with the reporting thread). */
+export const CTR = {
+  /** packets (tx: frames filled; rx: complete packets counted) */
+  PKTS: 0,
+  BYTES: 1,
+  /** batches that moved at least one packet */
+  EVENTS: 2,
+  /** rxseq: sequence gaps */
+  GAPS: 3,
+  /** rxseq: out-of-order sequence numbers */
+  OUT_OF_ORDER: 4,
+  /** rxseq: packets whose fragment count changed */
+  FRAG_ERRORS: 5,
+  /** rx: smallest summed free rx space since the last report (99999 when not measured) */
+  MIN_SPACE: 6,
+  /** start time (ms since the epoch, fractional), 0 until started */
+  TIC: 7,
+  /** end time (ms since the epoch) */
+  TOC: 8,
+  /** 1 while the thread runs */
+  USED: 9,
+  /** 1 when the thread finished its work without error */
+  COMPLETED: 10,
+} as const;
+/** Length of a thread's counter array. */
+export const CTR_LEN = 16;
+
+/** Kinds of rx events reported by {@link NativeRxCounter.rxCount}. */
+export const RX_EVENT = { GAP: 1, OUT_OF_ORDER: 2, FRAGS: 3 } as const;
+
+/** One side (source or destination) of the per-frame address walk. */
+export interface SideSpec {
+  /** First address (IPv4 as uint32) or value of the varied 16-bit group (IPv6). */
+  a0: number;
+  /** Last address / group value, inclusive. */
+  a1: number;
+  /** First and last UDP port, inclusive. */
+  p0: number;
+  p1: number;
+  /** Draw address and port at random in [a0, a1] x [p0, p1] for every frame. */
+  random: boolean;
+}
+
+/** Options of the native tx generator (everything structured-clone-able). */
+export interface TxGenSpec {
+  af: 4 | 6;
+  /** Offset of the IP header (14). */
+  l3: number;
+  /** Offset of the UDP header; 0 when the frame cannot be rewritten (no per-frame changes). */
+  l4: number;
+  /** Random length in [lenMin, lenMax) when lenMin < lenMax; else the template length. */
+  lenMin: number;
+  lenMax: number;
+  /** Write a 32-bit big-endian sequence number at the UDP payload start (txseq). */
+  seq: boolean;
+  seqStart: number;
+  src: SideSpec;
+  dst: SideSpec;
+  /** IPv6: the 16-bit group (0..7) of the source address the walk varies. */
+  group: number;
+  /** IPv6: the same for the destination address. */
+  dstGroup: number;
+  /** Slots per frame (1 = single-slot). */
+  frags: number;
+  /** Bytes per fragment (all but the last), when frags > 1 and not fragGroup. */
+  fragSize: number;
+  /** txseq -F: each slot holds a whole frame; NS_MOREFRAG groups `frags` of them. */
+  fragGroup: boolean;
+  /** Copy the template into every buffer (pipes: their buffers circulate). */
+  alwaysCopy: boolean;
+  /** -r: send the buffers as they are. */
+  rubbish: boolean;
+  /** Keep the UDP checksum right (false when an IPv4 template carries none). */
+  udpCsum: boolean;
+  /** Seed of the generator's PRNG (random sizes and addresses). */
+  seed: number;
+}
+
+/** The native tx generator: a template plus the per-frame state. */
+export interface NativeTxGen {
+  /**
+   * Fill up to min(free slots, maxFrames) frames from head, then move
+   * head = cur past them. Adds frames/bytes/events to the stats array.
+   * @returns frames written (0 when the ring is full)
+   */
+  txFill(memory: ArrayBuffer, ringOffset: number, maxFrames: number): number;
+  /** C++ reference loop: txFill + sync() per batch until `count` frames, then drain. */
+  benchLoop(memory: ArrayBuffer, ringOffset: number, count: number, batch: number, sync: () => void): { frames: number; ns: number };
+  /** The next sequence number (txseq). */
+  readonly seq: number;
+}
+
+/** The native rx counter. */
+export interface NativeRxCounter {
+  /**
+   * Count up to `maxFrames` complete packets (slots without NS_MOREFRAG) in
+   * [head, tail), checking txseq numbers if asked, and release them
+   * (head = cur = past the last slot counted).
+   * @returns complete packets counted
+   */
+  rxCount(memory: ArrayBuffer, ringOffset: number, maxFrames: number, ringIndex?: number): number;
+  /**
+   * C++ reference loop: sync() then count, until `count` packets. The clock
+   * starts at the first frames; `timed` packets arrived within `ns`.
+   */
+  benchLoop(memory: ArrayBuffer, ringOffset: number, count: number, sync: () => void): { frames: number; timed: number; ns: number };
+}
+
+/** The addon's pkt-gen part. */
+export interface NativePktgen {
+  PktgenTx: new (template: Uint8Array, opts: TxGenSpec & { stats: Float64Array }) => NativeTxGen;
+  PktgenRx: new (opts: { stats: Float64Array; events?: Uint32Array; seq?: boolean; hdrLen?: number }) => NativeRxCounter;
+  /** Echo every frame of an rx ring into a tx ring with MACs (and IPv4 addresses) swapped; returns frames echoed. */
+  pongEcho(memory: ArrayBuffer, rxRingOffset: number, txRingOffset: number, max: number): number;
+  /** Pin the calling thread to one CPU (sched_setaffinity). */
+  setAffinity(cpu: number): void;
+}
+
+const raw = nativeRaw as { pktgen?: NativePktgen };
+if (!raw.pktgen) throw new Error('the netmap addon lacks the pkt-gen datapath (cpp/pktgen.cc): rebuild it with npm run build:native');
+
+/** The typed binding. */
+export const pktgenNative: NativePktgen = raw.pktgen;
+
+/** A fresh counter array (on a SharedArrayBuffer, so a reporting thread can read it). */
+export function newCounters(): Float64Array {
+  const c = new Float64Array(new SharedArrayBuffer(CTR_LEN * 8));
+  c[CTR.MIN_SPACE] = 99999;
+  return c;
+}
+
+/** Make a tx generator writing its counts into `stats`. */
+export function createTxGen(template: Uint8Array, spec: TxGenSpec, stats: Float64Array): NativeTxGen {
+  return new pktgenNative.PktgenTx(template, { ...spec, stats });
+}
+
+/** Make an rx counter writing its counts into `stats` and its events into `events`. */
+export function createRxCounter(stats: Float64Array, opts: { seq?: boolean; hdrLen?: number; events?: Uint32Array } = {}): NativeRxCounter {
+  return new pktgenNative.PktgenRx({ ...opts, stats });
+}

@@ -1,0 +1,499 @@
+/**
+ * pkt-gen-ts: netmap's pkt-gen over this library's ports (vale-ts ports,
+ * pipes, kernel netmap), with pkt-gen's flags, functions and output lines
+ * (see shared/pkt-gen.md). `runPktGen(argv)` is the whole program; the bin
+ * (tools/pkt-gen-ts.ts) only calls it and exits with its status.
+ *
+ * Shape, as in pkt-gen: main parses and prints the startup lines, opens the
+ * port, starts the threads, then reports every -T ms until they are done and
+ * prints the summary. Thread 0 runs on the main thread; with -p N the other
+ * threads are worker_threads, each opening its own ring (`NAME-i`).
+ *
+ * Where pkt-gen-ts differs from pkt-gen, on purpose:
+ * - every bad flag value is an error with a message and exit status 1;
+ * - flags that cannot work on the chosen port are refused, never ignored:
+ *   -I (indirect buffers), -F > 1 when sending to vale-ts (which drops
+ *   -H on userspace ports, -p > 1 on pipes
+ *   (a vale-ts port and a pipe end can be opened only once, so threads
+ *   cannot each register a ring), tap/pcap/null ports;
+ * - txseq honours -n (pkt-gen ignores it);
+ * - -z/-Z draw inside the -s/-d range when one is given (anywhere otherwise);
+ * - with `-l max -l min` each frame gets its own random size (pkt-gen draws
+ *   one per batch), and checksums are always kept right;
+ * - -a pins each thread with sched_setaffinity (only the thread running the
+ *   loop: Node's helper threads stay unpinned);
+ * - ping prints one more line after pkt-gen's: `RTT percentiles: p50 p99 p99.9`.
+ *
+ * @module
+ */
+import { Worker } from 'node:worker_threads';
+import { open, parsePortName, formatPortName, PortNameError, type Port } from '../../src/index.js';
+import type { ParsedPortName, PortConf } from '../../src/netmap/name.js';
+import { kernelRequest } from '../../src/backends/kernel/port.js';
+import { NIF } from '../../src/netmap/abi.js';
+import {
+  functionKind,
+  OPT,
+  parsePktGenArgs,
+  txRatePlan,
+  unsupportedIfaceReason,
+  usageText,
+  UsageError,
+  type PktGenOptions,
+} from './options.js';
+import {
+  finalSummary,
+  intervalPps,
+  LINE,
+  periodicReport,
+  PpsWindow,
+  rangeMessage,
+  sendingEveryMessage,
+  startupLines,
+} from './report.js';
+import { parseMac } from './net.js';
+import { CTR, newCounters } from './native.js';
+import { baseFrame, planTx, SetupError, sourceHwaddr } from './txplan.js';
+import { D, now, PeerGoneError, runThread, type ThreadConfig } from './threads.js';
+
+/** `__LINE__`s of main's own D() lines that report.ts does not list (approximate). */
+const MLINE = {
+  C_DEPRECATED: 3117,
+  BAD_NTHREADS: 3263,
+  NIFP: 3283,
+  RING: 3288,
+  SPECIAL_OPTIONS: 3322,
+  VNET_GET_FAIL: 983,
+  VNET_REQUIRED: 989,
+  VNET_SET_FAIL: 1009,
+  OUCH: 2752,
+  PEER_GONE: 1782,
+  PING_IPV6: 1530,
+} as const;
+
+const NETMAP_REQ_PORT_HDR_SET = 6;
+const NETMAP_REQ_PORT_HDR_GET = 7;
+
+function fail(msg: string): number {
+  process.stderr.write(`pkt-gen-ts: ${msg}\n`);
+  return 1;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A pointer-looking thread id for sigint_h's line (pkt-gen prints pthread_self()). */
+function threadPointer(): string {
+  return `0x7f${(((process.pid * 2654435761) >>> 0) % 0xffffff).toString(16).padStart(6, '0')}5740`;
+}
+
+/** The -C configuration as @conf: fields (0 = default, left out). */
+function confOf(o: PktGenOptions): PortConf {
+  const c = o.conf!;
+  const conf: PortConf = {};
+  if (c.txSlots) conf.txSlots = c.txSlots;
+  if (c.rxSlots) conf.rxSlots = c.rxSlots;
+  if (c.txRings) conf.txRings = c.txRings;
+  if (c.rxRings) conf.rxRings = c.rxRings;
+  return conf;
+}
+
+/**
+ * The name thread i registers: with one thread the port as given; with more,
+ * one ring each, as pkt-gen turns ALL_NIC into ONE_NIC (NIC_SW: NIC rings
+ * first, then host rings; SW: ONE_SW).
+ */
+function threadPortName(p: ParsedPortName, i: number, nthreads: number, nicRings: number): string {
+  if (nthreads === 1) return formatPortName(p);
+  switch (p.mode) {
+    case 'all_nic':
+    case 'one_nic':
+      return formatPortName({ ...p, mode: 'one_nic', nrMode: 4, ringId: i });
+    case 'sw':
+    case 'one_sw':
+      return formatPortName({ ...p, mode: 'one_sw', nrMode: 8, ringId: i });
+    case 'nic_sw':
+      return i < nicRings
+        ? formatPortName({ ...p, mode: 'one_nic', nrMode: 4, ringId: i })
+        : formatPortName({ ...p, mode: 'one_sw', nrMode: 8, ringId: i - nicRings });
+  }
+}
+
+interface IfCounts {
+  tx: number;
+  hostTx: number;
+  rx: number;
+  hostRx: number;
+  nifp: number;
+}
+
+function ifCounts(port: Port): IfCounts {
+  const dv = new DataView(port.memory);
+  const nifp = port.backendObject.nifpOffset;
+  return {
+    tx: dv.getUint32(nifp + NIF.ni_tx_rings, true),
+    hostTx: dv.getUint32(nifp + NIF.ni_host_tx_rings, true),
+    rx: dv.getUint32(nifp + NIF.ni_rx_rings, true),
+    hostRx: dv.getUint32(nifp + NIF.ni_host_rx_rings, true),
+    nifp,
+  };
+}
+
+/** pkt-gen's -v dump of the registration. */
+function verboseLines(port: Port, k: IfCounts): void {
+  const dv = new DataView(port.memory);
+  D('main', MLINE.NIFP, `nifp at offset ${k.nifp} ntxqs ${k.tx} nrxqs ${k.rx} memid 0`);
+  const ringAt = (i: number): number => Number(dv.getBigInt64(k.nifp + NIF.ring_ofs + 8 * i, true));
+  const slotsAt = (ofs: number): number => dv.getUint32(k.nifp + ofs + 8, true);
+  for (let i = 0; i < k.tx + k.hostTx; i++) {
+    const ofs = ringAt(i);
+    D('main', MLINE.RING, `   TX${i} at offset 0x${ofs.toString(16)} slots ${slotsAt(ofs)}`);
+  }
+  for (let i = 0; i < k.rx + k.hostRx; i++) {
+    const ofs = ringAt(k.tx + k.hostTx + i);
+    D('main', MLINE.RING, `   RX${i} at offset 0x${ofs.toString(16)} slots ${slotsAt(ofs)}`);
+  }
+}
+
+/** virtio-net header length on a kernel port: set it (-H) or ask the port (pkt-gen's set/get_vnet_hdr_len). */
+function vnetHeader(port: Port, want: number): number {
+  const name = port.parsed.nrName;
+  const body = Buffer.alloc(8);
+  if (want > 0) {
+    body.writeUInt32LE(want, 0);
+    try {
+      kernelRequest(NETMAP_REQ_PORT_HDR_SET, name, body);
+    } catch {
+      D('set_vnet_hdr_len', MLINE.VNET_SET_FAIL, `Unable to set virtio-net header length ${want}`);
+    }
+    return want;
+  }
+  try {
+    const r = kernelRequest(NETMAP_REQ_PORT_HDR_GET, name, body);
+    const len = r.readUInt32LE(0);
+    if (len) D('get_vnet_hdr_len', MLINE.VNET_REQUIRED, `Port requires virtio-net header, length = ${len}`);
+    return len;
+  } catch {
+    D('get_vnet_hdr_len', MLINE.VNET_GET_FAIL, 'Unable to get virtio-net header length');
+    return 0;
+  }
+}
+
+interface ThreadHandle {
+  counters: Float64Array;
+  /** resolves with an error message, or undefined on success */
+  done: Promise<string | undefined>;
+}
+
+function sumCounters(threads: readonly ThreadHandle[]): { pkts: number; bytes: number; events: number } {
+  let pkts = 0;
+  let bytes = 0;
+  let events = 0;
+  for (const t of threads) {
+    pkts += t.counters[CTR.PKTS]!;
+    bytes += t.counters[CTR.BYTES]!;
+    events += t.counters[CTR.EVENTS]!;
+  }
+  return { pkts, bytes, events };
+}
+
+/** pkt-gen's main_thread: a report every -T ms until every thread is done. */
+async function mainThread(o: PktGenOptions, threads: readonly ThreadHandle[], allDone: Promise<unknown>): Promise<void> {
+  let done = false;
+  void allDone.then(() => (done = true));
+  const win = o.ppsStats ? new PpsWindow() : undefined;
+  let prevT = now();
+  let prev = { pkts: 0, bytes: 0, events: 0 };
+  for (;;) {
+    if (!done) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((r) => (timer = setTimeout(r, o.reportMs))), allDone]);
+      clearTimeout(timer);
+    }
+    const t = now();
+    const usec = Math.floor((t - prevT) * 1000);
+    if (usec < 10000) {
+      // too short to be meaningful
+      if (done) break;
+      continue;
+    }
+    const cur = sumCounters(threads);
+    let minSpace = 0;
+    for (const th of threads) {
+      minSpace += th.counters[CTR.MIN_SPACE]!;
+      th.counters[CTR.MIN_SPACE] = 99999;
+    }
+    const x = { pkts: cur.pkts - prev.pkts, bytes: cur.bytes - prev.bytes, events: cur.events - prev.events };
+    const pps = intervalPps(x.pkts, usec);
+    const line = periodicReport(
+      {
+        pps,
+        ...(win ? { ppsAvgStd: win.push(pps) } : {}),
+        pkts: x.pkts,
+        bits: x.bytes * 8 + x.pkts * o.framing,
+        usec,
+        avgBatch: x.events > 0 ? x.pkts / x.events : 0,
+        minSpace,
+      },
+      !o.noNormalize,
+    );
+    D('main_thread', LINE.MAIN_THREAD_REPORT, line);
+    prev = cur;
+    prevT = t;
+    if (done) break;
+  }
+}
+
+/**
+ * Run pkt-gen-ts with `argv` (without the program name). Prints as pkt-gen
+ * does and resolves with the exit status.
+ */
+export async function runPktGen(argv: readonly string[]): Promise<number> {
+  let o: PktGenOptions;
+  try {
+    o = parsePktGenArgs(argv);
+  } catch (e) {
+    if (e instanceof UsageError) return fail(`${e.message}\nRun 'pkt-gen-ts -h' for the list of options.`);
+    throw e;
+  }
+  if (o.help) {
+    process.stderr.write(usageText());
+    return 0;
+  }
+  D('main', LINE.MAIN_INTERFACE, `interface is ${o.ifaceArg}`);
+  if (o.conf) D('main', MLINE.C_DEPRECATED, "WARNING: the 'C' option is deprecated, use the '+conf:' libnetmap option instead");
+  const unsupported = unsupportedIfaceReason(o.iface);
+  if (unsupported) return fail(`-i ${o.ifaceArg}: ${unsupported}`);
+  if (o.indirect) {
+    return fail(
+      '-I: indirect buffers (NS_INDIRECT) are not supported by pkt-gen-ts: vale-ts copies each frame from the ' +
+        "slot's own buffer and pipes swap buffers, so a pointer in slot.ptr would never be followed",
+    );
+  }
+  const kind = functionKind(o.func);
+  if (!o.burstGiven) D('main', LINE.MAIN_DEFAULT_BURST, `using default burst size: ${o.burst}`);
+  D('main', LINE.MAIN_RUNNING_ON, `running on ${o.cpusRequested} cpus (have ${o.systemCpus})`);
+  D('extract_ip_range', LINE.EXTRACT_IP_RANGE, rangeMessage(o.src));
+  D('extract_ip_range', LINE.EXTRACT_IP_RANGE, rangeMessage(o.dst));
+
+  let parsed: ParsedPortName;
+  try {
+    parsed = parsePortName(o.iface);
+  } catch (e) {
+    if (e instanceof PortNameError) return fail(`-i ${o.ifaceArg}: ${e.message}`);
+    throw e;
+  }
+  if (o.conf) {
+    if (Object.keys(parsed.conf).length > 0) return fail(`-C and @conf: in ${o.ifaceArg} both give the ring configuration: use one of them`);
+    parsed = { ...parsed, conf: confOf(o) };
+  }
+  const nthreads = o.threads;
+  const forceWorkers = process.env['PKTGEN_TS_WORKERS'] === '1';
+  const name0 = nthreads === 1 && !o.conf ? o.iface : threadPortName(parsed, 0, nthreads, Infinity);
+  const openOpts: ThreadConfig['openOpts'] = {};
+  let port0: Port;
+  try {
+    port0 = await open(name0, openOpts);
+  } catch (e) {
+    return fail(`cannot open ${name0}: ${(e as Error).message}`);
+  }
+  let inlinePort: Port | undefined = port0;
+  const closeAll = (): void => inlinePort?.close();
+  try {
+    const k = ifCounts(port0);
+    if (nthreads > 1 && port0.transport === 'pipe') {
+      return fail(
+        `-p ${nthreads}: threads need a ring each, registered separately (${parsed.nrName}-0, -1, ...), and ` +
+          `a pipe end can be opened only once; use -p 1 here, or a vale-ts or kernel netmap port for multi-threaded runs`,
+      );
+    }
+    if (o.vnetHdr > 0 && port0.transport !== 'kernel') {
+      return fail(
+        `-H ${o.vnetHdr}: virtio-net headers exist only on kernel netmap ports; ` +
+          `${port0.transport === 'pipe' ? 'pipes' : 'vale-ts ports'} carry plain Ethernet frames`,
+      );
+    }
+    const hdrLen = port0.transport === 'kernel' ? vnetHeader(port0, o.vnetHdr) : 0;
+    const devqueues = kind === 'sender' ? k.tx + k.hostTx : k.rx + k.hostRx;
+    if (nthreads > devqueues) {
+      D('main', MLINE.BAD_NTHREADS, `bad nthreads ${nthreads}, have ${devqueues} queues`);
+      const hint = port0.transport === 'vale-ts' ? ` (give the port ${nthreads} rings: -i ${parsed.nrName}@conf:rings=${nthreads}, or -C)` : '';
+      return fail(`-p ${nthreads}: ${o.iface} has only ${devqueues} ${kind === 'sender' ? 'tx' : 'rx'} rings${hint}`);
+    }
+    if (o.verbose > 0) verboseLines(port0, k);
+
+    let srcMac = o.srcMac;
+    let srcMacName = o.srcMacName;
+    if (!o.srcMacGiven) {
+      const hw = sourceHwaddr(o.iface);
+      if (hw) {
+        srcMacName = hw;
+        srcMac = parseMac(hw);
+      }
+    }
+    const plan = txRatePlan(o.rate, o.burst);
+    // what the threads send
+    let template: Uint8Array = new Uint8Array(0);
+    let txSpec: ThreadConfig['tx'];
+    try {
+      if (kind === 'sender') {
+        const tp = planTx(o, { bufSize: port0.bufSize, pipe: port0.parsed.pipe !== undefined, hdrLen }, srcMac);
+        template = tp.template;
+        txSpec = tp.spec;
+      } else if (o.func === 'ping') {
+        if (o.af === 6) D('ping_body', MLINE.PING_IPV6, 'Warning: ping-pong with IPv6 not supported');
+        const f = baseFrame(o, srcMac);
+        template = new Uint8Array(hdrLen + f.length);
+        template.set(f, hdrLen);
+        if (template.length < hdrLen + 54) {
+          throw new SetupError(`-l ${o.pktSize}: ping carries a sequence number and a timestamp at bytes 42..53, so frames need at least 54 bytes`);
+        }
+        if (template.length > port0.bufSize) throw new SetupError(`-l ${o.pktSize}: frames do not fit the port's ${port0.bufSize}-byte buffers`);
+      }
+    } catch (e) {
+      if (e instanceof SetupError || e instanceof RangeError) return fail(e.message);
+      throw e;
+    }
+    if (txSpec && txSpec.frags > 1) {
+      const slots = port0.txRings[0]?.numSlots ?? 0;
+      if (txSpec.frags >= slots) return fail(`-F ${o.frags}: a frame of ${txSpec.frags} slots does not fit a ${slots}-slot tx ring`);
+      if (txSpec.fragGroup && (plan.burst < txSpec.frags || o.count % txSpec.frags !== 0)) {
+        return fail(
+          `-F ${txSpec.frags}: txseq sends ${txSpec.frags} slots per packet, so the burst (${plan.burst}) must be at least ` +
+            `${txSpec.frags} and -n (${o.count}) a multiple of it`,
+        );
+      }
+    }
+
+    for (const line of startupLines({
+      func: o.func,
+      iface: o.iface,
+      queues: devqueues,
+      threads: nthreads,
+      cpus: o.cpus,
+      srcName: o.src.name,
+      dstName: o.dst.name,
+      srcMacName,
+      dstMacName: o.dstMacName,
+    })) {
+      process.stdout.write(line + '\n');
+    }
+    if (o.optionMask) {
+      const m = o.optionMask;
+      const flags =
+        (m & OPT.PREFETCH ? ' prefetch' : '') +
+        (m & OPT.ACCESS ? ' access' : '') +
+        (m & OPT.MEMCPY ? ' memcpy' : '') +
+        (m & OPT.INDIRECT ? ' indirect' : '') +
+        (m & OPT.COPY ? ' copy' : '') +
+        (m & OPT.RUBBISH ? ' rubbish ' : '');
+      D('main', MLINE.SPECIAL_OPTIONS, `--- SPECIAL OPTIONS:${flags}\n`);
+    }
+    if (kind === 'sender') D('main', LINE.MAIN_SENDING_EVERY, sendingEveryMessage(plan.burst, plan.periodNs));
+
+    D('start_threads', LINE.START_THREADS_WAIT, `Wait ${o.waitLink} secs for phy reset`);
+    const control = new Int32Array(new SharedArrayBuffer(4));
+    const onSigint = (): void => {
+      D('sigint_h', LINE.SIGINT_H, `received control-C on thread ${threadPointer()}`);
+      Atomics.store(control, 0, 1);
+    };
+    process.on('SIGINT', onSigint);
+    try {
+      if (o.waitLink > 0) {
+        const end = Date.now() + o.waitLink * 1000;
+        while (Date.now() < end && Atomics.load(control, 0) === 0) await sleep(Math.min(100, end - Date.now()));
+      }
+      D('start_threads', LINE.START_THREADS_READY, 'Ready...');
+
+      const mainFd = port0.backendObject.waitFd;
+      const cfgFor = (i: number): ThreadConfig => {
+        const cfg: ThreadConfig = {
+          index: i,
+          nthreads,
+          func: o.func,
+          portName: i === 0 ? name0 : threadPortName(parsed, i, nthreads, kind === 'receiver' ? k.rx : k.tx),
+          iface: o.iface,
+          mainFd,
+          count: Math.floor(o.count / nthreads),
+          burst: plan.burst,
+          rate: o.rate,
+          periodNs: plan.periodNs,
+          forever: !o.rxExitAfterIdle,
+          dump: o.dump,
+          cpu: o.affinity >= 0 ? (o.affinity + i) % o.cpus : -1,
+          template,
+          hdrLen,
+          openOpts,
+        };
+        if (txSpec) cfg.tx = { ...txSpec, seed: (txSpec.seed + i * 0x9e3779b1) >>> 0 || 1 };
+        return cfg;
+      };
+      if (forceWorkers) {
+        port0.close();
+        inlinePort = undefined;
+      }
+      const threads: ThreadHandle[] = [];
+      for (let i = 0; i < nthreads; i++) {
+        const counters = newCounters();
+        const cfg = cfgFor(i);
+        let done: Promise<string | undefined>;
+        if (i === 0 && inlinePort) {
+          const p = inlinePort;
+          done = runThread(cfg, p, { counters, control }).then(
+            () => undefined,
+            (e: unknown) => {
+              if (e instanceof PeerGoneError) {
+                D('main_thread', MLINE.PEER_GONE, e.message);
+                counters[CTR.COMPLETED] = 1;
+                return undefined;
+              }
+              return e instanceof Error ? e.message : String(e);
+            },
+          );
+        } else {
+          const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: { cfg, counters, control } });
+          // settle on 'exit', once the worker has let go of everything
+          done = new Promise((resolve) => {
+            let result: string | undefined = 'worker ended without reporting';
+            w.on('message', (m: { ok?: boolean; error?: string; note?: string }) => {
+              if (m.note) D('main_thread', MLINE.PEER_GONE, m.note);
+              result = m.error;
+            });
+            w.on('error', (e) => (result = e.message));
+            w.on('exit', (code) => resolve(code === 0 || result !== undefined ? result : `worker exited with status ${code}`));
+          });
+        }
+        threads.push({ counters, done });
+      }
+      const results = Promise.all(threads.map((t) => t.done));
+      await mainThread(o, threads, results);
+      const errors = await results;
+      let status = 0;
+      errors.forEach((err, i) => {
+        if (err === undefined) return;
+        status = 1;
+        process.stderr.write(`pkt-gen-ts: thread ${i}: ${err}\n`);
+        D('main_thread', MLINE.OUCH, `ouch, thread ${i} exited with error`);
+      });
+      if (kind !== 'other') {
+        const tot = sumCounters(threads);
+        let tic = 0;
+        let toc = 0;
+        for (const t of threads) {
+          tic = Math.max(tic, t.counters[CTR.TIC]!);
+          toc = Math.max(toc, t.counters[CTR.TOC]!);
+        }
+        const seconds = Math.max(0, Math.round((toc - tic) * 1000)) / 1e6;
+        const lines = finalSummary(
+          { kind: kind === 'sender' ? 'Sent' : 'Received', pkts: tot.pkts, bytes: tot.bytes, events: tot.events, seconds, framingBits: o.framing },
+          !o.noNormalize,
+        );
+        process.stdout.write(lines.join('\n') + '\n');
+      }
+      return status;
+    } finally {
+      process.off('SIGINT', onSigint);
+    }
+  } finally {
+    closeAll();
+  }
+}

@@ -1,0 +1,585 @@
+/**
+ * pkt-gen's thread bodies (sender_body, receiver_body, txseq_body,
+ * rxseq_body, ping_body, pong_body) over a {@link Port}. The same code runs
+ * on the main thread (thread 0) and in worker threads (`-p N`): it shares
+ * nothing with the reporting thread but a counter array and a cancel flag on
+ * SharedArrayBuffers.
+ *
+ * The tx and rx loops call the addon once per batch (see native.ts). Between
+ * batches they sync the rings, spin briefly when the other side is a little
+ * behind, sleep in {@link Port.poll} when it is far behind, and yield to the
+ * event loop every few milliseconds so timers and signals keep running.
+ *
+ * @module
+ */
+import { performance } from 'node:perf_hooks';
+import type { Port } from '../../src/netmap/port.js';
+import type { Ring } from '../../src/netmap/ring.js';
+import { dumpPayload, ringPointer } from './dump.js';
+import { CTR, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
+import type { PktGenFunction } from './options.js';
+import { LINE, logLine, RttStats } from './report.js';
+
+/** `__LINE__`s of D() calls that report.ts does not list (approximate, near their upstream spot). */
+export const XLINE = {
+  POLL_ERROR_PING: 1577,
+  POLL_ERROR_PONG: 1684,
+  OUCH_CANNOT_SEND: 1548,
+  RXSEQ_FRAGS: 2212,
+  AFFINITY: 642,
+} as const;
+
+/** Everything a thread needs, structured-clone-able (sent to workers as is). */
+export interface ThreadConfig {
+  /** Thread number (pkt-gen's `me`). */
+  index: number;
+  nthreads: number;
+  func: PktGenFunction;
+  /** The name this thread opens (`NAME-i` with -p N) — used by workers. */
+  portName: string;
+  /** pkt-gen's g.ifname, for log lines. */
+  iface: string;
+  /** The first thread's fd, for `main_fd` in log lines. */
+  mainFd: number;
+  /** Packets (tx/rx) or transactions (ping/pong) for this thread; 0 = forever. */
+  count: number;
+  burst: number;
+  /** -R packets per second (0 = unlimited) and the period of one burst. */
+  rate: number;
+  periodNs: number;
+  /** rx: keep running after 1 s without traffic (no -W). */
+  forever: boolean;
+  /** -X */
+  dump: boolean;
+  /** CPU to pin to, -1 for none. */
+  cpu: number;
+  /** Senders and ping: the frame template. */
+  template: Uint8Array;
+  /** Senders: the native generator's options. */
+  tx?: TxGenSpec;
+  /** virtio-net header bytes in front of each frame. */
+  hdrLen: number;
+  /** Options given to open() by workers. */
+  openOpts: { backend?: 'auto' | 'user' | 'kernel'; socket?: string };
+}
+
+/** What a thread shares with the reporting thread. */
+export interface ThreadShared {
+  /** This thread's counters (see {@link CTR}). */
+  counters: Float64Array;
+  /** [0]: cancel flag, set by the SIGINT handler for every thread. */
+  control: Int32Array;
+}
+
+/** Wall-clock milliseconds with sub-ms resolution (comparable across workers). */
+export const now = (): number => performance.timeOrigin + performance.now();
+
+/** Write one D() line to stderr. */
+export function D(func: string, line: number, msg: string): void {
+  process.stderr.write(logLine(func, line, msg) + '\n');
+}
+
+/** netmap's RD(lps, ...): at most `lps` lines per wall-clock second per call site. */
+export class RateLimitedLog {
+  private sec = -1;
+  private cnt = 0;
+  constructor(private readonly lps: number) {}
+  /** Whether a line may be printed now. */
+  ok(): boolean {
+    const s = Math.floor(Date.now() / 1000);
+    if (s !== this.sec) {
+      this.sec = s;
+      this.cnt = 0;
+    }
+    return this.cnt++ < this.lps;
+  }
+}
+
+const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+/**
+ * How long a loop spins on sync before it sleeps in poll, ms. Across a pipe
+ * the two ends each keep a core and spinning avoids a wakeup per batch; on a
+ * vale-ts port the switch is a third process, and where cores are fewer than
+ * busy processes a spinning receiver only takes CPU from the switch and gets
+ * scheduled in long, rare slices: there it sleeps at once and is woken by
+ * the switch's kick.
+ */
+const spinMs = (port: Port): number => (port.transport === 'vale-ts' ? 0 : 2);
+/** How often a busy loop yields to the event loop, ms. */
+const YIELD_MS = 4;
+/** Longest single sleep, so cancellation is noticed quickly, ms. */
+const POLL_SLICE_MS = 100;
+
+/** Why a thread stopped early: the other side went away. */
+export class PeerGoneError extends Error {}
+
+class Ctx {
+  readonly counters: Float64Array;
+  readonly control: Int32Array;
+  readonly mem: ArrayBuffer;
+  private nextYield = now() + YIELD_MS;
+  /** spin this long on sync before sleeping in poll, ms */
+  readonly spinMs: number;
+
+  constructor(
+    readonly cfg: ThreadConfig,
+    readonly port: Port,
+    shared: ThreadShared,
+  ) {
+    this.counters = shared.counters;
+    this.control = shared.control;
+    this.mem = port.memory;
+    this.spinMs = spinMs(port);
+  }
+
+  get cancelled(): boolean {
+    return Atomics.load(this.control, 0) !== 0;
+  }
+
+  /** Yield to the event loop if a busy loop has held it for a while. */
+  async maybeYield(): Promise<void> {
+    if (now() >= this.nextYield) {
+      await yieldNow();
+      this.nextYield = now() + YIELD_MS;
+    }
+  }
+
+  /**
+   * txsync / rxsync without Ring.sync's per-slot prologue check: the slots
+   * were written by the addon, which validated every index it used.
+   */
+  sync(rings: readonly Ring[]): void {
+    this.port.syncRings(rings, { trusted: true });
+  }
+
+  /** Sleep in poll for up to `ms`, in slices so a cancel is seen; returns the last events. */
+  async pollFor(what: { rx: boolean; tx: boolean }, ms: number): Promise<{ rx: boolean; tx: boolean; hup: boolean }> {
+    const end = now() + ms;
+    for (;;) {
+      const left = end - now();
+      const slice = Math.max(0, Math.min(POLL_SLICE_MS, left));
+      const ev = await this.port.poll({ rx: what.rx, tx: what.tx, timeoutMs: slice });
+      this.nextYield = now() + YIELD_MS;
+      if (ev.rx || ev.tx || this.cancelled || end - now() <= 0) return ev;
+      if (ev.hup) {
+        // a vale-ts switch that went away is gone for good; a pipe peer may
+        // come back (poll reports the hang-up at once, so sleep here)
+        if (this.port.transport !== 'pipe') return ev;
+        await sleep(Math.min(slice, 20));
+      }
+    }
+  }
+
+  /** pkt-gen's wait_time: sleep while more than 1 ms is left, then spin. */
+  async waitUntil(t: number): Promise<void> {
+    for (;;) {
+      if (this.cancelled) return;
+      const left = t - now();
+      if (left <= 0) return;
+      if (left > 1.5) await sleep(left - 1);
+      else if (left > 0.2) await yieldNow();
+    }
+  }
+
+  pin(): void {
+    if (this.cfg.cpu < 0) return;
+    try {
+      pktgenNative.setAffinity(this.cfg.cpu);
+    } catch (e) {
+      D('setaffinity', XLINE.AFFINITY, `Unable to set affinity: ${(e as Error).message}`);
+      throw e;
+    }
+  }
+}
+
+function anyRoom(rings: readonly Ring[]): boolean {
+  for (const r of rings) if (r.head !== r.tail) return true;
+  return false;
+}
+
+function txPending(rings: readonly Ring[]): boolean {
+  for (const r of rings) if (r.next(r.tail) !== r.head) return true;
+  return false;
+}
+
+function dumpSlots(r: Ring, from: number, to: number): void {
+  let out = '';
+  for (let i = from; i !== to; i = r.next(i)) out += dumpPayload(ringPointer(r.offset), i, r.bufIdx(i), r.flags(i), r.frame(i));
+  if (out) process.stdout.write(out);
+}
+
+/**
+ * Wait until some tx ring has room: spin on sync for a moment, then sleep in
+ * poll. Throws PeerGoneError when the other side has gone.
+ */
+async function waitTxRoom(c: Ctx, rings: readonly Ring[]): Promise<void> {
+  const t0 = now();
+  for (let i = 1; ; i++) {
+    if (c.cancelled) return;
+    c.sync(rings);
+    if (anyRoom(rings)) return;
+    if ((i & 15) === 0 && now() - t0 > c.spinMs) break;
+  }
+  while (!c.cancelled) {
+    const ev = await c.pollFor({ rx: false, tx: true }, POLL_SLICE_MS);
+    if (ev.tx || anyRoom(rings)) return;
+    if (ev.hup) throw new PeerGoneError(`${c.cfg.iface}: the other side went away`);
+  }
+}
+
+/**
+ * -R pacing as pkt-gen does it: start on a whole second two seconds ahead,
+ * then `burst` frames per period. Without -R every batch may be a full burst.
+ */
+class RatePacer {
+  private next = 0;
+  private left = 0;
+  constructor(private readonly c: Ctx) {}
+
+  private get on(): boolean {
+    return this.c.cfg.rate > 0;
+  }
+
+  /** Wait for the start when pacing; returns the start time. */
+  async start(): Promise<number> {
+    const t = now();
+    if (!this.on) return t;
+    const tic = (Math.floor(t / 1000) + 2) * 1000;
+    await this.c.waitUntil(tic);
+    this.next = tic;
+    return tic;
+  }
+
+  /** Before a batch: once this period's frames are spent, wait for the next period. */
+  async nextPeriodIfSpent(): Promise<void> {
+    if (!this.on || this.left > 0) return;
+    this.left = this.c.cfg.burst;
+    this.next += this.c.cfg.periodNs / 1e6;
+    await this.c.waitUntil(this.next);
+  }
+
+  /** Frames allowed now. */
+  remaining(): number {
+    return this.on ? this.left : this.c.cfg.burst;
+  }
+
+  /** Count m frames sent; true when this period's allowance is spent. */
+  spend(m: number): boolean {
+    if (!this.on) return false;
+    this.left -= m;
+    return this.left <= 0;
+  }
+}
+
+async function senderBody(c: Ctx): Promise<void> {
+  const { cfg, port, counters: ctr } = c;
+  D(cfg.func === 'txseq' ? 'txseq_body' : 'sender_body', LINE.SENDER_START, `start, fd ${port.backendObject.waitFd} main_fd ${cfg.mainFd}`);
+  c.pin();
+  const rings = cfg.func === 'txseq' ? port.txRings.slice(0, 1) : port.txRings;
+  const gen = createTxGen(cfg.template, cfg.tx!, ctr);
+  const mem = c.mem;
+  const n = cfg.count;
+  const pacer = new RatePacer(c);
+  ctr[CTR.TIC] = await pacer.start();
+  let sent = 0;
+  try {
+    while (!c.cancelled && (n === 0 || sent < n)) {
+      await pacer.nextPeriodIfSpent();
+      if (c.cancelled) break;
+      let filled = 0;
+      for (const r of rings) {
+        if (n > 0 && sent >= n) break;
+        let limit = pacer.remaining();
+        if (n > 0 && n - sent < limit) limit = n - sent;
+        const h0 = r.head;
+        const m = gen.txFill(mem, r.offset, limit);
+        if (m === 0) continue;
+        if (cfg.dump) dumpSlots(r, h0, r.head);
+        sent += m;
+        filled += m;
+        if (pacer.spend(m)) break;
+      }
+      if (filled === 0) await waitTxRoom(c, rings);
+      else {
+        c.sync(rings);
+        await c.maybeYield();
+      }
+    }
+    // flush, then wait for the queues to drain (pkt-gen's nm_tx_pending loop)
+    c.sync(rings);
+    while (!c.cancelled && txPending(rings)) {
+      await yieldNow();
+      c.sync(rings);
+      if (port.hungUp) break;
+    }
+  } finally {
+    ctr[CTR.TOC] = now();
+  }
+}
+
+async function receiverBody(c: Ctx): Promise<void> {
+  const { cfg, port, counters: ctr } = c;
+  const seq = cfg.func === 'rxseq';
+  const fn = seq ? 'rxseq_body' : 'receiver_body';
+  c.pin();
+  D(fn, LINE.RECEIVER_READING, `reading from ${cfg.iface} fd ${port.backendObject.waitFd} main_fd ${cfg.mainFd}`);
+  const rings = port.rxRings;
+  const events = seq ? new Uint32Array(1 + 3 * 8) : undefined;
+  const rx = createRxCounter(ctr, { seq, hdrLen: cfg.hdrLen, ...(events ? { events } : {}) });
+  const mem = c.mem;
+  const waiting = new RateLimitedLog(1);
+  const gapLog = new RateLimitedLog(2);
+  const oooLog = new RateLimitedLog(2);
+  const fragLog = new RateLimitedLog(1);
+  const userSwitch = port.transport === 'vale-ts';
+  // unbounded wait for the first packet
+  while (!c.cancelled) {
+    c.sync(rings);
+    if (port.rxAvailable() > 0) break;
+    const ev = await c.pollFor({ rx: true, tx: false }, 1000);
+    if (ev.rx) break;
+    if (ev.hup && userSwitch) throw new PeerGoneError(`${cfg.iface}: vale-ts went away`);
+    if (!c.cancelled && waiting.ok()) D(fn, LINE.RECEIVER_WAITING, 'waiting for initial packets, poll returns 0 0');
+  }
+  ctr[CTR.TIC] = now();
+  const n = cfg.count;
+  let got = 0;
+  let idleSince = 0;
+  let toc = 0;
+  try {
+    while (!c.cancelled && (n === 0 || got < n)) {
+      c.sync(rings);
+      if (port.rxAvailable() === 0) {
+        // spin a moment, then sleep; with -W, 1 s of silence ends the run
+        const t0 = now();
+        if (idleSince === 0) idleSince = t0;
+        for (let i = 1; !c.cancelled; i++) {
+          c.sync(rings);
+          if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > c.spinMs)) break;
+        }
+        if (port.rxAvailable() === 0) {
+          const left = cfg.forever ? POLL_SLICE_MS : 1000 - (now() - idleSince);
+          const ev = left > 0 ? await c.pollFor({ rx: true, tx: false }, left) : { rx: false, tx: false, hup: false };
+          if (ev.hup && userSwitch) throw new PeerGoneError(`${cfg.iface}: vale-ts went away`);
+          if (!ev.rx && port.rxAvailable() === 0) {
+            if (!cfg.forever && now() - idleSince >= 1000) {
+              toc = now() - 1000; // as pkt-gen: subtract the timeout
+              break;
+            }
+            continue;
+          }
+        }
+      }
+      idleSince = 0;
+      let space = 0;
+      for (let i = 0; i < rings.length; i++) {
+        const r = rings[i]!;
+        let free = r.head + r.numSlots - r.tail;
+        if (free >= r.numSlots) free -= r.numSlots;
+        space += free;
+        if (r.head === r.tail) continue;
+        let limit = cfg.burst;
+        if (n > 0 && n - got < limit) limit = n - got;
+        if (limit === 0) break;
+        const h0 = r.head;
+        got += rx.rxCount(mem, r.offset, limit, r.index);
+        if (cfg.dump) dumpSlots(r, h0, r.head);
+        if (events && events[0]! > 0) {
+          for (let k = 0; k < events[0]!; k++) {
+            const type = events[1 + 3 * k]!;
+            const exp = events[2 + 3 * k]!;
+            const found = events[3 + 3 * k]!;
+            if (type === RX_EVENT.GAP && gapLog.ok()) D(fn, LINE.RXSEQ_SEQUENCE, `Sequence GAP: exp ${exp} found ${found}`);
+            else if (type === RX_EVENT.OUT_OF_ORDER && oooLog.ok()) D(fn, LINE.RXSEQ_SEQUENCE, `Sequence OUT OF ORDER: exp ${exp} found ${found}`);
+            else if (type === RX_EVENT.FRAGS && fragLog.ok()) D(fn, XLINE.RXSEQ_FRAGS, `Received packets with ${found} frags, expected ${exp}`);
+          }
+        }
+      }
+      if (space < ctr[CTR.MIN_SPACE]!) ctr[CTR.MIN_SPACE] = space;
+      await c.maybeYield();
+    }
+    c.sync(rings); // release what was counted last
+  } finally {
+    ctr[CTR.TOC] = toc || now();
+  }
+}
+
+/** Where ping puts its 32-bit sequence number (and the timestamp right after). */
+function pingOffset(cfg: ThreadConfig): number {
+  return cfg.hdrLen + 42;
+}
+
+async function pingBody(c: Ctx): Promise<void> {
+  const { cfg, port, counters: ctr } = c;
+  c.pin();
+  const tx = port.txRings[0]!;
+  const rings = port.rxRings;
+  const tpl = cfg.template;
+  const size = tpl.length;
+  const off = pingOffset(cfg);
+  const dv = new DataView(c.mem);
+  const stats = new RttStats();
+  const n = cfg.count;
+  let sent = 0;
+  let events = 0;
+  let lastPrint = now();
+  const pollErr = new RateLimitedLog(1000);
+  ctr[CTR.TIC] = now();
+  const pacer = new RatePacer(c);
+  await pacer.start();
+  while (!c.cancelled && (n === 0 || sent < n)) {
+    await pacer.nextPeriodIfSpent();
+    if (c.cancelled) break;
+    let limit = pacer.remaining();
+    if (n > 0 && n - sent < limit) limit = n - sent;
+    let m = 0;
+    for (; m < limit; m++) {
+      if (tx.head === tx.tail) {
+        D('ping_body', XLINE.OUCH_CANNOT_SEND, '-- ouch, cannot send');
+        break;
+      }
+      const h = tx.head;
+      const o = tx.bufOffset(h);
+      tx.bytes.set(tpl, o);
+      const [sec, nsec] = process.hrtime();
+      dv.setUint32(o + off, sent >>> 0, true);
+      dv.setUint32(o + off + 4, sec >>> 0, true);
+      dv.setUint32(o + off + 8, nsec, true);
+      tx.setLen(h, size);
+      tx.setFlags(h, 0);
+      tx.advance(1);
+      sent++;
+    }
+    if (m > 0) events++;
+    pacer.spend(m);
+    ctr[CTR.PKTS] = sent;
+    ctr[CTR.BYTES] = sent * size;
+    ctr[CTR.EVENTS] = events;
+    c.sync([tx]);
+    // wait for the reply: spin a little (the other side is usually quick), then sleep up to 3 s
+    const t0 = now();
+    for (let i = 1; ; i++) {
+      c.sync(rings);
+      if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > 0.2) || c.cancelled) break;
+    }
+    if (port.rxAvailable() === 0 && !c.cancelled) {
+      const ev = await c.pollFor({ rx: true, tx: false }, 3000 - (now() - t0));
+      if (!ev.rx && port.rxAvailable() === 0) {
+        if (c.cancelled) break;
+        if (ev.hup && port.transport === 'vale-ts') throw new PeerGoneError(`${cfg.iface}: vale-ts went away`);
+        if (pollErr.ok()) D('ping_body', XLINE.POLL_ERROR_PING, `poll error on queue ${cfg.index}: timeout`);
+        continue;
+      }
+    }
+    let nowNs = 0n;
+    for (const r of rings) {
+      while (r.head !== r.tail) {
+        const h = r.head;
+        const o = r.bufOffset(h);
+        const len = r.len(h);
+        const [s, ns] = process.hrtime();
+        if (len >= off + 12 && o + off + 12 <= c.mem.byteLength) {
+          const ts = BigInt(dv.getUint32(o + off + 4, true)) * 1000000000n + BigInt(dv.getUint32(o + off + 8, true));
+          nowNs = BigInt(s) * 1000000000n + BigInt(ns);
+          // the clock's seconds were cut to 32 bits when stamped: compare modulo 2^32 s
+          let d = nowNs - ts;
+          const wrap = 4294967296n * 1000000000n;
+          d = ((d % wrap) + wrap) % wrap;
+          stats.record(Number(d));
+        }
+        r.advance(1);
+      }
+    }
+    c.sync(rings);
+    if (now() - lastPrint >= 1000) {
+      const [countLine, histLine] = stats.intervalMessages();
+      D('ping_body', LINE.PING_COUNT, countLine);
+      D('ping_body', LINE.PING_HISTOGRAM, histLine);
+      lastPrint = now();
+    }
+    await c.maybeYield();
+  }
+  ctr[CTR.TOC] = now();
+  if (sent > 0) {
+    D('ping_body', LINE.PING_RTT_OVER, stats.finalMessage());
+    D('ping_body', LINE.PING_RTT_OVER, stats.percentilesMessage());
+  }
+}
+
+async function pongBody(c: Ctx): Promise<void> {
+  const { cfg, port, counters: ctr } = c;
+  c.pin();
+  const tx = port.txRings[0]!;
+  const rings = port.rxRings;
+  const n = cfg.count;
+  const pollErr = new RateLimitedLog(1000);
+  let sent = 0;
+  ctr[CTR.TIC] = now();
+  while (!c.cancelled && (n === 0 || sent < n)) {
+    c.sync(rings);
+    if (port.rxAvailable() === 0) {
+      const t0 = now();
+      for (let i = 1; !c.cancelled; i++) {
+        c.sync(rings);
+        if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > 0.2)) break;
+      }
+      if (port.rxAvailable() === 0) {
+        const ev = await c.pollFor({ rx: true, tx: false }, 1000);
+        if (!ev.rx && port.rxAvailable() === 0) {
+          if (c.cancelled) break;
+          if (ev.hup && port.transport === 'vale-ts') throw new PeerGoneError(`${cfg.iface}: vale-ts went away`);
+          if (pollErr.ok()) D('pong_body', XLINE.POLL_ERROR_PONG, `poll error on queue ${cfg.index}: timeout`);
+          continue;
+        }
+      }
+    }
+    c.sync([tx]);
+    let m = 0;
+    for (const r of rings) m += pktgenNative.pongEcho(c.mem, r.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff);
+    sent += m;
+    c.sync([tx]);
+    c.sync(rings);
+    ctr[CTR.PKTS] = sent;
+    ctr[CTR.EVENTS] += m > 0 ? 1 : 0;
+    await c.maybeYield();
+  }
+  // let the last replies leave (for at most a second), as the sender flushes
+  const until = now() + 1000;
+  c.sync([tx]);
+  while (!c.cancelled && txPending([tx]) && now() < until && !port.hungUp) {
+    await yieldNow();
+    c.sync([tx]);
+  }
+  ctr[CTR.TOC] = now();
+}
+
+/**
+ * Run one pkt-gen thread on an open port until its work is done or the
+ * cancel flag is set. Sets USED while running and COMPLETED on success.
+ */
+export async function runThread(cfg: ThreadConfig, port: Port, shared: ThreadShared): Promise<void> {
+  const c = new Ctx(cfg, port, shared);
+  shared.counters[CTR.USED] = 1;
+  try {
+    switch (cfg.func) {
+      case 'tx':
+      case 'txseq':
+        await senderBody(c);
+        break;
+      case 'rx':
+      case 'rxseq':
+        await receiverBody(c);
+        break;
+      case 'ping':
+        await pingBody(c);
+        break;
+      case 'pong':
+        await pongBody(c);
+        break;
+    }
+    shared.counters[CTR.COMPLETED] = 1;
+  } finally {
+    shared.counters[CTR.USED] = 0;
+  }
+}
