@@ -3,17 +3,17 @@
     {
       "target_name": "netmap",
       "sources": [
-        "cpp/addon.cc",
-        "cpp/abi_export.cc",
-        "cpp/fdio.cc",
-        "cpp/region.cc",
-        "cpp/region_napi.cc",
-        "cpp/pipe.cc",
-        "cpp/kernel_port.cc",
-        "cpp/pktgen.cc",
-        "cpp/switch_core.cc"
+        "cpp/napi/addon.cc",
+        "cpp/napi/abi_export.cc",
+        "cpp/napi/fdio.cc",
+        "cpp/core/region.cc",
+        "cpp/napi/region_napi.cc",
+        "cpp/napi/pipe.cc",
+        "cpp/napi/kernel_port.cc",
+        "cpp/tools/pktgen.cc",
+        "cpp/napi/switch_core.cc"
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "include_dirs": ["cpp", "<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],

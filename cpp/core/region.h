@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "netmap_abi.h"
+#include "abi/netmap_abi.h"
 
 namespace nm {
 

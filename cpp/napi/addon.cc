@@ -1,5 +1,5 @@
 // Module entry: each part of the addon registers its own functions.
-#include "napi_util.h"
+#include "napi/napi_util.h"
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   nm::InitAbi(env, exports);

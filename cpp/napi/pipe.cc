@@ -13,9 +13,9 @@
 #include <cstring>
 #include <ctime>
 
-#include "napi_util.h"
-#include "region.h"
-#include "shm_atomic.h"
+#include "napi/napi_util.h"
+#include "core/region.h"
+#include "core/shm_atomic.h"
 
 namespace nm {
 

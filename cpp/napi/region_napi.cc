@@ -1,7 +1,7 @@
 // JS entry points for regions: compute a layout, create one in a memfd.
 
-#include "napi_util.h"
-#include "region.h"
+#include "napi/napi_util.h"
+#include "core/region.h"
 
 namespace nm {
 

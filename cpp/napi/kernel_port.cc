@@ -16,8 +16,8 @@
 #include <optional>
 #include <vector>
 
-#include "napi_util.h"
-#include "netmap_abi.h"
+#include "napi/napi_util.h"
+#include "abi/netmap_abi.h"
 
 namespace nm {
 

@@ -15,9 +15,9 @@
 #include <memory>
 #include <vector>
 
-#include "napi_util.h"
-#include "region.h"
-#include "shm_atomic.h"
+#include "napi/napi_util.h"
+#include "core/region.h"
+#include "core/shm_atomic.h"
 
 namespace nm {
 

@@ -13,7 +13,7 @@
 
 #include <vector>
 
-#include "napi_util.h"
+#include "napi/napi_util.h"
 
 namespace nm {
 

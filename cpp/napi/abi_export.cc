@@ -1,7 +1,7 @@
 // Exports every ABI size, offset and flag to JS from the compiled structs:
 // src/abi.ts reads them from here, so TS and C++ cannot drift apart.
-#include "napi_util.h"
-#include "region.h"
+#include "napi/napi_util.h"
+#include "core/region.h"
 
 namespace nm {
 

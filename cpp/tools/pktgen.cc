@@ -19,10 +19,10 @@
 #include <string>
 #include <vector>
 
-#include "napi_util.h"
-#include "netmap_abi.h"
-#include "region.h"
-#include "shm_atomic.h"
+#include "napi/napi_util.h"
+#include "abi/netmap_abi.h"
+#include "core/region.h"
+#include "core/shm_atomic.h"
 
 namespace nm {
 
