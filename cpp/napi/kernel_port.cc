@@ -373,8 +373,8 @@ std::string check_nifp(const uint8_t *base, size_t size, uint64_t off, NifLayout
     // the buffer pool starts inside the region (each slot's buf_idx is checked by the ring code on use)
     if (hdr.buf_ofs < -static_cast<int64_t>(abs) || hdr.buf_ofs >= static_cast<int64_t>(size - abs))
       return what + ": buf_ofs " + std::to_string(hdr.buf_ofs) + " points outside the region";
-    if (hdr.dir != (is_tx ? NR_TX : NR_RX))
-      return what + ": ring says direction " + std::to_string(hdr.dir) + ", expected " + (is_tx ? "0 (tx)" : "1 (rx)");
+    // hdr.dir is not checked: the ring's place in ring_ofs[] says whether it
+    // is tx or rx, and nothing here reads dir (see docs/netmap-abi.md).
     (is_tx ? out->tx_present : out->rx_present).push_back(static_cast<uint32_t>(idx));
   }
   return "";

@@ -73,12 +73,12 @@ export class Port {
     const tx: Ring[] = [];
     for (const id of be.txRingIds) {
       if (id >= nTx + nHostTx) throw new RangeError(`${this.name}: tx ring ${id} does not exist`);
-      tx.push(new Ring(be.memory, ringOfs(id), id, (r) => be.txsync(r), this.name));
+      tx.push(new Ring(be.memory, ringOfs(id), 'tx', id, (r) => be.txsync(r), this.name));
     }
     const rx: Ring[] = [];
     for (const id of be.rxRingIds) {
       if (id >= nRx + nHostRx) throw new RangeError(`${this.name}: rx ring ${id} does not exist`);
-      rx.push(new Ring(be.memory, ringOfs(nTx + nHostTx + id), id, (r) => be.rxsync(r), this.name));
+      rx.push(new Ring(be.memory, ringOfs(nTx + nHostTx + id), 'rx', id, (r) => be.rxsync(r), this.name));
     }
     this.txRings = tx;
     this.rxRings = rx;
