@@ -420,6 +420,9 @@ test('kernelRequest checks the body size and the request type before any ioctl',
  * Emulates the three netmap ioctls on one file (FAKE_NM_DEV): NIOCCTRL
  * REGISTER and NIOCREGIF answer from FAKE_NM_* variables, *SYNC are counted;
  * every request is logged as hex to FAKE_NM_LOG. Everything else goes to libc.
+ * FAKE_NM_MODE=legacy plays a module that predates NIOCCTRL (every NIOCCTRL
+ * fails with FAKE_NM_CTRL_ERRNO, default ENOTTY; EOPNOTSUPP is what netmap's
+ * ioctl switch answers); FAKE_NM_KVER makes NIOCREGIF a version mismatch.
  */
 const SHIM_C = String.raw`
 #define _GNU_SOURCE
@@ -473,9 +476,14 @@ int ioctl(int fd, unsigned long req, ...) {
     uint64_t bp;
     memcpy(&bp, h + 80, 8);
     unsigned char *b = (unsigned char *)(uintptr_t)bp;
+    uint16_t reqtype;
+    memcpy(&reqtype, h + 2, 2);
+    /* a module that predates NIOCCTRL answers every NIOCCTRL the same way */
+    if (strcmp(mode, "legacy") == 0) { logit(reqtype ? "ctrl-hdr" : "probe", h, 88); errno = (int)envl("FAKE_NM_CTRL_ERRNO", ENOTTY); return -1; }
+    /* one that speaks it refuses an unknown request type with EINVAL */
+    if (reqtype != 1) { logit("probe", h, 88); errno = EINVAL; return -1; }
     logit("ctrl-hdr", h, 88);
-    logit("ctrl-body", b, 56);
-    if (strcmp(mode, "legacy") == 0) { errno = ENOTTY; return -1; }
+    if (b) logit("ctrl-body", b, 56);
     if (fail) { errno = (int)fail; return -1; }
     put64(b + 0, envl("FAKE_NM_OFFSET", 0));
     put64(b + 8, envl("FAKE_NM_MEMSIZE", 0));
@@ -491,10 +499,11 @@ int ioctl(int fd, unsigned long req, ...) {
   if (req == 0xc03c6992UL) {
     unsigned char *r = arg;
     logit("legacy", r, 60);
-    if (strcmp(mode, "legacy") != 0) {
-      long v = envl("FAKE_NM_KVER", 0);
+    long v = envl("FAKE_NM_KVER", 0);
+    if (strcmp(mode, "legacy") != 0 || v) {
+      /* an old module writes its own API version back on a mismatch */
       if (v) put32(r + 16, v);
-      errno = fail ? (int)fail : ENOTTY;
+      errno = v ? EINVAL : fail ? (int)fail : ENOTTY;
       return -1;
     }
     put32(r + 20, envl("FAKE_NM_OFFSET", 0));
@@ -747,6 +756,8 @@ test('fake kernel: without NIOCCTRL the legacy NIOCREGIF registers the port', (t
   t.is(res.info!.hostTxRings, 1, 'host ring count taken from the netmap_if');
   t.deepEqual(res.tx, [1]);
   t.deepEqual(res.rx, [], '/T binds no rx ring');
+  t.deepEqual(res.labels, ['netmap:eth0-1/T tx ring 1'], 'the legacy path reads the same layout: tx ring 1 (dir 1) is a tx ring');
+  t.is(logged(res, 'probe').length, 0, 'ENOTTY already says NIOCCTRL is unknown');
   const [l] = logged(res, 'legacy');
   t.truthy(l);
   const d = decodeLegacy(l!, LEG_DOC);
@@ -765,12 +776,48 @@ test('fake kernel: EBUSY is reported with the port and no legacy retry', (t) => 
   t.is(logged(res, 'legacy').length, 0);
 });
 
+test('fake kernel: a module older than NIOCCTRL (EOPNOTSUPP, as netmap answers unknown ioctls) is registered through NIOCREGIF', (t) => {
+  const res = runFake(t, 'old', 'netmap:eth0', fakeRegion({ tx: [0, 1], rx: [0, 1] }), { FAKE_NM_MODE: 'legacy', FAKE_NM_CTRL_ERRNO: '95' });
+  if (!res) return t.pass();
+  t.is(res.error, undefined, res.error?.message);
+  t.true(res.info!.usedLegacy);
+  t.is(logged(res, 'probe').length, 1, 'EOPNOTSUPP is ambiguous: one probe asked whether NIOCCTRL is known');
+  t.is(logged(res, 'legacy').length, 1);
+  t.deepEqual(res.labels, ['netmap:eth0 tx ring 0', 'netmap:eth0 tx ring 1', 'netmap:eth0 rx ring 0', 'netmap:eth0 rx ring 1']);
+});
+
 test('fake kernel: an API mismatch names both versions', (t) => {
-  const res = runFake(t, 'api', 'netmap:eth0', fakeRegion({ tx: [0, 1], rx: [0, 1] }), { FAKE_NM_ERRNO: '22', FAKE_NM_KVER: '11' });
+  // what an API 11 module does: NIOCCTRL unknown, NIOCREGIF refused with its own version written back
+  const res = runFake(t, 'api', 'netmap:eth0', fakeRegion({ tx: [0, 1], rx: [0, 1] }), {
+    FAKE_NM_MODE: 'legacy',
+    FAKE_NM_CTRL_ERRNO: '95',
+    FAKE_NM_KVER: '11',
+  });
+  if (!res) return t.pass();
+  t.is(res.error?.code, 'EINVAL', "the module's answer to the registration: NIOCREGIF's errno");
+  t.regex(res.error!.message, /NIOCCTRL REGISTER\): Operation not supported \(EOPNOTSUPP\): the module does not know NIOCCTRL/);
+  t.regex(res.error!.message, /legacy NIOCREGIF fallback failed too: Invalid argument \(EINVAL\)/);
+  t.regex(res.error!.message, /speaks netmap API 11, this library speaks 14/);
+});
+
+test('fake kernel: EINVAL from a module that speaks NIOCCTRL is reported once, with no legacy retry', (t) => {
+  const res = runFake(t, 'einval', 'netmap:eth0-7', fakeRegion({ tx: [0, 1], rx: [0, 1] }), { FAKE_NM_ERRNO: '22' });
   if (!res) return t.pass();
   t.is(res.error?.code, 'EINVAL');
-  t.regex(res.error!.message, /legacy NIOCREGIF fallback failed too/);
-  t.regex(res.error!.message, /speaks netmap API 11, this library speaks 14/);
+  t.is(logged(res, 'legacy').length, 0, 'no NIOCREGIF: the module would turn it into the same NIOCCTRL request');
+  t.is(logged(res, 'probe').length, 0);
+  t.regex(res.error!.message, /^cannot register netmap port 'netmap:eth0-7' \(nr_name 'eth0', NIOCCTRL REGISTER\): Invalid argument \(EINVAL\): invalid request/);
+  t.is(res.error!.message.split('Invalid argument').length, 2, 'the errno text appears once');
+  t.notRegex(res.error!.message, /legacy/);
+});
+
+test('fake kernel: EOPNOTSUPP from a module that speaks NIOCCTRL is the answer, not a reason to retry', (t) => {
+  const res = runFake(t, 'eopnotsupp', 'netmap:eth0^', fakeRegion({ tx: [2], rx: [2] }), { FAKE_NM_ERRNO: '95' });
+  if (!res) return t.pass();
+  t.is(res.error?.code, 'EOPNOTSUPP');
+  t.is(logged(res, 'probe').length, 1, 'the probe was answered EINVAL: NIOCCTRL is known');
+  t.is(logged(res, 'legacy').length, 0);
+  t.regex(res.error!.message, /Operation not supported \(EOPNOTSUPP\): not supported by this port or kernel/);
 });
 
 test('fake kernel: implausible replies and corrupt regions are refused', (t) => {
