@@ -1,7 +1,7 @@
 /**
  * pkt-gen-ts: netmap's pkt-gen over this library's ports (vale-ts ports,
  * pipes, kernel netmap), with pkt-gen's flags, functions and output lines
- * (see shared/pkt-gen.md). `runPktGen(argv)` is the whole program; the bin
+ * (as pkt-gen.c of netmap 89607e1 has them). `runPktGen(argv)` is the whole program; the bin
  * (tools/pkt-gen-ts.ts) only calls it and exits with its status.
  *
  * Shape, as in pkt-gen: main parses and prints the startup lines, opens the
@@ -22,7 +22,11 @@
  *   one per batch), and checksums are always kept right;
  * - -a pins each thread with sched_setaffinity (only the thread running the
  *   loop: Node's helper threads stay unpinned);
- * - ping prints one more line after pkt-gen's: `RTT percentiles: p50 p99 p99.9`.
+ * - ping prints one more line after pkt-gen's: `RTT percentiles: p50 p99 p99.9`;
+ * - -p beyond the port's queues stops after pkt-gen's `bad nthreads` line
+ *   (pkt-gen goes on and fails when the extra thread registers);
+ * - a thread that fails while others run cancels them, so the run ends with
+ *   status 1 rather than waiting on a receiver without -n.
  *
  * @module
  */
