@@ -1,8 +1,9 @@
 /**
  * pkt-gen-ts: netmap's pkt-gen over this library's ports (vale-ts ports,
  * pipes, kernel netmap), with pkt-gen's flags, functions and output lines
- * (as pkt-gen.c of netmap 89607e1 has them). `runPktGen(argv)` is the whole program; the bin
- * (tools/pkt-gen-ts.ts) only calls it and exits with its status.
+ * (as pkt-gen.c of netmap 89607e1 has them). `runPktGen(argv)` is the whole
+ * program; the bin (tools/pkt-gen-ts.ts) only calls it and exits with its
+ * status.
  *
  * Shape, as in pkt-gen: main parses and prints the startup lines, opens the
  * port, starts the threads, then reports every -T ms until they are done and
