@@ -1,6 +1,6 @@
 // netmap's user ABI (API 14), as the kernel module and libnetmap define it.
 // Every size and offset is pinned by static_assert against the values measured
-// on x86_64 Linux (see shared/netmap-abi.md), so a drift fails the build.
+// on x86_64 Linux (see docs/netmap-abi.md), so a drift fails the build.
 // The userspace backend lays its memory out with these same structs, which is
 // what lets one TypeScript Ring serve the kernel and userspace alike.
 #pragma once
@@ -45,7 +45,7 @@ struct netmap_ring {
   uint32_t num_slots;
   uint32_t nr_buf_size;
   uint16_t ringid;
-  uint16_t dir;
+  uint16_t dir;  // NR_TX (1) or NR_RX (0): the kernel writes kring->tx; netmap.h's comment has it backwards
   uint32_t head;
   uint32_t cur;
   uint32_t tail;
@@ -59,8 +59,12 @@ struct netmap_ring {
 
 constexpr uint32_t NR_TIMESTAMP = 0x0002;
 constexpr uint32_t NR_FORWARD = 0x0004;
-constexpr uint16_t NR_TX = 0;
-constexpr uint16_t NR_RX = 1;
+// netmap_ring.dir values: the kernel's enum txrx { NR_RX = 0, NR_TX = 1 }
+// (netmap_mem2.c stores kring->tx). Informational only: a ring's direction
+// is its position in netmap_if.ring_ofs[] (tx rings first), which is what
+// this project goes by.
+constexpr uint16_t NR_RX = 0;
+constexpr uint16_t NR_TX = 1;
 
 // ---- interface ----------------------------------------------------------
 struct netmap_if {

@@ -4,7 +4,7 @@
  */
 import { native, type NativeFdWatcher } from './addon.js';
 import { NIF } from './abi.js';
-import type { Backend, PollEvents } from '../backends/backend.js';
+import type { Backend, PollEvents, PortRegistration } from '../backends/backend.js';
 import type { ParsedPortName } from './name.js';
 import { Ring } from './ring.js';
 
@@ -46,6 +46,12 @@ export class Port {
   readonly memory: ArrayBuffer;
   /** Buffer size in bytes. */
   readonly bufSize: number;
+  /**
+   * Ring counts and allocator as the registration reported them (what C's
+   * `nmport_d.reg` holds): host ring counts are the real ones, 0 on VALE
+   * ports and pipes, where the netmap_if counts a placeholder host ring.
+   */
+  readonly registration: PortRegistration;
 
   private readonly be: Backend;
   private watcher: NativeFdWatcher | undefined;
@@ -73,15 +79,16 @@ export class Port {
     const tx: Ring[] = [];
     for (const id of be.txRingIds) {
       if (id >= nTx + nHostTx) throw new RangeError(`${this.name}: tx ring ${id} does not exist`);
-      tx.push(new Ring(be.memory, ringOfs(id), id, (r) => be.txsync(r), this.name));
+      tx.push(new Ring(be.memory, ringOfs(id), 'tx', id, (r) => be.txsync(r), this.name));
     }
     const rx: Ring[] = [];
     for (const id of be.rxRingIds) {
       if (id >= nRx + nHostRx) throw new RangeError(`${this.name}: rx ring ${id} does not exist`);
-      rx.push(new Ring(be.memory, ringOfs(nTx + nHostTx + id), id, (r) => be.rxsync(r), this.name));
+      rx.push(new Ring(be.memory, ringOfs(nTx + nHostTx + id), 'rx', id, (r) => be.rxsync(r), this.name));
     }
     this.txRings = tx;
     this.rxRings = rx;
+    this.registration = be.registration ?? Object.freeze({ txRings: nTx, rxRings: nRx, hostTxRings: nHostTx, hostRxRings: nHostRx, memId: 0 });
     this.bufSize = tx[0]?.bufSize ?? rx[0]?.bufSize ?? 0;
   }
 

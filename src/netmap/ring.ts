@@ -25,7 +25,10 @@ export type RingSync = (ring: number) => void;
 export class Ring {
   /** Ring index within its direction, as the backend numbers it. */
   readonly index: number;
-  /** 'tx' or 'rx'. */
+  /**
+   * 'tx' or 'rx': from the ring's position in the netmap_if's ring_ofs[]
+   * (tx rings first), never from the header's `dir` field.
+   */
   readonly dir: 'tx' | 'rx';
   /** Slots in the ring (not necessarily a power of two). */
   readonly numSlots: number;
@@ -55,10 +58,12 @@ export class Ring {
   /**
    * @param memory the mapped region
    * @param offset byte offset of the netmap_ring inside it
+   * @param dir whether the ring is a tx or rx ring: the caller knows from
+   *   where in ring_ofs[] it found the ring
    * @param index ring number passed to `sync`
    * @param sync the backend's txsync or rxsync
    */
-  constructor(memory: ArrayBuffer, offset: number, index: number, sync: RingSync, label = 'port') {
+  constructor(memory: ArrayBuffer, offset: number, dir: 'tx' | 'rx', index: number, sync: RingSync, label = 'port') {
     if (offset % 8 !== 0 || offset + RING.slot > memory.byteLength) {
       throw new RangeError(`ring offset ${offset} lies outside the ${memory.byteLength}-byte region`);
     }
@@ -71,7 +76,7 @@ export class Ring {
     this.syncFn = sync;
     this.numSlots = dv.getUint32(offset + RING.num_slots, true);
     this.bufSize = dv.getUint32(offset + RING.nr_buf_size, true);
-    this.dir = dv.getUint16(offset + RING.dir, true) === 0 ? 'tx' : 'rx';
+    this.dir = dir;
     this.label = `${label} ${this.dir} ring ${index}`;
     const bufOfs = Number(dv.getBigInt64(offset + RING.buf_ofs, true));
     this.bufBase = offset + bufOfs;

@@ -2,7 +2,7 @@ import test from 'ava';
 import { RING, SLOT, NIF, CSB_ATOK, CSB_KTOA, SIZES, C, OFFSETS, SLOT_SIZE } from '../../src/netmap/abi.js';
 import { native } from '../../src/netmap/addon.js';
 
-// The literal values of shared/netmap-abi.md (gcc, x86_64 Linux). TS takes
+// The literal values of docs/netmap-abi.md (gcc, x86_64 Linux). TS takes
 // its offsets from the compiled C++ structs; this checks both against the spec.
 test('netmap_slot, netmap_ring, netmap_if: sizes and offsets', (t) => {
   t.is(SLOT_SIZE, 16);
@@ -50,7 +50,7 @@ test('flags, request types, modes and ioctl numbers', (t) => {
   const want: Record<string, number> = {
     NETMAP_API: 14, NETMAP_MIN_API: 14, NETMAP_MAX_API: 15, NM_CACHE_ALIGN: 128, NETMAP_REQ_IFNAMSIZ: 64, NETMAP_REQ_MAXSIZE: 4096,
     NS_BUF_CHANGED: 1, NS_REPORT: 2, NS_FORWARD: 4, NS_NO_LEARN: 8, NS_INDIRECT: 0x10, NS_MOREFRAG: 0x20, NS_TXMON: 0x40, NS_PORT_SHIFT: 8, NS_PORT_MASK: 0xff00,
-    NR_TIMESTAMP: 2, NR_FORWARD: 4,
+    NR_TIMESTAMP: 2, NR_FORWARD: 4, NR_TX: 1, NR_RX: 0,
     NETMAP_REQ_REGISTER: 1, NETMAP_REQ_PORT_INFO_GET: 2, NETMAP_REQ_VALE_ATTACH: 3, NETMAP_REQ_VALE_DETACH: 4, NETMAP_REQ_VALE_LIST: 5,
     NETMAP_REQ_PORT_HDR_SET: 6, NETMAP_REQ_PORT_HDR_GET: 7, NETMAP_REQ_VALE_NEWIF: 8, NETMAP_REQ_VALE_DELIF: 9, NETMAP_REQ_POOLS_INFO_GET: 12, NETMAP_REQ_CSB_ENABLE: 15,
     NR_REG_ALL_NIC: 1, NR_REG_SW: 2, NR_REG_NIC_SW: 3, NR_REG_ONE_NIC: 4, NR_REG_PIPE_MASTER: 5, NR_REG_PIPE_SLAVE: 6, NR_REG_NULL: 7, NR_REG_ONE_SW: 8,
@@ -76,7 +76,7 @@ test('a userspace region is laid out as NETMAP_TXRING/NETMAP_BUF compute it', (t
     const n = dv.getUint32(ring + RING.num_slots, true);
     t.is(n, tx ? 512 : 256);
     t.is(dv.getUint32(ring + RING.nr_buf_size, true), 1024);
-    t.is(dv.getUint16(ring + RING.dir, true), tx ? 0 : 1);
+    t.is(dv.getUint16(ring + RING.dir, true), tx ? 1 : 0, 'dir as the kernel writes it: kring->tx');
     t.is(dv.getUint32(ring + RING.head, true), 0);
     t.is(dv.getUint32(ring + RING.tail, true), tx ? n - 1 : 0, 'netmap initial tail: tx num_slots-1, rx 0');
     const bufBase = ring + Number(dv.getBigInt64(ring + RING.buf_ofs, true));
