@@ -8,6 +8,8 @@
 #include <string>
 
 #include "abi/netmap_abi.h"
+#include "core/fd.h"
+#include "core/result.h"
 
 namespace nm {
 
@@ -83,23 +85,27 @@ struct Layout {
   }
 };
 
-// Computes the layout; returns an empty string or the reason the parameters
-// are unusable (with the accepted range), never throws.
-std::string compute_layout(const LayoutParams &p, Layout *out);
+// Computes the layout, or fails with EINVAL and why the parameters are
+// unusable (with the accepted range).
+Result<Layout> compute_layout(const LayoutParams &p);
 
 // Writes header, netmap_ifs, rings (netmap's initial head/cur/tail), CSB and
 // the extra-buffer lists into zeroed memory of at least layout.size bytes.
 void init_region(uint8_t *base, const Layout &l, const std::string names[MAX_IFS]);
 
-// Creates a sealed memfd of layout.size bytes, maps it shared and writes a
-// fresh region into it. Returns 0 with *fd and *base set, or an errno with
-// *what naming the failed call (nothing is left open then).
-int create_memfd_region(const char *memfd_name, const Layout &l, const std::string names[MAX_IFS], int *fd,
-                        uint8_t **base, const char **what);
+// A fresh region in a sealed memfd, mapped once.
+struct MemfdRegion {
+  unique_fd fd;
+  mapping map;
+};
+
+// Creates a memfd of layout.size bytes, seals its size, maps it shared and
+// writes a fresh region into it. On failure nothing is left open.
+Result<MemfdRegion> create_memfd_region(const char *memfd_name, const Layout &l, const std::string names[MAX_IFS]);
 
 // Checks a header found in memory of `mapped` bytes written by someone else;
-// on success fills *out with the layout re-derived from its parameters.
-std::string validate_header(const uint8_t *base, uint64_t mapped, Layout *out);
+// returns the layout re-derived from its parameters, or EINVAL and why not.
+Result<Layout> validate_header(const uint8_t *base, uint64_t mapped);
 
 inline netmap_slot *ring_slots(netmap_ring *r) {
   return reinterpret_cast<netmap_slot *>(reinterpret_cast<uint8_t *>(r) + sizeof(netmap_ring));

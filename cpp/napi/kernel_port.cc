@@ -44,34 +44,6 @@ constexpr size_t NMREQ_POOLS_INFO_SIZE = 64;
 // src/backends/kernel.ts reads nr_mem_id from a PORT_INFO_GET reply (@share=).
 static_assert(offsetof(nmreq_port_info_get, nr_mem_id) == 24);
 
-// ---- errors -------------------------------------------------------------
-
-const char *code_name(int e) {
-  switch (e) {
-    case ENOTTY: return "ENOTTY";
-    case EINTR: return "EINTR";
-    case EFAULT: return "EFAULT";
-    case ENOBUFS: return "ENOBUFS";
-    case EIO: return "EIO";
-    case E2BIG: return "E2BIG";
-    case ERANGE: return "ERANGE";
-    case EOVERFLOW: return "EOVERFLOW";
-    default: return errno_code(e);
-  }
-}
-
-// Like errno_error, with ENOTTY & co named correctly and the syscall attached:
-// "what: strerror (CODE)" then `after` (what it means), the errno text once.
-Napi::Error sys_error(Napi::Env env, const std::string &what, int e, const char *syscall,
-                      const std::string &after = "") {
-  const char *code = code_name(e);
-  Napi::Error err = Napi::Error::New(env, what + ": " + std::strerror(e) + " (" + code + ")" + after);
-  err.Set("code", Napi::String::New(env, code));
-  err.Set("errno", Napi::Number::New(env, e));
-  err.Set("syscall", Napi::String::New(env, syscall));
-  return err;
-}
-
 // What a failed register usually means, for the message.
 const char *register_hint(int e) {
   switch (e) {
@@ -99,11 +71,12 @@ const char *register_hint(int e) {
   }
 }
 
+// .code ENODEV whatever open(2) said (ENOENT, ENXIO, ENODEV all mean "no
+// module"), so callers test one code; the message keeps the real reason.
 Napi::Error missing_module_error(Napi::Env env, const std::string &label, const std::string &dev, int e) {
-  Napi::Error err = Napi::Error::New(env, "cannot open " + label + ": " + dev + " is missing (" + std::strerror(e) +
-                                              "): " + NO_MODULE_HINT);
-  err.Set("code", Napi::String::New(env, "ENODEV"));
-  err.Set("errno", Napi::Number::New(env, e));
+  Napi::Error err = coded_error(env, "cannot open " + label + ": " + dev + " is missing (" + errno_text(e) + ", " +
+                                         errno_name(e) + "): " + NO_MODULE_HINT,
+                                ENODEV);
   err.Set("syscall", Napi::String::New(env, "open"));
   err.Set("path", Napi::String::New(env, dev));
   return err;
@@ -119,10 +92,10 @@ int open_device(Napi::Env env, const std::string &dev, const std::string &label)
   // ENOENT: no device node; ENXIO/ENODEV: a node whose driver is not loaded
   if (e == ENOENT || e == ENXIO || e == ENODEV) throw missing_module_error(env, label, dev, e);
   if (e == EACCES || e == EPERM)
-    throw sys_error(env, "cannot open " + dev + " for " + label + " (netmap needs root, or read/write access to " +
+    throw errno_error(env, "cannot open " + dev + " for " + label + " (netmap needs root, or read/write access to " +
                              dev + ")",
                     e, "open");
-  throw sys_error(env, "cannot open " + dev + " for " + label, e, "open");
+  throw errno_error(env, "cannot open " + dev + " for " + label, e, "open");
 }
 
 // 0 or the errno of a failed ioctl; EINTR is retried.
@@ -153,25 +126,6 @@ bool ctrl_unknown(int fd, int e) {
   const int pe = do_ioctl(fd, NIOCCTRL, &probe);
   return pe == ENOTTY || pe == EOPNOTSUPP;
 }
-
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdGuard(const FdGuard &) = delete;
-  FdGuard &operator=(const FdGuard &) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int f = fd_;
-    fd_ = -1;
-    return f;
-  }
-
- private:
-  int fd_;
-};
 
 // ---- the register request from a JS spec --------------------------------
 
@@ -216,9 +170,9 @@ RegisterSpec parse_spec(const Napi::CallbackInfo &info, size_t i) {
   Napi::Value name = o.Get("name");
   if (!name.IsString()) throw Napi::TypeError::New(env, "spec.name must be a string (the nr_name, e.g. 'eth0')");
   s.name = name.As<Napi::String>();
-  if (s.name.empty()) throw coded_error(env, "spec.name is empty: name the interface or VALE port", "EINVAL");
+  if (s.name.empty()) throw coded_error(env, "spec.name is empty: name the interface or VALE port", EINVAL);
   if (s.name.find('\0') != std::string::npos)
-    throw coded_error(env, "spec.name contains a NUL character", "EINVAL");
+    throw coded_error(env, "spec.name contains a NUL character", EINVAL);
   s.label = opt_string(o, "label", s.name);
   s.device = opt_string(o, "device", NETMAP_DEVICE_NAME);
   s.mode = bounded(o, "mode", 0xffffffffu);
@@ -246,14 +200,14 @@ Napi::Error name_too_long(Napi::Env env, const std::string &name, size_t max, co
   return coded_error(env,
                      "port name '" + name + "' is " + std::to_string(name.size()) + " bytes; the " + api +
                          " allows at most " + std::to_string(max) + " (plus the terminating NUL)",
-                     "ENAMETOOLONG");
+                     ENAMETOOLONG);
 }
 
 nmreq_header make_header(Napi::Env env, const std::string &name, uint16_t reqtype, bool allow_empty) {
   if (name.size() > NETMAP_REQ_IFNAMSIZ - 1)
     throw name_too_long(env, name, NETMAP_REQ_IFNAMSIZ - 1, "netmap control API (nmreq_header.nr_name)");
-  if (!allow_empty && name.empty()) throw coded_error(env, "empty port name", "EINVAL");
-  if (name.find('\0') != std::string::npos) throw coded_error(env, "port name contains a NUL character", "EINVAL");
+  if (!allow_empty && name.empty()) throw coded_error(env, "empty port name", EINVAL);
+  if (name.find('\0') != std::string::npos) throw coded_error(env, "port name contains a NUL character", EINVAL);
   nmreq_header h;
   std::memset(&h, 0, sizeof h);
   h.nr_version = static_cast<uint16_t>(NETMAP_API);
@@ -432,7 +386,7 @@ Napi::Value EncodeLegacyRegisterRequest(const Napi::CallbackInfo &info) {
   std::string why;
   int code = 0;
   std::optional<nmreq> r = make_legacy(s, &why, &code);
-  if (!r) throw coded_error(env, "cannot encode a legacy NIOCREGIF request: " + why, code_name(code));
+  if (!r) throw coded_error(env, "cannot encode a legacy NIOCREGIF request: " + why, code);
   return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t *>(&*r), sizeof *r);
 }
 
@@ -471,7 +425,7 @@ Napi::Value KernelRequest(const Napi::CallbackInfo &info) {
                       "kernelRequest: request type " + std::to_string(rt) +
                           " is not a one-shot control request (REGISTER needs a KernelPort; kloop/CSB requests "
                           "need a registered port)",
-                      "EINVAL");
+                      EINVAL);
   Napi::Buffer<uint8_t> body;
   if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
     if (!info[2].IsBuffer()) throw Napi::TypeError::New(env, "kernelRequest body must be a Buffer");
@@ -483,7 +437,7 @@ Napi::Value KernelRequest(const Napi::CallbackInfo &info) {
     throw coded_error(env,
                       "kernelRequest: request type " + std::to_string(rt) + " takes a " + std::to_string(want) +
                           "-byte body, got " + std::to_string(body.Length()),
-                      "EINVAL");
+                      EINVAL);
   std::string device = NETMAP_DEVICE_NAME;
   if (info.Length() > 3 && !info[3].IsUndefined()) {
     if (!info[3].IsString()) throw Napi::TypeError::New(env, "kernelRequest device must be a string");
@@ -494,10 +448,10 @@ Napi::Value KernelRequest(const Napi::CallbackInfo &info) {
   // do not move while this synchronous call runs.
   h.nr_body = want > 0 ? reinterpret_cast<uintptr_t>(body.Data()) : 0;
   std::string label = name.empty() ? std::string("netmap control request") : "'" + name + "'";
-  FdGuard fd(open_device(env, device, label));
+  unique_fd fd(open_device(env, device, label));
   int e = do_ioctl(fd.get(), NIOCCTRL, &h);
   if (e != 0)
-    throw sys_error(env, "NIOCCTRL request " + std::to_string(rt) + " on " + label + " failed", e, "ioctl");
+    throw errno_error(env, "NIOCCTRL request " + std::to_string(rt) + " on " + label + " failed", e, "ioctl");
   auto out = Napi::Object::New(env);
   out.Set("body", body);
   out.Set("name", Napi::String::New(env, std::string(h.nr_name, strnlen(h.nr_name, sizeof h.nr_name))));
@@ -524,7 +478,7 @@ class KernelPort : public Napi::ObjectWrap<KernelPort> {
     label_ = s.label;
     nmreq_header hdr = make_header(env, s.name, NETMAP_REQ_REGISTER, false);
     nmreq_register reg = make_register(s);
-    FdGuard fd(open_device(env, s.device, "'" + s.label + "'"));
+    unique_fd fd(open_device(env, s.device, "'" + s.label + "'"));
 
     hdr.nr_body = reinterpret_cast<uintptr_t>(&reg);
     int e = do_ioctl(fd.get(), NIOCCTRL, &hdr);
@@ -535,25 +489,25 @@ class KernelPort : public Napi::ObjectWrap<KernelPort> {
       // Only a module that does not know NIOCCTRL gets the legacy request: one
       // that speaks NIOCCTRL turns NIOCREGIF into the same NIOCCTRL request
       // (netmap_legacy.c) and would fail it again. See ctrl_unknown().
-      if (!ctrl_unknown(fd.get(), e)) throw sys_error(env, what, e, "ioctl", std::string(": ") + register_hint(e));
-      const std::string unknown = ": the module does not know NIOCCTRL (not netmap, or a netmap module older than API 14)";
+      if (!ctrl_unknown(fd.get(), e)) throw sys_error(env, SysError{e, "ioctl", what, register_hint(e)});
+      const std::string unknown = "the module does not know NIOCCTRL (not netmap, or a netmap module older than API 14)";
       std::string why;
       int why_code = 0;
       std::optional<nmreq> lreq = make_legacy(s, &why, &why_code);
-      if (!lreq) throw sys_error(env, what, e, "ioctl", unknown + "; the legacy NIOCREGIF fallback was not tried: " + why);
+      if (!lreq) throw sys_error(env, SysError{e, "ioctl", what, unknown + "; the legacy NIOCREGIF fallback was not tried: " + why});
       nmreq l = *lreq;
       const int le = do_ioctl(fd.get(), NIOCREGIF, &l);
       if (le != 0) {
         // the module's answer to the registration is the legacy call's errno
         std::string after = unknown + "; the legacy NIOCREGIF fallback failed too";
-        after += le == e ? std::string(", with the same error") : std::string(": ") + std::strerror(le) + " (" + code_name(le) + ")";
+        after += le == e ? std::string(", with the same error") : std::string(": ") + errno_text(le) + " (" + errno_name(le) + ")";
         after += std::string(": ") + register_hint(le);
         // old kernels write their own NETMAP_API back on a version mismatch
         if (l.nr_version != NETMAP_API)
           after += "; the kernel module speaks netmap API " + std::to_string(l.nr_version) + ", this library speaks " +
                    std::to_string(NETMAP_API) + ": upgrade the netmap module";
-        Napi::Error err = sys_error(env, what, e, "ioctl", after);
-        err.Set("code", Napi::String::New(env, code_name(le)));
+        Napi::Error err = sys_error(env, SysError{e, "ioctl", what, after});
+        err.Set("code", Napi::String::New(env, errno_name(le)));
         err.Set("errno", Napi::Number::New(env, le));
         throw err;
       }
@@ -580,25 +534,25 @@ class KernelPort : public Napi::ObjectWrap<KernelPort> {
       throw coded_error(env,
                         "netmap port '" + s.label + "': the kernel returned an implausible nr_memsize " +
                             std::to_string(reg.nr_memsize),
-                        "EIO");
+                        EIO);
     if (reg.nr_offset >= reg.nr_memsize || reg.nr_memsize - reg.nr_offset < sizeof(netmap_if))
       throw coded_error(env,
                         "netmap port '" + s.label + "': the kernel returned nr_offset " +
                             std::to_string(reg.nr_offset) + " outside the " + std::to_string(reg.nr_memsize) +
                             "-byte region",
-                        "EIO");
+                        EIO);
     const size_t size = static_cast<size_t>(reg.nr_memsize);
     void *m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
     if (m == MAP_FAILED) {
       int me = errno;
-      throw sys_error(env, "netmap port '" + s.label + "': mmap of " + std::to_string(size) + " bytes failed", me,
+      throw errno_error(env, "netmap port '" + s.label + "': mmap of " + std::to_string(size) + " bytes failed", me,
                       "mmap");
     }
     NifLayout layout;
     std::string bad = check_nifp(static_cast<const uint8_t *>(m), size, reg.nr_offset, &layout);
     if (!bad.empty()) {
       ::munmap(m, size);
-      throw coded_error(env, "netmap port '" + s.label + "': the shared region is inconsistent: " + bad, "EIO");
+      throw coded_error(env, "netmap port '" + s.label + "': the shared region is inconsistent: " + bad, EIO);
     }
     // takes the mapping over (munmaps it itself if it fails)
     memory_ = Napi::Persistent(mapping_to_arraybuffer(env, m, size));
@@ -653,9 +607,9 @@ class KernelPort : public Napi::ObjectWrap<KernelPort> {
 
   Napi::Value Sync(const Napi::CallbackInfo &info, unsigned long request, const char *what) {
     Napi::Env env = info.Env();
-    if (fd_ < 0) throw coded_error(env, "netmap port '" + label_ + "' is closed", "EBADF");
+    if (fd_ < 0) throw coded_error(env, "netmap port '" + label_ + "' is closed", EBADF);
     int e = do_ioctl(fd_, request, nullptr);
-    if (e != 0) throw sys_error(env, std::string(what) + " on netmap port '" + label_ + "'", e, "ioctl");
+    if (e != 0) throw errno_error(env, std::string(what) + " on netmap port '" + label_ + "'", e, "ioctl");
     return env.Undefined();
   }
   Napi::Value TxSync(const Napi::CallbackInfo &info) { return Sync(info, NIOCTXSYNC, "NIOCTXSYNC"); }

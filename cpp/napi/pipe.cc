@@ -69,10 +69,9 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
     p.buf_size = opt_u32(po, "bufSize", DEFAULT_BUF_SIZE);
     p.extra_bufs = opt_u32(po, "extraBufs", 0);
     std::string name = info[3].As<Napi::String>();
-    Layout want;
-    std::string err = compute_layout(p, &want);
-    if (!err.empty()) throw coded_error(env, "pipe " + name + ": " + err, "EINVAL");
-    Open(env, want, name);
+    auto want = compute_layout(p);
+    if (!want) throw coded_error(env, "pipe " + name + ": " + want.error().what, EINVAL);
+    Open(env, *want, name);
   }
 
   ~Pipe() override { Release(); }
@@ -81,11 +80,11 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
   void Open(Napi::Env env, const Layout &want, const std::string &name) {
     for (int attempt = 0; attempt < 16; attempt++) {
       int fd = open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-      if (fd < 0) throw errno_error(env, "open pipe region " + path_, errno);
+      if (fd < 0) throw errno_error(env, "open pipe region " + path_, errno, "open");
       if (flock(fd, LOCK_EX) < 0) {
         int e = errno;
         close(fd);
-        throw errno_error(env, "flock " + path_, e);
+        throw errno_error(env, "flock " + path_, e, "flock");
       }
       // the last closer may have unlinked the file while we waited: retry
       struct stat a, b;
@@ -97,13 +96,12 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
       if (!ofd_lock(fd, F_WRLCK, end_, true, &mine_held) || !ofd_lock(fd, F_WRLCK, 1 - end_, true, &peer_held)) {
         int e = errno;
         close(fd);
-        throw errno_error(env, "F_OFD_GETLK " + path_, e);
+        throw errno_error(env, "F_OFD_GETLK " + path_, e, "fcntl");
       }
       if (mine_held) {
         close(fd);
         throw coded_error(env,
-                          "pipe end " + name + " is already open in another process (EBUSY): each end can be opened once",
-                          "EBUSY");
+                          "pipe end " + name + " is already open in another process (EBUSY): each end can be opened once", EBUSY);
       }
       uint8_t *base;
       uint64_t size;
@@ -114,13 +112,13 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
         if (ftruncate(fd, 0) < 0 || ftruncate(fd, static_cast<off_t>(size)) < 0) {
           int e = errno;
           close(fd);
-          throw errno_error(env, "ftruncate " + path_, e);
+          throw errno_error(env, "ftruncate " + path_, e, "ftruncate");
         }
         void *m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) {
           int e = errno;
           close(fd);
-          throw errno_error(env, "mmap " + path_, e);
+          throw errno_error(env, "mmap " + path_, e, "mmap");
         }
         base = static_cast<uint8_t *>(m);
         std::string names[MAX_IFS] = {name, name};
@@ -131,28 +129,29 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
         size = static_cast<uint64_t>(a.st_size);
         if (size < REGION_HEADER_SIZE || size > (1ULL << 40)) {
           close(fd);
-          throw coded_error(env, "pipe region " + path_ + " has an impossible size", "EINVAL");
+          throw coded_error(env, "pipe region " + path_ + " has an impossible size", EINVAL);
         }
         void *m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) {
           int e = errno;
           close(fd);
-          throw errno_error(env, "mmap " + path_, e);
+          throw errno_error(env, "mmap " + path_, e, "mmap");
         }
         base = static_cast<uint8_t *>(m);
-        std::string err = validate_header(base, size, &layout_);
-        if (err.empty() && layout_.p.n_ifs != 2) err = "not a pipe region";
+        auto v = validate_header(base, size);
+        std::string err = v ? (v->p.n_ifs != 2 ? "not a pipe region" : "") : v.error().what;
+        if (v) layout_ = *v;
         if (!err.empty()) {
           munmap(m, size);
           close(fd);
-          throw coded_error(env, "pipe region " + path_ + " is invalid: " + err, "EINVAL");
+          throw coded_error(env, "pipe region " + path_ + " is invalid: " + err, EINVAL);
         }
       }
       if (!ofd_lock(fd, F_WRLCK, end_, false, nullptr)) {
         int e = errno;
         munmap(base, size);
         close(fd);
-        throw errno_error(env, "F_OFD_SETLK " + path_, e);
+        throw errno_error(env, "F_OFD_SETLK " + path_, e, "fcntl");
       }
       fd_ = fd;
       base_ = base;
@@ -168,23 +167,23 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
       if (js == MAP_FAILED) {
         int e = errno;
         Release();
-        throw errno_error(env, "mmap " + path_, e);
+        throw errno_error(env, "mmap " + path_, e, "mmap");
       }
       memory_ = Napi::Persistent(mapping_to_arraybuffer(env, js, size_));
       // wake a peer that sleeps, so it sees us arrive
       Kick(peer_bell_);
       return;
     }
-    throw coded_error(env, "pipe region " + path_ + " keeps being replaced; giving up", "EAGAIN");
+    throw coded_error(env, "pipe region " + path_ + " keeps being replaced; giving up", EAGAIN);
   }
 
   void OpenDoorbells(Napi::Env env) {
     for (uint32_t e = 0; e < 2; e++) {
       std::string fifo = path_ + (e == 0 ? ".m" : ".s");
-      if (mkfifo(fifo.c_str(), 0600) < 0 && errno != EEXIST) throw errno_error(env, "mkfifo " + fifo, errno);
+      if (mkfifo(fifo.c_str(), 0600) < 0 && errno != EEXIST) throw errno_error(env, "mkfifo " + fifo, errno, "mkfifo");
       // O_RDWR on a FIFO never blocks on Linux and keeps it from hitting EOF
       int fd = open(fifo.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-      if (fd < 0) throw errno_error(env, "open " + fifo, errno);
+      if (fd < 0) throw errno_error(env, "open " + fifo, errno, "open");
       (e == end_ ? my_bell_ : peer_bell_) = fd;
     }
   }
@@ -236,7 +235,7 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
   // room. Returns slots still pending, or -1 if head/cur are invalid.
   Napi::Value TxSync(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
-    if (!base_) throw coded_error(env, "pipe is closed", "EBADF");
+    if (!base_) throw coded_error(env, "pipe is closed", EBADF);
     uint32_t r = arg_u32(info, 0, "ring");
     if (r >= layout_.p.tx_rings) throw Napi::RangeError::New(env, "tx ring index out of range");
     return Napi::Number::New(env, static_cast<double>(tx_sync(r)));
@@ -307,7 +306,7 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
   // Returns the number of slots available to the user, or -1 if invalid.
   Napi::Value RxSync(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
-    if (!base_) throw coded_error(env, "pipe is closed", "EBADF");
+    if (!base_) throw coded_error(env, "pipe is closed", EBADF);
     uint32_t r = arg_u32(info, 0, "ring");
     if (r >= layout_.p.rx_rings) throw Napi::RangeError::New(env, "rx ring index out of range");
     return Napi::Number::New(env, static_cast<double>(rx_sync(r)));
@@ -353,7 +352,7 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
   // number of each frame and releases it. Spins on sync, as the TS loop does.
   Napi::Value BenchLoop(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
-    if (!base_) throw coded_error(env, "pipe is closed", "EBADF");
+    if (!base_) throw coded_error(env, "pipe is closed", EBADF);
     const bool tx = info[0].As<Napi::String>().Utf8Value() == "tx";
     const double count = info[1].As<Napi::Number>().DoubleValue();
     const uint32_t len = arg_u32(info, 2, "len");

@@ -102,7 +102,6 @@ export interface NativeAddon {
   kick(fd: number): void;
   drain(fd: number): number;
   close(fd: number): void;
-  memfdCreate(name: string, size: number): number;
   fdSize(fd: number): number;
   mapFd(fd: number, size: number): ArrayBuffer;
   unixListen(path: string): number;
