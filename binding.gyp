@@ -7,6 +7,7 @@
         "cpp/napi/abi_export.cc",
         "cpp/napi/fdio.cc",
         "cpp/core/region.cc",
+        "cpp/core/pipe.cc",
         "cpp/napi/region_napi.cc",
         "cpp/napi/pipe.cc",
         "cpp/napi/kernel_port.cc",

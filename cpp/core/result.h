@@ -16,12 +16,17 @@ struct SysError {
   int err = 0;                    // errno value (also for checks that fail without a syscall)
   const char *syscall = nullptr;  // the failed call, or nullptr when `what` is the whole story
   std::string what;               // context; for syscall errors the strerror text is appended
+  std::string hint = {};          // what to do about it, if there is something to say
 };
 
 // A failed syscall: errno as it is now.
-inline SysError sys_fail(const char *syscall, std::string what) { return SysError{errno, syscall, std::move(what)}; }
+inline SysError sys_fail(const char *syscall, std::string what, std::string hint = {}) {
+  return SysError{errno, syscall, std::move(what), std::move(hint)};
+}
 // A failed check: the message is complete as given.
-inline SysError check_fail(int err, std::string what) { return SysError{err, nullptr, std::move(what)}; }
+inline SysError check_fail(int err, std::string what, std::string hint = {}) {
+  return SysError{err, nullptr, std::move(what), std::move(hint)};
+}
 
 // A value or the reason there is none. [[nodiscard]]: an ignored failure is
 // the kind of bug this type exists to prevent.

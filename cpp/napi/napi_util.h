@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/fd.h"
+#include "core/region.h"
 #include "core/result.h"
 
 namespace nm {
@@ -40,12 +41,13 @@ inline std::string errno_text(int e) {
 
 // The one conversion from the core's SysError to a JS Error, shaped like
 // Node's own: .code (the errno's name), .errno, and .syscall when a syscall
-// failed. A syscall failure's message ends in its strerror text and code; a
-// failed check's message is `what` as written.
+// failed. The message: `what`, then for a syscall failure its strerror text
+// and code, then the hint (the fix) if any.
 inline Napi::Error sys_error(Napi::Env env, const SysError &s) {
   const std::string code = errno_name(s.err);
   std::string msg = s.what;
   if (s.syscall) msg.append(": ").append(errno_text(s.err)).append(" (").append(code).append(")");
+  if (!s.hint.empty()) msg.append(": ").append(s.hint);
   Napi::Error err = Napi::Error::New(env, msg);
   err.Set("code", Napi::String::New(env, code));
   err.Set("errno", Napi::Number::New(env, s.err));
@@ -55,12 +57,12 @@ inline Napi::Error sys_error(Napi::Env env, const SysError &s) {
 
 // `what` failed in `syscall` with errno e.
 inline Napi::Error errno_error(Napi::Env env, const std::string &what, int e, const char *syscall) {
-  return sys_error(env, SysError{e, syscall, what});
+  return sys_error(env, SysError{e, syscall, what, {}});
 }
 
 // A failed check: msg as written, .code the name of errno e.
 inline Napi::Error coded_error(Napi::Env env, const std::string &msg, int e) {
-  return sys_error(env, SysError{e, nullptr, msg});
+  return sys_error(env, SysError{e, nullptr, msg, {}});
 }
 
 // Unwraps a core Result or throws its error.
@@ -103,9 +105,21 @@ inline Napi::ArrayBuffer mapping_to_arraybuffer(Napi::Env env, mapping &&m) {
   return mapping_to_arraybuffer(env, m.release(), size);
 }
 
-struct LayoutParams;
 // Region parameters from a JS object ({txRings, rxRings, txSlots, ...}).
 LayoutParams params_from(Napi::Object o);
+
+// A pipe's region parameters from {rings, slots, bufSize, extraBufs}: two
+// netmap_ifs, and one end's tx ring feeds the other's rx ring, so counts and
+// sizes are the same both ways.
+inline LayoutParams pipe_params_from(Napi::Object po) {
+  LayoutParams p;
+  p.n_ifs = 2;
+  p.tx_rings = p.rx_rings = opt_u32(po, "rings", 1);
+  p.tx_slots = p.rx_slots = opt_u32(po, "slots", DEFAULT_SLOTS);
+  p.buf_size = opt_u32(po, "bufSize", DEFAULT_BUF_SIZE);
+  p.extra_bufs = opt_u32(po, "extraBufs", 0);
+  return p;
+}
 
 void InitAbi(Napi::Env env, Napi::Object exports);
 void InitFdio(Napi::Env env, Napi::Object exports);
