@@ -127,6 +127,5 @@ void InitRegion(Napi::Env env, Napi::Object exports);
 void InitPipe(Napi::Env env, Napi::Object exports);
 void InitKernel(Napi::Env env, Napi::Object exports);
 void InitForward(Napi::Env env, Napi::Object exports);
-void InitPktgen(Napi::Env env, Napi::Object exports);
 
 }  // namespace nm

@@ -23,6 +23,7 @@
 #include "abi/netmap_abi.h"
 #include "core/region.h"
 #include "core/shm_atomic.h"
+#include "tools/tools.h"
 
 namespace nm {
 
