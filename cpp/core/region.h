@@ -53,10 +53,14 @@ struct RegionHeader {
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<uint32_t>) == 4);
 static_assert(sizeof(RegionHeader) <= REGION_HEADER_SIZE);
-static_assert(offsetof(RegionHeader, nifp_ofs) == 48);
-static_assert(offsetof(RegionHeader, csb_ofs) == 64);
-static_assert(offsetof(RegionHeader, buf_pool_ofs) == 72);
-static_assert(offsetof(RegionHeader, end_state) == 80);
+// The header's layout, as netmap_abi.h does for netmap's structs: one list
+// for the static_asserts and the offsets exported to JavaScript.
+#define NM_ABI_FIELDS_RegionHeader(F, T)                                                                   \
+  F(T, magic, 0) F(T, version, 4) F(T, size, 8) F(T, n_ifs, 16) F(T, tx_rings, 20) F(T, rx_rings, 24)      \
+  F(T, tx_slots, 28) F(T, rx_slots, 32) F(T, buf_size, 36) F(T, extra_bufs, 40) F(T, num_bufs, 44)         \
+  F(T, nifp_ofs, 48) F(T, csb_ofs, 64) F(T, buf_pool_ofs, 72) F(T, end_state, 80) F(T, generation, 88)
+#define NM_REGION_STRUCTS(S) S(RegionHeader, 96)
+NM_REGION_STRUCTS(NM_ABI_ASSERT_STRUCT)
 
 struct LayoutParams {
   uint32_t n_ifs = 1;
