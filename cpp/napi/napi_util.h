@@ -27,42 +27,40 @@ inline std::string errno_name(int e) {
   char buf[64];
   uv_err_name_r(-e, buf, sizeof buf);
   if (std::strncmp(buf, "Unknown", 7) != 0) return buf;
-  if (const char *n = strerrorname_np(e)) return n;
-  std::snprintf(buf, sizeof buf, "errno %d", e);
-  return buf;
+  return errno_symbol(e);
 }
 
-inline std::string errno_text(int e) {
-  char buf[128];
-  uv_strerror_r(-e, buf, sizeof buf);
-  if (std::strncmp(buf, "Unknown", 7) != 0) return buf;
-  return std::strerror(e);
-}
+// The errno's text as Linux words it (strerror), as netmap's own tools print
+// it; libuv's texts differ for some (errno 95: "operation not supported on
+// socket"), which would mislead about a netmap port.
+inline std::string errno_text(int e) { return std::strerror(e); }
 
 // The one conversion from the core's SysError to a JS Error, shaped like
 // Node's own: .code (the errno's name), .errno, and .syscall when a syscall
 // failed. The message: `what`, then for a syscall failure its strerror text
 // and code, then the hint (the fix) if any.
 inline Napi::Error sys_error(Napi::Env env, const SysError &s) {
-  const std::string code = errno_name(s.err);
+  const int reported = s.code_err ? s.code_err : s.err;
+  const std::string code = errno_name(reported);
   std::string msg = s.what;
-  if (s.syscall) msg.append(": ").append(errno_text(s.err)).append(" (").append(code).append(")");
+  if (s.syscall) msg.append(": ").append(errno_text(s.err)).append(" (").append(errno_name(s.err)).append(")");
   if (!s.hint.empty()) msg.append(": ").append(s.hint);
   Napi::Error err = Napi::Error::New(env, msg);
   err.Set("code", Napi::String::New(env, code));
-  err.Set("errno", Napi::Number::New(env, s.err));
+  err.Set("errno", Napi::Number::New(env, reported));
   if (s.syscall) err.Set("syscall", Napi::String::New(env, s.syscall));
+  if (!s.path.empty()) err.Set("path", Napi::String::New(env, s.path));
   return err;
 }
 
 // `what` failed in `syscall` with errno e.
 inline Napi::Error errno_error(Napi::Env env, const std::string &what, int e, const char *syscall) {
-  return sys_error(env, SysError{e, syscall, what, {}});
+  return sys_error(env, SysError{e, syscall, what, {}, {}, 0});
 }
 
 // A failed check: msg as written, .code the name of errno e.
 inline Napi::Error coded_error(Napi::Env env, const std::string &msg, int e) {
-  return sys_error(env, SysError{e, nullptr, msg, {}});
+  return sys_error(env, SysError{e, nullptr, msg, {}, {}, 0});
 }
 
 // Unwraps a core Result or throws its error.
