@@ -151,19 +151,15 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     if (!info[0].IsObject() || !info[1].IsString()) throw Napi::TypeError::New(env, "addPort(params, name, lossless)");
     LayoutParams p = params_from(info[0].As<Napi::Object>());
     p.n_ifs = 1;  // a switch port is one netmap_if
-    Layout l;
-    std::string err = compute_layout(p, &l);
-    if (!err.empty()) throw coded_error(env, err, "EINVAL");
+    const Layout l = unwrap(env, compute_layout(p));
     uint32_t id = 0;
     while (id < MAX_PORTS && ports_[id].used) id++;
-    if (id == MAX_PORTS) throw coded_error(env, "switch is full (254 ports, as NM_BDG_MAXPORTS)", "ENOSPC");
+    if (id == MAX_PORTS) throw coded_error(env, "switch is full (254 ports, as NM_BDG_MAXPORTS)", ENOSPC);
     std::string name = info[1].As<Napi::String>();
     std::string names[MAX_IFS] = {name, ""};
-    int fd = -1;
-    uint8_t *m = nullptr;
-    const char *what = "";
-    if (int e = create_memfd_region(("vale-ts:" + name).c_str(), l, names, &fd, &m, &what))
-      throw errno_error(env, what, e);
+    MemfdRegion region = unwrap(env, create_memfd_region(("vale-ts:" + name).c_str(), l, names));
+    int fd = region.fd.release();
+    uint8_t *m = static_cast<uint8_t *>(region.map.release());
     int sb = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     int cb = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (sb < 0 || cb < 0) {
@@ -172,7 +168,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
       if (cb >= 0) close(cb);
       munmap(m, l.size);
       close(fd);
-      throw errno_error(env, "eventfd", e);
+      throw errno_error(env, "eventfd", e, "eventfd");
     }
     PortState &ps = ports_[id];
     ps = PortState{};
