@@ -185,6 +185,8 @@ export class ValeServer extends EventEmitter {
   private readonly connsByUid = new Map<number, number>();
   private readonly counters = { refusedPeer: 0, refusedConnLimit: 0, refusedPortLimit: 0, refusedMemoryLimit: 0, acceptEmfile: 0, callbackErrors: 0, protocolErrors: 0 };
   private acceptBackoff: NodeJS.Timeout | undefined;
+  /** refused connections waiting for their first request before being closed */
+  private readonly lingering = new Set<() => void>();
   private closed = false;
 
   private constructor(socketPath: string, fd: number, opts: ServerOptions) {
@@ -315,12 +317,7 @@ export class ValeServer extends EventEmitter {
       }
       const refusal = this.admit(cred);
       if (refusal) {
-        try {
-          native.sendMsg(fd, encodeMessage({ v: PROTOCOL_VERSION, ok: false, code: refusal.code, error: refusal.error }), []);
-        } catch {
-          // the peer is gone already
-        }
-        native.close(fd);
+        this.refuse(fd, refusal);
         continue;
       }
       const client: Client = {
@@ -334,6 +331,37 @@ export class ValeServer extends EventEmitter {
       this.connsByUid.set(cred.uid, (this.connsByUid.get(cred.uid) ?? 0) + 1);
       client.watcher.start(1);
     }
+  }
+
+  /**
+   * Tell a refused peer why, and close once its first request is read:
+   * closing with that request unread would reset the connection, and the
+   * peer would see ECONNRESET instead of the reason. A few at a time.
+   */
+  private refuse(fd: number, r: { code: string; error: string }): void {
+    try {
+      native.sendMsg(fd, encodeMessage({ v: PROTOCOL_VERSION, ok: false, code: r.code, error: r.error }), []);
+    } catch {
+      native.close(fd);
+      return;
+    }
+    if (this.lingering.size >= MAX_LINGERING) {
+      const [oldest] = this.lingering;
+      oldest!();
+    }
+    const w = new native.FdWatcher(fd, () => {
+      const m = native.recvMsg(fd, MAX_MESSAGE);
+      if (m === null) return;
+      if (!m.eof) for (const f of m.fds) native.close(f);
+      done();
+    });
+    const done = (): void => {
+      if (!this.lingering.delete(done)) return;
+      w.close();
+      native.close(fd);
+    };
+    this.lingering.add(done);
+    w.start(1);
   }
 
   /** Why a new peer is refused, or undefined. */
@@ -788,6 +816,7 @@ export class ValeServer extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.acceptBackoff) clearTimeout(this.acceptBackoff);
+    for (const done of [...this.lingering]) done();
     this.listenWatcher.close();
     native.close(this.listenFd);
     try {
@@ -817,6 +846,8 @@ const NR_REG_ONE_NIC = 4;
 type Served = { reply: Reply; fds?: readonly number[] };
 
 const ACCEPT_BACKOFF_MS = 100;
+/** Refused connections kept open at once until their request is read. */
+const MAX_LINGERING = 64;
 /** Told to a peer accepted only to be closed at EMFILE. */
 const OUT_OF_FDS = encodeMessage({
   v: PROTOCOL_VERSION,
