@@ -298,7 +298,9 @@ async function main(): Promise<void> {
     if (Date.now() >= nextSample) {
       const s = Math.round((Date.now() - t0) / 1000);
       rss.push([s, ...rssKb(sw.pid!)]);
-      process.stdout.write(`  t=${String(s).padStart(4)} s  vale-ts RSS ${(rss.at(-1)![1] / 1024).toFixed(1)} MiB (anon ${(rss.at(-1)![2] / 1024).toFixed(1)} MiB)\n`);
+      const now = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'stats', macLimit: 0 }).catch(() => undefined);
+      const regions = now?.ok && now.op === 'stats' ? `${((now.server?.['memoryBytes'] ?? 0) / 2 ** 20).toFixed(1)} MiB of regions in ${now.server?.['ports']} ports` : '?';
+      process.stdout.write(`  t=${String(s).padStart(4)} s  vale-ts RSS ${(rss.at(-1)![1] / 1024).toFixed(1)} MiB (anon ${(rss.at(-1)![2] / 1024).toFixed(1)} MiB; ${regions})\n`);
       nextSample += every;
     }
     await sleep(500);

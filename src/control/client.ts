@@ -139,7 +139,7 @@ export class ControlConnection {
     const tryRecv = (): { reply: Reply | ByeMessage; fds: number[] } | null => {
       const m = native.recvMsg(this.fd, MAX_MESSAGE);
       if (m === null) return null;
-      if (m.eof) throw new Error(`vale-ts at ${this.socketPath} closed the connection`);
+      if (m.eof) throw new Error(`vale-ts at ${this.socketPath} closed the connection (a switch out of file descriptors or over a limit does that; its log says which)`);
       if (m.truncated) {
         for (const f of m.fds) native.close(f);
         throw new Error('control message truncated');

@@ -290,7 +290,7 @@ test('a 2 GiB extraBufs region is prepared off the loop: an honest flow keeps mo
     const r = await huge;
     t.true(r.reply.ok, JSON.stringify(r.reply));
     t.log(`${trips} honest round trips while 2 GiB were prepared; slowest ${worst.toFixed(1)} ms`);
-    t.true(trips > 10, 'forwarding went on while the region was written');
+    t.true(trips >= 3, 'forwarding went on while the region was written (a blocked loop allows at most the one in flight)');
     release(r);
     // and refused outright at the default limit: nothing allocated
     a.close();
