@@ -319,7 +319,9 @@ test('doorbell flood: an idle switch spends a small fraction of the flooder\'s C
     await portCount(socket); // let it finish what the flood queued
     const sw = cpuMsOf(pid) - c0;
     t.log(`flooder ${flooder.toFixed(0)} ms CPU, switch ${sw} ms`);
-    t.true(sw <= flooder * 0.1 + 20, `the switch used ${sw} ms of CPU against the flooder's ${flooder.toFixed(0)} ms`);
+    // unguarded, each write could cost a wakeup, a busy-poll window and a sleep
+    // (the switch's CPU then approaches the flooder's); backoff keeps it a fraction
+    t.true(sw <= flooder * 0.25 + 20, `the switch used ${sw} ms of CPU against the flooder's ${flooder.toFixed(0)} ms`);
     const st = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'stats' });
     if (st.ok && st.op === 'stats') t.true((st.switches[0]!.switchCounters?.['doorbellBackoffs'] ?? 0) > 0);
     release(r);
