@@ -64,6 +64,8 @@ export interface NativeSwitchCore {
     params: { txRings?: number; rxRings?: number; txSlots?: number; rxSlots?: number; bufSize?: number; extraBufs?: number },
     name: string,
     lossless: boolean,
+    /** a region prepared off the loop by createRegionFdAsync; the core owns it from here */
+    regionFd?: number,
   ): NativeSwitchPort;
   /** returns the port's final counters */
   removePort(id: number): Record<string, number>;
@@ -79,11 +81,15 @@ export interface NativeSwitchCore {
   arm(id: number, on: boolean, rxToo: boolean): void;
   flushRx(): void;
   drainBell(id: number): void;
+  /** a receiver blocking lossless senders beyond the stall bound: drop its copies (dropStalled) until it drains */
+  setStalled(id: number, on: boolean): void;
+  /** the port whose full rx ring stopped the last forward(), or -1 */
+  blockedOn(): number;
   stats(id: number): Record<string, number>;
 }
 
 /** Message received on a unix socket. */
-export type RecvResult = { eof: true } | { eof?: undefined; data: Buffer; fds: number[]; truncated: boolean };
+export type RecvResult = { eof: true } | { eof?: undefined; data: Buffer; fds: number[]; truncated: boolean; fdsTruncated: boolean };
 
 /** ABI numbers exported from the compiled C++ structs. */
 export interface NativeAbi {
@@ -103,7 +109,18 @@ export interface NativeAddon {
   mapFd(fd: number, size: number): ArrayBuffer;
   unixListen(path: string): number;
   unixConnect(path: string): number;
-  accept(fd: number): number;
+  /** the new fd; -1: nothing pending; -2: out of fds (a pending peer was sent `refusal` and closed) */
+  accept(fd: number, refusal?: Uint8Array): number;
+  /** connections accepted-and-closed at EMFILE/ENFILE */
+  acceptShed(): number;
+  /** exceptions thrown by FdWatcher callbacks (counted and logged, never fatal) */
+  callbackErrors(): number;
+  /** release a mapping now (detaches the ArrayBuffer); false if already released */
+  unmap(memory: ArrayBuffer): boolean;
+  /** mappings not released yet */
+  liveMappings(): { count: number; bytes: number };
+  /** a sealed memfd holding a fresh port region, written on a worker thread */
+  createRegionFdAsync(p: RegionParams, name: string): Promise<number>;
   sendMsg(fd: number, data: Uint8Array, fds?: number[]): boolean;
   recvMsg(fd: number, maxLen: number): RecvResult | null;
   peerCred(fd: number): { pid: number; uid: number; gid: number };
