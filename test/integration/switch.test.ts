@@ -6,7 +6,7 @@ import path from 'node:path';
 import { open, Switch, ValeServer, ManualClock, DEST_DROP, sumDrops, type Port, type BatchLookup } from '../../src/index.js';
 import { native } from '../../src/netmap/addon.js';
 import { encodeMessage } from '../../src/control/protocol.js';
-import { departures } from '../fixtures/departures.js';
+import { departures, until } from '../fixtures/wait.js';
 
 const peerJs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'vale-peer.js');
 let uniq = 0;
@@ -109,15 +109,6 @@ async function rest(probe: Probe, ports: Port[], senders: Port[]): Promise<numbe
     got.push(tags);
   }
   return got;
-}
-
-/**
- * Resolves once `cond` holds, re-checking it as the event loop turns: for
- * what only the in-process switch's counters show. No deadline, so nothing
- * depends on how fast the machine is.
- */
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setTimeout(r, 1));
 }
 
 interface Peer {
