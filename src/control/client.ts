@@ -63,6 +63,9 @@ export class SwitchUnreachableError extends Error {
   }
 }
 
+/** Granularity of the reply timeout; see {@link ControlConnection.receive}. */
+const RECEIVE_TICK_MS = 50;
+
 /** A reply with the fds that came with it. */
 export interface ReplyWithFds {
   reply: Reply;
@@ -134,7 +137,13 @@ export class ControlConnection {
     return { reply: msg.reply as Reply, fds: msg.fds };
   }
 
-  /** Wait for the next message; null on timeout; throws on EOF. */
+  /**
+   * Wait for the next message; null on timeout; throws on EOF. The timeout
+   * counts only time this event loop was running: when the loop itself was
+   * stalled (a busy machine, a long GC, a switch hosted in this very process
+   * that has not had its turn yet) the reply and the timer are due together,
+   * and the timer, run first, must not blame the switch for it.
+   */
   receive(timeoutMs: number): Promise<{ reply: Reply | ByeMessage; fds: number[] } | null> {
     const tryRecv = (): { reply: Reply | ByeMessage; fds: number[] } | null => {
       const m = native.recvMsg(this.fd, MAX_MESSAGE);
@@ -153,19 +162,27 @@ export class ControlConnection {
         try {
           const m = tryRecv();
           if (!m) return;
-          clearTimeout(timer);
+          clearInterval(timer);
           w.close();
           resolve(m);
         } catch (e) {
-          clearTimeout(timer);
+          clearInterval(timer);
           w.close();
           reject(e);
         }
       });
-      const timer = setTimeout(() => {
+      let waited = 0;
+      let last = Date.now();
+      const timer = setInterval(() => {
+        const now = Date.now();
+        // a late tick counts as one tick: the rest was the loop's own stall
+        waited += Math.min(now - last, RECEIVE_TICK_MS);
+        last = now;
+        if (waited < timeoutMs) return;
+        clearInterval(timer);
         w.close();
         resolve(null);
-      }, timeoutMs);
+      }, RECEIVE_TICK_MS);
       w.start(1);
     });
   }

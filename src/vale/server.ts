@@ -165,7 +165,17 @@ class RequestError extends Error {
   }
 }
 
-/** A running control server. */
+/**
+ * A running control server.
+ *
+ * Events: `'switch'` (sw) when a switch is added; `'attach'` (sw, port) for
+ * each registration of a port; `'detach'` (sw, port) for each registration
+ * that goes (its connection closed or died), emitted after the server has
+ * acted on it: if it was the port's last holder, the port is removed (the
+ * frames still queued on it forwarded or counted first) or, when persistent,
+ * left unattended; otherwise `port.attached` stays true. Tests wait for it
+ * instead of for time. `'close'` at shutdown.
+ */
 export class ValeServer extends EventEmitter {
   readonly socketPath: string;
   private readonly listenFd: number;
@@ -798,7 +808,11 @@ export class ValeServer extends EventEmitter {
         this.updateBells(held.sw, held.port);
         native.close(c.bell);
       }
-      if (set && set.size > 0) return; // other connections still hold rings of it
+      if (set && set.size > 0) {
+        // other connections still hold rings of it
+        this.emit('detach', held.sw, held.port);
+        return;
+      }
       this.holders.delete(held.port);
       delete held.port.pid;
       held.port.attached = false;
