@@ -180,8 +180,7 @@ class PktgenTx : public Napi::ObjectWrap<PktgenTx> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "PktgenTx",
-                       {InstanceMethod("txFill", &PktgenTx::TxFill), InstanceMethod("benchLoop", &PktgenTx::BenchLoop),
-                        InstanceAccessor("seq", &PktgenTx::Seq, nullptr)});
+                       {InstanceMethod("txFill", &PktgenTx::TxFill), InstanceMethod("benchLoop", &PktgenTx::BenchLoop)});
   }
 
   // new PktgenTx(template: Uint8Array, opts)
@@ -559,7 +558,6 @@ class PktgenTx : public Napi::ObjectWrap<PktgenTx> {
   }
 
   // the next sequence number txseq will send
-  Napi::Value Seq(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), seq_); }
 
   std::vector<uint8_t> tpl_;
   Counters stats_;

@@ -100,8 +100,6 @@ export interface NativeTxGen {
   txFill(memory: ArrayBuffer, ringOffset: number, maxFrames: number): number;
   /** C++ reference loop: txFill + sync() per batch until `count` frames, then drain. */
   benchLoop(memory: ArrayBuffer, ringOffset: number, count: number, batch: number, sync: () => void): { frames: number; ns: number };
-  /** The next sequence number (txseq). */
-  readonly seq: number;
 }
 
 /** The native rx counter. */
