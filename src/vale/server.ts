@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { native, type NativeFdWatcher } from '../netmap/addon.js';
+import { NR_REG_ONE_NIC } from '../netmap/abi.js';
 import { parsePortName, PortNameError } from '../netmap/name.js';
 import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
 import {
@@ -371,9 +372,6 @@ export class ValeServer extends EventEmitter {
     this.emit('close');
   }
 }
-
-/** netmap's NR_REG_ONE_NIC: the registration binds one ring pair */
-const NR_REG_ONE_NIC = 4;
 
 function paramsOf(conf: ConfRequest, bufSize: number | undefined, extraBufs: number | undefined): PortParams {
   const p: PortParams = {};
