@@ -10,7 +10,6 @@ import { open } from '../src/netmap/open.js';
 import { pipePath } from '../src/backends/pipe.js';
 import { parsePortName } from '../src/netmap/name.js';
 import { pipeBench } from '../tools/addon.js';
-import type { PipeBackend } from '../src/backends/pipe.js';
 
 async function main(): Promise<void> {
   const [impl, role, name, countS, lenS, batchS] = process.argv.slice(2) as [string, 'tx' | 'rx', string, string, string, string];
@@ -25,7 +24,7 @@ async function main(): Promise<void> {
   }
   const port = await open(name, { slots: 1024 });
   // wait for the peer, so both loops time the same traffic
-  while (!port.hungUp && (port.backendObject as PipeBackend).peer() !== 'open') await new Promise((r) => setTimeout(r, 5));
+  while (!port.hungUp && port.peer !== 'open') await new Promise((r) => setTimeout(r, 5));
   const t0 = process.hrtime.bigint();
   let done = 0;
   let errors = 0;

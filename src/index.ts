@@ -4,15 +4,6 @@
  *
  * @packageDocumentation
  */
-import { registerOpeners } from './netmap/open.js';
-import { KernelBackend } from './backends/kernel/port.js';
-import { UserBackend } from './backends/vale-client.js';
-
-registerOpeners(
-  (p, o) => UserBackend.open(p, o),
-  (p) => KernelBackend.open(p),
-);
-
 export { open, selectBackend, BackendError, type OpenOptions } from './netmap/open.js';
 export { Port, type PollOptions, type FrameBatch } from './netmap/port.js';
 export { Ring, RingError } from './netmap/ring.js';
@@ -20,7 +11,26 @@ export type { PollEvents, BackendKind, PortRegistration } from './backends/backe
 export { parsePortName, formatPortName, PortNameError, type ParsedPortName } from './netmap/name.js';
 export { Switch, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './vale/switch.js';
 export { ValeServer, type ServerOptions } from './vale/server.js';
-export { defaultSocketPath, PROTOCOL_VERSION } from './control/protocol.js';
+export { defaultSocketPath, PROTOCOL_VERSION, type SwitchStats, type PortStats } from './control/protocol.js';
+export {
+  ValeClient,
+  ValeControlError,
+  type ValeClientOptions,
+  type ValePortIndex,
+  type ValePortInfo,
+  type ValePortConfig,
+} from './control/client.js';
+export {
+  KernelValeControl,
+  kernelAvailable,
+  vnetHeader,
+  encodeCtlBody,
+  decodeCtlBody,
+  type KernelValeControlOptions,
+  type KernelRequestFn,
+  type PollingConfig,
+  type CtlFields,
+} from './backends/kernel/control.js';
 export { LearningBridge } from './vale/learning-bridge.js';
 export { ManualClock, systemClock, type Clock } from './vale/clock.js';
 export * as abi from './netmap/abi.js';

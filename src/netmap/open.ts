@@ -6,6 +6,8 @@ import { existsSync } from 'node:fs';
 import { parsePortName, type ParsedPortName } from './name.js';
 import { Port } from './port.js';
 import { PipeBackend } from '../backends/pipe.js';
+import { ValeClientBackend } from '../backends/vale-client.js';
+import { KernelBackend } from '../backends/kernel/port.js';
 import type { Backend } from '../backends/backend.js';
 
 /** Options of {@link open}. */
@@ -50,17 +52,6 @@ export function selectBackend(opt?: OpenOptions['backend']): 'user' | 'kernel' {
   return existsSync('/dev/netmap') ? 'kernel' : 'user';
 }
 
-type UserOpener = (p: ParsedPortName, opts: OpenOptions) => Promise<Backend>;
-type KernelOpener = (p: ParsedPortName) => Backend;
-let userOpener: UserOpener | undefined;
-let kernelOpener: KernelOpener | undefined;
-
-/** @internal backends register themselves, keeping this module free of cycles */
-export function registerOpeners(u: UserOpener | undefined, k: KernelOpener | undefined): void {
-  if (u) userOpener = u;
-  if (k) kernelOpener = k;
-}
-
 /**
  * Open a port by its netmap name: `vale0:01`, `vale0:x{1`, `netmap:eth0-2`...
  * Rejects with an error naming the backend and the reason when it can't.
@@ -70,8 +61,7 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
   const which = selectBackend(opts.backend);
   let be: Backend;
   if (which === 'kernel') {
-    if (!kernelOpener) throw new BackendError('kernel backend is not available in this build');
-    be = kernelOpener(p);
+    be = KernelBackend.open(p);
   } else if (p.pipe) {
     const po: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number } = {};
     if (opts.rings !== undefined) po.rings = opts.rings;
@@ -80,8 +70,7 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
     if (opts.extraBufs !== undefined) po.extraBufs = opts.extraBufs;
     be = PipeBackend.open(p, po);
   } else if (p.isVale) {
-    if (!userOpener) throw new BackendError('userspace vale backend is not available in this build');
-    be = await userOpener(p, opts);
+    be = await ValeClientBackend.open(p, opts);
   } else {
     throw new BackendError(
       `user backend: cannot open ${name}: ${p.port} is a host interface, and without /dev/netmap (the netmap ` +
