@@ -103,7 +103,11 @@ export const NR_REG_NULL = k('NR_REG_NULL');
 export const NR_REG_ONE_SW = k('NR_REG_ONE_SW');
 /** Largest nr_ringid ring number (the legacy API's NETMAP_RING_MASK). */
 export const NETMAP_RING_MASK = k('NETMAP_RING_MASK');
-/** nr_flags that leave out one direction. */
+/** nr_flags (64-bit in the ABI; these all fit 32 bits). */
+export const NR_MONITOR_TX = k('NR_MONITOR_TX');
+export const NR_MONITOR_RX = k('NR_MONITOR_RX');
+export const NR_ZCOPY_MON = k('NR_ZCOPY_MON');
+export const NR_EXCLUSIVE = k('NR_EXCLUSIVE');
 export const NR_RX_RINGS_ONLY = k('NR_RX_RINGS_ONLY');
 export const NR_TX_RINGS_ONLY = k('NR_TX_RINGS_ONLY');
 export const NR_NO_TX_POLL = k('NR_NO_TX_POLL');
