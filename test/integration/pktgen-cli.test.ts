@@ -10,7 +10,8 @@ import { writeFileSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, Switch, ValeServer, sumDrops } from '../../src/index.js';
-import { buildFrame, frameLayout, verifyFrameChecksums } from '../../tools/pkt-gen/frame.js';
+import { buildFrame, frameLayout } from '../../tools/pkt-gen/frame.js';
+import { verifyFrameChecksums } from '../fixtures/frame-check.js';
 
 const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'pkt-gen-ts.js');
 let uniq = 0;
