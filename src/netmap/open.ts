@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { parsePortName, type ParsedPortName } from './name.js';
 import { Port } from './port.js';
+import type { RingOptions } from './ring.js';
 import { PipeBackend } from '../backends/pipe.js';
 import { ValeClientBackend } from '../backends/vale-client.js';
 import { KernelBackend } from '../backends/kernel/port.js';
@@ -29,6 +30,11 @@ export interface OpenOptions {
   extraBufs?: number;
   /** vale-ts: keep frames in this port's tx ring when a destination is full (backpressure) instead of dropping. */
   lossless?: boolean;
+  /**
+   * Check every slot handed back at each sync, as a debugging aid (see
+   * {@link RingOptions.checkSlots}; off by default: the other side validates).
+   */
+  checkSlots?: boolean;
 }
 
 /** The error thrown when no backend can serve a name. */
@@ -79,7 +85,7 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
     );
   }
   try {
-    return new Port(p, be);
+    return new Port(p, be, opts.checkSlots === undefined ? {} : { checkSlots: opts.checkSlots });
   } catch (e) {
     be.close();
     throw e;

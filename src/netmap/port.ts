@@ -6,7 +6,7 @@ import { native, type NativeFdWatcher } from './addon.js';
 import { NIF } from './abi.js';
 import type { Backend, BackendKind, PollEvents, PortRegistration } from '../backends/backend.js';
 import type { ParsedPortName } from './name.js';
-import { Ring } from './ring.js';
+import { Ring, type RingOptions } from './ring.js';
 
 /** What {@link Port.poll} waits for. */
 export interface PollOptions {
@@ -66,7 +66,7 @@ export class Port {
   private lastYield = 0;
 
   /** @internal use {@link open} */
-  constructor(parsed: ParsedPortName, be: Backend) {
+  constructor(parsed: ParsedPortName, be: Backend, ringOpts: RingOptions = {}) {
     this.name = parsed.spec;
     this.parsed = parsed;
     this.be = be;
@@ -83,12 +83,12 @@ export class Port {
     const tx: Ring[] = [];
     for (const id of be.txRingIds) {
       if (id >= nTx + nHostTx) throw new RangeError(`${this.name}: tx ring ${id} does not exist`);
-      tx.push(new Ring(be.memory, ringOfs(id), 'tx', id, (r) => be.txsync(r), this.name));
+      tx.push(new Ring(be.memory, ringOfs(id), 'tx', id, (r) => be.txsync(r), this.name, ringOpts));
     }
     const rx: Ring[] = [];
     for (const id of be.rxRingIds) {
       if (id >= nRx + nHostRx) throw new RangeError(`${this.name}: rx ring ${id} does not exist`);
-      rx.push(new Ring(be.memory, ringOfs(nTx + nHostTx + id), 'rx', id, (r) => be.rxsync(r), this.name));
+      rx.push(new Ring(be.memory, ringOfs(nTx + nHostTx + id), 'rx', id, (r) => be.rxsync(r), this.name, ringOpts));
     }
     this.txRings = tx;
     this.rxRings = rx;
@@ -109,12 +109,13 @@ export class Port {
   /**
    * Sync these rings of this port (all of one direction), with one backend
    * call where one covers them all (kernel netmap). `trusted` skips the
-   * per-slot prologue checks, for slots written by the addon's batch loops.
+   * per-slot prologue checks (where `checkSlots` asked for them), for slots
+   * written by the addon's batch loops.
    */
   syncRings(rings: readonly Ring[], opts: { trusted?: boolean } = {}): void {
     const trusted = opts.trusted ?? false;
     if (this.be.syncsAllRings && rings.length > 1) {
-      if (!trusted) for (const r of rings) r.prologue();
+      for (const r of rings) r.prologue(trusted);
       rings[0]!.sync(true);
       for (const r of rings) r.markSynced();
       return;
