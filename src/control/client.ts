@@ -275,14 +275,22 @@ export class ValeClient {
   /**
    * Create a persistent port valeX:Y (valectl -n): it lives until
    * {@link ValeClient.remove}, whoever opens and closes it meanwhile. Ring
-   * and slot counts outside netmap's VALE limits reject with EINVAL.
+   * and slot counts outside netmap's VALE limits reject with EINVAL; a
+   * `memId` other than 0 with EOPNOTSUPP (every vale-ts port has a region of
+   * its own).
    */
-  async create(name: string, conf: ValePortConfig = {}): Promise<ValePortInfo> {
+  async create(name: string, conf: ValePortConfig = {}, opts: { memId?: number } = {}): Promise<ValePortInfo> {
     if (switchOf(name) === undefined) {
       throw new ValeControlError(
         'EINVAL',
         `'${name}' is not a vale port name: vale-ts creates persistent ports on a switch, so name it valeX:Y ` +
           `(e.g. -n vale0:${name}); OS-visible interfaces need the netmap kernel module`,
+      );
+    }
+    if (opts.memId !== undefined && opts.memId !== 0) {
+      throw new ValeControlError(
+        'EOPNOTSUPP',
+        `mem_id ${opts.memId} cannot be honoured: vale-ts gives every port its own memory region (leave out -m)`,
       );
     }
     const r = await this.ask({ v: PROTOCOL_VERSION, op: 'create', name, conf: confRequest(conf) });

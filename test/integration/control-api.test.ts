@@ -144,7 +144,7 @@ test('KernelValeControl: request bodies are netmap structs, at the offsets the a
   t.is(k.calls.at(-1)!.body.readUInt32LE(reg + REG['nr_mode']!), abi.NR_REG_ALL_NIC);
 
   t.is(await ctl.detach('vale0:eth0'), 6);
-  await ctl.pollingOn('vale0:eth0', { mode: 'multi', firstCpu: 2, numCpus: 4 });
+  await ctl.pollingOn('vale0:eth0', { mode: abi.NETMAP_POLLING_MODE_MULTI_CPU, firstCpu: 2, numCpus: 4 });
   c = k.calls.at(-1)!;
   t.is(c.type, req('NETMAP_REQ_VALE_POLLING_ENABLE'));
   t.deepEqual(

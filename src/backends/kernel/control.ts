@@ -11,7 +11,6 @@
  */
 import { nativeRaw } from '../../netmap/addon.js';
 import {
-  NETMAP_POLLING_MODE_MULTI_CPU,
   NETMAP_POLLING_MODE_SINGLE_CPU,
   NETMAP_REQ_PORT_HDR_GET,
   NETMAP_REQ_PORT_HDR_SET,
@@ -53,6 +52,20 @@ export function kernelAvailable(): boolean {
 }
 
 /**
+ * One raw `NIOCCTRL` control request on a fresh `/dev/netmap` fd (VALE_LIST,
+ * VALE_ATTACH, VALE_DETACH, VALE_NEWIF, VALE_DELIF, PORT_INFO_GET,
+ * PORT_HDR_SET/GET, VALE_POLLING_ENABLE/DISABLE, POOLS_INFO_GET). `body` must
+ * be exactly the request's body size (see {@link encodeCtlBody}); the kernel
+ * updates it in place and it is returned with `nmreq_header.nr_name` as the
+ * kernel left it (VALE_LIST with an empty name answers with the name of the
+ * next port there). Errors carry `.code` (`ENOENT` ends a VALE_LIST walk;
+ * `ENODEV` means /dev/netmap is missing).
+ */
+export function kernelRequest(reqtype: number, name: string, body: Buffer, device?: string): { body: Buffer; name: string } {
+  return device === undefined ? kn.kernelRequest(reqtype, name, body) : kn.kernelRequest(reqtype, name, body, device);
+}
+
+/**
  * The request body of `reqtype` with these fields, encoded by the addon from
  * netmap's struct (e.g. `nmreq_vale_newif` for NETMAP_REQ_VALE_NEWIF). Field
  * names: `bridgeIndex`, `portIndex` (VALE_LIST); `txSlots`, `rxSlots`,
@@ -69,13 +82,16 @@ export function decodeCtlBody(reqtype: number, body: Buffer): Record<string, num
   return kn.kernelCtlDecode(reqtype, body);
 }
 
-/** `-p` polling: one CPU polls every ring, or one ring per CPU. */
+/** Kernel polling threads (`nmreq_vale_polling`), as valectl's `-C x,y,z` gives them. */
 export interface PollingConfig {
-  /** 'single': one CPU polls all rings; 'multi': one ring per CPU */
-  mode: 'single' | 'multi';
-  /** first CPU core (and ring, in 'multi' mode) */
+  /**
+   * `abi.NETMAP_POLLING_MODE_SINGLE_CPU` (one CPU polls every ring) or
+   * `abi.NETMAP_POLLING_MODE_MULTI_CPU` (one ring per CPU)
+   */
+  mode: number;
+  /** first CPU core (and ring, in multi-CPU mode) */
   firstCpu: number;
-  /** CPUs to use ('multi' mode) */
+  /** CPUs to use (multi-CPU mode) */
   numCpus: number;
 }
 
@@ -105,9 +121,7 @@ export class KernelValeControl {
 
   constructor(opts: KernelValeControlOptions = {}) {
     const dev = opts.device;
-    this.req =
-      opts.request ??
-      (dev === undefined ? (t, n, b) => kn.kernelRequest(t, n, b) : (t, n, b) => kn.kernelRequest(t, n, b, dev));
+    this.req = opts.request ?? ((t, n, b) => kernelRequest(t, n, b, dev));
   }
 
   private call(reqtype: number, name: string, fields?: CtlFields): { body: Buffer; name: string } {
@@ -203,15 +217,17 @@ export class KernelValeControl {
     return decodeCtlBody(NETMAP_REQ_VALE_DETACH, this.call(NETMAP_REQ_VALE_DETACH, name).body)['portIndex']!;
   }
 
-  /** Start kernel polling threads for an attached NIC (NETMAP_REQ_VALE_POLLING_ENABLE, valectl -p). */
-  async pollingOn(name: string, conf: PollingConfig): Promise<void> {
-    const mode = conf.mode === 'multi' ? NETMAP_POLLING_MODE_MULTI_CPU : NETMAP_POLLING_MODE_SINGLE_CPU;
-    this.call(NETMAP_REQ_VALE_POLLING_ENABLE, name, { mode, firstCpu: conf.firstCpu, numCpus: conf.numCpus });
+  /**
+   * Start kernel polling threads for an attached NIC
+   * (NETMAP_REQ_VALE_POLLING_ENABLE, valectl -p). Default: one CPU, core 0.
+   */
+  async pollingOn(name: string, conf: PollingConfig = { mode: NETMAP_POLLING_MODE_SINGLE_CPU, firstCpu: 0, numCpus: 1 }): Promise<void> {
+    this.call(NETMAP_REQ_VALE_POLLING_ENABLE, name, { mode: conf.mode, firstCpu: conf.firstCpu, numCpus: conf.numCpus });
   }
 
-  /** Stop them (NETMAP_REQ_VALE_POLLING_DISABLE, valectl -P). */
-  async pollingOff(name: string): Promise<void> {
-    this.call(NETMAP_REQ_VALE_POLLING_DISABLE, name);
+  /** Stop them (NETMAP_REQ_VALE_POLLING_DISABLE, valectl -P, which sends its -C numbers too). */
+  async pollingOff(name: string, conf?: PollingConfig): Promise<void> {
+    this.call(NETMAP_REQ_VALE_POLLING_DISABLE, name, conf ? { mode: conf.mode, firstCpu: conf.firstCpu, numCpus: conf.numCpus } : {});
   }
 
   /**
