@@ -6,9 +6,9 @@
  */
 export { open, selectBackend, BackendError, type OpenOptions } from './netmap/open.js';
 export { Port, type PollOptions, type FrameBatch } from './netmap/port.js';
-export { Ring, RingError } from './netmap/ring.js';
+export { Ring, RingError, type RingOptions } from './netmap/ring.js';
 export type { PollEvents, BackendKind, PortRegistration } from './backends/backend.js';
-export { parsePortName, formatPortName, PortNameError, type ParsedPortName } from './netmap/name.js';
+export { parsePortName, formatPortName, PortNameError, type ParsedPortName, type PortConf } from './netmap/name.js';
 export { Switch, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './vale/switch.js';
 export { ValeServer, type ServerOptions } from './vale/server.js';
 export { defaultSocketPath, PROTOCOL_VERSION, type SwitchStats, type PortStats } from './control/protocol.js';

@@ -4,8 +4,7 @@
  * socket; switches and ports appear as clients open valeX:Y.
  */
 import { parseArgs } from 'node:util';
-import { ValeServer } from '../src/vale/server.js';
-import { defaultSocketPath } from '../src/control/protocol.js';
+import { ValeServer, defaultSocketPath } from '../src/index.js';
 
 const USAGE = `usage: vale-ts [--socket PATH] [--batch N] [--busy-poll-us US] [--mac-age S] [--mac-table N]
 

@@ -33,7 +33,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { open, parsePortName, formatPortName, PortNameError, vnetHeader, abi, type Port } from '../../src/index.js';
-import type { ParsedPortName, PortConf } from '../../src/netmap/name.js';
+import type { ParsedPortName, PortConf } from '../../src/index.js';
 import {
   functionKind,
   OPT,

@@ -13,8 +13,7 @@
  * @module
  */
 import { performance } from 'node:perf_hooks';
-import type { Port } from '../../src/netmap/port.js';
-import type { Ring } from '../../src/netmap/ring.js';
+import type { Port, Ring } from '../../src/index.js';
 import { dumpPayload, ringPointer } from './dump.js';
 import { CTR, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
 import type { PktGenFunction } from './options.js';
