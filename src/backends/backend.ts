@@ -77,6 +77,8 @@ export interface Backend {
   afterWait(): void;
   /** True once the other side is gone for good. */
   hungUp(): boolean;
+  /** Counters of this side, where the backend keeps any (pipes: frames pushed, invalid slots dropped, peer errors). */
+  stats?(): Record<string, number>;
   /** The other side's state, where the backend knows more than {@link Backend.hungUp} (pipes). */
   peerState?(): 'open' | 'closed' | 'dead';
   /** Release everything; the memory stays mapped until JS drops its views. */

@@ -119,7 +119,7 @@ export class PipeBackend extends CsbDoorbell implements Backend {
   }
 
   /** Counters of this end (frames pushed, invalid slots dropped, peer errors). */
-  stats(): { txFrames: number; invalidSlots: number; peerErrors: number } {
+  stats(): { txFrames: number; invalidSlots: number; peerErrors: number } & Record<string, number> {
     return this.pipe.stats();
   }
 

@@ -151,6 +151,16 @@ export class Port {
     return this.be.peerState ? this.be.peerState() : this.be.hungUp() ? 'dead' : 'open';
   }
 
+  /**
+   * This side's counters where its transport keeps any: a pipe end counts
+   * `txFrames`, `invalidSlots` (slots it refused to pass on) and
+   * `peerErrors`; vale-ts ports are counted by the switch (see
+   * `ValeClient.stats`), kernel ports by the kernel. Empty otherwise.
+   */
+  counters(): Record<string, number> {
+    return this.be.stats ? { ...this.be.stats() } : {};
+  }
+
   /** Offset of this port's netmap_if in {@link Port.memory} (NETMAP_IF). */
   get nifpOffset(): number {
     return this.be.nifpOffset;
