@@ -3,7 +3,7 @@
  * options and NETMAP_BACKEND select.
  */
 import { existsSync } from 'node:fs';
-import { parsePortName, type ParsedPortName } from './name.js';
+import { parsePortName } from './name.js';
 import { Port } from './port.js';
 import type { RingOptions } from './ring.js';
 import { PipeBackend } from '../backends/pipe.js';
