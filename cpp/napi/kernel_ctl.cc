@@ -43,7 +43,7 @@ T from(Napi::Env env, Napi::Buffer<uint8_t> b, const char *what) {
     throw coded_error(env,
                       std::string("kernelCtlDecode: a ") + what + " body is " + std::to_string(sizeof(T)) +
                           " bytes, got " + std::to_string(b.Length()),
-                      "EINVAL");
+                      EINVAL);
   T s;
   std::memcpy(&s, b.Data(), sizeof s);
   return s;
@@ -104,7 +104,7 @@ Napi::Value Encode(const Napi::CallbackInfo &info) {
                         "kernelCtlEncode: request type " + std::to_string(rt) +
                             " is not a VALE control request (LIST, PORT_INFO_GET, NEWIF, DELIF, ATTACH, DETACH, "
                             "POLLING_ENABLE/DISABLE, PORT_HDR_SET/GET)",
-                        "EINVAL");
+                        EINVAL);
   }
 }
 
@@ -161,7 +161,7 @@ Napi::Value Decode(const Napi::CallbackInfo &info) {
     }
     default:
       throw coded_error(env, "kernelCtlDecode: request type " + std::to_string(rt) + " returns no body to decode",
-                        "EINVAL");
+                        EINVAL);
   }
 }
 
