@@ -22,6 +22,7 @@
         "cpp/napi/region_napi.cc",
         "cpp/napi/pipe.cc",
         "cpp/napi/kernel_port.cc",
+        "cpp/napi/kernel_ctl.cc",
         "cpp/napi/switch_core.cc"
       ],
       "dependencies": [

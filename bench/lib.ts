@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 const dir = path.dirname(fileURLToPath(import.meta.url));
-/** The sender / receiver / port-holder process of the benchmarks. */
-export const peerJs = path.join(dir, 'switch-peer.js');
+/** The sender / receiver / port-holder process of the benchmarks (shared with the switch tests). */
+export const peerJs = path.join(dir, '..', 'test', 'fixtures', 'vale-peer.js');
 const valeTs = path.join(dir, '..', 'tools', 'vale-ts.js');
 
 /** A child node process and its last JSON line. */

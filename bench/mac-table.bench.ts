@@ -17,7 +17,7 @@
  *             the last-source cache hits for all but the first frame.
  */
 import Benchmark from 'benchmark';
-import { DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, LearningBridge, type BatchLookup } from '../src/vale/learning-bridge.js';
+import { DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, LearningBridge, type BatchLookup } from '../src/index.js';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);

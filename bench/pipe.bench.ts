@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-const peer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'pipe-peer.js');
+/** the pipe end shared with the tests */
+const peer = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures', 'pipe-peer.js');
 
 interface Res {
   frames: number;
@@ -19,7 +20,7 @@ interface Res {
 
 function side(args: string[]): Promise<Res> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [peer, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, [peer, 'bench', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d));
     c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Res) : reject(new Error(`pipe-peer ${args.join(' ')} exited ${code}`))));

@@ -21,7 +21,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { open, Switch, ValeServer } from '../src/index.js';
-import type { PipeBackend } from '../src/backends/pipe.js';
 import { CTR, createRxCounter, createTxGen, newCounters, pktgenNative } from '../tools/pkt-gen/native.js';
 import { parsePktGenArgs } from '../tools/pkt-gen/options.js';
 import { planTx } from '../tools/pkt-gen/txplan.js';
@@ -36,10 +35,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function peer(role: string, name: string, count: number, len: number, cpu: number): Promise<void> {
   if (cpu >= 0) pktgenNative.setAffinity(cpu);
   const port = await open(name);
-  const be = port.backendObject as PipeBackend;
   process.stderr.write('ready\n');
   // both sides time the same traffic: start once the other end is there
-  while (be.peer() !== 'open') await sleep(1);
+  while (port.peer !== 'open') await sleep(1);
   let r: { frames: number; ns: number; timed?: number; avgBatch?: number };
   const ctr = newCounters();
   if (role === 'cpp-tx') {
@@ -47,10 +45,10 @@ async function peer(role: string, name: string, count: number, len: number, cpu:
     const o = parsePktGenArgs(['-i', name, '-f', 'tx', '-l', String(len)]);
     const plan = planTx(o, { bufSize: port.bufSize, pipe: true, hdrLen: 0 }, o.srcMac);
     const gen = createTxGen(plan.template, plan.spec, ctr);
-    r = gen.benchLoop(port.memory, port.txRings[0]!.offset, count, o.burst, () => be.txsync(0));
+    r = gen.benchLoop(port.memory, port.txRings[0]!.offset, count, o.burst, () => port.txRings[0]!.sync(true));
   } else {
     const rx = createRxCounter(ctr);
-    r = rx.benchLoop(port.memory, port.rxRings[0]!.offset, count, () => be.rxsync(0));
+    r = rx.benchLoop(port.memory, port.rxRings[0]!.offset, count, () => port.rxRings[0]!.sync(true));
   }
   r.avgBatch = ctr[CTR.PKTS]! / ctr[CTR.EVENTS]!;
   process.stdout.write(JSON.stringify(r) + '\n');

@@ -4,23 +4,33 @@
  *
  * @packageDocumentation
  */
-import { registerOpeners } from './netmap/open.js';
-import { KernelBackend } from './backends/kernel/port.js';
-import { UserBackend } from './backends/vale-client.js';
-
-registerOpeners(
-  (p, o) => UserBackend.open(p, o),
-  (p) => KernelBackend.open(p),
-);
-
 export { open, selectBackend, BackendError, type OpenOptions } from './netmap/open.js';
 export { Port, type PollOptions, type FrameBatch } from './netmap/port.js';
-export { Ring, RingError } from './netmap/ring.js';
+export { Ring, RingError, type RingOptions } from './netmap/ring.js';
 export type { PollEvents, BackendKind, PortRegistration } from './backends/backend.js';
-export { parsePortName, formatPortName, PortNameError, type ParsedPortName } from './netmap/name.js';
+export { parsePortName, formatPortName, PortNameError, type ParsedPortName, type PortConf } from './netmap/name.js';
 export { Switch, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './vale/switch.js';
-export { ValeServer, type ServerOptions } from './vale/server.js';
-export { defaultSocketPath, PROTOCOL_VERSION } from './control/protocol.js';
+export { ValeServer, DEFAULT_LIMITS, type ServerOptions, type ServerLimits, type PeerPolicy } from './vale/server.js';
+export { defaultSocketPath, PROTOCOL_VERSION, type SwitchStats, type PortStats } from './control/protocol.js';
+export {
+  ValeClient,
+  ValeControlError,
+  type ValeClientOptions,
+  type ValePortIndex,
+  type ValePortInfo,
+  type ValePortConfig,
+} from './control/client.js';
+export {
+  KernelValeControl,
+  kernelAvailable,
+  vnetHeader,
+  encodeCtlBody,
+  decodeCtlBody,
+  type KernelValeControlOptions,
+  type KernelRequestFn,
+  type PollingConfig,
+  type CtlFields,
+} from './backends/kernel/control.js';
 export { LearningBridge } from './vale/learning-bridge.js';
 export { ManualClock, systemClock, type Clock } from './vale/clock.js';
 export * as abi from './netmap/abi.js';

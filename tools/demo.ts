@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ValeServer } from '../src/vale/server.js';
+import { ValeServer } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pktgen = path.join(here, 'pkt-gen-ts.js');

@@ -5,8 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_LIMITS, ValeServer, type PeerPolicy, type ServerLimits } from '../src/vale/server.js';
-import { defaultSocketPath } from '../src/control/protocol.js';
+import { DEFAULT_LIMITS, ValeServer, defaultSocketPath, type PeerPolicy, type ServerLimits } from '../src/index.js';
 
 const MiB = 1024 * 1024;
 const USAGE = `usage: vale-ts [options]

@@ -191,6 +191,24 @@ struct nmreq_vale_newif {
   uint16_t pad1;
 };
 
+// NETMAP_REQ_VALE_POLLING_ENABLE / _DISABLE
+struct nmreq_vale_polling {
+  uint32_t nr_mode;
+  uint32_t nr_first_cpu_id;
+  uint32_t nr_num_polling_cpus;
+  uint32_t pad1;
+};
+
+enum : uint32_t {
+  NETMAP_POLLING_MODE_SINGLE_CPU = 1,
+  NETMAP_POLLING_MODE_MULTI_CPU = 2,
+};
+
+// VALE bridge limits (netmap_bdg.h): a switch has at most NM_BDG_MAXPORTS
+// ports; VALE_LIST answers NM_BDG_NOPORT for a switch that lacks the port.
+constexpr uint32_t NM_BDG_MAXPORTS = 254;
+constexpr uint32_t NM_BDG_NOPORT = NM_BDG_MAXPORTS + 1;
+
 struct nmreq_option {
   uint64_t nro_next;
   uint32_t nro_reqtype;
@@ -298,6 +316,7 @@ constexpr unsigned long NIOCCTRL = ioc(IOC_RW, 'i', 151, sizeof(nmreq_header));
 #define NM_ABI_FIELDS_nmreq_port_hdr(F, T) F(T, nr_hdr_len, 0)
 #define NM_ABI_FIELDS_nmreq_vale_newif(F, T) \
   F(T, nr_tx_slots, 0) F(T, nr_rx_slots, 4) F(T, nr_tx_rings, 8) F(T, nr_rx_rings, 10) F(T, nr_mem_id, 12)
+#define NM_ABI_FIELDS_nmreq_vale_polling(F, T) F(T, nr_mode, 0) F(T, nr_first_cpu_id, 4) F(T, nr_num_polling_cpus, 8)
 #define NM_ABI_FIELDS_nmreq_option(F, T) F(T, nro_next, 0) F(T, nro_reqtype, 8) F(T, nro_status, 12) F(T, nro_size, 16)
 #define NM_ABI_FIELDS_nmreq_opt_csb(F, T) F(T, nro_opt, 0) F(T, csb_atok, 24) F(T, csb_ktoa, 32)
 #define NM_ABI_FIELDS_nm_csb_atok(F, T) F(T, head, 0) F(T, cur, 4) F(T, appl_need_kick, 8) F(T, sync_flags, 12)
@@ -310,7 +329,7 @@ constexpr unsigned long NIOCCTRL = ioc(IOC_RW, 'i', 151, sizeof(nmreq_header));
 #define NM_ABI_STRUCTS(S)                                                                             \
   S(netmap_slot, 16) S(netmap_ring, 256) S(netmap_if, 56) S(nmreq_header, 88) S(nmreq_register, 56)    \
   S(nmreq_port_info_get, 32) S(nmreq_vale_attach, 64) S(nmreq_vale_detach, 8) S(nmreq_vale_list, 8)    \
-  S(nmreq_port_hdr, 8) S(nmreq_vale_newif, 16) S(nmreq_option, 24) S(nmreq_opt_csb, 40) S(nm_csb_atok, 64) \
+  S(nmreq_port_hdr, 8) S(nmreq_vale_newif, 16) S(nmreq_vale_polling, 16) S(nmreq_option, 24) S(nmreq_opt_csb, 40) S(nm_csb_atok, 64) \
   S(nm_csb_ktoa, 64) S(nmreq, 60)
 
 #define NM_ABI_ASSERT_FIELD(T, f, off) static_assert(offsetof(T, f) == (off), "netmap ABI drift: " #T "." #f);

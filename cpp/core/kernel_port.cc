@@ -27,7 +27,6 @@ constexpr uint64_t LEGACY_FLAG_BITS = 0xff00;
 // Body sizes per control request (netmap.c nmreq_size_by_type). The kernel
 // copies exactly this many bytes from/to nr_body, so a shorter buffer would
 // let it read and write past our memory.
-constexpr size_t NMREQ_VALE_POLLING_SIZE = 16;
 constexpr size_t NMREQ_POOLS_INFO_SIZE = 64;
 
 // What a failed register usually means, for the message.
@@ -273,7 +272,7 @@ long control_body_size(uint16_t reqtype) {
     case NETMAP_REQ_VALE_NEWIF: return sizeof(nmreq_vale_newif);
     case NETMAP_REQ_VALE_DELIF: return 0;
     case NETMAP_REQ_VALE_POLLING_ENABLE:
-    case NETMAP_REQ_VALE_POLLING_DISABLE: return NMREQ_VALE_POLLING_SIZE;
+    case NETMAP_REQ_VALE_POLLING_DISABLE: return sizeof(nmreq_vale_polling);
     case NETMAP_REQ_POOLS_INFO_GET: return NMREQ_POOLS_INFO_SIZE;
     default: return -1;
   }

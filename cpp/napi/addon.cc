@@ -8,6 +8,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   nm::InitRegion(env, exports);
   nm::InitPipe(env, exports);
   nm::InitKernel(env, exports);
+  nm::InitKernelCtl(env, exports);
   nm::InitForward(env, exports);
   return exports;
 }

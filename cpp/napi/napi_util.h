@@ -124,6 +124,7 @@ void InitFdio(Napi::Env env, Napi::Object exports);
 void InitRegion(Napi::Env env, Napi::Object exports);
 void InitPipe(Napi::Env env, Napi::Object exports);
 void InitKernel(Napi::Env env, Napi::Object exports);
+void InitKernelCtl(Napi::Env env, Napi::Object exports);
 void InitForward(Napi::Env env, Napi::Object exports);
 
 }  // namespace nm

@@ -4,8 +4,12 @@
  * a file descriptor to sleep on. Ring and Port are written once against this.
  */
 
-/** Which backend serves a port. */
-export type BackendKind = 'user' | 'kernel' | 'pipe';
+/**
+ * What carries a port's frames: the vale-ts switch (over its control socket
+ * and shared memory), a pipe (shared memory between two processes, no
+ * switch), or kernel netmap. `Port.transport` is this same word.
+ */
+export type BackendKind = 'vale-ts' | 'pipe' | 'kernel';
 
 /** Readiness reported by a poll. */
 export interface PollEvents {
@@ -73,6 +77,10 @@ export interface Backend {
   afterWait(): void;
   /** True once the other side is gone for good. */
   hungUp(): boolean;
+  /** Counters of this side, where the backend keeps any (pipes: frames pushed, invalid slots dropped, peer errors). */
+  stats?(): Record<string, number>;
+  /** The other side's state, where the backend knows more than {@link Backend.hungUp} (pipes). */
+  peerState?(): 'open' | 'closed' | 'dead';
   /** Release everything; the memory stays mapped until JS drops its views. */
   close(): void;
 }

@@ -7,7 +7,7 @@
  * acquire ordering the protocol needs and the store-load fence of the
  * need-kick handshake.
  */
-import { CSB_ATOK, CSB_KTOA, CSB_ENTRY_SIZE, REGION } from '../netmap/abi.js';
+import { CSB_ATOK, CSB_ATOK_SIZE, CSB_KTOA, CSB_ENTRY_SIZE, REGION } from '../netmap/abi.js';
 import { native } from '../netmap/addon.js';
 
 /**
@@ -56,7 +56,7 @@ export class CsbView {
     return this.base + ((k * CSB_ENTRY_SIZE + field) >>> 2);
   }
   private ktoa(k: number, field: number): number {
-    return this.base + ((k * CSB_ENTRY_SIZE + 64 + field) >>> 2);
+    return this.base + ((k * CSB_ENTRY_SIZE + CSB_ATOK_SIZE + field) >>> 2);
   }
 
   /** Index k of tx ring r. */

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { native, type NativePipe } from '../netmap/addon.js';
+import { NIF } from '../netmap/abi.js';
 import type { ParsedPortName } from '../netmap/name.js';
 import { pipeKey } from '../netmap/name.js';
 import type { Backend } from './backend.js';
@@ -93,7 +94,7 @@ export class PipeBackend extends CsbDoorbell implements Backend {
     // the creator decided the ring count; read it back from the region
     const dv = new DataView(np.memory!);
     const nifp = np.nifpOffset;
-    const txRings = dv.getUint32(nifp + 24, true);
+    const txRings = dv.getUint32(nifp + NIF.ni_tx_rings, true);
     return new PipeBackend(np, p.spec, end, txRings, p.mode === 'one_nic' ? p.ringId : undefined);
   }
 
@@ -106,19 +107,19 @@ export class PipeBackend extends CsbDoorbell implements Backend {
   }
 
   /** Peer state: 'open', 'closed' (never came, or closed cleanly) or 'dead'. */
-  peer(): 'open' | 'closed' | 'dead' {
+  peerState(): 'open' | 'closed' | 'dead' {
     const s = this.pipe.peerState();
     if (s === PEER_OPEN) this.peerSeen = true;
     return s === PEER_OPEN ? 'open' : s === PEER_NEVER_OR_CLOSED ? 'closed' : 'dead';
   }
 
   hungUp(): boolean {
-    const s = this.peer();
+    const s = this.peerState();
     return this.peerSeen && s !== 'open';
   }
 
   /** Counters of this end (frames pushed, invalid slots dropped, peer errors). */
-  stats(): { txFrames: number; invalidSlots: number; peerErrors: number } {
+  stats(): { txFrames: number; invalidSlots: number; peerErrors: number } & Record<string, number> {
     return this.pipe.stats();
   }
 

@@ -30,8 +30,8 @@ interface RingWords {
 }
 
 /** A vale port served by vale-ts. */
-export class UserBackend extends CsbDoorbell implements Backend {
-  readonly kind = 'user' as const;
+export class ValeClientBackend extends CsbDoorbell implements Backend {
+  readonly kind = 'vale-ts' as const;
   readonly syncsAllRings = false;
   readonly memory: ArrayBuffer;
   readonly nifpOffset: number;
@@ -94,7 +94,7 @@ export class UserBackend extends CsbDoorbell implements Backend {
   }
 
   /** Register `p` with vale-ts and map its region. */
-  static async open(p: ParsedPortName, opts: UserOpenOptions = {}): Promise<UserBackend> {
+  static async open(p: ParsedPortName, opts: UserOpenOptions = {}): Promise<ValeClientBackend> {
     if (p.mode !== 'all_nic' && p.mode !== 'one_nic') {
       throw new Error(`user backend: ${p.spec}: vale ports have no host rings (^, *, ^N): open ${p.nrName} or ${p.nrName}-N`);
     }
@@ -129,7 +129,7 @@ export class UserBackend extends CsbDoorbell implements Backend {
         throw new Error(`user backend: malformed register reply from vale-ts (${fds.length} fds)`);
       }
       try {
-        return new UserBackend(conn, fds, reply, p);
+        return new ValeClientBackend(conn, fds, reply, p);
       } catch (e) {
         for (const f of fds) native.close(f);
         throw e;

@@ -1,11 +1,28 @@
 /**
  * Client side of the vale-ts control socket: connect, send one request,
- * await its reply (with fds), without blocking the event loop.
+ * await its reply (with fds), without blocking the event loop; and
+ * {@link ValeClient}, the public control API (valectl's verbs) over it.
  */
 import { lstatSync } from 'node:fs';
 import path from 'node:path';
 import { native } from '../netmap/addon.js';
-import { decodeReply, encodeMessage, MAX_MESSAGE, privateSocketDir, type ByeMessage, type Reply, type Request } from './protocol.js';
+import { MAX_RINGS, MAX_SLOTS, MIN_SLOTS, NM_BDG_NOPORT } from '../netmap/abi.js';
+import { parsePortName } from '../netmap/name.js';
+import {
+  decodeReply,
+  defaultSocketPath,
+  encodeMessage,
+  MAX_MESSAGE,
+  privateSocketDir,
+  PROTOCOL_VERSION,
+  type ByeMessage,
+  type ConfRequest,
+  type PortGeometry,
+  type PortListing,
+  type Reply,
+  type Request,
+  type SwitchStats,
+} from './protocol.js';
 
 /** The process at the socket is not one this client trusts. */
 export class UntrustedSwitchError extends Error {
@@ -204,4 +221,261 @@ export async function requestOnce(socketPath: string, req: Request, timeoutMs = 
   } finally {
     c.close();
   }
+}
+
+/** A control request the switch (or the kernel) refused, or could not be asked. */
+export class ValeControlError extends Error {
+  /** errno name: ENOENT, EEXIST, EBUSY, EINVAL, EOPNOTSUPP, ECONNREFUSED... */
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'ValeControlError';
+    this.code = code;
+  }
+}
+
+/** A port's place on its switch, as valectl -l / the full listing show it. */
+export interface ValePortIndex {
+  /** the port name (valeX:Y) */
+  name: string;
+  bridgeIndex: number;
+  /** {@link abi}'s NM_BDG_NOPORT when the switch exists but has no such port */
+  portIndex: number;
+  /** vale-ts: created with {@link ValeClient.create} (outlives its users) */
+  persistent?: boolean;
+  /** vale-ts: a client holds the port */
+  attached?: boolean;
+  /** vale-ts: pid of the process holding the port */
+  pid?: number;
+}
+
+/** A port's geometry, as valectl -g / -n show it. */
+export interface ValePortInfo {
+  name: string;
+  memsize: number;
+  txSlots: number;
+  rxSlots: number;
+  txRings: number;
+  rxRings: number;
+  memId: number;
+  bufSize?: number;
+  nifpOffset?: number;
+  portIndex?: number;
+}
+
+/** Rings and slots of a port {@link ValeClient.create} makes; missing or 0 means the default. */
+export interface ValePortConfig {
+  txSlots?: number;
+  rxSlots?: number;
+  txRings?: number;
+  rxRings?: number;
+}
+
+/** Options of {@link ValeClient}. */
+export interface ValeClientOptions {
+  /** control socket (default: VALE_TS_SOCKET, then the standard path) */
+  socket?: string;
+  /** how long to wait for each reply (default 5000 ms) */
+  timeoutMs?: number;
+}
+
+/**
+ * Control of a running vale-ts switch, as netmap's valectl controls kernel
+ * VALE (the kernel's counterpart is {@link KernelValeControl}): list ports,
+ * port geometry, persistent ports, attach/detach, and counters with the MAC
+ * table (vale-ts only). Every call is one request on a fresh connection.
+ * Failures reject with {@link ValeControlError}, whose `code` is the errno
+ * name netmap would give (`ENOENT` for no such switch, `ENXIO` for no such
+ * port, `EEXIST`, `EBUSY`...).
+ *
+ * ```ts
+ * const vale = new ValeClient();
+ * await vale.create('vale0:p1', { txSlots: 512 });
+ * for (const p of await vale.list()) console.log(p.name, p.portIndex);
+ * const [sw] = await vale.stats('vale0');
+ * ```
+ */
+export class ValeClient {
+  /** The control socket this client talks to. */
+  readonly socketPath: string;
+  private readonly timeoutMs: number;
+
+  constructor(opts: ValeClientOptions = {}) {
+    this.socketPath = defaultSocketPath(opts.socket);
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+  }
+
+  private async ask(req: Request): Promise<Reply & { ok: true }> {
+    let reply: Reply;
+    try {
+      reply = await requestOnce(this.socketPath, req, this.timeoutMs);
+    } catch (e) {
+      if (e instanceof SwitchUnreachableError) {
+        throw new ValeControlError(
+          e.code,
+          `vale-ts is not running at ${this.socketPath}: start it with \`vale-ts --socket ${this.socketPath}\` ` +
+            `(or plain \`vale-ts\` for the default socket), or point --socket / VALE_TS_SOCKET at the one that runs`,
+        );
+      }
+      const code = (e as { code?: unknown }).code;
+      throw new ValeControlError(typeof code === 'string' ? code : 'EIO', `vale-ts at ${this.socketPath}: ${(e as Error).message}`);
+    }
+    if (!reply.ok) throw new ValeControlError(reply.code, reply.error);
+    return reply;
+  }
+
+  private static unexpected(op: string, r: Reply): ValeControlError {
+    return new ValeControlError('EPROTO', `vale-ts answered '${op}' with ${JSON.stringify(r).slice(0, 200)}`);
+  }
+
+  /** Every port of every switch. */
+  async list(): Promise<ValePortIndex[]> {
+    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'list' });
+    if (r.op !== 'list' || !Array.isArray(r.ports)) throw ValeClient.unexpected('list', r);
+    return r.ports.map(listing);
+  }
+
+  /**
+   * One port's indices (valectl -l). As in netmap, a switch that exists
+   * without the port answers portIndex NM_BDG_NOPORT; a switch that does not
+   * exist rejects with ENOENT.
+   */
+  async lookup(name: string): Promise<ValePortIndex> {
+    try {
+      const r = await this.ask({ v: PROTOCOL_VERSION, op: 'list', name });
+      if (r.op !== 'list' || !Array.isArray(r.ports) || !r.ports[0]) throw ValeClient.unexpected('list', r);
+      return listing(r.ports[0]);
+    } catch (e) {
+      if (!(e instanceof ValeControlError) || e.code !== 'ENXIO') throw e;
+      const sw = switchOf(name);
+      if (sw === undefined) throw e;
+      let stats: SwitchStats[];
+      try {
+        stats = await this.stats(sw);
+      } catch (e2) {
+        if (e2 instanceof ValeControlError && e2.code === 'ENXIO') throw new ValeControlError('ENOENT', `no switch ${sw} on this vale-ts`);
+        throw e2;
+      }
+      const s = stats[0];
+      if (!s) throw new ValeControlError('ENOENT', `no switch ${sw} on this vale-ts`);
+      return { name, bridgeIndex: s.bridgeIndex, portIndex: NM_BDG_NOPORT };
+    }
+  }
+
+  /** A port's geometry (valectl -g). */
+  async info(name: string): Promise<ValePortInfo> {
+    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'info', name });
+    if (r.op !== 'info') throw ValeClient.unexpected('info', r);
+    return geometry(r.name, r);
+  }
+
+  /**
+   * Create a persistent port valeX:Y (valectl -n): it lives until
+   * {@link ValeClient.remove}, whoever opens and closes it meanwhile. Ring
+   * and slot counts outside netmap's VALE limits reject with EINVAL; a
+   * `memId` other than 0 with EOPNOTSUPP (every vale-ts port has a region of
+   * its own).
+   */
+  async create(name: string, conf: ValePortConfig = {}, opts: { memId?: number } = {}): Promise<ValePortInfo> {
+    if (switchOf(name) === undefined) {
+      throw new ValeControlError(
+        'EINVAL',
+        `'${name}' is not a vale port name: vale-ts creates persistent ports on a switch, so name it valeX:Y ` +
+          `(e.g. -n vale0:${name}); OS-visible interfaces need the netmap kernel module`,
+      );
+    }
+    if (opts.memId !== undefined && opts.memId !== 0) {
+      throw new ValeControlError(
+        'EOPNOTSUPP',
+        `mem_id ${opts.memId} cannot be honoured: vale-ts gives every port its own memory region (leave out -m)`,
+      );
+    }
+    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'create', name, conf: confRequest(conf) });
+    if (r.op !== 'create') throw ValeClient.unexpected('create', r);
+    return { ...geometry(r.name, r), portIndex: r.portIndex };
+  }
+
+  /** Remove a persistent port (valectl -r); EBUSY while a client holds it. */
+  async remove(name: string): Promise<void> {
+    if (switchOf(name) === undefined) {
+      throw new ValeControlError('EINVAL', `'${name}' is not a vale port name: vale-ts persistent ports are named valeX:Y (e.g. -r vale0:${name})`);
+    }
+    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'remove', name });
+    if (r.op !== 'remove') throw ValeClient.unexpected('remove', r);
+  }
+
+  /**
+   * Attach a host interface to a switch (valectl -a, or -h with
+   * `hostStack`). Resolves with the port index; vale-ts rejects with
+   * EOPNOTSUPP and says why where it cannot reach host interfaces.
+   */
+  async attach(name: string, opts: { hostStack?: boolean } = {}): Promise<number> {
+    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'attach', name, hostStack: opts.hostStack ?? false });
+    if (r.op !== 'attach') throw ValeClient.unexpected('attach', r);
+    return r.portIndex;
+  }
+
+  /** Detach a host interface (valectl -d); resolves with its port index. */
+  async detach(name: string): Promise<number> {
+    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'detach', name });
+    if (r.op !== 'detach') throw ValeClient.unexpected('detach', r);
+    return r.portIndex;
+  }
+
+  /** Per-port counters (every drop reason), totals and MAC table of every switch, or of one. */
+  async stats(switchName?: string): Promise<SwitchStats[]> {
+    const req: Request = switchName === undefined ? { v: PROTOCOL_VERSION, op: 'stats' } : { v: PROTOCOL_VERSION, op: 'stats', switch: switchName };
+    const r = await this.ask(req);
+    if (r.op !== 'stats' || !Array.isArray(r.switches)) throw ValeClient.unexpected('stats', r);
+    return r.switches;
+  }
+}
+
+function listing(l: PortListing): ValePortIndex {
+  const r: ValePortIndex = { name: l.name, bridgeIndex: l.bridgeIndex, portIndex: l.portIndex, persistent: l.persistent, attached: l.attached };
+  if (l.pid !== undefined) r.pid = l.pid;
+  return r;
+}
+
+function geometry(name: string, g: PortGeometry): ValePortInfo {
+  return {
+    name,
+    memsize: g.memsize,
+    txSlots: g.txSlots,
+    rxSlots: g.rxSlots,
+    txRings: g.txRings,
+    rxRings: g.rxRings,
+    memId: g.memId,
+    bufSize: g.bufSize,
+    nifpOffset: g.nifpOffset,
+  };
+}
+
+/** The switch of a valeX:Y name, or undefined when it is not one. */
+function switchOf(name: string): string | undefined {
+  try {
+    const p = parsePortName(name);
+    return p.isVale && p.switchName !== undefined && !p.pipe ? p.switchName : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Check a port config against netmap's VALE bounds (NM_BDG_MAXSLOTS / NM_BDG_MAXRINGS); 0 means the default and is left out. */
+function confRequest(c: ValePortConfig): ConfRequest {
+  const out: ConfRequest = {};
+  const check = (what: string, v: number | undefined, lo: number, hi: number): number | undefined => {
+    if (v === undefined || v === 0) return undefined;
+    if (!Number.isInteger(v) || v < lo || v > hi) throw new ValeControlError('EINVAL', `${what} ${v} is out of range: use ${lo}..${hi} (0 for the default)`);
+    return v;
+  };
+  const ts = check('tx_slots', c.txSlots, MIN_SLOTS, MAX_SLOTS);
+  const rs = check('rx_slots', c.rxSlots, MIN_SLOTS, MAX_SLOTS);
+  const tr = check('tx_rings', c.txRings, 1, MAX_RINGS);
+  const rr = check('rx_rings', c.rxRings, 1, MAX_RINGS);
+  if (ts !== undefined) out.txSlots = ts;
+  if (rs !== undefined) out.rxSlots = rs;
+  if (tr !== undefined) out.txRings = tr;
+  if (rr !== undefined) out.rxRings = rr;
+  return out;
 }

@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { userInfo } from 'node:os';
+import { MAX_BUF_SIZE, MAX_EXTRA_BUFS, MAX_RINGS, MAX_SLOTS, MIN_BUF_SIZE, MIN_SLOTS, NETMAP_REQ_IFNAMSIZ, NETMAP_RING_MASK, NR_REG_ONE_SW } from '../netmap/abi.js';
 
 /** Protocol version spoken by this build. */
 export const PROTOCOL_VERSION = 1;
@@ -221,7 +222,10 @@ function obj(data: Uint8Array): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-function str(o: Record<string, unknown>, k: string, max = 64): string {
+/** Longest port name: what fits nmreq_header.nr_name with its NUL. */
+const MAX_NAME = NETMAP_REQ_IFNAMSIZ - 1;
+
+function str(o: Record<string, unknown>, k: string, max = MAX_NAME): string {
   const v = o[k];
   if (typeof v !== 'string' || v.length === 0 || v.length > max) throw new ProtocolError(`field '${k}' must be a string of 1..${max} characters`);
   return v;
@@ -243,10 +247,10 @@ function conf(o: Record<string, unknown>): ConfRequest {
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ProtocolError("field 'conf' must be an object");
   const r = c as Record<string, unknown>;
   const out: ConfRequest = {};
-  const txRings = optInt(r, 'txRings', 1, 16);
-  const rxRings = optInt(r, 'rxRings', 1, 16);
-  const txSlots = optInt(r, 'txSlots', 2, 4096);
-  const rxSlots = optInt(r, 'rxSlots', 2, 4096);
+  const txRings = optInt(r, 'txRings', 1, MAX_RINGS);
+  const rxRings = optInt(r, 'rxRings', 1, MAX_RINGS);
+  const txSlots = optInt(r, 'txSlots', MIN_SLOTS, MAX_SLOTS);
+  const rxSlots = optInt(r, 'rxSlots', MIN_SLOTS, MAX_SLOTS);
   if (txRings !== undefined) out.txRings = txRings;
   if (rxRings !== undefined) out.rxRings = rxRings;
   if (txSlots !== undefined) out.txSlots = txSlots;
@@ -273,13 +277,13 @@ export function decodeRequest(data: Uint8Array): Request {
         v,
         op,
         name: str(o, 'name'),
-        nrMode: int(o, 'nrMode', 0, 8, 1),
-        ringId: int(o, 'ringId', 0, 4095, 0),
+        nrMode: int(o, 'nrMode', 0, NR_REG_ONE_SW, 1),
+        ringId: int(o, 'ringId', 0, NETMAP_RING_MASK, 0),
         flags: int(o, 'flags', 0, 2 ** 32 - 1, 0),
         conf: conf(o),
       };
-      const bufSize = optInt(o, 'bufSize', 64, 65536);
-      const extraBufs = optInt(o, 'extraBufs', 0, 1 << 20);
+      const bufSize = optInt(o, 'bufSize', MIN_BUF_SIZE, MAX_BUF_SIZE);
+      const extraBufs = optInt(o, 'extraBufs', 0, MAX_EXTRA_BUFS);
       if (bufSize !== undefined) r.bufSize = bufSize;
       if (extraBufs !== undefined) r.extraBufs = extraBufs;
       if (o['lossless'] !== undefined) {
@@ -295,7 +299,7 @@ export function decodeRequest(data: Uint8Array): Request {
       return { v, op, name: str(o, 'name') };
     case 'create': {
       const r: CreateRequest = { v, op, name: str(o, 'name'), conf: conf(o) };
-      const bufSize = optInt(o, 'bufSize', 64, 65536);
+      const bufSize = optInt(o, 'bufSize', MIN_BUF_SIZE, MAX_BUF_SIZE);
       if (bufSize !== undefined) r.bufSize = bufSize;
       return r;
     }

@@ -1,6 +1,8 @@
 /**
  * netmap's ABI numbers for TypeScript, read from the addon, which takes them
  * from the compiled structs (cpp/abi/netmap_abi.h, exported by cpp/napi/abi_export.cc): one source of truth.
+ * No other TypeScript file types a netmap number (test/unit/abi-literals.test.ts
+ * greps for the ones that were).
  */
 import { native } from './addon.js';
 
@@ -42,6 +44,14 @@ export const REGION = pick(
   ['magic', 'version', 'size', 'n_ifs', 'tx_rings', 'rx_rings', 'tx_slots', 'rx_slots', 'buf_size', 'extra_bufs', 'num_bufs', 'nifp_ofs', 'csb_ofs', 'buf_pool_ofs', 'end_state', 'generation'] as const,
   'RegionHeader',
 );
+function size(name: string): number {
+  const v = a.sizes[name];
+  if (typeof v !== 'number') throw new Error(`addon ABI table lacks sizeof(${name}): rebuild the addon (npm run build:native)`);
+  return v;
+}
+/** sizeof(struct nm_csb_atok): a ring's CSB entry is this record, then its nm_csb_ktoa. */
+export const CSB_ATOK_SIZE = size('nm_csb_atok');
+
 /** All sizes, as compiled. */
 export const SIZES: Readonly<Record<string, number>> = a.sizes;
 /** All constants (flags, request types, limits), as compiled. */
@@ -72,3 +82,52 @@ export const MIN_SLOTS = k('MIN_SLOTS');
 export const DEFAULT_SLOTS = k('DEFAULT_SLOTS');
 export const DEFAULT_BUF_SIZE = k('DEFAULT_BUF_SIZE');
 export const NETMAP_API = k('NETMAP_API');
+
+/** Smallest and largest buffer size of a userspace region. */
+export const MIN_BUF_SIZE = k('MIN_BUF_SIZE');
+export const MAX_BUF_SIZE = k('MAX_BUF_SIZE');
+/** Most extra buffers (nr_extra_bufs) a userspace region links. */
+export const MAX_EXTRA_BUFS = k('MAX_EXTRA_BUFS');
+/** Length of nmreq_header.nr_name, the terminating NUL included. */
+export const NETMAP_REQ_IFNAMSIZ = k('NETMAP_REQ_IFNAMSIZ');
+
+/** nr_mode values (NR_REG_*): which rings a registration binds. */
+export const NR_REG_DEFAULT = k('NR_REG_DEFAULT');
+export const NR_REG_ALL_NIC = k('NR_REG_ALL_NIC');
+export const NR_REG_SW = k('NR_REG_SW');
+export const NR_REG_NIC_SW = k('NR_REG_NIC_SW');
+export const NR_REG_ONE_NIC = k('NR_REG_ONE_NIC');
+export const NR_REG_PIPE_MASTER = k('NR_REG_PIPE_MASTER');
+export const NR_REG_PIPE_SLAVE = k('NR_REG_PIPE_SLAVE');
+export const NR_REG_NULL = k('NR_REG_NULL');
+export const NR_REG_ONE_SW = k('NR_REG_ONE_SW');
+/** Largest nr_ringid ring number (the legacy API's NETMAP_RING_MASK). */
+export const NETMAP_RING_MASK = k('NETMAP_RING_MASK');
+/** nr_flags (64-bit in the ABI; these all fit 32 bits). */
+export const NR_MONITOR_TX = k('NR_MONITOR_TX');
+export const NR_MONITOR_RX = k('NR_MONITOR_RX');
+export const NR_ZCOPY_MON = k('NR_ZCOPY_MON');
+export const NR_EXCLUSIVE = k('NR_EXCLUSIVE');
+export const NR_RX_RINGS_ONLY = k('NR_RX_RINGS_ONLY');
+export const NR_TX_RINGS_ONLY = k('NR_TX_RINGS_ONLY');
+export const NR_NO_TX_POLL = k('NR_NO_TX_POLL');
+export const NR_DO_RX_POLL = k('NR_DO_RX_POLL');
+
+/** NIOCCTRL request types (nmreq_header.nr_reqtype). */
+export const NETMAP_REQ_REGISTER = k('NETMAP_REQ_REGISTER');
+export const NETMAP_REQ_PORT_INFO_GET = k('NETMAP_REQ_PORT_INFO_GET');
+export const NETMAP_REQ_VALE_ATTACH = k('NETMAP_REQ_VALE_ATTACH');
+export const NETMAP_REQ_VALE_DETACH = k('NETMAP_REQ_VALE_DETACH');
+export const NETMAP_REQ_VALE_LIST = k('NETMAP_REQ_VALE_LIST');
+export const NETMAP_REQ_PORT_HDR_SET = k('NETMAP_REQ_PORT_HDR_SET');
+export const NETMAP_REQ_PORT_HDR_GET = k('NETMAP_REQ_PORT_HDR_GET');
+export const NETMAP_REQ_VALE_NEWIF = k('NETMAP_REQ_VALE_NEWIF');
+export const NETMAP_REQ_VALE_DELIF = k('NETMAP_REQ_VALE_DELIF');
+export const NETMAP_REQ_VALE_POLLING_ENABLE = k('NETMAP_REQ_VALE_POLLING_ENABLE');
+export const NETMAP_REQ_VALE_POLLING_DISABLE = k('NETMAP_REQ_VALE_POLLING_DISABLE');
+/** nmreq_vale_polling.nr_mode: one CPU polls every ring, or one ring per CPU. */
+export const NETMAP_POLLING_MODE_SINGLE_CPU = k('NETMAP_POLLING_MODE_SINGLE_CPU');
+export const NETMAP_POLLING_MODE_MULTI_CPU = k('NETMAP_POLLING_MODE_MULTI_CPU');
+/** Ports per VALE switch, and the port index VALE_LIST answers for a switch without the port. */
+export const NM_BDG_MAXPORTS = k('NM_BDG_MAXPORTS');
+export const NM_BDG_NOPORT = k('NM_BDG_NOPORT');

@@ -15,6 +15,21 @@
  *
  * @module
  */
+import {
+  NETMAP_REQ_IFNAMSIZ,
+  NETMAP_RING_MASK,
+  NR_EXCLUSIVE,
+  NR_MONITOR_RX,
+  NR_MONITOR_TX,
+  NR_REG_ALL_NIC,
+  NR_REG_NIC_SW,
+  NR_REG_ONE_NIC,
+  NR_REG_ONE_SW,
+  NR_REG_SW,
+  NR_RX_RINGS_ONLY,
+  NR_TX_RINGS_ONLY,
+  NR_ZCOPY_MON,
+} from './abi.js';
 
 /** Which netmap subsystem a name addresses: a NIC/host stack or a VALE switch port. */
 export type Subsystem = 'netmap' | 'vale';
@@ -76,30 +91,30 @@ export interface ParsedPortName {
 
 /** `NR_REG_*` values (netmap.h) for the modes a name can select. */
 const NR_REG: Readonly<Record<RegMode, number>> = {
-  all_nic: 1,
-  sw: 2,
-  nic_sw: 3,
-  one_nic: 4,
-  one_sw: 8,
+  all_nic: NR_REG_ALL_NIC,
+  sw: NR_REG_SW,
+  nic_sw: NR_REG_NIC_SW,
+  one_nic: NR_REG_ONE_NIC,
+  one_sw: NR_REG_ONE_SW,
 };
 
 /** Flag letter → `NR_*` bit, in the canonical order used when formatting from bits. */
 const FLAG_BITS: ReadonlyArray<readonly [string, number]> = [
-  ['x', 0x800], // NR_EXCLUSIVE
-  ['z', 0x400], // NR_ZCOPY_MON
-  ['t', 0x100], // NR_MONITOR_TX
-  ['r', 0x200], // NR_MONITOR_RX
-  ['R', 0x2000], // NR_RX_RINGS_ONLY
-  ['T', 0x4000], // NR_TX_RINGS_ONLY
+  ['x', NR_EXCLUSIVE],
+  ['z', NR_ZCOPY_MON],
+  ['t', NR_MONITOR_TX],
+  ['r', NR_MONITOR_RX],
+  ['R', NR_RX_RINGS_ONLY],
+  ['T', NR_TX_RINGS_ONLY],
 ];
 const FLAG_HELP =
   'valid flags are x (exclusive), z (zero-copy monitor), t (monitor tx), r (monitor rx), ' +
   'R (rx rings only), T (tx rings only), e.g. netmap:eth0/x';
 
-/** NETMAP_REQ_IFNAMSIZ is 64 including the terminating NUL. */
-const MAX_NR_NAME = 63;
-/** Ring indices travel in nr_ringid masked by NETMAP_RING_MASK (0xfff); 0xfff itself is reserved. */
-const MAX_RING = 4095;
+/** NETMAP_REQ_IFNAMSIZ counts the terminating NUL. */
+const MAX_NR_NAME = NETMAP_REQ_IFNAMSIZ - 1;
+/** Ring indices travel in nr_ringid masked by NETMAP_RING_MASK; the mask itself is reserved. */
+const MAX_RING = NETMAP_RING_MASK;
 const U16_MAX = 0xffff;
 const U32_MAX = 0xffffffff;
 

@@ -3,9 +3,12 @@
  * options and NETMAP_BACKEND select.
  */
 import { existsSync } from 'node:fs';
-import { parsePortName, type ParsedPortName } from './name.js';
+import { parsePortName } from './name.js';
 import { Port } from './port.js';
+import type { RingOptions } from './ring.js';
 import { PipeBackend } from '../backends/pipe.js';
+import { ValeClientBackend } from '../backends/vale-client.js';
+import { KernelBackend } from '../backends/kernel/port.js';
 import type { Backend } from '../backends/backend.js';
 
 /** Options of {@link open}. */
@@ -27,6 +30,11 @@ export interface OpenOptions {
   extraBufs?: number;
   /** vale-ts: keep frames in this port's tx ring when a destination is full (backpressure) instead of dropping. */
   lossless?: boolean;
+  /**
+   * Check every slot handed back at each sync, as a debugging aid (see
+   * {@link RingOptions.checkSlots}; off by default: the other side validates).
+   */
+  checkSlots?: boolean;
 }
 
 /** The error thrown when no backend can serve a name. */
@@ -50,17 +58,6 @@ export function selectBackend(opt?: OpenOptions['backend']): 'user' | 'kernel' {
   return existsSync('/dev/netmap') ? 'kernel' : 'user';
 }
 
-type UserOpener = (p: ParsedPortName, opts: OpenOptions) => Promise<Backend>;
-type KernelOpener = (p: ParsedPortName) => Backend;
-let userOpener: UserOpener | undefined;
-let kernelOpener: KernelOpener | undefined;
-
-/** @internal backends register themselves, keeping this module free of cycles */
-export function registerOpeners(u: UserOpener | undefined, k: KernelOpener | undefined): void {
-  if (u) userOpener = u;
-  if (k) kernelOpener = k;
-}
-
 /**
  * Open a port by its netmap name: `vale0:01`, `vale0:x{1`, `netmap:eth0-2`...
  * Rejects with an error naming the backend and the reason when it can't.
@@ -70,8 +67,7 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
   const which = selectBackend(opts.backend);
   let be: Backend;
   if (which === 'kernel') {
-    if (!kernelOpener) throw new BackendError('kernel backend is not available in this build');
-    be = kernelOpener(p);
+    be = KernelBackend.open(p);
   } else if (p.pipe) {
     const po: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number } = {};
     if (opts.rings !== undefined) po.rings = opts.rings;
@@ -80,8 +76,7 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
     if (opts.extraBufs !== undefined) po.extraBufs = opts.extraBufs;
     be = PipeBackend.open(p, po);
   } else if (p.isVale) {
-    if (!userOpener) throw new BackendError('userspace vale backend is not available in this build');
-    be = await userOpener(p, opts);
+    be = await ValeClientBackend.open(p, opts);
   } else {
     throw new BackendError(
       `user backend: cannot open ${name}: ${p.port} is a host interface, and without /dev/netmap (the netmap ` +
@@ -90,7 +85,7 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
     );
   }
   try {
-    return new Port(p, be);
+    return new Port(p, be, opts.checkSlots === undefined ? {} : { checkSlots: opts.checkSlots });
   } catch (e) {
     be.close();
     throw e;

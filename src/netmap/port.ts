@@ -4,9 +4,9 @@
  */
 import { native, type NativeFdWatcher } from './addon.js';
 import { NIF } from './abi.js';
-import type { Backend, PollEvents, PortRegistration } from '../backends/backend.js';
+import type { Backend, BackendKind, PollEvents, PortRegistration } from '../backends/backend.js';
 import type { ParsedPortName } from './name.js';
-import { Ring } from './ring.js';
+import { Ring, type RingOptions } from './ring.js';
 
 /** What {@link Port.poll} waits for. */
 export interface PollOptions {
@@ -34,10 +34,14 @@ export class Port {
   readonly name: string;
   /** The parsed name. */
   readonly parsed: ParsedPortName;
-  /** Which backend serves the port: kernel netmap or the userspace one. */
+  /**
+   * Which of {@link open}'s two backends serves the port, as `open(name, {
+   * backend })` and `NETMAP_BACKEND` name them: 'kernel' (/dev/netmap) or
+   * 'user' (everything in userspace: vale-ts ports and pipes).
+   */
   readonly backend: 'user' | 'kernel';
-  /** What carries frames: kernel netmap, the vale-ts switch, or a pipe. */
-  readonly transport: 'kernel' | 'vale-ts' | 'pipe';
+  /** What carries frames: the vale-ts switch, a pipe, or kernel netmap (the backend's {@link BackendKind}). */
+  readonly transport: BackendKind;
   /** Bound tx rings. */
   readonly txRings: readonly Ring[];
   /** Bound rx rings. */
@@ -62,12 +66,12 @@ export class Port {
   private lastYield = 0;
 
   /** @internal use {@link open} */
-  constructor(parsed: ParsedPortName, be: Backend) {
+  constructor(parsed: ParsedPortName, be: Backend, ringOpts: RingOptions = {}) {
     this.name = parsed.spec;
     this.parsed = parsed;
     this.be = be;
     this.backend = be.kind === 'kernel' ? 'kernel' : 'user';
-    this.transport = be.kind === 'kernel' ? 'kernel' : be.kind === 'user' ? 'vale-ts' : 'pipe';
+    this.transport = be.kind;
     this.memory = be.memory;
     const dv = new DataView(be.memory);
     const nifp = be.nifpOffset;
@@ -79,12 +83,12 @@ export class Port {
     const tx: Ring[] = [];
     for (const id of be.txRingIds) {
       if (id >= nTx + nHostTx) throw new RangeError(`${this.name}: tx ring ${id} does not exist`);
-      tx.push(new Ring(be.memory, ringOfs(id), 'tx', id, (r) => be.txsync(r), this.name));
+      tx.push(new Ring(be.memory, ringOfs(id), 'tx', id, (r) => be.txsync(r), this.name, ringOpts));
     }
     const rx: Ring[] = [];
     for (const id of be.rxRingIds) {
       if (id >= nRx + nHostRx) throw new RangeError(`${this.name}: rx ring ${id} does not exist`);
-      rx.push(new Ring(be.memory, ringOfs(nTx + nHostTx + id), 'rx', id, (r) => be.rxsync(r), this.name));
+      rx.push(new Ring(be.memory, ringOfs(nTx + nHostTx + id), 'rx', id, (r) => be.rxsync(r), this.name, ringOpts));
     }
     this.txRings = tx;
     this.rxRings = rx;
@@ -105,12 +109,13 @@ export class Port {
   /**
    * Sync these rings of this port (all of one direction), with one backend
    * call where one covers them all (kernel netmap). `trusted` skips the
-   * per-slot prologue checks, for slots written by the addon's batch loops.
+   * per-slot prologue checks (where `checkSlots` asked for them), for slots
+   * written by the addon's batch loops.
    */
   syncRings(rings: readonly Ring[], opts: { trusted?: boolean } = {}): void {
     const trusted = opts.trusted ?? false;
     if (this.be.syncsAllRings && rings.length > 1) {
-      if (!trusted) for (const r of rings) r.prologue();
+      for (const r of rings) r.prologue(trusted);
       rings[0]!.sync(true);
       for (const r of rings) r.markSynced();
       return;
@@ -137,7 +142,66 @@ export class Port {
     return this.be.hungUp();
   }
 
-  /** The backend object (for backend-specific counters). */
+  /**
+   * The other side as of now: a pipe's peer end, the vale-ts switch, the
+   * kernel. 'closed' when a pipe's peer has not come yet or closed cleanly,
+   * 'dead' when it went away without closing (or the switch is gone).
+   */
+  get peer(): 'open' | 'closed' | 'dead' {
+    return this.be.peerState ? this.be.peerState() : this.be.hungUp() ? 'dead' : 'open';
+  }
+
+  /**
+   * This side's counters where its transport keeps any: a pipe end counts
+   * `txFrames`, `invalidSlots` (slots it refused to pass on) and
+   * `peerErrors`; vale-ts ports are counted by the switch (see
+   * `ValeClient.stats`), kernel ports by the kernel. Empty otherwise.
+   */
+  counters(): Record<string, number> {
+    return this.be.stats ? { ...this.be.stats() } : {};
+  }
+
+  /** Offset of this port's netmap_if in {@link Port.memory} (NETMAP_IF). */
+  get nifpOffset(): number {
+    return this.be.nifpOffset;
+  }
+
+  /**
+   * The file descriptor to watch in a poll loop of your own (epoll, libuv,
+   * another event library): the netmap fd for kernel ports, this side's
+   * doorbell eventfd/FIFO for vale-ts ports and pipes. Use it with
+   * {@link Port.prepareWait} and {@link Port.finishWait}:
+   *
+   * ```ts
+   * const events = port.prepareWait({ rx: true });   // 1 = readable, 2 = writable
+   * if (port.rxRings.every((r) => r.empty())) await yourPoll(port.fd, events);
+   * port.finishWait();
+   * port.rxsync();
+   * ```
+   */
+  get fd(): number {
+    return this.be.waitFd;
+  }
+
+  /**
+   * Ask the other side for a wakeup on {@link Port.fd} when frames arrive
+   * (`rx`) or tx room frees up (`tx`), before sleeping on it. Returns the
+   * poll events to wait for: 1 readable, 2 writable (or both). Check the
+   * rings again after this call and before sleeping: a frame may have landed
+   * in between. {@link Port.poll} does all of this on the Node loop.
+   */
+  prepareWait(want: { rx?: boolean; tx?: boolean } = {}): number {
+    if (this.closed) throw new Error(`${this.name}: port is closed`);
+    return this.be.armWait(want.rx ?? true, want.tx ?? false);
+  }
+
+  /** After waking on {@link Port.fd}: drain the doorbell and withdraw the wakeup requests. */
+  finishWait(): void {
+    if (this.closed) return;
+    this.be.afterWait();
+  }
+
+  /** @internal the backend object, for tests that play a hostile client */
   get backendObject(): Backend {
     return this.be;
   }
@@ -278,6 +342,46 @@ export class Port {
         r.advance(1);
         n++;
       }
+    }
+    return n;
+  }
+
+  /**
+   * Allocation-free receive, as the switch reads its ports: fill `offsets`
+   * (byte offset of each frame in {@link Port.memory}, i.e. in
+   * `ring.bytes`) and `lens` with up to `min(offsets.length, lens.length)`
+   * received frames, taken in order from the bound rx rings, and release
+   * their slots. Returns how many were filled. No sync, no wait, no object
+   * per frame: call {@link Port.rxsync} (or {@link Port.poll}) first.
+   *
+   * The frames stay readable at those offsets until the next rxsync hands
+   * their buffers back to the other side, so read them before syncing
+   * again.
+   *
+   * ```ts
+   * const offs = new Uint32Array(256), lens = new Uint16Array(256);
+   * const bytes = new Uint8Array(port.memory);
+   * for (;;) {
+   *   await port.poll({ rx: true });
+   *   const n = port.receive(offs, lens);
+   *   for (let i = 0; i < n; i++) handle(bytes, offs[i]!, lens[i]!);
+   * }
+   * ```
+   */
+  receive(offsets: Uint32Array, lens: Uint16Array): number {
+    const max = Math.min(offsets.length, lens.length);
+    let n = 0;
+    for (const r of this.rxRings) {
+      let h = r.head;
+      const t = r.tail;
+      while (h !== t && n < max) {
+        offsets[n] = r.bufOffset(h);
+        lens[n] = r.len(h);
+        n++;
+        h = r.next(h);
+      }
+      r.head = r.cur = h;
+      if (n === max) break;
     }
     return n;
   }

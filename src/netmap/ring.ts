@@ -18,6 +18,20 @@ export class RingError extends Error {
 /** Syncs one ring through its backend. */
 export type RingSync = (ring: number) => void;
 
+/** Options of a {@link Ring} (given to `open()` for every ring of the port). */
+export interface RingOptions {
+  /**
+   * Also check, on every sync, each slot handed back since the last one
+   * (buffer index inside the pool, tx length within the buffer), throwing
+   * RingError where netmap's kernel would refuse the slot. Off by default:
+   * the other side validates every slot it takes anyway (the switch and the
+   * pipe peer drop and count bad ones, the kernel refuses them), so this is
+   * a debugging aid that costs a pass over the slots. The head/cur/tail
+   * checks of netmap's prologue always run.
+   */
+  checkSlots?: boolean;
+}
+
 /**
  * One tx or rx ring. Indices are slot numbers in 0..numSlots-1; use
  * {@link Ring.next} to advance, as netmap's nm_ring_next does.
@@ -54,6 +68,8 @@ export class Ring {
   private readonly syncFn: RingSync;
   /** head at the last successful sync: the user's part starts here */
   private lastHead: number;
+  /** Whether a sync also walks the slots handed back (see {@link RingOptions.checkSlots}). */
+  readonly checkSlots: boolean;
 
   /**
    * @param memory the mapped region
@@ -62,8 +78,9 @@ export class Ring {
    *   where in ring_ofs[] it found the ring
    * @param index ring number passed to `sync`
    * @param sync the backend's txsync or rxsync
+   * @param opts see {@link RingOptions}
    */
-  constructor(memory: ArrayBuffer, offset: number, dir: 'tx' | 'rx', index: number, sync: RingSync, label = 'port') {
+  constructor(memory: ArrayBuffer, offset: number, dir: 'tx' | 'rx', index: number, sync: RingSync, label = 'port', opts: RingOptions = {}) {
     if (offset % 8 !== 0 || offset + RING.slot > memory.byteLength) {
       throw new RangeError(`ring offset ${offset} lies outside the ${memory.byteLength}-byte region`);
     }
@@ -91,6 +108,7 @@ export class Ring {
     this.slot32 = (offset + RING.slot + SLOT.buf_idx) >>> 2;
     this.slot16 = (offset + RING.slot + SLOT.len) >>> 1;
     this.lastHead = this.head;
+    this.checkSlots = opts.checkSlots ?? false;
   }
 
   /** First slot owned by the user. */
@@ -179,14 +197,15 @@ export class Ring {
 
   /**
    * txsync or rxsync for this ring. Checks first what netmap's prologue
-   * checks (head and cur inside the user's part, slots the user handed back
-   * pointing at real buffers with sane lengths) and throws RingError, after
-   * putting head/cur back where the last sync left them. `trusted` skips the
-   * per-slot part, for slots written by the addon's batch loops, which
-   * validated every index they used.
+   * checks (head and cur inside the user's part; with
+   * {@link RingOptions.checkSlots}, also the slots handed back pointing at
+   * real buffers with sane lengths) and throws RingError, after putting
+   * head/cur back where the last sync left them. `trusted` skips the
+   * per-slot part even then, for slots written by the addon's batch loops,
+   * which validated every index they used.
    */
   sync(trusted = false): void {
-    if (!trusted) this.prologue();
+    this.prologue(trusted);
     this.syncFn(this.index);
     this.lastHead = this.head;
   }
@@ -200,8 +219,12 @@ export class Ring {
     this.lastHead = this.head;
   }
 
-  /** netmap's txsync/rxsync prologue check; throws RingError. */
-  prologue(): void {
+  /**
+   * netmap's txsync/rxsync prologue check (head, cur against tail and the
+   * last sync; the slots too with {@link RingOptions.checkSlots}, unless
+   * `trusted`); throws RingError.
+   */
+  prologue(trusted = false): void {
     const n = this.numSlots;
     const head = this.head;
     const cur = this.cur;
@@ -217,6 +240,7 @@ export class Ring {
           `head/cur were reset to ${last}`,
       );
     }
+    if (trusted || !this.checkSlots) return;
     const tx = this.dir === 'tx';
     for (let i = last; i !== head; i = i + 1 === n ? 0 : i + 1) {
       const idx = this.u32[this.slot32 + i * 4]!;

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { native, type NativeFdWatcher } from '../netmap/addon.js';
+import { NR_REG_ALL_NIC, NR_REG_ONE_NIC } from '../netmap/abi.js';
 import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
 import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
 import {
@@ -851,10 +852,6 @@ export class ValeServer extends EventEmitter {
     this.emit('close');
   }
 }
-
-/** netmap's NR_REG_ALL_NIC / NR_REG_ONE_NIC: all ring pairs, or one */
-const NR_REG_ALL_NIC = 1;
-const NR_REG_ONE_NIC = 4;
 
 /** A reply and the fds that go with it. */
 type Served = { reply: Reply; fds?: readonly number[] };

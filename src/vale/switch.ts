@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { native, type NativeFdWatcher, type NativeSwitchCore } from '../netmap/addon.js';
+import { REGION } from '../netmap/abi.js';
 import { type Clock, systemClock } from './clock.js';
 import { LearningBridge, type BatchLookup } from './learning-bridge.js';
 import type { PortGeometry, SwitchStats } from '../control/protocol.js';
@@ -83,6 +84,14 @@ const BACKOFF_MIN_MS = 1;
 const BACKOFF_MAX_MS = 100;
 
 const MAX_BATCH = 4096;
+
+/**
+ * The mem_id reported for the next port. Every vale-ts port has a region of
+ * its own (no two ports share buffers, unlike netmap's global allocator, id
+ * 1), so each gets a fresh number, never reused within the process, as netmap
+ * numbers its private allocators.
+ */
+let nextMemId = 2;
 
 /**
  * Frames counted under any drop reason (every counter named drop*): with
@@ -179,8 +188,11 @@ export class Switch extends EventEmitter {
     const np = opts.regionFd !== undefined ? this.core.addPort(params, name, opts.lossless ?? false, opts.regionFd) : this.core.addPort(params, name, opts.lossless ?? false);
     // a persistent port starts with nobody on it
     if (opts.persistent) this.core.setAttached(np.id, false);
-    const txRings = params.txRings ?? 1;
-    const rxRings = params.rxRings ?? 1;
+    // the geometry is what the addon laid out, read back from the region
+    // header it wrote, not our idea of its defaults
+    const hdr = new DataView(np.memory);
+    const txRings = hdr.getUint32(REGION.tx_rings, true);
+    const rxRings = hdr.getUint32(REGION.rx_rings, true);
     const watcher = new native.FdWatcher(np.switchBell, () => this.wake(port));
     const port: SwitchPort = {
       name,
@@ -193,10 +205,10 @@ export class Switch extends EventEmitter {
         nifpOffset: np.nifpOffset,
         txRings,
         rxRings,
-        txSlots: params.txSlots ?? 1024,
-        rxSlots: params.rxSlots ?? 1024,
-        bufSize: params.bufSize ?? 2048,
-        memId: np.id + 2,
+        txSlots: hdr.getUint32(REGION.tx_slots, true),
+        rxSlots: hdr.getUint32(REGION.rx_slots, true),
+        bufSize: hdr.getUint32(REGION.buf_size, true),
+        memId: nextMemId++,
       },
       fds: [np.fd, np.clientBell, np.switchBell],
       bytes: new Uint8Array(np.memory),

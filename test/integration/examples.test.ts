@@ -18,3 +18,16 @@ test('examples/embed-switch serves clients and shows counters and the MAC table'
   t.regex(stdout, /rxFrames: 1/);
   t.regex(stdout, /02:00:00:00:00:0a/);
 });
+
+test('examples/rx-typed-arrays receives 10000 frames through typed arrays, in order', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('rx-typed-arrays.js')], { timeout: 20_000 });
+  t.regex(stdout, /received 10000 frames, 600000 bytes, in order/);
+});
+
+test('examples/vale-control creates, lists and removes ports through ValeClient', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('vale-control.js')], { timeout: 20_000 });
+  t.regex(stdout, /created vale0:store: 512\/512 slots/);
+  t.regex(stdout, /vale0:store bridge_idx 0 port_idx \d+ \(persistent\)/);
+  t.regex(stdout, /vale0 has 2 ports/);
+  t.regex(stdout, /after remove: vale0:user\n/);
+});

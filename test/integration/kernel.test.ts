@@ -16,9 +16,12 @@ import {
   encodeLegacyRegister,
   encodeRegister,
   kernelAvailable,
-  kernelRequest,
   KernelBackend,
 } from '../../src/backends/kernel/port.js';
+import { kernelRequest as kernelRequestNamed } from '../../src/backends/kernel/control.js';
+
+/** The raw NIOCCTRL request, body only. */
+const kernelRequest = (reqtype: number, name: string, body: Buffer, device?: string): Buffer => kernelRequestNamed(reqtype, name, body, device).body;
 import { C, NIF, OFFSETS, RING, SIZES, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
 import { parsePortName, type ParsedPortName } from '../../src/netmap/name.js';
 
@@ -665,7 +668,8 @@ function runFake(t: { log: (...s: string[]) => void }, name: string, spec: strin
       out.byteLength = be.memory.byteLength;
       out.fdOk = be.waitFd >= 0;
       out.wait = be.armWait(true, true);
-      const port = new Port(p, be);
+      // checkSlots: the per-slot walk of the prologue is opt-in
+      const port = new Port(p, be, { checkSlots: true });
       out.portTx = port.txRings.length;
       out.portRx = port.rxRings.length;
       out.portBufSize = port.bufSize;

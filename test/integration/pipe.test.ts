@@ -99,7 +99,7 @@ test('a full peer rx ring holds frames pending in tx, none lost', async (t) => {
 
 test('ring misuse is caught at sync time with a clear error', async (t) => {
   const base = pname();
-  const m = await open(`${base}{3`, { slots: 16 });
+  const m = await open(`${base}{3`, { slots: 16, checkSlots: true });
   const tx = m.txRings[0]!;
   tx.head = 15; // beyond tail (14)
   t.throws(() => m.txsync(), { message: /head 15 .* outside the user's part/ });
@@ -206,4 +206,25 @@ test('a process that exits with a pipe port still open (and a poll done) exits c
   t.is(res.signal, null, 'no crash in the finalizers at exit');
   t.is(res.code, 0);
   t.false(existsSync(pipePath(parsePortName(`${name}{7`))), 'the region went with the last end');
+});
+
+test('without checkSlots a bad slot reaches the other side, which drops and counts it', async (t) => {
+  const base = pname();
+  const m = await open(`${base}{4`, { slots: 16 });
+  const s = await open(`${base}}4`);
+  const tx = m.txRings[0]!;
+  tx.setBufIdx(0, 1_000_000);
+  tx.setLen(0, 60);
+  tx.setLen(1, 61);
+  tx.advance(2);
+  t.notThrows(() => m.txsync(), 'the prologue walks no slot by default');
+  t.is(m.counters()['invalidSlots'], 1, 'the pipe refused the bad slot');
+  s.rxsync();
+  const lens: number[] = [];
+  s.dispatch(16, (f) => lens.push(f.length));
+  t.deepEqual(lens, [61], 'only the good frame crossed');
+  tx.head = 15;
+  t.throws(() => m.txsync(), { message: /outside the user's part/ }, 'head/cur checks always run');
+  m.close();
+  s.close();
 });

@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, Switch, ValeServer, sumDrops } from '../../src/index.js';
 import { departures, until, type Departures } from '../fixtures/wait.js';
-import { buildFrame, frameLayout, verifyFrameChecksums } from '../../tools/pkt-gen/frame.js';
+import { buildFrame, frameLayout } from '../../tools/pkt-gen/frame.js';
+import { verifyFrameChecksums } from '../fixtures/frame-check.js';
 
 const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'pkt-gen-ts.js');
 let uniq = 0;

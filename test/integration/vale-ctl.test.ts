@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
-import { open, ValeServer } from '../../src/index.js';
+import { abi, open, ValeServer } from '../../src/index.js';
 import { departures } from '../fixtures/wait.js';
 import {
   atoi,
@@ -367,6 +367,15 @@ test('output formats are byte for byte valectl\'s', (t) => {
   t.is(formatList({ name: 'vale0:01', bridgeIndex: 0, portIndex: 1 }), 'bridge_idx: 0\nport_idx:   1\n');
 });
 
+/** Request types and body offsets as the addon compiled them from netmap's structs (not the tool's numbers). */
+const REQ = (name: string): number => abi.C[name]!;
+const LIST = abi.OFFSETS['nmreq_vale_list']!;
+const INFO = abi.OFFSETS['nmreq_port_info_get']!;
+const NEWIF = abi.OFFSETS['nmreq_vale_newif']!;
+const ATTACH = abi.OFFSETS['nmreq_vale_attach']!;
+const REG = abi.OFFSETS['nmreq_register']!;
+const POLL = abi.OFFSETS['nmreq_vale_polling']!;
+
 function capture(): CtlIo & { out: string; err: string } {
   const io = {
     out: '',
@@ -389,14 +398,14 @@ test('kernel backend: listing walks NETMAP_REQ_VALE_LIST from (0,0) until ENOENT
     { b: 1, p: 3, name: 'vale1:x' },
   ];
   const fake: KernelRequestFn = (type, name, body) => {
-    t.is(type, 5);
+    t.is(type, REQ('NETMAP_REQ_VALE_LIST'));
     t.is(name, '', 'list walk uses an empty name');
-    const b = body.readUInt16LE(0);
-    const p = body.readUInt32LE(4);
+    const b = body.readUInt16LE(LIST['nr_bridge_idx']!);
+    const p = body.readUInt32LE(LIST['nr_port_idx']!);
     const next = ports.find((x) => x.b > b || (x.b === b && x.p >= p));
     if (!next) throw Object.assign(new Error('No such file or directory'), { code: 'ENOENT', syscall: 'ioctl' });
-    body.writeUInt16LE(next.b, 0);
-    body.writeUInt32LE(next.p, 4);
+    body.writeUInt16LE(next.b, LIST['nr_bridge_idx']!);
+    body.writeUInt32LE(next.p, LIST['nr_port_idx']!);
     return { body, name: next.name };
   };
   const io = capture();
@@ -413,18 +422,18 @@ test('kernel backend: NIOCCTRL bodies are laid out as netmap.h, errors read as s
   const fake: KernelRequestFn = (type, name, body) => {
     calls.push({ type, name, body: Buffer.from(body) });
     if (name === 'vale0:missing') throw Object.assign(new Error('NIOCCTRL request 5 failed: No such file or directory (ENOENT)'), { code: 'ENOENT', syscall: 'ioctl' });
-    if (type === 5) {
-      body.writeUInt16LE(2, 0);
-      body.writeUInt32LE(7, 4);
-    } else if (type === 2) {
-      body.writeBigUInt64LE(123456n, 0);
-      body.writeUInt32LE(1024, 8);
-      body.writeUInt32LE(512, 12);
-      body.writeUInt16LE(2, 16);
-      body.writeUInt16LE(3, 18);
-      body.writeUInt16LE(9, 24);
-    } else if (type === 3) {
-      body.writeUInt32LE(5, 56);
+    if (type === REQ('NETMAP_REQ_VALE_LIST')) {
+      body.writeUInt16LE(2, LIST['nr_bridge_idx']!);
+      body.writeUInt32LE(7, LIST['nr_port_idx']!);
+    } else if (type === REQ('NETMAP_REQ_PORT_INFO_GET')) {
+      body.writeBigUInt64LE(123456n, INFO['nr_memsize']!);
+      body.writeUInt32LE(1024, INFO['nr_tx_slots']!);
+      body.writeUInt32LE(512, INFO['nr_rx_slots']!);
+      body.writeUInt16LE(2, INFO['nr_tx_rings']!);
+      body.writeUInt16LE(3, INFO['nr_rx_rings']!);
+      body.writeUInt16LE(9, INFO['nr_mem_id']!);
+    } else if (type === REQ('NETMAP_REQ_VALE_ATTACH')) {
+      body.writeUInt32LE(5, ATTACH['port_index']!);
     }
     return { body, name };
   };
@@ -432,7 +441,7 @@ test('kernel backend: NIOCCTRL bodies are laid out as netmap.h, errors read as s
   let io = capture();
   t.is(await runValeCtl(['-l', 'vale0:x'], { io, backend: be }), 0);
   t.is(io.out, 'bridge_idx: 2\nport_idx:   7\n');
-  t.is(calls.at(-1)!.type, 5);
+  t.is(calls.at(-1)!.type, REQ('NETMAP_REQ_VALE_LIST'));
 
   io = capture();
   t.is(await runValeCtl(['-gvale0:x'], { io, backend: be }), 0);
@@ -441,41 +450,51 @@ test('kernel backend: NIOCCTRL bodies are laid out as netmap.h, errors read as s
   io = capture();
   t.is(await runValeCtl(['-n', 'v0', '-C', '2048,1024,4,2', '-m', '1', '-v'], { io, backend: be }), 0);
   const nb = calls.at(-1)!;
-  t.is(nb.type, 8);
+  t.is(nb.type, REQ('NETMAP_REQ_VALE_NEWIF'));
   t.is(nb.name, 'v0', 'the kernel takes bare persistent-port names');
-  t.deepEqual([nb.body.readUInt32LE(0), nb.body.readUInt32LE(4), nb.body.readUInt16LE(8), nb.body.readUInt16LE(10), nb.body.readUInt16LE(12)], [2048, 1024, 4, 2, 1]);
+  t.deepEqual(
+    [
+      nb.body.readUInt32LE(NEWIF['nr_tx_slots']!),
+      nb.body.readUInt32LE(NEWIF['nr_rx_slots']!),
+      nb.body.readUInt16LE(NEWIF['nr_tx_rings']!),
+      nb.body.readUInt16LE(NEWIF['nr_rx_rings']!),
+      nb.body.readUInt16LE(NEWIF['nr_mem_id']!),
+    ],
+    [2048, 1024, 4, 2, 1],
+  );
   t.is(io.out, 'tx_slots:   2048\nrx_slots:   1024\ntx_rings:   4\nrx_ring:    2\nmem_id:     1\n');
 
   io = capture();
   t.is(await runValeCtl(['-h', 'vale0:eth0', '-v'], { io, backend: be }), 0);
   const ab = calls.at(-1)!;
-  t.is(ab.type, 3);
-  t.is(ab.body.length, 64);
-  t.is(ab.body.readUInt32LE(36), 3, 'NR_REG_NIC_SW');
+  t.is(ab.type, REQ('NETMAP_REQ_VALE_ATTACH'));
+  t.is(ab.body.length, abi.SIZES['nmreq_vale_attach']);
+  t.is(ab.body.readUInt32LE(ATTACH['reg']! + REG['nr_mode']!), abi.NR_REG_NIC_SW, 'NR_REG_NIC_SW');
   t.is(io.out, 'port_index: 5\n');
 
   io = capture();
   t.is(await runValeCtl(['-p', 'vale0:eth0', '-C', '1,2,4'], { io, backend: be }), 0);
   const pb = calls.at(-1)!;
-  t.is(pb.type, 10);
-  t.deepEqual([pb.body.readUInt32LE(0), pb.body.readUInt32LE(4), pb.body.readUInt32LE(8)], [2, 2, 4]);
+  t.is(pb.type, REQ('NETMAP_REQ_VALE_POLLING_ENABLE'));
+  const pollFields = (b: Buffer): number[] => [b.readUInt32LE(POLL['nr_mode']!), b.readUInt32LE(POLL['nr_first_cpu_id']!), b.readUInt32LE(POLL['nr_num_polling_cpus']!)];
+  t.deepEqual(pollFields(pb.body), [abi.NETMAP_POLLING_MODE_MULTI_CPU, 2, 4]);
 
   // -p / -P without -C: valectl's complaint, then the request anyway, with a zeroed body
   for (const [opt, type] of [
-    ['-p', 10],
-    ['-P', 11],
+    ['-p', REQ('NETMAP_REQ_VALE_POLLING_ENABLE')],
+    ['-P', REQ('NETMAP_REQ_VALE_POLLING_DISABLE')],
   ] as const) {
     io = capture();
     t.is(await runValeCtl([opt, 'vale0:eth0'], { io, backend: be }), 0, opt);
     t.is(io.err, 'invalid null/empty config\n', opt);
     t.is(calls.at(-1)!.type, type, `${opt}: sent anyway`);
-    t.deepEqual([...calls.at(-1)!.body], new Array(16).fill(0), opt);
+    t.deepEqual([...calls.at(-1)!.body], new Array(abi.SIZES['nmreq_vale_polling']).fill(0), opt);
   }
   // a bad -C: the numbers read before the bad one go out, as valectl
   io = capture();
   t.is(await runValeCtl(['-P', 'vale0:eth0', '-C', '0,3,9'], { io, backend: be }), 0);
   t.is(io.err, "too many numbers in '0,3,9'\n");
-  t.deepEqual([calls.at(-1)!.body.readUInt32LE(0), calls.at(-1)!.body.readUInt32LE(4), calls.at(-1)!.body.readUInt32LE(8)], [1, 3, 0]);
+  t.deepEqual(pollFields(calls.at(-1)!.body), [abi.NETMAP_POLLING_MODE_SINGLE_CPU, 3, 0]);
   // and the kernel's answer is reported as valectl does
   const enxio: KernelRequestFn = () => {
     throw Object.assign(new Error('NIOCCTRL request 10 failed: No such device or address (ENXIO)'), { code: 'ENXIO', syscall: 'ioctl' });
@@ -486,7 +505,7 @@ test('kernel backend: NIOCCTRL bodies are laid out as netmap.h, errors read as s
 
   io = capture();
   t.is(await runValeCtl(['-r', 'v0'], { io, backend: be }), 0);
-  t.is(calls.at(-1)!.type, 9);
+  t.is(calls.at(-1)!.type, REQ('NETMAP_REQ_VALE_DELIF'));
   t.is(calls.at(-1)!.body.length, 0);
 
   io = capture();

@@ -8,8 +8,6 @@ import {
   AddressError,
   PcapError,
   buildFrame,
-  csumUpdate16,
-  csumUpdate32,
   formatIpv4,
   formatIpv6,
   formatMac,
@@ -21,11 +19,10 @@ import {
   parseIpv6,
   parseMac,
   readFirstPcapPacket,
-  rewriteFrame,
   udpChecksum,
-  verifyFrameChecksums,
   withVnetHeader,
 } from '../../tools/pkt-gen/frame.js';
+import { csumUpdate16, csumUpdate32, rewriteFrame, verifyFrameChecksums } from '../fixtures/frame-check.js';
 
 const r16 = (b: Uint8Array, o: number) => (b[o]! << 8) | b[o + 1]!;
 

@@ -21,7 +21,6 @@
 import {
   type AddressFamily,
   AddressError,
-  bytesToIpv4,
   ipv4ToBytes,
   parseIp,
   parseMac,
@@ -96,12 +95,6 @@ function fold(sum: number): number {
   return s;
 }
 
-/** Ones'-complement addition of two 16-bit values (end-around carry). */
-function add16(a: number, b: number): number {
-  const s = a + b;
-  return (s & 0xffff) + (s >>> 16);
-}
-
 /**
  * Internet checksum of `len` bytes at `off`: the complement of their
  * ones'-complement sum. Over a header whose checksum field is zero it gives the
@@ -134,29 +127,6 @@ export function udpChecksum(
   sum = onesSum(dst, 0, dst.length, sum);
   sum += IPPROTO_UDP + (udpLen & 0xffff) + Math.floor(udpLen / 0x10000);
   return ~onesSum(buf, udpOff, udpLen, sum) & 0xffff;
-}
-
-/**
- * Adjust a stored checksum when the covered data's ones'-complement sum gains
- * `added` and loses `removed` (both 16-bit ones'-complement sums), per RFC 1624
- * eqn. 3: `HC' = ~(~HC + removed' + added)`.
- */
-export function csumAdjust(oldCsum: number, added: number, removed: number): number {
-  let s = add16(~oldCsum & 0xffff, ~removed & 0xffff);
-  s = add16(s, added & 0xffff);
-  return ~s & 0xffff;
-}
-
-/** Incremental checksum update (RFC 1624) for one 16-bit word changing from `oldWord` to `newWord`. */
-export function csumUpdate16(oldCsum: number, oldWord: number, newWord: number): number {
-  return csumAdjust(oldCsum, newWord & 0xffff, oldWord & 0xffff);
-}
-
-/** Incremental checksum update (RFC 1624) for a 32-bit big-endian field changing from `oldVal` to `newVal`. */
-export function csumUpdate32(oldCsum: number, oldVal: number, newVal: number): number {
-  const o = oldVal >>> 0;
-  const n = newVal >>> 0;
-  return csumAdjust(oldCsum, add16(n >>> 16, n & 0xffff), add16(o >>> 16, o & 0xffff));
 }
 
 /** A UDP checksum of 0 means "none" (RFC 768), so a computed 0 is sent as 0xffff. */
@@ -345,141 +315,3 @@ export function frameLayout(frame: Uint8Array): FrameLayout {
   return { af, l3: ETH_HLEN, l4, payload: l4 + 8, len };
 }
 
-/** Fields {@link rewriteFrame} can change; omitted ones are left alone. */
-export interface FrameRewrite {
-  /** New source address (IPv4: uint32 or text; IPv6: 16 bytes or text). */
-  srcIp?: IpInput;
-  /** New destination address. */
-  dstIp?: IpInput;
-  srcPort?: number;
-  dstPort?: number;
-  /**
-   * New frame length (<= the buffer's length, >= the UDP payload offset):
-   * rewrites the IP and UDP length fields; payload bytes are not moved, so
-   * build the frame at the largest size and shrink/grow within it.
-   */
-  len?: number;
-  /** 32-bit sequence number written big-endian into the first 4 payload bytes (txseq). */
-  seq?: number;
-}
-
-/** Sum of the bytes in [lo, hi) as they weigh in a checksum whose words start at even offset `base`. */
-function regionSum(buf: Uint8Array, lo: number, hi: number, base: number): number {
-  let sum = 0;
-  let i = lo;
-  if (i < hi && (i - base) % 2 !== 0) sum += buf[i++]!;
-  return onesSum(buf, i, hi - i, sum);
-}
-
-/**
- * Rewrite addresses, ports, length and/or the sequence number of a frame in
- * place, updating the IPv4 header checksum and the UDP checksum incrementally
- * (RFC 1624) so they stay valid. An IPv4 UDP checksum of 0 ("none") is left 0.
- *
- * @returns the frame length now in effect (send `frame.subarray(0, n)`).
- * @throws RangeError for a frame {@link frameLayout} rejects or out-of-range values.
- */
-export function rewriteFrame(frame: Uint8Array, change: FrameRewrite): number {
-  const lay = frameLayout(frame);
-  const { af, l4 } = lay;
-  const csumOff = l4 + 6;
-  let udp = r16(frame, csumOff);
-  const udpOn = af === 6 || udp !== 0;
-  let ipc = af === 4 ? r16(frame, 24) : 0;
-  let len = lay.len;
-
-  if (change.len !== undefined && change.len !== len) {
-    const nl = change.len;
-    if (!Number.isInteger(nl) || nl < l4 + 8 || nl > frame.length) {
-      throw new RangeError(`new length ${nl} is not in ${l4 + 8}..${frame.length}`);
-    }
-    const oldUdpLen = len - l4;
-    const newUdpLen = nl - l4;
-    if (r16(frame, l4 + 4) !== oldUdpLen) {
-      throw new RangeError(`UDP length ${r16(frame, l4 + 4)} disagrees with the IP length (${oldUdpLen}); cannot resize`);
-    }
-    if (af === 4) {
-      const oldTot = r16(frame, 16);
-      const newTot = nl - ETH_HLEN;
-      w16(frame, 16, newTot);
-      ipc = csumUpdate16(ipc, oldTot, newTot);
-    } else {
-      w16(frame, 18, newUdpLen);
-    }
-    w16(frame, l4 + 4, newUdpLen);
-    if (udpOn) {
-      // The UDP length appears twice: in the header and in the pseudo-header.
-      udp = csumUpdate16(udp, oldUdpLen, newUdpLen);
-      udp = csumUpdate16(udp, oldUdpLen, newUdpLen);
-      const s = regionSum(frame, Math.min(len, nl), Math.max(len, nl), l4);
-      udp = nl > len ? csumAdjust(udp, s, 0) : csumAdjust(udp, 0, s);
-    }
-    len = nl;
-  }
-
-  const addrChange = (which: 'src' | 'dst', v: IpInput): void => {
-    const nb = ipBytes(v, af);
-    const off = af === 4 ? (which === 'src' ? 26 : 30) : which === 'src' ? 22 : 38;
-    if (af === 4) {
-      const o = bytesToIpv4(frame, off);
-      const n = bytesToIpv4(nb);
-      ipc = csumUpdate32(ipc, o, n);
-      if (udpOn) udp = csumUpdate32(udp, o, n);
-    } else if (udpOn) {
-      for (let i = 0; i < 16; i += 2) {
-        const o = r16(frame, off + i);
-        const n = (nb[i]! << 8) | nb[i + 1]!;
-        if (o !== n) udp = csumUpdate16(udp, o, n);
-      }
-    }
-    frame.set(nb, off);
-  };
-  if (change.srcIp !== undefined) addrChange('src', change.srcIp);
-  if (change.dstIp !== undefined) addrChange('dst', change.dstIp);
-
-  const portChange = (off: number, p: number, what: string): void => {
-    checkPort(p, what);
-    const o = r16(frame, off);
-    if (udpOn) udp = csumUpdate16(udp, o, p);
-    w16(frame, off, p);
-  };
-  if (change.srcPort !== undefined) portChange(l4, change.srcPort, 'source port');
-  if (change.dstPort !== undefined) portChange(l4 + 2, change.dstPort, 'destination port');
-
-  if (change.seq !== undefined) {
-    const p = lay.payload;
-    if (len < p + 4) throw new RangeError(`frame of ${len} bytes has no room for a sequence number at ${p}`);
-    const o = bytesToIpv4(frame, p);
-    const n = change.seq >>> 0;
-    if (udpOn) udp = csumUpdate32(udp, o, n);
-    frame.set(ipv4ToBytes(n), p);
-  }
-
-  if (af === 4) w16(frame, 24, ipc);
-  if (udpOn) w16(frame, csumOff, udpWire(udp));
-  return len;
-}
-
-/**
- * Recompute the checksums of a UDP frame from scratch and report whether the
- * stored values are right (IPv4 header checksum, and the UDP checksum unless
- * it is 0 on IPv4). Uses the length from the IP header.
- */
-export function verifyFrameChecksums(frame: Uint8Array): boolean {
-  const lay = frameLayout(frame);
-  let ok = true;
-  let src: Uint8Array;
-  let dst: Uint8Array;
-  if (lay.af === 4) {
-    ok = ipChecksum(frame, ETH_HLEN, lay.l4 - ETH_HLEN) === 0;
-    src = frame.subarray(26, 30);
-    dst = frame.subarray(30, 34);
-    if (r16(frame, lay.l4 + 6) === 0) return ok;
-  } else {
-    src = frame.subarray(22, 38);
-    dst = frame.subarray(38, 54);
-  }
-  const udpLen = r16(frame, lay.l4 + 4);
-  if (lay.l4 + udpLen > frame.length) return false;
-  return ok && udpChecksum(frame, lay.l4, udpLen, src, dst) === 0;
-}

@@ -22,16 +22,9 @@ import {
   parseMac,
 } from './net.js';
 
-/** Error for bad command lines; the CLI prints `message` (and usage) and exits 1. */
-export class UsageError extends Error {
-  /** The offending flag, e.g. `-l`, when there is one. */
-  readonly flag: string | undefined;
-  constructor(message: string, flag?: string) {
-    super(message);
-    this.name = 'UsageError';
-    this.flag = flag;
-  }
-}
+import { getopt, UsageError } from '../getopt.js';
+
+export { getopt, UsageError, type GetoptItem, type GetoptResult } from '../getopt.js';
 
 /** pkt-gen's getopt option string. */
 export const PKTGEN_GETOPT = '46a:f:F:Nn:i:Il:d:s:D:S:b:c:o:p:T:w:WvR:XC:H:rP:zZAhBM:';
@@ -175,62 +168,6 @@ export interface PktGenOptions {
 export interface ParseEnv {
   /** CPUs on the system (default `os.availableParallelism()`). */
   systemCpus?: number;
-}
-
-/** One option occurrence from {@link getopt}. */
-export interface GetoptItem {
-  opt: string;
-  value?: string;
-}
-
-/** Result of {@link getopt}. */
-export interface GetoptResult {
-  opts: GetoptItem[];
-  /** Arguments after the options (POSIX: from the first non-option, or after `--`). */
-  operands: string[];
-}
-
-/**
- * POSIX getopt: option letters from `spec` (a letter followed by `:` takes a
- * value, attached `-ifoo` or separate `-i foo`); valueless options may be
- * grouped (`-zZ`); `--` ends the options; parsing stops at the first
- * non-option argument (a lone `-` is an operand).
- *
- * @throws UsageError for an unknown option or a missing value.
- */
-export function getopt(argv: readonly string[], spec: string): GetoptResult {
-  const takes = new Map<string, boolean>();
-  for (let i = 0; i < spec.length; i++) {
-    const c = spec[i]!;
-    if (c === ':') continue;
-    takes.set(c, spec[i + 1] === ':');
-  }
-  const opts: GetoptItem[] = [];
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      i++;
-      break;
-    }
-    if (a.length < 2 || a[0] !== '-') break;
-    for (let j = 1; j < a.length; j++) {
-      const c = a[j]!;
-      const t = takes.get(c);
-      if (t === undefined) throw new UsageError(`unknown option -${c} (see -h for the list of options)`, `-${c}`);
-      if (!t) {
-        opts.push({ opt: c });
-        continue;
-      }
-      let value: string;
-      if (j + 1 < a.length) value = a.slice(j + 1);
-      else if (i + 1 < argv.length) value = argv[++i]!;
-      else throw new UsageError(`option -${c} requires an argument`, `-${c}`);
-      opts.push({ opt: c, value });
-      break;
-    }
-  }
-  return { opts, operands: argv.slice(i) };
 }
 
 /** Longest `-i` pkt-gen accepts (MAX_IFNAMELEN - 8). */

@@ -32,10 +32,8 @@
  * @module
  */
 import { Worker } from 'node:worker_threads';
-import { open, parsePortName, formatPortName, PortNameError, type Port } from '../../src/index.js';
-import type { ParsedPortName, PortConf } from '../../src/netmap/name.js';
-import { kernelRequest } from '../../src/backends/kernel/port.js';
-import { NIF, RING } from '../../src/netmap/abi.js';
+import { open, parsePortName, formatPortName, PortNameError, vnetHeader, abi, type Port } from '../../src/index.js';
+import type { ParsedPortName, PortConf } from '../../src/index.js';
 import {
   functionKind,
   OPT,
@@ -79,8 +77,7 @@ const MLINE = {
   PING_IPV6: 1530,
 } as const;
 
-const NETMAP_REQ_PORT_HDR_SET = 6;
-const NETMAP_REQ_PORT_HDR_GET = 7;
+const { NIF, RING, NR_REG_ONE_NIC, NR_REG_ONE_SW } = abi;
 
 function fail(msg: string): number {
   process.stderr.write(`pkt-gen-ts: ${msg}\n`);
@@ -110,14 +107,14 @@ function threadPortName(p: ParsedPortName, i: number, nthreads: number, nicRings
   switch (p.mode) {
     case 'all_nic':
     case 'one_nic':
-      return formatPortName({ ...p, mode: 'one_nic', nrMode: 4, ringId: i });
+      return formatPortName({ ...p, mode: 'one_nic', nrMode: NR_REG_ONE_NIC, ringId: i });
     case 'sw':
     case 'one_sw':
-      return formatPortName({ ...p, mode: 'one_sw', nrMode: 8, ringId: i });
+      return formatPortName({ ...p, mode: 'one_sw', nrMode: NR_REG_ONE_SW, ringId: i });
     case 'nic_sw':
       return i < nicRings
-        ? formatPortName({ ...p, mode: 'one_nic', nrMode: 4, ringId: i })
-        : formatPortName({ ...p, mode: 'one_sw', nrMode: 8, ringId: i - nicRings });
+        ? formatPortName({ ...p, mode: 'one_nic', nrMode: NR_REG_ONE_NIC, ringId: i })
+        : formatPortName({ ...p, mode: 'one_sw', nrMode: NR_REG_ONE_SW, ringId: i - nicRings });
   }
 }
 
@@ -129,7 +126,7 @@ function threadPortName(p: ParsedPortName, i: number, nthreads: number, nicRings
  */
 function verboseLines(port: Port): void {
   const dv = new DataView(port.memory);
-  const nifp = port.backendObject.nifpOffset;
+  const nifp = port.nifpOffset;
   const reg = port.registration;
   const nifTx = dv.getUint32(nifp + NIF.ni_tx_rings, true) + dv.getUint32(nifp + NIF.ni_host_tx_rings, true);
   D('main', MLINE.NIFP, `nifp at offset ${nifp} ntxqs ${reg.txRings} nrxqs ${reg.rxRings} memid ${reg.memId}`);
@@ -151,21 +148,17 @@ function verboseLines(port: Port): void {
 }
 
 /** virtio-net header length on a kernel port: set it (-H) or ask the port (pkt-gen's set/get_vnet_hdr_len). */
-function vnetHeader(port: Port, want: number): number {
-  const name = port.parsed.nrName;
-  const body = Buffer.alloc(8);
+function vnetHeaderLen(port: Port, want: number): number {
   if (want > 0) {
-    body.writeUInt32LE(want, 0);
     try {
-      kernelRequest(NETMAP_REQ_PORT_HDR_SET, name, body);
+      vnetHeader(port, want);
     } catch {
       D('set_vnet_hdr_len', MLINE.VNET_SET_FAIL, `Unable to set virtio-net header length ${want}`);
     }
     return want;
   }
   try {
-    const r = kernelRequest(NETMAP_REQ_PORT_HDR_GET, name, body);
-    const len = r.readUInt32LE(0);
+    const len = vnetHeader(port);
     if (len) D('get_vnet_hdr_len', MLINE.VNET_REQUIRED, `Port requires virtio-net header, length = ${len}`);
     return len;
   } catch {
@@ -344,7 +337,7 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
           `${port0.transport === 'pipe' ? 'pipes' : 'vale-ts ports'} carry plain Ethernet frames`,
       );
     }
-    const hdrLen = port0.transport === 'kernel' ? vnetHeader(port0, o.vnetHdr) : 0;
+    const hdrLen = port0.transport === 'kernel' ? vnetHeaderLen(port0, o.vnetHdr) : 0;
     // as pkt-gen: the register reply's counts (a VALE port's or pipe's
     // placeholder host ring is in the netmap_if, not here)
     const devqueues = kind === 'sender' ? reg.txRings + reg.hostTxRings : reg.rxRings + reg.hostRxRings;
@@ -435,7 +428,7 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
     };
     process.on('SIGINT', onSigint);
     try {
-      const mainFd = port0.backendObject.waitFd;
+      const mainFd = port0.fd;
       const cfgFor = (i: number): ThreadConfig => {
         const cfg: ThreadConfig = {
           index: i,

@@ -13,8 +13,7 @@
  * @module
  */
 import { performance } from 'node:perf_hooks';
-import type { Port } from '../../src/netmap/port.js';
-import type { Ring } from '../../src/netmap/ring.js';
+import type { Port, Ring } from '../../src/index.js';
 import { dumpPayload, ringPointer } from './dump.js';
 import { CTR, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
 import type { PktGenFunction } from './options.js';
@@ -284,7 +283,7 @@ class RatePacer {
 
 async function senderBody(c: Ctx): Promise<void> {
   const { cfg, port, counters: ctr } = c;
-  D(cfg.func === 'txseq' ? 'txseq_body' : 'sender_body', LINE.SENDER_START, `start, fd ${port.backendObject.waitFd} main_fd ${cfg.mainFd}`);
+  D(cfg.func === 'txseq' ? 'txseq_body' : 'sender_body', LINE.SENDER_START, `start, fd ${port.fd} main_fd ${cfg.mainFd}`);
   c.pin();
   const rings = cfg.func === 'txseq' ? port.txRings.slice(0, 1) : port.txRings;
   const gen = createTxGen(cfg.template, cfg.tx!, ctr);
@@ -341,7 +340,7 @@ async function receiverBody(c: Ctx): Promise<void> {
   const seq = cfg.func === 'rxseq';
   const fn = seq ? 'rxseq_body' : 'receiver_body';
   c.pin();
-  D(fn, LINE.RECEIVER_READING, `reading from ${cfg.iface} fd ${port.backendObject.waitFd} main_fd ${cfg.mainFd}`);
+  D(fn, LINE.RECEIVER_READING, `reading from ${cfg.iface} fd ${port.fd} main_fd ${cfg.mainFd}`);
   const rings = port.rxRings;
   const events = seq ? new Uint32Array(1 + 3 * 8) : undefined;
   const rx = createRxCounter(ctr, { seq, hdrLen: cfg.hdrLen, ...(events ? { events } : {}) });

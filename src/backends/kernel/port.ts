@@ -14,24 +14,22 @@
  * @module
  */
 import { nativeRaw } from '../../netmap/addon.js';
-import { NIF } from '../../netmap/abi.js';
+import {
+  NIF,
+  NR_REG_ALL_NIC,
+  NR_REG_DEFAULT,
+  NR_REG_NIC_SW,
+  NR_REG_ONE_NIC,
+  NR_REG_ONE_SW,
+  NR_REG_SW,
+  NR_RX_RINGS_ONLY,
+  NR_TX_RINGS_ONLY,
+} from '../../netmap/abi.js';
 import { parsePortName, type ParsedPortName } from '../../netmap/name.js';
 import type { Backend, PortRegistration } from '../backend.js';
+import { KernelValeControl } from './control.js';
 
-/** `NR_REG_*` modes (netmap.h). */
-const NR_REG_DEFAULT = 0;
-const NR_REG_ALL_NIC = 1;
-const NR_REG_SW = 2;
-const NR_REG_NIC_SW = 3;
-const NR_REG_ONE_NIC = 4;
-const NR_REG_ONE_SW = 8;
-/** `NR_RX_RINGS_ONLY` / `NR_TX_RINGS_ONLY` (netmap.h): the other direction is not bound. */
-const NR_RX_RINGS_ONLY = 0x2000;
-const NR_TX_RINGS_ONLY = 0x4000;
-/** `NETMAP_REQ_PORT_INFO_GET` and the offset of `nr_mem_id` in its 32-byte body. */
-const NETMAP_REQ_PORT_INFO_GET = 2;
-const PORT_INFO_GET_SIZE = 32;
-const PORT_INFO_MEM_ID = 24;
+export { kernelAvailable } from './control.js';
 
 /**
  * A register request as the addon encodes it (the fields of
@@ -144,10 +142,8 @@ export interface NativeKernelPort {
 
 /** The part of the addon this module uses. */
 interface KernelNative {
-  kernelAvailable(): boolean;
   encodeRegisterRequest(spec: RegisterSpec): EncodedRegister;
   encodeLegacyRegisterRequest(spec: RegisterSpec): Buffer;
-  kernelRequest(reqtype: number, name: string, body: Buffer, device?: string): { body: Buffer; name: string };
   KernelPort: new (spec: RegisterSpec) => NativeKernelPort;
 }
 
@@ -169,10 +165,6 @@ export interface KernelRegisterOptions {
   device?: string;
 }
 
-/** True when `/dev/netmap` exists, i.e. the netmap kernel module is (most likely) loaded. */
-export function kernelAvailable(): boolean {
-  return kn.kernelAvailable();
-}
 
 /**
  * The register request a parsed name stands for, as libnetmap's
@@ -222,27 +214,6 @@ export function encodeRegister(p: ParsedPortName, opts?: KernelRegisterOptions):
  */
 export function encodeLegacyRegister(p: ParsedPortName, opts?: KernelRegisterOptions): Buffer {
   return kn.encodeLegacyRegisterRequest(registerSpec(p, opts));
-}
-
-/**
- * One `NIOCCTRL` control request on a fresh `/dev/netmap` fd (VALE_LIST,
- * VALE_ATTACH, VALE_DETACH, VALE_NEWIF, VALE_DELIF, PORT_INFO_GET,
- * PORT_HDR_SET/GET, VALE_POLLING_ENABLE/DISABLE, POOLS_INFO_GET). `body` must
- * be exactly the request's body size; the kernel updates it in place and it
- * is returned. Errors carry `.code` (`ENOENT` ends a VALE_LIST walk; `ENODEV`
- * means /dev/netmap is missing).
- */
-export function kernelRequest(reqtype: number, name: string, body: Buffer, device?: string): Buffer {
-  return kernelRequestNamed(reqtype, name, body, device).body;
-}
-
-/**
- * Like {@link kernelRequest}, also returning `nmreq_header.nr_name` as the
- * kernel left it: NETMAP_REQ_VALE_LIST with an empty name answers with the
- * name of the next port there.
- */
-export function kernelRequestNamed(reqtype: number, name: string, body: Buffer, device?: string): { body: Buffer; name: string } {
-  return device === undefined ? kn.kernelRequest(reqtype, name, body) : kn.kernelRequest(reqtype, name, body, device);
 }
 
 /**
@@ -443,12 +414,10 @@ export class KernelBackend implements Backend {
 /** `@share=PORT`: the mem id PORT uses (PORT_INFO_GET), as libnetmap's share option resolves it. */
 function sharedMemId(share: string, device: string | undefined): number {
   const target = parsePortName(share);
-  const body = Buffer.alloc(PORT_INFO_GET_SIZE);
   try {
-    kernelRequest(NETMAP_REQ_PORT_INFO_GET, target.nrName, body, device);
+    return new KernelValeControl(device === undefined ? {} : { device }).infoSync(target.nrName).memId;
   } catch (e) {
     if (e instanceof Error) e.message = `@share=${share}: cannot look up its memory region: ${e.message}`;
     throw e;
   }
-  return body.readUInt16LE(PORT_INFO_MEM_ID);
 }

@@ -1,0 +1,93 @@
+/**
+ * Port API for users' own loops: the allocation-free receive, the wait
+ * handle (fd, prepareWait, finishWait), and open() imported from its own
+ * module for every kind of name.
+ */
+import test from 'ava';
+import os from 'node:os';
+import path from 'node:path';
+import { open } from '../../src/netmap/open.js';
+import { ValeServer } from '../../src/vale/server.js';
+import { native } from '../../src/netmap/addon.js';
+
+let uniq = 0;
+const pname = (): string => `vale0:pa${process.pid}x${uniq++}`;
+
+function send(p: Awaited<ReturnType<typeof open>>, n: number, from = 0): void {
+  for (let i = 0; i < n; i++) {
+    const f = new Uint8Array(60 + i);
+    f[0] = from + i;
+    if (!p.inject(f)) throw new Error('tx ring full');
+  }
+  p.txsync();
+}
+
+test('receive() fills offsets and lengths, releases the slots, and stops at the arrays\' length', async (t) => {
+  const base = pname();
+  const a = await open(`${base}{1`, { slots: 64 });
+  const b = await open(`${base}}1`);
+  send(a, 10);
+  b.rxsync();
+  const offs = new Uint32Array(4);
+  const lens = new Uint16Array(8);
+  const bytes = new Uint8Array(b.memory);
+  let n = b.receive(offs, lens);
+  t.is(n, 4, 'no more than the shorter array holds');
+  t.deepEqual([...lens.subarray(0, 4)], [60, 61, 62, 63]);
+  t.deepEqual([...offs].map((o) => bytes[o]), [0, 1, 2, 3]);
+  t.is(b.rxAvailable(), 6, 'the four slots were released');
+  const offs2 = new Uint32Array(16);
+  const lens2 = new Uint16Array(16);
+  n = b.receive(offs2, lens2);
+  t.is(n, 6);
+  t.deepEqual([...offs2.subarray(0, 6)].map((o) => bytes[o]), [4, 5, 6, 7, 8, 9]);
+  t.is(b.receive(offs2, lens2), 0, 'nothing left until the next rxsync');
+  b.rxsync();
+  t.is(b.rxAvailable(), 0);
+  a.close();
+  b.close();
+});
+
+test('the wait handle: prepareWait, sleep on fd in a loop of our own, finishWait', async (t) => {
+  const base = pname();
+  const a = await open(`${base}{1`);
+  const b = await open(`${base}}1`);
+  t.true(b.fd >= 0);
+  const events = b.prepareWait({ rx: true });
+  t.is(events & 1, 1, 'wait for readable');
+  b.rxsync();
+  t.is(b.rxAvailable(), 0);
+  // our own poll loop: a libuv watcher on b.fd (any event library would do)
+  const woke = new Promise<void>((resolve) => {
+    const w = new native.FdWatcher(b.fd, () => {
+      w.close();
+      resolve();
+    });
+    w.start(events);
+  });
+  send(a, 3);
+  await woke;
+  b.finishWait();
+  b.rxsync();
+  t.is(b.rxAvailable(), 3);
+  t.is(b.peer, 'open');
+  a.close();
+  t.is(b.peer, 'closed', 'the peer closed cleanly');
+  b.close();
+  t.throws(() => b.prepareWait(), { message: /port is closed/ });
+});
+
+test('open() from src/netmap/open.js serves vale names too (no registration needed)', async (t) => {
+  const socket = path.join(os.tmpdir(), `pa-${process.pid}-${uniq++}.sock`);
+  const srv = await ValeServer.listen({ socket });
+  try {
+    const p = await open('vale0:1', { socket, backend: 'user' });
+    t.is(p.transport, 'vale-ts');
+    t.is(p.backend, 'user');
+    p.close();
+  } finally {
+    srv.close();
+  }
+  const k = await t.throwsAsync(open('netmap:eth0', { backend: 'kernel' }));
+  t.notRegex(k!.message, /not available in this build/);
+});

@@ -1,0 +1,217 @@
+/**
+ * vale-ctl-ts's command line: valectl's options (GNU getopt, as valectl is
+ * linked on Linux) plus vale-ts's long options, and valectl's readings of
+ * `-C` (ring config for -n/-a/-h, polling config for -p/-P).
+ *
+ * @module
+ */
+import { abi } from '../../src/index.js';
+import { getopt, UsageError } from '../getopt.js';
+
+export { UsageError };
+
+const { NETMAP_POLLING_MODE_MULTI_CPU, NETMAP_POLLING_MODE_SINGLE_CPU } = abi;
+
+/** What the main option asks for (the last one given wins, as in valectl). */
+export type CtlVerb = 'listAll' | 'list' | 'info' | 'create' | 'remove' | 'attach' | 'attachHost' | 'detach' | 'pollOn' | 'pollOff' | 'stats';
+
+/** A parsed command line. */
+export interface CtlArgs {
+  verb: CtlVerb;
+  /** the main option's argument (absent for listAll and stats of every switch) */
+  name?: string;
+  /** `-C` */
+  config?: string;
+  /** `-m` */
+  memId?: string;
+  /** number of `-v` */
+  verbose: number;
+  /** `--json` */
+  json: boolean;
+  /** `--socket PATH` */
+  socket?: string;
+  /** `--help` */
+  help: boolean;
+}
+
+/** The usage text (stderr on a usage error, stdout for `--help`). */
+export const USAGE =
+  'Usage:\n' +
+  'vale-ctl-ts [arguments]\n' +
+  '\t-g interface\tinterface name to get info\n' +
+  '\t-d interface\tinterface name to be detached\n' +
+  '\t-a interface\tinterface name to be attached\n' +
+  '\t-h interface\tinterface name to be attached with the host stack\n' +
+  '\t-n interface\tinterface name to be created (vale-ts: valeX:NAME)\n' +
+  '\t-r interface\tinterface name to be deleted\n' +
+  '\t-l vale-port\tshow bridge and port indices\n' +
+  '\t-C string ring/slot setting of an interface creating by -n: tx_slots[,rx_slots[,tx_rings[,rx_rings]]]\n' +
+  '\t-p interface start polling (kernel only). Additional -C x,y,z configures\n' +
+  '\t\t x: 0 (single CPU) or 1 (one ring per CPU),\n' +
+  '\t\t y: CPU core id for single CPU and first core/ring otherwise\n' +
+  '\t\t z: (one ring per CPU only) num of total cores/rings\n' +
+  '\t-P interface stop polling (kernel only)\n' +
+  '\t-m memid to use when creating a new interface (digits, or netmap:PORT)\n' +
+  '\t-v increase verbosity\n' +
+  '\t--stats[=SWITCH]\tper-port counters (every drop reason) and MAC tables (vale-ts only)\n' +
+  '\t--json\t\tmachine-readable output for the list, -l, -g, -n and --stats\n' +
+  '\t--socket PATH\tvale-ts control socket (default: $VALE_TS_SOCKET, then the standard path);\n' +
+  '\t\t\tgiving it always talks to vale-ts, even where /dev/netmap exists\n' +
+  '\t--help\t\tthis text\n' +
+  'with no arguments: list all existing vale ports\n';
+
+const VERB_OF: Readonly<Record<string, CtlVerb>> = {
+  d: 'detach',
+  a: 'attach',
+  h: 'attachHost',
+  g: 'info',
+  l: 'list',
+  n: 'create',
+  r: 'remove',
+  p: 'pollOn',
+  P: 'pollOff',
+};
+/** getopt's option string of valectl: every letter with ':' takes a value. */
+const OPTSTRING = 'd:a:h:g:l:n:r:C:p:P:m:v';
+
+/** The long options of vale-ctl-ts (valectl has none). */
+const LONG = {
+  socket: { arg: 'required', what: 'the control socket path' },
+  json: { arg: 'none' },
+  stats: { arg: 'optional' },
+  help: { arg: 'none' },
+} as const;
+
+/**
+ * Parse argv (without node and the script) as glibc's getopt parses valectl's
+ * `"d:a:h:g:l:n:r:C:p:P:m:v"` — values attached (`-lvale0:1`) or separate
+ * (`-l vale0:1`), flags grouped (`-vn vale0:x`), operands collected from
+ * anywhere, `--` ends options — plus the long options `--socket PATH|=PATH`,
+ * `--json`, `--stats[=SWITCH]`, `--help`. Throws {@link UsageError} where
+ * valectl prints its usage.
+ */
+export function parseCtlArgs(argv: readonly string[]): CtlArgs {
+  let verb: CtlVerb | undefined;
+  let name: string | undefined;
+  let stats: { name?: string } | undefined;
+  const out: CtlArgs = { verb: 'listAll', verbose: 0, json: false, help: false };
+  const { opts, operands } = getopt(argv, OPTSTRING, { dialect: 'gnu', long: LONG });
+  for (const { opt, value, long } of opts) {
+    if (long) {
+      if (opt === 'socket') out.socket = value!;
+      else if (opt === 'json') out.json = true;
+      else if (opt === 'help') out.help = true;
+      else if (opt === 'stats') {
+        if (value === '') throw new UsageError("option '--stats=' needs a switch name (valeX), or use --stats alone", '--stats');
+        stats = value === undefined ? {} : { name: value };
+      }
+      continue;
+    }
+    if (opt === 'v') out.verbose++;
+    else if (opt === 'C') out.config = value!;
+    else if (opt === 'm') out.memId = value!;
+    else {
+      if (opt === 'l' && !value!.startsWith('vale')) throw new UsageError(`invalid vale port name: '${value!}'`, '-l');
+      verb = VERB_OF[opt];
+      name = value!;
+    }
+  }
+  if (out.help) return out;
+  if (operands.length) throw new UsageError(`unexpected argument${operands.length > 1 ? 's' : ''}: ${operands.join(' ')}`);
+  if (stats && verb) throw new UsageError(`--stats cannot be combined with -${Object.keys(VERB_OF).find((k) => VERB_OF[k] === verb) ?? '?'}`);
+  if (stats) {
+    out.verb = 'stats';
+    if (stats.name !== undefined) out.name = stats.name;
+    return out;
+  }
+  if (verb === undefined) {
+    // valectl lists with no argument at all; -v, -C or -m alone is a usage error
+    if (out.verbose || out.config !== undefined || out.memId !== undefined) {
+      throw new UsageError('-v, -C and -m modify -n, -a, -h, -d, -p or -P: give one of those');
+    }
+    return out;
+  }
+  out.verb = verb;
+  if (name !== undefined) out.name = name;
+  return out;
+}
+
+/** C's atoi: leading blanks, a sign, digits; anything else ends it (0 if none). */
+export function atoi(s: string): number {
+  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
+  if (!m) return 0;
+  const n = Number.parseInt(m[1]!, 10);
+  return Math.max(-2147483648, Math.min(2147483647, n));
+}
+
+/** strtok(s, ","): the non-empty comma-separated tokens. */
+function tokens(s: string): string[] {
+  return s.split(',').filter((t) => t.length > 0);
+}
+
+/** `-C x[,y[,z[,w]]]` for -n / -a / -h: 0 means "the default". */
+export interface RingConfig {
+  txSlots: number;
+  rxSlots: number;
+  txRings: number;
+  rxRings: number;
+  /** tokens after the fourth, which valectl ignores with a message */
+  ignored: string[];
+}
+
+/**
+ * Parse `-C`: tx_slots (both slot counts), then rx_slots, tx_rings (both ring
+ * counts), rx_rings — each through atoi, as valectl does. One number sets
+ * both slot counts; three set the slots and both ring counts.
+ */
+export function parseRingConfig(conf: string | undefined): RingConfig {
+  const r: RingConfig = { txSlots: 0, rxSlots: 0, txRings: 0, rxRings: 0, ignored: [] };
+  if (!conf) return r;
+  tokens(conf).forEach((tok, i) => {
+    const v = atoi(tok);
+    if (i === 0) r.txSlots = r.rxSlots = v;
+    else if (i === 1) r.rxSlots = v;
+    else if (i === 2) r.txRings = r.rxRings = v;
+    else if (i === 3) r.rxRings = v;
+    else r.ignored.push(tok);
+  });
+  return r;
+}
+
+/** `-C x,y[,z]` for -p / -P. */
+export interface PollConfig {
+  mode: number;
+  firstCpu: number;
+  numCpus: number;
+}
+
+/**
+ * Read the polling `-C` as valectl's parse_poll_config does: x (0 → one CPU
+ * polls every ring, else one ring per CPU), y (first CPU / ring), z (CPUs,
+ * one-ring-per-CPU mode only). valectl prints its complaint about a bad
+ * string and sends the request anyway, with the numbers read before the bad
+ * one (all 0 for a missing string): so this returns both.
+ */
+export function readPollConfig(conf: string | undefined): { config: PollConfig; complaint?: string } {
+  const config: PollConfig = { mode: 0, firstCpu: 0, numCpus: 0 };
+  if (!conf) return { config, complaint: 'invalid null/empty config' };
+  const toks = tokens(conf);
+  for (let i = 0; i < toks.length; i++) {
+    const v = atoi(toks[i]!);
+    if (i === 0) config.mode = v ? NETMAP_POLLING_MODE_MULTI_CPU : NETMAP_POLLING_MODE_SINGLE_CPU;
+    else if (i === 1) config.firstCpu = v;
+    else if (i === 2 && config.mode === NETMAP_POLLING_MODE_MULTI_CPU) config.numCpus = v;
+    else return { config, complaint: `too many numbers in '${conf}'` };
+  }
+  return { config };
+}
+
+/**
+ * Parse the polling `-C` strictly: as {@link readPollConfig}, but a bad
+ * string throws with valectl's wording.
+ */
+export function parsePollConfig(conf: string | undefined): PollConfig {
+  const r = readPollConfig(conf);
+  if (r.complaint !== undefined) throw new Error(r.complaint);
+  return r.config;
+}
