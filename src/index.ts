@@ -16,7 +16,7 @@ registerOpeners(
 export { open, selectBackend, BackendError, type OpenOptions } from './netmap/open.js';
 export { Port, type PollOptions, type FrameBatch } from './netmap/port.js';
 export { Ring, RingError } from './netmap/ring.js';
-export type { PollEvents, BackendKind } from './backends/backend.js';
+export type { PollEvents, BackendKind, PortRegistration } from './backends/backend.js';
 export { parsePortName, formatPortName, PortNameError, type ParsedPortName } from './netmap/name.js';
 export { Switch, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './vale/switch.js';
 export { ValeServer, type ServerOptions } from './vale/server.js';

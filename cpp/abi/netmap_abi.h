@@ -1,6 +1,6 @@
 // netmap's user ABI (API 14), as the kernel module and libnetmap define it.
 // Every size and offset is pinned by static_assert against the values measured
-// on x86_64 Linux (see shared/netmap-abi.md), so a drift fails the build.
+// on x86_64 Linux (see docs/netmap-abi.md), so a drift fails the build.
 // The userspace backend lays its memory out with these same structs, which is
 // what lets one TypeScript Ring serve the kernel and userspace alike.
 #pragma once

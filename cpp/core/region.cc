@@ -99,7 +99,7 @@ void init_region(uint8_t *base, const Layout &l, const std::string names[MAX_IFS
       r->num_slots = n;
       r->nr_buf_size = l.p.buf_size;
       r->ringid = static_cast<uint16_t>(tx ? k : k - l.p.tx_rings);
-      r->dir = tx ? NR_TX : NR_RX;
+      r->dir = tx ? NR_TX : NR_RX;  // as the kernel writes it: kring->tx, so tx 1, rx 0
       r->head = r->cur = 0;
       r->tail = tx ? n - 1 : 0;
       netmap_slot *s = ring_slots(r);

@@ -60,10 +60,12 @@ const char *code_name(int e) {
   }
 }
 
-// Like errno_error, with ENOTTY & co named correctly and the syscall attached.
-Napi::Error sys_error(Napi::Env env, const std::string &what, int e, const char *syscall) {
+// Like errno_error, with ENOTTY & co named correctly and the syscall attached:
+// "what: strerror (CODE)" then `after` (what it means), the errno text once.
+Napi::Error sys_error(Napi::Env env, const std::string &what, int e, const char *syscall,
+                      const std::string &after = "") {
   const char *code = code_name(e);
-  Napi::Error err = Napi::Error::New(env, what + ": " + std::strerror(e) + " (" + code + ")");
+  Napi::Error err = Napi::Error::New(env, what + ": " + std::strerror(e) + " (" + code + ")" + after);
   err.Set("code", Napi::String::New(env, code));
   err.Set("errno", Napi::Number::New(env, e));
   err.Set("syscall", Napi::String::New(env, syscall));
@@ -130,6 +132,26 @@ int do_ioctl(int fd, unsigned long request, void *arg) {
     r = ::ioctl(fd, request, arg);
   } while (r < 0 && errno == EINTR);
   return r < 0 ? errno : 0;
+}
+
+// Whether a NIOCCTRL that failed with `e` failed because the module does not
+// know the NIOCCTRL ioctl at all (so the legacy NIOCREGIF is worth a try).
+// A module that speaks NIOCCTRL answers every NIOCCTRL itself, with EINVAL
+// for a version or request type it does not take; one that predates it ends
+// in its ioctl switch's default: EOPNOTSUPP on Linux (netmap_ioctl_legacy),
+// and a device that is not netmap at all says ENOTTY. A modern module may
+// also refuse a REGISTER with EOPNOTSUPP (a mode the adapter lacks), so that
+// case is told apart by a probe: an empty request of type 0, which every
+// NIOCCTRL-speaking module refuses with EINVAL and touches nothing.
+bool ctrl_unknown(int fd, int e) {
+  if (e == ENOTTY) return true;
+  if (e != EOPNOTSUPP) return false;
+  nmreq_header probe;
+  std::memset(&probe, 0, sizeof probe);
+  probe.nr_version = static_cast<uint16_t>(NETMAP_API);
+  probe.nr_reqtype = 0;
+  const int pe = do_ioctl(fd, NIOCCTRL, &probe);
+  return pe == ENOTTY || pe == EOPNOTSUPP;
 }
 
 class FdGuard {
@@ -508,51 +530,49 @@ class KernelPort : public Napi::ObjectWrap<KernelPort> {
     int e = do_ioctl(fd.get(), NIOCCTRL, &hdr);
     bool legacy = false;
     if (e != 0) {
-      std::string note;
-      // ENOTTY/EOPNOTSUPP: the kernel does not know NIOCCTRL; EINVAL: among
-      // other things, nr_version outside what it speaks. Either way the
-      // legacy request may get through, if it means the same thing.
-      if (e == ENOTTY || e == EOPNOTSUPP || e == EINVAL) {
-        std::string why;
-        int why_code = 0;
-        std::optional<nmreq> lreq = make_legacy(s, &why, &why_code);
-        if (!lreq) {
-          note = "; the legacy NIOCREGIF fallback was not tried: " + why;
-        } else {
-          nmreq l = *lreq;
-          int le = do_ioctl(fd.get(), NIOCREGIF, &l);
-          if (le == 0) {
-            legacy = true;
-            reg.nr_offset = l.nr_offset;
-            reg.nr_memsize = l.nr_memsize;
-            reg.nr_tx_slots = l.nr_tx_slots;
-            reg.nr_rx_slots = l.nr_rx_slots;
-            reg.nr_tx_rings = l.nr_tx_rings;
-            reg.nr_rx_rings = l.nr_rx_rings;
-            reg.nr_host_tx_rings = 0;  // not in the legacy reply: taken from the netmap_if below
-            reg.nr_host_rx_rings = 0;
-            reg.nr_mem_id = l.nr_arg2;
-            reg.nr_ringid = l.nr_ringid & NETMAP_RING_MASK;
-            reg.nr_mode = l.nr_flags & NR_REG_MASK;
-            reg.nr_flags = l.nr_flags & ~uint64_t{NR_REG_MASK};
-            if (l.nr_ringid & NETMAP_NO_TX_POLL) reg.nr_flags |= NR_NO_TX_POLL;
-            if (l.nr_ringid & NETMAP_DO_RX_POLL) reg.nr_flags |= NR_DO_RX_POLL;
-            reg.nr_extra_bufs = l.nr_arg3;
-          } else {
-            note = std::string("; the legacy NIOCREGIF fallback failed too: ") + std::strerror(le) + " (" +
-                   code_name(le) + ")";
-            // old kernels write their own NETMAP_API back on a version mismatch
-            if (l.nr_version != NETMAP_API)
-              note += "; the kernel module speaks netmap API " + std::to_string(l.nr_version) +
-                      ", this library speaks " + std::to_string(NETMAP_API) + ": upgrade the netmap module";
-          }
-        }
+      const std::string what =
+          "cannot register netmap port '" + s.label + "' (nr_name '" + s.name + "', NIOCCTRL REGISTER)";
+      // Only a module that does not know NIOCCTRL gets the legacy request: one
+      // that speaks NIOCCTRL turns NIOCREGIF into the same NIOCCTRL request
+      // (netmap_legacy.c) and would fail it again. See ctrl_unknown().
+      if (!ctrl_unknown(fd.get(), e)) throw sys_error(env, what, e, "ioctl", std::string(": ") + register_hint(e));
+      const std::string unknown = ": the module does not know NIOCCTRL (not netmap, or a netmap module older than API 14)";
+      std::string why;
+      int why_code = 0;
+      std::optional<nmreq> lreq = make_legacy(s, &why, &why_code);
+      if (!lreq) throw sys_error(env, what, e, "ioctl", unknown + "; the legacy NIOCREGIF fallback was not tried: " + why);
+      nmreq l = *lreq;
+      const int le = do_ioctl(fd.get(), NIOCREGIF, &l);
+      if (le != 0) {
+        // the module's answer to the registration is the legacy call's errno
+        std::string after = unknown + "; the legacy NIOCREGIF fallback failed too";
+        after += le == e ? std::string(", with the same error") : std::string(": ") + std::strerror(le) + " (" + code_name(le) + ")";
+        after += std::string(": ") + register_hint(le);
+        // old kernels write their own NETMAP_API back on a version mismatch
+        if (l.nr_version != NETMAP_API)
+          after += "; the kernel module speaks netmap API " + std::to_string(l.nr_version) + ", this library speaks " +
+                   std::to_string(NETMAP_API) + ": upgrade the netmap module";
+        Napi::Error err = sys_error(env, what, e, "ioctl", after);
+        err.Set("code", Napi::String::New(env, code_name(le)));
+        err.Set("errno", Napi::Number::New(env, le));
+        throw err;
       }
-      if (!legacy)
-        throw sys_error(env,
-                        "cannot register netmap port '" + s.label + "' (nr_name '" + s.name +
-                            "', NIOCCTRL REGISTER): " + register_hint(e) + note,
-                        e, "ioctl");
+      legacy = true;
+      reg.nr_offset = l.nr_offset;
+      reg.nr_memsize = l.nr_memsize;
+      reg.nr_tx_slots = l.nr_tx_slots;
+      reg.nr_rx_slots = l.nr_rx_slots;
+      reg.nr_tx_rings = l.nr_tx_rings;
+      reg.nr_rx_rings = l.nr_rx_rings;
+      reg.nr_host_tx_rings = 0;  // not in the legacy reply: taken from the netmap_if below
+      reg.nr_host_rx_rings = 0;
+      reg.nr_mem_id = l.nr_arg2;
+      reg.nr_ringid = l.nr_ringid & NETMAP_RING_MASK;
+      reg.nr_mode = l.nr_flags & NR_REG_MASK;
+      reg.nr_flags = l.nr_flags & ~uint64_t{NR_REG_MASK};
+      if (l.nr_ringid & NETMAP_NO_TX_POLL) reg.nr_flags |= NR_NO_TX_POLL;
+      if (l.nr_ringid & NETMAP_DO_RX_POLL) reg.nr_flags |= NR_DO_RX_POLL;
+      reg.nr_extra_bufs = l.nr_arg3;
     }
 
     // What the kernel returned, checked before anything is mapped.

@@ -17,9 +17,36 @@ export interface PollEvents {
   hup: boolean;
 }
 
+/**
+ * What a registration reports about the port, as the kernel's reply to
+ * NETMAP_REQ_REGISTER does (nmreq_register's out fields).
+ */
+export interface PortRegistration {
+  /** `nr_tx_rings`: NIC (hardware) tx rings of the port */
+  readonly txRings: number;
+  /** `nr_rx_rings`: NIC rx rings */
+  readonly rxRings: number;
+  /**
+   * `nr_host_tx_rings`: real host tx rings, 0 where the port has none (VALE
+   * ports, pipes). The netmap_if's `ni_host_tx_rings` says at least 1 because
+   * netmap always lays out a placeholder host ring; this count does not.
+   */
+  readonly hostTxRings: number;
+  /** `nr_host_rx_rings`, as hostTxRings */
+  readonly hostRxRings: number;
+  /** `nr_mem_id`: the memory allocator the port lives in (0: not a kernel allocator) */
+  readonly memId: number;
+}
+
 /** The contract each backend fulfils. */
 export interface Backend {
   readonly kind: BackendKind;
+  /**
+   * The register reply's counts where they differ from the netmap_if's
+   * (kernel netmap); absent where the netmap_if says it all (userspace
+   * regions lay out no placeholder rings and have no allocator id).
+   */
+  readonly registration?: PortRegistration;
   /** The whole mapped region (kernel: the mmap of /dev/netmap). */
   readonly memory: ArrayBuffer;
   /** Offset of this port's netmap_if inside `memory`. */

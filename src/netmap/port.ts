@@ -4,7 +4,7 @@
  */
 import { native, type NativeFdWatcher } from './addon.js';
 import { NIF } from './abi.js';
-import type { Backend, PollEvents } from '../backends/backend.js';
+import type { Backend, PollEvents, PortRegistration } from '../backends/backend.js';
 import type { ParsedPortName } from './name.js';
 import { Ring } from './ring.js';
 
@@ -46,6 +46,12 @@ export class Port {
   readonly memory: ArrayBuffer;
   /** Buffer size in bytes. */
   readonly bufSize: number;
+  /**
+   * Ring counts and allocator as the registration reported them (what C's
+   * `nmport_d.reg` holds): host ring counts are the real ones, 0 on VALE
+   * ports and pipes, where the netmap_if counts a placeholder host ring.
+   */
+  readonly registration: PortRegistration;
 
   private readonly be: Backend;
   private watcher: NativeFdWatcher | undefined;
@@ -82,6 +88,7 @@ export class Port {
     }
     this.txRings = tx;
     this.rxRings = rx;
+    this.registration = be.registration ?? Object.freeze({ txRings: nTx, rxRings: nRx, hostTxRings: nHostTx, hostRxRings: nHostRx, memId: 0 });
     this.bufSize = tx[0]?.bufSize ?? rx[0]?.bufSize ?? 0;
   }
 

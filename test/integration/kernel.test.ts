@@ -6,7 +6,7 @@
  * registers a real VALE port.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -420,11 +420,15 @@ test('kernelRequest checks the body size and the request type before any ioctl',
  * Emulates the three netmap ioctls on one file (FAKE_NM_DEV): NIOCCTRL
  * REGISTER and NIOCREGIF answer from FAKE_NM_* variables, *SYNC are counted;
  * every request is logged as hex to FAKE_NM_LOG. Everything else goes to libc.
+ * FAKE_NM_MODE=legacy plays a module that predates NIOCCTRL (every NIOCCTRL
+ * fails with FAKE_NM_CTRL_ERRNO, default ENOTTY; EOPNOTSUPP is what netmap's
+ * ioctl switch answers); FAKE_NM_KVER makes NIOCREGIF a version mismatch.
  */
 const SHIM_C = String.raw`
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -433,6 +437,8 @@ const SHIM_C = String.raw`
 #include <sys/stat.h>
 
 static int (*real_ioctl)(int, unsigned long, ...);
+static int (*real_open)(const char *, int, ...);
+static int (*real_open64)(const char *, int, ...);
 
 static long envl(const char *k, long d) {
   const char *v = getenv(k);
@@ -458,6 +464,31 @@ static void put16(unsigned char *p, long v) { uint16_t x = (uint16_t)v; memcpy(p
 static void put32(unsigned char *p, long v) { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); }
 static void put64(unsigned char *p, long v) { uint64_t x = (uint64_t)v; memcpy(p, &x, 8); }
 
+/* FAKE_NM_REDIRECT: opening /dev/netmap opens FAKE_NM_DEV (for programs that take no device path) */
+static const char *redirect(const char *p) {
+  const char *dev = getenv("FAKE_NM_DEV");
+  return dev && getenv("FAKE_NM_REDIRECT") && strcmp(p, "/dev/netmap") == 0 ? dev : p;
+}
+static mode_t mode_arg(int flags, va_list ap) {
+  return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : 0;
+}
+int open(const char *p, int flags, ...) {
+  va_list ap;
+  va_start(ap, flags);
+  mode_t m = mode_arg(flags, ap);
+  va_end(ap);
+  if (!real_open) real_open = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open");
+  return real_open(redirect(p), flags, m);
+}
+int open64(const char *p, int flags, ...) {
+  va_list ap;
+  va_start(ap, flags);
+  mode_t m = mode_arg(flags, ap);
+  va_end(ap);
+  if (!real_open64) real_open64 = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open64");
+  return real_open64(redirect(p), flags, m);
+}
+
 int ioctl(int fd, unsigned long req, ...) {
   va_list ap;
   va_start(ap, req);
@@ -473,10 +504,23 @@ int ioctl(int fd, unsigned long req, ...) {
     uint64_t bp;
     memcpy(&bp, h + 80, 8);
     unsigned char *b = (unsigned char *)(uintptr_t)bp;
+    uint16_t reqtype;
+    memcpy(&reqtype, h + 2, 2);
+    /* a module that predates NIOCCTRL answers every NIOCCTRL the same way */
+    if (strcmp(mode, "legacy") == 0) { logit(reqtype ? "ctrl-hdr" : "probe", h, 88); errno = (int)envl("FAKE_NM_CTRL_ERRNO", ENOTTY); return -1; }
+    /* PORT_HDR_GET: no virtio-net header */
+    if (reqtype == 7 && b) { logit("hdr-get", h, 88); put32(b, 0); return 0; }
+    /* one that speaks it refuses an unknown request type with EINVAL */
+    if (reqtype != 1) { logit("probe", h, 88); errno = EINVAL; return -1; }
     logit("ctrl-hdr", h, 88);
-    logit("ctrl-body", b, 56);
-    if (strcmp(mode, "legacy") == 0) { errno = ENOTTY; return -1; }
+    if (b) logit("ctrl-body", b, 56);
     if (fail) { errno = (int)fail; return -1; }
+    /* FAKE_NM_BUSY_RING: registering that one NIC ring (NR_REG_ONE_NIC) fails with EBUSY */
+    uint16_t ringid;
+    uint32_t nrmode;
+    memcpy(&ringid, b + 34, 2);
+    memcpy(&nrmode, b + 36, 4);
+    if (nrmode == 4 && (long)ringid == envl("FAKE_NM_BUSY_RING", -1)) { errno = EBUSY; return -1; }
     put64(b + 0, envl("FAKE_NM_OFFSET", 0));
     put64(b + 8, envl("FAKE_NM_MEMSIZE", 0));
     put32(b + 16, envl("FAKE_NM_SLOTS", 0));
@@ -491,10 +535,11 @@ int ioctl(int fd, unsigned long req, ...) {
   if (req == 0xc03c6992UL) {
     unsigned char *r = arg;
     logit("legacy", r, 60);
-    if (strcmp(mode, "legacy") != 0) {
-      long v = envl("FAKE_NM_KVER", 0);
+    long v = envl("FAKE_NM_KVER", 0);
+    if (strcmp(mode, "legacy") != 0 || v) {
+      /* an old module writes its own API version back on a mismatch */
       if (v) put32(r + 16, v);
-      errno = fail ? (int)fail : ENOTTY;
+      errno = v ? EINVAL : fail ? (int)fail : ENOTTY;
       return -1;
     }
     put32(r + 20, envl("FAKE_NM_OFFSET", 0));
@@ -747,6 +792,8 @@ test('fake kernel: without NIOCCTRL the legacy NIOCREGIF registers the port', (t
   t.is(res.info!.hostTxRings, 1, 'host ring count taken from the netmap_if');
   t.deepEqual(res.tx, [1]);
   t.deepEqual(res.rx, [], '/T binds no rx ring');
+  t.deepEqual(res.labels, ['netmap:eth0-1/T tx ring 1'], 'the legacy path reads the same layout: tx ring 1 (dir 1) is a tx ring');
+  t.is(logged(res, 'probe').length, 0, 'ENOTTY already says NIOCCTRL is unknown');
   const [l] = logged(res, 'legacy');
   t.truthy(l);
   const d = decodeLegacy(l!, LEG_DOC);
@@ -765,12 +812,48 @@ test('fake kernel: EBUSY is reported with the port and no legacy retry', (t) => 
   t.is(logged(res, 'legacy').length, 0);
 });
 
+test('fake kernel: a module older than NIOCCTRL (EOPNOTSUPP, as netmap answers unknown ioctls) is registered through NIOCREGIF', (t) => {
+  const res = runFake(t, 'old', 'netmap:eth0', fakeRegion({ tx: [0, 1], rx: [0, 1] }), { FAKE_NM_MODE: 'legacy', FAKE_NM_CTRL_ERRNO: '95' });
+  if (!res) return t.pass();
+  t.is(res.error, undefined, res.error?.message);
+  t.true(res.info!.usedLegacy);
+  t.is(logged(res, 'probe').length, 1, 'EOPNOTSUPP is ambiguous: one probe asked whether NIOCCTRL is known');
+  t.is(logged(res, 'legacy').length, 1);
+  t.deepEqual(res.labels, ['netmap:eth0 tx ring 0', 'netmap:eth0 tx ring 1', 'netmap:eth0 rx ring 0', 'netmap:eth0 rx ring 1']);
+});
+
 test('fake kernel: an API mismatch names both versions', (t) => {
-  const res = runFake(t, 'api', 'netmap:eth0', fakeRegion({ tx: [0, 1], rx: [0, 1] }), { FAKE_NM_ERRNO: '22', FAKE_NM_KVER: '11' });
+  // what an API 11 module does: NIOCCTRL unknown, NIOCREGIF refused with its own version written back
+  const res = runFake(t, 'api', 'netmap:eth0', fakeRegion({ tx: [0, 1], rx: [0, 1] }), {
+    FAKE_NM_MODE: 'legacy',
+    FAKE_NM_CTRL_ERRNO: '95',
+    FAKE_NM_KVER: '11',
+  });
+  if (!res) return t.pass();
+  t.is(res.error?.code, 'EINVAL', "the module's answer to the registration: NIOCREGIF's errno");
+  t.regex(res.error!.message, /NIOCCTRL REGISTER\): Operation not supported \(EOPNOTSUPP\): the module does not know NIOCCTRL/);
+  t.regex(res.error!.message, /legacy NIOCREGIF fallback failed too: Invalid argument \(EINVAL\)/);
+  t.regex(res.error!.message, /speaks netmap API 11, this library speaks 14/);
+});
+
+test('fake kernel: EINVAL from a module that speaks NIOCCTRL is reported once, with no legacy retry', (t) => {
+  const res = runFake(t, 'einval', 'netmap:eth0-7', fakeRegion({ tx: [0, 1], rx: [0, 1] }), { FAKE_NM_ERRNO: '22' });
   if (!res) return t.pass();
   t.is(res.error?.code, 'EINVAL');
-  t.regex(res.error!.message, /legacy NIOCREGIF fallback failed too/);
-  t.regex(res.error!.message, /speaks netmap API 11, this library speaks 14/);
+  t.is(logged(res, 'legacy').length, 0, 'no NIOCREGIF: the module would turn it into the same NIOCCTRL request');
+  t.is(logged(res, 'probe').length, 0);
+  t.regex(res.error!.message, /^cannot register netmap port 'netmap:eth0-7' \(nr_name 'eth0', NIOCCTRL REGISTER\): Invalid argument \(EINVAL\): invalid request/);
+  t.is(res.error!.message.split('Invalid argument').length, 2, 'the errno text appears once');
+  t.notRegex(res.error!.message, /legacy/);
+});
+
+test('fake kernel: EOPNOTSUPP from a module that speaks NIOCCTRL is the answer, not a reason to retry', (t) => {
+  const res = runFake(t, 'eopnotsupp', 'netmap:eth0^', fakeRegion({ tx: [2], rx: [2] }), { FAKE_NM_ERRNO: '95' });
+  if (!res) return t.pass();
+  t.is(res.error?.code, 'EOPNOTSUPP');
+  t.is(logged(res, 'probe').length, 1, 'the probe was answered EINVAL: NIOCCTRL is known');
+  t.is(logged(res, 'legacy').length, 0);
+  t.regex(res.error!.message, /Operation not supported \(EOPNOTSUPP\): not supported by this port or kernel/);
 });
 
 test('fake kernel: implausible replies and corrupt regions are refused', (t) => {
@@ -828,4 +911,152 @@ test('fake kernel: a name whose rings the kernel did not bind is an error, not a
   if (!res) return t.pass();
   t.is(res.error?.code, 'EINVAL');
   t.regex(res.error!.message, /bound no ring this name selects/);
+});
+
+// ---- pkt-gen-ts on the fake kernel ------------------------------------------
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run pkt-gen-ts on the fake kernel (/dev/netmap opened as the fake device).
+ * With `interruptOn`, send SIGINT once stderr matches it, as a user's ^C.
+ */
+async function pktgenFake(
+  t: { log: (...s: string[]) => void },
+  name: string,
+  args: string[],
+  region: Buffer,
+  env: Record<string, string>,
+  interruptOn?: RegExp,
+): Promise<CliResult | undefined> {
+  shim ??= buildShim();
+  if (!shim.so) {
+    t.log(`skipped: ${shim.why}`);
+    return undefined;
+  }
+  const dev = path.join(tmp, `dev-${name}`);
+  const log = path.join(tmp, `log-${name}`);
+  writeFileSync(dev, region);
+  writeFileSync(log, '');
+  const child = spawn(process.execPath, [path.resolve(here, '..', '..', 'tools', 'pkt-gen-ts.js'), ...args], {
+    env: {
+      ...process.env,
+      LD_PRELOAD: [process.env['LD_PRELOAD'], shim.so].filter((x) => x).join(':'),
+      NETMAP_BACKEND: 'kernel',
+      FAKE_NM_DEV: dev,
+      FAKE_NM_REDIRECT: '1',
+      FAKE_NM_LOG: log,
+      FAKE_NM_OFFSET: String(NIFP),
+      FAKE_NM_MEMSIZE: String(MEMSIZE),
+      FAKE_NM_SLOTS: String(NSLOTS),
+      FAKE_NM_RINGS: '2',
+      FAKE_NM_HOST: '1',
+      FAKE_NM_MEMID: '5',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let sent = false;
+  child.stdout.on('data', (d: Buffer) => (stdout += d));
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d;
+    if (interruptOn && !sent && interruptOn.test(stderr)) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  return { code, stdout, stderr };
+}
+
+/**
+ * A region a pkt-gen can run on: every slot points at a real buffer (2..15)
+ * and rx ring 0 holds 4 frames of 60 bytes (tail 4), so an rx run with
+ * -n 4 finishes without sleeping (poll does not work on the fake device).
+ */
+function runnable(bound: { tx: number[]; rx: number[] }): Buffer {
+  return fakeRegion(bound, (dv) => {
+    for (let i = 0; i < 6; i++) {
+      const ring = RINGS_AT + i * RING_BYTES;
+      for (let s = 0; s < NSLOTS; s++) {
+        dv.setUint32(ring + RING.slot + s * SLOT_SIZE + SLOT.buf_idx, 2 + (s % 14), true);
+        dv.setUint16(ring + RING.slot + s * SLOT_SIZE + SLOT.len, 60, true);
+      }
+    }
+    dv.setUint32(RINGS_AT + 3 * RING_BYTES + RING.tail, 4, true);
+  });
+}
+
+// what a VALE port or pipe looks like: the netmap_if counts a placeholder host
+// ring pair, the register reply says there are no host rings
+const VALE_LIKE = { FAKE_NM_HOST: '0' };
+
+test('pkt-gen-ts on the fake kernel: queues counted from the register reply, -v lists the real rings and the memid', async (t) => {
+  const r = await pktgenFake(t, 'pg-v', ['-i', 'vale9:fk', '-f', 'rx', '-n', '4', '-v'], runnable({ tx: [0, 1], rx: [0, 1] }), VALE_LIKE);
+  if (!r) return t.pass();
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^Received 4 packets 240 bytes/m);
+  t.regex(r.stdout, /^Receiving from vale9:fk: 2 queues, 1 threads and \d+ cpus\.$/m, 'the placeholder host ring is no queue');
+  t.regex(r.stderr, /main \[3301\] nifp at offset 4096 ntxqs 2 nrxqs 2 memid 5$/m);
+  const rings = r.stderr.split('\n').filter((l) => /main \[33(06|11)\]/.test(l));
+  t.deepEqual(
+    rings.map((l) => l.replace(/^.*\] {4}/, '')),
+    [`TX0 at offset 0x${(RINGS_AT - NIFP).toString(16)} slots ${NSLOTS}`, `TX1 at offset 0x${(RINGS_AT + RING_BYTES - NIFP).toString(16)} slots ${NSLOTS}`,
+      `RX0 at offset 0x${(RINGS_AT + 3 * RING_BYTES - NIFP).toString(16)} slots ${NSLOTS}`, `RX1 at offset 0x${(RINGS_AT + 4 * RING_BYTES - NIFP).toString(16)} slots ${NSLOTS}`],
+  );
+  // a NIC with a real host ring pair: it counts, as in pkt-gen
+  const nic = await pktgenFake(t, 'pg-nic', ['-i', 'netmap:eth0*', '-f', 'rx', '-n', '4'], runnable({ tx: [0, 1, 2], rx: [0, 1, 2] }), {});
+  t.is(nic!.code, 0, nic!.stderr);
+  t.regex(nic!.stdout, /^Receiving from netmap:eth0\*: 3 queues, 1 threads/m);
+});
+
+test('pkt-gen-ts on the fake kernel: -p beyond the real queues is refused with pkt-gen\'s message', async (t) => {
+  const r = await pktgenFake(t, 'pg-p', ['-i', 'vale9:fk', '-f', 'rx', '-p', '3'], fakeRegion({ tx: [0, 1], rx: [0, 1] }), VALE_LIKE);
+  if (!r) return t.pass();
+  t.is(r.code, 1);
+  t.regex(r.stderr, /main \[3283\] bad nthreads 3, have 2 queues$/m);
+  t.regex(r.stderr, /pkt-gen-ts: -p 3: vale9:fk has only 2 rx rings/);
+  t.notRegex(r.stderr, /Ready/);
+});
+
+test('pkt-gen-ts on the fake kernel: a thread whose ring cannot be registered ends the run with status 1', async (t) => {
+  const region = runnable({ tx: [0, 1], rx: [0, 1] });
+  // rx without -n would run forever: the failing thread must end it
+  const r = await pktgenFake(t, 'pg-busy', ['-i', 'vale9:fk', '-f', 'rx', '-p', '2'], region, { ...VALE_LIKE, FAKE_NM_BUSY_RING: '1' });
+  if (!r) return t.pass();
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, /pkt-gen-ts: thread 1: cannot open vale9:fk-1: .*Device or resource busy \(EBUSY\)/);
+  t.notRegex(r.stderr, /Ready/, 'as pkt-gen: every thread registers before any starts');
+  t.notRegex(r.stdout, /Received/);
+  // the same with every thread a worker
+  const w = await pktgenFake(t, 'pg-busy-w', ['-i', 'vale9:fk', '-f', 'tx', '-p', '2'], region, { ...VALE_LIKE, FAKE_NM_BUSY_RING: '1', PKTGEN_TS_WORKERS: '1' });
+  t.is(w!.code, 1, w!.stderr);
+  t.regex(w!.stderr, /thread 1: cannot open vale9:fk-1/);
+});
+
+test('pkt-gen-ts on the fake kernel: sender_body prints frags and flush lines as pkt-gen, the first report 0 min_space', async (t) => {
+  // the fake kernel never completes a transmission: tx queues 10 frames,
+  // flushes, then waits for them to leave until ^C, sent on the first report
+  const r = await pktgenFake(
+    t,
+    'pg-tx',
+    ['-i', 'vale9:fk', '-f', 'tx', '-n', '10', '-T', '100'],
+    runnable({ tx: [0, 1], rx: [0, 1] }),
+    VALE_LIKE,
+    / main_thread \[2781\] /,
+  );
+  if (!r) return t.pass();
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /sender_body \[1760\] frags 1 frag_size 60$/m);
+  t.regex(r.stderr, /sender_body \[1848\] flush tail 15 head 10 on thread 0x[0-9a-f]+$/m);
+  const order = ['start, fd', 'frags 1', 'flush tail'].map((s) => r.stderr.indexOf(s));
+  t.true(order[0]! >= 0 && order[0]! < order[1]! && order[1]! < order[2]!, 'start, then frags, then flush');
+  const firstReport = r.stderr.split('\n').find((l) => / main_thread \[2781\] /.test(l));
+  t.regex(firstReport ?? '', / 0 min_space$/, "pkt-gen's counters start at 0; 99999 only after a report");
 });

@@ -84,12 +84,13 @@ const D_MSGS: Record<string, RegExp[]> = {
     /^WARNING: the 'C' option is deprecated, use the '\+conf:' libnetmap option instead$/,
     /^--- SPECIAL OPTIONS:( prefetch| access| memcpy| indirect| copy| rubbish )*$/,
     /^nifp at offset \d+ ntxqs \d+ nrxqs \d+ memid \d+$/,
-    /^ {3}[TR]X\d+ at offset 0x[0-9a-f]+ slots \d+$/,
+    /^ {3}[TR]X\d+ at offset (0x[0-9a-f]+|\(nil\)) slots \d+$/,
+    /^bad nthreads \d+, have \d+ queues$/,
   ],
   extract_ip_range: [/^range is \S+:\d+ to \S+:\d+$/],
   start_threads: [/^Wait \d+ secs for phy reset$/, /^Ready\.\.\.$/],
-  sender_body: [/^start, fd \d+ main_fd \d+$/],
-  txseq_body: [/^start, fd \d+ main_fd \d+$/],
+  sender_body: [/^start, fd \d+ main_fd \d+$/, /^frags \d+ frag_size \d+$/, /^flush tail \d+ head \d+ on thread 0x[0-9a-f]+$/],
+  txseq_body: [/^start, fd \d+ main_fd \d+$/, /^flush tail \d+ head \d+ on thread 0x[0-9a-f]+$/],
   receiver_body: [/^reading from \S+ fd \d+ main_fd \d+$/, /^waiting for initial packets, poll returns 0 0$/],
   rxseq_body: [
     /^reading from \S+ fd \d+ main_fd \d+$/,
@@ -183,6 +184,9 @@ test('pipe: tx -n 1000000 -> rx, Received equals Sent, every line in pkt-gen for
   t.regex(rr.stdout, /^Receiving from vale0:\S+\}0: 1 queues, 1 threads and 1 cpus\.$/m);
   t.regex(rt.stderr, /^\d{3}\.\d{6} main \[\d+\] using default burst size: 512$/m);
   t.regex(rt.stderr, /^\d{3}\.\d{6} main \[\d+\] Sending 512 packets every {2}0\.000000000 s$/m);
+  // pkt-gen's sender_body lines, in its order
+  t.regex(rt.stderr, /^\d{3}\.\d{6} sender_body \[1702\] start, fd \d+ main_fd \d+\n\d{3}\.\d{6} sender_body \[1760\] frags 1 frag_size 60$/m);
+  t.regex(rt.stderr, /^\d{3}\.\d{6} sender_body \[1848\] flush tail \d+ head \d+ on thread 0x[0-9a-f]+$/m);
   t.deepEqual(badLines(rt), []);
   t.deepEqual(badLines(rr), []);
 });
@@ -222,6 +226,7 @@ test('-p 2 on a vale-ts port with two rings: one registration per ring, every fr
     t.is(rt.code, 0, rt.stderr);
     t.is(rr.code, 0, rr.stderr);
     t.regex(rt.stdout, /Sending on .*: 2 queues, 2 threads/);
+    t.is(rt.stderr.match(/ sender_body \[1848\] flush tail /g)?.length, 2, 'one flush line per thread');
     const sent = count(rt.stdout, 'Sent');
     const received = count(rr.stdout, 'Received');
     const tot = sw.stats().totals;
@@ -387,6 +392,8 @@ test('-X dumps each packet; -C prints the deprecation and sizes the rings; -v li
   t.is(rr.code, 0, rr.stderr);
   t.regex(rr.stderr, /main \[\d+\] WARNING: the 'C' option is deprecated, use the '\+conf:' libnetmap option instead/);
   t.regex(rr.stderr, /main \[\d+\] {4}RX0 at offset 0x[0-9a-f]+ slots 256$/m);
+  t.regex(rr.stderr, /main \[3301\] nifp at offset \d+ ntxqs 1 nrxqs 1 memid 0$/m, 'a userspace region has no kernel allocator id');
+  t.is(rr.stderr.match(/main \[33(06|11)\]/g)?.length, 2, 'one TX and one RX ring: a pipe has no host rings');
   for (const r of [rt, rr]) {
     t.is(r.stdout.match(/^ring 0x[0-9a-f]+ cur +\d+ \[buf +\d+ flags 0x[0-9a-f]{4} len +60\]$/gm)?.length, 2, r.stdout);
     t.regex(r.stdout, /^ {4}0: ff ff ff ff ff ff 00 00 00 00 00 00 08 00 45 10 \.\.\.\.\.\.\.\.\.\.\.\.\.\.E\.$/m);

@@ -13,6 +13,7 @@ import {
   KernelCtl,
   parseCtlArgs,
   parsePollConfig,
+  readPollConfig,
   parseRingConfig,
   runValeCtl,
   UsageError,
@@ -65,7 +66,7 @@ function frame(dst: number[], src: number[]): Uint8Array {
 
 // ---- the CLI against an in-process vale-ts -------------------------------
 
-test('no argument lists every port, one valectl line each; an empty switch lists nothing and exits 1', async (t) => {
+test('no argument lists every port, one valectl line each, and exits 1 as valectl does after every full listing', async (t) => {
   await withServer(async (socket) => {
     const empty = await ctl(socket);
     t.is(empty.code, 1);
@@ -75,7 +76,8 @@ test('no argument lists every port, one valectl line each; an empty switch lists
     const c = await open('vale1:x', { socket });
     try {
       const r = await ctl(socket);
-      t.is(r.code, 0, r.stderr);
+      t.is(r.code, 1, "valectl's list_all returns 1 after a listing that worked too");
+      t.is(r.stderr, '');
       t.true(r.stdout.endsWith('\n'));
       const lines = r.stdout.trimEnd().split('\n');
       t.is(lines.length, 3);
@@ -211,7 +213,7 @@ test('-p / -P: polling does not apply to vale-ts', async (t) => {
     t.regex(on.stderr, /^failed to enable polling on vale0:1: Operation not supported: /);
     const off = await ctl(socket, '-P', 'vale0:1');
     t.is(off.code, 1);
-    t.regex(off.stderr, /^failed to disable polling on vale0:1: /);
+    t.regex(off.stderr, /^invalid null\/empty config\nfailed to disable polling on vale0:1: /, 'valectl complains about the missing -C first');
   });
 });
 
@@ -350,6 +352,10 @@ test('-C parsing follows valectl: atoi, one number sets both slot counts, three 
   t.deepEqual(parsePollConfig('1,2,4'), { mode: 2, firstCpu: 2, numCpus: 4 });
   t.throws(() => parsePollConfig('0,1,2'), { message: "too many numbers in '0,1,2'" });
   t.throws(() => parsePollConfig(''), { message: 'invalid null/empty config' });
+  t.deepEqual(readPollConfig(undefined), { config: { mode: 0, firstCpu: 0, numCpus: 0 }, complaint: 'invalid null/empty config' });
+  t.deepEqual(readPollConfig('0,1,2'), { config: { mode: 1, firstCpu: 1, numCpus: 0 }, complaint: "too many numbers in '0,1,2'" });
+  t.deepEqual(readPollConfig('1,2,4,8'), { config: { mode: 2, firstCpu: 2, numCpus: 4 }, complaint: "too many numbers in '1,2,4,8'" });
+  t.deepEqual(readPollConfig('1,2,4'), { config: { mode: 2, firstCpu: 2, numCpus: 4 } });
 });
 
 test('output formats are byte for byte valectl\'s', (t) => {
@@ -392,8 +398,12 @@ test('kernel backend: listing walks NETMAP_REQ_VALE_LIST from (0,0) until ENOENT
     return { body, name: next.name };
   };
   const io = capture();
-  t.is(await runValeCtl([], { io, backend: new KernelCtl(fake) }), 0);
+  t.is(await runValeCtl([], { io, backend: new KernelCtl(fake) }), 1, 'exit 1 after a full listing, as valectl');
   t.is(io.out, 'vale0:eth4 bridge_idx 0 port_idx 0\nvale0:eth5 bridge_idx 0 port_idx 1\nvale1:x bridge_idx 1 port_idx 3\n');
+  t.is(io.err, '');
+  const js = capture();
+  t.is(await runValeCtl(['--json'], { io: js, backend: new KernelCtl(fake) }), 0, '--json (ours) exits 0');
+  t.is((JSON.parse(js.out) as { ports: unknown[] }).ports.length, 3);
 });
 
 test('kernel backend: NIOCCTRL bodies are laid out as netmap.h, errors read as strerror', async (t) => {
@@ -447,6 +457,30 @@ test('kernel backend: NIOCCTRL bodies are laid out as netmap.h, errors read as s
   const pb = calls.at(-1)!;
   t.is(pb.type, 10);
   t.deepEqual([pb.body.readUInt32LE(0), pb.body.readUInt32LE(4), pb.body.readUInt32LE(8)], [2, 2, 4]);
+
+  // -p / -P without -C: valectl's complaint, then the request anyway, with a zeroed body
+  for (const [opt, type] of [
+    ['-p', 10],
+    ['-P', 11],
+  ] as const) {
+    io = capture();
+    t.is(await runValeCtl([opt, 'vale0:eth0'], { io, backend: be }), 0, opt);
+    t.is(io.err, 'invalid null/empty config\n', opt);
+    t.is(calls.at(-1)!.type, type, `${opt}: sent anyway`);
+    t.deepEqual([...calls.at(-1)!.body], new Array(16).fill(0), opt);
+  }
+  // a bad -C: the numbers read before the bad one go out, as valectl
+  io = capture();
+  t.is(await runValeCtl(['-P', 'vale0:eth0', '-C', '0,3,9'], { io, backend: be }), 0);
+  t.is(io.err, "too many numbers in '0,3,9'\n");
+  t.deepEqual([calls.at(-1)!.body.readUInt32LE(0), calls.at(-1)!.body.readUInt32LE(4), calls.at(-1)!.body.readUInt32LE(8)], [1, 3, 0]);
+  // and the kernel's answer is reported as valectl does
+  const enxio: KernelRequestFn = () => {
+    throw Object.assign(new Error('NIOCCTRL request 10 failed: No such device or address (ENXIO)'), { code: 'ENXIO', syscall: 'ioctl' });
+  };
+  io = capture();
+  t.is(await runValeCtl(['-p', 'vale0:eth0'], { io, backend: new KernelCtl(enxio) }), 1);
+  t.is(io.err, 'invalid null/empty config\nfailed to enable polling on vale0:eth0: No such device or address\n');
 
   io = capture();
   t.is(await runValeCtl(['-r', 'v0'], { io, backend: be }), 0);

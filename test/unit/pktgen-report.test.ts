@@ -16,6 +16,7 @@ import {
   pingHistogramMessage,
   rangeMessage,
   rttPercentilesMessage,
+  senderFrags,
   sendingEveryMessage,
   startupLines,
 } from '../../tools/pkt-gen/report.js';
@@ -288,4 +289,13 @@ test('RttStats reservoir stays bounded and representative', (t) => {
   const p99 = s.percentile(99);
   t.true(p99 > 190000, `p99 ${p99}`);
   t.throws(() => new RttStats(0), { instanceOf: RangeError });
+});
+
+test("senderFrags: sender_body's frags / frag_size as pkt-gen computes them", (t) => {
+  t.deepEqual(senderFrags(60, 1, undefined, 2048), { frags: 1, fragSize: 60 });
+  t.deepEqual(senderFrags(60, 4, undefined, 2048), { frags: 4, fragSize: 15 }, '-F 4: pkt_size / frags');
+  t.deepEqual(senderFrags(3000, 1, undefined, 2048), { frags: 2, fragSize: 2048 }, 'over a buffer: buffer-sized fragments');
+  t.deepEqual(senderFrags(1514, 1, 512, 2048), { frags: 3, fragSize: 512 }, '-M 512: rounded up to whole fragments');
+  t.deepEqual(senderFrags(1024, 1, 512, 2048), { frags: 2, fragSize: 512 });
+  t.deepEqual(senderFrags(60, 1, 4096, 2048), { frags: 1, fragSize: 60 }, '-M above the buffer size is capped by it');
 });

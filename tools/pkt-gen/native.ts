@@ -25,7 +25,7 @@ export const CTR = {
   OUT_OF_ORDER: 4,
   /** rxseq: packets whose fragment count changed */
   FRAG_ERRORS: 5,
-  /** rx: smallest summed free rx space since the last report (99999 when not measured) */
+  /** rx: smallest summed free rx space since the last report (0 before the first report, as pkt-gen's zeroed counters; 99999 afterwards when not measured) */
   MIN_SPACE: 6,
   /** start time (ms since the epoch, fractional), 0 until started */
   TIC: 7,
@@ -138,9 +138,9 @@ export const pktgenNative: NativePktgen = raw.pktgen;
 
 /** A fresh counter array (on a SharedArrayBuffer, so a reporting thread can read it). */
 export function newCounters(): Float64Array {
-  const c = new Float64Array(new SharedArrayBuffer(CTR_LEN * 8));
-  c[CTR.MIN_SPACE] = 99999;
-  return c;
+  // all zero, MIN_SPACE included: pkt-gen calloc()s its counters and only the
+  // reporting thread sets min_space to 99999, after its first report
+  return new Float64Array(new SharedArrayBuffer(CTR_LEN * 8));
 }
 
 /** Make a tx generator writing its counts into `stats`. */

@@ -22,6 +22,12 @@ export const LINE = {
   MAIN_THREAD_REPORT: 2781,
   /** sender_body `start, fd %d main_fd %d`. */
   SENDER_START: 1702,
+  /** sender_body `frags %u frag_size %u`. */
+  SENDER_FRAGS: 1760,
+  /** sender_body `flush tail %d head %d on thread %p`. */
+  SENDER_FLUSH: 1848,
+  /** txseq_body `flush tail %d head %d on thread %p`. */
+  TXSEQ_FLUSH: 2205,
   /** receiver_body `waiting for initial packets, poll returns %d %d`. */
   RECEIVER_WAITING: 1954,
   /** receiver_body `reading from %s fd %d main_fd %d` (approx.). */
@@ -159,7 +165,7 @@ export interface PeriodicFigures {
   usec: number;
   /** pkts / events in the interval (0 when there were no events). */
   avgBatch: number;
-  /** Minimum free rx slots seen (99999 when not measured, e.g. tx). */
+  /** Minimum free rx slots seen (0 in the first report, as pkt-gen's zeroed counters; 99999 afterwards when not measured, e.g. tx). */
   minSpace: number;
 }
 
@@ -177,6 +183,23 @@ export function periodicReport(f: PeriodicFigures, normalize = true): string {
     `${norm(f.pps, normalize)}pps ${b4}(${norm(f.pkts, normalize)}pkts ${norm(bps, normalize)}bps ` +
     `in ${Math.floor(f.usec)} usec) ${formatFixed(f.avgBatch, 2)} avg_batch ${Math.trunc(f.minSpace) | 0} min_space`
   );
+}
+
+/**
+ * What sender_body's `frags %u frag_size %u` line says, computed as pkt-gen
+ * does: `pktSize / frags` bytes per fragment unless that exceeds the limit
+ * (-M, capped at the buffer size), in which case as many limit-sized
+ * fragments as the frame needs. `pktSize` excludes any virtio-net header.
+ */
+export function senderFrags(pktSize: number, frags: number, fragSizeOpt: number | undefined, bufSize: number): { frags: number; fragSize: number } {
+  const limit = fragSizeOpt === undefined ? bufSize : Math.min(fragSizeOpt, bufSize);
+  let n = frags;
+  let size = Math.floor(pktSize / n);
+  if (size > limit && limit > 0) {
+    n = Math.floor(pktSize / limit) + (pktSize % limit !== 0 ? 1 : 0);
+    size = limit;
+  }
+  return { frags: n, fragSize: size };
 }
 
 /** Number of samples in pkt-gen's `-A` sliding window (STATS_WIN). */

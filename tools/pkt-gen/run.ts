@@ -1,8 +1,9 @@
 /**
  * pkt-gen-ts: netmap's pkt-gen over this library's ports (vale-ts ports,
  * pipes, kernel netmap), with pkt-gen's flags, functions and output lines
- * (see shared/pkt-gen.md). `runPktGen(argv)` is the whole program; the bin
- * (tools/pkt-gen-ts.ts) only calls it and exits with its status.
+ * (as pkt-gen.c of netmap 89607e1 has them). `runPktGen(argv)` is the whole
+ * program; the bin (tools/pkt-gen-ts.ts) only calls it and exits with its
+ * status.
  *
  * Shape, as in pkt-gen: main parses and prints the startup lines, opens the
  * port, starts the threads, then reports every -T ms until they are done and
@@ -22,7 +23,11 @@
  *   one per batch), and checksums are always kept right;
  * - -a pins each thread with sched_setaffinity (only the thread running the
  *   loop: Node's helper threads stay unpinned);
- * - ping prints one more line after pkt-gen's: `RTT percentiles: p50 p99 p99.9`.
+ * - ping prints one more line after pkt-gen's: `RTT percentiles: p50 p99 p99.9`;
+ * - -p beyond the port's queues stops after pkt-gen's `bad nthreads` line
+ *   (pkt-gen goes on and fails when the extra thread registers);
+ * - a thread that fails while others run cancels them, so the run ends with
+ *   status 1 rather than waiting on a receiver without -n.
  *
  * @module
  */
@@ -30,7 +35,7 @@ import { Worker } from 'node:worker_threads';
 import { open, parsePortName, formatPortName, PortNameError, type Port } from '../../src/index.js';
 import type { ParsedPortName, PortConf } from '../../src/netmap/name.js';
 import { kernelRequest } from '../../src/backends/kernel/port.js';
-import { NIF } from '../../src/netmap/abi.js';
+import { NIF, RING } from '../../src/netmap/abi.js';
 import {
   functionKind,
   OPT,
@@ -48,20 +53,23 @@ import {
   periodicReport,
   PpsWindow,
   rangeMessage,
+  senderFrags,
   sendingEveryMessage,
   startupLines,
 } from './report.js';
 import { parseMac } from './net.js';
 import { CTR, newCounters } from './native.js';
 import { baseFrame, planTx, SetupError, sourceHwaddr } from './txplan.js';
-import { D, now, PeerGoneError, runThread, type ThreadConfig } from './threads.js';
+import { D, now, PeerGoneError, runThread, threadPointer, type ThreadConfig } from './threads.js';
 
-/** `__LINE__`s of main's own D() lines that report.ts does not list (approximate). */
+/** `__LINE__`s of main's own D() lines that report.ts does not list (approximate where not said). */
 const MLINE = {
   C_DEPRECATED: 3117,
-  BAD_NTHREADS: 3263,
-  NIFP: 3283,
-  RING: 3288,
+  /** exact, as the three below */
+  BAD_NTHREADS: 3283,
+  NIFP: 3301,
+  TX_RING: 3306,
+  RX_RING: 3311,
   SPECIAL_OPTIONS: 3322,
   VNET_GET_FAIL: 983,
   VNET_REQUIRED: 989,
@@ -80,11 +88,6 @@ function fail(msg: string): number {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A pointer-looking thread id for sigint_h's line (pkt-gen prints pthread_self()). */
-function threadPointer(): string {
-  return `0x7f${(((process.pid * 2654435761) >>> 0) % 0xffffff).toString(16).padStart(6, '0')}5740`;
-}
 
 /** The -C configuration as @conf: fields (0 = default, left out). */
 function confOf(o: PktGenOptions): PortConf {
@@ -118,39 +121,32 @@ function threadPortName(p: ParsedPortName, i: number, nthreads: number, nicRings
   }
 }
 
-interface IfCounts {
-  tx: number;
-  hostTx: number;
-  rx: number;
-  hostRx: number;
-  nifp: number;
-}
-
-function ifCounts(port: Port): IfCounts {
+/**
+ * pkt-gen's -v dump of the registration. As pkt-gen, it walks the rings the
+ * register reply counts (`nr_*_rings + nr_host_*_rings`: no placeholder host
+ * ring) and prints each one's ring_ofs, `(nil)` for one this registration
+ * did not bind, and the num_slots found there.
+ */
+function verboseLines(port: Port): void {
   const dv = new DataView(port.memory);
   const nifp = port.backendObject.nifpOffset;
-  return {
-    tx: dv.getUint32(nifp + NIF.ni_tx_rings, true),
-    hostTx: dv.getUint32(nifp + NIF.ni_host_tx_rings, true),
-    rx: dv.getUint32(nifp + NIF.ni_rx_rings, true),
-    hostRx: dv.getUint32(nifp + NIF.ni_host_rx_rings, true),
-    nifp,
+  const reg = port.registration;
+  const nifTx = dv.getUint32(nifp + NIF.ni_tx_rings, true) + dv.getUint32(nifp + NIF.ni_host_tx_rings, true);
+  D('main', MLINE.NIFP, `nifp at offset ${nifp} ntxqs ${reg.txRings} nrxqs ${reg.rxRings} memid ${reg.memId}`);
+  const ringAt = (i: number): number => Number(dv.getBigInt64(nifp + NIF.ring_ofs + 8 * i, true));
+  // NETMAP_TXRING(nifp, i) - nifp, printed with %p; an unbound ring's 0 reads the netmap_if itself
+  const where = (ofs: number): string => (ofs === 0 ? '(nil)' : `0x${ofs.toString(16)}`);
+  const slotsAt = (ofs: number): number => {
+    const at = nifp + ofs + RING.num_slots;
+    return at >= 0 && at + 4 <= port.memory.byteLength ? dv.getUint32(at, true) : 0;
   };
-}
-
-/** pkt-gen's -v dump of the registration. */
-function verboseLines(port: Port, k: IfCounts): void {
-  const dv = new DataView(port.memory);
-  D('main', MLINE.NIFP, `nifp at offset ${k.nifp} ntxqs ${k.tx} nrxqs ${k.rx} memid 0`);
-  const ringAt = (i: number): number => Number(dv.getBigInt64(k.nifp + NIF.ring_ofs + 8 * i, true));
-  const slotsAt = (ofs: number): number => dv.getUint32(k.nifp + ofs + 8, true);
-  for (let i = 0; i < k.tx + k.hostTx; i++) {
+  for (let i = 0; i < reg.txRings + reg.hostTxRings; i++) {
     const ofs = ringAt(i);
-    D('main', MLINE.RING, `   TX${i} at offset 0x${ofs.toString(16)} slots ${slotsAt(ofs)}`);
+    D('main', MLINE.TX_RING, `   TX${i} at offset ${where(ofs)} slots ${slotsAt(ofs)}`);
   }
-  for (let i = 0; i < k.rx + k.hostRx; i++) {
-    const ofs = ringAt(k.tx + k.hostTx + i);
-    D('main', MLINE.RING, `   RX${i} at offset 0x${ofs.toString(16)} slots ${slotsAt(ofs)}`);
+  for (let i = 0; i < reg.rxRings + reg.hostRxRings; i++) {
+    const ofs = ringAt(nifTx + i);
+    D('main', MLINE.RX_RING, `   RX${i} at offset ${where(ofs)} slots ${slotsAt(ofs)}`);
   }
 }
 
@@ -182,6 +178,42 @@ interface ThreadHandle {
   counters: Float64Array;
   /** resolves with an error message, or undefined on success */
   done: Promise<string | undefined>;
+}
+
+/** A worker thread (`-p N`, threads 1..N-1) in its two steps: open, then run. */
+interface WorkerThread {
+  /** resolves once the worker has registered its port: undefined, or why it could not */
+  opened: Promise<string | undefined>;
+  /** resolves when the worker has exited: undefined on success, else the error */
+  done: Promise<string | undefined>;
+  /** let it run (true) or tell it to close its port and end (false) */
+  start(run: boolean): void;
+}
+
+function spawnWorker(cfg: ThreadConfig, counters: Float64Array, control: Int32Array): WorkerThread {
+  const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: { cfg, counters, control } });
+  let openedResolve!: (e: string | undefined) => void;
+  const opened = new Promise<string | undefined>((r) => (openedResolve = r));
+  // settle on 'exit', once the worker has let go of everything
+  const done = new Promise<string | undefined>((resolve) => {
+    let result: string | undefined = 'worker ended without reporting';
+    w.on('message', (m: { opened?: boolean; ok?: boolean; error?: string; note?: string }) => {
+      if (m.opened) return openedResolve(undefined);
+      if (m.note) D('main_thread', MLINE.PEER_GONE, m.note);
+      result = m.error;
+      if (m.error !== undefined) openedResolve(m.error);
+    });
+    w.on('error', (e) => {
+      result = e.message;
+      openedResolve(e.message);
+    });
+    w.on('exit', (code) => {
+      const r = code === 0 || result !== undefined ? result : `worker exited with status ${code}`;
+      openedResolve(r ?? 'worker ended before registering its port');
+      resolve(r);
+    });
+  });
+  return { opened, done, start: (run) => w.postMessage({ start: run }) };
 }
 
 function sumCounters(threads: readonly ThreadHandle[]): { pkts: number; bytes: number; events: number } {
@@ -299,7 +331,7 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
   let inlinePort: Port | undefined = port0;
   const closeAll = (): void => inlinePort?.close();
   try {
-    const k = ifCounts(port0);
+    const reg = port0.registration;
     if (nthreads > 1 && port0.transport === 'pipe') {
       return fail(
         `-p ${nthreads}: threads need a ring each, registered separately (${parsed.nrName}-0, -1, ...), and ` +
@@ -313,13 +345,16 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
       );
     }
     const hdrLen = port0.transport === 'kernel' ? vnetHeader(port0, o.vnetHdr) : 0;
-    const devqueues = kind === 'sender' ? k.tx + k.hostTx : k.rx + k.hostRx;
+    // as pkt-gen: the register reply's counts (a VALE port's or pipe's
+    // placeholder host ring is in the netmap_if, not here)
+    const devqueues = kind === 'sender' ? reg.txRings + reg.hostTxRings : reg.rxRings + reg.hostRxRings;
     if (nthreads > devqueues) {
+      // pkt-gen goes on and fails when thread `devqueues` registers; this stops here
       D('main', MLINE.BAD_NTHREADS, `bad nthreads ${nthreads}, have ${devqueues} queues`);
-      const hint = port0.transport === 'vale-ts' ? ` (give the port ${nthreads} rings: -i ${parsed.nrName}@conf:rings=${nthreads}, or -C)` : '';
+      const hint = port0.transport === 'kernel' ? '' : ` (give the port ${nthreads} rings: -i ${parsed.nrName}@conf:rings=${nthreads}, or -C)`;
       return fail(`-p ${nthreads}: ${o.iface} has only ${devqueues} ${kind === 'sender' ? 'tx' : 'rx'} rings${hint}`);
     }
-    if (o.verbose > 0) verboseLines(port0, k);
+    if (o.verbose > 0) verboseLines(port0);
 
     let srcMac = o.srcMac;
     let srcMacName = o.srcMacName;
@@ -334,11 +369,14 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
     // what the threads send
     let template: Uint8Array = new Uint8Array(0);
     let txSpec: ThreadConfig['tx'];
+    let fragsLine: ThreadConfig['fragsLine'];
     try {
       if (kind === 'sender') {
         const tp = planTx(o, { bufSize: port0.bufSize, pipe: port0.parsed.pipe !== undefined, hdrLen }, srcMac);
         template = tp.template;
         txSpec = tp.spec;
+        // pkt-gen's pkt_size: the frame without the virtio-net header
+        fragsLine = senderFrags(tp.frameLen - hdrLen, o.frags, o.fragSize, port0.bufSize);
       } else if (o.func === 'ping') {
         if (o.af === 6) D('ping_body', MLINE.PING_IPV6, 'Warning: ping-pong with IPv6 not supported');
         const f = baseFrame(o, srcMac);
@@ -390,27 +428,20 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
     }
     if (kind === 'sender') D('main', LINE.MAIN_SENDING_EVERY, sendingEveryMessage(plan.burst, plan.periodNs));
 
-    D('start_threads', LINE.START_THREADS_WAIT, `Wait ${o.waitLink} secs for phy reset`);
     const control = new Int32Array(new SharedArrayBuffer(4));
     const onSigint = (): void => {
-      D('sigint_h', LINE.SIGINT_H, `received control-C on thread ${threadPointer()}`);
+      D('sigint_h', LINE.SIGINT_H, `received control-C on thread ${threadPointer(0)}`);
       Atomics.store(control, 0, 1);
     };
     process.on('SIGINT', onSigint);
     try {
-      if (o.waitLink > 0) {
-        const end = Date.now() + o.waitLink * 1000;
-        while (Date.now() < end && Atomics.load(control, 0) === 0) await sleep(Math.min(100, end - Date.now()));
-      }
-      D('start_threads', LINE.START_THREADS_READY, 'Ready...');
-
       const mainFd = port0.backendObject.waitFd;
       const cfgFor = (i: number): ThreadConfig => {
         const cfg: ThreadConfig = {
           index: i,
           nthreads,
           func: o.func,
-          portName: i === 0 ? name0 : threadPortName(parsed, i, nthreads, kind === 'receiver' ? k.rx : k.tx),
+          portName: i === 0 ? name0 : threadPortName(parsed, i, nthreads, kind === 'receiver' ? reg.rxRings : reg.txRings),
           iface: o.iface,
           mainFd,
           count: Math.floor(o.count / nthreads),
@@ -425,44 +456,65 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
           openOpts,
         };
         if (txSpec) cfg.tx = { ...txSpec, seed: (txSpec.seed + i * 0x9e3779b1) >>> 0 || 1 };
+        if (fragsLine) cfg.fragsLine = fragsLine;
         return cfg;
       };
       if (forceWorkers) {
         port0.close();
         inlinePort = undefined;
       }
+      const counters = Array.from({ length: nthreads }, () => newCounters());
+      // pkt-gen's start_threads: every thread's port is registered before any
+      // thread runs, and one that cannot be ends the program with status 1
+      const workers = new Map<number, WorkerThread>();
+      for (let i = 0; i < nthreads; i++) {
+        if (i === 0 && inlinePort) continue;
+        workers.set(i, spawnWorker(cfgFor(i), counters[i]!, control));
+      }
+      const opened = await Promise.all([...workers].map(async ([i, w]) => ({ i, error: await w.opened })));
+      const failed = opened.filter((r) => r.error !== undefined);
+      if (failed.length > 0) {
+        for (const w of workers.values()) w.start(false);
+        await Promise.all([...workers.values()].map((w) => w.done));
+        for (const f of failed) process.stderr.write(`pkt-gen-ts: thread ${f.i}: ${f.error}\n`);
+        return 1;
+      }
+
+      D('start_threads', LINE.START_THREADS_WAIT, `Wait ${o.waitLink} secs for phy reset`);
+      if (o.waitLink > 0) {
+        const end = Date.now() + o.waitLink * 1000;
+        while (Date.now() < end && Atomics.load(control, 0) === 0) await sleep(Math.min(100, end - Date.now()));
+      }
+      D('start_threads', LINE.START_THREADS_READY, 'Ready...');
+
       const threads: ThreadHandle[] = [];
       for (let i = 0; i < nthreads; i++) {
-        const counters = newCounters();
-        const cfg = cfgFor(i);
+        const ctr = counters[i]!;
         let done: Promise<string | undefined>;
-        if (i === 0 && inlinePort) {
-          const p = inlinePort;
-          done = runThread(cfg, p, { counters, control }).then(
+        const w = workers.get(i);
+        if (w) {
+          w.start(true);
+          done = w.done;
+        } else {
+          done = runThread(cfgFor(i), inlinePort!, { counters: ctr, control }).then(
             () => undefined,
             (e: unknown) => {
               if (e instanceof PeerGoneError) {
                 D('main_thread', MLINE.PEER_GONE, e.message);
-                counters[CTR.COMPLETED] = 1;
+                ctr[CTR.COMPLETED] = 1;
                 return undefined;
               }
               return e instanceof Error ? e.message : String(e);
             },
           );
-        } else {
-          const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: { cfg, counters, control } });
-          // settle on 'exit', once the worker has let go of everything
-          done = new Promise((resolve) => {
-            let result: string | undefined = 'worker ended without reporting';
-            w.on('message', (m: { ok?: boolean; error?: string; note?: string }) => {
-              if (m.note) D('main_thread', MLINE.PEER_GONE, m.note);
-              result = m.error;
-            });
-            w.on('error', (e) => (result = e.message));
-            w.on('exit', (code) => resolve(code === 0 || result !== undefined ? result : `worker exited with status ${code}`));
-          });
         }
-        threads.push({ counters, done });
+        // a thread that fails ends the run: the others are cancelled rather
+        // than left running (a receiver without -n would never stop)
+        done = done.then((err) => {
+          if (err !== undefined) Atomics.store(control, 0, 1);
+          return err;
+        });
+        threads.push({ counters: ctr, done });
       }
       const results = Promise.all(threads.map((t) => t.done));
       await mainThread(o, threads, results);

@@ -57,6 +57,8 @@ export interface ThreadConfig {
   template: Uint8Array;
   /** Senders: the native generator's options. */
   tx?: TxGenSpec;
+  /** sender_body: what its `frags %u frag_size %u` line says (see senderFrags). */
+  fragsLine?: { frags: number; fragSize: number };
   /** virtio-net header bytes in front of each frame. */
   hdrLen: number;
   /** Options given to open() by workers. */
@@ -69,6 +71,14 @@ export interface ThreadShared {
   counters: Float64Array;
   /** [0]: cancel flag, set by the SIGINT handler for every thread. */
   control: Int32Array;
+}
+
+/**
+ * A pointer-looking thread id for the lines where pkt-gen prints
+ * pthread_self() (`%p`): one per process and thread number.
+ */
+export function threadPointer(index: number): string {
+  return `0x7f${(((process.pid * 2654435761 + index * 0x801000) >>> 0) % 0xffffff).toString(16).padStart(6, '0')}5740`;
 }
 
 /** Wall-clock milliseconds with sub-ms resolution (comparable across workers). */
@@ -282,7 +292,10 @@ async function senderBody(c: Ctx): Promise<void> {
   const n = cfg.count;
   const pacer = new RatePacer(c);
   ctr[CTR.TIC] = await pacer.start();
+  if (cfg.func === 'tx' && cfg.fragsLine) D('sender_body', LINE.SENDER_FRAGS, `frags ${cfg.fragsLine.frags} frag_size ${cfg.fragsLine.fragSize}`);
   let sent = 0;
+  // the ring pkt-gen's `flush tail` line describes: the last one the loop looked at
+  let last = rings[0];
   try {
     while (!c.cancelled && (n === 0 || sent < n)) {
       await pacer.nextPeriodIfSpent();
@@ -290,6 +303,7 @@ async function senderBody(c: Ctx): Promise<void> {
       let filled = 0;
       for (const r of rings) {
         if (n > 0 && sent >= n) break;
+        last = r;
         let limit = pacer.remaining();
         if (n > 0 && n - sent < limit) limit = n - sent;
         const h0 = r.head;
@@ -307,6 +321,10 @@ async function senderBody(c: Ctx): Promise<void> {
       }
     }
     // flush, then wait for the queues to drain (pkt-gen's nm_tx_pending loop)
+    if (last) {
+      const seqBody = cfg.func === 'txseq';
+      D(seqBody ? 'txseq_body' : 'sender_body', seqBody ? LINE.TXSEQ_FLUSH : LINE.SENDER_FLUSH, `flush tail ${last.tail} head ${last.head} on thread ${threadPointer(cfg.index)}`);
+    }
     c.sync(rings);
     while (!c.cancelled && txPending(rings)) {
       await yieldNow();

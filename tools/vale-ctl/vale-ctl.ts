@@ -267,21 +267,34 @@ export interface PollConfig {
 }
 
 /**
- * Parse the polling `-C`: x (0 → one CPU polls every ring, else one ring per
- * CPU), y (first CPU / ring), z (CPUs, one-ring-per-CPU mode only).
- * Throws with valectl's wording on a bad string.
+ * Read the polling `-C` as valectl's parse_poll_config does: x (0 → one CPU
+ * polls every ring, else one ring per CPU), y (first CPU / ring), z (CPUs,
+ * one-ring-per-CPU mode only). valectl prints its complaint about a bad
+ * string and sends the request anyway, with the numbers read before the bad
+ * one (all 0 for a missing string): so this returns both.
+ */
+export function readPollConfig(conf: string | undefined): { config: PollConfig; complaint?: string } {
+  const config: PollConfig = { mode: 0, firstCpu: 0, numCpus: 0 };
+  if (!conf) return { config, complaint: 'invalid null/empty config' };
+  const toks = tokens(conf);
+  for (let i = 0; i < toks.length; i++) {
+    const v = atoi(toks[i]!);
+    if (i === 0) config.mode = v ? POLLING_MODE_MULTI_CPU : POLLING_MODE_SINGLE_CPU;
+    else if (i === 1) config.firstCpu = v;
+    else if (i === 2 && config.mode === POLLING_MODE_MULTI_CPU) config.numCpus = v;
+    else return { config, complaint: `too many numbers in '${conf}'` };
+  }
+  return { config };
+}
+
+/**
+ * Parse the polling `-C` strictly: as {@link readPollConfig}, but a bad
+ * string throws with valectl's wording.
  */
 export function parsePollConfig(conf: string | undefined): PollConfig {
-  const r: PollConfig = { mode: 0, firstCpu: 0, numCpus: 0 };
-  if (!conf) throw new Error('invalid null/empty config');
-  tokens(conf).forEach((tok, i) => {
-    const v = atoi(tok);
-    if (i === 0) r.mode = v ? POLLING_MODE_MULTI_CPU : POLLING_MODE_SINGLE_CPU;
-    else if (i === 1) r.firstCpu = v;
-    else if (i === 2 && r.mode === POLLING_MODE_MULTI_CPU) r.numCpus = v;
-    else throw new Error(`too many numbers in '${conf}'`);
-  });
-  return r;
+  const r = readPollConfig(conf);
+  if (r.complaint !== undefined) throw new Error(r.complaint);
+  return r.config;
 }
 
 // ---------------------------------------------------------------------------
@@ -367,7 +380,8 @@ export interface CtlBackend {
   attach(name: string, hostStack: boolean, conf: RingConfig, memId: number): Promise<number>;
   /** returns the port index */
   detach(name: string): Promise<number>;
-  polling(name: string, enable: boolean, conf: string | undefined): Promise<void>;
+  /** start (`enable`) or stop kernel polling threads, with the `-C` numbers as read */
+  polling(name: string, enable: boolean, conf: PollConfig): Promise<void>;
   stats(switchName?: string): Promise<SwitchStats[]>;
 }
 
@@ -697,19 +711,12 @@ export class KernelCtl implements CtlBackend {
     return this.call(REQ.VALE_DETACH, name, Buffer.alloc(8)).readUInt32LE(0);
   }
 
-  async polling(name: string, enable: boolean, conf: string | undefined): Promise<void> {
+  async polling(name: string, enable: boolean, conf: PollConfig): Promise<void> {
+    // valectl fills nmreq_vale_polling from -C for both requests
     const b = Buffer.alloc(16);
-    if (enable) {
-      let p: PollConfig;
-      try {
-        p = parsePollConfig(conf);
-      } catch (e) {
-        throw new CtlError('EINVAL', (e as Error).message);
-      }
-      b.writeUInt32LE(p.mode, 0);
-      b.writeUInt32LE(p.firstCpu >>> 0, 4);
-      b.writeUInt32LE(p.numCpus >>> 0, 8);
-    }
+    b.writeUInt32LE(conf.mode >>> 0, 0);
+    b.writeUInt32LE(conf.firstCpu >>> 0, 4);
+    b.writeUInt32LE(conf.numCpus >>> 0, 8);
     this.call(enable ? REQ.VALE_POLLING_ENABLE : REQ.VALE_POLLING_DISABLE, name, b);
   }
 
@@ -870,8 +877,8 @@ function json(v: unknown): string {
 
 /**
  * Run vale-ctl-ts with `argv` (the arguments after the script). Returns the
- * exit status: 0 on success, 1 on a failed request or bad usage — and 1 for
- * a full listing that finds no port, as valectl.
+ * exit status: 0 on success, 1 on a failed request or bad usage — and 1
+ * after every full listing (no argument), as valectl.
  */
 export async function runValeCtl(argv: readonly string[], opts: RunOptions = {}): Promise<number> {
   const io = opts.io ?? defaultIo;
@@ -924,7 +931,8 @@ export async function runValeCtl(argv: readonly string[], opts: RunOptions = {})
           return 0;
         }
         for (const p of ports) io.stdout(formatListLine(p));
-        return ports.length ? 0 : 1;
+        // valectl's list_all returns 1 whatever it found (--json is ours: 0)
+        return 1;
       }
       case 'list': {
         const l = await be.list(name);
@@ -959,9 +967,13 @@ export async function runValeCtl(argv: readonly string[], opts: RunOptions = {})
         return 0;
       }
       case 'pollOn':
-      case 'pollOff':
-        await be.polling(name, args.verb === 'pollOn', args.config);
+      case 'pollOff': {
+        // valectl complains about a missing or bad -C and still sends the request
+        const { config, complaint } = readPollConfig(args.config);
+        if (complaint !== undefined) io.stderr(`${complaint}\n`);
+        await be.polling(name, args.verb === 'pollOn', config);
         return 0;
+      }
       case 'stats': {
         const s = await be.stats(args.name);
         io.stdout(args.json ? json({ switches: s }) : formatStats(s));

@@ -16,7 +16,7 @@
 import { nativeRaw } from '../../netmap/addon.js';
 import { NIF } from '../../netmap/abi.js';
 import { parsePortName, type ParsedPortName } from '../../netmap/name.js';
-import type { Backend } from '../backend.js';
+import type { Backend, PortRegistration } from '../backend.js';
 
 /** `NR_REG_*` modes (netmap.h). */
 const NR_REG_DEFAULT = 0;
@@ -329,6 +329,8 @@ export class KernelBackend implements Backend {
   readonly waitFd: number;
   /** The registration as the kernel answered it. */
   readonly info: KernelRegisterInfo;
+  /** The register reply's ring counts and allocator id. */
+  readonly registration: PortRegistration;
   /** The name as opened. */
   readonly spec: string;
   private readonly port: NativeKernelPort;
@@ -343,6 +345,13 @@ export class KernelBackend implements Backend {
     this.nifpOffset = port.nifpOffset;
     this.waitFd = port.fd;
     this.info = port.info;
+    this.registration = Object.freeze({
+      txRings: this.info.txRings,
+      rxRings: this.info.rxRings,
+      hostTxRings: this.info.hostTxRings,
+      hostRxRings: this.info.hostRxRings,
+      memId: this.info.memId,
+    });
     const layout = this.info.layout;
     // the addon checked the netmap_if; make sure JS reads the same numbers
     const dv = new DataView(mem);
