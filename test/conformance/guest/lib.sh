@@ -66,9 +66,9 @@ rx_tx() {
   while [ "$1" != -- ]; do rx+=("$1"); shift; done; shift; tx=("$@")
   local threads=1 a
   for ((a = 0; a < ${#rx[@]}; a++)); do [ "${rx[a]}" = -p ] && threads=${rx[a + 1]}; done
-  start "$n-rx" 180 "${rx[@]}"
+  start "$n-rx" 120 "${rx[@]}"
   if ! wait_lines "$n-rx" 'reading from' "$threads" 120; then stop "$n-rx"; echo 1 >"$W/$n-tx.rc"; : >"$W/$n-tx.log"; return 1; fi
-  runq "$n-tx" 180 "${tx[@]}"
+  runq "$n-tx" 120 "${tx[@]}"
   finish "$n-rx"
   return 0
 }
