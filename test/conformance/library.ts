@@ -172,7 +172,8 @@ await check('lib-conf-rings-slots', async () => {
 });
 
 await check('lib-pipe-to-c-pkt-gen', async () => {
-  const rx = pktgen(['-i', 'netmap:pipe}9', '-f', 'rx', '-W', '-w', '0']);
+  // -n, not -W: a pipe never drops, and a sender paused for a second (a busy host) must not end the receiver
+  const rx = pktgen(['-i', 'netmap:pipe}9', '-f', 'rx', '-n', '5000', '-w', '0']);
   await waitFor(rx, /reading from/);
   const p = await open('netmap:pipe{9');
   try {
