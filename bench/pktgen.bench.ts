@@ -27,7 +27,7 @@ import { parsePktGenArgs } from '../tools/pkt-gen/options.js';
 import { planTx } from '../tools/pkt-gen/txplan.js';
 
 const self = fileURLToPath(import.meta.url);
-const bin = path.join(path.dirname(self), '..', 'src', 'tools', 'pkt-gen-ts.js');
+const bin = path.join(path.dirname(self), '..', 'tools', 'pkt-gen-ts.js');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------

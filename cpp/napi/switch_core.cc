@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,14 +46,16 @@ enum Counter {
   C_DROP_FRAG,       // a fragment chain longer than NETMAP_MAX_FRAGS slots
   C_DROP_CLOSED,     // frames left in the port's tx rings when it went away
   C_FLOODED,         // frames from this port sent to all others
-  C_BAD_HEAD,        // syncs where the client published an impossible index
+  C_BAD_HEAD,        // impossible indices the client published (each new value once)
   C_KICKS,           // doorbell writes to this port's client
+  C_DROP_STALLED,    // copies to this port lost while it was declared stalled (lossless senders)
   C_COUNT
 };
 const char *const COUNTER_NAMES[C_COUNT] = {
     "rxFrames",      "rxBytes",    "txFrames",   "txBytes",     "dropNoSpace",
     "dropInvalid",   "dropRunt",   "dropSamePort", "dropLookup", "dropNoPort",
-    "dropOversize",  "dropFrag",   "dropClosed",   "flooded",    "badHead",     "kicks"};
+    "dropOversize",  "dropFrag",   "dropClosed",   "flooded",    "badHead",     "kicks",
+    "dropStalled"};
 
 struct RxState {
   uint32_t hwtail = 0;    // next slot the switch fills
@@ -64,6 +67,9 @@ struct PortState {
   bool lossless = false;
   // a client holds the port: only then can backpressure from it end
   bool attached = true;
+  // an attached receiver that stopped draining for longer than the switch's
+  // stall bound: lossless senders no longer wait for it (see setStalled)
+  bool stalled = false;
   Layout layout;
   uint8_t *base = nullptr;
   int memfd = -1;
@@ -73,6 +79,9 @@ struct PortState {
   // each), so no holder can swallow another's wakeup; not owned here
   std::vector<int> extra_bells;
   uint32_t tx_hwcur[MAX_RINGS] = {};
+  // last impossible head seen per ring (tx, then rx): badHead counts each
+  // publication once, not every sync that reads it again
+  uint32_t bad_head[2 * MAX_RINGS];
   RxState rx[MAX_RINGS];
   uint64_t c[C_COUNT] = {};
   bool rx_dirty[MAX_RINGS] = {};
@@ -103,6 +112,8 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
          InstanceMethod("setLossless", &SwitchCore::SetLossless),
          InstanceMethod("setAttached", &SwitchCore::SetAttached),
          InstanceMethod("setExtraBells", &SwitchCore::SetExtraBells),
+         InstanceMethod("setStalled", &SwitchCore::SetStalled),
+         InstanceMethod("blockedOn", &SwitchCore::BlockedOn),
          StaticValue("counterNames", CounterNames(env))});
   }
 
@@ -151,19 +162,31 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     if (!info[0].IsObject() || !info[1].IsString()) throw Napi::TypeError::New(env, "addPort(params, name, lossless)");
     LayoutParams p = params_from(info[0].As<Napi::Object>());
     p.n_ifs = 1;  // a switch port is one netmap_if
-    Layout l;
-    std::string err = compute_layout(p, &l);
-    if (!err.empty()) throw coded_error(env, err, "EINVAL");
+    const Layout l = unwrap(env, compute_layout(p));
     uint32_t id = 0;
     while (id < MAX_PORTS && ports_[id].used) id++;
-    if (id == MAX_PORTS) throw coded_error(env, "switch is full (254 ports, as NM_BDG_MAXPORTS)", "ENOSPC");
+    if (id == MAX_PORTS) throw coded_error(env, "switch is full (254 ports, as NM_BDG_MAXPORTS)", ENOSPC);
     std::string name = info[1].As<Napi::String>();
     std::string names[MAX_IFS] = {name, ""};
-    int fd = -1;
-    uint8_t *m = nullptr;
-    const char *what = "";
-    if (int e = create_memfd_region(("vale-ts:" + name).c_str(), l, names, &fd, &m, &what))
-      throw errno_error(env, what, e);
+    unique_fd fd_owner;
+    mapping map_owner;
+    if (info.Length() > 3 && info[3].IsNumber()) {
+      // a region prepared off the event loop (createRegionFdAsync): map it;
+      // the caller keeps (and closes) its own descriptor
+      fd_owner = unique_fd(fcntl(arg_fd(info, 3), F_DUPFD_CLOEXEC, 0));
+      if (!fd_owner) throw errno_error(env, "dup prepared region", errno, "fcntl");
+      struct stat st;
+      if (fstat(fd_owner.get(), &st) < 0) throw errno_error(env, "stat prepared region", errno, "fstat");
+      if (static_cast<uint64_t>(st.st_size) != l.size)
+        throw coded_error(env, "prepared region has " + std::to_string(st.st_size) + " bytes, the layout needs " + std::to_string(l.size), EINVAL);
+      map_owner = unwrap(env, mapping::map_shared(fd_owner.get(), l.size, "map prepared region"));
+    } else {
+      MemfdRegion region = unwrap(env, create_memfd_region(("vale-ts:" + name).c_str(), l, names));
+      fd_owner = std::move(region.fd);
+      map_owner = std::move(region.map);
+    }
+    int fd = fd_owner.release();
+    uint8_t *m = static_cast<uint8_t *>(map_owner.release());
     int sb = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     int cb = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (sb < 0 || cb < 0) {
@@ -172,7 +195,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
       if (cb >= 0) close(cb);
       munmap(m, l.size);
       close(fd);
-      throw errno_error(env, "eventfd", e);
+      throw errno_error(env, "eventfd", e, "eventfd");
     }
     PortState &ps = ports_[id];
     ps = PortState{};
@@ -183,6 +206,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     ps.memfd = fd;
     ps.switch_bell = sb;
     ps.client_bell = cb;
+    std::fill(std::begin(ps.bad_head), std::end(ps.bad_head), UINT32_MAX);
     for (uint32_t r = 0; r < p.tx_rings; r++) ps.tx_hwcur[r] = 0;
     Napi::ArrayBuffer ab = mapping_to_arraybuffer(env, m, l.size);
     ps.memory = Napi::Persistent(ab);
@@ -232,6 +256,17 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     return info.Env().Undefined();
   }
 
+  // setStalled(port, on): the switch's clock says this receiver has blocked
+  // a lossless sender for longer than the bound; until it releases an rx
+  // slot again, copies to it are dropped (dropStalled) instead of waited for
+  Napi::Value SetStalled(const Napi::CallbackInfo &info) {
+    port_arg(info, 0)->stalled = info[1].ToBoolean();
+    return info.Env().Undefined();
+  }
+
+  // blockedOn(): the port whose full rx ring stopped the last forward(), or -1
+  Napi::Value BlockedOn(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), blocked_on_); }
+
   Napi::Value SetLossless(const Napi::CallbackInfo &info) {
     port_arg(info, 0)->lossless = info[1].ToBoolean();
     return info.Env().Undefined();
@@ -249,7 +284,8 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     const uint32_t N = p->layout.p.tx_slots;
     uint32_t head = load_acquire(&p->atok(r)->head);
     if (head >= N) {
-      p->c[C_BAD_HEAD]++;
+      if (p->bad_head[r] != head) p->c[C_BAD_HEAD]++;
+      p->bad_head[r] = head;
       batch_port_ = nullptr;
       return Napi::Number::New(info.Env(), 0);
     }
@@ -314,10 +350,14 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     RxState &st = d->rx[rr];
     const uint32_t N = d->layout.p.rx_slots;
     uint32_t rel = load_acquire(&d->atok(d->layout.p.tx_rings + rr)->head);
+    uint32_t &bad = d->bad_head[d->layout.p.tx_rings + rr];
     if (rel >= N || ring_dist(rel, st.released, N) > ring_dist(st.hwtail, st.released, N)) {
-      d->c[C_BAD_HEAD]++;
+      if (bad != rel) d->c[C_BAD_HEAD]++;
+      bad = rel;
       rel = st.released;
     }
+    // a receiver that releases slots is draining again
+    if (rel != st.released) d->stalled = false;
     st.released = rel;
     *room = ring_dist(rel == 0 ? N - 1 : rel - 1, st.hwtail, N);
     return *room > 0;
@@ -376,6 +416,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
     const uint32_t src_id = static_cast<uint32_t>(p - ports_.data());
     const uint32_t r = batch_ring_;
     const uint32_t N = p->layout.p.tx_slots;
+    blocked_on_ = -1;
     uint32_t room[MAX_PORTS];
     std::fill(room, room + MAX_PORTS, 0u);
     uint32_t done = 0;
@@ -395,11 +436,12 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
           PortState *dp = &ports_[d];
           uint32_t rr = r % dp->layout.p.rx_rings;
           if (!deliver(dp, rr, p, done, &room[d])) {
-            if (p->lossless && dp->attached) {
+            if (p->lossless && dp->attached && !dp->stalled) {
               stopped = true;
+              blocked_on_ = static_cast<int32_t>(d);
               break;
             }
-            dp->c[C_DROP_NO_SPACE]++;
+            dp->c[dp->stalled ? C_DROP_STALLED : C_DROP_NO_SPACE]++;
           }
         }
       } else if (dst == DEST_FLOOD) {
@@ -407,11 +449,12 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
           // all or nothing: never deliver a flood twice
           bool all = true;
           for (uint32_t d : active_) {
-            if (d == src_id || !ports_[d].attached) continue;
+            if (d == src_id || !ports_[d].attached || ports_[d].stalled) continue;
             uint32_t rr = r % ports_[d].layout.p.rx_rings;
             if (room[d] < fcount_[done]) rx_room(&ports_[d], rr, &room[d]);
-            if (room[d] < fcount_[done]) {
+            if (room[d] < fcount_[done] && !ports_[d].stalled) {
               all = false;
+              blocked_on_ = static_cast<int32_t>(d);
               break;
             }
           }
@@ -431,7 +474,8 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
         for (uint32_t d : active_) {
           if (d == src_id) continue;
           PortState *dp = &ports_[d];
-          if (!deliver(dp, r % dp->layout.p.rx_rings, p, done, &room[d])) dp->c[C_DROP_NO_SPACE]++;
+          if (!deliver(dp, r % dp->layout.p.rx_rings, p, done, &room[d]))
+            dp->c[dp->stalled && p->lossless ? C_DROP_STALLED : C_DROP_NO_SPACE]++;
         }
       } else if (dst == DEST_SAME_PORT) {
         p->c[C_DROP_SAME_PORT]++;
@@ -550,6 +594,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
   int16_t *dests_ = nullptr;
   Napi::ObjectReference refs_[3];
   PortState *batch_port_ = nullptr;
+  int32_t blocked_on_ = -1;
   uint32_t batch_ring_ = 0, batch_end_ = 0, batch_n_ = 0;
   uint32_t slot_of_[MAX_BATCH] = {};
   // per batch frame: first fragment in fidx_/flen_, fragment count, bytes

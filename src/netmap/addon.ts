@@ -1,10 +1,9 @@
 /**
- * Loads the native addon (prebuilt, or built by node-gyp on install) and
- * describes its surface. Only this module touches the raw binding.
+ * Loads the library's native addon (netmap.node: prebuilt, or built by
+ * node-gyp on install) and describes its surface. Only this module touches
+ * the raw binding.
  */
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { loadAddon } from './native-loader.js';
 
 /** Layout numbers of a region, as the addon computed them. */
 export interface NativeLayout {
@@ -35,7 +34,7 @@ export interface NativeFdWatcher {
   close(): void;
 }
 
-/** The native pipe end (see cpp/pipe.cc). */
+/** The native pipe end (cpp/core/pipe.h, bound in cpp/napi/pipe.cc). */
 export interface NativePipe {
   readonly memory: ArrayBuffer | null;
   readonly doorbellFd: number;
@@ -45,8 +44,6 @@ export interface NativePipe {
   rxsync(ring: number): number;
   peerState(): number;
   stats(): { txFrames: number; invalidSlots: number; peerErrors: number };
-  /** the C++ reference loop of the pipe benchmark */
-  benchLoop(role: 'tx' | 'rx', count: number, len: number, batch: number): { frames: number; errors: number; ns: number } | -1;
   close(): void;
 }
 
@@ -61,12 +58,14 @@ export interface NativeSwitchPort {
   nifpOffset: number;
 }
 
-/** The switch datapath (cpp/switch_core.cc). */
+/** The switch datapath (cpp/napi/switch_core.cc). */
 export interface NativeSwitchCore {
   addPort(
     params: { txRings?: number; rxRings?: number; txSlots?: number; rxSlots?: number; bufSize?: number; extraBufs?: number },
     name: string,
     lossless: boolean,
+    /** a region prepared off the loop by createRegionFdAsync; the core owns it from here */
+    regionFd?: number,
   ): NativeSwitchPort;
   /** returns the port's final counters */
   removePort(id: number): Record<string, number>;
@@ -82,11 +81,15 @@ export interface NativeSwitchCore {
   arm(id: number, on: boolean, rxToo: boolean): void;
   flushRx(): void;
   drainBell(id: number): void;
+  /** a receiver blocking lossless senders beyond the stall bound: drop its copies (dropStalled) until it drains */
+  setStalled(id: number, on: boolean): void;
+  /** the port whose full rx ring stopped the last forward(), or -1 */
+  blockedOn(): number;
   stats(id: number): Record<string, number>;
 }
 
 /** Message received on a unix socket. */
-export type RecvResult = { eof: true } | { eof?: undefined; data: Buffer; fds: number[]; truncated: boolean };
+export type RecvResult = { eof: true } | { eof?: undefined; data: Buffer; fds: number[]; truncated: boolean; fdsTruncated: boolean };
 
 /** ABI numbers exported from the compiled C++ structs. */
 export interface NativeAbi {
@@ -102,12 +105,22 @@ export interface NativeAddon {
   kick(fd: number): void;
   drain(fd: number): number;
   close(fd: number): void;
-  memfdCreate(name: string, size: number): number;
   fdSize(fd: number): number;
   mapFd(fd: number, size: number): ArrayBuffer;
   unixListen(path: string): number;
   unixConnect(path: string): number;
-  accept(fd: number): number;
+  /** the new fd; -1: nothing pending; -2: out of fds (a pending peer was sent `refusal` and closed) */
+  accept(fd: number, refusal?: Uint8Array): number;
+  /** connections accepted-and-closed at EMFILE/ENFILE */
+  acceptShed(): number;
+  /** exceptions thrown by FdWatcher callbacks (counted and logged, never fatal) */
+  callbackErrors(): number;
+  /** release a mapping now (detaches the ArrayBuffer); false if already released */
+  unmap(memory: ArrayBuffer): boolean;
+  /** mappings not released yet */
+  liveMappings(): { count: number; bytes: number };
+  /** a sealed memfd holding a fresh port region, written on a worker thread */
+  createRegionFdAsync(p: RegionParams, name: string): Promise<number>;
   sendMsg(fd: number, data: Uint8Array, fds?: number[]): boolean;
   recvMsg(fd: number, maxLen: number): RecvResult | null;
   peerCred(fd: number): { pid: number; uid: number; gid: number };
@@ -119,16 +132,10 @@ export interface NativeAddon {
   Pipe: new (path: string, end: number, params: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number }, name: string) => NativePipe;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-// dist/src/netmap/addon.js -> the package root is three levels up
-const root = path.resolve(here, '..', '..', '..');
-const require = createRequire(import.meta.url);
-const load = require('node-gyp-build') as (dir: string) => unknown;
-
 /**
  * The raw binding; other modules narrow it to the parts they use.
  * NETMAP_ADDON_PATH loads a specific build (the sanitizer run in CI uses it).
  */
-export const nativeRaw: unknown = process.env['NETMAP_ADDON_PATH'] ? require(path.resolve(process.env['NETMAP_ADDON_PATH'])) : load(root);
+export const nativeRaw: unknown = loadAddon('netmap', 'NETMAP_ADDON_PATH');
 /** The typed binding. */
 export const native = nativeRaw as NativeAddon;

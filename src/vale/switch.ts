@@ -24,8 +24,14 @@ export interface SwitchOptions {
   macAgeMs?: number;
   /** MAC table bound (default 8192 entries). */
   macTableSize?: number;
-  /** Clock for aging (tests inject one). */
+  /** Clock for aging and the lossless stall bound (tests inject one). */
   clock?: Clock;
+  /**
+   * A receiver whose full rx ring has held back a lossless sender this long
+   * (ms, by `clock`) is declared stalled: its copies are dropped and counted
+   * (dropStalled) until it drains again (default 1000).
+   */
+  stallMs?: number;
 }
 
 /** Register parameters for a new port. */
@@ -57,6 +63,24 @@ export interface SwitchPort {
   readonly rxRings: number;
   readonly watcher: NativeFdWatcher;
 }
+
+/** Switch-wide counters (not per port). */
+export interface SwitchCounters {
+  /** times a doorbell woke the sleeping switch */
+  wakeups: number;
+  /** wakeups that found nothing to do */
+  spuriousWakeups: number;
+  /** times a port's doorbell was ignored for a while after repeated spurious wakeups */
+  doorbellBackoffs: number;
+  /** receivers declared stalled (lossless bound) */
+  stalls: number;
+}
+
+/** Spurious wakeups in a row from one doorbell before it is ignored for a while. */
+const SPURIOUS_LIMIT = 8;
+/** First and longest time (ms) a doorbell ringing for nothing is ignored. */
+const BACKOFF_MIN_MS = 1;
+const BACKOFF_MAX_MS = 100;
 
 const MAX_BATCH = 4096;
 
@@ -96,6 +120,15 @@ export class Switch extends EventEmitter {
   private closed = false;
   /** counters of ports that have gone, summed, so totals stay exact */
   private readonly retired: Record<string, number> = {};
+  private readonly clock: Clock;
+  private readonly stallMs: number;
+  /** receivers holding back a lossless sender: since when (clock ms) they took nothing, and what they had taken then */
+  private readonly blockedSince = new Map<number, { since: number; delivered: number }>();
+  /** the port whose doorbell woke the switch, to judge the wakeup */
+  private wokenBy: SwitchPort | undefined;
+  /** per port: spurious wakeups in a row, and the backoff in force */
+  private readonly bellState = new Map<SwitchPort, { spurious: number; backoffMs: number; until: NodeJS.Timeout | undefined }>();
+  private readonly sc: SwitchCounters = { wakeups: 0, spuriousWakeups: 0, doorbellBackoffs: 0, stalls: 0 };
 
   constructor(name: string, opts: SwitchOptions = {}) {
     super();
@@ -113,6 +146,10 @@ export class Switch extends EventEmitter {
     this.lens = new Uint16Array(MAX_BATCH);
     this.dests = new Int16Array(MAX_BATCH);
     this.core = new native.SwitchCore(this.offsets, this.lens, this.dests);
+    this.clock = opts.clock ?? systemClock;
+    const stall = opts.stallMs ?? 1000;
+    if (!(stall > 0) || !Number.isFinite(stall)) throw new RangeError(`stallMs ${stall} must be a positive number of milliseconds`);
+    this.stallMs = stall;
     if (opts.lookup) {
       this.lookup = opts.lookup;
     } else {
@@ -136,15 +173,15 @@ export class Switch extends EventEmitter {
   }
 
   /** Create a port: its region, doorbells and place in the forwarding loop. */
-  addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean } = {}): SwitchPort {
+  addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; regionFd?: number } = {}): SwitchPort {
     if (this.closed) throw new Error(`switch ${this.name} is shut down`);
     if (this.port(name)) throw Object.assign(new Error(`${name} already exists`), { code: 'EEXIST' });
-    const np = this.core.addPort(params, name, opts.lossless ?? false);
+    const np = opts.regionFd !== undefined ? this.core.addPort(params, name, opts.lossless ?? false, opts.regionFd) : this.core.addPort(params, name, opts.lossless ?? false);
     // a persistent port starts with nobody on it
     if (opts.persistent) this.core.setAttached(np.id, false);
     const txRings = params.txRings ?? 1;
     const rxRings = params.rxRings ?? 1;
-    const watcher = new native.FdWatcher(np.switchBell, () => this.wake());
+    const watcher = new native.FdWatcher(np.switchBell, () => this.wake(port));
     const port: SwitchPort = {
       name,
       index: np.id,
@@ -187,6 +224,14 @@ export class Switch extends EventEmitter {
     this.pump();
     const last = this.core.removePort(index);
     for (const [k, v] of Object.entries(last)) this.retired[k] = (this.retired[k] ?? 0) + v;
+    // the mapping goes now, not when the GC gets to it: views over it read
+    // as empty from here on (the core forgot the port above)
+    native.unmap(p.bytes.buffer as ArrayBuffer);
+    const bs = this.bellState.get(p);
+    if (bs?.until) clearTimeout(bs.until);
+    this.bellState.delete(p);
+    this.blockedSince.delete(index);
+    if (this.wokenBy === p) this.wokenBy = undefined;
     this.portsById.delete(index);
     this.order = this.ports();
     this.bridge?.portRemoved(index);
@@ -230,18 +275,43 @@ export class Switch extends EventEmitter {
     return t;
   }
 
-  /** Counters of every port plus the MAC table. */
-  stats(): SwitchStats {
+  /** Switch-wide counters: wakeups, doorbell backoffs, stalls. */
+  switchCounters(): SwitchCounters {
+    return { ...this.sc };
+  }
+
+  /**
+   * Counters of the ports plus a page of the MAC table (`macLimit` entries
+   * from `macOffset`, default all) and the table's size.
+   */
+  stats(page: { macOffset?: number; macLimit?: number; portOffset?: number; portLimit?: number } = {}): SwitchStats {
     const macTable: SwitchStats['macTable'] = [];
     const byIdx = new Map([...this.portsById.values()].map((p) => [p.index, p.name]));
-    if (this.bridge) for (const e of this.bridge.table.entries()) macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: e.ageMs });
+    const mo = page.macOffset ?? 0;
+    const ml = page.macLimit ?? Infinity;
+    let i = 0;
+    if (this.bridge && ml > 0) {
+      for (const e of this.bridge.table.entries()) {
+        if (i++ < mo) continue;
+        macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: e.ageMs });
+        if (macTable.length >= ml) break;
+      }
+    }
+    const all = this.ports();
+    const po = page.portOffset ?? 0;
+    const ports = all.slice(po, po + (page.portLimit ?? all.length));
     return {
       name: this.name,
       bridgeIndex: this.bridgeIndex,
-      ports: this.ports().map((p) => ({ name: p.name, portIndex: p.index, counters: this.core.stats(p.index) })),
+      ports: ports.map((p) => ({ name: p.name, portIndex: p.index, counters: this.core.stats(p.index) })),
+      portsTotal: all.length,
+      portsOffset: po,
       macTable,
+      macTableTotal: this.bridge ? this.bridge.table.size : 0,
+      macTableOffset: mo,
       macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : {},
       totals: this.totals(),
+      switchCounters: { ...this.sc },
     };
   }
 
@@ -267,13 +337,38 @@ export class Switch extends EventEmitter {
         if (done < 0) {
           blocked = true;
           moved += -done - 1;
+          this.noteBlocked(core.blockedOn());
         } else {
           moved += done;
         }
       }
     }
     this.blocked = blocked;
+    if (!blocked && this.blockedSince.size) this.blockedSince.clear();
     return moved;
+  }
+
+  /**
+   * A lossless sender waits on `idx`. A receiver that drains, however
+   * slowly, keeps taking frames; one that took none for the stall bound is
+   * declared stalled and no longer waited for.
+   */
+  private noteBlocked(idx: number): void {
+    if (idx < 0) return;
+    const now = this.clock.nowMs();
+    const delivered = this.core.stats(idx)['txFrames'] ?? 0;
+    const b = this.blockedSince.get(idx);
+    if (b === undefined || b.delivered !== delivered) {
+      this.blockedSince.set(idx, { since: now, delivered });
+      return;
+    }
+    if (now - b.since < this.stallMs) return;
+    const p = this.portsById.get(idx);
+    if (!p) return;
+    this.blockedSince.delete(idx);
+    this.core.setStalled(idx, true);
+    this.sc.stalls++;
+    this.emit('stalled', p);
   }
 
   private start(): void {
@@ -296,6 +391,20 @@ export class Switch extends EventEmitter {
     if (this.closed) return;
     const moved = this.pump();
     const now = process.hrtime.bigint();
+    const by = this.wokenBy;
+    if (by) {
+      this.wokenBy = undefined;
+      if (moved === 0 && !this.blocked) {
+        // a doorbell rang for nothing: sleep again at once, no busy poll, and
+        // a port that keeps doing it is not listened to for a while
+        this.sc.spuriousWakeups++;
+        this.spurious(by);
+        this.sleep();
+        return;
+      }
+      const bs = this.bellState.get(by);
+      if (bs) bs.spurious = bs.backoffMs = 0;
+    }
     if (moved > 0) this.lastWork = now;
     if (now - this.lastWork < this.busyPollNs) {
       this.schedule();
@@ -320,14 +429,35 @@ export class Switch extends EventEmitter {
       return;
     }
     this.sleeping = true;
-    for (const p of this.order) p.watcher.start(1);
+    for (const p of this.order) if (!this.bellState.get(p)?.until) p.watcher.start(1);
     // backpressured frames wait for a receiver's kick; a timer guards against
     // a receiver that never asks
     if (blocked) this.wakeTimer = setTimeout(() => this.wake(), 10);
   }
 
-  private wake(): void {
+  private spurious(p: SwitchPort): void {
+    let bs = this.bellState.get(p);
+    if (!bs) this.bellState.set(p, (bs = { spurious: 0, backoffMs: 0, until: undefined }));
+    if (++bs.spurious < SPURIOUS_LIMIT || bs.until) return;
+    bs.backoffMs = Math.min(BACKOFF_MAX_MS, bs.backoffMs ? bs.backoffMs * 2 : BACKOFF_MIN_MS);
+    bs.spurious = 0;
+    this.sc.doorbellBackoffs++;
+    p.watcher.stop();
+    const state = bs;
+    // frames it publishes meanwhile still move whenever the switch runs; the
+    // timer then listens again (and wakes the switch once, in case)
+    state.until = setTimeout(() => {
+      state.until = undefined;
+      if (this.closed || !this.portsById.has(p.index)) return;
+      if (this.sleeping) p.watcher.start(1);
+      this.wake();
+    }, bs.backoffMs);
+  }
+
+  private wake(by?: SwitchPort): void {
     if (!this.sleeping) return;
+    this.sc.wakeups++;
+    this.wokenBy = by;
     this.sleeping = false;
     if (this.wakeTimer) {
       clearTimeout(this.wakeTimer);
@@ -348,6 +478,7 @@ export class Switch extends EventEmitter {
     this.closed = true;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
+    for (const bs of this.bellState.values()) if (bs.until) clearTimeout(bs.until);
     for (const p of [...this.portsById.values()]) this.removePort(p.index);
   }
 }
