@@ -7,17 +7,19 @@
 #   tsc    compile TypeScript (src, tools, tests) into dist/
 #   ava    unit and integration tests
 #   asan   the native-heavy tests again under AddressSanitizer + UBSan
+#   conformance  the real netmap.ko in a QEMU guest (test/conformance/run.sh)
 # .ci/run uses TEST_STAGES for its second pass under CPU hogs, so a stage that
 # must run only once (a long conformance run in a VM, say) is simply left out
 # of that list there. To add a stage: a function stage_NAME and NAME in ALL.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-ALL="tsc ava asan"
+ALL="tsc ava asan conformance"
 
 stage_tsc() { node_modules/.bin/tsc -p tsconfig.json; }
 stage_ava() { node_modules/.bin/ava; }
 stage_asan() { bash test/asan/run.sh; }
+stage_conformance() { bash test/conformance/run.sh; }   # the real netmap.ko in a QEMU guest (README: Conformance suite)
 
 stages=${TEST_STAGES:-$ALL}
 for s in $stages; do

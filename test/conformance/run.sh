@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Conformance suite against the real netmap kernel module.
+#
+# Builds (or reuses) a netmap lab with ../shared/netmap-lab (netmap.ko and
+# netmap's C pkt-gen/valectl from its source snapshot, a Debian 6.1 kernel,
+# a busybox initramfs), boots it under QEMU, runs the job scripts of
+# test/conformance/guest/ in the guest against a copy of this checkout, and
+# prints one PASS/FAIL line per check and a last line `N passed, N failed`.
+#
+#   bash test/conformance/run.sh            # after `npm run build`
+#
+# Environment:
+#   NETMAP_LAB_KIT   the kit (default: <repo>/../shared/netmap-lab)
+#   NETMAP_LAB       lab directory to build into / reuse (default: a cache dir
+#                    per kit version under ${XDG_CACHE_HOME:-~/.cache})
+#   NETMAP_CONFORMANCE=0   skip (not allowed when CI=true)
+#   CONFORMANCE_JOBS "vale pipes ..."  run only these job scripts
+#   CI=true          a missing kit or an unusable host is a failure, not a skip
+set -uo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$REPO/test/conformance
+KIT=${NETMAP_LAB_KIT:-$REPO/../shared/netmap-lab}
+CI=${CI:-false}
+T0=$(date +%s)
+
+say() { echo "conformance: $*"; }
+# not runnable here: a skip outside CI, a failure in CI
+unavailable() {
+  if [ "$CI" = true ]; then
+    echo "FAIL setup: $*"; echo "0 passed, 1 failed"; exit 1
+  fi
+  say "skipped: $*"; echo "0 passed, 0 failed"; exit 0
+}
+
+if [ "${NETMAP_CONFORMANCE:-1}" = 0 ]; then unavailable "NETMAP_CONFORMANCE=0"; fi
+[ -f "$KIT/04-boot.sh" ] || unavailable "no netmap lab kit at $KIT (the suite needs ../shared/netmap-lab beside the repository)"
+KIT=$(cd "$KIT" && pwd)
+[ -f "$REPO/dist/tools/pkt-gen-ts.js" ] && ls "$REPO"/build/Release/*.node >/dev/null 2>&1 \
+  || unavailable "the checkout is not built (dist/, build/Release/*.node): run npm run build first"
+
+# --- the lab: reuse a built one, else build it -------------------------------
+KITID=$( (cd "$KIT" && cat 00-host-setup.sh 01-build-netmap.sh 03-initramfs.sh netmap-*.tar.gz guest/*) | sha256sum | cut -c1-12)
+LAB=${NETMAP_LAB:-${XDG_CACHE_HOME:-$HOME/.cache}/netmap-lab/$KITID}
+mkdir -p "$LAB" || unavailable "cannot create the lab directory $LAB"
+LAB=$(cd "$LAB" && pwd)
+export LAB
+LOGS=$LAB/logs; mkdir -p "$LOGS"
+
+# one run per lab at a time: the guest, its queue and its outputs are the lab's
+exec 9>"$LAB/.lock"
+if ! flock -n 9; then say "waiting for another run using $LAB"; flock 9; fi
+
+RUN=""          # this run's copy of the checkout, under $LAB
+BOOTED=false
+cleanup() {
+  if $BOOTED; then bash "$KIT/stop.sh" >>"$LOGS/stop.log" 2>&1; fi
+  [ -n "$RUN" ] && rm -rf "$RUN"
+  rm -f "$LAB"/queue/*.sh "$LAB"/queue/.*.tmp 2>/dev/null
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() {  # step NAME SCRIPT: a kit step, its output in $LOGS/NAME.log
+  local t=$(date +%s)
+  say "$1 ($2) ..."
+  if ! bash "$KIT/$2" >"$LOGS/$1.log" 2>&1; then
+    tail -25 "$LOGS/$1.log"
+    echo "FAIL setup: kit step $2 failed (log: $LOGS/$1.log)"; echo "0 passed, 1 failed"; exit 1
+  fi
+  say "$1 done in $(( $(date +%s) - t )) s"
+}
+
+KVER=$(cat "$LAB/kver" 2>/dev/null || true)
+built() { [ -n "$KVER" ] && [ -f "$LAB/kernel/boot/vmlinuz-$KVER" ] && [ -f "$LAB/netmap/netmap.ko" ] \
+  && [ -x "$LAB/bin/pkt-gen" ] && [ -x "$LAB/bin/valectl" ] && [ -f "$LAB/initramfs.cpio.gz" ] \
+  && [ "$(cat "$LAB/.kit-id" 2>/dev/null)" = "$KITID" ]; }
+if built && command -v qemu-system-x86_64 >/dev/null; then
+  say "reusing the lab in $LAB (kernel $KVER)"
+else
+  [ "$(id -u)" = 0 ] || unavailable "building the lab installs packages (apt-get): run as root, or point NETMAP_LAB at a built lab"
+  command -v apt-get >/dev/null || unavailable "building the lab needs apt-get (Debian)"
+  rm -f "$LAB/.kit-id"
+  if [ -z "$KVER" ] || [ ! -f "$LAB/kernel/boot/vmlinuz-$KVER" ] || ! command -v qemu-system-x86_64 >/dev/null \
+     || [ ! -d "/usr/src/linux-headers-$KVER" ]; then
+    step host-setup 00-host-setup.sh
+  fi
+  KVER=$(cat "$LAB/kver"); export KVER
+  [ -f "$LAB/netmap/netmap.ko" ] && [ -x "$LAB/bin/pkt-gen" ] || step build-netmap 01-build-netmap.sh
+  step initramfs 03-initramfs.sh
+  echo "$KITID" > "$LAB/.kit-id"
+fi
+export KVER
+
+# --- this checkout, as the guest will run it ---------------------------------
+RUN=$(mktemp -d "$LAB/run.XXXXXX")
+mkdir -p "$RUN/app/build/Release" "$RUN/app/node_modules" "$RUN/app/dist/test"
+cp -r "$REPO/dist/src" "$REPO/dist/tools" "$RUN/app/dist/"
+[ -d "$REPO/dist/test/conformance" ] && cp -r "$REPO/dist/test/conformance" "$RUN/app/dist/test/"
+cp "$REPO"/build/Release/*.node "$RUN/app/build/Release/"
+cp "$REPO/package.json" "$RUN/app/"
+cp -rL "$REPO/node_modules/node-gyp-build" "$RUN/app/node_modules/" || unavailable "node_modules/node-gyp-build missing: run npm install"
+cp -r "$HERE/guest" "$RUN/guest"
+
+# --- boot --------------------------------------------------------------------
+BOOTED=true
+t=$(date +%s)
+say "booting the guest ..."
+timeout 600 bash "$KIT/04-boot.sh" >"$LOGS/boot.log" 2>&1
+if ! grep -q "AGENT READY" "$LAB/console.log"; then
+  tail -30 "$LAB/console.log"
+  echo "FAIL setup: the guest did not come up (console: $LAB/console.log)"; echo "0 passed, 1 failed"; exit 1
+fi
+say "guest up in $(( $(date +%s) - t )) s"
+
+# --- jobs --------------------------------------------------------------------
+JOBS=${CONFORMANCE_JOBS:-$(cd "$HERE/guest" && ls [0-9]*.sh | sed 's/\.sh$//')}
+RESULTS=$RUN/results; : > "$RESULTS"
+for j in $JOBS; do
+  f=$HERE/guest/$j.sh
+  [ -f "$f" ] || { echo "FAIL $j: no job script $f" >>"$RESULTS"; continue; }
+  t=$(date +%s)
+  say "job $j ..."
+  # the job: guest/lib.sh (with this run's paths), then the checks
+  { echo "RUN=$RUN JOB=$j"; echo ". \$RUN/guest/lib.sh"; cat "$f"; echo; echo 'job_end'; } >"$RUN/$j.job"
+  if ! kill -0 "$(cat "$LAB/qemu.pid")" 2>/dev/null; then
+    echo "FAIL $j: the guest is gone (console: $LAB/console.log)" >>"$RESULTS"; continue
+  fi
+  out=$(bash "$KIT/run-job.sh" "$j" "$RUN/$j.job" 900)
+  printf '%s\n' "$out" >"$LOGS/job-$j.log"
+  printf '%s\n' "$out" | grep -E '^(PASS|FAIL) ' >>"$RESULTS"
+  rc=$(printf '%s\n' "$out" | sed -n 's/^\[job .* rc=\(.*\)\]$/\1/p' | tail -1)
+  [ "$rc" = 0 ] || echo "FAIL $j: job ended with rc=$rc (log: $LOGS/job-$j.log)" >>"$RESULTS"
+  say "job $j done in $(( $(date +%s) - t )) s"
+done
+
+# --- report ------------------------------------------------------------------
+echo
+cat "$RESULTS"
+failed=$(grep -c '^FAIL ' "$RESULTS")
+passed=$(grep -c '^PASS ' "$RESULTS")
+if [ "$failed" -gt 0 ]; then say "job logs in $LOGS"; fi
+say "$(( $(date +%s) - T0 )) s in all"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
