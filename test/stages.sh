@@ -3,7 +3,7 @@
 # failed, then a per-stage summary and a final "N passed, N failed" line. Exits
 # non-zero if any stage failed.
 #
-# TEST_STAGES (space-separated) picks stages; default: all, in this order.
+# TEST_STAGES (space-separated) picks stages; default: tsc ava asan, in this order.
 #   tsc    compile TypeScript (src, tools, tests) into dist/
 #   ava    unit and integration tests
 #   asan   the native-heavy tests again under AddressSanitizer + UBSan
@@ -14,6 +14,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# conformance is opt-in (TEST_STAGES or `npm run test:conformance`): it
+# boots a QEMU guest for ~16-26 min and two of its checks are still open
+# (README: Conformance suite), so it is not yet part of `npm test` or CI
+DEFAULT="tsc ava asan"
 ALL="tsc ava asan conformance"
 
 stage_tsc() { node_modules/.bin/tsc -p tsconfig.json; }
@@ -21,7 +25,7 @@ stage_ava() { node_modules/.bin/ava; }
 stage_asan() { bash test/asan/run.sh; }
 stage_conformance() { bash test/conformance/run.sh; }   # the real netmap.ko in a QEMU guest (README: Conformance suite)
 
-stages=${TEST_STAGES:-$ALL}
+stages=${TEST_STAGES:-$DEFAULT}
 for s in $stages; do
   if ! declare -F "stage_$s" >/dev/null; then
     echo "test/stages.sh: unknown stage '$s' in TEST_STAGES (known: $ALL)" >&2
