@@ -24,3 +24,4 @@ export { defaultSocketPath, PROTOCOL_VERSION } from './control/protocol.js';
 export { LearningBridge } from './vale/learning-bridge.js';
 export { ManualClock, systemClock, type Clock } from './vale/clock.js';
 export * as abi from './netmap/abi.js';
+export { preloadLibraryPath, PRELOAD_LIBRARY } from './preload.js';
