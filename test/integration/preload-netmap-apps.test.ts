@@ -10,6 +10,7 @@ import anyTest, { type TestFn } from 'ava';
 import {
   count,
   netmapApps,
+  repoRoot,
   netmapSourceMissing,
   pktgenTs,
   preloadLib,
@@ -19,6 +20,9 @@ import {
   withVale0,
 } from '../fixtures/preload/apps.js';
 import { sumDrops } from '../../src/index.js';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const test = anyTest as TestFn;
 const PRE = { LD_PRELOAD: preloadLib };
@@ -183,4 +187,38 @@ maybe('valectl: create, list, -l, -g and remove are what vale-ctl-ts sees', asyn
     t.regex(attach.stderr, /failed to attach vale0:eth0: Operation not supported/);
     t.is((await run(valectl, ['-r', p1], e).done).code, 0);
   });
+});
+
+maybe('README "Running netmap\'s own C programs on vale-ts": its commands run as shown', async (t) => {
+  const { pktgen, valectl } = await netmapApps();
+  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+  const section = readme.split(/^## /m).find((s) => s.startsWith("Running netmap's own C programs on vale-ts"));
+  t.truthy(section, 'the README has the section');
+  const block = /```sh\n([\s\S]*?)```/.exec(section!)?.[1];
+  t.truthy(block, 'the section has a sh block');
+  // the commands as a user with netmap's apps on PATH and this package installed has them
+  const bin = mkdtempSync(path.join(os.tmpdir(), 'vale-ts-readme-'));
+  try {
+    symlinkSync(pktgen, path.join(bin, 'pkt-gen'));
+    symlinkSync(valectl, path.join(bin, 'valectl'));
+    for (const tool of ['vale-ctl-ts', 'pkt-gen-ts', 'vale-ts']) {
+      const f = path.join(bin, tool);
+      writeFileSync(f, `#!/bin/sh\nexec "${process.execPath}" "${path.join(repoRoot, 'dist', 'tools', tool + '.js')}" "$@"\n`);
+      chmodSync(f, 0o755);
+    }
+    // npx runs the package's own bins (here: the wrappers above); no -e:
+    // valectl exits 1 after a listing, as it always does
+    const script = `set -uo pipefail\nnpx() { "$@"; }\n${block!.replace(/'vale0:x([{}])1'/g, (_m, brace: string) => `'vale0:rd${process.pid}${brace}1'`)}`;
+    await withVale0(async (env) => {
+      const r = await run('bash', ['-c', script], { ...env, PATH: `${bin}:${process.env['PATH']}` }).done;
+      t.is(r.code, 0, r.stdout + r.stderr);
+      t.regex(r.stdout, /^Sent 1000000 packets/m);
+      t.regex(r.stdout, /^Received 1000000 packets/m);
+      const listings = r.stdout.match(/^vale0:p1 bridge_idx 0 port_idx \d+$/gm) ?? [];
+      t.is(listings.length, 2, 'valectl and vale-ctl-ts list the port alike');
+      t.is((await valeCtlTs([], env).done).stdout, '', 'valectl -r removed it');
+    });
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
 });
