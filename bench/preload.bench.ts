@@ -16,7 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { netmapApps, netmapSourceMissing, pktgenTs, preloadLib, repoRoot, run, type Run } from '../test/fixtures/preload/apps.js';
+import { netmapApps, netmapSourceMissing, pktgenTs, preloadEnv, repoRoot, run, type Run } from '../test/fixtures/preload/apps.js';
 
 const { values } = parseArgs({ options: { count: { type: 'string', default: '3000000' }, rounds: { type: 'string', default: '3' } } });
 const COUNT = Number(values.count);
@@ -50,7 +50,7 @@ async function transfer(pktgen: string, via: 'pipe' | 'vale', tx: Side, rx: Side
   // through the switch frames may be dropped: the receiver stops 1 s after the last one
   const rxArgs = ['-i', rxName, '-f', 'rx', ...(via === 'pipe' ? ['-n', String(COUNT)] : ['-W'])];
   const txArgs = ['-i', txName, '-f', 'tx', '-n', String(COUNT)];
-  const pre = { ...env, LD_PRELOAD: preloadLib };
+  const pre = { ...env, LD_PRELOAD: preloadEnv };
   const start = (side: Side, args: string[]): Run => (side === 'ts' ? pktgenTs(args, env, 600000) : run(pktgen, args, pre, 600000));
   const r = start(rx, rxArgs);
   await r.waitFor(/reading from/);

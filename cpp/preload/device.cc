@@ -362,7 +362,30 @@ struct EpSet {
   int epfd = -1;
   int q = -1;  // our epoll: the program's epfd plus the doorbells of its emulated fds
   std::vector<EpEntry> entries;
+  std::atomic<uint32_t> gen{0};  // a fresh g_ep_gen on every change (under g_mu)
 };
+// One counter for every set, so a set allocated where a closed one was never
+// repeats a generation a thread may still have a snapshot of.
+std::atomic<uint32_t> g_ep_gen{0};
+void ep_changed(EpSet *e) { e->gen.store(g_ep_gen.fetch_add(1) + 1, std::memory_order_release); }
+
+// What epoll_wait needs of a set's emulated members, copied per thread so
+// that the wait reads it without a lock; rebuilt (under g_mu) when the set's
+// generation moves on or a member registered since.
+struct EpMember {
+  int fd;
+  struct Port *p;
+  uint32_t events;
+  epoll_data_t data;
+};
+struct EpSnapshot {
+  const EpSet *set = nullptr;
+  uint32_t gen = 0;
+  bool complete = false;  // every member was registered when copied
+  int n = 0;
+  EpMember m[64];
+};
+thread_local EpSnapshot t_ep;
 constexpr uint64_t EP_USER_SET = ~0ULL;
 constexpr uint64_t EP_HUP_BIT = 1ULL << 32;
 
@@ -378,6 +401,7 @@ void ep_forget_fd(int fd) {  // under g_mu: fd is closing
           if (e->entries[j].watched_wait >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, e->entries[j].watched_wait, nullptr);
           if (e->entries[j].watched_hup >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, e->entries[j].watched_hup, nullptr);
           e->entries.erase(e->entries.begin() + static_cast<long>(j));
+          ep_changed(e);
           break;
         }
     }
@@ -1024,7 +1048,7 @@ int dev_open(int flags) {
 bool dev_close(int fd, int *rc) {
   if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
   Slot *s = slot_of(fd, false);
-  if (!s) return false;
+  if (!s || (!s->nm.load(std::memory_order_acquire) && !s->ep.load(std::memory_order_acquire))) return false;
   std::lock_guard<std::mutex> lk(g_mu);
   NmFd *f = s->nm.load(std::memory_order_acquire);
   EpSet *e = s->ep.load(std::memory_order_acquire);
@@ -1199,6 +1223,7 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
       errno = e;
       return -1;
     }
+    ep_changed(set);
     s->ep.store(set, std::memory_order_release);
   }
   size_t j = 0;
@@ -1209,18 +1234,21 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
       if (found) return fail(EEXIST, "");
       if (!ev) return fail(EFAULT, "");
       set->entries.push_back({fd, ev->events, ev->data});
+      ep_changed(set);
       return 0;
     case EPOLL_CTL_MOD:
       if (!found) return fail(ENOENT, "");
       if (!ev) return fail(EFAULT, "");
       set->entries[j].events = ev->events;
       set->entries[j].data = ev->data;
+      ep_changed(set);
       return 0;
     case EPOLL_CTL_DEL:
       if (!found) return fail(ENOENT, "");
       if (set->entries[j].watched_wait >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, set->entries[j].watched_wait, nullptr);
       if (set->entries[j].watched_hup >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, set->entries[j].watched_hup, nullptr);
       set->entries.erase(set->entries.begin() + static_cast<long>(j));
+      ep_changed(set);
       return 0;
     default:
       return fail(EINVAL, "");
@@ -1238,20 +1266,20 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
     *rc = -1;
     return true;
   }
-  // a snapshot of the emulated members (the set changes only under g_mu)
-  struct Member {
-    int fd;
-    Port *p;
-    uint32_t events;
-    epoll_data_t data;
-  };
-  Member members[64];
-  int nm = 0;
-  {
+  EpSnapshot &sn = t_ep;
+  if (sn.set != set || sn.gen != set->gen.load(std::memory_order_acquire) || !sn.complete) {
     std::lock_guard<std::mutex> lk(g_mu);
+    sn.set = set;
+    sn.gen = set->gen.load(std::memory_order_relaxed);
+    sn.complete = true;
+    sn.n = 0;
     for (EpEntry &en : set->entries) {
       NmFd *f = lookup(en.fd);
-      if (!f || !f->port || nm == 64) continue;
+      if (!f || !f->port) {
+        sn.complete = false;  // look again once it has registered
+        continue;
+      }
+      if (sn.n == 64) break;
       Port *p = f->port;
       if (en.watched_wait != p->wait_fd) {
         epoll_event w{};
@@ -1266,9 +1294,11 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
           en.watched_hup = p->hup_fd;
         }
       }
-      members[nm++] = {en.fd, p, en.events, en.data};
+      sn.m[sn.n++] = {en.fd, p, en.events, en.data};
     }
   }
+  const EpMember *members = sn.m;
+  const int nm = sn.n;
   if (nm == 0) return false;
   const int64_t deadline =
       timeout ? now_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;

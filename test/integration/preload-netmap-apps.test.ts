@@ -13,7 +13,7 @@ import {
   repoRoot,
   netmapSourceMissing,
   pktgenTs,
-  preloadLib,
+  preloadEnv,
   run,
   uname,
   valeCtlTs,
@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 const test = anyTest as TestFn;
-const PRE = { LD_PRELOAD: preloadLib };
+const PRE = { LD_PRELOAD: preloadEnv };
 const N = 300000;
 
 // register the tests, or say why they cannot run

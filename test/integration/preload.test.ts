@@ -9,10 +9,10 @@
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { count, frames, nmFrames, pktgenTs, preloadLib, repoRoot, run, uname, valeCtlTs, withVale0 } from '../fixtures/preload/apps.js';
+import { count, frames, nmFrames, pktgenTs, preloadEnv, preloadLib, repoRoot, run, uname, valeCtlTs, withVale0 } from '../fixtures/preload/apps.js';
 import { sumDrops } from '../../src/index.js';
 
-const PRE = { LD_PRELOAD: preloadLib };
+const PRE = { LD_PRELOAD: preloadEnv };
 const N = 100000;
 
 test.before(async () => {
