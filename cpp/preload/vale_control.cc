@@ -15,7 +15,9 @@ namespace nmpre {
 namespace {
 constexpr int PROTOCOL_VERSION = 1;
 constexpr size_t MAX_MESSAGE = 65536;
-constexpr int REPLY_TIMEOUT_MS = 5000;
+// longer than the Node client's 5 s: a C program has no event loop to keep
+// alive meanwhile, and a busy machine can hold a switch's reply that long
+constexpr int REPLY_TIMEOUT_MS = 30000;
 constexpr int MAX_FDS = 8;
 }  // namespace
 
@@ -87,7 +89,7 @@ bool vale_request(int fd, const std::string &request, JVal *reply, std::vector<i
   do r = sys::ppoll(&p, 1, &ts, nullptr);
   while (r < 0 && errno == EINTR);
   if (r <= 0) {
-    *e = {ETIMEDOUT, "vale-ts did not answer within 5 s"};
+    *e = {ETIMEDOUT, "vale-ts did not answer within " + std::to_string(REPLY_TIMEOUT_MS / 1000) + " s"};
     return false;
   }
   std::string buf(MAX_MESSAGE + 1, '\0');

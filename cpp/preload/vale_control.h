@@ -23,7 +23,7 @@ struct ControlError {
 int vale_connect(ControlError *e);
 
 // Sends `request` (a JSON object text without "v", which is added) and
-// waits up to 5 s for the reply. Received fds are appended to *fds (the
+// waits up to 30 s for the reply. Received fds are appended to *fds (the
 // caller owns them). Returns true on an ok reply; false with *e set for an
 // error reply (errno from its code) or a transport failure.
 bool vale_request(int fd, const std::string &request, JVal *reply, std::vector<int> *fds, ControlError *e);

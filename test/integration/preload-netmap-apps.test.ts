@@ -30,7 +30,9 @@ const N = 300000;
 
 // register the tests, or say why they cannot run
 const missing = netmapSourceMissing;
-const maybe: typeof test = missing ? (test.skip as unknown as typeof test) : test;
+const maybe = (missing ? test.skip : test) as unknown as typeof test;
+// the tests that host vale0 in this process run one at a time
+const maybeSerial = (missing ? test.serial.skip : test.serial) as unknown as typeof test;
 if (missing) {
   if (process.env['CI'] === 'true') test('netmap source snapshot present (required in CI)', (t) => t.fail(missing));
   else test.skip(`netmap's apps: ${missing}`, () => {});
@@ -67,7 +69,7 @@ maybe('pipe: pkt-gen-ts tx -> C pkt-gen rx, every frame', async (t) => {
   t.is(count(rr.stdout, 'Received'), N);
 });
 
-maybe('vale-ts: C pkt-gen tx (lossless) -> pkt-gen-ts rx, every frame, no drop', async (t) => {
+maybeSerial('vale-ts: C pkt-gen tx (lossless) -> pkt-gen-ts rx, every frame, no drop', async (t) => {
   const { pktgen } = await netmapApps();
   await withVale0(async (env, sw) => {
     const a = `vale0:${uname('c')}`;
@@ -86,7 +88,7 @@ maybe('vale-ts: C pkt-gen tx (lossless) -> pkt-gen-ts rx, every frame, no drop',
   });
 });
 
-maybe('vale-ts: pkt-gen-ts tx -> C pkt-gen rx: received = sent - the drops the switch counted', async (t) => {
+maybeSerial('vale-ts: pkt-gen-ts tx -> C pkt-gen rx: received = sent - the drops the switch counted', async (t) => {
   const { pktgen } = await netmapApps();
   await withVale0(async (env, sw) => {
     const a = `vale0:${uname('e')}`;
@@ -107,7 +109,7 @@ maybe('vale-ts: pkt-gen-ts tx -> C pkt-gen rx: received = sent - the drops the s
   });
 });
 
-maybe('vale-ts: C pkt-gen ping <-> pkt-gen-ts pong; pipe: pkt-gen-ts ping <-> C pkt-gen pong', async (t) => {
+maybeSerial('vale-ts: C pkt-gen ping <-> pkt-gen-ts pong; pipe: pkt-gen-ts ping <-> C pkt-gen pong', async (t) => {
   const { pktgen } = await netmapApps();
   await withVale0(async (env) => {
     const pong = pktgenTs(['-i', `vale0:${uname('g')}`, '-f', 'pong', '-n', '500'], env);
@@ -135,7 +137,7 @@ maybe('vale-ts: C pkt-gen ping <-> pkt-gen-ts pong; pipe: pkt-gen-ts ping <-> C 
   t.notRegex(pi.stderr, /timeout/);
 });
 
-maybe('vale-ts: C pkt-gen -p 2 on a two-ring port, one registration per ring, every frame', async (t) => {
+maybeSerial('vale-ts: C pkt-gen -p 2 on a two-ring port, one registration per ring, every frame', async (t) => {
   const { pktgen } = await netmapApps();
   await withVale0(async (env, sw) => {
     const a = `vale0:${uname('j')}`;
@@ -154,7 +156,7 @@ maybe('vale-ts: C pkt-gen -p 2 on a two-ring port, one registration per ring, ev
   });
 });
 
-maybe('valectl: create, list, -l, -g and remove are what vale-ctl-ts sees', async (t) => {
+maybeSerial('valectl: create, list, -l, -g and remove are what vale-ctl-ts sees', async (t) => {
   const { valectl } = await netmapApps();
   await withVale0(async (env) => {
     const e = { ...PRE, ...env };
@@ -189,7 +191,7 @@ maybe('valectl: create, list, -l, -g and remove are what vale-ctl-ts sees', asyn
   });
 });
 
-maybe('README "Running netmap\'s own C programs on vale-ts": its commands run as shown', async (t) => {
+maybeSerial('README "Running netmap\'s own C programs on vale-ts": its commands run as shown', async (t) => {
   const { pktgen, valectl } = await netmapApps();
   const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
   const section = readme.split(/^## /m).find((s) => s.startsWith("Running netmap's own C programs on vale-ts"));

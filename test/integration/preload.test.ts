@@ -86,7 +86,7 @@ test('pipe with 2 rings: one thread and one NR_REG_ONE_NIC registration per ring
   t.regex(rr.stderr, /ring 1 of 2/);
 });
 
-test('vale-ts: the C program sends (lossless), pkt-gen-ts rxseq receives every frame in order', async (t) => {
+test.serial('vale-ts: the C program sends (lossless), pkt-gen-ts rxseq receives every frame in order', async (t) => {
   const nf = await nmFrames();
   await withVale0(async (env, sw) => {
     const a = `vale0:${uname('e')}`;
@@ -105,7 +105,7 @@ test('vale-ts: the C program sends (lossless), pkt-gen-ts rxseq receives every f
   });
 });
 
-test('vale-ts: pkt-gen-ts txseq sends (lossless port), the C program checks every frame (epoll)', async (t) => {
+test.serial('vale-ts: pkt-gen-ts txseq sends (lossless port), the C program checks every frame (epoll)', async (t) => {
   const nf = await nmFrames();
   await withVale0(async (env, sw) => {
     const a = `vale0:${uname('g')}`;
@@ -124,7 +124,7 @@ test('vale-ts: pkt-gen-ts txseq sends (lossless port), the C program checks ever
   });
 });
 
-test('vale-ts: C to C, select and poll, every payload byte checked', async (t) => {
+test.serial('vale-ts: C to C, select and poll, every payload byte checked', async (t) => {
   const nf = await nmFrames();
   await withVale0(async (env) => {
     const a = `vale0:${uname('i')}`;
@@ -139,7 +139,7 @@ test('vale-ts: C to C, select and poll, every payload byte checked', async (t) =
   });
 });
 
-test('vale-ts: 2 threads on a 2-ring port (NAME-0, NAME-1) send to pkt-gen-ts', async (t) => {
+test.serial('vale-ts: 2 threads on a 2-ring port (NAME-0, NAME-1) send to pkt-gen-ts', async (t) => {
   const nf = await nmFrames();
   await withVale0(async (env, sw) => {
     const a = `vale0:${uname('k')}`;
@@ -157,7 +157,7 @@ test('vale-ts: 2 threads on a 2-ring port (NAME-0, NAME-1) send to pkt-gen-ts', 
   });
 });
 
-test('valectl-style requests from C (newif, list, info, delif) are what vale-ctl-ts sees', async (t) => {
+test.serial('valectl-style requests from C (newif, list, info, delif) are what vale-ctl-ts sees', async (t) => {
   const nf = await nmFrames();
   await withVale0(async (env) => {
     const e = { ...PRE, ...env };
