@@ -1157,6 +1157,8 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
           if (fds[i].revents) ready++;
         }
     }
+    // the common case, netmap's own fds only and one ready: no syscall at all
+    if (ready && mine == n) return ready;
     nfds_t m = 0;
     for (nfds_t i = 0; i < n; i++) {
       if (ports[i]) k[i] = {ready ? -1 : ports[i]->wait_fd, POLLIN, 0};
