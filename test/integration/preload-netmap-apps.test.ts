@@ -210,7 +210,10 @@ maybeSerial('README "Running netmap\'s own C programs on vale-ts": its commands 
     }
     // npx runs the package's own bins (here: the wrappers above); no -e:
     // valectl exits 1 after a listing, as it always does
-    const script = `set -uo pipefail\nnpx() { "$@"; }\n${block!.replace(/'vale0:x([{}])1'/g, (_m, brace: string) => `'vale0:rd${process.pid}${brace}1'`)}`;
+    const script = `set -uo pipefail\nnpx() { "$@"; }\n${block!
+      .replace(/'vale0:x([{}])1'/g, (_m, brace: string) => `'vale0:rd${process.pid}${brace}1'`)
+      // what is preloaded already (the sanitizer runtimes of test/asan/run.sh) stays first
+      .replace('export LD_PRELOAD=$(', 'export LD_PRELOAD=${LD_PRELOAD:+$LD_PRELOAD:}$(')}`;
     await withVale0(async (env) => {
       const r = await run('bash', ['-c', script], { ...env, PATH: `${bin}:${process.env['PATH']}` }).done;
       t.is(r.code, 0, r.stdout + r.stderr);
