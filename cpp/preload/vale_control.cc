@@ -27,7 +27,7 @@ std::string vale_socket_path() {
   if (getuid() == 0) return "/run/vale-ts/vale-ts.sock";
   const char *xdg = std::getenv("XDG_RUNTIME_DIR");
   if (xdg && *xdg) return std::string(xdg) + "/vale-ts.sock";
-  return "/tmp/vale-ts-" + std::to_string(getuid()) + ".sock";
+  return "/tmp/vale-ts-" + std::to_string(getuid()) + "/vale-ts.sock";  // privateSocketDir
 }
 
 int errno_from_name(const std::string &n) {

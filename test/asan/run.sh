@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 if [ "${ASAN_REUSE:-0}" = 1 ] && [ -f build-asan/netmap.node ] && [ -f build-asan/netmap_tools.node ] \
+  && [ -f build-asan/libvale-ts-netmap.so ] \
   && [ -z "$(find cpp binding.gyp -newer build-asan/netmap.node -print -quit)" ] \
   && [ -z "$(find cpp binding.gyp -newer build-asan/netmap_tools.node -print -quit)" ]; then
   echo "asan: reusing build-asan/*.node (ASAN_REUSE=1, no source newer)"
