@@ -37,6 +37,23 @@
         "netmap_core",
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ]
+    },
+    {
+      "target_name": "vale-ts-netmap",
+      "type": "shared_library",
+      "product_name": "vale-ts-netmap",
+      "product_prefix": "lib",
+      "sources": [
+        "cpp/preload/interpose.cc",
+        "cpp/preload/device.cc",
+        "cpp/preload/pipe_end.cc",
+        "cpp/preload/vale_control.cc",
+        "cpp/preload/json.cc"
+      ],
+      "dependencies": ["netmap_core"],
+      "cflags_cc": ["-fno-exceptions", "-fno-rtti", "-fvisibility=hidden"],
+      "ldflags": ["-static-libstdc++", "-static-libgcc", "-Wl,--no-undefined", "-Wl,--version-script=<(module_root_dir)/cpp/preload/exports.map"],
+      "libraries": ["-ldl"]
     }
   ]
 }

@@ -34,3 +34,4 @@ export {
 export { LearningBridge } from './vale/learning-bridge.js';
 export { ManualClock, systemClock, type Clock } from './vale/clock.js';
 export * as abi from './netmap/abi.js';
+export { preloadLibraryPath, PRELOAD_LIBRARY } from './preload.js';

@@ -6,8 +6,23 @@
  * exists and NETMAP_BACKEND is not `user` (see ./vale-ctl.ts for the
  * details and the one limit of that path).
  *
+ * `vale-ctl-ts --preload-path` prints where the preload library is, for
+ * `LD_PRELOAD=$(vale-ctl-ts --preload-path) pkt-gen -i vale0:1 ...`.
+ *
  * @module
  */
 import { runValeCtl } from './vale-ctl/vale-ctl.js';
+import { preloadLibraryPath } from '../src/preload.js';
 
-process.exitCode = await runValeCtl(process.argv.slice(2));
+const argv = process.argv.slice(2);
+if (argv.length === 1 && argv[0] === '--preload-path') {
+  try {
+    process.stdout.write(preloadLibraryPath() + '\n');
+    process.exitCode = 0;
+  } catch (e) {
+    process.stderr.write(`vale-ctl-ts: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  }
+} else {
+  process.exitCode = await runValeCtl(argv);
+}

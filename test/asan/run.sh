@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 if [ "${ASAN_REUSE:-0}" = 1 ] && [ -f build-asan/netmap.node ] && [ -f build-asan/netmap_tools.node ] \
+  && [ -f build-asan/libvale-ts-netmap.so ] \
   && [ -z "$(find cpp binding.gyp -newer build-asan/netmap.node -print -quit)" ] \
   && [ -z "$(find cpp binding.gyp -newer build-asan/netmap_tools.node -print -quit)" ]; then
   echo "asan: reusing build-asan/*.node (ASAN_REUSE=1, no source newer)"
@@ -29,6 +30,7 @@ san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
   "$root/node_modules/.bin/node-gyp" rebuild "${nodedir[@]}" >"$work/build.log" 2>&1) || { cat "$work/build.log"; exit 1; }
 mkdir -p build-asan
 for addon in netmap netmap_tools; do cp "$work/build/Release/$addon.node" "build-asan/$addon.node"; done
+cp "$work/build/Release/libvale-ts-netmap.so" build-asan/libvale-ts-netmap.so
 fi
 for addon in netmap netmap_tools; do
   # refuse to report a clean run of an uninstrumented build
@@ -37,6 +39,12 @@ for addon in netmap netmap_tools; do
     exit 1
   fi
 done
+# the preload library, instrumented too: the preload tests load it into C programs
+if [ ! -f build-asan/libvale-ts-netmap.so ] || [ "$(nm -D build-asan/libvale-ts-netmap.so | grep -c __asan_report)" = 0 ]; then
+  echo "asan: libvale-ts-netmap.so was built without AddressSanitizer instrumentation" >&2
+  exit 1
+fi
+export VALE_TS_PRELOAD="$root/build-asan/libvale-ts-netmap.so"
 asan=$(g++ -print-file-name=libasan.so)
 ubsan=$(g++ -print-file-name=libubsan.so)
 echo "asan: both addons built with -fsanitize=address,undefined; running native-heavy tests under them"
@@ -48,4 +56,4 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allow_user_
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 node_modules/.bin/ava --concurrency 1 dist/test/integration/pipe.test.js dist/test/integration/switch.test.js dist/test/unit/abi.test.js \
   dist/test/integration/pktgen-native.test.js dist/test/integration/control-api.test.js dist/test/integration/hostile.test.js \
-  dist/test/integration/hostile-proc.test.js "$@"
+  dist/test/integration/hostile-proc.test.js dist/test/integration/preload.test.js dist/test/integration/preload-netmap-apps.test.js "$@"

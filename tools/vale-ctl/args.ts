@@ -57,6 +57,7 @@ export const USAGE =
   '\t--json\t\tmachine-readable output for the list, -l, -g, -n and --stats\n' +
   '\t--socket PATH\tvale-ts control socket (default: $VALE_TS_SOCKET, then the standard path);\n' +
   '\t\t\tgiving it always talks to vale-ts, even where /dev/netmap exists\n' +
+  '\t--preload-path\tprint the path of libvale-ts-netmap.so (LD_PRELOAD it to run netmap C programs) and exit\n' +
   '\t--help\t\tthis text\n' +
   'with no arguments: list all existing vale ports\n';
 

@@ -1,0 +1,1361 @@
+// See device.h. Layout of what the program maps (mmap of an emulated fd):
+//
+//   [0, memsize)                      the port's region (vale-ts memfd or the
+//                                     pipe's file), rings and buffers where
+//                                     netmap's layout puts them
+//   [memsize, memsize + OVERLAY_SIZE) this process's netmap_ifs, one 512-byte
+//                                     slot per registration on that region
+//
+// netmap gives every registration its own netmap_if, whose ring_ofs[] is zero
+// for the rings it did not bind (libnetmap finds first/last ring that way,
+// and pkt-gen -p N relies on it). vale-ts shares one netmap_if per port, so
+// the preload writes a netmap_if per registration into a small memfd of its
+// own, mapped right after the region; nr_offset points there and its
+// ring_ofs[] reach back into the region. Every mapping of one region in this
+// process includes the same overlay, so libnetmap may reuse one mapping for
+// all registrations with the same nr_mem_id, as it does.
+#include "preload/device.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "abi/netmap_abi.h"
+#include "core/region.h"
+#include "core/shm_atomic.h"
+#include "preload/pipe_end.h"
+#include "preload/sys.h"
+#include "preload/vale_control.h"
+
+namespace nmpre {
+
+using namespace nm;
+
+std::atomic<int> g_open_fds{0};
+
+namespace {
+
+constexpr uint64_t NIFP_SLOT = 512;
+constexpr uint32_t OVERLAY_SLOTS = 64;
+constexpr uint64_t OVERLAY_SIZE = NIFP_SLOT * OVERLAY_SLOTS;
+static_assert(sizeof(netmap_if) + sizeof(int64_t) * 2 * MAX_RINGS <= NIFP_SLOT);
+static_assert(OVERLAY_SIZE % 4096 == 0);
+constexpr uint16_t NM_BDG_NOPORT = 255;
+
+std::mutex g_mu;  // registration, close and epoll bookkeeping; never the sync path
+
+void say(const std::string &msg) {
+  const std::string line = "vale-ts-netmap: " + msg + "\n";
+  const ssize_t r = write(2, line.data(), line.size());
+  (void)r;
+}
+
+int fail(int err, const std::string &msg) {
+  if (!msg.empty()) say(msg);
+  errno = err;
+  return -1;
+}
+
+// ---- regions as this process maps them ---------------------------------
+struct Region {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  uint16_t mem_id = 0;
+  uint64_t memsize = 0;
+  int map_fd = -1;      // what the program's mmap maps at [0, memsize)
+  int overlay_fd = -1;  // the per-registration netmap_ifs
+  uint8_t *overlay = nullptr;
+  uint64_t used = 0;  // overlay slots in use (bit i)
+  int refs = 0;
+};
+std::vector<Region *> g_regions;  // under g_mu
+uint16_t g_next_mem_id = 2;       // 1 is netmap's global allocator; never handed out
+
+Region *region_get(int fd_of_file, uint64_t memsize, std::string *err, int *errn) {
+  struct stat st;
+  if (fstat(fd_of_file, &st) < 0) {
+    *errn = errno;
+    *err = std::string("fstat: ") + std::strerror(errno);
+    return nullptr;
+  }
+  for (Region *r : g_regions)
+    if (r->dev == st.st_dev && r->ino == st.st_ino) {
+      if (r->memsize != memsize) break;  // replaced under the same inode? treat as new below
+      r->refs++;
+      return r;
+    }
+  auto *r = new Region;
+  r->dev = st.st_dev;
+  r->ino = st.st_ino;
+  r->memsize = memsize;
+  // a description of our own, so the program's mappings never hold the pipe's OFD locks
+  const std::string self = "/proc/self/fd/" + std::to_string(fd_of_file);
+  r->map_fd = sys::open(self.c_str(), O_RDWR | O_CLOEXEC);
+  r->overlay_fd = static_cast<int>(syscall(SYS_memfd_create, "vale-ts-netmap-nifp", MFD_CLOEXEC));
+  if (r->map_fd < 0 || r->overlay_fd < 0 || ftruncate(r->overlay_fd, OVERLAY_SIZE) < 0) {
+    *errn = errno;
+    *err = std::string("cannot set up the mapping: ") + std::strerror(errno);
+    if (r->map_fd >= 0) sys::close(r->map_fd);
+    if (r->overlay_fd >= 0) sys::close(r->overlay_fd);
+    delete r;
+    return nullptr;
+  }
+  void *m = sys::mmap(nullptr, OVERLAY_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, r->overlay_fd, 0);
+  if (m == MAP_FAILED) {
+    *errn = errno;
+    *err = std::string("mmap: ") + std::strerror(errno);
+    sys::close(r->map_fd);
+    sys::close(r->overlay_fd);
+    delete r;
+    return nullptr;
+  }
+  r->overlay = static_cast<uint8_t *>(m);
+  r->mem_id = g_next_mem_id++;
+  if (g_next_mem_id < 2) g_next_mem_id = 2;
+  r->refs = 1;
+  g_regions.push_back(r);
+  return r;
+}
+
+void region_put(Region *r) {
+  if (--r->refs > 0) return;
+  for (size_t i = 0; i < g_regions.size(); i++)
+    if (g_regions[i] == r) {
+      g_regions.erase(g_regions.begin() + static_cast<long>(i));
+      break;
+    }
+  munmap(r->overlay, OVERLAY_SIZE);
+  sys::close(r->overlay_fd);
+  sys::close(r->map_fd);
+  delete r;
+}
+
+// ---- pipe ends, shared by this process's registrations of one end ---------
+// netmap lets x{0-0 and x{0-1 be registered separately (pkt-gen -p 2); the
+// end is one PipeEnd (one OFD lock, one doorbell), each registration binds
+// its rings of it.
+struct SharedPipe {
+  std::string path;
+  uint32_t end = 0;
+  PipeEnd pe;
+  uint32_t tx_bound = 0, rx_bound = 0;  // rings held by registrations (bit r)
+  int refs = 0;
+};
+std::vector<SharedPipe *> g_pipes;  // under g_mu
+
+void pipe_put(SharedPipe *sp) {
+  if (--sp->refs > 0) return;
+  for (size_t i = 0; i < g_pipes.size(); i++)
+    if (g_pipes[i] == sp) {
+      g_pipes.erase(g_pipes.begin() + static_cast<long>(i));
+      break;
+    }
+  delete sp;  // ~PipeEnd releases the end
+}
+
+// ---- one registration ---------------------------------------------------
+struct Shadow {
+  uint32_t head = 0;  // last head we accepted (netmap's nr_hwcur from the app's view)
+  uint32_t tail = 0;
+  uint32_t n = 0;
+};
+
+struct Port {
+  bool is_pipe = false;
+  std::string name;
+  Region *region = nullptr;
+  uint32_t slot = 0;
+  uint8_t *base = nullptr;  // our own mapping, for the sync
+  uint64_t mapped = 0;
+  Layout layout;
+  uint32_t iface = 0;
+  uint32_t tx_lo = 0, tx_hi = 0, rx_lo = 0, rx_hi = 0;  // bound rings, [lo, hi)
+  bool txpoll = true;
+  bool rxpoll = false;
+  int wait_fd = -1;
+  int hup_fd = -1;
+  // vale-ts
+  int conn = -1, memfd = -1, switch_bell = -1;
+  std::atomic<bool> hung{false};
+  Shadow tx[MAX_RINGS], rx[MAX_RINGS];
+  // pipes
+  SharedPipe *sp = nullptr;
+  uint32_t tx_mask = 0, rx_mask = 0;  // the rings this registration holds of sp
+  uint64_t reinits = 0;
+
+  netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(base + layout.ring_ofs[iface][k]); }
+  nm_csb_atok *atok(uint32_t k) const { return reinterpret_cast<nm_csb_atok *>(base + layout.csb_entry(iface, k)); }
+  nm_csb_ktoa *ktoa(uint32_t k) const {
+    return reinterpret_cast<nm_csb_ktoa *>(base + layout.csb_entry(iface, k) + sizeof(nm_csb_atok));
+  }
+
+  ~Port() {
+    if (is_pipe) {
+      if (sp) {
+        sp->tx_bound &= ~tx_mask;
+        sp->rx_bound &= ~rx_mask;
+        pipe_put(sp);
+      }
+    } else {
+      if (conn >= 0) sys::close(conn);  // the switch sees EOF and releases the port
+      if (memfd >= 0) sys::close(memfd);
+      if (wait_fd >= 0) sys::close(wait_fd);
+      if (switch_bell >= 0) sys::close(switch_bell);
+      if (base) munmap(base, mapped);
+    }
+  }
+};
+
+void kick(int fd) {
+  const uint64_t one = 1;
+  const ssize_t r = write(fd, &one, sizeof one);
+  (void)r;  // EAGAIN: a kick is pending already
+}
+
+// netmap's answer to an impossible head/cur: put the ring back as the
+// kernel last left it ("ring reinit") and go on.
+void reinit(Port *p, netmap_ring *r, uint32_t head) {
+  r->head = r->cur = head;
+  p->reinits++;
+}
+
+// txsync/rxsync of one ring of a vale-ts port, over the CSB
+// (docs/control-protocol.md): publish cur then head, kick the switch only if
+// it asked and we gave it something, take hwtail as the new tail.
+void vale_sync(Port *p, uint32_t k, Shadow &s) {
+  netmap_ring *r = p->ring(k);
+  const uint32_t N = s.n;
+  const uint32_t head = load_relaxed(&r->head), cur = load_relaxed(&r->cur);
+  if (head >= N || cur >= N || ring_dist(head, s.head, N) > ring_dist(s.tail, s.head, N) ||
+      ring_dist(cur, head, N) > ring_dist(s.tail, head, N)) {
+    reinit(p, r, s.head);
+    return;
+  }
+  nm_csb_atok *a = p->atok(k);
+  nm_csb_ktoa *kt = p->ktoa(k);
+  store_release(&a->cur, cur);
+  store_release(&a->head, head);
+  full_fence();
+  if (head != s.head && load_relaxed(&kt->kern_need_kick)) kick(p->switch_bell);
+  s.head = head;
+  const uint32_t t = load_acquire(&kt->hwtail);
+  if (t < N) s.tail = t;
+  store_release(&r->tail, s.tail);
+}
+
+void pipe_sync_tx(Port *p, uint32_t r) {
+  if (p->sp->pe.tx_sync(r) < 0) reinit(p, p->ring(r), load_acquire(&p->ktoa(r)->hwcur));
+}
+
+void pipe_sync_rx(Port *p, uint32_t r) {
+  const uint32_t k = p->layout.p.tx_rings + r;
+  if (p->sp->pe.rx_sync(r) < 0) reinit(p, p->ring(k), load_acquire(&p->atok(k)->head));
+}
+
+void txsync(Port *p) {
+  for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) {
+    if (p->is_pipe) pipe_sync_tx(p, r);
+    else vale_sync(p, r, p->tx[r]);
+  }
+}
+
+void rxsync(Port *p) {
+  const uint32_t T = p->layout.p.tx_rings;
+  for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) {
+    if (p->is_pipe) pipe_sync_rx(p, r);
+    else vale_sync(p, T + r, p->rx[r]);
+  }
+}
+
+// netmap_poll for one registration: the implicit syncs, then what is ready.
+short port_check(Port *p, short events) {
+  const short want_tx = events & (POLLOUT | POLLWRNORM);
+  const short want_rx = events & (POLLIN | POLLRDNORM);
+  short rev = 0;
+  if (p->txpoll || want_tx) {
+    txsync(p);
+    if (want_tx)
+      for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) {
+        const netmap_ring *g = p->ring(r);
+        if (g->head != g->tail) rev |= want_tx;
+      }
+  }
+  if (want_rx || p->rxpoll) {
+    rxsync(p);
+    const uint32_t T = p->layout.p.tx_rings;
+    if (want_rx)
+      for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) {
+        const netmap_ring *g = p->ring(T + r);
+        if (g->head != g->tail) rev |= want_rx;
+      }
+  }
+  if (p->hung.load(std::memory_order_relaxed)) rev |= POLLERR | POLLHUP;
+  return rev;
+}
+
+// Ask the other side for a kick on the rings we are about to sleep on.
+void arm(Port *p, short events, uint32_t on) {
+  const uint32_t T = p->layout.p.tx_rings;
+  if (events & (POLLIN | POLLRDNORM))
+    for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) store_release(&p->atok(T + r)->appl_need_kick, on);
+  if (events & (POLLOUT | POLLWRNORM))
+    for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) store_release(&p->atok(r)->appl_need_kick, on);
+  if (on) full_fence();
+}
+
+void drain(int fd) {
+  char buf[512];
+  while (read(fd, buf, sizeof buf) > 0) {
+  }
+}
+
+// ---- the fd table: fd -> emulated fd, lock-free lookups -----------------
+struct EpSet;
+struct NmFd {
+  int fd = -1;
+  Port *port = nullptr;  // set once registered
+};
+struct Slot {
+  std::atomic<NmFd *> nm{nullptr};
+  std::atomic<EpSet *> ep{nullptr};
+};
+constexpr int CHUNK = 1024;
+constexpr int NCHUNKS = 1024;  // fds below 1 << 20
+std::atomic<Slot *> g_chunks[NCHUNKS];
+
+Slot *slot_of(int fd, bool create) {
+  if (fd < 0 || fd >= CHUNK * NCHUNKS) return nullptr;
+  std::atomic<Slot *> &c = g_chunks[fd / CHUNK];
+  Slot *s = c.load(std::memory_order_acquire);
+  if (!s && create) {  // under g_mu
+    s = new Slot[CHUNK];
+    c.store(s, std::memory_order_release);
+  }
+  return s ? &s[fd % CHUNK] : nullptr;
+}
+
+NmFd *lookup(int fd) {
+  if (g_open_fds.load(std::memory_order_relaxed) == 0) return nullptr;
+  Slot *s = slot_of(fd, false);
+  return s ? s->nm.load(std::memory_order_acquire) : nullptr;
+}
+
+// ---- epoll sets holding emulated fds -------------------------------------
+struct EpEntry {
+  int fd;
+  uint32_t events;
+  epoll_data_t data;
+  int watched_wait = -1, watched_hup = -1;  // fds of ours added to `q`
+};
+struct EpSet {
+  int epfd = -1;
+  int q = -1;  // our epoll: the program's epfd plus the doorbells of its emulated fds
+  std::vector<EpEntry> entries;
+  std::atomic<uint32_t> gen{0};  // a fresh g_ep_gen on every change (under g_mu)
+};
+// One counter for every set, so a set allocated where a closed one was never
+// repeats a generation a thread may still have a snapshot of.
+std::atomic<uint32_t> g_ep_gen{0};
+void ep_changed(EpSet *e) { e->gen.store(g_ep_gen.fetch_add(1) + 1, std::memory_order_release); }
+
+// What epoll_wait needs of a set's emulated members, copied per thread so
+// that the wait reads it without a lock; rebuilt (under g_mu) when the set's
+// generation moves on or a member registered since.
+struct EpMember {
+  int fd;
+  struct Port *p;
+  uint32_t events;
+  epoll_data_t data;
+};
+struct EpSnapshot {
+  const EpSet *set = nullptr;
+  uint32_t gen = 0;
+  bool complete = false;  // every member was registered when copied
+  int n = 0;
+  EpMember m[64];
+};
+thread_local EpSnapshot t_ep;
+constexpr uint64_t EP_USER_SET = ~0ULL;
+constexpr uint64_t EP_HUP_BIT = 1ULL << 32;
+
+void ep_forget_fd(int fd) {  // under g_mu: fd is closing
+  for (auto &chunk : g_chunks) {
+    Slot *s = chunk.load(std::memory_order_acquire);
+    if (!s) continue;
+    for (int i = 0; i < CHUNK; i++) {
+      EpSet *e = s[i].ep.load(std::memory_order_acquire);
+      if (!e) continue;
+      for (size_t j = 0; j < e->entries.size(); j++)
+        if (e->entries[j].fd == fd) {
+          if (e->entries[j].watched_wait >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, e->entries[j].watched_wait, nullptr);
+          if (e->entries[j].watched_hup >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, e->entries[j].watched_hup, nullptr);
+          e->entries.erase(e->entries.begin() + static_cast<long>(j));
+          ep_changed(e);
+          break;
+        }
+    }
+  }
+}
+
+// ---- names --------------------------------------------------------------
+bool is_pipe_name(const std::string &n) { return n.find_first_of("{}") != std::string::npos; }
+bool is_vale_name(const std::string &n) { return n.compare(0, 4, "vale") == 0 && n.find(':') != std::string::npos; }
+
+// encodeURIComponent, then '%' -> '_': the region file name pipe.ts gives a pipe
+std::string pipe_path(const std::string &nr_name, std::string *id_out) {
+  const size_t b = nr_name.find_first_of("{}");
+  const std::string parent = nr_name.substr(0, b), id = nr_name.substr(b + 1);
+  *id_out = id;
+  const std::string key = parent + "|" + id;
+  std::string enc;
+  static const char hex[] = "0123456789ABCDEF";
+  for (const char c : key) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) || std::strchr("-_.!~*'()", c)) {
+      enc += c;
+    } else {
+      enc += '_';
+      enc += hex[u >> 4];
+      enc += hex[u & 15];
+    }
+  }
+  const char *dir = std::getenv("NETMAP_PIPE_DIR");
+  return std::string(dir && *dir ? dir : "/dev/shm") + "/netmap-pipe-" + enc;
+}
+
+// ---- registration -------------------------------------------------------
+struct RegWant {
+  std::string name;
+  uint32_t mode = NR_REG_ALL_NIC;
+  uint32_t ring = 0;
+  uint64_t flags = 0;
+};
+
+// checks the register modes and flags that no vale-ts port or pipe has
+int check_mode(RegWant *w) {
+  switch (w->mode) {
+    case NR_REG_DEFAULT: w->mode = NR_REG_ALL_NIC; return 0;
+    case NR_REG_ALL_NIC: case NR_REG_ONE_NIC: case NR_REG_NULL: return 0;
+    case NR_REG_SW: case NR_REG_NIC_SW: case NR_REG_ONE_SW:
+      return fail(EINVAL, w->name + ": VALE ports and pipes have no host rings: register all rings or one (NR_REG_ALL_NIC, NR_REG_ONE_NIC)");
+    case NR_REG_PIPE_MASTER: case NR_REG_PIPE_SLAVE:
+      // the legacy spelling of NAME{N / NAME}N
+      w->name += (w->mode == NR_REG_PIPE_MASTER ? "{" : "}") + std::to_string(w->ring);
+      w->mode = NR_REG_ALL_NIC;
+      w->ring = 0;
+      return 0;
+    default:
+      return fail(EINVAL, w->name + ": unknown register mode " + std::to_string(w->mode));
+  }
+}
+
+uint32_t clamp_rings(uint32_t v) { return v > MAX_RINGS ? MAX_RINGS : v; }
+uint32_t clamp_slots(uint32_t v) { return v > MAX_SLOTS ? MAX_SLOTS : v < MIN_SLOTS ? 0 : v; }
+
+int bind_rings(Port *p, const RegWant &w) {
+  const uint32_t T = p->layout.p.tx_rings, R = p->layout.p.rx_rings;
+  if (w.mode == NR_REG_ONE_NIC) {
+    if (w.ring >= T && w.ring >= R)
+      return fail(EINVAL, w.name + ": ring " + std::to_string(w.ring) + " does not exist (the port has " +
+                              std::to_string(T) + " tx / " + std::to_string(R) + " rx rings)");
+    p->tx_lo = w.ring < T ? w.ring : T;
+    p->tx_hi = w.ring < T ? w.ring + 1 : T;
+    p->rx_lo = w.ring < R ? w.ring : R;
+    p->rx_hi = w.ring < R ? w.ring + 1 : R;
+  } else if (w.mode == NR_REG_NULL) {
+    p->tx_lo = p->tx_hi = p->rx_lo = p->rx_hi = 0;
+  } else {
+    p->tx_lo = 0, p->tx_hi = T, p->rx_lo = 0, p->rx_hi = R;
+  }
+  if (w.flags & NR_RX_RINGS_ONLY) p->tx_lo = p->tx_hi = 0;
+  if (w.flags & NR_TX_RINGS_ONLY) p->rx_lo = p->rx_hi = 0;
+  p->txpoll = !(w.flags & NR_NO_TX_POLL);
+  p->rxpoll = (w.flags & NR_DO_RX_POLL) != 0;
+  for (uint32_t r = 0; r < T; r++) {
+    const netmap_ring *g = p->ring(r);
+    const uint32_t n = p->layout.p.tx_slots;
+    p->tx[r] = {g->head < n ? g->head : 0, g->tail < n ? g->tail : n - 1, n};
+  }
+  for (uint32_t r = 0; r < R; r++) {
+    const netmap_ring *g = p->ring(T + r);
+    const uint32_t n = p->layout.p.rx_slots;
+    p->rx[r] = {g->head < n ? g->head : 0, g->tail < n ? g->tail : 0, n};
+  }
+  return 0;
+}
+
+// Two registrations of one pipe end in this process may not share a ring.
+int claim_pipe_rings(Port *p) {
+  if (!p->is_pipe) return 0;
+  uint32_t tx = 0, rx = 0;
+  for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) tx |= 1u << r;
+  for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) rx |= 1u << r;
+  if ((tx & p->sp->tx_bound) || (rx & p->sp->rx_bound))
+    return fail(EBUSY, p->name + ": a ring it binds is already registered by this process (bind each ring once: NAME-0, NAME-1, ...)");
+  p->sp->tx_bound |= tx;
+  p->sp->rx_bound |= rx;
+  p->tx_mask = tx;
+  p->rx_mask = rx;
+  return 0;
+}
+
+int register_vale(Port *p, const RegWant &w, const nmreq_register *body) {
+  ControlError ce;
+  p->conn = vale_connect(&ce);
+  if (p->conn < 0) return fail(ce.err, "cannot register " + w.name + ": " + ce.message);
+  std::string conf;
+  auto field = [&conf](const char *k, uint32_t v) {
+    if (!v) return;
+    conf += (conf.empty() ? "" : ",") + std::string("\"") + k + "\":" + std::to_string(v);
+  };
+  field("txRings", clamp_rings(body->nr_tx_rings));
+  field("rxRings", clamp_rings(body->nr_rx_rings));
+  field("txSlots", clamp_slots(body->nr_tx_slots));
+  field("rxSlots", clamp_slots(body->nr_rx_slots));
+  std::string req = "{\"op\":\"register\",\"name\":" + json_quote(w.name) + ",\"nrMode\":" + std::to_string(w.mode) +
+                    ",\"ringId\":" + std::to_string(w.ring) + ",\"flags\":" + std::to_string(w.flags & 0xffffffffu) +
+                    ",\"conf\":{" + conf + "}";
+  // vale-ts's backpressure mode, which netmap's VALE does not have: asked
+  // for by the environment, since no netmap request can say it
+  const char *lossless = std::getenv("VALE_TS_LOSSLESS");
+  if (lossless && *lossless && std::strcmp(lossless, "0") != 0) req += ",\"lossless\":true";
+  if (body->nr_extra_bufs)
+    req += ",\"extraBufs\":" + std::to_string(body->nr_extra_bufs > MAX_EXTRA_BUFS ? MAX_EXTRA_BUFS : body->nr_extra_bufs);
+  req += "}";
+  JVal reply;
+  std::vector<int> fds;
+  const bool ok = vale_request(p->conn, req, &reply, &fds, &ce);
+  if (!ok || fds.size() != 3) {
+    for (int f : fds) sys::close(f);
+    if (ok) ce = {EPROTO, "vale-ts sent " + std::to_string(fds.size()) + " fds with its register reply, not 3"};
+    return fail(ce.err, "cannot register " + w.name + ": " + ce.message);
+  }
+  p->memfd = fds[0];
+  p->wait_fd = fds[1];
+  p->switch_bell = fds[2];
+  p->hup_fd = p->conn;
+  uint64_t memsize = 0, nifp = 0;
+  if (!reply.get_u64("memsize", REGION_HEADER_SIZE, 0xffffffffULL, &memsize) ||
+      !reply.get_u64("nifpOffset", 0, memsize, &nifp))
+    return fail(EPROTO, "cannot register " + w.name + ": vale-ts's register reply lacks memsize/nifpOffset");
+  struct stat st;
+  if (fstat(p->memfd, &st) < 0 || static_cast<uint64_t>(st.st_size) < memsize)
+    return fail(EPROTO, "cannot register " + w.name + ": the region vale-ts sent is smaller than the " +
+                            std::to_string(memsize) + " bytes it announced");
+  void *m = sys::mmap(nullptr, memsize, PROT_READ | PROT_WRITE, MAP_SHARED, p->memfd, 0);
+  if (m == MAP_FAILED) return fail(errno, "cannot register " + w.name + ": mmap: " + std::strerror(errno));
+  p->base = static_cast<uint8_t *>(m);
+  p->mapped = memsize;
+  Result<Layout> v = validate_header(p->base, memsize);
+  const std::string verr = v.ok() ? std::string() : v.error().what;
+  if (v.ok()) p->layout = *v;
+  if (!verr.empty() || p->layout.nifp_ofs[0] != nifp || p->layout.p.n_ifs != 1)
+    return fail(EPROTO, "cannot register " + w.name + ": vale-ts's region is invalid: " +
+                            (verr.empty() ? "netmap_if offset mismatch" : verr));
+  p->iface = 0;
+  std::string err;
+  int errn = 0;
+  p->region = region_get(p->memfd, memsize, &err, &errn);
+  if (!p->region) return fail(errn, "cannot register " + w.name + ": " + err);
+  return 0;
+}
+
+int register_pipe(Port *p, const RegWant &w, const nmreq_register *body) {
+  p->is_pipe = true;
+  std::string id;
+  const std::string path = pipe_path(w.name, &id);
+  if (id.empty()) return fail(EINVAL, w.name + ": pipe suffix without an id: write NAME{ID or NAME}ID");
+  const uint32_t end = w.name.find('}') != std::string::npos ? 1 : 0;
+  LayoutParams lp;
+  lp.n_ifs = 2;
+  // a pipe end's tx ring feeds the peer's rx ring: counts and sizes must match
+  uint32_t rings = clamp_rings(body->nr_tx_rings > body->nr_rx_rings ? body->nr_tx_rings : body->nr_rx_rings);
+  uint32_t slots = clamp_slots(body->nr_tx_slots ? body->nr_tx_slots : body->nr_rx_slots);
+  lp.tx_rings = lp.rx_rings = rings ? rings : 1;
+  lp.tx_slots = lp.rx_slots = slots ? slots : DEFAULT_SLOTS;
+  lp.extra_bufs = body->nr_extra_bufs > MAX_EXTRA_BUFS ? MAX_EXTRA_BUFS : body->nr_extra_bufs;
+  Result<Layout> lw = compute_layout(lp);
+  if (!lw.ok()) return fail(EINVAL, w.name + ": " + lw.error().what);
+  const Layout want = *lw;
+  std::string err;
+  for (SharedPipe *sp : g_pipes)
+    if (sp->path == path && sp->end == end) p->sp = sp;
+  if (p->sp) {
+    p->sp->refs++;
+  } else {
+    auto *sp = new SharedPipe;
+    sp->path = path;
+    sp->end = end;
+    sp->refs = 1;
+    if (const int e = sp->pe.open(path, end, want, w.name, &err)) {
+      delete sp;
+      return fail(e, "cannot open pipe " + w.name + ": " + err);
+    }
+    g_pipes.push_back(sp);
+    p->sp = sp;
+  }
+  PipeEnd &pe = p->sp->pe;
+  p->base = pe.base();
+  p->mapped = pe.size();
+  p->layout = pe.layout();
+  p->iface = end;
+  p->wait_fd = pe.doorbell_fd();
+  int errn = 0;
+  p->region = region_get(pe.file_fd(), pe.size(), &err, &errn);
+  if (!p->region) return fail(errn, "cannot open pipe " + w.name + ": " + err);
+  return 0;
+}
+
+// the registration's own netmap_if, in the overlay slot
+void write_nifp(Port *p, bool extra_bufs) {
+  Region *r = p->region;
+  const auto *src = reinterpret_cast<const netmap_if *>(p->base + p->layout.nifp_ofs[p->iface]);
+  auto *dst = reinterpret_cast<netmap_if *>(r->overlay + p->slot * NIFP_SLOT);
+  std::memset(dst, 0, NIFP_SLOT);
+  std::memcpy(dst->ni_name, src->ni_name, sizeof dst->ni_name);
+  dst->ni_version = NETMAP_API;
+  dst->ni_flags = src->ni_flags;
+  dst->ni_tx_rings = p->layout.p.tx_rings;
+  dst->ni_rx_rings = p->layout.p.rx_rings;
+  dst->ni_bufs_head = extra_bufs ? src->ni_bufs_head : 0;
+  const int64_t me = static_cast<int64_t>(r->memsize + p->slot * NIFP_SLOT);
+  auto *ofs = reinterpret_cast<int64_t *>(reinterpret_cast<uint8_t *>(dst) + sizeof(netmap_if));
+  const uint32_t T = p->layout.p.tx_rings;
+  for (uint32_t k = p->tx_lo; k < p->tx_hi; k++) ofs[k] = static_cast<int64_t>(p->layout.ring_ofs[p->iface][k]) - me;
+  for (uint32_t k = p->rx_lo; k < p->rx_hi; k++)
+    ofs[T + k] = static_cast<int64_t>(p->layout.ring_ofs[p->iface][T + k]) - me;
+}
+
+// NETMAP_REQ_REGISTER on an emulated fd; 0 or -1 with errno (and a message)
+int do_register(NmFd *f, RegWant w, nmreq_register *body) {
+  if (f->port) return fail(EBUSY, w.name + ": this fd is already registered (open /dev/netmap again for another port)");
+  if (check_mode(&w) < 0) return -1;
+  if (w.flags & (NR_MONITOR_TX | NR_MONITOR_RX | NR_ZCOPY_MON))
+    return fail(EOPNOTSUPP, w.name + ": monitor ports (/t /r /z) are not supported by vale-ts");
+  auto *p = new Port;
+  p->name = w.name;
+  const int rc = is_pipe_name(w.name) ? register_pipe(p, w, body) : register_vale(p, w, body);
+  if (rc < 0 || bind_rings(p, w) < 0 || claim_pipe_rings(p) < 0) {
+    const int e = errno;
+    if (p->region) region_put(p->region);
+    delete p;
+    errno = e;
+    return -1;
+  }
+  Region *r = p->region;
+  if (body->nr_mem_id && body->nr_mem_id != r->mem_id) {
+    region_put(r);
+    delete p;
+    return fail(EINVAL, w.name + ": memory id " + std::to_string(body->nr_mem_id) + " was asked, but this port's memory is " +
+                            std::to_string(r->mem_id) + " (every vale-ts port and pipe has its own): drop @" +
+                            std::to_string(body->nr_mem_id));
+  }
+  uint32_t slot = 0;
+  while (slot < OVERLAY_SLOTS && (r->used & (1ULL << slot))) slot++;
+  if (slot == OVERLAY_SLOTS) {
+    region_put(r);
+    delete p;
+    return fail(ENOMEM, w.name + ": more than 64 registrations on one port in this process");
+  }
+  r->used |= 1ULL << slot;
+  p->slot = slot;
+  write_nifp(p, body->nr_extra_bufs != 0);
+  body->nr_offset = r->memsize + slot * NIFP_SLOT;
+  body->nr_memsize = r->memsize + OVERLAY_SIZE;
+  body->nr_tx_slots = p->layout.p.tx_slots;
+  body->nr_rx_slots = p->layout.p.rx_slots;
+  body->nr_tx_rings = static_cast<uint16_t>(p->layout.p.tx_rings);
+  body->nr_rx_rings = static_cast<uint16_t>(p->layout.p.rx_rings);
+  body->nr_host_tx_rings = body->nr_host_rx_rings = 0;
+  body->nr_mem_id = r->mem_id;
+  body->nr_extra_bufs = body->nr_extra_bufs ? p->layout.p.extra_bufs : 0;
+  std::atomic_thread_fence(std::memory_order_release);
+  f->port = p;
+  return 0;
+}
+
+void release_port(Port *p) {  // under g_mu
+  Region *r = p->region;
+  if (r) {
+    r->used &= ~(1ULL << p->slot);
+    region_put(r);
+  }
+  delete p;
+}
+
+// ---- names the preload does not serve -------------------------------------
+// A NIC (netmap:eth0): the real device if there is one, else netmap's ENXIO.
+int real_device(const std::string &name) {
+  const int fd = sys::open("/dev/netmap", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    fail(ENXIO, name + ": not a VALE port (valeX:Y) or pipe (NAME{N, NAME}N), which is all the preload serves, and "
+                       "there is no netmap kernel module to pass it to (/dev/netmap: " + std::strerror(e) + ")");
+    return -1;
+  }
+  return fd;
+}
+
+// Registers through the real device and turns the emulated fd into it.
+int pass_register(int fd, NmFd *f, unsigned long req, void *arg, const std::string &name) {
+  const int real = real_device(name);
+  if (real < 0) return -1;
+  if (sys::ioctl(real, req, arg) < 0) {
+    const int e = errno;
+    sys::close(real);
+    errno = e;
+    return -1;
+  }
+  std::lock_guard<std::mutex> lk(g_mu);
+  const int cloexec = fcntl(fd, F_GETFD) & FD_CLOEXEC;
+  Slot *s = slot_of(fd, false);
+  s->nm.store(nullptr, std::memory_order_release);
+  g_open_fds.fetch_sub(1);
+  ep_forget_fd(fd);
+  delete f;
+  // from here on the program's fd is the kernel's netmap fd
+  const int rc = sys::dup3(real, fd, cloexec ? O_CLOEXEC : 0);
+  const int e = errno;
+  sys::close(real);
+  errno = e;
+  return rc < 0 ? -1 : 0;
+}
+
+int pass_other(unsigned long req, void *arg, const std::string &name) {
+  const int real = real_device(name);
+  if (real < 0) return -1;
+  const int rc = sys::ioctl(real, req, arg);
+  const int e = errno;
+  sys::close(real);
+  errno = e;
+  return rc;
+}
+
+// ---- VALE requests ----------------------------------------------------------
+int vale_op(const std::string &req, JVal *reply, const char *action, const std::string &name) {
+  ControlError ce;
+  if (!vale_request_once(req, reply, &ce)) {
+    // valectl prints its own line with strerror; ours says why
+    return fail(ce.err, std::string("failed to ") + action + " " + name + ": " + ce.message);
+  }
+  return 0;
+}
+
+int vale_list(nmreq_header *h, nmreq_vale_list *body, const std::string &name) {
+  JVal reply;
+  if (!name.empty()) {
+    if (name.compare(0, 4, "vale") != 0) return fail(EINVAL, "");
+    ControlError ce;
+    if (vale_request_once("{\"op\":\"list\",\"name\":" + json_quote(name) + "}", &reply, &ce)) {
+      const JVal *ports = reply.get("ports");
+      uint64_t b = 0, pi = 0;
+      if (!ports || ports->type != JVal::ARR || ports->arr.empty() || !ports->arr[0].get_u64("bridgeIndex", 0, 0xffff, &b) ||
+          !ports->arr[0].get_u64("portIndex", 0, 0xffffffff, &pi))
+        return fail(EPROTO, "vale-ts sent a malformed list reply");
+      body->nr_bridge_idx = static_cast<uint16_t>(b);
+      body->nr_port_idx = static_cast<uint32_t>(pi);
+      return 0;
+    }
+    if (ce.err != ENXIO || ce.message.find("not running") != std::string::npos)
+      return fail(ce.err, "failed to list " + name + ": " + ce.message);
+    // no such port: netmap answers NM_BDG_NOPORT if the switch exists, else ENOENT
+    const std::string sw = name.substr(0, name.find(':'));
+    JVal st;
+    if (!vale_request_once("{\"op\":\"stats\",\"switch\":" + json_quote(sw) + "}", &st, &ce)) {
+      errno = ce.err == ENXIO ? ENOENT : ce.err;
+      return -1;
+    }
+    const JVal *sws = st.get("switches");
+    uint64_t b = 0;
+    if (!sws || sws->type != JVal::ARR || sws->arr.empty() || !sws->arr[0].get_u64("bridgeIndex", 0, 0xffff, &b))
+      return fail(EPROTO, "vale-ts sent a malformed stats reply");
+    body->nr_bridge_idx = static_cast<uint16_t>(b);
+    body->nr_port_idx = NM_BDG_NOPORT;
+    return 0;
+  }
+  // enumeration: the first port at or after (nr_bridge_idx, nr_port_idx)
+  if (vale_op("{\"op\":\"list\"}", &reply, "list", "all") < 0) return -1;
+  const JVal *ports = reply.get("ports");
+  if (!ports || ports->type != JVal::ARR) return fail(EPROTO, "vale-ts sent a malformed list reply");
+  const uint64_t want = (static_cast<uint64_t>(body->nr_bridge_idx) << 32) | body->nr_port_idx;
+  const JVal *best = nullptr;
+  uint64_t best_key = ~0ULL;
+  for (const JVal &pt : ports->arr) {
+    uint64_t b = 0, pi = 0;
+    if (!pt.get_u64("bridgeIndex", 0, 0xffff, &b) || !pt.get_u64("portIndex", 0, 0xffffffff, &pi) || !pt.get_str("name"))
+      return fail(EPROTO, "vale-ts sent a malformed port listing");
+    const uint64_t key = (b << 32) | pi;
+    if (key >= want && key < best_key) best = &pt, best_key = key;
+  }
+  if (!best) {
+    errno = ENOENT;
+    return -1;
+  }
+  const std::string &n = *best->get_str("name");
+  std::memset(h->nr_name, 0, sizeof h->nr_name);
+  std::memcpy(h->nr_name, n.c_str(), n.size() < sizeof h->nr_name - 1 ? n.size() : sizeof h->nr_name - 1);
+  body->nr_bridge_idx = static_cast<uint16_t>(best_key >> 32);
+  body->nr_port_idx = static_cast<uint32_t>(best_key);
+  return 0;
+}
+
+bool geometry(const JVal &r, uint64_t *memsize, uint64_t *txr, uint64_t *rxr, uint64_t *txs, uint64_t *rxs) {
+  return r.get_u64("memsize", 0, ~0ULL, memsize) && r.get_u64("txRings", 1, 0xffff, txr) &&
+         r.get_u64("rxRings", 1, 0xffff, rxr) && r.get_u64("txSlots", 1, 0xffffffff, txs) &&
+         r.get_u64("rxSlots", 1, 0xffffffff, rxs);
+}
+
+int port_info(NmFd *f, const std::string &name, nmreq_port_info_get *body) {
+  Port *p = f->port;
+  if (p && (name.empty() || name == p->name)) {
+    body->nr_memsize = p->region->memsize + OVERLAY_SIZE;
+    body->nr_tx_slots = p->layout.p.tx_slots;
+    body->nr_rx_slots = p->layout.p.rx_slots;
+    body->nr_tx_rings = static_cast<uint16_t>(p->layout.p.tx_rings);
+    body->nr_rx_rings = static_cast<uint16_t>(p->layout.p.rx_rings);
+    body->nr_host_tx_rings = body->nr_host_rx_rings = 0;
+    body->nr_mem_id = p->region->mem_id;
+    return 0;
+  }
+  if (is_pipe_name(name))
+    return fail(EOPNOTSUPP, name + ": information on a pipe is available on the fd that registered it");
+  JVal reply;
+  if (vale_op("{\"op\":\"info\",\"name\":" + json_quote(name) + "}", &reply, "obtain info for", name) < 0) return -1;
+  uint64_t ms, txr, rxr, txs, rxs, mid = 0;
+  if (!geometry(reply, &ms, &txr, &rxr, &txs, &rxs)) return fail(EPROTO, "vale-ts sent a malformed info reply");
+  reply.get_u64("memId", 0, 0xffff, &mid);
+  body->nr_memsize = ms + OVERLAY_SIZE;
+  body->nr_tx_slots = static_cast<uint32_t>(txs);
+  body->nr_rx_slots = static_cast<uint32_t>(rxs);
+  body->nr_tx_rings = static_cast<uint16_t>(txr);
+  body->nr_rx_rings = static_cast<uint16_t>(rxr);
+  body->nr_host_tx_rings = body->nr_host_rx_rings = 0;
+  // the id this process would give that memory is decided when it registers
+  body->nr_mem_id = static_cast<uint16_t>(mid);
+  return 0;
+}
+
+int vale_newif(const std::string &name, nmreq_vale_newif *body) {
+  std::string conf;
+  auto field = [&conf](const char *k, uint32_t v) {
+    if (v) conf += (conf.empty() ? "" : ",") + std::string("\"") + k + "\":" + std::to_string(v);
+  };
+  field("txRings", clamp_rings(body->nr_tx_rings));
+  field("rxRings", clamp_rings(body->nr_rx_rings));
+  field("txSlots", clamp_slots(body->nr_tx_slots));
+  field("rxSlots", clamp_slots(body->nr_rx_slots));
+  if (!is_vale_name(name))
+    return fail(EINVAL, "create " + name + ": vale-ts creates persistent ports on a switch: name it valeX:" + name);
+  JVal reply;
+  if (vale_op("{\"op\":\"create\",\"name\":" + json_quote(name) + ",\"conf\":{" + conf + "}}", &reply, "create", name) < 0)
+    return -1;
+  uint64_t ms, txr, rxr, txs, rxs, mid = 0;
+  if (!geometry(reply, &ms, &txr, &rxr, &txs, &rxs)) return fail(EPROTO, "vale-ts sent a malformed create reply");
+  reply.get_u64("memId", 0, 0xffff, &mid);
+  body->nr_tx_slots = static_cast<uint32_t>(txs);
+  body->nr_rx_slots = static_cast<uint32_t>(rxs);
+  body->nr_tx_rings = static_cast<uint16_t>(txr);
+  body->nr_rx_rings = static_cast<uint16_t>(rxr);
+  body->nr_mem_id = static_cast<uint16_t>(mid);
+  return 0;
+}
+
+int simple_op(const char *op, const char *action, const std::string &name, const char *extra, uint32_t *port_index) {
+  JVal reply;
+  if (vale_op(std::string("{\"op\":\"") + op + "\",\"name\":" + json_quote(name) + extra + "}", &reply, action, name) < 0)
+    return -1;
+  uint64_t pi = 0;
+  if (port_index && reply.get_u64("portIndex", 0, 0xffffffff, &pi)) *port_index = static_cast<uint32_t>(pi);
+  return 0;
+}
+
+// Options chained to a request: vale-ts implements none of netmap's
+// (extmem, CSB, offsets, kloop), so each is marked EOPNOTSUPP as netmap
+// marks the ones it does not know, and the request fails.
+int refuse_options(nmreq_header *h) {
+  int n = 0;
+  for (auto *o = reinterpret_cast<nmreq_option *>(static_cast<uintptr_t>(h->nr_options)); o && n < 16;
+       o = reinterpret_cast<nmreq_option *>(static_cast<uintptr_t>(o->nro_next)), n++)
+    o->nro_status = EOPNOTSUPP;
+  if (n == 0) return 0;
+  errno = EOPNOTSUPP;
+  return -1;
+}
+
+int ctrl(int fd, NmFd *f, nmreq_header *h) {
+  if (!h) return fail(EFAULT, "");
+  if (h->nr_version < NETMAP_MIN_API || h->nr_version > NETMAP_MAX_API)
+    return fail(EINVAL, "API mismatch: the program speaks netmap API " + std::to_string(h->nr_version) +
+                            ", the preload " + std::to_string(NETMAP_API));
+  const std::string name(h->nr_name, strnlen(h->nr_name, sizeof h->nr_name));
+  void *body = reinterpret_cast<void *>(static_cast<uintptr_t>(h->nr_body));
+  const bool served = name.empty() || is_vale_name(name) || is_pipe_name(name);
+  switch (h->nr_reqtype) {
+    case NETMAP_REQ_REGISTER: {
+      if (!body) return fail(EFAULT, "");
+      if (!served) return pass_register(fd, f, NIOCCTRL, h, name);
+      if (refuse_options(h) < 0) return -1;
+      auto *b = static_cast<nmreq_register *>(body);
+      RegWant w{name, b->nr_mode, static_cast<uint32_t>(b->nr_ringid & NETMAP_RING_MASK), b->nr_flags};
+      std::lock_guard<std::mutex> lk(g_mu);
+      return do_register(f, w, b);
+    }
+    case NETMAP_REQ_PORT_INFO_GET:
+      if (!body) return fail(EFAULT, "");
+      if (!served) return pass_other(NIOCCTRL, h, name);
+      return port_info(f, name, static_cast<nmreq_port_info_get *>(body));
+    case NETMAP_REQ_VALE_LIST:
+      if (!body) return fail(EFAULT, "");
+      return vale_list(h, static_cast<nmreq_vale_list *>(body), name);
+    case NETMAP_REQ_VALE_NEWIF:
+      if (!body) return fail(EFAULT, "");
+      return vale_newif(name, static_cast<nmreq_vale_newif *>(body));
+    case NETMAP_REQ_VALE_DELIF:
+      return simple_op("remove", "remove", name, "", nullptr);
+    case NETMAP_REQ_VALE_ATTACH: {
+      auto *b = static_cast<nmreq_vale_attach *>(body);
+      const bool host = b && b->reg.nr_mode == NR_REG_NIC_SW;
+      return simple_op("attach", "attach", name, host ? ",\"hostStack\":true" : "", b ? &b->port_index : nullptr);
+    }
+    case NETMAP_REQ_VALE_DETACH: {
+      auto *b = static_cast<nmreq_vale_detach *>(body);
+      return simple_op("detach", "detach", name, "", b ? &b->port_index : nullptr);
+    }
+    case NETMAP_REQ_VALE_POLLING_ENABLE:
+    case NETMAP_REQ_VALE_POLLING_DISABLE:
+      return fail(EOPNOTSUPP, name + ": vale-ts has no kernel polling threads (the switch polls on its own)");
+    case NETMAP_REQ_PORT_HDR_GET:
+      if (!body) return fail(EFAULT, "");
+      static_cast<nmreq_port_hdr *>(body)->nr_hdr_len = 0;  // vale-ts ports carry no virtio-net header
+      return 0;
+    case NETMAP_REQ_PORT_HDR_SET:
+      if (!body) return fail(EFAULT, "");
+      if (static_cast<nmreq_port_hdr *>(body)->nr_hdr_len == 0) return 0;
+      return fail(EINVAL, name + ": vale-ts ports carry no virtio-net header (only length 0 is accepted)");
+    case NETMAP_REQ_POOLS_INFO_GET:
+    case NETMAP_REQ_SYNC_KLOOP_START:
+    case NETMAP_REQ_SYNC_KLOOP_STOP:
+    case NETMAP_REQ_CSB_ENABLE:
+      return fail(EOPNOTSUPP, name + ": request " + std::to_string(h->nr_reqtype) + " is not supported under vale-ts");
+    default:
+      return fail(EINVAL, "");
+  }
+}
+
+// legacy NIOCREGIF / NIOCGINFO (struct nmreq)
+int legacy(int fd, NmFd *f, unsigned long req, nmreq *r) {
+  if (!r) return fail(EFAULT, "");
+  const std::string name(r->nr_name, strnlen(r->nr_name, sizeof r->nr_name));
+  const bool served = name.empty() || is_vale_name(name) || is_pipe_name(name) ||
+                      (r->nr_flags & NR_REG_MASK) == NR_REG_PIPE_MASTER || (r->nr_flags & NR_REG_MASK) == NR_REG_PIPE_SLAVE;
+  if (!served) return req == NIOCREGIF ? pass_register(fd, f, req, r, name) : pass_other(req, r, name);
+  if (r->nr_cmd != 0)
+    return fail(EOPNOTSUPP, name + ": legacy VALE commands (nr_cmd " + std::to_string(r->nr_cmd) +
+                                ") are not supported: use NIOCCTRL, as valectl does");
+  if (req == NIOCGINFO) {
+    nmreq_port_info_get pi{};
+    if (port_info(f, name, &pi) < 0) return -1;
+    r->nr_memsize = static_cast<uint32_t>(pi.nr_memsize);
+    r->nr_tx_slots = pi.nr_tx_slots;
+    r->nr_rx_slots = pi.nr_rx_slots;
+    r->nr_tx_rings = pi.nr_tx_rings;
+    r->nr_rx_rings = pi.nr_rx_rings;
+    r->nr_arg2 = pi.nr_mem_id;
+    return 0;
+  }
+  RegWant w{name, r->nr_flags & NR_REG_MASK, 0, 0};
+  uint64_t flags = 0;
+  if (w.mode == NR_REG_DEFAULT) {  // the oldest form: ring id bits say it
+    if (r->nr_ringid & NETMAP_SW_RING) w.mode = NR_REG_SW;
+    else if (r->nr_ringid & NETMAP_HW_RING) w.mode = NR_REG_ONE_NIC;
+    else w.mode = NR_REG_ALL_NIC;
+  }
+  w.ring = r->nr_ringid & NETMAP_RING_MASK;
+  if (r->nr_ringid & NETMAP_NO_TX_POLL) flags |= NR_NO_TX_POLL;
+  if (r->nr_ringid & NETMAP_DO_RX_POLL) flags |= NR_DO_RX_POLL;
+  w.flags = flags | (r->nr_flags & ~static_cast<uint64_t>(NR_REG_MASK));
+  nmreq_register b{};
+  b.nr_tx_slots = r->nr_tx_slots;
+  b.nr_rx_slots = r->nr_rx_slots;
+  b.nr_tx_rings = r->nr_tx_rings;
+  b.nr_rx_rings = r->nr_rx_rings;
+  b.nr_mem_id = r->nr_arg2;
+  b.nr_extra_bufs = r->nr_arg3;
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (do_register(f, w, &b) < 0) return -1;
+  }
+  r->nr_offset = static_cast<uint32_t>(b.nr_offset);
+  r->nr_memsize = static_cast<uint32_t>(b.nr_memsize);
+  r->nr_tx_slots = b.nr_tx_slots;
+  r->nr_rx_slots = b.nr_rx_slots;
+  r->nr_tx_rings = b.nr_tx_rings;
+  r->nr_rx_rings = b.nr_rx_rings;
+  r->nr_arg2 = b.nr_mem_id;
+  r->nr_arg3 = b.nr_extra_bufs;
+  return 0;
+}
+
+int64_t now_ns() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+// The time left before `deadline` (ns, -1: none) as a timespec for ppoll.
+const timespec *left(int64_t deadline, timespec *ts) {
+  if (deadline < 0) return nullptr;
+  int64_t d = deadline - now_ns();
+  if (d < 0) d = 0;
+  ts->tv_sec = d / 1000000000LL;
+  ts->tv_nsec = d % 1000000000LL;
+  return ts;
+}
+
+constexpr nfds_t STACK_FDS = 256;
+
+}  // namespace
+
+bool is_netmap_fd(int fd) { return lookup(fd) != nullptr; }
+
+int dev_open(int flags) {
+  const int fd = eventfd(0, EFD_NONBLOCK | ((flags & O_CLOEXEC) ? EFD_CLOEXEC : 0));
+  if (fd < 0) return -1;
+  std::lock_guard<std::mutex> lk(g_mu);
+  Slot *s = slot_of(fd, true);
+  if (!s) {
+    sys::close(fd);
+    return fail(EMFILE, "fd beyond the preload's table (1048576 fds)");
+  }
+  auto *f = new NmFd;
+  f->fd = fd;
+  s->nm.store(f, std::memory_order_release);
+  g_open_fds.fetch_add(1);
+  return fd;
+}
+
+bool dev_close(int fd, int *rc) {
+  if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
+  Slot *s = slot_of(fd, false);
+  if (!s || (!s->nm.load(std::memory_order_acquire) && !s->ep.load(std::memory_order_acquire))) return false;
+  std::lock_guard<std::mutex> lk(g_mu);
+  NmFd *f = s->nm.load(std::memory_order_acquire);
+  EpSet *e = s->ep.load(std::memory_order_acquire);
+  if (f) {
+    s->nm.store(nullptr, std::memory_order_release);
+    g_open_fds.fetch_sub(1);
+    ep_forget_fd(fd);
+    if (f->port) release_port(f->port);
+    delete f;
+  }
+  if (e) {
+    s->ep.store(nullptr, std::memory_order_release);
+    sys::close(e->q);
+    delete e;
+  }
+  if (!f && !e) return false;
+  *rc = sys::close(fd);
+  return true;
+}
+
+int dev_ioctl(int fd, unsigned long req, void *arg) {
+  NmFd *f = lookup(fd);
+  if (!f) return sys::ioctl(fd, req, arg);
+  Port *p = f->port;
+  if (req == NIOCTXSYNC || req == NIOCRXSYNC) {
+    if (!p) return fail(ENXIO, "");
+    if (req == NIOCTXSYNC) txsync(p);
+    else rxsync(p);
+    return 0;
+  }
+  if (req == NIOCCTRL) return ctrl(fd, f, static_cast<nmreq_header *>(arg));
+  if (req == NIOCREGIF || req == NIOCGINFO) return legacy(fd, f, req, static_cast<nmreq *>(arg));
+  return sys::ioctl(fd, req, arg);
+}
+
+void *dev_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t off) {
+  NmFd *f = lookup(fd);
+  Port *p = f ? f->port : nullptr;
+  if (!p) {
+    errno = f ? EINVAL : EBADF;
+    return MAP_FAILED;
+  }
+  Region *r = p->region;
+  const uint64_t total = r->memsize + OVERLAY_SIZE;
+  if (off != 0 || len == 0 || len > total) {
+    say(p->name + ": mmap must start at offset 0 and cover at most nr_memsize (" + std::to_string(total) + ") bytes");
+    errno = EINVAL;
+    return MAP_FAILED;
+  }
+  void *res = sys::mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), -1, 0);
+  if (res == MAP_FAILED) return MAP_FAILED;
+  auto *base = static_cast<uint8_t *>(res);
+  const size_t first = len < r->memsize ? len : r->memsize;
+  if (sys::mmap(base, first, prot, MAP_SHARED | MAP_FIXED, r->map_fd, 0) == MAP_FAILED ||
+      (len > r->memsize &&
+       sys::mmap(base + r->memsize, len - r->memsize, prot, MAP_SHARED | MAP_FIXED, r->overlay_fd, 0) == MAP_FAILED)) {
+    const int e = errno;
+    munmap(base, len);
+    errno = e;
+    return MAP_FAILED;
+  }
+  return base;
+}
+
+int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask) {
+  if (g_open_fds.load(std::memory_order_relaxed) == 0 || !fds) return sys::ppoll(fds, n, timeout, mask);
+  nfds_t mine = 0;
+  for (nfds_t i = 0; i < n; i++) {
+    NmFd *f = lookup(fds[i].fd);
+    if (f && f->port) mine++;
+  }
+  if (mine == 0) return sys::ppoll(fds, n, timeout, mask);
+  // the kernel's view of the set: ours replaced by our doorbells, plus the
+  // control sockets whose EOF says vale-ts went away
+  pollfd stack[STACK_FDS];
+  Port *stack_ports[STACK_FDS];
+  std::vector<pollfd> heap;
+  std::vector<Port *> heap_ports;
+  const nfds_t total = n + mine;
+  pollfd *k = stack;
+  Port **ports = stack_ports;
+  if (total > STACK_FDS) {  // a set this large is beyond netmap's usual single fd
+    heap.resize(total);
+    heap_ports.resize(n);
+    k = heap.data();
+    ports = heap_ports.data();
+  }
+  const int64_t deadline = timeout ? now_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
+  for (;;) {
+    int ready = 0;
+    for (nfds_t i = 0; i < n; i++) {
+      NmFd *f = lookup(fds[i].fd);
+      ports[i] = f ? f->port : nullptr;
+      fds[i].revents = 0;
+      if (ports[i]) {
+        fds[i].revents = port_check(ports[i], fds[i].events);
+        if (fds[i].revents) ready++;
+      }
+    }
+    if (!ready) {
+      for (nfds_t i = 0; i < n; i++)
+        if (ports[i]) arm(ports[i], fds[i].events, 1);
+      for (nfds_t i = 0; i < n; i++)
+        if (ports[i]) {
+          fds[i].revents = port_check(ports[i], fds[i].events);
+          if (fds[i].revents) ready++;
+        }
+    }
+    // the common case, netmap's own fds only and one ready: no syscall at all
+    if (ready && mine == n) return ready;
+    nfds_t m = 0;
+    for (nfds_t i = 0; i < n; i++) {
+      if (ports[i]) k[i] = {ready ? -1 : ports[i]->wait_fd, POLLIN, 0};
+      else k[i] = {fds[i].fd, fds[i].events, 0};
+    }
+    for (nfds_t i = 0; i < n; i++)
+      if (ports[i] && ports[i]->hup_fd >= 0 && !ready) k[n + m++] = {ports[i]->hup_fd, POLLIN, 0};
+    timespec zero{0, 0}, ts;
+    const int rc = sys::ppoll(k, n + m, ready ? &zero : left(deadline, &ts), ready ? nullptr : mask);
+    const int e = errno;
+    if (!ready)
+      for (nfds_t i = 0; i < n; i++)
+        if (ports[i]) arm(ports[i], fds[i].events, 0);
+    if (rc < 0) {
+      errno = e;
+      return -1;
+    }
+    int count = 0;
+    for (nfds_t i = 0; i < n; i++) {
+      if (!ports[i]) {
+        fds[i].revents = k[i].revents;
+        if (k[i].revents) count++;
+        continue;
+      }
+      if (!ready && (k[i].revents & POLLIN)) drain(k[i].fd);
+    }
+    if (!ready) {
+      m = 0;
+      for (nfds_t i = 0; i < n; i++)
+        if (ports[i] && ports[i]->hup_fd >= 0) {
+          if (k[n + m].revents) ports[i]->hung.store(true, std::memory_order_relaxed);
+          m++;
+        }
+      for (nfds_t i = 0; i < n; i++)
+        if (ports[i]) fds[i].revents = port_check(ports[i], fds[i].events);
+    }
+    for (nfds_t i = 0; i < n; i++)
+      if (ports[i] && fds[i].revents) count++;
+    if (count || ready || rc == 0) return count;
+    if (deadline >= 0 && now_ns() >= deadline) return 0;
+    // woken with nothing for the caller (a stale kick): sleep again
+  }
+}
+
+int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
+  NmFd *f = lookup(fd);
+  if (!f) return sys::epoll_ctl(epfd, op, fd, ev);
+  std::lock_guard<std::mutex> lk(g_mu);
+  Slot *s = slot_of(epfd, true);
+  if (!s) return fail(EBADF, "");
+  EpSet *set = s->ep.load(std::memory_order_acquire);
+  if (!set) {
+    if (fcntl(epfd, F_GETFD) < 0) return -1;
+    set = new EpSet;
+    set->epfd = epfd;
+    set->q = static_cast<int>(syscall(SYS_epoll_create1, EPOLL_CLOEXEC));
+    epoll_event uev{};
+    uev.events = EPOLLIN;
+    uev.data.u64 = EP_USER_SET;
+    if (set->q < 0 || sys::epoll_ctl(set->q, EPOLL_CTL_ADD, epfd, &uev) < 0) {
+      const int e = errno;
+      if (set->q >= 0) sys::close(set->q);
+      delete set;
+      errno = e;
+      return -1;
+    }
+    ep_changed(set);
+    s->ep.store(set, std::memory_order_release);
+  }
+  size_t j = 0;
+  while (j < set->entries.size() && set->entries[j].fd != fd) j++;
+  const bool found = j < set->entries.size();
+  switch (op) {
+    case EPOLL_CTL_ADD:
+      if (found) return fail(EEXIST, "");
+      if (!ev) return fail(EFAULT, "");
+      set->entries.push_back({fd, ev->events, ev->data});
+      ep_changed(set);
+      return 0;
+    case EPOLL_CTL_MOD:
+      if (!found) return fail(ENOENT, "");
+      if (!ev) return fail(EFAULT, "");
+      set->entries[j].events = ev->events;
+      set->entries[j].data = ev->data;
+      ep_changed(set);
+      return 0;
+    case EPOLL_CTL_DEL:
+      if (!found) return fail(ENOENT, "");
+      if (set->entries[j].watched_wait >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, set->entries[j].watched_wait, nullptr);
+      if (set->entries[j].watched_hup >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, set->entries[j].watched_hup, nullptr);
+      set->entries.erase(set->entries.begin() + static_cast<long>(j));
+      ep_changed(set);
+      return 0;
+    default:
+      return fail(EINVAL, "");
+  }
+}
+
+bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct timespec *timeout, const sigset_t *mask,
+                    int *rc) {
+  if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
+  Slot *s = slot_of(epfd, false);
+  EpSet *set = s ? s->ep.load(std::memory_order_acquire) : nullptr;
+  if (!set) return false;
+  if (max <= 0) {
+    errno = EINVAL;
+    *rc = -1;
+    return true;
+  }
+  EpSnapshot &sn = t_ep;
+  if (sn.set != set || sn.gen != set->gen.load(std::memory_order_acquire) || !sn.complete) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    sn.set = set;
+    sn.gen = set->gen.load(std::memory_order_relaxed);
+    sn.complete = true;
+    sn.n = 0;
+    for (EpEntry &en : set->entries) {
+      NmFd *f = lookup(en.fd);
+      if (!f || !f->port) {
+        sn.complete = false;  // look again once it has registered
+        continue;
+      }
+      if (sn.n == 64) break;
+      Port *p = f->port;
+      if (en.watched_wait != p->wait_fd) {
+        epoll_event w{};
+        w.events = EPOLLIN;
+        w.data.u64 = static_cast<uint64_t>(en.fd);
+        if (en.watched_wait >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, en.watched_wait, nullptr);
+        sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->wait_fd, &w);
+        en.watched_wait = p->wait_fd;
+        if (p->hup_fd >= 0) {
+          w.data.u64 = static_cast<uint64_t>(en.fd) | EP_HUP_BIT;
+          sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->hup_fd, &w);
+          en.watched_hup = p->hup_fd;
+        }
+      }
+      sn.m[sn.n++] = {en.fd, p, en.events, en.data};
+    }
+  }
+  const EpMember *members = sn.m;
+  const int nm = sn.n;
+  if (nm == 0) return false;
+  const int64_t deadline =
+      timeout ? now_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
+  auto collect = [&](int *count) {
+    for (int i = 0; i < nm && *count < max; i++) {
+      const short rev = port_check(members[i].p, static_cast<short>(members[i].events & 0xffff));
+      if (rev) {
+        out[*count].events = static_cast<uint32_t>(rev);
+        out[*count].data = members[i].data;
+        (*count)++;
+      }
+    }
+  };
+  for (;;) {
+    int count = 0;
+    collect(&count);
+    if (!count) {
+      for (int i = 0; i < nm; i++) arm(members[i].p, static_cast<short>(members[i].events), 1);
+      collect(&count);
+    }
+    if (!count) {
+      epoll_event got[66];
+      const int gmax = nm + 1 < 66 ? nm + 1 : 66;
+      timespec ts;
+      const timespec *t = left(deadline, &ts);
+      const int ms = t ? static_cast<int>(t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000) : -1;
+      const int r = sys::epoll_pwait(set->q, got, gmax, ms, mask);
+      const int e = errno;
+      for (int i = 0; i < nm; i++) arm(members[i].p, static_cast<short>(members[i].events), 0);
+      if (r < 0) {
+        errno = e;
+        *rc = -1;
+        return true;
+      }
+      for (int i = 0; i < r; i++) {
+        const uint64_t d = got[i].data.u64;
+        if (d == EP_USER_SET) continue;
+        const int fd = static_cast<int>(d & 0xffffffffu);
+        for (int j = 0; j < nm; j++) {
+          if (members[j].fd != fd) continue;
+          if (d & EP_HUP_BIT) members[j].p->hung.store(true, std::memory_order_relaxed);
+          else drain(members[j].p->wait_fd);
+        }
+      }
+      collect(&count);
+    }
+    if (count < max) {
+      const int r = sys::epoll_pwait(epfd, out + count, max - count, 0, nullptr);
+      if (r > 0) count += r;
+    }
+    if (count || (deadline >= 0 && now_ns() >= deadline)) {
+      *rc = count;
+      return true;
+    }
+  }
+}
+
+}  // namespace nmpre

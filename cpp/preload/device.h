@@ -1,0 +1,39 @@
+// The emulated /dev/netmap: what an fd returned by open("/dev/netmap") is
+// under the preload, and the netmap operations on it (ioctl, mmap, poll,
+// close). interpose.cc routes the libc calls here; everything else passes
+// through untouched.
+#pragma once
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace nmpre {
+
+// Emulated fds currently open; 0 means every call passes straight through.
+extern std::atomic<int> g_open_fds;
+
+bool is_netmap_fd(int fd);
+// open("/dev/netmap"): a new emulated fd, or -1 with errno.
+int dev_open(int flags);
+// close(fd) of an emulated fd (releases its registration), or of an epoll
+// fd we track. Returns true when the fd was ours and is now closed.
+bool dev_close(int fd, int *rc);
+// ioctl on an emulated fd.
+int dev_ioctl(int fd, unsigned long req, void *arg);
+// mmap of an emulated fd.
+void *dev_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t off);
+// poll/ppoll over a set that may include emulated fds; timeout null: forever.
+int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask);
+// epoll_ctl with an emulated fd (tracked by us, not the kernel).
+int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+// epoll_wait on an epoll fd; returns false when the set holds no emulated
+// fd (the caller then passes the call through).
+bool dev_epoll_wait(int epfd, struct epoll_event *ev, int max, const struct timespec *timeout, const sigset_t *mask,
+                    int *rc);
+
+}  // namespace nmpre
