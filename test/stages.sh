@@ -3,10 +3,11 @@
 # failed, then a per-stage summary and a final "N passed, N failed" line. Exits
 # non-zero if any stage failed.
 #
-# TEST_STAGES (space-separated) picks stages; default: tsc ava asan, in this order.
+# TEST_STAGES (space-separated) picks stages; default: tsc ava asan soak, in this order.
 #   tsc    compile TypeScript (src, tools, tests) into dist/
 #   ava    unit and integration tests
 #   asan   the native-heavy tests again under AddressSanitizer + UBSan
+#   soak   bench/soak.ts for one minute: honest and hostile clients, crashes, reconnects
 #   conformance  the real netmap.ko in a QEMU guest (test/conformance/run.sh)
 # .ci/run uses TEST_STAGES for its second pass under CPU hogs, so a stage that
 # must run only once (a long conformance run in a VM, say) is simply left out
@@ -17,12 +18,13 @@ cd "$(dirname "$0")/.."
 # conformance is opt-in (TEST_STAGES or `npm run test:conformance`): it
 # boots a QEMU guest for ~16-26 min and two of its checks are still open
 # (README: Conformance suite), so it is not yet part of `npm test` or CI
-DEFAULT="tsc ava asan"
-ALL="tsc ava asan conformance"
+DEFAULT="tsc ava asan soak"
+ALL="tsc ava asan soak conformance"
 
 stage_tsc() { node_modules/.bin/tsc -p tsconfig.json; }
 stage_ava() { node_modules/.bin/ava; }
 stage_asan() { bash test/asan/run.sh; }
+stage_soak() { node dist/bench/soak.js --minutes 1; }   # issue 9: a minute of honest + hostile clients; no crash, every honest frame accounted for
 stage_conformance() { bash test/conformance/run.sh; }   # the real netmap.ko in a QEMU guest (README: Conformance suite)
 
 stages=${TEST_STAGES:-$DEFAULT}
