@@ -27,6 +27,9 @@ const BENCHES: Bench[] = [
   { file: 'switch.bench.js', quick: ['--seconds', '1', '--no-bridge'], full: [] },
   { file: 'scale.bench.js', quick: ['--seconds', '1', '--pairs', '1,2'], full: [] },
   { file: 'rtt.bench.js', quick: ['--count', '200'], full: [] },
+  { file: 'fairness.bench.js', quick: ['--rounds', '1'], full: [] },
+  { file: 'preload.bench.js', quick: ['--count', '500000', '--rounds', '1'], full: [] },
+  { file: 'soak.js', quick: ['--minutes', '1'], full: [] },
 ];
 
 interface Outcome {
