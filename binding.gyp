@@ -11,6 +11,7 @@
         "cpp/napi/pipe.cc",
         "cpp/napi/kernel_port.cc",
         "cpp/tools/pktgen.cc",
+        "cpp/core/switch_core.cc",
         "cpp/napi/switch_core.cc"
       ],
       "include_dirs": ["cpp", "<!(node -p \"require('node-addon-api').include_dir\")"],

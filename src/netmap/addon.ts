@@ -54,15 +54,24 @@ export interface NativePipe {
 export interface NativeSwitchPort {
   id: number;
   fd: number;
-  memory: ArrayBuffer;
   switchBell: number;
   clientBell: number;
   size: number;
   nifpOffset: number;
 }
 
-/** The switch datapath (cpp/switch_core.cc). */
+/** The switch datapath (cpp/core/switch_core.h, bound in cpp/napi/switch_core.cc). */
 export interface NativeSwitchCore {
+  /** the batch as the lookup sees it: arrays over the core's own memory */
+  readonly headers: Uint8Array;
+  readonly offsets: Uint32Array;
+  readonly lens: Uint16Array;
+  readonly sources: Uint8Array;
+  readonly dests: Int16Array;
+  /** bytes of each frame snapshotted for the lookup */
+  readonly headerBytes: number;
+  /** the epoll set of every switch doorbell */
+  readonly waitFd: number;
   addPort(
     params: { txRings?: number; rxRings?: number; txSlots?: number; rxSlots?: number; bufSize?: number; extraBufs?: number },
     name: string,
@@ -75,14 +84,34 @@ export interface NativeSwitchCore {
   setAttached(id: number, on: boolean): void;
   /** doorbells of further registrations sharing the port (kicked with the first) */
   setExtraBells(id: number, fds: number[]): void;
-  collect(id: number, ring: number, max: number): number;
-  /** frames consumed; -(n+1) when lossless backpressure stopped after n */
-  forward(): number;
-  pending(id: number, ring: number): number;
-  arm(id: number, on: boolean, rxToo: boolean): void;
-  flushRx(): void;
-  drainBell(id: number): void;
+  /**
+   * One round over every port: collect, call `lookup` (only for a non-empty
+   * batch), deliver. Frames consumed; -(n+1) when lossless backpressure holds some.
+   */
+  round(lookup: (headers: Uint8Array, offsets: Uint32Array, lens: Uint16Array, count: number, sources: Uint8Array, dests: Int16Array) => void): number;
+  /** ask every client for kicks; false (nothing armed) when frames arrived meanwhile */
+  armAll(rxToo: boolean): boolean;
+  /** withdraw every kick request and drain the doorbells that rang */
+  disarmAll(): void;
+  /** block this thread until a doorbell or notify() rings (datapath threads only) */
+  wait(timeoutMs: number): boolean;
+  /** wake wait() */
+  notify(): void;
+  /** a token another thread passes to SwitchCore.attach() to share this core */
+  share(): number;
   stats(id: number): Record<string, number>;
+}
+
+/** The switch core's constructor and statics. */
+export interface NativeSwitchCoreClass {
+  new (opts: { batch?: number; headerBytes?: number }): NativeSwitchCore;
+  attach(token: number): NativeSwitchCore;
+  /** sched_yield() */
+  yieldCpu(): void;
+  readonly counterNames: readonly string[];
+  readonly maxBatch: number;
+  readonly defaultHeaderBytes: number;
+  readonly maxHeaderBytes: number;
 }
 
 /** Message received on a unix socket. */
@@ -115,7 +144,7 @@ export interface NativeAddon {
   computeLayout(p: RegionParams): NativeLayout;
   createRegion(p: RegionParams, names: string[]): { fd: number; memory: ArrayBuffer; layout: NativeLayout };
   validateRegion(memory: ArrayBuffer): NativeLayout;
-  SwitchCore: new (offsets: Uint32Array, lens: Uint16Array, dests: Int16Array) => NativeSwitchCore;
+  SwitchCore: NativeSwitchCoreClass;
   Pipe: new (path: string, end: number, params: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number }, name: string) => NativePipe;
 }
 

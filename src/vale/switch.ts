@@ -1,8 +1,10 @@
 /**
  * One VALE-style switch (vale0, vale1, ...): its ports, its forwarding
  * decision (learning bridge unless a lookup is given) and the loop that
- * moves frames. Decisions happen here in TypeScript, per batch, reading
- * Ethernet headers in place; copies happen in C++ (cpp/switch_core.cc).
+ * moves frames. Each round is one native call (cpp/core/switch_core.h): it
+ * collects one batch across every port, calls the decision here in
+ * TypeScript once for that batch, on header bytes it copied out of the
+ * clients' reach, and delivers it.
  */
 import { EventEmitter } from 'node:events';
 import { native, type NativeFdWatcher, type NativeSwitchCore } from '../netmap/addon.js';
@@ -18,6 +20,11 @@ export interface SwitchOptions {
   lookup?: BatchLookup;
   /** Frames taken from one source ring per turn (default 512). */
   batch?: number;
+  /**
+   * Bytes at the start of each frame the lookup can read (default 128,
+   * 14..2048): the switch copies them before deciding and delivers that copy.
+   */
+  headerBytes?: number;
   /** Keep polling this long (µs) after the last frame before sleeping (default 50). */
   busyPollUs?: number;
   /** MAC table aging (default 300 000 ms). */
@@ -52,13 +59,9 @@ export interface SwitchPort {
   readonly geometry: PortGeometry;
   /** fds to hand a client: region, client doorbell, switch doorbell */
   readonly fds: readonly [number, number, number];
-  readonly bytes: Uint8Array;
   readonly txRings: number;
   readonly rxRings: number;
-  readonly watcher: NativeFdWatcher;
 }
-
-const MAX_BATCH = 4096;
 
 /**
  * Frames counted under any drop reason (every counter named drop*): with
@@ -78,14 +81,10 @@ export class Switch extends EventEmitter {
   readonly bridge: LearningBridge | undefined;
   private readonly lookup: BatchLookup;
   private readonly core: NativeSwitchCore;
-  private readonly offsets: Uint32Array;
-  private readonly lens: Uint16Array;
-  private readonly dests: Int16Array;
-  private readonly batch: number;
+  /** one watcher on the core's epoll set of every doorbell */
+  private readonly watcher: NativeFdWatcher;
   private readonly busyPollNs: bigint;
   private readonly portsById = new Map<number, SwitchPort>();
-  private order: SwitchPort[] = [];
-  private rr = 0;
   private running = false;
   private sleeping = false;
   private scheduled = false;
@@ -104,15 +103,18 @@ export class Switch extends EventEmitter {
     }
     this.name = name;
     const batch = opts.batch ?? 512;
-    if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH) throw new RangeError(`batch ${batch} out of range: use 1..${MAX_BATCH}`);
-    this.batch = batch;
+    const maxBatch = native.SwitchCore.maxBatch;
+    if (!Number.isInteger(batch) || batch < 1 || batch > maxBatch) throw new RangeError(`batch ${batch} out of range: use 1..${maxBatch}`);
+    const headerBytes = opts.headerBytes ?? native.SwitchCore.defaultHeaderBytes;
+    const maxHeader = native.SwitchCore.maxHeaderBytes;
+    if (!Number.isInteger(headerBytes) || headerBytes < 14 || headerBytes > maxHeader) {
+      throw new RangeError(`headerBytes ${headerBytes} out of range: use 14..${maxHeader} (the lookup reads at least the Ethernet header)`);
+    }
     const busy = opts.busyPollUs ?? 50;
     if (!(busy >= 0)) throw new RangeError(`busyPollUs ${busy} must be >= 0`);
     this.busyPollNs = BigInt(Math.round(busy * 1000));
-    this.offsets = new Uint32Array(MAX_BATCH);
-    this.lens = new Uint16Array(MAX_BATCH);
-    this.dests = new Int16Array(MAX_BATCH);
-    this.core = new native.SwitchCore(this.offsets, this.lens, this.dests);
+    this.core = new native.SwitchCore({ batch, headerBytes });
+    this.watcher = new native.FdWatcher(this.core.waitFd, () => this.wake());
     if (opts.lookup) {
       this.lookup = opts.lookup;
     } else {
@@ -144,7 +146,6 @@ export class Switch extends EventEmitter {
     if (opts.persistent) this.core.setAttached(np.id, false);
     const txRings = params.txRings ?? 1;
     const rxRings = params.rxRings ?? 1;
-    const watcher = new native.FdWatcher(np.switchBell, () => this.wake());
     const port: SwitchPort = {
       name,
       index: np.id,
@@ -162,17 +163,12 @@ export class Switch extends EventEmitter {
         memId: np.id + 2,
       },
       fds: [np.fd, np.clientBell, np.switchBell],
-      bytes: new Uint8Array(np.memory),
       txRings,
       rxRings,
-      watcher,
     };
     this.portsById.set(np.id, port);
-    this.order = this.ports();
-    if (this.sleeping) {
-      this.core.arm(np.id, true, this.blocked);
-      watcher.start(1);
-    }
+    // a sleeping switch asks the new port for kicks too (one call re-arms all)
+    if (this.sleeping && !this.core.armAll(this.blocked)) this.wake();
     this.start();
     this.emit('port', port);
     return port;
@@ -182,13 +178,11 @@ export class Switch extends EventEmitter {
   removePort(index: number): void {
     const p = this.portsById.get(index);
     if (!p) return;
-    p.watcher.close();
     // take what the port queued before it went, then count what is left
     this.pump();
     const last = this.core.removePort(index);
     for (const [k, v] of Object.entries(last)) this.retired[k] = (this.retired[k] ?? 0) + v;
     this.portsById.delete(index);
-    this.order = this.ports();
     this.bridge?.portRemoved(index);
     this.emit('portRemoved', p);
   }
@@ -246,34 +240,15 @@ export class Switch extends EventEmitter {
   }
 
   /**
-   * One round over every port, round-robin, at most one batch per tx ring:
-   * each source gets its turn, so N senders into one receiver get ~1/N each.
+   * One round over every port, in one native call: at most `batch` frames
+   * per tx ring, starting from a rotating port so N senders into one
+   * receiver get ~1/N each; the lookup runs once, only if frames came.
    * Returns the frames consumed.
    */
   pump(): number {
-    const order = this.order;
-    const n = order.length;
-    if (n === 0) return 0;
-    const start = this.rr++ % n;
-    let moved = 0;
-    let blocked = false;
-    const core = this.core;
-    for (let k = 0; k < n; k++) {
-      const p = order[(start + k) % n]!;
-      for (let r = 0; r < p.txRings; r++) {
-        const cnt = core.collect(p.index, r, this.batch);
-        if (cnt > 0) this.lookup(p.bytes, this.offsets, this.lens, cnt, p.index, this.dests);
-        const done = core.forward();
-        if (done < 0) {
-          blocked = true;
-          moved += -done - 1;
-        } else {
-          moved += done;
-        }
-      }
-    }
-    this.blocked = blocked;
-    return moved;
+    const done = this.core.round(this.lookup);
+    this.blocked = done < 0;
+    return done < 0 ? -done - 1 : done;
   }
 
   private start(): void {
@@ -296,7 +271,13 @@ export class Switch extends EventEmitter {
     if (this.closed) return;
     const moved = this.pump();
     const now = process.hrtime.bigint();
-    if (moved > 0) this.lastWork = now;
+    if (moved > 0) {
+      this.lastWork = now;
+    } else if (now - this.lastWork < this.busyPollNs) {
+      // polling and nothing came: let other runnable threads have the CPU
+      // (a client this switch waits for may be one of them)
+      native.SwitchCore.yieldCpu();
+    }
     if (now - this.lastWork < this.busyPollNs) {
       this.schedule();
       return;
@@ -304,23 +285,16 @@ export class Switch extends EventEmitter {
     this.sleep();
   }
 
-  private anyPending(): boolean {
-    for (const p of this.order) for (let r = 0; r < p.txRings; r++) if (this.core.pending(p.index, r) > 0) return true;
-    return false;
-  }
-
-  /** Ask every client for a kick, re-check, and sleep on the doorbells. */
+  /** Ask every client for a kick (one call), re-check, and sleep on the one doorbell set. */
   private sleep(): void {
     const blocked = this.blocked;
-    for (const p of this.order) this.core.arm(p.index, true, blocked);
-    if (!blocked && this.anyPending()) {
-      for (const p of this.order) this.core.arm(p.index, false, false);
+    if (!this.core.armAll(blocked)) {
       this.lastWork = process.hrtime.bigint();
       this.schedule();
       return;
     }
     this.sleeping = true;
-    for (const p of this.order) p.watcher.start(1);
+    this.watcher.start(1);
     // backpressured frames wait for a receiver's kick; a timer guards against
     // a receiver that never asks
     if (blocked) this.wakeTimer = setTimeout(() => this.wake(), 10);
@@ -333,13 +307,11 @@ export class Switch extends EventEmitter {
       clearTimeout(this.wakeTimer);
       this.wakeTimer = undefined;
     }
-    for (const p of this.order) {
-      p.watcher.stop();
-      this.core.arm(p.index, false, false);
-      this.core.drainBell(p.index);
-    }
+    this.watcher.stop();
+    this.core.disarmAll();
     this.lastWork = process.hrtime.bigint();
-    this.schedule();
+    // forward at once: the frame that rang is waiting
+    if (!this.closed) this.loop();
   }
 
   /** Stop forwarding and release every port. */
@@ -349,5 +321,6 @@ export class Switch extends EventEmitter {
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
     for (const p of [...this.portsById.values()]) this.removePort(p.index);
+    this.watcher.close();
   }
 }
