@@ -7,12 +7,14 @@ import { parseArgs } from 'node:util';
 import { ValeServer } from '../src/vale/server.js';
 import { defaultSocketPath } from '../src/control/protocol.js';
 
-const USAGE = `usage: vale-ts [--socket PATH] [--batch N] [--busy-poll-us US] [--mac-age S] [--mac-table N]
+const USAGE = `usage: vale-ts [--socket PATH] [--batch N] [--busy-poll-us US] [--datapath thread|loop] [--mac-age S] [--mac-table N]
 
   --socket PATH      control socket (default: $VALE_TS_SOCKET, /run/vale-ts/vale-ts.sock as root,
                      else $XDG_RUNTIME_DIR/vale-ts.sock)
   --batch N          frames taken from one source ring per turn (1..4096, default 512)
   --busy-poll-us US  keep polling this long after the last frame before sleeping (default 50)
+  --datapath MODE    thread: each switch forwards on a thread of its own that a doorbell wakes
+                     directly (default); loop: on the event loop of the control server
   --mac-age S        MAC table entry lifetime in seconds (default 300)
   --mac-table N      MAC table size bound (default 8192)
   -h, --help         this text
@@ -36,6 +38,7 @@ async function main(): Promise<void> {
         socket: { type: 'string' },
         batch: { type: 'string' },
         'busy-poll-us': { type: 'string' },
+        datapath: { type: 'string' },
         'mac-age': { type: 'string' },
         'mac-table': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -55,7 +58,12 @@ async function main(): Promise<void> {
   const busy = num('busy-poll-us', values['busy-poll-us'], 0, 1e7);
   const age = num('mac-age', values['mac-age'], 0.001, 1e9);
   const table = num('mac-table', values['mac-table'], 1, 1 << 24);
-  const switchOptions: import('../src/vale/switch.js').SwitchOptions = {};
+  const datapath = values.datapath ?? 'thread';
+  if (datapath !== 'thread' && datapath !== 'loop') {
+    process.stderr.write(`vale-ts: --datapath ${datapath} is invalid: expected thread or loop\n`);
+    process.exit(1);
+  }
+  const switchOptions: import('../src/vale/switch.js').SwitchOptions = { datapath };
   if (batch !== undefined) switchOptions.batch = Math.floor(batch);
   if (busy !== undefined) switchOptions.busyPollUs = busy;
   if (age !== undefined) switchOptions.macAgeMs = age * 1000;

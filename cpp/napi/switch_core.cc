@@ -179,22 +179,36 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   Napi::Value Round(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "round(lookup: function)");
-    Napi::Function fn = info[0].As<Napi::Function>();
-    Napi::Value failure;
-    bool failed = false;
+    napi_value fn = info[0];
+    napi_value recv = env.Undefined();
+    napi_value thrown = nullptr;
+    bool stopping = false;
+    // the C API here, not Napi::Function::Call: a thread being terminated
+    // (a worker at process exit) must unwind quietly, not throw from C++
     RoundResult r = core_->round([&](LookupBatch &b) {
-      try {
-        fn.Call({views_[0].Value(), views_[1].Value(), views_[2].Value(), Napi::Number::New(env, b.count),
-                 views_[3].Value(), views_[4].Value()});
-        return true;
-      } catch (const Napi::Error &e) {
-        failure = e.Value();
-        failed = true;
+      napi_value argv[6] = {views_[0].Value(), views_[1].Value(), views_[2].Value(), nullptr, views_[3].Value(),
+                            views_[4].Value()};
+      if (napi_create_uint32(env, b.count, &argv[3]) != napi_ok) {
+        stopping = true;
         return false;
       }
+      napi_value ret;
+      napi_status st = napi_call_function(env, recv, fn, 6, argv, &ret);
+      if (st == napi_ok) return true;
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending && napi_get_and_clear_last_exception(env, &thrown) == napi_ok && thrown) return false;
+      stopping = true;
+      return false;
     });
-    if (failed) throw Napi::Error(env, failure);
-    return Napi::Number::New(env, r.blocked ? -static_cast<double>(r.moved) - 1 : r.moved);
+    if (thrown) {
+      napi_throw(env, thrown);
+      return Napi::Value();
+    }
+    if (stopping) return Napi::Value();
+    napi_value out;
+    napi_create_double(env, r.blocked ? -static_cast<double>(r.moved) - 1 : r.moved, &out);
+    return Napi::Value(env, out);
   }
 
   // armAll(rxToo) -> false when frames arrived meanwhile (do not sleep)

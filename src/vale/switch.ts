@@ -7,17 +7,33 @@
  * clients' reach, and delivers it.
  */
 import { EventEmitter } from 'node:events';
+import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native, type NativeFdWatcher, type NativeSwitchCore } from '../netmap/addon.js';
 import { type Clock, systemClock } from './clock.js';
 import { LearningBridge, type BatchLookup } from './learning-bridge.js';
 import type { PortGeometry, SwitchStats } from '../control/protocol.js';
+import type { DatapathCommand, DatapathInit } from './datapath-thread.js';
 
 export { DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type BatchLookup } from './learning-bridge.js';
 
 /** Options of a switch. */
 export interface SwitchOptions {
-  /** Replaces the learning bridge: decide a destination per frame of a batch. */
+  /**
+   * Where the forwarding loop runs. 'loop' (default): on this thread's event
+   * loop, sleeping in a libuv watcher. 'thread': on a worker thread of its
+   * own that sleeps in epoll_wait, so a doorbell wakes it in microseconds
+   * whatever the event loop is doing; the lookup then comes from
+   * {@link SwitchOptions.lookupModule} (a function cannot cross threads), and
+   * the MAC table in {@link Switch.stats} is the one the thread last
+   * published (about once a second, and when a port goes).
+   */
+  datapath?: 'loop' | 'thread';
+  /** Replaces the learning bridge: decide a destination per frame of a batch ('loop' datapath). */
   lookup?: BatchLookup;
+  /** 'thread' datapath: a module (path or file: URL) whose export is the lookup. */
+  lookupModule?: string;
+  /** The export of {@link SwitchOptions.lookupModule} to use (default 'lookup'). */
+  lookupExport?: string;
   /** Frames taken from one source ring per turn (default 512). */
   batch?: number;
   /**
@@ -73,16 +89,27 @@ export function sumDrops(counters: Readonly<Record<string, number>>): number {
   return n;
 }
 
+/** Switches with a datapath thread, woken at exit so the thread ends at once. */
+const threadSwitches = new Set<Switch>();
+function wakeThreadsAtExit(): void {
+  for (const sw of threadSwitches) sw.close();
+}
+
 /** A switch. Ports come from its control server, or {@link Switch.addPort}. */
 export class Switch extends EventEmitter {
   readonly name: string;
   /** netmap's bridge_idx, assigned by the server hosting the switch */
   bridgeIndex = 0;
   readonly bridge: LearningBridge | undefined;
-  private readonly lookup: BatchLookup;
+  /** 'thread': where the forwarding loop runs (see {@link SwitchOptions.datapath}) */
+  readonly datapath: 'loop' | 'thread';
+  private readonly lookup: BatchLookup | undefined;
   private readonly core: NativeSwitchCore;
-  /** one watcher on the core's epoll set of every doorbell */
-  private readonly watcher: NativeFdWatcher;
+  /** 'loop': one watcher on the core's epoll set of every doorbell */
+  private readonly watcher: NativeFdWatcher | undefined;
+  /** 'thread': the datapath thread, its command port, its last MAC table */
+  private readonly thread: { worker: Worker; control: MessagePort; ready: Promise<void>; exited: Promise<void> } | undefined;
+  private threadMac: { entries: { mac: string; port: number; ageMs: number }[]; counters: Record<string, number>; size: number; at: number } | undefined;
   private readonly busyPollNs: bigint;
   private readonly portsById = new Map<number, SwitchPort>();
   private running = false;
@@ -114,6 +141,13 @@ export class Switch extends EventEmitter {
     if (!(busy >= 0)) throw new RangeError(`busyPollUs ${busy} must be >= 0`);
     this.busyPollNs = BigInt(Math.round(busy * 1000));
     this.core = new native.SwitchCore({ batch, headerBytes });
+    this.datapath = opts.datapath ?? 'loop';
+    if (this.datapath === 'thread') {
+      if (opts.lookup) throw new TypeError(`switch ${name}: a 'thread' datapath takes its lookup from lookupModule (a function cannot cross threads)`);
+      this.thread = this.startThread(busy, opts);
+      return;
+    }
+    if (opts.datapath !== undefined && opts.datapath !== 'loop') throw new RangeError(`datapath '${String(opts.datapath)}': use 'loop' or 'thread'`);
     this.watcher = new native.FdWatcher(this.core.waitFd, () => this.wake());
     if (opts.lookup) {
       this.lookup = opts.lookup;
@@ -124,6 +158,54 @@ export class Switch extends EventEmitter {
       this.expireTimer = setInterval(() => lb.expire(), 1000);
       this.expireTimer.unref();
     }
+  }
+
+  private startThread(busyPollUs: number, opts: SwitchOptions): NonNullable<Switch['thread']> {
+    const { port1, port2 } = new MessageChannel();
+    const init: DatapathInit = { token: this.core.share(), busyPollUs, control: port2 };
+    if (opts.lookupModule !== undefined) init.lookupModule = opts.lookupModule;
+    if (opts.lookupExport !== undefined) init.lookupExport = opts.lookupExport;
+    if (opts.macTableSize !== undefined) init.macTableSize = opts.macTableSize;
+    if (opts.macAgeMs !== undefined) init.macAgeMs = opts.macAgeMs;
+    const worker = new Worker(new URL('./datapath-thread.js', import.meta.url), { workerData: init, transferList: [port2] });
+    let readyRes: () => void = () => {};
+    let readyRej: (e: Error) => void = () => {};
+    const ready = new Promise<void>((res, rej) => {
+      readyRes = res;
+      readyRej = rej;
+    });
+    ready.catch(() => {}); // observed through whenReady()
+    worker.on('message', (m: { op: string; message?: string; entries?: []; counters?: Record<string, number>; size?: number }) => {
+      if (m.op === 'ready') {
+        readyRes();
+        // from now on the control server keeps the process alive, not the datapath
+        worker.unref();
+      }
+      else if (m.op === 'mac') this.threadMac = { entries: m.entries ?? [], counters: m.counters ?? {}, size: m.size ?? 0, at: Date.now() };
+      else if (m.op === 'lookupError') this.emit('lookupError', new Error(m.message));
+    });
+    const exited = new Promise<void>((res) => {
+      worker.on('error', (e) => {
+        readyRej(e);
+        if (!this.closed) this.emit('datapathError', e);
+      });
+      worker.on('exit', () => res());
+    });
+    threadSwitches.add(this);
+    if (threadSwitches.size === 1) process.once('exit', wakeThreadsAtExit);
+    void exited.then(() => threadSwitches.delete(this));
+    return { worker, control: port1, ready, exited };
+  }
+
+  /** Resolves once the forwarding loop runs ('thread': the thread has loaded its lookup). */
+  whenReady(): Promise<void> {
+    return this.thread ? this.thread.ready : Promise.resolve();
+  }
+
+  private command(c: DatapathCommand): void {
+    if (!this.thread) return;
+    this.thread.control.postMessage(c);
+    this.core.notify();
   }
 
   /** Ports in index order. */
@@ -167,9 +249,14 @@ export class Switch extends EventEmitter {
       rxRings,
     };
     this.portsById.set(np.id, port);
-    // a sleeping switch asks the new port for kicks too (one call re-arms all)
-    if (this.sleeping && !this.core.armAll(this.blocked)) this.wake();
-    this.start();
+    if (this.thread) {
+      // a sleeping datapath thread wakes and asks the new port for kicks too
+      this.core.notify();
+    } else {
+      // a sleeping switch asks the new port for kicks too (one call re-arms all)
+      if (this.sleeping && !this.core.armAll(this.blocked)) this.wake();
+      this.start();
+    }
     this.emit('port', port);
     return port;
   }
@@ -178,12 +265,14 @@ export class Switch extends EventEmitter {
   removePort(index: number): void {
     const p = this.portsById.get(index);
     if (!p) return;
-    // take what the port queued before it went, then count what is left
-    this.pump();
+    // take what the port queued before it went ('loop'; a datapath thread
+    // takes it if it gets there first), then count what is left
+    if (!this.thread) this.pump();
     const last = this.core.removePort(index);
     for (const [k, v] of Object.entries(last)) this.retired[k] = (this.retired[k] ?? 0) + v;
     this.portsById.delete(index);
     this.bridge?.portRemoved(index);
+    this.command({ op: 'portRemoved', index });
     this.emit('portRemoved', p);
   }
 
@@ -229,12 +318,17 @@ export class Switch extends EventEmitter {
     const macTable: SwitchStats['macTable'] = [];
     const byIdx = new Map([...this.portsById.values()].map((p) => [p.index, p.name]));
     if (this.bridge) for (const e of this.bridge.table.entries()) macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: e.ageMs });
+    const tm = this.threadMac;
+    if (tm) {
+      const since = Date.now() - tm.at;
+      for (const e of tm.entries) macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: Math.round(e.ageMs + since) });
+    }
     return {
       name: this.name,
       bridgeIndex: this.bridgeIndex,
       ports: this.ports().map((p) => ({ name: p.name, portIndex: p.index, counters: this.core.stats(p.index) })),
       macTable,
-      macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : {},
+      macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : tm ? { ...tm.counters, size: tm.size } : {},
       totals: this.totals(),
     };
   }
@@ -246,6 +340,8 @@ export class Switch extends EventEmitter {
    * Returns the frames consumed.
    */
   pump(): number {
+    // 'thread': the datapath thread runs the rounds
+    if (!this.lookup) return 0;
     const done = this.core.round(this.lookup);
     this.blocked = done < 0;
     return done < 0 ? -done - 1 : done;
@@ -294,7 +390,7 @@ export class Switch extends EventEmitter {
       return;
     }
     this.sleeping = true;
-    this.watcher.start(1);
+    this.watcher!.start(1);
     // backpressured frames wait for a receiver's kick; a timer guards against
     // a receiver that never asks
     if (blocked) this.wakeTimer = setTimeout(() => this.wake(), 10);
@@ -307,7 +403,7 @@ export class Switch extends EventEmitter {
       clearTimeout(this.wakeTimer);
       this.wakeTimer = undefined;
     }
-    this.watcher.stop();
+    this.watcher!.stop();
     this.core.disarmAll();
     this.lastWork = process.hrtime.bigint();
     // forward at once: the frame that rang is waiting
@@ -321,6 +417,14 @@ export class Switch extends EventEmitter {
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
     for (const p of [...this.portsById.values()]) this.removePort(p.index);
-    this.watcher.close();
+    this.watcher?.close();
+    this.command({ op: 'stop' });
+  }
+
+  /** Resolves when the datapath has stopped after {@link Switch.close} ('thread': the thread has exited). */
+  async stopped(): Promise<void> {
+    if (!this.thread) return;
+    this.thread.worker.ref(); // waited for: keep the process up until it has gone
+    await this.thread.exited;
   }
 }

@@ -1,0 +1,119 @@
+/**
+ * The forwarding loop of a switch on a thread of its own (a worker_thread),
+ * so a wakeup reaches it directly: it blocks in epoll_wait on the switch's
+ * doorbell set (inside the native core, not on an event loop), forwards,
+ * busy-polls for a short window while traffic flows — yielding the CPU
+ * whenever a poll finds nothing — and sleeps again. The control server stays
+ * on the main thread; ports are added and removed there, in the shared
+ * native core. The decision (learning bridge, or a lookup module) runs here.
+ *
+ * Messages from the main thread (on the MessagePort in workerData):
+ *   { op: 'portRemoved', index }  the MAC table forgets the port
+ *   { op: 'stop' }                leave the loop
+ * Messages to it (parentPort): { op: 'ready' }, { op: 'mac', entries,
+ * counters, size } about once a second and after a port went, { op:
+ * 'lookupError', message } (once per distinct message).
+ */
+import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { pathToFileURL } from 'node:url';
+import { native } from '../netmap/addon.js';
+import { LearningBridge, type BatchLookup } from './learning-bridge.js';
+
+/** What the main thread hands the datapath thread. */
+export interface DatapathInit {
+  token: number;
+  busyPollUs: number;
+  control: MessagePort;
+  /** module (path or URL) exporting the lookup; absent: the learning bridge */
+  lookupModule?: string;
+  lookupExport?: string;
+  macTableSize?: number;
+  macAgeMs?: number;
+}
+
+/** A message from the main thread. */
+export type DatapathCommand = { op: 'portRemoved'; index: number } | { op: 'stop' };
+
+const init = workerData as DatapathInit;
+const core = native.SwitchCore.attach(init.token);
+const bridge = init.lookupModule ? undefined : new LearningBridge({ maxEntries: init.macTableSize, ageMs: init.macAgeMs });
+let lookup: BatchLookup;
+if (bridge) {
+  lookup = bridge.lookupBatch;
+} else {
+  const spec = /^[a-z]+:/.test(init.lookupModule!) ? init.lookupModule! : pathToFileURL(init.lookupModule!).href;
+  const mod = (await import(spec)) as Record<string, unknown>;
+  const fn = mod[init.lookupExport ?? 'lookup'];
+  if (typeof fn !== 'function') throw new Error(`${init.lookupModule} exports no function '${init.lookupExport ?? 'lookup'}' to use as the switch's lookup`);
+  lookup = fn as BatchLookup;
+}
+
+const busyNs = BigInt(Math.round(init.busyPollUs * 1000));
+const EXPIRE_NS = 1_000_000_000n;
+let nextExpire = process.hrtime.bigint() + EXPIRE_NS;
+const reported = new Set<string>();
+
+function publishMac(): void {
+  if (!bridge) return;
+  const entries = [...bridge.table.entries()].map((e) => ({ mac: e.mac, port: e.port, ageMs: e.ageMs }));
+  parentPort!.postMessage({ op: 'mac', entries, counters: { ...bridge.table.counters }, size: bridge.table.size });
+}
+
+/** Handles pending commands; false once told to stop. */
+function commands(): boolean {
+  for (;;) {
+    const m = receiveMessageOnPort(init.control);
+    if (!m) return true;
+    const c = m.message as DatapathCommand;
+    if (c.op === 'stop') return false;
+    if (c.op === 'portRemoved') {
+      bridge?.portRemoved(c.index);
+      publishMac();
+    }
+  }
+}
+
+function round(): number {
+  try {
+    return core.round(lookup);
+  } catch (e) {
+    const msg = (e as Error)?.message ?? String(e);
+    if (!reported.has(msg) && reported.size < 16) {
+      reported.add(msg);
+      parentPort!.postMessage({ op: 'lookupError', message: msg });
+    }
+    return 1;
+  }
+}
+
+parentPort!.postMessage({ op: 'ready' });
+let last = process.hrtime.bigint();
+let blocked = false;
+for (let n = 0; ; n++) {
+  const done = round();
+  blocked = done < 0;
+  const now = process.hrtime.bigint();
+  if (done !== 0) last = now;
+  if (now >= nextExpire) {
+    bridge?.expire();
+    publishMac();
+    nextExpire = now + EXPIRE_NS;
+  }
+  if ((n & 63) === 0 && !commands()) break;
+  if (done > 0) continue;
+  if (now - last < busyNs) {
+    // nothing came: let other runnable threads (perhaps the client we wait
+    // for) have the CPU rather than spin out the time slice
+    native.SwitchCore.yieldCpu();
+    continue;
+  }
+  if (!core.armAll(blocked)) continue;
+  // backpressured frames wait for a receiver's kick; a bounded sleep guards
+  // against a receiver that never asks; aging needs a turn once a second
+  const untilExpire = Number((nextExpire - now) / 1_000_000n) + 1;
+  core.wait(blocked ? Math.min(10, untilExpire) : untilExpire);
+  core.disarmAll();
+  if (!commands()) break;
+  last = process.hrtime.bigint();
+}
+parentPort!.postMessage({ op: 'stopped' });
