@@ -7,7 +7,7 @@ import path from 'node:path';
 const dir = path.dirname(fileURLToPath(import.meta.url));
 /** The sender / receiver / port-holder process of the benchmarks. */
 export const peerJs = path.join(dir, 'switch-peer.js');
-const valeTs = path.join(dir, '..', 'src', 'tools', 'vale-ts.js');
+const valeTs = path.join(dir, '..', 'tools', 'vale-ts.js');
 
 /** A child node process and its last JSON line. */
 export function child(args: string[], env: Record<string, string>): { c: ChildProcess; out: Promise<Record<string, number>> } {

@@ -265,6 +265,10 @@ void InitForward(Napi::Env env, Napi::Object exports) {
   // attach() needs the constructor of this thread's instance of the addon
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(f)));
   exports.Set("SwitchCore", f);
+  exports.Set("schedYield", Napi::Function::New(env, [](const Napi::CallbackInfo &info) {
+                sched_yield();
+                return info.Env().Undefined();
+              }, "schedYield"));
 }
 
 }  // namespace nm

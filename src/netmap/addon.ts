@@ -129,6 +129,8 @@ export interface NativeAddon {
   abi: NativeAbi;
   eventfd(): number;
   kick(fd: number): void;
+  /** sched_yield(): a polling loop that found nothing lets other runnable threads have the CPU */
+  schedYield(): void;
   drain(fd: number): number;
   close(fd: number): void;
   memfdCreate(name: string, size: number): number;
