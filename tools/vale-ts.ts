@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { ValeServer } from '../src/vale/server.js';
 import { defaultSocketPath } from '../src/control/protocol.js';
 
-const USAGE = `usage: vale-ts [--socket PATH] [--batch N] [--busy-poll-us US] [--datapath thread|loop] [--mac-age S] [--mac-table N]
+const USAGE = `usage: vale-ts [--socket PATH] [--batch N] [--busy-poll-us US] [--datapath thread|loop] [--native-bridge] [--mac-age S] [--mac-table N]
 
   --socket PATH      control socket (default: $VALE_TS_SOCKET, /run/vale-ts/vale-ts.sock as root,
                      else $XDG_RUNTIME_DIR/vale-ts.sock)
@@ -15,6 +15,7 @@ const USAGE = `usage: vale-ts [--socket PATH] [--batch N] [--busy-poll-us US] [-
   --busy-poll-us US  keep polling this long after the last frame before sleeping (default 50)
   --datapath MODE    thread: each switch forwards on a thread of its own that a doorbell wakes
                      directly (default); loop: on the event loop of the control server
+  --native-bridge    decide in C++ instead of TypeScript (benchmark baseline; no MAC table in stats)
   --mac-age S        MAC table entry lifetime in seconds (default 300)
   --mac-table N      MAC table size bound (default 8192)
   -h, --help         this text
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
         batch: { type: 'string' },
         'busy-poll-us': { type: 'string' },
         datapath: { type: 'string' },
+        'native-bridge': { type: 'boolean' },
         'mac-age': { type: 'string' },
         'mac-table': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -64,6 +66,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const switchOptions: import('../src/vale/switch.js').SwitchOptions = { datapath };
+  if (values['native-bridge']) switchOptions.nativeBridge = true;
   if (batch !== undefined) switchOptions.batch = Math.floor(batch);
   if (busy !== undefined) switchOptions.busyPollUs = busy;
   if (age !== undefined) switchOptions.macAgeMs = age * 1000;

@@ -6,6 +6,7 @@
 // SwitchCore.attach(token) there): both wrappers hold the same C++ core,
 // which serialises them with its mutex.
 #include "core/switch_core.h"
+#include "core/learning_bridge.h"
 
 #include <sched.h>
 
@@ -69,7 +70,8 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
     return DefineClass(
         env, "SwitchCore",
         {InstanceMethod("addPort", &SwitchCoreWrap::AddPort), InstanceMethod("removePort", &SwitchCoreWrap::RemovePort),
-         InstanceMethod("round", &SwitchCoreWrap::Round), InstanceMethod("armAll", &SwitchCoreWrap::ArmAll),
+         InstanceMethod("round", &SwitchCoreWrap::Round), InstanceMethod("roundNative", &SwitchCoreWrap::RoundNative),
+         InstanceMethod("nativePortRemoved", &SwitchCoreWrap::NativePortRemoved), InstanceMethod("armAll", &SwitchCoreWrap::ArmAll),
          InstanceMethod("disarmAll", &SwitchCoreWrap::DisarmAll), InstanceMethod("wait", &SwitchCoreWrap::Wait),
          InstanceMethod("notify", &SwitchCoreWrap::Notify), InstanceMethod("stats", &SwitchCoreWrap::Stats),
          InstanceMethod("setLossless", &SwitchCoreWrap::SetLossless),
@@ -211,6 +213,22 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
     return Napi::Value(env, out);
   }
 
+  // roundNative(): a round decided by the C++ learning bridge (the
+  // benchmarks' baseline for the TypeScript decision); same return as round()
+  Napi::Value RoundNative(const Napi::CallbackInfo &info) {
+    if (!bridge_) bridge_ = std::make_unique<NativeLearningBridge>();
+    RoundResult r = core_->round([&](LookupBatch &b) {
+      bridge_->decide(b);
+      return true;
+    });
+    return Napi::Number::New(info.Env(), r.blocked ? -static_cast<double>(r.moved) - 1 : r.moved);
+  }
+
+  Napi::Value NativePortRemoved(const Napi::CallbackInfo &info) {
+    if (bridge_) bridge_->port_removed(arg_u32(info, 0, "port"));
+    return info.Env().Undefined();
+  }
+
   // armAll(rxToo) -> false when frames arrived meanwhile (do not sleep)
   Napi::Value ArmAll(const Napi::CallbackInfo &info) {
     return Napi::Boolean::New(info.Env(), core_->arm_all(info[0].ToBoolean()));
@@ -255,6 +273,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   }
 
   CorePtr core_;
+  std::unique_ptr<NativeLearningBridge> bridge_;  // roundNative()'s, made on first use
   Napi::ObjectReference views_[5];
 };
 

@@ -89,6 +89,10 @@ export interface NativeSwitchCore {
    * batch), deliver. Frames consumed; -(n+1) when lossless backpressure holds some.
    */
   round(lookup: (headers: Uint8Array, offsets: Uint32Array, lens: Uint16Array, count: number, sources: Uint8Array, dests: Int16Array) => void): number;
+  /** a round decided by the C++ learning bridge (the benchmarks' baseline); same return as round() */
+  roundNative(): number;
+  /** the C++ learning bridge forgets a port */
+  nativePortRemoved(id: number): void;
   /** ask every client for kicks; false (nothing armed) when frames arrived meanwhile */
   armAll(rxToo: boolean): boolean;
   /** withdraw every kick request and drain the doorbells that rang */

@@ -29,6 +29,8 @@ export interface DatapathInit {
   lookupExport?: string;
   macTableSize?: number;
   macAgeMs?: number;
+  /** decide with the C++ learning bridge (benchmark baseline) */
+  nativeBridge?: boolean;
 }
 
 /** A message from the main thread. */
@@ -36,11 +38,11 @@ export type DatapathCommand = { op: 'portRemoved'; index: number } | { op: 'stop
 
 const init = workerData as DatapathInit;
 const core = native.SwitchCore.attach(init.token);
-const bridge = init.lookupModule ? undefined : new LearningBridge({ maxEntries: init.macTableSize, ageMs: init.macAgeMs });
-let lookup: BatchLookup;
+const bridge = init.lookupModule || init.nativeBridge ? undefined : new LearningBridge({ maxEntries: init.macTableSize, ageMs: init.macAgeMs });
+let lookup: BatchLookup | undefined;
 if (bridge) {
   lookup = bridge.lookupBatch;
-} else {
+} else if (init.lookupModule) {
   const spec = /^[a-z]+:/.test(init.lookupModule!) ? init.lookupModule! : pathToFileURL(init.lookupModule!).href;
   const mod = (await import(spec)) as Record<string, unknown>;
   const fn = mod[init.lookupExport ?? 'lookup'];
@@ -68,6 +70,7 @@ function commands(): boolean {
     if (c.op === 'stop') return false;
     if (c.op === 'portRemoved') {
       bridge?.portRemoved(c.index);
+      if (init.nativeBridge) core.nativePortRemoved(c.index);
       publishMac();
     }
   }
@@ -75,7 +78,7 @@ function commands(): boolean {
 
 function round(): number {
   try {
-    return core.round(lookup);
+    return lookup ? core.round(lookup) : core.roundNative();
   } catch (e) {
     const msg = (e as Error)?.message ?? String(e);
     if (!reported.has(msg) && reported.size < 16) {

@@ -34,6 +34,12 @@ export interface SwitchOptions {
   lookupModule?: string;
   /** The export of {@link SwitchOptions.lookupModule} to use (default 'lookup'). */
   lookupExport?: string;
+  /**
+   * Decide in C++ (a learning bridge in the switch core) instead of calling
+   * TypeScript: the benchmarks' like-with-like baseline for the cost of the
+   * TypeScript decision. No MAC table in stats, no aging.
+   */
+  nativeBridge?: boolean;
   /** Frames taken from one source ring per turn (default 512). */
   batch?: number;
   /**
@@ -104,6 +110,7 @@ export class Switch extends EventEmitter {
   /** 'thread': where the forwarding loop runs (see {@link SwitchOptions.datapath}) */
   readonly datapath: 'loop' | 'thread';
   private readonly lookup: BatchLookup | undefined;
+  private readonly nativeBridge: boolean;
   private readonly core: NativeSwitchCore;
   /** 'loop': one watcher on the core's epoll set of every doorbell */
   private readonly watcher: NativeFdWatcher | undefined;
@@ -142,6 +149,8 @@ export class Switch extends EventEmitter {
     this.busyPollNs = BigInt(Math.round(busy * 1000));
     this.core = new native.SwitchCore({ batch, headerBytes });
     this.datapath = opts.datapath ?? 'loop';
+    this.nativeBridge = opts.nativeBridge ?? false;
+    if (this.nativeBridge && (opts.lookup || opts.lookupModule)) throw new TypeError(`switch ${name}: nativeBridge replaces the lookup; give one or the other`);
     if (this.datapath === 'thread') {
       if (opts.lookup) throw new TypeError(`switch ${name}: a 'thread' datapath takes its lookup from lookupModule (a function cannot cross threads)`);
       this.thread = this.startThread(busy, opts);
@@ -151,6 +160,8 @@ export class Switch extends EventEmitter {
     this.watcher = new native.FdWatcher(this.core.waitFd, () => this.wake());
     if (opts.lookup) {
       this.lookup = opts.lookup;
+    } else if (this.nativeBridge) {
+      this.lookup = undefined;
     } else {
       const lb = new LearningBridge({ maxEntries: opts.macTableSize, ageMs: opts.macAgeMs, clock: opts.clock ?? systemClock });
       this.bridge = lb;
@@ -167,6 +178,7 @@ export class Switch extends EventEmitter {
     if (opts.lookupExport !== undefined) init.lookupExport = opts.lookupExport;
     if (opts.macTableSize !== undefined) init.macTableSize = opts.macTableSize;
     if (opts.macAgeMs !== undefined) init.macAgeMs = opts.macAgeMs;
+    if (opts.nativeBridge) init.nativeBridge = true;
     const worker = new Worker(new URL('./datapath-thread.js', import.meta.url), { workerData: init, transferList: [port2] });
     let readyRes: () => void = () => {};
     let readyRej: (e: Error) => void = () => {};
@@ -272,6 +284,7 @@ export class Switch extends EventEmitter {
     for (const [k, v] of Object.entries(last)) this.retired[k] = (this.retired[k] ?? 0) + v;
     this.portsById.delete(index);
     this.bridge?.portRemoved(index);
+    if (this.nativeBridge) this.core.nativePortRemoved(index);
     this.command({ op: 'portRemoved', index });
     this.emit('portRemoved', p);
   }
@@ -341,8 +354,8 @@ export class Switch extends EventEmitter {
    */
   pump(): number {
     // 'thread': the datapath thread runs the rounds
-    if (!this.lookup) return 0;
-    const done = this.core.round(this.lookup);
+    if (this.thread) return 0;
+    const done = this.lookup ? this.core.round(this.lookup) : this.core.roundNative();
     this.blocked = done < 0;
     return done < 0 ? -done - 1 : done;
   }
