@@ -541,10 +541,11 @@ void SwitchCore::disarm_all() {
   }
 }
 
-bool SwitchCore::wait(int timeout_ms) {
+int SwitchCore::wait(int timeout_ms) {
   epoll_event ev;
   int n = epoll_wait(epfd_.get(), &ev, 1, timeout_ms);
-  return n >= 0 || errno == EINTR;
+  if (n < 0) return errno == EINTR ? 0 : -1;
+  return n;
 }
 
 void SwitchCore::notify() {

@@ -159,8 +159,8 @@ class SwitchCore {
   // The epoll set of every switch doorbell (readable when one rang).
   int wait_fd() const { return epfd_.get(); }
   // Blocks up to timeout_ms (-1: forever) until a doorbell or notify() rings.
-  // Returns false on an error other than EINTR.
-  bool wait(int timeout_ms);
+  // Returns how many rang (0: timed out or interrupted), -1 on an error.
+  int wait(int timeout_ms);
   // Wakes wait() from another thread.
   void notify();
   // Arrays the decision reads and writes (stable for the core's lifetime).

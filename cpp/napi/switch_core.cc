@@ -244,7 +244,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   Napi::Value Wait(const Napi::CallbackInfo &info) {
     double t = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
     int ms = t < 0 ? -1 : t > 1e9 ? 1000000000 : static_cast<int>(t);
-    return Napi::Boolean::New(info.Env(), core_->wait(ms));
+    return Napi::Number::New(info.Env(), core_->wait(ms));
   }
 
   Napi::Value Notify(const Napi::CallbackInfo &info) {

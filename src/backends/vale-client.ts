@@ -150,10 +150,14 @@ export class UserBackend extends CsbDoorbell implements Backend {
     native.kick(this.waitFd); // wake a sleeping poll so it sees the hang-up
   }
 
-  private syncWords(w: RingWords, key: number): void {
+  private syncWords(w: RingWords, key: number, tx: boolean): void {
     const u = this.u32;
-    this.csb.publish(key, u[w.head]!, u[w.cur]!);
-    if (this.csb.kernNeedKick(key)) native.kick(this.switchBell);
+    const head = u[w.head]!;
+    this.csb.publish(key, head, u[w.cur]!);
+    // as netmap's guest txsync: kick a sleeping switch only when there is
+    // something for it (frames it has not taken), so an idle client that
+    // keeps polling does not keep waking it
+    if (this.csb.kernNeedKick(key) && (!tx || head !== this.csb.hwcur(key))) native.kick(this.switchBell);
     const t = this.csb.hwtail(key);
     if (t < w.n) u[w.tail] = t;
   }
@@ -161,13 +165,13 @@ export class UserBackend extends CsbDoorbell implements Backend {
   txsync(ring: number): void {
     const w = this.tx[ring];
     if (!w) throw new RangeError(`tx ring ${ring} does not exist`);
-    this.syncWords(w, this.csb.txKey(ring));
+    this.syncWords(w, this.csb.txKey(ring), true);
   }
 
   rxsync(ring: number): void {
     const w = this.rx[ring];
     if (!w) throw new RangeError(`rx ring ${ring} does not exist`);
-    this.syncWords(w, this.csb.rxKey(ring));
+    this.syncWords(w, this.csb.rxKey(ring), false);
   }
 
   hungUp(): boolean {

@@ -97,8 +97,8 @@ export interface NativeSwitchCore {
   armAll(rxToo: boolean): boolean;
   /** withdraw every kick request and drain the doorbells that rang */
   disarmAll(): void;
-  /** block this thread until a doorbell or notify() rings (datapath threads only) */
-  wait(timeoutMs: number): boolean;
+  /** block this thread until a doorbell or notify() rings (datapath threads only): how many rang, 0 on timeout, -1 on error */
+  wait(timeoutMs: number): number;
   /** wake wait() */
   notify(): void;
   /** a token another thread passes to SwitchCore.attach() to share this core */

@@ -54,9 +54,12 @@ const busyNs = BigInt(Math.round(init.busyPollUs * 1000));
 const EXPIRE_NS = 1_000_000_000n;
 let nextExpire = process.hrtime.bigint() + EXPIRE_NS;
 const reported = new Set<string>();
+/** frames moved since the MAC table was last published (else it is unchanged but for age) */
+let movedSincePublish = true;
 
 function publishMac(): void {
   if (!bridge) return;
+  movedSincePublish = false;
   const entries = [...bridge.table.entries()].map((e) => ({ mac: e.mac, port: e.port, ageMs: e.ageMs }));
   parentPort!.postMessage({ op: 'mac', entries, counters: { ...bridge.table.counters }, size: bridge.table.size });
 }
@@ -96,10 +99,13 @@ for (let n = 0; ; n++) {
   const done = round();
   blocked = done < 0;
   const now = process.hrtime.bigint();
-  if (done !== 0) last = now;
+  if (done !== 0) {
+    last = now;
+    movedSincePublish = true;
+  }
   if (now >= nextExpire) {
-    bridge?.expire();
-    publishMac();
+    if (bridge && bridge.table.size > 0) bridge.expire();
+    if (movedSincePublish) publishMac();
     nextExpire = now + EXPIRE_NS;
   }
   if ((n & 63) === 0 && !commands()) break;
@@ -112,11 +118,15 @@ for (let n = 0; ; n++) {
   }
   if (!core.armAll(blocked)) continue;
   // backpressured frames wait for a receiver's kick; a bounded sleep guards
-  // against a receiver that never asks; aging needs a turn once a second
-  const untilExpire = Number((nextExpire - now) / 1_000_000n) + 1;
-  core.wait(blocked ? Math.min(10, untilExpire) : untilExpire);
+  // against a receiver that never asks; aging (and publishing a changed MAC
+  // table) needs a turn once a second; an idle switch with nothing to age
+  // sleeps until a doorbell rings
+  const timed = movedSincePublish || (bridge !== undefined && bridge.table.size > 0);
+  const untilExpire = timed ? Number((nextExpire - now) / 1_000_000n) + 1 : -1;
+  const rang = core.wait(blocked ? (untilExpire < 0 ? 10 : Math.min(10, untilExpire)) : untilExpire);
   core.disarmAll();
   if (!commands()) break;
-  last = process.hrtime.bigint();
+  // busy-poll after a doorbell (traffic); after a timeout (aging) just look once
+  last = rang > 0 ? process.hrtime.bigint() : 0n;
 }
 parentPort!.postMessage({ op: 'stopped' });
