@@ -262,22 +262,32 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
   return n;
 }
 
-// One batch across every port's tx rings, starting at a rotating port so N
-// senders into one receiver get ~1/N each.
+// One batch across every port's tx rings. It starts at the port after the
+// one that came first with frames last time, so the first place (which a
+// full receiver ring favours) rotates among the ports that send, and N
+// senders into one receiver get ~1/N each whatever idle ports lie between.
 uint32_t SwitchCore::collect() {
   touched_.clear();
   const uint32_t np = static_cast<uint32_t>(active_.size());
   if (np == 0) return 0;
-  const uint32_t start = rr_++ % np;
+  const uint32_t start =
+      static_cast<uint32_t>(std::lower_bound(active_.begin(), active_.end(), rr_) - active_.begin()) % np;
   uint32_t n = 0;
+  bool first = true;
   for (uint32_t k = 0; k < np; k++) {
     const uint32_t id = active_[(start + k) % np];
     const uint32_t rings = ports_[id].layout.p.tx_rings;
+    const uint32_t before = n;
     for (uint32_t r = 0; r < rings; r++) {
       const uint32_t left = SWITCH_MAX_BATCH - n;
-      if (left == 0) return n;
+      if (left == 0) break;
       n = collect_ring(id, r, n, std::min(batch_, left));
     }
+    if (first && n > before) {
+      first = false;
+      rr_ = id + 1;  // next round starts after this port
+    }
+    if (n == SWITCH_MAX_BATCH) break;
   }
   return n;
 }

@@ -233,7 +233,7 @@ class SwitchCore {
   std::vector<uint32_t> active_;  // ids in use, ascending: floods and rounds cost O(ports in use)
   std::vector<uint32_t> dirty_;   // ports whose rx rings got frames this round
   std::vector<Touched> touched_;  // source rings of this round
-  uint32_t rr_ = 0;               // round-robin start
+  uint32_t rr_ = 0;               // the next round starts at the first port id >= this
   unique_fd epfd_, notify_fd_;
   // the batch, as the decision sees it
   std::unique_ptr<uint8_t[]> hdr_;
