@@ -1,24 +1,41 @@
 {
+  "target_defaults": {
+    "include_dirs": ["cpp"],
+    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
+    "cflags_cc!": ["-std=gnu++17"],
+    "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-O3"]
+  },
   "targets": [
+    {
+      "target_name": "netmap_core",
+      "type": "static_library",
+      "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/switch_core.cc"],
+      "cflags": ["-fPIC"],
+      "cflags_cc": ["-fno-exceptions"]
+    },
     {
       "target_name": "netmap",
       "sources": [
         "cpp/napi/addon.cc",
         "cpp/napi/abi_export.cc",
         "cpp/napi/fdio.cc",
-        "cpp/core/region.cc",
         "cpp/napi/region_napi.cc",
         "cpp/napi/pipe.cc",
         "cpp/napi/kernel_port.cc",
-        "cpp/tools/pktgen.cc",
-        "cpp/core/switch_core.cc",
         "cpp/napi/switch_core.cc"
       ],
-      "include_dirs": ["cpp", "<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
-      "cflags!": ["-fno-exceptions"],
-      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-O3"]
+      "dependencies": [
+        "netmap_core",
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+      ]
+    },
+    {
+      "target_name": "netmap_tools",
+      "sources": ["cpp/tools/addon.cc", "cpp/tools/pktgen.cc", "cpp/tools/pipe_bench.cc"],
+      "dependencies": [
+        "netmap_core",
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+      ]
     }
   ]
 }

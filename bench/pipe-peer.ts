@@ -2,10 +2,14 @@
  * One side of the pipe benchmark, in its own process.
  *   node pipe-peer.js ts|cpp tx|rx NAME COUNT LEN BATCH
  * ts: the loop below, through the public Ring API (ring.sync() included).
- * cpp: the same work in C++ (PipeBackend.benchLoop).
+ * cpp: the same work in C++ (the tools addon's pipeBenchLoop, which opens
+ * the pipe end itself).
  * Prints {frames, errors, ns} as JSON.
  */
 import { open } from '../src/netmap/open.js';
+import { pipePath } from '../src/backends/pipe.js';
+import { parsePortName } from '../src/netmap/name.js';
+import { pipeBench } from '../tools/addon.js';
 import type { PipeBackend } from '../src/backends/pipe.js';
 
 async function main(): Promise<void> {
@@ -13,15 +17,15 @@ async function main(): Promise<void> {
   const count = Number(countS);
   const len = Number(lenS);
   const batch = Number(batchS);
+  if (impl === 'cpp') {
+    const p = parsePortName(name);
+    const r = pipeBench.pipeBenchLoop(pipePath(p), p.pipe?.role === 'master' ? 0 : 1, { slots: 1024 }, p.nrName, role, count, len, batch);
+    process.stdout.write(JSON.stringify(r) + '\n');
+    return;
+  }
   const port = await open(name, { slots: 1024 });
   // wait for the peer, so both loops time the same traffic
   while (!port.hungUp && (port.backendObject as PipeBackend).peer() !== 'open') await new Promise((r) => setTimeout(r, 5));
-  if (impl === 'cpp') {
-    const r = (port.backendObject as PipeBackend).benchLoop(role, count, len, batch);
-    process.stdout.write(JSON.stringify(r) + '\n');
-    port.close();
-    return;
-  }
   const t0 = process.hrtime.bigint();
   let done = 0;
   let errors = 0;

@@ -266,97 +266,58 @@ constexpr unsigned long NIOCTXSYNC = ioc(0, 'i', 148, 0);
 constexpr unsigned long NIOCRXSYNC = ioc(0, 'i', 149, 0);
 constexpr unsigned long NIOCCTRL = ioc(IOC_RW, 'i', 151, sizeof(nmreq_header));
 
-// ---- the layout, pinned -------------------------------------------------
-static_assert(sizeof(netmap_slot) == 16);
-static_assert(offsetof(netmap_slot, buf_idx) == 0);
-static_assert(offsetof(netmap_slot, len) == 4);
-static_assert(offsetof(netmap_slot, flags) == 6);
-static_assert(offsetof(netmap_slot, ptr) == 8);
 
-static_assert(sizeof(netmap_ring) == 256);
-static_assert(offsetof(netmap_ring, buf_ofs) == 0);
-static_assert(offsetof(netmap_ring, num_slots) == 8);
-static_assert(offsetof(netmap_ring, nr_buf_size) == 12);
-static_assert(offsetof(netmap_ring, ringid) == 16);
-static_assert(offsetof(netmap_ring, dir) == 18);
-static_assert(offsetof(netmap_ring, head) == 20);
-static_assert(offsetof(netmap_ring, cur) == 24);
-static_assert(offsetof(netmap_ring, tail) == 28);
-static_assert(offsetof(netmap_ring, flags) == 32);
-static_assert(offsetof(netmap_ring, ts) == 40);
-static_assert(offsetof(netmap_ring, offset_mask) == 56);
-static_assert(offsetof(netmap_ring, buf_align) == 64);
-static_assert(offsetof(netmap_ring, sem) == 128);
-static_assert(offsetof(netmap_ring, slot) == 256);
+// ---- the layout, one list per struct --------------------------------------
+// Each NM_ABI_FIELDS_<struct>(F, T) lists the fields code outside C++ reads
+// or writes, with the offset measured on x86_64 Linux; NM_ABI_STRUCTS lists
+// every struct with its size. The same lists generate the static_asserts
+// below (a drift fails the build) and the offsets exported to JavaScript
+// (napi/abi_export.cc), so the two cannot diverge.
+#define NM_ABI_FIELDS_netmap_slot(F, T) F(T, buf_idx, 0) F(T, len, 4) F(T, flags, 6) F(T, ptr, 8)
+#define NM_ABI_FIELDS_netmap_ring(F, T)                                                                    \
+  F(T, buf_ofs, 0) F(T, num_slots, 8) F(T, nr_buf_size, 12) F(T, ringid, 16) F(T, dir, 18) F(T, head, 20) \
+  F(T, cur, 24) F(T, tail, 28) F(T, flags, 32) F(T, ts, 40) F(T, offset_mask, 56) F(T, buf_align, 64)      \
+  F(T, sem, 128) F(T, slot, 256)
+#define NM_ABI_FIELDS_netmap_if(F, T)                                                                 \
+  F(T, ni_name, 0) F(T, ni_version, 16) F(T, ni_flags, 20) F(T, ni_tx_rings, 24) F(T, ni_rx_rings, 28) \
+  F(T, ni_bufs_head, 32) F(T, ni_host_tx_rings, 36) F(T, ni_host_rx_rings, 40) F(T, ni_spare1, 44)     \
+  F(T, ring_ofs, 56)
+#define NM_ABI_FIELDS_nmreq_header(F, T)                                                         \
+  F(T, nr_version, 0) F(T, nr_reqtype, 2) F(T, nr_reserved, 4) F(T, nr_name, 8) F(T, nr_options, 72) \
+  F(T, nr_body, 80)
+#define NM_ABI_FIELDS_nmreq_register(F, T)                                                              \
+  F(T, nr_offset, 0) F(T, nr_memsize, 8) F(T, nr_tx_slots, 16) F(T, nr_rx_slots, 20) F(T, nr_tx_rings, 24) \
+  F(T, nr_rx_rings, 26) F(T, nr_host_tx_rings, 28) F(T, nr_host_rx_rings, 30) F(T, nr_mem_id, 32)          \
+  F(T, nr_ringid, 34) F(T, nr_mode, 36) F(T, nr_extra_bufs, 40) F(T, nr_flags, 48)
+#define NM_ABI_FIELDS_nmreq_port_info_get(F, T)                                                      \
+  F(T, nr_memsize, 0) F(T, nr_tx_slots, 8) F(T, nr_rx_slots, 12) F(T, nr_tx_rings, 16) F(T, nr_rx_rings, 18) \
+  F(T, nr_host_tx_rings, 20) F(T, nr_host_rx_rings, 22) F(T, nr_mem_id, 24)
+#define NM_ABI_FIELDS_nmreq_vale_attach(F, T) F(T, reg, 0) F(T, port_index, 56)
+#define NM_ABI_FIELDS_nmreq_vale_detach(F, T) F(T, port_index, 0)
+#define NM_ABI_FIELDS_nmreq_vale_list(F, T) F(T, nr_bridge_idx, 0) F(T, nr_port_idx, 4)
+#define NM_ABI_FIELDS_nmreq_port_hdr(F, T) F(T, nr_hdr_len, 0)
+#define NM_ABI_FIELDS_nmreq_vale_newif(F, T) \
+  F(T, nr_tx_slots, 0) F(T, nr_rx_slots, 4) F(T, nr_tx_rings, 8) F(T, nr_rx_rings, 10) F(T, nr_mem_id, 12)
+#define NM_ABI_FIELDS_nmreq_option(F, T) F(T, nro_next, 0) F(T, nro_reqtype, 8) F(T, nro_status, 12) F(T, nro_size, 16)
+#define NM_ABI_FIELDS_nmreq_opt_csb(F, T) F(T, nro_opt, 0) F(T, csb_atok, 24) F(T, csb_ktoa, 32)
+#define NM_ABI_FIELDS_nm_csb_atok(F, T) F(T, head, 0) F(T, cur, 4) F(T, appl_need_kick, 8) F(T, sync_flags, 12)
+#define NM_ABI_FIELDS_nm_csb_ktoa(F, T) F(T, hwcur, 0) F(T, hwtail, 4) F(T, kern_need_kick, 8)
+#define NM_ABI_FIELDS_nmreq(F, T)                                                                             \
+  F(T, nr_name, 0) F(T, nr_version, 16) F(T, nr_offset, 20) F(T, nr_memsize, 24) F(T, nr_tx_slots, 28)        \
+  F(T, nr_rx_slots, 32) F(T, nr_tx_rings, 36) F(T, nr_rx_rings, 38) F(T, nr_ringid, 40) F(T, nr_cmd, 42)        \
+  F(T, nr_arg1, 44) F(T, nr_arg2, 46) F(T, nr_arg3, 48) F(T, nr_flags, 52)
 
-static_assert(sizeof(netmap_if) == 56);
-static_assert(offsetof(netmap_if, ni_name) == 0);
-static_assert(offsetof(netmap_if, ni_version) == 16);
-static_assert(offsetof(netmap_if, ni_flags) == 20);
-static_assert(offsetof(netmap_if, ni_tx_rings) == 24);
-static_assert(offsetof(netmap_if, ni_rx_rings) == 28);
-static_assert(offsetof(netmap_if, ni_bufs_head) == 32);
-static_assert(offsetof(netmap_if, ni_host_tx_rings) == 36);
-static_assert(offsetof(netmap_if, ni_host_rx_rings) == 40);
-static_assert(offsetof(netmap_if, ni_spare1) == 44);
-static_assert(offsetof(netmap_if, ring_ofs) == 56);
+#define NM_ABI_STRUCTS(S)                                                                             \
+  S(netmap_slot, 16) S(netmap_ring, 256) S(netmap_if, 56) S(nmreq_header, 88) S(nmreq_register, 56)    \
+  S(nmreq_port_info_get, 32) S(nmreq_vale_attach, 64) S(nmreq_vale_detach, 8) S(nmreq_vale_list, 8)    \
+  S(nmreq_port_hdr, 8) S(nmreq_vale_newif, 16) S(nmreq_option, 24) S(nmreq_opt_csb, 40) S(nm_csb_atok, 64) \
+  S(nm_csb_ktoa, 64) S(nmreq, 60)
 
-static_assert(sizeof(nmreq_header) == 88);
-static_assert(offsetof(nmreq_header, nr_version) == 0);
-static_assert(offsetof(nmreq_header, nr_reqtype) == 2);
-static_assert(offsetof(nmreq_header, nr_reserved) == 4);
-static_assert(offsetof(nmreq_header, nr_name) == 8);
-static_assert(offsetof(nmreq_header, nr_options) == 72);
-static_assert(offsetof(nmreq_header, nr_body) == 80);
-
-static_assert(sizeof(nmreq_register) == 56);
-static_assert(offsetof(nmreq_register, nr_offset) == 0);
-static_assert(offsetof(nmreq_register, nr_memsize) == 8);
-static_assert(offsetof(nmreq_register, nr_tx_slots) == 16);
-static_assert(offsetof(nmreq_register, nr_rx_slots) == 20);
-static_assert(offsetof(nmreq_register, nr_tx_rings) == 24);
-static_assert(offsetof(nmreq_register, nr_rx_rings) == 26);
-static_assert(offsetof(nmreq_register, nr_host_tx_rings) == 28);
-static_assert(offsetof(nmreq_register, nr_host_rx_rings) == 30);
-static_assert(offsetof(nmreq_register, nr_mem_id) == 32);
-static_assert(offsetof(nmreq_register, nr_ringid) == 34);
-static_assert(offsetof(nmreq_register, nr_mode) == 36);
-static_assert(offsetof(nmreq_register, nr_extra_bufs) == 40);
-static_assert(offsetof(nmreq_register, nr_flags) == 48);
-
-static_assert(sizeof(nmreq_port_info_get) == 32);
-static_assert(sizeof(nmreq_vale_attach) == 64);
-static_assert(offsetof(nmreq_vale_attach, port_index) == 56);
-static_assert(sizeof(nmreq_vale_detach) == 8);
-static_assert(sizeof(nmreq_vale_list) == 8);
-static_assert(offsetof(nmreq_vale_list, nr_port_idx) == 4);
-static_assert(sizeof(nmreq_port_hdr) == 8);
-static_assert(sizeof(nmreq_vale_newif) == 16);
-static_assert(offsetof(nmreq_vale_newif, nr_mem_id) == 12);
-static_assert(sizeof(nmreq_option) == 24);
-static_assert(offsetof(nmreq_option, nro_next) == 0);
-static_assert(offsetof(nmreq_option, nro_reqtype) == 8);
-static_assert(offsetof(nmreq_option, nro_status) == 12);
-static_assert(offsetof(nmreq_option, nro_size) == 16);
-static_assert(sizeof(nmreq_opt_csb) == 40);
-static_assert(sizeof(nm_csb_atok) == 64);
-static_assert(sizeof(nm_csb_ktoa) == 64);
-
-static_assert(sizeof(nmreq) == 60);
-static_assert(offsetof(nmreq, nr_name) == 0);
-static_assert(offsetof(nmreq, nr_version) == 16);
-static_assert(offsetof(nmreq, nr_offset) == 20);
-static_assert(offsetof(nmreq, nr_memsize) == 24);
-static_assert(offsetof(nmreq, nr_tx_slots) == 28);
-static_assert(offsetof(nmreq, nr_rx_slots) == 32);
-static_assert(offsetof(nmreq, nr_tx_rings) == 36);
-static_assert(offsetof(nmreq, nr_rx_rings) == 38);
-static_assert(offsetof(nmreq, nr_ringid) == 40);
-static_assert(offsetof(nmreq, nr_cmd) == 42);
-static_assert(offsetof(nmreq, nr_arg1) == 44);
-static_assert(offsetof(nmreq, nr_arg2) == 46);
-static_assert(offsetof(nmreq, nr_arg3) == 48);
-static_assert(offsetof(nmreq, nr_flags) == 52);
+#define NM_ABI_ASSERT_FIELD(T, f, off) static_assert(offsetof(T, f) == (off), "netmap ABI drift: " #T "." #f);
+#define NM_ABI_ASSERT_STRUCT(T, size)                                       \
+  static_assert(sizeof(T) == (size), "netmap ABI drift: sizeof(" #T ")"); \
+  NM_ABI_FIELDS_##T(NM_ABI_ASSERT_FIELD, T)
+NM_ABI_STRUCTS(NM_ABI_ASSERT_STRUCT)
 
 static_assert(NIOCGINFO == 0xc03c6991UL);
 static_assert(NIOCREGIF == 0xc03c6992UL);

@@ -18,9 +18,8 @@ std::string check_range(const char *what, uint32_t v, uint32_t lo, uint32_t hi) 
   return std::string(what) + " " + std::to_string(v) + " is out of range: use " + std::to_string(lo) +
          ".." + std::to_string(hi);
 }
-}  // namespace
 
-std::string compute_layout(const LayoutParams &p, Layout *out) {
+std::string check_params(const LayoutParams &p) {
   std::string err;
   if (!(err = check_range("interface count", p.n_ifs, 1, MAX_IFS)).empty()) return err;
   if (!(err = check_range("tx rings", p.tx_rings, 1, MAX_RINGS)).empty()) return err;
@@ -29,8 +28,12 @@ std::string compute_layout(const LayoutParams &p, Layout *out) {
   if (!(err = check_range("rx slots", p.rx_slots, MIN_SLOTS, MAX_SLOTS)).empty()) return err;
   if (!(err = check_range("buffer size", p.buf_size, MIN_BUF_SIZE, MAX_BUF_SIZE)).empty()) return err;
   if (p.buf_size % 64 != 0) return "buffer size " + std::to_string(p.buf_size) + " is not a multiple of 64";
-  if (!(err = check_range("extra buffers", p.extra_bufs, 0, MAX_EXTRA_BUFS)).empty()) return err;
+  return check_range("extra buffers", p.extra_bufs, 0, MAX_EXTRA_BUFS);
+}
+}  // namespace
 
+Result<Layout> compute_layout(const LayoutParams &p) {
+  if (std::string err = check_params(p); !err.empty()) return check_fail(EINVAL, err);
   Layout l;
   l.p = p;
   uint64_t off = REGION_HEADER_SIZE;
@@ -52,15 +55,15 @@ std::string compute_layout(const LayoutParams &p, Layout *out) {
   uint64_t nbufs = 2 + static_cast<uint64_t>(p.n_ifs) *
                            (static_cast<uint64_t>(p.tx_rings) * p.tx_slots +
                             static_cast<uint64_t>(p.rx_rings) * p.rx_slots + p.extra_bufs);
-  if (nbufs > 0xffffffffULL) return "too many buffers";
+  if (nbufs > 0xffffffffULL) return check_fail(EINVAL, "too many buffers");
   l.num_bufs = static_cast<uint32_t>(nbufs);
   l.size = align_up(l.buf_pool_ofs + nbufs * p.buf_size, 4096);
   // byte offsets into a region travel as 32-bit values (switch batches) and
   // a JS typed array over it is limited to 4 GiB as well
   if (l.size > 0xffffffffULL)
-    return "region of " + std::to_string(l.size) + " bytes exceeds 4 GiB: use fewer rings, slots or smaller buffers";
-  *out = l;
-  return {};
+    return check_fail(EINVAL, "region of " + std::to_string(l.size) +
+                                  " bytes exceeds 4 GiB: use fewer rings, slots or smaller buffers");
+  return l;
 }
 
 void init_region(uint8_t *base, const Layout &l, const std::string names[MAX_IFS]) {
@@ -124,40 +127,29 @@ void init_region(uint8_t *base, const Layout &l, const std::string names[MAX_IFS
   }
 }
 
-int create_memfd_region(const char *memfd_name, const Layout &l, const std::string names[MAX_IFS], int *fd,
-                        uint8_t **base, const char **what) {
-  int f = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (f < 0) {
-    *what = "memfd_create";
-    return errno;
-  }
-  if (ftruncate(f, static_cast<off_t>(l.size)) < 0) {
-    int e = errno;
-    close(f);
-    *what = "ftruncate";
-    return e;
-  }
+Result<MemfdRegion> create_memfd_region(const char *memfd_name, const Layout &l, const std::string names[MAX_IFS]) {
+  MemfdRegion r;
+  r.fd.reset(memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!r.fd) return sys_fail("memfd_create", std::string("memfd_create ") + memfd_name);
+  if (ftruncate(r.fd.get(), static_cast<off_t>(l.size)) < 0)
+    return sys_fail("ftruncate", "ftruncate memfd " + std::string(memfd_name) + " to " + std::to_string(l.size));
   // the size is part of the contract with the peer: forbid changing it
-  fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-  void *m = mmap(nullptr, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
-  if (m == MAP_FAILED) {
-    int e = errno;
-    close(f);
-    *what = "mmap";
-    return e;
-  }
-  init_region(static_cast<uint8_t *>(m), l, names);
-  *fd = f;
-  *base = static_cast<uint8_t *>(m);
-  return 0;
+  if (fcntl(r.fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+    return sys_fail("fcntl", "sealing memfd " + std::string(memfd_name) + " (F_ADD_SEALS)");
+  auto m = mapping::map_shared(r.fd.get(), l.size, "mmap memfd " + std::string(memfd_name));
+  if (!m) return std::move(m).take_error();
+  r.map = std::move(m).value();
+  init_region(r.map.data(), l, names);
+  return r;
 }
 
-std::string validate_header(const uint8_t *base, uint64_t mapped, Layout *out) {
-  if (mapped < REGION_HEADER_SIZE) return "region smaller than its header";
+Result<Layout> validate_header(const uint8_t *base, uint64_t mapped) {
+  auto bad = [](std::string why) { return check_fail(EINVAL, std::move(why)); };
+  if (mapped < REGION_HEADER_SIZE) return bad("region smaller than its header");
   const auto *h = reinterpret_cast<const RegionHeader *>(base);
-  if (h->magic != REGION_MAGIC) return "bad magic (not a @x/netmap region)";
+  if (h->magic != REGION_MAGIC) return bad("bad magic (not a @x/netmap region)");
   if (h->version != REGION_VERSION)
-    return "region version " + std::to_string(h->version) + ", expected " + std::to_string(REGION_VERSION);
+    return bad("region version " + std::to_string(h->version) + ", expected " + std::to_string(REGION_VERSION));
   LayoutParams p;
   p.n_ifs = h->n_ifs;
   p.tx_rings = h->tx_rings;
@@ -166,16 +158,15 @@ std::string validate_header(const uint8_t *base, uint64_t mapped, Layout *out) {
   p.rx_slots = h->rx_slots;
   p.buf_size = h->buf_size;
   p.extra_bufs = h->extra_bufs;
-  Layout l;
-  std::string err = compute_layout(p, &l);
-  if (!err.empty()) return "bad parameters in region header: " + err;
-  if (l.size != h->size || l.size > mapped) return "region size does not match its parameters";
+  auto r = compute_layout(p);
+  if (!r) return bad("bad parameters in region header: " + r.error().what);
+  const Layout &l = *r;
+  if (l.size != h->size || l.size > mapped) return bad("region size does not match its parameters");
   if (l.num_bufs != h->num_bufs || l.csb_ofs != h->csb_ofs || l.buf_pool_ofs != h->buf_pool_ofs)
-    return "region offsets do not match its parameters";
+    return bad("region offsets do not match its parameters");
   for (uint32_t i = 0; i < p.n_ifs; i++)
-    if (l.nifp_ofs[i] != h->nifp_ofs[i]) return "netmap_if offset does not match its parameters";
-  *out = l;
-  return {};
+    if (l.nifp_ofs[i] != h->nifp_ofs[i]) return bad("netmap_if offset does not match its parameters");
+  return r;
 }
 
 }  // namespace nm

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "abi/netmap_abi.h"
+#include "core/fd.h"
+#include "core/result.h"
 
 namespace nm {
 
@@ -51,10 +53,14 @@ struct RegionHeader {
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<uint32_t>) == 4);
 static_assert(sizeof(RegionHeader) <= REGION_HEADER_SIZE);
-static_assert(offsetof(RegionHeader, nifp_ofs) == 48);
-static_assert(offsetof(RegionHeader, csb_ofs) == 64);
-static_assert(offsetof(RegionHeader, buf_pool_ofs) == 72);
-static_assert(offsetof(RegionHeader, end_state) == 80);
+// The header's layout, as netmap_abi.h does for netmap's structs: one list
+// for the static_asserts and the offsets exported to JavaScript.
+#define NM_ABI_FIELDS_RegionHeader(F, T)                                                                   \
+  F(T, magic, 0) F(T, version, 4) F(T, size, 8) F(T, n_ifs, 16) F(T, tx_rings, 20) F(T, rx_rings, 24)      \
+  F(T, tx_slots, 28) F(T, rx_slots, 32) F(T, buf_size, 36) F(T, extra_bufs, 40) F(T, num_bufs, 44)         \
+  F(T, nifp_ofs, 48) F(T, csb_ofs, 64) F(T, buf_pool_ofs, 72) F(T, end_state, 80) F(T, generation, 88)
+#define NM_REGION_STRUCTS(S) S(RegionHeader, 96)
+NM_REGION_STRUCTS(NM_ABI_ASSERT_STRUCT)
 
 struct LayoutParams {
   uint32_t n_ifs = 1;
@@ -83,23 +89,27 @@ struct Layout {
   }
 };
 
-// Computes the layout; returns an empty string or the reason the parameters
-// are unusable (with the accepted range), never throws.
-std::string compute_layout(const LayoutParams &p, Layout *out);
+// Computes the layout, or fails with EINVAL and why the parameters are
+// unusable (with the accepted range).
+Result<Layout> compute_layout(const LayoutParams &p);
 
 // Writes header, netmap_ifs, rings (netmap's initial head/cur/tail), CSB and
 // the extra-buffer lists into zeroed memory of at least layout.size bytes.
 void init_region(uint8_t *base, const Layout &l, const std::string names[MAX_IFS]);
 
-// Creates a sealed memfd of layout.size bytes, maps it shared and writes a
-// fresh region into it. Returns 0 with *fd and *base set, or an errno with
-// *what naming the failed call (nothing is left open then).
-int create_memfd_region(const char *memfd_name, const Layout &l, const std::string names[MAX_IFS], int *fd,
-                        uint8_t **base, const char **what);
+// A fresh region in a sealed memfd, mapped once.
+struct MemfdRegion {
+  unique_fd fd;
+  mapping map;
+};
+
+// Creates a memfd of layout.size bytes, seals its size, maps it shared and
+// writes a fresh region into it. On failure nothing is left open.
+Result<MemfdRegion> create_memfd_region(const char *memfd_name, const Layout &l, const std::string names[MAX_IFS]);
 
 // Checks a header found in memory of `mapped` bytes written by someone else;
-// on success fills *out with the layout re-derived from its parameters.
-std::string validate_header(const uint8_t *base, uint64_t mapped, Layout *out);
+// returns the layout re-derived from its parameters, or EINVAL and why not.
+Result<Layout> validate_header(const uint8_t *base, uint64_t mapped);
 
 inline netmap_slot *ring_slots(netmap_ring *r) {
   return reinterpret_cast<netmap_slot *>(reinterpret_cast<uint8_t *>(r) + sizeof(netmap_ring));

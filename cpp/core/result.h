@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <variant>
@@ -16,12 +17,28 @@ struct SysError {
   int err = 0;                    // errno value (also for checks that fail without a syscall)
   const char *syscall = nullptr;  // the failed call, or nullptr when `what` is the whole story
   std::string what;               // context; for syscall errors the strerror text is appended
+  std::string hint = {};          // what to do about it, if there is something to say
+  std::string path = {};          // the file involved, when there is one
+  int code_err = 0;               // if set, the errno to report as the code (the message's text stays err's)
 };
 
+// The symbolic name of an errno ("EBUSY"), from glibc, which names every
+// one. Errno 95 is EOPNOTSUPP, as netmap spells it (ENOTSUP is the same
+// number). cpp/napi's errno_name prefers libuv's name, which agrees.
+inline std::string errno_symbol(int e) {
+  if (e == EOPNOTSUPP) return "EOPNOTSUPP";
+  if (const char *n = strerrorname_np(e)) return n;
+  return "errno " + std::to_string(e);
+}
+
 // A failed syscall: errno as it is now.
-inline SysError sys_fail(const char *syscall, std::string what) { return SysError{errno, syscall, std::move(what)}; }
+inline SysError sys_fail(const char *syscall, std::string what, std::string hint = {}) {
+  return SysError{errno, syscall, std::move(what), std::move(hint), {}, 0};
+}
 // A failed check: the message is complete as given.
-inline SysError check_fail(int err, std::string what) { return SysError{err, nullptr, std::move(what)}; }
+inline SysError check_fail(int err, std::string what, std::string hint = {}) {
+  return SysError{err, nullptr, std::move(what), std::move(hint), {}, 0};
+}
 
 // A value or the reason there is none. [[nodiscard]]: an ignored failure is
 // the kind of bug this type exists to prevent.

@@ -68,20 +68,15 @@ Result<std::unique_ptr<SwitchCore>> SwitchCore::create(uint32_t batch, uint32_t 
 Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const std::string &name, bool lossless) {
   LayoutParams p = params;
   p.n_ifs = 1;  // a switch port is one netmap_if
-  Layout l;
-  std::string err = compute_layout(p, &l);
-  if (!err.empty()) return check_fail(EINVAL, err);
+  Result<Layout> lr = compute_layout(p);
+  if (!lr) return std::move(lr).take_error();
+  const Layout l = lr.value();
   // allocation happens outside the lock: a big region must not stall rounds
   std::string names[MAX_IFS] = {name, ""};
-  int fd = -1;
-  uint8_t *m = nullptr;
-  const char *what = "";
-  if (int e = create_memfd_region(("vale-ts:" + name).c_str(), l, names, &fd, &m, &what)) {
-    errno = e;
-    return sys_fail(what, "region of port " + name);
-  }
-  unique_fd memfd(fd);
-  mapping mem(m, l.size);
+  Result<MemfdRegion> rr = create_memfd_region(("vale-ts:" + name).c_str(), l, names);
+  if (!rr) return std::move(rr).take_error();
+  unique_fd memfd = std::move(rr.value().fd);
+  mapping mem = std::move(rr.value().map);
   unique_fd sb(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!sb) return sys_fail("eventfd", "switch doorbell of " + name);
   unique_fd cb(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));

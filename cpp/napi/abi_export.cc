@@ -1,5 +1,5 @@
 // Exports every ABI size, offset and flag to JS from the compiled structs:
-// src/abi.ts reads them from here, so TS and C++ cannot drift apart.
+// src/netmap/abi.ts reads them from here, so TS and C++ cannot drift apart.
 #include "napi/napi_util.h"
 #include "core/region.h"
 
@@ -8,8 +8,6 @@ namespace nm {
 namespace {
 void put(Napi::Object o, const char *k, double v) { o.Set(k, Napi::Number::New(o.Env(), v)); }
 }  // namespace
-
-#define OFF(obj, T, f) put(obj, #f, static_cast<double>(offsetof(T, f)))
 
 void InitAbi(Napi::Env env, Napi::Object exports) {
   Napi::Object abi = Napi::Object::New(env);
@@ -83,130 +81,23 @@ void InitAbi(Napi::Env env, Napi::Object exports) {
   put(c, "CSB_ENTRY_SIZE", CSB_ENTRY_SIZE);
   abi.Set("constants", c);
 
+  // sizes and offsets from the lists that also generate the static_asserts
   Napi::Object sizes = Napi::Object::New(env);
-  put(sizes, "netmap_slot", sizeof(netmap_slot));
-  put(sizes, "netmap_ring", sizeof(netmap_ring));
-  put(sizes, "netmap_if", sizeof(netmap_if));
-  put(sizes, "nmreq_header", sizeof(nmreq_header));
-  put(sizes, "nmreq_register", sizeof(nmreq_register));
-  put(sizes, "nmreq_port_info_get", sizeof(nmreq_port_info_get));
-  put(sizes, "nmreq_vale_attach", sizeof(nmreq_vale_attach));
-  put(sizes, "nmreq_vale_detach", sizeof(nmreq_vale_detach));
-  put(sizes, "nmreq_vale_list", sizeof(nmreq_vale_list));
-  put(sizes, "nmreq_port_hdr", sizeof(nmreq_port_hdr));
-  put(sizes, "nmreq_vale_newif", sizeof(nmreq_vale_newif));
-  put(sizes, "nmreq_option", sizeof(nmreq_option));
-  put(sizes, "nmreq_opt_csb", sizeof(nmreq_opt_csb));
-  put(sizes, "nm_csb_atok", sizeof(nm_csb_atok));
-  put(sizes, "nm_csb_ktoa", sizeof(nm_csb_ktoa));
-  put(sizes, "nmreq", sizeof(nmreq));
-  put(sizes, "RegionHeader", sizeof(RegionHeader));
+  Napi::Object offsets = Napi::Object::New(env);
+#define NM_EXPORT_FIELD(T, f, off) put(fields, #f, static_cast<double>(offsetof(T, f)));
+#define NM_EXPORT_STRUCT(T, size)                \
+  {                                              \
+    put(sizes, #T, sizeof(T));                   \
+    Napi::Object fields = Napi::Object::New(env); \
+    NM_ABI_FIELDS_##T(NM_EXPORT_FIELD, T)        \
+    offsets.Set(#T, fields);                     \
+  }
+  NM_ABI_STRUCTS(NM_EXPORT_STRUCT)
+  NM_REGION_STRUCTS(NM_EXPORT_STRUCT)
+#undef NM_EXPORT_STRUCT
+#undef NM_EXPORT_FIELD
   abi.Set("sizes", sizes);
-
-  Napi::Object o = Napi::Object::New(env);
-  Napi::Object slot = Napi::Object::New(env);
-  OFF(slot, netmap_slot, buf_idx);
-  OFF(slot, netmap_slot, len);
-  OFF(slot, netmap_slot, flags);
-  OFF(slot, netmap_slot, ptr);
-  o.Set("netmap_slot", slot);
-  Napi::Object ring = Napi::Object::New(env);
-  OFF(ring, netmap_ring, buf_ofs);
-  OFF(ring, netmap_ring, num_slots);
-  OFF(ring, netmap_ring, nr_buf_size);
-  OFF(ring, netmap_ring, ringid);
-  OFF(ring, netmap_ring, dir);
-  OFF(ring, netmap_ring, head);
-  OFF(ring, netmap_ring, cur);
-  OFF(ring, netmap_ring, tail);
-  OFF(ring, netmap_ring, flags);
-  OFF(ring, netmap_ring, ts);
-  OFF(ring, netmap_ring, offset_mask);
-  OFF(ring, netmap_ring, buf_align);
-  OFF(ring, netmap_ring, sem);
-  put(ring, "slot", sizeof(netmap_ring));
-  o.Set("netmap_ring", ring);
-  Napi::Object nif = Napi::Object::New(env);
-  OFF(nif, netmap_if, ni_name);
-  OFF(nif, netmap_if, ni_version);
-  OFF(nif, netmap_if, ni_flags);
-  OFF(nif, netmap_if, ni_tx_rings);
-  OFF(nif, netmap_if, ni_rx_rings);
-  OFF(nif, netmap_if, ni_bufs_head);
-  OFF(nif, netmap_if, ni_host_tx_rings);
-  OFF(nif, netmap_if, ni_host_rx_rings);
-  OFF(nif, netmap_if, ni_spare1);
-  put(nif, "ring_ofs", sizeof(netmap_if));
-  o.Set("netmap_if", nif);
-  Napi::Object hdr = Napi::Object::New(env);
-  OFF(hdr, nmreq_header, nr_version);
-  OFF(hdr, nmreq_header, nr_reqtype);
-  OFF(hdr, nmreq_header, nr_reserved);
-  OFF(hdr, nmreq_header, nr_name);
-  OFF(hdr, nmreq_header, nr_options);
-  OFF(hdr, nmreq_header, nr_body);
-  o.Set("nmreq_header", hdr);
-  Napi::Object reg = Napi::Object::New(env);
-  OFF(reg, nmreq_register, nr_offset);
-  OFF(reg, nmreq_register, nr_memsize);
-  OFF(reg, nmreq_register, nr_tx_slots);
-  OFF(reg, nmreq_register, nr_rx_slots);
-  OFF(reg, nmreq_register, nr_tx_rings);
-  OFF(reg, nmreq_register, nr_rx_rings);
-  OFF(reg, nmreq_register, nr_host_tx_rings);
-  OFF(reg, nmreq_register, nr_host_rx_rings);
-  OFF(reg, nmreq_register, nr_mem_id);
-  OFF(reg, nmreq_register, nr_ringid);
-  OFF(reg, nmreq_register, nr_mode);
-  OFF(reg, nmreq_register, nr_extra_bufs);
-  OFF(reg, nmreq_register, nr_flags);
-  o.Set("nmreq_register", reg);
-  Napi::Object legacy = Napi::Object::New(env);
-  OFF(legacy, nmreq, nr_name);
-  OFF(legacy, nmreq, nr_version);
-  OFF(legacy, nmreq, nr_offset);
-  OFF(legacy, nmreq, nr_memsize);
-  OFF(legacy, nmreq, nr_tx_slots);
-  OFF(legacy, nmreq, nr_rx_slots);
-  OFF(legacy, nmreq, nr_tx_rings);
-  OFF(legacy, nmreq, nr_rx_rings);
-  OFF(legacy, nmreq, nr_ringid);
-  OFF(legacy, nmreq, nr_cmd);
-  OFF(legacy, nmreq, nr_arg1);
-  OFF(legacy, nmreq, nr_arg2);
-  OFF(legacy, nmreq, nr_arg3);
-  OFF(legacy, nmreq, nr_flags);
-  o.Set("nmreq", legacy);
-  Napi::Object atok = Napi::Object::New(env);
-  OFF(atok, nm_csb_atok, head);
-  OFF(atok, nm_csb_atok, cur);
-  OFF(atok, nm_csb_atok, appl_need_kick);
-  OFF(atok, nm_csb_atok, sync_flags);
-  o.Set("nm_csb_atok", atok);
-  Napi::Object ktoa = Napi::Object::New(env);
-  OFF(ktoa, nm_csb_ktoa, hwcur);
-  OFF(ktoa, nm_csb_ktoa, hwtail);
-  OFF(ktoa, nm_csb_ktoa, kern_need_kick);
-  o.Set("nm_csb_ktoa", ktoa);
-  Napi::Object rh = Napi::Object::New(env);
-  OFF(rh, RegionHeader, magic);
-  OFF(rh, RegionHeader, version);
-  OFF(rh, RegionHeader, size);
-  OFF(rh, RegionHeader, n_ifs);
-  OFF(rh, RegionHeader, tx_rings);
-  OFF(rh, RegionHeader, rx_rings);
-  OFF(rh, RegionHeader, tx_slots);
-  OFF(rh, RegionHeader, rx_slots);
-  OFF(rh, RegionHeader, buf_size);
-  OFF(rh, RegionHeader, extra_bufs);
-  OFF(rh, RegionHeader, num_bufs);
-  OFF(rh, RegionHeader, nifp_ofs);
-  OFF(rh, RegionHeader, csb_ofs);
-  OFF(rh, RegionHeader, buf_pool_ofs);
-  OFF(rh, RegionHeader, end_state);
-  OFF(rh, RegionHeader, generation);
-  o.Set("RegionHeader", rh);
-  abi.Set("offsets", o);
+  abi.Set("offsets", offsets);
 
   exports.Set("abi", abi);
 }

@@ -1,4 +1,5 @@
-// Module entry: each part of the addon registers its own functions.
+// Entry of the library addon (netmap.node): each part registers its own
+// functions. pkt-gen and benchmark loops live in the tools addon (cpp/tools).
 #include "napi/napi_util.h"
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
@@ -8,7 +9,6 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   nm::InitPipe(env, exports);
   nm::InitKernel(env, exports);
   nm::InitForward(env, exports);
-  nm::InitPktgen(env, exports);
   return exports;
 }
 

@@ -52,7 +52,7 @@ namespace {
 
 Napi::Value EventFd(const Napi::CallbackInfo &info) {
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) throw errno_error(info.Env(), "eventfd", errno);
+  if (fd < 0) throw errno_error(info.Env(), "eventfd", errno, "eventfd");
   return Napi::Number::New(info.Env(), fd);
 }
 
@@ -62,7 +62,7 @@ Napi::Value Kick(const Napi::CallbackInfo &info) {
   uint64_t one = 1;
   ssize_t r = write(fd, &one, sizeof one);
   // EAGAIN: the counter/FIFO is already full of kicks, so the peer will wake.
-  if (r < 0 && errno != EAGAIN) throw errno_error(info.Env(), "kick", errno);
+  if (r < 0 && errno != EAGAIN) throw errno_error(info.Env(), "kick fd " + std::to_string(fd), errno, "write");
   return info.Env().Undefined();
 }
 
@@ -84,30 +84,13 @@ Napi::Value Drain(const Napi::CallbackInfo &info) {
 
 Napi::Value Close(const Napi::CallbackInfo &info) {
   int fd = arg_fd(info, 0);
-  if (close(fd) < 0 && errno != EINTR) throw errno_error(info.Env(), "close", errno);
+  if (close(fd) < 0 && errno != EINTR) throw errno_error(info.Env(), "close fd " + std::to_string(fd), errno, "close");
   return info.Env().Undefined();
-}
-
-Napi::Value MemfdCreate(const Napi::CallbackInfo &info) {
-  if (info.Length() < 2 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "memfdCreate(name, size)");
-  std::string name = info[0].As<Napi::String>();
-  double size = info[1].As<Napi::Number>().DoubleValue();
-  if (!(size > 0 && size < 1e12)) throw Napi::RangeError::New(info.Env(), "memfd size out of range");
-  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) throw errno_error(info.Env(), "memfd_create", errno);
-  if (ftruncate(fd, static_cast<off_t>(size)) < 0) {
-    int e = errno;
-    close(fd);
-    throw errno_error(info.Env(), "ftruncate", e);
-  }
-  // the size is part of the contract with the peer: forbid changing it
-  fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-  return Napi::Number::New(info.Env(), fd);
 }
 
 Napi::Value FdSize(const Napi::CallbackInfo &info) {
   struct stat st;
-  if (fstat(arg_fd(info, 0), &st) < 0) throw errno_error(info.Env(), "fstat", errno);
+  if (fstat(arg_fd(info, 0), &st) < 0) throw errno_error(info.Env(), "fstat", errno, "fstat");
   return Napi::Number::New(info.Env(), static_cast<double>(st.st_size));
 }
 
@@ -119,11 +102,11 @@ Napi::Value MapFd(const Napi::CallbackInfo &info) {
   if (!(dsize > 0 && dsize < 1e12)) throw Napi::RangeError::New(info.Env(), "map size out of range");
   size_t size = static_cast<size_t>(dsize);
   struct stat st;
-  if (fstat(fd, &st) < 0) throw errno_error(info.Env(), "fstat", errno);
+  if (fstat(fd, &st) < 0) throw errno_error(info.Env(), "fstat", errno, "fstat");
   if (static_cast<uint64_t>(st.st_size) < size)
-    throw coded_error(info.Env(), "region fd is smaller than the size to map", "EINVAL");
+    throw coded_error(info.Env(), "region fd is smaller than the size to map", EINVAL);
   void *base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) throw errno_error(info.Env(), "mmap", errno);
+  if (base == MAP_FAILED) throw errno_error(info.Env(), "mmap", errno, "mmap");
   return mapping_to_arraybuffer(info.Env(), base, size);
 }
 
@@ -143,13 +126,13 @@ Napi::Value UnixListen(const Napi::CallbackInfo &info) {
   sockaddr_un sa;
   socklen_t len;
   if (!fill_sockaddr(path, &sa, &len))
-    throw coded_error(info.Env(), "socket path too long (max 107 bytes): " + path, "ENAMETOOLONG");
+    throw coded_error(info.Env(), "socket path too long (max 107 bytes): " + path, ENAMETOOLONG);
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw errno_error(info.Env(), "socket", errno);
+  if (fd < 0) throw errno_error(info.Env(), "socket", errno, "socket");
   if (bind(fd, reinterpret_cast<sockaddr *>(&sa), len) < 0 || listen(fd, 128) < 0) {
     int e = errno;
     close(fd);
-    throw errno_error(info.Env(), "bind/listen " + path, e);
+    throw errno_error(info.Env(), "bind/listen " + path, e, "bind");
   }
   return Napi::Number::New(info.Env(), fd);
 }
@@ -159,14 +142,14 @@ Napi::Value UnixConnect(const Napi::CallbackInfo &info) {
   sockaddr_un sa;
   socklen_t len;
   if (!fill_sockaddr(path, &sa, &len))
-    throw coded_error(info.Env(), "socket path too long (max 107 bytes): " + path, "ENAMETOOLONG");
+    throw coded_error(info.Env(), "socket path too long (max 107 bytes): " + path, ENAMETOOLONG);
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw errno_error(info.Env(), "socket", errno);
+  if (fd < 0) throw errno_error(info.Env(), "socket", errno, "socket");
   // a unix connect completes at once or fails; block for it, then go non-blocking
   if (connect(fd, reinterpret_cast<sockaddr *>(&sa), len) < 0) {
     int e = errno;
     close(fd);
-    throw errno_error(info.Env(), "connect " + path, e);
+    throw errno_error(info.Env(), "connect " + path, e, "connect");
   }
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   return Napi::Number::New(info.Env(), fd);
@@ -176,7 +159,7 @@ Napi::Value Accept(const Napi::CallbackInfo &info) {
   int fd = accept4(arg_fd(info, 0), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0) {
     if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return Napi::Number::New(info.Env(), -1);
-    throw errno_error(info.Env(), "accept", errno);
+    throw errno_error(info.Env(), "accept", errno, "accept4");
   }
   return Napi::Number::New(info.Env(), fd);
 }
@@ -214,7 +197,7 @@ Napi::Value SendMsg(const Napi::CallbackInfo &info) {
     if (r >= 0) return Napi::Boolean::New(info.Env(), true);
     if (errno == EINTR) continue;
     if (errno == EAGAIN) return Napi::Boolean::New(info.Env(), false);
-    throw errno_error(info.Env(), "sendmsg", errno);
+    throw errno_error(info.Env(), "sendmsg", errno, "sendmsg");
   }
 }
 
@@ -243,7 +226,7 @@ Napi::Value RecvMsg(const Napi::CallbackInfo &info) {
       o.Set("eof", true);
       return o;
     }
-    throw errno_error(env, "recvmsg", errno);
+    throw errno_error(env, "recvmsg", errno, "recvmsg");
   }
   auto o = Napi::Object::New(env);
   auto fds = Napi::Array::New(env);
@@ -271,7 +254,7 @@ Napi::Value PeerCred(const Napi::CallbackInfo &info) {
   ucred cred{};
   socklen_t len = sizeof cred;
   if (getsockopt(arg_fd(info, 0), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-    throw errno_error(info.Env(), "SO_PEERCRED", errno);
+    throw errno_error(info.Env(), "SO_PEERCRED", errno, "getsockopt");
   auto o = Napi::Object::New(info.Env());
   o.Set("pid", cred.pid);
   o.Set("uid", cred.uid);
@@ -300,7 +283,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     if (uv_poll_init(loop, handle_, fd_) != 0) {
       delete handle_;
       handle_ = nullptr;
-      throw coded_error(info.Env(), "uv_poll_init failed for fd " + std::to_string(fd_), "EBADF");
+      throw coded_error(info.Env(), "uv_poll_init failed for fd " + std::to_string(fd_), EBADF);
     }
     handle_->data = this;
     env_ = info.Env();
@@ -394,7 +377,6 @@ void InitFdio(Napi::Env env, Napi::Object exports) {
   exports.Set("kick", Napi::Function::New(env, Kick));
   exports.Set("drain", Napi::Function::New(env, Drain));
   exports.Set("close", Napi::Function::New(env, Close));
-  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
   exports.Set("fdSize", Napi::Function::New(env, FdSize));
   exports.Set("mapFd", Napi::Function::New(env, MapFd));
   exports.Set("unixListen", Napi::Function::New(env, UnixListen));

@@ -34,10 +34,7 @@ Napi::Object layout_object(Napi::Env env, const Layout &l) {
 
 Napi::Value ComputeLayout(const Napi::CallbackInfo &info) {
   if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "computeLayout(params)");
-  Layout l;
-  std::string err = compute_layout(params_from(info[0].As<Napi::Object>()), &l);
-  if (!err.empty()) throw coded_error(info.Env(), err, "EINVAL");
-  return layout_object(info.Env(), l);
+  return layout_object(info.Env(), unwrap(info.Env(), compute_layout(params_from(info[0].As<Napi::Object>()))));
 }
 
 // createRegion(params, names[]) -> {fd, memory, layout}: a sealed memfd
@@ -45,21 +42,17 @@ Napi::Value ComputeLayout(const Napi::CallbackInfo &info) {
 Napi::Value CreateRegion(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createRegion(params, names)");
-  Layout l;
-  std::string err = compute_layout(params_from(info[0].As<Napi::Object>()), &l);
-  if (!err.empty()) throw coded_error(env, err, "EINVAL");
+  const Layout l = unwrap(env, compute_layout(params_from(info[0].As<Napi::Object>())));
   std::string names[MAX_IFS];
   if (info.Length() > 1 && info[1].IsArray()) {
     auto a = info[1].As<Napi::Array>();
     for (uint32_t i = 0; i < MAX_IFS && i < a.Length(); i++) names[i] = a.Get(i).As<Napi::String>();
   }
-  int fd = -1;
-  uint8_t *base = nullptr;
-  const char *what = "";
-  if (int e = create_memfd_region("netmap-region", l, names, &fd, &base, &what)) throw errno_error(env, what, e);
+  MemfdRegion r = unwrap(env, create_memfd_region("netmap-region", l, names));
   auto o = Napi::Object::New(env);
-  o.Set("fd", fd);
-  o.Set("memory", mapping_to_arraybuffer(env, base, l.size));
+  // the ArrayBuffer takes the mapping first: if that throws, r still owns the fd
+  o.Set("memory", mapping_to_arraybuffer(env, std::move(r.map)));
+  o.Set("fd", r.fd.release());
   o.Set("layout", layout_object(env, l));
   return o;
 }
@@ -68,10 +61,9 @@ Napi::Value CreateRegion(const Napi::CallbackInfo &info) {
 Napi::Value ValidateRegion(const Napi::CallbackInfo &info) {
   if (!info[0].IsArrayBuffer()) throw Napi::TypeError::New(info.Env(), "validateRegion(ArrayBuffer)");
   auto ab = info[0].As<Napi::ArrayBuffer>();
-  Layout l;
-  std::string err = validate_header(static_cast<const uint8_t *>(ab.Data()), ab.ByteLength(), &l);
-  if (!err.empty()) throw coded_error(info.Env(), "invalid region: " + err, "EINVAL");
-  return layout_object(info.Env(), l);
+  auto l = validate_header(static_cast<const uint8_t *>(ab.Data()), ab.ByteLength());
+  if (!l) throw coded_error(info.Env(), "invalid region: " + l.error().what, EINVAL);
+  return layout_object(info.Env(), *l);
 }
 
 }  // namespace

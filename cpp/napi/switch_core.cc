@@ -27,22 +27,6 @@ std::mutex g_share_mu;
 std::map<uint32_t, CorePtr> g_shared;
 uint32_t g_next_token = 1;
 
-Napi::Error sys_error(Napi::Env env, const SysError &e) {
-  std::string msg = e.what;
-  if (e.syscall) msg += std::string(": ") + e.syscall + ": " + std::strerror(e.err);
-  Napi::Error err = Napi::Error::New(env, msg + " (" + errno_code(e.err) + ")");
-  err.Set("code", Napi::String::New(env, errno_code(e.err)));
-  err.Set("errno", Napi::Number::New(env, e.err));
-  if (e.syscall) err.Set("syscall", Napi::String::New(env, e.syscall));
-  return err;
-}
-
-template <class T>
-T unwrap(Napi::Env env, Result<T> r) {
-  if (!r) throw sys_error(env, r.error());
-  return std::move(r).value();
-}
-
 // An ArrayBuffer over memory the core owns; it keeps the core alive.
 Napi::ArrayBuffer core_buffer(Napi::Env env, const CorePtr &core, void *data, size_t size) {
   auto *hold = new CorePtr(core);
@@ -92,7 +76,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
       uint32_t token = arg_u32(info, 0, "token");
       std::lock_guard<std::mutex> g(g_share_mu);
       auto it = g_shared.find(token);
-      if (it == g_shared.end()) throw coded_error(env, "no shared switch core " + std::to_string(token), "ENOENT");
+      if (it == g_shared.end()) throw coded_error(env, "no shared switch core " + std::to_string(token), ENOENT);
       core_ = std::move(it->second);
       g_shared.erase(it);
     } else {

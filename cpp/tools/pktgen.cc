@@ -23,6 +23,7 @@
 #include "abi/netmap_abi.h"
 #include "core/region.h"
 #include "core/shm_atomic.h"
+#include "tools/tools.h"
 
 namespace nm {
 
@@ -122,8 +123,7 @@ RingView view_ring(Napi::Env env, Napi::ArrayBuffer mem, double ofs_d) {
 
 Napi::Error bad_index(Napi::Env env, const char *what, uint32_t i, uint32_t n) {
   return coded_error(env, std::string("ring ") + what + " " + std::to_string(i) + " is outside the ring (" +
-                              std::to_string(n) + " slots): the ring was changed by someone else",
-                     "EINVAL");
+                              std::to_string(n) + " slots): the ring was changed by someone else", EINVAL);
 }
 
 // xorshift64*: a fast generator for addresses, ports and sizes (no crypto).
@@ -429,8 +429,7 @@ class PktgenTx : public Napi::ObjectWrap<PktgenTx> {
     const bool split = frags_ > 1 && !frag_group_;
     if ((split ? frag_size_ : L) > v.buf_size || (split && L - frag_size_ * (frags_ - 1) > v.buf_size))
       throw coded_error(env, "frame of " + std::to_string(split ? frag_size_ : L) + " bytes does not fit the ring's " +
-                                 std::to_string(v.buf_size) + "-byte buffers",
-                        "EMSGSIZE");
+                                 std::to_string(v.buf_size) + "-byte buffers", EMSGSIZE);
     const uint32_t N = v.n;
     uint32_t h = v.head();
     const uint32_t t = v.tail();
@@ -507,8 +506,7 @@ class PktgenTx : public Napi::ObjectWrap<PktgenTx> {
     if (err)
       throw coded_error(env, std::string("tx slot ") + std::to_string(bad_slot) + " has " + err + " " +
                                  std::to_string(bad_idx) + ", outside the region's buffers [2, " +
-                                 std::to_string(v.buf_limit) + ")",
-                        "EINVAL");
+                                 std::to_string(v.buf_limit) + ")", EINVAL);
     return done;
   }
 
@@ -822,7 +820,7 @@ Napi::Value SetAffinity(const Napi::CallbackInfo &info) {
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) < 0) throw errno_error(env, "sched_setaffinity(cpu " + std::to_string(cpu) + ")", errno);
+  if (sched_setaffinity(0, sizeof set, &set) < 0) throw errno_error(env, "sched_setaffinity(cpu " + std::to_string(cpu) + ")", errno, "sched_setaffinity");
   return env.Undefined();
 }
 

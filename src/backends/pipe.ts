@@ -122,13 +122,6 @@ export class PipeBackend extends CsbDoorbell implements Backend {
     return this.pipe.stats();
   }
 
-  /** @internal the C++ reference loop used by bench/pipe.bench */
-  benchLoop(role: 'tx' | 'rx', count: number, len: number, batch: number): { frames: number; errors: number; ns: number } {
-    const r = this.pipe.benchLoop(role, count, len, batch);
-    if (r === -1) throw new Error(`${this.spec}: ring changed under the benchmark loop`);
-    return r;
-  }
-
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -1,6 +1,6 @@
 /**
  * netmap's ABI numbers for TypeScript, read from the addon, which takes them
- * from the compiled structs (cpp/netmap_abi.h): one source of truth.
+ * from the compiled structs (cpp/abi/netmap_abi.h, exported by cpp/napi/abi_export.cc): one source of truth.
  */
 import { native } from './addon.js';
 

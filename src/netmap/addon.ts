@@ -1,10 +1,9 @@
 /**
- * Loads the native addon (prebuilt, or built by node-gyp on install) and
- * describes its surface. Only this module touches the raw binding.
+ * Loads the library's native addon (netmap.node: prebuilt, or built by
+ * node-gyp on install) and describes its surface. Only this module touches
+ * the raw binding.
  */
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { loadAddon } from './native-loader.js';
 
 /** Layout numbers of a region, as the addon computed them. */
 export interface NativeLayout {
@@ -35,7 +34,7 @@ export interface NativeFdWatcher {
   close(): void;
 }
 
-/** The native pipe end (see cpp/pipe.cc). */
+/** The native pipe end (cpp/core/pipe.h, bound in cpp/napi/pipe.cc). */
 export interface NativePipe {
   readonly memory: ArrayBuffer | null;
   readonly doorbellFd: number;
@@ -45,8 +44,6 @@ export interface NativePipe {
   rxsync(ring: number): number;
   peerState(): number;
   stats(): { txFrames: number; invalidSlots: number; peerErrors: number };
-  /** the C++ reference loop of the pipe benchmark */
-  benchLoop(role: 'tx' | 'rx', count: number, len: number, batch: number): { frames: number; errors: number; ns: number } | -1;
   close(): void;
 }
 
@@ -137,7 +134,6 @@ export interface NativeAddon {
   schedYield(): void;
   drain(fd: number): number;
   close(fd: number): void;
-  memfdCreate(name: string, size: number): number;
   fdSize(fd: number): number;
   mapFd(fd: number, size: number): ArrayBuffer;
   unixListen(path: string): number;
@@ -154,16 +150,10 @@ export interface NativeAddon {
   Pipe: new (path: string, end: number, params: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number }, name: string) => NativePipe;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-// dist/src/netmap/addon.js -> the package root is three levels up
-const root = path.resolve(here, '..', '..', '..');
-const require = createRequire(import.meta.url);
-const load = require('node-gyp-build') as (dir: string) => unknown;
-
 /**
  * The raw binding; other modules narrow it to the parts they use.
  * NETMAP_ADDON_PATH loads a specific build (the sanitizer run in CI uses it).
  */
-export const nativeRaw: unknown = process.env['NETMAP_ADDON_PATH'] ? require(path.resolve(process.env['NETMAP_ADDON_PATH'])) : load(root);
+export const nativeRaw: unknown = loadAddon('netmap', 'NETMAP_ADDON_PATH');
 /** The typed binding. */
 export const native = nativeRaw as NativeAddon;

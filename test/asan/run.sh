@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the addon with AddressSanitizer + UBSan into build-asan/ and runs the
-# tests that exercise the native code (regions, pipes, the switch datapath,
-# fd passing) with it. Node itself is not instrumented, so the sanitizer
-# runtime is preloaded. Any report fails the run.
+# Builds both addons (netmap.node, the library; netmap_tools.node, pkt-gen and
+# the benchmark loops) with AddressSanitizer + UBSan into build-asan/ and runs
+# the tests that exercise the native code (regions, pipes, the switch
+# datapath, fd passing, pkt-gen's loops against hostile rings) with them.
+# Node itself is not instrumented, so the sanitizer runtime is preloaded. Any
+# report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -17,19 +19,23 @@ nodedir=()
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 (cd "$work" && CXXFLAGS="$san" LDFLAGS="-fsanitize=address,undefined" \
   "$root/node_modules/.bin/node-gyp" rebuild "${nodedir[@]}" >"$work/build.log" 2>&1) || { cat "$work/build.log"; exit 1; }
-# refuse to report a clean run of an uninstrumented build
-if [ "$(nm -D "$work/build/Release/netmap.node" | grep -c __asan_report)" = 0 ]; then
-  echo "asan: the addon was built without AddressSanitizer instrumentation" >&2
-  exit 1
-fi
 mkdir -p build-asan
-cp "$work/build/Release/netmap.node" build-asan/netmap.node
+for addon in netmap netmap_tools; do
+  # refuse to report a clean run of an uninstrumented build
+  if [ "$(nm -D "$work/build/Release/$addon.node" | grep -c __asan_report)" = 0 ]; then
+    echo "asan: $addon.node was built without AddressSanitizer instrumentation" >&2
+    exit 1
+  fi
+  cp "$work/build/Release/$addon.node" "build-asan/$addon.node"
+done
 asan=$(g++ -print-file-name=libasan.so)
 ubsan=$(g++ -print-file-name=libubsan.so)
-echo "asan: addon built with -fsanitize=address,undefined; running native-heavy tests under it"
+echo "asan: both addons built with -fsanitize=address,undefined; running native-heavy tests under them"
 export NETMAP_ADDON_PATH="$root/build-asan/netmap.node"
+export NETMAP_TOOLS_ADDON_PATH="$root/build-asan/netmap_tools.node"
 export LD_PRELOAD="$asan:$ubsan"
 # Node's own allocations are not instrumented and V8 leaks by design at exit
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allow_user_segv_handler=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-node_modules/.bin/ava --concurrency 1 dist/test/integration/pipe.test.js dist/test/integration/switch.test.js dist/test/unit/abi.test.js "$@"
+node_modules/.bin/ava --concurrency 1 dist/test/integration/pipe.test.js dist/test/integration/switch.test.js dist/test/unit/abi.test.js \
+  dist/test/integration/pktgen-native.test.js "$@"

@@ -2,7 +2,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, writeFileSync, unlinkSync } from 'node:fs';
 import { open } from '../../src/netmap/open.js';
 import { pipePath } from '../../src/backends/pipe.js';
 import { parsePortName } from '../../src/netmap/name.js';
@@ -122,6 +122,31 @@ test('each pipe end opens once (EBUSY)', async (t) => {
   const m = await open(`${base}{4`);
   await t.throwsAsync(open(`${base}{4`), { code: 'EBUSY', message: /already open/ });
   m.close();
+});
+
+test('a doorbell that cannot be opened fails the open cleanly: clear error, nothing held, the next open succeeds at once', async (t) => {
+  const base = pname();
+  const region = pipePath(parsePortName(`${base}{5`));
+  // something other than a FIFO where the master's doorbell goes
+  mkdirSync(region + '.m');
+  const e = await t.throwsAsync(open(`${base}{5`), { code: 'EISDIR', message: /doorbell FIFO .*\.m.*remove .*\.m/ });
+  t.is((e as NodeJS.ErrnoException).syscall, 'open');
+  t.true(e!.message.includes(region + '.m'), 'the message names the path');
+  rmdirSync(region + '.m');
+  // the failed open left no flock, lock or fd behind: this would block in flock otherwise
+  const m = await open(`${base}{5`);
+  const s = await open(`${base}}5`);
+  t.is(m.txRings.length, 1);
+  s.close();
+  m.close();
+  t.false(existsSync(region), 'last close removes the region');
+
+  // a regular file there is refused as well (open(2) alone would accept it)
+  writeFileSync(region + '.s', '');
+  await t.throwsAsync(open(`${base}{5`), { code: 'EEXIST', message: /is not a FIFO.*remove/ });
+  unlinkSync(region + '.s');
+  const again = await open(`${base}{5`);
+  again.close();
 });
 
 test('10 million frames of varying length cross a pipe between two processes, intact and in order', async (t) => {

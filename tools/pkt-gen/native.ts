@@ -1,5 +1,5 @@
 /**
- * The pkt-gen datapath in the addon (cpp/pktgen.cc): a whole batch of tx
+ * The pkt-gen datapath in the tools addon (cpp/tools/pktgen.cc): a whole batch of tx
  * slots filled, or of rx slots counted, per call. TypeScript runs the loop
  * (sync, wait, rate, stop, reports) and never touches a frame per packet on
  * these paths.
@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { nativeRaw } from '../../src/netmap/addon.js';
+import { toolsRaw } from '../addon.js';
 
 /** Index of each counter in a thread's counter array (a Float64Array, possibly shared with the reporting thread). */
 export const CTR = {
@@ -130,8 +130,8 @@ export interface NativePktgen {
   setAffinity(cpu: number): void;
 }
 
-const raw = nativeRaw as { pktgen?: NativePktgen };
-if (!raw.pktgen) throw new Error('the netmap addon lacks the pkt-gen datapath (cpp/pktgen.cc): rebuild it with npm run build:native');
+const raw = toolsRaw as { pktgen?: NativePktgen };
+if (!raw.pktgen) throw new Error('the tools addon lacks the pkt-gen datapath (cpp/tools/pktgen.cc): rebuild it with npm run build:native');
 
 /** The typed binding. */
 export const pktgenNative: NativePktgen = raw.pktgen;

@@ -124,7 +124,7 @@ export interface KernelRegisterInfo {
   layout: KernelLayout;
 }
 
-/** The native `KernelPort` (cpp/kernel_port.cc). */
+/** The native `KernelPort` (cpp/core/kernel_port.h, bound in cpp/napi/kernel_port.cc). */
 export interface NativeKernelPort {
   /** the mapped region, or null if it could not be exposed */
   readonly memory: ArrayBuffer | null;

@@ -1,0 +1,151 @@
+/**
+ * The tools addon (netmap_tools.node) in process: pkt-gen's native loops
+ * against regions written by someone hostile, and the pipe benchmark's
+ * reference loop between two processes. No CLI here, so the sanitizer run
+ * (test/asan/run.sh) covers this addon's code directly.
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { buildFrame, verifyFrameChecksums } from '../../tools/pkt-gen/frame.js';
+import { RING, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
+import { CTR, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
+import { pipeBench } from '../../tools/addon.js';
+import { pipePath } from '../../src/backends/pipe.js';
+import { parsePortName } from '../../src/netmap/name.js';
+
+// ---------------------------------------------------------------------------
+// The native loops against a region written by someone hostile
+
+interface FakeRing {
+  slots?: number;
+  bufSize?: number;
+  bufOfs?: number;
+  head?: number;
+  tail?: number;
+}
+/** A 64 KiB region with one ring at offset `at` (buffers after the slots unless told). */
+function fakeRegion(r: FakeRing = {}, at = 0, mem = new ArrayBuffer(65536)): { mem: ArrayBuffer; dv: DataView } {
+  const dv = new DataView(mem);
+  const slots = r.slots ?? 8;
+  dv.setBigInt64(at + RING.buf_ofs, BigInt(r.bufOfs ?? RING.slot + slots * SLOT_SIZE), true);
+  dv.setUint32(at + RING.num_slots, slots, true);
+  dv.setUint32(at + RING.nr_buf_size, r.bufSize ?? 256, true);
+  dv.setUint32(at + RING.head, r.head ?? 0, true);
+  dv.setUint32(at + RING.cur, r.head ?? 0, true);
+  dv.setUint32(at + RING.tail, r.tail ?? 7, true);
+  for (let i = 0; i < Math.min(slots, 64); i++) dv.setUint32(at + RING.slot + i * SLOT_SIZE + SLOT.buf_idx, 2 + i, true);
+  return { mem, dv };
+}
+const plainSpec = (): TxGenSpec => ({
+  af: 4,
+  l3: 14,
+  l4: 34,
+  lenMin: 60,
+  lenMax: 60,
+  seq: true,
+  seqStart: 0,
+  src: { a0: 0x0a000001, a1: 0x0a000001, p0: 1234, p1: 1234, random: false },
+  dst: { a0: 0x0a010001, a1: 0x0a010001, p0: 1234, p1: 1234, random: false },
+  group: 7,
+  dstGroup: 7,
+  frags: 1,
+  fragSize: 0,
+  fragGroup: false,
+  alwaysCopy: false,
+  rubbish: false,
+  udpCsum: true,
+  seed: 1,
+});
+const frame60 = (): Uint8Array => buildFrame({ srcMac: '00:00:00:00:00:00', dstMac: 'ff:ff:ff:ff:ff:ff', srcIp: '10.0.0.1', dstIp: '10.1.0.1', srcPort: 1234, dstPort: 1234, len: 60 });
+
+test('native tx fill: writes the template, lengths and sequence numbers, then moves head', (t) => {
+  const { mem, dv } = fakeRegion();
+  const ctr = newCounters();
+  const gen = createTxGen(frame60(), plainSpec(), ctr);
+  t.is(gen.txFill(mem, 0, 100), 7, 'min(space, max)');
+  t.is(dv.getUint32(RING.head, true), 7);
+  t.is(dv.getUint32(RING.cur, true), 7);
+  t.is(ctr[CTR.PKTS], 7);
+  t.is(ctr[CTR.BYTES], 420);
+  t.is(ctr[CTR.EVENTS], 1);
+  const bufOfs = RING.slot + 8 * SLOT_SIZE;
+  for (let i = 0; i < 7; i++) {
+    t.is(dv.getUint16(RING.slot + i * SLOT_SIZE + SLOT.len, true), 60);
+    const f = new Uint8Array(mem, bufOfs + (2 + i) * 256, 60);
+    t.true(verifyFrameChecksums(f));
+    t.is(new DataView(mem).getUint32(bufOfs + (2 + i) * 256 + 42), i, 'sequence number');
+  }
+  t.is(gen.txFill(mem, 0, 100), 0, 'a full ring takes nothing');
+});
+
+test('native loops refuse hostile ring headers and slots, never touching memory outside the region', (t) => {
+  const gen = (): ReturnType<typeof createTxGen> => createTxGen(frame60(), plainSpec(), newCounters());
+  const fill = (r: FakeRing, at = 0): number => gen().txFill(fakeRegion(r).mem, at, 512);
+  const { mem } = fakeRegion();
+  for (const ofs of [65536, 65536 - 8, 3, -8, NaN, 2 ** 53]) t.throws(() => gen().txFill(mem, ofs, 1), { instanceOf: RangeError }, `ring offset ${ofs}`);
+  t.throws(() => fill({ slots: 0xffffffff }), { message: /slots, which do not fit/ });
+  t.throws(() => fill({ slots: 1 }), { message: /slots, which do not fit/ });
+  t.throws(() => fill({ bufSize: 0 }), { message: /buffer size 0/ });
+  t.throws(() => fill({ bufSize: 70000 }), { message: /buffer size 70000/ });
+  t.throws(() => fill({ bufOfs: -1e12 }), { message: /buffers outside the region/ });
+  t.throws(() => fill({ bufOfs: 1e12 }), { message: /buffers outside the region/ });
+  t.throws(() => fill({ bufOfs: 65536 - 100 }), { message: /buffer index 2, outside/ }, 'buffers past the end');
+  t.throws(() => fill({ head: 8 }), { message: /ring head 8 is outside the ring/ });
+  t.throws(() => fill({ tail: 1000 }), { message: /ring tail 1000 is outside the ring/ });
+  t.throws(() => fill({ bufSize: 32 }), { message: /does not fit the ring's 32-byte buffers/ });
+  t.throws(() => gen().txFill(new Uint8Array(64) as unknown as ArrayBuffer, 0, 1), { instanceOf: TypeError });
+  // a bad buffer index in slot 3: slots 0..2 are published, then an error names the slot
+  const bad = fakeRegion();
+  bad.dv.setUint32(RING.slot + 3 * SLOT_SIZE + SLOT.buf_idx, 1e9, true);
+  const ctr = newCounters();
+  t.throws(() => createTxGen(frame60(), plainSpec(), ctr).txFill(bad.mem, 0, 512), { message: /tx slot 3 has buffer index 1000000000/ });
+  t.is(bad.dv.getUint32(RING.head, true), 3);
+  t.is(ctr[CTR.PKTS], 3);
+
+  // rx: garbage indices and lengths are counted, never read through
+  const rxr = fakeRegion({ tail: 6 });
+  for (let i = 0; i < 6; i++) {
+    rxr.dv.setUint32(RING.slot + i * SLOT_SIZE + SLOT.buf_idx, i % 2 ? 0xffffffff : 1, true);
+    rxr.dv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.len, 0xffff, true);
+  }
+  const rctr = newCounters();
+  t.is(createRxCounter(rctr, { seq: true, events: new Uint32Array(25) }).rxCount(rxr.mem, 0, 512, 3), 6);
+  t.is(rxr.dv.getUint32(RING.head, true), 6);
+  t.is(rctr[CTR.BYTES], 6 * 0xffff);
+  t.throws(() => createRxCounter(newCounters()).rxCount(fakeRegion({ head: 9 }).mem, 0, 512), { message: /ring head 9/ });
+
+  // pong: rx ring at 0, tx ring at 16384 in one region; bad slots are dropped
+  const pm = fakeRegion({ tail: 4 }).mem;
+  const pdv = new DataView(pm);
+  fakeRegion({ tail: 7, bufOfs: 1024 }, 16384, pm);
+  pdv.setUint16(RING.slot + SLOT.len, 60, true);
+  pdv.setUint16(RING.slot + SLOT_SIZE + SLOT.len, 60, true);
+  pdv.setUint32(RING.slot + SLOT_SIZE + SLOT.buf_idx, 5000, true);
+  pdv.setUint16(RING.slot + 2 * SLOT_SIZE + SLOT.len, 9000, true);
+  pdv.setUint16(RING.slot + 3 * SLOT_SIZE + SLOT.len, 60, true);
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512), 2, 'slots 1 (bad index) and 2 (too long) dropped');
+  t.is(pdv.getUint32(RING.head, true), 4, 'every rx slot consumed');
+  t.is(pdv.getUint32(16384 + RING.head, true), 2);
+});
+
+test('pipe benchmark reference loop: every frame crosses between two processes, in order, intact', async (t) => {
+  const name = `vale0:pb${process.pid}`;
+  const region = pipePath(parsePortName(`${name}{0`));
+  const addon = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'addon.js');
+  // the sender in a child: each loop blocks its thread until done
+  const code = `const { pipeBench } = await import(${JSON.stringify(addon)});
+    const r = pipeBench.pipeBenchLoop(${JSON.stringify(region)}, 0, { slots: 256 }, 'pb', 'tx', 200000, 60, 64);
+    process.stdout.write(JSON.stringify(r));`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const rx = pipeBench.pipeBenchLoop(region, 1, { slots: 256 }, 'pb', 'rx', 200000, 60, 64);
+  t.is(await exited, 0);
+  const tx = JSON.parse(out) as { frames: number };
+  t.is(tx.frames, 200000);
+  t.is(rx.frames, 200000);
+  t.is(rx.errors, 0, 'every sequence number and length as sent');
+});
