@@ -19,7 +19,7 @@ frame.fill(0xff, 0, 6); // broadcast
 frame.set([2, 0, 0, 0, 0, 0xa], 6);
 a.inject(frame);
 a.txsync();
-await b.poll({ rx: true, timeoutMs: 1000 });
+await b.poll({ rx: true }); // until the frame is there
 console.log(`b received ${b.rxAvailable()} frame(s)`);
 console.log('counters of vale0:a:', sw.counters(sw.port('vale0:a')!.index));
 console.log('MAC table:', sw.stats().macTable);

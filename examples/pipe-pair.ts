@@ -22,7 +22,7 @@ while (!ring.empty() && sent < 100) {
 }
 tx.txsync();
 
-await rx.poll({ rx: true, timeoutMs: 1000 });
+await rx.poll({ rx: true }); // until frames are there
 let received = 0;
 rx.dispatch(Infinity, (frame) => {
   if (frame[14] === received) received++;

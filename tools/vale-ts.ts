@@ -3,14 +3,17 @@
  * vale-ts: the userspace VALE switch process. Listens on a unix control
  * socket; switches and ports appear as clients open valeX:Y.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ValeServer } from '../src/vale/server.js';
+import { DEFAULT_LIMITS, ValeServer, type PeerPolicy, type ServerLimits } from '../src/vale/server.js';
 import { defaultSocketPath } from '../src/control/protocol.js';
 
-const USAGE = `usage: vale-ts [--socket PATH] [--batch N] [--busy-poll-us US] [--datapath thread|loop] [--native-bridge] [--mac-age S] [--mac-table N]
+const MiB = 1024 * 1024;
+const USAGE = `usage: vale-ts [options]
 
   --socket PATH      control socket (default: $VALE_TS_SOCKET, /run/vale-ts/vale-ts.sock as root,
-                     else $XDG_RUNTIME_DIR/vale-ts.sock)
+                     else $XDG_RUNTIME_DIR/vale-ts.sock, else /tmp/vale-ts-UID/vale-ts.sock in a
+                     private 0700 directory)
   --batch N          frames taken from one source ring per turn (1..4096, default 512)
   --busy-poll-us US  keep polling this long after the last frame before sleeping (default 50)
   --datapath MODE    thread: each switch forwards on a thread of its own that a doorbell wakes
@@ -18,8 +21,53 @@ const USAGE = `usage: vale-ts [--socket PATH] [--batch N] [--busy-poll-us US] [-
   --native-bridge    decide in C++ instead of TypeScript (benchmark baseline; no MAC table in stats)
   --mac-age S        MAC table entry lifetime in seconds (default 300)
   --mac-table N      MAC table size bound (default 8192)
+  --stall-ms MS      a receiver holding back a lossless sender this long is declared stalled and its
+                     copies dropped (dropStalled) until it drains (default 1000)
+
+ who may connect (root and vale-ts's own uid always may):
+  --group NAME       socket 0660 (directory 0710) for group NAME, whose members may connect
+  --allow-uid UID    also serve this uid (repeatable, or comma-separated)
+  --allow-gid GID    also serve processes with this primary or supplementary gid (repeatable)
+  --share-rings-across-uids
+                     let different uids bind rings of one port (each then maps the whole region)
+
+ limits (a request over one is refused, saying which; counted in --stats):
+  --max-conn N              connections at once (default ${DEFAULT_LIMITS.maxConnections})
+  --max-conn-per-uid N      connections of one uid (default ${DEFAULT_LIMITS.maxConnectionsPerUid})
+  --max-ports N             ports on all switches (default ${DEFAULT_LIMITS.maxPorts})
+  --max-ports-per-uid N     ports one uid holds or created (default ${DEFAULT_LIMITS.maxPortsPerUid})
+  --max-ports-per-client N  ports one process holds (default ${DEFAULT_LIMITS.maxPortsPerClient})
+  --max-ports-per-switch N  ports on one switch, 1..254 (default ${DEFAULT_LIMITS.maxPortsPerSwitch})
+  --max-port-memory MIB     one port's region (default ${DEFAULT_LIMITS.maxPortMemory / MiB})
+  --max-memory MIB          all regions together (default ${DEFAULT_LIMITS.maxMemory / MiB})
   -h, --help         this text
 `;
+
+/** The gid of group `name` (numeric names are taken as gids). */
+function groupGid(name: string): number {
+  if (/^\d+$/.test(name)) return Number(name);
+  for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+    const f = line.split(':');
+    if (f[0] === name && f[2] !== undefined) return Number(f[2]);
+  }
+  process.stderr.write(`vale-ts: --group ${name}: no such group in /etc/group\n`);
+  process.exit(1);
+}
+
+function ids(opt: string, vals: string[] | undefined): number[] {
+  const out: number[] = [];
+  for (const v of vals ?? []) {
+    for (const x of v.split(',')) {
+      const n = Number(x);
+      if (!/^\d+$/.test(x) || !Number.isSafeInteger(n)) {
+        process.stderr.write(`vale-ts: --${opt} ${x} is invalid: expected a number (uid/gid)\n`);
+        process.exit(1);
+      }
+      out.push(n);
+    }
+  }
+  return out;
+}
 
 function num(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
   if (v === undefined) return undefined;
@@ -43,6 +91,19 @@ async function main(): Promise<void> {
         'native-bridge': { type: 'boolean' },
         'mac-age': { type: 'string' },
         'mac-table': { type: 'string' },
+        'stall-ms': { type: 'string' },
+        group: { type: 'string' },
+        'allow-uid': { type: 'string', multiple: true },
+        'allow-gid': { type: 'string', multiple: true },
+        'share-rings-across-uids': { type: 'boolean' },
+        'max-conn': { type: 'string' },
+        'max-conn-per-uid': { type: 'string' },
+        'max-ports': { type: 'string' },
+        'max-ports-per-uid': { type: 'string' },
+        'max-ports-per-client': { type: 'string' },
+        'max-ports-per-switch': { type: 'string' },
+        'max-port-memory': { type: 'string' },
+        'max-memory': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -67,14 +128,32 @@ async function main(): Promise<void> {
   }
   const switchOptions: import('../src/vale/switch.js').SwitchOptions = { datapath };
   if (values['native-bridge']) switchOptions.nativeBridge = true;
+  const stall = num('stall-ms', values['stall-ms'], 1, 1e9);
+  const limits: Partial<ServerLimits> = {};
+  const lim = (opt: string, key: keyof ServerLimits, hi: number, scale = 1): void => {
+    const v = num(opt, (values as Record<string, string | undefined>)[opt], 1, hi);
+    if (v !== undefined) limits[key] = Math.floor(v * scale);
+  };
+  lim('max-conn', 'maxConnections', 1 << 20);
+  lim('max-conn-per-uid', 'maxConnectionsPerUid', 1 << 20);
+  lim('max-ports', 'maxPorts', 1 << 20);
+  lim('max-ports-per-uid', 'maxPortsPerUid', 1 << 20);
+  lim('max-ports-per-client', 'maxPortsPerClient', 1 << 20);
+  lim('max-ports-per-switch', 'maxPortsPerSwitch', 254);
+  lim('max-port-memory', 'maxPortMemory', 4096, MiB);
+  lim('max-memory', 'maxMemory', 1 << 24, MiB);
+  const policy: PeerPolicy = { allowUids: ids('allow-uid', values['allow-uid']), allowGids: ids('allow-gid', values['allow-gid']) };
+  if (values.group !== undefined) policy.group = { name: values.group, gid: groupGid(values.group) };
+  if (values['share-rings-across-uids']) policy.shareRingsAcrossUids = true;
   if (batch !== undefined) switchOptions.batch = Math.floor(batch);
   if (busy !== undefined) switchOptions.busyPollUs = busy;
   if (age !== undefined) switchOptions.macAgeMs = age * 1000;
   if (table !== undefined) switchOptions.macTableSize = Math.floor(table);
+  if (stall !== undefined) switchOptions.stallMs = stall;
   const socket = defaultSocketPath(values.socket);
   let server: ValeServer;
   try {
-    server = await ValeServer.listen({ socket, switchOptions });
+    server = await ValeServer.listen({ socket, switchOptions, limits, policy });
   } catch (e) {
     process.stderr.write(`vale-ts: cannot listen on ${socket}: ${(e as Error).message}\n`);
     process.exit(1);

@@ -2,7 +2,11 @@
 #include "core/switch_core.h"
 
 #include <sys/epoll.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
+
+#include <time.h>
 
 #include <algorithm>
 #include <cstring>
@@ -14,7 +18,7 @@ namespace nm {
 const char *const SWITCH_COUNTER_NAMES[C_COUNT] = {
     "rxFrames",     "rxBytes",    "txFrames",   "txBytes",    "dropNoSpace",  "dropInvalid",
     "dropRunt",     "dropSamePort", "dropLookup", "dropNoPort", "dropOversize", "dropFrag",
-    "dropClosed",   "flooded",    "badHead",    "kicks"};
+    "dropClosed",   "flooded",    "badHead",    "kicks",        "dropStalled"};
 
 namespace {
 constexpr uint32_t FRAG_CAP = SWITCH_MAX_BATCH + NETMAP_MAX_FRAGS;
@@ -65,18 +69,36 @@ Result<std::unique_ptr<SwitchCore>> SwitchCore::create(uint32_t batch, uint32_t 
   return c;
 }
 
-Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const std::string &name, bool lossless) {
+Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const std::string &name, bool lossless,
+                                            int prepared_fd) {
   LayoutParams p = params;
   p.n_ifs = 1;  // a switch port is one netmap_if
   Result<Layout> lr = compute_layout(p);
   if (!lr) return std::move(lr).take_error();
   const Layout l = lr.value();
   // allocation happens outside the lock: a big region must not stall rounds
-  std::string names[MAX_IFS] = {name, ""};
-  Result<MemfdRegion> rr = create_memfd_region(("vale-ts:" + name).c_str(), l, names);
-  if (!rr) return std::move(rr).take_error();
-  unique_fd memfd = std::move(rr.value().fd);
-  mapping mem = std::move(rr.value().map);
+  unique_fd memfd;
+  mapping mem;
+  if (prepared_fd >= 0) {
+    // a region prepared off the event loop (createRegionFdAsync): map a
+    // duplicate; the caller keeps (and closes) its own descriptor
+    memfd.reset(fcntl(prepared_fd, F_DUPFD_CLOEXEC, 0));
+    if (!memfd) return sys_fail("fcntl", "dup prepared region");
+    struct stat st;
+    if (fstat(memfd.get(), &st) < 0) return sys_fail("fstat", "stat prepared region");
+    if (static_cast<uint64_t>(st.st_size) != l.size)
+      return check_fail(EINVAL, "prepared region has " + std::to_string(st.st_size) + " bytes, the layout needs " +
+                                    std::to_string(l.size));
+    Result<mapping> mr = mapping::map_shared(memfd.get(), l.size, "map prepared region");
+    if (!mr) return std::move(mr).take_error();
+    mem = std::move(mr.value());
+  } else {
+    std::string names[MAX_IFS] = {name, ""};
+    Result<MemfdRegion> rr = create_memfd_region(("vale-ts:" + name).c_str(), l, names);
+    if (!rr) return std::move(rr).take_error();
+    memfd = std::move(rr.value().fd);
+    mem = std::move(rr.value().map);
+  }
   unique_fd sb(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!sb) return sys_fail("eventfd", "switch doorbell of " + name);
   unique_fd cb(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -100,6 +122,7 @@ Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const st
   ps.memfd = std::move(memfd);
   ps.switch_bell = std::move(sb);
   ps.client_bell = std::move(cb);
+  std::fill(std::begin(ps.bad_head), std::end(ps.bad_head), UINT32_MAX);
   active_.insert(std::upper_bound(active_.begin(), active_.end(), id), id);
   SwitchPortInfo info;
   info.id = id;
@@ -133,7 +156,8 @@ Result<SwitchCounters> SwitchCore::remove_port(uint32_t id) {
     if (!p) return check_fail(ENOENT, "no switch port " + std::to_string(id));
     count_closed(p);
     last = p->c;
-    epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, p->switch_bell.get(), nullptr);
+    if (!p->muted) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, p->switch_bell.get(), nullptr);
+    rang_.erase(std::remove(rang_.begin(), rang_.end(), id), rang_.end());
     active_.erase(std::remove(active_.begin(), active_.end(), id), active_.end());
     released = std::move(*p);
     *p = Port{};
@@ -156,6 +180,12 @@ Status SwitchCore::set_lossless(uint32_t id, bool on) {
 Status SwitchCore::set_attached(uint32_t id, bool on) {
   WITH_PORT(id);
   p->attached = on;
+  return Ok{};
+}
+
+Status SwitchCore::set_stalled(uint32_t id, bool on) {
+  WITH_PORT(id);
+  p->stalled = on;
   return Ok{};
 }
 
@@ -192,7 +222,8 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
   const uint32_t N = p->layout.p.tx_slots;
   const uint32_t head = load_acquire(&p->atok(r)->head);
   if (head >= N) {
-    p->c[C_BAD_HEAD]++;
+    if (p->bad_head[r] != head) p->c[C_BAD_HEAD]++;
+    p->bad_head[r] = head;
     return n;
   }
   uint32_t i = p->tx_hwcur[r];
@@ -203,6 +234,7 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
   uint32_t nf = n == 0 ? 0 : fstart_[n - 1] + fcount_[n - 1];
   uint32_t scanned = 0;
   const uint32_t n0 = n;
+  const uint32_t d0 = static_cast<uint32_t>(dropped_.size());
   // a frame is one slot, or a chain of slots with NS_MOREFRAG on all but
   // the last (netmap's multi-slot frames)
   while (i != head && n - n0 < max && scanned < max) {
@@ -234,10 +266,10 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
     }
     scanned += frags;
     if (!complete) {
-      p->c[C_DROP_FRAG]++;
+      dropped_.push_back(Dropped{first, static_cast<uint8_t>(C_DROP_FRAG)});
       nf = f0;
     } else if (!ok || total > 65535) {
-      p->c[C_DROP_INVALID]++;
+      dropped_.push_back(Dropped{first, static_cast<uint8_t>(C_DROP_INVALID)});
       nf = f0;
     } else {
       // the snapshot: what the decision reads and what is delivered first
@@ -253,7 +285,9 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
       n++;
     }
   }
-  if (i != p->tx_hwcur[r]) touched_.push_back(Touched{static_cast<uint8_t>(id), static_cast<uint8_t>(r), false, i, 0});
+  if (i != p->tx_hwcur[r])
+    touched_.push_back(Touched{static_cast<uint8_t>(id), static_cast<uint8_t>(r), false, i, 0, p->tx_hwcur[r], d0,
+                               static_cast<uint32_t>(dropped_.size())});
   return n;
 }
 
@@ -263,6 +297,7 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
 // senders into one receiver get ~1/N each whatever idle ports lie between.
 uint32_t SwitchCore::collect() {
   touched_.clear();
+  dropped_.clear();
   const uint32_t np = static_cast<uint32_t>(active_.size());
   if (np == 0) return 0;
   const uint32_t start =
@@ -303,10 +338,14 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
   RxState &st = d->rx[rr];
   const uint32_t N = d->layout.p.rx_slots;
   uint32_t rel = load_acquire(&d->atok(d->layout.p.tx_rings + rr)->head);
+  uint32_t &bad = d->bad_head[d->layout.p.tx_rings + rr];
   if (rel >= N || ring_dist(rel, st.released, N) > ring_dist(st.hwtail, st.released, N)) {
-    d->c[C_BAD_HEAD]++;
+    if (bad != rel) d->c[C_BAD_HEAD]++;
+    bad = rel;
     rel = st.released;
   }
+  // a receiver that releases slots is draining again
+  if (rel != st.released) d->stalled = false;
   st.released = rel;
   *room = ring_dist(rel == 0 ? N - 1 : rel - 1, st.hwtail, N);
   return *room > 0;
@@ -374,6 +413,7 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     gen_ = 1;
   }
   const uint32_t nactive = static_cast<uint32_t>(active_.size());
+  blocked_on_ = -1;
   for (uint32_t k = 0; k < n; k++) {
     Touched &t = touched_[touch_of_[k]];
     if (t.stopped) continue;  // its ring is waiting for room: taken again next round
@@ -394,13 +434,14 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
         Port *dp = &ports_[d];
         const uint32_t rr = r % dp->layout.p.rx_rings;
         if (!deliver(dp, rr, k, room(d, rr))) {
-          if (p->lossless && dp->attached) {
+          if (p->lossless && dp->attached && !dp->stalled) {
             t.stopped = true;
             t.stop_slot = slot_of_[k];
             res->blocked = true;
+            blocked_on_ = static_cast<int32_t>(d);
             continue;
           }
-          dp->c[C_DROP_NO_SPACE]++;
+          dp->c[dp->stalled ? C_DROP_STALLED : C_DROP_NO_SPACE]++;
         }
       }
     } else if (dst == DEST_FLOOD) {
@@ -408,12 +449,13 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
         // all or nothing: never deliver a flood twice
         bool all = true;
         for (uint32_t d : active_) {
-          if (d == src_id || !ports_[d].attached) continue;
+          if (d == src_id || !ports_[d].attached || ports_[d].stalled) continue;
           const uint32_t rr = r % ports_[d].layout.p.rx_rings;
           uint32_t *rm = room(d, rr);
           if (*rm < fcount_[k]) refresh_room(&ports_[d], rr, rm);
-          if (*rm < fcount_[k]) {
+          if (*rm < fcount_[k] && !ports_[d].stalled) {
             all = false;
+            blocked_on_ = static_cast<int32_t>(d);
             break;
           }
         }
@@ -433,7 +475,8 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
           if (d == src_id) continue;
           Port *dp = &ports_[d];
           const uint32_t rr = r % dp->layout.p.rx_rings;
-          if (!deliver(dp, rr, k, room(d, rr))) dp->c[C_DROP_NO_SPACE]++;
+          if (!deliver(dp, rr, k, room(d, rr)))
+            dp->c[dp->stalled && p->lossless ? C_DROP_STALLED : C_DROP_NO_SPACE]++;
         }
       }
     } else if (dst == DEST_SAME_PORT) {
@@ -451,6 +494,11 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     Port *p = &ports_[t.port];
     const uint32_t N = p->layout.p.tx_slots;
     const uint32_t newcur = t.stopped ? t.stop_slot : t.end;
+    // skipped frames the ring now moves past are counted; those after a
+    // lossless stop are scanned again next round and counted then
+    const uint32_t passed = ring_dist(newcur, t.start, N);
+    for (uint32_t j = t.d0; j < t.d1; j++)
+      if (ring_dist(dropped_[j].slot, t.start, N) < passed) p->c[dropped_[j].counter]++;
     p->tx_hwcur[t.ring] = newcur;
     nm_csb_ktoa *kt = p->ktoa(t.ring);
     store_release(&kt->hwcur, newcur);
@@ -538,12 +586,69 @@ void SwitchCore::disarm_all() {
     for (int i = 0; i < n; i++) {
       const uint64_t tag = evs[i].data.u64;
       int fd = tag == NOTIFY_TAG ? notify_fd_.get() : tag < SWITCH_MAX_PORTS && ports_[tag].used ? ports_[tag].switch_bell.get() : -1;
+      if (fd >= 0 && tag != NOTIFY_TAG && std::find(rang_.begin(), rang_.end(), tag) == rang_.end())
+        rang_.push_back(static_cast<uint32_t>(tag));
       uint64_t v;
       if (fd >= 0) while (read(fd, &v, sizeof v) > 0) {
         }
     }
     if (n < 64) break;
   }
+}
+
+namespace {
+int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+}  // namespace
+
+void SwitchCore::note_wakeup(bool useful) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (rang_.empty()) return;  // woken by a timer or notify(), not a client
+  wide_.wakeups++;
+  if (!useful) wide_.spurious_wakeups++;
+  for (uint32_t id : rang_) {
+    Port *p = port(id);
+    if (!p) continue;
+    if (useful) {
+      p->spurious = p->backoff_ms = 0;
+      continue;
+    }
+    if (++p->spurious < SWITCH_SPURIOUS_LIMIT || p->muted) continue;
+    p->spurious = 0;
+    p->backoff_ms = std::min(SWITCH_BACKOFF_MAX_MS, p->backoff_ms ? p->backoff_ms * 2 : SWITCH_BACKOFF_MIN_MS);
+    if (epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, p->switch_bell.get(), nullptr) < 0) continue;
+    p->muted = true;
+    p->muted_until_ns = now_ns() + static_cast<int64_t>(p->backoff_ms) * 1000000;
+    wide_.doorbell_backoffs++;
+  }
+  rang_.clear();
+}
+
+int SwitchCore::backoff_due() {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  int64_t next = -1;
+  const int64_t now = now_ns();
+  for (uint32_t id : active_) {
+    Port &p = ports_[id];
+    if (!p.muted) continue;
+    if (p.muted_until_ns <= now) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = id;
+      // on failure it stays muted and is retried at the next sleep
+      if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, p.switch_bell.get(), &ev) == 0) {
+        p.muted = false;
+        continue;
+      }
+      p.muted_until_ns = now + 1000000;
+    }
+    const int64_t left = p.muted_until_ns - now;
+    if (next < 0 || left < next) next = left;
+  }
+  return next < 0 ? -1 : static_cast<int>((next + 999999) / 1000000);
 }
 
 int SwitchCore::wait(int timeout_ms) {

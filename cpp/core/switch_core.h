@@ -66,8 +66,9 @@ enum SwitchCounter {
   C_DROP_FRAG,       // a fragment chain longer than NETMAP_MAX_FRAGS slots
   C_DROP_CLOSED,     // frames left in the port's tx rings when it went away
   C_FLOODED,         // frames from this port sent to all others
-  C_BAD_HEAD,        // syncs where the client published an impossible index
+  C_BAD_HEAD,        // impossible indices the client published (each new value once)
   C_KICKS,           // doorbell writes to this port's client
+  C_DROP_STALLED,    // copies to this port lost while it was declared stalled (lossless senders)
   C_COUNT
 };
 extern const char *const SWITCH_COUNTER_NAMES[C_COUNT];
@@ -96,6 +97,19 @@ struct LookupBatch {
   uint32_t count;
 };
 
+// Switch-wide counters (not per port).
+struct SwitchWideCounters {
+  uint64_t wakeups = 0;            // times a doorbell woke the sleeping switch
+  uint64_t spurious_wakeups = 0;   // wakeups whose first round found nothing to do
+  uint64_t doorbell_backoffs = 0;  // times a port's doorbell was ignored for a while
+};
+
+// A doorbell that woke the switch for nothing this many times in a row is
+// ignored for a while: 1 ms, doubling up to 100 ms while it goes on.
+constexpr uint32_t SWITCH_SPURIOUS_LIMIT = 8;
+constexpr uint32_t SWITCH_BACKOFF_MIN_MS = 1;
+constexpr uint32_t SWITCH_BACKOFF_MAX_MS = 100;
+
 // Result of one round.
 struct RoundResult {
   uint32_t moved = 0;    // frames consumed from tx rings
@@ -112,12 +126,25 @@ class SwitchCore {
   SwitchCore(const SwitchCore &) = delete;
   SwitchCore &operator=(const SwitchCore &) = delete;
 
-  Result<SwitchPortInfo> add_port(const LayoutParams &params, const std::string &name, bool lossless);
+  // prepared_fd >= 0: a region prepared off the event loop (its size is
+  // checked against the layout); the core maps a duplicate, the caller keeps
+  // and closes its own descriptor. -1: the core creates the region.
+  Result<SwitchPortInfo> add_port(const LayoutParams &params, const std::string &name, bool lossless,
+                                  int prepared_fd = -1);
   // Counts what the client queued but the switch never took (dropClosed),
   // releases the region and doorbells, returns the final counters.
   Result<SwitchCounters> remove_port(uint32_t id);
   Status set_lossless(uint32_t id, bool on);
   Status set_attached(uint32_t id, bool on);
+  // The switch's clock says this receiver has blocked a lossless sender for
+  // longer than the bound: until it releases an rx slot again, copies to it
+  // are dropped (dropStalled) instead of waited for.
+  Status set_stalled(uint32_t id, bool on);
+  // The port whose full rx ring stopped a lossless sender in the last round, or -1.
+  int32_t blocked_on() {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    return blocked_on_;
+  }
   // Doorbells of further registrations sharing the port, kicked with its own
   // (not owned by the core).
   Status set_extra_bells(uint32_t id, std::vector<int> fds);
@@ -158,6 +185,18 @@ class SwitchCore {
   void disarm_all();
   // The epoll set of every switch doorbell (readable when one rang).
   int wait_fd() const { return epfd_.get(); }
+  // After the first round following a wakeup: whether it found work. A
+  // doorbell that keeps waking the switch for nothing (a client flooding it)
+  // is taken out of the set for a while; frames its port publishes meanwhile
+  // still move whenever the switch runs.
+  void note_wakeup(bool useful);
+  // Before sleeping: listens again to doorbells whose backoff is over.
+  // Returns ms until the next one is due (the sleep's bound), -1 if none.
+  int backoff_due();
+  SwitchWideCounters wide_counters() {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    return wide_;
+  }
   // Blocks up to timeout_ms (-1: forever) until a doorbell or notify() rings.
   // Returns how many rang (0: timed out or interrupted), -1 on an error.
   int wait(int timeout_ms);
@@ -181,15 +220,26 @@ class SwitchCore {
     bool used = false;
     bool lossless = false;
     bool attached = true;  // a client holds the port: only then can backpressure from it end
+    // an attached receiver that stopped draining for longer than the switch's
+    // stall bound: lossless senders no longer wait for it (set_stalled)
+    bool stalled = false;
     Layout layout;
     mapping mem;
     unique_fd memfd, switch_bell, client_bell;
     std::vector<int> extra_bells;
     uint32_t tx_hwcur[MAX_RINGS] = {};
+    // last impossible head seen per ring (tx, then rx): badHead counts each
+    // publication once, not every round that reads it again
+    uint32_t bad_head[2 * MAX_RINGS];
     RxState rx[MAX_RINGS];
     SwitchCounters c{};
     bool rx_dirty[MAX_RINGS] = {};
     bool any_dirty = false;
+    // doorbell backoff: spurious wakeups in a row, the backoff in force, and
+    // (muted) until when the doorbell is out of the epoll set
+    uint32_t spurious = 0, backoff_ms = 0;
+    bool muted = false;
+    int64_t muted_until_ns = 0;
 
     uint8_t *base() const { return mem.data(); }
     netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(base() + layout.ring_ofs[0][k]); }
@@ -209,6 +259,15 @@ class SwitchCore {
     bool stopped;       // lossless backpressure stopped it at stop_slot
     uint32_t end;       // slot after the last one scanned
     uint32_t stop_slot;
+    uint32_t start;     // tx_hwcur when the scan began
+    uint32_t d0, d1;    // its entries in dropped_
+  };
+  // A frame collect() skipped (invalid or an over-long chain). It is counted
+  // when the ring advances past it: a lossless stop before it means the
+  // next round scans it again, and it must be counted once.
+  struct Dropped {
+    uint32_t slot;
+    uint8_t counter;
   };
 
   SwitchCore(uint32_t batch, uint32_t header);
@@ -233,7 +292,11 @@ class SwitchCore {
   std::vector<uint32_t> active_;  // ids in use, ascending: floods and rounds cost O(ports in use)
   std::vector<uint32_t> dirty_;   // ports whose rx rings got frames this round
   std::vector<Touched> touched_;  // source rings of this round
+  std::vector<Dropped> dropped_;  // frames skipped by this round's collect
   uint32_t rr_ = 0;               // the next round starts at the first port id >= this
+  int32_t blocked_on_ = -1;       // see blocked_on()
+  std::vector<uint32_t> rang_;    // ports whose doorbell rang since the last note_wakeup()
+  SwitchWideCounters wide_;
   unique_fd epfd_, notify_fd_;
   // the batch, as the decision sees it
   std::unique_ptr<uint8_t[]> hdr_;

@@ -11,24 +11,45 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <chrono>
+#include <optional>
+#include <cstdio>
+#include <unordered_map>
 #include <vector>
 
+#include "core/region.h"
 #include "napi/napi_util.h"
 
 namespace nm {
 
 namespace {
 
+// A mapping exposed to JS. It is released either explicitly (unmap(), when a
+// port is removed: deterministic, not left to the GC) or by the ArrayBuffer's
+// finalizer, whichever comes first; the other then finds base == nullptr.
 struct Mapping {
   void *base;
   size_t size;
 };
 
-void finalize_mapping(napi_env env, void * /*data*/, void *hint) {
-  auto *m = static_cast<Mapping *>(hint);
+// base address -> live mapping, so unmap(ab) can find what to release
+std::unordered_map<void *, Mapping *> &live_mappings() {
+  static std::unordered_map<void *, Mapping *> m;
+  return m;
+}
+
+void release_mapping(napi_env env, Mapping *m) {
+  if (!m->base) return;
+  live_mappings().erase(m->base);
   munmap(m->base, m->size);
   int64_t adjusted = 0;
   napi_adjust_external_memory(env, -static_cast<int64_t>(m->size), &adjusted);
+  m->base = nullptr;
+}
+
+void finalize_mapping(napi_env env, void * /*data*/, void *hint) {
+  auto *m = static_cast<Mapping *>(hint);
+  release_mapping(env, m);
   delete m;
 }
 
@@ -43,6 +64,7 @@ Napi::ArrayBuffer mapping_to_arraybuffer(Napi::Env env, void *base, size_t size)
     delete m;
     throw Napi::Error::New(env, "cannot expose the mapping as an ArrayBuffer");
   }
+  live_mappings()[base] = m;
   int64_t adjusted = 0;
   napi_adjust_external_memory(env, static_cast<int64_t>(size), &adjusted);
   return Napi::ArrayBuffer(env, ab);
@@ -86,6 +108,91 @@ Napi::Value Close(const Napi::CallbackInfo &info) {
   int fd = arg_fd(info, 0);
   if (close(fd) < 0 && errno != EINTR) throw errno_error(info.Env(), "close fd " + std::to_string(fd), errno, "close");
   return info.Env().Undefined();
+}
+
+// unmap(ab): releases a mapping made by mapFd/createRegion/a switch port now,
+// instead of when the GC finds the ArrayBuffer unreachable. The buffer is
+// detached first, so every view over it reads as empty: no JS access can
+// reach the unmapped pages. Returns false if it was released already.
+Napi::Value Unmap(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArrayBuffer()) throw Napi::TypeError::New(env, "unmap(ArrayBuffer)");
+  auto ab = info[0].As<Napi::ArrayBuffer>();
+  void *base = ab.Data();
+  auto it = base ? live_mappings().find(base) : live_mappings().end();
+  if (it == live_mappings().end()) return Napi::Boolean::New(env, false);
+  Mapping *m = it->second;
+  if (m->size != ab.ByteLength()) throw Napi::Error::New(env, "unmap: not the ArrayBuffer of this mapping");
+  if (napi_detach_arraybuffer(env, ab) != napi_ok) throw Napi::Error::New(env, "unmap: cannot detach the ArrayBuffer");
+  release_mapping(env, m);
+  return Napi::Boolean::New(env, true);
+}
+
+// liveMappings(): {count, bytes} of mappings not yet released (leak checks)
+Napi::Value LiveMappings(const Napi::CallbackInfo &info) {
+  double bytes = 0;
+  for (auto &kv : live_mappings()) bytes += static_cast<double>(kv.second->size);
+  auto o = Napi::Object::New(info.Env());
+  o.Set("count", static_cast<double>(live_mappings().size()));
+  o.Set("bytes", bytes);
+  return o;
+}
+
+// createRegionFdAsync(params, name) -> Promise<number>: a sealed memfd holding
+// a fresh region, written on a worker thread. A region's first touch (the
+// extra-buffer list alone links up to 2^20 buffers) costs up to seconds; the
+// event loop that forwards frames must not pay it. The worker's mapping is
+// dropped; the caller maps the fd itself (pages stay in the memfd).
+class RegionWorker : public Napi::AsyncWorker {
+ public:
+  RegionWorker(Napi::Env env, const Layout &l, std::string name)
+      : Napi::AsyncWorker(env, "createRegionFd"), deferred_(Napi::Promise::Deferred::New(env)), l_(l),
+        name_(std::move(name)) {}
+  ~RegionWorker() override {
+    if (fd_ >= 0) close(fd_);  // never handed out (the env went away)
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    std::string names[MAX_IFS] = {name_, ""};
+    Result<MemfdRegion> r = create_memfd_region(("vale-ts:" + name_).c_str(), l_, names);
+    if (!r) {
+      err_ = std::move(r).take_error();
+      return;
+    }
+    fd_ = std::move(r).value().fd.release();  // the mapping is dropped here; the pages stay in the memfd
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_) {
+      deferred_.Reject(sys_error(env, *err_).Value());
+      return;
+    }
+    int fd = fd_;
+    fd_ = -1;
+    deferred_.Resolve(Napi::Number::New(env, fd));
+  }
+  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Layout l_;
+  std::string name_;
+  int fd_ = -1;
+  std::optional<SysError> err_;
+};
+
+Napi::Value CreateRegionFdAsync(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject() || !info[1].IsString()) throw Napi::TypeError::New(env, "createRegionFdAsync(params, name)");
+  LayoutParams p = params_from(info[0].As<Napi::Object>());
+  p.n_ifs = 1;
+  const Layout l = unwrap(env, compute_layout(p));
+  auto *w = new RegionWorker(env, l, info[1].As<Napi::String>());
+  Napi::Promise pr = w->Promise();
+  w->Queue();
+  return pr;
 }
 
 Napi::Value FdSize(const Napi::CallbackInfo &info) {
@@ -155,13 +262,49 @@ Napi::Value UnixConnect(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), fd);
 }
 
+// A descriptor held in reserve for the moment the process runs out: at
+// EMFILE/ENFILE it is closed, the pending connection accepted (told why, if
+// the caller gave a refusal message) and closed, and the reserve taken back.
+// Without it a level-triggered listener would spin on a connection it can
+// never accept (the trick libuv, nginx and others use).
+int g_reserve_fd = -1;
+uint64_t g_accept_shed = 0;
+
+void take_reserve() {
+  if (g_reserve_fd < 0) g_reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+// accept(fd, refusal?): the new fd; -1 when nothing is pending; -2 when the
+// process is out of descriptors (the pending connection, if any, was sent
+// `refusal` and closed: the caller should back off and log).
 Napi::Value Accept(const Napi::CallbackInfo &info) {
-  int fd = accept4(arg_fd(info, 0), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  if (fd < 0) {
-    if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return Napi::Number::New(info.Env(), -1);
-    throw errno_error(info.Env(), "accept", errno, "accept4");
+  const int lfd = arg_fd(info, 0);
+  take_reserve();
+  int fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) return Napi::Number::New(info.Env(), fd);
+  if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return Napi::Number::New(info.Env(), -1);
+  if (errno != EMFILE && errno != ENFILE) throw errno_error(info.Env(), "accept", errno, "accept4");
+  if (g_reserve_fd >= 0) {
+    close(g_reserve_fd);
+    g_reserve_fd = -1;
+    int victim = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (victim >= 0) {
+      if (info.Length() > 1 && info[1].IsTypedArray()) {
+        auto msg = info[1].As<Napi::Uint8Array>();
+        ssize_t w = send(victim, msg.Data(), msg.ByteLength(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;  // best effort: the peer learns why, or just sees EOF
+      }
+      close(victim);
+      g_accept_shed++;
+    }
+    take_reserve();
   }
-  return Napi::Number::New(info.Env(), fd);
+  return Napi::Number::New(info.Env(), -2);
+}
+
+// acceptShed(): connections accepted-and-closed for lack of descriptors
+Napi::Value AcceptShed(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(g_accept_shed));
 }
 
 constexpr size_t MAX_FDS = 8;
@@ -246,7 +389,10 @@ Napi::Value RecvMsg(const Napi::CallbackInfo &info) {
   }
   o.Set("data", Napi::Buffer<uint8_t>::Copy(env, buf.data(), static_cast<size_t>(r)));
   o.Set("fds", fds);
-  o.Set("truncated", Napi::Boolean::New(env, (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0));
+  // two different faults, reported apart: a body too long, or more fds than
+  // MAX_FDS (the kernel closed the ones that did not fit)
+  o.Set("truncated", Napi::Boolean::New(env, (msg.msg_flags & MSG_TRUNC) != 0));
+  o.Set("fdsTruncated", Napi::Boolean::New(env, (msg.msg_flags & MSG_CTRUNC) != 0));
   return o;
 }
 
@@ -263,6 +409,30 @@ Napi::Value PeerCred(const Napi::CallbackInfo &info) {
 }
 
 // ---- FdWatcher: uv_poll on the Node loop ---------------------------------
+
+// Exceptions thrown by watcher callbacks. One escaping into libuv would
+// terminate the process (every port of every switch with it); instead each is
+// counted and logged, at most one line per LOG_EVERY, and the loop goes on.
+uint64_t g_callback_errors = 0;
+uint64_t g_callback_errors_logged = 0;
+std::chrono::steady_clock::time_point g_last_log{};
+constexpr auto LOG_EVERY = std::chrono::seconds(10);
+
+void report_callback_error(int fd, const char *what) {
+  g_callback_errors++;
+  auto now = std::chrono::steady_clock::now();
+  if (g_callback_errors_logged != 0 && now - g_last_log < LOG_EVERY) return;
+  uint64_t suppressed = g_callback_errors - g_callback_errors_logged - 1;
+  g_callback_errors_logged = g_callback_errors;
+  g_last_log = now;
+  std::fprintf(stderr, "netmap: an fd watcher callback (fd %d) threw: %s; kept running (%llu errors in all, %llu not logged)\n",
+               fd, what, static_cast<unsigned long long>(g_callback_errors), static_cast<unsigned long long>(suppressed));
+}
+
+Napi::Value CallbackErrors(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(g_callback_errors));
+}
+
 
 class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
  public:
@@ -320,9 +490,13 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     return info.Env().Undefined();
   }
 
+  // close(): the handle goes, and so does the callback: it closes over its
+  // owner (a client, a switch and their regions), which must not stay
+  // reachable from a watcher object the GC has not collected yet
   Napi::Value Close(const Napi::CallbackInfo &info) {
     StopPoll();
     CloseHandle();
+    cb_.Reset();
     return info.Env().Undefined();
   }
 
@@ -352,13 +526,22 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 
   static void OnPoll(uv_poll_t *h, int status, int events) {
     auto *self = static_cast<FdWatcher *>(h->data);
-    if (!self || !self->active_) return;
+    if (!self || !self->active_ || self->cb_.IsEmpty()) return;
     Napi::Env env = self->cb_.Env();
     Napi::HandleScope scope(env);
     int ev = ((events & UV_READABLE) ? 1 : 0) | ((events & UV_WRITABLE) ? 2 : 0) |
              ((events & UV_DISCONNECT) ? 4 : 0);
-    self->cb_.MakeCallback(self->Value(), {Napi::Number::New(env, status), Napi::Number::New(env, ev)},
-                           *self->ctx_);
+    // nothing may escape into libuv: see report_callback_error
+    try {
+      self->cb_.MakeCallback(self->Value(), {Napi::Number::New(env, status), Napi::Number::New(env, ev)},
+                             *self->ctx_);
+    } catch (const Napi::Error &e) {
+      report_callback_error(self->fd_, e.Message().c_str());
+    } catch (const std::exception &e) {
+      report_callback_error(self->fd_, e.what());
+    } catch (...) {
+      report_callback_error(self->fd_, "unknown exception");
+    }
   }
 
   int fd_ = -1;
@@ -382,6 +565,11 @@ void InitFdio(Napi::Env env, Napi::Object exports) {
   exports.Set("unixListen", Napi::Function::New(env, UnixListen));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));
   exports.Set("accept", Napi::Function::New(env, Accept));
+  exports.Set("acceptShed", Napi::Function::New(env, AcceptShed));
+  exports.Set("callbackErrors", Napi::Function::New(env, CallbackErrors));
+  exports.Set("unmap", Napi::Function::New(env, Unmap));
+  exports.Set("liveMappings", Napi::Function::New(env, LiveMappings));
+  exports.Set("createRegionFdAsync", Napi::Function::New(env, CreateRegionFdAsync));
   exports.Set("sendMsg", Napi::Function::New(env, SendMsg));
   exports.Set("recvMsg", Napi::Function::New(env, RecvMsg));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));

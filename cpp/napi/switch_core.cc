@@ -61,6 +61,11 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("setLossless", &SwitchCoreWrap::SetLossless),
          InstanceMethod("setAttached", &SwitchCoreWrap::SetAttached),
          InstanceMethod("setExtraBells", &SwitchCoreWrap::SetExtraBells),
+         InstanceMethod("setStalled", &SwitchCoreWrap::SetStalled),
+         InstanceMethod("blockedOn", &SwitchCoreWrap::BlockedOn),
+         InstanceMethod("noteWakeup", &SwitchCoreWrap::NoteWakeup),
+         InstanceMethod("backoffDue", &SwitchCoreWrap::BackoffDue),
+         InstanceMethod("switchCounters", &SwitchCoreWrap::WideCounters),
          InstanceMethod("share", &SwitchCoreWrap::Share), StaticMethod("attach", &SwitchCoreWrap::Attach),
          StaticMethod("yieldCpu", &SwitchCoreWrap::YieldCpu),
          StaticValue("counterNames", names),
@@ -107,13 +112,16 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   }
 
  private:
-  // addPort(params, name, lossless) -> {id, fd, switchBell, clientBell, size, nifpOffset}
+  // addPort(params, name, lossless[, regionFd]) -> {id, fd, switchBell, clientBell, size, nifpOffset}
+  // regionFd: a region prepared off the event loop (createRegionFdAsync);
+  // the core maps a duplicate, the caller closes its own
   Napi::Value AddPort(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject() || !info[1].IsString()) throw Napi::TypeError::New(env, "addPort(params, name, lossless)");
     LayoutParams p = params_from(info[0].As<Napi::Object>());
     std::string name = info[1].As<Napi::String>();
-    SwitchPortInfo pi = unwrap(env, core_->add_port(p, name, info.Length() > 2 && info[2].ToBoolean()));
+    int prepared = info.Length() > 3 && info[3].IsNumber() ? arg_fd(info, 3) : -1;
+    SwitchPortInfo pi = unwrap(env, core_->add_port(p, name, info.Length() > 2 && info[2].ToBoolean(), prepared));
     auto o = Napi::Object::New(env);
     o.Set("id", pi.id);
     o.Set("fd", pi.memfd);
@@ -135,6 +143,34 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   Napi::Value SetAttached(const Napi::CallbackInfo &info) {
     (void)unwrap(info.Env(), core_->set_attached(arg_u32(info, 0, "port"), info[1].ToBoolean()));
     return info.Env().Undefined();
+  }
+
+  // setStalled(port, on): see SwitchCore::set_stalled
+  Napi::Value SetStalled(const Napi::CallbackInfo &info) {
+    (void)unwrap(info.Env(), core_->set_stalled(arg_u32(info, 0, "port"), info[1].ToBoolean()));
+    return info.Env().Undefined();
+  }
+
+  // blockedOn(): the port whose full rx ring stopped a lossless sender in the last round, or -1
+  Napi::Value BlockedOn(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), core_->blocked_on()); }
+
+  // noteWakeup(useful): see SwitchCore::note_wakeup
+  Napi::Value NoteWakeup(const Napi::CallbackInfo &info) {
+    core_->note_wakeup(info[0].ToBoolean());
+    return info.Env().Undefined();
+  }
+
+  // backoffDue() -> ms until a muted doorbell is listened to again, -1 if none
+  Napi::Value BackoffDue(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), core_->backoff_due()); }
+
+  // switchCounters() -> {wakeups, spuriousWakeups, doorbellBackoffs}
+  Napi::Value WideCounters(const Napi::CallbackInfo &info) {
+    SwitchWideCounters w = core_->wide_counters();
+    auto o = Napi::Object::New(info.Env());
+    o.Set("wakeups", static_cast<double>(w.wakeups));
+    o.Set("spuriousWakeups", static_cast<double>(w.spurious_wakeups));
+    o.Set("doorbellBackoffs", static_cast<double>(w.doorbell_backoffs));
+    return o;
   }
 
   Napi::Value SetLossless(const Napi::CallbackInfo &info) {

@@ -5,21 +5,34 @@
  * here before anything acts on it.
  */
 import path from 'node:path';
+import { userInfo } from 'node:os';
 
 /** Protocol version spoken by this build. */
 export const PROTOCOL_VERSION = 1;
 /** Largest message either side accepts. */
 export const MAX_MESSAGE = 65536;
 
-/** Where the control socket is: --socket, VALE_TS_SOCKET, then the default. */
+/**
+ * Where the control socket is: --socket, VALE_TS_SOCKET, then the default:
+ * /run/vale-ts/ for root, $XDG_RUNTIME_DIR, else a private directory
+ * /tmp/vale-ts-UID/ that the switch creates 0700 and both sides verify
+ * (see {@link privateSocketDir}) — never a bare file in a world-writable
+ * directory, where another user could listen first.
+ */
 export function defaultSocketPath(explicit?: string): string {
   if (explicit) return explicit;
   const env = process.env['VALE_TS_SOCKET'];
   if (env) return env;
-  if (process.getuid?.() === 0) return '/run/vale-ts/vale-ts.sock';
+  const uid = process.getuid?.() ?? userInfo().uid;
+  if (uid === 0) return '/run/vale-ts/vale-ts.sock';
   const xdg = process.env['XDG_RUNTIME_DIR'];
   if (xdg) return path.join(xdg, 'vale-ts.sock');
-  return path.join('/tmp', `vale-ts-${process.getuid?.() ?? 'user'}.sock`);
+  return path.join(privateSocketDir(uid), 'vale-ts.sock');
+}
+
+/** The private socket directory used without XDG_RUNTIME_DIR. */
+export function privateSocketDir(uid: number): string {
+  return path.join('/tmp', `vale-ts-${uid}`);
 }
 
 /** Ring/slot configuration asked for by a client (netmap's @conf:). */
@@ -83,12 +96,25 @@ export interface AttachRequest {
   hostStack?: boolean;
 }
 
-/** Counters and MAC tables. */
+/**
+ * Counters and MAC tables. A reply never exceeds {@link MAX_MESSAGE}: MAC
+ * entries (then ports) beyond what fits are left out, and the totals say
+ * how many there are, so a client pages with the offsets.
+ */
 export interface StatsRequest {
   v: number;
   op: 'stats';
   switch?: string;
+  /** first MAC entry to return (default 0) */
+  macOffset?: number;
+  /** most MAC entries to return (default {@link DEFAULT_MAC_LIMIT}; 0: none) */
+  macLimit?: number;
+  /** first port to return (default 0) */
+  portOffset?: number;
 }
+
+/** MAC entries in a stats reply unless the request says otherwise. */
+export const DEFAULT_MAC_LIMIT = 256;
 
 /** Any request. */
 export type Request = RegisterRequest | ListRequest | InfoRequest | CreateRequest | RemoveRequest | AttachRequest | StatsRequest;
@@ -127,8 +153,17 @@ export interface SwitchStats {
   name: string;
   bridgeIndex: number;
   ports: PortStats[];
+  /** a page of the table: macTableOffset.. (at most the limit asked for, and what fits) */
   macTable: { mac: string; port: string; ageMs: number }[];
+  /** entries in the whole table */
+  macTableTotal: number;
+  macTableOffset: number;
   macTableCounters: Record<string, number>;
+  /** ports of the switch (`ports` is the page from portOffset that fits) */
+  portsTotal: number;
+  portsOffset: number;
+  /** switch-wide counters (wakeups, doorbell backoffs, stalls) */
+  switchCounters?: Record<string, number>;
   /** counters summed over all ports, including ports that have gone */
   totals: Record<string, number>;
 }
@@ -141,7 +176,7 @@ export type Reply =
   | ({ v: number; ok: true; op: 'info'; name: string } & PortGeometry)
   | ({ v: number; ok: true; op: 'create'; name: string; portIndex: number } & PortGeometry)
   | { v: number; ok: true; op: 'remove' | 'attach' | 'detach'; name: string; portIndex: number }
-  | { v: number; ok: true; op: 'stats'; switches: SwitchStats[] };
+  | { v: number; ok: true; op: 'stats'; switches: SwitchStats[]; switchesTotal?: number; server?: Record<string, number> };
 
 /** Sent by the switch before it closes a client's socket. */
 export interface ByeMessage {
@@ -267,8 +302,17 @@ export function decodeRequest(data: Uint8Array): Request {
     case 'attach':
     case 'detach':
       return { v, op, name: str(o, 'name'), hostStack: o['hostStack'] === true };
-    case 'stats':
-      return o['switch'] === undefined ? { v, op } : { v, op, switch: str(o, 'switch') };
+    case 'stats': {
+      const r: StatsRequest = { v, op };
+      if (o['switch'] !== undefined) r.switch = str(o, 'switch');
+      const macOffset = optInt(o, 'macOffset', 0, 2 ** 31);
+      const macLimit = optInt(o, 'macLimit', 0, 2 ** 31);
+      const portOffset = optInt(o, 'portOffset', 0, 4096);
+      if (macOffset !== undefined) r.macOffset = macOffset;
+      if (macLimit !== undefined) r.macLimit = macLimit;
+      if (portOffset !== undefined) r.portOffset = portOffset;
+      return r;
+    }
     default:
       throw new ProtocolError(`unknown op ${JSON.stringify(op)}: expected register, list, info, create, remove, attach, detach or stats`);
   }

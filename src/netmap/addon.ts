@@ -73,6 +73,8 @@ export interface NativeSwitchCore {
     params: { txRings?: number; rxRings?: number; txSlots?: number; rxSlots?: number; bufSize?: number; extraBufs?: number },
     name: string,
     lossless: boolean,
+    /** a region prepared off the loop by createRegionFdAsync; the core owns it from here */
+    regionFd?: number,
   ): NativeSwitchPort;
   /** returns the port's final counters */
   removePort(id: number): Record<string, number>;
@@ -100,6 +102,16 @@ export interface NativeSwitchCore {
   notify(): void;
   /** a token another thread passes to SwitchCore.attach() to share this core */
   share(): number;
+  /** a receiver blocking lossless senders beyond the stall bound: drop its copies (dropStalled) until it drains */
+  setStalled(id: number, on: boolean): void;
+  /** the port whose full rx ring stopped a lossless sender in the last round, or -1 */
+  blockedOn(): number;
+  /** after the first round following a wakeup: did it find work (doorbell backoff for clients that ring for nothing) */
+  noteWakeup(useful: boolean): void;
+  /** before sleeping: re-listen to doorbells whose backoff is over; ms until the next is due, -1 if none */
+  backoffDue(): number;
+  /** switch-wide counters kept by the core */
+  switchCounters(): { wakeups: number; spuriousWakeups: number; doorbellBackoffs: number };
   stats(id: number): Record<string, number>;
 }
 
@@ -116,7 +128,7 @@ export interface NativeSwitchCoreClass {
 }
 
 /** Message received on a unix socket. */
-export type RecvResult = { eof: true } | { eof?: undefined; data: Buffer; fds: number[]; truncated: boolean };
+export type RecvResult = { eof: true } | { eof?: undefined; data: Buffer; fds: number[]; truncated: boolean; fdsTruncated: boolean };
 
 /** ABI numbers exported from the compiled C++ structs. */
 export interface NativeAbi {
@@ -138,7 +150,18 @@ export interface NativeAddon {
   mapFd(fd: number, size: number): ArrayBuffer;
   unixListen(path: string): number;
   unixConnect(path: string): number;
-  accept(fd: number): number;
+  /** the new fd; -1: nothing pending; -2: out of fds (a pending peer was sent `refusal` and closed) */
+  accept(fd: number, refusal?: Uint8Array): number;
+  /** connections accepted-and-closed at EMFILE/ENFILE */
+  acceptShed(): number;
+  /** exceptions thrown by FdWatcher callbacks (counted and logged, never fatal) */
+  callbackErrors(): number;
+  /** release a mapping now (detaches the ArrayBuffer); false if already released */
+  unmap(memory: ArrayBuffer): boolean;
+  /** mappings not released yet */
+  liveMappings(): { count: number; bytes: number };
+  /** a sealed memfd holding a fresh port region, written on a worker thread */
+  createRegionFdAsync(p: RegionParams, name: string): Promise<number>;
   sendMsg(fd: number, data: Uint8Array, fds?: number[]): boolean;
   recvMsg(fd: number, maxLen: number): RecvResult | null;
   peerCred(fd: number): { pid: number; uid: number; gid: number };

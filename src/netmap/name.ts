@@ -248,6 +248,11 @@ export function parsePortName(spec: string): ParsedPortName {
       isVale ? `name the port, e.g. ${prefix}01` : `name the interface, e.g. ${prefix}eth0`,
     );
   }
+  if (port === '.' || port === '..') {
+    // a name that reads as a path component is nobody's port (and would be a
+    // path in anything that builds file names from port names)
+    fail(portStart, `${quote(port)} is not a port name`, `name the port with letters, digits, '_' or '.', e.g. ${prefix}01`);
+  }
 
   // ---- pipe ------------------------------------------------------------
   let pipe: { role: 'master' | 'slave'; id: string } | undefined;

@@ -12,7 +12,8 @@
  *   { op: 'stop' }                leave the loop
  * Messages to it (parentPort): { op: 'ready' }, { op: 'mac', entries,
  * counters, size } about once a second and after a port went, { op:
- * 'lookupError', message } (once per distinct message).
+ * 'lookupError', message } (once per distinct message), { op: 'stalled',
+ * index } when a receiver is declared stalled (lossless stall bound).
  */
 import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
@@ -24,6 +25,8 @@ export interface DatapathInit {
   token: number;
   busyPollUs: number;
   control: MessagePort;
+  /** lossless stall bound (ms, by the monotonic clock) */
+  stallMs: number;
   /** module (path or URL) exporting the lookup; absent: the learning bridge */
   lookupModule?: string;
   lookupExport?: string;
@@ -72,11 +75,31 @@ function commands(): boolean {
     const c = m.message as DatapathCommand;
     if (c.op === 'stop') return false;
     if (c.op === 'portRemoved') {
+      blockedSince.delete(c.index);
       bridge?.portRemoved(c.index);
       if (init.nativeBridge) core.nativePortRemoved(c.index);
       publishMac();
     }
   }
+}
+
+/** receivers holding back a lossless sender: since when (ms) they took nothing, and what they had taken then */
+const blockedSince = new Map<number, { since: number; delivered: number }>();
+
+/** A lossless sender waits on idx: declare the receiver stalled once it took nothing for the bound (as Switch.noteBlocked). */
+function noteBlocked(idx: number): void {
+  if (idx < 0) return;
+  const now = Number(process.hrtime.bigint() / 1_000_000n);
+  const delivered = core.stats(idx)['txFrames'] ?? 0;
+  const b = blockedSince.get(idx);
+  if (b === undefined || b.delivered !== delivered) {
+    blockedSince.set(idx, { since: now, delivered });
+    return;
+  }
+  if (now - b.since < init.stallMs) return;
+  blockedSince.delete(idx);
+  core.setStalled(idx, true);
+  parentPort!.postMessage({ op: 'stalled', index: idx });
 }
 
 function round(): number {
@@ -95,10 +118,27 @@ function round(): number {
 parentPort!.postMessage({ op: 'ready' });
 let last = process.hrtime.bigint();
 let blocked = false;
+/** the next round is the first after a doorbell woke the thread */
+let woken = false;
 for (let n = 0; ; n++) {
   const done = round();
   blocked = done < 0;
+  if (blocked) {
+    try {
+      noteBlocked(core.blockedOn());
+    } catch {
+      // the port went meanwhile: nothing to account
+    }
+  } else if (blockedSince.size) blockedSince.clear();
   const now = process.hrtime.bigint();
+  let idle = false;
+  if (woken) {
+    woken = false;
+    const useful = done !== 0;
+    core.noteWakeup(useful);
+    // a doorbell rang for nothing: sleep again at once, no busy poll
+    idle = !useful;
+  }
   if (done !== 0) {
     last = now;
     movedSincePublish = true;
@@ -110,7 +150,7 @@ for (let n = 0; ; n++) {
   }
   if ((n & 63) === 0 && !commands()) break;
   if (done > 0) continue;
-  if (now - last < busyNs) {
+  if (!idle && now - last < busyNs) {
     // nothing came: let other runnable threads (perhaps the client we wait
     // for) have the CPU rather than spin out the time slice
     native.SwitchCore.yieldCpu();
@@ -123,8 +163,14 @@ for (let n = 0; ; n++) {
   // sleeps until a doorbell rings
   const timed = movedSincePublish || (bridge !== undefined && bridge.table.size > 0);
   const untilExpire = timed ? Number((nextExpire - now) / 1_000_000n) + 1 : -1;
-  const rang = core.wait(blocked ? (untilExpire < 0 ? 10 : Math.min(10, untilExpire)) : untilExpire);
+  let timeout = blocked ? (untilExpire < 0 ? 10 : Math.min(10, untilExpire)) : untilExpire;
+  // a doorbell in backoff is listened to again when it ends, and the thread
+  // looks once for what its port sent meanwhile
+  const due = core.backoffDue();
+  if (due >= 0) timeout = timeout < 0 ? due : Math.min(timeout, due);
+  const rang = core.wait(timeout);
   core.disarmAll();
+  woken = rang > 0;
   if (!commands()) break;
   // busy-poll after a doorbell (traffic); after a timeout (aging) just look once
   last = rang > 0 ? process.hrtime.bigint() : 0n;

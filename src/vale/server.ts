@@ -5,23 +5,95 @@
  * its first port. A client's port lives as long as its connection.
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { native, type NativeFdWatcher } from '../netmap/addon.js';
-import { parsePortName, PortNameError } from '../netmap/name.js';
+import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
 import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
 import {
   decodeRequest,
   defaultSocketPath,
+  DEFAULT_MAC_LIMIT,
   encodeMessage,
   MAX_MESSAGE,
+  privateSocketDir,
   PROTOCOL_VERSION,
   ProtocolError,
   type ConfRequest,
   type PortListing,
   type Reply,
   type Request,
+  type StatsRequest,
+  type SwitchStats,
 } from '../control/protocol.js';
+
+/**
+ * Resource limits, each checked before anything is allocated; a request
+ * over one is refused with a message naming the limit and its vale-ts
+ * option, and counted.
+ */
+export interface ServerLimits {
+  /** connections open at once (--max-conn) */
+  maxConnections: number;
+  /** connections of one uid (--max-conn-per-uid) */
+  maxConnectionsPerUid: number;
+  /** ports on all switches (--max-ports) */
+  maxPorts: number;
+  /** ports one uid holds or created (--max-ports-per-uid) */
+  maxPortsPerUid: number;
+  /** registrations one process holds (--max-ports-per-client) */
+  maxPortsPerClient: number;
+  /** ports on one switch, at most 254 as netmap's NM_BDG_MAXPORTS (--max-ports-per-switch) */
+  maxPortsPerSwitch: number;
+  /** bytes of one port's region (--max-port-memory) */
+  maxPortMemory: number;
+  /** bytes of all regions together (--max-memory) */
+  maxMemory: number;
+}
+
+/** Defaults of {@link ServerLimits}. */
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
+  maxConnections: 1024,
+  maxConnectionsPerUid: 256,
+  maxPorts: 1024,
+  maxPortsPerUid: 256,
+  maxPortsPerClient: 64,
+  maxPortsPerSwitch: 254,
+  maxPortMemory: 1024 * 1024 * 1024,
+  maxMemory: 4 * 1024 * 1024 * 1024,
+});
+
+/**
+ * Who may talk to the switch. Root and the switch's own uid always may;
+ * anyone else only when named here. Everyone allowed may register ports, list
+ * and read stats; creating and removing persistent ports is for the switch's
+ * uid and root.
+ */
+export interface PeerPolicy {
+  /** further uids allowed (--allow-uid) */
+  allowUids?: number[];
+  /** gids allowed, primary or supplementary (--allow-gid) */
+  allowGids?: number[];
+  /** --group: the socket (and its directory) become accessible to this group, whose members are allowed */
+  group?: { name: string; gid: number };
+  /** let registrations of different uids bind rings of one port (default false: a shared region is readable and writable by all of them) */
+  shareRingsAcrossUids?: boolean;
+}
+
+/** Server-wide counters (in the stats reply as `server`). */
+export interface ServerCounters {
+  connections: number;
+  ports: number;
+  memoryBytes: number;
+  refusedPeer: number;
+  refusedConnLimit: number;
+  refusedPortLimit: number;
+  refusedMemoryLimit: number;
+  acceptEmfile: number;
+  acceptShed: number;
+  callbackErrors: number;
+  protocolErrors: number;
+}
 
 /** Options of {@link ValeServer.listen}. */
 export interface ServerOptions {
@@ -35,12 +107,49 @@ export interface ServerOptions {
   autoCreate?: boolean;
   /** Most switches hosted at once (default 64). */
   maxSwitches?: number;
+  /** Resource limits (defaults: {@link DEFAULT_LIMITS}). */
+  limits?: Partial<ServerLimits>;
+  /** Who may connect (default: root and the switch's own uid). */
+  policy?: PeerPolicy;
+  /** Where log lines go (default stderr); repeated events are rate-limited. */
+  log?: (line: string) => void;
+}
+
+/** One line per event kind at most every `everyMs`, with a count of what was held back. */
+class RateLimitedLog {
+  private readonly last = new Map<string, { at: number; held: number }>();
+  constructor(
+    private readonly write: (line: string) => void,
+    private readonly everyMs = 10_000,
+  ) {}
+  log(kind: string, line: string): void {
+    const now = performance.now();
+    const l = this.last.get(kind);
+    if (l && now - l.at < this.everyMs) {
+      l.held++;
+      return;
+    }
+    this.last.set(kind, { at: now, held: 0 });
+    this.write(`vale-ts: ${line}${l?.held ? ` (${l.held} more like this not logged)` : ''}`);
+  }
+}
+
+/** The owner of a port: who created it (counted against their limits). */
+interface PortOwner {
+  uid: number;
+  pid: number;
 }
 
 interface Client {
   fd: number;
   watcher: NativeFdWatcher;
   pid: number;
+  uid: number;
+  gid: number;
+  /** gone: a request still in flight must clean up after itself */
+  dropped?: boolean;
+  /** a request is being served asynchronously: read nothing more meanwhile */
+  busy?: boolean;
   /** the port this connection registered, and the ring it bound (-1: all) */
   port?: { sw: Switch; port: SwitchPort; ring: number };
   /** this registration's own doorbell when it shares the port with others */
@@ -56,7 +165,17 @@ class RequestError extends Error {
   }
 }
 
-/** A running control server. */
+/**
+ * A running control server.
+ *
+ * Events: `'switch'` (sw) when a switch is added; `'attach'` (sw, port) for
+ * each registration of a port; `'detach'` (sw, port) for each registration
+ * that goes (its connection closed or died), emitted after the server has
+ * acted on it: if it was the port's last holder, the port is removed (the
+ * frames still queued on it forwarded or counted first) or, when persistent,
+ * left unattended; otherwise `port.attached` stays true. Tests wait for it
+ * instead of for time. `'close'` at shutdown.
+ */
 export class ValeServer extends EventEmitter {
   readonly socketPath: string;
   private readonly listenFd: number;
@@ -66,6 +185,18 @@ export class ValeServer extends EventEmitter {
   /** connections holding each port: several only when each binds its own ring (-N) */
   private readonly holders = new Map<SwitchPort, Set<Client>>();
   private readonly opts: ServerOptions;
+  private readonly limits: ServerLimits;
+  private readonly policy: PeerPolicy;
+  private readonly uid: number;
+  private readonly logger: RateLimitedLog;
+  private readonly owners = new WeakMap<SwitchPort, PortOwner>();
+  /** ports whose region is being prepared off the loop: name -> owner and size */
+  private readonly pending = new Map<string, PortOwner & { size: number; sw: string }>();
+  private readonly connsByUid = new Map<number, number>();
+  private readonly counters = { refusedPeer: 0, refusedConnLimit: 0, refusedPortLimit: 0, refusedMemoryLimit: 0, acceptEmfile: 0, callbackErrors: 0, protocolErrors: 0 };
+  private acceptBackoff: NodeJS.Timeout | undefined;
+  /** refused connections waiting for their first request before being closed */
+  private readonly lingering = new Set<() => void>();
   private closed = false;
 
   private constructor(socketPath: string, fd: number, opts: ServerOptions) {
@@ -73,16 +204,35 @@ export class ValeServer extends EventEmitter {
     this.socketPath = socketPath;
     this.listenFd = fd;
     this.opts = opts;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    if (this.limits.maxPortsPerSwitch > 254) throw new RangeError(`maxPortsPerSwitch ${this.limits.maxPortsPerSwitch} exceeds 254 (NM_BDG_MAXPORTS)`);
+    this.policy = opts.policy ?? {};
+    this.uid = process.getuid?.() ?? 0;
+    this.logger = new RateLimitedLog(opts.log ?? ((l) => process.stderr.write(l + '\n')));
     for (const sw of opts.switches ?? []) this.addSwitch(sw);
-    this.listenWatcher = new native.FdWatcher(fd, () => this.acceptAll());
+    this.listenWatcher = new native.FdWatcher(fd, () => this.guard('accept', () => this.acceptAll()));
     this.listenWatcher.start(1);
   }
 
-  /** Listen on the control socket; fails if another vale-ts owns it. */
+  /**
+   * Listen on the control socket; fails if another vale-ts owns it, or if
+   * its private directory is not ours alone.
+   */
   static async listen(opts: ServerOptions = {}): Promise<ValeServer> {
     const socketPath = defaultSocketPath(opts.socket);
-    mkdirSync(path.dirname(socketPath), { recursive: true });
+    const dir = path.dirname(socketPath);
+    const uid = process.getuid?.() ?? 0;
+    const gid = opts.policy?.group?.gid;
+    const own = dir === privateSocketDir(uid) || dir === '/run/vale-ts';
+    if (own) ensurePrivateDir(dir, uid, gid);
+    else if (!existsSync(dir)) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (gid !== undefined) ensurePrivateDir(dir, uid, gid);
+    }
     if (existsSync(socketPath)) {
+      const st = lstatSync(socketPath);
+      if (!st.isSocket()) throw Object.assign(new Error(`${socketPath} exists and is not a socket: remove it, or use --socket PATH`), { code: 'EEXIST' });
+      if (st.uid !== uid && uid !== 0) throw Object.assign(new Error(`${socketPath} belongs to uid ${st.uid}, not to you (uid ${uid}): remove it, or use --socket PATH`), { code: 'EACCES' });
       let live = false;
       try {
         const fd = native.unixConnect(socketPath);
@@ -95,7 +245,40 @@ export class ValeServer extends EventEmitter {
       unlinkSync(socketPath);
     }
     const fd = native.unixListen(socketPath);
+    try {
+      // the socket is for its owner (and the --group), whatever the umask
+      if (gid !== undefined) chownSync(socketPath, uid, gid);
+      chmodSync(socketPath, gid !== undefined ? 0o660 : 0o600);
+    } catch (e) {
+      native.close(fd);
+      throw e;
+    }
     return new ValeServer(socketPath, fd, opts);
+  }
+
+  /** Server-wide counters. */
+  serverCounters(): ServerCounters {
+    let ports = 0;
+    for (const sw of this.switches.values()) ports += sw.ports().length;
+    return {
+      connections: this.clients.size,
+      ports,
+      memoryBytes: this.memoryInUse(),
+      ...this.counters,
+      acceptShed: native.acceptShed(),
+      callbackErrors: this.counters.callbackErrors + native.callbackErrors(),
+    };
+  }
+
+  /** Run a callback from the event loop: an exception is counted and logged, never fatal. */
+  private guard(what: string, fn: () => void, c?: Client): void {
+    try {
+      fn();
+    } catch (e) {
+      this.counters.callbackErrors++;
+      this.logger.log(`cb-${what}`, `error while serving ${what}${c ? ` (pid ${c.pid}, uid ${c.uid})` : ''}: ${(e as Error).message}; connection dropped, switch kept running`);
+      if (c) this.drop(c);
+    }
   }
 
   /** Host a switch (its bridge index is assigned here). */
@@ -121,22 +304,117 @@ export class ValeServer extends EventEmitter {
 
   private acceptAll(): void {
     for (;;) {
-      const fd = native.accept(this.listenFd);
-      if (fd < 0) return;
-      let pid = 0;
-      try {
-        pid = native.peerCred(fd).pid;
-      } catch {
-        // not fatal: pid is informational
+      if (this.closed) return;
+      const fd = native.accept(this.listenFd, OUT_OF_FDS);
+      if (fd === -1) return;
+      if (fd === -2) {
+        // out of descriptors: the pending peer was told and closed; stop
+        // accepting for a moment (a level-triggered listener would spin)
+        this.counters.acceptEmfile++;
+        this.logger.log('emfile', `out of file descriptors (EMFILE/ENFILE): refusing new connections for ${ACCEPT_BACKOFF_MS} ms; raise the fd limit (ulimit -n) or lower --max-conn`);
+        this.listenWatcher.stop();
+        this.acceptBackoff = setTimeout(() => {
+          this.acceptBackoff = undefined;
+          if (!this.closed) this.listenWatcher.start(1);
+        }, ACCEPT_BACKOFF_MS);
+        return;
       }
-      const client: Client = { fd, pid, watcher: new native.FdWatcher(fd, () => this.onReadable(client)) };
+      let cred = { pid: 0, uid: -1, gid: -1 };
+      try {
+        cred = native.peerCred(fd);
+      } catch {
+        // no credentials: refused below as an unknown uid
+      }
+      const refusal = this.admit(cred);
+      if (refusal) {
+        this.refuse(fd, refusal);
+        continue;
+      }
+      const client: Client = {
+        fd,
+        pid: cred.pid,
+        uid: cred.uid,
+        gid: cred.gid,
+        watcher: new native.FdWatcher(fd, () => this.guard('a request', () => this.onReadable(client), client)),
+      };
       this.clients.add(client);
+      this.connsByUid.set(cred.uid, (this.connsByUid.get(cred.uid) ?? 0) + 1);
       client.watcher.start(1);
     }
   }
 
+  /**
+   * Tell a refused peer why, and close once its first request is read:
+   * closing with that request unread would reset the connection, and the
+   * peer would see ECONNRESET instead of the reason. A few at a time.
+   */
+  private refuse(fd: number, r: { code: string; error: string }): void {
+    try {
+      native.sendMsg(fd, encodeMessage({ v: PROTOCOL_VERSION, ok: false, code: r.code, error: r.error }), []);
+    } catch {
+      native.close(fd);
+      return;
+    }
+    if (this.lingering.size >= MAX_LINGERING) {
+      const [oldest] = this.lingering;
+      oldest!();
+    }
+    const w = new native.FdWatcher(fd, () => {
+      const m = native.recvMsg(fd, MAX_MESSAGE);
+      if (m === null) return;
+      if (!m.eof) for (const f of m.fds) native.close(f);
+      done();
+    });
+    const done = (): void => {
+      if (!this.lingering.delete(done)) return;
+      w.close();
+      native.close(fd);
+    };
+    this.lingering.add(done);
+    w.start(1);
+  }
+
+  /** Why a new peer is refused, or undefined. */
+  private admit(cred: { pid: number; uid: number; gid: number }): { code: string; error: string } | undefined {
+    if (!this.peerAllowed(cred)) {
+      this.counters.refusedPeer++;
+      this.logger.log('peer', `refused a connection from uid ${cred.uid} gid ${cred.gid} (pid ${cred.pid}): not allowed by the peer policy`);
+      return {
+        code: 'EACCES',
+        error:
+          `vale-ts at ${this.socketPath} (uid ${this.uid}) does not serve uid ${cred.uid}: only root, uid ${this.uid}` +
+          `${this.policy.allowUids?.length ? `, uids ${this.policy.allowUids.join(',')}` : ''} and the allowed groups may connect; ` +
+          `start vale-ts with --allow-uid ${cred.uid} or --group NAME to let others in`,
+      };
+    }
+    const L = this.limits;
+    if (this.clients.size >= L.maxConnections) {
+      this.counters.refusedConnLimit++;
+      this.logger.log('conn-limit', `refused a connection from uid ${cred.uid} (pid ${cred.pid}): ${this.clients.size} connections open (--max-conn ${L.maxConnections})`);
+      return { code: 'EUSERS', error: `vale-ts has ${this.clients.size} connections open, its limit (raise it with vale-ts --max-conn N)` };
+    }
+    const mine = this.connsByUid.get(cred.uid) ?? 0;
+    if (mine >= L.maxConnectionsPerUid) {
+      this.counters.refusedConnLimit++;
+      this.logger.log('conn-uid-limit', `refused a connection from uid ${cred.uid} (pid ${cred.pid}): it has ${mine} open (--max-conn-per-uid ${L.maxConnectionsPerUid})`);
+      return { code: 'EUSERS', error: `uid ${cred.uid} has ${mine} connections to vale-ts open, its limit (raise it with vale-ts --max-conn-per-uid N)` };
+    }
+    return undefined;
+  }
+
+  private peerAllowed(cred: { pid: number; uid: number; gid: number }): boolean {
+    if (cred.uid < 0) return false;
+    if (cred.uid === 0 || cred.uid === this.uid) return true;
+    const p = this.policy;
+    if (p.allowUids?.includes(cred.uid)) return true;
+    const gids = [...(p.allowGids ?? []), ...(p.group ? [p.group.gid] : [])];
+    if (!gids.length) return false;
+    if (gids.includes(cred.gid)) return true;
+    return supplementaryGroups(cred.pid).some((g) => gids.includes(g));
+  }
+
   private onReadable(c: Client): void {
-    for (;;) {
+    while (!c.busy && !c.dropped) {
       let m;
       try {
         m = native.recvMsg(c.fd, MAX_MESSAGE);
@@ -152,19 +430,43 @@ export class ValeServer extends EventEmitter {
       for (const f of m.fds) native.close(f); // clients never send fds
       let req: Request;
       try {
+        if (m.fdsTruncated || m.fds.length) throw new ProtocolError(`message carried file descriptors (${m.fdsTruncated ? 'more than 8' : m.fds.length}): clients send none`);
         if (m.truncated) throw new ProtocolError(`message longer than ${MAX_MESSAGE} bytes`);
         req = decodeRequest(m.data);
       } catch (e) {
+        this.counters.protocolErrors++;
         this.send(c, { v: PROTOCOL_VERSION, ok: false, code: 'EPROTO', error: `malformed request: ${(e as Error).message}` });
         this.drop(c);
         return;
       }
-      try {
-        const { reply, fds } = this.handle(c, req);
-        this.send(c, reply, fds);
-      } catch (e) {
+      const fail = (e: unknown): void => {
         const code = e instanceof RequestError ? e.code : ((e as { code?: string }).code ?? 'EINVAL');
         this.send(c, { v: PROTOCOL_VERSION, ok: false, code, error: (e as Error).message });
+      };
+      try {
+        const r = this.handle(c, req);
+        if (r instanceof Promise) {
+          // served off the loop (a region being prepared): one request at a time per connection
+          c.busy = true;
+          c.watcher.stop();
+          r.then(
+            ({ reply, fds }) => {
+              if (!c.dropped) this.send(c, reply, fds);
+            },
+            (e: unknown) => {
+              if (!c.dropped) fail(e);
+            },
+          ).finally(() => {
+            c.busy = false;
+            if (c.dropped) return;
+            c.watcher.start(1);
+            this.guard('a request', () => this.onReadable(c), c);
+          });
+          return;
+        }
+        this.send(c, r.reply, r.fds);
+      } catch (e) {
+        fail(e);
       }
     }
   }
@@ -172,22 +474,33 @@ export class ValeServer extends EventEmitter {
   private send(c: Client, reply: Reply, fds: readonly number[] = []): void {
     try {
       native.sendMsg(c.fd, encodeMessage(reply), [...fds]);
-    } catch {
+    } catch (e) {
       this.drop(c);
     }
+  }
+
+  private checkAdmin(c: Client, what: string): void {
+    if (c.uid === 0 || c.uid === this.uid) return;
+    throw new RequestError('EPERM', `only root and vale-ts's own uid (${this.uid}) may ${what} persistent ports; uid ${c.uid} may open, list and read stats`);
   }
 
   private switchFor(name: string, create: boolean): Switch {
     let sw = this.switches.get(name);
     if (sw) return sw;
-    if (!create || this.opts.autoCreate === false) throw new RequestError('ENXIO', `no switch ${name} on this vale-ts`);
-    if (this.switches.size >= (this.opts.maxSwitches ?? 64)) throw new RequestError('ENOSPC', `vale-ts hosts ${this.switches.size} switches already (limit ${this.opts.maxSwitches ?? 64})`);
+    if (!create) throw new RequestError('ENXIO', `no switch ${name} on this vale-ts`);
+    this.checkNewSwitch(name);
     sw = new Switch(name, this.opts.switchOptions);
     this.addSwitch(sw);
     return sw;
   }
 
-  private parseVale(name: string): { sw: string; port: string; full: string; spec: ReturnType<typeof parsePortName> } {
+  /**
+   * A port name in a request: valeX:Y. For register and create, `@conf:` in
+   * the name is applied (as netmap does); everything else a name can carry
+   * (-N, /flags, @N, @share...) has its own request field and is refused here
+   * rather than silently ignored.
+   */
+  private parseVale(name: string, allowConf = false): { sw: string; port: string; full: string; spec: ParsedPortName } {
     let p;
     try {
       p = parsePortName(name);
@@ -197,60 +510,146 @@ export class ValeServer extends EventEmitter {
     }
     if (!p.isVale || !p.switchName) throw new RequestError('EINVAL', `${name} is not a vale port name (valeX:Y)`);
     if (p.pipe) throw new RequestError('EINVAL', `${name} is a pipe: pipes need no switch, open them directly`);
-    return { sw: p.switchName, port: p.port, full: `${p.switchName}:${p.port}`, spec: p };
+    const full = `${p.switchName}:${p.port}`;
+    const hasConf = Object.keys(p.conf).length > 0;
+    if (p.mode !== 'all_nic' || p.flags !== 0 || p.memId !== 0 || p.share !== undefined || p.extmem !== undefined || p.offset !== undefined || (hasConf && !allowConf)) {
+      throw new RequestError(
+        'EINVAL',
+        `${name}: the control protocol takes the plain port name (${full}); ` +
+          `rings go in nrMode/ringId, geometry in conf${allowConf ? ' (or @conf: in the name)' : ''}, and vale-ts has no flags, mem ids, @share, @extmem or @offset`,
+      );
+    }
+    return { sw: p.switchName, port: p.port, full, spec: p };
   }
 
-  private handle(c: Client, req: Request): { reply: Reply; fds?: readonly number[] } {
+  /** The geometry asked for: the request's conf, plus @conf: in the name (they must agree). */
+  private confOf(req: { name: string; conf: ConfRequest }, spec: ParsedPortName): ConfRequest {
+    const out: ConfRequest = { ...req.conf };
+    const c = spec.conf;
+    if (c.hostRings !== undefined || c.hostTxRings !== undefined || c.hostRxRings !== undefined) {
+      throw new RequestError('EINVAL', `${req.name}: vale-ts ports have no host rings (@conf:host-*)`);
+    }
+    const want: ConfRequest = {};
+    if (c.txRings ?? c.rings) want.txRings = (c.txRings ?? c.rings)!;
+    if (c.rxRings ?? c.rings) want.rxRings = (c.rxRings ?? c.rings)!;
+    if (c.txSlots ?? c.slots) want.txSlots = (c.txSlots ?? c.slots)!;
+    if (c.rxSlots ?? c.slots) want.rxSlots = (c.rxSlots ?? c.slots)!;
+    for (const [k, v] of Object.entries(want) as [keyof ConfRequest, number][]) {
+      if (out[k] !== undefined && out[k] !== v) throw new RequestError('EINVAL', `${req.name}: @conf says ${k} ${v} but the request's conf says ${out[k]}`);
+      const [lo, hi] = k.endsWith('Rings') ? [1, 16] : [2, 4096];
+      if (v < lo || v > hi) throw new RequestError('EINVAL', `${req.name}: @conf ${k} ${v} is out of range: vale-ts takes ${lo}..${hi}`);
+      out[k] = v;
+    }
+    return out;
+  }
+
+  /** Bytes of every region, hosted and being prepared. */
+  private memoryInUse(): number {
+    let m = 0;
+    for (const sw of this.switches.values()) for (const p of sw.ports()) m += p.geometry.memsize;
+    for (const p of this.pending.values()) m += p.size;
+    return m;
+  }
+
+  /** Refuse a new port (of `size` bytes, for `owner`, on switch `swName`) over any limit. */
+  private checkNewPort(full: string, swName: string, size: number, owner: PortOwner): void {
+    const L = this.limits;
+    let total = 0;
+    let byUid = 0;
+    let onSwitch = 0;
+    for (const sw of this.switches.values()) {
+      for (const p of sw.ports()) {
+        total++;
+        if (this.owners.get(p)?.uid === owner.uid) byUid++;
+        if (sw.name === swName) onSwitch++;
+      }
+    }
+    for (const p of this.pending.values()) {
+      total++;
+      if (p.uid === owner.uid) byUid++;
+      if (p.sw === swName) onSwitch++;
+    }
+    let byClient = 0;
+    for (const c of this.clients) if (c.port && c.pid === owner.pid) byClient++;
+    const refuse = (what: string, n: number, limit: number, opt: string, code = 'ENOSPC'): never => {
+      if (code === 'ENOMEM') this.counters.refusedMemoryLimit++;
+      else this.counters.refusedPortLimit++;
+      this.logger.log(`limit-${opt}`, `refused ${full} for uid ${owner.uid} (pid ${owner.pid}): ${what} ${n} (${opt} ${limit})`);
+      throw new RequestError(code, `${full} refused: ${what} ${n}, the limit (raise it with vale-ts ${opt} N)`);
+    };
+    if (total >= L.maxPorts) refuse('vale-ts hosts ports:', total, L.maxPorts, '--max-ports');
+    if (onSwitch >= L.maxPortsPerSwitch) refuse(`switch ${swName} has ports:`, onSwitch, L.maxPortsPerSwitch, '--max-ports-per-switch');
+    if (byUid >= L.maxPortsPerUid) refuse(`uid ${owner.uid} has ports:`, byUid, L.maxPortsPerUid, '--max-ports-per-uid');
+    if (owner.pid && byClient >= L.maxPortsPerClient) refuse(`pid ${owner.pid} holds ports:`, byClient, L.maxPortsPerClient, '--max-ports-per-client');
+    if (size > L.maxPortMemory) refuse('its region would take bytes:', size, L.maxPortMemory, '--max-port-memory', 'ENOMEM');
+    const used = this.memoryInUse();
+    if (used + size > L.maxMemory) refuse(`regions would take bytes: ${used} in use +`, size, L.maxMemory, '--max-memory', 'ENOMEM');
+  }
+
+  /** Geometry checked and sized before any allocation. */
+  private sizeOf(params: PortParams): number {
+    try {
+      return native.computeLayout(params).size;
+    } catch (e) {
+      throw new RequestError('EINVAL', (e as Error).message);
+    }
+  }
+
+  /**
+   * A new port's region, written on a worker thread so that forwarding never
+   * waits for it; the port joins its switch when it is ready. Counted against
+   * the limits from the moment it is asked for.
+   */
+  private async newPort(c: Client | undefined, n: { sw: string; full: string }, params: PortParams, opts: { persistent?: boolean; lossless?: boolean }): Promise<{ sw: Switch; port: SwitchPort }> {
+    if (this.pending.has(n.full)) throw new RequestError('EBUSY', `${n.full} is being created by another request`);
+    const size = this.sizeOf(params);
+    const owner: PortOwner = { uid: c?.uid ?? this.uid, pid: c?.pid ?? 0 };
+    this.checkNewPort(n.full, n.sw, size, owner);
+    if (!this.switches.has(n.sw)) this.checkNewSwitch(n.sw);
+    this.pending.set(n.full, { ...owner, size, sw: n.sw });
+    let fd: number;
+    try {
+      fd = await native.createRegionFdAsync(params, n.full);
+    } finally {
+      this.pending.delete(n.full);
+    }
+    try {
+      if (this.closed || c?.dropped) throw new RequestError('ECONNRESET', `${n.full}: the requester went away`);
+      const sw = this.switchFor(n.sw, true);
+      if (sw.port(n.full)) throw new RequestError('EEXIST', `${n.full} already exists`);
+      const port = sw.addPort(n.full, params, { ...opts, regionFd: fd });
+      this.owners.set(port, owner);
+      return { sw, port };
+    } finally {
+      native.close(fd);
+    }
+  }
+
+  private checkNewSwitch(name: string): void {
+    if (this.opts.autoCreate === false) throw new RequestError('ENXIO', `no switch ${name} on this vale-ts`);
+    if (this.switches.size >= (this.opts.maxSwitches ?? 64)) throw new RequestError('ENOSPC', `vale-ts hosts ${this.switches.size} switches already (limit ${this.opts.maxSwitches ?? 64})`);
+  }
+
+  private handle(c: Client, req: Request): Served | Promise<Served> {
     const v = PROTOCOL_VERSION;
     switch (req.op) {
       case 'register': {
         if (c.port) throw new RequestError('EBUSY', 'this connection already holds a port: open one port per connection');
-        const n = this.parseVale(req.name);
-        const sw = this.switchFor(n.sw, true);
+        const n = this.parseVale(req.name, true);
+        const conf = this.confOf(req, n.spec);
         const ring = req.nrMode === NR_REG_ONE_NIC ? req.ringId : -1;
-        let port = sw.port(n.full);
-        if (port) {
-          const held = [...(this.holders.get(port) ?? [])];
-          if (held.length === 0 && !port.persistent) {
-            throw new RequestError('EBUSY', `${n.full} is busy`);
-          }
-          // as in netmap, registrations may share a port when each binds a
-          // ring of its own (vale0:x-0, vale0:x-1, ...); all rings is exclusive
-          const clash = held.find((h) => ring < 0 || h.port!.ring < 0 || h.port!.ring === ring);
-          if (clash) {
-            const what = ring >= 0 && clash.port!.ring === ring ? `ring ${ring} of ${n.full} is bound` : `${n.full} is busy`;
-            throw new RequestError('EBUSY', `${what}: another process has it open${clash.pid ? ` (pid ${clash.pid})` : ''}`);
-          }
-        } else {
-          port = sw.addPort(n.full, paramsOf(req.conf, req.bufSize, req.extraBufs), { lossless: req.lossless ?? false });
+        if (req.nrMode !== NR_REG_ONE_NIC && req.nrMode !== NR_REG_ALL_NIC) {
+          throw new RequestError('EINVAL', `${n.full}: nrMode ${req.nrMode} is not served by vale-ts (ports have no host rings): use 1 (all rings) or 4 (one ring, -N)`);
         }
-        if (ring >= 0 && (ring >= port.txRings || ring >= port.rxRings)) {
-          if (!this.holders.get(port)?.size && !port.persistent) {
-            sw.removePort(port.index);
-            this.maybeDropSwitch(sw);
-          }
-          throw new RequestError('EINVAL', `${n.full} has ${port.txRings} tx / ${port.rxRings} rx rings: there is no ring ${ring}`);
+        const existing = this.switches.get(n.sw)?.port(n.full);
+        if (existing) return this.attach(c, this.switches.get(n.sw)!, existing, n, ring, req.lossless);
+        const params = paramsOf(conf, req.bufSize, req.extraBufs);
+        const txRings = params.txRings ?? 1;
+        const rxRings = params.rxRings ?? 1;
+        if (ring >= 0 && (ring >= txRings || ring >= rxRings)) {
+          throw new RequestError('EINVAL', `${n.full} would have ${txRings} tx / ${rxRings} rx rings: there is no ring ${ring}`);
         }
-        if (req.lossless !== undefined && req.lossless !== port.lossless) sw.setLossless(port.index, req.lossless);
-        port.attached = true;
-        sw.setAttached(port.index, true);
-        port.pid = c.pid;
-        c.port = { sw, port, ring };
-        let set = this.holders.get(port);
-        if (!set) this.holders.set(port, (set = new Set()));
-        set.add(c);
-        let fds: readonly number[] = port.fds;
-        if (set.size > 1) {
-          // a second holder gets a doorbell of its own, kicked with the port's
-          c.bell = native.eventfd();
-          fds = [port.fds[0], c.bell, port.fds[2]];
-          this.updateBells(sw, port);
-        }
-        this.emit('attach', sw, port);
-        return {
-          reply: { v, ok: true, op: 'register', switch: sw.name, port: n.port, bridgeIndex: sw.bridgeIndex, portIndex: port.index, ...port.geometry },
-          fds,
-        };
+        return this.newPort(c, n, params, { lossless: req.lossless ?? false }).then(({ sw, port }) => this.attach(c, sw, port, n, ring, req.lossless, true));
       }
       case 'list': {
         const all: PortListing[] = [];
@@ -276,13 +675,15 @@ export class ValeServer extends EventEmitter {
         return { reply: { v, ok: true, op: 'info', name: port.name, ...port.geometry } };
       }
       case 'create': {
-        const n = this.parseVale(req.name);
-        const sw = this.switchFor(n.sw, true);
-        if (sw.port(n.full)) throw new RequestError('EEXIST', `${n.full} already exists`);
-        const port = sw.addPort(n.full, paramsOf(req.conf, req.bufSize, undefined), { persistent: true });
-        return { reply: { v, ok: true, op: 'create', name: port.name, portIndex: port.index, ...port.geometry } };
+        this.checkAdmin(c, 'create');
+        const n = this.parseVale(req.name, true);
+        if (this.switches.get(n.sw)?.port(n.full)) throw new RequestError('EEXIST', `${n.full} already exists`);
+        return this.newPort(c, n, paramsOf(this.confOf(req, n.spec), req.bufSize, undefined), { persistent: true }).then(({ port }) => ({
+          reply: { v, ok: true, op: 'create', name: port.name, portIndex: port.index, ...port.geometry },
+        }));
       }
       case 'remove': {
+        this.checkAdmin(c, 'remove');
         const n = this.parseVale(req.name);
         const sw = this.switches.get(n.sw);
         const port = sw?.port(n.full);
@@ -300,10 +701,79 @@ export class ValeServer extends EventEmitter {
           `${req.op === 'attach' ? 'attaching' : 'detaching'} host interfaces (${req.name}) is not supported yet by vale-ts: ` +
             `Linux interfaces, TAPs and VXLAN uplinks come with the host-port backend`,
         );
-      case 'stats': {
-        const sws = req.switch !== undefined ? [this.switches.get(req.switch)].filter((s): s is Switch => !!s) : this.list();
-        if (req.switch !== undefined && !sws.length) throw new RequestError('ENXIO', `no switch ${req.switch}`);
-        return { reply: { v, ok: true, op: 'stats', switches: sws.map((s) => s.stats()) } };
+      case 'stats':
+        return this.statsReply(req);
+    }
+  }
+
+  /** Give `port` to connection `c` (a new port, or a ring of a shared one). */
+  private attach(c: Client, sw: Switch, port: SwitchPort, n: { full: string; port: string }, ring: number, lossless: boolean | undefined, fresh = false): Served {
+    const v = PROTOCOL_VERSION;
+    const held = [...(this.holders.get(port) ?? [])];
+    if (held.length === 0 && !port.persistent && !fresh) throw new RequestError('EBUSY', `${n.full} is busy`);
+    // as in netmap, registrations may share a port when each binds a ring of
+    // its own (vale0:x-0, vale0:x-1, ...); all rings is exclusive
+    const clash = held.find((h) => ring < 0 || h.port!.ring < 0 || h.port!.ring === ring);
+    if (clash) {
+      const what = ring >= 0 && clash.port!.ring === ring ? `ring ${ring} of ${n.full} is bound` : `${n.full} is busy`;
+      throw new RequestError('EBUSY', `${what}: another process has it open${clash.pid ? ` (pid ${clash.pid})` : ''}`);
+    }
+    // binding one ring maps the whole region: every frame of every ring.
+    // Only the same uid may share it, unless the operator said otherwise.
+    const foreign = held.find((h) => h.uid !== c.uid);
+    if (foreign && !this.policy.shareRingsAcrossUids) {
+      throw new RequestError(
+        'EACCES',
+        `${n.full} is held by uid ${foreign.uid}: binding another of its rings would map its whole region (every ring's frames); ` +
+          `only the same uid may share a port (vale-ts --share-rings-across-uids allows it)`,
+      );
+    }
+    if (ring >= 0 && (ring >= port.txRings || ring >= port.rxRings)) {
+      throw new RequestError('EINVAL', `${n.full} has ${port.txRings} tx / ${port.rxRings} rx rings: there is no ring ${ring}`);
+    }
+    if (lossless !== undefined && lossless !== port.lossless) sw.setLossless(port.index, lossless);
+    port.attached = true;
+    sw.setAttached(port.index, true);
+    port.pid = c.pid;
+    c.port = { sw, port, ring };
+    let set = this.holders.get(port);
+    if (!set) this.holders.set(port, (set = new Set()));
+    set.add(c);
+    let fds: readonly number[] = port.fds;
+    if (set.size > 1) {
+      // a second holder gets a doorbell of its own, kicked with the port's
+      c.bell = native.eventfd();
+      fds = [port.fds[0], c.bell, port.fds[2]];
+      this.updateBells(sw, port);
+    }
+    this.emit('attach', sw, port);
+    return {
+      reply: { v, ok: true, op: 'register', switch: sw.name, port: n.port, bridgeIndex: sw.bridgeIndex, portIndex: port.index, ...port.geometry },
+      fds,
+    };
+  }
+
+  /** A stats reply that fits one message: MAC entries, then ports, then switches are cut to fit. */
+  private statsReply(req: StatsRequest): Served {
+    const v = PROTOCOL_VERSION;
+    const sws = req.switch !== undefined ? [this.switches.get(req.switch)].filter((s): s is Switch => !!s) : this.list();
+    if (req.switch !== undefined && !sws.length) throw new RequestError('ENXIO', `no switch ${req.switch}`);
+    let macLimit = req.macLimit ?? DEFAULT_MAC_LIMIT;
+    let portLimit = Infinity;
+    let nsw = sws.length;
+    const server = { ...this.serverCounters() };
+    for (;;) {
+      const switches: SwitchStats[] = sws.slice(0, nsw).map((s) => s.stats({ macOffset: req.macOffset ?? 0, macLimit, portOffset: req.portOffset ?? 0, portLimit }));
+      const reply: Reply = { v, ok: true, op: 'stats', switches, switchesTotal: sws.length, server };
+      try {
+        encodeMessage(reply);
+        return { reply };
+      } catch {
+        // too big: halve what varies most, in order
+        if (macLimit > 0) macLimit = macLimit > 8 ? macLimit >> 1 : 0;
+        else if (portLimit > 1) portLimit = portLimit === Infinity ? 128 : portLimit >> 1;
+        else if (nsw > 1) nsw = nsw >> 1;
+        else throw new RequestError('EMSGSIZE', 'stats of one port do not fit in a message (should not happen)');
       }
     }
   }
@@ -324,6 +794,10 @@ export class ValeServer extends EventEmitter {
 
   private drop(c: Client): void {
     if (!this.clients.delete(c)) return;
+    c.dropped = true;
+    const n = (this.connsByUid.get(c.uid) ?? 1) - 1;
+    if (n > 0) this.connsByUid.set(c.uid, n);
+    else this.connsByUid.delete(c.uid);
     c.watcher.close();
     native.close(c.fd);
     const held = c.port;
@@ -334,7 +808,11 @@ export class ValeServer extends EventEmitter {
         this.updateBells(held.sw, held.port);
         native.close(c.bell);
       }
-      if (set && set.size > 0) return; // other connections still hold rings of it
+      if (set && set.size > 0) {
+        // other connections still hold rings of it
+        this.emit('detach', held.sw, held.port);
+        return;
+      }
       this.holders.delete(held.port);
       delete held.port.pid;
       held.port.attached = false;
@@ -351,6 +829,8 @@ export class ValeServer extends EventEmitter {
   close(reason = 'vale-ts is shutting down'): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.acceptBackoff) clearTimeout(this.acceptBackoff);
+    for (const done of [...this.lingering]) done();
     this.listenWatcher.close();
     native.close(this.listenFd);
     try {
@@ -372,8 +852,58 @@ export class ValeServer extends EventEmitter {
   }
 }
 
-/** netmap's NR_REG_ONE_NIC: the registration binds one ring pair */
+/** netmap's NR_REG_ALL_NIC / NR_REG_ONE_NIC: all ring pairs, or one */
+const NR_REG_ALL_NIC = 1;
 const NR_REG_ONE_NIC = 4;
+
+/** A reply and the fds that go with it. */
+type Served = { reply: Reply; fds?: readonly number[] };
+
+const ACCEPT_BACKOFF_MS = 100;
+/** Refused connections kept open at once until their request is read. */
+const MAX_LINGERING = 64;
+/** Told to a peer accepted only to be closed at EMFILE. */
+const OUT_OF_FDS = encodeMessage({
+  v: PROTOCOL_VERSION,
+  ok: false,
+  code: 'EMFILE',
+  error: 'vale-ts is out of file descriptors and cannot take this connection now: retry later (the operator can raise ulimit -n or lower --max-conn)',
+});
+
+/**
+ * The private socket directory: ours, a real directory, closed to others
+ * (0700, or 0710 for a --group). Made if missing; anything else is refused
+ * with what to do, since someone else's directory could hold their socket.
+ */
+export function ensurePrivateDir(dir: string, uid: number, gid?: number): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'EEXIST') throw e;
+  }
+  const st = lstatSync(dir);
+  const fix = `remove it (rm -r ${dir}) or use --socket PATH`;
+  if (st.isSymbolicLink()) throw Object.assign(new Error(`socket directory ${dir} is a symbolic link: ${fix}`), { code: 'EACCES' });
+  if (!st.isDirectory()) throw Object.assign(new Error(`socket directory ${dir} is not a directory: ${fix}`), { code: 'EACCES' });
+  if (st.uid !== uid) throw Object.assign(new Error(`socket directory ${dir} belongs to uid ${st.uid}, not to vale-ts's uid ${uid}: ${fix}`), { code: 'EACCES' });
+  if (gid !== undefined) {
+    chownSync(dir, uid, gid);
+    chmodSync(dir, 0o710);
+  } else if ((st.mode & 0o077) !== 0) {
+    throw Object.assign(new Error(`socket directory ${dir} is open to others (mode ${(st.mode & 0o777).toString(8)}): chmod 700 ${dir}, or ${fix}`), { code: 'EACCES' });
+  }
+}
+
+/** Supplementary groups of a process (SO_PEERCRED carries only the primary gid). */
+function supplementaryGroups(pid: number): number[] {
+  if (!pid) return [];
+  try {
+    const m = /^Groups:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? m[1]!.trim().split(/\s+/).filter(Boolean).map(Number) : [];
+  } catch {
+    return [];
+  }
+}
 
 function paramsOf(conf: ConfRequest, bufSize: number | undefined, extraBufs: number | undefined): PortParams {
   const p: PortParams = {};

@@ -53,8 +53,26 @@ export interface SwitchOptions {
   macAgeMs?: number;
   /** MAC table bound (default 8192 entries). */
   macTableSize?: number;
-  /** Clock for aging (tests inject one). */
+  /** Clock for aging and the lossless stall bound (tests inject one; 'loop' datapath only). */
   clock?: Clock;
+  /**
+   * A receiver whose full rx ring has held back a lossless sender this long
+   * (ms, by `clock`) is declared stalled: its copies are dropped and counted
+   * (dropStalled) until it drains again (default 1000).
+   */
+  stallMs?: number;
+}
+
+/** Switch-wide counters (not per port). */
+export interface SwitchCounters {
+  /** times a doorbell woke the sleeping switch */
+  wakeups: number;
+  /** wakeups that found nothing to do */
+  spuriousWakeups: number;
+  /** times a port's doorbell was ignored for a while after repeated spurious wakeups */
+  doorbellBackoffs: number;
+  /** receivers declared stalled (lossless bound) */
+  stalls: number;
 }
 
 /** Register parameters for a new port. */
@@ -129,6 +147,15 @@ export class Switch extends EventEmitter {
   private closed = false;
   /** counters of ports that have gone, summed, so totals stay exact */
   private readonly retired: Record<string, number> = {};
+  private readonly clock: Clock;
+  private readonly stallMs: number;
+  /** 'loop': receivers holding back a lossless sender: since when (clock ms) they took nothing, and what they had taken then */
+  private readonly blockedSince = new Map<number, { since: number; delivered: number }>();
+  /** 'loop': the next round is the first after a wakeup, to judge it */
+  private woken = false;
+  /** 'loop': wakes the switch when a doorbell's backoff ends */
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private stalls = 0;
 
   constructor(name: string, opts: SwitchOptions = {}) {
     super();
@@ -147,12 +174,17 @@ export class Switch extends EventEmitter {
     const busy = opts.busyPollUs ?? 50;
     if (!(busy >= 0)) throw new RangeError(`busyPollUs ${busy} must be >= 0`);
     this.busyPollNs = BigInt(Math.round(busy * 1000));
+    this.clock = opts.clock ?? systemClock;
+    const stall = opts.stallMs ?? 1000;
+    if (!(stall > 0) || !Number.isFinite(stall)) throw new RangeError(`stallMs ${stall} must be a positive number of milliseconds`);
+    this.stallMs = stall;
     this.core = new native.SwitchCore({ batch, headerBytes });
     this.datapath = opts.datapath ?? 'loop';
     this.nativeBridge = opts.nativeBridge ?? false;
     if (this.nativeBridge && (opts.lookup || opts.lookupModule)) throw new TypeError(`switch ${name}: nativeBridge replaces the lookup; give one or the other`);
     if (this.datapath === 'thread') {
       if (opts.lookup) throw new TypeError(`switch ${name}: a 'thread' datapath takes its lookup from lookupModule (a function cannot cross threads)`);
+      if (opts.clock) throw new TypeError(`switch ${name}: a 'thread' datapath keeps the system clock (a clock cannot cross threads); use datapath 'loop' to inject one`);
       this.thread = this.startThread(busy, opts);
       return;
     }
@@ -173,7 +205,7 @@ export class Switch extends EventEmitter {
 
   private startThread(busyPollUs: number, opts: SwitchOptions): NonNullable<Switch['thread']> {
     const { port1, port2 } = new MessageChannel();
-    const init: DatapathInit = { token: this.core.share(), busyPollUs, control: port2 };
+    const init: DatapathInit = { token: this.core.share(), busyPollUs, control: port2, stallMs: this.stallMs };
     if (opts.lookupModule !== undefined) init.lookupModule = opts.lookupModule;
     if (opts.lookupExport !== undefined) init.lookupExport = opts.lookupExport;
     if (opts.macTableSize !== undefined) init.macTableSize = opts.macTableSize;
@@ -187,7 +219,7 @@ export class Switch extends EventEmitter {
       readyRej = rej;
     });
     ready.catch(() => {}); // observed through whenReady()
-    worker.on('message', (m: { op: string; message?: string; entries?: []; counters?: Record<string, number>; size?: number }) => {
+    worker.on('message', (m: { op: string; message?: string; entries?: []; counters?: Record<string, number>; size?: number; index?: number }) => {
       if (m.op === 'ready') {
         readyRes();
         // from now on the control server keeps the process alive, not the datapath
@@ -195,6 +227,11 @@ export class Switch extends EventEmitter {
       }
       else if (m.op === 'mac') this.threadMac = { entries: m.entries ?? [], counters: m.counters ?? {}, size: m.size ?? 0, at: Date.now() };
       else if (m.op === 'lookupError') this.emit('lookupError', new Error(m.message));
+      else if (m.op === 'stalled') {
+        this.stalls++;
+        const p = this.portsById.get(m.index ?? -1);
+        if (p) this.emit('stalled', p);
+      }
     });
     const exited = new Promise<void>((res) => {
       worker.on('error', (e) => {
@@ -232,10 +269,15 @@ export class Switch extends EventEmitter {
   }
 
   /** Create a port: its region, doorbells and place in the forwarding loop. */
-  addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean } = {}): SwitchPort {
+  addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; regionFd?: number } = {}): SwitchPort {
     if (this.closed) throw new Error(`switch ${this.name} is shut down`);
     if (this.port(name)) throw Object.assign(new Error(`${name} already exists`), { code: 'EEXIST' });
-    const np = this.core.addPort(params, name, opts.lossless ?? false);
+    // regionFd: a region prepared off the loop (createRegionFdAsync); the
+    // core maps its own duplicate, the caller closes this one
+    const np =
+      opts.regionFd !== undefined
+        ? this.core.addPort(params, name, opts.lossless ?? false, opts.regionFd)
+        : this.core.addPort(params, name, opts.lossless ?? false);
     // a persistent port starts with nobody on it
     if (opts.persistent) this.core.setAttached(np.id, false);
     const txRings = params.txRings ?? 1;
@@ -281,7 +323,9 @@ export class Switch extends EventEmitter {
     // takes it if it gets there first), then count what is left
     if (!this.thread) this.pump();
     const last = this.core.removePort(index);
+    // the core unmapped the region and closed its fds just now, not at GC
     for (const [k, v] of Object.entries(last)) this.retired[k] = (this.retired[k] ?? 0) + v;
+    this.blockedSince.delete(index);
     this.portsById.delete(index);
     this.bridge?.portRemoved(index);
     if (this.nativeBridge) this.core.nativePortRemoved(index);
@@ -326,23 +370,46 @@ export class Switch extends EventEmitter {
     return t;
   }
 
-  /** Counters of every port plus the MAC table. */
-  stats(): SwitchStats {
+  /** Switch-wide counters: wakeups, doorbell backoffs, stalls. */
+  switchCounters(): SwitchCounters {
+    return { ...this.core.switchCounters(), stalls: this.stalls };
+  }
+
+  /**
+   * Counters of the ports plus a page of the MAC table (`macLimit` entries
+   * from `macOffset`, default all) and the table's size.
+   */
+  stats(page: { macOffset?: number; macLimit?: number; portOffset?: number; portLimit?: number } = {}): SwitchStats {
     const macTable: SwitchStats['macTable'] = [];
     const byIdx = new Map([...this.portsById.values()].map((p) => [p.index, p.name]));
-    if (this.bridge) for (const e of this.bridge.table.entries()) macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: e.ageMs });
+    const mo = page.macOffset ?? 0;
+    const ml = page.macLimit ?? Infinity;
     const tm = this.threadMac;
-    if (tm) {
-      const since = Date.now() - tm.at;
-      for (const e of tm.entries) macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: Math.round(e.ageMs + since) });
+    const since = tm ? Date.now() - tm.at : 0;
+    const entries: Iterable<{ mac: string; port: number; ageMs: number }> = this.bridge ? this.bridge.table.entries() : tm ? tm.entries : [];
+    let i = 0;
+    if (ml > 0) {
+      for (const e of entries) {
+        if (i++ < mo) continue;
+        macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: Math.round(e.ageMs + since) });
+        if (macTable.length >= ml) break;
+      }
     }
+    const all = this.ports();
+    const po = page.portOffset ?? 0;
+    const ports = all.slice(po, po + (page.portLimit ?? all.length));
     return {
       name: this.name,
       bridgeIndex: this.bridgeIndex,
-      ports: this.ports().map((p) => ({ name: p.name, portIndex: p.index, counters: this.core.stats(p.index) })),
+      ports: ports.map((p) => ({ name: p.name, portIndex: p.index, counters: this.core.stats(p.index) })),
+      portsTotal: all.length,
+      portsOffset: po,
       macTable,
+      macTableTotal: this.bridge ? this.bridge.table.size : tm ? tm.size : 0,
+      macTableOffset: mo,
       macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : tm ? { ...tm.counters, size: tm.size } : {},
       totals: this.totals(),
+      switchCounters: { ...this.switchCounters() },
     };
   }
 
@@ -357,7 +424,33 @@ export class Switch extends EventEmitter {
     if (this.thread) return 0;
     const done = this.lookup ? this.core.round(this.lookup) : this.core.roundNative();
     this.blocked = done < 0;
+    if (this.blocked) this.noteBlocked(this.core.blockedOn());
+    else if (this.blockedSince.size) this.blockedSince.clear();
     return done < 0 ? -done - 1 : done;
+  }
+
+  /**
+   * A lossless sender waits on `idx`. A receiver that drains, however
+   * slowly, keeps taking frames; one that took none for the stall bound is
+   * declared stalled and no longer waited for ('loop' datapath; the thread
+   * keeps its own account, see datapath-thread.ts).
+   */
+  private noteBlocked(idx: number): void {
+    if (idx < 0) return;
+    const now = this.clock.nowMs();
+    const delivered = this.core.stats(idx)['txFrames'] ?? 0;
+    const b = this.blockedSince.get(idx);
+    if (b === undefined || b.delivered !== delivered) {
+      this.blockedSince.set(idx, { since: now, delivered });
+      return;
+    }
+    if (now - b.since < this.stallMs) return;
+    const p = this.portsById.get(idx);
+    if (!p) return;
+    this.blockedSince.delete(idx);
+    this.core.setStalled(idx, true);
+    this.stalls++;
+    this.emit('stalled', p);
   }
 
   private start(): void {
@@ -380,6 +473,17 @@ export class Switch extends EventEmitter {
     if (this.closed) return;
     const moved = this.pump();
     const now = process.hrtime.bigint();
+    if (this.woken) {
+      this.woken = false;
+      const useful = moved > 0 || this.blocked;
+      this.core.noteWakeup(useful);
+      if (!useful) {
+        // a doorbell rang for nothing: sleep again at once, no busy poll
+        this.lastWork = 0n;
+        this.sleep();
+        return;
+      }
+    }
     if (moved > 0) {
       this.lastWork = now;
     } else if (now - this.lastWork < this.busyPollNs) {
@@ -407,6 +511,10 @@ export class Switch extends EventEmitter {
     // backpressured frames wait for a receiver's kick; a timer guards against
     // a receiver that never asks
     if (blocked) this.wakeTimer = setTimeout(() => this.wake(), 10);
+    // a doorbell in backoff is listened to again when it ends, and the
+    // switch looks once for what its port sent meanwhile
+    const due = this.core.backoffDue();
+    if (due >= 0) this.backoffTimer = setTimeout(() => this.wake(), due);
   }
 
   private wake(): void {
@@ -416,8 +524,13 @@ export class Switch extends EventEmitter {
       clearTimeout(this.wakeTimer);
       this.wakeTimer = undefined;
     }
+    if (this.backoffTimer) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+    }
     this.watcher!.stop();
     this.core.disarmAll();
+    this.woken = true;
     this.lastWork = process.hrtime.bigint();
     // forward at once: the frame that rang is waiting
     if (!this.closed) this.loop();
@@ -428,6 +541,7 @@ export class Switch extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
     for (const p of [...this.portsById.values()]) this.removePort(p.index);
     this.watcher?.close();

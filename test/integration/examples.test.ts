@@ -8,12 +8,12 @@ const run = promisify(execFile);
 const ex = (f: string): string => path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', f);
 
 test('examples/pipe-pair moves 100 frames through a pipe in order', async (t) => {
-  const { stdout } = await run(process.execPath, [ex('pipe-pair.js')], { timeout: 20_000 });
+  const { stdout } = await run(process.execPath, [ex('pipe-pair.js')]);
   t.regex(stdout, /sent 100, received 100 in order/);
 });
 
 test('examples/embed-switch serves clients and shows counters and the MAC table', async (t) => {
-  const { stdout } = await run(process.execPath, [ex('embed-switch.js')], { timeout: 20_000 });
+  const { stdout } = await run(process.execPath, [ex('embed-switch.js')]);
   t.regex(stdout, /b received 1 frame/);
   t.regex(stdout, /rxFrames: 1/);
   t.regex(stdout, /02:00:00:00:00:0a/);

@@ -10,6 +10,7 @@ import { writeFileSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, Switch, ValeServer, sumDrops } from '../../src/index.js';
+import { departures, until, type Departures } from '../fixtures/wait.js';
 import { buildFrame, frameLayout, verifyFrameChecksums } from '../../tools/pkt-gen/frame.js';
 
 const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'pkt-gen-ts.js');
@@ -29,36 +30,50 @@ interface Run {
   done: Promise<Result>;
   /** resolves when stderr has a line matching `re` */
   waitFor(re: RegExp): Promise<void>;
+  /** resolves when `pred` holds for the stderr printed so far */
+  waitUntil(pred: (stderr: string) => boolean): Promise<void>;
 }
 
 function run(args: string[], env: Record<string, string> = {}): Run {
   const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  const waiters: { re: RegExp; resolve: () => void }[] = [];
+  const waiters: { pred: (s: string) => boolean; resolve: () => void }[] = [];
   child.stdout.on('data', (d: Buffer) => (stdout += d));
   child.stderr.on('data', (d: Buffer) => {
     stderr += d;
     for (const w of waiters.splice(0)) {
-      if (w.re.test(stderr)) w.resolve();
+      if (w.pred(stderr)) w.resolve();
       else waiters.push(w);
     }
   });
   // 'close', not 'exit': only then has all of the child's output been read
   const done = new Promise<Result>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const waitUntil = (pred: (s: string) => boolean, what = 'the awaited output'): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      if (pred(stderr)) return resolve();
+      waiters.push({ pred, resolve });
+      void done.then(() => reject(new Error(`exited before printing ${what}: ${stderr}`)));
+    });
   return {
     kill: (sig) => child.kill(sig),
     done,
-    waitFor: (re) =>
-      new Promise<void>((resolve, reject) => {
-        if (re.test(stderr)) return resolve();
-        waiters.push({ re, resolve });
-        void done.then(() => reject(new Error(`exited before printing ${re}: ${stderr}`)));
-      }),
+    waitFor: (re) => waitUntil((s) => re.test(s), String(re)),
+    waitUntil,
   };
 }
 
-const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/**
+ * Frames a receiver run with -N has counted so far: the sum of its periodic
+ * reports, each giving the frames since the one before. Waiting for this to
+ * reach what the switch delivered replaces -W's "1 s of silence ends the
+ * run", which a sender stalled for a second on a busy machine would trip.
+ */
+function reported(stderr: string): number {
+  let n = 0;
+  for (const m of stderr.matchAll(/main_thread \[\d+\] \d+ pps \((\d+) pkts/g)) n += Number(m[1]);
+  return n;
+}
 
 function count(out: string, what: 'Sent' | 'Received'): number {
   const m = new RegExp(`^${what} (\\d+) packets (\\d+) bytes`, 'm').exec(out);
@@ -153,22 +168,35 @@ function badLines(r: Result): string[] {
 
 /**
  * Runs `fn` against a switch hosted in this process. vale0 is created up
- * front, so the totals of ports that leave are kept for the assertions.
+ * front, so the totals of ports that leave are kept for the assertions;
+ * `left` says when the server is done with a departed client.
  */
-async function withVale0(fn: (env: Record<string, string>, sw: Switch) => Promise<void>): Promise<void> {
+async function withVale0(fn: (env: Record<string, string>, sw: Switch, left: Departures) => Promise<void>): Promise<void> {
   const socket = sockPath();
   const sw = new Switch('vale0');
   const srv = await ValeServer.listen({ socket, switches: [sw] });
   try {
-    await fn({ VALE_TS_SOCKET: socket }, sw);
+    await fn({ VALE_TS_SOCKET: socket }, sw, departures(srv));
   } finally {
     srv.close();
   }
 }
 
+/**
+ * A receiver through the switch, run until it has counted every frame the
+ * switch delivered to it once the sender(s) are gone, then stopped (SIGINT).
+ */
+async function receiveAll(rx: Run, sw: Switch, name: string): Promise<Result> {
+  const delivered = sw.counters(sw.port(name)!.index)['txFrames']!;
+  await rx.waitUntil((s) => reported(s) >= delivered);
+  rx.kill('SIGINT');
+  return rx.done;
+}
+
 test('pipe: tx -n 1000000 -> rx, Received equals Sent, every line in pkt-gen format', async (t) => {
   const name = `vale0:${uname('p')}`;
-  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-W']);
+  // a pipe loses nothing: the receiver ends on the count, not on silence (-W)
+  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-n', '1000000']);
   await rx.waitFor(/reading from/);
   const tx = run(['-i', `${name}{0`, '-f', 'tx', '-n', '1000000']);
   const [rt, rr] = await Promise.all([tx.done, rx.done]);
@@ -190,14 +218,17 @@ test('pipe: tx -n 1000000 -> rx, Received equals Sent, every line in pkt-gen for
 });
 
 test('vale0 through the switch: Received = Sent - the drops the switch counted', async (t) => {
-  await withVale0(async (env, sw) => {
+  await withVale0(async (env, sw, left) => {
     const a = `vale0:${uname('a')}`;
     const b = `vale0:${uname('b')}`;
-    const rx = run(['-i', b, '-f', 'rx', '-W'], env);
+    const rx = run(['-i', b, '-f', 'rx', '-N', '-T', '100'], env);
     await rx.waitFor(/reading from/);
     t.true(sw.ports().some((p) => p.name === b), 'the receiver is attached before the sender starts');
     const tx = run(['-i', a, '-f', 'tx', '-n', '1000000'], env);
-    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    const rt = await tx.done;
+    await left.of(a);
+    const rr = await receiveAll(rx, sw, b);
+    await left.of(b);
     t.is(rt.code, 0, rt.stderr);
     t.is(rr.code, 0, rr.stderr);
     const sent = count(rt.stdout, 'Sent');
@@ -214,13 +245,16 @@ test('vale0 through the switch: Received = Sent - the drops the switch counted',
 });
 
 test('-p 2 on a vale-ts port with two rings: one registration per ring, every frame accounted for', async (t) => {
-  await withVale0(async (env, sw) => {
+  await withVale0(async (env, sw, left) => {
     const a = `vale0:${uname('pa')}`;
     const b = `vale0:${uname('pb')}`;
-    const rx = run(['-i', b, '-f', 'rx', '-W'], env);
+    const rx = run(['-i', b, '-f', 'rx', '-N', '-T', '100'], env);
     await rx.waitFor(/reading from/);
     const tx = run(['-i', `${a}@conf:rings=2`, '-f', 'tx', '-p', '2', '-n', '400000'], env);
-    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    const rt = await tx.done;
+    await left.of(a, a); // one registration per ring
+    const rr = await receiveAll(rx, sw, b);
+    await left.of(b);
     t.is(rt.code, 0, rt.stderr);
     t.is(rr.code, 0, rr.stderr);
     t.regex(rt.stdout, /Sending on .*: 2 queues, 2 threads/);
@@ -235,22 +269,30 @@ test('-p 2 on a vale-ts port with two rings: one registration per ring, every fr
   });
 });
 
-test.serial('-R 100000 for 5 s: the rate is within 2%', async (t) => {
+// How close to the asked rate it gets depends on the CPU it is given: that is
+// measured in bench/fairness.bench.ts. What holds at any load: the pacer
+// never sends faster than asked (its n-th burst waits for its n-th period),
+// and every frame arrives.
+test('-R 100000: never faster than asked, every frame arrives', async (t) => {
   const name = `vale0:${uname('r')}`;
-  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-W']);
+  const want = 200000;
+  const rx = run(['-i', `${name}}0`, '-f', 'rx', '-n', String(want)]);
   await rx.waitFor(/reading from/);
-  const tx = run(['-i', `${name}{0`, '-f', 'tx', '-R', '100000', '-n', '500000']);
+  const tx = run(['-i', `${name}{0`, '-f', 'tx', '-R', '100000', '-n', String(want)]);
   const [rt, rr] = await Promise.all([tx.done, rx.done]);
   t.is(rt.code, 0, rt.stderr);
   const m = /^Sent (\d+) packets \d+ bytes \d+ events \d+ bytes each in (\d+\.\d+) seconds\.$/m.exec(rt.stdout);
   t.truthy(m, rt.stdout);
-  const rate = Number(m![1]) / Number(m![2]);
-  t.true(Math.abs(rate - 100000) / 100000 < 0.02, `rate ${rate} pps`);
+  t.is(Number(m![1]), want);
+  // the run takes at least want/rate seconds; the line rounds it to 0.01 s
+  const bound = want / (want / 100000 - 0.005);
+  const rate = want / Number(m![2]);
+  t.true(rate <= bound, `rate ${rate} pps is above the asked 100000 (bound ${bound.toFixed(0)} for the rounding)`);
   const speed = /^Speed: (\d+\.\d+) Kpps/m.exec(rt.stdout);
   t.truthy(speed, rt.stdout);
-  t.true(Math.abs(Number(speed![1]) - 100) < 2, `Speed: ${speed![1]} Kpps`);
+  t.true(Number(speed![1]) <= 100.001, `Speed: ${speed![1]} Kpps is above the asked 100 Kpps`);
   t.regex(rt.stderr, /Sending 333 packets every {2}0\.003330000 s/);
-  t.is(count(rr.stdout, 'Received'), 500000);
+  t.is(count(rr.stdout, 'Received'), want);
   t.deepEqual(badLines(rt), []);
 });
 
@@ -259,8 +301,9 @@ test('SIGINT stops tx and rx with the summary; -A -N -B report formats', async (
   const rx = run(['-i', `${name}}0`, '-f', 'rx', '-T', '300', '-A']);
   await rx.waitFor(/reading from/);
   const tx = run(['-i', `${name}{0`, '-f', 'tx', '-T', '300', '-N', '-B', '-l', '128']);
-  await tx.waitFor(/main_thread .* pps/);
-  await delay(400);
+  // both have reported once, the sender with frames sent (-N: raw numbers)
+  await tx.waitFor(/main_thread \[\d+\] \d+ pps \([1-9]\d* pkts/);
+  await rx.waitFor(/main_thread \[\d+\] \S+ [KM]?pps \[avg\/std/);
   tx.kill('SIGINT');
   const rt = await tx.done;
   rx.kill('SIGINT');
@@ -286,7 +329,7 @@ test('SIGINT stops tx and rx with the summary; -A -N -B report formats', async (
 
 test('txseq -> rxseq over a pipe: no gap', async (t) => {
   const name = `vale0:${uname('q')}`;
-  const rx = run(['-i', `${name}}0`, '-f', 'rxseq', '-W']);
+  const rx = run(['-i', `${name}}0`, '-f', 'rxseq', '-n', '300000']);
   await rx.waitFor(/reading from/);
   const tx = run(['-i', `${name}{0`, '-f', 'txseq', '-n', '300000', '-l', '64']);
   const [rt, rr] = await Promise.all([tx.done, rx.done]);
@@ -303,17 +346,20 @@ test('txseq -> rxseq through vale0 with a stopped receiver: the switch drops, rx
   await withVale0(async (env, sw) => {
     const a = `vale0:${uname('a')}`;
     const b = `vale0:${uname('b')}`;
-    const rx = run(['-i', b, '-f', 'rxseq', '-W'], env);
+    const rx = run(['-i', b, '-f', 'rxseq'], env);
     await rx.waitFor(/reading from/);
     // while the receiver is stopped its rx ring fills up and the switch drops the rest
     rx.kill('SIGSTOP');
     const tx = run(['-i', a, '-f', 'txseq'], env);
     await tx.waitFor(/txseq_body \[\d+\] start/);
-    await delay(300);
+    await until(() => (sw.counters(sw.port(b)!.index)['dropNoSpace'] ?? 0) > 0);
     rx.kill('SIGCONT');
-    await delay(300);
+    // it reads the full ring, then the first frame after the drops
+    await rx.waitFor(/Sequence GAP/);
     tx.kill('SIGINT');
-    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    const rt = await tx.done;
+    rx.kill('SIGINT');
+    const rr = await rx.done;
     t.is(rt.code, 0, rt.stderr);
     t.is(rr.code, 0, rr.stderr);
     const sent = count(rt.stdout, 'Sent');
@@ -464,13 +510,14 @@ async function framesFrom(args: string[], want: number): Promise<{ frames: Uint8
   const frames: Uint8Array[] = [];
   try {
     const tx = run(['-i', `${name}{0`, ...args, '-n', String(want)]);
-    const end = Date.now() + 10000;
-    while (frames.length < want && Date.now() < end) {
-      await port.poll({ timeoutMs: 100 });
-      port.dispatch(want, (f) => {
+    // until all came, or the sender closed its end with fewer (the test then says how many)
+    while (frames.length < want) {
+      const ev = await port.poll();
+      port.dispatch(want - frames.length, (f) => {
         frames.push(f.slice());
       });
       port.rxsync();
+      if (!ev.rx && ev.hup) break;
     }
     return { frames, result: await tx.done };
   } finally {
@@ -535,12 +582,16 @@ test('-F: frames larger than a buffer go over several slots (NS_MOREFRAG) on a p
 });
 
 test('-F through vale0: multi-slot frames cross the switch whole, counted once', async (t) => {
-  await withVale0(async (env, sw) => {
+  await withVale0(async (env, sw, left) => {
+    const a = `vale0:${uname('fa')}`;
     const b = `vale0:${uname('fb')}`;
-    const rx = run(['-i', b, '-f', 'rx', '-W'], env);
+    const rx = run(['-i', b, '-f', 'rx', '-N', '-T', '100'], env);
     await rx.waitFor(/reading from/);
-    const tx = run(['-i', `vale0:${uname('fa')}`, '-f', 'tx', '-n', '20000', '-l', '5000', '-F', '3', '-R', '20000'], env);
-    const [rt, rr] = await Promise.all([tx.done, rx.done]);
+    const tx = run(['-i', a, '-f', 'tx', '-n', '20000', '-l', '5000', '-F', '3', '-R', '20000'], env);
+    const rt = await tx.done;
+    await left.of(a);
+    const rr = await receiveAll(rx, sw, b);
+    await left.of(b);
     t.is(rt.code, 0, rt.stderr);
     t.is(rr.code, 0, rr.stderr);
     const tot = sw.stats().totals;

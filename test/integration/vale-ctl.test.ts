@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeServer } from '../../src/index.js';
+import { departures } from '../fixtures/wait.js';
 import {
   atoi,
   CtlError,
@@ -37,7 +38,7 @@ function ctl(socket: string | undefined, ...args: string[]): Promise<Run> {
   const env: NodeJS.ProcessEnv = { ...process.env, NETMAP_BACKEND: 'user' };
   delete env['VALE_TS_SOCKET'];
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...argv], { env, timeout: 20_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [cli, ...argv], { env }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
@@ -140,7 +141,8 @@ test('-g prints the port_info block exactly (rx_rings without its colon)', async
 });
 
 test('-n / -r: a persistent port is listed, survives a client, refuses removal while open, and goes with -r', async (t) => {
-  await withServer(async (socket) => {
+  await withServer(async (socket, srv) => {
+    const left = departures(srv);
     const made = await ctl(socket, '-v', '-n', 'vale0:pers', '-C', '512,256,2');
     t.is(made.code, 0, made.stderr);
     t.is(made.stdout, 'tx_slots:   512\nrx_slots:   256\ntx_rings:   2\nrx_ring:    2\nmem_id:     ' + /mem_id: {5}(\d+)/.exec(made.stdout)![1] + '\n');
@@ -162,7 +164,7 @@ test('-n / -r: a persistent port is listed, survives a client, refuses removal w
       p.close();
     }
     // closing the client leaves the persistent port in place
-    await new Promise((r) => setTimeout(r, 50));
+    await left.of('vale0:pers');
     const still = await ctl(socket, '-l', 'vale0:pers');
     t.is(still.stdout, 'bridge_idx: 0\nport_idx:   0\n');
 
@@ -278,7 +280,7 @@ test('--stats shows every counter and the MAC table after traffic', async (t) =>
       const macB = [0x02, 0, 0, 0, 0, 0x0b];
       t.true(a.inject(frame(macB, macA)));
       a.txsync();
-      const ev = await b.poll({ timeoutMs: 5000 });
+      const ev = await b.poll();
       t.true(ev.rx, 'the frame crossed the switch');
       let got = 0;
       b.dispatch(16, () => got++);

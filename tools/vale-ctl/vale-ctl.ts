@@ -787,7 +787,8 @@ export function formatStats(switches: readonly SwitchStats[]): string {
   const blocks: string[] = [];
   for (const s of switches) {
     const out: string[] = [];
-    out.push(`${s.name} bridge_idx ${s.bridgeIndex}: ${s.ports.length} port${s.ports.length === 1 ? '' : 's'}\n`);
+    const np = s.portsTotal ?? s.ports.length;
+    out.push(`${s.name} bridge_idx ${s.bridgeIndex}: ${np} port${np === 1 ? '' : 's'}${np > s.ports.length ? ` (counters of the first ${s.ports.length})` : ''}\n`);
     const names: string[] = [];
     for (const p of s.ports) for (const k of Object.keys(p.counters)) if (!names.includes(k)) names.push(k);
     for (const k of Object.keys(s.totals)) if (!names.includes(k)) names.push(k);
@@ -805,7 +806,10 @@ export function formatStats(switches: readonly SwitchStats[]): string {
       .map(([k, v]) => `${k} ${v}`)
       .join(', ');
     const n = s.macTable.length;
-    out.push(`MAC table: ${n} entr${n === 1 ? 'y' : 'ies'}${mc ? ` (${mc})` : ''}\n`);
+    // the switch sends the first entries only (a table may hold millions)
+    const total = s.macTableTotal ?? n;
+    const shown = total > n ? `, showing the first ${n}` : '';
+    out.push(`MAC table: ${total} entr${total === 1 ? 'y' : 'ies'}${shown}${mc ? ` (${mc})` : ''}\n`);
     if (n) {
       const rows = [['mac', 'port', 'age']];
       for (const e of [...s.macTable].sort((x, y) => x.port.localeCompare(y.port) || x.mac.localeCompare(y.mac))) {

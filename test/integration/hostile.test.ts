@@ -1,0 +1,313 @@
+/**
+ * Hostile clients against an in-process vale-ts: what a client controls
+ * (names, fds, geometry, rings, heads, draining) must never crash, stall,
+ * leak into another client, or go uncounted. The multi-process attacks
+ * (fd exhaustion, memory cycles, doorbell floods, other users) are in
+ * hostile-proc.test.ts.
+ */
+import test from 'ava';
+import { once } from 'node:events';
+import { execFile } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { open, Switch, ValeServer, ManualClock, type Port } from '../../src/index.js';
+import { native } from '../../src/netmap/addon.js';
+import { ControlConnection, requestOnce } from '../../src/control/client.js';
+import { encodeMessage, MAX_MESSAGE, PROTOCOL_VERSION, type Reply, type RegisterRequest } from '../../src/control/protocol.js';
+import { parsePortName } from '../../src/netmap/name.js';
+import { formatStats } from '../../tools/vale-ctl/vale-ctl.js';
+
+let uniq = 0;
+const sockPath = (): string => path.join(os.tmpdir(), `hostile-${process.pid}-${uniq++}.sock`);
+
+async function withServer<T>(fn: (socket: string, srv: ValeServer) => Promise<T>, opts: Partial<Parameters<typeof ValeServer.listen>[0]> = {}): Promise<T> {
+  const socket = sockPath();
+  const logs: string[] = [];
+  const srv = await ValeServer.listen({ socket, log: (l) => logs.push(l), ...opts });
+  try {
+    return await fn(socket, srv);
+  } finally {
+    srv.close();
+  }
+}
+
+function frame(dst: number[], src: number[], tag = 0): Uint8Array {
+  const f = new Uint8Array(60);
+  f.set(dst, 0);
+  f.set(src, 6);
+  f[12] = 0x08;
+  f[14] = tag;
+  return f;
+}
+const BCAST = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+const A = [2, 0, 0, 0, 0, 0xa];
+const B = [2, 0, 0, 0, 0, 0xb];
+
+/** Received frames (their tag bytes) until `n` arrived. */
+async function receive(p: Port, n: number): Promise<number[]> {
+  const tags: number[] = [];
+  while (tags.length < n) {
+    const ev = await p.poll({ rx: true, timeoutMs: 10_000 });
+    if (!ev.rx) throw new Error(`only ${tags.length} of ${n} frames arrived`);
+    p.dispatch(1e9, (f) => tags.push(f[14]!));
+    p.rxsync();
+  }
+  return tags;
+}
+
+async function register(socket: string, req: Partial<RegisterRequest> & { name: string }): Promise<{ reply: Reply; fds: number[]; conn: ControlConnection }> {
+  const conn = ControlConnection.connect(socket);
+  const { reply, fds } = await conn.request({ v: PROTOCOL_VERSION, op: 'register', nrMode: 1, ringId: 0, flags: 0, conf: {}, ...req });
+  return { reply, fds, conn };
+}
+
+function closeAll(r: { fds: number[]; conn: ControlConnection }): void {
+  for (const f of r.fds) native.close(f);
+  r.conn.close();
+}
+
+test('an exception thrown by an fd callback is counted and logged, never fatal', async (t) => {
+  const fd = native.eventfd();
+  const before = native.callbackErrors();
+  let calls = 0;
+  const w = new native.FdWatcher(fd, () => {
+    calls++;
+    native.drain(fd);
+    throw new Error('hostile callback');
+  });
+  w.start(1);
+  native.kick(fd);
+  while (native.callbackErrors() === before) await new Promise((r) => setImmediate(r));
+  native.kick(fd);
+  while (native.callbackErrors() < before + 2) await new Promise((r) => setImmediate(r));
+  t.is(calls, 2, 'the watcher kept serving after the first throw');
+  w.close();
+  native.close(fd);
+});
+
+test('names: vale0:.. is refused; @conf in a register name is applied, a conflicting conf refused; ring and flag suffixes refused', async (t) => {
+  t.throws(() => parsePortName('vale0:..'), { message: /\.\./ });
+  t.throws(() => parsePortName('vale0:.'), { message: /\./ });
+  await withServer(async (socket) => {
+    const r = await register(socket, { name: 'vale0:a@conf:rings=16' });
+    t.true(r.reply.ok, JSON.stringify(r.reply));
+    if (r.reply.ok && r.reply.op === 'register') {
+      t.is(r.reply.txRings, 16, '@conf applied');
+      t.is(r.reply.rxRings, 16);
+    }
+    closeAll(r);
+    const bad = await register(socket, { name: 'vale0:b@conf:rings=2', conf: { txRings: 4 } });
+    t.false(bad.reply.ok);
+    if (!bad.reply.ok) t.regex(bad.reply.error, /@conf says txRings 2 but the request's conf says 4/);
+    closeAll(bad);
+    for (const name of ['vale0:c-1', 'vale0:c/x', 'vale0:c@3', 'vale0:..']) {
+      const x = await register(socket, { name });
+      t.false(x.reply.ok, name);
+      if (!x.reply.ok) t.is(x.reply.code, 'EINVAL', name);
+      closeAll(x);
+    }
+  });
+});
+
+test('a message carrying 250 fds is refused as such (not as an oversized message), and the fds are not kept', async (t) => {
+  await withServer(async (socket) => {
+    const script = `
+import socket, os, json, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(250)]
+socket.send_fds(s, [json.dumps({"v": 1, "op": "list"}).encode()], fds)
+print(s.recv(65536).decode())
+`;
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('python3', ['-c', script, socket], (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout))),
+    );
+    const reply = JSON.parse(out) as { ok: boolean; code: string; error: string };
+    t.false(reply.ok);
+    t.is(reply.code, 'EPROTO');
+    t.regex(reply.error, /file descriptors \(more than 8\): clients send none/);
+    t.notRegex(reply.error, /longer than/);
+  });
+});
+
+test('stats with 10 000 MACs: one message, the first entries and the count; pages reach the rest; vale-ctl shows the count', async (t) => {
+  const sw = new Switch('vale0', { macTableSize: 16384 });
+  await withServer(
+    async (socket) => {
+      const tx = await open('vale0:tx', { socket, slots: 4096 });
+      const rx = await open('vale0:rx', { socket, slots: 4096 });
+      const f = frame(BCAST, [2, 0, 0, 0, 0, 0]);
+      for (let i = 0; i < 10_000; i++) {
+        f[9] = (i >> 16) & 0xff;
+        f[10] = (i >> 8) & 0xff;
+        f[11] = i & 0xff;
+        while (!tx.inject(f)) {
+          tx.txsync();
+          await tx.poll({ tx: true, rx: false, timeoutMs: 5000 });
+        }
+        if ((i & 255) === 255) tx.txsync();
+      }
+      tx.txsync();
+      while (sw.bridge!.table.size < 10_000) {
+        await new Promise((r) => setTimeout(r, 5));
+        rx.dispatch(1e9, () => {});
+        rx.rxsync();
+      }
+      const r = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'stats' });
+      t.true(r.ok);
+      if (!r.ok || r.op !== 'stats') return;
+      const s = r.switches[0]!;
+      t.is(s.macTableTotal, 10_000);
+      t.true(s.macTable.length > 0 && s.macTable.length <= 256);
+      t.true(encodeMessage(r).length <= MAX_MESSAGE);
+      const last = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'stats', macOffset: 9_990, macLimit: 100 });
+      if (last.ok && last.op === 'stats') t.is(last.switches[0]!.macTable.length, 10);
+      // asking for all of them is cut to what fits, never an error
+      const all = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'stats', macLimit: 100_000 });
+      t.true(all.ok);
+      if (all.ok && all.op === 'stats') t.true(all.switches[0]!.macTable.length < 10_000);
+      t.regex(formatStats(r.switches), /MAC table: 10000 entries, showing the first \d+/);
+      tx.close();
+      rx.close();
+    },
+    { switches: [sw] },
+  );
+});
+
+test('lossless: a receiver that stops draining is declared stalled after the bound (by the switch clock); its copies are dropped and counted', async (t) => {
+  const clock = new ManualClock();
+  const sw = new Switch('vale0', { clock, stallMs: 1000 });
+  await withServer(
+    async (socket) => {
+      const idle = await open('vale0:idle', { socket, slots: 64 });
+      const tx = await open('vale0:tx', { socket, lossless: true, slots: 256 });
+      const TOTAL = 1000;
+      let sent = 0;
+      const pump = async (): Promise<void> => {
+        while (sent < TOTAL) {
+          while (sent < TOTAL && tx.inject(frame(BCAST, A, sent & 0xff))) sent++;
+          tx.txsync();
+          if (sent < TOTAL) await tx.poll({ tx: true, rx: false, timeoutMs: 100 });
+        }
+      };
+      const sending = pump();
+      const idx = sw.port('vale0:idle')!.index;
+      // the idle receiver's ring fills (63 slots), then the sender waits
+      while ((sw.counters(idx)['txFrames'] ?? 0) < 63) await new Promise((r) => setTimeout(r, 2));
+      const txIdx = sw.port('vale0:tx')!.index;
+      const taken = sw.counters(txIdx)['rxFrames'];
+      await new Promise((r) => setTimeout(r, 50)); // several blocked rounds: no time has passed on the switch clock
+      t.is(sw.switchCounters().stalls, 0, 'not stalled before the bound');
+      t.is(sw.counters(txIdx)['rxFrames'], taken, 'the lossless sender waits');
+      const stalled = once(sw, 'stalled');
+      clock.advance(999);
+      await new Promise((r) => setTimeout(r, 30));
+      t.is(sw.switchCounters().stalls, 0, 'still within the bound');
+      clock.advance(2);
+      const [p] = (await stalled) as [{ name: string }];
+      t.is(p.name, 'vale0:idle');
+      await sending;
+      while ((sw.counters(txIdx)['rxFrames'] ?? 0) < TOTAL) await new Promise((r) => setTimeout(r, 2));
+      const c = sw.counters(idx);
+      t.is(c['txFrames'], 63);
+      t.is((c['txFrames'] ?? 0) + (c['dropStalled'] ?? 0), TOTAL, 'every copy delivered or counted as dropStalled');
+      // it drains: no longer stalled, lossless again
+      t.deepEqual((await receive(idle, 63)).length, 63);
+      for (let i = 0; i < 10; i++) tx.inject(frame(BCAST, A, 200));
+      tx.txsync();
+      t.is((await receive(idle, 10)).length, 10);
+      t.is(sw.counters(idx)['dropStalled'], TOTAL - 63);
+      idle.close();
+      tx.close();
+    },
+    { switches: [sw] },
+  );
+});
+
+test('badHead counts each impossible index once, however many syncs read it', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(
+    async (socket) => {
+      const a = await open('vale0:evil', { socket });
+      const b = await open('vale0:good', { socket });
+      const c = await open('vale0:other', { socket });
+      const ring = a.txRings[0]!;
+      ring.head = ring.cur = 5000;
+      a.backendObject.txsync(0);
+      // other traffic makes the switch run many rounds over the bad ring
+      for (let i = 0; i < 20; i++) {
+        c.inject(frame(BCAST, B, i));
+        c.txsync();
+        await receive(b, 1);
+      }
+      const idx = sw.port('vale0:evil')!.index;
+      t.is(sw.counters(idx)['badHead'], 1);
+      ring.head = ring.cur = 5001;
+      a.backendObject.txsync(0);
+      c.inject(frame(BCAST, B, 99));
+      c.txsync();
+      await receive(b, 1);
+      t.is(sw.counters(idx)['badHead'], 2, 'a new impossible value is a new publication');
+      a.close();
+      b.close();
+      c.close();
+    },
+    { switches: [sw] },
+  );
+});
+
+test.serial('limits: a huge region, too many ports per client, a full switch: refused before allocating, naming the limit and its option', async (t) => {
+  await withServer(
+    async (socket, srv) => {
+      const huge = await register(socket, { name: 'vale0:huge', extraBufs: 1 << 20 });
+      t.false(huge.reply.ok);
+      if (!huge.reply.ok) {
+        t.is(huge.reply.code, 'ENOMEM');
+        t.regex(huge.reply.error, /--max-port-memory/);
+      }
+      closeAll(huge);
+      t.is(native.liveMappings().count, 0, 'nothing mapped for it');
+      const held: Awaited<ReturnType<typeof register>>[] = [];
+      for (let i = 0; i < 3; i++) held.push(await register(socket, { name: `vale0:p${i}` }));
+      const over = await register(socket, { name: 'vale0:p3' });
+      t.false(over.reply.ok);
+      if (!over.reply.ok) t.regex(over.reply.error, /--max-ports-per-client|--max-ports-per-switch/);
+      closeAll(over);
+      const s = srv.serverCounters();
+      t.is(s.refusedMemoryLimit, 1);
+      t.is(s.refusedPortLimit, 1);
+      for (const h of held) closeAll(h);
+    },
+    { limits: { maxPortsPerClient: 3, maxPortMemory: 64 << 20 } },
+  );
+});
+
+test.serial('deterministic release: a removed port is unmapped at once (no GC), a vanished on-demand switch leaves no mapping', async (t) => {
+  await withServer(async (socket, srv) => {
+    const base = native.liveMappings();
+    for (let i = 0; i < 200; i++) {
+      const r = await register(socket, { name: `valeq${i % 7}:p`, extraBufs: 1024 });
+      t.true(r.reply.ok);
+      closeAll(r);
+      // the server sees EOF on its next turn
+      while (srv.list().length) await new Promise((res) => setImmediate(res));
+    }
+    t.deepEqual(native.liveMappings(), base, 'no mapping outlives its port');
+  });
+});
+
+test('ring theft: a ring of another uid\'s port is refused; the same uid may share', async (t) => {
+  await withServer(async (socket, srv) => {
+    const r0 = await open('vale0:m-0@conf:rings=2', { socket });
+    // a second registration as another uid: drive the check with a fake peer
+    // uid (the multi-user path, with setpriv, is in hostile-proc.test.ts)
+    const r1 = await open('vale0:m-1', { socket });
+    t.deepEqual(r1.txRings.map((r) => r.index), [1], 'same uid shares');
+    r1.close();
+    const internal = srv as unknown as { clients: Set<{ uid: number; port?: unknown }> };
+    for (const c of internal.clients) if (c.port) c.uid = 4242;
+    const e = await t.throwsAsync(open('vale0:m-1', { socket }));
+    t.regex(e!.message, /held by uid 4242: binding another of its rings would map its whole region/);
+    r0.close();
+  });
+});
