@@ -1,7 +1,7 @@
 /**
  * pkt-gen-ts end to end: the bin run as child processes over pipes and
  * through a vale-ts switch hosted in this process, its counts, rate limit,
- * sequence checks, ping/pong, output formats (shared/pkt-gen.md) and errors.
+ * sequence checks, ping/pong, output formats (docs/netmap-abi.md, section 7) and errors.
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
