@@ -83,7 +83,7 @@ function count(out: string, what: 'Sent' | 'Received'): number {
 }
 
 // ---------------------------------------------------------------------------
-// Output patterns, from shared/pkt-gen.md
+// Output patterns, as pkt-gen prints them (docs/netmap-abi.md, section 7)
 
 const NUM = String.raw`\d+\.\d{3} [KMGT]?`;
 const RAW = String.raw`\d+ `;
