@@ -164,7 +164,8 @@ function macBytes(m: MacInput): Uint8Array {
   return m;
 }
 
-function ipBytes(ip: IpInput, af: AddressFamily): Uint8Array {
+/** An address as its bytes: text, an IPv4 number, or bytes of the family's length. */
+export function ipBytes(ip: IpInput, af: AddressFamily): Uint8Array {
   if (typeof ip === 'string') return parseIp(ip, af);
   if (typeof ip === 'number') {
     if (af !== 4 || !Number.isInteger(ip) || ip < 0 || ip > 0xffffffff) {
@@ -177,7 +178,8 @@ function ipBytes(ip: IpInput, af: AddressFamily): Uint8Array {
   return ip;
 }
 
-function checkPort(p: number, what: string): void {
+/** Throws unless p is a UDP/TCP port number. */
+export function checkPort(p: number, what: string): void {
   if (!Number.isInteger(p) || p < 0 || p > 65535) throw new RangeError(`${what} ${p} is not in 0..65535`);
 }
 
