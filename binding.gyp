@@ -9,7 +9,7 @@
     {
       "target_name": "netmap_core",
       "type": "static_library",
-      "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc"],
+      "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },

@@ -1,0 +1,84 @@
+#include "core/port_client.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "core/shm_atomic.h"
+
+namespace nm {
+
+Result<PortClient> PortClient::attach(unique_fd region_fd, unique_fd wait_bell, unique_fd switch_bell) {
+  struct stat st {};
+  if (::fstat(region_fd.get(), &st) < 0) return sys_fail("fstat", "port region fd " + std::to_string(region_fd.get()));
+  if (st.st_size < static_cast<off_t>(REGION_HEADER_SIZE))
+    return check_fail(EINVAL, "port region is smaller than its header (" + std::to_string(st.st_size) + " bytes)");
+  auto m = mapping::map_shared(region_fd.get(), static_cast<size_t>(st.st_size), "port region");
+  if (!m) return std::move(m).take_error();
+  auto l = validate_header(m->data(), m->size());
+  if (!l) return std::move(l).take_error();
+  if (l->p.n_ifs != 1) return check_fail(EINVAL, "port region has " + std::to_string(l->p.n_ifs) + " netmap_ifs, a port has 1");
+  PortClient c;
+  c.region_fd_ = std::move(region_fd);
+  c.wait_bell_ = std::move(wait_bell);
+  c.switch_bell_ = std::move(switch_bell);
+  c.map_ = std::move(m).value();
+  c.layout_ = std::move(l).value();
+  return c;
+}
+
+uint32_t PortClient::tx_space(uint32_t r) const {
+  const netmap_ring *g = tx_ring(r);
+  uint32_t n = g->num_slots, h = g->head, t = g->tail;
+  return h < n && t < n ? ring_dist(t, h, n) : 0;
+}
+
+uint32_t PortClient::rx_avail(uint32_t r) const {
+  const netmap_ring *g = rx_ring(r);
+  uint32_t n = g->num_slots, h = g->head, t = g->tail;
+  return h < n && t < n ? ring_dist(t, h, n) : 0;
+}
+
+bool PortClient::sync(uint32_t k, netmap_ring *r, bool exists) {
+  if (!exists) return false;
+  nm_csb_atok *a = atok(k);
+  nm_csb_ktoa *kt = ktoa(k);
+  // the switch reads cur then head; head last is the publication
+  store_release(&a->cur, r->cur);
+  store_release(&a->head, r->head);
+  full_fence();
+  if (load_relaxed(&kt->kern_need_kick)) {
+    uint64_t one = 1;
+    // EAGAIN: a kick is pending already, the switch will wake
+    [[maybe_unused]] ssize_t w = ::write(switch_bell_.get(), &one, sizeof one);
+  }
+  uint32_t t = load_acquire(&kt->hwtail);
+  if (t >= r->num_slots) return false;
+  r->tail = t;
+  return true;
+}
+
+void PortClient::arm(bool rx, bool tx) {
+  if (rx)
+    for (uint32_t i = 0; i < rx_rings(); i++) store_release(&atok(tx_rings() + i)->appl_need_kick, 1);
+  if (tx)
+    for (uint32_t i = 0; i < tx_rings(); i++) store_release(&atok(i)->appl_need_kick, 1);
+  full_fence();
+}
+
+void PortClient::disarm() {
+  for (uint32_t k = 0; k < tx_rings() + rx_rings(); k++) store_release(&atok(k)->appl_need_kick, 0);
+}
+
+void PortClient::drain_bell() const {
+  uint8_t buf[64];
+  for (;;) {
+    ssize_t r = ::read(wait_bell_.get(), buf, sizeof buf);
+    if (r > 0) continue;
+    if (r < 0 && errno == EINTR) continue;
+    break;
+  }
+}
+
+}  // namespace nm
