@@ -21,6 +21,8 @@ import {
   type PortListing,
   type Reply,
   type Request,
+  type CreateRequest,
+  type DriverSpecRequest,
   type SwitchStats,
 } from './protocol.js';
 
@@ -376,7 +378,7 @@ export class ValeClient {
    * `memId` other than 0 with EOPNOTSUPP (every vale-ts port has a region of
    * its own).
    */
-  async create(name: string, conf: ValePortConfig = {}, opts: { memId?: number } = {}): Promise<ValePortInfo> {
+  async create(name: string, conf: ValePortConfig = {}, opts: { memId?: number; driver?: DriverSpecRequest } = {}): Promise<ValePortInfo> {
     if (switchOf(name) === undefined) {
       throw new ValeControlError(
         'EINVAL',
@@ -390,7 +392,10 @@ export class ValeClient {
         `mem_id ${opts.memId} cannot be honoured: vale-ts gives every port its own memory region (leave out -m)`,
       );
     }
-    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'create', name, conf: confRequest(conf) });
+    const req: CreateRequest = { v: PROTOCOL_VERSION, op: 'create', name, conf: confRequest(conf) };
+    // a driver port (TAP, vhost-user, ...): vale-ts itself serves the port's far side
+    if (opts.driver) req.driver = opts.driver;
+    const r = await this.ask(req);
     if (r.op !== 'create') throw ValeClient.unexpected('create', r);
     return { ...geometry(r.name, r), portIndex: r.portIndex };
   }

@@ -80,6 +80,18 @@ export interface CreateRequest {
   name: string;
   conf: ConfRequest;
   bufSize?: number;
+  /**
+   * A port served by a driver inside vale-ts (TAP, vhost-user, socket
+   * netdev, Linux interface, VXLAN) rather than by a client program: its kind
+   * and flat settings, validated by that kind's factory (src/ports/).
+   */
+  driver?: DriverSpecRequest;
+}
+
+/** A driver spec as sent: a kind and flat settings (strings, numbers, booleans, string lists). */
+export interface DriverSpecRequest {
+  kind: string;
+  [setting: string]: string | number | boolean | string[];
 }
 
 /** Remove a persistent port (valectl -r). */
@@ -128,6 +140,8 @@ export interface PortListing {
   persistent: boolean;
   attached: boolean;
   pid?: number;
+  /** what serves a driver port, e.g. "tap vmtap0 (vnet_hdr)"; absent for client ports */
+  driver?: string;
 }
 
 /** Port geometry (register reply, info). */
@@ -147,6 +161,8 @@ export interface PortStats {
   name: string;
   portIndex: number;
   counters: Record<string, number>;
+  /** a driver port: what serves it and the driver's own counters */
+  driver?: { describe: string; counters: Record<string, number> };
 }
 
 /** A switch in a stats reply. */
@@ -258,6 +274,30 @@ function conf(o: Record<string, unknown>): ConfRequest {
   return out;
 }
 
+/** Settings in one driver spec, and the longest string in it (paths, lists of addresses). */
+const MAX_DRIVER_SETTINGS = 32;
+const MAX_DRIVER_STRING = 4096;
+
+function driverSpec(d: unknown): DriverSpecRequest {
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new ProtocolError("field 'driver' must be an object");
+  const r = d as Record<string, unknown>;
+  const kind = r['kind'];
+  if (typeof kind !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(kind)) throw new ProtocolError("field 'driver.kind' must be a lowercase name such as 'tap'");
+  const keys = Object.keys(r);
+  if (keys.length > MAX_DRIVER_SETTINGS) throw new ProtocolError(`field 'driver' has ${keys.length} settings (at most ${MAX_DRIVER_SETTINGS})`);
+  const out: DriverSpecRequest = { kind };
+  for (const k of keys) {
+    if (k === 'kind') continue;
+    if (!/^[A-Za-z][A-Za-z0-9]{0,31}$/.test(k)) throw new ProtocolError(`driver setting name ${JSON.stringify(k.slice(0, 40))} is not a plain identifier`);
+    const v = r[k];
+    const okString = (x: unknown): x is string => typeof x === 'string' && x.length <= MAX_DRIVER_STRING;
+    if (okString(v) || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
+    else if (Array.isArray(v) && v.length <= MAX_DRIVER_SETTINGS && v.every(okString)) out[k] = v as string[];
+    else throw new ProtocolError(`driver setting '${k}' must be a string (≤ ${MAX_DRIVER_STRING}), a finite number, a boolean or a list of strings`);
+  }
+  return out;
+}
+
 function version(o: Record<string, unknown>): number {
   const v = o['v'];
   if (v !== PROTOCOL_VERSION) {
@@ -301,6 +341,7 @@ export function decodeRequest(data: Uint8Array): Request {
       const r: CreateRequest = { v, op, name: str(o, 'name'), conf: conf(o) };
       const bufSize = optInt(o, 'bufSize', MIN_BUF_SIZE, MAX_BUF_SIZE);
       if (bufSize !== undefined) r.bufSize = bufSize;
+      if (o['driver'] !== undefined) r.driver = driverSpec(o['driver']);
       return r;
     }
     case 'attach':

@@ -11,6 +11,7 @@ import { native, type NativeFdWatcher } from '../netmap/addon.js';
 import { NR_REG_ALL_NIC, NR_REG_ONE_NIC } from '../netmap/abi.js';
 import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
 import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
+import { driverFactory, type DriverFactory, type DriverSpec, type PortDriver } from '../ports/index.js';
 import {
   decodeRequest,
   defaultSocketPath,
@@ -199,6 +200,10 @@ export class ValeServer extends EventEmitter {
   /** refused connections waiting for their first request before being closed */
   private readonly lingering = new Set<() => void>();
   private closed = false;
+  /** ports served by a driver inside this process (TAP, vhost-user, ...), by port */
+  private readonly drivers = new Map<SwitchPort, PortDriver>();
+  /** Settles when every driver stopped by {@link close} has released what it held. */
+  driversClosed: Promise<void> = Promise.resolve();
 
   private constructor(socketPath: string, fd: number, opts: ServerOptions) {
     super();
@@ -658,6 +663,8 @@ export class ValeServer extends EventEmitter {
           for (const p of sw.ports()) {
             const l: PortListing = { name: p.name, bridgeIndex: sw.bridgeIndex, portIndex: p.index, persistent: p.persistent, attached: p.attached };
             if (p.pid) l.pid = p.pid;
+            const d = this.drivers.get(p);
+            if (d) l.driver = d.describe();
             all.push(l);
           }
         }
@@ -679,9 +686,13 @@ export class ValeServer extends EventEmitter {
         this.checkAdmin(c, 'create');
         const n = this.parseVale(req.name, true);
         if (this.switches.get(n.sw)?.port(n.full)) throw new RequestError('EEXIST', `${n.full} already exists`);
-        return this.newPort(c, n, paramsOf(this.confOf(req, n.spec), req.bufSize, undefined), { persistent: true }).then(({ port }) => ({
-          reply: { v, ok: true, op: 'create', name: port.name, portIndex: port.index, ...port.geometry },
-        }));
+        const spec = req.driver;
+        // resolve the kind before any region is made: an unknown kind costs nothing
+        const factory = spec ? driverFactory(spec.kind) : undefined;
+        return this.newPort(c, n, paramsOf(this.confOf(req, n.spec), req.bufSize, undefined), { persistent: true }).then(async ({ sw, port }) => {
+          if (factory && spec) await this.startDriver(sw, port, spec, factory);
+          return { reply: { v, ok: true, op: 'create', name: port.name, portIndex: port.index, ...port.geometry } };
+        });
       }
       case 'remove': {
         this.checkAdmin(c, 'remove');
@@ -690,6 +701,17 @@ export class ValeServer extends EventEmitter {
         const port = sw?.port(n.full);
         if (!sw || !port) throw new RequestError('ENXIO', `no port ${n.full}`);
         if (!port.persistent) throw new RequestError('EINVAL', `${n.full} is not persistent: it goes away when its process closes it`);
+        const driver = this.drivers.get(port);
+        if (driver) {
+          // a driver port: stop the driver (it is the port's client), then the port goes
+          this.drivers.delete(port);
+          return driver.close().then(() => {
+            sw.setAttached(port.index, false);
+            sw.removePort(port.index);
+            this.maybeDropSwitch(sw);
+            return { reply: { v, ok: true, op: 'remove', name: n.full, portIndex: port.index } } as Served;
+          });
+        }
         if (port.attached) throw new RequestError('EBUSY', `${n.full} is in use${port.pid ? ` by pid ${port.pid}` : ''}`);
         sw.removePort(port.index);
         this.maybeDropSwitch(sw);
@@ -764,7 +786,7 @@ export class ValeServer extends EventEmitter {
     let nsw = sws.length;
     const server = { ...this.serverCounters() };
     for (;;) {
-      const switches: SwitchStats[] = sws.slice(0, nsw).map((s) => s.stats({ macOffset: req.macOffset ?? 0, macLimit, portOffset: req.portOffset ?? 0, portLimit }));
+      const switches: SwitchStats[] = sws.slice(0, nsw).map((s) => this.withDrivers(s, s.stats({ macOffset: req.macOffset ?? 0, macLimit, portOffset: req.portOffset ?? 0, portLimit })));
       const reply: Reply = { v, ok: true, op: 'stats', switches, switchesTotal: sws.length, server };
       try {
         encodeMessage(reply);
@@ -777,6 +799,45 @@ export class ValeServer extends EventEmitter {
         else throw new RequestError('EMSGSIZE', 'stats of one port do not fit in a message (should not happen)');
       }
     }
+  }
+
+  /** Driver ports in a stats page: what serves them and the drivers' own counters. */
+  private withDrivers(sw: Switch, st: SwitchStats): SwitchStats {
+    for (const ps of st.ports) {
+      const p = sw.port(ps.name);
+      const d = p && this.drivers.get(p);
+      if (d) ps.driver = { describe: d.describe(), counters: d.counters() };
+    }
+    return st;
+  }
+
+  /**
+   * Start the driver of a port just created for it. The driver is the port's
+   * client: the port is attached while it runs. If it cannot start, the port
+   * goes again and the request fails with the driver's reason.
+   */
+  private async startDriver(sw: Switch, port: SwitchPort, spec: DriverSpec, factory: DriverFactory): Promise<void> {
+    sw.setAttached(port.index, true);
+    port.attached = true;
+    let driver: PortDriver;
+    try {
+      driver = await factory({ sw, port, spec });
+    } catch (e) {
+      port.attached = false;
+      if (sw.port(port.name) === port) {
+        sw.setAttached(port.index, false);
+        sw.removePort(port.index);
+        this.maybeDropSwitch(sw);
+      }
+      const err = e as Error & { code?: string };
+      throw new RequestError(err.code && /^E[A-Z]+$/.test(err.code) ? err.code : 'EINVAL', `${port.name}: ${spec.kind} port: ${err.message}`);
+    }
+    if (this.closed || sw.port(port.name) !== port) {
+      await driver.close();
+      throw new RequestError('ECONNRESET', `${port.name}: the switch went away while the ${spec.kind} driver started`);
+    }
+    this.drivers.set(port, driver);
+    this.emit('driver', sw, port, driver);
   }
 
   private updateBells(sw: Switch, port: SwitchPort): void {
@@ -847,8 +908,12 @@ export class ValeServer extends EventEmitter {
       }
       this.drop(c);
     }
+    // drivers first: each is a port's client and may have a thread on its rings
+    const stopping = [...this.drivers.values()].map((d) => d.close().catch(() => undefined));
+    this.drivers.clear();
     for (const sw of this.switches.values()) sw.close();
     this.switches.clear();
+    this.driversClosed = Promise.all(stopping).then(() => undefined);
     this.emit('close');
   }
 }

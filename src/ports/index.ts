@@ -1,0 +1,5 @@
+/**
+ * Every kind of driver port this vale-ts knows. Each module registers its
+ * kind with {@link registerPortKind} when imported: add one line per kind.
+ */
+export { registerPortKind, driverFactory, portKinds, type DriverSpec, type PortDriver, type DriverFactory } from './driver.js';
