@@ -161,7 +161,7 @@ struct SharedPipe {
   std::string path;
   uint32_t end = 0;
   std::optional<PipeEnd> pe;  // cpp/core/pipe: the same end a Node process opens
-  bool inherited = false;     // a fork child's copy: see on_fork_child
+  bool inherited = false;     // a fork child's copy: see fork_child
   uint32_t tx_bound = 0, rx_bound = 0;  // rings held by registrations (bit r)
   int refs = 0;
 };
@@ -1063,6 +1063,8 @@ void fork_child() {
     for (int i = 0; i < CHUNK; i++) {
       NmFd *f = s[i].nm.load(std::memory_order_acquire);
       if (f && f->port) f->inherited = std::exchange(f->port, nullptr);
+      // a thread's copy of an epoll set may name those registrations: renew it
+      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) ep_changed(e);
     }
   }
   g_mu.unlock();
