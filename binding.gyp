@@ -46,7 +46,6 @@
       "sources": [
         "cpp/preload/interpose.cc",
         "cpp/preload/device.cc",
-        "cpp/preload/pipe_end.cc",
         "cpp/preload/vale_control.cc",
         "cpp/preload/json.cc"
       ],
