@@ -147,7 +147,9 @@ async function main(): Promise<void> {
   const env = { ...process.env, VALE_TS_SOCKET: socket };
   const sender: SenderReport = { total: 0 };
   const child = (args: string[], tag: 'tx' | 'rx'): void => {
-    const c = spawn(process.execPath, [pktgen, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // a process group of its own: a terminal's Ctrl-C reaches the demo only, which stops the
+    // senders itself (were they to see it first, their exit would read as a failure)
+    const c = spawn(process.execPath, [pktgen, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let partial = '';
     const relay = (d: Buffer): void => {
       const text = partial + d.toString();
