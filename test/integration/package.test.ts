@@ -52,7 +52,7 @@ test('npm pack carries prebuilt addons; the tarball installs and runs with no co
   // the JSON report follows whatever the prepack scripts printed
   const info = JSON.parse(pack.stdout.slice(pack.stdout.search(/^\[/m))) as { filename: string; files: { path: string }[] }[];
   const files = info[0]!.files.map((f) => f.path);
-  for (const f of ['prebuilds/linux-x64/netmap.napi.node', 'prebuilds/linux-x64/netmap_tools.napi.node', 'dist/tools/vale-ts.js', 'dist/tools/pkt-gen-ts.js', 'dist/src/index.js', 'binding.gyp']) {
+  for (const f of ['prebuilds/linux-x64/netmap.napi.node', 'prebuilds/linux-x64/netmap_tools.napi.node', 'prebuilds/linux-x64/libvale-ts-netmap.so', 'dist/tools/vale-ts.js', 'dist/tools/pkt-gen-ts.js', 'dist/src/index.js', 'binding.gyp']) {
     t.true(files.includes(f), `${f} is in the tarball`);
   }
   t.false(files.some((f) => f.startsWith('dist/test/')), 'no tests in the tarball');
