@@ -31,3 +31,10 @@ test('examples/vale-control creates, lists and removes ports through ValeClient'
   t.regex(stdout, /vale0 has 2 ports/);
   t.regex(stdout, /after remove: vale0:user\n/);
 });
+
+test('examples/reconnect: a plain port fails with SwitchGoneError, a reconnecting one follows the restarted switch', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('reconnect.js')], { timeout: 20_000 });
+  t.regex(stdout, /plain port: SwitchGoneError/);
+  t.regex(stdout, /app reconnected \(1\), 3 queued frames lost in the gap/);
+  t.regex(stdout, /reconnectLostTxFrames: 3/);
+});
