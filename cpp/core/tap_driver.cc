@@ -55,6 +55,7 @@ Result<std::unique_ptr<TapDriver>> TapDriver::open(PortClient pc, const TapOptio
     d->ifname_.assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
     d->q_.push_back(std::move(fd));
     d->readable_.push_back(true);
+    d->dead_.push_back(false);
   }
   d->scratch_.resize(OVERFLOW);
   return d;
@@ -65,6 +66,7 @@ TapDriver::~TapDriver() { stop(); }
 void TapDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
   for (size_t i = 0; i < q_.size(); i++) {
     uint32_t ev = 0;
+    if (dead_[i]) continue;
     if (room_in && !readable_[i]) ev |= POLLIN;
     if (i == 0 && pending_out) ev |= POLLOUT;
     if (ev) w.push_back({q_[i].get(), ev});
@@ -74,7 +76,7 @@ void TapDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out)
 void TapDriver::link_event(int fd, uint32_t events) {
   for (size_t i = 0; i < q_.size(); i++) {
     if (q_[i].get() != fd) continue;
-    if (events & (POLLIN | POLLERR | POLLHUP)) readable_[i] = true;
+    if (events & (POLLIN | POLLERR | POLLHUP)) readable_[i] = !dead_[i];
     if (events & (POLLOUT | POLLERR | POLLHUP)) out_blocked_ = false;
   }
 }
@@ -89,7 +91,7 @@ uint32_t TapDriver::link_in() {
   const size_t bs = buf_size();
   for (uint32_t spins = 0; moved < BATCH && spins < q_.size();) {
     const uint32_t qi = next_q_;
-    if (!readable_[qi] || tx_room() == 0) {
+    if (!readable_[qi] || dead_[qi] || tx_room() == 0) {
       next_q_ = (next_q_ + 1) % static_cast<uint32_t>(q_.size());
       spins++;
       if (tx_room() == 0) break;
@@ -107,8 +109,10 @@ uint32_t TapDriver::link_in() {
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) {
+        // EBADFD: the device is gone; nothing more will come from this queue
         count(Ctr::LinkErrors);
-        log(std::string("read from TAP ") + ifname_ + ": " + std::strerror(errno));
+        log(std::string("read from TAP ") + ifname_ + ": " + std::strerror(errno) + "; this queue is not read any more");
+        dead_[qi] = true;
       }
       readable_[qi] = false;
       continue;

@@ -49,6 +49,7 @@ class TapDriver final : public PortPump {
 
   std::vector<unique_fd> q_;
   std::vector<bool> readable_;
+  std::vector<bool> dead_;  // a queue whose device went (its interface deleted, its namespace gone)
   std::string ifname_;
   bool vnet_ = false;
   uint32_t next_q_ = 0;

@@ -42,10 +42,11 @@ const quietly = (f: () => unknown) => (): void => {
 
 test.before(async () => {
   ensurePackages(['qemu-system-x86', 'busybox-static', 'kmod', 'iproute2', 'iputils-ping']);
+  cleanups.push(makeNs(nsA), makeNs(nsB));
+  // closed before the namespaces go (cleanups run in reverse)
   srv = await ValeServer.listen({ socket: ctl });
   cleanups.push(() => srv.close());
   vale = new ValeClient({ socket: ctl });
-  cleanups.push(makeNs(nsA), makeNs(nsB));
   await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: streamSock } });
   await vale.create('vale0:nsa', {}, { driver: { kind: 'tap', ifname: nsA } });
   plugInto(nsA, nsA, '10.211.1.2/24');
