@@ -31,3 +31,10 @@ test('examples/vale-control creates, lists and removes ports through ValeClient'
   t.regex(stdout, /vale0 has 2 ports/);
   t.regex(stdout, /after remove: vale0:user\n/);
 });
+
+test('examples/qemu-stream-port: a frame in QEMU stream framing reaches another port', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('qemu-stream-port.js')], { timeout: 20_000 });
+  t.regex(stdout, /-netdev stream,id=n0,server=off,addr\.type=unix,addr\.path=\//);
+  t.regex(stdout, /vale0:peer received 60 bytes from 52:54:00:12:34:56/);
+  t.regex(stdout, /stream server \/\S+: inFrames 1, dropTooLong 0/);
+});
