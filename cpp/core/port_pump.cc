@@ -223,8 +223,11 @@ bool PortPump::ingest_vnet(const VnetHdr &h, uint8_t *frame, size_t len, bool in
               [](void *s, uint32_t l) { static_cast<PortPump *>(s)->tx_push(l); }, this, buf_size());
   SegmentResult r = gso_segment(h, frame, len, buf_size(), sink);
   if (r.err != OffloadError::None) {
-    // counted before anything was pushed: sink only pushes a segment when asked for the next
-    count_offload_drop(r.err);
+    // parse errors come before any segment; NoRoom (room was checked, so a tx
+    // slot with a bad buffer index part way) leaves the segments already
+    // pushed delivered and the rest counted
+    if (r.err == OffloadError::NoRoom) count(Ctr::DropBadSlot);
+    else count_offload_drop(r.err);
     return true;
   }
   sink.finish();
