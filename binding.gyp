@@ -9,7 +9,8 @@
     {
       "target_name": "netmap_core",
       "type": "static_library",
-      "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc"],
+      "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc",
+                  "cpp/core/offload.cc", "cpp/core/port_pump.cc", "cpp/core/tap_driver.cc", "cpp/core/socket_netdev_driver.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },
@@ -23,7 +24,8 @@
         "cpp/napi/pipe.cc",
         "cpp/napi/kernel_port.cc",
         "cpp/napi/kernel_ctl.cc",
-        "cpp/napi/switch_core.cc"
+        "cpp/napi/switch_core.cc",
+        "cpp/napi/port_drivers.cc"
       ],
       "dependencies": [
         "netmap_core",
