@@ -33,6 +33,10 @@ export {
   type CtlFields,
 } from './backends/kernel/control.js';
 export { LearningBridge } from './vale/learning-bridge.js';
+export { serveMetrics, ValeMetrics, type MetricsEndpoint } from './vale/metrics.js';
+export { loadConfig, checkConfig, ConfigError, type ValeConfig, type SwitchConfig, type PortConfig } from './vale/config.js';
+export { ConfigApplier, type ApplyReport } from './vale/config-apply.js';
+export { CounterRegistry, DEFAULT_RETAIN_COUNTERS_S, type RingOccupancy } from './vale/counters.js';
 export { ManualClock, systemClock, type Clock } from './vale/clock.js';
 export * as abi from './netmap/abi.js';
 export { preloadLibraryPath, PRELOAD_LIBRARY } from './preload.js';

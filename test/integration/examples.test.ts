@@ -38,3 +38,10 @@ test('examples/reconnect: a plain port fails with SwitchGoneError, a reconnectin
   t.regex(stdout, /app reconnected \(1\), 3 queued frames lost in the gap/);
   t.regex(stdout, /reconnectLostTxFrames: 3/);
 });
+
+test('examples/host-switch configures a switch, keeps a departed port\'s counters and serves them as metrics', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('host-switch.js')], { timeout: 20_000 });
+  t.regex(stdout, /configured: vale0:uplink/);
+  t.regex(stdout, /departed: vale0:client rxFrames 10/);
+  t.regex(stdout, /vale_ts_switch_frames_in_total\{switch="vale0"\} 10/);
+});
