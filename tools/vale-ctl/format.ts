@@ -110,8 +110,7 @@ export function formatStats(switches: readonly SwitchStats[]): string {
     const out: string[] = [];
     const np = s.portsTotal ?? s.ports.length;
     const head = s.gone ? `${s.name}: gone (no ports), its counters kept` : `${s.name} bridge_idx ${s.bridgeIndex}: ${np} port${np === 1 ? '' : 's'}${np > s.ports.length ? ` (counters of the first ${s.ports.length})` : ''}`;
-    const since = s.createdAt ? `; created ${s.createdAt}, up ${Math.round(s.uptimeS ?? 0)} s, last activity ${s.lastActivityAt}` : '';
-    out.push(`${head}${since}\n`);
+    out.push(`${head}\n`);
     const names: string[] = [];
     for (const p of s.ports) for (const k of Object.keys(p.counters)) if (!names.includes(k)) names.push(k);
     for (const k of Object.keys(s.totals)) if (!names.includes(k)) names.push(k);
@@ -130,6 +129,7 @@ export function formatStats(switches: readonly SwitchStats[]): string {
       for (const k of names) rows.push([k, ...block.map((x) => String(x.c[k] ?? 0))]);
       out.push(table(rows));
     }
+    if (s.createdAt) out.push(`created ${s.createdAt}, up ${Math.round(s.uptimeS ?? 0)} s, last activity ${s.lastActivityAt}\n`);
     const k = s.conservation;
     if (k) {
       // without floods every frame taken is delivered or dropped once; a flood makes one copy per other port
