@@ -219,8 +219,10 @@ export interface SwitchStats {
   totals: Record<string, number>;
   /** the switch has no ports now: what it counted is kept while vale-ts lives */
   gone?: boolean;
-  /** ports that have gone, with their last counters */
+  /** ports that have gone, with their last counters (the first ones by name that fit in the reply) */
   departedPorts?: DepartedPortStats[];
+  /** ports that have gone whose counters are kept, all of them */
+  departedPortsTotal?: number;
   /** when a switch of this name was first created in this vale-ts (ISO 8601) */
   createdAt?: string;
   /** last port event, or last stats read that saw frames move (ISO 8601) */

@@ -225,7 +225,7 @@ export class CounterRegistry {
    * earlier instances, departed ports, timestamps, and the in-flight term of
    * conservation read from its ports' rings.
    */
-  complete(sw: Switch, st: SwitchStats): SwitchStats {
+  complete(sw: Switch, st: SwitchStats, departedLimit = Infinity): SwitchStats {
     this.expire();
     const rec = this.records.get(sw.name);
     if (!rec || rec.live !== sw) return st;
@@ -267,7 +267,8 @@ export class CounterRegistry {
       totals,
       switchCounters: sc,
       macTableCounters: mc,
-      departedPorts: this.departedOf(rec),
+      departedPorts: this.departedOf(rec, departedLimit),
+      departedPortsTotal: rec.departed.size,
       createdAt: new Date(rec.createdAt).toISOString(),
       lastActivityAt: new Date(rec.lastActivityAt).toISOString(),
       uptimeS: (now - rec.createdAt) / 1000,
@@ -276,7 +277,7 @@ export class CounterRegistry {
   }
 
   /** Stats of a switch that has gone: its totals, departed ports and timestamps, no ports. */
-  goneStats(name: string): SwitchStats | undefined {
+  goneStats(name: string, departedLimit = Infinity): SwitchStats | undefined {
     this.expire();
     const rec = this.records.get(name);
     if (!rec || rec.live) return undefined;
@@ -295,7 +296,8 @@ export class CounterRegistry {
       macTableCounters: { ...rec.baseMac, ...(rec.baseMac['size'] !== undefined ? { size: 0 } : {}) },
       totals: { ...rec.base },
       switchCounters: { ...rec.baseSwitch },
-      departedPorts: this.departedOf(rec),
+      departedPorts: this.departedOf(rec, departedLimit),
+      departedPortsTotal: rec.departed.size,
       createdAt: new Date(rec.createdAt).toISOString(),
       lastActivityAt: new Date(rec.lastActivityAt).toISOString(),
       uptimeS: (now - rec.createdAt) / 1000,
@@ -303,9 +305,10 @@ export class CounterRegistry {
     };
   }
 
-  private departedOf(rec: SwitchRecord): DepartedPortStats[] {
+  private departedOf(rec: SwitchRecord, limit: number): DepartedPortStats[] {
     return [...rec.departed.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
+      .slice(0, limit)
       .map((d) => ({ name: d.name, portIndex: d.portIndex, counters: { ...d.counters }, departedAt: new Date(d.departedAt).toISOString(), expiresAt: new Date(d.expiresAt).toISOString() }));
   }
 }

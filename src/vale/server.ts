@@ -804,10 +804,11 @@ export class ValeServer extends EventEmitter {
     }
     let macLimit = req.macLimit ?? DEFAULT_MAC_LIMIT;
     let portLimit = Infinity;
+    let departedLimit = Infinity;
     let nsw = sws.length;
     const server = { ...this.serverCounters() };
     for (;;) {
-      const switches: SwitchStats[] = sws.slice(0, nsw).map((s) => this.switchStats(s, { macOffset: req.macOffset ?? 0, macLimit, portOffset: req.portOffset ?? 0, portLimit }));
+      const switches: SwitchStats[] = sws.slice(0, nsw).map((s) => this.switchStats(s, { macOffset: req.macOffset ?? 0, macLimit, portOffset: req.portOffset ?? 0, portLimit }, departedLimit));
       const reply: Reply = { v, ok: true, op: 'stats', switches, switchesTotal: sws.length, server };
       try {
         encodeMessage(reply);
@@ -815,6 +816,8 @@ export class ValeServer extends EventEmitter {
       } catch {
         // too big: halve what varies most, in order
         if (macLimit > 0) macLimit = macLimit > 8 ? macLimit >> 1 : 0;
+        // departed ports' counters (the metrics endpoint has all of them)
+        else if (departedLimit > 0) departedLimit = departedLimit === Infinity ? 128 : departedLimit >> 1;
         else if (portLimit > 1) portLimit = portLimit === Infinity ? 128 : portLimit >> 1;
         else if (nsw > 1) nsw = nsw >> 1;
         else throw new RequestError('EMSGSIZE', 'stats of one port do not fit in a message (should not happen)');
@@ -823,9 +826,9 @@ export class ValeServer extends EventEmitter {
   }
 
   /** One switch's stats page, live (with what lasts beyond its ports) or gone. */
-  private switchStats(s: Switch | string, page: { macOffset: number; macLimit: number; portOffset: number; portLimit: number }): SwitchStats {
-    if (typeof s === 'string') return this.counterRegistry.goneStats(s) ?? { name: s, bridgeIndex: -1, gone: true, ports: [], portsTotal: 0, portsOffset: 0, macTable: [], macTableTotal: 0, macTableOffset: 0, macTableCounters: {}, totals: {} };
-    return this.counterRegistry.complete(s, this.withDrivers(s, s.stats(page)));
+  private switchStats(s: Switch | string, page: { macOffset: number; macLimit: number; portOffset: number; portLimit: number }, departedLimit = Infinity): SwitchStats {
+    if (typeof s === 'string') return this.counterRegistry.goneStats(s, departedLimit) ?? { name: s, bridgeIndex: -1, gone: true, ports: [], portsTotal: 0, portsOffset: 0, macTable: [], macTableTotal: 0, macTableOffset: 0, macTableCounters: {}, totals: {} };
+    return this.counterRegistry.complete(s, this.withDrivers(s, s.stats(page)), departedLimit);
   }
 
   /**

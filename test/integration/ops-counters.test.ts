@@ -302,3 +302,22 @@ test('a metrics scrape, parsed strictly, equals vale-ctl-ts --stats --json', asy
   b.close();
   await m.close();
 });
+
+test('many departed ports (names are the clients\' to choose) never make --stats fail: the reply keeps what fits and says how many there are', async (t) => {
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const left = departures(srv);
+  const keep = await open('vale11:keep', { socket });
+  const N = 400;
+  for (let i = 0; i < N; i++) {
+    const p = await open(`vale11:churn${i}`, { socket });
+    p.close();
+    await left.of(`vale11:churn${i}`);
+  }
+  const [sw] = await statsJson(socket);
+  t.is(sw!.departedPortsTotal, N);
+  t.true(sw!.departedPorts!.length > 0 && sw!.departedPorts!.length < N, `${sw!.departedPorts!.length} of ${N} in one message`);
+  t.is(srv.allStats().switches[0]!.departedPorts!.length, N, 'the metrics snapshot has all of them');
+  keep.close();
+});
