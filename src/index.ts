@@ -12,7 +12,7 @@ export type { PollEvents, BackendKind, PortRegistration } from './backends/backe
 export { parsePortName, formatPortName, PortNameError, type ParsedPortName, type PortConf } from './netmap/name.js';
 export { Switch, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './vale/switch.js';
 export { ValeServer, DEFAULT_LIMITS, type ServerOptions, type ServerLimits, type PeerPolicy } from './vale/server.js';
-export { defaultSocketPath, PROTOCOL_VERSION, type SwitchStats, type PortStats } from './control/protocol.js';
+export { defaultSocketPath, PROTOCOL_VERSION, type SwitchStats, type PortStats, type DepartedPortStats, type Conservation } from './control/protocol.js';
 export {
   ValeClient,
   ValeControlError,
@@ -33,6 +33,10 @@ export {
   type CtlFields,
 } from './backends/kernel/control.js';
 export { LearningBridge } from './vale/learning-bridge.js';
+export { serveMetrics, ValeMetrics, type MetricsEndpoint } from './vale/metrics.js';
+export { loadConfig, checkConfig, ConfigError, type ValeConfig, type SwitchConfig, type PortConfig } from './vale/config.js';
+export { ConfigApplier, type ApplyReport } from './vale/config-apply.js';
+export { CounterRegistry, DEFAULT_RETAIN_COUNTERS_S, type RingOccupancy } from './vale/counters.js';
 export { ManualClock, systemClock, type Clock } from './vale/clock.js';
 export * as abi from './netmap/abi.js';
 export { preloadLibraryPath, PRELOAD_LIBRARY } from './preload.js';

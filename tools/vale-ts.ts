@@ -6,6 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS, ValeServer, defaultSocketPath, type PeerPolicy, type ServerLimits } from '../src/index.js';
+import { loadConfig, type ValeConfig } from '../src/vale/config.js';
+import { ConfigApplier, type ApplyReport } from '../src/vale/config-apply.js';
+import { DEFAULT_RETAIN_COUNTERS_S } from '../src/vale/counters.js';
+import { serveMetrics } from '../src/vale/metrics.js';
 
 const MiB = 1024 * 1024;
 const USAGE = `usage: vale-ts [options]
@@ -36,8 +40,29 @@ const USAGE = `usage: vale-ts [options]
   --max-ports-per-switch N  ports on one switch, 1..254 (default ${DEFAULT_LIMITS.maxPortsPerSwitch})
   --max-port-memory MIB     one port's region (default ${DEFAULT_LIMITS.maxPortMemory / MiB})
   --max-memory MIB          all regions together (default ${DEFAULT_LIMITS.maxMemory / MiB})
+
+ service (see README "Running vale-ts as the host's switch"):
+  --config FILE      switches, persistent ports, lookups, driver ports and access from FILE (JSON with
+                     comments, docs/configuration.md); SIGHUP re-reads it and changes only what changed
+  --check-config FILE
+                     check FILE, print every error with its line, and exit (0: valid)
+  --metrics [ADDR:]PORT
+                     serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR default 127.0.0.1)
+  --retain-counters S
+                     keep a departed client port's counters this many seconds (default ${DEFAULT_RETAIN_COUNTERS_S};
+                     0: forget at once); vale-ctl-ts -r NAME forgets them sooner
   -h, --help         this text
 `;
+
+/** Print a configuration's errors, each as FILE:LINE:COL: problem. */
+function printConfigErrors(file: string, errors: readonly { message: string }[]): void {
+  for (const e of errors) process.stderr.write(`${file}:${e.message}\n`);
+}
+
+function reportLine(r: ApplyReport): string {
+  const part = (what: string, l: string[]): string => (l.length ? ` ${what} ${l.join(', ')};` : '');
+  return `${part('added', r.added)}${part('removed', r.removed)}${part('re-created', r.recreated)}${part('lossless changed', r.updated)} ${r.kept.length} unchanged`;
+}
 
 /** The gid of group `name` (numeric names are taken as gids). */
 function groupGid(name: string): number {
@@ -98,6 +123,10 @@ async function main(): Promise<void> {
         'max-ports-per-switch': { type: 'string' },
         'max-port-memory': { type: 'string' },
         'max-memory': { type: 'string' },
+        config: { type: 'string' },
+        'check-config': { type: 'string' },
+        metrics: { type: 'string' },
+        'retain-counters': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -111,6 +140,30 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  const checkFile = values['check-config'];
+  if (checkFile !== undefined) {
+    const { config, errors } = loadConfig(checkFile);
+    if (!config) {
+      printConfigErrors(checkFile, errors);
+      process.stderr.write(`vale-ts: ${checkFile}: ${errors.length} error${errors.length === 1 ? '' : 's'}\n`);
+      process.exit(1);
+    }
+    const ports = config.switches.reduce((n, s) => n + s.ports.length, 0);
+    process.stdout.write(`vale-ts: ${checkFile}: valid (${config.switches.length} switch${config.switches.length === 1 ? '' : 'es'}, ${ports} port${ports === 1 ? '' : 's'})\n`);
+    return;
+  }
+  let config: ValeConfig | undefined;
+  const configFile = values.config;
+  if (configFile !== undefined) {
+    const r = loadConfig(configFile);
+    if (!r.config) {
+      printConfigErrors(configFile, r.errors);
+      process.stderr.write(`vale-ts: ${configFile}: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}: not started (vale-ts --check-config ${configFile} checks it)\n`);
+      process.exit(1);
+    }
+    config = r.config;
+  }
+  const retain = num('retain-counters', values['retain-counters'], 0, 1e9) ?? config?.retainCountersS;
   const batch = num('batch', values.batch, 1, 4096);
   const busy = num('busy-poll-us', values['busy-poll-us'], 0, 1e7);
   const age = num('mac-age', values['mac-age'], 0.001, 1e9);
@@ -131,6 +184,7 @@ async function main(): Promise<void> {
   lim('max-memory', 'maxMemory', 1 << 24, MiB);
   const policy: PeerPolicy = { allowUids: ids('allow-uid', values['allow-uid']), allowGids: ids('allow-gid', values['allow-gid']) };
   if (values.group !== undefined) policy.group = { name: values.group, gid: groupGid(values.group) };
+  else if (config?.access.group) policy.group = config.access.group;
   if (values['share-rings-across-uids']) policy.shareRingsAcrossUids = true;
   const switchOptions: import('../src/vale/switch.js').SwitchOptions = {};
   if (batch !== undefined) switchOptions.batch = Math.floor(batch);
@@ -138,13 +192,50 @@ async function main(): Promise<void> {
   if (age !== undefined) switchOptions.macAgeMs = age * 1000;
   if (table !== undefined) switchOptions.macTableSize = Math.floor(table);
   if (stall !== undefined) switchOptions.stallMs = stall;
-  const socket = defaultSocketPath(values.socket);
+  const socket = defaultSocketPath(values.socket ?? config?.socket);
   let server: ValeServer;
   try {
-    server = await ValeServer.listen({ socket, switchOptions, limits, policy });
+    server = await ValeServer.listen({ socket, switchOptions, limits, policy, ...(retain !== undefined ? { retainCountersS: retain } : {}) });
   } catch (e) {
     process.stderr.write(`vale-ts: cannot listen on ${socket}: ${(e as Error).message}\n`);
     process.exit(1);
+  }
+  const metricsAt = values.metrics ?? config?.metrics;
+  if (metricsAt !== undefined) {
+    try {
+      const m = await serveMetrics(server, metricsAt);
+      process.stdout.write(`vale-ts: metrics at ${m.url}\n`);
+    } catch (e) {
+      process.stderr.write(`vale-ts: --metrics ${metricsAt}: ${(e as Error).message}\n`);
+      server.close('vale-ts could not start');
+      process.exit(1);
+    }
+  }
+  if (config && configFile !== undefined) {
+    const applier = new ConfigApplier(server, switchOptions, policy);
+    const first = await applier.apply(config);
+    for (const e of first.errors) process.stderr.write(`vale-ts: ${configFile}: ${e}\n`);
+    process.stdout.write(`vale-ts: ${configFile} loaded:${reportLine(first)}\n`);
+    // reloads one at a time, in order; a bad file changes nothing
+    let reloading = Promise.resolve();
+    process.on('SIGHUP', () => {
+      reloading = reloading.then(async () => {
+        const r = loadConfig(configFile);
+        if (!r.config) {
+          printConfigErrors(configFile, r.errors);
+          process.stderr.write(`vale-ts: SIGHUP: ${configFile} has ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}: configuration unchanged\n`);
+          return;
+        }
+        if ((r.config.access.group?.gid ?? -1) !== (policy.group?.gid ?? -1) && values.group === undefined) {
+          process.stderr.write(`vale-ts: SIGHUP: ${configFile}: a change of "group" takes effect at restart (the socket's group is set when it is made)\n`);
+        }
+        const rep = await applier.apply(r.config);
+        for (const e of rep.errors) process.stderr.write(`vale-ts: SIGHUP: ${configFile}: ${e}\n`);
+        process.stdout.write(`vale-ts: SIGHUP: ${configFile} reloaded:${reportLine(rep)}\n`);
+      });
+    });
+  } else {
+    process.on('SIGHUP', () => process.stdout.write('vale-ts: SIGHUP ignored: no --config FILE to reload\n'));
   }
   const stop = (sig: string): void => {
     process.stdout.write(`vale-ts: ${sig}, shutting down\n`);

@@ -163,6 +163,40 @@ export interface PortStats {
   counters: Record<string, number>;
   /** a driver port: what serves it and the driver's own counters */
   driver?: { describe: string; counters: Record<string, number> };
+  /** frames in its rings now: published on tx and not yet taken (in flight), delivered on rx and not yet released */
+  occupancy?: { txQueued: number; rxQueued: number };
+}
+
+/** The last counters of a port that has gone, kept under its name for a while. */
+export interface DepartedPortStats {
+  name: string;
+  portIndex: number;
+  counters: Record<string, number>;
+  /** when it went (ISO 8601) */
+  departedAt: string;
+  /** when its counters will be forgotten unless `vale-ctl-ts -r NAME` forgets them first (ISO 8601) */
+  expiresAt: string;
+}
+
+/**
+ * The terms of a switch's conservation identity, from its totals and its
+ * rings at one instant: frames clients published = taken + inFlight, and
+ * taken = delivered + dropped for unicast frames; each flooded frame makes
+ * one copy per other port, each delivered or dropped (see docs/counters.md).
+ */
+export interface Conservation {
+  /** frames the switch took from tx rings (totals.rxFrames) */
+  taken: number;
+  /** copies put into rx rings (totals.txFrames) */
+  delivered: number;
+  /** frames and copies counted under a drop reason (every drop* total) */
+  dropped: number;
+  /** frames sent to every other port (totals.flooded) */
+  flooded: number;
+  /** frames published on tx rings and not yet taken */
+  inFlight: number;
+  /** delivered frames still in rx rings, not yet released by their clients */
+  rxQueued: number;
 }
 
 /** A switch in a stats reply. */
@@ -181,8 +215,21 @@ export interface SwitchStats {
   portsOffset: number;
   /** switch-wide counters (wakeups, doorbell backoffs, stalls) */
   switchCounters?: Record<string, number>;
-  /** counters summed over all ports, including ports that have gone */
+  /** counters summed over all ports, including ports that have gone (and earlier instances of the switch) */
   totals: Record<string, number>;
+  /** the switch has no ports now: what it counted is kept while vale-ts lives */
+  gone?: boolean;
+  /** ports that have gone, with their last counters (the first ones by name that fit in the reply) */
+  departedPorts?: DepartedPortStats[];
+  /** ports that have gone whose counters are kept, all of them */
+  departedPortsTotal?: number;
+  /** when a switch of this name was first created in this vale-ts (ISO 8601) */
+  createdAt?: string;
+  /** last port event, or last stats read that saw frames move (ISO 8601) */
+  lastActivityAt?: string;
+  /** seconds since createdAt */
+  uptimeS?: number;
+  conservation?: Conservation;
 }
 
 /** Replies. */

@@ -11,6 +11,7 @@ import { native, type NativeFdWatcher } from '../netmap/addon.js';
 import { NR_REG_ALL_NIC, NR_REG_ONE_NIC } from '../netmap/abi.js';
 import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
 import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
+import { CounterRegistry } from './counters.js';
 import { driverFactory, type DriverFactory, type DriverSpec, type PortDriver } from '../ports/index.js';
 import {
   decodeRequest,
@@ -115,6 +116,8 @@ export interface ServerOptions {
   policy?: PeerPolicy;
   /** Where log lines go (default stderr); repeated events are rate-limited. */
   log?: (line: string) => void;
+  /** How long a departed client port's counters stay in stats, seconds (default 3600; 0: not kept). */
+  retainCountersS?: number;
 }
 
 /** One line per event kind at most every `everyMs`, with a count of what was held back. */
@@ -204,6 +207,10 @@ export class ValeServer extends EventEmitter {
   private readonly drivers = new Map<SwitchPort, PortDriver>();
   /** Settles when every driver stopped by {@link close} has released what it held. */
   driversClosed: Promise<void> = Promise.resolve();
+  /** switches hosted without ports too (configured ones) */
+  private readonly pinned = new Set<Switch>();
+  /** Counters kept beyond ports and switches (departed ports, totals of gone switches, timestamps). */
+  readonly counterRegistry: CounterRegistry;
 
   private constructor(socketPath: string, fd: number, opts: ServerOptions) {
     super();
@@ -212,9 +219,11 @@ export class ValeServer extends EventEmitter {
     this.opts = opts;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     if (this.limits.maxPortsPerSwitch > 254) throw new RangeError(`maxPortsPerSwitch ${this.limits.maxPortsPerSwitch} exceeds 254 (NM_BDG_MAXPORTS)`);
-    this.policy = opts.policy ?? {};
+    // a copy: a configuration reload replaces its lists
+    this.policy = { ...opts.policy };
     this.uid = process.getuid?.() ?? 0;
     this.logger = new RateLimitedLog(opts.log ?? ((l) => process.stderr.write(l + '\n')));
+    this.counterRegistry = new CounterRegistry(opts.retainCountersS !== undefined ? { retainMs: opts.retainCountersS * 1000 } : {});
     for (const sw of opts.switches ?? []) this.addSwitch(sw);
     this.listenWatcher = new native.FdWatcher(fd, () => this.guard('accept', () => this.acceptAll()));
     this.listenWatcher.start(1);
@@ -295,6 +304,7 @@ export class ValeServer extends EventEmitter {
     while (used.has(idx)) idx++;
     sw.bridgeIndex = idx;
     this.switches.set(sw.name, sw);
+    this.counterRegistry.switchAdded(sw);
     this.emit('switch', sw);
   }
 
@@ -699,7 +709,12 @@ export class ValeServer extends EventEmitter {
         const n = this.parseVale(req.name);
         const sw = this.switches.get(n.sw);
         const port = sw?.port(n.full);
-        if (!sw || !port) throw new RequestError('ENXIO', `no port ${n.full}`);
+        if (!sw || !port) {
+          // a port that has gone: removing it forgets the counters kept under its name
+          const was = this.counterRegistry.forget(n.full);
+          if (was !== undefined) return { reply: { v, ok: true, op: 'remove', name: n.full, portIndex: was } };
+          throw new RequestError('ENXIO', `no port ${n.full}`);
+        }
         if (!port.persistent) throw new RequestError('EINVAL', `${n.full} is not persistent: it goes away when its process closes it`);
         const driver = this.drivers.get(port);
         if (driver) {
@@ -707,12 +722,14 @@ export class ValeServer extends EventEmitter {
           this.drivers.delete(port);
           return driver.close().then(() => {
             sw.setAttached(port.index, false);
+            this.counterRegistry.removingOnRequest(port.name);
             sw.removePort(port.index);
             this.maybeDropSwitch(sw);
             return { reply: { v, ok: true, op: 'remove', name: n.full, portIndex: port.index } } as Served;
           });
         }
         if (port.attached) throw new RequestError('EBUSY', `${n.full} is in use${port.pid ? ` by pid ${port.pid}` : ''}`);
+        this.counterRegistry.removingOnRequest(port.name);
         sw.removePort(port.index);
         this.maybeDropSwitch(sw);
         return { reply: { v, ok: true, op: 'remove', name: n.full, portIndex: port.index } };
@@ -779,14 +796,19 @@ export class ValeServer extends EventEmitter {
   /** A stats reply that fits one message: MAC entries, then ports, then switches are cut to fit. */
   private statsReply(req: StatsRequest): Served {
     const v = PROTOCOL_VERSION;
-    const sws = req.switch !== undefined ? [this.switches.get(req.switch)].filter((s): s is Switch => !!s) : this.list();
-    if (req.switch !== undefined && !sws.length) throw new RequestError('ENXIO', `no switch ${req.switch}`);
+    // live switches, then (for all switches) those that have gone, with what they counted
+    const sws: (Switch | string)[] = req.switch !== undefined ? [this.switches.get(req.switch)].filter((s): s is Switch => !!s) : [...this.list(), ...this.counterRegistry.goneSwitches()];
+    if (req.switch !== undefined && !sws.length) {
+      const gone = this.counterRegistry.goneStats(req.switch) ? ` (it has no ports now; what it counted is in the stats of all switches)` : '';
+      throw new RequestError('ENXIO', `no switch ${req.switch}${gone}`);
+    }
     let macLimit = req.macLimit ?? DEFAULT_MAC_LIMIT;
     let portLimit = Infinity;
+    let departedLimit = Infinity;
     let nsw = sws.length;
     const server = { ...this.serverCounters() };
     for (;;) {
-      const switches: SwitchStats[] = sws.slice(0, nsw).map((s) => this.withDrivers(s, s.stats({ macOffset: req.macOffset ?? 0, macLimit, portOffset: req.portOffset ?? 0, portLimit })));
+      const switches: SwitchStats[] = sws.slice(0, nsw).map((s) => this.switchStats(s, { macOffset: req.macOffset ?? 0, macLimit, portOffset: req.portOffset ?? 0, portLimit }, departedLimit));
       const reply: Reply = { v, ok: true, op: 'stats', switches, switchesTotal: sws.length, server };
       try {
         encodeMessage(reply);
@@ -794,11 +816,28 @@ export class ValeServer extends EventEmitter {
       } catch {
         // too big: halve what varies most, in order
         if (macLimit > 0) macLimit = macLimit > 8 ? macLimit >> 1 : 0;
+        // departed ports' counters (the metrics endpoint has all of them)
+        else if (departedLimit > 0) departedLimit = departedLimit === Infinity ? 128 : departedLimit >> 1;
         else if (portLimit > 1) portLimit = portLimit === Infinity ? 128 : portLimit >> 1;
         else if (nsw > 1) nsw = nsw >> 1;
         else throw new RequestError('EMSGSIZE', 'stats of one port do not fit in a message (should not happen)');
       }
     }
+  }
+
+  /** One switch's stats page, live (with what lasts beyond its ports) or gone. */
+  private switchStats(s: Switch | string, page: { macOffset: number; macLimit: number; portOffset: number; portLimit: number }, departedLimit = Infinity): SwitchStats {
+    if (typeof s === 'string') return this.counterRegistry.goneStats(s, departedLimit) ?? { name: s, bridgeIndex: -1, gone: true, ports: [], portsTotal: 0, portsOffset: 0, macTable: [], macTableTotal: 0, macTableOffset: 0, macTableCounters: {}, totals: {} };
+    return this.counterRegistry.complete(s, this.withDrivers(s, s.stats(page)), departedLimit);
+  }
+
+  /**
+   * Stats of every switch, live and gone, all ports and no MAC entries: what
+   * a metrics scrape reads (counter snapshots only).
+   */
+  allStats(): { switches: SwitchStats[]; server: ServerCounters } {
+    const page = { macOffset: 0, macLimit: 0, portOffset: 0, portLimit: Infinity };
+    return { switches: [...this.list(), ...this.counterRegistry.goneSwitches()].map((s) => this.switchStats(s, page)), server: this.serverCounters() };
   }
 
   /** Driver ports in a stats page: what serves them and the drivers' own counters. */
@@ -826,6 +865,8 @@ export class ValeServer extends EventEmitter {
       port.attached = false;
       if (sw.port(port.name) === port) {
         sw.setAttached(port.index, false);
+        // it never served: nothing to keep
+        this.counterRegistry.removingOnRequest(port.name);
         sw.removePort(port.index);
         this.maybeDropSwitch(sw);
       }
@@ -846,11 +887,73 @@ export class ValeServer extends EventEmitter {
     sw.setExtraBells(port.index, bells);
   }
 
+  /**
+   * Host a switch that stays without ports (a configured one, or one with
+   * its own lookup), until {@link unpinSwitch}.
+   */
+  hostSwitch(sw: Switch): void {
+    if (this.switches.get(sw.name) !== sw) this.addSwitch(sw);
+    this.pinned.add(sw);
+  }
+
+  /** A switch no longer configured: it goes with its last port, as one created on demand. */
+  unpinSwitch(name: string): void {
+    const sw = this.switches.get(name);
+    if (!sw || !this.pinned.delete(sw)) return;
+    this.maybeDropSwitch(sw);
+  }
+
+  /**
+   * Create a persistent port from inside the process (the configuration),
+   * as a `create` request from vale-ts's own uid would, plus its lossless
+   * mode. A driver spec starts the port's driver.
+   */
+  async createPort(name: string, opts: { conf?: ConfRequest; bufSize?: number; lossless?: boolean; driver?: DriverSpec } = {}): Promise<SwitchPort> {
+    const n = this.parseVale(name);
+    if (this.switches.get(n.sw)?.port(n.full)) throw new RequestError('EEXIST', `${n.full} already exists`);
+    const factory = opts.driver ? driverFactory(opts.driver.kind) : undefined;
+    const { sw, port } = await this.newPort(undefined, n, paramsOf(opts.conf ?? {}, opts.bufSize, undefined), { persistent: true, lossless: opts.lossless ?? false });
+    if (factory && opts.driver) await this.startDriver(sw, port, opts.driver, factory);
+    return port;
+  }
+
+  /**
+   * Remove a persistent port from inside the process: its driver stops
+   * first; a port a client holds is refused (EBUSY) and stays. Its counters
+   * are forgotten, as for `vale-ctl-ts -r`.
+   */
+  async removePort(name: string): Promise<void> {
+    const n = this.parseVale(name);
+    const sw = this.switches.get(n.sw);
+    const port = sw?.port(n.full);
+    if (!sw || !port) throw new RequestError('ENXIO', `no port ${n.full}`);
+    if (!port.persistent) throw new RequestError('EINVAL', `${n.full} is not persistent: it goes away when its process closes it`);
+    const driver = this.drivers.get(port);
+    if (driver) {
+      this.drivers.delete(port);
+      await driver.close();
+      sw.setAttached(port.index, false);
+    } else if (port.attached) throw new RequestError('EBUSY', `${n.full} is in use${port.pid ? ` by pid ${port.pid}` : ''}: it is removed when the configuration is reloaded after its client has closed it`);
+    if (sw.port(n.full) !== port) return;
+    this.counterRegistry.removingOnRequest(port.name);
+    sw.removePort(port.index);
+    this.maybeDropSwitch(sw);
+  }
+
+  /** Replace the access policy for connections from now on (open connections keep what they hold). */
+  setPolicy(p: PeerPolicy): void {
+    this.policy.allowUids = p.allowUids ?? [];
+    this.policy.allowGids = p.allowGids ?? [];
+    this.policy.shareRingsAcrossUids = p.shareRingsAcrossUids ?? false;
+  }
+
   private maybeDropSwitch(sw: Switch): void {
     // a switch created on demand goes with its last port, as in netmap
-    if (sw.ports().length === 0 && !(this.opts.switches ?? []).includes(sw)) {
+    if (sw.ports().length === 0 && !(this.opts.switches ?? []).includes(sw) && !this.pinned.has(sw)) {
       sw.close();
       this.switches.delete(sw.name);
+      // its counters stay visible while vale-ts lives
+      this.counterRegistry.switchClosed(sw);
     }
   }
 

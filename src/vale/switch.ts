@@ -247,7 +247,8 @@ export class Switch extends EventEmitter {
     this.portsById.delete(index);
     this.order = this.ports();
     this.bridge?.portRemoved(index);
-    this.emit('portRemoved', p);
+    // with its final counters, for whoever keeps them beyond the port
+    this.emit('portRemoved', p, last);
   }
 
   /**

@@ -45,3 +45,10 @@ test('examples/qemu-stream-port: a frame in QEMU stream framing reaches another 
   t.regex(stdout, /vale0:peer received 60 bytes from 52:54:00:12:34:56/);
   t.regex(stdout, /stream server \/\S+: inFrames 1, dropTooLong 0/);
 });
+
+test('examples/host-switch configures a switch, keeps a departed port\'s counters and serves them as metrics', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('host-switch.js')], { timeout: 120_000 });
+  t.regex(stdout, /configured: vale0:uplink/);
+  t.regex(stdout, /departed: vale0:client rxFrames 10/);
+  t.regex(stdout, /vale_ts_switch_frames_in_total\{switch="vale0"\} 10/);
+});

@@ -109,15 +109,22 @@ export function formatStats(switches: readonly SwitchStats[]): string {
   for (const s of switches) {
     const out: string[] = [];
     const np = s.portsTotal ?? s.ports.length;
-    out.push(`${s.name} bridge_idx ${s.bridgeIndex}: ${np} port${np === 1 ? '' : 's'}${np > s.ports.length ? ` (counters of the first ${s.ports.length})` : ''}\n`);
+    const head = s.gone ? `${s.name}: gone (no ports), its counters kept` : `${s.name} bridge_idx ${s.bridgeIndex}: ${np} port${np === 1 ? '' : 's'}${np > s.ports.length ? ` (counters of the first ${s.ports.length})` : ''}`;
+    out.push(`${head}\n`);
     const names: string[] = [];
     for (const p of s.ports) for (const k of Object.keys(p.counters)) if (!names.includes(k)) names.push(k);
     for (const k of Object.keys(s.totals)) if (!names.includes(k)) names.push(k);
-    const cols: { head: string; c: Record<string, number> }[] = s.ports.map((p) => ({ head: `${p.name} (${p.portIndex})`, c: p.counters }));
+    const cols: { head: string; c: Record<string, number> }[] = s.ports.map((p) => ({
+      head: `${p.name} (${p.portIndex})`,
+      c: p.occupancy ? { ...p.counters, inFlight: p.occupancy.txQueued, rxQueued: p.occupancy.rxQueued } : p.counters,
+    }));
+    // ports that have gone, with their last counters (until retention or vale-ctl-ts -r NAME)
+    for (const d of s.departedPorts ?? []) cols.push({ head: `${d.name} (gone)`, c: d.counters });
+    if (cols.some((c) => c.c['inFlight'] !== undefined)) names.push('inFlight', 'rxQueued');
     // ports in blocks, the total after the last block
     for (let b = 0; b === 0 || b < cols.length; b += PORTS_PER_BLOCK) {
       const block = cols.slice(b, b + PORTS_PER_BLOCK);
-      if (b + PORTS_PER_BLOCK >= cols.length) block.push({ head: 'total', c: s.totals });
+      if (b + PORTS_PER_BLOCK >= cols.length) block.push({ head: 'total', c: s.conservation ? { ...s.totals, inFlight: s.conservation.inFlight, rxQueued: s.conservation.rxQueued } : s.totals });
       const rows = [['counter', ...block.map((x) => x.head)]];
       for (const k of names) rows.push([k, ...block.map((x) => String(x.c[k] ?? 0))]);
       out.push(table(rows));
@@ -127,6 +134,16 @@ export function formatStats(switches: readonly SwitchStats[]): string {
       if (!p.driver) continue;
       const cs = Object.entries(p.driver.counters).filter(([k, v]) => v !== 0 || k.startsWith('drop'));
       out.push(`driver of ${p.name}: ${p.driver.describe}\n${cs.map(([k, v]) => `  ${k} ${v}`).join('\n')}\n`);
+    }
+    if (s.createdAt) out.push(`created ${s.createdAt}, up ${Math.round(s.uptimeS ?? 0)} s, last activity ${s.lastActivityAt}\n`);
+    const k = s.conservation;
+    if (k) {
+      // without floods every frame taken is delivered or dropped once; a flood makes one copy per other port
+      const eq = k.flooded === 0 && k.taken === k.delivered + k.dropped ? ' (taken = delivered + dropped)' : '';
+      out.push(
+        `frames: taken ${k.taken}, delivered ${k.delivered}, dropped ${k.dropped}, flooded ${k.flooded}${eq}; ` +
+          `in flight ${k.inFlight} (published, not yet taken); ${k.rxQueued} delivered, not yet read\n`,
+      );
     }
     const mc = Object.entries(s.macTableCounters)
       .filter(([k]) => k !== 'size')

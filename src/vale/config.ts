@@ -1,0 +1,308 @@
+/**
+ * vale-ts's declarative configuration (`vale-ts --config FILE`): switches,
+ * their persistent ports (geometry, lossless), lookup modules, driver ports
+ * (TAP, vhost-user, ... as registered in src/ports), the access policy and
+ * the counter retention. Checked whole, every error with its line
+ * (`--check-config`); applied at start and again on SIGHUP, where only what
+ * changed is added or removed: an unchanged port, its clients and its
+ * counters are not touched. The format is documented in docs/configuration.md.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { MAX_BUF_SIZE, MAX_RINGS, MAX_SLOTS, MIN_BUF_SIZE, MIN_SLOTS } from '../netmap/abi.js';
+import { parsePortName } from '../netmap/name.js';
+import { portKinds, type DriverSpec } from '../ports/index.js';
+import { ConfigError, parseJsonc, type Node, type Pos } from './config-file.js';
+import type { BatchLookup, SwitchOptions } from './switch.js';
+import type { PeerPolicy } from './server.js';
+
+export { ConfigError } from './config-file.js';
+
+/** A persistent port as configured. */
+export interface PortConfig {
+  /** valeX:Y */
+  name: string;
+  txRings?: number;
+  rxRings?: number;
+  txSlots?: number;
+  rxSlots?: number;
+  bufSize?: number;
+  lossless: boolean;
+  driver?: DriverSpec;
+  pos: Pos;
+}
+
+/** A switch as configured. */
+export interface SwitchConfig {
+  name: string;
+  /** module path (resolved against the file's directory) exporting `lookup` or a default BatchLookup */
+  lookup?: string;
+  options: Omit<SwitchOptions, 'lookup' | 'clock'>;
+  ports: PortConfig[];
+  pos: Pos;
+}
+
+/** A whole configuration. */
+export interface ValeConfig {
+  file: string;
+  switches: SwitchConfig[];
+  /** access policy; group resolved to its gid */
+  access: PeerPolicy;
+  retainCountersS?: number;
+  metrics?: string;
+  socket?: string;
+}
+
+/** Read and check a configuration file: every problem found, each at its line, or the configuration. */
+export function loadConfig(file: string): { config?: ValeConfig; errors: ConfigError[] } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    return { errors: [new ConfigError({ line: 1, col: 1 }, `cannot read ${file}: ${(e as Error).message}`)] };
+  }
+  return checkConfig(text, file);
+}
+
+/** Check configuration text (as read from `file`, for relative paths). */
+export function checkConfig(text: string, file: string): { config?: ValeConfig; errors: ConfigError[] } {
+  let root: Node;
+  try {
+    root = parseJsonc(text);
+  } catch (e) {
+    if (e instanceof ConfigError) return { errors: [e] };
+    throw e;
+  }
+  const errors: ConfigError[] = [];
+  const err = (at: Pos, msg: string): void => void errors.push(new ConfigError(at, msg));
+  const cfg: ValeConfig = { file: path.resolve(file), switches: [], access: {} };
+  const obj = (n: Node, what: string, known: readonly string[]): Map<string, { keyPos: Pos; value: Node }> | undefined => {
+    if (n.kind !== 'object') {
+      err(n.pos, `${what} must be an object { ... }`);
+      return undefined;
+    }
+    for (const [k, e] of n.entries) if (!known.includes(k)) err(e.keyPos, `unknown setting "${k}" in ${what} (known: ${known.join(', ')})`);
+    return n.entries;
+  };
+  const int = (n: Node, what: string, lo: number, hi: number): number | undefined => {
+    if (n.kind !== 'number' || !Number.isInteger(n.value) || n.value < lo || n.value > hi) {
+      err(n.pos, `${what} must be an integer in ${lo}..${hi}`);
+      return undefined;
+    }
+    return n.value;
+  };
+  const num = (n: Node, what: string, lo: number, hi: number): number | undefined => {
+    if (n.kind !== 'number' || n.value < lo || n.value > hi) {
+      err(n.pos, `${what} must be a number in ${lo}..${hi}`);
+      return undefined;
+    }
+    return n.value;
+  };
+  const bool = (n: Node, what: string): boolean | undefined => {
+    if (n.kind !== 'boolean') {
+      err(n.pos, `${what} must be true or false`);
+      return undefined;
+    }
+    return n.value;
+  };
+  const string = (n: Node, what: string): string | undefined => {
+    if (n.kind !== 'string' || n.value === '') {
+      err(n.pos, `${what} must be a non-empty string`);
+      return undefined;
+    }
+    return n.value;
+  };
+  const ids = (n: Node, what: string): number[] => {
+    if (n.kind !== 'array') {
+      err(n.pos, `${what} must be a list of numbers, e.g. [1000, 1001]`);
+      return [];
+    }
+    return n.items.map((x) => int(x, `each of ${what}`, 0, 2 ** 32 - 2)).filter((x): x is number => x !== undefined);
+  };
+
+  const top = obj(root, 'the configuration', ['switches', 'access', 'retainCounters', 'metrics', 'socket']);
+  if (!top) return { errors };
+  const acc = top.get('access');
+  if (acc) {
+    const a = obj(acc.value, '"access"', ['group', 'allowUids', 'allowGids', 'shareRingsAcrossUids']);
+    if (a) {
+      const g = a.get('group');
+      if (g) {
+        const name = string(g.value, '"group"');
+        if (name !== undefined) {
+          const gid = groupGid(name);
+          if (gid === undefined) err(g.value.pos, `group "${name}" does not exist (not in /etc/group): create it, or name an existing group`);
+          else cfg.access.group = { name, gid };
+        }
+      }
+      const u = a.get('allowUids');
+      if (u) cfg.access.allowUids = ids(u.value, '"allowUids"');
+      const gi = a.get('allowGids');
+      if (gi) cfg.access.allowGids = ids(gi.value, '"allowGids"');
+      const s = a.get('shareRingsAcrossUids');
+      if (s) {
+        const b = bool(s.value, '"shareRingsAcrossUids"');
+        if (b) cfg.access.shareRingsAcrossUids = true;
+      }
+    }
+  }
+  const rc = top.get('retainCounters');
+  if (rc) {
+    const v = num(rc.value, '"retainCounters" (seconds)', 0, 1e9);
+    if (v !== undefined) cfg.retainCountersS = v;
+  }
+  const me = top.get('metrics');
+  if (me) {
+    const v = string(me.value, '"metrics" ([ADDR:]PORT)');
+    if (v !== undefined) {
+      if (!/^(?:\[[0-9A-Fa-f:.]+\]:|[^:[\]]+:)?\d{1,5}$/.test(v) || Number(/\d+$/.exec(v)![0]) > 65535) err(me.value.pos, `"metrics" "${v}" must be PORT, ADDR:PORT or [IPV6]:PORT`);
+      else cfg.metrics = v;
+    }
+  }
+  const so = top.get('socket');
+  if (so) {
+    const v = string(so.value, '"socket"');
+    if (v !== undefined) {
+      if (!path.isAbsolute(v)) err(so.value.pos, `"socket" must be an absolute path (e.g. /run/vale-ts/vale-ts.sock)`);
+      else cfg.socket = v;
+    }
+  }
+  const sws = top.get('switches');
+  const portNames = new Set<string>();
+  if (sws) {
+    const all = obj(sws.value, '"switches"', [...(sws.value.kind === 'object' ? sws.value.entries.keys() : [])]);
+    for (const [swName, { keyPos, value }] of all ?? []) {
+      if (!/^vale[A-Za-z0-9_]*$/.test(swName) || swName.length > 15) {
+        err(keyPos, `switch name "${swName}" is invalid: a switch is named vale followed by letters, digits or _ (vale0, valeA)`);
+        continue;
+      }
+      const s = obj(value, `switch "${swName}"`, ['lookup', 'batch', 'busyPollUs', 'macAge', 'macTable', 'stallMs', 'ports']);
+      if (!s) continue;
+      const sc: SwitchConfig = { name: swName, options: {}, ports: [], pos: keyPos };
+      const opt = <K extends keyof SwitchConfig['options']>(k: string, key: K, f: (n: Node) => SwitchConfig['options'][K] | undefined): void => {
+        const e = s.get(k);
+        if (!e) return;
+        const v = f(e.value);
+        if (v !== undefined) sc.options[key] = v;
+      };
+      opt('batch', 'batch', (n) => int(n, '"batch"', 1, 4096));
+      opt('busyPollUs', 'busyPollUs', (n) => num(n, '"busyPollUs"', 0, 1e7));
+      opt('macAge', 'macAgeMs', (n) => {
+        const v = num(n, '"macAge" (seconds)', 0.001, 1e9);
+        return v === undefined ? undefined : v * 1000;
+      });
+      opt('macTable', 'macTableSize', (n) => int(n, '"macTable"', 1, 1 << 24));
+      opt('stallMs', 'stallMs', (n) => num(n, '"stallMs"', 1, 1e9));
+      const lk = s.get('lookup');
+      if (lk) {
+        const v = string(lk.value, '"lookup" (a module path)');
+        if (v !== undefined) sc.lookup = path.resolve(path.dirname(cfg.file), v);
+      }
+      const ports = s.get('ports');
+      if (ports && ports.value.kind === 'object') {
+        for (const [pName, pe] of ports.value.entries) {
+          const full = `${swName}:${pName}`;
+          try {
+            const parsed = parsePortName(full);
+            if (!parsed.isVale || parsed.port !== pName || parsed.pipe) throw new Error(`"${pName}" is not a plain port name`);
+          } catch (e) {
+            err(pe.keyPos, `port name "${pName}" is invalid: ${(e as Error).message}; use letters, digits and _ (e.g. "vm1")`);
+            continue;
+          }
+          if (portNames.has(full)) err(pe.keyPos, `port ${full} is configured twice`);
+          portNames.add(full);
+          const p = obj(pe.value, `port "${full}"`, ['txRings', 'rxRings', 'txSlots', 'rxSlots', 'bufSize', 'lossless', 'driver']);
+          if (!p) continue;
+          const pc: PortConfig = { name: full, lossless: false, pos: pe.keyPos };
+          const g = (k: 'txRings' | 'rxRings' | 'txSlots' | 'rxSlots' | 'bufSize', lo: number, hi: number): void => {
+            const e = p.get(k);
+            if (!e) return;
+            const v = int(e.value, `"${k}" of ${full}`, lo, hi);
+            if (v !== undefined) pc[k] = v;
+          };
+          g('txRings', 1, MAX_RINGS);
+          g('rxRings', 1, MAX_RINGS);
+          g('txSlots', MIN_SLOTS, MAX_SLOTS);
+          g('rxSlots', MIN_SLOTS, MAX_SLOTS);
+          g('bufSize', MIN_BUF_SIZE, MAX_BUF_SIZE);
+          const ll = p.get('lossless');
+          if (ll) pc.lossless = bool(ll.value, `"lossless" of ${full}`) ?? false;
+          const d = p.get('driver');
+          if (d) {
+            const spec = driverSpec(d.value, full, err);
+            if (spec) pc.driver = spec;
+          }
+          sc.ports.push(pc);
+        }
+      } else if (ports) {
+        err(ports.value.pos, `"ports" of switch "${swName}" must be an object { "name": { ... } }`);
+      }
+      cfg.switches.push(sc);
+    }
+  }
+  errors.sort((a, b) => a.pos.line - b.pos.line || a.pos.col - b.pos.col);
+  return errors.length ? { errors } : { config: cfg, errors };
+}
+
+function driverSpec(n: Node, port: string, err: (at: Pos, msg: string) => void): DriverSpec | undefined {
+  if (n.kind !== 'object') {
+    err(n.pos, `"driver" of ${port} must be an object { "kind": "tap", ... }`);
+    return undefined;
+  }
+  const k = n.entries.get('kind');
+  if (!k || k.value.kind !== 'string') {
+    err(k?.value.pos ?? n.pos, `"driver" of ${port} needs a "kind" (this vale-ts knows: ${portKinds().join(', ') || 'none'})`);
+    return undefined;
+  }
+  const kind = k.value.value;
+  if (!portKinds().includes(kind)) {
+    err(k.value.pos, `unknown port kind "${kind}" for ${port} (this vale-ts knows: ${portKinds().join(', ') || 'none'})`);
+    return undefined;
+  }
+  const spec: DriverSpec = { kind };
+  for (const [key, e] of n.entries) {
+    if (key === 'kind') continue;
+    const v = e.value;
+    if (!/^[A-Za-z][A-Za-z0-9]{0,31}$/.test(key)) err(e.keyPos, `driver setting "${key}" of ${port} is not a plain identifier`);
+    else if (v.kind === 'string' || v.kind === 'number' || v.kind === 'boolean') spec[key] = v.value;
+    else if (v.kind === 'array' && v.items.every((x) => x.kind === 'string')) spec[key] = v.items.map((x) => (x as { value: string }).value);
+    else err(v.pos, `driver setting "${key}" of ${port} must be a string, a number, a boolean or a list of strings`);
+  }
+  return spec;
+}
+
+/** The gid of a group name (numeric names are gids), from /etc/group. */
+export function groupGid(name: string): number | undefined {
+  if (/^\d+$/.test(name)) return Number(name);
+  try {
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[0] === name && f[2] !== undefined) return Number(f[2]);
+    }
+  } catch {
+    // no /etc/group: no such group
+  }
+  return undefined;
+}
+
+/** Import a lookup module: its `lookup` export, or its default export. */
+export async function loadLookup(file: string): Promise<BatchLookup> {
+  const mod = (await import(pathToFileURL(file).href)) as { lookup?: unknown; default?: unknown };
+  const f = mod.lookup ?? mod.default;
+  if (typeof f !== 'function') throw new Error(`${file} exports no lookup function (export const lookup: BatchLookup = ..., or a default export)`);
+  return f as BatchLookup;
+}
+
+/** What a port's configuration asks of its region and driver: a change here means re-creating it. */
+export function portShape(p: PortConfig): string {
+  const { txRings, rxRings, txSlots, rxSlots, bufSize, driver } = p;
+  const d = driver ? Object.fromEntries(Object.entries(driver).sort(([a], [b]) => a.localeCompare(b))) : null;
+  return JSON.stringify([txRings ?? null, rxRings ?? null, txSlots ?? null, rxSlots ?? null, bufSize ?? null, d]);
+}
+
+/** What a switch's configuration asks at creation: a change needs the switch re-created (a restart). */
+export function switchShape(s: SwitchConfig): string {
+  const o = s.options;
+  return JSON.stringify([s.lookup ?? null, o.batch ?? null, o.busyPollUs ?? null, o.macAgeMs ?? null, o.macTableSize ?? null, o.stallMs ?? null]);
+}
