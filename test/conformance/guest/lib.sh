@@ -41,15 +41,16 @@ stop() { kill -INT "$(cat "$W/$1.pid")" 2>/dev/null; finish "$1"; }
 # runq NAME LIMIT CMD...: run in the foreground, output in $W/NAME.log, status returned
 runq() { local n=$1 lim=$2; shift 2; timeout -s INT -k 10 "$lim" "$@" >"$W/$n.log" 2>&1; local st=$?; echo $st >"$W/$n.rc"; return $st; }
 # wait_lines NAME REGEX [COUNT] [LIMIT]: until NAME's output has COUNT lines matching REGEX.
-# Fails early if the command exits first.
+# Fails early if the command exits first. tail -f sleeps on inotify (and ends with the
+# command: --pid): a polling loop of greps and sleeps would take the guest's one, emulated
+# CPU from the very command being waited for.
 wait_lines() {
-  local n=$1 re=$2 c=${3:-1} lim=${4:-120} i
-  for ((i = 0; i < lim * 10; i++)); do
-    [ "$(grep -c -E -- "$re" "$W/$n.log")" -ge "$c" ] && return 0
-    kill -0 "$(cat "$W/$n.pid")" 2>/dev/null || { grep -q -E -- "$re" "$W/$n.log" && [ "$(grep -c -E -- "$re" "$W/$n.log")" -ge "$c" ] && return 0; note "$n exited before printing '$re'"; return 1; }
-    sleep 0.1
-  done
-  note "$n: no '$re' within ${lim}s"; return 1
+  local n=$1 re=$2 c=${3:-1} lim=${4:-120} pid
+  pid=$(cat "$W/$n.pid")
+  grep -m "$c" -E -- "$re" < <(timeout "$lim" tail -n +1 -f --pid="$pid" "$W/$n.log" 2>/dev/null) >/dev/null
+  [ "$(grep -c -E -- "$re" "$W/$n.log")" -ge "$c" ] && return 0
+  if kill -0 "$pid" 2>/dev/null; then note "$n: no '$re' within ${lim}s"; else note "$n exited before printing '$re'"; fi
+  return 1
 }
 # counts from pkt-gen's summary lines
 sent() { sed -n 's/^Sent \([0-9]*\) packets.*/\1/p' "$W/$1.log" | tail -1; }
@@ -59,17 +60,26 @@ qline() { grep -E '^(Sending on|Receiving from|Working on) ' "$W/$1.log" | head 
 show() { sed 's/^/    | /' "$W/$1.log" | grep -v -E 'main_thread .* pps|waiting for initial' | tail -${2:-12}; }
 
 # rx_tx NAME RXCMD... -- TXCMD...: start the receiver, wait until it is reading, run the sender,
-# wait for both. Logs: $W/NAME-rx.log, $W/NAME-tx.log.
+# wait for both. Logs: $W/NAME-rx.log, $W/NAME-tx.log. Every stop is count-based: a receiver
+# with -n ends at its count; one without runs until the sender has exited and is then
+# interrupted (SIGINT: pkt-gen prints its totals). Only for pipes, where the sender's end
+# (its tx rings drained) means the receiver has taken, so counted, every frame: netmap's C
+# receiver with -n exits without handing its last slots back, and the sender would wait for
+# them forever.
 rx_tx() {
   local n=$1; shift
   local rx=() tx=()
   while [ "$1" != -- ]; do rx+=("$1"); shift; done; shift; tx=("$@")
-  local threads=1 a
-  for ((a = 0; a < ${#rx[@]}; a++)); do [ "${rx[a]}" = -p ] && threads=${rx[a + 1]}; done
+  local threads=1 counted=false a t0=$SECONDS
+  for ((a = 0; a < ${#rx[@]}; a++)); do
+    [ "${rx[a]}" = -p ] && threads=${rx[a + 1]}
+    [ "${rx[a]}" = -n ] && counted=true
+  done
   start "$n-rx" 120 "${rx[@]}"
   if ! wait_lines "$n-rx" 'reading from' "$threads" 120; then stop "$n-rx"; echo 1 >"$W/$n-tx.rc"; : >"$W/$n-tx.log"; return 1; fi
   runq "$n-tx" 120 "${tx[@]}"
-  finish "$n-rx"
+  if $counted; then finish "$n-rx"; else stop "$n-rx"; fi
+  note "$n: $((SECONDS - t0)) s"
   return 0
 }
 # exact NAME N: sender sent N and receiver received N
