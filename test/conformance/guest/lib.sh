@@ -11,6 +11,8 @@ KVER=$(cat "$LAB/kver")
 if [ ! -c /dev/netmap ]; then
   insmod "$LAB/netmap/netmap.ko" || echo "FAIL $JOB: insmod netmap.ko"
 fi
+# the guest's devtmpfs has no /dev/fd (udev would add it): bash's <(...) needs it
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 modprobe -d "$LAB/kernel" -S "$KVER" virtio_net 2>/dev/null
 modprobe -d "$LAB/kernel" -S "$KVER" dummy 2>/dev/null
 # node reads hundreds of files at startup: from tmpfs, not over 9p
