@@ -8,6 +8,9 @@
 # prints one PASS/FAIL line per check and a last line `N passed, N failed`.
 #
 #   bash test/conformance/run.sh            # after `npm run build`
+#   bash test/conformance/run.sh --prepare  # only build (or check) the lab, then exit:
+#                                           # test/stages.sh runs this in the background
+#                                           # while the other stages run
 #
 # Environment:
 #   NETMAP_LAB_KIT   the kit (default: <repo>/../shared/netmap-lab)
@@ -23,6 +26,8 @@ KIT=${NETMAP_LAB_KIT:-$REPO/../shared/netmap-lab}
 CI=${CI:-false}
 T0=$(date +%s)
 
+PREPARE=false
+[ "${1:-}" = --prepare ] && PREPARE=true
 say() { echo "conformance: $*"; }
 # not runnable here: a skip outside CI, a failure in CI
 unavailable() {
@@ -35,8 +40,10 @@ unavailable() {
 if [ "${NETMAP_CONFORMANCE:-1}" = 0 ]; then unavailable "NETMAP_CONFORMANCE=0"; fi
 [ -f "$KIT/04-boot.sh" ] || unavailable "no netmap lab kit at $KIT (the suite needs ../shared/netmap-lab beside the repository)"
 KIT=$(cd "$KIT" && pwd)
-[ -f "$REPO/dist/tools/pkt-gen-ts.js" ] && ls "$REPO"/build/Release/*.node >/dev/null 2>&1 \
-  || unavailable "the checkout is not built (dist/, build/Release/*.node): run npm run build first"
+if ! $PREPARE; then
+  { [ -f "$REPO/dist/tools/pkt-gen-ts.js" ] && ls "$REPO"/build/Release/*.node >/dev/null 2>&1; } \
+    || unavailable "the checkout is not built (dist/, build/Release/*.node): run npm run build first"
+fi
 
 # --- the lab: reuse a built one, else build it -------------------------------
 KITID=$( (cd "$KIT" && cat 00-host-setup.sh 01-build-netmap.sh 03-initramfs.sh netmap-*.tar.gz guest/*) | sha256sum | cut -c1-12)
@@ -63,7 +70,11 @@ trap 'exit 130' INT TERM
 step() {  # step NAME SCRIPT: a kit step, its output in $LOGS/NAME.log
   local t=$(date +%s)
   say "$1 ($2) ..."
-  if ! bash "$KIT/$2" >"$LOGS/$1.log" 2>&1; then
+  local run=(bash "$KIT/$2")
+  # apt-get: one at a time with the system tests' ensurePackages (test/fixtures/system-packages.ts),
+  # which may run meanwhile (npm test prepares the lab beside the ava stage)
+  [ "$2" = 00-host-setup.sh ] && command -v flock >/dev/null && run=(flock /tmp/x-netmap-apt.lock "${run[@]}")
+  if ! "${run[@]}" >"$LOGS/$1.log" 2>&1; then
     tail -25 "$LOGS/$1.log"
     echo "FAIL setup: kit step $2 failed (log: $LOGS/$1.log)"; echo "0 passed, 1 failed"; exit 1
   fi
@@ -90,6 +101,7 @@ else
   echo "$KITID" > "$LAB/.kit-id"
 fi
 export KVER
+if $PREPARE; then say "lab ready in $LAB ($(( $(date +%s) - T0 )) s)"; exit 0; fi
 
 # --- this checkout, as the guest will run it ---------------------------------
 RUN=$(mktemp -d "$LAB/run.XXXXXX")
@@ -101,6 +113,10 @@ cp "$REPO/package.json" "$RUN/app/"
 cp -rL "$REPO/node_modules/node-gyp-build" "$RUN/app/node_modules/" || unavailable "node_modules/node-gyp-build missing: run npm install"
 cp -r "$HERE/guest" "$RUN/guest"
 
+# the emulator's CPU seconds so far: about what the guest's work takes on an idle machine,
+# whatever the load now (TCG is CPU-bound; QEMU runs niced)
+qcpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) / hz}' "/proc/$(cat "$LAB/qemu.pid")/stat" 2>/dev/null || echo '?'; }
+
 # --- boot --------------------------------------------------------------------
 BOOTED=true
 t=$(date +%s)
@@ -110,7 +126,7 @@ if ! grep -q "AGENT READY" "$LAB/console.log"; then
   tail -30 "$LAB/console.log"
   echo "FAIL setup: the guest did not come up (console: $LAB/console.log)"; echo "0 passed, 1 failed"; exit 1
 fi
-say "guest up in $(( $(date +%s) - t )) s"
+say "guest up in $(( $(date +%s) - t )) s (QEMU CPU $(qcpu) s)"
 
 # --- jobs --------------------------------------------------------------------
 JOBS=${CONFORMANCE_JOBS:-$(cd "$HERE/guest" && ls [0-9]*.sh | sed 's/\.sh$//')}
@@ -130,7 +146,7 @@ for j in $JOBS; do
   printf '%s\n' "$out" | grep -E '^(PASS|FAIL) ' >>"$RESULTS"
   rc=$(printf '%s\n' "$out" | sed -n 's/^\[job .* rc=\(.*\)\]$/\1/p' | tail -1)
   [ "$rc" = 0 ] || echo "FAIL $j: job ended with rc=$rc (log: $LOGS/job-$j.log)" >>"$RESULTS"
-  say "job $j done in $(( $(date +%s) - t )) s"
+  say "job $j done in $(( $(date +%s) - t )) s (QEMU CPU $(qcpu) s so far)"
 done
 
 # --- report ------------------------------------------------------------------
@@ -139,6 +155,6 @@ cat "$RESULTS"
 failed=$(grep -c '^FAIL ' "$RESULTS")
 passed=$(grep -c '^PASS ' "$RESULTS")
 if [ "$failed" -gt 0 ]; then say "job logs in $LOGS"; fi
-say "$(( $(date +%s) - T0 )) s in all"
+say "$(( $(date +%s) - T0 )) s in all (QEMU used $(qcpu) s of CPU; load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ] && [ "$passed" -gt 0 ]

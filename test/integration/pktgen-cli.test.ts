@@ -395,6 +395,24 @@ test('ping/pong over a pipe: RTT lines, histogram and percentiles', async (t) =>
   t.deepEqual(badLines(rq), []);
 });
 
+// The conformance suite once saw pkt-gen-ts ping -n 200 count 199 round trips against
+// netmap's C pong -n 200: that pong queues its last reply and exits without a sync. A
+// pong -n N here must push all N out, and ping must count exactly the replies it saw
+// (it prints that count, where pkt-gen prints its sent count), none lost at the end.
+test('ping -n N against pong -n N over a pipe: exactly N round trips, the last reply too', async (t) => {
+  const name = `vale0:${uname('q')}`;
+  const pong = run(['-i', `${name}}0`, '-f', 'pong', '-n', '100']);
+  await pong.waitFor(/Ready/);
+  const ping = run(['-i', `${name}{0`, '-f', 'ping', '-n', '100']);
+  const [rp, rq] = await Promise.all([ping.done, pong.done]);
+  t.is(rp.code, 0, rp.stderr);
+  t.is(rq.code, 0, rq.stderr);
+  t.regex(rp.stderr, /ping_body \[\d+\] RTT over 100 packets: min \d+ av \d+ ns/);
+  t.notRegex(rp.stderr, /timeout/, 'no reply waited for in vain');
+  t.deepEqual(badLines(rp), []);
+  t.deepEqual(badLines(rq), []);
+});
+
 test('ping/pong through vale0', async (t) => {
   const socket = sockPath();
   const srv = await ValeServer.listen({ socket });
