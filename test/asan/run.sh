@@ -27,7 +27,7 @@ nodedir=()
 [ -f /usr/include/node/node_api.h ] && nodedir=(--nodedir=/usr)
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 (cd "$work" && CXXFLAGS="$san" LDFLAGS="-fsanitize=address,undefined" \
-  "$root/node_modules/.bin/node-gyp" rebuild "${nodedir[@]}" >"$work/build.log" 2>&1) || { cat "$work/build.log"; exit 1; }
+  "$root/node_modules/.bin/node-gyp" rebuild -j 2 "${nodedir[@]}" >"$work/build.log" 2>&1) || { cat "$work/build.log"; exit 1; }
 mkdir -p build-asan
 for addon in netmap netmap_tools; do cp "$work/build/Release/$addon.node" "build-asan/$addon.node"; done
 cp "$work/build/Release/libvale-ts-netmap.so" build-asan/libvale-ts-netmap.so
