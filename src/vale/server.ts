@@ -12,6 +12,7 @@ import { NR_REG_ALL_NIC, NR_REG_ONE_NIC } from '../netmap/abi.js';
 import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
 import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
 import { driverFactory, type DriverFactory, type DriverSpec, type PortDriver } from '../ports/index.js';
+import { AF_PACKET_KIND, checkIfname } from '../ports/linux-if.js';
 import {
   decodeRequest,
   defaultSocketPath,
@@ -717,13 +718,47 @@ export class ValeServer extends EventEmitter {
         this.maybeDropSwitch(sw);
         return { reply: { v, ok: true, op: 'remove', name: n.full, portIndex: port.index } };
       }
-      case 'attach':
-      case 'detach':
-        throw new RequestError(
-          'EOPNOTSUPP',
-          `${req.op === 'attach' ? 'attaching' : 'detaching'} host interfaces (${req.name}) is not supported yet by vale-ts: ` +
-            `Linux interfaces, TAPs and VXLAN uplinks come with the host-port backend`,
-        );
+      case 'attach': {
+        this.checkAdmin(c, 'attach');
+        const n = this.parseVale(req.name);
+        let ifname: string;
+        try {
+          ifname = checkIfname(n.port);
+        } catch (e) {
+          throw new RequestError('EINVAL', `${n.full}: ${(e as Error).message}`);
+        }
+        if (req.hostStack) {
+          throw new RequestError('EOPNOTSUPP', `${n.full}: the host stack port (${n.full}^, vale-ctl-ts -h) is not served by vale-ts yet: attach with -a`);
+        }
+        if (this.switches.get(n.sw)?.port(n.full)) throw new RequestError('EEXIST', `${n.full} already exists (detach it first: vale-ctl-ts -d ${n.full})`);
+        const spec: DriverSpec = { kind: AF_PACKET_KIND, ifname };
+        const factory = driverFactory(AF_PACKET_KIND);
+        // one ring each way: the driver's thread serves ring 0; 1024 slots absorb a GSO super-frame's segments
+        const params: PortParams = { txRings: 1, rxRings: 1, txSlots: 1024, rxSlots: 1024 };
+        return this.newPort(c, n, params, { persistent: true }).then(async ({ sw, port }) => {
+          await this.startDriver(sw, port, spec, factory);
+          return { reply: { v, ok: true, op: 'attach', name: port.name, portIndex: port.index } } as Served;
+        });
+      }
+      case 'detach': {
+        this.checkAdmin(c, 'detach');
+        const n = this.parseVale(req.name);
+        const sw = this.switches.get(n.sw);
+        const port = sw?.port(n.full);
+        if (!sw || !port) throw new RequestError('ENXIO', `no port ${n.full}`);
+        const driver = this.drivers.get(port);
+        if (!driver || driver.kind !== AF_PACKET_KIND) {
+          throw new RequestError('EINVAL', `${n.full} is not an attached interface${driver ? ` (a ${driver.kind} port: remove it with -r)` : ' (remove ports with -r)'}`);
+        }
+        this.drivers.delete(port);
+        // stopping the driver closes its packet socket: the kernel drops its promiscuity reference
+        return driver.close().then(() => {
+          sw.setAttached(port.index, false);
+          sw.removePort(port.index);
+          this.maybeDropSwitch(sw);
+          return { reply: { v, ok: true, op: 'detach', name: n.full, portIndex: port.index } } as Served;
+        });
+      }
       case 'stats':
         return this.statsReply(req);
     }
