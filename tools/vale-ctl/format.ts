@@ -56,7 +56,9 @@ export class CtlError extends Error {
 
 /** One line of the full listing: `%s bridge_idx %u port_idx %u`. */
 export function formatListLine(l: ListResult): string {
-  return `${l.name} bridge_idx ${l.bridgeIndex} port_idx ${l.portIndex}\n`;
+  // a driver port (an attached interface, a TAP...) says what serves it after valectl's fields
+  const by = 'driver' in l && typeof l.driver === 'string' ? ` [${l.driver}]` : '';
+  return `${l.name} bridge_idx ${l.bridgeIndex} port_idx ${l.portIndex}${by}\n`;
 }
 
 /** `-l` output. */
@@ -121,6 +123,13 @@ export function formatStats(switches: readonly SwitchStats[]): string {
       const rows = [['counter', ...block.map((x) => x.head)]];
       for (const k of names) rows.push([k, ...block.map((x) => String(x.c[k] ?? 0))]);
       out.push(table(rows));
+    }
+    // driver ports: what serves each, and the driver's own counters (drops by reason)
+    for (const p of s.ports) {
+      if (!p.driver) continue;
+      out.push(`${p.name}: ${p.driver.describe}\n`);
+      const rows = Object.entries(p.driver.counters).map(([k, v]) => [k, String(v)]);
+      if (rows.length) out.push(table(rows));
     }
     const mc = Object.entries(s.macTableCounters)
       .filter(([k]) => k !== 'size')
