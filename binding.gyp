@@ -9,7 +9,7 @@
     {
       "target_name": "netmap_core",
       "type": "static_library",
-      "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc", "cpp/core/gso_segment.cc", "cpp/core/afpacket_driver.cc"],
+      "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc", "cpp/core/gso_segment.cc", "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/afpacket_driver.h"
+#include "core/tap_twin.h"
 #include "napi/napi_util.h"
 
 namespace nm {
@@ -79,8 +80,49 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
   std::unique_ptr<AfPacketDriver> drv_;
 };
 
+// new TapTwinPort(regionFd, clientBell, switchBell, tapname): the host stack port's TAP twin
+class TapTwinPort : public Napi::ObjectWrap<TapTwinPort> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TapTwinPort", {InstanceMethod("counters", &TapTwinPort::Counters), InstanceMethod("close", &TapTwinPort::Close)});
+  }
+
+  TapTwinPort(const Napi::CallbackInfo &info) : Napi::ObjectWrap<TapTwinPort>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[3].IsString()) throw Napi::TypeError::New(env, "TapTwinPort(regionFd, clientBell, switchBell, tapname)");
+    unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sbell = dup_arg(info, 2, "switchBell");
+    PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sbell)));
+    drv_ = unwrap(env, TapTwinDriver::start(std::move(pc), info[3].As<Napi::String>()));
+  }
+
+ private:
+  Napi::Value Counters(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    if (!drv_) return o;
+    const TapTwinCounters &c = drv_->counters();
+#define NM_TAP_SET(n) o.Set(#n, Napi::Number::New(env, static_cast<double>(c.n.load(std::memory_order_relaxed))));
+    NM_TAP_COUNTERS(NM_TAP_SET)
+#undef NM_TAP_SET
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (drv_) {
+      drv_->stop();
+      drv_.reset();
+    }
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<TapTwinDriver> drv_;
+};
+
 }  // namespace
 
-void InitAfPacket(Napi::Env env, Napi::Object exports) { exports.Set("AfPacketPort", AfPacketPort::Define(env)); }
+void InitAfPacket(Napi::Env env, Napi::Object exports) {
+  exports.Set("AfPacketPort", AfPacketPort::Define(env));
+  exports.Set("TapTwinPort", TapTwinPort::Define(env));
+}
 
 }  // namespace nm

@@ -87,3 +87,45 @@ registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [numbe
   const nat = new AfPacketPort(port.fds[0], port.fds[1], port.fds[2], ifname, { vnetHdr: v ?? true });
   return Promise.resolve(new AfPacketDriver(nat));
 });
+
+interface NativeTapTwinPort {
+  counters(): Record<string, number>;
+  close(): void;
+}
+type TapTwinCtor = new (regionFd: number, clientBell: number, switchBell: number, tapname: string) => NativeTapTwinPort;
+const TapTwinPort = (nativeRaw as { TapTwinPort: TapTwinCtor }).TapTwinPort;
+
+/** The host stack port's kind: a TAP twin named IFNAME^ (cpp/core/tap_twin.h). */
+export const HOST_TAP_KIND = 'host-tap';
+
+class TapTwinDriver implements PortDriver {
+  readonly kind = HOST_TAP_KIND;
+  private closed = false;
+  private last: Record<string, number> = {};
+  constructor(
+    private readonly nat: NativeTapTwinPort,
+    private readonly tapname: string,
+  ) {}
+  describe(): string {
+    return `host stack: tap ${this.tapname} (the stack's side of the interface)`;
+  }
+  counters(): Record<string, number> {
+    if (!this.closed) this.last = this.nat.counters();
+    return { ...this.last };
+  }
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.last = this.nat.counters();
+      this.closed = true;
+      this.nat.close();
+    }
+    return Promise.resolve();
+  }
+}
+
+registerPortKind(HOST_TAP_KIND, ({ port, spec }: { port: { fds: readonly [number, number, number] }; spec: DriverSpec }) => {
+  const ifname = checkIfname(spec['ifname']);
+  const tapname = `${ifname}^`;
+  if (tapname.length > 15) throw Object.assign(new Error(`the host port's TAP would be ${tapname}, longer than Linux's 15 characters: use a shorter interface name`), { code: 'EINVAL' });
+  return Promise.resolve(new TapTwinDriver(new TapTwinPort(port.fds[0], port.fds[1], port.fds[2], tapname), tapname));
+});

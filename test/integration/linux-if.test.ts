@@ -92,7 +92,7 @@ suite('two namespaces through vale0: ping and TCP both ways with offloads on, MA
   t.not((await ping(a, b, 1)).code, 0);
 });
 
-suite('attach names the problem: no such interface, a bad name, twice, detach of a non-interface', async (t) => {
+suite('attach names the problem: no such interface, an MTU too large, twice, detach of a non-interface', async (t) => {
   const socket = path.join(os.tmpdir(), `linux-if-err-${process.pid}.sock`);
   const srv = await ValeServer.listen({ socket });
   t.teardown(() => srv.close());
@@ -101,8 +101,11 @@ suite('attach names the problem: no such interface, a bad name, twice, detach of
   t.regex(missing.stderr, /no interface nosuch\d+ in vale-ts's network namespace/);
   // the failed attach leaves no port behind
   t.notRegex((await ctl(socket)).stdout, /nosuch/);
-  const host = await ctl(socket, '-h', 'vale0:lo');
-  t.not(host.code, 0);
+  // lo's 64 KiB MTU does not fit the port's buffers: refused, with the fix
+  const lo = await ctl(socket, '-h', 'vale0:lo');
+  t.not(lo.code, 0);
+  t.regex(lo.stderr, /lo has MTU \d+: its frames do not fit the port's \d+-byte buffers/);
+  t.notRegex((await ctl(socket)).stdout, /vale0:lo/);
   const { ends, remove } = await makeNamespaces('ve', 1, 213);
   t.teardown(remove);
   const e = ends[0]!;
@@ -116,4 +119,28 @@ suite('attach names the problem: no such interface, a bad name, twice, detach of
   t.regex(notIf.stderr, /not an attached interface/);
   t.is((await ctl(socket, '-d', `vale0:${e.host}`)).code, 0);
   await must('ip', 'link', 'show', e.host);
+});
+
+suite('-h: the root namespace reaches a namespace behind the switch through IFNAME^ (a TAP twin)', async (t) => {
+  t.timeout(60_000, 'hang guard');
+  ensurePackages(['iproute2', 'iputils-ping']);
+  const { ends, remove } = await makeNamespaces('vh', 1, 214);
+  t.teardown(remove);
+  const e = ends[0]!;
+  const socket = path.join(os.tmpdir(), `linux-if-h-${process.pid}.sock`);
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const r = await ctl(socket, '-h', `vale0:${e.host}`);
+  t.is(r.code, 0, r.stderr);
+  const tap = `${e.host}^`;
+  const list = await ctl(socket);
+  t.regex(list.stdout, new RegExp(`^vale0:${e.host}\\^ bridge_idx 0 port_idx \\d+ \\[host stack: tap ${e.host}\\^`, 'm'));
+  await must('ip', 'addr', 'add', '10.214.0.100/24', 'dev', tap);
+  const p = await run('ping', ['-c', '3', '-i', '0.2', '-W', '5', '-I', tap, e.ip]);
+  t.is(p.code, 0, p.stdout + p.stderr);
+  const d = await ctl(socket, '-d', `vale0:${e.host}`);
+  t.is(d.code, 0, d.stderr);
+  // the TAP twin goes with the detach, and the root namespace no longer reaches the namespace
+  t.not((await run('ip', ['link', 'show', tap])).code, 0);
+  t.notRegex((await ctl(socket)).stdout, /\^/);
 });
