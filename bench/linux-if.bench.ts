@@ -39,13 +39,16 @@ async function pps(a: NsEnd, b: NsEnd, seconds: number): Promise<{ sent: number;
 
 /** iperf3 from a to b for `seconds`: Gbit/s received. */
 async function tcp(a: NsEnd, b: NsEnd, seconds: number): Promise<number> {
-  const srv = spawn('ip', ['netns', 'exec', b.ns, 'iperf3', '-s', '-1', '-B', b.ip], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const srv = spawn('ip', ['netns', 'exec', b.ns, 'iperf3', '-s', '-1', '--forceflush', '-B', b.ip], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve) => srv.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve()));
   const r = await run('ip', ['netns', 'exec', a.ns, 'iperf3', '-c', b.ip, '-t', String(seconds), '-J']);
   srv.kill();
   const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second / 1e9;
 }
+
+const t0 = Date.now();
+const step = (what: string): void => console.error(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${what}`);
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { seconds: { type: 'string' } } });
@@ -55,23 +58,33 @@ async function main(): Promise<void> {
   const [a, b] = ends as [NsEnd, NsEnd];
   const br = `br${process.pid % 100000}`;
   const res: Record<string, { rxPps: number; sent: number; gbps: number }> = {};
+  // interrupted: remove the namespaces and the bridge all the same
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => void run('ip', ['link', 'del', br]).then(remove).then(() => process.exit(130)));
+  }
   try {
     // the Linux bridge
     await must('ip', 'link', 'add', br, 'type', 'bridge');
     for (const e of ends) await must('ip', 'link', 'set', e.host, 'master', br, 'up');
     await must('ip', 'link', 'set', br, 'up');
     await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
+    step('linux bridge: trafgen');
     const bp = await pps(a, b, seconds);
+    step('linux bridge: iperf3');
     res['linux bridge'] = { ...bp, gbps: await tcp(a, b, seconds) };
     await must('ip', 'link', 'del', br);
     for (const e of ends) await must('ip', 'link', 'set', e.host, 'down');
 
     // vale-ts in its own process
+    step('vale-ts: start');
     const { proc, socket } = await startSwitch();
     try {
       for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`);
+      step('vale-ts: ping');
       await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
+      step('vale-ts: trafgen');
       const vp = await pps(a, b, seconds);
+      step('vale-ts: iperf3');
       res['vale-ts af_packet'] = { ...vp, gbps: await tcp(a, b, seconds) };
       const st = await must(process.execPath, ctlJs, '--socket', socket, '--stats');
       console.error(st);

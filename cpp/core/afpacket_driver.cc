@@ -336,7 +336,8 @@ bool AfPacketDriver::pump_out() {
       } else {
         // the first frame is refused (too big for the device, interface down): drop it and go on
         c_.drop_tx_error.fetch_add(1, std::memory_order_relaxed);
-        log_once(logged_tx_, std::string("sendmmsg: ") + std::strerror(e) + ": frame dropped");
+        log_once(logged_tx_, std::string("sendmmsg: ") + std::strerror(e) + ": frame dropped (counted in drop_tx_error)" +
+                                 (e == ENETDOWN ? "; the interface or its carrier is down: ip link set " + cfg_.ifname + " up, and its peer" : ""));
         done_slots = n > 1 ? skipped_before[1] + 1 : slots;
         sent = 0;
       }
