@@ -35,7 +35,7 @@ async function ping(from: NsEnd, to: NsEnd, count = 3): Promise<Run> {
 const suite = root ? test.serial : test.serial.skip;
 
 suite('two namespaces through vale0: ping and TCP both ways with offloads on, MAC learning, detach restores the interfaces', async (t) => {
-  t.timeout(120_000, 'hang guard');
+  t.timeout(300_000, 'hang guard');
   ensurePackages(['iproute2', 'iputils-ping']);
   const { ends, remove } = await makeNamespaces('vl', 2, 212);
   t.teardown(remove);
@@ -93,7 +93,7 @@ suite('two namespaces through vale0: ping and TCP both ways with offloads on, MA
 });
 
 suite('attach names the problem: no such interface, an MTU too large, twice, detach of a non-interface', async (t) => {
-  t.timeout(90_000, 'hang guard');
+  t.timeout(300_000, 'hang guard');
   const socket = path.join(os.tmpdir(), `linux-if-err-${process.pid}.sock`);
   const srv = await ValeServer.listen({ socket });
   t.teardown(() => srv.close());
@@ -136,7 +136,7 @@ suite('attach names the problem: no such interface, an MTU too large, twice, det
 });
 
 suite('-h: the root namespace reaches a namespace behind the switch through IFNAME^ (a TAP twin)', async (t) => {
-  t.timeout(60_000, 'hang guard');
+  t.timeout(300_000, 'hang guard');
   ensurePackages(['iproute2', 'iputils-ping']);
   const { ends, remove } = await makeNamespaces('vh', 1, 214);
   t.teardown(remove);
