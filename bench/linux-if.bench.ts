@@ -14,7 +14,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSwitch } from './lib.js';
 import { ensurePackages } from '../test/fixtures/system-packages.js';
-import { makeNamespaces, must, run, type NsEnd } from '../test/fixtures/netns.js';
+import { makeNamespaces, must, run, type NsEnd } from '../test/fixtures/linux-if-netns.js';
 
 const ctlJs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'tools', 'vale-ctl-ts.js');
 

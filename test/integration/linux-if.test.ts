@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ValeServer } from '../../src/index.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
-import { linkState, makeNamespaces, must, run, tcpTransfer, type NsEnd, type Run } from '../fixtures/netns.js';
+import { linkState, makeNamespaces, must, run, tcpTransfer, type NsEnd, type Run } from '../fixtures/linux-if-netns.js';
 
 const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 const root = process.getuid?.() === 0;
