@@ -5,7 +5,8 @@
  * @packageDocumentation
  */
 export { open, selectBackend, BackendError, type OpenOptions } from './netmap/open.js';
-export { Port, type PollOptions, type FrameBatch } from './netmap/port.js';
+export { Port, type PollOptions, type FrameBatch, type ReconnectEvent } from './netmap/port.js';
+export { SwitchGoneError } from './netmap/errors.js';
 export { Ring, RingError, type RingOptions } from './netmap/ring.js';
 export type { PollEvents, BackendKind, PortRegistration } from './backends/backend.js';
 export { parsePortName, formatPortName, PortNameError, type ParsedPortName, type PortConf } from './netmap/name.js';

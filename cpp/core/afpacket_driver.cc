@@ -20,6 +20,8 @@
 
 namespace nm {
 
+using namespace afp;  // NOLINT: the driver's own offload helpers
+
 namespace {
 
 constexpr uint32_t kTxBatch = 64;

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-namespace nm {
+namespace nm::afp {
 
 namespace {
 uint16_t rd16(const uint8_t *p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
@@ -117,4 +117,4 @@ size_t write_segment(const uint8_t *f, size_t len, const GsoPlan &p, uint32_t i,
   return total;
 }
 
-}  // namespace nm
+}  // namespace nm::afp

@@ -5,16 +5,15 @@
 // driver completes the checksum or cuts the frame into MSS-sized segments with
 // correct IPv4/TCP checksums here.
 //
-// Named for this driver on purpose: a shared cpp/core/offload.{h,cc} (issue
-// 11) is being written elsewhere; when it lands this file is the one to fold
-// into it. Everything here works on bytes the kernel wrote, but lengths and
+// Named for this driver on purpose (namespace nm::afp): cpp/core/offload.h
+// (issue 11) landed while this was written; this file is the one to fold into it. Everything here works on bytes the kernel wrote, but lengths and
 // offsets in the virtio-net header are still checked before use.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-namespace nm {
+namespace nm::afp {
 
 // The legacy virtio-net header a packet socket with PACKET_VNET_HDR puts
 // before each frame (linux/virtio_net.h's struct virtio_net_hdr, which C++
@@ -70,4 +69,4 @@ OffloadStatus plan_gso(const uint8_t *frame, size_t len, const virtio_net_hdr &h
 // header checksum and the TCP checksum computed in full.
 size_t write_segment(const uint8_t *frame, size_t len, const GsoPlan &plan, uint32_t i, uint8_t *dst);
 
-}  // namespace nm
+}  // namespace nm::afp

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 #include <utility>
 
 #include "core/shm_atomic.h"
@@ -193,6 +194,24 @@ void PipeEnd::close() {
   map_.reset();
 }
 
+void PipeEnd::abandon() {
+  fd_.reset();
+  my_bell_.reset();
+  peer_bell_.reset();
+  map_.reset();
+}
+
+PipeStats PipeEnd::stats() const {
+  PipeStats s;
+  for (uint32_t r = 0; r < MAX_RINGS; r++)
+    for (const PipeStats *x : {&tx_stats_[r], &rx_stats_[r]}) {
+      s.tx_frames += x->tx_frames;
+      s.invalid_slots += x->invalid_slots;
+      s.peer_errors += x->peer_errors;
+    }
+  return s;
+}
+
 // A re-attaching end picks up where the published records say, each value
 // checked against the ring size before use.
 void PipeEnd::restore_state() {
@@ -235,7 +254,7 @@ int64_t PipeEnd::tx_sync(uint32_t r) {
   uint32_t &fill = fill_[r];
   // the consumer may only move its head forward, up to what we filled
   if (released >= N || ring_dist(released, peer_released_[r], N) > ring_dist(fill, peer_released_[r], N)) {
-    stats_.peer_errors++;
+    tx_stats_[r].peer_errors++;
     released = peer_released_[r];
   }
   peer_released_[r] = released;
@@ -260,7 +279,7 @@ int64_t PipeEnd::tx_sync(uint32_t r) {
       fill = ring_next(fill, N);
       moved++;
     } else {
-      stats_.invalid_slots++;  // dropped, counted; the slot is simply returned
+      tx_stats_[r].invalid_slots++;  // dropped, counted; the slot is simply returned
     }
     c = ring_next(c, N);
   }
@@ -276,7 +295,7 @@ int64_t PipeEnd::tx_sync(uint32_t r) {
     full_fence();
     if (load_relaxed(&pa->appl_need_kick) && exchange(&pa->appl_need_kick, 0)) kick_peer();
   }
-  stats_.tx_frames += moved;
+  tx_stats_[r].tx_frames += moved;
   return ring_dist(head, st.hwcur, N);
 }
 
@@ -301,7 +320,7 @@ int64_t PipeEnd::rx_sync(uint32_t r) {
   // the producer fills forward from our old tail, never into [head, ...)
   const uint32_t limit = head == 0 ? N - 1 : head - 1;
   if (t >= N || ring_dist(t, st.hwtail, N) > ring_dist(limit, st.hwtail, N)) {
-    stats_.peer_errors++;
+    rx_stats_[r].peer_errors++;
     t = st.hwtail;
   }
   st.hwtail = t;

@@ -44,6 +44,10 @@ class PipeEnd {
   // Marks this end closed, wakes the peer, drops the lock; the last end to
   // close removes the region and the doorbells. Idempotent.
   void close();
+  // Drops this process's fds and mapping without the close protocol: for a
+  // forked child, whose fds share the parent's open file descriptions (and
+  // so its end lock), where close() would announce the parent's end closed.
+  void abandon();
   bool is_open() const { return static_cast<bool>(map_); }
 
   // txsync: pushes [hwcur, head) into the peer's rx ring, as far as it has
@@ -54,11 +58,18 @@ class PipeEnd {
   int64_t rx_sync(uint32_t r);
   PeerState peer_state() const;
 
-  const PipeStats &stats() const { return stats_; }
+  // Summed over the rings: each ring and direction counts in words of its
+  // own, so threads syncing different rings of one end (pkt-gen -p N, a
+  // tx-only and an rx-only registration) never write a shared one.
+  PipeStats stats() const;
   const Layout &layout() const { return layout_; }
   uint32_t end() const { return end_; }
   bool created() const { return created_; }
   int doorbell_fd() const { return my_bell_.get(); }
+  // The region file (for a caller that maps it again through a description
+  // of its own) and the size of this end's mapping.
+  int region_fd() const { return fd_.get(); }
+  uint64_t size() const { return map_.size(); }
   uint8_t *base() const { return map_.data(); }
   netmap_ring *ring(uint32_t iface, uint32_t k) const {
     return reinterpret_cast<netmap_ring *>(map_.data() + layout_.ring_ofs[iface][k]);
@@ -95,7 +106,7 @@ class PipeEnd {
   RingState tx_[MAX_RINGS], rx_[MAX_RINGS];
   uint32_t fill_[MAX_RINGS] = {};
   uint32_t peer_released_[MAX_RINGS] = {};
-  PipeStats stats_;
+  PipeStats tx_stats_[MAX_RINGS], rx_stats_[MAX_RINGS];  // per ring and direction: see stats()
 };
 
 }  // namespace nm

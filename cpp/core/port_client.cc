@@ -59,6 +59,42 @@ bool PortClient::sync(uint32_t k, netmap_ring *r, bool exists) {
   return true;
 }
 
+PortClient::Shadow PortClient::shadow(uint32_t k) const {
+  const uint32_t n = k < tx_rings() ? layout_.p.tx_slots : layout_.p.rx_slots;
+  const netmap_ring *g = ring(k);
+  const uint32_t h = load_relaxed(&g->head), t = load_relaxed(&g->tail);
+  return {h < n ? h : 0, t < n ? t : (k < tx_rings() ? n - 1 : 0)};
+}
+
+bool PortClient::sync_checked(uint32_t k, Shadow &s) {
+  if (k >= tx_rings() + rx_rings()) return false;
+  // the layout's size, not the ring's num_slots, which the program can write
+  const uint32_t N = k < tx_rings() ? layout_.p.tx_slots : layout_.p.rx_slots;
+  netmap_ring *r = ring(k);
+  const uint32_t head = load_relaxed(&r->head), cur = load_relaxed(&r->cur);
+  if (head >= N || cur >= N || ring_dist(head, s.head, N) > ring_dist(s.tail, s.head, N) ||
+      ring_dist(cur, head, N) > ring_dist(s.tail, head, N))
+    return false;
+  nm_csb_atok *a = atok(k);
+  nm_csb_ktoa *kt = ktoa(k);
+  store_release(&a->cur, cur);
+  store_release(&a->head, head);
+  full_fence();
+  if (head != s.head && load_relaxed(&kt->kern_need_kick)) {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t w = ::write(switch_bell_.get(), &one, sizeof one);  // EAGAIN: one is pending
+  }
+  s.head = head;
+  const uint32_t t = load_acquire(&kt->hwtail);
+  if (t < N) s.tail = t;
+  store_release(&r->tail, s.tail);
+  return true;
+}
+
+void PortClient::need_kick(uint32_t k, bool on) {
+  if (k < tx_rings() + rx_rings()) store_release(&atok(k)->appl_need_kick, on ? 1u : 0u);
+}
+
 void PortClient::arm(bool rx, bool tx) {
   if (rx)
     for (uint32_t i = 0; i < rx_rings(); i++) store_release(&atok(tx_rings() + i)->appl_need_kick, 1);

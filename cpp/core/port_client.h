@@ -74,6 +74,30 @@ class PortClient {
   int wait_fd() const { return wait_bell_.get(); }
   int region_fd() const { return region_fd_.get(); }
 
+  // ---- for a client whose rings an untrusted program writes (the preload
+  // gives them to a netmap application), binding some rings only ----------
+  // The region as mapped here: rings, CSB records and buffers lie at the
+  // layout's offsets from it.
+  uint8_t *base() const { return map_.data(); }
+  size_t mapped_size() const { return map_.size(); }
+  // netmap's record of one ring as the kernel last left it: the head it
+  // accepted and the tail it gave. The program's head and cur are checked
+  // against it on every sync.
+  struct Shadow {
+    uint32_t head = 0;
+    uint32_t tail = 0;
+  };
+  // Ring k (tx rings first, then rx) as it is now, out-of-range values reset.
+  Shadow shadow(uint32_t k) const;
+  // txsync/rxsync of ring k as netmap does it for an application: a head or
+  // cur outside [s.head, s.tail] is refused (false, nothing published: the
+  // caller resets the ring, netmap's "ring reinit"); else cur then head go
+  // to the switch, which is kicked only if it asked and head moved, and its
+  // hwtail, when in range, becomes the ring's tail and s.tail.
+  bool sync_checked(uint32_t k, Shadow &s);
+  // Asks for (on) or withdraws a kick on ring k alone.
+  void need_kick(uint32_t k, bool on);
+
  private:
   netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(map_.data() + layout_.ring_ofs[0][k]); }
   nm_csb_atok *atok(uint32_t k) const { return reinterpret_cast<nm_csb_atok *>(map_.data() + layout_.csb_entry(0, k)); }

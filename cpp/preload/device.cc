@@ -17,6 +17,7 @@
 #include "preload/device.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -28,13 +29,16 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "abi/netmap_abi.h"
+#include "core/pipe.h"
+#include "core/port_client.h"
 #include "core/region.h"
 #include "core/shm_atomic.h"
-#include "preload/pipe_end.h"
 #include "preload/sys.h"
 #include "preload/vale_control.h"
 
@@ -59,6 +63,14 @@ void say(const std::string &msg) {
   const std::string line = "vale-ts-netmap: " + msg + "\n";
   const ssize_t r = write(2, line.data(), line.size());
   (void)r;
+}
+
+// A core error as one line: what, the errno's text for a failed call, the fix.
+std::string describe(const SysError &e) {
+  std::string s = e.what;
+  if (e.syscall) s += std::string(": ") + e.syscall + ": " + std::strerror(e.err);
+  if (!e.hint.empty()) s += " (" + e.hint + ")";
+  return s;
 }
 
 int fail(int err, const std::string &msg) {
@@ -148,7 +160,8 @@ void region_put(Region *r) {
 struct SharedPipe {
   std::string path;
   uint32_t end = 0;
-  PipeEnd pe;
+  std::optional<PipeEnd> pe;  // cpp/core/pipe: the same end a Node process opens
+  bool inherited = false;     // a fork child's copy: see fork_child
   uint32_t tx_bound = 0, rx_bound = 0;  // rings held by registrations (bit r)
   int refs = 0;
 };
@@ -161,15 +174,12 @@ void pipe_put(SharedPipe *sp) {
       g_pipes.erase(g_pipes.begin() + static_cast<long>(i));
       break;
     }
-  delete sp;  // ~PipeEnd releases the end
+  // ~PipeEnd releases the end; a fork child's copy only lets go of its fds
+  if (sp->inherited) sp->pe->abandon();
+  delete sp;
 }
 
 // ---- one registration ---------------------------------------------------
-struct Shadow {
-  uint32_t head = 0;  // last head we accepted (netmap's nr_hwcur from the app's view)
-  uint32_t tail = 0;
-  uint32_t n = 0;
-};
 
 struct Port {
   bool is_pipe = false;
@@ -183,12 +193,13 @@ struct Port {
   uint32_t tx_lo = 0, tx_hi = 0, rx_lo = 0, rx_hi = 0;  // bound rings, [lo, hi)
   bool txpoll = true;
   bool rxpoll = false;
-  int wait_fd = -1;
+  int wait_fd = -1;  // the doorbell poll sleeps on (owned by client or sp)
   int hup_fd = -1;
   // vale-ts
-  int conn = -1, memfd = -1, switch_bell = -1;
+  int conn = -1;
+  PortClient client;  // cpp/core/port_client: region, doorbells, CSB sync
   std::atomic<bool> hung{false};
-  Shadow tx[MAX_RINGS], rx[MAX_RINGS];
+  PortClient::Shadow tx[MAX_RINGS], rx[MAX_RINGS];
   // pipes
   SharedPipe *sp = nullptr;
   uint32_t tx_mask = 0, rx_mask = 0;  // the rings this registration holds of sp
@@ -209,19 +220,10 @@ struct Port {
       }
     } else {
       if (conn >= 0) sys::close(conn);  // the switch sees EOF and releases the port
-      if (memfd >= 0) sys::close(memfd);
-      if (wait_fd >= 0) sys::close(wait_fd);
-      if (switch_bell >= 0) sys::close(switch_bell);
-      if (base) munmap(base, mapped);
+      // client closes the region and doorbells and unmaps
     }
   }
 };
-
-void kick(int fd) {
-  const uint64_t one = 1;
-  const ssize_t r = write(fd, &one, sizeof one);
-  (void)r;  // EAGAIN: a kick is pending already
-}
 
 // netmap's answer to an impossible head/cur: put the ring back as the
 // kernel last left it ("ring reinit") and go on.
@@ -231,36 +233,18 @@ void reinit(Port *p, netmap_ring *r, uint32_t head) {
 }
 
 // txsync/rxsync of one ring of a vale-ts port, over the CSB
-// (docs/control-protocol.md): publish cur then head, kick the switch only if
-// it asked and we gave it something, take hwtail as the new tail.
-void vale_sync(Port *p, uint32_t k, Shadow &s) {
-  netmap_ring *r = p->ring(k);
-  const uint32_t N = s.n;
-  const uint32_t head = load_relaxed(&r->head), cur = load_relaxed(&r->cur);
-  if (head >= N || cur >= N || ring_dist(head, s.head, N) > ring_dist(s.tail, s.head, N) ||
-      ring_dist(cur, head, N) > ring_dist(s.tail, head, N)) {
-    reinit(p, r, s.head);
-    return;
-  }
-  nm_csb_atok *a = p->atok(k);
-  nm_csb_ktoa *kt = p->ktoa(k);
-  store_release(&a->cur, cur);
-  store_release(&a->head, head);
-  full_fence();
-  if (head != s.head && load_relaxed(&kt->kern_need_kick)) kick(p->switch_bell);
-  s.head = head;
-  const uint32_t t = load_acquire(&kt->hwtail);
-  if (t < N) s.tail = t;
-  store_release(&r->tail, s.tail);
+// (docs/control-protocol.md), with netmap's checks of head and cur.
+void vale_sync(Port *p, uint32_t k, PortClient::Shadow &s) {
+  if (!p->client.sync_checked(k, s)) reinit(p, p->ring(k), s.head);
 }
 
 void pipe_sync_tx(Port *p, uint32_t r) {
-  if (p->sp->pe.tx_sync(r) < 0) reinit(p, p->ring(r), load_acquire(&p->ktoa(r)->hwcur));
+  if (p->sp->pe->tx_sync(r) < 0) reinit(p, p->ring(r), load_acquire(&p->ktoa(r)->hwcur));
 }
 
 void pipe_sync_rx(Port *p, uint32_t r) {
   const uint32_t k = p->layout.p.tx_rings + r;
-  if (p->sp->pe.rx_sync(r) < 0) reinit(p, p->ring(k), load_acquire(&p->atok(k)->head));
+  if (p->sp->pe->rx_sync(r) < 0) reinit(p, p->ring(k), load_acquire(&p->atok(k)->head));
 }
 
 void txsync(Port *p) {
@@ -305,12 +289,17 @@ short port_check(Port *p, short events) {
 }
 
 // Ask the other side for a kick on the rings we are about to sleep on.
+void need_kick(Port *p, uint32_t k, uint32_t on) {
+  if (p->is_pipe) store_release(&p->atok(k)->appl_need_kick, on);
+  else p->client.need_kick(k, on != 0);
+}
+
 void arm(Port *p, short events, uint32_t on) {
   const uint32_t T = p->layout.p.tx_rings;
   if (events & (POLLIN | POLLRDNORM))
-    for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) store_release(&p->atok(T + r)->appl_need_kick, on);
+    for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) need_kick(p, T + r, on);
   if (events & (POLLOUT | POLLWRNORM))
-    for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) store_release(&p->atok(r)->appl_need_kick, on);
+    for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) need_kick(p, r, on);
   if (on) full_fence();
 }
 
@@ -322,9 +311,16 @@ void drain(int fd) {
 
 // ---- the fd table: fd -> emulated fd, lock-free lookups -----------------
 struct EpSet;
+// One open("/dev/netmap"): what netmap calls the file, shared by every fd
+// dup'ed from it (they share the registration, as in netmap).
 struct NmFd {
-  int fd = -1;
+  int fd = -1;           // the fd open() returned
+  int refs = 1;          // fds in the table pointing here (under g_mu)
   Port *port = nullptr;  // set once registered
+  // In a fork child: the parent's registration, no longer usable here (its
+  // ring state lives in the parent's memory, not in a kernel both share);
+  // kept only to let go of the child's copies of its fds and mappings.
+  Port *inherited = nullptr;
 };
 struct Slot {
   std::atomic<NmFd *> nm{nullptr};
@@ -482,15 +478,9 @@ int bind_rings(Port *p, const RegWant &w) {
   if (w.flags & NR_TX_RINGS_ONLY) p->rx_lo = p->rx_hi = 0;
   p->txpoll = !(w.flags & NR_NO_TX_POLL);
   p->rxpoll = (w.flags & NR_DO_RX_POLL) != 0;
-  for (uint32_t r = 0; r < T; r++) {
-    const netmap_ring *g = p->ring(r);
-    const uint32_t n = p->layout.p.tx_slots;
-    p->tx[r] = {g->head < n ? g->head : 0, g->tail < n ? g->tail : n - 1, n};
-  }
-  for (uint32_t r = 0; r < R; r++) {
-    const netmap_ring *g = p->ring(T + r);
-    const uint32_t n = p->layout.p.rx_slots;
-    p->rx[r] = {g->head < n ? g->head : 0, g->tail < n ? g->tail : 0, n};
+  if (!p->is_pipe) {  // a pipe end keeps its own (cpp/core/pipe)
+    for (uint32_t r = 0; r < T; r++) p->tx[r] = p->client.shadow(r);
+    for (uint32_t r = 0; r < R; r++) p->rx[r] = p->client.shadow(T + r);
   }
   return 0;
 }
@@ -541,32 +531,26 @@ int register_vale(Port *p, const RegWant &w, const nmreq_register *body) {
     if (ok) ce = {EPROTO, "vale-ts sent " + std::to_string(fds.size()) + " fds with its register reply, not 3"};
     return fail(ce.err, "cannot register " + w.name + ": " + ce.message);
   }
-  p->memfd = fds[0];
-  p->wait_fd = fds[1];
-  p->switch_bell = fds[2];
   p->hup_fd = p->conn;
   uint64_t memsize = 0, nifp = 0;
-  if (!reply.get_u64("memsize", REGION_HEADER_SIZE, 0xffffffffULL, &memsize) ||
-      !reply.get_u64("nifpOffset", 0, memsize, &nifp))
-    return fail(EPROTO, "cannot register " + w.name + ": vale-ts's register reply lacks memsize/nifpOffset");
-  struct stat st;
-  if (fstat(p->memfd, &st) < 0 || static_cast<uint64_t>(st.st_size) < memsize)
-    return fail(EPROTO, "cannot register " + w.name + ": the region vale-ts sent is smaller than the " +
-                            std::to_string(memsize) + " bytes it announced");
-  void *m = sys::mmap(nullptr, memsize, PROT_READ | PROT_WRITE, MAP_SHARED, p->memfd, 0);
-  if (m == MAP_FAILED) return fail(errno, "cannot register " + w.name + ": mmap: " + std::strerror(errno));
-  p->base = static_cast<uint8_t *>(m);
-  p->mapped = memsize;
-  Result<Layout> v = validate_header(p->base, memsize);
-  const std::string verr = v.ok() ? std::string() : v.error().what;
-  if (v.ok()) p->layout = *v;
-  if (!verr.empty() || p->layout.nifp_ofs[0] != nifp || p->layout.p.n_ifs != 1)
-    return fail(EPROTO, "cannot register " + w.name + ": vale-ts's region is invalid: " +
-                            (verr.empty() ? "netmap_if offset mismatch" : verr));
+  const bool sizes = reply.get_u64("memsize", REGION_HEADER_SIZE, 0xffffffffULL, &memsize) &&
+                     reply.get_u64("nifpOffset", 0, memsize, &nifp);
+  // the client owns the three fds from here, also on failure
+  Result<PortClient> c = PortClient::attach(unique_fd(fds[0]), unique_fd(fds[1]), unique_fd(fds[2]));
+  if (!sizes) return fail(EPROTO, "cannot register " + w.name + ": vale-ts's register reply lacks memsize/nifpOffset");
+  if (!c) return fail(EPROTO, "cannot register " + w.name + ": vale-ts's region is invalid: " + describe(c.error()));
+  p->client = std::move(c).value();
+  p->layout = p->client.layout();
+  if (p->client.mapped_size() < memsize || p->layout.size > memsize || p->layout.nifp_ofs[0] != nifp)
+    return fail(EPROTO, "cannot register " + w.name + ": vale-ts's region does not match its reply (memsize " +
+                            std::to_string(memsize) + ", netmap_if at " + std::to_string(nifp) + ")");
+  p->base = p->client.base();
+  p->mapped = p->client.mapped_size();
+  p->wait_fd = p->client.wait_fd();
   p->iface = 0;
   std::string err;
   int errn = 0;
-  p->region = region_get(p->memfd, memsize, &err, &errn);
+  p->region = region_get(p->client.region_fd(), memsize, &err, &errn);
   if (!p->region) return fail(errn, "cannot register " + w.name + ": " + err);
   return 0;
 }
@@ -589,30 +573,29 @@ int register_pipe(Port *p, const RegWant &w, const nmreq_register *body) {
   if (!lw.ok()) return fail(EINVAL, w.name + ": " + lw.error().what);
   const Layout want = *lw;
   std::string err;
-  for (SharedPipe *sp : g_pipes)
-    if (sp->path == path && sp->end == end) p->sp = sp;
+  for (SharedPipe *sp : g_pipes)  // a fork child's copy is the parent's, not ours
+    if (sp->path == path && sp->end == end && !sp->inherited) p->sp = sp;
   if (p->sp) {
     p->sp->refs++;
   } else {
+    Result<PipeEnd> pe = PipeEnd::open(path, end, want, w.name);
+    if (!pe) return fail(pe.error().err, "cannot open pipe " + w.name + ": " + describe(pe.error()));
     auto *sp = new SharedPipe;
     sp->path = path;
     sp->end = end;
     sp->refs = 1;
-    if (const int e = sp->pe.open(path, end, want, w.name, &err)) {
-      delete sp;
-      return fail(e, "cannot open pipe " + w.name + ": " + err);
-    }
+    sp->pe.emplace(std::move(pe).value());
     g_pipes.push_back(sp);
     p->sp = sp;
   }
-  PipeEnd &pe = p->sp->pe;
+  PipeEnd &pe = *p->sp->pe;
   p->base = pe.base();
   p->mapped = pe.size();
   p->layout = pe.layout();
   p->iface = end;
   p->wait_fd = pe.doorbell_fd();
   int errn = 0;
-  p->region = region_get(pe.file_fd(), pe.size(), &err, &errn);
+  p->region = region_get(pe.region_fd(), pe.size(), &err, &errn);
   if (!p->region) return fail(errn, "cannot open pipe " + w.name + ": " + err);
   return 0;
 }
@@ -640,6 +623,8 @@ void write_nifp(Port *p, bool extra_bufs) {
 // NETMAP_REQ_REGISTER on an emulated fd; 0 or -1 with errno (and a message)
 int do_register(NmFd *f, RegWant w, nmreq_register *body) {
   if (f->port) return fail(EBUSY, w.name + ": this fd is already registered (open /dev/netmap again for another port)");
+  if (f->inherited)
+    return fail(EBUSY, w.name + ": this fd was registered before fork() by the parent (open /dev/netmap again in the child)");
   if (check_mode(&w) < 0) return -1;
   if (w.flags & (NR_MONITOR_TX | NR_MONITOR_RX | NR_ZCOPY_MON))
     return fail(EOPNOTSUPP, w.name + ": monitor ports (/t /r /z) are not supported by vale-ts");
@@ -1025,6 +1010,72 @@ const timespec *left(int64_t deadline, timespec *ts) {
 
 constexpr nfds_t STACK_FDS = 256;
 
+
+// Drops what the table holds for fd (an emulated fd, an epoll set of ours);
+// the kernel fd itself is the caller's to close. Under g_mu.
+bool forget_locked(Slot *s, int fd) {
+  NmFd *f = s->nm.load(std::memory_order_acquire);
+  EpSet *e = s->ep.load(std::memory_order_acquire);
+  if (f) {
+    s->nm.store(nullptr, std::memory_order_release);
+    g_open_fds.fetch_sub(1);
+    ep_forget_fd(fd);
+    // the registration goes with the last fd that refers to it
+    if (--f->refs == 0) {
+      if (f->port) release_port(f->port);
+      if (f->inherited) release_port(f->inherited);
+      delete f;
+    }
+  }
+  if (e) {
+    s->ep.store(nullptr, std::memory_order_release);
+    sys::close(e->q);
+    delete e;
+  }
+  return f || e;
+}
+
+// newfd, a kernel dup of an emulated fd, becomes one too, sharing its file.
+int adopt_locked(int newfd, NmFd *f) {
+  Slot *s = slot_of(newfd, true);
+  if (!s) {
+    sys::close(newfd);
+    return fail(EMFILE, "dup: fd beyond the preload's table (1048576 fds)");
+  }
+  f->refs++;
+  s->nm.store(f, std::memory_order_release);
+  g_open_fds.fetch_add(1);
+  return newfd;
+}
+
+// fork: the child gets a copy of every registration, over fds and mappings
+// it shares with the parent, as netmap's child shares the file. The lock is
+// held across fork so that the child's copy of the table is consistent.
+void fork_prepare() { g_mu.lock(); }
+void fork_parent() { g_mu.unlock(); }
+void fork_child() {
+  // a pipe end's lock belongs to the open file description the parent
+  // holds too: the child's close must not release it (see SharedPipe)
+  for (SharedPipe *sp : g_pipes) sp->inherited = true;
+  for (auto &chunk : g_chunks) {
+    Slot *s = chunk.load(std::memory_order_acquire);
+    if (!s) continue;
+    for (int i = 0; i < CHUNK; i++) {
+      NmFd *f = s[i].nm.load(std::memory_order_acquire);
+      if (f && f->port) f->inherited = std::exchange(f->port, nullptr);
+      // a thread's copy of an epoll set may name those registrations: renew it
+      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) ep_changed(e);
+    }
+  }
+  g_mu.unlock();
+}
+
+int inherited_fail(int fd) {
+  return fail(ENXIO, "fd " + std::to_string(fd) +
+                         " was registered before fork(): the registration stays with the parent (netmap's ring "
+                         "state lives in that process here); open /dev/netmap and register again in the child");
+}
+
 }  // namespace
 
 bool is_netmap_fd(int fd) { return lookup(fd) != nullptr; }
@@ -1038,6 +1089,8 @@ int dev_open(int flags) {
     sys::close(fd);
     return fail(EMFILE, "fd beyond the preload's table (1048576 fds)");
   }
+  static bool atfork = false;
+  if (!atfork) atfork = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
   auto *f = new NmFd;
   f->fd = fd;
   s->nm.store(f, std::memory_order_release);
@@ -1045,27 +1098,32 @@ int dev_open(int flags) {
   return fd;
 }
 
+
 bool dev_close(int fd, int *rc) {
   if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
   Slot *s = slot_of(fd, false);
   if (!s || (!s->nm.load(std::memory_order_acquire) && !s->ep.load(std::memory_order_acquire))) return false;
   std::lock_guard<std::mutex> lk(g_mu);
-  NmFd *f = s->nm.load(std::memory_order_acquire);
-  EpSet *e = s->ep.load(std::memory_order_acquire);
-  if (f) {
-    s->nm.store(nullptr, std::memory_order_release);
-    g_open_fds.fetch_sub(1);
-    ep_forget_fd(fd);
-    if (f->port) release_port(f->port);
-    delete f;
-  }
-  if (e) {
-    s->ep.store(nullptr, std::memory_order_release);
-    sys::close(e->q);
-    delete e;
-  }
-  if (!f && !e) return false;
+  if (!forget_locked(s, fd)) return false;
   *rc = sys::close(fd);
+  return true;
+}
+
+bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
+  if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
+  Slot *so = slot_of(oldfd, false), *sn = newfd >= 0 ? slot_of(newfd, false) : nullptr;
+  const bool old_ours = so && so->nm.load(std::memory_order_acquire);
+  const bool new_ours = sn && (sn->nm.load(std::memory_order_acquire) || sn->ep.load(std::memory_order_acquire));
+  if (!old_ours && !new_ours) return false;
+  if (newfd == oldfd) return false;  // dup2(fd, fd): nothing changes; dup3 says EINVAL
+  std::lock_guard<std::mutex> lk(g_mu);
+  const int r = newfd < 0 ? static_cast<int>(syscall(SYS_fcntl, oldfd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, -newfd - 1))
+                          : sys::dup3(oldfd, newfd, flags);
+  if (r < 0) return *rc = -1, true;
+  // the kernel closed what newfd was: so do we
+  if (Slot *t = slot_of(r, false)) forget_locked(t, r);
+  NmFd *f = so ? so->nm.load(std::memory_order_acquire) : nullptr;
+  *rc = f ? adopt_locked(r, f) : r;
   return true;
 }
 
@@ -1074,7 +1132,7 @@ int dev_ioctl(int fd, unsigned long req, void *arg) {
   if (!f) return sys::ioctl(fd, req, arg);
   Port *p = f->port;
   if (req == NIOCTXSYNC || req == NIOCRXSYNC) {
-    if (!p) return fail(ENXIO, "");
+    if (!p) return f->inherited ? inherited_fail(fd) : fail(ENXIO, "");
     if (req == NIOCTXSYNC) txsync(p);
     else rxsync(p);
     return 0;
@@ -1087,6 +1145,10 @@ int dev_ioctl(int fd, unsigned long req, void *arg) {
 void *dev_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t off) {
   NmFd *f = lookup(fd);
   Port *p = f ? f->port : nullptr;
+  if (f && f->inherited) {
+    inherited_fail(fd);
+    return MAP_FAILED;
+  }
   if (!p) {
     errno = f ? EINVAL : EBADF;
     return MAP_FAILED;

@@ -23,6 +23,11 @@ int dev_open(int flags);
 // close(fd) of an emulated fd (releases its registration), or of an epoll
 // fd we track. Returns true when the fd was ours and is now closed.
 bool dev_close(int fd, int *rc);
+// dup/dup2/dup3/F_DUPFD where oldfd is an emulated fd or newfd one we track:
+// the new fd shares oldfd's registration, as a dup of netmap's fd does.
+// newfd < 0 is F_DUPFD with lowest fd -newfd - 1. Returns false when neither
+// is ours (the caller passes the call through).
+bool dev_dup(int oldfd, int newfd, int flags, int *rc);
 // ioctl on an emulated fd.
 int dev_ioctl(int fd, unsigned long req, void *arg);
 // mmap of an emulated fd.

@@ -167,6 +167,50 @@ EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t o
   return mmap(addr, len, prot, flags, fd, off);
 }
 
+// ---- dup ---------------------------------------------------------------------------
+// A dup of an emulated fd shares its registration, as with netmap's fd; a
+// dup onto one drops what the table held for it.
+EXPORT int dup(int fd) {
+  int rc;
+  if (dev_dup(fd, -1, 0, &rc)) return rc;
+  return static_cast<int>(syscall(SYS_dup, fd));
+}
+EXPORT int dup2(int oldfd, int newfd) {
+  int rc;
+  if (dev_dup(oldfd, newfd, 0, &rc)) return rc;
+  if (oldfd == newfd) return fcntl(oldfd, F_GETFD) < 0 ? -1 : newfd;  // what dup2(2) does
+  return sys::dup3(oldfd, newfd, 0);
+}
+EXPORT int dup3(int oldfd, int newfd, int flags) {
+  int rc;
+  if (oldfd != newfd && dev_dup(oldfd, newfd, flags, &rc)) return rc;
+  return sys::dup3(oldfd, newfd, flags);
+}
+namespace {
+// F_DUPFD of an emulated fd; false for everything else
+bool fcntl_dup(int fd, int cmd, void *arg, int *rc) {
+  if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) return false;
+  const long lowest = reinterpret_cast<long>(arg);
+  return lowest >= 0 && lowest < (1L << 20) &&
+         dev_dup(fd, static_cast<int>(-lowest - 1), cmd == F_DUPFD_CLOEXEC ? O_CLOEXEC : 0, rc);
+}
+}  // namespace
+// the argument is one word whatever its type (an int or a pointer), as
+// glibc's own fcntl reads it
+EXPORT int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  void *arg = va_arg(ap, void *);
+  va_end(ap);
+  int rc;
+  if (fcntl_dup(fd, cmd, arg, &rc)) return rc;
+  REAL(fcntl, int (*)(int, int, ...));
+  return real_fcntl(fd, cmd, arg);
+}
+// On 64-bit Linux fcntl64 is fcntl (one struct flock), as in glibc itself.
+static_assert(sizeof(long) == 8, "fcntl64 differs from fcntl on 32-bit targets");
+EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
+
 // ---- poll / select / epoll -------------------------------------------------------
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout) {
   if (g_open_fds.load(std::memory_order_relaxed) == 0) {

@@ -1,5 +1,8 @@
 // The libc entry points the preload replaces, reached without going through
-// its own wrappers: the library's internal calls must never re-enter them.
+// its own wrappers. The library's own code calls these; the core it links
+// (cpp/core: pipe, port_client) calls libc, which lands in the wrappers, and
+// they pass its fds and paths straight on, taking no lock for fds that are
+// not emulated (so even a close under g_mu is safe).
 #pragma once
 
 #include <poll.h>

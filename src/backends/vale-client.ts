@@ -11,6 +11,7 @@ import type { Backend } from './backend.js';
 import { CsbDoorbell, CsbView } from './csb.js';
 import { ControlConnection } from '../control/client.js';
 import { defaultSocketPath, PROTOCOL_VERSION, type RegisterRequest } from '../control/protocol.js';
+import { SwitchGoneError } from '../netmap/errors.js';
 
 /** Options of a vale port opened through vale-ts. */
 export interface UserOpenOptions {
@@ -51,10 +52,20 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
   private readonly hupWatch: NativeFdWatcher;
   private hung = false;
   private closed = false;
+  private readonly spec: string;
+  /**
+   * After a hang-up, let txsync/rxsync return without moving anything
+   * instead of throwing {@link SwitchGoneError}: set by a Port that
+   * reconnects, which swaps in a new backend and counts what was lost.
+   */
+  holdOnHangup = false;
+  /** Called once when the switch goes away (a reconnecting Port starts there). */
+  onHangup: (() => void) | undefined;
 
   private constructor(conn: ControlConnection, fds: number[], geo: { memsize: number; nifpOffset: number; bridgeIndex: number; portIndex: number }, p: ParsedPortName) {
     super();
     this.conn = conn;
+    this.spec = p.spec;
     const [memfd, clientBell, switchBell] = fds as [number, number, number];
     this.memfd = memfd;
     this.waitFd = clientBell;
@@ -148,6 +159,35 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
     this.hung = true;
     this.hupWatch.stop();
     native.kick(this.waitFd); // wake a sleeping poll so it sees the hang-up
+    this.onHangup?.();
+  }
+
+  /**
+   * Frames queued on the bound tx rings that the switch has not taken: from
+   * the switch's last published tail (still readable in the region after it
+   * died) up to the application's head. Meant for after a hang-up.
+   */
+  untakenTxFrames(): number {
+    const u = this.u32;
+    let n = 0;
+    for (const id of this.txRingIds) {
+      const w = this.tx[id]!;
+      const t = this.csb.hwtail(this.csb.txKey(id));
+      const h = u[w.head]!;
+      if (t >= w.n || h >= w.n) continue; // nothing sane to count from
+      n += (h - t - 1 + 2 * w.n) % w.n;
+    }
+    return n;
+  }
+
+  private gone(): SwitchGoneError {
+    const lost = this.untakenTxFrames();
+    return new SwitchGoneError(
+      `${this.spec}: the vale-ts switch at ${this.conn.socketPath} went away` +
+        (lost > 0 ? ` with ${lost} frame${lost === 1 ? '' : 's'} queued on tx that it never took` : '') +
+        `; close the port (open with { reconnect: true } to follow a restarted switch)`,
+      lost,
+    );
   }
 
   private syncWords(w: RingWords, key: number): void {
@@ -161,12 +201,20 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
   txsync(ring: number): void {
     const w = this.tx[ring];
     if (!w) throw new RangeError(`tx ring ${ring} does not exist`);
+    if (this.hung) {
+      if (this.holdOnHangup) return;
+      throw this.gone();
+    }
     this.syncWords(w, this.csb.txKey(ring));
   }
 
   rxsync(ring: number): void {
     const w = this.rx[ring];
     if (!w) throw new RangeError(`rx ring ${ring} does not exist`);
+    if (this.hung) {
+      if (this.holdOnHangup) return;
+      throw this.gone();
+    }
     this.syncWords(w, this.csb.rxKey(ring));
   }
 

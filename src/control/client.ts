@@ -8,6 +8,7 @@ import path from 'node:path';
 import { native } from '../netmap/addon.js';
 import { MAX_RINGS, MAX_SLOTS, MIN_SLOTS, NM_BDG_NOPORT } from '../netmap/abi.js';
 import { parsePortName } from '../netmap/name.js';
+import { SwitchGoneError } from '../netmap/errors.js';
 import {
   decodeReply,
   defaultSocketPath,
@@ -167,7 +168,12 @@ export class ControlConnection {
     const tryRecv = (): { reply: Reply | ByeMessage; fds: number[] } | null => {
       const m = native.recvMsg(this.fd, MAX_MESSAGE);
       if (m === null) return null;
-      if (m.eof) throw new Error(`vale-ts at ${this.socketPath} closed the connection (a switch out of file descriptors or over a limit does that; its log says which)`);
+      if (m.eof) {
+        throw new SwitchGoneError(
+          `vale-ts at ${this.socketPath} closed the connection without answering: it exited or was killed, or refused ` +
+            `this client (a switch out of file descriptors or over a limit does that; its log says which)`,
+        );
+      }
       if (m.truncated) {
         for (const f of m.fds) native.close(f);
         throw new Error('control message truncated');
@@ -249,7 +255,7 @@ export interface ValePortIndex {
   attached?: boolean;
   /** vale-ts: pid of the process holding the port */
   pid?: number;
-  /** vale-ts: what serves a driver port, e.g. "af_packet tpacket_v3 veth1 (promisc, vnet_hdr)" */
+  /** vale-ts: what serves a driver port, e.g. "tap vmtap0 (vnet_hdr+offloads)" */
   driver?: string;
 }
 

@@ -10,6 +10,7 @@ import { PipeBackend } from '../backends/pipe.js';
 import { ValeClientBackend } from '../backends/vale-client.js';
 import { KernelBackend } from '../backends/kernel/port.js';
 import type { Backend } from '../backends/backend.js';
+import type { SwitchGoneError } from './errors.js';
 
 /** Options of {@link open}. */
 export interface OpenOptions {
@@ -35,6 +36,16 @@ export interface OpenOptions {
    * {@link RingOptions.checkSlots}; off by default: the other side validates).
    */
   checkSlots?: boolean;
+  /**
+   * vale-ts ports: when the switch goes away, re-create the port (same name,
+   * same options) on the switch that comes back at the same socket, instead
+   * of failing with {@link SwitchGoneError}. Meanwhile syncs move nothing
+   * and `poll` waits; afterwards `txRings`, `rxRings` and `memory` are new,
+   * and {@link Port.counters} counts `reconnects` and the frames lost across
+   * each gap (`reconnectLostTxFrames`: queued on tx, never taken by the old
+   * switch; `reconnectLostRxFrames`: delivered to rx, not yet read).
+   */
+  reconnect?: boolean;
 }
 
 /** The error thrown when no backend can serve a name. */
@@ -66,6 +77,7 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
   const p = parsePortName(name);
   const which = selectBackend(opts.backend);
   let be: Backend;
+  let reopen: (() => Promise<Backend>) | undefined;
   if (which === 'kernel') {
     be = KernelBackend.open(p);
   } else if (p.pipe) {
@@ -77,6 +89,7 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
     be = PipeBackend.open(p, po);
   } else if (p.isVale) {
     be = await ValeClientBackend.open(p, opts);
+    if (opts.reconnect) reopen = () => ValeClientBackend.open(p, opts);
   } else {
     throw new BackendError(
       `user backend: cannot open ${name}: ${p.port} is a host interface, and without /dev/netmap (the netmap ` +
@@ -85,7 +98,10 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
     );
   }
   try {
-    return new Port(p, be, opts.checkSlots === undefined ? {} : { checkSlots: opts.checkSlots });
+    if (opts.reconnect && !reopen) {
+      throw new BackendError(`${name}: { reconnect: true } follows a restarting vale-ts switch; this port is served by ${be.kind}`, 'EINVAL');
+    }
+    return new Port(p, be, opts.checkSlots === undefined ? {} : { checkSlots: opts.checkSlots }, reopen);
   } catch (e) {
     be.close();
     throw e;

@@ -25,6 +25,30 @@ export interface FrameBatch {
   readonly rings: number[];
 }
 
+/** What {@link Port.onReconnect} is told after a reconnect. */
+export interface ReconnectEvent {
+  /** reconnects so far, this one included */
+  reconnects: number;
+  /** frames queued on tx that the old switch never took */
+  lostTxFrames: number;
+  /** frames the old switch had delivered to the rx rings that were not read yet */
+  lostRxFrames: number;
+}
+
+/** @internal re-register the port (open's part of reconnecting) */
+export type Reopen = () => Promise<Backend>;
+
+/** @internal what a backend that can be followed across restarts offers (vale-ts) */
+interface HangupHooks {
+  holdOnHangup: boolean;
+  onHangup: (() => void) | undefined;
+  untakenTxFrames(): number;
+}
+
+/** First retry delay and longest delay while waiting for a restarted switch. */
+const RECONNECT_FIRST_MS = 20;
+const RECONNECT_MAX_MS = 500;
+
 /** How often a sleeping poll re-checks that the other side is alive. */
 const LIVENESS_MS = 200;
 
@@ -42,22 +66,45 @@ export class Port {
   readonly backend: 'user' | 'kernel';
   /** What carries frames: the vale-ts switch, a pipe, or kernel netmap (the backend's {@link BackendKind}). */
   readonly transport: BackendKind;
-  /** Bound tx rings. */
-  readonly txRings: readonly Ring[];
-  /** Bound rx rings. */
-  readonly rxRings: readonly Ring[];
-  /** The mapped region. */
-  readonly memory: ArrayBuffer;
+  /**
+   * Bound tx rings. On a port opened with `{ reconnect: true }` a reconnect
+   * replaces them (and {@link Port.memory}) with the new registration's:
+   * read them from the port again after one, don't keep them.
+   */
+  get txRings(): readonly Ring[] {
+    return this.tx;
+  }
+  /** Bound rx rings (replaced by a reconnect, as {@link Port.txRings}). */
+  get rxRings(): readonly Ring[] {
+    return this.rx;
+  }
+  /** The mapped region (replaced by a reconnect, as {@link Port.txRings}). */
+  get memory(): ArrayBuffer {
+    return this.be.memory;
+  }
   /** Buffer size in bytes. */
-  readonly bufSize: number;
+  get bufSize(): number {
+    return this.tx[0]?.bufSize ?? this.rx[0]?.bufSize ?? 0;
+  }
   /**
    * Ring counts and allocator as the registration reported them (what C's
    * `nmport_d.reg` holds): host ring counts are the real ones, 0 on VALE
    * ports and pipes, where the netmap_if counts a placeholder host ring.
    */
-  readonly registration: PortRegistration;
+  get registration(): PortRegistration {
+    return this.reg;
+  }
 
-  private readonly be: Backend;
+  private be: Backend;
+  private tx: readonly Ring[] = [];
+  private rx: readonly Ring[] = [];
+  private reg!: PortRegistration;
+  private readonly ringOpts: RingOptions;
+  private readonly reopen: Reopen | undefined;
+  private reconnecting: Promise<void> | undefined;
+  private reconnectCount = 0;
+  private lostTx = 0;
+  private lostRx = 0;
   private watcher: NativeFdWatcher | undefined;
   private wake: ((ev: number) => void) | undefined;
   private closed = false;
@@ -66,13 +113,21 @@ export class Port {
   private lastYield = 0;
 
   /** @internal use {@link open} */
-  constructor(parsed: ParsedPortName, be: Backend, ringOpts: RingOptions = {}) {
+  constructor(parsed: ParsedPortName, be: Backend, ringOpts: RingOptions = {}, reopen?: Reopen) {
     this.name = parsed.spec;
     this.parsed = parsed;
     this.be = be;
     this.backend = be.kind === 'kernel' ? 'kernel' : 'user';
     this.transport = be.kind;
-    this.memory = be.memory;
+    this.ringOpts = ringOpts;
+    this.reopen = reopen;
+    this.bind(be);
+    if (reopen) this.follow(be);
+  }
+
+  /** Build the rings over `be`'s region. */
+  private bind(be: Backend): void {
+    const ringOpts = this.ringOpts;
     const dv = new DataView(be.memory);
     const nifp = be.nifpOffset;
     const nTx = dv.getUint32(nifp + NIF.ni_tx_rings, true);
@@ -90,11 +145,86 @@ export class Port {
       if (id >= nRx + nHostRx) throw new RangeError(`${this.name}: rx ring ${id} does not exist`);
       rx.push(new Ring(be.memory, ringOfs(nTx + nHostTx + id), 'rx', id, (r) => be.rxsync(r), this.name, ringOpts));
     }
-    this.txRings = tx;
-    this.rxRings = rx;
-    this.registration = be.registration ?? Object.freeze({ txRings: nTx, rxRings: nRx, hostTxRings: nHostTx, hostRxRings: nHostRx, memId: 0 });
-    this.bufSize = tx[0]?.bufSize ?? rx[0]?.bufSize ?? 0;
+    this.tx = tx;
+    this.rx = rx;
+    this.reg = be.registration ?? Object.freeze({ txRings: nTx, rxRings: nRx, hostTxRings: nHostTx, hostRxRings: nHostRx, memId: 0 });
   }
+
+  /** Reconnect mode: hold the rings still on a hang-up and start re-creating the port. */
+  private follow(be: Backend): void {
+    const f = be as Backend & Partial<HangupHooks>;
+    if (!('holdOnHangup' in f)) throw new Error(`${this.name}: reconnect is offered for vale-ts ports only`);
+    f.holdOnHangup = true;
+    f.onHangup = () => void this.reconnect();
+  }
+
+  /**
+   * Re-create the port on the restarted switch (same name, same options),
+   * retrying until it answers or the port is closed. Frames queued on tx
+   * that the old switch never took, and received frames not yet read, are
+   * counted as lost ({@link Port.counters}).
+   */
+  private reconnect(): Promise<void> {
+    if (this.reconnecting) return this.reconnecting;
+    const reopen = this.reopen!;
+    const run = async (): Promise<void> => {
+      let delay = RECONNECT_FIRST_MS;
+      while (!this.closed) {
+        let next: Backend;
+        try {
+          next = await reopen();
+        } catch {
+          // not back yet (refused, or still starting): try again, backing off
+          await new Promise<void>((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+          continue;
+        }
+        if (this.closed) {
+          next.close();
+          return;
+        }
+        const old = this.be;
+        const untaken = (old as Backend & Partial<HangupHooks>).untakenTxFrames?.() ?? 0;
+        let unread = 0;
+        for (const r of this.rx) unread += r.space();
+        try {
+          this.bind(next);
+          this.follow(next);
+        } catch {
+          // a registration whose rings this port cannot use: drop it and keep
+          // waiting (bind assigns nothing when it throws)
+          next.close();
+          await new Promise<void>((r) => setTimeout(r, RECONNECT_MAX_MS));
+          continue;
+        }
+        this.be = next;
+        this.lostTx += untaken;
+        this.lostRx += unread;
+        this.batchRelease = undefined;
+        if (this.watcher) {
+          this.watcher.close();
+          this.watcher = undefined;
+        }
+        const w = this.wake;
+        this.wake = undefined;
+        old.close();
+        this.reconnectCount++;
+        this.reconnecting = undefined;
+        w?.(0);
+        this.onReconnect?.({ reconnects: this.reconnectCount, lostTxFrames: untaken, lostRxFrames: unread });
+        return;
+      }
+    };
+    this.reconnecting = run();
+    return this.reconnecting;
+  }
+
+  /**
+   * Called after each reconnect (ports opened with `{ reconnect: true }`),
+   * with what was lost across that gap; `txRings`, `rxRings` and `memory`
+   * are the new ones by then.
+   */
+  onReconnect: ((e: ReconnectEvent) => void) | undefined;
 
   /** txsync every bound tx ring: push queued frames, learn free room. */
   txsync(): void {
@@ -139,7 +269,12 @@ export class Port {
 
   /** True once the other side (switch, pipe peer) has gone. */
   get hungUp(): boolean {
-    return this.be.hungUp();
+    return this.reopen ? false : this.be.hungUp();
+  }
+
+  /** True while a port opened with `{ reconnect: true }` waits for its switch to come back. */
+  get reconnectPending(): boolean {
+    return this.reconnecting !== undefined;
   }
 
   /**
@@ -158,7 +293,13 @@ export class Port {
    * `ValeClient.stats`), kernel ports by the kernel. Empty otherwise.
    */
   counters(): Record<string, number> {
-    return this.be.stats ? { ...this.be.stats() } : {};
+    const c: Record<string, number> = this.be.stats ? { ...this.be.stats() } : {};
+    if (this.reopen) {
+      c['reconnects'] = this.reconnectCount;
+      c['reconnectLostTxFrames'] = this.lostTx;
+      c['reconnectLostRxFrames'] = this.lostRx;
+    }
+    return c;
   }
 
   /** Offset of this port's netmap_if in {@link Port.memory} (NETMAP_IF). */
@@ -223,6 +364,10 @@ export class Port {
     const wantTx = opts.tx ?? false;
     const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
     for (;;) {
+      if (this.reconnecting) {
+        if (!(await this.awaitReconnect(deadline))) return { rx: false, tx: false, hup: false };
+        continue;
+      }
       let ev = this.check(wantRx, wantTx);
       if (ev.rx || ev.tx || ev.hup) return ev;
       if (Date.now() >= deadline) return ev;
@@ -248,9 +393,10 @@ export class Port {
   async flush(timeoutMs = Infinity): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      if (this.reconnecting) return false; // what was queued is gone with the old switch
       this.txsync();
       if (!this.txPending()) return true;
-      if (this.be.hungUp() || Date.now() >= deadline) return false;
+      if (this.hungUp || Date.now() >= deadline) return false;
       const uvEvents = this.be.armWait(false, true);
       this.txsync();
       if (!this.txPending()) {
@@ -278,7 +424,24 @@ export class Port {
       this.rxsync();
       for (const r of this.rxRings) if (!r.empty()) rx = true;
     }
-    return { rx: wantRx && rx, tx: wantTx && tx, hup: this.be.hungUp() };
+    return { rx: wantRx && rx, tx: wantTx && tx, hup: this.hungUp };
+  }
+
+  /** Wait for a reconnect in progress, until `deadline`; true once it is done. */
+  private async awaitReconnect(deadline: number): Promise<boolean> {
+    const pending = this.reconnecting;
+    if (!pending) return true;
+    if (deadline === Infinity) {
+      await pending;
+      return true;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      pending.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now())))),
+    ]);
+    clearTimeout(timer);
+    return done;
   }
 
   private sleep(uvEvents: number, ms: number): Promise<number> {

@@ -3,4 +3,6 @@
  * kind with {@link registerPortKind} when imported: add one line per kind.
  */
 export { registerPortKind, driverFactory, portKinds, type DriverSpec, type PortDriver, type DriverFactory } from './driver.js';
+import './tap.js';
+import './socket-netdev.js';
 import './linux-if.js';

@@ -20,14 +20,28 @@ test('examples/embed-switch serves clients and shows counters and the MAC table'
 });
 
 test('examples/rx-typed-arrays receives 10000 frames through typed arrays, in order', async (t) => {
-  const { stdout } = await run(process.execPath, [ex('rx-typed-arrays.js')], { timeout: 20_000 });
+  const { stdout } = await run(process.execPath, [ex('rx-typed-arrays.js')], { timeout: 120_000 });
   t.regex(stdout, /received 10000 frames, 600000 bytes, in order/);
 });
 
 test('examples/vale-control creates, lists and removes ports through ValeClient', async (t) => {
-  const { stdout } = await run(process.execPath, [ex('vale-control.js')], { timeout: 20_000 });
+  const { stdout } = await run(process.execPath, [ex('vale-control.js')], { timeout: 120_000 });
   t.regex(stdout, /created vale0:store: 512\/512 slots/);
   t.regex(stdout, /vale0:store bridge_idx 0 port_idx \d+ \(persistent\)/);
   t.regex(stdout, /vale0 has 2 ports/);
   t.regex(stdout, /after remove: vale0:user\n/);
+});
+
+test('examples/reconnect: a plain port fails with SwitchGoneError, a reconnecting one follows the restarted switch', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('reconnect.js')], { timeout: 120_000 });
+  t.regex(stdout, /plain port: SwitchGoneError/);
+  t.regex(stdout, /app reconnected \(1\), 3 queued frames lost in the gap/);
+  t.regex(stdout, /reconnectLostTxFrames: 3/);
+});
+
+test('examples/qemu-stream-port: a frame in QEMU stream framing reaches another port', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('qemu-stream-port.js')], { timeout: 120_000 });
+  t.regex(stdout, /-netdev stream,id=n0,server=off,addr\.type=unix,addr\.path=\//);
+  t.regex(stdout, /vale0:peer received 60 bytes from 52:54:00:12:34:56/);
+  t.regex(stdout, /stream server \/\S+: inFrames 1, dropTooLong 0/);
 });

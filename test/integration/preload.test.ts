@@ -6,7 +6,7 @@
  * per ring; valectl's requests from C; programs that never open /dev/netmap
  * run unchanged.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { count, frames, nmFrames, pktgenTs, preloadEnv, preloadLib, repoRoot, run, uname, valeCtlTs, withVale0 } from '../fixtures/preload/apps.js';
@@ -70,6 +70,35 @@ for (const [txWait, rxWait] of [
     t.deepEqual(frames(rr.stdout), { frames: N, errors: 0 });
   });
 }
+
+/** nm-frames sends n frames over a fresh pipe to pkt-gen-ts rxseq, which gets them all in order; its stderr. */
+async function cToPktgenTs(t: ExecutionContext, tag: string, n: number, env: Record<string, string>): Promise<string> {
+  const nf = await nmFrames();
+  const name = `vale0:${uname(tag)}`;
+  const rx = pktgenTs(['-i', `${name}}0`, '-f', 'rxseq', '-n', String(n)]);
+  await rx.waitFor(/reading from/);
+  const tx = run(nf, ['tx', `${name}{0`, String(n), '60'], { ...PRE, ...env });
+  const [rt, rr] = await Promise.all([tx.done, rx.done]);
+  t.is(rt.code, 0, rt.stdout + rt.stderr);
+  t.deepEqual(frames(rt.stdout), { frames: n, errors: 0 });
+  t.is(rr.code, 0, rr.stderr);
+  t.is(count(rr.stdout, 'Received'), n);
+  return rt.stderr;
+}
+
+for (const how of ['dup', 'dup2', 'fcntl'] as const) {
+  test(`pipe: a ${how} of the fd shares the registration; closing the original keeps it`, async (t) => {
+    const stderr = await cToPktgenTs(t, 'u', 20000, { NMF_DUP: how });
+    t.regex(stderr, new RegExp(`going on with fd \\d+ \\(${how}\\), the original closed`));
+  });
+}
+
+test('pipe: a fork child cannot use the parent\'s registration (ENXIO, says why) and its close leaves the parent\'s end open', async (t) => {
+  const stderr = await cToPktgenTs(t, 'k', 20000, { NMF_FORK: '1' });
+  t.regex(stderr, /was registered before fork\(\): the registration stays with the parent/);
+  t.regex(stderr, /is already open in another process/); // the child's second registration
+  t.regex(stderr, /fork child: ok/);
+});
 
 test('pipe with 2 rings: one thread and one NR_REG_ONE_NIC registration per ring on each side', async (t) => {
   const nf = await nmFrames();

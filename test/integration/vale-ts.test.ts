@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
-import { open } from '../../src/index.js';
+import { open, SwitchGoneError } from '../../src/index.js';
 
 const valeTs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ts.js');
 let uniq = 0;
@@ -33,8 +33,8 @@ test('vale-ts says where it listens and which backend; SIGTERM tells clients, re
   t.false(p.hungUp);
   s.proc.kill('SIGTERM');
   t.is(await s.exited, 0);
-  const ev = await p.poll({ rx: true }); // returns on the hang-up
-  t.true(ev.hup, 'the client was told');
+  // the client is told: poll rejects once the hang-up is seen
+  await t.throwsAsync(p.poll({ rx: true }), { instanceOf: SwitchGoneError, message: /went away/ });
   t.true(p.hungUp);
   t.false(existsSync(socket), 'socket file removed');
   p.close();

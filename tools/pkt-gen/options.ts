@@ -79,6 +79,8 @@ export interface PktGenOptions {
   help: boolean;
   /** `-i` after {@link mapIfaceName} (e.g. `netmap:eth0`, `vale0:1`). */
   iface: string;
+  /** `--socket PATH` (pkt-gen-ts only): the vale-ts control socket; default VALE_TS_SOCKET, then the standard path. */
+  socket?: string;
   /** `-i` as given. */
   ifaceArg: string;
   /** `-f`, default `rx`. */
@@ -126,7 +128,7 @@ export interface PktGenOptions {
   reportMs: number;
   /** `-w`: seconds to wait for link; default 2, or 0 for `vale*` ports. */
   waitLink: number;
-  /** `-W`: rx exits after 1 s without traffic. */
+  /** `-W`: rx exits after 1 s without traffic, counted from the first frame (it waits for that as long as it takes). */
   rxExitAfterIdle: boolean;
   /** `-R`: packets per second, 0 = unlimited. */
   rate: number;
@@ -308,6 +310,51 @@ function defaults(systemCpus: number): PktGenOptions {
 }
 
 /**
+ * pkt-gen-ts's own long options, which pkt-gen (plain POSIX getopt) lacks
+ * and the other tools share: `--socket PATH` (or `--socket=PATH`) and
+ * `--help`. Taken out of argv wherever they appear before `--`, except as
+ * the value of a flag that takes one (`-i --help` names a port `--help`).
+ */
+function takeLongOptions(argv: readonly string[]): { rest: string[]; socket?: string; help: boolean } {
+  const rest: string[] = [];
+  let socket: string | undefined;
+  let help = false;
+  const takesValue = new Set<string>();
+  for (let i = 0; i < PKTGEN_GETOPT.length; i++) if (PKTGEN_GETOPT[i + 1] === ':') takesValue.add(PKTGEN_GETOPT[i]!);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
+      if (name === 'help' && eq < 0) {
+        help = true;
+        continue;
+      }
+      if (name === 'socket') {
+        const v = eq < 0 ? argv[++i] : a.slice(eq + 1);
+        if (v === undefined || v === '') throw new UsageError("option '--socket' requires an argument (the vale-ts control socket path)", '--socket');
+        socket = v;
+        continue;
+      }
+      throw new UsageError(`unknown option ${a} (pkt-gen-ts's long options are --socket PATH and --help; see -h)`, a);
+    }
+    rest.push(a);
+    // a flag whose value is the next word: keep that word as it is
+    if (a.length < 2 || a[0] !== '-') continue;
+    for (let j = 1; j < a.length; j++) {
+      if (!takesValue.has(a[j]!)) continue;
+      if (j === a.length - 1 && i + 1 < argv.length) rest.push(argv[++i]!);
+      break;
+    }
+  }
+  return socket === undefined ? { rest, help } : { rest, socket, help };
+}
+
+/**
  * Parse pkt-gen's argv (without the program name) into {@link PktGenOptions}.
  *
  * Options are applied in order (the last of a repeated option wins, except
@@ -320,9 +367,11 @@ function defaults(systemCpus: number): PktGenOptions {
  */
 export function parsePktGenArgs(argv: readonly string[], env: ParseEnv = {}): PktGenOptions {
   const systemCpus = env.systemCpus ?? availableParallelism();
-  const { opts, operands } = getopt(argv, PKTGEN_GETOPT);
+  const long = takeLongOptions(argv);
+  const { opts, operands } = getopt(long.rest, PKTGEN_GETOPT);
   const o = defaults(systemCpus);
-  if (opts.some((x) => x.opt === 'h')) {
+  if (long.socket !== undefined) o.socket = long.socket;
+  if (long.help || opts.some((x) => x.opt === 'h')) {
     o.help = true;
     return o;
   }
@@ -546,7 +595,9 @@ export function usageText(cmd = 'pkt-gen-ts'): string {
   return `Usage:
 ${cmd} -i port [options]
 
-  -h                 Print this help and exit.
+  -h, --help         Print this help and exit.
+  --socket PATH      vale-ts control socket (default: $VALE_TS_SOCKET, then
+                     the standard path); not a pkt-gen option.
   -i port            Port to use: a VALE port (vale0:1), a netmap port
                      (netmap:eth0, netmap:pipe{0, netmap:pipe}0) or a NIC name
                      (eth0 means netmap:eth0). Required.
@@ -573,7 +624,8 @@ ${cmd} -i port [options]
   -T ms              Milliseconds between reports (default 1000).
   -w secs            Seconds to wait for the link before starting (default 2,
                      0 for vale ports).
-  -W                 rx: stop after one second without traffic.
+  -W                 rx: stop once no frame has come for one second. The
+                     wait for the first frame is not limited.
   -R pps             Limit tx to this many packets per second.
   -X                 Hex-dump every packet sent or received.
   -H len             virtio-net header length: 0, 10 or 12.

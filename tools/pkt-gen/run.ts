@@ -32,7 +32,7 @@
  * @module
  */
 import { Worker } from 'node:worker_threads';
-import { open, parsePortName, formatPortName, PortNameError, vnetHeader, abi, type Port } from '../../src/index.js';
+import { open, parsePortName, formatPortName, PortNameError, vnetHeader, abi, selectBackend, ValeClient, ValeControlError, type Port } from '../../src/index.js';
 import type { ParsedPortName, PortConf } from '../../src/index.js';
 import {
   functionKind,
@@ -82,6 +82,39 @@ const { NIF, RING, NR_REG_ONE_NIC, NR_REG_ONE_SW } = abi;
 function fail(msg: string): number {
   process.stderr.write(`pkt-gen-ts: ${msg}\n`);
   return 1;
+}
+
+/**
+ * The switch a vale-ts port would land on, when no such switch exists yet
+ * (opening the port creates it: `vale:01` makes a switch named `vale`);
+ * undefined when it exists, or the name is no vale-ts port, or the switch
+ * cannot be asked (the open then says why).
+ */
+async function switchIsNew(p: ParsedPortName, socket: string | undefined): Promise<string | undefined> {
+  if (!p.isVale || p.pipe || selectBackend() !== 'user') return undefined;
+  const sw = p.nrName.slice(0, p.nrName.indexOf(':'));
+  try {
+    await new ValeClient(socket === undefined ? {} : { socket }).lookup(p.nrName);
+    return undefined;
+  } catch (e) {
+    return e instanceof ValeControlError && e.code === 'ENOENT' ? sw : undefined;
+  }
+}
+
+/**
+ * A bad -i name, told in terms of what the user typed: pkt-gen prepends
+ * `netmap:` to names that do not start with vale/netmap:/tap (they are
+ * NICs), and the parser's position counts from that prefix.
+ */
+function ifaceNameProblem(o: PktGenOptions, e: PortNameError): string {
+  const added = o.iface.length - o.ifaceArg.length;
+  if (added <= 0 || !o.iface.endsWith(o.ifaceArg)) return e.message;
+  const pos = e.position - added;
+  if (pos < 0) return e.message;
+  const vale = /^vale/i.test(o.ifaceArg)
+    ? `; VALE port names start with lowercase 'vale' (vale0:01): '${o.ifaceArg}' was taken as a NIC name, netmap:${o.ifaceArg}`
+    : `; a name not starting with vale, netmap: or tap is taken as a NIC name (netmap:${o.ifaceArg})`;
+  return `invalid port name '${o.ifaceArg}': ${e.problem} at position ${pos}${vale}`;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -304,7 +337,7 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
   try {
     parsed = parsePortName(o.iface);
   } catch (e) {
-    if (e instanceof PortNameError) return fail(`-i ${o.ifaceArg}: ${e.message}`);
+    if (e instanceof PortNameError) return fail(`-i ${o.ifaceArg}: ${ifaceNameProblem(o, e)}`);
     throw e;
   }
   if (o.conf) {
@@ -315,11 +348,16 @@ export async function runPktGen(argv: readonly string[]): Promise<number> {
   const forceWorkers = process.env['PKTGEN_TS_WORKERS'] === '1';
   const name0 = nthreads === 1 && !o.conf ? o.iface : threadPortName(parsed, 0, nthreads, Infinity);
   const openOpts: ThreadConfig['openOpts'] = {};
+  if (o.socket !== undefined) openOpts.socket = o.socket;
+  const newSwitch = await switchIsNew(parsed, o.socket);
   let port0: Port;
   try {
     port0 = await open(name0, openOpts);
   } catch (e) {
     return fail(`cannot open ${name0}: ${(e as Error).message}`);
+  }
+  if (newSwitch && port0.transport === 'vale-ts') {
+    process.stderr.write(`pkt-gen-ts: note: ${parsed.nrName} is the first port of a new switch '${newSwitch}' (vale-ts created it; ports of other switches do not reach it)\n`);
   }
   let inlinePort: Port | undefined = port0;
   const closeAll = (): void => inlinePort?.close();

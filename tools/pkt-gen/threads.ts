@@ -14,6 +14,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Port, Ring } from '../../src/index.js';
+import { SwitchGoneError } from '../../src/index.js';
 import { dumpPayload, ringPointer } from './dump.js';
 import { CTR, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
 import type { PktGenFunction } from './options.js';
@@ -356,7 +357,7 @@ async function receiverBody(c: Ctx): Promise<void> {
     if (port.rxAvailable() > 0) break;
     const ev = await c.pollFor({ rx: true, tx: false }, 1000);
     if (ev.rx) break;
-    if (ev.hup && userSwitch) throw new PeerGoneError(`${cfg.iface}: vale-ts went away`);
+    if (ev.hup && userSwitch) throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
     if (!c.cancelled && waiting.ok()) D(fn, LINE.RECEIVER_WAITING, 'waiting for initial packets, poll returns 0 0');
   }
   ctr[CTR.TIC] = now();
@@ -378,7 +379,7 @@ async function receiverBody(c: Ctx): Promise<void> {
         if (port.rxAvailable() === 0) {
           const left = cfg.forever ? POLL_SLICE_MS : 1000 - (now() - idleSince);
           const ev = left > 0 ? await c.pollFor({ rx: true, tx: false }, left) : { rx: false, tx: false, hup: false };
-          if (ev.hup && userSwitch) throw new PeerGoneError(`${cfg.iface}: vale-ts went away`);
+          if (ev.hup && userSwitch) throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
           if (!ev.rx && port.rxAvailable() === 0) {
             if (!cfg.forever && now() - idleSince >= 1000) {
               toc = now() - 1000; // as pkt-gen: subtract the timeout
@@ -484,7 +485,7 @@ async function pingBody(c: Ctx): Promise<void> {
       const ev = await c.pollFor({ rx: true, tx: false }, 3000 - (now() - t0));
       if (!ev.rx && port.rxAvailable() === 0) {
         if (c.cancelled) break;
-        if (ev.hup && port.transport === 'vale-ts') throw new PeerGoneError(`${cfg.iface}: vale-ts went away`);
+        if (ev.hup && port.transport === 'vale-ts') throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
         if (pollErr.ok()) D('ping_body', XLINE.POLL_ERROR_PING, `poll error on queue ${cfg.index}: timeout`);
         continue;
       }
@@ -545,7 +546,7 @@ async function pongBody(c: Ctx): Promise<void> {
         const ev = await c.pollFor({ rx: true, tx: false }, 1000);
         if (!ev.rx && port.rxAvailable() === 0) {
           if (c.cancelled) break;
-          if (ev.hup && port.transport === 'vale-ts') throw new PeerGoneError(`${cfg.iface}: vale-ts went away`);
+          if (ev.hup && port.transport === 'vale-ts') throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
           if (pollErr.ok()) D('pong_body', XLINE.POLL_ERROR_PONG, `poll error on queue ${cfg.index}: timeout`);
           continue;
         }

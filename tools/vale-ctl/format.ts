@@ -124,12 +124,11 @@ export function formatStats(switches: readonly SwitchStats[]): string {
       for (const k of names) rows.push([k, ...block.map((x) => String(x.c[k] ?? 0))]);
       out.push(table(rows));
     }
-    // driver ports: what serves each, and the driver's own counters (drops by reason)
+    // driver ports (TAP, socket netdevs, ...): what serves them and the driver's own counters
     for (const p of s.ports) {
       if (!p.driver) continue;
-      out.push(`${p.name}: ${p.driver.describe}\n`);
-      const rows = Object.entries(p.driver.counters).map(([k, v]) => [k, String(v)]);
-      if (rows.length) out.push(table(rows));
+      const cs = Object.entries(p.driver.counters).filter(([k, v]) => v !== 0 || k.startsWith('drop'));
+      out.push(`driver of ${p.name}: ${p.driver.describe}\n${cs.map(([k, v]) => `  ${k} ${v}`).join('\n')}\n`);
     }
     const mc = Object.entries(s.macTableCounters)
       .filter(([k]) => k !== 'size')

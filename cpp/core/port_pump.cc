@@ -1,0 +1,285 @@
+#include "core/port_pump.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "core/region.h"
+
+namespace nm {
+
+const char *ctr_name(Ctr c) {
+  switch (c) {
+    case Ctr::InFrames: return "inFrames";
+    case Ctr::InBytes: return "inBytes";
+    case Ctr::OutFrames: return "outFrames";
+    case Ctr::OutBytes: return "outBytes";
+    case Ctr::OffloadCsumCompleted: return "offloadCsumCompleted";
+    case Ctr::OffloadSegmented: return "offloadSegmented";
+    case Ctr::OffloadSegments: return "offloadSegments";
+    case Ctr::DropTooLong: return "dropTooLong";
+    case Ctr::DropBadLength: return "dropBadLength";
+    case Ctr::DropBadVnetHdr: return "dropBadVnetHdr";
+    case Ctr::DropOffloadBadCsumOffsets: return "dropOffloadBadCsumOffsets";
+    case Ctr::DropOffloadBadGsoType: return "dropOffloadBadGsoType";
+    case Ctr::DropOffloadBadHeaders: return "dropOffloadBadHeaders";
+    case Ctr::DropOffloadBadGsoSize: return "dropOffloadBadGsoSize";
+    case Ctr::DropOffloadSegmentTooLong: return "dropOffloadSegmentTooLong";
+    case Ctr::DropLinkDown: return "dropLinkDown";
+    case Ctr::DropBadSlot: return "dropBadSlot";
+    case Ctr::LinkErrors: return "linkErrors";
+    case Ctr::Connects: return "connects";
+    case Ctr::Disconnects: return "disconnects";
+    case Ctr::Wakeups: return "wakeups";
+    case Ctr::Count_: break;
+  }
+  return "unknown";
+}
+
+PortPump::PortPump(PortClient pc, std::string label) : label_(std::move(label)), pc_(std::move(pc)) {}
+
+PortPump::~PortPump() { stop(); }
+
+Status PortPump::start() {
+  stop_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!stop_fd_) return sys_fail("eventfd", label_ + ": driver stop signal");
+  started_ = true;
+  thread_ = std::thread([this] { run(); });
+  return Ok{};
+}
+
+void PortPump::stop() {
+  if (!started_) return;
+  started_ = false;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t w = ::write(stop_fd_.get(), &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+}
+
+std::vector<std::pair<const char *, uint64_t>> PortPump::counters() const {
+  std::vector<std::pair<const char *, uint64_t>> v;
+  for (size_t i = 0; i < ctr_.size(); i++) v.emplace_back(ctr_name(static_cast<Ctr>(i)), ctr_[i].load(std::memory_order_relaxed));
+  return v;
+}
+
+void PortPump::log(const std::string &line) const { std::fprintf(stderr, "vale-ts: %s: %s\n", label_.c_str(), line.c_str()); }
+
+uint32_t PortPump::tx_room() {
+  uint32_t room = pc_.tx_space(0);
+  if (room == 0) {
+    pc_.txsync(0);
+    tx_unsynced_ = 0;
+    room = pc_.tx_space(0);
+  }
+  // a slot whose buffer index the region does not back is no room at all
+  if (room > 0 && !tx_buf()) return 0;
+  return room;
+}
+
+uint8_t *PortPump::tx_buf() {
+  netmap_ring *g = pc_.tx_ring(0);
+  if (g->head >= g->num_slots) return nullptr;
+  return pc_.slot_buf(ring_slots(g)[g->head]);
+}
+
+void PortPump::tx_push(uint32_t len) {
+  netmap_ring *g = pc_.tx_ring(0);
+  netmap_slot &s = ring_slots(g)[g->head];
+  s.len = static_cast<uint16_t>(len);
+  s.flags = 0;
+  g->head = g->cur = ring_next(g->head, g->num_slots);
+  tx_unsynced_++;
+  count(Ctr::InFrames);
+  count(Ctr::InBytes, len);
+}
+
+void PortPump::flush_tx() {
+  if (tx_unsynced_) {
+    pc_.txsync(0);
+    tx_unsynced_ = 0;
+  }
+  if (rx_popped_) {
+    pc_.rxsync(rx_ring_);
+    rx_popped_ = 0;
+  }
+}
+
+bool PortPump::rx_peek(const uint8_t *&buf, uint32_t &len) {
+  const uint32_t nrx = pc_.rx_rings();
+  if (nrx == 0) return false;
+  for (uint32_t tries = 0; tries < 2 * nrx + 1;) {
+    netmap_ring *g = pc_.rx_ring(rx_ring_);
+    const uint32_t n = g->num_slots;
+    if (g->head >= n) g->head = g->cur = 0;  // our own index, never the switch's: reset a bad one
+    if (g->head != g->tail) {
+      const netmap_slot &s = ring_slots(g)[g->head];
+      const uint8_t *b = pc_.slot_buf(s);
+      if (!b || s.len > pc_.buf_size() || s.len == 0) {
+        count(Ctr::DropBadSlot);
+        rx_pop();
+        continue;
+      }
+      buf = b;
+      len = s.len;
+      return true;
+    }
+    pc_.rxsync(rx_ring_);
+    rx_popped_ = 0;
+    tries++;
+    if (g->head != g->tail) continue;
+    rx_ring_ = rx_ring_ + 1 == nrx ? 0 : rx_ring_ + 1;
+  }
+  return false;
+}
+
+void PortPump::rx_pop() {
+  netmap_ring *g = pc_.rx_ring(rx_ring_);
+  g->head = g->cur = ring_next(g->head, g->num_slots);
+  if (++rx_popped_ >= 64) {
+    pc_.rxsync(rx_ring_);
+    rx_popped_ = 0;
+  }
+}
+
+void PortPump::count_offload_drop(OffloadError e) {
+  count(Ctr::DropBadVnetHdr);
+  switch (e) {
+    case OffloadError::BadCsumOffsets: count(Ctr::DropOffloadBadCsumOffsets); break;
+    case OffloadError::BadGsoType: count(Ctr::DropOffloadBadGsoType); break;
+    case OffloadError::BadHeaders: count(Ctr::DropOffloadBadHeaders); break;
+    case OffloadError::BadGsoSize: count(Ctr::DropOffloadBadGsoSize); break;
+    case OffloadError::SegmentTooLong: count(Ctr::DropOffloadSegmentTooLong); break;
+    case OffloadError::None:
+    case OffloadError::NoRoom: break;
+  }
+}
+
+namespace {
+// Segments straight into the port's tx slots.
+class TxSink final : public SegmentSink {
+ public:
+  TxSink(uint8_t *(*buf)(void *), void (*push)(void *, uint32_t), void *self, size_t cap)
+      : buf_(buf), push_(push), self_(self), cap_(cap) {}
+  uint8_t *next(size_t len) override {
+    if (pending_) push_(self_, pending_len_);
+    pending_ = false;
+    if (len > cap_) return nullptr;
+    uint8_t *b = buf_(self_);
+    if (!b) return nullptr;
+    pending_ = true;
+    pending_len_ = static_cast<uint32_t>(len);
+    return b;
+  }
+  void finish() {
+    if (pending_) push_(self_, pending_len_);
+    pending_ = false;
+  }
+
+ private:
+  uint8_t *(*buf_)(void *);
+  void (*push_)(void *, uint32_t);
+  void *self_;
+  size_t cap_;
+  bool pending_ = false;
+  uint32_t pending_len_ = 0;
+};
+}  // namespace
+
+bool PortPump::ingest_vnet(const VnetHdr &h, uint8_t *frame, size_t len, bool in_slot) {
+  if ((h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN)) == VNET_GSO_NONE) {
+    if (len > buf_size()) {
+      count(Ctr::DropTooLong);
+      return true;
+    }
+    if (h.flags & VNET_F_NEEDS_CSUM) {
+      OffloadError e = complete_csum(h, frame, len);
+      if (e != OffloadError::None) {
+        count_offload_drop(e);
+        return true;
+      }
+      count(Ctr::OffloadCsumCompleted);
+    }
+    if (!in_slot) {
+      if (tx_room() == 0) return false;
+      std::memcpy(tx_buf(), frame, len);
+    }
+    tx_push(static_cast<uint32_t>(len));
+    return true;
+  }
+  const uint32_t n = gso_segment_count(h, frame, len);
+  if (n > 0 && tx_room() < n) {
+    // never room for all of it: a ring smaller than one GSO frame's segments
+    if (n >= pc_.tx_ring(0)->num_slots) {
+      count_offload_drop(OffloadError::SegmentTooLong);
+      return true;
+    }
+    return false;
+  }
+  TxSink sink([](void *s) { return static_cast<PortPump *>(s)->tx_buf(); },
+              [](void *s, uint32_t l) { static_cast<PortPump *>(s)->tx_push(l); }, this, buf_size());
+  SegmentResult r = gso_segment(h, frame, len, buf_size(), sink);
+  if (r.err != OffloadError::None) {
+    // parse errors come before any segment; NoRoom (room was checked, so a tx
+    // slot with a bad buffer index part way) leaves the segments already
+    // pushed delivered and the rest counted
+    if (r.err == OffloadError::NoRoom) count(Ctr::DropBadSlot);
+    else count_offload_drop(r.err);
+    return true;
+  }
+  sink.finish();
+  count(Ctr::OffloadSegmented);
+  count(Ctr::OffloadSegments, r.segments);
+  return true;
+}
+
+void PortPump::run() {
+  std::vector<Want> wants;
+  std::vector<pollfd> pfds;
+  for (;;) {
+    uint32_t moved = link_out();
+    moved += link_in();
+    flush_tx();
+    pollfd sp{stop_fd_.get(), POLLIN, 0};
+    if (::poll(&sp, 1, 0) > 0) break;
+    if (moved) continue;
+    // idle: ask for a kick, then look once more (no lost wakeup)
+    const bool room = tx_room() > 0;
+    pc_.arm(true, !room);
+    const uint8_t *b;
+    uint32_t l;
+    const bool rx_ready = !out_blocked_ && rx_peek(b, l);
+    if (rx_ready || (!room && tx_room() > 0)) {
+      pc_.disarm();
+      continue;
+    }
+    wants.clear();
+    link_wants(wants, room, out_blocked_);
+    pfds.clear();
+    pfds.push_back({stop_fd_.get(), POLLIN, 0});
+    pfds.push_back({pc_.wait_fd(), POLLIN, 0});
+    for (const Want &w : wants) pfds.push_back({w.fd, static_cast<short>(w.events), 0});
+    int r = ::poll(pfds.data(), pfds.size(), idle_timeout_ms());
+    pc_.disarm();
+    count(Ctr::Wakeups);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      log(std::string("poll failed: ") + std::strerror(errno) + "; driver stopped");
+      break;
+    }
+    if (r == 0) {
+      on_idle_timeout();
+      continue;
+    }
+    if (pfds[0].revents) break;
+    if (pfds[1].revents) pc_.drain_bell();
+    for (size_t i = 2; i < pfds.size(); i++)
+      if (pfds[i].revents) link_event(pfds[i].fd, static_cast<uint32_t>(pfds[i].revents));
+  }
+  flush_tx();
+}
+
+}  // namespace nm

@@ -1,0 +1,138 @@
+// The common half of a port driver that moves frames between a vale-ts port
+// (its client side, nm::PortClient) and file descriptors: a TAP device, a
+// QEMU socket netdev. One thread per port sleeps in epoll on the port's
+// doorbell and the link's fds, and moves frames in batches in both
+// directions:
+//
+//   link -> switch: the subclass reads frames into the port's tx slots
+//                   (tx_buf / tx_push), one txsync per batch;
+//   switch -> link: the subclass writes frames out of the port's rx slots
+//                   (rx_peek / rx_pop), one rxsync per batch.
+//
+// Backpressure rather than loss inside the switch: when the port's tx ring is
+// full the thread stops reading the link (the link's own queue fills and the
+// kernel or QEMU holds or drops there); when the link cannot take more it
+// stops draining the rx ring (the switch then drops for the port, counted
+// there). Every frame the driver itself gives up on is counted under a named
+// reason (counters()).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/fd.h"
+#include "core/offload.h"
+#include "core/port_client.h"
+#include "core/result.h"
+
+namespace nm {
+
+// A driver's counters: names as `vale-ctl-ts --stats` shows them.
+enum class Ctr : uint8_t {
+  InFrames,   // link -> switch, frames written to the port's tx ring
+  InBytes,
+  OutFrames,  // switch -> link
+  OutBytes,
+  OffloadCsumCompleted,  // NEEDS_CSUM frames finished on the way in
+  OffloadSegmented,      // GSO frames cut on the way in
+  OffloadSegments,       // frames those became
+  DropTooLong,           // longer than the port's buffer: never truncated
+  DropBadLength,         // a stream length prefix of 0 or beyond any frame (connection closed)
+  DropBadVnetHdr,        // offload impossible: see the offload* drop reasons below
+  DropOffloadBadCsumOffsets,
+  DropOffloadBadGsoType,
+  DropOffloadBadHeaders,
+  DropOffloadBadGsoSize,
+  DropOffloadSegmentTooLong,
+  DropLinkDown,          // the link refused a frame (TAP down, no peer connected, peer gone)
+  DropBadSlot,           // a slot in the port's rx ring with an impossible buffer index or length
+  LinkErrors,            // read/write errors on the link other than EAGAIN
+  Connects,              // socket netdevs: connections accepted or made
+  Disconnects,
+  Wakeups,
+  Count_
+};
+const char *ctr_name(Ctr c);
+
+class PortPump {
+ public:
+  virtual ~PortPump();
+  PortPump(const PortPump &) = delete;
+  PortPump &operator=(const PortPump &) = delete;
+
+  // Starts the thread. Call once, after the subclass opened its link.
+  Status start();
+  // Stops and joins the thread. Idempotent; the destructor calls it.
+  void stop();
+
+  std::vector<std::pair<const char *, uint64_t>> counters() const;
+
+ protected:
+  PortPump(PortClient pc, std::string label);
+
+  // What the link wants to wait on now: fds and EPOLLIN/EPOLLOUT bits.
+  struct Want {
+    int fd;
+    uint32_t events;
+  };
+  virtual void link_wants(std::vector<Want> &w, bool room_in, bool pending_out) = 0;
+  // Called with what epoll reported for one of the link's fds (accepts, hangups).
+  virtual void link_event(int fd, uint32_t events) = 0;
+  // Moves frames from the link into the tx ring while there is room; returns
+  // how many (0: nothing readable or no room).
+  virtual uint32_t link_in() = 0;
+  // Moves frames from the rx ring to the link; returns how many left the
+  // ring (sent or dropped). Sets out_blocked_ when the link would block.
+  virtual uint32_t link_out() = 0;
+  // epoll timeout when idle (ms, -1: none): a client socket retrying.
+  virtual int idle_timeout_ms() { return -1; }
+  virtual void on_idle_timeout() {}
+
+  // ---- the port side, for subclasses (driver thread only) ----
+  // Free tx slots now (syncs when the ring looks full).
+  uint32_t tx_room();
+  // The next free tx slot's buffer (tx_room() > 0 first).
+  uint8_t *tx_buf();
+  // Publishes the next tx slot with `len` bytes (≤ buf_size()).
+  void tx_push(uint32_t len);
+  // The oldest frame in the rx rings, or false when none (syncs when empty).
+  // Bad slots are dropped and counted here.
+  bool rx_peek(const uint8_t *&buf, uint32_t &len);
+  void rx_pop();
+  uint32_t buf_size() const { return pc_.buf_size(); }
+
+  // A frame with a virtio-net header read from the link: finishes its
+  // checksum or segments it into tx slots. `frame` may be the tx slot's own
+  // buffer (in_slot: it is pushed in place) or a scratch buffer.
+  // Returns false when there was no room for all its segments (nothing
+  // pushed; retry when there is room), true when delivered or dropped.
+  bool ingest_vnet(const VnetHdr &h, uint8_t *frame, size_t len, bool in_slot);
+
+  void count(Ctr c, uint64_t n = 1) { ctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
+  // One line on stderr, the daemon's log, naming the port.
+  void log(const std::string &line) const;
+
+  bool out_blocked_ = false;
+  std::string label_;
+
+ private:
+  void run();
+  void flush_tx();
+  void count_offload_drop(OffloadError e);
+
+  PortClient pc_;
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(Ctr::Count_)> ctr_{};
+  unique_fd stop_fd_, ep_;
+  std::thread thread_;
+  bool started_ = false;
+  uint32_t tx_unsynced_ = 0;  // pushed since the last txsync
+  uint32_t rx_popped_ = 0;    // popped since the last rxsync
+  uint32_t rx_ring_ = 0;      // the rx ring being drained
+};
+
+}  // namespace nm

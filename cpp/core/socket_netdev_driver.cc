@@ -1,0 +1,330 @@
+#include "core/socket_netdev_driver.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace nm {
+
+namespace {
+constexpr uint32_t BATCH = 256;
+
+Result<sockaddr_un> unix_addr(const std::string &path) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof a.sun_path)
+    return check_fail(ENAMETOOLONG, "unix socket path '" + path + "' must be 1 to " + std::to_string(sizeof a.sun_path - 1) + " bytes");
+  std::memcpy(a.sun_path, path.data(), path.size());
+  return a;
+}
+
+// bind(), replacing a stale socket file (one nobody listens on) but nothing else
+Status bind_unix(int fd, const sockaddr_un &a, const std::string &path) {
+  if (::bind(fd, reinterpret_cast<const sockaddr *>(&a), sizeof a) == 0) return Ok{};
+  if (errno != EADDRINUSE) return sys_fail("bind", "socket " + path);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) < 0 || !S_ISSOCK(st.st_mode))
+    return check_fail(EEXIST, "socket path " + path + " exists and is not a socket", "choose another path or remove the file");
+  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool live = probe >= 0 && ::connect(probe, reinterpret_cast<const sockaddr *>(&a), sizeof a) == 0;
+  if (probe >= 0) ::close(probe);
+  if (live) return check_fail(EADDRINUSE, "socket " + path + " is in use by another listener");
+  ::unlink(path.c_str());
+  if (::bind(fd, reinterpret_cast<const sockaddr *>(&a), sizeof a) < 0) return sys_fail("bind", "socket " + path);
+  return Ok{};
+}
+}  // namespace
+
+Result<std::unique_ptr<SocketNetdevDriver>> SocketNetdevDriver::open(PortClient pc, const SocketNetdevOptions &o, std::string label) {
+  auto a = unix_addr(o.path);
+  if (!a) return std::move(a).take_error();
+  std::unique_ptr<SocketNetdevDriver> d(new SocketNetdevDriver(std::move(pc), std::move(label)));
+  d->o_ = o;
+  using M = SocketNetdevOptions::Mode;
+  if (o.mode == M::StreamServer) {
+    unique_fd l(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!l) return sys_fail("socket", "stream netdev " + o.path);
+    auto b = bind_unix(l.get(), *a, o.path);
+    if (!b) return std::move(b).take_error();
+    if (::listen(l.get(), 4) < 0) return sys_fail("listen", "stream netdev " + o.path);
+    d->listen_ = std::move(l);
+    d->unlink_on_close_ = true;
+  } else if (o.mode == M::StreamClient) {
+    d->peer_ = *a;
+    d->try_connect();
+  } else {
+    auto p = unix_addr(o.peer);
+    if (!p) return std::move(p).take_error();
+    d->peer_ = *p;
+    unique_fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!s) return sys_fail("socket", "dgram netdev " + o.path);
+    auto b = bind_unix(s.get(), *a, o.path);
+    if (!b) return std::move(b).take_error();
+    d->conn_ = std::move(s);
+    d->readable_ = true;
+    d->unlink_on_close_ = true;
+  }
+  d->in_.resize(2 * (4 + STREAM_MAX_FRAME));
+  return d;
+}
+
+SocketNetdevDriver::~SocketNetdevDriver() {
+  stop();
+  if (unlink_on_close_) ::unlink(o_.path.c_str());
+}
+
+void SocketNetdevDriver::try_connect() {
+  unique_fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!s) return;
+  // a unix connect completes at once or fails (EAGAIN only with a full backlog: retried)
+  if (::connect(s.get(), reinterpret_cast<const sockaddr *>(&peer_), sizeof peer_) < 0) return;
+  conn_ = std::move(s);
+  readable_ = true;
+  count(Ctr::Connects);
+}
+
+void SocketNetdevDriver::close_conn(const std::string &why) {
+  if (o_.mode == SocketNetdevOptions::Mode::Dgram) return;
+  if (conn_) {
+    log("stream peer disconnected: " + why);
+    count(Ctr::Disconnects);
+  }
+  conn_.reset();
+  readable_ = false;
+  in_have_ = skip_ = 0;
+  out_.clear();
+  out_off_ = 0;
+  out_blocked_ = false;
+}
+
+int SocketNetdevDriver::idle_timeout_ms() { return o_.mode == SocketNetdevOptions::Mode::StreamClient && !conn_ ? 1000 : -1; }
+
+void SocketNetdevDriver::on_idle_timeout() {
+  if (!conn_ && o_.mode == SocketNetdevOptions::Mode::StreamClient) try_connect();
+}
+
+void SocketNetdevDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
+  if (listen_) w.push_back({listen_.get(), POLLIN});
+  if (!conn_) return;
+  uint32_t ev = POLLRDHUP;
+  if (room_in && !readable_) ev |= POLLIN;
+  if (pending_out) ev |= POLLOUT;
+  w.push_back({conn_.get(), ev});
+}
+
+void SocketNetdevDriver::link_event(int fd, uint32_t events) {
+  if (listen_ && fd == listen_.get()) {
+    int c = ::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) return;
+    if (conn_) {
+      // one peer at a time: a second QEMU on the same port would interleave frames
+      log("refused a second connection on " + o_.path + " (one peer per port)");
+      ::close(c);
+      return;
+    }
+    conn_.reset(c);
+    readable_ = true;
+    count(Ctr::Connects);
+    return;
+  }
+  if (conn_ && fd == conn_.get()) {
+    if (events & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) readable_ = true;
+    if (events & (POLLOUT | POLLHUP | POLLERR)) out_blocked_ = false;
+  }
+}
+
+uint32_t SocketNetdevDriver::link_in() {
+  if (!conn_) return 0;
+  return o_.mode == SocketNetdevOptions::Mode::Dgram ? dgram_in() : stream_in();
+}
+
+uint32_t SocketNetdevDriver::link_out() {
+  if (!conn_) return drop_rx();
+  return o_.mode == SocketNetdevOptions::Mode::Dgram ? dgram_out() : stream_out();
+}
+
+// Frames for a peer that is not there: counted, not kept (a switch port
+// without a client drops the same way).
+uint32_t SocketNetdevDriver::drop_rx() {
+  uint32_t n = 0;
+  const uint8_t *b;
+  uint32_t l;
+  while (n < BATCH && rx_peek(b, l)) {
+    count(Ctr::DropLinkDown);
+    rx_pop();
+    n++;
+  }
+  return n;
+}
+
+uint32_t SocketNetdevDriver::stream_in() {
+  uint32_t moved = 0;
+  const size_t bs = buf_size();
+  for (;;) {
+    size_t pos = 0;
+    bool stalled = false;  // a whole frame waits for tx room
+    while (moved < BATCH) {
+      if (skip_) {
+        size_t k = std::min(skip_, in_have_ - pos);
+        pos += k;
+        skip_ -= k;
+        if (skip_) break;
+        continue;
+      }
+      if (in_have_ - pos < 4) break;
+      const uint8_t *p = in_.data() + pos;
+      const uint32_t flen = uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+      if (flen == 0 || flen > STREAM_MAX_FRAME) {
+        count(Ctr::DropBadLength);
+        close_conn("frame length " + std::to_string(flen) + " is out of range (1.." + std::to_string(STREAM_MAX_FRAME) +
+                   "): the stream is out of step");
+        return moved;
+      }
+      if (flen > bs) {
+        count(Ctr::DropTooLong);
+        pos += 4;
+        skip_ = flen;
+        continue;
+      }
+      if (in_have_ - pos - 4 < flen) break;
+      if (tx_room() == 0) {
+        stalled = true;
+        break;
+      }
+      std::memcpy(tx_buf(), p + 4, flen);
+      tx_push(flen);
+      pos += 4 + size_t{flen};
+      moved++;
+    }
+    if (pos) {
+      std::memmove(in_.data(), in_.data() + pos, in_have_ - pos);
+      in_have_ -= pos;
+    }
+    if (stalled || moved >= BATCH || !readable_) return moved;
+    ssize_t r = ::read(conn_.get(), in_.data() + in_have_, in_.size() - in_have_);
+    if (r == 0) {
+      close_conn("end of stream");
+      return moved;
+    }
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        readable_ = false;
+        return moved;
+      }
+      count(Ctr::LinkErrors);
+      close_conn(std::string("read: ") + std::strerror(errno));
+      return moved;
+    }
+    in_have_ += static_cast<size_t>(r);
+  }
+}
+
+uint32_t SocketNetdevDriver::stream_out() {
+  uint32_t moved = 0;
+  // first the tail of a frame a short write left
+  while (out_off_ < out_.size()) {
+    ssize_t r = ::send(conn_.get(), out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        out_blocked_ = true;
+        return 0;
+      }
+      count(Ctr::LinkErrors);
+      close_conn(std::string("write: ") + std::strerror(errno));
+      return 0;
+    }
+    out_off_ += static_cast<size_t>(r);
+  }
+  out_.clear();
+  out_off_ = 0;
+  const uint8_t *b;
+  uint32_t l;
+  while (moved < BATCH && !out_blocked_ && rx_peek(b, l)) {
+    uint8_t lenbe[4] = {static_cast<uint8_t>(l >> 24), static_cast<uint8_t>(l >> 16), static_cast<uint8_t>(l >> 8), static_cast<uint8_t>(l)};
+    iovec iov[2] = {{lenbe, 4}, {const_cast<uint8_t *>(b), l}};
+    msghdr mh{};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = 2;
+    ssize_t r = ::sendmsg(conn_.get(), &mh, MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        out_blocked_ = true;
+        break;
+      }
+      count(Ctr::LinkErrors);
+      count(Ctr::DropLinkDown);
+      rx_pop();
+      close_conn(std::string("write: ") + std::strerror(errno));
+      return moved + 1;
+    }
+    const size_t w = static_cast<size_t>(r), total = 4 + size_t{l};
+    if (w < total) {
+      // keep the rest (the stream must stay in step), then wait for room
+      out_.assign(lenbe, lenbe + 4);
+      out_.insert(out_.end(), b, b + l);
+      out_off_ = w;
+      out_blocked_ = true;
+    }
+    count(Ctr::OutFrames);
+    count(Ctr::OutBytes, l);
+    rx_pop();
+    moved++;
+  }
+  return moved;
+}
+
+uint32_t SocketNetdevDriver::dgram_in() {
+  uint32_t moved = 0;
+  const size_t bs = buf_size();
+  while (moved < BATCH && readable_ && tx_room() > 0) {
+    uint8_t *slot = tx_buf();
+    // MSG_TRUNC: the datagram's real length, so a too-long one is counted, not cut
+    ssize_t r = ::recv(conn_.get(), slot, bs, MSG_TRUNC);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) count(Ctr::LinkErrors);
+      readable_ = false;
+      break;
+    }
+    moved++;
+    if (static_cast<size_t>(r) > bs) count(Ctr::DropTooLong);
+    else if (r == 0) count(Ctr::DropBadLength);
+    else tx_push(static_cast<uint32_t>(r));
+  }
+  return moved;
+}
+
+uint32_t SocketNetdevDriver::dgram_out() {
+  uint32_t moved = 0;
+  const uint8_t *b;
+  uint32_t l;
+  while (moved < BATCH && !out_blocked_ && rx_peek(b, l)) {
+    ssize_t r = ::sendto(conn_.get(), b, l, MSG_NOSIGNAL, reinterpret_cast<const sockaddr *>(&peer_), sizeof peer_);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        out_blocked_ = true;
+        break;
+      }
+      // ENOENT/ECONNREFUSED: QEMU is not (yet) bound on its side
+      count(Ctr::DropLinkDown);
+    } else {
+      count(Ctr::OutFrames);
+      count(Ctr::OutBytes, l);
+    }
+    rx_pop();
+    moved++;
+  }
+  return moved;
+}
+
+}  // namespace nm

@@ -1,0 +1,75 @@
+// A vale-ts port that QEMU reaches through one of its socket netdevs, over a
+// unix socket, with no root and no TAP:
+//
+//   -netdev stream,id=n0,server=off,addr.type=unix,addr.path=PATH
+//       vale-ts listens on PATH (StreamServer); with QEMU's server=on,
+//       vale-ts connects (StreamClient) and reconnects every second while
+//       the socket is not there. Framing (QEMU 7.2+): each frame is preceded
+//       by its length, 4 bytes big-endian.
+//   -netdev dgram,id=n0,local.type=unix,local.path=QEMU,remote.type=unix,remote.path=PATH
+//       vale-ts binds PATH and sends to QEMU's path; one frame per datagram.
+//
+// The peer's lengths are its word: a frame longer than the port's buffer is
+// skipped and counted (dropTooLong; the stream stays in step), a length of 0
+// or beyond anything QEMU can send means the stream is out of step: counted
+// (dropBadLength), logged, and the connection closed.
+#pragma once
+
+#include <sys/un.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/port_pump.h"
+
+namespace nm {
+
+struct SocketNetdevOptions {
+  enum class Mode { StreamServer, StreamClient, Dgram } mode = Mode::StreamServer;
+  std::string path;  // the socket vale-ts listens on / connects to / binds
+  std::string peer;  // dgram only: QEMU's local path, where frames are sent
+};
+
+// The longest frame QEMU's socket netdevs send (its NET_BUFSIZE): a larger
+// length prefix is a stream out of step.
+constexpr uint32_t STREAM_MAX_FRAME = 4096 + 65536;
+
+class SocketNetdevDriver final : public PortPump {
+ public:
+  static Result<std::unique_ptr<SocketNetdevDriver>> open(PortClient pc, const SocketNetdevOptions &o, std::string label);
+  ~SocketNetdevDriver() override;
+  bool connected() const { return static_cast<bool>(conn_); }
+
+ private:
+  SocketNetdevDriver(PortClient pc, std::string label) : PortPump(std::move(pc), std::move(label)) {}
+  void link_wants(std::vector<Want> &w, bool room_in, bool pending_out) override;
+  void link_event(int fd, uint32_t events) override;
+  uint32_t link_in() override;
+  uint32_t link_out() override;
+  int idle_timeout_ms() override;
+  void on_idle_timeout() override;
+
+  void try_connect();
+  void close_conn(const std::string &why);
+  uint32_t stream_in();
+  uint32_t dgram_in();
+  uint32_t stream_out();
+  uint32_t dgram_out();
+  uint32_t drop_rx();
+
+  SocketNetdevOptions o_;
+  unique_fd listen_, conn_;  // conn_: the stream, or the dgram socket
+  bool readable_ = false;
+  bool unlink_on_close_ = false;
+  sockaddr_un peer_{};
+  // stream reassembly
+  std::vector<uint8_t> in_;
+  size_t in_have_ = 0;
+  size_t skip_ = 0;  // bytes of a too-long frame still to pass over
+  // the unsent tail of a frame a short write left
+  std::vector<uint8_t> out_;
+  size_t out_off_ = 0;
+};
+
+}  // namespace nm

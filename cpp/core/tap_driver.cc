@@ -1,0 +1,181 @@
+#include "core/tap_driver.h"
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace nm {
+
+namespace {
+constexpr uint32_t BATCH = 256;           // frames per direction before the other gets a turn
+constexpr size_t OVERFLOW = 65536 + 256;  // a GSO frame's largest size, with its Ethernet header
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
+}  // namespace
+
+Result<std::unique_ptr<TapDriver>> TapDriver::open(PortClient pc, const TapOptions &o, std::string label) {
+  if (o.ifname.empty() || o.ifname.size() >= IFNAMSIZ)
+    return check_fail(EINVAL, "TAP name '" + o.ifname + "' must be 1 to " + std::to_string(IFNAMSIZ - 1) + " characters");
+  if (o.queues < 1 || o.queues > 16) return check_fail(EINVAL, "TAP queues must be 1 to 16, not " + std::to_string(o.queues));
+  std::unique_ptr<TapDriver> d(new TapDriver(std::move(pc), std::move(label)));
+  d->vnet_ = o.vnet_hdr;
+  for (uint32_t q = 0; q < o.queues; q++) {
+    unique_fd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) return sys_fail("open", "/dev/net/tun", "TAP ports need the tun module and CAP_NET_ADMIN (run vale-ts as root)");
+    ifreq ifr{};
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    if (o.vnet_hdr) ifr.ifr_flags |= IFF_VNET_HDR;
+    if (o.queues > 1) ifr.ifr_flags |= IFF_MULTI_QUEUE;
+    std::memcpy(ifr.ifr_name, o.ifname.data(), o.ifname.size());
+    if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0)
+      return sys_fail("ioctl(TUNSETIFF)", "TAP " + o.ifname,
+                      errno == EBUSY ? "another process has it open (a TAP without multi_queue has one reader)"
+                      : errno == EINVAL ? "an existing TAP of that name was made with other flags (vnet_hdr, multi_queue) or is a TUN"
+                                        : "");
+    if (o.vnet_hdr) {
+      int sz = static_cast<int>(VNET_HDR_LEN);
+      if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &sz) < 0) return sys_fail("ioctl(TUNSETVNETHDRSZ)", "TAP " + o.ifname);
+      if (o.offload) {
+        unsigned base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+        // UDP segmentation offload (Linux 6.2+) where the kernel has it
+        if (::ioctl(fd.get(), TUNSETOFFLOAD, base | TUN_F_USO4 | TUN_F_USO6) < 0 && ::ioctl(fd.get(), TUNSETOFFLOAD, base) < 0)
+          return sys_fail("ioctl(TUNSETOFFLOAD)", "TAP " + o.ifname);
+      }
+    }
+    d->ifname_.assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+    d->q_.push_back(std::move(fd));
+    d->readable_.push_back(true);
+    d->dead_.push_back(false);
+  }
+  d->scratch_.resize(OVERFLOW);
+  return d;
+}
+
+TapDriver::~TapDriver() { stop(); }
+
+void TapDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
+  for (size_t i = 0; i < q_.size(); i++) {
+    uint32_t ev = 0;
+    if (dead_[i]) continue;
+    if (room_in && !readable_[i]) ev |= POLLIN;
+    if (i == 0 && pending_out) ev |= POLLOUT;
+    if (ev) w.push_back({q_[i].get(), ev});
+  }
+}
+
+void TapDriver::link_event(int fd, uint32_t events) {
+  for (size_t i = 0; i < q_.size(); i++) {
+    if (q_[i].get() != fd) continue;
+    if (events & (POLLIN | POLLERR | POLLHUP)) readable_[i] = !dead_[i];
+    if (events & (POLLOUT | POLLERR | POLLHUP)) out_blocked_ = false;
+  }
+}
+
+uint32_t TapDriver::link_in() {
+  uint32_t moved = 0;
+  if (pending_) {
+    if (!ingest_vnet(pending_hdr_, scratch_.data(), pending_len_, false)) return 0;
+    pending_ = false;
+    moved++;
+  }
+  const size_t bs = buf_size();
+  for (uint32_t spins = 0; moved < BATCH && spins < q_.size();) {
+    const uint32_t qi = next_q_;
+    if (!readable_[qi] || dead_[qi] || tx_room() == 0) {
+      next_q_ = (next_q_ + 1) % static_cast<uint32_t>(q_.size());
+      spins++;
+      if (tx_room() == 0) break;
+      continue;
+    }
+    uint8_t hdr[VNET_HDR_LEN];
+    uint8_t *slot = tx_buf();
+    iovec iov[3];
+    int n = 0;
+    if (vnet_) iov[n++] = {hdr, sizeof hdr};
+    iov[n++] = {slot, bs};
+    // past the slot: only GSO frames and frames too long for the port land here
+    iov[n++] = {scratch_.data() + std::min(bs, scratch_.size()), scratch_.size() - std::min(bs, scratch_.size())};
+    ssize_t r = ::readv(q_[qi].get(), iov, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) {
+        // EBADFD: the device is gone; nothing more will come from this queue
+        count(Ctr::LinkErrors);
+        log(std::string("read from TAP ") + ifname_ + ": " + std::strerror(errno) + "; this queue is not read any more");
+        dead_[qi] = true;
+      }
+      readable_[qi] = false;
+      continue;
+    }
+    size_t len = static_cast<size_t>(r);
+    if (!vnet_) {
+      if (len > bs) count(Ctr::DropTooLong);
+      else if (len > 0) tx_push(static_cast<uint32_t>(len));
+      moved++;
+      continue;
+    }
+    if (len < VNET_HDR_LEN) {
+      count(Ctr::DropBadVnetHdr);
+      continue;
+    }
+    len -= VNET_HDR_LEN;
+    VnetHdr h = vnet_hdr_read(hdr);
+    moved++;
+    if ((h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN)) == VNET_GSO_NONE) {
+      ingest_vnet(h, slot, len, true);
+      continue;
+    }
+    // make the GSO frame contiguous in scratch, then cut it into the tx slots
+    std::memcpy(scratch_.data(), slot, std::min(len, bs));
+    if (!ingest_vnet(h, scratch_.data(), len, false)) {
+      pending_ = true;
+      pending_hdr_ = h;
+      pending_len_ = len;
+      moved--;
+      break;
+    }
+  }
+  return moved;
+}
+
+uint32_t TapDriver::link_out() {
+  static const uint8_t zero_hdr[VNET_HDR_LEN] = {};
+  uint32_t moved = 0;
+  const uint8_t *b;
+  uint32_t l;
+  while (moved < BATCH && !out_blocked_ && rx_peek(b, l)) {
+    iovec iov[2];
+    int n = 0;
+    if (vnet_) iov[n++] = {const_cast<uint8_t *>(zero_hdr), sizeof zero_hdr};
+    iov[n++] = {const_cast<uint8_t *>(b), l};
+    ssize_t r = ::writev(q_[0].get(), iov, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        out_blocked_ = true;
+        break;
+      }
+      // EIO: the TAP's interface is down; the frame has nowhere to go
+      count(Ctr::DropLinkDown);
+      if (errno != EIO) count(Ctr::LinkErrors);
+    } else {
+      count(Ctr::OutFrames);
+      count(Ctr::OutBytes, l);
+    }
+    rx_pop();
+    moved++;
+  }
+  return moved;
+}
+
+}  // namespace nm

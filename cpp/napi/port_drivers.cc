@@ -1,0 +1,170 @@
+// N-API glue of the port drivers that move frames between a vale-ts port and
+// file descriptors (cpp/core/tap_driver, cpp/core/socket_netdev_driver), and
+// two pure functions of cpp/core/offload for the tests. The drivers run in
+// their own threads; JS only starts them, reads counters and stops them.
+#include <fcntl.h>
+
+#include <memory>
+
+#include "core/offload.h"
+#include "core/socket_netdev_driver.h"
+#include "core/tap_driver.h"
+#include "napi/napi_util.h"
+
+namespace nm {
+
+namespace {
+
+// The port's three fds (region, client doorbell, switch doorbell), dup'ed:
+// the switch keeps its own.
+PortClient attach_port(const Napi::Env &env, const Napi::Value &v) {
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != 3) throw Napi::TypeError::New(env, "port fds must be [region, clientBell, switchBell]");
+  Napi::Array a = v.As<Napi::Array>();
+  unique_fd fds[3];
+  for (uint32_t i = 0; i < 3; i++) {
+    Napi::Value f = a.Get(i);
+    if (!f.IsNumber()) throw Napi::TypeError::New(env, "port fd must be a number");
+    int fd = ::fcntl(f.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) throw errno_error(env, "dup of a port fd", errno, "fcntl");
+    fds[i].reset(fd);
+  }
+  auto pc = PortClient::attach(std::move(fds[0]), std::move(fds[1]), std::move(fds[2]));
+  if (!pc) throw sys_error(env, pc.error());
+  return std::move(pc).value();
+}
+
+std::string str_opt(const Napi::Object &o, const char *k) {
+  Napi::Value v = o.Get(k);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+}
+
+class FdPortDriver : public Napi::ObjectWrap<FdPortDriver> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdPortDriver",
+                       {InstanceMethod("counters", &FdPortDriver::Counters), InstanceMethod("close", &FdPortDriver::Close),
+                        InstanceMethod("ifname", &FdPortDriver::Ifname)});
+  }
+
+  // new FdPortDriver(kind: 'tap' | 'stream-server' | 'stream-client' | 'dgram', fds, options, label)
+  FdPortDriver(const Napi::CallbackInfo &info) : Napi::ObjectWrap<FdPortDriver>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString() || !info[2].IsObject() || !info[3].IsString())
+      throw Napi::TypeError::New(env, "FdPortDriver(kind, fds, options, label)");
+    const std::string kind = info[0].As<Napi::String>().Utf8Value();
+    const Napi::Object o = info[2].As<Napi::Object>();
+    const std::string label = info[3].As<Napi::String>().Utf8Value();
+    if (kind == "tap") {
+      TapOptions t;
+      t.ifname = str_opt(o, "ifname");
+      t.vnet_hdr = o.Get("vnetHdr").ToBoolean();
+      t.offload = !o.Has("offload") || o.Get("offload").ToBoolean();
+      if (o.Get("queues").IsNumber()) t.queues = o.Get("queues").As<Napi::Number>().Uint32Value();
+      PortClient pc = attach_port(env, info[1]);
+      auto d = TapDriver::open(std::move(pc), t, label);
+      if (!d) throw sys_error(env, d.error());
+      ifname_ = (*d)->ifname();
+      pump_ = std::move(d).value();
+    } else if (kind == "stream-server" || kind == "stream-client" || kind == "dgram") {
+      SocketNetdevOptions s;
+      using M = SocketNetdevOptions::Mode;
+      s.mode = kind == "dgram" ? M::Dgram : kind == "stream-client" ? M::StreamClient : M::StreamServer;
+      s.path = str_opt(o, "path");
+      s.peer = str_opt(o, "peer");
+      PortClient pc = attach_port(env, info[1]);
+      auto d = SocketNetdevDriver::open(std::move(pc), s, label);
+      if (!d) throw sys_error(env, d.error());
+      pump_ = std::move(d).value();
+    } else {
+      throw Napi::TypeError::New(env, "FdPortDriver: unknown kind '" + kind + "'");
+    }
+    auto st = pump_->start();
+    if (!st) {
+      pump_.reset();
+      throw sys_error(env, st.error());
+    }
+  }
+
+  ~FdPortDriver() override {
+    if (pump_) pump_->stop();
+  }
+
+ private:
+  Napi::Value Counters(const Napi::CallbackInfo &info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    for (auto &[k, v] : pump_ ? pump_->counters() : last_) o.Set(k, Napi::Number::New(info.Env(), static_cast<double>(v)));
+    return o;
+  }
+  // close(): joins the driver's thread (it wakes at once) and closes its fds
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (pump_) {
+      pump_->stop();
+      last_ = pump_->counters();
+      pump_.reset();
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value Ifname(const Napi::CallbackInfo &info) { return Napi::String::New(info.Env(), ifname_); }
+
+  std::unique_ptr<PortPump> pump_;
+  std::vector<std::pair<const char *, uint64_t>> last_;
+  std::string ifname_;
+};
+
+VnetHdr hdr_arg(const Napi::Env &env, const Napi::Value &v) {
+  if (!v.IsBuffer() || v.As<Napi::Buffer<uint8_t>>().Length() < VNET_HDR_LEN)
+    throw Napi::TypeError::New(env, "virtio-net header must be a Buffer of 10 bytes");
+  return vnet_hdr_read(v.As<Napi::Buffer<uint8_t>>().Data());
+}
+
+// offloadCompleteCsum(hdr, frame): fills the checksum in `frame` (in place); returns the error name or 'none'
+Napi::Value OffloadCompleteCsum(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  VnetHdr h = hdr_arg(env, info[0]);
+  if (!info[1].IsBuffer()) throw Napi::TypeError::New(env, "frame must be a Buffer");
+  auto f = info[1].As<Napi::Buffer<uint8_t>>();
+  return Napi::String::New(env, offload_error_name(complete_csum(h, f.Data(), f.Length())));
+}
+
+class VecSink final : public SegmentSink {
+ public:
+  explicit VecSink(size_t limit) : limit_(limit) {}
+  uint8_t *next(size_t len) override {
+    if (segs.size() >= limit_) return nullptr;
+    segs.emplace_back(len);
+    return segs.back().data();
+  }
+  std::vector<std::vector<uint8_t>> segs;
+
+ private:
+  size_t limit_;
+};
+
+// offloadSegment(hdr, frame, maxFrame, maxSegments?): { error, segments: Buffer[] }
+Napi::Value OffloadSegment(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  VnetHdr h = hdr_arg(env, info[0]);
+  if (!info[1].IsBuffer()) throw Napi::TypeError::New(env, "frame must be a Buffer");
+  auto f = info[1].As<Napi::Buffer<uint8_t>>();
+  uint32_t max_frame = arg_u32(info, 2, "maxFrame");
+  uint32_t limit = info[3].IsNumber() ? arg_u32(info, 3, "maxSegments") : 65536;
+  VecSink sink(limit);
+  SegmentResult r = gso_segment(h, f.Data(), f.Length(), max_frame, sink);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("error", Napi::String::New(env, offload_error_name(r.err)));
+  Napi::Array a = Napi::Array::New(env, r.segments);
+  for (uint32_t i = 0; i < r.segments; i++) a.Set(i, Napi::Buffer<uint8_t>::Copy(env, sink.segs[i].data(), sink.segs[i].size()));
+  o.Set("segments", a);
+  o.Set("count", Napi::Number::New(env, gso_segment_count(h, f.Data(), f.Length())));
+  return o;
+}
+
+}  // namespace
+
+void InitPortDrivers(Napi::Env env, Napi::Object exports) {
+  exports.Set("FdPortDriver", FdPortDriver::Define(env));
+  exports.Set("offloadCompleteCsum", Napi::Function::New(env, OffloadCompleteCsum));
+  exports.Set("offloadSegment", Napi::Function::New(env, OffloadSegment));
+}
+
+}  // namespace nm

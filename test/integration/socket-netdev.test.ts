@@ -1,0 +1,167 @@
+/**
+ * QEMU socket netdev ports without QEMU's help: the peer here speaks the
+ * stream framing (4-byte big-endian length, then the frame) and the dgram
+ * one from a test socket, as QEMU does, including the hostile cases a
+ * misbehaving peer can produce: a frame longer than the port's buffer
+ * (skipped and counted, the stream stays in step), a length of 0 or beyond
+ * anything QEMU sends (counted, connection closed). tests/integration/
+ * vm-guest.test.ts connects a real QEMU.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { open, ValeClient, ValeServer } from '../../src/index.js';
+
+const dir = os.tmpdir();
+let uniq = 0;
+const sock = (what: string): string => path.join(dir, `sn-${process.pid}-${what}-${uniq++}.sock`);
+
+function frame(len: number, tag: number): Buffer {
+  const f = Buffer.alloc(len);
+  f.fill(0xff, 0, 6); // broadcast: the switch floods it to the peer port
+  Buffer.from([0x02, 0, 0, 0, 0, tag]).copy(f, 6);
+  f.writeUInt16BE(0x88b5, 12); // local experimental ethertype
+  f[14] = tag;
+  return f;
+}
+const framed = (f: Buffer): Buffer => Buffer.concat([Buffer.from([f.length >>> 24, (f.length >>> 16) & 0xff, (f.length >>> 8) & 0xff, f.length & 0xff]), f]);
+const lenPrefix = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
+
+async function setup(): Promise<{ vale: ValeClient; srv: ValeServer; socket: string }> {
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket });
+  return { vale: new ValeClient({ socket }), srv, socket };
+}
+
+/** Receives frames on a netmap port until `want` of them (by tag) arrived. */
+async function collect(port: Awaited<ReturnType<typeof open>>, want: number): Promise<number[]> {
+  const tags: number[] = [];
+  while (tags.length < want) {
+    await port.poll({ rx: true });
+    port.dispatch(64, (f) => {
+      if (f.length >= 15 && f[12] === 0x88 && f[13] === 0xb5) tags.push(f[14]!);
+    });
+    port.rxsync();
+  }
+  return tags;
+}
+
+const counters = async (vale: ValeClient, name: string): Promise<Record<string, number>> => {
+  const [sw] = await vale.stats('vale0');
+  return sw!.ports.find((p) => p.name === name)!.driver!.counters;
+};
+
+test('stream: frames both ways, a too-long frame skipped and counted, a zero length closes the connection', async (t) => {
+  t.timeout(30_000);
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const path1 = sock('stream');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: path1 } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  const conn = net.connect(path1);
+  await new Promise<void>((r) => conn.once('connect', () => r()));
+  // one good frame, a 3000-byte one (the port's buffers are 2048), a good one: the stream stays in step
+  conn.write(Buffer.concat([framed(frame(60, 1)), framed(frame(3000, 2)), framed(frame(1514, 3))]));
+  t.deepEqual(await collect(peer, 2), [1, 3]);
+  let c = await counters(vale, 'vale0:vm');
+  t.is(c['dropTooLong'], 1);
+  t.is(c['inFrames'], 2);
+  // the other way: a frame from the netmap port arrives framed
+  const got = new Promise<Buffer>((resolve) => {
+    let acc = Buffer.alloc(0);
+    conn.on('data', (d: Buffer) => {
+      acc = Buffer.concat([acc, d]);
+      if (acc.length >= 4 && acc.length >= 4 + acc.readUInt32BE(0)) resolve(acc);
+    });
+  });
+  peer.inject(frame(100, 7));
+  peer.txsync();
+  const b = await got;
+  t.is(b.readUInt32BE(0), 100);
+  t.is(b[4 + 14], 7);
+  // hostile: a zero length is a stream out of step: counted, connection closed
+  const closed = new Promise<void>((r) => conn.once('close', () => r()));
+  conn.write(lenPrefix(0));
+  await closed;
+  c = await counters(vale, 'vale0:vm');
+  t.is(c['dropBadLength'], 1);
+  t.is(c['disconnects'], 1);
+  // a new peer is welcome afterwards; a length beyond anything QEMU sends also closes it
+  const conn2 = net.connect(path1);
+  await new Promise<void>((r) => conn2.once('connect', () => r()));
+  conn2.write(framed(frame(64, 9)));
+  t.deepEqual(await collect(peer, 1), [9]);
+  const closed2 = new Promise<void>((r) => conn2.once('close', () => r()));
+  conn2.write(lenPrefix(0x7fffffff));
+  await closed2;
+  c = await counters(vale, 'vale0:vm');
+  t.is(c['dropBadLength'], 2);
+  t.is(c['connects'], 2);
+});
+
+test('stream client mode: vale-ts connects to a listening peer (QEMU server=on)', async (t) => {
+  t.timeout(30_000);
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const p = sock('qemu-server');
+  const accepted = new Promise<net.Socket>((resolve) => {
+    const l = net.createServer((s) => resolve(s));
+    l.listen(p);
+    t.teardown(() => l.close());
+  });
+  await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: p, mode: 'client' } });
+  const s = await accepted;
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  s.write(framed(frame(60, 4)));
+  t.deepEqual(await collect(peer, 1), [4]);
+  t.regex((await vale.list()).find((x) => x.name === 'vale0:vm')!.driver ?? '', /^stream client \//);
+  s.destroy();
+});
+
+test('dgram: one frame per datagram both ways; an oversized datagram is counted, not truncated', async (t) => {
+  t.timeout(30_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const ours = sock('dgram-vale');
+  const theirs = sock('dgram-qemu');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: theirs } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  // the peer (as QEMU's dgram netdev): binds its path, sends 3 datagrams, then reads one
+  const script = `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+def frame(n, tag):
+    return b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(n - 15)
+for f in (frame(60, 1), frame(4000, 2), frame(1514, 3)):
+    s.sendto(f, sys.argv[2])
+print('SENT', flush=True)
+d = s.recv(65536)
+print('GOT', len(d), d[14], flush=True)
+`;
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', ['-c', script, theirs, ours], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => py.kill());
+  let out = '';
+  const sent = new Promise<void>((r) => py.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('SENT') && r())));
+  await sent;
+  t.deepEqual(await collect(peer, 2), [1, 3]);
+  const done = new Promise<void>((r) => py.on('close', () => r()));
+  peer.inject(frame(90, 8));
+  peer.txsync();
+  await done;
+  t.regex(out, /GOT 90 8/);
+  const c = await counters(vale, 'vale0:vm');
+  t.is(c['dropTooLong'], 1);
+  t.is(c['outFrames'], 1);
+});
