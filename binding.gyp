@@ -10,7 +10,8 @@
       "target_name": "netmap_core",
       "type": "static_library",
       "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc",
-                  "cpp/core/offload.cc", "cpp/core/port_pump.cc", "cpp/core/tap_driver.cc", "cpp/core/socket_netdev_driver.cc"],
+                  "cpp/core/offload.cc", "cpp/core/port_pump.cc", "cpp/core/tap_driver.cc", "cpp/core/socket_netdev_driver.cc",
+                  "cpp/core/gso_segment.cc", "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },
@@ -25,7 +26,8 @@
         "cpp/napi/kernel_port.cc",
         "cpp/napi/kernel_ctl.cc",
         "cpp/napi/switch_core.cc",
-        "cpp/napi/port_drivers.cc"
+        "cpp/napi/port_drivers.cc",
+        "cpp/napi/afpacket.cc"
       ],
       "dependencies": [
         "netmap_core",

@@ -11,6 +11,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   nm::InitKernelCtl(env, exports);
   nm::InitForward(env, exports);
   nm::InitPortDrivers(env, exports);
+  nm::InitAfPacket(env, exports);
   return exports;
 }
 

@@ -127,5 +127,6 @@ void InitKernel(Napi::Env env, Napi::Object exports);
 void InitKernelCtl(Napi::Env env, Napi::Object exports);
 void InitForward(Napi::Env env, Napi::Object exports);
 void InitPortDrivers(Napi::Env env, Napi::Object exports);
+void InitAfPacket(Napi::Env env, Napi::Object exports);
 
 }  // namespace nm

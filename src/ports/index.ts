@@ -5,3 +5,4 @@
 export { registerPortKind, driverFactory, portKinds, type DriverSpec, type PortDriver, type DriverFactory } from './driver.js';
 import './tap.js';
 import './socket-netdev.js';
+import './linux-if.js';

@@ -13,6 +13,7 @@ import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/nam
 import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
 import { CounterRegistry } from './counters.js';
 import { driverFactory, type DriverFactory, type DriverSpec, type PortDriver } from '../ports/index.js';
+import { AF_PACKET_KIND, HOST_TAP_KIND, checkIfname } from '../ports/linux-if.js';
 import {
   decodeRequest,
   defaultSocketPath,
@@ -734,16 +735,69 @@ export class ValeServer extends EventEmitter {
         this.maybeDropSwitch(sw);
         return { reply: { v, ok: true, op: 'remove', name: n.full, portIndex: port.index } };
       }
-      case 'attach':
-      case 'detach':
-        throw new RequestError(
-          'EOPNOTSUPP',
-          `${req.op === 'attach' ? 'attaching' : 'detaching'} host interfaces (${req.name}) is not supported yet by vale-ts: ` +
-            `Linux interfaces, TAPs and VXLAN uplinks come with the host-port backend`,
-        );
+      case 'attach': {
+        this.checkAdmin(c, 'attach');
+        const n = this.parseVale(req.name);
+        let ifname: string;
+        try {
+          ifname = checkIfname(n.port);
+        } catch (e) {
+          throw new RequestError('EINVAL', `${n.full}: ${(e as Error).message}`);
+        }
+        for (const name of req.hostStack ? [n.full, `${n.full}^`] : [n.full]) {
+          if (this.switches.get(n.sw)?.port(name)) throw new RequestError('EEXIST', `${name} already exists (detach it first: vale-ctl-ts -d ${n.full})`);
+        }
+        // one ring each way: the driver's thread serves ring 0; 1024 slots absorb a GSO super-frame's segments
+        const params: PortParams = { txRings: 1, rxRings: 1, txSlots: 1024, rxSlots: 1024 };
+        return this.newPort(c, n, params, { persistent: true }).then(async ({ sw, port }) => {
+          await this.startDriver(sw, port, { kind: AF_PACKET_KIND, ifname }, driverFactory(AF_PACKET_KIND));
+          if (req.hostStack) {
+            // IFNAME^: the interface's stack, as a TAP twin of the same name
+            try {
+              const h = await this.newPort(c, { sw: n.sw, full: `${n.full}^` }, params, { persistent: true });
+              await this.startDriver(h.sw, h.port, { kind: HOST_TAP_KIND, ifname }, driverFactory(HOST_TAP_KIND));
+            } catch (e) {
+              await this.detachPorts(sw, port);
+              throw e;
+            }
+          }
+          return { reply: { v, ok: true, op: 'attach', name: port.name, portIndex: port.index } } as Served;
+        });
+      }
+      case 'detach': {
+        this.checkAdmin(c, 'detach');
+        const n = this.parseVale(req.name);
+        const sw = this.switches.get(n.sw);
+        const port = sw?.port(n.full);
+        if (!sw || !port) throw new RequestError('ENXIO', `no port ${n.full}`);
+        const driver = this.drivers.get(port);
+        if (!driver || driver.kind !== AF_PACKET_KIND) {
+          throw new RequestError('EINVAL', `${n.full} is not an attached interface${driver ? ` (a ${driver.kind} port: remove it with -r)` : ' (remove ports with -r)'}`);
+        }
+        return this.detachPorts(sw, port).then(() => ({ reply: { v, ok: true, op: 'detach', name: n.full, portIndex: port.index } }) as Served);
+      }
       case 'stats':
         return this.statsReply(req);
     }
+  }
+
+  /**
+   * Detach an interface: stop its driver (closing the packet socket, so the
+   * kernel drops the promiscuity reference) and its host port's, then remove
+   * both ports.
+   */
+  private async detachPorts(sw: Switch, port: SwitchPort): Promise<void> {
+    const host = sw.port(`${port.name}^`);
+    for (const p of host && this.drivers.get(host)?.kind === HOST_TAP_KIND ? [port, host] : [port]) {
+      const d = this.drivers.get(p);
+      this.drivers.delete(p);
+      if (d) await d.close();
+      if (sw.port(p.name) === p) {
+        sw.setAttached(p.index, false);
+        sw.removePort(p.index);
+      }
+    }
+    this.maybeDropSwitch(sw);
   }
 
   /** Give `port` to connection `c` (a new port, or a ring of a shared one). */

@@ -193,17 +193,18 @@ test('-n with a bare name explains that vale-ts ports are valeX:NAME', async (t)
   });
 });
 
-test('-a / -h / -d: the switch says not supported, in valectl\'s error line, exit 1', async (t) => {
+test('-a / -h / -d of a missing interface: the reason in valectl\'s error line, exit 1', async (t) => {
   await withServer(async (socket) => {
-    for (const [opt, action] of [
-      ['-a', 'attach'],
-      ['-h', 'attach'],
-      ['-d', 'detach'],
+    const name = `vale0:nosuch${process.pid % 100000}`;
+    for (const [opt, action, reason] of [
+      ['-a', 'attach', 'No such device or address'],
+      ['-h', 'attach', 'No such device or address'],
+      ['-d', 'detach', 'No such device or address'],
     ] as const) {
-      const r = await ctl(socket, opt, 'vale0:eth0');
+      const r = await ctl(socket, opt, name);
       t.is(r.code, 1);
       t.is(r.stdout, '');
-      t.regex(r.stderr, new RegExp(`^failed to ${action} vale0:eth0: Operation not supported: .+\\n$`));
+      t.regex(r.stderr, new RegExp(`^failed to ${action} ${name}: ${reason}: .+\\n$`));
     }
   });
 });

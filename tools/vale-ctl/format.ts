@@ -56,7 +56,9 @@ export class CtlError extends Error {
 
 /** One line of the full listing: `%s bridge_idx %u port_idx %u`. */
 export function formatListLine(l: ListResult): string {
-  return `${l.name} bridge_idx ${l.bridgeIndex} port_idx ${l.portIndex}\n`;
+  // a driver port (an attached interface, a TAP...) says what serves it after valectl's fields
+  const by = 'driver' in l && typeof l.driver === 'string' ? ` [${l.driver}]` : '';
+  return `${l.name} bridge_idx ${l.bridgeIndex} port_idx ${l.portIndex}${by}\n`;
 }
 
 /** `-l` output. */

@@ -1,0 +1,410 @@
+#include "core/afpacket_driver.h"
+
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "core/gso_segment.h"
+
+namespace nm {
+
+using namespace afp;  // NOLINT: the driver's own offload helpers
+
+namespace {
+
+constexpr uint32_t kTxBatch = 64;
+constexpr size_t kVnetLen = sizeof(virtio_net_hdr);
+
+Result<int> if_flags(int sock, const std::string &ifname, short *flags) {
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
+  if (::ioctl(sock, SIOCGIFFLAGS, &ifr) < 0) return sys_fail("ioctl", "SIOCGIFFLAGS " + ifname);
+  *flags = ifr.ifr_flags;
+  return 0;
+}
+
+Result<int> set_if_flags(int sock, const std::string &ifname, short flags) {
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
+  ifr.ifr_flags = flags;
+  if (::ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) return sys_fail("ioctl", "SIOCSIFFLAGS " + ifname);
+  return 0;
+}
+
+template <class T>
+Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, const std::string &ifname, std::string hint = {}) {
+  if (::setsockopt(s, level, opt, &v, sizeof v) < 0) return sys_fail("setsockopt", std::string(what) + " on the packet socket of " + ifname, std::move(hint));
+  return 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, const AfPacketConfig &cfg) {
+  if (cfg.ifname.empty() || cfg.ifname.size() >= IFNAMSIZ)
+    return check_fail(EINVAL, "interface name '" + cfg.ifname + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters");
+  if (port.tx_rings() < 1 || port.rx_rings() < 1) return check_fail(EINVAL, "the port has no rings");
+  if (cfg.block_size < 65536 + 4096 || (cfg.block_size & (cfg.block_size - 1)) != 0 || cfg.block_count < 2)
+    return check_fail(EINVAL, "ring blocks must be a power of two ≥ 128 KiB, at least 2 of them");
+  std::unique_ptr<AfPacketDriver> d(new AfPacketDriver());
+  d->cfg_ = cfg;
+  d->port_ = std::move(port);
+  const std::string &ifn = cfg.ifname;
+
+  // protocol 0: no frames queue before bind() selects the interface and ETH_P_ALL
+  d->sock_.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+  if (!d->sock_) return sys_fail("socket", "AF_PACKET socket for " + ifn, "attaching an interface needs CAP_NET_RAW (run vale-ts as root)");
+  const int s = d->sock_.get();
+  d->ifindex_ = static_cast<int>(::if_nametoindex(ifn.c_str()));
+  if (d->ifindex_ == 0) {
+    SysError e = sys_fail("if_nametoindex", "no interface " + ifn + " in vale-ts's network namespace", "check `ip link show " + ifn + "`");
+    e.code_err = ENXIO;
+    return e;
+  }
+  {
+    ifreq ifr{};
+    std::memcpy(ifr.ifr_name, ifn.data(), ifn.size());
+    if (::ioctl(s, SIOCGIFMTU, &ifr) < 0) return sys_fail("ioctl", "SIOCGIFMTU " + ifn);
+    d->mtu_ = static_cast<uint32_t>(ifr.ifr_mtu);
+  }
+  if (d->mtu_ + 14 + 8 > d->port_.buf_size())
+    return check_fail(EINVAL, ifn + " has MTU " + std::to_string(d->mtu_) + ": its frames do not fit the port's " + std::to_string(d->port_.buf_size()) + "-byte buffers",
+                      "lower the MTU (ip link set " + ifn + " mtu 1500) or give the switch larger buffers");
+
+  // order matters: version and vnet header before the ring
+  auto r = sockopt(s, SOL_PACKET, PACKET_VERSION, int{TPACKET_V3}, "PACKET_VERSION TPACKET_V3", ifn);
+  if (!r) return std::move(r).take_error();
+  if (cfg.vnet_hdr) {
+    r = sockopt(s, SOL_PACKET, PACKET_VNET_HDR, int{1}, "PACKET_VNET_HDR", ifn);
+    if (!r) return std::move(r).take_error();
+  }
+  // our own sends are not read back
+  r = sockopt(s, SOL_PACKET, PACKET_IGNORE_OUTGOING, int{1}, "PACKET_IGNORE_OUTGOING", ifn, "needs Linux 4.20 or later");
+  if (!r) return std::move(r).take_error();
+  // bypass is an optimisation: without it the qdisc is used
+  const int one = 1;
+  d->qdisc_bypass_ = ::setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) == 0;
+
+  tpacket_req3 req{};
+  req.tp_block_size = cfg.block_size;
+  req.tp_block_nr = cfg.block_count;
+  req.tp_frame_size = 2048;  // only checked by the kernel, V3 packs frames
+  req.tp_frame_nr = static_cast<unsigned>((uint64_t{cfg.block_size} * cfg.block_count) / req.tp_frame_size);
+  req.tp_retire_blk_tov = 1;  // ms: a partly filled block is handed over soon
+  req.tp_sizeof_priv = 0;
+  req.tp_feature_req_word = 0;
+  r = sockopt(s, SOL_PACKET, PACKET_RX_RING, req, "PACKET_RX_RING", ifn);
+  if (!r) return std::move(r).take_error();
+  const size_t ring_len = size_t{cfg.block_size} * cfg.block_count;
+  void *m = ::mmap(nullptr, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, s, 0);
+  if (m == MAP_FAILED) m = ::mmap(nullptr, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, s, 0);
+  if (m == MAP_FAILED) return sys_fail("mmap", "the TPACKET_V3 ring of " + ifn);
+  d->ring_ = mapping(m, ring_len);
+
+  sockaddr_ll sll{};
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = d->ifindex_;
+  if (::bind(s, reinterpret_cast<sockaddr *>(&sll), sizeof sll) < 0) return sys_fail("bind", "packet socket to " + ifn);
+
+  short flags = 0;
+  auto f = if_flags(s, ifn, &flags);
+  if (!f) return std::move(f).take_error();
+  d->was_promisc_ = (flags & IFF_PROMISC) != 0;
+  packet_mreq mr{};
+  mr.mr_ifindex = d->ifindex_;
+  mr.mr_type = PACKET_MR_PROMISC;
+  r = sockopt(s, SOL_PACKET, PACKET_ADD_MEMBERSHIP, mr, "PACKET_ADD_MEMBERSHIP promiscuous", ifn);
+  if (!r) return std::move(r).take_error();
+  if (!(flags & IFF_UP)) {
+    f = set_if_flags(s, ifn, static_cast<short>(flags | IFF_UP));
+    if (!f) return std::move(f).take_error();
+    d->raised_up_ = true;
+  }
+
+  d->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  d->ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!d->stop_fd_ || !d->ep_) return sys_fail("eventfd/epoll_create1", "driver thread of " + ifn);
+  for (int fd : {s, d->port_.wait_fd(), d->stop_fd_.get()}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(d->ep_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_fail("epoll_ctl", "driver thread of " + ifn);
+  }
+  AfPacketDriver *self = d.get();
+  d->thread_ = std::thread([self] { self->run(); });
+  return d;
+}
+
+AfPacketDriver::~AfPacketDriver() { stop(); }
+
+void AfPacketDriver::stop() {
+  if (thread_.joinable()) {
+    stopping_.store(true);
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t w = ::write(stop_fd_.get(), &one, sizeof one);
+    thread_.join();
+  }
+  if (sock_) {
+    if (raised_up_) {
+      short flags = 0;
+      if (if_flags(sock_.get(), cfg_.ifname, &flags)) (void)set_if_flags(sock_.get(), cfg_.ifname, static_cast<short>(flags & ~IFF_UP));
+    }
+    ring_.reset();
+    sock_.reset();  // the kernel drops our promiscuity reference here
+  }
+}
+
+void AfPacketDriver::log_once(std::atomic<bool> &flag, const std::string &msg) {
+  if (!flag.exchange(true)) std::fprintf(stderr, "vale-ts: %s: %s (logged once)\n", cfg_.ifname.c_str(), msg.c_str());
+}
+
+void AfPacketDriver::poll_kernel_drops() {
+  tpacket_stats_v3 st{};
+  socklen_t len = sizeof st;
+  // reading resets the kernel's counters: we accumulate
+  if (::getsockopt(sock_.get(), SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0 && st.tp_drops)
+    c_.drop_kernel_ring.fetch_add(st.tp_drops, std::memory_order_relaxed);
+}
+
+bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
+  netmap_ring *tx = port_.tx_ring(0);
+  uint32_t space = port_.tx_space(0);
+  const uint32_t bufsz = port_.buf_size();
+  virtio_net_hdr vh{};
+  if (cfg_.vnet_hdr) {
+    std::memcpy(&vh, data - kVnetLen, kVnetLen);  // the kernel puts it right before the MAC header
+  }
+  auto take = [&]() -> uint8_t * { return port_.slot_buf(tx->slot[tx->head]); };
+  auto commit = [&](uint32_t l) {
+    netmap_slot &sl = tx->slot[tx->head];
+    sl.len = static_cast<uint16_t>(l);
+    sl.flags = 0;
+    tx->head = tx->cur = tx->head + 1 == tx->num_slots ? 0 : tx->head + 1;
+  };
+  if (cfg_.vnet_hdr && vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+    GsoPlan plan;
+    OffloadStatus st = plan_gso(data, len, vh, plan);
+    if (st == OffloadStatus::unsupported_gso) {
+      c_.drop_gso_unsupported.fetch_add(1, std::memory_order_relaxed);
+      log_once(logged_gso_, "GSO frame of type " + std::to_string(vh.gso_type) + " cannot be segmented (only TCP): dropped; turn the offload off with `ethtool -K " + cfg_.ifname + " gro off` or on the sender");
+      return true;
+    }
+    if (st != OffloadStatus::ok || plan.hdrs + plan.mss > bufsz || plan.segments > tx->num_slots - 1) {
+      c_.drop_bad_vnet_hdr.fetch_add(1, std::memory_order_relaxed);
+      log_once(logged_vnet_, "a GSO frame's virtio-net header does not fit the frame or the port (gso_size " + std::to_string(vh.gso_size) + ", len " + std::to_string(len) + "): dropped");
+      return true;
+    }
+    if (space < plan.segments) return false;
+    for (uint32_t i = 0; i < plan.segments; i++) {
+      uint8_t *b = take();
+      if (!b) {  // a buffer index we cannot use: the switch's region is corrupt
+        c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      }
+      commit(static_cast<uint32_t>(write_segment(data, len, plan, i, b)));
+    }
+    c_.gso_frames.fetch_add(1, std::memory_order_relaxed);
+    c_.gso_segments.fetch_add(plan.segments, std::memory_order_relaxed);
+    c_.rx_frames.fetch_add(1, std::memory_order_relaxed);
+    c_.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+    return true;
+  }
+  if (len > bufsz) {
+    c_.drop_too_big.fetch_add(1, std::memory_order_relaxed);
+    log_once(logged_too_big_, "a " + std::to_string(len) + "-byte frame (not GSO) is larger than the port's " + std::to_string(bufsz) + "-byte buffers: dropped; lower the MTU of " + cfg_.ifname);
+    return true;
+  }
+  if (space < 1) return false;
+  uint8_t *b = take();
+  if (!b) {
+    c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  std::memcpy(b, data, len);
+  if (cfg_.vnet_hdr && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) {
+    if (complete_csum(b, len, vh) != OffloadStatus::ok) {
+      c_.drop_bad_vnet_hdr.fetch_add(1, std::memory_order_relaxed);
+      log_once(logged_vnet_, "a partial checksum's offsets fall outside its frame: dropped");
+      return true;
+    }
+    c_.csum_completed.fetch_add(1, std::memory_order_relaxed);
+  }
+  commit(len);
+  c_.rx_frames.fetch_add(1, std::memory_order_relaxed);
+  c_.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+  return true;
+}
+
+bool AfPacketDriver::pump_in() {
+  bool moved = false;
+  in_blocked_ = false;
+  (void)port_.txsync(0);
+  for (;;) {
+    auto *bd = reinterpret_cast<tpacket_block_desc *>(ring_.data() + size_t{block_} * cfg_.block_size);
+    if (pkt_left_ == 0) {
+      if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) break;
+      pkt_left_ = bd->hdr.bh1.num_pkts;
+      uint32_t first = bd->hdr.bh1.offset_to_first_pkt;
+      pkt_ = first < cfg_.block_size ? reinterpret_cast<uint8_t *>(bd) + first : nullptr;
+      if (pkt_left_ == 0 || !pkt_) {
+        pkt_left_ = 0;
+        __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        block_ = (block_ + 1) % cfg_.block_count;
+        continue;
+      }
+    }
+    uint8_t *block_end = reinterpret_cast<uint8_t *>(bd) + cfg_.block_size;
+    while (pkt_left_ > 0) {
+      auto *h = reinterpret_cast<tpacket3_hdr *>(pkt_);
+      if (pkt_ + sizeof(tpacket3_hdr) > block_end || pkt_ + h->tp_mac + h->tp_snaplen > block_end || h->tp_mac < kVnetLen) {
+        pkt_left_ = 0;  // a block we cannot walk: give it back whole
+        break;
+      }
+      if (h->tp_snaplen < h->tp_len) {
+        c_.drop_truncated.fetch_add(1, std::memory_order_relaxed);
+        log_once(logged_truncated_, "a " + std::to_string(h->tp_len) + "-byte frame did not fit a ring block: dropped");
+      } else if (!put_frame(pkt_ + h->tp_mac, h->tp_snaplen)) {
+        in_blocked_ = true;  // the port's tx ring is full: resume here
+        (void)port_.txsync(0);
+        return moved;
+      }
+      moved = true;
+      pkt_left_--;
+      pkt_ = h->tp_next_offset ? pkt_ + h->tp_next_offset : block_end;
+      if (port_.tx_space(0) == 0) (void)port_.txsync(0);
+    }
+    __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    block_ = (block_ + 1) % cfg_.block_count;
+  }
+  (void)port_.txsync(0);
+  return moved;
+}
+
+bool AfPacketDriver::pump_out() {
+  netmap_ring *rx = port_.rx_ring(0);
+  (void)port_.rxsync(0);
+  bool moved = false;
+  out_blocked_ = false;
+  while (port_.rx_avail(0) > 0) {
+    mmsghdr msgs[kTxBatch];
+    iovec iov[kTxBatch][2];
+    static virtio_net_hdr zero_hdr{};  // no offload asked of the kernel: frames are complete
+    uint32_t n = 0, i = rx->head;
+    const uint32_t avail = port_.rx_avail(0);
+    uint32_t slots = 0;  // slots consumed (sent or dropped) in this batch, in order
+    uint32_t skipped_before[kTxBatch];
+    uint32_t bad = 0;
+    for (; slots < avail && n < kTxBatch; slots++) {
+      netmap_slot &sl = rx->slot[i];
+      i = i + 1 == rx->num_slots ? 0 : i + 1;
+      uint8_t *b = port_.slot_buf(sl);
+      if (!b || sl.len > port_.buf_size() || sl.len < 14) {
+        c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
+        log_once(logged_slot_, "a slot with a bad buffer index or length on the port's rx ring: dropped");
+        bad++;
+        continue;
+      }
+      skipped_before[n] = bad;
+      int k = 0;
+      if (cfg_.vnet_hdr) iov[n][k++] = iovec{&zero_hdr, kVnetLen};
+      iov[n][k++] = iovec{b, sl.len};
+      msgs[n] = mmsghdr{};
+      msgs[n].msg_hdr.msg_iov = iov[n];
+      msgs[n].msg_hdr.msg_iovlen = static_cast<size_t>(k);
+      n++;
+    }
+    int sent = n ? ::sendmmsg(sock_.get(), msgs, n, MSG_DONTWAIT) : 0;
+    uint32_t done_slots = slots;  // how far head may move
+    if (sent < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == ENOBUFS || e == EINTR) {
+        c_.tx_retries.fetch_add(1, std::memory_order_relaxed);
+        out_blocked_ = true;
+        // keep the first unsent frame: head stops before it
+        done_slots = n ? skipped_before[0] : slots;
+        sent = 0;
+      } else {
+        // the first frame is refused (too big for the device, interface down): drop it and go on
+        c_.drop_tx_error.fetch_add(1, std::memory_order_relaxed);
+        log_once(logged_tx_, std::string("sendmmsg: ") + std::strerror(e) + ": frame dropped (counted in drop_tx_error)" +
+                                 (e == ENETDOWN ? "; the interface or its carrier is down: ip link set " + cfg_.ifname + " up, and its peer" : ""));
+        done_slots = n > 1 ? skipped_before[1] + 1 : slots;
+        sent = 0;
+      }
+    } else if (static_cast<uint32_t>(sent) < n) {
+      done_slots = skipped_before[sent] + static_cast<uint32_t>(sent);
+    }
+    for (int j = 0; j < sent; j++) c_.tx_bytes.fetch_add(msgs[j].msg_len > kVnetLen && cfg_.vnet_hdr ? msgs[j].msg_len - kVnetLen : msgs[j].msg_len, std::memory_order_relaxed);
+    c_.tx_frames.fetch_add(static_cast<uint64_t>(sent), std::memory_order_relaxed);
+    if (done_slots == 0) break;
+    moved = true;
+    uint32_t h = rx->head + done_slots;
+    if (h >= rx->num_slots) h -= rx->num_slots;
+    rx->head = rx->cur = h;
+    (void)port_.rxsync(0);
+    if (out_blocked_) break;
+  }
+  return moved;
+}
+
+void AfPacketDriver::watch_socket(bool on) {
+  if (on == sock_watched_) return;
+  epoll_event ev{};
+  ev.events = on ? static_cast<uint32_t>(EPOLLIN) : 0u;
+  ev.data.fd = sock_.get();
+  if (::epoll_ctl(ep_.get(), EPOLL_CTL_MOD, sock_.get(), &ev) == 0) sock_watched_ = on;
+}
+
+void AfPacketDriver::run() {
+  uint32_t idle_rounds = 0;
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    bool moved = pump_in();
+    moved |= pump_out();
+    if (moved) {
+      idle_rounds = 0;
+      continue;
+    }
+    if (++idle_rounds < 2) continue;
+    poll_kernel_drops();
+    // ask for kicks, then look again: frames that came in between are not missed
+    port_.arm(true, in_blocked_);
+    (void)port_.rxsync(0);
+    (void)port_.txsync(0);
+    if (port_.rx_avail(0) > 0 && !out_blocked_) {
+      port_.disarm();
+      continue;
+    }
+    auto *bd = reinterpret_cast<tpacket_block_desc *>(ring_.data() + size_t{block_} * cfg_.block_size);
+    bool kernel_ready = pkt_left_ > 0 || (__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER);
+    if (kernel_ready && !(in_blocked_ && port_.tx_space(0) == 0)) {
+      port_.disarm();
+      continue;
+    }
+    // a block we could not finish keeps the socket readable: stop listening to
+    // it until the switch makes room, or the thread would spin
+    watch_socket(!(in_blocked_ && pkt_left_ > 0));
+    epoll_event evs[4];
+    // a send the kernel pushed back is retried after a short wait: the device's
+    // backlog drains in softirq, and there is no event for it on a packet socket
+    int n = ::epoll_wait(ep_.get(), evs, 4, out_blocked_ ? 1 : -1);
+    c_.wakeups.fetch_add(1, std::memory_order_relaxed);
+    port_.disarm();
+    for (int k = 0; k < n; k++)
+      if (evs[k].data.fd == port_.wait_fd()) port_.drain_bell();
+    idle_rounds = 0;
+  }
+}
+
+}  // namespace nm

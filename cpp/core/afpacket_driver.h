@@ -1,0 +1,117 @@
+// A Linux interface as a vale-ts port (valectl -a vale0:IFNAME): a packet
+// socket bound to the interface on one side, the client side of a switch port
+// (PortClient) on the other, and one native thread moving frames between them
+// in batches.
+//
+//   interface -> switch: a TPACKET_V3 rx ring (blocks of frames the kernel
+//     fills; we read each frame straight out of the block into a slot of the
+//     port's tx ring, then hand the block back).
+//   switch -> interface: the port's rx ring, sent with sendmmsg() straight
+//     from the slot buffers (no copy into a tx ring), PACKET_QDISC_BYPASS.
+//
+// PACKET_VNET_HDR: every frame read carries a virtio-net header, so GSO
+// super-frames (GRO, TSO from a local stack) and CHECKSUM_PARTIAL frames are
+// recognised and segmented / completed (gso_segment.h) instead of being
+// forwarded with a wrong checksum or dropped by the next hop.
+//
+// Promiscuous mode comes from PACKET_ADD_MEMBERSHIP PACKET_MR_PROMISC, which
+// the kernel counts and undoes when the socket closes: a crash of vale-ts
+// leaves the interface as it was. The interface is brought up on attach if it
+// was down, and down again on stop.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "core/fd.h"
+#include "core/port_client.h"
+#include "core/result.h"
+
+namespace nm {
+
+struct AfPacketConfig {
+  std::string ifname;
+  bool vnet_hdr = true;
+  uint32_t block_size = 1u << 18;  // ≥ a 64 KiB GSO frame plus headers
+  uint32_t block_count = 32;
+};
+
+// Counters, written by the driver thread only, read by anyone (relaxed).
+struct AfPacketCounters {
+#define NM_AFP_COUNTERS(X)                                                                              \
+  X(rx_frames)      /* frames read from the interface */                                                 \
+  X(rx_bytes)                                                                                            \
+  X(tx_frames)      /* frames sent on the interface */                                                   \
+  X(tx_bytes)                                                                                            \
+  X(gso_frames)     /* GSO super-frames read */                                                          \
+  X(gso_segments)   /* segments made of them */                                                          \
+  X(csum_completed) /* CHECKSUM_PARTIAL frames completed */                                              \
+  X(wakeups)        /* times the thread slept and woke */                                                \
+  X(tx_retries)     /* sends the kernel pushed back (ENOBUFS/EAGAIN) and that were retried */            \
+  X(drop_kernel_ring) /* frames the kernel dropped: our rx ring was full (PACKET_STATISTICS tp_drops) */ \
+  X(drop_truncated) /* frames larger than a ring block */                                                \
+  X(drop_too_big)   /* frames larger than the port's buffers, not GSO */                                 \
+  X(drop_bad_vnet_hdr) /* a virtio-net header that does not fit its frame */                             \
+  X(drop_gso_unsupported) /* GSO types other than TCPv4/TCPv6 (UDP fragmentation offload) */              \
+  X(drop_tx_error)  /* sendmmsg failed with another errno */                                             \
+  X(drop_tx_bad_slot) /* a slot with a bad buffer index or length on the port's rx ring */
+#define NM_AFP_FIELD(n) std::atomic<uint64_t> n{0};
+  NM_AFP_COUNTERS(NM_AFP_FIELD)
+#undef NM_AFP_FIELD
+};
+
+class AfPacketDriver {
+ public:
+  // Opens the socket, sets the ring up, joins promiscuous mode and starts the
+  // thread. Takes the port client (its fds are the driver's own).
+  static Result<std::unique_ptr<AfPacketDriver>> start(PortClient port, const AfPacketConfig &cfg);
+  ~AfPacketDriver();
+  AfPacketDriver(const AfPacketDriver &) = delete;
+  AfPacketDriver &operator=(const AfPacketDriver &) = delete;
+
+  // Stops the thread, closes the socket (the kernel drops our promiscuity
+  // reference), puts the interface down again if we brought it up. Idempotent.
+  void stop();
+
+  const AfPacketCounters &counters() const { return c_; }
+  const std::string &ifname() const { return cfg_.ifname; }
+  bool vnet_hdr() const { return cfg_.vnet_hdr; }
+  bool qdisc_bypass() const { return qdisc_bypass_; }
+  bool raised_up() const { return raised_up_; }
+  bool was_promisc() const { return was_promisc_; }
+  uint32_t mtu() const { return mtu_; }
+
+ private:
+  AfPacketDriver() = default;
+  void run();
+  bool pump_in();   // interface -> port tx ring; true if anything moved
+  bool pump_out();  // port rx ring -> interface
+  bool put_frame(uint8_t *data, uint32_t len);  // false: tx ring full, retry later
+  void log_once(std::atomic<bool> &flag, const std::string &msg);
+  void poll_kernel_drops();
+  void watch_socket(bool on);
+
+  AfPacketConfig cfg_;
+  PortClient port_;
+  unique_fd sock_, stop_fd_, ep_;
+  mapping ring_;
+  int ifindex_ = 0;
+  uint32_t mtu_ = 0;
+  bool qdisc_bypass_ = false, raised_up_ = false, was_promisc_ = false;
+  uint32_t block_ = 0;       // next block to read
+  uint32_t pkt_left_ = 0;    // frames left in the block being read (0: not started)
+  uint8_t *pkt_ = nullptr;   // next frame in it
+  bool out_blocked_ = false; // the kernel pushed back on a send
+  bool in_blocked_ = false;  // the port's tx ring was full
+  bool sock_watched_ = true; // the socket is in the epoll set with EPOLLIN
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> logged_truncated_{false}, logged_too_big_{false}, logged_vnet_{false}, logged_gso_{false},
+      logged_tx_{false}, logged_slot_{false};
+  AfPacketCounters c_;
+  std::thread thread_;
+};
+
+}  // namespace nm

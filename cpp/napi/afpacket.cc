@@ -1,0 +1,128 @@
+// N-API glue of the AF_PACKET interface driver (cpp/core/afpacket_driver.h):
+// new AfPacketPort(regionFd, clientBell, switchBell, ifname, {vnetHdr, blockSize, blockCount})
+// starts the driver thread on the port whose fds are given (they are dup'ed:
+// the switch keeps its own); counters(), info(), close().
+#include <fcntl.h>
+
+#include <memory>
+
+#include "core/afpacket_driver.h"
+#include "core/tap_twin.h"
+#include "napi/napi_util.h"
+
+namespace nm {
+
+namespace {
+
+unique_fd dup_arg(const Napi::CallbackInfo &info, size_t i, const char *name) {
+  const int fd = static_cast<int>(arg_u32(info, i, name));
+  unique_fd d(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  if (!d) throw errno_error(info.Env(), std::string("dup ") + name + " " + std::to_string(fd), errno, "fcntl");
+  return d;
+}
+
+class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "AfPacketPort",
+                       {InstanceMethod("counters", &AfPacketPort::Counters), InstanceMethod("info", &AfPacketPort::Info),
+                        InstanceMethod("close", &AfPacketPort::Close)});
+  }
+
+  AfPacketPort(const Napi::CallbackInfo &info) : Napi::ObjectWrap<AfPacketPort>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[3].IsString() || !info[4].IsObject())
+      throw Napi::TypeError::New(env, "AfPacketPort(regionFd, clientBell, switchBell, ifname, opts)");
+    unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sbell = dup_arg(info, 2, "switchBell");
+    AfPacketConfig cfg;
+    cfg.ifname = info[3].As<Napi::String>();
+    Napi::Object o = info[4].As<Napi::Object>();
+    if (o.Has("vnetHdr")) cfg.vnet_hdr = o.Get("vnetHdr").ToBoolean();
+    if (o.Has("blockSize")) cfg.block_size = o.Get("blockSize").ToNumber().Uint32Value();
+    if (o.Has("blockCount")) cfg.block_count = o.Get("blockCount").ToNumber().Uint32Value();
+    PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sbell)));
+    drv_ = unwrap(env, AfPacketDriver::start(std::move(pc), cfg));
+  }
+
+ private:
+  Napi::Value Counters(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    if (!drv_) return o;
+    const AfPacketCounters &c = drv_->counters();
+#define NM_AFP_SET(n) o.Set(#n, Napi::Number::New(env, static_cast<double>(c.n.load(std::memory_order_relaxed))));
+    NM_AFP_COUNTERS(NM_AFP_SET)
+#undef NM_AFP_SET
+    return o;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    if (!drv_) return o;
+    o.Set("ifname", drv_->ifname());
+    o.Set("vnetHdr", drv_->vnet_hdr());
+    o.Set("qdiscBypass", drv_->qdisc_bypass());
+    o.Set("raisedUp", drv_->raised_up());
+    o.Set("wasPromisc", drv_->was_promisc());
+    o.Set("mtu", Napi::Number::New(env, drv_->mtu()));
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (drv_) {
+      drv_->stop();
+      drv_.reset();
+    }
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<AfPacketDriver> drv_;
+};
+
+// new TapTwinPort(regionFd, clientBell, switchBell, tapname): the host stack port's TAP twin
+class TapTwinPort : public Napi::ObjectWrap<TapTwinPort> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TapTwinPort", {InstanceMethod("counters", &TapTwinPort::Counters), InstanceMethod("close", &TapTwinPort::Close)});
+  }
+
+  TapTwinPort(const Napi::CallbackInfo &info) : Napi::ObjectWrap<TapTwinPort>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[3].IsString()) throw Napi::TypeError::New(env, "TapTwinPort(regionFd, clientBell, switchBell, tapname)");
+    unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sbell = dup_arg(info, 2, "switchBell");
+    PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sbell)));
+    drv_ = unwrap(env, TapTwinDriver::start(std::move(pc), info[3].As<Napi::String>()));
+  }
+
+ private:
+  Napi::Value Counters(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    if (!drv_) return o;
+    const TapTwinCounters &c = drv_->counters();
+#define NM_TAP_SET(n) o.Set(#n, Napi::Number::New(env, static_cast<double>(c.n.load(std::memory_order_relaxed))));
+    NM_TAP_COUNTERS(NM_TAP_SET)
+#undef NM_TAP_SET
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (drv_) {
+      drv_->stop();
+      drv_.reset();
+    }
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<TapTwinDriver> drv_;
+};
+
+}  // namespace
+
+void InitAfPacket(Napi::Env env, Napi::Object exports) {
+  exports.Set("AfPacketPort", AfPacketPort::Define(env));
+  exports.Set("TapTwinPort", TapTwinPort::Define(env));
+}
+
+}  // namespace nm
