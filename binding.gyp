@@ -9,7 +9,7 @@
     {
       "target_name": "netmap_core",
       "type": "static_library",
-      "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc"],
+      "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc", "cpp/core/vhost_user.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },
@@ -23,7 +23,8 @@
         "cpp/napi/pipe.cc",
         "cpp/napi/kernel_port.cc",
         "cpp/napi/kernel_ctl.cc",
-        "cpp/napi/switch_core.cc"
+        "cpp/napi/switch_core.cc",
+        "cpp/napi/vhost_user.cc"
       ],
       "dependencies": [
         "netmap_core",

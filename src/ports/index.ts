@@ -3,3 +3,4 @@
  * kind with {@link registerPortKind} when imported: add one line per kind.
  */
 export { registerPortKind, driverFactory, portKinds, type DriverSpec, type PortDriver, type DriverFactory } from './driver.js';
+import './vhost-user.js';
