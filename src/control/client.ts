@@ -249,6 +249,8 @@ export interface ValePortIndex {
   attached?: boolean;
   /** vale-ts: pid of the process holding the port */
   pid?: number;
+  /** vale-ts: what serves a driver port, e.g. "tap vmtap0 (vnet_hdr+offloads)" */
+  driver?: string;
 }
 
 /** A port's geometry, as valectl -g / -n show it. */
@@ -439,6 +441,7 @@ export class ValeClient {
 function listing(l: PortListing): ValePortIndex {
   const r: ValePortIndex = { name: l.name, bridgeIndex: l.bridgeIndex, portIndex: l.portIndex, persistent: l.persistent, attached: l.attached };
   if (l.pid !== undefined) r.pid = l.pid;
+  if (l.driver !== undefined) r.driver = l.driver;
   return r;
 }
 

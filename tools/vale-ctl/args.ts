@@ -6,6 +6,7 @@
  * @module
  */
 import { abi } from '../../src/index.js';
+import { resolve } from 'node:path';
 import { getopt, UsageError } from '../getopt.js';
 
 export { UsageError };
@@ -32,6 +33,14 @@ export interface CtlArgs {
   socket?: string;
   /** `--help` */
   help: boolean;
+  /** `--tap`, `--stream`, `--dgram` with -n: vale-ts itself serves the new port's far side */
+  driver?: CtlDriverSpec;
+}
+
+/** A driver spec from the command line, as the control protocol's `create` takes it. */
+export interface CtlDriverSpec {
+  kind: string;
+  [setting: string]: string | number | boolean | string[];
 }
 
 /** The usage text (stderr on a usage error, stdout for `--help`). */
@@ -59,6 +68,10 @@ export const USAGE =
   '\t\t\tgiving it always talks to vale-ts, even where /dev/netmap exists\n' +
   '\t--preload-path\tprint the path of libvale-ts-netmap.so (LD_PRELOAD it to run netmap C programs) and exit\n' +
   '\t--help\t\tthis text\n' +
+  '\t--tap NAME[,vnet_hdr][,queues=N][,no_offload]\twith -n: vale-ts serves the port with a TAP device\n' +
+  '\t--stream PATH[,client]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
+  '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
+  '\t--vhost-user PATH[,client][,queues=N]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects)\n' +
   'with no arguments: list all existing vale ports\n';
 
 const VERB_OF: Readonly<Record<string, CtlVerb>> = {
@@ -81,7 +94,61 @@ const LONG = {
   json: { arg: 'none' },
   stats: { arg: 'optional' },
   help: { arg: 'none' },
+  tap: { arg: 'required', what: 'NAME[,vnet_hdr][,queues=N][,no_offload]' },
+  stream: { arg: 'required', what: 'PATH[,client]' },
+  dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
+  'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N]' },
 } as const;
+
+/**
+ * `--tap NAME[,vnet_hdr][,queues=N][,no_offload]`, `--stream PATH[,client]`,
+ * `--dgram PATH,peer=PATH`: the port's driver. Options after the first
+ * comma are QEMU-style words; an unknown one is a usage error.
+ */
+export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram' | 'vhost-user', value: string): CtlDriverSpec {
+  const [first, ...rest] = value.split(',');
+  if (!first) throw new UsageError(`--${opt} needs a ${opt === 'tap' ? 'TAP name' : 'socket path'}`, `--${opt}`);
+  const bad = (w: string): never => {
+    throw new UsageError(`--${opt}: unknown option '${w}' (${LONG[opt].what})`, `--${opt}`);
+  };
+  if (opt === 'tap') {
+    const spec: CtlDriverSpec = { kind: 'tap', ifname: first };
+    for (const w of rest) {
+      if (w === 'vnet_hdr') spec['vnetHdr'] = true;
+      else if (w === 'no_offload') spec['offload'] = false;
+      else if (/^queues=\d+$/.test(w)) spec['queues'] = Number(w.slice('queues='.length));
+      else bad(w);
+    }
+    return spec;
+  }
+  if (opt === 'stream') {
+    const spec: CtlDriverSpec = { kind: 'stream', path: first };
+    for (const w of rest) {
+      if (w === 'client') spec['mode'] = 'client';
+      else if (w === 'server') spec['mode'] = 'server';
+      else bad(w);
+    }
+    return spec;
+  }
+  if (opt === 'vhost-user') {
+    // the socket path travels absolute: vale-ts resolves nothing against its own cwd
+    const spec: CtlDriverSpec = { kind: 'vhost-user', path: resolve(first) };
+    for (const w of rest) {
+      if (w === 'client') spec['client'] = true;
+      else if (w === 'server') spec['client'] = false;
+      else if (/^queues=\d+$/.test(w)) spec['queuePairs'] = Number(w.slice('queues='.length));
+      else bad(w);
+    }
+    return spec;
+  }
+  const spec: CtlDriverSpec = { kind: 'dgram', path: first };
+  for (const w of rest) {
+    if (w.startsWith('peer=') && w.length > 5) spec['peer'] = w.slice(5);
+    else bad(w);
+  }
+  if (spec['peer'] === undefined) throw new UsageError('--dgram needs peer=PATH (the socket QEMU binds: its local.path)', '--dgram');
+  return spec;
+}
 
 /**
  * Parse argv (without node and the script) as glibc's getopt parses valectl's
@@ -102,6 +169,10 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
       if (opt === 'socket') out.socket = value!;
       else if (opt === 'json') out.json = true;
       else if (opt === 'help') out.help = true;
+      else if (opt === 'tap' || opt === 'stream' || opt === 'dgram' || opt === 'vhost-user') {
+        if (out.driver) throw new UsageError(`--${opt}: a port has one driver (--tap, --stream, --dgram or --vhost-user, once)`, `--${opt}`);
+        out.driver = parseDriverOption(opt, value!);
+      }
       else if (opt === 'stats') {
         if (value === '') throw new UsageError("option '--stats=' needs a switch name (valeX), or use --stats alone", '--stats');
         stats = value === undefined ? {} : { name: value };
@@ -126,12 +197,14 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
     return out;
   }
   if (verb === undefined) {
+    if (out.driver) throw new UsageError(`--${out.driver.kind} goes with -n valeX:NAME`);
     // valectl lists with no argument at all; -v, -C or -m alone is a usage error
     if (out.verbose || out.config !== undefined || out.memId !== undefined) {
       throw new UsageError('-v, -C and -m modify -n, -a, -h, -d, -p or -P: give one of those');
     }
     return out;
   }
+  if (out.driver && verb !== 'create') throw new UsageError(`--${out.driver.kind} goes with -n (it says what serves the port being created)`);
   out.verb = verb;
   if (name !== undefined) out.name = name;
   return out;

@@ -16,7 +16,7 @@ import {
   type SwitchStats,
   type ValePortConfig,
 } from '../../src/index.js';
-import { UsageError, type CtlArgs, type PollConfig, type RingConfig } from './args.js';
+import { UsageError, type CtlArgs, type CtlDriverSpec, type PollConfig, type RingConfig } from './args.js';
 import { CtlError, knownErrno, type InfoResult, type ListResult } from './format.js';
 
 export type { KernelRequestFn };
@@ -30,7 +30,8 @@ export interface CtlBackend {
   info(name: string): Promise<InfoResult>;
   /** mem_id of a port named for `-m netmap:PORT` */
   memIdOf(port: string): Promise<number>;
-  create(name: string, conf: RingConfig, memId: number): Promise<InfoResult>;
+  /** `driver`: vale-ts serves the port's far side (--tap, --stream, --dgram); user backend only */
+  create(name: string, conf: RingConfig, memId: number, driver?: CtlDriverSpec): Promise<InfoResult>;
   remove(name: string): Promise<void>;
   /** returns the port index */
   attach(name: string, hostStack: boolean, conf: RingConfig, memId: number): Promise<number>;
@@ -77,8 +78,8 @@ export class UserCtl implements CtlBackend {
     return (await this.info(port)).memId;
   }
 
-  create(name: string, conf: RingConfig, memId: number): Promise<InfoResult> {
-    return this.run((c) => c.create(name, portConfig(conf), { memId }));
+  create(name: string, conf: RingConfig, memId: number, driver?: CtlDriverSpec): Promise<InfoResult> {
+    return this.run((c) => c.create(name, portConfig(conf), driver ? { memId, driver } : { memId }));
   }
 
   remove(name: string): Promise<void> {
@@ -164,7 +165,8 @@ export class KernelCtl implements CtlBackend {
     return (await this.info(parsePortName(port).nrName)).memId;
   }
 
-  create(name: string, c: RingConfig, memId: number): Promise<InfoResult> {
+  create(name: string, c: RingConfig, memId: number, driver?: CtlDriverSpec): Promise<InfoResult> {
+    if (driver) return Promise.reject(Object.assign(new Error(`--${driver.kind} ports live in vale-ts; the kernel's netmap has none (use --socket or start vale-ts)`), { code: 'EOPNOTSUPP' }));
     return this.run((k) => k.create(name, kernelConfig(c), memId & 0xffff));
   }
 

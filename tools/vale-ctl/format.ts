@@ -122,6 +122,12 @@ export function formatStats(switches: readonly SwitchStats[]): string {
       for (const k of names) rows.push([k, ...block.map((x) => String(x.c[k] ?? 0))]);
       out.push(table(rows));
     }
+    // driver ports (TAP, socket netdevs, ...): what serves them and the driver's own counters
+    for (const p of s.ports) {
+      if (!p.driver) continue;
+      const cs = Object.entries(p.driver.counters).filter(([k, v]) => v !== 0 || k.startsWith('drop'));
+      out.push(`driver of ${p.name}: ${p.driver.describe}\n${cs.map(([k, v]) => `  ${k} ${v}`).join('\n')}\n`);
+    }
     const mc = Object.entries(s.macTableCounters)
       .filter(([k]) => k !== 'size')
       .map(([k, v]) => `${k} ${v}`)

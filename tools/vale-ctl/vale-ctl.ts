@@ -138,7 +138,7 @@ export async function runValeCtl(argv: readonly string[], opts: RunOptions = {})
       }
       case 'create': {
         const c = ringConfig();
-        const g = await be.create(name, c, await memId());
+        const g = await be.create(name, c, await memId(), args.driver);
         if (args.json) io.stdout(json(g));
         else if (args.verbose) io.stdout(formatNewIf(g));
         return 0;
