@@ -178,6 +178,19 @@ struct VhostUserPort::Impl {
     return true;
   }
 
+  // A front-end that restarts a ring on a back-end that never saw it (DPDK's
+  // virtio-user after our restart) may send base 0 with its rings mid-way: as
+  // DPDK's vhost does, trust the used index in memory, the one value both
+  // sides agree on (every chain before it was completed).
+  void resync_base(Vq &q) {
+    if (!q.used) return;
+    uint16_t u = load16(q.used + 2);
+    if (u != q.last_used) {
+      q.last_used = q.last_avail = u;
+      q.signalled_valid = false;
+    }
+  }
+
   void mark_broken(Vq &q) {
     if (!q.broken) c.queuesBroken++;
     q.broken = true;
@@ -770,6 +783,7 @@ struct VhostUserPort::Impl {
           epoll_add(q->kick.get(), K_KICK | static_cast<uint64_t>(q - vqs.data()));
           q->started = true;
           if (!translate(*q)) return fail("queue's rings lie outside the memory table");
+          resync_base(*q);
         } else if (h.request == SET_VRING_CALL) {
           q->call = std::move(fd);
         } else {
