@@ -56,4 +56,5 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allow_user_
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 node_modules/.bin/ava --concurrency 1 dist/test/integration/pipe.test.js dist/test/integration/switch.test.js dist/test/unit/abi.test.js \
   dist/test/integration/pktgen-native.test.js dist/test/integration/control-api.test.js dist/test/integration/hostile.test.js \
-  dist/test/integration/hostile-proc.test.js dist/test/integration/preload.test.js dist/test/integration/preload-netmap-apps.test.js "$@"
+  dist/test/integration/hostile-proc.test.js dist/test/integration/preload.test.js dist/test/integration/preload-netmap-apps.test.js \
+  dist/test/integration/vhost-user-hostile.test.js "$@"
