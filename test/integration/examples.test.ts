@@ -31,3 +31,9 @@ test('examples/vale-control creates, lists and removes ports through ValeClient'
   t.regex(stdout, /vale0 has 2 ports/);
   t.regex(stdout, /after remove: vale0:user\n/);
 });
+
+test('examples/vhost-user-port makes vale-ts a vhost-user back-end and lists its drop reasons', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('vhost-user-port.js')], { timeout: 20_000 });
+  t.regex(stdout, /vale0:vm1: vhost-user \/\S+ \(server, waiting for a front-end\)/);
+  t.regex(stdout, /dropOutOfMemoryTable/);
+});
