@@ -11,7 +11,8 @@
       "type": "static_library",
       "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc",
                   "cpp/core/offload.cc", "cpp/core/port_pump.cc", "cpp/core/tap_driver.cc", "cpp/core/socket_netdev_driver.cc",
-                  "cpp/core/gso_segment.cc", "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc"],
+                  "cpp/core/gso_segment.cc", "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc",
+                  "cpp/core/vhost_user.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },
@@ -27,7 +28,8 @@
         "cpp/napi/kernel_ctl.cc",
         "cpp/napi/switch_core.cc",
         "cpp/napi/port_drivers.cc",
-        "cpp/napi/afpacket.cc"
+        "cpp/napi/afpacket.cc",
+        "cpp/napi/vhost_user.cc"
       ],
       "dependencies": [
         "netmap_core",

@@ -2,6 +2,10 @@
 // functions. pkt-gen and benchmark loops live in the tools addon (cpp/tools).
 #include "napi/napi_util.h"
 
+namespace nm {
+void InitVhostUser(Napi::Env env, Napi::Object exports);  // napi/vhost_user.cc
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   nm::InitAbi(env, exports);
   nm::InitFdio(env, exports);
@@ -12,6 +16,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   nm::InitForward(env, exports);
   nm::InitPortDrivers(env, exports);
   nm::InitAfPacket(env, exports);
+  nm::InitVhostUser(env, exports);
   return exports;
 }
 

@@ -6,3 +6,4 @@ export { registerPortKind, driverFactory, portKinds, type DriverSpec, type PortD
 import './tap.js';
 import './socket-netdev.js';
 import './linux-if.js';
+import './vhost-user.js';

@@ -52,3 +52,9 @@ test('examples/host-switch configures a switch, keeps a departed port\'s counter
   t.regex(stdout, /departed: vale0:client rxFrames 10/);
   t.regex(stdout, /vale_ts_switch_frames_in_total\{switch="vale0"\} 10/);
 });
+
+test('examples/vhost-user-port makes vale-ts a vhost-user back-end and lists its drop reasons', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('vhost-user-port.js')], { timeout: 120_000 });
+  t.regex(stdout, /vale0:vm1: vhost-user \/\S+ \(server, waiting for a front-end\)/);
+  t.regex(stdout, /dropOutOfMemoryTable/);
+});

@@ -6,6 +6,7 @@
  * @module
  */
 import { abi } from '../../src/index.js';
+import { resolve } from 'node:path';
 import { getopt, UsageError } from '../getopt.js';
 
 export { UsageError };
@@ -70,6 +71,7 @@ export const USAGE =
   '\t--tap NAME[,vnet_hdr][,queues=N][,no_offload]\twith -n: vale-ts serves the port with a TAP device\n' +
   '\t--stream PATH[,client]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
   '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
+  '\t--vhost-user PATH[,client][,queues=N]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects)\n' +
   'with no arguments: list all existing vale ports\n';
 
 const VERB_OF: Readonly<Record<string, CtlVerb>> = {
@@ -95,6 +97,7 @@ const LONG = {
   tap: { arg: 'required', what: 'NAME[,vnet_hdr][,queues=N][,no_offload]' },
   stream: { arg: 'required', what: 'PATH[,client]' },
   dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
+  'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N]' },
 } as const;
 
 /**
@@ -102,7 +105,7 @@ const LONG = {
  * `--dgram PATH,peer=PATH`: the port's driver. Options after the first
  * comma are QEMU-style words; an unknown one is a usage error.
  */
-export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram', value: string): CtlDriverSpec {
+export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram' | 'vhost-user', value: string): CtlDriverSpec {
   const [first, ...rest] = value.split(',');
   if (!first) throw new UsageError(`--${opt} needs a ${opt === 'tap' ? 'TAP name' : 'socket path'}`, `--${opt}`);
   const bad = (w: string): never => {
@@ -123,6 +126,17 @@ export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram', value: string
     for (const w of rest) {
       if (w === 'client') spec['mode'] = 'client';
       else if (w === 'server') spec['mode'] = 'server';
+      else bad(w);
+    }
+    return spec;
+  }
+  if (opt === 'vhost-user') {
+    // the socket path travels absolute: vale-ts resolves nothing against its own cwd
+    const spec: CtlDriverSpec = { kind: 'vhost-user', path: resolve(first) };
+    for (const w of rest) {
+      if (w === 'client') spec['client'] = true;
+      else if (w === 'server') spec['client'] = false;
+      else if (/^queues=\d+$/.test(w)) spec['queuePairs'] = Number(w.slice('queues='.length));
       else bad(w);
     }
     return spec;
@@ -155,8 +169,8 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
       if (opt === 'socket') out.socket = value!;
       else if (opt === 'json') out.json = true;
       else if (opt === 'help') out.help = true;
-      else if (opt === 'tap' || opt === 'stream' || opt === 'dgram') {
-        if (out.driver) throw new UsageError(`--${opt}: a port has one driver (--tap, --stream or --dgram, once)`, `--${opt}`);
+      else if (opt === 'tap' || opt === 'stream' || opt === 'dgram' || opt === 'vhost-user') {
+        if (out.driver) throw new UsageError(`--${opt}: a port has one driver (--tap, --stream, --dgram or --vhost-user, once)`, `--${opt}`);
         out.driver = parseDriverOption(opt, value!);
       }
       else if (opt === 'stats') {

@@ -1,0 +1,1041 @@
+#include "core/vhost_user.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "core/shm_atomic.h"
+
+namespace nm {
+namespace {
+
+// ---- protocol numbers (QEMU docs/interop/vhost-user.rst; docs/vhost-user.md) ----
+enum Request : uint32_t {
+  GET_FEATURES = 1,
+  SET_FEATURES = 2,
+  SET_OWNER = 3,
+  RESET_OWNER = 4,
+  SET_MEM_TABLE = 5,
+  SET_LOG_BASE = 6,
+  SET_LOG_FD = 7,
+  SET_VRING_NUM = 8,
+  SET_VRING_ADDR = 9,
+  SET_VRING_BASE = 10,
+  GET_VRING_BASE = 11,
+  SET_VRING_KICK = 12,
+  SET_VRING_CALL = 13,
+  SET_VRING_ERR = 14,
+  GET_PROTOCOL_FEATURES = 15,
+  SET_PROTOCOL_FEATURES = 16,
+  GET_QUEUE_NUM = 17,
+  SET_VRING_ENABLE = 18,
+};
+constexpr uint32_t FLAG_VERSION = 0x1, FLAG_VERSION_MASK = 0x3, FLAG_REPLY = 0x4, FLAG_NEED_REPLY = 0x8;
+constexpr uint64_t VRING_IDX_MASK = 0xff, VRING_NOFD_MASK = 0x100;
+constexpr uint32_t MAX_REGIONS = 8;       // VHOST_MEMORY_MAX_NREGIONS
+constexpr uint32_t MAX_PAYLOAD = 4096;    // the largest we accept; SET_MEM_TABLE with 8 regions is 264
+constexpr uint32_t MAX_QUEUE_SIZE = 32768;  // split virtqueues: a power of 2 up to 32768
+constexpr uint32_t MAX_INDIRECT = 1024;   // descriptors in one indirect table
+
+// virtio feature bits
+constexpr uint64_t bit(unsigned b) { return uint64_t{1} << b; }
+constexpr unsigned F_MRG_RXBUF = 15, F_MQ = 22, F_INDIRECT = 28, F_EVENT_IDX = 29, F_PROTOCOL_FEATURES = 30,
+                   F_VERSION_1 = 32;
+constexpr unsigned PF_MQ = 0, PF_REPLY_ACK = 3;
+
+// split virtqueue layout
+constexpr uint16_t DESC_F_NEXT = 1, DESC_F_WRITE = 2, DESC_F_INDIRECT = 4;
+constexpr uint16_t AVAIL_F_NO_INTERRUPT = 1;
+struct Desc {
+  uint64_t addr;
+  uint32_t len;
+  uint16_t flags;
+  uint16_t next;
+};
+static_assert(sizeof(Desc) == 16);
+
+struct MsgHeader {
+  uint32_t request, flags, size;
+};
+
+inline uint16_t load16(const uint8_t *p) { return __atomic_load_n(reinterpret_cast<const uint16_t *>(p), __ATOMIC_ACQUIRE); }
+inline void store16(uint8_t *p, uint16_t v) { __atomic_store_n(reinterpret_cast<uint16_t *>(p), v, __ATOMIC_RELEASE); }
+inline void store16_relaxed(uint8_t *p, uint16_t v) { __atomic_store_n(reinterpret_cast<uint16_t *>(p), v, __ATOMIC_RELAXED); }
+inline void store32_relaxed(uint8_t *p, uint32_t v) { __atomic_store_n(reinterpret_cast<uint32_t *>(p), v, __ATOMIC_RELAXED); }
+
+enum class Drop { None, BadDescriptor, ChainLoop, OutOfMemoryTable, BadHead };
+
+// epoll keys
+constexpr uint64_t K_STOP = 1ull << 32, K_LISTEN = 2ull << 32, K_CONN = 3ull << 32, K_BELL = 4ull << 32,
+                   K_KICK = 5ull << 32;
+
+struct Region {
+  uint64_t gpa = 0, size = 0, uva = 0;
+  uint8_t *host = nullptr;
+  mapping map;
+};
+
+struct Seg {
+  uint64_t addr;
+  uint32_t len;
+};
+
+struct Vq {
+  uint32_t num = 0;
+  bool addr_set = false;
+  uint64_t desc_ua = 0, avail_ua = 0, used_ua = 0;
+  uint8_t *desc = nullptr, *avail = nullptr, *used = nullptr;
+  uint16_t last_avail = 0, last_used = 0, signalled_used = 0;
+  bool signalled_valid = false;
+  unique_fd kick, call, err;
+  bool started = false, enabled = false, broken = false;
+};
+
+}  // namespace
+
+struct VhostUserPort::Impl {
+  VhostUserPort &self;
+  PortClient pc;
+  VhostUserCounters &c;
+  unique_fd epfd, listen_fd, conn;
+  std::vector<Region> mem;
+  std::vector<Vq> vqs;
+  uint64_t features = 0, proto = 0;
+  bool features_set = false;
+  uint32_t hdr_len = 10;
+  std::vector<Seg> segs;       // one chain's segments (scratch)
+  std::vector<uint32_t> chain_ends;  // RX: segs index where each chain ends
+  std::vector<uint16_t> chain_heads;
+  std::vector<Seg> rx_all;     // RX: the segments of every chain of one frame
+
+  Impl(VhostUserPort &s, PortClient p) : self(s), pc(std::move(p)), c(s.counters_) {
+    vqs.resize(2 * s.cfg_.queue_pairs);
+    segs.reserve(256);
+  }
+
+  // ---------------------------------------------------------------- memory
+  // Host address of [gpa, gpa+len) when it lies inside one region.
+  uint8_t *gpa_host(uint64_t gpa, uint64_t len) const {
+    for (const Region &r : mem)
+      if (gpa >= r.gpa && gpa - r.gpa < r.size && len <= r.size - (gpa - r.gpa)) return r.host + (gpa - r.gpa);
+    return nullptr;
+  }
+  uint8_t *uva_host(uint64_t uva, uint64_t len) const {
+    for (const Region &r : mem)
+      if (uva >= r.uva && uva - r.uva < r.size && len <= r.size - (uva - r.uva)) return r.host + (uva - r.uva);
+    return nullptr;
+  }
+  // The largest piece of guest memory starting at gpa (up to len), or nullptr.
+  uint8_t *gpa_piece(uint64_t gpa, uint64_t len, uint64_t *piece) const {
+    for (const Region &r : mem)
+      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
+        *piece = std::min<uint64_t>(len, r.size - (gpa - r.gpa));
+        return r.host + (gpa - r.gpa);
+      }
+    return nullptr;
+  }
+
+  void set_error(const std::string &e) {
+    std::lock_guard<std::mutex> g(self.info_mu_);
+    self.info_.last_error = e;
+  }
+  void publish_info() {
+    std::lock_guard<std::mutex> g(self.info_mu_);
+    self.info_.connected = static_cast<bool>(conn);
+    self.info_.features = features;
+    self.info_.protocol_features = proto;
+    uint32_t n = 0;
+    for (const Vq &q : vqs) n += ready(q);
+    self.info_.running_queues = n;
+  }
+
+  // ------------------------------------------------------------ virtqueues
+  bool enabled(const Vq &q) const { return q.enabled || !(features & bit(F_PROTOCOL_FEATURES)); }
+  bool ready(const Vq &q) const { return q.started && enabled(q) && q.desc && !q.broken && !mem.empty(); }
+  bool has(unsigned f) const { return (features & bit(f)) != 0; }
+
+  // Points the queue into the current memory table; false if its rings are not all inside one region each.
+  bool translate(Vq &q) {
+    q.desc = q.avail = q.used = nullptr;
+    if (!q.addr_set || q.num == 0 || mem.empty()) return true;  // not yet: checked again when they come
+    uint64_t n = q.num;
+    uint8_t *d = uva_host(q.desc_ua, 16 * n), *a = uva_host(q.avail_ua, 6 + 2 * n), *u = uva_host(q.used_ua, 6 + 8 * n);
+    if (!d || !a || !u) return false;
+    q.desc = d;
+    q.avail = a;
+    q.used = u;
+    return true;
+  }
+
+  // A front-end that restarts a ring on a back-end that never saw it (DPDK's
+  // virtio-user after our restart) may send base 0 with its rings mid-way: as
+  // DPDK's vhost does, trust the used index in memory, the one value both
+  // sides agree on (every chain before it was completed).
+  void resync_base(Vq &q) {
+    if (!q.used) return;
+    uint16_t u = load16(q.used + 2);
+    if (u != q.last_used) {
+      q.last_used = q.last_avail = u;
+      q.signalled_valid = false;
+    }
+  }
+
+  void mark_broken(Vq &q) {
+    if (!q.broken) c.queuesBroken++;
+    q.broken = true;
+  }
+
+  // Walks the chain at `head` into segs. Device-writable descriptors iff `write`.
+  Drop walk(const Vq &q, uint16_t head, bool write) {
+    segs.clear();
+    if (head >= q.num) return Drop::BadHead;
+    const uint8_t *table = q.desc;
+    uint32_t table_n = q.num, idx = head, count = 0;
+    bool indirect = false;
+    for (;;) {
+      if (++count > table_n) return Drop::ChainLoop;
+      Desc d;
+      std::memcpy(&d, table + 16 * static_cast<size_t>(idx), sizeof d);  // one read: the guest may rewrite it
+      if (d.flags & DESC_F_INDIRECT) {
+        if (indirect || !has(F_INDIRECT) || (d.flags & DESC_F_NEXT) || d.len == 0 || d.len % 16 ||
+            d.len / 16 > MAX_INDIRECT)
+          return Drop::BadDescriptor;
+        const uint8_t *t = gpa_host(d.addr, d.len);
+        if (!t) return Drop::OutOfMemoryTable;
+        table = t;
+        table_n = d.len / 16;
+        idx = 0;
+        count = 0;
+        indirect = true;
+        continue;
+      }
+      if (((d.flags & DESC_F_WRITE) != 0) != write) return Drop::BadDescriptor;
+      segs.push_back({d.addr, d.len});
+      if (!(d.flags & DESC_F_NEXT)) return Drop::None;
+      idx = d.next;
+      if (idx >= table_n) return Drop::BadDescriptor;
+    }
+  }
+
+  void count_drop(Drop d) {
+    switch (d) {
+      case Drop::BadDescriptor: c.dropBadDescriptor++; break;
+      case Drop::ChainLoop: c.dropChainLoop++; break;
+      case Drop::OutOfMemoryTable: c.dropOutOfMemoryTable++; break;
+      case Drop::BadHead: c.dropBadDescriptor++; break;
+      case Drop::None: break;
+    }
+  }
+
+  void push_used(Vq &q, uint16_t head, uint32_t len) {
+    uint8_t *e = q.used + 4 + 8 * static_cast<size_t>(q.last_used % q.num);
+    store32_relaxed(e, head);
+    store32_relaxed(e + 4, len);
+    q.last_used++;
+  }
+
+  // Publishes the used index and interrupts the guest unless it asked not to be.
+  void publish_used(Vq &q) {
+    store16(q.used + 2, q.last_used);
+    full_fence();  // the guest writes used_event, then reads used->idx: the mirror of ours
+    bool call;
+    if (has(F_EVENT_IDX)) {
+      uint16_t ev = load16(q.avail + 4 + 2 * static_cast<size_t>(q.num));
+      uint16_t nw = q.last_used, old = q.signalled_used;
+      call = !q.signalled_valid || static_cast<uint16_t>(nw - ev - 1) < static_cast<uint16_t>(nw - old);
+      q.signalled_used = nw;
+      q.signalled_valid = true;
+    } else {
+      call = !(load16(q.avail) & AVAIL_F_NO_INTERRUPT);
+    }
+    if (call && q.call) {
+      uint64_t one = 1;
+      [[maybe_unused]] ssize_t w = ::write(q.call.get(), &one, sizeof one);
+      c.calls++;
+    }
+  }
+
+  // Avail entries waiting, or -1 (queue broken) when the index is impossible.
+  int pending(Vq &q) {
+    uint16_t idx = load16(q.avail + 2);
+    uint16_t n = static_cast<uint16_t>(idx - q.last_avail);
+    if (n > q.num) {
+      c.dropBadIndex++;
+      mark_broken(q);
+      return -1;
+    }
+    return n;
+  }
+
+  // Guest TX queue -> port tx ring. Returns frames moved (or dropped) so the loop knows it progressed.
+  uint32_t guest_tx(Vq &q, uint32_t ring, uint32_t budget, bool *blocked) {
+    netmap_ring *tr = pc.tx_ring(ring);
+    uint32_t space = pc.tx_space(ring);
+    if (space == 0) {
+      pc.txsync(ring);
+      space = pc.tx_space(ring);
+    }
+    int p = pending(q);
+    if (p <= 0) return 0;
+    uint32_t done = 0, moved = 0;
+    const uint32_t bufsz = pc.buf_size();
+    while (p > 0 && done < budget) {
+      if (space == 0) {
+        *blocked = true;
+        break;
+      }
+      uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(q.last_avail % q.num));
+      Drop d = walk(q, head, false);
+      if (d == Drop::BadHead) {
+        c.dropBadDescriptor++;
+        mark_broken(q);  // no head to give back: the queue cannot go on
+        break;
+      }
+      if (d == Drop::None) {
+        netmap_slot &s = tr->slot[tr->head];
+        uint8_t *buf = pc.slot_buf(s);
+        uint64_t total = 0;
+        for (const Seg &g : segs) total += g.len;
+        if (!buf) {
+          c.dropBadSlot++;
+        } else if (total < hdr_len + 14) {
+          c.dropShortFrame++;
+        } else if (total - hdr_len > bufsz) {
+          c.dropOversize++;
+        } else {
+          // copy, skipping the virtio-net header (no offloads are negotiated: nothing in it to keep)
+          uint64_t skip = hdr_len, out = 0;
+          bool ok = true;
+          for (const Seg &g : segs) {
+            uint64_t a = g.addr, left = g.len;
+            if (skip >= left) {
+              skip -= left;
+              continue;
+            }
+            a += skip;
+            left -= skip;
+            skip = 0;
+            while (left) {
+              uint64_t piece;
+              uint8_t *h = gpa_piece(a, left, &piece);
+              if (!h) {
+                ok = false;
+                break;
+              }
+              std::memcpy(buf + out, h, piece);
+              out += piece;
+              a += piece;
+              left -= piece;
+            }
+            if (!ok) break;
+          }
+          if (!ok) {
+            c.dropOutOfMemoryTable++;
+          } else {
+            s.len = static_cast<uint16_t>(out);
+            s.flags = 0;
+            tr->head = tr->cur = tr->head + 1 == tr->num_slots ? 0 : tr->head + 1;
+            space--;
+            moved++;
+            c.fromGuestFrames++;
+            c.fromGuestBytes += out;
+          }
+        }
+      } else {
+        count_drop(d);
+      }
+      push_used(q, head, 0);
+      q.last_avail++;
+      p--;
+      done++;
+    }
+    if (done) publish_used(q);
+    if (moved) pc.txsync(ring);
+    return done;
+  }
+
+  // The RX queue frames go to: pair r's if it runs, else the first running one.
+  Vq *rx_queue_for(uint32_t r) {
+    uint32_t pairs = static_cast<uint32_t>(vqs.size() / 2);
+    Vq &pref = vqs[2 * (r % pairs)];
+    if (ready(pref)) return &pref;
+    for (uint32_t i = 0; i < pairs; i++)
+      if (ready(vqs[2 * i])) return &vqs[2 * i];
+    return nullptr;
+  }
+
+  // Writes n bytes at src into the chain segments segs[from, to), starting at byte `at` of the chain.
+  bool write_segs(size_t from, size_t to, uint64_t at, const uint8_t *src, uint64_t n) {
+    for (size_t i = from; i < to && n; i++) {
+      uint64_t a = segs[i].addr, left = segs[i].len;
+      if (at >= left) {
+        at -= left;
+        continue;
+      }
+      a += at;
+      left -= at;
+      at = 0;
+      while (left && n) {
+        uint64_t piece;
+        uint8_t *h = gpa_piece(a, std::min(left, n), &piece);
+        if (!h) return false;
+        std::memcpy(h, src, piece);
+        src += piece;
+        n -= piece;
+        a += piece;
+        left -= piece;
+      }
+    }
+    return n == 0;
+  }
+
+  // Port rx ring -> a guest RX queue. *starved: frames wait for guest buffers.
+  uint32_t guest_rx(uint32_t r, uint32_t budget, bool *starved) {
+    netmap_ring *rr = pc.rx_ring(r);
+    uint32_t avail = pc.rx_avail(r);
+    if (avail == 0) {
+      pc.rxsync(r);
+      avail = pc.rx_avail(r);
+      if (avail == 0) return 0;
+    }
+    Vq *qp = rx_queue_for(r);
+    uint32_t done = 0;
+    if (!qp) {
+      // nobody to deliver to: counted, not left to go stale in the ring
+      c.dropGuestNotReady += avail;
+      rr->head = rr->cur = rr->tail;
+      pc.rxsync(r);
+      return avail;
+    }
+    Vq &q = *qp;
+    const bool mrg = has(F_MRG_RXBUF);
+    const uint32_t bufsz = pc.buf_size();
+    bool used_any = false;
+    while (avail && done < budget) {
+      netmap_slot &s = rr->slot[rr->head];
+      const uint8_t *buf = pc.slot_buf(s);
+      if (!buf || s.len > bufsz) {
+        c.dropBadSlot++;
+      } else {
+        const uint64_t len = s.len, need = hdr_len + len;
+        // gather chains until they hold the frame, before consuming any of them
+        int p = pending(q);
+        if (p < 0) break;
+        segs.clear();
+        chain_ends.clear();
+        chain_heads.clear();
+        uint64_t cap = 0;
+        uint16_t k = 0;
+        bool bad = false;
+        rx_all.clear();
+        while (cap < need && k < p && (mrg || k == 0)) {
+          uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + k) % q.num));
+          Drop d = walk(q, head, true);
+          if (d == Drop::BadHead) {
+            c.dropBadDescriptor++;
+            mark_broken(q);
+            bad = true;
+            break;
+          }
+          if (d != Drop::None) {
+            // the bad chain and those gathered before it go back empty; the frame is dropped (counted by reason)
+            count_drop(d);
+            for (uint16_t h0 : chain_heads) push_used(q, h0, 0);
+            push_used(q, head, 0);
+            q.last_avail = static_cast<uint16_t>(q.last_avail + k + 1);
+            used_any = true;
+            bad = true;
+            break;
+          }
+          uint64_t ccap = 0;
+          for (const Seg &g : segs) ccap += g.len;
+          if (!mrg && ccap < need) {
+            c.dropRxBufferTooSmall++;
+            bad = true;  // the frame is dropped; the buffer stays for a smaller one
+            break;
+          }
+          rx_all.insert(rx_all.end(), segs.begin(), segs.end());
+          chain_ends.push_back(static_cast<uint32_t>(rx_all.size()));
+          chain_heads.push_back(head);
+          cap += ccap;
+          k++;
+        }
+        if (q.broken) break;
+        if (!bad && cap < need) {
+          // not enough buffers yet: the frame stays in the port ring until the guest adds some
+          *starved = true;
+          break;
+        }
+        if (!bad) {
+          segs.swap(rx_all);
+          // header: all zero (no offloads), num_buffers when merging
+          uint8_t hdr[12] = {};
+          uint16_t nbuf = static_cast<uint16_t>(chain_heads.size());
+          if (hdr_len == 12) std::memcpy(hdr + 10, &nbuf, 2);
+          uint64_t written = 0;
+          bool ok = true;
+          size_t from = 0;
+          for (size_t i = 0; i < chain_heads.size(); i++) {
+            size_t to = chain_ends[i];
+            uint64_t ccap = 0;
+            for (size_t j = from; j < to; j++) ccap += segs[j].len;
+            uint64_t put = std::min(ccap, need - written), at = 0;
+            // the header lies in the first chain's first bytes
+            if (written < hdr_len) {
+              uint64_t h = std::min<uint64_t>(hdr_len - written, put);
+              ok = ok && write_segs(from, to, 0, hdr + written, h);
+              at = h;
+            }
+            if (put > at) ok = ok && write_segs(from, to, at, buf + (written + at - hdr_len), put - at);
+            push_used(q, chain_heads[i], static_cast<uint32_t>(put));
+            q.last_avail++;
+            written += put;
+            from = to;
+          }
+          used_any = true;
+          if (ok) {
+            c.toGuestFrames++;
+            c.toGuestBytes += len;
+          } else {
+            c.dropOutOfMemoryTable++;
+          }
+        }
+      }
+      rr->head = rr->cur = rr->head + 1 == rr->num_slots ? 0 : rr->head + 1;
+      avail--;
+      done++;
+    }
+    if (used_any) publish_used(q);
+    if (done) pc.rxsync(r);
+    return done;
+  }
+
+  // One pass over every queue. Returns true if anything moved; *more when work is left.
+  bool pump(bool *tx_blocked, bool *rx_starved) {
+    bool moved = false;
+    *tx_blocked = *rx_starved = false;
+    if (conn)
+      for (size_t i = 1; i < vqs.size(); i += 2) {
+        Vq &q = vqs[i];
+        if (!ready(q)) continue;
+        bool b = false;
+        if (guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b)) moved = true;
+        *tx_blocked |= b;
+      }
+    for (uint32_t r = 0; r < pc.rx_rings(); r++) {
+      bool s = false;
+      if (guest_rx(r, 256, &s)) moved = true;
+      *rx_starved |= s;
+    }
+    return moved;
+  }
+
+  // Before sleeping: ask for kicks (EVENT_IDX: avail_event = last_avail) and check nothing slipped in.
+  bool work_pending(bool tx_blocked, bool rx_starved) {
+    bool any = false;
+    for (size_t i = 0; i < vqs.size(); i++) {
+      Vq &q = vqs[i];
+      if (!ready(q)) continue;
+      bool is_rx = (i % 2) == 0;
+      if (has(F_EVENT_IDX)) store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), q.last_avail);
+      full_fence();
+      // a TX queue waits for ring space, an RX queue matters only to frames waiting for buffers
+      if (load16(q.avail + 2) != q.last_avail && (is_rx ? rx_starved : !tx_blocked)) any = true;
+    }
+    return any;
+  }
+
+  // -------------------------------------------------------------- protocol
+  void epoll_add(int fd, uint64_t key) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = key;
+    ::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, fd, &ev);
+  }
+  void epoll_del(int fd) { ::epoll_ctl(epfd.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+  void reset_queues() {
+    for (Vq &q : vqs) {
+      if (q.kick) epoll_del(q.kick.get());
+      q = Vq{};
+    }
+  }
+
+  void disconnect(const std::string &why) {
+    if (!conn) return;
+    if (!why.empty()) {
+      c.protocolErrors++;
+      set_error(why);
+    }
+    epoll_del(conn.get());
+    conn.reset();
+    reset_queues();
+    mem.clear();
+    features = proto = 0;
+    features_set = false;
+    c.disconnects++;
+    publish_info();
+  }
+
+  void on_connected(unique_fd fd) {
+    timeval tv{0, 500000};  // a message's payload follows its header at once; a stalled peer is dropped
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int fl = ::fcntl(fd.get(), F_GETFL);
+    ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK);
+    conn = std::move(fd);
+    epoll_add(conn.get(), K_CONN);
+    c.connects++;
+    publish_info();
+  }
+
+  // Reads exactly n bytes (blocking, with the socket's timeout), collecting fds from the first read.
+  bool read_full(void *p, size_t n, std::vector<unique_fd> *fds) {
+    uint8_t *b = static_cast<uint8_t *>(p);
+    while (n) {
+      iovec iov{b, n};
+      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * MAX_REGIONS)];
+      msghdr m{};
+      m.msg_iov = &iov;
+      m.msg_iovlen = 1;
+      m.msg_control = cbuf;
+      m.msg_controllen = sizeof cbuf;
+      ssize_t r = ::recvmsg(conn.get(), &m, MSG_CMSG_CLOEXEC);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      for (cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h))
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+          size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+          for (size_t i = 0; i < k; i++) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+            fds->emplace_back(fd);  // owned at once: closed whatever happens next
+          }
+        }
+      if (m.msg_flags & MSG_CTRUNC) {
+        set_error("front-end sent more fds than any request carries");
+        return false;
+      }
+      b += r;
+      n -= static_cast<size_t>(r);
+    }
+    return true;
+  }
+
+  bool send_reply(const MsgHeader &req, const void *payload, uint32_t size) {
+    MsgHeader h{req.request, FLAG_VERSION | FLAG_REPLY, size};
+    uint8_t out[sizeof h + 64];
+    std::memcpy(out, &h, sizeof h);
+    std::memcpy(out + sizeof h, payload, size);
+    ssize_t w = ::send(conn.get(), out, sizeof h + size, MSG_NOSIGNAL);
+    return w == static_cast<ssize_t>(sizeof h + size);
+  }
+  bool reply_u64(const MsgHeader &req, uint64_t v) { return send_reply(req, &v, sizeof v); }
+
+  // Handles one message; false closes the connection (after set_error).
+  bool on_message() {
+    MsgHeader h;
+    std::vector<unique_fd> fds;
+    if (!read_full(&h, sizeof h, &fds)) {
+      disconnect("");  // EOF or a stalled peer: an ordinary disconnect
+      return false;
+    }
+    auto fail = [&](const std::string &why) {
+      disconnect("request " + std::to_string(h.request) + ": " + why);
+      return false;
+    };
+    if ((h.flags & FLAG_VERSION_MASK) != FLAG_VERSION) return fail("protocol version " + std::to_string(h.flags & 3) + ", only 1 exists");
+    if (h.size > MAX_PAYLOAD) return fail("payload of " + std::to_string(h.size) + " bytes (at most " + std::to_string(MAX_PAYLOAD) + ")");
+    std::array<uint8_t, MAX_PAYLOAD> pl{};
+    if (h.size && !read_full(pl.data(), h.size, &fds)) return fail("payload cut short");
+    auto need = [&](uint32_t n) { return h.size >= n; };
+    auto u64 = [&]() {
+      uint64_t v;
+      std::memcpy(&v, pl.data(), 8);
+      return v;
+    };
+    auto vq_at = [&](uint32_t idx) -> Vq * { return idx < vqs.size() ? &vqs[idx] : nullptr; };
+    auto nfds = [&](size_t n) { return fds.size() == n; };
+    bool replied = false;
+    switch (h.request) {
+      case GET_FEATURES:
+        if (!reply_u64(h, offered_features())) return fail("reply not sent");
+        replied = true;
+        break;
+      case SET_FEATURES: {
+        if (!need(8) || !nfds(0)) return fail("malformed");
+        uint64_t f = u64();
+        if (f & ~offered_features()) return fail("features 0x" + to_hex(f & ~offered_features()) + " were not offered");
+        features = f;
+        features_set = true;
+        hdr_len = (has(F_VERSION_1) || has(F_MRG_RXBUF)) ? 12 : 10;
+        break;
+      }
+      case GET_PROTOCOL_FEATURES:
+        if (!reply_u64(h, offered_protocol_features())) return fail("reply not sent");
+        replied = true;
+        break;
+      case SET_PROTOCOL_FEATURES: {
+        if (!need(8) || !nfds(0)) return fail("malformed");
+        uint64_t f = u64();
+        if (f & ~offered_protocol_features()) return fail("protocol features 0x" + to_hex(f & ~offered_protocol_features()) + " were not offered");
+        proto = f;
+        break;
+      }
+      case GET_QUEUE_NUM:
+        if (!reply_u64(h, self.cfg_.queue_pairs)) return fail("reply not sent");
+        replied = true;
+        break;
+      case SET_OWNER:
+        if (!nfds(0)) return fail("unexpected fds");
+        break;
+      case RESET_OWNER:
+        reset_queues();
+        break;
+      case SET_MEM_TABLE: {
+        std::string e = set_mem_table(pl.data(), h.size, fds);
+        if (!e.empty()) return fail(e);
+        break;
+      }
+      case SET_VRING_NUM:
+      case SET_VRING_BASE:
+      case SET_VRING_ENABLE: {
+        if (!need(8) || !nfds(0)) return fail("malformed");
+        uint32_t idx, num;
+        std::memcpy(&idx, pl.data(), 4);
+        std::memcpy(&num, pl.data() + 4, 4);
+        Vq *q = vq_at(idx);
+        if (!q) return fail("queue " + std::to_string(idx) + " does not exist (" + std::to_string(vqs.size()) + " queues)");
+        if (h.request == SET_VRING_NUM) {
+          if (num == 0 || num > MAX_QUEUE_SIZE || (num & (num - 1))) return fail("queue size " + std::to_string(num) + " is not a power of 2 up to 32768");
+          q->num = num;
+          if (!translate(*q)) return fail("queue " + std::to_string(idx) + "'s rings lie outside the memory table");
+        } else if (h.request == SET_VRING_BASE) {
+          if (num > 0xffff) return fail("ring base " + std::to_string(num) + " is not a 16-bit index");
+          q->last_avail = q->last_used = static_cast<uint16_t>(num);
+          q->signalled_valid = false;
+          q->broken = false;
+        } else {
+          if (num > 1) return fail("enable must be 0 or 1");
+          q->enabled = num == 1;
+        }
+        break;
+      }
+      case SET_VRING_ADDR: {
+        if (!need(40) || !nfds(0)) return fail("malformed");
+        uint32_t idx;
+        std::memcpy(&idx, pl.data(), 4);
+        Vq *q = vq_at(idx);
+        if (!q) return fail("queue " + std::to_string(idx) + " does not exist");
+        uint64_t d, u, a;
+        std::memcpy(&d, pl.data() + 8, 8);
+        std::memcpy(&u, pl.data() + 16, 8);
+        std::memcpy(&a, pl.data() + 24, 8);
+        if (d % 16 || a % 2 || u % 4) return fail("misaligned ring addresses");
+        q->desc_ua = d;
+        q->used_ua = u;
+        q->avail_ua = a;
+        q->addr_set = true;
+        if (!translate(*q)) return fail("queue " + std::to_string(idx) + "'s rings lie outside the memory table");
+        break;
+      }
+      case GET_VRING_BASE: {
+        if (!need(8) || !nfds(0)) return fail("malformed");
+        uint32_t idx;
+        std::memcpy(&idx, pl.data(), 4);
+        Vq *q = vq_at(idx);
+        if (!q) return fail("queue " + std::to_string(idx) + " does not exist");
+        // stop the ring; its state goes back to the front-end
+        q->started = false;
+        if (q->kick) epoll_del(q->kick.get());
+        q->kick.reset();
+        uint32_t st[2] = {idx, q->last_avail};
+        if (!send_reply(h, st, sizeof st)) return fail("reply not sent");
+        replied = true;
+        break;
+      }
+      case SET_VRING_KICK:
+      case SET_VRING_CALL:
+      case SET_VRING_ERR: {
+        if (!need(8)) return fail("malformed");
+        uint64_t v = u64();
+        Vq *q = vq_at(static_cast<uint32_t>(v & VRING_IDX_MASK));
+        if (!q || (v & ~(VRING_IDX_MASK | VRING_NOFD_MASK))) return fail("bad queue index");
+        bool nofd = v & VRING_NOFD_MASK;
+        if (!nfds(nofd ? 0 : 1)) return fail("expected " + std::string(nofd ? "no fd" : "one fd"));
+        unique_fd fd = nofd ? unique_fd() : std::move(fds[0]);
+        if (h.request == SET_VRING_KICK) {
+          if (nofd) return fail("polling mode (no kick fd) is not supported");
+          if (q->kick) epoll_del(q->kick.get());
+          q->kick = std::move(fd);
+          ::fcntl(q->kick.get(), F_SETFL, ::fcntl(q->kick.get(), F_GETFL) | O_NONBLOCK);
+          epoll_add(q->kick.get(), K_KICK | static_cast<uint64_t>(q - vqs.data()));
+          q->started = true;
+          if (!translate(*q)) return fail("queue's rings lie outside the memory table");
+          resync_base(*q);
+        } else if (h.request == SET_VRING_CALL) {
+          q->call = std::move(fd);
+        } else {
+          q->err = std::move(fd);
+        }
+        break;
+      }
+      case SET_LOG_BASE:
+      case SET_LOG_FD:
+        return fail("dirty logging (migration) is not offered by vale-ts");
+      default:
+        return fail("not supported by vale-ts");
+    }
+    if (!replied && (h.flags & FLAG_NEED_REPLY) && (proto & bit(PF_REPLY_ACK)))
+      if (!reply_u64(h, 0)) return fail("reply not sent");
+    publish_info();
+    return true;
+  }
+
+  static std::string to_hex(uint64_t v) {
+    char b[20];
+    std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(v));
+    return b;
+  }
+
+  std::string set_mem_table(const uint8_t *p, uint32_t size, std::vector<unique_fd> &fds) {
+    if (size < 8) return "malformed";
+    uint32_t n;
+    std::memcpy(&n, p, 4);
+    if (n == 0 || n > MAX_REGIONS) return std::to_string(n) + " memory regions (1.." + std::to_string(MAX_REGIONS) + ")";
+    if (size < 8 + 32 * n) return "memory table cut short";
+    if (fds.size() != n) return std::to_string(fds.size()) + " fds for " + std::to_string(n) + " regions";
+    std::vector<Region> next;
+    next.reserve(n);
+    for (uint32_t i = 0; i < n; i++) {
+      Region r;
+      uint64_t off;
+      const uint8_t *e = p + 8 + 32 * i;
+      std::memcpy(&r.gpa, e, 8);
+      std::memcpy(&r.size, e + 8, 8);
+      std::memcpy(&r.uva, e + 16, 8);
+      std::memcpy(&off, e + 24, 8);
+      std::string name = "region " + std::to_string(i);
+      if (r.size == 0) return name + " is empty";
+      if (r.gpa + r.size < r.gpa || r.uva + r.size < r.uva || off + r.size < off) return name + " wraps around";
+      for (const Region &o : next) {
+        if (r.gpa < o.gpa + o.size && o.gpa < r.gpa + r.size) return name + " overlaps another in guest memory";
+        if (r.uva < o.uva + o.size && o.uva < r.uva + r.size) return name + " overlaps another in front-end addresses";
+      }
+      // the fd must really hold the range: touching a page past its end would be SIGBUS
+      struct stat st {};
+      if (::fstat(fds[i].get(), &st) < 0) return name + ": fstat failed";
+      if (!S_ISREG(st.st_mode)) return name + ": its fd is not a memory file (memfd, hugetlbfs, shm)";
+      if (static_cast<uint64_t>(st.st_size) < off + r.size) return name + " reaches past the end of its fd";
+      auto m = mapping::map_shared(fds[i].get(), off + r.size, name);
+      if (!m) return name + ": mmap failed: " + std::strerror(m.error().err);
+      r.map = std::move(m).value();
+      r.host = r.map.data() + off;
+      next.push_back(std::move(r));
+    }
+    // the rings point into the old table: retranslate, then the old mappings go
+    mem.swap(next);
+    for (Vq &q : vqs)
+      if (!translate(q)) return "a queue's rings lie outside the new memory table";
+    return {};
+  }
+
+  // --------------------------------------------------------------- sockets
+  Result<unique_fd> make_unix(sockaddr_un *a) {
+    const std::string &path = self.cfg_.path;
+    if (path.empty() || path.size() >= sizeof a->sun_path)
+      return check_fail(ENAMETOOLONG, "vhost-user socket path '" + path + "' is empty or longer than " + std::to_string(sizeof a->sun_path - 1) + " bytes");
+    std::memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    std::memcpy(a->sun_path, path.data(), path.size());
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return sys_fail("socket", "vhost-user socket");
+    return unique_fd(fd);
+  }
+
+  Status listen_on() {
+    sockaddr_un a;
+    auto s = make_unix(&a);
+    if (!s) return std::move(s).take_error();
+    const std::string &path = self.cfg_.path;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode))
+        return check_fail(EEXIST, "vhost-user path " + path + " exists and is not a socket", "remove it or choose another path");
+      // a socket file: stale (nobody accepts) or live (refuse)
+      int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      bool live = probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0;
+      if (probe >= 0) ::close(probe);
+      if (live) return check_fail(EADDRINUSE, "another process listens on vhost-user socket " + path, "stop it or choose another path");
+      ::unlink(path.c_str());
+    }
+    if (::bind(s->get(), reinterpret_cast<sockaddr *>(&a), sizeof a) < 0) {
+      SysError e = sys_fail("bind", "vhost-user socket " + path);
+      e.path = path;
+      return e;
+    }
+    if (::listen(s->get(), 4) < 0) return sys_fail("listen", "vhost-user socket " + path);
+    listen_fd = std::move(s).value();
+    return Ok{};
+  }
+
+  void try_connect() {
+    sockaddr_un a;
+    auto s = make_unix(&a);
+    if (!s) return;
+    int fd = s->get();
+    int fl = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    if (::connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0) {
+      on_connected(std::move(s).value());
+    } else {
+      set_error("connecting to " + self.cfg_.path + ": " + std::strerror(errno) + " (retrying every second)");
+    }
+  }
+
+  void on_listen() {
+    for (;;) {
+      int fd = ::accept4(listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      if (conn) {
+        // one front-end at a time; the socket is its device
+        ::close(fd);
+        set_error("refused a second front-end while one is connected");
+        continue;
+      }
+      on_connected(unique_fd(fd));
+    }
+  }
+
+  void run(int stop_fd) {
+    epoll_add(stop_fd, K_STOP);
+    if (listen_fd) epoll_add(listen_fd.get(), K_LISTEN);
+    epoll_add(pc.wait_fd(), K_BELL);
+    if (self.cfg_.client) try_connect();
+    pc.txsync(0);
+    epoll_event evs[32];
+    for (;;) {
+      bool txb = false, rxs = false;
+      bool moved = pump(&txb, &rxs);
+      int timeout;
+      if (moved) {
+        timeout = 0;  // look at events, then go on
+      } else {
+        // sleep: ask the switch and the guest to wake us, then re-check (no lost wakeup)
+        pc.arm(true, txb);
+        bool again = false;
+        for (uint32_t r = 0; r < pc.rx_rings(); r++) {
+          pc.rxsync(r);
+          if (pc.rx_avail(r) && !rxs) again = true;
+        }
+        if (conn && work_pending(txb, rxs)) again = true;
+        timeout = again ? 0 : (self.cfg_.client && !conn ? 1000 : -1);
+      }
+      int n = ::epoll_wait(epfd.get(), evs, 32, timeout);
+      pc.disarm();
+      if (n < 0 && errno != EINTR) {
+        set_error(std::string("epoll_wait: ") + std::strerror(errno));
+        return;
+      }
+      bool conn_readable = false;
+      for (int i = 0; i < n; i++) {
+        uint64_t k = evs[i].data.u64;
+        uint64_t kind = k & ~0xffffffffull;
+        if (kind == K_STOP) return;
+        if (kind == K_LISTEN) on_listen();
+        else if (kind == K_CONN) conn_readable = true;
+        else if (kind == K_BELL) pc.drain_bell();
+        else if (kind == K_KICK) {
+          uint32_t qi = static_cast<uint32_t>(k & 0xffffffff);
+          if (qi < vqs.size() && vqs[qi].kick) {
+            uint64_t v;
+            while (::read(vqs[qi].kick.get(), &v, sizeof v) == sizeof v) c.kicks++;
+          }
+        }
+      }
+      // protocol messages after the datapath events of this round: a message may reset a queue
+      for (int budget = 0; conn_readable && conn && budget < 64; budget++) {
+        if (!on_message() || !conn) break;
+        uint8_t b;  // more messages queued already?
+        ssize_t r = ::recv(conn.get(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r == 0) disconnect("");
+        if (r <= 0) break;
+      }
+      if (self.cfg_.client && !conn) {
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_try >= std::chrono::seconds(1)) {
+          last_try = now;
+          try_connect();
+        }
+      }
+    }
+  }
+  std::chrono::steady_clock::time_point last_try = std::chrono::steady_clock::now();
+};
+
+uint64_t VhostUserPort::offered_features() {
+  return bit(F_VERSION_1) | bit(F_MRG_RXBUF) | bit(F_EVENT_IDX) | bit(F_INDIRECT) | bit(F_MQ) | bit(F_PROTOCOL_FEATURES);
+}
+uint64_t VhostUserPort::offered_protocol_features() { return bit(PF_MQ) | bit(PF_REPLY_ACK); }
+
+Result<std::unique_ptr<VhostUserPort>> VhostUserPort::start(PortClient pc, VhostUserConfig cfg) {
+  if (cfg.queue_pairs < 1 || cfg.queue_pairs > 8)
+    return check_fail(EINVAL, "vhost-user queue pairs " + std::to_string(cfg.queue_pairs) + " (1..8)");
+  if (pc.tx_rings() == 0 || pc.rx_rings() == 0) return check_fail(EINVAL, "vhost-user port needs a tx and an rx ring");
+  std::unique_ptr<VhostUserPort> p(new VhostUserPort());
+  p->cfg_ = std::move(cfg);
+  p->impl_ = std::make_unique<Impl>(*p, std::move(pc));
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return sys_fail("epoll_create1", "vhost-user port");
+  p->impl_->epfd.reset(ep);
+  int sfd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (sfd < 0) return sys_fail("eventfd", "vhost-user port");
+  p->stop_fd_.reset(sfd);
+  if (!p->cfg_.client) {
+    Status s = p->impl_->listen_on();
+    if (!s) return std::move(s).take_error();
+  }
+  Impl *impl = p->impl_.get();
+  p->thread_ = std::thread([impl, sfd] { impl->run(sfd); });
+  return p;
+}
+
+void VhostUserPort::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t w = ::write(stop_fd_.get(), &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+  if (impl_) {
+    impl_->conn.reset();
+    impl_->reset_queues();
+    impl_->mem.clear();
+    if (impl_->listen_fd) {
+      impl_->listen_fd.reset();
+      ::unlink(cfg_.path.c_str());
+    }
+  }
+  std::lock_guard<std::mutex> g(info_mu_);
+  info_.connected = false;
+  info_.running_queues = 0;
+}
+
+VhostUserPort::~VhostUserPort() { stop(); }
+
+VhostUserInfo VhostUserPort::info() const {
+  std::lock_guard<std::mutex> g(info_mu_);
+  return info_;
+}
+
+}  // namespace nm

@@ -1,0 +1,111 @@
+// A vhost-user back-end that is the client of one vale-ts port: a guest's
+// virtio-net device (QEMU, DPDK's virtio-user, any front-end speaking the
+// vhost-user protocol, docs/vhost-user.md) on one side, the port's netmap
+// rings (nm::PortClient) on the other. One thread per port runs both the
+// protocol and the datapath: epoll on the unix socket, the guest's kick
+// eventfds and the switch's doorbell.
+//
+// Everything the front-end sends is hostile input: message sizes, fd counts,
+// memory regions (sizes, overlaps, the fd's real size), ring sizes and
+// addresses, and at run time every descriptor (index, address, length, chain
+// length, indirect tables) and every index in the avail ring. A bad chain is
+// dropped and counted by reason; an avail index that cannot be right marks
+// the queue broken until the front-end resets it; a protocol violation closes
+// the connection. Guest memory is only touched through translations that were
+// checked against the mapped regions.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/fd.h"
+#include "core/port_client.h"
+#include "core/result.h"
+
+namespace nm {
+
+// The driver's counters, in the order the glue reports them. A name starting
+// with `drop` is a drop reason (a frame or a guest buffer chain lost).
+#define NM_VHOST_USER_COUNTERS(X)                                                                       \
+  X(fromGuestFrames)      /* guest TX -> port tx ring */                                              \
+  X(fromGuestBytes)                                                                                   \
+  X(toGuestFrames)        /* port rx ring -> guest RX */                                              \
+  X(toGuestBytes)                                                                                     \
+  X(kicks)                /* guest notifications read */                                              \
+  X(calls)                /* guest interrupts sent */                                                 \
+  X(connects)                                                                                         \
+  X(disconnects)                                                                                      \
+  X(protocolErrors)       /* connections closed for a protocol violation */                           \
+  X(queuesBroken)         /* queues stopped for an impossible avail index or head */                  \
+  X(dropBadDescriptor)    /* index out of the table, wrong direction, nested/unnegotiated indirect */ \
+  X(dropChainLoop)        /* chain longer than its table: a loop */                                   \
+  X(dropOutOfMemoryTable) /* buffer or indirect table outside every mapped region */                  \
+  X(dropShortFrame)       /* chain shorter than the virtio-net header plus an Ethernet header */      \
+  X(dropOversize)         /* frame longer than the port's buffers */                                  \
+  X(dropRxBufferTooSmall) /* guest RX chain smaller than the frame (no MRG_RXBUF) */                  \
+  X(dropGuestNotReady)    /* frames for the guest while no RX queue runs */                           \
+  X(dropBadIndex)         /* avail index further than the queue size from the last one */            \
+  X(dropBadSlot)          /* port ring slot with a bad buffer index or length */
+
+struct VhostUserCounters {
+#define NM_VHU_FIELD(n) std::atomic<uint64_t> n{0};
+  NM_VHOST_USER_COUNTERS(NM_VHU_FIELD)
+#undef NM_VHU_FIELD
+};
+
+struct VhostUserConfig {
+  std::string path;
+  bool client = false;        // connect to path (and reconnect) instead of listening on it
+  uint32_t queue_pairs = 2;   // offered with VHOST_USER_PROTOCOL_F_MQ (1..8)
+};
+
+// What the back-end is doing, for listings.
+struct VhostUserInfo {
+  bool connected = false;
+  uint64_t features = 0;           // negotiated virtio features
+  uint64_t protocol_features = 0;  // negotiated protocol features
+  uint32_t running_queues = 0;     // virtqueues started and enabled
+  std::string last_error;          // the last protocol violation or connection failure
+};
+
+class VhostUserPort {
+ public:
+  // Binds (server mode) before returning so that a bad path is the caller's
+  // error; then runs the thread. Takes the port client.
+  static Result<std::unique_ptr<VhostUserPort>> start(PortClient pc, VhostUserConfig cfg);
+  ~VhostUserPort();
+  VhostUserPort(const VhostUserPort &) = delete;
+  VhostUserPort &operator=(const VhostUserPort &) = delete;
+
+  // Stops the thread and releases the guest's memory and fds; the socket
+  // path is removed in server mode. Idempotent.
+  void stop();
+  const VhostUserCounters &counters() const { return counters_; }
+  VhostUserInfo info() const;
+  const VhostUserConfig &config() const { return cfg_; }
+
+  // The features offered to the front-end.
+  static uint64_t offered_features();
+  static uint64_t offered_protocol_features();
+
+  struct Impl;
+
+ private:
+  VhostUserPort() = default;
+  VhostUserConfig cfg_;
+  VhostUserCounters counters_;
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+  unique_fd stop_fd_;
+  bool stopped_ = false;
+  mutable std::mutex info_mu_;
+  VhostUserInfo info_;
+  friend struct Impl;
+};
+
+}  // namespace nm

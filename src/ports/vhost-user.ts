@@ -1,0 +1,90 @@
+/**
+ * vhost-user ports: vale-ts is the vhost-user back-end of a guest's
+ * virtio-net device (QEMU `-netdev vhost-user`, DPDK `net_virtio_user`).
+ * The protocol and the datapath run natively (cpp/core/vhost_user.cc), one
+ * thread per port, as the client of an ordinary switch port.
+ *
+ * Spec settings: `path` (absolute unix socket path), `client` (connect to
+ * `path` and reconnect, for QEMU `server=on`; default: listen on `path`),
+ * `queuePairs` (1..8 offered with VHOST_USER_PROTOCOL_F_MQ, default 2).
+ */
+import { isAbsolute } from 'node:path';
+import { nativeRaw } from '../netmap/addon.js';
+import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
+
+/** The settings of a vhost-user port, checked. */
+export interface VhostUserSettings {
+  path: string;
+  client: boolean;
+  queuePairs: number;
+}
+
+interface NativeVhostUser {
+  counters(): Record<string, number>;
+  info(): { connected: boolean; features: bigint; protocolFeatures: bigint; runningQueues: number; lastError: string; offeredFeatures: bigint };
+  close(): void;
+}
+interface VhostAddon {
+  VhostUser: new (regionFd: number, clientBell: number, switchBell: number, cfg: { path: string; client: boolean; queuePairs: number }) => NativeVhostUser;
+}
+const native = nativeRaw as VhostAddon;
+
+/** Checks a driver spec of kind 'vhost-user' and names the bad setting. */
+export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
+  for (const k of Object.keys(spec)) {
+    if (!['kind', 'path', 'client', 'queuePairs'].includes(k)) throw Object.assign(new Error(`unknown vhost-user setting '${k}' (known: path, client, queuePairs)`), { code: 'EINVAL' });
+  }
+  const { path, client = false, queuePairs = 2 } = spec;
+  if (typeof path !== 'string' || !isAbsolute(path)) throw Object.assign(new Error(`vhost-user 'path' must be an absolute socket path (got ${JSON.stringify(path)})`), { code: 'EINVAL' });
+  if (Buffer.byteLength(path) > 107) throw Object.assign(new Error(`vhost-user path ${path} is longer than a unix socket path may be (107 bytes)`), { code: 'ENAMETOOLONG' });
+  if (typeof client !== 'boolean') throw Object.assign(new Error("vhost-user 'client' must be a boolean"), { code: 'EINVAL' });
+  if (typeof queuePairs !== 'number' || !Number.isInteger(queuePairs) || queuePairs < 1 || queuePairs > 8) {
+    throw Object.assign(new Error(`vhost-user 'queuePairs' must be an integer 1..8 (got ${String(queuePairs)})`), { code: 'EINVAL' });
+  }
+  return { path, client, queuePairs };
+}
+
+/** Names of the negotiated virtio features worth showing. */
+function featureNames(f: bigint): string[] {
+  const names: Array<[number, string]> = [[32, 'version_1'], [15, 'mrg_rxbuf'], [29, 'event_idx'], [28, 'indirect'], [22, 'mq']];
+  return names.filter(([b]) => (f >> BigInt(b)) & 1n).map(([, n]) => n);
+}
+
+class VhostUserDriver implements PortDriver {
+  readonly kind = 'vhost-user';
+  private closed = false;
+  constructor(
+    private readonly n: NativeVhostUser,
+    readonly settings: VhostUserSettings,
+  ) {}
+
+  describe(): string {
+    const s = this.settings;
+    const i = this.n.info();
+    const state = i.connected ? `connected, ${i.runningQueues} queues running, ${featureNames(i.features).join(' ') || 'no features'}` : s.client ? 'connecting' : 'waiting for a front-end';
+    return `vhost-user ${s.path} (${s.client ? 'client' : 'server'}, ${state})${i.lastError ? `; last error: ${i.lastError}` : ''}`;
+  }
+
+  counters(): Record<string, number> {
+    return this.n.counters();
+  }
+
+  /** The native state: connection, negotiated features, last protocol error. */
+  info(): ReturnType<NativeVhostUser['info']> {
+    return this.n.info();
+  }
+
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.n.close();
+    }
+    return Promise.resolve();
+  }
+}
+
+registerPortKind('vhost-user', ({ port, spec }) => {
+  const settings = vhostUserSettings(spec);
+  const [region, clientBell, switchBell] = port.fds;
+  return Promise.resolve(new VhostUserDriver(new native.VhostUser(region, clientBell, switchBell, settings), settings));
+});

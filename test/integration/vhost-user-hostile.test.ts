@@ -1,0 +1,349 @@
+/**
+ * A hostile vhost-user front-end: our own small one over the unix socket
+ * (SCM_RIGHTS through the addon's sendMsg, a memfd as guest memory) hands
+ * vale-ts descriptors outside its memory table, chain loops, bad indices,
+ * wrong directions, short and oversized frames, bad indirect tables, an
+ * impossible avail index and malformed memory tables. The switch survives,
+ * each is dropped and counted by its reason, good frames still pass both
+ * ways, and other ports keep forwarding.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import { nativeRaw } from '../../src/netmap/addon.js';
+
+interface FrontAddon {
+  memfd(name: string, size: number): number;
+  unixStreamConnect(path: string): number;
+  mapFd(fd: number, size: number): ArrayBuffer;
+  sendMsg(fd: number, data: Uint8Array, fds?: number[]): boolean;
+  recvMsg(fd: number, maxLen: number): { eof: true } | { eof?: undefined; data: Buffer; fds: number[] } | null;
+  eventfd(): number;
+  kick(fd: number): void;
+  close(fd: number): void;
+}
+const native = nativeRaw as FrontAddon;
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vhost-hostile-${process.pid}-`));
+test.after.always(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+// vhost-user requests
+const GET_FEATURES = 1, SET_FEATURES = 2, SET_OWNER = 3, SET_MEM_TABLE = 5, SET_VRING_NUM = 8, SET_VRING_ADDR = 9;
+const SET_VRING_BASE = 10, SET_VRING_KICK = 12, SET_VRING_CALL = 13;
+const VERSION_1 = 1n << 32n, INDIRECT = 1n << 28n;
+const NEXT = 1, WRITE = 2, IND = 4;
+
+const GPA = 0x100000, SIZE = 1 << 20, UVA = 0x7f0000000000;
+const QN = 16;
+const DESC = 0, AVAIL = 0x1000, USED = 0x2000, INDT = 0x8000, BUF = 0x10000;
+
+const until = async (cond: () => Promise<boolean>): Promise<void> => {
+  while (!(await cond())) await new Promise((r) => setTimeout(r, 10));
+};
+
+/** A vhost-user front-end that does exactly what it is told. */
+class Front {
+  private pending = Buffer.alloc(0);
+  constructor(readonly fd: number) {}
+  static connect(p: string): Front {
+    return new Front(native.unixStreamConnect(p));
+  }
+  send(req: number, payload: Uint8Array = new Uint8Array(0), fds: number[] = [], sizeOverride?: number): void {
+    const h = Buffer.alloc(12);
+    h.writeUInt32LE(req, 0);
+    h.writeUInt32LE(1, 4);
+    h.writeUInt32LE(sizeOverride ?? payload.length, 8);
+    if (!native.sendMsg(this.fd, Buffer.concat([h, payload]), fds)) throw new Error('sendMsg would block');
+  }
+  /** Next reply's payload, or 'eof' when the back-end hung up. */
+  async reply(): Promise<Buffer | 'eof'> {
+    for (;;) {
+      if (this.pending.length >= 12) {
+        const size = this.pending.readUInt32LE(8);
+        if (this.pending.length >= 12 + size) {
+          const p = this.pending.subarray(12, 12 + size);
+          this.pending = this.pending.subarray(12 + size);
+          return p;
+        }
+      }
+      const r = native.recvMsg(this.fd, 4096);
+      if (r === null) {
+        await new Promise((res) => setTimeout(res, 5));
+        continue;
+      }
+      if (r.eof) return 'eof';
+      this.pending = Buffer.concat([this.pending, r.data]);
+    }
+  }
+  close(): void {
+    native.close(this.fd);
+  }
+}
+
+const u64 = (v: bigint | number): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(v));
+  return b;
+};
+const state = (idx: number, num: number): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(idx, 0);
+  b.writeUInt32LE(num, 4);
+  return b;
+};
+function memTable(regions: Array<{ gpa: number; size: number; uva: number; off?: number }>, n = regions.length): Buffer {
+  const b = Buffer.alloc(8 + 32 * regions.length);
+  b.writeUInt32LE(n, 0);
+  regions.forEach((r, i) => {
+    b.writeBigUInt64LE(BigInt(r.gpa), 8 + 32 * i);
+    b.writeBigUInt64LE(BigInt(r.size), 16 + 32 * i);
+    b.writeBigUInt64LE(BigInt(r.uva), 24 + 32 * i);
+    b.writeBigUInt64LE(BigInt(r.off ?? 0), 32 + 32 * i);
+  });
+  return b;
+}
+
+/** Guest memory and the split rings of one queue in it. */
+class Guest {
+  readonly fd = native.memfd('hostile-guest', SIZE);
+  readonly mem = new DataView(native.mapFd(this.fd, SIZE));
+  private availIdx = 0;
+  desc(i: number, addr: number, len: number, flags = 0, next = 0, table = DESC): void {
+    const o = table + 16 * i;
+    this.mem.setBigUint64(o, BigInt(addr), true);
+    this.mem.setUint32(o + 8, len, true);
+    this.mem.setUint16(o + 12, flags, true);
+    this.mem.setUint16(o + 14, next, true);
+  }
+  post(head: number, kick: number): void {
+    this.mem.setUint16(AVAIL + 4 + 2 * (this.availIdx % QN), head, true);
+    this.availIdx++;
+    this.mem.setUint16(AVAIL + 2, this.availIdx & 0xffff, true);
+    native.kick(kick);
+  }
+  bogusAvail(jump: number, kick: number): void {
+    this.mem.setUint16(AVAIL + 2, (this.availIdx + jump) & 0xffff, true);
+    native.kick(kick);
+  }
+  usedIdx(): number {
+    return this.mem.getUint16(USED + 2, true);
+  }
+  bytes(off: number, n: number): Uint8Array {
+    return new Uint8Array(this.mem.buffer, off, n);
+  }
+}
+
+function frame(src: number, tag: number): Uint8Array {
+  const f = new Uint8Array(60);
+  f.fill(0xff, 0, 6);
+  f.set([2, 0, 0, 0, 0, src], 6);
+  f[12] = 0x08;
+  f[14] = tag;
+  return f;
+}
+
+async function receive(p: Port): Promise<Uint8Array> {
+  for (;;) {
+    const ev = await p.poll({ rx: true, timeoutMs: 10_000 });
+    if (!ev.rx) throw new Error('no frame arrived');
+    let got: Uint8Array | undefined;
+    p.dispatch(1, (f) => (got = Uint8Array.from(f)));
+    p.rxsync();
+    if (got) return got;
+  }
+}
+
+test('hostile vhost-user front-end: every bad descriptor dropped and counted by reason, the switch forwards on', async (t) => {
+  t.timeout(60_000);
+  const socket = path.join(dir, 'ctl.sock');
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const VH = path.join(dir, 'guest.sock');
+  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH } });
+  const peer = await open('vale0:peer', { socket });
+  const peer2 = await open('vale0:peer2', { socket });
+  t.teardown(() => {
+    peer.close();
+    peer2.close();
+  });
+  const drv = async (): Promise<Record<string, number>> => {
+    const [sw] = await vale.stats('vale0');
+    return sw!.ports.find((p) => p.name === 'vale0:guest')!.driver!.counters;
+  };
+  const reaches = (name: string, n: number) => async (): Promise<boolean> => ((await drv())[name] ?? 0) >= n;
+
+  const g = new Guest();
+  const f = Front.connect(VH);
+  t.teardown(() => f.close());
+  f.send(GET_FEATURES);
+  const feats = (await f.reply()) as Buffer;
+  t.is(feats.readBigUInt64LE(0) & (VERSION_1 | INDIRECT), VERSION_1 | INDIRECT);
+  f.send(SET_FEATURES, u64(VERSION_1 | INDIRECT)); // no PROTOCOL_FEATURES: rings run once kicked
+  f.send(SET_OWNER);
+  f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
+  const kicks: number[] = [];
+  for (const q of [0, 1]) {
+    // both queues share the rings' memory layout; queue 0 (RX) gets its own copy further up
+    const base = q === 0 ? 0x20000 : 0;
+    f.send(SET_VRING_NUM, state(q, QN));
+    const a = Buffer.alloc(40);
+    a.writeUInt32LE(q, 0);
+    a.writeBigUInt64LE(BigInt(UVA + base + DESC), 8);
+    a.writeBigUInt64LE(BigInt(UVA + base + USED), 16);
+    a.writeBigUInt64LE(BigInt(UVA + base + AVAIL), 24);
+    f.send(SET_VRING_ADDR, a);
+    f.send(SET_VRING_BASE, state(q, 0));
+    const call = native.eventfd();
+    const kick = native.eventfd();
+    kicks.push(kick);
+    f.send(SET_VRING_CALL, u64(q), [call]);
+    f.send(SET_VRING_KICK, u64(q), [kick]);
+  }
+  const txKick = kicks[1]!;
+  await until(async () => (await vale.stats('vale0'))[0]!.ports.find((p) => p.name === 'vale0:guest')!.driver!.describe.includes('2 queues running'));
+
+  // a good frame: header + Ethernet frame in one descriptor
+  const hdr = 12;
+  const good = frame(0x61, 1);
+  g.bytes(BUF, hdr).fill(0);
+  g.bytes(BUF + hdr, 60).set(good);
+  g.desc(0, GPA + BUF, hdr + 60);
+  g.post(0, txKick);
+  t.deepEqual((await receive(peer)).subarray(0, 60), good, 'a good frame from the guest reaches another port');
+  await until(reaches('fromGuestFrames', 1));
+
+  const cases: Array<[string, () => void]> = [
+    ['dropOutOfMemoryTable', () => (g.desc(1, 0x10, 100), g.post(1, txKick))],
+    ['dropOutOfMemoryTable', () => (g.desc(1, GPA + SIZE - 10, 100), g.post(1, txKick))],
+    ['dropChainLoop', () => (g.desc(2, GPA + BUF, 10, NEXT, 3), g.desc(3, GPA + BUF, 10, NEXT, 2), g.post(2, txKick))],
+    ['dropBadDescriptor', () => (g.desc(4, GPA + BUF, 10, NEXT, 99), g.post(4, txKick))],
+    ['dropBadDescriptor', () => (g.desc(5, GPA + BUF, hdr + 60, WRITE), g.post(5, txKick))],
+    ['dropShortFrame', () => (g.desc(6, GPA + BUF, 5), g.post(6, txKick))],
+    ['dropOversize', () => (g.desc(7, GPA + BUF, hdr + 5000), g.post(7, txKick))],
+    ['dropBadDescriptor', () => (g.desc(8, GPA + INDT, 15, IND), g.post(8, txKick))],
+    ['dropOutOfMemoryTable', () => (g.desc(9, 0xdead0000, 32, IND), g.post(9, txKick))],
+    [
+      'dropChainLoop',
+      () => (g.desc(0, GPA + BUF, 10, NEXT, 1, INDT), g.desc(1, GPA + BUF, 10, NEXT, 0, INDT), g.desc(10, GPA + INDT, 32, IND), g.post(10, txKick)),
+    ],
+  ];
+  const expect: Record<string, number> = {};
+  for (const [reason, act] of cases) {
+    expect[reason] = (expect[reason] ?? 0) + 1;
+    act();
+    await until(reaches(reason, expect[reason]!));
+  }
+  // a good chain through an indirect table: header and frame in two descriptors
+  g.desc(0, GPA + BUF, hdr, NEXT, 1, INDT + 0x100);
+  g.desc(1, GPA + BUF + hdr, 60, 0, 0, INDT + 0x100);
+  g.desc(11, GPA + INDT + 0x100, 32, IND);
+  g.post(11, txKick);
+  t.deepEqual((await receive(peer)).subarray(0, 60), good, 'an indirect chain is read right');
+  t.is(g.usedIdx(), 12, 'every chain, good or bad, went back to the guest');
+
+  // the RX direction: a good buffer, then one outside memory, then an impossible head
+  const rxm = 0x20000;
+  const rxPost = (head: number, availAt: number): void => {
+    g.mem.setUint16(rxm + AVAIL + 4 + 2 * availAt, head, true);
+    g.mem.setUint16(rxm + AVAIL + 2, availAt + 1, true);
+    native.kick(kicks[0]!);
+  };
+  g.desc(0, GPA + 0x30000, 2048, WRITE, 0, rxm + DESC);
+  rxPost(0, 0);
+  const toGuest = frame(0x62, 7);
+  peer2.inject(toGuest);
+  peer2.txsync();
+  await until(reaches('toGuestFrames', 1));
+  t.deepEqual(g.bytes(0x30000 + hdr, 60), toGuest, 'a frame for the guest lands after its 12-byte header');
+  t.is(new DataView(g.mem.buffer).getUint16(0x30000 + 10, true), 1, 'num_buffers is 1');
+  g.desc(1, 0xfff00000, 2048, WRITE, 0, rxm + DESC);
+  rxPost(1, 1);
+  peer2.inject(frame(0x62, 8));
+  peer2.txsync();
+  await until(reaches('dropOutOfMemoryTable', (expect['dropOutOfMemoryTable'] ?? 0) + 1));
+  rxPost(500, 2);
+  peer2.inject(frame(0x62, 9));
+  peer2.txsync();
+  await until(reaches('queuesBroken', 1));
+
+  // an avail index 1000 ahead of the last one: the TX queue stops, counted
+  g.bogusAvail(1000, txKick);
+  await until(reaches('dropBadIndex', 1));
+  const c = await drv();
+  t.is(c['queuesBroken'], 2);
+  t.is(c['fromGuestFrames'], 2);
+
+  // the switch forwards on between other ports
+  const other = frame(0x62, 42);
+  peer2.inject(other);
+  peer2.txsync();
+  // (peer saw peer2's earlier broadcasts too)
+  let last: Uint8Array;
+  do last = await receive(peer);
+  while (last[14] !== 42);
+  t.deepEqual(last.subarray(0, 60), other);
+  native.close(g.fd);
+});
+
+test('malformed vhost-user messages close the connection, counted; the port takes the next front-end', async (t) => {
+  t.timeout(60_000);
+  const socket = path.join(dir, 'ctl2.sock');
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const VH = path.join(dir, 'proto.sock');
+  await vale.create('vale0:h', {}, { driver: { kind: 'vhost-user', path: VH } });
+  const counters = async (): Promise<{ c: Record<string, number>; d: string }> => {
+    const [sw] = await vale.stats('vale0');
+    const p = sw!.ports.find((x) => x.name === 'vale0:h')!;
+    return { c: p.driver!.counters, d: p.driver!.describe };
+  };
+  const fd = native.memfd('small-guest', SIZE);
+  const fd2 = native.memfd('small-guest-2', SIZE);
+  t.teardown(() => (native.close(fd), native.close(fd2)));
+  const attacks: Array<[string, (f: Front) => void, RegExp]> = [
+    ['region past the end of its fd', (f) => f.send(SET_MEM_TABLE, memTable([{ gpa: 0, size: 2 * SIZE, uva: UVA }]), [fd]), /past the end of its fd/],
+    ['9 regions', (f) => f.send(SET_MEM_TABLE, memTable([{ gpa: 0, size: SIZE, uva: UVA }], 9), [fd]), /9 memory regions/],
+    [
+      'overlapping regions',
+      (f) => f.send(SET_MEM_TABLE, memTable([{ gpa: 0, size: SIZE, uva: UVA }, { gpa: SIZE / 2, size: SIZE / 2, uva: UVA + SIZE }]), [fd, fd2]),
+      /overlaps/,
+    ],
+    ['fd count', (f) => f.send(SET_MEM_TABLE, memTable([{ gpa: 0, size: SIZE, uva: UVA }]), []), /0 fds for 1 regions/],
+    ['queue size', (f) => f.send(SET_VRING_NUM, state(1, 1000)), /not a power of 2/],
+    ['queue index', (f) => f.send(SET_VRING_NUM, state(77, 16)), /queue 77 does not exist/],
+    ['payload size', (f) => f.send(SET_OWNER, new Uint8Array(0), [], 100_000), /payload of 100000 bytes/],
+    ['features not offered', (f) => f.send(SET_FEATURES, u64(1n << 63n)), /were not offered/],
+    ['rings outside memory', (f) => {
+      f.send(SET_MEM_TABLE, memTable([{ gpa: 0, size: SIZE, uva: UVA }]), [fd]);
+      f.send(SET_VRING_NUM, state(1, 16));
+      const a = Buffer.alloc(40);
+      a.writeUInt32LE(1, 0);
+      a.writeBigUInt64LE(BigInt(UVA + SIZE - 16), 8);
+      f.send(SET_VRING_ADDR, a);
+    }, /rings lie outside/],
+  ];
+  let n = 0;
+  for (const [what, act, msg] of attacks) {
+    const f = Front.connect(VH);
+    try {
+      act(f);
+      t.is(await f.reply(), 'eof', `${what}: the back-end hangs up`);
+    } finally {
+      f.close();
+    }
+    n++;
+    const { c, d } = await counters();
+    t.is(c['protocolErrors'], n, what);
+    t.regex(d, msg, what);
+  }
+  // a well-behaved front-end is served afterwards
+  const f = Front.connect(VH);
+  f.send(GET_FEATURES);
+  const r = await f.reply();
+  t.true(r !== 'eof' && r.readBigUInt64LE(0) !== 0n);
+  f.close();
+});
