@@ -49,13 +49,14 @@ enum Counter {
   C_BAD_HEAD,        // impossible indices the client published (each new value once)
   C_KICKS,           // doorbell writes to this port's client
   C_DROP_STALLED,    // copies to this port lost while it was declared stalled (lossless senders)
+  C_FLOOD_COPIES,    // copies made of this port's flooded frames, one per other port (each delivered or dropped)
   C_COUNT
 };
 const char *const COUNTER_NAMES[C_COUNT] = {
     "rxFrames",      "rxBytes",    "txFrames",   "txBytes",     "dropNoSpace",
     "dropInvalid",   "dropRunt",   "dropSamePort", "dropLookup", "dropNoPort",
     "dropOversize",  "dropFrag",   "dropClosed",   "flooded",    "badHead",     "kicks",
-    "dropStalled"};
+    "dropStalled",   "floodCopies"};
 
 struct RxState {
   uint32_t hwtail = 0;    // next slot the switch fills
@@ -473,6 +474,7 @@ class SwitchCore : public Napi::ObjectWrap<SwitchCore> {
         p->c[C_FLOODED]++;
         for (uint32_t d : active_) {
           if (d == src_id) continue;
+          p->c[C_FLOOD_COPIES]++;
           PortState *dp = &ports_[d];
           if (!deliver(dp, r % dp->layout.p.rx_rings, p, done, &room[d]))
             dp->c[dp->stalled && p->lossless ? C_DROP_STALLED : C_DROP_NO_SPACE]++;

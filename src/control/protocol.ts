@@ -181,8 +181,8 @@ export interface DepartedPortStats {
 /**
  * The terms of a switch's conservation identity, from its totals and its
  * rings at one instant: frames clients published = taken + inFlight, and
- * taken = delivered + dropped for unicast frames; each flooded frame makes
- * one copy per other port, each delivered or dropped (see docs/counters.md).
+ * copies = delivered + dropped, where each unicast frame taken is one copy
+ * and each flooded frame one copy per other port (see docs/counters.md).
  */
 export interface Conservation {
   /** frames the switch took from tx rings (totals.rxFrames) */
@@ -193,6 +193,12 @@ export interface Conservation {
   dropped: number;
   /** frames sent to every other port (totals.flooded) */
   flooded: number;
+  /**
+   * copies the switch made: one per unicast frame taken, one per other port
+   * for each flooded frame (taken - flooded + totals.floodCopies). Exact at
+   * any instant: copies = delivered + dropped.
+   */
+  copies: number;
   /** frames published on tx rings and not yet taken */
   inFlight: number;
   /** delivered frames still in rx rings, not yet released by their clients */

@@ -326,6 +326,7 @@ export function conservationOf(totals: Readonly<Record<string, number>>, txQueue
     delivered: totals['txFrames'] ?? 0,
     dropped: sumDrops(totals),
     flooded: totals['flooded'] ?? 0,
+    copies: (totals['rxFrames'] ?? 0) - (totals['flooded'] ?? 0) + (totals['floodCopies'] ?? 0),
     inFlight: txQueued,
     rxQueued,
   };

@@ -39,6 +39,7 @@ const PORT_COUNTERS: readonly [key: string, metric: string, help: string][] = [
   ['txFrames', 'port_frames_out_total', 'frames the switch delivered to the port (its rx rings)'],
   ['txBytes', 'port_bytes_out_total', 'bytes the switch delivered to the port'],
   ['flooded', 'port_flooded_total', 'frames from the port sent to every other port'],
+  ['floodCopies', 'port_flood_copies_total', "copies made of the port's flooded frames, one per other port"],
   ['kicks', 'port_kicks_total', "doorbell writes to the port's client"],
   ['badHead', 'port_bad_head_total', 'impossible ring indices the client published'],
 ];
@@ -48,6 +49,7 @@ const SWITCH_COUNTERS: readonly [key: string, metric: string, help: string][] = 
   ['txFrames', 'switch_frames_out_total', 'frames the switch delivered to its ports'],
   ['txBytes', 'switch_bytes_out_total', 'bytes the switch delivered to its ports'],
   ['flooded', 'switch_flooded_total', 'frames sent to every other port'],
+  ['floodCopies', 'switch_flood_copies_total', 'copies made of flooded frames, one per other port'],
   ['kicks', 'switch_kicks_total', 'doorbell writes to clients'],
 ];
 const SWITCH_WIDE: readonly [key: string, metric: string, help: string][] = [

@@ -88,7 +88,7 @@ test('counters stay after every port has left: departed ports and the gone switc
     ['vale7:a', 'vale7:b'],
   );
   // c is alone: its 5 frames go nowhere (dropNoPort)
-  t.deepEqual(back!.conservation, { taken: 26, delivered: 21, dropped: 5, flooded: 1, inFlight: 0, rxQueued: 0 });
+  t.deepEqual(back!.conservation, { taken: 26, delivered: 21, dropped: 5, flooded: 1, copies: 26, inFlight: 0, rxQueued: 0 });
   // vale-ctl-ts -r forgets a departed port's counters
   await run(process.execPath, [valeCtl, '--socket', socket, '-r', 'vale7:a']);
   const [after] = (await statsJson(socket)).filter((s) => s.name === 'vale7');
@@ -139,7 +139,7 @@ test('a persistent port keeps its counters after its client detaches; frames in 
   // r's first frame was flooded to the one other port then, the unattended p, where it waits
   t.is(k.rxQueued, 63 + 1);
   t.is(k.flooded, 1);
-  t.is(k.taken, k.delivered + k.dropped, 'taken = delivered + dropped (the one flood had one copy)');
+  t.is(k.copies, k.delivered + k.dropped, 'copies = delivered + dropped (the one flood had one copy)');
   s.close();
   r.close();
   await left.of('vale8:s', 'vale8:r');
@@ -254,6 +254,7 @@ test('a metrics scrape, parsed strictly, equals vale-ctl-ts --stats --json', asy
     eq('vale_ts_switch_bytes_in_total', S, sw.totals['rxBytes']);
     eq('vale_ts_switch_bytes_out_total', S, sw.totals['txBytes']);
     eq('vale_ts_switch_flooded_total', S, sw.totals['flooded']);
+    eq('vale_ts_switch_flood_copies_total', S, sw.totals['floodCopies']);
     eq('vale_ts_switch_kicks_total', S, sw.totals['kicks']);
     for (const [k, v] of Object.entries(sw.totals)) if (k.startsWith('drop')) eq('vale_ts_switch_drops_total', { ...S, reason: dropReason(k) }, v);
     for (const [k, metric] of [
@@ -292,6 +293,11 @@ test('a metrics scrape, parsed strictly, equals vale-ctl-ts --stats --json', asy
   t.is(v9.ports.find((p) => p.name === 'vale9:b')?.counters['txFrames'], 50 + 3 + 2);
   t.is(v9.ports.find((p) => p.name === 'vale9:b')?.occupancy?.rxQueued, 50 + 3 + 2, "b's rx ring holds what it has not read");
   t.is(v9.totals['flooded'], 1 + 3, "b's first frame and a's three to an unknown MAC");
+  // each flood reached the two other ports of the three: 4 floods, 8 copies
+  t.is(v9.totals['floodCopies'], 8);
+  const k9 = v9.conservation!;
+  t.is(k9.copies, k9.taken - 4 + 8);
+  t.is(k9.copies, k9.delivered + k9.dropped, 'copies = delivered + dropped, floods included');
   t.is(get('vale_ts_port_frames_in_total', { switch: 'vale9', port: 'vale9:gone' }), 2, 'a departed port is scraped with its last counters');
   t.is(get('vale_ts_switch_up', { switch: 'vale10' }), 0, 'a gone switch is scraped');
   t.is(get('vale_ts_switch_frames_in_total', { switch: 'vale10' }), 4);

@@ -140,10 +140,10 @@ export function formatStats(switches: readonly SwitchStats[]): string {
     if (s.createdAt) out.push(`created ${s.createdAt}, up ${Math.round(s.uptimeS ?? 0)} s, last activity ${s.lastActivityAt}\n`);
     const k = s.conservation;
     if (k) {
-      // without floods every frame taken is delivered or dropped once; a flood makes one copy per other port
-      const eq = k.flooded === 0 && k.taken === k.delivered + k.dropped ? ' (taken = delivered + dropped)' : '';
+      // each unicast frame taken is one copy, each flooded frame one per other port; every copy is delivered or dropped
+      const eq = k.copies === k.delivered + k.dropped ? ' (copies = delivered + dropped)' : ' (copies != delivered + dropped: a frame is unaccounted for)';
       out.push(
-        `frames: taken ${k.taken}, delivered ${k.delivered}, dropped ${k.dropped}, flooded ${k.flooded}${eq}; ` +
+        `frames: taken ${k.taken}, flooded ${k.flooded}, copies ${k.copies}, delivered ${k.delivered}, dropped ${k.dropped}${eq}; ` +
           `in flight ${k.inFlight} (published, not yet taken); ${k.rxQueued} delivered, not yet read\n`,
       );
     }
