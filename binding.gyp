@@ -11,7 +11,7 @@
       "type": "static_library",
       "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc",
                   "cpp/core/offload.cc", "cpp/core/port_pump.cc", "cpp/core/tap_driver.cc", "cpp/core/socket_netdev_driver.cc",
-                  "cpp/core/gso_segment.cc", "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc",
+                  "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc",
                   "cpp/core/vhost_user.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]

@@ -16,16 +16,14 @@
 #include <cstdio>
 #include <cstring>
 
-#include "core/gso_segment.h"
+#include "core/offload.h"
 
 namespace nm {
-
-using namespace afp;  // NOLINT: the driver's own offload helpers
 
 namespace {
 
 constexpr uint32_t kTxBatch = 64;
-constexpr size_t kVnetLen = sizeof(virtio_net_hdr);
+constexpr size_t kVnetLen = VNET_HDR_LEN;
 
 Result<int> if_flags(int sock, const std::string &ifname, short *flags) {
   ifreq ifr{};
@@ -182,10 +180,8 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
   netmap_ring *tx = port_.tx_ring(0);
   uint32_t space = port_.tx_space(0);
   const uint32_t bufsz = port_.buf_size();
-  virtio_net_hdr vh{};
-  if (cfg_.vnet_hdr) {
-    std::memcpy(&vh, data - kVnetLen, kVnetLen);  // the kernel puts it right before the MAC header
-  }
+  VnetHdr vh{};
+  if (cfg_.vnet_hdr) vh = vnet_hdr_read(data - kVnetLen);  // the kernel puts it right before the MAC header
   auto take = [&]() -> uint8_t * { return port_.slot_buf(tx->slot[tx->head]); };
   auto commit = [&](uint32_t l) {
     netmap_slot &sl = tx->slot[tx->head];
@@ -193,30 +189,58 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
     sl.flags = 0;
     tx->head = tx->cur = tx->head + 1 == tx->num_slots ? 0 : tx->head + 1;
   };
-  if (cfg_.vnet_hdr && vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
-    GsoPlan plan;
-    OffloadStatus st = plan_gso(data, len, vh, plan);
-    if (st == OffloadStatus::unsupported_gso) {
-      c_.drop_gso_unsupported.fetch_add(1, std::memory_order_relaxed);
-      log_once(logged_gso_, "GSO frame of type " + std::to_string(vh.gso_type) + " cannot be segmented (only TCP): dropped; turn the offload off with `ethtool -K " + cfg_.ifname + " gro off` or on the sender");
-      return true;
-    }
-    if (st != OffloadStatus::ok || plan.hdrs + plan.mss > bufsz || plan.segments > tx->num_slots - 1) {
-      c_.drop_bad_vnet_hdr.fetch_add(1, std::memory_order_relaxed);
-      log_once(logged_vnet_, "a GSO frame's virtio-net header does not fit the frame or the port (gso_size " + std::to_string(vh.gso_size) + ", len " + std::to_string(len) + "): dropped");
-      return true;
-    }
-    if (space < plan.segments) return false;
-    for (uint32_t i = 0; i < plan.segments; i++) {
-      uint8_t *b = take();
-      if (!b) {  // a buffer index we cannot use: the switch's region is corrupt
-        c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
-        return true;
+  if (cfg_.vnet_hdr && vh.gso_type != VNET_GSO_NONE) {
+    // offload.h's segmenter, writing into the tx slots ahead of head; head
+    // moves only once every segment is written, so a failure part way
+    // publishes nothing
+    struct SlotSink final : SegmentSink {
+      PortClient &port;
+      netmap_ring *ring;
+      uint32_t bufsz, at, used = 0;
+      bool bad_slot = false;
+      SlotSink(PortClient &p, netmap_ring *r, uint32_t b) : port(p), ring(r), bufsz(b), at(r->head) {}
+      uint8_t *next(size_t l) override {
+        if (l > bufsz) return nullptr;
+        netmap_slot &sl = ring->slot[at];
+        uint8_t *b = port.slot_buf(sl);
+        if (!b) {  // a buffer index we cannot use: the switch's region is corrupt
+          bad_slot = true;
+          return nullptr;
+        }
+        sl.len = static_cast<uint16_t>(l);
+        sl.flags = 0;
+        at = at + 1 == ring->num_slots ? 0 : at + 1;
+        used++;
+        return b;
       }
-      commit(static_cast<uint32_t>(write_segment(data, len, plan, i, b)));
+    };
+    const uint32_t nseg = gso_segment_count(vh, data, len);
+    if (nseg > tx->num_slots - 1) {
+      c_.drop_bad_vnet_hdr.fetch_add(1, std::memory_order_relaxed);
+      log_once(logged_vnet_, "a GSO frame makes more segments (" + std::to_string(nseg) + ") than the port's ring holds: dropped");
+      return true;
     }
+    if (nseg > 0 && space < nseg) return false;
+    SlotSink sink(port_, tx, bufsz);
+    SegmentResult r = gso_segment(vh, data, len, bufsz, sink);
+    if (r.err == OffloadError::BadGsoType) {
+      c_.drop_gso_unsupported.fetch_add(1, std::memory_order_relaxed);
+      log_once(logged_gso_, "GSO frame of type " + std::to_string(vh.gso_type) + " cannot be segmented (only TCP and UDP_L4): dropped; turn the offload off with `ethtool -K " + cfg_.ifname + " gro off` or on the sender");
+      return true;
+    }
+    if (r.err == OffloadError::NoRoom && sink.bad_slot) {
+      c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    if (r.err != OffloadError::None) {
+      c_.drop_bad_vnet_hdr.fetch_add(1, std::memory_order_relaxed);
+      log_once(logged_vnet_, std::string("a GSO frame's virtio-net header does not fit the frame or the port (") + offload_error_name(r.err) +
+                                 ", gso_size " + std::to_string(vh.gso_size) + ", len " + std::to_string(len) + "): dropped");
+      return true;
+    }
+    tx->head = tx->cur = sink.at;
     c_.gso_frames.fetch_add(1, std::memory_order_relaxed);
-    c_.gso_segments.fetch_add(plan.segments, std::memory_order_relaxed);
+    c_.gso_segments.fetch_add(r.segments, std::memory_order_relaxed);
     c_.rx_frames.fetch_add(1, std::memory_order_relaxed);
     c_.rx_bytes.fetch_add(len, std::memory_order_relaxed);
     return true;
@@ -233,8 +257,8 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
     return true;
   }
   std::memcpy(b, data, len);
-  if (cfg_.vnet_hdr && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) {
-    if (complete_csum(b, len, vh) != OffloadStatus::ok) {
+  if (cfg_.vnet_hdr && (vh.flags & VNET_F_NEEDS_CSUM)) {
+    if (complete_csum(vh, b, len) != OffloadError::None) {
       c_.drop_bad_vnet_hdr.fetch_add(1, std::memory_order_relaxed);
       log_once(logged_vnet_, "a partial checksum's offsets fall outside its frame: dropped");
       return true;
@@ -300,7 +324,7 @@ bool AfPacketDriver::pump_out() {
   while (port_.rx_avail(0) > 0) {
     mmsghdr msgs[kTxBatch];
     iovec iov[kTxBatch][2];
-    static virtio_net_hdr zero_hdr{};  // no offload asked of the kernel: frames are complete
+    static uint8_t zero_hdr[kVnetLen]{};  // no offload asked of the kernel: frames are complete
     uint32_t n = 0, i = rx->head;
     const uint32_t avail = port_.rx_avail(0);
     uint32_t slots = 0;  // slots consumed (sent or dropped) in this batch, in order
@@ -318,7 +342,7 @@ bool AfPacketDriver::pump_out() {
       }
       skipped_before[n] = bad;
       int k = 0;
-      if (cfg_.vnet_hdr) iov[n][k++] = iovec{&zero_hdr, kVnetLen};
+      if (cfg_.vnet_hdr) iov[n][k++] = iovec{zero_hdr, kVnetLen};
       iov[n][k++] = iovec{b, sl.len};
       msgs[n] = mmsghdr{};
       msgs[n].msg_hdr.msg_iov = iov[n];

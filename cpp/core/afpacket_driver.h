@@ -11,7 +11,7 @@
 //
 // PACKET_VNET_HDR: every frame read carries a virtio-net header, so GSO
 // super-frames (GRO, TSO from a local stack) and CHECKSUM_PARTIAL frames are
-// recognised and segmented / completed (gso_segment.h) instead of being
+// recognised and segmented / completed (offload.h, shared with the TAP/socket drivers) instead of being
 // forwarded with a wrong checksum or dropped by the next hop.
 //
 // Promiscuous mode comes from PACKET_ADD_MEMBERSHIP PACKET_MR_PROMISC, which
@@ -55,7 +55,7 @@ struct AfPacketCounters {
   X(drop_truncated) /* frames larger than a ring block */                                                \
   X(drop_too_big)   /* frames larger than the port's buffers, not GSO */                                 \
   X(drop_bad_vnet_hdr) /* a virtio-net header that does not fit its frame */                             \
-  X(drop_gso_unsupported) /* GSO types other than TCPv4/TCPv6 (UDP fragmentation offload) */              \
+  X(drop_gso_unsupported) /* GSO types offload.h does not segment (UFO, unknown) */                            \
   X(drop_tx_error)  /* sendmmsg failed with another errno */                                             \
   X(drop_tx_bad_slot) /* a slot with a bad buffer index or length on the port's rx ring */
 #define NM_AFP_FIELD(n) std::atomic<uint64_t> n{0};

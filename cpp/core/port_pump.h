@@ -18,6 +18,7 @@
 #pragma once
 
 #include <array>
+#include <cerrno>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -112,6 +113,36 @@ class PortPump {
   // Returns false when there was no room for all its segments (nothing
   // pushed; retry when there is room), true when delivered or dropped.
   bool ingest_vnet(const VnetHdr &h, uint8_t *frame, size_t len, bool in_slot);
+
+  // The loop every datagram-per-syscall link_out shares: hands each rx frame
+  // to send(buf, len) (a syscall's result: -1 with errno on failure) until
+  // `batch` frames, EAGAIN (sets out_blocked_) or an empty ring. EINTR
+  // retries the frame; another error drops it as DropLinkDown, and
+  // on_error(errno) may count more. Returns the frames that left the ring.
+  template <class Send, class OnError>
+  uint32_t send_rx_frames(uint32_t batch, Send send, OnError on_error) {
+    uint32_t moved = 0;
+    const uint8_t *b;
+    uint32_t l;
+    while (moved < batch && !out_blocked_ && rx_peek(b, l)) {
+      if (send(b, l) < 0) {
+        const int e = errno;
+        if (e == EINTR) continue;
+        if (e == EAGAIN) {
+          out_blocked_ = true;
+          break;
+        }
+        count(Ctr::DropLinkDown);
+        on_error(e);
+      } else {
+        count(Ctr::OutFrames);
+        count(Ctr::OutBytes, l);
+      }
+      rx_pop();
+      moved++;
+    }
+    return moved;
+  }
 
   void count(Ctr c, uint64_t n = 1) { ctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
   // One line on stderr, the daemon's log, naming the port.

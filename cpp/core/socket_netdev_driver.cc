@@ -304,27 +304,12 @@ uint32_t SocketNetdevDriver::dgram_in() {
 }
 
 uint32_t SocketNetdevDriver::dgram_out() {
-  uint32_t moved = 0;
-  const uint8_t *b;
-  uint32_t l;
-  while (moved < BATCH && !out_blocked_ && rx_peek(b, l)) {
-    ssize_t r = ::sendto(conn_.get(), b, l, MSG_NOSIGNAL, reinterpret_cast<const sockaddr *>(&peer_), sizeof peer_);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        out_blocked_ = true;
-        break;
-      }
-      // ENOENT/ECONNREFUSED: QEMU is not (yet) bound on its side
-      count(Ctr::DropLinkDown);
-    } else {
-      count(Ctr::OutFrames);
-      count(Ctr::OutBytes, l);
-    }
-    rx_pop();
-    moved++;
-  }
-  return moved;
+  return send_rx_frames(
+      BATCH,
+      [this](const uint8_t *b, uint32_t l) {
+        return ::sendto(conn_.get(), b, l, MSG_NOSIGNAL, reinterpret_cast<const sockaddr *>(&peer_), sizeof peer_);
+      },
+      [](int) {});  // ENOENT/ECONNREFUSED: QEMU is not (yet) bound on its side
 }
 
 }  // namespace nm

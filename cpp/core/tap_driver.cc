@@ -150,32 +150,19 @@ uint32_t TapDriver::link_in() {
 
 uint32_t TapDriver::link_out() {
   static const uint8_t zero_hdr[VNET_HDR_LEN] = {};
-  uint32_t moved = 0;
-  const uint8_t *b;
-  uint32_t l;
-  while (moved < BATCH && !out_blocked_ && rx_peek(b, l)) {
-    iovec iov[2];
-    int n = 0;
-    if (vnet_) iov[n++] = {const_cast<uint8_t *>(zero_hdr), sizeof zero_hdr};
-    iov[n++] = {const_cast<uint8_t *>(b), l};
-    ssize_t r = ::writev(q_[0].get(), iov, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        out_blocked_ = true;
-        break;
-      }
+  return send_rx_frames(
+      BATCH,
+      [this](const uint8_t *b, uint32_t l) {
+        iovec iov[2];
+        int n = 0;
+        if (vnet_) iov[n++] = {const_cast<uint8_t *>(zero_hdr), sizeof zero_hdr};
+        iov[n++] = {const_cast<uint8_t *>(b), l};
+        return ::writev(q_[0].get(), iov, n);
+      },
       // EIO: the TAP's interface is down; the frame has nowhere to go
-      count(Ctr::DropLinkDown);
-      if (errno != EIO) count(Ctr::LinkErrors);
-    } else {
-      count(Ctr::OutFrames);
-      count(Ctr::OutBytes, l);
-    }
-    rx_pop();
-    moved++;
-  }
-  return moved;
+      [this](int e) {
+        if (e != EIO) count(Ctr::LinkErrors);
+      });
 }
 
 }  // namespace nm

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/recv_fds.h"
 #include "core/shm_atomic.h"
 
 namespace nm {
@@ -604,26 +605,10 @@ struct VhostUserPort::Impl {
   bool read_full(void *p, size_t n, std::vector<unique_fd> *fds) {
     uint8_t *b = static_cast<uint8_t *>(p);
     while (n) {
-      iovec iov{b, n};
-      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * MAX_REGIONS)];
-      msghdr m{};
-      m.msg_iov = &iov;
-      m.msg_iovlen = 1;
-      m.msg_control = cbuf;
-      m.msg_controllen = sizeof cbuf;
-      ssize_t r = ::recvmsg(conn.get(), &m, MSG_CMSG_CLOEXEC);
-      if (r < 0 && errno == EINTR) continue;
+      int flags = 0;
+      ssize_t r = recv_with_fds<MAX_REGIONS>(conn.get(), b, n, *fds, flags);
       if (r <= 0) return false;
-      for (cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h))
-        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
-          size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-          for (size_t i = 0; i < k; i++) {
-            int fd;
-            std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
-            fds->emplace_back(fd);  // owned at once: closed whatever happens next
-          }
-        }
-      if (m.msg_flags & MSG_CTRUNC) {
+      if (flags & MSG_CTRUNC) {
         set_error("front-end sent more fds than any request carries");
         return false;
       }

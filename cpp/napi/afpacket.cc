@@ -21,6 +21,19 @@ unique_fd dup_arg(const Napi::CallbackInfo &info, size_t i, const char *name) {
   return d;
 }
 
+// close() of both drivers: stops the thread and frees the driver; again is a no-op.
+template <class Driver>
+Napi::Value stop_driver(const Napi::CallbackInfo &info, std::unique_ptr<Driver> &drv) {
+  if (drv) {
+    drv->stop();
+    drv.reset();
+  }
+  return info.Env().Undefined();
+}
+
+// One counter of a driver's X-macro list onto `o` (with `env` and `c` in scope).
+#define NM_SET_COUNTER(n) o.Set(#n, Napi::Number::New(env, static_cast<double>(c.n.load(std::memory_order_relaxed))));
+
 class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -50,9 +63,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     Napi::Object o = Napi::Object::New(env);
     if (!drv_) return o;
     const AfPacketCounters &c = drv_->counters();
-#define NM_AFP_SET(n) o.Set(#n, Napi::Number::New(env, static_cast<double>(c.n.load(std::memory_order_relaxed))));
-    NM_AFP_COUNTERS(NM_AFP_SET)
-#undef NM_AFP_SET
+    NM_AFP_COUNTERS(NM_SET_COUNTER)
     return o;
   }
 
@@ -69,13 +80,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     return o;
   }
 
-  Napi::Value Close(const Napi::CallbackInfo &info) {
-    if (drv_) {
-      drv_->stop();
-      drv_.reset();
-    }
-    return info.Env().Undefined();
-  }
+  Napi::Value Close(const Napi::CallbackInfo &info) { return stop_driver(info, drv_); }
 
   std::unique_ptr<AfPacketDriver> drv_;
 };
@@ -101,22 +106,16 @@ class TapTwinPort : public Napi::ObjectWrap<TapTwinPort> {
     Napi::Object o = Napi::Object::New(env);
     if (!drv_) return o;
     const TapTwinCounters &c = drv_->counters();
-#define NM_TAP_SET(n) o.Set(#n, Napi::Number::New(env, static_cast<double>(c.n.load(std::memory_order_relaxed))));
-    NM_TAP_COUNTERS(NM_TAP_SET)
-#undef NM_TAP_SET
+    NM_TAP_COUNTERS(NM_SET_COUNTER)
     return o;
   }
 
-  Napi::Value Close(const Napi::CallbackInfo &info) {
-    if (drv_) {
-      drv_->stop();
-      drv_.reset();
-    }
-    return info.Env().Undefined();
-  }
+  Napi::Value Close(const Napi::CallbackInfo &info) { return stop_driver(info, drv_); }
 
   std::unique_ptr<TapTwinDriver> drv_;
 };
+
+#undef NM_SET_COUNTER
 
 }  // namespace
 

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/recv_fds.h"
 #include "core/region.h"
 #include "napi/napi_util.h"
 
@@ -351,17 +352,9 @@ Napi::Value RecvMsg(const Napi::CallbackInfo &info) {
   uint32_t max = arg_u32(info, 1, "maxLen");
   if (max == 0 || max > (1u << 20)) throw Napi::RangeError::New(env, "maxLen out of range");
   std::vector<uint8_t> buf(max);
-  iovec iov{buf.data(), buf.size()};
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = ctrl;
-  msg.msg_controllen = sizeof ctrl;
-  ssize_t r;
-  do {
-    r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-  } while (r < 0 && errno == EINTR);
+  std::vector<unique_fd> got;
+  int flags = 0;
+  ssize_t r = recv_with_fds<MAX_FDS>(fd, buf.data(), buf.size(), got, flags);
   if (r < 0) {
     if (errno == EAGAIN) return env.Null();
     if (errno == ECONNRESET) {
@@ -374,15 +367,7 @@ Napi::Value RecvMsg(const Napi::CallbackInfo &info) {
   auto o = Napi::Object::New(env);
   auto fds = Napi::Array::New(env);
   uint32_t nfd = 0;
-  for (cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < n; i++) {
-      int f;
-      std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-      fds.Set(nfd++, Napi::Number::New(env, f));
-    }
-  }
+  for (unique_fd &f : got) fds.Set(nfd++, Napi::Number::New(env, f.release()));  // JS owns them now
   if (r == 0 && nfd == 0) {
     o.Set("eof", true);
     return o;
@@ -391,8 +376,8 @@ Napi::Value RecvMsg(const Napi::CallbackInfo &info) {
   o.Set("fds", fds);
   // two different faults, reported apart: a body too long, or more fds than
   // MAX_FDS (the kernel closed the ones that did not fit)
-  o.Set("truncated", Napi::Boolean::New(env, (msg.msg_flags & MSG_TRUNC) != 0));
-  o.Set("fdsTruncated", Napi::Boolean::New(env, (msg.msg_flags & MSG_CTRUNC) != 0));
+  o.Set("truncated", Napi::Boolean::New(env, (flags & MSG_TRUNC) != 0));
+  o.Set("fdsTruncated", Napi::Boolean::New(env, (flags & MSG_CTRUNC) != 0));
   return o;
 }
 

@@ -49,14 +49,36 @@ export function checkIfname(name: unknown): string {
   return name;
 }
 
+/**
+ * The counters/close pair both native drivers here share: counters read
+ * live, and after close() the last values read, so `--stats` still shows
+ * them.
+ */
+class NativeCounters {
+  private closed = false;
+  private last: Record<string, number> = {};
+  constructor(private readonly nat: { counters(): Record<string, number>; close(): void }) {}
+  counters(): Record<string, number> {
+    if (!this.closed) this.last = this.nat.counters();
+    return { ...this.last };
+  }
+  close(): void {
+    if (!this.closed) {
+      this.last = this.nat.counters();
+      this.closed = true;
+      this.nat.close();
+    }
+  }
+}
+
 class AfPacketDriver implements PortDriver {
   readonly kind = AF_PACKET_KIND;
-  private closed = false;
   private readonly info: AfPacketInfo;
-  private last: Record<string, number> = {};
+  private readonly c: NativeCounters;
 
-  constructor(private readonly nat: NativeAfPacketPort) {
+  constructor(nat: NativeAfPacketPort) {
     this.info = nat.info();
+    this.c = new NativeCounters(nat);
   }
 
   describe(): string {
@@ -66,16 +88,11 @@ class AfPacketDriver implements PortDriver {
   }
 
   counters(): Record<string, number> {
-    if (!this.closed) this.last = this.nat.counters();
-    return { ...this.last };
+    return this.c.counters();
   }
 
   close(): Promise<void> {
-    if (!this.closed) {
-      this.last = this.nat.counters();
-      this.closed = true;
-      this.nat.close();
-    }
+    this.c.close();
     return Promise.resolve();
   }
 }
@@ -100,25 +117,21 @@ export const HOST_TAP_KIND = 'host-tap';
 
 class TapTwinDriver implements PortDriver {
   readonly kind = HOST_TAP_KIND;
-  private closed = false;
-  private last: Record<string, number> = {};
+  private readonly c: NativeCounters;
   constructor(
-    private readonly nat: NativeTapTwinPort,
+    nat: NativeTapTwinPort,
     private readonly tapname: string,
-  ) {}
+  ) {
+    this.c = new NativeCounters(nat);
+  }
   describe(): string {
     return `host stack: tap ${this.tapname} (the stack's side of the interface)`;
   }
   counters(): Record<string, number> {
-    if (!this.closed) this.last = this.nat.counters();
-    return { ...this.last };
+    return this.c.counters();
   }
   close(): Promise<void> {
-    if (!this.closed) {
-      this.last = this.nat.counters();
-      this.closed = true;
-      this.nat.close();
-    }
+    this.c.close();
     return Promise.resolve();
   }
 }
