@@ -110,7 +110,24 @@ cp -r "$REPO/dist/src" "$REPO/dist/tools" "$RUN/app/dist/"
 [ -d "$REPO/dist/test/conformance" ] && cp -r "$REPO/dist/test/conformance" "$RUN/app/dist/test/"
 cp "$REPO"/build/Release/*.node "$RUN/app/build/Release/"
 cp "$REPO/package.json" "$RUN/app/"
-cp -rL "$REPO/node_modules/node-gyp-build" "$RUN/app/node_modules/" || unavailable "node_modules/node-gyp-build missing: run npm install"
+# the package's runtime dependencies and theirs (package.json "dependencies",
+# transitively), as npm installed them: what the library and tools import
+deps=$(cd "$REPO" && node -e '
+  const fs = require("fs"), path = require("path");
+  const seen = new Set(), todo = Object.keys(require("./package.json").dependencies || {});
+  while (todo.length) {
+    const d = todo.pop();
+    if (seen.has(d)) continue;
+    const pj = path.join("node_modules", d, "package.json");
+    if (!fs.existsSync(pj)) { console.error("missing " + d); process.exit(1); }
+    seen.add(d);
+    todo.push(...Object.keys(JSON.parse(fs.readFileSync(pj, "utf8")).dependencies || {}));
+  }
+  console.log([...seen].join("\n"));') || unavailable "node_modules lacks a runtime dependency: run npm install"
+for d in $deps; do
+  mkdir -p "$RUN/app/node_modules/$(dirname "$d")"
+  cp -rL "$REPO/node_modules/$d" "$RUN/app/node_modules/$d"
+done
 cp -r "$HERE/guest" "$RUN/guest"
 
 # the emulator's CPU seconds so far: about what the guest's work takes on an idle machine,
