@@ -135,6 +135,9 @@ cp -r "$HERE/guest" "$RUN/guest"
 qcpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) / hz}' "/proc/$(cat "$LAB/qemu.pid")/stat" 2>/dev/null || echo '?'; }
 
 # --- boot --------------------------------------------------------------------
+# a stop request or job left in the queue by an interrupted run would be the
+# new guest's first order (a left-over POWEROFF turns it off as it boots)
+rm -f "$LAB/queue/POWEROFF" "$LAB"/queue/*.sh "$LAB"/queue/.*.tmp 2>/dev/null
 BOOTED=true
 t=$(date +%s)
 say "booting the guest ..."
