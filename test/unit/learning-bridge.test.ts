@@ -41,7 +41,7 @@ function batch(bridge: LearningBridge, srcPort: number, frames: Frame[]): number
       region[off + 13] = 0x00;
     }
   });
-  bridge.lookupBatch(region, offsets, lens, frames.length, srcPort, dests);
+  bridge.lookupBatch(region, offsets, lens, frames.length, new Uint8Array(frames.length).fill(srcPort), dests);
   return [...dests];
 }
 
@@ -162,7 +162,7 @@ test('lookupBatch works detached and honours count', (t) => {
   const region = new Uint8Array(256);
   region.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0x0a], 100);
   const dests = new Int16Array([9, 9]);
-  fn(region, new Uint32Array([100, 100]), new Uint16Array([60, 60]), 1, 0, dests);
+  fn(region, new Uint32Array([100, 100]), new Uint16Array([60, 60]), 1, new Uint8Array(2), dests);
   t.deepEqual([...dests], [DEST_FLOOD, 9]);
   t.is(br.table.size, 1);
 });
