@@ -106,6 +106,7 @@ Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const st
 
   std::lock_guard<std::recursive_mutex> g(mu_);
   if (in_round_) return check_fail(EDEADLK, "addPort called from inside the switch's lookup");
+  if (down_) return check_fail(ESHUTDOWN, "the switch is shut down");
   uint32_t id = 0;
   while (id < SWITCH_MAX_PORTS && ports_[id].used) id++;
   if (id == SWITCH_MAX_PORTS) return check_fail(ENOSPC, "switch is full (254 ports, as NM_BDG_MAXPORTS)");
@@ -165,6 +166,31 @@ Result<SwitchCounters> SwitchCore::remove_port(uint32_t id) {
   }
   // unmapped and closed here, outside the lock (the Port destructor)
   return last;
+}
+
+void SwitchCore::shutdown() {
+  std::unique_ptr<Port[]> gone;
+  {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    if (down_ || in_round_) return;
+    down_ = true;
+    active_.clear();
+    rang_.clear();
+    dirty_.clear();
+    touched_.clear();
+    dropped_.clear();
+    gone = std::move(ports_);
+    for (auto *b : {&offsets_, &slot_of_, &fstart_, &fcount_, &ftotal_, &fidx_, &room_, &room_gen_}) b->reset();
+    hdr_.reset();
+    lens_.reset();
+    src_.reset();
+    dests_.reset();
+    touch_of_.reset();
+    flen_.reset();
+    epfd_.reset();
+    notify_fd_.reset();
+  }
+  // regions unmapped and doorbells closed here, outside the lock
 }
 
 #define WITH_PORT(id)                                                                 \

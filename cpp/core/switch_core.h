@@ -134,6 +134,11 @@ class SwitchCore {
   // and closes its own descriptor. -1: the core creates the region.
   Result<SwitchPortInfo> add_port(const LayoutParams &params, const std::string &name, bool lossless,
                                   int prepared_fd = -1);
+  // Releases every port, the batch arrays and the core's descriptors now, not
+  // when the last wrapper is garbage collected (a switch that goes leaves
+  // nothing). Afterwards rounds do nothing and add_port fails (ESHUTDOWN);
+  // whoever exposed the batch arrays must have stopped using them.
+  void shutdown();
   // Counts what the client queued but the switch never took (dropClosed),
   // releases the region and doorbells, returns the final counters.
   Result<SwitchCounters> remove_port(uint32_t id);
@@ -160,7 +165,7 @@ class SwitchCore {
   RoundResult round(Decide &&decide) {
     std::lock_guard<std::recursive_mutex> g(mu_);
     RoundResult r;
-    if (in_round_) return r;  // a decision that asked for a round
+    if (in_round_ || down_) return r;  // a decision that asked for a round, or shut down
     in_round_ = true;
     struct Leave {
       bool &f;
@@ -274,7 +279,7 @@ class SwitchCore {
   };
 
   SwitchCore(uint32_t batch, uint32_t header);
-  Port *port(uint32_t id) { return id < SWITCH_MAX_PORTS && ports_[id].used ? &ports_[id] : nullptr; }
+  Port *port(uint32_t id) { return id < SWITCH_MAX_PORTS && ports_ && ports_[id].used ? &ports_[id] : nullptr; }
   uint32_t collect();
   uint32_t collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t max);
   void forward(uint32_t n, RoundResult *r);
@@ -288,6 +293,7 @@ class SwitchCore {
 
   std::recursive_mutex mu_;
   bool in_round_ = false;
+  bool down_ = false;  // shutdown() ran
   const uint32_t batch_;   // per tx ring per round
   const uint32_t header_;  // bytes snapshotted per frame
   const uint32_t stride_;  // header rounded up for alignment

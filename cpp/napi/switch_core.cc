@@ -66,7 +66,8 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("noteWakeup", &SwitchCoreWrap::NoteWakeup),
          InstanceMethod("backoffDue", &SwitchCoreWrap::BackoffDue),
          InstanceMethod("switchCounters", &SwitchCoreWrap::WideCounters),
-         InstanceMethod("share", &SwitchCoreWrap::Share), StaticMethod("attach", &SwitchCoreWrap::Attach),
+         InstanceMethod("share", &SwitchCoreWrap::Share), InstanceMethod("detach", &SwitchCoreWrap::Detach),
+         InstanceMethod("shutdown", &SwitchCoreWrap::Shutdown), StaticMethod("attach", &SwitchCoreWrap::Attach),
          StaticMethod("yieldCpu", &SwitchCoreWrap::YieldCpu),
          StaticValue("counterNames", names),
          StaticValue("maxBatch", Napi::Number::New(env, SWITCH_MAX_BATCH)),
@@ -276,6 +277,36 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   Napi::Value Notify(const Napi::CallbackInfo &info) {
     core_->notify();
     return info.Env().Undefined();
+  }
+
+  // detach(): this thread is done with the core: its batch arrays become
+  // empty (detached) views, so nothing here can touch the core's memory after
+  // shutdown() frees it
+  Napi::Value Detach(const Napi::CallbackInfo &info) {
+    detach_views(info.Env());
+    return info.Env().Undefined();
+  }
+
+  // shutdown(): releases every port, the batch arrays and the descriptors of
+  // the core now (see SwitchCore::shutdown); every other thread using it must
+  // have called detach() first
+  Napi::Value Shutdown(const Napi::CallbackInfo &info) {
+    detach_views(info.Env());
+    core_->shutdown();
+    return info.Env().Undefined();
+  }
+
+  void detach_views(Napi::Env env) {
+    for (auto &v : views_) {
+      if (v.IsEmpty()) continue;
+      napi_value ta = v.Value(), ab = nullptr;
+      napi_typedarray_type type;
+      size_t length, offset;
+      void *data;
+      if (napi_get_typedarray_info(env, ta, &type, &length, &data, &ab, &offset) == napi_ok && ab)
+        napi_detach_arraybuffer(env, ab);
+      v.Reset();
+    }
   }
 
   // share() -> token another thread passes to SwitchCore.attach()

@@ -108,6 +108,10 @@ export interface NativeSwitchCore {
   notify(): void;
   /** a token another thread passes to SwitchCore.attach() to share this core */
   share(): number;
+  /** this thread is done with the core: its batch arrays become detached (empty) views */
+  detach(): void;
+  /** release every port, the batch arrays and the descriptors now; other threads must have detached */
+  shutdown(): void;
   /** a receiver blocking lossless senders beyond the stall bound: drop its copies (dropStalled) until it drains */
   setStalled(id: number, on: boolean): void;
   /** the port whose full rx ring stopped a lossless sender in the last round, or -1 */

@@ -188,6 +188,8 @@ async function serve(init: DatapathInit): Promise<void> {
     last = rang > 0 ? process.hrtime.bigint() : 0n;
   }
   init.control.close();
+  // done with the core: the main thread frees it when 'stopped' arrives
+  core.detach();
   post({ op: 'stopped' });
 }
 

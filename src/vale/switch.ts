@@ -311,8 +311,10 @@ export class Switch extends EventEmitter {
         const p = this.portsById.get(m.index ?? -1);
         if (p) this.emit('stalled', p);
       } else if (m.op === 'stopped') {
-        // the last message for this switch
+        // the last message for this switch: the thread has let go of the
+        // core, which goes now rather than at some later GC
         detach();
+        this.core.shutdown();
         exitedRes();
         if (this.endThread) void worker.terminate();
       }
@@ -323,6 +325,7 @@ export class Switch extends EventEmitter {
     };
     const onExit = (): void => {
       detach();
+      this.core.shutdown();
       readyRej(new Error(`switch ${this.name}: its datapath thread exited`));
       exitedRes();
     };
@@ -642,6 +645,8 @@ export class Switch extends EventEmitter {
     if (this.expireTimer) clearInterval(this.expireTimer);
     for (const p of [...this.portsById.values()]) this.removePort(p.index);
     this.watcher?.close();
+    // 'loop': the core goes now; 'thread': once the thread has stopped
+    if (!this.thread) this.core.shutdown();
     this.command({ op: 'stop' });
     if (this.thread) this.endThread = !returnThread(this.thread.worker);
   }
