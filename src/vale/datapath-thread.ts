@@ -62,7 +62,7 @@ async function serve(init: DatapathInit): Promise<void> {
   // be promised to the next switch while this one winds down
   const post = (m: Record<string, unknown>): void => parentPort!.postMessage({ ...m, token: init.token });
   const core = native.SwitchCore.attach(init.token);
-  const bridge = init.lookupModule || init.nativeBridge ? undefined : new LearningBridge({ maxEntries: init.macTableSize, ageMs: init.macAgeMs });
+  const bridge = init.lookupModule || init.nativeBridge ? undefined : takeBridge(init);
   const lookup: BatchLookup | undefined = bridge ? bridge.lookupBatch : init.lookupModule ? await loadLookup(init) : undefined;
 
   const busyNs = BigInt(Math.round(init.busyPollUs * 1000));
@@ -188,9 +188,27 @@ async function serve(init: DatapathInit): Promise<void> {
     last = rang > 0 ? process.hrtime.bigint() : 0n;
   }
   init.control.close();
+  if (bridge) keptBridge = { key: bridgeKey(init), bridge };
   // done with the core: the main thread frees it when 'stopped' arrives
   core.detach();
   post({ op: 'stopped' });
+}
+
+/**
+ * The last switch's learning bridge, kept for the next switch with the same
+ * table size: its 256 KiB table (default size) is reused, not allocated per
+ * switch and left to a GC that an idle thread may not run for a long time.
+ */
+let keptBridge: { key: string; bridge: LearningBridge } | undefined;
+const bridgeKey = (init: DatapathInit): string => `${init.macTableSize ?? ''}/${init.macAgeMs ?? ''}`;
+function takeBridge(init: DatapathInit): LearningBridge {
+  const kept = keptBridge;
+  keptBridge = undefined;
+  if (kept && kept.key === bridgeKey(init)) {
+    kept.bridge.reset();
+    return kept.bridge;
+  }
+  return new LearningBridge({ maxEntries: init.macTableSize, ageMs: init.macAgeMs });
 }
 
 /** The lookup a module exports (modules are imported once per thread and cached). */

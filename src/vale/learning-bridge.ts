@@ -107,6 +107,14 @@ export class LearningBridge {
     };
   }
 
+  /** Forget everything and zero the counters: as new, without allocating a table. */
+  reset(): void {
+    this.table.clear();
+    const c = this.table.counters;
+    c.tableFull = c.learned = c.moved = c.aged = 0;
+    this.counters.runts = 0;
+  }
+
   /** The port went away: forget what was learned on it. */
   portRemoved(port: number): void {
     this.table.removePort(port);
