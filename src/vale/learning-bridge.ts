@@ -71,6 +71,12 @@ export class LearningBridge {
       let cHi = -1;
       let cLo = -1;
       let cPort = -1;
+      // Last-destination cache, same lifetime: a stream's frames share a
+      // destination, and within one call `now` is fixed, so the answer holds
+      // until the table changes (a learn that missed the source cache)
+      let dcHi = -1;
+      let dcLo = -1;
+      let dcPort = -1;
       for (let i = 0; i < n; i++) {
         const srcPort = srcPorts[i]!;
         if (lens[i]! < ETH_HLEN) {
@@ -87,6 +93,7 @@ export class LearningBridge {
           const sLo = ((buf[o + 8]! << 24) | (buf[o + 9]! << 16) | (buf[o + 10]! << 8) | buf[o + 11]!) >>> 0;
           if (sLo !== cLo || sHi !== cHi || srcPort !== cPort) {
             table.learn(sHi, sLo, srcPort, now);
+            dcHi = -1;
             cHi = sHi;
             cLo = sLo;
             cPort = srcPort;
@@ -101,7 +108,13 @@ export class LearningBridge {
         }
         const dHi = (d0 << 8) | buf[o + 1]!;
         const dLo = ((buf[o + 2]! << 24) | (buf[o + 3]! << 16) | (buf[o + 4]! << 8) | buf[o + 5]!) >>> 0;
-        const port = table.lookup(dHi, dLo, now);
+        let port = dcPort;
+        if (dLo !== dcLo || dHi !== dcHi) {
+          port = table.lookup(dHi, dLo, now);
+          dcHi = dHi;
+          dcLo = dLo;
+          dcPort = port;
+        }
         dests[i] = port < 0 ? DEST_FLOOD : port === srcPort ? DEST_SAME_PORT : port;
       }
     };

@@ -193,3 +193,20 @@ test('a large mixed batch matches a straightforward reference', (t) => {
     clock.advance(10);
   }
 });
+
+test('a destination that moves within a batch is followed (last-destination cache)', (t) => {
+  const br = new LearningBridge({ clock: new ManualClock() });
+  t.deepEqual(batch(br, 1, [{ dst: A, src: B }]), [DEST_FLOOD]);
+  // one batch, a source port per frame: A->B (B on 1), B speaks from 2, A->B again
+  const mac = (m: string): number[] => m.split(':').map((x) => parseInt(x, 16));
+  const frames = [
+    [...mac(B), ...mac(A)],
+    [...mac(A), ...mac(B)],
+    [...mac(B), ...mac(A)],
+  ];
+  const buf = new Uint8Array(3 * 64);
+  frames.forEach((f, i) => buf.set([...f, 0x08, 0x00], i * 64));
+  const dests = new Int16Array(3);
+  br.lookupBatch(buf, Uint32Array.of(0, 64, 128), Uint16Array.of(60, 60, 60), 3, Uint8Array.of(0, 2, 0), dests);
+  t.deepEqual([...dests], [1, 0, 2]);
+});
