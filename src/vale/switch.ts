@@ -123,6 +123,7 @@ export function sumDrops(counters: Readonly<Record<string, number>>): number {
 
 /** Switches with a datapath thread, woken at exit so the thread ends at once. */
 const threadSwitches = new Set<Switch>();
+let exitHooked = false;
 function wakeThreadsAtExit(): void {
   for (const sw of threadSwitches) sw.close();
 }
@@ -136,6 +137,13 @@ const DATAPATH_THREAD = new URL('./datapath-thread.js', import.meta.url);
  * switches in a loop would have vale-ts start threads in a loop.
  */
 const spareThreads: Worker[] = [];
+/**
+ * A datapath thread allocates almost nothing while forwarding; what it leaves
+ * per switch served (a few KB) would sit in a default-sized young generation
+ * (tens of MB) until it fills. A small one is collected often and cheaply, so
+ * switches that come and go leave no growing footprint.
+ */
+const THREAD_LIMITS = { maxYoungGenerationSizeMb: 2 };
 /** Spare threads kept at most; beyond these a closing switch's thread ends. */
 const MAX_SPARE_THREADS = 2;
 
@@ -156,7 +164,7 @@ function takeThread(init: DatapathInit, control: MessagePort): Worker {
     w.postMessage({ op: 'serve', init } satisfies DatapathServe, [control]);
     return w;
   }
-  return new Worker(DATAPATH_THREAD, { workerData: init, transferList: [control] });
+  return new Worker(DATAPATH_THREAD, { workerData: init, transferList: [control], resourceLimits: THREAD_LIMITS });
 }
 
 /**
@@ -179,7 +187,7 @@ function returnThread(w: Worker): boolean {
  */
 export async function prestartDatapathThread(): Promise<void> {
   if (spareThreads.length > 0) return;
-  const w = new Worker(DATAPATH_THREAD);
+  const w = new Worker(DATAPATH_THREAD, { resourceLimits: THREAD_LIMITS });
   w.unref();
   await new Promise<void>((res, rej) => {
     w.on('message', function loaded(m: { op?: string }) {
@@ -301,8 +309,9 @@ export class Switch extends EventEmitter {
       if (m.token !== init.token) return; // another switch served by the same thread
       if (m.op === 'ready') {
         readyRes();
-        // from now on the control server keeps the process alive, not the datapath
-        worker.unref();
+        // from now on the control server keeps the process alive, not the
+        // datapath (unless stopped() is waiting for it)
+        if (!this.closed) worker.unref();
       } else if (m.op === 'mac') this.threadMac = { entries: m.entries ?? [], counters: m.counters ?? {}, size: m.size ?? 0, at: Date.now() };
       else if (m.op === 'lookupError') this.emit('lookupError', new Error(m.message));
       else if (m.op === 'failed') onError(new Error(`switch ${this.name}: its datapath cannot start: ${m.message}`));
@@ -315,6 +324,7 @@ export class Switch extends EventEmitter {
         // core, which goes now rather than at some later GC
         detach();
         this.core.shutdown();
+        port1.close();
         exitedRes();
         if (this.endThread) void worker.terminate();
       }
@@ -338,7 +348,10 @@ export class Switch extends EventEmitter {
     worker.on('error', onError);
     worker.on('exit', onExit);
     threadSwitches.add(this);
-    if (threadSwitches.size === 1) process.once('exit', wakeThreadsAtExit);
+    if (!exitHooked) {
+      exitHooked = true;
+      process.once('exit', wakeThreadsAtExit);
+    }
     void exited.then(() => threadSwitches.delete(this));
     return { worker, control: port1, ready, exited };
   }
