@@ -67,7 +67,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("backoffDue", &SwitchCoreWrap::BackoffDue),
          InstanceMethod("switchCounters", &SwitchCoreWrap::WideCounters),
          InstanceMethod("share", &SwitchCoreWrap::Share), InstanceMethod("detach", &SwitchCoreWrap::Detach),
-         InstanceMethod("shutdown", &SwitchCoreWrap::Shutdown), StaticMethod("attach", &SwitchCoreWrap::Attach),
+         InstanceMethod("shutdown", &SwitchCoreWrap::Shutdown), InstanceMethod("unshare", &SwitchCoreWrap::Unshare), StaticMethod("attach", &SwitchCoreWrap::Attach),
          StaticMethod("yieldCpu", &SwitchCoreWrap::YieldCpu),
          StaticValue("counterNames", names),
          StaticValue("maxBatch", Napi::Number::New(env, SWITCH_MAX_BATCH)),
@@ -315,6 +315,22 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
     uint32_t t = g_next_token++;
     g_shared[t] = core_;
     return Napi::Number::New(info.Env(), t);
+  }
+
+  // unshare() -> true when a token share() handed out was still unclaimed
+  // (no other thread holds the core): it is withdrawn
+  Napi::Value Unshare(const Napi::CallbackInfo &info) {
+    std::lock_guard<std::mutex> g(g_share_mu);
+    bool any = false;
+    for (auto it = g_shared.begin(); it != g_shared.end();) {
+      if (it->second == core_) {
+        it = g_shared.erase(it);
+        any = true;
+      } else {
+        ++it;
+      }
+    }
+    return Napi::Boolean::New(info.Env(), any);
   }
 
   static Napi::Value Attach(const Napi::CallbackInfo &info) {

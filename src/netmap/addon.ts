@@ -108,6 +108,8 @@ export interface NativeSwitchCore {
   notify(): void;
   /** a token another thread passes to SwitchCore.attach() to share this core */
   share(): number;
+  /** withdraw a share() token nobody attached yet; true if there was one (no other thread holds the core) */
+  unshare(): boolean;
   /** this thread is done with the core: its batch arrays become detached (empty) views */
   detach(): void;
   /** release every port, the batch arrays and the descriptors now; other threads must have detached */

@@ -658,8 +658,10 @@ export class Switch extends EventEmitter {
     if (this.expireTimer) clearInterval(this.expireTimer);
     for (const p of [...this.portsById.values()]) this.removePort(p.index);
     this.watcher?.close();
-    // 'loop': the core goes now; 'thread': once the thread has stopped
-    if (!this.thread) this.core.shutdown();
+    // the core goes now ('loop', or a thread that has not taken it yet: a
+    // thread busy elsewhere must not hold a closed switch's memory), else
+    // once the thread has stopped
+    if (!this.thread || this.core.unshare()) this.core.shutdown();
     this.command({ op: 'stop' });
     if (this.thread) this.endThread = !returnThread(this.thread.worker);
   }
