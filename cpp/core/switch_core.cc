@@ -232,6 +232,20 @@ Result<uint8_t *> SwitchCore::port_base(uint32_t id) {
   WITH_PORT(id);
   return p->base();
 }
+
+Result<std::pair<uint64_t, uint64_t>> SwitchCore::occupancy(uint32_t id) {
+  WITH_PORT(id);
+  const uint32_t nt = p->layout.p.tx_slots, nr = p->layout.p.rx_slots;
+  auto dist = [](uint32_t from, uint32_t to, uint32_t n) -> uint64_t {
+    return from >= n || to >= n ? 0 : (to + n - from) % n;
+  };
+  uint64_t tx = 0, rx = 0;
+  // the client's heads are read as published; the switch's cursors are its own
+  for (uint32_t r = 0; r < p->layout.p.tx_rings; r++) tx += dist(p->tx_hwcur[r], load_acquire(&p->atok(r)->head), nt);
+  for (uint32_t r = 0; r < p->layout.p.rx_rings; r++)
+    rx += dist(load_acquire(&p->atok(p->layout.p.tx_rings + r)->head), p->rx[r].hwtail, nr);
+  return std::make_pair(tx, rx);
+}
 #undef WITH_PORT
 
 uint32_t SwitchCore::port_count() {

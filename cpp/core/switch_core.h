@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/fd.h"
@@ -158,6 +159,10 @@ class SwitchCore {
   Status set_extra_bells(uint32_t id, std::vector<int> fds);
   Result<SwitchCounters> counters(uint32_t id);
   Result<uint8_t *> port_base(uint32_t id);
+  // Frames waiting in the port's rings now: published by the client on tx
+  // and not yet taken (tx_queued), delivered on rx and not yet released
+  // (rx_queued). A head outside the ring counts as nothing queued.
+  Result<std::pair<uint64_t, uint64_t>> occupancy(uint32_t id);
   uint32_t port_count();
 
   // One round: collect, decide (decide(batch) -> false when it failed), deliver.

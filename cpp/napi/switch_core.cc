@@ -58,6 +58,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("nativePortRemoved", &SwitchCoreWrap::NativePortRemoved), InstanceMethod("armAll", &SwitchCoreWrap::ArmAll),
          InstanceMethod("disarmAll", &SwitchCoreWrap::DisarmAll), InstanceMethod("wait", &SwitchCoreWrap::Wait),
          InstanceMethod("notify", &SwitchCoreWrap::Notify), InstanceMethod("stats", &SwitchCoreWrap::Stats),
+         InstanceMethod("occupancy", &SwitchCoreWrap::Occupancy),
          InstanceMethod("setLossless", &SwitchCoreWrap::SetLossless),
          InstanceMethod("setAttached", &SwitchCoreWrap::SetAttached),
          InstanceMethod("setExtraBells", &SwitchCoreWrap::SetExtraBells),
@@ -145,6 +146,15 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
 
   Napi::Value Stats(const Napi::CallbackInfo &info) {
     return counters_object(info.Env(), unwrap(info.Env(), core_->counters(arg_u32(info, 0, "port"))));
+  }
+
+  // occupancy(port) -> {txQueued, rxQueued}: see SwitchCore::occupancy
+  Napi::Value Occupancy(const Napi::CallbackInfo &info) {
+    auto q = unwrap(info.Env(), core_->occupancy(arg_u32(info, 0, "port")));
+    auto o = Napi::Object::New(info.Env());
+    o.Set("txQueued", static_cast<double>(q.first));
+    o.Set("rxQueued", static_cast<double>(q.second));
+    return o;
   }
 
   Napi::Value SetAttached(const Napi::CallbackInfo &info) {

@@ -125,6 +125,8 @@ export interface NativeSwitchCore {
   /** switch-wide counters kept by the core */
   switchCounters(): { wakeups: number; spuriousWakeups: number; doorbellBackoffs: number };
   stats(id: number): Record<string, number>;
+  /** frames waiting in a port's rings: published on tx and not taken, delivered on rx and not released */
+  occupancy(id: number): { txQueued: number; rxQueued: number };
 }
 
 /** The switch core's constructor and statics. */

@@ -476,6 +476,16 @@ export class Switch extends EventEmitter {
     return this.core.stats(index);
   }
 
+  /**
+   * Frames waiting in a port's rings now: published by its client on tx and
+   * not yet taken by the switch (in flight), and delivered into its rx rings
+   * and not yet released by the client. A head the client set outside the
+   * ring counts as nothing queued (the switch ignores it too, as badHead).
+   */
+  occupancy(index: number): { txQueued: number; rxQueued: number } {
+    return this.core.occupancy(index);
+  }
+
   /** Counters summed over every port, present and removed. */
   totals(): Record<string, number> {
     const t: Record<string, number> = { ...this.retired };
