@@ -1,7 +1,7 @@
 {
   "target_defaults": {
     "include_dirs": ["cpp"],
-    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
     "cflags_cc!": ["-std=gnu++17"],
     "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-O3"]
   },
@@ -12,7 +12,7 @@
       "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc",
                   "cpp/core/offload.cc", "cpp/core/port_pump.cc", "cpp/core/tap_driver.cc", "cpp/core/socket_netdev_driver.cc",
                   "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc",
-                  "cpp/core/vhost_user.cc"],
+                  "cpp/core/vhost_user.cc", "cpp/core/switch_core.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },

@@ -47,7 +47,8 @@ function rand(): number {
 }
 
 interface Batch {
-  srcPort: number;
+  /** the source port of every frame (one port per batch here) */
+  srcPorts: Uint8Array;
   offsets: Uint32Array;
   lens: Uint16Array;
 }
@@ -103,7 +104,7 @@ function makeWorkload(hosts: number, ports: number, oneMacPerPort: boolean): Wor
       writeFrame(region, off, dst, src);
       offsets[i] = off;
     }
-    batches.push({ srcPort, offsets, lens });
+    batches.push({ srcPorts: new Uint8Array(offsets.length).fill(srcPort), offsets, lens });
   }
   const warm: Batch[] = [];
   for (let p = 0; p < ports; p++) {
@@ -115,7 +116,7 @@ function makeWorkload(hosts: number, ports: number, oneMacPerPort: boolean): Wor
       region[off] = 0xff; // broadcast dst: just teach the source
       offsets[i] = off;
     });
-    warm.push({ srcPort: p, offsets, lens: new Uint16Array(mine.length).fill(FRAME_LEN) });
+    warm.push({ srcPorts: new Uint8Array(mine.length).fill(p), offsets, lens: new Uint16Array(mine.length).fill(FRAME_LEN) });
   }
   return { region, batches, warm };
 }
@@ -123,8 +124,9 @@ function makeWorkload(hosts: number, ports: number, oneMacPerPort: boolean): Wor
 /** The baseline: the same decision loop over a Map<number, number> (no aging, no cache). */
 function mapBridge(): BatchLookup {
   const table = new Map<number, number>();
-  return (buf, offsets, lens, count, srcPort, dests) => {
+  return (buf, offsets, lens, count, srcPorts, dests) => {
     for (let i = 0; i < count; i++) {
+      const srcPort = srcPorts[i]!;
       if (lens[i]! < 14) {
         dests[i] = DEST_DROP;
         continue;
@@ -152,19 +154,19 @@ function mapBridge(): BatchLookup {
 /** Runs `fn` over the workload's batches round-robin; returns a benchmark body. */
 function driver(w: Workload, fn: BatchLookup): { run: () => void; check: () => number[] } {
   const dests = new Int16Array(BATCH);
-  for (const b of w.warm) fn(w.region, b.offsets, b.lens, b.offsets.length, b.srcPort, new Int16Array(b.offsets.length));
+  for (const b of w.warm) fn(w.region, b.offsets, b.lens, b.offsets.length, b.srcPorts, new Int16Array(b.offsets.length));
   let k = 0;
   return {
     run: () => {
       const b = w.batches[k]!;
       if (++k === BATCHES) k = 0;
-      fn(w.region, b.offsets, b.lens, BATCH, b.srcPort, dests);
+      fn(w.region, b.offsets, b.lens, BATCH, b.srcPorts, dests);
     },
     /** Destinations of every batch, to prove both loops decide the same. */
     check: () => {
       const all: number[] = [];
       for (const b of w.batches) {
-        fn(w.region, b.offsets, b.lens, BATCH, b.srcPort, dests);
+        fn(w.region, b.offsets, b.lens, BATCH, b.srcPorts, dests);
         all.push(...dests);
       }
       return all;

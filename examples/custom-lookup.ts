@@ -1,26 +1,15 @@
 /**
  * A switch with its own forwarding decision instead of the learning bridge:
- * a static L3 forwarder (the "routed mode" of the design notes) that picks
- * the output port from the IPv4 destination's last octet and drops
- * everything that is not IPv4 — a filter and a router in a dozen lines.
+ * the static L3 forwarder of examples/routed-lookup.ts (the "routed mode" of
+ * the design notes), which routes on the IPv4 destination's last octet and
+ * drops everything that is not IPv4. The lookup reads the switch's own copy
+ * of each frame's first bytes, so a client cannot slip a frame past the
+ * filter by rewriting it after sending.
  * Clients attach as usual: `pkt-gen-ts -i vale0:1 -f tx -d 10.0.0.2`.
  *   node dist/examples/custom-lookup.js [--socket PATH]
  */
-import { Switch, ValeServer, DEST_DROP, DEST_FLOOD, type BatchLookup } from '@x/netmap';
-
-/** 10.0.0.N goes to the port opened N-th (index N-1); the rest is dropped. */
-const routed: BatchLookup = (buf, offsets, lens, count, srcPort, dests) => {
-  for (let i = 0; i < count; i++) {
-    const o = offsets[i]!;
-    if (lens[i]! < 34 || buf[o + 12] !== 0x08 || buf[o + 13] !== 0x00) {
-      dests[i] = DEST_DROP; // not IPv4: filtered, counted as dropLookup
-      continue;
-    }
-    const dst = (buf[o + 30]! << 24) | (buf[o + 31]! << 16) | (buf[o + 32]! << 8) | buf[o + 33]!;
-    if (dst >>> 8 !== 0x0a0000) dests[i] = DEST_FLOOD; // outside 10.0.0.0/24: let everyone see it
-    else dests[i] = (dst & 0xff) - 1 === srcPort ? DEST_DROP : (dst & 0xff) - 1;
-  }
-};
+import { Switch, ValeServer } from '@x/netmap';
+import { routed } from './routed-lookup.js';
 
 const socket = process.argv.includes('--socket') ? process.argv[process.argv.indexOf('--socket') + 1] : undefined;
 const sw = new Switch('vale0', { lookup: routed });

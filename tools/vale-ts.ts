@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_LIMITS, ValeServer, defaultSocketPath, type PeerPolicy, type ServerLimits } from '../src/index.js';
+import { DEFAULT_LIMITS, ValeServer, defaultSocketPath, prestartDatapathThread, type PeerPolicy, type ServerLimits } from '../src/index.js';
 import { loadConfig, type ValeConfig } from '../src/vale/config.js';
 import { ConfigApplier, type ApplyReport } from '../src/vale/config-apply.js';
 import { DEFAULT_RETAIN_COUNTERS_S } from '../src/vale/counters.js';
@@ -19,6 +19,9 @@ const USAGE = `usage: vale-ts [options]
                      private 0700 directory)
   --batch N          frames taken from one source ring per turn (1..4096, default 512)
   --busy-poll-us US  keep polling this long after the last frame before sleeping (default 50)
+  --datapath MODE    thread: each switch forwards on a thread of its own that a doorbell wakes
+                     directly (default); loop: on the event loop of the control server
+  --native-bridge    decide in C++ instead of TypeScript (benchmark baseline; no MAC table in stats)
   --mac-age S        MAC table entry lifetime in seconds (default 300)
   --mac-table N      MAC table size bound (default 8192)
   --stall-ms MS      a receiver holding back a lossless sender this long is declared stalled and its
@@ -108,6 +111,8 @@ async function main(): Promise<void> {
         socket: { type: 'string' },
         batch: { type: 'string' },
         'busy-poll-us': { type: 'string' },
+        datapath: { type: 'string' },
+        'native-bridge': { type: 'boolean' },
         'mac-age': { type: 'string' },
         'mac-table': { type: 'string' },
         'stall-ms': { type: 'string' },
@@ -168,6 +173,13 @@ async function main(): Promise<void> {
   const busy = num('busy-poll-us', values['busy-poll-us'], 0, 1e7);
   const age = num('mac-age', values['mac-age'], 0.001, 1e9);
   const table = num('mac-table', values['mac-table'], 1, 1 << 24);
+  const datapath = values.datapath ?? 'thread';
+  if (datapath !== 'thread' && datapath !== 'loop') {
+    process.stderr.write(`vale-ts: --datapath ${datapath} is invalid: expected thread or loop\n`);
+    process.exit(1);
+  }
+  const switchOptions: import('../src/vale/switch.js').SwitchOptions = { datapath };
+  if (values['native-bridge']) switchOptions.nativeBridge = true;
   const stall = num('stall-ms', values['stall-ms'], 1, 1e9);
   const limits: Partial<ServerLimits> = {};
   const lim = (opt: string, key: keyof ServerLimits, hi: number, scale = 1): void => {
@@ -186,7 +198,6 @@ async function main(): Promise<void> {
   if (values.group !== undefined) policy.group = { name: values.group, gid: groupGid(values.group) };
   else if (config?.access.group) policy.group = config.access.group;
   if (values['share-rings-across-uids']) policy.shareRingsAcrossUids = true;
-  const switchOptions: import('../src/vale/switch.js').SwitchOptions = {};
   if (batch !== undefined) switchOptions.batch = Math.floor(batch);
   if (busy !== undefined) switchOptions.busyPollUs = busy;
   if (age !== undefined) switchOptions.macAgeMs = age * 1000;
@@ -244,6 +255,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // the first switch's datapath thread, started before clients come: the
+  // first register does not wait for it, nor pay its start-up CPU
+  if (datapath === 'thread') await prestartDatapathThread();
   process.stdout.write(`vale-ts: listening on ${server.socketPath} (userspace backend, protocol v1); open valeX:Y ports to create switches and ports\n`);
   server.on('attach', (sw, p) => process.stdout.write(`vale-ts: ${p.name} attached (bridge ${sw.bridgeIndex} port ${p.index}${p.pid ? `, pid ${p.pid}` : ''})\n`));
   server.on('detach', (_sw, p) => process.stdout.write(`vale-ts: ${p.name} detached\n`));

@@ -190,10 +190,14 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
     );
   }
 
-  private syncWords(w: RingWords, key: number): void {
+  private syncWords(w: RingWords, key: number, tx: boolean): void {
     const u = this.u32;
-    this.csb.publish(key, u[w.head]!, u[w.cur]!);
-    if (this.csb.kernNeedKick(key)) native.kick(this.switchBell);
+    const head = u[w.head]!;
+    this.csb.publish(key, head, u[w.cur]!);
+    // as netmap's guest txsync: kick a sleeping switch only when there is
+    // something for it (frames it has not taken), so an idle client that
+    // keeps polling does not keep waking it
+    if (this.csb.kernNeedKick(key) && (!tx || head !== this.csb.hwcur(key))) native.kick(this.switchBell);
     const t = this.csb.hwtail(key);
     if (t < w.n) u[w.tail] = t;
   }
@@ -205,7 +209,7 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
       if (this.holdOnHangup) return;
       throw this.gone();
     }
-    this.syncWords(w, this.csb.txKey(ring));
+    this.syncWords(w, this.csb.txKey(ring), true);
   }
 
   rxsync(ring: number): void {
@@ -215,7 +219,7 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
       if (this.holdOnHangup) return;
       throw this.gone();
     }
-    this.syncWords(w, this.csb.rxKey(ring));
+    this.syncWords(w, this.csb.rxKey(ring), false);
   }
 
   hungUp(): boolean {

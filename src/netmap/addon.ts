@@ -51,15 +51,30 @@ export interface NativePipe {
 export interface NativeSwitchPort {
   id: number;
   fd: number;
-  memory: ArrayBuffer;
   switchBell: number;
   clientBell: number;
   size: number;
   nifpOffset: number;
+  /** the geometry the core laid out (defaults applied), as its region header says */
+  txRings: number;
+  rxRings: number;
+  txSlots: number;
+  rxSlots: number;
+  bufSize: number;
 }
 
-/** The switch datapath (cpp/napi/switch_core.cc). */
+/** The switch datapath (cpp/core/switch_core.h, bound in cpp/napi/switch_core.cc). */
 export interface NativeSwitchCore {
+  /** the batch as the lookup sees it: arrays over the core's own memory */
+  readonly headers: Uint8Array;
+  readonly offsets: Uint32Array;
+  readonly lens: Uint16Array;
+  readonly sources: Uint8Array;
+  readonly dests: Int16Array;
+  /** bytes of each frame snapshotted for the lookup */
+  readonly headerBytes: number;
+  /** the epoll set of every switch doorbell */
+  readonly waitFd: number;
   addPort(
     params: { txRings?: number; rxRings?: number; txSlots?: number; rxSlots?: number; bufSize?: number; extraBufs?: number },
     name: string,
@@ -74,18 +89,56 @@ export interface NativeSwitchCore {
   setAttached(id: number, on: boolean): void;
   /** doorbells of further registrations sharing the port (kicked with the first) */
   setExtraBells(id: number, fds: number[]): void;
-  collect(id: number, ring: number, max: number): number;
-  /** frames consumed; -(n+1) when lossless backpressure stopped after n */
-  forward(): number;
-  pending(id: number, ring: number): number;
-  arm(id: number, on: boolean, rxToo: boolean): void;
-  flushRx(): void;
-  drainBell(id: number): void;
+  /**
+   * One round over every port: collect, call `lookup` (only for a non-empty
+   * batch), deliver. Frames consumed; -(n+1) when lossless backpressure holds some.
+   */
+  round(lookup: (headers: Uint8Array, offsets: Uint32Array, lens: Uint16Array, count: number, sources: Uint8Array, dests: Int16Array) => void): number;
+  /** a round decided by the C++ learning bridge (the benchmarks' baseline); same return as round() */
+  roundNative(): number;
+  /** the C++ learning bridge forgets a port */
+  nativePortRemoved(id: number): void;
+  /** ask every client for kicks; false (nothing armed) when frames arrived meanwhile */
+  armAll(rxToo: boolean): boolean;
+  /** withdraw every kick request and drain the doorbells that rang */
+  disarmAll(): void;
+  /** block this thread until a doorbell or notify() rings (datapath threads only): how many rang, 0 on timeout, -1 on error */
+  wait(timeoutMs: number): number;
+  /** wake wait() */
+  notify(): void;
+  /** a token another thread passes to SwitchCore.attach() to share this core */
+  share(): number;
+  /** withdraw a share() token nobody attached yet; true if there was one (no other thread holds the core) */
+  unshare(): boolean;
+  /** this thread is done with the core: its batch arrays become detached (empty) views */
+  detach(): void;
+  /** release every port, the batch arrays and the descriptors now; other threads must have detached */
+  shutdown(): void;
   /** a receiver blocking lossless senders beyond the stall bound: drop its copies (dropStalled) until it drains */
   setStalled(id: number, on: boolean): void;
-  /** the port whose full rx ring stopped the last forward(), or -1 */
+  /** the port whose full rx ring stopped a lossless sender in the last round, or -1 */
   blockedOn(): number;
+  /** after the first round following a wakeup: did it find work (doorbell backoff for clients that ring for nothing) */
+  noteWakeup(useful: boolean): void;
+  /** before sleeping: re-listen to doorbells whose backoff is over; ms until the next is due, -1 if none */
+  backoffDue(): number;
+  /** switch-wide counters kept by the core */
+  switchCounters(): { wakeups: number; spuriousWakeups: number; doorbellBackoffs: number };
   stats(id: number): Record<string, number>;
+  /** frames waiting in a port's rings: published on tx and not taken, delivered on rx and not released */
+  occupancy(id: number): { txQueued: number; rxQueued: number };
+}
+
+/** The switch core's constructor and statics. */
+export interface NativeSwitchCoreClass {
+  new (opts: { batch?: number; headerBytes?: number }): NativeSwitchCore;
+  attach(token: number): NativeSwitchCore;
+  /** sched_yield() */
+  yieldCpu(): void;
+  readonly counterNames: readonly string[];
+  readonly maxBatch: number;
+  readonly defaultHeaderBytes: number;
+  readonly maxHeaderBytes: number;
 }
 
 /** Message received on a unix socket. */
@@ -103,6 +156,8 @@ export interface NativeAddon {
   abi: NativeAbi;
   eventfd(): number;
   kick(fd: number): void;
+  /** sched_yield(): a polling loop that found nothing lets other runnable threads have the CPU */
+  schedYield(): void;
   drain(fd: number): number;
   close(fd: number): void;
   fdSize(fd: number): number;
@@ -128,7 +183,7 @@ export interface NativeAddon {
   computeLayout(p: RegionParams): NativeLayout;
   createRegion(p: RegionParams, names: string[]): { fd: number; memory: ArrayBuffer; layout: NativeLayout };
   validateRegion(memory: ArrayBuffer): NativeLayout;
-  SwitchCore: new (offsets: Uint32Array, lens: Uint16Array, dests: Int16Array) => NativeSwitchCore;
+  SwitchCore: NativeSwitchCoreClass;
   Pipe: new (path: string, end: number, params: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number }, name: string) => NativePipe;
 }
 

@@ -16,7 +16,21 @@ export interface PollOptions {
   tx?: boolean;
   /** give up after this many ms (default: wait forever); 0 checks and returns */
   timeoutMs?: number;
+  /**
+   * Busy-wait this long (µs) before sleeping, re-checking the rings and
+   * yielding the CPU between checks (netmap's and DPDK's busy-wait): a frame
+   * that comes within the window is seen without a wakeup. Default
+   * {@link Port.busyWaitUs}.
+   */
+  spinUs?: number;
 }
+
+/**
+ * Default busy-wait window of {@link Port.poll}, µs: long enough to cover a
+ * round trip through vale-ts on a quiet machine (tens of µs), short enough
+ * that an idle port costs nothing (it spins once, then sleeps).
+ */
+export const DEFAULT_BUSY_WAIT_US = 50;
 
 /** A batch of received frames: zero-copy views valid until the next batch. */
 export interface FrameBatch {
@@ -111,6 +125,8 @@ export class Port {
   private lastTx = 0;
   private batchRelease: number[] | undefined;
   private lastYield = 0;
+  /** Default busy-wait window of {@link Port.poll}, µs (0: sleep at once). */
+  busyWaitUs = DEFAULT_BUSY_WAIT_US;
 
   /** @internal use {@link open} */
   constructor(parsed: ParsedPortName, be: Backend, ringOpts: RingOptions = {}, reopen?: Reopen) {
@@ -363,6 +379,8 @@ export class Port {
     const wantRx = opts.rx ?? true;
     const wantTx = opts.tx ?? false;
     const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
+    const spinNs = BigInt(Math.round(Math.max(0, Math.min(opts.spinUs ?? this.busyWaitUs, (opts.timeoutMs ?? Infinity) * 1000)) * 1000));
+    let spinEnd = spinNs > 0n ? process.hrtime.bigint() + spinNs : 0n;
     for (;;) {
       if (this.reconnecting) {
         if (!(await this.awaitReconnect(deadline))) return { rx: false, tx: false, hup: false };
@@ -371,6 +389,14 @@ export class Port {
       let ev = this.check(wantRx, wantTx);
       if (ev.rx || ev.tx || ev.hup) return ev;
       if (Date.now() >= deadline) return ev;
+      if (spinEnd !== 0n) {
+        if (process.hrtime.bigint() < spinEnd) {
+          // nothing yet: let a runnable peer (perhaps the switch) have the CPU
+          native.schedYield();
+          continue;
+        }
+        spinEnd = 0n;
+      }
       const pendingTx = this.txPending();
       const uvEvents = this.be.armWait(wantRx, wantTx || pendingTx);
       // re-check after asking for a kick: a frame may have landed in between

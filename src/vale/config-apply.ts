@@ -4,6 +4,7 @@
  * region and driver; only the differences are acted on. A port whose
  * configuration is unchanged keeps its region, its clients and its counters.
  */
+import { pathToFileURL } from 'node:url';
 import { loadLookup, portShape, switchShape, type PortConfig, type ValeConfig } from './config.js';
 import { Switch, type SwitchOptions } from './switch.js';
 import type { PeerPolicy, ValeServer } from './server.js';
@@ -83,7 +84,17 @@ export class ConfigApplier {
       }
       try {
         const opts: SwitchOptions = { ...this.defaults, ...sc.options };
-        if (sc.lookup) opts.lookup = await loadLookup(sc.lookup);
+        if (sc.lookup) {
+          // checked here, so a bad module is named in this report
+          const lookup = await loadLookup(sc.lookup);
+          // a datapath thread loads the module itself (a function cannot cross threads)
+          if (opts.datapath === 'thread') {
+            const mod = (await import(pathToFileURL(sc.lookup).href)) as { lookup?: unknown };
+            opts.lookupModule = sc.lookup;
+            opts.lookupExport = mod.lookup === lookup ? 'lookup' : 'default';
+          }
+          else opts.lookup = lookup;
+        }
         this.server.hostSwitch(new Switch(sc.name, opts));
         this.switches.set(sc.name, shape);
       } catch (e) {

@@ -14,10 +14,8 @@
  * - when the switch was first created and last saw activity.
  *
  * It reads only what the switch already exposes (counter snapshots, the
- * `portRemoved` event with a port's final counters) and, for ring occupancy,
- * the ring indices in the shared region: nothing of the datapath's own state.
+ * `portRemoved` event with a port's final counters, ring occupancy).
  */
-import { CSB_ATOK, CSB_ATOK_SIZE, CSB_ENTRY_SIZE, CSB_KTOA, REGION } from '../netmap/abi.js';
 import type { DepartedPortStats, SwitchStats } from '../control/protocol.js';
 import { sumDrops, type Switch, type SwitchPort } from './switch.js';
 
@@ -33,32 +31,11 @@ export interface RingOccupancy {
 }
 
 /**
- * Occupancy of a live port's rings, read from the CSB of its region. The
- * client writes `head`: a value outside the ring counts as nothing queued
- * (the switch ignores it as well, and counts it in badHead).
+ * Occupancy of a live port's rings, as the switch core reads them from the
+ * port's CSB and its own cursors.
  */
-export function ringOccupancy(port: SwitchPort): RingOccupancy {
-  const buf = port.bytes.buffer as ArrayBuffer;
-  if (buf.byteLength === 0) return { txQueued: 0, rxQueued: 0 };
-  const dv = new DataView(buf);
-  const i32 = new Int32Array(buf, 0, buf.byteLength >>> 2);
-  const csb = Number(dv.getBigUint64(REGION.csb_ofs, true));
-  const txSlots = dv.getUint32(REGION.tx_slots, true);
-  const rxSlots = dv.getUint32(REGION.rx_slots, true);
-  const field = (k: number, off: number): number => Atomics.load(i32, (csb + k * CSB_ENTRY_SIZE + off) >>> 2) >>> 0;
-  const dist = (from: number, to: number, n: number): number => (from >= n || to >= n ? 0 : (to - from + n) % n);
-  let txQueued = 0;
-  let rxQueued = 0;
-  for (let r = 0; r < port.txRings; r++) {
-    // the switch's cursor (hwcur) up to what the client published (head)
-    txQueued += dist(field(r, CSB_ATOK_SIZE + CSB_KTOA.hwcur), field(r, CSB_ATOK.head), txSlots);
-  }
-  for (let r = 0; r < port.rxRings; r++) {
-    const k = port.txRings + r;
-    // what the client still holds (head) up to what the switch filled (hwtail)
-    rxQueued += dist(field(k, CSB_ATOK.head), field(k, CSB_ATOK_SIZE + CSB_KTOA.hwtail), rxSlots);
-  }
-  return { txQueued, rxQueued };
+export function ringOccupancy(sw: Switch, port: SwitchPort): RingOccupancy {
+  return sw.occupancy(port.index);
 }
 
 /** Departed ports kept at most, over all switches: the oldest go first (names are the clients' to choose). */
@@ -242,7 +219,7 @@ export class CounterRegistry {
     for (const ps of st.ports) {
       const p = sw.port(ps.name);
       if (!p) continue;
-      const o = ringOccupancy(p);
+      const o = ringOccupancy(sw, p);
       ps.occupancy = o;
       txQueued += o.txQueued;
       rxQueued += o.rxQueued;
@@ -252,7 +229,7 @@ export class CounterRegistry {
       const shown = new Set(st.ports.map((p) => p.name));
       for (const p of sw.ports()) {
         if (shown.has(p.name)) continue;
-        const o = ringOccupancy(p);
+        const o = ringOccupancy(sw, p);
         txQueued += o.txQueued;
         rxQueued += o.rxQueued;
       }

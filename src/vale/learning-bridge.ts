@@ -2,9 +2,9 @@
  * The default forwarding decision of a switch: a learning bridge in the manner
  * of netmap's `netmap_vale_learning()`, plus aging and a bounded table.
  *
- * Called once per batch (up to 512 frames from one source port); reads the
- * Ethernet header of every frame in place from the port's shared region and
- * writes a destination per frame. No allocation, no DataView: bytes are combined
+ * Called once per batch (frames from every port that had some, each tagged
+ * with its source port); reads the Ethernet header of every frame from the
+ * switch's private snapshot and writes a destination per frame. No allocation, no DataView: bytes are combined
  * with shifts into the 16 + 32 bit key the MAC table works on.
  */
 import { type Clock, systemClock } from './clock.js';
@@ -21,18 +21,21 @@ export const DEST_SAME_PORT = -3;
 export const ETH_HLEN = 14;
 
 /**
- * Decision function signature the switch calls per batch. `buf` is a Uint8Array
- * over the source port's whole shared region; `offsets[i]`/`lens[i]` give frame i
- * (already validated by the caller); write the destination port index (>= 0),
- * DEST_FLOOD, DEST_DROP or DEST_SAME_PORT into `dests[i]`; `srcPort` is the source
- * port index.
+ * Decision function signature the switch calls once per round, for the frames
+ * it took from every port. Frame i's first `lens[i]` bytes are at
+ * `buf[offsets[i]]`: a copy the switch made in its own memory (the frame's
+ * first `headerBytes` bytes, a switch option, 128 by default), so the
+ * sending client can no longer change what is decided on, and the frame is
+ * delivered starting with exactly these bytes. `srcPorts[i]` is frame i's
+ * source port index. Write the destination port index (>= 0), DEST_FLOOD,
+ * DEST_DROP or DEST_SAME_PORT into `dests[i]`.
  */
 export type BatchLookup = (
   buf: Uint8Array,
   offsets: Uint32Array,
   lens: Uint16Array,
   count: number,
-  srcPort: number,
+  srcPorts: Uint8Array,
   dests: Int16Array,
 ) => void;
 
@@ -56,18 +59,26 @@ export class LearningBridge {
     const counters = this.counters;
     const clock = this.clock;
 
-    this.lookupBatch = (buf, offsets, lens, count, srcPort, dests) => {
+    this.lookupBatch = (buf, offsets, lens, count, srcPorts, dests) => {
       const now = clock.nowMs();
       let n = count | 0;
       if (n > dests.length) n = dests.length;
       // Last-source cache (VALE's last_smac): consecutive frames from the same
-      // MAC write the table once per batch; the first frame of every batch
-      // learns for real, which also refreshes the entry's age. The cache lives
-      // only for this call, so nothing done to the table between batches
+      // MAC and port write the table once per batch; the first frame of every
+      // batch learns for real, which also refreshes the entry's age. The cache
+      // lives only for this call, so nothing done to the table between batches
       // (removePort, expire, remove) can make it stale.
       let cHi = -1;
       let cLo = -1;
+      let cPort = -1;
+      // Last-destination cache, same lifetime: a stream's frames share a
+      // destination, and within one call `now` is fixed, so the answer holds
+      // until the table changes (a learn that missed the source cache)
+      let dcHi = -1;
+      let dcLo = -1;
+      let dcPort = -1;
       for (let i = 0; i < n; i++) {
+        const srcPort = srcPorts[i]!;
         if (lens[i]! < ETH_HLEN) {
           counters.runts++;
           dests[i] = DEST_DROP;
@@ -80,10 +91,12 @@ export class LearningBridge {
         if ((s0 & 1) === 0) {
           const sHi = (s0 << 8) | buf[o + 7]!;
           const sLo = ((buf[o + 8]! << 24) | (buf[o + 9]! << 16) | (buf[o + 10]! << 8) | buf[o + 11]!) >>> 0;
-          if (sLo !== cLo || sHi !== cHi) {
+          if (sLo !== cLo || sHi !== cHi || srcPort !== cPort) {
             table.learn(sHi, sLo, srcPort, now);
+            dcHi = -1;
             cHi = sHi;
             cLo = sLo;
+            cPort = srcPort;
           }
         }
 
@@ -95,10 +108,24 @@ export class LearningBridge {
         }
         const dHi = (d0 << 8) | buf[o + 1]!;
         const dLo = ((buf[o + 2]! << 24) | (buf[o + 3]! << 16) | (buf[o + 4]! << 8) | buf[o + 5]!) >>> 0;
-        const port = table.lookup(dHi, dLo, now);
+        let port = dcPort;
+        if (dLo !== dcLo || dHi !== dcHi) {
+          port = table.lookup(dHi, dLo, now);
+          dcHi = dHi;
+          dcLo = dLo;
+          dcPort = port;
+        }
         dests[i] = port < 0 ? DEST_FLOOD : port === srcPort ? DEST_SAME_PORT : port;
       }
     };
+  }
+
+  /** Forget everything and zero the counters: as new, without allocating a table. */
+  reset(): void {
+    this.table.clear();
+    const c = this.table.counters;
+    c.tableFull = c.learned = c.moved = c.aged = 0;
+    this.counters.runts = 0;
   }
 
   /** The port went away: forget what was learned on it. */

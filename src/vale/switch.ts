@@ -1,31 +1,59 @@
 /**
  * One VALE-style switch (vale0, vale1, ...): its ports, its forwarding
  * decision (learning bridge unless a lookup is given) and the loop that
- * moves frames. Decisions happen here in TypeScript, per batch, reading
- * Ethernet headers in place; copies happen in C++ (cpp/switch_core.cc).
+ * moves frames. Each round is one native call (cpp/core/switch_core.h): it
+ * collects one batch across every port, calls the decision here in
+ * TypeScript once for that batch, on header bytes it copied out of the
+ * clients' reach, and delivers it.
  */
 import { EventEmitter } from 'node:events';
+import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native, type NativeFdWatcher, type NativeSwitchCore } from '../netmap/addon.js';
-import { REGION } from '../netmap/abi.js';
 import { type Clock, systemClock } from './clock.js';
 import { LearningBridge, type BatchLookup } from './learning-bridge.js';
 import type { PortGeometry, SwitchStats } from '../control/protocol.js';
+import type { DatapathCommand, DatapathInit, DatapathServe } from './datapath-thread.js';
 
 export { DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type BatchLookup } from './learning-bridge.js';
 
 /** Options of a switch. */
 export interface SwitchOptions {
-  /** Replaces the learning bridge: decide a destination per frame of a batch. */
+  /**
+   * Where the forwarding loop runs. 'loop' (default): on this thread's event
+   * loop, sleeping in a libuv watcher. 'thread': on a worker thread of its
+   * own that sleeps in epoll_wait, so a doorbell wakes it in microseconds
+   * whatever the event loop is doing; the lookup then comes from
+   * {@link SwitchOptions.lookupModule} (a function cannot cross threads), and
+   * the MAC table in {@link Switch.stats} is the one the thread last
+   * published (about once a second, and when a port goes).
+   */
+  datapath?: 'loop' | 'thread';
+  /** Replaces the learning bridge: decide a destination per frame of a batch ('loop' datapath). */
   lookup?: BatchLookup;
+  /** 'thread' datapath: a module (path or file: URL) whose export is the lookup. */
+  lookupModule?: string;
+  /** The export of {@link SwitchOptions.lookupModule} to use (default 'lookup'). */
+  lookupExport?: string;
+  /**
+   * Decide in C++ (a learning bridge in the switch core) instead of calling
+   * TypeScript: the benchmarks' like-with-like baseline for the cost of the
+   * TypeScript decision. No MAC table in stats, no aging.
+   */
+  nativeBridge?: boolean;
   /** Frames taken from one source ring per turn (default 512). */
   batch?: number;
+  /**
+   * Bytes at the start of each frame the lookup can read (default 128,
+   * 14..2048): the switch copies them before deciding and delivers that copy.
+   */
+  headerBytes?: number;
   /** Keep polling this long (µs) after the last frame before sleeping (default 50). */
   busyPollUs?: number;
   /** MAC table aging (default 300 000 ms). */
   macAgeMs?: number;
   /** MAC table bound (default 8192 entries). */
   macTableSize?: number;
-  /** Clock for aging and the lossless stall bound (tests inject one). */
+  /** Clock for aging and the lossless stall bound (tests inject one; 'loop' datapath only). */
   clock?: Clock;
   /**
    * A receiver whose full rx ring has held back a lossless sender this long
@@ -33,6 +61,18 @@ export interface SwitchOptions {
    * (dropStalled) until it drains again (default 1000).
    */
   stallMs?: number;
+}
+
+/** Switch-wide counters (not per port). */
+export interface SwitchCounters {
+  /** times a doorbell woke the sleeping switch */
+  wakeups: number;
+  /** wakeups that found nothing to do */
+  spuriousWakeups: number;
+  /** times a port's doorbell was ignored for a while after repeated spurious wakeups */
+  doorbellBackoffs: number;
+  /** receivers declared stalled (lossless bound) */
+  stalls: number;
 }
 
 /** Register parameters for a new port. */
@@ -59,31 +99,9 @@ export interface SwitchPort {
   readonly geometry: PortGeometry;
   /** fds to hand a client: region, client doorbell, switch doorbell */
   readonly fds: readonly [number, number, number];
-  readonly bytes: Uint8Array;
   readonly txRings: number;
   readonly rxRings: number;
-  readonly watcher: NativeFdWatcher;
 }
-
-/** Switch-wide counters (not per port). */
-export interface SwitchCounters {
-  /** times a doorbell woke the sleeping switch */
-  wakeups: number;
-  /** wakeups that found nothing to do */
-  spuriousWakeups: number;
-  /** times a port's doorbell was ignored for a while after repeated spurious wakeups */
-  doorbellBackoffs: number;
-  /** receivers declared stalled (lossless bound) */
-  stalls: number;
-}
-
-/** Spurious wakeups in a row from one doorbell before it is ignored for a while. */
-const SPURIOUS_LIMIT = 8;
-/** First and longest time (ms) a doorbell ringing for nothing is ignored. */
-const BACKOFF_MIN_MS = 1;
-const BACKOFF_MAX_MS = 100;
-
-const MAX_BATCH = 4096;
 
 /**
  * The mem_id reported for the next port. Every vale-ts port has a region of
@@ -103,22 +121,103 @@ export function sumDrops(counters: Readonly<Record<string, number>>): number {
   return n;
 }
 
+/** Switches with a datapath thread, woken at exit so the thread ends at once. */
+const threadSwitches = new Set<Switch>();
+let exitHooked = false;
+function wakeThreadsAtExit(): void {
+  for (const sw of threadSwitches) sw.close();
+}
+
+const DATAPATH_THREAD = new URL('./datapath-thread.js', import.meta.url);
+
+/**
+ * Datapath threads whose switch has closed, waiting for the next switch. A
+ * worker costs tens of ms of CPU and some MB to start, and on-demand switches
+ * come and go with their ports: without reuse a client creating and removing
+ * switches in a loop would have vale-ts start threads in a loop.
+ */
+const spareThreads: Worker[] = [];
+/**
+ * A datapath thread allocates almost nothing while forwarding; what it leaves
+ * per switch served (a few KB) would sit in a default-sized young generation
+ * (tens of MB) until it fills. A small one is collected often and cheaply, so
+ * switches that come and go leave no growing footprint.
+ */
+const THREAD_LIMITS = { maxYoungGenerationSizeMb: 2 };
+/** Spare threads kept at most; beyond these a closing switch's thread ends. */
+const MAX_SPARE_THREADS = 2;
+
+function onSpareExit(this: Worker): void {
+  const i = spareThreads.indexOf(this);
+  if (i >= 0) spareThreads.splice(i, 1);
+}
+function onSpareError(): void {
+  // a spare runs no switch code; its 'exit' takes it out of the pool
+}
+
+/** A thread for a new switch: a spare, told to serve it, or a new worker. */
+function takeThread(init: DatapathInit, control: MessagePort): Worker {
+  const w = spareThreads.pop();
+  if (w) {
+    w.off('exit', onSpareExit);
+    w.off('error', onSpareError);
+    w.postMessage({ op: 'serve', init } satisfies DatapathServe, [control]);
+    return w;
+  }
+  return new Worker(DATAPATH_THREAD, { workerData: init, transferList: [control], resourceLimits: THREAD_LIMITS });
+}
+
+/**
+ * A thread whose switch is stopping: kept as a spare (it takes the next
+ * switch once it has finished with this one), or false: the caller ends it.
+ */
+function returnThread(w: Worker): boolean {
+  if (spareThreads.length >= MAX_SPARE_THREADS) return false;
+  w.unref();
+  w.on('exit', onSpareExit);
+  w.on('error', onSpareError);
+  spareThreads.push(w);
+  return true;
+}
+
+/**
+ * Starts a spare datapath thread now (vale-ts does at startup), so the first
+ * switch with a 'thread' datapath does not wait for one. Resolves when the
+ * thread is up.
+ */
+export async function prestartDatapathThread(): Promise<void> {
+  if (spareThreads.length > 0) return;
+  const w = new Worker(DATAPATH_THREAD, { resourceLimits: THREAD_LIMITS });
+  w.unref();
+  await new Promise<void>((res, rej) => {
+    w.on('message', function loaded(m: { op?: string }) {
+      if (m?.op !== 'spare') return;
+      w.off('message', loaded);
+      res();
+    });
+    w.once('error', rej);
+  });
+  if (!returnThread(w)) void w.terminate();
+}
+
 /** A switch. Ports come from its control server, or {@link Switch.addPort}. */
 export class Switch extends EventEmitter {
   readonly name: string;
   /** netmap's bridge_idx, assigned by the server hosting the switch */
   bridgeIndex = 0;
   readonly bridge: LearningBridge | undefined;
-  private readonly lookup: BatchLookup;
+  /** 'thread': where the forwarding loop runs (see {@link SwitchOptions.datapath}) */
+  readonly datapath: 'loop' | 'thread';
+  private readonly lookup: BatchLookup | undefined;
+  private readonly nativeBridge: boolean;
   private readonly core: NativeSwitchCore;
-  private readonly offsets: Uint32Array;
-  private readonly lens: Uint16Array;
-  private readonly dests: Int16Array;
-  private readonly batch: number;
+  /** 'loop': one watcher on the core's epoll set of every doorbell */
+  private readonly watcher: NativeFdWatcher | undefined;
+  /** 'thread': the datapath thread, its command port, its last MAC table */
+  private readonly thread: { worker: Worker; control: MessagePort; ready: Promise<void>; exited: Promise<void> } | undefined;
+  private threadMac: { entries: { mac: string; port: number; ageMs: number }[]; counters: Record<string, number>; size: number; at: number } | undefined;
   private readonly busyPollNs: bigint;
   private readonly portsById = new Map<number, SwitchPort>();
-  private order: SwitchPort[] = [];
-  private rr = 0;
   private running = false;
   private sleeping = false;
   private scheduled = false;
@@ -131,13 +230,15 @@ export class Switch extends EventEmitter {
   private readonly retired: Record<string, number> = {};
   private readonly clock: Clock;
   private readonly stallMs: number;
-  /** receivers holding back a lossless sender: since when (clock ms) they took nothing, and what they had taken then */
+  /** 'loop': receivers holding back a lossless sender: since when (clock ms) they took nothing, and what they had taken then */
   private readonly blockedSince = new Map<number, { since: number; delivered: number }>();
-  /** the port whose doorbell woke the switch, to judge the wakeup */
-  private wokenBy: SwitchPort | undefined;
-  /** per port: spurious wakeups in a row, and the backoff in force */
-  private readonly bellState = new Map<SwitchPort, { spurious: number; backoffMs: number; until: NodeJS.Timeout | undefined }>();
-  private readonly sc: SwitchCounters = { wakeups: 0, spuriousWakeups: 0, doorbellBackoffs: 0, stalls: 0 };
+  /** 'loop': the next round is the first after a wakeup, to judge it */
+  private woken = false;
+  /** 'loop': wakes the switch when a doorbell's backoff ends */
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private stalls = 0;
+  /** 'thread': the pool of spare threads is full; the thread ends with this switch */
+  private endThread = false;
 
   constructor(name: string, opts: SwitchOptions = {}) {
     super();
@@ -146,21 +247,36 @@ export class Switch extends EventEmitter {
     }
     this.name = name;
     const batch = opts.batch ?? 512;
-    if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH) throw new RangeError(`batch ${batch} out of range: use 1..${MAX_BATCH}`);
-    this.batch = batch;
+    const maxBatch = native.SwitchCore.maxBatch;
+    if (!Number.isInteger(batch) || batch < 1 || batch > maxBatch) throw new RangeError(`batch ${batch} out of range: use 1..${maxBatch}`);
+    const headerBytes = opts.headerBytes ?? native.SwitchCore.defaultHeaderBytes;
+    const maxHeader = native.SwitchCore.maxHeaderBytes;
+    if (!Number.isInteger(headerBytes) || headerBytes < 14 || headerBytes > maxHeader) {
+      throw new RangeError(`headerBytes ${headerBytes} out of range: use 14..${maxHeader} (the lookup reads at least the Ethernet header)`);
+    }
     const busy = opts.busyPollUs ?? 50;
     if (!(busy >= 0)) throw new RangeError(`busyPollUs ${busy} must be >= 0`);
     this.busyPollNs = BigInt(Math.round(busy * 1000));
-    this.offsets = new Uint32Array(MAX_BATCH);
-    this.lens = new Uint16Array(MAX_BATCH);
-    this.dests = new Int16Array(MAX_BATCH);
-    this.core = new native.SwitchCore(this.offsets, this.lens, this.dests);
     this.clock = opts.clock ?? systemClock;
     const stall = opts.stallMs ?? 1000;
     if (!(stall > 0) || !Number.isFinite(stall)) throw new RangeError(`stallMs ${stall} must be a positive number of milliseconds`);
     this.stallMs = stall;
+    this.core = new native.SwitchCore({ batch, headerBytes });
+    this.datapath = opts.datapath ?? 'loop';
+    this.nativeBridge = opts.nativeBridge ?? false;
+    if (this.nativeBridge && (opts.lookup || opts.lookupModule)) throw new TypeError(`switch ${name}: nativeBridge replaces the lookup; give one or the other`);
+    if (this.datapath === 'thread') {
+      if (opts.lookup) throw new TypeError(`switch ${name}: a 'thread' datapath takes its lookup from lookupModule (a function cannot cross threads)`);
+      if (opts.clock) throw new TypeError(`switch ${name}: a 'thread' datapath keeps the system clock (a clock cannot cross threads); use datapath 'loop' to inject one`);
+      this.thread = this.startThread(busy, opts);
+      return;
+    }
+    if (opts.datapath !== undefined && opts.datapath !== 'loop') throw new RangeError(`datapath '${String(opts.datapath)}': use 'loop' or 'thread'`);
+    this.watcher = new native.FdWatcher(this.core.waitFd, () => this.wake());
     if (opts.lookup) {
       this.lookup = opts.lookup;
+    } else if (this.nativeBridge) {
+      this.lookup = undefined;
     } else {
       const lb = new LearningBridge({ maxEntries: opts.macTableSize, ageMs: opts.macAgeMs, clock: opts.clock ?? systemClock });
       this.bridge = lb;
@@ -168,6 +284,87 @@ export class Switch extends EventEmitter {
       this.expireTimer = setInterval(() => lb.expire(), 1000);
       this.expireTimer.unref();
     }
+  }
+
+  private startThread(busyPollUs: number, opts: SwitchOptions): NonNullable<Switch['thread']> {
+    const { port1, port2 } = new MessageChannel();
+    const init: DatapathInit = { token: this.core.share(), busyPollUs, control: port2, stallMs: this.stallMs };
+    if (opts.lookupModule !== undefined) init.lookupModule = opts.lookupModule;
+    if (opts.lookupExport !== undefined) init.lookupExport = opts.lookupExport;
+    if (opts.macTableSize !== undefined) init.macTableSize = opts.macTableSize;
+    if (opts.macAgeMs !== undefined) init.macAgeMs = opts.macAgeMs;
+    if (opts.nativeBridge) init.nativeBridge = true;
+    const worker = takeThread(init, port2);
+    worker.ref(); // until it has loaded the lookup (a failure must be seen)
+    let readyRes: () => void = () => {};
+    let readyRej: (e: Error) => void = () => {};
+    const ready = new Promise<void>((res, rej) => {
+      readyRes = res;
+      readyRej = rej;
+    });
+    ready.catch(() => {}); // observed through whenReady()
+    let exitedRes: () => void = () => {};
+    const exited = new Promise<void>((res) => (exitedRes = res));
+    const onMessage = (m: { op: string; token?: number; message?: string; entries?: []; counters?: Record<string, number>; size?: number; index?: number }): void => {
+      if (m.token !== init.token) return; // another switch served by the same thread
+      if (m.op === 'ready') {
+        readyRes();
+        // from now on the control server keeps the process alive, not the
+        // datapath (unless stopped() is waiting for it)
+        if (!this.closed) worker.unref();
+      } else if (m.op === 'mac') this.threadMac = { entries: m.entries ?? [], counters: m.counters ?? {}, size: m.size ?? 0, at: Date.now() };
+      else if (m.op === 'lookupError') this.emit('lookupError', new Error(m.message));
+      else if (m.op === 'failed') onError(new Error(`switch ${this.name}: its datapath cannot start: ${m.message}`));
+      else if (m.op === 'stalled') {
+        this.stalls++;
+        const p = this.portsById.get(m.index ?? -1);
+        if (p) this.emit('stalled', p);
+      } else if (m.op === 'stopped') {
+        // the last message for this switch: the thread has let go of the
+        // core, which goes now rather than at some later GC
+        detach();
+        this.core.shutdown();
+        port1.close();
+        exitedRes();
+        if (this.endThread) void worker.terminate();
+      }
+    };
+    const onError = (e: Error): void => {
+      readyRej(e);
+      if (!this.closed) this.emit('datapathError', e);
+    };
+    const onExit = (): void => {
+      detach();
+      this.core.shutdown();
+      readyRej(new Error(`switch ${this.name}: its datapath thread exited`));
+      exitedRes();
+    };
+    const detach = (): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+    threadSwitches.add(this);
+    if (!exitHooked) {
+      exitHooked = true;
+      process.once('exit', wakeThreadsAtExit);
+    }
+    void exited.then(() => threadSwitches.delete(this));
+    return { worker, control: port1, ready, exited };
+  }
+
+  /** Resolves once the forwarding loop runs ('thread': the thread has loaded its lookup). */
+  whenReady(): Promise<void> {
+    return this.thread ? this.thread.ready : Promise.resolve();
+  }
+
+  private command(c: DatapathCommand): void {
+    if (!this.thread) return;
+    this.thread.control.postMessage(c);
+    this.core.notify();
   }
 
   /** Ports in index order. */
@@ -185,15 +382,18 @@ export class Switch extends EventEmitter {
   addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; regionFd?: number } = {}): SwitchPort {
     if (this.closed) throw new Error(`switch ${this.name} is shut down`);
     if (this.port(name)) throw Object.assign(new Error(`${name} already exists`), { code: 'EEXIST' });
-    const np = opts.regionFd !== undefined ? this.core.addPort(params, name, opts.lossless ?? false, opts.regionFd) : this.core.addPort(params, name, opts.lossless ?? false);
+    // regionFd: a region prepared off the loop (createRegionFdAsync); the
+    // core maps its own duplicate, the caller closes this one
+    const np =
+      opts.regionFd !== undefined
+        ? this.core.addPort(params, name, opts.lossless ?? false, opts.regionFd)
+        : this.core.addPort(params, name, opts.lossless ?? false);
     // a persistent port starts with nobody on it
     if (opts.persistent) this.core.setAttached(np.id, false);
-    // the geometry is what the addon laid out, read back from the region
-    // header it wrote, not our idea of its defaults
-    const hdr = new DataView(np.memory);
-    const txRings = hdr.getUint32(REGION.tx_rings, true);
-    const rxRings = hdr.getUint32(REGION.rx_rings, true);
-    const watcher = new native.FdWatcher(np.switchBell, () => this.wake(port));
+    // the geometry is what the core laid out (defaults applied), not our
+    // idea of its defaults
+    const txRings = np.txRings;
+    const rxRings = np.rxRings;
     const port: SwitchPort = {
       name,
       index: np.id,
@@ -205,24 +405,24 @@ export class Switch extends EventEmitter {
         nifpOffset: np.nifpOffset,
         txRings,
         rxRings,
-        txSlots: hdr.getUint32(REGION.tx_slots, true),
-        rxSlots: hdr.getUint32(REGION.rx_slots, true),
-        bufSize: hdr.getUint32(REGION.buf_size, true),
+        txSlots: np.txSlots,
+        rxSlots: np.rxSlots,
+        bufSize: np.bufSize,
         memId: nextMemId++,
       },
       fds: [np.fd, np.clientBell, np.switchBell],
-      bytes: new Uint8Array(np.memory),
       txRings,
       rxRings,
-      watcher,
     };
     this.portsById.set(np.id, port);
-    this.order = this.ports();
-    if (this.sleeping) {
-      this.core.arm(np.id, true, this.blocked);
-      watcher.start(1);
+    if (this.thread) {
+      // a sleeping datapath thread wakes and asks the new port for kicks too
+      this.core.notify();
+    } else {
+      // a sleeping switch asks the new port for kicks too (one call re-arms all)
+      if (this.sleeping && !this.core.armAll(this.blocked)) this.wake();
+      this.start();
     }
-    this.start();
     this.emit('port', port);
     return port;
   }
@@ -231,22 +431,17 @@ export class Switch extends EventEmitter {
   removePort(index: number): void {
     const p = this.portsById.get(index);
     if (!p) return;
-    p.watcher.close();
-    // take what the port queued before it went, then count what is left
-    this.pump();
+    // take what the port queued before it went ('loop'; a datapath thread
+    // takes it if it gets there first), then count what is left
+    if (!this.thread) this.pump();
     const last = this.core.removePort(index);
+    // the core unmapped the region and closed its fds just now, not at GC
     for (const [k, v] of Object.entries(last)) this.retired[k] = (this.retired[k] ?? 0) + v;
-    // the mapping goes now, not when the GC gets to it: views over it read
-    // as empty from here on (the core forgot the port above)
-    native.unmap(p.bytes.buffer as ArrayBuffer);
-    const bs = this.bellState.get(p);
-    if (bs?.until) clearTimeout(bs.until);
-    this.bellState.delete(p);
     this.blockedSince.delete(index);
-    if (this.wokenBy === p) this.wokenBy = undefined;
     this.portsById.delete(index);
-    this.order = this.ports();
     this.bridge?.portRemoved(index);
+    if (this.nativeBridge) this.core.nativePortRemoved(index);
+    this.command({ op: 'portRemoved', index });
     // with its final counters, for whoever keeps them beyond the port
     this.emit('portRemoved', p, last);
   }
@@ -281,6 +476,16 @@ export class Switch extends EventEmitter {
     return this.core.stats(index);
   }
 
+  /**
+   * Frames waiting in a port's rings now: published by its client on tx and
+   * not yet taken by the switch (in flight), and delivered into its rx rings
+   * and not yet released by the client. A head the client set outside the
+   * ring counts as nothing queued (the switch ignores it too, as badHead).
+   */
+  occupancy(index: number): { txQueued: number; rxQueued: number } {
+    return this.core.occupancy(index);
+  }
+
   /** Counters summed over every port, present and removed. */
   totals(): Record<string, number> {
     const t: Record<string, number> = { ...this.retired };
@@ -290,7 +495,7 @@ export class Switch extends EventEmitter {
 
   /** Switch-wide counters: wakeups, doorbell backoffs, stalls. */
   switchCounters(): SwitchCounters {
-    return { ...this.sc };
+    return { ...this.core.switchCounters(), stalls: this.stalls };
   }
 
   /**
@@ -302,11 +507,14 @@ export class Switch extends EventEmitter {
     const byIdx = new Map([...this.portsById.values()].map((p) => [p.index, p.name]));
     const mo = page.macOffset ?? 0;
     const ml = page.macLimit ?? Infinity;
+    const tm = this.threadMac;
+    const since = tm ? Date.now() - tm.at : 0;
+    const entries: Iterable<{ mac: string; port: number; ageMs: number }> = this.bridge ? this.bridge.table.entries() : tm ? tm.entries : [];
     let i = 0;
-    if (this.bridge && ml > 0) {
-      for (const e of this.bridge.table.entries()) {
+    if (ml > 0) {
+      for (const e of entries) {
         if (i++ < mo) continue;
-        macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: e.ageMs });
+        macTable.push({ mac: e.mac, port: byIdx.get(e.port) ?? `#${e.port}`, ageMs: Math.round(e.ageMs + since) });
         if (macTable.length >= ml) break;
       }
     }
@@ -320,51 +528,35 @@ export class Switch extends EventEmitter {
       portsTotal: all.length,
       portsOffset: po,
       macTable,
-      macTableTotal: this.bridge ? this.bridge.table.size : 0,
+      macTableTotal: this.bridge ? this.bridge.table.size : tm ? tm.size : 0,
       macTableOffset: mo,
-      macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : {},
+      macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : tm ? { ...tm.counters, size: tm.size } : {},
       totals: this.totals(),
-      switchCounters: { ...this.sc },
+      switchCounters: { ...this.switchCounters() },
     };
   }
 
   /**
-   * One round over every port, round-robin, at most one batch per tx ring:
-   * each source gets its turn, so N senders into one receiver get ~1/N each.
+   * One round over every port, in one native call: at most `batch` frames
+   * per tx ring, starting from a rotating port so N senders into one
+   * receiver get ~1/N each; the lookup runs once, only if frames came.
    * Returns the frames consumed.
    */
   pump(): number {
-    const order = this.order;
-    const n = order.length;
-    if (n === 0) return 0;
-    const start = this.rr++ % n;
-    let moved = 0;
-    let blocked = false;
-    const core = this.core;
-    for (let k = 0; k < n; k++) {
-      const p = order[(start + k) % n]!;
-      for (let r = 0; r < p.txRings; r++) {
-        const cnt = core.collect(p.index, r, this.batch);
-        if (cnt > 0) this.lookup(p.bytes, this.offsets, this.lens, cnt, p.index, this.dests);
-        const done = core.forward();
-        if (done < 0) {
-          blocked = true;
-          moved += -done - 1;
-          this.noteBlocked(core.blockedOn());
-        } else {
-          moved += done;
-        }
-      }
-    }
-    this.blocked = blocked;
-    if (!blocked && this.blockedSince.size) this.blockedSince.clear();
-    return moved;
+    // 'thread': the datapath thread runs the rounds
+    if (this.thread) return 0;
+    const done = this.lookup ? this.core.round(this.lookup) : this.core.roundNative();
+    this.blocked = done < 0;
+    if (this.blocked) this.noteBlocked(this.core.blockedOn());
+    else if (this.blockedSince.size) this.blockedSince.clear();
+    return done < 0 ? -done - 1 : done;
   }
 
   /**
    * A lossless sender waits on `idx`. A receiver that drains, however
    * slowly, keeps taking frames; one that took none for the stall bound is
-   * declared stalled and no longer waited for.
+   * declared stalled and no longer waited for ('loop' datapath; the thread
+   * keeps its own account, see datapath-thread.ts).
    */
   private noteBlocked(idx: number): void {
     if (idx < 0) return;
@@ -380,7 +572,7 @@ export class Switch extends EventEmitter {
     if (!p) return;
     this.blockedSince.delete(idx);
     this.core.setStalled(idx, true);
-    this.sc.stalls++;
+    this.stalls++;
     this.emit('stalled', p);
   }
 
@@ -404,21 +596,24 @@ export class Switch extends EventEmitter {
     if (this.closed) return;
     const moved = this.pump();
     const now = process.hrtime.bigint();
-    const by = this.wokenBy;
-    if (by) {
-      this.wokenBy = undefined;
-      if (moved === 0 && !this.blocked) {
-        // a doorbell rang for nothing: sleep again at once, no busy poll, and
-        // a port that keeps doing it is not listened to for a while
-        this.sc.spuriousWakeups++;
-        this.spurious(by);
+    if (this.woken) {
+      this.woken = false;
+      const useful = moved > 0 || this.blocked;
+      this.core.noteWakeup(useful);
+      if (!useful) {
+        // a doorbell rang for nothing: sleep again at once, no busy poll
+        this.lastWork = 0n;
         this.sleep();
         return;
       }
-      const bs = this.bellState.get(by);
-      if (bs) bs.spurious = bs.backoffMs = 0;
     }
-    if (moved > 0) this.lastWork = now;
+    if (moved > 0) {
+      this.lastWork = now;
+    } else if (now - this.lastWork < this.busyPollNs) {
+      // polling and nothing came: let other runnable threads have the CPU
+      // (a client this switch waits for may be one of them)
+      native.SwitchCore.yieldCpu();
+    }
     if (now - this.lastWork < this.busyPollNs) {
       this.schedule();
       return;
@@ -426,63 +621,42 @@ export class Switch extends EventEmitter {
     this.sleep();
   }
 
-  private anyPending(): boolean {
-    for (const p of this.order) for (let r = 0; r < p.txRings; r++) if (this.core.pending(p.index, r) > 0) return true;
-    return false;
-  }
-
-  /** Ask every client for a kick, re-check, and sleep on the doorbells. */
+  /** Ask every client for a kick (one call), re-check, and sleep on the one doorbell set. */
   private sleep(): void {
     const blocked = this.blocked;
-    for (const p of this.order) this.core.arm(p.index, true, blocked);
-    if (!blocked && this.anyPending()) {
-      for (const p of this.order) this.core.arm(p.index, false, false);
+    if (!this.core.armAll(blocked)) {
       this.lastWork = process.hrtime.bigint();
       this.schedule();
       return;
     }
     this.sleeping = true;
-    for (const p of this.order) if (!this.bellState.get(p)?.until) p.watcher.start(1);
+    this.watcher!.start(1);
     // backpressured frames wait for a receiver's kick; a timer guards against
     // a receiver that never asks
     if (blocked) this.wakeTimer = setTimeout(() => this.wake(), 10);
+    // a doorbell in backoff is listened to again when it ends, and the
+    // switch looks once for what its port sent meanwhile
+    const due = this.core.backoffDue();
+    if (due >= 0) this.backoffTimer = setTimeout(() => this.wake(), due);
   }
 
-  private spurious(p: SwitchPort): void {
-    let bs = this.bellState.get(p);
-    if (!bs) this.bellState.set(p, (bs = { spurious: 0, backoffMs: 0, until: undefined }));
-    if (++bs.spurious < SPURIOUS_LIMIT || bs.until) return;
-    bs.backoffMs = Math.min(BACKOFF_MAX_MS, bs.backoffMs ? bs.backoffMs * 2 : BACKOFF_MIN_MS);
-    bs.spurious = 0;
-    this.sc.doorbellBackoffs++;
-    p.watcher.stop();
-    const state = bs;
-    // frames it publishes meanwhile still move whenever the switch runs; the
-    // timer then listens again (and wakes the switch once, in case)
-    state.until = setTimeout(() => {
-      state.until = undefined;
-      if (this.closed || !this.portsById.has(p.index)) return;
-      if (this.sleeping) p.watcher.start(1);
-      this.wake();
-    }, bs.backoffMs);
-  }
-
-  private wake(by?: SwitchPort): void {
+  private wake(): void {
     if (!this.sleeping) return;
-    this.sc.wakeups++;
-    this.wokenBy = by;
     this.sleeping = false;
     if (this.wakeTimer) {
       clearTimeout(this.wakeTimer);
       this.wakeTimer = undefined;
     }
-    for (const p of this.order) {
-      p.watcher.stop();
-      this.core.arm(p.index, false, false);
-      this.core.drainBell(p.index);
+    if (this.backoffTimer) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
     }
+    this.watcher!.stop();
+    this.core.disarmAll();
+    this.woken = true;
     this.lastWork = process.hrtime.bigint();
-    this.schedule();
+    // forward at once: the frame that rang is waiting
+    if (!this.closed) this.loop();
   }
 
   /** Stop forwarding and release every port. */
@@ -490,8 +664,23 @@ export class Switch extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
-    for (const bs of this.bellState.values()) if (bs.until) clearTimeout(bs.until);
     for (const p of [...this.portsById.values()]) this.removePort(p.index);
+    this.watcher?.close();
+    // the core goes now ('loop', or a thread that has not taken it yet: a
+    // thread busy elsewhere must not hold a closed switch's memory), else
+    // once the thread has stopped
+    if (!this.thread || this.core.unshare()) this.core.shutdown();
+    this.command({ op: 'stop' });
+    if (this.thread) this.endThread = !returnThread(this.thread.worker);
+  }
+
+  /** Resolves when the datapath has stopped after {@link Switch.close} ('thread': the thread has exited). */
+  async stopped(): Promise<void> {
+    if (!this.thread) return;
+    this.thread.worker.ref(); // waited for: keep the process up until it has stopped
+    await this.thread.exited;
+    this.thread.worker.unref();
   }
 }

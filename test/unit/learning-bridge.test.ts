@@ -41,7 +41,7 @@ function batch(bridge: LearningBridge, srcPort: number, frames: Frame[]): number
       region[off + 13] = 0x00;
     }
   });
-  bridge.lookupBatch(region, offsets, lens, frames.length, srcPort, dests);
+  bridge.lookupBatch(region, offsets, lens, frames.length, new Uint8Array(frames.length).fill(srcPort), dests);
   return [...dests];
 }
 
@@ -162,7 +162,7 @@ test('lookupBatch works detached and honours count', (t) => {
   const region = new Uint8Array(256);
   region.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0x0a], 100);
   const dests = new Int16Array([9, 9]);
-  fn(region, new Uint32Array([100, 100]), new Uint16Array([60, 60]), 1, 0, dests);
+  fn(region, new Uint32Array([100, 100]), new Uint16Array([60, 60]), 1, new Uint8Array(2), dests);
   t.deepEqual([...dests], [DEST_FLOOD, 9]);
   t.is(br.table.size, 1);
 });
@@ -192,4 +192,21 @@ test('a large mixed batch matches a straightforward reference', (t) => {
     t.deepEqual(batch(br, srcPort, frames), expected);
     clock.advance(10);
   }
+});
+
+test('a destination that moves within a batch is followed (last-destination cache)', (t) => {
+  const br = new LearningBridge({ clock: new ManualClock() });
+  t.deepEqual(batch(br, 1, [{ dst: A, src: B }]), [DEST_FLOOD]);
+  // one batch, a source port per frame: A->B (B on 1), B speaks from 2, A->B again
+  const mac = (m: string): number[] => m.split(':').map((x) => parseInt(x, 16));
+  const frames = [
+    [...mac(B), ...mac(A)],
+    [...mac(A), ...mac(B)],
+    [...mac(B), ...mac(A)],
+  ];
+  const buf = new Uint8Array(3 * 64);
+  frames.forEach((f, i) => buf.set([...f, 0x08, 0x00], i * 64));
+  const dests = new Int16Array(3);
+  br.lookupBatch(buf, Uint32Array.of(0, 64, 128), Uint16Array.of(60, 60, 60), 3, Uint8Array.of(0, 2, 0), dests);
+  t.deepEqual([...dests], [1, 0, 2]);
 });

@@ -17,6 +17,7 @@ import type { Port, Ring } from '../../src/index.js';
 import { SwitchGoneError } from '../../src/index.js';
 import { dumpPayload, ringPointer } from './dump.js';
 import { CTR, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
+import { native } from '../../src/netmap/addon.js';
 import type { PktGenFunction } from './options.js';
 import { LINE, logLine, RttStats } from './report.js';
 
@@ -110,12 +111,14 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Ma
 /**
  * How long a loop spins on sync before it sleeps in poll, ms. Across a pipe
  * the two ends each keep a core and spinning avoids a wakeup per batch; on a
- * vale-ts port the switch is a third process, and where cores are fewer than
- * busy processes a spinning receiver only takes CPU from the switch and gets
- * scheduled in long, rare slices: there it sleeps at once and is woken by
- * the switch's kick.
+ * vale-ts port the switch is a third party, so the window is short (it
+ * covers the switch's next round, not a time slice), and every spin yields
+ * the CPU when it finds nothing, so a spinning loop never keeps the switch
+ * or the peer it waits for off a core.
  */
-const spinMs = (port: Port): number => (port.transport === 'vale-ts' ? 0 : 2);
+const spinMs = (port: Port): number => (port.transport === 'vale-ts' ? 0.05 : 2);
+/** In a spin loop, every 16th turn that found nothing: time check and sched_yield. */
+const spinYield = (): void => native.schedYield();
 /** How often a busy loop yields to the event loop, ms. */
 const YIELD_MS = 4;
 /** Longest single sleep, so cancellation is noticed quickly, ms. */
@@ -229,7 +232,10 @@ async function waitTxRoom(c: Ctx, rings: readonly Ring[]): Promise<void> {
     if (c.cancelled) return;
     c.sync(rings);
     if (anyRoom(rings)) return;
-    if ((i & 15) === 0 && now() - t0 > c.spinMs) break;
+    if ((i & 15) === 0) {
+      if (now() - t0 > c.spinMs) break;
+      spinYield();
+    }
   }
   while (!c.cancelled) {
     const ev = await c.pollFor({ rx: false, tx: true }, POLL_SLICE_MS);
@@ -375,6 +381,7 @@ async function receiverBody(c: Ctx): Promise<void> {
         for (let i = 1; !c.cancelled; i++) {
           c.sync(rings);
           if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > c.spinMs)) break;
+          if ((i & 15) === 0) spinYield();
         }
         if (port.rxAvailable() === 0) {
           const left = cfg.forever ? POLL_SLICE_MS : 1000 - (now() - idleSince);
@@ -480,6 +487,7 @@ async function pingBody(c: Ctx): Promise<void> {
     for (let i = 1; ; i++) {
       c.sync(rings);
       if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > 0.2) || c.cancelled) break;
+      if ((i & 15) === 0) spinYield();
     }
     if (port.rxAvailable() === 0 && !c.cancelled) {
       const ev = await c.pollFor({ rx: true, tx: false }, 3000 - (now() - t0));
@@ -541,6 +549,7 @@ async function pongBody(c: Ctx): Promise<void> {
       for (let i = 1; !c.cancelled; i++) {
         c.sync(rings);
         if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > 0.2)) break;
+        if ((i & 15) === 0) spinYield();
       }
       if (port.rxAvailable() === 0) {
         const ev = await c.pollFor({ rx: true, tx: false }, 1000);

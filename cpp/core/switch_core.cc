@@ -1,0 +1,709 @@
+// The switch datapath: see switch_core.h.
+#include "core/switch_core.h"
+
+#include <sys/epoll.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/shm_atomic.h"
+
+namespace nm {
+
+const char *const SWITCH_COUNTER_NAMES[C_COUNT] = {
+    "rxFrames",     "rxBytes",    "txFrames",   "txBytes",    "dropNoSpace",  "dropInvalid",
+    "dropRunt",     "dropSamePort", "dropLookup", "dropNoPort", "dropOversize", "dropFrag",
+    "dropClosed",   "flooded",    "badHead",    "kicks",        "dropStalled",  "floodCopies"};
+
+namespace {
+constexpr uint32_t FRAG_CAP = SWITCH_MAX_BATCH + NETMAP_MAX_FRAGS;
+constexpr uint64_t NOTIFY_TAG = ~0ull;
+}  // namespace
+
+SwitchCore::SwitchCore(uint32_t batch, uint32_t header)
+    : batch_(batch),
+      header_(header),
+      stride_((header + 7) & ~7u),
+      ports_(new Port[SWITCH_MAX_PORTS]),
+      hdr_(new uint8_t[static_cast<size_t>(SWITCH_MAX_BATCH) * ((header + 7) & ~7u)]()),
+      offsets_(new uint32_t[SWITCH_MAX_BATCH]()),
+      lens_(new uint16_t[SWITCH_MAX_BATCH]()),
+      src_(new uint8_t[SWITCH_MAX_BATCH]()),
+      dests_(new int16_t[SWITCH_MAX_BATCH]()),
+      touch_of_(new uint16_t[SWITCH_MAX_BATCH]()),
+      slot_of_(new uint32_t[SWITCH_MAX_BATCH]()),
+      fstart_(new uint32_t[SWITCH_MAX_BATCH]()),
+      fcount_(new uint32_t[SWITCH_MAX_BATCH]()),
+      ftotal_(new uint32_t[SWITCH_MAX_BATCH]()),
+      fidx_(new uint32_t[FRAG_CAP]()),
+      flen_(new uint16_t[FRAG_CAP]()),
+      room_(new uint32_t[SWITCH_MAX_PORTS * MAX_RINGS]()),
+      room_gen_(new uint32_t[SWITCH_MAX_PORTS * MAX_RINGS]()) {
+  // the decision finds frame i's header at a fixed place
+  for (uint32_t i = 0; i < SWITCH_MAX_BATCH; i++) offsets_[i] = i * stride_;
+}
+
+SwitchCore::~SwitchCore() = default;
+
+Result<std::unique_ptr<SwitchCore>> SwitchCore::create(uint32_t batch, uint32_t header) {
+  if (batch < 1 || batch > SWITCH_MAX_BATCH)
+    return check_fail(EINVAL, "batch " + std::to_string(batch) + " out of range: use 1.." + std::to_string(SWITCH_MAX_BATCH));
+  if (header < SWITCH_MIN_HEADER || header > SWITCH_MAX_HEADER)
+    return check_fail(EINVAL, "header bytes " + std::to_string(header) + " out of range: use " +
+                                  std::to_string(SWITCH_MIN_HEADER) + ".." + std::to_string(SWITCH_MAX_HEADER));
+  std::unique_ptr<SwitchCore> c(new SwitchCore(batch, header));
+  c->epfd_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!c->epfd_) return sys_fail("epoll_create1", "switch doorbell set");
+  c->notify_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!c->notify_fd_) return sys_fail("eventfd", "switch notification doorbell");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = NOTIFY_TAG;
+  if (epoll_ctl(c->epfd_.get(), EPOLL_CTL_ADD, c->notify_fd_.get(), &ev) < 0)
+    return sys_fail("epoll_ctl", "switch notification doorbell");
+  return c;
+}
+
+Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const std::string &name, bool lossless,
+                                            int prepared_fd) {
+  LayoutParams p = params;
+  p.n_ifs = 1;  // a switch port is one netmap_if
+  Result<Layout> lr = compute_layout(p);
+  if (!lr) return std::move(lr).take_error();
+  const Layout l = lr.value();
+  // allocation happens outside the lock: a big region must not stall rounds
+  unique_fd memfd;
+  mapping mem;
+  if (prepared_fd >= 0) {
+    // a region prepared off the event loop (createRegionFdAsync): map a
+    // duplicate; the caller keeps (and closes) its own descriptor
+    memfd.reset(fcntl(prepared_fd, F_DUPFD_CLOEXEC, 0));
+    if (!memfd) return sys_fail("fcntl", "dup prepared region");
+    struct stat st;
+    if (fstat(memfd.get(), &st) < 0) return sys_fail("fstat", "stat prepared region");
+    if (static_cast<uint64_t>(st.st_size) != l.size)
+      return check_fail(EINVAL, "prepared region has " + std::to_string(st.st_size) + " bytes, the layout needs " +
+                                    std::to_string(l.size));
+    Result<mapping> mr = mapping::map_shared(memfd.get(), l.size, "map prepared region");
+    if (!mr) return std::move(mr).take_error();
+    mem = std::move(mr.value());
+  } else {
+    std::string names[MAX_IFS] = {name, ""};
+    Result<MemfdRegion> rr = create_memfd_region(("vale-ts:" + name).c_str(), l, names);
+    if (!rr) return std::move(rr).take_error();
+    memfd = std::move(rr.value().fd);
+    mem = std::move(rr.value().map);
+  }
+  unique_fd sb(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!sb) return sys_fail("eventfd", "switch doorbell of " + name);
+  unique_fd cb(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!cb) return sys_fail("eventfd", "client doorbell of " + name);
+
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (in_round_) return check_fail(EDEADLK, "addPort called from inside the switch's lookup");
+  if (down_) return check_fail(ESHUTDOWN, "the switch is shut down");
+  uint32_t id = 0;
+  while (id < SWITCH_MAX_PORTS && ports_[id].used) id++;
+  if (id == SWITCH_MAX_PORTS) return check_fail(ENOSPC, "switch is full (254 ports, as NM_BDG_MAXPORTS)");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = id;
+  if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, sb.get(), &ev) < 0) return sys_fail("epoll_ctl", "doorbell of " + name);
+  Port &ps = ports_[id];
+  ps = Port{};
+  ps.used = true;
+  ps.lossless = lossless;
+  ps.layout = l;
+  ps.mem = std::move(mem);
+  ps.memfd = std::move(memfd);
+  ps.switch_bell = std::move(sb);
+  ps.client_bell = std::move(cb);
+  std::fill(std::begin(ps.bad_head), std::end(ps.bad_head), UINT32_MAX);
+  active_.insert(std::upper_bound(active_.begin(), active_.end(), id), id);
+  SwitchPortInfo info;
+  info.id = id;
+  info.memfd = ps.memfd.get();
+  info.switch_bell = ps.switch_bell.get();
+  info.client_bell = ps.client_bell.get();
+  info.size = l.size;
+  info.nifp_ofs = l.nifp_ofs[0];
+  info.geometry = l.p;
+  return info;
+}
+
+void SwitchCore::count_closed(Port *p) {
+  // frames the client queued but the switch never took are lost: count them
+  for (uint32_t r = 0; r < p->layout.p.tx_rings; r++) {
+    uint32_t head = load_acquire(&p->atok(r)->head);
+    if (head < p->layout.p.tx_slots) {
+      uint32_t n = ring_dist(head, p->tx_hwcur[r], p->layout.p.tx_slots);
+      p->c[C_DROP_CLOSED] += n;
+      p->c[C_RX_FRAMES] += n;
+    }
+  }
+}
+
+Result<SwitchCounters> SwitchCore::remove_port(uint32_t id) {
+  Port released;
+  SwitchCounters last;
+  {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    if (in_round_) return check_fail(EDEADLK, "removePort called from inside the switch's lookup");
+    Port *p = port(id);
+    if (!p) return check_fail(ENOENT, "no switch port " + std::to_string(id));
+    count_closed(p);
+    last = p->c;
+    if (!p->muted) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, p->switch_bell.get(), nullptr);
+    rang_.erase(std::remove(rang_.begin(), rang_.end(), id), rang_.end());
+    active_.erase(std::remove(active_.begin(), active_.end(), id), active_.end());
+    released = std::move(*p);
+    *p = Port{};
+  }
+  // unmapped and closed here, outside the lock (the Port destructor)
+  return last;
+}
+
+void SwitchCore::shutdown() {
+  std::unique_ptr<Port[]> gone;
+  {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    if (down_ || in_round_) return;
+    down_ = true;
+    active_.clear();
+    rang_.clear();
+    dirty_.clear();
+    touched_.clear();
+    dropped_.clear();
+    gone = std::move(ports_);
+    for (auto *b : {&offsets_, &slot_of_, &fstart_, &fcount_, &ftotal_, &fidx_, &room_, &room_gen_}) b->reset();
+    hdr_.reset();
+    lens_.reset();
+    src_.reset();
+    dests_.reset();
+    touch_of_.reset();
+    flen_.reset();
+    epfd_.reset();
+    notify_fd_.reset();
+  }
+  // regions unmapped and doorbells closed here, outside the lock
+}
+
+#define WITH_PORT(id)                                                                 \
+  std::lock_guard<std::recursive_mutex> g(mu_);                                                 \
+  Port *p = port(id);                                                                 \
+  if (!p) return check_fail(ENOENT, "no switch port " + std::to_string(id));
+
+Status SwitchCore::set_lossless(uint32_t id, bool on) {
+  WITH_PORT(id);
+  p->lossless = on;
+  return Ok{};
+}
+
+Status SwitchCore::set_attached(uint32_t id, bool on) {
+  WITH_PORT(id);
+  p->attached = on;
+  return Ok{};
+}
+
+Status SwitchCore::set_stalled(uint32_t id, bool on) {
+  WITH_PORT(id);
+  p->stalled = on;
+  return Ok{};
+}
+
+Status SwitchCore::set_extra_bells(uint32_t id, std::vector<int> fds) {
+  WITH_PORT(id);
+  if (in_round_) return check_fail(EDEADLK, "setExtraBells called from inside the switch's lookup");
+  p->extra_bells = std::move(fds);
+  return Ok{};
+}
+
+Result<SwitchCounters> SwitchCore::counters(uint32_t id) {
+  WITH_PORT(id);
+  return p->c;
+}
+
+Result<uint8_t *> SwitchCore::port_base(uint32_t id) {
+  WITH_PORT(id);
+  return p->base();
+}
+
+Result<std::pair<uint64_t, uint64_t>> SwitchCore::occupancy(uint32_t id) {
+  WITH_PORT(id);
+  const uint32_t nt = p->layout.p.tx_slots, nr = p->layout.p.rx_slots;
+  auto dist = [](uint32_t from, uint32_t to, uint32_t n) -> uint64_t {
+    return from >= n || to >= n ? 0 : (to + n - from) % n;
+  };
+  uint64_t tx = 0, rx = 0;
+  // the client's heads are read as published; the switch's cursors are its own
+  for (uint32_t r = 0; r < p->layout.p.tx_rings; r++) tx += dist(p->tx_hwcur[r], load_acquire(&p->atok(r)->head), nt);
+  for (uint32_t r = 0; r < p->layout.p.rx_rings; r++)
+    rx += dist(load_acquire(&p->atok(p->layout.p.tx_rings + r)->head), p->rx[r].hwtail, nr);
+  return std::make_pair(tx, rx);
+}
+#undef WITH_PORT
+
+uint32_t SwitchCore::port_count() {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  return static_cast<uint32_t>(active_.size());
+}
+
+// ---- collect --------------------------------------------------------------
+
+// Reads up to max frames from tx ring r of port id into the batch at n.
+// Each slot is read once; invalid slots and over-long chains are counted and
+// skipped. Returns the new batch size.
+uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t max) {
+  Port *p = &ports_[id];
+  const uint32_t N = p->layout.p.tx_slots;
+  const uint32_t head = load_acquire(&p->atok(r)->head);
+  if (head >= N) {
+    if (p->bad_head[r] != head) p->c[C_BAD_HEAD]++;
+    p->bad_head[r] = head;
+    return n;
+  }
+  uint32_t i = p->tx_hwcur[r];
+  if (i == head) return n;
+  netmap_slot *s = ring_slots(p->ring(r));
+  const uint32_t bsz = p->layout.p.buf_size;
+  const uint32_t t = static_cast<uint32_t>(touched_.size());
+  uint32_t nf = n == 0 ? 0 : fstart_[n - 1] + fcount_[n - 1];
+  uint32_t scanned = 0;
+  const uint32_t n0 = n;
+  const uint32_t d0 = static_cast<uint32_t>(dropped_.size());
+  // a frame is one slot, or a chain of slots with NS_MOREFRAG on all but
+  // the last (netmap's multi-slot frames)
+  while (i != head && n - n0 < max && scanned < max) {
+    const uint32_t first = i, f0 = nf;
+    bool ok = true, complete = false;
+    uint32_t total = 0;
+    while (i != head) {
+      const uint32_t idx = s[i].buf_idx;
+      const uint16_t len = s[i].len;
+      const uint16_t fl = s[i].flags;
+      if (!p->buf_ok(idx) || len > bsz) ok = false;
+      fidx_[nf] = idx;
+      flen_[nf] = len;
+      nf++;
+      total += len;
+      i = ring_next(i, N);
+      if (!(fl & NS_MOREFRAG)) {
+        complete = true;
+        break;
+      }
+      if (nf - f0 == NETMAP_MAX_FRAGS) break;  // chain too long: dropped below
+    }
+    const uint32_t frags = nf - f0;
+    if (!complete && frags < NETMAP_MAX_FRAGS) {
+      // the rest of the frame is not published yet: take it next time
+      i = first;
+      nf = f0;
+      break;
+    }
+    scanned += frags;
+    if (!complete) {
+      dropped_.push_back(Dropped{first, static_cast<uint8_t>(C_DROP_FRAG)});
+      nf = f0;
+    } else if (!ok || total > 65535) {
+      dropped_.push_back(Dropped{first, static_cast<uint8_t>(C_DROP_INVALID)});
+      nf = f0;
+    } else {
+      // the snapshot: what the decision reads and what is delivered first
+      const uint32_t h = std::min<uint32_t>(flen_[f0], header_);
+      std::memcpy(&hdr_[static_cast<size_t>(n) * stride_], p->buf(fidx_[f0]), h);
+      lens_[n] = static_cast<uint16_t>(h);
+      src_[n] = static_cast<uint8_t>(id);
+      touch_of_[n] = static_cast<uint16_t>(t);
+      slot_of_[n] = first;
+      fstart_[n] = f0;
+      fcount_[n] = frags;
+      ftotal_[n] = total;
+      n++;
+    }
+  }
+  if (i != p->tx_hwcur[r])
+    touched_.push_back(Touched{static_cast<uint8_t>(id), static_cast<uint8_t>(r), false, i, 0, p->tx_hwcur[r], d0,
+                               static_cast<uint32_t>(dropped_.size())});
+  return n;
+}
+
+// One batch across every port's tx rings. It starts at the port after the
+// one that came first with frames last time, so the first place (which a
+// full receiver ring favours) rotates among the ports that send, and N
+// senders into one receiver get ~1/N each whatever idle ports lie between.
+uint32_t SwitchCore::collect() {
+  touched_.clear();
+  dropped_.clear();
+  const uint32_t np = static_cast<uint32_t>(active_.size());
+  if (np == 0) return 0;
+  const uint32_t start =
+      static_cast<uint32_t>(std::lower_bound(active_.begin(), active_.end(), rr_) - active_.begin()) % np;
+  uint32_t n = 0;
+  bool first = true;
+  for (uint32_t k = 0; k < np; k++) {
+    const uint32_t id = active_[(start + k) % np];
+    const uint32_t rings = ports_[id].layout.p.tx_rings;
+    const uint32_t before = n;
+    for (uint32_t r = 0; r < rings; r++) {
+      const uint32_t left = SWITCH_MAX_BATCH - n;
+      if (left == 0) break;
+      n = collect_ring(id, r, n, std::min(batch_, left));
+    }
+    if (first && n > before) {
+      first = false;
+      rr_ = id + 1;  // next round starts after this port
+    }
+    if (n == SWITCH_MAX_BATCH) break;
+  }
+  return n;
+}
+
+// ---- deliver --------------------------------------------------------------
+
+uint32_t *SwitchCore::room(uint32_t d, uint32_t rr) {
+  const uint32_t k = d * MAX_RINGS + rr;
+  if (room_gen_[k] != gen_) {
+    room_gen_[k] = gen_;
+    room_[k] = 0;
+  }
+  return &room_[k];
+}
+
+// Reads the client's rx head (validated) and computes the room in ring rr.
+bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
+  RxState &st = d->rx[rr];
+  const uint32_t N = d->layout.p.rx_slots;
+  uint32_t rel = load_acquire(&d->atok(d->layout.p.tx_rings + rr)->head);
+  uint32_t &bad = d->bad_head[d->layout.p.tx_rings + rr];
+  if (rel >= N || ring_dist(rel, st.released, N) > ring_dist(st.hwtail, st.released, N)) {
+    if (bad != rel) d->c[C_BAD_HEAD]++;
+    bad = rel;
+    rel = st.released;
+  }
+  // a receiver that releases slots is draining again
+  if (rel != st.released) d->stalled = false;
+  st.released = rel;
+  *room = ring_dist(rel == 0 ? N - 1 : rel - 1, st.hwtail, N);
+  return *room > 0;
+}
+
+// One copy of batch frame k into port d's rx ring rr, one rx slot per
+// fragment; the first fragment's header bytes come from the snapshot. False
+// when there is no room for all of them.
+bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
+  const uint32_t frags = fcount_[k], f0 = fstart_[k];
+  if (*room < frags) {
+    refresh_room(d, rr, room);
+    if (*room < frags) return false;
+  }
+  RxState &st = d->rx[rr];
+  const uint32_t N = d->layout.p.rx_slots;
+  netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
+  uint32_t dst_idx[NETMAP_MAX_FRAGS];
+  for (uint32_t f = 0, j = st.hwtail; f < frags; f++, j = ring_next(j, N)) {
+    dst_idx[f] = rs[j].buf_idx;
+    if (!d->buf_ok(dst_idx[f])) {
+      // the client broke its own rx slot: the copy is lost, counted there
+      d->c[C_DROP_INVALID]++;
+      return true;
+    }
+    if (flen_[f0 + f] > d->layout.p.buf_size) {
+      d->c[C_DROP_OVERSIZE]++;
+      return true;
+    }
+  }
+  const Port *p = &ports_[src_[k]];
+  for (uint32_t f = 0; f < frags; f++) {
+    netmap_slot *slot = &rs[st.hwtail];
+    const uint16_t len = flen_[f0 + f];
+    uint8_t *to = d->buf(dst_idx[f]);
+    if (f == 0) {
+      const uint32_t h = lens_[k];
+      std::memcpy(to, &hdr_[static_cast<size_t>(k) * stride_], h);
+      if (len > h) std::memcpy(to + h, p->buf(fidx_[f0]) + h, len - h);
+    } else {
+      std::memcpy(to, p->buf(fidx_[f0 + f]), len);
+    }
+    slot->len = len;
+    slot->flags = f + 1 < frags ? NS_MOREFRAG : 0;
+    st.hwtail = ring_next(st.hwtail, N);
+  }
+  *room -= frags;
+  if (!d->any_dirty) {
+    d->any_dirty = true;
+    dirty_.push_back(static_cast<uint32_t>(d - ports_.get()));
+  }
+  d->rx_dirty[rr] = true;
+  d->c[C_TX_FRAMES]++;
+  d->c[C_TX_BYTES] += ftotal_[k];
+  return true;
+}
+
+// Delivers the batch by dests[], in batch order (so per source ring order is
+// kept), then advances and publishes each source ring that had something and
+// each destination rx ring that got something, once.
+void SwitchCore::forward(uint32_t n, RoundResult *res) {
+  gen_++;
+  if (gen_ == 0) {  // wrapped: forget every cached room
+    std::fill(room_gen_.get(), room_gen_.get() + SWITCH_MAX_PORTS * MAX_RINGS, 0u);
+    gen_ = 1;
+  }
+  const uint32_t nactive = static_cast<uint32_t>(active_.size());
+  blocked_on_ = -1;
+  for (uint32_t k = 0; k < n; k++) {
+    Touched &t = touched_[touch_of_[k]];
+    if (t.stopped) continue;  // its ring is waiting for room: taken again next round
+    Port *p = &ports_[t.port];
+    const uint32_t src_id = t.port;
+    const uint32_t r = t.ring;
+    const int16_t dst = dests_[k];
+    const uint32_t len = ftotal_[k];
+    if (flen_[fstart_[k]] < 14) {
+      p->c[C_DROP_RUNT]++;
+    } else if (dst >= 0) {
+      const uint32_t d = static_cast<uint32_t>(dst);
+      if (d == src_id) {
+        p->c[C_DROP_SAME_PORT]++;
+      } else if (d >= SWITCH_MAX_PORTS || !ports_[d].used) {
+        p->c[C_DROP_NO_PORT]++;
+      } else {
+        Port *dp = &ports_[d];
+        const uint32_t rr = r % dp->layout.p.rx_rings;
+        if (!deliver(dp, rr, k, room(d, rr))) {
+          if (p->lossless && dp->attached && !dp->stalled) {
+            t.stopped = true;
+            t.stop_slot = slot_of_[k];
+            res->blocked = true;
+            blocked_on_ = static_cast<int32_t>(d);
+            continue;
+          }
+          dp->c[dp->stalled ? C_DROP_STALLED : C_DROP_NO_SPACE]++;
+        }
+      }
+    } else if (dst == DEST_FLOOD) {
+      if (p->lossless) {
+        // all or nothing: never deliver a flood twice
+        bool all = true;
+        for (uint32_t d : active_) {
+          if (d == src_id || !ports_[d].attached || ports_[d].stalled) continue;
+          const uint32_t rr = r % ports_[d].layout.p.rx_rings;
+          uint32_t *rm = room(d, rr);
+          if (*rm < fcount_[k]) refresh_room(&ports_[d], rr, rm);
+          if (*rm < fcount_[k] && !ports_[d].stalled) {
+            all = false;
+            blocked_on_ = static_cast<int32_t>(d);
+            break;
+          }
+        }
+        if (!all) {
+          t.stopped = true;
+          t.stop_slot = slot_of_[k];
+          res->blocked = true;
+          continue;
+        }
+      }
+      if (nactive < 2) {
+        // nobody else on the switch: the frame goes nowhere, and says so
+        p->c[C_DROP_NO_PORT]++;
+      } else {
+        p->c[C_FLOODED]++;
+        for (uint32_t d : active_) {
+          if (d == src_id) continue;
+          p->c[C_FLOOD_COPIES]++;
+          Port *dp = &ports_[d];
+          const uint32_t rr = r % dp->layout.p.rx_rings;
+          if (!deliver(dp, rr, k, room(d, rr)))
+            dp->c[dp->stalled && p->lossless ? C_DROP_STALLED : C_DROP_NO_SPACE]++;
+        }
+      }
+    } else if (dst == DEST_SAME_PORT) {
+      p->c[C_DROP_SAME_PORT]++;
+    } else {
+      p->c[C_DROP_LOOKUP]++;
+    }
+    p->c[C_RX_FRAMES]++;
+    p->c[C_RX_BYTES] += len;
+    res->moved++;
+  }
+  // advance each source ring: to the end of its scan, or to the frame that
+  // could not be delivered (lossless)
+  for (const Touched &t : touched_) {
+    Port *p = &ports_[t.port];
+    const uint32_t N = p->layout.p.tx_slots;
+    const uint32_t newcur = t.stopped ? t.stop_slot : t.end;
+    // skipped frames the ring now moves past are counted; those after a
+    // lossless stop are scanned again next round and counted then
+    const uint32_t passed = ring_dist(newcur, t.start, N);
+    for (uint32_t j = t.d0; j < t.d1; j++)
+      if (ring_dist(dropped_[j].slot, t.start, N) < passed) p->c[dropped_[j].counter]++;
+    p->tx_hwcur[t.ring] = newcur;
+    nm_csb_ktoa *kt = p->ktoa(t.ring);
+    store_release(&kt->hwcur, newcur);
+    store_release(&kt->hwtail, newcur == 0 ? N - 1 : newcur - 1);
+    full_fence();
+    nm_csb_atok *a = p->atok(t.ring);
+    if (load_relaxed(&a->appl_need_kick) && exchange(&a->appl_need_kick, 0)) kick_client(p);
+  }
+  touched_.clear();
+  publish_rx();
+}
+
+void SwitchCore::kick_client(Port *p) {
+  uint64_t one = 1;
+  // EAGAIN: the counter is full of kicks already, the client will wake
+  ssize_t w = write(p->client_bell.get(), &one, sizeof one);
+  for (int fd : p->extra_bells) w = write(fd, &one, sizeof one);
+  (void)w;
+  p->c[C_KICKS]++;
+}
+
+// Publishes new rx tails and wakes receivers that asked for it.
+void SwitchCore::publish_rx() {
+  for (uint32_t id : dirty_) {
+    Port &d = ports_[id];
+    d.any_dirty = false;
+    bool kick = false;
+    for (uint32_t rr = 0; rr < d.layout.p.rx_rings; rr++) {
+      if (!d.rx_dirty[rr]) continue;
+      d.rx_dirty[rr] = false;
+      const uint32_t k = d.layout.p.tx_rings + rr;
+      store_release(&d.ktoa(k)->hwtail, d.rx[rr].hwtail);
+      full_fence();
+      nm_csb_atok *a = d.atok(k);
+      if (load_relaxed(&a->appl_need_kick) && exchange(&a->appl_need_kick, 0)) kick = true;
+    }
+    if (kick) kick_client(&d);
+  }
+  dirty_.clear();
+}
+
+// ---- sleep and wake -------------------------------------------------------
+
+uint32_t SwitchCore::pending_locked() {
+  uint32_t n = 0;
+  for (uint32_t id : active_) {
+    Port &p = ports_[id];
+    for (uint32_t r = 0; r < p.layout.p.tx_rings; r++) {
+      const uint32_t head = load_acquire(&p.atok(r)->head);
+      if (head < p.layout.p.tx_slots) n += ring_dist(head, p.tx_hwcur[r], p.layout.p.tx_slots);
+    }
+  }
+  return n;
+}
+
+bool SwitchCore::arm_all(bool rx_too) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  for (uint32_t id : active_) {
+    Port &p = ports_[id];
+    for (uint32_t r = 0; r < p.layout.p.tx_rings; r++) store_release(&p.ktoa(r)->kern_need_kick, 1);
+    for (uint32_t rr = 0; rr < p.layout.p.rx_rings; rr++)
+      store_release(&p.ktoa(p.layout.p.tx_rings + rr)->kern_need_kick, rx_too ? 1 : 0);
+  }
+  // the client reads kern_need_kick after publishing: re-check after asking
+  full_fence();
+  if (rx_too || pending_locked() == 0) return true;
+  for (uint32_t id : active_) {
+    Port &p = ports_[id];
+    for (uint32_t k = 0; k < p.layout.rings_per_if(); k++) store_release(&p.ktoa(k)->kern_need_kick, 0);
+  }
+  return false;
+}
+
+void SwitchCore::disarm_all() {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  for (uint32_t id : active_) {
+    Port &p = ports_[id];
+    for (uint32_t k = 0; k < p.layout.rings_per_if(); k++) store_relaxed(&p.ktoa(k)->kern_need_kick, 0);
+  }
+  // drain only the doorbells that rang: O(rung), not O(ports)
+  epoll_event evs[64];
+  for (;;) {
+    int n = epoll_wait(epfd_.get(), evs, 64, 0);
+    if (n <= 0) break;
+    for (int i = 0; i < n; i++) {
+      const uint64_t tag = evs[i].data.u64;
+      int fd = tag == NOTIFY_TAG ? notify_fd_.get() : tag < SWITCH_MAX_PORTS && ports_[tag].used ? ports_[tag].switch_bell.get() : -1;
+      if (fd >= 0 && tag != NOTIFY_TAG && std::find(rang_.begin(), rang_.end(), tag) == rang_.end())
+        rang_.push_back(static_cast<uint32_t>(tag));
+      uint64_t v;
+      if (fd >= 0) while (read(fd, &v, sizeof v) > 0) {
+        }
+    }
+    if (n < 64) break;
+  }
+}
+
+namespace {
+int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+}  // namespace
+
+void SwitchCore::note_wakeup(bool useful) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (rang_.empty()) return;  // woken by a timer or notify(), not a client
+  wide_.wakeups++;
+  if (!useful) wide_.spurious_wakeups++;
+  for (uint32_t id : rang_) {
+    Port *p = port(id);
+    if (!p) continue;
+    if (useful) {
+      p->spurious = p->backoff_ms = 0;
+      continue;
+    }
+    if (++p->spurious < SWITCH_SPURIOUS_LIMIT || p->muted) continue;
+    p->spurious = 0;
+    p->backoff_ms = std::min(SWITCH_BACKOFF_MAX_MS, p->backoff_ms ? p->backoff_ms * 2 : SWITCH_BACKOFF_MIN_MS);
+    if (epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, p->switch_bell.get(), nullptr) < 0) continue;
+    p->muted = true;
+    p->muted_until_ns = now_ns() + static_cast<int64_t>(p->backoff_ms) * 1000000;
+    wide_.doorbell_backoffs++;
+  }
+  rang_.clear();
+}
+
+int SwitchCore::backoff_due() {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  int64_t next = -1;
+  const int64_t now = now_ns();
+  for (uint32_t id : active_) {
+    Port &p = ports_[id];
+    if (!p.muted) continue;
+    if (p.muted_until_ns <= now) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = id;
+      // on failure it stays muted and is retried at the next sleep
+      if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, p.switch_bell.get(), &ev) == 0) {
+        p.muted = false;
+        continue;
+      }
+      p.muted_until_ns = now + 1000000;
+    }
+    const int64_t left = p.muted_until_ns - now;
+    if (next < 0 || left < next) next = left;
+  }
+  return next < 0 ? -1 : static_cast<int>((next + 999999) / 1000000);
+}
+
+int SwitchCore::wait(int timeout_ms) {
+  epoll_event ev;
+  int n = epoll_wait(epfd_.get(), &ev, 1, timeout_ms);
+  if (n < 0) return errno == EINTR ? 0 : -1;
+  return n;
+}
+
+void SwitchCore::notify() {
+  uint64_t one = 1;
+  ssize_t w = write(notify_fd_.get(), &one, sizeof one);
+  (void)w;
+}
+
+}  // namespace nm

@@ -1,0 +1,332 @@
+// The switch's datapath, without N-API: it plays the kernel for every port's
+// rings (the CSB model). One round walks every port's tx rings, collects one
+// batch across all of them (validated, each frame tagged with its source
+// port), snapshots the header bytes the forwarding decision may read into
+// switch-private memory, hands the batch to that decision (TypeScript, via
+// the N-API binding) and delivers it: every destination rx ring is filled
+// and published once per round, and rings that had nothing are not touched.
+//
+// The decision reads only the snapshot, and the delivered frame starts with
+// the snapshot, so a client that rewrites its buffer after the switch took
+// the frame cannot make the switch deliver something it did not decide on.
+//
+// Every value read from a port's region is the client's and may be hostile:
+// head indices, buffer indices and lengths are read once, checked against
+// the layout the switch itself computed (never the header in shared memory),
+// and a bad slot is dropped and counted.
+//
+// Sleep and wake cost O(1) calls: every switch doorbell is in one epoll set
+// (one fd for the event loop or a datapath thread to wait on), and kick
+// requests of all ports are armed and withdrawn in one call.
+//
+// Thread safety: every public member takes the core's mutex, so a datapath
+// thread can run rounds while another thread adds and removes ports or reads
+// counters; a round holds the mutex for its whole duration (decision
+// included), which bounds how long a control call waits. The mutex is
+// recursive so a decision may read counters; calls that change ports fail
+// with EDEADLK when made from inside a decision.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/fd.h"
+#include "core/region.h"
+#include "core/result.h"
+
+namespace nm {
+
+constexpr uint32_t SWITCH_MAX_PORTS = 254;  // NM_BDG_MAXPORTS
+constexpr uint32_t SWITCH_MAX_BATCH = 4096;
+// bytes of each frame the decision sees (and the switch snapshots)
+constexpr uint32_t SWITCH_MIN_HEADER = 14;
+constexpr uint32_t SWITCH_MAX_HEADER = 2048;
+constexpr uint32_t SWITCH_DEFAULT_HEADER = 128;
+constexpr int16_t DEST_DROP = -1;
+constexpr int16_t DEST_FLOOD = -2;
+constexpr int16_t DEST_SAME_PORT = -3;
+
+// per-port counters; the order is the JS-visible order (SWITCH_COUNTER_NAMES)
+enum SwitchCounter {
+  C_RX_FRAMES,       // frames taken from the port's tx rings
+  C_RX_BYTES,
+  C_TX_FRAMES,       // frames delivered into the port's rx rings
+  C_TX_BYTES,
+  C_DROP_NO_SPACE,   // copies to this port lost: its rx ring was full
+  C_DROP_INVALID,    // slots from this port with a bad buffer index or length
+  C_DROP_RUNT,       // frames from this port under 14 bytes
+  C_DROP_SAME_PORT,  // destination was the source (never reflected)
+  C_DROP_LOOKUP,     // the lookup function said drop (or threw)
+  C_DROP_NO_PORT,    // the lookup named a port that does not exist, or a flood found no other port
+  C_DROP_OVERSIZE,   // copies to this port larger than its buffers
+  C_DROP_FRAG,       // a fragment chain longer than NETMAP_MAX_FRAGS slots
+  C_DROP_CLOSED,     // frames left in the port's tx rings when it went away
+  C_FLOODED,         // frames from this port sent to all others
+  C_BAD_HEAD,        // impossible indices the client published (each new value once)
+  C_KICKS,           // doorbell writes to this port's client
+  C_DROP_STALLED,    // copies to this port lost while it was declared stalled (lossless senders)
+  C_FLOOD_COPIES,    // copies made of this port's flooded frames, one per other port (each delivered or dropped)
+  C_COUNT
+};
+extern const char *const SWITCH_COUNTER_NAMES[C_COUNT];
+using SwitchCounters = std::array<uint64_t, C_COUNT>;
+
+// What the caller needs to hand a new port to a client.
+struct SwitchPortInfo {
+  uint32_t id = 0;
+  int memfd = -1;        // the region (owned by the core)
+  int switch_bell = -1;  // the client kicks this (owned by the core)
+  int client_bell = -1;  // the switch kicks this (owned by the core)
+  uint64_t size = 0;
+  uint64_t nifp_ofs = 0;
+  // the geometry laid out (defaults applied), as the region header says
+  LayoutParams geometry;
+};
+
+// The decision's view of one batch. Frame i's first lens[i] bytes (at most
+// the header size) are at hdr + offsets[i]; src[i] is its source port; the
+// decision writes dests[i]: a port index, DEST_FLOOD, DEST_DROP or
+// DEST_SAME_PORT.
+struct LookupBatch {
+  const uint8_t *hdr;
+  const uint32_t *offsets;
+  const uint16_t *lens;
+  const uint8_t *src;
+  int16_t *dests;
+  uint32_t count;
+};
+
+// Switch-wide counters (not per port).
+struct SwitchWideCounters {
+  uint64_t wakeups = 0;            // times a doorbell woke the sleeping switch
+  uint64_t spurious_wakeups = 0;   // wakeups whose first round found nothing to do
+  uint64_t doorbell_backoffs = 0;  // times a port's doorbell was ignored for a while
+};
+
+// A doorbell that woke the switch for nothing this many times in a row is
+// ignored for a while: 1 ms, doubling up to 100 ms while it goes on.
+constexpr uint32_t SWITCH_SPURIOUS_LIMIT = 8;
+constexpr uint32_t SWITCH_BACKOFF_MIN_MS = 1;
+constexpr uint32_t SWITCH_BACKOFF_MAX_MS = 100;
+
+// Result of one round.
+struct RoundResult {
+  uint32_t moved = 0;    // frames consumed from tx rings
+  bool blocked = false;  // a lossless sender is waiting for rx room somewhere
+  bool decided = true;   // false when the decision failed (its batch was dropped)
+};
+
+class SwitchCore {
+ public:
+  // batch: most frames taken from one tx ring per round (fairness quantum);
+  // header: bytes of each frame snapshotted for the decision.
+  static Result<std::unique_ptr<SwitchCore>> create(uint32_t batch, uint32_t header);
+  ~SwitchCore();
+  SwitchCore(const SwitchCore &) = delete;
+  SwitchCore &operator=(const SwitchCore &) = delete;
+
+  // prepared_fd >= 0: a region prepared off the event loop (its size is
+  // checked against the layout); the core maps a duplicate, the caller keeps
+  // and closes its own descriptor. -1: the core creates the region.
+  Result<SwitchPortInfo> add_port(const LayoutParams &params, const std::string &name, bool lossless,
+                                  int prepared_fd = -1);
+  // Releases every port, the batch arrays and the core's descriptors now, not
+  // when the last wrapper is garbage collected (a switch that goes leaves
+  // nothing). Afterwards rounds do nothing and add_port fails (ESHUTDOWN);
+  // whoever exposed the batch arrays must have stopped using them.
+  void shutdown();
+  // Counts what the client queued but the switch never took (dropClosed),
+  // releases the region and doorbells, returns the final counters.
+  Result<SwitchCounters> remove_port(uint32_t id);
+  Status set_lossless(uint32_t id, bool on);
+  Status set_attached(uint32_t id, bool on);
+  // The switch's clock says this receiver has blocked a lossless sender for
+  // longer than the bound: until it releases an rx slot again, copies to it
+  // are dropped (dropStalled) instead of waited for.
+  Status set_stalled(uint32_t id, bool on);
+  // The port whose full rx ring stopped a lossless sender in the last round, or -1.
+  int32_t blocked_on() {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    return blocked_on_;
+  }
+  // Doorbells of further registrations sharing the port, kicked with its own
+  // (not owned by the core).
+  Status set_extra_bells(uint32_t id, std::vector<int> fds);
+  Result<SwitchCounters> counters(uint32_t id);
+  Result<uint8_t *> port_base(uint32_t id);
+  // Frames waiting in the port's rings now: published by the client on tx
+  // and not yet taken (tx_queued), delivered on rx and not yet released
+  // (rx_queued). A head outside the ring counts as nothing queued.
+  Result<std::pair<uint64_t, uint64_t>> occupancy(uint32_t id);
+  uint32_t port_count();
+
+  // One round: collect, decide (decide(batch) -> false when it failed), deliver.
+  template <class Decide>
+  RoundResult round(Decide &&decide) {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    RoundResult r;
+    if (in_round_ || down_) return r;  // a decision that asked for a round, or shut down
+    in_round_ = true;
+    struct Leave {
+      bool &f;
+      ~Leave() { f = false; }
+    } leave{in_round_};
+    const uint32_t n = collect();
+    if (n == 0 && touched_.empty()) return r;
+    if (n > 0) {
+      LookupBatch b{hdr_.get(), offsets_.get(), lens_.get(), src_.get(), dests_.get(), n};
+      if (!decide(b)) {
+        for (uint32_t i = 0; i < n; i++) dests_[i] = DEST_DROP;
+        r.decided = false;
+      }
+    }
+    forward(n, &r);
+    return r;
+  }
+
+  // Before sleeping: ask every client for a kick when it publishes tx frames
+  // (and, when rx_too, when it frees rx room: lossless backpressure), then
+  // re-check. Returns false, with every request withdrawn, when something
+  // arrived meanwhile (the caller must not sleep).
+  bool arm_all(bool rx_too);
+  // After waking: withdraw every kick request and drain the doorbells that rang.
+  void disarm_all();
+  // The epoll set of every switch doorbell (readable when one rang).
+  int wait_fd() const { return epfd_.get(); }
+  // After the first round following a wakeup: whether it found work. A
+  // doorbell that keeps waking the switch for nothing (a client flooding it)
+  // is taken out of the set for a while; frames its port publishes meanwhile
+  // still move whenever the switch runs.
+  void note_wakeup(bool useful);
+  // Before sleeping: listens again to doorbells whose backoff is over.
+  // Returns ms until the next one is due (the sleep's bound), -1 if none.
+  int backoff_due();
+  SwitchWideCounters wide_counters() {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    return wide_;
+  }
+  // Blocks up to timeout_ms (-1: forever) until a doorbell or notify() rings.
+  // Returns how many rang (0: timed out or interrupted), -1 on an error.
+  int wait(int timeout_ms);
+  // Wakes wait() from another thread.
+  void notify();
+  // Arrays the decision reads and writes (stable for the core's lifetime).
+  uint8_t *header_area() const { return hdr_.get(); }
+  size_t header_area_size() const { return static_cast<size_t>(SWITCH_MAX_BATCH) * stride_; }
+  uint32_t *offsets() const { return offsets_.get(); }
+  uint16_t *lens() const { return lens_.get(); }
+  uint8_t *sources() const { return src_.get(); }
+  int16_t *dests() const { return dests_.get(); }
+  uint32_t header_bytes() const { return header_; }
+
+ private:
+  struct RxState {
+    uint32_t hwtail = 0;    // next slot the switch fills
+    uint32_t released = 0;  // client's head as last validated
+  };
+  struct Port {
+    bool used = false;
+    bool lossless = false;
+    bool attached = true;  // a client holds the port: only then can backpressure from it end
+    // an attached receiver that stopped draining for longer than the switch's
+    // stall bound: lossless senders no longer wait for it (set_stalled)
+    bool stalled = false;
+    Layout layout;
+    mapping mem;
+    unique_fd memfd, switch_bell, client_bell;
+    std::vector<int> extra_bells;
+    uint32_t tx_hwcur[MAX_RINGS] = {};
+    // last impossible head seen per ring (tx, then rx): badHead counts each
+    // publication once, not every round that reads it again
+    uint32_t bad_head[2 * MAX_RINGS];
+    RxState rx[MAX_RINGS];
+    SwitchCounters c{};
+    bool rx_dirty[MAX_RINGS] = {};
+    bool any_dirty = false;
+    // doorbell backoff: spurious wakeups in a row, the backoff in force, and
+    // (muted) until when the doorbell is out of the epoll set
+    uint32_t spurious = 0, backoff_ms = 0;
+    bool muted = false;
+    int64_t muted_until_ns = 0;
+
+    uint8_t *base() const { return mem.data(); }
+    netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(base() + layout.ring_ofs[0][k]); }
+    nm_csb_atok *atok(uint32_t k) const { return reinterpret_cast<nm_csb_atok *>(base() + layout.csb_entry(0, k)); }
+    nm_csb_ktoa *ktoa(uint32_t k) const {
+      return reinterpret_cast<nm_csb_ktoa *>(base() + layout.csb_entry(0, k) + sizeof(nm_csb_atok));
+    }
+    uint8_t *buf(uint32_t idx) const {
+      return base() + layout.buf_pool_ofs + static_cast<uint64_t>(idx) * layout.p.buf_size;
+    }
+    bool buf_ok(uint32_t idx) const { return idx >= 2 && idx < layout.num_bufs; }
+  };
+  // A source tx ring that contributed to the batch (or had slots to skip).
+  struct Touched {
+    uint8_t port;
+    uint8_t ring;
+    bool stopped;       // lossless backpressure stopped it at stop_slot
+    uint32_t end;       // slot after the last one scanned
+    uint32_t stop_slot;
+    uint32_t start;     // tx_hwcur when the scan began
+    uint32_t d0, d1;    // its entries in dropped_
+  };
+  // A frame collect() skipped (invalid or an over-long chain). It is counted
+  // when the ring advances past it: a lossless stop before it means the
+  // next round scans it again, and it must be counted once.
+  struct Dropped {
+    uint32_t slot;
+    uint8_t counter;
+  };
+
+  SwitchCore(uint32_t batch, uint32_t header);
+  Port *port(uint32_t id) { return id < SWITCH_MAX_PORTS && ports_ && ports_[id].used ? &ports_[id] : nullptr; }
+  uint32_t collect();
+  uint32_t collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t max);
+  void forward(uint32_t n, RoundResult *r);
+  uint32_t *room(uint32_t d, uint32_t rr);
+  bool refresh_room(Port *d, uint32_t rr, uint32_t *room);
+  bool deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
+  void publish_rx();
+  void kick_client(Port *p);
+  uint32_t pending_locked();
+  void count_closed(Port *p);
+
+  std::recursive_mutex mu_;
+  bool in_round_ = false;
+  bool down_ = false;  // shutdown() ran
+  const uint32_t batch_;   // per tx ring per round
+  const uint32_t header_;  // bytes snapshotted per frame
+  const uint32_t stride_;  // header rounded up for alignment
+  std::unique_ptr<Port[]> ports_;
+  std::vector<uint32_t> active_;  // ids in use, ascending: floods and rounds cost O(ports in use)
+  std::vector<uint32_t> dirty_;   // ports whose rx rings got frames this round
+  std::vector<Touched> touched_;  // source rings of this round
+  std::vector<Dropped> dropped_;  // frames skipped by this round's collect
+  uint32_t rr_ = 0;               // the next round starts at the first port id >= this
+  int32_t blocked_on_ = -1;       // see blocked_on()
+  std::vector<uint32_t> rang_;    // ports whose doorbell rang since the last note_wakeup()
+  SwitchWideCounters wide_;
+  unique_fd epfd_, notify_fd_;
+  // the batch, as the decision sees it
+  std::unique_ptr<uint8_t[]> hdr_;
+  std::unique_ptr<uint32_t[]> offsets_;
+  std::unique_ptr<uint16_t[]> lens_;
+  std::unique_ptr<uint8_t[]> src_;
+  std::unique_ptr<int16_t[]> dests_;
+  // per batch frame: source ring (index into touched_), first slot, fragments
+  std::unique_ptr<uint16_t[]> touch_of_;
+  std::unique_ptr<uint32_t[]> slot_of_, fstart_, fcount_, ftotal_;
+  // every fragment of the batch, as read once from the client's tx ring
+  std::unique_ptr<uint32_t[]> fidx_;
+  std::unique_ptr<uint16_t[]> flen_;
+  // rx room per destination ring, valid when room_gen_ matches gen_
+  std::unique_ptr<uint32_t[]> room_, room_gen_;
+  uint32_t gen_ = 0;
+};
+
+}  // namespace nm
