@@ -492,8 +492,8 @@ export class Switch extends EventEmitter {
   }
 
   /** Open monitors: each with the port it watches (or watched: that port may have gone) and its counters. */
-  monitors(): { name: string; watches: string; counters: Record<string, number> }[] {
-    return [...this.monitorsById.values()].map(({ mon, watched }) => ({ name: mon.name, watches: watched.name, counters: this.core.stats(mon.index) }));
+  monitors(): { name: string; index: number; watches: string; counters: Record<string, number> }[] {
+    return [...this.monitorsById.values()].map(({ mon, watched }) => ({ name: mon.name, index: mon.index, watches: watched.name, counters: this.core.stats(mon.index) }));
   }
 
   /** Remove a port: the MAC table forgets it, other ports are untouched. */
