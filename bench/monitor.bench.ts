@@ -17,6 +17,8 @@ const B = '02000000000b';
 async function round(socket: string, ms: number, monitor: boolean): Promise<{ port: number; monitorFrames: number; portFrames: number }> {
   const env = { VALE_TS_SOCKET: socket };
   const rx = child([peerJs, 'rx', 'vale0:b', '400', B], env);
+  // the watched port must exist before its monitor opens
+  await new Promise((r) => setTimeout(r, 500));
   const mon = monitor ? child([peerJs, 'rx', 'vale0:b/rt', '400'], env) : undefined;
   await new Promise((r) => setTimeout(r, 500));
   const tx = child([peerJs, 'tx', 'vale0:a', A, B, '60', String(ms)], env);
