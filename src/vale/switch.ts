@@ -602,6 +602,7 @@ export class Switch extends EventEmitter {
       macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : tm ? { ...tm.counters, size: tm.size } : {},
       totals: this.totals(),
       switchCounters: { ...this.switchCounters() },
+      ...(this.monitorsById.size ? { monitors: this.monitors().map(({ name, watches, counters }) => ({ name, watches, counters })) } : {}),
     };
   }
 

@@ -12,7 +12,8 @@
  * ARP) crosses the switch.
  */
 import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +29,7 @@ const socket = path.join(os.tmpdir(), `capture-${process.pid}.sock`);
 const dir = mkdtempSync(path.join(os.tmpdir(), `capture-it-${process.pid}-`));
 const CTL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 const cleanups: (() => void)[] = [];
+const execFileP = promisify(execFile);
 let srv: ValeServer;
 let vale: ValeClient;
 
@@ -157,6 +159,9 @@ test.serial('a /rt monitor receives exactly what the port sent and received', as
   const m = sw.monitors().find((x) => x.name === 'vale0:b/rt')!;
   t.is(m.watches, 'vale0:b');
   t.is(m.counters['dropMonitor'], 0);
+  // vale-ctl-ts --stats shows it (async: the switch serving it runs in this process)
+  const { stdout } = await execFileP(process.execPath, [CTL, '--stats=vale0', '--socket', socket], { encoding: 'utf8' });
+  t.regex(stdout, new RegExp(`monitor vale0:b/rt of vale0:b: copies ${m.counters['txFrames']}, dropMonitor 0`));
   // a monitor is not a port: not listed, not in the switch's ports
   t.falsy((await vale.list()).find((p) => p.name.includes('/')));
   t.falsy(sw.ports().find((p) => p.name.includes('/')));
