@@ -49,7 +49,12 @@ const LONG = {
 
 /** The monitor name for a PORT argument: `valeX:Y` watches both ways (`/rt`). */
 export function monitorName(arg: string): string {
-  const p = parsePortName(arg);
+  let p;
+  try {
+    p = parsePortName(arg);
+  } catch (e) {
+    throw new UsageError(`--capture: ${(e as Error).message}`, '--capture');
+  }
   if (!p.isVale) throw new UsageError(`--capture: '${arg}' is not a vale port (valeX:Y)`, '--capture');
   const mon = p.flags & (NR_MONITOR_RX | NR_MONITOR_TX);
   if (p.flags & ~mon) throw new UsageError(`--capture: '${arg}': only /r, /t or /rt may follow the port name`, '--capture');
