@@ -12,7 +12,8 @@
       "sources": ["cpp/core/region.cc", "cpp/core/pipe.cc", "cpp/core/kernel_port.cc", "cpp/core/port_client.cc",
                   "cpp/core/offload.cc", "cpp/core/port_pump.cc", "cpp/core/tap_driver.cc", "cpp/core/socket_netdev_driver.cc",
                   "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc",
-                  "cpp/core/vhost_user.cc", "cpp/core/switch_core.cc"],
+                  "cpp/core/vhost_user.cc", "cpp/core/switch_core.cc",
+                  "cpp/core/pcap_filter.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },
@@ -29,8 +30,10 @@
         "cpp/napi/switch_core.cc",
         "cpp/napi/port_drivers.cc",
         "cpp/napi/afpacket.cc",
-        "cpp/napi/vhost_user.cc"
+        "cpp/napi/vhost_user.cc",
+        "cpp/napi/capture.cc"
       ],
+      "libraries": ["-ldl"],
       "dependencies": [
         "netmap_core",
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

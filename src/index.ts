@@ -40,3 +40,20 @@ export { CounterRegistry, DEFAULT_RETAIN_COUNTERS_S, type RingOccupancy } from '
 export { ManualClock, systemClock, type Clock } from './vale/clock.js';
 export * as abi from './netmap/abi.js';
 export { preloadLibraryPath, PRELOAD_LIBRARY } from './preload.js';
+export {
+  PcapngWriter,
+  CaptureFilter,
+  FilterError,
+  filterUnavailableReason,
+  capture,
+  monitorRings,
+  MAX_SNAPLEN,
+  type PcapngSink,
+  type PcapngInterface,
+  type PcapngWriterOptions,
+  type TsResolution,
+  type CaptureRing,
+  type CaptureSource,
+  type CaptureOptions,
+  type CaptureResult,
+} from './capture/index.js';

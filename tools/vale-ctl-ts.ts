@@ -6,6 +6,9 @@
  * exists and NETMAP_BACKEND is not `user` (see ./vale-ctl.ts for the
  * details and the one limit of that path).
  *
+ * `vale-ctl-ts --capture vale0:01 -w -` writes pcapng of a port's traffic
+ * (./vale-ctl/capture.ts).
+ *
  * `vale-ctl-ts --preload-path` prints where the preload library is, for
  * `LD_PRELOAD=$(vale-ctl-ts --preload-path) pkt-gen -i vale0:1 ...`.
  *
@@ -13,6 +16,7 @@
  */
 import { runValeCtl } from './vale-ctl/vale-ctl.js';
 import { preloadLibraryPath } from '../src/preload.js';
+import { runCapture } from './vale-ctl/capture.js';
 
 const argv = process.argv.slice(2);
 if (argv.length === 1 && argv[0] === '--preload-path') {
@@ -23,6 +27,14 @@ if (argv.length === 1 && argv[0] === '--preload-path') {
     process.stderr.write(`vale-ctl-ts: ${(e as Error).message}\n`);
     process.exitCode = 1;
   }
+} else if (argv.some((a) => a === '--capture' || a.startsWith('--capture='))) {
+  // capture mode has options of its own (-w, -c, --filter): see ./vale-ctl/capture.ts
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  process.once('SIGTERM', () => ac.abort());
+  // a reader that goes away (tcpdump -c N exits) ends the capture quietly
+  process.stdout.on('error', () => ac.abort());
+  process.exitCode = await runCapture(argv, { stderr: (s) => void process.stderr.write(s), stdout: process.stdout, signal: ac.signal });
 } else {
   process.exitCode = await runValeCtl(argv);
 }

@@ -18,7 +18,7 @@ namespace nm {
 const char *const SWITCH_COUNTER_NAMES[C_COUNT] = {
     "rxFrames",     "rxBytes",    "txFrames",   "txBytes",    "dropNoSpace",  "dropInvalid",
     "dropRunt",     "dropSamePort", "dropLookup", "dropNoPort", "dropOversize", "dropFrag",
-    "dropClosed",   "flooded",    "badHead",    "kicks",        "dropStalled",  "floodCopies"};
+    "dropClosed",   "flooded",    "badHead",    "kicks",        "dropStalled",  "floodCopies", "dropMonitor"};
 
 namespace {
 constexpr uint32_t FRAG_CAP = SWITCH_MAX_BATCH + NETMAP_MAX_FRAGS;
@@ -158,6 +158,14 @@ Result<SwitchCounters> SwitchCore::remove_port(uint32_t id) {
     if (!p) return check_fail(ENOENT, "no switch port " + std::to_string(id));
     count_closed(p);
     last = p->c;
+    if (p->is_monitor && p->monitor_of >= 0) {
+      Port &w = ports_[p->monitor_of];
+      for (auto *v : {&w.mon_rx, &w.mon_tx})
+        v->erase(std::remove_if(v->begin(), v->end(), [id](const Port::MonitorRef &m) { return m.id == id; }), v->end());
+    }
+    // monitors of this port stay open and see nothing more
+    for (auto *v : {&p->mon_rx, &p->mon_tx})
+      for (const Port::MonitorRef &m : *v) ports_[m.id].monitor_of = -1;
     if (!p->muted) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, p->switch_bell.get(), nullptr);
     rang_.erase(std::remove(rang_.begin(), rang_.end(), id), rang_.end());
     active_.erase(std::remove(active_.begin(), active_.end(), id), active_.end());
@@ -213,6 +221,29 @@ Status SwitchCore::set_attached(uint32_t id, bool on) {
 Status SwitchCore::set_stalled(uint32_t id, bool on) {
   WITH_PORT(id);
   p->stalled = on;
+  return Ok{};
+}
+
+Status SwitchCore::set_monitor(uint32_t id, uint32_t watched, bool rx, bool tx) {
+  WITH_PORT(id);
+  if (in_round_) return check_fail(EDEADLK, "setMonitor called from inside the switch's lookup");
+  Port *w = port(watched);
+  if (!w || w->is_monitor) return check_fail(ENOENT, "no switch port " + std::to_string(watched) + " to monitor");
+  if (id == watched || p->is_monitor) return check_fail(EINVAL, "port " + std::to_string(id) + " cannot become a monitor");
+  if (!rx && !tx) return check_fail(EINVAL, "a monitor watches rx, tx or both");
+  const uint32_t rings = (rx ? 1u : 0u) + (tx ? 1u : 0u);
+  if (p->layout.p.rx_rings < rings)
+    return check_fail(EINVAL, "a monitor of both directions needs 2 rx rings, it has " + std::to_string(p->layout.p.rx_rings));
+  // out of the forwarding set and of the doorbell set: nothing is taken from
+  // a monitor and no sender waits for one
+  if (!p->muted) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, p->switch_bell.get(), nullptr);
+  p->muted = true;
+  rang_.erase(std::remove(rang_.begin(), rang_.end(), id), rang_.end());
+  active_.erase(std::remove(active_.begin(), active_.end(), id), active_.end());
+  p->is_monitor = true;
+  p->monitor_of = static_cast<int32_t>(watched);
+  if (rx) w->mon_rx.push_back({id, 0});
+  if (tx) w->mon_tx.push_back({id, rx ? 1u : 0u});
   return Ok{};
 }
 
@@ -441,7 +472,18 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   d->rx_dirty[rr] = true;
   d->c[C_TX_FRAMES]++;
   d->c[C_TX_BYTES] += ftotal_[k];
+  // what d receives, to its monitors (/r): the one test an unwatched port pays
+  if (__builtin_expect(!d->mon_rx.empty(), 0)) mirror(d->mon_rx, k);
   return true;
+}
+
+// A copy of batch frame k into each monitor's ring; a full ring drops the
+// copy (dropMonitor): a monitor never holds anything back.
+void SwitchCore::mirror(const std::vector<Port::MonitorRef> &mons, uint32_t k) {
+  for (const Port::MonitorRef &m : mons) {
+    Port *mp = &ports_[m.id];
+    if (!deliver(mp, m.ring, k, room(m.id, m.ring))) mp->c[C_DROP_MONITOR]++;
+  }
 }
 
 // Delivers the batch by dests[], in batch order (so per source ring order is
@@ -469,7 +511,7 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
       const uint32_t d = static_cast<uint32_t>(dst);
       if (d == src_id) {
         p->c[C_DROP_SAME_PORT]++;
-      } else if (d >= SWITCH_MAX_PORTS || !ports_[d].used) {
+      } else if (d >= SWITCH_MAX_PORTS || !ports_[d].used || ports_[d].is_monitor) {
         p->c[C_DROP_NO_PORT]++;
       } else {
         Port *dp = &ports_[d];
@@ -526,6 +568,8 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     } else {
       p->c[C_DROP_LOOKUP]++;
     }
+    // what p sent, to its monitors (/t), once per frame taken
+    if (__builtin_expect(!p->mon_tx.empty(), 0)) mirror(p->mon_tx, k);
     p->c[C_RX_FRAMES]++;
     p->c[C_RX_BYTES] += len;
     res->moved++;

@@ -71,6 +71,7 @@ enum SwitchCounter {
   C_KICKS,           // doorbell writes to this port's client
   C_DROP_STALLED,    // copies to this port lost while it was declared stalled (lossless senders)
   C_FLOOD_COPIES,    // copies made of this port's flooded frames, one per other port (each delivered or dropped)
+  C_DROP_MONITOR,    // a monitor port: copies lost because its rx ring was full (the watched port never waits)
   C_COUNT
 };
 extern const char *const SWITCH_COUNTER_NAMES[C_COUNT];
@@ -149,6 +150,15 @@ class SwitchCore {
   // longer than the bound: until it releases an rx slot again, copies to it
   // are dropped (dropStalled) instead of waited for.
   Status set_stalled(uint32_t id, bool on);
+  // Makes port `id` (just added, no client yet) a monitor of port `watched`,
+  // as netmap's valeX:Y/r, /t, /rt: its rx ring 0 gets a copy of every frame
+  // delivered to `watched` (rx), the next ring (or ring 0 without rx) a copy
+  // of every frame taken from `watched`'s tx rings (tx). A monitor is no
+  // longer a switch port: never collected from, flooded to or named by the
+  // decision, and never waited for (a full ring drops the copy into its
+  // dropMonitor). The watched port pays one branch per frame while it has
+  // no monitor.
+  Status set_monitor(uint32_t id, uint32_t watched, bool rx, bool tx);
   // The port whose full rx ring stopped a lossless sender in the last round, or -1.
   int32_t blocked_on() {
     std::lock_guard<std::recursive_mutex> g(mu_);
@@ -240,6 +250,15 @@ class SwitchCore {
     mapping mem;
     unique_fd memfd, switch_bell, client_bell;
     std::vector<int> extra_bells;
+    // monitors watching this port: copies of what it receives (mon_rx) and
+    // sends (mon_tx) go to rx ring `ring` of monitor port `id`
+    struct MonitorRef {
+      uint32_t id;
+      uint32_t ring;
+    };
+    std::vector<MonitorRef> mon_rx, mon_tx;
+    bool is_monitor = false;  // this port is a monitor (not in active_)
+    int32_t monitor_of = -1;  // the port it watches, -1 once that port is gone
     uint32_t tx_hwcur[MAX_RINGS] = {};
     // last impossible head seen per ring (tx, then rx): badHead counts each
     // publication once, not every round that reads it again
@@ -291,6 +310,7 @@ class SwitchCore {
   uint32_t *room(uint32_t d, uint32_t rr);
   bool refresh_room(Port *d, uint32_t rr, uint32_t *room);
   bool deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
+  void mirror(const std::vector<Port::MonitorRef> &mons, uint32_t k);
   void publish_rx();
   void kick_client(Port *p);
   uint32_t pending_locked();

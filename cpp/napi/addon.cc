@@ -17,6 +17,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   nm::InitPortDrivers(env, exports);
   nm::InitAfPacket(env, exports);
   nm::InitVhostUser(env, exports);
+  nm::InitCapture(env, exports);
   return exports;
 }
 

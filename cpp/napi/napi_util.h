@@ -128,5 +128,6 @@ void InitKernelCtl(Napi::Env env, Napi::Object exports);
 void InitForward(Napi::Env env, Napi::Object exports);
 void InitPortDrivers(Napi::Env env, Napi::Object exports);
 void InitAfPacket(Napi::Env env, Napi::Object exports);
+void InitCapture(Napi::Env env, Napi::Object exports);  // napi/capture.cc
 
 }  // namespace nm

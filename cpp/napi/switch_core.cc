@@ -63,6 +63,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("setAttached", &SwitchCoreWrap::SetAttached),
          InstanceMethod("setExtraBells", &SwitchCoreWrap::SetExtraBells),
          InstanceMethod("setStalled", &SwitchCoreWrap::SetStalled),
+         InstanceMethod("setMonitor", &SwitchCoreWrap::SetMonitor),
          InstanceMethod("blockedOn", &SwitchCoreWrap::BlockedOn),
          InstanceMethod("noteWakeup", &SwitchCoreWrap::NoteWakeup),
          InstanceMethod("backoffDue", &SwitchCoreWrap::BackoffDue),
@@ -165,6 +166,13 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   // setStalled(port, on): see SwitchCore::set_stalled
   Napi::Value SetStalled(const Napi::CallbackInfo &info) {
     (void)unwrap(info.Env(), core_->set_stalled(arg_u32(info, 0, "port"), info[1].ToBoolean()));
+    return info.Env().Undefined();
+  }
+
+  // setMonitor(port, watched, rx, tx): see SwitchCore::set_monitor
+  Napi::Value SetMonitor(const Napi::CallbackInfo &info) {
+    (void)unwrap(info.Env(), core_->set_monitor(arg_u32(info, 0, "port"), arg_u32(info, 1, "watched"), info[2].ToBoolean(),
+                                                info[3].ToBoolean()));
     return info.Env().Undefined();
   }
 

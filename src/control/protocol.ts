@@ -236,6 +236,8 @@ export interface SwitchStats {
   /** seconds since createdAt */
   uptimeS?: number;
   conservation?: Conservation;
+  /** open monitors (valeX:Y/r, /t, /rt): not ports, so outside the totals; txFrames are the copies they got, dropMonitor those lost to a full ring */
+  monitors?: { name: string; watches: string; counters: Record<string, number> }[];
 }
 
 /** Replies. */

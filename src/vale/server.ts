@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { native, type NativeFdWatcher } from '../netmap/addon.js';
-import { NR_REG_ALL_NIC, NR_REG_ONE_NIC } from '../netmap/abi.js';
+import { NR_MONITOR_RX, NR_MONITOR_TX, NR_REG_ALL_NIC, NR_REG_ONE_NIC, NR_ZCOPY_MON } from '../netmap/abi.js';
 import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
 import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
 import { CounterRegistry } from './counters.js';
@@ -160,6 +160,8 @@ interface Client {
   port?: { sw: Switch; port: SwitchPort; ring: number };
   /** this registration's own doorbell when it shares the port with others */
   bell?: number;
+  /** the monitor (valeX:Y/r, /t, /rt) this connection opened */
+  monitor?: { sw: Switch; index: number };
 }
 
 class RequestError extends Error {
@@ -651,8 +653,9 @@ export class ValeServer extends EventEmitter {
     const v = PROTOCOL_VERSION;
     switch (req.op) {
       case 'register': {
-        if (c.port) throw new RequestError('EBUSY', 'this connection already holds a port: open one port per connection');
+        if (c.port || c.monitor) throw new RequestError('EBUSY', 'this connection already holds a port: open one port per connection');
         const n = this.parseVale(req.name, true);
+        if (req.flags & (NR_MONITOR_RX | NR_MONITOR_TX | NR_ZCOPY_MON)) return this.openMonitor(c, n, req.flags);
         const conf = this.confOf(req, n.spec);
         const ring = req.nrMode === NR_REG_ONE_NIC ? req.ringId : -1;
         if (req.nrMode !== NR_REG_ONE_NIC && req.nrMode !== NR_REG_ALL_NIC) {
@@ -798,6 +801,36 @@ export class ValeServer extends EventEmitter {
       }
     }
     this.maybeDropSwitch(sw);
+  }
+
+  /**
+   * A monitor of an existing port (valeX:Y/r, /t, /rt) for connection `c`.
+   * Watching a port shows every frame it exchanges: only root, vale-ts's
+   * uid, and the uid that created the port may.
+   */
+  private openMonitor(c: Client, n: { sw: string; port: string; full: string }, flags: number): Served {
+    if (flags & NR_ZCOPY_MON) {
+      throw new RequestError('EOPNOTSUPP', `${n.full}/z: vale-ts has copy monitors only (/r, /t, /rt): a zero-copy monitor would share the port's buffers`);
+    }
+    const sw = this.switches.get(n.sw);
+    const port = sw?.port(n.full);
+    if (!sw || !port) throw new RequestError('ENXIO', `no port ${n.full} to monitor (a monitor watches a port that exists)`);
+    const owner = this.owners.get(port)?.uid;
+    if (!(c.uid === 0 || c.uid === this.uid || (owner !== undefined && owner === c.uid))) {
+      throw new RequestError('EACCES', `uid ${c.uid} may not monitor ${n.full}: only root, vale-ts's uid (${this.uid}) and the uid that created the port may watch its traffic`);
+    }
+    let mon: SwitchPort;
+    try {
+      mon = sw.addMonitor(port, (flags & NR_MONITOR_RX) !== 0, (flags & NR_MONITOR_TX) !== 0);
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      throw new RequestError(err.code ?? 'EINVAL', err.message);
+    }
+    c.monitor = { sw, index: mon.index };
+    return {
+      reply: { v: PROTOCOL_VERSION, ok: true, op: 'register', switch: sw.name, port: n.port, bridgeIndex: sw.bridgeIndex, portIndex: mon.index, ...mon.geometry },
+      fds: mon.fds,
+    };
   }
 
   /** Give `port` to connection `c` (a new port, or a ring of a shared one). */
@@ -1019,6 +1052,7 @@ export class ValeServer extends EventEmitter {
     else this.connsByUid.delete(c.uid);
     c.watcher.close();
     native.close(c.fd);
+    if (c.monitor) c.monitor.sw.removeMonitor(c.monitor.index);
     const held = c.port;
     if (held) {
       const set = this.holders.get(held.port);

@@ -111,6 +111,9 @@ export interface SwitchPort {
  */
 let nextMemId = 2;
 
+/** Monitors one port may have at once (each costs a copy of every frame). */
+const MAX_MONITORS_PER_PORT = 8;
+
 /**
  * Frames counted under any drop reason (every counter named drop*): with
  * the frames delivered, they account for every frame a switch took.
@@ -218,6 +221,8 @@ export class Switch extends EventEmitter {
   private threadMac: { entries: { mac: string; port: number; ageMs: number }[]; counters: Record<string, number>; size: number; at: number } | undefined;
   private readonly busyPollNs: bigint;
   private readonly portsById = new Map<number, SwitchPort>();
+  /** monitors (valeX:Y/r, /t, /rt) by core index, and the port each watches: not ports of the switch */
+  private readonly monitorsById = new Map<number, { mon: SwitchPort; watched: SwitchPort }>();
   private running = false;
   private sleeping = false;
   private scheduled = false;
@@ -427,6 +432,70 @@ export class Switch extends EventEmitter {
     return port;
   }
 
+  /**
+   * Open a monitor of `watched`, as netmap's `valeX:Y/r` (rx: what it
+   * receives), `/t` (tx: what it sends) or `/rt`: a region of its own whose
+   * rx ring 0 gets a copy of every frame delivered to `watched` (with rx)
+   * and whose next ring (ring 0 without rx) gets a copy of every frame
+   * taken from it. It is not a port of the switch (not listed, not a
+   * destination, never waited for): a full ring drops the copy into its
+   * dropMonitor counter. Give it to a client like a port (its `fds`).
+   */
+  addMonitor(watched: SwitchPort, rx: boolean, tx: boolean, params: { rxSlots?: number } = {}): SwitchPort {
+    if (this.closed) throw new Error(`switch ${this.name} is shut down`);
+    if (this.portsById.get(watched.index) !== watched) throw Object.assign(new Error(`${watched.name} is not a port of ${this.name}`), { code: 'ENXIO' });
+    if (!rx && !tx) throw new RangeError('a monitor watches rx, tx or both');
+    let n = 0;
+    for (const m of this.monitorsById.values()) if (m.watched === watched) n++;
+    if (n >= MAX_MONITORS_PER_PORT) throw Object.assign(new Error(`${watched.name} has ${n} monitors already (limit ${MAX_MONITORS_PER_PORT})`), { code: 'ENOSPC' });
+    const name = `${watched.name}/${rx ? 'r' : ''}${tx ? 't' : ''}`;
+    // buffers as large as the watched port's, so every copy fits
+    const np = this.core.addPort(
+      { txRings: 1, rxRings: rx && tx ? 2 : 1, txSlots: 64, rxSlots: params.rxSlots ?? 1024, bufSize: watched.geometry.bufSize },
+      name,
+      false,
+    );
+    try {
+      this.core.setMonitor(np.id, watched.index, rx, tx);
+    } catch (e) {
+      this.core.removePort(np.id);
+      throw e;
+    }
+    const mon: SwitchPort = {
+      name,
+      index: np.id,
+      persistent: false,
+      lossless: false,
+      attached: true,
+      geometry: {
+        memsize: np.size,
+        nifpOffset: np.nifpOffset,
+        txRings: np.txRings,
+        rxRings: np.rxRings,
+        txSlots: np.txSlots,
+        rxSlots: np.rxSlots,
+        bufSize: np.bufSize,
+        memId: nextMemId++,
+      },
+      fds: [np.fd, np.clientBell, np.switchBell],
+      txRings: np.txRings,
+      rxRings: np.rxRings,
+    };
+    this.monitorsById.set(np.id, { mon, watched });
+    return mon;
+  }
+
+  /** Close a monitor opened by {@link Switch.addMonitor}; returns its last counters. */
+  removeMonitor(index: number): Record<string, number> {
+    if (!this.monitorsById.delete(index)) return {};
+    return this.core.removePort(index);
+  }
+
+  /** Open monitors: each with the port it watches (or watched: that port may have gone) and its counters. */
+  monitors(): { name: string; index: number; watches: string; counters: Record<string, number> }[] {
+    return [...this.monitorsById.values()].map(({ mon, watched }) => ({ name: mon.name, index: mon.index, watches: watched.name, counters: this.core.stats(mon.index) }));
+  }
+
   /** Remove a port: the MAC table forgets it, other ports are untouched. */
   removePort(index: number): void {
     const p = this.portsById.get(index);
@@ -533,6 +602,7 @@ export class Switch extends EventEmitter {
       macTableCounters: this.bridge ? { ...this.bridge.table.counters, size: this.bridge.table.size } : tm ? { ...tm.counters, size: tm.size } : {},
       totals: this.totals(),
       switchCounters: { ...this.switchCounters() },
+      ...(this.monitorsById.size ? { monitors: this.monitors().map(({ name, watches, counters }) => ({ name, watches, counters })) } : {}),
     };
   }
 
@@ -666,6 +736,7 @@ export class Switch extends EventEmitter {
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
+    for (const i of [...this.monitorsById.keys()]) this.removeMonitor(i);
     for (const p of [...this.portsById.values()]) this.removePort(p.index);
     this.watcher?.close();
     // the core goes now ('loop', or a thread that has not taken it yet: a

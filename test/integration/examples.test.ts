@@ -58,3 +58,15 @@ test('examples/vhost-user-port makes vale-ts a vhost-user back-end and lists its
   t.regex(stdout, /vale0:vm1: vhost-user \/\S+ \(server, waiting for a front-end\)/);
   t.regex(stdout, /dropOutOfMemoryTable/);
 });
+
+test('examples/capture writes a /rt monitor\'s filtered frames as pcapng that tcpdump reads', async (t) => {
+  const { ensurePackages } = await import('../fixtures/system-packages.js');
+  ensurePackages(['tcpdump', 'libpcap0.8']);
+  const { stdout, stderr } = await run(process.execPath, [ex('capture.js')], { timeout: 120_000, encoding: 'buffer' });
+  t.regex(stderr.toString(), /captured 10 frames on vale0:b\/rx, vale0:b\/tx/);
+  const { spawnSync } = await import('node:child_process');
+  const td = spawnSync('tcpdump', ['-n', '-r', '-'], { input: stdout, encoding: 'utf8' });
+  t.is(td.status, 0, td.stderr);
+  // one line per frame (then tcpdump's hex dump of the unknown ethertype's payload)
+  t.is(td.stdout.split('\n').filter((l) => /^\d.*02:00:00:00:00:0a > ff:ff:ff:ff:ff:ff, ethertype Unknown \(0x88b5\), length 60/.test(l)).length, 10);
+});

@@ -68,6 +68,7 @@ export const USAGE =
   '\t\t\tgiving it always talks to vale-ts, even where /dev/netmap exists\n' +
   '\t--preload-path\tprint the path of libvale-ts-netmap.so (LD_PRELOAD it to run netmap C programs) and exit\n' +
   '\t--help\t\tthis text\n' +
+  '\t--capture PORT [-w FILE|-] [--filter EXPR] [-c N]\twrite pcapng of a port\'s traffic (see --capture --help)\n' +
   '\t--tap NAME[,vnet_hdr][,queues=N][,no_offload]\twith -n: vale-ts serves the port with a TAP device\n' +
   '\t--stream PATH[,client]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
   '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +

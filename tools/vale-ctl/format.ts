@@ -137,6 +137,7 @@ export function formatStats(switches: readonly SwitchStats[]): string {
       const cs = Object.entries(p.driver.counters).filter(([k, v]) => v !== 0 || k.startsWith('drop'));
       out.push(`driver of ${p.name}: ${p.driver.describe}\n${cs.map(([k, v]) => `  ${k} ${v}`).join('\n')}\n`);
     }
+    for (const m of s.monitors ?? []) out.push(`monitor ${m.name} of ${m.watches}: copies ${m.counters['txFrames'] ?? 0}, dropMonitor ${m.counters['dropMonitor'] ?? 0}\n`);
     if (s.createdAt) out.push(`created ${s.createdAt}, up ${Math.round(s.uptimeS ?? 0)} s, last activity ${s.lastActivityAt}\n`);
     const k = s.conservation;
     if (k) {

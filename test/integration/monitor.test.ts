@@ -1,0 +1,109 @@
+/**
+ * Monitor ports in the switch core, with clients of the library: a monitor
+ * that never reads fills its ring and drops the rest into its own
+ * dropMonitor, while a lossless sender to the watched port goes on at full
+ * pace (the monitor is never waited for); a monitor gets copies, not the
+ * port's buffers; the decision cannot name a monitor; a monitor outlives
+ * the port it watched and sees nothing more.
+ */
+import test from 'ava';
+import os from 'node:os';
+import path from 'node:path';
+import { open, Switch, ValeServer, type Port, type SwitchOptions } from '../../src/index.js';
+
+let n = 0;
+async function setup(opts: SwitchOptions = {}): Promise<{ srv: ValeServer; sw: Switch; socket: string }> {
+  const socket = path.join(os.tmpdir(), `monitor-${process.pid}-${n++}.sock`);
+  const sw = new Switch('vale0', opts);
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  return { srv, sw, socket };
+}
+
+function frame(src: number, dst: number[], seq: number): Uint8Array {
+  const f = new Uint8Array(60);
+  f.set(dst, 0);
+  f.set([2, 0, 0, 0, 0, src, 0x88, 0xb5], 6);
+  new DataView(f.buffer).setUint32(14, seq);
+  return f;
+}
+
+/** Reads everything in `port`'s rx rings; returns the sequence numbers. */
+function take(port: Port): number[] {
+  port.rxsync();
+  const seqs: number[] = [];
+  for (const ring of port.rxRings) {
+    let k = 0;
+    for (let i = ring.head; i !== ring.tail; i = ring.next(i), k++) seqs.push(new DataView(ring.bytes.buffer, ring.bytes.byteOffset + ring.bufOffset(i)).getUint32(14));
+    ring.advance(k);
+  }
+  port.rxsync();
+  return seqs;
+}
+
+test('a monitor that never reads drops into dropMonitor; a lossless sender to the watched port is never held back', async (t) => {
+  t.timeout(60_000);
+  const { srv, sw, socket } = await setup();
+  t.teardown(() => srv.close());
+  const a = await open('vale0:a', { socket, lossless: true });
+  const b = await open('vale0:b', { socket });
+  const mon = await open('vale0:b/r', { socket });
+  t.teardown(() => [a, b, mon].forEach((p) => p.close()));
+  const monSlots = mon.rxRings[0]!.numSlots;
+  const total = 3 * monSlots;
+  const got: number[] = [];
+  let sent = 0;
+  // b is told a's frames are broadcast (no learning needed) and drains as they come
+  while (got.length < total) {
+    while (sent < total && a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], sent))) sent++;
+    a.txsync();
+    await b.poll({ rx: true, timeoutMs: 1000 });
+    got.push(...take(b));
+  }
+  t.deepEqual(got, Array.from({ length: total }, (_, i) => i));
+  const m = sw.monitors()[0]!;
+  // a full ring holds numSlots - 1 frames: those are the first ones, the rest were dropped
+  t.is(m.counters['txFrames'], monSlots - 1);
+  t.is(m.counters['dropMonitor'], total - (monSlots - 1));
+  t.deepEqual(take(mon), Array.from({ length: monSlots - 1 }, (_, i) => i));
+  // the watched port's own counters know nothing of the monitor
+  const bc = sw.counters(sw.port('vale0:b')!.index);
+  t.is(bc['txFrames'], total);
+  t.is(bc['dropNoSpace'], 0);
+  t.is(bc['dropMonitor'], 0);
+});
+
+test('copies, not shared buffers; the decision cannot send to a monitor; a monitor outlives its port', async (t) => {
+  t.timeout(60_000);
+  let monitorIndex = -1;
+  const { srv, sw, socket } = await setup({
+    // everything to the monitor's index, if the test has learned it (else flood)
+    lookup: (_mem, _offs, _lens, count, _src, dests) => {
+      for (let i = 0; i < count; i++) dests[i] = monitorIndex >= 0 ? monitorIndex : -2;
+    },
+  });
+  t.teardown(() => srv.close());
+  const a = await open('vale0:a', { socket });
+  const b = await open('vale0:b', { socket });
+  const mon = await open('vale0:a/t', { socket });
+  t.teardown(() => [a, b, mon].forEach((p) => p.close()));
+  a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 7));
+  a.txsync();
+  await mon.poll({ rx: true, timeoutMs: 10_000 });
+  t.deepEqual(take(mon), [7]);
+  await b.poll({ rx: true, timeoutMs: 10_000 });
+  t.deepEqual(take(b), [7]);
+  // a region of its own: the monitor's memory is not a's
+  t.not(mon.memory, a.memory);
+  t.not(mon.memory.byteLength, 0);
+  // a lookup that names the monitor gets dropNoPort, and the monitor still sees the frame a sent
+  monitorIndex = sw.monitors().find((x) => x.name === 'vale0:a/t')!.index;
+  a.inject(frame(0xa, [2, 0, 0, 0, 0, 0xb], 8));
+  a.txsync();
+  await mon.poll({ rx: true, timeoutMs: 10_000 });
+  t.deepEqual(take(mon), [8]);
+  t.is(sw.counters(sw.port('vale0:a')!.index)['dropNoPort'], 1);
+  // a goes; its monitor stays open and sees nothing more
+  a.close();
+  while (sw.port('vale0:a')) await new Promise((r) => setTimeout(r, 10));
+  t.is(sw.monitors()[0]!.name, 'vale0:a/t');
+});
