@@ -54,6 +54,8 @@ export class RouterPorts {
       this.flush();
     }, opts.tickMs ?? 250);
     this.loops = ports.map((_, i) => this.run(i));
+    router.announce();
+    this.flush();
   }
 
   /** Opens one port per router interface and starts forwarding. */

@@ -59,6 +59,7 @@ export type FrameSink = (ifIndex: number, frame: Uint8Array, len: number) => boo
 /** What the router counts; every `drop*` is a frame lost for that reason, `ignored*` frames were not the router's. */
 export interface RouterCounters {
   rxFrames: number;
+  /** handed to the output port (a frame held for ARP counts when it leaves) */
   forwarded: number;
   arpRepliesSent: number;
   arpRequestsSent: number;
@@ -323,7 +324,7 @@ export class Router {
       if (!i.arp.learn(spa, sha, now)) this.c.dropArpTableFull++;
       else {
         this.c.arpLearned++;
-        for (const q of i.arp.release(spa)) this.send(i, q, q.length, sha);
+        for (const q of i.arp.release(spa)) if (this.send(i, q, q.length, sha)) this.c.forwarded++;
       }
     }
     if (op === 1 && tpa === i.addr) {
@@ -345,6 +346,15 @@ export class Router {
       return;
     }
     if (tpa !== i.addr) this.c.ignoredArp++;
+  }
+
+  /**
+   * Sends a gratuitous ARP (a request for its own address) on every
+   * interface: the switches learn the gateway MACs at once, so the first
+   * frames for the gateway are not flooded, and hosts refresh stale entries.
+   */
+  announce(): void {
+    for (const i of this.ifs) this.sendArpRequest(i, i.addr);
   }
 
   private sendArpRequest(i: Iface, ip: number): void {
@@ -439,7 +449,6 @@ export class Router {
     const oldWord = get16(f, IP + 8);
     f[IP + 8] = f[IP + 8]! - 1;
     put16(f, IP + 10, csumReplace16(get16(f, IP + 10), oldWord, get16(f, IP + 8)));
-    this.c.forwarded++;
     this.toNextHop(outIf, route.via || dst, f, len);
   }
 
@@ -453,7 +462,7 @@ export class Router {
     const now = this.clock.nowMs();
     const mac = outIf.arp.lookup(nextHop, now);
     if (mac) {
-      this.send(outIf, f, len, mac);
+      if (this.send(outIf, f, len, mac)) this.c.forwarded++;
       return;
     }
     const held = outIf.arp.hold(nextHop, f.subarray(0, len), now);
@@ -462,10 +471,10 @@ export class Router {
   }
 
   /** Addresses `f` from `outIf` to `mac` and hands it to the sink. */
-  private send(outIf: Iface, f: Uint8Array, len: number, mac: Uint8Array): void {
+  private send(outIf: Iface, f: Uint8Array, len: number, mac: Uint8Array): boolean {
     f.set(mac, 0);
     f.set(outIf.mac, 6);
-    this.emit(outIf.index, f, len);
+    return this.emit(outIf.index, f, len);
   }
 
   private emit(ifIndex: number, f: Uint8Array, len: number): boolean {
@@ -501,8 +510,7 @@ export class Router {
     f[l4] = 0;
     put16(f, l4 + 2, csumReplace16(get16(f, l4 + 2), 0x0800, 0x0000));
     const mac = Uint8Array.from(f.subarray(6, 12));
-    this.send(inIf, f, IP + total, mac);
-    this.c.echoRepliesSent++;
+    if (this.send(inIf, f, IP + total, mac)) this.c.echoRepliesSent++;
   }
 
   /** ICMP time exceeded (type 11, code 0) back to the sender of `f`, from `inIf`'s address; counted as a drop of `f`. */

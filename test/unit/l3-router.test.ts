@@ -338,3 +338,25 @@ test('router configuration errors name the problem', (t) => {
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], routes: [{ prefix: '0.0.0.0/0', via: '192.0.2.1' }] }), { message: /on none of the router's subnets/ });
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], nat: { outside: 'b' } }), { message: /NAT outside interface 'b'/ });
 });
+
+test('ARP: a gratuitous announcement per interface; frames for an unanswered next hop are held, retried, then dropped and counted', (t) => {
+  const { r, out, clock } = rig();
+  r.announce();
+  t.deepEqual(out.map((o) => [o.ifIndex, be16(o.f, 20), [...o.f.subarray(6, 12)].join(), [...o.f.subarray(28, 32)].join('.'), [...o.f.subarray(38, 42)].join('.')]), [
+    [0, 1, macB(GW0).join(), '10.1.0.1', '10.1.0.1'],
+    [1, 1, macB(GW1).join(), '10.2.0.1', '10.2.0.1'],
+  ]);
+  out.length = 0;
+  r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.1'));
+  out.length = 0;
+  for (let n = 0; n < 10; n++) r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.9', proto: 'udp', sport: 1, dport: 2 }));
+  t.is(out.length, 1, 'one ARP request for the ten frames');
+  t.is(r.counters().dropArpQueueFull, 2, 'eight are held');
+  clock.advance(1000);
+  r.tick();
+  t.is(out.length, 2, 'the request is repeated after a second');
+  clock.advance(2000);
+  r.tick();
+  t.is(r.counters().dropArpUnresolved, 8);
+  t.is(r.counters().forwarded, 0);
+});
