@@ -36,7 +36,7 @@ function proc(args: string[], env: Record<string, string>, re: RegExp): { c: Chi
     c,
     seen,
     out: new Promise((resolve, reject) =>
-      c.on('exit', (code, sig) => (code === 0 || sig ? resolve(JSON.parse(out.trim().split('\n').pop() || '{}') as Record<string, number>) : reject(new Error(`${args.join(' ')} exited ${code}: ${err}`)))),
+      c.on('exit', (code, sig) => (code === 0 || sig ? resolve(JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).pop() ?? '{}') as Record<string, number>) : reject(new Error(`${args.join(' ')} exited ${code}: ${err}`)))),
     ),
   };
 }
