@@ -160,7 +160,19 @@ function notRoutable(a: number): boolean {
   return top === 0 || top === 127 || top >= 224;
 }
 
-/** A static IPv4 router, optionally a source NAT. See the module comment. */
+/**
+ * A static IPv4 router, optionally a source NAT: pure frame processing
+ * (see the module comment); {@link RouterPorts} runs it on switch ports.
+ *
+ * ```ts
+ * const router = new Router({
+ *   interfaces: [{ name: 'vale0:gw', address: '10.1.0.1/24' }, { name: 'vale1:gw', address: '192.0.2.1/24' }],
+ *   nat: { outside: 'vale1:gw' },                 // optional: source NAT behind 192.0.2.1
+ * });
+ * const run = await RouterPorts.start(router, { ports: ['vale0:gw', 'vale1:gw'] });
+ * console.log(router.counters(), router.natEntries());
+ * ```
+ */
 export class Router {
   private readonly ifs: Iface[];
   private readonly routes: Route[];
