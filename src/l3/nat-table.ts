@@ -222,10 +222,10 @@ export class NatTable {
     return f;
   }
 
-  /** True when a live flow would take {@link NatTable.inbound}'s packet; changes nothing. */
-  peek(protocol: NatProtocol, outsidePort: number, remoteAddr: number, remotePort: number): boolean {
+  /** The live flow {@link NatTable.inbound} would pick, without refreshing it or counting a packet. */
+  find(protocol: NatProtocol, outsidePort: number, remoteAddr: number, remotePort: number): Flow | undefined {
     const f = this.byOutside.get(PROTO_INDEX[protocol] * 65536 + outsidePort);
-    return f !== undefined && f.expiresAt > this.clock.nowMs() && f.remoteAddr === remoteAddr && f.remotePort === remotePort;
+    return f !== undefined && f.expiresAt > this.clock.nowMs() && f.remoteAddr === remoteAddr && f.remotePort === remotePort ? f : undefined;
   }
 
   private touch(f: Flow, tcpFlags: number, now: number): void {

@@ -553,7 +553,7 @@ export class Router {
   }
 
   /** Reads the NAT key fields of `f`'s transport header, or why it cannot cross the NAT. */
-  private natFields(f: Uint8Array, hl: number, total: number, outbound: boolean): { proto: NatProtocol; src: number; dst: number; flags: number } | 'dropNatUnsupported' | 'local' {
+  private natFields(f: Uint8Array, hl: number, total: number, outbound: boolean): { proto: NatProtocol; src: number; dst: number; flags: number } | 'dropNatUnsupported' | 'local' | 'icmpError' {
     const l4 = IP + hl;
     const p = f[IP + 9]!;
     if ((get16(f, IP + 6) & 0x3fff) !== 0) return 'dropNatUnsupported'; // fragments carry no ports
@@ -564,13 +564,14 @@ export class Router {
       if (outbound && type === 8) return { proto: 'icmp', src: get16(f, l4 + 4), dst: 0, flags: 0 };
       if (!outbound && type === 0) return { proto: 'icmp', src: 0, dst: get16(f, l4 + 4), flags: 0 };
       if (!outbound && type === 8) return 'local'; // someone pings the outside address
+      if (!outbound && (type === 3 || type === 11)) return 'icmpError';
     }
     return 'dropNatUnsupported';
   }
 
   private natOutbound(f: Uint8Array, hl: number, total: number): 'ok' | 'dropNatUnsupported' | 'dropNatTableFull' | 'dropNatPortsExhausted' {
     const k = this.natFields(f, hl, total, true);
-    if (k === 'local' || k === 'dropNatUnsupported') return 'dropNatUnsupported';
+    if (typeof k === 'string') return 'dropNatUnsupported';
     const src = get32(f, IP + 12);
     const dst = get32(f, IP + 16);
     const flow = this.nat!.outbound(k.proto, src, k.src, dst, k.dst, k.flags);
@@ -584,17 +585,83 @@ export class Router {
     const k = this.natFields(f, hl, total, false);
     if (typeof k === 'string') return false;
     // a peek: the flow is not refreshed by a packet that dies here
-    return this.nat!.peek(k.proto, k.dst, get32(f, IP + 12), k.src);
+    return this.nat!.find(k.proto, k.dst, get32(f, IP + 12), k.src) !== undefined;
   }
 
   private natInbound(f: Uint8Array, hl: number, total: number): 'ok' | 'local' | 'dropNatUnsupported' | 'dropNatNoMapping' {
     const k = this.natFields(f, hl, total, false);
+    if (k === 'icmpError') return this.natInboundIcmpError(f, hl, total);
     if (typeof k === 'string') return k;
     const src = get32(f, IP + 12);
     const flow = this.nat!.inbound(k.proto, k.dst, src, k.src, k.flags);
     if (!flow) return 'dropNatNoMapping';
     const dst = get32(f, IP + 16);
     this.rewrite(f, hl, k.proto, IP + 16, dst, flow.insideAddr, k.proto === 'icmp' ? 4 : 2, k.dst, flow.insidePort);
+    this.c.natTranslatedIn++;
+    return 'ok';
+  }
+
+  /**
+   * An ICMP destination unreachable or time exceeded from outside about a
+   * NATed flow: it quotes the packet as it left (source: the outside
+   * address and port), so the quote is translated back too (its source
+   * address and port or echo id, its header checksum, a quoted UDP
+   * checksum) and the ICMP checksum, which covers the quote, follows every
+   * change. Then the outer destination becomes the inside host's.
+   */
+  private natInboundIcmpError(f: Uint8Array, hl: number, total: number): 'ok' | 'dropNatUnsupported' | 'dropNatNoMapping' {
+    const icmp = IP + hl;
+    const q = icmp + 8; // the quoted IP header
+    const end = IP + total;
+    if (q + 20 > end || f[q]! >>> 4 !== 4) return 'dropNatUnsupported';
+    const qhl = (f[q]! & 0x0f) * 4;
+    const ql4 = q + qhl;
+    if (qhl < 20 || ql4 + 8 > end) return 'dropNatUnsupported';
+    const outsideAddr = this.natIf!.addr;
+    if (get32(f, q + 12) !== outsideAddr) return 'dropNatNoMapping';
+    const p = f[q + 9]!;
+    const proto: NatProtocol | undefined = p === PROTO_TCP ? 'tcp' : p === PROTO_UDP ? 'udp' : p === PROTO_ICMP && f[ql4] === 8 ? 'icmp' : undefined;
+    if (!proto) return 'dropNatUnsupported';
+    const remote = get32(f, q + 16);
+    const portOff = proto === 'icmp' ? ql4 + 4 : ql4;
+    const outsidePort = get16(f, portOff);
+    const flow = this.nat!.find(proto, outsidePort, remote, proto === 'icmp' ? 0 : get16(f, ql4 + 2));
+    if (!flow) return 'dropNatNoMapping';
+    let ic = get16(f, icmp + 2);
+    // the quote's source address, and its header checksum that covers it
+    put32(f, q + 12, flow.insideAddr);
+    ic = csumReplace32(ic, outsideAddr, flow.insideAddr);
+    const oldQc = get16(f, q + 10);
+    const newQc = csumReplace32(oldQc, outsideAddr, flow.insideAddr);
+    put16(f, q + 10, newQc);
+    ic = csumReplace16(ic, oldQc, newQc);
+    // the quoted port or echo id
+    put16(f, portOff, flow.insidePort);
+    ic = csumReplace16(ic, outsidePort, flow.insidePort);
+    if (proto === 'udp' && get16(f, ql4 + 6) !== 0) {
+      // a quoted UDP checksum (within the 8 quoted bytes) covers the address and port too
+      const oldUc = get16(f, ql4 + 6);
+      let newUc = csumReplace16(csumReplace32(oldUc, outsideAddr, flow.insideAddr), outsidePort, flow.insidePort);
+      if (newUc === 0) newUc = 0xffff;
+      put16(f, ql4 + 6, newUc);
+      ic = csumReplace16(ic, oldUc, newUc);
+    } else if (proto === 'tcp' && ql4 + 18 <= end) {
+      // a quote long enough to hold the TCP checksum (Linux quotes up to 576 bytes): fix it as well
+      const oldTc = get16(f, ql4 + 16);
+      const newTc = csumReplace16(csumReplace32(oldTc, outsideAddr, flow.insideAddr), outsidePort, flow.insidePort);
+      put16(f, ql4 + 16, newTc);
+      ic = csumReplace16(ic, oldTc, newTc);
+    } else if (proto === 'icmp') {
+      // the quoted echo request's checksum covered the id: it is in the quote's first 8 bytes
+      const oldEc = get16(f, ql4 + 2);
+      const newEc = csumReplace16(oldEc, outsidePort, flow.insidePort);
+      put16(f, ql4 + 2, newEc);
+      ic = csumReplace16(ic, oldEc, newEc);
+    }
+    put16(f, icmp + 2, ic);
+    // the outer destination: the outside address becomes the inside host's
+    put32(f, IP + 16, flow.insideAddr);
+    put16(f, IP + 10, csumReplace32(get16(f, IP + 10), outsideAddr, flow.insideAddr));
     this.c.natTranslatedIn++;
     return 'ok';
   }

@@ -360,3 +360,43 @@ test('ARP: a gratuitous announcement per interface; frames for an unanswered nex
   t.is(r.counters().dropArpUnresolved, 8);
   t.is(r.counters().forwarded, 0);
 });
+
+test('NAT: ICMP errors from outside about a flow are translated back, quote and checksums included', (t) => {
+  const { r, out } = rig({ nat: true });
+  learnHosts(r, out);
+  for (const proto of ['udp', 'tcp', 'icmp'] as const) {
+    const sport = proto === 'icmp' ? 777 : 3000 + out.length;
+    const sent = frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto, sport, dport: 9, payload: 30 });
+    const f = Uint8Array.from(sent); // handle() rewrites its frame in place
+    r.handle(0, sent);
+    const left = out.pop()!.f;
+    // B answers with "port unreachable" (3/3) or "time exceeded" (11/0), quoting what it got as Linux does (here: all of it)
+    const quote = [...left.subarray(14)];
+    const icmp = [proto === 'tcp' ? 11 : 3, proto === 'tcp' ? 0 : 3, 0, 0, 0, 0, 0, 0, ...quote];
+    const c = refSum(icmp);
+    icmp[2] = c >> 8;
+    icmp[3] = c & 0xff;
+    const total = 20 + icmp.length;
+    const ip = [0x45, 0, total >> 8, total & 0xff, 0, 0, 0, 0, 64, 1, 0, 0, ...ip4('10.2.0.2'), ...ip4('10.2.0.1')];
+    const ic = refSum(ip);
+    ip[10] = ic >> 8;
+    ip[11] = ic & 0xff;
+    r.handle(1, Uint8Array.from([...macB(GW1), ...macB(B_MAC), 8, 0, ...ip, ...icmp]));
+    const back = out.pop();
+    t.truthy(back, `${proto}: the error was forwarded`);
+    const e = back!.f;
+    t.is(back!.ifIndex, 0);
+    t.deepEqual([...e.subarray(30, 34)], ip4('10.1.0.2'));
+    t.true(ipCsumOk(e));
+    t.is(be16(e, 36), l4Csum(e), `${proto}: ICMP checksum over the translated quote`);
+    // the quote is now the packet as the inside host sent it, but for its TTL and IP checksum
+    const q = e.subarray(42);
+    t.deepEqual([...q.subarray(12, 20)], [...f.subarray(26, 34)]);
+    t.deepEqual([...q.subarray(20)], [...f.subarray(34)], `${proto}: quoted transport header and payload restored`);
+    const qh = [...q.subarray(0, 20)];
+    const qc = (qh[10]! << 8) | qh[11]!;
+    qh[10] = qh[11] = 0;
+    t.is(refSum(qh), qc, `${proto}: quoted header checksum`);
+  }
+  t.is(r.counters().dropNatNoMapping, 0);
+});
