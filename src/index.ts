@@ -57,3 +57,18 @@ export {
   type CaptureOptions,
   type CaptureResult,
 } from './capture/index.js';
+export {
+  Router,
+  type RouterOptions,
+  type RouterInterfaceConfig,
+  type RouterInterface,
+  type RouterCounters,
+  type StaticRoute,
+  type NatConfig,
+  type FrameSink,
+} from './l3/router.js';
+export { RouterPorts, type RouterPortsOptions } from './l3/router-ports.js';
+export { GatewaySteering } from './l3/gateway-steering.js';
+export { NatTable, DEFAULT_NAT_TIMEOUTS, type NatTableOptions, type NatTimeouts, type NatEntry, type NatProtocol, type NatTableCounters, type NatRefusal } from './l3/nat-table.js';
+export { DEFAULT_ARP_LIMITS, type ArpLimits } from './l3/arp-cache.js';
+export { internetChecksum, csumReplace16, csumReplace32 } from './l3/checksum.js';

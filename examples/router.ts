@@ -1,0 +1,48 @@
+/**
+ * A static IPv4 router between two vale-ts switches: a port on each
+ * (vale0:gw, vale1:gw) that answers ARP for its gateway address, forwards
+ * between the subnets with the TTL decremented and the IP checksum updated
+ * incrementally, and answers pings to itself. Hosts use it as their gateway:
+ *   ip route add 10.2.0.0/24 via 10.1.0.1     (on vale0's side)
+ *   node dist/examples/router.js [--socket PATH] [--if vale0:gw=10.1.0.1/24 --if vale1:gw=10.2.0.1/24]
+ *        [--route PREFIX=VIA ...] [--stats-ms MS]
+ * Prints its counters and neighbours on SIGUSR1 (every MS with --stats-ms), and stops on SIGINT/SIGTERM.
+ */
+import { parseArgs } from 'node:util';
+import { Router, RouterPorts } from '@x/netmap';
+
+const { values } = parseArgs({
+  options: {
+    socket: { type: 'string' },
+    if: { type: 'string', multiple: true, default: ['vale0:gw=10.1.0.1/24', 'vale1:gw=10.2.0.1/24'] },
+    route: { type: 'string', multiple: true, default: [] },
+    'stats-ms': { type: 'string' },
+  },
+});
+
+const split = (s: string, what: string): [string, string] => {
+  const i = s.lastIndexOf('=');
+  if (i < 0) throw new Error(`--${what} ${s}: expected NAME=VALUE (e.g. vale0:gw=10.1.0.1/24)`);
+  return [s.slice(0, i), s.slice(i + 1)];
+};
+const ifs = values.if.map((s) => split(s, 'if'));
+const router = new Router({
+  interfaces: ifs.map(([name, address]) => ({ name, address })),
+  routes: values.route.map((s) => split(s, 'route')).map(([prefix, via]) => ({ prefix, via })),
+});
+const run = await RouterPorts.start(router, { ports: ifs.map(([name]) => name), ...(values.socket ? { socket: values.socket } : {}) });
+for (const i of router.interfaces) console.log(`router up: ${i.name} ${i.address} (${i.prefix}) mac ${i.mac}`);
+
+const stats = (): void => console.log(`stats ${JSON.stringify({ counters: router.counters(), neighbours: router.neighbours() })}`);
+process.on('SIGUSR1', stats);
+if (values['stats-ms']) setInterval(stats, Number(values['stats-ms'])).unref();
+const stop = (): void => {
+  stats();
+  run.close();
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+await run.done().catch((e: unknown) => {
+  console.error(`router stopped: ${(e as Error).message}`);
+  process.exitCode = 1;
+});

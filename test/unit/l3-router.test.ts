@@ -1,0 +1,402 @@
+/**
+ * The L3 modules on plain arrays: incremental checksum updates against a
+ * full recomputation (random headers), ARP, forwarding with TTL and
+ * checksum, ICMP time exceeded, and the source NAT (translation both ways
+ * with every checksum recomputed from scratch by the test's own reference
+ * sum, table bound, expiry driven by a manual clock).
+ */
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { ManualClock, NatTable, Router, csumReplace16, csumReplace32, internetChecksum } from '../../src/index.js';
+
+/** Reference one's-complement checksum, written independently of src/l3/checksum.ts. */
+function refSum(bytes: number[]): number {
+  let s = 0;
+  for (let i = 0; i < bytes.length; i += 2) s += (bytes[i]! << 8) + (bytes[i + 1] ?? 0);
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return ~s & 0xffff;
+}
+const be16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
+const be32 = (b: Uint8Array, o: number): number => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+const ip4 = (s: string): number[] => s.split('.').map(Number);
+const macB = (s: string): number[] => s.split(':').map((h) => parseInt(h, 16));
+
+/** IP header checksum recomputed from scratch. */
+function ipCsumOk(f: Uint8Array): boolean {
+  const h = [...f.subarray(14, 34)];
+  h[10] = h[11] = 0;
+  return refSum(h) === be16(f, 24);
+}
+/** Transport checksum recomputed from scratch (TCP/UDP with the pseudo-header, ICMP without). */
+function l4Csum(f: Uint8Array): number {
+  const total = be16(f, 16);
+  const proto = f[23]!;
+  const seg = [...f.subarray(34, 14 + total)];
+  const at = proto === 6 ? 16 : proto === 17 ? 6 : 2;
+  seg[at] = seg[at + 1] = 0;
+  if (proto === 1) return refSum(seg);
+  const len = total - 20;
+  const c = refSum([...f.subarray(26, 34), 0, proto, len >> 8, len & 0xff, ...seg]);
+  return proto === 17 && c === 0 ? 0xffff : c;
+}
+const l4CsumAt = (f: Uint8Array): number => 34 + (f[23] === 6 ? 16 : f[23] === 17 ? 6 : 2);
+
+interface Pkt {
+  dstMac: string;
+  srcMac: string;
+  src: string;
+  dst: string;
+  ttl?: number;
+  proto: 'icmp' | 'tcp' | 'udp';
+  sport?: number; // or echo id
+  dport?: number;
+  icmpType?: number;
+  tcpFlags?: number;
+  payload?: number;
+}
+/** A frame with every checksum computed by the reference sum. */
+function frame(p: Pkt): Uint8Array {
+  const pay = [...randomBytes(p.payload ?? 16)];
+  let l4: number[];
+  if (p.proto === 'icmp') l4 = [p.icmpType ?? 8, 0, 0, 0, (p.sport ?? 7) >> 8, (p.sport ?? 7) & 0xff, 0, 1, ...pay];
+  else if (p.proto === 'udp') l4 = [p.sport! >> 8, p.sport! & 0xff, p.dport! >> 8, p.dport! & 0xff, 0, 8 + pay.length, 0, 0, ...pay];
+  else l4 = [p.sport! >> 8, p.sport! & 0xff, p.dport! >> 8, p.dport! & 0xff, 1, 2, 3, 4, 0, 0, 0, 0, 0x50, p.tcpFlags ?? 0x02, 0xff, 0xff, 0, 0, 0, 0, ...pay];
+  const proto = p.proto === 'icmp' ? 1 : p.proto === 'tcp' ? 6 : 17;
+  const total = 20 + l4.length;
+  const ip = [0x45, 0, total >> 8, total & 0xff, 0x12, 0x34, 0x40, 0, p.ttl ?? 64, proto, 0, 0, ...ip4(p.src), ...ip4(p.dst)];
+  const ic = refSum(ip);
+  ip[10] = ic >> 8;
+  ip[11] = ic & 0xff;
+  const f = Uint8Array.from([...macB(p.dstMac), ...macB(p.srcMac), 0x08, 0x00, ...ip, ...l4]);
+  const c = l4Csum(f);
+  f[l4CsumAt(f)] = c >> 8;
+  f[l4CsumAt(f) + 1] = c & 0xff;
+  return f;
+}
+function arp(op: 1 | 2, srcMac: string, spa: string, tpa: string, dstMac = 'ff:ff:ff:ff:ff:ff', tha = '00:00:00:00:00:00'): Uint8Array {
+  return Uint8Array.from([...macB(dstMac), ...macB(srcMac), 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, op, ...macB(srcMac), ...ip4(spa), ...macB(tha), ...ip4(tpa), ...new Array(18).fill(0)]);
+}
+
+const A_MAC = '52:54:00:00:00:0a';
+const B_MAC = '52:54:00:00:00:0b';
+const GW0 = '02:00:0a:01:00:01';
+const GW1 = '02:00:0a:02:00:01';
+
+function rig(opts: { nat?: boolean; maxEntries?: number; clock?: ManualClock } = {}): { r: Router; out: { ifIndex: number; f: Uint8Array }[]; clock: ManualClock } {
+  const clock = opts.clock ?? new ManualClock(1000);
+  const r = new Router({
+    interfaces: [
+      { name: 'in', address: '10.1.0.1/24' },
+      { name: 'out', address: '10.2.0.1/24' },
+    ],
+    clock,
+    ...(opts.nat ? { nat: { outside: 'out', table: { maxEntries: opts.maxEntries ?? 1024, timeouts: { udp: 30_000, icmp: 10_000 } } } } : {}),
+  });
+  const out: { ifIndex: number; f: Uint8Array }[] = [];
+  r.attach((ifIndex, f, len) => {
+    out.push({ ifIndex, f: Uint8Array.from(f.subarray(0, len)) });
+    return true;
+  });
+  return { r, out, clock };
+}
+/** Both hosts known to the router (they asked for their gateway). */
+function learnHosts(r: Router, out: unknown[]): void {
+  r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.1'));
+  r.handle(1, arp(1, B_MAC, '10.2.0.2', '10.2.0.1'));
+  out.length = 0;
+}
+
+test('RFC 1624 incremental updates equal a full recomputation, on random IPv4 headers', (t) => {
+  for (let n = 0; n < 2000; n++) {
+    const h = [...randomBytes(20)];
+    h[0] = 0x45;
+    h[10] = h[11] = 0;
+    const cs = refSum(h);
+    // a 16-bit word (TTL/protocol) and a 32-bit one (an address) change
+    const w = (h[8]! << 8) | h[9]!;
+    const w2 = randomBytes(2).readUInt16BE();
+    const a = ((h[12]! << 24) | (h[13]! << 16) | (h[14]! << 8) | h[15]!) >>> 0;
+    const a2 = randomBytes(4).readUInt32BE();
+    const h2 = [...h];
+    h2[8] = w2 >> 8;
+    h2[9] = w2 & 0xff;
+    h2[12] = a2 >>> 24;
+    h2[13] = (a2 >>> 16) & 0xff;
+    h2[14] = (a2 >>> 8) & 0xff;
+    h2[15] = a2 & 0xff;
+    t.is(csumReplace32(csumReplace16(cs, w, w2), a, a2), refSum(h2));
+    t.is(internetChecksum(Uint8Array.from(h2), 0, 20), refSum(h2));
+  }
+});
+
+test('ARP: the gateway address is answered, other addresses and poisoning attempts are not', (t) => {
+  const { r, out } = rig();
+  r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.1'));
+  t.is(out.length, 1);
+  const rep = out[0]!.f;
+  t.is(out[0]!.ifIndex, 0);
+  t.deepEqual([...rep.subarray(0, 6)], macB(A_MAC));
+  t.is(be16(rep, 12), 0x0806);
+  t.is(be16(rep, 20), 2); // reply
+  t.deepEqual([...rep.subarray(22, 28)], macB(GW0));
+  t.deepEqual([...rep.subarray(28, 32)], ip4('10.1.0.1'));
+  t.deepEqual([...rep.subarray(32, 38)], macB(A_MAC));
+  t.deepEqual([...rep.subarray(38, 42)], ip4('10.1.0.2'));
+  t.deepEqual(r.neighbours().map((n) => [n.iface, n.ip, n.mac]), [['in', '10.1.0.2', A_MAC]]);
+  r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.77')); // someone else's address
+  r.handle(0, arp(1, '01:00:5e:00:00:01', '10.1.0.3', '10.1.0.1')); // group MAC as sender
+  r.handle(0, arp(1, B_MAC, '10.1.0.1', '10.1.0.1')); // claims the router's address
+  r.handle(0, arp(1, B_MAC, '10.9.0.9', '10.1.0.1')); // off the subnet
+  t.is(out.length, 1);
+  const c = r.counters();
+  t.is(c.arpRepliesSent, 1);
+  t.is(c.ignoredArp, 1);
+  t.is(c.dropBadArp, 3);
+});
+
+test('forwarding: the frame waits for ARP, then leaves with new MACs, TTL - 1 and a correct checksum', (t) => {
+  const { r, out } = rig();
+  r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.1'));
+  out.length = 0;
+  const f = frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 5000, dport: 53, ttl: 9 });
+  const orig = Uint8Array.from(f);
+  r.handle(0, f);
+  // B is unknown: an ARP request goes out on interface 1, the frame is held
+  t.is(out.length, 1);
+  t.is(out[0]!.ifIndex, 1);
+  t.is(be16(out[0]!.f, 20), 1);
+  t.deepEqual([...out[0]!.f.subarray(38, 42)], ip4('10.2.0.2'));
+  r.handle(1, arp(2, B_MAC, '10.2.0.2', '10.2.0.1', GW1, GW1));
+  t.is(out.length, 2);
+  const fw = out[1]!;
+  t.is(fw.ifIndex, 1);
+  t.deepEqual([...fw.f.subarray(0, 6)], macB(B_MAC));
+  t.deepEqual([...fw.f.subarray(6, 12)], macB(GW1));
+  t.is(fw.f[22], 8);
+  t.true(ipCsumOk(fw.f));
+  t.is(be16(fw.f, l4CsumAt(fw.f)), be16(orig, l4CsumAt(orig))); // addresses unchanged: the UDP checksum too
+  t.deepEqual([...fw.f.subarray(34)], [...orig.subarray(34)]);
+  t.is(r.counters().forwarded, 1);
+});
+
+test('TTL 1: dropped, counted, and answered with ICMP time exceeded quoting the header', (t) => {
+  const { r, out } = rig();
+  learnHosts(r, out);
+  const f = frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 80, ttl: 1 });
+  const orig = Uint8Array.from(f);
+  r.handle(0, f);
+  t.is(out.length, 1);
+  const e = out[0]!.f;
+  t.is(out[0]!.ifIndex, 0);
+  t.deepEqual([...e.subarray(0, 6)], macB(A_MAC));
+  t.deepEqual([...e.subarray(26, 30)], ip4('10.1.0.1'));
+  t.deepEqual([...e.subarray(30, 34)], ip4('10.1.0.2'));
+  t.true(ipCsumOk(e));
+  t.is(e[34], 11);
+  t.is(e[35], 0);
+  t.is(be16(e, 36), l4Csum(e));
+  t.deepEqual([...e.subarray(42, 42 + 28)], [...orig.subarray(14, 14 + 28)]);
+  const c = r.counters();
+  t.is(c.dropTtlExceeded, 1);
+  t.is(c.icmpTimeExceededSent, 1);
+  t.is(c.forwarded, 0);
+});
+
+test('pings to the router are answered; bad headers and checksums are counted drops', (t) => {
+  const { r, out } = rig();
+  learnHosts(r, out);
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.1.0.1', proto: 'icmp', sport: 99 }));
+  t.is(out.length, 1);
+  const e = out[0]!.f;
+  t.is(e[34], 0);
+  t.deepEqual([...e.subarray(26, 30)], ip4('10.1.0.1'));
+  t.true(ipCsumOk(e));
+  t.is(be16(e, 36), l4Csum(e));
+  const bad = frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 2 });
+  bad[24]! ^= 0x10;
+  r.handle(0, bad);
+  const trunc = frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 2 });
+  r.handle(0, trunc.subarray(0, 40));
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '172.16.0.1', proto: 'udp', sport: 1, dport: 2 }));
+  r.handle(0, frame({ dstMac: B_MAC, srcMac: A_MAC, src: '10.1.0.2', dst: '10.1.0.3', proto: 'udp', sport: 1, dport: 2 }));
+  const c = r.counters();
+  t.is(c.echoRepliesSent, 1);
+  t.is(c.dropBadIpChecksum, 1);
+  t.is(c.dropBadIpHeader, 1);
+  t.is(c.dropNoRoute, 1);
+  t.is(c.ignoredNotForUs, 1);
+  t.is(out.length, 1);
+});
+
+test('NAT: TCP, UDP and ICMP echo leave with the outside address and a new port, and replies come back restored, every checksum valid', (t) => {
+  const { r, out } = rig({ nat: true });
+  learnHosts(r, out);
+  for (let n = 0; n < 300; n++) {
+    const proto = (['tcp', 'udp', 'icmp'] as const)[n % 3]!;
+    const sport = 1 + (randomBytes(2).readUInt16BE() % 65535);
+    const dport = 1 + (randomBytes(2).readUInt16BE() % 65535);
+    const f = frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto, sport, dport, payload: n % 41, tcpFlags: 0x02 });
+    const orig = Uint8Array.from(f);
+    r.handle(0, f);
+    const o = out.pop()!;
+    t.is(o.ifIndex, 1);
+    t.deepEqual([...o.f.subarray(26, 30)], ip4('10.2.0.1'));
+    t.true(ipCsumOk(o.f));
+    t.is(be16(o.f, l4CsumAt(o.f)), l4Csum(o.f), `${proto} checksum after translation`);
+    const mapped = be16(o.f, proto === 'icmp' ? 38 : 34);
+    const entry = r.natEntries().find((e) => e.protocol === proto && e.outsidePort === mapped);
+    t.truthy(entry);
+    t.is(entry!.insidePort, sport);
+    // the reply from B to the outside address and the mapped port
+    const rep = frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto, sport: proto === 'icmp' ? mapped : dport, dport: mapped, icmpType: 0, payload: 7, tcpFlags: 0x12 });
+    r.handle(1, rep);
+    const back = out.pop()!;
+    t.is(back.ifIndex, 0);
+    t.deepEqual([...back.f.subarray(30, 34)], ip4('10.1.0.2'));
+    t.is(be16(back.f, proto === 'icmp' ? 38 : 36), sport);
+    t.true(ipCsumOk(back.f));
+    t.is(be16(back.f, l4CsumAt(back.f)), l4Csum(back.f), `${proto} checksum of the reply`);
+    t.is(orig[22]! - 1, o.f[22]);
+  }
+  const c = r.counters();
+  t.is(c.natTranslatedOut, 300);
+  t.is(c.natTranslatedIn, 300);
+});
+
+test('NAT: strangers get nothing through a mapping, and the outside cannot reach inside addresses', (t) => {
+  const { r, out } = rig({ nat: true });
+  learnHosts(r, out);
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 5353, dport: 53 }));
+  out.length = 0;
+  // same outside port, another remote port
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'udp', sport: 54, dport: 5353 }));
+  // no mapping at all
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'tcp', sport: 80, dport: 1234 }));
+  // straight to an inside address
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.1.0.2', proto: 'udp', sport: 53, dport: 5353 }));
+  t.is(out.length, 0);
+  const c = r.counters();
+  t.is(c.dropNatNoMapping, 2);
+  t.is(c.dropOutsideToInside, 1);
+});
+
+test('NAT table: at its bound a new flow is a counted drop; entries expire by the (manual) clock and make room', (t) => {
+  const clock = new ManualClock(0);
+  const { r, out } = rig({ nat: true, maxEntries: 2, clock });
+  learnHosts(r, out);
+  const udp = (sport: number): Uint8Array => frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport, dport: 53 });
+  r.handle(0, udp(1000));
+  r.handle(0, udp(1001));
+  r.handle(0, udp(1002));
+  t.is(out.length, 2);
+  t.is(r.counters().dropNatTableFull, 1);
+  t.deepEqual(r.natEntries().map((e) => [e.protocol, e.insideAddr, e.insidePort, e.remoteAddr, e.remotePort, e.state]), [
+    ['udp', '10.1.0.2', 1000, '10.2.0.2', 53, 'new'],
+    ['udp', '10.1.0.2', 1001, '10.2.0.2', 53, 'new'],
+  ]);
+  clock.advance(29_999); // udp timeout 30 s in this rig
+  t.is(r.natEntries().length, 2);
+  r.handle(0, udp(1000)); // traffic refreshes its entry
+  clock.advance(2);
+  t.deepEqual(r.natEntries().map((e) => e.insidePort), [1000]);
+  r.handle(0, udp(1002)); // room again
+  t.is(out.length, 4);
+  clock.advance(30_000);
+  r.tick();
+  t.is(r.natEntries().length, 0);
+  const c = r.counters();
+  t.is(c.natEntriesCreated, 3);
+  t.is(c.natEntriesExpired, 3);
+  t.is(c.natEntries, 0);
+});
+
+test('NAT table: TCP flows move to established on a reply and to closing on FIN, with their timeouts; ports are kept when free', (t) => {
+  const clock = new ManualClock(0);
+  const nat = new NatTable({ clock, maxEntries: 8, portRange: [2000, 2001] });
+  const A = 0x0a010002;
+  const B = 0x0a020002;
+  const f1 = nat.outbound('tcp', A, 2000, B, 80, 0x02);
+  t.true(typeof f1 !== 'string' && f1.outsidePort === 2000);
+  const f2 = nat.outbound('tcp', 0x0a010003, 2000, B, 80, 0x02); // same inside port, other host: next free port
+  t.true(typeof f2 !== 'string' && f2.outsidePort === 2001);
+  t.is(nat.outbound('tcp', 0x0a010004, 2000, B, 80, 0x02), 'dropPortsExhausted');
+  t.truthy(nat.inbound('tcp', 2000, B, 80, 0x12));
+  t.is(nat.entries().find((e) => e.outsidePort === 2000)!.state, 'established');
+  t.is(nat.entries().find((e) => e.outsidePort === 2000)!.expiresInMs, nat.timeouts.tcpEstablished);
+  nat.outbound('tcp', A, 2000, B, 80, 0x11); // FIN
+  t.is(nat.entries().find((e) => e.outsidePort === 2000)!.state, 'closing');
+  clock.advance(nat.timeouts.tcpTransitory);
+  t.is(nat.size, 0);
+  t.is(nat.counters().dropPortsExhausted, 1);
+  t.throws(() => new NatTable({ maxEntries: 0 }), { message: /maxEntries 0/ });
+  t.throws(() => new NatTable({ portRange: [10, 5] }), { message: /portRange/ });
+});
+
+test('router configuration errors name the problem', (t) => {
+  t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1' }] }), { message: /no prefix length/ });
+  t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.0/24' }] }), { message: /network or broadcast/ });
+  t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], routes: [{ prefix: '0.0.0.0/0', via: '192.0.2.1' }] }), { message: /on none of the router's subnets/ });
+  t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], nat: { outside: 'b' } }), { message: /NAT outside interface 'b'/ });
+});
+
+test('ARP: a gratuitous announcement per interface; frames for an unanswered next hop are held, retried, then dropped and counted', (t) => {
+  const { r, out, clock } = rig();
+  r.announce();
+  t.deepEqual(out.map((o) => [o.ifIndex, be16(o.f, 20), [...o.f.subarray(6, 12)].join(), [...o.f.subarray(28, 32)].join('.'), [...o.f.subarray(38, 42)].join('.')]), [
+    [0, 1, macB(GW0).join(), '10.1.0.1', '10.1.0.1'],
+    [1, 1, macB(GW1).join(), '10.2.0.1', '10.2.0.1'],
+  ]);
+  out.length = 0;
+  r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.1'));
+  out.length = 0;
+  for (let n = 0; n < 10; n++) r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.9', proto: 'udp', sport: 1, dport: 2 }));
+  t.is(out.length, 1, 'one ARP request for the ten frames');
+  t.is(r.counters().dropArpQueueFull, 2, 'eight are held');
+  clock.advance(1000);
+  r.tick();
+  t.is(out.length, 2, 'the request is repeated after a second');
+  clock.advance(2000);
+  r.tick();
+  t.is(r.counters().dropArpUnresolved, 8);
+  t.is(r.counters().forwarded, 0);
+});
+
+test('NAT: ICMP errors from outside about a flow are translated back, quote and checksums included', (t) => {
+  const { r, out } = rig({ nat: true });
+  learnHosts(r, out);
+  for (const proto of ['udp', 'tcp', 'icmp'] as const) {
+    const sport = proto === 'icmp' ? 777 : 3000 + out.length;
+    const sent = frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto, sport, dport: 9, payload: 30 });
+    const f = Uint8Array.from(sent); // handle() rewrites its frame in place
+    r.handle(0, sent);
+    const left = out.pop()!.f;
+    // B answers with "port unreachable" (3/3) or "time exceeded" (11/0), quoting what it got as Linux does (here: all of it)
+    const quote = [...left.subarray(14)];
+    const icmp = [proto === 'tcp' ? 11 : 3, proto === 'tcp' ? 0 : 3, 0, 0, 0, 0, 0, 0, ...quote];
+    const c = refSum(icmp);
+    icmp[2] = c >> 8;
+    icmp[3] = c & 0xff;
+    const total = 20 + icmp.length;
+    const ip = [0x45, 0, total >> 8, total & 0xff, 0, 0, 0, 0, 64, 1, 0, 0, ...ip4('10.2.0.2'), ...ip4('10.2.0.1')];
+    const ic = refSum(ip);
+    ip[10] = ic >> 8;
+    ip[11] = ic & 0xff;
+    r.handle(1, Uint8Array.from([...macB(GW1), ...macB(B_MAC), 8, 0, ...ip, ...icmp]));
+    const back = out.pop();
+    t.truthy(back, `${proto}: the error was forwarded`);
+    const e = back!.f;
+    t.is(back!.ifIndex, 0);
+    t.deepEqual([...e.subarray(30, 34)], ip4('10.1.0.2'));
+    t.true(ipCsumOk(e));
+    t.is(be16(e, 36), l4Csum(e), `${proto}: ICMP checksum over the translated quote`);
+    // the quote is now the packet as the inside host sent it, but for its TTL and IP checksum
+    const q = e.subarray(42);
+    t.deepEqual([...q.subarray(12, 20)], [...f.subarray(26, 34)]);
+    t.deepEqual([...q.subarray(20)], [...f.subarray(34)], `${proto}: quoted transport header and payload restored`);
+    const qh = [...q.subarray(0, 20)];
+    const qc = (qh[10]! << 8) | qh[11]!;
+    qh[10] = qh[11] = 0;
+    t.is(refSum(qh), qc, `${proto}: quoted header checksum`);
+  }
+  t.is(r.counters().dropNatNoMapping, 0);
+});
