@@ -51,6 +51,7 @@ export interface OpenOptions {
 
 /** The error thrown when no backend can serve a name. */
 export class BackendError extends Error {
+  /** errno-style name of the reason (`ENODEV` when no backend serves the name) */
   readonly code: string;
   constructor(message: string, code = 'ENODEV') {
     super(message);
