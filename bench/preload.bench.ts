@@ -9,7 +9,7 @@
  *
  *   node dist/bench/preload.bench.js [--count N] [--rounds R]
  *
- * Needs netmap's source snapshot (../shared/netmap-lab beside the checkout),
+ * Needs netmap's source snapshot (the netmap-lab kit: docs/conformance.md),
  * from which pkt-gen is built as the tests build it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';

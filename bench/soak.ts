@@ -22,6 +22,7 @@ import { open, type Port } from '../src/index.js';
 import { native } from '../src/netmap/addon.js';
 import { ControlConnection, requestOnce } from '../src/control/client.js';
 import { PROTOCOL_VERSION, type SwitchStats } from '../src/control/protocol.js';
+import { fillTxTemplate } from '../test/fixtures/tx-template.js';
 
 const self = fileURLToPath(import.meta.url);
 const valeTs = path.join(path.dirname(self), '..', 'tools', 'vale-ts.js');
@@ -37,20 +38,9 @@ const closed = new Promise<void>((r) => (closing = r));
 process.on('SIGTERM', () => (stopping = true));
 process.on('SIGINT', () => closing());
 
-function fill(p: Port, dst: number[], src: number[]): void {
-  const ring = p.txRings[0]!;
-  for (let i = 0; i < ring.numSlots; i++) {
-    const o = ring.bufOffsetOf(ring.bufIdx(i));
-    ring.bytes.set(dst, o);
-    ring.bytes.set(src, o + 6);
-    ring.bytes[o + 12] = 0x88;
-    ring.bytes[o + 13] = 0xb5;
-  }
-}
-
 /** Send until told to stop; then wait until the switch took everything. */
 async function sender(p: Port, dst: number[], src: number[], paceEvery = 0): Promise<number> {
-  fill(p, dst, src);
+  fillTxTemplate(p, dst, src);
   const ring = p.txRings[0]!;
   let sent = 0;
   while (!stopping) {
@@ -117,7 +107,7 @@ async function role(kind: string, n: number): Promise<void> {
   if (kind === 'crash') {
     // a burst, then death without a goodbye: the switch must clean up
     const p = await open(`vale0:c${n % 8}`);
-    fill(p, [255, 255, 255, 255, 255, 255], macOf(0x300 + (n % 8)));
+    fillTxTemplate(p, [255, 255, 255, 255, 255, 255], macOf(0x300 + (n % 8)));
     const ring = p.txRings[0]!;
     let h = ring.head;
     for (let i = 0; i < 500 && ring.space() > 0; i++) {

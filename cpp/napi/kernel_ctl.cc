@@ -51,6 +51,25 @@ T from(Napi::Env env, Napi::Buffer<uint8_t> b, const char *what) {
 
 void put(Napi::Object o, const char *k, double v) { o.Set(k, Napi::Number::New(o.Env(), v)); }
 
+// The ring geometry that nmreq_vale_newif, nmreq_register (inside
+// nmreq_vale_attach) and nmreq_port_info_get share, under one set of names.
+template <typename T>
+void geometry_in(Napi::Object f, T &b) {
+  b.nr_tx_slots = u32(f, "txSlots");
+  b.nr_rx_slots = u32(f, "rxSlots");
+  b.nr_tx_rings = u16(f, "txRings");
+  b.nr_rx_rings = u16(f, "rxRings");
+  b.nr_mem_id = u16(f, "memId");
+}
+template <typename T>
+void geometry_out(Napi::Object o, const T &b) {
+  put(o, "txSlots", b.nr_tx_slots);
+  put(o, "rxSlots", b.nr_rx_slots);
+  put(o, "txRings", b.nr_tx_rings);
+  put(o, "rxRings", b.nr_rx_rings);
+  put(o, "memId", b.nr_mem_id);
+}
+
 Napi::Value Encode(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   uint32_t rt = arg_u32(info, 0, "reqtype");
@@ -65,22 +84,14 @@ Napi::Value Encode(const Napi::CallbackInfo &info) {
     case NETMAP_REQ_PORT_INFO_GET: return bytes(env, nmreq_port_info_get{});
     case NETMAP_REQ_VALE_NEWIF: {
       nmreq_vale_newif b{};
-      b.nr_tx_slots = u32(f, "txSlots");
-      b.nr_rx_slots = u32(f, "rxSlots");
-      b.nr_tx_rings = u16(f, "txRings");
-      b.nr_rx_rings = u16(f, "rxRings");
-      b.nr_mem_id = u16(f, "memId");
+      geometry_in(f, b);
       return bytes(env, b);
     }
     case NETMAP_REQ_VALE_DELIF: return Napi::Buffer<uint8_t>::New(env, 0);
     case NETMAP_REQ_VALE_ATTACH: {
       // the interface is registered on the switch as by NETMAP_REQ_REGISTER
       nmreq_vale_attach b{};
-      b.reg.nr_tx_slots = u32(f, "txSlots");
-      b.reg.nr_rx_slots = u32(f, "rxSlots");
-      b.reg.nr_tx_rings = u16(f, "txRings");
-      b.reg.nr_rx_rings = u16(f, "rxRings");
-      b.reg.nr_mem_id = u16(f, "memId");
+      geometry_in(f, b.reg);
       b.reg.nr_mode = f.Get("hostStack").ToBoolean() ? NR_REG_NIC_SW : NR_REG_ALL_NIC;
       return bytes(env, b);
     }
@@ -124,22 +135,14 @@ Napi::Value Decode(const Napi::CallbackInfo &info) {
     case NETMAP_REQ_PORT_INFO_GET: {
       auto b = from<nmreq_port_info_get>(env, buf, "nmreq_port_info_get");
       put(o, "memsize", static_cast<double>(b.nr_memsize));
-      put(o, "txSlots", b.nr_tx_slots);
-      put(o, "rxSlots", b.nr_rx_slots);
-      put(o, "txRings", b.nr_tx_rings);
-      put(o, "rxRings", b.nr_rx_rings);
+      geometry_out(o, b);
       put(o, "hostTxRings", b.nr_host_tx_rings);
       put(o, "hostRxRings", b.nr_host_rx_rings);
-      put(o, "memId", b.nr_mem_id);
       return o;
     }
     case NETMAP_REQ_VALE_NEWIF: {
       auto b = from<nmreq_vale_newif>(env, buf, "nmreq_vale_newif");
-      put(o, "txSlots", b.nr_tx_slots);
-      put(o, "rxSlots", b.nr_rx_slots);
-      put(o, "txRings", b.nr_tx_rings);
-      put(o, "rxRings", b.nr_rx_rings);
-      put(o, "memId", b.nr_mem_id);
+      geometry_out(o, b);
       return o;
     }
     case NETMAP_REQ_VALE_ATTACH: {

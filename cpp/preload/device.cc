@@ -272,7 +272,9 @@ short port_check(Port *p, short events) {
     if (want_tx)
       for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) {
         const netmap_ring *g = p->ring(r);
-        if (g->head != g->tail) rev |= want_tx;
+        // cur, not head, as netmap_poll: a program moves cur ahead of head
+        // to sleep until the switch frees more slots (tail passes cur)
+        if (g->cur != g->tail) rev |= want_tx;
       }
   }
   if (want_rx || p->rxpoll) {
@@ -281,7 +283,7 @@ short port_check(Port *p, short events) {
     if (want_rx)
       for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) {
         const netmap_ring *g = p->ring(T + r);
-        if (g->head != g->tail) rev |= want_rx;
+        if (g->cur != g->tail) rev |= want_rx;
       }
   }
   if (p->hung.load(std::memory_order_relaxed)) rev |= POLLERR | POLLHUP;

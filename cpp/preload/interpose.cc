@@ -77,48 +77,50 @@ timespec ms_to_ts(int ms) { return {ms / 1000, static_cast<long>(ms % 1000) * 10
 #define EXPORT extern "C" __attribute__((visibility("default")))
 
 // ---- open -----------------------------------------------------------------
-#define OPEN_BODY(real_call)                                              \
-  mode_t mode = 0;                                                        \
-  if (flags & (O_CREAT | O_TMPFILE)) {                                    \
-    va_list ap;                                                           \
-    va_start(ap, flags);                                                  \
-    mode = static_cast<mode_t>(va_arg(ap, int));                          \
-    va_end(ap);                                                           \
-  }                                                                       \
-  if (is_netmap_path(path)) return dev_open(flags);                       \
-  return real_call;
+// the mode argument, read only when the flags say one was passed
+#define OPEN_MODE(mode)                          \
+  mode_t mode = 0;                               \
+  if (flags & (O_CREAT | O_TMPFILE)) {           \
+    va_list ap;                                  \
+    va_start(ap, flags);                         \
+    mode = static_cast<mode_t>(va_arg(ap, int)); \
+    va_end(ap);                                  \
+  }
+
+namespace {
+using open_fn = int (*)(const char *, int, ...);
+using openat_fn = int (*)(int, const char *, int, ...);
+// open and open64 alike: /dev/netmap is ours, everything else libc's `real`
+int open_body(open_fn real, const char *path, int flags, mode_t mode) {
+  if (is_netmap_path(path)) return dev_open(flags);
+  return real(path, flags, mode);
+}
+// openat and openat64 alike: /dev/netmap by an absolute path or from the cwd
+int openat_body(openat_fn real, int dirfd, const char *path, int flags, mode_t mode) {
+  if (is_netmap_path(path) && dirfd_ok(dirfd, path)) return dev_open(flags);
+  return real(dirfd, path, flags, mode);
+}
+}  // namespace
 
 EXPORT int open(const char *path, int flags, ...) {
-  REAL(open, int (*)(const char *, int, ...));
-  OPEN_BODY(real_open(path, flags, mode))
+  REAL(open, open_fn);
+  OPEN_MODE(mode)
+  return open_body(real_open, path, flags, mode);
 }
 EXPORT int open64(const char *path, int flags, ...) {
-  REAL(open64, int (*)(const char *, int, ...));
-  OPEN_BODY(real_open64(path, flags, mode))
+  REAL(open64, open_fn);
+  OPEN_MODE(mode)
+  return open_body(real_open64, path, flags, mode);
 }
 EXPORT int openat(int dirfd, const char *path, int flags, ...) {
-  REAL(openat, int (*)(int, const char *, int, ...));
-  mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
-  if (is_netmap_path(path) && dirfd_ok(dirfd, path)) return dev_open(flags);
-  return real_openat(dirfd, path, flags, mode);
+  REAL(openat, openat_fn);
+  OPEN_MODE(mode)
+  return openat_body(real_openat, dirfd, path, flags, mode);
 }
 EXPORT int openat64(int dirfd, const char *path, int flags, ...) {
-  REAL(openat64, int (*)(int, const char *, int, ...));
-  mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
-  if (is_netmap_path(path) && dirfd_ok(dirfd, path)) return dev_open(flags);
-  return real_openat64(dirfd, path, flags, mode);
+  REAL(openat64, openat_fn);
+  OPEN_MODE(mode)
+  return openat_body(real_openat64, dirfd, path, flags, mode);
 }
 // _FORTIFY_SOURCE spellings
 EXPORT int __open_2(const char *path, int flags) {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/recv_fds.h"
 #include "preload/sys.h"
 
 namespace nmpre {
@@ -93,35 +94,21 @@ bool vale_request(int fd, const std::string &request, JVal *reply, std::vector<i
     return false;
   }
   std::string buf(MAX_MESSAGE + 1, '\0');
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-  iovec iov{buf.data(), buf.size()};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  ssize_t n;
-  do n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    *e = {errno, std::string("recvmsg from vale-ts: ") + std::strerror(errno)};
-    return false;
-  }
+  std::vector<nm::unique_fd> got;
+  int msg_flags = 0;
+  const ssize_t n = nm::recv_with_fds<MAX_FDS>(fd, buf.data(), buf.size(), got, msg_flags);
+  const int err = errno;
   // the fds are ours to close whatever the reply says
-  for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t j = 0; j < k; j++) {
-      int f;
-      std::memcpy(&f, CMSG_DATA(c) + j * sizeof(int), sizeof f);
-      fds->push_back(f);
-    }
+  for (nm::unique_fd &f : got) fds->push_back(f.release());
+  if (n < 0) {
+    *e = {err, std::string("recvmsg from vale-ts: ") + std::strerror(err)};
+    return false;
   }
   if (n == 0) {
     *e = {EIO, "vale-ts closed the connection"};
     return false;
   }
-  if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || static_cast<size_t>(n) > MAX_MESSAGE) {
+  if ((msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || static_cast<size_t>(n) > MAX_MESSAGE) {
     *e = {EPROTO, "vale-ts sent a truncated reply"};
     return false;
   }

@@ -7,21 +7,15 @@
 import { native, type NativeFdWatcher } from '../netmap/addon.js';
 import { NIF, RING } from '../netmap/abi.js';
 import type { ParsedPortName } from '../netmap/name.js';
+import type { OpenOptions } from '../netmap/open.js';
 import type { Backend } from './backend.js';
 import { CsbDoorbell, CsbView } from './csb.js';
 import { ControlConnection } from '../control/client.js';
 import { defaultSocketPath, PROTOCOL_VERSION, type RegisterRequest } from '../control/protocol.js';
 import { SwitchGoneError } from '../netmap/errors.js';
 
-/** Options of a vale port opened through vale-ts. */
-export interface UserOpenOptions {
-  socket?: string;
-  rings?: number;
-  slots?: number;
-  bufSize?: number;
-  extraBufs?: number;
-  lossless?: boolean;
-}
+/** Options of a vale port opened through vale-ts: those of {@link OpenOptions} that reach the switch. */
+export type UserOpenOptions = Pick<OpenOptions, 'socket' | 'rings' | 'slots' | 'bufSize' | 'extraBufs' | 'lossless'>;
 
 interface RingWords {
   head: number;

@@ -246,6 +246,7 @@ export class ValeControlError extends Error {
 export interface ValePortIndex {
   /** the port name (valeX:Y) */
   name: string;
+  /** the switch's index (valectl's bridge_idx) */
   bridgeIndex: number;
   /** {@link abi}'s NM_BDG_NOPORT when the switch exists but has no such port */
   portIndex: number;
@@ -261,23 +262,37 @@ export interface ValePortIndex {
 
 /** A port's geometry, as valectl -g / -n show it. */
 export interface ValePortInfo {
+  /** the port name (valeX:Y) */
   name: string;
+  /** bytes of the port's memory region */
   memsize: number;
+  /** slots per tx ring */
   txSlots: number;
+  /** slots per rx ring */
   rxSlots: number;
+  /** tx rings */
   txRings: number;
+  /** rx rings */
   rxRings: number;
+  /** the memory allocator's id (vale-ts: every port has its own region) */
   memId: number;
+  /** bytes per buffer (vale-ts) */
   bufSize?: number;
+  /** where the port's netmap_if lies in its region (vale-ts) */
   nifpOffset?: number;
+  /** the port's index on its switch ({@link ValeClient.create} answers it) */
   portIndex?: number;
 }
 
 /** Rings and slots of a port {@link ValeClient.create} makes; missing or 0 means the default. */
 export interface ValePortConfig {
+  /** slots per tx ring */
   txSlots?: number;
+  /** slots per rx ring */
   rxSlots?: number;
+  /** tx rings */
   txRings?: number;
+  /** rx rings */
   rxRings?: number;
 }
 

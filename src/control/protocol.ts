@@ -158,8 +158,11 @@ export interface PortGeometry {
 
 /** Per-port counters in a stats reply. */
 export interface PortStats {
+  /** the port's name (valeX:Y) */
   name: string;
+  /** its index on the switch */
   portIndex: number;
+  /** the switch's counters of the port (docs/counters.md) */
   counters: Record<string, number>;
   /** a driver port: what serves it and the driver's own counters */
   driver?: { describe: string; counters: Record<string, number> };
@@ -169,8 +172,11 @@ export interface PortStats {
 
 /** The last counters of a port that has gone, kept under its name for a while. */
 export interface DepartedPortStats {
+  /** the name it had (valeX:Y) */
   name: string;
+  /** the index it had on the switch */
   portIndex: number;
+  /** its counters when it went */
   counters: Record<string, number>;
   /** when it went (ISO 8601) */
   departedAt: string;
@@ -207,17 +213,23 @@ export interface Conservation {
 
 /** A switch in a stats reply. */
 export interface SwitchStats {
+  /** the switch's name (vale0) */
   name: string;
+  /** its index among vale-ts's switches, as valectl shows bridge_idx */
   bridgeIndex: number;
+  /** its ports now: a page from portsOffset (see portsTotal) */
   ports: PortStats[];
   /** a page of the table: macTableOffset.. (at most the limit asked for, and what fits) */
   macTable: { mac: string; port: string; ageMs: number }[];
   /** entries in the whole table */
   macTableTotal: number;
+  /** where the page in macTable starts */
   macTableOffset: number;
+  /** the MAC table's own counters (learned, moved, aged, tableFull) */
   macTableCounters: Record<string, number>;
   /** ports of the switch (`ports` is the page from portOffset that fits) */
   portsTotal: number;
+  /** where the page in ports starts */
   portsOffset: number;
   /** switch-wide counters (wakeups, doorbell backoffs, stalls) */
   switchCounters?: Record<string, number>;
@@ -235,6 +247,7 @@ export interface SwitchStats {
   lastActivityAt?: string;
   /** seconds since createdAt */
   uptimeS?: number;
+  /** the frame conservation check over totals (copies = delivered + dropped) */
   conservation?: Conservation;
   /** open monitors (valeX:Y/r, /t, /rt): not ports, so outside the totals; txFrames are the copies they got, dropMonitor those lost to a full ring */
   monitors?: { name: string; watches: string; counters: Record<string, number> }[];

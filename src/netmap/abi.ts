@@ -3,6 +3,8 @@
  * from the compiled structs (cpp/abi/netmap_abi.h, exported by cpp/napi/abi_export.cc): one source of truth.
  * No other TypeScript file types a netmap number (test/unit/abi-literals.test.ts
  * greps for the ones that were).
+ *
+ * @module
  */
 import { native } from './addon.js';
 

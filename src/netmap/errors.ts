@@ -13,6 +13,7 @@
  * it re-created on a restarted switch.
  */
 export class SwitchGoneError extends Error {
+  /** Always `ESHUTDOWN`, for code that checks errors by their code. */
   readonly code = 'ESHUTDOWN';
   /** Frames this side had queued on its tx rings that the switch never took. */
   readonly lostTxFrames: number;

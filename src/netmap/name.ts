@@ -39,14 +39,23 @@ export type RegMode = 'all_nic' | 'sw' | 'nic_sw' | 'one_nic' | 'one_sw';
 
 /** Ring/slot geometry requested with `@conf:` (only honoured for ports this open creates). */
 export interface PortConf {
+  /** `@conf:rings=`: tx and rx ring count alike */
   rings?: number;
+  /** `@conf:tx_rings=` */
   txRings?: number;
+  /** `@conf:rx_rings=` */
   rxRings?: number;
+  /** `@conf:host_rings=`: host tx and rx ring count alike */
   hostRings?: number;
+  /** `@conf:host_tx_rings=` */
   hostTxRings?: number;
+  /** `@conf:host_rx_rings=` */
   hostRxRings?: number;
+  /** `@conf:slots=`: tx and rx slots per ring alike */
   slots?: number;
+  /** `@conf:tx_slots=` */
   txSlots?: number;
+  /** `@conf:rx_slots=` */
   rxSlots?: number;
 }
 
@@ -54,6 +63,7 @@ export interface PortConf {
 export interface ParsedPortName {
   /** the name exactly as given */
   readonly spec: string;
+  /** 'vale' for a `valeX:` name, else 'netmap' */
   readonly subsystem: Subsystem;
   /** 'vale0', 'vale', 'valeA' for vale; undefined for netmap */
   readonly switchName?: string;
@@ -61,6 +71,7 @@ export interface ParsedPortName {
   readonly port: string;
   /** pipe end, if `{X` (master) or `}X` (slave) */
   readonly pipe?: { readonly role: 'master' | 'slave'; readonly id: string };
+  /** which rings the name binds: all NIC rings, host rings (`^`), both (`*`), one NIC ring (`-N`), one host ring (`^N`) */
   readonly mode: RegMode;
   /** numeric nr_mode value (NR_REG_ALL_NIC=1, SW=2, NIC_SW=3, ONE_NIC=4, ONE_SW=8) */
   readonly nrMode: number;

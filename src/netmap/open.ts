@@ -22,8 +22,9 @@ export interface OpenOptions {
   backend?: 'auto' | 'user' | 'kernel';
   /** vale-ts control socket (default: VALE_TS_SOCKET, then the standard path). */
   socket?: string;
-  /** Ring/slot overrides for ports this open creates (like @conf:). */
+  /** Ring count for ports this open creates (like @conf:rings=). */
   rings?: number;
+  /** Slots per ring for ports this open creates (like @conf:slots=). */
   slots?: number;
   /** Buffer size of regions this open creates (user backend). */
   bufSize?: number;
@@ -50,6 +51,7 @@ export interface OpenOptions {
 
 /** The error thrown when no backend can serve a name. */
 export class BackendError extends Error {
+  /** errno-style name of the reason (`ENODEV` when no backend serves the name) */
   readonly code: string;
   constructor(message: string, code = 'ENODEV') {
     super(message);

@@ -34,6 +34,7 @@ export const DEFAULT_BUSY_WAIT_US = 50;
 
 /** A batch of received frames: zero-copy views valid until the next batch. */
 export interface FrameBatch {
+  /** the frames, in ring order: views into the port's buffers, not copies */
   readonly frames: Uint8Array[];
   /** rx ring index each frame came from */
   readonly rings: number[];

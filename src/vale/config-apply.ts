@@ -11,7 +11,9 @@ import type { PeerPolicy, ValeServer } from './server.js';
 
 /** What one application did, and what it could not do. */
 export interface ApplyReport {
+  /** ports created: new in the configuration */
   added: string[];
+  /** ports removed: no longer in the configuration */
   removed: string[];
   /** re-created: their geometry or driver changed */
   recreated: string[];

@@ -23,7 +23,9 @@ export type Node =
 /** A problem in a configuration file, at a line and column. */
 export class ConfigError extends Error {
   constructor(
+    /** where in the file (line and column, 1-based) */
     readonly pos: Pos,
+    /** what is wrong there, without the position */
     readonly problem: string,
   ) {
     super(`${pos.line}:${pos.col}: ${problem}`);

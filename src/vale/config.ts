@@ -23,34 +23,51 @@ export { ConfigError } from './config-file.js';
 export interface PortConfig {
   /** valeX:Y */
   name: string;
+  /** tx rings (default: the switch's) */
   txRings?: number;
+  /** rx rings */
   rxRings?: number;
+  /** slots per tx ring */
   txSlots?: number;
+  /** slots per rx ring */
   rxSlots?: number;
+  /** bytes per buffer */
   bufSize?: number;
+  /** backpressure instead of drops when a destination is full */
   lossless: boolean;
+  /** a driver port (TAP, vhost-user, ...): what serves its far side */
   driver?: DriverSpec;
+  /** where the port is in the file */
   pos: Pos;
 }
 
 /** A switch as configured. */
 export interface SwitchConfig {
+  /** the switch's name (vale0) */
   name: string;
   /** module path (resolved against the file's directory) exporting `lookup` or a default BatchLookup */
   lookup?: string;
+  /** the switch's options (batch, MAC table, stall bound, ...) */
   options: Omit<SwitchOptions, 'lookup' | 'clock'>;
+  /** its persistent ports */
   ports: PortConfig[];
+  /** where the switch is in the file */
   pos: Pos;
 }
 
 /** A whole configuration. */
 export interface ValeConfig {
+  /** the file it was read from */
   file: string;
+  /** the switches it pins, with their ports */
   switches: SwitchConfig[];
   /** access policy; group resolved to its gid */
   access: PeerPolicy;
+  /** `retainCounters`: seconds a departed port's counters are kept */
   retainCountersS?: number;
+  /** `metrics`: [ADDR:]PORT of the Prometheus endpoint */
   metrics?: string;
+  /** `socket`: the control socket's path */
   socket?: string;
 }
 

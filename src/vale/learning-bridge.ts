@@ -45,8 +45,15 @@ export interface LearningBridgeOptions {
   clock?: Clock;
 }
 
+/**
+ * The switch's default lookup: learns each frame's source MAC on its port,
+ * sends a known destination to its port, floods the rest (broadcast,
+ * multicast, unknown), and drops runts (counted).
+ */
 export class LearningBridge {
+  /** the MAC table it learns into (bounded, aged by the switch's clock) */
   readonly table: MacTable;
+  /** frames too short for an Ethernet header */
   readonly counters = { runts: 0 };
   /** Bound; pass it around as a plain function. */
   readonly lookupBatch: BatchLookup;

@@ -66,6 +66,7 @@ const MAC_EVENTS: readonly string[] = ['learned', 'aged', 'moved', 'tableFull'];
  * tests, do not mix).
  */
 export class ValeMetrics {
+  /** this server's prom-client registry (what GET /metrics renders) */
   readonly registry = new Registry();
   private snap: Snapshot = { switches: [], server: {} as ServerCounters };
 
@@ -187,8 +188,11 @@ export class ValeMetrics {
 export interface MetricsEndpoint {
   /** the address actually bound (port 0 resolved) */
   readonly host: string;
+  /** the TCP port actually bound */
   readonly port: number;
+  /** http://HOST:PORT/metrics */
   readonly url: string;
+  /** Stop listening; resolves once the HTTP server has closed. */
   close(): Promise<void>;
 }
 

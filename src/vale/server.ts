@@ -185,6 +185,7 @@ class RequestError extends Error {
  * instead of for time. `'close'` at shutdown.
  */
 export class ValeServer extends EventEmitter {
+  /** The control socket this server listens on. */
   readonly socketPath: string;
   private readonly listenFd: number;
   private readonly listenWatcher: NativeFdWatcher;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Conformance suite against the real netmap kernel module.
 #
-# Builds (or reuses) a netmap lab with ../shared/netmap-lab (netmap.ko and
+# Builds (or reuses) a netmap lab from the netmap-lab kit (netmap.ko and
 # netmap's C pkt-gen/valectl from its source snapshot, a Debian 6.1 kernel,
-# a busybox initramfs), boots it under QEMU, runs the job scripts of
+# a busybox initramfs; docs/conformance.md says what it is and where it is
+# found), boots it under QEMU, runs the job scripts of
 # test/conformance/guest/ in the guest against a copy of this checkout, and
 # prints one PASS/FAIL line per check and a last line `N passed, N failed`.
 #
@@ -13,7 +14,7 @@
 #                                           # while the other stages run
 #
 # Environment:
-#   NETMAP_LAB_KIT   the kit (default: <repo>/../shared/netmap-lab)
+#   NETMAP_LAB_KIT   the kit's directory (default: where CI keeps it, docs/conformance.md)
 #   NETMAP_LAB       lab directory to build into / reuse (default: a cache dir
 #                    per kit version under ${XDG_CACHE_HOME:-~/.cache})
 #   NETMAP_CONFORMANCE=0   skip (not allowed when CI=true)
@@ -38,7 +39,7 @@ unavailable() {
 }
 
 if [ "${NETMAP_CONFORMANCE:-1}" = 0 ]; then unavailable "NETMAP_CONFORMANCE=0"; fi
-[ -f "$KIT/04-boot.sh" ] || unavailable "no netmap lab kit at $KIT (the suite needs ../shared/netmap-lab beside the repository)"
+[ -f "$KIT/04-boot.sh" ] || unavailable "no netmap lab kit at $KIT (set NETMAP_LAB_KIT; docs/conformance.md says where the suite looks for it)"
 KIT=$(cd "$KIT" && pwd)
 if ! $PREPARE; then
   { [ -f "$REPO/dist/tools/pkt-gen-ts.js" ] && ls "$REPO"/build/Release/*.node >/dev/null 2>&1; } \

@@ -18,17 +18,13 @@ import {
   vnetHeader,
   type KernelRequestFn,
 } from '../../src/index.js';
+import { CANNED, fakeKernel, reqType } from '../fixtures/fake-kernel.js';
 
 let uniq = 0;
 const sockPath = (): string => path.join(os.tmpdir(), `ctlapi-${process.pid}-${uniq++}.sock`);
 
 const OFF = abi.OFFSETS;
-const C = abi.C;
-const req = (name: string): number => {
-  const v = C[name];
-  if (v === undefined) throw new Error(`no ${name} in the addon's table`);
-  return v;
-};
+const req = reqType;
 
 async function withServer<T>(fn: (client: ValeClient, socket: string) => Promise<T>): Promise<T> {
   const socket = sockPath();
@@ -75,54 +71,18 @@ test('ValeClient: no switch at the socket is ECONNREFUSED/ENOENT with the way to
   t.regex(e!.message, /vale-ts is not running at .*vale-ts --socket/);
 });
 
-/** A stand-in kernel: records each request and answers from `reply`. */
-function fakeKernel(reply: (type: number, name: string, body: Buffer) => void): { fn: KernelRequestFn; calls: { type: number; name: string; body: Buffer }[] } {
-  const calls: { type: number; name: string; body: Buffer }[] = [];
-  return {
-    calls,
-    fn: (type, name, body) => {
-      calls.push({ type, name, body: Buffer.from(body) });
-      reply(type, name, body);
-      return { body, name };
-    },
-  };
-}
-
 test('KernelValeControl: request bodies are netmap structs, at the offsets the addon reports', async (t) => {
   const NEWIF = OFF['nmreq_vale_newif']!;
   const ATT = OFF['nmreq_vale_attach']!;
   const REG = OFF['nmreq_register']!;
   const POLL = OFF['nmreq_vale_polling']!;
-  const INFO = OFF['nmreq_port_info_get']!;
-  const LIST = OFF['nmreq_vale_list']!;
-  const DET = OFF['nmreq_vale_detach']!;
   const HDR = OFF['nmreq_port_hdr']!;
-  const k = fakeKernel((type, _name, b) => {
-    if (type === req('NETMAP_REQ_PORT_INFO_GET')) {
-      b.writeBigUInt64LE(123456n, INFO['nr_memsize']!);
-      b.writeUInt32LE(1024, INFO['nr_tx_slots']!);
-      b.writeUInt32LE(512, INFO['nr_rx_slots']!);
-      b.writeUInt16LE(2, INFO['nr_tx_rings']!);
-      b.writeUInt16LE(3, INFO['nr_rx_rings']!);
-      b.writeUInt16LE(1, INFO['nr_host_tx_rings']!);
-      b.writeUInt16LE(1, INFO['nr_host_rx_rings']!);
-      b.writeUInt16LE(9, INFO['nr_mem_id']!);
-    } else if (type === req('NETMAP_REQ_VALE_LIST')) {
-      b.writeUInt16LE(2, LIST['nr_bridge_idx']!);
-      b.writeUInt32LE(7, LIST['nr_port_idx']!);
-    } else if (type === req('NETMAP_REQ_VALE_ATTACH')) {
-      b.writeUInt32LE(5, ATT['port_index']!);
-    } else if (type === req('NETMAP_REQ_VALE_DETACH')) {
-      b.writeUInt32LE(6, DET['port_index']!);
-    } else if (type === req('NETMAP_REQ_PORT_HDR_GET')) {
-      b.writeUInt32LE(12, HDR['nr_hdr_len']!);
-    }
-  });
+  const k = fakeKernel();
   const ctl = new KernelValeControl({ request: k.fn });
 
-  t.like(await ctl.info('vale0:x'), { memsize: 123456, txSlots: 1024, rxSlots: 512, txRings: 2, rxRings: 3, hostTxRings: 1, hostRxRings: 1, memId: 9 });
+  t.like(await ctl.info('vale0:x'), CANNED.info);
   t.is(k.calls.at(-1)!.body.length, abi.SIZES['nmreq_port_info_get']);
-  t.deepEqual(await ctl.lookup('vale0:x'), { name: 'vale0:x', bridgeIndex: 2, portIndex: 7 });
+  t.deepEqual(await ctl.lookup('vale0:x'), { name: 'vale0:x', ...CANNED.list });
 
   await ctl.create('v0', { txSlots: 2048, rxSlots: 1024, txRings: 4, rxRings: 2 }, 1);
   let c = k.calls.at(-1)!;

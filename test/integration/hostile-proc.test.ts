@@ -14,6 +14,7 @@ import { open, type Port } from '../../src/index.js';
 import { native } from '../../src/netmap/addon.js';
 import { ControlConnection, requestOnce } from '../../src/control/client.js';
 import { PROTOCOL_VERSION, type Reply, type RegisterRequest } from '../../src/control/protocol.js';
+import { untilAnswer } from '../fixtures/wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const valeTs = path.join(here, '..', '..', 'tools', 'vale-ts.js');
@@ -133,7 +134,7 @@ async function portCount(socket: string): Promise<number> {
 }
 
 async function untilPorts(socket: string, n: number): Promise<void> {
-  while ((await portCount(socket)) !== n) await new Promise((r) => setTimeout(r, 1));
+  await untilAnswer(() => portCount(socket), (k) => k === n);
 }
 
 function frame(tag: number): Uint8Array {

@@ -15,6 +15,7 @@ import { native } from '../../src/netmap/addon.js';
 import { ControlConnection, requestOnce } from '../../src/control/client.js';
 import { encodeMessage, MAX_MESSAGE, PROTOCOL_VERSION, type Reply, type RegisterRequest } from '../../src/control/protocol.js';
 import { parsePortName } from '../../src/netmap/name.js';
+import { until } from '../fixtures/wait.js';
 import { formatStats } from '../../tools/vale-ctl/vale-ctl.js';
 
 let uniq = 0;
@@ -148,11 +149,12 @@ test('stats with 10 000 MACs: one message, the first entries and the count; page
         if ((i & 255) === 255) tx.txsync();
       }
       tx.txsync();
-      while (sw.bridge!.table.size < 10_000) {
-        await new Promise((r) => setTimeout(r, 5));
+      // the switch learns as it forwards, in this event loop; the flood is drained meanwhile
+      await until(() => {
         rx.dispatch(1e9, () => {});
         rx.rxsync();
-      }
+        return sw.bridge!.table.size >= 10_000;
+      });
       const r = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'stats' });
       t.true(r.ok);
       if (!r.ok || r.op !== 'stats') return;
@@ -193,7 +195,7 @@ test('lossless: a receiver that stops draining is declared stalled after the bou
       const sending = pump();
       const idx = sw.port('vale0:idle')!.index;
       // the idle receiver's ring fills (63 slots), then the sender waits
-      while ((sw.counters(idx)['txFrames'] ?? 0) < 63) await new Promise((r) => setTimeout(r, 2));
+      await until(() => (sw.counters(idx)['txFrames'] ?? 0) >= 63);
       const txIdx = sw.port('vale0:tx')!.index;
       const taken = sw.counters(txIdx)['rxFrames'];
       await new Promise((r) => setTimeout(r, 50)); // several blocked rounds: no time has passed on the switch clock
@@ -207,7 +209,7 @@ test('lossless: a receiver that stops draining is declared stalled after the bou
       const [p] = (await stalled) as [{ name: string }];
       t.is(p.name, 'vale0:idle');
       await sending;
-      while ((sw.counters(txIdx)['rxFrames'] ?? 0) < TOTAL) await new Promise((r) => setTimeout(r, 2));
+      await until(() => (sw.counters(txIdx)['rxFrames'] ?? 0) >= TOTAL);
       const c = sw.counters(idx);
       t.is(c['txFrames'], 63);
       t.is((c['txFrames'] ?? 0) + (c['dropStalled'] ?? 0), TOTAL, 'every copy delivered or counted as dropStalled');

@@ -1,6 +1,6 @@
 /**
- * netmap's own pkt-gen and valectl, built from the source snapshot beside
- * the checkout (the netmap-lab kit in `shared` beside it) and run unmodified under the preload:
+ * netmap's own pkt-gen and valectl, built from the source snapshot in the
+ * netmap-lab kit (docs/conformance.md) and run unmodified under the preload:
  * C pkt-gen to pkt-gen-ts and back over pipes and through vale-ts, ping /
  * pong, -p 2 on a two-ring port, and valectl's listing, create and remove
  * as vale-ctl-ts sees them. Without the snapshot these tests say so and are

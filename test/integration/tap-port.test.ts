@@ -12,6 +12,7 @@ import path from 'node:path';
 import { ValeClient, ValeServer } from '../../src/index.js';
 import { inNs, ip, makeNs, plugInto, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { untilAnswer } from '../fixtures/wait.js';
 
 const tag = `vt${process.pid}`;
 const nsA = `${tag}a`;
@@ -81,11 +82,8 @@ test.serial('a frame longer than the port\'s buffer is dropped and counted, neve
   const before = (await driverCounters('vale0:a'))['dropTooLong']!;
   // one big echo request, unanswerable: ping's own deadline ends it, the counter is what is checked
   await inNs(nsA, ['ping', '-c', '1', '-s', '3000', '-w', '1', '10.211.0.2']).catch(() => undefined);
-  for (;;) {
-    if ((await driverCounters('vale0:a'))['dropTooLong']! > before) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  t.true((await driverCounters('vale0:a'))['dropTooLong']! > before);
+  const after = await untilAnswer(() => driverCounters('vale0:a'), (c) => c['dropTooLong']! > before);
+  t.true(after['dropTooLong']! > before);
 });
 
 test.serial('a TAP port with bad settings is refused with the reason, and leaves no port behind', async (t) => {

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { abi, open, ValeServer } from '../../src/index.js';
 import { departures } from '../fixtures/wait.js';
+import { fakeKernel, reqType } from '../fixtures/fake-kernel.js';
 import {
   atoi,
   CtlError,
@@ -369,9 +370,8 @@ test('output formats are byte for byte valectl\'s', (t) => {
 });
 
 /** Request types and body offsets as the addon compiled them from netmap's structs (not the tool's numbers). */
-const REQ = (name: string): number => abi.C[name]!;
+const REQ = reqType;
 const LIST = abi.OFFSETS['nmreq_vale_list']!;
-const INFO = abi.OFFSETS['nmreq_port_info_get']!;
 const NEWIF = abi.OFFSETS['nmreq_vale_newif']!;
 const ATTACH = abi.OFFSETS['nmreq_vale_attach']!;
 const REG = abi.OFFSETS['nmreq_register']!;
@@ -419,25 +419,7 @@ test('kernel backend: listing walks NETMAP_REQ_VALE_LIST from (0,0) until ENOENT
 });
 
 test('kernel backend: NIOCCTRL bodies are laid out as netmap.h, errors read as strerror', async (t) => {
-  const calls: { type: number; name: string; body: Buffer }[] = [];
-  const fake: KernelRequestFn = (type, name, body) => {
-    calls.push({ type, name, body: Buffer.from(body) });
-    if (name === 'vale0:missing') throw Object.assign(new Error('NIOCCTRL request 5 failed: No such file or directory (ENOENT)'), { code: 'ENOENT', syscall: 'ioctl' });
-    if (type === REQ('NETMAP_REQ_VALE_LIST')) {
-      body.writeUInt16LE(2, LIST['nr_bridge_idx']!);
-      body.writeUInt32LE(7, LIST['nr_port_idx']!);
-    } else if (type === REQ('NETMAP_REQ_PORT_INFO_GET')) {
-      body.writeBigUInt64LE(123456n, INFO['nr_memsize']!);
-      body.writeUInt32LE(1024, INFO['nr_tx_slots']!);
-      body.writeUInt32LE(512, INFO['nr_rx_slots']!);
-      body.writeUInt16LE(2, INFO['nr_tx_rings']!);
-      body.writeUInt16LE(3, INFO['nr_rx_rings']!);
-      body.writeUInt16LE(9, INFO['nr_mem_id']!);
-    } else if (type === REQ('NETMAP_REQ_VALE_ATTACH')) {
-      body.writeUInt32LE(5, ATTACH['port_index']!);
-    }
-    return { body, name };
-  };
+  const { fn: fake, calls } = fakeKernel(['vale0:missing']);
   const be = new KernelCtl(fake);
   let io = capture();
   t.is(await runValeCtl(['-l', 'vale0:x'], { io, backend: be }), 0);

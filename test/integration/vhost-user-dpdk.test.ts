@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ValeClient, ValeServer, type SwitchStats } from '../../src/index.js';
 import { ensureTestpmd, TestPmd } from '../fixtures/testpmd.js';
+import { untilAnswer } from '../fixtures/wait.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vhost-dpdk-${process.pid}-`));
 test.after.always(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -29,12 +30,26 @@ async function ports(vale: ValeClient): Promise<Record<string, PortView>> {
   return out;
 }
 
-/** Polls the switch's stats until `ok` (the test's timeout is the hang guard). */
-async function until(vale: ValeClient, ok: (p: Record<string, PortView>) => boolean): Promise<Record<string, PortView>> {
-  for (;;) {
-    const p = await ports(vale);
-    if (ok(p)) return p;
-    await new Promise((r) => setTimeout(r, 20));
+/** The switch's stats once they satisfy `ok` (the test's timeout is the hang guard). */
+function until(vale: ValeClient, ok: (p: Record<string, PortView>) => boolean): Promise<Record<string, PortView>> {
+  return untilAnswer(() => ports(vale), ok);
+}
+
+/** Resolves once each of `paths` exists: testpmd in server mode creates its socket when it listens. */
+async function created(...paths: string[]): Promise<void> {
+  const dirs = [...new Set(paths.map((p) => path.dirname(p)))];
+  const watchers: fs.FSWatcher[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const check = (): void => {
+        if (paths.every((p) => fs.existsSync(p))) resolve();
+      };
+      // watch first, then look: a socket made in between is not missed
+      for (const d of dirs) watchers.push(fs.watch(d, check).on('error', reject));
+      check();
+    });
+  } finally {
+    for (const w of watchers) w.close();
   }
 }
 
@@ -114,7 +129,7 @@ test.serial('client mode: testpmd servers keep running while vale-ts restarts; t
     return { srv, vale };
   };
   // the sockets exist once testpmd listens
-  for (const s of [A, B]) while (!fs.existsSync(s)) await new Promise((r) => setTimeout(r, 20));
+  await created(A, B);
   let v = await up(1);
   rx = await rxP;
   tx = await txP;

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { nativeRaw } from '../../src/netmap/addon.js';
+import { readable, untilAnswer } from '../fixtures/wait.js';
 
 interface FrontAddon {
   memfd(name: string, size: number): number;
@@ -40,7 +41,7 @@ const QN = 16;
 const DESC = 0, AVAIL = 0x1000, USED = 0x2000, INDT = 0x8000, BUF = 0x10000;
 
 const until = async (cond: () => Promise<boolean>): Promise<void> => {
-  while (!(await cond())) await new Promise((r) => setTimeout(r, 10));
+  await untilAnswer(cond, (yes) => yes);
 };
 
 /** A vhost-user front-end that does exactly what it is told. */
@@ -70,7 +71,7 @@ class Front {
       }
       const r = native.recvMsg(this.fd, 4096);
       if (r === null) {
-        await new Promise((res) => setTimeout(res, 5));
+        await readable(this.fd);
         continue;
       }
       if (r.eof) return 'eof';
