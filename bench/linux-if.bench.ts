@@ -82,7 +82,8 @@ async function main(): Promise<void> {
       const { proc, socket } = await startSwitch();
       try {
         for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend);
-        const served = /\[([a-z0-9-]+(?: zero-copy| copy)?) /.exec(await must(process.execPath, ctlJs, '--socket', socket))?.[1] ?? backend;
+        // (the listing exits 1 after the last port, as valectl does)
+        const served = /\[([a-z0-9-]+(?: zero-copy| copy)?) /.exec((await run(process.execPath, [ctlJs, '--socket', socket])).stdout)?.[1] ?? backend;
         const key = `vale-ts ${served}`;
         step(`${key}: ping`);
         await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);

@@ -115,15 +115,15 @@ int lib_print(const char *fmt, va_list ap) {
 int xdp_print(enum libxdp_print_level, const char *fmt, va_list ap) { return lib_print(fmt, ap); }
 int bpf_print(enum libbpf_print_level, const char *fmt, va_list ap) { return lib_print(fmt, ap); }
 
-uint32_t rx_queue_count(int sock, const std::string &ifname) {
+// How many receive queues the interface has: one XDP socket each.
+uint32_t if_rx_queues(int sock, const std::string &ifname) {
   ethtool_channels ch{};
   ch.cmd = ETHTOOL_GCHANNELS;
   ifreq ifr{};
   std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
   ifr.ifr_data = reinterpret_cast<char *>(&ch);
   if (::ioctl(sock, SIOCETHTOOL, &ifr) < 0) return 1;  // no channels reported: one queue
-  const uint32_t n = std::max(ch.rx_count, ch.combined_count);
-  return std::clamp<uint32_t>(n, 1, 64);
+  return std::clamp<uint32_t>(std::max(ch.rx_count, ch.combined_count), 1, 64);
 }
 
 }  // namespace
@@ -241,7 +241,7 @@ Result<std::unique_ptr<AfXdpDriver>> AfXdpDriver::start(PortClient port, const A
   const short flags = ifr.ifr_flags;
   d->was_promisc_ = (flags & IFF_PROMISC) != 0;
 
-  const uint32_t nq = rx_queue_count(s, ifn);
+  const uint32_t nq = if_rx_queues(s, ifn);
   std::string why;
   for (bool zc : {true, false}) {
     if ((zc && cfg.mode == AfXdpMode::Copy) || (!zc && cfg.mode == AfXdpMode::ZeroCopy)) continue;

@@ -56,7 +56,8 @@ for (const backend of ['afxdp', 'packet'] as const) {
       return;
     }
     ensurePackages(['iproute2', 'iputils-ping']);
-    const { ends, remove } = await makeNamespaces(backend === 'afxdp' ? 'vx' : 'vl', 2, backend === 'afxdp' ? 216 : 212);
+    // two queues per veth end: one XDP socket per queue (the packet socket serves all queues)
+    const { ends, remove } = await makeNamespaces(backend === 'afxdp' ? 'vx' : 'vl', 2, backend === 'afxdp' ? 216 : 212, 2);
     t.teardown(remove);
     const [a, b] = ends as [NsEnd, NsEnd];
     const before = [await linkState(a.host), await linkState(b.host)];
@@ -72,7 +73,8 @@ for (const backend of ['afxdp', 'packet'] as const) {
     // the listing says what serves each port
     const list = await ctl(socket);
     const served = backend === 'afxdp' ? 'afxdp (?:zero-copy|copy)' : 'tpacket-v3';
-    for (const e of ends) t.regex(list.stdout, new RegExp(`^vale0:${e.host} bridge_idx 0 port_idx \\d+ \\[${served} ${e.host} \\(promisc`, 'm'));
+    const queues = backend === 'afxdp' ? '2 queues' : 'qdisc bypass';
+    for (const e of ends) t.regex(list.stdout, new RegExp(`^vale0:${e.host} bridge_idx 0 port_idx \\d+ \\[${served} ${e.host} \\(promisc.*${queues}`, 'm'));
     t.true((await linkState(a.host)).promiscuity >= 1, 'promiscuous while attached');
     if (backend === 'afxdp') t.not(await xdpOf(a.host), undefined, 'libxdp attached its program');
 
@@ -107,8 +109,10 @@ for (const backend of ['afxdp', 'packet'] as const) {
       // (GSO), and its CHECKSUM_PARTIAL frames reach XDP unfinished: completed in the driver
       t.true(total('csum_completed') > 0, `partial checksums completed: ${JSON.stringify(drv)}`);
     }
+    t.log(JSON.stringify(drv));
     t.true(total('rx_frames') > 0 && total('tx_frames') > 0);
-    for (const c of drv) for (const [k, v] of Object.entries(c)) if (k.startsWith('drop_') && k !== 'drop_tx_error' && k !== 'drop_kernel_rx') t.is(v, 0, `${k} is ${v}`);
+    // the kernel's own ring drops (drop_kernel_*) happen when vale-ts is slow to read (a loaded machine): counted, and TCP resends
+    for (const c of drv) for (const [k, v] of Object.entries(c)) if (k.startsWith('drop_') && k !== 'drop_tx_error' && !k.startsWith('drop_kernel_')) t.is(v, 0, `${k} is ${v}`);
 
     for (const e of ends) {
       const r = await ctl(socket, '-d', `vale0:${e.host}`);
