@@ -58,3 +58,9 @@ test('examples/vhost-user-port makes vale-ts a vhost-user back-end and lists its
   t.regex(stdout, /vale0:vm1: vhost-user \/\S+ \(server, waiting for a front-end\)/);
   t.regex(stdout, /dropOutOfMemoryTable/);
 });
+
+(process.getuid?.() === 0 ? test : test.skip)('examples/attach-interface attaches a veth with AF_XDP or TPACKET_V3, names the backend, detaches', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('attach-interface.js')], { timeout: 120_000 });
+  t.regex(stdout, /^vale0:ex\d+: (afxdp (zero-copy|copy)|tpacket-v3) ex\d+ \(promisc/m);
+  t.regex(stdout, /detached ex\d+/);
+});
