@@ -31,9 +31,12 @@
         "cpp/napi/port_drivers.cc",
         "cpp/napi/afpacket.cc",
         "cpp/napi/vhost_user.cc",
-        "cpp/napi/capture.cc"
+        "cpp/napi/capture.cc",
+        "cpp/core/afxdp_driver.cc"
       ],
-      "libraries": ["-ldl"],
+      "cflags": ["<!@(pkg-config --cflags libxdp libbpf 2>/dev/null || true)"],
+      "defines": ["NM_HAVE_LIBXDP=<!(pkg-config --exists libxdp libbpf 2>/dev/null && echo 1 || echo 0)"],
+      "libraries": ["-ldl", "<!@(pkg-config --libs libxdp libbpf 2>/dev/null || true)"],
       "dependencies": [
         "netmap_core",
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -12,7 +12,7 @@ export type { PollEvents, BackendKind, PortRegistration } from './backends/backe
 export { parsePortName, formatPortName, PortNameError, type ParsedPortName, type PortConf } from './netmap/name.js';
 export { Switch, prestartDatapathThread, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './vale/switch.js';
 export { ValeServer, DEFAULT_LIMITS, type ServerOptions, type ServerLimits, type PeerPolicy } from './vale/server.js';
-export { defaultSocketPath, PROTOCOL_VERSION, type SwitchStats, type PortStats, type DepartedPortStats, type Conservation } from './control/protocol.js';
+export { defaultSocketPath, PROTOCOL_VERSION, ATTACH_BACKENDS, type AttachBackend, type SwitchStats, type PortStats, type DepartedPortStats, type Conservation } from './control/protocol.js';
 export {
   ValeClient,
   ValeControlError,

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/afpacket_driver.h"
+#include "core/afxdp_driver.h"
 #include "core/tap_twin.h"
 #include "napi/napi_util.h"
 
@@ -85,6 +86,63 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
   std::unique_ptr<AfPacketDriver> drv_;
 };
 
+// new AfXdpPort(regionFd, clientBell, switchBell, ifname, {mode: 'auto'|'zerocopy'|'copy'}):
+// the AF_XDP driver (cpp/core/afxdp_driver.h); throws where AF_XDP is not
+// possible on the interface (the caller falls back to AfPacketPort).
+class AfXdpPort : public Napi::ObjectWrap<AfXdpPort> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "AfXdpPort",
+                       {InstanceMethod("counters", &AfXdpPort::Counters), InstanceMethod("info", &AfXdpPort::Info),
+                        InstanceMethod("close", &AfXdpPort::Close)});
+  }
+
+  AfXdpPort(const Napi::CallbackInfo &info) : Napi::ObjectWrap<AfXdpPort>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[3].IsString() || !info[4].IsObject())
+      throw Napi::TypeError::New(env, "AfXdpPort(regionFd, clientBell, switchBell, ifname, opts)");
+    unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sbell = dup_arg(info, 2, "switchBell");
+    AfXdpConfig cfg;
+    cfg.ifname = info[3].As<Napi::String>();
+    Napi::Object o = info[4].As<Napi::Object>();
+    if (o.Has("mode")) {
+      const std::string m = o.Get("mode").ToString();
+      if (m == "zerocopy") cfg.mode = AfXdpMode::ZeroCopy;
+      else if (m == "copy") cfg.mode = AfXdpMode::Copy;
+      else if (m != "auto") throw Napi::TypeError::New(env, "AfXdpPort mode must be 'auto', 'zerocopy' or 'copy'");
+    }
+    PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sbell)));
+    drv_ = unwrap(env, AfXdpDriver::start(std::move(pc), cfg));
+  }
+
+ private:
+  Napi::Value Counters(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    if (!drv_) return o;
+    const AfXdpCounters &c = drv_->counters();
+    NM_AFX_COUNTERS(NM_SET_COUNTER)
+    return o;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    if (!drv_) return o;
+    o.Set("ifname", drv_->ifname());
+    o.Set("zeroCopy", drv_->zero_copy());
+    o.Set("queues", Napi::Number::New(env, drv_->queues()));
+    o.Set("raisedUp", drv_->raised_up());
+    o.Set("wasPromisc", drv_->was_promisc());
+    o.Set("mtu", Napi::Number::New(env, drv_->mtu()));
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) { return stop_driver(info, drv_); }
+
+  std::unique_ptr<AfXdpDriver> drv_;
+};
+
 // new TapTwinPort(regionFd, clientBell, switchBell, tapname): the host stack port's TAP twin
 class TapTwinPort : public Napi::ObjectWrap<TapTwinPort> {
  public:
@@ -122,6 +180,8 @@ class TapTwinPort : public Napi::ObjectWrap<TapTwinPort> {
 void InitAfPacket(Napi::Env env, Napi::Object exports) {
   exports.Set("AfPacketPort", AfPacketPort::Define(env));
   exports.Set("TapTwinPort", TapTwinPort::Define(env));
+  exports.Set("AfXdpPort", AfXdpPort::Define(env));
+  exports.Set("afxdpBuiltIn", Napi::Boolean::New(env, afxdp_built_in()));
 }
 
 }  // namespace nm

@@ -25,6 +25,7 @@ import {
   type CreateRequest,
   type DriverSpecRequest,
   type SwitchStats,
+  type AttachBackend,
 } from './protocol.js';
 
 /** The process at the socket is not one this client trusts. */
@@ -437,8 +438,8 @@ export class ValeClient {
    * `hostStack`). Resolves with the port index; vale-ts rejects with
    * EOPNOTSUPP and says why where it cannot reach host interfaces.
    */
-  async attach(name: string, opts: { hostStack?: boolean } = {}): Promise<number> {
-    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'attach', name, hostStack: opts.hostStack ?? false });
+  async attach(name: string, opts: { hostStack?: boolean; backend?: AttachBackend } = {}): Promise<number> {
+    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'attach', name, hostStack: opts.hostStack ?? false, ...(opts.backend ? { backend: opts.backend } : {}) });
     if (r.op !== 'attach') throw ValeClient.unexpected('attach', r);
     return r.portIndex;
   }

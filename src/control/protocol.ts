@@ -107,7 +107,19 @@ export interface AttachRequest {
   op: 'attach' | 'detach';
   name: string;
   hostStack?: boolean;
+  /**
+   * What serves the interface (attach only): 'afxdp' (AF_XDP, zero-copy
+   * or copy mode, whichever the driver allows), 'packet' (AF_PACKET
+   * TPACKET_V3), or 'auto' (the default: AF_XDP where possible, else
+   * TPACKET_V3).
+   */
+  backend?: AttachBackend;
 }
+
+/** The backends an attached interface can have; see {@link AttachRequest.backend}. */
+export type AttachBackend = 'auto' | 'afxdp' | 'packet';
+/** Every {@link AttachBackend}, for validation and usage texts. */
+export const ATTACH_BACKENDS: readonly AttachBackend[] = ['auto', 'afxdp', 'packet'];
 
 /**
  * Counters and MAC tables. A reply never exceeds {@link MAX_MESSAGE}: MAC
@@ -413,8 +425,17 @@ export function decodeRequest(data: Uint8Array): Request {
       return r;
     }
     case 'attach':
-    case 'detach':
-      return { v, op, name: str(o, 'name'), hostStack: o['hostStack'] === true };
+    case 'detach': {
+      const r: AttachRequest = { v, op, name: str(o, 'name'), hostStack: o['hostStack'] === true };
+      const b = o['backend'];
+      if (b !== undefined) {
+        if (op !== 'attach' || typeof b !== 'string' || !(ATTACH_BACKENDS as readonly string[]).includes(b)) {
+          throw new ProtocolError(`'backend' must be one of ${ATTACH_BACKENDS.join(', ')}, on attach only`);
+        }
+        r.backend = b as AttachBackend;
+      }
+      return r;
+    }
     case 'stats': {
       const r: StatsRequest = { v, op };
       if (o['switch'] !== undefined) r.switch = str(o, 'switch');

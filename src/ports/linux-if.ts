@@ -9,6 +9,12 @@
  * so GRO/TSO super-frames are segmented and partial checksums completed
  * before they reach the switch (counted as gso_frames / gso_segments /
  * csum_completed).
+ *
+ * `{ kind: 'linux-if', ifname, backend?: 'auto' | 'afxdp' | 'packet' }` is
+ * what `vale-ctl-ts -a` makes: AF_XDP (cpp/core/afxdp_driver.h, zero-copy or
+ * copy mode) where the addon, the kernel and the interface's driver allow
+ * it, else the AF_PACKET driver ('auto'); or one of them, and an error when
+ * it is not possible.
  */
 import { nativeRaw } from '../netmap/addon.js';
 import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
@@ -71,20 +77,74 @@ class NativeCounters {
   }
 }
 
-class AfPacketDriver implements PortDriver {
-  readonly kind = AF_PACKET_KIND;
-  private readonly info: AfPacketInfo;
-  private readonly c: NativeCounters;
+/** What the AF_XDP driver reports about itself. */
+export interface AfXdpInfo {
+  ifname: string;
+  /** bound XDP_ZEROCOPY (the NIC fills the UMEM) rather than XDP_COPY */
+  zeroCopy: boolean;
+  /** XDP sockets: one per receive queue */
+  queues: number;
+  raisedUp: boolean;
+  wasPromisc: boolean;
+  mtu: number;
+}
 
-  constructor(nat: NativeAfPacketPort) {
+interface NativeAfXdpPort {
+  counters(): Record<string, number>;
+  info(): AfXdpInfo;
+  close(): void;
+}
+type AfXdpCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { mode?: 'auto' | 'zerocopy' | 'copy' }) => NativeAfXdpPort;
+const nativeLinux = nativeRaw as { AfXdpPort: AfXdpCtor; afxdpBuiltIn: boolean };
+
+/** True when the addon was built with libxdp/libbpf (AF_XDP possible). */
+export const afxdpBuiltIn: boolean = nativeLinux.afxdpBuiltIn === true;
+
+/** The kind `vale-ctl-ts -a` makes: AF_XDP or AF_PACKET, as `backend` says. */
+export const LINUX_IF_KIND = 'linux-if';
+
+/** How an attached interface is served, as listings and `--stats` name it. */
+export type LinuxIfBackend = 'afxdp zero-copy' | 'afxdp copy' | 'tpacket-v3';
+
+class AfXdpDriver implements PortDriver {
+  readonly kind = LINUX_IF_KIND;
+  readonly backend: LinuxIfBackend;
+  private readonly info: AfXdpInfo;
+  private readonly c: NativeCounters;
+  constructor(nat: NativeAfXdpPort) {
+    this.info = nat.info();
+    this.c = new NativeCounters(nat);
+    this.backend = this.info.zeroCopy ? 'afxdp zero-copy' : 'afxdp copy';
+  }
+  describe(): string {
+    const i = this.info;
+    return `${this.backend} ${i.ifname} (promisc, ${i.queues} queue${i.queues === 1 ? '' : 's'}, native XDP)`;
+  }
+  counters(): Record<string, number> {
+    return this.c.counters();
+  }
+  close(): Promise<void> {
+    this.c.close();
+    return Promise.resolve();
+  }
+}
+
+class AfPacketDriver implements PortDriver {
+  readonly backend: LinuxIfBackend = 'tpacket-v3';
+  constructor(
+    nat: NativeAfPacketPort,
+    readonly kind: string = AF_PACKET_KIND,
+  ) {
     this.info = nat.info();
     this.c = new NativeCounters(nat);
   }
+  private readonly info: AfPacketInfo;
+  private readonly c: NativeCounters;
 
   describe(): string {
     const i = this.info;
     const flags = ['promisc', i.vnetHdr ? 'vnet_hdr' : '', i.qdiscBypass ? 'qdisc bypass' : ''].filter(Boolean).join(', ');
-    return `af_packet tpacket_v3 ${i.ifname} (${flags})`;
+    return `${this.backend} ${i.ifname} (${flags})`;
   }
 
   counters(): Record<string, number> {
@@ -103,6 +163,26 @@ registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [numbe
   if (v !== undefined && typeof v !== 'boolean') throw Object.assign(new Error("setting 'vnetHdr' must be true or false"), { code: 'EINVAL' });
   const nat = new AfPacketPort(port.fds[0], port.fds[1], port.fds[2], ifname, { vnetHdr: v ?? true });
   return Promise.resolve(new AfPacketDriver(nat));
+});
+
+registerPortKind(LINUX_IF_KIND, ({ port, spec }: { port: { fds: readonly [number, number, number] }; spec: DriverSpec }) => {
+  const ifname = checkIfname(spec['ifname']);
+  const backend = spec['backend'] ?? 'auto';
+  if (backend !== 'auto' && backend !== 'afxdp' && backend !== 'packet') {
+    throw Object.assign(new Error("setting 'backend' must be 'auto', 'afxdp' or 'packet'"), { code: 'EINVAL' });
+  }
+  const fds = port.fds;
+  if (backend !== 'packet') {
+    try {
+      return Promise.resolve(new AfXdpDriver(new nativeLinux.AfXdpPort(fds[0], fds[1], fds[2], ifname, { mode: 'auto' })));
+    } catch (e) {
+      // no such interface: no other backend will find it either
+      if (backend === 'afxdp' || (e as { code?: string }).code === 'ENXIO') throw e;
+      // auto: say once per interface why AF_XDP was not used, then serve it with TPACKET_V3
+      console.error(`vale-ts: ${ifname}: AF_XDP not possible, using AF_PACKET TPACKET_V3: ${(e as Error).message}`);
+    }
+  }
+  return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true }), LINUX_IF_KIND));
 });
 
 interface NativeTapTwinPort {

@@ -13,7 +13,7 @@ import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/nam
 import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
 import { CounterRegistry } from './counters.js';
 import { driverFactory, type DriverFactory, type DriverSpec, type PortDriver } from '../ports/index.js';
-import { AF_PACKET_KIND, HOST_TAP_KIND, checkIfname } from '../ports/linux-if.js';
+import { AF_PACKET_KIND, HOST_TAP_KIND, LINUX_IF_KIND, checkIfname } from '../ports/linux-if.js';
 import {
   decodeRequest,
   defaultSocketPath,
@@ -754,7 +754,8 @@ export class ValeServer extends EventEmitter {
         // one ring each way: the driver's thread serves ring 0; 1024 slots absorb a GSO super-frame's segments
         const params: PortParams = { txRings: 1, rxRings: 1, txSlots: 1024, rxSlots: 1024 };
         return this.newPort(c, n, params, { persistent: true }).then(async ({ sw, port }) => {
-          await this.startDriver(sw, port, { kind: AF_PACKET_KIND, ifname }, driverFactory(AF_PACKET_KIND));
+          // AF_XDP where possible (or as req.backend says), else TPACKET_V3: src/ports/linux-if.ts
+          await this.startDriver(sw, port, { kind: LINUX_IF_KIND, ifname, backend: req.backend ?? 'auto' }, driverFactory(LINUX_IF_KIND));
           if (req.hostStack) {
             // IFNAME^: the interface's stack, as a TAP twin of the same name
             try {
@@ -775,7 +776,7 @@ export class ValeServer extends EventEmitter {
         const port = sw?.port(n.full);
         if (!sw || !port) throw new RequestError('ENXIO', `no port ${n.full}`);
         const driver = this.drivers.get(port);
-        if (!driver || driver.kind !== AF_PACKET_KIND) {
+        if (!driver || (driver.kind !== LINUX_IF_KIND && driver.kind !== AF_PACKET_KIND)) {
           throw new RequestError('EINVAL', `${n.full} is not an attached interface${driver ? ` (a ${driver.kind} port: remove it with -r)` : ' (remove ports with -r)'}`);
         }
         return this.detachPorts(sw, port).then(() => ({ reply: { v, ok: true, op: 'detach', name: n.full, portIndex: port.index } }) as Served);

@@ -21,3 +21,12 @@ test('driver options: unknown words, missing peer, two drivers, or no -n are usa
   t.throws(() => parseCtlArgs(['--tap', 't0']), { instanceOf: UsageError, message: /goes with -n/ });
   t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--tap', '']), { instanceOf: UsageError });
 });
+
+test('--backend afxdp|packet|auto goes with -a / -h only', (t) => {
+  t.is(parseCtlArgs(['-a', 'vale0:eth1', '--backend', 'afxdp']).backend, 'afxdp');
+  t.is(parseCtlArgs(['--backend=packet', '-h', 'vale0:eth1']).backend, 'packet');
+  t.is(parseCtlArgs(['-a', 'vale0:eth1']).backend, undefined);
+  t.throws(() => parseCtlArgs(['-a', 'vale0:eth1', '--backend', 'xdp']), { instanceOf: UsageError, message: /'xdp' is not afxdp, packet or auto/ });
+  t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--backend', 'afxdp']), { instanceOf: UsageError, message: /goes with -a or -h/ });
+  t.throws(() => parseCtlArgs(['--backend', 'afxdp']), { instanceOf: UsageError, message: /goes with -a or -h/ });
+});

@@ -35,6 +35,8 @@ export interface CtlArgs {
   help: boolean;
   /** `--tap`, `--stream`, `--dgram` with -n: vale-ts itself serves the new port's far side */
   driver?: CtlDriverSpec;
+  /** `--backend afxdp|packet|auto` with -a / -h: what serves the attached interface (vale-ts) */
+  backend?: 'auto' | 'afxdp' | 'packet';
 }
 
 /** A driver spec from the command line, as the control protocol's `create` takes it. */
@@ -73,6 +75,7 @@ export const USAGE =
   '\t--stream PATH[,client]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
   '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
   '\t--vhost-user PATH[,client][,queues=N]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects)\n' +
+  '\t--backend afxdp|packet|auto\twith -a/-h: AF_XDP, AF_PACKET TPACKET_V3, or AF_XDP where possible else TPACKET_V3 (default)\n' +
   'with no arguments: list all existing vale ports\n';
 
 const VERB_OF: Readonly<Record<string, CtlVerb>> = {
@@ -99,6 +102,7 @@ const LONG = {
   stream: { arg: 'required', what: 'PATH[,client]' },
   dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
   'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N]' },
+  backend: { arg: 'required', what: 'afxdp|packet|auto' },
 } as const;
 
 /**
@@ -170,6 +174,10 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
       if (opt === 'socket') out.socket = value!;
       else if (opt === 'json') out.json = true;
       else if (opt === 'help') out.help = true;
+      else if (opt === 'backend') {
+        if (value !== 'afxdp' && value !== 'packet' && value !== 'auto') throw new UsageError(`--backend: '${value!}' is not afxdp, packet or auto`, '--backend');
+        out.backend = value;
+      }
       else if (opt === 'tap' || opt === 'stream' || opt === 'dgram' || opt === 'vhost-user') {
         if (out.driver) throw new UsageError(`--${opt}: a port has one driver (--tap, --stream, --dgram or --vhost-user, once)`, `--${opt}`);
         out.driver = parseDriverOption(opt, value!);
@@ -199,6 +207,7 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
   }
   if (verb === undefined) {
     if (out.driver) throw new UsageError(`--${out.driver.kind} goes with -n valeX:NAME`);
+    if (out.backend) throw new UsageError('--backend goes with -a or -h valeX:IFNAME', '--backend');
     // valectl lists with no argument at all; -v, -C or -m alone is a usage error
     if (out.verbose || out.config !== undefined || out.memId !== undefined) {
       throw new UsageError('-v, -C and -m modify -n, -a, -h, -d, -p or -P: give one of those');
@@ -206,6 +215,7 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
     return out;
   }
   if (out.driver && verb !== 'create') throw new UsageError(`--${out.driver.kind} goes with -n (it says what serves the port being created)`);
+  if (out.backend && verb !== 'attach' && verb !== 'attachHost') throw new UsageError('--backend goes with -a or -h (it says what serves the interface being attached)', '--backend');
   out.verb = verb;
   if (name !== undefined) out.name = name;
   return out;

@@ -13,6 +13,7 @@ import {
   ValeClient,
   ValeControlError,
   type KernelRequestFn,
+  type AttachBackend,
   type SwitchStats,
   type ValePortConfig,
 } from '../../src/index.js';
@@ -34,7 +35,8 @@ export interface CtlBackend {
   create(name: string, conf: RingConfig, memId: number, driver?: CtlDriverSpec): Promise<InfoResult>;
   remove(name: string): Promise<void>;
   /** returns the port index */
-  attach(name: string, hostStack: boolean, conf: RingConfig, memId: number): Promise<number>;
+  /** `backend`: what serves the interface (vale-ts only; the kernel has its own drivers) */
+  attach(name: string, hostStack: boolean, conf: RingConfig, memId: number, backend?: AttachBackend): Promise<number>;
   /** returns the port index */
   detach(name: string): Promise<number>;
   /** start (`enable`) or stop kernel polling threads, with the `-C` numbers as read */
@@ -86,8 +88,8 @@ export class UserCtl implements CtlBackend {
     return this.run((c) => c.remove(name));
   }
 
-  attach(name: string, hostStack: boolean): Promise<number> {
-    return this.run((c) => c.attach(name, { hostStack }));
+  attach(name: string, hostStack: boolean, _conf: RingConfig, _memId: number, backend?: AttachBackend): Promise<number> {
+    return this.run((c) => c.attach(name, backend ? { hostStack, backend } : { hostStack }));
   }
 
   detach(name: string): Promise<number> {
@@ -174,7 +176,8 @@ export class KernelCtl implements CtlBackend {
     return this.run((k) => k.remove(name));
   }
 
-  attach(name: string, hostStack: boolean, c: RingConfig, memId: number): Promise<number> {
+  attach(name: string, hostStack: boolean, c: RingConfig, memId: number, backend?: AttachBackend): Promise<number> {
+    if (backend) return Promise.reject(Object.assign(new Error('--backend picks how vale-ts reaches an interface: the kernel VALE switch attaches NICs itself (give --socket to talk to vale-ts)'), { code: 'EINVAL' }));
     return this.run((k) => k.attach(name, { hostStack, conf: kernelConfig(c), memId: memId & 0xffff }));
   }
 

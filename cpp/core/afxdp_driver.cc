@@ -1,0 +1,561 @@
+#include "core/afxdp_driver.h"
+
+#include <arpa/inet.h>
+#include <linux/ethtool.h>
+#include <linux/if_packet.h>
+#include <linux/sockios.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+#include "core/offload.h"
+
+#if NM_HAVE_LIBXDP
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
+#include <xdp/xsk.h>
+#endif
+
+namespace nm {
+
+namespace {
+
+constexpr uint32_t kFrame = 2048;
+constexpr uint32_t kBatch = 64;
+
+uint16_t rd16(const uint8_t *p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+
+// A TCP/UDP frame whose checksum field holds exactly the pseudo-header sum is
+// a CHECKSUM_PARTIAL frame from a local sender: compute its checksum. One
+// VLAN tag, IPv4 (unfragmented) and IPv6 without extension headers; anything
+// else is left as it is. True when a checksum was written.
+bool complete_if_partial(uint8_t *f, uint32_t len) {
+  size_t l3 = 14;
+  if (len < l3) return false;
+  uint16_t type = rd16(f + 12);
+  if (type == 0x8100) {
+    if (len < 18) return false;
+    type = rd16(f + 16);
+    l3 = 18;
+  }
+  size_t l4 = 0, l4len = 0;
+  uint8_t proto = 0;
+  uint32_t pseudo = 0;
+  if (type == 0x0800) {
+    if (len < l3 + 20) return false;
+    const uint8_t *ip = f + l3;
+    const size_t ihl = size_t{ip[0] & 0x0fu} * 4;
+    const size_t tot = rd16(ip + 2);
+    if ((ip[0] >> 4) != 4 || ihl < 20 || tot < ihl || l3 + tot > len) return false;
+    if (rd16(ip + 6) & 0x3fff) return false;  // a fragment: no whole L4 here
+    proto = ip[9];
+    l4 = l3 + ihl;
+    l4len = tot - ihl;
+    pseudo = csum_partial(ip + 12, 8, 0);
+  } else if (type == 0x86dd) {
+    if (len < l3 + 40) return false;
+    const uint8_t *ip = f + l3;
+    if ((ip[0] >> 4) != 6) return false;
+    proto = ip[6];
+    l4 = l3 + 40;
+    l4len = rd16(ip + 4);
+    if (l4 + l4len > len) return false;
+    pseudo = csum_partial(ip + 8, 32, 0);
+  } else {
+    return false;
+  }
+  uint16_t off = 0;
+  if (proto == 6 && l4len >= 20) off = 16;
+  else if (proto == 17 && l4len >= 8) off = 6;
+  else return false;
+  pseudo += proto + static_cast<uint32_t>(l4len);
+  const uint16_t partial = static_cast<uint16_t>(~csum_fold(pseudo));
+  if (rd16(f + l4 + off) != partial) return false;
+  VnetHdr vh{};
+  vh.flags = VNET_F_NEEDS_CSUM;
+  vh.csum_start = static_cast<uint16_t>(l4);
+  vh.csum_offset = off;
+  return complete_csum(vh, f, l4 + l4len) == OffloadError::None;
+}
+
+}  // namespace
+
+#if NM_HAVE_LIBXDP
+
+bool afxdp_built_in() { return true; }
+
+namespace {
+
+// libxdp and libbpf print their diagnostics; keep the last line of the
+// calling thread so a failed start can say what the library said.
+thread_local std::string g_lib_msg;
+int lib_print(const char *fmt, va_list ap) {
+  char buf[512];
+  int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
+  if (n > 0) {
+    std::string s(buf);
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    if (!s.empty()) g_lib_msg = s;
+  }
+  return n;
+}
+int xdp_print(enum libxdp_print_level, const char *fmt, va_list ap) { return lib_print(fmt, ap); }
+int bpf_print(enum libbpf_print_level, const char *fmt, va_list ap) { return lib_print(fmt, ap); }
+
+// How many receive queues the interface has: one XDP socket each.
+uint32_t if_rx_queues(int sock, const std::string &ifname) {
+  ethtool_channels ch{};
+  ch.cmd = ETHTOOL_GCHANNELS;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
+  ifr.ifr_data = reinterpret_cast<char *>(&ch);
+  if (::ioctl(sock, SIOCETHTOOL, &ifr) < 0) return 1;  // no channels reported: one queue
+  return std::clamp<uint32_t>(std::max(ch.rx_count, ch.combined_count), 1, 64);
+}
+
+}  // namespace
+
+struct AfXdpDriver::Queue {
+  uint32_t id = 0;
+  mapping area;
+  xsk_umem *umem = nullptr;
+  xsk_socket *xsk = nullptr;
+  xsk_ring_prod fill{}, tx{};
+  xsk_ring_cons comp{}, rx{};
+  std::vector<uint64_t> free_tx;    // UMEM frames free for transmit
+  std::vector<uint64_t> to_fill;    // frames back from rx, not yet on the fill ring
+  uint32_t tx_outstanding = 0;      // posted on the tx ring, not completed yet
+  bool has_tx = false;
+  int fd() const { return xsk_socket__fd(xsk); }
+  ~Queue() {
+    if (xsk) xsk_socket__delete(xsk);
+    if (umem) xsk_umem__delete(umem);
+  }
+};
+
+AfXdpDriver::AfXdpDriver() = default;
+
+uint32_t AfXdpDriver::queues() const { return static_cast<uint32_t>(q_.size()); }
+
+namespace {
+
+// One XDP socket on queue `id`, bound zero-copy or copy.
+Result<std::unique_ptr<AfXdpDriver::Queue>> open_queue(const AfXdpConfig &cfg, uint32_t id, bool zc, bool with_tx) {
+  auto q = std::make_unique<AfXdpDriver::Queue>();
+  q->id = id;
+  q->has_tx = with_tx;
+  const size_t size = size_t{cfg.frames_per_queue} * kFrame;
+  void *m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (m == MAP_FAILED) return sys_fail("mmap", "the UMEM of " + cfg.ifname + " queue " + std::to_string(id));
+  q->area = mapping(m, size);
+  xsk_umem_config uc{};
+  uc.fill_size = cfg.ring_size;
+  uc.comp_size = cfg.ring_size;
+  uc.frame_size = kFrame;
+  uc.frame_headroom = 0;
+  uc.flags = 0;
+  g_lib_msg.clear();
+  int err = xsk_umem__create(&q->umem, m, size, &q->fill, &q->comp, &uc);
+  if (err) {
+    q->umem = nullptr;
+    return check_fail(-err, "xsk_umem__create for " + cfg.ifname + ": " + std::strerror(-err) + (g_lib_msg.empty() ? "" : " (" + g_lib_msg + ")"),
+                      "AF_XDP needs locked memory: raise RLIMIT_MEMLOCK (ulimit -l) or run vale-ts as root");
+  }
+  xsk_socket_config sc{};
+  sc.rx_size = cfg.ring_size;
+  sc.tx_size = cfg.ring_size;
+  sc.libxdp_flags = 0;  // libxdp loads its default redirect program
+  sc.xdp_flags = XDP_FLAGS_DRV_MODE;
+  sc.bind_flags = static_cast<uint16_t>(XDP_USE_NEED_WAKEUP | (zc ? XDP_ZEROCOPY : XDP_COPY));
+  g_lib_msg.clear();
+  err = xsk_socket__create(&q->xsk, cfg.ifname.c_str(), id, q->umem, &q->rx, with_tx ? &q->tx : nullptr, &sc);
+  if (err) {
+    q->xsk = nullptr;
+    return check_fail(-err, std::string("AF_XDP ") + (zc ? "zero-copy" : "copy") + " socket on " + cfg.ifname + " queue " + std::to_string(id) + ": " +
+                                std::strerror(-err) + (g_lib_msg.empty() ? "" : " (libxdp: " + g_lib_msg + ")"));
+  }
+  // half the frames wait on the fill ring for the kernel, half are for transmit
+  const uint32_t nfill = std::min(cfg.frames_per_queue / 2, cfg.ring_size);
+  uint32_t idx = 0;
+  if (xsk_ring_prod__reserve(&q->fill, nfill, &idx) != nfill) return check_fail(ENOSPC, "the fill ring of " + cfg.ifname + " took fewer frames than it holds");
+  for (uint32_t i = 0; i < nfill; i++) *xsk_ring_prod__fill_addr(&q->fill, idx + i) = uint64_t{i} * kFrame;
+  xsk_ring_prod__submit(&q->fill, nfill);
+  if (with_tx)
+    for (uint32_t i = nfill; i < cfg.frames_per_queue; i++) q->free_tx.push_back(uint64_t{i} * kFrame);
+  return q;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<AfXdpDriver>> AfXdpDriver::start(PortClient port, const AfXdpConfig &cfg) {
+  const std::string &ifn = cfg.ifname;
+  if (ifn.empty() || ifn.size() >= IFNAMSIZ)
+    return check_fail(EINVAL, "interface name '" + ifn + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters");
+  if (port.tx_rings() < 1 || port.rx_rings() < 1) return check_fail(EINVAL, "the port has no rings");
+  if (cfg.ring_size < 64 || (cfg.ring_size & (cfg.ring_size - 1)) != 0 || cfg.frames_per_queue < 2 * kBatch || cfg.frames_per_queue > (1u << 20))
+    return check_fail(EINVAL, "AF_XDP rings must be a power of two ≥ 64 and UMEM frames between 128 and 1M");
+  static const bool printers = [] {
+    libxdp_set_print(xdp_print);
+    libbpf_set_print(bpf_print);
+    return true;
+  }();
+  (void)printers;
+  std::unique_ptr<AfXdpDriver> d(new AfXdpDriver());
+  d->cfg_ = cfg;
+  d->port_ = std::move(port);
+  // protocol 0, never bound: receives nothing; used for ioctls and to hold the promiscuity reference
+  d->ctl_.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+  if (!d->ctl_) return sys_fail("socket", "AF_PACKET control socket for " + ifn, "attaching an interface needs CAP_NET_RAW and CAP_NET_ADMIN (run vale-ts as root)");
+  const int s = d->ctl_.get();
+  d->ifindex_ = static_cast<int>(::if_nametoindex(ifn.c_str()));
+  if (d->ifindex_ == 0) {
+    SysError e = sys_fail("if_nametoindex", "no interface " + ifn + " in vale-ts's network namespace", "check `ip link show " + ifn + "`");
+    e.code_err = ENXIO;
+    return e;
+  }
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, ifn.data(), ifn.size());
+  if (::ioctl(s, SIOCGIFMTU, &ifr) < 0) return sys_fail("ioctl", "SIOCGIFMTU " + ifn);
+  d->mtu_ = static_cast<uint32_t>(ifr.ifr_mtu);
+  if (d->mtu_ + 14 + 8 > d->port_.buf_size())
+    return check_fail(EINVAL, ifn + " has MTU " + std::to_string(d->mtu_) + ": its frames do not fit the port's " + std::to_string(d->port_.buf_size()) + "-byte buffers",
+                      "lower the MTU (ip link set " + ifn + " mtu 1500) or give the switch larger buffers");
+  if (d->mtu_ + 14 + 8 > kFrame - XDP_PACKET_HEADROOM)
+    return check_fail(EMSGSIZE, ifn + " has MTU " + std::to_string(d->mtu_) + ": larger than a " + std::to_string(kFrame) + "-byte AF_XDP frame holds", "use --backend packet, or an MTU ≤ 1500");
+  std::memset(&ifr, 0, sizeof ifr);
+  std::memcpy(ifr.ifr_name, ifn.data(), ifn.size());
+  if (::ioctl(s, SIOCGIFFLAGS, &ifr) < 0) return sys_fail("ioctl", "SIOCGIFFLAGS " + ifn);
+  const short flags = ifr.ifr_flags;
+  d->was_promisc_ = (flags & IFF_PROMISC) != 0;
+
+  const uint32_t nq = if_rx_queues(s, ifn);
+  std::string why;
+  for (bool zc : {true, false}) {
+    if ((zc && cfg.mode == AfXdpMode::Copy) || (!zc && cfg.mode == AfXdpMode::ZeroCopy)) continue;
+    d->q_.clear();
+    bool ok = true;
+    for (uint32_t i = 0; i < nq && ok; i++) {
+      auto q = open_queue(cfg, i, zc, i == 0);
+      if (!q) {
+        if (!why.empty()) why += "; ";
+        why += q.error().what;
+        ok = false;
+        // a zero-copy failure is worth a copy-mode try; anything else is not
+        if (zc && cfg.mode == AfXdpMode::Auto) break;
+        return std::move(q).take_error();
+      }
+      d->q_.push_back(std::move(q).value());
+    }
+    if (ok) {
+      d->zero_copy_ = zc;
+      break;
+    }
+    d->q_.clear();  // deletes the sockets: libxdp detaches its program with the last
+  }
+  if (d->q_.empty()) return check_fail(EOPNOTSUPP, why.empty() ? "no AF_XDP mode left to try on " + ifn : why);
+
+  packet_mreq mr{};
+  mr.mr_ifindex = d->ifindex_;
+  mr.mr_type = PACKET_MR_PROMISC;
+  if (::setsockopt(s, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) < 0) return sys_fail("setsockopt", "PACKET_ADD_MEMBERSHIP promiscuous on " + ifn);
+  d->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  d->ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!d->stop_fd_ || !d->ep_) return sys_fail("eventfd/epoll_create1", "driver thread of " + ifn);
+  std::vector<int> fds{d->port_.wait_fd(), d->stop_fd_.get()};
+  for (auto &q : d->q_) fds.push_back(q->fd());
+  for (int fd : fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(d->ep_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_fail("epoll_ctl", "driver thread of " + ifn);
+  }
+  if (!(flags & IFF_UP)) {
+    ifr.ifr_flags = static_cast<short>(flags | IFF_UP);
+    if (::ioctl(s, SIOCSIFFLAGS, &ifr) < 0) return sys_fail("ioctl", "SIOCSIFFLAGS up " + ifn);
+    d->raised_up_ = true;
+  }
+  AfXdpDriver *self = d.get();
+  d->thread_ = std::thread([self] { self->run(); });
+  return d;
+}
+
+AfXdpDriver::~AfXdpDriver() { stop(); }
+
+void AfXdpDriver::stop() {
+  if (thread_.joinable()) {
+    stopping_.store(true);
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t w = ::write(stop_fd_.get(), &one, sizeof one);
+    thread_.join();
+  }
+  if (!q_.empty()) {
+    poll_kernel_stats();
+    q_.clear();  // the XDP program goes with the last socket
+  }
+  if (ctl_) {
+    if (raised_up_) {
+      ifreq ifr{};
+      std::memcpy(ifr.ifr_name, cfg_.ifname.data(), cfg_.ifname.size());
+      if (::ioctl(ctl_.get(), SIOCGIFFLAGS, &ifr) == 0) {
+        ifr.ifr_flags = static_cast<short>(ifr.ifr_flags & ~IFF_UP);
+        (void)::ioctl(ctl_.get(), SIOCSIFFLAGS, &ifr);
+      }
+    }
+    ctl_.reset();  // the kernel drops our promiscuity reference
+  }
+}
+
+void AfXdpDriver::log_once(std::atomic<bool> &flag, const std::string &msg) {
+  if (!flag.exchange(true)) std::fprintf(stderr, "vale-ts: %s: %s (logged once)\n", cfg_.ifname.c_str(), msg.c_str());
+}
+
+void AfXdpDriver::poll_kernel_stats() {
+  // the kernel's counters are per socket and cumulative: the sum is the total
+  uint64_t rx = 0, inval = 0;
+  for (auto &q : q_) {
+    xdp_statistics st{};
+    socklen_t len = sizeof st;
+    if (::getsockopt(q->fd(), SOL_XDP, XDP_STATISTICS, &st, &len) == 0) {
+      rx += st.rx_dropped + st.rx_ring_full;
+      inval += st.rx_invalid_descs + st.tx_invalid_descs;
+    }
+  }
+  c_.drop_kernel_rx.store(rx, std::memory_order_relaxed);
+  c_.drop_kernel_invalid.store(inval, std::memory_order_relaxed);
+}
+
+bool AfXdpDriver::pump_in(Queue &q) {
+  // frames from the last round go back to the kernel first
+  if (!q.to_fill.empty()) {
+    uint32_t idx = 0;
+    const uint32_t n = xsk_ring_prod__reserve(&q.fill, static_cast<uint32_t>(q.to_fill.size()), &idx);
+    for (uint32_t i = 0; i < n; i++) *xsk_ring_prod__fill_addr(&q.fill, idx + i) = q.to_fill[q.to_fill.size() - 1 - i];
+    if (n) xsk_ring_prod__submit(&q.fill, n);
+    q.to_fill.resize(q.to_fill.size() - n);
+  }
+  (void)port_.txsync(0);
+  netmap_ring *tx = port_.tx_ring(0);
+  const uint32_t bufsz = port_.buf_size();
+  const size_t area = q.area.size();
+  bool moved = false;
+  for (;;) {
+    const uint32_t space = port_.tx_space(0);
+    if (space == 0) {
+      uint32_t idx = 0;
+      in_blocked_ = xsk_ring_cons__peek(&q.rx, 1, &idx) > 0;
+      if (in_blocked_) xsk_ring_cons__cancel(&q.rx, 1);
+      break;
+    }
+    uint32_t idx = 0;
+    const uint32_t n = xsk_ring_cons__peek(&q.rx, std::min(space, kBatch), &idx);
+    if (n == 0) break;
+    for (uint32_t i = 0; i < n; i++) {
+      const xdp_desc *dsc = xsk_ring_cons__rx_desc(&q.rx, idx + i);
+      const uint64_t addr = dsc->addr;
+      const uint32_t len = dsc->len;
+      q.to_fill.push_back(addr - addr % kFrame);
+      if (addr >= area || len > area - addr || (addr % kFrame) + len > kFrame) {
+        c_.drop_bad_desc.fetch_add(1, std::memory_order_relaxed);
+        log_once(logged_desc_, "an AF_XDP rx descriptor outside the UMEM: dropped");
+        continue;
+      }
+      if (len > bufsz || len < 14) {
+        c_.drop_too_big.fetch_add(1, std::memory_order_relaxed);
+        log_once(logged_too_big_, "a " + std::to_string(len) + "-byte frame does not fit the port's " + std::to_string(bufsz) + "-byte buffers: dropped");
+        continue;
+      }
+      netmap_slot &sl = tx->slot[tx->head];
+      uint8_t *b = port_.slot_buf(sl);
+      if (!b) {
+        c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      std::memcpy(b, q.area.data() + addr, len);
+      if (complete_if_partial(b, len)) c_.csum_completed.fetch_add(1, std::memory_order_relaxed);
+      sl.len = static_cast<uint16_t>(len);
+      sl.flags = 0;
+      tx->head = tx->cur = tx->head + 1 == tx->num_slots ? 0 : tx->head + 1;
+      c_.rx_frames.fetch_add(1, std::memory_order_relaxed);
+      c_.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+    }
+    xsk_ring_cons__release(&q.rx, n);
+    moved = true;
+    (void)port_.txsync(0);
+    // refill now: the kernel drops what arrives with an empty fill ring
+    uint32_t fidx = 0;
+    const uint32_t f = xsk_ring_prod__reserve(&q.fill, static_cast<uint32_t>(q.to_fill.size()), &fidx);
+    for (uint32_t i = 0; i < f; i++) *xsk_ring_prod__fill_addr(&q.fill, fidx + i) = q.to_fill[q.to_fill.size() - 1 - i];
+    if (f) xsk_ring_prod__submit(&q.fill, f);
+    q.to_fill.resize(q.to_fill.size() - f);
+  }
+  return moved;
+}
+
+void AfXdpDriver::reap_completions() {
+  Queue &q = *q_[0];
+  uint32_t idx = 0;
+  const uint32_t n = xsk_ring_cons__peek(&q.comp, cfg_.ring_size, &idx);
+  for (uint32_t i = 0; i < n; i++) {
+    const uint64_t a = *xsk_ring_cons__comp_addr(&q.comp, idx + i);
+    q.free_tx.push_back(a - a % kFrame);
+  }
+  if (n) xsk_ring_cons__release(&q.comp, n);
+  q.tx_outstanding -= std::min(q.tx_outstanding, n);
+}
+
+void AfXdpDriver::kick_tx() {
+  Queue &q = *q_[0];
+  // copy mode transmits only inside sendto(); zero-copy only when the driver asks
+  if (q.tx_outstanding == 0 || (zero_copy_ && !xsk_ring_prod__needs_wakeup(&q.tx))) return;
+  c_.tx_kicks.fetch_add(1, std::memory_order_relaxed);
+  if (::sendto(q.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) >= 0) return;
+  const int e = errno;
+  if (e == EAGAIN || e == EBUSY || e == ENOBUFS || e == EINTR) {
+    c_.tx_retries.fetch_add(1, std::memory_order_relaxed);
+    out_blocked_ = true;
+    return;
+  }
+  c_.drop_tx_error.fetch_add(1, std::memory_order_relaxed);
+  out_blocked_ = true;
+  log_once(logged_tx_, std::string("AF_XDP transmit: ") + std::strerror(e) + (e == ENETDOWN ? ": the interface or its carrier is down: ip link set " + cfg_.ifname + " up, and its peer" : ""));
+}
+
+bool AfXdpDriver::pump_out() {
+  Queue &q = *q_[0];
+  netmap_ring *rx = port_.rx_ring(0);
+  bool moved = false;
+  out_blocked_ = false;
+  reap_completions();
+  (void)port_.rxsync(0);
+  while (port_.rx_avail(0) > 0) {
+    if (q.free_tx.empty()) {
+      reap_completions();
+      if (q.free_tx.empty()) {
+        out_blocked_ = true;
+        break;
+      }
+    }
+    const uint32_t want = std::min({port_.rx_avail(0), static_cast<uint32_t>(q.free_tx.size()), kBatch});
+    uint32_t idx = 0;
+    const uint32_t k = xsk_ring_prod__reserve(&q.tx, want, &idx);
+    if (k == 0) {
+      out_blocked_ = true;
+      break;
+    }
+    uint32_t used = 0;
+    for (uint32_t i = 0; i < k; i++) {
+      netmap_slot &sl = rx->slot[rx->head];
+      rx->head = rx->cur = rx->head + 1 == rx->num_slots ? 0 : rx->head + 1;
+      const uint8_t *b = port_.slot_buf(sl);
+      if (!b || sl.len > port_.buf_size() || sl.len < 14) {
+        c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
+        log_once(logged_slot_, "a slot with a bad buffer index or length on the port's rx ring: dropped");
+        continue;
+      }
+      if (sl.len > kFrame) {
+        c_.drop_too_big.fetch_add(1, std::memory_order_relaxed);
+        log_once(logged_too_big_, "a " + std::to_string(sl.len) + "-byte frame is larger than an AF_XDP frame: dropped");
+        continue;
+      }
+      const uint64_t a = q.free_tx.back();
+      q.free_tx.pop_back();
+      std::memcpy(q.area.data() + a, b, sl.len);
+      xdp_desc *dsc = xsk_ring_prod__tx_desc(&q.tx, idx + used);
+      dsc->addr = a;
+      dsc->len = sl.len;
+      dsc->options = 0;
+      c_.tx_bytes.fetch_add(sl.len, std::memory_order_relaxed);
+      used++;
+    }
+    q.tx.cached_prod -= k - used;  // reserved descriptors left unwritten (bad slots) are given back
+    if (used) xsk_ring_prod__submit(&q.tx, used);
+    q.tx_outstanding += used;
+    c_.tx_frames.fetch_add(used, std::memory_order_relaxed);
+    moved = true;
+    (void)port_.rxsync(0);
+    kick_tx();
+    if (out_blocked_) break;
+  }
+  if (!moved) kick_tx();  // frames left from a pushed-back kick
+  return moved;
+}
+
+void AfXdpDriver::run() {
+  uint32_t idle_rounds = 0;
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    bool moved = false;
+    in_blocked_ = false;
+    for (auto &q : q_) moved |= pump_in(*q);
+    moved |= pump_out();
+    if (moved) {
+      idle_rounds = 0;
+      continue;
+    }
+    if (++idle_rounds < 2) continue;
+    poll_kernel_stats();
+    port_.arm(true, in_blocked_);
+    (void)port_.rxsync(0);
+    (void)port_.txsync(0);
+    if (port_.rx_avail(0) > 0 && !out_blocked_) {
+      port_.disarm();
+      continue;
+    }
+    bool ready = false;
+    for (auto &q : q_) {
+      uint32_t idx = 0;
+      if (!in_blocked_ && xsk_ring_cons__peek(&q->rx, 1, &idx) > 0) {
+        xsk_ring_cons__cancel(&q->rx, 1);
+        ready = true;
+      }
+      // a zero-copy driver that waits for a wakeup to take fill frames
+      if (xsk_ring_prod__needs_wakeup(&q->fill)) (void)::recvfrom(q->fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
+    }
+    if (ready) {
+      port_.disarm();
+      continue;
+    }
+    epoll_event evs[8];
+    // transmit frames still in flight (or a kick pushed back): look again soon,
+    // completions raise no event on the socket
+    const bool pending = out_blocked_ || q_[0]->tx_outstanding > 0;
+    const int n = ::epoll_wait(ep_.get(), evs, 8, pending ? 1 : -1);
+    c_.wakeups.fetch_add(1, std::memory_order_relaxed);
+    port_.disarm();
+    for (int k = 0; k < n; k++)
+      if (evs[k].data.fd == port_.wait_fd()) port_.drain_bell();
+    idle_rounds = 0;
+  }
+}
+
+#else  // built without libxdp
+
+bool afxdp_built_in() { return false; }
+
+struct AfXdpDriver::Queue {};
+AfXdpDriver::AfXdpDriver() = default;
+uint32_t AfXdpDriver::queues() const { return 0; }
+
+Result<std::unique_ptr<AfXdpDriver>> AfXdpDriver::start(PortClient, const AfXdpConfig &cfg) {
+  (void)complete_if_partial;
+  return check_fail(ENOTSUP, "AF_XDP on " + cfg.ifname + ": this build of the addon has no AF_XDP (libxdp-dev and libbpf-dev were not found when it was compiled)",
+                    "apt-get install libxdp-dev libbpf-dev pkg-config, then npm rebuild (or npx node-gyp rebuild)");
+}
+AfXdpDriver::~AfXdpDriver() = default;
+void AfXdpDriver::stop() {}
+
+#endif
+
+}  // namespace nm
