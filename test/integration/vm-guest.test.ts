@@ -10,6 +10,7 @@
  * checksum/TSO offloads on (QEMU's TAP backend negotiates them with the
  * guest): its GSO frames reach vale-ts whole, are segmented and checksummed
  * by the vnet_hdr TAP port's driver, and namespace B's kernel verifies them.
+ *   eth3  -netdev dgram (rootless)     --- vale3:vm  [dgram port]    --- vale3:nsd [TAP] --- namespace D
  *   eth2  -netdev vhost-user (QEMU server=on; guest memory a shared memfd)
  *                                     --- vale2:vm  [vhost-user, client] --- vale2:nsc [TAP] --- namespace C
  *
@@ -34,6 +35,9 @@ const tag = `vm${process.pid}`;
 const nsA = `${tag}a`;
 const nsB = `${tag}b`;
 const nsC = `${tag}c`;
+const nsD = `${tag}d`;
+const dgramVale = path.join(os.tmpdir(), `vm-guest-${process.pid}.dgv`);
+const dgramQemu = path.join(os.tmpdir(), `vm-guest-${process.pid}.dgq`);
 const valeTsJs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ts.js');
 const ctl2 = path.join(os.tmpdir(), `vm-guest-${process.pid}-2.ctl`);
 const vhuSock = path.join(os.tmpdir(), `vm-guest-${process.pid}.vhu`);
@@ -94,7 +98,7 @@ const quietly = (f: () => unknown) => (): void => {
 
 test.before(async () => {
   ensurePackages(['qemu-system-x86', 'busybox-static', 'kmod', 'iproute2', 'iputils-ping']);
-  cleanups.push(makeNs(nsA), makeNs(nsB));
+  cleanups.push(makeNs(nsA), makeNs(nsB), makeNs(nsD));
   // closed before the namespaces go (cleanups run in reverse)
   srv = await ValeServer.listen({ socket: ctl });
   cleanups.push(() => srv.close());
@@ -112,16 +116,25 @@ test.before(async () => {
   cleanups.push(quietly(() => ip('link', 'del', bridge)));
   for (const dev of [qtap, `${tag}g`]) ip('link', 'set', dev, 'master', bridge, 'up');
   ip('link', 'set', bridge, 'up');
+  await vale.create('vale3:vm', {}, { driver: { kind: 'dgram', path: dgramVale, peer: dgramQemu } });
+  await vale.create('vale3:nsd', {}, { driver: { kind: 'tap', ifname: nsD } });
+  plugInto(nsD, nsD, '10.211.4.2/24');
   cleanups.push(makeNs(nsC));
   cleanups.push(async () => {
     await killVale2();
     fs.rmSync(ctl2, { force: true });
   });
   await startVale2();
+  // QEMU's sockets stay behind when it is killed
+  cleanups.push(() => {
+    fs.rmSync(dgramQemu, { force: true });
+    fs.rmSync(vhuSock, { force: true });
+  });
   guest = await VmGuest.boot([
     { netdev: `stream,server=off,addr.type=unix,addr.path=${streamSock}`, cidr: '10.211.1.10/24' },
     { netdev: `tap,ifname=${qtap},script=no,downscript=no,vhost=off`, cidr: '10.211.2.10/24' },
     vhostUserNic(vhuSock, '10.211.3.10/24'),
+    { netdev: `dgram,local.type=unix,local.path=${dgramQemu},remote.type=unix,remote.path=${dgramVale}`, cidr: '10.211.4.10/24' },
   ]);
   cleanups.push(() => guest.close());
 });
@@ -144,6 +157,15 @@ test.serial('-netdev stream: the guest and a namespace behind a TAP port ping ea
   const c = await driverCounters('vale0', 'vale0:vm');
   t.true(c['inFrames']! >= 6 && c['outFrames']! >= 6, JSON.stringify(c));
   t.is(c['connects'], 1);
+});
+
+test.serial('-netdev dgram: the guest and a namespace behind a TAP port ping each other', async (t) => {
+  t.timeout(90_000);
+  const g = await guest.run('ping -c 3 -w 60 10.211.4.2');
+  t.is(g.rc, 0, g.out);
+  t.regex(await inNs(nsD, ['ping', '-c', '3', '-i', '0.2', '-w', '60', '10.211.4.10']), /3 received/);
+  const c = await driverCounters('vale3', 'vale3:vm');
+  t.true(c['inFrames']! >= 6 && c['outFrames']! >= 6, JSON.stringify(c));
 });
 
 test.serial('-netdev tap (bridged to a vnet_hdr TAP port): the guest and a namespace ping each other', async (t) => {
@@ -226,7 +248,8 @@ test.serial("the README's \"Connecting a VM\" shows the QEMU options this file r
   t.true(at >= 0, 'README has a "Connecting a VM" section');
   const section = readme.slice(at, readme.indexOf('\n## ', at + 1)).replace(/\\\n\s*/g, '');
   // the README's names for this run's unique paths and devices
-  const named = (a: string): string => a.replaceAll(vhuSock, '/tmp/vm1.vhu').replaceAll(streamSock, '/tmp/vm1.sock').replaceAll(qtap, 'qtap0');
+  const named = (a: string): string =>
+    a.replaceAll(vhuSock, '/tmp/vm1.vhu').replaceAll(streamSock, '/tmp/vm1.sock').replaceAll(qtap, 'qtap0').replaceAll(dgramVale, '/tmp/vale-vm2.sock').replaceAll(dgramQemu, '/tmp/qemu-vm2.sock');
   const chunks: string[] = [];
   for (const a of guest.args.map(named)) {
     if (a.startsWith('-')) chunks.push(a);
