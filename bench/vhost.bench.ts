@@ -27,8 +27,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** Runs txonly -> rxonly front-ends on sockets a and b for each size; Mpps per size. */
 async function measure(a: string, b: string, serverFronts: boolean): Promise<number[]> {
   const srv = serverFronts ? ',server=1' : '';
-  // forwarding lcores on different cores: tx on 1, rx on 0
-  const rx = await TestPmd.start({ vdevs: [`net_virtio_user0,path=${b},queues=1${srv}`], mode: 'rxonly', cores: '0,1', extra: [] });
+  // forwarding lcores on different cores: tx on 1, rx on 0 (its main lcore 1)
+  const rx = await TestPmd.start({ vdevs: [`net_virtio_user0,path=${b},queues=1${srv}`], mode: 'rxonly', cores: '0,1', mainLcore: 1 });
   const tx = await TestPmd.start({ vdevs: [`net_virtio_user0,path=${a},queues=1${srv}`], mode: 'txonly', cores: '0,1' });
   const out: number[] = [];
   try {
@@ -80,6 +80,7 @@ const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
 const vale = await viaVale();
 const pmd = await viaTestpmd();
 console.log(`vhost-user benchmark: testpmd txonly -> switch -> testpmd rxonly, ${seconds} s per size (load average before: ${load})`);
+console.log(`load average after: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} CPUs)`);
 SIZES.forEach((s, i) =>
   console.log(`${String(s).padStart(5)} B  vale-ts ${vale[i]!.toFixed(2)} Mpps   testpmd io-fwd ${pmd[i]!.toFixed(2)} Mpps   ratio ${(vale[i]! / pmd[i]!).toFixed(2)}`),
 );

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/offload.h"
 #include "core/recv_fds.h"
 #include "core/shm_atomic.h"
 
@@ -48,10 +49,11 @@ constexpr uint32_t MAX_REGIONS = 8;       // VHOST_MEMORY_MAX_NREGIONS
 constexpr uint32_t MAX_PAYLOAD = 4096;    // the largest we accept; SET_MEM_TABLE with 8 regions is 264
 constexpr uint32_t MAX_QUEUE_SIZE = 32768;  // split virtqueues: a power of 2 up to 32768
 constexpr uint32_t MAX_INDIRECT = 1024;   // descriptors in one indirect table
+constexpr uint64_t MAX_GSO_FRAME = 65536 + 64;  // a TSO frame: 64 KiB of IP packet plus link headers
 
 // virtio feature bits
 constexpr uint64_t bit(unsigned b) { return uint64_t{1} << b; }
-constexpr unsigned F_MRG_RXBUF = 15, F_MQ = 22, F_INDIRECT = 28, F_EVENT_IDX = 29, F_PROTOCOL_FEATURES = 30,
+constexpr unsigned F_CSUM = 0, F_HOST_TSO4 = 11, F_HOST_TSO6 = 12, F_MRG_RXBUF = 15, F_MQ = 22, F_INDIRECT = 28, F_EVENT_IDX = 29, F_PROTOCOL_FEATURES = 30,
                    F_VERSION_1 = 32;
 constexpr unsigned PF_MQ = 0, PF_REPLY_ACK = 3;
 
@@ -119,6 +121,7 @@ struct VhostUserPort::Impl {
   std::vector<uint32_t> chain_ends;  // RX: segs index where each chain ends
   std::vector<uint16_t> chain_heads;
   std::vector<Seg> rx_all;     // RX: the segments of every chain of one frame
+  std::vector<uint8_t> gso_buf = std::vector<uint8_t>(MAX_GSO_FRAME);  // TX: one TSO frame before segmentation
 
   Impl(VhostUserPort &s, PortClient p) : self(s), pc(std::move(p)), c(s.counters_) {
     vqs.resize(2 * s.cfg_.queue_pairs);
@@ -279,6 +282,87 @@ struct VhostUserPort::Impl {
     return n;
   }
 
+  // Copies n bytes of the current chain (segs) from byte `at` into dst; false if any byte lies outside guest memory.
+  bool gather(uint64_t at, uint8_t *dst, uint64_t n) const {
+    for (const Seg &g : segs) {
+      if (!n) break;
+      uint64_t a = g.addr, left = g.len;
+      if (at >= left) {
+        at -= left;
+        continue;
+      }
+      a += at;
+      left -= at;
+      at = 0;
+      while (left && n) {
+        uint64_t piece;
+        uint8_t *h = gpa_piece(a, std::min(left, n), &piece);
+        if (!h) return false;
+        std::memcpy(dst, h, piece);
+        dst += piece;
+        n -= piece;
+        a += piece;
+        left -= piece;
+      }
+    }
+    return n == 0;
+  }
+
+  // The header asks only for what was negotiated: NEEDS_CSUM needs CSUM, each GSO type its HOST_ feature.
+  bool negotiated(const VnetHdr &h) const {
+    if ((h.flags & VNET_F_NEEDS_CSUM) && !has(F_CSUM)) return false;
+    switch (h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN)) {
+      case VNET_GSO_NONE: return true;
+      case VNET_GSO_TCPV4: return has(F_HOST_TSO4);
+      case VNET_GSO_TCPV6: return has(F_HOST_TSO6);
+      default: return false;
+    }
+  }
+
+  void count_offload_drop(OffloadError e) {
+    switch (e) {
+      case OffloadError::BadCsumOffsets: c.dropOffloadBadCsumOffsets++; break;
+      case OffloadError::BadGsoType: c.dropOffloadNotNegotiated++; break;
+      case OffloadError::BadHeaders: c.dropOffloadBadHeaders++; break;
+      case OffloadError::BadGsoSize: c.dropOffloadBadGsoSize++; break;
+      case OffloadError::SegmentTooLong: c.dropOffloadSegmentTooLong++; break;
+      case OffloadError::NoRoom:
+      case OffloadError::None: break;
+    }
+  }
+
+  // Segments straight into the port's tx slots (room for all of them was checked).
+  class RingSink final : public SegmentSink {
+   public:
+    RingSink(PortClient &pc, netmap_ring *tr, uint32_t cap) : pc_(pc), tr_(tr), cap_(cap) {}
+    uint8_t *next(size_t len) override {
+      finish();
+      if (len > cap_) return nullptr;
+      uint8_t *b = pc_.slot_buf(tr_->slot[tr_->head]);
+      if (!b) return nullptr;
+      pending_ = true;
+      len_ = static_cast<uint16_t>(len);
+      return b;
+    }
+    void finish() {
+      if (!pending_) return;
+      netmap_slot &s = tr_->slot[tr_->head];
+      s.len = len_;
+      s.flags = 0;
+      tr_->head = tr_->cur = tr_->head + 1 == tr_->num_slots ? 0 : tr_->head + 1;
+      pending_ = false;
+      pushed++;
+    }
+    uint32_t pushed = 0;
+
+   private:
+    PortClient &pc_;
+    netmap_ring *tr_;
+    uint32_t cap_;
+    bool pending_ = false;
+    uint16_t len_ = 0;
+  };
+
   // Guest TX queue -> port tx ring. Returns frames moved (or dropped) so the loop knows it progressed.
   uint32_t guest_tx(Vq &q, uint32_t ring, uint32_t budget, bool *blocked) {
     netmap_ring *tr = pc.tx_ring(ring);
@@ -308,49 +392,69 @@ struct VhostUserPort::Impl {
         uint8_t *buf = pc.slot_buf(s);
         uint64_t total = 0;
         for (const Seg &g : segs) total += g.len;
+        uint8_t hb[VNET_HDR_LEN];
+        VnetHdr h;
+        if (total >= hdr_len + 14 && gather(0, hb, VNET_HDR_LEN)) h = vnet_hdr_read(hb);
+        const bool gso = (h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN)) != VNET_GSO_NONE;
         if (!buf) {
           c.dropBadSlot++;
         } else if (total < hdr_len + 14) {
           c.dropShortFrame++;
-        } else if (total - hdr_len > bufsz) {
+        } else if (total - hdr_len > (gso ? MAX_GSO_FRAME : bufsz)) {
           c.dropOversize++;
-        } else {
-          // copy, skipping the virtio-net header (no offloads are negotiated: nothing in it to keep)
-          uint64_t skip = hdr_len, out = 0;
-          bool ok = true;
-          for (const Seg &g : segs) {
-            uint64_t a = g.addr, left = g.len;
-            if (skip >= left) {
-              skip -= left;
-              continue;
-            }
-            a += skip;
-            left -= skip;
-            skip = 0;
-            while (left) {
-              uint64_t piece;
-              uint8_t *h = gpa_piece(a, left, &piece);
-              if (!h) {
-                ok = false;
-                break;
-              }
-              std::memcpy(buf + out, h, piece);
-              out += piece;
-              a += piece;
-              left -= piece;
-            }
-            if (!ok) break;
-          }
-          if (!ok) {
+        } else if (!negotiated(h)) {
+          c.dropOffloadNotNegotiated++;
+        } else if (!gso) {
+          // copy, skipping the virtio-net header; a checksum the guest left to us is filled in
+          const uint64_t len = total - hdr_len;
+          if (!gather(hdr_len, buf, len)) {
             c.dropOutOfMemoryTable++;
+          } else if (OffloadError e = (h.flags & VNET_F_NEEDS_CSUM) ? complete_csum(h, buf, len) : OffloadError::None;
+                     e != OffloadError::None) {
+            count_offload_drop(e);
           } else {
-            s.len = static_cast<uint16_t>(out);
+            if (h.flags & VNET_F_NEEDS_CSUM) c.offloadCsumCompleted++;
+            s.len = static_cast<uint16_t>(len);
             s.flags = 0;
             tr->head = tr->cur = tr->head + 1 == tr->num_slots ? 0 : tr->head + 1;
             space--;
             moved++;
             c.fromGuestFrames++;
-            c.fromGuestBytes += out;
+            c.fromGuestBytes += len;
+          }
+        } else {
+          // TSO: the whole frame into scratch, then cut into MTU-sized frames in the tx slots
+          const uint64_t len = total - hdr_len;
+          const bool copied = gather(hdr_len, gso_buf.data(), len);
+          const uint32_t n = copied ? gso_segment_count(h, gso_buf.data(), len) : 0;  // 0: gso_segment names the fault
+          if (!copied) {
+            c.dropOutOfMemoryTable++;
+          } else if (n > 0 && n >= tr->num_slots) {
+            c.dropOffloadSegmentTooLong++;  // never room for all of it
+          } else if (n > 0 && n > space) {
+            // not consumed: the chain is walked again when the switch has drained the ring
+            *blocked = true;
+            break;
+          } else {
+            RingSink sink(pc, tr, bufsz);
+            SegmentResult r = gso_segment(h, gso_buf.data(), len, bufsz, sink);
+            if (r.err == OffloadError::None) {
+              sink.finish();
+              space -= sink.pushed;
+              moved += sink.pushed;
+              c.offloadSegmented++;
+              c.offloadSegments += r.segments;
+              c.fromGuestFrames++;
+              c.fromGuestBytes += len;
+            } else if (r.err == OffloadError::NoRoom) {
+              // a slot with a bad buffer index part way: the segments before it are delivered
+              sink.finish();
+              space -= sink.pushed;
+              moved += sink.pushed;
+              c.dropBadSlot++;
+            } else {
+              count_offload_drop(r.err);
+            }
           }
         }
       } else {
@@ -970,7 +1074,9 @@ struct VhostUserPort::Impl {
 };
 
 uint64_t VhostUserPort::offered_features() {
-  return bit(F_VERSION_1) | bit(F_MRG_RXBUF) | bit(F_EVENT_IDX) | bit(F_INDIRECT) | bit(F_MQ) | bit(F_PROTOCOL_FEATURES);
+  // CSUM/HOST_TSO*: the guest may leave checksums and segmentation to us; both are done
+  // here on the way in (cpp/core/offload.h), so every other port gets finished frames
+  return bit(F_CSUM) | bit(F_HOST_TSO4) | bit(F_HOST_TSO6) | bit(F_VERSION_1) | bit(F_MRG_RXBUF) | bit(F_EVENT_IDX) | bit(F_INDIRECT) | bit(F_MQ) | bit(F_PROTOCOL_FEATURES);
 }
 uint64_t VhostUserPort::offered_protocol_features() { return bit(PF_MQ) | bit(PF_REPLY_ACK); }
 

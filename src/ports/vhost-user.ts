@@ -46,7 +46,7 @@ export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
 
 /** Names of the negotiated virtio features worth showing. */
 function featureNames(f: bigint): string[] {
-  const names: Array<[number, string]> = [[32, 'version_1'], [15, 'mrg_rxbuf'], [29, 'event_idx'], [28, 'indirect'], [22, 'mq']];
+  const names: Array<[number, string]> = [[0, 'csum'], [11, 'host_tso4'], [12, 'host_tso6'], [32, 'version_1'], [15, 'mrg_rxbuf'], [29, 'event_idx'], [28, 'indirect'], [22, 'mq']];
   return names.filter(([b]) => (f >> BigInt(b)) & 1n).map(([, n]) => n);
 }
 

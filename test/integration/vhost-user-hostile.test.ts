@@ -224,6 +224,10 @@ test('hostile vhost-user front-end: every bad descriptor dropped and counted by 
     ['dropBadDescriptor', () => (g.desc(5, GPA + BUF, hdr + 60, WRITE), g.post(5, txKick))],
     ['dropShortFrame', () => (g.desc(6, GPA + BUF, 5), g.post(6, txKick))],
     ['dropOversize', () => (g.desc(7, GPA + BUF, hdr + 5000), g.post(7, txKick))],
+    // a header asking for a checksum (NEEDS_CSUM) though VIRTIO_NET_F_CSUM was not negotiated
+    ['dropOffloadNotNegotiated', () => (g.bytes(BUF + 0x4000, hdr + 60).set([1]), g.bytes(BUF + 0x4000 + hdr, 60).set(good), g.desc(7, GPA + BUF + 0x4000, hdr + 60), g.post(7, txKick))],
+    // and one asking for TSO (gso_type TCPV4) without HOST_TSO4
+    ['dropOffloadNotNegotiated', () => (g.bytes(BUF + 0x4000, 2).set([0, 1]), g.desc(7, GPA + BUF + 0x4000, hdr + 60), g.post(7, txKick))],
     ['dropBadDescriptor', () => (g.desc(8, GPA + INDT, 15, IND), g.post(8, txKick))],
     ['dropOutOfMemoryTable', () => (g.desc(9, 0xdead0000, 32, IND), g.post(9, txKick))],
     [
@@ -243,7 +247,7 @@ test('hostile vhost-user front-end: every bad descriptor dropped and counted by 
   g.desc(11, GPA + INDT + 0x100, 32, IND);
   g.post(11, txKick);
   t.deepEqual((await receive(peer)).subarray(0, 60), good, 'an indirect chain is read right');
-  t.is(g.usedIdx(), 12, 'every chain, good or bad, went back to the guest');
+  t.is(g.usedIdx(), 14, 'every chain, good or bad, went back to the guest');
 
   // the RX direction: a good buffer, then one outside memory, then an impossible head
   const rxm = 0x20000;
@@ -347,4 +351,155 @@ test('malformed vhost-user messages close the connection, counted; the port take
   const r = await f.reply();
   t.true(r !== 'eof' && r.readBigUInt64LE(0) !== 0n);
   f.close();
+});
+
+const CSUM = 1n << 0n, HOST_TSO4 = 1n << 11n;
+
+/** One's complement sum of 16-bit big-endian words, folded, not inverted. */
+function sum16(b: Uint8Array, init = 0): number {
+  let s = init;
+  for (let i = 0; i + 1 < b.length; i += 2) s += (b[i]! << 8) | b[i + 1]!;
+  if (b.length % 2) s += b[b.length - 1]! << 8;
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+/** The IPv4 pseudo-header's sum for an L4 segment of `len` bytes. */
+const pseudo = (f: Uint8Array, proto: number, len: number): number => sum16(f.subarray(26, 34), proto + len);
+
+/** Ethernet + IPv4 + TCP (or UDP) with `payload` bytes of a counting pattern; the L4 checksum field holds the pseudo-header sum, as a sender with checksum offload leaves it. */
+function ipFrame(proto: 6 | 17, payload: number): Uint8Array {
+  const l4h = proto === 6 ? 20 : 8;
+  const f = new Uint8Array(14 + 20 + l4h + payload);
+  f.fill(0xff, 0, 6);
+  f.set([2, 0, 0, 0, 0, 0x71, 0x08, 0x00], 6);
+  const ip = new DataView(f.buffer, 14);
+  ip.setUint8(0, 0x45);
+  ip.setUint16(2, 20 + l4h + payload);
+  ip.setUint16(4, 0x1234);
+  ip.setUint8(8, 64);
+  ip.setUint8(9, proto);
+  f.set([10, 9, 0, 1, 10, 9, 0, 2], 26);
+  ip.setUint16(10, ~sum16(f.subarray(14, 34)) & 0xffff);
+  const l4 = new DataView(f.buffer, 34);
+  l4.setUint16(0, 40000);
+  l4.setUint16(2, 5201);
+  if (proto === 6) {
+    l4.setUint32(4, 1000);
+    l4.setUint8(12, 5 << 4);
+    l4.setUint8(13, 0x18); // PSH ACK
+    l4.setUint16(14, 65535);
+    l4.setUint16(16, pseudo(f, 6, 20 + payload));
+  } else {
+    l4.setUint16(4, 8 + payload);
+    l4.setUint16(6, pseudo(f, 17, 8 + payload));
+  }
+  for (let i = 0; i < payload; i++) f[34 + l4h + i] = i & 0xff;
+  return f;
+}
+
+/** A virtio-net header (12 bytes, VERSION_1). */
+function vnetHdr(flags: number, gsoType: number, gsoSize: number, csumStart: number, csumOffset: number): Uint8Array {
+  const h = new DataView(new ArrayBuffer(12));
+  h.setUint8(0, flags);
+  h.setUint8(1, gsoType);
+  h.setUint16(2, 54, true);
+  h.setUint16(4, gsoSize, true);
+  h.setUint16(6, csumStart, true);
+  h.setUint16(8, csumOffset, true);
+  return new Uint8Array(h.buffer);
+}
+
+test('guest offloads over vhost-user: NEEDS_CSUM completed, TSO segmented with valid checksums, bad offload headers dropped and counted', async (t) => {
+  t.timeout(60_000);
+  const socket = path.join(dir, 'ctl-off.sock');
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const VH = path.join(dir, 'off.sock');
+  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  const drv = async (): Promise<Record<string, number>> => {
+    const [sw] = await vale.stats('vale0');
+    return sw!.ports.find((p) => p.name === 'vale0:guest')!.driver!.counters;
+  };
+  const g = new Guest();
+  t.teardown(() => native.close(g.fd));
+  const f = Front.connect(VH);
+  t.teardown(() => f.close());
+  f.send(GET_FEATURES);
+  const feats = (await f.reply()) as Buffer;
+  t.is(feats.readBigUInt64LE(0) & (CSUM | HOST_TSO4), CSUM | HOST_TSO4, 'checksum and TSO offloads offered');
+  f.send(SET_FEATURES, u64(VERSION_1 | CSUM | HOST_TSO4));
+  f.send(SET_OWNER);
+  f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
+  // only the TX queue (1): the ring layout of the Guest class
+  f.send(SET_VRING_NUM, state(1, QN));
+  const a = Buffer.alloc(40);
+  a.writeUInt32LE(1, 0);
+  a.writeBigUInt64LE(BigInt(UVA + DESC), 8);
+  a.writeBigUInt64LE(BigInt(UVA + USED), 16);
+  a.writeBigUInt64LE(BigInt(UVA + AVAIL), 24);
+  f.send(SET_VRING_ADDR, a);
+  f.send(SET_VRING_BASE, state(1, 0));
+  const kick = native.eventfd();
+  f.send(SET_VRING_CALL, u64(1), [native.eventfd()]);
+  f.send(SET_VRING_KICK, u64(1), [kick]);
+  const at = 0x40000;
+  const send = (head: number, hdr: Uint8Array, fr: Uint8Array): void => {
+    g.bytes(at, hdr.length).set(hdr);
+    g.bytes(at + hdr.length, fr.length).set(fr);
+    g.desc(head, GPA + at, hdr.length + fr.length);
+    g.post(head, kick);
+  };
+
+  // a UDP frame whose checksum the guest left to the device
+  const udp = ipFrame(17, 100);
+  send(0, vnetHdr(1, 0, 0, 34, 6), udp);
+  const u = await receive(peer);
+  t.is(u.length, udp.length);
+  t.is(sum16(u.subarray(34), pseudo(u, 17, 108)), 0xffff, 'the UDP checksum was filled in');
+  t.deepEqual(u.subarray(42), udp.subarray(42));
+
+  // a 3000-byte TCP payload with gso_size 1000: three frames, each with its own lengths and checksums
+  const tso = ipFrame(6, 3000);
+  send(1, vnetHdr(1, 1, 1000, 34, 16), tso);
+  const payload: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const s = await receive(peer);
+    const ip = new DataView(s.buffer, s.byteOffset + 14);
+    t.is(ip.getUint16(2), 1040, `segment ${i}: IPv4 total length`);
+    t.is(sum16(s.subarray(14, 34)), 0xffff, `segment ${i}: IPv4 header checksum`);
+    t.is(sum16(s.subarray(34), pseudo(s, 6, 1020)), 0xffff, `segment ${i}: TCP checksum`);
+    t.is(new DataView(s.buffer, s.byteOffset + 34).getUint32(4), 1000 + 1000 * i, `segment ${i}: sequence number`);
+    payload.push(...s.subarray(54));
+  }
+  t.deepEqual(Uint8Array.from(payload), tso.subarray(54), 'the segments carry the payload in order');
+  const c0 = await drv();
+  t.is(c0['offloadCsumCompleted'], 1);
+  t.is(c0['offloadSegmented'], 1);
+  t.is(c0['offloadSegments'], 3);
+
+  // what a broken or hostile guest can put in the header
+  const cases: Array<[string, Uint8Array, Uint8Array]> = [
+    ['dropOffloadBadCsumOffsets', vnetHdr(1, 0, 0, 140, 6), udp],
+    ['dropOffloadBadCsumOffsets', vnetHdr(1, 0, 0, 34, 0xfff0), udp],
+    ['dropOffloadBadGsoSize', vnetHdr(1, 1, 0, 34, 16), tso],
+    ['dropOffloadBadHeaders', vnetHdr(1, 1, 1000, 34, 16), udp], // TSO on a UDP packet
+    ['dropOffloadBadHeaders', vnetHdr(1, 1, 1000, 34, 16), frame(0x71, 1)], // not IPv4 at all
+    ['dropOffloadNotNegotiated', vnetHdr(1, 4, 1000, 34, 16), tso], // TCPv6 TSO: HOST_TSO6 not negotiated
+    ['dropOffloadNotNegotiated', vnetHdr(1, 3, 1000, 34, 16), udp], // UFO: never offered
+    ['dropOffloadSegmentTooLong', vnetHdr(1, 1, 4000, 34, 16), ipFrame(6, 8000)], // segments larger than a buffer
+  ];
+  const expect: Record<string, number> = {};
+  let head = 2;
+  for (const [reason, hdr, fr] of cases) {
+    expect[reason] = (expect[reason] ?? 0) + 1;
+    send(head++ % QN, hdr, fr);
+    await until(async () => ((await drv())[reason] ?? 0) >= expect[reason]!);
+  }
+  const c = await drv();
+  for (const [reason, n] of Object.entries(expect)) t.is(c[reason], n, reason);
+  t.is(c['fromGuestFrames'], 2, 'only the two good frames entered the switch');
+  t.is(g.usedIdx(), 2 + cases.length, 'every chain went back to the guest');
 });

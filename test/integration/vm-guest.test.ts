@@ -10,19 +10,37 @@
  * checksum/TSO offloads on (QEMU's TAP backend negotiates them with the
  * guest): its GSO frames reach vale-ts whole, are segmented and checksummed
  * by the vnet_hdr TAP port's driver, and namespace B's kernel verifies them.
- * One guest boot for the file.
+ *   eth3  -netdev dgram (rootless)     --- vale3:vm  [dgram port]    --- vale3:nsd [TAP] --- namespace D
+ *   eth2  -netdev vhost-user (QEMU server=on; guest memory a shared memfd)
+ *                                     --- vale2:vm  [vhost-user, client] --- vale2:nsc [TAP] --- namespace C
+ *
+ * vale2 lives in a vale-ts process of its own, so that it can be killed and
+ * started again while the guest runs: vale-ts reconnects to QEMU's socket and
+ * traffic resumes. The guest's TSO frames on eth2 arrive whole in the
+ * vhost-user port's virtqueue and are segmented there (20 MB, digests
+ * compared). One guest boot for the file.
  */
 import test from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ValeClient, ValeServer } from '../../src/index.js';
 import { inNs, ip, makeNs, plugInto, tcpSink } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
-import { VmGuest } from '../fixtures/vm-guest.js';
+import { vhostUserNic, VmGuest } from '../fixtures/vm-guest.js';
 
 const tag = `vm${process.pid}`;
 const nsA = `${tag}a`;
 const nsB = `${tag}b`;
+const nsC = `${tag}c`;
+const nsD = `${tag}d`;
+const dgramVale = path.join(os.tmpdir(), `vm-guest-${process.pid}.dgv`);
+const dgramQemu = path.join(os.tmpdir(), `vm-guest-${process.pid}.dgq`);
+const valeTsJs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ts.js');
+const ctl2 = path.join(os.tmpdir(), `vm-guest-${process.pid}-2.ctl`);
+const vhuSock = path.join(os.tmpdir(), `vm-guest-${process.pid}.vhu`);
 const qtap = `${tag}q`;
 const bridge = `${tag}br`;
 const ctl = path.join(os.tmpdir(), `vm-guest-${process.pid}.ctl`);
@@ -31,6 +49,44 @@ const cleanups: (() => void | Promise<void>)[] = [];
 let srv: ValeServer;
 let vale: ValeClient;
 let guest: VmGuest;
+/** The vale-ts process that holds vale2 (the vhost-user port and namespace C's TAP). */
+let vale2: { proc: ChildProcess; exited: Promise<void>; client: ValeClient } | undefined;
+
+/**
+ * Starts a vale-ts process for vale2 and creates its ports: the vhost-user
+ * port in client mode (QEMU is the server) and namespace C's TAP, which goes
+ * with the process, so a restart makes and plugs it again.
+ */
+async function startVale2(): Promise<void> {
+  fs.rmSync(ctl2, { force: true }); // a killed vale-ts leaves its socket file
+  const env: NodeJS.ProcessEnv = { ...process.env, NETMAP_BACKEND: 'user' };
+  delete env['VALE_TS_SOCKET'];
+  const proc = spawn(process.execPath, [valeTsJs, '--socket', ctl2], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const see = (d: Buffer): void => {
+      log += d.toString();
+      if (log.includes('listening')) resolve();
+    };
+    proc.stdout!.on('data', see);
+    proc.stderr!.on('data', see);
+    proc.once('exit', (code) => reject(new Error(`vale-ts exited (${code}) before listening: ${log}`)));
+  });
+  const client = new ValeClient({ socket: ctl2 });
+  vale2 = { proc, exited, client };
+  await client.create('vale2:vm', {}, { driver: { kind: 'vhost-user', path: vhuSock, client: true, queuePairs: 1 } });
+  await client.create('vale2:nsc', {}, { driver: { kind: 'tap', ifname: nsC } });
+  plugInto(nsC, nsC, '10.211.3.2/24');
+}
+
+async function killVale2(): Promise<void> {
+  if (!vale2) return;
+  const { proc, exited } = vale2;
+  vale2 = undefined;
+  if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  await exited;
+}
 
 const quietly = (f: () => unknown) => (): void => {
   try {
@@ -42,7 +98,7 @@ const quietly = (f: () => unknown) => (): void => {
 
 test.before(async () => {
   ensurePackages(['qemu-system-x86', 'busybox-static', 'kmod', 'iproute2', 'iputils-ping']);
-  cleanups.push(makeNs(nsA), makeNs(nsB));
+  cleanups.push(makeNs(nsA), makeNs(nsB), makeNs(nsD));
   // closed before the namespaces go (cleanups run in reverse)
   srv = await ValeServer.listen({ socket: ctl });
   cleanups.push(() => srv.close());
@@ -60,9 +116,25 @@ test.before(async () => {
   cleanups.push(quietly(() => ip('link', 'del', bridge)));
   for (const dev of [qtap, `${tag}g`]) ip('link', 'set', dev, 'master', bridge, 'up');
   ip('link', 'set', bridge, 'up');
+  await vale.create('vale3:vm', {}, { driver: { kind: 'dgram', path: dgramVale, peer: dgramQemu } });
+  await vale.create('vale3:nsd', {}, { driver: { kind: 'tap', ifname: nsD } });
+  plugInto(nsD, nsD, '10.211.4.2/24');
+  cleanups.push(makeNs(nsC));
+  cleanups.push(async () => {
+    await killVale2();
+    fs.rmSync(ctl2, { force: true });
+  });
+  await startVale2();
+  // QEMU's sockets stay behind when it is killed
+  cleanups.push(() => {
+    fs.rmSync(dgramQemu, { force: true });
+    fs.rmSync(vhuSock, { force: true });
+  });
   guest = await VmGuest.boot([
     { netdev: `stream,server=off,addr.type=unix,addr.path=${streamSock}`, cidr: '10.211.1.10/24' },
     { netdev: `tap,ifname=${qtap},script=no,downscript=no,vhost=off`, cidr: '10.211.2.10/24' },
+    vhostUserNic(vhuSock, '10.211.3.10/24'),
+    { netdev: `dgram,local.type=unix,local.path=${dgramQemu},remote.type=unix,remote.path=${dgramVale}`, cidr: '10.211.4.10/24' },
   ]);
   cleanups.push(() => guest.close());
 });
@@ -71,8 +143,8 @@ test.after.always(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-const driverCounters = async (sw: string, port: string): Promise<Record<string, number>> => {
-  const [s] = await vale.stats(sw);
+const driverCounters = async (sw: string, port: string, client = vale): Promise<Record<string, number>> => {
+  const [s] = await client.stats(sw);
   return s!.ports.find((x) => x.name === port)!.driver!.counters;
 };
 
@@ -85,6 +157,15 @@ test.serial('-netdev stream: the guest and a namespace behind a TAP port ping ea
   const c = await driverCounters('vale0', 'vale0:vm');
   t.true(c['inFrames']! >= 6 && c['outFrames']! >= 6, JSON.stringify(c));
   t.is(c['connects'], 1);
+});
+
+test.serial('-netdev dgram: the guest and a namespace behind a TAP port ping each other', async (t) => {
+  t.timeout(90_000);
+  const g = await guest.run('ping -c 3 -w 60 10.211.4.2');
+  t.is(g.rc, 0, g.out);
+  t.regex(await inNs(nsD, ['ping', '-c', '3', '-i', '0.2', '-w', '60', '10.211.4.10']), /3 received/);
+  const c = await driverCounters('vale3', 'vale3:vm');
+  t.true(c['inFrames']! >= 6 && c['outFrames']! >= 6, JSON.stringify(c));
 });
 
 test.serial('-netdev tap (bridged to a vnet_hdr TAP port): the guest and a namespace ping each other', async (t) => {
@@ -108,4 +189,73 @@ test.serial('TCP from the guest with its TSO/checksum offloads on: segmented by 
   const after = await driverCounters('vale1', 'vale1:br');
   t.true(after['offloadSegmented']! > before['offloadSegmented']!, `the guest's TSO frames should arrive whole: ${JSON.stringify(after)}`);
   t.is(after['dropBadVnetHdr'], 0);
+});
+
+const vale2Counters = (): Promise<Record<string, number>> => driverCounters('vale2', 'vale2:vm', vale2!.client);
+
+test.serial('-netdev vhost-user: the guest and a namespace behind a TAP port ping each other', async (t) => {
+  t.timeout(90_000);
+  const g = await guest.run('ping -c 3 -w 60 10.211.3.2');
+  t.is(g.rc, 0, g.out);
+  t.regex(g.out, /3 packets received/);
+  t.regex(await inNs(nsC, ['ping', '-c', '3', '-i', '0.2', '-w', '60', '10.211.3.10']), /3 received/);
+  const c = await vale2Counters();
+  t.true(c['fromGuestFrames']! >= 6 && c['toGuestFrames']! >= 6, JSON.stringify(c));
+  const [s] = await vale2!.client.stats('vale2');
+  const d = s!.ports.find((x) => x.name === 'vale2:vm')!.driver!.describe;
+  // the guest's virtio-net took the checksum and TSO offloads vale-ts offered
+  t.regex(d, /connected, 2 queues running, csum host_tso4 host_tso6 /, d);
+});
+
+test.serial('vhost-user: 20 MB of TCP from the guest with TSO on, segmented on entry, verified by the namespace', async (t) => {
+  t.timeout(180_000);
+  const bytes = 20 << 20;
+  const sink = tcpSink(nsC, '10.211.3.2', 5202, bytes);
+  t.teardown(() => sink.kill());
+  await sink.listening;
+  const before = await vale2Counters();
+  const g = await guest.run(`dd if=/dev/urandom of=/tmp/f bs=65536 count=${bytes / 65536} 2>/dev/null && sha256sum /tmp/f && nc 10.211.3.2 5202 < /tmp/f; rm -f /tmp/f`);
+  const got = await sink.result;
+  t.is(got.bytes, bytes);
+  t.is(got.sha256, /^([0-9a-f]{64})/m.exec(g.out)?.[1] ?? `no digest from the guest: ${g.out}`);
+  const after = await vale2Counters();
+  t.true(after['offloadSegmented']! > before['offloadSegmented']!, `the guest's TSO frames should arrive whole: ${JSON.stringify(after)}`);
+  t.true(after['offloadSegments']! > after['offloadSegmented']!);
+  // (dropGuestNotReady may have counted the namespace's IPv6 chatter before the guest's driver was up)
+  const drops = Object.entries(after).filter(([k, v]) => k.startsWith('drop') && v !== before[k]);
+  t.deepEqual(drops, [], 'no frame dropped by the vhost-user driver during the transfer');
+});
+
+test.serial('vhost-user reconnection: vale-ts killed and started again while the guest runs; traffic resumes', async (t) => {
+  t.timeout(120_000);
+  const qemuBefore = guest.pid;
+  await killVale2();
+  await startVale2();
+  // the guest was not restarted: the same QEMU process, and it answers through the new vale-ts
+  t.is(guest.pid, qemuBefore);
+  const g = await guest.run('ping -c 3 -w 60 10.211.3.2');
+  t.is(g.rc, 0, g.out);
+  t.regex(await inNs(nsC, ['ping', '-c', '3', '-i', '0.2', '-w', '60', '10.211.3.10']), /3 received/);
+  const c = await vale2Counters();
+  t.is(c['connects'], 1, 'the restarted vale-ts connected to QEMU once');
+  t.true(c['fromGuestFrames']! >= 3 && c['toGuestFrames']! >= 3, JSON.stringify(c));
+  t.is(c['dropBadIndex'], 0, 'the rings resumed where QEMU left them');
+});
+
+test.serial("the README's \"Connecting a VM\" shows the QEMU options this file ran", (t) => {
+  const readme = fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'README.md'), 'utf8');
+  const at = readme.indexOf('## Connecting a VM');
+  t.true(at >= 0, 'README has a "Connecting a VM" section');
+  const section = readme.slice(at, readme.indexOf('\n## ', at + 1)).replace(/\\\n\s*/g, '');
+  // the README's names for this run's unique paths and devices
+  const named = (a: string): string =>
+    a.replaceAll(vhuSock, '/tmp/vm1.vhu').replaceAll(streamSock, '/tmp/vm1.sock').replaceAll(qtap, 'qtap0').replaceAll(dgramVale, '/tmp/vale-vm2.sock').replaceAll(dgramQemu, '/tmp/qemu-vm2.sock');
+  const chunks: string[] = [];
+  for (const a of guest.args.map(named)) {
+    if (a.startsWith('-')) chunks.push(a);
+    else chunks[chunks.length - 1] += ` ${a}`;
+  }
+  const shown = chunks.filter((c) => !/^-(kernel|initrd|append) /.test(c));
+  t.true(shown.length > 10);
+  for (const c of shown) t.true(section.includes(c), `README lacks "${c}"`);
 });
