@@ -161,7 +161,11 @@ test.serial('a /rt monitor receives exactly what the port sent and received', as
   t.is(m.counters['dropMonitor'], 0);
   // vale-ctl-ts --stats shows it (async: the switch serving it runs in this process)
   const { stdout } = await execFileP(process.execPath, [CTL, '--stats=vale0', '--socket', socket], { encoding: 'utf8' });
-  t.regex(stdout, new RegExp(`monitor vale0:b/rt of vale0:b: copies ${m.counters['txFrames']}, dropMonitor 0`));
+  // (the namespaces' own frames, IPv6 neighbour discovery among them, may add
+  // copies between the read above and this listing: at least as many)
+  const listed = new RegExp('monitor vale0:b/rt of vale0:b: copies (\\d+), dropMonitor 0').exec(stdout);
+  t.truthy(listed, stdout);
+  t.true(Number(listed![1]) >= m.counters['txFrames']!, stdout);
   // a monitor is not a port: not listed, not in the switch's ports
   t.falsy((await vale.list()).find((p) => p.name.includes('/')));
   t.falsy(sw.ports().find((p) => p.name.includes('/')));
