@@ -485,10 +485,14 @@ export class Switch extends EventEmitter {
     return mon;
   }
 
-  /** Close a monitor opened by {@link Switch.addMonitor}; returns its last counters. */
+  /** Close a monitor opened by {@link Switch.addMonitor}; returns its last counters (also emitted as `'monitorRemoved'`). */
   removeMonitor(index: number): Record<string, number> {
-    if (!this.monitorsById.delete(index)) return {};
-    return this.core.removePort(index);
+    const m = this.monitorsById.get(index);
+    if (!m) return {};
+    this.monitorsById.delete(index);
+    const last = this.core.removePort(index);
+    this.emit('monitorRemoved', m.mon, last);
+    return last;
   }
 
   /** Open monitors: each with the port it watches (or watched: that port may have gone) and its counters. */

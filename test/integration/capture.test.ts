@@ -14,6 +14,7 @@
 import test from 'ava';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -179,6 +180,7 @@ test.serial('monitors: a missing port, a zero-copy monitor and a second register
   t.truthy(srv.switch('vale0')!.monitors().find((x) => x.name === 'vale0:a/t'));
   m.close();
   // the monitor goes with its connection (when the server sees the hang-up)
-  while (srv.switch('vale0')!.monitors().find((x) => x.name === 'vale0:a/t')) await new Promise((r) => setTimeout(r, 10));
+  const sw0 = srv.switch('vale0')!;
+  while (sw0.monitors().find((x) => x.name === 'vale0:a/t')) await once(sw0, 'monitorRemoved');
   t.pass();
 });

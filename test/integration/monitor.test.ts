@@ -7,6 +7,7 @@
  * the port it watched and sees nothing more.
  */
 import test from 'ava';
+import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import { open, Switch, ValeServer, type Port, type SwitchOptions } from '../../src/index.js';
@@ -104,6 +105,6 @@ test('copies, not shared buffers; the decision cannot send to a monitor; a monit
   t.is(sw.counters(sw.port('vale0:a')!.index)['dropNoPort'], 1);
   // a goes; its monitor stays open and sees nothing more
   a.close();
-  while (sw.port('vale0:a')) await new Promise((r) => setTimeout(r, 10));
+  while (sw.port('vale0:a')) await once(sw, 'portRemoved');
   t.is(sw.monitors()[0]!.name, 'vale0:a/t');
 });
