@@ -21,6 +21,7 @@ export interface UserOpenOptions {
   bufSize?: number;
   extraBufs?: number;
   lossless?: boolean;
+  vnetHdrLen?: 0 | 10 | 12;
 }
 
 interface RingWords {
@@ -128,6 +129,7 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
       if (opts.bufSize !== undefined) req.bufSize = opts.bufSize;
       if (opts.extraBufs !== undefined) req.extraBufs = opts.extraBufs;
       if (opts.lossless !== undefined) req.lossless = opts.lossless;
+      if (opts.vnetHdrLen !== undefined) req.vnetHdrLen = opts.vnetHdrLen;
       const { reply, fds } = await conn.request(req);
       if (!reply.ok) {
         for (const f of fds) native.close(f);
