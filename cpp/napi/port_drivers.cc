@@ -58,6 +58,7 @@ class FdPortDriver : public Napi::ObjectWrap<FdPortDriver> {
       TapOptions t;
       t.ifname = str_opt(o, "ifname");
       t.vnet_hdr = o.Get("vnetHdr").ToBoolean();
+      t.pass_hdr = o.Get("passHdr").ToBoolean();
       t.offload = !o.Has("offload") || o.Get("offload").ToBoolean();
       if (o.Get("queues").IsNumber()) t.queues = o.Get("queues").As<Napi::Number>().Uint32Value();
       PortClient pc = attach_port(env, info[1]);
