@@ -99,6 +99,10 @@ class PortPump {
   uint32_t tx_room();
   // The next free tx slot's buffer (tx_room() > 0 first).
   uint8_t *tx_buf();
+  // The buffer of the k-th free tx slot after the next (k < tx_room()), for
+  // a batched read that fills several slots before pushing them; nullptr when
+  // the region does not back its buffer index.
+  uint8_t *tx_buf_at(uint32_t k);
   // Publishes the next tx slot with `len` bytes (≤ buf_size()).
   void tx_push(uint32_t len);
   // The oldest frame in the rx rings, or false when none (syncs when empty).
