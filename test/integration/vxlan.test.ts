@@ -110,7 +110,8 @@ test.before(async () => {
   await vale1.create('valeD:tap', {}, tap('D'));
   await vale1.create('valeD:vx', {}, { driver: { kind: 'vxlan', vni: 45, local: `${under.v1}:4792`, remote: [under.v2] } });
   await vale2.create('valeD:tap', {}, tap('E'));
-  await vale2.create('valeD:vx', {}, { driver: { kind: 'vxlan', vni: 45, local: `${under.v2}:4792`, remote: [under.v1] } });
+  // vale-ts #2's VTEP from the command line, as a user makes one
+  await inNs(ns.v2, [process.execPath, path.join(tools, 'vale-ctl-ts.js'), '--socket', s2, '-n', 'valeD:vx', '--vxlan', `vni=45,local=${under.v2}:4792,remote=${under.v1}`]);
   tapInto(ns.v1, ns.t1, `${tag}A`, `192.168.${R}.1/24`);
   tapInto(ns.v1, ns.t1, `${tag}B`, `192.169.${R}.1/24`);
   tapInto(ns.v1, ns.t1, `${tag}C`, `192.170.${R}.1/24`);
