@@ -13,45 +13,22 @@
  *   valeD: TAP + VXLAN vni 45                      <-> vale-ts #2's valeD + TAP
  */
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ValeClient } from '../../src/index.js';
+import type { ValeClient } from '../../src/index.js';
 import { inNs, ip, makeNs, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { startValeTsIn, tapInto as tapIntoMtu, toolsDir as tools } from '../fixtures/vale-ts-netns.js';
 
 const R = 100 + (process.pid % 100);
 const tag = `vx${process.pid}`;
 const ns = { u: `${tag}u`, v1: `${tag}v1`, l: `${tag}l`, v2: `${tag}v2`, t1: `${tag}t1`, t2: `${tag}t2` };
 const under = { v1: `10.${R}.0.1`, l: `10.${R}.0.2`, v2: `10.${R}.0.3`, v1six: `fd00:${R}::1`, lsix: `fd00:${R}::2` };
 const group = `239.1.${R}.43`;
-const tools = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools');
 const cleanups: (() => void)[] = [];
-const procs: ChildProcess[] = [];
+const stops: (() => Promise<void>)[] = [];
 let vale1: ValeClient;
 let vale2: ValeClient;
-
-/** vale-ts in namespace `n`, resolved once it listens. */
-async function startValeTs(n: string, socket: string): Promise<ValeClient> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NETMAP_BACKEND: 'user' };
-  delete env['VALE_TS_SOCKET'];
-  const p = spawn('ip', ['netns', 'exec', n, process.execPath, path.join(tools, 'vale-ts.js'), '--socket', socket], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(p);
-  cleanups.push(() => rmSync(socket, { force: true }));
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const see = (d: Buffer): void => {
-      log += d.toString();
-      if (log.includes('listening')) resolve();
-    };
-    p.stdout!.on('data', see);
-    p.stderr!.on('data', see);
-    p.once('exit', (code) => reject(new Error(`vale-ts in ${n} exited (${code}) before listening: ${log}`)));
-  });
-  return new ValeClient({ socket });
-}
 
 /** A veth from namespace `a` (named `name`) to the underlay bridge. */
 function underlayLink(a: string, name: string, cidrs: string[]): void {
@@ -61,15 +38,6 @@ function underlayLink(a: string, name: string, cidrs: string[]): void {
   ip('-n', ns.u, 'link', 'set', `${name}p`, 'master', 'br0', 'up');
   for (const c of cidrs) ip('-n', a, 'addr', 'add', c, 'dev', name, ...(c.includes(':') ? ['nodad'] : []));
   ip('-n', a, 'link', 'set', name, 'up');
-}
-
-/** A TAP port that vale-ts made in its namespace, moved to `to` with an overlay address. */
-function tapInto(from: string, to: string, ifname: string, cidr: string): void {
-  ip('-n', from, 'link', 'set', ifname, 'netns', to);
-  // the VXLAN header and outer IP/UDP take 50 bytes of the underlay's 1500
-  ip('-n', to, 'link', 'set', ifname, 'mtu', '1450');
-  ip('-n', to, 'addr', 'add', cidr, 'dev', ifname);
-  ip('-n', to, 'link', 'set', ifname, 'up');
 }
 
 test.before(async () => {
@@ -99,7 +67,14 @@ test.before(async () => {
 
   const s1 = path.join(os.tmpdir(), `vxlan-${process.pid}-1.sock`);
   const s2 = path.join(os.tmpdir(), `vxlan-${process.pid}-2.sock`);
-  [vale1, vale2] = await Promise.all([startValeTs(ns.v1, s1), startValeTs(ns.v2, s2)]);
+  const started = await Promise.allSettled([startValeTsIn(ns.v1, s1), startValeTsIn(ns.v2, s2)]);
+  for (const r of started) if (r.status === 'fulfilled') stops.push(r.value.stop);
+  for (const r of started) if (r.status === 'rejected') throw r.reason;
+  const [p1, p2] = started.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof startValeTsIn>>>).value);
+  vale1 = p1!.client;
+  vale2 = p2!.client;
+  // the VXLAN header and outer IP/UDP take 50 bytes of the underlay's 1500 (70 over IPv6)
+  const tapInto = (from: string, to: string, ifname: string, cidr: string): void => tapIntoMtu(from, to, ifname, cidr, 1430);
   const tap = (sw: string): { driver: { kind: string; ifname: string } } => ({ driver: { kind: 'tap', ifname: `${tag}${sw}` } });
   await vale1.create('valeA:tap', {}, tap('A'));
   await vale1.create('valeA:vx', {}, { driver: { kind: 'vxlan', vni: 42, local: under.v1, remote: [under.l] } });
@@ -120,13 +95,7 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  for (const p of procs) {
-    if (p.exitCode === null && p.signalCode === null) {
-      const gone = new Promise((r) => p.once('exit', r));
-      p.kill('SIGKILL');
-      await gone;
-    }
-  }
+  await Promise.all(stops.map((s) => s()));
   for (const c of cleanups.reverse()) c();
 });
 
