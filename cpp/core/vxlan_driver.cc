@@ -288,9 +288,11 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
     a.sin6_port = htons(o.port);
     bind_len = sizeof a;
   }
+  // a burst the driver thread has not yet drained waits here, not in a drop:
+  // past net.core.rmem_max where allowed (CAP_NET_ADMIN), else as far as it goes
   int big = 4 << 20;
-  ::setsockopt(udp_.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);  // best effort: the sysctl caps it
-  ::setsockopt(udp_.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  if (::setsockopt(udp_.get(), SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) < 0) ::setsockopt(udp_.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  if (::setsockopt(udp_.get(), SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0) ::setsockopt(udp_.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
   if (::bind(udp_.get(), reinterpret_cast<const sockaddr *>(&bind_addr), bind_len) < 0)
     return sys_fail("bind", "VXLAN UDP socket on " + addr_text(bind_addr) + " port " + std::to_string(o.port),
                     errno == EADDRINUSE ? "another VTEP (a Linux vxlan device, another vale-ts port) has this UDP port here: give local=ADDR:PORT with another port, or use another namespace"
@@ -324,7 +326,7 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
     sock_filter drop_all{BPF_RET | BPF_K, 0, 0, 0};
     sock_fprog prog{1, &drop_all};
     if (::setsockopt(raw_.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) return sys_fail("setsockopt(SO_ATTACH_FILTER)", "VXLAN sender");
-    ::setsockopt(raw_.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    if (::setsockopt(raw_.get(), SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0) ::setsockopt(raw_.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
     if (local_len) {
       sockaddr_storage src = local;
       set_port(src, 0);
