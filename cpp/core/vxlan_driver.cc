@@ -715,7 +715,8 @@ std::vector<std::pair<std::string, uint64_t>> VxlanDriver::vx_counters(size_t ma
 }
 
 std::string VxlanDriver::describe() const {
-  std::string s = "vxlan vni " + std::to_string(o_.vni) + " " + (o_.local.empty() ? std::string("*") : o_.local) + ":" + std::to_string(o_.port);
+  const std::string host = o_.local.empty() ? std::string("*") : family_ == AF_INET6 ? "[" + o_.local + "]" : o_.local;
+  std::string s = "vxlan vni " + std::to_string(o_.vni) + " " + host + ":" + std::to_string(o_.port);
   if (group_len_) s += " group " + o_.group;
   std::lock_guard<std::mutex> g(mu_);
   if (!flood_.empty()) {

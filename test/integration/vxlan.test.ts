@@ -146,7 +146,9 @@ test.serial('vale-ts and a Linux vxlan device over an IPv6 underlay: ping both w
   t.timeout(60_000);
   t.regex(await ping(ns.t1, `192.170.${R}.2`), /3 received/);
   t.regex(await ping(ns.l, `192.170.${R}.1`), /3 received/);
-  const c = (await vx(vale1, 'valeC')).counters;
+  const d = await vx(vale1, 'valeC');
+  t.is(d.describe, `vxlan vni 44 [${under.v1six}]:4789 -> ${under.lsix} (srcport 32768-61000)`);
+  const c = d.counters;
   t.true(c[`remote ${under.lsix} rxFrames`]! >= 3 && c[`remote ${under.lsix} txFrames`]! >= 3, JSON.stringify(c));
 });
 
