@@ -13,6 +13,7 @@
  *   valeD: TAP + VXLAN vni 45                      <-> vale-ts #2's valeD + TAP
  */
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import type { ValeClient } from '../../src/index.js';
@@ -41,7 +42,7 @@ function underlayLink(a: string, name: string, cidrs: string[]): void {
 }
 
 test.before(async () => {
-  ensurePackages(['iproute2', 'iputils-ping', 'ethtool']);
+  ensurePackages(['iproute2', 'iputils-ping', 'ethtool', 'tcpdump']);
   for (const n of Object.values(ns)) cleanups.push(makeNs(n));
   ip('-n', ns.u, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0');
   ip('-n', ns.u, 'link', 'set', 'br0', 'up');
@@ -110,13 +111,32 @@ const ping = (from: string, to: string): Promise<string> => inNs(from, ['ping', 
 
 test.serial('vale-ts and a Linux vxlan device (static remotes, IPv4): ping both ways, TCP both ways intact, per-remote counters', async (t) => {
   t.timeout(120_000);
+  // the outer source ports vale-ts picks, seen on the Linux side's underlay
+  const dump = spawn('ip', ['netns', 'exec', ns.l, 'tcpdump', '-l', '-nn', '-i', `${tag}b`, `udp and src host ${under.v1} and dst port 4789`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const dumped = new Promise<void>((r) => dump.once('exit', () => r()));
+  t.teardown(async () => {
+    dump.kill('SIGINT');
+    await dumped;
+  });
+  let lines = '';
+  dump.stdout.on('data', (d: Buffer) => (lines += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    dump.stderr.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve());
+    dump.once('exit', (code) => reject(new Error(`tcpdump exited ${code}`)));
+  });
   t.regex(await ping(ns.t1, `192.168.${R}.2`), /3 received/);
   t.regex(await ping(ns.l, `192.168.${R}.1`), /3 received/);
-  const there = await tcpTransfer(ns.t1, ns.l, `192.168.${R}.2`, 5201, 2 << 20);
-  t.is(there.received.bytes, 2 << 20);
+  const there = await tcpTransfer(ns.t1, ns.l, `192.168.${R}.2`, 5201, 1 << 20);
+  t.is(there.received.bytes, 1 << 20);
   t.is(there.received.sha256, there.sent.sha256);
-  const back = await tcpTransfer(ns.l, ns.t1, `192.168.${R}.1`, 5202, 2 << 20);
+  const back = await tcpTransfer(ns.l, ns.t1, `192.168.${R}.1`, 5202, 1 << 20);
   t.is(back.received.sha256, back.sent.sha256);
+  dump.kill('SIGINT');
+  await dumped;
+  // one port per inner flow (ARP, ICMP, two TCP connections), all in Linux's range [32768, 61000)
+  const ports = new Set([...lines.matchAll(new RegExp(`IP ${under.v1.replace(/\./g, '\\.')}\\.(\\d+) > `, 'g'))].map((m) => Number(m[1])));
+  t.true(ports.size >= 3, `outer source ports seen: ${[...ports].join(', ')}`);
+  for (const p of ports) t.true(p >= 32768 && p < 61000, `outer source port ${p}`);
   const d = await vx(vale1, 'valeA');
   t.regex(d.describe, new RegExp(`^vxlan vni 42 ${under.v1}:4789 -> ${under.l} \\(srcport 32768-61000\\)$`));
   const c = d.counters;
@@ -156,7 +176,7 @@ test.serial('two vale-ts over VXLAN, a namespace behind each: ping, TCP intact, 
   t.timeout(120_000);
   t.regex(await ping(ns.t1, `192.171.${R}.2`), /3 received/);
   t.regex(await ping(ns.t2, `192.171.${R}.1`), /3 received/);
-  const r = await tcpTransfer(ns.t2, ns.t1, `192.171.${R}.1`, 5204, 2 << 20);
+  const r = await tcpTransfer(ns.t2, ns.t1, `192.171.${R}.1`, 5204, 1 << 20);
   t.is(r.received.sha256, r.sent.sha256);
   const macD = JSON.parse(ip('-j', '-n', ns.t1, 'link', 'show', `${tag}D`))[0].address as string;
   const macE = JSON.parse(ip('-j', '-n', ns.t2, 'link', 'show', `${tag}E`))[0].address as string;
