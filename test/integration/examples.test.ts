@@ -70,3 +70,10 @@ test('examples/capture writes a /rt monitor\'s filtered frames as pcapng that tc
   // one line per frame (then tcpdump's hex dump of the unknown ethertype's payload)
   t.is(td.stdout.split('\n').filter((l) => /^\d.*02:00:00:00:00:0a > ff:ff:ff:ff:ff:ff, ethertype Unknown \(0x88b5\), length 60/.test(l)).length, 10);
 });
+
+test('examples/vxlan-port: a VXLAN datagram reaches another port, the answer goes back as VXLAN to the learned VTEP', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('vxlan-port.js')], { timeout: 120_000 });
+  t.regex(stdout, /vale0:peer received 60 bytes from 02:00:00:00:00:01/);
+  t.regex(stdout, /remote VTEP received VXLAN: flags 0x8, VNI 42, inner frame to 02:00:00:00:00:01/);
+  t.regex(stdout, /inFrames 1, outFrames 1, learned 1, remote 127\.0\.0\.1 txFrames 1/);
+});
