@@ -140,7 +140,7 @@ test.serial('vale-ts and a Linux vxlan device (static remotes, IPv4): ping both 
   const d = await vx(vale1, 'valeA');
   t.regex(d.describe, new RegExp(`^vxlan vni 42 ${under.v1}:4789 -> ${under.l} \\(srcport 32768-61000\\)$`));
   const c = d.counters;
-  t.true(c[`remote ${under.l} txFrames`]! > 1000 && c[`remote ${under.l} rxFrames`]! > 1000, JSON.stringify(c));
+  t.true(c[`remote ${under.l} txFrames`]! > 500 && c[`remote ${under.l} rxFrames`]! > 500, JSON.stringify(c));
   // the Linux vxlan device's MAC was learned behind its VTEP
   const vxMac = JSON.parse(ip('-j', '-n', ns.l, 'link', 'show', 'vx42'))[0].address as string;
   t.true(c[`fdb ${vxMac} -> ${under.l} expiresInS`]! > 200, JSON.stringify(c));
