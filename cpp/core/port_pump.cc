@@ -87,6 +87,14 @@ uint8_t *PortPump::tx_buf() {
   return pc_.slot_buf(ring_slots(g)[g->head]);
 }
 
+uint8_t *PortPump::tx_buf_at(uint32_t k) {
+  netmap_ring *g = pc_.tx_ring(0);
+  const uint32_t n = g->num_slots;
+  if (g->head >= n || k >= n) return nullptr;
+  const uint32_t i = g->head + k >= n ? g->head + k - n : g->head + k;
+  return pc_.slot_buf(ring_slots(g)[i]);
+}
+
 void PortPump::tx_push(uint32_t len, bool more) {
   netmap_ring *g = pc_.tx_ring(0);
   netmap_slot &s = ring_slots(g)[g->head];

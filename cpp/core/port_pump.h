@@ -110,6 +110,10 @@ class PortPump {
   // ring has no room for all of it yet (nothing pushed); a frame that could
   // never fit (more than NETMAP_MAX_FRAGS slots) is counted as DropTooLong.
   bool tx_chain(const uint8_t *frame, size_t len);
+  // The buffer of the k-th free tx slot after the next (k < tx_room()), for
+  // a batched read that fills several slots before pushing them; nullptr when
+  // the region does not back its buffer index.
+  uint8_t *tx_buf_at(uint32_t k);
   // The oldest frame in the rx rings, or false when none (syncs when empty).
   // Bad slots are dropped and counted here.
   bool rx_peek(const uint8_t *&buf, uint32_t &len);
