@@ -481,6 +481,7 @@ export class Switch extends EventEmitter {
       persistent: false,
       lossless: false,
       attached: true,
+      vnetHdrLen: 0, // a monitor takes frames completed or segmented, as any header-less port
       geometry: {
         memsize: np.size,
         nifpOffset: np.nifpOffset,
