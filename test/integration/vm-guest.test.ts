@@ -203,24 +203,32 @@ test.serial('-netdev vhost-user: the guest and a namespace behind a TAP port pin
   t.true(c['fromGuestFrames']! >= 6 && c['toGuestFrames']! >= 6, JSON.stringify(c));
   const [s] = await vale2!.client.stats('vale2');
   const d = s!.ports.find((x) => x.name === 'vale2:vm')!.driver!.describe;
-  // the guest's virtio-net took the checksum and TSO offloads vale-ts offered
-  t.regex(d, /connected, 2 queues running, csum host_tso4 host_tso6 /, d);
+  // the guest's virtio-net took the checksum and TSO offloads vale-ts offered, both ways
+  t.regex(d, /connected, 2 queues running, csum host_tso4 host_tso6 guest_csum guest_tso4 guest_tso6 /, d);
 });
 
-test.serial('vhost-user: 20 MB of TCP from the guest with TSO on, segmented on entry, verified by the namespace', async (t) => {
+test.serial('vhost-user: 20 MB of TCP from the guest with TSO on, its frames whole through the switch and segmented for the header-less TAP, verified by the namespace', async (t) => {
   t.timeout(180_000);
   const bytes = 20 << 20;
   const sink = tcpSink(nsC, '10.211.3.2', 5202, bytes);
   t.teardown(() => sink.kill());
   await sink.listening;
+  const nscCounters = async (): Promise<Record<string, number>> => {
+    const [sw] = await vale2!.client.stats('vale2');
+    return sw!.ports.find((x) => x.name === 'vale2:nsc')!.counters;
+  };
   const before = await vale2Counters();
+  const nscBefore = await nscCounters();
   const g = await guest.run(`dd if=/dev/urandom of=/tmp/f bs=65536 count=${bytes / 65536} 2>/dev/null && sha256sum /tmp/f && nc 10.211.3.2 5202 < /tmp/f; rm -f /tmp/f`);
   const got = await sink.result;
   t.is(got.bytes, bytes);
   t.is(got.sha256, /^([0-9a-f]{64})/m.exec(g.out)?.[1] ?? `no digest from the guest: ${g.out}`);
   const after = await vale2Counters();
-  t.true(after['offloadSegmented']! > before['offloadSegmented']!, `the guest's TSO frames should arrive whole: ${JSON.stringify(after)}`);
-  t.true(after['offloadSegments']! > after['offloadSegmented']!);
+  const nsc = await nscCounters();
+  t.true(after['offloadGsoPassed']! > before['offloadGsoPassed']!, `the guest's TSO frames should enter the switch whole: ${JSON.stringify(after)}`);
+  t.true(nsc['vnetSegmented']! > nscBefore['vnetSegmented']!, `the switch should segment them for the TAP without a header: ${JSON.stringify(nsc)}`);
+  t.true(nsc['vnetSegments']! > nsc['vnetSegmented']!);
+  t.is(nsc['dropBadVnetHdr'], 0);
   // (dropGuestNotReady may have counted the namespace's IPv6 chatter before the guest's driver was up)
   const drops = Object.entries(after).filter(([k, v]) => k.startsWith('drop') && v !== before[k]);
   t.deepEqual(drops, [], 'no frame dropped by the vhost-user driver during the transfer');
