@@ -417,12 +417,14 @@ struct VhostUserPort::Impl {
           uint8_t *flat = n == 1 && slots_ok ? to[0] : gso_buf.data();
           if (!slots_ok) {
             c.dropBadSlot++;
-          } else if (!gather(0, flat, VNET_HDR_LEN) || !gather(hdr_len, flat + VNET_HDR_LEN, len)) {
+          } else if (!gather(hdr_len, flat + VNET_HDR_LEN, len)) {
             c.dropOutOfMemoryTable++;
-          } else if (OffloadError e = check_guest_hdr(h = vnet_hdr_read(flat), flat + VNET_HDR_LEN, len); e != OffloadError::None) {
+            // h: the one copy of the header that every decision here reads (a
+            // guest rewriting it meanwhile changes nothing), checked against the copied frame
+          } else if (OffloadError e = check_guest_hdr(h, flat + VNET_HDR_LEN, len); e != OffloadError::None) {
             count_offload_drop(e);
           } else {
-            vnet_hdr_write(h, flat);
+            vnet_hdr_write(h, flat);  // the checked header, not the guest's memory
             for (uint32_t j = 0, off = 0; j < n; j++) {
               const uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(bufsz, flen - off));
               if (to[j] != flat + off) std::memcpy(to[j], flat + off, take);

@@ -5,6 +5,13 @@
 // protocol and the datapath: epoll on the unix socket, the guest's kick
 // eventfds and the switch's doorbell.
 //
+// Frames cross the port with a 10-byte virtio-net header (the port declares
+// it to the switch): a guest's checksum/TSO header goes on, checked, and the
+// switch finishes the frame only for ports without a header; frames for the
+// guest keep the sender's header when the guest negotiated what it asks for
+// (GUEST_CSUM, GUEST_TSO4/6) and are finished here otherwise
+// (docs/vhost-user.md).
+//
 // Everything the front-end sends is hostile input: message sizes, fd counts,
 // memory regions (sizes, overlaps, the fd's real size), ring sizes and
 // addresses, and at run time every descriptor (index, address, length, chain
