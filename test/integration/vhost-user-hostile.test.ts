@@ -656,4 +656,20 @@ test('a guest TSO frame passes whole to header-aware ports (vhost-user, TAP with
   t.like(drv('vale0:tx'), { fromGuestFrames: 1, offloadGsoPassed: 1 });
   t.like(drv('vale0:rx'), { toGuestFrames: 1, toGuestGso: 1, toGuestSegmented: 0 });
   t.like(drv('vale0:rx2'), { toGuestFrames: 3, toGuestSegmented: 1, toGuestSegments: 3 });
+
+  // a partial checksum with DATA_VALID, a flag only a device may set: cleared on entry
+  const udp = ipFrame(17, 100);
+  const uh = vnetHdr(1 | 2, 0, 0, 34, 6);
+  gTx.bytes(0x48000, 12).set(uh);
+  gTx.bytes(0x48000 + 12, udp.length).set(udp);
+  gTx.desc(1, GPA + 0x48000, 12 + udp.length);
+  gTx.post(1, kick);
+  await until(() => Promise.resolve(gRx.usedIdx() >= 3 && gRx2.usedIdx() >= 4));
+  const [, u1] = rxFrames(gRx, BUFS, BUFLEN);
+  t.is(u1!.hdr[0], 1, 'GUEST_CSUM guest: NEEDS_CSUM kept, DATA_VALID gone');
+  t.deepEqual(u1!.frame, udp, 'its checksum still left to the guest');
+  const u2 = rxFrames(gRx2, BUFS, BUFLEN)[3]!;
+  t.is(u2.hdr[0], 0, 'guest without GUEST_CSUM: no flags');
+  t.is(sum16(u2.frame.subarray(34), pseudo(u2.frame, 17, 108)), 0xffff, 'its UDP checksum filled in by the driver');
+  await until(async () => ((await vale.stats('vale0'))[0]!.ports.find((x) => x.name === 'vale0:rx2')!.driver!.counters['toGuestCsumCompleted'] ?? 0) >= 1);
 });
