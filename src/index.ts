@@ -10,7 +10,7 @@ export { SwitchGoneError } from './netmap/errors.js';
 export { Ring, RingError, type RingOptions } from './netmap/ring.js';
 export type { PollEvents, BackendKind, PortRegistration } from './backends/backend.js';
 export { parsePortName, formatPortName, PortNameError, type ParsedPortName, type PortConf } from './netmap/name.js';
-export { Switch, prestartDatapathThread, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type BatchLookup } from './vale/switch.js';
+export { Switch, prestartDatapathThread, sumDrops, DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type SwitchOptions, type SwitchPort, type VnetHdrLen, type BatchLookup } from './vale/switch.js';
 export { ValeServer, DEFAULT_LIMITS, type ServerOptions, type ServerLimits, type PeerPolicy } from './vale/server.js';
 export { defaultSocketPath, PROTOCOL_VERSION, ATTACH_BACKENDS, type AttachBackend, type SwitchStats, type PortStats, type DepartedPortStats, type Conservation } from './control/protocol.js';
 export {

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -53,6 +54,7 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   if (cfg.ifname.empty() || cfg.ifname.size() >= IFNAMSIZ)
     return check_fail(EINVAL, "interface name '" + cfg.ifname + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters");
   if (port.tx_rings() < 1 || port.rx_rings() < 1) return check_fail(EINVAL, "the port has no rings");
+  if (cfg.pass_hdr && !cfg.vnet_hdr) return check_fail(EINVAL, "passing virtio-net headers through needs vnet_hdr");
   if (cfg.block_size < 65536 + 4096 || (cfg.block_size & (cfg.block_size - 1)) != 0 || cfg.block_count < 2)
     return check_fail(EINVAL, "ring blocks must be a power of two ≥ 128 KiB, at least 2 of them");
   std::unique_ptr<AfPacketDriver> d(new AfPacketDriver());
@@ -176,7 +178,52 @@ void AfPacketDriver::poll_kernel_drops() {
     c_.drop_kernel_ring.fetch_add(st.tp_drops, std::memory_order_relaxed);
 }
 
+// The kernel's header and the frame, into one tx slot or a chain of them.
+bool AfPacketDriver::put_frame_with_hdr(uint8_t *data, uint32_t len) {
+  netmap_ring *tx = port_.tx_ring(0);
+  const uint32_t bufsz = port_.buf_size();
+  const VnetHdr vh = vnet_hdr_read(data - kVnetLen);
+  const bool gso = vh.gso_type != VNET_GSO_NONE;
+  if (!gso && len > bufsz) {
+    c_.drop_too_big.fetch_add(1, std::memory_order_relaxed);
+    log_once(logged_too_big_, "a " + std::to_string(len) + "-byte frame (not GSO) is larger than the port's " + std::to_string(bufsz) + "-byte buffers: dropped; lower the MTU of " + cfg_.ifname);
+    return true;
+  }
+  const size_t flen = kVnetLen + len;
+  const uint32_t n = static_cast<uint32_t>((flen + bufsz - 1) / bufsz);
+  if (n > NETMAP_MAX_FRAGS || n >= tx->num_slots) {
+    c_.drop_too_big.fetch_add(1, std::memory_order_relaxed);
+    log_once(logged_too_big_, "a " + std::to_string(len) + "-byte GSO frame takes more than " + std::to_string(NETMAP_MAX_FRAGS) + " of the port's buffers: dropped");
+    return true;
+  }
+  if (port_.tx_space(0) < n) return false;
+  uint8_t *to[NETMAP_MAX_FRAGS];
+  for (uint32_t j = 0, i = tx->head; j < n; j++, i = i + 1 == tx->num_slots ? 0 : i + 1) {
+    if (!(to[j] = port_.slot_buf(tx->slot[i]))) {
+      c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+  }
+  // the header sits right before the MAC header in the block: one contiguous source
+  const uint8_t *src = data - kVnetLen;
+  for (uint32_t j = 0, off = 0; j < n; j++) {
+    const uint32_t take = static_cast<uint32_t>(std::min<size_t>(bufsz, flen - off));
+    std::memcpy(to[j], src + off, take);
+    off += take;
+    netmap_slot &sl = tx->slot[tx->head];
+    sl.len = static_cast<uint16_t>(take);
+    sl.flags = j + 1 < n ? NS_MOREFRAG : 0;
+    tx->head = tx->cur = tx->head + 1 == tx->num_slots ? 0 : tx->head + 1;
+  }
+  if (gso) c_.gso_passed.fetch_add(1, std::memory_order_relaxed);
+  else if (vh.flags & VNET_F_NEEDS_CSUM) c_.csum_passed.fetch_add(1, std::memory_order_relaxed);
+  c_.rx_frames.fetch_add(1, std::memory_order_relaxed);
+  c_.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+  return true;
+}
+
 bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
+  if (cfg_.pass_hdr) return put_frame_with_hdr(data, len);
   netmap_ring *tx = port_.tx_ring(0);
   uint32_t space = port_.tx_space(0);
   const uint32_t bufsz = port_.buf_size();
@@ -321,32 +368,47 @@ bool AfPacketDriver::pump_out() {
   (void)port_.rxsync(0);
   bool moved = false;
   out_blocked_ = false;
+  const bool pass = cfg_.pass_hdr;
   while (port_.rx_avail(0) > 0) {
     mmsghdr msgs[kTxBatch];
-    iovec iov[kTxBatch][2];
+    // one iovec per slot; a chain (pass_hdr) takes one per fragment
+    iovec iov[kTxBatch + NETMAP_MAX_FRAGS];
     static uint8_t zero_hdr[kVnetLen]{};  // no offload asked of the kernel: frames are complete
-    uint32_t n = 0, i = rx->head;
+    uint32_t n = 0, i = rx->head, used_iov = 0;
     const uint32_t avail = port_.rx_avail(0);
     uint32_t slots = 0;  // slots consumed (sent or dropped) in this batch, in order
-    uint32_t skipped_before[kTxBatch];
-    uint32_t bad = 0;
-    for (; slots < avail && n < kTxBatch; slots++) {
-      netmap_slot &sl = rx->slot[i];
-      i = i + 1 == rx->num_slots ? 0 : i + 1;
-      uint8_t *b = port_.slot_buf(sl);
-      if (!b || sl.len > port_.buf_size() || sl.len < 14) {
+    uint32_t start[kTxBatch];  // the slot each message starts at
+    while (slots < avail && n < kTxBatch && used_iov + NETMAP_MAX_FRAGS + 1 <= kTxBatch + NETMAP_MAX_FRAGS) {
+      // the frame's slots: one, or (pass_hdr) a chain the switch published whole
+      const uint32_t first = slots, iov0 = used_iov;
+      bool bad = false, complete = false;
+      uint32_t k = 0;
+      size_t total = 0;
+      if (!pass && cfg_.vnet_hdr) iov[used_iov + k++] = iovec{zero_hdr, kVnetLen};
+      while (slots < avail) {
+        netmap_slot &sl = rx->slot[i];
+        i = i + 1 == rx->num_slots ? 0 : i + 1;
+        slots++;
+        uint8_t *b = port_.slot_buf(sl);
+        if (!b || sl.len > port_.buf_size()) bad = true;
+        else if (k < NETMAP_MAX_FRAGS + 1) iov[used_iov + k++] = iovec{b, sl.len};
+        else bad = true;
+        total += sl.len;
+        if (!pass || !(sl.flags & NS_MOREFRAG)) {
+          complete = true;
+          break;
+        }
+      }
+      if (bad || !complete || total < (pass ? kVnetLen : 0) + 14) {
         c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
         log_once(logged_slot_, "a slot with a bad buffer index or length on the port's rx ring: dropped");
-        bad++;
         continue;
       }
-      skipped_before[n] = bad;
-      int k = 0;
-      if (cfg_.vnet_hdr) iov[n][k++] = iovec{zero_hdr, kVnetLen};
-      iov[n][k++] = iovec{b, sl.len};
+      start[n] = first;
       msgs[n] = mmsghdr{};
-      msgs[n].msg_hdr.msg_iov = iov[n];
-      msgs[n].msg_hdr.msg_iovlen = static_cast<size_t>(k);
+      msgs[n].msg_hdr.msg_iov = iov + iov0;
+      msgs[n].msg_hdr.msg_iovlen = k;
+      used_iov += k;
       n++;
     }
     int sent = n ? ::sendmmsg(sock_.get(), msgs, n, MSG_DONTWAIT) : 0;
@@ -357,18 +419,18 @@ bool AfPacketDriver::pump_out() {
         c_.tx_retries.fetch_add(1, std::memory_order_relaxed);
         out_blocked_ = true;
         // keep the first unsent frame: head stops before it
-        done_slots = n ? skipped_before[0] : slots;
+        done_slots = n ? start[0] : slots;
         sent = 0;
       } else {
-        // the first frame is refused (too big for the device, interface down): drop it and go on
+        // the first frame is refused (too big for the device, interface down, a header the kernel rejects): drop it and go on
         c_.drop_tx_error.fetch_add(1, std::memory_order_relaxed);
         log_once(logged_tx_, std::string("sendmmsg: ") + std::strerror(e) + ": frame dropped (counted in drop_tx_error)" +
                                  (e == ENETDOWN ? "; the interface or its carrier is down: ip link set " + cfg_.ifname + " up, and its peer" : ""));
-        done_slots = n > 1 ? skipped_before[1] + 1 : slots;
+        done_slots = n > 1 ? start[1] : slots;
         sent = 0;
       }
     } else if (static_cast<uint32_t>(sent) < n) {
-      done_slots = skipped_before[sent] + static_cast<uint32_t>(sent);
+      done_slots = start[sent];
     }
     for (int j = 0; j < sent; j++) c_.tx_bytes.fetch_add(msgs[j].msg_len > kVnetLen && cfg_.vnet_hdr ? msgs[j].msg_len - kVnetLen : msgs[j].msg_len, std::memory_order_relaxed);
     c_.tx_frames.fetch_add(static_cast<uint64_t>(sent), std::memory_order_relaxed);

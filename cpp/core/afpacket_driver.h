@@ -12,7 +12,11 @@
 // PACKET_VNET_HDR: every frame read carries a virtio-net header, so GSO
 // super-frames (GRO, TSO from a local stack) and CHECKSUM_PARTIAL frames are
 // recognised and segmented / completed (offload.h, shared with the TAP/socket drivers) instead of being
-// forwarded with a wrong checksum or dropped by the next hop.
+// forwarded with a wrong checksum or dropped by the next hop. With pass_hdr
+// the header goes through the switch instead (docs/vnet-header.md): GSO
+// frames stay whole to header-aware ports (TAP, vhost-user, another
+// interface) and are sent with their header, the kernel (or the NIC's TSO)
+// segmenting at the last moment.
 //
 // Promiscuous mode comes from PACKET_ADD_MEMBERSHIP PACKET_MR_PROMISC, which
 // the kernel counts and undoes when the socket closes: a crash of vale-ts
@@ -35,6 +39,11 @@ namespace nm {
 struct AfPacketConfig {
   std::string ifname;
   bool vnet_hdr = true;
+  // with vnet_hdr: frames keep the kernel's header through the switch (the
+  // port declares a 10-byte header; GSO frames cross whole as NS_MOREFRAG
+  // chains) and frames from the switch are sent with theirs, offloads left
+  // to the kernel; the switch finishes them only for header-less receivers
+  bool pass_hdr = false;
   uint32_t block_size = 1u << 18;  // ≥ a 64 KiB GSO frame plus headers
   uint32_t block_count = 32;
 };
@@ -49,6 +58,8 @@ struct AfPacketCounters {
   X(gso_frames)     /* GSO super-frames read */                                                          \
   X(gso_segments)   /* segments made of them */                                                          \
   X(csum_completed) /* CHECKSUM_PARTIAL frames completed */                                              \
+  X(gso_passed)     /* (pass_hdr) GSO super-frames passed on whole with their header */                  \
+  X(csum_passed)    /* (pass_hdr) CHECKSUM_PARTIAL frames passed on with their header */                 \
   X(wakeups)        /* times the thread slept and woke */                                                \
   X(tx_retries)     /* sends the kernel pushed back (ENOBUFS/EAGAIN) and that were retried */            \
   X(drop_kernel_ring) /* frames the kernel dropped: our rx ring was full (PACKET_STATISTICS tp_drops) */ \
@@ -79,6 +90,7 @@ class AfPacketDriver {
   const AfPacketCounters &counters() const { return c_; }
   const std::string &ifname() const { return cfg_.ifname; }
   bool vnet_hdr() const { return cfg_.vnet_hdr; }
+  bool pass_hdr() const { return cfg_.pass_hdr; }
   bool qdisc_bypass() const { return qdisc_bypass_; }
   bool raised_up() const { return raised_up_; }
   bool was_promisc() const { return was_promisc_; }
@@ -90,6 +102,7 @@ class AfPacketDriver {
   bool pump_in();   // interface -> port tx ring; true if anything moved
   bool pump_out();  // port rx ring -> interface
   bool put_frame(uint8_t *data, uint32_t len);  // false: tx ring full, retry later
+  bool put_frame_with_hdr(uint8_t *data, uint32_t len);
   void log_once(std::atomic<bool> &flag, const std::string &msg);
   void poll_kernel_drops();
   void watch_socket(bool on);

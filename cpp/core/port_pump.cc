@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -86,15 +87,51 @@ uint8_t *PortPump::tx_buf() {
   return pc_.slot_buf(ring_slots(g)[g->head]);
 }
 
-void PortPump::tx_push(uint32_t len) {
+uint8_t *PortPump::tx_buf_at(uint32_t k) {
+  netmap_ring *g = pc_.tx_ring(0);
+  const uint32_t n = g->num_slots;
+  if (g->head >= n || k >= n) return nullptr;
+  const uint32_t i = g->head + k >= n ? g->head + k - n : g->head + k;
+  return pc_.slot_buf(ring_slots(g)[i]);
+}
+
+void PortPump::tx_push(uint32_t len, bool more) {
   netmap_ring *g = pc_.tx_ring(0);
   netmap_slot &s = ring_slots(g)[g->head];
   s.len = static_cast<uint16_t>(len);
-  s.flags = 0;
+  s.flags = more ? NS_MOREFRAG : 0;
   g->head = g->cur = ring_next(g->head, g->num_slots);
   tx_unsynced_++;
-  count(Ctr::InFrames);
+  if (!more) count(Ctr::InFrames);
   count(Ctr::InBytes, len);
+}
+
+bool PortPump::tx_chain(const uint8_t *frame, size_t len) {
+  const size_t bs = buf_size();
+  const size_t n = len == 0 ? 1 : (len + bs - 1) / bs;
+  netmap_ring *g = pc_.tx_ring(0);
+  if (n > NETMAP_MAX_FRAGS || n >= g->num_slots) {
+    count(Ctr::DropTooLong);
+    return true;
+  }
+  if (tx_room() < n) return false;
+  // every buffer of the chain checked before the first is published
+  netmap_slot *slots = ring_slots(g);
+  uint8_t *to[NETMAP_MAX_FRAGS];
+  for (size_t j = 0, i = g->head; j < n; j++, i = ring_next(static_cast<uint32_t>(i), g->num_slots)) {
+    to[j] = pc_.slot_buf(slots[i]);
+    if (!to[j]) {
+      count(Ctr::DropBadSlot);
+      return true;
+    }
+  }
+  for (size_t j = 0, off = 0; j < n; j++) {
+    const size_t take = std::min(bs, len - off);
+    if (to[j] != frame + off) std::memcpy(to[j], frame + off, take);
+    off += take;
+    tx_push(static_cast<uint32_t>(take), j + 1 < n);
+  }
+  return true;
 }
 
 void PortPump::flush_tx() {
@@ -132,6 +169,41 @@ bool PortPump::rx_peek(const uint8_t *&buf, uint32_t &len) {
     tries++;
     if (g->head != g->tail) continue;
     rx_ring_ = rx_ring_ + 1 == nrx ? 0 : rx_ring_ + 1;
+  }
+  return false;
+}
+
+bool PortPump::rx_peek_chain(iovec *iov, uint32_t max, uint32_t &slots, size_t &len) {
+  const uint8_t *b;
+  uint32_t l;
+  while (rx_peek(b, l)) {
+    netmap_ring *g = pc_.rx_ring(rx_ring_);
+    const uint32_t N = g->num_slots;
+    uint32_t i = g->head, n = 0;
+    size_t total = 0;
+    bool bad = false, complete = false;
+    // the switch publishes a chain whole: every slot of it is before tail
+    while (n < max && i != g->tail) {
+      const netmap_slot &s = ring_slots(g)[i];
+      const uint8_t *sb = pc_.slot_buf(s);
+      if (!sb || s.len > pc_.buf_size()) bad = true;
+      else iov[n] = {const_cast<uint8_t *>(sb), s.len};
+      n++;
+      total += s.len;
+      i = ring_next(i, N);
+      if (!(s.flags & NS_MOREFRAG)) {
+        complete = true;
+        break;
+      }
+    }
+    if (bad || !complete) {
+      count(Ctr::DropBadSlot);
+      for (uint32_t j = 0; j < n; j++) rx_pop();
+      continue;
+    }
+    slots = n;
+    len = total;
+    return true;
   }
   return false;
 }

@@ -17,6 +17,8 @@
 // reason (counters()).
 #pragma once
 
+#include <sys/uio.h>
+
 #include <array>
 #include <cerrno>
 #include <atomic>
@@ -99,12 +101,28 @@ class PortPump {
   uint32_t tx_room();
   // The next free tx slot's buffer (tx_room() > 0 first).
   uint8_t *tx_buf();
-  // Publishes the next tx slot with `len` bytes (≤ buf_size()).
-  void tx_push(uint32_t len);
+  // Publishes the next tx slot with `len` bytes (≤ buf_size()); `more`: the
+  // frame goes on in the next slot (NS_MOREFRAG), counted once at its end.
+  void tx_push(uint32_t len, bool more = false);
+  // Publishes a frame longer than one buffer as a chain of NS_MOREFRAG
+  // slots (netmap's multi-slot frames): a frame with its virtio-net header,
+  // a GSO super-frame, that the switch carries whole. Returns false when the
+  // ring has no room for all of it yet (nothing pushed); a frame that could
+  // never fit (more than NETMAP_MAX_FRAGS slots) is counted as DropTooLong.
+  bool tx_chain(const uint8_t *frame, size_t len);
+  // The buffer of the k-th free tx slot after the next (k < tx_room()), for
+  // a batched read that fills several slots before pushing them; nullptr when
+  // the region does not back its buffer index.
+  uint8_t *tx_buf_at(uint32_t k);
   // The oldest frame in the rx rings, or false when none (syncs when empty).
   // Bad slots are dropped and counted here.
   bool rx_peek(const uint8_t *&buf, uint32_t &len);
   void rx_pop();
+  // The oldest frame as all its slots (a chain of NS_MOREFRAG slots and its
+  // last): up to `max` iovecs, `slots` of them used, `len` bytes in all.
+  // A chain with a bad slot, or longer than `max`, is dropped (DropBadSlot).
+  // rx_pop() each of its slots after.
+  bool rx_peek_chain(iovec *iov, uint32_t max, uint32_t &slots, size_t &len);
   uint32_t buf_size() const { return pc_.buf_size(); }
 
   // A frame with a virtio-net header read from the link: finishes its

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/offload.h"
 #include "core/shm_atomic.h"
 
 namespace nm {
@@ -18,7 +19,8 @@ namespace nm {
 const char *const SWITCH_COUNTER_NAMES[C_COUNT] = {
     "rxFrames",     "rxBytes",    "txFrames",   "txBytes",    "dropNoSpace",  "dropInvalid",
     "dropRunt",     "dropSamePort", "dropLookup", "dropNoPort", "dropOversize", "dropFrag",
-    "dropClosed",   "flooded",    "badHead",    "kicks",        "dropStalled",  "floodCopies", "dropMonitor"};
+    "dropClosed",   "flooded",    "badHead",    "kicks",        "dropStalled",  "floodCopies", "dropMonitor",
+    "vnetPassed",   "vnetCsumCompleted", "vnetSegmented", "vnetSegments", "dropBadVnetHdr"};
 
 namespace {
 constexpr uint32_t FRAG_CAP = SWITCH_MAX_BATCH + NETMAP_MAX_FRAGS;
@@ -40,6 +42,8 @@ SwitchCore::SwitchCore(uint32_t batch, uint32_t header)
       fstart_(new uint32_t[SWITCH_MAX_BATCH]()),
       fcount_(new uint32_t[SWITCH_MAX_BATCH]()),
       ftotal_(new uint32_t[SWITCH_MAX_BATCH]()),
+      hoff_(new uint8_t[SWITCH_MAX_BATCH]()),
+      scratch_(new uint8_t[SWITCH_MAX_FRAME]),
       fidx_(new uint32_t[FRAG_CAP]()),
       flen_(new uint16_t[FRAG_CAP]()),
       room_(new uint32_t[SWITCH_MAX_PORTS * MAX_RINGS]()),
@@ -190,6 +194,8 @@ void SwitchCore::shutdown() {
     gone = std::move(ports_);
     for (auto *b : {&offsets_, &slot_of_, &fstart_, &fcount_, &ftotal_, &fidx_, &room_, &room_gen_}) b->reset();
     hdr_.reset();
+    hoff_.reset();
+    scratch_.reset();
     lens_.reset();
     src_.reset();
     dests_.reset();
@@ -245,6 +251,20 @@ Status SwitchCore::set_monitor(uint32_t id, uint32_t watched, bool rx, bool tx) 
   if (rx) w->mon_rx.push_back({id, 0});
   if (tx) w->mon_tx.push_back({id, rx ? 1u : 0u});
   return Ok{};
+}
+
+Status SwitchCore::set_vnet_hdr_len(uint32_t id, uint32_t len) {
+  WITH_PORT(id);
+  if (len != 0 && len != 10 && len != 12)
+    return check_fail(EINVAL, "virtio-net header length " + std::to_string(len) + " is not one of 0, 10, 12");
+  if (in_round_) return check_fail(EDEADLK, "setVnetHdrLen called from inside the switch's lookup");
+  p->vnet = static_cast<uint8_t>(len);
+  return Ok{};
+}
+
+Result<uint32_t> SwitchCore::vnet_hdr_len(uint32_t id) {
+  WITH_PORT(id);
+  return static_cast<uint32_t>(p->vnet);
 }
 
 Status SwitchCore::set_extra_bells(uint32_t id, std::vector<int> fds) {
@@ -340,13 +360,24 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
     if (!complete) {
       dropped_.push_back(Dropped{first, static_cast<uint8_t>(C_DROP_FRAG)});
       nf = f0;
-    } else if (!ok || total > 65535) {
+    } else if (!ok || total > p->vnet + SWITCH_MAX_FRAME) {
       dropped_.push_back(Dropped{first, static_cast<uint8_t>(C_DROP_INVALID)});
       nf = f0;
     } else {
-      // the snapshot: what the decision reads and what is delivered first
-      const uint32_t h = std::min<uint32_t>(flen_[f0], header_);
-      std::memcpy(&hdr_[static_cast<size_t>(n) * stride_], p->buf(fidx_[f0]), h);
+      // the snapshot: what the decision reads and what is delivered in place
+      // of the client's bytes, from the end of the port's virtio-net header
+      // (a frame shorter than that is a runt: no bytes for the decision)
+      const uint32_t hs = p->vnet;
+      const uint32_t h = total > hs ? std::min<uint32_t>(total - hs, header_) : 0;
+      uint8_t *snap = &hdr_[static_cast<size_t>(n) * stride_];
+      for (uint32_t f = f0, pos = 0, want = hs, got = 0; got < h; pos += flen_[f], f++) {
+        if (want >= pos + flen_[f]) continue;
+        const uint32_t take = std::min(h - got, pos + flen_[f] - want);
+        std::memcpy(snap + got, p->buf(fidx_[f]) + (want - pos), take);
+        got += take;
+        want += take;
+      }
+      hoff_[n] = static_cast<uint8_t>(hs);
       lens_[n] = static_cast<uint16_t>(h);
       src_[n] = static_cast<uint8_t>(id);
       touch_of_[n] = static_cast<uint16_t>(t);
@@ -423,10 +454,200 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
   return *room > 0;
 }
 
+void SwitchCore::copy_out(uint32_t k, uint32_t off, uint32_t n, uint8_t *out) const {
+  const Port *p = &ports_[src_[k]];
+  const uint32_t ov0 = hoff_[k], ov1 = ov0 + lens_[k];
+  const uint8_t *snap = &hdr_[static_cast<size_t>(k) * stride_];
+  const uint32_t fend = fstart_[k] + fcount_[k];
+  uint32_t f = fstart_[k], fpos = 0;
+  while (n > 0 && f < fend) {
+    const uint32_t fl = flen_[f];
+    if (off >= fpos + fl) {
+      fpos += fl;
+      f++;
+      continue;
+    }
+    uint32_t take = std::min(n, fpos + fl - off);
+    const uint8_t *from = p->buf(fidx_[f]) + (off - fpos);
+    if (off < ov1 && off + take > ov0) {
+      if (off < ov0) {
+        take = ov0 - off;  // the client's bytes up to the snapshot
+      } else {
+        take = std::min(take, ov1 - off);
+        from = snap + (off - ov0);
+      }
+    }
+    std::memcpy(out, from, take);
+    out += take;
+    off += take;
+    n -= take;
+  }
+}
+
+void SwitchCore::prepare_offload(uint32_t k) {
+  if (off_k_ == k && off_gen_ == gen_) return;
+  off_k_ = k;
+  off_gen_ = gen_;
+  const uint32_t hs = hoff_[k];
+  copy_out(k, 0, hs, off_hdr_);
+  const VnetHdr h = vnet_hdr_read(off_hdr_);
+  const bool gso = (h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN)) != VNET_GSO_NONE;
+  off_work_ = gso || (h.flags & VNET_F_NEEDS_CSUM);
+  off_err_ = 0;
+  off_segs_ = 0;
+  off_len_ = ftotal_[k] - hs;
+  if (!off_work_) return;
+  // the frame, once, out of the client's reach: offsets in the header are
+  // checked against this copy, which nobody else can change meanwhile
+  copy_out(k, hs, off_len_, scratch_.get());
+  if (gso) {
+    off_segs_ = gso_segment_count(h, scratch_.get(), off_len_);
+    if (off_segs_ == 0) off_err_ = static_cast<uint8_t>(OffloadError::BadHeaders);
+  } else {
+    off_err_ = static_cast<uint8_t>(complete_csum(h, scratch_.get(), off_len_));
+  }
+}
+
+uint32_t SwitchCore::slots_needed(uint32_t k, const Port *d) {
+  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->layout.p.buf_size;
+  if (hs == hd) return fcount_[k];
+  if (hs > 0 && hd == 0) {
+    prepare_offload(k);
+    if (off_err_) return 0;
+    if (off_segs_) return off_segs_;
+  }
+  return static_cast<uint32_t>((hd + ftotal_[k] - hs + bs - 1) / bs);
+}
+
+namespace {
+// Segments of a GSO frame written straight into a receiver's rx slots, whose
+// buffers were checked beforehand.
+class RxSlotSink final : public SegmentSink {
+ public:
+  RxSlotSink(uint8_t *const *bufs, uint32_t n, uint16_t *lens) : bufs_(bufs), n_(n), lens_(lens) {}
+  uint8_t *next(size_t len) override {
+    if (used_ == n_) return nullptr;
+    lens_[used_] = static_cast<uint16_t>(len);
+    return bufs_[used_++];
+  }
+  uint32_t used() const { return used_; }
+
+ private:
+  uint8_t *const *bufs_;
+  uint32_t n_;
+  uint16_t *lens_;
+  uint32_t used_ = 0;
+};
+}  // namespace
+
+// A copy between ports whose virtio-net header lengths differ.
+bool SwitchCore::deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
+  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->layout.p.buf_size;
+  bool offload = false;
+  if (hs > 0 && hd == 0) {
+    prepare_offload(k);
+    if (off_err_) {
+      d->c[off_err_ == static_cast<uint8_t>(OffloadError::SegmentTooLong) ? C_DROP_OVERSIZE : C_DROP_BAD_VNET]++;
+      return true;
+    }
+    offload = off_work_;
+  }
+  const bool segmenting = offload && off_segs_ > 0;
+  const uint32_t need = slots_needed(k, d);
+  // a chain is at most NETMAP_MAX_FRAGS slots; segments, each a frame, at
+  // most what the ring can ever hold
+  if ((!segmenting && need > NETMAP_MAX_FRAGS) || need >= d->layout.p.rx_slots) {
+    d->c[C_DROP_OVERSIZE]++;
+    return true;
+  }
+  if (*room < need) {
+    refresh_room(d, rr, room);
+    if (*room < need) return false;
+  }
+  RxState &st = d->rx[rr];
+  const uint32_t N = d->layout.p.rx_slots;
+  netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
+  // GSO copies may take more slots than a chain; at most a ring's worth
+  std::vector<uint8_t *> &to = conv_bufs_;
+  std::vector<uint16_t> &lens = conv_lens_;
+  to.resize(need);
+  lens.resize(need);
+  for (uint32_t f = 0, j = st.hwtail; f < need; f++, j = ring_next(j, N)) {
+    const uint32_t idx = rs[j].buf_idx;
+    if (!d->buf_ok(idx)) {
+      d->c[C_DROP_INVALID]++;  // the client broke its own rx slot
+      return true;
+    }
+    to[f] = d->buf(idx);
+  }
+  uint64_t bytes = 0;
+  uint32_t frames = 1;
+  bool chain = true;
+  if (segmenting) {
+    RxSlotSink sink(to.data(), need, lens.data());
+    SegmentResult r = gso_segment(vnet_hdr_read(off_hdr_), scratch_.get(), off_len_, bs, sink);
+    if (r.err != OffloadError::None) {
+      d->c[r.err == OffloadError::SegmentTooLong ? C_DROP_OVERSIZE : C_DROP_BAD_VNET]++;
+      return true;
+    }
+    frames = r.segments;
+    chain = false;
+    for (uint32_t f = 0; f < frames; f++) bytes += lens[f];
+    d->c[C_VNET_SEGMENTED]++;
+    d->c[C_VNET_SEGMENTS] += frames;
+  } else {
+    // header (the sender's, trimmed or zero-extended) then the frame,
+    // filling each slot before the next
+    uint8_t hdr[12] = {};
+    if (hs > 0 && hd > 0) {
+      copy_out(k, 0, std::min(hs, hd), hdr);
+      if (hd == 12) hdr[10] = 1;  // num_buffers: the frame is in one piece
+    }
+    const uint32_t body = ftotal_[k] - hs;
+    const uint8_t *flat = offload ? scratch_.get() : nullptr;  // checksummed already
+    uint32_t done = 0;
+    for (uint32_t f = 0; f < need; f++) {
+      uint32_t put = 0;
+      if (f == 0 && hd > 0) {
+        std::memcpy(to[0], hdr, hd);
+        put = hd;
+      }
+      const uint32_t take = std::min(bs - put, body - done);
+      if (flat) std::memcpy(to[f] + put, flat + done, take);
+      else copy_out(k, hs + done, take, to[f] + put);
+      done += take;
+      lens[f] = static_cast<uint16_t>(put + take);
+    }
+    bytes = hd + body;
+    if (offload) d->c[C_VNET_CSUM]++;
+  }
+  const uint32_t used = chain ? need : frames;
+  for (uint32_t f = 0; f < used; f++) {
+    netmap_slot *slot = &rs[st.hwtail];
+    slot->len = lens[f];
+    slot->flags = chain && f + 1 < used ? NS_MOREFRAG : 0;
+    st.hwtail = ring_next(st.hwtail, N);
+  }
+  *room -= used;
+  if (!d->any_dirty) {
+    d->any_dirty = true;
+    dirty_.push_back(static_cast<uint32_t>(d - ports_.get()));
+  }
+  d->rx_dirty[rr] = true;
+  d->c[C_TX_FRAMES] += frames;
+  d->c[C_TX_BYTES] += bytes;
+  // a monitor sees the frame as it was sent (its own header length is 0: a
+  // header-carrying frame reaches it completed or segmented, like any
+  // header-less port)
+  if (__builtin_expect(!d->mon_rx.empty(), 0)) mirror(d->mon_rx, k);
+  return true;
+}
+
 // One copy of batch frame k into port d's rx ring rr, one rx slot per
-// fragment; the first fragment's header bytes come from the snapshot. False
-// when there is no room for all of them.
+// fragment, the snapshot's bytes in place of the client's. False when there
+// is no room for all of them.
 bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
+  if (hoff_[k] != d->vnet) return deliver_converted(d, rr, k, room);
   const uint32_t frags = fcount_[k], f0 = fstart_[k];
   if (*room < frags) {
     refresh_room(d, rr, room);
@@ -448,18 +669,11 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
       return true;
     }
   }
-  const Port *p = &ports_[src_[k]];
-  for (uint32_t f = 0; f < frags; f++) {
+  for (uint32_t f = 0, pos = 0; f < frags; f++) {
     netmap_slot *slot = &rs[st.hwtail];
     const uint16_t len = flen_[f0 + f];
-    uint8_t *to = d->buf(dst_idx[f]);
-    if (f == 0) {
-      const uint32_t h = lens_[k];
-      std::memcpy(to, &hdr_[static_cast<size_t>(k) * stride_], h);
-      if (len > h) std::memcpy(to + h, p->buf(fidx_[f0]) + h, len - h);
-    } else {
-      std::memcpy(to, p->buf(fidx_[f0 + f]), len);
-    }
+    copy_out(k, pos, len, d->buf(dst_idx[f]));
+    pos += len;
     slot->len = len;
     slot->flags = f + 1 < frags ? NS_MOREFRAG : 0;
     st.hwtail = ring_next(st.hwtail, N);
@@ -474,6 +688,7 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   d->c[C_TX_BYTES] += ftotal_[k];
   // what d receives, to its monitors (/r): the one test an unwatched port pays
   if (__builtin_expect(!d->mon_rx.empty(), 0)) mirror(d->mon_rx, k);
+  if (d->vnet) d->c[C_VNET_PASSED]++;
   return true;
 }
 
@@ -505,7 +720,7 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     const uint32_t r = t.ring;
     const int16_t dst = dests_[k];
     const uint32_t len = ftotal_[k];
-    if (flen_[fstart_[k]] < 14) {
+    if (lens_[k] < 14) {
       p->c[C_DROP_RUNT]++;
     } else if (dst >= 0) {
       const uint32_t d = static_cast<uint32_t>(dst);
@@ -535,8 +750,9 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
           if (d == src_id || !ports_[d].attached || ports_[d].stalled) continue;
           const uint32_t rr = r % ports_[d].layout.p.rx_rings;
           uint32_t *rm = room(d, rr);
-          if (*rm < fcount_[k]) refresh_room(&ports_[d], rr, rm);
-          if (*rm < fcount_[k] && !ports_[d].stalled) {
+          const uint32_t need = slots_needed(k, &ports_[d]);
+          if (*rm < need) refresh_room(&ports_[d], rr, rm);
+          if (*rm < need && !ports_[d].stalled) {
             all = false;
             blocked_on_ = static_cast<int32_t>(d);
             break;

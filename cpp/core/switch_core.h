@@ -50,6 +50,8 @@ constexpr uint32_t SWITCH_DEFAULT_HEADER = 128;
 constexpr int16_t DEST_DROP = -1;
 constexpr int16_t DEST_FLOOD = -2;
 constexpr int16_t DEST_SAME_PORT = -3;
+// Longest frame after its virtio-net header (a GSO super-frame fits).
+constexpr uint32_t SWITCH_MAX_FRAME = 65535;
 
 // per-port counters; the order is the JS-visible order (SWITCH_COUNTER_NAMES)
 enum SwitchCounter {
@@ -72,6 +74,12 @@ enum SwitchCounter {
   C_DROP_STALLED,    // copies to this port lost while it was declared stalled (lossless senders)
   C_FLOOD_COPIES,    // copies made of this port's flooded frames, one per other port (each delivered or dropped)
   C_DROP_MONITOR,    // a monitor port: copies lost because its rx ring was full (the watched port never waits)
+  // virtio-net headers, counted at the receiving port (see set_vnet_hdr_len)
+  C_VNET_PASSED,     // copies delivered with the sender's header untouched (both ports declare the same length)
+  C_VNET_CSUM,       // copies whose L4 checksum the switch completed (header-carrying sender, header-less receiver)
+  C_VNET_SEGMENTED,  // GSO copies the switch cut into frames for this header-less receiver
+  C_VNET_SEGMENTS,   // frames those became (each also in txFrames)
+  C_DROP_BAD_VNET,   // copies whose header asked for what cannot be done (bad offsets, GSO type, headers, gso_size)
   C_COUNT
 };
 extern const char *const SWITCH_COUNTER_NAMES[C_COUNT];
@@ -159,6 +167,15 @@ class SwitchCore {
   // dropMonitor). The watched port pays one branch per frame while it has
   // no monitor.
   Status set_monitor(uint32_t id, uint32_t watched, bool rx, bool tx);
+  // The virtio-net header length the port's frames carry, both ways (0, 10
+  // or 12: NETMAP_REQ_PORT_HDR_SET's values). The lookup sees the frame
+  // after it. Between ports that declare different lengths the switch
+  // converts each copy: a header-carrying sender's checksum is completed and
+  // its GSO frame segmented for a header-less receiver (cpp/core/offload.h),
+  // a header-less sender's frame gets a zero header, and 10 <-> 12 keeps the
+  // first 10 bytes (num_buffers = 1). Equal lengths: copied untouched.
+  Status set_vnet_hdr_len(uint32_t id, uint32_t len);
+  Result<uint32_t> vnet_hdr_len(uint32_t id);
   // The port whose full rx ring stopped a lossless sender in the last round, or -1.
   int32_t blocked_on() {
     std::lock_guard<std::recursive_mutex> g(mu_);
@@ -246,6 +263,7 @@ class SwitchCore {
     // an attached receiver that stopped draining for longer than the switch's
     // stall bound: lossless senders no longer wait for it (set_stalled)
     bool stalled = false;
+    uint8_t vnet = 0;  // virtio-net header length (set_vnet_hdr_len)
     Layout layout;
     mapping mem;
     unique_fd memfd, switch_bell, client_bell;
@@ -311,6 +329,17 @@ class SwitchCore {
   bool refresh_room(Port *d, uint32_t rr, uint32_t *room);
   bool deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
   void mirror(const std::vector<Port::MonitorRef> &mons, uint32_t k);
+  // Slots one copy of batch frame k takes in d's rx ring (0: it will be
+  // dropped without taking any).
+  uint32_t slots_needed(uint32_t k, const Port *d);
+  // Frame k's bytes [off, off + n), the decision's snapshot in place of the
+  // client's buffer where it covers them.
+  void copy_out(uint32_t k, uint32_t off, uint32_t n, uint8_t *out) const;
+  // For a header-carrying frame k going to a header-less port: its header,
+  // and (when it asks for offload work) the frame gathered and checksummed
+  // once, whatever the number of receivers.
+  void prepare_offload(uint32_t k);
+  bool deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
   void publish_rx();
   void kick_client(Port *p);
   uint32_t pending_locked();
@@ -341,6 +370,15 @@ class SwitchCore {
   // per batch frame: source ring (index into touched_), first slot, fragments
   std::unique_ptr<uint16_t[]> touch_of_;
   std::unique_ptr<uint32_t[]> slot_of_, fstart_, fcount_, ftotal_;
+  std::unique_ptr<uint8_t[]> hoff_;  // the source's header length when collected (where the snapshot starts)
+  // prepare_offload's frame: valid for batch frame off_k_ of round off_gen_
+  std::unique_ptr<uint8_t[]> scratch_;
+  uint32_t off_k_ = UINT32_MAX, off_gen_ = 0, off_len_ = 0, off_segs_ = 0;
+  bool off_work_ = false;      // the header asks for a checksum or segmentation
+  uint8_t off_err_ = 0;        // OffloadError of the checksum, or of the GSO count
+  uint8_t off_hdr_[12] = {};   // the sender's header bytes
+  std::vector<uint8_t *> conv_bufs_;  // deliver_converted's receiver buffers
+  std::vector<uint16_t> conv_lens_;
   // every fragment of the batch, as read once from the client's tx ring
   std::unique_ptr<uint32_t[]> fidx_;
   std::unique_ptr<uint16_t[]> flen_;

@@ -29,6 +29,7 @@ Result<std::unique_ptr<TapDriver>> TapDriver::open(PortClient pc, const TapOptio
   if (o.queues < 1 || o.queues > 16) return check_fail(EINVAL, "TAP queues must be 1 to 16, not " + std::to_string(o.queues));
   std::unique_ptr<TapDriver> d(new TapDriver(std::move(pc), std::move(label)));
   d->vnet_ = o.vnet_hdr;
+  d->pass_hdr_ = o.vnet_hdr && o.pass_hdr;
   for (uint32_t q = 0; q < o.queues; q++) {
     unique_fd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
     if (!fd) return sys_fail("open", "/dev/net/tun", "TAP ports need the tun module and CAP_NET_ADMIN (run vale-ts as root)");
@@ -82,6 +83,7 @@ void TapDriver::link_event(int fd, uint32_t events) {
 }
 
 uint32_t TapDriver::link_in() {
+  if (pass_hdr_) return link_in_with_hdr();
   uint32_t moved = 0;
   if (pending_) {
     if (!ingest_vnet(pending_hdr_, scratch_.data(), pending_len_, false)) return 0;
@@ -148,7 +150,89 @@ uint32_t TapDriver::link_in() {
   return moved;
 }
 
+// Header and frame as the TAP gives them, into one tx slot or, when longer
+// than a buffer, a chain of them.
+uint32_t TapDriver::link_in_with_hdr() {
+  uint32_t moved = 0;
+  const size_t bs = buf_size();
+  if (pending_) {
+    if (!tx_chain(scratch_.data(), pending_len_)) return 0;
+    pending_ = false;
+    moved++;
+  }
+  for (uint32_t spins = 0; moved < BATCH && spins < q_.size();) {
+    const uint32_t qi = next_q_;
+    if (!readable_[qi] || dead_[qi] || tx_room() == 0) {
+      next_q_ = (next_q_ + 1) % static_cast<uint32_t>(q_.size());
+      spins++;
+      if (tx_room() == 0) break;
+      continue;
+    }
+    uint8_t *slot = tx_buf();
+    // the first buffer's worth in the slot, the rest of a long frame after
+    // the same number of bytes in scratch, so a copy of the slot makes it whole
+    iovec iov[2] = {{slot, bs}, {scratch_.data() + std::min(bs, scratch_.size()), scratch_.size() - std::min(bs, scratch_.size())}};
+    ssize_t r = ::readv(q_[qi].get(), iov, 2);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) {
+        count(Ctr::LinkErrors);
+        log(std::string("read from TAP ") + ifname_ + ": " + std::strerror(errno) + "; this queue is not read any more");
+        dead_[qi] = true;
+      }
+      readable_[qi] = false;
+      continue;
+    }
+    const size_t len = static_cast<size_t>(r);
+    moved++;
+    if (len < VNET_HDR_LEN + 14) {
+      count(Ctr::DropBadVnetHdr);
+      continue;
+    }
+    if (len <= bs) {
+      tx_push(static_cast<uint32_t>(len));
+      continue;
+    }
+    std::memcpy(scratch_.data(), slot, bs);
+    if (!tx_chain(scratch_.data(), len)) {
+      pending_ = true;
+      pending_len_ = len;
+      moved--;
+      break;
+    }
+  }
+  return moved;
+}
+
+// Frames with their header (the switch gives every frame one: this port
+// declared it), each chain in one writev.
+uint32_t TapDriver::link_out_with_hdr() {
+  uint32_t moved = 0;
+  iovec iov[NETMAP_MAX_FRAGS];
+  uint32_t n;
+  size_t len;
+  while (moved < BATCH && !out_blocked_ && rx_peek_chain(iov, NETMAP_MAX_FRAGS, n, len)) {
+    if (::writev(q_[0].get(), iov, static_cast<int>(n)) < 0) {
+      const int e = errno;
+      if (e == EINTR) continue;
+      if (e == EAGAIN) {
+        out_blocked_ = true;
+        break;
+      }
+      count(Ctr::DropLinkDown);
+      if (e != EIO) count(Ctr::LinkErrors);  // EIO: the interface is down
+    } else {
+      count(Ctr::OutFrames);
+      count(Ctr::OutBytes, len);
+    }
+    for (uint32_t j = 0; j < n; j++) rx_pop();
+    moved++;
+  }
+  return moved;
+}
+
 uint32_t TapDriver::link_out() {
+  if (pass_hdr_) return link_out_with_hdr();
   static const uint8_t zero_hdr[VNET_HDR_LEN] = {};
   return send_rx_frames(
       BATCH,

@@ -6,8 +6,12 @@
 //
 // Opened with IFF_TAP | IFF_NO_PI, plus IFF_VNET_HDR when asked (then with
 // the kernel's checksum/TSO offloads turned on by TUNSETOFFLOAD, so a TCP
-// sender on the host hands over 64 KiB GSO frames; they are checksummed and
-// segmented on the way into the switch, nm::PortPump::ingest_vnet), and
+// sender on the host hands over 64 KiB GSO frames). With pass_hdr, the
+// port declares the 10-byte header to the switch and frames cross it with
+// their header, whole (NS_MOREFRAG chains): the switch completes checksums
+// and segments only for receivers that take no header, so TAP to TAP keeps
+// GSO end to end. Without pass_hdr, they are checksummed and segmented on
+// the way into the switch (nm::PortPump::ingest_vnet). And
 // IFF_MULTI_QUEUE with N fds when asked for N queues. An existing persistent
 // TAP (`ip tuntap add ... vnet_hdr`) is opened if it has that name; the flags
 // must agree with how it was made (the kernel says EINVAL otherwise).
@@ -30,6 +34,7 @@ struct TapOptions {
   std::string ifname;
   bool vnet_hdr = false;
   bool offload = true;  // with vnet_hdr: let the kernel hand over partial checksums and GSO frames
+  bool pass_hdr = false;  // with vnet_hdr: frames keep their header through the switch (the port declares it)
   uint32_t queues = 1;
 };
 
@@ -46,12 +51,15 @@ class TapDriver final : public PortPump {
   void link_event(int fd, uint32_t events) override;
   uint32_t link_in() override;
   uint32_t link_out() override;
+  uint32_t link_in_with_hdr();
+  uint32_t link_out_with_hdr();
 
   std::vector<unique_fd> q_;
   std::vector<bool> readable_;
   std::vector<bool> dead_;  // a queue whose device went (its interface deleted, its namespace gone)
   std::string ifname_;
   bool vnet_ = false;
+  bool pass_hdr_ = false;
   uint32_t next_q_ = 0;
   // a GSO frame read but not yet segmented for want of tx room
   std::vector<uint8_t> scratch_;

@@ -53,7 +53,7 @@ constexpr uint64_t MAX_GSO_FRAME = 65536 + 64;  // a TSO frame: 64 KiB of IP pac
 
 // virtio feature bits
 constexpr uint64_t bit(unsigned b) { return uint64_t{1} << b; }
-constexpr unsigned F_CSUM = 0, F_HOST_TSO4 = 11, F_HOST_TSO6 = 12, F_MRG_RXBUF = 15, F_MQ = 22, F_INDIRECT = 28, F_EVENT_IDX = 29, F_PROTOCOL_FEATURES = 30,
+constexpr unsigned F_CSUM = 0, F_GUEST_CSUM = 1, F_GUEST_TSO4 = 7, F_GUEST_TSO6 = 8, F_HOST_TSO4 = 11, F_HOST_TSO6 = 12, F_MRG_RXBUF = 15, F_MQ = 22, F_INDIRECT = 28, F_EVENT_IDX = 29, F_PROTOCOL_FEATURES = 30,
                    F_VERSION_1 = 32;
 constexpr unsigned PF_MQ = 0, PF_REPLY_ACK = 3;
 
@@ -121,7 +121,7 @@ struct VhostUserPort::Impl {
   std::vector<uint32_t> chain_ends;  // RX: segs index where each chain ends
   std::vector<uint16_t> chain_heads;
   std::vector<Seg> rx_all;     // RX: the segments of every chain of one frame
-  std::vector<uint8_t> gso_buf = std::vector<uint8_t>(MAX_GSO_FRAME);  // TX: one TSO frame before segmentation
+  std::vector<uint8_t> gso_buf = std::vector<uint8_t>(VNET_HDR_LEN + MAX_GSO_FRAME);  // TX: a frame longer than a buffer, whole
 
   Impl(VhostUserPort &s, PortClient p) : self(s), pc(std::move(p)), c(s.counters_) {
     vqs.resize(2 * s.cfg_.queue_pairs);
@@ -319,6 +319,31 @@ struct VhostUserPort::Impl {
     }
   }
 
+  // Every field of a guest's TX header checked against the frame it came
+  // with (a copy the guest cannot touch any more), before the frame reaches
+  // a port that will act on it: the receiving kernel or guest trusts these
+  // offsets. Fields a driver must not set are cleared.
+  OffloadError check_guest_hdr(VnetHdr &h, const uint8_t *frame, uint64_t len) const {
+    // DATA_VALID and RSC_INFO are the device's to set (virtio 1.1 5.1.6.2.1):
+    // passed on, DATA_VALID would make a receiver skip checking the checksum
+    h.flags &= VNET_F_NEEDS_CSUM;
+    if (h.flags & VNET_F_NEEDS_CSUM) {
+      if (h.csum_start >= len || h.csum_offset > len - h.csum_start || len - h.csum_start - h.csum_offset < 2)
+        return OffloadError::BadCsumOffsets;
+    }
+    const uint8_t g = h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN);
+    if (g == VNET_GSO_NONE) {
+      h.gso_size = 0;
+      h.gso_type = VNET_GSO_NONE;
+    } else {
+      if (h.gso_size == 0) return OffloadError::BadGsoSize;
+      // the headers must parse as the GSO type says (what a header-less receiver's segmentation needs too)
+      if (gso_segment_count(h, frame, len) == 0) return OffloadError::BadHeaders;
+    }
+    if (h.hdr_len > len) h.hdr_len = static_cast<uint16_t>(len);  // a hint: never past the frame
+    return OffloadError::None;
+  }
+
   void count_offload_drop(OffloadError e) {
     switch (e) {
       case OffloadError::BadCsumOffsets: c.dropOffloadBadCsumOffsets++; break;
@@ -330,38 +355,6 @@ struct VhostUserPort::Impl {
       case OffloadError::None: break;
     }
   }
-
-  // Segments straight into the port's tx slots (room for all of them was checked).
-  class RingSink final : public SegmentSink {
-   public:
-    RingSink(PortClient &pc, netmap_ring *tr, uint32_t cap) : pc_(pc), tr_(tr), cap_(cap) {}
-    uint8_t *next(size_t len) override {
-      finish();
-      if (len > cap_) return nullptr;
-      uint8_t *b = pc_.slot_buf(tr_->slot[tr_->head]);
-      if (!b) return nullptr;
-      pending_ = true;
-      len_ = static_cast<uint16_t>(len);
-      return b;
-    }
-    void finish() {
-      if (!pending_) return;
-      netmap_slot &s = tr_->slot[tr_->head];
-      s.len = len_;
-      s.flags = 0;
-      tr_->head = tr_->cur = tr_->head + 1 == tr_->num_slots ? 0 : tr_->head + 1;
-      pending_ = false;
-      pushed++;
-    }
-    uint32_t pushed = 0;
-
-   private:
-    PortClient &pc_;
-    netmap_ring *tr_;
-    uint32_t cap_;
-    bool pending_ = false;
-    uint16_t len_ = 0;
-  };
 
   // Guest TX queue -> port tx ring. Returns frames moved (or dropped) so the loop knows it progressed.
   uint32_t guest_tx(Vq &q, uint32_t ring, uint32_t budget, bool *blocked) {
@@ -388,73 +381,65 @@ struct VhostUserPort::Impl {
         break;
       }
       if (d == Drop::None) {
-        netmap_slot &s = tr->slot[tr->head];
-        uint8_t *buf = pc.slot_buf(s);
         uint64_t total = 0;
         for (const Seg &g : segs) total += g.len;
         uint8_t hb[VNET_HDR_LEN];
         VnetHdr h;
-        if (total >= hdr_len + 14 && gather(0, hb, VNET_HDR_LEN)) h = vnet_hdr_read(hb);
+        const bool hdr_ok = total >= hdr_len + 14 && gather(0, hb, VNET_HDR_LEN);
+        if (hdr_ok) h = vnet_hdr_read(hb);
         const bool gso = (h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN)) != VNET_GSO_NONE;
-        if (!buf) {
-          c.dropBadSlot++;
-        } else if (total < hdr_len + 14) {
+        const uint64_t len = total >= hdr_len ? total - hdr_len : 0;
+        // the frame goes on with the 10-byte header the port declared (a
+        // 12-byte one's num_buffers means nothing on the way out of a guest)
+        const uint64_t flen = VNET_HDR_LEN + len;
+        const uint32_t n = static_cast<uint32_t>((flen + bufsz - 1) / bufsz);
+        if (total < hdr_len + 14) {
           c.dropShortFrame++;
-        } else if (total - hdr_len > (gso ? MAX_GSO_FRAME : bufsz)) {
+        } else if (!hdr_ok) {
+          c.dropOutOfMemoryTable++;
+        } else if (len > (gso ? MAX_GSO_FRAME : bufsz)) {
           c.dropOversize++;
         } else if (!negotiated(h)) {
           c.dropOffloadNotNegotiated++;
-        } else if (!gso) {
-          // copy, skipping the virtio-net header; a checksum the guest left to us is filled in
-          const uint64_t len = total - hdr_len;
-          if (!gather(hdr_len, buf, len)) {
+        } else if (n > NETMAP_MAX_FRAGS || n >= tr->num_slots) {
+          c.dropOversize++;  // buffers so small that a chain cannot hold the frame
+        } else if (n > space) {
+          // not consumed: the chain is walked again when the switch has drained the ring
+          *blocked = true;
+          break;
+        } else {
+          uint8_t *to[NETMAP_MAX_FRAGS];
+          bool slots_ok = true;
+          for (uint32_t j = 0, i = tr->head; j < n; j++, i = i + 1 == tr->num_slots ? 0 : i + 1)
+            slots_ok &= (to[j] = pc.slot_buf(tr->slot[i])) != nullptr;
+          // one contiguous copy (the slot itself for a frame that fits one), checked there:
+          // the guest can no longer change what the checks read
+          uint8_t *flat = n == 1 && slots_ok ? to[0] : gso_buf.data();
+          if (!slots_ok) {
+            c.dropBadSlot++;
+          } else if (!gather(hdr_len, flat + VNET_HDR_LEN, len)) {
             c.dropOutOfMemoryTable++;
-          } else if (OffloadError e = (h.flags & VNET_F_NEEDS_CSUM) ? complete_csum(h, buf, len) : OffloadError::None;
-                     e != OffloadError::None) {
+            // h: the one copy of the header that every decision here reads (a
+            // guest rewriting it meanwhile changes nothing), checked against the copied frame
+          } else if (OffloadError e = check_guest_hdr(h, flat + VNET_HDR_LEN, len); e != OffloadError::None) {
             count_offload_drop(e);
           } else {
-            if (h.flags & VNET_F_NEEDS_CSUM) c.offloadCsumCompleted++;
-            s.len = static_cast<uint16_t>(len);
-            s.flags = 0;
-            tr->head = tr->cur = tr->head + 1 == tr->num_slots ? 0 : tr->head + 1;
-            space--;
-            moved++;
+            vnet_hdr_write(h, flat);  // the checked header, not the guest's memory
+            for (uint32_t j = 0, off = 0; j < n; j++) {
+              const uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(bufsz, flen - off));
+              if (to[j] != flat + off) std::memcpy(to[j], flat + off, take);
+              off += take;
+              netmap_slot &s = tr->slot[tr->head];
+              s.len = static_cast<uint16_t>(take);
+              s.flags = j + 1 < n ? NS_MOREFRAG : 0;
+              tr->head = tr->cur = tr->head + 1 == tr->num_slots ? 0 : tr->head + 1;
+            }
+            space -= n;
+            moved += n;
             c.fromGuestFrames++;
             c.fromGuestBytes += len;
-          }
-        } else {
-          // TSO: the whole frame into scratch, then cut into MTU-sized frames in the tx slots
-          const uint64_t len = total - hdr_len;
-          const bool copied = gather(hdr_len, gso_buf.data(), len);
-          const uint32_t n = copied ? gso_segment_count(h, gso_buf.data(), len) : 0;  // 0: gso_segment names the fault
-          if (!copied) {
-            c.dropOutOfMemoryTable++;
-          } else if (n > 0 && n >= tr->num_slots) {
-            c.dropOffloadSegmentTooLong++;  // never room for all of it
-          } else if (n > 0 && n > space) {
-            // not consumed: the chain is walked again when the switch has drained the ring
-            *blocked = true;
-            break;
-          } else {
-            RingSink sink(pc, tr, bufsz);
-            SegmentResult r = gso_segment(h, gso_buf.data(), len, bufsz, sink);
-            if (r.err == OffloadError::None) {
-              sink.finish();
-              space -= sink.pushed;
-              moved += sink.pushed;
-              c.offloadSegmented++;
-              c.offloadSegments += r.segments;
-              c.fromGuestFrames++;
-              c.fromGuestBytes += len;
-            } else if (r.err == OffloadError::NoRoom) {
-              // a slot with a bad buffer index part way: the segments before it are delivered
-              sink.finish();
-              space -= sink.pushed;
-              moved += sink.pushed;
-              c.dropBadSlot++;
-            } else {
-              count_offload_drop(r.err);
-            }
+            if (gso) c.offloadGsoPassed++;
+            else if (h.flags & VNET_F_NEEDS_CSUM) c.offloadCsumPassed++;
           }
         }
       } else {
@@ -505,7 +490,124 @@ struct VhostUserPort::Impl {
     return n == 0;
   }
 
-  // Port rx ring -> a guest RX queue. *starved: frames wait for guest buffers.
+  enum class Put { Done, Dropped, Starved, Broken };
+
+  // One frame (its 10-byte header and body) into the guest's RX buffers:
+  // chains gathered until they hold it (several only with MRG_RXBUF), none
+  // consumed before all are there.
+  Put put_frame(Vq &q, const uint8_t *hdr10, const uint8_t *body, uint64_t blen) {
+    const bool mrg = has(F_MRG_RXBUF);
+    const uint64_t need = hdr_len + blen;
+    int p = pending(q);
+    if (p < 0) return Put::Broken;
+    segs.clear();
+    chain_ends.clear();
+    chain_heads.clear();
+    rx_all.clear();
+    uint64_t cap = 0;
+    uint16_t k = 0;
+    while (cap < need && k < p && (mrg || k == 0)) {
+      uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + k) % q.num));
+      Drop d = walk(q, head, true);
+      if (d == Drop::BadHead) {
+        c.dropBadDescriptor++;
+        mark_broken(q);
+        return Put::Broken;
+      }
+      if (d != Drop::None) {
+        // the bad chain and those gathered before it go back empty; the frame is dropped (counted by reason)
+        count_drop(d);
+        for (uint16_t h0 : chain_heads) push_used(q, h0, 0);
+        push_used(q, head, 0);
+        q.last_avail = static_cast<uint16_t>(q.last_avail + k + 1);
+        used_any_ = true;
+        return Put::Dropped;
+      }
+      uint64_t ccap = 0;
+      for (const Seg &g : segs) ccap += g.len;
+      if (!mrg && ccap < need) {
+        c.dropRxBufferTooSmall++;
+        return Put::Dropped;  // the buffer stays for a smaller frame
+      }
+      rx_all.insert(rx_all.end(), segs.begin(), segs.end());
+      chain_ends.push_back(static_cast<uint32_t>(rx_all.size()));
+      chain_heads.push_back(head);
+      cap += ccap;
+      k++;
+    }
+    if (cap < need) return Put::Starved;  // the frame waits until the guest adds buffers
+    segs.swap(rx_all);
+    uint8_t hdr[12] = {};
+    std::memcpy(hdr, hdr10, VNET_HDR_LEN);
+    const uint16_t nbuf = static_cast<uint16_t>(chain_heads.size());
+    if (hdr_len == 12) std::memcpy(hdr + 10, &nbuf, 2);
+    uint64_t written = 0;
+    bool ok = true;
+    size_t from = 0;
+    for (size_t i = 0; i < chain_heads.size(); i++) {
+      size_t to = chain_ends[i];
+      uint64_t ccap = 0;
+      for (size_t j = from; j < to; j++) ccap += segs[j].len;
+      uint64_t put = std::min(ccap, need - written), at = 0;
+      // the header lies in the first chain's first bytes
+      if (written < hdr_len) {
+        uint64_t h = std::min<uint64_t>(hdr_len - written, put);
+        ok = ok && write_segs(from, to, 0, hdr + written, h);
+        at = h;
+      }
+      if (put > at) ok = ok && write_segs(from, to, at, body + (written + at - hdr_len), put - at);
+      push_used(q, chain_heads[i], static_cast<uint32_t>(put));
+      q.last_avail++;
+      written += put;
+      from = to;
+    }
+    used_any_ = true;
+    if (!ok) {
+      c.dropOutOfMemoryTable++;
+      return Put::Dropped;
+    }
+    c.toGuestFrames++;
+    c.toGuestBytes += blen;
+    return Put::Done;
+  }
+
+  // Segments of a GSO frame for a guest that did not negotiate its GSO type,
+  // delivered one by one; a frame part way through waits here for buffers.
+  class FlatSink final : public SegmentSink {
+   public:
+    FlatSink(std::vector<uint8_t> &buf, std::vector<uint32_t> &lens, size_t cap) : buf_(buf), lens_(lens), cap_(cap) {}
+    uint8_t *next(size_t len) override {
+      if (len > cap_) return nullptr;
+      const size_t at = lens_.size() * cap_;
+      if (buf_.size() < at + cap_) buf_.resize(at + cap_);
+      lens_.push_back(static_cast<uint32_t>(len));
+      return buf_.data() + at;
+    }
+
+   private:
+    std::vector<uint8_t> &buf_;
+    std::vector<uint32_t> &lens_;
+    size_t cap_;
+  };
+  std::vector<uint8_t> rx_flat = std::vector<uint8_t>(VNET_HDR_LEN + MAX_GSO_FRAME);
+  std::vector<uint8_t> rx_seg_buf;
+  std::vector<uint32_t> rx_seg_lens;
+  uint32_t rx_seg_next = 0;
+  bool rx_seg_active = false;
+  bool used_any_ = false;
+
+  // What the guest negotiated to receive: a GSO type needs its GUEST_TSO
+  // feature (and GUEST_CSUM, which the spec makes it depend on).
+  bool guest_takes_gso(uint8_t gso_type) const {
+    if (!has(F_GUEST_CSUM) || (gso_type & VNET_GSO_ECN)) return false;  // GUEST_ECN is not offered
+    return (gso_type == VNET_GSO_TCPV4 && has(F_GUEST_TSO4)) || (gso_type == VNET_GSO_TCPV6 && has(F_GUEST_TSO6));
+  }
+
+  // Port rx ring -> a guest RX queue. Frames come with the port's 10-byte
+  // header (it declared one), longer ones as NS_MOREFRAG chains; each goes
+  // to the guest with its header as the sender wrote it when the guest
+  // negotiated what it asks for, else finished here (checksum filled in,
+  // GSO segmented). *starved: frames wait for guest buffers.
   uint32_t guest_rx(uint32_t r, uint32_t budget, bool *starved) {
     netmap_ring *rr = pc.rx_ring(r);
     uint32_t avail = pc.rx_avail(r);
@@ -518,110 +620,119 @@ struct VhostUserPort::Impl {
     uint32_t done = 0;
     if (!qp) {
       // nobody to deliver to: counted, not left to go stale in the ring
-      c.dropGuestNotReady += avail;
+      uint32_t frames = 0;
+      for (uint32_t i = rr->head; i != rr->tail; i = i + 1 == rr->num_slots ? 0 : i + 1)
+        frames += !(rr->slot[i].flags & NS_MOREFRAG);
+      c.dropGuestNotReady += frames;
+      rx_seg_active = false;
       rr->head = rr->cur = rr->tail;
       pc.rxsync(r);
       return avail;
     }
     Vq &q = *qp;
-    const bool mrg = has(F_MRG_RXBUF);
     const uint32_t bufsz = pc.buf_size();
-    bool used_any = false;
+    used_any_ = false;
+    auto pop = [&](uint32_t n) {
+      for (uint32_t j = 0; j < n; j++) rr->head = rr->cur = rr->head + 1 == rr->num_slots ? 0 : rr->head + 1;
+      avail -= n;
+      done++;
+    };
     while (avail && done < budget) {
-      netmap_slot &s = rr->slot[rr->head];
-      const uint8_t *buf = pc.slot_buf(s);
-      if (!buf || s.len > bufsz) {
-        c.dropBadSlot++;
-      } else {
-        const uint64_t len = s.len, need = hdr_len + len;
-        // gather chains until they hold the frame, before consuming any of them
-        int p = pending(q);
-        if (p < 0) break;
-        segs.clear();
-        chain_ends.clear();
-        chain_heads.clear();
-        uint64_t cap = 0;
-        uint16_t k = 0;
-        bool bad = false;
-        rx_all.clear();
-        while (cap < need && k < p && (mrg || k == 0)) {
-          uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + k) % q.num));
-          Drop d = walk(q, head, true);
-          if (d == Drop::BadHead) {
-            c.dropBadDescriptor++;
-            mark_broken(q);
-            bad = true;
-            break;
-          }
-          if (d != Drop::None) {
-            // the bad chain and those gathered before it go back empty; the frame is dropped (counted by reason)
-            count_drop(d);
-            for (uint16_t h0 : chain_heads) push_used(q, h0, 0);
-            push_used(q, head, 0);
-            q.last_avail = static_cast<uint16_t>(q.last_avail + k + 1);
-            used_any = true;
-            bad = true;
-            break;
-          }
-          uint64_t ccap = 0;
-          for (const Seg &g : segs) ccap += g.len;
-          if (!mrg && ccap < need) {
-            c.dropRxBufferTooSmall++;
-            bad = true;  // the frame is dropped; the buffer stays for a smaller one
-            break;
-          }
-          rx_all.insert(rx_all.end(), segs.begin(), segs.end());
-          chain_ends.push_back(static_cast<uint32_t>(rx_all.size()));
-          chain_heads.push_back(head);
-          cap += ccap;
-          k++;
+      // the frame's slots: the switch publishes a chain whole
+      const uint8_t *piece[NETMAP_MAX_FRAGS];
+      uint32_t plen[NETMAP_MAX_FRAGS];
+      uint32_t n = 0;
+      uint64_t total = 0;
+      bool bad = false, complete = false;
+      for (uint32_t i = rr->head; n < NETMAP_MAX_FRAGS && n < avail; i = i + 1 == rr->num_slots ? 0 : i + 1) {
+        const netmap_slot &s = rr->slot[i];
+        piece[n] = pc.slot_buf(s);
+        plen[n] = s.len;
+        if (!piece[n] || s.len > bufsz) bad = true;
+        total += s.len;
+        n++;
+        if (!(s.flags & NS_MOREFRAG)) {
+          complete = true;
+          break;
         }
-        if (q.broken) break;
-        if (!bad && cap < need) {
-          // not enough buffers yet: the frame stays in the port ring until the guest adds some
+      }
+      if (bad || !complete || total < VNET_HDR_LEN + 14) {
+        c.dropBadSlot++;
+        rx_seg_active = false;
+        pop(n);
+        continue;
+      }
+      if (total > rx_flat.size()) {
+        c.dropOversize++;  // longer than any GSO frame
+        rx_seg_active = false;
+        pop(n);
+        continue;
+      }
+      // one contiguous frame: the slot itself, or a copy of the chain
+      uint8_t *flat;
+      if (n == 1) {
+        flat = const_cast<uint8_t *>(piece[0]);
+      } else {
+        flat = rx_flat.data();
+        for (uint32_t j = 0, off = 0; j < n; off += plen[j], j++) std::memcpy(flat + off, piece[j], plen[j]);
+      }
+      VnetHdr h = vnet_hdr_read(flat);
+      uint8_t *body = flat + VNET_HDR_LEN;
+      const uint64_t blen = total - VNET_HDR_LEN;
+      const uint8_t g = h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN);
+      if (g != VNET_GSO_NONE && !guest_takes_gso(h.gso_type)) {
+        if (!rx_seg_active) {
+          rx_seg_lens.clear();
+          FlatSink sink(rx_seg_buf, rx_seg_lens, bufsz);
+          SegmentResult sr = gso_segment(h, body, blen, bufsz, sink);
+          if (sr.err != OffloadError::None) {
+            count_offload_drop(sr.err == OffloadError::NoRoom ? OffloadError::SegmentTooLong : sr.err);
+            pop(n);
+            continue;
+          }
+          rx_seg_active = true;
+          rx_seg_next = 0;
+        }
+        static const uint8_t zero_hdr[VNET_HDR_LEN] = {};
+        Put res = Put::Done;
+        while (rx_seg_next < rx_seg_lens.size()) {
+          res = put_frame(q, zero_hdr, rx_seg_buf.data() + size_t{rx_seg_next} * bufsz, rx_seg_lens[rx_seg_next]);
+          if (res == Put::Starved || res == Put::Broken) break;
+          rx_seg_next++;  // delivered, or dropped and counted
+        }
+        if (res == Put::Starved) {
           *starved = true;
           break;
         }
-        if (!bad) {
-          segs.swap(rx_all);
-          // header: all zero (no offloads), num_buffers when merging
-          uint8_t hdr[12] = {};
-          uint16_t nbuf = static_cast<uint16_t>(chain_heads.size());
-          if (hdr_len == 12) std::memcpy(hdr + 10, &nbuf, 2);
-          uint64_t written = 0;
-          bool ok = true;
-          size_t from = 0;
-          for (size_t i = 0; i < chain_heads.size(); i++) {
-            size_t to = chain_ends[i];
-            uint64_t ccap = 0;
-            for (size_t j = from; j < to; j++) ccap += segs[j].len;
-            uint64_t put = std::min(ccap, need - written), at = 0;
-            // the header lies in the first chain's first bytes
-            if (written < hdr_len) {
-              uint64_t h = std::min<uint64_t>(hdr_len - written, put);
-              ok = ok && write_segs(from, to, 0, hdr + written, h);
-              at = h;
-            }
-            if (put > at) ok = ok && write_segs(from, to, at, buf + (written + at - hdr_len), put - at);
-            push_used(q, chain_heads[i], static_cast<uint32_t>(put));
-            q.last_avail++;
-            written += put;
-            from = to;
-          }
-          used_any = true;
-          if (ok) {
-            c.toGuestFrames++;
-            c.toGuestBytes += len;
-          } else {
-            c.dropOutOfMemoryTable++;
-          }
-        }
+        if (res == Put::Broken) break;
+        rx_seg_active = false;
+        c.toGuestSegmented++;
+        c.toGuestSegments += rx_seg_lens.size();
+        pop(n);
+        continue;
       }
-      rr->head = rr->cur = rr->head + 1 == rr->num_slots ? 0 : rr->head + 1;
-      avail--;
-      done++;
+      if ((h.flags & VNET_F_NEEDS_CSUM) && !has(F_GUEST_CSUM)) {
+        if (OffloadError e = complete_csum(h, body, blen); e != OffloadError::None) {
+          count_offload_drop(e);
+          pop(n);
+          continue;
+        }
+        h.flags &= static_cast<uint8_t>(~VNET_F_NEEDS_CSUM);
+        c.toGuestCsumCompleted++;
+      }
+      if (!has(F_GUEST_CSUM)) h.flags &= static_cast<uint8_t>(~VNET_F_DATA_VALID);
+      uint8_t hb[VNET_HDR_LEN];
+      vnet_hdr_write(h, hb);
+      Put res = put_frame(q, hb, body, blen);
+      if (res == Put::Starved) {
+        *starved = true;
+        break;
+      }
+      if (res == Put::Broken) break;
+      if (res == Put::Done && g != VNET_GSO_NONE) c.toGuestGso++;
+      pop(n);
     }
-    if (used_any) publish_used(q);
+    if (used_any_) publish_used(q);
     if (done) pc.rxsync(r);
     return done;
   }
@@ -687,6 +798,7 @@ struct VhostUserPort::Impl {
     conn.reset();
     reset_queues();
     mem.clear();
+    rx_seg_active = false;  // what is left of a frame part way through is the next guest's no more
     features = proto = 0;
     features_set = false;
     c.disconnects++;
@@ -1074,9 +1186,14 @@ struct VhostUserPort::Impl {
 };
 
 uint64_t VhostUserPort::offered_features() {
-  // CSUM/HOST_TSO*: the guest may leave checksums and segmentation to us; both are done
-  // here on the way in (cpp/core/offload.h), so every other port gets finished frames
-  return bit(F_CSUM) | bit(F_HOST_TSO4) | bit(F_HOST_TSO6) | bit(F_VERSION_1) | bit(F_MRG_RXBUF) | bit(F_EVENT_IDX) | bit(F_INDIRECT) | bit(F_MQ) | bit(F_PROTOCOL_FEATURES);
+  // CSUM/HOST_TSO*: the guest may leave checksums and segmentation to us;
+  // its frames go on with their header, finished only for ports that take
+  // none (the switch core does that). GUEST_CSUM/GUEST_TSO*: the guest takes
+  // partial checksums and GSO frames whole, delivered into mergeable buffers
+  // (or a non-merging guest's big buffers); a guest without them gets frames
+  // finished here.
+  return bit(F_CSUM) | bit(F_HOST_TSO4) | bit(F_HOST_TSO6) | bit(F_GUEST_CSUM) | bit(F_GUEST_TSO4) | bit(F_GUEST_TSO6) | bit(F_VERSION_1) |
+         bit(F_MRG_RXBUF) | bit(F_EVENT_IDX) | bit(F_INDIRECT) | bit(F_MQ) | bit(F_PROTOCOL_FEATURES);
 }
 uint64_t VhostUserPort::offered_protocol_features() { return bit(PF_MQ) | bit(PF_REPLY_ACK); }
 

@@ -5,6 +5,13 @@
 // protocol and the datapath: epoll on the unix socket, the guest's kick
 // eventfds and the switch's doorbell.
 //
+// Frames cross the port with a 10-byte virtio-net header (the port declares
+// it to the switch): a guest's checksum/TSO header goes on, checked, and the
+// switch finishes the frame only for ports without a header; frames for the
+// guest keep the sender's header when the guest negotiated what it asks for
+// (GUEST_CSUM, GUEST_TSO4/6) and are finished here otherwise
+// (docs/vhost-user.md).
+//
 // Everything the front-end sends is hostile input: message sizes, fd counts,
 // memory regions (sizes, overlaps, the fd's real size), ring sizes and
 // addresses, and at run time every descriptor (index, address, length, chain
@@ -51,14 +58,17 @@ namespace nm {
   X(dropGuestNotReady)    /* frames for the guest while no RX queue runs */                           \
   X(dropBadIndex)         /* avail index further than the queue size from the last one */            \
   X(dropBadSlot)          /* port ring slot with a bad buffer index or length */                      \
-  X(offloadCsumCompleted) /* guest frames with NEEDS_CSUM whose checksum vale-ts filled in */         \
-  X(offloadSegmented)     /* guest TSO frames cut into MTU-sized frames */                            \
-  X(offloadSegments)      /* the frames those became */                                               \
+  X(offloadCsumPassed)    /* guest frames with NEEDS_CSUM, passed on with their header */              \
+  X(offloadGsoPassed)     /* guest TSO frames, passed on whole with their header */                   \
+  X(toGuestGso)           /* GSO frames delivered whole (GUEST_TSO4/6 negotiated) */                  \
+  X(toGuestCsumCompleted) /* NEEDS_CSUM frames for a guest without GUEST_CSUM: checksum filled in */   \
+  X(toGuestSegmented)     /* GSO frames for a guest without the GUEST_TSO feature: segmented here */  \
+  X(toGuestSegments)      /* the frames those became */                                               \
   X(dropOffloadNotNegotiated)  /* NEEDS_CSUM or a GSO type the features do not allow */               \
   X(dropOffloadBadCsumOffsets) /* csum_start/csum_offset outside the frame */                         \
   X(dropOffloadBadHeaders)     /* a TSO frame whose Ethernet/IP/TCP headers do not parse */           \
   X(dropOffloadBadGsoSize)     /* gso_size 0 */                                                       \
-  X(dropOffloadSegmentTooLong) /* segments that do not fit a buffer, or more than the ring holds */
+  X(dropOffloadSegmentTooLong) /* (to the guest) segments that do not fit a buffer */
 
 struct VhostUserCounters {
 #define NM_VHU_FIELD(n) std::atomic<uint64_t> n{0};

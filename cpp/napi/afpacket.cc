@@ -1,5 +1,5 @@
 // N-API glue of the AF_PACKET interface driver (cpp/core/afpacket_driver.h):
-// new AfPacketPort(regionFd, clientBell, switchBell, ifname, {vnetHdr, blockSize, blockCount})
+// new AfPacketPort(regionFd, clientBell, switchBell, ifname, {vnetHdr, passHdr, blockSize, blockCount})
 // starts the driver thread on the port whose fds are given (they are dup'ed:
 // the switch keeps its own); counters(), info(), close().
 #include <fcntl.h>
@@ -52,6 +52,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     cfg.ifname = info[3].As<Napi::String>();
     Napi::Object o = info[4].As<Napi::Object>();
     if (o.Has("vnetHdr")) cfg.vnet_hdr = o.Get("vnetHdr").ToBoolean();
+    if (o.Has("passHdr")) cfg.pass_hdr = o.Get("passHdr").ToBoolean();
     if (o.Has("blockSize")) cfg.block_size = o.Get("blockSize").ToNumber().Uint32Value();
     if (o.Has("blockCount")) cfg.block_count = o.Get("blockCount").ToNumber().Uint32Value();
     PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sbell)));
@@ -74,6 +75,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     if (!drv_) return o;
     o.Set("ifname", drv_->ifname());
     o.Set("vnetHdr", drv_->vnet_hdr());
+    o.Set("passHdr", drv_->pass_hdr());
     o.Set("qdiscBypass", drv_->qdisc_bypass());
     o.Set("raisedUp", drv_->raised_up());
     o.Set("wasPromisc", drv_->was_promisc());

@@ -9,6 +9,7 @@
 #include "core/offload.h"
 #include "core/socket_netdev_driver.h"
 #include "core/tap_driver.h"
+#include "core/vxlan_driver.h"
 #include "napi/napi_util.h"
 
 namespace nm {
@@ -58,6 +59,7 @@ class FdPortDriver : public Napi::ObjectWrap<FdPortDriver> {
       TapOptions t;
       t.ifname = str_opt(o, "ifname");
       t.vnet_hdr = o.Get("vnetHdr").ToBoolean();
+      t.pass_hdr = o.Get("passHdr").ToBoolean();
       t.offload = !o.Has("offload") || o.Get("offload").ToBoolean();
       if (o.Get("queues").IsNumber()) t.queues = o.Get("queues").As<Napi::Number>().Uint32Value();
       PortClient pc = attach_port(env, info[1]);
@@ -109,6 +111,103 @@ class FdPortDriver : public Napi::ObjectWrap<FdPortDriver> {
   std::unique_ptr<PortPump> pump_;
   std::vector<std::pair<const char *, uint64_t>> last_;
   std::string ifname_;
+};
+
+// new VxlanPortDriver(fds, options, label): a VTEP (cpp/core/vxlan_driver.h).
+// The TypeScript side (src/ports/vxlan.ts) has checked the options and
+// named a bad one; the core checks them again (addresses, ranges).
+class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "VxlanPortDriver",
+                       {InstanceMethod("counters", &VxlanPortDriver::Counters), InstanceMethod("close", &VxlanPortDriver::Close),
+                        InstanceMethod("describe", &VxlanPortDriver::Describe)});
+  }
+
+  VxlanPortDriver(const Napi::CallbackInfo &info) : Napi::ObjectWrap<VxlanPortDriver>(info) {
+    Napi::Env env = info.Env();
+    if (!info[1].IsObject() || !info[2].IsString()) throw Napi::TypeError::New(env, "VxlanPortDriver(fds, options, label)");
+    const Napi::Object o = info[1].As<Napi::Object>();
+    auto u32 = [&](const char *k, uint32_t def, uint32_t max) -> uint32_t {
+      Napi::Value v = o.Get(k);
+      if (v.IsUndefined()) return def;
+      if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("vxlan option ") + k + " must be a number");
+      double d = v.As<Napi::Number>().DoubleValue();
+      if (!(d >= 0 && d <= max) || d != static_cast<double>(static_cast<uint32_t>(d)))
+        throw Napi::RangeError::New(env, std::string("vxlan option ") + k + " must be an integer 0.." + std::to_string(max));
+      return static_cast<uint32_t>(d);
+    };
+    auto strs = [&](const char *k) {
+      std::vector<std::string> out;
+      Napi::Value v = o.Get(k);
+      if (v.IsUndefined()) return out;
+      if (!v.IsArray()) throw Napi::TypeError::New(env, std::string("vxlan option ") + k + " must be a list of strings");
+      Napi::Array a = v.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        if (!a.Get(i).IsString()) throw Napi::TypeError::New(env, std::string("vxlan option ") + k + " must be a list of strings");
+        out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+      }
+      return out;
+    };
+    VxlanOptions x;
+    x.vni = u32("vni", 0, 0xffffff);
+    x.local = str_opt(o, "local");
+    x.port = static_cast<uint16_t>(u32("port", VXLAN_PORT, 65535));
+    x.dstport = static_cast<uint16_t>(u32("dstport", x.port, 65535));
+    x.remotes = strs("remote");
+    x.group = str_opt(o, "group");
+    x.dev = str_opt(o, "dev");
+    for (const std::string &e : strs("fdb")) {
+      const size_t at = e.find('@');
+      if (at == std::string::npos) throw Napi::TypeError::New(env, "vxlan fdb entry '" + e + "' must be MAC@ADDR");
+      x.fdb.emplace_back(e.substr(0, at), e.substr(at + 1));
+    }
+    x.ageing_s = u32("ageing", 300, 1000000);
+    x.srcport_fixed = o.Get("srcportFixed").ToBoolean();
+    x.srcport_min = static_cast<uint16_t>(u32("srcportMin", 32768, 65535));
+    x.srcport_max = static_cast<uint16_t>(u32("srcportMax", 61000, 65535));
+    x.ttl = static_cast<uint8_t>(u32("ttl", 0, 255));
+    PortClient pc = attach_port(env, info[0]);
+    auto d = VxlanDriver::open(std::move(pc), x, info[2].As<Napi::String>().Utf8Value());
+    if (!d) throw sys_error(env, d.error());
+    drv_ = std::move(d).value();
+    auto st = drv_->start();
+    if (!st) {
+      drv_.reset();
+      throw sys_error(env, st.error());
+    }
+  }
+
+  ~VxlanPortDriver() override {
+    if (drv_) drv_->stop();
+  }
+
+ private:
+  void snapshot() {
+    last_.clear();
+    for (auto &[k, v] : drv_->counters()) last_.emplace_back(k, v);
+    for (auto &kv : drv_->vx_counters(64)) last_.push_back(std::move(kv));
+  }
+  Napi::Value Counters(const Napi::CallbackInfo &info) {
+    if (drv_) snapshot();
+    Napi::Object o = Napi::Object::New(info.Env());
+    for (auto &[k, v] : last_) o.Set(k, Napi::Number::New(info.Env(), static_cast<double>(v)));
+    return o;
+  }
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (drv_) {
+      drv_->stop();
+      snapshot();
+      describe_ = drv_->describe();
+      drv_.reset();
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value Describe(const Napi::CallbackInfo &info) { return Napi::String::New(info.Env(), drv_ ? drv_->describe() : describe_); }
+
+  std::unique_ptr<VxlanDriver> drv_;
+  std::vector<std::pair<std::string, uint64_t>> last_;
+  std::string describe_;
 };
 
 VnetHdr hdr_arg(const Napi::Env &env, const Napi::Value &v) {
@@ -163,6 +262,7 @@ Napi::Value OffloadSegment(const Napi::CallbackInfo &info) {
 
 void InitPortDrivers(Napi::Env env, Napi::Object exports) {
   exports.Set("FdPortDriver", FdPortDriver::Define(env));
+  exports.Set("VxlanPortDriver", VxlanPortDriver::Define(env));
   exports.Set("offloadCompleteCsum", Napi::Function::New(env, OffloadCompleteCsum));
   exports.Set("offloadSegment", Napi::Function::New(env, OffloadSegment));
 }

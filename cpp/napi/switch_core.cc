@@ -59,6 +59,8 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("disarmAll", &SwitchCoreWrap::DisarmAll), InstanceMethod("wait", &SwitchCoreWrap::Wait),
          InstanceMethod("notify", &SwitchCoreWrap::Notify), InstanceMethod("stats", &SwitchCoreWrap::Stats),
          InstanceMethod("occupancy", &SwitchCoreWrap::Occupancy),
+         InstanceMethod("setVnetHdrLen", &SwitchCoreWrap::SetVnetHdrLen),
+         InstanceMethod("vnetHdrLen", &SwitchCoreWrap::VnetHdrLen),
          InstanceMethod("setLossless", &SwitchCoreWrap::SetLossless),
          InstanceMethod("setAttached", &SwitchCoreWrap::SetAttached),
          InstanceMethod("setExtraBells", &SwitchCoreWrap::SetExtraBells),
@@ -156,6 +158,16 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
     o.Set("txQueued", static_cast<double>(q.first));
     o.Set("rxQueued", static_cast<double>(q.second));
     return o;
+  }
+
+  // setVnetHdrLen(port, 0 | 10 | 12): see SwitchCore::set_vnet_hdr_len
+  Napi::Value SetVnetHdrLen(const Napi::CallbackInfo &info) {
+    (void)unwrap(info.Env(), core_->set_vnet_hdr_len(arg_u32(info, 0, "port"), arg_u32(info, 1, "length")));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value VnetHdrLen(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), unwrap(info.Env(), core_->vnet_hdr_len(arg_u32(info, 0, "port"))));
   }
 
   Napi::Value SetAttached(const Napi::CallbackInfo &info) {

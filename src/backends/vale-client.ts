@@ -15,7 +15,7 @@ import { defaultSocketPath, PROTOCOL_VERSION, type RegisterRequest } from '../co
 import { SwitchGoneError } from '../netmap/errors.js';
 
 /** Options of a vale port opened through vale-ts: those of {@link OpenOptions} that reach the switch. */
-export type UserOpenOptions = Pick<OpenOptions, 'socket' | 'rings' | 'slots' | 'bufSize' | 'extraBufs' | 'lossless'>;
+export type UserOpenOptions = Pick<OpenOptions, 'socket' | 'rings' | 'slots' | 'bufSize' | 'extraBufs' | 'lossless' | 'vnetHdrLen'>;
 
 interface RingWords {
   head: number;
@@ -122,6 +122,7 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
       if (opts.bufSize !== undefined) req.bufSize = opts.bufSize;
       if (opts.extraBufs !== undefined) req.extraBufs = opts.extraBufs;
       if (opts.lossless !== undefined) req.lossless = opts.lossless;
+      if (opts.vnetHdrLen !== undefined) req.vnetHdrLen = opts.vnetHdrLen;
       const { reply, fds } = await conn.request(req);
       if (!reply.ok) {
         for (const f of fds) native.close(f);

@@ -402,7 +402,7 @@ export class ValeClient {
    * `memId` other than 0 with EOPNOTSUPP (every vale-ts port has a region of
    * its own).
    */
-  async create(name: string, conf: ValePortConfig = {}, opts: { memId?: number; driver?: DriverSpecRequest } = {}): Promise<ValePortInfo> {
+  async create(name: string, conf: ValePortConfig = {}, opts: { memId?: number; driver?: DriverSpecRequest; vnetHdrLen?: 0 | 10 | 12 } = {}): Promise<ValePortInfo> {
     if (switchOf(name) === undefined) {
       throw new ValeControlError(
         'EINVAL',
@@ -419,6 +419,7 @@ export class ValeClient {
     const req: CreateRequest = { v: PROTOCOL_VERSION, op: 'create', name, conf: confRequest(conf) };
     // a driver port (TAP, vhost-user, ...): vale-ts itself serves the port's far side
     if (opts.driver) req.driver = opts.driver;
+    if (opts.vnetHdrLen !== undefined) req.vnetHdrLen = opts.vnetHdrLen;
     const r = await this.ask(req);
     if (r.op !== 'create') throw ValeClient.unexpected('create', r);
     return { ...geometry(r.name, r), portIndex: r.portIndex };

@@ -57,6 +57,12 @@ export interface RegisterRequest {
   bufSize?: number;
   extraBufs?: number;
   lossless?: boolean;
+  /**
+   * The virtio-net header length the port's frames carry (0, 10 or 12), as
+   * NETMAP_REQ_PORT_HDR_SET sets it: for a port this creates, or a port
+   * nobody holds; a held port with another length is refused (EBUSY).
+   */
+  vnetHdrLen?: 0 | 10 | 12;
 }
 
 /** List ports (valectl with no argument, or -l NAME). */
@@ -80,6 +86,8 @@ export interface CreateRequest {
   name: string;
   conf: ConfRequest;
   bufSize?: number;
+  /** The virtio-net header length the port's frames carry (0, 10 or 12). */
+  vnetHdrLen?: 0 | 10 | 12;
   /**
    * A port served by a driver inside vale-ts (TAP, vhost-user, socket
    * netdev, Linux interface, VXLAN) rather than by a client program: its kind
@@ -205,7 +213,7 @@ export interface DepartedPortStats {
 export interface Conservation {
   /** frames the switch took from tx rings (totals.rxFrames) */
   taken: number;
-  /** copies put into rx rings (totals.txFrames) */
+  /** copies put into rx rings (totals.txFrames, a segmented GSO copy once: - vnetSegments + vnetSegmented) */
   delivered: number;
   /** frames and copies counted under a drop reason (every drop* total) */
   dropped: number;
@@ -338,6 +346,13 @@ function optInt(o: Record<string, unknown>, k: string, lo: number, hi: number): 
   return o[k] === undefined ? undefined : int(o, k, lo, hi);
 }
 
+function optVnetHdrLen(o: Record<string, unknown>): 0 | 10 | 12 | undefined {
+  const h = o['vnetHdrLen'];
+  if (h === undefined) return undefined;
+  if (h !== 0 && h !== 10 && h !== 12) throw new ProtocolError("field 'vnetHdrLen' must be 0, 10 or 12 (a virtio-net header's lengths)");
+  return h;
+}
+
 function conf(o: Record<string, unknown>): ConfRequest {
   const c = o['conf'] ?? {};
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ProtocolError("field 'conf' must be an object");
@@ -406,6 +421,8 @@ export function decodeRequest(data: Uint8Array): Request {
       const extraBufs = optInt(o, 'extraBufs', 0, MAX_EXTRA_BUFS);
       if (bufSize !== undefined) r.bufSize = bufSize;
       if (extraBufs !== undefined) r.extraBufs = extraBufs;
+      const hdr = optVnetHdrLen(o);
+      if (hdr !== undefined) r.vnetHdrLen = hdr;
       if (o['lossless'] !== undefined) {
         if (typeof o['lossless'] !== 'boolean') throw new ProtocolError("field 'lossless' must be a boolean");
         r.lossless = o['lossless'];
@@ -421,6 +438,8 @@ export function decodeRequest(data: Uint8Array): Request {
       const r: CreateRequest = { v, op, name: str(o, 'name'), conf: conf(o) };
       const bufSize = optInt(o, 'bufSize', MIN_BUF_SIZE, MAX_BUF_SIZE);
       if (bufSize !== undefined) r.bufSize = bufSize;
+      const hdr = optVnetHdrLen(o);
+      if (hdr !== undefined) r.vnetHdrLen = hdr;
       if (o['driver'] !== undefined) r.driver = driverSpec(o['driver']);
       return r;
     }

@@ -129,6 +129,9 @@ export interface NativeSwitchCore {
   stats(id: number): Record<string, number>;
   /** frames waiting in a port's rings: published on tx and not taken, delivered on rx and not released */
   occupancy(id: number): { txQueued: number; rxQueued: number };
+  /** the virtio-net header length a port's frames carry (0, 10 or 12); the switch converts between ports */
+  setVnetHdrLen(id: number, len: number): void;
+  vnetHdrLen(id: number): number;
 }
 
 /** The switch core's constructor and statics. */

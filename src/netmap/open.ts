@@ -33,6 +33,12 @@ export interface OpenOptions {
   /** vale-ts: keep frames in this port's tx ring when a destination is full (backpressure) instead of dropping. */
   lossless?: boolean;
   /**
+   * vale-ts: the virtio-net header length this port's frames carry, both
+   * ways (0, 10 or 12; NETMAP_REQ_PORT_HDR_SET): the switch converts copies
+   * to and from ports with other lengths (docs/vnet-header.md).
+   */
+  vnetHdrLen?: 0 | 10 | 12;
+  /**
    * Check every slot handed back at each sync, as a debugging aid (see
    * {@link RingOptions.checkSlots}; off by default: the other side validates).
    */

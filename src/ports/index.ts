@@ -7,3 +7,4 @@ import './tap.js';
 import './socket-netdev.js';
 import './linux-if.js';
 import './vhost-user.js';
+import './vxlan.js';

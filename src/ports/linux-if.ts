@@ -14,15 +14,24 @@
  * what `vale-ctl-ts -a` makes: AF_XDP (cpp/core/afxdp_driver.h, zero-copy or
  * copy mode) where the addon, the kernel and the interface's driver allow
  * it, else the AF_PACKET driver ('auto'); or one of them, and an error when
- * it is not possible.
+ * it is not possible. Served by AF_PACKET, the port declares a 10-byte
+ * virtio-net header ({@link Switch.setVnetHdrLen}) and the kernel's header
+ * crosses the switch: GRO/TSO frames reach header-aware ports (TAP with
+ * vnet_hdr, vhost-user, another AF_PACKET interface) whole (`vnetPassed`),
+ * and are segmented by the switch only for ports without a header
+ * (`vnetSegmented`). AF_XDP carries no per-frame offload metadata, so an
+ * AF_XDP port declares no header.
  */
 import { nativeRaw } from '../netmap/addon.js';
 import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
+import type { Switch } from '../vale/switch.js';
 
 /** What the AF_PACKET driver reports about itself. */
 export interface AfPacketInfo {
   ifname: string;
   vnetHdr: boolean;
+  /** frames cross the switch with their virtio-net header (the port declared 10 bytes) */
+  passHdr: boolean;
   qdiscBypass: boolean;
   /** the interface was down and the driver brought it up (it goes down again on close) */
   raisedUp: boolean;
@@ -37,7 +46,7 @@ interface NativeAfPacketPort {
   close(): void;
 }
 
-type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean }) => NativeAfPacketPort;
+type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean }) => NativeAfPacketPort;
 
 const AfPacketPort = (nativeRaw as { AfPacketPort: AfPacketCtor }).AfPacketPort;
 
@@ -143,7 +152,7 @@ class AfPacketDriver implements PortDriver {
 
   describe(): string {
     const i = this.info;
-    const flags = ['promisc', i.vnetHdr ? 'vnet_hdr' : '', i.qdiscBypass ? 'qdisc bypass' : ''].filter(Boolean).join(', ');
+    const flags = ['promisc', i.vnetHdr ? (i.passHdr ? 'vnet_hdr passed' : 'vnet_hdr') : '', i.qdiscBypass ? 'qdisc bypass' : ''].filter(Boolean).join(', ');
     return `${this.backend} ${i.ifname} (${flags})`;
   }
 
@@ -165,7 +174,7 @@ registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [numbe
   return Promise.resolve(new AfPacketDriver(nat));
 });
 
-registerPortKind(LINUX_IF_KIND, ({ port, spec }: { port: { fds: readonly [number, number, number] }; spec: DriverSpec }) => {
+registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index: number; fds: readonly [number, number, number] }; spec: DriverSpec }) => {
   const ifname = checkIfname(spec['ifname']);
   const backend = spec['backend'] ?? 'auto';
   if (backend !== 'auto' && backend !== 'afxdp' && backend !== 'packet') {
@@ -182,7 +191,16 @@ registerPortKind(LINUX_IF_KIND, ({ port, spec }: { port: { fds: readonly [number
       console.error(`vale-ts: ${ifname}: AF_XDP not possible, using AF_PACKET TPACKET_V3: ${(e as Error).message}`);
     }
   }
-  return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true }), LINUX_IF_KIND));
+  // PACKET_VNET_HDR both ways: the kernel's header crosses the switch (GRO/TSO
+  // frames whole to header-aware ports, finished by the switch for the rest).
+  // Declared before the first frame moves; AF_XDP carries no such header.
+  sw.setVnetHdrLen(port.index, 10);
+  try {
+    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true }), LINUX_IF_KIND));
+  } catch (e) {
+    sw.setVnetHdrLen(port.index, 0);
+    throw e;
+  }
 });
 
 interface NativeTapTwinPort {

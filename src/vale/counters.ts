@@ -300,7 +300,8 @@ export class CounterRegistry {
 export function conservationOf(totals: Readonly<Record<string, number>>, txQueued: number, rxQueued: number): NonNullable<SwitchStats['conservation']> {
   return {
     taken: totals['rxFrames'] ?? 0,
-    delivered: totals['txFrames'] ?? 0,
+    // a GSO copy the switch segmented is one copy delivered as vnetSegments frames
+    delivered: (totals['txFrames'] ?? 0) - (totals['vnetSegments'] ?? 0) + (totals['vnetSegmented'] ?? 0),
     dropped: sumDrops(totals),
     flooded: totals['flooded'] ?? 0,
     copies: (totals['rxFrames'] ?? 0) - (totals['flooded'] ?? 0) + (totals['floodCopies'] ?? 0),

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { native, type NativeFdWatcher } from '../netmap/addon.js';
 import { NR_MONITOR_RX, NR_MONITOR_TX, NR_REG_ALL_NIC, NR_REG_ONE_NIC, NR_ZCOPY_MON } from '../netmap/abi.js';
 import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
-import { Switch, type PortParams, type SwitchOptions, type SwitchPort } from './switch.js';
+import { Switch, type PortParams, type SwitchOptions, type SwitchPort, type VnetHdrLen } from './switch.js';
 import { CounterRegistry } from './counters.js';
 import { driverFactory, type DriverFactory, type DriverSpec, type PortDriver } from '../ports/index.js';
 import { AF_PACKET_KIND, HOST_TAP_KIND, LINUX_IF_KIND, checkIfname } from '../ports/linux-if.js';
@@ -620,7 +620,7 @@ export class ValeServer extends EventEmitter {
    * waits for it; the port joins its switch when it is ready. Counted against
    * the limits from the moment it is asked for.
    */
-  private async newPort(c: Client | undefined, n: { sw: string; full: string }, params: PortParams, opts: { persistent?: boolean; lossless?: boolean }): Promise<{ sw: Switch; port: SwitchPort }> {
+  private async newPort(c: Client | undefined, n: { sw: string; full: string }, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; vnetHdrLen?: VnetHdrLen }): Promise<{ sw: Switch; port: SwitchPort }> {
     if (this.pending.has(n.full)) throw new RequestError('EBUSY', `${n.full} is being created by another request`);
     const size = this.sizeOf(params);
     const owner: PortOwner = { uid: c?.uid ?? this.uid, pid: c?.pid ?? 0 };
@@ -663,14 +663,16 @@ export class ValeServer extends EventEmitter {
           throw new RequestError('EINVAL', `${n.full}: nrMode ${req.nrMode} is not served by vale-ts (ports have no host rings): use 1 (all rings) or 4 (one ring, -N)`);
         }
         const existing = this.switches.get(n.sw)?.port(n.full);
-        if (existing) return this.attach(c, this.switches.get(n.sw)!, existing, n, ring, req.lossless);
+        if (existing) return this.attach(c, this.switches.get(n.sw)!, existing, n, ring, req.lossless, false, req.vnetHdrLen);
         const params = paramsOf(conf, req.bufSize, req.extraBufs);
         const txRings = params.txRings ?? 1;
         const rxRings = params.rxRings ?? 1;
         if (ring >= 0 && (ring >= txRings || ring >= rxRings)) {
           throw new RequestError('EINVAL', `${n.full} would have ${txRings} tx / ${rxRings} rx rings: there is no ring ${ring}`);
         }
-        return this.newPort(c, n, params, { lossless: req.lossless ?? false }).then(({ sw, port }) => this.attach(c, sw, port, n, ring, req.lossless, true));
+        const portOpts: { lossless: boolean; vnetHdrLen?: VnetHdrLen } = { lossless: req.lossless ?? false };
+        if (req.vnetHdrLen !== undefined) portOpts.vnetHdrLen = req.vnetHdrLen;
+        return this.newPort(c, n, params, portOpts).then(({ sw, port }) => this.attach(c, sw, port, n, ring, req.lossless, true));
       }
       case 'list': {
         const all: PortListing[] = [];
@@ -704,7 +706,7 @@ export class ValeServer extends EventEmitter {
         const spec = req.driver;
         // resolve the kind before any region is made: an unknown kind costs nothing
         const factory = spec ? driverFactory(spec.kind) : undefined;
-        return this.newPort(c, n, paramsOf(this.confOf(req, n.spec), req.bufSize, undefined), { persistent: true }).then(async ({ sw, port }) => {
+        return this.newPort(c, n, paramsOf(this.confOf(req, n.spec), req.bufSize, undefined), { persistent: true, ...(req.vnetHdrLen !== undefined ? { vnetHdrLen: req.vnetHdrLen } : {}) }).then(async ({ sw, port }) => {
           if (factory && spec) await this.startDriver(sw, port, spec, factory);
           return { reply: { v, ok: true, op: 'create', name: port.name, portIndex: port.index, ...port.geometry } };
         });
@@ -836,7 +838,7 @@ export class ValeServer extends EventEmitter {
   }
 
   /** Give `port` to connection `c` (a new port, or a ring of a shared one). */
-  private attach(c: Client, sw: Switch, port: SwitchPort, n: { full: string; port: string }, ring: number, lossless: boolean | undefined, fresh = false): Served {
+  private attach(c: Client, sw: Switch, port: SwitchPort, n: { full: string; port: string }, ring: number, lossless: boolean | undefined, fresh = false, vnetHdrLen?: VnetHdrLen): Served {
     const v = PROTOCOL_VERSION;
     const held = [...(this.holders.get(port) ?? [])];
     if (held.length === 0 && !port.persistent && !fresh) throw new RequestError('EBUSY', `${n.full} is busy`);
@@ -859,6 +861,11 @@ export class ValeServer extends EventEmitter {
     }
     if (ring >= 0 && (ring >= port.txRings || ring >= port.rxRings)) {
       throw new RequestError('EINVAL', `${n.full} has ${port.txRings} tx / ${port.rxRings} rx rings: there is no ring ${ring}`);
+    }
+    if (vnetHdrLen !== undefined && vnetHdrLen !== port.vnetHdrLen) {
+      // as netmap: the header length of a port in use does not change under its users
+      if (held.length > 0) throw new RequestError('EBUSY', `${n.full} carries ${port.vnetHdrLen}-byte virtio-net headers and is in use: its header length cannot change now`);
+      sw.setVnetHdrLen(port.index, vnetHdrLen);
     }
     if (lossless !== undefined && lossless !== port.lossless) sw.setLossless(port.index, lossless);
     port.attached = true;

@@ -101,7 +101,12 @@ export interface SwitchPort {
   readonly fds: readonly [number, number, number];
   readonly txRings: number;
   readonly rxRings: number;
+  /** virtio-net header length its frames carry, both ways: 0, 10 or 12 ({@link Switch.setVnetHdrLen}) */
+  vnetHdrLen: VnetHdrLen;
 }
+
+/** The virtio-net header lengths a port can declare (NETMAP_REQ_PORT_HDR_SET's). */
+export type VnetHdrLen = 0 | 10 | 12;
 
 /**
  * The mem_id reported for the next port. Every vale-ts port has a region of
@@ -384,7 +389,7 @@ export class Switch extends EventEmitter {
   }
 
   /** Create a port: its region, doorbells and place in the forwarding loop. */
-  addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; regionFd?: number } = {}): SwitchPort {
+  addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; regionFd?: number; vnetHdrLen?: VnetHdrLen } = {}): SwitchPort {
     if (this.closed) throw new Error(`switch ${this.name} is shut down`);
     if (this.port(name)) throw Object.assign(new Error(`${name} already exists`), { code: 'EEXIST' });
     // regionFd: a region prepared off the loop (createRegionFdAsync); the
@@ -395,6 +400,14 @@ export class Switch extends EventEmitter {
         : this.core.addPort(params, name, opts.lossless ?? false);
     // a persistent port starts with nobody on it
     if (opts.persistent) this.core.setAttached(np.id, false);
+    if (opts.vnetHdrLen) {
+      try {
+        this.core.setVnetHdrLen(np.id, opts.vnetHdrLen);
+      } catch (e) {
+        this.core.removePort(np.id);
+        throw e;
+      }
+    }
     // the geometry is what the core laid out (defaults applied), not our
     // idea of its defaults
     const txRings = np.txRings;
@@ -418,6 +431,7 @@ export class Switch extends EventEmitter {
       fds: [np.fd, np.clientBell, np.switchBell],
       txRings,
       rxRings,
+      vnetHdrLen: opts.vnetHdrLen ?? 0,
     };
     this.portsById.set(np.id, port);
     if (this.thread) {
@@ -467,6 +481,7 @@ export class Switch extends EventEmitter {
       persistent: false,
       lossless: false,
       attached: true,
+      vnetHdrLen: 0, // a monitor takes frames completed or segmented, as any header-less port
       geometry: {
         memsize: np.size,
         nifpOffset: np.nifpOffset,
@@ -542,6 +557,27 @@ export class Switch extends EventEmitter {
     if (!p) throw new Error(`no port ${index} on ${this.name}`);
     p.lossless = on;
     this.core.setLossless(index, on);
+  }
+
+  /**
+   * Declare the virtio-net header a port's frames carry, both ways (0, 10 or
+   * 12 bytes, as netmap's NETMAP_REQ_PORT_HDR_SET). The lookup sees each
+   * frame after its header. Between ports of different lengths the switch
+   * converts every copy: from a header-carrying port to a header-less one it
+   * completes the checksum and segments GSO frames (counted at the receiver:
+   * vnetCsumCompleted, vnetSegmented, vnetSegments; dropBadVnetHdr when the
+   * header asks for the impossible); to a header-aware port from a
+   * header-less one it prepends a zero header; equal lengths pass untouched
+   * (vnetPassed). A port driver that reads headers from its link (a TAP with
+   * IFF_VNET_HDR, a vhost-user guest) calls this before it starts moving
+   * frames, and writes the headers it gets on rx to its link as they are.
+   */
+  setVnetHdrLen(index: number, len: VnetHdrLen): void {
+    const p = this.portsById.get(index);
+    if (!p) throw new Error(`no port ${index} on ${this.name}`);
+    if (len !== 0 && len !== 10 && len !== 12) throw Object.assign(new RangeError(`virtio-net header length ${String(len)} must be 0, 10 or 12`), { code: 'EINVAL' });
+    this.core.setVnetHdrLen(index, len);
+    p.vnetHdrLen = len;
   }
 
   /** Counters of one port, by name: rxFrames, txFrames, drops by reason... */

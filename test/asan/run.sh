@@ -59,4 +59,5 @@ node_modules/.bin/ava --concurrency 1 dist/test/integration/pipe.test.js dist/te
   dist/test/integration/hostile-proc.test.js dist/test/integration/preload.test.js dist/test/integration/preload-netmap-apps.test.js \
   dist/test/unit/offload.test.js dist/test/integration/socket-netdev.test.js dist/test/integration/tap-port.test.js \
   dist/test/integration/linux-if.test.js \
-  dist/test/integration/vhost-user-hostile.test.js dist/test/integration/monitor.test.js dist/test/unit/capture-pcapng.test.js "$@"
+  dist/test/integration/vhost-user-hostile.test.js dist/test/integration/monitor.test.js dist/test/unit/capture-pcapng.test.js \
+  dist/test/integration/vxlan.test.js dist/test/integration/switch-vnet.test.js "$@"

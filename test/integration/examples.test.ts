@@ -76,3 +76,10 @@ test('examples/capture writes a /rt monitor\'s filtered frames as pcapng that tc
   t.regex(stdout, /^vale0:ex\d+: (afxdp (zero-copy|copy)|tpacket-v3) ex\d+ \(promisc/m);
   t.regex(stdout, /detached ex\d+/);
 });
+
+test('examples/vxlan-port: a VXLAN datagram reaches another port, the answer goes back as VXLAN to the learned VTEP', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('vxlan-port.js')], { timeout: 120_000 });
+  t.regex(stdout, /vale0:peer received 60 bytes from 02:00:00:00:00:01/);
+  t.regex(stdout, /remote VTEP received VXLAN: flags 0x8, VNI 42, inner frame to 02:00:00:00:00:01/);
+  t.regex(stdout, /inFrames 1, outFrames 1, learned 1, remote 127\.0\.0\.1 txFrames 1/);
+});

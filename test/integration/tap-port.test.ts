@@ -1,15 +1,18 @@
 /**
- * TAP ports against the real Linux stack: two namespaces, each behind a TAP
- * that vale-ts serves, ping each other through the switch, and a TCP
- * transfer from the namespace whose TAP carries virtio-net headers (with
- * the kernel's TSO/checksum offloads on) arrives intact at the one whose TAP
- * does not: the GSO frames were segmented and checksummed by the driver, and
- * the receiving kernel verified every checksum.
+ * TAP ports against the real Linux stack: namespaces, each behind a TAP
+ * that vale-ts serves, ping each other through the switch. TAPs with
+ * virtio-net headers (and the kernel's TSO/checksum offloads on) declare
+ * their header to the switch: a TCP transfer from one to a TAP without
+ * headers arrives intact, its GSO frames segmented and checksummed by the
+ * switch (the receiving kernel verifies every checksum); from one to
+ * another with headers it keeps its GSO frames whole end to end; UDP GSO
+ * frames reach a plain netmap client as segments whose checksums verify.
  */
 import test from 'ava';
 import os from 'node:os';
 import path from 'node:path';
-import { ValeClient, ValeServer } from '../../src/index.js';
+import { execFileSync } from 'node:child_process';
+import { open, ValeClient, ValeServer } from '../../src/index.js';
 import { inNs, ip, makeNs, plugInto, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { untilAnswer } from '../fixtures/wait.js';
@@ -17,21 +20,24 @@ import { untilAnswer } from '../fixtures/wait.js';
 const tag = `vt${process.pid}`;
 const nsA = `${tag}a`;
 const nsB = `${tag}b`;
+const nsC = `${tag}c`;
 const socket = path.join(os.tmpdir(), `tap-port-${process.pid}.sock`);
 const cleanups: (() => void)[] = [];
 let srv: ValeServer;
 let vale: ValeClient;
 
 test.before(async () => {
-  ensurePackages(['iproute2', 'iputils-ping', 'ethtool']);
+  ensurePackages(['iproute2', 'iputils-ping', 'ethtool', 'python3']);
   srv = await ValeServer.listen({ socket });
   vale = new ValeClient({ socket });
-  cleanups.push(makeNs(nsA), makeNs(nsB));
-  // A: plain frames; B: virtio-net headers with the kernel's offloads on
+  cleanups.push(makeNs(nsA), makeNs(nsB), makeNs(nsC));
+  // A: plain frames; B and C: virtio-net headers with the kernel's offloads on
   await vale.create('vale0:a', {}, { driver: { kind: 'tap', ifname: nsA } });
   await vale.create('vale0:b', {}, { driver: { kind: 'tap', ifname: nsB, vnetHdr: true, queues: 2 } });
+  await vale.create('vale0:c', {}, { driver: { kind: 'tap', ifname: nsC, vnetHdr: true } });
   plugInto(nsA, nsA, '10.211.0.1/24');
   plugInto(nsB, nsB, '10.211.0.2/24');
+  plugInto(nsC, nsC, '10.211.0.3/24');
 });
 
 test.after.always(() => {
@@ -59,19 +65,93 @@ test.serial('two namespaces behind TAP ports ping each other through vale-ts, bo
   t.true(a['inFrames']! >= 6 && a['outFrames']! >= 6, JSON.stringify(a));
 });
 
-test.serial('TCP from the vnet_hdr TAP: GSO frames segmented and checksummed on the way in, verified by the receiving kernel', async (t) => {
+const portCounters = async (port: string): Promise<Record<string, number>> => {
+  const [sw] = await vale.stats('vale0');
+  const p = sw!.ports.find((x) => x.name === port);
+  if (!p) throw new Error(`${port} is not in the stats`);
+  return p.counters;
+};
+
+test.serial('TCP from a vnet_hdr TAP to a plain one: GSO frames segmented and checksummed by the switch, verified by the receiving kernel', async (t) => {
   t.timeout(120_000);
   // the TAP's interface offers TSO because vale-ts turned the offloads on
   t.regex(ip('netns', 'exec', nsB, 'ethtool', '-k', nsB), /tcp-segmentation-offload: on/);
-  const before = await driverCounters('vale0:b');
+  const before = await portCounters('vale0:a');
   const r = await tcpTransfer(nsB, nsA, '10.211.0.1', 5201, 8 << 20);
   t.is(r.received.bytes, 8 << 20);
   t.is(r.received.sha256, r.sent.sha256);
-  const after = await driverCounters('vale0:b');
-  t.true(after['offloadSegmented']! > before['offloadSegmented']!, `no GSO frame was segmented: ${JSON.stringify(after)}`);
-  t.true(after['offloadSegments']! > after['offloadSegmented']!);
+  const after = await portCounters('vale0:a');
+  t.true(after['vnetSegmented']! > before['vnetSegmented']!, `no GSO frame was segmented for vale0:a: ${JSON.stringify(after)}`);
+  t.true(after['vnetSegments']! - before['vnetSegments']! > after['vnetSegmented']! - before['vnetSegmented']!);
   t.is(after['dropBadVnetHdr'], 0);
-  t.is(after['dropTooLong'], 0);
+  const drv = await driverCounters('vale0:b');
+  t.is(drv['dropBadVnetHdr'], 0);
+  t.is(drv['dropTooLong'], 0);
+  t.is(drv['offloadSegmented'], 0, 'the driver no longer segments on entry: the header crosses the switch');
+});
+
+test.serial('TCP between two vnet_hdr TAPs keeps its GSO frames whole through the switch (passed with their header)', async (t) => {
+  t.timeout(120_000);
+  const before = await portCounters('vale0:c');
+  const r = await tcpTransfer(nsB, nsC, '10.211.0.3', 5202, 8 << 20);
+  t.is(r.received.bytes, 8 << 20);
+  t.is(r.received.sha256, r.sent.sha256);
+  const after = await portCounters('vale0:c');
+  const passed = after['vnetPassed']! - before['vnetPassed']!;
+  t.true(passed > 0, JSON.stringify(after));
+  t.is(after['vnetSegmented'], before['vnetSegmented'], 'nothing segmented for a port that takes headers');
+  // GSO frames crossed whole: far fewer copies than the 8 MiB would be as 1500-byte frames
+  t.true(after['txFrames']! - before['txFrames']! < (8 << 20) / 1448 / 2, `${after['txFrames']! - before['txFrames']!} frames for 8 MiB`);
+  t.true(after['txBytes']! - before['txBytes']! >= 8 << 20);
+  t.is((await driverCounters('vale0:c'))['dropLinkDown'], 0);
+});
+
+function sum16(b: Uint8Array, start: number, end: number, init = 0): number {
+  let s = init;
+  for (let i = start; i < end; i += 2) s += (b[i]! << 8) | (i + 1 < end ? b[i + 1]! : 0);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+
+test.serial('UDP GSO from a vnet_hdr TAP reaches a plain netmap client as segments whose checksums verify', async (t) => {
+  t.timeout(120_000);
+  const nm = await open('vale0:nm', { socket });
+  t.teardown(() => nm.close());
+  const before = await portCounters('vale0:nm');
+  // an address behind an unknown MAC: the switch floods, the client is on the switch
+  ip('-n', nsB, 'neigh', 'replace', '10.211.0.99', 'lladdr', '02:00:00:00:00:99', 'dev', nsB);
+  // 3 sends of 4000 bytes with UDP_SEGMENT 1000: the stack hands the TAP one GSO frame each
+  execFileSync('ip', ['netns', 'exec', nsB, 'python3', '-c', `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_UDP, 103, 1000)
+for i in range(3): s.sendto(bytes((j * 7 + i) & 255 for j in range(4000)), ('10.211.0.99', 9999))
+`]);
+  const segs: Buffer[] = [];
+  const ring = nm.rxRings[0]!;
+  while (segs.length < 12) {
+    nm.rxsync();
+    while (ring.space() > 0) {
+      const s = ring.head;
+      const f = Buffer.from(ring.bytes.subarray(ring.bufOffset(s), ring.bufOffset(s) + ring.len(s)));
+      ring.advance(1);
+      // only the test's datagrams: IPv4 UDP to port 9999 (the namespaces' own traffic may be flooded too)
+      if (f.length >= 42 && f.readUInt16BE(12) === 0x0800 && f[23] === 17 && f.readUInt16BE(36) === 9999) segs.push(f);
+    }
+    nm.rxsync();
+    if (segs.length < 12) await nm.poll();
+  }
+  for (const [i, f] of segs.entries()) {
+    t.is(f.length, 14 + 20 + 8 + 1000, `segment ${i} length`);
+    t.is(sum16(f, 14, 34), 0xffff, `segment ${i} IPv4 header checksum`);
+    const udpLen = f.length - 34;
+    t.is(f.readUInt16BE(38), udpLen);
+    const pseudo = sum16(f, 26, 34, sum16(Buffer.from([0, 17, udpLen >> 8, udpLen & 0xff]), 0, 4));
+    t.is(sum16(f, 34, f.length, pseudo), 0xffff, `segment ${i} UDP checksum`);
+  }
+  const after = await portCounters('vale0:nm');
+  t.is(after['vnetSegmented']! - before['vnetSegmented']!, 3, JSON.stringify(after));
+  t.is(after['vnetSegments']! - before['vnetSegments']!, 12);
 });
 
 test.serial('a frame longer than the port\'s buffer is dropped and counted, never truncated', async (t) => {

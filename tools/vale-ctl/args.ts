@@ -76,6 +76,8 @@ export const USAGE =
   '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
   '\t--vhost-user PATH[,client][,queues=N]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects)\n' +
   '\t--backend afxdp|packet|auto\twith -a/-h: AF_XDP, AF_PACKET TPACKET_V3, or AF_XDP where possible else TPACKET_V3 (default)\n' +
+  '\t--vxlan vni=N,local=ADDR[:PORT],remote=ADDR[,remote=ADDR...]|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N]\n' +
+  '\t\t\twith -n: the port is a VXLAN tunnel endpoint (docs/vxlan.md)\n' +
   'with no arguments: list all existing vale ports\n';
 
 const VERB_OF: Readonly<Record<string, CtlVerb>> = {
@@ -103,7 +105,30 @@ const LONG = {
   dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
   'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N]' },
   backend: { arg: 'required', what: 'afxdp|packet|auto' },
+  vxlan: { arg: 'required', what: 'vni=N,local=ADDR[:PORT],remote=ADDR...|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N]' },
 } as const;
+
+/** `--vxlan KEY=VALUE,...`: remote= and fdb= may repeat; the rest once each (vale-ts checks the values). */
+export function parseVxlanOption(value: string): CtlDriverSpec {
+  const spec: CtlDriverSpec = { kind: 'vxlan' };
+  const remote: string[] = [];
+  const fdb: string[] = [];
+  for (const w of value.split(',')) {
+    const eq = w.indexOf('=');
+    const k = w.slice(0, eq), v = w.slice(eq + 1);
+    if (eq <= 0 || v === '') throw new UsageError(`--vxlan: '${w}' is not KEY=VALUE (${LONG.vxlan.what})`, '--vxlan');
+    if (k === 'remote') remote.push(v);
+    else if (k === 'fdb') fdb.push(v);
+    else if (['vni', 'local', 'group', 'dev', 'dstport', 'ageing', 'srcport', 'ttl'].includes(k)) {
+      if (spec[k] !== undefined) throw new UsageError(`--vxlan: '${k}' is given twice`, '--vxlan');
+      spec[k] = /^(vni|dstport|ageing|ttl)$/.test(k) && /^\d+$/.test(v) ? Number(v) : v;
+    } else throw new UsageError(`--vxlan: unknown setting '${k}' (${LONG.vxlan.what})`, '--vxlan');
+  }
+  if (remote.length) spec['remote'] = remote;
+  if (fdb.length) spec['fdb'] = fdb;
+  if (spec['vni'] === undefined) throw new UsageError('--vxlan needs vni=N', '--vxlan');
+  return spec;
+}
 
 /**
  * `--tap NAME[,vnet_hdr][,queues=N][,no_offload]`, `--stream PATH[,client]`,
@@ -178,9 +203,9 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
         if (value !== 'afxdp' && value !== 'packet' && value !== 'auto') throw new UsageError(`--backend: '${value!}' is not afxdp, packet or auto`, '--backend');
         out.backend = value;
       }
-      else if (opt === 'tap' || opt === 'stream' || opt === 'dgram' || opt === 'vhost-user') {
-        if (out.driver) throw new UsageError(`--${opt}: a port has one driver (--tap, --stream, --dgram or --vhost-user, once)`, `--${opt}`);
-        out.driver = parseDriverOption(opt, value!);
+      else if (opt === 'tap' || opt === 'stream' || opt === 'dgram' || opt === 'vhost-user' || opt === 'vxlan') {
+        if (out.driver) throw new UsageError(`--${opt}: a port has one driver (--tap, --stream, --dgram, --vhost-user or --vxlan, once)`, `--${opt}`);
+        out.driver = opt === 'vxlan' ? parseVxlanOption(value!) : parseDriverOption(opt, value!);
       }
       else if (opt === 'stats') {
         if (value === '') throw new UsageError("option '--stats=' needs a switch name (valeX), or use --stats alone", '--stats');

@@ -1,0 +1,731 @@
+#include "core/vxlan_driver.h"
+
+#include <arpa/inet.h>
+#include <linux/filter.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace nm {
+
+const char *vx_ctr_name(VxCtr c) {
+  switch (c) {
+    case VxCtr::DropShortHeader: return "dropShortHeader";
+    case VxCtr::DropNoVniFlag: return "dropNoVniFlag";
+    case VxCtr::DropWrongVni: return "dropWrongVni";
+    case VxCtr::DropShortFrame: return "dropShortFrame";
+    case VxCtr::DropBadSrcMac: return "dropBadSrcMac";
+    case VxCtr::DropTooLongIn: return "dropTooLongIn";
+    case VxCtr::DropNoDestination: return "dropNoDestination";
+    case VxCtr::DropShortOut: return "dropShortOut";
+    case VxCtr::DropSendFailed: return "dropSendFailed";
+    case VxCtr::FdbLearned: return "fdbLearned";
+    case VxCtr::FdbMoved: return "fdbMoved";
+    case VxCtr::FdbAged: return "fdbAged";
+    case VxCtr::FdbFull: return "fdbFull";
+    case VxCtr::Floods: return "floods";
+    case VxCtr::FloodCopies: return "floodCopies";
+    case VxCtr::Count_: break;
+  }
+  return "unknown";
+}
+
+namespace {
+constexpr uint32_t RX_BATCH = 64;  // datagrams per recvmmsg
+constexpr uint32_t TX_BATCH = 32;  // frames taken from the rx ring per turn
+constexpr uint32_t MMSG = 64;      // datagrams per sendmmsg
+constexpr size_t ETH_HLEN = 14;
+
+uint64_t now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t mac_key(const uint8_t *m) {
+  uint64_t k = 0;
+  for (int i = 0; i < 6; i++) k = k << 8 | m[i];
+  return k;
+}
+
+std::string mac_text(uint64_t k) {
+  char s[18];
+  std::snprintf(s, sizeof s, "%02x:%02x:%02x:%02x:%02x:%02x", unsigned(k >> 40 & 0xff), unsigned(k >> 32 & 0xff), unsigned(k >> 24 & 0xff),
+                unsigned(k >> 16 & 0xff), unsigned(k >> 8 & 0xff), unsigned(k & 0xff));
+  return s;
+}
+
+bool parse_mac(const std::string &t, uint8_t out[6]) {
+  unsigned v[6];
+  char tail;
+  if (t.size() != 17 || std::sscanf(t.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6) return false;
+  for (int i = 0; i < 6; i++) out[i] = static_cast<uint8_t>(v[i]);
+  return true;
+}
+
+// An address of `family` (AF_UNSPEC: either) with `port`; IPv6 link-local
+// addresses take `scope` (the dev's ifindex).
+bool parse_addr(const std::string &t, int family, uint16_t port, uint32_t scope, sockaddr_storage &ss, socklen_t &len) {
+  ss = {};
+  if (family != AF_INET6) {
+    auto *a = reinterpret_cast<sockaddr_in *>(&ss);
+    if (::inet_pton(AF_INET, t.c_str(), &a->sin_addr) == 1) {
+      a->sin_family = AF_INET;
+      a->sin_port = htons(port);
+      len = sizeof *a;
+      return true;
+    }
+  }
+  if (family != AF_INET) {
+    auto *a = reinterpret_cast<sockaddr_in6 *>(&ss);
+    if (::inet_pton(AF_INET6, t.c_str(), &a->sin6_addr) == 1) {
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(port);
+      if (IN6_IS_ADDR_LINKLOCAL(&a->sin6_addr) || IN6_IS_ADDR_MC_LINKLOCAL(&a->sin6_addr)) a->sin6_scope_id = scope;
+      len = sizeof *a;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool is_multicast(const sockaddr_storage &ss) {
+  if (ss.ss_family == AF_INET) return IN_MULTICAST(ntohl(reinterpret_cast<const sockaddr_in &>(ss).sin_addr.s_addr));
+  return IN6_IS_ADDR_MULTICAST(&reinterpret_cast<const sockaddr_in6 &>(ss).sin6_addr);
+}
+
+bool is_unspecified(const sockaddr_storage &ss) {
+  if (ss.ss_family == AF_INET) return reinterpret_cast<const sockaddr_in &>(ss).sin_addr.s_addr == 0;
+  return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6 &>(ss).sin6_addr);
+}
+
+// The address bytes (and IPv6 scope) as a map key; SSO-sized, no allocation.
+std::string addr_key(const sockaddr_storage &ss) {
+  if (ss.ss_family == AF_INET) {
+    const auto &a = reinterpret_cast<const sockaddr_in &>(ss);
+    return std::string(reinterpret_cast<const char *>(&a.sin_addr), 4);
+  }
+  const auto &a = reinterpret_cast<const sockaddr_in6 &>(ss);
+  std::string k(reinterpret_cast<const char *>(&a.sin6_addr), 16);
+  if (a.sin6_scope_id) k.append(reinterpret_cast<const char *>(&a.sin6_scope_id), 4);
+  return k;
+}
+
+std::string addr_text(const sockaddr_storage &ss) {
+  char b[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET) ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in &>(ss).sin_addr, b, sizeof b);
+  else ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6 &>(ss).sin6_addr, b, sizeof b);
+  return b;
+}
+
+void set_port(sockaddr_storage &ss, uint16_t port) {
+  if (ss.ss_family == AF_INET) reinterpret_cast<sockaddr_in &>(ss).sin_port = htons(port);
+  else {
+    auto &a = reinterpret_cast<sockaddr_in6 &>(ss);
+    a.sin6_port = htons(port);
+    a.sin6_flowinfo = 0;
+  }
+}
+
+uint32_t mix(uint32_t h, uint32_t v) {
+  h ^= v;
+  h *= 0x01000193u;
+  return h ^ (h >> 15);
+}
+uint32_t mix_bytes(uint32_t h, const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = mix(h, p[i]);
+  return h;
+}
+// murmur3's finaliser: every input bit reaches every output bit
+uint32_t fmix(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  return h ^ (h >> 16);
+}
+
+Status sockopt(int fd, int level, int name, int value, const char *what) {
+  if (::setsockopt(fd, level, name, &value, sizeof value) < 0) return sys_fail("setsockopt", what);
+  return Ok{};
+}
+}  // namespace
+
+uint16_t VxlanDriver::src_port(const uint8_t *f, uint32_t len) const {
+  // the inner flow: IP addresses, protocol and, for an unfragmented TCP/UDP/
+  // SCTP packet, its ports; else the Ethernet addresses (what Linux falls
+  // back to when it has no flow hash)
+  uint32_t h = 0x811c9dc5u;
+  size_t off = 12;
+  uint16_t type = static_cast<uint16_t>(f[12] << 8 | f[13]);
+  if ((type == 0x8100 || type == 0x88a8) && len >= 18) {
+    type = static_cast<uint16_t>(f[16] << 8 | f[17]);
+    off = 16;
+  }
+  const uint8_t *ip = f + off + 2;
+  const size_t iplen = len - off - 2;
+  bool hashed = false;
+  if (type == 0x0800 && iplen >= 20 && (ip[0] >> 4) == 4) {
+    const size_t ihl = size_t{ip[0] & 0x0fu} * 4;
+    const uint8_t proto = ip[9];
+    h = mix_bytes(h, ip + 12, 8);
+    h = mix(h, proto);
+    const bool frag = (ip[6] & 0x3f) != 0 || ip[7] != 0;
+    if (!frag && ihl >= 20 && iplen >= ihl + 4 && (proto == 6 || proto == 17 || proto == 132)) h = mix_bytes(h, ip + ihl, 4);
+    hashed = true;
+  } else if (type == 0x86dd && iplen >= 40 && (ip[0] >> 4) == 6) {
+    const uint8_t nh = ip[6];
+    h = mix_bytes(h, ip + 8, 32);
+    h = mix(h, nh);
+    if (iplen >= 44 && (nh == 6 || nh == 17 || nh == 132)) h = mix_bytes(h, ip + 40, 4);
+    hashed = true;
+  }
+  if (!hashed) h = mix_bytes(h, f, 12);
+  h = fmix(h);
+  const uint32_t range = uint32_t{o_.srcport_max} - o_.srcport_min;
+  return static_cast<uint16_t>(((uint64_t{h} * range) >> 32) + o_.srcport_min);
+}
+
+Result<std::unique_ptr<VxlanDriver>> VxlanDriver::open(PortClient pc, const VxlanOptions &o, std::string label) {
+  std::unique_ptr<VxlanDriver> d(new VxlanDriver(std::move(pc), std::move(label)));
+  auto s = d->setup(o);
+  if (!s) return std::move(s).take_error();
+  return d;
+}
+
+VxlanDriver::~VxlanDriver() { stop(); }
+
+Status VxlanDriver::setup(const VxlanOptions &o) {
+  o_ = o;
+  const std::string fix = "see docs/vxlan.md for the settings";
+  if (o.vni > 0xffffff) return check_fail(EINVAL, "VXLAN VNI " + std::to_string(o.vni) + " is out of range", "give vni=0..16777215");
+  if (o.port == 0 || o.dstport == 0) return check_fail(EINVAL, "VXLAN UDP ports must be 1..65535");
+  if (!o.srcport_fixed && (o.srcport_min == 0 || o.srcport_max <= o.srcport_min))
+    return check_fail(EINVAL, "VXLAN source port range " + std::to_string(o.srcport_min) + "-" + std::to_string(o.srcport_max) + " is empty",
+                      "give srcport=MIN-MAX with 0 < MIN < MAX (MAX excluded), or srcport=fixed");
+  if (!o.group.empty() && !o.remotes.empty())
+    return check_fail(EINVAL, "a VXLAN port floods to static remotes or to a multicast group, not both", "give remote=... or group=...");
+  if (o.ageing_s == 0 || o.ageing_s > 1000000) return check_fail(EINVAL, "VXLAN ageing must be 1..1000000 s, not " + std::to_string(o.ageing_s));
+  uint32_t ifindex = 0;
+  if (!o.dev.empty()) {
+    ifindex = ::if_nametoindex(o.dev.c_str());
+    if (ifindex == 0) return check_fail(ENODEV, "no interface '" + o.dev + "' in vale-ts's network namespace", "give dev=IF of an interface vale-ts sees (ip link)");
+  }
+  ageing_ns_ = uint64_t{o.ageing_s} * 1000000000ull;
+  vni_be_[0] = static_cast<uint8_t>(o.vni >> 16);
+  vni_be_[1] = static_cast<uint8_t>(o.vni >> 8);
+  vni_be_[2] = static_cast<uint8_t>(o.vni);
+
+  // the family: the first address given decides, the others must agree
+  sockaddr_storage local{};
+  socklen_t local_len = 0;
+  family_ = AF_UNSPEC;
+  const uint16_t send_port = o.srcport_fixed ? o.dstport : 0;  // raw sockets take no port
+  if (!o.local.empty()) {
+    if (!parse_addr(o.local, AF_UNSPEC, o.port, ifindex, local, local_len) || is_multicast(local))
+      return check_fail(EINVAL, "VXLAN local address '" + o.local + "' is not a unicast IPv4 or IPv6 address", "give local=ADDR of this host");
+    family_ = local.ss_family;
+  }
+  if (!o.group.empty()) {
+    if (!parse_addr(o.group, family_, send_port, ifindex, group_, group_len_) || !is_multicast(group_))
+      return check_fail(EINVAL, "VXLAN group '" + o.group + "' is not a multicast address" + (family_ != AF_UNSPEC ? " of local's family" : ""),
+                        "give group=239.x.x.x or ff0X::..., the same family as local=");
+    family_ = group_.ss_family;
+  }
+  std::vector<sockaddr_storage> remotes;
+  for (const std::string &r : o.remotes) {
+    sockaddr_storage ss;
+    socklen_t l;
+    if (!parse_addr(r, family_, send_port, ifindex, ss, l) || is_multicast(ss) || is_unspecified(ss))
+      return check_fail(EINVAL, "VXLAN remote '" + r + "' is not a unicast address" + (family_ != AF_UNSPEC ? " of the port's family" : ""),
+                        "give remote=ADDR once per remote VTEP, all IPv4 or all IPv6 (a multicast address goes in group=)");
+    family_ = ss.ss_family;
+    remotes.push_back(ss);
+  }
+  std::vector<std::pair<uint64_t, sockaddr_storage>> statics;
+  for (const auto &[m, a] : o.fdb) {
+    uint8_t mac[6];
+    if (!parse_mac(m, mac) || (mac[0] & 1) || mac_key(mac) == 0)
+      return check_fail(EINVAL, "VXLAN fdb MAC '" + m + "' is not a unicast MAC address", "give fdb=02:00:00:00:00:01@ADDR");
+    sockaddr_storage ss;
+    socklen_t l;
+    if (!parse_addr(a, family_, send_port, ifindex, ss, l) || is_multicast(ss) || is_unspecified(ss))
+      return check_fail(EINVAL, "VXLAN fdb address '" + a + "' is not a unicast address of the port's family", "give fdb=MAC@ADDR");
+    family_ = ss.ss_family;
+    statics.emplace_back(mac_key(mac), ss);
+  }
+  if (family_ == AF_UNSPEC) return check_fail(EINVAL, "a VXLAN port needs somewhere to send", "give remote=ADDR, group=MCAST or fdb=MAC@ADDR (and local=ADDR)");
+  if (statics.size() + remotes.size() > VXLAN_MAX_ENDPOINTS) return check_fail(EINVAL, "too many VXLAN remotes and fdb entries");
+
+  // the receiving socket: local:port, or any:port for a group (multicast is
+  // delivered to sockets bound to the wildcard or to the group)
+  udp_.reset(::socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!udp_) return sys_fail("socket", "VXLAN UDP socket");
+  if (family_ == AF_INET6) {
+    auto st = sockopt(udp_.get(), IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+    if (!st) return st;
+  }
+  sockaddr_storage bind_addr{};
+  socklen_t bind_len;
+  if (local_len && group_len_ == 0) {
+    bind_addr = local;
+    bind_len = local_len;
+  } else if (family_ == AF_INET) {
+    auto &a = reinterpret_cast<sockaddr_in &>(bind_addr);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(o.port);
+    bind_len = sizeof a;
+  } else {
+    auto &a = reinterpret_cast<sockaddr_in6 &>(bind_addr);
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(o.port);
+    bind_len = sizeof a;
+  }
+  // a burst the driver thread has not yet drained waits here, not in a drop:
+  // past net.core.rmem_max where allowed (CAP_NET_ADMIN), else as far as it goes
+  int big = 4 << 20;
+  if (::setsockopt(udp_.get(), SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) < 0) ::setsockopt(udp_.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  if (::setsockopt(udp_.get(), SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0) ::setsockopt(udp_.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  if (::bind(udp_.get(), reinterpret_cast<const sockaddr *>(&bind_addr), bind_len) < 0)
+    return sys_fail("bind", "VXLAN UDP socket on " + addr_text(bind_addr) + " port " + std::to_string(o.port),
+                    errno == EADDRINUSE ? "another VTEP (a Linux vxlan device, another vale-ts port) has this UDP port here: give local=ADDR:PORT with another port, or use another namespace"
+                    : errno == EADDRNOTAVAIL ? "local= must be an address of an interface in vale-ts's network namespace"
+                                             : "");
+  if (group_len_) {
+    if (family_ == AF_INET) {
+      ip_mreqn m{};
+      m.imr_multiaddr = reinterpret_cast<const sockaddr_in &>(group_).sin_addr;
+      if (local_len) m.imr_address = reinterpret_cast<const sockaddr_in &>(local).sin_addr;
+      m.imr_ifindex = static_cast<int>(ifindex);
+      if (::setsockopt(udp_.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) < 0)
+        return sys_fail("setsockopt(IP_ADD_MEMBERSHIP)", "joining VXLAN group " + o.group, "give dev=IF, the interface of the underlay (no multicast route otherwise)");
+    } else {
+      ipv6_mreq m{};
+      m.ipv6mr_multiaddr = reinterpret_cast<const sockaddr_in6 &>(group_).sin6_addr;
+      m.ipv6mr_interface = ifindex;
+      if (::setsockopt(udp_.get(), IPPROTO_IPV6, IPV6_JOIN_GROUP, &m, sizeof m) < 0)
+        return sys_fail("setsockopt(IPV6_JOIN_GROUP)", "joining VXLAN group " + o.group, "give dev=IF, the interface of the underlay");
+    }
+  }
+
+  // the sending socket
+  int tx = udp_.get();
+  if (!o.srcport_fixed) {
+    raw_.reset(::socket(family_, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP));
+    if (!raw_)
+      return sys_fail("socket(SOCK_RAW)", "VXLAN sender",
+                      errno == EPERM ? "per-flow UDP source ports need CAP_NET_RAW: run vale-ts as root, or give srcport=fixed (send from the bound port)" : "");
+    // a raw UDP socket gets a copy of every UDP datagram: keep none
+    sock_filter drop_all{BPF_RET | BPF_K, 0, 0, 0};
+    sock_fprog prog{1, &drop_all};
+    if (::setsockopt(raw_.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) return sys_fail("setsockopt(SO_ATTACH_FILTER)", "VXLAN sender");
+    if (::setsockopt(raw_.get(), SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0) ::setsockopt(raw_.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    if (local_len) {
+      sockaddr_storage src = local;
+      set_port(src, 0);
+      if (::bind(raw_.get(), reinterpret_cast<const sockaddr *>(&src), local_len) < 0) return sys_fail("bind", "VXLAN sender on " + o.local);
+    }
+    if (family_ == AF_INET6) {
+      // the kernel fills the UDP checksum (IPv6 forbids a zero one; Linux's vxlan rejects it)
+      auto st = sockopt(raw_.get(), IPPROTO_IPV6, IPV6_CHECKSUM, 6, "IPV6_CHECKSUM");
+      if (!st) return st;
+    }
+    tx = raw_.get();
+  }
+  // as Linux's vxlan: outer packets may be fragmented (DF clear)
+  if (family_ == AF_INET) {
+    auto st = sockopt(tx, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT, "IP_MTU_DISCOVER");
+    if (st) st = sockopt(tx, IPPROTO_IP, IP_TTL, o.ttl ? o.ttl : 64, "IP_TTL");
+    if (st) st = sockopt(tx, IPPROTO_IP, IP_MULTICAST_TTL, o.ttl ? o.ttl : 1, "IP_MULTICAST_TTL");
+    if (st) st = sockopt(tx, IPPROTO_IP, IP_MULTICAST_LOOP, 0, "IP_MULTICAST_LOOP");
+    if (!st) return st;
+    if (ifindex) {
+      ip_mreqn m{};
+      m.imr_ifindex = static_cast<int>(ifindex);
+      if (::setsockopt(tx, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) < 0) return sys_fail("setsockopt(IP_MULTICAST_IF)", "VXLAN dev " + o.dev);
+    }
+  } else {
+    auto st = sockopt(tx, IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DONT, "IPV6_MTU_DISCOVER");
+    if (st) st = sockopt(tx, IPPROTO_IPV6, IPV6_UNICAST_HOPS, o.ttl ? o.ttl : 64, "IPV6_UNICAST_HOPS");
+    if (st) st = sockopt(tx, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, o.ttl ? o.ttl : 1, "IPV6_MULTICAST_HOPS");
+    if (st) st = sockopt(tx, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, 0, "IPV6_MULTICAST_LOOP");
+    if (st && ifindex) st = sockopt(tx, IPPROTO_IPV6, IPV6_MULTICAST_IF, static_cast<int>(ifindex), "IPV6_MULTICAST_IF");
+    if (!st) return st;
+  }
+
+  std::lock_guard<std::mutex> g(mu_);
+  for (const sockaddr_storage &r : remotes) {
+    auto e = endpoint_for(r, true);
+    if (!e) return std::move(e).take_error();
+    endpoints_[*e].flood = true;
+    if (std::find(flood_.begin(), flood_.end(), *e) == flood_.end()) flood_.push_back(*e);
+  }
+  for (const auto &[k, a] : statics) {
+    auto e = endpoint_for(a, true);
+    if (!e) return std::move(e).take_error();
+    auto [it, fresh] = fdb_.emplace(k, FdbEntry{*e, 0, true});
+    if (!fresh) return check_fail(EINVAL, "VXLAN fdb MAC " + mac_text(k) + " is given twice");
+    endpoints_[*e].macs++;
+  }
+  const size_t bs = buf_size();
+  out_buf_.resize(size_t{TX_BATCH} * bs);
+  out_len_.resize(TX_BATCH);
+  out_hdr_.resize(TX_BATCH);
+  out_.reserve(size_t{TX_BATCH} * (flood_.size() + 1));
+  return Ok{};
+}
+
+Result<uint32_t> VxlanDriver::endpoint_for(const sockaddr_storage &a, bool make_static) {
+  sockaddr_storage ss = a;
+  set_port(ss, o_.srcport_fixed ? o_.dstport : 0);
+  const std::string key = addr_key(ss);
+  for (uint32_t i = 0; i < endpoints_.size(); i++) {
+    // the table is small and this is the learning path; the send path indexes
+    const Endpoint &e = endpoints_[i];
+    if (e.addr.ss_family == ss.ss_family && addr_key(e.addr) == key) {
+      if (make_static) endpoints_[i].is_static = true;
+      return i;
+    }
+  }
+  Endpoint n;
+  n.addr = ss;
+  n.len = ss.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  n.text = addr_text(ss);
+  n.is_static = make_static;
+  if (endpoints_.size() < VXLAN_MAX_ENDPOINTS) {
+    endpoints_.push_back(std::move(n));
+    return static_cast<uint32_t>(endpoints_.size() - 1);
+  }
+  // full: reuse an endpoint nothing points at (never while datagrams to it wait)
+  if (out_sent_ < out_.size()) return check_fail(ENOSPC, "VXLAN endpoint table full");
+  for (uint32_t i = 0; i < endpoints_.size(); i++) {
+    if (!endpoints_[i].is_static && endpoints_[i].macs == 0) {
+      endpoints_[i] = std::move(n);
+      return i;
+    }
+  }
+  return check_fail(ENOSPC, "VXLAN endpoint table full");
+}
+
+void VxlanDriver::learn(const uint8_t *mac, uint32_t ep, uint64_t now) {
+  const uint64_t k = mac_key(mac);
+  auto it = fdb_.find(k);
+  if (it != fdb_.end()) {
+    FdbEntry &e = it->second;
+    if (e.is_static) return;
+    if (e.ep != ep) {
+      endpoints_[e.ep].macs--;
+      endpoints_[ep].macs++;
+      e.ep = ep;
+      vcount(VxCtr::FdbMoved);
+    }
+    e.seen_ns = now;
+    return;
+  }
+  if (fdb_.size() >= VXLAN_MAX_FDB) {
+    vcount(VxCtr::FdbFull);
+    return;
+  }
+  fdb_.emplace(k, FdbEntry{ep, now, false});
+  endpoints_[ep].macs++;
+  vcount(VxCtr::FdbLearned);
+}
+
+int VxlanDriver::lookup(const uint8_t *mac, uint64_t now) {
+  auto it = fdb_.find(mac_key(mac));
+  if (it == fdb_.end()) return -1;
+  FdbEntry &e = it->second;
+  if (!e.is_static && now - e.seen_ns > ageing_ns_) {
+    endpoints_[e.ep].macs--;
+    fdb_.erase(it);
+    vcount(VxCtr::FdbAged);
+    return -1;
+  }
+  return static_cast<int>(e.ep);
+}
+
+void VxlanDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
+  if (room_in) w.push_back({udp_.get(), POLLIN});
+  if (pending_out) w.push_back({raw_ ? raw_.get() : udp_.get(), POLLOUT});
+}
+
+void VxlanDriver::link_event(int fd, uint32_t events) {
+  if (fd == udp_.get() && (events & (POLLIN | POLLERR))) readable_ = true;
+  if (fd == (raw_ ? raw_.get() : udp_.get()) && (events & (POLLOUT | POLLERR))) out_blocked_ = false;
+}
+
+uint32_t VxlanDriver::link_in() {
+  if (!readable_) return 0;
+  uint32_t n = std::min(tx_room(), RX_BATCH);
+  // each datagram lands straight in a tx slot: the VXLAN header in hdr[i],
+  // the inner frame in the slot's buffer
+  uint8_t *slot[RX_BATCH];
+  for (uint32_t i = 0; i < n; i++) {
+    slot[i] = tx_buf_at(i);
+    if (!slot[i]) {
+      n = i;
+      break;
+    }
+  }
+  if (n == 0) return 0;
+  uint8_t hdr[RX_BATCH][VXLAN_HDR_LEN];
+  sockaddr_storage src[RX_BATCH];
+  iovec iov[RX_BATCH][2];
+  mmsghdr m[RX_BATCH];
+  const size_t bs = buf_size();
+  for (uint32_t i = 0; i < n; i++) {
+    iov[i][0] = {hdr[i], VXLAN_HDR_LEN};
+    iov[i][1] = {slot[i], bs};
+    m[i] = {};
+    m[i].msg_hdr.msg_name = &src[i];
+    m[i].msg_hdr.msg_namelen = sizeof src[i];
+    m[i].msg_hdr.msg_iov = iov[i];
+    m[i].msg_hdr.msg_iovlen = 2;
+  }
+  int r = ::recvmmsg(udp_.get(), m, n, MSG_DONTWAIT, nullptr);
+  if (r <= 0) {
+    if (r < 0 && errno == EINTR) return 0;
+    // EAGAIN: drained; an ICMP error queued on the socket is reported once
+    // and is no reason to stop reading
+    if (r < 0 && errno != EAGAIN) {
+      count(Ctr::LinkErrors);
+      return 1;
+    }
+    readable_ = false;
+    return 0;
+  }
+  if (static_cast<uint32_t>(r) < n) readable_ = false;
+  const uint64_t now = now_ns();
+  std::lock_guard<std::mutex> g(mu_);
+  uint32_t pushed = 0;
+  for (uint32_t i = 0; i < static_cast<uint32_t>(r); i++) {
+    const size_t len = m[i].msg_len;
+    if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      vcount(VxCtr::DropTooLongIn);
+      continue;
+    }
+    if (len < VXLAN_HDR_LEN) {
+      vcount(VxCtr::DropShortHeader);
+      continue;
+    }
+    // RFC 7348: the I flag must be set; the reserved bits are ignored
+    if (!(hdr[i][0] & VXLAN_FLAG_I)) {
+      vcount(VxCtr::DropNoVniFlag);
+      continue;
+    }
+    if (std::memcmp(hdr[i] + 4, vni_be_, 3) != 0) {
+      vcount(VxCtr::DropWrongVni);
+      continue;
+    }
+    const size_t flen = len - VXLAN_HDR_LEN;
+    if (flen < ETH_HLEN) {
+      vcount(VxCtr::DropShortFrame);
+      continue;
+    }
+    uint8_t *f = slot[i];
+    if ((f[6] & 1) || mac_key(f + 6) == 0) {
+      vcount(VxCtr::DropBadSrcMac);
+      continue;
+    }
+    if (m[i].msg_hdr.msg_namelen > sizeof src[i] || src[i].ss_family != family_) {
+      count(Ctr::LinkErrors);
+      continue;
+    }
+    auto ep = endpoint_for(src[i], false);
+    if (ep) {
+      learn(f + 6, *ep, now);
+      endpoints_[*ep].rx_frames++;
+      endpoints_[*ep].rx_bytes += flen;
+    } else {
+      vcount(VxCtr::FdbFull);
+    }
+    // a dropped datagram before this one left its slot empty: close the gap
+    if (i != pushed) std::memcpy(slot[pushed], f, flen);
+    tx_push(static_cast<uint32_t>(flen));
+    pushed++;
+  }
+  return static_cast<uint32_t>(r);
+}
+
+uint32_t VxlanDriver::link_out() {
+  if (out_sent_ < out_.size()) {
+    flush_out();
+    if (out_sent_ < out_.size()) return 0;
+  }
+  out_.clear();
+  out_sent_ = 0;
+  uint32_t moved = 0, nf = 0;
+  const uint32_t bs = buf_size();
+  const size_t uhl = raw_ ? 8 : 0;  // our own UDP header before the VXLAN one
+  const uint64_t now = now_ns();
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (now - last_sweep_ns_ > 1000000000ull) {
+      last_sweep_ns_ = now;
+      for (auto it = fdb_.begin(); it != fdb_.end();) {
+        if (!it->second.is_static && now - it->second.seen_ns > ageing_ns_) {
+          endpoints_[it->second.ep].macs--;
+          it = fdb_.erase(it);
+          vcount(VxCtr::FdbAged);
+        } else {
+          ++it;
+        }
+      }
+    }
+    const uint8_t *b;
+    uint32_t l;
+    while (nf < TX_BATCH && rx_peek(b, l)) {
+      moved++;
+      if (l < ETH_HLEN) {
+        vcount(VxCtr::DropShortOut);
+        rx_pop();
+        continue;
+      }
+      if (l + uhl + VXLAN_HDR_LEN > 65535 - 48) {
+        count(Ctr::DropTooLong);
+        rx_pop();
+        continue;
+      }
+      const int ep = (b[0] & 1) ? -1 : lookup(b, now);
+      const size_t before = out_.size();
+      if (ep >= 0) out_.push_back({nf, static_cast<uint32_t>(ep)});
+      else if (group_len_) out_.push_back({nf, GROUP_EP});
+      else for (uint32_t e : flood_) out_.push_back({nf, e});
+      if (out_.size() == before) {
+        vcount(VxCtr::DropNoDestination);
+        rx_pop();
+        continue;
+      }
+      if (ep < 0) {
+        vcount(VxCtr::Floods);
+        vcount(VxCtr::FloodCopies, out_.size() - before);
+      }
+      // copied: the slot goes back to the switch at the next rxsync, which
+      // may come before sendmmsg has read it
+      std::memcpy(out_buf_.data() + size_t{nf} * bs, b, l);
+      out_len_[nf] = l;
+      uint8_t *h = out_hdr_[nf].data();
+      const uint16_t sp = raw_ ? src_port(b, l) : 0, ulen = static_cast<uint16_t>(8 + VXLAN_HDR_LEN + l);
+      h[0] = static_cast<uint8_t>(sp >> 8);
+      h[1] = static_cast<uint8_t>(sp);
+      h[2] = static_cast<uint8_t>(o_.dstport >> 8);
+      h[3] = static_cast<uint8_t>(o_.dstport);
+      h[4] = static_cast<uint8_t>(ulen >> 8);
+      h[5] = static_cast<uint8_t>(ulen);
+      h[6] = h[7] = 0;  // IPv4: no checksum, as Linux's vxlan sends; IPv6: the kernel fills it
+      h[8] = VXLAN_FLAG_I;
+      h[9] = h[10] = h[11] = 0;
+      h[12] = vni_be_[0];
+      h[13] = vni_be_[1];
+      h[14] = vni_be_[2];
+      h[15] = 0;
+      count(Ctr::OutFrames);
+      count(Ctr::OutBytes, l);
+      rx_pop();
+      nf++;
+    }
+  }
+  flush_out();
+  return moved;
+}
+
+uint32_t VxlanDriver::flush_out() {
+  const int fd = raw_ ? raw_.get() : udp_.get();
+  const size_t uhl = raw_ ? 8 : 0;
+  uint32_t sent_total = 0;
+  while (out_sent_ < out_.size() && !out_blocked_) {
+    mmsghdr m[MMSG];
+    iovec iov[MMSG][2];
+    const uint32_t k = static_cast<uint32_t>(std::min<size_t>(MMSG, out_.size() - out_sent_));
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      for (uint32_t i = 0; i < k; i++) {
+        const Out &o = out_[out_sent_ + i];
+        iov[i][0] = {out_hdr_[o.frame].data() + (8 - uhl), uhl + VXLAN_HDR_LEN};
+        iov[i][1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
+        m[i] = {};
+        const Endpoint *e = o.ep == GROUP_EP ? nullptr : &endpoints_[o.ep];
+        m[i].msg_hdr.msg_name = const_cast<sockaddr_storage *>(e ? &e->addr : &group_);
+        m[i].msg_hdr.msg_namelen = e ? e->len : group_len_;
+        m[i].msg_hdr.msg_iov = iov[i];
+        m[i].msg_hdr.msg_iovlen = 2;
+      }
+    }
+    int r = ::sendmmsg(fd, m, k, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == ENOBUFS) {
+        out_blocked_ = true;
+        break;
+      }
+      // the first datagram was refused (no route, unreachable): count, skip
+      std::lock_guard<std::mutex> g(mu_);
+      const Out &o = out_[out_sent_];
+      if (o.ep != GROUP_EP) endpoints_[o.ep].tx_errors++;
+      vcount(VxCtr::DropSendFailed);
+      count(Ctr::LinkErrors);
+      out_sent_++;
+      continue;
+    }
+    std::lock_guard<std::mutex> g(mu_);
+    for (int i = 0; i < r; i++) {
+      const Out &o = out_[out_sent_ + static_cast<size_t>(i)];
+      if (o.ep != GROUP_EP) {
+        endpoints_[o.ep].tx_frames++;
+        endpoints_[o.ep].tx_bytes += out_len_[o.frame];
+      }
+    }
+    out_sent_ += static_cast<size_t>(r);
+    sent_total += static_cast<uint32_t>(r);
+  }
+  return sent_total;
+}
+
+std::vector<std::pair<std::string, uint64_t>> VxlanDriver::vx_counters(size_t max_fdb_lines) const {
+  std::vector<std::pair<std::string, uint64_t>> v;
+  for (size_t i = 0; i < vctr_.size(); i++) v.emplace_back(vx_ctr_name(static_cast<VxCtr>(i)), vctr_[i].load(std::memory_order_relaxed));
+  const uint64_t now = now_ns();
+  std::lock_guard<std::mutex> g(mu_);
+  v.emplace_back("fdbEntries", fdb_.size());
+  v.emplace_back("endpoints", endpoints_.size());
+  for (const Endpoint &e : endpoints_) {
+    const std::string p = "remote " + e.text + " ";
+    v.emplace_back(p + "rxFrames", e.rx_frames);
+    v.emplace_back(p + "rxBytes", e.rx_bytes);
+    v.emplace_back(p + "txFrames", e.tx_frames);
+    v.emplace_back(p + "txBytes", e.tx_bytes);
+    v.emplace_back(p + "txErrors", e.tx_errors);
+    v.emplace_back(p + "macs", e.macs);
+  }
+  size_t lines = 0;
+  for (const auto &[k, e] : fdb_) {
+    if (lines++ >= max_fdb_lines) break;
+    const std::string p = "fdb " + mac_text(k) + " -> " + endpoints_[e.ep].text;
+    if (e.is_static) v.emplace_back(p + " static", 1);
+    else if (now - e.seen_ns <= ageing_ns_) v.emplace_back(p + " expiresInS", (ageing_ns_ - (now - e.seen_ns)) / 1000000000ull + 1);
+  }
+  return v;
+}
+
+std::string VxlanDriver::describe() const {
+  const std::string host = o_.local.empty() ? std::string("*") : family_ == AF_INET6 ? "[" + o_.local + "]" : o_.local;
+  std::string s = "vxlan vni " + std::to_string(o_.vni) + " " + host + ":" + std::to_string(o_.port);
+  if (group_len_) s += " group " + o_.group;
+  std::lock_guard<std::mutex> g(mu_);
+  if (!flood_.empty()) {
+    s += " ->";
+    for (uint32_t e : flood_) s += " " + endpoints_[e].text;
+  }
+  if (!o_.dev.empty()) s += " dev " + o_.dev;
+  s += o_.srcport_fixed ? " (srcport fixed)" : " (srcport " + std::to_string(o_.srcport_min) + "-" + std::to_string(o_.srcport_max) + ")";
+  return s;
+}
+
+}  // namespace nm

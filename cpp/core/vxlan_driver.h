@@ -1,0 +1,163 @@
+// A vale-ts port that is a VXLAN tunnel endpoint (VTEP, RFC 7348): frames the
+// switch sends to the port leave as VXLAN over UDP to other VTEPs (Linux
+// `vxlan` devices, Open vSwitch, another vale-ts), and VXLAN datagrams with
+// this port's VNI come into the switch as the frames they carry.
+//
+// On the wire: outer IP / UDP (destination port 4789 by default) / an 8-byte
+// VXLAN header (flags 0x08 = "VNI valid", 24 reserved bits, the 24-bit VNI,
+// 8 reserved bits) / the inner Ethernet frame.
+//
+// A VTEP's forwarding, as Linux's vxlan driver does it:
+//   - it learns behind which remote endpoint (outer source IP) each inner
+//     source MAC lives; an entry ages out after `ageing_s` (300 s) unseen;
+//     static entries (fdb=MAC@ADDR) never age and are never moved;
+//   - a unicast frame to a known MAC goes to that endpoint alone;
+//   - broadcast, multicast and unknown unicast go to every static remote
+//     (head-end replication) or to the multicast group the port joined.
+// The outer UDP source port is a hash of the inner flow mapped into
+// [srcport_min, srcport_max) exactly as Linux maps its flow hash (ECMP in
+// the underlay spreads flows, and one flow stays on one path). Sending from
+// a per-flow source port needs a raw socket (CAP_NET_RAW); `srcport_fixed`
+// sends from the bound UDP port instead and needs no privilege.
+//
+// Everything in a received datagram is the sender's word: its length, flags,
+// VNI and inner frame are checked before use, and a datagram that fails is
+// dropped and counted under its reason. The tables are bounded (FDB entries,
+// endpoints): an underlay host spoofing sources fills a counter, not memory.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/port_pump.h"
+
+namespace nm {
+
+constexpr uint16_t VXLAN_PORT = 4789;
+constexpr size_t VXLAN_HDR_LEN = 8;
+constexpr uint8_t VXLAN_FLAG_I = 0x08;
+constexpr uint32_t VXLAN_MAX_FDB = 8192;       // learned + static MACs
+constexpr uint32_t VXLAN_MAX_ENDPOINTS = 1024;  // remote VTEPs with counters
+
+struct VxlanOptions {
+  uint32_t vni = 0;                  // 0 .. 2^24-1
+  std::string local;                 // this VTEP's address (source of what it sends); may be empty with a group
+  uint16_t port = VXLAN_PORT;        // the UDP port it listens on
+  uint16_t dstport = VXLAN_PORT;     // the UDP port it sends to
+  std::vector<std::string> remotes;  // static remote VTEPs: flood targets
+  std::string group;                 // or a multicast group (then no remotes)
+  std::string dev;                   // the interface for the group (and IPv6 link-local scopes)
+  std::vector<std::pair<std::string, std::string>> fdb;  // static entries: MAC text, remote address
+  uint32_t ageing_s = 300;
+  uint16_t srcport_min = 32768, srcport_max = 61000;  // [min, max)
+  bool srcport_fixed = false;        // send from `port` (no raw socket, no CAP_NET_RAW)
+  uint8_t ttl = 0;                   // 0: 64 to unicast, 1 to a multicast group (Linux's defaults)
+};
+
+// Reasons a datagram or frame is dropped by the VTEP (beyond PortPump's),
+// and what its tables did.
+enum class VxCtr : uint8_t {
+  DropShortHeader,    // fewer than 8 bytes of VXLAN header
+  DropNoVniFlag,      // flags without the I bit: no valid VNI
+  DropWrongVni,       // a VNI other than this port's
+  DropShortFrame,     // the inner frame is shorter than an Ethernet header
+  DropBadSrcMac,      // inner source MAC multicast or all-zero
+  DropTooLongIn,      // inner frame longer than the port's buffer
+  DropNoDestination,  // a frame to an unknown MAC with no remote and no group to flood to
+  DropShortOut,       // a frame from the switch shorter than an Ethernet header
+  DropSendFailed,     // the kernel refused a datagram (no route, unreachable): per remote in txErrors
+  FdbLearned,
+  FdbMoved,           // a learned MAC seen behind another endpoint
+  FdbAged,
+  FdbFull,            // not learned: the table is at VXLAN_MAX_FDB (or the endpoints at theirs)
+  Floods,             // frames replicated to every flood target
+  FloodCopies,        // datagrams those became
+  Count_
+};
+const char *vx_ctr_name(VxCtr c);
+
+class VxlanDriver final : public PortPump {
+ public:
+  static Result<std::unique_ptr<VxlanDriver>> open(PortClient pc, const VxlanOptions &o, std::string label);
+  ~VxlanDriver() override;
+
+  // Every counter, the per-remote ones ("remote ADDR txFrames") and the FDB
+  // ("fdb MAC -> ADDR" = seconds to expiry, or 0 for static ones listed
+  // as "fdb MAC -> ADDR static" = 1), at most `max_fdb_lines` FDB lines.
+  std::vector<std::pair<std::string, uint64_t>> vx_counters(size_t max_fdb_lines) const;
+  std::string describe() const;
+
+ private:
+  struct Endpoint {
+    sockaddr_storage addr{};  // port 0: raw sends; the dstport for UDP sends
+    socklen_t len = 0;
+    std::string text;
+    bool is_static = false;   // a remote= or fdb= address: kept
+    bool flood = false;       // remote=: gets broadcast/unknown copies
+    uint32_t macs = 0;        // FDB entries pointing here
+    uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, tx_bytes = 0, tx_errors = 0;
+  };
+  struct FdbEntry {
+    uint32_t ep;
+    uint64_t seen_ns;
+    bool is_static;
+  };
+  struct Out {  // one datagram waiting for sendmmsg
+    uint32_t frame;  // index in out_frames_
+    uint32_t ep;     // endpoint index, or GROUP_EP
+  };
+  static constexpr uint32_t GROUP_EP = 0xffffffff;
+
+  VxlanDriver(PortClient pc, std::string label) : PortPump(std::move(pc), std::move(label)) {}
+  void link_wants(std::vector<Want> &w, bool room_in, bool pending_out) override;
+  void link_event(int fd, uint32_t events) override;
+  uint32_t link_in() override;
+  uint32_t link_out() override;
+
+  Status setup(const VxlanOptions &o);
+  Result<uint32_t> endpoint_for(const sockaddr_storage &a, bool make_static);  // mu_ held
+  void learn(const uint8_t *mac, uint32_t ep, uint64_t now);                   // mu_ held
+  int lookup(const uint8_t *mac, uint64_t now);                                // mu_ held; -1: flood
+  uint16_t src_port(const uint8_t *frame, uint32_t len) const;
+  uint32_t flush_out();
+  void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
+
+  VxlanOptions o_;
+  int family_ = AF_INET;
+  unique_fd udp_;   // bound to port: receives (and sends with srcport_fixed)
+  unique_fd raw_;   // IPPROTO_UDP raw socket: sends with a per-flow source port
+  bool readable_ = true;
+  bool writable_ = true;
+  sockaddr_storage group_{};
+  socklen_t group_len_ = 0;
+  uint8_t vni_be_[3]{};
+
+  mutable std::mutex mu_;  // endpoints_ and fdb_: the driver thread writes, counters() reads
+  std::vector<Endpoint> endpoints_;
+  std::vector<uint32_t> flood_;  // endpoints with flood set
+  std::unordered_map<uint64_t, FdbEntry> fdb_;
+  uint64_t ageing_ns_ = 0;
+  uint64_t last_sweep_ns_ = 0;
+
+  // switch -> link: frames copied out of the rx ring (its slots go back to
+  // the switch at the next rxsync, before sendmmsg may have run) and the
+  // datagrams they become
+  std::vector<uint8_t> out_buf_;
+  std::vector<uint32_t> out_len_;
+  std::vector<std::array<uint8_t, 16>> out_hdr_;  // UDP (raw sends) + VXLAN header per frame
+  std::vector<Out> out_;
+  size_t out_sent_ = 0;
+
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
+};
+
+}  // namespace nm

@@ -1,0 +1,229 @@
+/**
+ * VXLAN ports against Linux's own vxlan driver and against another vale-ts.
+ *
+ * Namespaces (one set per file, shared by the tests): an underlay bridge in
+ * `u`; vale-ts #1 in `v1` (underlay 10.R.0.1, fdR::1), Linux vxlan devices in
+ * `l` (10.R.0.2, fdR::2), vale-ts #2 in `v2` (10.R.0.3); the TAP ports of
+ * each vale-ts are moved into `t1` / `t2`, whose Linux stacks are the hosts
+ * of the overlay. One switch per scenario, so the VNIs stay apart:
+ *
+ *   valeA: TAP + VXLAN vni 42 to a static remote   <-> Linux vx42 (IPv4)
+ *   valeB: TAP + VXLAN vni 43 on group 239.1.R.43  <-> Linux vx43 (same group)
+ *   valeC: TAP + VXLAN vni 44 over IPv6            <-> Linux vx44 (IPv6)
+ *   valeD: TAP + VXLAN vni 45                      <-> vale-ts #2's valeD + TAP
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import type { ValeClient } from '../../src/index.js';
+import { inNs, ip, makeNs, tcpTransfer } from '../fixtures/netns.js';
+import { ensurePackages } from '../fixtures/system-packages.js';
+import { startValeTsIn, tapInto as tapIntoMtu, toolsDir as tools } from '../fixtures/vale-ts-netns.js';
+
+const R = 100 + (process.pid % 100);
+const tag = `vx${process.pid}`;
+const ns = { u: `${tag}u`, v1: `${tag}v1`, l: `${tag}l`, v2: `${tag}v2`, t1: `${tag}t1`, t2: `${tag}t2` };
+const under = { v1: `10.${R}.0.1`, l: `10.${R}.0.2`, v2: `10.${R}.0.3`, v1six: `fd00:${R}::1`, lsix: `fd00:${R}::2` };
+const group = `239.1.${R}.43`;
+const cleanups: (() => void)[] = [];
+const stops: (() => Promise<void>)[] = [];
+let vale1: ValeClient;
+let vale2: ValeClient;
+
+/** A veth from namespace `a` (named `name`) to the underlay bridge. */
+function underlayLink(a: string, name: string, cidrs: string[]): void {
+  ip('link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`);
+  ip('link', 'set', name, 'netns', a);
+  ip('link', 'set', `${name}p`, 'netns', ns.u);
+  ip('-n', ns.u, 'link', 'set', `${name}p`, 'master', 'br0', 'up');
+  for (const c of cidrs) ip('-n', a, 'addr', 'add', c, 'dev', name, ...(c.includes(':') ? ['nodad'] : []));
+  ip('-n', a, 'link', 'set', name, 'up');
+}
+
+test.before(async () => {
+  ensurePackages(['iproute2', 'iputils-ping', 'ethtool', 'tcpdump']);
+  for (const n of Object.values(ns)) cleanups.push(makeNs(n));
+  ip('-n', ns.u, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0');
+  ip('-n', ns.u, 'link', 'set', 'br0', 'up');
+  underlayLink(ns.v1, `${tag}a`, [`${under.v1}/24`, `${under.v1six}/64`]);
+  underlayLink(ns.l, `${tag}b`, [`${under.l}/24`, `${under.lsix}/64`]);
+  underlayLink(ns.v2, `${tag}c`, [`${under.v2}/24`]);
+  // A veth hands a Linux vxlan device's frames on with the inner TCP/UDP
+  // checksum still to be filled (CHECKSUM_PARTIAL: a real NIC fills it, and a
+  // Linux receiver in another namespace trusts the mark); a UDP socket gets
+  // the bytes as they are. With tx checksumming off the kernel fills it.
+  ip('netns', 'exec', ns.l, 'ethtool', '-K', `${tag}b`, 'tx', 'off');
+  // Linux's VTEPs
+  const lx = (name: string, ...args: string[]): void => {
+    ip('-n', ns.l, 'link', 'add', name, 'type', 'vxlan', ...args);
+    ip('-n', ns.l, 'link', 'set', name, 'up');
+  };
+  lx('vx42', 'id', '42', 'dstport', '4789', 'local', under.l, 'remote', under.v1);
+  ip('-n', ns.l, 'addr', 'add', `192.168.${R}.2/24`, 'dev', 'vx42');
+  lx('vx43', 'id', '43', 'dstport', '4790', 'local', under.l, 'group', group, 'dev', `${tag}b`);
+  ip('-n', ns.l, 'addr', 'add', `192.169.${R}.2/24`, 'dev', 'vx43');
+  lx('vx44', 'id', '44', 'dstport', '4789', 'local', under.lsix, 'remote', under.v1six);
+  ip('-n', ns.l, 'addr', 'add', `192.170.${R}.2/24`, 'dev', 'vx44');
+
+  const s1 = path.join(os.tmpdir(), `vxlan-${process.pid}-1.sock`);
+  const s2 = path.join(os.tmpdir(), `vxlan-${process.pid}-2.sock`);
+  const started = await Promise.allSettled([startValeTsIn(ns.v1, s1), startValeTsIn(ns.v2, s2)]);
+  for (const r of started) if (r.status === 'fulfilled') stops.push(r.value.stop);
+  for (const r of started) if (r.status === 'rejected') throw r.reason;
+  const [p1, p2] = started.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof startValeTsIn>>>).value);
+  vale1 = p1!.client;
+  vale2 = p2!.client;
+  // the VXLAN header and outer IP/UDP take 50 bytes of the underlay's 1500 (70 over IPv6)
+  const tapInto = (from: string, to: string, ifname: string, cidr: string): void => tapIntoMtu(from, to, ifname, cidr, 1430);
+  const tap = (sw: string): { driver: { kind: string; ifname: string } } => ({ driver: { kind: 'tap', ifname: `${tag}${sw}` } });
+  await vale1.create('valeA:tap', {}, tap('A'));
+  await vale1.create('valeA:vx', {}, { driver: { kind: 'vxlan', vni: 42, local: under.v1, remote: [under.l] } });
+  await vale1.create('valeB:tap', {}, tap('B'));
+  await vale1.create('valeB:vx', {}, { driver: { kind: 'vxlan', vni: 43, local: `${under.v1}:4790`, group, dev: `${tag}a` } });
+  await vale1.create('valeC:tap', {}, tap('C'));
+  await vale1.create('valeC:vx', {}, { driver: { kind: 'vxlan', vni: 44, local: `[${under.v1six}]`, remote: [under.lsix] } });
+  await vale1.create('valeD:tap', {}, tap('D'));
+  await vale1.create('valeD:vx', {}, { driver: { kind: 'vxlan', vni: 45, local: `${under.v1}:4792`, remote: [under.v2] } });
+  await vale2.create('valeD:tap', {}, tap('E'));
+  // vale-ts #2's VTEP from the command line, as a user makes one
+  await inNs(ns.v2, [process.execPath, path.join(tools, 'vale-ctl-ts.js'), '--socket', s2, '-n', 'valeD:vx', '--vxlan', `vni=45,local=${under.v2}:4792,remote=${under.v1}`]);
+  tapInto(ns.v1, ns.t1, `${tag}A`, `192.168.${R}.1/24`);
+  tapInto(ns.v1, ns.t1, `${tag}B`, `192.169.${R}.1/24`);
+  tapInto(ns.v1, ns.t1, `${tag}C`, `192.170.${R}.1/24`);
+  tapInto(ns.v1, ns.t1, `${tag}D`, `192.171.${R}.1/24`);
+  tapInto(ns.v2, ns.t2, `${tag}E`, `192.171.${R}.2/24`);
+});
+
+test.after.always(async () => {
+  await Promise.all(stops.map((s) => s()));
+  for (const c of cleanups.reverse()) c();
+});
+
+async function vx(c: ValeClient, sw: string): Promise<{ describe: string; counters: Record<string, number> }> {
+  const [s] = await c.stats(sw);
+  const p = s!.ports.find((x) => x.name === `${sw}:vx`);
+  if (!p?.driver) throw new Error(`${sw}:vx has no driver in the stats`);
+  return p.driver;
+}
+
+const ping = (from: string, to: string): Promise<string> => inNs(from, ['ping', '-c', '3', '-i', '0.2', '-w', '50', to]);
+
+test.serial('vale-ts and a Linux vxlan device (static remotes, IPv4): ping both ways, TCP both ways intact, per-remote counters', async (t) => {
+  t.timeout(120_000);
+  // the outer source ports vale-ts picks, seen on the Linux side's underlay
+  const dump = spawn('ip', ['netns', 'exec', ns.l, 'tcpdump', '-l', '-nn', '-i', `${tag}b`, `udp and src host ${under.v1} and dst port 4789`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const dumped = new Promise<void>((r) => dump.once('exit', () => r()));
+  t.teardown(async () => {
+    dump.kill('SIGINT');
+    await dumped;
+  });
+  let lines = '';
+  dump.stdout.on('data', (d: Buffer) => (lines += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    dump.stderr.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve());
+    dump.once('exit', (code) => reject(new Error(`tcpdump exited ${code}`)));
+  });
+  t.regex(await ping(ns.t1, `192.168.${R}.2`), /3 received/);
+  t.regex(await ping(ns.l, `192.168.${R}.1`), /3 received/);
+  const there = await tcpTransfer(ns.t1, ns.l, `192.168.${R}.2`, 5201, 1 << 20);
+  t.is(there.received.bytes, 1 << 20);
+  t.is(there.received.sha256, there.sent.sha256);
+  const back = await tcpTransfer(ns.l, ns.t1, `192.168.${R}.1`, 5202, 1 << 20);
+  t.is(back.received.sha256, back.sent.sha256);
+  dump.kill('SIGINT');
+  await dumped;
+  // one port per inner flow (ARP, ICMP, two TCP connections), all in Linux's range [32768, 61000)
+  const ports = new Set([...lines.matchAll(new RegExp(`IP ${under.v1.replace(/\./g, '\\.')}\\.(\\d+) > `, 'g'))].map((m) => Number(m[1])));
+  t.true(ports.size >= 3, `outer source ports seen: ${[...ports].join(', ')}`);
+  for (const p of ports) t.true(p >= 32768 && p < 61000, `outer source port ${p}`);
+  const d = await vx(vale1, 'valeA');
+  t.regex(d.describe, new RegExp(`^vxlan vni 42 ${under.v1}:4789 -> ${under.l} \\(srcport 32768-61000\\)$`));
+  const c = d.counters;
+  t.true(c[`remote ${under.l} txFrames`]! > 500 && c[`remote ${under.l} rxFrames`]! > 500, JSON.stringify(c));
+  // the Linux vxlan device's MAC was learned behind its VTEP
+  const vxMac = JSON.parse(ip('-j', '-n', ns.l, 'link', 'show', 'vx42'))[0].address as string;
+  t.true(c[`fdb ${vxMac} -> ${under.l} expiresInS`]! > 200, JSON.stringify(c));
+  for (const k of ['dropShortHeader', 'dropNoVniFlag', 'dropWrongVni', 'dropShortFrame', 'dropSendFailed']) t.is(c[k], 0, k);
+  // Linux learned the TAP's MAC behind vale-ts's address
+  const tapMac = JSON.parse(ip('-j', '-n', ns.t1, 'link', 'show', `${tag}A`))[0].address as string;
+  t.regex(ip('netns', 'exec', ns.l, 'bridge', 'fdb', 'show', 'dev', 'vx42'), new RegExp(`${tapMac} dst ${under.v1.replace(/\./g, '\\.')}`));
+});
+
+test.serial('vale-ts and a Linux vxlan device on a multicast group: ping both ways, TCP intact', async (t) => {
+  t.timeout(120_000);
+  t.regex(await ping(ns.l, `192.169.${R}.1`), /3 received/);
+  t.regex(await ping(ns.t1, `192.169.${R}.2`), /3 received/);
+  const r = await tcpTransfer(ns.t1, ns.l, `192.169.${R}.2`, 5203, 1 << 20);
+  t.is(r.received.sha256, r.sent.sha256);
+  const c = (await vx(vale1, 'valeB')).counters;
+  t.true(c['floods']! >= 1, JSON.stringify(c)); // the ARP request went to the group
+  t.true(c[`remote ${under.l} rxFrames`]! > 100 && c[`remote ${under.l} txFrames`]! > 100, JSON.stringify(c)); // then unicast to the learned VTEP
+  t.regex(ip('-n', ns.v1, 'maddr', 'show', 'dev', `${tag}a`), new RegExp(group.replace(/\./g, '\\.')));
+});
+
+test.serial('vale-ts and a Linux vxlan device over an IPv6 underlay: ping both ways', async (t) => {
+  t.timeout(60_000);
+  t.regex(await ping(ns.t1, `192.170.${R}.2`), /3 received/);
+  t.regex(await ping(ns.l, `192.170.${R}.1`), /3 received/);
+  const d = await vx(vale1, 'valeC');
+  t.is(d.describe, `vxlan vni 44 [${under.v1six}]:4789 -> ${under.lsix} (srcport 32768-61000)`);
+  const c = d.counters;
+  t.true(c[`remote ${under.lsix} rxFrames`]! >= 3 && c[`remote ${under.lsix} txFrames`]! >= 3, JSON.stringify(c));
+});
+
+test.serial('two vale-ts over VXLAN, a namespace behind each: ping, TCP intact, remote MACs learned in --stats', async (t) => {
+  t.timeout(120_000);
+  t.regex(await ping(ns.t1, `192.171.${R}.2`), /3 received/);
+  t.regex(await ping(ns.t2, `192.171.${R}.1`), /3 received/);
+  const r = await tcpTransfer(ns.t2, ns.t1, `192.171.${R}.1`, 5204, 1 << 20);
+  t.is(r.received.sha256, r.sent.sha256);
+  const macD = JSON.parse(ip('-j', '-n', ns.t1, 'link', 'show', `${tag}D`))[0].address as string;
+  const macE = JSON.parse(ip('-j', '-n', ns.t2, 'link', 'show', `${tag}E`))[0].address as string;
+  t.true((await vx(vale2, 'valeD')).counters[`fdb ${macD} -> ${under.v1} expiresInS`]! > 0);
+  t.true((await vx(vale1, 'valeD')).counters[`fdb ${macE} -> ${under.v2} expiresInS`]! > 0);
+  // and vale-ctl-ts --stats prints them
+  const out = await inNs(ns.v1, [process.execPath, path.join(tools, 'vale-ctl-ts.js'), '--socket', path.join(os.tmpdir(), `vxlan-${process.pid}-1.sock`), '--stats=valeD']);
+  t.regex(out, new RegExp(`driver of valeD:vx: vxlan vni 45[^\\n]*\\n[\\s\\S]*fdb ${macE} -> ${under.v2.replace(/\./g, '\\.')} expiresInS \\d+`));
+  t.regex(out, new RegExp(`remote ${under.v2.replace(/\./g, '\\.')} rxFrames \\d+`));
+});
+
+test.serial('hostile datagrams: short header, no I flag, wrong VNI, short inner frame, multicast source MAC are dropped by reason', async (t) => {
+  t.timeout(60_000);
+  const before = (await vx(vale1, 'valeA')).counters;
+  // from the Linux side's namespace, to vale-ts's VTEP socket
+  const send = `
+const s = require('node:dgram').createSocket('udp4');
+const hdr = (flags, vni) => Buffer.from([flags, 0, 0, 0, vni >> 16, (vni >> 8) & 255, vni & 255, 0]);
+const eth = (src0) => { const f = Buffer.alloc(60); f.fill(0xff, 0, 6); f[6] = src0; f[11] = 9; f[12] = 8; f[13] = 6; return f; };
+const msgs = [Buffer.from([8, 0, 0]), Buffer.concat([hdr(0, 42), eth(2)]), Buffer.concat([hdr(8, 7), eth(2)]), Buffer.concat([hdr(8, 42), Buffer.alloc(10)]), Buffer.concat([hdr(8, 42), eth(1)])];
+let n = 0; for (const m of msgs) s.send(m, 4789, process.argv[1], () => { if (++n === msgs.length) s.close(); });`;
+  await inNs(ns.l, [process.execPath, '-e', send, under.v1]);
+  const want = ['dropShortHeader', 'dropNoVniFlag', 'dropWrongVni', 'dropShortFrame', 'dropBadSrcMac'];
+  for (;;) {
+    const c = (await vx(vale1, 'valeA')).counters;
+    if (want.every((k) => c[k]! > before[k]!)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const after = (await vx(vale1, 'valeA')).counters;
+  for (const k of want) t.is(after[k]! - before[k]!, 1, k);
+  t.is(after['inFrames'], before['inFrames']); // none reached the switch
+});
+
+test.serial('bad settings are refused with the fix, and leave no port behind', async (t) => {
+  const bad = async (driver: Record<string, string | number | string[]>, msg: RegExp): Promise<void> => {
+    await t.throwsAsync(vale1.create('valeZ:bad', {}, { driver: { kind: 'vxlan', ...driver } }), { message: msg });
+  };
+  await bad({ local: under.v1, remote: [under.l] }, /needs vni=N/);
+  await bad({ vni: 1 << 24, local: under.v1, remote: [under.l] }, /'vni' must be an integer 0\.\.16777215/);
+  await bad({ vni: 1, local: under.v1 }, /needs remote=ADDR/);
+  await bad({ vni: 1, local: under.v1, remote: [under.lsix] }, /IPv6 but the port is IPv4/);
+  await bad({ vni: 1, local: under.v1, remote: [under.l], group }, /not both/);
+  await bad({ vni: 1, local: under.v1, group: '10.0.0.1' }, /not a multicast address/);
+  await bad({ vni: 1, local: under.v1, remote: [under.l], srcport: '9-3' }, /srcport '9-3' must be MIN-MAX/);
+  await bad({ vni: 1, local: under.v1, fdb: ['01:00:5e:00:00:01@10.0.0.9'] }, /UNICAST_MAC@ADDR/);
+  await bad({ vni: 1, local: '192.0.2.77', remote: [under.l] }, /local= must be an address of an interface/);
+  await bad({ vni: 1, local: under.v1, remote: [under.l] }, /another VTEP .* has this UDP port/);
+  await bad({ vni: 1, local: under.v1, group, dev: 'nosuchif0' }, /no interface 'nosuchif0'/);
+  t.falsy((await vale1.list()).find((p) => p.name === 'valeZ:bad'));
+});

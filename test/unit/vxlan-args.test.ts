@@ -1,0 +1,55 @@
+/** `--vxlan` on the command line and the vxlan driver's settings: what reaches the native VTEP, and every refusal naming its fix. */
+import test from 'ava';
+import { parseCtlArgs, UsageError } from '../../tools/vale-ctl/args.js';
+import { parseLocal, vxlanOptions } from '../../src/ports/vxlan.js';
+
+test('--vxlan becomes a vxlan driver spec: repeated remote= and fdb= collect, numbers are numbers', (t) => {
+  t.deepEqual(parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=42,local=10.0.0.1:4790,remote=10.0.0.2,remote=10.0.0.3,fdb=02:00:00:00:00:01@10.0.0.4,ageing=60']).driver, {
+    kind: 'vxlan',
+    vni: 42,
+    local: '10.0.0.1:4790',
+    remote: ['10.0.0.2', '10.0.0.3'],
+    fdb: ['02:00:00:00:00:01@10.0.0.4'],
+    ageing: 60,
+  });
+  t.deepEqual(parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=7,group=ff05::7,dev=eth0,srcport=fixed']).driver, { kind: 'vxlan', vni: 7, group: 'ff05::7', dev: 'eth0', srcport: 'fixed' });
+});
+
+test('--vxlan usage errors: no vni, not KEY=VALUE, unknown or repeated settings', (t) => {
+  t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', 'local=10.0.0.1,remote=10.0.0.2']), { instanceOf: UsageError, message: /needs vni=N/ });
+  t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', 'vni=1,10.0.0.2']), { instanceOf: UsageError, message: /not KEY=VALUE/ });
+  t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', 'vni=1,remotes=10.0.0.2']), { instanceOf: UsageError, message: /unknown setting 'remotes'/ });
+  t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', 'vni=1,vni=2,remote=10.0.0.2']), { instanceOf: UsageError, message: /'vni' is given twice/ });
+  t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', 'vni=1', '--tap', 't0']), { instanceOf: UsageError, message: /one driver/ });
+});
+
+test('local= takes ADDR, ADDR:PORT, IPv6 and [IPv6]:PORT', (t) => {
+  t.deepEqual(parseLocal('10.0.0.1'), { addr: '10.0.0.1' });
+  t.deepEqual(parseLocal('10.0.0.1:4790'), { addr: '10.0.0.1', port: 4790 });
+  t.deepEqual(parseLocal('fd00::1'), { addr: 'fd00::1' });
+  t.deepEqual(parseLocal('[fd00::1]:4790'), { addr: 'fd00::1', port: 4790 });
+  t.throws(() => parseLocal('10.0.0.1:0'), { message: /1\.\.65535/ });
+  t.throws(() => parseLocal('host.example:4789'), { message: /not ADDR/ });
+  t.throws(() => parseLocal('[10.0.0.1'), { message: /not ADDR/ });
+});
+
+test('settings reach the native VTEP checked: family agreement, one flood mode, MAC and range syntax', (t) => {
+  t.deepEqual(vxlanOptions({ kind: 'vxlan', vni: 5, local: '[fd00::1]:4790', remote: 'fd00::2', srcport: '40000-50000', ttl: 8 }), {
+    vni: 5, local: 'fd00::1', port: 4790, remote: ['fd00::2'], srcportMin: 40000, srcportMax: 50000, ttl: 8,
+  });
+  t.deepEqual(vxlanOptions({ kind: 'vxlan', vni: '9', group: '239.1.1.1', dev: 'eth0' }), { vni: 9, group: '239.1.1.1', dev: 'eth0' });
+  const refuse = (spec: Record<string, string | number | string[]>, msg: RegExp): void => {
+    t.throws(() => vxlanOptions({ kind: 'vxlan', ...spec }), { message: msg });
+  };
+  refuse({ vni: -1, local: '10.0.0.1', remote: ['10.0.0.2'] }, /0\.\.16777215/);
+  refuse({ vni: 1.5, local: '10.0.0.1', remote: ['10.0.0.2'] }, /0\.\.16777215/);
+  refuse({ vni: 1, remote: ['10.0.0.2'] }, /needs local=ADDR/);
+  refuse({ vni: 1, local: '10.0.0.1', remote: ['10.0.0.2', 'nope'] }, /remote 'nope' is not an IPv4 or IPv6 address/);
+  refuse({ vni: 1, local: '10.0.0.1', group: 'ff05::1' }, /IPv6 but the port is IPv4/);
+  refuse({ vni: 1, local: '10.0.0.1', remote: ['10.0.0.2'], dev: 'a/b' }, /not an interface name/);
+  refuse({ vni: 1, local: '10.0.0.1', fdb: ['02:00:00:00:00:01'] }, /UNICAST_MAC@ADDR/);
+  refuse({ vni: 1, local: '10.0.0.1', fdb: ['02:00:00:00:00:01@fd00::1'] }, /IPv6 but the port is IPv4/);
+  refuse({ vni: 1, local: '10.0.0.1', remote: ['10.0.0.2'], srcport: '1000' }, /MIN-MAX/);
+  refuse({ vni: 1, local: '10.0.0.1', remote: ['10.0.0.2'], ageing: 0 }, /'ageing' must be an integer 1\.\.1000000/);
+  refuse({ vni: 1, local: '10.0.0.1', remote: ['10.0.0.2'], typo: 1 }, /no setting 'typo'/);
+});
