@@ -137,7 +137,9 @@ test.serial('VXLAN over wireguard-go: ping and TCP across; the underlay carries 
   // the sender's bytes are SHA-256 of "0", "1", ... (test/fixtures/netns.ts): look for the first 256 of them
   const chunks = Array.from({ length: 256 }, (_, i) => createHash('sha256').update(String(i)).digest());
   const found = (pcap: Buffer): number => chunks.filter((c) => pcap.includes(c)).length;
-  t.true(outer.length > 1 << 20, `the underlay capture is ${outer.length} bytes: the transfer did not cross it`);
+  // at least half: tcpdump stopped by SIGINT loses what is still in its kernel ring, which on a
+  // loaded machine was ~2% of the transfer (1026374 of >1 MiB captured)
+  t.true(outer.length > 1 << 19, `the underlay capture is ${outer.length} bytes: the transfer did not cross it`);
   t.true(found(inner) > 200, `the control failed: only ${found(inner)} of 256 payload chunks seen inside the tunnel`);
   t.is(found(outer), 0, 'payload in the clear on the underlay');
   // and the frames went through vale-ts's VTEP, not around it
