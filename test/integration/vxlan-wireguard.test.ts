@@ -6,19 +6,17 @@
  * the physical underlay holds none of the TCP payload, while a capture inside
  * the tunnel (the control: same bytes, same method) holds it in the clear.
  *
- * IPsec ESP (the kernel's xfrm) is documented but not tested here: this
- * kernel has no ESP transform (`ip xfrm state add ... proto esp` answers
- * "Requested type not found").
+ * The same over IPsec ESP (strongSwan, ESP in userspace): vxlan-ipsec.test.ts.
  */
 import test from 'ava';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ValeClient } from '../../src/index.js';
 import { inNs, ip, makeNs, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { captureIn, daemonIn, payloadChunksIn, saw, type Stops } from '../fixtures/underlay-capture.js';
 import { startValeTsIn, tapInto } from '../fixtures/vale-ts-netns.js';
 
 const S = 100 + (process.pid % 100);
@@ -29,39 +27,8 @@ const tun = { v1: `10.${S}.11.1`, v2: `10.${S}.11.2` };
 const overlay = { t1: `192.172.${S}.1`, t2: `192.172.${S}.2` };
 const dir = mkdtempSync(path.join(os.tmpdir(), `vxlan-wg-${process.pid}-`));
 const cleanups: (() => void)[] = [() => rmSync(dir, { recursive: true, force: true })];
-const stops: (() => Promise<void>)[] = [];
+const stops: Stops = [];
 let vale: ValeClient[] = [];
-
-/** A foreground process in a namespace, stopped (and awaited) at the end. */
-function daemon(n: string, cmd: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  const p = spawn('ip', ['netns', 'exec', n, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  // drained for the process's whole life: a full pipe would stall it
-  p.stdout!.resume();
-  p.stderr!.resume();
-  const exited = new Promise<void>((r) => p.once('exit', () => r()));
-  stops.push(async () => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
-    await exited;
-  });
-  return p;
-}
-
-/** Waits for `text` on a process's stdout or stderr. */
-function saw(p: ChildProcess, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let log = '';
-    const see = (d: Buffer): void => {
-      log += d.toString();
-      if (!log.includes(text)) return;
-      p.stdout!.off('data', see);
-      p.stderr!.off('data', see);
-      resolve();
-    };
-    p.stdout!.on('data', see);
-    p.stderr!.on('data', see);
-    p.once('exit', (code) => reject(new Error(`${p.spawnargs.join(' ')} exited (${code}) before '${text}': ${log}`)));
-  });
-}
 
 test.before(async () => {
   ensurePackages(['iproute2', 'iputils-ping', 'wireguard-go', 'wireguard-tools', 'tcpdump']);
@@ -85,7 +52,7 @@ test.before(async () => {
   await Promise.all(
     sides.map(async (s, i) => {
       // verbose: it says when its control socket is up, and `wg set` may use it
-      const wg = daemon(s.n, ['wireguard-go', '-f', s.wg], { ...process.env, LOG_LEVEL: 'verbose' });
+      const wg = daemonIn(stops, s.n, ['wireguard-go', '-f', s.wg], { ...process.env, LOG_LEVEL: 'verbose' });
       await saw(wg, 'UAPI listener started');
       const keyFile = path.join(dir, `key${i}`);
       writeFileSync(keyFile, keys[i]!.priv, { mode: 0o600 });
@@ -112,36 +79,21 @@ test.after.always(async () => {
   for (const c of cleanups.reverse()) c();
 });
 
-/** tcpdump on an interface into a file; resolves once it captures, stop() flushes and ends it. */
-async function capture(n: string, ifname: string, file: string): Promise<() => Promise<Buffer>> {
-  const p = daemon(n, ['tcpdump', '-i', ifname, '-U', '-s', '0', '-w', file, 'udp']);
-  const exited = new Promise<void>((r) => p.once('exit', () => r()));
-  await saw(p, 'listening on');
-  return async () => {
-    p.kill('SIGINT');
-    await exited;
-    return readFileSync(file);
-  };
-}
-
 test.serial('VXLAN over wireguard-go: ping and TCP across; the underlay carries none of the payload in the clear, the tunnel inside does', async (t) => {
   t.timeout(120_000);
   t.regex(await inNs(ns.t1, ['ping', '-c', '3', '-i', '0.2', '-w', '50', overlay.t2]), /3 received/);
   t.regex(await inNs(ns.t2, ['ping', '-c', '3', '-i', '0.2', '-w', '50', overlay.t1]), /3 received/);
-  const stopOuter = await capture(ns.v1, `${tag}a`, path.join(dir, 'underlay.pcap'));
-  const stopInner = await capture(ns.v1, `${tag}w1`, path.join(dir, 'tunnel.pcap'));
+  const stopOuter = await captureIn(stops, ns.v1, `${tag}a`, path.join(dir, 'underlay.pcap'), ['udp']);
+  const stopInner = await captureIn(stops, ns.v1, `${tag}w1`, path.join(dir, 'tunnel.pcap'), ['udp']);
   const r = await tcpTransfer(ns.t1, ns.t2, overlay.t2, 5210, 1 << 20);
   const [outer, inner] = [await stopOuter(), await stopInner()];
   t.is(r.received.bytes, 1 << 20);
   t.is(r.received.sha256, r.sent.sha256);
-  // the sender's bytes are SHA-256 of "0", "1", ... (test/fixtures/netns.ts): look for the first 256 of them
-  const chunks = Array.from({ length: 256 }, (_, i) => createHash('sha256').update(String(i)).digest());
-  const found = (pcap: Buffer): number => chunks.filter((c) => pcap.includes(c)).length;
   // at least half: tcpdump stopped by SIGINT loses what is still in its kernel ring, which on a
   // loaded machine was ~2% of the transfer (1026374 of >1 MiB captured)
   t.true(outer.length > 1 << 19, `the underlay capture is ${outer.length} bytes: the transfer did not cross it`);
-  t.true(found(inner) > 200, `the control failed: only ${found(inner)} of 256 payload chunks seen inside the tunnel`);
-  t.is(found(outer), 0, 'payload in the clear on the underlay');
+  t.true(payloadChunksIn(inner) > 200, `the control failed: only ${payloadChunksIn(inner)} of 256 payload chunks seen inside the tunnel`);
+  t.is(payloadChunksIn(outer), 0, 'payload in the clear on the underlay');
   // and the frames went through vale-ts's VTEP, not around it
   const [st] = await vale[0]!.stats('valeW');
   const c = st!.ports.find((p) => p.name === 'valeW:vx')!.driver!.counters;
