@@ -21,6 +21,7 @@ import { inNs, ip, makeNs, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { captureIn, daemonIn, packetsMatching, payloadChunksIn, saw, type Stops } from '../fixtures/underlay-capture.js';
 import { startValeTsIn, tapInto } from '../fixtures/vale-ts-netns.js';
+import { untilAnswer } from '../fixtures/wait.js';
 
 const S = 100 + (process.pid % 100);
 const tag = `es${process.pid}`;
@@ -28,6 +29,8 @@ const ns = { v1: `${tag}v1`, v2: `${tag}v2`, t1: `${tag}t1`, t2: `${tag}t2` };
 const phys = [`10.${S}.20.1`, `10.${S}.20.2`] as const;
 const vtep = [`10.${S}.21.1`, `10.${S}.21.2`] as const;
 const overlay = { t1: `192.173.${S}.1`, t2: `192.173.${S}.2` };
+// a third address on the underlay, in v2's namespace but routed around IPsec: an attacker on the wire
+const attacker = `10.${S}.20.66`;
 const dir = mkdtempSync(path.join(os.tmpdir(), `vxlan-esp-${process.pid}-`));
 const cleanups: (() => void)[] = [() => rmSync(dir, { recursive: true, force: true })];
 const stops: Stops = [];
@@ -35,6 +38,8 @@ let vale: ValeClient[] = [];
 
 // Debian's path for the daemon (strongswan-charon); swanctl is on PATH
 const CHARON = '/usr/lib/ipsec/charon';
+// by its path: under npm/ava, node_modules/.bin comes first on PATH and holds another `nft` (@vercel/nft)
+const NFT = '/usr/sbin/nft';
 
 /**
  * One strongswan.conf per side: only the plugins needed (IKEv2 with PSK,
@@ -91,7 +96,7 @@ secrets {
 }
 
 test.before(async () => {
-  ensurePackages(['iproute2', 'iputils-ping', 'strongswan-charon', 'strongswan-swanctl', 'libcharon-extra-plugins', 'tcpdump']);
+  ensurePackages(['iproute2', 'iputils-ping', 'strongswan-charon', 'strongswan-swanctl', 'libcharon-extra-plugins', 'tcpdump', 'nftables']);
   for (const n of Object.values(ns)) cleanups.push(makeNs(n));
   ip('link', 'add', `${tag}a`, 'type', 'veth', 'peer', 'name', `${tag}b`);
   const psk = randomBytes(32).toString('base64');
@@ -117,6 +122,10 @@ test.before(async () => {
       await inNs(s.n, ['env', `STRONGSWAN_CONF=${conf}`, 'swanctl', '--load-all', '--noprompt', '--file', swanctl, '--uri', `unix://${dir}/vici${i}`]);
     }),
   );
+  // the attacker's datagrams leave on the underlay in the clear (a rule before charon's table 220)
+  ip('-n', ns.v2, 'addr', 'add', `${attacker}/24`, 'dev', `${tag}b`);
+  ip('-n', ns.v2, 'route', 'add', `${vtep[0]}/32`, 'dev', `${tag}b`, 'table', '66');
+  ip('-n', ns.v2, 'rule', 'add', 'from', attacker, 'lookup', '66', 'priority', '100');
   // returns once the CHILD_SA is up on both sides (the responder installs it before answering)
   const up = await inNs(ns.v1, ['env', `STRONGSWAN_CONF=${path.join(dir, 'strongswan0.conf')}`, 'swanctl', '--initiate', '--child', 'vxlan', '--uri', `unix://${dir}/vici0`]);
   if (!up.includes('initiate completed successfully')) throw new Error(`IKE negotiation failed:\n${up}`);
@@ -138,13 +147,61 @@ test.after.always(async () => {
   for (const c of cleanups.reverse()) c();
 });
 
+/** The README's guard: VXLAN is taken only from inside the tunnel. */
+const GUARD = `table inet vxlan_guard {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    udp dport 4789 iifname != "ipsec0" counter drop
+  }
+}
+`;
+
+/** Sends, from the attacker's address, one plaintext VXLAN datagram (VNI 78, a broadcast frame) to v1's VTEP. */
+function inject(): Promise<string> {
+  const vxlan = Buffer.from('0800000000004e00', 'hex'); // I flag, VNI 78
+  const frame = Buffer.concat([Buffer.alloc(6, 0xff), Buffer.from('020000006666', 'hex'), Buffer.from('88b5', 'hex'), Buffer.alloc(46, 0x66)]);
+  const send = `const s = require('node:dgram').createSocket('udp4'); s.bind(0, '${attacker}', () => s.send(Buffer.from('${Buffer.concat([vxlan, frame]).toString('hex')}', 'hex'), 4789, '${vtep[0]}', (e) => { if (e) throw e; s.close(); }));`;
+  return inNs(ns.v2, [process.execPath, '-e', send]);
+}
+
+/** v1's VTEP counters. */
+async function vtepCounters(): Promise<Record<string, number>> {
+  const [st] = await vale[0]!.stats('valeE');
+  return st!.ports.find((p) => p.name === 'valeE:vx')!.driver!.counters;
+}
+
+test.serial('VXLAN in the clear from the underlay reaches the VTEP (VXLAN authenticates nothing) until the guard drops whatever does not come out of ipsec0', async (t) => {
+  t.timeout(60_000);
+  // the threat: Linux delivers a datagram for the VTEP's address from any interface
+  const c = await untilAnswer(
+    async () => {
+      await inject();
+      return vtepCounters();
+    },
+    (c) => (c[`remote ${attacker} rxFrames`] ?? 0) >= 1,
+  );
+  const before = c[`remote ${attacker} rxFrames`]!;
+  const guard = path.join(dir, 'guard.nft');
+  writeFileSync(guard, GUARD);
+  for (const n of [ns.v1, ns.v2]) await inNs(n, [NFT, '-f', guard]);
+  await inject();
+  const dropped = async (): Promise<number> => {
+    const o = await inNs(ns.v1, [NFT, 'list', 'chain', 'inet', 'vxlan_guard', 'input']);
+    const m = /counter packets (\d+)/.exec(o);
+    if (!m) throw new Error(`no counter in the guard's chain:\n${o}`);
+    return Number(m[1]);
+  };
+  await untilAnswer(dropped, (n) => n >= 1);
+  t.is((await vtepCounters())[`remote ${attacker} rxFrames`], before, 'a plaintext datagram passed the guard');
+});
+
 /** An interface's MAC address as 6 bytes. */
 function macOf(n: string, ifname: string): Buffer {
   const [link] = JSON.parse(ip('-n', n, '-j', 'link', 'show', 'dev', ifname)) as { address: string }[];
   return Buffer.from(link!.address.replaceAll(':', ''), 'hex');
 }
 
-test.serial('VXLAN over IPsec (strongSwan, userspace ESP): ping and TCP both ways; the underlay carries ESP and no inner frame, ipsec0 carries them in the clear', async (t) => {
+test.serial('VXLAN over IPsec (strongSwan, userspace ESP), behind the guard: ping and TCP both ways; the underlay carries ESP and no inner frame, ipsec0 carries them in the clear', async (t) => {
   t.timeout(120_000);
   t.regex(await inNs(ns.t1, ['ping', '-c', '3', '-i', '0.2', '-w', '50', overlay.t2]), /3 received/);
   t.regex(await inNs(ns.t2, ['ping', '-c', '3', '-i', '0.2', '-w', '50', overlay.t1]), /3 received/);
