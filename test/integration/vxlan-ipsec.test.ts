@@ -210,7 +210,8 @@ test.serial('VXLAN over IPsec (strongSwan, userspace ESP), behind the guard: pin
     t.is(r.received.bytes, 1 << 20);
     t.is(r.received.sha256, r.sent.sha256);
   }
-  t.true(outer.length > 2 << 20, `the underlay capture is ${outer.length} bytes: the transfers did not cross it`);
+  // at least half of the 2 MiB: tcpdump stopped by SIGINT loses what is still in its kernel ring
+  t.true(outer.length > 1 << 20, `the underlay capture is ${outer.length} bytes: the transfers did not cross it`);
   // ESP (RFC 3948 UDP encapsulation; proto 50 should a later libipsec send it raw), and no VXLAN in the clear
   const esp = packetsMatching(files.outer, 'udp port 4500 or ip proto 50');
   t.true(esp > 1000, `only ${esp} ESP packets on the underlay: the transfers did not go through IPsec`);
