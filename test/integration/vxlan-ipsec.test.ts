@@ -24,6 +24,7 @@ import { inNs, ip, makeNs, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { captureIn, daemonIn, packetsMatching, payloadChunksIn, saw, type Stops } from '../fixtures/underlay-capture.js';
 import { startValeTsIn, tapInto } from '../fixtures/vale-ts-netns.js';
+import { attackerOnUnderlay, guardDrops, injectVxlan, installGuard } from '../fixtures/vxlan-guard.js';
 import { untilAnswer } from '../fixtures/wait.js';
 
 const S = 100 + (process.pid % 100);
@@ -41,14 +42,13 @@ let vale: ValeClient[] = [];
 
 // Debian's path for the daemon (strongswan-charon); swanctl is on PATH
 const CHARON = '/usr/lib/ipsec/charon';
-// by its path: under npm/ava, node_modules/.bin comes first on PATH and holds another `nft` (@vercel/nft)
-const NFT = '/usr/sbin/nft';
 
 /**
  * One strongswan.conf per side: only the plugins needed (IKEv2 with PSK,
  * MODP DH through gmp, AES-CBC/HMAC-SHA2 ESP in libipsec), its own vici
- * socket, a log on stderr. Worker threads: libipsec, the IKE socket and the
- * netlink listener each hold one for good; fewer than ~8 leave none for vici.
+ * socket, a log on stderr. Worker threads: long-running jobs (libipsec's two,
+ * the IKE socket's receiver, the fd watcher) each hold one for good; with 6,
+ * none was left to answer vici and swanctl hung.
  */
 function strongswanConf(side: number): string {
   return `charon {
@@ -126,9 +126,7 @@ test.before(async () => {
     }),
   );
   // the attacker's datagrams leave on the underlay in the clear (a rule before charon's table 220)
-  ip('-n', ns.v2, 'addr', 'add', `${attacker}/24`, 'dev', `${tag}b`);
-  ip('-n', ns.v2, 'route', 'add', `${vtep[0]}/32`, 'dev', `${tag}b`, 'table', '66');
-  ip('-n', ns.v2, 'rule', 'add', 'from', attacker, 'lookup', '66', 'priority', '100');
+  attackerOnUnderlay(ns.v2, `${tag}b`, attacker, vtep[0]);
   // returns once the CHILD_SA is up on both sides (the responder installs it before answering)
   const up = await inNs(ns.v1, ['env', `STRONGSWAN_CONF=${path.join(dir, 'strongswan0.conf')}`, 'swanctl', '--initiate', '--child', 'vxlan', '--uri', `unix://${dir}/vici0`]);
   if (!up.includes('initiate completed successfully')) throw new Error(`IKE negotiation failed:\n${up}`);
@@ -150,17 +148,6 @@ test.after.always(async () => {
   for (const c of cleanups.reverse()) c();
 });
 
-/** README's guard, as its `nft` command: VXLAN is taken only out of the tunnel. */
-const GUARD = 'add table inet vxlan_guard { chain input { type filter hook input priority filter; udp dport 4789 iifname != "ipsec0" counter drop; }; }';
-
-/** Sends, from the attacker's address, one plaintext VXLAN datagram (VNI 78, a broadcast frame) to v1's VTEP. */
-function inject(): Promise<string> {
-  const vxlan = Buffer.from('0800000000004e00', 'hex'); // I flag, VNI 78
-  const frame = Buffer.concat([Buffer.alloc(6, 0xff), Buffer.from('020000006666', 'hex'), Buffer.from('88b5', 'hex'), Buffer.alloc(46, 0x66)]);
-  const send = `const s = require('node:dgram').createSocket('udp4'); s.bind(0, '${attacker}', () => s.send(Buffer.from('${Buffer.concat([vxlan, frame]).toString('hex')}', 'hex'), 4789, '${vtep[0]}', (e) => { if (e) throw e; s.close(); }));`;
-  return inNs(ns.v2, [process.execPath, '-e', send]);
-}
-
 /** v1's VTEP counters. */
 async function vtepCounters(): Promise<Record<string, number>> {
   const [st] = await vale[0]!.stats('valeE');
@@ -172,21 +159,15 @@ test.serial('VXLAN in the clear from the underlay reaches the VTEP (VXLAN authen
   // the threat: Linux delivers a datagram for the VTEP's address from any interface
   const c = await untilAnswer(
     async () => {
-      await inject();
+      await injectVxlan(ns.v2, attacker, vtep[0], 78);
       return vtepCounters();
     },
     (c) => (c[`remote ${attacker} rxFrames`] ?? 0) >= 1,
   );
   const before = c[`remote ${attacker} rxFrames`]!;
-  for (const n of [ns.v1, ns.v2]) await inNs(n, [NFT, GUARD]);
-  await inject();
-  const dropped = async (): Promise<number> => {
-    const o = await inNs(ns.v1, [NFT, 'list', 'chain', 'inet', 'vxlan_guard', 'input']);
-    const m = /counter packets (\d+)/.exec(o);
-    if (!m) throw new Error(`no counter in the guard's chain:\n${o}`);
-    return Number(m[1]);
-  };
-  await untilAnswer(dropped, (n) => n >= 1);
+  for (const n of [ns.v1, ns.v2]) await installGuard(n, 'ipsec0');
+  await injectVxlan(ns.v2, attacker, vtep[0], 78);
+  await untilAnswer(() => guardDrops(ns.v1), (n) => n >= 1);
   t.is((await vtepCounters())[`remote ${attacker} rxFrames`], before, 'a plaintext datagram passed the guard');
 });
 

@@ -5,6 +5,8 @@
  * with a TAP port behind each switch: ping and TCP across, and a capture on
  * the physical underlay holds none of the TCP payload, while a capture inside
  * the tunnel (the control: same bytes, same method) holds it in the clear.
+ * Before that, plaintext VXLAN sent over the underlay to the VTEP address is
+ * shown delivered, then dropped by README's nft guard, which stays for the rest.
  *
  * The same over IPsec ESP (strongSwan, ESP in userspace): vxlan-ipsec.test.ts.
  */
@@ -18,6 +20,8 @@ import { inNs, ip, makeNs, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { captureIn, daemonIn, payloadChunksIn, saw, type Stops } from '../fixtures/underlay-capture.js';
 import { startValeTsIn, tapInto } from '../fixtures/vale-ts-netns.js';
+import { attackerOnUnderlay, guardDrops, injectVxlan, installGuard } from '../fixtures/vxlan-guard.js';
+import { untilAnswer } from '../fixtures/wait.js';
 
 const S = 100 + (process.pid % 100);
 const tag = `wg${process.pid}`;
@@ -25,13 +29,15 @@ const ns = { v1: `${tag}v1`, v2: `${tag}v2`, t1: `${tag}t1`, t2: `${tag}t2` };
 const phys = { v1: `10.${S}.10.1`, v2: `10.${S}.10.2` };
 const tun = { v1: `10.${S}.11.1`, v2: `10.${S}.11.2` };
 const overlay = { t1: `192.172.${S}.1`, t2: `192.172.${S}.2` };
+// a third address on the underlay, in v2's namespace but routed around the tunnel: an attacker on the wire
+const attacker = `10.${S}.10.66`;
 const dir = mkdtempSync(path.join(os.tmpdir(), `vxlan-wg-${process.pid}-`));
 const cleanups: (() => void)[] = [() => rmSync(dir, { recursive: true, force: true })];
 const stops: Stops = [];
 let vale: ValeClient[] = [];
 
 test.before(async () => {
-  ensurePackages(['iproute2', 'iputils-ping', 'wireguard-go', 'wireguard-tools', 'tcpdump']);
+  ensurePackages(['iproute2', 'iputils-ping', 'wireguard-go', 'wireguard-tools', 'tcpdump', 'nftables']);
   for (const n of Object.values(ns)) cleanups.push(makeNs(n));
   ip('link', 'add', `${tag}a`, 'type', 'veth', 'peer', 'name', `${tag}b`);
   for (const [n, end, addr] of [[ns.v1, `${tag}a`, phys.v1], [ns.v2, `${tag}b`, phys.v2]] as const) {
@@ -69,6 +75,7 @@ test.before(async () => {
     await vale[i]!.create('valeW:tap', {}, { driver: { kind: 'tap', ifname: `${tag}T${i}` } });
     await vale[i]!.create('valeW:vx', {}, { driver: { kind: 'vxlan', vni: 77, local: s.me, remote: [s.peer] } });
   }
+  attackerOnUnderlay(ns.v2, `${tag}b`, attacker, tun.v1);
   // WireGuard's MTU (1420) less VXLAN's 50 bytes
   tapInto(ns.v1, ns.t1, `${tag}T0`, `${overlay.t1}/24`, 1370);
   tapInto(ns.v2, ns.t2, `${tag}T1`, `${overlay.t2}/24`, 1370);
@@ -79,7 +86,30 @@ test.after.always(async () => {
   for (const c of cleanups.reverse()) c();
 });
 
-test.serial('VXLAN over wireguard-go: ping and TCP across; the underlay carries none of the payload in the clear, the tunnel inside does', async (t) => {
+/** v1's VTEP counters. */
+async function vtepCounters(): Promise<Record<string, number>> {
+  const [st] = await vale[0]!.stats('valeW');
+  return st!.ports.find((p) => p.name === 'valeW:vx')!.driver!.counters;
+}
+
+test.serial('VXLAN in the clear from the underlay reaches the VTEP inside WireGuard until the guard drops whatever does not come out of wg0', async (t) => {
+  t.timeout(60_000);
+  const c = await untilAnswer(
+    async () => {
+      await injectVxlan(ns.v2, attacker, tun.v1, 77);
+      return vtepCounters();
+    },
+    (c) => (c[`remote ${attacker} rxFrames`] ?? 0) >= 1,
+  );
+  const before = c[`remote ${attacker} rxFrames`]!;
+  await installGuard(ns.v1, `${tag}w1`);
+  await installGuard(ns.v2, `${tag}w2`);
+  await injectVxlan(ns.v2, attacker, tun.v1, 77);
+  await untilAnswer(() => guardDrops(ns.v1), (n) => n >= 1);
+  t.is((await vtepCounters())[`remote ${attacker} rxFrames`], before, 'a plaintext datagram passed the guard');
+});
+
+test.serial('VXLAN over wireguard-go, behind the guard: ping and TCP across; the underlay carries none of the payload in the clear, the tunnel inside does', async (t) => {
   t.timeout(120_000);
   t.regex(await inNs(ns.t1, ['ping', '-c', '3', '-i', '0.2', '-w', '50', overlay.t2]), /3 received/);
   t.regex(await inNs(ns.t2, ['ping', '-c', '3', '-i', '0.2', '-w', '50', overlay.t1]), /3 received/);
