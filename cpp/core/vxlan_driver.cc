@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <net/if.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +34,11 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::FdbFull: return "fdbFull";
     case VxCtr::Floods: return "floods";
     case VxCtr::FloodCopies: return "floodCopies";
+    case VxCtr::ShortcutHelloOut: return "shortcutHelloOut";
+    case VxCtr::ShortcutHelloIn: return "shortcutHelloIn";
+    case VxCtr::ShortcutHelloBad: return "shortcutHelloBad";
+    case VxCtr::ShortcutHelloStranger: return "shortcutHelloStranger";
+    case VxCtr::ShortcutHelloOtherHost: return "shortcutHelloOtherHost";
     case VxCtr::Count_: break;
   }
   return "unknown";
@@ -151,6 +158,32 @@ uint32_t fmix(uint32_t h) {
   h *= 0xc2b2ae35u;
   return h ^ (h >> 16);
 }
+
+// This boot's id (/proc/sys/kernel/random/boot_id: 32 hex digits with
+// dashes), the same in every namespace and container under one kernel.
+bool read_boot_id(std::array<uint8_t, SHORTCUT_ID_LEN> &out) {
+  unique_fd f(::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC));
+  if (!f) return false;
+  char text[64];
+  const ssize_t n = ::read(f.get(), text, sizeof text);
+  if (n <= 0) return false;
+  size_t digits = 0;
+  for (ssize_t i = 0; i < n && digits < 2 * SHORTCUT_ID_LEN; i++) {
+    const char c = text[i];
+    int v;
+    if (c >= '0' && c <= '9') v = c - '0';
+    else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
+    else if (c == '-') continue;
+    else return false;
+    out[digits / 2] = static_cast<uint8_t>(digits % 2 ? out[digits / 2] | v : v << 4);
+    digits++;
+  }
+  return digits == 2 * SHORTCUT_ID_LEN;
+}
+
+constexpr uint8_t SHORTCUT_MAC[6] = {0x03, 0x76, 0x61, 0x6c, 0x65, 0x73};  // multicast, locally administered: "\x03vales"
+constexpr uint8_t SHORTCUT_MAGIC[4] = {'V', 'T', 'S', 'C'};
 
 Status sockopt(int fd, int level, int name, int value, const char *what) {
   if (::setsockopt(fd, level, name, &value, sizeof value) < 0) return sys_fail("setsockopt", what);
@@ -374,6 +407,15 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
     if (!fresh) return check_fail(EINVAL, "VXLAN fdb MAC " + mac_text(k) + " is given twice");
     endpoints_[*e].macs++;
   }
+  // the shortcut announces itself to static remotes only (anyone can make a
+  // VTEP learn an endpoint); without a boot id or randomness it stays off
+  if (o.shortcut && !flood_.empty()) {
+    std::array<uint8_t, SHORTCUT_ID_LEN> inst{};
+    if (read_boot_id(boot_id_) && ::getrandom(inst.data(), inst.size(), GRND_NONBLOCK) == static_cast<ssize_t>(inst.size())) {
+      instance_ = inst;
+      shortcut_ = true;
+    }
+  }
   const size_t bs = buf_size();
   out_buf_.resize(size_t{TX_BATCH} * bs);
   out_len_.resize(TX_BATCH);
@@ -412,6 +454,93 @@ Result<uint32_t> VxlanDriver::endpoint_for(const sockaddr_storage &a, bool make_
     }
   }
   return check_fail(ENOSPC, "VXLAN endpoint table full");
+}
+
+int VxlanDriver::find_endpoint(const sockaddr_storage &a) const {
+  sockaddr_storage ss = a;
+  set_port(ss, o_.srcport_fixed ? o_.dstport : 0);
+  const std::string key = addr_key(ss);
+  for (uint32_t i = 0; i < endpoints_.size(); i++)
+    if (endpoints_[i].addr.ss_family == ss.ss_family && addr_key(endpoints_[i].addr) == key) return static_cast<int>(i);
+  return -1;
+}
+
+int VxlanDriver::idle_timeout_ms() {
+  if (!shortcut_) return -1;
+  const uint64_t since = now_ns() - last_hello_ns_;
+  return since >= SHORTCUT_HELLO_PERIOD_NS ? 0 : static_cast<int>((SHORTCUT_HELLO_PERIOD_NS - since) / 1000000) + 1;
+}
+
+void VxlanDriver::on_idle_timeout() { maybe_hello(now_ns()); }
+
+void VxlanDriver::maybe_hello(uint64_t now) {
+  if (!shortcut_ || now - last_hello_ns_ < SHORTCUT_HELLO_PERIOD_NS) return;
+  last_hello_ns_ = now;
+  // sent as the port sends frames: from the raw socket with its own UDP
+  // header (the source port of its inner "flow", in the configured range),
+  // or from the bound port with srcport=fixed
+  const size_t uhl = raw_ ? 8 : 0;
+  uint8_t d[8 + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN] = {};
+  uint8_t *f = d + uhl + VXLAN_HDR_LEN;
+  std::memcpy(f, SHORTCUT_MAC, 6);
+  std::memcpy(f + 6, SHORTCUT_MAC, 6);
+  f[12] = SHORTCUT_ETHERTYPE >> 8;
+  f[13] = SHORTCUT_ETHERTYPE & 0xff;
+  std::memcpy(f + 14, SHORTCUT_MAGIC, 4);
+  f[18] = SHORTCUT_VERSION;
+  f[19] = SHORTCUT_HELLO;
+  std::memcpy(f + 22, boot_id_.data(), SHORTCUT_ID_LEN);
+  std::memcpy(f + 22 + SHORTCUT_ID_LEN, instance_.data(), SHORTCUT_ID_LEN);
+  uint8_t *v = d + uhl;
+  v[0] = VXLAN_FLAG_I | VXLAN_FLAG_SHORTCUT;
+  std::memcpy(v + 4, vni_be_, 3);
+  const size_t total = uhl + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN;
+  if (raw_) {
+    const uint16_t sp = src_port(f, SHORTCUT_HELLO_LEN), ulen = static_cast<uint16_t>(total);
+    d[0] = static_cast<uint8_t>(sp >> 8);
+    d[1] = static_cast<uint8_t>(sp);
+    d[2] = static_cast<uint8_t>(o_.dstport >> 8);
+    d[3] = static_cast<uint8_t>(o_.dstport);
+    d[4] = static_cast<uint8_t>(ulen >> 8);
+    d[5] = static_cast<uint8_t>(ulen);  // checksum 0 (IPv4) or filled by the kernel (IPv6), as for frames
+  }
+  std::vector<std::pair<sockaddr_storage, socklen_t>> to;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (uint32_t e : flood_) to.emplace_back(endpoints_[e].addr, endpoints_[e].len);
+  }
+  // a lost HELLO (a full socket buffer, no route yet) is sent again next period
+  const int fd = raw_ ? raw_.get() : udp_.get();
+  for (const auto &[a, len] : to)
+    if (::sendto(fd, d, total, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&a), len) == static_cast<ssize_t>(total)) vcount(VxCtr::ShortcutHelloOut);
+}
+
+void VxlanDriver::on_control(const uint8_t *f, size_t len, const sockaddr_storage &src) {
+  // the whole datagram is the sender's word: length, magic, version and type
+  // are checked before anything is read from it
+  if (len < SHORTCUT_HELLO_LEN || f[12] != (SHORTCUT_ETHERTYPE >> 8) || f[13] != (SHORTCUT_ETHERTYPE & 0xff) ||
+      std::memcmp(f + 14, SHORTCUT_MAGIC, 4) != 0 || f[18] != SHORTCUT_VERSION || f[19] != SHORTCUT_HELLO || src.ss_family != family_) {
+    vcount(VxCtr::ShortcutHelloBad);
+    return;
+  }
+  const int ep = find_endpoint(src);
+  if (ep < 0 || !endpoints_[static_cast<size_t>(ep)].flood) {
+    vcount(VxCtr::ShortcutHelloStranger);
+    return;
+  }
+  vcount(VxCtr::ShortcutHelloIn);
+  Endpoint &e = endpoints_[static_cast<size_t>(ep)];
+  // a boot id is no proof (any local process reads it, the underlay sees it):
+  // a match only marks the remote as a candidate for the rendezvous
+  if (std::memcmp(f + 22, boot_id_.data(), SHORTCUT_ID_LEN) != 0) {
+    vcount(VxCtr::ShortcutHelloOtherHost);
+    e.same_host = false;
+    return;
+  }
+  const uint8_t *inst = f + 22 + SHORTCUT_ID_LEN;
+  // our own HELLO come back (a remote= naming this VTEP) is no peer
+  e.same_host = shortcut_ && std::memcmp(inst, instance_.data(), SHORTCUT_ID_LEN) != 0;
+  std::memcpy(e.peer_instance.data(), inst, SHORTCUT_ID_LEN);
 }
 
 void VxlanDriver::learn(const uint8_t *mac, uint32_t ep, uint64_t now) {
@@ -525,6 +654,12 @@ uint32_t VxlanDriver::link_in() {
       continue;
     }
     const size_t flen = len - VXLAN_HDR_LEN;
+    // the shortcut's control datagrams never reach the switch nor the FDB
+    if (hdr[i][0] & VXLAN_FLAG_SHORTCUT) {
+      if (m[i].msg_hdr.msg_namelen > sizeof src[i]) vcount(VxCtr::ShortcutHelloBad);
+      else on_control(slot[i], flen, src[i]);
+      continue;
+    }
     if (flen < ETH_HLEN) {
       vcount(VxCtr::DropShortFrame);
       continue;
@@ -565,6 +700,7 @@ uint32_t VxlanDriver::link_out() {
   const uint32_t bs = buf_size();
   const size_t uhl = raw_ ? 8 : 0;  // our own UDP header before the VXLAN one
   const uint64_t now = now_ns();
+  maybe_hello(now);  // a busy port never idles into on_idle_timeout
   {
     std::lock_guard<std::mutex> g(mu_);
     if (now - last_sweep_ns_ > 1000000000ull) {
@@ -703,6 +839,7 @@ std::vector<std::pair<std::string, uint64_t>> VxlanDriver::vx_counters(size_t ma
     v.emplace_back(p + "txBytes", e.tx_bytes);
     v.emplace_back(p + "txErrors", e.tx_errors);
     v.emplace_back(p + "macs", e.macs);
+    if (e.flood) v.emplace_back(p + "sameHost", e.same_host ? 1 : 0);
   }
   size_t lines = 0;
   for (const auto &[k, e] : fdb_) {

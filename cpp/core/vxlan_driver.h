@@ -48,6 +48,20 @@ constexpr uint8_t VXLAN_FLAG_I = 0x08;
 constexpr uint32_t VXLAN_MAX_FDB = 8192;       // learned + static MACs
 constexpr uint32_t VXLAN_MAX_ENDPOINTS = 1024;  // remote VTEPs with counters
 
+// The co-resident shortcut's in-band control datagrams (docs/vxlan-shortcut.md):
+// VXLAN flags I | 0x40 (a reserved bit neither GBP nor GPE uses: Linux's
+// vxlan drops the datagram as malformed), an inner frame with a multicast
+// source MAC (an older vale-ts drops it as dropBadSrcMac) and the IEEE local
+// experimental ethertype, then "VTSC", version, type and the body.
+constexpr uint8_t VXLAN_FLAG_SHORTCUT = 0x40;
+constexpr uint16_t SHORTCUT_ETHERTYPE = 0x88b5;
+constexpr uint8_t SHORTCUT_VERSION = 1;
+constexpr uint8_t SHORTCUT_HELLO = 1;
+constexpr size_t SHORTCUT_ID_LEN = 16;
+// dst, src, type, magic, version, type, 2 reserved, boot id, instance id
+constexpr size_t SHORTCUT_HELLO_LEN = 14 + 4 + 4 + 2 * SHORTCUT_ID_LEN;
+constexpr uint64_t SHORTCUT_HELLO_PERIOD_NS = 1000000000ull;
+
 struct VxlanOptions {
   uint32_t vni = 0;                  // 0 .. 2^24-1
   std::string local;                 // this VTEP's address (source of what it sends); may be empty with a group
@@ -61,6 +75,7 @@ struct VxlanOptions {
   uint16_t srcport_min = 32768, srcport_max = 61000;  // [min, max)
   bool srcport_fixed = false;        // send from `port` (no raw socket, no CAP_NET_RAW)
   uint8_t ttl = 0;                   // 0: 64 to unicast, 1 to a multicast group (Linux's defaults)
+  bool shortcut = true;              // announce this host to static remotes and notice co-resident ones
 };
 
 // Reasons a datagram or frame is dropped by the VTEP (beyond PortPump's),
@@ -81,6 +96,11 @@ enum class VxCtr : uint8_t {
   FdbFull,            // not learned: the table is at VXLAN_MAX_FDB (or the endpoints at theirs)
   Floods,             // frames replicated to every flood target
   FloodCopies,        // datagrams those became
+  ShortcutHelloOut,        // HELLOs sent to static remotes
+  ShortcutHelloIn,         // well-formed HELLOs from a static remote
+  ShortcutHelloBad,        // shortcut-flagged datagrams that are short, or of another magic/version/type
+  ShortcutHelloStranger,   // HELLOs from an address that is not a static remote: ignored
+  ShortcutHelloOtherHost,  // HELLOs with another boot id: a peer on another host
   Count_
 };
 const char *vx_ctr_name(VxCtr c);
@@ -105,6 +125,8 @@ class VxlanDriver final : public PortPump {
     bool flood = false;       // remote=: gets broadcast/unknown copies
     uint32_t macs = 0;        // FDB entries pointing here
     uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, tx_bytes = 0, tx_errors = 0;
+    bool same_host = false;   // its last HELLO carried this host's boot id (and another instance id)
+    std::array<uint8_t, SHORTCUT_ID_LEN> peer_instance{};
   };
   struct FdbEntry {
     uint32_t ep;
@@ -122,6 +144,8 @@ class VxlanDriver final : public PortPump {
   void link_event(int fd, uint32_t events) override;
   uint32_t link_in() override;
   uint32_t link_out() override;
+  int idle_timeout_ms() override;
+  void on_idle_timeout() override;
 
   Status setup(const VxlanOptions &o);
   Result<uint32_t> endpoint_for(const sockaddr_storage &a, bool make_static);  // mu_ held
@@ -129,6 +153,9 @@ class VxlanDriver final : public PortPump {
   int lookup(const uint8_t *mac, uint64_t now);                                // mu_ held; -1: flood
   uint16_t src_port(const uint8_t *frame, uint32_t len) const;
   uint32_t flush_out();
+  int find_endpoint(const sockaddr_storage &a) const;                           // mu_ held; -1: none
+  void maybe_hello(uint64_t now);
+  void on_control(const uint8_t *frame, size_t len, const sockaddr_storage &src);  // mu_ held
   void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 
   VxlanOptions o_;
@@ -156,6 +183,13 @@ class VxlanDriver final : public PortPump {
   std::vector<std::array<uint8_t, 16>> out_hdr_;  // UDP (raw sends) + VXLAN header per frame
   std::vector<Out> out_;
   size_t out_sent_ = 0;
+
+  // the shortcut's identity: this host's boot id and this port's random
+  // instance id (a restarted vale-ts is a new instance)
+  bool shortcut_ = false;
+  std::array<uint8_t, SHORTCUT_ID_LEN> boot_id_{};
+  std::array<uint8_t, SHORTCUT_ID_LEN> instance_{};
+  uint64_t last_hello_ns_ = 0;
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
 };

@@ -14,6 +14,7 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ValeClient } from '../../src/index.js';
@@ -186,6 +187,72 @@ test.serial('two vale-ts over VXLAN, a namespace behind each: ping, TCP intact, 
   const out = await inNs(ns.v1, [process.execPath, path.join(tools, 'vale-ctl-ts.js'), '--socket', path.join(os.tmpdir(), `vxlan-${process.pid}-1.sock`), '--stats=valeD']);
   t.regex(out, new RegExp(`driver of valeD:vx: vxlan vni 45[^\\n]*\\n[\\s\\S]*fdb ${macE} -> ${under.v2.replace(/\./g, '\\.')} expiresInS \\d+`));
   t.regex(out, new RegExp(`remote ${under.v2.replace(/\./g, '\\.')} rxFrames \\d+`));
+});
+
+test.serial('co-resident shortcut, stage 1: the two vale-ts of valeD notice they share a host by their HELLOs; Linux never counts as one; foreign, malformed and stranger HELLOs are counted, never switched', async (t) => {
+  t.timeout(60_000);
+  const sameHost = async (c: ValeClient, sw: string, remote: string): Promise<void> => {
+    for (;;) {
+      if ((await vx(c, sw)).counters[`remote ${remote} sameHost`] === 1) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  await Promise.all([sameHost(vale1, 'valeD', under.v2), sameHost(vale2, 'valeD', under.v1)]);
+  const d1 = (await vx(vale1, 'valeD')).counters;
+  t.true(d1['shortcutHelloOut']! >= 1 && d1['shortcutHelloIn']! >= 1, JSON.stringify(d1));
+  const out = await inNs(ns.v1, [process.execPath, path.join(tools, 'vale-ctl-ts.js'), '--socket', path.join(os.tmpdir(), `vxlan-${process.pid}-1.sock`), '--stats=valeD']);
+  t.regex(out, new RegExp(`remote ${under.v2.replace(/\./g, '\\.')} sameHost 1`));
+  // Linux's VTEP drops HELLOs (a reserved flag): none comes out of its vxlan
+  // device while two more are sent to it, it never answers, so it is no shortcut peer
+  const dump = spawn('ip', ['netns', 'exec', ns.l, 'tcpdump', '-l', '-nn', '-i', 'vx42', 'ether proto 0x88b5'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const dumped = new Promise<void>((r) => dump.once('exit', () => r()));
+  t.teardown(async () => {
+    dump.kill('SIGINT');
+    await dumped;
+  });
+  let seen = '';
+  dump.stdout.on('data', (d: Buffer) => (seen += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    dump.stderr.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve());
+    dump.once('exit', (code) => reject(new Error(`tcpdump exited ${code}`)));
+  });
+  const start = (await vx(vale1, 'valeA')).counters['shortcutHelloOut']!;
+  while ((await vx(vale1, 'valeA')).counters['shortcutHelloOut']! < start + 2) await new Promise((r) => setTimeout(r, 100));
+  dump.kill('SIGINT');
+  await dumped;
+  t.deepEqual(seen.split('\n').filter((l) => l.trim() !== ''), [], 'a HELLO came out of the Linux vxlan device'); // (tcpdump ends with an empty line)
+  const before = (await vx(vale1, 'valeA')).counters;
+  t.is(before['shortcutHelloIn'], 0);
+  t.is(before[`remote ${under.l} sameHost`], 0);
+  // forged HELLOs from the Linux side's namespace: another host's boot id, a
+  // wrong magic, and a right one from an address that is no static remote
+  const stranger = `10.${R}.0.9`;
+  ip('-n', ns.l, 'addr', 'add', `${stranger}/24`, 'dev', `${tag}b`);
+  t.teardown(() => ip('-n', ns.l, 'addr', 'del', `${stranger}/24`, 'dev', `${tag}b`));
+  const send = `
+const [to, from, bootHex] = process.argv.slice(1);
+const hello = (magic, boot) => Buffer.concat([Buffer.from([0x48, 0, 0, 0, 0, 0, 42, 0]), Buffer.from('037661 6c6573 037661 6c6573 88b5'.replace(/ /g, ''), 'hex'),
+  Buffer.from(magic), Buffer.from([1, 1, 0, 0]), Buffer.from(boot, 'hex'), Buffer.alloc(16, 7)]);
+const other = 'ff'.repeat(16);
+const msgs = [[hello('VTSC', other), undefined], [hello('XXXX', other), undefined], [hello('VTSC', bootHex), from]];
+const go = (i) => { if (i === msgs.length) return; const [m, src] = msgs[i];
+  const u = require('node:dgram').createSocket('udp4'); u.bind({ address: src ?? '0.0.0.0' }, () => u.send(m, 4789, to, () => { u.close(); go(i + 1); })); };
+go(0);`;
+  const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '');
+  await inNs(ns.l, [process.execPath, '-e', send, under.v1, stranger, boot]);
+  const want = ['shortcutHelloOtherHost', 'shortcutHelloBad', 'shortcutHelloStranger'];
+  for (;;) {
+    const c = (await vx(vale1, 'valeA')).counters;
+    if (want.every((k) => c[k]! > before[k]!)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const after = (await vx(vale1, 'valeA')).counters;
+  for (const k of want) t.is(after[k]! - before[k]!, 1, k);
+  t.is(after[`remote ${under.l} sameHost`], 0);
+  t.is(after['shortcutHelloIn']! - before['shortcutHelloIn']!, 1); // the other-host one, from the static remote
+  t.is(after['fdbLearned'], before['fdbLearned']); // never learned from
+  t.is(after['dropBadSrcMac'], before['dropBadSrcMac']); // taken out before the frame checks
+  t.is(after[`remote ${under.l} rxFrames`], before[`remote ${under.l} rxFrames`]);
 });
 
 test.serial('hostile datagrams: short header, no I flag, wrong VNI, short inner frame, multicast source MAC are dropped by reason', async (t) => {
