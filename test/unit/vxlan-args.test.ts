@@ -61,4 +61,7 @@ test('the co-resident shortcut is on unless shortcut=off', (t) => {
   t.is(vxlanOptions({ ...base, shortcut: 'off' }).shortcut, false);
   t.is(vxlanOptions({ ...base, shortcut: 'on' }).shortcut, true);
   t.is(vxlanOptions({ ...base, shortcut: false }).shortcut, false);
+  const cli = parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=3,local=10.0.0.1,remote=10.0.0.2,shortcut=off']).driver!;
+  t.is(cli['shortcut'], 'off');
+  t.is(vxlanOptions(cli).shortcut, false);
 });
