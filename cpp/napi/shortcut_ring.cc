@@ -1,12 +1,16 @@
-// JS binding of the shortcut's channel (cpp/core/shortcut_ring.h), so the
-// ring and its checks against a hostile peer are tested from ava: make a
-// channel, attach a second mapping to its fd as the peer would, push, peek,
-// and corrupt the shared indices through the fd.
+// JS bindings of the shortcut's channel (cpp/core/shortcut_ring.h) and
+// rendezvous (cpp/core/shortcut_peer.h), so both and their checks against a
+// hostile peer are tested from ava: make a channel, attach a second mapping
+// to its fd as the peer would, push, peek, corrupt the shared indices through
+// the fd; listen, connect, exchange CLAIMs carrying the channel's fd.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <optional>
 
+#include <sys/socket.h>
+
+#include "core/shortcut_peer.h"
 #include "core/shortcut_ring.h"
 #include "napi/napi_util.h"
 
@@ -77,8 +81,111 @@ class ShortcutRingJs : public Napi::ObjectWrap<ShortcutRingJs> {
   std::optional<ShortcutRing> r_;
 };
 
+std::array<uint8_t, 16> id_arg(const Napi::Value &v, const char *what) {
+  std::array<uint8_t, 16> id{};
+  const std::string h = v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+  if (h.size() != 32) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be 32 hex digits");
+  for (size_t i = 0; i < 32; i++) {
+    const char c = h[i];
+    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be 32 lower-case hex digits");
+    id[i / 2] = static_cast<uint8_t>(i % 2 ? id[i / 2] | d : d << 4);
+  }
+  return id;
+}
+
+std::string hex_of(const std::array<uint8_t, 16> &id) {
+  static const char x[] = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : id) {
+    s += x[b >> 4];
+    s += x[b & 15];
+  }
+  return s;
+}
+
+std::string str_arg(const Napi::CallbackInfo &info, size_t i, const char *what) {
+  if (info.Length() <= i || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+// shortcutDirCheck(dir, create)
+Napi::Value DirCheck(const Napi::CallbackInfo &info) {
+  auto st = shortcut_dir_check(str_arg(info, 0, "dir"), info.Length() > 1 && info[1].ToBoolean());
+  if (!st) throw sys_error(info.Env(), st.error());
+  return info.Env().Undefined();
+}
+
+// shortcutListen(dir, idHex) -> fd; shortcutConnect(dir, idHex) -> fd
+Napi::Value Listen(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), unwrap(info.Env(), shortcut_listen(str_arg(info, 0, "dir"), id_arg(info[1], "id"))).release());
+}
+Napi::Value Connect(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), unwrap(info.Env(), shortcut_connect(str_arg(info, 0, "dir"), id_arg(info[1], "id"))).release());
+}
+
+// shortcutAccept(listenFd) -> fd of a connection already made (checked with SO_PEERCRED)
+Napi::Value Accept(const Napi::CallbackInfo &info) {
+  unique_fd c(::accept4(arg_fd(info, 0), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  if (!c) throw errno_error(info.Env(), "shortcut listener", errno, "accept4");
+  auto st = shortcut_peer_check(c.get());
+  if (!st) throw sys_error(info.Env(), st.error());
+  return Napi::Number::New(info.Env(), c.release());
+}
+
+// shortcutSendClaim(fd, {instance, vni, family, mine, yours, nonce, bufSize}, [fds])
+Napi::Value SendClaim(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int fd = arg_fd(info, 0);
+  if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "shortcutSendClaim(fd, claim, fds)");
+  Napi::Object o = info[1].As<Napi::Object>();
+  ShortcutClaim c;
+  c.instance = id_arg(o.Get("instance"), "instance");
+  c.vni = opt_u32(o, "vni", 0);
+  c.family = static_cast<uint8_t>(opt_u32(o, "family", 4));
+  c.mine = id_arg(o.Get("mine"), "mine");
+  c.yours = id_arg(o.Get("yours"), "yours");
+  c.nonce = id_arg(o.Get("nonce"), "nonce");
+  c.buf_size = opt_u32(o, "bufSize", 2048);
+  std::vector<int> fds;
+  if (info.Length() > 2 && info[2].IsArray()) {
+    Napi::Array a = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) fds.push_back(static_cast<int>(a.Get(i).As<Napi::Number>().Int32Value()));
+  }
+  auto st = shortcut_send_claim(fd, c, fds);
+  if (!st) throw sys_error(env, st.error());
+  return env.Undefined();
+}
+
+// shortcutRecvClaim(fd) -> {instance, vni, family, mine, yours, nonce, bufSize, fds}
+Napi::Value RecvClaim(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::vector<unique_fd> fds;
+  ShortcutClaim c = unwrap(env, shortcut_recv_claim(arg_fd(info, 0), fds));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("instance", hex_of(c.instance));
+  o.Set("vni", c.vni);
+  o.Set("family", c.family);
+  o.Set("mine", hex_of(c.mine));
+  o.Set("yours", hex_of(c.yours));
+  o.Set("nonce", hex_of(c.nonce));
+  o.Set("bufSize", c.buf_size);
+  Napi::Array a = Napi::Array::New(env, fds.size());
+  for (uint32_t i = 0; i < fds.size(); i++) a.Set(i, fds[i].release());
+  o.Set("fds", a);
+  return o;
+}
+
 }  // namespace
 
-void InitShortcutRing(Napi::Env env, Napi::Object exports) { exports.Set("ShortcutRing", ShortcutRingJs::Define(env)); }
+void InitShortcutRing(Napi::Env env, Napi::Object exports) {
+  exports.Set("ShortcutRing", ShortcutRingJs::Define(env));
+  exports.Set("shortcutDirCheck", Napi::Function::New(env, DirCheck));
+  exports.Set("shortcutListen", Napi::Function::New(env, Listen));
+  exports.Set("shortcutConnect", Napi::Function::New(env, Connect));
+  exports.Set("shortcutAccept", Napi::Function::New(env, Accept));
+  exports.Set("shortcutSendClaim", Napi::Function::New(env, SendClaim));
+  exports.Set("shortcutRecvClaim", Napi::Function::New(env, RecvClaim));
+}
 
 }  // namespace nm
