@@ -1,6 +1,8 @@
 #include "core/shortcut_peer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -97,18 +99,44 @@ Result<std::string> shortcut_socket_path(const std::string &dir, const std::arra
   return p;
 }
 
-Result<unique_fd> shortcut_listen(const std::string &dir, const std::array<uint8_t, 16> &id) {
+Result<ShortcutListener> shortcut_listen(const std::string &dir, const std::array<uint8_t, 16> &id) {
   auto p = shortcut_socket_path(dir, id);
   if (!p) return std::move(p).take_error();
   auto a = un_addr(*p);
   if (!a) return std::move(a).take_error();
-  unique_fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!s) return sys_fail("socket(AF_UNIX)", "shortcut listener");
+  ShortcutListener l;
+  const std::string lock = p->substr(0, p->size() - 5) + ".lock";
+  l.lock.reset(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!l.lock) return sys_fail("open", "shortcut lock " + lock);
+  if (::flock(l.lock.get(), LOCK_EX | LOCK_NB) < 0) return sys_fail("flock", "shortcut lock " + lock);
+  l.sock.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!l.sock) return sys_fail("socket(AF_UNIX)", "shortcut listener");
   // the name is a fresh random id: anything there is a dead instance's socket
   ::unlink(p->c_str());
-  if (::bind(s.get(), reinterpret_cast<const sockaddr *>(&*a), sizeof *a) < 0) return sys_fail("bind", "shortcut listener " + *p);
-  if (::listen(s.get(), 8) < 0) return sys_fail("listen", "shortcut listener " + *p);
-  return s;
+  if (::bind(l.sock.get(), reinterpret_cast<const sockaddr *>(&*a), sizeof *a) < 0) return sys_fail("bind", "shortcut listener " + *p);
+  if (::listen(l.sock.get(), 8) < 0) return sys_fail("listen", "shortcut listener " + *p);
+  return l;
+}
+
+uint32_t shortcut_sweep(const std::string &dir) {
+  DIR *d = ::opendir(dir.c_str());
+  if (!d) return 0;
+  std::vector<std::string> locks;
+  while (dirent *e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n.size() == 32 + 5 && n.compare(32, 5, ".lock") == 0 && n.find_first_not_of("0123456789abcdef") == 32) locks.push_back(n.substr(0, 32));
+  }
+  ::closedir(d);
+  uint32_t swept = 0;
+  for (const std::string &id : locks) {
+    const std::string base = dir + "/" + id;
+    unique_fd f(::open((base + ".lock").c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    if (!f || ::flock(f.get(), LOCK_EX | LOCK_NB) < 0) continue;  // alive (or gone already)
+    ::unlink((base + ".sock").c_str());
+    ::unlink((base + ".lock").c_str());
+    swept++;
+  }
+  return swept;
 }
 
 Result<unique_fd> shortcut_connect(const std::string &dir, const std::array<uint8_t, 16> &id) {

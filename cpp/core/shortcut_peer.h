@@ -42,7 +42,16 @@ Result<ShortcutClaim> decode_claim(const uint8_t *m, size_t len);
 Status shortcut_dir_check(const std::string &dir, bool create);
 // DIR/<32 hex digits>.sock; fails when it does not fit a sockaddr_un.
 Result<std::string> shortcut_socket_path(const std::string &dir, const std::array<uint8_t, 16> &id);
-Result<unique_fd> shortcut_listen(const std::string &dir, const std::array<uint8_t, 16> &id);
+// The listener, and beside it DIR/<id>.lock held with flock for the
+// listener's life: a lock that can be taken marks a dead instance, whose
+// socket and lock shortcut_sweep removes (a SIGKILLed vale-ts unlinks nothing).
+struct ShortcutListener {
+  unique_fd sock;
+  unique_fd lock;
+};
+Result<ShortcutListener> shortcut_listen(const std::string &dir, const std::array<uint8_t, 16> &id);
+// Removes the sockets of dead instances from DIR; returns how many.
+uint32_t shortcut_sweep(const std::string &dir);
 Result<unique_fd> shortcut_connect(const std::string &dir, const std::array<uint8_t, 16> &id);
 // The connected peer runs as our effective uid, or as root.
 Status shortcut_peer_check(int fd);

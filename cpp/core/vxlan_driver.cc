@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +40,12 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutHelloBad: return "shortcutHelloBad";
     case VxCtr::ShortcutHelloStranger: return "shortcutHelloStranger";
     case VxCtr::ShortcutHelloOtherHost: return "shortcutHelloOtherHost";
+    case VxCtr::ShortcutConnects: return "shortcutConnects";
+    case VxCtr::ShortcutConnectFailed: return "shortcutConnectFailed";
+    case VxCtr::ShortcutPeerBad: return "shortcutPeerBad";
+    case VxCtr::ShortcutPeerGone: return "shortcutPeerGone";
+    case VxCtr::ShortcutProofs: return "shortcutProofs";
+    case VxCtr::ShortcutProofBad: return "shortcutProofBad";
     case VxCtr::Count_: break;
   }
   return "unknown";
@@ -233,7 +240,13 @@ Result<std::unique_ptr<VxlanDriver>> VxlanDriver::open(PortClient pc, const Vxla
   return d;
 }
 
-VxlanDriver::~VxlanDriver() { stop(); }
+VxlanDriver::~VxlanDriver() {
+  stop();
+  if (!listen_path_.empty()) {
+    ::unlink((listen_path_ + ".sock").c_str());
+    ::unlink((listen_path_ + ".lock").c_str());
+  }
+}
 
 Status VxlanDriver::setup(const VxlanOptions &o) {
   o_ = o;
@@ -416,6 +429,29 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
       shortcut_ = true;
     }
   }
+  if (shortcut_) {
+    // the rendezvous: a socket named by the instance id in a directory only
+    // this uid enters. A directory given by the user must pass; the default
+    // one failing (not root, no /run/vale-ts) leaves discovery only.
+    const bool given = !o.shortcut_dir.empty();
+    shortcut_dir_ = given ? o.shortcut_dir : "/run/vale-ts/shortcut";
+    if (!given) ::mkdir("/run/vale-ts", 0700);  // systemd's RuntimeDirectory makes it; EEXIST is fine
+    auto st = shortcut_dir_check(shortcut_dir_, true);
+    if (st) shortcut_sweep(shortcut_dir_);
+    Result<ShortcutListener> l = st ? shortcut_listen(shortcut_dir_, instance_) : Result<ShortcutListener>(st.error());
+    if (l) {
+      listen_ = std::move(l->sock);
+      listen_lock_ = std::move(l->lock);
+      const std::string sock = shortcut_socket_path(shortcut_dir_, instance_).value();
+      listen_path_ = sock.substr(0, sock.size() - 5);
+    } else if (given) {
+      return std::move(l).take_error();
+    } else {
+      log("co-resident shortcut: discovery only (" + l.error().what + ")");
+    }
+    if (family_ == AF_INET) std::memcpy(local_bytes_, &reinterpret_cast<const sockaddr_in &>(local).sin_addr, 4);
+    else std::memcpy(local_bytes_, &reinterpret_cast<const sockaddr_in6 &>(local).sin6_addr, 16);
+  }
   const size_t bs = buf_size();
   out_buf_.resize(size_t{TX_BATCH} * bs);
   out_len_.resize(TX_BATCH);
@@ -476,34 +512,8 @@ void VxlanDriver::on_idle_timeout() { maybe_hello(now_ns()); }
 void VxlanDriver::maybe_hello(uint64_t now) {
   if (!shortcut_ || now - last_hello_ns_ < SHORTCUT_HELLO_PERIOD_NS) return;
   last_hello_ns_ = now;
-  // sent as the port sends frames: from the raw socket with its own UDP
-  // header (the source port of its inner "flow", in the configured range),
-  // or from the bound port with srcport=fixed
-  const size_t uhl = raw_ ? 8 : 0;
-  uint8_t d[8 + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN] = {};
-  uint8_t *f = d + uhl + VXLAN_HDR_LEN;
-  std::memcpy(f, SHORTCUT_MAC, 6);
-  std::memcpy(f + 6, SHORTCUT_MAC, 6);
-  f[12] = SHORTCUT_ETHERTYPE >> 8;
-  f[13] = SHORTCUT_ETHERTYPE & 0xff;
-  std::memcpy(f + 14, SHORTCUT_MAGIC, 4);
-  f[18] = SHORTCUT_VERSION;
-  f[19] = SHORTCUT_HELLO;
-  std::memcpy(f + 22, boot_id_.data(), SHORTCUT_ID_LEN);
-  std::memcpy(f + 22 + SHORTCUT_ID_LEN, instance_.data(), SHORTCUT_ID_LEN);
-  uint8_t *v = d + uhl;
-  v[0] = VXLAN_FLAG_I | VXLAN_FLAG_SHORTCUT;
-  std::memcpy(v + 4, vni_be_, 3);
-  const size_t total = uhl + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN;
-  if (raw_) {
-    const uint16_t sp = src_port(f, SHORTCUT_HELLO_LEN), ulen = static_cast<uint16_t>(total);
-    d[0] = static_cast<uint8_t>(sp >> 8);
-    d[1] = static_cast<uint8_t>(sp);
-    d[2] = static_cast<uint8_t>(o_.dstport >> 8);
-    d[3] = static_cast<uint8_t>(o_.dstport);
-    d[4] = static_cast<uint8_t>(ulen >> 8);
-    d[5] = static_cast<uint8_t>(ulen);  // checksum 0 (IPv4) or filled by the kernel (IPv6), as for frames
-  }
+  uint8_t d[8 + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN];
+  const size_t total = build_control(SHORTCUT_HELLO, boot_id_.data(), instance_.data(), d);
   std::vector<std::pair<sockaddr_storage, socklen_t>> to;
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -515,17 +525,177 @@ void VxlanDriver::maybe_hello(uint64_t now) {
     if (::sendto(fd, d, total, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&a), len) == static_cast<ssize_t>(total)) vcount(VxCtr::ShortcutHelloOut);
 }
 
+// Sent as the port sends frames: from the raw socket with its own UDP header
+// (the source port of its inner "flow", in the configured range), or from the
+// bound port with srcport=fixed.
+size_t VxlanDriver::build_control(uint8_t type, const uint8_t *a16, const uint8_t *b16, uint8_t *d) const {
+  const size_t uhl = raw_ ? 8 : 0;
+  const size_t total = uhl + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN;
+  std::memset(d, 0, total);
+  uint8_t *f = d + uhl + VXLAN_HDR_LEN;
+  std::memcpy(f, SHORTCUT_MAC, 6);
+  std::memcpy(f + 6, SHORTCUT_MAC, 6);
+  f[12] = SHORTCUT_ETHERTYPE >> 8;
+  f[13] = SHORTCUT_ETHERTYPE & 0xff;
+  std::memcpy(f + 14, SHORTCUT_MAGIC, 4);
+  f[18] = SHORTCUT_VERSION;
+  f[19] = type;
+  std::memcpy(f + 22, a16, SHORTCUT_ID_LEN);
+  std::memcpy(f + 22 + SHORTCUT_ID_LEN, b16, SHORTCUT_ID_LEN);
+  uint8_t *v = d + uhl;
+  v[0] = VXLAN_FLAG_I | VXLAN_FLAG_SHORTCUT;
+  std::memcpy(v + 4, vni_be_, 3);
+  if (raw_) {
+    const uint16_t sp = src_port(f, SHORTCUT_HELLO_LEN), ulen = static_cast<uint16_t>(total);
+    d[0] = static_cast<uint8_t>(sp >> 8);
+    d[1] = static_cast<uint8_t>(sp);
+    d[2] = static_cast<uint8_t>(o_.dstport >> 8);
+    d[3] = static_cast<uint8_t>(o_.dstport);
+    d[4] = static_cast<uint8_t>(ulen >> 8);
+    d[5] = static_cast<uint8_t>(ulen);  // checksum 0 (IPv4) or filled by the kernel (IPv6), as for frames
+  }
+  return total;
+}
+
+void VxlanDriver::send_control(uint8_t type, uint32_t ep, const uint8_t *nonce) {
+  uint8_t d[8 + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN];
+  const size_t total = build_control(type, instance_.data(), nonce, d);
+  const Endpoint &e = endpoints_[ep];
+  ::sendto(raw_ ? raw_.get() : udp_.get(), d, total, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&e.addr), e.len);
+}
+
+void VxlanDriver::start_rendezvous(uint32_t ep) {
+  for (const Peer &p : peers_)
+    if (p.ep == static_cast<int>(ep)) return;
+  auto c = shortcut_connect(shortcut_dir_, endpoints_[ep].peer_instance);
+  if (!c) {
+    vcount(VxCtr::ShortcutConnectFailed);  // its next HELLO tries again
+    return;
+  }
+  Peer p;
+  p.conn = std::move(c).value();
+  p.ep = static_cast<int>(ep);
+  if (!shortcut_peer_check(p.conn.get()) || ::getrandom(p.my_nonce.data(), p.my_nonce.size(), GRND_NONBLOCK) != static_cast<ssize_t>(p.my_nonce.size()) ||
+      !send_claim(p)) {
+    vcount(VxCtr::ShortcutPeerBad);
+    return;
+  }
+  vcount(VxCtr::ShortcutConnects);
+  endpoints_[ep].peer_state = 1;
+  peers_.push_back(std::move(p));
+}
+
+bool VxlanDriver::send_claim(Peer &p) {
+  ShortcutClaim c;
+  c.instance = instance_;
+  c.vni = o_.vni;
+  c.family = family_ == AF_INET ? 4 : 6;
+  std::memcpy(c.mine.data(), local_bytes_, 16);
+  const Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+  if (family_ == AF_INET) std::memcpy(c.yours.data(), &reinterpret_cast<const sockaddr_in &>(e.addr).sin_addr, 4);
+  else std::memcpy(c.yours.data(), &reinterpret_cast<const sockaddr_in6 &>(e.addr).sin6_addr, 16);
+  c.nonce = p.my_nonce;
+  c.buf_size = buf_size();
+  if (!shortcut_send_claim(p.conn.get(), c, {})) return false;
+  p.claim_sent = true;
+  return true;
+}
+
+bool VxlanDriver::handle_claim(Peer &p, const ShortcutClaim &c) {
+  // every field is checked against what we know from our own settings and
+  // from the peer's HELLOs: the same VNI, our address, one of our static
+  // remotes, the instance id that remote announced from the same host
+  const size_t alen = family_ == AF_INET ? 4 : 16;
+  if (p.claim_got || c.vni != o_.vni || c.family != (family_ == AF_INET ? 4 : 6) || std::memcmp(c.yours.data(), local_bytes_, alen) != 0) return false;
+  sockaddr_storage from{};
+  from.ss_family = static_cast<sa_family_t>(family_);
+  if (family_ == AF_INET) std::memcpy(&reinterpret_cast<sockaddr_in &>(from).sin_addr, c.mine.data(), 4);
+  else std::memcpy(&reinterpret_cast<sockaddr_in6 &>(from).sin6_addr, c.mine.data(), 16);
+  const int ep = find_endpoint(from);
+  if (ep < 0 || (p.ep >= 0 && p.ep != ep)) return false;
+  const Endpoint &e = endpoints_[static_cast<size_t>(ep)];
+  if (!e.flood || !e.same_host || e.peer_instance != c.instance) return false;
+  for (const Peer &q : peers_)
+    if (&q != &p && q.ep == ep) return false;  // one rendezvous per remote
+  p.ep = ep;
+  p.their_nonce = c.nonce;
+  p.claim_got = true;
+  if (!p.claim_sent) {
+    if (::getrandom(p.my_nonce.data(), p.my_nonce.size(), GRND_NONBLOCK) != static_cast<ssize_t>(p.my_nonce.size()) || !send_claim(p)) return false;
+  }
+  // the peer's nonce back over VXLAN: proves we are the VTEP at our address
+  send_control(SHORTCUT_PROOF, static_cast<uint32_t>(ep), p.their_nonce.data());
+  endpoints_[static_cast<size_t>(ep)].peer_state = p.proven ? 2 : 1;
+  return true;
+}
+
+void VxlanDriver::drop_peer(size_t i, VxCtr why) {
+  if (peers_[i].ep >= 0) endpoints_[static_cast<size_t>(peers_[i].ep)].peer_state = 0;
+  vcount(why);
+  peers_.erase(peers_.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+void VxlanDriver::service_peers() {
+  if (!listen_) return;
+  std::lock_guard<std::mutex> g(mu_);
+  for (;;) {
+    unique_fd c(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!c) break;
+    if (!shortcut_peer_check(c.get()) || peers_.size() >= VXLAN_MAX_ENDPOINTS) {
+      vcount(VxCtr::ShortcutPeerBad);
+      continue;
+    }
+    vcount(VxCtr::ShortcutConnects);
+    Peer p;
+    p.conn = std::move(c);
+    peers_.push_back(std::move(p));
+  }
+  for (size_t i = 0; i < peers_.size();) {
+    std::vector<unique_fd> fds;
+    auto c = shortcut_recv_claim(peers_[i].conn.get(), fds);
+    if (!c) {
+      const int err = c.error().err;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        i++;
+        continue;
+      }
+      drop_peer(i, err == ECONNRESET ? VxCtr::ShortcutPeerGone : VxCtr::ShortcutPeerBad);
+      continue;
+    }
+    if (!handle_claim(peers_[i], *c)) {
+      drop_peer(i, VxCtr::ShortcutPeerBad);
+      continue;
+    }
+    // more may wait on this connection: look again
+  }
+}
+
 void VxlanDriver::on_control(const uint8_t *f, size_t len, const sockaddr_storage &src) {
   // the whole datagram is the sender's word: length, magic, version and type
   // are checked before anything is read from it
   if (len < SHORTCUT_HELLO_LEN || f[12] != (SHORTCUT_ETHERTYPE >> 8) || f[13] != (SHORTCUT_ETHERTYPE & 0xff) ||
-      std::memcmp(f + 14, SHORTCUT_MAGIC, 4) != 0 || f[18] != SHORTCUT_VERSION || f[19] != SHORTCUT_HELLO || src.ss_family != family_) {
+      std::memcmp(f + 14, SHORTCUT_MAGIC, 4) != 0 || f[18] != SHORTCUT_VERSION || (f[19] != SHORTCUT_HELLO && f[19] != SHORTCUT_PROOF) ||
+      src.ss_family != family_) {
     vcount(VxCtr::ShortcutHelloBad);
     return;
   }
   const int ep = find_endpoint(src);
   if (ep < 0 || !endpoints_[static_cast<size_t>(ep)].flood) {
     vcount(VxCtr::ShortcutHelloStranger);
+    return;
+  }
+  if (f[19] == SHORTCUT_PROOF) {
+    // our nonce, which only the process at the other end of our rendezvous
+    // connection has seen, coming back from the endpoint that connection
+    // claims to be
+    for (Peer &p : peers_) {
+      if (p.ep != ep || p.proven || std::memcmp(f + 22 + SHORTCUT_ID_LEN, p.my_nonce.data(), SHORTCUT_ID_LEN) != 0) continue;
+      p.proven = true;
+      vcount(VxCtr::ShortcutProofs);
+      if (p.claim_got) endpoints_[static_cast<size_t>(ep)].peer_state = 2;
+      return;
+    }
+    vcount(VxCtr::ShortcutProofBad);
     return;
   }
   vcount(VxCtr::ShortcutHelloIn);
@@ -541,6 +711,8 @@ void VxlanDriver::on_control(const uint8_t *f, size_t len, const sockaddr_storag
   // our own HELLO come back (a remote= naming this VTEP) is no peer
   e.same_host = shortcut_ && std::memcmp(inst, instance_.data(), SHORTCUT_ID_LEN) != 0;
   std::memcpy(e.peer_instance.data(), inst, SHORTCUT_ID_LEN);
+  // one side connects: the one with the smaller instance id
+  if (e.same_host && listen_ && std::memcmp(instance_.data(), inst, SHORTCUT_ID_LEN) < 0) start_rendezvous(static_cast<uint32_t>(ep));
 }
 
 void VxlanDriver::learn(const uint8_t *mac, uint32_t ep, uint64_t now) {
@@ -583,11 +755,14 @@ int VxlanDriver::lookup(const uint8_t *mac, uint64_t now) {
 void VxlanDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
   if (room_in) w.push_back({udp_.get(), POLLIN});
   if (pending_out) w.push_back({raw_ ? raw_.get() : udp_.get(), POLLOUT});
+  if (listen_) w.push_back({listen_.get(), POLLIN});
+  for (const Peer &p : peers_) w.push_back({p.conn.get(), POLLIN});
 }
 
 void VxlanDriver::link_event(int fd, uint32_t events) {
   if (fd == udp_.get() && (events & (POLLIN | POLLERR))) readable_ = true;
   if (fd == (raw_ ? raw_.get() : udp_.get()) && (events & (POLLOUT | POLLERR))) out_blocked_ = false;
+  if (fd != udp_.get() && fd != raw_.get()) service_peers();  // the listener or a rendezvous connection
 }
 
 uint32_t VxlanDriver::link_in() {
@@ -701,6 +876,10 @@ uint32_t VxlanDriver::link_out() {
   const size_t uhl = raw_ ? 8 : 0;  // our own UDP header before the VXLAN one
   const uint64_t now = now_ns();
   maybe_hello(now);  // a busy port never idles into on_idle_timeout
+  if (listen_ && now - last_service_ns_ > 10000000ull) {  // nor polls the rendezvous fds
+    last_service_ns_ = now;
+    service_peers();
+  }
   {
     std::lock_guard<std::mutex> g(mu_);
     if (now - last_sweep_ns_ > 1000000000ull) {
@@ -840,6 +1019,7 @@ std::vector<std::pair<std::string, uint64_t>> VxlanDriver::vx_counters(size_t ma
     v.emplace_back(p + "txErrors", e.tx_errors);
     v.emplace_back(p + "macs", e.macs);
     if (e.flood) v.emplace_back(p + "sameHost", e.same_host ? 1 : 0);
+    if (e.flood) v.emplace_back(p + "shortcutPeer", e.peer_state);
   }
   size_t lines = 0;
   for (const auto &[k, e] : fdb_) {

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "core/port_pump.h"
+#include "core/shortcut_peer.h"
 
 namespace nm {
 
@@ -57,6 +58,7 @@ constexpr uint8_t VXLAN_FLAG_SHORTCUT = 0x40;
 constexpr uint16_t SHORTCUT_ETHERTYPE = 0x88b5;
 constexpr uint8_t SHORTCUT_VERSION = 1;
 constexpr uint8_t SHORTCUT_HELLO = 1;
+constexpr uint8_t SHORTCUT_PROOF = 2;  // same layout: the sender's instance id, then the receiver's nonce
 constexpr size_t SHORTCUT_ID_LEN = 16;
 // dst, src, type, magic, version, type, 2 reserved, boot id, instance id
 constexpr size_t SHORTCUT_HELLO_LEN = 14 + 4 + 4 + 2 * SHORTCUT_ID_LEN;
@@ -76,6 +78,7 @@ struct VxlanOptions {
   bool srcport_fixed = false;        // send from `port` (no raw socket, no CAP_NET_RAW)
   uint8_t ttl = 0;                   // 0: 64 to unicast, 1 to a multicast group (Linux's defaults)
   bool shortcut = true;              // announce this host to static remotes and notice co-resident ones
+  std::string shortcut_dir;          // the rendezvous directory (docs/vxlan-shortcut.md); empty: /run/vale-ts/shortcut
 };
 
 // Reasons a datagram or frame is dropped by the VTEP (beyond PortPump's),
@@ -101,6 +104,12 @@ enum class VxCtr : uint8_t {
   ShortcutHelloBad,        // shortcut-flagged datagrams that are short, or of another magic/version/type
   ShortcutHelloStranger,   // HELLOs from an address that is not a static remote: ignored
   ShortcutHelloOtherHost,  // HELLOs with another boot id: a peer on another host
+  ShortcutConnects,        // rendezvous connections made or accepted
+  ShortcutConnectFailed,   // a same-host peer's socket could not be reached (retried at its next HELLO)
+  ShortcutPeerBad,         // a connection refused: credentials, a CLAIM that fails a check, a protocol error
+  ShortcutPeerGone,        // a rendezvous connection hung up
+  ShortcutProofs,          // PROOFs with our nonce from the peer's endpoint: the peer is proven
+  ShortcutProofBad,        // PROOFs with no connection or another nonce: ignored
   Count_
 };
 const char *vx_ctr_name(VxCtr c);
@@ -127,6 +136,15 @@ class VxlanDriver final : public PortPump {
     uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, tx_bytes = 0, tx_errors = 0;
     bool same_host = false;   // its last HELLO carried this host's boot id (and another instance id)
     std::array<uint8_t, SHORTCUT_ID_LEN> peer_instance{};
+    uint8_t peer_state = 0;   // 0 no rendezvous, 1 connected, 2 proven (CLAIMs checked, PROOF received)
+  };
+  // A rendezvous connection (driver thread only): accepted ones learn their
+  // endpoint from the peer's CLAIM.
+  struct Peer {
+    unique_fd conn;
+    int ep = -1;
+    bool claim_sent = false, claim_got = false, proven = false;
+    std::array<uint8_t, SHORTCUT_ID_LEN> my_nonce{}, their_nonce{};
   };
   struct FdbEntry {
     uint32_t ep;
@@ -156,6 +174,15 @@ class VxlanDriver final : public PortPump {
   int find_endpoint(const sockaddr_storage &a) const;                           // mu_ held; -1: none
   void maybe_hello(uint64_t now);
   void on_control(const uint8_t *frame, size_t len, const sockaddr_storage &src);  // mu_ held
+  void start_rendezvous(uint32_t ep);                                              // mu_ held
+  void service_peers();                       // accepts, reads CLAIMs, notices hang-ups
+  bool handle_claim(Peer &p, const ShortcutClaim &c);      // mu_ held; false: drop the peer
+  bool send_claim(Peer &p);                                   // mu_ held
+  // a control datagram: type, then two 16-byte fields (HELLO: boot id,
+  // instance; PROOF: instance, the receiver's nonce); returns its length
+  size_t build_control(uint8_t type, const uint8_t *a16, const uint8_t *b16, uint8_t *out) const;
+  void send_control(uint8_t type, uint32_t ep, const uint8_t *nonce);  // mu_ held
+  void drop_peer(size_t i, VxCtr why);                        // mu_ held
   void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 
   VxlanOptions o_;
@@ -190,6 +217,13 @@ class VxlanDriver final : public PortPump {
   std::array<uint8_t, SHORTCUT_ID_LEN> boot_id_{};
   std::array<uint8_t, SHORTCUT_ID_LEN> instance_{};
   uint64_t last_hello_ns_ = 0;
+  std::string shortcut_dir_;
+  unique_fd listen_;                 // DIR/<instance>.sock
+  unique_fd listen_lock_;            // DIR/<instance>.lock, flocked while the port lives
+  std::string listen_path_;          // DIR/<instance>: .sock and .lock unlinked when the port goes
+  uint8_t local_bytes_[16]{};        // this VTEP's address as CLAIMs carry it
+  std::vector<Peer> peers_;
+  uint64_t last_service_ns_ = 0;
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
 };

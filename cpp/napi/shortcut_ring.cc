@@ -117,9 +117,19 @@ Napi::Value DirCheck(const Napi::CallbackInfo &info) {
 }
 
 // shortcutListen(dir, idHex) -> fd; shortcutConnect(dir, idHex) -> fd
-Napi::Value Listen(const Napi::CallbackInfo &info) {
-  return Napi::Number::New(info.Env(), unwrap(info.Env(), shortcut_listen(str_arg(info, 0, "dir"), id_arg(info[1], "id"))).release());
+// A listener made here counts as alive for the rest of the process: its lock
+// is held until exit (tests make a few).
+std::vector<unique_fd> &test_locks() {
+  static std::vector<unique_fd> v;
+  return v;
 }
+Napi::Value Listen(const Napi::CallbackInfo &info) {
+  ShortcutListener l = unwrap(info.Env(), shortcut_listen(str_arg(info, 0, "dir"), id_arg(info[1], "id")));
+  test_locks().push_back(std::move(l.lock));
+  return Napi::Number::New(info.Env(), l.sock.release());
+}
+// shortcutSweep(dir) -> sockets of dead instances removed
+Napi::Value Sweep(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), shortcut_sweep(str_arg(info, 0, "dir"))); }
 Napi::Value Connect(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), unwrap(info.Env(), shortcut_connect(str_arg(info, 0, "dir"), id_arg(info[1], "id"))).release());
 }
@@ -183,6 +193,7 @@ void InitShortcutRing(Napi::Env env, Napi::Object exports) {
   exports.Set("shortcutDirCheck", Napi::Function::New(env, DirCheck));
   exports.Set("shortcutListen", Napi::Function::New(env, Listen));
   exports.Set("shortcutConnect", Napi::Function::New(env, Connect));
+  exports.Set("shortcutSweep", Napi::Function::New(env, Sweep));
   exports.Set("shortcutAccept", Napi::Function::New(env, Accept));
   exports.Set("shortcutSendClaim", Napi::Function::New(env, SendClaim));
   exports.Set("shortcutRecvClaim", Napi::Function::New(env, RecvClaim));

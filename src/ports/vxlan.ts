@@ -15,7 +15,8 @@
  * (default: the local port), `ageing` (seconds, 300), `srcport`
  * (`MIN-MAX`, default 32768-61000, or `fixed`: send from the bound port,
  * which needs no CAP_NET_RAW), `ttl`, `shortcut` (`on`, the default, or
- * `off`: the co-resident shortcut's HELLOs, docs/vxlan-shortcut.md). The native VTEP is
+ * `off`: the co-resident shortcut's HELLOs, docs/vxlan-shortcut.md),
+ * `shortcutdir` (its rendezvous directory, default /run/vale-ts/shortcut). The native VTEP is
  * cpp/core/vxlan_driver.h; docs/vxlan.md says how it forwards and counts.
  */
 import { isIP } from 'node:net';
@@ -40,6 +41,7 @@ export interface VxlanNativeOptions {
   srcportFixed?: boolean;
   ttl?: number;
   shortcut?: boolean;
+  shortcutDir?: string;
 }
 
 interface NativeVxlan {
@@ -50,7 +52,7 @@ interface NativeVxlan {
 
 const addon = nativeRaw as { VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string) => NativeVxlan };
 
-const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut'] as const;
+const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir'] as const;
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
@@ -156,6 +158,11 @@ export function vxlanOptions(spec: DriverSpec): VxlanNativeOptions {
     if (sc === 'on' || sc === true) o.shortcut = true;
     else if (sc === 'off' || sc === false) o.shortcut = false;
     else throw bad(`vxlan shortcut ${JSON.stringify(sc)} must be 'on' or 'off' (the co-resident shortcut's HELLOs to static remotes, docs/vxlan-shortcut.md)`);
+  }
+  const dir = str(spec, 'shortcutdir');
+  if (dir !== undefined) {
+    if (!dir.startsWith('/')) throw bad(`vxlan shortcutdir '${dir}' must be an absolute path (a directory both vale-ts reach, mode 0700)`);
+    o.shortcutDir = dir;
   }
   return o;
 }

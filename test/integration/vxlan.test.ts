@@ -294,3 +294,31 @@ test.serial('bad settings are refused with the fix, and leave no port behind', a
   await bad({ vni: 1, local: under.v1, group, dev: 'nosuchif0' }, /no interface 'nosuchif0'/);
   t.falsy((await vale1.list()).find((p) => p.name === 'valeZ:bad'));
 });
+
+test.serial('co-resident shortcut, rendezvous: the valeD pair proves each other (CLAIMs over the unix socket, PROOFs over VXLAN); a killed vale-ts\'s hang-up is seen; restarted, it is proven again', async (t) => {
+  t.timeout(120_000);
+  const state = async (c: ValeClient, remote: string): Promise<number | undefined> => (await vx(c, 'valeD')).counters[`remote ${remote} shortcutPeer`];
+  const until = async (what: () => Promise<boolean>): Promise<void> => {
+    while (!(await what())) await new Promise((r) => setTimeout(r, 100));
+  };
+  const bothProven = async (): Promise<boolean> => (await state(vale1, under.v2)) === 2 && (await state(vale2, under.v1)) === 2;
+  await until(bothProven);
+  const c1 = (await vx(vale1, 'valeD')).counters, c2 = (await vx(vale2, 'valeD')).counters;
+  t.is(c1['shortcutPeerBad'], 0, JSON.stringify(c1));
+  t.is(c2['shortcutPeerBad'], 0, JSON.stringify(c2));
+  t.is(c1['shortcutProofs']! + c2['shortcutProofs']!, 2);
+  t.is(c1['shortcutConnects']! + c2['shortcutConnects']!, 2); // one connection, counted at each end
+  // Linux answers no HELLO: no rendezvous with it
+  t.is((await vx(vale1, 'valeA')).counters[`remote ${under.l} shortcutPeer`], 0);
+  // vale-ts #2 killed (SIGKILL): the kernel closes its end, vale-ts #1 sees the hang-up
+  await stops[1]!();
+  await until(async () => (await state(vale1, under.v2)) === 0);
+  t.true((await vx(vale1, 'valeD')).counters['shortcutPeerGone']! >= 1);
+  // restarted with its VTEP: a new instance id in its HELLOs, a new rendezvous
+  const p2 = await startValeTsIn(ns.v2, path.join(os.tmpdir(), `vxlan-${process.pid}-2.sock`));
+  stops.push(p2.stop);
+  vale2 = p2.client;
+  await vale2.create('valeD:vx', {}, { driver: { kind: 'vxlan', vni: 45, local: `${under.v2}:4792`, remote: [under.v1] } });
+  await until(bothProven);
+  t.is((await vx(vale1, 'valeD')).counters['shortcutPeerBad'], 0);
+});

@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, closeSync, mkdtempSync, rmSync, statSync, symlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +32,7 @@ const n = nativeRaw as {
   shortcutDirCheck(dir: string, create: boolean): void;
   shortcutListen(dir: string, id: string): number;
   shortcutConnect(dir: string, id: string): number;
+  shortcutSweep(dir: string): number;
   shortcutAccept(fd: number): number;
   shortcutSendClaim(fd: number, c: Claim, fds?: number[]): void;
   shortcutRecvClaim(fd: number): Claim & { fds: number[] };
@@ -128,4 +129,18 @@ test('another uid cannot reach a socket in a 0700 directory, and is refused by S
   chmodSync(path.join(d, `${idA}.sock`), 0o777);
   t.is(as65534(), 'connected');
   t.throws(() => n.shortcutAccept(l), { message: /runs as uid 65534/, code: 'EPERM' });
+});
+
+test('the sockets of dead instances are swept (their lock can be taken); a live listener\'s are kept', (t) => {
+  const d = tmpDir(t);
+  const live = n.shortcutListen(d, idA);
+  t.teardown(() => closeSync(live));
+  const dead = 'c3'.repeat(16);
+  writeFileSync(path.join(d, `${dead}.lock`), '');
+  writeFileSync(path.join(d, `${dead}.sock`), '');
+  writeFileSync(path.join(d, 'unrelated.lock'), '');
+  t.is(n.shortcutSweep(d), 1);
+  t.false(existsSync(path.join(d, `${dead}.sock`)) || existsSync(path.join(d, `${dead}.lock`)));
+  t.true(existsSync(path.join(d, `${idA}.sock`)) && existsSync(path.join(d, `${idA}.lock`)));
+  t.true(existsSync(path.join(d, 'unrelated.lock')));
 });
