@@ -14,7 +14,7 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ValeClient } from '../../src/index.js';
@@ -292,6 +292,11 @@ test.serial('bad settings are refused with the fix, and leave no port behind', a
   await bad({ vni: 1, local: '192.0.2.77', remote: [under.l] }, /local= must be an address of an interface/);
   await bad({ vni: 1, local: under.v1, remote: [under.l] }, /another VTEP .* has this UDP port/);
   await bad({ vni: 1, local: under.v1, group, dev: 'nosuchif0' }, /no interface 'nosuchif0'/);
+  // a rendezvous directory open to others is refused (nothing in it could be trusted)
+  const open = mkdtempSync(path.join(os.tmpdir(), `vxlan-sc-${process.pid}-`));
+  t.teardown(() => rmSync(open, { recursive: true, force: true }));
+  chmodSync(open, 0o755);
+  await bad({ vni: 1, local: `${under.v1}:4799`, remote: [under.l], shortcutdir: open }, /shortcut directory .* is open to group or others.*chmod 0700/);
   t.falsy((await vale1.list()).find((p) => p.name === 'valeZ:bad'));
 });
 

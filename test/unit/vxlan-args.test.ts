@@ -64,4 +64,7 @@ test('the co-resident shortcut is on unless shortcut=off', (t) => {
   const cli = parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=3,local=10.0.0.1,remote=10.0.0.2,shortcut=off']).driver!;
   t.is(cli['shortcut'], 'off');
   t.is(vxlanOptions(cli).shortcut, false);
+  t.is(vxlanOptions({ ...base, shortcutdir: '/run/x/shortcut' }).shortcutDir, '/run/x/shortcut');
+  t.throws(() => vxlanOptions({ ...base, shortcutdir: 'rel/dir' }), { message: /shortcutdir 'rel\/dir' must be an absolute path/ });
+  t.is(parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=3,local=10.0.0.1,remote=10.0.0.2,shortcutdir=/srv/sc']).driver!['shortcutdir'], '/srv/sc');
 });
