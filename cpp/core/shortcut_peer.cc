@@ -186,14 +186,60 @@ Status shortcut_send_claim(int fd, const ShortcutClaim &c, const std::vector<int
   return Ok{};
 }
 
-Result<ShortcutClaim> shortcut_recv_claim(int fd, std::vector<unique_fd> &fds) {
+Result<ShortcutMsg> shortcut_recv_msg(int fd, std::vector<unique_fd> &fds) {
   uint8_t m[SHORTCUT_CLAIM_LEN + 1];
   int flags = 0;
   const ssize_t r = recv_with_fds<MAX_FDS>(fd, m, sizeof m, fds, flags);
-  if (r < 0) return sys_fail("recvmsg", "shortcut CLAIM");
+  if (r < 0) return sys_fail("recvmsg", "shortcut message");
   if (r == 0) return check_fail(ECONNRESET, "shortcut peer went away");
   if (flags & (MSG_TRUNC | MSG_CTRUNC)) return check_fail(EPROTO, "shortcut message longer than a CLAIM, or with more than 4 fds");
-  return decode_claim(m, static_cast<size_t>(r));
+  ShortcutMsg msg;
+  if (r == static_cast<ssize_t>(SHORTCUT_CLAIM_LEN) && std::memcmp(m, MAGIC, 4) == 0 && m[4] == VERSION && m[5] == SHORTCUT_CHANNEL) {
+    msg.type = SHORTCUT_CHANNEL;
+    msg.slots = get32(m + 8);
+    msg.slot_size = get32(m + 12);
+    return msg;
+  }
+  auto c = decode_claim(m, static_cast<size_t>(r));
+  if (!c) return std::move(c).take_error();
+  msg.type = SHORTCUT_CLAIM;
+  msg.claim = *c;
+  return msg;
+}
+
+Result<ShortcutClaim> shortcut_recv_claim(int fd, std::vector<unique_fd> &fds) {
+  auto m = shortcut_recv_msg(fd, fds);
+  if (!m) return std::move(m).take_error();
+  if (m->type != SHORTCUT_CLAIM) return check_fail(EPROTO, "shortcut message of another magic, version or type", "both vale-ts must be of one version");
+  return m->claim;
+}
+
+Status shortcut_send_channel(int fd, uint32_t slots, uint32_t slot_size, int memfd) {
+  uint8_t m[SHORTCUT_CLAIM_LEN] = {};
+  std::memcpy(m, MAGIC, 4);
+  m[4] = VERSION;
+  m[5] = SHORTCUT_CHANNEL;
+  put32(m + 8, slots);
+  put32(m + 12, slot_size);
+  iovec iov{m, sizeof m};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  msghdr h{};
+  h.msg_iov = &iov;
+  h.msg_iovlen = 1;
+  h.msg_control = cbuf;
+  h.msg_controllen = sizeof cbuf;
+  cmsghdr *ch = CMSG_FIRSTHDR(&h);
+  ch->cmsg_level = SOL_SOCKET;
+  ch->cmsg_type = SCM_RIGHTS;
+  ch->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(ch), &memfd, sizeof memfd);
+  ssize_t r;
+  do {
+    r = ::sendmsg(fd, &h, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return sys_fail("sendmsg", "shortcut CHANNEL");
+  if (static_cast<size_t>(r) != sizeof m) return check_fail(EIO, "shortcut CHANNEL sent in part");
+  return Ok{};
 }
 
 }  // namespace nm

@@ -21,7 +21,8 @@
 namespace nm {
 
 constexpr size_t SHORTCUT_CLAIM_LEN = 96;
-constexpr uint8_t SHORTCUT_CLAIM = 4;  // message type (1 HELLO, 2 PROOF, 3 MARKER travel over VXLAN)
+constexpr uint8_t SHORTCUT_CLAIM = 4;    // message types (1 HELLO, 2 PROOF, 3 MARKER travel over VXLAN)
+constexpr uint8_t SHORTCUT_CHANNEL = 5;  // the channel's memfd (SCM_RIGHTS) and its geometry
 
 struct ShortcutClaim {
   std::array<uint8_t, 16> instance{};  // the sender's instance id (as in its HELLOs)
@@ -59,5 +60,15 @@ Status shortcut_send_claim(int fd, const ShortcutClaim &c, const std::vector<int
 // One CLAIM and the fds that came with it (at most 4; owned by `fds`).
 // EOF is ECONNRESET ("the peer went away").
 Result<ShortcutClaim> shortcut_recv_claim(int fd, std::vector<unique_fd> &fds);
+
+// CHANNEL: "VTSC" 1 5 0 0 | slots | slot size | zeros, with the memfd.
+Status shortcut_send_channel(int fd, uint32_t slots, uint32_t slot_size, int memfd);
+// One message of either type, checked as the functions above check it.
+struct ShortcutMsg {
+  uint8_t type = 0;
+  ShortcutClaim claim;                  // type CLAIM
+  uint32_t slots = 0, slot_size = 0;    // type CHANNEL (not yet checked: attach checks the memfd's own header)
+};
+Result<ShortcutMsg> shortcut_recv_msg(int fd, std::vector<unique_fd> &fds);
 
 }  // namespace nm

@@ -46,6 +46,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutPeerGone: return "shortcutPeerGone";
     case VxCtr::ShortcutProofs: return "shortcutProofs";
     case VxCtr::ShortcutProofBad: return "shortcutProofBad";
+    case VxCtr::ShortcutChannels: return "shortcutChannels";
     case VxCtr::Count_: break;
   }
   return "unknown";
@@ -614,18 +615,58 @@ bool VxlanDriver::handle_claim(Peer &p, const ShortcutClaim &c) {
   const int ep = find_endpoint(from);
   if (ep < 0 || (p.ep >= 0 && p.ep != ep)) return false;
   const Endpoint &e = endpoints_[static_cast<size_t>(ep)];
-  if (!e.flood || !e.same_host || e.peer_instance != c.instance) return false;
+  if (!e.flood) return false;
+  if (!e.same_host || e.peer_instance != c.instance) {
+    // its HELLO (UDP) may simply not have been read yet: wait for it, once
+    if (p.pending_claim) return false;
+    p.pending_claim = c;
+    return true;
+  }
   for (const Peer &q : peers_)
     if (&q != &p && q.ep == ep) return false;  // one rendezvous per remote
   p.ep = ep;
   p.their_nonce = c.nonce;
+  p.their_buf = c.buf_size;
   p.claim_got = true;
   if (!p.claim_sent) {
     if (::getrandom(p.my_nonce.data(), p.my_nonce.size(), GRND_NONBLOCK) != static_cast<ssize_t>(p.my_nonce.size()) || !send_claim(p)) return false;
   }
   // the peer's nonce back over VXLAN: proves we are the VTEP at our address
   send_control(SHORTCUT_PROOF, static_cast<uint32_t>(ep), p.their_nonce.data());
-  endpoints_[static_cast<size_t>(ep)].peer_state = p.proven ? 2 : 1;
+  endpoints_[static_cast<size_t>(ep)].peer_state = 1;
+  return !p.proven || on_proven(p);
+}
+
+bool VxlanDriver::on_proven(Peer &p) {
+  endpoints_[static_cast<size_t>(p.ep)].peer_state = 2;
+  if (!p.acceptor) return !p.channel_fd || attach_channel(p);  // the channel comes from the acceptor
+  // slots as large as the larger of the two ports' buffers: every frame of
+  // either fits
+  auto r = ShortcutRing::create(1024, std::max<uint32_t>(buf_size(), p.their_buf));
+  if (!r) return false;
+  if (!shortcut_send_channel(p.conn.get(), r->slots(), r->slot_size(), r->fd())) return false;
+  p.ring.emplace(std::move(r).value());
+  vcount(VxCtr::ShortcutChannels);
+  endpoints_[static_cast<size_t>(p.ep)].peer_state = 3;
+  return true;
+}
+
+bool VxlanDriver::handle_channel(Peer &p, const ShortcutMsg &m, std::vector<unique_fd> &fds) {
+  // only to a connector, once, after both CLAIMs, with one fd
+  if (m.type != SHORTCUT_CHANNEL || p.acceptor || p.ring || p.channel_fd || !p.claim_got || fds.size() != 1) return false;
+  p.channel_fd = std::move(fds[0]);
+  p.channel_slots = m.slots;
+  p.channel_slot_size = m.slot_size;
+  return !p.proven || attach_channel(p);
+}
+
+bool VxlanDriver::attach_channel(Peer &p) {
+  // the memfd's own header must agree with the message, and hold our frames
+  auto r = ShortcutRing::attach(std::move(p.channel_fd));
+  if (!r || r->slots() != p.channel_slots || r->slot_size() != p.channel_slot_size || r->slot_size() < buf_size()) return false;
+  p.ring.emplace(std::move(r).value());
+  vcount(VxCtr::ShortcutChannels);
+  endpoints_[static_cast<size_t>(p.ep)].peer_state = 3;
   return true;
 }
 
@@ -648,13 +689,14 @@ void VxlanDriver::service_peers() {
     vcount(VxCtr::ShortcutConnects);
     Peer p;
     p.conn = std::move(c);
+    p.acceptor = true;
     peers_.push_back(std::move(p));
   }
   for (size_t i = 0; i < peers_.size();) {
     std::vector<unique_fd> fds;
-    auto c = shortcut_recv_claim(peers_[i].conn.get(), fds);
-    if (!c) {
-      const int err = c.error().err;
+    auto m = shortcut_recv_msg(peers_[i].conn.get(), fds);
+    if (!m) {
+      const int err = m.error().err;
       if (err == EAGAIN || err == EWOULDBLOCK) {
         i++;
         continue;
@@ -662,7 +704,8 @@ void VxlanDriver::service_peers() {
       drop_peer(i, err == ECONNRESET ? VxCtr::ShortcutPeerGone : VxCtr::ShortcutPeerBad);
       continue;
     }
-    if (!handle_claim(peers_[i], *c)) {
+    const bool ok = m->type == SHORTCUT_CLAIM ? fds.empty() && handle_claim(peers_[i], m->claim) : handle_channel(peers_[i], *m, fds);
+    if (!ok) {
       drop_peer(i, VxCtr::ShortcutPeerBad);
       continue;
     }
@@ -692,7 +735,13 @@ void VxlanDriver::on_control(const uint8_t *f, size_t len, const sockaddr_storag
       if (p.ep != ep || p.proven || std::memcmp(f + 22 + SHORTCUT_ID_LEN, p.my_nonce.data(), SHORTCUT_ID_LEN) != 0) continue;
       p.proven = true;
       vcount(VxCtr::ShortcutProofs);
-      if (p.claim_got) endpoints_[static_cast<size_t>(ep)].peer_state = 2;
+      if (p.claim_got && !on_proven(p)) {
+        for (size_t i = 0; i < peers_.size(); i++)
+          if (&peers_[i] == &p) {
+            drop_peer(i, VxCtr::ShortcutPeerBad);
+            break;
+          }
+      }
       return;
     }
     vcount(VxCtr::ShortcutProofBad);
@@ -713,6 +762,15 @@ void VxlanDriver::on_control(const uint8_t *f, size_t len, const sockaddr_storag
   std::memcpy(e.peer_instance.data(), inst, SHORTCUT_ID_LEN);
   // one side connects: the one with the smaller instance id
   if (e.same_host && listen_ && std::memcmp(instance_.data(), inst, SHORTCUT_ID_LEN) < 0) start_rendezvous(static_cast<uint32_t>(ep));
+  // a CLAIM from this remote that came before this HELLO
+  for (size_t i = 0; i < peers_.size(); i++) {
+    Peer &p = peers_[i];
+    if (!p.pending_claim || !e.same_host || p.pending_claim->instance != e.peer_instance) continue;
+    const ShortcutClaim c = *p.pending_claim;
+    p.pending_claim.reset();
+    if (!handle_claim(p, c) || p.pending_claim) drop_peer(i, VxCtr::ShortcutPeerBad);
+    break;
+  }
 }
 
 void VxlanDriver::learn(const uint8_t *mac, uint32_t ep, uint64_t now) {

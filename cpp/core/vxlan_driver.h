@@ -34,12 +34,14 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "core/port_pump.h"
 #include "core/shortcut_peer.h"
+#include "core/shortcut_ring.h"
 
 namespace nm {
 
@@ -110,6 +112,7 @@ enum class VxCtr : uint8_t {
   ShortcutPeerGone,        // a rendezvous connection hung up
   ShortcutProofs,          // PROOFs with our nonce from the peer's endpoint: the peer is proven
   ShortcutProofBad,        // PROOFs with no connection or another nonce: ignored
+  ShortcutChannels,        // channels mapped (made and sent, or received and attached)
   Count_
 };
 const char *vx_ctr_name(VxCtr c);
@@ -136,7 +139,7 @@ class VxlanDriver final : public PortPump {
     uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, tx_bytes = 0, tx_errors = 0;
     bool same_host = false;   // its last HELLO carried this host's boot id (and another instance id)
     std::array<uint8_t, SHORTCUT_ID_LEN> peer_instance{};
-    uint8_t peer_state = 0;   // 0 no rendezvous, 1 connected, 2 proven (CLAIMs checked, PROOF received)
+    uint8_t peer_state = 0;   // 0 no rendezvous, 1 connected, 2 proven (CLAIMs checked, PROOF received), 3 channel mapped
   };
   // A rendezvous connection (driver thread only): accepted ones learn their
   // endpoint from the peer's CLAIM.
@@ -144,7 +147,17 @@ class VxlanDriver final : public PortPump {
     unique_fd conn;
     int ep = -1;
     bool claim_sent = false, claim_got = false, proven = false;
+    bool acceptor = false;       // the accepting side makes the channel
+    uint32_t their_buf = 0;      // the peer's port buffer size, from its CLAIM
     std::array<uint8_t, SHORTCUT_ID_LEN> my_nonce{}, their_nonce{};
+    std::optional<ShortcutRing> ring;  // mapped once both sides are proven
+    // a CHANNEL that came over the socket before our PROOF came over UDP
+    // (two paths, no order between them): attached once proven
+    unique_fd channel_fd;
+    uint32_t channel_slots = 0, channel_slot_size = 0;
+    // a CLAIM that came before the claimant's HELLO (socket vs UDP again):
+    // checked when that HELLO arrives
+    std::optional<ShortcutClaim> pending_claim;
   };
   struct FdbEntry {
     uint32_t ep;
@@ -183,6 +196,9 @@ class VxlanDriver final : public PortPump {
   size_t build_control(uint8_t type, const uint8_t *a16, const uint8_t *b16, uint8_t *out) const;
   void send_control(uint8_t type, uint32_t ep, const uint8_t *nonce);  // mu_ held
   void drop_peer(size_t i, VxCtr why);                        // mu_ held
+  bool on_proven(Peer &p);                                    // mu_ held; false: drop the peer
+  bool handle_channel(Peer &p, const ShortcutMsg &m, std::vector<unique_fd> &fds);  // mu_ held
+  bool attach_channel(Peer &p);                                                     // mu_ held
   void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 
   VxlanOptions o_;

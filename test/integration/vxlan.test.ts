@@ -300,19 +300,21 @@ test.serial('bad settings are refused with the fix, and leave no port behind', a
   t.falsy((await vale1.list()).find((p) => p.name === 'valeZ:bad'));
 });
 
-test.serial('co-resident shortcut, rendezvous: the valeD pair proves each other (CLAIMs over the unix socket, PROOFs over VXLAN); a killed vale-ts\'s hang-up is seen; restarted, it is proven again', async (t) => {
+test.serial('co-resident shortcut, rendezvous: the valeD pair proves each other (CLAIMs over the unix socket, PROOFs over VXLAN) and maps one channel; a killed vale-ts\'s hang-up is seen; restarted, it is proven again', async (t) => {
   t.timeout(120_000);
   const state = async (c: ValeClient, remote: string): Promise<number | undefined> => (await vx(c, 'valeD')).counters[`remote ${remote} shortcutPeer`];
   const until = async (what: () => Promise<boolean>): Promise<void> => {
     while (!(await what())) await new Promise((r) => setTimeout(r, 100));
   };
-  const bothProven = async (): Promise<boolean> => (await state(vale1, under.v2)) === 2 && (await state(vale2, under.v1)) === 2;
+  // 3: proven, and the channel (a sealed memfd) made by one side and mapped by the other
+  const bothProven = async (): Promise<boolean> => (await state(vale1, under.v2)) === 3 && (await state(vale2, under.v1)) === 3;
   await until(bothProven);
   const c1 = (await vx(vale1, 'valeD')).counters, c2 = (await vx(vale2, 'valeD')).counters;
   t.is(c1['shortcutPeerBad'], 0, JSON.stringify(c1));
   t.is(c2['shortcutPeerBad'], 0, JSON.stringify(c2));
   t.is(c1['shortcutProofs']! + c2['shortcutProofs']!, 2);
   t.is(c1['shortcutConnects']! + c2['shortcutConnects']!, 2); // one connection, counted at each end
+  t.is(c1['shortcutChannels']! + c2['shortcutChannels']!, 2); // one channel: made and sent, received and mapped
   // Linux answers no HELLO: no rendezvous with it
   t.is((await vx(vale1, 'valeA')).counters[`remote ${under.l} shortcutPeer`], 0);
   // vale-ts #2 killed (SIGKILL): the kernel closes its end, vale-ts #1 sees the hang-up
