@@ -159,7 +159,9 @@ test.serial('vale-ts and a Linux vxlan device on a multicast group: ping both wa
   t.is(r.received.sha256, r.sent.sha256);
   const c = (await vx(vale1, 'valeB')).counters;
   t.true(c['floods']! >= 1, JSON.stringify(c)); // the ARP request went to the group
-  t.true(c[`remote ${under.l} rxFrames`]! > 100 && c[`remote ${under.l} txFrames`]! > 100, JSON.stringify(c)); // then unicast to the learned VTEP
+  // then unicast to the learned VTEP: ~750 data frames out, and back the ACKs,
+  // whose number Linux's delayed/coalesced ACKs vary (51..360 seen)
+  t.true(c[`remote ${under.l} rxFrames`]! > 20 && c[`remote ${under.l} txFrames`]! > 500, JSON.stringify(c));
   t.regex(ip('-n', ns.v1, 'maddr', 'show', 'dev', `${tag}a`), new RegExp(group.replace(/\./g, '\\.')));
 });
 
