@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "core/recv_fds.h"
@@ -214,7 +215,7 @@ Result<ShortcutClaim> shortcut_recv_claim(int fd, std::vector<unique_fd> &fds) {
   return m->claim;
 }
 
-Status shortcut_send_channel(int fd, uint32_t slots, uint32_t slot_size, int memfd) {
+Status shortcut_send_channel(int fd, uint32_t slots, uint32_t slot_size, int memfd, int bell0, int bell1) {
   uint8_t m[SHORTCUT_CLAIM_LEN] = {};
   std::memcpy(m, MAGIC, 4);
   m[4] = VERSION;
@@ -222,7 +223,8 @@ Status shortcut_send_channel(int fd, uint32_t slots, uint32_t slot_size, int mem
   put32(m + 8, slots);
   put32(m + 12, slot_size);
   iovec iov{m, sizeof m};
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  const int fds[3] = {memfd, bell0, bell1};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof fds)] = {};
   msghdr h{};
   h.msg_iov = &iov;
   h.msg_iovlen = 1;
@@ -231,14 +233,29 @@ Status shortcut_send_channel(int fd, uint32_t slots, uint32_t slot_size, int mem
   cmsghdr *ch = CMSG_FIRSTHDR(&h);
   ch->cmsg_level = SOL_SOCKET;
   ch->cmsg_type = SCM_RIGHTS;
-  ch->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(ch), &memfd, sizeof memfd);
+  ch->cmsg_len = CMSG_LEN(sizeof fds);
+  std::memcpy(CMSG_DATA(ch), fds, sizeof fds);
   ssize_t r;
   do {
     r = ::sendmsg(fd, &h, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (r < 0 && errno == EINTR);
   if (r < 0) return sys_fail("sendmsg", "shortcut CHANNEL");
   if (static_cast<size_t>(r) != sizeof m) return check_fail(EIO, "shortcut CHANNEL sent in part");
+  return Ok{};
+}
+
+Status shortcut_check_eventfd(int fd) {
+  // the kernel names what an fd is: anything else (a pipe, a file, a socket
+  // the peer wants us to write into) is refused
+  char link[64], target[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  const ssize_t n = ::readlink(link, target, sizeof target - 1);
+  if (n < 0) return sys_fail("readlink", link);
+  target[n] = 0;
+  if (std::strcmp(target, "anon_inode:[eventfd]") != 0)
+    return check_fail(EINVAL, std::string("shortcut wakeup fd from the peer is not an eventfd but ") + target);
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) return sys_fail("fcntl", "shortcut wakeup fd");
   return Ok{};
 }
 

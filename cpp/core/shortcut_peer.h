@@ -61,8 +61,13 @@ Status shortcut_send_claim(int fd, const ShortcutClaim &c, const std::vector<int
 // EOF is ECONNRESET ("the peer went away").
 Result<ShortcutClaim> shortcut_recv_claim(int fd, std::vector<unique_fd> &fds);
 
-// CHANNEL: "VTSC" 1 5 0 0 | slots | slot size | zeros, with the memfd.
-Status shortcut_send_channel(int fd, uint32_t slots, uint32_t slot_size, int memfd);
+// CHANNEL: "VTSC" 1 5 0 0 | slots | slot size | zeros, with three fds: the
+// memfd, then the eventfds that wake the consumer of ring 0 (the attaching
+// side) and of ring 1 (the creating side).
+Status shortcut_send_channel(int fd, uint32_t slots, uint32_t slot_size, int memfd, int bell0, int bell1);
+// An fd received as a wakeup is an eventfd (made non-blocking): writing 8
+// bytes to it, reading 8 from it, cannot block or reach anything else.
+Status shortcut_check_eventfd(int fd);
 // One message of either type, checked as the functions above check it.
 struct ShortcutMsg {
   uint8_t type = 0;

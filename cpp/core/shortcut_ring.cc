@@ -1,5 +1,7 @@
 #include "core/shortcut_ring.h"
 
+#include <atomic>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -109,6 +111,8 @@ bool ShortcutRing::peek(const uint8_t *&frame, uint32_t &len) {
   if (broken_) return false;
   const int in = 1 - out_;
   if (peer_tail_ == head_) {
+    // our last head store before this tail load (see the header: wakeups)
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     const uint32_t t = load_acquire(reinterpret_cast<const uint32_t *>(ring(in)));
     // the producer's index only moves forward, at most a ring ahead of ours
     if (t - peer_tail_ > slots_ - (peer_tail_ - head_)) {
@@ -137,6 +141,8 @@ void ShortcutRing::pop() {
 
 uint32_t ShortcutRing::unconsumed() {
   if (broken_) return 0;
+  // our last tail store before this head load (see the header: wakeups)
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   const uint32_t h = load_acquire(reinterpret_cast<const uint32_t *>(ring(out_) + 64));
   if (h - peer_head_ > tail_ - peer_head_) {
     broken_ = true;

@@ -17,6 +17,12 @@
 // never exceeds the slot). A check that fails marks the channel broken for
 // good; the VXLAN port then falls back to UDP.
 //
+// Wakeups (no lost one): a producer publishes its tail, then (after a full
+// fence, ShortcutRing::unconsumed) reads the consumer's head and kicks the
+// consumer's eventfd when the consumer had taken everything published before;
+// a consumer that finds the ring empty read the tail after a full fence that
+// follows its own head store. One of the two sees the other.
+//
 // The memfd is sealed against shrinking and growing before it is handed over
 // (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): a peer cannot truncate it under
 // our mapping (SIGBUS). attach() refuses an fd without those seals.
@@ -62,6 +68,11 @@ class ShortcutRing {
   // Frames published to the outgoing ring that the peer has not consumed
   // (what is lost if the peer is gone); 0 when broken.
   uint32_t unconsumed();
+  // Frames published to the outgoing ring since it was made (our own count).
+  uint32_t produced() const { return tail_; }
+  // Frames of the incoming ring seen published and not yet popped, as of the
+  // last peek (our copies of the indices: checked when read).
+  uint32_t pending_in() const { return peer_tail_ - head_; }
 
  private:
   ShortcutRing() = default;

@@ -5,6 +5,7 @@
 #include <net/if.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -47,6 +48,12 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutProofs: return "shortcutProofs";
     case VxCtr::ShortcutProofBad: return "shortcutProofBad";
     case VxCtr::ShortcutChannels: return "shortcutChannels";
+    case VxCtr::ShortcutMarkersOut: return "shortcutMarkersOut";
+    case VxCtr::ShortcutMarkersIn: return "shortcutMarkersIn";
+    case VxCtr::ShortcutMarkerBad: return "shortcutMarkerBad";
+    case VxCtr::ShortcutRingBroken: return "shortcutRingBroken";
+    case VxCtr::ShortcutLostOnHangup: return "shortcutLostOnHangup";
+    case VxCtr::ShortcutLateVxlan: return "shortcutLateVxlan";
     case VxCtr::Count_: break;
   }
   return "unknown";
@@ -504,11 +511,18 @@ int VxlanDriver::find_endpoint(const sockaddr_storage &a) const {
 
 int VxlanDriver::idle_timeout_ms() {
   if (!shortcut_) return -1;
+  if (sc_full_) return 1;  // a kick for room may come late (see ShortcutRing): look again soon
   const uint64_t since = now_ns() - last_hello_ns_;
   return since >= SHORTCUT_HELLO_PERIOD_NS ? 0 : static_cast<int>((SHORTCUT_HELLO_PERIOD_NS - since) / 1000000) + 1;
 }
 
-void VxlanDriver::on_idle_timeout() { maybe_hello(now_ns()); }
+void VxlanDriver::on_idle_timeout() {
+  if (sc_full_) {
+    sc_full_ = false;
+    if (out_sent_ >= out_.size()) out_blocked_ = false;
+  }
+  maybe_hello(now_ns());
+}
 
 void VxlanDriver::maybe_hello(uint64_t now) {
   if (!shortcut_ || now - last_hello_ns_ < SHORTCUT_HELLO_PERIOD_NS) return;
@@ -519,6 +533,9 @@ void VxlanDriver::maybe_hello(uint64_t now) {
   {
     std::lock_guard<std::mutex> g(mu_);
     for (uint32_t e : flood_) to.emplace_back(endpoints_[e].addr, endpoints_[e].len);
+    // MARKERs the peer may have missed: it has not read the ring yet
+    for (Peer &p : peers_)
+      if (p.marked && p.ring && p.ring->produced() && endpoints_[static_cast<size_t>(p.ep)].sc_tx == 1) send_markers(p);
   }
   // a lost HELLO (a full socket buffer, no route yet) is sent again next period
   const int fd = raw_ ? raw_.get() : udp_.get();
@@ -644,7 +661,11 @@ bool VxlanDriver::on_proven(Peer &p) {
   // either fits
   auto r = ShortcutRing::create(1024, std::max<uint32_t>(buf_size(), p.their_buf));
   if (!r) return false;
-  if (!shortcut_send_channel(p.conn.get(), r->slots(), r->slot_size(), r->fd())) return false;
+  // the wakeups: bell 0 wakes the consumer of ring 0 (the peer), bell 1 us
+  unique_fd b0(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), b1(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!b0 || !b1 || !shortcut_send_channel(p.conn.get(), r->slots(), r->slot_size(), r->fd(), b0.get(), b1.get())) return false;
+  p.their_bell = std::move(b0);
+  p.my_bell = std::move(b1);
   p.ring.emplace(std::move(r).value());
   vcount(VxCtr::ShortcutChannels);
   endpoints_[static_cast<size_t>(p.ep)].peer_state = 3;
@@ -653,8 +674,11 @@ bool VxlanDriver::on_proven(Peer &p) {
 
 bool VxlanDriver::handle_channel(Peer &p, const ShortcutMsg &m, std::vector<unique_fd> &fds) {
   // only to a connector, once, after both CLAIMs, with one fd
-  if (m.type != SHORTCUT_CHANNEL || p.acceptor || p.ring || p.channel_fd || !p.claim_got || fds.size() != 1) return false;
+  if (m.type != SHORTCUT_CHANNEL || p.acceptor || p.ring || p.channel_fd || !p.claim_got || fds.size() != 3) return false;
+  if (!shortcut_check_eventfd(fds[1].get()) || !shortcut_check_eventfd(fds[2].get())) return false;
   p.channel_fd = std::move(fds[0]);
+  p.my_bell = std::move(fds[1]);
+  p.their_bell = std::move(fds[2]);
   p.channel_slots = m.slots;
   p.channel_slot_size = m.slot_size;
   return !p.proven || attach_channel(p);
@@ -671,7 +695,26 @@ bool VxlanDriver::attach_channel(Peer &p) {
 }
 
 void VxlanDriver::drop_peer(size_t i, VxCtr why) {
-  if (peers_[i].ep >= 0) endpoints_[static_cast<size_t>(peers_[i].ep)].peer_state = 0;
+  Peer &p = peers_[i];
+  if (p.ep >= 0) {
+    Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+    e.peer_state = 0;
+    e.sc_rx_open = false;
+    if (e.sc_tx) {
+      e.sc_tx = 0;  // the next frame to it goes over VXLAN again
+      e.sc_downs++;
+    }
+  }
+  if (p.ring) {
+    if (p.ring->broken()) {
+      why = VxCtr::ShortcutRingBroken;  // nothing in it can be trusted: not read further
+    } else {
+      // what we put in and the peer never read goes with it; what it put in
+      // is read to the end before any later datagram from its endpoint
+      vcount(VxCtr::ShortcutLostOnHangup, p.ring->unconsumed());
+      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring)});
+    }
+  }
   vcount(why);
   peers_.erase(peers_.begin() + static_cast<std::ptrdiff_t>(i));
 }
@@ -717,7 +760,7 @@ void VxlanDriver::on_control(const uint8_t *f, size_t len, const sockaddr_storag
   // the whole datagram is the sender's word: length, magic, version and type
   // are checked before anything is read from it
   if (len < SHORTCUT_HELLO_LEN || f[12] != (SHORTCUT_ETHERTYPE >> 8) || f[13] != (SHORTCUT_ETHERTYPE & 0xff) ||
-      std::memcmp(f + 14, SHORTCUT_MAGIC, 4) != 0 || f[18] != SHORTCUT_VERSION || (f[19] != SHORTCUT_HELLO && f[19] != SHORTCUT_PROOF) ||
+      std::memcmp(f + 14, SHORTCUT_MAGIC, 4) != 0 || f[18] != SHORTCUT_VERSION || (f[19] != SHORTCUT_HELLO && f[19] != SHORTCUT_PROOF && f[19] != SHORTCUT_MARKER) ||
       src.ss_family != family_) {
     vcount(VxCtr::ShortcutHelloBad);
     return;
@@ -725,6 +768,28 @@ void VxlanDriver::on_control(const uint8_t *f, size_t len, const sockaddr_storag
   const int ep = find_endpoint(src);
   if (ep < 0 || !endpoints_[static_cast<size_t>(ep)].flood) {
     vcount(VxCtr::ShortcutHelloStranger);
+    return;
+  }
+  if (f[19] == SHORTCUT_MARKER) {
+    // the peer's word, like all of it: its instance, the epoch of the
+    // connection we hold with it, 1..64 copies, an index below that number
+    const uint8_t *b = f + 22 + SHORTCUT_ID_LEN;
+    const uint32_t n = uint32_t{b[8]} << 8 | b[9], idx = uint32_t{b[10]} << 8 | b[11];
+    const Endpoint &e = endpoints_[static_cast<size_t>(ep)];
+    for (Peer &p : peers_) {
+      if (p.ep != ep || !p.claim_got || std::memcmp(f + 22, e.peer_instance.data(), SHORTCUT_ID_LEN) != 0 ||
+          std::memcmp(b, p.their_nonce.data(), 8) != 0)
+        continue;
+      if (n == 0 || n > SHORTCUT_MAX_MARKERS || idx >= n || (p.marker_n && p.marker_n != n)) break;
+      p.marker_n = n;
+      p.marker_seen |= uint64_t{1} << idx;
+      vcount(VxCtr::ShortcutMarkersIn);
+      // every copy came, each behind the last datagram from its source port:
+      // no ring frame can overtake a datagram sent before it
+      if (static_cast<uint32_t>(__builtin_popcountll(p.marker_seen)) == n) endpoints_[static_cast<size_t>(ep)].sc_rx_open = true;
+      return;
+    }
+    vcount(VxCtr::ShortcutMarkerBad);
     return;
   }
   if (f[19] == SHORTCUT_PROOF) {
@@ -812,19 +877,200 @@ int VxlanDriver::lookup(const uint8_t *mac, uint64_t now) {
 
 void VxlanDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
   if (room_in) w.push_back({udp_.get(), POLLIN});
-  if (pending_out) w.push_back({raw_ ? raw_.get() : udp_.get(), POLLOUT});
+  // blocked by the socket, not (only) by a full ring
+  if (pending_out && out_sent_ < out_.size()) w.push_back({raw_ ? raw_.get() : udp_.get(), POLLOUT});
   if (listen_) w.push_back({listen_.get(), POLLIN});
-  for (const Peer &p : peers_) w.push_back({p.conn.get(), POLLIN});
+  for (const Peer &p : peers_) {
+    w.push_back({p.conn.get(), POLLIN});
+    // the peer kicks it when it filled our empty ring or emptied its full one
+    if (p.my_bell && (room_in || sc_full_)) w.push_back({p.my_bell.get(), POLLIN});
+  }
 }
 
 void VxlanDriver::link_event(int fd, uint32_t events) {
   if (fd == udp_.get() && (events & (POLLIN | POLLERR))) readable_ = true;
   if (fd == (raw_ ? raw_.get() : udp_.get()) && (events & (POLLOUT | POLLERR))) out_blocked_ = false;
-  if (fd != udp_.get() && fd != raw_.get()) service_peers();  // the listener or a rendezvous connection
+  if (fd == udp_.get() || fd == raw_.get()) return;
+  for (const Peer &p : peers_) {
+    if (p.my_bell.get() != fd) continue;
+    uint64_t v;
+    [[maybe_unused]] const ssize_t n = ::read(fd, &v, sizeof v);
+    if (sc_full_) {  // room in a ring, perhaps: link_out tries again
+      sc_full_ = false;
+      if (out_sent_ >= out_.size()) out_blocked_ = false;
+    }
+    return;
+  }
+  service_peers();  // the listener or a rendezvous connection
+}
+
+void VxlanDriver::kick(Peer &p) {
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(p.their_bell.get(), &one, sizeof one);
+}
+
+VxlanDriver::Peer *VxlanDriver::ring_peer(uint32_t ep) {
+  for (Peer &p : peers_)
+    if (p.ep == static_cast<int>(ep) && p.ring && p.marked) return &p;
+  return nullptr;
+}
+
+bool VxlanDriver::ring_waiting(uint32_t ep) {
+  if (ep >= endpoints_.size()) return false;
+  const uint8_t *f;
+  uint32_t l;
+  for (Draining &d : draining_)
+    if (d.ep == ep && d.ring.peek(f, l)) return true;
+  if (!endpoints_[ep].sc_rx_open) return false;
+  for (Peer &p : peers_)
+    if (p.ep == static_cast<int>(ep) && p.ring && p.ring->peek(f, l)) return true;
+  return false;
+}
+
+void VxlanDriver::note_sport(Endpoint &e, uint16_t sp, uint64_t now) {
+  if (e.nsports && e.sports[e.last_sport] == sp) {
+    e.sports_ns[e.last_sport] = now;
+    return;
+  }
+  uint32_t oldest = 0;
+  for (uint32_t i = 0; i < e.nsports; i++) {
+    if (e.sports[i] == sp) {
+      e.sports_ns[i] = now;
+      e.last_sport = i;
+      return;
+    }
+    if (e.sports_ns[i] < e.sports_ns[oldest]) oldest = i;
+  }
+  // more flows than copies: the oldest port's datagrams are the likeliest gone
+  const uint32_t i = e.nsports < SHORTCUT_MAX_MARKERS ? e.nsports++ : oldest;
+  e.sports[i] = sp;
+  e.sports_ns[i] = now;
+  e.last_sport = i;
+}
+
+void VxlanDriver::send_markers(Peer &p) {
+  // one copy from each outer source port used to the endpoint lately, so
+  // each follows that port's last datagram through the same queues; the set
+  // is kept: a resend is the same copies again
+  Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+  if (!p.marked) {
+    const uint64_t now = now_ns();
+    p.marker_ports.clear();
+    if (raw_)
+      for (uint32_t i = 0; i < e.nsports; i++)
+        if (now - e.sports_ns[i] < SHORTCUT_SPORT_WINDOW_NS) p.marker_ports.push_back(e.sports[i]);
+    if (p.marker_ports.empty()) p.marker_ports.push_back(0);  // the bound port, or the control frame's own
+  }
+  const uint32_t n = static_cast<uint32_t>(p.marker_ports.size());
+  const int fd = raw_ ? raw_.get() : udp_.get();
+  for (uint32_t i = 0; i < n; i++) {
+    uint8_t b16[SHORTCUT_ID_LEN] = {};
+    std::memcpy(b16, p.my_nonce.data(), 8);
+    b16[8] = static_cast<uint8_t>(n >> 8);
+    b16[9] = static_cast<uint8_t>(n);
+    b16[10] = static_cast<uint8_t>(i >> 8);
+    b16[11] = static_cast<uint8_t>(i);
+    uint8_t d[8 + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN];
+    const size_t total = build_control(SHORTCUT_MARKER, instance_.data(), b16, d);
+    if (raw_ && p.marker_ports[i]) {
+      d[0] = static_cast<uint8_t>(p.marker_ports[i] >> 8);
+      d[1] = static_cast<uint8_t>(p.marker_ports[i]);
+    }
+    // a lost copy (a full socket buffer) is sent again with the next HELLO
+    if (::sendto(fd, d, total, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&e.addr), e.len) == static_cast<ssize_t>(total))
+      vcount(VxCtr::ShortcutMarkersOut);
+  }
+}
+
+bool VxlanDriver::deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now) {
+  if (len < ETH_HLEN) {
+    vcount(VxCtr::DropShortFrame);
+    return true;
+  }
+  if (len > buf_size()) {
+    vcount(VxCtr::DropTooLongIn);
+    return true;
+  }
+  if (tx_room() == 0) return false;
+  // copied before it is looked at: the peer may rewrite the slot meanwhile
+  uint8_t *t = tx_buf();
+  std::memcpy(t, f, len);
+  if ((t[6] & 1) || mac_key(t + 6) == 0) {
+    vcount(VxCtr::DropBadSrcMac);
+    return true;
+  }
+  learn(t + 6, ep, now);
+  endpoints_[ep].sc_rx_frames++;
+  tx_push(len);
+  return true;
+}
+
+uint32_t VxlanDriver::drain_rings(uint64_t now) {
+  uint32_t moved = 0;
+  const uint8_t *f;
+  uint32_t l;
+  // rings whose peer went first: nothing new comes into them
+  for (size_t i = 0; i < draining_.size();) {
+    ShortcutRing &r = draining_[i].ring;
+    bool room = true;
+    while (r.peek(f, l)) {
+      if (!deliver_ring_frame(draining_[i].ep, f, l, now)) {
+        room = false;
+        break;
+      }
+      r.pop();
+      moved++;
+    }
+    if (!room) return moved;
+    if (r.broken()) vcount(VxCtr::ShortcutRingBroken);
+    draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  for (size_t i = 0; i < peers_.size();) {
+    Peer &p = peers_[i];
+    if (!p.ring || p.ep < 0 || !endpoints_[static_cast<size_t>(p.ep)].sc_rx_open) {
+      i++;
+      continue;
+    }
+    bool was_full = false, first = true;
+    uint32_t popped = 0;
+    while (popped < 4 * RX_BATCH && p.ring->peek(f, l)) {
+      if (first) was_full = p.ring->pending_in() >= p.ring->slots();
+      first = false;
+      if (!deliver_ring_frame(static_cast<uint32_t>(p.ep), f, l, now)) break;
+      p.ring->pop();
+      popped++;
+    }
+    moved += popped;
+    if (p.ring->broken()) {
+      drop_peer(i, VxCtr::ShortcutRingBroken);
+      continue;
+    }
+    if (was_full && popped) kick(p);  // its producer may wait for room
+    i++;
+  }
+  return moved;
 }
 
 uint32_t VxlanDriver::link_in() {
-  if (!readable_) return 0;
+  uint32_t rings = 0;
+  if (!peers_.empty() || !draining_.empty() || !late_.empty()) {
+    std::lock_guard<std::mutex> g(mu_);
+    rings = drain_rings(now_ns());
+    // datagrams held back, in arrival order, each once its endpoint's ring is empty
+    while (late_done_ < late_.size()) {
+      const Late &x = late_[late_done_];
+      if (ring_waiting(x.ep) || tx_room() == 0) break;
+      std::memcpy(tx_buf(), late_buf_.data() + x.off, x.len);
+      tx_push(x.len);
+      late_done_++;
+      rings++;
+    }
+    if (late_done_ < late_.size()) return rings;
+    late_.clear();
+    late_buf_.clear();
+    late_done_ = 0;
+  }
+  if (!readable_) return rings;
   uint32_t n = std::min(tx_room(), RX_BATCH);
   // each datagram lands straight in a tx slot: the VXLAN header in hdr[i],
   // the inner frame in the slot's buffer
@@ -836,7 +1082,7 @@ uint32_t VxlanDriver::link_in() {
       break;
     }
   }
-  if (n == 0) return 0;
+  if (n == 0) return rings;
   uint8_t hdr[RX_BATCH][VXLAN_HDR_LEN];
   sockaddr_storage src[RX_BATCH];
   iovec iov[RX_BATCH][2];
@@ -853,20 +1099,21 @@ uint32_t VxlanDriver::link_in() {
   }
   int r = ::recvmmsg(udp_.get(), m, n, MSG_DONTWAIT, nullptr);
   if (r <= 0) {
-    if (r < 0 && errno == EINTR) return 0;
+    if (r < 0 && errno == EINTR) return rings;
     // EAGAIN: drained; an ICMP error queued on the socket is reported once
     // and is no reason to stop reading
     if (r < 0 && errno != EAGAIN) {
       count(Ctr::LinkErrors);
-      return 1;
+      return rings + 1;
     }
     readable_ = false;
-    return 0;
+    return rings;
   }
   if (static_cast<uint32_t>(r) < n) readable_ = false;
   const uint64_t now = now_ns();
   std::lock_guard<std::mutex> g(mu_);
   uint32_t pushed = 0;
+  bool hold = false;  // a datagram is held back: so is every later one (their order kept)
   for (uint32_t i = 0; i < static_cast<uint32_t>(r); i++) {
     const size_t len = m[i].msg_len;
     if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -914,12 +1161,22 @@ uint32_t VxlanDriver::link_in() {
     } else {
       vcount(VxCtr::FdbFull);
     }
+    // the peer fell back to VXLAN (or died) with frames still in its ring to
+    // us: those were published before this datagram was sent, so they go
+    // into the switch first (docs/vxlan-shortcut.md, "Ordering argument (down)")
+    if (!hold && ep && (endpoints_[*ep].sc_rx_open || !draining_.empty()) && ring_waiting(*ep)) hold = true;
+    if (hold) {
+      late_.push_back({static_cast<uint32_t>(late_buf_.size()), static_cast<uint32_t>(flen), ep ? *ep : GROUP_EP});
+      late_buf_.insert(late_buf_.end(), f, f + flen);
+      vcount(VxCtr::ShortcutLateVxlan);
+      continue;
+    }
     // a dropped datagram before this one left its slot empty: close the gap
     if (i != pushed) std::memcpy(slot[pushed], f, flen);
     tx_push(static_cast<uint32_t>(flen));
     pushed++;
   }
-  return static_cast<uint32_t>(r);
+  return rings + static_cast<uint32_t>(r);
 }
 
 uint32_t VxlanDriver::link_out() {
@@ -952,6 +1209,17 @@ uint32_t VxlanDriver::link_out() {
         }
       }
     }
+    // a mapped channel: flush (out_ is empty here: every earlier datagram to
+    // the endpoint is with the kernel), MARKERs, then frames into the ring
+    for (Peer &p : peers_) {
+      p.pushed = false;
+      if (!p.ring || p.marked || p.ep < 0 || p.ring->broken()) continue;
+      send_markers(p);
+      p.marked = true;
+      Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+      e.sc_tx = 1;
+      e.sc_ups++;
+    }
     const uint8_t *b;
     uint32_t l;
     while (nf < TX_BATCH && rx_peek(b, l)) {
@@ -967,18 +1235,57 @@ uint32_t VxlanDriver::link_out() {
         continue;
       }
       const int ep = (b[0] & 1) ? -1 : lookup(b, now);
+      // endpoints behind a shortcut take the frame in their ring: every ring
+      // must have room first, or the frame stays in the switch's ring
+      Peer *rp[8];
+      uint32_t nrp = 0;
+      bool ring_full = false;
+      auto to_ring = [&](uint32_t e) {
+        Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
+        if (!p) return false;
+        if (nrp == 8 || p->ring->unconsumed() >= p->ring->slots()) ring_full = true;
+        else rp[nrp++] = p;
+        return true;
+      };
       const size_t before = out_.size();
-      if (ep >= 0) out_.push_back({nf, static_cast<uint32_t>(ep)});
-      else if (group_len_) out_.push_back({nf, GROUP_EP});
-      else for (uint32_t e : flood_) out_.push_back({nf, e});
-      if (out_.size() == before) {
+      if (ep >= 0) {
+        if (!to_ring(static_cast<uint32_t>(ep))) out_.push_back({nf, static_cast<uint32_t>(ep)});
+      } else if (group_len_) {
+        out_.push_back({nf, GROUP_EP});
+      } else {
+        for (uint32_t e : flood_)
+          if (!to_ring(e)) out_.push_back({nf, e});
+      }
+      if (ring_full) {
+        out_.resize(before);
+        sc_full_ = out_blocked_ = true;
+        moved--;
+        break;
+      }
+      if (out_.size() == before && nrp == 0) {
         vcount(VxCtr::DropNoDestination);
         rx_pop();
         continue;
       }
       if (ep < 0) {
         vcount(VxCtr::Floods);
-        vcount(VxCtr::FloodCopies, out_.size() - before);
+        vcount(VxCtr::FloodCopies, out_.size() - before + nrp);
+      }
+      for (uint32_t k = 0; k < nrp; k++) {
+        Peer &p = *rp[k];
+        if (!p.pushed) {
+          p.pushed = true;
+          p.batch_t0 = p.ring->produced();
+        }
+        // room was checked and we are the only producer: Ok, or Broken
+        // (torn down below; this copy is lost with the channel)
+        if (p.ring->push(b, l) == ShortcutRing::Push::Ok) endpoints_[static_cast<size_t>(p.ep)].sc_tx_frames++;
+      }
+      if (out_.size() == before) {
+        count(Ctr::OutFrames);
+        count(Ctr::OutBytes, l);
+        rx_pop();
+        continue;
       }
       // copied: the slot goes back to the switch at the next rxsync, which
       // may come before sendmmsg has read it
@@ -986,6 +1293,9 @@ uint32_t VxlanDriver::link_out() {
       out_len_[nf] = l;
       uint8_t *h = out_hdr_[nf].data();
       const uint16_t sp = raw_ ? src_port(b, l) : 0, ulen = static_cast<uint16_t>(8 + VXLAN_HDR_LEN + l);
+      if (raw_ && listen_)  // the source ports a later MARKER must follow
+        for (size_t k = before; k < out_.size(); k++)
+          if (out_[k].ep != GROUP_EP && endpoints_[out_[k].ep].flood) note_sport(endpoints_[out_[k].ep], sp, now);
       h[0] = static_cast<uint8_t>(sp >> 8);
       h[1] = static_cast<uint8_t>(sp);
       h[2] = static_cast<uint8_t>(o_.dstport >> 8);
@@ -1003,6 +1313,22 @@ uint32_t VxlanDriver::link_out() {
       count(Ctr::OutBytes, l);
       rx_pop();
       nf++;
+    }
+    // wake a consumer that had read everything before this batch (it may be
+    // asleep; one that had not will find these frames when it looks again)
+    for (size_t i = 0; i < peers_.size();) {
+      Peer &p = peers_[i];
+      if (p.pushed && !p.ring->broken()) {
+        const uint32_t consumed = p.ring->produced() - p.ring->unconsumed();
+        Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+        if (consumed != 0 && e.sc_tx == 1) e.sc_tx = 2;
+        if (static_cast<int32_t>(consumed - p.batch_t0) >= 0) kick(p);
+      }
+      if (p.ring && p.ring->broken()) {
+        drop_peer(i, VxCtr::ShortcutRingBroken);
+        continue;
+      }
+      i++;
     }
   }
   flush_out();
@@ -1077,7 +1403,15 @@ std::vector<std::pair<std::string, uint64_t>> VxlanDriver::vx_counters(size_t ma
     v.emplace_back(p + "txErrors", e.tx_errors);
     v.emplace_back(p + "macs", e.macs);
     if (e.flood) v.emplace_back(p + "sameHost", e.same_host ? 1 : 0);
-    if (e.flood) v.emplace_back(p + "shortcutPeer", e.peer_state);
+    if (e.flood) {
+      v.emplace_back(p + "shortcutPeer", e.peer_state);
+      v.emplace_back(p + "shortcut", e.sc_tx);
+      v.emplace_back(p + "shortcutIn", e.sc_rx_open ? 1 : 0);
+      v.emplace_back(p + "shortcutTxFrames", e.sc_tx_frames);
+      v.emplace_back(p + "shortcutRxFrames", e.sc_rx_frames);
+      v.emplace_back(p + "shortcutUps", e.sc_ups);
+      v.emplace_back(p + "shortcutDowns", e.sc_downs);
+    }
   }
   size_t lines = 0;
   for (const auto &[k, e] : fdb_) {

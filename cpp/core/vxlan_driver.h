@@ -61,6 +61,11 @@ constexpr uint16_t SHORTCUT_ETHERTYPE = 0x88b5;
 constexpr uint8_t SHORTCUT_VERSION = 1;
 constexpr uint8_t SHORTCUT_HELLO = 1;
 constexpr uint8_t SHORTCUT_PROOF = 2;  // same layout: the sender's instance id, then the receiver's nonce
+// same layout: the sender's instance id, then 8 bytes of the sender's nonce
+// (the channel's epoch), the number of copies and this copy's index (u16 BE)
+constexpr uint8_t SHORTCUT_MARKER = 3;
+constexpr uint32_t SHORTCUT_MAX_MARKERS = 64;  // copies: outer source ports recently used to one endpoint
+constexpr uint64_t SHORTCUT_SPORT_WINDOW_NS = 2000000000ull;  // "recently": anything older has left the host
 constexpr size_t SHORTCUT_ID_LEN = 16;
 // dst, src, type, magic, version, type, 2 reserved, boot id, instance id
 constexpr size_t SHORTCUT_HELLO_LEN = 14 + 4 + 4 + 2 * SHORTCUT_ID_LEN;
@@ -113,6 +118,12 @@ enum class VxCtr : uint8_t {
   ShortcutProofs,          // PROOFs with our nonce from the peer's endpoint: the peer is proven
   ShortcutProofBad,        // PROOFs with no connection or another nonce: ignored
   ShortcutChannels,        // channels mapped (made and sent, or received and attached)
+  ShortcutMarkersOut,      // MARKER copies sent (first sends and resends)
+  ShortcutMarkersIn,       // MARKER copies received for a live connection
+  ShortcutMarkerBad,       // MARKERs with no connection, another epoch or impossible copy numbers: ignored
+  ShortcutRingBroken,      // a channel whose shared indices or lengths failed a check: torn down
+  ShortcutLostOnHangup,    // frames we had put in the ring that the peer never read before it went
+  ShortcutLateVxlan,       // VXLAN datagrams held back until the ring from their endpoint was drained
   Count_
 };
 const char *vx_ctr_name(VxCtr c);
@@ -140,6 +151,15 @@ class VxlanDriver final : public PortPump {
     bool same_host = false;   // its last HELLO carried this host's boot id (and another instance id)
     std::array<uint8_t, SHORTCUT_ID_LEN> peer_instance{};
     uint8_t peer_state = 0;   // 0 no rendezvous, 1 connected, 2 proven (CLAIMs checked, PROOF received), 3 channel mapped
+    // the shortcut, frames to it: 0 over VXLAN, 1 marked (into the ring, the
+    // peer has not read any yet), 2 the peer reads the ring
+    uint8_t sc_tx = 0;
+    bool sc_rx_open = false;  // every MARKER copy came: its ring is read
+    uint64_t sc_tx_frames = 0, sc_rx_frames = 0, sc_ups = 0, sc_downs = 0;
+    // outer source ports used to it lately (raw sends): one MARKER copy each
+    std::array<uint16_t, SHORTCUT_MAX_MARKERS> sports{};
+    std::array<uint64_t, SHORTCUT_MAX_MARKERS> sports_ns{};
+    uint32_t nsports = 0, last_sport = 0;
   };
   // A rendezvous connection (driver thread only): accepted ones learn their
   // endpoint from the peer's CLAIM.
@@ -158,6 +178,25 @@ class VxlanDriver final : public PortPump {
     // a CLAIM that came before the claimant's HELLO (socket vs UDP again):
     // checked when that HELLO arrives
     std::optional<ShortcutClaim> pending_claim;
+    // wakeups: ours is polled (the peer kicks it), theirs we kick
+    unique_fd my_bell, their_bell;
+    // tx: MARKERs sent (their source ports, kept for resends)
+    bool marked = false;
+    std::vector<uint16_t> marker_ports;
+    bool pushed = false;    // pushed to the ring in this link_out batch
+    uint32_t batch_t0 = 0;  // the ring's tail when the batch began
+    // rx: the MARKER copies of the peer's epoch seen so far
+    uint32_t marker_n = 0;
+    uint64_t marker_seen = 0;
+  };
+  // a ring whose peer went: read to its end before anything later from its endpoint
+  struct Draining {
+    uint32_t ep;
+    ShortcutRing ring;
+  };
+  // a VXLAN datagram held back while the ring from its endpoint is drained
+  struct Late {
+    uint32_t off, len, ep;
   };
   struct FdbEntry {
     uint32_t ep;
@@ -199,6 +238,13 @@ class VxlanDriver final : public PortPump {
   bool on_proven(Peer &p);                                    // mu_ held; false: drop the peer
   bool handle_channel(Peer &p, const ShortcutMsg &m, std::vector<unique_fd> &fds);  // mu_ held
   bool attach_channel(Peer &p);                                                     // mu_ held
+  void send_markers(Peer &p);                                 // mu_ held
+  void note_sport(Endpoint &e, uint16_t sp, uint64_t now);    // mu_ held
+  Peer *ring_peer(uint32_t ep);                               // mu_ held; the peer whose channel we fill
+  bool ring_waiting(uint32_t ep);                             // mu_ held; frames from ep wait in a ring we read
+  uint32_t drain_rings(uint64_t now);                         // mu_ held
+  bool deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now);  // mu_ held; false: no room
+  void kick(Peer &p);
   void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 
   VxlanOptions o_;
@@ -240,6 +286,11 @@ class VxlanDriver final : public PortPump {
   uint8_t local_bytes_[16]{};        // this VTEP's address as CLAIMs carry it
   std::vector<Peer> peers_;
   uint64_t last_service_ns_ = 0;
+  std::vector<Draining> draining_;
+  std::vector<uint8_t> late_buf_;
+  std::vector<Late> late_;
+  size_t late_done_ = 0;
+  bool sc_full_ = false;  // a frame waits for room in a ring: retried on the peer's kick or in 1 ms
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
 };
