@@ -1237,14 +1237,13 @@ uint32_t VxlanDriver::link_out() {
       const int ep = (b[0] & 1) ? -1 : lookup(b, now);
       // endpoints behind a shortcut take the frame in their ring: every ring
       // must have room first, or the frame stays in the switch's ring
-      Peer *rp[8];
-      uint32_t nrp = 0;
+      ring_dst_.clear();
       bool ring_full = false;
       auto to_ring = [&](uint32_t e) {
         Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
         if (!p) return false;
-        if (nrp == 8 || p->ring->unconsumed() >= p->ring->slots()) ring_full = true;
-        else rp[nrp++] = p;
+        if (p->ring->unconsumed() >= p->ring->slots()) ring_full = true;
+        else ring_dst_.push_back(p);
         return true;
       };
       const size_t before = out_.size();
@@ -1262,6 +1261,7 @@ uint32_t VxlanDriver::link_out() {
         moved--;
         break;
       }
+      const size_t nrp = ring_dst_.size();
       if (out_.size() == before && nrp == 0) {
         vcount(VxCtr::DropNoDestination);
         rx_pop();
@@ -1271,8 +1271,8 @@ uint32_t VxlanDriver::link_out() {
         vcount(VxCtr::Floods);
         vcount(VxCtr::FloodCopies, out_.size() - before + nrp);
       }
-      for (uint32_t k = 0; k < nrp; k++) {
-        Peer &p = *rp[k];
+      for (Peer *pp : ring_dst_) {
+        Peer &p = *pp;
         if (!p.pushed) {
           p.pushed = true;
           p.batch_t0 = p.ring->produced();

@@ -290,6 +290,7 @@ class VxlanDriver final : public PortPump {
   std::vector<uint8_t> late_buf_;
   std::vector<Late> late_;
   size_t late_done_ = 0;
+  std::vector<Peer *> ring_dst_;  // link_out: the rings one frame goes into (peers_ unchanged meanwhile)
   bool sc_full_ = false;  // a frame waits for room in a ring: retried on the peer's kick or in 1 ms
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};

@@ -8,6 +8,7 @@
 
 #include <optional>
 
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include "core/shortcut_peer.h"
@@ -110,6 +111,19 @@ std::string str_arg(const Napi::CallbackInfo &info, size_t i, const char *what) 
 }
 
 // shortcutDirCheck(dir, create)
+// shortcutCheckEventfd(fd): what the driver does with a CHANNEL's wakeup fds
+Napi::Value CheckEventfd(const Napi::CallbackInfo &info) {
+  auto st = shortcut_check_eventfd(arg_fd(info, 0));
+  if (!st) throw sys_error(info.Env(), st.error());
+  return info.Env().Undefined();
+}
+// shortcutEventfd() -> a new eventfd (blocking, as a peer might send it)
+Napi::Value MakeEventfd(const Napi::CallbackInfo &info) {
+  const int fd = ::eventfd(0, EFD_CLOEXEC);
+  if (fd < 0) throw errno_error(info.Env(), "eventfd", errno, "eventfd");
+  return Napi::Number::New(info.Env(), fd);
+}
+
 Napi::Value DirCheck(const Napi::CallbackInfo &info) {
   auto st = shortcut_dir_check(str_arg(info, 0, "dir"), info.Length() > 1 && info[1].ToBoolean());
   if (!st) throw sys_error(info.Env(), st.error());
@@ -191,6 +205,8 @@ Napi::Value RecvClaim(const Napi::CallbackInfo &info) {
 void InitShortcutRing(Napi::Env env, Napi::Object exports) {
   exports.Set("ShortcutRing", ShortcutRingJs::Define(env));
   exports.Set("shortcutDirCheck", Napi::Function::New(env, DirCheck));
+  exports.Set("shortcutCheckEventfd", Napi::Function::New(env, CheckEventfd));
+  exports.Set("shortcutEventfd", Napi::Function::New(env, MakeEventfd));
   exports.Set("shortcutListen", Napi::Function::New(env, Listen));
   exports.Set("shortcutConnect", Napi::Function::New(env, Connect));
   exports.Set("shortcutSweep", Napi::Function::New(env, Sweep));

@@ -16,11 +16,11 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { linkSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, linkSync, mkdtempSync, openSync, readdirSync, readlinkSync, readSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ValeClient } from '../../src/index.js';
-import { inNs, ip, makeNs, tcpSink } from '../fixtures/netns.js';
+import { inNs, ip, makeNs, tcpSink, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { startValeTsIn, tapInto } from '../fixtures/vale-ts-netns.js';
 
@@ -57,6 +57,7 @@ async function startVale2(dir: string): Promise<ValeClient> {
 
 let vale1: ValeClient;
 let vale2: ValeClient;
+let pid1 = 0;
 
 test.before(async () => {
   ensurePackages(['iproute2', 'iputils-ping', 'ethtool']);
@@ -78,6 +79,7 @@ test.before(async () => {
   const p1 = await startValeTsIn(ns.v1, sock1);
   stops.push(p1.stop);
   vale1 = p1.client;
+  pid1 = p1.proc.pid!;
   await vale1.create('valeS:tap', {}, { driver: { kind: 'tap', ifname: `${tag}T` } });
   await vale1.create('valeS:vx', {}, { driver: { kind: 'vxlan', vni: 46, local: under.v1, remote: [under.v2], shortcutdir: dir1 } });
   tapInto(ns.v1, ns.t1, `${tag}T`, `${host1}/24`, 1430);
@@ -193,4 +195,52 @@ test.serial('two vale-ts on one host: VXLAN, then the shortcut under load (VXLAN
     t.is(c['shortcutPeerBad'], 0, JSON.stringify(c));
     t.is(c['shortcutMarkerBad'], 0, JSON.stringify(c));
   }
+});
+
+test.serial('a peer writing impossible indices into the live channel: the ring is declared broken, both fall back to VXLAN, and a new channel comes up; traffic intact', async (t) => {
+  t.timeout(120_000);
+  let [c1, c2] = await until((a, b) => a[`${r1}shortcut`] === 2 && b[`${r2}shortcut`] === 2);
+  const ups = c1[`${r1}shortcutUps`]!;
+  // as a hostile process of the same uid would: open vale-ts #1's channel
+  // (the memfd both map) and move every shared index a ring and more ahead
+  const fdDir = `/proc/${pid1}/fd`;
+  const chans = readdirSync(fdDir).filter((f) => {
+    try {
+      return readlinkSync(path.join(fdDir, f)).startsWith('/memfd:vale-ts-shortcut');
+    } catch {
+      return false;
+    }
+  });
+  t.is(chans.length, 1);
+  const fd = openSync(path.join(fdDir, chans[0]!), 'r+');
+  try {
+    const hdr = Buffer.alloc(64);
+    readSync(fd, hdr, 0, 64, 0);
+    const slots = hdr.readUInt32LE(12), stride = (8 + hdr.readUInt32LE(16) + 63) & ~63;
+    for (const ring of [64, 64 + 128 + slots * stride])
+      for (const off of [ring, ring + 64]) {
+        const b = Buffer.alloc(4);
+        readSync(fd, b, 0, 4, off);
+        b.writeUInt32LE((b.readUInt32LE(0) + 0x10000) >>> 0);
+        writeSync(fd, b, 0, 4, off);
+      }
+  } finally {
+    closeSync(fd);
+  }
+  const t0 = Date.now();
+  const at = (what: string): void => t.log(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
+  // traffic makes both sides look at the indices
+  await inNs(ns.t1, ['ping', '-c', '3', '-i', '0.2', '-w', '50', host2]);
+  at('ping done');
+  [c1, c2] = await until((a, b) => a['shortcutRingBroken']! + b['shortcutRingBroken']! >= 1 && a[`${r1}shortcutDowns`]! >= 2);
+  at('broken, down');
+  // nothing read from a broken ring; the next HELLO brings a new channel
+  [c1, c2] = await until((a, b) => a[`${r1}shortcutUps`]! > ups && a[`${r1}shortcut`] === 2 && b[`${r2}shortcut`] === 2, false);
+  at('up again');
+  const r = await tcpTransfer(ns.t1, ns.t2, host2, 5302, 1 << 20);
+  at('transfer done');
+  t.is(r.received.sha256, r.sent.sha256);
+  [c1, c2] = await until(() => true);
+  t.is(c1['shortcutPeerBad'], 0, JSON.stringify(c1));
+  t.is(c2['shortcutPeerBad'], 0, JSON.stringify(c2));
 });

@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +36,8 @@ const n = nativeRaw as {
   shortcutAccept(fd: number): number;
   shortcutSendClaim(fd: number, c: Claim, fds?: number[]): void;
   shortcutRecvClaim(fd: number): Claim & { fds: number[] };
+  shortcutCheckEventfd(fd: number): void;
+  shortcutEventfd(): number;
 };
 
 const idA = 'a1'.repeat(16), idB = 'b2'.repeat(16);
@@ -143,4 +145,22 @@ test('the sockets of dead instances are swept (their lock can be taken); a live 
   t.false(existsSync(path.join(d, `${dead}.sock`)) || existsSync(path.join(d, `${dead}.lock`)));
   t.true(existsSync(path.join(d, `${idA}.sock`)) && existsSync(path.join(d, `${idA}.lock`)));
   t.true(existsSync(path.join(d, 'unrelated.lock')));
+});
+
+test('a CHANNEL\'s wakeup fds must be eventfds (made non-blocking); a file, a socket or a memfd is refused', (t) => {
+  const dir = tmpDir(t);
+  const e = n.shortcutEventfd();
+  t.teardown(() => closeSync(e));
+  n.shortcutCheckEventfd(e);
+  // non-blocking now: reading an empty eventfd says EAGAIN instead of hanging the driver
+  t.throws(() => readSync(e, Buffer.alloc(8)), { code: 'EAGAIN' });
+  const f = openSync(path.join(dir, 'f'), 'w+');
+  t.teardown(() => closeSync(f));
+  t.throws(() => n.shortcutCheckEventfd(f), { message: /not an eventfd but \/.*\/f/ });
+  const { a } = connected(t, dir);
+  t.throws(() => n.shortcutCheckEventfd(a), { message: /not an eventfd but socket:/ });
+  const ring = new n.ShortcutRing({ slots: 4, slotSize: 64 });
+  const m = ring.dupFd();
+  t.teardown(() => closeSync(m));
+  t.throws(() => n.shortcutCheckEventfd(m), { message: /not an eventfd but \/memfd:/ });
 });
