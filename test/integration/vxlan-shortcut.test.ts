@@ -200,7 +200,7 @@ test.serial('two vale-ts on one host: VXLAN, then the shortcut under load (VXLAN
 test.serial('a peer writing impossible indices into the live channel: the ring is declared broken, both fall back to VXLAN, and a new channel comes up; traffic intact', async (t) => {
   t.timeout(120_000);
   let [c1, c2] = await until((a, b) => a[`${r1}shortcut`] === 2 && b[`${r2}shortcut`] === 2);
-  const ups = c1[`${r1}shortcutUps`]!;
+  const ups = c1[`${r1}shortcutUps`]!, ups2 = c2[`${r2}shortcutUps`]!;
   // as a hostile process of the same uid would: open vale-ts #1's channel
   // (the memfd both map) and move every shared index a ring and more ahead
   const fdDir = `/proc/${pid1}/fd`;
@@ -235,12 +235,34 @@ test.serial('a peer writing impossible indices into the live channel: the ring i
   [c1, c2] = await until((a, b) => a['shortcutRingBroken']! + b['shortcutRingBroken']! >= 1 && a[`${r1}shortcutDowns`]! >= 2);
   at('broken, down');
   // nothing read from a broken ring; the next HELLO brings a new channel
-  [c1, c2] = await until((a, b) => a[`${r1}shortcutUps`]! > ups && a[`${r1}shortcut`] === 2 && b[`${r2}shortcut`] === 2, false);
+  // (state 2 needs a frame read from the ring: the transfer below brings it)
+  [c1, c2] = await until((a, b) => a[`${r1}shortcutUps`]! > ups && b[`${r2}shortcutUps`]! > ups2 && a[`${r1}shortcutPeer`] === 3 && b[`${r2}shortcutPeer`] === 3);
   at('up again');
+  const s1 = c1[`${r1}shortcutTxFrames`]!;
   const r = await tcpTransfer(ns.t1, ns.t2, host2, 5302, 1 << 20);
   at('transfer done');
   t.is(r.received.sha256, r.sent.sha256);
-  [c1, c2] = await until(() => true);
+  [c1, c2] = await until((a, b) => a[`${r1}shortcut`] === 2 && b[`${r2}shortcut`] === 2);
+  t.true(c1[`${r1}shortcutTxFrames`]! > s1 + 500); // the new channel carried it
   t.is(c1['shortcutPeerBad'], 0, JSON.stringify(c1));
   t.is(c2['shortcutPeerBad'], 0, JSON.stringify(c2));
+
+  // forged MARKERs from #2's address (anyone on the underlay can send them):
+  // another epoch, no copies, an index past the count. Counted, nothing moves
+  const before = c1;
+  const send = `
+const to = process.argv[1];
+const marker = (n, i) => Buffer.concat([Buffer.from([0x48, 0, 0, 0, 0, 0, 46, 0]), Buffer.from('0376616c6573037661 6c657388b5'.replace(/ /g, ''), 'hex'),
+  Buffer.from('VTSC'), Buffer.from([1, 3, 0, 0]), Buffer.alloc(16, 9), Buffer.alloc(8, 0xee), Buffer.from([n >> 8, n & 255, i >> 8, i & 255]), Buffer.alloc(4)]);
+const msgs = [marker(1, 0), marker(0, 0), marker(2, 5)];
+const u = require('node:dgram').createSocket('udp4');
+const go = (i) => (i === msgs.length ? u.close() : u.send(msgs[i], 4789, to, () => go(i + 1)));
+u.bind({ address: process.argv[2] }, () => go(0));`;
+  await inNs(ns.v2, [process.execPath, '-e', send, under.v1, under.v2]);
+  [c1] = await until((a) => a['shortcutMarkerBad']! >= before['shortcutMarkerBad']! + 3, true);
+  t.is(c1['shortcutMarkerBad']! - before['shortcutMarkerBad']!, 3);
+  t.is(c1['shortcutMarkersIn'], before['shortcutMarkersIn']);
+  t.is(c1[`${r1}shortcut`], 2);
+  t.is(c1[`${r1}shortcutDowns`], before[`${r1}shortcutDowns`]);
+  t.is(c1['dropBadSrcMac'], before['dropBadSrcMac']); // taken out before the frame checks
 });
