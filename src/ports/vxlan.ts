@@ -15,7 +15,7 @@
  * (default: the local port), `ageing` (seconds, 300), `srcport`
  * (`MIN-MAX`, default 32768-61000, or `fixed`: send from the bound port,
  * which needs no CAP_NET_RAW), `ttl`, `shortcut` (`on`, the default, or
- * `off`: the co-resident shortcut's HELLOs, docs/vxlan-shortcut.md),
+ * `off`: the co-resident shortcut, HELLOs and frames to a vale-ts on this host through shared memory, docs/vxlan-shortcut.md),
  * `shortcutdir` (its rendezvous directory, default /run/vale-ts/shortcut). The native VTEP is
  * cpp/core/vxlan_driver.h; docs/vxlan.md says how it forwards and counts.
  */
