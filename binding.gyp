@@ -13,7 +13,8 @@
                   "cpp/core/offload.cc", "cpp/core/port_pump.cc", "cpp/core/tap_driver.cc", "cpp/core/socket_netdev_driver.cc",
                   "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc",
                   "cpp/core/vhost_user.cc", "cpp/core/switch_core.cc",
-                  "cpp/core/pcap_filter.cc", "cpp/core/vxlan_driver.cc"],
+                  "cpp/core/pcap_filter.cc", "cpp/core/vxlan_driver.cc", "cpp/core/shortcut_ring.cc",
+                  "cpp/core/shortcut_peer.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },
@@ -32,6 +33,7 @@
         "cpp/napi/afpacket.cc",
         "cpp/napi/vhost_user.cc",
         "cpp/napi/capture.cc",
+        "cpp/napi/shortcut_ring.cc",
         "cpp/core/afxdp_driver.cc"
       ],
       "cflags": ["<!@(pkg-config --cflags libxdp libbpf 2>/dev/null || true)"],

@@ -11,6 +11,12 @@
  * process attaches the end's veth (`-a`, AF_PACKET) and has a VXLAN port
  * (`--vxlan`) to the other host. The ends' MTU is 1450 in both.
  *
+ * The two vale-ts share a host, so they can also use the co-resident
+ * shortcut (docs/vxlan-shortcut.md): measured twice, the VTEPs with
+ * `shortcut=off` (VXLAN over the veth underlay) and with it on, once the
+ * shortcut is up both ways ("shortcut vs VXLAN between the same two
+ * vale-ts", target >= 5x).
+ *
  *   node dist/bench/vxlan.bench.js [--seconds 5]
  */
 import { spawn } from 'node:child_process';
@@ -102,31 +108,47 @@ async function main(): Promise<void> {
       await must('ip', '-n', e.host, 'link', 'del', 'br0');
       await must('ip', '-n', e.host, 'link', 'del', 'vx42');
     }
-    // vale-ts: one process per host namespace
-    step('vale-ts: start');
-    const sw = await Promise.all(ends.map((e) => startValeTsIn(e.host, path.join(os.tmpdir(), `${tag}-${e.host}.sock`))));
-    try {
-      for (const [i, e] of ends.entries()) {
-        const socket = path.join(os.tmpdir(), `${tag}-${e.host}.sock`);
-        await must('ip', 'netns', 'exec', e.host, process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.hostIf}`);
-        await must('ip', 'netns', 'exec', e.host, process.execPath, ctlJs, '--socket', socket, '-n', 'vale0:vx', '--vxlan', `vni=42,local=${e.under},remote=${ends[1 - i]!.under}`);
+    // vale-ts: one process per host namespace, VXLAN only, then with the shortcut
+    for (const shortcut of ['off', 'on'] as const) {
+      const name = shortcut === 'off' ? 'vale-ts vxlan' : 'vale-ts shortcut';
+      step(`${name}: start`);
+      const sw = await Promise.all(ends.map((e) => startValeTsIn(e.host, path.join(os.tmpdir(), `${tag}-${e.host}.sock`))));
+      try {
+        for (const [i, e] of ends.entries()) {
+          const socket = path.join(os.tmpdir(), `${tag}-${e.host}.sock`);
+          await must('ip', 'netns', 'exec', e.host, process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.hostIf}`);
+          await must('ip', 'netns', 'exec', e.host, process.execPath, ctlJs, '--socket', socket, '-n', 'vale0:vx', '--vxlan', `vni=42,local=${e.under},remote=${ends[1 - i]!.under},shortcut=${shortcut}`);
+        }
+        await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
+        if (shortcut === 'on') {
+          // up both ways: each VTEP's frames to the other go through the ring
+          for (;;) {
+            const up = await Promise.all(sw.map(async (s, i) => {
+              const [st] = await s.client.stats('vale0');
+              return st!.ports.find((p) => p.name === 'vale0:vx')?.driver?.counters[`remote ${ends[1 - i]!.under} shortcut`] === 2;
+            }));
+            if (up.every(Boolean)) break;
+            await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '1', '-W', '1', b.ip);
+          }
+        }
+        step(`${name}: trafgen`);
+        const vp = await pps(a, b, seconds);
+        step(`${name}: iperf3`);
+        res[name] = { ...vp, gbps: await tcp(a, b, seconds) };
+        console.error(await must('ip', 'netns', 'exec', a.host, process.execPath, ctlJs, '--socket', path.join(os.tmpdir(), `${tag}-${a.host}.sock`), '--stats'));
+      } finally {
+        for (const s of sw) await s.stop();
       }
-      await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
-      step('vale-ts: trafgen');
-      const vp = await pps(a, b, seconds);
-      step('vale-ts: iperf3');
-      res['vale-ts vxlan'] = { ...vp, gbps: await tcp(a, b, seconds) };
-      console.error(await must('ip', 'netns', 'exec', a.host, process.execPath, ctlJs, '--socket', path.join(os.tmpdir(), `${tag}-${a.host}.sock`), '--stats'));
-    } finally {
-      for (const s of sw) await s.stop();
     }
   } finally {
     await remove();
   }
   console.log(`vxlan benchmark: 2 namespaces, 2 hosts (namespaces), veth underlay, ${seconds} s per figure; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  for (const [k, v] of Object.entries(res)) console.log(`  ${k.padEnd(14)} 60 B: sent ${(v.sent / seconds / 1e3).toFixed(0).padStart(6)} kpps, received ${(v.rxPps / 1e3).toFixed(0).padStart(6)} kpps   TCP ${v.gbps.toFixed(2)} Gbit/s`);
+  for (const [k, v] of Object.entries(res)) console.log(`  ${k.padEnd(16)} 60 B: sent ${(v.sent / seconds / 1e3).toFixed(0).padStart(6)} kpps, received ${(v.rxPps / 1e3).toFixed(0).padStart(6)} kpps   TCP ${v.gbps.toFixed(2)} Gbit/s`);
   const l = res['linux vxlan']!, v = res['vale-ts vxlan']!;
+  const sc = res['vale-ts shortcut']!;
   console.log(`  ratio vale-ts / linux: 60 B pps ${(v.rxPps / l.rxPps).toFixed(2)} (target 1.0)   TCP ${(v.gbps / l.gbps).toFixed(2)}`);
+  console.log(`  ratio shortcut / vale-ts vxlan: 60 B pps ${(sc.rxPps / v.rxPps).toFixed(2)} (target 5.0)   TCP ${(sc.gbps / v.gbps).toFixed(2)}`);
 }
 
 await main();

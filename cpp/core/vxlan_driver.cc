@@ -3,8 +3,12 @@
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <net/if.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +36,24 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::FdbFull: return "fdbFull";
     case VxCtr::Floods: return "floods";
     case VxCtr::FloodCopies: return "floodCopies";
+    case VxCtr::ShortcutHelloOut: return "shortcutHelloOut";
+    case VxCtr::ShortcutHelloIn: return "shortcutHelloIn";
+    case VxCtr::ShortcutHelloBad: return "shortcutHelloBad";
+    case VxCtr::ShortcutHelloStranger: return "shortcutHelloStranger";
+    case VxCtr::ShortcutHelloOtherHost: return "shortcutHelloOtherHost";
+    case VxCtr::ShortcutConnects: return "shortcutConnects";
+    case VxCtr::ShortcutConnectFailed: return "shortcutConnectFailed";
+    case VxCtr::ShortcutPeerBad: return "shortcutPeerBad";
+    case VxCtr::ShortcutPeerGone: return "shortcutPeerGone";
+    case VxCtr::ShortcutProofs: return "shortcutProofs";
+    case VxCtr::ShortcutProofBad: return "shortcutProofBad";
+    case VxCtr::ShortcutChannels: return "shortcutChannels";
+    case VxCtr::ShortcutMarkersOut: return "shortcutMarkersOut";
+    case VxCtr::ShortcutMarkersIn: return "shortcutMarkersIn";
+    case VxCtr::ShortcutMarkerBad: return "shortcutMarkerBad";
+    case VxCtr::ShortcutRingBroken: return "shortcutRingBroken";
+    case VxCtr::ShortcutLostOnHangup: return "shortcutLostOnHangup";
+    case VxCtr::ShortcutLateVxlan: return "shortcutLateVxlan";
     case VxCtr::Count_: break;
   }
   return "unknown";
@@ -152,6 +174,32 @@ uint32_t fmix(uint32_t h) {
   return h ^ (h >> 16);
 }
 
+// This boot's id (/proc/sys/kernel/random/boot_id: 32 hex digits with
+// dashes), the same in every namespace and container under one kernel.
+bool read_boot_id(std::array<uint8_t, SHORTCUT_ID_LEN> &out) {
+  unique_fd f(::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC));
+  if (!f) return false;
+  char text[64];
+  const ssize_t n = ::read(f.get(), text, sizeof text);
+  if (n <= 0) return false;
+  size_t digits = 0;
+  for (ssize_t i = 0; i < n && digits < 2 * SHORTCUT_ID_LEN; i++) {
+    const char c = text[i];
+    int v;
+    if (c >= '0' && c <= '9') v = c - '0';
+    else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
+    else if (c == '-') continue;
+    else return false;
+    out[digits / 2] = static_cast<uint8_t>(digits % 2 ? out[digits / 2] | v : v << 4);
+    digits++;
+  }
+  return digits == 2 * SHORTCUT_ID_LEN;
+}
+
+constexpr uint8_t SHORTCUT_MAC[6] = {0x03, 0x76, 0x61, 0x6c, 0x65, 0x73};  // multicast, locally administered: "\x03vales"
+constexpr uint8_t SHORTCUT_MAGIC[4] = {'V', 'T', 'S', 'C'};
+
 Status sockopt(int fd, int level, int name, int value, const char *what) {
   if (::setsockopt(fd, level, name, &value, sizeof value) < 0) return sys_fail("setsockopt", what);
   return Ok{};
@@ -200,7 +248,13 @@ Result<std::unique_ptr<VxlanDriver>> VxlanDriver::open(PortClient pc, const Vxla
   return d;
 }
 
-VxlanDriver::~VxlanDriver() { stop(); }
+VxlanDriver::~VxlanDriver() {
+  stop();
+  if (!listen_path_.empty()) {
+    ::unlink((listen_path_ + ".sock").c_str());
+    ::unlink((listen_path_ + ".lock").c_str());
+  }
+}
 
 Status VxlanDriver::setup(const VxlanOptions &o) {
   o_ = o;
@@ -374,6 +428,38 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
     if (!fresh) return check_fail(EINVAL, "VXLAN fdb MAC " + mac_text(k) + " is given twice");
     endpoints_[*e].macs++;
   }
+  // the shortcut announces itself to static remotes only (anyone can make a
+  // VTEP learn an endpoint); without a boot id or randomness it stays off
+  if (o.shortcut && !flood_.empty()) {
+    std::array<uint8_t, SHORTCUT_ID_LEN> inst{};
+    if (read_boot_id(boot_id_) && ::getrandom(inst.data(), inst.size(), GRND_NONBLOCK) == static_cast<ssize_t>(inst.size())) {
+      instance_ = inst;
+      shortcut_ = true;
+    }
+  }
+  if (shortcut_) {
+    // the rendezvous: a socket named by the instance id in a directory only
+    // this uid enters. A directory given by the user must pass; the default
+    // one failing (not root, no /run/vale-ts) leaves discovery only.
+    const bool given = !o.shortcut_dir.empty();
+    shortcut_dir_ = given ? o.shortcut_dir : "/run/vale-ts/shortcut";
+    if (!given) ::mkdir("/run/vale-ts", 0700);  // systemd's RuntimeDirectory makes it; EEXIST is fine
+    auto st = shortcut_dir_check(shortcut_dir_, true);
+    if (st) shortcut_sweep(shortcut_dir_);
+    Result<ShortcutListener> l = st ? shortcut_listen(shortcut_dir_, instance_) : Result<ShortcutListener>(st.error());
+    if (l) {
+      listen_ = std::move(l->sock);
+      listen_lock_ = std::move(l->lock);
+      const std::string sock = shortcut_socket_path(shortcut_dir_, instance_).value();
+      listen_path_ = sock.substr(0, sock.size() - 5);
+    } else if (given) {
+      return std::move(l).take_error();
+    } else {
+      log("co-resident shortcut: discovery only (" + l.error().what + ")");
+    }
+    if (family_ == AF_INET) std::memcpy(local_bytes_, &reinterpret_cast<const sockaddr_in &>(local).sin_addr, 4);
+    else std::memcpy(local_bytes_, &reinterpret_cast<const sockaddr_in6 &>(local).sin6_addr, 16);
+  }
   const size_t bs = buf_size();
   out_buf_.resize(size_t{TX_BATCH} * bs);
   out_len_.resize(TX_BATCH);
@@ -412,6 +498,344 @@ Result<uint32_t> VxlanDriver::endpoint_for(const sockaddr_storage &a, bool make_
     }
   }
   return check_fail(ENOSPC, "VXLAN endpoint table full");
+}
+
+int VxlanDriver::find_endpoint(const sockaddr_storage &a) const {
+  sockaddr_storage ss = a;
+  set_port(ss, o_.srcport_fixed ? o_.dstport : 0);
+  const std::string key = addr_key(ss);
+  for (uint32_t i = 0; i < endpoints_.size(); i++)
+    if (endpoints_[i].addr.ss_family == ss.ss_family && addr_key(endpoints_[i].addr) == key) return static_cast<int>(i);
+  return -1;
+}
+
+int VxlanDriver::idle_timeout_ms() {
+  if (!shortcut_) return -1;
+  if (sc_full_) return 1;  // a kick for room may come late (see ShortcutRing): look again soon
+  const uint64_t since = now_ns() - last_hello_ns_;
+  return since >= SHORTCUT_HELLO_PERIOD_NS ? 0 : static_cast<int>((SHORTCUT_HELLO_PERIOD_NS - since) / 1000000) + 1;
+}
+
+void VxlanDriver::on_idle_timeout() {
+  if (sc_full_) {
+    sc_full_ = false;
+    if (out_sent_ >= out_.size()) out_blocked_ = false;
+  }
+  maybe_hello(now_ns());
+}
+
+void VxlanDriver::maybe_hello(uint64_t now) {
+  if (!shortcut_ || now - last_hello_ns_ < SHORTCUT_HELLO_PERIOD_NS) return;
+  last_hello_ns_ = now;
+  uint8_t d[8 + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN];
+  const size_t total = build_control(SHORTCUT_HELLO, boot_id_.data(), instance_.data(), d);
+  std::vector<std::pair<sockaddr_storage, socklen_t>> to;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (uint32_t e : flood_) to.emplace_back(endpoints_[e].addr, endpoints_[e].len);
+    // MARKERs the peer may have missed: it has not read the ring yet
+    for (Peer &p : peers_)
+      if (p.marked && p.ring && p.ring->produced() && endpoints_[static_cast<size_t>(p.ep)].sc_tx == 1) send_markers(p);
+  }
+  // a lost HELLO (a full socket buffer, no route yet) is sent again next period
+  const int fd = raw_ ? raw_.get() : udp_.get();
+  for (const auto &[a, len] : to)
+    if (::sendto(fd, d, total, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&a), len) == static_cast<ssize_t>(total)) vcount(VxCtr::ShortcutHelloOut);
+}
+
+// Sent as the port sends frames: from the raw socket with its own UDP header
+// (the source port of its inner "flow", in the configured range), or from the
+// bound port with srcport=fixed.
+size_t VxlanDriver::build_control(uint8_t type, const uint8_t *a16, const uint8_t *b16, uint8_t *d) const {
+  const size_t uhl = raw_ ? 8 : 0;
+  const size_t total = uhl + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN;
+  std::memset(d, 0, total);
+  uint8_t *f = d + uhl + VXLAN_HDR_LEN;
+  std::memcpy(f, SHORTCUT_MAC, 6);
+  std::memcpy(f + 6, SHORTCUT_MAC, 6);
+  f[12] = SHORTCUT_ETHERTYPE >> 8;
+  f[13] = SHORTCUT_ETHERTYPE & 0xff;
+  std::memcpy(f + 14, SHORTCUT_MAGIC, 4);
+  f[18] = SHORTCUT_VERSION;
+  f[19] = type;
+  std::memcpy(f + 22, a16, SHORTCUT_ID_LEN);
+  std::memcpy(f + 22 + SHORTCUT_ID_LEN, b16, SHORTCUT_ID_LEN);
+  uint8_t *v = d + uhl;
+  v[0] = VXLAN_FLAG_I | VXLAN_FLAG_SHORTCUT;
+  std::memcpy(v + 4, vni_be_, 3);
+  if (raw_) {
+    const uint16_t sp = src_port(f, SHORTCUT_HELLO_LEN), ulen = static_cast<uint16_t>(total);
+    d[0] = static_cast<uint8_t>(sp >> 8);
+    d[1] = static_cast<uint8_t>(sp);
+    d[2] = static_cast<uint8_t>(o_.dstport >> 8);
+    d[3] = static_cast<uint8_t>(o_.dstport);
+    d[4] = static_cast<uint8_t>(ulen >> 8);
+    d[5] = static_cast<uint8_t>(ulen);  // checksum 0 (IPv4) or filled by the kernel (IPv6), as for frames
+  }
+  return total;
+}
+
+void VxlanDriver::send_control(uint8_t type, uint32_t ep, const uint8_t *nonce) {
+  uint8_t d[8 + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN];
+  const size_t total = build_control(type, instance_.data(), nonce, d);
+  const Endpoint &e = endpoints_[ep];
+  ::sendto(raw_ ? raw_.get() : udp_.get(), d, total, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&e.addr), e.len);
+}
+
+void VxlanDriver::start_rendezvous(uint32_t ep) {
+  for (const Peer &p : peers_)
+    if (p.ep == static_cast<int>(ep)) return;
+  auto c = shortcut_connect(shortcut_dir_, endpoints_[ep].peer_instance);
+  if (!c) {
+    vcount(VxCtr::ShortcutConnectFailed);  // its next HELLO tries again
+    return;
+  }
+  Peer p;
+  p.conn = std::move(c).value();
+  p.ep = static_cast<int>(ep);
+  if (!shortcut_peer_check(p.conn.get()) || ::getrandom(p.my_nonce.data(), p.my_nonce.size(), GRND_NONBLOCK) != static_cast<ssize_t>(p.my_nonce.size()) ||
+      !send_claim(p)) {
+    vcount(VxCtr::ShortcutPeerBad);
+    return;
+  }
+  vcount(VxCtr::ShortcutConnects);
+  endpoints_[ep].peer_state = 1;
+  peers_.push_back(std::move(p));
+}
+
+bool VxlanDriver::send_claim(Peer &p) {
+  ShortcutClaim c;
+  c.instance = instance_;
+  c.vni = o_.vni;
+  c.family = family_ == AF_INET ? 4 : 6;
+  std::memcpy(c.mine.data(), local_bytes_, 16);
+  const Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+  if (family_ == AF_INET) std::memcpy(c.yours.data(), &reinterpret_cast<const sockaddr_in &>(e.addr).sin_addr, 4);
+  else std::memcpy(c.yours.data(), &reinterpret_cast<const sockaddr_in6 &>(e.addr).sin6_addr, 16);
+  c.nonce = p.my_nonce;
+  c.buf_size = buf_size();
+  if (!shortcut_send_claim(p.conn.get(), c, {})) return false;
+  p.claim_sent = true;
+  return true;
+}
+
+bool VxlanDriver::handle_claim(Peer &p, const ShortcutClaim &c) {
+  // every field is checked against what we know from our own settings and
+  // from the peer's HELLOs: the same VNI, our address, one of our static
+  // remotes, the instance id that remote announced from the same host
+  const size_t alen = family_ == AF_INET ? 4 : 16;
+  if (p.claim_got || c.vni != o_.vni || c.family != (family_ == AF_INET ? 4 : 6) || std::memcmp(c.yours.data(), local_bytes_, alen) != 0) return false;
+  sockaddr_storage from{};
+  from.ss_family = static_cast<sa_family_t>(family_);
+  if (family_ == AF_INET) std::memcpy(&reinterpret_cast<sockaddr_in &>(from).sin_addr, c.mine.data(), 4);
+  else std::memcpy(&reinterpret_cast<sockaddr_in6 &>(from).sin6_addr, c.mine.data(), 16);
+  const int ep = find_endpoint(from);
+  if (ep < 0 || (p.ep >= 0 && p.ep != ep)) return false;
+  const Endpoint &e = endpoints_[static_cast<size_t>(ep)];
+  if (!e.flood) return false;
+  if (!e.same_host || e.peer_instance != c.instance) {
+    // its HELLO (UDP) may simply not have been read yet: wait for it, once
+    if (p.pending_claim) return false;
+    p.pending_claim = c;
+    return true;
+  }
+  for (const Peer &q : peers_)
+    if (&q != &p && q.ep == ep) return false;  // one rendezvous per remote
+  p.ep = ep;
+  p.their_nonce = c.nonce;
+  p.their_buf = c.buf_size;
+  p.claim_got = true;
+  if (!p.claim_sent) {
+    if (::getrandom(p.my_nonce.data(), p.my_nonce.size(), GRND_NONBLOCK) != static_cast<ssize_t>(p.my_nonce.size()) || !send_claim(p)) return false;
+  }
+  // the peer's nonce back over VXLAN: proves we are the VTEP at our address
+  send_control(SHORTCUT_PROOF, static_cast<uint32_t>(ep), p.their_nonce.data());
+  endpoints_[static_cast<size_t>(ep)].peer_state = 1;
+  return !p.proven || on_proven(p);
+}
+
+bool VxlanDriver::on_proven(Peer &p) {
+  endpoints_[static_cast<size_t>(p.ep)].peer_state = 2;
+  if (!p.acceptor) return !p.channel_fd || attach_channel(p);  // the channel comes from the acceptor
+  // slots as large as the larger of the two ports' buffers: every frame of
+  // either fits
+  auto r = ShortcutRing::create(1024, std::max<uint32_t>(buf_size(), p.their_buf));
+  if (!r) return false;
+  // the wakeups: bell 0 wakes the consumer of ring 0 (the peer), bell 1 us
+  unique_fd b0(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), b1(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!b0 || !b1 || !shortcut_send_channel(p.conn.get(), r->slots(), r->slot_size(), r->fd(), b0.get(), b1.get())) return false;
+  p.their_bell = std::move(b0);
+  p.my_bell = std::move(b1);
+  p.ring.emplace(std::move(r).value());
+  vcount(VxCtr::ShortcutChannels);
+  endpoints_[static_cast<size_t>(p.ep)].peer_state = 3;
+  return true;
+}
+
+bool VxlanDriver::handle_channel(Peer &p, const ShortcutMsg &m, std::vector<unique_fd> &fds) {
+  // only to a connector, once, after both CLAIMs, with one fd
+  if (m.type != SHORTCUT_CHANNEL || p.acceptor || p.ring || p.channel_fd || !p.claim_got || fds.size() != 3) return false;
+  if (!shortcut_check_eventfd(fds[1].get()) || !shortcut_check_eventfd(fds[2].get())) return false;
+  p.channel_fd = std::move(fds[0]);
+  p.my_bell = std::move(fds[1]);
+  p.their_bell = std::move(fds[2]);
+  p.channel_slots = m.slots;
+  p.channel_slot_size = m.slot_size;
+  return !p.proven || attach_channel(p);
+}
+
+bool VxlanDriver::attach_channel(Peer &p) {
+  // the memfd's own header must agree with the message, and hold our frames
+  auto r = ShortcutRing::attach(std::move(p.channel_fd));
+  if (!r || r->slots() != p.channel_slots || r->slot_size() != p.channel_slot_size || r->slot_size() < buf_size()) return false;
+  p.ring.emplace(std::move(r).value());
+  vcount(VxCtr::ShortcutChannels);
+  endpoints_[static_cast<size_t>(p.ep)].peer_state = 3;
+  return true;
+}
+
+void VxlanDriver::drop_peer(size_t i, VxCtr why) {
+  Peer &p = peers_[i];
+  if (p.ep >= 0) {
+    Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+    e.peer_state = 0;
+    e.sc_rx_open = false;
+    if (e.sc_tx) {
+      e.sc_tx = 0;  // the next frame to it goes over VXLAN again
+      e.sc_downs++;
+    }
+  }
+  if (p.ring) {
+    if (p.ring->broken()) {
+      why = VxCtr::ShortcutRingBroken;  // nothing in it can be trusted: not read further
+    } else {
+      // what we put in and the peer never read goes with it; what it put in
+      // is read to the end before any later datagram from its endpoint
+      vcount(VxCtr::ShortcutLostOnHangup, p.ring->unconsumed());
+      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring)});
+    }
+  }
+  vcount(why);
+  peers_.erase(peers_.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+void VxlanDriver::service_peers() {
+  if (!listen_) return;
+  std::lock_guard<std::mutex> g(mu_);
+  for (;;) {
+    unique_fd c(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!c) break;
+    if (!shortcut_peer_check(c.get()) || peers_.size() >= VXLAN_MAX_ENDPOINTS) {
+      vcount(VxCtr::ShortcutPeerBad);
+      continue;
+    }
+    vcount(VxCtr::ShortcutConnects);
+    Peer p;
+    p.conn = std::move(c);
+    p.acceptor = true;
+    peers_.push_back(std::move(p));
+  }
+  for (size_t i = 0; i < peers_.size();) {
+    std::vector<unique_fd> fds;
+    auto m = shortcut_recv_msg(peers_[i].conn.get(), fds);
+    if (!m) {
+      const int err = m.error().err;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        i++;
+        continue;
+      }
+      drop_peer(i, err == ECONNRESET ? VxCtr::ShortcutPeerGone : VxCtr::ShortcutPeerBad);
+      continue;
+    }
+    const bool ok = m->type == SHORTCUT_CLAIM ? fds.empty() && handle_claim(peers_[i], m->claim) : handle_channel(peers_[i], *m, fds);
+    if (!ok) {
+      drop_peer(i, VxCtr::ShortcutPeerBad);
+      continue;
+    }
+    // more may wait on this connection: look again
+  }
+}
+
+void VxlanDriver::on_control(const uint8_t *f, size_t len, const sockaddr_storage &src) {
+  // the whole datagram is the sender's word: length, magic, version and type
+  // are checked before anything is read from it
+  if (len < SHORTCUT_HELLO_LEN || f[12] != (SHORTCUT_ETHERTYPE >> 8) || f[13] != (SHORTCUT_ETHERTYPE & 0xff) ||
+      std::memcmp(f + 14, SHORTCUT_MAGIC, 4) != 0 || f[18] != SHORTCUT_VERSION || (f[19] != SHORTCUT_HELLO && f[19] != SHORTCUT_PROOF && f[19] != SHORTCUT_MARKER) ||
+      src.ss_family != family_) {
+    vcount(VxCtr::ShortcutHelloBad);
+    return;
+  }
+  const int ep = find_endpoint(src);
+  if (ep < 0 || !endpoints_[static_cast<size_t>(ep)].flood) {
+    vcount(VxCtr::ShortcutHelloStranger);
+    return;
+  }
+  if (f[19] == SHORTCUT_MARKER) {
+    // the peer's word, like all of it: its instance, the epoch of the
+    // connection we hold with it, 1..64 copies, an index below that number
+    const uint8_t *b = f + 22 + SHORTCUT_ID_LEN;
+    const uint32_t n = uint32_t{b[8]} << 8 | b[9], idx = uint32_t{b[10]} << 8 | b[11];
+    const Endpoint &e = endpoints_[static_cast<size_t>(ep)];
+    for (Peer &p : peers_) {
+      if (p.ep != ep || !p.claim_got || std::memcmp(f + 22, e.peer_instance.data(), SHORTCUT_ID_LEN) != 0 ||
+          std::memcmp(b, p.their_nonce.data(), 8) != 0)
+        continue;
+      if (n == 0 || n > SHORTCUT_MAX_MARKERS || idx >= n || (p.marker_n && p.marker_n != n)) break;
+      p.marker_n = n;
+      p.marker_seen |= uint64_t{1} << idx;
+      vcount(VxCtr::ShortcutMarkersIn);
+      // every copy came, each behind the last datagram from its source port:
+      // no ring frame can overtake a datagram sent before it
+      if (static_cast<uint32_t>(__builtin_popcountll(p.marker_seen)) == n) endpoints_[static_cast<size_t>(ep)].sc_rx_open = true;
+      return;
+    }
+    vcount(VxCtr::ShortcutMarkerBad);
+    return;
+  }
+  if (f[19] == SHORTCUT_PROOF) {
+    // our nonce, which only the process at the other end of our rendezvous
+    // connection has seen, coming back from the endpoint that connection
+    // claims to be
+    for (Peer &p : peers_) {
+      if (p.ep != ep || p.proven || std::memcmp(f + 22 + SHORTCUT_ID_LEN, p.my_nonce.data(), SHORTCUT_ID_LEN) != 0) continue;
+      p.proven = true;
+      vcount(VxCtr::ShortcutProofs);
+      if (p.claim_got && !on_proven(p)) {
+        for (size_t i = 0; i < peers_.size(); i++)
+          if (&peers_[i] == &p) {
+            drop_peer(i, VxCtr::ShortcutPeerBad);
+            break;
+          }
+      }
+      return;
+    }
+    vcount(VxCtr::ShortcutProofBad);
+    return;
+  }
+  vcount(VxCtr::ShortcutHelloIn);
+  Endpoint &e = endpoints_[static_cast<size_t>(ep)];
+  // a boot id is no proof (any local process reads it, the underlay sees it):
+  // a match only marks the remote as a candidate for the rendezvous
+  if (std::memcmp(f + 22, boot_id_.data(), SHORTCUT_ID_LEN) != 0) {
+    vcount(VxCtr::ShortcutHelloOtherHost);
+    e.same_host = false;
+    return;
+  }
+  const uint8_t *inst = f + 22 + SHORTCUT_ID_LEN;
+  // our own HELLO come back (a remote= naming this VTEP) is no peer
+  e.same_host = shortcut_ && std::memcmp(inst, instance_.data(), SHORTCUT_ID_LEN) != 0;
+  std::memcpy(e.peer_instance.data(), inst, SHORTCUT_ID_LEN);
+  // one side connects: the one with the smaller instance id
+  if (e.same_host && listen_ && std::memcmp(instance_.data(), inst, SHORTCUT_ID_LEN) < 0) start_rendezvous(static_cast<uint32_t>(ep));
+  // a CLAIM from this remote that came before this HELLO
+  for (size_t i = 0; i < peers_.size(); i++) {
+    Peer &p = peers_[i];
+    if (!p.pending_claim || !e.same_host || p.pending_claim->instance != e.peer_instance) continue;
+    const ShortcutClaim c = *p.pending_claim;
+    p.pending_claim.reset();
+    if (!handle_claim(p, c) || p.pending_claim) drop_peer(i, VxCtr::ShortcutPeerBad);
+    break;
+  }
 }
 
 void VxlanDriver::learn(const uint8_t *mac, uint32_t ep, uint64_t now) {
@@ -453,16 +877,200 @@ int VxlanDriver::lookup(const uint8_t *mac, uint64_t now) {
 
 void VxlanDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
   if (room_in) w.push_back({udp_.get(), POLLIN});
-  if (pending_out) w.push_back({raw_ ? raw_.get() : udp_.get(), POLLOUT});
+  // blocked by the socket, not (only) by a full ring
+  if (pending_out && out_sent_ < out_.size()) w.push_back({raw_ ? raw_.get() : udp_.get(), POLLOUT});
+  if (listen_) w.push_back({listen_.get(), POLLIN});
+  for (const Peer &p : peers_) {
+    w.push_back({p.conn.get(), POLLIN});
+    // the peer kicks it when it filled our empty ring or emptied its full one
+    if (p.my_bell && (room_in || sc_full_)) w.push_back({p.my_bell.get(), POLLIN});
+  }
 }
 
 void VxlanDriver::link_event(int fd, uint32_t events) {
   if (fd == udp_.get() && (events & (POLLIN | POLLERR))) readable_ = true;
   if (fd == (raw_ ? raw_.get() : udp_.get()) && (events & (POLLOUT | POLLERR))) out_blocked_ = false;
+  if (fd == udp_.get() || fd == raw_.get()) return;
+  for (const Peer &p : peers_) {
+    if (p.my_bell.get() != fd) continue;
+    uint64_t v;
+    [[maybe_unused]] const ssize_t n = ::read(fd, &v, sizeof v);
+    if (sc_full_) {  // room in a ring, perhaps: link_out tries again
+      sc_full_ = false;
+      if (out_sent_ >= out_.size()) out_blocked_ = false;
+    }
+    return;
+  }
+  service_peers();  // the listener or a rendezvous connection
+}
+
+void VxlanDriver::kick(Peer &p) {
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(p.their_bell.get(), &one, sizeof one);
+}
+
+VxlanDriver::Peer *VxlanDriver::ring_peer(uint32_t ep) {
+  for (Peer &p : peers_)
+    if (p.ep == static_cast<int>(ep) && p.ring && p.marked) return &p;
+  return nullptr;
+}
+
+bool VxlanDriver::ring_waiting(uint32_t ep) {
+  if (ep >= endpoints_.size()) return false;
+  const uint8_t *f;
+  uint32_t l;
+  for (Draining &d : draining_)
+    if (d.ep == ep && d.ring.peek(f, l)) return true;
+  if (!endpoints_[ep].sc_rx_open) return false;
+  for (Peer &p : peers_)
+    if (p.ep == static_cast<int>(ep) && p.ring && p.ring->peek(f, l)) return true;
+  return false;
+}
+
+void VxlanDriver::note_sport(Endpoint &e, uint16_t sp, uint64_t now) {
+  if (e.nsports && e.sports[e.last_sport] == sp) {
+    e.sports_ns[e.last_sport] = now;
+    return;
+  }
+  uint32_t oldest = 0;
+  for (uint32_t i = 0; i < e.nsports; i++) {
+    if (e.sports[i] == sp) {
+      e.sports_ns[i] = now;
+      e.last_sport = i;
+      return;
+    }
+    if (e.sports_ns[i] < e.sports_ns[oldest]) oldest = i;
+  }
+  // more flows than copies: the oldest port's datagrams are the likeliest gone
+  const uint32_t i = e.nsports < SHORTCUT_MAX_MARKERS ? e.nsports++ : oldest;
+  e.sports[i] = sp;
+  e.sports_ns[i] = now;
+  e.last_sport = i;
+}
+
+void VxlanDriver::send_markers(Peer &p) {
+  // one copy from each outer source port used to the endpoint lately, so
+  // each follows that port's last datagram through the same queues; the set
+  // is kept: a resend is the same copies again
+  Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+  if (!p.marked) {
+    const uint64_t now = now_ns();
+    p.marker_ports.clear();
+    if (raw_)
+      for (uint32_t i = 0; i < e.nsports; i++)
+        if (now - e.sports_ns[i] < SHORTCUT_SPORT_WINDOW_NS) p.marker_ports.push_back(e.sports[i]);
+    if (p.marker_ports.empty()) p.marker_ports.push_back(0);  // the bound port, or the control frame's own
+  }
+  const uint32_t n = static_cast<uint32_t>(p.marker_ports.size());
+  const int fd = raw_ ? raw_.get() : udp_.get();
+  for (uint32_t i = 0; i < n; i++) {
+    uint8_t b16[SHORTCUT_ID_LEN] = {};
+    std::memcpy(b16, p.my_nonce.data(), 8);
+    b16[8] = static_cast<uint8_t>(n >> 8);
+    b16[9] = static_cast<uint8_t>(n);
+    b16[10] = static_cast<uint8_t>(i >> 8);
+    b16[11] = static_cast<uint8_t>(i);
+    uint8_t d[8 + VXLAN_HDR_LEN + SHORTCUT_HELLO_LEN];
+    const size_t total = build_control(SHORTCUT_MARKER, instance_.data(), b16, d);
+    if (raw_ && p.marker_ports[i]) {
+      d[0] = static_cast<uint8_t>(p.marker_ports[i] >> 8);
+      d[1] = static_cast<uint8_t>(p.marker_ports[i]);
+    }
+    // a lost copy (a full socket buffer) is sent again with the next HELLO
+    if (::sendto(fd, d, total, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&e.addr), e.len) == static_cast<ssize_t>(total))
+      vcount(VxCtr::ShortcutMarkersOut);
+  }
+}
+
+bool VxlanDriver::deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now) {
+  if (len < ETH_HLEN) {
+    vcount(VxCtr::DropShortFrame);
+    return true;
+  }
+  if (len > buf_size()) {
+    vcount(VxCtr::DropTooLongIn);
+    return true;
+  }
+  if (tx_room() == 0) return false;
+  // copied before it is looked at: the peer may rewrite the slot meanwhile
+  uint8_t *t = tx_buf();
+  std::memcpy(t, f, len);
+  if ((t[6] & 1) || mac_key(t + 6) == 0) {
+    vcount(VxCtr::DropBadSrcMac);
+    return true;
+  }
+  learn(t + 6, ep, now);
+  endpoints_[ep].sc_rx_frames++;
+  tx_push(len);
+  return true;
+}
+
+uint32_t VxlanDriver::drain_rings(uint64_t now) {
+  uint32_t moved = 0;
+  const uint8_t *f;
+  uint32_t l;
+  // rings whose peer went first: nothing new comes into them
+  for (size_t i = 0; i < draining_.size();) {
+    ShortcutRing &r = draining_[i].ring;
+    bool room = true;
+    while (r.peek(f, l)) {
+      if (!deliver_ring_frame(draining_[i].ep, f, l, now)) {
+        room = false;
+        break;
+      }
+      r.pop();
+      moved++;
+    }
+    if (!room) return moved;
+    if (r.broken()) vcount(VxCtr::ShortcutRingBroken);
+    draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  for (size_t i = 0; i < peers_.size();) {
+    Peer &p = peers_[i];
+    if (!p.ring || p.ep < 0 || !endpoints_[static_cast<size_t>(p.ep)].sc_rx_open) {
+      i++;
+      continue;
+    }
+    bool was_full = false, first = true;
+    uint32_t popped = 0;
+    while (popped < 4 * RX_BATCH && p.ring->peek(f, l)) {
+      if (first) was_full = p.ring->pending_in() >= p.ring->slots();
+      first = false;
+      if (!deliver_ring_frame(static_cast<uint32_t>(p.ep), f, l, now)) break;
+      p.ring->pop();
+      popped++;
+    }
+    moved += popped;
+    if (p.ring->broken()) {
+      drop_peer(i, VxCtr::ShortcutRingBroken);
+      continue;
+    }
+    if (was_full && popped) kick(p);  // its producer may wait for room
+    i++;
+  }
+  return moved;
 }
 
 uint32_t VxlanDriver::link_in() {
-  if (!readable_) return 0;
+  uint32_t rings = 0;
+  if (!peers_.empty() || !draining_.empty() || !late_.empty()) {
+    std::lock_guard<std::mutex> g(mu_);
+    rings = drain_rings(now_ns());
+    // datagrams held back, in arrival order, each once its endpoint's ring is empty
+    while (late_done_ < late_.size()) {
+      const Late &x = late_[late_done_];
+      if (ring_waiting(x.ep) || tx_room() == 0) break;
+      std::memcpy(tx_buf(), late_buf_.data() + x.off, x.len);
+      tx_push(x.len);
+      late_done_++;
+      rings++;
+    }
+    if (late_done_ < late_.size()) return rings;
+    late_.clear();
+    late_buf_.clear();
+    late_done_ = 0;
+  }
+  if (!readable_) return rings;
   uint32_t n = std::min(tx_room(), RX_BATCH);
   // each datagram lands straight in a tx slot: the VXLAN header in hdr[i],
   // the inner frame in the slot's buffer
@@ -474,7 +1082,7 @@ uint32_t VxlanDriver::link_in() {
       break;
     }
   }
-  if (n == 0) return 0;
+  if (n == 0) return rings;
   uint8_t hdr[RX_BATCH][VXLAN_HDR_LEN];
   sockaddr_storage src[RX_BATCH];
   iovec iov[RX_BATCH][2];
@@ -491,20 +1099,21 @@ uint32_t VxlanDriver::link_in() {
   }
   int r = ::recvmmsg(udp_.get(), m, n, MSG_DONTWAIT, nullptr);
   if (r <= 0) {
-    if (r < 0 && errno == EINTR) return 0;
+    if (r < 0 && errno == EINTR) return rings;
     // EAGAIN: drained; an ICMP error queued on the socket is reported once
     // and is no reason to stop reading
     if (r < 0 && errno != EAGAIN) {
       count(Ctr::LinkErrors);
-      return 1;
+      return rings + 1;
     }
     readable_ = false;
-    return 0;
+    return rings;
   }
   if (static_cast<uint32_t>(r) < n) readable_ = false;
   const uint64_t now = now_ns();
   std::lock_guard<std::mutex> g(mu_);
   uint32_t pushed = 0;
+  bool hold = false;  // a datagram is held back: so is every later one (their order kept)
   for (uint32_t i = 0; i < static_cast<uint32_t>(r); i++) {
     const size_t len = m[i].msg_len;
     if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -525,6 +1134,12 @@ uint32_t VxlanDriver::link_in() {
       continue;
     }
     const size_t flen = len - VXLAN_HDR_LEN;
+    // the shortcut's control datagrams never reach the switch nor the FDB
+    if (hdr[i][0] & VXLAN_FLAG_SHORTCUT) {
+      if (m[i].msg_hdr.msg_namelen > sizeof src[i]) vcount(VxCtr::ShortcutHelloBad);
+      else on_control(slot[i], flen, src[i]);
+      continue;
+    }
     if (flen < ETH_HLEN) {
       vcount(VxCtr::DropShortFrame);
       continue;
@@ -546,12 +1161,22 @@ uint32_t VxlanDriver::link_in() {
     } else {
       vcount(VxCtr::FdbFull);
     }
+    // the peer fell back to VXLAN (or died) with frames still in its ring to
+    // us: those were published before this datagram was sent, so they go
+    // into the switch first (docs/vxlan-shortcut.md, "Ordering argument (down)")
+    if (!hold && ep && (endpoints_[*ep].sc_rx_open || !draining_.empty()) && ring_waiting(*ep)) hold = true;
+    if (hold) {
+      late_.push_back({static_cast<uint32_t>(late_buf_.size()), static_cast<uint32_t>(flen), ep ? *ep : GROUP_EP});
+      late_buf_.insert(late_buf_.end(), f, f + flen);
+      vcount(VxCtr::ShortcutLateVxlan);
+      continue;
+    }
     // a dropped datagram before this one left its slot empty: close the gap
     if (i != pushed) std::memcpy(slot[pushed], f, flen);
     tx_push(static_cast<uint32_t>(flen));
     pushed++;
   }
-  return static_cast<uint32_t>(r);
+  return rings + static_cast<uint32_t>(r);
 }
 
 uint32_t VxlanDriver::link_out() {
@@ -565,6 +1190,11 @@ uint32_t VxlanDriver::link_out() {
   const uint32_t bs = buf_size();
   const size_t uhl = raw_ ? 8 : 0;  // our own UDP header before the VXLAN one
   const uint64_t now = now_ns();
+  maybe_hello(now);  // a busy port never idles into on_idle_timeout
+  if (listen_ && now - last_service_ns_ > 10000000ull) {  // nor polls the rendezvous fds
+    last_service_ns_ = now;
+    service_peers();
+  }
   {
     std::lock_guard<std::mutex> g(mu_);
     if (now - last_sweep_ns_ > 1000000000ull) {
@@ -578,6 +1208,17 @@ uint32_t VxlanDriver::link_out() {
           ++it;
         }
       }
+    }
+    // a mapped channel: flush (out_ is empty here: every earlier datagram to
+    // the endpoint is with the kernel), MARKERs, then frames into the ring
+    for (Peer &p : peers_) {
+      p.pushed = false;
+      if (!p.ring || p.marked || p.ep < 0 || p.ring->broken()) continue;
+      send_markers(p);
+      p.marked = true;
+      Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+      e.sc_tx = 1;
+      e.sc_ups++;
     }
     const uint8_t *b;
     uint32_t l;
@@ -594,18 +1235,57 @@ uint32_t VxlanDriver::link_out() {
         continue;
       }
       const int ep = (b[0] & 1) ? -1 : lookup(b, now);
+      // endpoints behind a shortcut take the frame in their ring: every ring
+      // must have room first, or the frame stays in the switch's ring
+      ring_dst_.clear();
+      bool ring_full = false;
+      auto to_ring = [&](uint32_t e) {
+        Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
+        if (!p) return false;
+        if (p->ring->unconsumed() >= p->ring->slots()) ring_full = true;
+        else ring_dst_.push_back(p);
+        return true;
+      };
       const size_t before = out_.size();
-      if (ep >= 0) out_.push_back({nf, static_cast<uint32_t>(ep)});
-      else if (group_len_) out_.push_back({nf, GROUP_EP});
-      else for (uint32_t e : flood_) out_.push_back({nf, e});
-      if (out_.size() == before) {
+      if (ep >= 0) {
+        if (!to_ring(static_cast<uint32_t>(ep))) out_.push_back({nf, static_cast<uint32_t>(ep)});
+      } else if (group_len_) {
+        out_.push_back({nf, GROUP_EP});
+      } else {
+        for (uint32_t e : flood_)
+          if (!to_ring(e)) out_.push_back({nf, e});
+      }
+      if (ring_full) {
+        out_.resize(before);
+        sc_full_ = out_blocked_ = true;
+        moved--;
+        break;
+      }
+      const size_t nrp = ring_dst_.size();
+      if (out_.size() == before && nrp == 0) {
         vcount(VxCtr::DropNoDestination);
         rx_pop();
         continue;
       }
       if (ep < 0) {
         vcount(VxCtr::Floods);
-        vcount(VxCtr::FloodCopies, out_.size() - before);
+        vcount(VxCtr::FloodCopies, out_.size() - before + nrp);
+      }
+      for (Peer *pp : ring_dst_) {
+        Peer &p = *pp;
+        if (!p.pushed) {
+          p.pushed = true;
+          p.batch_t0 = p.ring->produced();
+        }
+        // room was checked and we are the only producer: Ok, or Broken
+        // (torn down below; this copy is lost with the channel)
+        if (p.ring->push(b, l) == ShortcutRing::Push::Ok) endpoints_[static_cast<size_t>(p.ep)].sc_tx_frames++;
+      }
+      if (out_.size() == before) {
+        count(Ctr::OutFrames);
+        count(Ctr::OutBytes, l);
+        rx_pop();
+        continue;
       }
       // copied: the slot goes back to the switch at the next rxsync, which
       // may come before sendmmsg has read it
@@ -613,6 +1293,9 @@ uint32_t VxlanDriver::link_out() {
       out_len_[nf] = l;
       uint8_t *h = out_hdr_[nf].data();
       const uint16_t sp = raw_ ? src_port(b, l) : 0, ulen = static_cast<uint16_t>(8 + VXLAN_HDR_LEN + l);
+      if (raw_ && listen_)  // the source ports a later MARKER must follow
+        for (size_t k = before; k < out_.size(); k++)
+          if (out_[k].ep != GROUP_EP && endpoints_[out_[k].ep].flood) note_sport(endpoints_[out_[k].ep], sp, now);
       h[0] = static_cast<uint8_t>(sp >> 8);
       h[1] = static_cast<uint8_t>(sp);
       h[2] = static_cast<uint8_t>(o_.dstport >> 8);
@@ -630,6 +1313,22 @@ uint32_t VxlanDriver::link_out() {
       count(Ctr::OutBytes, l);
       rx_pop();
       nf++;
+    }
+    // wake a consumer that had read everything before this batch (it may be
+    // asleep; one that had not will find these frames when it looks again)
+    for (size_t i = 0; i < peers_.size();) {
+      Peer &p = peers_[i];
+      if (p.pushed && !p.ring->broken()) {
+        const uint32_t consumed = p.ring->produced() - p.ring->unconsumed();
+        Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+        if (consumed != 0 && e.sc_tx == 1) e.sc_tx = 2;
+        if (static_cast<int32_t>(consumed - p.batch_t0) >= 0) kick(p);
+      }
+      if (p.ring && p.ring->broken()) {
+        drop_peer(i, VxCtr::ShortcutRingBroken);
+        continue;
+      }
+      i++;
     }
   }
   flush_out();
@@ -703,6 +1402,16 @@ std::vector<std::pair<std::string, uint64_t>> VxlanDriver::vx_counters(size_t ma
     v.emplace_back(p + "txBytes", e.tx_bytes);
     v.emplace_back(p + "txErrors", e.tx_errors);
     v.emplace_back(p + "macs", e.macs);
+    if (e.flood) v.emplace_back(p + "sameHost", e.same_host ? 1 : 0);
+    if (e.flood) {
+      v.emplace_back(p + "shortcutPeer", e.peer_state);
+      v.emplace_back(p + "shortcut", e.sc_tx);
+      v.emplace_back(p + "shortcutIn", e.sc_rx_open ? 1 : 0);
+      v.emplace_back(p + "shortcutTxFrames", e.sc_tx_frames);
+      v.emplace_back(p + "shortcutRxFrames", e.sc_rx_frames);
+      v.emplace_back(p + "shortcutUps", e.sc_ups);
+      v.emplace_back(p + "shortcutDowns", e.sc_downs);
+    }
   }
   size_t lines = 0;
   for (const auto &[k, e] : fdb_) {

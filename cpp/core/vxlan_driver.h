@@ -34,11 +34,14 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "core/port_pump.h"
+#include "core/shortcut_peer.h"
+#include "core/shortcut_ring.h"
 
 namespace nm {
 
@@ -47,6 +50,26 @@ constexpr size_t VXLAN_HDR_LEN = 8;
 constexpr uint8_t VXLAN_FLAG_I = 0x08;
 constexpr uint32_t VXLAN_MAX_FDB = 8192;       // learned + static MACs
 constexpr uint32_t VXLAN_MAX_ENDPOINTS = 1024;  // remote VTEPs with counters
+
+// The co-resident shortcut's in-band control datagrams (docs/vxlan-shortcut.md):
+// VXLAN flags I | 0x40 (a reserved bit neither GBP nor GPE uses: Linux's
+// vxlan drops the datagram as malformed), an inner frame with a multicast
+// source MAC (an older vale-ts drops it as dropBadSrcMac) and the IEEE local
+// experimental ethertype, then "VTSC", version, type and the body.
+constexpr uint8_t VXLAN_FLAG_SHORTCUT = 0x40;
+constexpr uint16_t SHORTCUT_ETHERTYPE = 0x88b5;
+constexpr uint8_t SHORTCUT_VERSION = 1;
+constexpr uint8_t SHORTCUT_HELLO = 1;
+constexpr uint8_t SHORTCUT_PROOF = 2;  // same layout: the sender's instance id, then the receiver's nonce
+// same layout: the sender's instance id, then 8 bytes of the sender's nonce
+// (the channel's epoch), the number of copies and this copy's index (u16 BE)
+constexpr uint8_t SHORTCUT_MARKER = 3;
+constexpr uint32_t SHORTCUT_MAX_MARKERS = 64;  // copies: outer source ports recently used to one endpoint
+constexpr uint64_t SHORTCUT_SPORT_WINDOW_NS = 2000000000ull;  // "recently": anything older has left the host
+constexpr size_t SHORTCUT_ID_LEN = 16;
+// dst, src, type, magic, version, type, 2 reserved, boot id, instance id
+constexpr size_t SHORTCUT_HELLO_LEN = 14 + 4 + 4 + 2 * SHORTCUT_ID_LEN;
+constexpr uint64_t SHORTCUT_HELLO_PERIOD_NS = 1000000000ull;
 
 struct VxlanOptions {
   uint32_t vni = 0;                  // 0 .. 2^24-1
@@ -61,6 +84,8 @@ struct VxlanOptions {
   uint16_t srcport_min = 32768, srcport_max = 61000;  // [min, max)
   bool srcport_fixed = false;        // send from `port` (no raw socket, no CAP_NET_RAW)
   uint8_t ttl = 0;                   // 0: 64 to unicast, 1 to a multicast group (Linux's defaults)
+  bool shortcut = true;              // announce this host to static remotes and notice co-resident ones
+  std::string shortcut_dir;          // the rendezvous directory (docs/vxlan-shortcut.md); empty: /run/vale-ts/shortcut
 };
 
 // Reasons a datagram or frame is dropped by the VTEP (beyond PortPump's),
@@ -81,6 +106,24 @@ enum class VxCtr : uint8_t {
   FdbFull,            // not learned: the table is at VXLAN_MAX_FDB (or the endpoints at theirs)
   Floods,             // frames replicated to every flood target
   FloodCopies,        // datagrams those became
+  ShortcutHelloOut,        // HELLOs sent to static remotes
+  ShortcutHelloIn,         // well-formed HELLOs from a static remote
+  ShortcutHelloBad,        // shortcut-flagged datagrams that are short, or of another magic/version/type
+  ShortcutHelloStranger,   // HELLOs from an address that is not a static remote: ignored
+  ShortcutHelloOtherHost,  // HELLOs with another boot id: a peer on another host
+  ShortcutConnects,        // rendezvous connections made or accepted
+  ShortcutConnectFailed,   // a same-host peer's socket could not be reached (retried at its next HELLO)
+  ShortcutPeerBad,         // a connection refused: credentials, a CLAIM that fails a check, a protocol error
+  ShortcutPeerGone,        // a rendezvous connection hung up
+  ShortcutProofs,          // PROOFs with our nonce from the peer's endpoint: the peer is proven
+  ShortcutProofBad,        // PROOFs with no connection or another nonce: ignored
+  ShortcutChannels,        // channels mapped (made and sent, or received and attached)
+  ShortcutMarkersOut,      // MARKER copies sent (first sends and resends)
+  ShortcutMarkersIn,       // MARKER copies received for a live connection
+  ShortcutMarkerBad,       // MARKERs with no connection, another epoch or impossible copy numbers: ignored
+  ShortcutRingBroken,      // a channel whose shared indices or lengths failed a check: torn down
+  ShortcutLostOnHangup,    // frames we had put in the ring that the peer never read before it went
+  ShortcutLateVxlan,       // VXLAN datagrams held back until the ring from their endpoint was drained
   Count_
 };
 const char *vx_ctr_name(VxCtr c);
@@ -105,6 +148,55 @@ class VxlanDriver final : public PortPump {
     bool flood = false;       // remote=: gets broadcast/unknown copies
     uint32_t macs = 0;        // FDB entries pointing here
     uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, tx_bytes = 0, tx_errors = 0;
+    bool same_host = false;   // its last HELLO carried this host's boot id (and another instance id)
+    std::array<uint8_t, SHORTCUT_ID_LEN> peer_instance{};
+    uint8_t peer_state = 0;   // 0 no rendezvous, 1 connected, 2 proven (CLAIMs checked, PROOF received), 3 channel mapped
+    // the shortcut, frames to it: 0 over VXLAN, 1 marked (into the ring, the
+    // peer has not read any yet), 2 the peer reads the ring
+    uint8_t sc_tx = 0;
+    bool sc_rx_open = false;  // every MARKER copy came: its ring is read
+    uint64_t sc_tx_frames = 0, sc_rx_frames = 0, sc_ups = 0, sc_downs = 0;
+    // outer source ports used to it lately (raw sends): one MARKER copy each
+    std::array<uint16_t, SHORTCUT_MAX_MARKERS> sports{};
+    std::array<uint64_t, SHORTCUT_MAX_MARKERS> sports_ns{};
+    uint32_t nsports = 0, last_sport = 0;
+  };
+  // A rendezvous connection (driver thread only): accepted ones learn their
+  // endpoint from the peer's CLAIM.
+  struct Peer {
+    unique_fd conn;
+    int ep = -1;
+    bool claim_sent = false, claim_got = false, proven = false;
+    bool acceptor = false;       // the accepting side makes the channel
+    uint32_t their_buf = 0;      // the peer's port buffer size, from its CLAIM
+    std::array<uint8_t, SHORTCUT_ID_LEN> my_nonce{}, their_nonce{};
+    std::optional<ShortcutRing> ring;  // mapped once both sides are proven
+    // a CHANNEL that came over the socket before our PROOF came over UDP
+    // (two paths, no order between them): attached once proven
+    unique_fd channel_fd;
+    uint32_t channel_slots = 0, channel_slot_size = 0;
+    // a CLAIM that came before the claimant's HELLO (socket vs UDP again):
+    // checked when that HELLO arrives
+    std::optional<ShortcutClaim> pending_claim;
+    // wakeups: ours is polled (the peer kicks it), theirs we kick
+    unique_fd my_bell, their_bell;
+    // tx: MARKERs sent (their source ports, kept for resends)
+    bool marked = false;
+    std::vector<uint16_t> marker_ports;
+    bool pushed = false;    // pushed to the ring in this link_out batch
+    uint32_t batch_t0 = 0;  // the ring's tail when the batch began
+    // rx: the MARKER copies of the peer's epoch seen so far
+    uint32_t marker_n = 0;
+    uint64_t marker_seen = 0;
+  };
+  // a ring whose peer went: read to its end before anything later from its endpoint
+  struct Draining {
+    uint32_t ep;
+    ShortcutRing ring;
+  };
+  // a VXLAN datagram held back while the ring from its endpoint is drained
+  struct Late {
+    uint32_t off, len, ep;
   };
   struct FdbEntry {
     uint32_t ep;
@@ -122,6 +214,8 @@ class VxlanDriver final : public PortPump {
   void link_event(int fd, uint32_t events) override;
   uint32_t link_in() override;
   uint32_t link_out() override;
+  int idle_timeout_ms() override;
+  void on_idle_timeout() override;
 
   Status setup(const VxlanOptions &o);
   Result<uint32_t> endpoint_for(const sockaddr_storage &a, bool make_static);  // mu_ held
@@ -129,6 +223,28 @@ class VxlanDriver final : public PortPump {
   int lookup(const uint8_t *mac, uint64_t now);                                // mu_ held; -1: flood
   uint16_t src_port(const uint8_t *frame, uint32_t len) const;
   uint32_t flush_out();
+  int find_endpoint(const sockaddr_storage &a) const;                           // mu_ held; -1: none
+  void maybe_hello(uint64_t now);
+  void on_control(const uint8_t *frame, size_t len, const sockaddr_storage &src);  // mu_ held
+  void start_rendezvous(uint32_t ep);                                              // mu_ held
+  void service_peers();                       // accepts, reads CLAIMs, notices hang-ups
+  bool handle_claim(Peer &p, const ShortcutClaim &c);      // mu_ held; false: drop the peer
+  bool send_claim(Peer &p);                                   // mu_ held
+  // a control datagram: type, then two 16-byte fields (HELLO: boot id,
+  // instance; PROOF: instance, the receiver's nonce); returns its length
+  size_t build_control(uint8_t type, const uint8_t *a16, const uint8_t *b16, uint8_t *out) const;
+  void send_control(uint8_t type, uint32_t ep, const uint8_t *nonce);  // mu_ held
+  void drop_peer(size_t i, VxCtr why);                        // mu_ held
+  bool on_proven(Peer &p);                                    // mu_ held; false: drop the peer
+  bool handle_channel(Peer &p, const ShortcutMsg &m, std::vector<unique_fd> &fds);  // mu_ held
+  bool attach_channel(Peer &p);                                                     // mu_ held
+  void send_markers(Peer &p);                                 // mu_ held
+  void note_sport(Endpoint &e, uint16_t sp, uint64_t now);    // mu_ held
+  Peer *ring_peer(uint32_t ep);                               // mu_ held; the peer whose channel we fill
+  bool ring_waiting(uint32_t ep);                             // mu_ held; frames from ep wait in a ring we read
+  uint32_t drain_rings(uint64_t now);                         // mu_ held
+  bool deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now);  // mu_ held; false: no room
+  void kick(Peer &p);
   void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 
   VxlanOptions o_;
@@ -156,6 +272,26 @@ class VxlanDriver final : public PortPump {
   std::vector<std::array<uint8_t, 16>> out_hdr_;  // UDP (raw sends) + VXLAN header per frame
   std::vector<Out> out_;
   size_t out_sent_ = 0;
+
+  // the shortcut's identity: this host's boot id and this port's random
+  // instance id (a restarted vale-ts is a new instance)
+  bool shortcut_ = false;
+  std::array<uint8_t, SHORTCUT_ID_LEN> boot_id_{};
+  std::array<uint8_t, SHORTCUT_ID_LEN> instance_{};
+  uint64_t last_hello_ns_ = 0;
+  std::string shortcut_dir_;
+  unique_fd listen_;                 // DIR/<instance>.sock
+  unique_fd listen_lock_;            // DIR/<instance>.lock, flocked while the port lives
+  std::string listen_path_;          // DIR/<instance>: .sock and .lock unlinked when the port goes
+  uint8_t local_bytes_[16]{};        // this VTEP's address as CLAIMs carry it
+  std::vector<Peer> peers_;
+  uint64_t last_service_ns_ = 0;
+  std::vector<Draining> draining_;
+  std::vector<uint8_t> late_buf_;
+  std::vector<Late> late_;
+  size_t late_done_ = 0;
+  std::vector<Peer *> ring_dst_;  // link_out: the rings one frame goes into (peers_ unchanged meanwhile)
+  bool sc_full_ = false;  // a frame waits for room in a ring: retried on the peer's kick or in 1 ms
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
 };

@@ -4,6 +4,7 @@
 
 namespace nm {
 void InitVhostUser(Napi::Env env, Napi::Object exports);  // napi/vhost_user.cc
+void InitShortcutRing(Napi::Env env, Napi::Object exports);  // napi/shortcut_ring.cc
 }
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
@@ -18,6 +19,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   nm::InitAfPacket(env, exports);
   nm::InitVhostUser(env, exports);
   nm::InitCapture(env, exports);
+  nm::InitShortcutRing(env, exports);
   return exports;
 }
 

@@ -167,6 +167,8 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
     x.srcport_min = static_cast<uint16_t>(u32("srcportMin", 32768, 65535));
     x.srcport_max = static_cast<uint16_t>(u32("srcportMax", 61000, 65535));
     x.ttl = static_cast<uint8_t>(u32("ttl", 0, 255));
+    x.shortcut = o.Get("shortcut").IsUndefined() || o.Get("shortcut").ToBoolean();
+    x.shortcut_dir = str_opt(o, "shortcutDir");
     PortClient pc = attach_port(env, info[0]);
     auto d = VxlanDriver::open(std::move(pc), x, info[2].As<Napi::String>().Utf8Value());
     if (!d) throw sys_error(env, d.error());

@@ -14,7 +14,9 @@
  * joined on `dev`), `dev`, `fdb` (static entries `MAC@ADDR`), `dstport`
  * (default: the local port), `ageing` (seconds, 300), `srcport`
  * (`MIN-MAX`, default 32768-61000, or `fixed`: send from the bound port,
- * which needs no CAP_NET_RAW), `ttl`. The native VTEP is
+ * which needs no CAP_NET_RAW), `ttl`, `shortcut` (`on`, the default, or
+ * `off`: the co-resident shortcut, HELLOs and frames to a vale-ts on this host through shared memory, docs/vxlan-shortcut.md),
+ * `shortcutdir` (its rendezvous directory, default /run/vale-ts/shortcut). The native VTEP is
  * cpp/core/vxlan_driver.h; docs/vxlan.md says how it forwards and counts.
  */
 import { isIP } from 'node:net';
@@ -38,6 +40,8 @@ export interface VxlanNativeOptions {
   srcportMax?: number;
   srcportFixed?: boolean;
   ttl?: number;
+  shortcut?: boolean;
+  shortcutDir?: string;
 }
 
 interface NativeVxlan {
@@ -48,7 +52,7 @@ interface NativeVxlan {
 
 const addon = nativeRaw as { VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string) => NativeVxlan };
 
-const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl'] as const;
+const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir'] as const;
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
@@ -148,6 +152,17 @@ export function vxlanOptions(spec: DriverSpec): VxlanNativeOptions {
     if (!m || lo < 1 || hi > 65535 || hi <= lo) throw bad(`vxlan srcport '${sp}' must be MIN-MAX (1 <= MIN < MAX <= 65535, MAX excluded) or 'fixed'`);
     o.srcportMin = lo;
     o.srcportMax = hi;
+  }
+  const sc = spec['shortcut'];
+  if (sc !== undefined) {
+    if (sc === 'on' || sc === true) o.shortcut = true;
+    else if (sc === 'off' || sc === false) o.shortcut = false;
+    else throw bad(`vxlan shortcut ${JSON.stringify(sc)} must be 'on' or 'off' (the co-resident shortcut's HELLOs to static remotes, docs/vxlan-shortcut.md)`);
+  }
+  const dir = str(spec, 'shortcutdir');
+  if (dir !== undefined) {
+    if (!dir.startsWith('/')) throw bad(`vxlan shortcutdir '${dir}' must be an absolute path (a directory both vale-ts reach, mode 0700)`);
+    o.shortcutDir = dir;
   }
   return o;
 }

@@ -73,7 +73,9 @@ test.before(async () => {
   vale = started.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof startValeTsIn>>>).value.client);
   for (const [i, s] of sides.entries()) {
     await vale[i]!.create('valeW:tap', {}, { driver: { kind: 'tap', ifname: `${tag}T${i}` } });
-    await vale[i]!.create('valeW:vx', {}, { driver: { kind: 'vxlan', vni: 77, local: s.me, remote: [s.peer] } });
+    // shortcut off: the two vale-ts share this host, and the co-resident
+    // shortcut would carry their frames past the tunnel under test
+    await vale[i]!.create('valeW:vx', {}, { driver: { kind: 'vxlan', vni: 77, local: s.me, remote: [s.peer], shortcut: false } });
   }
   attackerOnUnderlay(ns.v2, `${tag}b`, attacker, tun.v1);
   // WireGuard's MTU (1420) less VXLAN's 50 bytes

@@ -52,4 +52,19 @@ test('settings reach the native VTEP checked: family agreement, one flood mode, 
   refuse({ vni: 1, local: '10.0.0.1', remote: ['10.0.0.2'], srcport: '1000' }, /MIN-MAX/);
   refuse({ vni: 1, local: '10.0.0.1', remote: ['10.0.0.2'], ageing: 0 }, /'ageing' must be an integer 1\.\.1000000/);
   refuse({ vni: 1, local: '10.0.0.1', remote: ['10.0.0.2'], typo: 1 }, /no setting 'typo'/);
+  refuse({ vni: 1, local: '10.0.0.1', remote: ['10.0.0.2'], shortcut: 'yes' }, /shortcut "yes" must be 'on' or 'off'/);
+});
+
+test('the co-resident shortcut is on unless shortcut=off', (t) => {
+  const base = { kind: 'vxlan', vni: 3, local: '10.0.0.1', remote: '10.0.0.2' };
+  t.is(vxlanOptions(base).shortcut, undefined); // the native default: on
+  t.is(vxlanOptions({ ...base, shortcut: 'off' }).shortcut, false);
+  t.is(vxlanOptions({ ...base, shortcut: 'on' }).shortcut, true);
+  t.is(vxlanOptions({ ...base, shortcut: false }).shortcut, false);
+  const cli = parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=3,local=10.0.0.1,remote=10.0.0.2,shortcut=off']).driver!;
+  t.is(cli['shortcut'], 'off');
+  t.is(vxlanOptions(cli).shortcut, false);
+  t.is(vxlanOptions({ ...base, shortcutdir: '/run/x/shortcut' }).shortcutDir, '/run/x/shortcut');
+  t.throws(() => vxlanOptions({ ...base, shortcutdir: 'rel/dir' }), { message: /shortcutdir 'rel\/dir' must be an absolute path/ });
+  t.is(parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=3,local=10.0.0.1,remote=10.0.0.2,shortcutdir=/srv/sc']).driver!['shortcutdir'], '/srv/sc');
 });

@@ -76,7 +76,7 @@ export const USAGE =
   '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
   '\t--vhost-user PATH[,client][,queues=N]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects)\n' +
   '\t--backend afxdp|packet|auto\twith -a/-h: AF_XDP, AF_PACKET TPACKET_V3, or AF_XDP where possible else TPACKET_V3 (default)\n' +
-  '\t--vxlan vni=N,local=ADDR[:PORT],remote=ADDR[,remote=ADDR...]|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N]\n' +
+  '\t--vxlan vni=N,local=ADDR[:PORT],remote=ADDR[,remote=ADDR...]|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR]\n' +
   '\t\t\twith -n: the port is a VXLAN tunnel endpoint (docs/vxlan.md)\n' +
   'with no arguments: list all existing vale ports\n';
 
@@ -105,7 +105,7 @@ const LONG = {
   dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
   'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N]' },
   backend: { arg: 'required', what: 'afxdp|packet|auto' },
-  vxlan: { arg: 'required', what: 'vni=N,local=ADDR[:PORT],remote=ADDR...|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N]' },
+  vxlan: { arg: 'required', what: 'vni=N,local=ADDR[:PORT],remote=ADDR...|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR]' },
 } as const;
 
 /** `--vxlan KEY=VALUE,...`: remote= and fdb= may repeat; the rest once each (vale-ts checks the values). */
@@ -119,7 +119,7 @@ export function parseVxlanOption(value: string): CtlDriverSpec {
     if (eq <= 0 || v === '') throw new UsageError(`--vxlan: '${w}' is not KEY=VALUE (${LONG.vxlan.what})`, '--vxlan');
     if (k === 'remote') remote.push(v);
     else if (k === 'fdb') fdb.push(v);
-    else if (['vni', 'local', 'group', 'dev', 'dstport', 'ageing', 'srcport', 'ttl'].includes(k)) {
+    else if (['vni', 'local', 'group', 'dev', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir'].includes(k)) {
       if (spec[k] !== undefined) throw new UsageError(`--vxlan: '${k}' is given twice`, '--vxlan');
       spec[k] = /^(vni|dstport|ageing|ttl)$/.test(k) && /^\d+$/.test(v) ? Number(v) : v;
     } else throw new UsageError(`--vxlan: unknown setting '${k}' (${LONG.vxlan.what})`, '--vxlan');
