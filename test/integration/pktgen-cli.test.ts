@@ -150,7 +150,7 @@ function badLines(r: Result): string[] {
     if (m) {
       const pats = D_MSGS[m[3]!];
       if (!pats || !pats.some((p) => p.test(m[5]!))) bad.push(`stderr: ${line}`);
-    } else if (line.startsWith('\t') && /k: \d+ \.\. \d+$/.test(prev)) {
+    } else if (line.startsWith('\t') && /k: -?\d+ \.\. -?\d+$/.test(prev)) {
       // the histogram's second line
       if (!/^\t( +\d+)*$/.test(line)) bad.push(`stderr: ${line}`);
     } else if (line === '' && /SPECIAL OPTIONS/.test(prev)) {
