@@ -14,16 +14,20 @@
 #                                           # while the other stages run
 #
 # Environment:
-#   NETMAP_LAB_KIT   the kit's directory (default: where CI keeps it, docs/conformance.md)
+#   NETMAP_LAB_KIT   the kit's directory; a run that is given it keeps a copy in the lab
+#                    cache, ${XDG_CACHE_HOME:-~/.cache}/netmap-lab/kit, which later runs
+#                    use when it is not set (docs/conformance.md: where the kit is found)
 #   NETMAP_LAB       lab directory to build into / reuse (default: a cache dir
-#                    per kit version under ${XDG_CACHE_HOME:-~/.cache})
+#                    per kit version under ${XDG_CACHE_HOME:-~/.cache}/netmap-lab)
 #   NETMAP_CONFORMANCE=0   skip (not allowed when CI=true)
 #   CONFORMANCE_JOBS "vale pipes ..."  run only these job scripts
 #   CI=true          a missing kit or an unusable host is a failure, not a skip
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$REPO/test/conformance
-KIT=${NETMAP_LAB_KIT:-$REPO/../shared/netmap-lab}
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/netmap-lab
+CACHED_KIT=$CACHE/kit
+KIT=${NETMAP_LAB_KIT:-$CACHED_KIT}
 CI=${CI:-false}
 T0=$(date +%s)
 
@@ -39,7 +43,10 @@ unavailable() {
 }
 
 if [ "${NETMAP_CONFORMANCE:-1}" = 0 ]; then unavailable "NETMAP_CONFORMANCE=0"; fi
-[ -f "$KIT/04-boot.sh" ] || unavailable "no netmap lab kit at $KIT (set NETMAP_LAB_KIT; docs/conformance.md says where the suite looks for it)"
+if [ ! -f "$KIT/04-boot.sh" ]; then
+  if [ -n "${NETMAP_LAB_KIT:-}" ]; then unavailable "NETMAP_LAB_KIT=$NETMAP_LAB_KIT is not a netmap lab kit (it has no 04-boot.sh)"; fi
+  unavailable "no netmap lab kit: NETMAP_LAB_KIT is not set and the lab cache has none ($CACHED_KIT); set NETMAP_LAB_KIT to the kit's directory once (docs/conformance.md: where the kit is found)"
+fi
 KIT=$(cd "$KIT" && pwd)
 if ! $PREPARE; then
   { [ -f "$REPO/dist/tools/pkt-gen-ts.js" ] && ls "$REPO"/build/Release/*.node >/dev/null 2>&1; } \
@@ -48,7 +55,26 @@ fi
 
 # --- the lab: reuse a built one, else build it -------------------------------
 KITID=$( (cd "$KIT" && cat 00-host-setup.sh 01-build-netmap.sh 03-initramfs.sh netmap-*.tar.gz guest/*) | sha256sum | cut -c1-12)
-LAB=${NETMAP_LAB:-${XDG_CACHE_HOME:-$HOME/.cache}/netmap-lab/$KITID}
+LAB=${NETMAP_LAB:-$CACHE/$KITID}
+
+# a kit given by NETMAP_LAB_KIT is copied into the lab cache (unless the copy there is
+# this kit already), so that later runs, and the tests that build netmap's C tools from
+# its snapshot (test/fixtures/preload/apps.ts), find it without the variable. The copy
+# is made beside the old one and moved into place, under a lock: never seen half-copied.
+keep_kit() {
+  [ -n "${NETMAP_LAB_KIT:-}" ] && [ "$KIT" != "$(cd "$CACHED_KIT" 2>/dev/null && pwd)" ] || return 0
+  [ "$(cat "$CACHED_KIT/.kit-id" 2>/dev/null)" = "$KITID" ] && return 0
+  mkdir -p "$CACHE" && (
+    flock 8 || exit 1
+    [ "$(cat "$CACHED_KIT/.kit-id" 2>/dev/null)" = "$KITID" ] && exit 0
+    tmp=$(mktemp -d "$CACHE/.kit.XXXXXX") || exit 1
+    cp -r "$KIT/." "$tmp/" && chmod -R u+w,go+rX "$tmp" && echo "$KITID" > "$tmp/.kit-id" || { rm -rf "$tmp"; exit 1; }
+    rm -rf "$CACHED_KIT.old"
+    [ -e "$CACHED_KIT" ] && mv "$CACHED_KIT" "$CACHED_KIT.old"
+    mv "$tmp" "$CACHED_KIT" && rm -rf "$CACHED_KIT.old"
+  ) 8>"$CACHE/.kit.lock"
+}
+keep_kit || say "note: could not keep a copy of the kit in $CACHED_KIT (later runs need NETMAP_LAB_KIT)"
 mkdir -p "$LAB" || unavailable "cannot create the lab directory $LAB"
 LAB=$(cd "$LAB" && pwd)
 export LAB
