@@ -181,6 +181,24 @@ test('lossless: a receiver that stops draining is declared stalled after the bou
   const sw = new Switch('vale0', { clock, stallMs: 1000 });
   await withServer(
     async (socket) => {
+      // probe c -> d: a unicast path beside the blocked one. A frame c sends to D that
+      // reaches d proves the switch ran a round (and read its clock) after whatever
+      // the test did before sending it: "nothing happened" is then a fact, not a guess
+      // (room for every broadcast of the run, undrained: only idle may hold the sender up)
+      const pc = await open('vale0:c', { socket, slots: 2048 });
+      const pd = await open('vale0:d', { socket, slots: 2048 });
+      const C = [2, 0, 0, 0, 0, 0xc];
+      const D = [2, 0, 0, 0, 0, 0xd];
+      pd.inject(frame(C, D, 0)); // d's MAC learnt; only c hears this flood (idle and tx do not exist yet)
+      pd.txsync();
+      await receive(pc, 1);
+      const rounds = async (n: number): Promise<void> => {
+        for (let i = 0; i < n; i++) {
+          pc.inject(frame(D, C, i));
+          pc.txsync();
+          await receive(pd, 1);
+        }
+      };
       const idle = await open('vale0:idle', { socket, slots: 64 });
       const tx = await open('vale0:tx', { socket, lossless: true, slots: 256 });
       const TOTAL = 1000;
@@ -198,13 +216,14 @@ test('lossless: a receiver that stops draining is declared stalled after the bou
       await until(() => (sw.counters(idx)['txFrames'] ?? 0) >= 63);
       const txIdx = sw.port('vale0:tx')!.index;
       const taken = sw.counters(txIdx)['rxFrames'];
-      await new Promise((r) => setTimeout(r, 50)); // several blocked rounds: no time has passed on the switch clock
+      await rounds(3); // several blocked rounds: no time has passed on the switch clock
       t.is(sw.switchCounters().stalls, 0, 'not stalled before the bound');
       t.is(sw.counters(txIdx)['rxFrames'], taken, 'the lossless sender waits');
       const stalled = once(sw, 'stalled');
       clock.advance(999);
-      await new Promise((r) => setTimeout(r, 30));
+      await rounds(2); // rounds that read the clock after the advance
       t.is(sw.switchCounters().stalls, 0, 'still within the bound');
+      t.is(sw.counters(txIdx)['rxFrames'], taken, 'the lossless sender still waits');
       clock.advance(2);
       const [p] = (await stalled) as [{ name: string }];
       t.is(p.name, 'vale0:idle');
@@ -219,8 +238,11 @@ test('lossless: a receiver that stops draining is declared stalled after the bou
       tx.txsync();
       t.is((await receive(idle, 10)).length, 10);
       t.is(sw.counters(idx)['dropStalled'], TOTAL - 63);
+      t.is(sw.counters(idx)['txFrames'], 63 + 10, 'idle got only what tx sent: the c-d frames were unicast');
       idle.close();
       tx.close();
+      pc.close();
+      pd.close();
     },
     { switches: [sw] },
   );
