@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
@@ -128,11 +128,29 @@ test('the demo in an 80-column tmux pane: fits, updates in place, shows every fi
   const started = await tmux('new-session', '-d', '-s', 'demo', '-x', '80', '-y', '30', `"${process.execPath}" "${demo}"; echo DEMO-EXIT=$?; sleep 600`);
   t.is(started.code, 0, started.stderr);
   const capture = async (): Promise<string> => (await tmux('capture-pane', '-p', '-t', 'demo')).stdout;
+  // tmux has no "screen changed" event, but pipe-pane copies what the program writes to a
+  // file, and tmux has put those bytes on the screen before it copies them: the pane is
+  // captured again when that file changes, i.e. when the demo has drawn something new
+  const out = path.join(mkdtempSync(path.join(os.tmpdir(), `demo-out-${process.pid}-`)), 'pane');
+  t.teardown(() => rmSync(path.dirname(out), { recursive: true, force: true }));
+  writeFileSync(out, '');
+  let writes = 0;
+  let wake: (() => void) | undefined;
+  const watcher = watch(out, () => {
+    writes++;
+    wake?.();
+  });
+  t.teardown(() => watcher.close());
+  const piped = await tmux('pipe-pane', '-t', 'demo', `cat >> '${out}'`);
+  t.is(piped.code, 0, piped.stderr);
+  const writtenSince = (n: number): Promise<void> =>
+    writes !== n ? Promise.resolve() : new Promise<void>((resolve) => (wake = () => ((wake = undefined), resolve())));
   const waitFor = async (re: RegExp): Promise<string> => {
     for (;;) {
+      const n = writes;
       const s = await capture();
       if (re.test(s)) return s;
-      await new Promise((r) => setTimeout(r, 50)); // re-capture: tmux has no "content changed" event
+      await writtenSince(n);
     }
   };
   // the view with traffic in it: something delivered and the MAC table populated
