@@ -340,21 +340,7 @@ export class Router {
       }
     }
     if (op === 1 && tpa === i.addr) {
-      const r = this.scratch;
-      r.fill(0, 0, MIN_FRAME);
-      r.set(sha, 0);
-      r.set(i.mac, 6);
-      put16(r, 12, ETH_ARP);
-      put16(r, 14, 1);
-      put16(r, 16, ETH_IPV4);
-      r[18] = 6;
-      r[19] = 4;
-      put16(r, 20, 2);
-      r.set(i.mac, 22);
-      put32(r, 28, i.addr);
-      r.set(sha, 32);
-      put32(r, 38, spa);
-      if (this.emit(i.index, r, MIN_FRAME)) this.c.arpRepliesSent++;
+      if (this.emit(i.index, this.arpFrame(i, 2, sha, sha, spa), MIN_FRAME)) this.c.arpRepliesSent++;
       return;
     }
     if (tpa !== i.addr) this.c.ignoredArp++;
@@ -370,20 +356,29 @@ export class Router {
   }
 
   private sendArpRequest(i: Iface, ip: number): void {
+    if (this.emit(i.index, this.arpFrame(i, 1, BCAST, undefined, ip), MIN_FRAME)) this.c.arpRequestsSent++;
+  }
+
+  /**
+   * An ARP frame from `i`'s MAC and address, in the scratch buffer (MIN_FRAME
+   * bytes): `op` 1 (request, `tha` left zero) or 2 (reply), to `ethDst`.
+   */
+  private arpFrame(i: Iface, op: 1 | 2, ethDst: Uint8Array, tha: Uint8Array | undefined, tpa: number): Uint8Array {
     const r = this.scratch;
     r.fill(0, 0, MIN_FRAME);
-    r.set(BCAST, 0);
+    r.set(ethDst, 0);
     r.set(i.mac, 6);
     put16(r, 12, ETH_ARP);
-    put16(r, 14, 1);
+    put16(r, 14, 1); // hardware type: Ethernet
     put16(r, 16, ETH_IPV4);
     r[18] = 6;
     r[19] = 4;
-    put16(r, 20, 1);
+    put16(r, 20, op);
     r.set(i.mac, 22);
     put32(r, 28, i.addr);
-    put32(r, 38, ip);
-    if (this.emit(i.index, r, MIN_FRAME)) this.c.arpRequestsSent++;
+    if (tha) r.set(tha, 32);
+    put32(r, 38, tpa);
+    return r;
   }
 
   private ipv4(inIf: Iface, f: Uint8Array): void {
