@@ -10,6 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Router, RouterPorts } from '@x/netmap';
+import { nameValue, serve } from './router-cli.js';
 
 const { values } = parseArgs({
   options: {
@@ -22,11 +23,7 @@ const { values } = parseArgs({
   },
 });
 
-const split = (s: string, what: string): [string, string] => {
-  const i = s.lastIndexOf('=');
-  if (i < 0) throw new Error(`--${what} ${s}: expected NAME=VALUE (e.g. vale1:nat=192.0.2.1/24)`);
-  return [s.slice(0, i), s.slice(i + 1)];
-};
+const split = (s: string, what: string): [string, string] => nameValue(s, what, 'vale1:nat=192.0.2.1/24');
 const inside = split(values.inside, 'inside');
 const outside = split(values.outside, 'outside');
 const router = new Router({
@@ -41,15 +38,4 @@ const run = await RouterPorts.start(router, { ports: [inside[0], outside[0]], ..
 for (const i of router.interfaces) console.log(`nat up: ${i.name} ${i.address} (${i.prefix}) mac ${i.mac}${i.name === outside[0] ? ' outside' : ''}`);
 
 const stats = (): void => console.log(`stats ${JSON.stringify({ counters: router.counters(), nat: router.natEntries() })}`);
-process.on('SIGUSR1', stats);
-if (values['stats-ms']) setInterval(stats, Number(values['stats-ms'])).unref();
-const stop = (): void => {
-  stats();
-  run.close();
-};
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
-await run.done().catch((e: unknown) => {
-  console.error(`nat stopped: ${(e as Error).message}`);
-  process.exitCode = 1;
-});
+await serve(run, 'nat', stats, values['stats-ms']);

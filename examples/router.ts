@@ -10,6 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Router, RouterPorts } from '@x/netmap';
+import { nameValue, serve } from './router-cli.js';
 
 const { values } = parseArgs({
   options: {
@@ -20,11 +21,7 @@ const { values } = parseArgs({
   },
 });
 
-const split = (s: string, what: string): [string, string] => {
-  const i = s.lastIndexOf('=');
-  if (i < 0) throw new Error(`--${what} ${s}: expected NAME=VALUE (e.g. vale0:gw=10.1.0.1/24)`);
-  return [s.slice(0, i), s.slice(i + 1)];
-};
+const split = (s: string, what: string): [string, string] => nameValue(s, what, 'vale0:gw=10.1.0.1/24');
 const ifs = values.if.map((s) => split(s, 'if'));
 const router = new Router({
   interfaces: ifs.map(([name, address]) => ({ name, address })),
@@ -34,15 +31,4 @@ const run = await RouterPorts.start(router, { ports: ifs.map(([name]) => name), 
 for (const i of router.interfaces) console.log(`router up: ${i.name} ${i.address} (${i.prefix}) mac ${i.mac}`);
 
 const stats = (): void => console.log(`stats ${JSON.stringify({ counters: router.counters(), neighbours: router.neighbours() })}`);
-process.on('SIGUSR1', stats);
-if (values['stats-ms']) setInterval(stats, Number(values['stats-ms'])).unref();
-const stop = (): void => {
-  stats();
-  run.close();
-};
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
-await run.done().catch((e: unknown) => {
-  console.error(`router stopped: ${(e as Error).message}`);
-  process.exitCode = 1;
-});
+await serve(run, 'router', stats, values['stats-ms']);
