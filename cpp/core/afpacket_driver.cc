@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/link.h"
 #include "core/offload.h"
 
 namespace nm {
@@ -25,22 +26,6 @@ namespace {
 
 constexpr uint32_t kTxBatch = 64;
 constexpr size_t kVnetLen = VNET_HDR_LEN;
-
-Result<int> if_flags(int sock, const std::string &ifname, short *flags) {
-  ifreq ifr{};
-  std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
-  if (::ioctl(sock, SIOCGIFFLAGS, &ifr) < 0) return sys_fail("ioctl", "SIOCGIFFLAGS " + ifname);
-  *flags = ifr.ifr_flags;
-  return 0;
-}
-
-Result<int> set_if_flags(int sock, const std::string &ifname, short flags) {
-  ifreq ifr{};
-  std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
-  ifr.ifr_flags = flags;
-  if (::ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) return sys_fail("ioctl", "SIOCSIFFLAGS " + ifname);
-  return 0;
-}
 
 template <class T>
 Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, const std::string &ifname, std::string hint = {}) {
@@ -66,21 +51,10 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   d->sock_.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
   if (!d->sock_) return sys_fail("socket", "AF_PACKET socket for " + ifn, "attaching an interface needs CAP_NET_RAW (run vale-ts as root)");
   const int s = d->sock_.get();
-  d->ifindex_ = static_cast<int>(::if_nametoindex(ifn.c_str()));
-  if (d->ifindex_ == 0) {
-    SysError e = sys_fail("if_nametoindex", "no interface " + ifn + " in vale-ts's network namespace", "check `ip link show " + ifn + "`");
-    e.code_err = ENXIO;
-    return e;
-  }
-  {
-    ifreq ifr{};
-    std::memcpy(ifr.ifr_name, ifn.data(), ifn.size());
-    if (::ioctl(s, SIOCGIFMTU, &ifr) < 0) return sys_fail("ioctl", "SIOCGIFMTU " + ifn);
-    d->mtu_ = static_cast<uint32_t>(ifr.ifr_mtu);
-  }
-  if (d->mtu_ + 14 + 8 > d->port_.buf_size())
-    return check_fail(EINVAL, ifn + " has MTU " + std::to_string(d->mtu_) + ": its frames do not fit the port's " + std::to_string(d->port_.buf_size()) + "-byte buffers",
-                      "lower the MTU (ip link set " + ifn + " mtu 1500) or give the switch larger buffers");
+  auto link = probe_link(s, ifn, d->port_.buf_size());
+  if (!link) return std::move(link).take_error();
+  d->ifindex_ = link.value().ifindex;
+  d->mtu_ = link.value().mtu;
 
   // order matters: version and vnet header before the ring
   auto r = sockopt(s, SOL_PACKET, PACKET_VERSION, int{TPACKET_V3}, "PACKET_VERSION TPACKET_V3", ifn);
@@ -118,20 +92,14 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   sll.sll_ifindex = d->ifindex_;
   if (::bind(s, reinterpret_cast<sockaddr *>(&sll), sizeof sll) < 0) return sys_fail("bind", "packet socket to " + ifn);
 
-  short flags = 0;
-  auto f = if_flags(s, ifn, &flags);
-  if (!f) return std::move(f).take_error();
-  d->was_promisc_ = (flags & IFF_PROMISC) != 0;
-  packet_mreq mr{};
-  mr.mr_ifindex = d->ifindex_;
-  mr.mr_type = PACKET_MR_PROMISC;
-  r = sockopt(s, SOL_PACKET, PACKET_ADD_MEMBERSHIP, mr, "PACKET_ADD_MEMBERSHIP promiscuous", ifn);
+  auto flags = link_flags(s, ifn);
+  if (!flags) return std::move(flags).take_error();
+  d->was_promisc_ = (flags.value() & IFF_PROMISC) != 0;
+  r = hold_promisc(s, d->ifindex_, ifn);
   if (!r) return std::move(r).take_error();
-  if (!(flags & IFF_UP)) {
-    f = set_if_flags(s, ifn, static_cast<short>(flags | IFF_UP));
-    if (!f) return std::move(f).take_error();
-    d->raised_up_ = true;
-  }
+  auto raised = raise_link(s, ifn, flags.value());
+  if (!raised) return std::move(raised).take_error();
+  d->raised_up_ = raised.value();
 
   d->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   d->ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
@@ -157,10 +125,7 @@ void AfPacketDriver::stop() {
     thread_.join();
   }
   if (sock_) {
-    if (raised_up_) {
-      short flags = 0;
-      if (if_flags(sock_.get(), cfg_.ifname, &flags)) (void)set_if_flags(sock_.get(), cfg_.ifname, static_cast<short>(flags & ~IFF_UP));
-    }
+    if (raised_up_) lower_link(sock_.get(), cfg_.ifname);
     ring_.reset();
     sock_.reset();  // the kernel drops our promiscuity reference here
   }

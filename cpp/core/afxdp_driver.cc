@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/link.h"
 #include "core/offload.h"
 
 #if NM_HAVE_LIBXDP
@@ -220,25 +221,15 @@ Result<std::unique_ptr<AfXdpDriver>> AfXdpDriver::start(PortClient port, const A
   d->ctl_.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
   if (!d->ctl_) return sys_fail("socket", "AF_PACKET control socket for " + ifn, "attaching an interface needs CAP_NET_RAW and CAP_NET_ADMIN (run vale-ts as root)");
   const int s = d->ctl_.get();
-  d->ifindex_ = static_cast<int>(::if_nametoindex(ifn.c_str()));
-  if (d->ifindex_ == 0) {
-    SysError e = sys_fail("if_nametoindex", "no interface " + ifn + " in vale-ts's network namespace", "check `ip link show " + ifn + "`");
-    e.code_err = ENXIO;
-    return e;
-  }
-  ifreq ifr{};
-  std::memcpy(ifr.ifr_name, ifn.data(), ifn.size());
-  if (::ioctl(s, SIOCGIFMTU, &ifr) < 0) return sys_fail("ioctl", "SIOCGIFMTU " + ifn);
-  d->mtu_ = static_cast<uint32_t>(ifr.ifr_mtu);
-  if (d->mtu_ + 14 + 8 > d->port_.buf_size())
-    return check_fail(EINVAL, ifn + " has MTU " + std::to_string(d->mtu_) + ": its frames do not fit the port's " + std::to_string(d->port_.buf_size()) + "-byte buffers",
-                      "lower the MTU (ip link set " + ifn + " mtu 1500) or give the switch larger buffers");
+  auto link = probe_link(s, ifn, d->port_.buf_size());
+  if (!link) return std::move(link).take_error();
+  d->ifindex_ = link.value().ifindex;
+  d->mtu_ = link.value().mtu;
   if (d->mtu_ + 14 + 8 > kFrame - XDP_PACKET_HEADROOM)
     return check_fail(EMSGSIZE, ifn + " has MTU " + std::to_string(d->mtu_) + ": larger than a " + std::to_string(kFrame) + "-byte AF_XDP frame holds", "use --backend packet, or an MTU ≤ 1500");
-  std::memset(&ifr, 0, sizeof ifr);
-  std::memcpy(ifr.ifr_name, ifn.data(), ifn.size());
-  if (::ioctl(s, SIOCGIFFLAGS, &ifr) < 0) return sys_fail("ioctl", "SIOCGIFFLAGS " + ifn);
-  const short flags = ifr.ifr_flags;
+  auto got_flags = link_flags(s, ifn);
+  if (!got_flags) return std::move(got_flags).take_error();
+  const short flags = got_flags.value();
   d->was_promisc_ = (flags & IFF_PROMISC) != 0;
 
   const uint32_t nq = if_rx_queues(s, ifn);
@@ -267,10 +258,8 @@ Result<std::unique_ptr<AfXdpDriver>> AfXdpDriver::start(PortClient port, const A
   }
   if (d->q_.empty()) return check_fail(EOPNOTSUPP, why.empty() ? "no AF_XDP mode left to try on " + ifn : why);
 
-  packet_mreq mr{};
-  mr.mr_ifindex = d->ifindex_;
-  mr.mr_type = PACKET_MR_PROMISC;
-  if (::setsockopt(s, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) < 0) return sys_fail("setsockopt", "PACKET_ADD_MEMBERSHIP promiscuous on " + ifn);
+  auto promisc = hold_promisc(s, d->ifindex_, ifn);
+  if (!promisc) return std::move(promisc).take_error();
   d->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   d->ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!d->stop_fd_ || !d->ep_) return sys_fail("eventfd/epoll_create1", "driver thread of " + ifn);
@@ -282,11 +271,9 @@ Result<std::unique_ptr<AfXdpDriver>> AfXdpDriver::start(PortClient port, const A
     ev.data.fd = fd;
     if (::epoll_ctl(d->ep_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_fail("epoll_ctl", "driver thread of " + ifn);
   }
-  if (!(flags & IFF_UP)) {
-    ifr.ifr_flags = static_cast<short>(flags | IFF_UP);
-    if (::ioctl(s, SIOCSIFFLAGS, &ifr) < 0) return sys_fail("ioctl", "SIOCSIFFLAGS up " + ifn);
-    d->raised_up_ = true;
-  }
+  auto raised = raise_link(s, ifn, flags);
+  if (!raised) return std::move(raised).take_error();
+  d->raised_up_ = raised.value();
   AfXdpDriver *self = d.get();
   d->thread_ = std::thread([self] { self->run(); });
   return d;
@@ -306,14 +293,7 @@ void AfXdpDriver::stop() {
     q_.clear();  // the XDP program goes with the last socket
   }
   if (ctl_) {
-    if (raised_up_) {
-      ifreq ifr{};
-      std::memcpy(ifr.ifr_name, cfg_.ifname.data(), cfg_.ifname.size());
-      if (::ioctl(ctl_.get(), SIOCGIFFLAGS, &ifr) == 0) {
-        ifr.ifr_flags = static_cast<short>(ifr.ifr_flags & ~IFF_UP);
-        (void)::ioctl(ctl_.get(), SIOCSIFFLAGS, &ifr);
-      }
-    }
+    if (raised_up_) lower_link(ctl_.get(), cfg_.ifname);
     ctl_.reset();  // the kernel drops our promiscuity reference
   }
 }
