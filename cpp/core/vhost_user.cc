@@ -282,11 +282,13 @@ struct VhostUserPort::Impl {
     return n;
   }
 
-  // Copies n bytes of the current chain (segs) from byte `at` into dst; false if any byte lies outside guest memory.
-  bool gather(uint64_t at, uint8_t *dst, uint64_t n) const {
-    for (const Seg &g : segs) {
-      if (!n) break;
-      uint64_t a = g.addr, left = g.len;
+  // Walks bytes [at, at + n) of the chain segments segs[from, to), calling fn(host, len)
+  // on each piece of host memory they map to, in order; false if any byte lies outside
+  // guest memory or the segments end first.
+  template <class Fn>
+  bool each_piece(size_t from, size_t to, uint64_t at, uint64_t n, Fn &&fn) const {
+    for (size_t i = from; i < to && n; i++) {
+      uint64_t a = segs[i].addr, left = segs[i].len;
       if (at >= left) {
         at -= left;
         continue;
@@ -298,14 +300,21 @@ struct VhostUserPort::Impl {
         uint64_t piece;
         uint8_t *h = gpa_piece(a, std::min(left, n), &piece);
         if (!h) return false;
-        std::memcpy(dst, h, piece);
-        dst += piece;
+        fn(h, piece);
         n -= piece;
         a += piece;
         left -= piece;
       }
     }
     return n == 0;
+  }
+
+  // Copies n bytes of the current chain (segs) from byte `at` into dst; false if any byte lies outside guest memory.
+  bool gather(uint64_t at, uint8_t *dst, uint64_t n) const {
+    return each_piece(0, segs.size(), at, n, [&dst](const uint8_t *h, uint64_t piece) {
+      std::memcpy(dst, h, piece);
+      dst += piece;
+    });
   }
 
   // The header asks only for what was negotiated: NEEDS_CSUM needs CSUM, each GSO type its HOST_ feature.
@@ -467,27 +476,10 @@ struct VhostUserPort::Impl {
 
   // Writes n bytes at src into the chain segments segs[from, to), starting at byte `at` of the chain.
   bool write_segs(size_t from, size_t to, uint64_t at, const uint8_t *src, uint64_t n) {
-    for (size_t i = from; i < to && n; i++) {
-      uint64_t a = segs[i].addr, left = segs[i].len;
-      if (at >= left) {
-        at -= left;
-        continue;
-      }
-      a += at;
-      left -= at;
-      at = 0;
-      while (left && n) {
-        uint64_t piece;
-        uint8_t *h = gpa_piece(a, std::min(left, n), &piece);
-        if (!h) return false;
-        std::memcpy(h, src, piece);
-        src += piece;
-        n -= piece;
-        a += piece;
-        left -= piece;
-      }
-    }
-    return n == 0;
+    return each_piece(from, to, at, n, [&src](uint8_t *h, uint64_t piece) {
+      std::memcpy(h, src, piece);
+      src += piece;
+    });
   }
 
   enum class Put { Done, Dropped, Starved, Broken };
