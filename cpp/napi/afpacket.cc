@@ -22,6 +22,28 @@ unique_fd dup_arg(const Napi::CallbackInfo &info, size_t i, const char *name) {
   return d;
 }
 
+// The first three arguments of every driver here: the switch port's region,
+// client doorbell and switch doorbell fds, dup'ed and attached as its client.
+PortClient attach_port(const Napi::CallbackInfo &info) {
+  unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sbell = dup_arg(info, 2, "switchBell");
+  return unwrap(info.Env(), PortClient::attach(std::move(region), std::move(bell), std::move(sbell)));
+}
+
+// info() of an interface driver: its own fields (`own`), between the interface's
+// name and what the driver did to the interface.
+template <class Driver, class Own>
+Napi::Value link_info(const Napi::CallbackInfo &info, const std::unique_ptr<Driver> &drv, Own &&own) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  if (!drv) return o;
+  o.Set("ifname", drv->ifname());
+  own(env, o, *drv);
+  o.Set("raisedUp", drv->raised_up());
+  o.Set("wasPromisc", drv->was_promisc());
+  o.Set("mtu", Napi::Number::New(env, drv->mtu()));
+  return o;
+}
+
 // close() of both drivers: stops the thread and frees the driver; again is a no-op.
 template <class Driver>
 Napi::Value stop_driver(const Napi::CallbackInfo &info, std::unique_ptr<Driver> &drv) {
@@ -47,7 +69,6 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     Napi::Env env = info.Env();
     if (info.Length() < 5 || !info[3].IsString() || !info[4].IsObject())
       throw Napi::TypeError::New(env, "AfPacketPort(regionFd, clientBell, switchBell, ifname, opts)");
-    unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sbell = dup_arg(info, 2, "switchBell");
     AfPacketConfig cfg;
     cfg.ifname = info[3].As<Napi::String>();
     Napi::Object o = info[4].As<Napi::Object>();
@@ -55,8 +76,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     if (o.Has("passHdr")) cfg.pass_hdr = o.Get("passHdr").ToBoolean();
     if (o.Has("blockSize")) cfg.block_size = o.Get("blockSize").ToNumber().Uint32Value();
     if (o.Has("blockCount")) cfg.block_count = o.Get("blockCount").ToNumber().Uint32Value();
-    PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sbell)));
-    drv_ = unwrap(env, AfPacketDriver::start(std::move(pc), cfg));
+    drv_ = unwrap(env, AfPacketDriver::start(attach_port(info), cfg));
   }
 
  private:
@@ -70,17 +90,11 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
   }
 
   Napi::Value Info(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    Napi::Object o = Napi::Object::New(env);
-    if (!drv_) return o;
-    o.Set("ifname", drv_->ifname());
-    o.Set("vnetHdr", drv_->vnet_hdr());
-    o.Set("passHdr", drv_->pass_hdr());
-    o.Set("qdiscBypass", drv_->qdisc_bypass());
-    o.Set("raisedUp", drv_->raised_up());
-    o.Set("wasPromisc", drv_->was_promisc());
-    o.Set("mtu", Napi::Number::New(env, drv_->mtu()));
-    return o;
+    return link_info(info, drv_, [](Napi::Env, Napi::Object &o, const AfPacketDriver &d) {
+      o.Set("vnetHdr", d.vnet_hdr());
+      o.Set("passHdr", d.pass_hdr());
+      o.Set("qdiscBypass", d.qdisc_bypass());
+    });
   }
 
   Napi::Value Close(const Napi::CallbackInfo &info) { return stop_driver(info, drv_); }
@@ -103,7 +117,6 @@ class AfXdpPort : public Napi::ObjectWrap<AfXdpPort> {
     Napi::Env env = info.Env();
     if (info.Length() < 5 || !info[3].IsString() || !info[4].IsObject())
       throw Napi::TypeError::New(env, "AfXdpPort(regionFd, clientBell, switchBell, ifname, opts)");
-    unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sbell = dup_arg(info, 2, "switchBell");
     AfXdpConfig cfg;
     cfg.ifname = info[3].As<Napi::String>();
     Napi::Object o = info[4].As<Napi::Object>();
@@ -113,8 +126,7 @@ class AfXdpPort : public Napi::ObjectWrap<AfXdpPort> {
       else if (m == "copy") cfg.mode = AfXdpMode::Copy;
       else if (m != "auto") throw Napi::TypeError::New(env, "AfXdpPort mode must be 'auto', 'zerocopy' or 'copy'");
     }
-    PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sbell)));
-    drv_ = unwrap(env, AfXdpDriver::start(std::move(pc), cfg));
+    drv_ = unwrap(env, AfXdpDriver::start(attach_port(info), cfg));
   }
 
  private:
@@ -128,16 +140,10 @@ class AfXdpPort : public Napi::ObjectWrap<AfXdpPort> {
   }
 
   Napi::Value Info(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    Napi::Object o = Napi::Object::New(env);
-    if (!drv_) return o;
-    o.Set("ifname", drv_->ifname());
-    o.Set("zeroCopy", drv_->zero_copy());
-    o.Set("queues", Napi::Number::New(env, drv_->queues()));
-    o.Set("raisedUp", drv_->raised_up());
-    o.Set("wasPromisc", drv_->was_promisc());
-    o.Set("mtu", Napi::Number::New(env, drv_->mtu()));
-    return o;
+    return link_info(info, drv_, [](Napi::Env env, Napi::Object &o, const AfXdpDriver &d) {
+      o.Set("zeroCopy", d.zero_copy());
+      o.Set("queues", Napi::Number::New(env, d.queues()));
+    });
   }
 
   Napi::Value Close(const Napi::CallbackInfo &info) { return stop_driver(info, drv_); }
@@ -155,9 +161,7 @@ class TapTwinPort : public Napi::ObjectWrap<TapTwinPort> {
   TapTwinPort(const Napi::CallbackInfo &info) : Napi::ObjectWrap<TapTwinPort>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || !info[3].IsString()) throw Napi::TypeError::New(env, "TapTwinPort(regionFd, clientBell, switchBell, tapname)");
-    unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sbell = dup_arg(info, 2, "switchBell");
-    PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sbell)));
-    drv_ = unwrap(env, TapTwinDriver::start(std::move(pc), info[3].As<Napi::String>()));
+    drv_ = unwrap(env, TapTwinDriver::start(attach_port(info), info[3].As<Napi::String>()));
   }
 
  private:
