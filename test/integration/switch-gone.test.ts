@@ -6,12 +6,12 @@
  */
 import test from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, SwitchGoneError, type Port, type ReconnectEvent } from '../../src/index.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { startValeTs } from '../fixtures/vale-ts-process.js';
 
 const tools = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools');
 let uniq = 0;
@@ -22,28 +22,11 @@ interface Switch {
   exited: Promise<void>;
 }
 
-/** vale-ts as a child process (so it can be killed), resolved once it listens. */
+/** vale-ts as a child process (so it can be killed), resolved once it listens; stopped at the end of the test. */
 async function startSwitch(t: { teardown(fn: () => unknown): void }, socket: string): Promise<Switch> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NETMAP_BACKEND: 'user' };
-  delete env['VALE_TS_SOCKET'];
-  const proc = spawn(process.execPath, [path.join(tools, 'vale-ts.js'), '--socket', socket], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  t.teardown(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    await exited;
-    rmSync(socket, { force: true }); // a killed switch leaves its socket file
-  });
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const see = (d: Buffer): void => {
-      log += d.toString();
-      if (log.includes('listening')) resolve();
-    };
-    proc.stdout!.on('data', see);
-    proc.stderr!.on('data', see);
-    proc.once('exit', (code) => reject(new Error(`vale-ts exited (${code}) before listening: ${log}`)));
-  });
-  return { proc, exited };
+  const sw = await startValeTs(socket);
+  t.teardown(sw.stop);
+  return sw;
 }
 
 async function kill(sw: Switch, sig: NodeJS.Signals = 'SIGKILL'): Promise<void> {

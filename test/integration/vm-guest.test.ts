@@ -21,7 +21,7 @@
  * compared). One guest boot for the file.
  */
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { ValeClient, ValeServer } from '../../src/index.js';
 import { inNs, ip, makeNs, plugInto, tcpSink } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { startValeTs } from '../fixtures/vale-ts-process.js';
 import { vhostUserNic, VmGuest } from '../fixtures/vm-guest.js';
 
 const tag = `vm${process.pid}`;
@@ -38,7 +39,6 @@ const nsC = `${tag}c`;
 const nsD = `${tag}d`;
 const dgramVale = path.join(os.tmpdir(), `vm-guest-${process.pid}.dgv`);
 const dgramQemu = path.join(os.tmpdir(), `vm-guest-${process.pid}.dgq`);
-const valeTsJs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ts.js');
 const ctl2 = path.join(os.tmpdir(), `vm-guest-${process.pid}-2.ctl`);
 const vhuSock = path.join(os.tmpdir(), `vm-guest-${process.pid}.vhu`);
 const qtap = `${tag}q`;
@@ -59,20 +59,7 @@ let vale2: { proc: ChildProcess; exited: Promise<void>; client: ValeClient } | u
  */
 async function startVale2(): Promise<void> {
   fs.rmSync(ctl2, { force: true }); // a killed vale-ts leaves its socket file
-  const env: NodeJS.ProcessEnv = { ...process.env, NETMAP_BACKEND: 'user' };
-  delete env['VALE_TS_SOCKET'];
-  const proc = spawn(process.execPath, [valeTsJs, '--socket', ctl2], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const see = (d: Buffer): void => {
-      log += d.toString();
-      if (log.includes('listening')) resolve();
-    };
-    proc.stdout!.on('data', see);
-    proc.stderr!.on('data', see);
-    proc.once('exit', (code) => reject(new Error(`vale-ts exited (${code}) before listening: ${log}`)));
-  });
+  const { proc, exited } = await startValeTs(ctl2);
   const client = new ValeClient({ socket: ctl2 });
   vale2 = { proc, exited, client };
   await client.create('vale2:vm', {}, { driver: { kind: 'vhost-user', path: vhuSock, client: true, queuePairs: 1 } });
