@@ -5,7 +5,14 @@
  * (voluntary/involuntary context switches from `/usr/bin/time -v`, the
  * switch's own wakeups and the port counters).
  *
- *   node dist/bench/rx-probe.js [--rx-slots N] [--count N] [--spin-ms MS]
+ *   node dist/bench/rx-probe.js [--rx-slots N] [--count N] [--lossless]
+ *
+ * --rx-slots: the receiver's rx ring (pkt-gen-ts -C 0,N; 2..4096);
+ * --lossless: the sender's port is made lossless before it attaches (the
+ * switch holds frames back instead of dropping them at a full rx ring);
+ * RXP_SHOW=1 also prints both pkt-gen-ts reports (average batch sizes).
+ * schedstat: on-cpu = time run, runnable-but-waiting = time on a runqueue
+ * without a CPU, slices = times scheduled in; summed over every thread.
  *
  * @module
  */
@@ -61,7 +68,7 @@ function selfSched(): { run: number; wait: number; slices: number } {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { lossless: { type: 'boolean' }, 'rx-slots': { type: 'string' }, count: { type: 'string' }, 'spin-ms': { type: 'string' } } });
+  const { values } = parseArgs({ options: { lossless: { type: 'boolean' }, 'rx-slots': { type: 'string' }, count: { type: 'string' } } });
   const count = Number(values.count ?? 5_000_000);
   const socket = path.join(os.tmpdir(), `rxp-${process.pid}.sock`);
   const sw = new Switch('vale0', { datapath: 'thread' });
@@ -69,7 +76,6 @@ async function main(): Promise<void> {
   const srv = await ValeServer.listen({ socket, switches: [sw] });
   try {
     const env: Record<string, string> = { VALE_TS_SOCKET: socket };
-    if (values['spin-ms']) env.PKTGEN_TS_SPIN_MS = values['spin-ms'];
     if (values.lossless) sw.addPort(`vale0:rxp${process.pid}a`, {}, { persistent: true, lossless: true });
     const rxC = values['rx-slots'] ? ['-C', `0,${values['rx-slots']}`] : [];
     const s0 = selfSched();
@@ -78,10 +84,11 @@ async function main(): Promise<void> {
     const tx = run(['-i', `vale0:rxp${process.pid}a`, '-f', 'tx', '-n', String(count), '-l', '60'], /start, fd/, env);
     const [t, r] = await Promise.all([tx.done, rx.done]);
     if (r.code !== 0 || t.code !== 0) console.log(r.err.slice(0,800), t.err.slice(-400));
+    if (process.env.RXP_SHOW) console.log(r.out, t.out);
     const got = Number(/^Received (\d+) packets/m.exec(r.out)?.[1] ?? 0);
     const txs = /^Speed: (\S+ \S*pps)/m.exec(t.out)?.[1];
     const rxs = /^Speed: (\S+ \S*pps)/m.exec(r.out)?.[1];
-    console.log(`rxSlots ${values['rx-slots'] ?? 'default'} spin ${values['spin-ms'] ?? 'default'}${values.lossless ? ' lossless' : ''}: tx ${txs} rx ${rxs} got ${((100 * got) / count).toFixed(1)}% load ${os.loadavg()[0]!.toFixed(2)}`);
+    console.log(`rxSlots ${values['rx-slots'] ?? 'default'}${values.lossless ? ' lossless' : ''}: tx ${txs} rx ${rxs} got ${((100 * got) / count).toFixed(1)}% load ${os.loadavg()[0]!.toFixed(2)}`);
     console.log(`  tx ${ctx(t.sched)} | rx ${ctx(r.sched)} | switch process ${ctx({ run: selfSched().run - s0.run, wait: selfSched().wait - s0.wait, slices: selfSched().slices - s0.slices })}`);
     const tot = sw.totals();
     const drops = Object.entries(tot).filter(([k, v]) => k.startsWith('drop') && v > 0);
