@@ -1,9 +1,8 @@
 /**
  * Investigation aid for issue 10's "receivers keep up": one vale-ts 1->1 run
- * of pkt-gen-ts tx -> rx with the rx port's ring size and the receiver's spin
- * window as parameters, printing what each process did while it ran
- * (voluntary/involuntary context switches from `/usr/bin/time -v`, the
- * switch's own wakeups and the port counters).
+ * of pkt-gen-ts tx -> rx with the rx port's ring size and the sender's
+ * port's lossless flag as parameters, printing what each process did while
+ * it ran (schedstat of every thread, the switch's wakeups and drops).
  *
  *   node dist/bench/rx-probe.js [--rx-slots N] [--count N] [--lossless]
  *
