@@ -22,6 +22,7 @@ import path from 'node:path';
 import type { ValeClient } from '../../src/index.js';
 import { inNs, ip, makeNs, tcpSink, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { untilAnswer } from '../fixtures/wait.js';
 import { startValeTsIn, tapInto } from '../fixtures/vale-ts-netns.js';
 
 const R = 100 + (process.pid % 100);
@@ -100,11 +101,8 @@ async function vx(c: ValeClient): Promise<Record<string, number>> {
 
 /** Waits for a condition on the two VTEPs' counters (polled: they are another process's). */
 async function until(what: (c1: Record<string, number>, c2: Record<string, number>) => boolean, only1 = false): Promise<[Record<string, number>, Record<string, number>]> {
-  for (;;) {
-    const c1 = await vx(vale1), c2 = only1 ? {} : await vx(vale2);
-    if (what(c1, c2)) return [c1, c2];
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const ask = async (): Promise<[Record<string, number>, Record<string, number>]> => [await vx(vale1), only1 ? {} : await vx(vale2)];
+  return untilAnswer(ask, ([c1, c2]) => what(c1, c2));
 }
 
 // A sender that streams random bytes (paced, so it never starves the

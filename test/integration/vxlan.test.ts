@@ -20,6 +20,7 @@ import path from 'node:path';
 import type { ValeClient } from '../../src/index.js';
 import { inNs, ip, makeNs, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { untilAnswer } from '../fixtures/wait.js';
 import { startValeTsIn, tapInto as tapIntoMtu, toolsDir as tools } from '../fixtures/vale-ts-netns.js';
 
 const R = 100 + (process.pid % 100);
@@ -196,10 +197,7 @@ test.serial('two vale-ts over VXLAN, a namespace behind each: ping, TCP intact, 
 test.serial('co-resident shortcut, stage 1: the two vale-ts of valeD notice they share a host by their HELLOs; Linux never counts as one; foreign, malformed and stranger HELLOs are counted, never switched', async (t) => {
   t.timeout(60_000);
   const sameHost = async (c: ValeClient, sw: string, remote: string): Promise<void> => {
-    for (;;) {
-      if ((await vx(c, sw)).counters[`remote ${remote} sameHost`] === 1) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await untilAnswer(() => vx(c, sw), (d) => d.counters[`remote ${remote} sameHost`] === 1);
   };
   await Promise.all([sameHost(vale1, 'valeD', under.v2), sameHost(vale2, 'valeD', under.v1)]);
   const d1 = (await vx(vale1, 'valeD')).counters;
@@ -221,7 +219,7 @@ test.serial('co-resident shortcut, stage 1: the two vale-ts of valeD notice they
     dump.once('exit', (code) => reject(new Error(`tcpdump exited ${code}`)));
   });
   const start = (await vx(vale1, 'valeA')).counters['shortcutHelloOut']!;
-  while ((await vx(vale1, 'valeA')).counters['shortcutHelloOut']! < start + 2) await new Promise((r) => setTimeout(r, 100));
+  await untilAnswer(() => vx(vale1, 'valeA'), (d) => d.counters['shortcutHelloOut']! >= start + 2);
   dump.kill('SIGINT');
   await dumped;
   t.deepEqual(seen.split('\n').filter((l) => l.trim() !== ''), [], 'a HELLO came out of the Linux vxlan device'); // (tcpdump ends with an empty line)
@@ -245,11 +243,7 @@ go(0);`;
   const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '');
   await inNs(ns.l, [process.execPath, '-e', send, under.v1, stranger, boot]);
   const want = ['shortcutHelloOtherHost', 'shortcutHelloBad', 'shortcutHelloStranger'];
-  for (;;) {
-    const c = (await vx(vale1, 'valeA')).counters;
-    if (want.every((k) => c[k]! > before[k]!)) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await untilAnswer(() => vx(vale1, 'valeA'), (d) => want.every((k) => d.counters[k]! > before[k]!));
   const after = (await vx(vale1, 'valeA')).counters;
   for (const k of want) t.is(after[k]! - before[k]!, 1, k);
   t.is(after[`remote ${under.l} sameHost`], 0);
@@ -271,11 +265,7 @@ const msgs = [Buffer.from([8, 0, 0]), Buffer.concat([hdr(0, 42), eth(2)]), Buffe
 let n = 0; for (const m of msgs) s.send(m, 4789, process.argv[1], () => { if (++n === msgs.length) s.close(); });`;
   await inNs(ns.l, [process.execPath, '-e', send, under.v1]);
   const want = ['dropShortHeader', 'dropNoVniFlag', 'dropWrongVni', 'dropShortFrame', 'dropBadSrcMac'];
-  for (;;) {
-    const c = (await vx(vale1, 'valeA')).counters;
-    if (want.every((k) => c[k]! > before[k]!)) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await untilAnswer(() => vx(vale1, 'valeA'), (d) => want.every((k) => d.counters[k]! > before[k]!));
   const after = (await vx(vale1, 'valeA')).counters;
   for (const k of want) t.is(after[k]! - before[k]!, 1, k);
   t.is(after['inFrames'], before['inFrames']); // none reached the switch
@@ -308,7 +298,7 @@ test.serial('co-resident shortcut, rendezvous: the valeD pair proves each other 
   t.timeout(120_000);
   const state = async (c: ValeClient, remote: string): Promise<number | undefined> => (await vx(c, 'valeD')).counters[`remote ${remote} shortcutPeer`];
   const until = async (what: () => Promise<boolean>): Promise<void> => {
-    while (!(await what())) await new Promise((r) => setTimeout(r, 100));
+    await untilAnswer(what, (yes) => yes);
   };
   // 3: proven, and the channel (a sealed memfd) made by one side and mapped by the other
   const bothProven = async (): Promise<boolean> => (await state(vale1, under.v2)) === 3 && (await state(vale2, under.v1)) === 3;
