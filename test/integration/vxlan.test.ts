@@ -12,7 +12,7 @@
  *   valeC: TAP + VXLAN vni 44 over IPv6            <-> Linux vx44 (IPv6)
  *   valeD: TAP + VXLAN vni 45                      <-> vale-ts #2's valeD + TAP
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -111,21 +111,29 @@ async function vx(c: ValeClient, sw: string): Promise<{ describe: string; counte
 
 const ping = (from: string, to: string): Promise<string> => inNs(from, ['ping', '-c', '3', '-i', '0.2', '-w', '50', to]);
 
-test.serial('vale-ts and a Linux vxlan device (static remotes, IPv4): ping both ways, TCP both ways intact, per-remote counters', async (t) => {
-  t.timeout(120_000);
-  // the outer source ports vale-ts picks, seen on the Linux side's underlay
-  const dump = spawn('ip', ['netns', 'exec', ns.l, 'tcpdump', '-l', '-nn', '-i', `${tag}b`, `udp and src host ${under.v1} and dst port 4789`], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** tcpdump -l in the Linux side's namespace, resolved once it listens; stop() ends it and gives its lines (also stopped at teardown). */
+async function lineDump(t: ExecutionContext, iface: string, filter: string): Promise<{ stop: () => Promise<string> }> {
+  const dump = spawn('ip', ['netns', 'exec', ns.l, 'tcpdump', '-l', '-nn', '-i', iface, filter], { stdio: ['ignore', 'pipe', 'pipe'] });
   const dumped = new Promise<void>((r) => dump.once('exit', () => r()));
-  t.teardown(async () => {
+  const stop = async (): Promise<string> => {
     dump.kill('SIGINT');
     await dumped;
-  });
+    return lines;
+  };
+  t.teardown(stop);
   let lines = '';
   dump.stdout.on('data', (d: Buffer) => (lines += d.toString()));
   await new Promise<void>((resolve, reject) => {
     dump.stderr.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve());
     dump.once('exit', (code) => reject(new Error(`tcpdump exited ${code}`)));
   });
+  return { stop };
+}
+
+test.serial('vale-ts and a Linux vxlan device (static remotes, IPv4): ping both ways, TCP both ways intact, per-remote counters', async (t) => {
+  t.timeout(120_000);
+  // the outer source ports vale-ts picks, seen on the Linux side's underlay
+  const dump = await lineDump(t, `${tag}b`, `udp and src host ${under.v1} and dst port 4789`);
   t.regex(await ping(ns.t1, `192.168.${R}.2`), /3 received/);
   t.regex(await ping(ns.l, `192.168.${R}.1`), /3 received/);
   const there = await tcpTransfer(ns.t1, ns.l, `192.168.${R}.2`, 5201, 1 << 20);
@@ -133,8 +141,7 @@ test.serial('vale-ts and a Linux vxlan device (static remotes, IPv4): ping both 
   t.is(there.received.sha256, there.sent.sha256);
   const back = await tcpTransfer(ns.l, ns.t1, `192.168.${R}.1`, 5202, 1 << 20);
   t.is(back.received.sha256, back.sent.sha256);
-  dump.kill('SIGINT');
-  await dumped;
+  const lines = await dump.stop();
   // one port per inner flow (ARP, ICMP, two TCP connections), all in Linux's range [32768, 61000)
   const ports = new Set([...lines.matchAll(new RegExp(`IP ${under.v1.replace(/\./g, '\\.')}\\.(\\d+) > `, 'g'))].map((m) => Number(m[1])));
   t.true(ports.size >= 3, `outer source ports seen: ${[...ports].join(', ')}`);
@@ -206,22 +213,10 @@ test.serial('co-resident shortcut, stage 1: the two vale-ts of valeD notice they
   t.regex(out, new RegExp(`remote ${under.v2.replace(/\./g, '\\.')} sameHost 1`));
   // Linux's VTEP drops HELLOs (a reserved flag): none comes out of its vxlan
   // device while two more are sent to it, it never answers, so it is no shortcut peer
-  const dump = spawn('ip', ['netns', 'exec', ns.l, 'tcpdump', '-l', '-nn', '-i', 'vx42', 'ether proto 0x88b5'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const dumped = new Promise<void>((r) => dump.once('exit', () => r()));
-  t.teardown(async () => {
-    dump.kill('SIGINT');
-    await dumped;
-  });
-  let seen = '';
-  dump.stdout.on('data', (d: Buffer) => (seen += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    dump.stderr.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve());
-    dump.once('exit', (code) => reject(new Error(`tcpdump exited ${code}`)));
-  });
+  const dump = await lineDump(t, 'vx42', 'ether proto 0x88b5');
   const start = (await vx(vale1, 'valeA')).counters['shortcutHelloOut']!;
   await untilAnswer(() => vx(vale1, 'valeA'), (d) => d.counters['shortcutHelloOut']! >= start + 2);
-  dump.kill('SIGINT');
-  await dumped;
+  const seen = await dump.stop();
   t.deepEqual(seen.split('\n').filter((l) => l.trim() !== ''), [], 'a HELLO came out of the Linux vxlan device'); // (tcpdump ends with an empty line)
   const before = (await vx(vale1, 'valeA')).counters;
   t.is(before['shortcutHelloIn'], 0);
