@@ -6,8 +6,11 @@
  */
 import { open } from '@x/netmap';
 
-const tx = await open('vale0:demo{0'); // master end: whoever opens first creates the pipe
-const rx = await open('vale0:demo}0'); // slave end: attaches
+// The pipe's name is shared by every process on the host: the pid keeps two
+// copies of this example (e.g. parallel test runs) from opening each other's.
+const name = `vale0:demo${process.pid}`;
+const tx = await open(`${name}{0`); // master end: whoever opens first creates the pipe
+const rx = await open(`${name}}0`); // slave end: attaches
 
 const ring = tx.txRings[0]!;
 let sent = 0;
