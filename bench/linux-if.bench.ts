@@ -5,7 +5,7 @@
  * trafgen (netsniff-ng) and counted on the receiving veth, and TCP
  * throughput by iperf3. vale-ts runs as its own process (tools/vale-ts.js).
  *
- *   node dist/bench/linux-if.bench.js [--seconds 5]
+ *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,packet] [--datapath loop|thread]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -125,7 +125,10 @@ function cleanup(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, backends: { type: 'string' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, backends: { type: 'string' }, datapath: { type: 'string' } } });
+  // vale-ts's --datapath: the switch forwarding on the event loop (its default) or on a thread of its own
+  const datapath = values.datapath ?? 'loop';
+  if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath: '${datapath}' is not loop or thread`);
   const seconds = Number(values.seconds ?? 5);
   const backends = (values.backends ?? 'afxdp,packet').split(',');
   for (const b of backends) if (b !== 'afxdp' && b !== 'packet') throw new Error(`--backends: '${b}' is not afxdp or packet`);
@@ -153,7 +156,7 @@ async function main(): Promise<void> {
     step('vale-ts: start');
     // one vale-ts process per backend, the interfaces attached with --backend
     for (const backend of backends) {
-      const { proc, socket } = await startSwitch();
+      const { proc, socket } = await startSwitch(['--datapath', datapath]);
       children.add(proc);
       try {
         for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend);
@@ -177,7 +180,7 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
-  console.log(`linux-if benchmark: 2 namespaces, veth, ${seconds} s per figure; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(`linux-if benchmark: 2 namespaces, veth, ${seconds} s per figure, vale-ts --datapath ${datapath}; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const us = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '?').padStart(5);
   for (const [k, v] of Object.entries(res)) {
     console.log(
