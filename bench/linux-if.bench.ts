@@ -5,9 +5,9 @@
  * trafgen (netsniff-ng) and counted on the receiving veth, and TCP
  * throughput by iperf3. vale-ts runs as its own process (tools/vale-ts.js).
  *
- *   node dist/bench/linux-if.bench.js [--seconds 5]
+ *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,packet] [--datapath loop|thread]
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +16,9 @@ import { startSwitch } from './lib.js';
 import { ensurePackages } from '../test/fixtures/system-packages.js';
 import { makeNamespaces, must, run, type NsEnd } from '../test/fixtures/linux-if-netns.js';
 
+/** clock ticks per second, the unit of /proc/PID/stat's times */
+const clockTicks = Number((await run('getconf', ['CLK_TCK'])).stdout.trim()) || 100;
+
 const ctlJs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'tools', 'vale-ctl-ts.js');
 
 async function rxPackets(e: NsEnd): Promise<number> {
@@ -23,45 +26,119 @@ async function rxPackets(e: NsEnd): Promise<number> {
   return j[0]!.stats64.rx.packets;
 }
 
-/** trafgen sends 60-byte UDP frames from a to b for `seconds`; frames/s that reached b's interface. */
-async function pps(a: NsEnd, b: NsEnd, seconds: number): Promise<{ sent: number; rxPps: number }> {
+/** CPU seconds (user + system, softirq work done in its context included) of a process and its threads so far. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const r = await run('cat', [`/proc/${pid}/stat`]);
+  // fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15
+  const f = r.stdout.slice(r.stdout.lastIndexOf(')') + 2).split(' ');
+  return f.length > 12 ? (Number(f[11]) + Number(f[12])) / clockTicks : NaN;
+}
+
+/**
+ * trafgen sends 60-byte UDP frames from a to b for `seconds`; frames/s that
+ * reached b's interface, and CPU seconds per received frame of trafgen (the
+ * sender and, for the bridge, all the forwarding and the receiver's stack,
+ * which run in its context) and of the switch process (`switchPid`).
+ */
+async function pps(a: NsEnd, b: NsEnd, seconds: number, switchPid?: number): Promise<{ sent: number; rxPps: number; senderUs: number; switchUs: number }> {
   const cfg = `{ eth(da=${b.mac}, sa=${a.mac}, type=0x0800), ipv4(saddr=${a.ip}, daddr=${b.ip}, ttl=64), udp(sp=9, dp=9), fill(0x00, 18) }`;
   const before = await rxPackets(b);
+  const sw0 = switchPid ? await cpuSeconds(switchPid) : 0;
   const t0 = process.hrtime.bigint();
-  const r = await run('timeout', ['-s', 'INT', String(seconds), 'ip', 'netns', 'exec', a.ns, 'trafgen', '--dev', a.inner, '--conf', '-', '--cpp', '-q', '--no-sock-mem'], { input: cfg });
+  // bash's `times` prints its children's CPU time: timeout's, which includes trafgen's
+  const r = await run('ip', ['netns', 'exec', a.ns, 'bash', '-c', `timeout -s INT ${seconds} trafgen --dev ${a.inner} --conf - --cpp -q --no-sock-mem; times`], { input: cfg });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   // let the last frames drain through
   await new Promise((res) => setTimeout(res, 300));
   const got = (await rxPackets(b)) - before;
+  const sw = switchPid ? (await cpuSeconds(switchPid)) - sw0 : 0;
   const m = /(\d+)\s+packets outgoing/.exec(r.stdout + r.stderr);
-  return { sent: m ? Number(m[1]) : NaN, rxPps: got / secs };
+  const t = /\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(r.stdout);
+  const sender = t ? Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]) : NaN;
+  return { sent: m ? Number(m[1]) : NaN, rxPps: got / secs, senderUs: (sender / got) * 1e6, switchUs: (sw / got) * 1e6 };
 }
 
-/** iperf3 from a to b for `seconds`: Gbit/s received. */
-async function tcp(a: NsEnd, b: NsEnd, seconds: number): Promise<number> {
+/** iperf3 from a to b for `seconds`: Gbit/s received, and the segments the sender retransmitted (frames lost on the way). */
+async function tcp(a: NsEnd, b: NsEnd, seconds: number): Promise<{ gbps: number; retransmits: number }> {
   const srv = spawn('ip', ['netns', 'exec', b.ns, 'iperf3', '-s', '-1', '--forceflush', '-B', b.ip], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(srv);
   await new Promise<void>((resolve) => srv.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve()));
   const r = await run('ip', ['netns', 'exec', a.ns, 'iperf3', '-c', b.ip, '-t', String(seconds), '-J']);
   srv.kill();
-  const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
-  return j.end.sum_received.bits_per_second / 1e9;
+  children.delete(srv);
+  const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
+  return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? NaN };
 }
 
 const t0 = Date.now();
 const step = (what: string): void => console.error(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${what}`);
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' } } });
-  const seconds = Number(values.seconds ?? 5);
-  ensurePackages(['iproute2', 'netsniff-ng', 'iperf3']);
-  const { ends, remove } = await makeNamespaces('bl', 2, 215);
-  const [a, b] = ends as [NsEnd, NsEnd];
-  const br = `br${process.pid % 100000}`;
-  const res: Record<string, { rxPps: number; sent: number; gbps: number }> = {};
-  // interrupted: remove the namespaces and the bridge all the same
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => void run('ip', ['link', 'del', br]).then(remove).then(() => process.exit(130)));
+const ownId = process.pid % 100000;
+/** Processes to stop on any way out: the vale-ts switches, the iperf3 server. */
+const children = new Set<ChildProcess>();
+
+/**
+ * Remove this benchmark's namespaces, veths and bridges: this run's (`mine`)
+ * or those of earlier runs that were killed outright (SIGKILL gives no chance
+ * to clean up), whose names carry the pid of a process that is no longer a
+ * linux-if benchmark.
+ */
+async function sweep(mine: boolean): Promise<void> {
+  const live = new Set<number>();
+  for (const pid of (await run('pgrep', ['-f', 'linux-if.bench'])).stdout.split('\n').filter(Boolean)) live.add(Number(pid) % 100000);
+  const ours = (id: string): boolean => (mine ? Number(id) === ownId : !live.has(Number(id)));
+  const swept = new Set<number>();
+  for (const l of JSON.parse((await run('ip', ['-j', 'link', 'show'])).stdout || '[]') as { ifname: string }[]) {
+    const m = /^(?:h\d+bl|brbl)(\d+)$/.exec(l.ifname);
+    if (m && ours(m[1]!)) {
+      await run('ip', ['link', 'del', l.ifname]);
+      swept.add(Number(m[1]));
+    }
   }
+  for (const ns of (await run('ip', ['netns', 'list'])).stdout.split('\n')) {
+    const m = /^(n\d+bl(\d+))\b/.exec(ns);
+    if (m && ours(m[2]!)) {
+      await run('ip', ['netns', 'del', m[1]!]);
+      swept.add(Number(m[2]));
+    }
+  }
+  if (mine) return;
+  // the vale-ts processes such a run left behind (bench/lib.ts names their sockets vtbench-PID-)
+  for (const line of (await run('pgrep', ['-af', 'vale-ts.js --socket .*vtbench-'])).stdout.split('\n')) {
+    const m = /^(\d+) .*vtbench-(\d+)-/.exec(line);
+    if (!m || !swept.has(Number(m[2]) % 100000)) continue;
+    try {
+      process.kill(Number(m[2]), 0);
+    } catch {
+      process.kill(Number(m[1]), 'SIGTERM');  // its benchmark is gone
+    }
+  }
+}
+
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const p of children) p.kill('SIGTERM');
+    await sweep(true);
+  })();
+  return cleaning;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, backends: { type: 'string' }, datapath: { type: 'string' } } });
+  // vale-ts's --datapath: the switch forwarding on the event loop (its default) or on a thread of its own
+  const datapath = values.datapath ?? 'loop';
+  if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath: '${datapath}' is not loop or thread`);
+  const seconds = Number(values.seconds ?? 5);
+  const backends = (values.backends ?? 'afxdp,packet').split(',');
+  for (const b of backends) if (b !== 'afxdp' && b !== 'packet') throw new Error(`--backends: '${b}' is not afxdp or packet`);
+  ensurePackages(['iproute2', 'netsniff-ng', 'iperf3', 'procps']);
+  await sweep(false);
+  // a unique prefix (brbl) so that sweep() never takes another benchmark's bridge
+  const br = `brbl${process.pid % 100000}`;
+  const { ends } = await makeNamespaces('bl', 2, 215);
+  const [a, b] = ends as [NsEnd, NsEnd];
+  const res: Record<string, { rxPps: number; sent: number; gbps: number; retransmits: number; senderUs: number; switchUs: number }> = {};
   try {
     // the Linux bridge
     await must('ip', 'link', 'add', br, 'type', 'bridge');
@@ -71,15 +148,16 @@ async function main(): Promise<void> {
     step('linux bridge: trafgen');
     const bp = await pps(a, b, seconds);
     step('linux bridge: iperf3');
-    res['linux bridge'] = { ...bp, gbps: await tcp(a, b, seconds) };
+    res['linux bridge'] = { ...bp, ...(await tcp(a, b, seconds)) };
     await must('ip', 'link', 'del', br);
     for (const e of ends) await must('ip', 'link', 'set', e.host, 'down');
 
     // vale-ts in its own process
     step('vale-ts: start');
     // one vale-ts process per backend, the interfaces attached with --backend
-    for (const backend of ['afxdp', 'packet'] as const) {
-      const { proc, socket } = await startSwitch();
+    for (const backend of backends) {
+      const { proc, socket } = await startSwitch(['--datapath', datapath]);
+      children.add(proc);
       try {
         for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend);
         // (the listing exits 1 after the last port, as valectl does)
@@ -88,22 +166,28 @@ async function main(): Promise<void> {
         step(`${key}: ping`);
         await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
         step(`${key}: trafgen`);
-        const vp = await pps(a, b, seconds);
+        const vp = await pps(a, b, seconds, proc.pid);
         step(`${key}: iperf3`);
-        res[key] = { ...vp, gbps: await tcp(a, b, seconds) };
+        res[key] = { ...vp, ...(await tcp(a, b, seconds)) };
         const st = await must(process.execPath, ctlJs, '--socket', socket, '--stats');
         console.error(st);
         for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-d', `vale0:${e.host}`);
       } finally {
         proc.kill('SIGTERM');
+        children.delete(proc);
       }
     }
   } finally {
-    await run('ip', ['link', 'del', br]);
-    await remove();
+    await cleanup();
   }
-  console.log(`linux-if benchmark: 2 namespaces, veth, ${seconds} s per figure; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  for (const [k, v] of Object.entries(res)) console.log(`  ${k.padEnd(18)} 60 B: sent ${(v.sent / seconds / 1e3).toFixed(0).padStart(6)} kpps, received ${(v.rxPps / 1e3).toFixed(0).padStart(6)} kpps   TCP ${v.gbps.toFixed(2)} Gbit/s`);
+  console.log(`linux-if benchmark: 2 namespaces, veth, ${seconds} s per figure, vale-ts --datapath ${datapath}; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const us = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '?').padStart(5);
+  for (const [k, v] of Object.entries(res)) {
+    console.log(
+      `  ${k.padEnd(18)} 60 B: sent ${(v.sent / seconds / 1e3).toFixed(0).padStart(6)} kpps, received ${(v.rxPps / 1e3).toFixed(0).padStart(6)} kpps` +
+        `   TCP ${v.gbps.toFixed(2)} Gbit/s (${v.retransmits} retransmitted)   CPU µs per received frame: trafgen ${us(v.senderUs)}` + (k === 'linux bridge' ? '' : ` + vale-ts ${us(v.switchUs)}`),
+    );
+  }
   const l = res['linux bridge']!;
   for (const [k, v] of Object.entries(res)) {
     if (k === 'linux bridge') continue;
@@ -112,4 +196,17 @@ async function main(): Promise<void> {
   console.log(`  uptime: ${(await run('uptime', [])).stdout.trim()}`);
 }
 
-await main();
+// interrupted (Ctrl-C, timeout, kill): remove what was made, then exit as the signal would
+for (const [sig, no] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) {
+  process.once(sig, () => {
+    console.error(`linux-if benchmark: ${sig}: removing its namespaces, links and switches`);
+    void cleanup().finally(() => process.exit(128 + no));
+  });
+}
+try {
+  await main();
+} catch (e) {
+  await cleanup();
+  console.error(e);
+  process.exitCode = 1;
+}

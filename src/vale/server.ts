@@ -753,8 +753,15 @@ export class ValeServer extends EventEmitter {
         for (const name of req.hostStack ? [n.full, `${n.full}^`] : [n.full]) {
           if (this.switches.get(n.sw)?.port(name)) throw new RequestError('EEXIST', `${name} already exists (detach it first: vale-ctl-ts -d ${n.full})`);
         }
-        // one ring each way: the driver's thread serves ring 0; 1024 slots absorb a GSO super-frame's segments
-        const params: PortParams = { txRings: 1, rxRings: 1, txSlots: 1024, rxSlots: 1024 };
+        // one ring each way: the driver's thread serves ring 0. A GSO super-frame
+        // takes 33 slots, so a 1024-slot rx ring held only 31 of them: a TCP burst
+        // overflowed it (dropNoSpace, thousands of retransmits per second in
+        // bench/linux-if). The rx ring, where the switch drops, gets 4096 slots
+        // (8 MiB: a TCP window, as a bridge's queues hold); the tx ring stays at
+        // 1024: when it is full the driver leaves frames in the kernel's ring,
+        // nothing is lost, and fewer buffers cycling cost less cache per frame
+        // (bench/RESULTS.md, issue 12)
+        const params: PortParams = { txRings: 1, rxRings: 1, txSlots: 1024, rxSlots: 4096 };
         return this.newPort(c, n, params, { persistent: true }).then(async ({ sw, port }) => {
           // AF_XDP where possible (or as req.backend says), else TPACKET_V3: src/ports/linux-if.ts
           await this.startDriver(sw, port, { kind: LINUX_IF_KIND, ifname, backend: req.backend ?? 'auto' }, driverFactory(LINUX_IF_KIND));
