@@ -813,8 +813,9 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
         // bound runs out is shed and no longer waited for
         bool wait = false;
         for (uint32_t d : active_) {
-          if (d == src_id) continue;
           Port *dp = &ports_[d];
+          // ports that would not hold it back cost no room check here
+          if (d == src_id || dp->hold_ns == 0 || !dp->attached || dp->shed) continue;
           const uint32_t rr = r % dp->layout.p.rx_rings;
           uint32_t *rm = room(d, rr);
           const uint32_t need = slots_needed(k, dp);

@@ -153,6 +153,41 @@ test('past the bound a receiver that stopped reading is shed: its copies are cou
   });
 });
 
+test('a flood waits, all or nothing, for a full receiver within the bound; once that one is shed the others get every copy', async (t) => {
+  const sw = new Switch('vale0', { holdUs: 1_000_000 });
+  await withServer(sw, async (socket) => {
+    const dead = await open('vale0:dead@conf:rx_slots=64', { socket });
+    const live = await open('vale0:live', { socket });
+    const tx = await open('vale0:tx', { socket });
+    const deadIdx = sw.port('vale0:dead')!.index;
+    const txIdx = sw.port('vale0:tx')!.index;
+    const N = 100;
+    for (let i = 0; i < N; i++) {
+      const f = frame(MAC.A, MAC.B, i);
+      f.fill(0xff, 0, 6); // broadcast
+      if (!tx.inject(f)) throw new Error('tx ring full');
+    }
+    tx.txsync();
+    const got: number[] = [];
+    while (got.length < 63) {
+      got.push(...take(live));
+      if (got.length < 63) await live.poll();
+    }
+    await until(() => (sw.counters(deadIdx)['txFrames'] ?? 0) === 63);
+    t.true(sw.occupancy(txIdx).txQueued > 0, 'the 64th broadcast waits for room at dead, not dropped');
+    t.is(sw.counters(deadIdx)['dropNoSpace'] ?? 0, 0);
+    sw.setHoldUs(deadIdx, 1000);
+    while (got.length < N) {
+      got.push(...take(live));
+      if (got.length < N) await live.poll();
+    }
+    t.deepEqual(got, Array.from({ length: N }, (_, i) => i), 'live got every broadcast, in order');
+    t.true(await tx.flush());
+    t.is(sw.counters(deadIdx)['dropNoSpace'], N - 63, 'dead\'s copies past its ring are counted');
+    for (const p of [dead, live, tx]) p.close();
+  });
+});
+
 test('holdUs 0 drops at once (netmap VALE behaviour), and bad bounds are refused with the range', async (t) => {
   const sw = new Switch('vale0', { holdUs: 0 });
   await withServer(sw, async (socket) => {
