@@ -4,11 +4,13 @@
  * port's lossless flag as parameters, printing what each process did while
  * it ran (schedstat of every thread, the switch's wakeups and drops).
  *
- *   node dist/bench/rx-probe.js [--rx-slots N] [--count N] [--lossless]
+ *   node dist/bench/rx-probe.js [--rx-slots N] [--count N] [--lossless] [--hold-us US]
  *
  * --rx-slots: the receiver's rx ring (pkt-gen-ts -C 0,N; 2..4096);
  * --lossless: the sender's port is made lossless before it attaches (the
  * switch holds frames back instead of dropping them at a full rx ring);
+ * --hold-us: the switch's bounded-backpressure bound (0: drop at once, as
+ * before issue 10's change; default: the switch's default);
  * RXP_SHOW=1 also prints both pkt-gen-ts reports (average batch sizes).
  * schedstat: on-cpu = time run, runnable-but-waiting = time on a runqueue
  * without a CPU, slices = times scheduled in; summed over every thread.
@@ -67,10 +69,10 @@ function selfSched(): { run: number; wait: number; slices: number } {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { lossless: { type: 'boolean' }, 'rx-slots': { type: 'string' }, count: { type: 'string' } } });
+  const { values } = parseArgs({ options: { lossless: { type: 'boolean' }, 'rx-slots': { type: 'string' }, count: { type: 'string' }, 'hold-us': { type: 'string' } } });
   const count = Number(values.count ?? 5_000_000);
   const socket = path.join(os.tmpdir(), `rxp-${process.pid}.sock`);
-  const sw = new Switch('vale0', { datapath: 'thread' });
+  const sw = new Switch('vale0', { datapath: 'thread', ...(values['hold-us'] !== undefined ? { holdUs: Number(values['hold-us']) } : {}) });
   await sw.whenReady();
   const srv = await ValeServer.listen({ socket, switches: [sw] });
   try {
@@ -87,7 +89,7 @@ async function main(): Promise<void> {
     const got = Number(/^Received (\d+) packets/m.exec(r.out)?.[1] ?? 0);
     const txs = /^Speed: (\S+ \S*pps)/m.exec(t.out)?.[1];
     const rxs = /^Speed: (\S+ \S*pps)/m.exec(r.out)?.[1];
-    console.log(`rxSlots ${values['rx-slots'] ?? 'default'}${values.lossless ? ' lossless' : ''}: tx ${txs} rx ${rxs} got ${((100 * got) / count).toFixed(1)}% load ${os.loadavg()[0]!.toFixed(2)}`);
+    console.log(`rxSlots ${values['rx-slots'] ?? 'default'}${values.lossless ? ' lossless' : ''} holdUs ${values['hold-us'] ?? 'default'}: tx ${txs} rx ${rxs} got ${((100 * got) / count).toFixed(1)}% load ${os.loadavg()[0]!.toFixed(2)}`);
     console.log(`  tx ${ctx(t.sched)} | rx ${ctx(r.sched)} | switch process ${ctx({ run: selfSched().run - s0.run, wait: selfSched().wait - s0.wait, slices: selfSched().slices - s0.slices })}`);
     const tot = sw.totals();
     const drops = Object.entries(tot).filter(([k, v]) => k.startsWith('drop') && v > 0);

@@ -26,6 +26,10 @@ const USAGE = `usage: vale-ts [options]
   --mac-table N      MAC table size bound (default 8192)
   --stall-ms MS      a receiver holding back a lossless sender this long is declared stalled and its
                      copies dropped (dropStalled) until it drains (default 1000)
+  --hold-us US       bounded backpressure: a full rx ring holds its senders' frames back (they wait
+                     in their tx rings) until it has released no slot for US microseconds, then its
+                     copies are dropped (dropNoSpace) until it drains; 0 drops at once, as netmap's
+                     VALE (0..1000000, default 2000)
 
  who may connect (root and vale-ts's own uid always may):
   --group NAME       socket 0660 (directory 0710) for group NAME, whose members may connect
@@ -116,6 +120,7 @@ async function main(): Promise<void> {
         'mac-age': { type: 'string' },
         'mac-table': { type: 'string' },
         'stall-ms': { type: 'string' },
+        'hold-us': { type: 'string' },
         group: { type: 'string' },
         'allow-uid': { type: 'string', multiple: true },
         'allow-gid': { type: 'string', multiple: true },
@@ -184,6 +189,7 @@ async function main(): Promise<void> {
   const switchOptions: import('../src/vale/switch.js').SwitchOptions = { datapath };
   if (values['native-bridge']) switchOptions.nativeBridge = true;
   const stall = num('stall-ms', values['stall-ms'], 1, 1e9);
+  const hold = num('hold-us', values['hold-us'], 0, 1e6);
   const limits: Partial<ServerLimits> = {};
   const lim = (opt: string, key: keyof ServerLimits, hi: number, scale = 1): void => {
     const v = num(opt, (values as Record<string, string | undefined>)[opt], 1, hi);
@@ -206,6 +212,7 @@ async function main(): Promise<void> {
   if (age !== undefined) switchOptions.macAgeMs = age * 1000;
   if (table !== undefined) switchOptions.macTableSize = Math.floor(table);
   if (stall !== undefined) switchOptions.stallMs = stall;
+  if (hold !== undefined) switchOptions.holdUs = Math.floor(hold);
   const socket = defaultSocketPath(values.socket ?? config?.socket);
   let server: ValeServer;
   try {

@@ -230,6 +230,14 @@ Status SwitchCore::set_stalled(uint32_t id, bool on) {
   return Ok{};
 }
 
+Status SwitchCore::set_hold_us(uint32_t id, uint32_t hold_us) {
+  WITH_PORT(id);
+  p->hold_ns = static_cast<int64_t>(hold_us) * 1000;
+  p->full_since_ns = 0;
+  p->shed = false;
+  return Ok{};
+}
+
 Status SwitchCore::set_monitor(uint32_t id, uint32_t watched, bool rx, bool tx) {
   WITH_PORT(id);
   if (in_round_) return check_fail(EDEADLK, "setMonitor called from inside the switch's lookup");
@@ -427,6 +435,30 @@ uint32_t SwitchCore::collect() {
 
 // ---- deliver --------------------------------------------------------------
 
+namespace {
+int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+}  // namespace
+
+// The clock is read only here, when a copy found no room: never on a round
+// that delivers everything.
+bool SwitchCore::hold_back(Port *d) {
+  if (d->hold_ns == 0 || !d->attached || d->shed) return false;
+  const int64_t now = now_ns();
+  if (d->full_since_ns == 0) {
+    d->full_since_ns = now;
+    return true;
+  }
+  if (now - d->full_since_ns < d->hold_ns) return true;
+  // no slot released for the whole bound: stop waiting for it until it does
+  d->shed = true;
+  d->full_since_ns = 0;
+  return false;
+}
+
 uint32_t *SwitchCore::room(uint32_t d, uint32_t rr) {
   const uint32_t k = d * MAX_RINGS + rr;
   if (room_gen_[k] != gen_) {
@@ -448,7 +480,11 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
     rel = st.released;
   }
   // a receiver that releases slots is draining again
-  if (rel != st.released) d->stalled = false;
+  if (rel != st.released) {
+    d->stalled = false;
+    d->shed = false;
+    d->full_since_ns = 0;
+  }
   st.released = rel;
   *room = ring_dist(rel == 0 ? N - 1 : rel - 1, st.hwtail, N);
   return *room > 0;
@@ -739,6 +775,14 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
             blocked_on_ = static_cast<int32_t>(d);
             continue;
           }
+          // bounded backpressure: the frame and those behind it in its
+          // ring wait for the next rounds (other rings go on)
+          if (!p->lossless && hold_back(dp)) {
+            t.stopped = true;
+            t.stop_slot = slot_of_[k];
+            res->blocked = true;
+            continue;
+          }
           dp->c[dp->stalled ? C_DROP_STALLED : C_DROP_NO_SPACE]++;
         }
       }
@@ -759,6 +803,29 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
           }
         }
         if (!all) {
+          t.stopped = true;
+          t.stop_slot = slot_of_[k];
+          res->blocked = true;
+          continue;
+        }
+      } else {
+        // bounded backpressure, all or nothing as above: a receiver whose
+        // bound runs out is shed and no longer waited for
+        bool wait = false;
+        for (uint32_t d : active_) {
+          Port *dp = &ports_[d];
+          // ports that would not hold it back cost no room check here
+          if (d == src_id || dp->hold_ns == 0 || !dp->attached || dp->shed) continue;
+          const uint32_t rr = r % dp->layout.p.rx_rings;
+          uint32_t *rm = room(d, rr);
+          const uint32_t need = slots_needed(k, dp);
+          if (*rm < need) refresh_room(dp, rr, rm);
+          if (*rm < need && hold_back(dp)) {
+            wait = true;
+            break;
+          }
+        }
+        if (wait) {
           t.stopped = true;
           t.stop_slot = slot_of_[k];
           res->blocked = true;
@@ -897,14 +964,6 @@ void SwitchCore::disarm_all() {
     if (n < 64) break;
   }
 }
-
-namespace {
-int64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-}  // namespace
 
 void SwitchCore::note_wakeup(bool useful) {
   std::lock_guard<std::recursive_mutex> g(mu_);

@@ -158,6 +158,13 @@ class SwitchCore {
   // longer than the bound: until it releases an rx slot again, copies to it
   // are dropped (dropStalled) instead of waited for.
   Status set_stalled(uint32_t id, bool on);
+  // Bounded backpressure (the default; 0 turns it off for this port): when
+  // port `id`'s rx ring is full, senders' frames for it stay in their tx
+  // rings and are retried on later rounds, as long as the ring has not been
+  // without progress (no slot released) for hold_us. Past that the port is
+  // shed: copies to it are dropped (dropNoSpace) until it releases a slot.
+  // A port without a client never holds anyone back.
+  Status set_hold_us(uint32_t id, uint32_t hold_us);
   // Makes port `id` (just added, no client yet) a monitor of port `watched`,
   // as netmap's valeX:Y/r, /t, /rt: its rx ring 0 gets a copy of every frame
   // delivered to `watched` (rx), the next ring (or ring 0 without rx) a copy
@@ -263,6 +270,12 @@ class SwitchCore {
     // an attached receiver that stopped draining for longer than the switch's
     // stall bound: lossless senders no longer wait for it (set_stalled)
     bool stalled = false;
+    // bounded backpressure (set_hold_us): the bound, since when the full rx
+    // ring has held a sender back without releasing a slot (0: it has not),
+    // and whether the bound ran out (copies dropped until it drains)
+    int64_t hold_ns = 0;
+    int64_t full_since_ns = 0;
+    bool shed = false;
     uint8_t vnet = 0;  // virtio-net header length (set_vnet_hdr_len)
     Layout layout;
     mapping mem;
@@ -328,6 +341,9 @@ class SwitchCore {
   uint32_t *room(uint32_t d, uint32_t rr);
   bool refresh_room(Port *d, uint32_t rr, uint32_t *room);
   bool deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
+  // A copy for d found its rx ring full: true when the sender should wait
+  // (bounded backpressure), false when the copy is to be dropped.
+  bool hold_back(Port *d);
   void mirror(const std::vector<Port::MonitorRef> &mons, uint32_t k);
   // Slots one copy of batch frame k takes in d's rx ring (0: it will be
   // dropped without taking any).

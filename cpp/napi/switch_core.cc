@@ -65,6 +65,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("setAttached", &SwitchCoreWrap::SetAttached),
          InstanceMethod("setExtraBells", &SwitchCoreWrap::SetExtraBells),
          InstanceMethod("setStalled", &SwitchCoreWrap::SetStalled),
+         InstanceMethod("setHoldUs", &SwitchCoreWrap::SetHoldUs),
          InstanceMethod("setMonitor", &SwitchCoreWrap::SetMonitor),
          InstanceMethod("blockedOn", &SwitchCoreWrap::BlockedOn),
          InstanceMethod("noteWakeup", &SwitchCoreWrap::NoteWakeup),
@@ -178,6 +179,14 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   // setStalled(port, on): see SwitchCore::set_stalled
   Napi::Value SetStalled(const Napi::CallbackInfo &info) {
     (void)unwrap(info.Env(), core_->set_stalled(arg_u32(info, 0, "port"), info[1].ToBoolean()));
+    return info.Env().Undefined();
+  }
+
+  // setHoldUs(port, us): see SwitchCore::set_hold_us (0..1e6 µs)
+  Napi::Value SetHoldUs(const Napi::CallbackInfo &info) {
+    const uint32_t us = arg_u32(info, 1, "holdUs");
+    if (us > 1000000) throw Napi::RangeError::New(info.Env(), "holdUs " + std::to_string(us) + " out of range: use 0..1000000 (µs)");
+    (void)unwrap(info.Env(), core_->set_hold_us(arg_u32(info, 0, "port"), us));
     return info.Env().Undefined();
   }
 

@@ -108,15 +108,16 @@ export class ConfigApplier {
       this.switches.delete(name);
       this.server.unpinSwitch(name);
     }
-    // ports: new or changed ones created, lossless switched in place
+    // ports: new or changed ones created, lossless and holdUs switched in place
     for (const [name, p] of want) {
       const had = this.ports.get(name);
       if (had) {
-        if (had.lossless !== p.lossless) {
+        if (had.lossless !== p.lossless || had.holdUs !== p.holdUs) {
           const sw = this.server.switch(name.slice(0, name.indexOf(':')));
           const port = sw?.port(name);
           if (sw && port) {
-            sw.setLossless(port.index, p.lossless);
+            if (had.lossless !== p.lossless) sw.setLossless(port.index, p.lossless);
+            if (had.holdUs !== p.holdUs) sw.setHoldUs(port.index, p.holdUs ?? sw.defaultHoldUs);
             r.updated.push(name);
           }
         } else r.kept.push(name);
@@ -132,7 +133,7 @@ export class ConfigApplier {
         if (p.rxSlots !== undefined) conf.rxSlots = p.rxSlots;
         const existing = this.server.switch(name.slice(0, name.indexOf(':')))?.port(name);
         if (existing) throw Object.assign(new Error(`${name} already exists (made by a client or vale-ctl-ts -n): remove it, or rename the configured port`), { code: 'EEXIST' });
-        await this.server.createPort(name, { conf, lossless: p.lossless, ...(p.bufSize !== undefined ? { bufSize: p.bufSize } : {}), ...(p.driver ? { driver: p.driver } : {}) });
+        await this.server.createPort(name, { conf, lossless: p.lossless, ...(p.holdUs !== undefined ? { holdUs: p.holdUs } : {}), ...(p.bufSize !== undefined ? { bufSize: p.bufSize } : {}), ...(p.driver ? { driver: p.driver } : {}) });
         this.ports.set(name, p);
         (changed.has(name) ? r.recreated : r.added).push(name);
       } catch (e) {

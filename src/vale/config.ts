@@ -35,6 +35,8 @@ export interface PortConfig {
   bufSize?: number;
   /** backpressure instead of drops when a destination is full */
   lossless: boolean;
+  /** bounded backpressure bound of this port's rx ring (µs; default: the switch's holdUs) */
+  holdUs?: number;
   /** a driver port (TAP, vhost-user, ...): what serves its far side */
   driver?: DriverSpec;
   /** where the port is in the file */
@@ -194,7 +196,7 @@ export function checkConfig(text: string, file: string): { config?: ValeConfig; 
         err(keyPos, `switch name "${swName}" is invalid: a switch is named vale followed by letters, digits or _ (vale0, valeA)`);
         continue;
       }
-      const s = obj(value, `switch "${swName}"`, ['lookup', 'batch', 'busyPollUs', 'macAge', 'macTable', 'stallMs', 'ports']);
+      const s = obj(value, `switch "${swName}"`, ['lookup', 'batch', 'busyPollUs', 'macAge', 'macTable', 'stallMs', 'holdUs', 'ports']);
       if (!s) continue;
       const sc: SwitchConfig = { name: swName, options: {}, ports: [], pos: keyPos };
       const opt = <K extends keyof SwitchConfig['options']>(k: string, key: K, f: (n: Node) => SwitchConfig['options'][K] | undefined): void => {
@@ -211,6 +213,7 @@ export function checkConfig(text: string, file: string): { config?: ValeConfig; 
       });
       opt('macTable', 'macTableSize', (n) => int(n, '"macTable"', 1, 1 << 24));
       opt('stallMs', 'stallMs', (n) => num(n, '"stallMs"', 1, 1e9));
+      opt('holdUs', 'holdUs', (n) => int(n, '"holdUs" (µs)', 0, 1_000_000));
       const lk = s.get('lookup');
       if (lk) {
         const v = string(lk.value, '"lookup" (a module path)');
@@ -229,7 +232,7 @@ export function checkConfig(text: string, file: string): { config?: ValeConfig; 
           }
           if (portNames.has(full)) err(pe.keyPos, `port ${full} is configured twice`);
           portNames.add(full);
-          const p = obj(pe.value, `port "${full}"`, ['txRings', 'rxRings', 'txSlots', 'rxSlots', 'bufSize', 'lossless', 'driver']);
+          const p = obj(pe.value, `port "${full}"`, ['txRings', 'rxRings', 'txSlots', 'rxSlots', 'bufSize', 'lossless', 'holdUs', 'driver']);
           if (!p) continue;
           const pc: PortConfig = { name: full, lossless: false, pos: pe.keyPos };
           const g = (k: 'txRings' | 'rxRings' | 'txSlots' | 'rxSlots' | 'bufSize', lo: number, hi: number): void => {
@@ -245,6 +248,11 @@ export function checkConfig(text: string, file: string): { config?: ValeConfig; 
           g('bufSize', MIN_BUF_SIZE, MAX_BUF_SIZE);
           const ll = p.get('lossless');
           if (ll) pc.lossless = bool(ll.value, `"lossless" of ${full}`) ?? false;
+          const hu = p.get('holdUs');
+          if (hu) {
+            const v = int(hu.value, `"holdUs" (µs) of ${full}`, 0, 1_000_000);
+            if (v !== undefined) pc.holdUs = v;
+          }
           const d = p.get('driver');
           if (d) {
             const spec = driverSpec(d.value, full, err);
@@ -321,5 +329,5 @@ export function portShape(p: PortConfig): string {
 /** What a switch's configuration asks at creation: a change needs the switch re-created (a restart). */
 export function switchShape(s: SwitchConfig): string {
   const o = s.options;
-  return JSON.stringify([s.lookup ?? null, o.batch ?? null, o.busyPollUs ?? null, o.macAgeMs ?? null, o.macTableSize ?? null, o.stallMs ?? null]);
+  return JSON.stringify([s.lookup ?? null, o.batch ?? null, o.busyPollUs ?? null, o.macAgeMs ?? null, o.macTableSize ?? null, o.stallMs ?? null, o.holdUs ?? null]);
 }

@@ -620,7 +620,7 @@ export class ValeServer extends EventEmitter {
    * waits for it; the port joins its switch when it is ready. Counted against
    * the limits from the moment it is asked for.
    */
-  private async newPort(c: Client | undefined, n: { sw: string; full: string }, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; vnetHdrLen?: VnetHdrLen }): Promise<{ sw: Switch; port: SwitchPort }> {
+  private async newPort(c: Client | undefined, n: { sw: string; full: string }, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; holdUs?: number; vnetHdrLen?: VnetHdrLen }): Promise<{ sw: Switch; port: SwitchPort }> {
     if (this.pending.has(n.full)) throw new RequestError('EBUSY', `${n.full} is being created by another request`);
     const size = this.sizeOf(params);
     const owner: PortOwner = { uid: c?.uid ?? this.uid, pid: c?.pid ?? 0 };
@@ -1011,11 +1011,11 @@ export class ValeServer extends EventEmitter {
    * as a `create` request from vale-ts's own uid would, plus its lossless
    * mode. A driver spec starts the port's driver.
    */
-  async createPort(name: string, opts: { conf?: ConfRequest; bufSize?: number; lossless?: boolean; driver?: DriverSpec } = {}): Promise<SwitchPort> {
+  async createPort(name: string, opts: { conf?: ConfRequest; bufSize?: number; lossless?: boolean; holdUs?: number; driver?: DriverSpec } = {}): Promise<SwitchPort> {
     const n = this.parseVale(name);
     if (this.switches.get(n.sw)?.port(n.full)) throw new RequestError('EEXIST', `${n.full} already exists`);
     const factory = opts.driver ? driverFactory(opts.driver.kind) : undefined;
-    const { sw, port } = await this.newPort(undefined, n, paramsOf(opts.conf ?? {}, opts.bufSize, undefined), { persistent: true, lossless: opts.lossless ?? false });
+    const { sw, port } = await this.newPort(undefined, n, paramsOf(opts.conf ?? {}, opts.bufSize, undefined), { persistent: true, lossless: opts.lossless ?? false, ...(opts.holdUs !== undefined ? { holdUs: opts.holdUs } : {}) });
     if (factory && opts.driver) await this.startDriver(sw, port, opts.driver, factory);
     return port;
   }

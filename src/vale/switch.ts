@@ -61,6 +61,30 @@ export interface SwitchOptions {
    * (dropStalled) until it drains again (default 1000).
    */
   stallMs?: number;
+  /**
+   * Bounded backpressure, every port's default (µs, 0..1 000 000; default
+   * {@link DEFAULT_HOLD_US}): when a receiver's rx ring is full, the frames
+   * for it stay in their senders' tx rings and are retried on later rounds,
+   * so senders slow to the receiver's pace instead of losing frames. A
+   * receiver that releases no slot for this long is shed: its copies are
+   * dropped (dropNoSpace) until it drains again. 0: drop at once (netmap's
+   * VALE behaviour). Per port: `addPort(..., { holdUs })`.
+   */
+  holdUs?: number;
+}
+
+/**
+ * Default bound of bounded backpressure (µs). Measured on a 2-core machine
+ * under load: a preempted pkt-gen-ts receiver waits ~300 µs for a CPU on
+ * average (and a 1024-slot ring holds ~140 µs of a 7 Mpps sender); 2 ms
+ * covers most such waits while a receiver that stopped reading costs its
+ * senders at most 2 ms once (see bench/RESULTS.md, issue 10).
+ */
+export const DEFAULT_HOLD_US = 2000;
+
+function checkHoldUs(us: number): number {
+  if (!Number.isInteger(us) || us < 0 || us > 1_000_000) throw new RangeError(`holdUs ${us} out of range: use an integer 0..1000000 (µs; 0 drops at once)`);
+  return us;
 }
 
 /** Switch-wide counters (not per port). */
@@ -93,6 +117,8 @@ export interface SwitchPort {
   readonly index: number;
   readonly persistent: boolean;
   lossless: boolean;
+  /** bounded backpressure: how long (µs) this port's full rx ring may hold senders back without draining (0: never) */
+  holdUs: number;
   /** a client currently holds the port */
   attached: boolean;
   pid?: number;
@@ -240,6 +266,8 @@ export class Switch extends EventEmitter {
   private readonly retired: Record<string, number> = {};
   private readonly clock: Clock;
   private readonly stallMs: number;
+  /** every new port's bounded-backpressure bound (µs) */
+  private readonly holdUs: number;
   /** 'loop': receivers holding back a lossless sender: since when (clock ms) they took nothing, and what they had taken then */
   private readonly blockedSince = new Map<number, { since: number; delivered: number }>();
   /** 'loop': the next round is the first after a wakeup, to judge it */
@@ -271,6 +299,7 @@ export class Switch extends EventEmitter {
     const stall = opts.stallMs ?? 1000;
     if (!(stall > 0) || !Number.isFinite(stall)) throw new RangeError(`stallMs ${stall} must be a positive number of milliseconds`);
     this.stallMs = stall;
+    this.holdUs = checkHoldUs(opts.holdUs ?? DEFAULT_HOLD_US);
     this.core = new native.SwitchCore({ batch, headerBytes });
     this.datapath = opts.datapath ?? 'loop';
     this.nativeBridge = opts.nativeBridge ?? false;
@@ -389,8 +418,9 @@ export class Switch extends EventEmitter {
   }
 
   /** Create a port: its region, doorbells and place in the forwarding loop. */
-  addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; regionFd?: number; vnetHdrLen?: VnetHdrLen } = {}): SwitchPort {
+  addPort(name: string, params: PortParams, opts: { persistent?: boolean; lossless?: boolean; regionFd?: number; vnetHdrLen?: VnetHdrLen; holdUs?: number } = {}): SwitchPort {
     if (this.closed) throw new Error(`switch ${this.name} is shut down`);
+    const holdUs = checkHoldUs(opts.holdUs ?? this.holdUs);
     if (this.port(name)) throw Object.assign(new Error(`${name} already exists`), { code: 'EEXIST' });
     // regionFd: a region prepared off the loop (createRegionFdAsync); the
     // core maps its own duplicate, the caller closes this one
@@ -400,6 +430,7 @@ export class Switch extends EventEmitter {
         : this.core.addPort(params, name, opts.lossless ?? false);
     // a persistent port starts with nobody on it
     if (opts.persistent) this.core.setAttached(np.id, false);
+    if (holdUs !== 0) this.core.setHoldUs(np.id, holdUs);
     if (opts.vnetHdrLen) {
       try {
         this.core.setVnetHdrLen(np.id, opts.vnetHdrLen);
@@ -417,6 +448,7 @@ export class Switch extends EventEmitter {
       index: np.id,
       persistent: opts.persistent ?? false,
       lossless: opts.lossless ?? false,
+      holdUs,
       attached: false,
       geometry: {
         memsize: np.size,
@@ -480,6 +512,7 @@ export class Switch extends EventEmitter {
       index: np.id,
       persistent: false,
       lossless: false,
+      holdUs: 0, // a monitor never holds anything back
       attached: true,
       vnetHdrLen: 0, // a monitor takes frames completed or segmented, as any header-less port
       geometry: {
@@ -557,6 +590,19 @@ export class Switch extends EventEmitter {
     if (!p) throw new Error(`no port ${index} on ${this.name}`);
     p.lossless = on;
     this.core.setLossless(index, on);
+  }
+
+  /** The bounded-backpressure bound (µs) new ports get unless they say otherwise. */
+  get defaultHoldUs(): number {
+    return this.holdUs;
+  }
+
+  /** Change a port's bounded-backpressure bound (µs, 0..1 000 000; 0: its full ring drops at once). */
+  setHoldUs(index: number, holdUs: number): void {
+    const p = this.portsById.get(index);
+    if (!p) throw new Error(`no port ${index} on ${this.name}`);
+    this.core.setHoldUs(index, checkHoldUs(holdUs));
+    p.holdUs = holdUs;
   }
 
   /**

@@ -335,7 +335,8 @@ test('a client SIGKILLed mid-traffic: others keep flowing, its port is reusable'
 });
 
 test('conservation under overload: every frame sent is delivered or counted as a drop', async (t) => {
-  const sw = new Switch('vale0');
+  // drops at once (no bounded backpressure), so that the slow receiver does lose frames
+  const sw = new Switch('vale0', { holdUs: 0 });
   await withServer(async (socket, srv) => {
     const left = departures(srv);
     const env = { VALE_TS_SOCKET: socket, PEER_SLOW_US: '200' };

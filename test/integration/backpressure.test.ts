@@ -1,0 +1,210 @@
+/**
+ * Bounded backpressure (issue 10): a full rx ring holds its senders' frames
+ * back in their tx rings for up to the port's holdUs without a released
+ * slot; past that its copies are dropped and counted (dropNoSpace). No test
+ * here depends on the clock being fast: the bounds are either far longer
+ * than anything the test waits for, or the test only needs them to pass.
+ */
+import test from 'ava';
+import os from 'node:os';
+import path from 'node:path';
+import { open, Switch, ValeServer, type Port } from '../../src/index.js';
+import { until } from '../fixtures/wait.js';
+
+let uniq = 0;
+const sockPath = (): string => path.join(os.tmpdir(), `vt-bp-${process.pid}-${uniq++}.sock`);
+
+const MAC = { A: '02000000000a', B: '02000000000b', C: '02000000000c', D: '02000000000d' };
+const mac = (s: string): number[] => Array.from({ length: 6 }, (_, i) => parseInt(s.slice(2 * i, 2 * i + 2), 16));
+function frame(dst: string, src: string, seq: number): Uint8Array {
+  const f = new Uint8Array(60);
+  f.set(mac(dst), 0);
+  f.set(mac(src), 6);
+  f[12] = 0x08;
+  f[14] = seq & 0xff;
+  f[15] = (seq >> 8) & 0xff;
+  return f;
+}
+
+async function withServer<T>(sw: Switch, fn: (socket: string) => Promise<T>): Promise<T> {
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  try {
+    return await fn(socket);
+  } finally {
+    srv.close();
+  }
+}
+
+/** Every frame waiting at `p` now, as sequence numbers. */
+function take(p: Port, max = Infinity): number[] {
+  const got: number[] = [];
+  p.rxsync();
+  p.dispatch(max, (f) => got.push(f[14]! | (f[15]! << 8)));
+  p.rxsync();
+  return got;
+}
+
+/** The sender learns to the switch which MAC is where: one frame from `p` (to nobody in particular). */
+async function announce(p: Port, src: string): Promise<void> {
+  if (!p.inject(frame(MAC.D, src, 0xffff))) throw new Error('tx ring full');
+  p.txsync();
+  await p.flush();
+}
+
+test('a slow receiver within the bound loses nothing: the sender is held back to its pace', async (t) => {
+  // a bound no test run comes near: the receiver pauses between reads, never for a second
+  const sw = new Switch('vale0', { holdUs: 1_000_000 });
+  await withServer(sw, async (socket) => {
+    const rx = await open('vale0:rx@conf:rx_slots=64', { socket });
+    const tx = await open('vale0:tx', { socket });
+    await announce(rx, MAC.A);
+    take(tx);
+    const N = 5000;
+    let sent = 0;
+    const got: number[] = [];
+    let stalledSender = false;
+    // the sender fills its ring whenever it has room; the receiver takes at
+    // most 16 frames per turn, so its 63 usable slots are full most of the time
+    const rxIdx = sw.port('vale0:rx')!.index;
+    // until every frame is delivered or counted (a dropped one must fail the test, not hang it)
+    while (got.length + (sw.counters(rxIdx)['dropNoSpace'] ?? 0) < N) {
+      while (sent < N && tx.inject(frame(MAC.A, MAC.B, sent))) sent++;
+      tx.txsync();
+      if (sw.occupancy(sw.port('vale0:tx')!.index).txQueued > 0 && sw.occupancy(sw.port('vale0:rx')!.index).rxQueued >= 63) stalledSender = true;
+      const n = take(rx, 16);
+      got.push(...n);
+      // let the switch (on this event loop) run; wait for frames only when none came
+      if (n.length === 0) await rx.poll({ timeoutMs: 100 });
+      else await new Promise((r) => setImmediate(r));
+    }
+    t.true(await tx.flush());
+    t.is(sent, N);
+    t.deepEqual(got, Array.from({ length: N }, (_, i) => i & 0xffff), 'every frame, in order');
+    const c = sw.counters(sw.port('vale0:rx')!.index);
+    t.is(c['dropNoSpace'], 0, 'nothing dropped');
+    t.true(stalledSender, 'the receiver\'s ring was full while the sender had frames queued (backpressure, not spare room)');
+    rx.close();
+    tx.close();
+  });
+});
+
+test('past the bound a receiver that stopped reading is shed: its copies are counted in dropNoSpace, and other pairs flow meanwhile', async (t) => {
+  const sw = new Switch('vale0', { holdUs: 1_000_000 });
+  await withServer(sw, async (socket) => {
+    const dead = await open('vale0:dead@conf:rx_slots=64', { socket });
+    const tx = await open('vale0:tx', { socket });
+    const other = await open('vale0:other', { socket });
+    const otherRx = await open('vale0:orx', { socket });
+    await announce(dead, MAC.A);
+    await announce(otherRx, MAC.C);
+    for (const p of [dead, tx, other, otherRx]) take(p);
+    const deadIdx = sw.port('vale0:dead')!.index;
+    // counters from here on (the announcements' floods reached dead too)
+    const base = sw.counters(deadIdx)['txFrames'] ?? 0;
+    const txIdx = sw.port('vale0:tx')!.index;
+    // 63 frames fill the dead port's ring; the rest wait in tx's ring
+    const N = 200;
+    for (let i = 0; i < N; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+    tx.txsync();
+    await until(() => (sw.counters(deadIdx)['txFrames'] ?? 0) === base + 63);
+    t.is(sw.counters(deadIdx)['dropNoSpace'] ?? 0, 0, 'within the bound: held, not dropped');
+    t.true(sw.occupancy(txIdx).txQueued > 0, 'the sender\'s frames wait in its tx ring');
+    // another source to another destination is not held up by tx's wait
+    for (let i = 0; i < 100; i++) other.inject(frame(MAC.C, MAC.D, i));
+    other.txsync();
+    const got: number[] = [];
+    while (got.length < 100) {
+      got.push(...take(otherRx));
+      if (got.length < 100) await otherRx.poll();
+    }
+    t.deepEqual(got, Array.from({ length: 100 }, (_, i) => i));
+    t.true(sw.occupancy(txIdx).txQueued > 0, 'tx still held while the other pair flowed');
+    // a short bound now: the dead port is shed, the rest of tx's frames are counted
+    sw.setHoldUs(deadIdx, 1000);
+    t.true(await tx.flush());
+    const c = sw.counters(deadIdx);
+    t.is(c['txFrames'], base + 63, 'what fits in its ring');
+    t.is(c['dropNoSpace'], N - 63, 'the rest counted, none lost silently');
+    // shed until it drains: the next frame is dropped at once, nothing waits
+    tx.inject(frame(MAC.A, MAC.B, 999));
+    tx.txsync();
+    t.true(await tx.flush());
+    t.is(sw.counters(deadIdx)['dropNoSpace'], N - 63 + 1);
+    // tx's frames for a port with room are not held behind those for the shed one
+    for (let i = 0; i < 50; i++) tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, 2000 + i));
+    tx.txsync();
+    t.true(await tx.flush());
+    const mixed: number[] = [];
+    while (mixed.length < 25) {
+      mixed.push(...take(otherRx));
+      if (mixed.length < 25) await otherRx.poll();
+    }
+    t.deepEqual(mixed, Array.from({ length: 25 }, (_, i) => 2001 + 2 * i));
+    t.is(sw.counters(deadIdx)['dropNoSpace'], N - 63 + 1 + 25);
+    // once it releases slots it is waited for again
+    t.is(take(dead).length, 63);
+    tx.inject(frame(MAC.A, MAC.B, 1000));
+    tx.txsync();
+    t.true(await tx.flush());
+    await until(() => (sw.counters(deadIdx)['txFrames'] ?? 0) === base + 64);
+    t.is(sw.counters(deadIdx)['dropNoSpace'], N - 63 + 1 + 25);
+    for (const p of [dead, tx, other, otherRx]) p.close();
+  });
+});
+
+test('a flood waits, all or nothing, for a full receiver within the bound; once that one is shed the others get every copy', async (t) => {
+  const sw = new Switch('vale0', { holdUs: 1_000_000 });
+  await withServer(sw, async (socket) => {
+    const dead = await open('vale0:dead@conf:rx_slots=64', { socket });
+    const live = await open('vale0:live', { socket });
+    const tx = await open('vale0:tx', { socket });
+    const deadIdx = sw.port('vale0:dead')!.index;
+    const txIdx = sw.port('vale0:tx')!.index;
+    const N = 100;
+    for (let i = 0; i < N; i++) {
+      const f = frame(MAC.A, MAC.B, i);
+      f.fill(0xff, 0, 6); // broadcast
+      if (!tx.inject(f)) throw new Error('tx ring full');
+    }
+    tx.txsync();
+    const got: number[] = [];
+    while (got.length < 63) {
+      got.push(...take(live));
+      if (got.length < 63) await live.poll();
+    }
+    await until(() => (sw.counters(deadIdx)['txFrames'] ?? 0) === 63);
+    t.true(sw.occupancy(txIdx).txQueued > 0, 'the 64th broadcast waits for room at dead, not dropped');
+    t.is(sw.counters(deadIdx)['dropNoSpace'] ?? 0, 0);
+    sw.setHoldUs(deadIdx, 1000);
+    while (got.length < N) {
+      got.push(...take(live));
+      if (got.length < N) await live.poll();
+    }
+    t.deepEqual(got, Array.from({ length: N }, (_, i) => i), 'live got every broadcast, in order');
+    t.true(await tx.flush());
+    t.is(sw.counters(deadIdx)['dropNoSpace'], N - 63, 'dead\'s copies past its ring are counted');
+    for (const p of [dead, live, tx]) p.close();
+  });
+});
+
+test('holdUs 0 drops at once (netmap VALE behaviour), and bad bounds are refused with the range', async (t) => {
+  const sw = new Switch('vale0', { holdUs: 0 });
+  await withServer(sw, async (socket) => {
+    const rx = await open('vale0:rx@conf:rx_slots=64', { socket });
+    const tx = await open('vale0:tx', { socket });
+    await announce(rx, MAC.A);
+    for (let i = 0; i < 100; i++) tx.inject(frame(MAC.A, MAC.B, i));
+    tx.txsync();
+    t.true(await tx.flush());
+    const c = sw.counters(sw.port('vale0:rx')!.index);
+    t.is(c['txFrames'], 63);
+    t.is(c['dropNoSpace'], 37);
+    t.is(sw.port('vale0:rx')!.holdUs, 0);
+    t.throws(() => sw.setHoldUs(sw.port('vale0:rx')!.index, -1), { message: /holdUs -1 out of range: use an integer 0\.\.1000000/ });
+    t.throws(() => new Switch('vale1', { holdUs: 2e6 }), { message: /holdUs 2000000 out of range/ });
+    rx.close();
+    tx.close();
+  });
+  sw.close();
+});
