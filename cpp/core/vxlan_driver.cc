@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <net/if.h>
+#include <netinet/udp.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -54,6 +55,9 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutRingBroken: return "shortcutRingBroken";
     case VxCtr::ShortcutLostOnHangup: return "shortcutLostOnHangup";
     case VxCtr::ShortcutLateVxlan: return "shortcutLateVxlan";
+    case VxCtr::TxGsoSends: return "txGsoSends";
+    case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
+    case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
     case VxCtr::Count_: break;
   }
   return "unknown";
@@ -61,8 +65,12 @@ const char *vx_ctr_name(VxCtr c) {
 
 namespace {
 constexpr uint32_t RX_BATCH = 64;  // datagrams per recvmmsg
-constexpr uint32_t TX_BATCH = 32;  // frames taken from the rx ring per turn
+constexpr uint32_t TX_BATCH = 64;  // frames taken from the rx ring per turn
 constexpr uint32_t MMSG = 64;      // datagrams per sendmmsg
+constexpr size_t GSO_MIN = 2;            // a run this long leaves as one UDP GSO send
+constexpr size_t GSO_MAX = 64;           // datagrams per GSO send (the kernel takes up to 128)
+constexpr size_t GSO_MAX_BYTES = 60000;  // UDP payload of one GSO send (below 64 KiB with headers)
+constexpr size_t GSO_SOCKETS = 64;       // per-flow source ports with a GSO socket
 constexpr size_t ETH_HLEN = 14;
 
 uint64_t now_ns() {
@@ -460,6 +468,9 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
     if (family_ == AF_INET) std::memcpy(local_bytes_, &reinterpret_cast<const sockaddr_in &>(local).sin_addr, 4);
     else std::memcpy(local_bytes_, &reinterpret_cast<const sockaddr_in6 &>(local).sin6_addr, 16);
   }
+  local_ = local;
+  local_len_ = local_len;
+  gso_ = o.gso;
   const size_t bs = buf_size();
   out_buf_.resize(size_t{TX_BATCH} * bs);
   out_len_.resize(TX_BATCH);
@@ -1186,6 +1197,7 @@ uint32_t VxlanDriver::link_out() {
   }
   out_.clear();
   out_sent_ = 0;
+  gso_no_until_ = 0;
   uint32_t moved = 0, nf = 0;
   const uint32_t bs = buf_size();
   const size_t uhl = raw_ ? 8 : 0;  // our own UDP header before the VXLAN one
@@ -1335,26 +1347,166 @@ uint32_t VxlanDriver::link_out() {
   return moved;
 }
 
+size_t VxlanDriver::gso_run(size_t from) const {
+  const Out &o0 = out_[from];
+  if (!gso_ || from < gso_no_until_ || o0.ep == GROUP_EP) return 1;
+  const uint8_t *h0 = out_hdr_[o0.frame].data();
+  const uint32_t len0 = out_len_[o0.frame];
+  size_t n = 1, bytes = VXLAN_HDR_LEN + len0;
+  while (from + n < out_.size() && n < GSO_MAX) {
+    const Out &o = out_[from + n];
+    const uint32_t l = out_len_[o.frame];
+    const uint8_t *h = out_hdr_[o.frame].data();
+    // one endpoint, one source port (h[0..1]), segments of one size but the last
+    if (o.ep != o0.ep || h[0] != h0[0] || h[1] != h0[1] || l > len0 || bytes + VXLAN_HDR_LEN + l > GSO_MAX_BYTES) break;
+    bytes += VXLAN_HDR_LEN + l;
+    n++;
+    if (l < len0) break;
+  }
+  return n;
+}
+
+int VxlanDriver::gso_socket(uint16_t sp, uint64_t now) {
+  if (!raw_) return udp_.get();  // srcport=fixed: the bound socket sends from its port
+  GsoSock *lru = nullptr;
+  for (GsoSock &g : gso_socks_) {
+    if (g.sport == sp) {
+      g.used_ns = now;
+      return g.failed ? -1 : g.fd.get();
+    }
+    if (!lru || g.used_ns < lru->used_ns) lru = &g;
+  }
+  GsoSock *g = lru;
+  if (gso_socks_.size() < GSO_SOCKETS) g = &gso_socks_.emplace_back();
+  g->sport = sp;
+  g->used_ns = now;
+  g->failed = true;
+  g->fd.reset(::socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP));
+  if (!g->fd) return -1;
+  // it only sends: whatever reaches its port is dropped at once
+  sock_filter drop_all{BPF_RET | BPF_K, 0, 0, 0};
+  sock_fprog prog{1, &drop_all};
+  int big = 4 << 20;
+  bool ok = ::setsockopt(g->fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0;
+  if (::setsockopt(g->fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0) ::setsockopt(g->fd.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  const int ttl = o_.ttl ? o_.ttl : 64, dont = family_ == AF_INET ? IP_PMTUDISC_DONT : IPV6_PMTUDISC_DONT;
+  if (family_ == AF_INET) {
+    ok = ok && ::setsockopt(g->fd.get(), IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont) == 0;
+    ok = ok && ::setsockopt(g->fd.get(), IPPROTO_IP, IP_TTL, &ttl, sizeof ttl) == 0;
+  } else {
+    ok = ok && ::setsockopt(g->fd.get(), IPPROTO_IPV6, IPV6_MTU_DISCOVER, &dont, sizeof dont) == 0;
+    ok = ok && ::setsockopt(g->fd.get(), IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof ttl) == 0;
+  }
+  sockaddr_storage src = local_;
+  socklen_t slen = local_len_;
+  if (!slen) {
+    src = {};
+    src.ss_family = static_cast<sa_family_t>(family_);
+    slen = family_ == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  }
+  set_port(src, sp);
+  // EADDRINUSE: another socket here has this port; its datagrams go raw
+  ok = ok && ::bind(g->fd.get(), reinterpret_cast<const sockaddr *>(&src), slen) == 0;
+  if (!ok) {
+    g->fd.reset();
+    return -1;
+  }
+  g->failed = false;
+  return g->fd.get();
+}
+
 uint32_t VxlanDriver::flush_out() {
   const int fd = raw_ ? raw_.get() : udp_.get();
   const size_t uhl = raw_ ? 8 : 0;
   uint32_t sent_total = 0;
   while (out_sent_ < out_.size() && !out_blocked_) {
+    // a run to one endpoint from one source port: one UDP GSO send, which
+    // crosses the socket and IP output once for all its datagrams
+    const size_t run = gso_run(out_sent_);
+    if (run >= GSO_MIN) {
+      const Out &o0 = out_[out_sent_];
+      const uint8_t *h0 = out_hdr_[o0.frame].data();
+      const uint16_t sp = static_cast<uint16_t>(h0[0] << 8 | h0[1]);
+      const int gfd = gso_socket(sp, now_ns());
+      if (gfd >= 0) {
+        iovec iov[2 * GSO_MAX];
+        for (size_t i = 0; i < run; i++) {
+          const Out &o = out_[out_sent_ + i];
+          iov[2 * i] = {out_hdr_[o.frame].data() + 8, VXLAN_HDR_LEN};
+          iov[2 * i + 1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
+        }
+        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))] = {};
+        msghdr mh{};
+        sockaddr_storage dst;
+        {
+          std::lock_guard<std::mutex> g(mu_);
+          dst = endpoints_[o0.ep].addr;
+          mh.msg_namelen = endpoints_[o0.ep].len;
+        }
+        // raw sends address the endpoint with port 0 (their UDP header names it)
+        set_port(dst, o_.dstport);
+        mh.msg_name = &dst;
+        mh.msg_iov = iov;
+        mh.msg_iovlen = 2 * run;
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof cbuf;
+        cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = IPPROTO_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        const uint16_t seg = static_cast<uint16_t>(VXLAN_HDR_LEN + out_len_[o0.frame]);
+        std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+        const ssize_t r = ::sendmsg(gfd, &mh, MSG_DONTWAIT);
+        if (r >= 0) {
+          std::lock_guard<std::mutex> g(mu_);
+          for (size_t i = 0; i < run; i++) {
+            const Out &o = out_[out_sent_ + i];
+            endpoints_[o.ep].tx_frames++;
+            endpoints_[o.ep].tx_bytes += out_len_[o.frame];
+          }
+          vcount(VxCtr::TxGsoSends);
+          vcount(VxCtr::TxGsoDatagrams, run);
+          out_sent_ += run;
+          sent_total += static_cast<uint32_t>(run);
+          continue;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == ENOBUFS) {
+          out_blocked_ = true;
+          break;
+        }
+        // EIO: no checksum offload on the route or an xfrm policy; EINVAL,
+        // ENOPROTOOPT: no UDP GSO here. The kernel's verdict holds for the
+        // port's life: one by one from now on. Any other error (no route):
+        // this run goes one by one, each datagram judged by the kernel.
+        if (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT || errno == EOPNOTSUPP) {
+          if (gso_) log(std::string("UDP GSO refused (") + std::strerror(errno) + "): datagrams are sent one by one");
+          gso_ = false;
+          vcount(VxCtr::TxGsoUnavailable);
+        }
+        gso_no_until_ = out_sent_ + run;
+        continue;
+      }
+      gso_no_until_ = out_sent_ + run;  // no socket for this source port: raw, one by one
+    }
     mmsghdr m[MMSG];
     iovec iov[MMSG][2];
-    const uint32_t k = static_cast<uint32_t>(std::min<size_t>(MMSG, out_.size() - out_sent_));
+    // one by one up to the next run that GSO takes
+    uint32_t k = 0;
     {
       std::lock_guard<std::mutex> g(mu_);
-      for (uint32_t i = 0; i < k; i++) {
-        const Out &o = out_[out_sent_ + i];
-        iov[i][0] = {out_hdr_[o.frame].data() + (8 - uhl), uhl + VXLAN_HDR_LEN};
-        iov[i][1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
-        m[i] = {};
+      while (k < MMSG && out_sent_ + k < out_.size()) {
+        if (k > 0 && gso_run(out_sent_ + k) >= GSO_MIN) break;
+        const Out &o = out_[out_sent_ + k];
+        iov[k][0] = {out_hdr_[o.frame].data() + (8 - uhl), uhl + VXLAN_HDR_LEN};
+        iov[k][1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
+        m[k] = {};
         const Endpoint *e = o.ep == GROUP_EP ? nullptr : &endpoints_[o.ep];
-        m[i].msg_hdr.msg_name = const_cast<sockaddr_storage *>(e ? &e->addr : &group_);
-        m[i].msg_hdr.msg_namelen = e ? e->len : group_len_;
-        m[i].msg_hdr.msg_iov = iov[i];
-        m[i].msg_hdr.msg_iovlen = 2;
+        m[k].msg_hdr.msg_name = const_cast<sockaddr_storage *>(e ? &e->addr : &group_);
+        m[k].msg_hdr.msg_namelen = e ? e->len : group_len_;
+        m[k].msg_hdr.msg_iov = iov[k];
+        m[k].msg_hdr.msg_iovlen = 2;
+        k++;
       }
     }
     int r = ::sendmmsg(fd, m, k, MSG_DONTWAIT);
