@@ -58,6 +58,8 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
+    case VxCtr::RxGroDatagrams: return "rxGroDatagrams";
+    case VxCtr::RxGroSegments: return "rxGroSegments";
     case VxCtr::Count_: break;
   }
   return "unknown";
@@ -71,6 +73,7 @@ constexpr size_t GSO_MIN = 2;            // a run this long leaves as one UDP GS
 constexpr size_t GSO_MAX = 64;           // datagrams per GSO send (the kernel takes up to 128)
 constexpr size_t GSO_MAX_BYTES = 60000;  // UDP payload of one GSO send (below 64 KiB with headers)
 constexpr size_t GSO_SOCKETS = 64;       // per-flow source ports with a GSO socket
+constexpr size_t GRO_SPILL = 65536;      // a coalesced datagram beyond its first slot (the kernel caps one at 64 KiB)
 constexpr size_t ETH_HLEN = 14;
 
 uint64_t now_ns() {
@@ -471,6 +474,13 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
   local_ = local;
   local_len_ = local_len;
   gso_ = o.gso;
+  // runs sent with GSO (ours, another vale-ts's) arrive whole: one receive
+  // for the run instead of one per datagram. Not set: each comes alone.
+  int one = 1;
+  if (o.gso && ::setsockopt(udp_.get(), IPPROTO_UDP, UDP_GRO, &one, sizeof one) == 0) {
+    gro_ = true;
+    gro_spill_.reset(new uint8_t[size_t{RX_BATCH} * GRO_SPILL]);  // not touched until used
+  }
   const size_t bs = buf_size();
   out_buf_.resize(size_t{TX_BATCH} * bs);
   out_len_.resize(TX_BATCH);
@@ -1064,10 +1074,9 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
 
 uint32_t VxlanDriver::link_in() {
   uint32_t rings = 0;
-  if (!peers_.empty() || !draining_.empty() || !late_.empty()) {
-    std::lock_guard<std::mutex> g(mu_);
-    rings = drain_rings(now_ns());
-    // datagrams held back, in arrival order, each once its endpoint's ring is empty
+  // datagrams held back, in arrival order, each once its endpoint's ring is
+  // empty (mu_ held); false while some still wait
+  auto push_late = [&]() {
     while (late_done_ < late_.size()) {
       const Late &x = late_[late_done_];
       if (ring_waiting(x.ep) || tx_room() == 0) break;
@@ -1076,10 +1085,16 @@ uint32_t VxlanDriver::link_in() {
       late_done_++;
       rings++;
     }
-    if (late_done_ < late_.size()) return rings;
+    if (late_done_ < late_.size()) return false;
     late_.clear();
     late_buf_.clear();
     late_done_ = 0;
+    return true;
+  };
+  if (!peers_.empty() || !draining_.empty() || !late_.empty()) {
+    std::lock_guard<std::mutex> g(mu_);
+    rings += drain_rings(now_ns());
+    if (!push_late()) return rings;
   }
   if (!readable_) return rings;
   uint32_t n = std::min(tx_room(), RX_BATCH);
@@ -1096,8 +1111,9 @@ uint32_t VxlanDriver::link_in() {
   if (n == 0) return rings;
   uint8_t hdr[RX_BATCH][VXLAN_HDR_LEN];
   sockaddr_storage src[RX_BATCH];
-  iovec iov[RX_BATCH][2];
+  iovec iov[RX_BATCH][3];
   mmsghdr m[RX_BATCH];
+  alignas(cmsghdr) char ctl[RX_BATCH][CMSG_SPACE(sizeof(int))];
   const size_t bs = buf_size();
   for (uint32_t i = 0; i < n; i++) {
     iov[i][0] = {hdr[i], VXLAN_HDR_LEN};
@@ -1107,6 +1123,12 @@ uint32_t VxlanDriver::link_in() {
     m[i].msg_hdr.msg_namelen = sizeof src[i];
     m[i].msg_hdr.msg_iov = iov[i];
     m[i].msg_hdr.msg_iovlen = 2;
+    if (gro_) {
+      iov[i][2] = {gro_spill_.get() + size_t{i} * GRO_SPILL, GRO_SPILL};
+      m[i].msg_hdr.msg_iovlen = 3;
+      m[i].msg_hdr.msg_control = ctl[i];
+      m[i].msg_hdr.msg_controllen = sizeof ctl[i];
+    }
   }
   int r = ::recvmmsg(udp_.get(), m, n, MSG_DONTWAIT, nullptr);
   if (r <= 0) {
@@ -1125,44 +1147,30 @@ uint32_t VxlanDriver::link_in() {
   std::lock_guard<std::mutex> g(mu_);
   uint32_t pushed = 0;
   bool hold = false;  // a datagram is held back: so is every later one (their order kept)
-  for (uint32_t i = 0; i < static_cast<uint32_t>(r); i++) {
-    const size_t len = m[i].msg_len;
-    if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
-      vcount(VxCtr::DropTooLongIn);
-      continue;
-    }
-    if (len < VXLAN_HDR_LEN) {
-      vcount(VxCtr::DropShortHeader);
-      continue;
-    }
+  bool ring_hold = false;  // ... because a ring from its endpoint still held frames
+  // One datagram: its VXLAN header h, inner frame f (flen bytes); in_slot:
+  // f is slot i (pushed in place), else it is already at the end of late_buf_
+  // (staged; taken back off when dropped).
+  auto one = [&](uint32_t i, const uint8_t *h, uint8_t *f, size_t flen, bool in_slot) {
+    auto drop = [&](VxCtr c) {
+      if (c != VxCtr::Count_) vcount(c);
+      if (!in_slot) late_buf_.resize(late_buf_.size() - flen);
+    };
     // RFC 7348: the I flag must be set; the reserved bits are ignored
-    if (!(hdr[i][0] & VXLAN_FLAG_I)) {
-      vcount(VxCtr::DropNoVniFlag);
-      continue;
-    }
-    if (std::memcmp(hdr[i] + 4, vni_be_, 3) != 0) {
-      vcount(VxCtr::DropWrongVni);
-      continue;
-    }
-    const size_t flen = len - VXLAN_HDR_LEN;
+    if (!(h[0] & VXLAN_FLAG_I)) return drop(VxCtr::DropNoVniFlag);
+    if (std::memcmp(h + 4, vni_be_, 3) != 0) return drop(VxCtr::DropWrongVni);
     // the shortcut's control datagrams never reach the switch nor the FDB
-    if (hdr[i][0] & VXLAN_FLAG_SHORTCUT) {
+    if (h[0] & VXLAN_FLAG_SHORTCUT) {
       if (m[i].msg_hdr.msg_namelen > sizeof src[i]) vcount(VxCtr::ShortcutHelloBad);
-      else on_control(slot[i], flen, src[i]);
-      continue;
+      else on_control(f, flen, src[i]);
+      return drop(VxCtr::Count_);
     }
-    if (flen < ETH_HLEN) {
-      vcount(VxCtr::DropShortFrame);
-      continue;
-    }
-    uint8_t *f = slot[i];
-    if ((f[6] & 1) || mac_key(f + 6) == 0) {
-      vcount(VxCtr::DropBadSrcMac);
-      continue;
-    }
+    if (flen < ETH_HLEN) return drop(VxCtr::DropShortFrame);
+    if (flen > bs) return drop(VxCtr::DropTooLongIn);
+    if ((f[6] & 1) || mac_key(f + 6) == 0) return drop(VxCtr::DropBadSrcMac);
     if (m[i].msg_hdr.msg_namelen > sizeof src[i] || src[i].ss_family != family_) {
       count(Ctr::LinkErrors);
-      continue;
+      return drop(VxCtr::Count_);
     }
     auto ep = endpoint_for(src[i], false);
     if (ep) {
@@ -1172,21 +1180,90 @@ uint32_t VxlanDriver::link_in() {
     } else {
       vcount(VxCtr::FdbFull);
     }
+    const uint32_t epi = ep ? *ep : GROUP_EP;
+    if (!in_slot) {  // staged: behind everything before it
+      late_.push_back({static_cast<uint32_t>(late_buf_.size() - flen), static_cast<uint32_t>(flen), epi});
+      if (ring_hold) vcount(VxCtr::ShortcutLateVxlan);
+      hold = true;
+      return;
+    }
     // the peer fell back to VXLAN (or died) with frames still in its ring to
     // us: those were published before this datagram was sent, so they go
     // into the switch first (docs/vxlan-shortcut.md, "Ordering argument (down)")
-    if (!hold && ep && (endpoints_[*ep].sc_rx_open || !draining_.empty()) && ring_waiting(*ep)) hold = true;
+    if (!hold && ep && (endpoints_[*ep].sc_rx_open || !draining_.empty()) && ring_waiting(*ep)) hold = ring_hold = true;
     if (hold) {
-      late_.push_back({static_cast<uint32_t>(late_buf_.size()), static_cast<uint32_t>(flen), ep ? *ep : GROUP_EP});
+      if (ring_hold) vcount(VxCtr::ShortcutLateVxlan);
+      late_.push_back({static_cast<uint32_t>(late_buf_.size()), static_cast<uint32_t>(flen), epi});
       late_buf_.insert(late_buf_.end(), f, f + flen);
-      vcount(VxCtr::ShortcutLateVxlan);
-      continue;
+      return;
     }
     // a dropped datagram before this one left its slot empty: close the gap
     if (i != pushed) std::memcpy(slot[pushed], f, flen);
     tx_push(static_cast<uint32_t>(flen));
     pushed++;
+  };
+  for (uint32_t i = 0; i < static_cast<uint32_t>(r); i++) {
+    const size_t len = m[i].msg_len;
+    if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      vcount(VxCtr::DropTooLongIn);
+      continue;
+    }
+    // UDP GRO: a run of datagrams of `seg` bytes each (the last may be shorter)
+    size_t seg = len;
+    if (gro_ && !(m[i].msg_hdr.msg_flags & MSG_CTRUNC))
+      for (cmsghdr *c = CMSG_FIRSTHDR(&m[i].msg_hdr); c; c = CMSG_NXTHDR(&m[i].msg_hdr, c))
+        if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+          int v;
+          std::memcpy(&v, CMSG_DATA(c), sizeof v);
+          if (v > 0 && static_cast<size_t>(v) < len) seg = static_cast<size_t>(v);
+        }
+    const size_t first = std::min(seg, len);
+    if (first < VXLAN_HDR_LEN) {
+      vcount(VxCtr::DropShortHeader);
+      continue;
+    }
+    // the first datagram: header in hdr[i], frame at the start of slot i
+    // (longer than a slot: its tail is in the spill area, and it is dropped)
+    one(i, hdr[i], slot[i], first - VXLAN_HDR_LEN, true);
+    if (seg == len) continue;
+    // the others: bytes [k*seg, ...) of hdr[i] | slot[i] (bs) | spill[i]
+    vcount(VxCtr::RxGroDatagrams);
+    const uint8_t *spill = gro_spill_.get() + size_t{i} * GRO_SPILL;
+    auto copy = [&](uint8_t *dst, size_t off, size_t l) {  // off >= VXLAN_HDR_LEN
+      off -= VXLAN_HDR_LEN;
+      if (off < bs) {
+        const size_t a = std::min(l, bs - off);
+        std::memcpy(dst, slot[i] + off, a);
+        dst += a;
+        l -= a;
+        off = bs;
+      }
+      if (l) std::memcpy(dst, spill + (off - bs), l);
+    };
+    size_t segs = 1;
+    for (size_t off = seg; off < len; off += seg) {
+      const size_t sl = std::min(seg, len - off);
+      segs++;
+      if (sl < VXLAN_HDR_LEN) {
+        vcount(VxCtr::DropShortHeader);
+        continue;
+      }
+      uint8_t h[VXLAN_HDR_LEN];
+      copy(h, off, VXLAN_HDR_LEN);
+      const size_t flen = sl - VXLAN_HDR_LEN;
+      if (flen > bs) {
+        vcount(VxCtr::DropTooLongIn);
+        continue;
+      }
+      late_buf_.resize(late_buf_.size() + flen);
+      uint8_t *f = late_buf_.data() + late_buf_.size() - flen;
+      copy(f, off + VXLAN_HDR_LEN, flen);
+      one(i, h, f, flen, false);
+    }
+    vcount(VxCtr::RxGroSegments, segs);
   }
+  // staged segments follow at once where the ring has room
+  if (!late_.empty()) push_late();
   return rings + static_cast<uint32_t>(r);
 }
 

@@ -86,7 +86,7 @@ struct VxlanOptions {
   uint8_t ttl = 0;                   // 0: 64 to unicast, 1 to a multicast group (Linux's defaults)
   bool shortcut = true;              // announce this host to static remotes and notice co-resident ones
   std::string shortcut_dir;          // the rendezvous directory (docs/vxlan-shortcut.md); empty: /run/vale-ts/shortcut
-  bool gso = true;                   // runs of datagrams to one remote from one source port in one UDP GSO send
+  bool gso = true;                   // UDP GSO for runs of datagrams to one remote from one source port, and UDP GRO on receive
 };
 
 // Reasons a datagram or frame is dropped by the VTEP (beyond PortPump's),
@@ -128,6 +128,8 @@ enum class VxCtr : uint8_t {
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
   TxGsoDatagrams,          // datagrams those carried
   TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after
+  RxGroDatagrams,          // datagrams received coalesced (UDP GRO: a GSO send taken whole), cut apart here
+  RxGroSegments,           // the datagrams they held
   Count_
 };
 const char *vx_ctr_name(VxCtr c);
@@ -299,6 +301,11 @@ class VxlanDriver final : public PortPump {
   size_t gso_no_until_ = 0;  // out_ positions before this go one by one (a GSO send failed on them)
   sockaddr_storage local_{};
   socklen_t local_len_ = 0;
+  // UDP GRO: a coalesced datagram's bytes beyond the header and the first
+  // slot land here (one area per recvmmsg entry); its later segments are
+  // queued in late_ (after every earlier frame, before every later one)
+  bool gro_ = false;
+  std::unique_ptr<uint8_t[]> gro_spill_;
 
   // the shortcut's identity: this host's boot id and this port's random
   // instance id (a restarted vale-ts is a new instance)
