@@ -1039,9 +1039,10 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
         room = false;
         break;
       }
-      r.pop();
+      r.pop_unpublished();
       moved++;
     }
+    r.publish_head();
     if (!room) return moved;
     if (r.broken()) vcount(VxCtr::ShortcutRingBroken);
     draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -1058,9 +1059,10 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
       if (first) was_full = p.ring->pending_in() >= p.ring->slots();
       first = false;
       if (!deliver_ring_frame(static_cast<uint32_t>(p.ep), f, l, now)) break;
-      p.ring->pop();
+      p.ring->pop_unpublished();
       popped++;
     }
+    p.ring->publish_head();  // once for the batch: room for the producer
     moved += popped;
     if (p.ring->broken()) {
       drop_peer(i, VxCtr::ShortcutRingBroken);
@@ -1159,6 +1161,9 @@ uint32_t VxlanDriver::link_in() {
     // RFC 7348: the I flag must be set; the reserved bits are ignored
     if (!(h[0] & VXLAN_FLAG_I)) return drop(VxCtr::DropNoVniFlag);
     if (std::memcmp(h + 4, vni_be_, 3) != 0) return drop(VxCtr::DropWrongVni);
+    // longer than a slot: the first datagram of a receive ran on into the
+    // spill area, not contiguous with its slot (nothing reads past bs)
+    if (flen > bs) return drop(VxCtr::DropTooLongIn);
     // the shortcut's control datagrams never reach the switch nor the FDB
     if (h[0] & VXLAN_FLAG_SHORTCUT) {
       if (m[i].msg_hdr.msg_namelen > sizeof src[i]) vcount(VxCtr::ShortcutHelloBad);
@@ -1166,7 +1171,6 @@ uint32_t VxlanDriver::link_in() {
       return drop(VxCtr::Count_);
     }
     if (flen < ETH_HLEN) return drop(VxCtr::DropShortFrame);
-    if (flen > bs) return drop(VxCtr::DropTooLongIn);
     if ((f[6] & 1) || mac_key(f + 6) == 0) return drop(VxCtr::DropBadSrcMac);
     if (m[i].msg_hdr.msg_namelen > sizeof src[i] || src[i].ss_family != family_) {
       count(Ctr::LinkErrors);
@@ -1331,7 +1335,7 @@ uint32_t VxlanDriver::link_out() {
       auto to_ring = [&](uint32_t e) {
         Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
         if (!p) return false;
-        if (p->ring->unconsumed() >= p->ring->slots()) ring_full = true;
+        if (!p->ring->room()) ring_full = true;
         else ring_dst_.push_back(p);
         return true;
       };
@@ -1366,9 +1370,10 @@ uint32_t VxlanDriver::link_out() {
           p.pushed = true;
           p.batch_t0 = p.ring->produced();
         }
-        // room was checked and we are the only producer: Ok, or Broken
-        // (torn down below; this copy is lost with the channel)
-        if (p.ring->push(b, l) == ShortcutRing::Push::Ok) endpoints_[static_cast<size_t>(p.ep)].sc_tx_frames++;
+        // room was checked and we are the only producer: it fits, or the
+        // ring broke (torn down below; this copy is lost with the channel).
+        // Published once for the batch, below.
+        if (p.ring->push_unpublished(b, l)) endpoints_[static_cast<size_t>(p.ep)].sc_tx_frames++;
       }
       if (out_.size() == before) {
         count(Ctr::OutFrames);
@@ -1408,6 +1413,7 @@ uint32_t VxlanDriver::link_out() {
     for (size_t i = 0; i < peers_.size();) {
       Peer &p = peers_[i];
       if (p.pushed && !p.ring->broken()) {
+        p.ring->publish();
         const uint32_t consumed = p.ring->produced() - p.ring->unconsumed();
         Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
         if (consumed != 0 && e.sc_tx == 1) e.sc_tx = 2;
