@@ -18,7 +18,8 @@
  * `off`: the co-resident shortcut, HELLOs and frames to a vale-ts on this host through shared memory, docs/vxlan-shortcut.md),
  * `shortcutdir` (its rendezvous directory, default /run/vale-ts/shortcut),
  * `gso` (`on`, the default: a run of datagrams to one remote from one
- * source port leaves in one UDP GSO send; `off`: one datagram at a time). The native VTEP is
+ * source port leaves in one UDP GSO send, and such runs are received whole
+ * with UDP GRO; `off`: one datagram at a time). The native VTEP is
  * cpp/core/vxlan_driver.h; docs/vxlan.md says how it forwards and counts.
  */
 import { isIP } from 'node:net';
