@@ -104,13 +104,54 @@ ShortcutRing::Push ShortcutRing::push(const uint8_t *frame, uint32_t len) {
   store_relaxed(reinterpret_cast<uint32_t *>(s), len);
   tail_++;
   store_release(reinterpret_cast<uint32_t *>(rg), tail_);
+  tail_shown_ = tail_;
   return Push::Ok;
+}
+
+bool ShortcutRing::room() {
+  if (broken_) return false;
+  if (tail_ - peer_head_ < slots_) return true;
+  const uint32_t h = load_acquire(reinterpret_cast<const uint32_t *>(ring(out_) + 64));
+  // the consumer's index only moves forward, and never past what we published
+  if (h - peer_head_ > tail_ - peer_head_) {
+    broken_ = true;
+    return false;
+  }
+  peer_head_ = h;
+  return tail_ - h < slots_;
+}
+
+bool ShortcutRing::push_unpublished(const uint8_t *frame, uint32_t len) {
+  if (broken_ || len > slot_size_ || tail_ - peer_head_ >= slots_) return false;
+  uint8_t *s = slot(out_, tail_);
+  std::memcpy(s + SLOT_HDR, frame, len);
+  store_relaxed(reinterpret_cast<uint32_t *>(s), len);
+  tail_++;
+  return true;
+}
+
+void ShortcutRing::publish() {
+  if (broken_ || tail_shown_ == tail_) return;
+  store_release(reinterpret_cast<uint32_t *>(ring(out_)), tail_);
+  tail_shown_ = tail_;
+}
+
+void ShortcutRing::pop_unpublished() {
+  if (broken_ || head_ == peer_tail_) return;
+  head_++;
+}
+
+void ShortcutRing::publish_head() {
+  if (broken_ || head_shown_ == head_) return;
+  store_release(reinterpret_cast<uint32_t *>(ring(1 - out_) + 64), head_);
+  head_shown_ = head_;
 }
 
 bool ShortcutRing::peek(const uint8_t *&frame, uint32_t &len) {
   if (broken_) return false;
   const int in = 1 - out_;
   if (peer_tail_ == head_) {
+    publish_head();  // before the fence below: the producer then sees it, or we see its tail
     // our last head store before this tail load (see the header: wakeups)
     std::atomic_thread_fence(std::memory_order_seq_cst);
     const uint32_t t = load_acquire(reinterpret_cast<const uint32_t *>(ring(in)));
@@ -137,6 +178,7 @@ void ShortcutRing::pop() {
   if (broken_ || head_ == peer_tail_) return;
   head_++;
   store_release(reinterpret_cast<uint32_t *>(ring(1 - out_) + 64), head_);
+  head_shown_ = head_;
 }
 
 uint32_t ShortcutRing::unconsumed() {

@@ -61,6 +61,20 @@ class ShortcutRing {
   enum class Push { Ok, Full, TooLong, Broken };
   // Copies a frame into the next slot of the outgoing ring and publishes it.
   Push push(const uint8_t *frame, uint32_t len);
+  // Batched forms for the driver's datapath, which touch the shared indices
+  // once per batch instead of once per frame (each touch moves a cache line
+  // between the two processes' CPUs):
+  // room(): a slot is free, from our copy of the consumer's index, which is
+  // loaded (and checked) again only when that copy says full;
+  // push_unpublished(): copies a frame into the next slot (room() first);
+  // publish(): makes every pushed frame visible to the consumer;
+  // pop_unpublished(): consumes the frame peek() gave, telling the producer
+  // at publish_head() or when peek() finds the ring empty.
+  bool room();
+  bool push_unpublished(const uint8_t *frame, uint32_t len);  // false: no room, too long or broken
+  void publish();
+  void pop_unpublished();
+  void publish_head();
   // The oldest frame of the incoming ring, or false when it is empty or the
   // channel is broken. The bytes stay the peer's to overwrite only after pop().
   bool peek(const uint8_t *&frame, uint32_t &len);
@@ -88,6 +102,8 @@ class ShortcutRing {
   uint32_t head_ = 0;        // ours, of the incoming ring
   uint32_t peer_head_ = 0;   // last checked consumer index of the outgoing ring
   uint32_t peer_tail_ = 0;   // last checked producer index of the incoming ring
+  uint32_t tail_shown_ = 0;  // our tail as the consumer last saw it published
+  uint32_t head_shown_ = 0;  // our head as the producer last saw it published
   bool broken_ = false;
 };
 

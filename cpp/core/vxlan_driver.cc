@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <net/if.h>
+#include <netinet/udp.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -54,6 +55,11 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutRingBroken: return "shortcutRingBroken";
     case VxCtr::ShortcutLostOnHangup: return "shortcutLostOnHangup";
     case VxCtr::ShortcutLateVxlan: return "shortcutLateVxlan";
+    case VxCtr::TxGsoSends: return "txGsoSends";
+    case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
+    case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
+    case VxCtr::RxGroDatagrams: return "rxGroDatagrams";
+    case VxCtr::RxGroSegments: return "rxGroSegments";
     case VxCtr::Count_: break;
   }
   return "unknown";
@@ -61,8 +67,13 @@ const char *vx_ctr_name(VxCtr c) {
 
 namespace {
 constexpr uint32_t RX_BATCH = 64;  // datagrams per recvmmsg
-constexpr uint32_t TX_BATCH = 32;  // frames taken from the rx ring per turn
+constexpr uint32_t TX_BATCH = 64;  // frames taken from the rx ring per turn
 constexpr uint32_t MMSG = 64;      // datagrams per sendmmsg
+constexpr size_t GSO_MIN = 2;            // a run this long leaves as one UDP GSO send
+constexpr size_t GSO_MAX = 64;           // datagrams per GSO send (the kernel takes up to 128)
+constexpr size_t GSO_MAX_BYTES = 60000;  // UDP payload of one GSO send (below 64 KiB with headers)
+constexpr size_t GSO_SOCKETS = 64;       // per-flow source ports with a GSO socket
+constexpr size_t GRO_SPILL = 65536;      // a coalesced datagram beyond its first slot (the kernel caps one at 64 KiB)
 constexpr size_t ETH_HLEN = 14;
 
 uint64_t now_ns() {
@@ -459,6 +470,16 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
     }
     if (family_ == AF_INET) std::memcpy(local_bytes_, &reinterpret_cast<const sockaddr_in &>(local).sin_addr, 4);
     else std::memcpy(local_bytes_, &reinterpret_cast<const sockaddr_in6 &>(local).sin6_addr, 16);
+  }
+  local_ = local;
+  local_len_ = local_len;
+  gso_ = o.gso;
+  // runs sent with GSO (ours, another vale-ts's) arrive whole: one receive
+  // for the run instead of one per datagram. Not set: each comes alone.
+  int one = 1;
+  if (o.gso && ::setsockopt(udp_.get(), IPPROTO_UDP, UDP_GRO, &one, sizeof one) == 0) {
+    gro_ = true;
+    gro_spill_.reset(new uint8_t[size_t{RX_BATCH} * GRO_SPILL]);  // not touched until used
   }
   const size_t bs = buf_size();
   out_buf_.resize(size_t{TX_BATCH} * bs);
@@ -1018,9 +1039,10 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
         room = false;
         break;
       }
-      r.pop();
+      r.pop_unpublished();
       moved++;
     }
+    r.publish_head();
     if (!room) return moved;
     if (r.broken()) vcount(VxCtr::ShortcutRingBroken);
     draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -1037,9 +1059,10 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
       if (first) was_full = p.ring->pending_in() >= p.ring->slots();
       first = false;
       if (!deliver_ring_frame(static_cast<uint32_t>(p.ep), f, l, now)) break;
-      p.ring->pop();
+      p.ring->pop_unpublished();
       popped++;
     }
+    p.ring->publish_head();  // once for the batch: room for the producer
     moved += popped;
     if (p.ring->broken()) {
       drop_peer(i, VxCtr::ShortcutRingBroken);
@@ -1053,10 +1076,9 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
 
 uint32_t VxlanDriver::link_in() {
   uint32_t rings = 0;
-  if (!peers_.empty() || !draining_.empty() || !late_.empty()) {
-    std::lock_guard<std::mutex> g(mu_);
-    rings = drain_rings(now_ns());
-    // datagrams held back, in arrival order, each once its endpoint's ring is empty
+  // datagrams held back, in arrival order, each once its endpoint's ring is
+  // empty (mu_ held); false while some still wait
+  auto push_late = [&]() {
     while (late_done_ < late_.size()) {
       const Late &x = late_[late_done_];
       if (ring_waiting(x.ep) || tx_room() == 0) break;
@@ -1065,10 +1087,16 @@ uint32_t VxlanDriver::link_in() {
       late_done_++;
       rings++;
     }
-    if (late_done_ < late_.size()) return rings;
+    if (late_done_ < late_.size()) return false;
     late_.clear();
     late_buf_.clear();
     late_done_ = 0;
+    return true;
+  };
+  if (!peers_.empty() || !draining_.empty() || !late_.empty()) {
+    std::lock_guard<std::mutex> g(mu_);
+    rings += drain_rings(now_ns());
+    if (!push_late()) return rings;
   }
   if (!readable_) return rings;
   uint32_t n = std::min(tx_room(), RX_BATCH);
@@ -1085,8 +1113,9 @@ uint32_t VxlanDriver::link_in() {
   if (n == 0) return rings;
   uint8_t hdr[RX_BATCH][VXLAN_HDR_LEN];
   sockaddr_storage src[RX_BATCH];
-  iovec iov[RX_BATCH][2];
+  iovec iov[RX_BATCH][3];
   mmsghdr m[RX_BATCH];
+  alignas(cmsghdr) char ctl[RX_BATCH][CMSG_SPACE(sizeof(int))];
   const size_t bs = buf_size();
   for (uint32_t i = 0; i < n; i++) {
     iov[i][0] = {hdr[i], VXLAN_HDR_LEN};
@@ -1096,6 +1125,12 @@ uint32_t VxlanDriver::link_in() {
     m[i].msg_hdr.msg_namelen = sizeof src[i];
     m[i].msg_hdr.msg_iov = iov[i];
     m[i].msg_hdr.msg_iovlen = 2;
+    if (gro_) {
+      iov[i][2] = {gro_spill_.get() + size_t{i} * GRO_SPILL, GRO_SPILL};
+      m[i].msg_hdr.msg_iovlen = 3;
+      m[i].msg_hdr.msg_control = ctl[i];
+      m[i].msg_hdr.msg_controllen = sizeof ctl[i];
+    }
   }
   int r = ::recvmmsg(udp_.get(), m, n, MSG_DONTWAIT, nullptr);
   if (r <= 0) {
@@ -1114,44 +1149,32 @@ uint32_t VxlanDriver::link_in() {
   std::lock_guard<std::mutex> g(mu_);
   uint32_t pushed = 0;
   bool hold = false;  // a datagram is held back: so is every later one (their order kept)
-  for (uint32_t i = 0; i < static_cast<uint32_t>(r); i++) {
-    const size_t len = m[i].msg_len;
-    if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
-      vcount(VxCtr::DropTooLongIn);
-      continue;
-    }
-    if (len < VXLAN_HDR_LEN) {
-      vcount(VxCtr::DropShortHeader);
-      continue;
-    }
+  bool ring_hold = false;  // ... because a ring from its endpoint still held frames
+  // One datagram: its VXLAN header h, inner frame f (flen bytes); in_slot:
+  // f is slot i (pushed in place), else it is already at the end of late_buf_
+  // (staged; taken back off when dropped).
+  auto one = [&](uint32_t i, const uint8_t *h, uint8_t *f, size_t flen, bool in_slot) {
+    auto drop = [&](VxCtr c) {
+      if (c != VxCtr::Count_) vcount(c);
+      if (!in_slot) late_buf_.resize(late_buf_.size() - flen);
+    };
     // RFC 7348: the I flag must be set; the reserved bits are ignored
-    if (!(hdr[i][0] & VXLAN_FLAG_I)) {
-      vcount(VxCtr::DropNoVniFlag);
-      continue;
-    }
-    if (std::memcmp(hdr[i] + 4, vni_be_, 3) != 0) {
-      vcount(VxCtr::DropWrongVni);
-      continue;
-    }
-    const size_t flen = len - VXLAN_HDR_LEN;
+    if (!(h[0] & VXLAN_FLAG_I)) return drop(VxCtr::DropNoVniFlag);
+    if (std::memcmp(h + 4, vni_be_, 3) != 0) return drop(VxCtr::DropWrongVni);
+    // longer than a slot: the first datagram of a receive ran on into the
+    // spill area, not contiguous with its slot (nothing reads past bs)
+    if (flen > bs) return drop(VxCtr::DropTooLongIn);
     // the shortcut's control datagrams never reach the switch nor the FDB
-    if (hdr[i][0] & VXLAN_FLAG_SHORTCUT) {
+    if (h[0] & VXLAN_FLAG_SHORTCUT) {
       if (m[i].msg_hdr.msg_namelen > sizeof src[i]) vcount(VxCtr::ShortcutHelloBad);
-      else on_control(slot[i], flen, src[i]);
-      continue;
+      else on_control(f, flen, src[i]);
+      return drop(VxCtr::Count_);
     }
-    if (flen < ETH_HLEN) {
-      vcount(VxCtr::DropShortFrame);
-      continue;
-    }
-    uint8_t *f = slot[i];
-    if ((f[6] & 1) || mac_key(f + 6) == 0) {
-      vcount(VxCtr::DropBadSrcMac);
-      continue;
-    }
+    if (flen < ETH_HLEN) return drop(VxCtr::DropShortFrame);
+    if ((f[6] & 1) || mac_key(f + 6) == 0) return drop(VxCtr::DropBadSrcMac);
     if (m[i].msg_hdr.msg_namelen > sizeof src[i] || src[i].ss_family != family_) {
       count(Ctr::LinkErrors);
-      continue;
+      return drop(VxCtr::Count_);
     }
     auto ep = endpoint_for(src[i], false);
     if (ep) {
@@ -1161,21 +1184,90 @@ uint32_t VxlanDriver::link_in() {
     } else {
       vcount(VxCtr::FdbFull);
     }
+    const uint32_t epi = ep ? *ep : GROUP_EP;
+    if (!in_slot) {  // staged: behind everything before it
+      late_.push_back({static_cast<uint32_t>(late_buf_.size() - flen), static_cast<uint32_t>(flen), epi});
+      if (ring_hold) vcount(VxCtr::ShortcutLateVxlan);
+      hold = true;
+      return;
+    }
     // the peer fell back to VXLAN (or died) with frames still in its ring to
     // us: those were published before this datagram was sent, so they go
     // into the switch first (docs/vxlan-shortcut.md, "Ordering argument (down)")
-    if (!hold && ep && (endpoints_[*ep].sc_rx_open || !draining_.empty()) && ring_waiting(*ep)) hold = true;
+    if (!hold && ep && (endpoints_[*ep].sc_rx_open || !draining_.empty()) && ring_waiting(*ep)) hold = ring_hold = true;
     if (hold) {
-      late_.push_back({static_cast<uint32_t>(late_buf_.size()), static_cast<uint32_t>(flen), ep ? *ep : GROUP_EP});
+      if (ring_hold) vcount(VxCtr::ShortcutLateVxlan);
+      late_.push_back({static_cast<uint32_t>(late_buf_.size()), static_cast<uint32_t>(flen), epi});
       late_buf_.insert(late_buf_.end(), f, f + flen);
-      vcount(VxCtr::ShortcutLateVxlan);
-      continue;
+      return;
     }
     // a dropped datagram before this one left its slot empty: close the gap
     if (i != pushed) std::memcpy(slot[pushed], f, flen);
     tx_push(static_cast<uint32_t>(flen));
     pushed++;
+  };
+  for (uint32_t i = 0; i < static_cast<uint32_t>(r); i++) {
+    const size_t len = m[i].msg_len;
+    if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      vcount(VxCtr::DropTooLongIn);
+      continue;
+    }
+    // UDP GRO: a run of datagrams of `seg` bytes each (the last may be shorter)
+    size_t seg = len;
+    if (gro_ && !(m[i].msg_hdr.msg_flags & MSG_CTRUNC))
+      for (cmsghdr *c = CMSG_FIRSTHDR(&m[i].msg_hdr); c; c = CMSG_NXTHDR(&m[i].msg_hdr, c))
+        if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+          int v;
+          std::memcpy(&v, CMSG_DATA(c), sizeof v);
+          if (v > 0 && static_cast<size_t>(v) < len) seg = static_cast<size_t>(v);
+        }
+    const size_t first = std::min(seg, len);
+    if (first < VXLAN_HDR_LEN) {
+      vcount(VxCtr::DropShortHeader);
+      continue;
+    }
+    // the first datagram: header in hdr[i], frame at the start of slot i
+    // (longer than a slot: its tail is in the spill area, and it is dropped)
+    one(i, hdr[i], slot[i], first - VXLAN_HDR_LEN, true);
+    if (seg == len) continue;
+    // the others: bytes [k*seg, ...) of hdr[i] | slot[i] (bs) | spill[i]
+    vcount(VxCtr::RxGroDatagrams);
+    const uint8_t *spill = gro_spill_.get() + size_t{i} * GRO_SPILL;
+    auto copy = [&](uint8_t *dst, size_t off, size_t l) {  // off >= VXLAN_HDR_LEN
+      off -= VXLAN_HDR_LEN;
+      if (off < bs) {
+        const size_t a = std::min(l, bs - off);
+        std::memcpy(dst, slot[i] + off, a);
+        dst += a;
+        l -= a;
+        off = bs;
+      }
+      if (l) std::memcpy(dst, spill + (off - bs), l);
+    };
+    size_t segs = 1;
+    for (size_t off = seg; off < len; off += seg) {
+      const size_t sl = std::min(seg, len - off);
+      segs++;
+      if (sl < VXLAN_HDR_LEN) {
+        vcount(VxCtr::DropShortHeader);
+        continue;
+      }
+      uint8_t h[VXLAN_HDR_LEN];
+      copy(h, off, VXLAN_HDR_LEN);
+      const size_t flen = sl - VXLAN_HDR_LEN;
+      if (flen > bs) {
+        vcount(VxCtr::DropTooLongIn);
+        continue;
+      }
+      late_buf_.resize(late_buf_.size() + flen);
+      uint8_t *f = late_buf_.data() + late_buf_.size() - flen;
+      copy(f, off + VXLAN_HDR_LEN, flen);
+      one(i, h, f, flen, false);
+    }
+    vcount(VxCtr::RxGroSegments, segs);
   }
+  // staged segments follow at once where the ring has room
+  if (!late_.empty()) push_late();
   return rings + static_cast<uint32_t>(r);
 }
 
@@ -1186,6 +1278,7 @@ uint32_t VxlanDriver::link_out() {
   }
   out_.clear();
   out_sent_ = 0;
+  gso_no_until_ = 0;
   uint32_t moved = 0, nf = 0;
   const uint32_t bs = buf_size();
   const size_t uhl = raw_ ? 8 : 0;  // our own UDP header before the VXLAN one
@@ -1242,7 +1335,7 @@ uint32_t VxlanDriver::link_out() {
       auto to_ring = [&](uint32_t e) {
         Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
         if (!p) return false;
-        if (p->ring->unconsumed() >= p->ring->slots()) ring_full = true;
+        if (!p->ring->room()) ring_full = true;
         else ring_dst_.push_back(p);
         return true;
       };
@@ -1277,9 +1370,10 @@ uint32_t VxlanDriver::link_out() {
           p.pushed = true;
           p.batch_t0 = p.ring->produced();
         }
-        // room was checked and we are the only producer: Ok, or Broken
-        // (torn down below; this copy is lost with the channel)
-        if (p.ring->push(b, l) == ShortcutRing::Push::Ok) endpoints_[static_cast<size_t>(p.ep)].sc_tx_frames++;
+        // room was checked and we are the only producer: it fits, or the
+        // ring broke (torn down below; this copy is lost with the channel).
+        // Published once for the batch, below.
+        if (p.ring->push_unpublished(b, l)) endpoints_[static_cast<size_t>(p.ep)].sc_tx_frames++;
       }
       if (out_.size() == before) {
         count(Ctr::OutFrames);
@@ -1319,6 +1413,7 @@ uint32_t VxlanDriver::link_out() {
     for (size_t i = 0; i < peers_.size();) {
       Peer &p = peers_[i];
       if (p.pushed && !p.ring->broken()) {
+        p.ring->publish();
         const uint32_t consumed = p.ring->produced() - p.ring->unconsumed();
         Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
         if (consumed != 0 && e.sc_tx == 1) e.sc_tx = 2;
@@ -1335,26 +1430,166 @@ uint32_t VxlanDriver::link_out() {
   return moved;
 }
 
+size_t VxlanDriver::gso_run(size_t from) const {
+  const Out &o0 = out_[from];
+  if (!gso_ || from < gso_no_until_ || o0.ep == GROUP_EP) return 1;
+  const uint8_t *h0 = out_hdr_[o0.frame].data();
+  const uint32_t len0 = out_len_[o0.frame];
+  size_t n = 1, bytes = VXLAN_HDR_LEN + len0;
+  while (from + n < out_.size() && n < GSO_MAX) {
+    const Out &o = out_[from + n];
+    const uint32_t l = out_len_[o.frame];
+    const uint8_t *h = out_hdr_[o.frame].data();
+    // one endpoint, one source port (h[0..1]), segments of one size but the last
+    if (o.ep != o0.ep || h[0] != h0[0] || h[1] != h0[1] || l > len0 || bytes + VXLAN_HDR_LEN + l > GSO_MAX_BYTES) break;
+    bytes += VXLAN_HDR_LEN + l;
+    n++;
+    if (l < len0) break;
+  }
+  return n;
+}
+
+int VxlanDriver::gso_socket(uint16_t sp, uint64_t now) {
+  if (!raw_) return udp_.get();  // srcport=fixed: the bound socket sends from its port
+  GsoSock *lru = nullptr;
+  for (GsoSock &g : gso_socks_) {
+    if (g.sport == sp) {
+      g.used_ns = now;
+      return g.failed ? -1 : g.fd.get();
+    }
+    if (!lru || g.used_ns < lru->used_ns) lru = &g;
+  }
+  GsoSock *g = lru;
+  if (gso_socks_.size() < GSO_SOCKETS) g = &gso_socks_.emplace_back();
+  g->sport = sp;
+  g->used_ns = now;
+  g->failed = true;
+  g->fd.reset(::socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP));
+  if (!g->fd) return -1;
+  // it only sends: whatever reaches its port is dropped at once
+  sock_filter drop_all{BPF_RET | BPF_K, 0, 0, 0};
+  sock_fprog prog{1, &drop_all};
+  int big = 4 << 20;
+  bool ok = ::setsockopt(g->fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0;
+  if (::setsockopt(g->fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0) ::setsockopt(g->fd.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  const int ttl = o_.ttl ? o_.ttl : 64, dont = family_ == AF_INET ? IP_PMTUDISC_DONT : IPV6_PMTUDISC_DONT;
+  if (family_ == AF_INET) {
+    ok = ok && ::setsockopt(g->fd.get(), IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont) == 0;
+    ok = ok && ::setsockopt(g->fd.get(), IPPROTO_IP, IP_TTL, &ttl, sizeof ttl) == 0;
+  } else {
+    ok = ok && ::setsockopt(g->fd.get(), IPPROTO_IPV6, IPV6_MTU_DISCOVER, &dont, sizeof dont) == 0;
+    ok = ok && ::setsockopt(g->fd.get(), IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof ttl) == 0;
+  }
+  sockaddr_storage src = local_;
+  socklen_t slen = local_len_;
+  if (!slen) {
+    src = {};
+    src.ss_family = static_cast<sa_family_t>(family_);
+    slen = family_ == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  }
+  set_port(src, sp);
+  // EADDRINUSE: another socket here has this port; its datagrams go raw
+  ok = ok && ::bind(g->fd.get(), reinterpret_cast<const sockaddr *>(&src), slen) == 0;
+  if (!ok) {
+    g->fd.reset();
+    return -1;
+  }
+  g->failed = false;
+  return g->fd.get();
+}
+
 uint32_t VxlanDriver::flush_out() {
   const int fd = raw_ ? raw_.get() : udp_.get();
   const size_t uhl = raw_ ? 8 : 0;
   uint32_t sent_total = 0;
   while (out_sent_ < out_.size() && !out_blocked_) {
+    // a run to one endpoint from one source port: one UDP GSO send, which
+    // crosses the socket and IP output once for all its datagrams
+    const size_t run = gso_run(out_sent_);
+    if (run >= GSO_MIN) {
+      const Out &o0 = out_[out_sent_];
+      const uint8_t *h0 = out_hdr_[o0.frame].data();
+      const uint16_t sp = static_cast<uint16_t>(h0[0] << 8 | h0[1]);
+      const int gfd = gso_socket(sp, now_ns());
+      if (gfd >= 0) {
+        iovec iov[2 * GSO_MAX];
+        for (size_t i = 0; i < run; i++) {
+          const Out &o = out_[out_sent_ + i];
+          iov[2 * i] = {out_hdr_[o.frame].data() + 8, VXLAN_HDR_LEN};
+          iov[2 * i + 1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
+        }
+        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))] = {};
+        msghdr mh{};
+        sockaddr_storage dst;
+        {
+          std::lock_guard<std::mutex> g(mu_);
+          dst = endpoints_[o0.ep].addr;
+          mh.msg_namelen = endpoints_[o0.ep].len;
+        }
+        // raw sends address the endpoint with port 0 (their UDP header names it)
+        set_port(dst, o_.dstport);
+        mh.msg_name = &dst;
+        mh.msg_iov = iov;
+        mh.msg_iovlen = 2 * run;
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof cbuf;
+        cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = IPPROTO_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        const uint16_t seg = static_cast<uint16_t>(VXLAN_HDR_LEN + out_len_[o0.frame]);
+        std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+        const ssize_t r = ::sendmsg(gfd, &mh, MSG_DONTWAIT);
+        if (r >= 0) {
+          std::lock_guard<std::mutex> g(mu_);
+          for (size_t i = 0; i < run; i++) {
+            const Out &o = out_[out_sent_ + i];
+            endpoints_[o.ep].tx_frames++;
+            endpoints_[o.ep].tx_bytes += out_len_[o.frame];
+          }
+          vcount(VxCtr::TxGsoSends);
+          vcount(VxCtr::TxGsoDatagrams, run);
+          out_sent_ += run;
+          sent_total += static_cast<uint32_t>(run);
+          continue;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == ENOBUFS) {
+          out_blocked_ = true;
+          break;
+        }
+        // EIO: no checksum offload on the route or an xfrm policy; EINVAL,
+        // ENOPROTOOPT: no UDP GSO here. The kernel's verdict holds for the
+        // port's life: one by one from now on. Any other error (no route):
+        // this run goes one by one, each datagram judged by the kernel.
+        if (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT || errno == EOPNOTSUPP) {
+          if (gso_) log(std::string("UDP GSO refused (") + std::strerror(errno) + "): datagrams are sent one by one");
+          gso_ = false;
+          vcount(VxCtr::TxGsoUnavailable);
+        }
+        gso_no_until_ = out_sent_ + run;
+        continue;
+      }
+      gso_no_until_ = out_sent_ + run;  // no socket for this source port: raw, one by one
+    }
     mmsghdr m[MMSG];
     iovec iov[MMSG][2];
-    const uint32_t k = static_cast<uint32_t>(std::min<size_t>(MMSG, out_.size() - out_sent_));
+    // one by one up to the next run that GSO takes
+    uint32_t k = 0;
     {
       std::lock_guard<std::mutex> g(mu_);
-      for (uint32_t i = 0; i < k; i++) {
-        const Out &o = out_[out_sent_ + i];
-        iov[i][0] = {out_hdr_[o.frame].data() + (8 - uhl), uhl + VXLAN_HDR_LEN};
-        iov[i][1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
-        m[i] = {};
+      while (k < MMSG && out_sent_ + k < out_.size()) {
+        if (k > 0 && gso_run(out_sent_ + k) >= GSO_MIN) break;
+        const Out &o = out_[out_sent_ + k];
+        iov[k][0] = {out_hdr_[o.frame].data() + (8 - uhl), uhl + VXLAN_HDR_LEN};
+        iov[k][1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
+        m[k] = {};
         const Endpoint *e = o.ep == GROUP_EP ? nullptr : &endpoints_[o.ep];
-        m[i].msg_hdr.msg_name = const_cast<sockaddr_storage *>(e ? &e->addr : &group_);
-        m[i].msg_hdr.msg_namelen = e ? e->len : group_len_;
-        m[i].msg_hdr.msg_iov = iov[i];
-        m[i].msg_hdr.msg_iovlen = 2;
+        m[k].msg_hdr.msg_name = const_cast<sockaddr_storage *>(e ? &e->addr : &group_);
+        m[k].msg_hdr.msg_namelen = e ? e->len : group_len_;
+        m[k].msg_hdr.msg_iov = iov[k];
+        m[k].msg_hdr.msg_iovlen = 2;
+        k++;
       }
     }
     int r = ::sendmmsg(fd, m, k, MSG_DONTWAIT);

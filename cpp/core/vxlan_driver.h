@@ -86,6 +86,7 @@ struct VxlanOptions {
   uint8_t ttl = 0;                   // 0: 64 to unicast, 1 to a multicast group (Linux's defaults)
   bool shortcut = true;              // announce this host to static remotes and notice co-resident ones
   std::string shortcut_dir;          // the rendezvous directory (docs/vxlan-shortcut.md); empty: /run/vale-ts/shortcut
+  bool gso = true;                   // UDP GSO for runs of datagrams to one remote from one source port, and UDP GRO on receive
 };
 
 // Reasons a datagram or frame is dropped by the VTEP (beyond PortPump's),
@@ -124,6 +125,11 @@ enum class VxCtr : uint8_t {
   ShortcutRingBroken,      // a channel whose shared indices or lengths failed a check: torn down
   ShortcutLostOnHangup,    // frames we had put in the ring that the peer never read before it went
   ShortcutLateVxlan,       // VXLAN datagrams held back until the ring from their endpoint was drained
+  TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
+  TxGsoDatagrams,          // datagrams those carried
+  TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after
+  RxGroDatagrams,          // datagrams received coalesced (UDP GRO: a GSO send taken whole), cut apart here
+  RxGroSegments,           // the datagrams they held
   Count_
 };
 const char *vx_ctr_name(VxCtr c);
@@ -223,6 +229,14 @@ class VxlanDriver final : public PortPump {
   int lookup(const uint8_t *mac, uint64_t now);                                // mu_ held; -1: flood
   uint16_t src_port(const uint8_t *frame, uint32_t len) const;
   uint32_t flush_out();
+  // Datagrams out_[from..] that can leave as one UDP GSO send: to one
+  // unicast endpoint, from one source port, all as long as the first but the
+  // last (which may be shorter); 1 when GSO is off.
+  size_t gso_run(size_t from) const;
+  // The UDP socket that sends from source port `sp` with UDP_SEGMENT (the
+  // bound socket with srcport=fixed, else one per recent source port), or
+  // -1 when none can be had (the port is taken here: raw sends then).
+  int gso_socket(uint16_t sp, uint64_t now);
   int find_endpoint(const sockaddr_storage &a) const;                           // mu_ held; -1: none
   void maybe_hello(uint64_t now);
   void on_control(const uint8_t *frame, size_t len, const sockaddr_storage &src);  // mu_ held
@@ -272,6 +286,26 @@ class VxlanDriver final : public PortPump {
   std::vector<std::array<uint8_t, 16>> out_hdr_;  // UDP (raw sends) + VXLAN header per frame
   std::vector<Out> out_;
   size_t out_sent_ = 0;
+  // UDP GSO (UDP_SEGMENT): a run of datagrams to one endpoint leaves in one
+  // sendmsg and crosses the sender's IP output once. Per-flow source ports
+  // need a UDP socket bound to each (raw sockets have no GSO): kept for the
+  // GSO_SOCKETS most recently used ports. Off after the kernel refused it.
+  struct GsoSock {
+    uint16_t sport = 0;
+    bool failed = false;  // bind refused (the port is someone's here): raw sends for it
+    unique_fd fd;
+    uint64_t used_ns = 0;
+  };
+  bool gso_ = true;
+  std::vector<GsoSock> gso_socks_;
+  size_t gso_no_until_ = 0;  // out_ positions before this go one by one (a GSO send failed on them)
+  sockaddr_storage local_{};
+  socklen_t local_len_ = 0;
+  // UDP GRO: a coalesced datagram's bytes beyond the header and the first
+  // slot land here (one area per recvmmsg entry); its later segments are
+  // queued in late_ (after every earlier frame, before every later one)
+  bool gro_ = false;
+  std::unique_ptr<uint8_t[]> gro_spill_;
 
   // the shortcut's identity: this host's boot id and this port's random
   // instance id (a restarted vale-ts is a new instance)

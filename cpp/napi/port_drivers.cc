@@ -169,6 +169,7 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
     x.ttl = static_cast<uint8_t>(u32("ttl", 0, 255));
     x.shortcut = o.Get("shortcut").IsUndefined() || o.Get("shortcut").ToBoolean();
     x.shortcut_dir = str_opt(o, "shortcutDir");
+    x.gso = o.Get("gso").IsUndefined() || o.Get("gso").ToBoolean();
     PortClient pc = attach_port(env, info[0]);
     auto d = VxlanDriver::open(std::move(pc), x, info[2].As<Napi::String>().Utf8Value());
     if (!d) throw sys_error(env, d.error());

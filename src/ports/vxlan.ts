@@ -16,7 +16,10 @@
  * (`MIN-MAX`, default 32768-61000, or `fixed`: send from the bound port,
  * which needs no CAP_NET_RAW), `ttl`, `shortcut` (`on`, the default, or
  * `off`: the co-resident shortcut, HELLOs and frames to a vale-ts on this host through shared memory, docs/vxlan-shortcut.md),
- * `shortcutdir` (its rendezvous directory, default /run/vale-ts/shortcut). The native VTEP is
+ * `shortcutdir` (its rendezvous directory, default /run/vale-ts/shortcut),
+ * `gso` (`on`, the default: a run of datagrams to one remote from one
+ * source port leaves in one UDP GSO send, and such runs are received whole
+ * with UDP GRO; `off`: one datagram at a time). The native VTEP is
  * cpp/core/vxlan_driver.h; docs/vxlan.md says how it forwards and counts.
  */
 import { isIP } from 'node:net';
@@ -42,6 +45,7 @@ export interface VxlanNativeOptions {
   ttl?: number;
   shortcut?: boolean;
   shortcutDir?: string;
+  gso?: boolean;
 }
 
 interface NativeVxlan {
@@ -52,7 +56,7 @@ interface NativeVxlan {
 
 const addon = nativeRaw as { VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string) => NativeVxlan };
 
-const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir'] as const;
+const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir', 'gso'] as const;
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
@@ -158,6 +162,12 @@ export function vxlanOptions(spec: DriverSpec): VxlanNativeOptions {
     if (sc === 'on' || sc === true) o.shortcut = true;
     else if (sc === 'off' || sc === false) o.shortcut = false;
     else throw bad(`vxlan shortcut ${JSON.stringify(sc)} must be 'on' or 'off' (the co-resident shortcut's HELLOs to static remotes, docs/vxlan-shortcut.md)`);
+  }
+  const gso = spec['gso'];
+  if (gso !== undefined) {
+    if (gso === 'on' || gso === true) o.gso = true;
+    else if (gso === 'off' || gso === false) o.gso = false;
+    else throw bad(`vxlan gso ${JSON.stringify(gso)} must be 'on' or 'off' (UDP GSO for runs of datagrams to one remote)`);
   }
   const dir = str(spec, 'shortcutdir');
   if (dir !== undefined) {

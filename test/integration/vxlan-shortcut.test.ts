@@ -131,7 +131,8 @@ const r2 = `remote ${under.v1} `;
 
 test.serial('two vale-ts on one host: VXLAN, then the shortcut under load (VXLAN counters stand still), #2 killed: back to VXLAN, restarted: the shortcut again; the TCP transfer throughout is intact', async (t) => {
   t.timeout(180_000);
-  t.regex(await inNs(ns.t1, ['ping', '-c', '2', '-i', '0.2', '-w', '50', host2]), /2 received/);
+  // -w: on a slow machine ping may send (and get) a third before the second reply
+  t.regex(await inNs(ns.t1, ['ping', '-c', '2', '-i', '0.2', '-w', '50', host2]), /[2-9] received/);
   const sink = tcpSink(ns.t2, host2, 5301);
   t.teardown(() => sink.kill());
   await sink.listening;

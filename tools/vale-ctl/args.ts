@@ -105,7 +105,7 @@ const LONG = {
   dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
   'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N]' },
   backend: { arg: 'required', what: 'afxdp|packet|auto' },
-  vxlan: { arg: 'required', what: 'vni=N,local=ADDR[:PORT],remote=ADDR...|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR]' },
+  vxlan: { arg: 'required', what: 'vni=N,local=ADDR[:PORT],remote=ADDR...|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR][,gso=on|off]' },
 } as const;
 
 /** `--vxlan KEY=VALUE,...`: remote= and fdb= may repeat; the rest once each (vale-ts checks the values). */
@@ -119,7 +119,7 @@ export function parseVxlanOption(value: string): CtlDriverSpec {
     if (eq <= 0 || v === '') throw new UsageError(`--vxlan: '${w}' is not KEY=VALUE (${LONG.vxlan.what})`, '--vxlan');
     if (k === 'remote') remote.push(v);
     else if (k === 'fdb') fdb.push(v);
-    else if (['vni', 'local', 'group', 'dev', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir'].includes(k)) {
+    else if (['vni', 'local', 'group', 'dev', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir', 'gso'].includes(k)) {
       if (spec[k] !== undefined) throw new UsageError(`--vxlan: '${k}' is given twice`, '--vxlan');
       spec[k] = /^(vni|dstport|ageing|ttl)$/.test(k) && /^\d+$/.test(v) ? Number(v) : v;
     } else throw new UsageError(`--vxlan: unknown setting '${k}' (${LONG.vxlan.what})`, '--vxlan');
