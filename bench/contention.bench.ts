@@ -5,10 +5,10 @@
  * share of the unloaded one (target >= 40%: what a fair scheduler leaves
  * three busy parties on two cores), and how many of the N runs finished (a
  * run that takes longer than --limit seconds counts as hung and is killed).
- *   node dist/bench/contention.bench.js [--count N] [--runs R] [--limit S]
+ *   node dist/bench/contention.bench.js [--count N] [--runs R] [--limit S] [--only pipe|vale] [--datapath loop|thread]
  * Per frame, pipe: the sender writes a slot and the receiver takes it by
- * buffer swap (two processes). vale-ts: the sender writes a slot, the
- * switch's datapath thread copies it (TS learning bridge decides), the
+ * buffer swap (two processes). vale-ts (--datapath, default loop as
+ * vale-ts's own default): the sender writes a slot, the switch copies it (TS learning bridge decides), the
  * receiver counts it (three processes). Rates are the receiver's.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -48,7 +48,7 @@ function mppsOf(out: string): number {
 let uniq = 0;
 
 /** One tx -> rx run; the receiver's Mpps, or null when it did not finish within limitMs. */
-async function once(kind: 'pipe' | 'vale', count: number, limitMs: number): Promise<number | null> {
+async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switchArgs: string[]): Promise<number | null> {
   let env: Record<string, string> = {};
   let sw: ChildProcess | undefined;
   let txName: string;
@@ -58,7 +58,7 @@ async function once(kind: 'pipe' | 'vale', count: number, limitMs: number): Prom
     txName = `${name}{0`;
     rxName = `${name}}0`;
   } else {
-    const s = await startSwitch();
+    const s = await startSwitch(switchArgs);
     sw = s.proc;
     env = { VALE_TS_SOCKET: s.socket };
     txName = 'vale0:a';
@@ -87,12 +87,16 @@ function hogs(n: number): ChildProcess[] {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { count: { type: 'string' }, runs: { type: 'string' }, limit: { type: 'string' } } });
+  const { values } = parseArgs({ options: { count: { type: 'string' }, runs: { type: 'string' }, limit: { type: 'string' }, only: { type: 'string' }, datapath: { type: 'string' } } });
   const count = Number(values.count ?? 2_000_000);
   const runs = Number(values.runs ?? 3);
   const limitMs = Number(values.limit ?? 60) * 1000;
   console.log(`contention: pkt-gen-ts tx -> rx, ${count} frames of 60 B, ${runs} runs each, best rate; a run over ${limitMs / 1000} s counts as hung`);
-  for (const kind of ['pipe', 'vale'] as const) {
+  const datapath = values.datapath ?? 'loop';
+  if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath ${datapath}: use loop or thread`);
+  const switchArgs = ['--datapath', datapath];
+  const kinds: readonly ('pipe' | 'vale')[] = values.only === 'pipe' ? ['pipe'] : values.only === 'vale' ? ['vale'] : ['pipe', 'vale'];
+  for (const kind of kinds) {
     const res: Record<string, { best: number; finished: number }> = {};
     for (const load of ['unloaded', 'two hogs'] as const) {
       const hs = load === 'two hogs' ? hogs(2) : [];
@@ -100,7 +104,7 @@ async function main(): Promise<void> {
       let finished = 0;
       try {
         for (let i = 0; i < runs; i++) {
-          const v = await once(kind, count, limitMs);
+          const v = await once(kind, count, limitMs, switchArgs);
           if (v !== null) {
             finished++;
             if (v > best) best = v;
@@ -113,7 +117,7 @@ async function main(): Promise<void> {
     }
     const u = res['unloaded']!;
     const l = res['two hogs']!;
-    const label = kind === 'pipe' ? 'pipe           ' : 'vale-ts 1->1   ';
+    const label = kind === 'pipe' ? 'pipe           ' : `vale-ts 1->1 (datapath ${datapath})`;
     console.log(
       `${label} unloaded ${u.best.toFixed(3)} Mpps (${u.finished}/${runs} finished)  two hogs ${l.best.toFixed(3)} Mpps (${l.finished}/${runs} finished)  share ${((100 * l.best) / u.best).toFixed(0)}% (target >= 40%)`,
     );

@@ -3,6 +3,7 @@
 // (SCM_RIGHTS), and an fd watcher on libuv's loop so nothing ever blocks the
 // event loop.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -97,12 +98,35 @@ Napi::Value Drain(const Napi::CallbackInfo &info) {
     ssize_t r = read(fd, buf, sizeof buf);
     if (r > 0) {
       n++;
+      // a short read emptied it (an eventfd's counter is read whole): no
+      // second read just to see EAGAIN; a kick that lands now leaves the fd
+      // readable and the next wait returns at once
+      if (static_cast<size_t>(r) < sizeof buf) break;
       continue;
     }
     if (r < 0 && errno == EINTR) continue;
     break;
   }
   return Napi::Number::New(info.Env(), n);
+}
+
+// Blocks the calling thread in poll(2) on one fd, for threads that own their
+// loop (a pkt-gen-ts thread, a worker): the kick wakes this thread directly,
+// with no event-loop turn between. waitFd(fd, events, timeoutMs): events 1
+// readable, 2 writable; returns what fired (1, 2, 4 hang-up/error), 0 on
+// timeout or a signal.
+Napi::Value WaitFd(const Napi::CallbackInfo &info) {
+  int fd = arg_fd(info, 0);
+  if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) throw Napi::TypeError::New(info.Env(), "waitFd(fd, events, timeoutMs)");
+  uint32_t events = info[1].As<Napi::Number>().Uint32Value();
+  double ms = info[2].As<Napi::Number>().DoubleValue();
+  int timeout = ms < 0 ? -1 : ms > 60000 ? 60000 : static_cast<int>(ms);
+  pollfd p{fd, static_cast<short>(((events & 1) ? POLLIN : 0) | ((events & 2) ? POLLOUT : 0)), 0};
+  int r = ::poll(&p, 1, timeout);
+  if (r < 0 && errno != EINTR) throw errno_error(info.Env(), "poll fd " + std::to_string(fd), errno, "poll");
+  uint32_t out = 0;
+  if (r > 0) out = ((p.revents & POLLIN) ? 1u : 0u) | ((p.revents & POLLOUT) ? 2u : 0u) | ((p.revents & (POLLHUP | POLLERR | POLLNVAL)) ? 4u : 0u);
+  return Napi::Number::New(info.Env(), out);
 }
 
 Napi::Value Close(const Napi::CallbackInfo &info) {
@@ -544,6 +568,7 @@ void InitFdio(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfd", Napi::Function::New(env, EventFd));
   exports.Set("kick", Napi::Function::New(env, Kick));
   exports.Set("drain", Napi::Function::New(env, Drain));
+  exports.Set("waitFd", Napi::Function::New(env, WaitFd));
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("fdSize", Napi::Function::New(env, FdSize));
   exports.Set("mapFd", Napi::Function::New(env, MapFd));

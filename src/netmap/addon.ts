@@ -166,6 +166,8 @@ export interface NativeAddon {
   /** sched_yield(): a polling loop that found nothing lets other runnable threads have the CPU */
   schedYield(): void;
   drain(fd: number): number;
+  /** block this thread in poll(2) on fd (events 1 readable, 2 writable) up to timeoutMs (<0: forever); what fired (1, 2, 4 hang-up), 0 on timeout */
+  waitFd(fd: number, events: number, timeoutMs: number): number;
   close(fd: number): void;
   fdSize(fd: number): number;
   mapFd(fd: number, size: number): ArrayBuffer;

@@ -398,8 +398,10 @@ export class Port {
         }
         spinEnd = 0n;
       }
-      const pendingTx = this.txPending();
-      const uvEvents = this.be.armWait(wantRx, wantTx || pendingTx);
+      // check() has pushed pending tx frames (kicking the other side if it
+      // sleeps); asking for a tx-room kick only for that would wake this
+      // thread once more per frame for nothing
+      const uvEvents = this.be.armWait(wantRx, wantTx);
       // re-check after asking for a kick: a frame may have landed in between
       ev = this.check(wantRx, wantTx);
       if (ev.rx || ev.tx || ev.hup) {
@@ -408,6 +410,47 @@ export class Port {
       }
       const left = deadline - Date.now();
       await this.sleep(uvEvents, Math.min(left, LIVENESS_MS));
+      this.be.afterWait();
+    }
+  }
+
+  /**
+   * {@link Port.poll} for a thread that owns its loop (a pkt-gen-ts thread, a
+   * worker): it blocks the calling thread in poll(2) on {@link Port.fd}, so a
+   * kick wakes this thread directly, without an event-loop turn in between
+   * (one syscall to sleep, one to drain the doorbell). Nothing else on this
+   * thread's event loop runs meanwhile: keep `timeoutMs` short (default and
+   * most 200 ms) and let the loop turn between calls — a vale-ts switch's
+   * hang-up, and a reconnect, are noticed there. While a reconnect is under
+   * way it returns no events at once: `await` {@link Port.poll} then.
+   * Spins first as {@link Port.poll} does (`spinUs`, default {@link Port.busyWaitUs}).
+   */
+  pollSync(opts: PollOptions = {}): PollEvents {
+    const wantRx = opts.rx ?? true;
+    const wantTx = opts.tx ?? false;
+    const deadline = Date.now() + Math.min(opts.timeoutMs ?? LIVENESS_MS, LIVENESS_MS);
+    const spinNs = BigInt(Math.round(Math.max(0, Math.min(opts.spinUs ?? this.busyWaitUs, (opts.timeoutMs ?? Infinity) * 1000)) * 1000));
+    let spinEnd = spinNs > 0n ? process.hrtime.bigint() + spinNs : 0n;
+    for (;;) {
+      if (this.reconnecting) return { rx: false, tx: false, hup: false };
+      let ev = this.check(wantRx, wantTx);
+      if (ev.rx || ev.tx || ev.hup) return ev;
+      const left = deadline - Date.now();
+      if (left <= 0) return ev;
+      if (spinEnd !== 0n) {
+        if (process.hrtime.bigint() < spinEnd) {
+          native.schedYield();
+          continue;
+        }
+        spinEnd = 0n;
+      }
+      const events = this.be.armWait(wantRx, wantTx); // as poll(): pending tx was pushed by check()
+      ev = this.check(wantRx, wantTx);
+      if (ev.rx || ev.tx || ev.hup) {
+        this.be.afterWait();
+        return ev;
+      }
+      native.waitFd(this.be.waitFd, events, left);
       this.be.afterWait();
     }
   }

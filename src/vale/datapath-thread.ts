@@ -30,6 +30,7 @@ import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from '
 import { pathToFileURL } from 'node:url';
 import { native } from '../netmap/addon.js';
 import { LearningBridge, type BatchLookup } from './learning-bridge.js';
+import { yieldInTime } from './busy-poll.js';
 
 /** What the main thread hands the datapath thread. */
 export interface DatapathInit {
@@ -164,9 +165,9 @@ async function serve(init: DatapathInit): Promise<void> {
     if (done > 0) continue;
     if (!idle && now - last < busyNs) {
       // nothing came: let other runnable threads (perhaps the client we wait
-      // for) have the CPU rather than spin out the time slice
-      native.SwitchCore.yieldCpu();
-      continue;
+      // for) have the CPU rather than spin out the time slice; if one took
+      // it, the CPU is contended: sleep until a kick rather than poll on
+      if (yieldInTime()) continue;
     }
     if (!core.armAll(blocked)) continue;
     // backpressured frames wait for a receiver's kick; a bounded sleep guards

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native, type NativeFdWatcher, type NativeSwitchCore } from '../netmap/addon.js';
 import { type Clock, systemClock } from './clock.js';
+import { yieldInTime } from './busy-poll.js';
 import { LearningBridge, type BatchLookup } from './learning-bridge.js';
 import type { PortGeometry, SwitchStats } from '../control/protocol.js';
 import type { DatapathCommand, DatapathInit, DatapathServe } from './datapath-thread.js';
@@ -767,8 +768,9 @@ export class Switch extends EventEmitter {
       this.lastWork = now;
     } else if (now - this.lastWork < this.busyPollNs) {
       // polling and nothing came: let other runnable threads have the CPU
-      // (a client this switch waits for may be one of them)
-      native.SwitchCore.yieldCpu();
+      // (a client this switch waits for may be one of them); if one took it,
+      // the CPU is contended: stop polling and sleep until a kick
+      if (!yieldInTime()) this.lastWork = 0n;
     }
     if (now - this.lastWork < this.busyPollNs) {
       this.schedule();

@@ -12,6 +12,11 @@ test('examples/pipe-pair moves 100 frames through a pipe in order', async (t) =>
   t.regex(stdout, /sent 100, received 100 in order/);
 });
 
+test('examples/poll-sync-worker: a worker sleeping in pollSync receives 1000 frames from the main thread', async (t) => {
+  const { stdout } = await run(process.execPath, [ex('poll-sync-worker.js')], { timeout: 120_000 });
+  t.regex(stdout, /sent 1000, the worker received 1000/);
+});
+
 test('examples/embed-switch serves clients and shows counters and the MAC table', async (t) => {
   const { stdout } = await run(process.execPath, [ex('embed-switch.js')]);
   t.regex(stdout, /b received 1 frame/);

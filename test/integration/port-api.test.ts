@@ -9,6 +9,10 @@ import path from 'node:path';
 import { open } from '../../src/netmap/open.js';
 import { ValeServer } from '../../src/vale/server.js';
 import { native } from '../../src/netmap/addon.js';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const pktgen = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'pkt-gen-ts.js');
 
 let uniq = 0;
 const pname = (): string => `vale0:pa${process.pid}x${uniq++}`;
@@ -75,6 +79,34 @@ test('the wait handle: prepareWait, sleep on fd in a loop of our own, finishWait
   t.is(b.peer, 'closed', 'the peer closed cleanly');
   b.close();
   t.throws(() => b.prepareWait(), { message: /port is closed/ });
+});
+
+test('pollSync: blocks this thread on the doorbell until a frame from another process wakes it', async (t) => {
+  t.timeout(60_000); // hang guard only
+  const base = pname();
+  const b = await open(`${base}}1`);
+  t.deepEqual(b.pollSync({ rx: true, timeoutMs: 0 }), { rx: false, tx: false, hup: false }, 'nothing sent: no events');
+  const tx = spawn(process.execPath, [pktgen, '-i', `${base}{1`, '-f', 'tx', '-n', '100', '-l', '60'], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((r) => tx.on('exit', r));
+  let ev = { rx: false, tx: false, hup: false };
+  // slices of at most 200 ms; the event loop turns between them
+  while (!ev.rx) {
+    ev = b.pollSync({ rx: true, spinUs: 0 });
+    if (!ev.rx) await new Promise((r) => setImmediate(r));
+  }
+  t.true(b.rxAvailable() > 0, 'woken with frames in the ring');
+  let got = 0;
+  while (got < 100) {
+    got += b.rxAvailable();
+    for (const r of b.rxRings) r.advance(r.space());
+    b.rxsync();
+    if (got < 100 && b.rxAvailable() === 0) b.pollSync({ rx: true, spinUs: 0 });
+    await new Promise((r) => setImmediate(r));
+  }
+  t.is(got, 100);
+  t.is(await exited, 0);
+  b.close();
+  t.throws(() => b.pollSync(), { message: /port is closed/ });
 });
 
 test('open() from src/netmap/open.js serves vale names too (no registration needed)', async (t) => {

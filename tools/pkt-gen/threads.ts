@@ -109,14 +109,71 @@ export class RateLimitedLog {
 const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 /**
- * How long a loop spins on sync before it sleeps in poll, ms. Across a pipe
- * the two ends each keep a core and spinning avoids a wakeup per batch; on a
- * vale-ts port the switch is a third party, so the window is short (it
- * covers the switch's next round, not a time slice), and every spin yields
- * the CPU when it finds nothing, so a spinning loop never keeps the switch
- * or the peer it waits for off a core.
+ * Longest spin on sync before a loop sleeps in poll, ms. Across a pipe the
+ * two ends each keep a core on an idle machine and spinning avoids a wakeup
+ * per batch; on a vale-ts port the switch is a third party, so the window
+ * is short (the switch's next round, not a time slice).
+ * PKTGEN_TS_SPIN_US fixes the window (no adaptation; for A/B runs).
  */
-const spinMs = (port: Port): number => (port.transport === 'vale-ts' ? 0.05 : 2);
+const SPIN_ENV = process.env['PKTGEN_TS_SPIN_US'];
+const maxSpinMs = (port: Port): number => (port.transport === 'vale-ts' ? 0.05 : 2);
+/**
+ * ping and pong: how long to spin for the answer before sleeping, ms. The
+ * answer takes at least a round trip through the switch, so by default each
+ * side sleeps right after sending (in a native poll, woken by the switch's
+ * kick) and leaves the CPUs to the switch and the peer; spinning makes three
+ * busy processes on two cores, and the one descheduled costs a time slice.
+ */
+const PINGSPIN_ENV = process.env['PKTGEN_TS_PING_SPIN_US'];
+const PING_SPIN = PINGSPIN_ENV !== undefined ? Number(PINGSPIN_ENV) / 1000 : 0;
+/**
+ * Sleep in a blocking poll(2) on the port's doorbell (the kick wakes this
+ * thread directly) rather than on the event loop; PKTGEN_TS_WAIT=uv for the
+ * event-loop poll (A/B runs).
+ */
+const WAIT_SYNC = process.env['PKTGEN_TS_WAIT'] !== 'uv';
+
+/**
+ * Adaptive spin window: spin about twice as long as the other side recently
+ * took to make room or send frames (a moving average of the gaps), and not
+ * at all once that is longer than the loop's longest spin: then the peer is
+ * descheduled or idle, a spin would only burn this process's share of the
+ * CPU (and sched_yield hands the CPU to a busy neighbour for a whole slice),
+ * and sleeping lets the scheduler wake this side as soon as the peer acts.
+ */
+export class SpinBudget {
+  /** moving average of the gaps, ms */
+  private gap: number;
+  constructor(readonly maxMs: number) {
+    this.gap = maxMs / 4;
+  }
+  /** how long to spin now, ms (0: sleep at once) */
+  get ms(): number {
+    if (SPIN_ENV !== undefined) return Number(SPIN_ENV) / 1000;
+    const b = 2 * this.gap;
+    return b > this.maxMs ? 0 : Math.max(b, Math.min(0.02, this.maxMs));
+  }
+  /** the other side acted `ms` after this side started waiting */
+  note(ms: number): void {
+    this.gap += (ms - this.gap) / 4;
+  }
+  /**
+   * sched_yield, in a spin; false when it came back late: another runnable
+   * thread had this CPU (a busy neighbour, or the peer sharing the core), so
+   * spinning now only costs slices: stop, and sleep at once for a while.
+   */
+  yieldOk(): boolean {
+    const t = now();
+    native.schedYield();
+    if (now() - t < YIELD_LATE_MS) return true;
+    // about ten waits sleep at once before a spin is tried again
+    if (SPIN_ENV === undefined) this.gap = Math.max(this.gap, 8 * this.maxMs);
+    return false;
+  }
+}
+/** A sched_yield that returns later than this gave the CPU away (ms). */
+const YIELD_LATE_MS = 0.03;
+
 /** In a spin loop, every 16th turn that found nothing: time check and sched_yield. */
 const spinYield = (): void => native.schedYield();
 /** How often a busy loop yields to the event loop, ms. */
@@ -132,8 +189,8 @@ class Ctx {
   readonly control: Int32Array;
   readonly mem: ArrayBuffer;
   private nextYield = now() + YIELD_MS;
-  /** spin this long on sync before sleeping in poll, ms */
-  readonly spinMs: number;
+  /** how long to spin on sync before sleeping in poll */
+  readonly spin: SpinBudget;
 
   constructor(
     readonly cfg: ThreadConfig,
@@ -143,7 +200,7 @@ class Ctx {
     this.counters = shared.counters;
     this.control = shared.control;
     this.mem = port.memory;
-    this.spinMs = spinMs(port);
+    this.spin = new SpinBudget(maxSpinMs(port));
   }
 
   get cancelled(): boolean {
@@ -172,7 +229,9 @@ class Ctx {
     for (;;) {
       const left = end - now();
       const slice = Math.max(0, Math.min(POLL_SLICE_MS, left));
-      const ev = await this.port.poll({ rx: what.rx, tx: what.tx, timeoutMs: slice });
+      // the loops spin themselves before calling this: sleep at once
+      const ev = WAIT_SYNC ? this.port.pollSync({ rx: what.rx, tx: what.tx, timeoutMs: slice, spinUs: 0 }) : await this.port.poll({ rx: what.rx, tx: what.tx, timeoutMs: slice, spinUs: 0 });
+      if (WAIT_SYNC && !ev.rx && !ev.tx) await yieldNow(); // a slice passed: let the event loop turn (hang-ups, signals, reports)
       this.nextYield = now() + YIELD_MS;
       if (ev.rx || ev.tx || this.cancelled || end - now() <= 0) return ev;
       if (ev.hup) {
@@ -228,18 +287,18 @@ function dumpSlots(r: Ring, from: number, to: number): void {
  */
 async function waitTxRoom(c: Ctx, rings: readonly Ring[]): Promise<void> {
   const t0 = now();
+  const spin = c.spin.ms;
   for (let i = 1; ; i++) {
     if (c.cancelled) return;
     c.sync(rings);
-    if (anyRoom(rings)) return;
-    if ((i & 15) === 0) {
-      if (now() - t0 > c.spinMs) break;
-      spinYield();
+    if (anyRoom(rings)) return c.spin.note(now() - t0);
+    if ((i & 15) === 0 || spin === 0) {
+      if (now() - t0 >= spin || !c.spin.yieldOk()) break;
     }
   }
   while (!c.cancelled) {
     const ev = await c.pollFor({ rx: false, tx: true }, POLL_SLICE_MS);
-    if (ev.tx || anyRoom(rings)) return;
+    if (ev.tx || anyRoom(rings)) return c.spin.note(now() - t0);
     if (ev.hup) throw new PeerGoneError(`${c.cfg.iface}: the other side went away`);
   }
 }
@@ -378,10 +437,10 @@ async function receiverBody(c: Ctx): Promise<void> {
         // spin a moment, then sleep; with -W, 1 s of silence ends the run
         const t0 = now();
         if (idleSince === 0) idleSince = t0;
-        for (let i = 1; !c.cancelled; i++) {
+        const spin = c.spin.ms;
+        for (let i = 1; !c.cancelled && spin > 0; i++) {
           c.sync(rings);
-          if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > c.spinMs)) break;
-          if ((i & 15) === 0) spinYield();
+          if (port.rxAvailable() > 0 || ((i & 15) === 0 && (now() - t0 > spin || !c.spin.yieldOk()))) break;
         }
         if (port.rxAvailable() === 0) {
           const left = cfg.forever ? POLL_SLICE_MS : 1000 - (now() - idleSince);
@@ -396,6 +455,7 @@ async function receiverBody(c: Ctx): Promise<void> {
           }
         }
       }
+      if (idleSince !== 0) c.spin.note(now() - idleSince);
       idleSince = 0;
       let space = 0;
       for (let i = 0; i < rings.length; i++) {
@@ -486,7 +546,7 @@ async function pingBody(c: Ctx): Promise<void> {
     const t0 = now();
     for (let i = 1; ; i++) {
       c.sync(rings);
-      if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > 0.2) || c.cancelled) break;
+      if (port.rxAvailable() > 0 || ((PING_SPIN === 0 || (i & 15) === 0) && now() - t0 >= PING_SPIN) || c.cancelled) break;
       if ((i & 15) === 0) spinYield();
     }
     if (port.rxAvailable() === 0 && !c.cancelled) {
@@ -548,7 +608,7 @@ async function pongBody(c: Ctx): Promise<void> {
       const t0 = now();
       for (let i = 1; !c.cancelled; i++) {
         c.sync(rings);
-        if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 > 0.2)) break;
+        if (port.rxAvailable() > 0 || ((PING_SPIN === 0 || (i & 15) === 0) && now() - t0 >= PING_SPIN)) break;
         if ((i & 15) === 0) spinYield();
       }
       if (port.rxAvailable() === 0) {
