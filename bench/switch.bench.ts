@@ -8,7 +8,7 @@
  * core (vale-ts --native-bridge), same traffic.
  *   node dist/bench/switch.bench.js [--seconds S] [--no-bridge]
  * Per frame, vale-ts: the sender's pkt-gen-style loop fills a slot, the
- * switch (its datapath thread) validates the slot, copies the header bytes
+ * switch (vale-ts's default datapath, on its event loop) validates the slot, copies the header bytes
  * the lookup reads, runs the lookup (TypeScript, once per round for the whole
  * batch; or C++), and copies the frame into the receiver's rx ring; the
  * receiver counts it. The Linux bridge: trafgen writes frames into a
