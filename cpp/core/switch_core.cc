@@ -415,8 +415,8 @@ void SwitchCore::rebuild_scan() {
     scan_of_.push_back(static_cast<uint32_t>(scan_.size()));
     p.scan_at = static_cast<uint32_t>(scan_.size());
     for (uint32_t r = 0; r < p.layout.p.tx_rings; r++)
-      scan_.push_back(ScanRing{&p.atok(r)->head, p.tx_hwcur[r], p.tx_hwcur[r], static_cast<uint8_t>(id),
-                               static_cast<uint8_t>(r)});
+      scan_.push_back(ScanRing{&p.atok(r)->head, p.tx_hwcur[r], p.tx_hwcur[r], p.layout.p.tx_slots,
+                               static_cast<uint8_t>(id), static_cast<uint8_t>(r)});
   }
   scan_of_.push_back(static_cast<uint32_t>(scan_.size()));
 }
@@ -940,13 +940,11 @@ void SwitchCore::publish_rx() {
 // ---- sleep and wake -------------------------------------------------------
 
 uint32_t SwitchCore::pending_locked() {
+  // from the scan array: no Port is read (this runs before every sleep)
   uint32_t n = 0;
-  for (uint32_t id : active_) {
-    Port &p = ports_[id];
-    for (uint32_t r = 0; r < p.layout.p.tx_rings; r++) {
-      const uint32_t head = load_acquire(&p.atok(r)->head);
-      if (head < p.layout.p.tx_slots) n += ring_dist(head, p.tx_hwcur[r], p.layout.p.tx_slots);
-    }
+  for (const ScanRing &s : scan_) {
+    const uint32_t head = load_acquire(s.head);
+    if (head < s.slots) n += ring_dist(head, s.cur, s.slots);
   }
   return n;
 }

@@ -323,6 +323,7 @@ class SwitchCore {
     const uint32_t *head;  // the client's tx head in its CSB entry
     uint32_t cur;          // == ports_[port].tx_hwcur[ring], kept in step
     uint32_t seen;         // head as read at the start of this round
+    uint32_t slots;        // the ring's size
     uint8_t port;
     uint8_t ring;
   };
