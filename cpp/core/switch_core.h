@@ -291,6 +291,7 @@ class SwitchCore {
     bool is_monitor = false;  // this port is a monitor (not in active_)
     int32_t monitor_of = -1;  // the port it watches, -1 once that port is gone
     uint32_t tx_hwcur[MAX_RINGS] = {};
+    uint32_t scan_at = 0;  // its first tx ring's entry in scan_ (while in active_)
     // last impossible head seen per ring (tx, then rx): badHead counts each
     // publication once, not every round that reads it again
     uint32_t bad_head[2 * MAX_RINGS];
@@ -314,6 +315,17 @@ class SwitchCore {
       return base() + layout.buf_pool_ofs + static_cast<uint64_t>(idx) * layout.p.buf_size;
     }
     bool buf_ok(uint32_t idx) const { return idx >= 2 && idx < layout.num_bufs; }
+  };
+  // One tx ring that collect() visits, in active_ order: what it needs to
+  // tell an idle ring from one with frames without touching the Port (a
+  // cache line of the switch's own memory plus the client's head).
+  struct ScanRing {
+    const uint32_t *head;  // the client's tx head in its CSB entry
+    uint32_t cur;          // == ports_[port].tx_hwcur[ring], kept in step
+    uint32_t seen;         // head as read at the start of this round
+    uint32_t slots;        // the ring's size
+    uint8_t port;
+    uint8_t ring;
   };
   // A source tx ring that contributed to the batch (or had slots to skip).
   struct Touched {
@@ -360,6 +372,8 @@ class SwitchCore {
   void kick_client(Port *p);
   uint32_t pending_locked();
   void count_closed(Port *p);
+  // After every change of active_ (or of a port's rings' mapping).
+  void rebuild_scan();
 
   std::recursive_mutex mu_;
   bool in_round_ = false;
@@ -369,6 +383,8 @@ class SwitchCore {
   const uint32_t stride_;  // header rounded up for alignment
   std::unique_ptr<Port[]> ports_;
   std::vector<uint32_t> active_;  // ids in use, ascending: floods and rounds cost O(ports in use)
+  std::vector<ScanRing> scan_;    // every tx ring of active_, port by port
+  std::vector<uint32_t> scan_of_; // active_[k]'s rings are scan_[scan_of_[k] .. scan_of_[k + 1])
   std::vector<uint32_t> dirty_;   // ports whose rx rings got frames this round
   std::vector<Touched> touched_;  // source rings of this round
   std::vector<Dropped> dropped_;  // frames skipped by this round's collect
