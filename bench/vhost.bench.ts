@@ -7,6 +7,16 @@
  * rxonly testpmd over the measured interval.
  *   node dist/bench/vhost.bench.js [--seconds 3]
  * Needs the Debian packages of test/fixtures/testpmd.ts (installed as root).
+ *
+ * Investigation (issue 11's "what bounds it"; none of these is the
+ * benchmark's row): --probe prints, for each measured interval, every
+ * thread's share of it on a CPU and runnable-but-waiting (schedstat) for
+ * vale-ts and both testpmds, and the switch's and drivers' counters over it
+ * (kicks, wakeups, drops); --vale-only skips the testpmd switch;
+ * --busy-poll-us N sets the drivers' polling window; --queue-size N the
+ * front-ends' virtqueue size (virtio_user queue_size); --split puts both
+ * testpmd forwarding lcores on CPU 1 and vale-ts alone on CPU 0;
+ * --vale-nice=N renices every vale-ts thread (an operator's priority).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
