@@ -7,7 +7,18 @@
  * rxonly testpmd over the measured interval.
  *   node dist/bench/vhost.bench.js [--seconds 3]
  * Needs the Debian packages of test/fixtures/testpmd.ts (installed as root).
+ *
+ * Investigation (issue 11's "what bounds it"; none of these is the
+ * benchmark's row): --probe prints, for each measured interval, every
+ * thread's share of it on a CPU and runnable-but-waiting (schedstat) for
+ * vale-ts and both testpmds, and the switch's and drivers' counters over it
+ * (kicks, wakeups, drops); --vale-only skips the testpmd switch;
+ * --busy-poll-us N sets the drivers' polling window; --queue-size N the
+ * front-ends' virtqueue size (virtio_user queue_size); --split puts both
+ * testpmd forwarding lcores on CPU 1 and vale-ts alone on CPU 0;
+ * --vale-nice=N renices every vale-ts thread (an operator's priority).
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,20 +27,65 @@ import { ValeClient } from '../src/index.js';
 import { ensureTestpmd, TestPmd } from '../test/fixtures/testpmd.js';
 import { startSwitch } from './lib.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '3' }, probe: { type: 'boolean', default: false },
+    'vale-only': { type: 'boolean', default: false },
+    'busy-poll-us': { type: 'string' },
+    'queue-size': { type: 'string' },
+    split: { type: 'boolean', default: false },
+    'vale-nice': { type: 'string' },
+  },
+});
 const seconds = Number(values.seconds);
+const probe = values.probe;
+// diagnostics (not the benchmark's rows): the drivers' polling window, the
+// front-ends' virtqueue size, and --split: both testpmd forwarding lcores on
+// CPU 1 and vale-ts alone on CPU 0 (what vale-ts does with a CPU to itself)
+const busyPollUs = values['busy-poll-us'] === undefined ? undefined : Number(values['busy-poll-us']);
+const queueSize = values['queue-size'] === undefined ? '' : `,queue_size=${Number(values['queue-size'])}`;
+const split = values.split;
+// --vale-nice N: every vale-ts thread reniced to N once its ports exist (an
+// operator's priority for the switch over the guests, as OVS-DPDK's pinned
+// PMD threads have): a diagnostic row, never the benchmark's
+const valeNice = values['vale-nice'] === undefined ? undefined : Number(values['vale-nice']);
 const SIZES = [60, 1514];
 
 ensureTestpmd();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vhost-bench-${process.pid}-`));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Per-thread schedstat (ns on a CPU, ns runnable but waiting, times scheduled in) of a process. */
+type Sched = Map<string, { run: number; wait: number; slices: number }>;
+function sched(pid: number, tag: string): Sched {
+  const m: Sched = new Map();
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const comm = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+        const [run, wait, slices] = fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+        m.set(`${tag} ${comm}/${tid}`, { run: run!, wait: wait!, slices: slices! });
+      } catch { /* thread gone */ }
+    }
+  } catch { /* process gone */ }
+  return m;
+}
+/** Prints the threads that ran during the interval: share of the interval on a CPU and waiting for one. */
+function printSched(a: Sched, b: Sched, ns: number): void {
+  for (const [k, v] of b) {
+    const o = a.get(k) ?? { run: 0, wait: 0, slices: 0 };
+    const run = v.run - o.run, wait = v.wait - o.wait, sl = v.slices - o.slices;
+    if (run < ns / 200) continue;
+    console.log(`    ${k.padEnd(34)} on-cpu ${((run / ns) * 100).toFixed(1).padStart(5)}%  runnable-waiting ${((wait / ns) * 100).toFixed(1).padStart(5)}%  slices ${sl}`);
+  }
+}
+let probeTarget: { pids: Array<[number, string]>; counters: () => Promise<Record<string, number>>; describe: () => Promise<string[]> } | null = null;
+
 /** Runs txonly -> rxonly front-ends on sockets a and b for each size; Mpps per size. */
 async function measure(a: string, b: string, serverFronts: boolean): Promise<number[]> {
   const srv = serverFronts ? ',server=1' : '';
   // forwarding lcores on different cores: tx on 1, rx on 0 (its main lcore 1)
-  const rx = await TestPmd.start({ vdevs: [`net_virtio_user0,path=${b},queues=1${srv}`], mode: 'rxonly', cores: '0,1', mainLcore: 1 });
-  const tx = await TestPmd.start({ vdevs: [`net_virtio_user0,path=${a},queues=1${srv}`], mode: 'txonly', cores: '0,1' });
+  const rx = await TestPmd.start({ vdevs: [`net_virtio_user0,path=${b},queues=1${srv}${queueSize}`], mode: 'rxonly', cores: '0,1', mainLcore: split ? 0 : 1 });
+  const tx = await TestPmd.start({ vdevs: [`net_virtio_user0,path=${a},queues=1${srv}${queueSize}`], mode: 'txonly', cores: '0,1' });
   const out: number[] = [];
   try {
     await rx.cmd('start');
@@ -37,11 +93,30 @@ async function measure(a: string, b: string, serverFronts: boolean): Promise<num
       await tx.cmd(`set txpkts ${size}`);
       await tx.cmd('start');
       await sleep(1000); // warm-up: rings filled, MAC learned
+      const pids: Array<[number, string]> = [...(probeTarget?.pids ?? []), [tx.proc.pid!, 'txonly'], [rx.proc.pid!, 'rxonly']];
+      const snap = (): Sched => new Map(pids.flatMap(([p, t]) => [...sched(p, t)]));
+      const c0 = probe && probeTarget ? await probeTarget.counters() : {};
+      const txs0 = probe ? await tx.portStats() : null;
+      const s0 = probe ? snap() : new Map();
       const r0 = (await rx.portStats()).rxPackets;
       const t0 = process.hrtime.bigint();
       await sleep(seconds * 1000);
       const r1 = (await rx.portStats()).rxPackets;
       const t1 = process.hrtime.bigint();
+      if (probe) {
+        const s1 = snap();
+        const txs1 = await tx.portStats();
+        const ns = Number(t1 - t0);
+        const frames = r1 - r0;
+        console.log(`  ${size} B: rxonly got ${frames} frames in ${(ns / 1e9).toFixed(2)} s (${(frames / ns * 1e3).toFixed(3)} Mpps); txonly sent ${txs1.txPackets - txs0!.txPackets}, tx-errors ${txs1.txErrors - txs0!.txErrors}`);
+        printSched(s0, s1, ns);
+        if (probeTarget) {
+          const c1 = await probeTarget.counters();
+          const d = Object.fromEntries(Object.entries(c1).map(([k, v]) => [k, v - (c0[k] ?? 0)]).filter(([, v]) => v !== 0));
+          console.log(`    counters over the interval: ${JSON.stringify(d)}`);
+          if (size === SIZES[0]) for (const sw of await probeTarget.describe()) console.log(`    ${sw}`);
+        }
+      }
       await tx.cmd('stop');
       out.push((r1 - r0) / (Number(t1 - t0) / 1e9) / 1e6);
     }
@@ -57,9 +132,33 @@ async function viaVale(): Promise<number[]> {
   try {
     const vale = new ValeClient({ socket });
     const a = path.join(dir, 'vale-a.sock'), b = path.join(dir, 'vale-b.sock');
-    await vale.create('vale0:tx', {}, { driver: { kind: 'vhost-user', path: a } });
-    await vale.create('vale0:rx', {}, { driver: { kind: 'vhost-user', path: b } });
-    return await measure(a, b, false);
+    if (split) execFileSync('taskset', ['-a', '-p', '-c', '0', String(proc.pid)], { stdio: 'ignore' });
+    const poll: Record<string, number> = busyPollUs === undefined ? {} : { busyPollUs };
+    await vale.create('vale0:tx', {}, { driver: { kind: 'vhost-user', path: a, ...poll } });
+    await vale.create('vale0:rx', {}, { driver: { kind: 'vhost-user', path: b, ...poll } });
+    if (valeNice !== undefined)
+      for (const tid of fs.readdirSync(`/proc/${proc.pid}/task`)) execFileSync('renice', ['-n', String(valeNice), '-p', tid], { stdio: 'ignore' });
+    probeTarget = {
+      pids: [[proc.pid!, 'vale-ts']],
+      counters: async () => {
+        const out: Record<string, number> = {};
+        for (const sw of await vale.stats('vale0')) {
+          for (const [k, v] of Object.entries(sw.switchCounters ?? {})) out[`sw.${k}`] = v;
+          for (const p of sw.ports) {
+            const n = p.name.split(':')[1];
+            for (const [k, v] of Object.entries(p.counters)) out[`${n}.${k}`] = v;
+            for (const [k, v] of Object.entries(p.driver?.counters ?? {})) out[`${n}.drv.${k}`] = v;
+          }
+        }
+        return out;
+      },
+      describe: async () => (await vale.stats('vale0')).flatMap((sw) => sw.ports.map((p) => `${p.name}: ${p.driver?.describe ?? ''}`)),
+    };
+    try {
+      return await measure(a, b, false);
+    } finally {
+      probeTarget = null;
+    }
   } finally {
     proc.kill();
   }
@@ -78,8 +177,10 @@ async function viaTestpmd(): Promise<number[]> {
 
 const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
 const vale = await viaVale();
-const pmd = await viaTestpmd();
+const pmd = values['vale-only'] ? SIZES.map(() => NaN) : await viaTestpmd();
 console.log(`vhost-user benchmark: testpmd txonly -> switch -> testpmd rxonly, ${seconds} s per size (load average before: ${load})`);
+const diag = [busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, queueSize && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
+if (diag.length) console.log(`diagnostic settings: ${diag.join(', ')}`);
 console.log(`load average after: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} CPUs)`);
 SIZES.forEach((s, i) =>
   console.log(`${String(s).padStart(5)} B  vale-ts ${vale[i]!.toFixed(2)} Mpps   testpmd io-fwd ${pmd[i]!.toFixed(2)} Mpps   ratio ${(vale[i]! / pmd[i]!).toFixed(2)}`),

@@ -59,7 +59,7 @@ constexpr unsigned PF_MQ = 0, PF_REPLY_ACK = 3;
 
 // split virtqueue layout
 constexpr uint16_t DESC_F_NEXT = 1, DESC_F_WRITE = 2, DESC_F_INDIRECT = 4;
-constexpr uint16_t AVAIL_F_NO_INTERRUPT = 1;
+constexpr uint16_t AVAIL_F_NO_INTERRUPT = 1, USED_F_NO_NOTIFY = 1;
 struct Desc {
   uint64_t addr;
   uint32_t len;
@@ -756,12 +756,27 @@ struct VhostUserPort::Impl {
       Vq &q = vqs[i];
       if (!ready(q)) continue;
       bool is_rx = (i % 2) == 0;
-      if (has(F_EVENT_IDX)) store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), q.last_avail);
+      if (has(F_EVENT_IDX)) {
+        store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), q.last_avail);
+      } else if (load16(q.used) & USED_F_NO_NOTIFY) {
+        // read from memory, not remembered: a back-end before us (vale-ts
+        // restarted, the front-end kept its rings) may have left it set
+        store16_relaxed(q.used, 0);
+      }
       full_fence();
       // a TX queue waits for ring space, an RX queue matters only to frames waiting for buffers
       if (load16(q.avail + 2) != q.last_avail && (is_rx ? rx_starved : !tx_blocked)) any = true;
     }
     return any;
+  }
+
+  // While polling: no kicks wanted. With EVENT_IDX that needs no write (the
+  // guest kicks only when its avail index passes avail_event, which stays
+  // where the last sleep put it); without it, used->flags says NO_NOTIFY.
+  void notifications_off() {
+    if (has(F_EVENT_IDX)) return;
+    for (Vq &q : vqs)
+      if (ready(q) && !(load16(q.used) & USED_F_NO_NOTIFY)) store16_relaxed(q.used, USED_F_NO_NOTIFY);
   }
 
   // -------------------------------------------------------------- protocol
@@ -1118,12 +1133,32 @@ struct VhostUserPort::Impl {
     if (self.cfg_.client) try_connect();
     pc.txsync(0);
     epoll_event evs[32];
+    using clock = std::chrono::steady_clock;
+    const auto poll_window = std::chrono::microseconds(self.cfg_.busy_poll_us);
+    auto last_moved = clock::now();
+    uint32_t idle_polls = 0, busy_passes = 0;
     for (;;) {
       bool txb = false, rxs = false;
       bool moved = pump(&txb, &rxs);
       int timeout;
       if (moved) {
-        timeout = 0;  // look at events, then go on
+        idle_polls = 0;
+        if (poll_window.count()) last_moved = clock::now();
+        // go on: the next pass finds what came meanwhile; the sockets and the
+        // stop fd are looked at every 8th pass (a syscall each, and a kick or
+        // a doorbell means nothing while we pass over the rings anyway)
+        if (++busy_passes % 8) continue;
+        timeout = 0;
+      } else if (conn && poll_window.count() && clock::now() - last_moved < poll_window) {
+        // polling: the guest's next burst is likely a few µs away; look at
+        // the sockets and the stop fd only every 32nd empty pass
+        if (++idle_polls % 32) {
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause();
+#endif
+          continue;
+        }
+        timeout = 0;
       } else {
         // sleep: ask the switch and the guest to wake us, then re-check (no lost wakeup)
         pc.arm(true, txb);
@@ -1134,9 +1169,14 @@ struct VhostUserPort::Impl {
         }
         if (conn && work_pending(txb, rxs)) again = true;
         timeout = again ? 0 : (self.cfg_.client && !conn ? 1000 : -1);
+        if (timeout) c.wakeups++;
       }
       int n = ::epoll_wait(epfd.get(), evs, 32, timeout);
       pc.disarm();
+      if (timeout && conn) {
+        notifications_off();  // woken: poll until the window closes
+        last_moved = clock::now();
+      }
       if (n < 0 && errno != EINTR) {
         set_error(std::string("epoll_wait: ") + std::strerror(errno));
         return;
@@ -1152,8 +1192,9 @@ struct VhostUserPort::Impl {
         else if (kind == K_KICK) {
           uint32_t qi = static_cast<uint32_t>(k & 0xffffffff);
           if (qi < vqs.size() && vqs[qi].kick) {
+            // one read takes the eventfd's whole count (every kick since the last read) and resets it
             uint64_t v;
-            while (::read(vqs[qi].kick.get(), &v, sizeof v) == sizeof v) c.kicks++;
+            if (::read(vqs[qi].kick.get(), &v, sizeof v) == sizeof v) c.kicks += v;
           }
         }
       }

@@ -45,6 +45,7 @@ namespace nm {
   X(toGuestBytes)                                                                                     \
   X(kicks)                /* guest notifications read */                                              \
   X(calls)                /* guest interrupts sent */                                                 \
+  X(wakeups)              /* times the thread slept and woke */                                       \
   X(connects)                                                                                         \
   X(disconnects)                                                                                      \
   X(protocolErrors)       /* connections closed for a protocol violation */                           \
@@ -80,6 +81,15 @@ struct VhostUserConfig {
   std::string path;
   bool client = false;        // connect to path (and reconnect) instead of listening on it
   uint32_t queue_pairs = 2;   // offered with VHOST_USER_PROTOCOL_F_MQ (1..8)
+  // After the last frame moved, keep polling the guest's queues and the
+  // port's rings this long (µs) with guest notifications off before asking
+  // for kicks and sleeping (vhost-net's busyloop_timeout, DPDK's PMD loop):
+  // a front-end that sends bursts every few µs is then served in large
+  // batches without a kick, a wakeup and a context switch per burst. 0:
+  // sleep as soon as a pass finds nothing (the default: on a machine whose
+  // CPUs the guests' own pollers keep busy, polling here takes CPU from them
+  // and lost throughput in bench/RESULTS.md's vhost-user section).
+  uint32_t busy_poll_us = 0;
 };
 
 // What the back-end is doing, for listings.

@@ -31,10 +31,10 @@ class VhostUser : public Napi::ObjectWrap<VhostUser> {
                         InstanceMethod("close", &VhostUser::Close)});
   }
 
-  // new VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs}); the fds are dup'ed
+  // new VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs, busyPollUs}); the fds are dup'ed
   VhostUser(const Napi::CallbackInfo &info) : Napi::ObjectWrap<VhostUser>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 4 || !info[3].IsObject()) throw Napi::TypeError::New(env, "VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs})");
+    if (info.Length() < 4 || !info[3].IsObject()) throw Napi::TypeError::New(env, "VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs, busyPollUs})");
     unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sw = dup_arg(info, 2, "switchBell");
     Napi::Object o = info[3].As<Napi::Object>();
     VhostUserConfig cfg;
@@ -44,6 +44,12 @@ class VhostUser : public Napi::ObjectWrap<VhostUser> {
     if (o.Has("queuePairs") && !o.Get("queuePairs").IsUndefined()) {
       if (!o.Get("queuePairs").IsNumber()) throw Napi::TypeError::New(env, "queuePairs must be a number");
       cfg.queue_pairs = o.Get("queuePairs").As<Napi::Number>().Uint32Value();
+    }
+    if (o.Has("busyPollUs") && !o.Get("busyPollUs").IsUndefined()) {
+      Napi::Value v = o.Get("busyPollUs");
+      if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0 || v.As<Napi::Number>().DoubleValue() > 100000)
+        throw Napi::RangeError::New(env, "busyPollUs must be a number of µs, 0..100000");
+      cfg.busy_poll_us = v.As<Napi::Number>().Uint32Value();
     }
     PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sw)));
     port_ = unwrap(env, VhostUserPort::start(std::move(pc), std::move(cfg)));

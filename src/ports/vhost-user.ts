@@ -6,7 +6,11 @@
  *
  * Spec settings: `path` (absolute unix socket path), `client` (connect to
  * `path` and reconnect, for QEMU `server=on`; default: listen on `path`),
- * `queuePairs` (1..8 offered with VHOST_USER_PROTOCOL_F_MQ, default 2).
+ * `queuePairs` (1..8 offered with VHOST_USER_PROTOCOL_F_MQ, default 2),
+ * `busyPollUs` (0..100000, default 0: after the last frame the driver keeps
+ * polling this long with the guest's kicks off before it sleeps, so bursts a
+ * few µs apart cost no kick, wakeup or context switch each; worth it only
+ * where the driver has a CPU to itself, bench/RESULTS.md).
  *
  * The port declares a 10-byte virtio-net header to the switch
  * ({@link Switch.setVnetHdrLen}): a guest's checksum and TSO offloads pass
@@ -26,6 +30,7 @@ export interface VhostUserSettings {
   path: string;
   client: boolean;
   queuePairs: number;
+  busyPollUs: number;
 }
 
 interface NativeVhostUser {
@@ -34,23 +39,26 @@ interface NativeVhostUser {
   close(): void;
 }
 interface VhostAddon {
-  VhostUser: new (regionFd: number, clientBell: number, switchBell: number, cfg: { path: string; client: boolean; queuePairs: number }) => NativeVhostUser;
+  VhostUser: new (regionFd: number, clientBell: number, switchBell: number, cfg: { path: string; client: boolean; queuePairs: number; busyPollUs: number }) => NativeVhostUser;
 }
 const native = nativeRaw as VhostAddon;
 
 /** Checks a driver spec of kind 'vhost-user' and names the bad setting. */
 export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
   for (const k of Object.keys(spec)) {
-    if (!['kind', 'path', 'client', 'queuePairs'].includes(k)) throw Object.assign(new Error(`unknown vhost-user setting '${k}' (known: path, client, queuePairs)`), { code: 'EINVAL' });
+    if (!['kind', 'path', 'client', 'queuePairs', 'busyPollUs'].includes(k)) throw Object.assign(new Error(`unknown vhost-user setting '${k}' (known: path, client, queuePairs, busyPollUs)`), { code: 'EINVAL' });
   }
-  const { path, client = false, queuePairs = 2 } = spec;
+  const { path, client = false, queuePairs = 2, busyPollUs = 0 } = spec;
   if (typeof path !== 'string' || !isAbsolute(path)) throw Object.assign(new Error(`vhost-user 'path' must be an absolute socket path (got ${JSON.stringify(path)})`), { code: 'EINVAL' });
   if (Buffer.byteLength(path) > 107) throw Object.assign(new Error(`vhost-user path ${path} is longer than a unix socket path may be (107 bytes)`), { code: 'ENAMETOOLONG' });
   if (typeof client !== 'boolean') throw Object.assign(new Error("vhost-user 'client' must be a boolean"), { code: 'EINVAL' });
   if (typeof queuePairs !== 'number' || !Number.isInteger(queuePairs) || queuePairs < 1 || queuePairs > 8) {
     throw Object.assign(new Error(`vhost-user 'queuePairs' must be an integer 1..8 (got ${String(queuePairs)})`), { code: 'EINVAL' });
   }
-  return { path, client, queuePairs };
+  if (typeof busyPollUs !== 'number' || !Number.isInteger(busyPollUs) || busyPollUs < 0 || busyPollUs > 100000) {
+    throw Object.assign(new Error(`vhost-user 'busyPollUs' must be an integer 0..100000 µs (got ${String(busyPollUs)})`), { code: 'EINVAL' });
+  }
+  return { path, client, queuePairs, busyPollUs };
 }
 
 /** Names of the negotiated virtio features worth showing. */
