@@ -69,11 +69,12 @@ done
 [ $up = 2 ]; ok "xfrm-vale-ts-up: two vale-ts, each with a VXLAN port and an attached veth" $? "see the output above"
 note "setup: $((SECONDS - T0)) s"
 
-# the VTEP's counter NAME (e.g. 'remote 10.77.0.2 txFrames') in xh$1's vale-ts, 0 if absent
+# stats N: xh$N's vale-ts's counters into $W/stats$N.json (a node process: seconds under TCG)
+stats() { NETMAP_BACKEND=user $VCU --socket "$W/vale$1.sock" --stats=valex --json >"$W/stats$1.json" 2>"$W/stats.err"; }
+# vtep N NAME: the VTEP's counter NAME (e.g. 'remote 10.77.0.2 txFrames') in the last stats N, 0 if absent
 vtep() {
   local k=$2
-  NETMAP_BACKEND=user $VCU --socket "$W/vale$1.sock" --stats=valex --json >"$W/stats.json" 2>"$W/stats.err"
-  grep -o -E "\"${k//./\\.}\": *[0-9]+" "$W/stats.json" | grep -o -E '[0-9]+$' | head -1 | grep . || echo 0
+  grep -o -E "\"${k//./\\.}\": *[0-9]+" "$W/stats$1.json" | grep -o -E '[0-9]+$' | head -1 | grep . || echo 0
 }
 # one plaintext VXLAN datagram (VNI 77, a broadcast frame from 02:00:00:00:66:66) from the attacker to the VTEP
 inject() {
@@ -85,7 +86,7 @@ xstat() { nsx xh1 awk -v k="$1" '$1 == k { print $2 }' /proc/net/xfrm_stat; }
 # the wire, and VXLAN authenticates nothing
 seen=0
 for try in 1 2 3; do
-  inject
+  inject; stats 1
   seen=$(vtep 1 "remote $ATK rxFrames")
   [ "${seen:-0}" -ge 1 ] && break
 done
@@ -129,10 +130,10 @@ for d in 1:$O2 2:$O1; do
   grep -q ' 3 received' "$W/ping$i.log"; ok "xfrm-ping-xe$i-to-$to" $? "$(grep -E 'received|unreachable' "$W/ping$i.log" | tail -2 | tr '\n' ' ')"
 done
 
-# the payload: 1.2 MB of random data as base64 lines, each behind this run's token, so a
-# capture can be searched for it without a byte-by-byte search (2 MB each way)
+# the payload: 800 kB of random data as base64 lines, each behind this run's token, so a
+# capture can be searched for it without a byte-by-byte search (1.4 MB each way)
 TOK=XFRM$(rnd 8)
-head -c 1200000 /dev/urandom | base64 -w 64 | sed "s/^/$TOK/" >"$W/payload"
+head -c 800000 /dev/urandom | base64 -w 64 | sed "s/^/$TOK/" >"$W/payload"
 SUM=$(sha256sum <"$W/payload" | cut -d' ' -f1)
 SIZE=$(stat -c %s "$W/payload")
 start cap-underlay 300 ip netns exec xh1 tcpdump -Z root -U -n -i xu1 -w "$W/underlay.pcap"
@@ -174,7 +175,7 @@ for i in 1 2; do
   ok "xfrm-sa-counters-xh$i: $U1->$U2 ${a:-?} packets, $U2->$U1 ${b:-?} packets" $? "want > 1000 each: $(ip -n xh$i -s xfrm state | tr '\n\t' '  ')"
 done
 for i in 1 2; do
-  peer=U$((3 - i)); n=$(vtep $i "remote ${!peer} txFrames")
+  stats $i; peer=U$((3 - i)); n=$(vtep $i "remote ${!peer} txFrames")
   [ "${n:-0}" -gt 1000 ]; ok "xfrm-vtep$i-tx: remote ${!peer} txFrames $n" $? "the frames did not go through vale-ts's VTEP"
 done
 n=$(vtep 1 "remote $ATK rxFrames")
