@@ -231,8 +231,15 @@ class Ctx {
       const slice = Math.max(0, Math.min(POLL_SLICE_MS, left));
       // the loops spin themselves before calling this: sleep at once
       const ev = WAIT_SYNC ? this.port.pollSync({ rx: what.rx, tx: what.tx, timeoutMs: slice, spinUs: 0 }) : await this.port.poll({ rx: what.rx, tx: what.tx, timeoutMs: slice, spinUs: 0 });
-      if (WAIT_SYNC && !ev.rx && !ev.tx) await yieldNow(); // a slice passed: let the event loop turn (hang-ups, signals, reports)
-      this.nextYield = now() + YIELD_MS;
+      if (!WAIT_SYNC || (!ev.rx && !ev.tx)) {
+        // a slice passed: let the event loop turn (hang-ups, signals, reports)
+        if (WAIT_SYNC) await yieldNow();
+        this.nextYield = now() + YIELD_MS;
+      }
+      // A pollSync that returned an event did not turn the event loop, so
+      // the deadline stays: maybeYield() in the caller's loop still turns it
+      // every YIELD_MS while traffic keeps every wait short (else SIGINT and
+      // reports would wait until the traffic stops).
       if (ev.rx || ev.tx || this.cancelled || end - now() <= 0) return ev;
       if (ev.hup) {
         // a vale-ts switch that went away is gone for good; a pipe peer may
