@@ -23,14 +23,15 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Switch, ValeServer, open, type SwitchOptions } from '../src/index.js';
+import { Switch, ValeServer, open, type Port, type SwitchOptions } from '../src/index.js';
 
 const A = [2, 0, 0, 0, 0, 0x0a];
 const B = [2, 0, 0, 0, 0, 0x0b];
 let uniq = 0;
 const ROUNDS = 5;
 
-async function measure(frames: number, opts: SwitchOptions, idle: number, rounds = 3): Promise<number> {
+/** A switch with a served pair a -> b and `idle` persistent idle ports, for `fn`; closed after. */
+async function withPair<T>(opts: SwitchOptions, idle: number, fn: (sw: Switch, tx: Port, rx: Port) => T | Promise<T>): Promise<T> {
   const sw = new Switch('vale0', { ...opts, busyPollUs: 0 });
   const socket = path.join(os.tmpdir(), `vtcore-${process.pid}-${uniq++}.sock`);
   const srv = await ValeServer.listen({ socket, switches: [sw] });
@@ -38,6 +39,17 @@ async function measure(frames: number, opts: SwitchOptions, idle: number, rounds
   const rx = await open('vale0:b', { socket });
   for (let i = 0; i < idle; i++) sw.addPort(`vale0:idle${i}`, {}, { persistent: true });
   try {
+    return await fn(sw, tx, rx);
+  } finally {
+    tx.close();
+    rx.close();
+    srv.close();
+    sw.close();
+  }
+}
+
+async function measure(frames: number, opts: SwitchOptions, idle: number, rounds = 3): Promise<number> {
+  return withPair(opts, idle, (sw, tx, rx) => {
     // b announces itself so a->b is learned unicast
     const hello = new Uint8Array(60);
     hello.set([...A, ...B, 0x88, 0xb5]);
@@ -74,12 +86,7 @@ async function measure(frames: number, opts: SwitchOptions, idle: number, rounds
     const c = sw.counters(sw.port('vale0:b')!.index);
     if (c['txFrames']! < frames * rounds) throw new Error(`only ${c['txFrames']} of ${frames * rounds} frames delivered: ${JSON.stringify(c)}`);
     return best;
-  } finally {
-    tx.close();
-    rx.close();
-    srv.close();
-    sw.close();
-  }
+  });
 }
 
 /**
@@ -89,13 +96,7 @@ async function measure(frames: number, opts: SwitchOptions, idle: number, rounds
  * over a long run does not (preempted calls land in the upper tail).
  */
 async function idleRound(idle: number, pumps = 20000): Promise<number> {
-  const sw = new Switch('vale0', { busyPollUs: 0 });
-  const socket = path.join(os.tmpdir(), `vtcore-${process.pid}-${uniq++}.sock`);
-  const srv = await ValeServer.listen({ socket, switches: [sw] });
-  const tx = await open('vale0:a', { socket });
-  const rx = await open('vale0:b', { socket });
-  for (let i = 0; i < idle; i++) sw.addPort(`vale0:idle${i}`, {}, { persistent: true });
-  try {
+  return withPair({}, idle, (sw) => {
     const t = new Float64Array(pumps);
     for (let i = 0; i < pumps; i++) {
       const t0 = process.hrtime.bigint();
@@ -104,12 +105,7 @@ async function idleRound(idle: number, pumps = 20000): Promise<number> {
     }
     t.sort();
     return t[Math.floor(pumps / 10)]!;
-  } finally {
-    tx.close();
-    rx.close();
-    srv.close();
-    sw.close();
-  }
+  });
 }
 
 async function main(): Promise<void> {
