@@ -262,6 +262,17 @@ void rxsync(Port *p) {
   }
 }
 
+// A pipe registration of some of the end's rings (NR_REG_ONE_NIC, one
+// thread per ring) sleeps on the doorbell of the whole end, which the other
+// rings' registrations read too: one of them can drain a kick meant for this
+// one between this one's last check and its sleep. Such a sleep is cut into
+// short slices, each followed by a fresh check, so a stolen kick costs at
+// most a slice instead of a hang.
+bool shares_bell(const Port *p) {
+  return p->is_pipe && (p->tx_hi - p->tx_lo < p->layout.p.tx_rings || p->rx_hi - p->rx_lo < p->layout.p.rx_rings);
+}
+constexpr long kSharedBellSliceNs = 1000000;
+
 // netmap_poll for one registration: the implicit syncs, then what is ready.
 short port_check(Port *p, short events) {
   const short want_tx = events & (POLLOUT | POLLWRNORM);
@@ -1230,8 +1241,16 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
     }
     for (nfds_t i = 0; i < n; i++)
       if (ports[i] && ports[i]->hup_fd >= 0 && !ready) k[n + m++] = {ports[i]->hup_fd, POLLIN, 0};
-    timespec zero{0, 0}, ts;
-    const int rc = sys::ppoll(k, n + m, ready ? &zero : left(deadline, &ts), ready ? nullptr : mask);
+    timespec zero{0, 0}, ts, slice{0, kSharedBellSliceNs};
+    const timespec *to = ready ? &zero : left(deadline, &ts);
+    bool sliced = false;
+    if (!ready)
+      for (nfds_t i = 0; i < n && !sliced; i++)
+        if (ports[i] && shares_bell(ports[i]) && (!to || to->tv_sec > 0 || to->tv_nsec > kSharedBellSliceNs)) {
+          to = &slice;
+          sliced = true;
+        }
+    const int rc = sys::ppoll(k, n + m, to, ready ? nullptr : mask);
     const int e = errno;
     if (!ready)
       for (nfds_t i = 0; i < n; i++)
@@ -1261,9 +1280,10 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
     }
     for (nfds_t i = 0; i < n; i++)
       if (ports[i] && fds[i].revents) count++;
-    if (count || ready || rc == 0) return count;
+    if (count || ready || (rc == 0 && !sliced)) return count;
     if (deadline >= 0 && now_ns() >= deadline) return 0;
-    // woken with nothing for the caller (a stale kick): sleep again
+    // woken with nothing for the caller (a stale kick), or a slice of a
+    // shared doorbell's sleep passed: check and sleep again
   }
 }
 
@@ -1390,7 +1410,9 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
       const int gmax = nm + 1 < 66 ? nm + 1 : 66;
       timespec ts;
       const timespec *t = left(deadline, &ts);
-      const int ms = t ? static_cast<int>(t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000) : -1;
+      int ms = t ? static_cast<int>(t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000) : -1;
+      for (int i = 0; i < nm; i++)
+        if (shares_bell(members[i].p) && (ms < 0 || ms > 1)) ms = 1;  // see shares_bell()
       const int r = sys::epoll_pwait(set->q, got, gmax, ms, mask);
       const int e = errno;
       for (int i = 0; i < nm; i++) arm(members[i].p, static_cast<short>(members[i].events), 0);
