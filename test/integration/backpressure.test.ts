@@ -52,13 +52,19 @@ async function announce(p: Port, src: string): Promise<void> {
   await p.flush();
 }
 
+/** A receiver with a 64-slot ring, announced as MAC.A, and a sender to it. */
+async function smallRxPair(socket: string): Promise<{ rx: Port; tx: Port }> {
+  const rx = await open('vale0:rx@conf:rx_slots=64', { socket });
+  const tx = await open('vale0:tx', { socket });
+  await announce(rx, MAC.A);
+  return { rx, tx };
+}
+
 test('a slow receiver within the bound loses nothing: the sender is held back to its pace', async (t) => {
   // a bound no test run comes near: the receiver pauses between reads, never for a second
   const sw = new Switch('vale0', { holdUs: 1_000_000 });
   await withServer(sw, async (socket) => {
-    const rx = await open('vale0:rx@conf:rx_slots=64', { socket });
-    const tx = await open('vale0:tx', { socket });
-    await announce(rx, MAC.A);
+    const { rx, tx } = await smallRxPair(socket);
     take(tx);
     const N = 5000;
     let sent = 0;
@@ -191,9 +197,7 @@ test('a flood waits, all or nothing, for a full receiver within the bound; once 
 test('holdUs 0 drops at once (netmap VALE behaviour), and bad bounds are refused with the range', async (t) => {
   const sw = new Switch('vale0', { holdUs: 0 });
   await withServer(sw, async (socket) => {
-    const rx = await open('vale0:rx@conf:rx_slots=64', { socket });
-    const tx = await open('vale0:tx', { socket });
-    await announce(rx, MAC.A);
+    const { rx, tx } = await smallRxPair(socket);
     for (let i = 0; i < 100; i++) tx.inject(frame(MAC.A, MAC.B, i));
     tx.txsync();
     t.true(await tx.flush());
