@@ -814,50 +814,31 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
         }
       }
     } else if (dst == DEST_FLOOD) {
-      if (p->lossless) {
-        // all or nothing: never deliver a flood twice
-        bool all = true;
-        for (uint32_t d : active_) {
-          if (d == src_id || !ports_[d].attached || ports_[d].stalled) continue;
-          const uint32_t rr = r % ports_[d].layout.p.rx_rings;
-          uint32_t *rm = room(d, rr);
-          const uint32_t need = slots_needed(k, &ports_[d]);
-          if (*rm < need) refresh_room(&ports_[d], rr, rm);
-          if (*rm < need && !ports_[d].stalled) {
-            all = false;
-            blocked_on_ = static_cast<int32_t>(d);
-            break;
-          }
+      // all or nothing: never deliver a flood twice. A lossless sender waits
+      // for every attached receiver not declared stalled; any other sender
+      // for the receivers whose bounded backpressure holds it (a receiver
+      // whose bound ran out is shed and no longer waited for).
+      int32_t wait_on = -1;
+      for (uint32_t d : active_) {
+        Port *dp = &ports_[d];
+        if (d == src_id || !dp->attached) continue;
+        // ports that would not hold it back cost no room check here
+        if (p->lossless ? dp->stalled : (dp->hold_ns == 0 || dp->shed)) continue;
+        const uint32_t rr = r % dp->layout.p.rx_rings;
+        uint32_t *rm = room(d, rr);
+        const uint32_t need = slots_needed(k, dp);
+        if (*rm < need) refresh_room(dp, rr, rm);
+        if (*rm < need && (p->lossless ? !dp->stalled : hold_back(dp))) {
+          wait_on = static_cast<int32_t>(d);
+          break;
         }
-        if (!all) {
-          t.stopped = true;
-          t.stop_slot = slot_of_[k];
-          res->blocked = true;
-          continue;
-        }
-      } else {
-        // bounded backpressure, all or nothing as above: a receiver whose
-        // bound runs out is shed and no longer waited for
-        bool wait = false;
-        for (uint32_t d : active_) {
-          Port *dp = &ports_[d];
-          // ports that would not hold it back cost no room check here
-          if (d == src_id || dp->hold_ns == 0 || !dp->attached || dp->shed) continue;
-          const uint32_t rr = r % dp->layout.p.rx_rings;
-          uint32_t *rm = room(d, rr);
-          const uint32_t need = slots_needed(k, dp);
-          if (*rm < need) refresh_room(dp, rr, rm);
-          if (*rm < need && hold_back(dp)) {
-            wait = true;
-            break;
-          }
-        }
-        if (wait) {
-          t.stopped = true;
-          t.stop_slot = slot_of_[k];
-          res->blocked = true;
-          continue;
-        }
+      }
+      if (wait_on >= 0) {
+        if (p->lossless) blocked_on_ = wait_on;
+        t.stopped = true;
+        t.stop_slot = slot_of_[k];
+        res->blocked = true;
+        continue;
       }
       if (nactive < 2) {
         // nobody else on the switch: the frame goes nowhere, and says so
