@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { native, type NativePipe } from '../netmap/addon.js';
-import { NIF } from '../netmap/abi.js';
+import { MAX_SLOTS, NIF } from '../netmap/abi.js';
 import type { ParsedPortName } from '../netmap/name.js';
 import { pipeKey } from '../netmap/name.js';
 import type { Backend } from './backend.js';
@@ -14,10 +14,25 @@ import { CsbDoorbell, CsbView } from './csb.js';
 /** Options that shape a pipe region (only the end that creates it decides). */
 export interface PipeOptions {
   rings?: number;
+  /** slots per ring (default {@link PIPE_DEFAULT_SLOTS}) */
   slots?: number;
   bufSize?: number;
   extraBufs?: number;
 }
+
+/**
+ * Slots per ring of a pipe whose creator asks for no size (`@conf:slots=`,
+ * `slots`): the most a ring takes (MAX_SLOTS), not the 1024 of a VALE port.
+ * Two busy processes beside a pipe's two ends leave each end a CPU only part
+ * of the time, in slices of a few ms; the sender then fills the ring in
+ * microseconds and sleeps, and its CPU goes to the neighbour. A ring four
+ * times longer lets each end work through more of the other's absence
+ * (bench/contention.bench.ts; bench/RESULTS.md, session 7). It costs
+ * address space (a 32 MiB region instead of 8) and, once traffic has
+ * cycled through every buffer, that much of /dev/shm; an idle pipe stays
+ * small (the region is a sparse file: 264 KiB resident, 72 KiB at 1024).
+ */
+export const PIPE_DEFAULT_SLOTS = MAX_SLOTS;
 
 const PEER_NEVER_OR_CLOSED = 0;
 const PEER_OPEN = 1;
@@ -79,9 +94,8 @@ export class PipeBackend extends CsbDoorbell implements Backend {
     if (!p.pipe) throw new Error(`${p.spec} is not a pipe name`);
     const conf = p.conf;
     const rings = opts.rings ?? conf.rings ?? conf.txRings ?? conf.rxRings ?? 1;
-    const slots = opts.slots ?? conf.slots ?? conf.txSlots ?? conf.rxSlots;
-    const params: PipeOptions = { rings };
-    if (slots !== undefined) params.slots = slots;
+    const slots = opts.slots ?? conf.slots ?? conf.txSlots ?? conf.rxSlots ?? PIPE_DEFAULT_SLOTS;
+    const params: PipeOptions = { rings, slots };
     if (opts.bufSize !== undefined) params.bufSize = opts.bufSize;
     if (opts.extraBufs !== undefined) params.extraBufs = opts.extraBufs;
     const end = p.pipe.role === 'master' ? 0 : 1;

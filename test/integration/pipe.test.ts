@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync, unlinkSync } from 'node:fs';
 import { open } from '../../src/netmap/open.js';
-import { pipePath } from '../../src/backends/pipe.js';
+import { PIPE_DEFAULT_SLOTS, pipePath } from '../../src/backends/pipe.js';
+import { MAX_SLOTS } from '../../src/netmap/abi.js';
 import { parsePortName } from '../../src/netmap/name.js';
 
 const peer = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'pipe-peer.js');
@@ -21,6 +22,26 @@ function run(args: string[]): Promise<{ code: number | null; out: string; err: s
     c.on('exit', (code) => resolve({ code, out, err }));
   });
 }
+
+test('a pipe created without a size has PIPE_DEFAULT_SLOTS (MAX_SLOTS) slots a ring; @conf:slots= and {slots} set it, and the other end takes the creator\'s', async (t) => {
+  t.is(PIPE_DEFAULT_SLOTS, MAX_SLOTS);
+  const cases: [string, number, number][] = [
+    ['', NaN, PIPE_DEFAULT_SLOTS],
+    ['@conf:slots=256', NaN, 256],
+    ['', 128, 128],
+  ];
+  for (const [conf, slots, want] of cases) {
+    const base = pname();
+    const m = await open(`${base}{1${conf}`, Number.isNaN(slots) ? {} : { slots });
+    const s = await open(`${base}}1`);
+    t.is(m.txRings[0]!.numSlots, want, `creator ${conf || slots}`);
+    t.is(m.rxRings[0]!.numSlots, want);
+    t.is(s.txRings[0]!.numSlots, want, 'the other end takes the creator\'s size');
+    t.is(s.rxRings[0]!.numSlots, want);
+    m.close();
+    s.close();
+  }
+});
 
 test('pipe ends in one process swap buffers, in order, without copying', async (t) => {
   const base = pname();
