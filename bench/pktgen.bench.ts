@@ -24,6 +24,7 @@ import { open, Switch, ValeServer } from '../src/index.js';
 import { CTR, createRxCounter, createTxGen, newCounters, pktgenNative } from '../tools/pkt-gen/native.js';
 import { parsePktGenArgs } from '../tools/pkt-gen/options.js';
 import { planTx } from '../tools/pkt-gen/txplan.js';
+import { PIPE_DEFAULT_SLOTS } from '../src/backends/pipe.js';
 
 const self = fileURLToPath(import.meta.url);
 const bin = path.join(path.dirname(self), '..', 'tools', 'pkt-gen-ts.js');
@@ -162,7 +163,7 @@ async function main(): Promise<void> {
   const cpus = os.availableParallelism();
   console.log(`pkt-gen-ts benchmark: ${cpus} CPUs (${os.cpus()[0]?.model ?? '?'}), node ${process.version}`);
   console.log(
-    `pipe runs: ${counts[60]} frames at 60 B, ${counts[1514]} at 1514 B, 1024-slot rings, 512-frame batches, best of ${rounds}; ` +
+    `pipe runs: ${counts[60]} frames at 60 B, ${counts[1514]} at 1514 B, ${PIPE_DEFAULT_SLOTS}-slot rings (the pipe default), 512-frame batches, best of ${rounds}; ` +
       `Mpps measured at the receiver${PIN ? '; sender pinned to CPU 0, receiver to CPU 1' : ''}`,
   );
   const combos: [Impl, Impl, string][] = [
