@@ -111,7 +111,7 @@ interface Once {
 }
 
 /** One tx -> rx run. `slots`: @conf:slots for both ends (undefined: the ports' default). */
-async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switchArgs: string[], slots: number | undefined): Promise<Once> {
+async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switchArgs: string[], slots: number | undefined, watch: boolean): Promise<Once> {
   let env: Record<string, string> = {};
   let sw: ChildProcess | undefined;
   let txName: string;
@@ -132,7 +132,8 @@ async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switc
   const rx = run(['-i', rxName, '-f', 'rx', ...(kind === 'pipe' ? ['-n', String(count)] : ['-W'])], env, /reading from/);
   await rx.ready;
   const tx = run(['-i', txName, '-f', 'tx', '-n', String(count), '-l', '60'], env);
-  const watches = { tx: new SchedWatch(tx.c.pid), rx: new SchedWatch(rx.c.pid), ...(sw ? { switch: new SchedWatch(sw.pid) } : {}) };
+  // sampling /proc costs this process some CPU beside the measured ones: only with --verbose
+  const watches: Record<string, SchedWatch> = watch ? { tx: new SchedWatch(tx.c.pid), rx: new SchedWatch(rx.c.pid), ...(sw ? { switch: new SchedWatch(sw.pid) } : {}) } : {};
   let timer: NodeJS.Timeout | undefined;
   const hung = new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), limitMs)));
   const res = await Promise.race([Promise.all([tx.done, rx.done]), hung]);
@@ -190,7 +191,7 @@ async function main(): Promise<void> {
         for (const loaded of [false, true]) {
           const hs = loaded ? hogs(2) : [];
           try {
-            const o = await once(kind, count, limitMs, switchArgs, v);
+            const o = await once(kind, count, limitMs, switchArgs, v, values.verbose === true);
             const t = tally(`${v}/${loaded}`);
             if (o.mpps !== null) {
               t.finished++;
