@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { native, type NativePipe } from '../netmap/addon.js';
-import { MAX_SLOTS, NIF } from '../netmap/abi.js';
+import { DEFAULT_BUF_SIZE, DEFAULT_SLOTS, MAX_SLOTS, NIF } from '../netmap/abi.js';
 import type { ParsedPortName } from '../netmap/name.js';
 import { pipeKey } from '../netmap/name.js';
 import type { Backend } from './backend.js';
@@ -14,7 +14,7 @@ import { CsbDoorbell, CsbView } from './csb.js';
 /** Options that shape a pipe region (only the end that creates it decides). */
 export interface PipeOptions {
   rings?: number;
-  /** slots per ring (default {@link PIPE_DEFAULT_SLOTS}) */
+  /** slots per ring (default {@link pipeDefaultSlots}: 4096 with 2 KiB buffers) */
   slots?: number;
   bufSize?: number;
   extraBufs?: number;
@@ -22,17 +22,29 @@ export interface PipeOptions {
 
 /**
  * Slots per ring of a pipe whose creator asks for no size (`@conf:slots=`,
- * `slots`): the most a ring takes (MAX_SLOTS), not the 1024 of a VALE port.
- * Two busy processes beside a pipe's two ends leave each end a CPU only part
- * of the time, in slices of a few ms; the sender then fills the ring in
- * microseconds and sleeps, and its CPU goes to the neighbour. A ring four
- * times longer lets each end work through more of the other's absence
- * (bench/contention.bench.ts; bench/RESULTS.md, session 7). It costs
- * address space (a 32 MiB region instead of 8) and, once traffic has
- * cycled through every buffer, that much of /dev/shm; an idle pipe stays
- * small (the region is a sparse file: 264 KiB resident, 72 KiB at 1024).
+ * `slots`) and keeps the default 2 KiB buffers: the most a ring takes
+ * (MAX_SLOTS), not the 1024 of a VALE port. Two busy processes beside a
+ * pipe's two ends leave each end a CPU only part of the time, in slices of
+ * a few ms; the sender then fills the ring in microseconds and sleeps, and
+ * its CPU goes to the neighbour. A ring four times longer lets each end work
+ * through more of the other's absence (bench/contention.bench.ts;
+ * bench/RESULTS.md, session 7). It costs address space (a 32 MiB region
+ * instead of 8) and, once traffic has cycled through every buffer, that much
+ * of /dev/shm; an idle pipe stays small (the region is a sparse file: 264 KiB
+ * resident, 72 KiB at 1024). See {@link pipeDefaultSlots} for larger buffers.
  */
 export const PIPE_DEFAULT_SLOTS = MAX_SLOTS;
+
+/**
+ * The default slots per ring for a pipe of `bufSize`-byte buffers: as many
+ * as keep a ring's buffers within what {@link PIPE_DEFAULT_SLOTS} slots of
+ * 2 KiB take (8 MiB), but never fewer than a VALE port's 1024 (so a pipe of
+ * 64 KiB buffers is the 256 MiB region it was, not 1 GiB).
+ */
+export function pipeDefaultSlots(bufSize: number = DEFAULT_BUF_SIZE): number {
+  const fit = Math.floor((PIPE_DEFAULT_SLOTS * DEFAULT_BUF_SIZE) / Math.max(bufSize, 1));
+  return Math.min(PIPE_DEFAULT_SLOTS, Math.max(DEFAULT_SLOTS, fit));
+}
 
 const PEER_NEVER_OR_CLOSED = 0;
 const PEER_OPEN = 1;
@@ -94,7 +106,7 @@ export class PipeBackend extends CsbDoorbell implements Backend {
     if (!p.pipe) throw new Error(`${p.spec} is not a pipe name`);
     const conf = p.conf;
     const rings = opts.rings ?? conf.rings ?? conf.txRings ?? conf.rxRings ?? 1;
-    const slots = opts.slots ?? conf.slots ?? conf.txSlots ?? conf.rxSlots ?? PIPE_DEFAULT_SLOTS;
+    const slots = opts.slots ?? conf.slots ?? conf.txSlots ?? conf.rxSlots ?? pipeDefaultSlots(opts.bufSize);
     const params: PipeOptions = { rings, slots };
     if (opts.bufSize !== undefined) params.bufSize = opts.bufSize;
     if (opts.extraBufs !== undefined) params.extraBufs = opts.extraBufs;

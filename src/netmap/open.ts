@@ -24,7 +24,7 @@ export interface OpenOptions {
   socket?: string;
   /** Ring count for ports this open creates (like @conf:rings=). */
   rings?: number;
-  /** Slots per ring for ports this open creates (like @conf:slots=; a pipe defaults to 4096: PIPE_DEFAULT_SLOTS in backends/pipe.ts). */
+  /** Slots per ring for ports this open creates (like @conf:slots=; a pipe defaults to 4096 with 2 KiB buffers: pipeDefaultSlots in backends/pipe.ts). */
   slots?: number;
   /** Buffer size of regions this open creates (user backend). */
   bufSize?: number;

@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync, unlinkSync } from 'node:fs';
 import { open } from '../../src/netmap/open.js';
-import { PIPE_DEFAULT_SLOTS, pipePath } from '../../src/backends/pipe.js';
-import { MAX_SLOTS } from '../../src/netmap/abi.js';
+import { PIPE_DEFAULT_SLOTS, pipeDefaultSlots, pipePath } from '../../src/backends/pipe.js';
+import { DEFAULT_SLOTS, MAX_SLOTS } from '../../src/netmap/abi.js';
 import { parsePortName } from '../../src/netmap/name.js';
 
 const peer = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'pipe-peer.js');
@@ -23,7 +23,7 @@ function run(args: string[]): Promise<{ code: number | null; out: string; err: s
   });
 }
 
-test('a pipe created without a size has PIPE_DEFAULT_SLOTS (MAX_SLOTS) slots a ring; @conf:slots= and {slots} set it, and the other end takes the creator\'s', async (t) => {
+test('a pipe created without a size has PIPE_DEFAULT_SLOTS (MAX_SLOTS) slots a ring (fewer with larger buffers); @conf:slots= and {slots} set it, and the other end takes the creator\'s', async (t) => {
   t.is(PIPE_DEFAULT_SLOTS, MAX_SLOTS);
   const cases: [string, number, number][] = [
     ['', NaN, PIPE_DEFAULT_SLOTS],
@@ -41,6 +41,15 @@ test('a pipe created without a size has PIPE_DEFAULT_SLOTS (MAX_SLOTS) slots a r
     m.close();
     s.close();
   }
+  // larger buffers: a ring's buffers stay within 4096 x 2 KiB, never below 1024 slots
+  t.is(pipeDefaultSlots(2048), 4096);
+  t.is(pipeDefaultSlots(4096), 2048);
+  t.is(pipeDefaultSlots(65536), DEFAULT_SLOTS);
+  t.is(pipeDefaultSlots(64), MAX_SLOTS);
+  const base = pname();
+  const big = await open(`${base}{1`, { bufSize: 8192 });
+  t.is(big.txRings[0]!.numSlots, 1024);
+  big.close();
 });
 
 test('pipe ends in one process swap buffers, in order, without copying', async (t) => {
