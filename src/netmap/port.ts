@@ -455,6 +455,39 @@ export class Port {
     }
   }
 
+  /** {@link Port.waitSync}'s bits: frames to receive. */
+  static readonly RX = 1;
+  /** {@link Port.waitSync}'s bits: room to send. */
+  static readonly TX = 2;
+  /** {@link Port.waitSync}'s bits: the other side hung up. */
+  static readonly HUP = 4;
+
+  /**
+   * {@link Port.pollSync} without the spin, returning a bit mask
+   * ({@link Port.RX} | {@link Port.TX} | {@link Port.HUP}; 0 on timeout, or at
+   * once while a reconnect is under way) instead of an object: a loop that
+   * waits once per round trip allocates nothing here. `timeoutMs` is capped
+   * as pollSync's.
+   */
+  waitSync(wantRx: boolean, wantTx: boolean, timeoutMs: number): number {
+    const deadline = Date.now() + Math.min(timeoutMs, LIVENESS_MS);
+    for (;;) {
+      if (this.reconnecting) return 0;
+      let ev = this.checkBits(wantRx, wantTx);
+      if (ev !== 0) return ev;
+      const left = deadline - Date.now();
+      if (left <= 0) return 0;
+      const events = this.be.armWait(wantRx, wantTx); // as poll(): pending tx was pushed by checkBits()
+      ev = this.checkBits(wantRx, wantTx);
+      if (ev !== 0) {
+        this.be.afterWait();
+        return ev;
+      }
+      native.waitFd(this.be.waitFd, events, left);
+      this.be.afterWait();
+    }
+  }
+
   /**
    * Wait until every frame queued on the tx rings has been taken by the
    * other side (switch, pipe peer, NIC), sleeping rather than spinning.
@@ -485,16 +518,21 @@ export class Port {
   }
 
   private check(wantRx: boolean, wantTx: boolean): PollEvents {
+    const ev = this.checkBits(wantRx, wantTx);
+    return { rx: (ev & Port.RX) !== 0, tx: (ev & Port.TX) !== 0, hup: (ev & Port.HUP) !== 0 };
+  }
+
+  /** check() as {@link Port.waitSync}'s bits. */
+  private checkBits(wantRx: boolean, wantTx: boolean): number {
     if (this.closed) throw new Error(`${this.name}: port is closed`);
     this.txsync();
-    let tx = false;
-    for (const r of this.txRings) if (!r.empty()) tx = true;
-    let rx = false;
+    let ev = 0;
+    if (wantTx) for (const r of this.txRings) if (!r.empty()) ev = Port.TX;
     if (wantRx) {
       this.rxsync();
-      for (const r of this.rxRings) if (!r.empty()) rx = true;
+      for (const r of this.rxRings) if (!r.empty()) ev |= Port.RX;
     }
-    return { rx: wantRx && rx, tx: wantTx && tx, hup: this.hungUp };
+    return this.hungUp ? ev | Port.HUP : ev;
   }
 
   /** Wait for a reconnect in progress, until `deadline`; true once it is done. */

@@ -7,6 +7,7 @@ import test from 'ava';
 import os from 'node:os';
 import path from 'node:path';
 import { open } from '../../src/netmap/open.js';
+import { Port } from '../../src/netmap/port.js';
 import { ValeServer } from '../../src/vale/server.js';
 import { native } from '../../src/netmap/addon.js';
 import { spawn } from 'node:child_process';
@@ -107,6 +108,35 @@ test('pollSync: blocks this thread on the doorbell until a frame from another pr
   t.is(await exited, 0);
   b.close();
   t.throws(() => b.pollSync(), { message: /port is closed/ });
+});
+
+test('waitSync: the allocation-free wait returns RX / TX / HUP bits, 0 on timeout', async (t) => {
+  t.timeout(60_000); // hang guard only
+  const base = pname();
+  const b = await open(`${base}}1`);
+  t.is(b.waitSync(true, false, 0), 0, 'nothing sent: no bits');
+  t.is(b.waitSync(false, true, 0) & Port.TX, Port.TX, 'an empty tx ring has room');
+  const tx = spawn(process.execPath, [pktgen, '-i', `${base}{1`, '-f', 'tx', '-n', '100', '-l', '60'], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((r) => tx.on('exit', r));
+  let ev = 0;
+  while (!(ev & Port.RX)) {
+    ev = b.waitSync(true, false, 200);
+    if (!(ev & Port.RX)) await new Promise((r) => setImmediate(r));
+  }
+  t.is(ev & Port.TX, 0, 'TX only when asked for');
+  t.true(b.rxAvailable() > 0, 'woken with frames in the ring');
+  let got = 0;
+  while (got < 100) {
+    got += b.rxAvailable();
+    for (const r of b.rxRings) r.advance(r.space());
+    b.rxsync();
+    if (got < 100 && b.rxAvailable() === 0) b.waitSync(true, false, 200);
+    await new Promise((r) => setImmediate(r));
+  }
+  t.is(got, 100);
+  t.is(await exited, 0);
+  b.close();
+  t.throws(() => b.waitSync(true, false, 0), { message: /port is closed/ });
 });
 
 test('open() from src/netmap/open.js serves vale names too (no registration needed)', async (t) => {
