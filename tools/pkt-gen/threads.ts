@@ -13,8 +13,8 @@
  * @module
  */
 import { performance } from 'node:perf_hooks';
-import type { Port, Ring } from '../../src/index.js';
-import { SwitchGoneError } from '../../src/index.js';
+import type { Ring } from '../../src/index.js';
+import { Port, SwitchGoneError } from '../../src/index.js';
 import { dumpPayload, ringPointer } from './dump.js';
 import { CTR, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
 import { native } from '../../src/netmap/addon.js';
@@ -118,14 +118,27 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Ma
 const SPIN_ENV = process.env['PKTGEN_TS_SPIN_US'];
 const maxSpinMs = (port: Port): number => (port.transport === 'vale-ts' ? 0.05 : 2);
 /**
- * ping and pong: how long to spin for the answer before sleeping, ms. The
- * answer takes at least a round trip through the switch, so by default each
- * side sleeps right after sending (in a native poll, woken by the switch's
- * kick) and leaves the CPUs to the switch and the peer; spinning makes three
- * busy processes on two cores, and the one descheduled costs a time slice.
+ * ping: how long to spin for the answer before sleeping. By default a
+ * {@link SpinBudget} of at most PING_SPIN_MAX_MS: about twice the recent
+ * round trip, none once round trips are longer than that or a sched_yield
+ * came back late (the CPUs are contended). Spinning keeps ping's vCPU busy,
+ * so the answer does not also pay for waking an idle vCPU (tens of µs on a
+ * VM); the switch and pong are woken onto a busy CPU, where the spinner's
+ * yield lets them run at once. PKTGEN_TS_PING_SPIN_US fixes the window (0:
+ * sleep right after sending, the session-6 default; for A/B runs).
  */
+const PING_SPIN_MAX_MS = 1;
 const PINGSPIN_ENV = process.env['PKTGEN_TS_PING_SPIN_US'];
-const PING_SPIN = PINGSPIN_ENV !== undefined ? Number(PINGSPIN_ENV) / 1000 : 0;
+/**
+ * pong: how long to spin for the next request before sleeping, ms (default
+ * 0: sleep at once in a native poll, woken by the switch's kick). The next
+ * request is at least a round trip away, and a spinning pong would make
+ * three busy processes on two cores; PKTGEN_TS_PONG_SPIN_US for A/B runs.
+ */
+const PONGSPIN_ENV = process.env['PKTGEN_TS_PONG_SPIN_US'];
+const PONG_SPIN = PONGSPIN_ENV !== undefined ? Number(PONGSPIN_ENV) / 1000 : 0;
+/** A monotonic clock in ns as a double (no hrtime array, no BigInt: nothing allocated). */
+const clockNs = (): number => Math.round(performance.now() * 1e6);
 /**
  * Sleep in a blocking poll(2) on the port's doorbell (the kick wakes this
  * thread directly) rather than on the event loop; PKTGEN_TS_WAIT=uv for the
@@ -144,12 +157,19 @@ const WAIT_SYNC = process.env['PKTGEN_TS_WAIT'] !== 'uv';
 export class SpinBudget {
   /** moving average of the gaps, ms */
   private gap: number;
-  constructor(readonly maxMs: number) {
+  /**
+   * @param maxMs the longest spin
+   * @param fixedMs a fixed window instead (A/B runs); default PKTGEN_TS_SPIN_US
+   */
+  constructor(
+    readonly maxMs: number,
+    private readonly fixedMs: number | undefined = SPIN_ENV !== undefined ? Number(SPIN_ENV) / 1000 : undefined,
+  ) {
     this.gap = maxMs / 4;
   }
   /** how long to spin now, ms (0: sleep at once) */
   get ms(): number {
-    if (SPIN_ENV !== undefined) return Number(SPIN_ENV) / 1000;
+    if (this.fixedMs !== undefined) return this.fixedMs;
     const b = 2 * this.gap;
     return b > this.maxMs ? 0 : Math.max(b, Math.min(0.02, this.maxMs));
   }
@@ -167,12 +187,16 @@ export class SpinBudget {
     native.schedYield();
     if (now() - t < YIELD_LATE_MS) return true;
     // about ten waits sleep at once before a spin is tried again
-    if (SPIN_ENV === undefined) this.gap = Math.max(this.gap, 8 * this.maxMs);
+    if (this.fixedMs === undefined) this.gap = Math.max(this.gap, 8 * this.maxMs);
     return false;
   }
 }
 /** A sched_yield that returns later than this gave the CPU away (ms). */
 const YIELD_LATE_MS = 0.03;
+
+/** Options for Ctx.sync (one object, not one per call). */
+const TRUSTED = { trusted: true } as const;
+const RX_ONLY = { rx: true, tx: false } as const;
 
 /** In a spin loop, every 16th turn that found nothing: time check and sched_yield. */
 const spinYield = (): void => native.schedYield();
@@ -191,6 +215,8 @@ class Ctx {
   private nextYield = now() + YIELD_MS;
   /** how long to spin on sync before sleeping in poll */
   readonly spin: SpinBudget;
+  /** ping: how long to spin for the answer */
+  readonly pingSpin: SpinBudget;
 
   constructor(
     readonly cfg: ThreadConfig,
@@ -201,10 +227,16 @@ class Ctx {
     this.control = shared.control;
     this.mem = port.memory;
     this.spin = new SpinBudget(maxSpinMs(port));
+    this.pingSpin = new SpinBudget(PING_SPIN_MAX_MS, PINGSPIN_ENV !== undefined ? Number(PINGSPIN_ENV) / 1000 : undefined);
   }
 
   get cancelled(): boolean {
     return Atomics.load(this.control, 0) !== 0;
+  }
+
+  /** True when a busy loop has held the event loop for a while: await {@link maybeYield} (a check that costs no Promise). */
+  yieldDue(): boolean {
+    return now() >= this.nextYield;
   }
 
   /** Yield to the event loop if a busy loop has held it for a while. */
@@ -220,7 +252,31 @@ class Ctx {
    * were written by the addon, which validated every index it used.
    */
   sync(rings: readonly Ring[]): void {
-    this.port.syncRings(rings, { trusted: true });
+    this.port.syncRings(rings, TRUSTED);
+  }
+
+  /**
+   * The first slice of a wait for frames to receive, up to `ms`: it sleeps
+   * synchronously in the native poll, which neither allocates nor turns the
+   * event loop, so a round trip costs no Promise. Returns {@link Port.RX}
+   * (| {@link Port.HUP}) once frames came, or -1: nothing yet (a slice
+   * passed, a pipe peer hung up, or PKTGEN_TS_WAIT=uv): await
+   * {@link waitRx} for the rest.
+   */
+  waitRxNow(ms: number): number {
+    if (!WAIT_SYNC) return -1;
+    const ev = this.port.waitSync(true, false, Math.max(0, Math.min(POLL_SLICE_MS, ms)));
+    return ev & Port.RX ? ev : -1;
+  }
+
+  /** The rest of a wait for frames to receive, in {@link pollFor}'s slices: {@link Port.RX} / {@link Port.HUP} bits (0: timed out or cancelled). */
+  async waitRx(ms: number): Promise<number> {
+    const end = now() + ms;
+    // let the event loop turn first (hang-ups, signals, reports)
+    await yieldNow();
+    this.nextYield = now() + YIELD_MS;
+    const ev = await this.pollFor(RX_ONLY, end - now());
+    return (ev.rx ? Port.RX : 0) | (ev.hup ? Port.HUP : 0);
   }
 
   /** Sleep in poll for up to `ms`, in slices so a cancel is seen; returns the last events. */
@@ -339,6 +395,11 @@ class RatePacer {
     this.left = this.c.cfg.burst;
     this.next += this.c.cfg.periodNs / 1e6;
     await this.c.waitUntil(this.next);
+  }
+
+  /** True when {@link nextPeriodIfSpent} has to wait (a check that costs no Promise). */
+  due(): boolean {
+    return this.on && this.left <= 0;
   }
 
   /** Frames allowed now. */
@@ -506,6 +567,7 @@ async function pingBody(c: Ctx): Promise<void> {
   const { cfg, port, counters: ctr } = c;
   c.pin();
   const tx = port.txRings[0]!;
+  const txOnly = [tx];
   const rings = port.rxRings;
   const tpl = cfg.template;
   const size = tpl.length;
@@ -513,6 +575,7 @@ async function pingBody(c: Ctx): Promise<void> {
   const dv = new DataView(c.mem);
   const stats = new RttStats();
   const n = cfg.count;
+  const spin = c.pingSpin;
   let sent = 0;
   let events = 0;
   let lastPrint = now();
@@ -520,8 +583,13 @@ async function pingBody(c: Ctx): Promise<void> {
   ctr[CTR.TIC] = now();
   const pacer = new RatePacer(c);
   await pacer.start();
+  // Steady state allocates nothing: the stamp is a double split into the
+  // frame's 32-bit seconds and nanoseconds (no hrtime arrays, no BigInt), the
+  // rings to sync are fixed arrays, and the wait for the answer is a
+  // synchronous poll that returns a bit mask. A scavenge per ~600 round trips
+  // (as before) is a stop on the measured path.
   while (!c.cancelled && (n === 0 || sent < n)) {
-    await pacer.nextPeriodIfSpent();
+    if (pacer.due()) await pacer.nextPeriodIfSpent();
     if (c.cancelled) break;
     let limit = pacer.remaining();
     if (n > 0 && n - sent < limit) limit = n - sent;
@@ -534,10 +602,11 @@ async function pingBody(c: Ctx): Promise<void> {
       const h = tx.head;
       const o = tx.bufOffset(h);
       tx.bytes.set(tpl, o);
-      const [sec, nsec] = process.hrtime();
+      const t = clockNs();
+      const sec = Math.floor(t / 1e9);
       dv.setUint32(o + off, sent >>> 0, true);
       dv.setUint32(o + off + 4, sec >>> 0, true);
-      dv.setUint32(o + off + 8, nsec, true);
+      dv.setUint32(o + off + 8, t - sec * 1e9, true);
       tx.setLen(h, size);
       tx.setFlags(h, 0);
       tx.advance(1);
@@ -548,38 +617,41 @@ async function pingBody(c: Ctx): Promise<void> {
     ctr[CTR.PKTS] = sent;
     ctr[CTR.BYTES] = sent * size;
     ctr[CTR.EVENTS] = events;
-    c.sync([tx]);
-    // wait for the reply: spin a little (the other side is usually quick), then sleep up to 3 s
+    c.sync(txOnly);
+    // wait for the reply: spin about as long as answers recently took (the
+    // switch and pong are quick on an idle machine, and a spinning ping keeps
+    // its vCPU out of a costly idle wakeup), then sleep up to 3 s
     const t0 = now();
-    for (let i = 1; ; i++) {
-      c.sync(rings);
-      if (port.rxAvailable() > 0 || ((PING_SPIN === 0 || (i & 15) === 0) && now() - t0 >= PING_SPIN) || c.cancelled) break;
-      if ((i & 15) === 0) spinYield();
-    }
+    const spinMs = spin.ms;
+    if (spinMs > 0) {
+      for (let i = 1; ; i++) {
+        c.sync(rings);
+        if (port.rxAvailable() > 0 || c.cancelled) break;
+        if ((i & 15) === 0 && (now() - t0 >= spinMs || !spin.yieldOk())) break;
+      }
+    } else c.sync(rings);
     if (port.rxAvailable() === 0 && !c.cancelled) {
-      const ev = await c.pollFor({ rx: true, tx: false }, 3000 - (now() - t0));
-      if (!ev.rx && port.rxAvailable() === 0) {
+      let ev = c.waitRxNow(3000 - (now() - t0));
+      if (ev < 0) ev = await c.waitRx(3000 - (now() - t0));
+      if ((ev & Port.RX) === 0 && port.rxAvailable() === 0) {
         if (c.cancelled) break;
-        if (ev.hup && port.transport === 'vale-ts') throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
+        if (ev & Port.HUP && port.transport === 'vale-ts') throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
         if (pollErr.ok()) D('ping_body', XLINE.POLL_ERROR_PING, `poll error on queue ${cfg.index}: timeout`);
         continue;
       }
     }
-    let nowNs = 0n;
+    spin.note(now() - t0);
     for (const r of rings) {
       while (r.head !== r.tail) {
         const h = r.head;
         const o = r.bufOffset(h);
         const len = r.len(h);
-        const [s, ns] = process.hrtime();
         if (len >= off + 12 && o + off + 12 <= c.mem.byteLength) {
-          const ts = BigInt(dv.getUint32(o + off + 4, true)) * 1000000000n + BigInt(dv.getUint32(o + off + 8, true));
-          nowNs = BigInt(s) * 1000000000n + BigInt(ns);
-          // the clock's seconds were cut to 32 bits when stamped: compare modulo 2^32 s
-          let d = nowNs - ts;
-          const wrap = 4294967296n * 1000000000n;
-          d = ((d % wrap) + wrap) % wrap;
-          stats.record(Number(d));
+          const t = clockNs();
+          // the seconds were cut to 32 bits when stamped: compare modulo 2^32 s
+          const dSec = (Math.floor(t / 1e9) - dv.getUint32(o + off + 4, true)) >>> 0;
+          const d = dSec * 1e9 + ((t % 1e9) - dv.getUint32(o + off + 8, true));
+          stats.record(d < 0 ? d + 4294967296e9 : d);
         }
         r.advance(1);
       }
@@ -591,7 +663,7 @@ async function pingBody(c: Ctx): Promise<void> {
       D('ping_body', LINE.PING_HISTOGRAM, histLine);
       lastPrint = now();
     }
-    await c.maybeYield();
+    if (c.yieldDue()) await c.maybeYield();
   }
   ctr[CTR.TOC] = now();
   if (sent > 0) {
@@ -604,46 +676,51 @@ async function pongBody(c: Ctx): Promise<void> {
   const { cfg, port, counters: ctr } = c;
   c.pin();
   const tx = port.txRings[0]!;
+  const txOnly = [tx];
   const rings = port.rxRings;
   const n = cfg.count;
   const pollErr = new RateLimitedLog(1000);
   let sent = 0;
   ctr[CTR.TIC] = now();
+  // as ping: nothing allocated per round trip
   while (!c.cancelled && (n === 0 || sent < n)) {
     c.sync(rings);
     if (port.rxAvailable() === 0) {
-      const t0 = now();
-      for (let i = 1; !c.cancelled; i++) {
-        c.sync(rings);
-        if (port.rxAvailable() > 0 || ((PING_SPIN === 0 || (i & 15) === 0) && now() - t0 >= PING_SPIN)) break;
-        if ((i & 15) === 0) spinYield();
+      if (PONG_SPIN > 0) {
+        const t0 = now();
+        for (let i = 1; !c.cancelled; i++) {
+          c.sync(rings);
+          if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 >= PONG_SPIN)) break;
+          if ((i & 15) === 0) spinYield();
+        }
       }
       if (port.rxAvailable() === 0) {
-        const ev = await c.pollFor({ rx: true, tx: false }, 1000);
-        if (!ev.rx && port.rxAvailable() === 0) {
+        let ev = c.waitRxNow(1000);
+        if (ev < 0) ev = await c.waitRx(1000);
+        if ((ev & Port.RX) === 0 && port.rxAvailable() === 0) {
           if (c.cancelled) break;
-          if (ev.hup && port.transport === 'vale-ts') throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
+          if (ev & Port.HUP && port.transport === 'vale-ts') throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
           if (pollErr.ok()) D('pong_body', XLINE.POLL_ERROR_PONG, `poll error on queue ${cfg.index}: timeout`);
           continue;
         }
       }
     }
-    c.sync([tx]);
+    c.sync(txOnly);
     let m = 0;
     for (const r of rings) m += pktgenNative.pongEcho(c.mem, r.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff);
     sent += m;
-    c.sync([tx]);
+    c.sync(txOnly);
     c.sync(rings);
     ctr[CTR.PKTS] = sent;
     ctr[CTR.EVENTS] += m > 0 ? 1 : 0;
-    await c.maybeYield();
+    if (c.yieldDue()) await c.maybeYield();
   }
   // let the last replies leave (for at most a second), as the sender flushes
   const until = now() + 1000;
-  c.sync([tx]);
-  while (!c.cancelled && txPending([tx]) && now() < until && !port.hungUp) {
+  c.sync(txOnly);
+  while (!c.cancelled && txPending(txOnly) && now() < until && !port.hungUp) {
     await yieldNow();
-    c.sync([tx]);
+    c.sync(txOnly);
   }
   ctr[CTR.TOC] = now();
 }
