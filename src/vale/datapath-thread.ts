@@ -66,9 +66,11 @@ async function serve(init: DatapathInit): Promise<void> {
   const bridge = init.lookupModule || init.nativeBridge ? undefined : takeBridge(init);
   const lookup: BatchLookup | undefined = bridge ? bridge.lookupBatch : init.lookupModule ? await loadLookup(init) : undefined;
 
-  const busyNs = BigInt(Math.round(init.busyPollUs * 1000));
-  const EXPIRE_NS = 1_000_000_000n;
-  let nextExpire = process.hrtime.bigint() + EXPIRE_NS;
+  // the clock is performance.now() (ms, a double): a polling round allocates
+  // nothing (hrtime.bigint() allocates a BigInt per call)
+  const busyMs = init.busyPollUs / 1000;
+  const EXPIRE_MS = 1000;
+  let nextExpire = performance.now() + EXPIRE_MS;
   const reported = new Set<string>();
   /** frames moved since the MAC table was last published (else it is unchanged but for age) */
   let movedSincePublish = true;
@@ -102,7 +104,7 @@ async function serve(init: DatapathInit): Promise<void> {
   /** A lossless sender waits on idx: declare the receiver stalled once it took nothing for the bound (as Switch.noteBlocked). */
   function noteBlocked(idx: number): void {
     if (idx < 0) return;
-    const now = Number(process.hrtime.bigint() / 1_000_000n);
+    const now = performance.now();
     const delivered = core.stats(idx)['txFrames'] ?? 0;
     const b = blockedSince.get(idx);
     if (b === undefined || b.delivered !== delivered) {
@@ -129,7 +131,7 @@ async function serve(init: DatapathInit): Promise<void> {
   }
 
   post({ op: 'ready' });
-  let last = process.hrtime.bigint();
+  let last = performance.now();
   let blocked = false;
   /** the next round is the first after a doorbell woke the thread */
   let woken = false;
@@ -143,7 +145,7 @@ async function serve(init: DatapathInit): Promise<void> {
         // the port went meanwhile: nothing to account
       }
     } else if (blockedSince.size) blockedSince.clear();
-    const now = process.hrtime.bigint();
+    const now = performance.now();
     let idle = false;
     if (woken) {
       woken = false;
@@ -159,11 +161,11 @@ async function serve(init: DatapathInit): Promise<void> {
     if (now >= nextExpire) {
       if (bridge && bridge.table.size > 0) bridge.expire();
       if (movedSincePublish) publishMac();
-      nextExpire = now + EXPIRE_NS;
+      nextExpire = now + EXPIRE_MS;
     }
     if ((n & 63) === 0 && !commands()) break;
     if (done > 0) continue;
-    if (!idle && now - last < busyNs) {
+    if (!idle && now - last < busyMs) {
       // nothing came: let other runnable threads (perhaps the client we wait
       // for) have the CPU rather than spin out the time slice; if one took
       // it, the CPU is contended: sleep until a kick rather than poll on
@@ -175,7 +177,7 @@ async function serve(init: DatapathInit): Promise<void> {
     // table) needs a turn once a second; an idle switch with nothing to age
     // sleeps until a doorbell rings
     const timed = movedSincePublish || (bridge !== undefined && bridge.table.size > 0);
-    const untilExpire = timed ? Number((nextExpire - now) / 1_000_000n) + 1 : -1;
+    const untilExpire = timed ? Math.floor(nextExpire - now) + 1 : -1;
     let timeout = blocked ? (untilExpire < 0 ? 10 : Math.min(10, untilExpire)) : untilExpire;
     // a doorbell in backoff is listened to again when it ends, and the thread
     // looks once for what its port sent meanwhile
@@ -186,7 +188,7 @@ async function serve(init: DatapathInit): Promise<void> {
     woken = rang > 0;
     if (!commands()) break;
     // busy-poll after a doorbell (traffic); after a timeout (aging) just look once
-    last = rang > 0 ? process.hrtime.bigint() : 0n;
+    last = rang > 0 ? performance.now() : 0;
   }
   init.control.close();
   if (bridge) keptBridge = { key: bridgeKey(init), bridge };

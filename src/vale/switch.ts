@@ -251,14 +251,15 @@ export class Switch extends EventEmitter {
   /** 'thread': the datapath thread, its command port, its last MAC table */
   private readonly thread: { worker: Worker; control: MessagePort; ready: Promise<void>; exited: Promise<void> } | undefined;
   private threadMac: { entries: { mac: string; port: number; ageMs: number }[]; counters: Record<string, number>; size: number; at: number } | undefined;
-  private readonly busyPollNs: bigint;
+  /** busy-poll window, ms (the clock is performance.now(): no BigInt per round) */
+  private readonly busyPollMs: number;
   private readonly portsById = new Map<number, SwitchPort>();
   /** monitors (valeX:Y/r, /t, /rt) by core index, and the port each watches: not ports of the switch */
   private readonly monitorsById = new Map<number, { mon: SwitchPort; watched: SwitchPort }>();
   private running = false;
   private sleeping = false;
   private scheduled = false;
-  private lastWork = 0n;
+  private lastWork = 0;
   private blocked = false;
   private wakeTimer: NodeJS.Timeout | undefined;
   private expireTimer: NodeJS.Timeout | undefined;
@@ -295,7 +296,7 @@ export class Switch extends EventEmitter {
     }
     const busy = opts.busyPollUs ?? 50;
     if (!(busy >= 0)) throw new RangeError(`busyPollUs ${busy} must be >= 0`);
-    this.busyPollNs = BigInt(Math.round(busy * 1000));
+    this.busyPollMs = busy / 1000;
     this.clock = opts.clock ?? systemClock;
     const stall = opts.stallMs ?? 1000;
     if (!(stall > 0) || !Number.isFinite(stall)) throw new RangeError(`stallMs ${stall} must be a positive number of milliseconds`);
@@ -736,43 +737,46 @@ export class Switch extends EventEmitter {
   private start(): void {
     if (this.running || this.closed) return;
     this.running = true;
-    this.lastWork = process.hrtime.bigint();
+    this.lastWork = performance.now();
     this.schedule();
   }
 
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.loop();
-    });
+    setImmediate(this.onImmediate);
   }
+
+  /** schedule()'s callback, made once (not a closure per round) */
+  private readonly onImmediate = (): void => {
+    this.scheduled = false;
+    this.loop();
+  };
 
   private loop(): void {
     if (this.closed) return;
     const moved = this.pump();
-    const now = process.hrtime.bigint();
+    const now = performance.now();
     if (this.woken) {
       this.woken = false;
       const useful = moved > 0 || this.blocked;
       this.core.noteWakeup(useful);
       if (!useful) {
         // a doorbell rang for nothing: sleep again at once, no busy poll
-        this.lastWork = 0n;
+        this.lastWork = 0;
         this.sleep();
         return;
       }
     }
     if (moved > 0) {
       this.lastWork = now;
-    } else if (now - this.lastWork < this.busyPollNs) {
+    } else if (now - this.lastWork < this.busyPollMs) {
       // polling and nothing came: let other runnable threads have the CPU
       // (a client this switch waits for may be one of them); if one took it,
       // the CPU is contended: stop polling and sleep until a kick
-      if (!yieldInTime()) this.lastWork = 0n;
+      if (!yieldInTime()) this.lastWork = 0;
     }
-    if (now - this.lastWork < this.busyPollNs) {
+    if (now - this.lastWork < this.busyPollMs) {
       this.schedule();
       return;
     }
@@ -783,7 +787,7 @@ export class Switch extends EventEmitter {
   private sleep(): void {
     const blocked = this.blocked;
     if (!this.core.armAll(blocked)) {
-      this.lastWork = process.hrtime.bigint();
+      this.lastWork = performance.now();
       this.schedule();
       return;
     }
@@ -812,7 +816,7 @@ export class Switch extends EventEmitter {
     this.watcher!.stop();
     this.core.disarmAll();
     this.woken = true;
-    this.lastWork = process.hrtime.bigint();
+    this.lastWork = performance.now();
     // forward at once: the frame that rang is waiting
     if (!this.closed) this.loop();
   }
