@@ -39,7 +39,9 @@ if (isMainThread) {
   const rx = await open(`${(workerData as { name: string }).name}}0`);
   let received = 0;
   while (received < COUNT) {
-    // blocks this worker (at most 200 ms a call); the main thread runs on
+    // blocks this worker (at most 200 ms a call); the main thread runs on.
+    // rx.waitSync(true, false, 200) is the same wait without the spin,
+    // returning Port.RX | Port.TX | Port.HUP bits: nothing allocated per call
     const ev = rx.pollSync({ rx: true });
     if (!ev.rx) continue;
     for (const r of rx.rxRings) {
