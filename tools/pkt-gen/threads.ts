@@ -137,8 +137,30 @@ const PINGSPIN_ENV = process.env['PKTGEN_TS_PING_SPIN_US'];
  */
 const PONGSPIN_ENV = process.env['PKTGEN_TS_PONG_SPIN_US'];
 const PONG_SPIN = PONGSPIN_ENV !== undefined ? Number(PONGSPIN_ENV) / 1000 : 0;
-/** A monotonic clock in ns as a double (no hrtime array, no BigInt: nothing allocated). */
-const clockNs = (): number => Math.round(performance.now() * 1e6);
+/**
+ * CLOCK_MONOTONIC in ns as a double, with nothing allocated (no hrtime
+ * array, no BigInt): performance.now() (the same clock, from this process's
+ * start) plus its offset from process.hrtime, taken once, so ping's stamps
+ * compare across processes as hrtime's did (a late reply to an earlier ping
+ * on the same port still gives a true round trip). Exact to the ns for 104
+ * days of uptime (2^53 ns), then to a few ns.
+ */
+const MONO_OFFSET_NS = ((): number => {
+  // the tightest of a few brackets (the first calls load code lazily)
+  let width = Infinity;
+  let off = 0;
+  for (let i = 0; i < 8; i++) {
+    const a = performance.now();
+    const h = Number(process.hrtime.bigint());
+    const b = performance.now();
+    if (b - a < width) {
+      width = b - a;
+      off = h - ((a + b) / 2) * 1e6;
+    }
+  }
+  return off;
+})();
+const clockNs = (): number => Math.round(MONO_OFFSET_NS + performance.now() * 1e6);
 /**
  * Sleep in a blocking poll(2) on the port's doorbell (the kick wakes this
  * thread directly) rather than on the event loop; PKTGEN_TS_WAIT=uv for the
