@@ -376,8 +376,9 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
       const uint16_t len = s[i].len;
       const uint16_t fl = s[i].flags;
       {
-        // the snapshot below reads this slot's buffer: start loading one
-        // further on (a published slot or not, a valid index or no load)
+        // the snapshot below reads this slot's buffer: start loading the
+        // one PREFETCH_AHEAD slots on (published or not: a valid index, or
+        // no load; that slot is read and checked again in its turn)
         const uint32_t a = i + PREFETCH_AHEAD < N ? i + PREFETCH_AHEAD : (i + PREFETCH_AHEAD) % N;
         const uint32_t ai = s[a].buf_idx;
         if (p->buf_ok(ai)) __builtin_prefetch(p->buf(ai), 0);
