@@ -90,6 +90,52 @@ async function measure(frames: number, opts: SwitchOptions, idle: number, rounds
 }
 
 /**
+ * 1 -> flood: a broadcast from a to b, c and d (all learned, all draining),
+ * CPU ns per flooded frame (three copies each), same loop as measure().
+ */
+async function measureFlood(frames: number, opts: SwitchOptions, rounds = 1): Promise<number> {
+  const sw = new Switch('vale0', { ...opts, busyPollUs: 0 });
+  const socket = path.join(os.tmpdir(), `vtcore-${process.pid}-${uniq++}.sock`);
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  const tx = await open('vale0:a', { socket });
+  const rxs = [await open('vale0:b', { socket }), await open('vale0:c', { socket }), await open('vale0:d', { socket })];
+  try {
+    const tr = tx.txRings[0]!;
+    for (let i = 0; i < tr.numSlots; i++) {
+      tr.bytes.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, ...A, 0x88, 0xb5], tr.bufOffset(i));
+      tr.setLen(i, 60);
+    }
+    const txBe = tx.backendObject;
+    const rx = rxs.map((p) => ({ be: p.backendObject, ring: p.rxRings[0]! }));
+    const batch = 512;
+    let best = Infinity;
+    for (let r = 0; r < rounds; r++) {
+      const c0 = process.cpuUsage();
+      for (let sent = 0; sent < frames; sent += batch) {
+        tr.advance(batch);
+        txBe.txsync(0);
+        sw.pump();
+        for (const x of rx) {
+          x.be.rxsync(0);
+          x.ring.advance(x.ring.space());
+          x.be.rxsync(0);
+        }
+      }
+      const c = process.cpuUsage(c0);
+      best = Math.min(best, ((c.user + c.system) * 1000) / frames);
+    }
+    const c = sw.counters(sw.port('vale0:d')!.index);
+    if (c['txFrames']! < frames * rounds) throw new Error(`only ${c['txFrames']} of ${frames * rounds} flood copies delivered to d: ${JSON.stringify(c)}`);
+    return best;
+  } finally {
+    tx.close();
+    for (const p of rxs) p.close();
+    srv.close();
+    sw.close();
+  }
+}
+
+/**
  * What one idle port adds to a round: the 10th percentile of Switch.pump's
  * time over rounds that find nothing (2 ports vs 2 + idle), alternated. A low
  * percentile of many short calls survives a loaded machine where a total
@@ -109,9 +155,19 @@ async function idleRound(idle: number, pumps = 20000): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { frames: { type: 'string' }, 'ports-only': { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { frames: { type: 'string' }, 'ports-only': { type: 'boolean' }, 'flood-only': { type: 'boolean' } } });
   const frames = Number(values.frames ?? 2_000_000);
   const portsOnly = values['ports-only'] === true;
+  if (values['flood-only'] === true) {
+    let fb = Infinity;
+    let f0 = Infinity;
+    for (let r = 0; r < ROUNDS; r++) {
+      fb = Math.min(fb, await measureFlood(frames, {}));
+      f0 = Math.min(f0, await measureFlood(frames, { holdUs: 0 }));
+    }
+    console.log(`flood      1->flood(4 ports): ${fb.toFixed(1)} ns per flooded frame (3 copies), holdUs 0: ${f0.toFixed(1)} ns; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    return;
+  }
   console.log(`switch core, one thread: CPU ns per frame (best of ${ROUNDS} alternated runs x ${frames} frames), 1->1, 60 B; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   // TypeScript and C++ alternated, so a change in the machine's load hits both
   let ts = Infinity;
@@ -143,6 +199,15 @@ async function main(): Promise<void> {
   }
   console.log(`ports      a round that finds nothing (p10 of 20000 pumps, best of ${ROUNDS}): 2 ports ${r2.toFixed(0)} ns, 64 ports ${r64.toFixed(0)} ns: ${((r64 - r2) / 62).toFixed(1)} ns per idle port per round`);
   if (portsOnly) return;
+  // the flood with bounded backpressure (the default) and without (holdUs 0,
+  // netmap VALE's drop-at-once), alternated
+  let fb = Infinity;
+  let f0 = Infinity;
+  for (let r = 0; r < ROUNDS; r++) {
+    fb = Math.min(fb, await measureFlood(frames, {}));
+    f0 = Math.min(f0, await measureFlood(frames, { holdUs: 0 }));
+  }
+  console.log(`flood      1->flood(4 ports): ${fb.toFixed(1)} ns per flooded frame (3 copies), holdUs 0: ${f0.toFixed(1)} ns   bounded backpressure costs ${(100 * (fb / f0 - 1)).toFixed(1)}%`);
   for (const h of [14, 2048]) {
     const v = await measure(frames, { headerBytes: h }, 0);
     console.log(`snapshot   headerBytes ${String(h).padEnd(4)} ${v.toFixed(1)} ns   default (128) is ${(ts / v).toFixed(3)} of it`);

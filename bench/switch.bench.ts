@@ -6,7 +6,10 @@
  * idle: attached, their rings walked every round, nothing sent), and the
  * TypeScript decision against a learning bridge in C++ on the same switch
  * core (vale-ts --native-bridge), same traffic.
- *   node dist/bench/switch.bench.js [--seconds S] [--no-bridge]
+ *   node dist/bench/switch.bench.js [--seconds S] [--no-bridge] [--cpu] [--only 1->1|2->1|1->flood]
+ * --cpu adds each stage's CPU time per frame received (vale-ts, the
+ * senders, the receivers: schedstat of every thread), the measure that a
+ * busy machine disturbs least; --only runs one 60 B row (for A/B runs).
  * Per frame, vale-ts: the sender's pkt-gen-style loop fills a slot, the
  * switch (vale-ts's default datapath, on its event loop) validates the slot, copies the header bytes
  * the lookup reads, runs the lookup (TypeScript, once per round for the whole
@@ -18,7 +21,7 @@
  * installs netsniff-ng (trafgen) with apt-get if it is missing.
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { existsSync, writeFileSync, rmSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -45,6 +48,20 @@ const scenarios: Scenario[] = [
   { name: '1->flood(4 ports)', senders: [{ port: 'a', src: MAC.a, dst: 'bcast' }], receivers: ['b', 'c', 'd'] },
 ];
 
+/** CPU time of every thread of process `pid` so far (ns, from schedstat); 0 once it is gone. */
+function cpuNs(pid: number | undefined): number {
+  let t = 0;
+  try {
+    for (const k of readdirSync(`/proc/${pid}/task`)) t += Number(readFileSync(`/proc/${pid}/task/${k}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return 0;
+  }
+  return t;
+}
+
+/** CPU ns per frame received, per process kind, of the last valeRun (--cpu). */
+let lastCpu = '';
+
 /** Mpps summed over the receivers, through vale-ts (started with switchArgs). */
 async function valeRun(sc: Scenario, len: number, ms: number, idlePorts = 0, switchArgs: string[] = []): Promise<number> {
   const { proc: sw, socket } = await startSwitch(switchArgs);
@@ -59,9 +76,27 @@ async function valeRun(sc: Scenario, len: number, ms: number, idlePorts = 0, swi
     const rx = sc.receivers.map((r) => child([peerJs, 'rx', `vale0:${r}`, '400', (MAC as Record<string, string>)[r]!], env));
     await new Promise((r) => setTimeout(r, 400));
     const tx = sc.senders.map((s) => child([peerJs, 'tx', `vale0:${s.port}`, s.src, s.dst, String(len), String(ms)], env));
+    // each process's CPU time over the run, sampled until it exits (the
+    // load-insensitive measure: what a frame costs each stage)
+    const procs = { switch: [sw.pid], tx: tx.map((t) => t.c.pid), rx: rx.map((r) => r.c.pid) };
+    const start = Object.fromEntries(Object.entries(procs).map(([k, ps]) => [k, ps.map(cpuNs)]));
+    const last = Object.fromEntries(Object.entries(procs).map(([k, ps]) => [k, ps.map(cpuNs)]));
+    const sample = (): void => {
+      for (const [k, ps] of Object.entries(procs)) ps.forEach((p, i) => (last[k]![i] = cpuNs(p) || last[k]![i]!));
+    };
+    const timer = setInterval(sample, 50);
     await Promise.all(tx.map((t) => t.out));
+    sample();
+    const swEnd = last['switch']![0]!;
     const res = await Promise.all(rx.map((r) => r.out));
+    clearInterval(timer);
     holder?.c.kill('SIGKILL');
+    const got = res.reduce((n, r) => n + (r['received'] ?? 0), 0);
+    const per = (k: string, end?: number): string => {
+      const used = (end !== undefined ? end - start[k]![0]! : last[k]!.reduce((n, v, i) => n + v - start[k]![i]!, 0)) / (got || 1);
+      return `${k} ${used.toFixed(1)}`;
+    };
+    lastCpu = `CPU ns per frame received: ${per('switch', swEnd)}  ${per('tx')}  ${per('rx')}`;
     return aggregateMpps(res);
   } finally {
     sw.kill('SIGTERM');
@@ -132,8 +167,19 @@ function ensureTrafgen(): boolean {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'no-bridge': { type: 'boolean' } } });
+  const { values } = parseArgs({
+    options: { seconds: { type: 'string' }, 'no-bridge': { type: 'boolean' }, cpu: { type: 'boolean' }, only: { type: 'string' } },
+  });
   const ms = Number(values.seconds ?? 3) * 1000;
+  const cpu = values.cpu === true;
+  if (values.only !== undefined) {
+    // --only 1->1|2->1|flood [--cpu]: one 60 B row, for A/B runs
+    const sc = scenarios.find((x) => x.name.startsWith(values.only!));
+    if (!sc) throw new Error(`--only ${values.only}: use 1->1, 2->1 or 1->flood`);
+    const v = await valeRun(sc, 60, ms);
+    console.log(`   60  ${sc.name.padEnd(18)} ${v.toFixed(3).padStart(8)} Mpps   ${lastCpu}   load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    return;
+  }
   let bridge = !values['no-bridge'];
   if (bridge && process.getuid?.() !== 0) {
     console.log('Linux bridge baseline skipped: it needs root (network namespace, veth, bridge)');
@@ -145,15 +191,19 @@ async function main(): Promise<void> {
   }
   console.log(`switch benchmark: ${ms / 1000} s per run, Mpps summed at the receivers (${os.cpus().length} CPUs)`);
   console.log('frame  scenario            vale-ts      Linux bridge   ratio');
+  let oneToOne60 = NaN;
   for (const len of [60, 1514]) {
     for (const sc of scenarios) {
       const v = await valeRun(sc, len, ms);
+      if (len === 60 && sc === scenarios[0]) oneToOne60 = v;
       const b = bridge ? await bridgeRun(sc, len, ms) : NaN;
       console.log(
         `${String(len).padStart(5)}  ${sc.name.padEnd(18)} ${v.toFixed(3).padStart(8)} Mpps ${bridge ? b.toFixed(3).padStart(8) + ' Mpps' : '      n/a    '}   ${bridge ? (v / b).toFixed(1) + 'x' : ''}`,
       );
+      if (cpu) console.log(`                             ${lastCpu}`);
     }
   }
+  console.log(`  1->1 60 B through vale-ts: ${oneToOne60.toFixed(3)} Mpps (target >= 10 Mpps on a quiet machine)`);
   console.log('\nthe decision: TypeScript lookup vs a C++ learning bridge on the same switch core (1->1, 60 B)');
   const ts = await valeRun(scenarios[0]!, 60, ms);
   const cxx = await valeRun(scenarios[0]!, 60, ms, 0, ['--native-bridge']);

@@ -336,6 +336,18 @@ class SwitchCore {
     uint32_t stop_slot;
     uint32_t start;     // tx_hwcur when the scan began
     uint32_t d0, d1;    // its entries in dropped_
+    // its flood destinations in flood_dests_, built at its first flooded
+    // frame of the round (f0 == UINT32_MAX: none yet)
+    uint32_t f0 = UINT32_MAX, f1 = 0;
+  };
+  // One destination of a flood from one source ring: what the per-frame
+  // room check and copy need, worked out once per round (the ring index
+  // and the room cache entry), not per frame and port.
+  struct FloodDest {
+    Port *dp;
+    uint32_t *room;
+    uint32_t id;
+    uint32_t rr;
   };
   // A frame collect() skipped (invalid or an over-long chain). It is counted
   // when the ring advances past it: a lossless stop before it means the
@@ -350,6 +362,9 @@ class SwitchCore {
   uint32_t collect();
   uint32_t collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t max);
   void forward(uint32_t n, RoundResult *r);
+  // Floods frame k of source ring t (all or nothing); false when it must
+  // wait (the ring stops there).
+  bool flood(Touched &t, Port *p, uint32_t k);
   uint32_t *room(uint32_t d, uint32_t rr);
   bool refresh_room(Port *d, uint32_t rr, uint32_t *room);
   bool deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
@@ -388,6 +403,7 @@ class SwitchCore {
   std::vector<uint32_t> dirty_;   // ports whose rx rings got frames this round
   std::vector<Touched> touched_;  // source rings of this round
   std::vector<Dropped> dropped_;  // frames skipped by this round's collect
+  std::vector<FloodDest> flood_dests_;  // this round's, see Touched::f0
   uint32_t rr_ = 0;               // the next round starts at the first port id >= this
   int32_t blocked_on_ = -1;       // see blocked_on()
   std::vector<uint32_t> rang_;    // ports whose doorbell rang since the last note_wakeup()

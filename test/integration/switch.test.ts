@@ -495,6 +495,37 @@ test('hostile slots written straight into shared memory are dropped and counted,
   }, sw);
 });
 
+test('a receiver that breaks its own rx slot loses those copies (dropInvalid there); frames up to, at and past the snapshot size then arrive byte for byte', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    const a = await open('vale0:a', { socket });
+    const b = await open('vale0:b', { socket });
+    const bIdx = sw.port('vale0:b')!.index;
+    const rr = b.rxRings[0]!;
+    // the slot the switch fills next, pointed outside the pool by its own client
+    const slot = rr.tail;
+    const good = rr.bufIdx(slot);
+    rr.setBufIdx(slot, 0x7fffffff);
+    await send(a, frame('bcast', MAC.A, 1));
+    await until(() => sw.counters(bIdx)['dropInvalid']! >= 1);
+    t.is(sw.counters(bIdx)['txFrames'], 0, 'nothing was written for the broken slot');
+    rr.setBufIdx(slot, good);
+    // 60 B: one small copy from the snapshot; 128: the whole default
+    // snapshot; 129 and 1514: past it, the rest from the client's buffer
+    const sent: Uint8Array[] = [];
+    for (const [tag, len] of [[2, 60], [3, 128], [4, 129], [5, 1514]] as const) {
+      const f = frame('bcast', MAC.A, tag, len);
+      for (let i = 15; i < len; i++) f[i] = (i * 7 + tag) & 0xff;
+      sent.push(f);
+      await send(a, f);
+    }
+    for (const f of sent) t.deepEqual(await next(b), f);
+    t.is(sw.counters(bIdx)['dropInvalid'], 1);
+    a.close();
+    b.close();
+  }, sw);
+});
+
 test('registrations may share a port when each binds its own ring (vale0:x-0, vale0:x-1), as in netmap', async (t) => {
   const sw = new Switch('vale0');
   await withServer(async (socket, srv) => {
