@@ -111,7 +111,7 @@ test('attach refuses a channel with another magic, an impossible geometry, or no
     t.throws(() => new ShortcutRing(fd), { message: msg });
   };
   bad(0, 0x41414141, /another magic or version/);
-  bad(8, 2, /another magic or version/);
+  bad(8, 1, /another magic or version/);  // version 1 had no wait words
   bad(12, 3, /impossible geometry/); // 3 slots: not a power of two
   bad(12, 8, /impossible geometry/); // 8 slots: not what the size holds
   bad(16, 1 << 20, /impossible geometry/);
