@@ -183,7 +183,14 @@ async function snapshot(c: ValeClientLike): Promise<Record<string, number>> {
 }
 type ValeClientLike = Awaited<ReturnType<typeof startValeTsIn>>['client'];
 
-async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awaited<ReturnType<typeof startValeTsIn>>[]): Promise<NetmapRow> {
+/** The UDP counters of a host namespace's /proc/net/snmp, by name. */
+async function udpSnap(e: End): Promise<Map<string, number>> {
+  const lines = (await must('ip', 'netns', 'exec', e.host, 'cat', '/proc/net/snmp')).split('\n').filter((l) => l.startsWith('Udp:'));
+  const names = lines[0]!.split(/\s+/).slice(1), vals = lines[1]!.split(/\s+/).slice(1).map(Number);
+  return new Map(names.map((n, i) => [n, vals[i]!]));
+}
+
+async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awaited<ReturnType<typeof startValeTsIn>>[], hosts: End[]): Promise<NetmapRow> {
   const pids = sw.map((s) => s.proc.pid!);
   const rx = spawnTracked(process.execPath, [pktGenJs, '--socket', sockB, '-i', 'vale0:nr', '-f', 'rx', '-W']);
   let rxOut = '';
@@ -198,6 +205,7 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
     rx.once('close', () => resolve());
   });
   const snap0 = await Promise.all(sw.map((s) => snapshot(s.client)));
+  const udp0 = await Promise.all(hosts.map(udpSnap));
   const cpu0 = await Promise.all([...pids, rx.pid!].map(cpuSeconds));
   const thr0 = await Promise.all(pids.map(threadCpu));
   const t0 = process.hrtime.bigint();
@@ -219,13 +227,15 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   const sent = countOf(txOut, 'Sent'), received = countOf(rxOut, 'Received');
   if (!sent) throw new Error(`pkt-gen-ts tx sent nothing:\n${txOut}\n${txErr}`);
   const snap1 = await Promise.all(sw.map((s) => snapshot(s.client)));
+  const udp1 = await Promise.all(hosts.map(udpSnap));
   const d = (i: number, k: string): number => (snap1[i]![k] ?? 0) - (snap0[i]![k] ?? 0);
   const us = (c: number): string => (received ? ((c * 1e6) / received).toFixed(2) : 'NaN');
   const cpuA = cpu1[0]! - cpu0[0]!, cpuB = cpu1[1]! - cpu0[1]!;
   const perProcess = `CPU µs per frame received: tx ${us(txCpu)}, vale-ts A ${us(cpuA)}, vale-ts B ${us(cpuB)}, rx ${us(rxCpu - cpu0[2]!)}`;
   const threads = [0, 1].map((i) => {
     const busy = [...thr1[i]!].map(([k, v]) => [k, v - (thr0[i]!.get(k) ?? 0)] as const).filter(([, v]) => v > 0.02).sort((x, y) => y[1] - x[1]);
-    return `vale-ts ${'AB'[i]}: ${busy.map(([k, v]) => `${k} ${us(v)}`).join(', ')}`;
+    // the main thread (tid = pid) runs the switch (the default loop datapath); the others are port drivers and Node's own
+    return `vale-ts ${'AB'[i]}: ${busy.map(([k, v]) => `${k.endsWith(` ${pids[i]}`) ? 'main' : k} ${us(v)}`).join(', ')}`;
   }).join('; ');
   // every frame sent is received or counted under a named drop: A's switch
   // hands it to the VXLAN port or drops it (dropNoSpace: the port's rx ring
@@ -244,6 +254,14 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
         drops.push(`${'AB'[i]} ${k.replace(/^total /, 'switch ').replace(/^drv /, 'driver ')} ${d(i, k)}`);
         dropped += d(i, k);
       }
+  // VXLAN: datagrams the kernel dropped (sender's socket buffer, receiver's)
+  for (const [i, k] of [[0, 'SndbufErrors'], [1, 'RcvbufErrors']] as const) {
+    const n = udp1[i]!.get(k)! - udp0[i]!.get(k)!;
+    if (n > 0) {
+      drops.push(`host ${'AB'[i]} kernel Udp ${k} ${n}`);
+      dropped += n;
+    }
+  }
   const accounting = `sent ${sent} = received ${received} + dropped ${dropped} (${drops.join(', ') || 'none'}) + unaccounted ${sent - received - dropped}; ` +
     `A's switch to its VXLAN port ${d(0, 'vx txFrames')}; A's driver out ${d(0, 'drv outFrames')} (ring ${ring}, datagrams ${d(0, 'drv remote txFrames')}); ` +
     `B's driver in ${d(1, 'drv inFrames')} (ring ${ringIn}, datagrams ${d(1, 'drv remote rxFrames')}); ` +
@@ -356,7 +374,7 @@ async function main(): Promise<void> {
       }
       for (const e of ends) await udpDrops(e);
       step(`${name}, netmap ends: pkt-gen-ts`);
-      const nr = await netmapPps(socks[0]!, socks[1]!, seconds, sw);
+      const nr = await netmapPps(socks[0]!, socks[1]!, seconds, sw, ends);
       res[`${name}, netmap ends`] = nr;
       detail.push(`  ${name}, netmap ends:\n    ${nr.perProcess}\n    by thread (µs/frame): ${nr.threads}\n    frames: ${nr.accounting}`);
       console.error(`UDP in host A: ${await udpDrops(a)}\nUDP in host B: ${await udpDrops(b)}`);
