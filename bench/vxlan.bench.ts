@@ -39,7 +39,13 @@
  * (Linux's vxlan needs it, docs/vxlan.md); the vale-ts rows have it back on,
  * as a veth has it by default (the kernel refuses UDP GSO without it).
  *
- *   node dist/bench/vxlan.bench.js [--seconds 5] [--only-netmap]
+ *   node dist/bench/vxlan.bench.js [--seconds 5] [--only-netmap] [--only-shortcut]
+ *
+ * --only-shortcut: the shortcut's netmap row alone (for alternated runs).
+ * Each netmap row is followed by its CPU per frame for each of the four
+ * processes (tx, A, B, rx) and each busy vale-ts thread, and by where the
+ * frames went: every frame sent is received or counted in a named drop
+ * counter ("unaccounted" is what is not).
  *
  * SIGINT, SIGTERM or an error: the processes it started are killed and its
  * namespaces (with their links) removed before it exits.
@@ -60,7 +66,7 @@ interface End { ns: string; host: string; hostIf: string; inner: string; ip: str
 // child processes (trafgen, iperf3, pkt-gen-ts), the vale-ts processes and
 // the namespaces (deleting one removes the links in it).
 const children = new Set<ChildProcess>();
-const valeTs = new Set<{ stop: () => Promise<void> }>();
+const valeTs = new Set<{ proc: ChildProcess; stop: () => Promise<void> }>();
 const namespaces: string[] = [];
 
 interface Run { code: number; stdout: string; stderr: string }
@@ -87,12 +93,19 @@ function spawnTracked(file: string, args: readonly string[]): ChildProcess {
   return c;
 }
 
+// Cleanup never waits for a process to go before it removes the namespaces:
+// a vale-ts stuck in a syscall (seen once, during a SIGINT to a stuck run)
+// would otherwise keep them forever. SIGKILL everything, delete the
+// namespaces (their links go with the last process in them), then give the
+// vale-ts a few seconds to exit so that their socket files are removed.
 let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     for (const c of children) c.kill('SIGKILL');
-    for (const s of valeTs) await s.stop();
+    for (const s of valeTs) s.proc.kill('SIGKILL');
     for (const n of namespaces) await run('ip', ['netns', 'del', n]);
+    const stops = Promise.all([...valeTs].map((s) => s.stop()));
+    await Promise.race([stops, new Promise((r) => setTimeout(r, 3000).unref())]);
   })();
   return cleaning;
 }
@@ -140,7 +153,45 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(f[11]) + Number(f[12])) / 100;  // fields 14 and 15, in USER_HZ (100)
 }
 
-async function netmapPps(sockA: string, sockB: string, seconds: number, pids: number[]): Promise<Row> {
+/** CPU seconds (user + system) of each thread of a process: /proc/PID/task/TID/stat, by "comm tid". */
+async function threadCpu(pid: number): Promise<Map<string, number>> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const m = new Map<string, number>();
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const st = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    const close = st.lastIndexOf(') ');
+    if (close < 0) continue;
+    const comm = st.slice(st.indexOf('(') + 1, close);
+    const f = st.slice(close + 2).split(' ');
+    m.set(`${comm} ${tid}`, (Number(f[11]) + Number(f[12])) / 100);
+  }
+  return m;
+}
+
+/** What one netmap-ends row measured: rates, CPU per frame per process and per busy thread, where the frames went. */
+interface NetmapRow extends Row { perProcess: string; threads: string; accounting: string }
+
+/** The counters of a switch that the accounting needs (totals over all ports, the VXLAN port and its driver). */
+async function snapshot(c: ValeClientLike): Promise<Record<string, number>> {
+  const [st] = await c.stats('vale0');
+  const vx = st!.ports.find((p) => p.name === 'vale0:vx');
+  const r: Record<string, number> = {};
+  for (const [k, v] of Object.entries(st!.totals)) r[`total ${k}`] = v;
+  for (const [k, v] of Object.entries(vx?.counters ?? {})) r[`vx ${k}`] = v;
+  for (const [k, v] of Object.entries(vx?.driver?.counters ?? {})) r[`drv ${k.replace(/^remote \S+ /, 'remote ')}`] = v;
+  return r;
+}
+type ValeClientLike = Awaited<ReturnType<typeof startValeTsIn>>['client'];
+
+/** The UDP counters of a host namespace's /proc/net/snmp, by name. */
+async function udpSnap(e: End): Promise<Map<string, number>> {
+  const lines = (await must('ip', 'netns', 'exec', e.host, 'cat', '/proc/net/snmp')).split('\n').filter((l) => l.startsWith('Udp:'));
+  const names = lines[0]!.split(/\s+/).slice(1), vals = lines[1]!.split(/\s+/).slice(1).map(Number);
+  return new Map(names.map((n, i) => [n, vals[i]!]));
+}
+
+async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awaited<ReturnType<typeof startValeTsIn>>[], hosts: End[]): Promise<NetmapRow> {
+  const pids = sw.map((s) => s.proc.pid!);
   const rx = spawnTracked(process.execPath, [pktGenJs, '--socket', sockB, '-i', 'vale0:nr', '-f', 'rx', '-W']);
   let rxOut = '';
   rx.stdout!.on('data', (d: Buffer) => (rxOut += d));
@@ -153,15 +204,71 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, pids: nu
     });
     rx.once('close', () => resolve());
   });
-  const cpu0 = await Promise.all(pids.map(cpuSeconds));
+  const snap0 = await Promise.all(sw.map((s) => snapshot(s.client)));
+  const udp0 = await Promise.all(hosts.map(udpSnap));
+  const cpu0 = await Promise.all([...pids, rx.pid!].map(cpuSeconds));
+  const thr0 = await Promise.all(pids.map(threadCpu));
   const t0 = process.hrtime.bigint();
-  const tx = await run('timeout', ['-s', 'INT', String(seconds), process.execPath, pktGenJs, '--socket', sockA, '-i', 'vale0:nt', '-f', 'tx', '-n', '0', '-l', '60', '-S', '02:00:00:78:00:01', '-D', '02:00:00:78:00:02']);
+  // spawned directly (not under timeout(1)) so that its CPU time can be read before it ends
+  const tx = spawnTracked(process.execPath, [pktGenJs, '--socket', sockA, '-i', 'vale0:nt', '-f', 'tx', '-n', '0', '-l', '60', '-S', '02:00:00:78:00:01', '-D', '02:00:00:78:00:02']);
+  let txOut = '', txErr = '';
+  tx.stdout!.on('data', (d: Buffer) => (txOut += d));
+  tx.stderr!.on('data', (d: Buffer) => (txErr += d));
+  const txDone = new Promise<void>((r) => tx.once('close', () => r()));
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const txCpu = await cpuSeconds(tx.pid!).catch(() => NaN);
+  const cpu1 = await Promise.all(pids.map(cpuSeconds));
+  const thr1 = await Promise.all(pids.map(threadCpu));
+  tx.kill('SIGINT');
+  await txDone;
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const rxCpu = await cpuSeconds(rx.pid!).catch(() => NaN);  // rx still drains what is queued, then waits (-W)
   await rxDone;  // -W: it ends one second after the last frame
-  const cpu = (await Promise.all(pids.map(cpuSeconds))).reduce((s, c, i) => s + c - cpu0[i]!, 0);
-  const sent = countOf(tx.stdout, 'Sent'), received = countOf(rxOut, 'Received');
-  if (!sent) throw new Error(`pkt-gen-ts tx sent nothing:\n${tx.stdout}\n${tx.stderr}`);
-  return { sent: sent / secs, rxPps: received / secs, cpuUsPerFrame: received ? (cpu * 1e6) / received : NaN };
+  const sent = countOf(txOut, 'Sent'), received = countOf(rxOut, 'Received');
+  if (!sent) throw new Error(`pkt-gen-ts tx sent nothing:\n${txOut}\n${txErr}`);
+  const snap1 = await Promise.all(sw.map((s) => snapshot(s.client)));
+  const udp1 = await Promise.all(hosts.map(udpSnap));
+  const d = (i: number, k: string): number => (snap1[i]![k] ?? 0) - (snap0[i]![k] ?? 0);
+  const us = (c: number): string => (received ? ((c * 1e6) / received).toFixed(2) : 'NaN');
+  const cpuA = cpu1[0]! - cpu0[0]!, cpuB = cpu1[1]! - cpu0[1]!;
+  const perProcess = `CPU µs per frame received: tx ${us(txCpu)}, vale-ts A ${us(cpuA)}, vale-ts B ${us(cpuB)}, rx ${us(rxCpu - cpu0[2]!)}`;
+  const threads = [0, 1].map((i) => {
+    const busy = [...thr1[i]!].map(([k, v]) => [k, v - (thr0[i]!.get(k) ?? 0)] as const).filter(([, v]) => v > 0.02).sort((x, y) => y[1] - x[1]);
+    // the main thread (tid = pid) runs the switch (the default loop datapath); the others are port drivers and Node's own
+    return `vale-ts ${'AB'[i]}: ${busy.map(([k, v]) => `${k.endsWith(` ${pids[i]}`) ? 'main' : k} ${us(v)}`).join(', ')}`;
+  }).join('; ');
+  // every frame sent is received or counted under a named drop: A's switch
+  // hands it to the VXLAN port or drops it (dropNoSpace: the port's rx ring
+  // full, its driver behind; dropClosed: left in pkt-gen-ts's tx ring when it
+  // was stopped); A's driver puts it in the ring or a datagram (or counts a
+  // drop); B's driver takes it from the ring or the socket; B's switch
+  // delivers it to the receiver or drops it (dropNoSpace: the receiver
+  // behind). With VXLAN, datagrams the kernel dropped are in the UDP counters.
+  const ring = d(0, 'drv remote shortcutTxFrames'), ringIn = d(1, 'drv remote shortcutRxFrames');
+  // every named drop counter of both switches (all ports) and both drivers that moved
+  const drops: string[] = [];
+  let dropped = 0;
+  for (const i of [0, 1])
+    for (const k of Object.keys(snap1[i]!))
+      if (/^(total|drv) drop/.test(k) && d(i, k) > 0) {
+        drops.push(`${'AB'[i]} ${k.replace(/^total /, 'switch ').replace(/^drv /, 'driver ')} ${d(i, k)}`);
+        dropped += d(i, k);
+      }
+  // VXLAN: datagrams the kernel dropped (sender's socket buffer, receiver's)
+  for (const [i, k] of [[0, 'SndbufErrors'], [1, 'RcvbufErrors']] as const) {
+    const n = udp1[i]!.get(k)! - udp0[i]!.get(k)!;
+    if (n > 0) {
+      drops.push(`host ${'AB'[i]} kernel Udp ${k} ${n}`);
+      dropped += n;
+    }
+  }
+  const accounting = `sent ${sent} = received ${received} + dropped ${dropped} (${drops.join(', ') || 'none'}) + unaccounted ${sent - received - dropped}; ` +
+    `A's switch to its VXLAN port ${d(0, 'vx txFrames')}; A's driver out ${d(0, 'drv outFrames')} (ring ${ring}, datagrams ${d(0, 'drv remote txFrames')}); ` +
+    `B's driver in ${d(1, 'drv inFrames')} (ring ${ringIn}, datagrams ${d(1, 'drv remote rxFrames')}); ` +
+    `ring: ${d(0, 'drv shortcutTxBatches')} batches in, ${d(1, 'drv shortcutRxBatches')} out, ` +
+    `full ${d(0, 'drv shortcutRingFull')}, kicks ${d(0, 'drv shortcutKicks')} A->B ${d(1, 'drv shortcutKicks')} B->A, ` +
+    `1 ms waits ${d(0, 'drv shortcutFullTimeouts')}, driver wakeups A ${d(0, 'drv wakeups')} B ${d(1, 'drv wakeups')}`;
+  return { sent: sent / secs, rxPps: received / secs, cpuUsPerFrame: received ? ((cpuA + cpuB) * 1e6) / received : NaN, perProcess, threads, accounting };
 }
 
 async function stats(e: End): Promise<string> {
@@ -185,9 +292,11 @@ const step = (what: string): void => console.error(`[${((Date.now() - t0) / 1000
 interface Row { rxPps: number; sent: number; gbps?: number; cpuUsPerFrame?: number }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' }, 'only-shortcut': { type: 'boolean' } } });
   const seconds = Number(values.seconds ?? 5);
-  const onlyNetmap = values['only-netmap'] ?? false;
+  const onlyShortcut = values['only-shortcut'] ?? false;
+  const onlyNetmap = (values['only-netmap'] ?? false) || onlyShortcut;
+  const detail: string[] = [];
   ensurePackages(['iproute2', 'netsniff-ng', 'iperf3']);
   const ends: End[] = [0, 1].map((i) => ({
     ns: `${tag}e${i}`, host: `${tag}h${i}`, hostIf: `${tag}p${i}`, inner: `${tag}i${i}`,
@@ -240,6 +349,7 @@ async function main(): Promise<void> {
   // gso=off first, netmap ends only: the same run's before/after of UDP GSO
   const configs = [{ shortcut: 'off', gso: 'off' }, { shortcut: 'off', gso: 'on' }, { shortcut: 'on', gso: 'on' }] as const;
   for (const { shortcut, gso } of configs) {
+    if (onlyShortcut && shortcut === 'off') continue;
     const name = shortcut === 'on' ? 'vale-ts shortcut' : gso === 'off' ? 'vale-ts vxlan gso=off' : 'vale-ts vxlan';
     step(`${name}: start`);
     const socks = ends.map((e) => path.join(os.tmpdir(), `${tag}-${e.host}.sock`));
@@ -264,7 +374,9 @@ async function main(): Promise<void> {
       }
       for (const e of ends) await udpDrops(e);
       step(`${name}, netmap ends: pkt-gen-ts`);
-      res[`${name}, netmap ends`] = await netmapPps(socks[0]!, socks[1]!, seconds, sw.map((s) => s.proc.pid!));
+      const nr = await netmapPps(socks[0]!, socks[1]!, seconds, sw, ends);
+      res[`${name}, netmap ends`] = nr;
+      detail.push(`  ${name}, netmap ends:\n    ${nr.perProcess}\n    by thread (µs/frame): ${nr.threads}\n    frames: ${nr.accounting}`);
       console.error(`UDP in host A: ${await udpDrops(a)}\nUDP in host B: ${await udpDrops(b)}`);
       console.error(`--- vale-ts A (sender)\n${await stats(a)}\n--- vale-ts B (receiver)\n${await stats(b)}`);
       if (!onlyNetmap && gso === 'on') {
@@ -295,10 +407,11 @@ async function main(): Promise<void> {
   const l = res['linux vxlan'], v = res['vale-ts vxlan'], sc = res['vale-ts shortcut'];
   if (l && v) console.log(`  ratio vale-ts / linux (namespace ends): 60 B pps ${(v.rxPps / l.rxPps).toFixed(2)} (target 1.0)   TCP ${(v.gbps! / l.gbps!).toFixed(2)}`);
   if (v && sc) console.log(`  ratio shortcut / vale-ts vxlan (namespace ends, bounded by the veth ends): 60 B pps ${(sc.rxPps / v.rxPps).toFixed(2)}   TCP ${(sc.gbps! / v.gbps!).toFixed(2)}`);
-  const nv = res['vale-ts vxlan, netmap ends']!, ns = res['vale-ts shortcut, netmap ends']!;
-  const ng = res['vale-ts vxlan gso=off, netmap ends']!;
-  console.log(`  ratio shortcut / vale-ts vxlan (netmap ends: the path between the two switches): 60 B pps ${(ns.rxPps / nv.rxPps).toFixed(2)} (target 5.0)   CPU/frame ${(nv.cpuUsPerFrame! / ns.cpuUsPerFrame!).toFixed(2)}x less`);
-  console.log(`  UDP GSO (netmap ends, vale-ts vxlan gso=on / gso=off): 60 B pps ${(nv.rxPps / ng.rxPps).toFixed(2)}   CPU/frame ${(ng.cpuUsPerFrame! / nv.cpuUsPerFrame!).toFixed(2)}x less`);
+  const nv = res['vale-ts vxlan, netmap ends'], ns = res['vale-ts shortcut, netmap ends'];
+  const ng = res['vale-ts vxlan gso=off, netmap ends'];
+  if (nv && ns) console.log(`  ratio shortcut / vale-ts vxlan (netmap ends: the path between the two switches): 60 B pps ${(ns.rxPps / nv.rxPps).toFixed(2)} (target 5.0)   CPU/frame ${(nv.cpuUsPerFrame! / ns.cpuUsPerFrame!).toFixed(2)}x less`);
+  if (nv && ng) console.log(`  UDP GSO (netmap ends, vale-ts vxlan gso=on / gso=off): 60 B pps ${(nv.rxPps / ng.rxPps).toFixed(2)}   CPU/frame ${(ng.cpuUsPerFrame! / nv.cpuUsPerFrame!).toFixed(2)}x less`);
+  for (const l of detail) console.log(l);
 }
 
 try {

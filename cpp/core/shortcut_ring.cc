@@ -153,7 +153,7 @@ bool ShortcutRing::peek(const uint8_t *&frame, uint32_t &len) {
   if (peer_tail_ == head_) {
     publish_head();  // before the fence below: the producer then sees it, or we see its tail
     // our last head store before this tail load (see the header: wakeups)
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    full_fence();
     const uint32_t t = load_acquire(reinterpret_cast<const uint32_t *>(ring(in)));
     // the producer's index only moves forward, at most a ring ahead of ours
     if (t - peer_tail_ > slots_ - (peer_tail_ - head_)) {
@@ -181,10 +181,86 @@ void ShortcutRing::pop() {
   head_shown_ = head_;
 }
 
+void ShortcutRing::prefetch_in(uint32_t k) const {
+  if (broken_ || !slots_) return;
+  const uint8_t *s = slot(1 - out_, head_ + k);
+  __builtin_prefetch(s, 0);
+  __builtin_prefetch(s + 64, 0);  // a 60-byte frame after the 8-byte slot header ends in the next line
+}
+
+void ShortcutRing::prefetch_out(uint32_t k) const {
+  if (broken_ || !slots_) return;
+  const uint8_t *s = slot(out_, tail_ + k);
+  __builtin_prefetch(s, 1);
+  __builtin_prefetch(s + 64, 1);
+}
+
+namespace {
+constexpr uint64_t WAIT_WORD = 4;  // after the index, on its owner's line
+}
+
+bool ShortcutRing::arm_data() {
+  if (broken_) return false;
+  if (++wait_seq_ == 0) wait_seq_ = 1;
+  data_armed_ = true;
+  store_relaxed(reinterpret_cast<uint32_t *>(ring(1 - out_) + 64 + WAIT_WORD), wait_seq_);
+  const uint8_t *f;
+  uint32_t l;
+  // peek() looks at the producer's tail after a full fence when our copy
+  // says empty: the fence orders the store above before that load
+  if (peer_tail_ != head_) return true;
+  return peek(f, l) || broken_;
+}
+
+void ShortcutRing::disarm_data() {
+  if (!data_armed_ || broken_) return;
+  data_armed_ = false;
+  store_relaxed(reinterpret_cast<uint32_t *>(ring(1 - out_) + 64 + WAIT_WORD), 0);
+}
+
+bool ShortcutRing::data_kick_due() {
+  if (broken_) return false;
+  full_fence();  // our tail store before the consumer's wait word
+  const uint32_t w = load_relaxed(reinterpret_cast<const uint32_t *>(ring(out_) + 64 + WAIT_WORD));
+  if (w == 0 || w == data_kicked_) return false;
+  data_kicked_ = w;
+  return true;
+}
+
+bool ShortcutRing::arm_room() {
+  if (broken_) return false;
+  if (++wait_seq_ == 0) wait_seq_ = 1;
+  room_armed_ = true;
+  store_relaxed(reinterpret_cast<uint32_t *>(ring(out_) + WAIT_WORD), wait_seq_);
+  full_fence();  // our wait word before the consumer's head
+  const uint32_t h = load_acquire(reinterpret_cast<const uint32_t *>(ring(out_) + 64));
+  if (h - peer_head_ > tail_ - peer_head_) {
+    broken_ = true;
+    return true;
+  }
+  peer_head_ = h;
+  return tail_ - h < slots_;
+}
+
+void ShortcutRing::disarm_room() {
+  if (!room_armed_ || broken_) return;
+  room_armed_ = false;
+  store_relaxed(reinterpret_cast<uint32_t *>(ring(out_) + WAIT_WORD), 0);
+}
+
+bool ShortcutRing::room_kick_due() {
+  if (broken_) return false;
+  full_fence();  // our head store before the producer's wait word
+  const uint32_t w = load_relaxed(reinterpret_cast<const uint32_t *>(ring(1 - out_) + WAIT_WORD));
+  if (w == 0 || w == room_kicked_) return false;
+  room_kicked_ = w;
+  return true;
+}
+
 uint32_t ShortcutRing::unconsumed() {
   if (broken_) return 0;
   // our last tail store before this head load (see the header: wakeups)
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  full_fence();
   const uint32_t h = load_acquire(reinterpret_cast<const uint32_t *>(ring(out_) + 64));
   if (h - peer_head_ > tail_ - peer_head_) {
     broken_ = true;

@@ -5,8 +5,10 @@
 //   offset 0     header: "VTSCRING", version, slots, slot size (written once
 //                by the creator; the attaching side copies what it checked
 //                and never reads it again)
-//   offset 64    ring 0: tail (producer) at +0, head (consumer) at +64,
-//                then `slots` slots of {u32 len, u32 0, frame bytes}
+//   offset 64    ring 0: the producer's line at +0 (tail, then at +4 its
+//                room-wait word), the consumer's line at +64 (head, then at
+//                +68 its data-wait word), then `slots` slots of
+//                {u32 len, u32 0, frame bytes}
 //   after it     ring 1, the same
 //
 // head and tail are free-running 32-bit counters (slot = counter & (slots-1))
@@ -17,11 +19,15 @@
 // never exceeds the slot). A check that fails marks the channel broken for
 // good; the VXLAN port then falls back to UDP.
 //
-// Wakeups (no lost one): a producer publishes its tail, then (after a full
-// fence, ShortcutRing::unconsumed) reads the consumer's head and kicks the
-// consumer's eventfd when the consumer had taken everything published before;
-// a consumer that finds the ring empty read the tail after a full fence that
-// follows its own head store. One of the two sees the other.
+// Wakeups (no lost one, and none while the other side is awake): a side
+// that is about to sleep on an empty ring (the consumer) or a full one (the
+// producer) stores a fresh nonzero number in its wait word, fences, and looks
+// at the ring once more (arm_data / arm_room: true means it need not sleep).
+// The other side, after publishing its index, fences and reads that word
+// (data_kick_due / room_kick_due): a number it has not kicked for yet means
+// "kick me". Store, fence, load on both sides: one of the two sees the
+// other. The words only ever decide whether to write an eventfd: a peer that
+// writes nonsense there costs us at most one kick per batch.
 //
 // The memfd is sealed against shrinking and growing before it is handed over
 // (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): a peer cannot truncate it under
@@ -35,7 +41,7 @@
 
 namespace nm {
 
-constexpr uint32_t SHORTCUT_RING_VERSION = 1;
+constexpr uint32_t SHORTCUT_RING_VERSION = 2;  // 2: the wait words
 constexpr uint32_t SHORTCUT_RING_MAX_SLOTS = 16384;      // a power of two
 constexpr uint32_t SHORTCUT_RING_MIN_SLOT = 64;          // a minimum Ethernet frame and more
 constexpr uint32_t SHORTCUT_RING_MAX_SLOT = 65536;       // a VXLAN port's largest frame
@@ -82,6 +88,25 @@ class ShortcutRing {
   // Frames published to the outgoing ring that the peer has not consumed
   // (what is lost if the peer is gone); 0 when broken.
   uint32_t unconsumed();
+  // The wakeup handshake (see the header). The consumer, before it sleeps:
+  // arm_data() announces it and returns true when frames came meanwhile (do
+  // not sleep); disarm_data() once awake. The producer, after publish():
+  // data_kick_due() says whether the consumer asked for a kick since the
+  // last one. The same for room: arm_room() / disarm_room() by a producer
+  // that found the ring full, room_kick_due() by the consumer after
+  // publish_head().
+  bool arm_data();
+  void disarm_data();
+  bool data_kick_due();
+  bool arm_room();
+  void disarm_room();
+  bool room_kick_due();
+  // Cache hints for the datapath: the incoming slot `k` frames after the
+  // next one to read, the outgoing slot `k` after the next one to fill (the
+  // other process wrote / read those lines last: without the hint each frame
+  // waits for them). Only addresses inside the mapping; no index is read.
+  void prefetch_in(uint32_t k) const;
+  void prefetch_out(uint32_t k) const;
   // Frames published to the outgoing ring since it was made (our own count).
   uint32_t produced() const { return tail_; }
   // Frames of the incoming ring seen published and not yet popped, as of the
@@ -104,6 +129,10 @@ class ShortcutRing {
   uint32_t peer_tail_ = 0;   // last checked producer index of the incoming ring
   uint32_t tail_shown_ = 0;  // our tail as the consumer last saw it published
   uint32_t head_shown_ = 0;  // our head as the producer last saw it published
+  uint32_t wait_seq_ = 0;      // our last wait number (either word: never 0)
+  bool data_armed_ = false, room_armed_ = false;
+  uint32_t data_kicked_ = 0;   // the consumer's wait number we last kicked for
+  uint32_t room_kicked_ = 0;   // the producer's wait number we last kicked for
   bool broken_ = false;
 };
 

@@ -125,6 +125,12 @@ enum class VxCtr : uint8_t {
   ShortcutRingBroken,      // a channel whose shared indices or lengths failed a check: torn down
   ShortcutLostOnHangup,    // frames we had put in the ring that the peer never read before it went
   ShortcutLateVxlan,       // VXLAN datagrams held back until the ring from their endpoint was drained
+  ShortcutTxBatches,       // batches published to a ring (one index store each)
+  ShortcutRxBatches,       // batches taken from a ring (one index store each)
+  ShortcutRingFull,        // a frame found a ring full: it waits in the switch's ring (the switch counts dropNoSpace behind it)
+  ShortcutKicks,           // eventfd writes to a peer that asked for one before it slept (frames or room)
+  ShortcutSelfWakes,       // sleeps skipped: frames or room came while we asked for a kick
+  ShortcutFullTimeouts,    // 1 ms waits for room that ended without the peer's kick
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
   TxGsoDatagrams,          // datagrams those carried
   TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after
@@ -190,7 +196,6 @@ class VxlanDriver final : public PortPump {
     bool marked = false;
     std::vector<uint16_t> marker_ports;
     bool pushed = false;    // pushed to the ring in this link_out batch
-    uint32_t batch_t0 = 0;  // the ring's tail when the batch began
     // rx: the MARKER copies of the peer's epoch seen so far
     uint32_t marker_n = 0;
     uint64_t marker_seen = 0;
@@ -259,6 +264,7 @@ class VxlanDriver final : public PortPump {
   uint32_t drain_rings(uint64_t now);                         // mu_ held
   bool deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now);  // mu_ held; false: no room
   void kick(Peer &p);
+  void disarm_rings();  // mu_ held or driver thread: awake again, no kick wanted
   void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 
   VxlanOptions o_;
@@ -326,6 +332,9 @@ class VxlanDriver final : public PortPump {
   size_t late_done_ = 0;
   std::vector<Peer *> ring_dst_;  // link_out: the rings one frame goes into (peers_ unchanged meanwhile)
   bool sc_full_ = false;  // a frame waits for room in a ring: retried on the peer's kick or in 1 ms
+  bool sc_armed_ = false;
+  uint64_t learned_key_ = 0;  // deliver_ring_frame: the MAC (and endpoint) learned last in this drain_rings call
+  uint32_t learned_ep_ = 0;  // a ring's wait word asks the peer for a kick (cleared once awake)
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
 };

@@ -25,6 +25,7 @@ class ShortcutRingJs : public Napi::ObjectWrap<ShortcutRingJs> {
     return DefineClass(env, "ShortcutRing",
                        {InstanceMethod("push", &ShortcutRingJs::PushJs), InstanceMethod("pop", &ShortcutRingJs::PopJs),
                         InstanceMethod("unconsumed", &ShortcutRingJs::Unconsumed), InstanceMethod("dupFd", &ShortcutRingJs::DupFd),
+                        InstanceMethod("wait", &ShortcutRingJs::Wait),
                         InstanceAccessor("broken", &ShortcutRingJs::Broken, nullptr)});
   }
 
@@ -67,6 +68,23 @@ class ShortcutRingJs : public Napi::ObjectWrap<ShortcutRingJs> {
     auto b = Napi::Buffer<uint8_t>::Copy(info.Env(), f, l);
     r_->pop();
     return b;
+  }
+
+  // the wakeup handshake, one step: wait('armData' | 'disarmData' |
+  // 'dataKickDue' | 'armRoom' | 'disarmRoom' | 'roomKickDue') -> boolean
+  Napi::Value Wait(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "wait(step)");
+    const std::string op = info[0].As<Napi::String>();
+    bool r = false;
+    if (op == "armData") r = r_->arm_data();
+    else if (op == "disarmData") r_->disarm_data();
+    else if (op == "dataKickDue") r = r_->data_kick_due();
+    else if (op == "armRoom") r = r_->arm_room();
+    else if (op == "disarmRoom") r_->disarm_room();
+    else if (op == "roomKickDue") r = r_->room_kick_due();
+    else throw Napi::TypeError::New(env, "wait step '" + op + "' is none of armData, disarmData, dataKickDue, armRoom, disarmRoom, roomKickDue");
+    return Napi::Boolean::New(env, r);
   }
 
   Napi::Value Unconsumed(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), r_->unconsumed()); }

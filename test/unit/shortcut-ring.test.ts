@@ -18,11 +18,14 @@ interface Ring {
   pop(): Buffer | null;
   unconsumed(): number;
   dupFd(): number;
+  wait(step: 'armData' | 'disarmData' | 'dataKickDue' | 'armRoom' | 'disarmRoom' | 'roomKickDue'): boolean;
   readonly broken: boolean;
 }
 const { ShortcutRing } = nativeRaw as { ShortcutRing: new (a: { slots?: number; slotSize?: number } | number) => Ring };
 
 const R0_TAIL = 64, R0_HEAD = 128, R0_SLOTS = 192, R1_HEAD = 768;
+// the wait words (version 2), each beside its owner's index
+const R0_CONSUMER_WAIT = R0_HEAD + 4;
 
 function pair(): { a: Ring; b: Ring; fd: number } {
   const a = new ShortcutRing({ slots: 4, slotSize: 64 });
@@ -111,7 +114,7 @@ test('attach refuses a channel with another magic, an impossible geometry, or no
     t.throws(() => new ShortcutRing(fd), { message: msg });
   };
   bad(0, 0x41414141, /another magic or version/);
-  bad(8, 2, /another magic or version/);
+  bad(8, 1, /another magic or version/);  // version 1 had no wait words
   bad(12, 3, /impossible geometry/); // 3 slots: not a power of two
   bad(12, 8, /impossible geometry/); // 8 slots: not what the size holds
   bad(16, 1 << 20, /impossible geometry/);
@@ -125,4 +128,45 @@ test('attach refuses a channel with another magic, an impossible geometry, or no
   t.throws(() => new ShortcutRing(fd), { message: /not sealed|memfd/ });
   t.throws(() => new ShortcutRing({ slots: 5 }), { message: /power of two/ });
   t.throws(() => new ShortcutRing({ slotSize: 10 }), { message: /slot of 10 bytes/ });
+});
+
+test('wakeups: a side about to sleep asks for a kick and gets exactly one; what came meanwhile is seen on its second look; nonsense in a wait word costs at most one kick', (t) => {
+  const { a, b, fd } = pair();
+  t.teardown(() => closeSync(fd));
+  // frames: the consumer (b) asks before it sleeps on the empty ring
+  t.false(b.wait('armData'), 'empty: sleep');
+  t.is(a.push(frame(1)), 'ok');
+  t.true(a.wait('dataKickDue'), 'a sleeping consumer is kicked');
+  t.false(a.wait('dataKickDue'), 'once per ask');
+  b.wait('disarmData');
+  t.deepEqual(b.pop(), frame(1));
+  t.false(b.wait('armData'));
+  t.is(a.push(frame(2)), 'ok');
+  t.true(a.wait('dataKickDue'), 'a new ask, a new kick');
+  b.wait('disarmData');
+  t.is(a.push(frame(3)), 'ok');
+  t.false(a.wait('dataKickDue'), 'an awake consumer is not kicked');
+  // the race the second look closes: frames published before the ask
+  t.true(b.wait('armData'), 'frames already there: do not sleep');
+  b.wait('disarmData');
+  t.deepEqual(b.pop(), frame(2));
+  t.deepEqual(b.pop(), frame(3));
+  // room: the producer (a) asks before it sleeps on the full ring
+  for (let i = 0; i < 4; i++) t.is(a.push(frame(10 + i)), 'ok');
+  t.is(a.push(frame(14)), 'full');
+  t.false(a.wait('armRoom'), 'still full: sleep');
+  t.deepEqual(b.pop(), frame(10));
+  t.true(b.wait('roomKickDue'), 'a producer waiting for room is kicked');
+  t.false(b.wait('roomKickDue'), 'once');
+  t.true(a.wait('armRoom'), 'room now: do not sleep');
+  a.wait('disarmRoom');
+  t.false(b.wait('roomKickDue'), 'an awake producer is not kicked');
+  // a hostile consumer's word: one kick per value it writes, nothing else
+  poke32(fd, R0_CONSUMER_WAIT, 0xdeadbeef);
+  t.true(a.wait('dataKickDue'));
+  t.false(a.wait('dataKickDue'));
+  poke32(fd, R0_CONSUMER_WAIT, 0);
+  t.false(a.wait('dataKickDue'));
+  t.is(a.push(frame(14)), 'ok');
+  t.false(a.broken || b.broken);
 });
