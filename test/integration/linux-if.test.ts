@@ -72,7 +72,7 @@ for (const backend of ['afxdp', 'packet'] as const) {
     }
     // the listing says what serves each port
     const list = await ctl(socket);
-    const served = backend === 'afxdp' ? 'afxdp (?:zero-copy|copy)' : 'tpacket-v3';
+    const served = backend === 'afxdp' ? 'afxdp (?:zero-copy|copy)' : 'tpacket-v2';
     const queues = backend === 'afxdp' ? '2 queues' : 'qdisc bypass';
     for (const e of ends) t.regex(list.stdout, new RegExp(`^vale0:${e.host} bridge_idx 0 port_idx \\d+ \\[${served} ${e.host} \\(promisc.*${queues}`, 'm'));
     t.true((await linkState(a.host)).promiscuity >= 1, 'promiscuous while attached');
@@ -133,7 +133,7 @@ for (const backend of ['afxdp', 'packet'] as const) {
   });
 }
 
-suite('--backend afxdp on an interface that cannot do it names the problem; auto falls back to tpacket-v3', async (t) => {
+suite('--backend afxdp on an interface that cannot do it names the problem; auto falls back to tpacket-v2', async (t) => {
   t.timeout(300_000, 'hang guard');
   const { ends, remove } = await makeNamespaces('vf', 1, 217);
   t.teardown(remove);
@@ -151,7 +151,7 @@ suite('--backend afxdp on an interface that cannot do it names the problem; auto
   t.deepEqual(await linkState(e.host), before, 'and the interface as it was');
   const auto = await ctl(socket, '-a', `vale0:${e.host}`);
   t.is(auto.code, 0, auto.stderr);
-  t.regex((await ctl(socket)).stdout, new RegExp(`\\[tpacket-v3 ${e.host} `));
+  t.regex((await ctl(socket)).stdout, new RegExp(`\\[tpacket-v2 ${e.host} `));
   t.is((await ctl(socket, '-d', `vale0:${e.host}`)).code, 0);
   t.deepEqual(await linkState(e.host), before);
   const bad = await ctl(socket, '-n', 'vale0:x', '--backend', 'afxdp');
