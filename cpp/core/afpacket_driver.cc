@@ -188,7 +188,10 @@ bool AfPacketDriver::put_frame_with_hdr(uint8_t *data, uint32_t len) {
     log_once(logged_too_big_, "a " + std::to_string(len) + "-byte GSO frame takes more than " + std::to_string(NETMAP_MAX_FRAGS) + " of the port's buffers: dropped");
     return true;
   }
-  if (port_.tx_space(0) < n) return false;
+  if (port_.tx_space(0) < n) {
+    need_slots_ = n;
+    return false;
+  }
   uint8_t *to[NETMAP_MAX_FRAGS];
   for (uint32_t j = 0, i = tx->head; j < n; j++, i = i + 1 == tx->num_slots ? 0 : i + 1) {
     if (!(to[j] = port_.slot_buf(tx->slot[i]))) {
@@ -259,7 +262,10 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
       log_once(logged_vnet_, "a GSO frame makes more segments (" + std::to_string(nseg) + ") than the port's ring holds: dropped");
       return true;
     }
-    if (nseg > 0 && space < nseg) return false;
+    if (nseg > 0 && space < nseg) {
+      need_slots_ = nseg;
+      return false;
+    }
     SlotSink sink(port_, tx, bufsz);
     SegmentResult r = gso_segment(vh, data, len, bufsz, sink);
     if (r.err == OffloadError::BadGsoType) {
@@ -289,7 +295,10 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
     log_once(logged_too_big_, "a " + std::to_string(len) + "-byte frame (not GSO) is larger than the port's " + std::to_string(bufsz) + "-byte buffers: dropped; lower the MTU of " + cfg_.ifname);
     return true;
   }
-  if (space < 1) return false;
+  if (space < 1) {
+    need_slots_ = 1;
+    return false;
+  }
   uint8_t *b = take();
   if (!b) {
     c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
@@ -498,15 +507,6 @@ void AfPacketDriver::run() {
       continue;
     }
     if (++idle_rounds < 2) continue;
-    // the kernel's drop count costs a syscall: at most every kStatsNs while
-    // busy (TCP sleeps and wakes per frame), and a sleep ends by then to
-    // read it, so a drop is counted within kStatsNs even if nothing follows
-    const uint64_t now = mono_ns();
-    const bool stats_due = now - stats_ns_ >= kStatsNs;
-    if (stats_due) {
-      poll_kernel_drops();
-      stats_ns_ = now;
-    }
     // ask for kicks, then look again: frames that came in between are not missed
     port_.arm(true, in_blocked_);
     (void)port_.rxsync(0);
@@ -516,13 +516,24 @@ void AfPacketDriver::run() {
       continue;
     }
     const bool ready = kernel_ready();
-    if (ready && !(in_blocked_ && port_.tx_space(0) == 0)) {
+    // blocked on a frame that needs more slots than are free (a GSO frame
+    // takes 33): sleep until the switch frees some, rather than spin
+    if (ready && !(in_blocked_ && port_.tx_space(0) < need_slots_)) {
       port_.disarm();
       continue;
     }
     // a block we could not finish keeps the socket readable: stop listening to
     // it until the switch makes room, or the thread would spin
     watch_socket(!(in_blocked_ && ready));
+    // the kernel's drop count costs a syscall: at most every kStatsNs while
+    // busy (TCP sleeps and wakes per frame), and a sleep ends by then to
+    // read it, so a drop is counted within kStatsNs even if nothing follows
+    const uint64_t now = mono_ns();
+    const bool stats_due = now - stats_ns_ >= kStatsNs;
+    if (stats_due) {
+      poll_kernel_drops();
+      stats_ns_ = now;
+    }
     epoll_event evs[4];
     // a send the kernel pushed back is retried after a short wait: the device's
     // backlog drains in softirq, and there is no event for it on a packet socket

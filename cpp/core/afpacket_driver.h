@@ -138,6 +138,7 @@ class AfPacketDriver {
   uint8_t *pkt_ = nullptr;   // next frame in it
   bool out_blocked_ = false; // the kernel pushed back on a send
   bool in_blocked_ = false;  // the port's tx ring was full
+  uint32_t need_slots_ = 1;  // the tx slots the frame that blocked needs
   bool sock_watched_ = true; // the socket is in the epoll set with EPOLLIN
   uint64_t stats_ns_ = 0;       // when the kernel's drop count was last read
   std::atomic<bool> stopping_{false};
