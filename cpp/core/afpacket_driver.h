@@ -3,9 +3,10 @@
 // (PortClient) on the other, and one native thread moving frames between them
 // in batches.
 //
-//   interface -> switch: a TPACKET_V3 rx ring (blocks of frames the kernel
-//     fills; we read each frame straight out of the block into a slot of the
-//     port's tx ring, then hand the block back).
+//   interface -> switch: a TPACKET_V2 rx ring (one frame per entry, the
+//     kernel waking us for each; or, rx_version 3, TPACKET_V3 blocks handed
+//     over when full or after 1 ms); we copy each frame straight out of the
+//     ring into slots of the port's tx ring, then hand the entry back.
 //   switch -> interface: the port's rx ring, sent with sendmmsg() straight
 //     from the slot buffers (no copy into a tx ring), PACKET_QDISC_BYPASS.
 //
