@@ -5,7 +5,10 @@
  * trafgen (netsniff-ng) and counted on the receiving veth, and TCP
  * throughput by iperf3. vale-ts runs as its own process (tools/vale-ts.js).
  *
- *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,packet] [--datapath loop|thread]
+ *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,packet,packet-v3] [--datapath loop|thread]
+ *
+ * `packet` is AF_PACKET with its default TPACKET_V2 receive ring, `packet-v3`
+ * the same with a TPACKET_V3 ring (vale-ts started with VALE_TS_TPACKET_RX=3).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -58,16 +61,36 @@ async function pps(a: NsEnd, b: NsEnd, seconds: number, switchPid?: number): Pro
   return { sent: m ? Number(m[1]) : NaN, rxPps: got / secs, senderUs: (sender / got) * 1e6, switchUs: (sw / got) * 1e6 };
 }
 
-/** iperf3 from a to b for `seconds`: Gbit/s received, and the segments the sender retransmitted (frames lost on the way). */
-async function tcp(a: NsEnd, b: NsEnd, seconds: number): Promise<{ gbps: number; retransmits: number }> {
+/**
+ * iperf3 from a to b for `seconds`: Gbit/s received, the segments the sender
+ * retransmitted (frames lost on the way), and CPU seconds per GB received of
+ * the two iperf3 processes (their system time holds the TCP stacks and, for
+ * the bridge, the forwarding) and of the switch process (`switchPid`).
+ */
+async function tcp(a: NsEnd, b: NsEnd, seconds: number, switchPid?: number): Promise<{ gbps: number; retransmits: number; iperfSPerGB: number; switchSPerGB: number }> {
   const srv = spawn('ip', ['netns', 'exec', b.ns, 'iperf3', '-s', '-1', '--forceflush', '-B', b.ip], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(srv);
   await new Promise<void>((resolve) => srv.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve()));
+  const sw0 = switchPid ? await cpuSeconds(switchPid) : 0;
   const r = await run('ip', ['netns', 'exec', a.ns, 'iperf3', '-c', b.ip, '-t', String(seconds), '-J']);
+  const sw = switchPid ? (await cpuSeconds(switchPid)) - sw0 : 0;
   srv.kill();
   children.delete(srv);
-  const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
-  return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? NaN };
+  const j = JSON.parse(r.stdout) as {
+    end: { sum_received: { bits_per_second: number; bytes: number; seconds: number }; sum_sent: { retransmits?: number }; cpu_utilization_percent: { host_total: number; remote_total: number } };
+  };
+  const e = j.end;
+  const gb = e.sum_received.bytes / 1e9;
+  // iperf3 reports each side's CPU (user + system) as a percentage of one CPU over the test
+  const iperfS = ((e.cpu_utilization_percent.host_total + e.cpu_utilization_percent.remote_total) / 100) * e.sum_received.seconds;
+  return { gbps: e.sum_received.bits_per_second / 1e9, retransmits: e.sum_sent.retransmits ?? NaN, iperfSPerGB: iperfS / gb, switchSPerGB: sw / gb };
+}
+
+/** The round trip of 200 pings from a to b, 5 ms apart, on an otherwise idle path: min and average µs. */
+async function pingRtt(a: NsEnd, b: NsEnd): Promise<{ minUs: number; avgUs: number }> {
+  const out = await must('ip', 'netns', 'exec', a.ns, 'ping', '-q', '-c', '200', '-i', '0.005', b.ip);
+  const m = /= ([\d.]+)\/([\d.]+)\//.exec(out);
+  return m ? { minUs: Number(m[1]) * 1e3, avgUs: Number(m[2]) * 1e3 } : { minUs: NaN, avgUs: NaN };
 }
 
 const t0 = Date.now();
@@ -130,25 +153,30 @@ async function main(): Promise<void> {
   const datapath = values.datapath ?? 'loop';
   if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath: '${datapath}' is not loop or thread`);
   const seconds = Number(values.seconds ?? 5);
-  const backends = (values.backends ?? 'afxdp,packet').split(',');
-  for (const b of backends) if (b !== 'afxdp' && b !== 'packet') throw new Error(`--backends: '${b}' is not afxdp or packet`);
+  const backends = (values.backends ?? 'afxdp,packet,packet-v3').split(',');
+  for (const b of backends) if (b !== 'afxdp' && b !== 'packet' && b !== 'packet-v3') throw new Error(`--backends: '${b}' is not afxdp, packet or packet-v3`);
   ensurePackages(['iproute2', 'netsniff-ng', 'iperf3', 'procps']);
   await sweep(false);
   // a unique prefix (brbl) so that sweep() never takes another benchmark's bridge
   const br = `brbl${process.pid % 100000}`;
   const { ends } = await makeNamespaces('bl', 2, 215);
   const [a, b] = ends as [NsEnd, NsEnd];
-  const res: Record<string, { rxPps: number; sent: number; gbps: number; retransmits: number; senderUs: number; switchUs: number }> = {};
+  const res: Record<
+    string,
+    { rxPps: number; sent: number; gbps: number; retransmits: number; senderUs: number; switchUs: number; iperfSPerGB: number; switchSPerGB: number; minUs: number; avgUs: number }
+  > = {};
   try {
     // the Linux bridge
     await must('ip', 'link', 'add', br, 'type', 'bridge');
     for (const e of ends) await must('ip', 'link', 'set', e.host, 'master', br, 'up');
     await must('ip', 'link', 'set', br, 'up');
     await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
+    step('linux bridge: ping');
+    const bping = await pingRtt(a, b);
     step('linux bridge: trafgen');
     const bp = await pps(a, b, seconds);
     step('linux bridge: iperf3');
-    res['linux bridge'] = { ...bp, ...(await tcp(a, b, seconds)) };
+    res['linux bridge'] = { ...bp, ...bping, ...(await tcp(a, b, seconds)) };
     await must('ip', 'link', 'del', br);
     for (const e of ends) await must('ip', 'link', 'set', e.host, 'down');
 
@@ -156,19 +184,24 @@ async function main(): Promise<void> {
     step('vale-ts: start');
     // one vale-ts process per backend, the interfaces attached with --backend
     for (const backend of backends) {
+      // the receive ring's TPACKET version is vale-ts's environment (src/ports/linux-if.ts)
+      if (backend === 'packet-v3') process.env['VALE_TS_TPACKET_RX'] = '3';
+      else delete process.env['VALE_TS_TPACKET_RX'];
       const { proc, socket } = await startSwitch(['--datapath', datapath]);
+      delete process.env['VALE_TS_TPACKET_RX'];
       children.add(proc);
       try {
-        for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend);
+        for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend === 'afxdp' ? 'afxdp' : 'packet');
         // (the listing exits 1 after the last port, as valectl does)
         const served = /\[([a-z0-9-]+(?: zero-copy| copy)?) /.exec((await run(process.execPath, [ctlJs, '--socket', socket])).stdout)?.[1] ?? backend;
         const key = `vale-ts ${served}`;
         step(`${key}: ping`);
         await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
+        const vping = await pingRtt(a, b);
         step(`${key}: trafgen`);
         const vp = await pps(a, b, seconds, proc.pid);
         step(`${key}: iperf3`);
-        res[key] = { ...vp, ...(await tcp(a, b, seconds)) };
+        res[key] = { ...vp, ...vping, ...(await tcp(a, b, seconds, proc.pid)) };
         const st = await must(process.execPath, ctlJs, '--socket', socket, '--stats');
         console.error(st);
         for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-d', `vale0:${e.host}`);
@@ -185,7 +218,12 @@ async function main(): Promise<void> {
   for (const [k, v] of Object.entries(res)) {
     console.log(
       `  ${k.padEnd(18)} 60 B: sent ${(v.sent / seconds / 1e3).toFixed(0).padStart(6)} kpps, received ${(v.rxPps / 1e3).toFixed(0).padStart(6)} kpps` +
-        `   TCP ${v.gbps.toFixed(2)} Gbit/s (${v.retransmits} retransmitted)   CPU µs per received frame: trafgen ${us(v.senderUs)}` + (k === 'linux bridge' ? '' : ` + vale-ts ${us(v.switchUs)}`),
+        `   CPU µs per received frame: trafgen ${us(v.senderUs)}` + (k === 'linux bridge' ? '' : ` + vale-ts ${us(v.switchUs)}`),
+    );
+    console.log(
+      `  ${''.padEnd(18)} TCP ${v.gbps.toFixed(2).padStart(5)} Gbit/s (${v.retransmits} retransmitted)   CPU s per GB: iperf3s ${us(v.iperfSPerGB)}` +
+        (k === 'linux bridge' ? '' : ` + vale-ts ${us(v.switchSPerGB)}`) +
+        `   ping RTT min ${v.minUs.toFixed(0)} µs avg ${v.avgUs.toFixed(0)} µs`,
     );
   }
   const l = res['linux bridge']!;

@@ -1,7 +1,7 @@
 /**
  * Attaching a Linux interface to a switch from a program (vale-ctl-ts -a):
  * a veth pair made here, its one end attached to vale0 through AF_XDP where
- * the kernel allows it (else TPACKET_V3: `backend: 'auto'`), the listing
+ * the kernel allows it (else AF_PACKET: `backend: 'auto'`), the listing
  * saying which backend serves it, then detached. Needs root.
  *   node dist/examples/attach-interface.js [auto|afxdp|packet]
  */

@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +27,13 @@ namespace {
 
 constexpr uint32_t kTxBatch = 64;
 constexpr size_t kVnetLen = VNET_HDR_LEN;
+constexpr uint64_t kStatsNs = 2'000'000;  // how often, at most, the kernel's drop count is read
+
+uint64_t mono_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+}
 
 template <class T>
 Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, const std::string &ifname, std::string hint = {}) {
@@ -35,13 +43,19 @@ Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, con
 
 }  // namespace
 
-Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, const AfPacketConfig &cfg) {
-  if (cfg.ifname.empty() || cfg.ifname.size() >= IFNAMSIZ)
-    return check_fail(EINVAL, "interface name '" + cfg.ifname + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters");
+Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, const AfPacketConfig &cfg_in) {
+  if (cfg_in.ifname.empty() || cfg_in.ifname.size() >= IFNAMSIZ)
+    return check_fail(EINVAL, "interface name '" + cfg_in.ifname + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters");
   if (port.tx_rings() < 1 || port.rx_rings() < 1) return check_fail(EINVAL, "the port has no rings");
-  if (cfg.pass_hdr && !cfg.vnet_hdr) return check_fail(EINVAL, "passing virtio-net headers through needs vnet_hdr");
+  if (cfg_in.pass_hdr && !cfg_in.vnet_hdr) return check_fail(EINVAL, "passing virtio-net headers through needs vnet_hdr");
+  if (cfg_in.rx_version != 2 && cfg_in.rx_version != 3) return check_fail(EINVAL, "the receive ring is TPACKET_V2 or TPACKET_V3 (rx_version 2 or 3)");
+  AfPacketConfig cfg = cfg_in;
+  if (cfg.block_size == 0) cfg.block_size = cfg.rx_version == 2 ? 1u << 20 : 1u << 18;
+  if (cfg.block_count == 0) cfg.block_count = cfg.rx_version == 2 ? 16 : 32;
   if (cfg.block_size < 65536 + 4096 || (cfg.block_size & (cfg.block_size - 1)) != 0 || cfg.block_count < 2)
     return check_fail(EINVAL, "ring blocks must be a power of two ≥ 128 KiB, at least 2 of them");
+  if (cfg.rx_version == 2 && (cfg.frame_size < 65536 + 512 || cfg.frame_size % TPACKET_ALIGNMENT != 0 || cfg.frame_size > cfg.block_size))
+    return check_fail(EINVAL, "TPACKET_V2 frames must hold a 64 KiB GSO frame and its headers (≥ 65536 + 512 bytes), be a multiple of 16 and fit a block");
   std::unique_ptr<AfPacketDriver> d(new AfPacketDriver());
   d->cfg_ = cfg;
   d->port_ = std::move(port);
@@ -57,7 +71,8 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   d->mtu_ = link.value().mtu;
 
   // order matters: version and vnet header before the ring
-  auto r = sockopt(s, SOL_PACKET, PACKET_VERSION, int{TPACKET_V3}, "PACKET_VERSION TPACKET_V3", ifn);
+  const bool v2 = cfg.rx_version == 2;
+  auto r = sockopt(s, SOL_PACKET, PACKET_VERSION, int{v2 ? TPACKET_V2 : TPACKET_V3}, v2 ? "PACKET_VERSION TPACKET_V2" : "PACKET_VERSION TPACKET_V3", ifn);
   if (!r) return std::move(r).take_error();
   if (cfg.vnet_hdr) {
     r = sockopt(s, SOL_PACKET, PACKET_VNET_HDR, int{1}, "PACKET_VNET_HDR", ifn);
@@ -70,20 +85,32 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   const int one = 1;
   d->qdisc_bypass_ = ::setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) == 0;
 
-  tpacket_req3 req{};
-  req.tp_block_size = cfg.block_size;
-  req.tp_block_nr = cfg.block_count;
-  req.tp_frame_size = 2048;  // only checked by the kernel, V3 packs frames
-  req.tp_frame_nr = static_cast<unsigned>((uint64_t{cfg.block_size} * cfg.block_count) / req.tp_frame_size);
-  req.tp_retire_blk_tov = 1;  // ms: a partly filled block is handed over soon
-  req.tp_sizeof_priv = 0;
-  req.tp_feature_req_word = 0;
-  r = sockopt(s, SOL_PACKET, PACKET_RX_RING, req, "PACKET_RX_RING", ifn);
+  if (v2) {
+    // whole frames per block, and nothing else: the kernel sees frame i at
+    // block i / per_block, offset (i % per_block) * frame_size
+    tpacket_req req{};
+    req.tp_block_size = cfg.block_size;
+    req.tp_block_nr = cfg.block_count;
+    req.tp_frame_size = cfg.frame_size;
+    d->frames_per_block_ = cfg.block_size / cfg.frame_size;
+    req.tp_frame_nr = d->frame_nr_ = d->frames_per_block_ * cfg.block_count;
+    r = sockopt(s, SOL_PACKET, PACKET_RX_RING, req, "PACKET_RX_RING (TPACKET_V2)", ifn);
+  } else {
+    tpacket_req3 req{};
+    req.tp_block_size = cfg.block_size;
+    req.tp_block_nr = cfg.block_count;
+    req.tp_frame_size = 2048;  // only checked by the kernel, V3 packs frames
+    req.tp_frame_nr = static_cast<unsigned>((uint64_t{cfg.block_size} * cfg.block_count) / req.tp_frame_size);
+    req.tp_retire_blk_tov = 1;  // ms, the least there is: a partly filled block is handed over soon
+    req.tp_sizeof_priv = 0;
+    req.tp_feature_req_word = 0;
+    r = sockopt(s, SOL_PACKET, PACKET_RX_RING, req, "PACKET_RX_RING (TPACKET_V3)", ifn);
+  }
   if (!r) return std::move(r).take_error();
   const size_t ring_len = size_t{cfg.block_size} * cfg.block_count;
   void *m = ::mmap(nullptr, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, s, 0);
   if (m == MAP_FAILED) m = ::mmap(nullptr, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, s, 0);
-  if (m == MAP_FAILED) return sys_fail("mmap", "the TPACKET_V3 ring of " + ifn);
+  if (m == MAP_FAILED) return sys_fail("mmap", "the packet ring of " + ifn);
   d->ring_ = mapping(m, ring_len);
 
   sockaddr_ll sll{};
@@ -161,7 +188,10 @@ bool AfPacketDriver::put_frame_with_hdr(uint8_t *data, uint32_t len) {
     log_once(logged_too_big_, "a " + std::to_string(len) + "-byte GSO frame takes more than " + std::to_string(NETMAP_MAX_FRAGS) + " of the port's buffers: dropped");
     return true;
   }
-  if (port_.tx_space(0) < n) return false;
+  if (port_.tx_space(0) < n) {
+    need_slots_ = n;
+    return false;
+  }
   uint8_t *to[NETMAP_MAX_FRAGS];
   for (uint32_t j = 0, i = tx->head; j < n; j++, i = i + 1 == tx->num_slots ? 0 : i + 1) {
     if (!(to[j] = port_.slot_buf(tx->slot[i]))) {
@@ -232,7 +262,10 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
       log_once(logged_vnet_, "a GSO frame makes more segments (" + std::to_string(nseg) + ") than the port's ring holds: dropped");
       return true;
     }
-    if (nseg > 0 && space < nseg) return false;
+    if (nseg > 0 && space < nseg) {
+      need_slots_ = nseg;
+      return false;
+    }
     SlotSink sink(port_, tx, bufsz);
     SegmentResult r = gso_segment(vh, data, len, bufsz, sink);
     if (r.err == OffloadError::BadGsoType) {
@@ -262,7 +295,10 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
     log_once(logged_too_big_, "a " + std::to_string(len) + "-byte frame (not GSO) is larger than the port's " + std::to_string(bufsz) + "-byte buffers: dropped; lower the MTU of " + cfg_.ifname);
     return true;
   }
-  if (space < 1) return false;
+  if (space < 1) {
+    need_slots_ = 1;
+    return false;
+  }
   uint8_t *b = take();
   if (!b) {
     c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
@@ -283,10 +319,47 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
   return true;
 }
 
+// TPACKET_V2: one frame per ring entry, its status word handed back and
+// forth; block_ counts frames here
+bool AfPacketDriver::pump_in_v2(bool &moved) {
+  const uint32_t fsz = cfg_.frame_size;
+  for (;;) {
+    uint8_t *f = ring_.data() + size_t{block_ / frames_per_block_} * cfg_.block_size + size_t{block_ % frames_per_block_} * fsz;
+    auto *h = reinterpret_cast<tpacket2_hdr *>(f);
+    if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return true;
+    if (h->tp_mac < kVnetLen || size_t{h->tp_mac} + h->tp_snaplen > fsz) {
+      // not a frame we can read: give it back
+    } else if (h->tp_snaplen < h->tp_len) {
+      c_.drop_truncated.fetch_add(1, std::memory_order_relaxed);
+      log_once(logged_truncated_, "a " + std::to_string(h->tp_len) + "-byte frame did not fit a ring frame: dropped");
+    } else if (!put_frame(f + h->tp_mac, h->tp_snaplen)) {
+      return false;  // the port's tx ring is full: resume at this frame
+    }
+    moved = true;
+    __atomic_store_n(&h->tp_status, static_cast<unsigned>(TP_STATUS_KERNEL), __ATOMIC_RELEASE);
+    block_ = block_ + 1 == frame_nr_ ? 0 : block_ + 1;
+    if (port_.tx_space(0) == 0) (void)port_.txsync(0);
+  }
+}
+
+bool AfPacketDriver::kernel_ready() const {
+  if (cfg_.rx_version == 2) {
+    const uint8_t *f = ring_.data() + size_t{block_ / frames_per_block_} * cfg_.block_size + size_t{block_ % frames_per_block_} * cfg_.frame_size;
+    return __atomic_load_n(&reinterpret_cast<const tpacket2_hdr *>(f)->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER;
+  }
+  const auto *bd = reinterpret_cast<const tpacket_block_desc *>(ring_.data() + size_t{block_} * cfg_.block_size);
+  return pkt_left_ > 0 || (__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER);
+}
+
 bool AfPacketDriver::pump_in() {
   bool moved = false;
   in_blocked_ = false;
   (void)port_.txsync(0);
+  if (cfg_.rx_version == 2) {
+    if (!pump_in_v2(moved)) in_blocked_ = true;
+    (void)port_.txsync(0);
+    return moved;
+  }
   for (;;) {
     auto *bd = reinterpret_cast<tpacket_block_desc *>(ring_.data() + size_t{block_} * cfg_.block_size);
     if (pkt_left_ == 0) {
@@ -410,6 +483,12 @@ bool AfPacketDriver::pump_out() {
   return moved;
 }
 
+void AfPacketDriver::clear_socket_error() {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(sock_.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) c_.socket_errors.fetch_add(1, std::memory_order_relaxed);
+}
+
 void AfPacketDriver::watch_socket(bool on) {
   if (on == sock_watched_) return;
   epoll_event ev{};
@@ -428,7 +507,6 @@ void AfPacketDriver::run() {
       continue;
     }
     if (++idle_rounds < 2) continue;
-    poll_kernel_drops();
     // ask for kicks, then look again: frames that came in between are not missed
     port_.arm(true, in_blocked_);
     (void)port_.rxsync(0);
@@ -437,23 +515,38 @@ void AfPacketDriver::run() {
       port_.disarm();
       continue;
     }
-    auto *bd = reinterpret_cast<tpacket_block_desc *>(ring_.data() + size_t{block_} * cfg_.block_size);
-    bool kernel_ready = pkt_left_ > 0 || (__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER);
-    if (kernel_ready && !(in_blocked_ && port_.tx_space(0) == 0)) {
+    const bool ready = kernel_ready();
+    // blocked on a frame that needs more slots than are free (a GSO frame
+    // takes 33): sleep until the switch frees some, rather than spin
+    if (ready && !(in_blocked_ && port_.tx_space(0) < need_slots_)) {
       port_.disarm();
       continue;
     }
     // a block we could not finish keeps the socket readable: stop listening to
     // it until the switch makes room, or the thread would spin
-    watch_socket(!(in_blocked_ && pkt_left_ > 0));
+    watch_socket(!(in_blocked_ && ready));
+    // the kernel's drop count costs a syscall: at most every kStatsNs while
+    // busy (TCP sleeps and wakes per frame), and a sleep ends by then to
+    // read it, so a drop is counted within kStatsNs even if nothing follows
+    const uint64_t now = mono_ns();
+    const bool stats_due = now - stats_ns_ >= kStatsNs;
+    if (stats_due) {
+      poll_kernel_drops();
+      stats_ns_ = now;
+    }
     epoll_event evs[4];
     // a send the kernel pushed back is retried after a short wait: the device's
     // backlog drains in softirq, and there is no event for it on a packet socket
-    int n = ::epoll_wait(ep_.get(), evs, 4, out_blocked_ ? 1 : -1);
+    int n = ::epoll_wait(ep_.get(), evs, 4, out_blocked_ ? 1 : !stats_due ? int(kStatsNs / 1'000'000) : -1);
     c_.wakeups.fetch_add(1, std::memory_order_relaxed);
     port_.disarm();
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < n; k++) {
       if (evs[k].data.fd == port_.wait_fd()) port_.drain_bell();
+      // a pending socket error (ENETDOWN: bound while the interface was
+      // down, or it went down) is reported by epoll until it is read: read
+      // it, or the thread spins (and kicks the switch) until something else does
+      if (evs[k].data.fd == sock_.get() && (evs[k].events & EPOLLERR)) clear_socket_error();
+    }
     idle_rounds = 0;
   }
 }

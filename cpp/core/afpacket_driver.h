@@ -3,9 +3,10 @@
 // (PortClient) on the other, and one native thread moving frames between them
 // in batches.
 //
-//   interface -> switch: a TPACKET_V3 rx ring (blocks of frames the kernel
-//     fills; we read each frame straight out of the block into a slot of the
-//     port's tx ring, then hand the block back).
+//   interface -> switch: a TPACKET_V2 rx ring (one frame per entry, the
+//     kernel waking us for each; or, rx_version 3, TPACKET_V3 blocks handed
+//     over when full or after 1 ms); we copy each frame straight out of the
+//     ring into slots of the port's tx ring, then hand the entry back.
 //   switch -> interface: the port's rx ring, sent with sendmmsg() straight
 //     from the slot buffers (no copy into a tx ring), PACKET_QDISC_BYPASS.
 //
@@ -44,8 +45,19 @@ struct AfPacketConfig {
   // chains) and frames from the switch are sent with theirs, offloads left
   // to the kernel; the switch finishes them only for header-less receivers
   bool pass_hdr = false;
-  uint32_t block_size = 1u << 18;  // ≥ a 64 KiB GSO frame plus headers
-  uint32_t block_count = 32;
+  // The receive ring's layout. TPACKET_V2 (the default): one fixed-size
+  // frame per packet, and the kernel wakes us for each one. TPACKET_V3 packs
+  // frames into blocks and hands a block over only when it is full or its
+  // retire timer (≥ 1 ms) fires: a sparse flow such as TCP's ACKs then waits
+  // up to 1 ms at every hop, which is what bounded TCP through the switch
+  // (bench/RESULTS.md, session 7). V3 holds more small frames per MiB.
+  int rx_version = 2;
+  // V3: blocks of block_size bytes. V2: blocks of block_size bytes cut into
+  // frames of frame_size bytes (≥ a 64 KiB GSO frame plus headers). 0: the
+  // version's default (V3 32 × 256 KiB; V2 16 × 1 MiB, 240 frames)
+  uint32_t block_size = 0;
+  uint32_t block_count = 0;
+  uint32_t frame_size = 65536 + 1024;
 };
 
 // Counters, written by the driver thread only, read by anyone (relaxed).
@@ -62,6 +74,7 @@ struct AfPacketCounters {
   X(csum_passed)    /* (pass_hdr) CHECKSUM_PARTIAL frames passed on with their header */                 \
   X(wakeups)        /* times the thread slept and woke */                                                \
   X(tx_retries)     /* sends the kernel pushed back (ENOBUFS/EAGAIN) and that were retried */            \
+  X(socket_errors)  /* errors the socket reported (ENETDOWN while the interface was down), read and cleared */ \
   X(drop_kernel_ring) /* frames the kernel dropped: our rx ring was full (PACKET_STATISTICS tp_drops) */ \
   X(drop_truncated) /* frames larger than a ring block */                                                \
   X(drop_too_big)   /* frames larger than the port's buffers, not GSO */                                 \
@@ -92,6 +105,7 @@ class AfPacketDriver {
   bool vnet_hdr() const { return cfg_.vnet_hdr; }
   bool pass_hdr() const { return cfg_.pass_hdr; }
   bool qdisc_bypass() const { return qdisc_bypass_; }
+  int rx_version() const { return cfg_.rx_version; }
   bool raised_up() const { return raised_up_; }
   bool was_promisc() const { return was_promisc_; }
   uint32_t mtu() const { return mtu_; }
@@ -106,6 +120,7 @@ class AfPacketDriver {
   void log_once(std::atomic<bool> &flag, const std::string &msg);
   void poll_kernel_drops();
   void watch_socket(bool on);
+  void clear_socket_error();
 
   AfPacketConfig cfg_;
   PortClient port_;
@@ -114,12 +129,19 @@ class AfPacketDriver {
   int ifindex_ = 0;
   uint32_t mtu_ = 0;
   bool qdisc_bypass_ = false, raised_up_ = false, was_promisc_ = false;
-  uint32_t block_ = 0;       // next block to read
+  bool pump_in_v2(bool &moved);  // the V2 ring's walk; false: stopped on a full port tx ring
+  bool kernel_ready() const;     // a frame or block waits in the ring for us
+
+  uint32_t block_ = 0;       // next block to read (V2: next frame)
+  uint32_t frame_nr_ = 0;    // V2: frames in the ring
+  uint32_t frames_per_block_ = 0;
   uint32_t pkt_left_ = 0;    // frames left in the block being read (0: not started)
   uint8_t *pkt_ = nullptr;   // next frame in it
   bool out_blocked_ = false; // the kernel pushed back on a send
   bool in_blocked_ = false;  // the port's tx ring was full
+  uint32_t need_slots_ = 1;  // the tx slots the frame that blocked needs
   bool sock_watched_ = true; // the socket is in the epoll set with EPOLLIN
+  uint64_t stats_ns_ = 0;       // when the kernel's drop count was last read
   std::atomic<bool> stopping_{false};
   std::atomic<bool> logged_truncated_{false}, logged_too_big_{false}, logged_vnet_{false}, logged_gso_{false},
       logged_tx_{false}, logged_slot_{false};

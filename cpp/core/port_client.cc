@@ -45,10 +45,14 @@ bool PortClient::sync(uint32_t k, netmap_ring *r, bool exists) {
   nm_csb_atok *a = atok(k);
   nm_csb_ktoa *kt = ktoa(k);
   // the switch reads cur then head; head last is the publication
+  const uint32_t head = r->head;
+  const bool moved = load_relaxed(&a->head) != head;
   store_release(&a->cur, r->cur);
-  store_release(&a->head, r->head);
+  store_release(&a->head, head);
   full_fence();
-  if (load_relaxed(&kt->kern_need_kick)) {
+  // a kick only for news (frames to take, slots freed), as sync_checked:
+  // a sync that just reads the tail costs the sleeping switch no wakeup
+  if (moved && load_relaxed(&kt->kern_need_kick)) {
     uint64_t one = 1;
     // EAGAIN: a kick is pending already, the switch will wake
     [[maybe_unused]] ssize_t w = ::write(switch_bell_.get(), &one, sizeof one);

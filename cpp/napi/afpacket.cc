@@ -76,6 +76,8 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     if (o.Has("passHdr")) cfg.pass_hdr = o.Get("passHdr").ToBoolean();
     if (o.Has("blockSize")) cfg.block_size = o.Get("blockSize").ToNumber().Uint32Value();
     if (o.Has("blockCount")) cfg.block_count = o.Get("blockCount").ToNumber().Uint32Value();
+    if (o.Has("rxVersion")) cfg.rx_version = o.Get("rxVersion").ToNumber().Int32Value();
+    if (o.Has("frameSize")) cfg.frame_size = o.Get("frameSize").ToNumber().Uint32Value();
     drv_ = unwrap(env, AfPacketDriver::start(attach_port(info), cfg));
   }
 
@@ -94,6 +96,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
       o.Set("vnetHdr", d.vnet_hdr());
       o.Set("passHdr", d.pass_hdr());
       o.Set("qdiscBypass", d.qdisc_bypass());
+      o.Set("rxVersion", d.rx_version());
     });
   }
 

@@ -118,8 +118,8 @@ export interface AttachRequest {
   /**
    * What serves the interface (attach only): 'afxdp' (AF_XDP, zero-copy
    * or copy mode, whichever the driver allows), 'packet' (AF_PACKET
-   * TPACKET_V3), or 'auto' (the default: AF_XDP where possible, else
-   * TPACKET_V3).
+   * TPACKET_V2 rx ring), or 'auto' (the default: AF_XDP where possible, else
+   * AF_PACKET).
    */
   backend?: AttachBackend;
 }

@@ -1,7 +1,7 @@
 /**
  * A Linux interface as a vale-ts port (`vale-ctl-ts -a vale0:IFNAME`): the
  * native AF_PACKET driver (cpp/core/afpacket_driver.h) reads the interface
- * through a TPACKET_V3 ring and sends with sendmmsg + PACKET_QDISC_BYPASS,
+ * through a TPACKET_V2 ring (V3 on request) and sends with sendmmsg + PACKET_QDISC_BYPASS,
  * in a thread of its own, as the client of an ordinary persistent port.
  *
  * Spec: `{ kind: 'af-packet', ifname: 'veth1', vnetHdr?: boolean }`.
@@ -33,6 +33,8 @@ export interface AfPacketInfo {
   /** frames cross the switch with their virtio-net header (the port declared 10 bytes) */
   passHdr: boolean;
   qdiscBypass: boolean;
+  /** the receive ring's layout: TPACKET_V2 (a wakeup per frame) or TPACKET_V3 (blocks, retired when full or after 1 ms) */
+  rxVersion: 2 | 3;
   /** the interface was down and the driver brought it up (it goes down again on close) */
   raisedUp: boolean;
   /** the interface was promiscuous already before the attach */
@@ -46,7 +48,7 @@ interface NativeAfPacketPort {
   close(): void;
 }
 
-type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean }) => NativeAfPacketPort;
+type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3 }) => NativeAfPacketPort;
 
 const AfPacketPort = (nativeRaw as { AfPacketPort: AfPacketCtor }).AfPacketPort;
 
@@ -113,7 +115,7 @@ export const afxdpBuiltIn: boolean = nativeLinux.afxdpBuiltIn === true;
 export const LINUX_IF_KIND = 'linux-if';
 
 /** How an attached interface is served, as listings and `--stats` name it. */
-export type LinuxIfBackend = 'afxdp zero-copy' | 'afxdp copy' | 'tpacket-v3';
+export type LinuxIfBackend = 'afxdp zero-copy' | 'afxdp copy' | 'tpacket-v2' | 'tpacket-v3';
 
 class AfXdpDriver implements PortDriver {
   readonly kind = LINUX_IF_KIND;
@@ -139,13 +141,14 @@ class AfXdpDriver implements PortDriver {
 }
 
 class AfPacketDriver implements PortDriver {
-  readonly backend: LinuxIfBackend = 'tpacket-v3';
+  readonly backend: LinuxIfBackend;
   constructor(
     nat: NativeAfPacketPort,
     readonly kind: string = AF_PACKET_KIND,
   ) {
     this.info = nat.info();
     this.c = new NativeCounters(nat);
+    this.backend = this.info.rxVersion === 3 ? 'tpacket-v3' : 'tpacket-v2';
   }
   private readonly info: AfPacketInfo;
   private readonly c: NativeCounters;
@@ -164,6 +167,21 @@ class AfPacketDriver implements PortDriver {
     this.c.close();
     return Promise.resolve();
   }
+}
+
+/**
+ * The receive ring's TPACKET version for attached interfaces: 2 (the
+ * default: the kernel wakes the driver per frame, so a TCP ACK crosses at
+ * once) or 3 when the environment of vale-ts sets `VALE_TS_TPACKET_RX=3`
+ * (blocks handed over when full or after 1 ms: fewer wakeups for a flood of
+ * small frames, up to 1 ms more per hop for sparse ones). bench/linux-if
+ * compares the two.
+ */
+function tpacketRxVersion(): 2 | 3 {
+  const v = process.env['VALE_TS_TPACKET_RX'];
+  if (v === undefined || v === '' || v === '2') return 2;
+  if (v === '3') return 3;
+  throw Object.assign(new Error(`VALE_TS_TPACKET_RX='${v}': the receive ring is TPACKET_V2 ('2', the default) or TPACKET_V3 ('3')`), { code: 'EINVAL' });
 }
 
 registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [number, number, number] }; spec: DriverSpec }) => {
@@ -187,8 +205,8 @@ registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index
     } catch (e) {
       // no such interface: no other backend will find it either
       if (backend === 'afxdp' || (e as { code?: string }).code === 'ENXIO') throw e;
-      // auto: say once per interface why AF_XDP was not used, then serve it with TPACKET_V3
-      console.error(`vale-ts: ${ifname}: AF_XDP not possible, using AF_PACKET TPACKET_V3: ${(e as Error).message}`);
+      // auto: say once per interface why AF_XDP was not used, then serve it with AF_PACKET
+      console.error(`vale-ts: ${ifname}: AF_XDP not possible, using AF_PACKET: ${(e as Error).message}`);
     }
   }
   // PACKET_VNET_HDR both ways: the kernel's header crosses the switch (GRO/TSO
@@ -196,7 +214,7 @@ registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index
   // Declared before the first frame moves; AF_XDP carries no such header.
   sw.setVnetHdrLen(port.index, 10);
   try {
-    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true }), LINUX_IF_KIND));
+    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, rxVersion: tpacketRxVersion() }), LINUX_IF_KIND));
   } catch (e) {
     sw.setVnetHdrLen(port.index, 0);
     throw e;

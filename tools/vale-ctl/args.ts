@@ -75,7 +75,7 @@ export const USAGE =
   '\t--stream PATH[,client]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
   '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
   '\t--vhost-user PATH[,client][,queues=N]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects)\n' +
-  '\t--backend afxdp|packet|auto\twith -a/-h: AF_XDP, AF_PACKET TPACKET_V3, or AF_XDP where possible else TPACKET_V3 (default)\n' +
+  '\t--backend afxdp|packet|auto\twith -a/-h: AF_XDP, AF_PACKET (TPACKET_V2 rx ring), or AF_XDP where possible else AF_PACKET (default)\n' +
   '\t--vxlan vni=N,local=ADDR[:PORT],remote=ADDR[,remote=ADDR...]|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR]\n' +
   '\t\t\twith -n: the port is a VXLAN tunnel endpoint (docs/vxlan.md)\n' +
   'with no arguments: list all existing vale ports\n';
