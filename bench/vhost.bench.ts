@@ -13,10 +13,11 @@
  * thread's share of it on a CPU and runnable-but-waiting (schedstat) for
  * vale-ts and both testpmds, and the switch's and drivers' counters over it
  * (kicks, wakeups, drops); --vale-only skips the testpmd switch;
- * --own-thread runs each port's datapath in a thread of its own woken by
- * doorbells and kicks (the driver before session 7) instead of in-line in
- * the switch's rounds (the default); --busy-poll-us N sets those threads'
- * polling window; --queue-size N the
+ * --inline runs the ports' datapath in-line in the switch's rounds (the
+ * vhost-user setting `inline`) instead of a thread per port woken by kicks
+ * and doorbells (the default); --busy-poll-us N sets those threads'
+ * polling window; --switch-busy-poll-us N and --switch-datapath loop|thread
+ * pass vale-ts's own; --queue-size N the
  * front-ends' virtqueue size (virtio_user queue_size); --split puts both
  * testpmd forwarding lcores on CPU 1 and vale-ts alone on CPU 0;
  * --vale-nice=N renices every vale-ts thread (an operator's priority).
@@ -34,7 +35,9 @@ const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '3' }, probe: { type: 'boolean', default: false },
     'vale-only': { type: 'boolean', default: false },
     'busy-poll-us': { type: 'string' },
-    'own-thread': { type: 'boolean', default: false },
+    inline: { type: 'boolean', default: false },
+    'switch-busy-poll-us': { type: 'string' },
+    'switch-datapath': { type: 'string' },
     'queue-size': { type: 'string' },
     split: { type: 'boolean', default: false },
     'vale-nice': { type: 'string' },
@@ -52,7 +55,12 @@ const split = values.split;
 // operator's priority for the switch over the guests, as OVS-DPDK's pinned
 // PMD threads have): a diagnostic row, never the benchmark's
 const valeNice = values['vale-nice'] === undefined ? undefined : Number(values['vale-nice']);
-const ownThread = values['own-thread'];
+const inline = values.inline;
+// the switch's own polling window and datapath (vale-ts --busy-poll-us, --datapath)
+const switchArgs = [
+  ...(values['switch-busy-poll-us'] === undefined ? [] : ['--busy-poll-us', String(Number(values['switch-busy-poll-us']))]),
+  ...(values['switch-datapath'] === undefined ? [] : ['--datapath', values['switch-datapath']]),
+];
 const SIZES = [60, 1514];
 
 ensureTestpmd();
@@ -141,12 +149,12 @@ async function measure(a: string, b: string, serverFronts: boolean): Promise<num
 }
 
 async function viaVale(): Promise<number[]> {
-  const { proc, socket } = await startSwitch();
+  const { proc, socket } = await startSwitch(switchArgs);
   try {
     const vale = new ValeClient({ socket });
     const a = path.join(dir, 'vale-a.sock'), b = path.join(dir, 'vale-b.sock');
     if (split) execFileSync('taskset', ['-a', '-p', '-c', '0', String(proc.pid)], { stdio: 'ignore' });
-    const poll: Record<string, number | boolean> = { ...(busyPollUs === undefined ? {} : { busyPollUs }), ...(ownThread ? { inline: false } : {}) };
+    const poll: Record<string, number | boolean> = { ...(busyPollUs === undefined ? {} : { busyPollUs }), ...(inline ? { inline: true } : {}) };
     await vale.create('vale0:tx', {}, { driver: { kind: 'vhost-user', path: a, ...poll } });
     await vale.create('vale0:rx', {}, { driver: { kind: 'vhost-user', path: b, ...poll } });
     if (valeNice !== undefined)
@@ -192,7 +200,7 @@ const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
 const vale = await viaVale();
 const pmd = values['vale-only'] ? SIZES.map(() => NaN) : await viaTestpmd();
 console.log(`vhost-user benchmark: testpmd txonly -> switch -> testpmd rxonly, ${seconds} s per size (load average before: ${load})`);
-const diag = [ownThread && 'own-thread: a driver thread per port (not in-line)', busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, queueSize && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
+const diag = [inline && 'inline: the datapath in the switch\'s rounds', switchArgs.length > 0 && `vale-ts ${switchArgs.join(' ')}`, busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, queueSize && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
 if (diag.length) console.log(`diagnostic settings: ${diag.join(', ')}`);
 console.log(`load average after: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} CPUs)`);
 SIZES.forEach((s, i) =>

@@ -2,18 +2,21 @@
  * vhost-user ports: vale-ts is the vhost-user back-end of a guest's
  * virtio-net device (QEMU `-netdev vhost-user`, DPDK `net_virtio_user`).
  * The protocol and the datapath run natively (cpp/core/vhost_user.cc), as
- * the client of an ordinary switch port. The datapath runs in-line in the
- * switch's own rounds (OVS-DPDK's PMD model: the guest's queues are drained
- * just before the switch collects and filled just after it forwards, the
- * guest's kicks wake the switch directly); a thread per port speaks the
- * protocol.
+ * the client of an ordinary switch port: one thread per port, woken by the
+ * guest's kicks and the switch's doorbell. With `inline: true` the datapath
+ * runs in the switch's own rounds instead (OVS-DPDK's PMD model: the guest's
+ * queues drained just before the switch collects and filled just after it
+ * forwards, the guest's kicks in the switch's epoll set) and the port's
+ * thread only speaks the protocol. Not the default: on a 2-vCPU machine
+ * whose CPUs two pinned pollers keep busy it measured 3-10x slower, the one
+ * switch thread waiting for a CPU where three sleeping threads got one at
+ * once (bench/RESULTS.md, session 7).
  *
  * Spec settings: `path` (absolute unix socket path), `client` (connect to
  * `path` and reconnect, for QEMU `server=on`; default: listen on `path`),
  * `queuePairs` (1..8 offered with VHOST_USER_PROTOCOL_F_MQ, default 2),
- * `inline` (default true; false: the port's thread runs the datapath too, as
- * a client woken by doorbells and kicks: a benchmark's baseline),
- * `busyPollUs` (only with `inline: false`; 0..100000, default 0: after the
+ * `inline` (default false, see above),
+ * `busyPollUs` (without `inline`; 0..100000, default 0: after the
  * last frame the driver keeps polling this long with the guest's kicks off
  * before it sleeps; in-line, the switch's own busy poll decides).
  *
@@ -54,7 +57,7 @@ export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
   for (const k of Object.keys(spec)) {
     if (!['kind', 'path', 'client', 'queuePairs', 'busyPollUs', 'inline'].includes(k)) throw Object.assign(new Error(`unknown vhost-user setting '${k}' (known: path, client, queuePairs, busyPollUs, inline)`), { code: 'EINVAL' });
   }
-  const { path, client = false, queuePairs = 2, busyPollUs = 0, inline = true } = spec;
+  const { path, client = false, queuePairs = 2, busyPollUs = 0, inline = false } = spec;
   if (typeof path !== 'string' || !isAbsolute(path)) throw Object.assign(new Error(`vhost-user 'path' must be an absolute socket path (got ${JSON.stringify(path)})`), { code: 'EINVAL' });
   if (Buffer.byteLength(path) > 107) throw Object.assign(new Error(`vhost-user path ${path} is longer than a unix socket path may be (107 bytes)`), { code: 'ENAMETOOLONG' });
   if (typeof client !== 'boolean') throw Object.assign(new Error("vhost-user 'client' must be a boolean"), { code: 'EINVAL' });
@@ -86,7 +89,7 @@ class VhostUserDriver implements PortDriver {
     const s = this.settings;
     const i = this.n.info();
     const state = i.connected ? `connected, ${i.runningQueues} queues running, ${featureNames(i.features).join(' ') || 'no features'}` : s.client ? 'connecting' : 'waiting for a front-end';
-    return `vhost-user ${s.path} (${s.client ? 'client' : 'server'}${s.inline ? '' : ', own thread'}, ${state})${i.lastError ? `; last error: ${i.lastError}` : ''}`;
+    return `vhost-user ${s.path} (${s.client ? 'client' : 'server'}${s.inline ? ', in-line' : ''}, ${state})${i.lastError ? `; last error: ${i.lastError}` : ''}`;
   }
 
   counters(): Record<string, number> {
