@@ -8,7 +8,7 @@
  * queues drained just before the switch collects and filled just after it
  * forwards, the guest's kicks in the switch's epoll set) and the port's
  * thread only speaks the protocol. Not the default: on a 2-vCPU machine
- * whose CPUs two pinned pollers keep busy it measured 3-10x slower, the one
+ * whose CPUs two pinned pollers keep busy it measured up to 20x slower, the one
  * switch thread waiting for a CPU where three sleeping threads got one at
  * once (bench/RESULTS.md, session 7).
  *
