@@ -13,7 +13,11 @@
  * thread's share of it on a CPU and runnable-but-waiting (schedstat) for
  * vale-ts and both testpmds, and the switch's and drivers' counters over it
  * (kicks, wakeups, drops); --vale-only skips the testpmd switch;
- * --busy-poll-us N sets the drivers' polling window; --queue-size N the
+ * --inline runs the ports' datapath in-line in the switch's rounds (the
+ * vhost-user setting `inline`) instead of a thread per port woken by kicks
+ * and doorbells (the default); --busy-poll-us N sets those threads'
+ * polling window; --switch-busy-poll-us N and --switch-datapath loop|thread
+ * pass vale-ts's own; --queue-size N the
  * front-ends' virtqueue size (virtio_user queue_size); --split puts both
  * testpmd forwarding lcores on CPU 1 and vale-ts alone on CPU 0;
  * --vale-nice=N renices every vale-ts thread (an operator's priority).
@@ -31,6 +35,9 @@ const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '3' }, probe: { type: 'boolean', default: false },
     'vale-only': { type: 'boolean', default: false },
     'busy-poll-us': { type: 'string' },
+    inline: { type: 'boolean', default: false },
+    'switch-busy-poll-us': { type: 'string' },
+    'switch-datapath': { type: 'string' },
     'queue-size': { type: 'string' },
     split: { type: 'boolean', default: false },
     'vale-nice': { type: 'string' },
@@ -48,6 +55,12 @@ const split = values.split;
 // operator's priority for the switch over the guests, as OVS-DPDK's pinned
 // PMD threads have): a diagnostic row, never the benchmark's
 const valeNice = values['vale-nice'] === undefined ? undefined : Number(values['vale-nice']);
+const inline = values.inline;
+// the switch's own polling window and datapath (vale-ts --busy-poll-us, --datapath)
+const switchArgs = [
+  ...(values['switch-busy-poll-us'] === undefined ? [] : ['--busy-poll-us', String(Number(values['switch-busy-poll-us']))]),
+  ...(values['switch-datapath'] === undefined ? [] : ['--datapath', values['switch-datapath']]),
+];
 const SIZES = [60, 1514];
 
 ensureTestpmd();
@@ -69,14 +82,22 @@ function sched(pid: number, tag: string): Sched {
   } catch { /* process gone */ }
   return m;
 }
-/** Prints the threads that ran during the interval: share of the interval on a CPU and waiting for one. */
-function printSched(a: Sched, b: Sched, ns: number): void {
+/**
+ * Prints the threads that ran during the interval: share of the interval on
+ * a CPU and waiting for one, and CPU time per frame rxonly got; then
+ * vale-ts's threads together per frame.
+ */
+function printSched(a: Sched, b: Sched, ns: number, frames: number): void {
+  let vale = 0;
   for (const [k, v] of b) {
     const o = a.get(k) ?? { run: 0, wait: 0, slices: 0 };
     const run = v.run - o.run, wait = v.wait - o.wait, sl = v.slices - o.slices;
+    if (k.startsWith('vale-ts ')) vale += run;
     if (run < ns / 200) continue;
-    console.log(`    ${k.padEnd(34)} on-cpu ${((run / ns) * 100).toFixed(1).padStart(5)}%  runnable-waiting ${((wait / ns) * 100).toFixed(1).padStart(5)}%  slices ${sl}`);
+    const per = frames > 0 ? `  ${(run / frames).toFixed(0).padStart(6)} ns/frame` : '';
+    console.log(`    ${k.padEnd(34)} on-cpu ${((run / ns) * 100).toFixed(1).padStart(5)}%  runnable-waiting ${((wait / ns) * 100).toFixed(1).padStart(5)}%  slices ${String(sl).padStart(6)}${per}`);
   }
+  if (frames > 0) console.log(`    vale-ts, all threads: ${(vale / frames).toFixed(0)} ns of CPU per delivered frame (${((vale / ns) * 100).toFixed(1)}% of a CPU)`);
 }
 let probeTarget: { pids: Array<[number, string]>; counters: () => Promise<Record<string, number>>; describe: () => Promise<string[]> } | null = null;
 
@@ -109,7 +130,7 @@ async function measure(a: string, b: string, serverFronts: boolean): Promise<num
         const ns = Number(t1 - t0);
         const frames = r1 - r0;
         console.log(`  ${size} B: rxonly got ${frames} frames in ${(ns / 1e9).toFixed(2)} s (${(frames / ns * 1e3).toFixed(3)} Mpps); txonly sent ${txs1.txPackets - txs0!.txPackets}, tx-errors ${txs1.txErrors - txs0!.txErrors}`);
-        printSched(s0, s1, ns);
+        printSched(s0, s1, ns, frames);
         if (probeTarget) {
           const c1 = await probeTarget.counters();
           const d = Object.fromEntries(Object.entries(c1).map(([k, v]) => [k, v - (c0[k] ?? 0)]).filter(([, v]) => v !== 0));
@@ -128,12 +149,12 @@ async function measure(a: string, b: string, serverFronts: boolean): Promise<num
 }
 
 async function viaVale(): Promise<number[]> {
-  const { proc, socket } = await startSwitch();
+  const { proc, socket } = await startSwitch(switchArgs);
   try {
     const vale = new ValeClient({ socket });
     const a = path.join(dir, 'vale-a.sock'), b = path.join(dir, 'vale-b.sock');
     if (split) execFileSync('taskset', ['-a', '-p', '-c', '0', String(proc.pid)], { stdio: 'ignore' });
-    const poll: Record<string, number> = busyPollUs === undefined ? {} : { busyPollUs };
+    const poll: Record<string, number | boolean> = { ...(busyPollUs === undefined ? {} : { busyPollUs }), ...(inline ? { inline: true } : {}) };
     await vale.create('vale0:tx', {}, { driver: { kind: 'vhost-user', path: a, ...poll } });
     await vale.create('vale0:rx', {}, { driver: { kind: 'vhost-user', path: b, ...poll } });
     if (valeNice !== undefined)
@@ -179,10 +200,15 @@ const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
 const vale = await viaVale();
 const pmd = values['vale-only'] ? SIZES.map(() => NaN) : await viaTestpmd();
 console.log(`vhost-user benchmark: testpmd txonly -> switch -> testpmd rxonly, ${seconds} s per size (load average before: ${load})`);
-const diag = [busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, queueSize && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
+const diag = [inline && 'inline: the datapath in the switch\'s rounds', switchArgs.length > 0 && `vale-ts ${switchArgs.join(' ')}`, busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, queueSize && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
 if (diag.length) console.log(`diagnostic settings: ${diag.join(', ')}`);
 console.log(`load average after: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} CPUs)`);
 SIZES.forEach((s, i) =>
   console.log(`${String(s).padStart(5)} B  vale-ts ${vale[i]!.toFixed(2)} Mpps   testpmd io-fwd ${pmd[i]!.toFixed(2)} Mpps   ratio ${(vale[i]! / pmd[i]!).toFixed(2)}`),
+);
+// issue 11's target: >= 50% of testpmd's io switch at both sizes, >= 2 Mpps at 60 B
+const ratioOk = SIZES.every((_, i) => vale[i]! >= 0.5 * pmd[i]!);
+console.log(
+  `target: vale-ts >= 50% of testpmd io-fwd ${values['vale-only'] ? 'not measured (--vale-only)' : ratioOk ? 'met' : 'NOT met'}; >= 2 Mpps at 60 B ${vale[0]! >= 2 ? 'met' : `NOT met (${vale[0]!.toFixed(2)})`}`,
 );
 fs.rmSync(dir, { recursive: true, force: true });

@@ -50,6 +50,7 @@ inline void copy_frame(uint8_t *dst, const uint8_t *src, uint32_t n) {
     std::memcpy(dst, src, n);
   }
 }
+constexpr uint64_t WAIT_FD_TAG = 1ull << 40;  // | fd: an in-line driver's fd (add_wait_fd)
 }  // namespace
 
 SwitchCore::SwitchCore(uint32_t batch, uint32_t header)
@@ -217,6 +218,8 @@ void SwitchCore::shutdown() {
     scan_.clear();
     scan_of_.clear();
     rang_.clear();
+    hooks_.clear();
+    wait_fds_.clear();
     dirty_.clear();
     touched_.clear();
     dropped_.clear();
@@ -1005,6 +1008,15 @@ uint32_t SwitchCore::pending_locked() {
 
 bool SwitchCore::arm_all(bool rx_too) {
   std::lock_guard<std::recursive_mutex> g(mu_);
+  // in-line drivers first: one with work pending keeps the switch awake
+  if (!down_ && !hooks_.empty()) {
+    bool idle = true;
+    for (RoundHook *h : hooks_) idle = h->arm() && idle;
+    if (!idle) {
+      for (RoundHook *h : hooks_) h->disarm();
+      return false;
+    }
+  }
   for (uint32_t id : active_) {
     Port &p = ports_[id];
     for (uint32_t r = 0; r < p.layout.p.tx_rings; r++) store_release(&p.ktoa(r)->kern_need_kick, 1);
@@ -1018,6 +1030,7 @@ bool SwitchCore::arm_all(bool rx_too) {
     Port &p = ports_[id];
     for (uint32_t k = 0; k < p.layout.rings_per_if(); k++) store_release(&p.ktoa(k)->kern_need_kick, 0);
   }
+  for (RoundHook *h : hooks_) h->disarm();
   return false;
 }
 
@@ -1034,6 +1047,12 @@ void SwitchCore::disarm_all() {
     if (n <= 0) break;
     for (int i = 0; i < n; i++) {
       const uint64_t tag = evs[i].data.u64;
+      if (tag != NOTIFY_TAG && (tag & WAIT_FD_TAG)) {
+        const int wfd = static_cast<int>(tag & 0xffffffffu);
+        for (auto &[f, h] : wait_fds_)
+          if (f == wfd) h->fd_ready(f);
+        continue;
+      }
       int fd = tag == NOTIFY_TAG ? notify_fd_.get() : tag < SWITCH_MAX_PORTS && ports_[tag].used ? ports_[tag].switch_bell.get() : -1;
       if (fd >= 0 && tag != NOTIFY_TAG && std::find(rang_.begin(), rang_.end(), tag) == rang_.end())
         rang_.push_back(static_cast<uint32_t>(tag));
@@ -1043,6 +1062,50 @@ void SwitchCore::disarm_all() {
     }
     if (n < 64) break;
   }
+  for (RoundHook *h : hooks_) h->disarm();
+}
+
+Status SwitchCore::add_round_hook(RoundHook *h) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (in_round_) return check_fail(EDEADLK, "add_round_hook called from inside a round");
+  if (down_) return check_fail(ESHUTDOWN, "the switch is shut down");
+  if (std::find(hooks_.begin(), hooks_.end(), h) == hooks_.end()) hooks_.push_back(h);
+  return Ok{};
+}
+
+void SwitchCore::remove_round_hook(RoundHook *h) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  hooks_.erase(std::remove(hooks_.begin(), hooks_.end(), h), hooks_.end());
+  for (auto it = wait_fds_.begin(); it != wait_fds_.end();) {
+    if (it->second == h) {
+      if (epfd_) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, it->first, nullptr);
+      it = wait_fds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+Status SwitchCore::add_wait_fd(RoundHook *h, int fd) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (down_ || !epfd_) return check_fail(ESHUTDOWN, "the switch is shut down");
+  if (fd < 0) return check_fail(EBADF, "add_wait_fd: bad fd");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = WAIT_FD_TAG | static_cast<uint32_t>(fd);
+  if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_fail("epoll_ctl", "an in-line driver's fd");
+  wait_fds_.emplace_back(fd, h);
+  return Ok{};
+}
+
+void SwitchCore::remove_wait_fd(int fd) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  for (auto it = wait_fds_.begin(); it != wait_fds_.end(); ++it)
+    if (it->first == fd) {
+      if (epfd_) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+      wait_fds_.erase(it);
+      return;
+    }
 }
 
 void SwitchCore::note_wakeup(bool useful) {

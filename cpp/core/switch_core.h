@@ -130,6 +130,27 @@ struct RoundResult {
   bool decided = true;   // false when the decision failed (its batch was dropped)
 };
 
+// A port driver whose datapath runs in the switch's own round (OVS-DPDK's
+// PMD model) instead of a thread of its own: no doorbell between it and the
+// switch, no wakeup or context switch per burst. The core calls it from the
+// thread running rounds, with the core's mutex held: before_collect() moves
+// what the driver's source queued into its port's tx rings (collected in the
+// same round), after_forward() moves the port's rx rings on (returns frames
+// moved: progress, as a round's moved count). arm() before the switch sleeps
+// (ask the source for notifications, re-check; false: work is pending, do
+// not sleep), disarm() after it woke. fd_ready(fd) for a readable fd the
+// driver added with add_wait_fd (read it once: the core only reports it).
+// None of them may call back into the core.
+class RoundHook {
+ public:
+  virtual ~RoundHook() = default;
+  virtual void before_collect() = 0;
+  virtual uint32_t after_forward() = 0;
+  virtual bool arm() = 0;
+  virtual void disarm() = 0;
+  virtual void fd_ready(int fd) = 0;
+};
+
 class SwitchCore {
  public:
   // batch: most frames taken from one tx ring per round (fairness quantum);
@@ -210,8 +231,12 @@ class SwitchCore {
       bool &f;
       ~Leave() { f = false; }
     } leave{in_round_};
+    for (RoundHook *h : hooks_) h->before_collect();
     const uint32_t n = collect();
-    if (n == 0 && touched_.empty()) return r;
+    if (n == 0 && touched_.empty()) {
+      for (RoundHook *h : hooks_) r.moved += h->after_forward();
+      return r;
+    }
     if (n > 0) {
       LookupBatch b{hdr_.get(), offsets_.get(), lens_.get(), src_.get(), dests_.get(), n};
       if (!decide(b)) {
@@ -220,8 +245,19 @@ class SwitchCore {
       }
     }
     forward(n, &r);
+    for (RoundHook *h : hooks_) r.moved += h->after_forward();
     return r;
   }
+
+  // In-line drivers (RoundHook). remove_round_hook also drops the hook's
+  // wait fds; once it returned the core never calls the hook again (a round
+  // in progress has finished).
+  Status add_round_hook(RoundHook *h);
+  void remove_round_hook(RoundHook *h);
+  // An fd (a guest's kick eventfd) whose readability wakes the sleeping
+  // switch; disarm_all() hands it to h->fd_ready. Remove before closing it.
+  Status add_wait_fd(RoundHook *h, int fd);
+  void remove_wait_fd(int fd);
 
   // Before sleeping: ask every client for a kick when it publishes tx frames
   // (and, when rx_too, when it frees rx room: lossless backpressure), then
@@ -406,6 +442,8 @@ class SwitchCore {
   std::vector<FloodDest> flood_dests_;  // this round's, see Touched::f0
   uint32_t rr_ = 0;               // the next round starts at the first port id >= this
   int32_t blocked_on_ = -1;       // see blocked_on()
+  std::vector<RoundHook *> hooks_;                       // in-line drivers (add_round_hook)
+  std::vector<std::pair<int, RoundHook *>> wait_fds_;   // their fds in epfd_ (add_wait_fd)
   std::vector<uint32_t> rang_;    // ports whose doorbell rang since the last note_wakeup()
   SwitchWideCounters wide_;
   unique_fd epfd_, notify_fd_;

@@ -107,8 +107,15 @@ struct Vq {
 
 }  // namespace
 
-struct VhostUserPort::Impl {
+struct VhostUserPort::Impl final : RoundHook {
   VhostUserPort &self;
+  // in-line mode (start() with a core): the switch whose rounds run the
+  // datapath, and the lock that keeps the control thread's reconfiguration
+  // (SET_MEM_TABLE, SET_VRING_*, disconnect) out of a round: the round only
+  // try-locks it and skips the port while a message is handled
+  SwitchCore *core = nullptr;
+  std::mutex dp_mu;
+  bool tx_blocked = false, rx_starved = false;  // the last round's
   PortClient pc;
   VhostUserCounters &c;
   unique_fd epfd, listen_fd, conn;
@@ -376,6 +383,7 @@ struct VhostUserPort::Impl {
     int p = pending(q);
     if (p <= 0) return 0;
     uint32_t done = 0, moved = 0;
+    uint64_t frames = 0, bytes = 0;  // counted once per batch: one atomic add each, not per frame
     const uint32_t bufsz = pc.buf_size();
     while (p > 0 && done < budget) {
       if (space == 0) {
@@ -445,8 +453,8 @@ struct VhostUserPort::Impl {
             }
             space -= n;
             moved += n;
-            c.fromGuestFrames++;
-            c.fromGuestBytes += len;
+            frames++;
+            bytes += len;
             if (gso) c.offloadGsoPassed++;
             else if (h.flags & VNET_F_NEEDS_CSUM) c.offloadCsumPassed++;
           }
@@ -461,6 +469,10 @@ struct VhostUserPort::Impl {
     }
     if (done) publish_used(q);
     if (moved) pc.txsync(ring);
+    if (frames) {
+      c.fromGuestFrames.fetch_add(frames, std::memory_order_relaxed);
+      c.fromGuestBytes.fetch_add(bytes, std::memory_order_relaxed);
+    }
     return done;
   }
 
@@ -779,6 +791,106 @@ struct VhostUserPort::Impl {
       if (ready(q) && !(load16(q.used) & USED_F_NO_NOTIFY)) store16_relaxed(q.used, USED_F_NO_NOTIFY);
   }
 
+  // ------------------------------------------------- in-line (RoundHook)
+  // Called by the switch's round with its mutex held. The datapath's state
+  // is only try-locked: while the control thread handles a message the
+  // round skips this port, and the control thread wakes the switch after.
+
+  // guest TX queues -> the port's tx ring, collected by this same round
+  void before_collect() override {
+    std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
+    if (!l) return;
+    tx_blocked = false;
+    if (!conn) return;
+    for (size_t i = 1; i < vqs.size(); i += 2) {
+      Vq &q = vqs[i];
+      if (!ready(q)) continue;
+      bool b = false;
+      guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b);
+      tx_blocked |= b;
+    }
+  }
+
+  // what this round delivered to the port -> the guest's RX queues
+  uint32_t after_forward() override {
+    std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
+    if (!l) return 0;
+    rx_starved = false;
+    uint32_t moved = 0;
+    for (uint32_t r = 0; r < pc.rx_rings(); r++) {
+      bool st = false;
+      moved += guest_rx(r, 256, &st);
+      rx_starved |= st;
+    }
+    return moved;
+  }
+
+  // The switch is about to sleep: guest notifications on, then re-check.
+  bool arm() override {
+    std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
+    if (!l) return true;  // the control thread notifies the switch when it is done
+    bool again = false;
+    for (uint32_t r = 0; r < pc.rx_rings(); r++) {
+      pc.rxsync(r);
+      if (pc.rx_avail(r) && !rx_starved) again = true;
+    }
+    if (conn && work_pending(tx_blocked, rx_starved)) again = true;
+    if (!again) c.wakeups.fetch_add(1, std::memory_order_relaxed);
+    return !again;
+  }
+
+  // Awake: the switch's rounds poll the queues, no kicks wanted.
+  void disarm() override {
+    std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
+    if (l && conn) notifications_off();
+  }
+
+  // A kick eventfd the switch saw readable: one read takes its whole count.
+  void fd_ready(int fd) override {
+    uint64_t v;
+    if (::read(fd, &v, sizeof v) == sizeof v) c.kicks.fetch_add(v, std::memory_order_relaxed);
+  }
+
+  // The thread of an in-line port: the protocol only.
+  void run_control(int stop_fd) {
+    epoll_add(stop_fd, K_STOP);
+    if (listen_fd) epoll_add(listen_fd.get(), K_LISTEN);
+    if (self.cfg_.client) {
+      std::lock_guard<std::mutex> g(dp_mu);
+      try_connect();
+    }
+    core->notify();
+    epoll_event evs[8];
+    for (;;) {
+      // conn changes only on this thread: read here without the lock
+      int n = ::epoll_wait(epfd.get(), evs, 8, self.cfg_.client && !conn ? 1000 : -1);
+      if (n < 0 && errno != EINTR) {
+        set_error(std::string("epoll_wait: ") + std::strerror(errno));
+        return;
+      }
+      bool conn_readable = false, listen_ready = false;
+      for (int i = 0; i < n; i++) {
+        uint64_t kind = evs[i].data.u64 & ~0xffffffffull;
+        if (kind == K_STOP) return;
+        if (kind == K_LISTEN) listen_ready = true;
+        else if (kind == K_CONN) conn_readable = true;
+      }
+      {
+        std::lock_guard<std::mutex> g(dp_mu);
+        if (listen_ready) on_listen();
+        handle_messages(conn_readable);
+        if (self.cfg_.client && !conn) {
+          auto now = std::chrono::steady_clock::now();
+          if (now - last_try >= std::chrono::seconds(1)) {
+            last_try = now;
+            try_connect();
+          }
+        }
+      }
+      core->notify();  // a queue may have started or changed: the switch looks at once
+    }
+  }
+
   // -------------------------------------------------------------- protocol
   void epoll_add(int fd, uint64_t key) {
     epoll_event ev{};
@@ -788,9 +900,19 @@ struct VhostUserPort::Impl {
   }
   void epoll_del(int fd) { ::epoll_ctl(epfd.get(), EPOLL_CTL_DEL, fd, nullptr); }
 
+  // A kick eventfd wakes the switch (in-line) or this thread.
+  void watch_kick(int fd, uint32_t qi) {
+    if (!core) return epoll_add(fd, K_KICK | qi);
+    if (Status s = core->add_wait_fd(this, fd); !s) set_error("cannot wait for the guest's kicks: " + s.error().what + ": " + std::strerror(s.error().err));
+  }
+  void unwatch_kick(int fd) {
+    if (core) core->remove_wait_fd(fd);
+    else epoll_del(fd);
+  }
+
   void reset_queues() {
     for (Vq &q : vqs) {
-      if (q.kick) epoll_del(q.kick.get());
+      if (q.kick) unwatch_kick(q.kick.get());
       q = Vq{};
     }
   }
@@ -966,7 +1088,7 @@ struct VhostUserPort::Impl {
         if (!q) return fail("queue " + std::to_string(idx) + " does not exist");
         // stop the ring; its state goes back to the front-end
         q->started = false;
-        if (q->kick) epoll_del(q->kick.get());
+        if (q->kick) unwatch_kick(q->kick.get());
         q->kick.reset();
         uint32_t st[2] = {idx, q->last_avail};
         if (!send_reply(h, st, sizeof st)) return fail("reply not sent");
@@ -985,10 +1107,10 @@ struct VhostUserPort::Impl {
         unique_fd fd = nofd ? unique_fd() : std::move(fds[0]);
         if (h.request == SET_VRING_KICK) {
           if (nofd) return fail("polling mode (no kick fd) is not supported");
-          if (q->kick) epoll_del(q->kick.get());
+          if (q->kick) unwatch_kick(q->kick.get());
           q->kick = std::move(fd);
           ::fcntl(q->kick.get(), F_SETFL, ::fcntl(q->kick.get(), F_GETFL) | O_NONBLOCK);
-          epoll_add(q->kick.get(), K_KICK | static_cast<uint64_t>(q - vqs.data()));
+          watch_kick(q->kick.get(), static_cast<uint32_t>(q - vqs.data()));
           q->started = true;
           if (!translate(*q)) return fail("queue's rings lie outside the memory table");
           resync_base(*q);
@@ -1199,13 +1321,7 @@ struct VhostUserPort::Impl {
         }
       }
       // protocol messages after the datapath events of this round: a message may reset a queue
-      for (int budget = 0; conn_readable && conn && budget < 64; budget++) {
-        if (!on_message() || !conn) break;
-        uint8_t b;  // more messages queued already?
-        ssize_t r = ::recv(conn.get(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (r == 0) disconnect("");
-        if (r <= 0) break;
-      }
+      handle_messages(conn_readable);
       if (self.cfg_.client && !conn) {
         auto now = std::chrono::steady_clock::now();
         if (now - last_try >= std::chrono::seconds(1)) {
@@ -1213,6 +1329,16 @@ struct VhostUserPort::Impl {
           try_connect();
         }
       }
+    }
+  }
+  // The messages queued on the connection (64 at most before the datapath gets a turn).
+  void handle_messages(bool conn_readable) {
+    for (int budget = 0; conn_readable && conn && budget < 64; budget++) {
+      if (!on_message() || !conn) break;
+      uint8_t b;  // more messages queued already?
+      ssize_t r = ::recv(conn.get(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (r == 0) disconnect("");
+      if (r <= 0) break;
     }
   }
   std::chrono::steady_clock::time_point last_try = std::chrono::steady_clock::now();
@@ -1230,7 +1356,7 @@ uint64_t VhostUserPort::offered_features() {
 }
 uint64_t VhostUserPort::offered_protocol_features() { return bit(PF_MQ) | bit(PF_REPLY_ACK); }
 
-Result<std::unique_ptr<VhostUserPort>> VhostUserPort::start(PortClient pc, VhostUserConfig cfg) {
+Result<std::unique_ptr<VhostUserPort>> VhostUserPort::start(PortClient pc, VhostUserConfig cfg, std::shared_ptr<SwitchCore> core) {
   if (cfg.queue_pairs < 1 || cfg.queue_pairs > 8)
     return check_fail(EINVAL, "vhost-user queue pairs " + std::to_string(cfg.queue_pairs) + " (1..8)");
   if (pc.tx_rings() == 0 || pc.rx_rings() == 0) return check_fail(EINVAL, "vhost-user port needs a tx and an rx ring");
@@ -1248,6 +1374,15 @@ Result<std::unique_ptr<VhostUserPort>> VhostUserPort::start(PortClient pc, Vhost
     if (!s) return std::move(s).take_error();
   }
   Impl *impl = p->impl_.get();
+  if (core) {
+    p->core_ = std::move(core);
+    impl->core = p->core_.get();
+    impl->pc.txsync(0);
+    Status s = p->core_->add_round_hook(impl);
+    if (!s) return std::move(s).take_error();
+    p->thread_ = std::thread([impl, sfd] { impl->run_control(sfd); });
+    return p;
+  }
   p->thread_ = std::thread([impl, sfd] { impl->run(sfd); });
   return p;
 }
@@ -1258,6 +1393,8 @@ void VhostUserPort::stop() {
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(stop_fd_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
+  // the switch never calls the driver again once this returned (and drops its kick fds)
+  if (core_ && impl_) core_->remove_round_hook(impl_.get());
   if (impl_) {
     impl_->conn.reset();
     impl_->reset_queues();

@@ -1,8 +1,9 @@
 // A vhost-user back-end that is the client of one vale-ts port: a guest's
 // virtio-net device (QEMU, DPDK's virtio-user, any front-end speaking the
 // vhost-user protocol, docs/vhost-user.md) on one side, the port's netmap
-// rings (nm::PortClient) on the other. One thread per port runs both the
-// protocol and the datapath: epoll on the unix socket, the guest's kick
+// rings (nm::PortClient) on the other. The datapath runs in-line in the
+// switch's rounds (start() with the core) or, without a core, in the port's
+// own thread beside the protocol: epoll on the unix socket, the guest's kick
 // eventfds and the switch's doorbell.
 //
 // Frames cross the port with a 10-byte virtio-net header (the port declares
@@ -33,6 +34,7 @@
 #include "core/fd.h"
 #include "core/port_client.h"
 #include "core/result.h"
+#include "core/switch_core.h"
 
 namespace nm {
 
@@ -105,7 +107,19 @@ class VhostUserPort {
  public:
   // Binds (server mode) before returning so that a bad path is the caller's
   // error; then runs the thread. Takes the port client.
-  static Result<std::unique_ptr<VhostUserPort>> start(PortClient pc, VhostUserConfig cfg);
+  //
+  // With `core` (the switch the port belongs to), the datapath runs in-line
+  // in the switch's rounds (a SwitchCore RoundHook, OVS-DPDK's PMD model):
+  // the guest's queues are drained into the port's tx ring just before the
+  // switch collects, the port's rx ring into the guest just after it
+  // forwards, and the guest's kick eventfds sit in the switch's own epoll
+  // set. No driver thread and no doorbell on the datapath: the thread only
+  // speaks the protocol, and holds the datapath's lock while a message
+  // reconfigures (the switch skips the port meanwhile). busy_poll_us is then
+  // the switch's to decide (its own --busy-poll) and ignored here.
+  // Without `core`: one thread per port runs protocol and datapath.
+  static Result<std::unique_ptr<VhostUserPort>> start(PortClient pc, VhostUserConfig cfg,
+                                                      std::shared_ptr<SwitchCore> core = nullptr);
   ~VhostUserPort();
   VhostUserPort(const VhostUserPort &) = delete;
   VhostUserPort &operator=(const VhostUserPort &) = delete;
@@ -127,6 +141,7 @@ class VhostUserPort {
   VhostUserPort() = default;
   VhostUserConfig cfg_;
   VhostUserCounters counters_;
+  std::shared_ptr<SwitchCore> core_;  // in-line mode: the switch whose rounds run the datapath
   std::unique_ptr<Impl> impl_;
   std::thread thread_;
   unique_fd stop_fd_;

@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "napi/napi_util.h"
+#include "napi/switch_core_ref.h"
 
 namespace nm {
 
@@ -385,11 +386,25 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   }
 
   CorePtr core_;
+
+ public:
+  const CorePtr &core() const { return core_; }
+
+ private:
   std::unique_ptr<NativeLearningBridge> bridge_;  // roundNative()'s, made on first use
   Napi::ObjectReference views_[5];
 };
 
 }  // namespace
+
+std::shared_ptr<SwitchCore> switch_core_of(Napi::Env env, Napi::Value v) {
+  Napi::FunctionReference *ctor = env.GetInstanceData<Napi::FunctionReference>();
+  if (!v.IsObject() || !ctor || !v.As<Napi::Object>().InstanceOf(ctor->Value()))
+    throw Napi::TypeError::New(env, "expected a native SwitchCore");
+  SwitchCoreWrap *w = SwitchCoreWrap::Unwrap(v.As<Napi::Object>());
+  if (!w || !w->core()) throw coded_error(env, "the switch core is shut down", ESHUTDOWN);
+  return w->core();
+}
 
 void InitForward(Napi::Env env, Napi::Object exports) {
   Napi::Function f = SwitchCoreWrap::Define(env);

@@ -11,6 +11,7 @@
 
 #include "core/vhost_user.h"
 #include "napi/napi_util.h"
+#include "napi/switch_core_ref.h"
 
 namespace nm {
 
@@ -31,7 +32,8 @@ class VhostUser : public Napi::ObjectWrap<VhostUser> {
                         InstanceMethod("close", &VhostUser::Close)});
   }
 
-  // new VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs, busyPollUs}); the fds are dup'ed
+  // new VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs, busyPollUs}[, core]); the fds
+  // are dup'ed. With core (the port's SwitchCore), the datapath runs in-line in its rounds.
   VhostUser(const Napi::CallbackInfo &info) : Napi::ObjectWrap<VhostUser>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || !info[3].IsObject()) throw Napi::TypeError::New(env, "VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs, busyPollUs})");
@@ -51,8 +53,10 @@ class VhostUser : public Napi::ObjectWrap<VhostUser> {
         throw Napi::RangeError::New(env, "busyPollUs must be a number of µs, 0..100000");
       cfg.busy_poll_us = v.As<Napi::Number>().Uint32Value();
     }
+    std::shared_ptr<SwitchCore> core;
+    if (info.Length() > 4 && !info[4].IsUndefined()) core = switch_core_of(env, info[4]);
     PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sw)));
-    port_ = unwrap(env, VhostUserPort::start(std::move(pc), std::move(cfg)));
+    port_ = unwrap(env, VhostUserPort::start(std::move(pc), std::move(cfg), std::move(core)));
   }
 
  private:

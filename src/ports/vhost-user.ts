@@ -1,16 +1,24 @@
 /**
  * vhost-user ports: vale-ts is the vhost-user back-end of a guest's
  * virtio-net device (QEMU `-netdev vhost-user`, DPDK `net_virtio_user`).
- * The protocol and the datapath run natively (cpp/core/vhost_user.cc), one
- * thread per port, as the client of an ordinary switch port.
+ * The protocol and the datapath run natively (cpp/core/vhost_user.cc), as
+ * the client of an ordinary switch port: one thread per port, woken by the
+ * guest's kicks and the switch's doorbell. With `inline: true` the datapath
+ * runs in the switch's own rounds instead (OVS-DPDK's PMD model: the guest's
+ * queues drained just before the switch collects and filled just after it
+ * forwards, the guest's kicks in the switch's epoll set) and the port's
+ * thread only speaks the protocol. Not the default: on a 2-vCPU machine
+ * whose CPUs two pinned pollers keep busy it measured up to 20x slower, the one
+ * switch thread waiting for a CPU where three sleeping threads got one at
+ * once (bench/RESULTS.md, session 7).
  *
  * Spec settings: `path` (absolute unix socket path), `client` (connect to
  * `path` and reconnect, for QEMU `server=on`; default: listen on `path`),
  * `queuePairs` (1..8 offered with VHOST_USER_PROTOCOL_F_MQ, default 2),
- * `busyPollUs` (0..100000, default 0: after the last frame the driver keeps
- * polling this long with the guest's kicks off before it sleeps, so bursts a
- * few µs apart cost no kick, wakeup or context switch each; worth it only
- * where the driver has a CPU to itself, bench/RESULTS.md).
+ * `inline` (default false, see above),
+ * `busyPollUs` (without `inline`; 0..100000, default 0: after the
+ * last frame the driver keeps polling this long with the guest's kicks off
+ * before it sleeps; in-line, the switch's own busy poll decides).
  *
  * The port declares a 10-byte virtio-net header to the switch
  * ({@link Switch.setVnetHdrLen}): a guest's checksum and TSO offloads pass
@@ -31,6 +39,7 @@ export interface VhostUserSettings {
   client: boolean;
   queuePairs: number;
   busyPollUs: number;
+  inline: boolean;
 }
 
 interface NativeVhostUser {
@@ -39,16 +48,16 @@ interface NativeVhostUser {
   close(): void;
 }
 interface VhostAddon {
-  VhostUser: new (regionFd: number, clientBell: number, switchBell: number, cfg: { path: string; client: boolean; queuePairs: number; busyPollUs: number }) => NativeVhostUser;
+  VhostUser: new (regionFd: number, clientBell: number, switchBell: number, cfg: { path: string; client: boolean; queuePairs: number; busyPollUs: number }, core?: object) => NativeVhostUser;
 }
 const native = nativeRaw as VhostAddon;
 
 /** Checks a driver spec of kind 'vhost-user' and names the bad setting. */
 export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
   for (const k of Object.keys(spec)) {
-    if (!['kind', 'path', 'client', 'queuePairs', 'busyPollUs'].includes(k)) throw Object.assign(new Error(`unknown vhost-user setting '${k}' (known: path, client, queuePairs, busyPollUs)`), { code: 'EINVAL' });
+    if (!['kind', 'path', 'client', 'queuePairs', 'busyPollUs', 'inline'].includes(k)) throw Object.assign(new Error(`unknown vhost-user setting '${k}' (known: path, client, queuePairs, busyPollUs, inline)`), { code: 'EINVAL' });
   }
-  const { path, client = false, queuePairs = 2, busyPollUs = 0 } = spec;
+  const { path, client = false, queuePairs = 2, busyPollUs = 0, inline = false } = spec;
   if (typeof path !== 'string' || !isAbsolute(path)) throw Object.assign(new Error(`vhost-user 'path' must be an absolute socket path (got ${JSON.stringify(path)})`), { code: 'EINVAL' });
   if (Buffer.byteLength(path) > 107) throw Object.assign(new Error(`vhost-user path ${path} is longer than a unix socket path may be (107 bytes)`), { code: 'ENAMETOOLONG' });
   if (typeof client !== 'boolean') throw Object.assign(new Error("vhost-user 'client' must be a boolean"), { code: 'EINVAL' });
@@ -58,7 +67,8 @@ export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
   if (typeof busyPollUs !== 'number' || !Number.isInteger(busyPollUs) || busyPollUs < 0 || busyPollUs > 100000) {
     throw Object.assign(new Error(`vhost-user 'busyPollUs' must be an integer 0..100000 µs (got ${String(busyPollUs)})`), { code: 'EINVAL' });
   }
-  return { path, client, queuePairs, busyPollUs };
+  if (typeof inline !== 'boolean') throw Object.assign(new Error("vhost-user 'inline' must be a boolean"), { code: 'EINVAL' });
+  return { path, client, queuePairs, busyPollUs, inline };
 }
 
 /** Names of the negotiated virtio features worth showing. */
@@ -79,7 +89,7 @@ class VhostUserDriver implements PortDriver {
     const s = this.settings;
     const i = this.n.info();
     const state = i.connected ? `connected, ${i.runningQueues} queues running, ${featureNames(i.features).join(' ') || 'no features'}` : s.client ? 'connecting' : 'waiting for a front-end';
-    return `vhost-user ${s.path} (${s.client ? 'client' : 'server'}, ${state})${i.lastError ? `; last error: ${i.lastError}` : ''}`;
+    return `vhost-user ${s.path} (${s.client ? 'client' : 'server'}${s.inline ? ', in-line' : ''}, ${state})${i.lastError ? `; last error: ${i.lastError}` : ''}`;
   }
 
   counters(): Record<string, number> {
@@ -108,5 +118,7 @@ registerPortKind('vhost-user', ({ sw, port, spec }) => {
   // frames sit in the rings, and num_buffers means nothing past the guest.
   sw.setVnetHdrLen(port.index, 10);
   const [region, clientBell, switchBell] = port.fds;
-  return Promise.resolve(new VhostUserDriver(new native.VhostUser(region, clientBell, switchBell, settings), settings));
+  const { inline, ...cfg } = settings;
+  const core = inline ? sw.inlineDriverCore() : undefined;
+  return Promise.resolve(new VhostUserDriver(new native.VhostUser(region, clientBell, switchBell, cfg, core), settings));
 });

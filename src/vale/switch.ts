@@ -608,6 +608,16 @@ export class Switch extends EventEmitter {
   }
 
   /**
+   * The native core, for a port driver whose datapath runs in-line in the
+   * switch's own rounds (cpp/core/switch_core.h `RoundHook`: vhost-user);
+   * not for applications.
+   * @internal
+   */
+  inlineDriverCore(): object {
+    return this.core;
+  }
+
+  /**
    * Declare the virtio-net header a port's frames carry, both ways (0, 10 or
    * 12 bytes, as netmap's NETMAP_REQ_PORT_HDR_SET). The lookup sees each
    * frame after its header. Between ports of different lengths the switch

@@ -168,8 +168,9 @@ test.serial('multiqueue: 2 queue pairs negotiated with testpmd (queues=2); both 
   const vale = new ValeClient({ socket });
   const A = path.join(dir, 'mq-a.sock');
   const B = path.join(dir, 'mq-b.sock');
-  await vale.create('vale0:tx', {}, { driver: { kind: 'vhost-user', path: A, queuePairs: 2 } });
-  await vale.create('vale0:rx', {}, { driver: { kind: 'vhost-user', path: B, queuePairs: 2 } });
+  // the datapath in-line in the switch's rounds (the other tests: a thread per port)
+  await vale.create('vale0:tx', {}, { driver: { kind: 'vhost-user', path: A, queuePairs: 2, inline: true } });
+  await vale.create('vale0:rx', {}, { driver: { kind: 'vhost-user', path: B, queuePairs: 2, inline: true } });
   let rx: TestPmd | undefined;
   let tx: TestPmd | undefined;
   cleanup(t, () => tx, () => rx);

@@ -157,14 +157,14 @@ async function receive(p: Port): Promise<Uint8Array> {
   }
 }
 
-test('hostile vhost-user front-end: every bad descriptor dropped and counted by reason, the switch forwards on', async (t) => {
+for (const inline of [false, true]) test(`hostile vhost-user front-end: every bad descriptor dropped and counted by reason, the switch forwards on (${inline ? 'in-line in the switch' : 'driver thread'})`, async (t) => {
   t.timeout(60_000);
-  const socket = path.join(dir, 'ctl.sock');
+  const socket = path.join(dir, `ctl-${inline}.sock`);
   const srv = await ValeServer.listen({ socket });
   t.teardown(() => srv.close());
   const vale = new ValeClient({ socket });
-  const VH = path.join(dir, 'guest.sock');
-  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH } });
+  const VH = path.join(dir, `guest-${inline}.sock`);
+  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH, inline } });
   const peer = await open('vale0:peer', { socket });
   const peer2 = await open('vale0:peer2', { socket });
   t.teardown(() => {
@@ -294,14 +294,14 @@ test('hostile vhost-user front-end: every bad descriptor dropped and counted by 
   native.close(g.fd);
 });
 
-test('malformed vhost-user messages close the connection, counted; the port takes the next front-end', async (t) => {
+for (const inline of [false, true]) test(`malformed vhost-user messages close the connection, counted; the port takes the next front-end (${inline ? 'in-line in the switch' : 'driver thread'})`, async (t) => {
   t.timeout(60_000);
-  const socket = path.join(dir, 'ctl2.sock');
+  const socket = path.join(dir, `ctl2-${inline}.sock`);
   const srv = await ValeServer.listen({ socket });
   t.teardown(() => srv.close());
   const vale = new ValeClient({ socket });
-  const VH = path.join(dir, 'proto.sock');
-  await vale.create('vale0:h', {}, { driver: { kind: 'vhost-user', path: VH } });
+  const VH = path.join(dir, `proto-${inline}.sock`);
+  await vale.create('vale0:h', {}, { driver: { kind: 'vhost-user', path: VH, inline } });
   const counters = async (): Promise<{ c: Record<string, number>; d: string }> => {
     const [sw] = await vale.stats('vale0');
     const p = sw!.ports.find((x) => x.name === 'vale0:h')!;

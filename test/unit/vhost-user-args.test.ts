@@ -17,7 +17,9 @@ test('--vhost-user PATH[,client][,queues=N] with -n makes a vhost-user driver sp
 });
 
 test('vhost-user settings: every bad one named', (t) => {
-  t.deepEqual(vhostUserSettings({ kind: 'vhost-user', path: '/tmp/a.sock' }), { path: '/tmp/a.sock', client: false, queuePairs: 2, busyPollUs: 0 });
+  t.deepEqual(vhostUserSettings({ kind: 'vhost-user', path: '/tmp/a.sock' }), { path: '/tmp/a.sock', client: false, queuePairs: 2, busyPollUs: 0, inline: false });
+  t.is(vhostUserSettings({ kind: 'vhost-user', path: '/tmp/a.sock', inline: true }).inline, true);
+  t.throws(() => vhostUserSettings({ kind: 'vhost-user', path: '/tmp/a.sock', inline: 'yes' }), { message: /'inline' must be a boolean/ });
   t.is(vhostUserSettings({ kind: 'vhost-user', path: '/tmp/a.sock', busyPollUs: 50 }).busyPollUs, 50);
   t.throws(() => vhostUserSettings({ kind: 'vhost-user', path: '/tmp/a.sock', busyPollUs: -1 }), { message: /'busyPollUs' must be an integer 0..100000/ });
   t.throws(() => vhostUserSettings({ kind: 'vhost-user', path: '/tmp/a.sock', busyPollUs: 1.5 }), { message: /'busyPollUs' must be an integer 0..100000/ });
