@@ -48,6 +48,35 @@ async function withPair<T>(opts: SwitchOptions, idle: number, fn: (sw: Switch, t
   }
 }
 
+/**
+ * `rounds` timed runs of `frames` frames in 512-frame batches: the sender
+ * queues a batch, one Switch.pump, every receiver releases what it got.
+ * The best run's CPU ns per sent frame: CPU time, not wall time (on a shared
+ * machine the process is often descheduled, and that is not the switch's cost).
+ */
+function timedRounds(sw: Switch, tx: Port, receivers: { be: Port['backendObject']; ring: Port['rxRings'][number] }[], frames: number, rounds: number): number {
+  const tr = tx.txRings[0]!;
+  const txBe = tx.backendObject;
+  const batch = 512;
+  let best = Infinity;
+  for (let r = 0; r < rounds; r++) {
+    const c0 = process.cpuUsage();
+    for (let sent = 0; sent < frames; sent += batch) {
+      tr.advance(batch);
+      txBe.txsync(0);
+      sw.pump();
+      for (const x of receivers) {
+        x.be.rxsync(0);
+        x.ring.advance(x.ring.space());
+        x.be.rxsync(0);
+      }
+    }
+    const c = process.cpuUsage(c0);
+    best = Math.min(best, ((c.user + c.system) * 1000) / frames);
+  }
+  return best;
+}
+
 async function measure(frames: number, opts: SwitchOptions, idle: number, rounds = 3): Promise<number> {
   return withPair(opts, idle, (sw, tx, rx) => {
     // b announces itself so a->b is learned unicast
@@ -63,26 +92,7 @@ async function measure(frames: number, opts: SwitchOptions, idle: number, rounds
       tr.bytes.set([...B, ...A, 0x88, 0xb5], o);
       tr.setLen(i, 60);
     }
-    const txBe = tx.backendObject;
-    const rxBe = rx.backendObject;
-    const batch = 512;
-    let best = Infinity;
-    for (let r = 0; r < rounds; r++) {
-      // CPU time, not wall time: on a shared machine the process is often
-      // descheduled, and that time is not the switch's cost
-      const c0 = process.cpuUsage();
-      for (let sent = 0; sent < frames; sent += batch) {
-        tr.advance(batch);
-        txBe.txsync(0);
-        sw.pump();
-        rxBe.rxsync(0);
-        rr.advance(rr.space());
-        rxBe.rxsync(0);
-      }
-      const c = process.cpuUsage(c0);
-      const ns = ((c.user + c.system) * 1000) / frames;
-      if (ns < best) best = ns;
-    }
+    const best = timedRounds(sw, tx, [{ be: rx.backendObject, ring: rr }], frames, rounds);
     const c = sw.counters(sw.port('vale0:b')!.index);
     if (c['txFrames']! < frames * rounds) throw new Error(`only ${c['txFrames']} of ${frames * rounds} frames delivered: ${JSON.stringify(c)}`);
     return best;
@@ -105,25 +115,7 @@ async function measureFlood(frames: number, opts: SwitchOptions, rounds = 1): Pr
       tr.bytes.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, ...A, 0x88, 0xb5], tr.bufOffset(i));
       tr.setLen(i, 60);
     }
-    const txBe = tx.backendObject;
-    const rx = rxs.map((p) => ({ be: p.backendObject, ring: p.rxRings[0]! }));
-    const batch = 512;
-    let best = Infinity;
-    for (let r = 0; r < rounds; r++) {
-      const c0 = process.cpuUsage();
-      for (let sent = 0; sent < frames; sent += batch) {
-        tr.advance(batch);
-        txBe.txsync(0);
-        sw.pump();
-        for (const x of rx) {
-          x.be.rxsync(0);
-          x.ring.advance(x.ring.space());
-          x.be.rxsync(0);
-        }
-      }
-      const c = process.cpuUsage(c0);
-      best = Math.min(best, ((c.user + c.system) * 1000) / frames);
-    }
+    const best = timedRounds(sw, tx, rxs.map((p) => ({ be: p.backendObject, ring: p.rxRings[0]! })), frames, rounds);
     const c = sw.counters(sw.port('vale0:d')!.index);
     if (c['txFrames']! < frames * rounds) throw new Error(`only ${c['txFrames']} of ${frames * rounds} flood copies delivered to d: ${JSON.stringify(c)}`);
     return best;
