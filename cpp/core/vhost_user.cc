@@ -879,13 +879,7 @@ struct VhostUserPort::Impl final : RoundHook {
         std::lock_guard<std::mutex> g(dp_mu);
         if (listen_ready) on_listen();
         handle_messages(conn_readable);
-        if (self.cfg_.client && !conn) {
-          auto now = std::chrono::steady_clock::now();
-          if (now - last_try >= std::chrono::seconds(1)) {
-            last_try = now;
-            try_connect();
-          }
-        }
+        maybe_reconnect();
       }
       core->notify();  // a queue may have started or changed: the switch looks at once
     }
@@ -1234,6 +1228,16 @@ struct VhostUserPort::Impl final : RoundHook {
     }
   }
 
+  // client mode, no connection: one attempt a second (the thread's loop and
+  // the in-line mode's message loop both call this)
+  void maybe_reconnect() {
+    if (!self.cfg_.client || conn) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_try < std::chrono::seconds(1)) return;
+    last_try = now;
+    try_connect();
+  }
+
   void on_listen() {
     for (;;) {
       int fd = ::accept4(listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
@@ -1322,13 +1326,7 @@ struct VhostUserPort::Impl final : RoundHook {
       }
       // protocol messages after the datapath events of this round: a message may reset a queue
       handle_messages(conn_readable);
-      if (self.cfg_.client && !conn) {
-        auto now = std::chrono::steady_clock::now();
-        if (now - last_try >= std::chrono::seconds(1)) {
-          last_try = now;
-          try_connect();
-        }
-      }
+      maybe_reconnect();
     }
   }
   // The messages queued on the connection (64 at most before the datapath gets a turn).
