@@ -67,6 +67,11 @@ const RECONNECT_MAX_MS = 500;
 /** How often a sleeping poll re-checks that the other side is alive. */
 const LIVENESS_MS = 200;
 
+/** {@link Port.waitSync}'s bits as pollSync()'s object. */
+function eventsOf(ev: number): PollEvents {
+  return { rx: (ev & Port.RX) !== 0, tx: (ev & Port.TX) !== 0, hup: (ev & Port.HUP) !== 0 };
+}
+
 /** An open netmap port. Create with {@link open}. */
 export class Port {
   /** The name as opened. */
@@ -430,29 +435,17 @@ export class Port {
     const wantTx = opts.tx ?? false;
     const deadline = Date.now() + Math.min(opts.timeoutMs ?? LIVENESS_MS, LIVENESS_MS);
     const spinNs = BigInt(Math.round(Math.max(0, Math.min(opts.spinUs ?? this.busyWaitUs, (opts.timeoutMs ?? Infinity) * 1000)) * 1000));
-    let spinEnd = spinNs > 0n ? process.hrtime.bigint() + spinNs : 0n;
-    for (;;) {
-      if (this.reconnecting) return { rx: false, tx: false, hup: false };
-      let ev = this.check(wantRx, wantTx);
-      if (ev.rx || ev.tx || ev.hup) return ev;
-      const left = deadline - Date.now();
-      if (left <= 0) return ev;
-      if (spinEnd !== 0n) {
-        if (process.hrtime.bigint() < spinEnd) {
-          native.schedYield();
-          continue;
-        }
-        spinEnd = 0n;
+    if (spinNs > 0n) {
+      const spinEnd = process.hrtime.bigint() + spinNs;
+      for (;;) {
+        if (this.reconnecting) return eventsOf(0);
+        const ev = this.checkBits(wantRx, wantTx);
+        if (ev !== 0 || deadline - Date.now() <= 0) return eventsOf(ev);
+        if (process.hrtime.bigint() >= spinEnd) break;
+        native.schedYield();
       }
-      const events = this.be.armWait(wantRx, wantTx); // as poll(): pending tx was pushed by check()
-      ev = this.check(wantRx, wantTx);
-      if (ev.rx || ev.tx || ev.hup) {
-        this.be.afterWait();
-        return ev;
-      }
-      native.waitFd(this.be.waitFd, events, left);
-      this.be.afterWait();
     }
+    return eventsOf(this.waitUntil(wantRx, wantTx, deadline));
   }
 
   /** {@link Port.waitSync}'s bits: frames to receive. */
@@ -470,7 +463,11 @@ export class Port {
    * as pollSync's.
    */
   waitSync(wantRx: boolean, wantTx: boolean, timeoutMs: number): number {
-    const deadline = Date.now() + Math.min(timeoutMs, LIVENESS_MS);
+    return this.waitUntil(wantRx, wantTx, Date.now() + Math.min(timeoutMs, LIVENESS_MS));
+  }
+
+  /** The sleeping wait of pollSync() and waitSync(): check, ask for a kick, check again, sleep; until `deadline` (Date.now() ms). */
+  private waitUntil(wantRx: boolean, wantTx: boolean, deadline: number): number {
     for (;;) {
       if (this.reconnecting) return 0;
       let ev = this.checkBits(wantRx, wantTx);
@@ -518,8 +515,7 @@ export class Port {
   }
 
   private check(wantRx: boolean, wantTx: boolean): PollEvents {
-    const ev = this.checkBits(wantRx, wantTx);
-    return { rx: (ev & Port.RX) !== 0, tx: (ev & Port.TX) !== 0, hup: (ev & Port.HUP) !== 0 };
+    return eventsOf(this.checkBits(wantRx, wantTx));
   }
 
   /** check() as {@link Port.waitSync}'s bits. */
