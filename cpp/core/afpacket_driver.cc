@@ -10,7 +10,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/clock.h"
 #include "core/link.h"
 #include "core/offload.h"
 
@@ -28,12 +28,6 @@ namespace {
 constexpr uint32_t kTxBatch = 64;
 constexpr size_t kVnetLen = VNET_HDR_LEN;
 constexpr uint64_t kStatsNs = 2'000'000;  // how often, at most, the kernel's drop count is read
-
-uint64_t mono_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
-}
 
 template <class T>
 Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, const std::string &ifname, std::string hint = {}) {

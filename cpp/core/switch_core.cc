@@ -6,11 +6,11 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 
-#include <time.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "core/clock.h"
 #include "core/offload.h"
 #include "core/shm_atomic.h"
 
@@ -498,19 +498,11 @@ uint32_t SwitchCore::collect() {
 
 // ---- deliver --------------------------------------------------------------
 
-namespace {
-int64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-}  // namespace
-
 // The clock is read only here, when a copy found no room: never on a round
 // that delivers everything.
 bool SwitchCore::hold_back(Port *d) {
   if (d->hold_ns == 0 || !d->attached || d->shed) return false;
-  const int64_t now = now_ns();
+  const int64_t now = mono_ns();
   if (d->full_since_ns == 0) {
     d->full_since_ns = now;
     return true;
@@ -1125,7 +1117,7 @@ void SwitchCore::note_wakeup(bool useful) {
     p->backoff_ms = std::min(SWITCH_BACKOFF_MAX_MS, p->backoff_ms ? p->backoff_ms * 2 : SWITCH_BACKOFF_MIN_MS);
     if (epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, p->switch_bell.get(), nullptr) < 0) continue;
     p->muted = true;
-    p->muted_until_ns = now_ns() + static_cast<int64_t>(p->backoff_ms) * 1000000;
+    p->muted_until_ns = mono_ns() + static_cast<int64_t>(p->backoff_ms) * 1000000;
     wide_.doorbell_backoffs++;
   }
   rang_.clear();
@@ -1134,7 +1126,7 @@ void SwitchCore::note_wakeup(bool useful) {
 int SwitchCore::backoff_due() {
   std::lock_guard<std::recursive_mutex> g(mu_);
   int64_t next = -1;
-  const int64_t now = now_ns();
+  const int64_t now = mono_ns();
   for (uint32_t id : active_) {
     Port &p = ports_[id];
     if (!p.muted) continue;

@@ -10,7 +10,6 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,7 +17,13 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/clock.h"
+
 namespace nm {
+
+// Time here is mono_coarse_ns() (no hardware counter read on the datapath):
+// every period it bounds (ageing, hellos, sport windows, the 10 ms service
+// tick) is long beside its 1-4 ms resolution.
 
 const char *vx_ctr_name(VxCtr c) {
   switch (c) {
@@ -85,12 +90,6 @@ constexpr size_t GSO_MAX_BYTES = 60000;  // UDP payload of one GSO send (below 6
 constexpr size_t GSO_SOCKETS = 64;       // per-flow source ports with a GSO socket
 constexpr size_t GRO_SPILL = 65536;      // a coalesced datagram beyond its first slot (the kernel caps one at 64 KiB)
 constexpr size_t ETH_HLEN = 14;
-
-uint64_t now_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 uint64_t mac_key(const uint8_t *m) {
   uint64_t k = 0;
@@ -543,7 +542,7 @@ int VxlanDriver::find_endpoint(const sockaddr_storage &a) const {
 int VxlanDriver::idle_timeout_ms() {
   if (!shortcut_) return -1;
   if (sc_full_) return 1;  // a kick for room may come late (see ShortcutRing): look again soon
-  const uint64_t since = now_ns() - last_hello_ns_;
+  const uint64_t since = mono_coarse_ns() - last_hello_ns_;
   return since >= SHORTCUT_HELLO_PERIOD_NS ? 0 : static_cast<int>((SHORTCUT_HELLO_PERIOD_NS - since) / 1000000) + 1;
 }
 
@@ -553,7 +552,7 @@ void VxlanDriver::on_idle_timeout() {
     sc_full_ = false;
     if (out_sent_ >= out_.size()) out_blocked_ = false;
   }
-  maybe_hello(now_ns());
+  maybe_hello(mono_coarse_ns());
 }
 
 void VxlanDriver::maybe_hello(uint64_t now) {
@@ -1022,7 +1021,7 @@ void VxlanDriver::send_markers(Peer &p) {
   // is kept: a resend is the same copies again
   Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
   if (!p.marked) {
-    const uint64_t now = now_ns();
+    const uint64_t now = mono_coarse_ns();
     p.marker_ports.clear();
     if (raw_)
       for (uint32_t i = 0; i < e.nsports; i++)
@@ -1152,7 +1151,7 @@ uint32_t VxlanDriver::link_in() {
   if (!peers_.empty() || !draining_.empty() || !late_.empty()) {
     std::lock_guard<std::mutex> g(mu_);
     disarm_rings();
-    rings += drain_rings(now_ns());
+    rings += drain_rings(mono_coarse_ns());
     if (!push_late()) return rings;
   }
   if (!readable_) return rings;
@@ -1202,7 +1201,7 @@ uint32_t VxlanDriver::link_in() {
     return rings;
   }
   if (static_cast<uint32_t>(r) < n) readable_ = false;
-  const uint64_t now = now_ns();
+  const uint64_t now = mono_coarse_ns();
   std::lock_guard<std::mutex> g(mu_);
   uint32_t pushed = 0;
   bool hold = false;  // a datagram is held back: so is every later one (their order kept)
@@ -1339,7 +1338,7 @@ uint32_t VxlanDriver::link_out() {
   uint32_t moved = 0, nf = 0;
   const uint32_t bs = buf_size();
   const size_t uhl = raw_ ? 8 : 0;  // our own UDP header before the VXLAN one
-  const uint64_t now = now_ns();
+  const uint64_t now = mono_coarse_ns();
   maybe_hello(now);  // a busy port never idles into on_idle_timeout
   if (listen_ && now - last_service_ns_ > 10000000ull) {  // nor polls the rendezvous fds
     last_service_ns_ = now;
@@ -1576,7 +1575,7 @@ uint32_t VxlanDriver::flush_out() {
       const Out &o0 = out_[out_sent_];
       const uint8_t *h0 = out_hdr_[o0.frame].data();
       const uint16_t sp = static_cast<uint16_t>(h0[0] << 8 | h0[1]);
-      const int gfd = gso_socket(sp, now_ns());
+      const int gfd = gso_socket(sp, mono_coarse_ns());
       if (gfd >= 0) {
         iovec iov[2 * GSO_MAX];
         for (size_t i = 0; i < run; i++) {
@@ -1691,7 +1690,7 @@ uint32_t VxlanDriver::flush_out() {
 std::vector<std::pair<std::string, uint64_t>> VxlanDriver::vx_counters(size_t max_fdb_lines) const {
   std::vector<std::pair<std::string, uint64_t>> v;
   for (size_t i = 0; i < vctr_.size(); i++) v.emplace_back(vx_ctr_name(static_cast<VxCtr>(i)), vctr_[i].load(std::memory_order_relaxed));
-  const uint64_t now = now_ns();
+  const uint64_t now = mono_coarse_ns();
   std::lock_guard<std::mutex> g(mu_);
   v.emplace_back("fdbEntries", fdb_.size());
   v.emplace_back("endpoints", endpoints_.size());

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "abi/netmap_abi.h"
+#include "core/clock.h"
 #include "core/pipe.h"
 #include "core/port_client.h"
 #include "core/region.h"
@@ -1005,16 +1006,10 @@ int legacy(int fd, NmFd *f, unsigned long req, nmreq *r) {
   return 0;
 }
 
-int64_t now_ns() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 // The time left before `deadline` (ns, -1: none) as a timespec for ppoll.
 const timespec *left(int64_t deadline, timespec *ts) {
   if (deadline < 0) return nullptr;
-  int64_t d = deadline - now_ns();
+  int64_t d = deadline - mono_ns();
   if (d < 0) d = 0;
   ts->tv_sec = d / 1000000000LL;
   ts->tv_nsec = d % 1000000000LL;
@@ -1211,7 +1206,7 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
     k = heap.data();
     ports = heap_ports.data();
   }
-  const int64_t deadline = timeout ? now_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
+  const int64_t deadline = timeout ? mono_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
   for (;;) {
     int ready = 0;
     for (nfds_t i = 0; i < n; i++) {
@@ -1281,7 +1276,7 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
     for (nfds_t i = 0; i < n; i++)
       if (ports[i] && fds[i].revents) count++;
     if (count || ready || (rc == 0 && !sliced)) return count;
-    if (deadline >= 0 && now_ns() >= deadline) return 0;
+    if (deadline >= 0 && mono_ns() >= deadline) return 0;
     // woken with nothing for the caller (a stale kick), or a slice of a
     // shared doorbell's sleep passed: check and sleep again
   }
@@ -1387,7 +1382,7 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
   const int nm = sn.n;
   if (nm == 0) return false;
   const int64_t deadline =
-      timeout ? now_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
+      timeout ? mono_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
   auto collect = [&](int *count) {
     for (int i = 0; i < nm && *count < max; i++) {
       const short rev = port_check(members[i].p, static_cast<short>(members[i].events & 0xffff));
@@ -1437,7 +1432,7 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
       const int r = sys::epoll_pwait(epfd, out + count, max - count, 0, nullptr);
       if (r > 0) count += r;
     }
-    if (count || (deadline >= 0 && now_ns() >= deadline)) {
+    if (count || (deadline >= 0 && mono_ns() >= deadline)) {
       *rc = count;
       return true;
     }

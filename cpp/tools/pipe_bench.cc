@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "core/clock.h"
 #include "core/pipe.h"
 #include "napi/napi_util.h"
 #include "tools/tools.h"
@@ -14,12 +15,6 @@
 namespace nm {
 
 namespace {
-
-int64_t now_ns() {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<int64_t>(t.tv_sec) * 1000000000LL + t.tv_nsec;
-}
 
 // pipeBenchLoop(path, end, {rings, slots, bufSize, extraBufs}, name, role 'tx'|'rx', count, len, batch)
 //   -> {frames, errors, ns}; waits (up to a minute) for the peer end first.
@@ -43,9 +38,9 @@ Napi::Value PipeBenchLoop(const Napi::CallbackInfo &info) {
   if (batch == 0) throw Napi::RangeError::New(env, "batch must be at least 1");
 
   // both loops time the same traffic: start once the peer is there
-  const int64_t give_up = now_ns() + 60'000'000'000LL;
+  const int64_t give_up = mono_ns() + 60'000'000'000LL;
   while (end.peer_state() != PeerState::kOpen) {
-    if (now_ns() > give_up) throw coded_error(env, "pipe bench: the peer end never opened " + path, ETIMEDOUT);
+    if (mono_ns() > give_up) throw coded_error(env, "pipe bench: the peer end never opened " + path, ETIMEDOUT);
     struct timespec ms = {0, 1'000'000};
     nanosleep(&ms, nullptr);
   }
@@ -57,7 +52,7 @@ Napi::Value PipeBenchLoop(const Napi::CallbackInfo &info) {
   const uint64_t total = count;
   uint64_t done = 0, errors = 0;
   auto changed = [&] { return coded_error(env, "pipe bench: the ring changed under the loop", EPROTO); };
-  const int64_t t0 = now_ns();
+  const int64_t t0 = mono_ns();
   while (done < total) {
     if (tx) {
       uint32_t h = rg->head;
@@ -97,7 +92,7 @@ Napi::Value PipeBenchLoop(const Napi::CallbackInfo &info) {
   } else {
     (void)end.rx_sync(0);
   }
-  const int64_t ns = now_ns() - t0;
+  const int64_t ns = mono_ns() - t0;
   auto o = Napi::Object::New(env);
   o.Set("frames", static_cast<double>(done));
   o.Set("errors", static_cast<double>(errors));

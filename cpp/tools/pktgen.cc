@@ -12,7 +12,6 @@
 // buggy peer can make a call fail with an error, never make it touch memory
 // outside the region.
 #include <sched.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cstring>
@@ -21,6 +20,7 @@
 
 #include "napi/napi_util.h"
 #include "abi/netmap_abi.h"
+#include "core/clock.h"
 #include "core/region.h"
 #include "core/shm_atomic.h"
 #include "tools/tools.h"
@@ -534,8 +534,7 @@ class PktgenTx : public Napi::ObjectWrap<PktgenTx> {
     Napi::Function sync = info[4].As<Napi::Function>();
     uint64_t done = 0;
     const uint64_t total = count > 0 ? static_cast<uint64_t>(std::min(count, 9007199254740992.0)) : 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int64_t t0 = mono_ns();
     while (done < total) {
       const uint64_t left = total - done;
       const uint32_t m = Fill(env, mem, v, left < batch ? static_cast<uint32_t>(left) : batch);
@@ -550,10 +549,10 @@ class PktgenTx : public Napi::ObjectWrap<PktgenTx> {
       sync.Call({});
       if (env.IsExceptionPending()) return env.Undefined();
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const int64_t t1 = mono_ns();
     Napi::Object o = Napi::Object::New(env);
     o.Set("frames", static_cast<double>(done));
-    o.Set("ns", static_cast<double>((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)));
+    o.Set("ns", static_cast<double>(t1 - t0));
     return o;
   }
 
@@ -716,14 +715,14 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
     Napi::Function sync = info[3].As<Napi::Function>();
     const uint64_t total = count > 0 ? static_cast<uint64_t>(std::min(count, 9007199254740992.0)) : 0;
     uint64_t done = 0, first = 0;
-    struct timespec t0 = {}, t1;
+    int64_t t0 = 0;
     while (done < total) {
       sync.Call({});
       if (env.IsExceptionPending()) return env.Undefined();
       const uint64_t left = total - done;
       const uint32_t m = Count(env, v, left > 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(left), 0);
       if (m && !first) {
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = mono_ns();
         first = m;
       }
       if (!m) backoff();
@@ -731,11 +730,11 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
     }
     sync.Call({});
     if (env.IsExceptionPending()) return env.Undefined();
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const int64_t t1 = mono_ns();
     Napi::Object o = Napi::Object::New(env);
     o.Set("frames", static_cast<double>(done));
     o.Set("timed", static_cast<double>(done - first));
-    o.Set("ns", static_cast<double>((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)));
+    o.Set("ns", static_cast<double>(t1 - t0));
     return o;
   }
 
