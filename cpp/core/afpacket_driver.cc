@@ -313,12 +313,21 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
   return true;
 }
 
+// Frame block_ as the kernel lays it out (whole frames per block, see
+// start()). In bounds: block_ < frame_nr_ = frames_per_block_ * block_count,
+// so the block is < block_count, and (block_ % frames_per_block_ + 1) *
+// frame_size <= frames_per_block_ * frame_size <= block_size: all frame_size
+// bytes lie inside the block_size * block_count mapping.
+uint8_t *AfPacketDriver::v2_frame() const {
+  return ring_.data() + size_t{block_ / frames_per_block_} * cfg_.block_size + size_t{block_ % frames_per_block_} * cfg_.frame_size;
+}
+
 // TPACKET_V2: one frame per ring entry, its status word handed back and
 // forth; block_ counts frames here
 bool AfPacketDriver::pump_in_v2(bool &moved) {
   const uint32_t fsz = cfg_.frame_size;
   for (;;) {
-    uint8_t *f = ring_.data() + size_t{block_ / frames_per_block_} * cfg_.block_size + size_t{block_ % frames_per_block_} * fsz;
+    uint8_t *f = v2_frame();
     auto *h = reinterpret_cast<tpacket2_hdr *>(f);
     if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return true;
     if (h->tp_mac < kVnetLen || size_t{h->tp_mac} + h->tp_snaplen > fsz) {
@@ -338,8 +347,7 @@ bool AfPacketDriver::pump_in_v2(bool &moved) {
 
 bool AfPacketDriver::kernel_ready() const {
   if (cfg_.rx_version == 2) {
-    const uint8_t *f = ring_.data() + size_t{block_ / frames_per_block_} * cfg_.block_size + size_t{block_ % frames_per_block_} * cfg_.frame_size;
-    return __atomic_load_n(&reinterpret_cast<const tpacket2_hdr *>(f)->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER;
+    return __atomic_load_n(&reinterpret_cast<const tpacket2_hdr *>(v2_frame())->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER;
   }
   const auto *bd = reinterpret_cast<const tpacket_block_desc *>(ring_.data() + size_t{block_} * cfg_.block_size);
   return pkt_left_ > 0 || (__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER);

@@ -130,6 +130,7 @@ class AfPacketDriver {
   uint32_t mtu_ = 0;
   bool qdisc_bypass_ = false, raised_up_ = false, was_promisc_ = false;
   bool pump_in_v2(bool &moved);  // the V2 ring's walk; false: stopped on a full port tx ring
+  uint8_t *v2_frame() const;     // V2: the whole ring frame block_ names
   bool kernel_ready() const;     // a frame or block waits in the ring for us
 
   uint32_t block_ = 0;       // next block to read (V2: next frame)
