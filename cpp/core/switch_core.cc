@@ -30,6 +30,17 @@ constexpr uint64_t NOTIFY_TAG = ~0ull;
 // beside the cache miss on a buffer the other process last touched.
 constexpr uint32_t PREFETCH_AHEAD = 4;
 
+// The slot PREFETCH_AHEAD on from slot i < n of an n-slot ring (n need not
+// be a power of two; no divide unless it wraps).
+inline uint32_t ahead_slot(uint32_t i, uint32_t n) {
+  const uint32_t a = i + PREFETCH_AHEAD;
+  return a < n ? a : a % n;
+}
+
+// The rx ring of a port with nrx rx rings that takes frames from source
+// ring r: the same index, folded when that port has fewer (no divide when not).
+inline uint32_t dest_ring(uint32_t r, uint32_t nrx) { return r < nrx ? r : r % nrx; }
+
 // Exactly n bytes, n <= 64 with two overlapping fixed-size moves the compiler
 // inlines (no call into libc's memmove for a minimum-size frame), longer
 // with memcpy. Never reads or writes outside [src, src + n), [dst, dst + n).
@@ -382,8 +393,7 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
         // the snapshot below reads this slot's buffer: start loading the
         // one PREFETCH_AHEAD slots on (published or not: a valid index, or
         // no load; that slot is read and checked again in its turn)
-        const uint32_t a = i + PREFETCH_AHEAD < N ? i + PREFETCH_AHEAD : (i + PREFETCH_AHEAD) % N;
-        const uint32_t ai = s[a].buf_idx;
+        const uint32_t ai = s[ahead_slot(i, N)].buf_idx;
         if (p->buf_ok(ai)) __builtin_prefetch(p->buf(ai), 0);
       }
       if (!p->buf_ok(idx) || len > bsz) ok = false;
@@ -749,8 +759,7 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
   {
     // the next copies' buffers, loading while this one is written
-    const uint32_t a = st.hwtail + PREFETCH_AHEAD < N ? st.hwtail + PREFETCH_AHEAD : (st.hwtail + PREFETCH_AHEAD) % N;
-    const uint32_t ai = rs[a].buf_idx;
+    const uint32_t ai = rs[ahead_slot(st.hwtail, N)].buf_idx;
     if (d->buf_ok(ai)) __builtin_prefetch(d->buf(ai), 1);
   }
   if (frags == 1 && hoff_[k] == 0 && lens_[k] == flen_[f0]) {
@@ -831,8 +840,7 @@ bool SwitchCore::flood(Touched &t, Port *p, uint32_t k) {
     for (uint32_t d : active_) {
       if (d == t.port) continue;
       Port *dp = &ports_[d];
-      const uint32_t nrx = dp->layout.p.rx_rings;
-      const uint32_t rr = t.ring < nrx ? t.ring : t.ring % nrx;
+      const uint32_t rr = dest_ring(t.ring, dp->layout.p.rx_rings);
       flood_dests_.push_back(FloodDest{dp, room(d, rr), d, rr});
     }
     t.f1 = static_cast<uint32_t>(flood_dests_.size());
@@ -894,8 +902,7 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
         p->c[C_DROP_NO_PORT]++;
       } else {
         Port *dp = &ports_[d];
-        const uint32_t nrx = dp->layout.p.rx_rings;
-        const uint32_t rr = r < nrx ? r : r % nrx;
+        const uint32_t rr = dest_ring(r, dp->layout.p.rx_rings);
         if (!deliver(dp, rr, k, room(d, rr))) {
           if (p->lossless && dp->attached && !dp->stalled) {
             t.stopped = true;
