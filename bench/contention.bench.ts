@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSwitch } from './lib.js';
+import { ValeClient } from '../src/control/client.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = path.join(here, '..', 'tools', 'pkt-gen-ts.js');
@@ -108,12 +109,15 @@ interface Once {
   mpps: number | null;
   /** per process: on-CPU / waiting ms and switches over its whole life (startup included) */
   sched: Record<string, Sched | undefined>;
+  /** vale: the switch's wakeup and hold counters and its drops (--verbose) */
+  switchLine?: string;
 }
 
 /** One tx -> rx run. `slots`: @conf:slots for both ends (undefined: the ports' default). */
 async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switchArgs: string[], slots: number | undefined, watch: boolean): Promise<Once> {
   let env: Record<string, string> = {};
   let sw: ChildProcess | undefined;
+  let socket: string | undefined;
   let txName: string;
   let rxName: string;
   const conf = slots === undefined ? '' : `@conf:slots=${slots}`;
@@ -124,6 +128,7 @@ async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switc
   } else {
     const s = await startSwitch(switchArgs);
     sw = s.proc;
+    socket = s.socket;
     env = { VALE_TS_SOCKET: s.socket };
     txName = `vale0:a${conf}`;
     rxName = `vale0:b${conf}`;
@@ -140,6 +145,17 @@ async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switc
   clearTimeout(timer);
   watches.switch?.sample();
   const sched = Object.fromEntries(Object.entries(watches).map(([k, w]) => [k, w.stop()]));
+  // how the switch's sleeps ended (a kick or the held-back guard timer) and what it dropped
+  let switchLine: string | undefined;
+  if (watch && socket && res !== 'hung') {
+    try {
+      const [st] = await new ValeClient({ socket }).stats();
+      const drops = Object.entries(st?.totals ?? {}).filter(([k, v]) => k.startsWith('drop') && v > 0);
+      switchLine = `switch ${JSON.stringify(st?.switchCounters ?? {})} drops ${JSON.stringify(Object.fromEntries(drops))}`;
+    } catch (e) {
+      switchLine = `switch stats: ${(e as Error).message}`;
+    }
+  }
   sw?.kill('SIGTERM');
   if (res === 'hung') {
     tx.c.kill('SIGKILL');
@@ -147,7 +163,7 @@ async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switc
     return { mpps: null, sched };
   }
   const [, r] = res;
-  return { mpps: mppsOf(r.out), sched };
+  return { mpps: mppsOf(r.out), sched, ...(switchLine ? { switchLine } : {}) };
 }
 
 function hogs(n: number): ChildProcess[] {
@@ -197,7 +213,7 @@ async function main(): Promise<void> {
               t.finished++;
               t.rates.push(o.mpps);
             }
-            if (values.verbose) console.log(`  ${kind} slots ${v ?? 'default'} ${loaded ? 'two hogs' : 'unloaded'}: ${o.mpps === null ? 'hung' : o.mpps.toFixed(3) + ' Mpps'}  ${schedLine(o.sched)}  (load ${load()})`);
+            if (values.verbose) console.log(`  ${kind} slots ${v ?? 'default'} ${loaded ? 'two hogs' : 'unloaded'}: ${o.mpps === null ? 'hung' : o.mpps.toFixed(3) + ' Mpps'}  ${schedLine(o.sched)}  (load ${load()})${o.switchLine ? '\n    ' + o.switchLine : ''}`);
           } finally {
             for (const h of hs) h.kill('SIGKILL');
           }

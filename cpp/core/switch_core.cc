@@ -1005,6 +1005,22 @@ uint32_t SwitchCore::pending_locked() {
   return n;
 }
 
+bool SwitchCore::held_room_freed_locked() {
+  for (uint32_t id : active_) {
+    Port &p = ports_[id];
+    if (p.full_since_ns == 0 && static_cast<int32_t>(id) != blocked_on_) continue;
+    const uint32_t N = p.layout.p.rx_slots;
+    for (uint32_t rr = 0; rr < p.layout.p.rx_rings; rr++) {
+      const RxState &st = p.rx[rr];
+      const uint32_t rel = load_acquire(&p.atok(p.layout.p.tx_rings + rr)->head);
+      // as refresh_room(): a head the client could not have set legitimately
+      // is no progress (else a hostile client would keep the switch awake)
+      if (rel < N && rel != st.released && ring_dist(rel, st.released, N) <= ring_dist(st.hwtail, st.released, N)) return true;
+    }
+  }
+  return false;
+}
+
 bool SwitchCore::arm_all(bool rx_too) {
   std::lock_guard<std::recursive_mutex> g(mu_);
   // in-line drivers first: one with work pending keeps the switch awake
@@ -1024,7 +1040,16 @@ bool SwitchCore::arm_all(bool rx_too) {
   }
   // the client reads kern_need_kick after publishing: re-check after asking
   full_fence();
-  if (rx_too || pending_locked() == 0) return true;
+  // held frames are pending by definition: what a held-back sleep must
+  // re-check is room. A receiver that released its slots between the round
+  // and the request above saw no request and will not kick; sleeping now
+  // would wait for the guard timer (10 ms) with the ring empty on both ends
+  if (rx_too && held_room_freed_locked()) {
+    wide_.held_rechecks++;
+  } else if (rx_too || pending_locked() == 0) {
+    armed_held_ = rx_too;
+    return true;
+  }
   for (uint32_t id : active_) {
     Port &p = ports_[id];
     for (uint32_t k = 0; k < p.layout.rings_per_if(); k++) store_release(&p.ktoa(k)->kern_need_kick, 0);
@@ -1041,9 +1066,12 @@ void SwitchCore::disarm_all() {
   }
   // drain only the doorbells that rang: O(rung), not O(ports)
   epoll_event evs[64];
+  bool held = armed_held_;
+  armed_held_ = false;
   for (;;) {
     int n = epoll_wait(epfd_.get(), evs, 64, 0);
     if (n <= 0) break;
+    held = false;  // something rang: not a timeout
     for (int i = 0; i < n; i++) {
       const uint64_t tag = evs[i].data.u64;
       if (tag != NOTIFY_TAG && (tag & WAIT_FD_TAG)) {
@@ -1061,6 +1089,7 @@ void SwitchCore::disarm_all() {
     }
     if (n < 64) break;
   }
+  if (held) wide_.held_timeouts++;
   for (RoundHook *h : hooks_) h->disarm();
 }
 

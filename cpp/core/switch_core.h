@@ -115,6 +115,13 @@ struct SwitchWideCounters {
   uint64_t wakeups = 0;            // times a doorbell woke the sleeping switch
   uint64_t spurious_wakeups = 0;   // wakeups whose first round found nothing to do
   uint64_t doorbell_backoffs = 0;  // times a port's doorbell was ignored for a while
+  // sleeps with frames held back for a full receiver (arm_all(true)) that
+  // ended without any doorbell: the guard timer, not the receiver's kick
+  uint64_t held_timeouts = 0;
+  // arm_all(true) found that a receiver holding frames back had freed room
+  // after the round looked: the switch ran another round instead of sleeping
+  // (the receiver could not have seen the kick request yet)
+  uint64_t held_rechecks = 0;
 };
 
 // A doorbell that woke the switch for nothing this many times in a row is
@@ -422,6 +429,9 @@ class SwitchCore {
   void publish_rx();
   void kick_client(Port *p);
   uint32_t pending_locked();
+  // arm_all(true)'s re-check: a receiver the last round held frames back
+  // for (full rx ring) has released slots since
+  bool held_room_freed_locked();
   void count_closed(Port *p);
   // After every change of active_ (or of a port's rings' mapping).
   void rebuild_scan();
@@ -446,6 +456,7 @@ class SwitchCore {
   std::vector<std::pair<int, RoundHook *>> wait_fds_;   // their fds in epfd_ (add_wait_fd)
   std::vector<uint32_t> rang_;    // ports whose doorbell rang since the last note_wakeup()
   SwitchWideCounters wide_;
+  bool armed_held_ = false;  // the last arm_all() asked for rx-room kicks (frames held back)
   unique_fd epfd_, notify_fd_;
   // the batch, as the decision sees it
   std::unique_ptr<uint8_t[]> hdr_;

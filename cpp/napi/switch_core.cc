@@ -210,13 +210,15 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   // backoffDue() -> ms until a muted doorbell is listened to again, -1 if none
   Napi::Value BackoffDue(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), core_->backoff_due()); }
 
-  // switchCounters() -> {wakeups, spuriousWakeups, doorbellBackoffs}
+  // switchCounters() -> {wakeups, spuriousWakeups, doorbellBackoffs, heldTimeouts, heldRechecks}
   Napi::Value WideCounters(const Napi::CallbackInfo &info) {
     SwitchWideCounters w = core_->wide_counters();
     auto o = Napi::Object::New(info.Env());
     o.Set("wakeups", static_cast<double>(w.wakeups));
     o.Set("spuriousWakeups", static_cast<double>(w.spurious_wakeups));
     o.Set("doorbellBackoffs", static_cast<double>(w.doorbell_backoffs));
+    o.Set("heldTimeouts", static_cast<double>(w.held_timeouts));
+    o.Set("heldRechecks", static_cast<double>(w.held_rechecks));
     return o;
   }
 

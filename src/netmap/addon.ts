@@ -127,7 +127,7 @@ export interface NativeSwitchCore {
   /** before sleeping: re-listen to doorbells whose backoff is over; ms until the next is due, -1 if none */
   backoffDue(): number;
   /** switch-wide counters kept by the core */
-  switchCounters(): { wakeups: number; spuriousWakeups: number; doorbellBackoffs: number };
+  switchCounters(): { wakeups: number; spuriousWakeups: number; doorbellBackoffs: number; heldTimeouts: number; heldRechecks: number };
   stats(id: number): Record<string, number>;
   /** frames waiting in a port's rings: published on tx and not taken, delivered on rx and not released */
   occupancy(id: number): { txQueued: number; rxQueued: number };

@@ -56,6 +56,8 @@ const SWITCH_WIDE: readonly [key: string, metric: string, help: string][] = [
   ['wakeups', 'switch_wakeups_total', 'times a doorbell woke the sleeping switch'],
   ['spuriousWakeups', 'switch_spurious_wakeups_total', 'wakeups that found nothing to do'],
   ['doorbellBackoffs', 'switch_doorbell_backoffs_total', 'times a doorbell ringing for nothing was ignored for a while'],
+  ['heldTimeouts', 'switch_held_timeouts_total', 'sleeps with frames held back for a full receiver that ended on the guard timer, not a kick'],
+  ['heldRechecks', 'switch_held_rechecks_total', 'held-back sleeps not taken: the receiver had freed room meanwhile'],
   ['stalls', 'switch_stalls_total', 'receivers declared stalled (lossless bound)'],
 ];
 const MAC_EVENTS: readonly string[] = ['learned', 'aged', 'moved', 'tableFull'];

@@ -96,6 +96,10 @@ export interface SwitchCounters {
   spuriousWakeups: number;
   /** times a port's doorbell was ignored for a while after repeated spurious wakeups */
   doorbellBackoffs: number;
+  /** sleeps with frames held back for a full receiver that ended on the guard timer, not the receiver's kick */
+  heldTimeouts: number;
+  /** times a held-back switch found, while asking for the receiver's kick, that room had freed meanwhile: it ran another round instead of sleeping */
+  heldRechecks: number;
   /** receivers declared stalled (lossless bound) */
   stalls: number;
 }

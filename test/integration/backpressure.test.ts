@@ -194,6 +194,58 @@ test('a flood waits, all or nothing, for a full receiver within the bound; once 
   });
 });
 
+/** The switch core's sleep calls, driven by hand (Switch keeps its core private). */
+interface CoreSleep {
+  armAll(rxToo: boolean): boolean;
+  disarmAll(): void;
+}
+
+test('a held-back switch does not sleep past room freed between its round and its kick request: it rounds again (heldRechecks), else the guard timer ends the sleep (heldTimeouts)', async (t) => {
+  const sw = new Switch('vale0', { holdUs: 1_000_000 });
+  await withServer(sw, async (socket) => {
+    const { rx, tx } = await smallRxPair(socket);
+    take(tx);
+    take(rx);
+    const core = (sw as unknown as { core: CoreSleep }).core;
+    const txIdx = sw.port('vale0:tx')!.index;
+    // from here on synchronous: the switch's own loop gets no turn, the test
+    // runs its rounds and sleeps. Withdraw what a sleeping loop asked for.
+    core.disarmAll();
+    const before = sw.switchCounters();
+    for (let i = 0; i < 200; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+    tx.txsync();
+    sw.pump();
+    t.true(sw.occupancy(txIdx).txQueued > 0, 'rx full after one round: the rest is held');
+    // the receiver drains before the switch asks for its kick: it sees no
+    // request and will not kick, so the switch must not go to sleep
+    t.is(take(rx).length, 63);
+    t.false(core.armAll(true), 'room freed since the round: no sleep');
+    t.is(sw.switchCounters().heldRechecks, before.heldRechecks + 1);
+    sw.pump();
+    t.true(sw.occupancy(txIdx).txQueued > 0, 'full again');
+    // nothing freed: the switch sleeps; no kick comes, so only the guard
+    // timer could end this sleep, and disarming says so
+    t.true(core.armAll(true), 'no room: sleep until a kick');
+    core.disarmAll();
+    const after = sw.switchCounters();
+    t.is(after.heldRechecks, before.heldRechecks + 1);
+    t.is(after.heldTimeouts, before.heldTimeouts + 1);
+    // the rest goes through as the receiver drains (the loop runs again)
+    const got = [...Array.from({ length: 63 }, (_, i) => i)];
+    while (got.length < 200) {
+      got.push(...take(rx));
+      if (got.length < 200) {
+        sw.pump();
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    t.deepEqual(got, Array.from({ length: 200 }, (_, i) => i), 'every frame, in order');
+    t.is(sw.counters(sw.port('vale0:rx')!.index)['dropNoSpace'] ?? 0, 0);
+    rx.close();
+    tx.close();
+  });
+});
+
 test('holdUs 0 drops at once (netmap VALE behaviour), and bad bounds are refused with the range', async (t) => {
   const sw = new Switch('vale0', { holdUs: 0 });
   await withServer(sw, async (socket) => {
