@@ -8,7 +8,9 @@
  *
  * Every figure is measured at the receiver, from its first frame to its last.
  *
- *   node dist/bench/pktgen.bench.js [--count N] [--rounds R] [--vale-count N]
+ *   node dist/bench/pktgen.bench.js [--count N] [--rounds R] [--vale-count N] [--only vale]
+ *
+ * --only vale runs the vale0 rows alone (no pipe rows, no ratios to the C++ reference).
  *
  * (Internally it also runs as `pktgen.bench.js --peer cpp-tx|cpp-rx NAME COUNT LEN CPU`.)
  * On a machine with few CPUs, figures vary from run to run by up to 2x
@@ -155,7 +157,9 @@ async function valeRun(len: number, count: number, rxSlots = 0, lossless = false
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { count: { type: 'string' }, rounds: { type: 'string' }, 'vale-count': { type: 'string' } } });
+  const { values } = parseArgs({ options: { count: { type: 'string' }, rounds: { type: 'string' }, 'vale-count': { type: 'string' }, only: { type: 'string' } } });
+  if (values.only !== undefined && values.only !== 'vale') throw new Error(`--only ${values.only}: only 'vale' is known (the vale0 rows alone)`);
+  const pipes = values.only !== 'vale';
   const rounds = Number(values.rounds ?? 5);
   const count60 = Number(values.count ?? 60_000_000);
   const counts: Record<number, number> = { 60: count60, 1514: Math.round(count60 / 3) };
@@ -174,7 +178,7 @@ async function main(): Promise<void> {
   ];
   const best: Record<string, Record<number, number>> = {};
   for (const [, , label] of combos) best[label] = {};
-  for (const len of [60, 1514]) {
+  for (const len of pipes ? [60, 1514] : []) {
     for (let r = 0; r < rounds; r++) {
       // rotate the order so no combination always runs first on a cold machine
       for (let k = 0; k < combos.length; k++) {
@@ -217,7 +221,7 @@ async function main(): Promise<void> {
   const w = 44;
   console.log('');
   console.log(`${'path'.padEnd(w)}${'60 B'.padStart(10)}${'1514 B'.padStart(10)}   (Mpps)`);
-  for (const [, , label] of combos) console.log(`${('pipe  ' + label).padEnd(w)}  ${f(best[label]![60]!)}  ${f(best[label]![1514]!)}`);
+  if (pipes) for (const [, , label] of combos) console.log(`${('pipe  ' + label).padEnd(w)}  ${f(best[label]![60]!)}  ${f(best[label]![1514]!)}`);
   console.log(`${'vale0 pkt-gen-ts tx -> rx (received)'.padEnd(w)}  ${f(vale[60]!.rx)}  ${f(vale[1514]!.rx)}`);
   console.log(`${'vale0 pkt-gen-ts tx (sent)'.padEnd(w)}  ${f(vale[60]!.tx)}  ${f(vale[1514]!.tx)}   dropped by the switch: ${vale[60]!.dropPct.toFixed(1)}% / ${vale[1514]!.dropPct.toFixed(1)}%`);
   console.log(`${'vale0 --hold-us 0: received / sent'.padEnd(w)}  ${f(drop0.rx)}  ${f(drop0.tx)}   dropped by the switch: ${drop0.dropPct.toFixed(1)}% (60 B; drop at once, as before issue 10)`);
@@ -225,6 +229,7 @@ async function main(): Promise<void> {
   console.log(`${'vale0 lossless sender: received / sent'.padEnd(w)}  ${f(held.rx)}  ${f(held.tx)}   dropped by the switch: ${held.dropPct.toFixed(1)}% (60 B)`);
   console.log(`receivers keep up: pkt-gen-ts rx got ${(100 - vale[60]!.dropPct).toFixed(1)}% (60 B) / ${(100 - vale[1514]!.dropPct).toFixed(1)}% (1514 B) of what pkt-gen-ts tx sent (target >= 90% at 60 B; ${(100 - drop0.dropPct).toFixed(1)}% with --hold-us 0)`);
   console.log('');
+  if (!pipes) return;
   const ref = best['C++ reference tx -> C++ reference rx']!;
   const both = best['pkt-gen-ts tx -> pkt-gen-ts rx']!;
   const txAlone = best['pkt-gen-ts tx -> C++ rx (tx alone)']!;

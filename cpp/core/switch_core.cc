@@ -951,6 +951,10 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     const uint32_t passed = ring_dist(newcur, t.start, N);
     for (uint32_t j = t.d0; j < t.d1; j++)
       if (ring_dist(dropped_[j].slot, t.start, N) < passed) p->c[dropped_[j].counter]++;
+    // a ring held back at its first frame freed no room: the cursors stand,
+    // and a sender sleeping for room would be woken for nothing (once per
+    // round while the receiver stays full)
+    if (passed == 0) continue;
     p->tx_hwcur[t.ring] = newcur;
     scan_[p->scan_at + t.ring].cur = newcur;
     nm_csb_ktoa *kt = p->ktoa(t.ring);
