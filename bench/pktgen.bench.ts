@@ -8,9 +8,10 @@
  *
  * Every figure is measured at the receiver, from its first frame to its last.
  *
- *   node dist/bench/pktgen.bench.js [--count N] [--rounds R] [--vale-count N] [--only vale]
+ *   node dist/bench/pktgen.bench.js [--count N] [--rounds R] [--vale-count N] [--only vale] [--verbose]
  *
- * --only vale runs the vale0 rows alone (no pipe rows, no ratios to the C++ reference).
+ * --only vale runs the vale0 rows alone (no pipe rows, no ratios to the C++ reference);
+ * --verbose prints each vale0 run with the switch's wakeup / hold counters.
  *
  * (Internally it also runs as `pktgen.bench.js --peer cpp-tx|cpp-rx NAME COUNT LEN CPU`.)
  * On a machine with few CPUs, figures vary from run to run by up to 2x
@@ -129,6 +130,8 @@ async function pipeRun(txImpl: Impl, rxImpl: Impl, len: number, count: number): 
   return (res.timed / res.ns) * 1e3;
 }
 
+let VERBOSE = false;
+
 /** pkt-gen-ts through a vale-ts switch hosted here. */
 async function valeRun(len: number, count: number, rxSlots = 0, lossless = false, holdUs?: number): Promise<{ rx: number; tx: number; dropPct: number }> {
   const socket = path.join(os.tmpdir(), `pgb-${process.pid}-${uniq++}.sock`);
@@ -148,6 +151,10 @@ async function valeRun(len: number, count: number, rxSlots = 0, lossless = false
     const [t, r] = await Promise.all([tx.done, rx.done]);
     if (t.code !== 0 || r.code !== 0) throw new Error(`vale ${len} B failed:\n${t.err}\n${r.err}`);
     const received = countOf(r.out, 'Received');
+    if (VERBOSE) {
+      const drops = Object.entries(sw.totals()).filter(([k, v]) => k.startsWith('drop') && v > 0);
+      console.log(`  vale ${len} B${rxSlots ? ` rx ${rxSlots} slots` : ''}${lossless ? ' lossless' : ''}${holdUs !== undefined ? ` holdUs ${holdUs}` : ''}: received ${(received ? speedOf(r.out) / 1e6 : 0).toFixed(2)} Mpps  switch ${JSON.stringify(sw.switchCounters())} drops ${JSON.stringify(Object.fromEntries(drops))}`);
+    }
     return { rx: received ? speedOf(r.out) / 1e6 : 0, tx: speedOf(t.out) / 1e6, dropPct: (100 * (count - received)) / count };
   } finally {
     srv.close();
@@ -157,7 +164,8 @@ async function valeRun(len: number, count: number, rxSlots = 0, lossless = false
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { count: { type: 'string' }, rounds: { type: 'string' }, 'vale-count': { type: 'string' }, only: { type: 'string' } } });
+  const { values } = parseArgs({ options: { count: { type: 'string' }, rounds: { type: 'string' }, 'vale-count': { type: 'string' }, only: { type: 'string' }, verbose: { type: 'boolean' } } });
+  VERBOSE = values.verbose === true;
   if (values.only !== undefined && values.only !== 'vale') throw new Error(`--only ${values.only}: only 'vale' is known (the vale0 rows alone)`);
   const pipes = values.only !== 'vale';
   const rounds = Number(values.rounds ?? 5);
