@@ -289,6 +289,37 @@ struct VhostUserPort::Impl final : RoundHook {
     return n;
   }
 
+  // Prefetches (touches nothing) what the frames after avail entry q.last_avail
+  // will need, so that the cache lines the guest's CPU wrote cross over
+  // while this frame is copied, not one after the other (each crossing costs
+  // ~190 ns between this machine's two vCPUs; DPDK's vhost prefetches the
+  // same way): the descriptor two entries ahead and the first buffer of the
+  // chain one entry ahead. Only addresses inside the guest's memory table
+  // are prefetched; the frames themselves are walked and checked as before.
+  void prefetch_ahead(const Vq &q, int p, bool write) const {
+    if (p > 2) {
+      uint16_t h = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + 2) % q.num));
+      if (h < q.num) __builtin_prefetch(q.desc + 16 * static_cast<size_t>(h));
+    }
+    if (p > 1) {
+      uint16_t h = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + 1) % q.num));
+      if (h >= q.num) return;
+      Desc d;
+      std::memcpy(&d, q.desc + 16 * static_cast<size_t>(h), sizeof d);
+      if ((d.flags & DESC_F_INDIRECT) || d.len == 0) return;
+      const uint64_t n = std::min<uint64_t>(d.len, 128);
+      const uint8_t *b = gpa_host(d.addr, n);
+      if (!b) return;
+      if (write) {
+        __builtin_prefetch(b, 1);
+        if (n > 64) __builtin_prefetch(b + 64, 1);
+      } else {
+        __builtin_prefetch(b, 0);
+        if (n > 64) __builtin_prefetch(b + 64, 0);
+      }
+    }
+  }
+
   // Walks bytes [at, at + n) of the chain segments segs[from, to), calling fn(host, len)
   // on each piece of host memory they map to, in order; false if any byte lies outside
   // guest memory or the segments end first.
@@ -390,6 +421,7 @@ struct VhostUserPort::Impl final : RoundHook {
         *blocked = true;
         break;
       }
+      prefetch_ahead(q, p, false);
       uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(q.last_avail % q.num));
       Drop d = walk(q, head, false);
       if (d == Drop::BadHead) {
@@ -502,15 +534,26 @@ struct VhostUserPort::Impl final : RoundHook {
   Put put_frame(Vq &q, const uint8_t *hdr10, const uint8_t *body, uint64_t blen) {
     const bool mrg = has(F_MRG_RXBUF);
     const uint64_t need = hdr_len + blen;
-    int p = pending(q);
+    // the guest's avail index is read once per pass, not per frame (the
+    // guest writes its cache line as it refills): again only when the
+    // entries it announced run out, validated each time by pending()
+    int p = rx_left >= 0 ? rx_left : pending(q);
     if (p < 0) return Put::Broken;
+    bool reread = rx_left < 0;
     segs.clear();
     chain_ends.clear();
     chain_heads.clear();
     rx_all.clear();
     uint64_t cap = 0;
     uint16_t k = 0;
-    while (cap < need && k < p && (mrg || k == 0)) {
+    while (cap < need && (mrg || k == 0)) {
+      if (k >= p) {
+        if (reread) break;
+        reread = true;
+        p = pending(q);
+        if (p < 0) return Put::Broken;  // nothing consumed yet
+        if (k >= p) break;
+      }
       uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + k) % q.num));
       Drop d = walk(q, head, true);
       if (d == Drop::BadHead) {
@@ -524,6 +567,7 @@ struct VhostUserPort::Impl final : RoundHook {
         for (uint16_t h0 : chain_heads) push_used(q, h0, 0);
         push_used(q, head, 0);
         q.last_avail = static_cast<uint16_t>(q.last_avail + k + 1);
+        rx_left = p - (k + 1);
         used_any_ = true;
         return Put::Dropped;
       }
@@ -531,6 +575,7 @@ struct VhostUserPort::Impl final : RoundHook {
       for (const Seg &g : segs) ccap += g.len;
       if (!mrg && ccap < need) {
         c.dropRxBufferTooSmall++;
+        rx_left = p;
         return Put::Dropped;  // the buffer stays for a smaller frame
       }
       rx_all.insert(rx_all.end(), segs.begin(), segs.end());
@@ -539,7 +584,9 @@ struct VhostUserPort::Impl final : RoundHook {
       cap += ccap;
       k++;
     }
+    rx_left = p;
     if (cap < need) return Put::Starved;  // the frame waits until the guest adds buffers
+    rx_left = p - k;
     segs.swap(rx_all);
     uint8_t hdr[12] = {};
     std::memcpy(hdr, hdr10, VNET_HDR_LEN);
@@ -570,8 +617,8 @@ struct VhostUserPort::Impl final : RoundHook {
       c.dropOutOfMemoryTable++;
       return Put::Dropped;
     }
-    c.toGuestFrames++;
-    c.toGuestBytes += blen;
+    rx_frames++;  // added to the shared counters once per pass (guest_rx)
+    rx_bytes += blen;
     return Put::Done;
   }
 
@@ -599,6 +646,10 @@ struct VhostUserPort::Impl final : RoundHook {
   uint32_t rx_seg_next = 0;
   bool rx_seg_active = false;
   bool used_any_ = false;
+  // within one guest_rx pass: avail entries known to wait (-1: read the
+  // guest's index), frames and bytes delivered (counted at the pass's end)
+  int rx_left = -1;
+  uint64_t rx_frames = 0, rx_bytes = 0;
 
   // What the guest negotiated to receive: a GSO type needs its GUEST_TSO
   // feature (and GUEST_CSUM, which the spec makes it depend on).
@@ -636,6 +687,7 @@ struct VhostUserPort::Impl final : RoundHook {
     Vq &q = *qp;
     const uint32_t bufsz = pc.buf_size();
     used_any_ = false;
+    rx_left = -1;
     auto pop = [&](uint32_t n) {
       for (uint32_t j = 0; j < n; j++) rr->head = rr->cur = rr->head + 1 == rr->num_slots ? 0 : rr->head + 1;
       avail -= n;
@@ -680,6 +732,13 @@ struct VhostUserPort::Impl final : RoundHook {
         flat = rx_flat.data();
         for (uint32_t j = 0, off = 0; j < n; off += plen[j], j++) std::memcpy(flat + off, piece[j], plen[j]);
       }
+      // the next frame's slot (the switch's copy) and the guest buffers ahead
+      if (avail > n) {
+        uint32_t nx = rr->head + n;
+        if (nx >= rr->num_slots) nx -= rr->num_slots;
+        if (const uint8_t *b = pc.slot_buf(rr->slot[nx])) __builtin_prefetch(b);
+      }
+      if (rx_left > 0) prefetch_ahead(q, rx_left, true);
       VnetHdr h = vnet_hdr_read(flat);
       uint8_t *body = flat + VNET_HDR_LEN;
       const uint64_t blen = total - VNET_HDR_LEN;
@@ -737,6 +796,11 @@ struct VhostUserPort::Impl final : RoundHook {
       pop(n);
     }
     if (used_any_) publish_used(q);
+    if (rx_frames) {
+      c.toGuestFrames.fetch_add(rx_frames, std::memory_order_relaxed);
+      c.toGuestBytes.fetch_add(rx_bytes, std::memory_order_relaxed);
+      rx_frames = rx_bytes = 0;
+    }
     if (done) pc.rxsync(r);
     return done;
   }
