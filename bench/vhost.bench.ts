@@ -20,7 +20,8 @@
  * pass vale-ts's own; --queue-size N the
  * front-ends' virtqueue size (virtio_user queue_size); --split puts both
  * testpmd forwarding lcores on CPU 1 and vale-ts alone on CPU 0;
- * --vale-nice=N renices every vale-ts thread (an operator's priority).
+ * --vale-nice=N renices every vale-ts thread (an operator's priority);
+ * --perf FILE records vale-ts (perf record -g) over the 60 B interval.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -41,6 +42,7 @@ const { values } = parseArgs({
     'queue-size': { type: 'string' },
     split: { type: 'boolean', default: false },
     'vale-nice': { type: 'string' },
+    perf: { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
@@ -56,6 +58,8 @@ const split = values.split;
 // PMD threads have): a diagnostic row, never the benchmark's
 const valeNice = values['vale-nice'] === undefined ? undefined : Number(values['vale-nice']);
 const inline = values.inline;
+// --perf FILE: perf record -g of vale-ts over the 60 B interval (perf report -i FILE)
+const perfOut = values.perf;
 // the switch's own polling window and datapath (vale-ts --busy-poll-us, --datapath)
 const switchArgs = [
   ...(values['switch-busy-poll-us'] === undefined ? [] : ['--busy-poll-us', String(Number(values['switch-busy-poll-us']))]),
@@ -121,7 +125,10 @@ async function measure(a: string, b: string, serverFronts: boolean): Promise<num
       const s0 = probe ? snap() : new Map();
       const r0 = (await rx.portStats()).rxPackets;
       const t0 = process.hrtime.bigint();
-      await sleep(seconds * 1000);
+      const vpid = probeTarget?.pids[0]?.[0];
+      if (perfOut && size === SIZES[0] && vpid)
+        execFileSync('perf', ['record', '-q', '-g', '-F', '2000', '-o', perfOut, '-p', String(vpid), '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+      else await sleep(seconds * 1000);
       const r1 = (await rx.portStats()).rxPackets;
       const t1 = process.hrtime.bigint();
       if (probe) {
@@ -187,7 +194,8 @@ async function viaVale(): Promise<number[]> {
 
 async function viaTestpmd(): Promise<number[]> {
   const a = path.join(dir, 'pmd-a.sock'), b = path.join(dir, 'pmd-b.sock');
-  const sw = await TestPmd.start({ vdevs: [`net_vhost0,iface=${a},queues=1`, `net_vhost1,iface=${b},queues=1`], mode: 'io', cores: '0,1' });
+  // --split: its forwarding lcore alone on CPU 0 (main lcore 1), as vale-ts
+  const sw = await TestPmd.start({ vdevs: [`net_vhost0,iface=${a},queues=1`, `net_vhost1,iface=${b},queues=1`], mode: 'io', cores: '0,1', ...(split ? { mainLcore: 1 } : {}) });
   try {
     await sw.cmd('start');
     return await measure(a, b, false);
