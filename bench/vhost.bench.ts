@@ -8,6 +8,16 @@
  *   node dist/bench/vhost.bench.js [--seconds 3]
  * Needs the Debian packages of test/fixtures/testpmd.ts (installed as root).
  *
+ * Placement (printed with the rows): txonly's forwarding lcore on CPU 1,
+ * rxonly's on CPU 0, the testpmd io switch's on CPU 1, vale-ts's threads
+ * unpinned. DPDK's and OVS-DPDK's reports give the switch and each
+ * front-end dedicated cores; this machine has 2 CPUs for 3 busy pollers, so
+ * every pinning puts two pollers on one CPU. --split (the device under test
+ * alone on CPU 0, both generators on CPU 1) is kept as a diagnostic, not the
+ * rows: there the two generators take turns on CPU 1 in scheduler slices
+ * and the rate is what the path buffers per slice (bench/RESULTS.md,
+ * session 8), with vale-ts 70% idle on its CPU.
+ *
  * Investigation (issue 11's "what bounds it"; none of these is the
  * benchmark's row): --probe prints, for each measured interval, every
  * thread's share of it on a CPU and runnable-but-waiting (schedstat) for
@@ -209,6 +219,10 @@ const vale = await viaVale();
 const pmd = values['vale-only'] ? SIZES.map(() => NaN) : await viaTestpmd();
 console.log(`vhost-user benchmark: testpmd txonly -> switch -> testpmd rxonly, ${seconds} s per size (load average before: ${load})`);
 const diag = [inline && 'inline: the datapath in the switch\'s rounds', switchArgs.length > 0 && `vale-ts ${switchArgs.join(' ')}`, busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, queueSize && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
+// where everything ran: a reader compares the rows only knowing who shared a CPU with whom
+console.log(split
+  ? 'placement (--split, diagnostic): txonly and rxonly lcores both on CPU 1; vale-ts pinned to CPU 0; the testpmd io switch\'s lcore alone on CPU 0'
+  : 'placement: txonly lcore on CPU 1, rxonly lcore on CPU 0 (DPDK lcores are pinned); the testpmd io switch\'s lcore on CPU 1; vale-ts\'s threads unpinned');
 if (diag.length) console.log(`diagnostic settings: ${diag.join(', ')}`);
 console.log(`load average after: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} CPUs)`);
 SIZES.forEach((s, i) =>
