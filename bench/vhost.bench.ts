@@ -26,8 +26,8 @@
  * --inline runs the ports' datapath in-line in the switch's rounds (the
  * vhost-user setting `inline`) instead of a thread per port woken by kicks
  * and doorbells (the default); --busy-poll-us N sets those threads'
- * polling window; --switch-busy-poll-us N and --switch-datapath loop|thread
- * pass vale-ts's own; --queue-size N the
+ * polling window; --switch-busy-poll-us N, --switch-datapath loop|thread
+ * and --switch-hold-us N pass vale-ts's own; --queue-size N the
  * front-ends' virtqueue size (virtio_user queue_size); --split puts both
  * testpmd forwarding lcores on CPU 1 and vale-ts alone on CPU 0;
  * --vale-nice=N renices every vale-ts thread (an operator's priority);
@@ -49,6 +49,7 @@ const { values } = parseArgs({
     inline: { type: 'boolean', default: false },
     'switch-busy-poll-us': { type: 'string' },
     'switch-datapath': { type: 'string' },
+    'switch-hold-us': { type: 'string' },
     'queue-size': { type: 'string' },
     split: { type: 'boolean', default: false },
     'vale-nice': { type: 'string' },
@@ -74,6 +75,7 @@ const perfOut = values.perf;
 const switchArgs = [
   ...(values['switch-busy-poll-us'] === undefined ? [] : ['--busy-poll-us', String(Number(values['switch-busy-poll-us']))]),
   ...(values['switch-datapath'] === undefined ? [] : ['--datapath', values['switch-datapath']]),
+  ...(values['switch-hold-us'] === undefined ? [] : ['--hold-us', String(Number(values['switch-hold-us']))]),
 ];
 const SIZES = [60, 1514];
 
