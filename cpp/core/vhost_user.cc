@@ -291,9 +291,9 @@ struct VhostUserPort::Impl final : RoundHook {
 
   // Prefetches (touches nothing) what the frames after avail entry q.last_avail
   // will need, so that the cache lines the guest's CPU wrote cross over
-  // while this frame is copied, not one after the other (each crossing costs
-  // ~190 ns between this machine's two vCPUs; DPDK's vhost prefetches the
-  // same way): the descriptor two entries ahead and the first buffer of the
+  // while this frame is copied, not one after the other (each crossing cost
+  // ~190 ns between two vCPUs in bench/RESULTS.md; DPDK's vhost prefetches
+  // the same way): the descriptor two entries ahead and the first buffer of the
   // chain one entry ahead. Only addresses inside the guest's memory table
   // are prefetched; the frames themselves are walked and checked as before.
   void prefetch_ahead(const Vq &q, int p, bool write) const {
