@@ -75,9 +75,29 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   // our own sends are not read back
   r = sockopt(s, SOL_PACKET, PACKET_IGNORE_OUTGOING, int{1}, "PACKET_IGNORE_OUTGOING", ifn, "needs Linux 4.20 or later");
   if (!r) return std::move(r).take_error();
+  // Sending goes through a socket of its own, bound with protocol 0 (it
+  // receives nothing) and never in the epoll set: every sent skb, when the
+  // receiver frees it, runs sock_wfree -> sock_def_write_space on its socket,
+  // which on the receiving socket meant a locked walk of its wait queue (our
+  // epoll's entry) per frame, ~5% of the delivering thread at 60 B
+  // (bench/RESULTS.md, session 8). With no waiter the walk is skipped.
+  d->tx_sock_.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+  if (!d->tx_sock_) return sys_fail("socket", "AF_PACKET send socket for " + ifn, "attaching an interface needs CAP_NET_RAW (run vale-ts as root)");
+  const int ts = d->tx_sock_.get();
+  if (cfg.vnet_hdr) {
+    r = sockopt(ts, SOL_PACKET, PACKET_VNET_HDR, int{1}, "PACKET_VNET_HDR (send socket)", ifn);
+    if (!r) return std::move(r).take_error();
+  }
   // bypass is an optimisation: without it the qdisc is used
   const int one = 1;
-  d->qdisc_bypass_ = ::setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) == 0;
+  d->qdisc_bypass_ = ::setsockopt(ts, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) == 0;
+  {
+    sockaddr_ll tll{};
+    tll.sll_family = AF_PACKET;
+    tll.sll_protocol = 0;  // no protocol hook: sends only
+    tll.sll_ifindex = d->ifindex_;
+    if (::bind(ts, reinterpret_cast<sockaddr *>(&tll), sizeof tll) < 0) return sys_fail("bind", "packet send socket to " + ifn);
+  }
 
   if (v2) {
     // whole frames per block, and nothing else: the kernel sees frame i at
@@ -150,6 +170,7 @@ void AfPacketDriver::stop() {
     ring_.reset();
     sock_.reset();  // the kernel drops our promiscuity reference here
   }
+  tx_sock_.reset();
 }
 
 void AfPacketDriver::log_once(std::atomic<bool> &flag, const std::string &msg) {
@@ -451,7 +472,7 @@ bool AfPacketDriver::pump_out() {
       used_iov += k;
       n++;
     }
-    int sent = n ? ::sendmmsg(sock_.get(), msgs, n, MSG_DONTWAIT) : 0;
+    int sent = n ? ::sendmmsg(tx_sock_.get(), msgs, n, MSG_DONTWAIT) : 0;
     uint32_t done_slots = slots;  // how far head may move
     if (sent < 0) {
       int e = errno;

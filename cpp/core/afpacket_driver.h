@@ -8,7 +8,8 @@
 //     over when full or after 1 ms); we copy each frame straight out of the
 //     ring into slots of the port's tx ring, then hand the entry back.
 //   switch -> interface: the port's rx ring, sent with sendmmsg() straight
-//     from the slot buffers (no copy into a tx ring), PACKET_QDISC_BYPASS.
+//     from the slot buffers (no copy into a tx ring), PACKET_QDISC_BYPASS,
+//     on a second packet socket that receives nothing and that no one waits on.
 //
 // PACKET_VNET_HDR: every frame read carries a virtio-net header, so GSO
 // super-frames (GRO, TSO from a local stack) and CHECKSUM_PARTIAL frames are
@@ -124,7 +125,7 @@ class AfPacketDriver {
 
   AfPacketConfig cfg_;
   PortClient port_;
-  unique_fd sock_, stop_fd_, ep_;
+  unique_fd sock_, tx_sock_, stop_fd_, ep_;  // sock_ receives (rx ring, promiscuity), tx_sock_ sends
   mapping ring_;
   int ifindex_ = 0;
   uint32_t mtu_ = 0;
