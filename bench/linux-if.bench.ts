@@ -37,16 +37,41 @@ async function cpuSeconds(pid: number): Promise<number> {
   return f.length > 12 ? (Number(f[11]) + Number(f[12])) / clockTicks : NaN;
 }
 
+/** Each thread's CPU seconds so far (schedstat's run time: softirq work done on its time included), by thread name and id. */
+async function threadSeconds(pid: number): Promise<Map<string, number>> {
+  const r = await run('bash', ['-c', `cd /proc/${pid}/task && for t in *; do echo "$t $(cat $t/comm) $(cut -d' ' -f1 $t/schedstat)"; done`]);
+  const m = new Map<string, number>();
+  for (const l of r.stdout.split('\n')) {
+    const f = /^(\d+) (.*) (\d+)$/.exec(l);
+    if (f) m.set(`${f[2]}/${f[1]}`, Number(f[3]) / 1e9);
+  }
+  return m;
+}
+
+/**
+ * vale-ts's CPU µs per received frame by thread, the busiest first: the
+ * driver threads are named afp:IFNAME / xdp:IFNAME, the switch runs on the
+ * main thread (node) unless --datapath thread.
+ */
+function byThread(t0: Map<string, number>, t1: Map<string, number>, frames: number): string {
+  const d = [...t1].map(([k, v]) => [k.replace(/\/\d+$/, ''), ((v - (t0.get(k) ?? 0)) / frames) * 1e6] as const).filter(([, us]) => us >= 0.05);
+  return d
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, us]) => `${k} ${us.toFixed(2)}`)
+    .join(', ');
+}
+
 /**
  * trafgen sends 60-byte UDP frames from a to b for `seconds`; frames/s that
  * reached b's interface, and CPU seconds per received frame of trafgen (the
  * sender and, for the bridge, all the forwarding and the receiver's stack,
  * which run in its context) and of the switch process (`switchPid`).
  */
-async function pps(a: NsEnd, b: NsEnd, seconds: number, switchPid?: number): Promise<{ sent: number; rxPps: number; senderUs: number; switchUs: number }> {
+async function pps(a: NsEnd, b: NsEnd, seconds: number, switchPid?: number): Promise<{ sent: number; rxPps: number; senderUs: number; switchUs: number; threads: string }> {
   const cfg = `{ eth(da=${b.mac}, sa=${a.mac}, type=0x0800), ipv4(saddr=${a.ip}, daddr=${b.ip}, ttl=64), udp(sp=9, dp=9), fill(0x00, 18) }`;
   const before = await rxPackets(b);
   const sw0 = switchPid ? await cpuSeconds(switchPid) : 0;
+  const th0 = switchPid ? await threadSeconds(switchPid) : new Map<string, number>();
   const t0 = process.hrtime.bigint();
   // bash's `times` prints its children's CPU time: timeout's, which includes trafgen's
   const r = await run('ip', ['netns', 'exec', a.ns, 'bash', '-c', `timeout -s INT ${seconds} trafgen --dev ${a.inner} --conf - --cpp -q --no-sock-mem; times`], { input: cfg });
@@ -55,10 +80,11 @@ async function pps(a: NsEnd, b: NsEnd, seconds: number, switchPid?: number): Pro
   await new Promise((res) => setTimeout(res, 300));
   const got = (await rxPackets(b)) - before;
   const sw = switchPid ? (await cpuSeconds(switchPid)) - sw0 : 0;
+  const threads = switchPid ? byThread(th0, await threadSeconds(switchPid), got) : '';
   const m = /(\d+)\s+packets outgoing/.exec(r.stdout + r.stderr);
   const t = /\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(r.stdout);
   const sender = t ? Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]) : NaN;
-  return { sent: m ? Number(m[1]) : NaN, rxPps: got / secs, senderUs: (sender / got) * 1e6, switchUs: (sw / got) * 1e6 };
+  return { sent: m ? Number(m[1]) : NaN, rxPps: got / secs, senderUs: (sender / got) * 1e6, switchUs: (sw / got) * 1e6, threads };
 }
 
 /**
@@ -163,7 +189,7 @@ async function main(): Promise<void> {
   const [a, b] = ends as [NsEnd, NsEnd];
   const res: Record<
     string,
-    { rxPps: number; sent: number; gbps: number; retransmits: number; senderUs: number; switchUs: number; iperfSPerGB: number; switchSPerGB: number; minUs: number; avgUs: number }
+    { rxPps: number; sent: number; gbps: number; retransmits: number; senderUs: number; switchUs: number; threads: string; iperfSPerGB: number; switchSPerGB: number; minUs: number; avgUs: number }
   > = {};
   try {
     // the Linux bridge
@@ -220,6 +246,7 @@ async function main(): Promise<void> {
       `  ${k.padEnd(18)} 60 B: sent ${(v.sent / seconds / 1e3).toFixed(0).padStart(6)} kpps, received ${(v.rxPps / 1e3).toFixed(0).padStart(6)} kpps` +
         `   CPU µs per received frame: trafgen ${us(v.senderUs)}` + (k === 'linux bridge' ? '' : ` + vale-ts ${us(v.switchUs)}`),
     );
+    if (v.threads) console.log(`  ${''.padEnd(18)} 60 B, vale-ts CPU µs per received frame by thread: ${v.threads}`);
     console.log(
       `  ${''.padEnd(18)} TCP ${v.gbps.toFixed(2).padStart(5)} Gbit/s (${v.retransmits} retransmitted)   CPU s per GB: iperf3s ${us(v.iperfSPerGB)}` +
         (k === 'linux bridge' ? '' : ` + vale-ts ${us(v.switchSPerGB)}`) +
