@@ -320,7 +320,9 @@ void PortPump::run() {
     if (moved) continue;
     // idle: ask for a kick, then look once more (no lost wakeup)
     const bool room = tx_room() > 0;
-    pc_.arm(true, !room);
+    // frames for a link that cannot take them are no reason to wake: the
+    // link's own fd (or, for VXLAN, the shortcut ring's bell) ends this wait
+    pc_.arm(!out_blocked_, !room);
     const uint8_t *b;
     uint32_t l;
     const bool rx_ready = !out_blocked_ && rx_peek(b, l);
