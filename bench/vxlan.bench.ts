@@ -169,7 +169,7 @@ async function threadCpu(pid: number): Promise<Map<string, number>> {
 }
 
 /** What one netmap-ends row measured: rates, CPU per frame per process and per busy thread, where the frames went. */
-interface NetmapRow extends Row { perProcess: string; threads: string; accounting: string }
+interface NetmapRow extends Row { chainUsPerFrame: number; perProcess: string; threads: string; accounting: string }
 
 /** The counters of a switch that the accounting needs (totals over all ports, the VXLAN port and its driver). */
 async function snapshot(c: ValeClientLike): Promise<Record<string, number>> {
@@ -268,7 +268,10 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
     `ring: ${d(0, 'drv shortcutTxBatches')} batches in, ${d(1, 'drv shortcutRxBatches')} out, ` +
     `full ${d(0, 'drv shortcutRingFull')}, kicks ${d(0, 'drv shortcutKicks')} A->B ${d(1, 'drv shortcutKicks')} B->A, ` +
     `1 ms waits ${d(0, 'drv shortcutFullTimeouts')}, driver wakeups A ${d(0, 'drv wakeups')} B ${d(1, 'drv wakeups')}`;
-  return { sent: sent / secs, rxPps: received / secs, cpuUsPerFrame: received ? ((cpuA + cpuB) * 1e6) / received : NaN, perProcess, threads, accounting };
+  // the whole chain (both ends too): on an idle machine the row cannot pass
+  // (CPUs / this) frames per second, whatever it waits on
+  const chainUsPerFrame = received ? ((txCpu + cpuA + cpuB + rxCpu - cpu0[2]!) * 1e6) / received : NaN;
+  return { sent: sent / secs, rxPps: received / secs, cpuUsPerFrame: received ? ((cpuA + cpuB) * 1e6) / received : NaN, chainUsPerFrame, perProcess, threads, accounting };
 }
 
 async function stats(e: End): Promise<string> {
@@ -407,9 +410,14 @@ async function main(): Promise<void> {
   const l = res['linux vxlan'], v = res['vale-ts vxlan'], sc = res['vale-ts shortcut'];
   if (l && v) console.log(`  ratio vale-ts / linux (namespace ends): 60 B pps ${(v.rxPps / l.rxPps).toFixed(2)} (target 1.0)   TCP ${(v.gbps! / l.gbps!).toFixed(2)}`);
   if (v && sc) console.log(`  ratio shortcut / vale-ts vxlan (namespace ends, bounded by the veth ends): 60 B pps ${(sc.rxPps / v.rxPps).toFixed(2)}   TCP ${(sc.gbps! / v.gbps!).toFixed(2)}`);
-  const nv = res['vale-ts vxlan, netmap ends'], ns = res['vale-ts shortcut, netmap ends'];
+  const nv = res['vale-ts vxlan, netmap ends'] as NetmapRow | undefined, ns = res['vale-ts shortcut, netmap ends'] as NetmapRow | undefined;
   const ng = res['vale-ts vxlan gso=off, netmap ends'];
   if (nv && ns) console.log(`  ratio shortcut / vale-ts vxlan (netmap ends: the path between the two switches): 60 B pps ${(ns.rxPps / nv.rxPps).toFixed(2)} (target 5.0)   CPU/frame ${(nv.cpuUsPerFrame! / ns.cpuUsPerFrame!).toFixed(2)}x less`);
+  if (nv && ns) {
+    // what the same rows would reach if nothing but CPU bounded them (the load-insensitive figure)
+    const cpus = os.cpus().length, ceil = (r: NetmapRow): string => `${r.chainUsPerFrame.toFixed(2)} µs/frame (${(cpus / r.chainUsPerFrame).toFixed(2)} Mpps)`;
+    console.log(`  CPU ceiling, whole chain (tx + vale-ts A + vale-ts B + rx, netmap ends, ${cpus} CPUs): vale-ts vxlan ${ceil(nv)}, shortcut ${ceil(ns)}, ratio ${(nv.chainUsPerFrame / ns.chainUsPerFrame).toFixed(2)}`);
+  }
   if (nv && ng) console.log(`  UDP GSO (netmap ends, vale-ts vxlan gso=on / gso=off): 60 B pps ${(nv.rxPps / ng.rxPps).toFixed(2)}   CPU/frame ${(ng.cpuUsPerFrame! / nv.cpuUsPerFrame!).toFixed(2)}x less`);
   for (const l of detail) console.log(l);
 }
