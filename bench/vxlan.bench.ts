@@ -267,7 +267,7 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
     `B's driver in ${d(1, 'drv inFrames')} (ring ${ringIn}, datagrams ${d(1, 'drv remote rxFrames')}); ` +
     `ring: ${d(0, 'drv shortcutTxBatches')} batches in, ${d(1, 'drv shortcutRxBatches')} out, ` +
     `full ${d(0, 'drv shortcutRingFull')}, kicks ${d(0, 'drv shortcutKicks')} A->B ${d(1, 'drv shortcutKicks')} B->A, ` +
-    `1 ms waits ${d(0, 'drv shortcutFullTimeouts')}, driver wakeups A ${d(0, 'drv wakeups')} B ${d(1, 'drv wakeups')}`;
+    `1 ms waits ${d(0, 'drv shortcutFullTimeouts')} (with room: kick late ${d(0, 'drv shortcutFullTimeoutsRoom')}), driver wakeups A ${d(0, 'drv wakeups')} B ${d(1, 'drv wakeups')}`;
   // the whole chain (both ends too): on an idle machine the row cannot pass
   // (CPUs / this) frames per second, whatever it waits on
   const chainUsPerFrame = received ? ((txCpu + cpuA + cpuB + rxCpu - cpu0[2]!) * 1e6) / received : NaN;

@@ -66,6 +66,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutKicks: return "shortcutKicks";
     case VxCtr::ShortcutSelfWakes: return "shortcutSelfWakes";
     case VxCtr::ShortcutFullTimeouts: return "shortcutFullTimeouts";
+    case VxCtr::ShortcutFullTimeoutsRoom: return "shortcutFullTimeoutsRoom";
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
@@ -549,6 +550,13 @@ int VxlanDriver::idle_timeout_ms() {
 void VxlanDriver::on_idle_timeout() {
   if (sc_full_) {
     vcount(VxCtr::ShortcutFullTimeouts);
+    // the consumer freed room and did not kick (or its kick is still on the
+    // way): the instrument for the room wakeup (docs/vxlan-shortcut.md)
+    for (Peer &p : peers_)
+      if (p.ring && p.marked && p.ring->room()) {
+        vcount(VxCtr::ShortcutFullTimeoutsRoom);
+        break;
+      }
     sc_full_ = false;
     if (out_sent_ >= out_.size()) out_blocked_ = false;
   }

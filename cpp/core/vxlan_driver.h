@@ -131,6 +131,7 @@ enum class VxCtr : uint8_t {
   ShortcutKicks,           // eventfd writes to a peer that asked for one before it slept (frames or room)
   ShortcutSelfWakes,       // sleeps skipped: frames or room came while we asked for a kick
   ShortcutFullTimeouts,    // 1 ms waits for room that ended without the peer's kick
+  ShortcutFullTimeoutsRoom,  // ... of which found room in the ring: a room kick late or missed (0 when the wait words work)
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
   TxGsoDatagrams,          // datagrams those carried
   TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after
