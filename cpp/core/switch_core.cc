@@ -539,7 +539,7 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
   const uint32_t N = d->layout.p.rx_slots;
   uint32_t rel = load_acquire(&d->atok(d->layout.p.tx_rings + rr)->head);
   uint32_t &bad = d->bad_head[d->layout.p.tx_rings + rr];
-  if (rel >= N || ring_dist(rel, st.released, N) > ring_dist(st.hwtail, st.released, N)) {
+  if (!st.head_ok(rel, N)) {
     if (bad != rel) d->c[C_BAD_HEAD]++;
     bad = rel;
     rel = st.released;
@@ -1017,9 +1017,9 @@ bool SwitchCore::held_room_freed_locked() {
     for (uint32_t rr = 0; rr < p.layout.p.rx_rings; rr++) {
       const RxState &st = p.rx[rr];
       const uint32_t rel = load_acquire(&p.atok(p.layout.p.tx_rings + rr)->head);
-      // as refresh_room(): a head the client could not have set legitimately
-      // is no progress (else a hostile client would keep the switch awake)
-      if (rel < N && rel != st.released && ring_dist(rel, st.released, N) <= ring_dist(st.hwtail, st.released, N)) return true;
+      // a head the client could not have set legitimately is no progress
+      // (else a hostile client would keep the switch awake)
+      if (rel != st.released && st.head_ok(rel, N)) return true;
     }
   }
   return false;

@@ -305,6 +305,10 @@ class SwitchCore {
   struct RxState {
     uint32_t hwtail = 0;    // next slot the switch fills
     uint32_t released = 0;  // client's head as last validated
+    // A head the client may legitimately set on an n-slot ring: inside the
+    // ring, between what it released last and what we delivered (anything
+    // else is a hostile or broken client: no room, and no reason to wake).
+    bool head_ok(uint32_t head, uint32_t n) const { return head < n && ring_dist(head, released, n) <= ring_dist(hwtail, released, n); }
   };
   struct Port {
     bool used = false;
