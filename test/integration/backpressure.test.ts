@@ -231,7 +231,7 @@ test('a held-back switch does not sleep past room freed between its round and it
     t.is(after.heldRechecks, before.heldRechecks + 1);
     t.is(after.heldTimeouts, before.heldTimeouts + 1);
     // the rest goes through as the receiver drains (the loop runs again)
-    const got = [...Array.from({ length: 63 }, (_, i) => i)];
+    const got = Array.from({ length: 63 }, (_, i) => i);
     while (got.length < 200) {
       got.push(...take(rx));
       if (got.length < 200) {
