@@ -25,7 +25,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startSwitch } from './lib.js';
+import { startSwitch, switchLine } from './lib.js';
 import { ValeClient } from '../src/control/client.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -146,14 +146,13 @@ async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switc
   watches.switch?.sample();
   const sched = Object.fromEntries(Object.entries(watches).map(([k, w]) => [k, w.stop()]));
   // how the switch's sleeps ended (a kick or the held-back guard timer) and what it dropped
-  let switchLine: string | undefined;
+  let line: string | undefined;
   if (watch && socket && res !== 'hung') {
     try {
       const [st] = await new ValeClient({ socket }).stats();
-      const drops = Object.entries(st?.totals ?? {}).filter(([k, v]) => k.startsWith('drop') && v > 0);
-      switchLine = `switch ${JSON.stringify(st?.switchCounters ?? {})} drops ${JSON.stringify(Object.fromEntries(drops))}`;
+      line = switchLine(st?.switchCounters ?? {}, st?.totals ?? {});
     } catch (e) {
-      switchLine = `switch stats: ${(e as Error).message}`;
+      line = `switch stats: ${(e as Error).message}`;
     }
   }
   sw?.kill('SIGTERM');
@@ -163,7 +162,7 @@ async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switc
     return { mpps: null, sched };
   }
   const [, r] = res;
-  return { mpps: mppsOf(r.out), sched, ...(switchLine ? { switchLine } : {}) };
+  return { mpps: mppsOf(r.out), sched, ...(line ? { switchLine: line } : {}) };
 }
 
 function hogs(n: number): ChildProcess[] {

@@ -51,3 +51,9 @@ export function aggregateMpps(rs: Record<string, number>[]): number {
   const last = Math.max(...got.map((r) => r['last']!));
   return (got.reduce((s, r) => s + r['received']!, 0) / (last - first)) * 1e3;
 }
+
+/** A switch's wakeup / hold counters and the drop counters that moved, on one line (the --verbose benches). */
+export function switchLine(switchCounters: object, totals: Record<string, number>): string {
+  const drops = Object.entries(totals).filter(([k, v]) => k.startsWith('drop') && v > 0);
+  return `switch ${JSON.stringify(switchCounters)} drops ${JSON.stringify(Object.fromEntries(drops))}`;
+}

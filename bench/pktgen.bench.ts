@@ -28,6 +28,7 @@ import { CTR, createRxCounter, createTxGen, newCounters, pktgenNative } from '..
 import { parsePktGenArgs } from '../tools/pkt-gen/options.js';
 import { planTx } from '../tools/pkt-gen/txplan.js';
 import { PIPE_DEFAULT_SLOTS } from '../src/backends/pipe.js';
+import { switchLine } from './lib.js';
 
 const self = fileURLToPath(import.meta.url);
 const bin = path.join(path.dirname(self), '..', 'tools', 'pkt-gen-ts.js');
@@ -152,8 +153,7 @@ async function valeRun(len: number, count: number, rxSlots = 0, lossless = false
     if (t.code !== 0 || r.code !== 0) throw new Error(`vale ${len} B failed:\n${t.err}\n${r.err}`);
     const received = countOf(r.out, 'Received');
     if (VERBOSE) {
-      const drops = Object.entries(sw.totals()).filter(([k, v]) => k.startsWith('drop') && v > 0);
-      console.log(`  vale ${len} B${rxSlots ? ` rx ${rxSlots} slots` : ''}${lossless ? ' lossless' : ''}${holdUs !== undefined ? ` holdUs ${holdUs}` : ''}: received ${(received ? speedOf(r.out) / 1e6 : 0).toFixed(2)} Mpps  switch ${JSON.stringify(sw.switchCounters())} drops ${JSON.stringify(Object.fromEntries(drops))}`);
+      console.log(`  vale ${len} B${rxSlots ? ` rx ${rxSlots} slots` : ''}${lossless ? ' lossless' : ''}${holdUs !== undefined ? ` holdUs ${holdUs}` : ''}: received ${(received ? speedOf(r.out) / 1e6 : 0).toFixed(2)} Mpps  ${switchLine(sw.switchCounters(), sw.totals())}`);
     }
     return { rx: received ? speedOf(r.out) / 1e6 : 0, tx: speedOf(t.out) / 1e6, dropPct: (100 * (count - received)) / count };
   } finally {
