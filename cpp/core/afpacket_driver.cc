@@ -143,31 +143,18 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   if (!raised) return std::move(raised).take_error();
   d->raised_up_ = raised.value();
 
-  d->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  d->ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!d->stop_fd_ || !d->ep_) return sys_fail("eventfd/epoll_create1", "driver thread of " + ifn);
-  for (int fd : {s, d->port_.wait_fd(), d->stop_fd_.get()}) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    if (::epoll_ctl(d->ep_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_fail("epoll_ctl", "driver thread of " + ifn);
-  }
+  auto opened = d->thread_.open({s, d->port_.wait_fd()}, "driver thread of " + ifn);
+  if (!opened) return std::move(opened).take_error();
   AfPacketDriver *self = d.get();
-  d->thread_ = std::thread([self] { self->run(); });
-  // named for top -H, perf and /proc/PID/task/*/comm (bench/linux-if splits vale-ts's CPU by thread): "afp:IFNAME", cut to 15 bytes
-  (void)::pthread_setname_np(d->thread_.native_handle(), ("afp:" + cfg.ifname).substr(0, 15).c_str());
+  // "afp:IFNAME": bench/linux-if splits vale-ts's CPU by thread name
+  d->thread_.start([self] { self->run(); }, "afp:" + cfg.ifname);
   return d;
 }
 
 AfPacketDriver::~AfPacketDriver() { stop(); }
 
 void AfPacketDriver::stop() {
-  if (thread_.joinable()) {
-    stopping_.store(true);
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t w = ::write(stop_fd_.get(), &one, sizeof one);
-    thread_.join();
-  }
+  thread_.stop();
   if (sock_) {
     if (raised_up_) lower_link(sock_.get(), cfg_.ifname);
     ring_.reset();
@@ -520,12 +507,12 @@ void AfPacketDriver::watch_socket(bool on) {
   epoll_event ev{};
   ev.events = on ? static_cast<uint32_t>(EPOLLIN) : 0u;
   ev.data.fd = sock_.get();
-  if (::epoll_ctl(ep_.get(), EPOLL_CTL_MOD, sock_.get(), &ev) == 0) sock_watched_ = on;
+  if (::epoll_ctl(thread_.epoll_fd(), EPOLL_CTL_MOD, sock_.get(), &ev) == 0) sock_watched_ = on;
 }
 
 void AfPacketDriver::run() {
   uint32_t idle_rounds = 0;
-  while (!stopping_.load(std::memory_order_relaxed)) {
+  while (!thread_.stopping()) {
     bool moved = pump_in();
     moved |= pump_out();
     if (moved) {
@@ -563,7 +550,7 @@ void AfPacketDriver::run() {
     epoll_event evs[4];
     // a send the kernel pushed back is retried after a short wait: the device's
     // backlog drains in softirq, and there is no event for it on a packet socket
-    int n = ::epoll_wait(ep_.get(), evs, 4, out_blocked_ ? 1 : !stats_due ? int(kStatsNs / 1'000'000) : -1);
+    int n = ::epoll_wait(thread_.epoll_fd(), evs, 4, out_blocked_ ? 1 : !stats_due ? int(kStatsNs / 1'000'000) : -1);
     c_.wakeups.fetch_add(1, std::memory_order_relaxed);
     port_.disarm();
     for (int k = 0; k < n; k++) {

@@ -32,6 +32,7 @@
 #include <string>
 #include <thread>
 
+#include "core/driver_thread.h"
 #include "core/fd.h"
 #include "core/port_client.h"
 #include "core/result.h"
@@ -125,7 +126,7 @@ class AfPacketDriver {
 
   AfPacketConfig cfg_;
   PortClient port_;
-  unique_fd sock_, tx_sock_, stop_fd_, ep_;  // sock_ receives (rx ring, promiscuity), tx_sock_ sends
+  unique_fd sock_, tx_sock_;  // sock_ receives (rx ring, promiscuity), tx_sock_ sends
   mapping ring_;
   int ifindex_ = 0;
   uint32_t mtu_ = 0;
@@ -144,11 +145,10 @@ class AfPacketDriver {
   uint32_t need_slots_ = 1;  // the tx slots the frame that blocked needs
   bool sock_watched_ = true; // the socket is in the epoll set with EPOLLIN
   uint64_t stats_ns_ = 0;       // when the kernel's drop count was last read
-  std::atomic<bool> stopping_{false};
   std::atomic<bool> logged_truncated_{false}, logged_too_big_{false}, logged_vnet_{false}, logged_gso_{false},
       logged_tx_{false}, logged_slot_{false};
   AfPacketCounters c_;
-  std::thread thread_;
+  DriverThread thread_;
 };
 
 }  // namespace nm

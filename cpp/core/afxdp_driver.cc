@@ -261,36 +261,23 @@ Result<std::unique_ptr<AfXdpDriver>> AfXdpDriver::start(PortClient port, const A
 
   auto promisc = hold_promisc(s, d->ifindex_, ifn);
   if (!promisc) return std::move(promisc).take_error();
-  d->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  d->ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!d->stop_fd_ || !d->ep_) return sys_fail("eventfd/epoll_create1", "driver thread of " + ifn);
-  std::vector<int> fds{d->port_.wait_fd(), d->stop_fd_.get()};
+  std::vector<int> fds{d->port_.wait_fd()};
   for (auto &q : d->q_) fds.push_back(q->fd());
-  for (int fd : fds) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    if (::epoll_ctl(d->ep_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_fail("epoll_ctl", "driver thread of " + ifn);
-  }
+  auto opened = d->thread_.open(fds, "driver thread of " + ifn);
+  if (!opened) return std::move(opened).take_error();
   auto raised = raise_link(s, ifn, flags);
   if (!raised) return std::move(raised).take_error();
   d->raised_up_ = raised.value();
   AfXdpDriver *self = d.get();
-  d->thread_ = std::thread([self] { self->run(); });
-  // named for top -H, perf and /proc/PID/task/*/comm (bench/linux-if splits vale-ts's CPU by thread): "xdp:IFNAME", cut to 15 bytes
-  (void)::pthread_setname_np(d->thread_.native_handle(), ("xdp:" + cfg.ifname).substr(0, 15).c_str());
+  // "xdp:IFNAME": bench/linux-if splits vale-ts's CPU by thread name
+  d->thread_.start([self] { self->run(); }, "xdp:" + cfg.ifname);
   return d;
 }
 
 AfXdpDriver::~AfXdpDriver() { stop(); }
 
 void AfXdpDriver::stop() {
-  if (thread_.joinable()) {
-    stopping_.store(true);
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t w = ::write(stop_fd_.get(), &one, sizeof one);
-    thread_.join();
-  }
+  thread_.stop();
   if (!q_.empty()) {
     poll_kernel_stats();
     q_.clear();  // the XDP program goes with the last socket
@@ -478,7 +465,7 @@ bool AfXdpDriver::pump_out() {
 
 void AfXdpDriver::run() {
   uint32_t idle_rounds = 0;
-  while (!stopping_.load(std::memory_order_relaxed)) {
+  while (!thread_.stopping()) {
     bool moved = false;
     in_blocked_ = false;
     for (auto &q : q_) moved |= pump_in(*q);
@@ -514,7 +501,7 @@ void AfXdpDriver::run() {
     // transmit frames still in flight (or a kick pushed back): look again soon,
     // completions raise no event on the socket
     const bool pending = out_blocked_ || q_[0]->tx_outstanding > 0;
-    const int n = ::epoll_wait(ep_.get(), evs, 8, pending ? 1 : -1);
+    const int n = ::epoll_wait(thread_.epoll_fd(), evs, 8, pending ? 1 : -1);
     c_.wakeups.fetch_add(1, std::memory_order_relaxed);
     port_.disarm();
     for (int k = 0; k < n; k++)

@@ -41,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/driver_thread.h"
 #include "core/fd.h"
 #include "core/port_client.h"
 #include "core/result.h"
@@ -119,16 +120,15 @@ class AfXdpDriver {
   AfXdpConfig cfg_;
   PortClient port_;
   std::vector<std::unique_ptr<Queue>> q_;
-  unique_fd ctl_, stop_fd_, ep_;
+  unique_fd ctl_;
   int ifindex_ = 0;
   uint32_t mtu_ = 0;
   bool zero_copy_ = false, raised_up_ = false, was_promisc_ = false;
   bool in_blocked_ = false, out_blocked_ = false;
   uint64_t last_kernel_rx_drops_ = 0, last_kernel_invalid_ = 0;
-  std::atomic<bool> stopping_{false};
   std::atomic<bool> logged_too_big_{false}, logged_desc_{false}, logged_tx_{false}, logged_slot_{false};
   AfXdpCounters c_;
-  std::thread thread_;
+  DriverThread thread_;
 };
 
 }  // namespace nm

@@ -143,23 +143,36 @@ class PortPump {
     const uint8_t *b;
     uint32_t l;
     while (moved < batch && !out_blocked_ && rx_peek(b, l)) {
-      if (send(b, l) < 0) {
-        const int e = errno;
-        if (e == EINTR) continue;
-        if (e == EAGAIN) {
-          out_blocked_ = true;
-          break;
-        }
-        count(Ctr::DropLinkDown);
-        on_error(e);
-      } else {
-        count(Ctr::OutFrames);
-        count(Ctr::OutBytes, l);
-      }
+      const SendOutcome o = account_send(send(b, l), l, on_error);
+      if (o == SendOutcome::Retry) continue;
+      if (o == SendOutcome::Blocked) break;
       rx_pop();
       moved++;
     }
     return moved;
+  }
+
+  // What one send's result (a syscall's: -1 with errno on failure) means for
+  // the frame of `len` bytes at the head of the rx ring: Retry it (EINTR),
+  // Blocked (EAGAIN: out_blocked_ set, the frame stays), or Done: counted as
+  // sent, or dropped as DropLinkDown after on_error(errno) counted more.
+  enum class SendOutcome { Retry, Blocked, Done };
+  template <class OnError>
+  SendOutcome account_send(ssize_t r, size_t len, OnError on_error) {
+    if (r < 0) {
+      const int e = errno;
+      if (e == EINTR) return SendOutcome::Retry;
+      if (e == EAGAIN) {
+        out_blocked_ = true;
+        return SendOutcome::Blocked;
+      }
+      count(Ctr::DropLinkDown);
+      on_error(e);
+    } else {
+      count(Ctr::OutFrames);
+      count(Ctr::OutBytes, len);
+    }
+    return SendOutcome::Done;
   }
 
   void count(Ctr c, uint64_t n = 1) { ctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }

@@ -82,6 +82,28 @@ void TapDriver::link_event(int fd, uint32_t events) {
   }
 }
 
+bool TapDriver::pick_queue(uint32_t &spins, uint32_t &qi) {
+  const auto nq = static_cast<uint32_t>(q_.size());
+  for (; spins < nq; spins++) {
+    qi = next_q_;
+    if (readable_[qi] && !dead_[qi] && tx_room() != 0) return true;
+    next_q_ = (next_q_ + 1) % nq;
+    if (tx_room() == 0) return false;
+  }
+  return false;
+}
+
+void TapDriver::read_failed(uint32_t qi) {
+  if (errno == EINTR) return;  // read it again
+  if (errno != EAGAIN) {
+    // EBADFD: the device is gone; nothing more will come from this queue
+    count(Ctr::LinkErrors);
+    log(std::string("read from TAP ") + ifname_ + ": " + std::strerror(errno) + "; this queue is not read any more");
+    dead_[qi] = true;
+  }
+  readable_[qi] = false;
+}
+
 uint32_t TapDriver::link_in() {
   if (pass_hdr_) return link_in_with_hdr();
   uint32_t moved = 0;
@@ -91,14 +113,7 @@ uint32_t TapDriver::link_in() {
     moved++;
   }
   const size_t bs = buf_size();
-  for (uint32_t spins = 0; moved < BATCH && spins < q_.size();) {
-    const uint32_t qi = next_q_;
-    if (!readable_[qi] || dead_[qi] || tx_room() == 0) {
-      next_q_ = (next_q_ + 1) % static_cast<uint32_t>(q_.size());
-      spins++;
-      if (tx_room() == 0) break;
-      continue;
-    }
+  for (uint32_t spins = 0, qi = 0; moved < BATCH && pick_queue(spins, qi);) {
     uint8_t hdr[VNET_HDR_LEN];
     uint8_t *slot = tx_buf();
     iovec iov[3];
@@ -109,14 +124,7 @@ uint32_t TapDriver::link_in() {
     iov[n++] = {scratch_.data() + std::min(bs, scratch_.size()), scratch_.size() - std::min(bs, scratch_.size())};
     ssize_t r = ::readv(q_[qi].get(), iov, n);
     if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) {
-        // EBADFD: the device is gone; nothing more will come from this queue
-        count(Ctr::LinkErrors);
-        log(std::string("read from TAP ") + ifname_ + ": " + std::strerror(errno) + "; this queue is not read any more");
-        dead_[qi] = true;
-      }
-      readable_[qi] = false;
+      read_failed(qi);
       continue;
     }
     size_t len = static_cast<size_t>(r);
@@ -160,27 +168,14 @@ uint32_t TapDriver::link_in_with_hdr() {
     pending_ = false;
     moved++;
   }
-  for (uint32_t spins = 0; moved < BATCH && spins < q_.size();) {
-    const uint32_t qi = next_q_;
-    if (!readable_[qi] || dead_[qi] || tx_room() == 0) {
-      next_q_ = (next_q_ + 1) % static_cast<uint32_t>(q_.size());
-      spins++;
-      if (tx_room() == 0) break;
-      continue;
-    }
+  for (uint32_t spins = 0, qi = 0; moved < BATCH && pick_queue(spins, qi);) {
     uint8_t *slot = tx_buf();
     // the first buffer's worth in the slot, the rest of a long frame after
     // the same number of bytes in scratch, so a copy of the slot makes it whole
     iovec iov[2] = {{slot, bs}, {scratch_.data() + std::min(bs, scratch_.size()), scratch_.size() - std::min(bs, scratch_.size())}};
     ssize_t r = ::readv(q_[qi].get(), iov, 2);
     if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) {
-        count(Ctr::LinkErrors);
-        log(std::string("read from TAP ") + ifname_ + ": " + std::strerror(errno) + "; this queue is not read any more");
-        dead_[qi] = true;
-      }
-      readable_[qi] = false;
+      read_failed(qi);
       continue;
     }
     const size_t len = static_cast<size_t>(r);
@@ -212,19 +207,11 @@ uint32_t TapDriver::link_out_with_hdr() {
   uint32_t n;
   size_t len;
   while (moved < BATCH && !out_blocked_ && rx_peek_chain(iov, NETMAP_MAX_FRAGS, n, len)) {
-    if (::writev(q_[0].get(), iov, static_cast<int>(n)) < 0) {
-      const int e = errno;
-      if (e == EINTR) continue;
-      if (e == EAGAIN) {
-        out_blocked_ = true;
-        break;
-      }
-      count(Ctr::DropLinkDown);
+    const SendOutcome o = account_send(::writev(q_[0].get(), iov, static_cast<int>(n)), len, [this](int e) {
       if (e != EIO) count(Ctr::LinkErrors);  // EIO: the interface is down
-    } else {
-      count(Ctr::OutFrames);
-      count(Ctr::OutBytes, len);
-    }
+    });
+    if (o == SendOutcome::Retry) continue;
+    if (o == SendOutcome::Blocked) break;
     for (uint32_t j = 0; j < n; j++) rx_pop();
     moved++;
   }

@@ -52,6 +52,13 @@ class TapDriver final : public PortPump {
   uint32_t link_in() override;
   uint32_t link_out() override;
   uint32_t link_in_with_hdr();
+  // The queue to read next, round robin from next_q_: readable and alive,
+  // with room in the port's tx ring. False once every queue was passed over
+  // (`spins` counts them, across calls in one pass) or the ring is full.
+  bool pick_queue(uint32_t &spins, uint32_t &qi);
+  // A read of queue qi failed: EINTR reads it again, EAGAIN waits for it to
+  // be readable, anything else (the device gone) stops reading it, logged.
+  void read_failed(uint32_t qi);
   uint32_t link_out_with_hdr();
 
   std::vector<unique_fd> q_;

@@ -41,29 +41,17 @@ Result<std::unique_ptr<TapTwinDriver>> TapTwinDriver::start(PortClient port, con
     f.ifr_flags = static_cast<short>(f.ifr_flags | IFF_UP);
     if (::ioctl(s.get(), SIOCSIFFLAGS, &f) < 0) return sys_fail("ioctl", "SIOCSIFFLAGS " + tapname + " up");
   }
-  d->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  d->ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!d->stop_fd_ || !d->ep_) return sys_fail("eventfd/epoll_create1", "driver thread of " + tapname);
-  for (int fd : {d->tap_.get(), d->port_.wait_fd(), d->stop_fd_.get()}) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    if (::epoll_ctl(d->ep_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_fail("epoll_ctl", "driver thread of " + tapname);
-  }
+  auto opened = d->thread_.open({d->tap_.get(), d->port_.wait_fd()}, "driver thread of " + tapname);
+  if (!opened) return std::move(opened).take_error();
   TapTwinDriver *self = d.get();
-  d->thread_ = std::thread([self] { self->run(); });
+  d->thread_.start([self] { self->run(); }, "tap:" + tapname);
   return d;
 }
 
 TapTwinDriver::~TapTwinDriver() { stop(); }
 
 void TapTwinDriver::stop() {
-  if (thread_.joinable()) {
-    stopping_.store(true);
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t w = ::write(stop_fd_.get(), &one, sizeof one);
-    thread_.join();
-  }
+  thread_.stop();
   tap_.reset();
 }
 
@@ -123,7 +111,7 @@ bool TapTwinDriver::pump_out() {
 }
 
 void TapTwinDriver::run() {
-  while (!stopping_.load(std::memory_order_relaxed)) {
+  while (!thread_.stopping()) {
     bool moved = pump_in();
     moved |= pump_out();
     if (moved) continue;
@@ -138,9 +126,9 @@ void TapTwinDriver::run() {
     epoll_event ev{};
     ev.events = in_blocked_ ? 0u : static_cast<uint32_t>(EPOLLIN);
     ev.data.fd = tap_.get();
-    (void)::epoll_ctl(ep_.get(), EPOLL_CTL_MOD, tap_.get(), &ev);
+    (void)::epoll_ctl(thread_.epoll_fd(), EPOLL_CTL_MOD, tap_.get(), &ev);
     epoll_event evs[4];
-    int n = ::epoll_wait(ep_.get(), evs, 4, -1);
+    int n = ::epoll_wait(thread_.epoll_fd(), evs, 4, -1);
     c_.wakeups.fetch_add(1, std::memory_order_relaxed);
     port_.disarm();
     for (int k = 0; k < n; k++)

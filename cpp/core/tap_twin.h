@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "core/driver_thread.h"
 #include "core/fd.h"
 #include "core/port_client.h"
 #include "core/result.h"
@@ -58,11 +59,11 @@ class TapTwinDriver {
 
   std::string name_;
   PortClient port_;
-  unique_fd tap_, stop_fd_, ep_;
+  unique_fd tap_;
   bool in_blocked_ = false;
-  std::atomic<bool> stopping_{false}, logged_tx_{false};
+  std::atomic<bool> logged_tx_{false};
   TapTwinCounters c_;
-  std::thread thread_;
+  DriverThread thread_;
 };
 
 }  // namespace nm
