@@ -6,12 +6,24 @@
 # Node itself is not instrumented, so the sanitizer runtime is preloaded. Any
 # report fails the run.
 #
+#   bash test/asan/run.sh [AVA ARGS]   build (or reuse), then run the tests
+#   bash test/asan/run.sh --build-only build (or reuse) build-asan/ and stop: test/stages.sh
+#                                      runs this in the background beside the ava stage
+#   bash test/asan/run.sh --no-build [AVA ARGS]
+#                                      run the tests on build-asan/ as it is (after a
+#                                      --build-only); it must hold instrumented builds
+#
 # ASAN_REUSE=1 reuses build-asan/*.node when they are newer than every file
 # in cpp/ and binding.gyp (the build takes minutes on a busy machine).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-if [ "${ASAN_REUSE:-0}" = 1 ] && [ -f build-asan/netmap.node ] && [ -f build-asan/netmap_tools.node ] \
+mode=all
+case "${1:-}" in --build-only) mode=build; shift ;; --no-build) mode=test; shift ;; esac
+TIMEFORMAT='asan: build took %0R s (CPU %0U s user, %0S s sys)'
+if [ "$mode" = test ]; then
+  echo "asan: testing build-asan/ as it is (--no-build)"
+elif [ "${ASAN_REUSE:-0}" = 1 ] && [ -f build-asan/netmap.node ] && [ -f build-asan/netmap_tools.node ] \
   && [ -f build-asan/libvale-ts-netmap.so ] \
   && [ -z "$(find cpp binding.gyp -newer build-asan/netmap.node -print -quit)" ] \
   && [ -z "$(find cpp binding.gyp -newer build-asan/netmap_tools.node -print -quit)" ]; then
@@ -26,7 +38,7 @@ echo '{"name":"netmap-asan","version":"0.0.0"}' >"$work/package.json"
 nodedir=()
 [ -f /usr/include/node/node_api.h ] && nodedir=(--nodedir=/usr)
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
-(cd "$work" && CXXFLAGS="$san" LDFLAGS="-fsanitize=address,undefined" \
+time (cd "$work" && CXXFLAGS="$san" LDFLAGS="-fsanitize=address,undefined" \
   "$root/node_modules/.bin/node-gyp" rebuild -j 2 "${nodedir[@]}" >"$work/build.log" 2>&1) || { cat "$work/build.log"; exit 1; }
 mkdir -p build-asan
 for addon in netmap netmap_tools; do cp "$work/build/Release/$addon.node" "build-asan/$addon.node"; done
@@ -44,6 +56,7 @@ if [ ! -f build-asan/libvale-ts-netmap.so ] || [ "$(nm -D build-asan/libvale-ts-
   echo "asan: libvale-ts-netmap.so was built without AddressSanitizer instrumentation" >&2
   exit 1
 fi
+if [ "$mode" = build ]; then echo "asan: build-asan/ ready (--build-only)"; exit 0; fi
 export VALE_TS_PRELOAD="$root/build-asan/libvale-ts-netmap.so"
 asan=$(g++ -print-file-name=libasan.so)
 ubsan=$(g++ -print-file-name=libubsan.so)
