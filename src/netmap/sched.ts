@@ -4,8 +4,9 @@
  * A ring's two ends make progress only while both run. Beside CPU-bound
  * processes, an end that slept (ring empty or full) and is woken by its
  * peer's kick waits, under Linux's EEVDF scheduler, until the busy task on
- * its CPU has used up its slice (the default request, several ms) — long
- * after the peer filled or drained the ring and went to sleep itself. A
+ * its CPU has used up its slice (the default request: 1-3 ms, ended at a
+ * timer tick, 4 ms at HZ 250) — long after the peer filled or drained the
+ * ring and went to sleep itself. A
  * short request (EEVDF's per-task slice, `sched_attr.sched_runtime` of a
  * SCHED_OTHER thread, Linux >= 6.12) makes the woken end run at once. It
  * does not change the share: the weight (nice) stays, and EEVDF only lets
