@@ -7,6 +7,8 @@
  * run that takes longer than --limit seconds counts as hung and is killed).
  *   node dist/bench/contention.bench.js [--count N] [--runs R] [--limit S] [--only pipe|vale] [--datapath loop|thread]
  *                                      [--slots N[,M...]] [--verbose]
+ * --count: frames per run (default 20 M over a pipe, 4 M through vale-ts: an
+ * unloaded run lasts a second or more, past the pair's start-up).
  * Unloaded and loaded runs alternate (U L U L ...; the hogs start afresh for
  * each loaded run), so a change in the machine's other load falls on both.
  * --slots asks for N slots per ring (`@conf:slots=N` on both ends) instead
