@@ -7,6 +7,8 @@
  * run that takes longer than --limit seconds counts as hung and is killed).
  *   node dist/bench/contention.bench.js [--count N] [--runs R] [--limit S] [--only pipe|vale] [--datapath loop|thread]
  *                                      [--slots N[,M...]] [--verbose]
+ * --count: frames per run (default 20 M over a pipe, 4 M through vale-ts: an
+ * unloaded run lasts a second or more, past the pair's start-up).
  * Unloaded and loaded runs alternate (U L U L ...; the hogs start afresh for
  * each loaded run), so a change in the machine's other load falls on both.
  * --slots asks for N slots per ring (`@conf:slots=N` on both ends) instead
@@ -103,6 +105,9 @@ function mppsOf(out: string): number {
 }
 
 let uniq = 0;
+/** Default frames per run (see main). */
+const PIPE_COUNT = 20_000_000;
+const VALE_COUNT = 4_000_000;
 
 interface Once {
   /** the receiver's Mpps, or null when the run did not finish within the limit */
@@ -186,14 +191,19 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { count: { type: 'string' }, runs: { type: 'string' }, limit: { type: 'string' }, only: { type: 'string' }, datapath: { type: 'string' }, slots: { type: 'string' }, verbose: { type: 'boolean' } },
   });
-  const count = Number(values.count ?? 2_000_000);
+  // frames per run: --count for both, else enough for an unloaded run to last
+  // about a second or more (a pipe moves 10-35 Mpps unloaded, vale-ts 1->1 2-5):
+  // a pkt-gen-ts pair takes about a second to reach its steady rate (JIT,
+  // first touch of the ring's buffers), so 2 M frames over a pipe (0.1-0.2 s)
+  // measured its start-up, not its rate, and the unloaded side read low
+  const countOf = (kind: 'pipe' | 'vale'): number => (values.count !== undefined ? Number(values.count) : kind === 'pipe' ? PIPE_COUNT : VALE_COUNT);
   const runs = Number(values.runs ?? 3);
   const limitMs = Number(values.limit ?? 60) * 1000;
   const datapath = values.datapath ?? 'loop';
   if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath ${datapath}: use loop or thread`);
   const variants: (number | undefined)[] = values.slots === undefined ? [undefined] : values.slots.split(',').map(Number);
   for (const v of variants) if (v !== undefined && (!Number.isInteger(v) || v < 2 || v > 4096)) throw new Error(`--slots ${values.slots}: give slot counts 2..4096, comma-separated`);
-  console.log(`contention: pkt-gen-ts tx -> rx, ${count} frames of 60 B, ${runs} runs each, unloaded and loaded alternating; best rate (median in brackets); a run over ${limitMs / 1000} s counts as hung`);
+  console.log(`contention: pkt-gen-ts tx -> rx, ${values.count ?? `${PIPE_COUNT} (pipe) / ${VALE_COUNT} (vale-ts)`} frames of 60 B, ${runs} runs each, unloaded and loaded alternating; best rate (median in brackets); a run over ${limitMs / 1000} s counts as hung`);
   console.log(`load average ${load()}`);
   const switchArgs = ['--datapath', datapath];
   const kinds: readonly ('pipe' | 'vale')[] = values.only === 'pipe' ? ['pipe'] : values.only === 'vale' ? ['vale'] : ['pipe', 'vale'];
@@ -206,7 +216,7 @@ async function main(): Promise<void> {
         for (const loaded of [false, true]) {
           const hs = loaded ? hogs(2) : [];
           try {
-            const o = await once(kind, count, limitMs, switchArgs, v, values.verbose === true);
+            const o = await once(kind, countOf(kind), limitMs, switchArgs, v, values.verbose === true);
             const t = tally(`${v}/${loaded}`);
             if (o.mpps !== null) {
               t.finished++;

@@ -10,6 +10,7 @@ import { loadConfig, type ValeConfig } from '../src/vale/config.js';
 import { ConfigApplier, type ApplyReport } from '../src/vale/config-apply.js';
 import { DEFAULT_RETAIN_COUNTERS_S } from '../src/vale/counters.js';
 import { serveMetrics } from '../src/vale/metrics.js';
+import { requestShortSlice } from '../src/netmap/sched.js';
 
 const MiB = 1024 * 1024;
 const USAGE = `usage: vale-ts [options]
@@ -267,6 +268,9 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   // the first switch's datapath thread, started before clients come: the
   // first register does not wait for it, nor pay its start-up CPU
+  // a switch woken beside CPU-bound processes forwards at once rather than
+  // after their slice (src/netmap/sched.ts); threads started later inherit it
+  requestShortSlice();
   if (datapath === 'thread') await prestartDatapathThread();
   process.stdout.write(`vale-ts: listening on ${server.socketPath} (userspace backend, protocol v1); open valeX:Y ports to create switches and ports\n`);
   server.on('attach', (sw, p) => process.stdout.write(`vale-ts: ${p.name} attached (bridge ${sw.bridgeIndex} port ${p.index}${p.pid ? `, pid ${p.pid}` : ''})\n`));

@@ -9,6 +9,12 @@
 #include "core/learning_bridge.h"
 
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
 
 #include <map>
 #include <memory>
@@ -397,6 +403,41 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   Napi::ObjectReference views_[5];
 };
 
+// setSchedSlice(us): the calling thread's EEVDF request size (Linux >= 6.12
+// reads sched_attr.sched_runtime of a SCHED_OTHER thread as its slice; the
+// kernel clamps it to 100 us..100 ms; 0 restores the default). Same weight,
+// so the same share of the CPU: a short slice only means that when this
+// thread wakes beside a CPU-bound one it runs at once instead of after the
+// other's slice. Threads created later inherit it. Keeps the thread's nice
+// value (sched_setattr would reset it to 0). Returns false where the kernel
+// refuses (the caller runs on with the default); throws on a bad argument.
+struct SliceAttr {  // struct sched_attr (linux/sched/types.h), SCHED_ATTR_SIZE_VER1
+  uint32_t size, sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime, sched_deadline, sched_period;
+  uint32_t sched_util_min, sched_util_max;
+};
+static_assert(sizeof(SliceAttr) == 56, "SCHED_ATTR_SIZE_VER1");
+
+Napi::Value SetSchedSlice(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setSchedSlice(us): us must be a number");
+  const double us = info[0].As<Napi::Number>().DoubleValue();
+  if (!(us >= 0 && us <= 100000)) throw Napi::RangeError::New(env, "setSchedSlice(us): us must be 0..100000");
+  if (sched_getscheduler(0) != SCHED_OTHER) return Napi::Boolean::New(env, false);  // batch, idle, RT: not ours to change
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, 0);  // this thread's (Linux: per thread)
+  if (errno != 0) return Napi::Boolean::New(env, false);
+  SliceAttr a{};
+  a.size = sizeof a;
+  a.sched_policy = SCHED_OTHER;
+  a.sched_nice = nice;
+  a.sched_runtime = static_cast<uint64_t>(us * 1000);
+  return Napi::Boolean::New(env, syscall(SYS_sched_setattr, 0, &a, 0) == 0);
+}
+
 }  // namespace
 
 std::shared_ptr<SwitchCore> switch_core_of(Napi::Env env, Napi::Value v) {
@@ -417,6 +458,7 @@ void InitForward(Napi::Env env, Napi::Object exports) {
                 sched_yield();
                 return info.Env().Undefined();
               }, "schedYield"));
+  exports.Set("setSchedSlice", Napi::Function::New(env, SetSchedSlice, "setSchedSlice"));
 }
 
 }  // namespace nm

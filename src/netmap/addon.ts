@@ -165,6 +165,8 @@ export interface NativeAddon {
   kick(fd: number): void;
   /** sched_yield(): a polling loop that found nothing lets other runnable threads have the CPU */
   schedYield(): void;
+  /** the calling thread's EEVDF slice request, µs (0: the kernel's default), nice kept; false where the kernel refused (see sched.ts) */
+  setSchedSlice(us: number): boolean;
   drain(fd: number): number;
   /** block this thread in poll(2) on fd (events 1 readable, 2 writable) up to timeoutMs (<0: forever); what fired (1, 2, 4 hang-up), 0 on timeout */
   waitFd(fd: number, events: number, timeoutMs: number): number;
