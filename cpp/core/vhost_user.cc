@@ -1325,6 +1325,8 @@ struct VhostUserPort::Impl final : RoundHook {
     epoll_event evs[32];
     using clock = std::chrono::steady_clock;
     const auto poll_window = std::chrono::microseconds(self.cfg_.busy_poll_us);
+    const auto backlog_window = std::chrono::microseconds(self.cfg_.backlog_poll_us);
+    const bool timed = poll_window.count() || backlog_window.count();
     auto last_moved = clock::now();
     uint32_t idle_polls = 0, busy_passes = 0;
     for (;;) {
@@ -1333,13 +1335,19 @@ struct VhostUserPort::Impl final : RoundHook {
       int timeout;
       if (moved) {
         idle_polls = 0;
-        if (poll_window.count()) last_moved = clock::now();
+        if (timed) last_moved = clock::now();
         // go on: the next pass finds what came meanwhile; the sockets and the
         // stop fd are looked at every 8th pass (a syscall each, and a kick or
         // a doorbell means nothing while we pass over the rings anyway)
         if (++busy_passes % 8) continue;
         timeout = 0;
-      } else if (conn && poll_window.count() && clock::now() - last_moved < poll_window) {
+      } else if (conn && timed &&
+                 [&] {
+                   const auto idle = clock::now() - last_moved;
+                   // frames backlogged for a guest still draining its RX queue: its next
+                   // freed entries are likely a few µs away
+                   return idle < poll_window || (rxs && idle < backlog_window);
+                 }()) {
         // polling: the guest's next burst is likely a few µs away; look at
         // the sockets and the stop fd only every 32nd empty pass
         if (++idle_polls % 32) {

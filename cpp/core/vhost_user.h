@@ -92,6 +92,14 @@ struct VhostUserConfig {
   // CPUs the guests' own pollers keep busy, polling here takes CPU from them
   // and lost throughput in bench/RESULTS.md's vhost-user section).
   uint32_t busy_poll_us = 0;
+  // While frames wait in the port's rx ring for guest RX buffers (the
+  // guest's RX queue is full), poll that queue for freed entries this long
+  // (µs) after the last progress instead of asking the guest for a kick and
+  // sleeping: a polling front-end that drains its queue refills it at once,
+  // without a kick (a syscall on the guest's side), a wakeup and a context
+  // switch per refill; when it stops draining (descheduled) the driver
+  // sleeps after the window. 0: sleep at once (the default). Ignored in-line.
+  uint32_t backlog_poll_us = 0;
 };
 
 // What the back-end is doing, for listings.

@@ -32,11 +32,11 @@ class VhostUser : public Napi::ObjectWrap<VhostUser> {
                         InstanceMethod("close", &VhostUser::Close)});
   }
 
-  // new VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs, busyPollUs}[, core]); the fds
+  // new VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs, busyPollUs, backlogPollUs}[, core]); the fds
   // are dup'ed. With core (the port's SwitchCore), the datapath runs in-line in its rounds.
   VhostUser(const Napi::CallbackInfo &info) : Napi::ObjectWrap<VhostUser>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 4 || !info[3].IsObject()) throw Napi::TypeError::New(env, "VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs, busyPollUs})");
+    if (info.Length() < 4 || !info[3].IsObject()) throw Napi::TypeError::New(env, "VhostUser(regionFd, clientBell, switchBell, {path, client, queuePairs, busyPollUs, backlogPollUs})");
     unique_fd region = dup_arg(info, 0, "regionFd"), bell = dup_arg(info, 1, "clientBell"), sw = dup_arg(info, 2, "switchBell");
     Napi::Object o = info[3].As<Napi::Object>();
     VhostUserConfig cfg;
@@ -52,6 +52,12 @@ class VhostUser : public Napi::ObjectWrap<VhostUser> {
       if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0 || v.As<Napi::Number>().DoubleValue() > 100000)
         throw Napi::RangeError::New(env, "busyPollUs must be a number of µs, 0..100000");
       cfg.busy_poll_us = v.As<Napi::Number>().Uint32Value();
+    }
+    if (o.Has("backlogPollUs") && !o.Get("backlogPollUs").IsUndefined()) {
+      Napi::Value v = o.Get("backlogPollUs");
+      if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0 || v.As<Napi::Number>().DoubleValue() > 100000)
+        throw Napi::RangeError::New(env, "backlogPollUs must be a number of µs, 0..100000");
+      cfg.backlog_poll_us = v.As<Napi::Number>().Uint32Value();
     }
     std::shared_ptr<SwitchCore> core;
     if (info.Length() > 4 && !info[4].IsUndefined()) core = switch_core_of(env, info[4]);

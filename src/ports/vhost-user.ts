@@ -18,7 +18,11 @@
  * `inline` (default false, see above),
  * `busyPollUs` (without `inline`; 0..100000, default 0: after the
  * last frame the driver keeps polling this long with the guest's kicks off
- * before it sleeps; in-line, the switch's own busy poll decides).
+ * before it sleeps; in-line, the switch's own busy poll decides),
+ * `backlogPollUs` (without `inline`; 0..100000, default 0: while frames
+ * wait for the guest's RX buffers, the driver polls the guest's RX queue
+ * for freed entries this long after its last progress instead of asking
+ * for a kick and sleeping; bench/RESULTS.md, session 9).
  *
  * The port declares a 10-byte virtio-net header to the switch
  * ({@link Switch.setVnetHdrLen}): a guest's checksum and TSO offloads pass
@@ -39,6 +43,7 @@ export interface VhostUserSettings {
   client: boolean;
   queuePairs: number;
   busyPollUs: number;
+  backlogPollUs: number;
   inline: boolean;
 }
 
@@ -48,16 +53,16 @@ interface NativeVhostUser {
   close(): void;
 }
 interface VhostAddon {
-  VhostUser: new (regionFd: number, clientBell: number, switchBell: number, cfg: { path: string; client: boolean; queuePairs: number; busyPollUs: number }, core?: object) => NativeVhostUser;
+  VhostUser: new (regionFd: number, clientBell: number, switchBell: number, cfg: { path: string; client: boolean; queuePairs: number; busyPollUs: number; backlogPollUs: number }, core?: object) => NativeVhostUser;
 }
 const native = nativeRaw as VhostAddon;
 
 /** Checks a driver spec of kind 'vhost-user' and names the bad setting. */
 export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
   for (const k of Object.keys(spec)) {
-    if (!['kind', 'path', 'client', 'queuePairs', 'busyPollUs', 'inline'].includes(k)) throw Object.assign(new Error(`unknown vhost-user setting '${k}' (known: path, client, queuePairs, busyPollUs, inline)`), { code: 'EINVAL' });
+    if (!['kind', 'path', 'client', 'queuePairs', 'busyPollUs', 'backlogPollUs', 'inline'].includes(k)) throw Object.assign(new Error(`unknown vhost-user setting '${k}' (known: path, client, queuePairs, busyPollUs, backlogPollUs, inline)`), { code: 'EINVAL' });
   }
-  const { path, client = false, queuePairs = 2, busyPollUs = 0, inline = false } = spec;
+  const { path, client = false, queuePairs = 2, busyPollUs = 0, backlogPollUs = 0, inline = false } = spec;
   if (typeof path !== 'string' || !isAbsolute(path)) throw Object.assign(new Error(`vhost-user 'path' must be an absolute socket path (got ${JSON.stringify(path)})`), { code: 'EINVAL' });
   if (Buffer.byteLength(path) > 107) throw Object.assign(new Error(`vhost-user path ${path} is longer than a unix socket path may be (107 bytes)`), { code: 'ENAMETOOLONG' });
   if (typeof client !== 'boolean') throw Object.assign(new Error("vhost-user 'client' must be a boolean"), { code: 'EINVAL' });
@@ -67,8 +72,11 @@ export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
   if (typeof busyPollUs !== 'number' || !Number.isInteger(busyPollUs) || busyPollUs < 0 || busyPollUs > 100000) {
     throw Object.assign(new Error(`vhost-user 'busyPollUs' must be an integer 0..100000 µs (got ${String(busyPollUs)})`), { code: 'EINVAL' });
   }
+  if (typeof backlogPollUs !== 'number' || !Number.isInteger(backlogPollUs) || backlogPollUs < 0 || backlogPollUs > 100000) {
+    throw Object.assign(new Error(`vhost-user 'backlogPollUs' must be an integer 0..100000 µs (got ${String(backlogPollUs)})`), { code: 'EINVAL' });
+  }
   if (typeof inline !== 'boolean') throw Object.assign(new Error("vhost-user 'inline' must be a boolean"), { code: 'EINVAL' });
-  return { path, client, queuePairs, busyPollUs, inline };
+  return { path, client, queuePairs, busyPollUs, backlogPollUs, inline };
 }
 
 /** Names of the negotiated virtio features worth showing. */

@@ -157,14 +157,16 @@ async function receive(p: Port): Promise<Uint8Array> {
   }
 }
 
-for (const inline of [false, true]) test(`hostile vhost-user front-end: every bad descriptor dropped and counted by reason, the switch forwards on (${inline ? 'in-line in the switch' : 'driver thread'})`, async (t) => {
+// the driver thread also with backlogPollUs: its RX side then polls the
+// guest's queue (the same checks on every index it reads) instead of sleeping
+for (const [inline, backlogPollUs] of [[false, 0], [true, 0], [false, 100_000]] as const) test(`hostile vhost-user front-end: every bad descriptor dropped and counted by reason, the switch forwards on (${inline ? 'in-line in the switch' : 'driver thread'}${backlogPollUs ? `, backlogPollUs ${backlogPollUs}` : ''})`, async (t) => {
   t.timeout(60_000);
-  const socket = path.join(dir, `ctl-${inline}.sock`);
+  const socket = path.join(dir, `ctl-${inline}-${backlogPollUs}.sock`);
   const srv = await ValeServer.listen({ socket });
   t.teardown(() => srv.close());
   const vale = new ValeClient({ socket });
-  const VH = path.join(dir, `guest-${inline}.sock`);
-  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH, inline } });
+  const VH = path.join(dir, `guest-${inline}-${backlogPollUs}.sock`);
+  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH, inline, ...(backlogPollUs ? { backlogPollUs } : {}) } });
   const peer = await open('vale0:peer', { socket });
   const peer2 = await open('vale0:peer2', { socket });
   t.teardown(() => {

@@ -74,7 +74,8 @@ export const USAGE =
   '\t--tap NAME[,vnet_hdr][,queues=N][,no_offload]\twith -n: vale-ts serves the port with a TAP device\n' +
   '\t--stream PATH[,client]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
   '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
-  '\t--vhost-user PATH[,client][,queues=N]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects)\n' +
+  '\t--vhost-user PATH[,client][,queues=N][,backlog-poll=US]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects;\n' +
+  '\t\tbacklog-poll: while frames wait for guest RX buffers, poll its queue US µs instead of waiting for a kick; -C N sets the port ring slots)\n' +
   '\t--backend afxdp|packet|auto\twith -a/-h: AF_XDP, AF_PACKET (TPACKET_V2 rx ring), or AF_XDP where possible else AF_PACKET (default)\n' +
   '\t--vxlan vni=N,local=ADDR[:PORT],remote=ADDR[,remote=ADDR...]|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR]\n' +
   '\t\t\twith -n: the port is a VXLAN tunnel endpoint (docs/vxlan.md)\n' +
@@ -103,7 +104,7 @@ const LONG = {
   tap: { arg: 'required', what: 'NAME[,vnet_hdr][,queues=N][,no_offload]' },
   stream: { arg: 'required', what: 'PATH[,client]' },
   dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
-  'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N]' },
+  'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N][,backlog-poll=US]' },
   backend: { arg: 'required', what: 'afxdp|packet|auto' },
   vxlan: { arg: 'required', what: 'vni=N,local=ADDR[:PORT],remote=ADDR...|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR][,gso=on|off]' },
 } as const;
@@ -167,6 +168,7 @@ export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram' | 'vhost-user'
       if (w === 'client') spec['client'] = true;
       else if (w === 'server') spec['client'] = false;
       else if (/^queues=\d+$/.test(w)) spec['queuePairs'] = Number(w.slice('queues='.length));
+      else if (/^backlog-poll=\d+$/.test(w)) spec['backlogPollUs'] = Number(w.slice('backlog-poll='.length));
       else bad(w);
     }
     return spec;
