@@ -20,6 +20,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/clock.h"
+
 #include "core/link.h"
 #include "core/offload.h"
 
@@ -37,6 +39,7 @@ namespace {
 
 constexpr uint32_t kFrame = 2048;
 constexpr uint32_t kBatch = 64;
+constexpr int64_t kStatsNs = 2'000'000;  // how often, at most, the kernel's drop counts are read
 
 uint16_t rd16(const uint8_t *p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
@@ -475,7 +478,16 @@ void AfXdpDriver::run() {
       continue;
     }
     if (++idle_rounds < 2) continue;
-    poll_kernel_stats();
+    // the kernel's drop counts cost a getsockopt per queue: at most every
+    // kStatsNs (at 60 B the thread came here for nearly every frame, one
+    // syscall each; bench/RESULTS.md, session 9), and a sleep ends by then
+    // to read them, so a drop is counted within kStatsNs even if nothing follows
+    const int64_t now = mono_ns();
+    const bool stats_due = now - stats_ns_ >= kStatsNs;
+    if (stats_due) {
+      poll_kernel_stats();
+      stats_ns_ = now;
+    }
     port_.arm(true, in_blocked_);
     (void)port_.rxsync(0);
     (void)port_.txsync(0);
@@ -501,7 +513,7 @@ void AfXdpDriver::run() {
     // transmit frames still in flight (or a kick pushed back): look again soon,
     // completions raise no event on the socket
     const bool pending = out_blocked_ || q_[0]->tx_outstanding > 0;
-    const int n = ::epoll_wait(thread_.epoll_fd(), evs, 8, pending ? 1 : -1);
+    const int n = ::epoll_wait(thread_.epoll_fd(), evs, 8, pending ? 1 : !stats_due ? int(kStatsNs / 1'000'000) : -1);
     c_.wakeups.fetch_add(1, std::memory_order_relaxed);
     port_.disarm();
     for (int k = 0; k < n; k++)

@@ -125,6 +125,7 @@ class AfXdpDriver {
   uint32_t mtu_ = 0;
   bool zero_copy_ = false, raised_up_ = false, was_promisc_ = false;
   bool in_blocked_ = false, out_blocked_ = false;
+  int64_t stats_ns_ = 0;  // when the kernel's drop counts were last read (mono_ns)
   uint64_t last_kernel_rx_drops_ = 0, last_kernel_invalid_ = 0;
   std::atomic<bool> logged_too_big_{false}, logged_desc_{false}, logged_tx_{false}, logged_slot_{false};
   AfXdpCounters c_;
