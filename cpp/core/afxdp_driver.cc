@@ -310,6 +310,24 @@ void AfXdpDriver::poll_kernel_stats() {
   c_.drop_kernel_invalid.store(inval, std::memory_order_relaxed);
 }
 
+// Frames waiting in an rx ring keep its socket readable: while the port's tx
+// ring is full the thread must not listen to it, or epoll_wait returns at once
+// and the thread spins, on two CPUs taking the time of the switch it waits for
+// (bench/RESULTS.md, session 9). The switch's bell (armed for tx room) wakes it.
+void AfXdpDriver::watch_rx(bool on) {
+  if (on == rx_watched_) return;
+  bool all = true;
+  for (auto &q : q_) {
+    epoll_event ev{};
+    ev.events = on ? static_cast<uint32_t>(EPOLLIN) : 0u;
+    ev.data.fd = q->fd();
+    if (::epoll_ctl(thread_.epoll_fd(), EPOLL_CTL_MOD, q->fd(), &ev) < 0) all = false;
+  }
+  // a socket left watched only spins; one left unwatched could miss frames,
+  // so "watched" is claimed only when every socket is, and retried until then
+  rx_watched_ = on && all;
+}
+
 bool AfXdpDriver::pump_in(Queue &q) {
   // frames from the last round go back to the kernel first
   if (!q.to_fill.empty()) {
@@ -509,6 +527,7 @@ void AfXdpDriver::run() {
       port_.disarm();
       continue;
     }
+    watch_rx(!in_blocked_);
     epoll_event evs[8];
     // transmit frames still in flight (or a kick pushed back): look again soon,
     // completions raise no event on the socket
