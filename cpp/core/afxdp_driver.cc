@@ -411,9 +411,20 @@ void AfXdpDriver::kick_tx() {
   Queue &q = *q_[0];
   // copy mode transmits only inside sendto(); zero-copy only when the driver asks
   if (q.tx_outstanding == 0 || (zero_copy_ && !xsk_ring_prod__needs_wakeup(&q.tx))) return;
-  c_.tx_kicks.fetch_add(1, std::memory_order_relaxed);
-  if (::sendto(q.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) >= 0) return;
-  const int e = errno;
+  int e = 0;
+  for (;;) {
+    c_.tx_kicks.fetch_add(1, std::memory_order_relaxed);
+    const uint32_t taken = __atomic_load_n(q.tx.consumer, __ATOMIC_ACQUIRE);
+    if (::sendto(q.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) >= 0) return;
+    e = errno;
+    // Copy mode sends at most a budget of frames (32) per call and answers
+    // EAGAIN when frames are left: that is no push-back, call again. Only a
+    // call that took nothing is one (each pass takes a frame from a ring we
+    // do not fill meanwhile, so this ends). Taken for push-back, it sent the
+    // thread to sleep (up to 1 ms) with frames queued after three kicks,
+    // while the switch's ring for this port filled (bench/RESULTS.md, session 9).
+    if (e != EAGAIN || zero_copy_ || __atomic_load_n(q.tx.consumer, __ATOMIC_ACQUIRE) == taken) break;
+  }
   if (e == EAGAIN || e == EBUSY || e == ENOBUFS || e == EINTR) {
     c_.tx_retries.fetch_add(1, std::memory_order_relaxed);
     out_blocked_ = true;
