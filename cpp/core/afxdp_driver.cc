@@ -524,6 +524,12 @@ void AfXdpDriver::run() {
       port_.disarm();
       continue;
     }
+    // room made between the pump and arm() rang no bell: look again rather
+    // than sleep deaf to the XDP sockets (watch_rx below) with frames waiting
+    if (in_blocked_ && port_.tx_space(0) > 0) {
+      port_.disarm();
+      continue;
+    }
     bool ready = false;
     for (auto &q : q_) {
       uint32_t idx = 0;
