@@ -20,6 +20,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/clock.h"
+
 #include "core/link.h"
 #include "core/offload.h"
 
@@ -37,6 +39,7 @@ namespace {
 
 constexpr uint32_t kFrame = 2048;
 constexpr uint32_t kBatch = 64;
+constexpr int64_t kStatsNs = 2'000'000;  // how often, at most, the kernel's drop counts are read
 
 uint16_t rd16(const uint8_t *p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
@@ -307,6 +310,24 @@ void AfXdpDriver::poll_kernel_stats() {
   c_.drop_kernel_invalid.store(inval, std::memory_order_relaxed);
 }
 
+// Frames waiting in an rx ring keep its socket readable: while the port's tx
+// ring is full the thread must not listen to it, or epoll_wait returns at once
+// and the thread spins, on two CPUs taking the time of the switch it waits for
+// (bench/RESULTS.md, session 9). The switch's bell (armed for tx room) wakes it.
+void AfXdpDriver::watch_rx(bool on) {
+  if (on == rx_watched_) return;
+  bool all = true;
+  for (auto &q : q_) {
+    epoll_event ev{};
+    ev.events = on ? static_cast<uint32_t>(EPOLLIN) : 0u;
+    ev.data.fd = q->fd();
+    if (::epoll_ctl(thread_.epoll_fd(), EPOLL_CTL_MOD, q->fd(), &ev) < 0) all = false;
+  }
+  // a socket left watched only spins; one left unwatched could miss frames,
+  // so "watched" is claimed only when every socket is, and retried until then
+  rx_watched_ = on && all;
+}
+
 bool AfXdpDriver::pump_in(Queue &q) {
   // frames from the last round go back to the kernel first
   if (!q.to_fill.empty()) {
@@ -390,9 +411,20 @@ void AfXdpDriver::kick_tx() {
   Queue &q = *q_[0];
   // copy mode transmits only inside sendto(); zero-copy only when the driver asks
   if (q.tx_outstanding == 0 || (zero_copy_ && !xsk_ring_prod__needs_wakeup(&q.tx))) return;
-  c_.tx_kicks.fetch_add(1, std::memory_order_relaxed);
-  if (::sendto(q.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) >= 0) return;
-  const int e = errno;
+  int e = 0;
+  for (;;) {
+    c_.tx_kicks.fetch_add(1, std::memory_order_relaxed);
+    const uint32_t taken = __atomic_load_n(q.tx.consumer, __ATOMIC_ACQUIRE);
+    if (::sendto(q.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) >= 0) return;
+    e = errno;
+    // Copy mode sends at most a budget of frames (32) per call and answers
+    // EAGAIN when frames are left: that is no push-back, call again. Only a
+    // call that took nothing is one (each pass takes a frame from a ring we
+    // do not fill meanwhile, so this ends). Taken for push-back, it sent the
+    // thread to sleep (up to 1 ms) with frames queued after three kicks,
+    // while the switch's ring for this port filled (bench/RESULTS.md, session 9).
+    if (e != EAGAIN || zero_copy_ || __atomic_load_n(q.tx.consumer, __ATOMIC_ACQUIRE) == taken) break;
+  }
   if (e == EAGAIN || e == EBUSY || e == ENOBUFS || e == EINTR) {
     c_.tx_retries.fetch_add(1, std::memory_order_relaxed);
     out_blocked_ = true;
@@ -475,11 +507,26 @@ void AfXdpDriver::run() {
       continue;
     }
     if (++idle_rounds < 2) continue;
-    poll_kernel_stats();
+    // the kernel's drop counts cost a getsockopt per queue: at most every
+    // kStatsNs (at 60 B the thread came here for nearly every frame, one
+    // syscall each; bench/RESULTS.md, session 9), and a sleep ends by then
+    // to read them, so a drop is counted within kStatsNs even if nothing follows
+    const int64_t now = mono_ns();
+    const bool stats_due = now - stats_ns_ >= kStatsNs;
+    if (stats_due) {
+      poll_kernel_stats();
+      stats_ns_ = now;
+    }
     port_.arm(true, in_blocked_);
     (void)port_.rxsync(0);
     (void)port_.txsync(0);
     if (port_.rx_avail(0) > 0 && !out_blocked_) {
+      port_.disarm();
+      continue;
+    }
+    // room made between the pump and arm() rang no bell: look again rather
+    // than sleep deaf to the XDP sockets (watch_rx below) with frames waiting
+    if (in_blocked_ && port_.tx_space(0) > 0) {
       port_.disarm();
       continue;
     }
@@ -497,11 +544,12 @@ void AfXdpDriver::run() {
       port_.disarm();
       continue;
     }
+    watch_rx(!in_blocked_);
     epoll_event evs[8];
     // transmit frames still in flight (or a kick pushed back): look again soon,
     // completions raise no event on the socket
     const bool pending = out_blocked_ || q_[0]->tx_outstanding > 0;
-    const int n = ::epoll_wait(thread_.epoll_fd(), evs, 8, pending ? 1 : -1);
+    const int n = ::epoll_wait(thread_.epoll_fd(), evs, 8, pending ? 1 : !stats_due ? int(kStatsNs / 1'000'000) : -1);
     c_.wakeups.fetch_add(1, std::memory_order_relaxed);
     port_.disarm();
     for (int k = 0; k < n; k++)
