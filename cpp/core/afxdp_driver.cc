@@ -463,6 +463,17 @@ bool AfXdpDriver::pump_out() {
   return moved;
 }
 
+void AfXdpDriver::watch_rx(bool on) {
+  if (on == rx_watched_) return;
+  for (auto &q : q_) {
+    epoll_event ev{};
+    ev.events = on ? static_cast<uint32_t>(EPOLLIN) : 0u;
+    ev.data.fd = q->fd();
+    (void)::epoll_ctl(thread_.epoll_fd(), EPOLL_CTL_MOD, q->fd(), &ev);
+  }
+  rx_watched_ = on;
+}
+
 void AfXdpDriver::run() {
   uint32_t idle_rounds = 0;
   while (!thread_.stopping()) {
@@ -493,10 +504,16 @@ void AfXdpDriver::run() {
       // a zero-copy driver that waits for a wakeup to take fill frames
       if (xsk_ring_prod__needs_wakeup(&q->fill)) (void)::recvfrom(q->fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
     }
-    if (ready) {
+    // held back by the switch (its tx ring full, frames waiting in the XDP
+    // ring): room that came since pump_in is not missed (arm came first), and
+    // the sockets, readable all along, stay out of the wait until the switch
+    // kicks for room, or the thread spins (one epoll_wait per round: seen
+    // behind the co-resident shortcut, whose backpressure reaches this port)
+    if (ready || (in_blocked_ && port_.tx_space(0) > 0)) {
       port_.disarm();
       continue;
     }
+    watch_rx(!in_blocked_);
     epoll_event evs[8];
     // transmit frames still in flight (or a kick pushed back): look again soon,
     // completions raise no event on the socket

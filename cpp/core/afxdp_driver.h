@@ -115,6 +115,7 @@ class AfXdpDriver {
   void reap_completions();
   void kick_tx();
   void poll_kernel_stats();
+  void watch_rx(bool on);
   void log_once(std::atomic<bool> &flag, const std::string &msg);
 
   AfXdpConfig cfg_;
@@ -125,6 +126,7 @@ class AfXdpDriver {
   uint32_t mtu_ = 0;
   bool zero_copy_ = false, raised_up_ = false, was_promisc_ = false;
   bool in_blocked_ = false, out_blocked_ = false;
+  bool rx_watched_ = true;  // the XDP sockets are in the epoll set for EPOLLIN (not while the switch holds us back)
   uint64_t last_kernel_rx_drops_ = 0, last_kernel_invalid_ = 0;
   std::atomic<bool> logged_too_big_{false}, logged_desc_{false}, logged_tx_{false}, logged_slot_{false};
   AfXdpCounters c_;
