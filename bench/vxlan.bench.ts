@@ -39,9 +39,13 @@
  * (Linux's vxlan needs it, docs/vxlan.md); the vale-ts rows have it back on,
  * as a veth has it by default (the kernel refuses UDP GSO without it).
  *
- *   node dist/bench/vxlan.bench.js [--seconds 5] [--only-netmap] [--only-shortcut]
+ *   node dist/bench/vxlan.bench.js [--seconds 5] [--only-netmap] [--only-shortcut] [--only-namespace]
  *
  * --only-shortcut: the shortcut's netmap row alone (for alternated runs).
+ * --only-namespace: the two vale-ts namespace rows alone (VXLAN, shortcut),
+ * each followed by the same accounting as the netmap rows (trafgen's frames
+ * received at end B or counted: veths, the ports' kernel rings, switches,
+ * drivers, UDP buffers).
  * Each netmap row is followed by its CPU per frame for each of the four
  * processes (tx, A, B, rx) and each busy vale-ts thread, and by where the
  * frames went: every frame sent is received or counted in a named drop
@@ -117,7 +121,7 @@ async function rxPackets(e: End): Promise<number> {
   return j[0]!.stats64.rx.packets;
 }
 
-async function pps(a: End, b: End, seconds: number): Promise<{ sent: number; rxPps: number }> {
+async function pps(a: End, b: End, seconds: number): Promise<{ sent: number; rxPps: number; received: number }> {
   const cfg = `{ eth(da=${b.mac}, sa=${a.mac}, type=0x0800), ipv4(saddr=${a.ip}, daddr=${b.ip}, ttl=64), udp(sp=9, dp=9), fill(0x00, 18) }`;
   const before = await rxPackets(b);
   const t0 = process.hrtime.bigint();
@@ -126,7 +130,7 @@ async function pps(a: End, b: End, seconds: number): Promise<{ sent: number; rxP
   await new Promise((res) => setTimeout(res, 300));
   const got = (await rxPackets(b)) - before;
   const m = /(\d+)\s+packets outgoing/.exec(r.stdout + r.stderr);
-  return { sent: m ? Number(m[1]) / seconds : NaN, rxPps: got / secs };
+  return { sent: m ? Number(m[1]) / seconds : NaN, rxPps: got / secs, received: got };
 }
 
 async function tcp(a: End, b: End, seconds: number): Promise<number> {
@@ -179,6 +183,9 @@ async function snapshot(c: ValeClientLike): Promise<Record<string, number>> {
   for (const [k, v] of Object.entries(st!.totals)) r[`total ${k}`] = v;
   for (const [k, v] of Object.entries(vx?.counters ?? {})) r[`vx ${k}`] = v;
   for (const [k, v] of Object.entries(vx?.driver?.counters ?? {})) r[`drv ${k.replace(/^remote \S+ /, 'remote ')}`] = v;
+  // the namespace end's port (AF_XDP/AF_PACKET on the host's veth), when attached
+  const end = st!.ports.find((p) => p.name !== 'vale0:vx' && p.driver !== undefined);
+  for (const [k, v] of Object.entries(end?.driver?.counters ?? {})) r[`end ${k}`] = v;
   return r;
 }
 type ValeClientLike = Awaited<ReturnType<typeof startValeTsIn>>['client'];
@@ -274,6 +281,75 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   return { sent: sent / secs, rxPps: received / secs, cpuUsPerFrame: received ? ((cpuA + cpuB) * 1e6) / received : NaN, chainUsPerFrame, perProcess, threads, accounting };
 }
 
+/** A veth end's packet and drop counters (`ip -s -j link`). */
+async function linkStats(ns: string, ifname: string): Promise<{ rx: number; tx: number; rxDrop: number; txDrop: number }> {
+  const j = JSON.parse(await must('ip', '-n', ns, '-s', '-j', 'link', 'show', ifname)) as { stats64: { rx: { packets: number; dropped: number }; tx: { packets: number; dropped: number } } }[];
+  const st = j[0]!.stats64;
+  return { rx: st.rx.packets, tx: st.tx.packets, rxDrop: st.rx.dropped, txDrop: st.tx.dropped };
+}
+
+/** What one namespace-ends row measured besides the rates: CPU per frame of each vale-ts and its busy threads, where the frames went. */
+interface NamespaceDetail { perProcess: string; threads: string; accounting: string }
+
+/**
+ * The namespace-ends 60 B row (trafgen in end A to end B's interface) with
+ * the same accounting as the netmap rows: every frame trafgen sent is
+ * received at end B or counted in a named drop counter on its way, the
+ * veths' own drop counters (both pairs), the kernel's AF_XDP/AF_PACKET ring
+ * drops at A's port (`end drop_kernel_*`), every `drop*` of both switches
+ * and both VXLAN drivers, and the hosts' UDP buffer errors.
+ */
+async function namespacePps(a: End, b: End, seconds: number, sw: Awaited<ReturnType<typeof startValeTsIn>>[], hosts: End[]): Promise<Row & NamespaceDetail> {
+  const pids = sw.map((s) => s.proc.pid!);
+  const links = [[a.ns, a.inner], [a.host, a.hostIf], [b.host, b.hostIf], [b.ns, b.inner]] as const;
+  const snap0 = await Promise.all(sw.map((s) => snapshot(s.client)));
+  const udp0 = await Promise.all(hosts.map(udpSnap));
+  const link0 = await Promise.all(links.map(([n, i]) => linkStats(n, i)));
+  const cpu0 = await Promise.all(pids.map(cpuSeconds));
+  const thr0 = await Promise.all(pids.map(threadCpu));
+  const r = await pps(a, b, seconds);
+  const cpu1 = await Promise.all(pids.map(cpuSeconds));
+  const thr1 = await Promise.all(pids.map(threadCpu));
+  const snap1 = await Promise.all(sw.map((s) => snapshot(s.client)));
+  const udp1 = await Promise.all(hosts.map(udpSnap));
+  const link1 = await Promise.all(links.map(([n, i]) => linkStats(n, i)));
+  const sent = Math.round(r.sent * seconds), received = Math.round(r.received);
+  const d = (i: number, k: string): number => (snap1[i]![k] ?? 0) - (snap0[i]![k] ?? 0);
+  const us = (c: number): string => (received ? ((c * 1e6) / received).toFixed(2) : 'NaN');
+  const cpuA = cpu1[0]! - cpu0[0]!, cpuB = cpu1[1]! - cpu0[1]!;
+  const perProcess = `CPU µs per frame received: vale-ts A ${us(cpuA)}, vale-ts B ${us(cpuB)}`;
+  const threads = [0, 1].map((i) => {
+    const busy = [...thr1[i]!].map(([k, v]) => [k, v - (thr0[i]!.get(k) ?? 0)] as const).filter(([, v]) => v > 0.02).sort((x, y) => y[1] - x[1]);
+    return `vale-ts ${'AB'[i]}: ${busy.map(([k, v]) => `${k.endsWith(` ${pids[i]}`) ? 'main' : k} ${us(v)}`).join(', ')}`;
+  }).join('; ');
+  const drops: string[] = [];
+  let dropped = 0;
+  const add = (what: string, n: number): void => {
+    if (n > 0) {
+      drops.push(`${what} ${n}`);
+      dropped += n;
+    }
+  };
+  const names = ['end A', 'host A', 'host B', 'end B'];
+  for (const [i] of links.entries()) {
+    add(`veth ${names[i]} rx dropped`, link1[i]!.rxDrop - link0[i]!.rxDrop);
+    add(`veth ${names[i]} tx dropped`, link1[i]!.txDrop - link0[i]!.txDrop);
+  }
+  // AF_XDP on a veth: a frame its XDP ring had no room for is counted by
+  // the veth too (rx dropped, the XDP redirect failed): shown, not added twice
+  const xdpRing = d(0, 'end drop_kernel_rx');
+  for (const i of [0, 1])
+    for (const k of Object.keys(snap1[i]!))
+      if (/^(total|drv|end) drop/.test(k) && k !== 'end drop_kernel_rx') add(`${'AB'[i]} ${k.replace(/^total /, 'switch ').replace(/^drv /, 'vxlan driver ').replace(/^end /, 'end port ')}`, d(i, k));
+  for (const [i, k] of [[0, 'SndbufErrors'], [1, 'RcvbufErrors']] as const) add(`host ${'AB'[i]} kernel Udp ${k}`, udp1[i]!.get(k)! - udp0[i]!.get(k)!);
+  const accounting = `sent ${sent} = received ${received} + dropped ${dropped} (${drops.join(', ') || 'none'}) + unaccounted ${sent - received - dropped}; ` +
+    `A's end port's XDP ring full ${xdpRing} (in the veth's rx dropped); into A's switch ${d(0, 'end rx_frames')} (veth host A rx ${link1[1]!.rx - link0[1]!.rx}); A's switch to its VXLAN port ${d(0, 'vx txFrames')}; ` +
+    `A's driver out ${d(0, 'drv outFrames')} (ring ${d(0, 'drv remote shortcutTxFrames')}); B's driver in ${d(1, 'drv inFrames')}; B's end port out ${d(1, 'end tx_frames')}; ` +
+    `ring: full ${d(0, 'drv shortcutRingFull')}, 1 ms waits ${d(0, 'drv shortcutFullTimeouts')} (with room ${d(0, 'drv shortcutFullTimeoutsRoom')}); ` +
+    `wakeups: A end port ${d(0, 'end wakeups')}, A driver ${d(0, 'drv wakeups')}, B driver ${d(1, 'drv wakeups')}, B end port ${d(1, 'end wakeups')} (tx kicks ${d(1, 'end tx_kicks')})`;
+  return { sent: r.sent, rxPps: r.rxPps, cpuUsPerFrame: received ? ((cpuA + cpuB) * 1e6) / received : NaN, perProcess, threads, accounting };
+}
+
 async function stats(e: End): Promise<string> {
   return must('ip', 'netns', 'exec', e.host, process.execPath, ctlJs, '--socket', path.join(os.tmpdir(), `${tag}-${e.host}.sock`), '--stats');
 }
@@ -295,10 +371,11 @@ const step = (what: string): void => console.error(`[${((Date.now() - t0) / 1000
 interface Row { rxPps: number; sent: number; gbps?: number; cpuUsPerFrame?: number }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' }, 'only-shortcut': { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' }, 'only-shortcut': { type: 'boolean' }, 'only-namespace': { type: 'boolean' } } });
   const seconds = Number(values.seconds ?? 5);
   const onlyShortcut = values['only-shortcut'] ?? false;
   const onlyNetmap = (values['only-netmap'] ?? false) || onlyShortcut;
+  const onlyNamespace = (values['only-namespace'] ?? false) && !onlyNetmap;
   const detail: string[] = [];
   ensurePackages(['iproute2', 'netsniff-ng', 'iperf3']);
   const ends: End[] = [0, 1].map((i) => ({
@@ -325,7 +402,7 @@ async function main(): Promise<void> {
     await must('ip', 'netns', 'exec', e.host, 'ethtool', '-K', `${tag}u${i}`, 'tx', 'off');
   }
   const [a, b] = ends as [End, End];
-  if (!onlyNetmap) {
+  if (!onlyNetmap && !onlyNamespace) {
     // Linux: bridge + vxlan in each host namespace
     for (const [i, e] of ends.entries()) {
       const other = ends[1 - i]!;
@@ -353,6 +430,7 @@ async function main(): Promise<void> {
   const configs = [{ shortcut: 'off', gso: 'off' }, { shortcut: 'off', gso: 'on' }, { shortcut: 'on', gso: 'on' }] as const;
   for (const { shortcut, gso } of configs) {
     if (onlyShortcut && shortcut === 'off') continue;
+    if (onlyNamespace && gso === 'off') continue;
     const name = shortcut === 'on' ? 'vale-ts shortcut' : gso === 'off' ? 'vale-ts vxlan gso=off' : 'vale-ts vxlan';
     step(`${name}: start`);
     const socks = ends.map((e) => path.join(os.tmpdir(), `${tag}-${e.host}.sock`));
@@ -370,18 +448,20 @@ async function main(): Promise<void> {
         await must('ip', 'netns', 'exec', e.host, process.execPath, ctlJs, '--socket', socks[i]!, '-n', 'vale0:vx', '--vxlan', `vni=42,local=${e.under},remote=${ends[1 - i]!.under},shortcut=${shortcut},gso=${gso}`);
       }
       // netmap ends first, before the veths are attached (so nothing else floods)
-      if (shortcut === 'on') {
+      if (shortcut === 'on' && !onlyNamespace) {
         // A -> B through the ring: a short burst, until A's frames to B go there
         while ((await remoteCtr(0, 'shortcut')) !== 2)
           await must(process.execPath, pktGenJs, '--socket', socks[0]!, '-i', 'vale0:nt', '-f', 'tx', '-n', '1000', '-R', '10000', '-S', '02:00:00:78:00:01', '-D', '02:00:00:78:00:02');
       }
       for (const e of ends) await udpDrops(e);
-      step(`${name}, netmap ends: pkt-gen-ts`);
-      const nr = await netmapPps(socks[0]!, socks[1]!, seconds, sw, ends);
-      res[`${name}, netmap ends`] = nr;
-      detail.push(`  ${name}, netmap ends:\n    ${nr.perProcess}\n    by thread (µs/frame): ${nr.threads}\n    frames: ${nr.accounting}`);
-      console.error(`UDP in host A: ${await udpDrops(a)}\nUDP in host B: ${await udpDrops(b)}`);
-      console.error(`--- vale-ts A (sender)\n${await stats(a)}\n--- vale-ts B (receiver)\n${await stats(b)}`);
+      if (!onlyNamespace) {
+        step(`${name}, netmap ends: pkt-gen-ts`);
+        const nr = await netmapPps(socks[0]!, socks[1]!, seconds, sw, ends);
+        res[`${name}, netmap ends`] = nr;
+        detail.push(`  ${name}, netmap ends:\n    ${nr.perProcess}\n    by thread (µs/frame): ${nr.threads}\n    frames: ${nr.accounting}`);
+        console.error(`UDP in host A: ${await udpDrops(a)}\nUDP in host B: ${await udpDrops(b)}`);
+        console.error(`--- vale-ts A (sender)\n${await stats(a)}\n--- vale-ts B (receiver)\n${await stats(b)}`);
+      }
       if (!onlyNetmap && gso === 'on') {
         for (const [i, e] of ends.entries()) await must('ip', 'netns', 'exec', e.host, process.execPath, ctlJs, '--socket', socks[i]!, '-a', `vale0:${e.hostIf}`);
         await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
@@ -391,11 +471,12 @@ async function main(): Promise<void> {
             await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '1', '-W', '1', b.ip);
         }
         step(`${name}: trafgen`);
-        const vp = await pps(a, b, seconds);
+        const vp = await namespacePps(a, b, seconds, sw, ends);
+        detail.push(`  ${name} (namespace ends):\n    ${vp.perProcess}\n    by thread (µs/frame): ${vp.threads}\n    frames: ${vp.accounting}`);
         console.error(`UDP in host A: ${await udpDrops(a)}\nUDP in host B: ${await udpDrops(b)}`);
         console.error(`--- vale-ts A (sender)\n${await stats(a)}\n--- vale-ts B (receiver)\n${await stats(b)}`);
         step(`${name}: iperf3`);
-        res[name] = { ...vp, gbps: await tcp(a, b, seconds) };
+        res[name] = { sent: vp.sent, rxPps: vp.rxPps, cpuUsPerFrame: vp.cpuUsPerFrame, gbps: await tcp(a, b, seconds) };
       }
     } finally {
       for (const s of sw) {

@@ -208,6 +208,15 @@ bool PortPump::rx_peek_chain(iovec *iov, uint32_t max, uint32_t &slots, size_t &
   return false;
 }
 
+void PortPump::rx_prefetch(uint32_t k) const {
+  netmap_ring *g = pc_.rx_ring(rx_ring_);
+  const uint32_t n = g->num_slots, h = g->head, t = g->tail;
+  if (h >= n || t >= n || k >= n) return;
+  if ((t >= h ? t - h : t + n - h) <= k) return;  // not published (yet)
+  const uint32_t i = h + k >= n ? h + k - n : h + k;
+  if (const uint8_t *b = pc_.slot_buf(ring_slots(g)[i])) __builtin_prefetch(b, 0);
+}
+
 void PortPump::rx_pop() {
   netmap_ring *g = pc_.rx_ring(rx_ring_);
   g->head = g->cur = ring_next(g->head, g->num_slots);

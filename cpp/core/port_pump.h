@@ -118,6 +118,9 @@ class PortPump {
   // Bad slots are dropped and counted here.
   bool rx_peek(const uint8_t *&buf, uint32_t &len);
   void rx_pop();
+  // A cache hint for the frame `k` slots after the one rx_peek gives, if the
+  // switch has published it (no index is changed, nothing is validated).
+  void rx_prefetch(uint32_t k) const;
   // The oldest frame as all its slots (a chain of NS_MOREFRAG slots and its
   // last): up to `max` iovecs, `slots` of them used, `len` bytes in all.
   // A chain with a bad slot, or longer than `max`, is dropped (DropBadSlot).

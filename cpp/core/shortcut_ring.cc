@@ -17,9 +17,8 @@ namespace {
 constexpr char MAGIC[8] = {'V', 'T', 'S', 'C', 'R', 'I', 'N', 'G'};
 constexpr uint64_t HDR = 64;         // header, a cache line
 constexpr uint64_t CTL = 128;        // tail at +0, head at +64: producer and consumer on their own lines
-constexpr uint64_t SLOT_HDR = 8;     // u32 len, u32 reserved
 
-uint64_t stride_of(uint32_t slot_size) { return (SLOT_HDR + slot_size + 63) & ~uint64_t{63}; }
+uint64_t stride_of(uint32_t slot_size) { return ShortcutRing::stride_for(slot_size); }
 bool pow2(uint32_t v) { return v && !(v & (v - 1)); }
 }  // namespace
 
@@ -27,9 +26,13 @@ uint64_t ShortcutRing::bytes_for(uint32_t slots, uint32_t slot_size) {
   return HDR + 2 * (CTL + uint64_t{slots} * stride_of(slot_size));
 }
 
-uint8_t *ShortcutRing::ring(int i) const { return map_.data() + HDR + static_cast<uint64_t>(i) * (CTL + uint64_t{slots_} * stride_of(slot_size_)); }
-
-uint8_t *ShortcutRing::slot(int i, uint32_t counter) const { return ring(i) + CTL + uint64_t{counter & (slots_ - 1)} * stride_of(slot_size_); }
+void ShortcutRing::cache_layout() {
+  stride_ = stride_of(slot_size_);
+  mask_ = slots_ - 1;
+  rings_[0] = map_.data() + HDR;
+  rings_[1] = rings_[0] + CTL + uint64_t{slots_} * stride_;
+  static_assert(CTL == CTL_BYTES);
+}
 
 Result<ShortcutRing> ShortcutRing::create(uint32_t slots, uint32_t slot_size) {
   if (!pow2(slots) || slots > SHORTCUT_RING_MAX_SLOTS)
@@ -53,6 +56,7 @@ Result<ShortcutRing> ShortcutRing::create(uint32_t slots, uint32_t slot_size) {
   r.slots_ = slots;
   r.slot_size_ = slot_size;
   r.out_ = 0;
+  r.cache_layout();
   return r;
 }
 
@@ -84,6 +88,7 @@ Result<ShortcutRing> ShortcutRing::attach(unique_fd fd) {
   r.slots_ = geo[1];
   r.slot_size_ = geo[2];
   r.out_ = 1;
+  r.cache_layout();
   return r;
 }
 
@@ -108,9 +113,7 @@ ShortcutRing::Push ShortcutRing::push(const uint8_t *frame, uint32_t len) {
   return Push::Ok;
 }
 
-bool ShortcutRing::room() {
-  if (broken_) return false;
-  if (tail_ - peer_head_ < slots_) return true;
+bool ShortcutRing::refresh_head() {
   const uint32_t h = load_acquire(reinterpret_cast<const uint32_t *>(ring(out_) + 64));
   // the consumer's index only moves forward, and never past what we published
   if (h - peer_head_ > tail_ - peer_head_) {
@@ -121,24 +124,10 @@ bool ShortcutRing::room() {
   return tail_ - h < slots_;
 }
 
-bool ShortcutRing::push_unpublished(const uint8_t *frame, uint32_t len) {
-  if (broken_ || len > slot_size_ || tail_ - peer_head_ >= slots_) return false;
-  uint8_t *s = slot(out_, tail_);
-  std::memcpy(s + SLOT_HDR, frame, len);
-  store_relaxed(reinterpret_cast<uint32_t *>(s), len);
-  tail_++;
-  return true;
-}
-
 void ShortcutRing::publish() {
   if (broken_ || tail_shown_ == tail_) return;
   store_release(reinterpret_cast<uint32_t *>(ring(out_)), tail_);
   tail_shown_ = tail_;
-}
-
-void ShortcutRing::pop_unpublished() {
-  if (broken_ || head_ == peer_tail_) return;
-  head_++;
 }
 
 void ShortcutRing::publish_head() {
@@ -179,20 +168,6 @@ void ShortcutRing::pop() {
   head_++;
   store_release(reinterpret_cast<uint32_t *>(ring(1 - out_) + 64), head_);
   head_shown_ = head_;
-}
-
-void ShortcutRing::prefetch_in(uint32_t k) const {
-  if (broken_ || !slots_) return;
-  const uint8_t *s = slot(1 - out_, head_ + k);
-  __builtin_prefetch(s, 0);
-  __builtin_prefetch(s + 64, 0);  // a 60-byte frame after the 8-byte slot header ends in the next line
-}
-
-void ShortcutRing::prefetch_out(uint32_t k) const {
-  if (broken_ || !slots_) return;
-  const uint8_t *s = slot(out_, tail_ + k);
-  __builtin_prefetch(s, 1);
-  __builtin_prefetch(s + 64, 1);
 }
 
 namespace {

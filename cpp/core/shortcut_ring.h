@@ -38,6 +38,7 @@
 
 #include "core/fd.h"
 #include "core/result.h"
+#include "core/shm_atomic.h"
 
 namespace nm {
 
@@ -76,10 +77,23 @@ class ShortcutRing {
   // publish(): makes every pushed frame visible to the consumer;
   // pop_unpublished(): consumes the frame peek() gave, telling the producer
   // at publish_head() or when peek() finds the ring empty.
-  bool room();
-  bool push_unpublished(const uint8_t *frame, uint32_t len);  // false: no room, too long or broken
+  bool room() {
+    if (broken_) return false;
+    return tail_ - peer_head_ < slots_ || refresh_head();
+  }
+  bool push_unpublished(const uint8_t *frame, uint32_t len) {  // false: no room, too long or broken
+    if (broken_ || len > slot_size_ || tail_ - peer_head_ >= slots_) return false;
+    uint8_t *s = slot(out_, tail_);
+    __builtin_memcpy(s + SLOT_HDR, frame, len);
+    store_relaxed(reinterpret_cast<uint32_t *>(s), len);
+    tail_++;
+    return true;
+  }
   void publish();
-  void pop_unpublished();
+  void pop_unpublished() {
+    if (broken_ || head_ == peer_tail_) return;
+    head_++;
+  }
   void publish_head();
   // The oldest frame of the incoming ring, or false when it is empty or the
   // channel is broken. The bytes stay the peer's to overwrite only after pop().
@@ -105,8 +119,21 @@ class ShortcutRing {
   // next one to read, the outgoing slot `k` after the next one to fill (the
   // other process wrote / read those lines last: without the hint each frame
   // waits for them). Only addresses inside the mapping; no index is read.
-  void prefetch_in(uint32_t k) const;
-  void prefetch_out(uint32_t k) const;
+  void prefetch_in(uint32_t k) const {
+    if (broken_ || !slots_) return;
+    const uint8_t *s = slot(1 - out_, head_ + k);
+    __builtin_prefetch(s, 0);
+    __builtin_prefetch(s + 64, 0);  // a 60-byte frame after the 8-byte slot header ends in the next line
+  }
+  void prefetch_out(uint32_t k) const {
+    if (broken_ || !slots_) return;
+    const uint8_t *s = slot(out_, tail_ + k);
+    __builtin_prefetch(s, 1);
+    __builtin_prefetch(s + 64, 1);
+  }
+  // a slot's bytes: its frame's length, then the frame
+  static constexpr uint64_t SLOT_HDR = 8;  // u32 len, u32 reserved
+  static constexpr uint64_t stride_for(uint32_t slot_size) { return (SLOT_HDR + slot_size + 63) & ~uint64_t{63}; }
   // Frames published to the outgoing ring since it was made (our own count).
   uint32_t produced() const { return tail_; }
   // Frames of the incoming ring seen published and not yet popped, as of the
@@ -116,12 +143,21 @@ class ShortcutRing {
  private:
   ShortcutRing() = default;
   static uint64_t bytes_for(uint32_t slots, uint32_t slot_size);
-  uint8_t *ring(int i) const;
-  uint8_t *slot(int i, uint32_t counter) const;
+  // the rings' addresses and the slot stride, worked out once from the
+  // geometry this side checked (never from the shared header again)
+  void cache_layout();
+  uint8_t *ring(int i) const { return rings_[i]; }
+  uint8_t *slot(int i, uint32_t counter) const { return rings_[i] + CTL_BYTES + uint64_t{counter & mask_} * stride_; }
+  // room() when our copy of the consumer's index says full: loads and checks it
+  bool refresh_head();
+  static constexpr uint64_t CTL_BYTES = 128;  // a ring's two index lines before its slots
 
   unique_fd fd_;
   mapping map_;
   uint32_t slots_ = 0, slot_size_ = 0;
+  uint32_t mask_ = 0;
+  uint64_t stride_ = 0;
+  uint8_t *rings_[2] = {nullptr, nullptr};  // inside map_ (a move keeps the mapping where it is)
   int out_ = 0;              // the ring this side produces
   uint32_t tail_ = 0;        // ours, of the outgoing ring
   uint32_t head_ = 0;        // ours, of the incoming ring

@@ -1066,9 +1066,15 @@ bool VxlanDriver::deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len
     vcount(VxCtr::DropTooLongIn);
     return true;
   }
-  if (tx_room() == 0) return false;
+  // the switch's free tx slots, counted down within one drain_rings call
+  // (tx_room() syncs and checks the slot: once per run of free slots, not per frame)
+  if (ring_tx_room_ == 0 && (ring_tx_room_ = tx_room()) == 0) return false;
   // copied before it is looked at: the peer may rewrite the slot meanwhile
   uint8_t *t = tx_buf();
+  if (!t) {
+    ring_tx_room_ = 0;
+    return false;
+  }
   std::memcpy(t, f, len);
   const uint64_t k = mac_key(t + 6);
   if ((t[6] & 1) || k == 0) {
@@ -1084,12 +1090,14 @@ bool VxlanDriver::deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len
   }
   endpoints_[ep].sc_rx_frames++;
   tx_push(len);
+  ring_tx_room_--;
   return true;
 }
 
 uint32_t VxlanDriver::drain_rings(uint64_t now) {
   uint32_t moved = 0;
   learned_key_ = 0;  // see deliver_ring_frame
+  ring_tx_room_ = 0;  // others push between calls: counted afresh
   const uint8_t *f;
   uint32_t l;
   // rings whose peer went first: nothing new comes into them
@@ -1382,6 +1390,9 @@ uint32_t VxlanDriver::link_out() {
     uint32_t l;
     uint64_t out_frames = 0, out_bytes = 0, floods = 0, flood_copies = 0;
     while (nf < TX_BATCH && rx_peek(b, l)) {
+      // the switch wrote these bytes on another CPU: ask for a later frame's
+      // line now (the first read of each frame was most of link_out's time)
+      rx_prefetch(4);
       moved++;
       if (l < ETH_HLEN) {
         vcount(VxCtr::DropShortOut);

@@ -335,7 +335,8 @@ class VxlanDriver final : public PortPump {
   bool sc_full_ = false;  // a frame waits for room in a ring: retried on the peer's kick or in 1 ms
   bool sc_armed_ = false;
   uint64_t learned_key_ = 0;  // deliver_ring_frame: the MAC (and endpoint) learned last in this drain_rings call
-  uint32_t learned_ep_ = 0;  // a ring's wait word asks the peer for a kick (cleared once awake)
+  uint32_t learned_ep_ = 0;
+  uint32_t ring_tx_room_ = 0;  // deliver_ring_frame: free tx slots left, within one drain_rings call  // a ring's wait word asks the peer for a kick (cleared once awake)
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
 };
