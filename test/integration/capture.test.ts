@@ -79,7 +79,9 @@ async function startCapture(args: string[]): Promise<{ done: Promise<{ code: num
   return { done };
 }
 
-const ping = (from: string, to: string, n: number): Promise<string> => inNs(from, ['ping', '-c', String(n), '-i', '0.2', '-w', '50', to]);
+// -A: the next request only once the last one is answered, so a slow machine
+// (replies late) still sees exactly n requests and n replies; -w: a hang guard
+const ping = (from: string, to: string, n: number): Promise<string> => inNs(from, ['ping', '-c', String(n), '-A', '-w', '50', to]);
 
 test.serial('vale-ctl-ts --capture --filter icmp: tshark reads the ping exchange, by port direction', async (t) => {
   t.timeout(90_000);

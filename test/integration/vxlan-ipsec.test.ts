@@ -181,8 +181,8 @@ function macOf(n: string, ifname: string): Buffer {
 
 test.serial('VXLAN over IPsec (strongSwan, userspace ESP), behind the guard: ping and TCP both ways; the underlay carries ESP and no inner frame, ipsec0 carries them in the clear', async (t) => {
   t.timeout(120_000);
-  t.regex(await inNs(ns.t1, ['ping', '-c', '3', '-i', '0.2', '-w', '50', overlay.t2]), /3 received/);
-  t.regex(await inNs(ns.t2, ['ping', '-c', '3', '-i', '0.2', '-w', '50', overlay.t1]), /3 received/);
+  t.regex(await inNs(ns.t1, ['ping', '-c', '3', '-A', '-w', '50', overlay.t2]), /3 received/);
+  t.regex(await inNs(ns.t2, ['ping', '-c', '3', '-A', '-w', '50', overlay.t1]), /3 received/);
   const files = { outer: path.join(dir, 'underlay.pcap'), inner: path.join(dir, 'ipsec0.pcap') };
   const stopOuter = await captureIn(stops, ns.v1, `${tag}a`, files.outer);
   const stopInner = await captureIn(stops, ns.v1, 'ipsec0', files.inner);

@@ -132,7 +132,7 @@ const r2 = `remote ${under.v1} `;
 test.serial('two vale-ts on one host: VXLAN, then the shortcut under load (VXLAN counters stand still), #2 killed: back to VXLAN, restarted: the shortcut again; the TCP transfer throughout is intact', async (t) => {
   t.timeout(180_000);
   // -w: on a slow machine ping may send (and get) a third before the second reply
-  t.regex(await inNs(ns.t1, ['ping', '-c', '2', '-i', '0.2', '-w', '50', host2]), /[2-9] received/);
+  t.regex(await inNs(ns.t1, ['ping', '-c', '2', '-A', '-w', '50', host2]), /[2-9] received/);
   const sink = tcpSink(ns.t2, host2, 5301);
   t.teardown(() => sink.kill());
   await sink.listening;
@@ -229,7 +229,7 @@ test.serial('a peer writing impossible indices into the live channel: the ring i
   const t0 = Date.now();
   const at = (what: string): void => t.log(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
   // traffic makes both sides look at the indices
-  await inNs(ns.t1, ['ping', '-c', '3', '-i', '0.2', '-w', '50', host2]);
+  await inNs(ns.t1, ['ping', '-c', '3', '-A', '-w', '50', host2]);
   at('ping done');
   [c1, c2] = await until((a, b) => a['shortcutRingBroken']! + b['shortcutRingBroken']! >= 1 && a[`${r1}shortcutDowns`]! >= 2);
   at('broken, down');
