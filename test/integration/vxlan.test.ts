@@ -248,8 +248,11 @@ go(0);`;
   // frames may teach the VTEP a MAC meanwhile, which is right)
   const fdb = Object.keys(after).filter((k) => k.startsWith('fdb '));
   t.deepEqual(fdb.filter((k) => k.startsWith('fdb 03:76:61:6c:65:73 ') || k.includes(` -> ${stranger} `)), [], JSON.stringify(fdb));
-  t.is(after['dropBadSrcMac'], before['dropBadSrcMac']); // taken out before the frame checks
-  t.is(after[`remote ${under.l} rxFrames`], before[`remote ${under.l} rxFrames`]);
+  // taken out before the frame checks, so never switched: their inner source
+  // MAC is multicast, which the checks would have dropped and counted here
+  // (not the remote's rxFrames: the Linux side's own IPv6 neighbour and MLD
+  // frames move it meanwhile on a slow machine)
+  t.is(after['dropBadSrcMac'], before['dropBadSrcMac']);
 });
 
 test.serial('hostile datagrams: short header, no I flag, wrong VNI, short inner frame, multicast source MAC are dropped by reason', async (t) => {
