@@ -266,11 +266,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  // the first switch's datapath thread, started before clients come: the
-  // first register does not wait for it, nor pay its start-up CPU
   // a switch woken beside CPU-bound processes forwards at once rather than
   // after their slice (src/netmap/sched.ts); threads started later inherit it
   requestShortSlice();
+  // the first switch's datapath thread, started before clients come: the
+  // first register does not wait for it, nor pay its start-up CPU
   if (datapath === 'thread') await prestartDatapathThread();
   process.stdout.write(`vale-ts: listening on ${server.socketPath} (userspace backend, protocol v1); open valeX:Y ports to create switches and ports\n`);
   server.on('attach', (sw, p) => process.stdout.write(`vale-ts: ${p.name} attached (bridge ${sw.bridgeIndex} port ${p.index}${p.pid ? `, pid ${p.pid}` : ''})\n`));

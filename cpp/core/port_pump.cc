@@ -212,7 +212,7 @@ void PortPump::rx_prefetch(uint32_t k) const {
   netmap_ring *g = pc_.rx_ring(rx_ring_);
   const uint32_t n = g->num_slots, h = g->head, t = g->tail;
   if (h >= n || t >= n || k >= n) return;
-  if ((t >= h ? t - h : t + n - h) <= k) return;  // not published (yet)
+  if (ring_dist(t, h, n) <= k) return;  // not published (yet)
   const uint32_t i = h + k >= n ? h + k - n : h + k;
   if (const uint8_t *b = pc_.slot_buf(ring_slots(g)[i])) __builtin_prefetch(b, 0);
 }

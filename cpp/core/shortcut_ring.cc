@@ -16,22 +16,19 @@ namespace nm {
 namespace {
 constexpr char MAGIC[8] = {'V', 'T', 'S', 'C', 'R', 'I', 'N', 'G'};
 constexpr uint64_t HDR = 64;         // header, a cache line
-constexpr uint64_t CTL = 128;        // tail at +0, head at +64: producer and consumer on their own lines
 
-uint64_t stride_of(uint32_t slot_size) { return ShortcutRing::stride_for(slot_size); }
 bool pow2(uint32_t v) { return v && !(v & (v - 1)); }
 }  // namespace
 
 uint64_t ShortcutRing::bytes_for(uint32_t slots, uint32_t slot_size) {
-  return HDR + 2 * (CTL + uint64_t{slots} * stride_of(slot_size));
+  return HDR + 2 * (CTL_BYTES + uint64_t{slots} * stride_for(slot_size));
 }
 
 void ShortcutRing::cache_layout() {
-  stride_ = stride_of(slot_size_);
+  stride_ = stride_for(slot_size_);
   mask_ = slots_ - 1;
   rings_[0] = map_.data() + HDR;
-  rings_[1] = rings_[0] + CTL + uint64_t{slots_} * stride_;
-  static_assert(CTL == CTL_BYTES);
+  rings_[1] = rings_[0] + CTL_BYTES + uint64_t{slots_} * stride_;
 }
 
 Result<ShortcutRing> ShortcutRing::create(uint32_t slots, uint32_t slot_size) {

@@ -150,7 +150,7 @@ class ShortcutRing {
   uint8_t *slot(int i, uint32_t counter) const { return rings_[i] + CTL_BYTES + uint64_t{counter & mask_} * stride_; }
   // room() when our copy of the consumer's index says full: loads and checks it
   bool refresh_head();
-  static constexpr uint64_t CTL_BYTES = 128;  // a ring's two index lines before its slots
+  static constexpr uint64_t CTL_BYTES = 128;  // a ring's two index lines before its slots: tail at +0, head at +64 (producer and consumer on their own lines)
 
   unique_fd fd_;
   mapping map_;

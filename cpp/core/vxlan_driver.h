@@ -333,10 +333,10 @@ class VxlanDriver final : public PortPump {
   size_t late_done_ = 0;
   std::vector<Peer *> ring_dst_;  // link_out: the rings one frame goes into (peers_ unchanged meanwhile)
   bool sc_full_ = false;  // a frame waits for room in a ring: retried on the peer's kick or in 1 ms
-  bool sc_armed_ = false;
+  bool sc_armed_ = false;  // a ring's wait word asks the peer for a kick (cleared once awake)
   uint64_t learned_key_ = 0;  // deliver_ring_frame: the MAC (and endpoint) learned last in this drain_rings call
   uint32_t learned_ep_ = 0;
-  uint32_t ring_tx_room_ = 0;  // deliver_ring_frame: free tx slots left, within one drain_rings call  // a ring's wait word asks the peer for a kick (cleared once awake)
+  uint32_t ring_tx_room_ = 0;  // deliver_ring_frame: free tx slots left, within one drain_rings call
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
 };

@@ -47,18 +47,16 @@ class VhostUser : public Napi::ObjectWrap<VhostUser> {
       if (!o.Get("queuePairs").IsNumber()) throw Napi::TypeError::New(env, "queuePairs must be a number");
       cfg.queue_pairs = o.Get("queuePairs").As<Napi::Number>().Uint32Value();
     }
-    if (o.Has("busyPollUs") && !o.Get("busyPollUs").IsUndefined()) {
-      Napi::Value v = o.Get("busyPollUs");
+    // a window in µs, 0..100000, left as it is when not given
+    auto window_us = [&](const char *name, uint32_t &out) {
+      if (!o.Has(name) || o.Get(name).IsUndefined()) return;
+      Napi::Value v = o.Get(name);
       if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0 || v.As<Napi::Number>().DoubleValue() > 100000)
-        throw Napi::RangeError::New(env, "busyPollUs must be a number of µs, 0..100000");
-      cfg.busy_poll_us = v.As<Napi::Number>().Uint32Value();
-    }
-    if (o.Has("backlogPollUs") && !o.Get("backlogPollUs").IsUndefined()) {
-      Napi::Value v = o.Get("backlogPollUs");
-      if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0 || v.As<Napi::Number>().DoubleValue() > 100000)
-        throw Napi::RangeError::New(env, "backlogPollUs must be a number of µs, 0..100000");
-      cfg.backlog_poll_us = v.As<Napi::Number>().Uint32Value();
-    }
+        throw Napi::RangeError::New(env, std::string(name) + " must be a number of µs, 0..100000");
+      out = v.As<Napi::Number>().Uint32Value();
+    };
+    window_us("busyPollUs", cfg.busy_poll_us);
+    window_us("backlogPollUs", cfg.backlog_poll_us);
     std::shared_ptr<SwitchCore> core;
     if (info.Length() > 4 && !info[4].IsUndefined()) core = switch_core_of(env, info[4]);
     PortClient pc = unwrap(env, PortClient::attach(std::move(region), std::move(bell), std::move(sw)));

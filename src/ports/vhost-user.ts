@@ -69,14 +69,18 @@ export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
   if (typeof queuePairs !== 'number' || !Number.isInteger(queuePairs) || queuePairs < 1 || queuePairs > 8) {
     throw Object.assign(new Error(`vhost-user 'queuePairs' must be an integer 1..8 (got ${String(queuePairs)})`), { code: 'EINVAL' });
   }
-  if (typeof busyPollUs !== 'number' || !Number.isInteger(busyPollUs) || busyPollUs < 0 || busyPollUs > 100000) {
-    throw Object.assign(new Error(`vhost-user 'busyPollUs' must be an integer 0..100000 µs (got ${String(busyPollUs)})`), { code: 'EINVAL' });
-  }
-  if (typeof backlogPollUs !== 'number' || !Number.isInteger(backlogPollUs) || backlogPollUs < 0 || backlogPollUs > 100000) {
-    throw Object.assign(new Error(`vhost-user 'backlogPollUs' must be an integer 0..100000 µs (got ${String(backlogPollUs)})`), { code: 'EINVAL' });
-  }
+  const busy = windowUs('busyPollUs', busyPollUs);
+  const backlog = windowUs('backlogPollUs', backlogPollUs);
   if (typeof inline !== 'boolean') throw Object.assign(new Error("vhost-user 'inline' must be a boolean"), { code: 'EINVAL' });
-  return { path, client, queuePairs, busyPollUs, backlogPollUs, inline };
+  return { path, client, queuePairs, busyPollUs: busy, backlogPollUs: backlog, inline };
+}
+
+/** A polling window setting, whole µs 0..100000, or the error that names it. */
+function windowUs(name: string, us: unknown): number {
+  if (typeof us !== 'number' || !Number.isInteger(us) || us < 0 || us > 100000) {
+    throw Object.assign(new Error(`vhost-user '${name}' must be an integer 0..100000 µs (got ${String(us)})`), { code: 'EINVAL' });
+  }
+  return us;
 }
 
 /** Names of the negotiated virtio features worth showing. */
