@@ -51,6 +51,8 @@ ensure_afxdp_addon() {
   has_afxdp || { echo "ava: rebuilt, still without AF_XDP (pkg-config --exists libxdp libbpf: $(pkg-config --exists libxdp libbpf && echo yes || echo no))"; return 1; }
 }
 stage_ava() {
+  # the Debian packages the tests use, before any test's timeout runs (a no-op when present)
+  bash test/system-packages.sh || return 1
   ensure_afxdp_addon
   case " $stages " in *" asan "*) bg_start asan-build nice -n 10 bash test/asan/run.sh --build-only ;; esac
   node_modules/.bin/ava
