@@ -189,6 +189,10 @@ async function snapshot(c: ValeClientLike): Promise<Record<string, number>> {
   const vx = st!.ports.find((p) => p.name === 'vale0:vx');
   const r: Record<string, number> = {};
   for (const [k, v] of Object.entries(st!.totals)) r[`total ${k}`] = v;
+  for (const [k, v] of Object.entries(st!.switchCounters ?? {})) r[`switch ${k}`] = v;
+  // kicks to the other port (the netmap end's client): its doorbell, written by the switch
+  const other = st!.ports.find((p) => p.name !== 'vale0:vx') ?? st!.departedPorts?.find((p) => p.name !== 'vale0:vx');
+  if (other) r['other kicks'] = other.counters['kicks'] ?? 0;
   for (const [k, v] of Object.entries(vx?.counters ?? {})) r[`vx ${k}`] = v;
   for (const [k, v] of Object.entries(vx?.driver?.counters ?? {})) r[`drv ${k.replace(/^remote \S+ /, 'remote ')}`] = v;
   // the namespace end's port (AF_XDP/AF_PACKET on the host's veth), when attached
@@ -320,10 +324,15 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
     `ring: ${d(0, 'drv shortcutTxBatches')} batches in, ${d(1, 'drv shortcutRxBatches')} out, ` +
     `full ${d(0, 'drv shortcutRingFull')}, kicks ${d(0, 'drv shortcutKicks')} A->B ${d(1, 'drv shortcutKicks')} B->A, ` +
     `1 ms waits ${d(0, 'drv shortcutFullTimeouts')} (with room: kick late ${d(0, 'drv shortcutFullTimeoutsRoom')}), driver wakeups A ${d(0, 'drv wakeups')} B ${d(1, 'drv wakeups')}`;
+  // the switch passes' rhythm: frames per wakeup of each switch, and its
+  // eventfd writes to the VXLAN port's thread and to the netmap end's client
+  // per 1000 frames (each a syscall and a wakeup, on the switch's thread)
+  const perK = (n: number): string => (received ? ((n * 1000) / received).toFixed(2) : 'NaN');
+  const rhythm = [0, 1].map((i) => `switch ${'AB'[i]}: ${d(i, 'switch wakeups') ? (received / d(i, 'switch wakeups')).toFixed(0) : 'NaN'} frames per wakeup, kicks per 1000 frames to the VXLAN port ${perK(d(i, 'vx kicks'))}, to the ${i ? 'rx' : 'tx'} client ${perK(d(i, 'other kicks'))}`).join('; ');
   // the whole chain (both ends too): on an idle machine the row cannot pass
   // (CPUs / this) frames per second, whatever it waits on
   const chainUsPerFrame = received ? ((txCpu + cpuA + cpuB + rxCpu - cpu0[2]!) * 1e6) / received : NaN;
-  return { sent: sent / secs, rxPps: received / secs, cpuUsPerFrame: received ? ((cpuA + cpuB) * 1e6) / received : NaN, chainUsPerFrame, perProcess, threads, accounting };
+  return { sent: sent / secs, rxPps: received / secs, cpuUsPerFrame: received ? ((cpuA + cpuB) * 1e6) / received : NaN, chainUsPerFrame, perProcess, threads: `${threads}\n    rounds: ${rhythm}`, accounting };
 }
 
 /** A veth end's packet and drop counters (`ip -s -j link`). */
