@@ -236,7 +236,9 @@ async function udpSnap(e: End): Promise<Map<string, number>> {
 
 async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awaited<ReturnType<typeof startValeTsIn>>[], hosts: End[]): Promise<NetmapRow> {
   const pids = sw.map((s) => s.proc.pid!);
-  const rx = spawnTracked(process.execPath, [pktGenJs, '--socket', sockB, '-i', 'vale0:nr', '-f', 'rx', '-W']);
+  // stopped by the bench once B has delivered nothing more for 300 ms (not
+  // -W: at load 15 a one-second gap stopped it while tx still sent)
+  const rx = spawnTracked(process.execPath, [pktGenJs, '--socket', sockB, '-i', 'vale0:nr', '-f', 'rx']);
   let rxOut = '';
   rx.stdout!.on('data', (d: Buffer) => (rxOut += d));
   const rxDone = new Promise<void>((r) => rx.once('close', () => r()));
@@ -268,8 +270,21 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   tx.kill('SIGINT');
   await txDone;
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  const rxCpu = await cpuSeconds(rx.pid!).catch(() => NaN);  // rx still drains what is queued, then waits (-W)
-  await rxDone;  // -W: it ends one second after the last frame
+  // the chain drains (A's ring, the ring or B's socket, B's ring): wait until
+  // B's switch has delivered nothing more to rx's port for 300 ms
+  const deliveredToRx = async (): Promise<number> => {
+    const [st] = await sw[1]!.client.stats('vale0');
+    return st!.ports.find((p) => p.name === 'vale0:nr')?.counters['txFrames'] ?? -1;
+  };
+  for (let last = await deliveredToRx(), i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = await deliveredToRx();
+    if (now === last) break;
+    last = now;
+  }
+  const rxCpu = await cpuSeconds(rx.pid!).catch(() => NaN);
+  rx.kill('SIGINT');
+  await rxDone;
   const sent = countOf(txOut, 'Sent'), received = countOf(rxOut, 'Received');
   if (!sent) throw new Error(`pkt-gen-ts tx sent nothing:\n${txOut}\n${txErr}`);
   const snap1 = await Promise.all(sw.map((s) => snapshot(s.client)));
