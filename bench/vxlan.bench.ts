@@ -127,8 +127,16 @@ async function pps(a: End, b: End, seconds: number): Promise<{ sent: number; rxP
   const t0 = process.hrtime.bigint();
   const r = await run('timeout', ['-s', 'INT', String(seconds), 'ip', 'netns', 'exec', a.ns, 'trafgen', '--dev', a.inner, '--conf', '-', '--cpp', '-q', '--no-sock-mem'], { input: cfg });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  await new Promise((res) => setTimeout(res, 300));
-  const got = (await rxPackets(b)) - before;
+  // the chain drains for a while after trafgen stops (B's socket buffer, the
+  // switches' rings): read once end B has received nothing for 300 ms, so
+  // that what is counted received and what the counters read later agree
+  let got = (await rxPackets(b)) - before;
+  for (let i = 0; i < 50; i++) {
+    await new Promise((res) => setTimeout(res, 300));
+    const now = (await rxPackets(b)) - before;
+    if (now === got) break;
+    got = now;
+  }
   const m = /(\d+)\s+packets outgoing/.exec(r.stdout + r.stderr);
   return { sent: m ? Number(m[1]) / seconds : NaN, rxPps: got / secs, received: got };
 }
@@ -181,6 +189,10 @@ async function snapshot(c: ValeClientLike): Promise<Record<string, number>> {
   const vx = st!.ports.find((p) => p.name === 'vale0:vx');
   const r: Record<string, number> = {};
   for (const [k, v] of Object.entries(st!.totals)) r[`total ${k}`] = v;
+  for (const [k, v] of Object.entries(st!.switchCounters ?? {})) r[`switch ${k}`] = v;
+  // kicks to the other port (the netmap end's client): its doorbell, written by the switch
+  const other = st!.ports.find((p) => p.name !== 'vale0:vx') ?? st!.departedPorts?.find((p) => p.name !== 'vale0:vx');
+  if (other) r['other kicks'] = other.counters['kicks'] ?? 0;
   for (const [k, v] of Object.entries(vx?.counters ?? {})) r[`vx ${k}`] = v;
   for (const [k, v] of Object.entries(vx?.driver?.counters ?? {})) r[`drv ${k.replace(/^remote \S+ /, 'remote ')}`] = v;
   // the namespace end's port (AF_XDP/AF_PACKET on the host's veth), when attached
@@ -189,6 +201,31 @@ async function snapshot(c: ValeClientLike): Promise<Record<string, number>> {
   return r;
 }
 type ValeClientLike = Awaited<ReturnType<typeof startValeTsIn>>['client'];
+
+/**
+ * The kernel's per-CPU backlog drops (/proc/net/softnet_stat, second column,
+ * hex), summed: one counter for the whole kernel, every namespace and every
+ * other user of the machine, per packet (a GSO run counts once).
+ */
+async function softnetDrops(): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  return (await readFile('/proc/net/softnet_stat', 'utf8')).trim().split('\n').reduce((n, l) => n + parseInt(l.split(/\s+/)[1] ?? '0', 16), 0);
+}
+
+/**
+ * The frames lost between A's VXLAN socket and B's: A's datagrams to B less
+ * B's from A. The kernel counts packets where it drops them (B's socket:
+ * dropKernelRx; the underlay veths; the CPU backlog), and a UDP GSO/GRO run
+ * of up to 64 datagrams is one packet there, so the frames are the
+ * difference, and they are accounted for when the kernel counted between
+ * 1 and 64 frames per packet it says it dropped (otherwise unaccounted).
+ */
+function betweenSockets(frames: number, kernel: { what: string; packets: number }[]): { accounted: number; text: string } {
+  const packets = kernel.reduce((n, k) => n + k.packets, 0);
+  const where = kernel.filter((k) => k.packets > 0).map((k) => `${k.what} ${k.packets}`).join(', ') || 'none';
+  const ok = frames > 0 && packets > 0 && frames >= packets && frames <= 64 * packets;
+  return { accounted: ok ? frames : 0, text: frames === 0 ? '' : `between the VXLAN sockets ${frames} frames (A's datagrams to B less B's from A), packets the kernel counted dropped: ${where}${ok ? '' : ' (does not account for them)'}` };
+}
 
 /** The UDP counters of a host namespace's /proc/net/snmp, by name. */
 async function udpSnap(e: End): Promise<Map<string, number>> {
@@ -199,7 +236,9 @@ async function udpSnap(e: End): Promise<Map<string, number>> {
 
 async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awaited<ReturnType<typeof startValeTsIn>>[], hosts: End[]): Promise<NetmapRow> {
   const pids = sw.map((s) => s.proc.pid!);
-  const rx = spawnTracked(process.execPath, [pktGenJs, '--socket', sockB, '-i', 'vale0:nr', '-f', 'rx', '-W']);
+  // stopped by the bench once B has delivered nothing more for 300 ms (not
+  // -W: at load 15 a one-second gap stopped it while tx still sent)
+  const rx = spawnTracked(process.execPath, [pktGenJs, '--socket', sockB, '-i', 'vale0:nr', '-f', 'rx']);
   let rxOut = '';
   rx.stdout!.on('data', (d: Buffer) => (rxOut += d));
   const rxDone = new Promise<void>((r) => rx.once('close', () => r()));
@@ -213,6 +252,8 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   });
   const snap0 = await Promise.all(sw.map((s) => snapshot(s.client)));
   const udp0 = await Promise.all(hosts.map(udpSnap));
+  const under0 = await Promise.all(hosts.map((e, i) => linkStats(e.host, `${tag}u${i}`)));
+  const softnet0 = await softnetDrops();
   const cpu0 = await Promise.all([...pids, rx.pid!].map(cpuSeconds));
   const thr0 = await Promise.all(pids.map(threadCpu));
   const t0 = process.hrtime.bigint();
@@ -229,12 +270,27 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   tx.kill('SIGINT');
   await txDone;
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  const rxCpu = await cpuSeconds(rx.pid!).catch(() => NaN);  // rx still drains what is queued, then waits (-W)
-  await rxDone;  // -W: it ends one second after the last frame
+  // the chain drains (A's ring, the ring or B's socket, B's ring): wait until
+  // B's switch has delivered nothing more to rx's port for 300 ms
+  const deliveredToRx = async (): Promise<number> => {
+    const [st] = await sw[1]!.client.stats('vale0');
+    return st!.ports.find((p) => p.name === 'vale0:nr')?.counters['txFrames'] ?? -1;
+  };
+  for (let last = await deliveredToRx(), i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = await deliveredToRx();
+    if (now === last) break;
+    last = now;
+  }
+  const rxCpu = await cpuSeconds(rx.pid!).catch(() => NaN);
+  rx.kill('SIGINT');
+  await rxDone;
   const sent = countOf(txOut, 'Sent'), received = countOf(rxOut, 'Received');
   if (!sent) throw new Error(`pkt-gen-ts tx sent nothing:\n${txOut}\n${txErr}`);
   const snap1 = await Promise.all(sw.map((s) => snapshot(s.client)));
   const udp1 = await Promise.all(hosts.map(udpSnap));
+  const under1 = await Promise.all(hosts.map((e, i) => linkStats(e.host, `${tag}u${i}`)));
+  const softnet1 = await softnetDrops();
   const d = (i: number, k: string): number => (snap1[i]![k] ?? 0) - (snap0[i]![k] ?? 0);
   const us = (c: number): string => (received ? ((c * 1e6) / received).toFixed(2) : 'NaN');
   const cpuA = cpu1[0]! - cpu0[0]!, cpuB = cpu1[1]! - cpu0[1]!;
@@ -255,30 +311,43 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   // every named drop counter of both switches (all ports) and both drivers that moved
   const drops: string[] = [];
   let dropped = 0;
+  // (dropKernelRx is the kernel's, in packets: below, with the frames it stands for)
   for (const i of [0, 1])
     for (const k of Object.keys(snap1[i]!))
-      if (/^(total|drv) drop/.test(k) && d(i, k) > 0) {
+      if (/^(total|drv) drop/.test(k) && k !== 'drv dropKernelRx' && d(i, k) > 0) {
         drops.push(`${'AB'[i]} ${k.replace(/^total /, 'switch ').replace(/^drv /, 'driver ')} ${d(i, k)}`);
         dropped += d(i, k);
       }
-  // VXLAN: datagrams the kernel dropped (sender's socket buffer, receiver's)
-  for (const [i, k] of [[0, 'SndbufErrors'], [1, 'RcvbufErrors']] as const) {
-    const n = udp1[i]!.get(k)! - udp0[i]!.get(k)!;
-    if (n > 0) {
-      drops.push(`host ${'AB'[i]} kernel Udp ${k} ${n}`);
-      dropped += n;
-    }
+  // VXLAN: frames the kernel dropped between the two sockets, by the packets it counted
+  const between = betweenSockets(d(0, 'drv remote txFrames') - d(1, 'drv remote rxFrames'), [
+    { what: "B's socket (dropKernelRx)", packets: d(1, 'drv dropKernelRx') },
+    { what: 'underlay veth host A tx dropped', packets: under1[0]!.txDrop - under0[0]!.txDrop },
+    { what: 'underlay veth host A rx dropped', packets: under1[0]!.rxDrop - under0[0]!.rxDrop },
+    { what: 'underlay veth host B rx dropped', packets: under1[1]!.rxDrop - under0[1]!.rxDrop },
+    { what: 'underlay veth host B tx dropped', packets: under1[1]!.txDrop - under0[1]!.txDrop },
+    { what: 'softnet backlog (whole kernel)', packets: softnet1 - softnet0 },
+  ]);
+  if (between.accounted) {
+    drops.push(`kernel between the VXLAN sockets ${between.accounted}`);
+    dropped += between.accounted;
   }
+  const udpErr = (['SndbufErrors', 'RcvbufErrors'] as const).map((k, i) => `host ${'AB'[i]} ${k} ${udp1[i]!.get(k)! - udp0[i]!.get(k)!}`).join(', ');
   const accounting = `sent ${sent} = received ${received} + dropped ${dropped} (${drops.join(', ') || 'none'}) + unaccounted ${sent - received - dropped}; ` +
+    (between.text ? `${between.text}; kernel Udp (per packet, the whole namespace): ${udpErr}; ` : '') +
     `A's switch to its VXLAN port ${d(0, 'vx txFrames')}; A's driver out ${d(0, 'drv outFrames')} (ring ${ring}, datagrams ${d(0, 'drv remote txFrames')}); ` +
     `B's driver in ${d(1, 'drv inFrames')} (ring ${ringIn}, datagrams ${d(1, 'drv remote rxFrames')}); ` +
     `ring: ${d(0, 'drv shortcutTxBatches')} batches in, ${d(1, 'drv shortcutRxBatches')} out, ` +
     `full ${d(0, 'drv shortcutRingFull')}, kicks ${d(0, 'drv shortcutKicks')} A->B ${d(1, 'drv shortcutKicks')} B->A, ` +
     `1 ms waits ${d(0, 'drv shortcutFullTimeouts')} (with room: kick late ${d(0, 'drv shortcutFullTimeoutsRoom')}), driver wakeups A ${d(0, 'drv wakeups')} B ${d(1, 'drv wakeups')}`;
+  // the switch passes' rhythm: frames per wakeup of each switch, and its
+  // eventfd writes to the VXLAN port's thread and to the netmap end's client
+  // per 1000 frames (each a syscall and a wakeup, on the switch's thread)
+  const perK = (n: number): string => (received ? ((n * 1000) / received).toFixed(2) : 'NaN');
+  const rhythm = [0, 1].map((i) => `switch ${'AB'[i]}: ${d(i, 'switch wakeups') ? (received / d(i, 'switch wakeups')).toFixed(0) : 'NaN'} frames per wakeup, kicks per 1000 frames to the VXLAN port ${perK(d(i, 'vx kicks'))}, to the ${i ? 'rx' : 'tx'} client ${perK(d(i, 'other kicks'))}`).join('; ');
   // the whole chain (both ends too): on an idle machine the row cannot pass
   // (CPUs / this) frames per second, whatever it waits on
   const chainUsPerFrame = received ? ((txCpu + cpuA + cpuB + rxCpu - cpu0[2]!) * 1e6) / received : NaN;
-  return { sent: sent / secs, rxPps: received / secs, cpuUsPerFrame: received ? ((cpuA + cpuB) * 1e6) / received : NaN, chainUsPerFrame, perProcess, threads, accounting };
+  return { sent: sent / secs, rxPps: received / secs, cpuUsPerFrame: received ? ((cpuA + cpuB) * 1e6) / received : NaN, chainUsPerFrame, perProcess, threads: `${threads}\n    rounds: ${rhythm}`, accounting };
 }
 
 /** A veth end's packet and drop counters (`ip -s -j link`). */
@@ -301,10 +370,11 @@ interface NamespaceDetail { perProcess: string; threads: string; accounting: str
  */
 async function namespacePps(a: End, b: End, seconds: number, sw: Awaited<ReturnType<typeof startValeTsIn>>[], hosts: End[]): Promise<Row & NamespaceDetail> {
   const pids = sw.map((s) => s.proc.pid!);
-  const links = [[a.ns, a.inner], [a.host, a.hostIf], [b.host, b.hostIf], [b.ns, b.inner]] as const;
+  const links = [[a.ns, a.inner], [a.host, a.hostIf], [b.host, b.hostIf], [b.ns, b.inner], [a.host, `${tag}u0`], [b.host, `${tag}u1`]] as const;
   const snap0 = await Promise.all(sw.map((s) => snapshot(s.client)));
   const udp0 = await Promise.all(hosts.map(udpSnap));
   const link0 = await Promise.all(links.map(([n, i]) => linkStats(n, i)));
+  const softnet0 = await softnetDrops();
   const cpu0 = await Promise.all(pids.map(cpuSeconds));
   const thr0 = await Promise.all(pids.map(threadCpu));
   const r = await pps(a, b, seconds);
@@ -313,6 +383,7 @@ async function namespacePps(a: End, b: End, seconds: number, sw: Awaited<ReturnT
   const snap1 = await Promise.all(sw.map((s) => snapshot(s.client)));
   const udp1 = await Promise.all(hosts.map(udpSnap));
   const link1 = await Promise.all(links.map(([n, i]) => linkStats(n, i)));
+  const softnet1 = await softnetDrops();
   const sent = Math.round(r.sent * seconds), received = Math.round(r.received);
   const d = (i: number, k: string): number => (snap1[i]![k] ?? 0) - (snap0[i]![k] ?? 0);
   const us = (c: number): string => (received ? ((c * 1e6) / received).toFixed(2) : 'NaN');
@@ -331,7 +402,7 @@ async function namespacePps(a: End, b: End, seconds: number, sw: Awaited<ReturnT
     }
   };
   const names = ['end A', 'host A', 'host B', 'end B'];
-  for (const [i] of links.entries()) {
+  for (const i of [0, 1, 2, 3]) {
     add(`veth ${names[i]} rx dropped`, link1[i]!.rxDrop - link0[i]!.rxDrop);
     add(`veth ${names[i]} tx dropped`, link1[i]!.txDrop - link0[i]!.txDrop);
   }
@@ -340,9 +411,20 @@ async function namespacePps(a: End, b: End, seconds: number, sw: Awaited<ReturnT
   const xdpRing = d(0, 'end drop_kernel_rx');
   for (const i of [0, 1])
     for (const k of Object.keys(snap1[i]!))
-      if (/^(total|drv|end) drop/.test(k) && k !== 'end drop_kernel_rx') add(`${'AB'[i]} ${k.replace(/^total /, 'switch ').replace(/^drv /, 'vxlan driver ').replace(/^end /, 'end port ')}`, d(i, k));
-  for (const [i, k] of [[0, 'SndbufErrors'], [1, 'RcvbufErrors']] as const) add(`host ${'AB'[i]} kernel Udp ${k}`, udp1[i]!.get(k)! - udp0[i]!.get(k)!);
+      if (/^(total|drv|end) drop/.test(k) && k !== 'end drop_kernel_rx' && k !== 'drv dropKernelRx') add(`${'AB'[i]} ${k.replace(/^total /, 'switch ').replace(/^drv /, 'vxlan driver ').replace(/^end /, 'end port ')}`, d(i, k));
+  // the underlay's packets (VXLAN datagrams, GSO runs) and the frames they held: by the datagram counts
+  const between = betweenSockets(d(0, 'drv remote txFrames') - d(1, 'drv remote rxFrames'), [
+    { what: "B's socket (dropKernelRx)", packets: d(1, 'drv dropKernelRx') },
+    { what: 'underlay veth host A tx dropped', packets: link1[4]!.txDrop - link0[4]!.txDrop },
+    { what: 'underlay veth host A rx dropped', packets: link1[4]!.rxDrop - link0[4]!.rxDrop },
+    { what: 'underlay veth host B rx dropped', packets: link1[5]!.rxDrop - link0[5]!.rxDrop },
+    { what: 'underlay veth host B tx dropped', packets: link1[5]!.txDrop - link0[5]!.txDrop },
+    { what: 'softnet backlog (whole kernel)', packets: softnet1 - softnet0 },
+  ]);
+  add('kernel between the VXLAN sockets', between.accounted);
+  const udpErr = (['SndbufErrors', 'RcvbufErrors'] as const).map((k, i) => `host ${'AB'[i]} ${k} ${udp1[i]!.get(k)! - udp0[i]!.get(k)!}`).join(', ');
   const accounting = `sent ${sent} = received ${received} + dropped ${dropped} (${drops.join(', ') || 'none'}) + unaccounted ${sent - received - dropped}; ` +
+    (between.text ? `${between.text}; kernel Udp (per packet, the whole namespace): ${udpErr}; ` : '') +
     `A's end port's XDP ring full ${xdpRing} (in the veth's rx dropped); into A's switch ${d(0, 'end rx_frames')} (veth host A rx ${link1[1]!.rx - link0[1]!.rx}); A's switch to its VXLAN port ${d(0, 'vx txFrames')}; ` +
     `A's driver out ${d(0, 'drv outFrames')} (ring ${d(0, 'drv remote shortcutTxFrames')}); B's driver in ${d(1, 'drv inFrames')}; B's end port out ${d(1, 'end tx_frames')}; ` +
     `ring: full ${d(0, 'drv shortcutRingFull')}, 1 ms waits ${d(0, 'drv shortcutFullTimeouts')} (with room ${d(0, 'drv shortcutFullTimeoutsRoom')}); ` +

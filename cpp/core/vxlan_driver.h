@@ -87,6 +87,7 @@ struct VxlanOptions {
   bool shortcut = true;              // announce this host to static remotes and notice co-resident ones
   std::string shortcut_dir;          // the rendezvous directory (docs/vxlan-shortcut.md); empty: /run/vale-ts/shortcut
   bool gso = true;                   // UDP GSO for runs of datagrams to one remote from one source port, and UDP GRO on receive
+  uint32_t rcvbuf = 0;               // the UDP socket's receive buffer in bytes (the kernel doubles it); 0: 4 MiB
 };
 
 // Reasons a datagram or frame is dropped by the VTEP (beyond PortPump's),

@@ -170,6 +170,7 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
     x.shortcut = o.Get("shortcut").IsUndefined() || o.Get("shortcut").ToBoolean();
     x.shortcut_dir = str_opt(o, "shortcutDir");
     x.gso = o.Get("gso").IsUndefined() || o.Get("gso").ToBoolean();
+    x.rcvbuf = u32("rcvbuf", 0, 1u << 30);
     PortClient pc = attach_port(env, info[0]);
     auto d = VxlanDriver::open(std::move(pc), x, info[2].As<Napi::String>().Utf8Value());
     if (!d) throw sys_error(env, d.error());

@@ -19,7 +19,9 @@
  * `shortcutdir` (its rendezvous directory, default /run/vale-ts/shortcut),
  * `gso` (`on`, the default: a run of datagrams to one remote from one
  * source port leaves in one UDP GSO send, and such runs are received whole
- * with UDP GRO; `off`: one datagram at a time). The native VTEP is
+ * with UDP GRO; `off`: one datagram at a time), `rcvbuf` (the UDP socket's
+ * receive buffer in bytes, default 4 MiB: what waits while the driver is
+ * behind; past it the kernel drops, counted `dropKernelRx`). The native VTEP is
  * cpp/core/vxlan_driver.h; docs/vxlan.md says how it forwards and counts.
  */
 import { isIP } from 'node:net';
@@ -46,6 +48,7 @@ export interface VxlanNativeOptions {
   shortcut?: boolean;
   shortcutDir?: string;
   gso?: boolean;
+  rcvbuf?: number;
 }
 
 interface NativeVxlan {
@@ -56,7 +59,7 @@ interface NativeVxlan {
 
 const addon = nativeRaw as { VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string) => NativeVxlan };
 
-const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir', 'gso'] as const;
+const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir', 'gso', 'rcvbuf'] as const;
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
@@ -169,6 +172,8 @@ export function vxlanOptions(spec: DriverSpec): VxlanNativeOptions {
     else if (gso === 'off' || gso === false) o.gso = false;
     else throw bad(`vxlan gso ${JSON.stringify(gso)} must be 'on' or 'off' (UDP GSO for runs of datagrams to one remote)`);
   }
+  const rcvbuf = intSetting(spec, 'rcvbuf', 2048, 1 << 30);
+  if (rcvbuf !== undefined) o.rcvbuf = rcvbuf;
   const dir = str(spec, 'shortcutdir');
   if (dir !== undefined) {
     if (!dir.startsWith('/')) throw bad(`vxlan shortcutdir '${dir}' must be an absolute path (a directory both vale-ts reach, mode 0700)`);

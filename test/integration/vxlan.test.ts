@@ -32,6 +32,7 @@ const cleanups: (() => void)[] = [];
 const stops: (() => Promise<void>)[] = [];
 let vale1: ValeClient;
 let vale2: ValeClient;
+let pid1 = 0;  // vale-ts #1's process, held with SIGSTOP by the socket-overflow test
 
 /** A veth from namespace `a` (named `name`) to the underlay bridge. */
 function underlayLink(a: string, name: string, cidrs: string[]): void {
@@ -75,6 +76,7 @@ test.before(async () => {
   for (const r of started) if (r.status === 'rejected') throw r.reason;
   const [p1, p2] = started.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof startValeTsIn>>>).value);
   vale1 = p1!.client;
+  pid1 = p1!.proc.pid!;
   vale2 = p2!.client;
   // the VXLAN header and outer IP/UDP take 50 bytes of the underlay's 1500 (70 over IPv6)
   const tapInto = (from: string, to: string, ifname: string, cidr: string): void => tapIntoMtu(from, to, ifname, cidr, 1430);
@@ -278,6 +280,45 @@ let n = 0; for (const m of msgs) s.send(m, 4789, process.argv[1], () => { if (++
   t.falsy(st!.macTable.find((e) => e.mac === '02:00:00:00:00:00'), JSON.stringify(st!.macTable));
 });
 
+test.serial('a receiving socket that overflows is counted: dropKernelRx moves by what the kernel dropped, and every datagram is received or counted', async (t) => {
+  t.timeout(60_000);
+  // a VTEP with a receive buffer for about two datagrams, no HELLOs
+  await vale1.create('valeE:vx', {}, { driver: { kind: 'vxlan', vni: 46, local: `${under.v1}:4793`, remote: [under.l], shortcut: 'off', rcvbuf: 2048 } });
+  const snmp = (): number => {
+    const l = readFileSync(`/proc/${pid1}/net/snmp`, 'utf8').split('\n').filter((x) => x.startsWith('Udp:'));
+    const names = l[0]!.split(/\s+/), vals = l[1]!.split(/\s+/);
+    return Number(vals[names.indexOf('RcvbufErrors')]);
+  };
+  const before = (await vx(vale1, 'valeE')).counters;
+  const rcvbufErrors0 = snmp();  // vale-ts #1's namespace: /proc/PID/net is its view
+  t.is(before['dropKernelRx'], 0);
+  // vale-ts #1 held: its thread reads nothing, so the socket's buffer fills
+  // and the kernel drops the rest (an event, not a race with the reader)
+  process.kill(pid1, 'SIGSTOP');
+  t.teardown(() => {
+    try { process.kill(pid1, 'SIGCONT'); } catch { /* gone already */ }
+  });
+  await untilAnswer(async () => readFileSync(`/proc/${pid1}/stat`, 'utf8').split(') ')[1]![0], (st) => st === 'T');
+  // 200 datagrams of one frame each (no GSO: one kernel drop is one frame), from the Linux side's namespace
+  const n = 200;
+  const send = `
+const s = require('node:dgram').createSocket('udp4');
+const f = Buffer.alloc(8 + 1000); f[0] = 8; f[4] = 0; f[5] = 0; f[6] = 46;
+f.fill(0xff, 8, 14); Buffer.from([2, 0, 0, 0, 0x46, 1]).copy(f, 14); f[20] = 8; f[21] = 0;
+let k = 0; for (let i = 0; i < ${n}; i++) s.send(f, 4793, process.argv[1], () => { if (++k === ${n}) s.close(); });`;
+  await inNs(ns.l, [process.execPath, '-e', send, under.v1]);
+  process.kill(pid1, 'SIGCONT');
+  // every datagram is taken by the driver (rxFrames of the remote) or counted dropped by the kernel
+  const key = `remote ${under.l} rxFrames`;
+  const after = (await untilAnswer(() => vx(vale1, 'valeE'), (d) => (d.counters[key] ?? 0) + d.counters['dropKernelRx']! >= n)).counters;
+  const dropped = after['dropKernelRx']!;
+  t.true(dropped > 0, JSON.stringify(after));
+  t.is((after[key] ?? 0) - (before[key] ?? 0) + dropped, n);
+  // the kernel's own namespace-wide count saw the same drops (the other VTEPs here have 4 MiB buffers)
+  t.is(snmp() - rcvbufErrors0, dropped);
+  await vale1.remove('valeE:vx');
+});
+
 test.serial('bad settings are refused with the fix, and leave no port behind', async (t) => {
   const bad = async (driver: Record<string, string | number | string[]>, msg: RegExp): Promise<void> => {
     await t.throwsAsync(vale1.create('valeZ:bad', {}, { driver: { kind: 'vxlan', ...driver } }), { message: msg });
@@ -291,6 +332,7 @@ test.serial('bad settings are refused with the fix, and leave no port behind', a
   await bad({ vni: 1, local: under.v1, remote: [under.l], srcport: '9-3' }, /srcport '9-3' must be MIN-MAX/);
   await bad({ vni: 1, local: under.v1, fdb: ['01:00:5e:00:00:01@10.0.0.9'] }, /UNICAST_MAC@ADDR/);
   await bad({ vni: 1, local: '192.0.2.77', remote: [under.l] }, /local= must be an address of an interface/);
+  await bad({ vni: 1, local: under.v1, remote: [under.l], rcvbuf: 100 }, /'rcvbuf' must be an integer 2048\.\.1073741824/);
   await bad({ vni: 1, local: under.v1, remote: [under.l] }, /another VTEP .* has this UDP port/);
   await bad({ vni: 1, local: under.v1, group, dev: 'nosuchif0' }, /no interface 'nosuchif0'/);
   // a rendezvous directory open to others is refused (nothing in it could be trusted)
