@@ -26,6 +26,7 @@ import { captureIn, daemonIn, packetsMatching, payloadChunksIn, saw, type Stops 
 import { startValeTsIn, tapInto } from '../fixtures/vale-ts-netns.js';
 import { attackerOnUnderlay, guardDrops, injectVxlan, installGuard } from '../fixtures/vxlan-guard.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { assertPingReplies } from '../fixtures/ping-output.js';
 
 const S = 100 + (process.pid % 100);
 const tag = `es${process.pid}`;
@@ -181,8 +182,8 @@ function macOf(n: string, ifname: string): Buffer {
 
 test.serial('VXLAN over IPsec (strongSwan, userspace ESP), behind the guard: ping and TCP both ways; the underlay carries ESP and no inner frame, ipsec0 carries them in the clear', async (t) => {
   t.timeout(120_000);
-  t.regex(await inNs(ns.t1, ['ping', '-c', '3', '-A', '-w', '50', overlay.t2]), /3 received/);
-  t.regex(await inNs(ns.t2, ['ping', '-c', '3', '-A', '-w', '50', overlay.t1]), /3 received/);
+  assertPingReplies(t, await inNs(ns.t1, ['ping', '-c', '3', '-A', '-w', '50', overlay.t2]), 3);
+  assertPingReplies(t, await inNs(ns.t2, ['ping', '-c', '3', '-A', '-w', '50', overlay.t1]), 3);
   const files = { outer: path.join(dir, 'underlay.pcap'), inner: path.join(dir, 'ipsec0.pcap') };
   const stopOuter = await captureIn(stops, ns.v1, `${tag}a`, files.outer);
   const stopInner = await captureIn(stops, ns.v1, 'ipsec0', files.inner);

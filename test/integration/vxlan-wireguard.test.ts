@@ -22,6 +22,7 @@ import { captureIn, daemonIn, payloadChunksIn, saw, type Stops } from '../fixtur
 import { startValeTsIn, tapInto } from '../fixtures/vale-ts-netns.js';
 import { attackerOnUnderlay, guardDrops, injectVxlan, installGuard } from '../fixtures/vxlan-guard.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { assertPingReplies } from '../fixtures/ping-output.js';
 
 const S = 100 + (process.pid % 100);
 const tag = `wg${process.pid}`;
@@ -113,8 +114,8 @@ test.serial('VXLAN in the clear from the underlay reaches the VTEP inside WireGu
 
 test.serial('VXLAN over wireguard-go, behind the guard: ping and TCP across; the underlay carries none of the payload in the clear, the tunnel inside does', async (t) => {
   t.timeout(120_000);
-  t.regex(await inNs(ns.t1, ['ping', '-c', '3', '-A', '-w', '50', overlay.t2]), /3 received/);
-  t.regex(await inNs(ns.t2, ['ping', '-c', '3', '-A', '-w', '50', overlay.t1]), /3 received/);
+  assertPingReplies(t, await inNs(ns.t1, ['ping', '-c', '3', '-A', '-w', '50', overlay.t2]), 3);
+  assertPingReplies(t, await inNs(ns.t2, ['ping', '-c', '3', '-A', '-w', '50', overlay.t1]), 3);
   const stopOuter = await captureIn(stops, ns.v1, `${tag}a`, path.join(dir, 'underlay.pcap'), ['udp']);
   const stopInner = await captureIn(stops, ns.v1, `${tag}w1`, path.join(dir, 'tunnel.pcap'), ['udp']);
   const r = await tcpTransfer(ns.t1, ns.t2, overlay.t2, 5210, 1 << 20);
