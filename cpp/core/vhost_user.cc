@@ -79,6 +79,24 @@ inline void store32_relaxed(uint8_t *p, uint32_t v) { __atomic_store_n(reinterpr
 
 enum class Drop { None, BadDescriptor, ChainLoop, OutOfMemoryTable, BadHead };
 
+// Kick batching (the driver thread, a front-end sending or refilling
+// steadily): after a wake that moved at least BATCH_TRIGGER frames (a
+// burst, not a ping: DPDK sends 32 at a time), the
+// thread sleeps asking the guest for a kick only once BATCH_FRAMES more
+// entries wait (EVENT_IDX: avail_event that far ahead; without it, for no
+// kick: DPDK's virtio-user does not negotiate it) and the switch for no rx
+// doorbell, with BATCH_WAIT as the bound, NIC interrupt moderation's
+// frame count and timer. Each sleep and wake costs two context switches and
+// an epoll_wait, the kick an eventfd write and read, the doorbell a write:
+// bench/RESULTS.md (session 10) measured these as most of vale-ts's CPU per
+// frame at 32-frame bursts. A wake that finds fewer frames than
+// BATCH_TRIGGER (sparse traffic, a ping) goes back to a kick per entry and
+// no timer, so latency is only added while frames stream, and by at most
+// BATCH_WAIT.
+constexpr uint16_t BATCH_FRAMES = 64;
+constexpr uint32_t BATCH_TRIGGER = 16;
+constexpr long BATCH_WAIT_NS = 100'000;
+
 // epoll keys
 constexpr uint64_t K_STOP = 1ull << 32, K_LISTEN = 2ull << 32, K_CONN = 3ull << 32, K_BELL = 4ull << 32,
                    K_KICK = 5ull << 32;
@@ -805,35 +823,43 @@ struct VhostUserPort::Impl final : RoundHook {
     return done;
   }
 
-  // One pass over every queue. Returns true if anything moved; *more when work is left.
-  bool pump(bool *tx_blocked, bool *rx_starved) {
-    bool moved = false;
+  // One pass over every queue. Returns the frames moved (or dropped): 0 when nothing did.
+  uint32_t pump(bool *tx_blocked, bool *rx_starved) {
+    uint32_t moved = 0;
     *tx_blocked = *rx_starved = false;
     if (conn)
       for (size_t i = 1; i < vqs.size(); i += 2) {
         Vq &q = vqs[i];
         if (!ready(q)) continue;
         bool b = false;
-        if (guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b)) moved = true;
+        moved += guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b);
         *tx_blocked |= b;
       }
     for (uint32_t r = 0; r < pc.rx_rings(); r++) {
       bool s = false;
-      if (guest_rx(r, 256, &s)) moved = true;
+      moved += guest_rx(r, 256, &s);
       *rx_starved |= s;
     }
     return moved;
   }
 
   // Before sleeping: ask for kicks (EVENT_IDX: avail_event = last_avail) and check nothing slipped in.
-  bool work_pending(bool tx_blocked, bool rx_starved) {
+  // batch > 0: the caller sleeps with a timer; with EVENT_IDX the kick comes
+  // once that many entries wait (at most a quarter of the queue, so that a
+  // front-end never fills it waiting for us), without it kicks stay off.
+  bool work_pending(bool tx_blocked, bool rx_starved, uint16_t batch = 0) {
     bool any = false;
     for (size_t i = 0; i < vqs.size(); i++) {
       Vq &q = vqs[i];
       if (!ready(q)) continue;
       bool is_rx = (i % 2) == 0;
       if (has(F_EVENT_IDX)) {
-        store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), q.last_avail);
+        // the front-end kicks when its avail index passes avail_event
+        const uint16_t ahead = batch ? static_cast<uint16_t>(std::min<uint32_t>(batch, q.num / 4) - 1) : 0;
+        store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), static_cast<uint16_t>(q.last_avail + ahead));
+      } else if (batch) {
+        // no kick threshold without EVENT_IDX: kicks stay off, the timer wakes us
+        if (!(load16(q.used) & USED_F_NO_NOTIFY)) store16_relaxed(q.used, USED_F_NO_NOTIFY);
       } else if (load16(q.used) & USED_F_NO_NOTIFY) {
         // read from memory, not remembered: a back-end before us (vale-ts
         // restarted, the front-end kept its rings) may have left it set
@@ -1329,10 +1355,13 @@ struct VhostUserPort::Impl final : RoundHook {
     const bool timed = poll_window.count() || backlog_window.count();
     auto last_moved = clock::now();
     uint32_t idle_polls = 0, busy_passes = 0;
+    uint32_t since_wake = 0;  // frames moved since the last sleep ended: kick batching's trigger
     for (;;) {
       bool txb = false, rxs = false;
-      bool moved = pump(&txb, &rxs);
+      const uint32_t moved = pump(&txb, &rxs);
+      since_wake += moved;
       int timeout;
+      bool batched = false;
       if (moved) {
         idle_polls = 0;
         if (timed) last_moved = clock::now();
@@ -1358,18 +1387,31 @@ struct VhostUserPort::Impl final : RoundHook {
         }
         timeout = 0;
       } else {
-        // sleep: ask the switch and the guest to wake us, then re-check (no lost wakeup)
-        pc.arm(true, txb);
+        // sleep: ask the switch and the guest to wake us, then re-check (no
+        // lost wakeup). Frames streaming (this wake moved a batch): kicks
+        // and the rx doorbell batched, a timer bounds the wait (BATCH_FRAMES)
+        batched = conn && since_wake >= BATCH_TRIGGER;
+        pc.arm(!batched, txb);
         bool again = false;
         for (uint32_t r = 0; r < pc.rx_rings(); r++) {
           pc.rxsync(r);
           if (pc.rx_avail(r) && !rxs) again = true;
         }
-        if (conn && work_pending(txb, rxs)) again = true;
+        if (conn && work_pending(txb, rxs, batched ? BATCH_FRAMES : 0)) again = true;
         timeout = again ? 0 : (self.cfg_.client && !conn ? 1000 : -1);
-        if (timeout) c.wakeups++;
+        if (timeout) {
+          c.wakeups++;
+          if (batched) c.batchedSleeps++;
+        }
       }
-      int n = ::epoll_wait(epfd.get(), evs, 32, timeout);
+      int n;
+      if (batched && timeout) {
+        const timespec ts{0, BATCH_WAIT_NS};
+        n = ::epoll_pwait2(epfd.get(), evs, 32, &ts, nullptr);
+      } else {
+        n = ::epoll_wait(epfd.get(), evs, 32, timeout);
+      }
+      if (timeout) since_wake = 0;
       pc.disarm();
       if (timeout && conn) {
         notifications_off();  // woken: poll until the window closes
