@@ -1429,7 +1429,7 @@ struct VhostUserPort::Impl final : RoundHook {
         // sleep: ask the switch and the guest to wake us, then re-check (no
         // lost wakeup). Frames streaming (this wake moved a batch): kicks
         // and the rx doorbell batched, a timer bounds the wait (BATCH_FRAMES)
-        batched = conn && since_wake >= BATCH_TRIGGER;
+        batched = conn && pwait2_ok && since_wake >= BATCH_TRIGGER;
         pc.arm(!batched, txb);
         bool again = false;
         for (uint32_t r = 0; r < pc.rx_rings(); r++) {
@@ -1447,6 +1447,12 @@ struct VhostUserPort::Impl final : RoundHook {
       if (batched && timeout) {
         const timespec ts{0, BATCH_WAIT_NS};
         n = ::epoll_pwait2(epfd.get(), evs, 32, &ts, nullptr);
+        if (n < 0 && errno == ENOSYS) {
+          // a kernel before 5.11: no µs timer, so no batching (kicks come
+          // back on at the next sleep); this pass counts as a timeout
+          pwait2_ok = false;
+          n = 0;
+        }
       } else {
         n = ::epoll_wait(epfd.get(), evs, 32, timeout);
       }
@@ -1493,6 +1499,7 @@ struct VhostUserPort::Impl final : RoundHook {
     }
   }
   std::chrono::steady_clock::time_point last_try = std::chrono::steady_clock::now();
+  bool pwait2_ok = true;  // epoll_pwait2 exists (kick batching's timer)
 };
 
 uint64_t VhostUserPort::offered_features() {
