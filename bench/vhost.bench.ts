@@ -34,7 +34,9 @@
  * --backlog-poll-us N sets the vhost-user setting backlogPollUs; --size N
  * measures one frame size only;
  * --vale-nice=N renices every vale-ts thread (an operator's priority);
- * --perf FILE records vale-ts (perf record -g) over the 60 B interval.
+ * --perf FILE records vale-ts (perf record -g) over the 60 B interval;
+ * --syscalls counts its system calls and context switches per thread there
+ * (perf stat), printed per delivered frame.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -59,6 +61,7 @@ const { values } = parseArgs({
     split: { type: 'boolean', default: false },
     'vale-nice': { type: 'string' },
     perf: { type: 'string' },
+    syscalls: { type: 'boolean', default: false },
     size: { type: 'string' },
   },
 });
@@ -84,6 +87,10 @@ const valeNice = values['vale-nice'] === undefined ? undefined : Number(values['
 const inline = values.inline;
 // --perf FILE: perf record -g of vale-ts over the 60 B interval (perf report -i FILE)
 const perfOut = values.perf;
+// --syscalls: perf stat of vale-ts's system calls and context switches per
+// thread over the 60 B interval, printed per delivered frame (what the
+// hand-offs between its threads and the guests cost, beside the copies)
+const syscalls = values.syscalls;
 // the switch's own polling window and datapath (vale-ts --busy-poll-us, --datapath)
 const switchArgs = [
   ...(values['switch-busy-poll-us'] === undefined ? [] : ['--busy-poll-us', String(Number(values['switch-busy-poll-us']))]),
@@ -139,6 +146,25 @@ function printSched(a: Sched, b: Sched, ns: number, frames: number): void {
   }
   if (rxBusy.slices > 0) console.log(`    frames per rxonly turn: ${(frames / rxBusy.slices).toFixed(0)} (${rxBusy.slices} turns, ${(rxBusy.run / rxBusy.slices / 1e3).toFixed(0)} µs on a CPU each)`);
 }
+/** perf stat -x , --per-thread lines (thread-tid,count,,event,...): each thread's syscalls and context switches per frame. */
+function printSyscalls(csv: string, frames: number): void {
+  const per = new Map<string, Record<string, number>>();
+  for (const line of csv.split('\n')) {
+    const f = line.split(',');
+    if (f.length < 4 || !/^\d+$/.test(f[1] ?? '')) continue;
+    const ev = f[3]!.includes('sys_enter') ? 'syscalls' : 'switches';
+    const t = per.get(f[0]!) ?? {};
+    t[ev] = (t[ev] ?? 0) + Number(f[1]);
+    per.set(f[0]!, t);
+  }
+  let sc = 0, sw = 0;
+  for (const [t, v] of per) {
+    sc += v.syscalls ?? 0;
+    sw += v.switches ?? 0;
+    if ((v.syscalls ?? 0) + (v.switches ?? 0) > 0) console.log(`    vale-ts ${t.padEnd(24)} syscalls ${String(v.syscalls ?? 0).padStart(8)}  context switches ${String(v.switches ?? 0).padStart(7)}`);
+  }
+  if (frames > 0) console.log(`    vale-ts per delivered frame: ${(sc / frames).toFixed(3)} syscalls, ${(sw / frames).toFixed(3)} context switches`);
+}
 let probeTarget: { pids: Array<[number, string]>; counters: () => Promise<Record<string, number>>; describe: () => Promise<string[]> } | null = null;
 
 /** Runs txonly -> rxonly front-ends on sockets a and b for each size; Mpps per size. */
@@ -162,8 +188,15 @@ async function measure(a: string, b: string, serverFronts: boolean): Promise<num
       const r0 = (await rx.portStats()).rxPackets;
       const t0 = process.hrtime.bigint();
       const vpid = probeTarget?.pids[0]?.[0];
+      let statOut = '';
       if (perfOut && size === SIZES[0] && vpid)
         execFileSync('perf', ['record', '-q', '-g', '-F', '2000', '-o', perfOut, '-p', String(vpid), '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+      else if (syscalls && size === SIZES[0] && vpid)
+      {
+        const f = path.join(dir, 'perf-stat.csv');
+        execFileSync('perf', ['stat', '-x', ',', '--per-thread', '-o', f, '-e', 'raw_syscalls:sys_enter,sched:sched_switch', '-p', String(vpid), '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+        statOut = fs.readFileSync(f, 'utf8');
+      }
       else await sleep(seconds * 1000);
       const r1 = (await rx.portStats()).rxPackets;
       const t1 = process.hrtime.bigint();
@@ -174,6 +207,7 @@ async function measure(a: string, b: string, serverFronts: boolean): Promise<num
         const frames = r1 - r0;
         console.log(`  ${size} B: rxonly got ${frames} frames in ${(ns / 1e9).toFixed(2)} s (${(frames / ns * 1e3).toFixed(3)} Mpps); txonly sent ${txs1.txPackets - txs0!.txPackets}, tx-errors ${txs1.txErrors - txs0!.txErrors}`);
         printSched(s0, s1, ns, frames);
+        if (statOut) printSyscalls(statOut, frames);
         if (probeTarget) {
           const c1 = await probeTarget.counters();
           const d = Object.fromEntries(Object.entries(c1).map(([k, v]) => [k, v - (c0[k] ?? 0)]).filter(([, v]) => v !== 0));

@@ -79,6 +79,24 @@ inline void store32_relaxed(uint8_t *p, uint32_t v) { __atomic_store_n(reinterpr
 
 enum class Drop { None, BadDescriptor, ChainLoop, OutOfMemoryTable, BadHead };
 
+// Kick batching (the driver thread, a front-end sending or refilling
+// steadily): after a wake that moved at least BATCH_TRIGGER frames (a
+// burst, not a ping: DPDK sends 32 at a time), the
+// thread sleeps asking the guest for a kick only once BATCH_FRAMES more
+// entries wait (EVENT_IDX: avail_event that far ahead; without it, for no
+// kick: DPDK's virtio-user does not negotiate it) and the switch for no rx
+// doorbell, with BATCH_WAIT as the bound, NIC interrupt moderation's
+// frame count and timer. Each sleep and wake costs two context switches and
+// an epoll_wait, the kick an eventfd write and read, the doorbell a write:
+// bench/RESULTS.md (session 10) measured these as most of vale-ts's CPU per
+// frame at 32-frame bursts. A wake that finds fewer frames than
+// BATCH_TRIGGER (sparse traffic, a ping) goes back to a kick per entry and
+// no timer, so latency is only added while frames stream, and by at most
+// BATCH_WAIT.
+constexpr uint16_t BATCH_FRAMES = 64;
+constexpr uint32_t BATCH_TRIGGER = 16;
+constexpr long BATCH_WAIT_NS = 100'000;
+
 // epoll keys
 constexpr uint64_t K_STOP = 1ull << 32, K_LISTEN = 2ull << 32, K_CONN = 3ull << 32, K_BELL = 4ull << 32,
                    K_KICK = 5ull << 32;
@@ -320,6 +338,33 @@ struct VhostUserPort::Impl final : RoundHook {
     }
   }
 
+  // Prefetches (touches nothing) the next n avail entries' descriptors, then
+  // the first buffer lines they point at, before a batch is walked: the
+  // guest's CPU wrote them, and each crossing to this CPU is a cache miss
+  // (perf, bench/RESULTS.md session 10: the first read of each frame's
+  // header was 12% of vale-ts's samples). Issued together the misses
+  // overlap; one frame ahead (prefetch_ahead) they mostly did not. Like
+  // prefetch_ahead, only addresses inside the memory table are prefetched.
+  static constexpr int BATCH_PREFETCH = 16;
+  void prefetch_batch(const Vq &q, int n, bool write) const {
+    n = std::min(n, BATCH_PREFETCH);
+    uint16_t heads[BATCH_PREFETCH];
+    for (int k = 0; k < n; k++) {
+      heads[k] = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + k) % q.num));
+      if (heads[k] < q.num) __builtin_prefetch(q.desc + 16 * static_cast<size_t>(heads[k]));
+    }
+    for (int k = 0; k < n; k++) {
+      if (heads[k] >= q.num) continue;
+      Desc d;
+      std::memcpy(&d, q.desc + 16 * static_cast<size_t>(heads[k]), sizeof d);
+      if ((d.flags & DESC_F_INDIRECT) || d.len == 0) continue;
+      const uint8_t *b = gpa_host(d.addr, std::min<uint64_t>(d.len, 64));
+      if (!b) continue;
+      if (write) __builtin_prefetch(b, 1);
+      else __builtin_prefetch(b, 0);
+    }
+  }
+
   // Walks bytes [at, at + n) of the chain segments segs[from, to), calling fn(host, len)
   // on each piece of host memory they map to, in order; false if any byte lies outside
   // guest memory or the segments end first.
@@ -416,11 +461,13 @@ struct VhostUserPort::Impl final : RoundHook {
     uint32_t done = 0, moved = 0;
     uint64_t frames = 0, bytes = 0;  // counted once per batch: one atomic add each, not per frame
     const uint32_t bufsz = pc.buf_size();
+    prefetch_batch(q, std::min<int>(p, static_cast<int>(std::min(space, budget))), false);
     while (p > 0 && done < budget) {
       if (space == 0) {
         *blocked = true;
         break;
       }
+      if (done % BATCH_PREFETCH == BATCH_PREFETCH - 1) prefetch_batch(q, p, false);  // the next ones (from this entry)
       prefetch_ahead(q, p, false);
       uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(q.last_avail % q.num));
       Drop d = walk(q, head, false);
@@ -688,6 +735,16 @@ struct VhostUserPort::Impl final : RoundHook {
     const uint32_t bufsz = pc.buf_size();
     used_any_ = false;
     rx_left = -1;
+    {
+      // the batch's first frames (the switch's copies, another CPU's writes) and
+      // the guest buffers they go to, in flight together (prefetch_batch); the
+      // guest's index is only a hint here, put_frame checks it
+      const uint32_t m = std::min<uint32_t>(avail, BATCH_PREFETCH);
+      for (uint32_t j = 0, i = rr->head; j < m; j++, i = i + 1 == rr->num_slots ? 0 : i + 1)
+        if (const uint8_t *b = pc.slot_buf(rr->slot[i])) __builtin_prefetch(b);
+      const uint16_t w = static_cast<uint16_t>(load16(q.avail + 2) - q.last_avail);
+      if (w <= q.num) prefetch_batch(q, std::min<int>(w, static_cast<int>(m)), true);
+    }
     auto pop = [&](uint32_t n) {
       for (uint32_t j = 0; j < n; j++) rr->head = rr->cur = rr->head + 1 == rr->num_slots ? 0 : rr->head + 1;
       avail -= n;
@@ -805,35 +862,43 @@ struct VhostUserPort::Impl final : RoundHook {
     return done;
   }
 
-  // One pass over every queue. Returns true if anything moved; *more when work is left.
-  bool pump(bool *tx_blocked, bool *rx_starved) {
-    bool moved = false;
+  // One pass over every queue. Returns the frames moved (or dropped): 0 when nothing did.
+  uint32_t pump(bool *tx_blocked, bool *rx_starved) {
+    uint32_t moved = 0;
     *tx_blocked = *rx_starved = false;
     if (conn)
       for (size_t i = 1; i < vqs.size(); i += 2) {
         Vq &q = vqs[i];
         if (!ready(q)) continue;
         bool b = false;
-        if (guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b)) moved = true;
+        moved += guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b);
         *tx_blocked |= b;
       }
     for (uint32_t r = 0; r < pc.rx_rings(); r++) {
       bool s = false;
-      if (guest_rx(r, 256, &s)) moved = true;
+      moved += guest_rx(r, 256, &s);
       *rx_starved |= s;
     }
     return moved;
   }
 
   // Before sleeping: ask for kicks (EVENT_IDX: avail_event = last_avail) and check nothing slipped in.
-  bool work_pending(bool tx_blocked, bool rx_starved) {
+  // batch > 0: the caller sleeps with a timer; with EVENT_IDX the kick comes
+  // once that many entries wait (at most a quarter of the queue, so that a
+  // front-end never fills it waiting for us), without it kicks stay off.
+  bool work_pending(bool tx_blocked, bool rx_starved, uint16_t batch = 0) {
     bool any = false;
     for (size_t i = 0; i < vqs.size(); i++) {
       Vq &q = vqs[i];
       if (!ready(q)) continue;
       bool is_rx = (i % 2) == 0;
       if (has(F_EVENT_IDX)) {
-        store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), q.last_avail);
+        // the front-end kicks when its avail index passes avail_event
+        const uint16_t ahead = batch ? static_cast<uint16_t>(std::min<uint32_t>(batch, q.num / 4) - 1) : 0;
+        store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), static_cast<uint16_t>(q.last_avail + ahead));
+      } else if (batch) {
+        // no kick threshold without EVENT_IDX: kicks stay off, the timer wakes us
+        if (!(load16(q.used) & USED_F_NO_NOTIFY)) store16_relaxed(q.used, USED_F_NO_NOTIFY);
       } else if (load16(q.used) & USED_F_NO_NOTIFY) {
         // read from memory, not remembered: a back-end before us (vale-ts
         // restarted, the front-end kept its rings) may have left it set
@@ -1329,10 +1394,13 @@ struct VhostUserPort::Impl final : RoundHook {
     const bool timed = poll_window.count() || backlog_window.count();
     auto last_moved = clock::now();
     uint32_t idle_polls = 0, busy_passes = 0;
+    uint32_t since_wake = 0;  // frames moved since the last sleep ended: kick batching's trigger
     for (;;) {
       bool txb = false, rxs = false;
-      bool moved = pump(&txb, &rxs);
+      const uint32_t moved = pump(&txb, &rxs);
+      since_wake += moved;
       int timeout;
+      bool batched = false;
       if (moved) {
         idle_polls = 0;
         if (timed) last_moved = clock::now();
@@ -1358,18 +1426,37 @@ struct VhostUserPort::Impl final : RoundHook {
         }
         timeout = 0;
       } else {
-        // sleep: ask the switch and the guest to wake us, then re-check (no lost wakeup)
-        pc.arm(true, txb);
+        // sleep: ask the switch and the guest to wake us, then re-check (no
+        // lost wakeup). Frames streaming (this wake moved a batch): kicks
+        // and the rx doorbell batched, a timer bounds the wait (BATCH_FRAMES)
+        batched = conn && pwait2_ok && since_wake >= BATCH_TRIGGER;
+        pc.arm(!batched, txb);
         bool again = false;
         for (uint32_t r = 0; r < pc.rx_rings(); r++) {
           pc.rxsync(r);
           if (pc.rx_avail(r) && !rxs) again = true;
         }
-        if (conn && work_pending(txb, rxs)) again = true;
+        if (conn && work_pending(txb, rxs, batched ? BATCH_FRAMES : 0)) again = true;
         timeout = again ? 0 : (self.cfg_.client && !conn ? 1000 : -1);
-        if (timeout) c.wakeups++;
+        if (timeout) {
+          c.wakeups++;
+          if (batched) c.batchedSleeps++;
+        }
       }
-      int n = ::epoll_wait(epfd.get(), evs, 32, timeout);
+      int n;
+      if (batched && timeout) {
+        const timespec ts{0, BATCH_WAIT_NS};
+        n = ::epoll_pwait2(epfd.get(), evs, 32, &ts, nullptr);
+        if (n < 0 && errno == ENOSYS) {
+          // a kernel before 5.11: no µs timer, so no batching (kicks come
+          // back on at the next sleep); this pass counts as a timeout
+          pwait2_ok = false;
+          n = 0;
+        }
+      } else {
+        n = ::epoll_wait(epfd.get(), evs, 32, timeout);
+      }
+      if (timeout) since_wake = 0;
       pc.disarm();
       if (timeout && conn) {
         notifications_off();  // woken: poll until the window closes
@@ -1412,6 +1499,7 @@ struct VhostUserPort::Impl final : RoundHook {
     }
   }
   std::chrono::steady_clock::time_point last_try = std::chrono::steady_clock::now();
+  bool pwait2_ok = true;  // epoll_pwait2 exists (kick batching's timer)
 };
 
 uint64_t VhostUserPort::offered_features() {

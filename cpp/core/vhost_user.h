@@ -48,6 +48,7 @@ namespace nm {
   X(kicks)                /* guest notifications read */                                              \
   X(calls)                /* guest interrupts sent */                                                 \
   X(wakeups)              /* times the thread slept and woke */                                       \
+  X(batchedSleeps)        /* of those, sleeps with kicks and doorbells batched (a timer bounds them) */ \
   X(connects)                                                                                         \
   X(disconnects)                                                                                      \
   X(protocolErrors)       /* connections closed for a protocol violation */                           \
