@@ -12,11 +12,12 @@
  *   - header bytes the switch snapshots for the lookup: 14 vs 128 (default)
  *     vs 2048 (the cost of deciding on bytes the client can no longer change).
  *   node dist/bench/switch-core.bench.js [--frames N] [--ports-only] [--flood-only] [--len N]
- *     [--copy-only [--lib PATH]]
+ *     [--copy-only [--lib PATH] [--header N]]
  * --len sets every frame's length (default 60); --copy-only measures only
  * 1->1 and 1->flood, with the options an older tree has too, and --lib runs
  * them on another build's library (its dist/src/index.js), for A/B of the
- * copy path against, e.g., the first release in the same sitting.
+ * copy path against, e.g., the first release in the same sitting; --header
+ * sets the snapshot size (this tree only).
  * The port counts are measured alternated with 2 ports (2, 16, 64, 2, 16,
  * 64, ...), best of each, so a change in the machine's load hits them alike;
  * then what one idle port adds to a round that finds nothing (the scan's
@@ -166,6 +167,7 @@ async function main(): Promise<void> {
       'copy-only': { type: 'boolean' },
       len: { type: 'string' },
       lib: { type: 'string' },
+      header: { type: 'string' },
     },
   });
   const frames = Number(values.frames ?? 2_000_000);
@@ -176,13 +178,14 @@ async function main(): Promise<void> {
   if (values['copy-only'] === true) {
     // 1->1 and 1->flood, LEN bytes, the default options only (what an older
     // tree has too): for A/B of the copy path against another build (--lib)
+    const o: SwitchOptions = values.header !== undefined ? { headerBytes: Number(values.header) } : {};
     let one = Infinity;
     let fl = Infinity;
     for (let r = 0; r < ROUNDS; r++) {
-      one = Math.min(one, await measure(frames, {}, 0, 1));
-      fl = Math.min(fl, await measureFlood(frames, {}));
+      one = Math.min(one, await measure(frames, o, 0, 1));
+      fl = Math.min(fl, await measureFlood(frames, o));
     }
-    console.log(`copy       ${LEN} B: 1->1 ${one.toFixed(1)} ns per frame, 1->flood(4 ports) ${fl.toFixed(1)} ns per flooded frame (3 copies); load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    console.log(`copy       ${LEN} B${values.header !== undefined ? `, headerBytes ${values.header}` : ''}: 1->1 ${one.toFixed(1)} ns per frame, 1->flood(4 ports) ${fl.toFixed(1)} ns per flooded frame (3 copies); load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     return;
   }
   if (values['flood-only'] === true) {
