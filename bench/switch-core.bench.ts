@@ -11,7 +11,13 @@
  *     of 2);
  *   - header bytes the switch snapshots for the lookup: 14 vs 128 (default)
  *     vs 2048 (the cost of deciding on bytes the client can no longer change).
- *   node dist/bench/switch-core.bench.js [--frames N] [--ports-only]
+ *   node dist/bench/switch-core.bench.js [--frames N] [--ports-only] [--flood-only] [--len N]
+ *     [--copy-only [--lib PATH] [--header N]]
+ * --len sets every frame's length (default 60); --copy-only measures only
+ * 1->1 and 1->flood, with the options an older tree has too, and --lib runs
+ * them on another build's library (its dist/src/index.js), for A/B of the
+ * copy path against, e.g., the first release in the same sitting; --header
+ * sets the snapshot size (this tree only).
  * The port counts are measured alternated with 2 ports (2, 16, 64, 2, 16,
  * 64, ...), best of each, so a change in the machine's load hits them alike;
  * then what one idle port adds to a round that finds nothing (the scan's
@@ -23,7 +29,13 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Switch, ValeServer, open, type Port, type SwitchOptions } from '../src/index.js';
+import * as thisLib from '../src/index.js';
+import type { Port, SwitchOptions, Switch } from '../src/index.js';
+
+/** The library under test: this tree's, or another build's (--lib, for A/B against an older tree). */
+let lib: Pick<typeof thisLib, 'Switch' | 'ValeServer' | 'open'> = thisLib;
+/** Frame length of every measured frame (--len). */
+let LEN = 60;
 
 const A = [2, 0, 0, 0, 0, 0x0a];
 const B = [2, 0, 0, 0, 0, 0x0b];
@@ -32,11 +44,11 @@ const ROUNDS = 5;
 
 /** A switch with a served pair a -> b and `idle` persistent idle ports, for `fn`; closed after. */
 async function withPair<T>(opts: SwitchOptions, idle: number, fn: (sw: Switch, tx: Port, rx: Port) => T | Promise<T>): Promise<T> {
-  const sw = new Switch('vale0', { ...opts, busyPollUs: 0 });
+  const sw = new lib.Switch('vale0', { ...opts, busyPollUs: 0 });
   const socket = path.join(os.tmpdir(), `vtcore-${process.pid}-${uniq++}.sock`);
-  const srv = await ValeServer.listen({ socket, switches: [sw] });
-  const tx = await open('vale0:a', { socket });
-  const rx = await open('vale0:b', { socket });
+  const srv = await lib.ValeServer.listen({ socket, switches: [sw] });
+  const tx = await lib.open('vale0:a', { socket });
+  const rx = await lib.open('vale0:b', { socket });
   for (let i = 0; i < idle; i++) sw.addPort(`vale0:idle${i}`, {}, { persistent: true });
   try {
     return await fn(sw, tx, rx);
@@ -90,7 +102,7 @@ async function measure(frames: number, opts: SwitchOptions, idle: number, rounds
     for (let i = 0; i < tr.numSlots; i++) {
       const o = tr.bufOffset(i);
       tr.bytes.set([...B, ...A, 0x88, 0xb5], o);
-      tr.setLen(i, 60);
+      tr.setLen(i, LEN);
     }
     const best = timedRounds(sw, tx, [{ be: rx.backendObject, ring: rr }], frames, rounds);
     const c = sw.counters(sw.port('vale0:b')!.index);
@@ -104,16 +116,16 @@ async function measure(frames: number, opts: SwitchOptions, idle: number, rounds
  * CPU ns per flooded frame (three copies each), same loop as measure().
  */
 async function measureFlood(frames: number, opts: SwitchOptions, rounds = 1): Promise<number> {
-  const sw = new Switch('vale0', { ...opts, busyPollUs: 0 });
+  const sw = new lib.Switch('vale0', { ...opts, busyPollUs: 0 });
   const socket = path.join(os.tmpdir(), `vtcore-${process.pid}-${uniq++}.sock`);
-  const srv = await ValeServer.listen({ socket, switches: [sw] });
-  const tx = await open('vale0:a', { socket });
-  const rxs = [await open('vale0:b', { socket }), await open('vale0:c', { socket }), await open('vale0:d', { socket })];
+  const srv = await lib.ValeServer.listen({ socket, switches: [sw] });
+  const tx = await lib.open('vale0:a', { socket });
+  const rxs = [await lib.open('vale0:b', { socket }), await lib.open('vale0:c', { socket }), await lib.open('vale0:d', { socket })];
   try {
     const tr = tx.txRings[0]!;
     for (let i = 0; i < tr.numSlots; i++) {
       tr.bytes.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, ...A, 0x88, 0xb5], tr.bufOffset(i));
-      tr.setLen(i, 60);
+      tr.setLen(i, LEN);
     }
     const best = timedRounds(sw, tx, rxs.map((p) => ({ be: p.backendObject, ring: p.rxRings[0]! })), frames, rounds);
     const c = sw.counters(sw.port('vale0:d')!.index);
@@ -147,9 +159,35 @@ async function idleRound(idle: number, pumps = 20000): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { frames: { type: 'string' }, 'ports-only': { type: 'boolean' }, 'flood-only': { type: 'boolean' } } });
+  const { values } = parseArgs({
+    options: {
+      frames: { type: 'string' },
+      'ports-only': { type: 'boolean' },
+      'flood-only': { type: 'boolean' },
+      'copy-only': { type: 'boolean' },
+      len: { type: 'string' },
+      lib: { type: 'string' },
+      header: { type: 'string' },
+    },
+  });
   const frames = Number(values.frames ?? 2_000_000);
   const portsOnly = values['ports-only'] === true;
+  LEN = Number(values.len ?? 60);
+  if (!(LEN >= 60 && LEN <= 1514)) throw new Error(`--len ${values.len}: 60..1514`);
+  if (values.lib !== undefined) lib = (await import(path.resolve(values.lib))) as typeof lib;
+  if (values['copy-only'] === true) {
+    // 1->1 and 1->flood, LEN bytes, the default options only (what an older
+    // tree has too): for A/B of the copy path against another build (--lib)
+    const o: SwitchOptions = values.header !== undefined ? { headerBytes: Number(values.header) } : {};
+    let one = Infinity;
+    let fl = Infinity;
+    for (let r = 0; r < ROUNDS; r++) {
+      one = Math.min(one, await measure(frames, o, 0, 1));
+      fl = Math.min(fl, await measureFlood(frames, o));
+    }
+    console.log(`copy       ${LEN} B${values.header !== undefined ? `, headerBytes ${values.header}` : ''}: 1->1 ${one.toFixed(1)} ns per frame, 1->flood(4 ports) ${fl.toFixed(1)} ns per flooded frame (3 copies); load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    return;
+  }
   if (values['flood-only'] === true) {
     let fb = Infinity;
     let f0 = Infinity;
@@ -160,7 +198,7 @@ async function main(): Promise<void> {
     console.log(`flood      1->flood(4 ports): ${fb.toFixed(1)} ns per flooded frame (3 copies), holdUs 0: ${f0.toFixed(1)} ns; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     return;
   }
-  console.log(`switch core, one thread: CPU ns per frame (best of ${ROUNDS} alternated runs x ${frames} frames), 1->1, 60 B; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(`switch core, one thread: CPU ns per frame (best of ${ROUNDS} alternated runs x ${frames} frames), 1->1, ${LEN} B; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   // TypeScript and C++ alternated, so a change in the machine's load hits both
   let ts = Infinity;
   let cxx = Infinity;

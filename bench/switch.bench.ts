@@ -7,9 +7,14 @@
  * TypeScript decision against a learning bridge in C++ on the same switch
  * core (vale-ts --native-bridge), same traffic.
  *   node dist/bench/switch.bench.js [--seconds S] [--no-bridge] [--cpu] [--only 1->1|2->1|1->flood]
+ *     [--len 60|1514] [--vale PATH] [--peer PATH] [--switch-arg ARG]...
  * --cpu adds each stage's CPU time per frame received (vale-ts, the
  * senders, the receivers: schedstat of every thread), the measure that a
- * busy machine disturbs least; --only runs one 60 B row (for A/B runs).
+ * busy machine disturbs least; --only runs one row (--len bytes, default
+ * 60) for A/B runs; --vale and --peer take the vale-ts.js and the peer
+ * (tx/rx) script from another build, e.g. the first release's tree, so the
+ * switch and the fixtures can be swapped one at a time; --switch-arg passes
+ * ARG to vale-ts (e.g. --switch-arg=--hold-us=0).
  * Per frame, vale-ts: the sender's pkt-gen-style loop fills a slot, the
  * switch (vale-ts's default datapath, on its event loop) validates the slot, copies the header bytes
  * the lookup reads, runs the lookup (TypeScript, once per round for the whole
@@ -25,7 +30,7 @@ import { existsSync, writeFileSync, rmSync, mkdtempSync, readdirSync, readFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { child, peerJs, startSwitch, aggregateMpps } from './lib.js';
+import { child, peerJs as defaultPeerJs, startSwitch, aggregateMpps } from './lib.js';
 
 const MAC = { a: '02000000000a', b: '02000000000b', c: '02000000000c', d: '02000000000d' };
 
@@ -59,12 +64,16 @@ function cpuNs(pid: number | undefined): number {
   return t;
 }
 
+/** The switch and the peer script the runs use (--vale, --peer). */
+let valeScript: string | undefined;
+let peerJs = defaultPeerJs;
+
 /** CPU ns per frame received, per process kind, of the last valeRun (--cpu). */
 let lastCpu = '';
 
 /** Mpps summed over the receivers, through vale-ts (started with switchArgs). */
 async function valeRun(sc: Scenario, len: number, ms: number, idlePorts = 0, switchArgs: string[] = []): Promise<number> {
-  const { proc: sw, socket } = await startSwitch(switchArgs);
+  const { proc: sw, socket } = await startSwitch(switchArgs, valeScript);
   const env = { VALE_TS_SOCKET: socket };
   try {
     let holder: ReturnType<typeof child> | undefined;
@@ -168,16 +177,29 @@ function ensureTrafgen(): boolean {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { seconds: { type: 'string' }, 'no-bridge': { type: 'boolean' }, cpu: { type: 'boolean' }, only: { type: 'string' } },
+    options: {
+      seconds: { type: 'string' },
+      'no-bridge': { type: 'boolean' },
+      cpu: { type: 'boolean' },
+      only: { type: 'string' },
+      len: { type: 'string' },
+      vale: { type: 'string' },
+      peer: { type: 'string' },
+      'switch-arg': { type: 'string', multiple: true },
+    },
   });
+  valeScript = values.vale;
+  if (values.peer !== undefined) peerJs = values.peer;
   const ms = Number(values.seconds ?? 3) * 1000;
   const cpu = values.cpu === true;
   if (values.only !== undefined) {
-    // --only 1->1|2->1|flood [--cpu]: one 60 B row, for A/B runs
+    // --only 1->1|2->1|flood [--len N] [--cpu]: one row, for A/B runs
     const sc = scenarios.find((x) => x.name.startsWith(values.only!));
     if (!sc) throw new Error(`--only ${values.only}: use 1->1, 2->1 or 1->flood`);
-    const v = await valeRun(sc, 60, ms);
-    console.log(`   60  ${sc.name.padEnd(18)} ${v.toFixed(3).padStart(8)} Mpps   ${lastCpu}   load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    const len = Number(values.len ?? 60);
+    if (!(len >= 60 && len <= 1514)) throw new Error(`--len ${values.len}: 60..1514`);
+    const v = await valeRun(sc, len, ms, 0, values['switch-arg'] ?? []);
+    console.log(`${String(len).padStart(5)}  ${sc.name.padEnd(18)} ${v.toFixed(3).padStart(8)} Mpps   ${lastCpu}   load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     return;
   }
   let bridge = !values['no-bridge'];

@@ -13,8 +13,8 @@ import { routed } from '../../examples/routed-lookup.js';
 
 const FRAMES = 20000;
 
-function ipv4Frame(): Uint8Array {
-  const f = new Uint8Array(60);
+function ipv4Frame(len: number): Uint8Array {
+  const f = new Uint8Array(len);
   f.set([2, 0, 0, 0, 0, 0x0b, 2, 0, 0, 0, 0, 0x0a, 0x08, 0x00], 0);
   f[14] = 0x45; // version 4, IHL 5
   f.set([10, 0, 0, 1], 26);
@@ -24,12 +24,14 @@ function ipv4Frame(): Uint8Array {
 
 const routedModule = new URL('../../examples/routed-lookup.js', import.meta.url).href;
 
-for (const datapath of ['loop', 'thread'] as const) {
-  test(`${datapath} datapath: a client flipping the ethertype after sending cannot get a non-IPv4 frame past the IPv4 filter`, async (t) => {
+// 60 B: delivered from the snapshot alone; 1514 B: copied from the client's
+// buffer with the snapshot copied over its start
+for (const [datapath, len] of [['loop', 60], ['thread', 60], ['loop', 1514], ['thread', 1514]] as const) {
+  test(`${datapath} datapath, ${len} B: a client flipping the ethertype after sending cannot get a non-IPv4 frame past the IPv4 filter`, async (t) => {
     const sw =
       datapath === 'loop' ? new Switch('vale0', { lookup: routed }) : new Switch('vale0', { datapath, lookupModule: routedModule, lookupExport: 'routed' });
     await sw.whenReady();
-    const socket = path.join(os.tmpdir(), `vale-imm-${process.pid}-${datapath}.sock`);
+    const socket = path.join(os.tmpdir(), `vale-imm-${process.pid}-${datapath}-${len}.sock`);
     const srv = await ValeServer.listen({ socket, switches: [sw] });
     const tx = await open('vale0:tx', { socket }); // port index 0
     const rx = await open('vale0:rx', { socket }); // port index 1
@@ -45,7 +47,7 @@ for (const datapath of ['loop', 'thread'] as const) {
     try {
       // the flipper is running before the first frame goes out
       while (Atomics.load(ctl, 1) === 0) await new Promise((r) => setImmediate(r));
-      const tpl = ipv4Frame();
+      const tpl = ipv4Frame(len);
       let sent = 0;
       let received = 0;
       let notIpv4 = 0;
