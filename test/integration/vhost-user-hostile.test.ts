@@ -7,7 +7,7 @@
  * each is dropped and counted by its reason, good frames still pass both
  * ways, and other ports keep forwarding.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +29,31 @@ interface FrontAddon {
 const native = nativeRaw as FrontAddon;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vhost-hostile-${process.pid}-`));
+
+/**
+ * A switch on its own control socket with a vhost-user port vale0:guest (at
+ * its socket VH) and a netmap port vale0:peer, closed at teardown; drv()
+ * reads the guest port's driver counters.
+ */
+async function guestSwitch(
+  t: ExecutionContext,
+  tag: string,
+  extra: { inline?: boolean; backlogPollUs?: number } = {},
+): Promise<{ vale: ValeClient; VH: string; peer: Port; socket: string; drv: () => Promise<Record<string, number>> }> {
+  const socket = path.join(dir, `ctl-${tag}.sock`);
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const VH = path.join(dir, `guest-${tag}.sock`);
+  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH, ...extra } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  const drv = async (): Promise<Record<string, number>> => {
+    const [sw] = await vale.stats('vale0');
+    return sw!.ports.find((p) => p.name === 'vale0:guest')!.driver!.counters;
+  };
+  return { vale, VH, peer, socket, drv };
+}
 test.after.always(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 // vhost-user requests
@@ -161,22 +186,9 @@ async function receive(p: Port): Promise<Uint8Array> {
 // guest's queue (the same checks on every index it reads) instead of sleeping
 for (const [inline, backlogPollUs] of [[false, 0], [true, 0], [false, 100_000]] as const) test(`hostile vhost-user front-end: every bad descriptor dropped and counted by reason, the switch forwards on (${inline ? 'in-line in the switch' : 'driver thread'}${backlogPollUs ? `, backlogPollUs ${backlogPollUs}` : ''})`, async (t) => {
   t.timeout(60_000);
-  const socket = path.join(dir, `ctl-${inline}-${backlogPollUs}.sock`);
-  const srv = await ValeServer.listen({ socket });
-  t.teardown(() => srv.close());
-  const vale = new ValeClient({ socket });
-  const VH = path.join(dir, `guest-${inline}-${backlogPollUs}.sock`);
-  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH, inline, ...(backlogPollUs ? { backlogPollUs } : {}) } });
-  const peer = await open('vale0:peer', { socket });
+  const { vale, VH, peer, socket, drv } = await guestSwitch(t, `${inline}-${backlogPollUs}`, { inline, ...(backlogPollUs ? { backlogPollUs } : {}) });
   const peer2 = await open('vale0:peer2', { socket });
-  t.teardown(() => {
-    peer.close();
-    peer2.close();
-  });
-  const drv = async (): Promise<Record<string, number>> => {
-    const [sw] = await vale.stats('vale0');
-    return sw!.ports.find((p) => p.name === 'vale0:guest')!.driver!.counters;
-  };
+  t.teardown(() => peer2.close());
   const reaches = (name: string, n: number) => async (): Promise<boolean> => ((await drv())[name] ?? 0) >= n;
 
   const g = new Guest();
@@ -422,18 +434,7 @@ function vnetHdr(flags: number, gsoType: number, gsoSize: number, csumStart: num
 
 test('guest offloads over vhost-user: NEEDS_CSUM completed, TSO segmented with valid checksums, bad offload headers dropped and counted', async (t) => {
   t.timeout(60_000);
-  const socket = path.join(dir, 'ctl-off.sock');
-  const srv = await ValeServer.listen({ socket });
-  t.teardown(() => srv.close());
-  const vale = new ValeClient({ socket });
-  const VH = path.join(dir, 'off.sock');
-  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH } });
-  const peer = await open('vale0:peer', { socket });
-  t.teardown(() => peer.close());
-  const drv = async (): Promise<Record<string, number>> => {
-    const [sw] = await vale.stats('vale0');
-    return sw!.ports.find((p) => p.name === 'vale0:guest')!.driver!.counters;
-  };
+  const { vale, VH, peer, drv } = await guestSwitch(t, 'off');
   const g = new Guest();
   t.teardown(() => native.close(g.fd));
   const f = Front.connect(VH);
@@ -681,18 +682,7 @@ test('a guest TSO frame passes whole to header-aware ports (vhost-user, TAP with
 // off, a timer bounds it); a wake that moved a lone frame does not.
 test('kick batching: a burst of 16 frames makes one batched sleep, lone frames after it none, and every frame arrives', async (t) => {
   t.timeout(60_000);
-  const socket = path.join(dir, 'ctl-batch.sock');
-  const srv = await ValeServer.listen({ socket });
-  t.teardown(() => srv.close());
-  const vale = new ValeClient({ socket });
-  const VH = path.join(dir, 'guest-batch.sock');
-  await vale.create('vale0:guest', {}, { driver: { kind: 'vhost-user', path: VH } });
-  const peer = await open('vale0:peer', { socket });
-  t.teardown(() => peer.close());
-  const drv = async (): Promise<Record<string, number>> => {
-    const [sw] = await vale.stats('vale0');
-    return sw!.ports.find((p) => p.name === 'vale0:guest')!.driver!.counters;
-  };
+  const { vale, VH, peer, drv } = await guestSwitch(t, 'batch');
   const g = new Guest();
   const f = Front.connect(VH);
   t.teardown(() => f.close());

@@ -4,22 +4,11 @@
  * that none comes back.
  */
 import test from 'ava';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { repoRoot, tsFiles } from '../fixtures/source-files.js';
 
-// dist/test/unit -> the repository root
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-
-function tsFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir)) {
-    const p = path.join(dir, e);
-    if (statSync(p).isDirectory()) out.push(...tsFiles(p));
-    else if (p.endsWith('.ts')) out.push(p);
-  }
-  return out;
-}
+const root = repoRoot;
 
 /** The file that may (and must) name the numbers. */
 const ABI = path.join('src', 'netmap', 'abi.ts');

@@ -6,22 +6,11 @@
  * or fixture asks for by name must be in it.
  */
 import test from 'ava';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { repoRoot, tsFiles } from '../fixtures/source-files.js';
 
-// dist/test/unit -> the repository root
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-
-function tsFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir)) {
-    const p = path.join(dir, e);
-    if (statSync(p).isDirectory()) out.push(...tsFiles(p));
-    else if (p.endsWith('.ts')) out.push(p);
-  }
-  return out;
-}
+const root = repoRoot;
 
 /** Package names in `ensurePackages([...])` calls and `*_PACKAGES = [...]` constants. */
 function packagesAskedFor(source: string): string[] {
