@@ -213,6 +213,28 @@ async function softnetDrops(): Promise<number> {
 }
 
 /**
+ * Where the kernel counts drops between A's and B's VXLAN sockets: B's socket
+ * (its dropKernelRx), the two underlay veths' rx/tx drops (before and after:
+ * host A's end, then host B's) and the softnet backlog (kernel-wide).
+ */
+function kernelDropSites(
+  dropKernelRx: number,
+  a: [LinkDrops, LinkDrops],
+  b: [LinkDrops, LinkDrops],
+  softnet: number,
+): { what: string; packets: number }[] {
+  return [
+    { what: "B's socket (dropKernelRx)", packets: dropKernelRx },
+    { what: 'underlay veth host A tx dropped', packets: a[1].txDrop - a[0].txDrop },
+    { what: 'underlay veth host A rx dropped', packets: a[1].rxDrop - a[0].rxDrop },
+    { what: 'underlay veth host B rx dropped', packets: b[1].rxDrop - b[0].rxDrop },
+    { what: 'underlay veth host B tx dropped', packets: b[1].txDrop - b[0].txDrop },
+    { what: 'softnet backlog (whole kernel)', packets: softnet },
+  ];
+}
+type LinkDrops = { rxDrop: number; txDrop: number };
+
+/**
  * The frames lost between A's VXLAN socket and B's: A's datagrams to B less
  * B's from A. The kernel counts packets where it drops them (B's socket:
  * dropKernelRx; the underlay veths; the CPU backlog), and a UDP GSO/GRO run
@@ -319,14 +341,10 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
         dropped += d(i, k);
       }
   // VXLAN: frames the kernel dropped between the two sockets, by the packets it counted
-  const between = betweenSockets(d(0, 'drv remote txFrames') - d(1, 'drv remote rxFrames'), [
-    { what: "B's socket (dropKernelRx)", packets: d(1, 'drv dropKernelRx') },
-    { what: 'underlay veth host A tx dropped', packets: under1[0]!.txDrop - under0[0]!.txDrop },
-    { what: 'underlay veth host A rx dropped', packets: under1[0]!.rxDrop - under0[0]!.rxDrop },
-    { what: 'underlay veth host B rx dropped', packets: under1[1]!.rxDrop - under0[1]!.rxDrop },
-    { what: 'underlay veth host B tx dropped', packets: under1[1]!.txDrop - under0[1]!.txDrop },
-    { what: 'softnet backlog (whole kernel)', packets: softnet1 - softnet0 },
-  ]);
+  const between = betweenSockets(
+    d(0, 'drv remote txFrames') - d(1, 'drv remote rxFrames'),
+    kernelDropSites(d(1, 'drv dropKernelRx'), [under0[0]!, under1[0]!], [under0[1]!, under1[1]!], softnet1 - softnet0),
+  );
   if (between.accounted) {
     drops.push(`kernel between the VXLAN sockets ${between.accounted}`);
     dropped += between.accounted;
@@ -413,14 +431,10 @@ async function namespacePps(a: End, b: End, seconds: number, sw: Awaited<ReturnT
     for (const k of Object.keys(snap1[i]!))
       if (/^(total|drv|end) drop/.test(k) && k !== 'end drop_kernel_rx' && k !== 'drv dropKernelRx') add(`${'AB'[i]} ${k.replace(/^total /, 'switch ').replace(/^drv /, 'vxlan driver ').replace(/^end /, 'end port ')}`, d(i, k));
   // the underlay's packets (VXLAN datagrams, GSO runs) and the frames they held: by the datagram counts
-  const between = betweenSockets(d(0, 'drv remote txFrames') - d(1, 'drv remote rxFrames'), [
-    { what: "B's socket (dropKernelRx)", packets: d(1, 'drv dropKernelRx') },
-    { what: 'underlay veth host A tx dropped', packets: link1[4]!.txDrop - link0[4]!.txDrop },
-    { what: 'underlay veth host A rx dropped', packets: link1[4]!.rxDrop - link0[4]!.rxDrop },
-    { what: 'underlay veth host B rx dropped', packets: link1[5]!.rxDrop - link0[5]!.rxDrop },
-    { what: 'underlay veth host B tx dropped', packets: link1[5]!.txDrop - link0[5]!.txDrop },
-    { what: 'softnet backlog (whole kernel)', packets: softnet1 - softnet0 },
-  ]);
+  const between = betweenSockets(
+    d(0, 'drv remote txFrames') - d(1, 'drv remote rxFrames'),
+    kernelDropSites(d(1, 'drv dropKernelRx'), [link0[4]!, link1[4]!], [link0[5]!, link1[5]!], softnet1 - softnet0),
+  );
   add('kernel between the VXLAN sockets', between.accounted);
   const udpErr = (['SndbufErrors', 'RcvbufErrors'] as const).map((k, i) => `host ${'AB'[i]} ${k} ${udp1[i]!.get(k)! - udp0[i]!.get(k)!}`).join(', ');
   const accounting = `sent ${sent} = received ${received} + dropped ${dropped} (${drops.join(', ') || 'none'}) + unaccounted ${sent - received - dropped}; ` +
