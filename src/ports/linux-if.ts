@@ -10,7 +10,7 @@
  * before they reach the switch (counted as gso_frames / gso_segments /
  * csum_completed).
  *
- * `{ kind: 'linux-if', ifname, backend?: 'auto' | 'afxdp' | 'packet' }` is
+ * `{ kind: 'linux-if', ifname, backend?: 'auto' | 'afxdp' | 'packet', inline?: boolean }` is
  * what `vale-ctl-ts -a` makes: AF_XDP (cpp/core/afxdp_driver.h, zero-copy or
  * copy mode) where the addon, the kernel and the interface's driver allow
  * it, else the AF_PACKET driver ('auto'); or one of them, and an error when
@@ -21,6 +21,13 @@
  * and are segmented by the switch only for ports without a header
  * (`vnetSegmented`). AF_XDP carries no per-frame offload metadata, so an
  * AF_XDP port declares no header.
+ *
+ * `inline` (default: true when vale-ts's environment sets
+ * `VALE_TS_LINUX_IF_INLINE=1`, else false): an AF_XDP port's datapath runs
+ * in the switch's own rounds (cpp/core/switch_core.h `RoundHook`, as
+ * vhost-user's `inline`) instead of a thread of its own: no doorbell, wakeup
+ * or context switch between the driver and the switch per batch. AF_PACKET
+ * ports keep their thread.
  */
 import { nativeRaw } from '../netmap/addon.js';
 import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
@@ -98,6 +105,8 @@ export interface AfXdpInfo {
   raisedUp: boolean;
   wasPromisc: boolean;
   mtu: number;
+  /** the datapath runs in the switch's rounds, not a thread of its own */
+  inline: boolean;
 }
 
 interface NativeAfXdpPort {
@@ -105,7 +114,7 @@ interface NativeAfXdpPort {
   info(): AfXdpInfo;
   close(): void;
 }
-type AfXdpCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { mode?: 'auto' | 'zerocopy' | 'copy' }) => NativeAfXdpPort;
+type AfXdpCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { mode?: 'auto' | 'zerocopy' | 'copy' }, core?: object) => NativeAfXdpPort;
 const nativeLinux = nativeRaw as { AfXdpPort: AfXdpCtor; afxdpBuiltIn: boolean };
 
 /** True when the addon was built with libxdp/libbpf (AF_XDP possible). */
@@ -129,7 +138,7 @@ class AfXdpDriver implements PortDriver {
   }
   describe(): string {
     const i = this.info;
-    return `${this.backend} ${i.ifname} (promisc, ${i.queues} queue${i.queues === 1 ? '' : 's'}, native XDP)`;
+    return `${this.backend} ${i.ifname} (promisc, ${i.queues} queue${i.queues === 1 ? '' : 's'}, native XDP${i.inline ? ', in-line' : ''})`;
   }
   counters(): Record<string, number> {
     return this.c.counters();
@@ -192,16 +201,26 @@ registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [numbe
   return Promise.resolve(new AfPacketDriver(nat));
 });
 
+/** `inline`'s default: VALE_TS_LINUX_IF_INLINE in vale-ts's environment ('1' on, '0' or unset off). */
+function inlineDefault(): boolean {
+  const v = process.env['VALE_TS_LINUX_IF_INLINE'];
+  if (v === undefined || v === '' || v === '0') return false;
+  if (v === '1') return true;
+  throw Object.assign(new Error(`VALE_TS_LINUX_IF_INLINE='${v}': '1' runs AF_XDP ports in the switch's rounds, '0' (the default) in threads of their own`), { code: 'EINVAL' });
+}
+
 registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index: number; fds: readonly [number, number, number] }; spec: DriverSpec }) => {
   const ifname = checkIfname(spec['ifname']);
   const backend = spec['backend'] ?? 'auto';
   if (backend !== 'auto' && backend !== 'afxdp' && backend !== 'packet') {
     throw Object.assign(new Error("setting 'backend' must be 'auto', 'afxdp' or 'packet'"), { code: 'EINVAL' });
   }
+  const inl = spec['inline'] ?? inlineDefault();
+  if (typeof inl !== 'boolean') throw Object.assign(new Error("setting 'inline' must be true or false"), { code: 'EINVAL' });
   const fds = port.fds;
   if (backend !== 'packet') {
     try {
-      return Promise.resolve(new AfXdpDriver(new nativeLinux.AfXdpPort(fds[0], fds[1], fds[2], ifname, { mode: 'auto' })));
+      return Promise.resolve(new AfXdpDriver(new nativeLinux.AfXdpPort(fds[0], fds[1], fds[2], ifname, { mode: 'auto' }, inl ? sw.inlineDriverCore() : undefined)));
     } catch (e) {
       // no such interface: no other backend will find it either
       if (backend === 'afxdp' || (e as { code?: string }).code === 'ENXIO') throw e;

@@ -46,8 +46,11 @@ const afxdpMissing = afxdpBuiltIn
   ? undefined
   : 'the addon was built without AF_XDP (libxdp-dev/libbpf-dev absent at compile time): apt-get install libxdp-dev libbpf-dev pkg-config && npx node-gyp rebuild';
 
-for (const backend of ['afxdp', 'packet'] as const) {
-  suite(`${backend}: two namespaces through vale0: ping and 100 MB TCP both ways with offloads on, MAC learning, detach restores the interfaces`, async (t) => {
+// afxdp-inline: AF_XDP ports whose datapath runs in the switch's rounds (no driver thread)
+for (const variant of ['afxdp', 'afxdp-inline', 'packet'] as const) {
+  const backend = variant === 'packet' ? 'packet' : 'afxdp';
+  const inline = variant === 'afxdp-inline';
+  suite(`${variant}: two namespaces through vale0: ping and 100 MB TCP both ways with offloads on, MAC learning, detach restores the interfaces`, async (t) => {
     t.timeout(300_000, 'hang guard');
     if (backend === 'afxdp' && afxdpMissing) {
       if (process.env['CI'] === 'true') t.fail(afxdpMissing);
@@ -57,23 +60,27 @@ for (const backend of ['afxdp', 'packet'] as const) {
     }
     ensurePackages(['iproute2', 'iputils-ping']);
     // two queues per veth end: one XDP socket per queue (the packet socket serves all queues)
-    const { ends, remove } = await makeNamespaces(backend === 'afxdp' ? 'vx' : 'vl', 2, backend === 'afxdp' ? 216 : 212, 2);
+    const { ends, remove } = await makeNamespaces(inline ? 'vi' : backend === 'afxdp' ? 'vx' : 'vl', 2, inline ? 218 : backend === 'afxdp' ? 216 : 212, 2);
     t.teardown(remove);
     const [a, b] = ends as [NsEnd, NsEnd];
     const before = [await linkState(a.host), await linkState(b.host)];
     t.is(await xdpOf(a.host), undefined, 'no XDP program before the attach');
-    const socket = path.join(os.tmpdir(), `linux-if-${backend}-${process.pid}.sock`);
+    const socket = path.join(os.tmpdir(), `linux-if-${variant}-${process.pid}.sock`);
     const srv = await ValeServer.listen({ socket });
     t.teardown(() => srv.close());
 
+    // the switch runs in this process: the driver reads the variable at attach
+    t.teardown(() => delete process.env['VALE_TS_LINUX_IF_INLINE']);
+    if (inline) process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
     for (const e of ends) {
       const r = await ctl(socket, '-a', `vale0:${e.host}`, '--backend', backend);
       t.is(r.code, 0, r.stderr);
     }
+    delete process.env['VALE_TS_LINUX_IF_INLINE'];
     // the listing says what serves each port
     const list = await ctl(socket);
     const served = backend === 'afxdp' ? 'afxdp (?:zero-copy|copy)' : 'tpacket-v2';
-    const queues = backend === 'afxdp' ? '2 queues' : 'qdisc bypass';
+    const queues = backend === 'packet' ? 'qdisc bypass' : inline ? '2 queues, native XDP, in-line' : '2 queues, native XDP\\)';
     for (const e of ends) t.regex(list.stdout, new RegExp(`^vale0:${e.host} bridge_idx 0 port_idx \\d+ \\[${served} ${e.host} \\(promisc.*${queues}`, 'm'));
     t.true((await linkState(a.host)).promiscuity >= 1, 'promiscuous while attached');
     if (backend === 'afxdp') t.not(await xdpOf(a.host), undefined, 'libxdp attached its program');
@@ -90,7 +97,7 @@ for (const backend of ['afxdp', 'packet'] as const) {
     const ba = await tcpTransfer(b, a, 5002, MB);
     t.is(ba.receivedBytes, MB);
     t.is(ba.received, ba.sent, 'b -> a: what arrived is what was sent');
-    t.log(`${backend}: TCP 100 MB a->b ${ab.ms} ms, b->a ${ba.ms} ms (load ${os.loadavg()[0]!.toFixed(2)})`);
+    t.log(`${variant}: TCP 100 MB a->b ${ab.ms} ms, b->a ${ba.ms} ms (load ${os.loadavg()[0]!.toFixed(2)})`);
 
     const stats = await ctl(socket, '--stats');
     t.is(stats.code, 0, stats.stderr);
