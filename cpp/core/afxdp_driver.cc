@@ -42,6 +42,12 @@ constexpr uint32_t kFrame = 2048;
 constexpr uint32_t kBatch = 64;
 constexpr int64_t kStatsNs = 2'000'000;  // how often, at most, the kernel's drop counts are read
 
+// The counters have one writer (the driver's thread, or in-line the
+// switch's) and readers elsewhere: a plain load and store, no locked add.
+inline void bump(std::atomic<uint64_t> &c, uint64_t n) {
+  if (n) c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
 uint16_t rd16(const uint8_t *p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
 // A TCP/UDP frame whose checksum field holds exactly the pseudo-header sum is
@@ -427,6 +433,7 @@ bool AfXdpDriver::pump_in(Queue &q) {
     uint32_t idx = 0;
     const uint32_t n = xsk_ring_cons__peek(&q.rx, std::min(space, kBatch), &idx);
     if (n == 0) break;
+    uint64_t frames = 0, bytes = 0, csums = 0;
     for (uint32_t i = 0; i < n; i++) {
       const xdp_desc *dsc = xsk_ring_cons__rx_desc(&q.rx, idx + i);
       const uint64_t addr = dsc->addr;
@@ -449,14 +456,19 @@ bool AfXdpDriver::pump_in(Queue &q) {
         continue;
       }
       std::memcpy(b, q.area.data() + addr, len);
-      if (complete_if_partial(b, len)) c_.csum_completed.fetch_add(1, std::memory_order_relaxed);
+      if (complete_if_partial(b, len)) csums++;
       sl.len = static_cast<uint16_t>(len);
       sl.flags = 0;
       tx->head = tx->cur = tx->head + 1 == tx->num_slots ? 0 : tx->head + 1;
-      c_.rx_frames.fetch_add(1, std::memory_order_relaxed);
-      c_.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+      frames++;
+      bytes += len;
     }
     xsk_ring_cons__release(&q.rx, n);
+    // once per batch: a locked add per frame and counter was measurable at 60 B
+    bump(c_.rx_frames, frames);
+    bump(c_.rx_bytes, bytes);
+    bump(c_.csum_completed, csums);
+    frames = bytes = csums = 0;
     moved = true;
     (void)port_.txsync(0);
     // refill now: the kernel drops what arrives with an empty fill ring
@@ -532,6 +544,7 @@ bool AfXdpDriver::pump_out() {
       break;
     }
     uint32_t used = 0;
+    uint64_t bytes = 0;
     for (uint32_t i = 0; i < k; i++) {
       netmap_slot &sl = rx->slot[rx->head];
       rx->head = rx->cur = rx->head + 1 == rx->num_slots ? 0 : rx->head + 1;
@@ -553,13 +566,14 @@ bool AfXdpDriver::pump_out() {
       dsc->addr = a;
       dsc->len = sl.len;
       dsc->options = 0;
-      c_.tx_bytes.fetch_add(sl.len, std::memory_order_relaxed);
+      bytes += sl.len;
       used++;
     }
     q.tx.cached_prod -= k - used;  // reserved descriptors left unwritten (bad slots) are given back
     if (used) xsk_ring_prod__submit(&q.tx, used);
     q.tx_outstanding += used;
-    c_.tx_frames.fetch_add(used, std::memory_order_relaxed);
+    bump(c_.tx_frames, used);
+    bump(c_.tx_bytes, bytes);
     moved = true;
     (void)port_.rxsync(0);
     kick_tx();
