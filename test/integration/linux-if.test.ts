@@ -9,6 +9,7 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ValeServer } from '../../src/index.js';
@@ -71,12 +72,30 @@ for (const variant of ['afxdp', 'afxdp-inline', 'packet'] as const) {
 
     // the switch runs in this process: the driver reads the variable at attach
     t.teardown(() => delete process.env['VALE_TS_LINUX_IF_INLINE']);
-    if (inline) process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
+    if (inline) {
+      process.env['VALE_TS_LINUX_IF_INLINE'] = 'yes';
+      const bad = await ctl(socket, '-a', `vale0:${a.host}`, '--backend', backend);
+      t.not(bad.code, 0);
+      t.regex(bad.stderr, /VALE_TS_LINUX_IF_INLINE='yes': '1' runs AF_XDP ports in the switch's rounds/);
+      t.notRegex((await ctl(socket)).stdout, new RegExp(a.host), 'the refused attach leaves no port');
+      process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
+    }
     for (const e of ends) {
       const r = await ctl(socket, '-a', `vale0:${e.host}`, '--backend', backend);
       t.is(r.code, 0, r.stderr);
     }
     delete process.env['VALE_TS_LINUX_IF_INLINE'];
+    if (backend === 'afxdp') {
+      // the switch runs in this process: a driver thread per port (xdp:IFNAME), none in-line
+      const comms = readdirSync('/proc/self/task').map((tid) => {
+        try {
+          return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+        } catch {
+          return '';
+        }
+      });
+      for (const e of ends) t.is(comms.filter((c) => c === `xdp:${e.host}`.slice(0, 15)).length, inline ? 0 : 1, `driver threads of ${e.host}`);
+    }
     // the listing says what serves each port
     const list = await ctl(socket);
     const served = backend === 'afxdp' ? 'afxdp (?:zero-copy|copy)' : 'tpacket-v2';
