@@ -79,7 +79,9 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     if (o.Has("blockCount")) cfg.block_count = o.Get("blockCount").ToNumber().Uint32Value();
     if (o.Has("rxVersion")) cfg.rx_version = o.Get("rxVersion").ToNumber().Int32Value();
     if (o.Has("frameSize")) cfg.frame_size = o.Get("frameSize").ToNumber().Uint32Value();
-    drv_ = unwrap(env, AfPacketDriver::start(attach_port(info), cfg));
+    std::shared_ptr<SwitchCore> core;  // in-line in this switch's rounds, else a thread of its own
+    if (info.Length() > 5 && !info[5].IsUndefined()) core = switch_core_of(env, info[5]);
+    drv_ = unwrap(env, AfPacketDriver::start(attach_port(info), cfg, std::move(core)));
   }
 
  private:
@@ -98,6 +100,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
       o.Set("passHdr", d.pass_hdr());
       o.Set("qdiscBypass", d.qdisc_bypass());
       o.Set("rxVersion", d.rx_version());
+      o.Set("inline", d.in_line());
     });
   }
 

@@ -23,11 +23,11 @@
  * AF_XDP port declares no header.
  *
  * `inline` (default: true when vale-ts's environment sets
- * `VALE_TS_LINUX_IF_INLINE=1`, else false): an AF_XDP port's datapath runs
- * in the switch's own rounds (cpp/core/switch_core.h `RoundHook`, as
- * vhost-user's `inline`) instead of a thread of its own: no doorbell, wakeup
- * or context switch between the driver and the switch per batch. AF_PACKET
- * ports keep their thread.
+ * `VALE_TS_LINUX_IF_INLINE=1`, else false): the port's datapath (AF_XDP or
+ * AF_PACKET) runs in the switch's own rounds (cpp/core/switch_core.h
+ * `RoundHook`, as vhost-user's `inline`) instead of a thread of its own: no
+ * doorbell, wakeup or context switch between the driver and the switch per
+ * batch.
  */
 import { nativeRaw } from '../netmap/addon.js';
 import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
@@ -47,6 +47,8 @@ export interface AfPacketInfo {
   /** the interface was promiscuous already before the attach */
   wasPromisc: boolean;
   mtu: number;
+  /** the datapath runs in the switch's rounds, not a thread of its own */
+  inline: boolean;
 }
 
 interface NativeAfPacketPort {
@@ -55,7 +57,7 @@ interface NativeAfPacketPort {
   close(): void;
 }
 
-type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3 }) => NativeAfPacketPort;
+type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3 }, core?: object) => NativeAfPacketPort;
 
 const AfPacketPort = (nativeRaw as { AfPacketPort: AfPacketCtor }).AfPacketPort;
 
@@ -164,7 +166,7 @@ class AfPacketDriver implements PortDriver {
 
   describe(): string {
     const i = this.info;
-    const flags = ['promisc', i.vnetHdr ? (i.passHdr ? 'vnet_hdr passed' : 'vnet_hdr') : '', i.qdiscBypass ? 'qdisc bypass' : ''].filter(Boolean).join(', ');
+    const flags = ['promisc', i.vnetHdr ? (i.passHdr ? 'vnet_hdr passed' : 'vnet_hdr') : '', i.qdiscBypass ? 'qdisc bypass' : '', i.inline ? 'in-line' : ''].filter(Boolean).join(', ');
     return `${this.backend} ${i.ifname} (${flags})`;
   }
 
@@ -206,7 +208,7 @@ function inlineDefault(): boolean {
   const v = process.env['VALE_TS_LINUX_IF_INLINE'];
   if (v === undefined || v === '' || v === '0') return false;
   if (v === '1') return true;
-  throw Object.assign(new Error(`VALE_TS_LINUX_IF_INLINE='${v}': '1' runs AF_XDP ports in the switch's rounds, '0' (the default) in threads of their own`), { code: 'EINVAL' });
+  throw Object.assign(new Error(`VALE_TS_LINUX_IF_INLINE='${v}': '1' runs interface ports in the switch's rounds, '0' (the default) in threads of their own`), { code: 'EINVAL' });
 }
 
 registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index: number; fds: readonly [number, number, number] }; spec: DriverSpec }) => {
@@ -233,7 +235,7 @@ registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index
   // Declared before the first frame moves; AF_XDP carries no such header.
   sw.setVnetHdrLen(port.index, 10);
   try {
-    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, rxVersion: tpacketRxVersion() }), LINUX_IF_KIND));
+    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, rxVersion: tpacketRxVersion() }, inl ? sw.inlineDriverCore() : undefined), LINUX_IF_KIND));
   } catch (e) {
     sw.setVnetHdrLen(port.index, 0);
     throw e;

@@ -47,10 +47,10 @@ const afxdpMissing = afxdpBuiltIn
   ? undefined
   : 'the addon was built without AF_XDP (libxdp-dev/libbpf-dev absent at compile time): apt-get install libxdp-dev libbpf-dev pkg-config && npx node-gyp rebuild';
 
-// afxdp-inline: AF_XDP ports whose datapath runs in the switch's rounds (no driver thread)
-for (const variant of ['afxdp', 'afxdp-inline', 'packet'] as const) {
-  const backend = variant === 'packet' ? 'packet' : 'afxdp';
-  const inline = variant === 'afxdp-inline';
+// *-inline: ports whose datapath runs in the switch's rounds (no driver thread)
+for (const variant of ['afxdp', 'afxdp-inline', 'packet', 'packet-inline'] as const) {
+  const backend = variant.startsWith('packet') ? 'packet' : 'afxdp';
+  const inline = variant.endsWith('-inline');
   suite(`${variant}: two namespaces through vale0: ping and 100 MB TCP both ways with offloads on, MAC learning, detach restores the interfaces`, async (t) => {
     t.timeout(300_000, 'hang guard');
     if (backend === 'afxdp' && afxdpMissing) {
@@ -61,7 +61,8 @@ for (const variant of ['afxdp', 'afxdp-inline', 'packet'] as const) {
     }
     ensurePackages(['iproute2', 'iputils-ping']);
     // two queues per veth end: one XDP socket per queue (the packet socket serves all queues)
-    const { ends, remove } = await makeNamespaces(inline ? 'vi' : backend === 'afxdp' ? 'vx' : 'vl', 2, inline ? 218 : backend === 'afxdp' ? 216 : 212, 2);
+    const tag = { afxdp: ['vx', 216], 'afxdp-inline': ['vi', 218], packet: ['vl', 212], 'packet-inline': ['vp', 220] } as const;
+    const { ends, remove } = await makeNamespaces(tag[variant][0], 2, tag[variant][1], 2);
     t.teardown(remove);
     const [a, b] = ends as [NsEnd, NsEnd];
     const before = [await linkState(a.host), await linkState(b.host)];
@@ -76,7 +77,7 @@ for (const variant of ['afxdp', 'afxdp-inline', 'packet'] as const) {
       process.env['VALE_TS_LINUX_IF_INLINE'] = 'yes';
       const bad = await ctl(socket, '-a', `vale0:${a.host}`, '--backend', backend);
       t.not(bad.code, 0);
-      t.regex(bad.stderr, /VALE_TS_LINUX_IF_INLINE='yes': '1' runs AF_XDP ports in the switch's rounds/);
+      t.regex(bad.stderr, /VALE_TS_LINUX_IF_INLINE='yes': '1' runs interface ports in the switch's rounds/);
       t.notRegex((await ctl(socket)).stdout, new RegExp(a.host), 'the refused attach leaves no port');
       process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
     }
@@ -85,8 +86,8 @@ for (const variant of ['afxdp', 'afxdp-inline', 'packet'] as const) {
       t.is(r.code, 0, r.stderr);
     }
     delete process.env['VALE_TS_LINUX_IF_INLINE'];
-    if (backend === 'afxdp') {
-      // the switch runs in this process: a driver thread per port (xdp:IFNAME), none in-line
+    {
+      // the switch runs in this process: a driver thread per port (xdp:IFNAME / afp:IFNAME), none in-line
       const comms = readdirSync('/proc/self/task').map((tid) => {
         try {
           return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
@@ -94,12 +95,13 @@ for (const variant of ['afxdp', 'afxdp-inline', 'packet'] as const) {
           return '';
         }
       });
-      for (const e of ends) t.is(comms.filter((c) => c === `xdp:${e.host}`.slice(0, 15)).length, inline ? 0 : 1, `driver threads of ${e.host}`);
+      const prefix = backend === 'afxdp' ? 'xdp:' : 'afp:';
+      for (const e of ends) t.is(comms.filter((c) => c === `${prefix}${e.host}`.slice(0, 15)).length, inline ? 0 : 1, `driver threads of ${e.host}`);
     }
     // the listing says what serves each port
     const list = await ctl(socket);
     const served = backend === 'afxdp' ? 'afxdp (?:zero-copy|copy)' : 'tpacket-v2';
-    const queues = backend === 'packet' ? 'qdisc bypass' : inline ? '2 queues, native XDP, in-line' : '2 queues, native XDP\\)';
+    const queues = backend === 'packet' ? (inline ? 'qdisc bypass, in-line' : 'qdisc bypass\\)') : inline ? '2 queues, native XDP, in-line' : '2 queues, native XDP\\)';
     for (const e of ends) t.regex(list.stdout, new RegExp(`^vale0:${e.host} bridge_idx 0 port_idx \\d+ \\[${served} ${e.host} \\(promisc.*${queues}`, 'm'));
     t.true((await linkState(a.host)).promiscuity >= 1, 'promiscuous while attached');
     if (backend === 'afxdp') t.not(await xdpOf(a.host), undefined, 'libxdp attached its program');
