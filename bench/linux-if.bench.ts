@@ -9,10 +9,13 @@
  * (the target's figure: what the switch delivers), then into the receiving
  * namespace's IP stack (UDP to a closed port: the figure before session 9).
  *
- *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,packet,packet-v3] [--datapath loop|thread]
+ *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,afxdp-inline,packet,packet-v3,packet-v3-inline] [--datapath loop|thread]
  *
  * `packet` is AF_PACKET with its default TPACKET_V2 receive ring, `packet-v3`
  * the same with a TPACKET_V3 ring (vale-ts started with VALE_TS_TPACKET_RX=3).
+ * A `-inline` suffix (afxdp-inline, packet-inline, packet-v3-inline): the
+ * ports' datapath in the switch's rounds, no driver threads (vale-ts started
+ * with VALE_TS_LINUX_IF_INLINE=1).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -224,8 +227,9 @@ async function main(): Promise<void> {
   const datapath = values.datapath ?? 'loop';
   if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath: '${datapath}' is not loop or thread`);
   const seconds = Number(values.seconds ?? 5);
-  const backends = (values.backends ?? 'afxdp,packet,packet-v3').split(',');
-  for (const b of backends) if (b !== 'afxdp' && b !== 'packet' && b !== 'packet-v3') throw new Error(`--backends: '${b}' is not afxdp, packet or packet-v3`);
+  const backends = (values.backends ?? 'afxdp,afxdp-inline,packet,packet-v3,packet-v3-inline').split(',');
+  const known = ['afxdp', 'packet', 'packet-v3'];
+  for (const b of backends) if (!known.includes(b.replace(/-inline$/, ''))) throw new Error(`--backends: '${b}' is not one of ${known.join(', ')}, each optionally with -inline`);
   ensurePackages(['iproute2', 'netsniff-ng', 'iperf3', 'procps']);
   await sweep(false);
   // a unique prefix (brbl) so that sweep() never takes another benchmark's bridge
@@ -261,16 +265,21 @@ async function main(): Promise<void> {
     // one vale-ts process per backend, the interfaces attached with --backend
     for (const backend of backends) {
       // the receive ring's TPACKET version is vale-ts's environment (src/ports/linux-if.ts)
-      if (backend === 'packet-v3') process.env['VALE_TS_TPACKET_RX'] = '3';
+      if (backend.startsWith('packet-v3')) process.env['VALE_TS_TPACKET_RX'] = '3';
       else delete process.env['VALE_TS_TPACKET_RX'];
+      // so is whether AF_XDP ports run in the switch's rounds
+      if (backend.endsWith('-inline')) process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
+      else delete process.env['VALE_TS_LINUX_IF_INLINE'];
       const { proc, socket } = await startSwitch(['--datapath', datapath]);
       delete process.env['VALE_TS_TPACKET_RX'];
+      delete process.env['VALE_TS_LINUX_IF_INLINE'];
       children.add(proc);
       try {
-        for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend === 'afxdp' ? 'afxdp' : 'packet');
+        for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend.startsWith('afxdp') ? 'afxdp' : 'packet');
         // (the listing exits 1 after the last port, as valectl does)
-        const served = /\[([a-z0-9-]+(?: zero-copy| copy)?) /.exec((await run(process.execPath, [ctlJs, '--socket', socket])).stdout)?.[1] ?? backend;
-        const key = `vale-ts ${served}`;
+        const listing = (await run(process.execPath, [ctlJs, '--socket', socket])).stdout;
+        const served = /\[([a-z0-9-]+(?: zero-copy| copy)?) /.exec(listing)?.[1] ?? backend;
+        const key = `vale-ts ${served}${listing.includes('in-line') ? ' in-line' : ''}`;
         step(`${key}: ping`);
         await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
         const vping = await pingRtt(a, b);

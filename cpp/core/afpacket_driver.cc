@@ -21,6 +21,7 @@
 #include "core/clock.h"
 #include "core/link.h"
 #include "core/offload.h"
+#include "core/switch_core.h"
 
 namespace nm {
 
@@ -38,7 +39,51 @@ Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, con
 
 }  // namespace
 
-Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, const AfPacketConfig &cfg_in) {
+// The in-line datapath: called by the switch from the thread running its
+// rounds, with its mutex held; nothing else touches the rings (stop()
+// unregisters it before anything goes).
+struct AfPacketDriver::Hook final : RoundHook {
+  explicit Hook(AfPacketDriver &d) : d(d) {}
+  AfPacketDriver &d;
+
+  // the rx ring -> the port's tx ring, collected by this same round
+  void before_collect() override {
+    d.in_blocked_ = false;
+    (void)d.pump_in();
+  }
+  // what this round delivered to the port -> sendmmsg
+  uint32_t after_forward() override {
+    const uint64_t before = d.c_.tx_frames.load(std::memory_order_relaxed);
+    (void)d.pump_out();
+    return static_cast<uint32_t>(d.c_.tx_frames.load(std::memory_order_relaxed) - before);
+  }
+  // The switch is about to sleep: false while work waits here (frames to
+  // send, a send pushed back: retried next round; frames in the ring and room
+  // for them). The receiving socket is in the switch's epoll set.
+  bool arm() override {
+    const uint64_t now = mono_ns();
+    if (now - d.stats_ns_ >= kStatsNs) {
+      d.poll_kernel_drops();
+      d.stats_ns_ = now;
+    }
+    (void)d.port_.rxsync(0);
+    (void)d.port_.txsync(0);
+    if (d.port_.rx_avail(0) > 0) return false;
+    if (d.kernel_ready() && d.port_.tx_space(0) >= d.need_slots_) return false;
+    d.c_.wakeups.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  void disarm() override {}
+  // readable with nothing in the ring: a pending socket error (ENETDOWN),
+  // which epoll reports until it is read
+  void fd_ready(int) override {
+    if (!d.kernel_ready()) d.clear_socket_error();
+  }
+};
+
+AfPacketDriver::AfPacketDriver() = default;
+
+Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, const AfPacketConfig &cfg_in, std::shared_ptr<SwitchCore> core) {
   if (cfg_in.ifname.empty() || cfg_in.ifname.size() >= IFNAMSIZ)
     return check_fail(EINVAL, "interface name '" + cfg_in.ifname + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters");
   if (port.tx_rings() < 1 || port.rx_rings() < 1) return check_fail(EINVAL, "the port has no rings");
@@ -143,6 +188,16 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   if (!raised) return std::move(raised).take_error();
   d->raised_up_ = raised.value();
 
+  if (core) {
+    d->core_ = std::move(core);
+    d->hook_ = std::make_unique<Hook>(*d);
+    (void)d->port_.txsync(0);
+    // from here stop() (the destructor, on an error) unregisters the hook and its fd
+    if (Status st = d->core_->add_wait_fd(d->hook_.get(), s); !st) return std::move(st).take_error();
+    if (Status st = d->core_->add_round_hook(d->hook_.get()); !st) return std::move(st).take_error();
+    d->core_->notify();
+    return d;
+  }
   auto opened = d->thread_.open({s, d->port_.wait_fd()}, "driver thread of " + ifn);
   if (!opened) return std::move(opened).take_error();
   AfPacketDriver *self = d.get();
@@ -155,6 +210,13 @@ AfPacketDriver::~AfPacketDriver() { stop(); }
 
 void AfPacketDriver::stop() {
   thread_.stop();
+  if (core_) {
+    // once this returned the switch never calls the hook again, and its
+    // epoll set no longer holds the socket
+    if (hook_) core_->remove_round_hook(hook_.get());
+    core_.reset();
+  }
+  hook_.reset();
   if (sock_) {
     if (raised_up_) lower_link(sock_.get(), cfg_.ifname);
     ring_.reset();

@@ -39,6 +39,8 @@
 
 namespace nm {
 
+class SwitchCore;
+
 struct AfPacketConfig {
   std::string ifname;
   bool vnet_hdr = true;
@@ -93,7 +95,11 @@ class AfPacketDriver {
  public:
   // Opens the socket, sets the ring up, joins promiscuous mode and starts the
   // thread. Takes the port client (its fds are the driver's own).
-  static Result<std::unique_ptr<AfPacketDriver>> start(PortClient port, const AfPacketConfig &cfg);
+  // With `core` (the switch the port belongs to) there is no thread: the
+  // datapath runs in-line in the switch's rounds (a SwitchCore RoundHook, as
+  // the AF_XDP driver's and vhost-user's in-line modes), the receiving socket
+  // in the switch's epoll set.
+  static Result<std::unique_ptr<AfPacketDriver>> start(PortClient port, const AfPacketConfig &cfg, std::shared_ptr<SwitchCore> core = nullptr);
   ~AfPacketDriver();
   AfPacketDriver(const AfPacketDriver &) = delete;
   AfPacketDriver &operator=(const AfPacketDriver &) = delete;
@@ -111,9 +117,12 @@ class AfPacketDriver {
   bool raised_up() const { return raised_up_; }
   bool was_promisc() const { return was_promisc_; }
   uint32_t mtu() const { return mtu_; }
+  bool in_line() const { return core_ != nullptr; }
+
+  struct Hook;  // the in-line datapath (defined in the .cc)
 
  private:
-  AfPacketDriver() = default;
+  AfPacketDriver();
   void run();
   bool pump_in();   // interface -> port tx ring; true if anything moved
   bool pump_out();  // port rx ring -> interface
@@ -149,6 +158,8 @@ class AfPacketDriver {
       logged_tx_{false}, logged_slot_{false};
   AfPacketCounters c_;
   DriverThread thread_;
+  std::shared_ptr<SwitchCore> core_;  // in-line: the switch whose rounds run the datapath
+  std::unique_ptr<Hook> hook_;        // registered with core_ while in-line
 };
 
 }  // namespace nm

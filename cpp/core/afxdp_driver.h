@@ -27,6 +27,14 @@
 // frame whose checksum was already right is unchanged by this, since the
 // computation gives the same value.
 //
+// In-line (start() with the switch's core): no thread. The driver is a
+// SwitchCore RoundHook, as in-line vhost-user ports are: the XDP rx rings are
+// drained into the port's tx ring just before the switch collects, and what
+// the round delivered to the port is posted on the XDP tx ring and kicked just
+// after it forwards; the XDP sockets sit in the switch's own epoll set. No
+// doorbell, wakeup or context switch between the driver and the switch per
+// batch, and one thread fewer sharing the CPUs (bench/RESULTS.md, session 10).
+//
 // Promiscuous mode: an AF_PACKET socket that receives nothing (protocol 0,
 // never bound) holds a PACKET_MR_PROMISC membership, which the kernel counts
 // and drops when the socket closes — on detach, exit or crash alike. The XDP
@@ -47,6 +55,8 @@
 #include "core/result.h"
 
 namespace nm {
+
+class SwitchCore;
 
 // True when the addon was built with libxdp/libbpf (binding.gyp finds them
 // with pkg-config); without them start() answers ENOTSUP with the fix.
@@ -88,7 +98,9 @@ class AfXdpDriver {
   // program), joins promiscuous mode and starts the thread. Fails (and
   // leaves the interface as it was) where the kernel, the driver or the
   // build does not allow native AF_XDP: the error says why.
-  static Result<std::unique_ptr<AfXdpDriver>> start(PortClient port, const AfXdpConfig &cfg);
+  // With `core` (the switch the port belongs to) the datapath runs in-line in
+  // the switch's rounds instead of a thread of its own (see above).
+  static Result<std::unique_ptr<AfXdpDriver>> start(PortClient port, const AfXdpConfig &cfg, std::shared_ptr<SwitchCore> core = nullptr);
   ~AfXdpDriver();
   AfXdpDriver(const AfXdpDriver &) = delete;
   AfXdpDriver &operator=(const AfXdpDriver &) = delete;
@@ -104,8 +116,10 @@ class AfXdpDriver {
   bool raised_up() const { return raised_up_; }
   bool was_promisc() const { return was_promisc_; }
   uint32_t mtu() const { return mtu_; }
+  bool in_line() const { return core_ != nullptr; }
 
   struct Queue;  // one XDP socket and its UMEM (defined in the .cc, with libxdp's types)
+  struct Hook;   // the in-line datapath: a SwitchCore RoundHook (defined in the .cc)
 
  private:
   AfXdpDriver();
@@ -132,6 +146,8 @@ class AfXdpDriver {
   std::atomic<bool> logged_too_big_{false}, logged_desc_{false}, logged_tx_{false}, logged_slot_{false};
   AfXdpCounters c_;
   DriverThread thread_;
+  std::shared_ptr<SwitchCore> core_;  // in-line: the switch whose rounds run the datapath
+  std::unique_ptr<Hook> hook_;        // registered with core_ while in-line
 };
 
 }  // namespace nm

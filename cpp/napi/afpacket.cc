@@ -10,6 +10,7 @@
 #include "core/afxdp_driver.h"
 #include "core/tap_twin.h"
 #include "napi/napi_util.h"
+#include "napi/switch_core_ref.h"
 
 namespace nm {
 
@@ -78,7 +79,9 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     if (o.Has("blockCount")) cfg.block_count = o.Get("blockCount").ToNumber().Uint32Value();
     if (o.Has("rxVersion")) cfg.rx_version = o.Get("rxVersion").ToNumber().Int32Value();
     if (o.Has("frameSize")) cfg.frame_size = o.Get("frameSize").ToNumber().Uint32Value();
-    drv_ = unwrap(env, AfPacketDriver::start(attach_port(info), cfg));
+    std::shared_ptr<SwitchCore> core;  // in-line in this switch's rounds, else a thread of its own
+    if (info.Length() > 5 && !info[5].IsUndefined()) core = switch_core_of(env, info[5]);
+    drv_ = unwrap(env, AfPacketDriver::start(attach_port(info), cfg, std::move(core)));
   }
 
  private:
@@ -97,6 +100,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
       o.Set("passHdr", d.pass_hdr());
       o.Set("qdiscBypass", d.qdisc_bypass());
       o.Set("rxVersion", d.rx_version());
+      o.Set("inline", d.in_line());
     });
   }
 
@@ -105,9 +109,10 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
   std::unique_ptr<AfPacketDriver> drv_;
 };
 
-// new AfXdpPort(regionFd, clientBell, switchBell, ifname, {mode: 'auto'|'zerocopy'|'copy'}):
+// new AfXdpPort(regionFd, clientBell, switchBell, ifname, {mode: 'auto'|'zerocopy'|'copy'}[, core]):
 // the AF_XDP driver (cpp/core/afxdp_driver.h); throws where AF_XDP is not
-// possible on the interface (the caller falls back to AfPacketPort).
+// possible on the interface (the caller falls back to AfPacketPort). With
+// core (the port's SwitchCore) the datapath runs in-line in its rounds.
 class AfXdpPort : public Napi::ObjectWrap<AfXdpPort> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -129,7 +134,9 @@ class AfXdpPort : public Napi::ObjectWrap<AfXdpPort> {
       else if (m == "copy") cfg.mode = AfXdpMode::Copy;
       else if (m != "auto") throw Napi::TypeError::New(env, "AfXdpPort mode must be 'auto', 'zerocopy' or 'copy'");
     }
-    drv_ = unwrap(env, AfXdpDriver::start(attach_port(info), cfg));
+    std::shared_ptr<SwitchCore> core;  // in-line in this switch's rounds, else a thread of its own
+    if (info.Length() > 5 && !info[5].IsUndefined()) core = switch_core_of(env, info[5]);
+    drv_ = unwrap(env, AfXdpDriver::start(attach_port(info), cfg, std::move(core)));
   }
 
  private:
@@ -145,6 +152,7 @@ class AfXdpPort : public Napi::ObjectWrap<AfXdpPort> {
   Napi::Value Info(const Napi::CallbackInfo &info) {
     return link_info(info, drv_, [](Napi::Env env, Napi::Object &o, const AfXdpDriver &d) {
       o.Set("zeroCopy", d.zero_copy());
+      o.Set("inline", d.in_line());
       o.Set("queues", Napi::Number::New(env, d.queues()));
     });
   }

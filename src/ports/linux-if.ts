@@ -10,7 +10,7 @@
  * before they reach the switch (counted as gso_frames / gso_segments /
  * csum_completed).
  *
- * `{ kind: 'linux-if', ifname, backend?: 'auto' | 'afxdp' | 'packet' }` is
+ * `{ kind: 'linux-if', ifname, backend?: 'auto' | 'afxdp' | 'packet', inline?: boolean }` is
  * what `vale-ctl-ts -a` makes: AF_XDP (cpp/core/afxdp_driver.h, zero-copy or
  * copy mode) where the addon, the kernel and the interface's driver allow
  * it, else the AF_PACKET driver ('auto'); or one of them, and an error when
@@ -21,6 +21,13 @@
  * and are segmented by the switch only for ports without a header
  * (`vnetSegmented`). AF_XDP carries no per-frame offload metadata, so an
  * AF_XDP port declares no header.
+ *
+ * `inline` (default: true when vale-ts's environment sets
+ * `VALE_TS_LINUX_IF_INLINE=1`, else false): the port's datapath (AF_XDP or
+ * AF_PACKET) runs in the switch's own rounds (cpp/core/switch_core.h
+ * `RoundHook`, as vhost-user's `inline`) instead of a thread of its own: no
+ * doorbell, wakeup or context switch between the driver and the switch per
+ * batch.
  */
 import { nativeRaw } from '../netmap/addon.js';
 import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
@@ -40,6 +47,8 @@ export interface AfPacketInfo {
   /** the interface was promiscuous already before the attach */
   wasPromisc: boolean;
   mtu: number;
+  /** the datapath runs in the switch's rounds, not a thread of its own */
+  inline: boolean;
 }
 
 interface NativeAfPacketPort {
@@ -48,7 +57,7 @@ interface NativeAfPacketPort {
   close(): void;
 }
 
-type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3 }) => NativeAfPacketPort;
+type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3 }, core?: object) => NativeAfPacketPort;
 
 const AfPacketPort = (nativeRaw as { AfPacketPort: AfPacketCtor }).AfPacketPort;
 
@@ -98,6 +107,8 @@ export interface AfXdpInfo {
   raisedUp: boolean;
   wasPromisc: boolean;
   mtu: number;
+  /** the datapath runs in the switch's rounds, not a thread of its own */
+  inline: boolean;
 }
 
 interface NativeAfXdpPort {
@@ -105,7 +116,7 @@ interface NativeAfXdpPort {
   info(): AfXdpInfo;
   close(): void;
 }
-type AfXdpCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { mode?: 'auto' | 'zerocopy' | 'copy' }) => NativeAfXdpPort;
+type AfXdpCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { mode?: 'auto' | 'zerocopy' | 'copy' }, core?: object) => NativeAfXdpPort;
 const nativeLinux = nativeRaw as { AfXdpPort: AfXdpCtor; afxdpBuiltIn: boolean };
 
 /** True when the addon was built with libxdp/libbpf (AF_XDP possible). */
@@ -129,7 +140,7 @@ class AfXdpDriver implements PortDriver {
   }
   describe(): string {
     const i = this.info;
-    return `${this.backend} ${i.ifname} (promisc, ${i.queues} queue${i.queues === 1 ? '' : 's'}, native XDP)`;
+    return `${this.backend} ${i.ifname} (promisc, ${i.queues} queue${i.queues === 1 ? '' : 's'}, native XDP${i.inline ? ', in-line' : ''})`;
   }
   counters(): Record<string, number> {
     return this.c.counters();
@@ -155,7 +166,7 @@ class AfPacketDriver implements PortDriver {
 
   describe(): string {
     const i = this.info;
-    const flags = ['promisc', i.vnetHdr ? (i.passHdr ? 'vnet_hdr passed' : 'vnet_hdr') : '', i.qdiscBypass ? 'qdisc bypass' : ''].filter(Boolean).join(', ');
+    const flags = ['promisc', i.vnetHdr ? (i.passHdr ? 'vnet_hdr passed' : 'vnet_hdr') : '', i.qdiscBypass ? 'qdisc bypass' : '', i.inline ? 'in-line' : ''].filter(Boolean).join(', ');
     return `${this.backend} ${i.ifname} (${flags})`;
   }
 
@@ -192,16 +203,26 @@ registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [numbe
   return Promise.resolve(new AfPacketDriver(nat));
 });
 
+/** `inline`'s default: VALE_TS_LINUX_IF_INLINE in vale-ts's environment ('1' on, '0' or unset off). */
+function inlineDefault(): boolean {
+  const v = process.env['VALE_TS_LINUX_IF_INLINE'];
+  if (v === undefined || v === '' || v === '0') return false;
+  if (v === '1') return true;
+  throw Object.assign(new Error(`VALE_TS_LINUX_IF_INLINE='${v}': '1' runs interface ports in the switch's rounds, '0' (the default) in threads of their own`), { code: 'EINVAL' });
+}
+
 registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index: number; fds: readonly [number, number, number] }; spec: DriverSpec }) => {
   const ifname = checkIfname(spec['ifname']);
   const backend = spec['backend'] ?? 'auto';
   if (backend !== 'auto' && backend !== 'afxdp' && backend !== 'packet') {
     throw Object.assign(new Error("setting 'backend' must be 'auto', 'afxdp' or 'packet'"), { code: 'EINVAL' });
   }
+  const inl = spec['inline'] ?? inlineDefault();
+  if (typeof inl !== 'boolean') throw Object.assign(new Error("setting 'inline' must be true or false"), { code: 'EINVAL' });
   const fds = port.fds;
   if (backend !== 'packet') {
     try {
-      return Promise.resolve(new AfXdpDriver(new nativeLinux.AfXdpPort(fds[0], fds[1], fds[2], ifname, { mode: 'auto' })));
+      return Promise.resolve(new AfXdpDriver(new nativeLinux.AfXdpPort(fds[0], fds[1], fds[2], ifname, { mode: 'auto' }, inl ? sw.inlineDriverCore() : undefined)));
     } catch (e) {
       // no such interface: no other backend will find it either
       if (backend === 'afxdp' || (e as { code?: string }).code === 'ENXIO') throw e;
@@ -214,7 +235,7 @@ registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index
   // Declared before the first frame moves; AF_XDP carries no such header.
   sw.setVnetHdrLen(port.index, 10);
   try {
-    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, rxVersion: tpacketRxVersion() }), LINUX_IF_KIND));
+    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, rxVersion: tpacketRxVersion() }, inl ? sw.inlineDriverCore() : undefined), LINUX_IF_KIND));
   } catch (e) {
     sw.setVnetHdrLen(port.index, 0);
     throw e;

@@ -9,6 +9,7 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ValeServer } from '../../src/index.js';
@@ -46,8 +47,11 @@ const afxdpMissing = afxdpBuiltIn
   ? undefined
   : 'the addon was built without AF_XDP (libxdp-dev/libbpf-dev absent at compile time): apt-get install libxdp-dev libbpf-dev pkg-config && npx node-gyp rebuild';
 
-for (const backend of ['afxdp', 'packet'] as const) {
-  suite(`${backend}: two namespaces through vale0: ping and 100 MB TCP both ways with offloads on, MAC learning, detach restores the interfaces`, async (t) => {
+// *-inline: ports whose datapath runs in the switch's rounds (no driver thread)
+for (const variant of ['afxdp', 'afxdp-inline', 'packet', 'packet-inline'] as const) {
+  const backend = variant.startsWith('packet') ? 'packet' : 'afxdp';
+  const inline = variant.endsWith('-inline');
+  suite(`${variant}: two namespaces through vale0: ping and 100 MB TCP both ways with offloads on, MAC learning, detach restores the interfaces`, async (t) => {
     t.timeout(300_000, 'hang guard');
     if (backend === 'afxdp' && afxdpMissing) {
       if (process.env['CI'] === 'true') t.fail(afxdpMissing);
@@ -57,23 +61,47 @@ for (const backend of ['afxdp', 'packet'] as const) {
     }
     ensurePackages(['iproute2', 'iputils-ping']);
     // two queues per veth end: one XDP socket per queue (the packet socket serves all queues)
-    const { ends, remove } = await makeNamespaces(backend === 'afxdp' ? 'vx' : 'vl', 2, backend === 'afxdp' ? 216 : 212, 2);
+    const tag = { afxdp: ['vx', 216], 'afxdp-inline': ['vi', 218], packet: ['vl', 212], 'packet-inline': ['vp', 220] } as const;
+    const { ends, remove } = await makeNamespaces(tag[variant][0], 2, tag[variant][1], 2);
     t.teardown(remove);
     const [a, b] = ends as [NsEnd, NsEnd];
     const before = [await linkState(a.host), await linkState(b.host)];
     t.is(await xdpOf(a.host), undefined, 'no XDP program before the attach');
-    const socket = path.join(os.tmpdir(), `linux-if-${backend}-${process.pid}.sock`);
+    const socket = path.join(os.tmpdir(), `linux-if-${variant}-${process.pid}.sock`);
     const srv = await ValeServer.listen({ socket });
     t.teardown(() => srv.close());
 
+    // the switch runs in this process: the driver reads the variable at attach
+    t.teardown(() => delete process.env['VALE_TS_LINUX_IF_INLINE']);
+    if (inline) {
+      process.env['VALE_TS_LINUX_IF_INLINE'] = 'yes';
+      const bad = await ctl(socket, '-a', `vale0:${a.host}`, '--backend', backend);
+      t.not(bad.code, 0);
+      t.regex(bad.stderr, /VALE_TS_LINUX_IF_INLINE='yes': '1' runs interface ports in the switch's rounds/);
+      t.notRegex((await ctl(socket)).stdout, new RegExp(a.host), 'the refused attach leaves no port');
+      process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
+    }
     for (const e of ends) {
       const r = await ctl(socket, '-a', `vale0:${e.host}`, '--backend', backend);
       t.is(r.code, 0, r.stderr);
     }
+    delete process.env['VALE_TS_LINUX_IF_INLINE'];
+    {
+      // the switch runs in this process: a driver thread per port (xdp:IFNAME / afp:IFNAME), none in-line
+      const comms = readdirSync('/proc/self/task').map((tid) => {
+        try {
+          return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+        } catch {
+          return '';
+        }
+      });
+      const prefix = backend === 'afxdp' ? 'xdp:' : 'afp:';
+      for (const e of ends) t.is(comms.filter((c) => c === `${prefix}${e.host}`.slice(0, 15)).length, inline ? 0 : 1, `driver threads of ${e.host}`);
+    }
     // the listing says what serves each port
     const list = await ctl(socket);
     const served = backend === 'afxdp' ? 'afxdp (?:zero-copy|copy)' : 'tpacket-v2';
-    const queues = backend === 'afxdp' ? '2 queues' : 'qdisc bypass';
+    const queues = backend === 'packet' ? (inline ? 'qdisc bypass, in-line' : 'qdisc bypass\\)') : inline ? '2 queues, native XDP, in-line' : '2 queues, native XDP\\)';
     for (const e of ends) t.regex(list.stdout, new RegExp(`^vale0:${e.host} bridge_idx 0 port_idx \\d+ \\[${served} ${e.host} \\(promisc.*${queues}`, 'm'));
     t.true((await linkState(a.host)).promiscuity >= 1, 'promiscuous while attached');
     if (backend === 'afxdp') t.not(await xdpOf(a.host), undefined, 'libxdp attached its program');
@@ -90,7 +118,7 @@ for (const backend of ['afxdp', 'packet'] as const) {
     const ba = await tcpTransfer(b, a, 5002, MB);
     t.is(ba.receivedBytes, MB);
     t.is(ba.received, ba.sent, 'b -> a: what arrived is what was sent');
-    t.log(`${backend}: TCP 100 MB a->b ${ab.ms} ms, b->a ${ba.ms} ms (load ${os.loadavg()[0]!.toFixed(2)})`);
+    t.log(`${variant}: TCP 100 MB a->b ${ab.ms} ms, b->a ${ba.ms} ms (load ${os.loadavg()[0]!.toFixed(2)})`);
 
     const stats = await ctl(socket, '--stats');
     t.is(stats.code, 0, stats.stderr);
