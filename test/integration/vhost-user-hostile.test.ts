@@ -182,6 +182,34 @@ async function receive(p: Port): Promise<Uint8Array> {
   }
 }
 
+
+/**
+ * Sets up both virtqueues (RX 0, TX 1) in the guest memory layout, each with
+ * a call and a kick eventfd, and waits until vale0:guest says they run.
+ * Returns the kick eventfds by queue.
+ */
+async function queuesUp(f: Front, vale: ValeClient): Promise<number[]> {
+  const kicks: number[] = [];
+  for (const q of [0, 1]) {
+    // both queues share the rings' memory layout; queue 0 (RX) gets its own copy further up
+    const base = q === 0 ? 0x20000 : 0;
+    f.send(SET_VRING_NUM, state(q, QN));
+    const a = Buffer.alloc(40);
+    a.writeUInt32LE(q, 0);
+    a.writeBigUInt64LE(BigInt(UVA + base + DESC), 8);
+    a.writeBigUInt64LE(BigInt(UVA + base + USED), 16);
+    a.writeBigUInt64LE(BigInt(UVA + base + AVAIL), 24);
+    f.send(SET_VRING_ADDR, a);
+    f.send(SET_VRING_BASE, state(q, 0));
+    const kick = native.eventfd();
+    kicks.push(kick);
+    f.send(SET_VRING_CALL, u64(q), [native.eventfd()]);
+    f.send(SET_VRING_KICK, u64(q), [kick]);
+  }
+  await until(async () => (await vale.stats('vale0'))[0]!.ports.find((p) => p.name === 'vale0:guest')!.driver!.describe.includes('2 queues running'));
+  return kicks;
+}
+
 // the driver thread also with backlogPollUs: its RX side then polls the
 // guest's queue (the same checks on every index it reads) instead of sleeping
 for (const [inline, backlogPollUs] of [[false, 0], [true, 0], [false, 100_000]] as const) test(`hostile vhost-user front-end: every bad descriptor dropped and counted by reason, the switch forwards on (${inline ? 'in-line in the switch' : 'driver thread'}${backlogPollUs ? `, backlogPollUs ${backlogPollUs}` : ''})`, async (t) => {
@@ -200,26 +228,8 @@ for (const [inline, backlogPollUs] of [[false, 0], [true, 0], [false, 100_000]] 
   f.send(SET_FEATURES, u64(VERSION_1 | INDIRECT)); // no PROTOCOL_FEATURES: rings run once kicked
   f.send(SET_OWNER);
   f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
-  const kicks: number[] = [];
-  for (const q of [0, 1]) {
-    // both queues share the rings' memory layout; queue 0 (RX) gets its own copy further up
-    const base = q === 0 ? 0x20000 : 0;
-    f.send(SET_VRING_NUM, state(q, QN));
-    const a = Buffer.alloc(40);
-    a.writeUInt32LE(q, 0);
-    a.writeBigUInt64LE(BigInt(UVA + base + DESC), 8);
-    a.writeBigUInt64LE(BigInt(UVA + base + USED), 16);
-    a.writeBigUInt64LE(BigInt(UVA + base + AVAIL), 24);
-    f.send(SET_VRING_ADDR, a);
-    f.send(SET_VRING_BASE, state(q, 0));
-    const call = native.eventfd();
-    const kick = native.eventfd();
-    kicks.push(kick);
-    f.send(SET_VRING_CALL, u64(q), [call]);
-    f.send(SET_VRING_KICK, u64(q), [kick]);
-  }
+  const kicks = await queuesUp(f, vale);
   const txKick = kicks[1]!;
-  await until(async () => (await vale.stats('vale0'))[0]!.ports.find((p) => p.name === 'vale0:guest')!.driver!.describe.includes('2 queues running'));
 
   // a good frame: header + Ethernet frame in one descriptor
   const hdr = 12;
@@ -689,24 +699,7 @@ test('kick batching: a burst of 16 frames makes one batched sleep, lone frames a
   f.send(SET_FEATURES, u64(VERSION_1)); // no EVENT_IDX (as DPDK's virtio-user): kicks go off with used->flags
   f.send(SET_OWNER);
   f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
-  const kicks: number[] = [];
-  for (const q of [0, 1]) {
-    const base = q === 0 ? 0x20000 : 0;
-    f.send(SET_VRING_NUM, state(q, QN));
-    const a = Buffer.alloc(40);
-    a.writeUInt32LE(q, 0);
-    a.writeBigUInt64LE(BigInt(UVA + base + DESC), 8);
-    a.writeBigUInt64LE(BigInt(UVA + base + USED), 16);
-    a.writeBigUInt64LE(BigInt(UVA + base + AVAIL), 24);
-    f.send(SET_VRING_ADDR, a);
-    f.send(SET_VRING_BASE, state(q, 0));
-    const kick = native.eventfd();
-    kicks.push(kick);
-    f.send(SET_VRING_CALL, u64(q), [native.eventfd()]);
-    f.send(SET_VRING_KICK, u64(q), [kick]);
-  }
-  const txKick = kicks[1]!;
-  await until(async () => (await vale.stats('vale0'))[0]!.ports.find((p) => p.name === 'vale0:guest')!.driver!.describe.includes('2 queues running'));
+  const txKick = (await queuesUp(f, vale))[1]!;
   const hdr = 12;
   const put = (i: number, tag: number): void => {
     g.bytes(BUF + 0x100 * i, hdr).fill(0);
