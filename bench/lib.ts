@@ -23,9 +23,11 @@ export function child(args: string[], env: Record<string, string>): { c: ChildPr
 }
 
 /** A fresh vale-ts (this tree's, or `script`: another tree's, for like-with-like A/B runs) on a private socket. */
-export async function startSwitch(args: string[] = [], script = valeTs): Promise<{ proc: ChildProcess; socket: string }> {
+export async function startSwitch(args: string[] = [], script = valeTs, prefix: string[] = []): Promise<{ proc: ChildProcess; socket: string }> {
   const socket = path.join(os.tmpdir(), `vtbench-${process.pid}-${Math.random().toString(36).slice(2)}.sock`);
-  const proc = spawn(process.execPath, [script, '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // prefix: a wrapper command (e.g. taskset -c 1) that execs node
+  const cmd = [...prefix, process.execPath, script, '--socket', socket, ...args];
+  const proc = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     proc.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
     proc.on('exit', (code) => reject(new Error(`vale-ts exited ${code}`)));

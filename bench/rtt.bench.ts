@@ -15,6 +15,10 @@
  * CPU whose spinner yields. The Linux bridge: ping's ICMP echo crosses veth
  * -> bridge -> veth in the kernel's skb path and the peer's kernel answers
  * in softirq; one wakeup.
+ * Three vale-ts rows: the datapath thread (default placement: the targets
+ * are judged on it), the event-loop datapath, and the same thread pinned
+ * with busy-waiting clients (see PINNED): the placement a netmap or DPDK
+ * user tunes for latency, where no round trip waits for a vCPU to wake.
  * Before the measured ping, a warm-up ping of WARMUP round trips brings
  * vale-ts's datapath and pong to steady state (V8 compiles hot code on
  * background threads, which on two vCPUs delay the first ~1000 round trips
@@ -24,10 +28,32 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSwitch } from './lib.js';
+
+/**
+ * The pinned row: vale-ts (its datapath thread, main thread and V8's
+ * threads) alone on the last CPU, ping and pong on CPU 0 (taskset, as a
+ * netmap user pins pkt-gen with -a and an OVS-DPDK user sets pmd-cpu-mask),
+ * both busy-waiting up to 1 ms for the next frame (PKTGEN_TS_PING_SPIN_US /
+ * PKTGEN_TS_PONG_SPIN_US) with a sched_yield every turn, so that neither
+ * vCPU goes idle during the run and each hand-over between ping and pong is
+ * a yield on one CPU rather than a wakeup across two (bench/host-wakeup.c:
+ * ~10 µs to a busy vCPU, ~75 µs to an idle one on this host). Ping and pong
+ * run with V8's --single-threaded (compiles and GC on their own thread):
+ * otherwise V8's background compiler threads, runnable on CPU 0, take the
+ * CPU for up to a scheduler tick whenever ping or pong yields (perf sched
+ * timehist, session 11).
+ */
+const PINNED: Placement = {
+  switchCpus: String(Math.max(1, os.cpus().length - 1)),
+  clientCpus: '0',
+  clientEnv: { PKTGEN_TS_PING_SPIN_US: '1000', PKTGEN_TS_PONG_SPIN_US: '1000' },
+  clientNodeFlags: ['--single-threaded'],
+};
 
 /** round trips of the unmeasured warm-up ping (see above) */
 const WARMUP = 2000;
@@ -40,19 +66,36 @@ function sh(cmd: string[]): string {
 }
 
 /** avg / min RTT in µs, and percentiles, over vale0 with pkt-gen-ts. */
-async function valeRtt(count: number, switchArgs: string[]): Promise<{ min: number; avg: number; p50: number; p99: number }> {
-  const { proc, socket } = await startSwitch(switchArgs);
-  const env = { ...process.env, VALE_TS_SOCKET: socket };
+/** The pinned row's placement and client settings (see {@link PINNED}). */
+interface Placement {
+  /** CPU list for the whole vale-ts process (taskset -c) */
+  switchCpus: string;
+  /** CPU list for the ping and pong processes */
+  clientCpus: string;
+  /** environment for ping and pong (their busy-wait windows) */
+  clientEnv: Record<string, string>;
+  /** node flags for ping and pong */
+  clientNodeFlags: string[];
+}
+
+async function valeRtt(count: number, switchArgs: string[], place?: Placement): Promise<{ min: number; avg: number; p50: number; p99: number }> {
+  const { proc, socket } = await startSwitch(switchArgs, undefined, place ? ['taskset', '-c', place.switchCpus] : []);
+  const env = { ...process.env, VALE_TS_SOCKET: socket, ...place?.clientEnv };
+  // ping and pong: node (with the placement's flags), under taskset when pinned
+  const client = (args: string[]): [string, string[]] => {
+    const cmd = [...(place ? ['taskset', '-c', place.clientCpus] : []), process.execPath, ...(place?.clientNodeFlags ?? []), pktgen, ...args];
+    return [cmd[0]!, cmd.slice(1)];
+  };
   const ping = (n: number): Promise<string> =>
     new Promise<string>((resolve, reject) => {
-      const p = spawn(process.execPath, [pktgen, '-i', 'vale0:ping', '-f', 'ping', '-n', String(n)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(...client(['-i', 'vale0:ping', '-f', 'ping', '-n', String(n)]), { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
       p.stdout.on('data', (d: Buffer) => (text += d));
       p.stderr.on('data', (d: Buffer) => (text += d));
       p.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`pkt-gen-ts ping exited ${code}: ${text}`))));
     });
   try {
-    const pong = spawn(process.execPath, [pktgen, '-i', 'vale0:pong', '-f', 'pong'], { env, stdio: 'ignore' });
+    const pong = spawn(...client(['-i', 'vale0:pong', '-f', 'pong']), { env, stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 500));
     await ping(WARMUP);
     const out = await ping(count);
@@ -123,6 +166,12 @@ async function main(): Promise<void> {
   console.log(`pkt-gen-ts ping/pong over vale0, vale-ts --datapath thread:  ${fmt(v)}`);
   const l = await valeRtt(count, ['--datapath', 'loop']);
   console.log(`pkt-gen-ts ping/pong over vale0, vale-ts --datapath loop:    ${fmt(l)}`);
+  // the placement a netmap or DPDK user tunes for latency (see PINNED)
+  let p: { min: number; avg: number; p50: number; p99: number } | undefined;
+  if (os.cpus().length >= 2) {
+    p = await valeRtt(count, ['--datapath', 'thread'], PINNED);
+    console.log(`pkt-gen-ts ping/pong over vale0, pinned and busy-waiting:     ${fmt(p)}`);
+  } else console.log('pinned row skipped: it needs two CPUs');
   if (process.getuid?.() !== 0) {
     console.log('Linux bridge baseline skipped: it needs root (network namespaces)');
     return;
@@ -140,6 +189,7 @@ async function main(): Promise<void> {
   const avgRatio = v.avg / b.avg;
   const p99Ratio = v.p99 / b.avg;
   console.log(`vale-ts / Linux bridge: avg ${avgRatio.toFixed(2)}x (target <= 3), p99 / bridge avg ${p99Ratio.toFixed(2)}x (target <= 20), min ${(v.min / b.min).toFixed(2)}x`);
+  if (p) console.log(`pinned vale-ts / Linux bridge: avg ${(p.avg / b.avg).toFixed(2)}x (target <= 3), p99 / bridge avg ${(p.p99 / b.avg).toFixed(2)}x (target <= 20), p50 ${(p.p50 / b.p50).toFixed(2)}x, min ${(p.min / b.min).toFixed(2)}x`);
 }
 
 main().catch((e: unknown) => {

@@ -221,7 +221,13 @@ const YIELD_LATE_MS = 0.03;
 const TRUSTED = { trusted: true } as const;
 const RX_ONLY = { rx: true, tx: false } as const;
 
-/** In a spin loop, every 16th turn that found nothing: time check and sched_yield. */
+/**
+ * sched_yield in a spin loop. The tx/rx loops yield every 16th empty turn;
+ * ping and pong (waiting for one frame) every turn: when they share a CPU
+ * with each other or with the switch, the party that has the frame runs
+ * one yield later instead of up to 16 turns later (pinned ping, pong and
+ * switch: p50 14.2 against 15.8 µs, bench/RESULTS.md session 11).
+ */
 const spinYield = (): void => native.schedYield();
 /** How often a busy loop yields to the event loop, ms. */
 const YIELD_MS = 4;
@@ -647,17 +653,15 @@ async function pingBody(c: Ctx): Promise<void> {
     const t0 = now();
     const spinMs = spin.ms;
     if (spinMs > 0) {
-      for (let i = 1; ; i++) {
+      for (;;) {
         c.sync(rings);
         if (port.rxAvailable() > 0 || c.cancelled) break;
-        if ((i & 15) === 0) {
-          if (now() - t0 >= spinMs) break;
-          // a plain yield, not spin.yieldOk(): one that comes back late has
-          // usually run pong or the switch on this CPU, the very thing ping
-          // waits for, and should not stop the spin (measured: it made ping
-          // sleep on 30-50% of round trips and raised the p99)
-          spinYield();
-        }
+        if (now() - t0 >= spinMs) break;
+        // a plain yield, not spin.yieldOk(): one that comes back late has
+        // usually run pong or the switch on this CPU, the very thing ping
+        // waits for, and should not stop the spin (measured: it made ping
+        // sleep on 30-50% of round trips and raised the p99)
+        spinYield();
       }
     } else c.sync(rings);
     if (port.rxAvailable() === 0 && !c.cancelled) {
@@ -718,10 +722,10 @@ async function pongBody(c: Ctx): Promise<void> {
     if (port.rxAvailable() === 0) {
       if (PONG_SPIN > 0) {
         const t0 = now();
-        for (let i = 1; !c.cancelled; i++) {
+        while (!c.cancelled) {
           c.sync(rings);
-          if (port.rxAvailable() > 0 || ((i & 15) === 0 && now() - t0 >= PONG_SPIN)) break;
-          if ((i & 15) === 0) spinYield();
+          if (port.rxAvailable() > 0 || now() - t0 >= PONG_SPIN) break;
+          spinYield();
         }
       }
       if (port.rxAvailable() === 0) {
