@@ -20,6 +20,7 @@
 
 #include "core/clock.h"
 #include "core/link.h"
+#include "core/linux_if_hook.h"
 #include "core/offload.h"
 #include "core/switch_core.h"
 
@@ -29,7 +30,7 @@ namespace {
 
 constexpr uint32_t kTxBatch = 64;
 constexpr size_t kVnetLen = VNET_HDR_LEN;
-constexpr uint64_t kStatsNs = 2'000'000;  // how often, at most, the kernel's drop count is read
+constexpr int64_t kStatsNs = kLinuxIfStatsNs;  // how often, at most, the kernel's drop count is read
 
 template <class T>
 Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, const std::string &ifname, std::string hint = {}) {
@@ -39,41 +40,26 @@ Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, con
 
 }  // namespace
 
-// The in-line datapath: called by the switch from the thread running its
-// rounds, with its mutex held; nothing else touches the rings (stop()
-// unregisters it before anything goes).
-struct AfPacketDriver::Hook final : RoundHook {
+// The in-line datapath (linux_if_hook.h): the ring walk before the switch
+// collects, sendmmsg after it forwards, the receiving socket in the switch's
+// epoll set.
+struct AfPacketDriver::Hook final : LinuxIfHook<AfPacketDriver::Hook> {
   explicit Hook(AfPacketDriver &d) : d(d) {}
   AfPacketDriver &d;
 
-  // the rx ring -> the port's tx ring, collected by this same round
-  void before_collect() override {
+  void pump_in() {
     d.in_blocked_ = false;
     (void)d.pump_in();
   }
-  // what this round delivered to the port -> sendmmsg
-  uint32_t after_forward() override {
-    const uint64_t before = d.c_.tx_frames.load(std::memory_order_relaxed);
-    (void)d.pump_out();
-    return static_cast<uint32_t>(d.c_.tx_frames.load(std::memory_order_relaxed) - before);
-  }
-  // The switch is about to sleep: false while work waits here (frames to
-  // send, a send pushed back: retried next round; frames in the ring and room
-  // for them). The receiving socket is in the switch's epoll set.
-  bool arm() override {
-    const uint64_t now = mono_ns();
-    if (now - d.stats_ns_ >= kStatsNs) {
-      d.poll_kernel_drops();
-      d.stats_ns_ = now;
-    }
-    (void)d.port_.rxsync(0);
-    (void)d.port_.txsync(0);
-    if (d.port_.rx_avail(0) > 0) return false;
-    if (d.kernel_ready() && d.port_.tx_space(0) >= d.need_slots_) return false;
-    d.c_.wakeups.fetch_add(1, std::memory_order_relaxed);
-    return true;
-  }
-  void disarm() override {}
+  void pump_out() { (void)d.pump_out(); }
+  uint64_t tx_frames() const { return d.c_.tx_frames.load(std::memory_order_relaxed); }
+  int64_t &stats_ns() { return d.stats_ns_; }
+  void poll_stats() { d.poll_kernel_drops(); }
+  PortClient &port() { return d.port_; }
+  // a GSO frame needs up to 33 free slots: fewer is no room
+  bool kernel_waiting() const { return d.kernel_ready() && d.port_.tx_space(0) >= d.need_slots_; }
+  void before_sleep() {}
+  void count_wakeup() { d.c_.wakeups.fetch_add(1, std::memory_order_relaxed); }
   // readable with nothing in the ring: a pending socket error (ENETDOWN),
   // which epoll reports until it is read
   void fd_ready(int) override {
@@ -603,7 +589,7 @@ void AfPacketDriver::run() {
     // the kernel's drop count costs a syscall: at most every kStatsNs while
     // busy (TCP sleeps and wakes per frame), and a sleep ends by then to
     // read it, so a drop is counted within kStatsNs even if nothing follows
-    const uint64_t now = mono_ns();
+    const int64_t now = mono_ns();
     const bool stats_due = now - stats_ns_ >= kStatsNs;
     if (stats_due) {
       poll_kernel_drops();

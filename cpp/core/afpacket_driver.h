@@ -153,7 +153,7 @@ class AfPacketDriver {
   bool in_blocked_ = false;  // the port's tx ring was full
   uint32_t need_slots_ = 1;  // the tx slots the frame that blocked needs
   bool sock_watched_ = true; // the socket is in the epoll set with EPOLLIN
-  uint64_t stats_ns_ = 0;       // when the kernel's drop count was last read
+  int64_t stats_ns_ = 0;        // when the kernel's drop count was last read (mono_ns)
   std::atomic<bool> logged_truncated_{false}, logged_too_big_{false}, logged_vnet_{false}, logged_gso_{false},
       logged_tx_{false}, logged_slot_{false};
   AfPacketCounters c_;
