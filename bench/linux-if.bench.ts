@@ -12,7 +12,8 @@
  *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,afxdp-inline,packet,packet-inline,packet-v3,packet-v3-inline] [--datapath loop|thread] [--tcp-only]
  *
  * `packet` is AF_PACKET with its default TPACKET_V2 receive ring, `packet-v3`
- * the same with a TPACKET_V3 ring (vale-ts started with VALE_TS_TPACKET_RX=3).
+ * the same with a TPACKET_V3 ring (vale-ts started with VALE_TS_TPACKET_RX=3),
+ * `packet-v23` the V2 ring with a V3 overflow ring (VALE_TS_TPACKET_RX=2+3).
  * A `-inline` suffix (afxdp-inline, packet-inline, packet-v3-inline): the
  * ports' datapath in the switch's rounds, no driver threads (vale-ts started
  * with VALE_TS_LINUX_IF_INLINE=1). `--tcp-only`: the ping and TCP figures
@@ -232,7 +233,7 @@ async function main(): Promise<void> {
   if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath: '${datapath}' is not loop or thread`);
   const seconds = Number(values.seconds ?? 5);
   const backends = (values.backends ?? 'afxdp,afxdp-inline,packet,packet-inline,packet-v3,packet-v3-inline').split(',');
-  const known = ['afxdp', 'packet', 'packet-v3'];
+  const known = ['afxdp', 'packet', 'packet-v3', 'packet-v23'];
   for (const b of backends) if (!known.includes(b.replace(/-inline$/, ''))) throw new Error(`--backends: '${b}' is not one of ${known.join(', ')}, each optionally with -inline`);
   ensurePackages(['iproute2', 'netsniff-ng', 'iperf3', 'procps']);
   await sweep(false);
@@ -270,6 +271,7 @@ async function main(): Promise<void> {
     for (const backend of backends) {
       // the receive ring's TPACKET version is vale-ts's environment (src/ports/linux-if.ts)
       if (backend.startsWith('packet-v3')) process.env['VALE_TS_TPACKET_RX'] = '3';
+      else if (backend.startsWith('packet-v23')) process.env['VALE_TS_TPACKET_RX'] = '2+3';
       else delete process.env['VALE_TS_TPACKET_RX'];
       // so is whether AF_XDP ports run in the switch's rounds
       if (backend.endsWith('-inline')) process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
@@ -282,7 +284,7 @@ async function main(): Promise<void> {
         for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend.startsWith('afxdp') ? 'afxdp' : 'packet');
         // (the listing exits 1 after the last port, as valectl does)
         const listing = (await run(process.execPath, [ctlJs, '--socket', socket])).stdout;
-        const served = /\[([a-z0-9-]+(?: zero-copy| copy)?) /.exec(listing)?.[1] ?? backend;
+        const served = /\[([a-z0-9+-]+(?: zero-copy| copy)?) /.exec(listing)?.[1] ?? backend;
         const key = `vale-ts ${served}${listing.includes('in-line') ? ' in-line' : ''}`;
         step(`${key}: ping`);
         await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
