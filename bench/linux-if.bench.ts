@@ -9,7 +9,7 @@
  * (the target's figure: what the switch delivers), then into the receiving
  * namespace's IP stack (UDP to a closed port: the figure before session 9).
  *
- *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,afxdp-inline,packet,packet-inline,packet-v3,packet-v3-inline] [--datapath loop|thread] [--tcp-only]
+ *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,afxdp-inline,packet,packet-inline,packet-v23-inline,packet-v3,packet-v3-inline] [--datapath loop|thread] [--tcp-only]
  *
  * `packet` is AF_PACKET with its default TPACKET_V2 receive ring, `packet-v3`
  * the same with a TPACKET_V3 ring (vale-ts started with VALE_TS_TPACKET_RX=3),
@@ -232,7 +232,7 @@ async function main(): Promise<void> {
   const datapath = values.datapath ?? 'loop';
   if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath: '${datapath}' is not loop or thread`);
   const seconds = Number(values.seconds ?? 5);
-  const backends = (values.backends ?? 'afxdp,afxdp-inline,packet,packet-inline,packet-v3,packet-v3-inline').split(',');
+  const backends = (values.backends ?? 'afxdp,afxdp-inline,packet,packet-inline,packet-v23-inline,packet-v3,packet-v3-inline').split(',');
   const known = ['afxdp', 'packet', 'packet-v3', 'packet-v23'];
   for (const b of backends) if (!known.includes(b.replace(/-inline$/, ''))) throw new Error(`--backends: '${b}' is not one of ${known.join(', ')}, each optionally with -inline`);
   ensurePackages(['iproute2', 'netsniff-ng', 'iperf3', 'procps']);
