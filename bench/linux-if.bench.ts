@@ -9,13 +9,15 @@
  * (the target's figure: what the switch delivers), then into the receiving
  * namespace's IP stack (UDP to a closed port: the figure before session 9).
  *
- *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,afxdp-inline,packet,packet-v3,packet-v3-inline] [--datapath loop|thread]
+ *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,afxdp-inline,packet,packet-inline,packet-v23-inline,packet-v3,packet-v3-inline] [--datapath loop|thread] [--tcp-only]
  *
  * `packet` is AF_PACKET with its default TPACKET_V2 receive ring, `packet-v3`
- * the same with a TPACKET_V3 ring (vale-ts started with VALE_TS_TPACKET_RX=3).
+ * the same with a TPACKET_V3 ring (vale-ts started with VALE_TS_TPACKET_RX=3),
+ * `packet-v23` the V2 ring with a V3 overflow ring (VALE_TS_TPACKET_RX=2+3).
  * A `-inline` suffix (afxdp-inline, packet-inline, packet-v3-inline): the
  * ports' datapath in the switch's rounds, no driver threads (vale-ts started
- * with VALE_TS_LINUX_IF_INLINE=1).
+ * with VALE_TS_LINUX_IF_INLINE=1). `--tcp-only`: the ping and TCP figures
+ * only (their A/B runs), no 60 B figures.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -222,13 +224,16 @@ function cleanup(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, backends: { type: 'string' }, datapath: { type: 'string' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, backends: { type: 'string' }, datapath: { type: 'string' }, 'tcp-only': { type: 'boolean' } } });
+  // --tcp-only: ping and TCP only (A/B runs on the TCP path)
+  const tcpOnly = values['tcp-only'] ?? false;
+  const noPps = { sent: NaN, rxPps: NaN, senderUs: NaN, switchUs: NaN, threads: '' };
   // vale-ts's --datapath: the switch forwarding on the event loop (its default) or on a thread of its own
   const datapath = values.datapath ?? 'loop';
   if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath: '${datapath}' is not loop or thread`);
   const seconds = Number(values.seconds ?? 5);
-  const backends = (values.backends ?? 'afxdp,afxdp-inline,packet,packet-v3,packet-v3-inline').split(',');
-  const known = ['afxdp', 'packet', 'packet-v3'];
+  const backends = (values.backends ?? 'afxdp,afxdp-inline,packet,packet-inline,packet-v23-inline,packet-v3,packet-v3-inline').split(',');
+  const known = ['afxdp', 'packet', 'packet-v3', 'packet-v23'];
   for (const b of backends) if (!known.includes(b.replace(/-inline$/, ''))) throw new Error(`--backends: '${b}' is not one of ${known.join(', ')}, each optionally with -inline`);
   ensurePackages(['iproute2', 'netsniff-ng', 'iperf3', 'procps']);
   await sweep(false);
@@ -252,9 +257,9 @@ async function main(): Promise<void> {
     step('linux bridge: ping');
     const bping = await pingRtt(a, b);
     step('linux bridge: trafgen into the sink');
-    const bp = await pps(a, b, seconds, 'sink');
+    const bp = tcpOnly ? noPps : await pps(a, b, seconds, 'sink');
     step('linux bridge: trafgen into the stack');
-    const bstack = await pps(a, b, seconds, 'stack');
+    const bstack = tcpOnly ? noPps : await pps(a, b, seconds, 'stack');
     step('linux bridge: iperf3');
     res['linux bridge'] = { ...bp, ...bping, ...(await tcp(a, b, seconds)), stack: bstack };
     await must('ip', 'link', 'del', br);
@@ -266,6 +271,7 @@ async function main(): Promise<void> {
     for (const backend of backends) {
       // the receive ring's TPACKET version is vale-ts's environment (src/ports/linux-if.ts)
       if (backend.startsWith('packet-v3')) process.env['VALE_TS_TPACKET_RX'] = '3';
+      else if (backend.startsWith('packet-v23')) process.env['VALE_TS_TPACKET_RX'] = '2+3';
       else delete process.env['VALE_TS_TPACKET_RX'];
       // so is whether AF_XDP ports run in the switch's rounds
       if (backend.endsWith('-inline')) process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
@@ -278,15 +284,15 @@ async function main(): Promise<void> {
         for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend.startsWith('afxdp') ? 'afxdp' : 'packet');
         // (the listing exits 1 after the last port, as valectl does)
         const listing = (await run(process.execPath, [ctlJs, '--socket', socket])).stdout;
-        const served = /\[([a-z0-9-]+(?: zero-copy| copy)?) /.exec(listing)?.[1] ?? backend;
+        const served = /\[([a-z0-9+-]+(?: zero-copy| copy)?) /.exec(listing)?.[1] ?? backend;
         const key = `vale-ts ${served}${listing.includes('in-line') ? ' in-line' : ''}`;
         step(`${key}: ping`);
         await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
         const vping = await pingRtt(a, b);
         step(`${key}: trafgen into the sink`);
-        const vp = await pps(a, b, seconds, 'sink', proc.pid);
+        const vp = tcpOnly ? noPps : await pps(a, b, seconds, 'sink', proc.pid);
         step(`${key}: trafgen into the stack`);
-        const vstack = await pps(a, b, seconds, 'stack', proc.pid);
+        const vstack = tcpOnly ? noPps : await pps(a, b, seconds, 'stack', proc.pid);
         step(`${key}: iperf3`);
         res[key] = { ...vp, ...vping, ...(await tcp(a, b, seconds, proc.pid)), stack: vstack };
         const st = await must(process.execPath, ctlJs, '--socket', socket, '--stats');
@@ -303,6 +309,14 @@ async function main(): Promise<void> {
   console.log(`linux-if benchmark: 2 namespaces, veth, ${seconds} s per figure, vale-ts --datapath ${datapath}; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const us = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '?').padStart(5);
   for (const [k, v] of Object.entries(res)) {
+    if (tcpOnly) {
+      console.log(
+        `  ${k.padEnd(18)} TCP ${v.gbps.toFixed(2).padStart(5)} Gbit/s (${v.retransmits} retransmitted)   CPU s per GB: iperf3s ${us(v.iperfSPerGB)}` +
+          (k === 'linux bridge' ? '' : ` + vale-ts ${us(v.switchSPerGB)}`) +
+          `   ping RTT min ${v.minUs.toFixed(0)} µs avg ${v.avgUs.toFixed(0)} µs`,
+      );
+      continue;
+    }
     console.log(
       `  ${k.padEnd(18)} 60 B: sent ${(v.sent / seconds / 1e3).toFixed(0).padStart(6)} kpps, received ${(v.rxPps / 1e3).toFixed(0).padStart(6)} kpps` +
         `   CPU µs per received frame: trafgen ${us(v.senderUs)}` + (k === 'linux bridge' ? '' : ` + vale-ts ${us(v.switchUs)}`),
@@ -322,6 +336,10 @@ async function main(): Promise<void> {
   const l = res['linux bridge']!;
   for (const [k, v] of Object.entries(res)) {
     if (k === 'linux bridge') continue;
+    if (tcpOnly) {
+      console.log(`  ratio ${k} / bridge: TCP ${(v.gbps / l.gbps).toFixed(2)} (target 0.70)`);
+      continue;
+    }
     console.log(
       `  ratio ${k} / bridge: 60 B pps ${(v.rxPps / l.rxPps).toFixed(2)} (target 1.5; into the stack ${(v.stack.rxPps / l.stack.rxPps).toFixed(2)})   TCP ${(v.gbps / l.gbps).toFixed(2)} (target 0.70)`,
     );

@@ -1,6 +1,7 @@
 #include "core/afpacket_driver.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -20,6 +21,7 @@
 
 #include "core/clock.h"
 #include "core/link.h"
+#include "core/linux_if_hook.h"
 #include "core/offload.h"
 #include "core/switch_core.h"
 
@@ -29,7 +31,20 @@ namespace {
 
 constexpr uint32_t kTxBatch = 64;
 constexpr size_t kVnetLen = VNET_HDR_LEN;
-constexpr uint64_t kStatsNs = 2'000'000;  // how often, at most, the kernel's drop count is read
+constexpr int64_t kStatsNs = kLinuxIfStatsNs;  // how often, at most, the kernel's drop count is read
+
+#ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+#define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000  // Linux 4.20; older uapi headers lack it
+#endif
+
+// A classic BPF program that returns 0: as a socket filter it takes no frame,
+// as a fanout program it sends every frame to the group's first socket.
+Status load_ret0(int s, int level, int opt, const char *what, const std::string &ifname) {
+  sock_filter code[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+  sock_fprog prog{1, code};
+  if (::setsockopt(s, level, opt, &prog, sizeof prog) < 0) return sys_fail("setsockopt", std::string(what) + " on a packet socket of " + ifname);
+  return Ok{};
+}
 
 template <class T>
 Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, const std::string &ifname, std::string hint = {}) {
@@ -39,45 +54,30 @@ Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, con
 
 }  // namespace
 
-// The in-line datapath: called by the switch from the thread running its
-// rounds, with its mutex held; nothing else touches the rings (stop()
-// unregisters it before anything goes).
-struct AfPacketDriver::Hook final : RoundHook {
+// The in-line datapath (linux_if_hook.h): the ring walk before the switch
+// collects, sendmmsg after it forwards, the receiving socket in the switch's
+// epoll set.
+struct AfPacketDriver::Hook final : LinuxIfHook<AfPacketDriver::Hook> {
   explicit Hook(AfPacketDriver &d) : d(d) {}
   AfPacketDriver &d;
 
-  // the rx ring -> the port's tx ring, collected by this same round
-  void before_collect() override {
+  void pump_in() {
     d.in_blocked_ = false;
     (void)d.pump_in();
   }
-  // what this round delivered to the port -> sendmmsg
-  uint32_t after_forward() override {
-    const uint64_t before = d.c_.tx_frames.load(std::memory_order_relaxed);
-    (void)d.pump_out();
-    return static_cast<uint32_t>(d.c_.tx_frames.load(std::memory_order_relaxed) - before);
-  }
-  // The switch is about to sleep: false while work waits here (frames to
-  // send, a send pushed back: retried next round; frames in the ring and room
-  // for them). The receiving socket is in the switch's epoll set.
-  bool arm() override {
-    const uint64_t now = mono_ns();
-    if (now - d.stats_ns_ >= kStatsNs) {
-      d.poll_kernel_drops();
-      d.stats_ns_ = now;
-    }
-    (void)d.port_.rxsync(0);
-    (void)d.port_.txsync(0);
-    if (d.port_.rx_avail(0) > 0) return false;
-    if (d.kernel_ready() && d.port_.tx_space(0) >= d.need_slots_) return false;
-    d.c_.wakeups.fetch_add(1, std::memory_order_relaxed);
-    return true;
-  }
-  void disarm() override {}
+  void pump_out() { (void)d.pump_out(); }
+  uint64_t tx_frames() const { return d.c_.tx_frames.load(std::memory_order_relaxed); }
+  int64_t &stats_ns() { return d.stats_ns_; }
+  void poll_stats() { d.poll_kernel_drops(); }
+  PortClient &port() { return d.port_; }
+  // a GSO frame needs up to 33 free slots: fewer is no room
+  bool kernel_waiting() const { return d.kernel_ready() && d.port_.tx_space(0) >= d.need_slots_; }
+  void before_sleep() {}
+  void count_wakeup() { d.c_.wakeups.fetch_add(1, std::memory_order_relaxed); }
   // readable with nothing in the ring: a pending socket error (ENETDOWN),
   // which epoll reports until it is read
-  void fd_ready(int) override {
-    if (!d.kernel_ready()) d.clear_socket_error();
+  void fd_ready(int fd) override {
+    if (!d.kernel_ready()) d.clear_socket_error(fd);
   }
 };
 
@@ -89,6 +89,7 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   if (port.tx_rings() < 1 || port.rx_rings() < 1) return check_fail(EINVAL, "the port has no rings");
   if (cfg_in.pass_hdr && !cfg_in.vnet_hdr) return check_fail(EINVAL, "passing virtio-net headers through needs vnet_hdr");
   if (cfg_in.rx_version != 2 && cfg_in.rx_version != 3) return check_fail(EINVAL, "the receive ring is TPACKET_V2 or TPACKET_V3 (rx_version 2 or 3)");
+  if (cfg_in.overflow_v3 && cfg_in.rx_version != 2) return check_fail(EINVAL, "an overflow ring goes behind a TPACKET_V2 receive ring (rx_version 2)");
   AfPacketConfig cfg = cfg_in;
   if (cfg.block_size == 0) cfg.block_size = cfg.rx_version == 2 ? 1u << 20 : 1u << 18;
   if (cfg.block_count == 0) cfg.block_count = cfg.rx_version == 2 ? 16 : 32;
@@ -172,12 +173,65 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   if (m == MAP_FAILED) m = ::mmap(nullptr, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, s, 0);
   if (m == MAP_FAILED) return sys_fail("mmap", "the packet ring of " + ifn);
   d->ring_ = mapping(m, ring_len);
+  if (!v2) d->v3_ = V3Walk{d->ring_.data(), cfg.block_size, cfg.block_count};
+
+  if (cfg.overflow_v3) {
+    // The overflow ring: a TPACKET_V3 socket that takes no frame (a filter
+    // returning 0) until it has joined sock_'s fanout group below, so that
+    // nothing is read twice in between.
+    d->sock3_.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+    if (!d->sock3_) return sys_fail("socket", "AF_PACKET overflow socket for " + ifn);
+    const int s3 = d->sock3_.get();
+    r = sockopt(s3, SOL_PACKET, PACKET_VERSION, int{TPACKET_V3}, "PACKET_VERSION TPACKET_V3 (overflow ring)", ifn);
+    if (!r) return std::move(r).take_error();
+    if (cfg.vnet_hdr) {
+      r = sockopt(s3, SOL_PACKET, PACKET_VNET_HDR, int{1}, "PACKET_VNET_HDR (overflow ring)", ifn);
+      if (!r) return std::move(r).take_error();
+    }
+    constexpr uint32_t kOvBlock = 1u << 18, kOvBlocks = 32;  // V3's default: 8 MiB
+    tpacket_req3 req{};
+    req.tp_block_size = kOvBlock;
+    req.tp_block_nr = kOvBlocks;
+    req.tp_frame_size = 2048;
+    req.tp_frame_nr = kOvBlock / 2048 * kOvBlocks;
+    req.tp_retire_blk_tov = 1;
+    r = sockopt(s3, SOL_PACKET, PACKET_RX_RING, req, "PACKET_RX_RING (TPACKET_V3, overflow ring)", ifn);
+    if (!r) return std::move(r).take_error();
+    const size_t len3 = size_t{kOvBlock} * kOvBlocks;
+    void *m3 = ::mmap(nullptr, len3, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, s3, 0);
+    if (m3 == MAP_FAILED) m3 = ::mmap(nullptr, len3, PROT_READ | PROT_WRITE, MAP_SHARED, s3, 0);
+    if (m3 == MAP_FAILED) return sys_fail("mmap", "the overflow ring of " + ifn);
+    d->ring3_ = mapping(m3, len3);
+    d->ov_ = V3Walk{d->ring3_.data(), kOvBlock, kOvBlocks};
+    if (Status st = load_ret0(s3, SOL_SOCKET, SO_ATTACH_FILTER, "SO_ATTACH_FILTER (nothing until it joins the group)", ifn); !st) return std::move(st).take_error();
+  }
 
   sockaddr_ll sll{};
   sll.sll_family = AF_PACKET;
   sll.sll_protocol = htons(ETH_P_ALL);
   sll.sll_ifindex = d->ifindex_;
   if (::bind(s, reinterpret_cast<sockaddr *>(&sll), sizeof sll) < 0) return sys_fail("bind", "packet socket to " + ifn);
+  if (d->sock3_) {
+    // A fanout group of the two, V2 first: its program (return 0) picks the
+    // V2 socket for every frame, and rollover moves a frame to the V3 one
+    // when the V2 ring has no room (full, or three quarters full under one
+    // flow). The group gets a fresh id (UNIQUEID); it does not read back our
+    // own sends (IGNORE_OUTGOING, the group's own PACKET_IGNORE_OUTGOING).
+    const int s3 = d->sock3_.get();
+    if (::bind(s3, reinterpret_cast<sockaddr *>(&sll), sizeof sll) < 0) return sys_fail("bind", "packet overflow socket to " + ifn);
+    constexpr int kFlags = PACKET_FANOUT_FLAG_ROLLOVER | PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+    r = sockopt(s, SOL_PACKET, PACKET_FANOUT, int{(PACKET_FANOUT_CBPF | kFlags | PACKET_FANOUT_FLAG_UNIQUEID) << 16}, "PACKET_FANOUT (new group)", ifn,
+                "the overflow ring needs Linux 4.20 or later");
+    if (!r) return std::move(r).take_error();
+    int fan = 0;
+    socklen_t fl = sizeof fan;
+    if (::getsockopt(s, SOL_PACKET, PACKET_FANOUT, &fan, &fl) < 0) return sys_fail("getsockopt", "PACKET_FANOUT (the group's id) on " + ifn);
+    if (Status st = load_ret0(s, SOL_PACKET, PACKET_FANOUT_DATA, "PACKET_FANOUT_DATA (every frame to the V2 ring)", ifn); !st) return std::move(st).take_error();
+    r = sockopt(s3, SOL_PACKET, PACKET_FANOUT, int{(fan & 0xffff) | ((PACKET_FANOUT_CBPF | kFlags) << 16)}, "PACKET_FANOUT (join)", ifn);
+    if (!r) return std::move(r).take_error();
+    const int zero = 0;
+    if (::setsockopt(s3, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) < 0) return sys_fail("setsockopt", "SO_DETACH_FILTER on the overflow socket of " + ifn);
+  }
 
   auto flags = link_flags(s, ifn);
   if (!flags) return std::move(flags).take_error();
@@ -194,11 +248,14 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
     (void)d->port_.txsync(0);
     // from here stop() (the destructor, on an error) unregisters the hook and its fd
     if (Status st = d->core_->add_wait_fd(d->hook_.get(), s); !st) return std::move(st).take_error();
+    if (d->sock3_)
+      if (Status st = d->core_->add_wait_fd(d->hook_.get(), d->sock3_.get()); !st) return std::move(st).take_error();
     if (Status st = d->core_->add_round_hook(d->hook_.get()); !st) return std::move(st).take_error();
     d->core_->notify();
     return d;
   }
-  auto opened = d->thread_.open({s, d->port_.wait_fd()}, "driver thread of " + ifn);
+  auto opened = d->sock3_ ? d->thread_.open({s, d->sock3_.get(), d->port_.wait_fd()}, "driver thread of " + ifn)
+                          : d->thread_.open({s, d->port_.wait_fd()}, "driver thread of " + ifn);
   if (!opened) return std::move(opened).take_error();
   AfPacketDriver *self = d.get();
   // "afp:IFNAME": bench/linux-if splits vale-ts's CPU by thread name
@@ -222,6 +279,8 @@ void AfPacketDriver::stop() {
     ring_.reset();
     sock_.reset();  // the kernel drops our promiscuity reference here
   }
+  ring3_.reset();
+  sock3_.reset();
   tx_sock_.reset();
 }
 
@@ -234,6 +293,9 @@ void AfPacketDriver::poll_kernel_drops() {
   socklen_t len = sizeof st;
   // reading resets the kernel's counters: we accumulate
   if (::getsockopt(sock_.get(), SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0 && st.tp_drops)
+    c_.drop_kernel_ring.fetch_add(st.tp_drops, std::memory_order_relaxed);
+  len = sizeof st;
+  if (sock3_ && ::getsockopt(sock3_.get(), SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0 && st.tp_drops)
     c_.drop_kernel_ring.fetch_add(st.tp_drops, std::memory_order_relaxed);
 }
 
@@ -418,12 +480,63 @@ bool AfPacketDriver::pump_in_v2(bool &moved) {
   }
 }
 
+bool AfPacketDriver::V3Walk::ready() const {
+  const auto *bd = reinterpret_cast<const tpacket_block_desc *>(base + size_t{block} * block_size);
+  return pkt_left > 0 || (__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER);
+}
+
 bool AfPacketDriver::kernel_ready() const {
-  if (cfg_.rx_version == 2) {
-    return __atomic_load_n(&reinterpret_cast<const tpacket2_hdr *>(v2_frame())->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER;
+  if (cfg_.rx_version != 2) return v3_.ready();
+  return (__atomic_load_n(&reinterpret_cast<const tpacket2_hdr *>(v2_frame())->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) ||
+         (sock3_ && ov_.ready());
+}
+
+// TPACKET_V3: blocks of frames, each block handed back whole; w.block is
+// the block being read, w.pkt_left what is left of it (resumed there after
+// a full port tx ring)
+bool AfPacketDriver::pump_in_v3(V3Walk &w, bool &moved, bool overflow) {
+  bool released = false;
+  for (;;) {
+    auto *bd = reinterpret_cast<tpacket_block_desc *>(w.base + size_t{w.block} * w.block_size);
+    uint8_t *block_end = reinterpret_cast<uint8_t *>(bd) + w.block_size;
+    if (w.pkt_left == 0) {
+      if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) break;
+      w.pkt_left = bd->hdr.bh1.num_pkts;
+      uint32_t first = bd->hdr.bh1.offset_to_first_pkt;
+      w.pkt = first < w.block_size ? reinterpret_cast<uint8_t *>(bd) + first : nullptr;
+      if (!w.pkt) w.pkt_left = 0;
+    }
+    while (w.pkt_left > 0) {
+      auto *h = reinterpret_cast<tpacket3_hdr *>(w.pkt);
+      if (w.pkt + sizeof(tpacket3_hdr) > block_end || w.pkt + h->tp_mac + h->tp_snaplen > block_end || h->tp_mac < kVnetLen) {
+        w.pkt_left = 0;  // a block we cannot walk: give it back whole
+        break;
+      }
+      if (h->tp_snaplen < h->tp_len) {
+        c_.drop_truncated.fetch_add(1, std::memory_order_relaxed);
+        log_once(logged_truncated_, "a " + std::to_string(h->tp_len) + "-byte frame did not fit a ring block: dropped");
+      } else if (!put_frame(w.pkt + h->tp_mac, h->tp_snaplen)) {
+        return false;  // the port's tx ring is full: resume here
+      } else if (overflow) {
+        c_.rx_overflow.fetch_add(1, std::memory_order_relaxed);
+      }
+      moved = true;
+      w.pkt_left--;
+      w.pkt = h->tp_next_offset ? w.pkt + h->tp_next_offset : block_end;
+      if (port_.tx_space(0) == 0) (void)port_.txsync(0);
+    }
+    __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    w.block = (w.block + 1) % w.block_count;
+    released = true;
   }
-  const auto *bd = reinterpret_cast<const tpacket_block_desc *>(ring_.data() + size_t{block_} * cfg_.block_size);
-  return pkt_left_ > 0 || (__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER);
+  // The kernel rolls frames over only to a group member not marked under
+  // pressure, and clears the mark in poll() or recvmsg(), neither of which
+  // the ring path calls while it keeps up: ask once per batch that freed room.
+  if (overflow && released) {
+    pollfd p{sock3_.get(), POLLIN, 0};
+    (void)::poll(&p, 1, 0);
+  }
+  return true;
 }
 
 bool AfPacketDriver::pump_in() {
@@ -431,46 +544,9 @@ bool AfPacketDriver::pump_in() {
   in_blocked_ = false;
   (void)port_.txsync(0);
   if (cfg_.rx_version == 2) {
-    if (!pump_in_v2(moved)) in_blocked_ = true;
-    (void)port_.txsync(0);
-    return moved;
-  }
-  for (;;) {
-    auto *bd = reinterpret_cast<tpacket_block_desc *>(ring_.data() + size_t{block_} * cfg_.block_size);
-    if (pkt_left_ == 0) {
-      if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) break;
-      pkt_left_ = bd->hdr.bh1.num_pkts;
-      uint32_t first = bd->hdr.bh1.offset_to_first_pkt;
-      pkt_ = first < cfg_.block_size ? reinterpret_cast<uint8_t *>(bd) + first : nullptr;
-      if (pkt_left_ == 0 || !pkt_) {
-        pkt_left_ = 0;
-        __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-        block_ = (block_ + 1) % cfg_.block_count;
-        continue;
-      }
-    }
-    uint8_t *block_end = reinterpret_cast<uint8_t *>(bd) + cfg_.block_size;
-    while (pkt_left_ > 0) {
-      auto *h = reinterpret_cast<tpacket3_hdr *>(pkt_);
-      if (pkt_ + sizeof(tpacket3_hdr) > block_end || pkt_ + h->tp_mac + h->tp_snaplen > block_end || h->tp_mac < kVnetLen) {
-        pkt_left_ = 0;  // a block we cannot walk: give it back whole
-        break;
-      }
-      if (h->tp_snaplen < h->tp_len) {
-        c_.drop_truncated.fetch_add(1, std::memory_order_relaxed);
-        log_once(logged_truncated_, "a " + std::to_string(h->tp_len) + "-byte frame did not fit a ring block: dropped");
-      } else if (!put_frame(pkt_ + h->tp_mac, h->tp_snaplen)) {
-        in_blocked_ = true;  // the port's tx ring is full: resume here
-        (void)port_.txsync(0);
-        return moved;
-      }
-      moved = true;
-      pkt_left_--;
-      pkt_ = h->tp_next_offset ? pkt_ + h->tp_next_offset : block_end;
-      if (port_.tx_space(0) == 0) (void)port_.txsync(0);
-    }
-    __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-    block_ = (block_ + 1) % cfg_.block_count;
+    if (!pump_in_v2(moved) || (sock3_ && !pump_in_v3(ov_, moved, true))) in_blocked_ = true;
+  } else if (!pump_in_v3(v3_, moved, false)) {
+    in_blocked_ = true;
   }
   (void)port_.txsync(0);
   return moved;
@@ -558,18 +634,23 @@ bool AfPacketDriver::pump_out() {
   return moved;
 }
 
-void AfPacketDriver::clear_socket_error() {
+void AfPacketDriver::clear_socket_error(int fd) {
   int err = 0;
   socklen_t len = sizeof err;
-  if (::getsockopt(sock_.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) c_.socket_errors.fetch_add(1, std::memory_order_relaxed);
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) c_.socket_errors.fetch_add(1, std::memory_order_relaxed);
 }
 
 void AfPacketDriver::watch_socket(bool on) {
   if (on == sock_watched_) return;
-  epoll_event ev{};
-  ev.events = on ? static_cast<uint32_t>(EPOLLIN) : 0u;
-  ev.data.fd = sock_.get();
-  if (::epoll_ctl(thread_.epoll_fd(), EPOLL_CTL_MOD, sock_.get(), &ev) == 0) sock_watched_ = on;
+  bool ok = true;
+  for (int fd : {sock_.get(), sock3_ ? sock3_.get() : -1}) {
+    if (fd < 0) continue;
+    epoll_event ev{};
+    ev.events = on ? static_cast<uint32_t>(EPOLLIN) : 0u;
+    ev.data.fd = fd;
+    ok &= ::epoll_ctl(thread_.epoll_fd(), EPOLL_CTL_MOD, fd, &ev) == 0;
+  }
+  if (ok) sock_watched_ = on;
 }
 
 void AfPacketDriver::run() {
@@ -603,7 +684,7 @@ void AfPacketDriver::run() {
     // the kernel's drop count costs a syscall: at most every kStatsNs while
     // busy (TCP sleeps and wakes per frame), and a sleep ends by then to
     // read it, so a drop is counted within kStatsNs even if nothing follows
-    const uint64_t now = mono_ns();
+    const int64_t now = mono_ns();
     const bool stats_due = now - stats_ns_ >= kStatsNs;
     if (stats_due) {
       poll_kernel_drops();
@@ -620,7 +701,7 @@ void AfPacketDriver::run() {
       // a pending socket error (ENETDOWN: bound while the interface was
       // down, or it went down) is reported by epoll until it is read: read
       // it, or the thread spins (and kicks the switch) until something else does
-      if (evs[k].data.fd == sock_.get() && (evs[k].events & EPOLLERR)) clear_socket_error();
+      if ((evs[k].data.fd == sock_.get() || (sock3_ && evs[k].data.fd == sock3_.get())) && (evs[k].events & EPOLLERR)) clear_socket_error(evs[k].data.fd);
     }
     idle_rounds = 0;
   }

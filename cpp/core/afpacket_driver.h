@@ -56,6 +56,14 @@ struct AfPacketConfig {
   // up to 1 ms at every hop, which is what bounded TCP through the switch
   // (bench/RESULTS.md, session 7). V3 holds more small frames per MiB.
   int rx_version = 2;
+  // rx_version 2 only: a second, TPACKET_V3 ring (default V3 size) behind
+  // the V2 one, the two sockets in a PACKET_FANOUT group with rollover: the
+  // kernel puts each frame in the V2 ring (a wakeup per frame: ACKs and pings
+  // cross at once) unless it is three quarters full under one flow, or full,
+  // and then in the V3 ring (blocks: a flood of small frames fits where the V2
+  // ring's 240 frames overflow). Frames of one flow can pass each other
+  // between the two rings only while the V2 ring is that full.
+  bool overflow_v3 = false;
   // V3: blocks of block_size bytes. V2: blocks of block_size bytes cut into
   // frames of frame_size bytes (≥ a 64 KiB GSO frame plus headers). 0: the
   // version's default (V3 32 × 256 KiB; V2 16 × 1 MiB, 240 frames)
@@ -79,6 +87,7 @@ struct AfPacketCounters {
   X(wakeups)        /* times the thread slept and woke */                                                \
   X(tx_retries)     /* sends the kernel pushed back (ENOBUFS/EAGAIN) and that were retried */            \
   X(socket_errors)  /* errors the socket reported (ENETDOWN while the interface was down), read and cleared */ \
+  X(rx_overflow)    /* (overflow_v3) frames read from the overflow ring */                              \
   X(drop_kernel_ring) /* frames the kernel dropped: our rx ring was full (PACKET_STATISTICS tp_drops) */ \
   X(drop_truncated) /* frames larger than a ring block */                                                \
   X(drop_too_big)   /* frames larger than the port's buffers, not GSO */                                 \
@@ -114,6 +123,7 @@ class AfPacketDriver {
   bool pass_hdr() const { return cfg_.pass_hdr; }
   bool qdisc_bypass() const { return qdisc_bypass_; }
   int rx_version() const { return cfg_.rx_version; }
+  bool overflow_v3() const { return static_cast<bool>(sock3_); }
   bool raised_up() const { return raised_up_; }
   bool was_promisc() const { return was_promisc_; }
   uint32_t mtu() const { return mtu_; }
@@ -131,7 +141,7 @@ class AfPacketDriver {
   void log_once(std::atomic<bool> &flag, const std::string &msg);
   void poll_kernel_drops();
   void watch_socket(bool on);
-  void clear_socket_error();
+  void clear_socket_error(int fd);
 
   AfPacketConfig cfg_;
   PortClient port_;
@@ -140,20 +150,32 @@ class AfPacketDriver {
   int ifindex_ = 0;
   uint32_t mtu_ = 0;
   bool qdisc_bypass_ = false, raised_up_ = false, was_promisc_ = false;
+  // A TPACKET_V3 ring being read: the receive ring (rx_version 3) or the overflow ring.
+  struct V3Walk {
+    uint8_t *base = nullptr;
+    uint32_t block_size = 0, block_count = 0;
+    uint32_t block = 0;         // next block to read
+    uint32_t pkt_left = 0;      // frames left in the block being read (0: not started)
+    uint8_t *pkt = nullptr;     // next frame in it
+    bool ready() const;         // a block (or the rest of one) waits for us
+  };
   bool pump_in_v2(bool &moved);  // the V2 ring's walk; false: stopped on a full port tx ring
+  bool pump_in_v3(V3Walk &w, bool &moved, bool overflow);  // the same for a V3 ring
   uint8_t *v2_frame() const;     // V2: the whole ring frame block_ names
-  bool kernel_ready() const;     // a frame or block waits in the ring for us
+  bool kernel_ready() const;     // a frame or block waits in a ring for us
 
-  uint32_t block_ = 0;       // next block to read (V2: next frame)
+  uint32_t block_ = 0;       // V2: next frame to read
   uint32_t frame_nr_ = 0;    // V2: frames in the ring
   uint32_t frames_per_block_ = 0;
-  uint32_t pkt_left_ = 0;    // frames left in the block being read (0: not started)
-  uint8_t *pkt_ = nullptr;   // next frame in it
+  V3Walk v3_;                // rx_version 3: the receive ring
+  unique_fd sock3_;          // overflow_v3: the overflow ring's socket (in the fanout group with sock_)
+  mapping ring3_;
+  V3Walk ov_;                // overflow_v3: the overflow ring
   bool out_blocked_ = false; // the kernel pushed back on a send
   bool in_blocked_ = false;  // the port's tx ring was full
   uint32_t need_slots_ = 1;  // the tx slots the frame that blocked needs
   bool sock_watched_ = true; // the socket is in the epoll set with EPOLLIN
-  uint64_t stats_ns_ = 0;       // when the kernel's drop count was last read
+  int64_t stats_ns_ = 0;        // when the kernel's drop count was last read (mono_ns)
   std::atomic<bool> logged_truncated_{false}, logged_too_big_{false}, logged_vnet_{false}, logged_gso_{false},
       logged_tx_{false}, logged_slot_{false};
   AfPacketCounters c_;

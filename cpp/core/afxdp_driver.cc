@@ -23,6 +23,7 @@
 #include "core/clock.h"
 
 #include "core/link.h"
+#include "core/linux_if_hook.h"
 #include "core/offload.h"
 #include "core/switch_core.h"
 
@@ -40,7 +41,7 @@ namespace {
 
 constexpr uint32_t kFrame = 2048;
 constexpr uint32_t kBatch = 64;
-constexpr int64_t kStatsNs = 2'000'000;  // how often, at most, the kernel's drop counts are read
+constexpr int64_t kStatsNs = kLinuxIfStatsNs;  // how often, at most, the kernel's drop counts are read
 
 // The counters have one writer (the driver's thread, or in-line the
 // switch's) and readers elsewhere: a plain load and store, no locked add.
@@ -158,54 +159,39 @@ struct AfXdpDriver::Queue {
   }
 };
 
-// The in-line datapath. The switch calls it from the thread running its
-// rounds, with its mutex held; the driver has no thread, so nothing else
-// touches the rings (stop() unregisters it before anything goes).
-struct AfXdpDriver::Hook final : RoundHook {
+// The in-line datapath (linux_if_hook.h): the XDP rx rings drained before
+// the switch collects, the XDP tx ring filled and kicked after it forwards,
+// the XDP sockets in the switch's epoll set (level-triggered).
+struct AfXdpDriver::Hook final : LinuxIfHook<AfXdpDriver::Hook> {
   explicit Hook(AfXdpDriver &d) : d(d) {}
   AfXdpDriver &d;
 
-  // XDP rx rings -> the port's tx ring, collected by this same round
-  void before_collect() override {
+  void pump_in() {
     d.in_blocked_ = false;
     for (auto &q : d.q_) (void)d.pump_in(*q);
   }
-
-  // what this round delivered to the port -> the XDP tx ring, kicked
-  uint32_t after_forward() override {
-    const uint64_t before = d.c_.tx_frames.load(std::memory_order_relaxed);
-    (void)d.pump_out();
-    return static_cast<uint32_t>(d.c_.tx_frames.load(std::memory_order_relaxed) - before);
-  }
-
-  // The switch is about to sleep: false while work is waiting here. The XDP
-  // sockets are in the switch's epoll set (level-triggered): a frame into an
-  // empty rx ring wakes it.
-  bool arm() override {
-    const int64_t now = mono_ns();
-    if (now - d.stats_ns_ >= kStatsNs) {
-      d.poll_kernel_stats();
-      d.stats_ns_ = now;
-    }
-    (void)d.port_.rxsync(0);
-    // frames to transmit (a kick the kernel pushed back is retried in the
-    // next round: in-line ports poll, as the switch's own rings are polled)
-    bool idle = d.port_.rx_avail(0) == 0;
-    (void)d.port_.txsync(0);
+  void pump_out() { (void)d.pump_out(); }
+  uint64_t tx_frames() const { return d.c_.tx_frames.load(std::memory_order_relaxed); }
+  int64_t &stats_ns() { return d.stats_ns_; }
+  void poll_stats() { d.poll_kernel_stats(); }
+  PortClient &port() { return d.port_; }
+  bool kernel_waiting() {
+    if (d.port_.tx_space(0) == 0) return false;
     for (auto &q : d.q_) {
       uint32_t idx = 0;
-      if (d.port_.tx_space(0) > 0 && xsk_ring_cons__peek(&q->rx, 1, &idx) > 0) {
+      if (xsk_ring_cons__peek(&q->rx, 1, &idx) > 0) {
         xsk_ring_cons__cancel(&q->rx, 1);
-        idle = false;
+        return true;
       }
-      // a zero-copy driver that waits for a wakeup to take fill frames
-      if (xsk_ring_prod__needs_wakeup(&q->fill)) (void)::recvfrom(q->fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
     }
-    if (idle) d.c_.wakeups.fetch_add(1, std::memory_order_relaxed);
-    return idle;
+    return false;
   }
-
-  void disarm() override {}
+  // a zero-copy driver that waits for a wakeup to take fill frames
+  void before_sleep() {
+    for (auto &q : d.q_)
+      if (xsk_ring_prod__needs_wakeup(&q->fill)) (void)::recvfrom(q->fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
+  }
+  void count_wakeup() { d.c_.wakeups.fetch_add(1, std::memory_order_relaxed); }
   // readability is all the socket says: the next round reads the ring
   void fd_ready(int) override {}
 };

@@ -1,5 +1,5 @@
 // N-API glue of the AF_PACKET interface driver (cpp/core/afpacket_driver.h):
-// new AfPacketPort(regionFd, clientBell, switchBell, ifname, {vnetHdr, passHdr, blockSize, blockCount})
+// new AfPacketPort(regionFd, clientBell, switchBell, ifname, {vnetHdr, passHdr, blockSize, blockCount, rxVersion, frameSize, overflowV3})
 // starts the driver thread on the port whose fds are given (they are dup'ed:
 // the switch keeps its own); counters(), info(), close().
 #include <fcntl.h>
@@ -78,6 +78,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     if (o.Has("blockSize")) cfg.block_size = o.Get("blockSize").ToNumber().Uint32Value();
     if (o.Has("blockCount")) cfg.block_count = o.Get("blockCount").ToNumber().Uint32Value();
     if (o.Has("rxVersion")) cfg.rx_version = o.Get("rxVersion").ToNumber().Int32Value();
+    if (o.Has("overflowV3")) cfg.overflow_v3 = o.Get("overflowV3").ToBoolean();
     if (o.Has("frameSize")) cfg.frame_size = o.Get("frameSize").ToNumber().Uint32Value();
     std::shared_ptr<SwitchCore> core;  // in-line in this switch's rounds, else a thread of its own
     if (info.Length() > 5 && !info[5].IsUndefined()) core = switch_core_of(env, info[5]);
@@ -100,6 +101,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
       o.Set("passHdr", d.pass_hdr());
       o.Set("qdiscBypass", d.qdisc_bypass());
       o.Set("rxVersion", d.rx_version());
+      o.Set("overflowV3", d.overflow_v3());
       o.Set("inline", d.in_line());
     });
   }

@@ -42,6 +42,8 @@ export interface AfPacketInfo {
   qdiscBypass: boolean;
   /** the receive ring's layout: TPACKET_V2 (a wakeup per frame) or TPACKET_V3 (blocks, retired when full or after 1 ms) */
   rxVersion: 2 | 3;
+  /** behind the TPACKET_V2 ring, a TPACKET_V3 one that takes what it has no room for (a PACKET_FANOUT group with rollover) */
+  overflowV3: boolean;
   /** the interface was down and the driver brought it up (it goes down again on close) */
   raisedUp: boolean;
   /** the interface was promiscuous already before the attach */
@@ -57,7 +59,7 @@ interface NativeAfPacketPort {
   close(): void;
 }
 
-type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3 }, core?: object) => NativeAfPacketPort;
+type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3; overflowV3?: boolean }, core?: object) => NativeAfPacketPort;
 
 const AfPacketPort = (nativeRaw as { AfPacketPort: AfPacketCtor }).AfPacketPort;
 
@@ -126,7 +128,7 @@ export const afxdpBuiltIn: boolean = nativeLinux.afxdpBuiltIn === true;
 export const LINUX_IF_KIND = 'linux-if';
 
 /** How an attached interface is served, as listings and `--stats` name it. */
-export type LinuxIfBackend = 'afxdp zero-copy' | 'afxdp copy' | 'tpacket-v2' | 'tpacket-v3';
+export type LinuxIfBackend = 'afxdp zero-copy' | 'afxdp copy' | 'tpacket-v2' | 'tpacket-v2+v3' | 'tpacket-v3';
 
 class AfXdpDriver implements PortDriver {
   readonly kind = LINUX_IF_KIND;
@@ -159,7 +161,7 @@ class AfPacketDriver implements PortDriver {
   ) {
     this.info = nat.info();
     this.c = new NativeCounters(nat);
-    this.backend = this.info.rxVersion === 3 ? 'tpacket-v3' : 'tpacket-v2';
+    this.backend = this.info.rxVersion === 3 ? 'tpacket-v3' : this.info.overflowV3 ? 'tpacket-v2+v3' : 'tpacket-v2';
   }
   private readonly info: AfPacketInfo;
   private readonly c: NativeCounters;
@@ -185,14 +187,16 @@ class AfPacketDriver implements PortDriver {
  * default: the kernel wakes the driver per frame, so a TCP ACK crosses at
  * once) or 3 when the environment of vale-ts sets `VALE_TS_TPACKET_RX=3`
  * (blocks handed over when full or after 1 ms: fewer wakeups for a flood of
- * small frames, up to 1 ms more per hop for sparse ones). bench/linux-if
- * compares the two.
+ * small frames, up to 1 ms more per hop for sparse ones), or `2+3`: the V2
+ * ring with a V3 ring behind it for what the V2 ring has no room for (the
+ * kernel's fanout rollover). bench/linux-if compares them.
  */
-function tpacketRxVersion(): 2 | 3 {
+function tpacketRx(): { rxVersion: 2 | 3; overflowV3: boolean } {
   const v = process.env['VALE_TS_TPACKET_RX'];
-  if (v === undefined || v === '' || v === '2') return 2;
-  if (v === '3') return 3;
-  throw Object.assign(new Error(`VALE_TS_TPACKET_RX='${v}': the receive ring is TPACKET_V2 ('2', the default) or TPACKET_V3 ('3')`), { code: 'EINVAL' });
+  if (v === undefined || v === '' || v === '2') return { rxVersion: 2, overflowV3: false };
+  if (v === '3') return { rxVersion: 3, overflowV3: false };
+  if (v === '2+3') return { rxVersion: 2, overflowV3: true };
+  throw Object.assign(new Error(`VALE_TS_TPACKET_RX='${v}': the receive ring is TPACKET_V2 ('2', the default), TPACKET_V3 ('3') or V2 with a V3 overflow ring ('2+3')`), { code: 'EINVAL' });
 }
 
 registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [number, number, number] }; spec: DriverSpec }) => {
@@ -235,7 +239,7 @@ registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index
   // Declared before the first frame moves; AF_XDP carries no such header.
   sw.setVnetHdrLen(port.index, 10);
   try {
-    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, rxVersion: tpacketRxVersion() }, inl ? sw.inlineDriverCore() : undefined), LINUX_IF_KIND));
+    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, ...tpacketRx() }, inl ? sw.inlineDriverCore() : undefined), LINUX_IF_KIND));
   } catch (e) {
     sw.setVnetHdrLen(port.index, 0);
     throw e;
