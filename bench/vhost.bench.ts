@@ -8,6 +8,19 @@
  *   node dist/bench/vhost.bench.js [--seconds 3]
  * Needs the Debian packages of test/fixtures/testpmd.ts (installed as root).
  *
+ * Both sides use the same two front-ends with 1024-entry virtqueues
+ * (virtio_user queue_size=1024, as OVS-DPDK's docs have QEMU users set;
+ * --queue-size N for another size). Per frame, vale-ts: the tx port's
+ * driver thread walks txonly's descriptor chain (every index, address and
+ * length checked against the memory table) and copies the frame into the
+ * port's tx ring slot; the switch thread copies its headers (a snapshot for
+ * the decision) and the frame into the rx port's ring after the TypeScript
+ * learning-bridge decision (a flood here: rxonly sends
+ * nothing, so its MAC is never learned; with two ports that is one copy);
+ * the rx port's driver thread copies it into rxonly's RX buffer. The testpmd
+ * io switch: rte_vhost dequeues into an mbuf (one copy) and enqueues into
+ * the other guest (a second copy), no lookup.
+ *
  * Placement (printed with the rows): txonly's forwarding lcore on CPU 1,
  * rxonly's on CPU 0, the testpmd io switch's on CPU 1, vale-ts's threads
  * unpinned. DPDK's and OVS-DPDK's reports give the switch and each
@@ -25,7 +38,10 @@
  * (kicks, wakeups, drops); --vale-only skips the testpmd switch;
  * --inline runs the ports' datapath in-line in the switch's rounds (the
  * vhost-user setting `inline`) instead of a thread per port woken by kicks
- * and doorbells (the default); --busy-poll-us N sets those threads'
+ * and doorbells (the default; in-line batches the guests' kicks only on
+ * --switch-datapath thread, and wants --switch-busy-poll-us 0: the switch's
+ * busy poll yields, which starves it, bench/RESULTS.md session 11);
+ * --busy-poll-us N sets those threads'
  * polling window; --switch-busy-poll-us N, --switch-datapath loop|thread
  * and --switch-hold-us N pass vale-ts's own; --queue-size N the
  * front-ends' virtqueue size (virtio_user queue_size); --split puts both
@@ -71,7 +87,15 @@ const probe = values.probe;
 // front-ends' virtqueue size, and --split: both testpmd forwarding lcores on
 // CPU 1 and vale-ts alone on CPU 0 (what vale-ts does with a CPU to itself)
 const busyPollUs = values['busy-poll-us'] === undefined ? undefined : Number(values['busy-poll-us']);
-const queueSize = values['queue-size'] === undefined ? '' : `,queue_size=${Number(values['queue-size'])}`;
+// Both front-ends' virtqueues have QUEUE_SIZE entries on both sides of the
+// comparison (the same testpmd front-ends face either switch): 1024, what
+// OVS-DPDK's vhost-user documentation has users set (QEMU's rx_queue_size /
+// tx_queue_size=1024, its maximum) against drops at DPDK's default of 256.
+// --queue-size N overrides it (256: virtio-user's own default).
+const QUEUE_SIZE = values['queue-size'] === undefined ? 1024 : Number(values['queue-size']);
+if (!Number.isInteger(QUEUE_SIZE) || QUEUE_SIZE < 16 || QUEUE_SIZE > 32768 || (QUEUE_SIZE & (QUEUE_SIZE - 1)) !== 0)
+  throw new Error(`--queue-size must be a power of two 16..32768 (got ${values['queue-size']})`);
+const queueSize = `,queue_size=${QUEUE_SIZE}`;
 const split = values.split;
 // --port-slots N: both vale-ts ports' tx and rx rings get N slots (the
 // switch's default 1024, at most netmap's 4096): what vale-ts can buffer
@@ -279,11 +303,12 @@ const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
 const vale = await viaVale();
 const pmd = values['vale-only'] ? SIZES.map(() => NaN) : await viaTestpmd();
 console.log(`vhost-user benchmark: testpmd txonly -> switch -> testpmd rxonly, ${seconds} s per size (load average before: ${load})`);
-const diag = [inline && 'inline: the datapath in the switch\'s rounds', switchArgs.length > 0 && `vale-ts ${switchArgs.join(' ')}`, busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, backlogPollUs !== undefined && `backlogPollUs ${backlogPollUs}`, portSlots !== undefined && `vale-ts port rings ${portSlots} slots`, queueSize && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
+const diag = [inline && 'inline: the datapath in the switch\'s rounds', switchArgs.length > 0 && `vale-ts ${switchArgs.join(' ')}`, busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, backlogPollUs !== undefined && `backlogPollUs ${backlogPollUs}`, portSlots !== undefined && `vale-ts port rings ${portSlots} slots`, values['queue-size'] !== undefined && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
 // where everything ran: a reader compares the rows only knowing who shared a CPU with whom
 console.log(split
   ? 'placement (--split, diagnostic): txonly and rxonly lcores both on CPU 1; vale-ts pinned to CPU 0; the testpmd io switch\'s lcore alone on CPU 0'
   : 'placement: txonly lcore on CPU 1, rxonly lcore on CPU 0 (DPDK lcores are pinned); the testpmd io switch\'s lcore on CPU 1; vale-ts\'s threads unpinned');
+console.log(`virtqueues: ${QUEUE_SIZE} entries on both front-ends, for both switches`);
 if (diag.length) console.log(`diagnostic settings: ${diag.join(', ')}`);
 console.log(`load average after: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} CPUs)`);
 SIZES.forEach((s, i) =>

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -156,6 +157,15 @@ class RoundHook {
   virtual bool arm() = 0;
   virtual void disarm() = 0;
   virtual void fd_ready(int fd) = 0;
+  // Kick batching (optional). Before arm(): whether this sleep can be bounded
+  // by a timer (true only when the rounds' thread sleeps in wait(), which
+  // honours it). After an arm() that let the switch sleep: a bound in ns
+  // (0: none) for a hook that left its source's notifications off.
+  // woke(): after the switch's sleep (disarm_all), not after an arm that
+  // failed; what moved before it counts towards the next batching decision.
+  virtual void set_timed_wait(bool) {}
+  virtual uint64_t wake_within_ns() const { return 0; }
+  virtual void woke() {}
 };
 
 class SwitchCore {
@@ -290,6 +300,10 @@ class SwitchCore {
   // Blocks up to timeout_ms (-1: forever) until a doorbell or notify() rings.
   // Returns how many rang (0: timed out or interrupted), -1 on an error.
   int wait(int timeout_ms);
+  // The rounds' thread sleeps in wait() (a datapath thread), which bounds a
+  // sleep by what an in-line hook asks (RoundHook::wake_within_ns); wait()
+  // sets it too.
+  void set_timed_waits() { timed_waits_.store(true, std::memory_order_relaxed); }
   // Wakes wait() from another thread.
   void notify();
   // Arrays the decision reads and writes (stable for the core's lifetime).
@@ -457,6 +471,8 @@ class SwitchCore {
   uint32_t rr_ = 0;               // the next round starts at the first port id >= this
   int32_t blocked_on_ = -1;       // see blocked_on()
   std::vector<RoundHook *> hooks_;                       // in-line drivers (add_round_hook)
+  std::atomic<bool> timed_waits_{false};                 // a thread sleeps in wait(): hooks may batch
+  std::atomic<uint64_t> wake_within_ns_{0};              // the hooks' bound on the next wait() (ns, 0: none)
   std::vector<std::pair<int, RoundHook *>> wait_fds_;   // their fds in epfd_ (add_wait_fd)
   std::vector<uint32_t> rang_;    // ports whose doorbell rang since the last note_wakeup()
   SwitchWideCounters wide_;

@@ -133,6 +133,11 @@ struct VhostUserPort::Impl final : RoundHook {
   // try-locks it and skips the port while a message is handled
   SwitchCore *core = nullptr;
   std::mutex dp_mu;
+  // in-line kick batching (the round's thread only): frames moved since the
+  // switch last woke, whether its sleep can take a timer, the bound asked for
+  uint32_t inl_moved = 0;
+  bool inl_timed = false;
+  uint64_t inl_wake_ns = 0;
   bool tx_blocked = false, rx_starved = false;  // the last round's
   PortClient pc;
   VhostUserCounters &c;
@@ -935,7 +940,7 @@ struct VhostUserPort::Impl final : RoundHook {
       Vq &q = vqs[i];
       if (!ready(q)) continue;
       bool b = false;
-      guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b);
+      inl_moved += guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b);
       tx_blocked |= b;
     }
   }
@@ -951,25 +956,42 @@ struct VhostUserPort::Impl final : RoundHook {
       moved += guest_rx(r, 256, &st);
       rx_starved |= st;
     }
+    inl_moved += moved;
     return moved;
   }
 
+  void set_timed_wait(bool timed) override { inl_timed = timed; }
+  uint64_t wake_within_ns() const override { return inl_wake_ns; }
+  void woke() override { inl_moved = 0; }
+
   // The switch is about to sleep: guest notifications on, then re-check.
+  // Frames streaming (BATCH_TRIGGER or more moved since the last sleep) and
+  // a sleep that takes a timer: kicks batched as in the thread mode (no kick
+  // without EVENT_IDX, one per BATCH_FRAMES with it), BATCH_WAIT the bound.
   bool arm() override {
+    inl_wake_ns = 0;
     std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
     if (!l) return true;  // the control thread notifies the switch when it is done
+    const bool batched = inl_timed && conn && inl_moved >= BATCH_TRIGGER;
     bool again = false;
     for (uint32_t r = 0; r < pc.rx_rings(); r++) {
       pc.rxsync(r);
       if (pc.rx_avail(r) && !rx_starved) again = true;
     }
-    if (conn && work_pending(tx_blocked, rx_starved)) again = true;
-    if (!again) c.wakeups.fetch_add(1, std::memory_order_relaxed);
+    if (conn && work_pending(tx_blocked, rx_starved, batched ? BATCH_FRAMES : 0)) again = true;
+    if (!again) {
+      c.wakeups.fetch_add(1, std::memory_order_relaxed);
+      if (batched) {
+        c.batchedSleeps.fetch_add(1, std::memory_order_relaxed);
+        inl_wake_ns = BATCH_WAIT_NS;
+      }
+    }
     return !again;
   }
 
   // Awake: the switch's rounds poll the queues, no kicks wanted.
   void disarm() override {
+    inl_wake_ns = 0;
     std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
     if (l && conn) notifications_off();
   }

@@ -97,6 +97,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
       if (it == g_shared.end()) throw coded_error(env, "no shared switch core " + std::to_string(token), ENOENT);
       core_ = std::move(it->second);
       g_shared.erase(it);
+      core_->set_timed_waits();  // a datapath thread's: its rounds sleep in wait()
     } else {
       if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "SwitchCore({ batch, headerBytes })");
       auto o = info[0].As<Napi::Object>();
