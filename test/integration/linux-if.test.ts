@@ -16,6 +16,7 @@ import { ValeServer } from '../../src/index.js';
 import { afxdpBuiltIn } from '../../src/ports/linux-if.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { linkState, makeNamespaces, must, run, tcpTransfer, type NsEnd, type Run } from '../fixtures/linux-if-netns.js';
+import { untilAnswer } from '../fixtures/wait.js';
 
 const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 const root = process.getuid?.() === 0;
@@ -238,8 +239,8 @@ suite('packet with VALE_TS_TPACKET_RX=2+3, in-line: a burst the V2 ring cannot h
   const tg = spawnSync('ip', ['netns', 'exec', a.ns, 'python3', '-c', send, a.inner, frame, String(N)], { encoding: 'utf8' });
   t.is(tg.status, 0, tg.stderr);
   // then every one of them is read: from the V2 ring, the rest from the V3 one
-  let c = await counters();
-  for (const until = Date.now() + 60_000; c['rx_frames']! - c0['rx_frames']! < N && Date.now() < until; c = await counters()) await new Promise((r) => setTimeout(r, 50));
+  // asked until they are all counted (no deadline: ava's timeout guards a hang)
+  const c = await untilAnswer(counters, (x) => x['rx_frames']! - c0['rx_frames']! >= N);
   t.true(c['rx_frames']! - c0['rx_frames']! >= N, `all ${N} frames read: ${JSON.stringify(c)}`);
   t.true(c['rx_overflow']! - c0['rx_overflow']! >= N - 240, `the V2 ring's overflow went to the V3 ring: ${JSON.stringify(c)}`);
   t.is(c['drop_kernel_ring'], 0, 'none lost');
