@@ -1217,7 +1217,6 @@ int SwitchCore::backoff_due() {
 }
 
 int SwitchCore::wait(int timeout_ms) {
-  timed_waits_.store(true, std::memory_order_relaxed);
   epoll_event ev;
   // an in-line hook left its guest's kicks off while frames stream: its
   // bound (µs) replaces a longer timeout (kick batching, docs/vhost-user.md)

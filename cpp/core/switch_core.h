@@ -301,8 +301,8 @@ class SwitchCore {
   // Returns how many rang (0: timed out or interrupted), -1 on an error.
   int wait(int timeout_ms);
   // The rounds' thread sleeps in wait() (a datapath thread), which bounds a
-  // sleep by what an in-line hook asks (RoundHook::wake_within_ns); wait()
-  // sets it too.
+  // sleep by what an in-line hook asks (RoundHook::wake_within_ns); set once,
+  // when a datapath thread attaches (the only caller of wait()).
   void set_timed_waits() { timed_waits_.store(true, std::memory_order_relaxed); }
   // Wakes wait() from another thread.
   void notify();
