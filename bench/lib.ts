@@ -25,8 +25,10 @@ export function child(args: string[], env: Record<string, string>): { c: ChildPr
 /** A fresh vale-ts (this tree's, or `script`: another tree's, for like-with-like A/B runs) on a private socket. */
 export async function startSwitch(args: string[] = [], script = valeTs, prefix: string[] = []): Promise<{ proc: ChildProcess; socket: string }> {
   const socket = path.join(os.tmpdir(), `vtbench-${process.pid}-${Math.random().toString(36).slice(2)}.sock`);
-  // prefix: a wrapper command (e.g. taskset -c 1) that execs node
-  const cmd = [...prefix, process.execPath, script, '--socket', socket, ...args];
+  // prefix: a wrapper command (e.g. taskset -c 1) that execs node;
+  // BENCH_SWITCH_ARGS: extra vale-ts options for an A/B of any bench (e.g. --priority=0)
+  const extra = (process.env['BENCH_SWITCH_ARGS'] ?? '').split(' ').filter(Boolean);
+  const cmd = [...prefix, process.execPath, script, '--socket', socket, ...args, ...extra];
   const proc = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     proc.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());

@@ -11,6 +11,7 @@ import { ConfigApplier, type ApplyReport } from '../src/vale/config-apply.js';
 import { DEFAULT_RETAIN_COUNTERS_S } from '../src/vale/counters.js';
 import { serveMetrics } from '../src/vale/metrics.js';
 import { requestShortSlice } from '../src/netmap/sched.js';
+import { DEFAULT_SWITCH_NICE, applyPriority } from '../src/vale/priority.js';
 
 const MiB = 1024 * 1024;
 const USAGE = `usage: vale-ts [options]
@@ -27,6 +28,10 @@ const USAGE = `usage: vale-ts [options]
   --mac-table N      MAC table size bound (default 8192)
   --stall-ms MS      a receiver holding back a lossless sender this long is declared stalled and its
                      copies dropped (dropStalled) until it drains (default 1000)
+  --priority NICE    vale-ts's nice, -20..19 (default ${DEFAULT_SWITCH_NICE}, as ovs-ctl runs ovs-vswitchd: the switch
+                     runs before CPU-bound neighbours when frames flow; it sleeps when idle). Needs
+                     root or CAP_SYS_NICE below the current nice; else vale-ts says so and runs on.
+                     A negative value is given as --priority=-5
   --hold-us US       bounded backpressure: a full rx ring holds its senders' frames back (they wait
                      in their tx rings) until it has released no slot for US microseconds, then its
                      copies are dropped (dropNoSpace) until it drains; 0 drops at once, as netmap's
@@ -122,6 +127,7 @@ async function main(): Promise<void> {
         'mac-table': { type: 'string' },
         'stall-ms': { type: 'string' },
         'hold-us': { type: 'string' },
+        priority: { type: 'string' },
         group: { type: 'string' },
         'allow-uid': { type: 'string', multiple: true },
         'allow-gid': { type: 'string', multiple: true },
@@ -214,6 +220,14 @@ async function main(): Promise<void> {
   if (table !== undefined) switchOptions.macTableSize = Math.floor(table);
   if (stall !== undefined) switchOptions.stallMs = stall;
   if (hold !== undefined) switchOptions.holdUs = Math.floor(hold);
+  const nice = num('priority', values.priority, -20, 19) ?? config?.priority ?? DEFAULT_SWITCH_NICE;
+  if (!Number.isInteger(nice)) {
+    process.stderr.write(`vale-ts: --priority ${nice} is invalid: expected an integer nice value in -20..19\n`);
+    process.exit(1);
+  }
+  // before any thread that forwards exists: they inherit it (src/vale/priority.ts)
+  const prio = applyPriority(nice);
+  if (prio.error) process.stderr.write(`vale-ts: priority ${nice}: ${prio.error}; running at nice ${prio.actual} (give --priority ${prio.actual} to start without this message)\n`);
   const socket = defaultSocketPath(values.socket ?? config?.socket);
   let server: ValeServer;
   try {
@@ -248,6 +262,9 @@ async function main(): Promise<void> {
           process.stderr.write(`vale-ts: SIGHUP: ${configFile} has ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}: configuration unchanged\n`);
           return;
         }
+        if (values.priority === undefined && (r.config.priority ?? DEFAULT_SWITCH_NICE) !== nice) {
+          process.stderr.write(`vale-ts: SIGHUP: ${configFile}: a change of "priority" takes effect at restart (threads take it when they are made)\n`);
+        }
         if ((r.config.access.group?.gid ?? -1) !== (policy.group?.gid ?? -1) && values.group === undefined) {
           process.stderr.write(`vale-ts: SIGHUP: ${configFile}: a change of "group" takes effect at restart (the socket's group is set when it is made)\n`);
         }
@@ -272,7 +289,7 @@ async function main(): Promise<void> {
   // the first switch's datapath thread, started before clients come: the
   // first register does not wait for it, nor pay its start-up CPU
   if (datapath === 'thread') await prestartDatapathThread();
-  process.stdout.write(`vale-ts: listening on ${server.socketPath} (userspace backend, protocol v1); open valeX:Y ports to create switches and ports\n`);
+  process.stdout.write(`vale-ts: listening on ${server.socketPath} (userspace backend, protocol v1, nice ${prio.actual}); open valeX:Y ports to create switches and ports\n`);
   server.on('attach', (sw, p) => process.stdout.write(`vale-ts: ${p.name} attached (bridge ${sw.bridgeIndex} port ${p.index}${p.pid ? `, pid ${p.pid}` : ''})\n`));
   server.on('detach', (_sw, p) => process.stdout.write(`vale-ts: ${p.name} detached\n`));
 }

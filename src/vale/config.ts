@@ -71,6 +71,8 @@ export interface ValeConfig {
   metrics?: string;
   /** `socket`: the control socket's path */
   socket?: string;
+  /** `priority`: vale-ts's nice, -20..19 (read at start) */
+  priority?: number;
 }
 
 /** Read and check a configuration file: every problem found, each at its line, or the configuration. */
@@ -140,7 +142,7 @@ export function checkConfig(text: string, file: string): { config?: ValeConfig; 
     return n.items.map((x) => int(x, `each of ${what}`, 0, 2 ** 32 - 2)).filter((x): x is number => x !== undefined);
   };
 
-  const top = obj(root, 'the configuration', ['switches', 'access', 'retainCounters', 'metrics', 'socket']);
+  const top = obj(root, 'the configuration', ['switches', 'access', 'retainCounters', 'metrics', 'socket', 'priority']);
   if (!top) return { errors };
   const acc = top.get('access');
   if (acc) {
@@ -178,6 +180,11 @@ export function checkConfig(text: string, file: string): { config?: ValeConfig; 
       if (!/^(?:\[[0-9A-Fa-f:.]+\]:|[^:[\]]+:)?\d{1,5}$/.test(v) || Number(/\d+$/.exec(v)![0]) > 65535) err(me.value.pos, `"metrics" "${v}" must be PORT, ADDR:PORT or [IPV6]:PORT`);
       else cfg.metrics = v;
     }
+  }
+  const pr = top.get('priority');
+  if (pr) {
+    const v = int(pr.value, '"priority" (a nice value: lower runs first)', -20, 19);
+    if (v !== undefined) cfg.priority = v;
   }
   const so = top.get('socket');
   if (so) {

@@ -201,17 +201,19 @@ test('--check-config reports every error with its line and column, and exits 1; 
       '  },', //                                                14
       '  "access": { "group": "no-such-group-vt", "allowUids": ["x"] },', // 15
       '  "metrics": "localhost:99999",', //                     16
-      '}', //                                                   17
+      '  "priority": -30,', //                                  17
+      '}', //                                                   18
     ].join('\n') + '\n',
   );
   const r = await run(process.execPath, [valeTs, '--check-config', bad]).catch((e: { code: number; stderr: string }) => e);
   t.is((r as { code: number }).code, 1);
   const lines = (r as { stderr: string }).stderr.trim().split('\n');
   const at = lines.filter((l) => l.startsWith(`${bad}:`)).map((l) => Number(l.slice(bad.length + 1).split(':')[0]));
-  t.deepEqual(at, [6, 7, 8, 9, 11, 13, 15, 15, 16], lines.join('\n'));
+  t.deepEqual(at, [6, 7, 8, 9, 11, 13, 15, 15, 16, 17], lines.join('\n'));
   t.regex(lines.join('\n'), /:6:\d+: "txSlots" of vale0:a must be an integer in/);
   t.regex(lines.join('\n'), /:8:\d+: unknown port kind "no-such-kind"/);
-  t.regex(lines.at(-1)!, /9 errors/);
+  t.regex(lines.join('\n'), /:17:\d+: "priority" \(a nice value: lower runs first\) must be an integer in -20\.\.19/);
+  t.regex(lines.at(-1)!, /10 errors/);
   // a syntax error: where it is
   const syn = path.join(dir, 'syn.json');
   writeFileSync(syn, '{\n  "switches": {\n    "vale0": { "ports": { "a": {} } }\n  \n');
@@ -227,7 +229,7 @@ test('--check-config reports every error with its line and column, and exits 1; 
 test('the systemd unit passes systemd-analyze verify and bounds the service', async (t) => {
   await ensurePackages(['systemd']);
   const unit = readFileSync(path.join(repo, 'systemd', 'vale-ts.service'), 'utf8');
-  for (const d of ['RuntimeDirectory=vale-ts', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'CapabilityBoundingSet=\n', '--socket /run/vale-ts/vale-ts.sock', 'ExecReload=/bin/kill -HUP $MAINPID']) {
+  for (const d of ['RuntimeDirectory=vale-ts', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'CapabilityBoundingSet=\n', '--socket /run/vale-ts/vale-ts.sock', 'ExecReload=/bin/kill -HUP $MAINPID', 'Nice=-10']) {
     t.true(unit.includes(d), d);
   }
   // verify checks that ExecStart exists: point it at this checkout's vale-ts

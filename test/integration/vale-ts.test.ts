@@ -1,6 +1,6 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
@@ -81,9 +81,70 @@ test('bad options get a clear error and exit 1', async (t) => {
     [['--batch', '0'], /--batch 0 is invalid: expected a number in 1\.\.4096/],
     [['--busy-poll-us', 'x'], /--busy-poll-us x is invalid/],
     [['--frobnicate'], /Unknown option '--frobnicate'/],
+    [['--priority=-21'], /--priority -21 is invalid: expected a number in -20\.\.19/],
+    [['--priority', '1.5'], /--priority 1\.5 is invalid: expected an integer nice value/],
   ] as const) {
     const s = start([...args, '--socket', sockPath()]);
     t.is(await s.exited, 1, args.join(' '));
     t.regex(s.out(), re);
+  }
+});
+
+/** nice of each thread of PID, in thread-id order (field 19 of /proc/PID/task/TID/stat) */
+function threadNices(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`)
+    .map(Number)
+    .sort((a, b) => a - b)
+    .map((tid) => {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // fields after the command name, which is in parentheses and may hold spaces
+      return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]);
+    });
+}
+
+test('vale-ts runs at nice -10 by default (as ovs-ctl runs ovs-vswitchd), its datapath thread too; --priority sets another', async (t) => {
+  const socket = sockPath();
+  const s = start(['--socket', socket, '--datapath', 'thread']);
+  await s.listening;
+  t.regex(s.out(), /nice -10\)/);
+  const nices = threadNices(s.proc.pid!);
+  // the main thread, and the datapath thread (started before it listens: the newest)
+  t.is(nices[0], -10);
+  t.is(nices[nices.length - 1], -10);
+  s.proc.kill('SIGTERM');
+  t.is(await s.exited, 0);
+
+  const b = start(['--socket', sockPath(), '--priority', '5']);
+  await b.listening;
+  t.regex(b.out(), /nice 5\)/);
+  t.is(threadNices(b.proc.pid!)[0], 5);
+  b.proc.kill('SIGTERM');
+  t.is(await b.exited, 0);
+});
+
+test('a user who may not raise the priority is told why, and vale-ts runs on at its nice', async (t) => {
+  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv')) return t.pass('needs root (to drop to nobody) and setpriv');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vt-prio-'));
+  chmodSync(dir, 0o777);
+  try {
+    const socket = path.join(dir, 'vale-ts.sock');
+    const proc = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, valeTs, '--socket', socket], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const listening = new Promise<void>((r) => {
+      const on = (d: Buffer): void => {
+        out += d;
+        if (out.includes('listening')) r();
+      };
+      proc.stdout.on('data', on);
+      proc.stderr.on('data', on);
+    });
+    const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+    await listening;
+    t.regex(out, /priority -10: not permitted: raising the priority needs root, CAP_SYS_NICE or an RLIMIT_NICE/);
+    t.regex(out, /nice 0\)/);
+    proc.kill('SIGTERM');
+    t.is(await exited, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
