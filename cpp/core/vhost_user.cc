@@ -973,6 +973,8 @@ struct VhostUserPort::Impl final : RoundHook {
   void set_timed_wait(bool timed) override { inl_timed = timed; }
   uint64_t wake_within_ns() const override { return inl_wake_ns; }
   void woke() override { inl_moved = 0; }
+  // the round's thread only, as inl_timed and inl_moved (no lock: conn is the control thread's)
+  bool batching() const override { return inl_timed && inl_moved >= BATCH_TRIGGER; }
 
   // The switch is about to sleep: guest notifications on, then re-check.
   // Frames streaming (BATCH_TRIGGER or more moved since the last sleep) and
