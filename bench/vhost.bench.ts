@@ -45,8 +45,8 @@
  * --inline runs the ports' datapath in-line in the switch's rounds (the
  * vhost-user setting `inline`) instead of a thread per port woken by kicks
  * and doorbells (the default; in-line batches the guests' kicks only on
- * --switch-datapath thread, and wants --switch-busy-poll-us 0: the switch's
- * busy poll yields, which starves it, bench/RESULTS.md session 11);
+ * --switch-datapath thread, whose busy poll it then skips, bench/RESULTS.md
+ * sessions 11-12);
  * --busy-poll-us N sets those threads'
  * polling window; --switch-busy-poll-us N, --switch-datapath loop|thread
  * and --switch-hold-us N pass vale-ts's own; --queue-size N the
