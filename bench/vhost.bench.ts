@@ -21,6 +21,12 @@
  * io switch: rte_vhost dequeues into an mbuf (one copy) and enqueues into
  * the other guest (a second copy), no lookup.
  *
+ * Priority (printed with the rows): the testpmd io switch runs at the nice
+ * value vale-ts ran at (vale-ts's own --priority, default -10 where vale-ts
+ * has it, or --vale-nice), every thread of it reniced once it has started;
+ * the two front-ends at 0. Like with like: each switch has the same weight
+ * against the pinned front-ends it shares the CPUs with.
+ *
  * Placement (printed with the rows): txonly's forwarding lcore on CPU 1,
  * rxonly's on CPU 0, the testpmd io switch's on CPU 1, vale-ts's threads
  * unpinned. DPDK's and OVS-DPDK's reports give the switch and each
@@ -39,8 +45,8 @@
  * --inline runs the ports' datapath in-line in the switch's rounds (the
  * vhost-user setting `inline`) instead of a thread per port woken by kicks
  * and doorbells (the default; in-line batches the guests' kicks only on
- * --switch-datapath thread, and wants --switch-busy-poll-us 0: the switch's
- * busy poll yields, which starves it, bench/RESULTS.md session 11);
+ * --switch-datapath thread, whose busy poll it then skips, bench/RESULTS.md
+ * sessions 11-12);
  * --busy-poll-us N sets those threads'
  * polling window; --switch-busy-poll-us N, --switch-datapath loop|thread
  * and --switch-hold-us N pass vale-ts's own; --queue-size N the
@@ -261,6 +267,7 @@ async function viaVale(): Promise<number[]> {
     await vale.create('vale0:rx', rings, { driver: { kind: 'vhost-user', path: b, ...poll } });
     if (valeNice !== undefined)
       for (const tid of fs.readdirSync(`/proc/${proc.pid}/task`)) execFileSync('renice', ['-n', String(valeNice), '-p', tid], { stdio: 'ignore' });
+    valeRanAt = niceOf(proc.pid!);
     probeTarget = {
       pids: [[proc.pid!, 'vale-ts']],
       counters: async () => {
@@ -287,11 +294,26 @@ async function viaVale(): Promise<number[]> {
   }
 }
 
+/** A process's nice value (/proc/PID/stat field 19, counted after the parenthesised name). */
+function niceOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const nice = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  if (!Number.isInteger(nice)) throw new Error(`no nice value in /proc/${pid}/stat`);
+  return nice;
+}
+
+// the nice value vale-ts ran at (its own --priority, or --vale-nice): the
+// testpmd io switch gets the same, so that both switches face the two
+// pinned front-ends with the same weight
+let valeRanAt = 0;
+
 async function viaTestpmd(): Promise<number[]> {
   const a = path.join(dir, 'pmd-a.sock'), b = path.join(dir, 'pmd-b.sock');
   // --split: its forwarding lcore alone on CPU 0 (main lcore 1), as vale-ts
   const sw = await TestPmd.start({ vdevs: [`net_vhost0,iface=${a},queues=1`, `net_vhost1,iface=${b},queues=1`], mode: 'io', cores: '0,1', ...(split ? { mainLcore: 1 } : {}) });
   try {
+    if (valeRanAt !== 0)
+      for (const tid of fs.readdirSync(`/proc/${sw.proc.pid}/task`)) execFileSync('renice', ['-n', String(valeRanAt), '-p', tid], { stdio: 'ignore' });
     await sw.cmd('start');
     return await measure(a, b, false);
   } finally {
@@ -309,6 +331,7 @@ console.log(split
   ? 'placement (--split, diagnostic): txonly and rxonly lcores both on CPU 1; vale-ts pinned to CPU 0; the testpmd io switch\'s lcore alone on CPU 0'
   : 'placement: txonly lcore on CPU 1, rxonly lcore on CPU 0 (DPDK lcores are pinned); the testpmd io switch\'s lcore on CPU 1; vale-ts\'s threads unpinned');
 console.log(`virtqueues: ${QUEUE_SIZE} entries on both front-ends, for both switches`);
+console.log(`priority: vale-ts ran at nice ${valeRanAt}${values['vale-only'] ? '' : `, the testpmd io switch at the same`}; the front-ends at 0`);
 if (diag.length) console.log(`diagnostic settings: ${diag.join(', ')}`);
 console.log(`load average after: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} CPUs)`);
 SIZES.forEach((s, i) =>

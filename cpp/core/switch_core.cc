@@ -1192,6 +1192,13 @@ void SwitchCore::note_wakeup(bool useful) {
   rang_.clear();
 }
 
+bool SwitchCore::hooks_batching() {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  for (RoundHook *h : hooks_)
+    if (h->batching()) return true;
+  return false;
+}
+
 int SwitchCore::backoff_due() {
   std::lock_guard<std::recursive_mutex> g(mu_);
   int64_t next = -1;

@@ -166,6 +166,10 @@ class RoundHook {
   virtual void set_timed_wait(bool) {}
   virtual uint64_t wake_within_ns() const { return 0; }
   virtual void woke() {}
+  // Whether the next arm() will ask for a timed sleep (its source streams):
+  // the rounds' thread then skips its busy-poll window, whose yields starve
+  // it behind busy pollers; the hook's batched sleep polls instead.
+  virtual bool batching() const { return false; }
 };
 
 class SwitchCore {
@@ -293,6 +297,8 @@ class SwitchCore {
   // Before sleeping: listens again to doorbells whose backoff is over.
   // Returns ms until the next one is due (the sleep's bound), -1 if none.
   int backoff_due();
+  // any round hook batching (RoundHook::batching): no busy poll before the next sleep
+  bool hooks_batching();
   SwitchWideCounters wide_counters() {
     std::lock_guard<std::recursive_mutex> g(mu_);
     return wide_;

@@ -96,6 +96,16 @@ enum class Drop { None, BadDescriptor, ChainLoop, OutOfMemoryTable, BadHead };
 constexpr uint16_t BATCH_FRAMES = 64;
 constexpr uint32_t BATCH_TRIGGER = 16;
 constexpr long BATCH_WAIT_NS = 100'000;
+// In-line (the switch's own sleep) the bound is shorter. There the sleep is
+// the guests' CPU time (the switch, at a higher priority than the pinned
+// front-ends, takes the CPU back from one of them when it wakes), and the
+// measured rate fell with the sleep: at 60 B, 2 CPUs, the switch at nice
+// -10, 1.48 Mpps asking for 100 µs, 1.70 for 50, 1.75-1.90 for 25, 1.87-2.0
+// for 20 and less (bench/RESULTS.md session 12). The kernel's timer slack
+// (50 µs for a normal thread) lengthens the sleep past what is asked; a
+// sleep held to 5 µs (slack 1 µs) took the guests' CPU and fell to 0.3
+// Mpps, so this is not made shorter.
+constexpr long INLINE_BATCH_WAIT_NS = 20'000;
 
 // epoll keys
 constexpr uint64_t K_STOP = 1ull << 32, K_LISTEN = 2ull << 32, K_CONN = 3ull << 32, K_BELL = 4ull << 32,
@@ -963,11 +973,13 @@ struct VhostUserPort::Impl final : RoundHook {
   void set_timed_wait(bool timed) override { inl_timed = timed; }
   uint64_t wake_within_ns() const override { return inl_wake_ns; }
   void woke() override { inl_moved = 0; }
+  // the round's thread only, as inl_timed and inl_moved (no lock: conn is the control thread's)
+  bool batching() const override { return inl_timed && inl_moved >= BATCH_TRIGGER; }
 
   // The switch is about to sleep: guest notifications on, then re-check.
   // Frames streaming (BATCH_TRIGGER or more moved since the last sleep) and
   // a sleep that takes a timer: kicks batched as in the thread mode (no kick
-  // without EVENT_IDX, one per BATCH_FRAMES with it), BATCH_WAIT the bound.
+  // without EVENT_IDX, one per BATCH_FRAMES with it), BATCH_WAIT (INLINE_BATCH_WAIT here) the bound.
   bool arm() override {
     inl_wake_ns = 0;
     std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
@@ -983,7 +995,7 @@ struct VhostUserPort::Impl final : RoundHook {
       c.wakeups.fetch_add(1, std::memory_order_relaxed);
       if (batched) {
         c.batchedSleeps.fetch_add(1, std::memory_order_relaxed);
-        inl_wake_ns = BATCH_WAIT_NS;
+        inl_wake_ns = INLINE_BATCH_WAIT_NS;
       }
     }
     return !again;

@@ -77,6 +77,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("blockedOn", &SwitchCoreWrap::BlockedOn),
          InstanceMethod("noteWakeup", &SwitchCoreWrap::NoteWakeup),
          InstanceMethod("backoffDue", &SwitchCoreWrap::BackoffDue),
+         InstanceMethod("hooksBatching", &SwitchCoreWrap::HooksBatching),
          InstanceMethod("switchCounters", &SwitchCoreWrap::WideCounters),
          InstanceMethod("share", &SwitchCoreWrap::Share), InstanceMethod("detach", &SwitchCoreWrap::Detach),
          InstanceMethod("shutdown", &SwitchCoreWrap::Shutdown), InstanceMethod("unshare", &SwitchCoreWrap::Unshare), StaticMethod("attach", &SwitchCoreWrap::Attach),
@@ -216,6 +217,9 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
 
   // backoffDue() -> ms until a muted doorbell is listened to again, -1 if none
   Napi::Value BackoffDue(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), core_->backoff_due()); }
+
+  // hooksBatching() -> an in-line hook will ask for a timed sleep: skip the busy poll
+  Napi::Value HooksBatching(const Napi::CallbackInfo &info) { return Napi::Boolean::New(info.Env(), core_->hooks_batching()); }
 
   // switchCounters() -> {wakeups, spuriousWakeups, doorbellBackoffs, heldTimeouts, heldRechecks}
   Napi::Value WideCounters(const Napi::CallbackInfo &info) {

@@ -126,6 +126,8 @@ export interface NativeSwitchCore {
   noteWakeup(useful: boolean): void;
   /** before sleeping: re-listen to doorbells whose backoff is over; ms until the next is due, -1 if none */
   backoffDue(): number;
+  /** an in-line round hook streams and will ask for a timed sleep: no busy poll before it */
+  hooksBatching(): boolean;
   /** switch-wide counters kept by the core */
   switchCounters(): { wakeups: number; spuriousWakeups: number; doorbellBackoffs: number; heldTimeouts: number; heldRechecks: number };
   stats(id: number): Record<string, number>;

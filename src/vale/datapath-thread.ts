@@ -165,7 +165,8 @@ async function serve(init: DatapathInit): Promise<void> {
     }
     if ((n & 63) === 0 && !commands()) break;
     if (done > 0) continue;
-    if (!idle && now - last < busyMs) {
+    // an in-line hook batching its source's kicks polls in its timed sleep
+    if (!idle && now - last < busyMs && !core.hooksBatching()) {
       // nothing came: let other runnable threads (perhaps the client we wait
       // for) have the CPU rather than spin out the time slice; if one took
       // it, the CPU is contended: sleep until a kick rather than poll on
