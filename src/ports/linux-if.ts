@@ -28,7 +28,7 @@
  * the port's datapath (AF_XDP or AF_PACKET) runs in the switch's own rounds
  * (cpp/core/switch_core.h `RoundHook`, as vhost-user's `inline`) instead of a
  * thread of its own: no doorbell, wakeup or context switch between the
- * driver and the switch per batch, and about 40% less of vale-ts's CPU per GB
+ * driver and the switch per batch, and about 45% less of vale-ts's CPU per GB
  * of TCP (bench/RESULTS.md, session 12).
  */
 import { nativeRaw } from '../netmap/addon.js';
