@@ -35,8 +35,11 @@ export interface CtlBackend {
   create(name: string, conf: RingConfig, memId: number, driver?: CtlDriverSpec): Promise<InfoResult>;
   remove(name: string): Promise<void>;
   /** returns the port index */
-  /** `backend`: what serves the interface (vale-ts only; the kernel has its own drivers) */
-  /** `inline`: the interface's datapath in the switch's rounds (true) or a thread (false); vale-ts only */
+  /**
+   * `backend`: what serves the interface; `inline`: its datapath in the
+   * switch's rounds (true) or a thread (false). vale-ts only: the kernel has
+   * its own drivers.
+   */
   attach(name: string, hostStack: boolean, conf: RingConfig, memId: number, backend?: AttachBackend, inline?: boolean): Promise<number>;
   /** returns the port index */
   detach(name: string): Promise<number>;
@@ -178,7 +181,10 @@ export class KernelCtl implements CtlBackend {
   }
 
   attach(name: string, hostStack: boolean, c: RingConfig, memId: number, backend?: AttachBackend, inline?: boolean): Promise<number> {
-    if (backend || inline !== undefined) return Promise.reject(Object.assign(new Error('--backend picks how vale-ts reaches an interface: the kernel VALE switch attaches NICs itself (give --socket to talk to vale-ts)'), { code: 'EINVAL' }));
+    if (backend || inline !== undefined) {
+      const opt = backend ? '--backend' : '--inline';
+      return Promise.reject(Object.assign(new Error(`${opt} picks how vale-ts reaches an interface: the kernel VALE switch attaches NICs itself (give --socket to talk to vale-ts)`), { code: 'EINVAL' }));
+    }
     return this.run((k) => k.attach(name, { hostStack, conf: kernelConfig(c), memId: memId & 0xffff }));
   }
 
