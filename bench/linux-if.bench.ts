@@ -9,15 +9,17 @@
  * (the target's figure: what the switch delivers), then into the receiving
  * namespace's IP stack (UDP to a closed port: the figure before session 9).
  *
- *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,afxdp-inline,packet,packet-inline,packet-v23-inline,packet-v3,packet-v3-inline] [--datapath loop|thread] [--tcp-only]
+ *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,afxdp-thread,packet,packet-thread,packet-v23,packet-v3] [--datapath loop|thread] [--tcp-only]
  *
  * `packet` is AF_PACKET with its default TPACKET_V2 receive ring, `packet-v3`
  * the same with a TPACKET_V3 ring (vale-ts started with VALE_TS_TPACKET_RX=3),
  * `packet-v23` the V2 ring with a V3 overflow ring (VALE_TS_TPACKET_RX=2+3).
- * A `-inline` suffix (afxdp-inline, packet-inline, packet-v3-inline): the
- * ports' datapath in the switch's rounds, no driver threads (vale-ts started
- * with VALE_TS_LINUX_IF_INLINE=1). `--tcp-only`: the ping and TCP figures
- * only (their A/B runs), no 60 B figures.
+ * A row without a suffix is what `vale-ctl-ts -a` gives: the ports'
+ * datapath in the switch's rounds (in-line, the default since session 12).
+ * A `-thread` suffix (afxdp-thread, packet-thread): a driver thread per port
+ * (vale-ts started with VALE_TS_LINUX_IF_INLINE=0); `-inline` asks for
+ * in-line explicitly (VALE_TS_LINUX_IF_INLINE=1). `--tcp-only`: the ping and
+ * TCP figures only (their A/B runs), no 60 B figures.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -232,9 +234,9 @@ async function main(): Promise<void> {
   const datapath = values.datapath ?? 'loop';
   if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath: '${datapath}' is not loop or thread`);
   const seconds = Number(values.seconds ?? 5);
-  const backends = (values.backends ?? 'afxdp,afxdp-inline,packet,packet-inline,packet-v23-inline,packet-v3,packet-v3-inline').split(',');
+  const backends = (values.backends ?? 'afxdp,afxdp-thread,packet,packet-thread,packet-v23,packet-v3').split(',');
   const known = ['afxdp', 'packet', 'packet-v3', 'packet-v23'];
-  for (const b of backends) if (!known.includes(b.replace(/-inline$/, ''))) throw new Error(`--backends: '${b}' is not one of ${known.join(', ')}, each optionally with -inline`);
+  for (const b of backends) if (!known.includes(b.replace(/-(inline|thread)$/, ''))) throw new Error(`--backends: '${b}' is not one of ${known.join(', ')}, each optionally with -thread or -inline`);
   ensurePackages(['iproute2', 'netsniff-ng', 'iperf3', 'procps']);
   await sweep(false);
   // a unique prefix (brbl) so that sweep() never takes another benchmark's bridge
@@ -273,8 +275,9 @@ async function main(): Promise<void> {
       if (backend.startsWith('packet-v3')) process.env['VALE_TS_TPACKET_RX'] = '3';
       else if (backend.startsWith('packet-v23')) process.env['VALE_TS_TPACKET_RX'] = '2+3';
       else delete process.env['VALE_TS_TPACKET_RX'];
-      // so is whether AF_XDP ports run in the switch's rounds
+      // so is whether the ports run in the switch's rounds (unset: the default, in-line)
       if (backend.endsWith('-inline')) process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
+      else if (backend.endsWith('-thread')) process.env['VALE_TS_LINUX_IF_INLINE'] = '0';
       else delete process.env['VALE_TS_LINUX_IF_INLINE'];
       const { proc, socket } = await startSwitch(['--datapath', datapath]);
       delete process.env['VALE_TS_TPACKET_RX'];

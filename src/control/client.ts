@@ -439,8 +439,11 @@ export class ValeClient {
    * `hostStack`). Resolves with the port index; vale-ts rejects with
    * EOPNOTSUPP and says why where it cannot reach host interfaces.
    */
-  async attach(name: string, opts: { hostStack?: boolean; backend?: AttachBackend } = {}): Promise<number> {
-    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'attach', name, hostStack: opts.hostStack ?? false, ...(opts.backend ? { backend: opts.backend } : {}) });
+  async attach(name: string, opts: { hostStack?: boolean; backend?: AttachBackend; inline?: boolean } = {}): Promise<number> {
+    const r = await this.ask({
+      v: PROTOCOL_VERSION, op: 'attach', name, hostStack: opts.hostStack ?? false,
+      ...(opts.backend ? { backend: opts.backend } : {}), ...(opts.inline !== undefined ? { inline: opts.inline } : {}),
+    });
     if (r.op !== 'attach') throw ValeClient.unexpected('attach', r);
     return r.portIndex;
   }

@@ -122,6 +122,12 @@ export interface AttachRequest {
    * AF_PACKET).
    */
   backend?: AttachBackend;
+  /**
+   * Attach only: true runs the interface's datapath in the switch's own
+   * rounds (no driver thread), false in a thread of its own; absent: vale-ts's
+   * default (docs/linux-interfaces.md).
+   */
+  inline?: boolean;
 }
 
 /** The backends an attached interface can have; see {@link AttachRequest.backend}. */
@@ -452,6 +458,11 @@ export function decodeRequest(data: Uint8Array): Request {
           throw new ProtocolError(`'backend' must be one of ${ATTACH_BACKENDS.join(', ')}, on attach only`);
         }
         r.backend = b as AttachBackend;
+      }
+      const il = o['inline'];
+      if (il !== undefined) {
+        if (op !== 'attach' || typeof il !== 'boolean') throw new ProtocolError("'inline' must be true or false, on attach only");
+        r.inline = il;
       }
       return r;
     }

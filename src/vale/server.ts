@@ -764,7 +764,7 @@ export class ValeServer extends EventEmitter {
         const params: PortParams = { txRings: 1, rxRings: 1, txSlots: 1024, rxSlots: 4096 };
         return this.newPort(c, n, params, { persistent: true }).then(async ({ sw, port }) => {
           // AF_XDP where possible (or as req.backend says), else AF_PACKET: src/ports/linux-if.ts
-          await this.startDriver(sw, port, { kind: LINUX_IF_KIND, ifname, backend: req.backend ?? 'auto' }, driverFactory(LINUX_IF_KIND));
+          await this.startDriver(sw, port, { kind: LINUX_IF_KIND, ifname, backend: req.backend ?? 'auto', ...(req.inline !== undefined ? { inline: req.inline } : {}) }, driverFactory(LINUX_IF_KIND));
           if (req.hostStack) {
             // IFNAME^: the interface's stack, as a TAP twin of the same name
             try {

@@ -48,7 +48,11 @@ const afxdpMissing = afxdpBuiltIn
   ? undefined
   : 'the addon was built without AF_XDP (libxdp-dev/libbpf-dev absent at compile time): apt-get install libxdp-dev libbpf-dev pkg-config && npx node-gyp rebuild';
 
-// *-inline: ports whose datapath runs in the switch's rounds (no driver thread)
+// *-inline: ports whose datapath runs in the switch's rounds (no driver thread;
+// the default), the others with a driver thread each. Of the two ports, the
+// first gets its mode from vale-ts's environment (VALE_TS_LINUX_IF_INLINE:
+// unset, i.e. the default, or '0'), the second from `--inline on|off`, given
+// against the environment (the option wins).
 for (const variant of ['afxdp', 'afxdp-inline', 'packet', 'packet-inline'] as const) {
   const backend = variant.startsWith('packet') ? 'packet' : 'afxdp';
   const inline = variant.endsWith('-inline');
@@ -78,12 +82,20 @@ for (const variant of ['afxdp', 'afxdp-inline', 'packet', 'packet-inline'] as co
       process.env['VALE_TS_LINUX_IF_INLINE'] = 'yes';
       const bad = await ctl(socket, '-a', `vale0:${a.host}`, '--backend', backend);
       t.not(bad.code, 0);
-      t.regex(bad.stderr, /VALE_TS_LINUX_IF_INLINE='yes': '1' runs interface ports in the switch's rounds/);
+      t.regex(bad.stderr, /VALE_TS_LINUX_IF_INLINE='yes': '1' \(the default\) runs interface ports in the switch's rounds/);
       t.notRegex((await ctl(socket)).stdout, new RegExp(a.host), 'the refused attach leaves no port');
-      process.env['VALE_TS_LINUX_IF_INLINE'] = '1';
+      delete process.env['VALE_TS_LINUX_IF_INLINE'];
+    } else {
+      process.env['VALE_TS_LINUX_IF_INLINE'] = '0';
     }
-    for (const e of ends) {
-      const r = await ctl(socket, '-a', `vale0:${e.host}`, '--backend', backend);
+    {
+      const r = await ctl(socket, '-a', `vale0:${a.host}`, '--backend', backend);
+      t.is(r.code, 0, r.stderr);
+    }
+    // the option against the environment
+    process.env['VALE_TS_LINUX_IF_INLINE'] = inline ? '0' : '1';
+    {
+      const r = await ctl(socket, '-a', `vale0:${b.host}`, '--backend', backend, '--inline', inline ? 'on' : 'off');
       t.is(r.code, 0, r.stderr);
     }
     delete process.env['VALE_TS_LINUX_IF_INLINE'];

@@ -30,3 +30,12 @@ test('--backend afxdp|packet|auto goes with -a / -h only', (t) => {
   t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--backend', 'afxdp']), { instanceOf: UsageError, message: /goes with -a or -h/ });
   t.throws(() => parseCtlArgs(['--backend', 'afxdp']), { instanceOf: UsageError, message: /goes with -a or -h/ });
 });
+
+test('--inline on|off goes with -a / -h only', (t) => {
+  t.is(parseCtlArgs(['-a', 'vale0:eth1', '--inline', 'on']).inline, true);
+  t.is(parseCtlArgs(['--inline=off', '-h', 'vale0:eth1']).inline, false);
+  t.is(parseCtlArgs(['-a', 'vale0:eth1']).inline, undefined);
+  t.throws(() => parseCtlArgs(['-a', 'vale0:eth1', '--inline', 'yes']), { instanceOf: UsageError, message: /'yes' is not on or off/ });
+  t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--inline', 'on']), { instanceOf: UsageError, message: /goes with -a or -h/ });
+  t.throws(() => parseCtlArgs(['--inline', 'off']), { instanceOf: UsageError, message: /goes with -a or -h/ });
+});

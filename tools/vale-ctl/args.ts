@@ -37,6 +37,8 @@ export interface CtlArgs {
   driver?: CtlDriverSpec;
   /** `--backend afxdp|packet|auto` with -a / -h: what serves the attached interface (vale-ts) */
   backend?: 'auto' | 'afxdp' | 'packet';
+  /** `--inline on|off` with -a / -h: the interface's datapath in the switch's rounds, or a thread of its own (vale-ts) */
+  inline?: boolean;
 }
 
 /** A driver spec from the command line, as the control protocol's `create` takes it. */
@@ -77,6 +79,7 @@ export const USAGE =
   '\t--vhost-user PATH[,client][,queues=N][,backlog-poll=US]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects;\n' +
   '\t\tbacklog-poll: while frames wait for guest RX buffers, poll its queue US µs instead of waiting for a kick; -C N sets the port ring slots)\n' +
   '\t--backend afxdp|packet|auto\twith -a/-h: AF_XDP, AF_PACKET (TPACKET_V2 rx ring), or AF_XDP where possible else AF_PACKET (default)\n' +
+  '\t--inline on|off\twith -a/-h: on: the interface\'s datapath runs in the switch\'s rounds; off: in a thread of its own (default: vale-ts\'s, docs/linux-interfaces.md)\n' +
   '\t--vxlan vni=N,local=ADDR[:PORT],remote=ADDR[,remote=ADDR...]|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR]\n' +
   '\t\t\twith -n: the port is a VXLAN tunnel endpoint (docs/vxlan.md)\n' +
   'with no arguments: list all existing vale ports\n';
@@ -106,6 +109,7 @@ const LONG = {
   dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
   'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N][,backlog-poll=US]' },
   backend: { arg: 'required', what: 'afxdp|packet|auto' },
+  inline: { arg: 'required', what: 'on|off' },
   vxlan: { arg: 'required', what: 'vni=N,local=ADDR[:PORT],remote=ADDR...|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR][,gso=on|off]' },
 } as const;
 
@@ -205,6 +209,10 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
         if (value !== 'afxdp' && value !== 'packet' && value !== 'auto') throw new UsageError(`--backend: '${value!}' is not afxdp, packet or auto`, '--backend');
         out.backend = value;
       }
+      else if (opt === 'inline') {
+        if (value !== 'on' && value !== 'off') throw new UsageError(`--inline: '${value!}' is not on or off`, '--inline');
+        out.inline = value === 'on';
+      }
       else if (opt === 'tap' || opt === 'stream' || opt === 'dgram' || opt === 'vhost-user' || opt === 'vxlan') {
         if (out.driver) throw new UsageError(`--${opt}: a port has one driver (--tap, --stream, --dgram, --vhost-user or --vxlan, once)`, `--${opt}`);
         out.driver = opt === 'vxlan' ? parseVxlanOption(value!) : parseDriverOption(opt, value!);
@@ -235,6 +243,7 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
   if (verb === undefined) {
     if (out.driver) throw new UsageError(`--${out.driver.kind} goes with -n valeX:NAME`);
     if (out.backend) throw new UsageError('--backend goes with -a or -h valeX:IFNAME', '--backend');
+    if (out.inline !== undefined) throw new UsageError('--inline goes with -a or -h valeX:IFNAME', '--inline');
     // valectl lists with no argument at all; -v, -C or -m alone is a usage error
     if (out.verbose || out.config !== undefined || out.memId !== undefined) {
       throw new UsageError('-v, -C and -m modify -n, -a, -h, -d, -p or -P: give one of those');
@@ -243,6 +252,7 @@ export function parseCtlArgs(argv: readonly string[]): CtlArgs {
   }
   if (out.driver && verb !== 'create') throw new UsageError(`--${out.driver.kind} goes with -n (it says what serves the port being created)`);
   if (out.backend && verb !== 'attach' && verb !== 'attachHost') throw new UsageError('--backend goes with -a or -h (it says what serves the interface being attached)', '--backend');
+  if (out.inline !== undefined && verb !== 'attach' && verb !== 'attachHost') throw new UsageError('--inline goes with -a or -h (it says where the attached interface\'s datapath runs)', '--inline');
   out.verb = verb;
   if (name !== undefined) out.name = name;
   return out;

@@ -35,8 +35,12 @@ export interface CtlBackend {
   create(name: string, conf: RingConfig, memId: number, driver?: CtlDriverSpec): Promise<InfoResult>;
   remove(name: string): Promise<void>;
   /** returns the port index */
-  /** `backend`: what serves the interface (vale-ts only; the kernel has its own drivers) */
-  attach(name: string, hostStack: boolean, conf: RingConfig, memId: number, backend?: AttachBackend): Promise<number>;
+  /**
+   * `backend`: what serves the interface; `inline`: its datapath in the
+   * switch's rounds (true) or a thread (false). vale-ts only: the kernel has
+   * its own drivers.
+   */
+  attach(name: string, hostStack: boolean, conf: RingConfig, memId: number, backend?: AttachBackend, inline?: boolean): Promise<number>;
   /** returns the port index */
   detach(name: string): Promise<number>;
   /** start (`enable`) or stop kernel polling threads, with the `-C` numbers as read */
@@ -88,8 +92,8 @@ export class UserCtl implements CtlBackend {
     return this.run((c) => c.remove(name));
   }
 
-  attach(name: string, hostStack: boolean, _conf: RingConfig, _memId: number, backend?: AttachBackend): Promise<number> {
-    return this.run((c) => c.attach(name, backend ? { hostStack, backend } : { hostStack }));
+  attach(name: string, hostStack: boolean, _conf: RingConfig, _memId: number, backend?: AttachBackend, inline?: boolean): Promise<number> {
+    return this.run((c) => c.attach(name, { hostStack, ...(backend ? { backend } : {}), ...(inline !== undefined ? { inline } : {}) }));
   }
 
   detach(name: string): Promise<number> {
@@ -176,8 +180,11 @@ export class KernelCtl implements CtlBackend {
     return this.run((k) => k.remove(name));
   }
 
-  attach(name: string, hostStack: boolean, c: RingConfig, memId: number, backend?: AttachBackend): Promise<number> {
-    if (backend) return Promise.reject(Object.assign(new Error('--backend picks how vale-ts reaches an interface: the kernel VALE switch attaches NICs itself (give --socket to talk to vale-ts)'), { code: 'EINVAL' }));
+  attach(name: string, hostStack: boolean, c: RingConfig, memId: number, backend?: AttachBackend, inline?: boolean): Promise<number> {
+    if (backend || inline !== undefined) {
+      const opt = backend ? '--backend' : '--inline';
+      return Promise.reject(Object.assign(new Error(`${opt} picks how vale-ts reaches an interface: the kernel VALE switch attaches NICs itself (give --socket to talk to vale-ts)`), { code: 'EINVAL' }));
+    }
     return this.run((k) => k.attach(name, { hostStack, conf: kernelConfig(c), memId: memId & 0xffff }));
   }
 

@@ -149,7 +149,7 @@ export async function runValeCtl(argv: readonly string[], opts: RunOptions = {})
       case 'attach':
       case 'attachHost': {
         const c = ringConfig();
-        const idx = await be.attach(name, args.verb === 'attachHost', c, await memId(), args.backend);
+        const idx = await be.attach(name, args.verb === 'attachHost', c, await memId(), args.backend, args.inline);
         if (args.verbose) io.stdout(`port_index: ${idx}\n`);
         return 0;
       }
