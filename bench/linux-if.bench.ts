@@ -11,7 +11,10 @@
  *
  *   node dist/bench/linux-if.bench.js [--seconds 5] [--backends afxdp,afxdp-thread,packet,packet-thread,packet-v23,packet-v3] [--datapath loop|thread] [--tcp-only]
  *
- * `packet` is AF_PACKET with its default TPACKET_V2 receive ring, `packet-v3`
+ * `packet` is AF_PACKET with its default TPACKET_V2 receive ring: what
+ * `vale-ctl-ts -a` gives a veth (its `auto` takes AF_XDP only in zero-copy
+ * mode, which a veth lacks), so `packet`'s row is the default's; `afxdp` is
+ * `--backend afxdp`, copy mode on a veth. `packet-v3`
  * the same with a TPACKET_V3 ring (vale-ts started with VALE_TS_TPACKET_RX=3),
  * `packet-v23` the V2 ring with a V3 overflow ring (VALE_TS_TPACKET_RX=2+3).
  * A row without a suffix is what `vale-ctl-ts -a` gives: the ports'
@@ -243,6 +246,8 @@ async function main(): Promise<void> {
   const br = `brbl${process.pid % 100000}`;
   const { ends } = await makeNamespaces('bl', 2, 215);
   const [a, b] = ends as [NsEnd, NsEnd];
+  /** the row of `vale-ctl-ts -a` with no option (set when the `packet` row runs) */
+  let defaultRow = '';
   const res: Record<
     string,
     {
@@ -284,11 +289,14 @@ async function main(): Promise<void> {
       delete process.env['VALE_TS_LINUX_IF_INLINE'];
       children.add(proc);
       try {
-        for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, '--backend', backend.startsWith('afxdp') ? 'afxdp' : 'packet');
+        // `packet` is attached as `-a` with no option: the default's row (AF_PACKET on a veth)
+        const how = backend === 'packet' ? [] : ['--backend', backend.startsWith('afxdp') ? 'afxdp' : 'packet'];
+        for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-a', `vale0:${e.host}`, ...how);
         // (the listing exits 1 after the last port, as valectl does)
         const listing = (await run(process.execPath, [ctlJs, '--socket', socket])).stdout;
         const served = /\[([a-z0-9+-]+(?: zero-copy| copy)?) /.exec(listing)?.[1] ?? backend;
         const key = `vale-ts ${served}${listing.includes('in-line') ? ' in-line' : ''}`;
+        if (backend === 'packet') defaultRow = key;
         step(`${key}: ping`);
         await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
         const vping = await pingRtt(a, b);
@@ -340,11 +348,11 @@ async function main(): Promise<void> {
   for (const [k, v] of Object.entries(res)) {
     if (k === 'linux bridge') continue;
     if (tcpOnly) {
-      console.log(`  ratio ${k} / bridge: TCP ${(v.gbps / l.gbps).toFixed(2)} (target 0.70)`);
+      console.log(`  ratio ${k} / bridge: TCP ${(v.gbps / l.gbps).toFixed(2)} (target 0.70)${k === defaultRow ? '   <- vale-ctl-ts -a default' : ''}`);
       continue;
     }
     console.log(
-      `  ratio ${k} / bridge: 60 B pps ${(v.rxPps / l.rxPps).toFixed(2)} (target 1.5; into the stack ${(v.stack.rxPps / l.stack.rxPps).toFixed(2)})   TCP ${(v.gbps / l.gbps).toFixed(2)} (target 0.70)`,
+      `  ratio ${k} / bridge: 60 B pps ${(v.rxPps / l.rxPps).toFixed(2)} (target 1.5; into the stack ${(v.stack.rxPps / l.stack.rxPps).toFixed(2)})   TCP ${(v.gbps / l.gbps).toFixed(2)} (target 0.70)${k === defaultRow ? '   <- vale-ctl-ts -a default' : ''}`,
     );
   }
   console.log(`  uptime: ${(await run('uptime', [])).stdout.trim()}`);

@@ -12,10 +12,10 @@
  * csum_completed).
  *
  * `{ kind: 'linux-if', ifname, backend?: 'auto' | 'afxdp' | 'packet', inline?: boolean }` is
- * what `vale-ctl-ts -a` makes: AF_XDP (cpp/core/afxdp_driver.h, zero-copy or
- * copy mode) where the addon, the kernel and the interface's driver allow
- * it, else the AF_PACKET driver ('auto'); or one of them, and an error when
- * it is not possible. Served by AF_PACKET, the port declares a 10-byte
+ * what `vale-ctl-ts -a` makes: AF_XDP (cpp/core/afxdp_driver.h) in zero-copy
+ * mode where the addon, the kernel and the interface's driver allow it, else
+ * the AF_PACKET driver ('auto'); or one of them ('afxdp' takes copy mode
+ * where zero-copy is not possible), and an error when it is not possible. Served by AF_PACKET, the port declares a 10-byte
  * virtio-net header ({@link Switch.setVnetHdrLen}) and the kernel's header
  * crosses the switch: GRO/TSO frames reach header-aware ports (TAP with
  * vnet_hdr, vhost-user, another AF_PACKET interface) whole (`vnetPassed`),
@@ -228,12 +228,19 @@ registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index
   const fds = port.fds;
   if (backend !== 'packet') {
     try {
-      return Promise.resolve(new AfXdpDriver(new nativeLinux.AfXdpPort(fds[0], fds[1], fds[2], ifname, { mode: 'auto' }, inl ? sw.inlineDriverCore() : undefined)));
+      // auto takes AF_XDP only in zero-copy mode: in copy mode (veth, and
+      // NICs whose driver has no XSK zero-copy) it copies as AF_PACKET does
+      // and loses what AF_PACKET keeps, GSO/TSO frames whole and partial
+      // checksums, so TCP through it ran at 0.13-0.30 of a Linux bridge
+      // against AF_PACKET's 0.5-0.7, and 60 B frames no faster either
+      // (bench/RESULTS.md, sessions 10-12). --backend afxdp asks for copy mode too.
+      const mode = backend === 'auto' ? 'zerocopy' : 'auto';
+      return Promise.resolve(new AfXdpDriver(new nativeLinux.AfXdpPort(fds[0], fds[1], fds[2], ifname, { mode }, inl ? sw.inlineDriverCore() : undefined)));
     } catch (e) {
       // no such interface: no other backend will find it either
       if (backend === 'afxdp' || (e as { code?: string }).code === 'ENXIO') throw e;
-      // auto: say once per interface why AF_XDP was not used, then serve it with AF_PACKET
-      console.error(`vale-ts: ${ifname}: AF_XDP not possible, using AF_PACKET: ${(e as Error).message}`);
+      // auto: say why AF_XDP was not used, then serve it with AF_PACKET
+      console.error(`vale-ts: ${ifname}: AF_XDP zero-copy not possible (${(e as Error).message}); served by AF_PACKET, which carries GSO/TSO frames whole (--backend afxdp for AF_XDP in copy mode)`);
     }
   }
   // PACKET_VNET_HDR both ways: the kernel's header crosses the switch (GRO/TSO

@@ -263,7 +263,7 @@ suite('packet with VALE_TS_TPACKET_RX=2+3, in-line: a burst the V2 ring cannot h
   for (const e of ends) t.is((await ctl(socket, '-d', `vale0:${e.host}`)).code, 0);
 });
 
-suite('--backend afxdp on an interface that cannot do it names the problem; auto falls back to tpacket-v2', async (t) => {
+suite('--backend afxdp on an interface that cannot do it names the problem; auto takes AF_XDP only zero-copy (a veth has none): tpacket-v2', async (t) => {
   t.timeout(300_000, 'hang guard');
   const { ends, remove } = await makeNamespaces('vf', 1, 217);
   t.teardown(remove);
@@ -271,6 +271,11 @@ suite('--backend afxdp on an interface that cannot do it names the problem; auto
   const socket = path.join(os.tmpdir(), `linux-if-fb-${process.pid}.sock`);
   const srv = await ValeServer.listen({ socket });
   t.teardown(() => srv.close());
+  // auto on a veth: AF_XDP would be copy mode, which loses GSO: AF_PACKET
+  const plain = await ctl(socket, '-a', `vale0:${e.host}`);
+  t.is(plain.code, 0, plain.stderr);
+  t.regex((await ctl(socket)).stdout, new RegExp(`\\[tpacket-v2 ${e.host} \\(promisc, vnet_hdr passed`));
+  t.is((await ctl(socket, '-d', `vale0:${e.host}`)).code, 0);
   // an MTU larger than an AF_XDP frame holds (2 KiB frames) but within the port's buffers
   await must('ip', 'link', 'set', e.host, 'mtu', '1900');
   const before = await linkState(e.host);
