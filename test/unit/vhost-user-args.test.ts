@@ -12,6 +12,7 @@ test('--vhost-user PATH[,client][,queues=N] with -n makes a vhost-user driver sp
     queuePairs: 4,
   });
   t.deepEqual(parseCtlArgs(['-n', 'vale0:vm1', '-C', '4096', '--vhost-user', '/tmp/vm1.sock,backlog-poll=200']).driver, { kind: 'vhost-user', path: '/tmp/vm1.sock', backlogPollUs: 200 });
+  t.deepEqual(parseCtlArgs(['-n', 'vale0:vm1', '--vhost-user', '/tmp/vm1.sock,client,inline']).driver, { kind: 'vhost-user', path: '/tmp/vm1.sock', client: true, inline: true });
   t.is(parseCtlArgs(['-n', 'vale0:vm1', '--vhost-user', 'rel.sock']).driver!['path'], `${process.cwd()}/rel.sock`, 'sent absolute');
   t.throws(() => parseCtlArgs(['-n', 'vale0:vm1', '--vhost-user', '/tmp/x.sock,bogus']), { instanceOf: UsageError, message: /unknown option 'bogus'/ });
   t.throws(() => parseCtlArgs(['-r', 'vale0:vm1', '--vhost-user', '/tmp/x.sock']), { instanceOf: UsageError, message: /goes with -n/ });
