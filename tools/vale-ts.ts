@@ -11,7 +11,7 @@ import { ConfigApplier, type ApplyReport } from '../src/vale/config-apply.js';
 import { DEFAULT_RETAIN_COUNTERS_S } from '../src/vale/counters.js';
 import { serveMetrics } from '../src/vale/metrics.js';
 import { requestShortSlice } from '../src/netmap/sched.js';
-import { DEFAULT_SWITCH_NICE, applyPriority } from '../src/vale/priority.js';
+import { DEFAULT_SWITCH_NICE, applyPriority, checkNice } from '../src/vale/priority.js';
 
 const MiB = 1024 * 1024;
 const USAGE = `usage: vale-ts [options]
@@ -221,8 +221,10 @@ async function main(): Promise<void> {
   if (stall !== undefined) switchOptions.stallMs = stall;
   if (hold !== undefined) switchOptions.holdUs = Math.floor(hold);
   const nice = num('priority', values.priority, -20, 19) ?? config?.priority ?? DEFAULT_SWITCH_NICE;
-  if (!Number.isInteger(nice)) {
-    process.stderr.write(`vale-ts: --priority ${nice} is invalid: expected an integer nice value in -20..19\n`);
+  try {
+    checkNice(nice, '--priority');
+  } catch (e) {
+    process.stderr.write(`vale-ts: ${(e as Error).message}\n`);
     process.exit(1);
   }
   // before any thread that forwards exists: they inherit it (src/vale/priority.ts)

@@ -28,7 +28,7 @@ export interface PriorityResult {
 
 /** Check a nice value: an integer in -20..19, else a RangeError naming the fix. */
 export function checkNice(n: number, what = 'priority'): number {
-  if (!Number.isInteger(n) || n < -20 || n > 19) throw new RangeError(`${what} ${n} is invalid: expected a nice value, an integer in -20..19 (lower runs first; 0 leaves vale-ts at the default priority)`);
+  if (!Number.isInteger(n) || n < -20 || n > 19) throw new RangeError(`${what} ${n} is invalid: expected an integer nice value in -20..19 (lower runs first; 0 leaves vale-ts at the default priority)`);
   return n;
 }
 
