@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ValeServer, type SwitchStats } from '../src/index.js';
+import { ValeServer, prestartDatapathThread, type SwitchStats } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pktgen = path.join(here, 'pkt-gen-ts.js');
@@ -104,7 +104,9 @@ async function main(): Promise<void> {
   };
   let server: ValeServer;
   try {
-    server = await ValeServer.listen({ socket });
+    // forwarding as vale-ts does by default: each switch on a datapath thread of its own
+    await prestartDatapathThread();
+    server = await ValeServer.listen({ socket, switchOptions: { datapath: 'thread' } });
   } catch (e) {
     removeOwnDir();
     throw e;
