@@ -731,3 +731,21 @@ for (const inline of [false, true]) test(`kick batching: a burst of 16 frames ma
   t.is(c.fromGuestFrames, QN + 4);
   t.is(g.usedIdx(), QN + 4, 'every chain went back to the guest');
 });
+
+// inline's default: in-line on a switch with a datapath thread, a thread per
+// port on the event-loop datapath; the spec's `inline` chooses either way
+for (const datapath of ['loop', 'thread'] as const) test(`vhost-user inline's default follows the switch's datapath, the spec overrides it (datapath ${datapath})`, async (t) => {
+  const socket = path.join(dir, `ctl-default-${datapath}.sock`);
+  const srv = await ValeServer.listen({ socket, switchOptions: { datapath } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const sock = (n: string): string => path.join(dir, `default-${datapath}-${n}.sock`);
+  await vale.create('vale0:d', {}, { driver: { kind: 'vhost-user', path: sock('d') } });
+  await vale.create('vale0:t', {}, { driver: { kind: 'vhost-user', path: sock('t'), inline: false } });
+  await vale.create('vale0:i', {}, { driver: { kind: 'vhost-user', path: sock('i'), inline: true } });
+  const [sw] = await vale.stats('vale0');
+  const describe = (n: string): string => sw!.ports.find((p) => p.name === `vale0:${n}`)!.driver!.describe;
+  t.is(describe('d'), `vhost-user ${sock('d')} (server${datapath === 'thread' ? ', in-line' : ''}, waiting for a front-end)`);
+  t.is(describe('t'), `vhost-user ${sock('t')} (server, waiting for a front-end)`);
+  t.is(describe('i'), `vhost-user ${sock('i')} (server, in-line, waiting for a front-end)`);
+});
