@@ -40,7 +40,24 @@
  */
 import { isAbsolute } from 'node:path';
 import { nativeRaw } from '../netmap/addon.js';
+import { DEFAULT_HOLD_US } from '../vale/switch.js';
 import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
+
+/**
+ * How long (µs) an in-line port's full rx ring holds its senders back before
+ * the switch sheds it (the switch's `holdUs` for this port, unless the port
+ * or the switch was given one). A guest's RX queue fills while the guest is
+ * off its CPU, for a scheduler's turn or several under load; held, the
+ * senders' frames wait in their own queues (a guest's TX queue is its
+ * buffer, as a NIC's is) and the switch sleeps until the guest takes frames
+ * again (its RX kick). Shed after the switch's 2 ms, the in-line switch took
+ * every frame from the sender only to drop it, never sleeping while it did,
+ * and at its priority kept the receiver off the CPU it needed to drain
+ * (bench/RESULTS.md, sessions 12-13; under other load a guest went 100 ms
+ * without a turn). A guest that takes nothing for a second (the longest hold
+ * the switch allows) is shed (dropNoSpace) until it takes a frame again.
+ */
+export const VHOST_INLINE_HOLD_US = 1_000_000;
 
 /** The settings of a vhost-user port, checked. */
 export interface VhostUserSettings {
@@ -154,5 +171,9 @@ registerPortKind('vhost-user', ({ sw, port, spec }) => {
   const [region, clientBell, switchBell] = port.fds;
   const { inline, ...cfg } = settings;
   const core = inline ? sw.inlineDriverCore() : undefined;
-  return Promise.resolve(new VhostUserDriver(new native.VhostUser(region, clientBell, switchBell, cfg, core), settings));
+  const drv = new VhostUserDriver(new native.VhostUser(region, clientBell, switchBell, cfg, core), settings);
+  // in-line: hold senders for a guest off its CPU rather than shed (see
+  // VHOST_INLINE_HOLD_US), unless a hold was asked for the port or the switch
+  if (inline && port.holdUs === DEFAULT_HOLD_US && sw.defaultHoldUs === DEFAULT_HOLD_US) sw.setHoldUs(port.index, VHOST_INLINE_HOLD_US);
+  return Promise.resolve(drv);
 });
