@@ -17,7 +17,7 @@
  * and runnable-but-waiting time (/proc/PID/task/N/schedstat, summed over its
  * threads) and its voluntary / involuntary context switches.
  * Per frame, pipe: the sender writes a slot and the receiver takes it by
- * buffer swap (two processes). vale-ts (--datapath, default loop as
+ * buffer swap (two processes). vale-ts (--datapath, default thread as
  * vale-ts's own default): the sender writes a slot, the switch copies it (TS learning bridge decides), the
  * receiver counts it (three processes). Rates are the receiver's.
  */
@@ -199,7 +199,7 @@ async function main(): Promise<void> {
   const countOf = (kind: 'pipe' | 'vale'): number => (values.count !== undefined ? Number(values.count) : kind === 'pipe' ? PIPE_COUNT : VALE_COUNT);
   const runs = Number(values.runs ?? 3);
   const limitMs = Number(values.limit ?? 60) * 1000;
-  const datapath = values.datapath ?? 'loop';
+  const datapath = values.datapath ?? 'thread';
   if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath ${datapath}: use loop or thread`);
   const variants: (number | undefined)[] = values.slots === undefined ? [undefined] : values.slots.split(',').map(Number);
   for (const v of variants) if (v !== undefined && (!Number.isInteger(v) || v < 2 || v > 4096)) throw new Error(`--slots ${values.slots}: give slot counts 2..4096, comma-separated`);

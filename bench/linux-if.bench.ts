@@ -65,7 +65,7 @@ async function threadSeconds(pid: number): Promise<Map<string, number>> {
 /**
  * vale-ts's CPU µs per received frame by thread, the busiest first: the
  * driver threads are named afp:IFNAME / xdp:IFNAME, the switch runs on the
- * main thread (node) unless --datapath thread.
+ * datapath thread dp:vale0, or on the main thread (node) with --datapath loop.
  */
 function byThread(t0: Map<string, number>, t1: Map<string, number>, frames: number): string {
   const d = [...t1].map(([k, v]) => [k.replace(/\/\d+$/, ''), ((v - (t0.get(k) ?? 0)) / frames) * 1e6] as const).filter(([, us]) => us >= 0.05);
@@ -233,8 +233,8 @@ async function main(): Promise<void> {
   // --tcp-only: ping and TCP only (A/B runs on the TCP path)
   const tcpOnly = values['tcp-only'] ?? false;
   const noPps = { sent: NaN, rxPps: NaN, senderUs: NaN, switchUs: NaN, threads: '' };
-  // vale-ts's --datapath: the switch forwarding on the event loop (its default) or on a thread of its own
-  const datapath = values.datapath ?? 'loop';
+  // vale-ts's --datapath: the switch forwarding on a thread of its own (its default) or on the event loop
+  const datapath = values.datapath ?? 'thread';
   if (datapath !== 'loop' && datapath !== 'thread') throw new Error(`--datapath: '${datapath}' is not loop or thread`);
   const seconds = Number(values.seconds ?? 5);
   const backends = (values.backends ?? 'afxdp,afxdp-thread,packet,packet-thread,packet-v23,packet-v3').split(',');

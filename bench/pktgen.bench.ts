@@ -136,8 +136,8 @@ let VERBOSE = false;
 /** pkt-gen-ts through a vale-ts switch hosted here. */
 async function valeRun(len: number, count: number, rxSlots = 0, lossless = false, holdUs?: number): Promise<{ rx: number; tx: number; dropPct: number }> {
   const socket = path.join(os.tmpdir(), `pgb-${process.pid}-${uniq++}.sock`);
-  // forwarding on a datapath thread, as `vale-ts --datapath thread` (vale-ts's
-  // default is the event-loop datapath, `loop`); holdUs: the bounded
+  // forwarding on a datapath thread, as vale-ts does by default (a library
+  // Switch's default is the event-loop datapath, `loop`); holdUs: the bounded
   // backpressure bound (default: the switch's; 0: drop at once)
   const sw = new Switch('vale0', { datapath: 'thread', ...(holdUs !== undefined ? { holdUs } : {}) });
   await sw.whenReady();

@@ -15,8 +15,8 @@
  * CPU whose spinner yields. The Linux bridge: ping's ICMP echo crosses veth
  * -> bridge -> veth in the kernel's skb path and the peer's kernel answers
  * in softirq; one wakeup.
- * Three vale-ts rows: the datapath thread (default placement: the targets
- * are judged on it), the event-loop datapath, and the same thread pinned
+ * Three vale-ts rows: the datapath thread (vale-ts's default, default
+ * placement: the targets are judged on it), the event-loop datapath, and the same thread pinned
  * with busy-waiting clients (see PINNED): the placement a netmap or DPDK
  * user tunes for latency, where no round trip waits for a vCPU to wake.
  * Before the measured ping, a warm-up ping of WARMUP round trips brings
@@ -158,10 +158,9 @@ async function main(): Promise<void> {
   // put the p99 at milliseconds; the bridge's ping gets the same count
   const count = Number(values.count ?? 20000);
   console.log(`RTT, ${count} round trips each (vale-ts: after ${WARMUP} unmeasured ones by another ping process)`);
-  // forwarding on a datapath thread that a doorbell wakes directly (the row
-  // the targets are judged on); for comparison the same loop on vale-ts's
-  // event loop, its default. (Before issue 10's scheduling work this row ran
-  // vale-ts without --datapath: the loop twice, labelled as the thread.)
+  // forwarding on a datapath thread that a doorbell wakes directly (vale-ts's
+  // default, and the row the targets are judged on); for comparison the same
+  // loop on vale-ts's event loop (--datapath loop).
   const v = await valeRtt(count, ['--datapath', 'thread']);
   console.log(`pkt-gen-ts ping/pong over vale0, vale-ts --datapath thread:  ${fmt(v)}`);
   const l = await valeRtt(count, ['--datapath', 'loop']);

@@ -16,7 +16,7 @@
  * switch and the fixtures can be swapped one at a time; --switch-arg passes
  * ARG to vale-ts (e.g. --switch-arg=--hold-us=0).
  * Per frame, vale-ts: the sender's pkt-gen-style loop fills a slot, the
- * switch (vale-ts's default datapath, on its event loop) validates the slot, copies the header bytes
+ * switch (vale-ts's default datapath, its thread dp:vale0) validates the slot, copies the header bytes
  * the lookup reads, runs the lookup (TypeScript, once per round for the whole
  * batch; or C++), and copies the frame into the receiver's rx ring; the
  * receiver counts it. The Linux bridge: trafgen writes frames into a

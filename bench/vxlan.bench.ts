@@ -319,7 +319,7 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   const perProcess = `CPU µs per frame received: tx ${us(txCpu)}, vale-ts A ${us(cpuA)}, vale-ts B ${us(cpuB)}, rx ${us(rxCpu - cpu0[2]!)}`;
   const threads = [0, 1].map((i) => {
     const busy = [...thr1[i]!].map(([k, v]) => [k, v - (thr0[i]!.get(k) ?? 0)] as const).filter(([, v]) => v > 0.02).sort((x, y) => y[1] - x[1]);
-    // the main thread (tid = pid) runs the switch (the default loop datapath); the others are port drivers and Node's own
+    // the switch forwards on dp:vale0 (vale-ts's default datapath thread; the main thread, tid = pid, with --datapath loop); the others are port drivers and Node's own
     return `vale-ts ${'AB'[i]}: ${busy.map(([k, v]) => `${k.endsWith(` ${pids[i]}`) ? 'main' : k} ${us(v)}`).join(', ')}`;
   }).join('; ');
   // every frame sent is received or counted under a named drop: A's switch

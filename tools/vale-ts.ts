@@ -21,8 +21,8 @@ const USAGE = `usage: vale-ts [options]
                      private 0700 directory)
   --batch N          frames taken from one source ring per turn (1..4096, default 512)
   --busy-poll-us US  keep polling this long after the last frame before sleeping (default 50)
-  --datapath MODE    loop: on the event loop of the control server (default); thread: each
-                     switch forwards on a thread of its own that a doorbell wakes directly
+  --datapath MODE    thread: each switch forwards on a thread of its own that a doorbell wakes
+                     directly (default); loop: on the event loop of the control server
   --native-bridge    decide in C++ instead of TypeScript (benchmark baseline; no MAC table in stats)
   --mac-age S        MAC table entry lifetime in seconds (default 300)
   --mac-table N      MAC table size bound (default 8192)
@@ -185,10 +185,9 @@ async function main(): Promise<void> {
   const busy = num('busy-poll-us', values['busy-poll-us'], 0, 1e7);
   const age = num('mac-age', values['mac-age'], 0.001, 1e9);
   const table = num('mac-table', values['mac-table'], 1, 1 << 24);
-  // the event loop by default: the thread datapath still keeps a few KiB per
-  // on-demand switch it served (see README), which a client creating and
-  // removing switches in a loop turns into growth
-  const datapath = values.datapath ?? 'loop';
+  // a thread per switch by default: a kick wakes the forwarding loop itself,
+  // not an event loop that also serves the control socket (README, "datapath")
+  const datapath = values.datapath ?? 'thread';
   if (datapath !== 'thread' && datapath !== 'loop') {
     process.stderr.write(`vale-ts: --datapath ${datapath} is invalid: expected thread or loop\n`);
     process.exit(1);

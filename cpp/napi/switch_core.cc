@@ -8,6 +8,7 @@
 #include "core/switch_core.h"
 #include "core/learning_bridge.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -19,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "napi/napi_util.h"
 #include "napi/switch_core_ref.h"
@@ -443,6 +445,18 @@ Napi::Value SetSchedSlice(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(env, syscall(SYS_sched_setattr, 0, &a, 0) == 0);
 }
 
+// setThreadName(name): the calling thread's name in /proc/PID/task/TID/comm
+// (top -H, perf, ps -L), so a switch's datapath thread shows which switch it
+// forwards for. Linux keeps 15 bytes; longer names are cut there.
+Napi::Value SetThreadName(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "setThreadName(name): name must be a string");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (name.find('\0') != std::string::npos) throw Napi::TypeError::New(env, "setThreadName(name): name must not contain NUL");
+  if (name.size() > 15) name.resize(15);
+  return Napi::Boolean::New(env, pthread_setname_np(pthread_self(), name.c_str()) == 0);
+}
+
 }  // namespace
 
 std::shared_ptr<SwitchCore> switch_core_of(Napi::Env env, Napi::Value v) {
@@ -464,6 +478,7 @@ void InitForward(Napi::Env env, Napi::Object exports) {
                 return info.Env().Undefined();
               }, "schedYield"));
   exports.Set("setSchedSlice", Napi::Function::New(env, SetSchedSlice, "setSchedSlice"));
+  exports.Set("setThreadName", Napi::Function::New(env, SetThreadName, "setThreadName"));
 }
 
 }  // namespace nm

@@ -169,6 +169,8 @@ export interface NativeAddon {
   schedYield(): void;
   /** the calling thread's EEVDF slice request, µs (0: the kernel's default), nice kept; false where the kernel refused (see sched.ts) */
   setSchedSlice(us: number): boolean;
+  /** the calling thread's name (comm, cut to 15 bytes); false where the kernel refused */
+  setThreadName(name: string): boolean;
   drain(fd: number): number;
   /** block this thread in poll(2) on fd (events 1 readable, 2 writable) up to timeoutMs (<0: forever); what fired (1, 2, 4 hang-up), 0 on timeout */
   waitFd(fd: number, events: number, timeoutMs: number): number;

@@ -35,6 +35,8 @@ import { yieldInTime } from './busy-poll.js';
 /** What the main thread hands the datapath thread. */
 export interface DatapathInit {
   token: number;
+  /** the switch's name: the thread is called dp:NAME while it forwards for it (top -H, perf) */
+  name?: string;
   busyPollUs: number;
   control: MessagePort;
   /** lossless stall bound (ms, by the monotonic clock) */
@@ -63,6 +65,7 @@ async function serve(init: DatapathInit): Promise<void> {
   // be promised to the next switch while this one winds down
   const post = (m: Record<string, unknown>): void => parentPort!.postMessage({ ...m, token: init.token });
   const core = native.SwitchCore.attach(init.token);
+  native.setThreadName(`dp:${init.name ?? '?'}`);
   const bridge = init.lookupModule || init.nativeBridge ? undefined : takeBridge(init);
   const lookup: BatchLookup | undefined = bridge ? bridge.lookupBatch : init.lookupModule ? await loadLookup(init) : undefined;
 
@@ -234,8 +237,12 @@ function serveNext(init: DatapathInit): void {
       init.control.close();
       parentPort!.postMessage({ op: 'failed', token: init.token, message: (e as Error)?.message ?? String(e) });
       parentPort!.postMessage({ op: 'stopped', token: init.token });
-    });
+    })
+    .finally(() => void native.setThreadName(SPARE_NAME));
 }
+/** a thread waiting for its next switch */
+const SPARE_NAME = 'dp:spare';
+native.setThreadName(SPARE_NAME);
 const first = workerData as DatapathInit | undefined;
 if (first) serveNext(first);
 // a spare started ahead of need says it has loaded

@@ -20,10 +20,11 @@ export { DEST_DROP, DEST_FLOOD, DEST_SAME_PORT, type BatchLookup } from './learn
 /** Options of a switch. */
 export interface SwitchOptions {
   /**
-   * Where the forwarding loop runs. 'loop' (default): on this thread's event
-   * loop, sleeping in a libuv watcher. 'thread': on a worker thread of its
-   * own that sleeps in epoll_wait, so a doorbell wakes it in microseconds
-   * whatever the event loop is doing; the lookup then comes from
+   * Where the forwarding loop runs. 'loop' (the library's default: an
+   * embedding program keeps one thread): on this thread's event loop,
+   * sleeping in a libuv watcher. 'thread' (vale-ts's default): on a worker
+   * thread of its own (named dp:NAME) that sleeps in epoll_wait, so a
+   * doorbell wakes it in microseconds whatever the event loop is doing; the lookup then comes from
    * {@link SwitchOptions.lookupModule} (a function cannot cross threads), and
    * the MAC table in {@link Switch.stats} is the one the thread last
    * published (about once a second, and when a port goes).
@@ -186,20 +187,46 @@ const THREAD_LIMITS = { maxYoungGenerationSizeMb: 2 };
 /** Spare threads kept at most; beyond these a closing switch's thread ends. */
 const MAX_SPARE_THREADS = 2;
 
-function onSpareExit(this: Worker): void {
-  const i = spareThreads.indexOf(this);
-  if (i >= 0) spareThreads.splice(i, 1);
+/** What one switch hears from the thread serving it. */
+interface ThreadRoute {
+  message(m: ThreadMessage): void;
+  error(e: Error): void;
+  exit(): void;
 }
-function onSpareError(): void {
-  // a spare runs no switch code; its 'exit' takes it out of the pool
+type ThreadMessage = { op: string; token?: number; message?: string; entries?: []; counters?: Record<string, number>; size?: number; index?: number };
+
+/**
+ * Each thread's switches by token. A thread is promised to the next switch
+ * while the last one still winds down (its 'stopped' may come after many
+ * quick switches on a busy machine), so one listener per event per thread
+ * routes by token instead of a listener per switch on the Worker.
+ */
+const threadRoutes = new WeakMap<Worker, Map<number, ThreadRoute>>();
+
+function routesOf(w: Worker): Map<number, ThreadRoute> {
+  const known = threadRoutes.get(w);
+  if (known) return known;
+  const r = new Map<number, ThreadRoute>();
+  threadRoutes.set(w, r);
+  w.on('message', (m: ThreadMessage) => {
+    if (typeof m?.token === 'number') r.get(m.token)?.message(m);
+  });
+  // a spare serves no switch: its error reaches nobody, its exit takes it out of the pool
+  w.on('error', (e: Error) => {
+    for (const route of [...r.values()]) route.error(e);
+  });
+  w.on('exit', () => {
+    const i = spareThreads.indexOf(w);
+    if (i >= 0) spareThreads.splice(i, 1);
+    for (const route of [...r.values()]) route.exit();
+  });
+  return r;
 }
 
 /** A thread for a new switch: a spare, told to serve it, or a new worker. */
 function takeThread(init: DatapathInit, control: MessagePort): Worker {
   const w = spareThreads.pop();
   if (w) {
-    w.off('exit', onSpareExit);
-    w.off('error', onSpareError);
     w.postMessage({ op: 'serve', init } satisfies DatapathServe, [control]);
     return w;
   }
@@ -213,8 +240,7 @@ function takeThread(init: DatapathInit, control: MessagePort): Worker {
 function returnThread(w: Worker): boolean {
   if (spareThreads.length >= MAX_SPARE_THREADS) return false;
   w.unref();
-  w.on('exit', onSpareExit);
-  w.on('error', onSpareError);
+  routesOf(w); // a spare's error and exit are heard
   spareThreads.push(w);
   return true;
 }
@@ -229,11 +255,13 @@ export async function prestartDatapathThread(): Promise<void> {
   const w = new Worker(DATAPATH_THREAD, { resourceLimits: THREAD_LIMITS });
   w.unref();
   await new Promise<void>((res, rej) => {
-    w.on('message', function loaded(m: { op?: string }) {
+    const loaded = (m: { op?: string }): void => {
       if (m?.op !== 'spare') return;
       w.off('message', loaded);
+      w.off('error', rej);
       res();
-    });
+    };
+    w.on('message', loaded);
     w.once('error', rej);
   });
   if (!returnThread(w)) void w.terminate();
@@ -333,7 +361,7 @@ export class Switch extends EventEmitter {
 
   private startThread(busyPollUs: number, opts: SwitchOptions): NonNullable<Switch['thread']> {
     const { port1, port2 } = new MessageChannel();
-    const init: DatapathInit = { token: this.core.share(), busyPollUs, control: port2, stallMs: this.stallMs };
+    const init: DatapathInit = { token: this.core.share(), name: this.name, busyPollUs, control: port2, stallMs: this.stallMs };
     if (opts.lookupModule !== undefined) init.lookupModule = opts.lookupModule;
     if (opts.lookupExport !== undefined) init.lookupExport = opts.lookupExport;
     if (opts.macTableSize !== undefined) init.macTableSize = opts.macTableSize;
@@ -350,8 +378,7 @@ export class Switch extends EventEmitter {
     ready.catch(() => {}); // observed through whenReady()
     let exitedRes: () => void = () => {};
     const exited = new Promise<void>((res) => (exitedRes = res));
-    const onMessage = (m: { op: string; token?: number; message?: string; entries?: []; counters?: Record<string, number>; size?: number; index?: number }): void => {
-      if (m.token !== init.token) return; // another switch served by the same thread
+    const onMessage = (m: ThreadMessage): void => {
       if (m.op === 'ready') {
         readyRes();
         // from now on the control server keeps the process alive, not the
@@ -384,14 +411,9 @@ export class Switch extends EventEmitter {
       readyRej(new Error(`switch ${this.name}: its datapath thread exited`));
       exitedRes();
     };
-    const detach = (): void => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
+    const routes = routesOf(worker);
+    const detach = (): void => void routes.delete(init.token);
+    routes.set(init.token, { message: onMessage, error: onError, exit: onExit });
     threadSwitches.add(this);
     if (!exitHooked) {
       exitHooked = true;

@@ -81,6 +81,11 @@ function memOf(pid: number): { rss: number; shmem: number; anon: number } {
   return { rss: kb('VmRSS'), shmem: kb('RssShmem'), anon: kb('RssAnon') };
 }
 
+/** Threads of a process (/proc/PID/task). */
+function threadsOf(pid: number): number {
+  return readdirSync(`/proc/${pid}/task`).length;
+}
+
 /**
  * Regions a process holds: bytes of its memfd mappings (from /proc/PID/maps)
  * and memfds open. Pages are touched lazily, so resident counts alone would
@@ -221,54 +226,70 @@ test('fd exhaustion: vale-ts at its RLIMIT_NOFILE survives, keeps forwarding, re
   }
 });
 
-test('register/close cycles (on-demand switches) and large regions: RSS and shared memory return to the baseline', async (t) => {
-  const dir = tmpDir();
-  const socket = path.join(dir, 's.sock');
-  const vt = spawnChild([process.execPath, valeTs, '--socket', socket, '--max-port-memory', '1024'], 'listening');
-  await vt.ready;
-  const pid = vt.proc.pid!;
-  const cycles = async (n: number, req: (i: number) => Partial<RegisterRequest> & { name: string }): Promise<void> => {
-    for (let i = 0; i < n; i++) {
-      const r = await register(socket, req(i));
-      if (!r.reply.ok) throw new Error(r.reply.error);
-      release(r);
-      await untilPorts(socket, 0);
+/**
+ * Resident memory V8 may add while it sizes its heaps under this churn, over
+ * and above a leak: with the datapath thread (two isolates, the main one's
+ * young generation growing towards its 3 x 16 MB bound) vale-ts's RSS rose
+ * from ~82 MB after 1400 cycles to a plateau of 110-120 MB by ~20 000 (100 000
+ * cycles measured); the event loop's grows before the warm-up ends.
+ */
+const V8_SIZING_KB = { loop: 0, thread: 48 * 1024 };
+
+for (const datapath of ['thread', 'loop'] as const) {
+  test(`register/close cycles (on-demand switches, datapath ${datapath}) and large regions: RSS and shared memory return to the baseline, no thread left`, async (t) => {
+    const dir = tmpDir();
+    const socket = path.join(dir, 's.sock');
+    const vt = spawnChild([process.execPath, valeTs, '--socket', socket, '--max-port-memory', '1024', '--datapath', datapath], 'listening');
+    await vt.ready;
+    const pid = vt.proc.pid!;
+    const cycles = async (n: number, req: (i: number) => Partial<RegisterRequest> & { name: string }): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        const r = await register(socket, req(i));
+        if (!r.reply.ok) throw new Error(r.reply.error);
+        release(r);
+        await untilPorts(socket, 0);
+      }
+    };
+    try {
+      const small = (i: number): { name: string } => ({ name: `valec${i % 4}:p` });
+      // V8 sizes its heap over the first ~1000 cycles; measure after that
+      await cycles(1000, small);
+      const m1 = memOf(pid);
+      const threads1 = threadsOf(pid);
+      await cycles(400, small);
+      const m2 = memOf(pid);
+      await cycles(3000, small);
+      const m3 = memOf(pid);
+      // tolerance from the baseline itself: what two warm-up windows differed
+      // by (allocator and JIT noise), and a tenth of the baseline
+      // (thread: plus what V8 may still add sizing its heaps, see V8_SIZING_KB)
+      const slack = Math.max(3 * Math.abs(m2.rss - m1.rss), m1.rss / 10) + V8_SIZING_KB[datapath];
+      t.log(`RSS kB: ${m1.rss} -> ${m2.rss} -> ${m3.rss} after 3000 more cycles (slack ${slack}); RssShmem ${m1.shmem} -> ${m3.shmem}; threads ${threads1} -> ${threadsOf(pid)}`);
+      // a closed switch hands its datapath thread to the next one or ends it: none pile up
+      t.true(threadsOf(pid) <= threads1, `threads: ${threads1} after the warm-up, ${threadsOf(pid)} after 3000 more cycles`);
+      t.true(m3.rss <= m2.rss + slack, `RSS grew from ${m2.rss} to ${m3.rss} kB over 3000 cycles`);
+      t.true(m3.shmem <= m1.shmem + 4096, `shared memory left resident: ${m3.shmem - m1.shmem} kB`);
+      t.deepEqual(regionsOf(pid), { mappedKb: 0, fds: 0 }, 'no region mapped or open with no port');
+      // large regions: 128 MiB of extra buffers each
+      for (let i = 0; i < 4; i++) {
+        const r = await register(socket, { name: 'valebig:p', extraBufs: 64 * 1024 });
+        t.true(r.reply.ok);
+        const during = regionsOf(pid);
+        release(r);
+        await untilPorts(socket, 0);
+        const after = memOf(pid);
+        t.true(during.mappedKb > 128 * 1024 && during.fds === 1, `the region was there (${JSON.stringify(during)})`);
+        t.true(after.shmem <= m1.shmem + 4096, `cycle ${i}: ${after.shmem - m1.shmem} kB of shared memory left`);
+        t.deepEqual(regionsOf(pid), { mappedKb: 0, fds: 0 }, `cycle ${i}: region released`);
+      }
+      t.true(memOf(pid).rss <= m2.rss + slack + 4096);
+      t.false(vt.out().includes('MaxListenersExceededWarning'), 'no listener piles up per switch served');
+    } finally {
+      await stop(vt);
+      rmSync(dir, { recursive: true, force: true });
     }
-  };
-  try {
-    const small = (i: number): { name: string } => ({ name: `valec${i % 4}:p` });
-    // V8 sizes its heap over the first ~1000 cycles; measure after that
-    await cycles(1000, small);
-    const m1 = memOf(pid);
-    await cycles(400, small);
-    const m2 = memOf(pid);
-    await cycles(3000, small);
-    const m3 = memOf(pid);
-    // tolerance from the baseline itself: what two warm-up windows differed
-    // by (allocator and JIT noise), and a tenth of the baseline
-    const slack = Math.max(3 * Math.abs(m2.rss - m1.rss), m1.rss / 10);
-    t.log(`RSS kB: ${m1.rss} -> ${m2.rss} -> ${m3.rss} after 3000 more cycles (slack ${slack}); RssShmem ${m1.shmem} -> ${m3.shmem}`);
-    t.true(m3.rss <= m2.rss + slack, `RSS grew from ${m2.rss} to ${m3.rss} kB over 3000 cycles`);
-    t.true(m3.shmem <= m1.shmem + 4096, `shared memory left resident: ${m3.shmem - m1.shmem} kB`);
-    t.deepEqual(regionsOf(pid), { mappedKb: 0, fds: 0 }, 'no region mapped or open with no port');
-    // large regions: 128 MiB of extra buffers each
-    for (let i = 0; i < 4; i++) {
-      const r = await register(socket, { name: 'valebig:p', extraBufs: 64 * 1024 });
-      t.true(r.reply.ok);
-      const during = regionsOf(pid);
-      release(r);
-      await untilPorts(socket, 0);
-      const after = memOf(pid);
-      t.true(during.mappedKb > 128 * 1024 && during.fds === 1, `the region was there (${JSON.stringify(during)})`);
-      t.true(after.shmem <= m1.shmem + 4096, `cycle ${i}: ${after.shmem - m1.shmem} kB of shared memory left`);
-      t.deepEqual(regionsOf(pid), { mappedKb: 0, fds: 0 }, `cycle ${i}: region released`);
-    }
-    t.true(memOf(pid).rss <= m2.rss + slack + 4096);
-  } finally {
-    await stop(vt);
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  });
+}
 
 test('a 512 MiB extraBufs region is prepared off the loop: an honest flow keeps moving while it is built', async (t) => {
   const dir = tmpDir();

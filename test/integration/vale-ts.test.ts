@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, SwitchGoneError } from '../../src/index.js';
+import { untilAnswer } from '../fixtures/wait.js';
 
 const valeTs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ts.js');
 let uniq = 0;
@@ -120,6 +121,35 @@ test('vale-ts runs at nice -10 by default (as ovs-ctl runs ovs-vswitchd), its da
   t.is(threadNices(b.proc.pid!)[0], 5);
   b.proc.kill('SIGTERM');
   t.is(await b.exited, 0);
+});
+
+/** The names (comm) of a process's threads. */
+function threadNames(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/task`).map((tid) => readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim());
+}
+
+test('by default each switch forwards on a thread of its own, named dp:SWITCH while it serves it and dp:spare between switches', async (t) => {
+  const socket = sockPath();
+  const s = start(['--socket', socket]);
+  await s.listening;
+  const pid = s.proc.pid!;
+  // started before vale-ts listens, waiting for the first switch
+  t.deepEqual(threadNames(pid).filter((n) => n.startsWith('dp:')), ['dp:spare']);
+  const a = await open('vale7:a', { socket });
+  const b = await open('vale7:b', { socket });
+  // the thread takes its name when it starts serving (it may still be loading the switch)
+  await untilAnswer(async () => threadNames(pid).filter((n) => n.startsWith('dp:')), (n) => n.length === 1 && n[0] === 'dp:vale7');
+  // and forwards: a frame from a reaches b
+  t.true(a.inject(new Uint8Array([...new Array(6).fill(0xff), 2, 0, 0, 0, 0, 7, 0x88, 0xb5, ...new Array(46).fill(0)])));
+  a.txsync();
+  const ev = await b.poll({ rx: true, timeoutMs: 60_000 });
+  t.true(ev.rx, 'the broadcast reached the other port');
+  a.close();
+  b.close();
+  // the on-demand switch goes with its last port; its thread waits for the next one
+  await untilAnswer(async () => threadNames(pid).filter((n) => n.startsWith('dp:')), (n) => n.length === 1 && n[0] === 'dp:spare');
+  s.proc.kill('SIGTERM');
+  t.is(await s.exited, 0);
 });
 
 test('a user who may not raise the priority is told why, and vale-ts runs on at its nice', async (t) => {
