@@ -10,9 +10,10 @@
  * thread only speaks the protocol. In-line is the default on a switch with a
  * datapath thread (`datapath: 'thread'`): there it costs ~320 ns of CPU
  * per frame against a thread per port's 650-1300 (no doorbell, no hand-off
- * between threads) and batches the guests' kicks in the switch's sleep. On the event-loop datapath it measured 10-20x slower (the loop's
- * timers have 1 ms steps, so it cannot batch), and a thread per port stays
- * the default there (bench/RESULTS.md, sessions 7, 11-13).
+ * between threads) and batches the guests' kicks in the switch's sleep. On
+ * the event-loop datapath it measured 10-20x slower (the loop's timers have
+ * 1 ms steps, so it cannot batch), and a thread per port stays the default
+ * there (bench/RESULTS.md, sessions 7, 11-13).
  *
  * Spec settings: `path` (absolute unix socket path), `client` (connect to
  * `path` and reconnect, for QEMU `server=on`; default: listen on `path`),
