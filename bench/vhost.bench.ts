@@ -6,6 +6,11 @@
  * 60- and 1514-byte frames, in the same run. Rate: frames counted by the
  * rxonly testpmd over the measured interval.
  *   node dist/bench/vhost.bench.js [--seconds 3]
+ * Rows: vale-ts with its ports as created without settings (the default:
+ * in-line in the switch's rounds on vale-ts's datapath thread, a thread per
+ * port on the event-loop datapath; the row says which), and the same ports
+ * with `inline: false` (a thread per port: "vale-ts -thread"), each against
+ * the testpmd io switch; --thread or --inline measure one of them only.
  * Needs the Debian packages of test/fixtures/testpmd.ts (installed as root).
  *
  * Both sides use the same two front-ends with 1024-entry virtqueues
@@ -17,7 +22,9 @@
  * the decision) and the frame into the rx port's ring after the TypeScript
  * learning-bridge decision (a flood here: rxonly sends
  * nothing, so its MAC is never learned; with two ports that is one copy);
- * the rx port's driver thread copies it into rxonly's RX buffer. The testpmd
+ * the rx port's driver thread copies it into rxonly's RX buffer. In-line,
+ * the same three copies and checks are made by the switch's one thread in
+ * each round (no doorbell and no hand-off between threads). The testpmd
  * io switch: rte_vhost dequeues into an mbuf (one copy) and enqueues into
  * the other guest (a second copy), no lookup.
  *
@@ -42,11 +49,10 @@
  * thread's share of it on a CPU and runnable-but-waiting (schedstat) for
  * vale-ts and both testpmds, and the switch's and drivers' counters over it
  * (kicks, wakeups, drops); --vale-only skips the testpmd switch;
- * --inline runs the ports' datapath in-line in the switch's rounds (the
- * vhost-user setting `inline`) instead of a thread per port woken by kicks
- * and doorbells (the default; in-line batches the guests' kicks only on
- * --switch-datapath thread, whose busy poll it then skips, bench/RESULTS.md
- * sessions 11-12);
+ * --inline runs only the row with the ports' datapath in-line in the
+ * switch's rounds (the vhost-user setting `inline: true`, whatever the
+ * switch's datapath; in-line batches the guests' kicks only on the datapath
+ * thread, whose busy poll it then skips, bench/RESULTS.md sessions 11-12);
  * --busy-poll-us N sets those threads'
  * polling window; --switch-busy-poll-us N, --switch-datapath loop|thread
  * and --switch-hold-us N pass vale-ts's own; --queue-size N the
@@ -56,6 +62,7 @@
  * --backlog-poll-us N sets the vhost-user setting backlogPollUs; --size N
  * measures one frame size only;
  * --vale-nice=N renices every vale-ts thread (an operator's priority);
+ * --thread: only the thread-per-port row (`inline: false`);
  * --perf FILE records vale-ts (perf record -g) over the 60 B interval;
  * --syscalls counts its system calls and context switches per thread there
  * (perf stat), printed per delivered frame.
@@ -74,6 +81,7 @@ const { values } = parseArgs({
     'vale-only': { type: 'boolean', default: false },
     'busy-poll-us': { type: 'string' },
     inline: { type: 'boolean', default: false },
+    thread: { type: 'boolean', default: false },
     'switch-busy-poll-us': { type: 'string' },
     'switch-datapath': { type: 'string' },
     'switch-hold-us': { type: 'string' },
@@ -114,7 +122,12 @@ const backlogPollUs = values['backlog-poll-us'] === undefined ? undefined : Numb
 // operator's priority for the switch over the guests, as OVS-DPDK's pinned
 // PMD threads have): a diagnostic row, never the benchmark's
 const valeNice = values['vale-nice'] === undefined ? undefined : Number(values['vale-nice']);
-const inline = values.inline;
+// the vale-ts rows: the ports as created without settings (whatever
+// vale-ts's default is), and with inline: false; --inline / --thread: one
+// row with the setting given
+type Mode = 'default' | 'inline' | 'thread';
+if (values.inline && values.thread) throw new Error('--inline and --thread: one or the other');
+const MODES: Mode[] = values.inline ? ['inline'] : values.thread ? ['thread'] : ['default', 'thread'];
 // --perf FILE: perf record -g of vale-ts over the 60 B interval (perf report -i FILE)
 const perfOut = values.perf;
 // --syscalls: perf stat of vale-ts's system calls and context switches per
@@ -255,13 +268,14 @@ async function measure(a: string, b: string, serverFronts: boolean): Promise<num
   return out;
 }
 
-async function viaVale(): Promise<number[]> {
+/** The vale-ts rows: Mpps per size, and whether the ports ran in-line. */
+async function viaVale(mode: Mode): Promise<{ mpps: number[]; inline: boolean }> {
   const { proc, socket } = await startSwitch(switchArgs);
   try {
     const vale = new ValeClient({ socket });
     const a = path.join(dir, 'vale-a.sock'), b = path.join(dir, 'vale-b.sock');
     if (split) execFileSync('taskset', ['-a', '-p', '-c', '0', String(proc.pid)], { stdio: 'ignore' });
-    const poll: Record<string, number | boolean> = { ...(busyPollUs === undefined ? {} : { busyPollUs }), ...(backlogPollUs === undefined ? {} : { backlogPollUs }), ...(inline ? { inline: true } : {}) };
+    const poll: Record<string, number | boolean> = { ...(busyPollUs === undefined ? {} : { busyPollUs }), ...(backlogPollUs === undefined ? {} : { backlogPollUs }), ...(mode === 'default' ? {} : { inline: mode === 'inline' }) };
     const rings = portSlots === undefined ? {} : { txSlots: portSlots, rxSlots: portSlots };
     await vale.create('vale0:tx', rings, { driver: { kind: 'vhost-user', path: a, ...poll } });
     await vale.create('vale0:rx', rings, { driver: { kind: 'vhost-user', path: b, ...poll } });
@@ -284,8 +298,10 @@ async function viaVale(): Promise<number[]> {
       },
       describe: async () => (await vale.stats('vale0')).flatMap((sw) => sw.ports.map((p) => `${p.name}: ${p.driver?.describe ?? ''}`)),
     };
+    // what the ports run as (their listing says ', in-line')
+    const inl = (await vale.stats('vale0')).every((sw) => sw.ports.every((p) => p.driver?.describe.includes(', in-line') ?? false));
     try {
-      return await measure(a, b, false);
+      return { mpps: await measure(a, b, false), inline: inl };
     } finally {
       probeTarget = null;
     }
@@ -322,10 +338,15 @@ async function viaTestpmd(): Promise<number[]> {
 }
 
 const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
-const vale = await viaVale();
+const rows: Array<{ mode: Mode; mpps: number[]; inline: boolean }> = [];
+for (const mode of MODES) {
+  if (probe) console.log(`vale-ts, ports ${mode === 'default' ? 'as created without settings' : `inline: ${mode === 'inline'}`}:`);
+  rows.push({ mode, ...(await viaVale(mode)) });
+}
+const vale = rows[0]!.mpps;
 const pmd = values['vale-only'] ? SIZES.map(() => NaN) : await viaTestpmd();
 console.log(`vhost-user benchmark: testpmd txonly -> switch -> testpmd rxonly, ${seconds} s per size (load average before: ${load})`);
-const diag = [inline && 'inline: the datapath in the switch\'s rounds', switchArgs.length > 0 && `vale-ts ${switchArgs.join(' ')}`, busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, backlogPollUs !== undefined && `backlogPollUs ${backlogPollUs}`, portSlots !== undefined && `vale-ts port rings ${portSlots} slots`, values['queue-size'] !== undefined && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
+const diag = [switchArgs.length > 0 && `vale-ts ${switchArgs.join(' ')}`, busyPollUs !== undefined && `busyPollUs ${busyPollUs}`, backlogPollUs !== undefined && `backlogPollUs ${backlogPollUs}`, portSlots !== undefined && `vale-ts port rings ${portSlots} slots`, values['queue-size'] !== undefined && `virtio-user${queueSize}`, split && 'split: testpmds on CPU 1, vale-ts on CPU 0', valeNice !== undefined && `vale-ts threads at nice ${valeNice}`].filter(Boolean);
 // where everything ran: a reader compares the rows only knowing who shared a CPU with whom
 console.log(split
   ? 'placement (--split, diagnostic): txonly and rxonly lcores both on CPU 1; vale-ts pinned to CPU 0; the testpmd io switch\'s lcore alone on CPU 0'
@@ -334,10 +355,19 @@ console.log(`virtqueues: ${QUEUE_SIZE} entries on both front-ends, for both swit
 console.log(`priority: vale-ts ran at nice ${valeRanAt}${values['vale-only'] ? '' : `, the testpmd io switch at the same`}; the front-ends at 0`);
 if (diag.length) console.log(`diagnostic settings: ${diag.join(', ')}`);
 console.log(`load average after: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} CPUs)`);
-SIZES.forEach((s, i) =>
-  console.log(`${String(s).padStart(5)} B  vale-ts ${vale[i]!.toFixed(2)} Mpps   testpmd io-fwd ${pmd[i]!.toFixed(2)} Mpps   ratio ${(vale[i]! / pmd[i]!).toFixed(2)}`),
-);
+// each row says what its ports ran as: in-line in the switch's rounds, or a thread per port
+for (const r of rows) {
+  const what = r.mode === 'default' ? `the default: ${r.inline ? 'in-line' : 'a thread per port'}` : r.inline ? 'in-line (inline: true)' : 'a thread per port (inline: false)';
+  console.log(`vale-ts${r.mode === 'thread' ? ' -thread' : r.mode === 'inline' ? ' -inline' : ''}: ports ${what}`);
+}
+SIZES.forEach((s, i) => {
+  for (const r of rows) {
+    const name = `vale-ts${r.mode === 'thread' ? ' -thread' : r.mode === 'inline' ? ' -inline' : ''}`;
+    console.log(`${String(s).padStart(5)} B  ${name} ${r.mpps[i]!.toFixed(2)} Mpps   testpmd io-fwd ${pmd[i]!.toFixed(2)} Mpps   ratio ${(r.mpps[i]! / pmd[i]!).toFixed(2)}`);
+  }
+});
 // issue 11's target: >= 50% of testpmd's io switch at both sizes, >= 2 Mpps at 60 B
+// (the first row's: vale-ts's default, unless --inline or --thread chose one)
 const ratioOk = SIZES.every((_, i) => vale[i]! >= 0.5 * pmd[i]!);
 console.log(
   `target: vale-ts >= 50% of testpmd io-fwd ${values['vale-only'] ? 'not measured (--vale-only)' : ratioOk ? 'met' : 'NOT met'}; >= 2 Mpps at 60 B ${SIZES[0] !== 60 ? 'not measured (--size)' : vale[0]! >= 2 ? 'met' : `NOT met (${vale[0]!.toFixed(2)})`}`,

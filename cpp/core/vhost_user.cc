@@ -149,6 +149,7 @@ struct VhostUserPort::Impl final : RoundHook {
   bool inl_timed = false;
   uint64_t inl_wake_ns = 0;
   bool tx_blocked = false, rx_starved = false;  // the last round's
+  uint32_t inl_pre_rx = 0;  // frames before_collect moved to the guest: after_forward reports them
   PortClient pc;
   VhostUserCounters &c;
   unique_fd epfd, listen_fd, conn;
@@ -941,11 +942,28 @@ struct VhostUserPort::Impl final : RoundHook {
   // round skips this port, and the control thread wakes the switch after.
 
   // guest TX queues -> the port's tx ring, collected by this same round
+  // Frames that waited in the port's rx ring for guest buffers go first: the
+  // switch then sees the slots the guest has freed meanwhile before it
+  // forwards. An in-line port's slots are released only in the switch's own
+  // rounds, so otherwise the first round after a sleep found the ring as
+  // full as before it, counted the sleep as time without a release, and
+  // shed the port (dropNoSpace) once the sleep passed its hold, however
+  // long ago the guest had made room.
   void before_collect() override {
     std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
     if (!l) return;
     tx_blocked = false;
     if (!conn) return;
+    if (rx_starved) {
+      rx_starved = false;
+      for (uint32_t r = 0; r < pc.rx_rings(); r++) {
+        bool st = false;
+        const uint32_t n = guest_rx(r, 256, &st);
+        inl_pre_rx += n;
+        inl_moved += n;
+        rx_starved |= st;
+      }
+    }
     for (size_t i = 1; i < vqs.size(); i += 2) {
       Vq &q = vqs[i];
       if (!ready(q)) continue;
@@ -967,6 +985,8 @@ struct VhostUserPort::Impl final : RoundHook {
       rx_starved |= st;
     }
     inl_moved += moved;
+    moved += inl_pre_rx;
+    inl_pre_rx = 0;
     return moved;
   }
 

@@ -3,19 +3,25 @@
  * virtio-net device (QEMU `-netdev vhost-user`, DPDK `net_virtio_user`).
  * The protocol and the datapath run natively (cpp/core/vhost_user.cc), as
  * the client of an ordinary switch port: one thread per port, woken by the
- * guest's kicks and the switch's doorbell. With `inline: true` the datapath
+ * guest's kicks and the switch's doorbell, or in-line: the datapath
  * runs in the switch's own rounds instead (OVS-DPDK's PMD model: the guest's
  * queues drained just before the switch collects and filled just after it
  * forwards, the guest's kicks in the switch's epoll set) and the port's
- * thread only speaks the protocol. Not the default: on a 2-vCPU machine
- * whose CPUs two pinned pollers keep busy it measured up to 20x slower, the one
- * switch thread waiting for a CPU where three sleeping threads got one at
- * once (bench/RESULTS.md, session 7).
+ * thread only speaks the protocol. In-line is the default on a switch with a
+ * datapath thread (`datapath: 'thread'`): there it costs ~320 ns of CPU
+ * per frame against a thread per port's 650-1300 (no doorbell, no hand-off
+ * between threads) and batches the guests' kicks in the switch's sleep. On
+ * the event-loop datapath it measured 10-20x slower (the loop's timers have
+ * 1 ms steps, so it cannot batch), and a thread per port stays the default
+ * there (bench/RESULTS.md, sessions 7, 11-13).
  *
  * Spec settings: `path` (absolute unix socket path), `client` (connect to
  * `path` and reconnect, for QEMU `server=on`; default: listen on `path`),
  * `queuePairs` (1..8 offered with VHOST_USER_PROTOCOL_F_MQ, default 2),
- * `inline` (default false, see above),
+ * `inline` (default: true on a switch with a datapath thread, false on the
+ * event-loop datapath, unless vale-ts's environment sets
+ * `VALE_TS_VHOST_INLINE=1` or `0`; `vale-ctl-ts --vhost-user PATH,inline`
+ * or `PATH,thread` per port),
  * `busyPollUs` (without `inline`; 0..100000, default 0: after the
  * last frame the driver keeps polling this long with the guest's kicks off
  * before it sleeps; in-line, the switch's own busy poll decides),
@@ -35,7 +41,24 @@
  */
 import { isAbsolute } from 'node:path';
 import { nativeRaw } from '../netmap/addon.js';
+import { DEFAULT_HOLD_US } from '../vale/switch.js';
 import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
+
+/**
+ * How long (µs) an in-line port's full rx ring holds its senders back before
+ * the switch sheds it (the switch's `holdUs` for this port, unless the port
+ * or the switch was given one). A guest's RX queue fills while the guest is
+ * off its CPU, for a scheduler's turn or several under load; held, the
+ * senders' frames wait in their own queues (a guest's TX queue is its
+ * buffer, as a NIC's is) and the switch sleeps until the guest takes frames
+ * again (its RX kick). Shed after the switch's 2 ms, the in-line switch took
+ * every frame from the sender only to drop it, never sleeping while it did,
+ * and at its priority kept the receiver off the CPU it needed to drain
+ * (bench/RESULTS.md, sessions 12-13; under other load a guest went 100 ms
+ * without a turn). A guest that takes nothing for a second (the longest hold
+ * the switch allows) is shed (dropNoSpace) until it takes a frame again.
+ */
+export const VHOST_INLINE_HOLD_US = 1_000_000;
 
 /** The settings of a vhost-user port, checked. */
 export interface VhostUserSettings {
@@ -57,12 +80,29 @@ interface VhostAddon {
 }
 const native = nativeRaw as VhostAddon;
 
-/** Checks a driver spec of kind 'vhost-user' and names the bad setting. */
-export function vhostUserSettings(spec: DriverSpec): VhostUserSettings {
+/**
+ * `inline`'s default where the spec does not say: VALE_TS_VHOST_INLINE in
+ * vale-ts's environment ('1' in-line, '0' a thread per port), otherwise
+ * in-line exactly when the switch runs a datapath thread.
+ */
+export function vhostInlineDefault(switchThread: boolean): boolean {
+  const v = process.env['VALE_TS_VHOST_INLINE'];
+  if (v === undefined || v === '') return switchThread;
+  if (v === '1') return true;
+  if (v === '0') return false;
+  throw Object.assign(new Error(`VALE_TS_VHOST_INLINE='${v}': '1' runs vhost-user ports in the switch's rounds, '0' in threads of their own (unset: in-line on a switch with a datapath thread)`), { code: 'EINVAL' });
+}
+
+/**
+ * Checks a driver spec of kind 'vhost-user' and names the bad setting.
+ * `switchThread`: the port's switch runs a datapath thread (`inline`'s
+ * default, see {@link vhostInlineDefault}).
+ */
+export function vhostUserSettings(spec: DriverSpec, switchThread = false): VhostUserSettings {
   for (const k of Object.keys(spec)) {
     if (!['kind', 'path', 'client', 'queuePairs', 'busyPollUs', 'backlogPollUs', 'inline'].includes(k)) throw Object.assign(new Error(`unknown vhost-user setting '${k}' (known: path, client, queuePairs, busyPollUs, backlogPollUs, inline)`), { code: 'EINVAL' });
   }
-  const { path, client = false, queuePairs = 2, busyPollUs = 0, backlogPollUs = 0, inline = false } = spec;
+  const { path, client = false, queuePairs = 2, busyPollUs = 0, backlogPollUs = 0, inline = vhostInlineDefault(switchThread) } = spec;
   if (typeof path !== 'string' || !isAbsolute(path)) throw Object.assign(new Error(`vhost-user 'path' must be an absolute socket path (got ${JSON.stringify(path)})`), { code: 'EINVAL' });
   if (Buffer.byteLength(path) > 107) throw Object.assign(new Error(`vhost-user path ${path} is longer than a unix socket path may be (107 bytes)`), { code: 'ENAMETOOLONG' });
   if (typeof client !== 'boolean') throw Object.assign(new Error("vhost-user 'client' must be a boolean"), { code: 'EINVAL' });
@@ -123,7 +163,7 @@ class VhostUserDriver implements PortDriver {
 }
 
 registerPortKind('vhost-user', ({ sw, port, spec }) => {
-  const settings = vhostUserSettings(spec);
+  const settings = vhostUserSettings(spec, sw.datapath === 'thread');
   // Frames cross the port with a 10-byte virtio-net header, whatever the
   // guest negotiates (10 or 12 bytes: the driver converts at the guest's
   // edge): the length must hold before the first frame and stay put while
@@ -132,5 +172,9 @@ registerPortKind('vhost-user', ({ sw, port, spec }) => {
   const [region, clientBell, switchBell] = port.fds;
   const { inline, ...cfg } = settings;
   const core = inline ? sw.inlineDriverCore() : undefined;
-  return Promise.resolve(new VhostUserDriver(new native.VhostUser(region, clientBell, switchBell, cfg, core), settings));
+  const drv = new VhostUserDriver(new native.VhostUser(region, clientBell, switchBell, cfg, core), settings);
+  // in-line: hold senders for a guest off its CPU rather than shed (see
+  // VHOST_INLINE_HOLD_US), unless a hold was asked for the port or the switch
+  if (inline && port.holdUs === DEFAULT_HOLD_US && sw.defaultHoldUs === DEFAULT_HOLD_US) sw.setHoldUs(port.index, VHOST_INLINE_HOLD_US);
+  return Promise.resolve(drv);
 });

@@ -180,12 +180,12 @@ test('-n / -r: a persistent port is listed, survives a client, refuses removal w
   });
 });
 
-test('-n --vhost-user PATH,inline makes an in-line vhost-user port; without it a thread serves the port', async (t) => {
+test('-n --vhost-user PATH,inline makes an in-line vhost-user port; PATH,thread one a thread serves', async (t) => {
   await withServer(async (socket) => {
     const a = path.join(os.tmpdir(), `vctl-vhu-${process.pid}-a.sock`);
     const b = path.join(os.tmpdir(), `vctl-vhu-${process.pid}-b.sock`);
     t.is((await ctl(socket, '-n', 'vale0:vm1', '--vhost-user', `${a},inline`)).code, 0);
-    t.is((await ctl(socket, '-n', 'vale0:vm2', '--vhost-user', b)).code, 0);
+    t.is((await ctl(socket, '-n', 'vale0:vm2', '--vhost-user', `${b},thread`)).code, 0);
     const list = (await ctl(socket)).stdout;
     t.true(list.includes(`vale0:vm1 bridge_idx 0 port_idx 0 [vhost-user ${a} (server, in-line, waiting for a front-end)]`), list);
     t.true(list.includes(`vale0:vm2 bridge_idx 0 port_idx 1 [vhost-user ${b} (server, waiting for a front-end)]`), list);

@@ -14,6 +14,8 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { nativeRaw } from '../../src/netmap/addon.js';
+import { VHOST_INLINE_HOLD_US } from '../../src/ports/vhost-user.js';
+import { DEFAULT_HOLD_US } from '../../src/vale/switch.js';
 import { readable, untilAnswer } from '../fixtures/wait.js';
 
 interface FrontAddon {
@@ -730,4 +732,82 @@ for (const inline of [false, true]) test(`kick batching: a burst of 16 frames ma
   t.is(c.batchedSleeps, 1, 'wakes that moved one frame slept unbatched');
   t.is(c.fromGuestFrames, QN + 4);
   t.is(g.usedIdx(), QN + 4, 'every chain went back to the guest');
+});
+
+// inline's default: in-line on a switch with a datapath thread, a thread per
+// port on the event-loop datapath; the spec's `inline` chooses either way.
+// An in-line port holds its senders back for VHOST_INLINE_HOLD_US, not the
+// switch's default 2 ms, unless the port was given a hold.
+for (const datapath of ['loop', 'thread'] as const) test(`vhost-user inline's default follows the switch's datapath, the spec overrides it; in-line ports hold senders for a second (datapath ${datapath})`, async (t) => {
+  const socket = path.join(dir, `ctl-default-${datapath}.sock`);
+  const srv = await ValeServer.listen({ socket, switchOptions: { datapath } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const sock = (n: string): string => path.join(dir, `default-${datapath}-${n}.sock`);
+  await vale.create('vale0:d', {}, { driver: { kind: 'vhost-user', path: sock('d') } });
+  await vale.create('vale0:t', {}, { driver: { kind: 'vhost-user', path: sock('t'), inline: false } });
+  await vale.create('vale0:i', {}, { driver: { kind: 'vhost-user', path: sock('i'), inline: true } });
+  const [sw] = await vale.stats('vale0');
+  const describe = (n: string): string => sw!.ports.find((p) => p.name === `vale0:${n}`)!.driver!.describe;
+  t.is(describe('d'), `vhost-user ${sock('d')} (server${datapath === 'thread' ? ', in-line' : ''}, waiting for a front-end)`);
+  t.is(describe('t'), `vhost-user ${sock('t')} (server, waiting for a front-end)`);
+  t.is(describe('i'), `vhost-user ${sock('i')} (server, in-line, waiting for a front-end)`);
+  const hold = (n: string): number => srv.switch('vale0')!.port(`vale0:${n}`)!.holdUs;
+  t.is(hold('d'), datapath === 'thread' ? VHOST_INLINE_HOLD_US : DEFAULT_HOLD_US);
+  t.is(hold('t'), DEFAULT_HOLD_US);
+  t.is(hold('i'), VHOST_INLINE_HOLD_US);
+  await srv.createPort('vale0:h', { holdUs: 500, driver: { kind: 'vhost-user', path: sock('h'), inline: true } });
+  t.is(hold('h'), 500, 'a hold asked for the port stays');
+});
+
+// Backpressure in-line: a guest whose RX queue is full (here: it posted no
+// buffers) holds the senders' frames in their own rings for a second, not
+// the switch's 2 ms after which it used to shed them (dropNoSpace) and spin
+// taking frames only to drop them. The switch's guard timer ends several
+// held sleeps (heldTimeouts, 10 ms each) well past 2 ms with nothing
+// dropped; once the guest posts buffers the held frames arrive.
+test('in-line backpressure: frames for a guest with a full RX queue wait in the sender\'s ring, none shed; they arrive once it posts buffers', async (t) => {
+  t.timeout(60_000);
+  const socket = path.join(dir, 'ctl-bp.sock');
+  const srv = await ValeServer.listen({ socket, switchOptions: { datapath: 'thread' } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const VH = path.join(dir, 'guest-bp.sock');
+  await vale.create('vale0:guest', { rxSlots: 64 }, { driver: { kind: 'vhost-user', path: VH } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  const g = new Guest();
+  const f = Front.connect(VH);
+  t.teardown(() => f.close());
+  f.send(SET_FEATURES, u64(VERSION_1));
+  f.send(SET_OWNER);
+  f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
+  const kicks = await queuesUp(f, vale);
+  const stats = async (): Promise<{ held: number; drops: number; queued: number; toGuest: number }> => {
+    const [sw] = await vale.stats('vale0');
+    const gp = sw!.ports.find((p) => p.name === 'vale0:guest')!;
+    return { held: sw!.switchCounters?.heldTimeouts ?? 0, drops: gp.counters['dropNoSpace'] ?? 0, queued: srv.switch('vale0')!.occupancy(srv.switch('vale0')!.port('vale0:peer')!.index).txQueued, toGuest: gp.driver!.counters['toGuestFrames'] ?? 0 };
+  };
+  const N = 200;
+  for (let i = 0; i < N; i++) {
+    peer.inject(frame(0x63, i & 0xff));
+    peer.txsync();
+  }
+  // 64 slots in the guest port's rx ring: the rest waits in the peer's tx ring
+  const held = await untilAnswer(stats, (s) => (s.held >= 5 && s.queued > 0) || s.drops > 0);
+  t.is(held.drops, 0, 'nothing shed while the guest is off its CPU');
+  t.true(held.queued > 0, 'the rest waits in the sender\'s ring');
+  t.true(N - held.queued <= 64, `at most the guest port's ring was taken (${N - held.queued})`);
+  // the guest posts 16 buffers: 16 frames land, in order, and the rest still waits
+  const rxm = 0x20000;
+  for (let i = 0; i < QN; i++) {
+    g.desc(i, GPA + 0x30000 + 0x800 * i, 0x800, WRITE, 0, rxm + DESC);
+    g.mem.setUint16(rxm + AVAIL + 4 + 2 * i, i, true);
+  }
+  g.mem.setUint16(rxm + AVAIL + 2, QN, true);
+  native.kick(kicks[0]!);
+  const after = await untilAnswer(stats, (s) => s.toGuest >= QN);
+  t.is(after.toGuest, QN);
+  for (let i = 0; i < QN; i++) t.is(g.bytes(0x30000 + 0x800 * i + 12, 60)[14], i, `frame ${i} in guest buffer ${i}`);
+  t.is(after.drops, 0);
 });

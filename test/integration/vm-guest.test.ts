@@ -198,6 +198,8 @@ test.serial('-netdev vhost-user: the guest and a namespace behind a TAP port pin
   const d = s!.ports.find((x) => x.name === 'vale2:vm')!.driver!.describe;
   // the guest's virtio-net took the checksum and TSO offloads vale-ts offered, both ways
   t.regex(d, /connected, 2 queues running, csum host_tso4 host_tso6 guest_csum guest_tso4 guest_tso6 /, d);
+  // vale-ts runs its switches on a datapath thread by default, and vhost-user ports in-line there
+  t.regex(d, /\(client, in-line, connected/, d);
 });
 
 test.serial('vhost-user: 20 MB of TCP from the guest with TSO on, its frames whole through the switch and segmented for the header-less TAP, verified by the namespace', async (t) => {

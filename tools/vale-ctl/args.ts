@@ -76,9 +76,10 @@ export const USAGE =
   '\t--tap NAME[,vnet_hdr][,queues=N][,no_offload]\twith -n: vale-ts serves the port with a TAP device\n' +
   '\t--stream PATH[,client]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
   '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
-  '\t--vhost-user PATH[,client][,queues=N][,backlog-poll=US][,inline]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects;\n' +
-  '\t\tbacklog-poll: while frames wait for guest RX buffers, poll its queue US µs instead of waiting for a kick; inline: the port\'s datapath in the\n' +
-  '\t\tswitch\'s rounds, the fast mode with vale-ts --datapath thread, docs/vhost-user.md; -C N sets the port ring slots)\n' +
+  '\t--vhost-user PATH[,client][,queues=N][,backlog-poll=US][,inline|,thread]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects;\n' +
+  '\t\tbacklog-poll: while frames wait for guest RX buffers, poll its queue US µs instead of waiting for a kick (thread only); inline: the port\'s datapath in the\n' +
+  '\t\tswitch\'s rounds (the default with vale-ts --datapath thread); thread: in a thread of its own (the default with --datapath loop);\n' +
+  '\t\tdocs/vhost-user.md; -C N sets the port ring slots)\n' +
   '\t--backend afxdp|packet|auto\twith -a/-h: AF_XDP, AF_PACKET (TPACKET_V2 rx ring), or AF_XDP where possible else AF_PACKET (default)\n' +
   '\t--inline on|off\twith -a/-h: on: the interface\'s datapath runs in the switch\'s rounds; off: in a thread of its own (default: vale-ts\'s, docs/linux-interfaces.md)\n' +
   '\t--vxlan vni=N,local=ADDR[:PORT],remote=ADDR[,remote=ADDR...]|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR]\n' +
@@ -108,7 +109,7 @@ const LONG = {
   tap: { arg: 'required', what: 'NAME[,vnet_hdr][,queues=N][,no_offload]' },
   stream: { arg: 'required', what: 'PATH[,client]' },
   dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
-  'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N][,backlog-poll=US][,inline]' },
+  'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N][,backlog-poll=US][,inline|,thread]' },
   backend: { arg: 'required', what: 'afxdp|packet|auto' },
   inline: { arg: 'required', what: 'on|off' },
   vxlan: { arg: 'required', what: 'vni=N,local=ADDR[:PORT],remote=ADDR...|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR][,gso=on|off]' },
@@ -175,6 +176,7 @@ export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram' | 'vhost-user'
       else if (/^queues=\d+$/.test(w)) spec['queuePairs'] = Number(w.slice('queues='.length));
       else if (/^backlog-poll=\d+$/.test(w)) spec['backlogPollUs'] = Number(w.slice('backlog-poll='.length));
       else if (w === 'inline') spec['inline'] = true;
+      else if (w === 'thread') spec['inline'] = false;
       else bad(w);
     }
     return spec;
