@@ -510,14 +510,17 @@ uint32_t SwitchCore::collect() {
 
 // The clock is read only here, when a copy found no room: never on a round
 // that delivers everything.
-bool SwitchCore::hold_back(Port *d) {
+bool SwitchCore::hold_back(Port *d, bool flood) {
   if (d->hold_ns == 0 || !d->attached || d->shed) return false;
+  if (flood && flood_hold_ns_.load(std::memory_order_relaxed) == 0) return false;
   const int64_t now = mono_ns();
   if (d->full_since_ns == 0) {
     d->full_since_ns = now;
     return true;
   }
-  if (now - d->full_since_ns < d->hold_ns) return true;
+  const int64_t waited = now - d->full_since_ns;
+  // a flood waits at most the switch's bound (set_flood_hold_us), unicast the port's
+  if (waited < d->hold_ns) return !flood || waited < flood_hold_ns_.load(std::memory_order_relaxed);
   // no slot released for the whole bound: stop waiting for it until it does
   d->shed = true;
   d->full_since_ns = 0;
@@ -870,7 +873,7 @@ bool SwitchCore::flood(Touched &t, Port *p, uint32_t k) {
     const uint32_t need = hoff_[k] == dp->vnet ? fcount_[k] : slots_needed(k, dp);
     if (*f->room >= need) continue;
     refresh_room(dp, f->rr, f->room);
-    if (*f->room < need && (p->lossless ? !dp->stalled : hold_back(dp))) {
+    if (*f->room < need && (p->lossless ? !dp->stalled : hold_back(dp, true))) {
       if (p->lossless) blocked_on_ = static_cast<int32_t>(f->id);
       return false;
     }
@@ -929,7 +932,7 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
           }
           // bounded backpressure: the frame and those behind it in its
           // ring wait for the next rounds (other rings go on)
-          if (!p->lossless && hold_back(dp)) {
+          if (!p->lossless && hold_back(dp, false)) {
             t.stopped = true;
             t.stop_slot = slot_of_[k];
             res->blocked = true;

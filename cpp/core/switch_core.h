@@ -207,6 +207,14 @@ class SwitchCore {
   // shed: copies to it are dropped (dropNoSpace) until it releases a slot.
   // A port without a client never holds anyone back.
   Status set_hold_us(uint32_t id, uint32_t hold_us);
+  // The longest a flood waits for any one full receiver (µs; the switch's
+  // own bound, default 2000). A port whose hold is longer (an in-line guest
+  // port's) holds back only the frames addressed to it for the rest: one
+  // slow receiver must not stall every broadcast on the switch for its
+  // whole bound. Past it the flood's copy to that port is dropped
+  // (dropNoSpace); the port is not shed, its unicast senders still wait.
+  // Atomic: the rounds' thread reads it.
+  void set_flood_hold_us(uint32_t hold_us) { flood_hold_ns_.store(static_cast<int64_t>(hold_us) * 1000, std::memory_order_relaxed); }
   // Makes port `id` (just added, no client yet) a monitor of port `watched`,
   // as netmap's valeX:Y/r, /t, /rt: its rx ring 0 gets a copy of every frame
   // delivered to `watched` (rx), the next ring (or ring 0 without rx) a copy
@@ -437,7 +445,8 @@ class SwitchCore {
   bool deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
   // A copy for d found its rx ring full: true when the sender should wait
   // (bounded backpressure), false when the copy is to be dropped.
-  bool hold_back(Port *d);
+  bool hold_back(Port *d, bool flood);
+  std::atomic<int64_t> flood_hold_ns_{2'000'000};
   void mirror(const std::vector<Port::MonitorRef> &mons, uint32_t k);
   // Slots one copy of batch frame k takes in d's rx ring (0: it will be
   // dropped without taking any).

@@ -75,6 +75,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("setExtraBells", &SwitchCoreWrap::SetExtraBells),
          InstanceMethod("setStalled", &SwitchCoreWrap::SetStalled),
          InstanceMethod("setHoldUs", &SwitchCoreWrap::SetHoldUs),
+         InstanceMethod("setFloodHoldUs", &SwitchCoreWrap::SetFloodHoldUs),
          InstanceMethod("setMonitor", &SwitchCoreWrap::SetMonitor),
          InstanceMethod("blockedOn", &SwitchCoreWrap::BlockedOn),
          InstanceMethod("noteWakeup", &SwitchCoreWrap::NoteWakeup),
@@ -198,6 +199,14 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
     const uint32_t us = arg_u32(info, 1, "holdUs");
     if (us > 1000000) throw Napi::RangeError::New(info.Env(), "holdUs " + std::to_string(us) + " out of range: use 0..1000000 (µs)");
     (void)unwrap(info.Env(), core_->set_hold_us(arg_u32(info, 0, "port"), us));
+    return info.Env().Undefined();
+  }
+
+  // setFloodHoldUs(us): see SwitchCore::set_flood_hold_us (0..1e6 µs)
+  Napi::Value SetFloodHoldUs(const Napi::CallbackInfo &info) {
+    const uint32_t us = arg_u32(info, 0, "holdUs");
+    if (us > 1000000) throw Napi::RangeError::New(info.Env(), "holdUs " + std::to_string(us) + " out of range: use 0..1000000 (µs)");
+    core_->set_flood_hold_us(us);
     return info.Env().Undefined();
   }
 

@@ -118,6 +118,8 @@ export interface NativeSwitchCore {
   setStalled(id: number, on: boolean): void;
   /** bounded backpressure: how long (µs, 0..1e6) port `id`'s full rx ring may hold senders back without draining; 0: drop at once */
   setHoldUs(id: number, holdUs: number): void;
+  /** the longest a flood waits for any one full receiver, µs (the switch's bound) */
+  setFloodHoldUs(holdUs: number): void;
   /** make port `id` a monitor of port `watched` (rx: what it receives, ring 0; tx: what it sends, the next ring) */
   setMonitor(id: number, watched: number, rx: boolean, tx: boolean): void;
   /** the port whose full rx ring stopped a lossless sender in the last round, or -1 */

@@ -335,6 +335,9 @@ export class Switch extends EventEmitter {
     this.stallMs = stall;
     this.holdUs = checkHoldUs(opts.holdUs ?? DEFAULT_HOLD_US);
     this.core = new native.SwitchCore({ batch, headerBytes });
+    // a flood waits for a full receiver at most the switch's own bound, even
+    // where a port's is longer (an in-line guest's: ports/vhost-user.ts)
+    this.core.setFloodHoldUs(this.holdUs);
     this.datapath = opts.datapath ?? 'loop';
     this.nativeBridge = opts.nativeBridge ?? false;
     if (this.nativeBridge && (opts.lookup || opts.lookupModule)) throw new TypeError(`switch ${name}: nativeBridge replaces the lookup; give one or the other`);

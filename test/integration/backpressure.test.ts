@@ -194,6 +194,61 @@ test('a flood waits, all or nothing, for a full receiver within the bound; once 
   });
 });
 
+test('a port holding longer than its switch (as an in-line guest port does) holds only the frames addressed to it that long: a flood waits for it at most the switch\'s bound, and it is not shed', async (t) => {
+  const sw = new Switch('vale0'); // the switch's bound: the default 2 ms
+  await withServer(sw, async (socket) => {
+    const dead = await open('vale0:dead@conf:rx_slots=64', { socket });
+    const live = await open('vale0:live', { socket });
+    const tx = await open('vale0:tx', { socket });
+    const other = await open('vale0:other', { socket });
+    const deadIdx = sw.port('vale0:dead')!.index;
+    const txIdx = sw.port('vale0:tx')!.index;
+    sw.setHoldUs(deadIdx, 1_000_000);
+    await announce(dead, MAC.A);
+    await announce(live, MAC.C);
+    take(dead);
+    const N = 100;
+    for (let i = 0; i < N; i++) {
+      const f = frame(MAC.A, MAC.B, i);
+      f.fill(0xff, 0, 6); // broadcast
+      if (!tx.inject(f)) throw new Error('tx ring full');
+    }
+    tx.txsync();
+    // dead takes 63 and drains nothing: the 64th broadcast waits the switch's
+    // 2 ms, not dead's second, and the rest go on without waiting
+    const got: number[] = [];
+    while (got.length < N) {
+      got.push(...take(live).filter((s) => s !== 0xffff));
+      if (got.length < N) await live.poll();
+    }
+    t.deepEqual(got, Array.from({ length: N }, (_, i) => i), 'live got every broadcast, in order');
+    t.true(await tx.flush());
+    t.is(sw.counters(deadIdx)['dropNoSpace'], N - 63, 'dead\'s copies past its ring are counted');
+    // frames to dead alone are held for its own bound: not dropped, waiting in tx's ring
+    const M = 10;
+    for (let i = 0; i < M; i++) if (!tx.inject(frame(MAC.A, MAC.B, 1000 + i))) throw new Error('tx ring full');
+    tx.txsync();
+    // a frame through the switch after them: the rounds that carried it saw tx's ring
+    if (!other.inject(frame(MAC.C, MAC.D, 2000))) throw new Error('tx ring full');
+    other.txsync();
+    const seen: number[] = [];
+    while (!seen.includes(2000)) {
+      seen.push(...take(live));
+      if (!seen.includes(2000)) await live.poll();
+    }
+    t.is(sw.occupancy(txIdx).txQueued, M, 'the frames for dead wait in the sender\'s ring');
+    t.is(sw.counters(deadIdx)['dropNoSpace'], N - 63, 'none of them dropped: dead was not shed');
+    // dead drains: the held frames arrive, in order
+    const atDead: number[] = take(dead);
+    while (!atDead.includes(1000 + M - 1)) {
+      await dead.poll();
+      atDead.push(...take(dead));
+    }
+    t.deepEqual(atDead.filter((s) => s >= 1000), Array.from({ length: M }, (_, i) => 1000 + i));
+    for (const p of [dead, live, tx, other]) p.close();
+  });
+});
+
 /** The switch core's sleep calls, driven by hand (Switch keeps its core private). */
 interface CoreSleep {
   armAll(rxToo: boolean): boolean;
