@@ -52,6 +52,16 @@ async function announce(p: Port, src: string): Promise<void> {
   await p.flush();
 }
 
+/** `n` broadcasts from `p`, numbered 0..n-1, published at once. */
+function broadcasts(p: Port, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const f = frame(MAC.A, MAC.B, i);
+    f.fill(0xff, 0, 6);
+    if (!p.inject(f)) throw new Error('tx ring full');
+  }
+  p.txsync();
+}
+
 /** A receiver with a 64-slot ring, announced as MAC.A, and a sender to it. */
 async function smallRxPair(socket: string): Promise<{ rx: Port; tx: Port }> {
   const rx = await open('vale0:rx@conf:rx_slots=64', { socket });
@@ -168,12 +178,7 @@ test('a flood waits, all or nothing, for a full receiver within the bound; once 
     const deadIdx = sw.port('vale0:dead')!.index;
     const txIdx = sw.port('vale0:tx')!.index;
     const N = 100;
-    for (let i = 0; i < N; i++) {
-      const f = frame(MAC.A, MAC.B, i);
-      f.fill(0xff, 0, 6); // broadcast
-      if (!tx.inject(f)) throw new Error('tx ring full');
-    }
-    tx.txsync();
+    broadcasts(tx, N);
     const got: number[] = [];
     while (got.length < 63) {
       got.push(...take(live));
@@ -208,12 +213,7 @@ test('a port holding longer than its switch (as an in-line guest port does) hold
     await announce(live, MAC.C);
     take(dead);
     const N = 100;
-    for (let i = 0; i < N; i++) {
-      const f = frame(MAC.A, MAC.B, i);
-      f.fill(0xff, 0, 6); // broadcast
-      if (!tx.inject(f)) throw new Error('tx ring full');
-    }
-    tx.txsync();
+    broadcasts(tx, N);
     // dead takes 63 and drains nothing: the 64th broadcast waits the switch's
     // 2 ms, not dead's second, and the rest go on without waiting
     const got: number[] = [];
