@@ -29,6 +29,7 @@ const BENCHES: Bench[] = [
   { file: 'rtt.bench.js', quick: ['--count', '200'], full: [] },
   { file: 'fairness.bench.js', quick: ['--rounds', '1'], full: [] },
   { file: 'preload.bench.js', quick: ['--count', '500000', '--rounds', '1'], full: [] },
+  { file: 'churn.bench.js', quick: ['--cycles', '2000', '--every', '500'], full: [] },
   { file: 'soak.js', quick: ['--minutes', '1'], full: [] },
 ];
 
