@@ -57,6 +57,9 @@ import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js'
  * (bench/RESULTS.md, sessions 12-13; under other load a guest went 100 ms
  * without a turn). A guest that takes nothing for a second (the longest hold
  * the switch allows) is shed (dropNoSpace) until it takes a frame again.
+ * Only frames addressed to the guest wait that long: a flood waits for any
+ * full receiver at most the switch's own bound (switch.ts, setFloodHoldUs),
+ * so one paused guest does not stall every broadcast on the switch.
  */
 export const VHOST_INLINE_HOLD_US = 1_000_000;
 
