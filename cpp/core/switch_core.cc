@@ -512,15 +512,16 @@ uint32_t SwitchCore::collect() {
 // that delivers everything.
 bool SwitchCore::hold_back(Port *d, bool flood) {
   if (d->hold_ns == 0 || !d->attached || d->shed) return false;
-  if (flood && flood_hold_ns_.load(std::memory_order_relaxed) == 0) return false;
+  // a flood waits at most the switch's bound (set_flood_hold_us), unicast the port's
+  const int64_t flood_ns = flood ? flood_hold_ns_.load(std::memory_order_relaxed) : 0;
+  if (flood && flood_ns == 0) return false;
   const int64_t now = mono_ns();
   if (d->full_since_ns == 0) {
     d->full_since_ns = now;
     return true;
   }
   const int64_t waited = now - d->full_since_ns;
-  // a flood waits at most the switch's bound (set_flood_hold_us), unicast the port's
-  if (waited < d->hold_ns) return !flood || waited < flood_hold_ns_.load(std::memory_order_relaxed);
+  if (waited < d->hold_ns) return !flood || waited < flood_ns;
   // no slot released for the whole bound: stop waiting for it until it does
   d->shed = true;
   d->full_since_ns = 0;

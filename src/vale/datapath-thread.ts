@@ -36,7 +36,7 @@ import { yieldInTime } from './busy-poll.js';
 export interface DatapathInit {
   token: number;
   /** the switch's name: the thread is called dp:NAME while it forwards for it (top -H, perf) */
-  name?: string;
+  name: string;
   busyPollUs: number;
   control: MessagePort;
   /** lossless stall bound (ms, by the monotonic clock) */
@@ -65,7 +65,7 @@ async function serve(init: DatapathInit): Promise<void> {
   // be promised to the next switch while this one winds down
   const post = (m: Record<string, unknown>): void => parentPort!.postMessage({ ...m, token: init.token });
   const core = native.SwitchCore.attach(init.token);
-  native.setThreadName(`dp:${init.name ?? '?'}`);
+  native.setThreadName(`dp:${init.name}`);
   const bridge = init.lookupModule || init.nativeBridge ? undefined : takeBridge(init);
   const lookup: BatchLookup | undefined = bridge ? bridge.lookupBatch : init.lookupModule ? await loadLookup(init) : undefined;
 
