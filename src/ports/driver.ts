@@ -37,8 +37,12 @@ export interface PortDriver {
   close(): Promise<void>;
 }
 
-/** Builds a driver for a port that was just created for it (attached, persistent). */
-export type DriverFactory = (ctx: { sw: Switch; port: SwitchPort; spec: DriverSpec }) => Promise<PortDriver>;
+/**
+ * Builds a driver for a port that was just created for it (attached,
+ * persistent). `holdAsked`: the port's creator gave it a bounded-backpressure
+ * hold (`holdUs`), which the driver must leave as it is.
+ */
+export type DriverFactory = (ctx: { sw: Switch; port: SwitchPort; spec: DriverSpec; holdAsked: boolean }) => Promise<PortDriver>;
 
 const factories = new Map<string, DriverFactory>();
 

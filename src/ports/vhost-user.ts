@@ -41,7 +41,6 @@
  */
 import { isAbsolute } from 'node:path';
 import { nativeRaw } from '../netmap/addon.js';
-import { DEFAULT_HOLD_US } from '../vale/switch.js';
 import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
 
 /**
@@ -165,7 +164,7 @@ class VhostUserDriver implements PortDriver {
   }
 }
 
-registerPortKind('vhost-user', ({ sw, port, spec }) => {
+registerPortKind('vhost-user', ({ sw, port, spec, holdAsked }) => {
   const settings = vhostUserSettings(spec, sw.datapath === 'thread');
   // Frames cross the port with a 10-byte virtio-net header, whatever the
   // guest negotiates (10 or 12 bytes: the driver converts at the guest's
@@ -178,6 +177,6 @@ registerPortKind('vhost-user', ({ sw, port, spec }) => {
   const drv = new VhostUserDriver(new native.VhostUser(region, clientBell, switchBell, cfg, core), settings);
   // in-line: hold senders for a guest off its CPU rather than shed (see
   // VHOST_INLINE_HOLD_US), unless a hold was asked for the port or the switch
-  if (inline && port.holdUs === DEFAULT_HOLD_US && sw.defaultHoldUs === DEFAULT_HOLD_US) sw.setHoldUs(port.index, VHOST_INLINE_HOLD_US);
+  if (inline && !holdAsked && !sw.holdUsGiven) sw.setHoldUs(port.index, VHOST_INLINE_HOLD_US);
   return Promise.resolve(drv);
 });

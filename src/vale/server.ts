@@ -958,12 +958,12 @@ export class ValeServer extends EventEmitter {
    * client: the port is attached while it runs. If it cannot start, the port
    * goes again and the request fails with the driver's reason.
    */
-  private async startDriver(sw: Switch, port: SwitchPort, spec: DriverSpec, factory: DriverFactory): Promise<void> {
+  private async startDriver(sw: Switch, port: SwitchPort, spec: DriverSpec, factory: DriverFactory, holdAsked = false): Promise<void> {
     sw.setAttached(port.index, true);
     port.attached = true;
     let driver: PortDriver;
     try {
-      driver = await factory({ sw, port, spec });
+      driver = await factory({ sw, port, spec, holdAsked });
     } catch (e) {
       port.attached = false;
       if (sw.port(port.name) === port) {
@@ -1016,7 +1016,7 @@ export class ValeServer extends EventEmitter {
     if (this.switches.get(n.sw)?.port(n.full)) throw new RequestError('EEXIST', `${n.full} already exists`);
     const factory = opts.driver ? driverFactory(opts.driver.kind) : undefined;
     const { sw, port } = await this.newPort(undefined, n, paramsOf(opts.conf ?? {}, opts.bufSize, undefined), { persistent: true, lossless: opts.lossless ?? false, ...(opts.holdUs !== undefined ? { holdUs: opts.holdUs } : {}) });
-    if (factory && opts.driver) await this.startDriver(sw, port, opts.driver, factory);
+    if (factory && opts.driver) await this.startDriver(sw, port, opts.driver, factory, opts.holdUs !== undefined);
     return port;
   }
 

@@ -302,6 +302,7 @@ export class Switch extends EventEmitter {
   private readonly stallMs: number;
   /** every new port's bounded-backpressure bound (µs) */
   private readonly holdUs: number;
+  private readonly holdGiven: boolean;
   /** 'loop': receivers holding back a lossless sender: since when (clock ms) they took nothing, and what they had taken then */
   private readonly blockedSince = new Map<number, { since: number; delivered: number }>();
   /** 'loop': the next round is the first after a wakeup, to judge it */
@@ -334,6 +335,7 @@ export class Switch extends EventEmitter {
     if (!(stall > 0) || !Number.isFinite(stall)) throw new RangeError(`stallMs ${stall} must be a positive number of milliseconds`);
     this.stallMs = stall;
     this.holdUs = checkHoldUs(opts.holdUs ?? DEFAULT_HOLD_US);
+    this.holdGiven = opts.holdUs !== undefined;
     this.core = new native.SwitchCore({ batch, headerBytes });
     // a flood waits for a full receiver at most the switch's own bound, even
     // where a port's is longer (an in-line guest's: ports/vhost-user.ts)
@@ -626,6 +628,11 @@ export class Switch extends EventEmitter {
   /** The bounded-backpressure bound (µs) new ports get unless they say otherwise. */
   get defaultHoldUs(): number {
     return this.holdUs;
+  }
+
+  /** Whether the switch's bound was given (SwitchOptions.holdUs, vale-ts --hold-us) rather than the default. */
+  get holdUsGiven(): boolean {
+    return this.holdGiven;
   }
 
   /** Change a port's bounded-backpressure bound (µs, 0..1 000 000; 0: its full ring drops at once). */

@@ -758,6 +758,16 @@ for (const datapath of ['loop', 'thread'] as const) test(`vhost-user inline's de
   t.is(hold('i'), VHOST_INLINE_HOLD_US);
   await srv.createPort('vale0:h', { holdUs: 500, driver: { kind: 'vhost-user', path: sock('h'), inline: true } });
   t.is(hold('h'), 500, 'a hold asked for the port stays');
+  await srv.createPort('vale0:h2', { holdUs: DEFAULT_HOLD_US, driver: { kind: 'vhost-user', path: sock('h2'), inline: true } });
+  t.is(hold('h2'), DEFAULT_HOLD_US, 'a hold asked for the port stays, also when it equals the default');
+});
+
+test('an in-line vhost-user port keeps the switch\'s hold when the switch was given one, even the default value', async (t) => {
+  const socket = path.join(dir, 'ctl-hold-given.sock');
+  const srv = await ValeServer.listen({ socket, switchOptions: { datapath: 'thread', holdUs: DEFAULT_HOLD_US } });
+  t.teardown(() => srv.close());
+  await srv.createPort('vale0:g', { driver: { kind: 'vhost-user', path: path.join(dir, 'hold-given.vhu'), inline: true } });
+  t.is(srv.switch('vale0')!.port('vale0:g')!.holdUs, DEFAULT_HOLD_US);
 });
 
 // Backpressure in-line: a guest whose RX queue is full (here: it posted no
