@@ -32,6 +32,7 @@ import { parseArgs } from 'node:util';
 import { startSwitch } from './lib.js';
 import { ensurePackages } from '../test/fixtures/system-packages.js';
 import { makeNamespaces, must, run, type NsEnd } from '../test/fixtures/linux-if-netns.js';
+import { statCpuTicks } from '../test/fixtures/proc-stat.js';
 
 /** clock ticks per second, the unit of /proc/PID/stat's times */
 const clockTicks = Number((await run('getconf', ['CLK_TCK'])).stdout.trim()) || 100;
@@ -46,9 +47,7 @@ async function rxPackets(e: NsEnd): Promise<number> {
 /** CPU seconds (user + system, softirq work done in its context included) of a process and its threads so far. */
 async function cpuSeconds(pid: number): Promise<number> {
   const r = await run('cat', [`/proc/${pid}/stat`]);
-  // fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15
-  const f = r.stdout.slice(r.stdout.lastIndexOf(')') + 2).split(' ');
-  return f.length > 12 ? (Number(f[11]) + Number(f[12])) / clockTicks : NaN;
+  return r.stdout ? statCpuTicks(r.stdout) / clockTicks : NaN;
 }
 
 /** Each thread's CPU seconds so far (schedstat's run time: softirq work done on its time included), by thread name and id. */

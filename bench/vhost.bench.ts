@@ -74,6 +74,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ValeClient } from '../src/index.js';
 import { ensureTestpmd, TestPmd } from '../test/fixtures/testpmd.js';
+import { statNice } from '../test/fixtures/proc-stat.js';
 import { startSwitch } from './lib.js';
 
 const { values } = parseArgs({
@@ -310,12 +311,9 @@ async function viaVale(mode: Mode): Promise<{ mpps: number[]; inline: boolean }>
   }
 }
 
-/** A process's nice value (/proc/PID/stat field 19, counted after the parenthesised name). */
+/** A process's nice value. */
 function niceOf(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const nice = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-  if (!Number.isInteger(nice)) throw new Error(`no nice value in /proc/${pid}/stat`);
-  return nice;
+  return statNice(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
 }
 
 // the nice value vale-ts ran at (its own --priority, or --vale-nice): the

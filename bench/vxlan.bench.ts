@@ -60,6 +60,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensurePackages } from '../test/fixtures/system-packages.js';
 import { startValeTsIn, toolsDir } from '../test/fixtures/vale-ts-netns.js';
+import { statCpuTicks } from '../test/fixtures/proc-stat.js';
 
 const tag = `vb${process.pid % 100000}`;
 const ctlJs = path.join(toolsDir, 'vale-ctl-ts.js');
@@ -161,8 +162,7 @@ const countOf = (out: string, what: 'Sent' | 'Received'): number => Number(new R
 /** CPU seconds (user + system) a process has used: /proc/PID/stat utime and stime. */
 async function cpuSeconds(pid: number): Promise<number> {
   const { readFile } = await import('node:fs/promises');
-  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;  // fields 14 and 15, in USER_HZ (100)
+  return statCpuTicks(await readFile(`/proc/${pid}/stat`, 'utf8')) / 100; // USER_HZ (100)
 }
 
 /** CPU seconds (user + system) of each thread of a process: /proc/PID/task/TID/stat, by "comm tid". */
@@ -174,8 +174,7 @@ async function threadCpu(pid: number): Promise<Map<string, number>> {
     const close = st.lastIndexOf(') ');
     if (close < 0) continue;
     const comm = st.slice(st.indexOf('(') + 1, close);
-    const f = st.slice(close + 2).split(' ');
-    m.set(`${comm} ${tid}`, (Number(f[11]) + Number(f[12])) / 100);
+    m.set(`${comm} ${tid}`, statCpuTicks(st) / 100);
   }
   return m;
 }

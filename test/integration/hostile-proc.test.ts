@@ -15,6 +15,7 @@ import { native } from '../../src/netmap/addon.js';
 import { ControlConnection, requestOnce } from '../../src/control/client.js';
 import { PROTOCOL_VERSION, type Reply, type RegisterRequest } from '../../src/control/protocol.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { statCpuTicks } from '../fixtures/proc-stat.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const valeTs = path.join(here, '..', '..', 'tools', 'vale-ts.js');
@@ -111,8 +112,7 @@ function regionsOf(pid: number): { mappedKb: number; fds: number } {
 
 /** CPU time (ms) a process has used, from /proc/PID/stat. */
 function cpuMsOf(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, USER_HZ 100
+  return (statCpuTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) * 1000) / 100; // USER_HZ 100
 }
 
 // the timeout is a hang guard only: a loaded machine (CI beside CPU hogs) may take seconds to answer

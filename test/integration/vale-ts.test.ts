@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, SwitchGoneError } from '../../src/index.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { statNice } from '../fixtures/proc-stat.js';
 
 const valeTs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ts.js');
 let uniq = 0;
@@ -96,11 +97,7 @@ function threadNices(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`)
     .map(Number)
     .sort((a, b) => a - b)
-    .map((tid) => {
-      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      // fields after the command name, which is in parentheses and may hold spaces
-      return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]);
-    });
+    .map((tid) => statNice(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
 }
 
 test('vale-ts runs at nice -10 by default (as ovs-ctl runs ovs-vswitchd), its datapath thread too; --priority sets another', async (t) => {

@@ -21,6 +21,7 @@ import type { ValeClient } from '../../src/index.js';
 import { inNs, ip, makeNs, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { statFields } from '../fixtures/proc-stat.js';
 import { startValeTsIn, tapInto as tapIntoMtu, toolsDir as tools } from '../fixtures/vale-ts-netns.js';
 import { assertPingReplies } from '../fixtures/ping-output.js';
 
@@ -299,7 +300,7 @@ test.serial('a receiving socket that overflows is counted: dropKernelRx moves by
   t.teardown(() => {
     try { process.kill(pid1, 'SIGCONT'); } catch { /* gone already */ }
   });
-  await untilAnswer(async () => readFileSync(`/proc/${pid1}/stat`, 'utf8').split(') ')[1]![0], (st) => st === 'T');
+  await untilAnswer(async () => statFields(readFileSync(`/proc/${pid1}/stat`, 'utf8'))[0], (st) => st === 'T');
   // 200 datagrams of one frame each (no GSO: one kernel drop is one frame), from the Linux side's namespace
   const n = 200;
   const send = `
