@@ -485,6 +485,10 @@ uint32_t SwitchCore::collect() {
   ScanRing *const sc = scan_.data();
   const uint32_t ns = static_cast<uint32_t>(scan_.size());
   for (uint32_t j = 0; j < ns; j++) sc[j].seen = load_relaxed(sc[j].head);
+  parked_any_ = false;
+  parked_on_ = -1;
+  park_due_ns_ = 0;
+  int64_t now = 0;  // read once, only when a parked ring has a bound to check
   const uint32_t start =
       static_cast<uint32_t>(std::lower_bound(active_.begin(), active_.end(), rr_) - active_.begin()) % np;
   uint32_t n = 0;
@@ -493,6 +497,7 @@ uint32_t SwitchCore::collect() {
     const uint32_t before = n;
     for (uint32_t j = scan_of_[a], e = scan_of_[a + 1]; j < e; j++) {
       if (sc[j].seen == sc[j].cur) continue;  // nothing published since the last round
+      if (sc[j].park >= 0 && still_parked(sc[j], now)) continue;
       const uint32_t left = SWITCH_MAX_BATCH - n;
       if (left == 0) break;
       n = collect_ring(sc[j].port, sc[j].ring, n, std::min(batch_, left));
@@ -503,7 +508,57 @@ uint32_t SwitchCore::collect() {
     }
     if (n == SWITCH_MAX_BATCH) break;
   }
+  blocked_on_ = parked_on_;
   return n;
+}
+
+// A parked ring stays out of the batch while its receiver's rx ring is as
+// full as when the ring stopped: the same receiver state would stop the
+// same frame again. Everything that could let it go is read afresh (never a
+// deadline remembered from the stop), so a changed bound, a stall, a detach
+// or a head the receiver moved (even to a bad value, which the round then
+// counts) unparks it.
+bool SwitchCore::still_parked(ScanRing &s, int64_t &now) {
+  Port *d = port(static_cast<uint32_t>(s.park));
+  bool keep = d && d->attached && !d->is_monitor && load_acquire(&d->atok(d->layout.p.tx_rings + s.park_rr)->head) == s.park_rel;
+  if (keep && s.park_lossless) {
+    keep = !d->stalled;
+    if (keep && parked_on_ < 0) parked_on_ = s.park;
+  } else if (keep) {
+    const int64_t flood_ns = flood_hold_ns_.load(std::memory_order_relaxed);
+    keep = !d->shed && d->hold_ns > 0 && d->full_since_ns != 0 && !(s.park_flood && flood_ns == 0);
+    if (keep) {
+      const int64_t due = d->full_since_ns + (s.park_flood ? std::min(d->hold_ns, flood_ns) : d->hold_ns);
+      if (now == 0) now = mono_ns();
+      keep = now < due;
+      if (keep && (park_due_ns_ == 0 || due < park_due_ns_)) park_due_ns_ = due;
+    }
+  }
+  if (!keep) {
+    s.park = -1;
+    return false;
+  }
+  parked_any_ = true;
+  return true;
+}
+
+// After a round: a ring stopped by a full receiver waits parked on it.
+void SwitchCore::park(const Touched &t, ScanRing &s) {
+  if (t.block_port < 0) return;
+  const Port *d = &ports_[t.block_port];
+  s.park = t.block_port;
+  s.park_rr = t.block_rr;
+  s.park_flood = t.block_flood;
+  s.park_lossless = ports_[t.port].lossless && !d->stalled;
+  // the head the stop was decided on (refresh_room read it this round)
+  s.park_rel = d->rx[t.block_rr].released;
+}
+
+int SwitchCore::held_due_ms() {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (park_due_ns_ == 0) return -1;
+  const int64_t left = park_due_ns_ - mono_ns();
+  return left <= 0 ? 0 : static_cast<int>((left + 999999) / 1000000);
 }
 
 // ---- deliver --------------------------------------------------------------
@@ -876,6 +931,9 @@ bool SwitchCore::flood(Touched &t, Port *p, uint32_t k) {
     refresh_room(dp, f->rr, f->room);
     if (*f->room < need && (p->lossless ? !dp->stalled : hold_back(dp, true))) {
       if (p->lossless) blocked_on_ = static_cast<int32_t>(f->id);
+      t.block_port = static_cast<int16_t>(f->id);
+      t.block_rr = static_cast<uint8_t>(f->rr);
+      t.block_flood = true;
       return false;
     }
   }
@@ -902,7 +960,6 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     std::fill(room_gen_.get(), room_gen_.get() + SWITCH_MAX_PORTS * MAX_RINGS, 0u);
     gen_ = 1;
   }
-  blocked_on_ = -1;
   flood_dests_.clear();
   for (uint32_t k = 0; k < n; k++) {
     Touched &t = touched_[touch_of_[k]];
@@ -927,6 +984,8 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
           if (p->lossless && dp->attached && !dp->stalled) {
             t.stopped = true;
             t.stop_slot = slot_of_[k];
+            t.block_port = static_cast<int16_t>(d);
+            t.block_rr = static_cast<uint8_t>(rr);
             res->blocked = true;
             blocked_on_ = static_cast<int32_t>(d);
             continue;
@@ -936,6 +995,8 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
           if (!p->lossless && hold_back(dp, false)) {
             t.stopped = true;
             t.stop_slot = slot_of_[k];
+            t.block_port = static_cast<int16_t>(d);
+            t.block_rr = static_cast<uint8_t>(rr);
             res->blocked = true;
             continue;
           }
@@ -966,6 +1027,7 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     Port *p = &ports_[t.port];
     const uint32_t N = p->layout.p.tx_slots;
     const uint32_t newcur = t.stopped ? t.stop_slot : t.end;
+    if (t.stopped) park(t, scan_[p->scan_at + t.ring]);
     // skipped frames the ring now moves past are counted; those after a
     // lossless stop are scanned again next round and counted then
     const uint32_t passed = ring_dist(newcur, t.start, N);

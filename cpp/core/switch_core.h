@@ -238,6 +238,10 @@ class SwitchCore {
     std::lock_guard<std::recursive_mutex> g(mu_);
     return blocked_on_;
   }
+  // Milliseconds (rounded up) until the first hold bound of a ring parked in
+  // the last round runs out, -1 if none: a sleeping switch wakes by then to
+  // drop what the bound no longer holds.
+  int held_due_ms();
   // Doorbells of further registrations sharing the port, kicked with its own
   // (not owned by the core).
   Status set_extra_bells(uint32_t id, std::vector<int> fds);
@@ -262,6 +266,7 @@ class SwitchCore {
     } leave{in_round_};
     for (RoundHook *h : hooks_) h->before_collect();
     const uint32_t n = collect();
+    r.blocked = parked_any_;
     if (n == 0 && touched_.empty()) {
       for (RoundHook *h : hooks_) r.moved += h->after_forward();
       return r;
@@ -401,6 +406,19 @@ class SwitchCore {
     uint32_t slots;        // the ring's size
     uint8_t port;
     uint8_t ring;
+    // Parked: the ring's next frame is held back by a full receiver (port
+    // park, its rx ring park_rr, whose head was park_rel). collect() leaves
+    // the ring alone until that receiver releases a slot, its hold bound
+    // runs out or its state changes (still_parked), instead of copying and
+    // deciding the same held frames again every round: that repeated work
+    // was half the rounds' frames on the vhost-user benchmark and took CPU
+    // from the very receiver the switch waits for (bench/RESULTS.md,
+    // session 14).
+    int16_t park = -1;
+    uint8_t park_rr = 0;
+    bool park_flood = false;     // a flood waits (the switch's flood bound applies)
+    bool park_lossless = false;  // a lossless sender waits (no bound: the stall bound)
+    uint32_t park_rel = 0;
   };
   // A source tx ring that contributed to the batch (or had slots to skip).
   struct Touched {
@@ -414,6 +432,10 @@ class SwitchCore {
     // its flood destinations in flood_dests_, built at its first flooded
     // frame of the round (f0 == UINT32_MAX: none yet)
     uint32_t f0 = UINT32_MAX, f1 = 0;
+    // the receiver that stopped it (and its rx ring), parked on after the round
+    int16_t block_port = -1;
+    uint8_t block_rr = 0;
+    bool block_flood = false;
   };
   // One destination of a flood from one source ring: what the per-frame
   // room check and copy need, worked out once per round (the ring index
@@ -485,6 +507,14 @@ class SwitchCore {
   std::vector<FloodDest> flood_dests_;  // this round's, see Touched::f0
   uint32_t rr_ = 0;               // the next round starts at the first port id >= this
   int32_t blocked_on_ = -1;       // see blocked_on()
+  // parked rings (ScanRing::park): whether the last collect() left one
+  // waiting, the lossless receiver it waits on, and the earliest time a
+  // hold bound runs out (0: none), which bounds the switch's sleep
+  bool parked_any_ = false;
+  int32_t parked_on_ = -1;
+  int64_t park_due_ns_ = 0;
+  bool still_parked(ScanRing &s, int64_t &now);
+  void park(const Touched &t, ScanRing &s);
   std::vector<RoundHook *> hooks_;                       // in-line drivers (add_round_hook)
   std::atomic<bool> timed_waits_{false};                 // a thread sleeps in wait(): hooks may batch
   std::atomic<uint64_t> wake_within_ns_{0};              // the hooks' bound on the next wait() (ns, 0: none)

@@ -80,6 +80,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("blockedOn", &SwitchCoreWrap::BlockedOn),
          InstanceMethod("noteWakeup", &SwitchCoreWrap::NoteWakeup),
          InstanceMethod("backoffDue", &SwitchCoreWrap::BackoffDue),
+         InstanceMethod("heldDueMs", &SwitchCoreWrap::HeldDueMs),
          InstanceMethod("hooksBatching", &SwitchCoreWrap::HooksBatching),
          InstanceMethod("switchCounters", &SwitchCoreWrap::WideCounters),
          InstanceMethod("share", &SwitchCoreWrap::Share), InstanceMethod("detach", &SwitchCoreWrap::Detach),
@@ -228,6 +229,8 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
 
   // backoffDue() -> ms until a muted doorbell is listened to again, -1 if none
   Napi::Value BackoffDue(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), core_->backoff_due()); }
+  // heldDueMs() -> ms until a held-back ring's bound runs out, -1 if none
+  Napi::Value HeldDueMs(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), core_->held_due_ms()); }
 
   // hooksBatching() -> an in-line hook will ask for a timed sleep: skip the busy poll
   Napi::Value HooksBatching(const Napi::CallbackInfo &info) { return Napi::Boolean::New(info.Env(), core_->hooks_batching()); }

@@ -128,6 +128,8 @@ export interface NativeSwitchCore {
   noteWakeup(useful: boolean): void;
   /** before sleeping: re-listen to doorbells whose backoff is over; ms until the next is due, -1 if none */
   backoffDue(): number;
+  /** ms (rounded up) until the hold bound of a ring held back in the last round runs out, -1 if none: the longest a blocked switch may sleep */
+  heldDueMs(): number;
   /** an in-line round hook streams and will ask for a timed sleep: no busy poll before it */
   hooksBatching(): boolean;
   /** switch-wide counters kept by the core */

@@ -157,7 +157,10 @@ async function serve(init: DatapathInit): Promise<void> {
       // a doorbell rang for nothing: sleep again at once, no busy poll
       idle = !useful;
     }
-    if (done !== 0) {
+    // a blocked round that moved nothing is no progress: the busy poll runs
+    // out and the thread sleeps until the receiver frees room (its kick) or
+    // the hold bound (heldDueMs) instead of spinning on the held frames
+    if (done > 0 || done < -1) {
       last = now;
       movedSincePublish = true;
     }
@@ -187,6 +190,8 @@ async function serve(init: DatapathInit): Promise<void> {
     // looks once for what its port sent meanwhile
     const due = core.backoffDue();
     if (due >= 0) timeout = timeout < 0 ? due : Math.min(timeout, due);
+    const held = blocked ? core.heldDueMs() : -1;
+    if (held >= 0) timeout = timeout < 0 ? held : Math.min(timeout, held);
     const rang = core.wait(timeout);
     core.disarmAll();
     woken = rang > 0;

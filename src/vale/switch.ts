@@ -841,7 +841,11 @@ export class Switch extends EventEmitter {
     this.watcher!.start(1);
     // backpressured frames wait for a receiver's kick; a timer guards against
     // a receiver that never asks
-    if (blocked) this.wakeTimer = setTimeout(() => this.wake(), 10);
+    // (or the hold bound of a held-back ring, whichever comes first)
+    if (blocked) {
+      const held = this.core.heldDueMs();
+      this.wakeTimer = setTimeout(() => this.wake(), held >= 0 ? Math.min(10, held) : 10);
+    }
     // a doorbell in backoff is listened to again when it ends, and the
     // switch looks once for what its port sent meanwhile
     const due = this.core.backoffDue();

@@ -8,7 +8,7 @@
 import test from 'ava';
 import os from 'node:os';
 import path from 'node:path';
-import { open, Switch, ValeServer, type Port } from '../../src/index.js';
+import { LearningBridge, open, Switch, ValeServer, type Port } from '../../src/index.js';
 import { until } from '../fixtures/wait.js';
 
 let uniq = 0;
@@ -299,6 +299,64 @@ test('a held-back switch does not sleep past room freed between its round and it
     rx.close();
     tx.close();
   });
+});
+
+test('a held-back ring is parked: its frames are not copied and decided again every round while the receiver stays full', async (t) => {
+  // frames the decision saw, by source MAC: a held frame that the switch
+  // collected again would be decided again
+  const seen = new Map<string, number>();
+  const bridge = new LearningBridge();
+  const lookup: typeof bridge.lookupBatch = (buf, offsets, lens, count, srcPorts, dests) => {
+    for (let i = 0; i < count; i++) {
+      const o = offsets[i]!;
+      const src = Array.from(buf.subarray(o + 6, o + 12), (b) => b.toString(16).padStart(2, '0')).join('');
+      seen.set(src, (seen.get(src) ?? 0) + 1);
+    }
+    bridge.lookupBatch(buf, offsets, lens, count, srcPorts, dests);
+  };
+  // lossless: held with no time bound, and a stall bound no run comes near
+  const sw = new Switch('vale0', { lookup, stallMs: 3_600_000 });
+  await withServer(sw, async (socket) => {
+    const rx = await open('vale0:rx@conf:rx_slots=64', { socket });
+    const tx = await open('vale0:tx', { socket, lossless: true });
+    const c = await open('vale0:c', { socket });
+    const d = await open('vale0:d', { socket });
+    await announce(rx, MAC.A);
+    await announce(d, MAC.C);
+    for (const p of [rx, tx, c, d]) take(p);
+    const core = (sw as unknown as { core: CoreSleep }).core;
+    const txIdx = sw.port('vale0:tx')!.index;
+    core.disarmAll();
+    for (let i = 0; i < 200; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+    tx.txsync();
+    sw.pump();
+    t.true(sw.occupancy(txIdx).txQueued > 0, 'rx full after one round: the rest is held');
+    const decided = seen.get(MAC.B) ?? 0;
+    t.true(decided >= 64, `the round decided the frames it took (${decided})`);
+    // rounds that move other ports' frames: the held ring is left alone
+    for (let i = 0; i < 20; i++) {
+      if (!c.inject(frame(MAC.C, MAC.D, i))) throw new Error('tx ring full');
+      c.txsync();
+      sw.pump();
+      t.deepEqual(take(d), [i], 'the other ports forward meanwhile');
+    }
+    t.is(seen.get(MAC.B) ?? 0, decided, 'no held frame decided again while the receiver stayed full');
+    t.true(sw.occupancy(txIdx).txQueued > 0, 'still held');
+    // the receiver drains: the held frames go, in order, none lost
+    const got: number[] = [];
+    while (got.length < 200) {
+      got.push(...take(rx));
+      if (got.length < 200) {
+        sw.pump();
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    t.deepEqual(got, Array.from({ length: 200 }, (_, i) => i), 'every frame, in order');
+    t.is(sw.counters(sw.port('vale0:rx')!.index)['dropNoSpace'] ?? 0, 0);
+    t.is(sw.counters(sw.port('vale0:rx')!.index)['dropStalled'] ?? 0, 0);
+    for (const p of [rx, tx, c, d]) p.close();
+  });
+  sw.close();
 });
 
 test('holdUs 0 drops at once (netmap VALE behaviour), and bad bounds are refused with the range', async (t) => {
