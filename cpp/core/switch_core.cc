@@ -500,7 +500,12 @@ uint32_t SwitchCore::collect() {
       if (sc[j].park >= 0 && still_parked(sc[j], now)) continue;
       const uint32_t left = SWITCH_MAX_BATCH - n;
       if (left == 0) break;
-      n = collect_ring(sc[j].port, sc[j].ring, n, std::min(batch_, left));
+      uint32_t most = std::min(batch_, left);
+      if (sc[j].quota) {
+        most = std::min(most, sc[j].quota);
+        sc[j].quota = 0;
+      }
+      n = collect_ring(sc[j].port, sc[j].ring, n, most);
     }
     if (first && n > before) {
       first = false;
@@ -520,7 +525,10 @@ uint32_t SwitchCore::collect() {
 // counts) unparks it.
 bool SwitchCore::still_parked(ScanRing &s, int64_t &now) {
   Port *d = port(static_cast<uint32_t>(s.park));
-  bool keep = d && d->attached && !d->is_monitor && load_acquire(&d->atok(d->layout.p.tx_rings + s.park_rr)->head) == s.park_rel;
+  const uint32_t head = d ? load_acquire(&d->atok(d->layout.p.tx_rings + s.park_rr)->head) : 0;
+  bool keep = d && d->attached && !d->is_monitor && head == s.park_rel;
+  // the room it freed (a head outside the ring: no quota, the round sorts it out)
+  s.quota = d && head != s.park_rel && head < d->layout.p.rx_slots ? ring_dist(head, s.park_rel, d->layout.p.rx_slots) + 1 : 0;
   if (keep && s.park_lossless) {
     keep = !d->stalled;
     if (keep && parked_on_ < 0) parked_on_ = s.park;

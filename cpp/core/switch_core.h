@@ -419,6 +419,11 @@ class SwitchCore {
     bool park_flood = false;     // a flood waits (the switch's flood bound applies)
     bool park_lossless = false;  // a lossless sender waits (no bound: the stall bound)
     uint32_t park_rel = 0;
+    // after unparking: collect only what the receiver made room for, plus
+    // the frame that will stop the ring again (0: the batch). A receiver
+    // that drains a few slots at a time would otherwise have the whole
+    // batch collected and decided again for each few it takes.
+    uint32_t quota = 0;
   };
   // A source tx ring that contributed to the batch (or had slots to skip).
   struct Touched {
