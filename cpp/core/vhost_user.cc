@@ -591,6 +591,32 @@ struct VhostUserPort::Impl final : RoundHook {
 
   enum class Put { Done, Dropped, Starved, Broken };
 
+  // The common case of put_frame, without its gathering: the next avail
+  // entry is one writable descriptor (no chain, not indirect) whose buffer,
+  // inside one region of the memory table, holds the whole frame. The same
+  // checks as walk() and the translation; anything else (or any failed
+  // check) is left to the general path, which reads the entry again.
+  bool put_one(Vq &q, const uint8_t *hdr10, const uint8_t *body, uint64_t blen, uint64_t need) {
+    const uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(q.last_avail % q.num));
+    if (head >= q.num) return false;
+    Desc d;
+    std::memcpy(&d, q.desc + 16 * static_cast<size_t>(head), sizeof d);  // one read: the guest may rewrite it
+    if ((d.flags & (DESC_F_NEXT | DESC_F_INDIRECT)) || !(d.flags & DESC_F_WRITE) || d.len < need) return false;
+    uint8_t *h = gpa_host(d.addr, need);
+    if (!h) return false;
+    uint8_t hdr[12] = {};
+    std::memcpy(hdr, hdr10, VNET_HDR_LEN);
+    if (hdr_len == 12) hdr[10] = 1;  // num_buffers, little-endian: one chain
+    std::memcpy(h, hdr, hdr_len);
+    std::memcpy(h + hdr_len, body, blen);
+    push_used(q, head, static_cast<uint32_t>(need));
+    q.last_avail++;
+    used_any_ = true;
+    rx_frames++;
+    rx_bytes += blen;
+    return true;
+  }
+
   // One frame (its 10-byte header and body) into the guest's RX buffers:
   // chains gathered until they hold it (several only with MRG_RXBUF), none
   // consumed before all are there.
@@ -602,6 +628,10 @@ struct VhostUserPort::Impl final : RoundHook {
     // entries it announced run out, validated each time by pending()
     int p = rx_left >= 0 ? rx_left : pending(q);
     if (p < 0) return Put::Broken;
+    if (p > 0 && put_one(q, hdr10, body, blen, need)) {
+      rx_left = p - 1;
+      return Put::Done;
+    }
     bool reread = rx_left < 0;
     segs.clear();
     chain_ends.clear();
