@@ -480,14 +480,15 @@ void SwitchCore::rebuild_scan() {
 uint32_t SwitchCore::collect() {
   touched_.clear();
   dropped_.clear();
+  parked_any_ = false;
+  parked_on_ = -1;
+  park_due_ns_ = 0;
+  blocked_on_ = -1;
   const uint32_t np = static_cast<uint32_t>(active_.size());
   if (np == 0) return 0;
   ScanRing *const sc = scan_.data();
   const uint32_t ns = static_cast<uint32_t>(scan_.size());
   for (uint32_t j = 0; j < ns; j++) sc[j].seen = load_relaxed(sc[j].head);
-  parked_any_ = false;
-  parked_on_ = -1;
-  park_due_ns_ = 0;
   int64_t now = 0;  // read once, only when a parked ring has a bound to check
   const uint32_t start =
       static_cast<uint32_t>(std::lower_bound(active_.begin(), active_.end(), rr_) - active_.begin()) % np;
