@@ -62,6 +62,18 @@ function broadcasts(p: Port, n: number): void {
   p.txsync();
 }
 
+/** Reads `rx` and runs the switch's rounds (the test's, not its loop's) until `n` frames arrived, after those in `got`. */
+async function drainByRounds(sw: Switch, rx: Port, got: number[], n: number): Promise<number[]> {
+  while (got.length < n) {
+    got.push(...take(rx));
+    if (got.length < n) {
+      sw.pump();
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+  return got;
+}
+
 /** A receiver with a 64-slot ring, announced as MAC.A, and a sender to it. */
 async function smallRxPair(socket: string): Promise<{ rx: Port; tx: Port }> {
   const rx = await open('vale0:rx@conf:rx_slots=64', { socket });
@@ -286,14 +298,7 @@ test('a held-back switch does not sleep past room freed between its round and it
     t.is(after.heldRechecks, before.heldRechecks + 1);
     t.is(after.heldTimeouts, before.heldTimeouts + 1);
     // the rest goes through as the receiver drains (the loop runs again)
-    const got = Array.from({ length: 63 }, (_, i) => i);
-    while (got.length < 200) {
-      got.push(...take(rx));
-      if (got.length < 200) {
-        sw.pump();
-        await new Promise((r) => setImmediate(r));
-      }
-    }
+    const got = await drainByRounds(sw, rx, Array.from({ length: 63 }, (_, i) => i), 200);
     t.deepEqual(got, Array.from({ length: 200 }, (_, i) => i), 'every frame, in order');
     t.is(sw.counters(sw.port('vale0:rx')!.index)['dropNoSpace'] ?? 0, 0);
     rx.close();
@@ -343,14 +348,7 @@ test('a held-back ring is parked: its frames are not copied and decided again ev
     t.is(seen.get(MAC.B) ?? 0, decided, 'no held frame decided again while the receiver stayed full');
     t.true(sw.occupancy(txIdx).txQueued > 0, 'still held');
     // the receiver drains: the held frames go, in order, none lost
-    const got: number[] = [];
-    while (got.length < 200) {
-      got.push(...take(rx));
-      if (got.length < 200) {
-        sw.pump();
-        await new Promise((r) => setImmediate(r));
-      }
-    }
+    const got = await drainByRounds(sw, rx, [], 200);
     t.deepEqual(got, Array.from({ length: 200 }, (_, i) => i), 'every frame, in order');
     t.is(sw.counters(sw.port('vale0:rx')!.index)['dropNoSpace'] ?? 0, 0);
     t.is(sw.counters(sw.port('vale0:rx')!.index)['dropStalled'] ?? 0, 0);
