@@ -534,10 +534,10 @@ bool SwitchCore::still_parked(ScanRing &s, int64_t &now) {
     keep = !d->stalled;
     if (keep && parked_on_ < 0) parked_on_ = s.park;
   } else if (keep) {
-    const int64_t flood_ns = flood_hold_ns_.load(std::memory_order_relaxed);
-    keep = !d->shed && d->hold_ns > 0 && d->full_since_ns != 0 && !(s.park_flood && flood_ns == 0);
+    const int64_t bound = hold_bound_ns(d, s.park_flood);
+    keep = !d->shed && bound > 0 && d->full_since_ns != 0;
     if (keep) {
-      const int64_t due = d->full_since_ns + (s.park_flood ? std::min(d->hold_ns, flood_ns) : d->hold_ns);
+      const int64_t due = d->full_since_ns + bound;
       if (now == 0) now = mono_ns();
       keep = now < due;
       if (keep && (park_due_ns_ == 0 || due < park_due_ns_)) park_due_ns_ = due;
@@ -554,13 +554,13 @@ bool SwitchCore::still_parked(ScanRing &s, int64_t &now) {
 // After a round: a ring stopped by a full receiver waits parked on it.
 void SwitchCore::park(const Touched &t, ScanRing &s) {
   if (t.block_port < 0) return;
-  const Port *d = &ports_[t.block_port];
   s.park = t.block_port;
   s.park_rr = t.block_rr;
   s.park_flood = t.block_flood;
-  s.park_lossless = ports_[t.port].lossless && !d->stalled;
+  // a lossless sender stops only for a receiver not stalled
+  s.park_lossless = ports_[t.port].lossless;
   // the head the stop was decided on (refresh_room read it this round)
-  s.park_rel = d->rx[t.block_rr].released;
+  s.park_rel = ports_[t.block_port].rx[t.block_rr].released;
 }
 
 int SwitchCore::held_due_ms() {
@@ -574,18 +574,25 @@ int SwitchCore::held_due_ms() {
 
 // The clock is read only here, when a copy found no room: never on a round
 // that delivers everything.
+// How long a copy for d may wait for room (ns, 0: not at all): the port's
+// bound, and for a flood at most the switch's (set_flood_hold_us).
+int64_t SwitchCore::hold_bound_ns(const Port *d, bool flood) const {
+  if (!flood) return d->hold_ns;
+  const int64_t flood_ns = flood_hold_ns_.load(std::memory_order_relaxed);
+  return flood_ns == 0 ? 0 : std::min(d->hold_ns, flood_ns);
+}
+
 bool SwitchCore::hold_back(Port *d, bool flood) {
-  if (d->hold_ns == 0 || !d->attached || d->shed) return false;
-  // a flood waits at most the switch's bound (set_flood_hold_us), unicast the port's
-  const int64_t flood_ns = flood ? flood_hold_ns_.load(std::memory_order_relaxed) : 0;
-  if (flood && flood_ns == 0) return false;
+  const int64_t bound = hold_bound_ns(d, flood);
+  if (bound == 0 || !d->attached || d->shed) return false;
   const int64_t now = mono_ns();
   if (d->full_since_ns == 0) {
     d->full_since_ns = now;
     return true;
   }
   const int64_t waited = now - d->full_since_ns;
-  if (waited < d->hold_ns) return !flood || waited < flood_ns;
+  // a flood past its bound drops its copy; the port is shed only past its own
+  if (waited < d->hold_ns) return waited < bound;
   // no slot released for the whole bound: stop waiting for it until it does
   d->shed = true;
   d->full_since_ns = 0;

@@ -473,6 +473,7 @@ class SwitchCore {
   // A copy for d found its rx ring full: true when the sender should wait
   // (bounded backpressure), false when the copy is to be dropped.
   bool hold_back(Port *d, bool flood);
+  int64_t hold_bound_ns(const Port *d, bool flood) const;
   std::atomic<int64_t> flood_hold_ns_{2'000'000};
   void mirror(const std::vector<Port::MonitorRef> &mons, uint32_t k);
   // Slots one copy of batch frame k takes in d's rx ring (0: it will be
