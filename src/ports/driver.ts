@@ -66,3 +66,17 @@ export function driverFactory(kind: string): DriverFactory {
 export function portKinds(): string[] {
   return [...factories.keys()].sort();
 }
+
+/**
+ * An in-line default set in vale-ts's environment (`variable` '1': the
+ * ports' datapath in the switch's rounds, '0': threads of their own),
+ * `unset` where the variable is absent or empty. Anything else is refused,
+ * naming the variable and `usage` (what each value does).
+ */
+export function inlineFromEnv(variable: string, unset: boolean, usage: string): boolean {
+  const v = process.env[variable];
+  if (v === undefined || v === '') return unset;
+  if (v === '1') return true;
+  if (v === '0') return false;
+  throw Object.assign(new Error(`${variable}='${v}': ${usage}`), { code: 'EINVAL' });
+}

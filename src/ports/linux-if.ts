@@ -32,7 +32,7 @@
  * of TCP (bench/RESULTS.md, session 12).
  */
 import { nativeRaw } from '../netmap/addon.js';
-import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
+import { inlineFromEnv, registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
 import type { Switch } from '../vale/switch.js';
 
 /** What the AF_PACKET driver reports about itself. */
@@ -210,12 +210,8 @@ registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [numbe
 });
 
 /** `inline`'s default: VALE_TS_LINUX_IF_INLINE in vale-ts's environment ('1' or unset on, '0' off). */
-function inlineDefault(): boolean {
-  const v = process.env['VALE_TS_LINUX_IF_INLINE'];
-  if (v === undefined || v === '' || v === '1') return true;
-  if (v === '0') return false;
-  throw Object.assign(new Error(`VALE_TS_LINUX_IF_INLINE='${v}': '1' (the default) runs interface ports in the switch's rounds, '0' in threads of their own`), { code: 'EINVAL' });
-}
+const inlineDefault = (): boolean =>
+  inlineFromEnv('VALE_TS_LINUX_IF_INLINE', true, "'1' (the default) runs interface ports in the switch's rounds, '0' in threads of their own");
 
 registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index: number; fds: readonly [number, number, number] }; spec: DriverSpec }) => {
   const ifname = checkIfname(spec['ifname']);

@@ -41,7 +41,7 @@
  */
 import { isAbsolute } from 'node:path';
 import { nativeRaw } from '../netmap/addon.js';
-import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
+import { inlineFromEnv, registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
 
 /**
  * How long (µs) an in-line port's full rx ring holds its senders back before
@@ -88,11 +88,7 @@ const native = nativeRaw as VhostAddon;
  * in-line exactly when the switch runs a datapath thread.
  */
 export function vhostInlineDefault(switchThread: boolean): boolean {
-  const v = process.env['VALE_TS_VHOST_INLINE'];
-  if (v === undefined || v === '') return switchThread;
-  if (v === '1') return true;
-  if (v === '0') return false;
-  throw Object.assign(new Error(`VALE_TS_VHOST_INLINE='${v}': '1' runs vhost-user ports in the switch's rounds, '0' in threads of their own (unset: in-line on a switch with a datapath thread)`), { code: 'EINVAL' });
+  return inlineFromEnv('VALE_TS_VHOST_INLINE', switchThread, "'1' runs vhost-user ports in the switch's rounds, '0' in threads of their own (unset: in-line on a switch with a datapath thread)");
 }
 
 /**
