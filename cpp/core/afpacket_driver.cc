@@ -247,9 +247,9 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
     d->hook_ = std::make_unique<Hook>(*d);
     (void)d->port_.txsync(0);
     // from here stop() (the destructor, on an error) unregisters the hook and its fd
-    if (Status st = d->core_->add_wait_fd(d->hook_.get(), s); !st) return std::move(st).take_error();
+    if (Status st = d->core_->add_wait_fd(d->hook_.get(), s, true); !st) return std::move(st).take_error();
     if (d->sock3_)
-      if (Status st = d->core_->add_wait_fd(d->hook_.get(), d->sock3_.get()); !st) return std::move(st).take_error();
+      if (Status st = d->core_->add_wait_fd(d->hook_.get(), d->sock3_.get(), true); !st) return std::move(st).take_error();
     if (Status st = d->core_->add_round_hook(d->hook_.get()); !st) return std::move(st).take_error();
     d->core_->notify();
     return d;

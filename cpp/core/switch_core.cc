@@ -231,6 +231,7 @@ void SwitchCore::shutdown() {
     rang_.clear();
     hooks_.clear();
     wait_fds_.clear();
+    quietable_in_set_ = 0;
     dirty_.clear();
     touched_.clear();
     dropped_.clear();
@@ -1128,6 +1129,7 @@ bool SwitchCore::arm_all(bool rx_too) {
   // in-line drivers first: one with work pending keeps the switch awake
   wake_within_ns_.store(0, std::memory_order_relaxed);
   uint64_t within = 0;
+  if (!down_ && !unquiet_wait_fds_locked()) return false;
   if (!down_ && !hooks_.empty()) {
     bool idle = true;
     const bool timed = timed_waits_.load(std::memory_order_relaxed);
@@ -1188,8 +1190,8 @@ void SwitchCore::disarm_all() {
       const uint64_t tag = evs[i].data.u64;
       if (tag != NOTIFY_TAG && (tag & WAIT_FD_TAG)) {
         const int wfd = static_cast<int>(tag & 0xffffffffu);
-        for (auto &[f, h] : wait_fds_)
-          if (f == wfd) h->fd_ready(f);
+        for (WaitFd &w : wait_fds_)
+          if (w.fd == wfd) w.hook->fd_ready(w.fd);
         continue;
       }
       int fd = tag == NOTIFY_TAG ? notify_fd_.get() : tag < SWITCH_MAX_PORTS && ports_[tag].used ? ports_[tag].switch_bell.get() : -1;
@@ -1202,6 +1204,7 @@ void SwitchCore::disarm_all() {
     if (n < 64) break;
   }
   if (held) wide_.held_timeouts++;
+  moved_since_wake_ = 0;
   for (RoundHook *h : hooks_) {
     h->disarm();
     h->woke();
@@ -1220,8 +1223,9 @@ void SwitchCore::remove_round_hook(RoundHook *h) {
   std::lock_guard<std::recursive_mutex> g(mu_);
   hooks_.erase(std::remove(hooks_.begin(), hooks_.end(), h), hooks_.end());
   for (auto it = wait_fds_.begin(); it != wait_fds_.end();) {
-    if (it->second == h) {
-      if (epfd_) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, it->first, nullptr);
+    if (it->hook == h) {
+      if (epfd_ && it->in_set) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, it->fd, nullptr);
+      if (it->off_while_busy && it->in_set) quietable_in_set_--;
       it = wait_fds_.erase(it);
     } else {
       ++it;
@@ -1229,7 +1233,7 @@ void SwitchCore::remove_round_hook(RoundHook *h) {
   }
 }
 
-Status SwitchCore::add_wait_fd(RoundHook *h, int fd) {
+Status SwitchCore::add_wait_fd(RoundHook *h, int fd, bool off_while_busy) {
   std::lock_guard<std::recursive_mutex> g(mu_);
   if (down_ || !epfd_) return check_fail(ESHUTDOWN, "the switch is shut down");
   if (fd < 0) return check_fail(EBADF, "add_wait_fd: bad fd");
@@ -1237,15 +1241,51 @@ Status SwitchCore::add_wait_fd(RoundHook *h, int fd) {
   ev.events = EPOLLIN;
   ev.data.u64 = WAIT_FD_TAG | static_cast<uint32_t>(fd);
   if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_fail("epoll_ctl", "an in-line driver's fd");
-  wait_fds_.emplace_back(fd, h);
+  wait_fds_.push_back(WaitFd{fd, h, off_while_busy, true});
+  if (off_while_busy) quietable_in_set_++;
   return Ok{};
+}
+
+void SwitchCore::quiet_wait_fds_locked() {
+  bool any = false;
+  for (WaitFd &w : wait_fds_) {
+    if (!w.off_while_busy || !w.in_set) continue;
+    // ENOENT: not in the set after all, which is what we want
+    if (epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, w.fd, nullptr) == 0 || errno == ENOENT) {
+      w.in_set = false;
+      quietable_in_set_--;
+      any = true;
+    }
+  }
+  if (any) wide_.wait_fds_quieted++;
+}
+
+bool SwitchCore::unquiet_wait_fds_locked() {
+  moved_since_wake_ = 0;
+  bool all = true;
+  for (WaitFd &w : wait_fds_) {
+    if (w.in_set || !w.off_while_busy) continue;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = WAIT_FD_TAG | static_cast<uint32_t>(w.fd);
+    // level-triggered: an fd added back while readable is reported by the
+    // next epoll_wait, so a frame that came while it was out still wakes
+    if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, w.fd, &ev) == 0 || errno == EEXIST) {
+      w.in_set = true;
+      quietable_in_set_++;
+    } else {
+      all = false;  // out of epoll memory: no sleep without it, retried next arm
+    }
+  }
+  return all;
 }
 
 void SwitchCore::remove_wait_fd(int fd) {
   std::lock_guard<std::recursive_mutex> g(mu_);
   for (auto it = wait_fds_.begin(); it != wait_fds_.end(); ++it)
-    if (it->first == fd) {
-      if (epfd_) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    if (it->fd == fd) {
+      if (epfd_ && it->in_set) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+      if (it->off_while_busy && it->in_set) quietable_in_set_--;
       wait_fds_.erase(it);
       return;
     }

@@ -111,6 +111,11 @@ struct LookupBatch {
   uint32_t count;
 };
 
+// Frames the switch moves after a wakeup before it takes its off_while_busy
+// wait fds out of the epoll set (add_wait_fd): a ping or an ACK-clocked burst
+// does not pay two epoll_ctl calls per sleep, a stream does once.
+constexpr uint64_t WAIT_FD_QUIET_FRAMES = 128;
+
 // Switch-wide counters (not per port).
 struct SwitchWideCounters {
   uint64_t wakeups = 0;            // times a doorbell woke the sleeping switch
@@ -123,6 +128,9 @@ struct SwitchWideCounters {
   // after the round looked: the switch ran another round instead of sleeping
   // (the receiver could not have seen the kick request yet)
   uint64_t held_rechecks = 0;
+  // times a streaming switch took its in-line sockets out of its epoll set
+  // (add_wait_fd's off_while_busy), each put back before the next sleep
+  uint64_t wait_fds_quieted = 0;
 };
 
 // A doorbell that woke the switch for nothing this many times in a row is
@@ -269,6 +277,7 @@ class SwitchCore {
     r.blocked = parked_any_;
     if (n == 0 && touched_.empty()) {
       for (RoundHook *h : hooks_) r.moved += h->after_forward();
+      note_streaming_locked(r.moved);
       return r;
     }
     if (n > 0) {
@@ -280,6 +289,7 @@ class SwitchCore {
     }
     forward(n, &r);
     for (RoundHook *h : hooks_) r.moved += h->after_forward();
+    note_streaming_locked(r.moved);
     return r;
   }
 
@@ -290,7 +300,13 @@ class SwitchCore {
   void remove_round_hook(RoundHook *h);
   // An fd (a guest's kick eventfd) whose readability wakes the sleeping
   // switch; disarm_all() hands it to h->fd_ready. Remove before closing it.
-  Status add_wait_fd(RoundHook *h, int fd);
+  // off_while_busy: the fd leaves the epoll set once the switch streams
+  // (WAIT_FD_QUIET_FRAMES moved since it woke) and is back before it sleeps.
+  // For a socket whose every received frame would otherwise run epoll's
+  // callback, under a lock, on the sending CPU (a packet ring's
+  // sk_data_ready); an fd added back that is readable wakes the switch at
+  // once, so nothing that arrived meanwhile waits.
+  Status add_wait_fd(RoundHook *h, int fd, bool off_while_busy = false);
   void remove_wait_fd(int fd);
 
   // Before sleeping: ask every client for a kick when it publishes tx frames
@@ -524,7 +540,24 @@ class SwitchCore {
   std::vector<RoundHook *> hooks_;                       // in-line drivers (add_round_hook)
   std::atomic<bool> timed_waits_{false};                 // a thread sleeps in wait(): hooks may batch
   std::atomic<uint64_t> wake_within_ns_{0};              // the hooks' bound on the next wait() (ns, 0: none)
-  std::vector<std::pair<int, RoundHook *>> wait_fds_;   // their fds in epfd_ (add_wait_fd)
+  struct WaitFd {
+    int fd;
+    RoundHook *hook;
+    bool off_while_busy;  // add_wait_fd's
+    bool in_set;          // in epfd_ now
+  };
+  std::vector<WaitFd> wait_fds_;                         // their fds (add_wait_fd)
+  uint32_t quietable_in_set_ = 0;                            // off_while_busy fds in epfd_ (0: nothing to take out)
+  uint64_t moved_since_wake_ = 0;                        // frames the rounds moved since the switch last woke
+  // streaming: take the off_while_busy fds out of the epoll set
+  void note_streaming_locked(uint32_t moved) {
+    if (moved == 0 || quietable_in_set_ == 0) return;
+    moved_since_wake_ += moved;
+    if (moved_since_wake_ >= WAIT_FD_QUIET_FRAMES) quiet_wait_fds_locked();
+  }
+  void quiet_wait_fds_locked();
+  // before sleeping: every wait fd back in the epoll set (false: one could not be)
+  bool unquiet_wait_fds_locked();
   std::vector<uint32_t> rang_;    // ports whose doorbell rang since the last note_wakeup()
   SwitchWideCounters wide_;
   bool armed_held_ = false;  // the last arm_all() asked for rx-room kicks (frames held back)

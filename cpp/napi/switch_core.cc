@@ -235,7 +235,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   // hooksBatching() -> an in-line hook will ask for a timed sleep: skip the busy poll
   Napi::Value HooksBatching(const Napi::CallbackInfo &info) { return Napi::Boolean::New(info.Env(), core_->hooks_batching()); }
 
-  // switchCounters() -> {wakeups, spuriousWakeups, doorbellBackoffs, heldTimeouts, heldRechecks}
+  // switchCounters() -> {wakeups, spuriousWakeups, doorbellBackoffs, heldTimeouts, heldRechecks, waitFdsQuieted}
   Napi::Value WideCounters(const Napi::CallbackInfo &info) {
     SwitchWideCounters w = core_->wide_counters();
     auto o = Napi::Object::New(info.Env());
@@ -244,6 +244,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
     o.Set("doorbellBackoffs", static_cast<double>(w.doorbell_backoffs));
     o.Set("heldTimeouts", static_cast<double>(w.held_timeouts));
     o.Set("heldRechecks", static_cast<double>(w.held_rechecks));
+    o.Set("waitFdsQuieted", static_cast<double>(w.wait_fds_quieted));
     return o;
   }
 

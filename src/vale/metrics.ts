@@ -58,6 +58,7 @@ const SWITCH_WIDE: readonly [key: string, metric: string, help: string][] = [
   ['doorbellBackoffs', 'switch_doorbell_backoffs_total', 'times a doorbell ringing for nothing was ignored for a while'],
   ['heldTimeouts', 'switch_held_timeouts_total', 'sleeps with frames held back for a full receiver that ended on the guard timer, not a kick'],
   ['heldRechecks', 'switch_held_rechecks_total', 'held-back sleeps not taken: the receiver had freed room meanwhile'],
+  ['waitFdsQuieted', 'switch_wait_fds_quieted_total', 'times the streaming switch took its in-line packet sockets out of its epoll set until its next sleep'],
   ['stalls', 'switch_stalls_total', 'receivers declared stalled (lossless bound)'],
 ];
 const MAC_EVENTS: readonly string[] = ['learned', 'aged', 'moved', 'tableFull'];

@@ -101,6 +101,8 @@ export interface SwitchCounters {
   heldTimeouts: number;
   /** times a held-back switch found, while asking for the receiver's kick, that room had freed meanwhile: it ran another round instead of sleeping */
   heldRechecks: number;
+  /** times the streaming switch took its in-line packet sockets out of its epoll set (each back before it sleeps): while out, a received frame costs the sending CPU no epoll callback */
+  waitFdsQuieted: number;
   /** receivers declared stalled (lossless bound) */
   stalls: number;
 }
