@@ -31,6 +31,10 @@ namespace {
 
 constexpr uint32_t kTxBatch = 64;
 constexpr size_t kVnetLen = VNET_HDR_LEN;
+// a ring frame that holds a 64 KiB GSO frame and the ring's headers
+constexpr uint32_t kWholeFrame = 65536 + 1024;
+// the most a frame read whole from the socket can be: a GSO frame
+constexpr uint32_t kLargestFrame = 65536 + 512;
 constexpr int64_t kStatsNs = kLinuxIfStatsNs;  // how often, at most, the kernel's drop count is read
 
 #ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
@@ -95,8 +99,10 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   if (cfg.block_count == 0) cfg.block_count = cfg.rx_version == 2 ? 16 : 32;
   if (cfg.block_size < 65536 + 4096 || (cfg.block_size & (cfg.block_size - 1)) != 0 || cfg.block_count < 2)
     return check_fail(EINVAL, "ring blocks must be a power of two ≥ 128 KiB, at least 2 of them");
-  if (cfg.rx_version == 2 && (cfg.frame_size < 65536 + 512 || cfg.frame_size % TPACKET_ALIGNMENT != 0 || cfg.frame_size > cfg.block_size))
-    return check_fail(EINVAL, "TPACKET_V2 frames must hold a 64 KiB GSO frame and its headers (≥ 65536 + 512 bytes), be a multiple of 16 and fit a block");
+  if (cfg.rx_version == 2 && cfg.frame_size != 0 && (cfg.frame_size < 2048 || cfg.frame_size % TPACKET_ALIGNMENT != 0 || cfg.frame_size > cfg.block_size))
+    return check_fail(EINVAL, "TPACKET_V2 frames must be at least 2048 bytes, a multiple of 16 and fit a block");
+  if (cfg.rx_version == 2 && cfg.frame_size != 0 && cfg.frame_size < kWholeFrame && !cfg.pass_hdr)
+    return check_fail(EINVAL, "TPACKET_V2 frames smaller than a 64 KiB GSO frame and its headers (65536 + 1024 bytes) need pass_hdr");
   std::unique_ptr<AfPacketDriver> d(new AfPacketDriver());
   d->cfg_ = cfg;
   d->port_ = std::move(port);
@@ -110,6 +116,14 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
   if (!link) return std::move(link).take_error();
   d->ifindex_ = link.value().ifindex;
   d->mtu_ = link.value().mtu;
+  if (cfg.rx_version == 2 && cfg.frame_size == 0) {
+    // one MTU-sized frame (Ethernet and two VLAN tags, the ring's ~80 bytes
+    // of headers, slack) per ring frame; behind an overflow ring, whole GSO frames
+    const uint64_t want = cfg.overflow_v3 || !cfg.pass_hdr ? kWholeFrame : std::max<uint64_t>(2048, (uint64_t{d->mtu_} + 22 + 160 + 15) / 16 * 16);
+    if (want > cfg.block_size) return check_fail(EINVAL, "a ring frame for the MTU of " + ifn + " (" + std::to_string(d->mtu_) + ") does not fit a ring block");
+    cfg.frame_size = static_cast<uint32_t>(want);
+    d->cfg_.frame_size = cfg.frame_size;
+  }
 
   // order matters: version and vnet header before the ring
   const bool v2 = cfg.rx_version == 2;
@@ -156,6 +170,15 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
     d->frames_per_block_ = cfg.block_size / cfg.frame_size;
     req.tp_frame_nr = d->frame_nr_ = d->frames_per_block_ * cfg.block_count;
     r = sockopt(s, SOL_PACKET, PACKET_RX_RING, req, "PACKET_RX_RING (TPACKET_V2)", ifn);
+    if (r && cfg.frame_size < kWholeFrame) {
+      // frames that do not fit a ring frame are queued whole on the socket
+      // (a reference to the skb) while there is receive buffer for them:
+      // 8 MiB, a hundred GSO frames, beyond the default rmem_max as root
+      r = sockopt(s, SOL_PACKET, PACKET_COPY_THRESH, int{1}, "PACKET_COPY_THRESH", ifn);
+      const int rcvbuf = 8 << 20;
+      if (r && ::setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+        (void)::setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);  // net.core.rmem_max bounds it
+    }
   } else {
     tpacket_req3 req{};
     req.tp_block_size = cfg.block_size;
@@ -448,6 +471,68 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
   return true;
 }
 
+// A ring frame marked TP_STATUS_COPY: the kernel queued the whole frame (len
+// bytes, the ring frame's tp_len) on the socket before it published the ring
+// frame, in ring order, so the next datagram on the socket is this frame.
+// Read straight into the port's tx slots (its virtio-net header first, as
+// put_frame_with_hdr lays a frame out: only pass_hdr ports have such small
+// ring frames), once they have room.
+bool AfPacketDriver::put_copied(bool gso, uint32_t len) {
+  const int s = sock_.get();
+  auto drop_next = [&](std::atomic<uint64_t> &counter) {
+    (void)::recv(s, nullptr, 0, MSG_DONTWAIT | MSG_TRUNC);  // takes the datagram off the queue
+    counter.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  };
+  netmap_ring *tx = port_.tx_ring(0);
+  const uint32_t bufsz = port_.buf_size();
+  if (!gso && len > bufsz) {
+    log_once(logged_too_big_, "a " + std::to_string(len) + "-byte frame (not GSO) is larger than the port's " + std::to_string(bufsz) + "-byte buffers: dropped; lower the MTU of " + cfg_.ifname);
+    return drop_next(c_.drop_too_big);
+  }
+  const size_t flen = kVnetLen + len;
+  const size_t n = (flen + bufsz - 1) / bufsz;
+  if (!cfg_.pass_hdr || len > kLargestFrame || n > NETMAP_MAX_FRAGS || n >= tx->num_slots) {
+    log_once(logged_too_big_, "a " + std::to_string(len) + "-byte GSO frame takes more than " + std::to_string(NETMAP_MAX_FRAGS) + " of the port's buffers: dropped");
+    return drop_next(c_.drop_too_big);
+  }
+  if (port_.tx_space(0) < n) {
+    need_slots_ = static_cast<uint32_t>(n);
+    return false;
+  }
+  iovec iov[NETMAP_MAX_FRAGS];
+  for (size_t j = 0, i = tx->head; j < n; j++, i = i + 1 == tx->num_slots ? 0 : i + 1) {
+    uint8_t *b = port_.slot_buf(tx->slot[i]);
+    if (!b) return drop_next(c_.drop_tx_bad_slot);
+    iov[j] = iovec{b, std::min<size_t>(bufsz, flen - j * bufsz)};
+  }
+  msghdr mh{};
+  mh.msg_iov = iov;
+  mh.msg_iovlen = n;
+  const ssize_t got = ::recvmsg(s, &mh, MSG_DONTWAIT | MSG_TRUNC);
+  if (got != static_cast<ssize_t>(flen)) {
+    // EAGAIN: nothing queued although the ring said so; EINVAL: a GSO type
+    // the kernel cannot describe in a virtio-net header (the frame is gone)
+    c_.drop_truncated.fetch_add(1, std::memory_order_relaxed);
+    log_once(logged_copy_, got < 0 ? std::string("reading a frame too large for a ring frame failed (") + std::strerror(errno) + "): dropped"
+                                   : "a frame read from the socket had " + std::to_string(got) + " bytes where the ring said " + std::to_string(flen) + ": dropped");
+    return true;
+  }
+  c_.rx_copied.fetch_add(1, std::memory_order_relaxed);
+  const VnetHdr vh = vnet_hdr_read(static_cast<const uint8_t *>(iov[0].iov_base));
+  for (size_t j = 0; j < n; j++) {
+    netmap_slot &sl = tx->slot[tx->head];
+    sl.len = static_cast<uint16_t>(iov[j].iov_len);
+    sl.flags = j + 1 < n ? NS_MOREFRAG : 0;
+    tx->head = tx->cur = tx->head + 1 == tx->num_slots ? 0 : tx->head + 1;
+  }
+  if (vh.gso_type != VNET_GSO_NONE) c_.gso_passed.fetch_add(1, std::memory_order_relaxed);
+  else if (vh.flags & VNET_F_NEEDS_CSUM) c_.csum_passed.fetch_add(1, std::memory_order_relaxed);
+  c_.rx_frames.fetch_add(1, std::memory_order_relaxed);
+  c_.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+  return true;
+}
+
 // Frame block_ as the kernel lays it out (whole frames per block, see
 // start()). In bounds: block_ < frame_nr_ = frames_per_block_ * block_count,
 // so the block is < block_count, and (block_ % frames_per_block_ + 1) *
@@ -465,11 +550,17 @@ bool AfPacketDriver::pump_in_v2(bool &moved) {
     uint8_t *f = v2_frame();
     auto *h = reinterpret_cast<tpacket2_hdr *>(f);
     if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return true;
-    if (h->tp_mac < kVnetLen || size_t{h->tp_mac} + h->tp_snaplen > fsz) {
+    if (h->tp_status & TP_STATUS_COPY) {
+      // too large for a ring frame: the whole frame is next on the socket
+      // (read before anything else, or the queue falls out of step with the ring)
+      // (its header is in the ring frame too, before the frame's first bytes)
+      const bool hdr_ok = cfg_.vnet_hdr && h->tp_mac >= kVnetLen && h->tp_mac <= fsz;
+      if (!put_copied(hdr_ok && vnet_hdr_read(f + h->tp_mac - kVnetLen).gso_type != VNET_GSO_NONE, h->tp_len)) return false;  // the port's tx ring is full: resume here
+    } else if (h->tp_mac < kVnetLen || size_t{h->tp_mac} + h->tp_snaplen > fsz) {
       // not a frame we can read: give it back
     } else if (h->tp_snaplen < h->tp_len) {
       c_.drop_truncated.fetch_add(1, std::memory_order_relaxed);
-      log_once(logged_truncated_, "a " + std::to_string(h->tp_len) + "-byte frame did not fit a ring frame: dropped");
+      log_once(logged_truncated_, "a " + std::to_string(h->tp_len) + "-byte frame did not fit a ring frame and the socket's receive buffer was full: dropped; raise net.core.rmem_max (8 MiB is asked for)");
     } else if (!put_frame(f + h->tp_mac, h->tp_snaplen)) {
       return false;  // the port's tx ring is full: resume at this frame
     }

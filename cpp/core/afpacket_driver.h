@@ -65,11 +65,20 @@ struct AfPacketConfig {
   // between the two rings only while the V2 ring is that full.
   bool overflow_v3 = false;
   // V3: blocks of block_size bytes. V2: blocks of block_size bytes cut into
-  // frames of frame_size bytes (≥ a 64 KiB GSO frame plus headers). 0: the
-  // version's default (V3 32 × 256 KiB; V2 16 × 1 MiB, 240 frames)
+  // frames of frame_size bytes. 0: the version's default (V3 32 × 256 KiB;
+  // V2 16 × 1 MiB).
   uint32_t block_size = 0;
   uint32_t block_count = 0;
-  uint32_t frame_size = 65536 + 1024;
+  // V2 frame size. 0: with pass_hdr, room for one frame of the interface's
+  // MTU, at least 2 KiB (8192 frames at MTU 1500); without it, or behind an
+  // overflow ring, whole 64 KiB + 1 KiB frames (240). Frames smaller than
+  // 64 KiB + 1 KiB need pass_hdr: a frame larger than a ring frame (a GSO
+  // super-frame) is then queued whole on the socket (PACKET_COPY_THRESH: the
+  // kernel takes a reference, no copy) and its ring frame marked
+  // TP_STATUS_COPY; the driver reads it with recvmsg(), in ring order,
+  // straight into the port's slots. Small frames then sit side by side in
+  // the ring, and a burst of thousands fits where 240 did.
+  uint32_t frame_size = 0;
 };
 
 // Counters, written by the driver thread only, read by anyone (relaxed).
@@ -88,8 +97,9 @@ struct AfPacketCounters {
   X(tx_retries)     /* sends the kernel pushed back (ENOBUFS/EAGAIN) and that were retried */            \
   X(socket_errors)  /* errors the socket reported (ENETDOWN while the interface was down), read and cleared */ \
   X(rx_overflow)    /* (overflow_v3) frames read from the overflow ring */                              \
+  X(rx_copied)      /* frames larger than a ring frame, read whole from the socket (TP_STATUS_COPY) */  \
   X(drop_kernel_ring) /* frames the kernel dropped: our rx ring was full (PACKET_STATISTICS tp_drops) */ \
-  X(drop_truncated) /* frames larger than a ring block */                                                \
+  X(drop_truncated) /* frames larger than a ring frame the kernel could not queue whole (receive buffer full) */ \
   X(drop_too_big)   /* frames larger than the port's buffers, not GSO */                                 \
   X(drop_bad_vnet_hdr) /* a virtio-net header that does not fit its frame */                             \
   X(drop_gso_unsupported) /* GSO types offload.h does not segment (UFO, unknown) */                            \
@@ -138,6 +148,9 @@ class AfPacketDriver {
   bool pump_out();  // port rx ring -> interface
   bool put_frame(uint8_t *data, uint32_t len);  // false: tx ring full, retry later
   bool put_frame_with_hdr(uint8_t *data, uint32_t len);
+  // a TP_STATUS_COPY frame of len bytes, from the socket; gso: a GSO frame,
+  // as the virtio-net header in its ring frame says; false: retry later
+  bool put_copied(bool gso, uint32_t len);
   void log_once(std::atomic<bool> &flag, const std::string &msg);
   void poll_kernel_drops();
   void watch_socket(bool on);
@@ -177,7 +190,7 @@ class AfPacketDriver {
   bool sock_watched_ = true; // the socket is in the epoll set with EPOLLIN
   int64_t stats_ns_ = 0;        // when the kernel's drop count was last read (mono_ns)
   std::atomic<bool> logged_truncated_{false}, logged_too_big_{false}, logged_vnet_{false}, logged_gso_{false},
-      logged_tx_{false}, logged_slot_{false};
+      logged_tx_{false}, logged_slot_{false}, logged_copy_{false};
   AfPacketCounters c_;
   DriverThread thread_;
   std::shared_ptr<SwitchCore> core_;  // in-line: the switch whose rounds run the datapath
