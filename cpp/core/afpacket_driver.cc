@@ -479,8 +479,21 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
 // ring frames), once they have room.
 bool AfPacketDriver::put_copied(bool gso, uint32_t len) {
   const int s = sock_.get();
+  // A pending socket error (ENETDOWN while the interface went down) is
+  // returned, and cleared, before the queue is read, and the frame stays
+  // next: read again, or every later TP_STATUS_COPY frame would read the
+  // datagram of the one before it.
+  auto recv_next = [&](msghdr *mh) {
+    ssize_t got = ::recvmsg(s, mh, MSG_DONTWAIT | MSG_TRUNC);
+    for (int i = 0; got < 0 && i < 4 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINVAL; i++) {
+      c_.socket_errors.fetch_add(1, std::memory_order_relaxed);
+      got = ::recvmsg(s, mh, MSG_DONTWAIT | MSG_TRUNC);
+    }
+    return got;
+  };
   auto drop_next = [&](std::atomic<uint64_t> &counter) {
-    (void)::recv(s, nullptr, 0, MSG_DONTWAIT | MSG_TRUNC);  // takes the datagram off the queue
+    msghdr none{};
+    (void)recv_next(&none);  // takes the datagram off the queue
     counter.fetch_add(1, std::memory_order_relaxed);
     return true;
   };
@@ -509,7 +522,7 @@ bool AfPacketDriver::put_copied(bool gso, uint32_t len) {
   msghdr mh{};
   mh.msg_iov = iov;
   mh.msg_iovlen = n;
-  const ssize_t got = ::recvmsg(s, &mh, MSG_DONTWAIT | MSG_TRUNC);
+  const ssize_t got = recv_next(&mh);
   if (got != static_cast<ssize_t>(flen)) {
     // EAGAIN: nothing queued although the ring said so; EINVAL: a GSO type
     // the kernel cannot describe in a virtio-net header (the frame is gone)
