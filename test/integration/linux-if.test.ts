@@ -37,6 +37,25 @@ async function ping(from: NsEnd, to: NsEnd, count = 3): Promise<Run> {
 
 const suite = root ? test.serial : test.serial.skip;
 
+/** The driver counters of one port, from `vale-ctl-ts --stats --json`. */
+async function driverCounters(socket: string, port: string): Promise<Record<string, number>> {
+  const st = await ctl(socket, '--stats', '--json');
+  const ports = (JSON.parse(st.stdout) as { switches: { ports: { name: string; driver?: { counters: Record<string, number> } }[] }[] }).switches[0]!.ports;
+  return ports.find((q) => q.name === port)!.driver!.counters;
+}
+
+/**
+ * Sends `count` 60-byte frames of the local experimental ethertype (the
+ * receiving stack ignores them) from `from` to `to`'s MAC, from a raw packet
+ * socket in `from`'s namespace. Synchronous: while it runs this event loop,
+ * and an in-line switch on it, is blocked.
+ */
+function sendRawBurst(from: NsEnd, to: NsEnd, count: number): ReturnType<typeof spawnSync> {
+  const frame = `${to.mac}${from.mac}`.replaceAll(':', '') + '88b5' + '00'.repeat(46);
+  const send = 'import socket, sys\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind((sys.argv[1], 0))\nf = bytes.fromhex(sys.argv[2])\nfor _ in range(int(sys.argv[3])): s.send(f)\n';
+  return spawnSync('ip', ['netns', 'exec', from.ns, 'python3', '-c', send, from.inner, frame, String(count)], { encoding: 'utf8' });
+}
+
 /** What `ip -d -j link show` says of an XDP program on the interface (undefined: none). */
 async function xdpOf(ifname: string): Promise<unknown> {
   const j = JSON.parse(await must('ip', '-d', '-j', 'link', 'show', ifname)) as { xdp?: unknown }[];
@@ -238,20 +257,13 @@ suite('packet with VALE_TS_TPACKET_RX=2+3, in-line: a burst the V2 ring cannot h
   for (const e of ends) t.regex(list.stdout, new RegExp(`^vale0:${e.host} bridge_idx 0 port_idx \\d+ \\[tpacket-v2\\+v3 ${e.host} \\(promisc.*in-line`, 'm'));
   const p = await ping(a, b);
   t.is(p.code, 0, p.stdout + p.stderr);
-  const counters = async (): Promise<Record<string, number>> => {
-    const st = await ctl(socket, '--stats', '--json');
-    const ports = (JSON.parse(st.stdout) as { switches: { ports: { name: string; driver?: { counters: Record<string, number> } }[] }[] }).switches[0]!.ports;
-    return ports.find((q) => q.name === `vale0:${a.host}`)!.driver!.counters;
-  };
+  const counters = (): Promise<Record<string, number>> => driverCounters(socket, `vale0:${a.host}`);
   const c0 = await counters();
   // 800 frames while this event loop, and with it the in-line switch, is
   // blocked: nothing reads the rings meanwhile, and the V2 ring holds 240
   const N = 800;
-  // 60-byte frames of the local experimental ethertype (the receiving stack ignores them), from a raw packet socket
-  const frame = `${b.mac}${a.mac}`.replaceAll(':', '') + '88b5' + '00'.repeat(46);
-  const send = 'import socket, sys\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind((sys.argv[1], 0))\nf = bytes.fromhex(sys.argv[2])\nfor _ in range(int(sys.argv[3])): s.send(f)\n';
-  const tg = spawnSync('ip', ['netns', 'exec', a.ns, 'python3', '-c', send, a.inner, frame, String(N)], { encoding: 'utf8' });
-  t.is(tg.status, 0, tg.stderr);
+  const tg = sendRawBurst(a, b, N);
+  t.is(tg.status, 0, String(tg.stderr));
   // then every one of them is read: from the V2 ring, the rest from the V3 one
   // asked until they are all counted (no deadline: ava's timeout guards a hang)
   const c = await untilAnswer(counters, (x) => x['rx_frames']! - c0['rx_frames']! >= N);
@@ -280,21 +292,12 @@ suite('packet, in-line: 3000 frames fit the ring (MTU-sized frames), none lost; 
   }
   const sw = srv.switch('vale0')!;
   t.regex((await ctl(socket)).stdout, new RegExp(`^vale0:${a.host} bridge_idx 0 port_idx \\d+ \\[tpacket-v2 ${a.host} .*in-line`, 'm'));
-  // the switch runs on this event loop: a burst sent while it is blocked
-  // (200 frames: fewer than the V2 ring's 240, more than the 128 after which
-  // the switch counts itself streaming) is moved in the first wakeup after it
-  const frame = `${b.mac}${a.mac}`.replaceAll(':', '') + '88b5' + '00'.repeat(46);
-  const send = 'import socket, sys\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind((sys.argv[1], 0))\nf = bytes.fromhex(sys.argv[2])\nfor _ in range(int(sys.argv[3])): s.send(f)\n';
-  const counters = async (): Promise<Record<string, number>> => {
-    const st = await ctl(socket, '--stats', '--json');
-    const ports = (JSON.parse(st.stdout) as { switches: { ports: { name: string; driver?: { counters: Record<string, number> } }[] }[] }).switches[0]!.ports;
-    return ports.find((q) => q.name === `vale0:${a.host}`)!.driver!.counters;
-  };
+  const counters = (): Promise<Record<string, number>> => driverCounters(socket, `vale0:${a.host}`);
   // 3000 frames while nothing reads the ring (the switch's rounds wait for
   // this event loop): the ring holds them all, whole 64 KiB frames held 240
   const c0 = await counters();
-  const tg = spawnSync('ip', ['netns', 'exec', a.ns, 'python3', '-c', send, a.inner, frame, '3000'], { encoding: 'utf8' });
-  t.is(tg.status, 0, tg.stderr);
+  const tg = sendRawBurst(a, b, 3000);
+  t.is(tg.status, 0, String(tg.stderr));
   // every frame read or counted lost (no deadline: ava's timeout guards a hang)
   const c1 = await untilAnswer(counters, (x) => x['rx_frames']! + x['drop_kernel_ring']! - c0['rx_frames']! - c0['drop_kernel_ring']! >= 3000);
   t.is(c1['drop_kernel_ring'], c0['drop_kernel_ring'], `none lost: ${JSON.stringify(c1)}`);
@@ -331,14 +334,16 @@ suite('packet, in-line: 3000 frames fit the ring (MTU-sized frames), none lost; 
   t.is(g1['gso_passed']! - g0['gso_passed']!, 2, 'and passed on whole with their header');
   t.true(g1['socket_errors']! > g0['socket_errors']!, `the pending ENETDOWN was read: ${JSON.stringify(g1)}`);
   await must('ip', 'link', 'set', a.host, 'up');
+  // a burst sent while the switch is blocked (200 frames, more than the 128
+  // after which it counts itself streaming) is moved in the first wakeup
+  // after it; the kernel may hand part of a burst over after the loop runs
+  // again (its softirq deferred to ksoftirqd on a busy machine): bursts until
+  // one was moved in one wakeup (no deadline: ava's timeout guards a hang)
   const q0 = sw.switchCounters().waitFdsQuieted;
-  // the kernel may hand part of a burst over after the loop runs again (its
-  // softirq deferred to ksoftirqd on a busy machine): bursts until one was
-  // moved in one wakeup (no deadline: ava's timeout guards a hang)
   await untilAnswer(
     async () => {
-      const tg = spawnSync('ip', ['netns', 'exec', a.ns, 'python3', '-c', send, a.inner, frame, '200'], { encoding: 'utf8' });
-      t.is(tg.status, 0, tg.stderr);
+      const tg = sendRawBurst(a, b, 200);
+      t.is(tg.status, 0, String(tg.stderr));
       await new Promise((r) => setImmediate(r));
       return sw.switchCounters().waitFdsQuieted;
     },
