@@ -1160,6 +1160,7 @@ bool SwitchCore::arm_all(bool rx_too) {
     wide_.held_rechecks++;
   } else if (rx_too || pending_locked() == 0) {
     armed_held_ = rx_too;
+    armed_ = true;
     wake_within_ns_.store(within, std::memory_order_relaxed);
     return true;
   }
@@ -1174,6 +1175,7 @@ bool SwitchCore::arm_all(bool rx_too) {
 void SwitchCore::disarm_all() {
   std::lock_guard<std::recursive_mutex> g(mu_);
   wake_within_ns_.store(0, std::memory_order_relaxed);
+  armed_ = false;
   for (uint32_t id : active_) {
     Port &p = ports_[id];
     for (uint32_t k = 0; k < p.layout.rings_per_if(); k++) store_relaxed(&p.ktoa(k)->kern_need_kick, 0);

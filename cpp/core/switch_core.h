@@ -549,9 +549,14 @@ class SwitchCore {
   std::vector<WaitFd> wait_fds_;                         // their fds (add_wait_fd)
   uint32_t quietable_in_set_ = 0;                            // off_while_busy fds in epfd_ (0: nothing to take out)
   uint64_t moved_since_wake_ = 0;                        // frames the rounds moved since the switch last woke
+  // between an arm_all that let the switch sleep and the disarm_all after
+  // it: a round then (Switch.removePort's, on a sleeping event-loop switch)
+  // must leave the fds in the set, since no arm_all puts them back before
+  // the sleep it is in
+  bool armed_ = false;
   // streaming: take the off_while_busy fds out of the epoll set
   void note_streaming_locked(uint32_t moved) {
-    if (moved == 0 || quietable_in_set_ == 0) return;
+    if (moved == 0 || quietable_in_set_ == 0 || armed_) return;
     moved_since_wake_ += moved;
     if (moved_since_wake_ >= WAIT_FD_QUIET_FRAMES) quiet_wait_fds_locked();
   }
