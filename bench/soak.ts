@@ -93,7 +93,11 @@ async function role(kind: string, n: number): Promise<void> {
       }
     }
     out({ total, fromPeer });
-    await closed; // the port stays until the parent has read its counters
+    // the port stays until the parent has read its counters; a pending
+    // promise and a signal listener do not keep node running, a timer does
+    const alive = setInterval(() => {}, 1 << 30);
+    await closed;
+    clearInterval(alive);
     p.close();
     return;
   }
