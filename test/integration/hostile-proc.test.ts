@@ -62,7 +62,7 @@ function spawnChild(cmd: string[], marker: string, env: NodeJS.ProcessEnv = proc
   proc.stderr!.on('data', (d: Buffer) => (out += d));
   ready.catch(() => {}); // a test that expects the exit awaits `exited`
   const exited = new Promise<number | null>((r) =>
-    proc.on('exit', (code) => {
+    proc.on('close', (code) => {
       rej(new Error(`exited (${code}) before '${marker}': ${out}`));
       r(code);
     }),

@@ -19,7 +19,7 @@ function run(args: string[]): Promise<{ code: number | null; out: string; err: s
     let err = '';
     c.stdout.on('data', (d: Buffer) => (out += d));
     c.stderr.on('data', (d: Buffer) => (err += d));
-    c.on('exit', (code) => resolve({ code, out, err }));
+    c.on('close', (code) => resolve({ code, out, err }));
   });
 }
 
@@ -230,7 +230,7 @@ test('a process that exits with a pipe port still open (and a poll done) exits c
     const c = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d));
-    c.on('exit', (code, signal) => resolve({ code, signal, out }));
+    c.on('close', (code, signal) => resolve({ code, signal, out }));
   });
   t.is(res.out.trim(), 'end');
   t.is(res.signal, null, 'no crash in the finalizers at exit');

@@ -142,7 +142,7 @@ test('pipe benchmark reference loop: every frame crosses between two processes, 
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   const rx = pipeBench.pipeBenchLoop(region, 1, { slots: 256 }, 'pb', 'rx', 200000, 60, 64);
   t.is(await exited, 0);
   const tx = JSON.parse(out) as { frames: number };

@@ -22,7 +22,8 @@ function start(args: string[], env: Record<string, string> = {}): { proc: Return
     if (out.includes('listening')) res();
   });
   proc.stderr!.on('data', (d: Buffer) => (out += d));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  // 'close', not 'exit': the streams may still hold output when the process has exited
+  const exited = new Promise<number | null>((r) => proc.on('close', (code) => r(code)));
   return { proc, out: () => out, listening, exited };
 }
 
