@@ -564,9 +564,9 @@ bool AfPacketDriver::pump_in_v2(bool &moved) {
     auto *h = reinterpret_cast<tpacket2_hdr *>(f);
     if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return true;
     if (h->tp_status & TP_STATUS_COPY) {
-      // too large for a ring frame: the whole frame is next on the socket
-      // (read before anything else, or the queue falls out of step with the ring)
-      // (its header is in the ring frame too, before the frame's first bytes)
+      // too large for a ring frame: the whole frame is next on the socket,
+      // read before anything else or the queue falls out of step with the
+      // ring; its virtio-net header is in the ring frame too, before its bytes
       const bool hdr_ok = cfg_.vnet_hdr && h->tp_mac >= kVnetLen && h->tp_mac <= fsz;
       if (!put_copied(hdr_ok && vnet_hdr_read(f + h->tp_mac - kVnetLen).gso_type != VNET_GSO_NONE, h->tp_len)) return false;  // the port's tx ring is full: resume here
     } else if (h->tp_mac < kVnetLen || size_t{h->tp_mac} + h->tp_snaplen > fsz) {
