@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,8 +12,10 @@ const valeTs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..
 let uniq = 0;
 const sockPath = (): string => path.join(os.tmpdir(), `vt-cli-${process.pid}-${uniq++}.sock`);
 
-function start(args: string[], env: Record<string, string> = {}): { proc: ReturnType<typeof spawn>; out: () => string; listening: Promise<void>; exited: Promise<number | null> } {
+function start(t: ExecutionContext, args: string[], env: Record<string, string> = {}): { proc: ReturnType<typeof spawn>; out: () => string; listening: Promise<void>; exited: Promise<number | null> } {
   const proc = spawn(process.execPath, [valeTs, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // a failed assertion ends the test: the process must not outlive it (ava waits for it)
+  t.teardown(() => void proc.kill('SIGKILL'));
   let out = '';
   let res: () => void = () => {};
   const listening = new Promise<void>((r) => (res = r));
@@ -29,7 +31,7 @@ function start(args: string[], env: Record<string, string> = {}): { proc: Return
 
 test('vale-ts says where it listens and which backend; SIGTERM tells clients, removes the socket', async (t) => {
   const socket = sockPath();
-  const s = start(['--socket', socket]);
+  const s = start(t, ['--socket', socket]);
   await s.listening;
   t.regex(s.out(), new RegExp(`listening on ${socket.replace(/[.]/g, '\\.')} \\(userspace backend`));
   const p = await open('vale0:01', { socket });
@@ -46,7 +48,7 @@ test('vale-ts says where it listens and which backend; SIGTERM tells clients, re
 
 test('VALE_TS_SOCKET selects the socket for the switch and its clients; SIGINT stops it', async (t) => {
   const socket = sockPath();
-  const s = start([], { VALE_TS_SOCKET: socket });
+  const s = start(t, [], { VALE_TS_SOCKET: socket });
   await s.listening;
   const prev = process.env['VALE_TS_SOCKET'];
   process.env['VALE_TS_SOCKET'] = socket;
@@ -65,15 +67,15 @@ test('VALE_TS_SOCKET selects the socket for the switch and its clients; SIGINT s
 
 test('a second vale-ts on a live socket refuses; a stale socket file is taken over', async (t) => {
   const socket = sockPath();
-  const a = start(['--socket', socket]);
+  const a = start(t, ['--socket', socket]);
   await a.listening;
-  const b = start(['--socket', socket]);
+  const b = start(t, ['--socket', socket]);
   t.is(await b.exited, 1);
   t.regex(b.out(), /another vale-ts is already listening/);
   a.proc.kill('SIGKILL'); // leaves the socket file behind
   await a.exited;
   t.true(existsSync(socket));
-  const c = start(['--socket', socket]);
+  const c = start(t, ['--socket', socket]);
   await c.listening;
   c.proc.kill('SIGTERM');
   t.is(await c.exited, 0);
@@ -87,36 +89,39 @@ test('bad options get a clear error and exit 1', async (t) => {
     [['--priority=-21'], /--priority -21 is invalid: expected a number in -20\.\.19/],
     [['--priority', '1.5'], /--priority 1\.5 is invalid: expected an integer nice value/],
   ] as const) {
-    const s = start([...args, '--socket', sockPath()]);
+    const s = start(t, [...args, '--socket', sockPath()]);
     t.is(await s.exited, 1, args.join(' '));
     t.regex(s.out(), re);
   }
 });
 
-/** nice of each thread of PID, in thread-id order (field 19 of /proc/PID/task/TID/stat) */
-function threadNices(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`)
-    .map(Number)
-    .sort((a, b) => a - b)
-    .map((tid) => statNice(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
+/**
+ * nice of PID's main thread (task PID) and of its datapath thread (named
+ * dp:...), field 19 of /proc/PID/task/TID/stat. Not by thread-id order: ids
+ * wrap at pid_max, and a process started near it has threads with lower ids.
+ */
+function threadNices(pid: number): { main: number; datapath: number | undefined } {
+  const nice = (tid: number | string): number => statNice(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+  const dp = readdirSync(`/proc/${pid}/task`).find((tid) => readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').startsWith('dp:'));
+  return { main: nice(pid), datapath: dp === undefined ? undefined : nice(dp) };
 }
 
 test('vale-ts runs at nice -10 by default (as ovs-ctl runs ovs-vswitchd), its datapath thread too; --priority sets another', async (t) => {
   const socket = sockPath();
-  const s = start(['--socket', socket, '--datapath', 'thread']);
+  const s = start(t, ['--socket', socket, '--datapath', 'thread']);
   await s.listening;
   t.regex(s.out(), /nice -10\)/);
   const nices = threadNices(s.proc.pid!);
-  // the main thread, and the datapath thread (started before it listens: the newest)
-  t.is(nices[0], -10);
-  t.is(nices[nices.length - 1], -10);
+  // the main thread, and the datapath thread (started before it listens)
+  t.is(nices.main, -10);
+  t.is(nices.datapath, -10);
   s.proc.kill('SIGTERM');
   t.is(await s.exited, 0);
 
-  const b = start(['--socket', sockPath(), '--priority', '5']);
+  const b = start(t, ['--socket', sockPath(), '--priority', '5']);
   await b.listening;
   t.regex(b.out(), /nice 5\)/);
-  t.is(threadNices(b.proc.pid!)[0], 5);
+  t.is(threadNices(b.proc.pid!).main, 5);
   b.proc.kill('SIGTERM');
   t.is(await b.exited, 0);
 });
@@ -128,7 +133,7 @@ function threadNames(pid: number): string[] {
 
 test('by default each switch forwards on a thread of its own, named dp:SWITCH while it serves it and dp:spare between switches', async (t) => {
   const socket = sockPath();
-  const s = start(['--socket', socket]);
+  const s = start(t, ['--socket', socket]);
   await s.listening;
   const pid = s.proc.pid!;
   // started before vale-ts listens, waiting for the first switch
