@@ -345,28 +345,39 @@ bool AfPacketDriver::put_frame_with_hdr(uint8_t *data, uint32_t len) {
     return false;
   }
   uint8_t *to[NETMAP_MAX_FRAGS];
+  if (!chain_bufs(n, to)) return true;
+  // the header sits right before the MAC header in the block: one contiguous source
+  const uint8_t *src = data - kVnetLen;
+  for (uint32_t j = 0; j < n; j++) std::memcpy(to[j], src + size_t{j} * bufsz, std::min<size_t>(bufsz, flen - size_t{j} * bufsz));
+  publish_chain(n, len, vh);
+  return true;
+}
+
+bool AfPacketDriver::chain_bufs(uint32_t n, uint8_t **to) {
+  netmap_ring *tx = port_.tx_ring(0);
   for (uint32_t j = 0, i = tx->head; j < n; j++, i = i + 1 == tx->num_slots ? 0 : i + 1) {
     if (!(to[j] = port_.slot_buf(tx->slot[i]))) {
       c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
-      return true;
+      return false;
     }
   }
-  // the header sits right before the MAC header in the block: one contiguous source
-  const uint8_t *src = data - kVnetLen;
-  for (uint32_t j = 0, off = 0; j < n; j++) {
-    const uint32_t take = static_cast<uint32_t>(std::min<size_t>(bufsz, flen - off));
-    std::memcpy(to[j], src + off, take);
-    off += take;
+  return true;
+}
+
+void AfPacketDriver::publish_chain(uint32_t n, uint32_t len, const VnetHdr &vh) {
+  netmap_ring *tx = port_.tx_ring(0);
+  const uint32_t bufsz = port_.buf_size();
+  const size_t flen = kVnetLen + len;
+  for (uint32_t j = 0; j < n; j++) {
     netmap_slot &sl = tx->slot[tx->head];
-    sl.len = static_cast<uint16_t>(take);
+    sl.len = static_cast<uint16_t>(std::min<size_t>(bufsz, flen - size_t{j} * bufsz));
     sl.flags = j + 1 < n ? NS_MOREFRAG : 0;
     tx->head = tx->cur = tx->head + 1 == tx->num_slots ? 0 : tx->head + 1;
   }
-  if (gso) c_.gso_passed.fetch_add(1, std::memory_order_relaxed);
+  if (vh.gso_type != VNET_GSO_NONE) c_.gso_passed.fetch_add(1, std::memory_order_relaxed);
   else if (vh.flags & VNET_F_NEEDS_CSUM) c_.csum_passed.fetch_add(1, std::memory_order_relaxed);
   c_.rx_frames.fetch_add(1, std::memory_order_relaxed);
   c_.rx_bytes.fetch_add(len, std::memory_order_relaxed);
-  return true;
 }
 
 bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
@@ -513,12 +524,14 @@ bool AfPacketDriver::put_copied(bool gso, uint32_t len) {
     need_slots_ = static_cast<uint32_t>(n);
     return false;
   }
-  iovec iov[NETMAP_MAX_FRAGS];
-  for (size_t j = 0, i = tx->head; j < n; j++, i = i + 1 == tx->num_slots ? 0 : i + 1) {
-    uint8_t *b = port_.slot_buf(tx->slot[i]);
-    if (!b) return drop_next(c_.drop_tx_bad_slot);
-    iov[j] = iovec{b, std::min<size_t>(bufsz, flen - j * bufsz)};
+  uint8_t *to[NETMAP_MAX_FRAGS];
+  if (!chain_bufs(static_cast<uint32_t>(n), to)) {
+    msghdr none{};
+    (void)recv_next(&none);  // the frame is not read: off the queue with it
+    return true;
   }
+  iovec iov[NETMAP_MAX_FRAGS];
+  for (size_t j = 0; j < n; j++) iov[j] = iovec{to[j], std::min<size_t>(bufsz, flen - j * bufsz)};
   msghdr mh{};
   mh.msg_iov = iov;
   mh.msg_iovlen = n;
@@ -532,17 +545,7 @@ bool AfPacketDriver::put_copied(bool gso, uint32_t len) {
     return true;
   }
   c_.rx_copied.fetch_add(1, std::memory_order_relaxed);
-  const VnetHdr vh = vnet_hdr_read(static_cast<const uint8_t *>(iov[0].iov_base));
-  for (size_t j = 0; j < n; j++) {
-    netmap_slot &sl = tx->slot[tx->head];
-    sl.len = static_cast<uint16_t>(iov[j].iov_len);
-    sl.flags = j + 1 < n ? NS_MOREFRAG : 0;
-    tx->head = tx->cur = tx->head + 1 == tx->num_slots ? 0 : tx->head + 1;
-  }
-  if (vh.gso_type != VNET_GSO_NONE) c_.gso_passed.fetch_add(1, std::memory_order_relaxed);
-  else if (vh.flags & VNET_F_NEEDS_CSUM) c_.csum_passed.fetch_add(1, std::memory_order_relaxed);
-  c_.rx_frames.fetch_add(1, std::memory_order_relaxed);
-  c_.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+  publish_chain(static_cast<uint32_t>(n), len, vnet_hdr_read(to[0]));
   return true;
 }
 

@@ -34,6 +34,7 @@
 
 #include "core/driver_thread.h"
 #include "core/fd.h"
+#include "core/offload.h"
 #include "core/port_client.h"
 #include "core/result.h"
 
@@ -148,6 +149,11 @@ class AfPacketDriver {
   bool pump_out();  // port rx ring -> interface
   bool put_frame(uint8_t *data, uint32_t len);  // false: tx ring full, retry later
   bool put_frame_with_hdr(uint8_t *data, uint32_t len);
+  // pass_hdr's layout, a header and a frame of len bytes across n tx slots
+  // from head: their buffers (false: a bad buffer index, counted), then,
+  // once written, the slots published and the frame counted
+  bool chain_bufs(uint32_t n, uint8_t **to);
+  void publish_chain(uint32_t n, uint32_t len, const VnetHdr &vh);
   // a TP_STATUS_COPY frame of len bytes, from the socket; gso: a GSO frame,
   // as the virtio-net header in its ring frame says; false: retry later
   bool put_copied(bool gso, uint32_t len);

@@ -1235,14 +1235,18 @@ void SwitchCore::remove_round_hook(RoundHook *h) {
   }
 }
 
+bool SwitchCore::watch_wait_fd_locked(int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = WAIT_FD_TAG | static_cast<uint32_t>(fd);
+  return epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
 Status SwitchCore::add_wait_fd(RoundHook *h, int fd, bool off_while_busy) {
   std::lock_guard<std::recursive_mutex> g(mu_);
   if (down_ || !epfd_) return check_fail(ESHUTDOWN, "the switch is shut down");
   if (fd < 0) return check_fail(EBADF, "add_wait_fd: bad fd");
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = WAIT_FD_TAG | static_cast<uint32_t>(fd);
-  if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_fail("epoll_ctl", "an in-line driver's fd");
+  if (!watch_wait_fd_locked(fd)) return sys_fail("epoll_ctl", "an in-line driver's fd");
   wait_fds_.push_back(WaitFd{fd, h, off_while_busy, true});
   if (off_while_busy) quietable_in_set_++;
   return Ok{};
@@ -1267,12 +1271,9 @@ bool SwitchCore::unquiet_wait_fds_locked() {
   bool all = true;
   for (WaitFd &w : wait_fds_) {
     if (w.in_set || !w.off_while_busy) continue;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = WAIT_FD_TAG | static_cast<uint32_t>(w.fd);
     // level-triggered: an fd added back while readable is reported by the
     // next epoll_wait, so a frame that came while it was out still wakes
-    if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, w.fd, &ev) == 0 || errno == EEXIST) {
+    if (watch_wait_fd_locked(w.fd) || errno == EEXIST) {
       w.in_set = true;
       quietable_in_set_++;
     } else {

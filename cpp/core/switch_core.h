@@ -547,7 +547,7 @@ class SwitchCore {
     bool in_set;          // in epfd_ now
   };
   std::vector<WaitFd> wait_fds_;                         // their fds (add_wait_fd)
-  uint32_t quietable_in_set_ = 0;                            // off_while_busy fds in epfd_ (0: nothing to take out)
+  uint32_t quietable_in_set_ = 0;                        // off_while_busy fds in epfd_ (0: nothing to take out)
   uint64_t moved_since_wake_ = 0;                        // frames the rounds moved since the switch last woke
   // between an arm_all that let the switch sleep and the disarm_all after
   // it: a round then (Switch.removePort's, on a sleeping event-loop switch)
@@ -561,6 +561,8 @@ class SwitchCore {
     if (moved_since_wake_ >= WAIT_FD_QUIET_FRAMES) quiet_wait_fds_locked();
   }
   void quiet_wait_fds_locked();
+  // a wait fd into epfd_ (level-triggered EPOLLIN, tagged WAIT_FD_TAG | fd)
+  bool watch_wait_fd_locked(int fd);
   // before sleeping: every wait fd back in the epoll set (false: one could not be)
   bool unquiet_wait_fds_locked();
   std::vector<uint32_t> rang_;    // ports whose doorbell rang since the last note_wakeup()
