@@ -123,13 +123,17 @@ void SocketNetdevDriver::on_idle_timeout() {
 void SocketNetdevDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
   if (listen_) w.push_back({listen_.get(), POLLIN});
   if (!conn_) return;
-  uint32_t ev = POLLRDHUP;
-  if (room_in && !readable_) ev |= POLLIN;
+  // The peer's hangup is news only when it can be acted on: while the port's
+  // tx ring is full the stream is not read (its end is found once there is
+  // room), and POLLRDHUP, like POLLHUP (which poll reports for any fd in the
+  // set), would end every wait at once: a thread spinning until room came.
+  uint32_t ev = 0;
+  if (room_in) ev |= POLLRDHUP | (readable_ ? 0 : POLLIN);
   // dgram: POLLOUT on an unconnected unix datagram socket says only that its
   // own send buffer has room, not that the peer's receive queue does (the
   // EAGAIN): it would end every wait at once. dgram_out retries on a timer.
   if (pending_out && o_.mode != SocketNetdevOptions::Mode::Dgram) ev |= POLLOUT;
-  w.push_back({conn_.get(), ev});
+  if (ev) w.push_back({conn_.get(), ev});
 }
 
 void SocketNetdevDriver::link_event(int fd, uint32_t events) {

@@ -222,3 +222,36 @@ print('GOT', n, flush=True)
   t.is(c['outFrames'], 200);
   t.is(c['dropLinkDown'], 0);
 });
+
+test('stream: a peer that hangs up while its frames wait for room in the switch does not make the driver spin; they go on when there is room', async (t) => {
+  t.timeout(60_000);
+  // lossless with 64 tx slots, its receiver 64 slots that are not read: the
+  // frames after the first ~128 wait in the driver (a stall bound beyond the test)
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const path1 = sock('stream');
+  await srv.createPort('vale0:vm', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'stream', path: path1 } });
+  const peer = await open('vale0:peer', { socket, slots: 64 });
+  t.teardown(() => peer.close());
+  const conn = net.connect(path1);
+  t.teardown(() => conn.destroy());
+  await new Promise<void>((r) => conn.once('connect', () => r()));
+  // 300 frames, then the end of the stream (QEMU exiting after a burst)
+  const frames: Buffer[] = [];
+  for (let i = 0; i < 300; i++) frames.push(framed(frame(100, i & 0xff)));
+  conn.end(Buffer.concat(frames));
+  const c0 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['inFrames']! >= 120);
+  // the rest waits for tx room; the peer's hangup (POLLRDHUP, POLLHUP) cannot
+  // be acted on before then, and a driver that polls for it wakes at once, every time
+  for (let i = 0; i < 50; i++) await counters(vale, 'vale0:vm');
+  const c1 = await counters(vale, 'vale0:vm');
+  t.true(c1['wakeups']! - c0['wakeups']! < 1000, `${c1['wakeups']! - c0['wakeups']!} wakeups while waiting for room`);
+  t.is(c1['inFrames'], c0['inFrames'], 'nothing moved meanwhile');
+  // the receiver reads: every frame arrives, in order, then the end of the stream is seen
+  const tags = await collect(peer, 300);
+  t.deepEqual(tags, Array.from({ length: 300 }, (_, i) => i & 0xff));
+  const c2 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['disconnects'] === 1);
+  t.is(c2['inFrames'], 300);
+});
