@@ -77,7 +77,8 @@ uint32_t PortPump::tx_room() {
     room = pc_.tx_space(0);
   }
   // a slot whose buffer index the region does not back is no room at all
-  if (room > 0 && !tx_buf()) return 0;
+  if (room > 0 && !tx_buf()) room = 0;
+  if (room == 0) tx_starved_ = true;
   return room;
 }
 
@@ -329,6 +330,7 @@ void PortPump::run() {
   std::vector<Want> wants;
   std::vector<pollfd> pfds;
   for (;;) {
+    tx_starved_ = false;
     uint32_t moved = link_out();
     moved += link_in();
     flush_tx();
@@ -339,9 +341,13 @@ void PortPump::run() {
     // room for what link_in waits on: a frame that needs several slots
     // (tx_need_) asks for a kick while fewer are free, however many are
     const uint32_t need = tx_need_;
+    const bool starved = tx_starved_;
     const bool room = need > 1 ? tx_room_for(need) : tx_room() > 0;
-    // the frame that waited fits now (the sync above saw the switch's progress)
-    if (room && need > 1) continue;
+    // the frame that waited fits now (the sync above saw the switch's
+    // progress); likewise a link_in that stopped on a full ring while the
+    // switch freed slots since: its link is still marked readable, so
+    // link_wants would not poll it, and nothing else would wake this thread
+    if (room && (need > 1 || starved)) continue;
     // frames for a link that cannot take them are no reason to wake: the
     // link's own fd (or, for VXLAN, the shortcut ring's bell) ends this wait
     pc_.arm(!out_blocked_, !room);

@@ -204,6 +204,7 @@ class PortPump {
   bool started_ = false;
   uint32_t tx_unsynced_ = 0;  // pushed since the last txsync
   uint32_t tx_need_ = 1;      // tx slots link_in needs to go on (tx_room_for)
+  bool tx_starved_ = false;   // tx_room() found no room during this turn
   uint32_t rx_popped_ = 0;    // popped since the last rxsync
   uint32_t rx_ring_ = 0;      // the rx ring being drained
 };
