@@ -77,8 +77,19 @@ uint32_t PortPump::tx_room() {
     room = pc_.tx_space(0);
   }
   // a slot whose buffer index the region does not back is no room at all
-  if (room > 0 && !tx_buf()) return 0;
+  if (room > 0 && !tx_buf()) room = 0;
+  if (room == 0) tx_starved_ = true;
   return room;
+}
+
+bool PortPump::tx_room_for(uint32_t n) {
+  if (pc_.tx_space(0) < n) {
+    pc_.txsync(0);
+    tx_unsynced_ = 0;
+  }
+  const bool ok = pc_.tx_space(0) >= n && tx_buf();
+  tx_need_ = ok ? 1 : n;
+  return ok;
 }
 
 uint8_t *PortPump::tx_buf() {
@@ -114,7 +125,7 @@ bool PortPump::tx_chain(const uint8_t *frame, size_t len) {
     count(Ctr::DropTooLong);
     return true;
   }
-  if (tx_room() < n) return false;
+  if (!tx_room_for(static_cast<uint32_t>(n))) return false;
   // every buffer of the chain checked before the first is published
   netmap_slot *slots = ring_slots(g);
   uint8_t *to[NETMAP_MAX_FRAGS];
@@ -292,14 +303,12 @@ bool PortPump::ingest_vnet(const VnetHdr &h, uint8_t *frame, size_t len, bool in
     return true;
   }
   const uint32_t n = gso_segment_count(h, frame, len);
-  if (n > 0 && tx_room() < n) {
-    // never room for all of it: a ring smaller than one GSO frame's segments
-    if (n >= pc_.tx_ring(0)->num_slots) {
-      count_offload_drop(OffloadError::SegmentTooLong);
-      return true;
-    }
-    return false;
+  // never room for all of it: a ring smaller than one GSO frame's segments
+  if (n >= pc_.tx_ring(0)->num_slots) {
+    count_offload_drop(OffloadError::SegmentTooLong);
+    return true;
   }
+  if (n > 0 && !tx_room_for(n)) return false;
   TxSink sink([](void *s) { return static_cast<PortPump *>(s)->tx_buf(); },
               [](void *s, uint32_t l) { static_cast<PortPump *>(s)->tx_push(l); }, this, buf_size());
   SegmentResult r = gso_segment(h, frame, len, buf_size(), sink);
@@ -321,21 +330,31 @@ void PortPump::run() {
   std::vector<Want> wants;
   std::vector<pollfd> pfds;
   for (;;) {
+    tx_starved_ = false;
     uint32_t moved = link_out();
     moved += link_in();
     flush_tx();
     pollfd sp{stop_fd_.get(), POLLIN, 0};
     if (::poll(&sp, 1, 0) > 0) break;
     if (moved) continue;
-    // idle: ask for a kick, then look once more (no lost wakeup)
-    const bool room = tx_room() > 0;
+    // idle: ask for a kick, then look once more (no lost wakeup). Room is
+    // room for what link_in waits on: a frame that needs several slots
+    // (tx_need_) asks for a kick while fewer are free, however many are
+    const uint32_t need = tx_need_;
+    const bool starved = tx_starved_;
+    const bool room = need > 1 ? tx_room_for(need) : tx_room() > 0;
+    // the frame that waited fits now (the sync above saw the switch's
+    // progress); likewise a link_in that stopped on a full ring while the
+    // switch freed slots since: its link is still marked readable, so
+    // link_wants would not poll it, and nothing else would wake this thread
+    if (room && (need > 1 || starved)) continue;
     // frames for a link that cannot take them are no reason to wake: the
     // link's own fd (or, for VXLAN, the shortcut ring's bell) ends this wait
     pc_.arm(!out_blocked_, !room);
     const uint8_t *b;
     uint32_t l;
     const bool rx_ready = !out_blocked_ && rx_peek(b, l);
-    if (rx_ready || (!room && tx_room() > 0)) {
+    if (rx_ready || (!room && (need > 1 ? tx_room_for(need) : tx_room() > 0))) {
       pc_.disarm();
       continue;
     }

@@ -99,6 +99,13 @@ class PortPump {
   // ---- the port side, for subclasses (driver thread only) ----
   // Free tx slots now (syncs when the ring looks full).
   uint32_t tx_room();
+  // Whether `n` tx slots are free now, syncing first when fewer look free
+  // (the ring's tail is only as fresh as the last sync). When not, the
+  // thread sleeps until the switch frees slots: link_in is not called for
+  // room again before there are `n` (a frame that needs a chain of slots,
+  // or a GSO frame's segments, waits whole rather than spinning or sleeping
+  // through the switch's progress).
+  bool tx_room_for(uint32_t n);
   // The next free tx slot's buffer (tx_room() > 0 first).
   uint8_t *tx_buf();
   // Publishes the next tx slot with `len` bytes (≤ buf_size()); `more`: the
@@ -196,6 +203,8 @@ class PortPump {
   std::thread thread_;
   bool started_ = false;
   uint32_t tx_unsynced_ = 0;  // pushed since the last txsync
+  uint32_t tx_need_ = 1;      // tx slots link_in needs to go on (tx_room_for)
+  bool tx_starved_ = false;   // tx_room() found no room during this turn
   uint32_t rx_popped_ = 0;    // popped since the last rxsync
   uint32_t rx_ring_ = 0;      // the rx ring being drained
 };

@@ -10,10 +10,15 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/clock.h"
+
 namespace nm {
 
 namespace {
 constexpr uint32_t BATCH = 256;
+// dgram: how long to wait before sending again to a peer whose receive queue
+// was full, doubling while it stays full
+constexpr int64_t RETRY_MIN_NS = 1'000'000, RETRY_MAX_NS = 16'000'000;
 
 Result<sockaddr_un> unix_addr(const std::string &path) {
   sockaddr_un a{};
@@ -103,7 +108,13 @@ void SocketNetdevDriver::close_conn(const std::string &why) {
   out_blocked_ = false;
 }
 
-int SocketNetdevDriver::idle_timeout_ms() { return o_.mode == SocketNetdevOptions::Mode::StreamClient && !conn_ ? 1000 : -1; }
+int SocketNetdevDriver::idle_timeout_ms() {
+  if (o_.mode == SocketNetdevOptions::Mode::Dgram && out_blocked_) {
+    const int64_t left = retry_at_ns_ - mono_ns();
+    return left <= 0 ? 0 : static_cast<int>((left + 999'999) / 1'000'000);
+  }
+  return o_.mode == SocketNetdevOptions::Mode::StreamClient && !conn_ ? 1000 : -1;
+}
 
 void SocketNetdevDriver::on_idle_timeout() {
   if (!conn_ && o_.mode == SocketNetdevOptions::Mode::StreamClient) try_connect();
@@ -112,10 +123,17 @@ void SocketNetdevDriver::on_idle_timeout() {
 void SocketNetdevDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
   if (listen_) w.push_back({listen_.get(), POLLIN});
   if (!conn_) return;
-  uint32_t ev = POLLRDHUP;
-  if (room_in && !readable_) ev |= POLLIN;
-  if (pending_out) ev |= POLLOUT;
-  w.push_back({conn_.get(), ev});
+  // The peer's hangup is news only when it can be acted on: while the port's
+  // tx ring is full the stream is not read (its end is found once there is
+  // room), and POLLRDHUP, like POLLHUP (which poll reports for any fd in the
+  // set), would end every wait at once: a thread spinning until room came.
+  uint32_t ev = 0;
+  if (room_in) ev |= POLLRDHUP | (readable_ ? 0 : POLLIN);
+  // dgram: POLLOUT on an unconnected unix datagram socket says only that its
+  // own send buffer has room, not that the peer's receive queue does (the
+  // EAGAIN): it would end every wait at once. dgram_out retries on a timer.
+  if (pending_out && o_.mode != SocketNetdevOptions::Mode::Dgram) ev |= POLLOUT;
+  if (ev) w.push_back({conn_.get(), ev});
 }
 
 void SocketNetdevDriver::link_event(int fd, uint32_t events) {
@@ -135,7 +153,8 @@ void SocketNetdevDriver::link_event(int fd, uint32_t events) {
   }
   if (conn_ && fd == conn_.get()) {
     if (events & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) readable_ = true;
-    if (events & (POLLOUT | POLLHUP | POLLERR)) out_blocked_ = false;
+    // (dgram: a retry waits for its time, dgram_out)
+    if ((events & (POLLOUT | POLLHUP | POLLERR)) && o_.mode != SocketNetdevOptions::Mode::Dgram) out_blocked_ = false;
   }
 }
 
@@ -303,13 +322,29 @@ uint32_t SocketNetdevDriver::dgram_in() {
   return moved;
 }
 
+// EAGAIN from sendto: the peer's receive queue holds net.unix.max_dgram_qlen
+// datagrams already (QEMU reads no more while its guest takes none). Nothing
+// says when it drains (the kernel's wakeup for that goes to connected senders
+// only), so the frames wait in the rx ring and are tried again after 1 ms,
+// then 2, 4 ... 16 ms while the queue stays full.
 uint32_t SocketNetdevDriver::dgram_out() {
-  return send_rx_frames(
+  if (out_blocked_) {
+    if (mono_ns() < retry_at_ns_) return 0;
+    out_blocked_ = false;
+  }
+  const uint32_t moved = send_rx_frames(
       BATCH,
       [this](const uint8_t *b, uint32_t l) {
         return ::sendto(conn_.get(), b, l, MSG_NOSIGNAL, reinterpret_cast<const sockaddr *>(&peer_), sizeof peer_);
       },
       [](int) {});  // ENOENT/ECONNREFUSED: QEMU is not (yet) bound on its side
+  if (out_blocked_) {
+    retry_ns_ = retry_ns_ == 0 ? RETRY_MIN_NS : std::min(2 * retry_ns_, RETRY_MAX_NS);
+    retry_at_ns_ = mono_ns() + retry_ns_;
+  } else if (moved) {
+    retry_ns_ = 0;
+  }
+  return moved;
 }
 
 }  // namespace nm

@@ -70,6 +70,9 @@ class SocketNetdevDriver final : public PortPump {
   // the unsent tail of a frame a short write left
   std::vector<uint8_t> out_;
   size_t out_off_ = 0;
+  // dgram: when to send again after the peer's receive queue was full
+  int64_t retry_at_ns_ = 0;
+  int64_t retry_ns_ = 0;
 };
 
 }  // namespace nm

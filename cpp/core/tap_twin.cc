@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,6 +24,7 @@ Result<std::unique_ptr<TapTwinDriver>> TapTwinDriver::start(PortClient port, con
   std::unique_ptr<TapTwinDriver> d(new TapTwinDriver());
   d->name_ = tapname;
   d->port_ = std::move(port);
+  d->overflow_.resize(65536 + 256);  // a TAP's largest frame (MTU 65521 with its headers), and room to spare
   d->tap_.reset(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
   if (!d->tap_) return sys_fail("open", "/dev/net/tun for the TAP " + tapname, "load the tun module (modprobe tun)");
   ifreq ifr{};
@@ -71,9 +73,21 @@ bool TapTwinDriver::pump_in() {
     netmap_slot &sl = tx->slot[tx->head];
     uint8_t *b = port_.slot_buf(sl);
     if (!b) break;  // a corrupt region: nothing sane to do but stop reading
-    // the TAP has no offloads: a frame is at most its MTU, which is below buf_size
-    ssize_t n = ::read(tap_.get(), b, port_.buf_size());
+    // the TAP has no offloads: a frame is at most its MTU, but that may have
+    // been raised beyond the buffers; a read gives only what fits the iovecs
+    // (the rest of the frame is lost), so one too long lands in overflow_
+    const size_t bs = port_.buf_size();
+    iovec iov[2] = {{b, bs}, {overflow_.data(), overflow_.size()}};
+    ssize_t n = ::readv(tap_.get(), iov, 2);
     if (n <= 0) break;
+    if (static_cast<size_t>(n) > bs) {
+      c_.drop_too_big.fetch_add(1, std::memory_order_relaxed);
+      if (!logged_big_.exchange(true))
+        std::fprintf(stderr, "vale-ts: %s: a %zd-byte frame is larger than the port's %zu-byte buffers: dropped (logged once); lower the MTU of %s\n",
+                     name_.c_str(), n, bs, name_.c_str());
+      moved = true;
+      continue;
+    }
     sl.len = static_cast<uint16_t>(n);
     sl.flags = 0;
     tx->head = tx->cur = tx->head + 1 == tx->num_slots ? 0 : tx->head + 1;

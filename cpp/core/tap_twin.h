@@ -9,7 +9,9 @@
 // instead (docs/linux-interfaces.md has the trade-offs). The TAP is created
 // without offloads (no IFF_VNET_HDR, no TUNSETOFFLOAD): the stack segments
 // and checksums everything it sends through it, so every frame is a plain
-// frame of at most the TAP's MTU.
+// frame of at most the TAP's MTU. That MTU is anyone's to raise (ip link set
+// IFNAME^ mtu 9000): a frame longer than the port's buffers is dropped and
+// counted (drop_too_big), never passed on cut short.
 #pragma once
 
 #include <atomic>
@@ -17,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/driver_thread.h"
 #include "core/fd.h"
@@ -32,6 +35,7 @@ struct TapTwinCounters {
   X(tx_frames) /* frames written to the TAP, to the stack */                               \
   X(tx_bytes)                                                                              \
   X(wakeups)                                                                               \
+  X(drop_too_big) /* frames longer than the port's buffers (the TAP's MTU raised), dropped, never cut short */ \
   X(drop_tx_error) /* write() to the TAP failed (the TAP down: EIO), frame dropped */       \
   X(drop_tx_bad_slot) /* a slot with a bad buffer index or length on the port's rx ring */
 #define NM_TAP_FIELD(n) std::atomic<uint64_t> n{0};
@@ -61,7 +65,10 @@ class TapTwinDriver {
   PortClient port_;
   unique_fd tap_;
   bool in_blocked_ = false;
-  std::atomic<bool> logged_tx_{false};
+  // where the rest of a frame longer than a buffer lands, so that it is
+  // seen whole (and dropped) rather than read cut to the buffer's size
+  std::vector<uint8_t> overflow_;
+  std::atomic<bool> logged_tx_{false}, logged_big_{false};
   TapTwinCounters c_;
   DriverThread thread_;
 };

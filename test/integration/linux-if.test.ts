@@ -7,7 +7,7 @@
  * the interfaces back as they were.
  */
 import test from 'ava';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -457,4 +457,47 @@ suite('-h: the root namespace reaches a namespace behind the switch through IFNA
   // the TAP twin goes with the detach, and the root namespace no longer reaches the namespace
   t.not((await run('ip', ['link', 'show', tap])).code, 0);
   t.notRegex((await ctl(socket)).stdout, /\^/);
+});
+
+suite('-h: a frame the stack sends through IFNAME^ that is larger than the port\'s buffers (its MTU raised) is dropped and counted, never truncated', async (t) => {
+  t.timeout(300_000, 'hang guard');
+  ensurePackages(['iproute2', 'python3']);
+  const { ends, remove } = await makeNamespaces('vt', 1, 215);
+  t.teardown(remove);
+  const e = ends[0]!;
+  const socket = path.join(os.tmpdir(), `linux-if-ht-${process.pid}.sock`);
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const r = await ctl(socket, '-h', `vale0:${e.host}`);
+  t.is(r.code, 0, r.stderr);
+  const tap = `${e.host}^`;
+  // jumbo frames everywhere but in the port's 2048-byte buffers
+  await must('ip', 'link', 'set', tap, 'mtu', '4000', 'up');
+  await must('ip', 'link', 'set', e.host, 'mtu', '4000');
+  await must('ip', '-n', e.ns, 'link', 'set', e.inner, 'mtu', '4000');
+  // the namespace reports the length of every frame of the test's ethertype until the marker
+  const listen = spawn('ip', ['netns', 'exec', e.ns, 'python3', '-c', `
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
+s.bind((sys.argv[1], 0))
+print('READY', flush=True)
+while True:
+    f = s.recv(65536)
+    print(len(f), flush=True)
+    if f[14] == 0x4d: break
+`, e.inner], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => listen.kill());
+  let out = '';
+  const ready = new Promise<void>((res) => listen.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('READY') && res())));
+  const closed = new Promise<void>((res) => listen.on('close', () => res()));
+  await ready;
+  // from the root namespace's stack through the TAP: a 3014-byte broadcast, then a 60-byte marker
+  const send = 'import socket, sys\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind((sys.argv[1], 0))\nfor n, tag in ((3014, 0x42), (60, 0x4d)): s.send(bytes([0xff] * 6 + [2, 0, 0, 0, 0, 0x77, 0x88, 0xb5, tag]) + bytes(n - 15))\n';
+  const sent = spawnSync('python3', ['-c', send, tap], { encoding: 'utf8' });
+  t.is(sent.status, 0, sent.stderr);
+  await closed;
+  t.deepEqual(out.trim().split('\n').slice(1).map(Number), [60], 'only the marker: no frame cut to the buffer size');
+  const c = await driverCounters(socket, `vale0:${e.host}^`);
+  t.is(c['drop_too_big'], 1, JSON.stringify(c));
+  t.is((await ctl(socket, '-d', `vale0:${e.host}`)).code, 0);
 });

@@ -13,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer } from '../../src/index.js';
+import { untilAnswer } from '../fixtures/wait.js';
 
 const dir = os.tmpdir();
 let uniq = 0;
@@ -164,4 +165,93 @@ print('GOT', len(d), d[14], flush=True)
   const c = await counters(vale, 'vale0:vm');
   t.is(c['dropTooLong'], 1);
   t.is(c['outFrames'], 1);
+});
+
+test('dgram: a peer that stops reading holds frames back without the driver spinning on a POLLOUT that means nothing', async (t) => {
+  t.timeout(60_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const ours = sock('dgram-vale');
+  const theirs = sock('dgram-qemu');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: theirs } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  // the peer (as QEMU whose guest takes no frames): binds its path and reads
+  // nothing until told, then counts what it receives
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', ['-c', `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print('READY', flush=True)
+sys.stdin.readline()
+s.settimeout(30)
+n = 0
+while n < 200:
+    n += 1 if s.recv(65536)[14] == 0x42 else 0
+print('GOT', n, flush=True)
+`, theirs], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => py.kill());
+  let out = '';
+  py.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise<void>((r) => py.stdout.on('data', () => out.includes('READY') && r()));
+  const f = frame(100, 0x42);
+  for (let i = 0; i < 200; i++) if (!peer.inject(f)) throw new Error('tx ring full');
+  peer.txsync();
+  // the peer's receive queue takes net.unix.max_dgram_qlen datagrams and one
+  // more; then sendto says EAGAIN and the rest wait in the port's rx ring
+  const { readFileSync } = await import('node:fs');
+  const qlen = Number(readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8'));
+  const blocked = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['outFrames']! >= qlen + 1);
+  t.is(blocked['outFrames'], qlen + 1, 'the peer took no more than its queue holds');
+  // nothing happens for a while (the control socket's round trips): a driver
+  // that sleeps until it may retry wakes a handful of times, one that polls
+  // for POLLOUT (always true for an unconnected unix datagram socket whose
+  // own send buffer is empty) wakes at once, every time, and spins
+  for (let i = 0; i < 50; i++) await counters(vale, 'vale0:vm');
+  const later = await counters(vale, 'vale0:vm');
+  t.true(later['wakeups']! - blocked['wakeups']! < 1000, `${later['wakeups']! - blocked['wakeups']!} wakeups while blocked`);
+  t.is(later['outFrames'], blocked['outFrames']);
+  // the peer reads again: every frame held back goes out, none lost
+  const done = new Promise<void>((r) => py.on('close', () => r()));
+  py.stdin.write('go\n');
+  await done;
+  t.regex(out, /GOT 200/);
+  const c = await counters(vale, 'vale0:vm');
+  t.is(c['outFrames'], 200);
+  t.is(c['dropLinkDown'], 0);
+});
+
+test('stream: a peer that hangs up while its frames wait for room in the switch does not make the driver spin; they go on when there is room', async (t) => {
+  t.timeout(60_000);
+  // lossless with 64 tx slots, its receiver 64 slots that are not read: the
+  // frames after the first ~128 wait in the driver (a stall bound beyond the test)
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const path1 = sock('stream');
+  await srv.createPort('vale0:vm', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'stream', path: path1 } });
+  const peer = await open('vale0:peer', { socket, slots: 64 });
+  t.teardown(() => peer.close());
+  const conn = net.connect(path1);
+  t.teardown(() => conn.destroy());
+  await new Promise<void>((r) => conn.once('connect', () => r()));
+  // 300 frames, then the end of the stream (QEMU exiting after a burst)
+  const frames: Buffer[] = [];
+  for (let i = 0; i < 300; i++) frames.push(framed(frame(100, i & 0xff)));
+  conn.end(Buffer.concat(frames));
+  const c0 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['inFrames']! >= 120);
+  // the rest waits for tx room; the peer's hangup (POLLRDHUP, POLLHUP) cannot
+  // be acted on before then, and a driver that polls for it wakes at once, every time
+  for (let i = 0; i < 50; i++) await counters(vale, 'vale0:vm');
+  const c1 = await counters(vale, 'vale0:vm');
+  t.true(c1['wakeups']! - c0['wakeups']! < 1000, `${c1['wakeups']! - c0['wakeups']!} wakeups while waiting for room`);
+  t.is(c1['inFrames'], c0['inFrames'], 'nothing moved meanwhile');
+  // the receiver reads: every frame arrives, in order, then the end of the stream is seen
+  const tags = await collect(peer, 300);
+  t.deepEqual(tags, Array.from({ length: 300 }, (_, i) => i & 0xff));
+  const c2 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['disconnects'] === 1);
+  t.is(c2['inFrames'], 300);
 });

@@ -174,3 +174,69 @@ test.serial('a TAP port with bad settings is refused with the reason, and leaves
   await t.throwsAsync(vale.create('vale0:bad', {}, { driver: { kind: 'tap', ifname: 'ok0', vnetHdr: true, typo: 1 } }), { message: /no setting 'typo'/ });
   t.falsy((await vale.list()).find((p) => p.name === 'vale0:bad'));
 });
+
+test.serial('a TAP frame that needs more tx slots than are free waits for room and then goes on: the driver is woken when the switch frees slots', async (t) => {
+  t.timeout(120_000);
+  // its own switch: the stall bound far beyond the test, so a lossless sender
+  // is held for as long as its receiver is full, whatever the machine's speed
+  const nsD = `${tag}d`;
+  const dropNs = makeNs(nsD);
+  t.teardown(dropNs);
+  const sock2 = path.join(os.tmpdir(), `tap-port-room-${process.pid}.sock`);
+  const srv2 = await ValeServer.listen({ socket: sock2, switchOptions: { stallMs: 3_600_000 } });
+  t.teardown(() => srv2.close());
+  // no IPv6 on the namespace's interface: the frames in the TAP are only the test's
+  ip('netns', 'exec', nsD, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1');
+  ip('netns', 'exec', nsD, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1');
+  // lossless with 64 tx slots (63 usable): once the receiver's 64 slots are
+  // full, the frames after wait in the TAP port's tx ring
+  await srv2.createPort('vale7:t', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'tap', ifname: nsD, vnetHdr: true } });
+  const nm = await open('vale7:nm', { socket: sock2, slots: 64 });
+  t.teardown(() => nm.close());
+  plugInto(nsD, nsD, '10.212.0.1/24');
+  ip('-n', nsD, 'neigh', 'replace', '10.212.0.99', 'lladdr', '02:00:00:00:00:99', 'dev', nsD);
+  // 110 small datagrams: 64 fill the receiver, the rest leave ~16 tx slots
+  // free; then a UDP GSO frame of 64 KiB (with its header, 32 of the port's
+  // 2048-byte buffers: more than are free), then a marker
+  execFileSync('ip', ['netns', 'exec', nsD, 'python3', '-c', `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(110): s.sendto(bytes([1, i]), ('10.212.0.99', 9999))
+g = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+g.setsockopt(socket.IPPROTO_UDP, 103, 1400)
+g.sendto(bytes(46 * 1400), ('10.212.0.99', 9999))
+s.sendto(bytes([3, 3, 3]), ('10.212.0.99', 9999))
+`]);
+  // every small frame is in a tx slot (the GSO frame is next): the receiver is full
+  const drvCounters = async (): Promise<Record<string, number>> => {
+    const [sw] = await new ValeClient({ socket: sock2 }).stats('vale7');
+    return sw!.ports.find((x) => x.name === 'vale7:t')!.driver!.counters;
+  };
+  await untilAnswer(drvCounters, (c) => c['inFrames']! >= 110);
+  // the receiver drains: the held frames go, the tx ring empties, and the GSO
+  // frame and the marker follow (before the fix the driver slept on, never
+  // asked to be woken when room came, and they never came)
+  let small = 0;
+  let segments = 0;
+  let marker = false;
+  const ring = nm.rxRings[0]!;
+  while (!marker) {
+    nm.rxsync();
+    while (ring.space() > 0) {
+      const s = ring.head;
+      const f = ring.bytes.subarray(ring.bufOffset(s), ring.bufOffset(s) + ring.len(s));
+      ring.advance(1);
+      if (f.length < 42 || f[12] !== 0x08 || f[13] !== 0x00 || f[23] !== 17 || ((f[36]! << 8) | f[37]!) !== 9999) continue;
+      const n = ((f[38]! << 8) | f[39]!) - 8;
+      if (n === 2 && f[42] === 1) small++;
+      else if (n === 1400) segments++;
+      else if (n === 3 && f[42] === 3) marker = true;
+    }
+    nm.rxsync();
+    if (!marker) await nm.poll({ rx: true });
+  }
+  t.is(small, 110);
+  t.is(segments, 46, 'the GSO frame arrived, cut into its 46 datagrams');
+  const c = await drvCounters();
+  t.is(c['dropTooLong'], 0);
+});
