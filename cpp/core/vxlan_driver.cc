@@ -495,7 +495,10 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
     gro_spill_.reset(new uint8_t[size_t{RX_BATCH} * GRO_SPILL]);  // not touched until used
   }
   const size_t bs = buf_size();
-  out_buf_.resize(size_t{TX_BATCH} * bs);
+  // a batch of frames of one buffer each, or fewer when a multi-slot frame
+  // (up to the switch's largest, 64 KiB) is among them: one always fits
+  out_buf_.resize(std::max<size_t>(size_t{TX_BATCH} * bs, 65536));
+  out_off_.resize(TX_BATCH);
   out_len_.resize(TX_BATCH);
   out_hdr_.resize(TX_BATCH);
   out_.reserve(size_t{TX_BATCH} * (flood_.size() + 1));
@@ -1353,9 +1356,9 @@ uint32_t VxlanDriver::link_out() {
   }
   out_.clear();
   out_sent_ = 0;
+  out_used_ = 0;
   gso_no_until_ = 0;
   uint32_t moved = 0, nf = 0;
-  const uint32_t bs = buf_size();
   const size_t uhl = raw_ ? 8 : 0;  // our own UDP header before the VXLAN one
   const uint64_t now = mono_coarse_ns();
   maybe_hello(now);  // a busy port never idles into on_idle_timeout
@@ -1392,30 +1395,65 @@ uint32_t VxlanDriver::link_out() {
     const uint8_t *b;
     uint32_t l;
     uint64_t out_frames = 0, out_bytes = 0, floods = 0, flood_copies = 0;
-    while (nf < TX_BATCH && rx_peek(b, l)) {
+    // A frame is one slot, or a chain of slots (NS_MOREFRAG) when it is
+    // longer than one buffer: a guest's jumbo frame, a client's multi-slot
+    // frame. A chain is one frame: gathered and sent as one datagram. (Sent
+    // slot by slot, each later slot would reach the far side as a frame of
+    // its own whose Ethernet header is whatever bytes the sender put there,
+    // past the switch's lookup.)
+    iovec chain[NETMAP_MAX_FRAGS];
+    uint32_t nslots = 0;
+    size_t clen = 0;
+    auto rx_pop_frame = [&]() {
+      for (uint32_t j = 0; j < nslots; j++) rx_pop();
+    };
+    while (nf < TX_BATCH && rx_peek_chain(chain, NETMAP_MAX_FRAGS, nslots, clen)) {
       // the switch wrote these bytes on another CPU: ask for a later frame's
       // line now (the first read of each frame was most of link_out's time)
       rx_prefetch(4);
       moved++;
-      if (l < ETH_HLEN) {
-        vcount(VxCtr::DropShortOut);
-        rx_pop();
+      if (clen + uhl + VXLAN_HDR_LEN > 65535 - 48) {
+        count(Ctr::DropTooLong);
+        rx_pop_frame();
         continue;
       }
-      if (l + uhl + VXLAN_HDR_LEN > 65535 - 48) {
-        count(Ctr::DropTooLong);
-        rx_pop();
+      l = static_cast<uint32_t>(clen);
+      b = static_cast<const uint8_t *>(chain[0].iov_base);
+      bool gathered = false;
+      if (nslots > 1) {
+        // into this batch's copy area, where a frame for VXLAN is copied
+        // anyway (kept there only if it goes over VXLAN); no room left in
+        // this batch: it waits for the next, which starts empty
+        if (out_used_ + l > out_buf_.size()) {
+          moved--;
+          break;
+        }
+        uint8_t *to = out_buf_.data() + out_used_;
+        for (uint32_t j = 0, off = 0; j < nslots; off += static_cast<uint32_t>(chain[j].iov_len), j++)
+          std::memcpy(to + off, chain[j].iov_base, chain[j].iov_len);
+        b = to;
+        gathered = true;
+      }
+      if (l < ETH_HLEN) {
+        vcount(VxCtr::DropShortOut);
+        rx_pop_frame();
         continue;
       }
       const int ep = (b[0] & 1) ? -1 : lookup(b, now);
       // endpoints behind a shortcut take the frame in their ring: every ring
       // must have room first, or the frame stays in the switch's ring
       ring_dst_.clear();
-      bool ring_full = false;
+      bool ring_full = false, ring_too_long = false;
       auto to_ring = [&](uint32_t e) {
         Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
         if (!p) return false;
-        if (!p->ring->room()) {
+        if (l > p->ring->slot_size()) {
+          // a multi-slot frame longer than the ring's slots, which are as
+          // large as the larger of the two ports' buffers: the peer would
+          // drop it over VXLAN too (dropTooLongIn)
+          count(Ctr::DropTooLong);
+          ring_too_long = true;
+        } else if (!p->ring->room()) {
           ring_full = true;
           vcount(VxCtr::ShortcutRingFull);
         }
@@ -1439,8 +1477,8 @@ uint32_t VxlanDriver::link_out() {
       }
       const size_t nrp = ring_dst_.size();
       if (out_.size() == before && nrp == 0) {
-        vcount(VxCtr::DropNoDestination);
-        rx_pop();
+        if (!ring_too_long) vcount(VxCtr::DropNoDestination);
+        rx_pop_frame();
         continue;
       }
       if (ep < 0) {
@@ -1459,12 +1497,14 @@ uint32_t VxlanDriver::link_out() {
       out_frames++;
       out_bytes += l;
       if (out_.size() == before) {
-        rx_pop();
+        rx_pop_frame();
         continue;
       }
       // copied: the slot goes back to the switch at the next rxsync, which
-      // may come before sendmmsg has read it
-      std::memcpy(out_buf_.data() + size_t{nf} * bs, b, l);
+      // may come before sendmmsg has read it (a chain is there already)
+      if (!gathered) std::memcpy(out_buf_.data() + out_used_, b, l);
+      out_off_[nf] = static_cast<uint32_t>(out_used_);
+      out_used_ += l;
       out_len_[nf] = l;
       uint8_t *h = out_hdr_[nf].data();
       const uint16_t sp = raw_ ? src_port(b, l) : 0, ulen = static_cast<uint16_t>(8 + VXLAN_HDR_LEN + l);
@@ -1484,7 +1524,7 @@ uint32_t VxlanDriver::link_out() {
       h[13] = vni_be_[1];
       h[14] = vni_be_[2];
       h[15] = 0;
-      rx_pop();
+      rx_pop_frame();
       nf++;
     }
     // counted once per batch (atomics: the counters are read by another thread)
@@ -1603,7 +1643,7 @@ uint32_t VxlanDriver::flush_out() {
         for (size_t i = 0; i < run; i++) {
           const Out &o = out_[out_sent_ + i];
           iov[2 * i] = {out_hdr_[o.frame].data() + 8, VXLAN_HDR_LEN};
-          iov[2 * i + 1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
+          iov[2 * i + 1] = {out_buf_.data() + out_off_[o.frame], out_len_[o.frame]};
         }
         alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))] = {};
         msghdr mh{};
@@ -1669,7 +1709,7 @@ uint32_t VxlanDriver::flush_out() {
         if (k > 0 && gso_run(out_sent_ + k) >= GSO_MIN) break;
         const Out &o = out_[out_sent_ + k];
         iov[k][0] = {out_hdr_[o.frame].data() + (8 - uhl), uhl + VXLAN_HDR_LEN};
-        iov[k][1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
+        iov[k][1] = {out_buf_.data() + out_off_[o.frame], out_len_[o.frame]};
         m[k] = {};
         const Endpoint *e = o.ep == GROUP_EP ? nullptr : &endpoints_[o.ep];
         m[k].msg_hdr.msg_name = const_cast<sockaddr_storage *>(e ? &e->addr : &group_);

@@ -290,6 +290,8 @@ class VxlanDriver final : public PortPump {
   // the switch at the next rxsync, before sendmmsg may have run) and the
   // datagrams they become
   std::vector<uint8_t> out_buf_;
+  std::vector<uint32_t> out_off_;  // where each frame of the batch starts in out_buf_
+  size_t out_used_ = 0;            // bytes of out_buf_ the batch holds
   std::vector<uint32_t> out_len_;
   std::vector<std::array<uint8_t, 16>> out_hdr_;  // UDP (raw sends) + VXLAN header per frame
   std::vector<Out> out_;
