@@ -1301,7 +1301,9 @@ uint32_t VxlanDriver::link_in() {
         }
     const size_t first = std::min(seg, len);
     if (first < VXLAN_HDR_LEN) {
-      vcount(VxCtr::DropShortHeader);
+      // every datagram of a coalesced run is as short as the first (the
+      // last shorter still): each one counted
+      vcount(VxCtr::DropShortHeader, seg ? (len + seg - 1) / seg : 1);  // seg 0: an empty datagram
       continue;
     }
     // the first datagram: header in hdr[i], frame at the start of slot i

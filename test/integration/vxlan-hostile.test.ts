@@ -6,12 +6,14 @@
  * what it likes), a netmap client on the same switch.
  */
 import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { ensurePackages } from '../fixtures/system-packages.js';
 import { untilAnswer } from '../fixtures/wait.js';
 
 const socket = path.join(os.tmpdir(), `vxlan-hostile-${process.pid}.sock`);
@@ -229,3 +231,50 @@ test.serial('co-resident shortcut: a multi-slot frame goes into the ring as one 
   t.deepEqual(Buffer.from(got[1]!), concat(small));
 });
 
+/**
+ * One UDP GSO send of `data` in segments of `seg` bytes from 127.0.0.2 to
+ * 127.0.0.1:port: over the loopback the VTEP's socket (UDP_GRO on) takes it
+ * whole, as one coalesced datagram, as it takes another vale-ts's GSO runs.
+ */
+function gsoSend(port: number, seg: number, data: Buffer): void {
+  const py = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.2', 0))
+s.sendmsg([bytes.fromhex(sys.argv[3])], [(17, 103, int(sys.argv[2]).to_bytes(2, sys.byteorder))], 0, ('127.0.0.1', int(sys.argv[1])))`;
+  execFileSync('python3', ['-c', py, String(port), String(seg), data.toString('hex')]);
+}
+
+const vxhdr = (vni = VNI): Buffer => Buffer.from([8, 0, 0, 0, vni >> 16, (vni >> 8) & 255, vni & 255, 0]);
+
+test.serial('UDP GRO runs of odd segment sizes: every datagram in them is delivered in order or counted, one by one', async (t) => {
+  t.timeout(30_000);
+  ensurePackages(['python3']);
+  const r = await rig(t);
+  const bs = r.client.bufSize;
+  const before = await r.counters();
+  // ten datagrams of 5 bytes (shorter than a VXLAN header)
+  gsoSend(r.vtepPort, 5, Buffer.alloc(50, 0x08));
+  // five of 69 bytes (61-byte frames) and a last one shorter (a 20-byte frame)
+  const run = [10, 11, 12, 13, 14].map((tag) => Buffer.concat([vxhdr(), Buffer.from(frame(0x0b, tag, 61))]));
+  gsoSend(r.vtepPort, 69, Buffer.concat([...run, vxhdr(), Buffer.from(frame(0x0b, 15, 20))]));
+  // a wrong VNI first, then a frame: the first is dropped, the second delivered
+  gsoSend(r.vtepPort, 68, Buffer.concat([vxhdr(VNI + 1), Buffer.from(frame(0x0b, 16, 60)), vxhdr(), Buffer.from(frame(0x0b, 17, 60))]));
+  // two longer than the port's buffers, then 9 bytes: a header and a 1-byte frame
+  const long = Buffer.concat([vxhdr(), Buffer.from(frame(0x0b, 18, bs + 1))]);
+  gsoSend(r.vtepPort, long.length, Buffer.concat([long, long, vxhdr(), Buffer.from([1])]));
+  // the end: one datagram alone
+  const s = await udpOn('127.0.0.2');
+  t.teardown(() => s.close());
+  s.send(Buffer.concat([vxhdr(), Buffer.from(frame(0x0b, 99, 60))]), r.vtepPort, '127.0.0.1');
+  const got: Uint8Array[] = [];
+  await framesUntil(r.client, 99, got);
+  t.deepEqual(got.map((f) => [f[14], f.length]), [[10, 61], [11, 61], [12, 61], [13, 61], [14, 61], [15, 20], [17, 60], [99, 60]]);
+  const c = await r.counters();
+  const d = (k: string): number => c[k]! - (before[k] ?? 0);
+  t.is(d('dropShortHeader'), 10);
+  t.is(d('dropWrongVni'), 1);
+  t.is(d('dropTooLongIn'), 2);
+  t.is(d('dropShortFrame'), 1);
+  t.is(d('rxGroSegments'), 6 + 2 + 3);
+});
