@@ -81,7 +81,7 @@ export interface RouterCounters {
   dropBadIpChecksum: number;
   /** IPv4 options are not forwarded (header longer than 20 bytes) */
   dropIpOptions: number;
-  /** to a broadcast, multicast or 0.x address, or from one */
+  /** to a broadcast, multicast or 0.x address, or from one, or from one of the router's own addresses */
   dropNotRoutable: number;
   dropNoRoute: number;
   /** TTL would reach 0: answered with ICMP time exceeded (when allowed) and dropped */
@@ -401,7 +401,11 @@ export class Router {
     const len = IP + total;
     const src = get32(f, IP + 12);
     let dst = get32(f, IP + 16);
-    if (notRoutable(src) || src === inIf.bcast) {
+    // a source that is one of the router's own addresses is a forgery (Linux
+    // drops it as a martian): let through, a frame from inside with the NAT's
+    // outside address would leave untranslated, and the answers to it come
+    // back into whichever inside host's mapping has that port
+    if (notRoutable(src) || src === inIf.bcast || this.ifs.some((i) => i.addr === src)) {
       this.c.dropNotRoutable++;
       return;
     }
@@ -445,7 +449,7 @@ export class Router {
       return;
     }
     const outIf = route.iface;
-    if (nat && outIf === this.natIf && inIf !== this.natIf && src !== outIf.addr) {
+    if (nat && outIf === this.natIf && inIf !== this.natIf) {
       const r = this.natOutbound(f, hl, total);
       if (r !== 'ok') {
         this.c[r]++;

@@ -280,6 +280,26 @@ test('NAT: strangers get nothing through a mapping, and the outside cannot reach
   t.is(c.dropOutsideToInside, 1);
 });
 
+test('NAT: an inside host cannot send as the router (source = one of its addresses): not forwarded untranslated into another host\'s mapping, counted dropNotRoutable', (t) => {
+  const { r, out } = rig({ nat: true });
+  learnHosts(r, out);
+  // A's flow to B:53 takes outside port 5353 (kept: it was free)
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 5353, dport: 53 }));
+  t.is(out.length, 1);
+  t.is(be16(out[0]!.f, 34), 5353);
+  out.length = 0;
+  // another inside host writes the NAT's outside address and that port as
+  // its source: let through as it is, B's answers (an RST, an ICMP error)
+  // would come back into A's mapping
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.1', dst: '10.2.0.2', proto: 'udp', sport: 5353, dport: 53 }));
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.1', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 80, tcpFlags: 0x04 }));
+  // the router's inside address as the source, from inside or outside
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.1', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.1', dst: '10.2.0.1', proto: 'icmp', icmpType: 8 }));
+  t.deepEqual(out, []);
+  t.is(r.counters().dropNotRoutable, 4);
+});
+
 test('NAT table: at its bound a new flow is a counted drop; entries expire by the (manual) clock and make room', (t) => {
   const clock = new ManualClock(0);
   const { r, out } = rig({ nat: true, maxEntries: 2, clock });
