@@ -71,6 +71,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
+    case VxCtr::TxGsoRunsRefused: return "txGsoRunsRefused";
     case VxCtr::RxGroDatagrams: return "rxGroDatagrams";
     case VxCtr::RxGroSegments: return "rxGroSegments";
     case VxCtr::Count_: break;
@@ -1627,6 +1628,49 @@ int VxlanDriver::gso_socket(uint16_t sp, uint64_t now) {
   return g->fd.get();
 }
 
+int VxlanDriver::gso_probe() const {
+  // two 1-byte segments from a throwaway socket on the loopback to itself
+  // (a drop-all filter: nobody reads them, nothing leaves the host)
+  unique_fd s(::socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP));
+  if (!s) return -1;
+  sock_filter drop_all{BPF_RET | BPF_K, 0, 0, 0};
+  sock_fprog prog{1, &drop_all};
+  sockaddr_storage a{};
+  socklen_t len;
+  if (family_ == AF_INET) {
+    auto *v4 = reinterpret_cast<sockaddr_in *>(&a);
+    v4->sin_family = AF_INET;
+    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof *v4;
+  } else {
+    auto *v6 = reinterpret_cast<sockaddr_in6 *>(&a);
+    v6->sin6_family = AF_INET6;
+    v6->sin6_addr = in6addr_loopback;
+    len = sizeof *v6;
+  }
+  if (::setsockopt(s.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0 || ::bind(s.get(), reinterpret_cast<const sockaddr *>(&a), len) < 0 ||
+      ::getsockname(s.get(), reinterpret_cast<sockaddr *>(&a), &len) < 0)
+    return -1;
+  char two[2] = {};
+  iovec iov{two, sizeof two};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))] = {};
+  msghdr mh{};
+  mh.msg_name = &a;
+  mh.msg_namelen = len;
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = IPPROTO_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  const uint16_t seg = 1;
+  std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+  if (::sendmsg(s.get(), &mh, MSG_DONTWAIT) >= 0) return 1;
+  return errno == EINVAL || errno == EIO || errno == ENOPROTOOPT || errno == EOPNOTSUPP ? 0 : -1;
+}
+
 uint32_t VxlanDriver::flush_out() {
   const int fd = raw_ ? raw_.get() : udp_.get();
   const size_t uhl = raw_ ? 8 : 0;
@@ -1678,6 +1722,7 @@ uint32_t VxlanDriver::flush_out() {
           }
           vcount(VxCtr::TxGsoSends);
           vcount(VxCtr::TxGsoDatagrams, run);
+          gso_works_ = true;
           out_sent_ += run;
           sent_total += static_cast<uint32_t>(run);
           continue;
@@ -1687,14 +1732,30 @@ uint32_t VxlanDriver::flush_out() {
           out_blocked_ = true;
           break;
         }
-        // EIO: no checksum offload on the route or an xfrm policy; EINVAL,
-        // ENOPROTOOPT: no UDP GSO here. The kernel's verdict holds for the
-        // port's life: one by one from now on. Any other error (no route):
-        // this run goes one by one, each datagram judged by the kernel.
-        if (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT || errno == EOPNOTSUPP) {
-          if (gso_) log(std::string("UDP GSO refused (") + std::strerror(errno) + "): datagrams are sent one by one");
+        // Whatever the error, this run goes one by one, each datagram judged
+        // by the kernel (and fragmented where it must be: DF is clear).
+        // EMSGSIZE (recent kernels) or EINVAL (older ones): a segment longer than
+        // the route's MTU less the outer headers (GSO never fragments: a
+        // guest's full-size frames on a smaller underlay), or more segments
+        // than UDP_MAX_SEGMENTS. That is this run's fault, not the kernel's:
+        // counted, and GSO stays on for the next run. EINVAL before any GSO
+        // send went out may instead be a kernel without UDP GSO: a probe
+        // that no MTU refuses tells which, once. EIO (no checksum offload on
+        // the route, an xfrm policy), ENOPROTOOPT, EOPNOTSUPP, or EINVAL
+        // with the probe refused too: no UDP GSO here, one by one from now
+        // on. Any other error (no route) is the datagrams' to meet.
+        const int err = errno;
+        bool no_gso = err == EIO || err == ENOPROTOOPT || err == EOPNOTSUPP;
+        if (err == EINVAL && !gso_works_) {
+          gso_works_ = gso_probe() != 0;  // no telling (-1): the run is blamed, each refusal counted
+          no_gso = !gso_works_;
+        }
+        if (no_gso) {
+          if (gso_) log(std::string("UDP GSO refused (") + std::strerror(err) + "): datagrams are sent one by one");
           gso_ = false;
           vcount(VxCtr::TxGsoUnavailable);
+        } else if (err == EINVAL || err == EMSGSIZE) {
+          vcount(VxCtr::TxGsoRunsRefused);
         }
         gso_no_until_ = out_sent_ + run;
         continue;

@@ -3,17 +3,21 @@
  * on the underlay can give it, in one process on the loopback: a vale-ts
  * server here, a VTEP on 127.0.0.1 whose one static remote is a plain UDP
  * socket on 127.0.0.2 (the test reads what the VTEP sends and sends it
- * what it likes), a netmap client on the same switch.
+ * what it likes), a netmap client on the same switch. The UDP GSO tests run
+ * a vale-ts in a namespace of its own, whose loopback has a small MTU.
  */
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { ip, makeNs } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { startValeTs } from '../fixtures/vale-ts-process.js';
 import { untilAnswer } from '../fixtures/wait.js';
 
 const socket = path.join(os.tmpdir(), `vxlan-hostile-${process.pid}.sock`);
@@ -277,4 +281,193 @@ test.serial('UDP GRO runs of odd segment sizes: every datagram in them is delive
   t.is(d('dropTooLongIn'), 2);
   t.is(d('dropShortFrame'), 1);
   t.is(d('rxGroSegments'), 6 + 2 + 3);
+});
+
+/**
+ * An LD_PRELOAD library for vale-ts's UDP GSO sends (a UDP_SEGMENT control
+ * message): one the kernel refuses with EMSGSIZE fails with EINVAL instead,
+ * what Linux said for a segment longer than the route's MTU (udp_send_skb)
+ * before it changed to EMSGSIZE, so the test sees an older kernel's answer on
+ * any kernel (a recent kernel's EMSGSIZE never turned GSO off). With
+ * VXH_NO_GSO set every one fails with EINVAL, as on a kernel that has no UDP
+ * GSO.
+ */
+const GSO_ERRNO_SHIM = `
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
+static int gso(const struct msghdr *m) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR((struct msghdr *)m, c))
+    if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_SEGMENT) return 1;
+  return 0;
+}
+ssize_t sendmsg(int fd, const struct msghdr *m, int flags) {
+  static ssize_t (*real)(int, const struct msghdr *, int);
+  if (!real) real = (ssize_t (*)(int, const struct msghdr *, int))dlsym(RTLD_NEXT, "sendmsg");
+  if (getenv("VXH_NO_GSO") && gso(m)) {
+    errno = EINVAL;
+    return -1;
+  }
+  ssize_t r = real(fd, m, flags);
+  if (r < 0 && errno == EMSGSIZE && gso(m)) errno = EINVAL;
+  return r;
+}
+`;
+
+/** Writes `frames` into the tx ring and queues them with one head update: the switch takes them as one batch. */
+function sendRun(p: Port, frames: Uint8Array[]): void {
+  const ring = p.txRings[0]!;
+  if (ring.space() < frames.length) throw new Error('tx ring full');
+  let s = ring.head;
+  for (const f of frames) {
+    ring.bytes.set(f, ring.bufOffset(s));
+    ring.setLen(s, f.length);
+    ring.setFlags(s, 0);
+    s = s + 1 === ring.numSlots ? 0 : s + 1;
+  }
+  ring.advance(frames.length);
+  p.txsync();
+}
+
+let gsoRigs = 0;
+/**
+ * vale-ts in a namespace of its own whose loopback, the underlay, has an MTU
+ * of 1280 (a 1400-byte frame's datagram, 1436 bytes with the outer headers,
+ * is longer), with GSO_ERRNO_SHIM preloaded (`noGso`: every GSO send
+ * refused); a switch with a VXLAN port (srcport=fixed) to 127.0.0.2:4790,
+ * where a receiver prints each datagram, and a client port.
+ */
+async function gsoRig(t: ExecutionContext, noGso: boolean): Promise<{
+  client: Port;
+  /** one line per datagram received: the inner frame's length, byte 14 (the tag) and SHA-256 */
+  got: string[];
+  until(tag: number): Promise<void>;
+  counters(): Promise<Record<string, number>>;
+  /** vale-ts's output so far */
+  log(): string;
+  /** resolves once vale-ts's output holds `text` */
+  logged(text: string): Promise<void>;
+}> {
+  ensurePackages(['iproute2', 'python3', 'gcc']);
+  const ns = `vxg${process.pid}-${gsoRigs++}`;
+  t.teardown(makeNs(ns));
+  ip('-n', ns, 'link', 'set', 'lo', 'mtu', '1280');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-gso-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'errno.c'), GSO_ERRNO_SHIM);
+  const shim = path.join(dir, 'errno.so');
+  execFileSync('gcc', ['-O2', '-Wall', '-shared', '-fPIC', '-o', shim, path.join(dir, 'errno.c'), '-ldl']);
+  const py = `
+import hashlib, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.2', 4790))
+print('READY', flush=True)
+while True:
+    d = s.recv(65536)[8:]
+    print(len(d), d[14] if len(d) > 14 else -1, hashlib.sha256(d).hexdigest(), flush=True)`;
+  const rx = spawn('ip', ['netns', 'exec', ns, 'python3', '-c', py], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const rxExited = new Promise<void>((r) => rx.once('exit', () => r()));
+  t.teardown(async () => {
+    rx.kill('SIGKILL');
+    await rxExited;
+  });
+  const got: string[] = [];
+  const waiters: { tag: number; resolve: () => void }[] = [];
+  const tagOf = (line: string): number => Number(line.split(' ')[1]);
+  let buf = '';
+  let ready!: () => void;
+  const listening = new Promise<void>((r) => (ready = r));
+  rx.stdout.on('data', (d: Buffer) => {
+    buf += d.toString();
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line === 'READY') ready();
+      else got.push(line);
+      for (const w of waiters.filter((x) => tagOf(line) === x.tag)) w.resolve();
+    }
+  });
+  await Promise.race([listening, rxExited.then(() => Promise.reject(new Error('the receiver exited')))]);
+
+  const sock = path.join(dir, 'vale.sock');
+  const env: NodeJS.ProcessEnv = { LD_PRELOAD: [process.env['LD_PRELOAD'], shim].filter(Boolean).join(':') };
+  if (noGso) env['VXH_NO_GSO'] = '1';
+  const v = await startValeTs(sock, { ns, env });
+  t.teardown(v.stop);
+  let out = '';
+  const logWaiters = new Set<() => void>();
+  const see = (d: Buffer): void => {
+    out += d.toString();
+    for (const w of [...logWaiters]) w();
+  };
+  v.proc.stdout!.on('data', see);
+  v.proc.stderr!.on('data', see);
+  const c = new ValeClient({ socket: sock });
+  await c.create('valeG:vx', {}, {
+    driver: { kind: 'vxlan', vni: VNI, local: '127.0.0.1:4789', remote: ['127.0.0.2'], dstport: 4790, srcport: 'fixed', shortcut: 'off' },
+  });
+  const client = await open('valeG:c', { socket: sock });
+  t.teardown(() => client.close());
+  return {
+    client,
+    got,
+    until: (tag) => new Promise((resolve) => (got.some((l) => tagOf(l) === tag) ? resolve() : waiters.push({ tag, resolve }))),
+    counters: async () => (await c.stats('valeG'))[0]!.ports.find((x) => x.name === 'valeG:vx')!.driver!.counters,
+    log: () => out,
+    logged: (text) => new Promise<void>((resolve) => {
+      const w = (): void => {
+        if (!out.includes(text)) return;
+        logWaiters.delete(w);
+        resolve();
+      };
+      logWaiters.add(w);
+      w();
+    }),
+  };
+}
+
+/** Runs of four frames of the given lengths, one batch each, the next once the last of the one before has come; the lines the receiver should print. */
+async function sendRuns(r: Awaited<ReturnType<typeof gsoRig>>, lens: number[]): Promise<string[]> {
+  const want: string[] = [];
+  for (const [k, len] of lens.entries()) {
+    const frames = [1, 2, 3, 4].map((i) => frame(0x0c, 4 * k + i, len));
+    want.push(...frames.map((f) => `${f.length} ${f[14]} ${createHash('sha256').update(f).digest('hex')}`));
+    sendRun(r.client, frames);
+    await r.until(4 * k + 4);
+  }
+  return want;
+}
+
+test.serial('a GSO run of frames too long for the underlay\'s MTU goes one by one and is counted (txGsoRunsRefused); the kernel\'s EINVAL for it does not turn GSO off for the port', async (t) => {
+  t.timeout(60_000);
+  const r = await gsoRig(t, false);
+  // long frames first (before any GSO send went out), then short, long, short
+  const want = await sendRuns(r, [1400, 200, 1400, 200]);
+  t.deepEqual(r.got, want, 'every frame arrived whole (the long ones fragmented), in order');
+  const n = await r.counters();
+  t.is(n['txGsoUnavailable'], 0, 'GSO was not turned off');
+  t.is(n['txGsoRunsRefused'], 2, 'the two runs of long frames were refused and sent one by one');
+  t.is(n['txGsoSends'], 2, 'the runs of short frames after each still went with GSO');
+  t.is(n['txGsoDatagrams'], 8);
+  t.is(n['dropSendFailed'], 0);
+  t.is(n['outFrames'], 16);
+  t.false(r.log().includes('UDP GSO refused'), r.log());
+});
+
+test.serial('a kernel that refuses every UDP GSO send: GSO is off after the first run, counted once in txGsoUnavailable and logged, and every frame still goes out', async (t) => {
+  t.timeout(60_000);
+  const r = await gsoRig(t, true);
+  const want = await sendRuns(r, [200, 200, 1400]);
+  t.deepEqual(r.got, want);
+  const n = await r.counters();
+  t.is(n['txGsoUnavailable'], 1, 'one refusal, then no more GSO sends tried');
+  t.is(n['txGsoRunsRefused'], 0);
+  t.is(n['txGsoSends'], 0);
+  t.is(n['outFrames'], 12);
+  await r.logged('UDP GSO refused (Invalid argument)');
+  t.is(r.log().split('UDP GSO refused').length - 1, 1, r.log());
 });
