@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
@@ -398,6 +398,8 @@ while True:
   if (noGso) env['VXH_NO_GSO'] = '1';
   const v = await startValeTs(sock, { ns, env });
   t.teardown(v.stop);
+  // `ip netns exec` execs node: the pid is vale-ts's
+  t.true(readFileSync(`/proc/${v.proc.pid}/maps`, 'utf8').includes(shim), 'vale-ts runs with the shim');
   let out = '';
   const logWaiters = new Set<() => void>();
   const see = (d: Buffer): void => {
