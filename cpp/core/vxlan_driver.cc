@@ -1422,15 +1422,18 @@ uint32_t VxlanDriver::link_out() {
       }
       l = static_cast<uint32_t>(clen);
       b = static_cast<const uint8_t *>(chain[0].iov_base);
+      // the batch's copy area holds every frame that goes over VXLAN, one
+      // after the other: after a long chain there may be no room left for
+      // this frame (one slot or several); it waits for the next batch, which
+      // starts empty (and always has room: out_buf_ holds the longest frame)
+      if (out_used_ + l > out_buf_.size()) {
+        moved--;
+        break;
+      }
       bool gathered = false;
       if (nslots > 1) {
-        // into this batch's copy area, where a frame for VXLAN is copied
-        // anyway (kept there only if it goes over VXLAN); no room left in
-        // this batch: it waits for the next, which starts empty
-        if (out_used_ + l > out_buf_.size()) {
-          moved--;
-          break;
-        }
+        // gathered into the copy area, where a frame for VXLAN is copied
+        // anyway (kept there only if it goes over VXLAN)
         uint8_t *to = out_buf_.data() + out_used_;
         for (uint32_t j = 0, off = 0; j < nslots; off += static_cast<uint32_t>(chain[j].iov_len), j++)
           std::memcpy(to + off, chain[j].iov_base, chain[j].iov_len);

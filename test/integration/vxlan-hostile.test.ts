@@ -178,6 +178,38 @@ test.serial('a multi-slot frame longer than any UDP datagram is dropped whole an
   t.is(c['outFrames'], 1);
 });
 
+test.serial('a long multi-slot frame followed by a batch of full-buffer frames all leave, the copy area never overrun', async (t) => {
+  t.timeout(60_000);
+  const r = await rig(t);
+  const bs = r.client.bufSize;
+  // a chain of ~60 000 bytes first, then full single-buffer frames: the
+  // driver copies each frame for VXLAN into one area per batch (64 frames);
+  // after the chain the rest of a batch's frames must wait for the next
+  // batch rather than be copied past the area's end (ASan: heap overflow)
+  const chainLen = Math.min(60000, bs * 32);
+  const parts: Uint8Array[] = [frame(0x0a, 6, bs)];
+  for (let left = chainLen - bs; left > 0; left -= bs) parts.push(new Uint8Array(Math.min(bs, left)).fill(0xe6));
+  const ring = r.client.txRings[0]!;
+  const singles = Math.min(63, ring.space() - parts.length);
+  if (singles < 32) return t.pass(`a tx ring of ${ring.space()} free slots cannot hold the burst`);
+  for (let i = 0; i < parts.length; i++) {
+    const s = ring.head;
+    ring.bytes.set(parts[i]!, ring.bufOffset(s));
+    ring.setLen(s, parts[i]!.length);
+    ring.setFlags(s, i + 1 < parts.length ? NS_MOREFRAG : 0);
+    ring.advance(1);
+  }
+  for (let i = 0; i < singles; i++) {
+    if (!r.client.inject(frame(0x0a, 7, bs))) throw new Error('tx ring full');
+  }
+  r.client.txsync(); // one sync: the switch hands the lot to the VXLAN port at once
+  const want = 1 + singles;
+  const c = await untilAnswer(() => r.counters(), (x) => (x['outFrames'] ?? 0) >= want);
+  t.is(c['outFrames'], want);
+  t.is(c['outBytes'], chainLen + singles * bs);
+  t.is(c['dropTooLong'] ?? 0, 0);
+});
+
 /** Frames arriving at `p`, copied, until one whose byte 14 is `tag` (events only). */
 async function framesUntil(p: Port, tag: number, into: Uint8Array[]): Promise<void> {
   for (;;) {
