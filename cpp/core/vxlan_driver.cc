@@ -71,6 +71,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
+    case VxCtr::TxGsoRunsRefused: return "txGsoRunsRefused";
     case VxCtr::RxGroDatagrams: return "rxGroDatagrams";
     case VxCtr::RxGroSegments: return "rxGroSegments";
     case VxCtr::Count_: break;
@@ -495,7 +496,10 @@ Status VxlanDriver::setup(const VxlanOptions &o) {
     gro_spill_.reset(new uint8_t[size_t{RX_BATCH} * GRO_SPILL]);  // not touched until used
   }
   const size_t bs = buf_size();
-  out_buf_.resize(size_t{TX_BATCH} * bs);
+  // a batch of frames of one buffer each, or fewer when a multi-slot frame
+  // (up to the switch's largest, 64 KiB) is among them: one always fits
+  out_buf_.resize(std::max<size_t>(size_t{TX_BATCH} * bs, 65536));
+  out_off_.resize(TX_BATCH);
   out_len_.resize(TX_BATCH);
   out_hdr_.resize(TX_BATCH);
   out_.reserve(size_t{TX_BATCH} * (flood_.size() + 1));
@@ -1298,7 +1302,9 @@ uint32_t VxlanDriver::link_in() {
         }
     const size_t first = std::min(seg, len);
     if (first < VXLAN_HDR_LEN) {
-      vcount(VxCtr::DropShortHeader);
+      // every datagram of a coalesced run is as short as the first (the
+      // last shorter still): each one counted
+      vcount(VxCtr::DropShortHeader, seg ? (len + seg - 1) / seg : 1);  // seg 0: an empty datagram
       continue;
     }
     // the first datagram: header in hdr[i], frame at the start of slot i
@@ -1353,9 +1359,9 @@ uint32_t VxlanDriver::link_out() {
   }
   out_.clear();
   out_sent_ = 0;
+  out_used_ = 0;
   gso_no_until_ = 0;
   uint32_t moved = 0, nf = 0;
-  const uint32_t bs = buf_size();
   const size_t uhl = raw_ ? 8 : 0;  // our own UDP header before the VXLAN one
   const uint64_t now = mono_coarse_ns();
   maybe_hello(now);  // a busy port never idles into on_idle_timeout
@@ -1392,30 +1398,68 @@ uint32_t VxlanDriver::link_out() {
     const uint8_t *b;
     uint32_t l;
     uint64_t out_frames = 0, out_bytes = 0, floods = 0, flood_copies = 0;
-    while (nf < TX_BATCH && rx_peek(b, l)) {
+    // A frame is one slot, or a chain of slots (NS_MOREFRAG) when it is
+    // longer than one buffer: a guest's jumbo frame, a client's multi-slot
+    // frame. A chain is one frame: gathered and sent as one datagram. (Sent
+    // slot by slot, each later slot would reach the far side as a frame of
+    // its own whose Ethernet header is whatever bytes the sender put there,
+    // past the switch's lookup.)
+    iovec chain[NETMAP_MAX_FRAGS];
+    uint32_t nslots = 0;
+    size_t clen = 0;
+    auto rx_pop_frame = [&]() {
+      for (uint32_t j = 0; j < nslots; j++) rx_pop();
+    };
+    while (nf < TX_BATCH && rx_peek_chain(chain, NETMAP_MAX_FRAGS, nslots, clen)) {
       // the switch wrote these bytes on another CPU: ask for a later frame's
       // line now (the first read of each frame was most of link_out's time)
       rx_prefetch(4);
       moved++;
-      if (l < ETH_HLEN) {
-        vcount(VxCtr::DropShortOut);
-        rx_pop();
+      if (clen + uhl + VXLAN_HDR_LEN > 65535 - 48) {
+        count(Ctr::DropTooLong);
+        rx_pop_frame();
         continue;
       }
-      if (l + uhl + VXLAN_HDR_LEN > 65535 - 48) {
-        count(Ctr::DropTooLong);
-        rx_pop();
+      l = static_cast<uint32_t>(clen);
+      b = static_cast<const uint8_t *>(chain[0].iov_base);
+      // the batch's copy area holds every frame that goes over VXLAN, one
+      // after the other: after a long chain there may be no room left for
+      // this frame (one slot or several); it waits for the next batch, which
+      // starts empty (and always has room: out_buf_ holds the longest frame)
+      if (out_used_ + l > out_buf_.size()) {
+        moved--;
+        break;
+      }
+      bool gathered = false;
+      if (nslots > 1) {
+        // gathered into the copy area, where a frame for VXLAN is copied
+        // anyway (kept there only if it goes over VXLAN)
+        uint8_t *to = out_buf_.data() + out_used_;
+        for (uint32_t j = 0, off = 0; j < nslots; off += static_cast<uint32_t>(chain[j].iov_len), j++)
+          std::memcpy(to + off, chain[j].iov_base, chain[j].iov_len);
+        b = to;
+        gathered = true;
+      }
+      if (l < ETH_HLEN) {
+        vcount(VxCtr::DropShortOut);
+        rx_pop_frame();
         continue;
       }
       const int ep = (b[0] & 1) ? -1 : lookup(b, now);
       // endpoints behind a shortcut take the frame in their ring: every ring
       // must have room first, or the frame stays in the switch's ring
       ring_dst_.clear();
-      bool ring_full = false;
+      bool ring_full = false, ring_too_long = false;
       auto to_ring = [&](uint32_t e) {
         Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
         if (!p) return false;
-        if (!p->ring->room()) {
+        if (l > p->ring->slot_size()) {
+          // a multi-slot frame longer than the ring's slots, which are as
+          // large as the larger of the two ports' buffers: the peer would
+          // drop it over VXLAN too (dropTooLongIn)
+          count(Ctr::DropTooLong);
+          ring_too_long = true;
+        } else if (!p->ring->room()) {
           ring_full = true;
           vcount(VxCtr::ShortcutRingFull);
         }
@@ -1439,8 +1483,8 @@ uint32_t VxlanDriver::link_out() {
       }
       const size_t nrp = ring_dst_.size();
       if (out_.size() == before && nrp == 0) {
-        vcount(VxCtr::DropNoDestination);
-        rx_pop();
+        if (!ring_too_long) vcount(VxCtr::DropNoDestination);
+        rx_pop_frame();
         continue;
       }
       if (ep < 0) {
@@ -1459,12 +1503,14 @@ uint32_t VxlanDriver::link_out() {
       out_frames++;
       out_bytes += l;
       if (out_.size() == before) {
-        rx_pop();
+        rx_pop_frame();
         continue;
       }
       // copied: the slot goes back to the switch at the next rxsync, which
-      // may come before sendmmsg has read it
-      std::memcpy(out_buf_.data() + size_t{nf} * bs, b, l);
+      // may come before sendmmsg has read it (a chain is there already)
+      if (!gathered) std::memcpy(out_buf_.data() + out_used_, b, l);
+      out_off_[nf] = static_cast<uint32_t>(out_used_);
+      out_used_ += l;
       out_len_[nf] = l;
       uint8_t *h = out_hdr_[nf].data();
       const uint16_t sp = raw_ ? src_port(b, l) : 0, ulen = static_cast<uint16_t>(8 + VXLAN_HDR_LEN + l);
@@ -1484,7 +1530,7 @@ uint32_t VxlanDriver::link_out() {
       h[13] = vni_be_[1];
       h[14] = vni_be_[2];
       h[15] = 0;
-      rx_pop();
+      rx_pop_frame();
       nf++;
     }
     // counted once per batch (atomics: the counters are read by another thread)
@@ -1585,6 +1631,49 @@ int VxlanDriver::gso_socket(uint16_t sp, uint64_t now) {
   return g->fd.get();
 }
 
+int VxlanDriver::gso_probe() const {
+  // two 1-byte segments from a throwaway socket on the loopback to itself
+  // (a drop-all filter: nobody reads them, nothing leaves the host)
+  unique_fd s(::socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP));
+  if (!s) return -1;
+  sock_filter drop_all{BPF_RET | BPF_K, 0, 0, 0};
+  sock_fprog prog{1, &drop_all};
+  sockaddr_storage a{};
+  socklen_t len;
+  if (family_ == AF_INET) {
+    auto *v4 = reinterpret_cast<sockaddr_in *>(&a);
+    v4->sin_family = AF_INET;
+    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof *v4;
+  } else {
+    auto *v6 = reinterpret_cast<sockaddr_in6 *>(&a);
+    v6->sin6_family = AF_INET6;
+    v6->sin6_addr = in6addr_loopback;
+    len = sizeof *v6;
+  }
+  if (::setsockopt(s.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0 || ::bind(s.get(), reinterpret_cast<const sockaddr *>(&a), len) < 0 ||
+      ::getsockname(s.get(), reinterpret_cast<sockaddr *>(&a), &len) < 0)
+    return -1;
+  char two[2] = {};
+  iovec iov{two, sizeof two};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))] = {};
+  msghdr mh{};
+  mh.msg_name = &a;
+  mh.msg_namelen = len;
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = IPPROTO_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  const uint16_t seg = 1;
+  std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+  if (::sendmsg(s.get(), &mh, MSG_DONTWAIT) >= 0) return 1;
+  return errno == EINVAL || errno == EIO || errno == ENOPROTOOPT || errno == EOPNOTSUPP ? 0 : -1;
+}
+
 uint32_t VxlanDriver::flush_out() {
   const int fd = raw_ ? raw_.get() : udp_.get();
   const size_t uhl = raw_ ? 8 : 0;
@@ -1603,7 +1692,7 @@ uint32_t VxlanDriver::flush_out() {
         for (size_t i = 0; i < run; i++) {
           const Out &o = out_[out_sent_ + i];
           iov[2 * i] = {out_hdr_[o.frame].data() + 8, VXLAN_HDR_LEN};
-          iov[2 * i + 1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
+          iov[2 * i + 1] = {out_buf_.data() + out_off_[o.frame], out_len_[o.frame]};
         }
         alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))] = {};
         msghdr mh{};
@@ -1636,6 +1725,7 @@ uint32_t VxlanDriver::flush_out() {
           }
           vcount(VxCtr::TxGsoSends);
           vcount(VxCtr::TxGsoDatagrams, run);
+          gso_works_ = true;
           out_sent_ += run;
           sent_total += static_cast<uint32_t>(run);
           continue;
@@ -1645,14 +1735,30 @@ uint32_t VxlanDriver::flush_out() {
           out_blocked_ = true;
           break;
         }
-        // EIO: no checksum offload on the route or an xfrm policy; EINVAL,
-        // ENOPROTOOPT: no UDP GSO here. The kernel's verdict holds for the
-        // port's life: one by one from now on. Any other error (no route):
-        // this run goes one by one, each datagram judged by the kernel.
-        if (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT || errno == EOPNOTSUPP) {
-          if (gso_) log(std::string("UDP GSO refused (") + std::strerror(errno) + "): datagrams are sent one by one");
+        // Whatever the error, this run goes one by one, each datagram judged
+        // by the kernel (and fragmented where it must be: DF is clear).
+        // EMSGSIZE (recent kernels) or EINVAL (older ones): a segment longer than
+        // the route's MTU less the outer headers (GSO never fragments: a
+        // guest's full-size frames on a smaller underlay), or more segments
+        // than UDP_MAX_SEGMENTS. That is this run's fault, not the kernel's:
+        // counted, and GSO stays on for the next run. EINVAL before any GSO
+        // send went out may instead be a kernel without UDP GSO: a probe
+        // that no MTU refuses tells which, once. EIO (no checksum offload on
+        // the route, an xfrm policy), ENOPROTOOPT, EOPNOTSUPP, or EINVAL
+        // with the probe refused too: no UDP GSO here, one by one from now
+        // on. Any other error (no route) is the datagrams' to meet.
+        const int err = errno;
+        bool no_gso = err == EIO || err == ENOPROTOOPT || err == EOPNOTSUPP;
+        if (err == EINVAL && !gso_works_) {
+          gso_works_ = gso_probe() != 0;  // no telling (-1): the run is blamed, each refusal counted
+          no_gso = !gso_works_;
+        }
+        if (no_gso) {
+          if (gso_) log(std::string("UDP GSO refused (") + std::strerror(err) + "): datagrams are sent one by one");
           gso_ = false;
           vcount(VxCtr::TxGsoUnavailable);
+        } else if (err == EINVAL || err == EMSGSIZE) {
+          vcount(VxCtr::TxGsoRunsRefused);
         }
         gso_no_until_ = out_sent_ + run;
         continue;
@@ -1669,7 +1775,7 @@ uint32_t VxlanDriver::flush_out() {
         if (k > 0 && gso_run(out_sent_ + k) >= GSO_MIN) break;
         const Out &o = out_[out_sent_ + k];
         iov[k][0] = {out_hdr_[o.frame].data() + (8 - uhl), uhl + VXLAN_HDR_LEN};
-        iov[k][1] = {out_buf_.data() + size_t{o.frame} * buf_size(), out_len_[o.frame]};
+        iov[k][1] = {out_buf_.data() + out_off_[o.frame], out_len_[o.frame]};
         m[k] = {};
         const Endpoint *e = o.ep == GROUP_EP ? nullptr : &endpoints_[o.ep];
         m[k].msg_hdr.msg_name = const_cast<sockaddr_storage *>(e ? &e->addr : &group_);

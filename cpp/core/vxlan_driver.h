@@ -136,6 +136,7 @@ enum class VxCtr : uint8_t {
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
   TxGsoDatagrams,          // datagrams those carried
   TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after
+  TxGsoRunsRefused,        // GSO sends the kernel refused for the run itself (a segment over the route's MTU): that run sent one by one, GSO kept
   RxGroDatagrams,          // datagrams received coalesced (UDP GRO: a GSO send taken whole), cut apart here
   RxGroSegments,           // the datagrams they held
   Count_
@@ -244,6 +245,9 @@ class VxlanDriver final : public PortPump {
   // bound socket with srcport=fixed, else one per recent source port), or
   // -1 when none can be had (the port is taken here: raw sends then).
   int gso_socket(uint16_t sp, uint64_t now);
+  // Whether the kernel takes UDP GSO at all, asked once with a send the
+  // MTU cannot refuse: 1 it does, 0 it refuses, -1 no telling (no loopback).
+  int gso_probe() const;
   int find_endpoint(const sockaddr_storage &a) const;                           // mu_ held; -1: none
   void maybe_hello(uint64_t now);
   void on_control(const uint8_t *frame, size_t len, const sockaddr_storage &src);  // mu_ held
@@ -290,6 +294,8 @@ class VxlanDriver final : public PortPump {
   // the switch at the next rxsync, before sendmmsg may have run) and the
   // datagrams they become
   std::vector<uint8_t> out_buf_;
+  std::vector<uint32_t> out_off_;  // where each frame of the batch starts in out_buf_
+  size_t out_used_ = 0;            // bytes of out_buf_ the batch holds
   std::vector<uint32_t> out_len_;
   std::vector<std::array<uint8_t, 16>> out_hdr_;  // UDP (raw sends) + VXLAN header per frame
   std::vector<Out> out_;
@@ -305,6 +311,7 @@ class VxlanDriver final : public PortPump {
     uint64_t used_ns = 0;
   };
   bool gso_ = true;
+  bool gso_works_ = false;  // a GSO send went out (or the probe did): an EINVAL is about the run, not the kernel
   std::vector<GsoSock> gso_socks_;
   size_t gso_no_until_ = 0;  // out_ positions before this go one by one (a GSO send failed on them)
   sockaddr_storage local_{};

@@ -81,7 +81,7 @@ export interface RouterCounters {
   dropBadIpChecksum: number;
   /** IPv4 options are not forwarded (header longer than 20 bytes) */
   dropIpOptions: number;
-  /** to a broadcast, multicast or 0.x address, or from one */
+  /** to a broadcast, multicast or 0.x address, or from one, or from one of the router's own addresses */
   dropNotRoutable: number;
   dropNoRoute: number;
   /** TTL would reach 0: answered with ICMP time exceeded (when allowed) and dropped */
@@ -401,25 +401,31 @@ export class Router {
     const len = IP + total;
     const src = get32(f, IP + 12);
     let dst = get32(f, IP + 16);
-    if (notRoutable(src) || src === inIf.bcast) {
+    // a source that is one of the router's own addresses is a forgery (Linux
+    // drops it as a martian): let through, a frame from inside with the NAT's
+    // outside address would leave untranslated, and the answers to it come
+    // back into whichever inside host's mapping has that port
+    if (notRoutable(src) || src === inIf.bcast || this.ifs.some((i) => i.addr === src)) {
       this.c.dropNotRoutable++;
       return;
     }
     const nat = this.nat;
     const fromOutside = nat !== undefined && inIf === this.natIf;
+    // a reply to a NATed flow: checked below on the inside address it is
+    // for, and translated only once it passed every check, so one that is
+    // dropped moves no flow on (state, lifetime, packets in) and is counted
+    // once, as the drop
+    let natIn = false;
     if (fromOutside && dst === inIf.addr) {
       // a reply to a NATed flow, or something for the router itself
-      if (f[IP + 8]! <= 1 && this.natInboundMatches(f, hl, total)) {
-        this.timeExceeded(inIf, f, hl, total);
+      const flow = this.natInboundFlow(f, hl, total);
+      if (flow === 'local') return this.local(inIf, f, hl, total);
+      if (typeof flow === 'string') {
+        this.c[flow]++;
         return;
       }
-      const r = this.natInbound(f, hl, total);
-      if (r === 'local') return this.local(inIf, f, hl, total);
-      if (r !== 'ok') {
-        this.c[r]++;
-        return;
-      }
-      dst = get32(f, IP + 16);
+      natIn = true;
+      dst = flow.insideAddr;
     } else {
       if (this.ifs.some((i) => i.addr === dst)) return this.local(inIf, f, hl, total);
       if (fromOutside) {
@@ -441,11 +447,19 @@ export class Router {
       return;
     }
     if (f[IP + 8]! <= 1) {
+      // a reply to a NATed flow is quoted as it came (to its sender outside)
       this.timeExceeded(inIf, f, hl, total);
       return;
     }
+    if (natIn) {
+      const r = this.natInbound(f, hl, total);
+      if (r !== 'ok') {
+        this.c[r]++;
+        return;
+      }
+    }
     const outIf = route.iface;
-    if (nat && outIf === this.natIf && inIf !== this.natIf && src !== outIf.addr) {
+    if (nat && outIf === this.natIf && inIf !== this.natIf) {
       const r = this.natOutbound(f, hl, total);
       if (r !== 'ok') {
         this.c[r]++;
@@ -576,17 +590,26 @@ export class Router {
     return 'ok';
   }
 
-  private natInboundMatches(f: Uint8Array, hl: number, total: number): boolean {
+  /**
+   * The flow a packet from outside to the outside address belongs to (an
+   * ICMP error: the flow it quotes), 'local' for the router itself, or why
+   * it cannot come in. A peek: the flow is neither refreshed nor counted.
+   */
+  private natInboundFlow(f: Uint8Array, hl: number, total: number): { insideAddr: number } | 'local' | 'dropNatUnsupported' | 'dropNatNoMapping' {
     const k = this.natFields(f, hl, total, false);
-    if (typeof k === 'string') return false;
-    // a peek: the flow is not refreshed by a packet that dies here
-    return this.nat!.find(k.proto, k.dst, get32(f, IP + 12), k.src) !== undefined;
+    if (k === 'icmpError') return this.natInboundIcmpError(f, hl, total, false);
+    if (typeof k === 'string') return k;
+    return this.nat!.find(k.proto, k.dst, get32(f, IP + 12), k.src) ?? 'dropNatNoMapping';
   }
 
-  private natInbound(f: Uint8Array, hl: number, total: number): 'ok' | 'local' | 'dropNatUnsupported' | 'dropNatNoMapping' {
+  /** Translates a packet from outside that {@link natInboundFlow} found a flow for, moving the flow on. */
+  private natInbound(f: Uint8Array, hl: number, total: number): 'ok' | 'dropNatUnsupported' | 'dropNatNoMapping' {
     const k = this.natFields(f, hl, total, false);
-    if (k === 'icmpError') return this.natInboundIcmpError(f, hl, total);
-    if (typeof k === 'string') return k;
+    if (k === 'icmpError') {
+      const r = this.natInboundIcmpError(f, hl, total, true);
+      return typeof r === 'string' ? r : 'ok';
+    }
+    if (typeof k === 'string') return 'dropNatUnsupported';
     const src = get32(f, IP + 12);
     const flow = this.nat!.inbound(k.proto, k.dst, src, k.src, k.flags);
     if (!flow) return 'dropNatNoMapping';
@@ -602,9 +625,10 @@ export class Router {
    * address and port), so the quote is translated back too (its source
    * address and port or echo id, its header checksum, a quoted UDP
    * checksum) and the ICMP checksum, which covers the quote, follows every
-   * change. Then the outer destination becomes the inside host's.
+   * change. Then the outer destination becomes the inside host's. With
+   * `apply` false only the flow is looked up (nothing is written).
    */
-  private natInboundIcmpError(f: Uint8Array, hl: number, total: number): 'ok' | 'dropNatUnsupported' | 'dropNatNoMapping' {
+  private natInboundIcmpError(f: Uint8Array, hl: number, total: number, apply: boolean): { insideAddr: number } | 'dropNatUnsupported' | 'dropNatNoMapping' {
     const icmp = IP + hl;
     const q = icmp + 8; // the quoted IP header
     const end = IP + total;
@@ -622,6 +646,7 @@ export class Router {
     const outsidePort = get16(f, portOff);
     const flow = this.nat!.find(proto, outsidePort, remote, proto === 'icmp' ? 0 : get16(f, ql4 + 2));
     if (!flow) return 'dropNatNoMapping';
+    if (!apply) return flow;
     let ic = get16(f, icmp + 2);
     // the quote's source address, and its header checksum that covers it
     put32(f, q + 12, flow.insideAddr);
@@ -658,7 +683,7 @@ export class Router {
     put32(f, IP + 16, flow.insideAddr);
     put16(f, IP + 10, csumReplace32(get16(f, IP + 10), outsideAddr, flow.insideAddr));
     this.c.natTranslatedIn++;
-    return 'ok';
+    return flow;
   }
 
   /**

@@ -280,6 +280,26 @@ test('NAT: strangers get nothing through a mapping, and the outside cannot reach
   t.is(c.dropOutsideToInside, 1);
 });
 
+test('NAT: an inside host cannot send as the router (source = one of its addresses): not forwarded untranslated into another host\'s mapping, counted dropNotRoutable', (t) => {
+  const { r, out } = rig({ nat: true });
+  learnHosts(r, out);
+  // A's flow to B:53 takes outside port 5353 (kept: it was free)
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 5353, dport: 53 }));
+  t.is(out.length, 1);
+  t.is(be16(out[0]!.f, 34), 5353);
+  out.length = 0;
+  // another inside host writes the NAT's outside address and that port as
+  // its source: let through as it is, B's answers (an RST, an ICMP error)
+  // would come back into A's mapping
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.1', dst: '10.2.0.2', proto: 'udp', sport: 5353, dport: 53 }));
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.1', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 80, tcpFlags: 0x04 }));
+  // the router's inside address as the source, from inside or outside
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.1', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.1', dst: '10.2.0.1', proto: 'icmp', icmpType: 8 }));
+  t.deepEqual(out, []);
+  t.is(r.counters().dropNotRoutable, 4);
+});
+
 test('NAT table: at its bound a new flow is a counted drop; entries expire by the (manual) clock and make room', (t) => {
   const clock = new ManualClock(0);
   const { r, out } = rig({ nat: true, maxEntries: 2, clock });
@@ -399,4 +419,56 @@ test('NAT: ICMP errors from outside about a flow are translated back, quote and 
     t.is(refSum(qh), qc, `${proto}: quoted header checksum`);
   }
   t.is(r.counters().dropNatNoMapping, 0);
+});
+
+/** `f` with a 4-byte IP option (three NOPs and the end of the list) after its 20-byte header: IHL 6, total length and header checksum fixed. */
+function withIpOption(f: Uint8Array): Uint8Array {
+  const g = Uint8Array.from([...f.subarray(0, 34), 1, 1, 1, 0, ...f.subarray(34)]);
+  g[14] = 0x46;
+  const total = be16(g, 16) + 4;
+  g[16] = total >> 8;
+  g[17] = total & 0xff;
+  g[24] = g[25] = 0;
+  const c = refSum([...g.subarray(14, 38)]);
+  g[24] = c >> 8;
+  g[25] = c & 0xff;
+  return g;
+}
+
+test('NAT: a packet from outside that the router drops (IP options, no route to the inside address) is not translated, moves no flow on and is counted once', (t) => {
+  const { r, out, clock } = rig({ nat: true });
+  learnHosts(r, out);
+  // A's TCP connection to B:80, answered once: established
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 80, tcpFlags: 0x02 }));
+  const tcpPort = be16(out.pop()!.f, 34);
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'tcp', sport: 80, dport: tcpPort, tcpFlags: 0x12 }));
+  t.is(out.pop()?.ifIndex, 0, 'the SYN-ACK came through');
+  // a flow from an inside source no route leads back to (10.1.9.9 is on none of the router's subnets)
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.9.9', dst: '10.2.0.2', proto: 'udp', sport: 5000, dport: 53 }));
+  const udpPort = be16(out.pop()!.f, 34);
+  clock.advance(1000);
+  const flows = r.natEntries();
+  t.deepEqual(flows.map((e) => [e.protocol, e.state, e.packetsIn]), [['tcp', 'established', 1], ['udp', 'new', 0]]);
+  const before = r.counters();
+  // an RST for A's connection with an IP option on it, and an ICMP error about it with one
+  r.handle(1, withIpOption(frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'tcp', sport: 80, dport: tcpPort, tcpFlags: 0x04 })));
+  const quote = frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.1', dst: '10.2.0.2', proto: 'tcp', sport: tcpPort, dport: 80 }).subarray(14, 42);
+  const icmp = [3, 3, 0, 0, 0, 0, 0, 0, ...quote];
+  const ic = refSum(icmp);
+  icmp[2] = ic >> 8;
+  icmp[3] = ic & 0xff;
+  const ipTotal = 20 + icmp.length;
+  const ip = [0x45, 0, ipTotal >> 8, ipTotal & 0xff, 0, 0, 0, 0, 64, 1, 0, 0, ...ip4('10.2.0.2'), ...ip4('10.2.0.1')];
+  const hc = refSum(ip);
+  ip[10] = hc >> 8;
+  ip[11] = hc & 0xff;
+  r.handle(1, withIpOption(Uint8Array.from([...macB(GW1), ...macB(B_MAC), 8, 0, ...ip, ...icmp])));
+  // the answer to the flow with no way back
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'udp', sport: 53, dport: udpPort }));
+  t.deepEqual(out, []);
+  t.deepEqual(r.natEntries(), flows, 'each flow as it was: state, packets in, time left');
+  const c = r.counters();
+  t.is(c.dropIpOptions - before.dropIpOptions, 2);
+  t.is(c.dropNoRoute - before.dropNoRoute, 1);
+  t.is(c.natTranslatedIn, before.natTranslatedIn, 'nothing dropped was counted as translated');
 });

@@ -1,0 +1,507 @@
+/**
+ * A VXLAN port fed what a hostile client of its switch or a hostile sender
+ * on the underlay can give it, in one process on the loopback: a vale-ts
+ * server here, a VTEP on 127.0.0.1 whose one static remote is a plain UDP
+ * socket on 127.0.0.2 (the test reads what the VTEP sends and sends it
+ * what it likes), a netmap client on the same switch. The UDP GSO tests run
+ * a vale-ts in a namespace of its own, whose loopback has a small MTU.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import { NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { ip, makeNs } from '../fixtures/netns.js';
+import { ensurePackages } from '../fixtures/system-packages.js';
+import { startValeTs } from '../fixtures/vale-ts-process.js';
+import { untilAnswer } from '../fixtures/wait.js';
+
+const socket = path.join(os.tmpdir(), `vxlan-hostile-${process.pid}.sock`);
+const VNI = 77;
+let srv: ValeServer;
+let vale: ValeClient;
+
+test.before(async () => {
+  srv = await ValeServer.listen({ socket });
+  vale = new ValeClient({ socket });
+});
+
+test.after.always(() => {
+  srv?.close();
+});
+
+/** A UDP socket bound to a free port of `addr`. */
+async function udpOn(addr: string): Promise<Socket> {
+  const s = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.bind({ address: addr, port: 0 }, () => resolve());
+  });
+  return s;
+}
+
+/** A free UDP port of 127.0.0.1 for the VTEP (let go just before it binds). */
+async function freePort(): Promise<number> {
+  const s = await udpOn('127.0.0.1');
+  const p = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+interface Rig {
+  sw: string;
+  client: Port;
+  remote: Socket;
+  vtepPort: number;
+  /** inner frames of the datagrams received at the remote, in order */
+  got: Buffer[];
+  /** resolves once a datagram whose inner frame's byte 14 is `tag` has come */
+  until(tag: number): Promise<void>;
+  counters(): Promise<Record<string, number>>;
+}
+
+let rigs = 0;
+/** A switch with a VXLAN port (srcport=fixed, no shortcut) to the test's remote socket, and a client port. */
+async function rig(t: ExecutionContext): Promise<Rig> {
+  const sw = `valeH${rigs++}`;
+  const remote = await udpOn('127.0.0.2');
+  t.teardown(() => remote.close());
+  const vtepPort = await freePort();
+  await vale.create(`${sw}:vx`, {}, {
+    driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.1:${vtepPort}`, remote: ['127.0.0.2'], dstport: remote.address().port, srcport: 'fixed', shortcut: 'off' },
+  });
+  t.teardown(() => vale.remove(`${sw}:vx`).catch(() => undefined));
+  const client = await open(`${sw}:c`, { socket });
+  t.teardown(() => client.close());
+  const got: Buffer[] = [];
+  const waiters: { tag: number; resolve: () => void }[] = [];
+  remote.on('message', (m) => {
+    const inner = m.subarray(8);
+    got.push(Buffer.from(inner));
+    for (const w of waiters.filter((x) => inner.length > 14 && inner[14] === x.tag)) w.resolve();
+  });
+  return {
+    sw,
+    client,
+    remote,
+    vtepPort,
+    got,
+    until: (tag) => new Promise<void>((resolve) => {
+      if (got.some((f) => f.length > 14 && f[14] === tag)) resolve();
+      else waiters.push({ tag, resolve });
+    }),
+    counters: async () => {
+      const [s] = await vale.stats(sw);
+      const p = s!.ports.find((x) => x.name === `${sw}:vx`);
+      if (!p?.driver) throw new Error(`${sw}:vx has no driver in the stats`);
+      return p.driver.counters;
+    },
+  };
+}
+
+/** An Ethernet frame of `len` bytes: broadcast (or `dst`) from `src`, IPv4, byte 14 = tag. */
+function frame(src: number, tag: number, len: number, dst?: number[]): Uint8Array {
+  const f = new Uint8Array(len);
+  f.set(dst ?? [255, 255, 255, 255, 255, 255], 0);
+  f.set([2, 0, 0, 0, 0, src], 6);
+  f[12] = 0x08;
+  f[14] = tag;
+  for (let i = 15; i < len; i++) f[i] = (i * 7 + tag) & 0xff;
+  return f;
+}
+
+/** Sends `parts` as one multi-slot frame (NS_MOREFRAG on all slots but the last). */
+function sendChain(p: Port, parts: Uint8Array[]): void {
+  const ring = p.txRings[0]!;
+  if (ring.space() < parts.length) throw new Error('tx ring full');
+  for (let i = 0; i < parts.length; i++) {
+    const s = ring.head;
+    ring.bytes.set(parts[i]!, ring.bufOffset(s));
+    ring.setLen(s, parts[i]!.length);
+    ring.setFlags(s, i + 1 < parts.length ? NS_MOREFRAG : 0);
+    ring.advance(1);
+  }
+  p.txsync();
+}
+
+function sendOne(p: Port, f: Uint8Array): void {
+  if (!p.inject(f)) throw new Error('tx ring full');
+  p.txsync();
+}
+
+const concat = (parts: Uint8Array[]): Buffer => Buffer.concat(parts.map((x) => Buffer.from(x)));
+
+test.serial('a multi-slot frame from the switch leaves as one VXLAN datagram, never as a datagram per slot whose later slots the sender wrote as Ethernet headers', async (t) => {
+  t.timeout(30_000);
+  const r = await rig(t);
+  const bs = r.client.bufSize;
+  // the second slot is a whole Ethernet frame of the client's making, from a
+  // MAC the switch never saw: sent as a datagram of its own it would reach
+  // the far side as that frame, past the switch's lookup
+  const forged = frame(0x66, 0xf0, 60, [2, 0, 0, 0, 0, 0x99]);
+  const small = [frame(0x0a, 1, 100), forged];
+  // a jumbo frame the switch carries in three slots (a guest's 2.5-buffer frame)
+  const big = [frame(0x0a, 2, bs), new Uint8Array(bs).fill(0xb2), new Uint8Array(bs / 2).fill(0xb3)];
+  sendChain(r.client, small);
+  sendChain(r.client, big);
+  sendOne(r.client, frame(0x0a, 3, 60)); // the end marker (one socket, one destination: in order)
+  await r.until(3);
+  t.is(r.got.length, 3, `datagrams of ${r.got.map((f) => f.length).join(', ')} bytes`);
+  t.deepEqual(r.got[0], concat(small));
+  t.deepEqual(r.got[1], concat(big));
+  t.false(r.got.some((f) => f[6] === 2 && f[11] === 0x66), 'the forged slot went out as a frame of its own');
+  const c = await r.counters();
+  t.is(c['outFrames'], 3);
+  t.is(c['outBytes'], 160 + 2.5 * bs + 60);
+});
+
+test.serial('a multi-slot frame longer than any UDP datagram is dropped whole and counted as dropTooLong, not sent in pieces', async (t) => {
+  t.timeout(30_000);
+  const r = await rig(t);
+  const bs = r.client.bufSize;
+  // 65500 bytes: within what the switch carries (65535), beyond what a UDP
+  // datagram with the VXLAN header and the outer headers holds
+  const total = 65500;
+  const parts: Uint8Array[] = [frame(0x0a, 4, bs)];
+  for (let left = total - bs; left > 0; left -= bs) parts.push(new Uint8Array(Math.min(bs, left)).fill(0xc4));
+  if (parts.length > 64) return t.pass(`buffers of ${bs} bytes: such a frame takes more slots than a chain may`);
+  sendChain(r.client, parts);
+  sendOne(r.client, frame(0x0a, 5, 60));
+  await r.until(5);
+  t.is(r.got.length, 1, `datagrams of ${r.got.map((f) => f.length).join(', ')} bytes`);
+  const c = await r.counters();
+  t.is(c['dropTooLong'], 1);
+  t.is(c['outFrames'], 1);
+});
+
+test.serial('a long multi-slot frame followed by a batch of full-buffer frames all leave, the copy area never overrun', async (t) => {
+  t.timeout(60_000);
+  const r = await rig(t);
+  const bs = r.client.bufSize;
+  // a chain of ~60 000 bytes first, then full single-buffer frames: the
+  // driver copies each frame for VXLAN into one area per batch (64 frames);
+  // after the chain the rest of a batch's frames must wait for the next
+  // batch rather than be copied past the area's end (ASan: heap overflow)
+  const chainLen = Math.min(60000, bs * 32);
+  const parts: Uint8Array[] = [frame(0x0a, 6, bs)];
+  for (let left = chainLen - bs; left > 0; left -= bs) parts.push(new Uint8Array(Math.min(bs, left)).fill(0xe6));
+  const ring = r.client.txRings[0]!;
+  const singles = Math.min(63, ring.space() - parts.length);
+  if (singles < 32) return t.pass(`a tx ring of ${ring.space()} free slots cannot hold the burst`);
+  for (let i = 0; i < parts.length; i++) {
+    const s = ring.head;
+    ring.bytes.set(parts[i]!, ring.bufOffset(s));
+    ring.setLen(s, parts[i]!.length);
+    ring.setFlags(s, i + 1 < parts.length ? NS_MOREFRAG : 0);
+    ring.advance(1);
+  }
+  for (let i = 0; i < singles; i++) {
+    if (!r.client.inject(frame(0x0a, 7, bs))) throw new Error('tx ring full');
+  }
+  r.client.txsync(); // one sync: the switch hands the lot to the VXLAN port at once
+  const want = 1 + singles;
+  const c = await untilAnswer(() => r.counters(), (x) => (x['outFrames'] ?? 0) >= want);
+  t.is(c['outFrames'], want);
+  t.is(c['outBytes'], chainLen + singles * bs);
+  t.is(c['dropTooLong'] ?? 0, 0);
+});
+
+/** Frames arriving at `p`, copied, until one whose byte 14 is `tag` (events only). */
+async function framesUntil(p: Port, tag: number, into: Uint8Array[]): Promise<void> {
+  for (;;) {
+    p.dispatch(256, (f) => void into.push(f.slice()));
+    p.rxsync();
+    if (into.some((f) => f.length > 14 && f[14] === tag)) return;
+    const ev = await p.poll();
+    if (!ev.rx && ev.hup) throw new Error(`${p.name}: the switch went away`);
+  }
+}
+
+test.serial('co-resident shortcut: a multi-slot frame goes into the ring as one frame, and one longer than the ring\'s slots is counted dropTooLong', async (t) => {
+  t.timeout(60_000);
+  // two VTEPs of this process, 127.0.0.1 and 127.0.0.2, each the other's
+  // static remote: one host, so their HELLOs bring the shortcut up
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-sc-'));
+  chmodSync(dir, 0o700);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const [pa, pb] = [await freePort(), await freePort()];
+  const vtep = (local: string, port: number, remote: string, dstport: number) => ({
+    driver: { kind: 'vxlan', vni: VNI, local: `${local}:${port}`, remote: [remote], dstport, srcport: 'fixed', shortcutdir: dir },
+  });
+  await vale.create('valeSA:vx', {}, vtep('127.0.0.1', pa, '127.0.0.2', pb));
+  t.teardown(() => vale.remove('valeSA:vx').catch(() => undefined));
+  await vale.create('valeSB:vx', {}, vtep('127.0.0.2', pb, '127.0.0.1', pa));
+  t.teardown(() => vale.remove('valeSB:vx').catch(() => undefined));
+  const a = await open('valeSA:c', { socket });
+  t.teardown(() => a.close());
+  const b = await open('valeSB:c', { socket });
+  t.teardown(() => b.close());
+  const vx = async (sw: string): Promise<Record<string, number>> => {
+    const [st] = await vale.stats(sw);
+    return st!.ports.find((x) => x.name === `${sw}:vx`)!.driver!.counters;
+  };
+  const toB = 'remote 127.0.0.2 ';
+  await untilAnswer(() => vx('valeSA'), (c) => c[`${toB}shortcutPeer`] === 3);
+  await untilAnswer(() => vx('valeSB'), (c) => c['remote 127.0.0.1 shortcutPeer'] === 3);
+  // the first frame marks the ring and goes in; B reads it once the MARKER came
+  const got: Uint8Array[] = [];
+  sendOne(a, frame(0x0a, 1, 60));
+  await framesUntil(b, 1, got);
+  t.true((await vx('valeSA'))[`${toB}shortcutTxFrames`]! >= 1, 'the frame went through the ring');
+  const forged = frame(0x66, 0xf0, 60, [2, 0, 0, 0, 0, 0x99]);
+  const small = [frame(0x0a, 2, 100), forged];
+  const bs = a.bufSize;
+  sendChain(a, small);
+  sendChain(a, [frame(0x0a, 3, bs), new Uint8Array(bs / 2).fill(0xd3)]);  // longer than a slot of the ring
+  sendOne(a, frame(0x0a, 4, 60));
+  await framesUntil(b, 4, got);
+  const c = await vx('valeSA');
+  t.is(c[`${toB}txFrames`], 0, 'nothing went over VXLAN');
+  t.is(c[`${toB}shortcutTxFrames`], 3);
+  t.is(c['dropTooLong'], 1);
+  t.deepEqual(got.map((f) => [f[14], f.length]), [[1, 60], [2, 160], [4, 60]]);
+  t.deepEqual(Buffer.from(got[1]!), concat(small));
+});
+
+/**
+ * One UDP GSO send of `data` in segments of `seg` bytes from 127.0.0.2 to
+ * 127.0.0.1:port: over the loopback the VTEP's socket (UDP_GRO on) takes it
+ * whole, as one coalesced datagram, as it takes another vale-ts's GSO runs.
+ */
+function gsoSend(port: number, seg: number, data: Buffer): void {
+  const py = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.2', 0))
+s.sendmsg([bytes.fromhex(sys.argv[3])], [(17, 103, int(sys.argv[2]).to_bytes(2, sys.byteorder))], 0, ('127.0.0.1', int(sys.argv[1])))`;
+  execFileSync('python3', ['-c', py, String(port), String(seg), data.toString('hex')]);
+}
+
+const vxhdr = (vni = VNI): Buffer => Buffer.from([8, 0, 0, 0, vni >> 16, (vni >> 8) & 255, vni & 255, 0]);
+
+test.serial('UDP GRO runs of odd segment sizes: every datagram in them is delivered in order or counted, one by one', async (t) => {
+  t.timeout(30_000);
+  ensurePackages(['python3']);
+  const r = await rig(t);
+  const bs = r.client.bufSize;
+  const before = await r.counters();
+  // ten datagrams of 5 bytes (shorter than a VXLAN header)
+  gsoSend(r.vtepPort, 5, Buffer.alloc(50, 0x08));
+  // five of 69 bytes (61-byte frames) and a last one shorter (a 20-byte frame)
+  const run = [10, 11, 12, 13, 14].map((tag) => Buffer.concat([vxhdr(), Buffer.from(frame(0x0b, tag, 61))]));
+  gsoSend(r.vtepPort, 69, Buffer.concat([...run, vxhdr(), Buffer.from(frame(0x0b, 15, 20))]));
+  // a wrong VNI first, then a frame: the first is dropped, the second delivered
+  gsoSend(r.vtepPort, 68, Buffer.concat([vxhdr(VNI + 1), Buffer.from(frame(0x0b, 16, 60)), vxhdr(), Buffer.from(frame(0x0b, 17, 60))]));
+  // two longer than the port's buffers, then 9 bytes: a header and a 1-byte frame
+  const long = Buffer.concat([vxhdr(), Buffer.from(frame(0x0b, 18, bs + 1))]);
+  gsoSend(r.vtepPort, long.length, Buffer.concat([long, long, vxhdr(), Buffer.from([1])]));
+  // the end: one datagram alone
+  const s = await udpOn('127.0.0.2');
+  t.teardown(() => s.close());
+  s.send(Buffer.concat([vxhdr(), Buffer.from(frame(0x0b, 99, 60))]), r.vtepPort, '127.0.0.1');
+  const got: Uint8Array[] = [];
+  await framesUntil(r.client, 99, got);
+  t.deepEqual(got.map((f) => [f[14], f.length]), [[10, 61], [11, 61], [12, 61], [13, 61], [14, 61], [15, 20], [17, 60], [99, 60]]);
+  const c = await r.counters();
+  const d = (k: string): number => c[k]! - (before[k] ?? 0);
+  t.is(d('dropShortHeader'), 10);
+  t.is(d('dropWrongVni'), 1);
+  t.is(d('dropTooLongIn'), 2);
+  t.is(d('dropShortFrame'), 1);
+  t.is(d('rxGroSegments'), 6 + 2 + 3);
+});
+
+/**
+ * An LD_PRELOAD library for vale-ts's UDP GSO sends (a UDP_SEGMENT control
+ * message): one the kernel refuses with EMSGSIZE fails with EINVAL instead,
+ * what Linux said for a segment longer than the route's MTU (udp_send_skb)
+ * before it changed to EMSGSIZE, so the test sees an older kernel's answer on
+ * any kernel (a recent kernel's EMSGSIZE never turned GSO off). With
+ * VXH_NO_GSO set every one fails with EINVAL, as on a kernel that has no UDP
+ * GSO.
+ */
+const GSO_ERRNO_SHIM = `
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
+static int gso(const struct msghdr *m) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR((struct msghdr *)m, c))
+    if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_SEGMENT) return 1;
+  return 0;
+}
+ssize_t sendmsg(int fd, const struct msghdr *m, int flags) {
+  static ssize_t (*real)(int, const struct msghdr *, int);
+  if (!real) real = (ssize_t (*)(int, const struct msghdr *, int))dlsym(RTLD_NEXT, "sendmsg");
+  if (getenv("VXH_NO_GSO") && gso(m)) {
+    errno = EINVAL;
+    return -1;
+  }
+  ssize_t r = real(fd, m, flags);
+  if (r < 0 && errno == EMSGSIZE && gso(m)) errno = EINVAL;
+  return r;
+}
+`;
+
+/** Writes `frames` into the tx ring and queues them with one head update: the switch takes them as one batch. */
+function sendRun(p: Port, frames: Uint8Array[]): void {
+  const ring = p.txRings[0]!;
+  if (ring.space() < frames.length) throw new Error('tx ring full');
+  let s = ring.head;
+  for (const f of frames) {
+    ring.bytes.set(f, ring.bufOffset(s));
+    ring.setLen(s, f.length);
+    ring.setFlags(s, 0);
+    s = s + 1 === ring.numSlots ? 0 : s + 1;
+  }
+  ring.advance(frames.length);
+  p.txsync();
+}
+
+let gsoRigs = 0;
+/**
+ * vale-ts in a namespace of its own whose loopback, the underlay, has an MTU
+ * of 1280 (a 1400-byte frame's datagram, 1436 bytes with the outer headers,
+ * is longer), with GSO_ERRNO_SHIM preloaded (`noGso`: every GSO send
+ * refused); a switch with a VXLAN port (srcport=fixed) to 127.0.0.2:4790,
+ * where a receiver prints each datagram, and a client port.
+ */
+async function gsoRig(t: ExecutionContext, noGso: boolean): Promise<{
+  client: Port;
+  /** one line per datagram received: the inner frame's length, byte 14 (the tag) and SHA-256 */
+  got: string[];
+  until(tag: number): Promise<void>;
+  counters(): Promise<Record<string, number>>;
+  /** vale-ts's output so far */
+  log(): string;
+  /** resolves once vale-ts's output holds `text` */
+  logged(text: string): Promise<void>;
+}> {
+  ensurePackages(['iproute2', 'python3', 'gcc']);
+  const ns = `vxg${process.pid}-${gsoRigs++}`;
+  t.teardown(makeNs(ns));
+  ip('-n', ns, 'link', 'set', 'lo', 'mtu', '1280');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-gso-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'errno.c'), GSO_ERRNO_SHIM);
+  const shim = path.join(dir, 'errno.so');
+  execFileSync('gcc', ['-O2', '-Wall', '-shared', '-fPIC', '-o', shim, path.join(dir, 'errno.c'), '-ldl']);
+  const py = `
+import hashlib, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.2', 4790))
+print('READY', flush=True)
+while True:
+    d = s.recv(65536)[8:]
+    print(len(d), d[14] if len(d) > 14 else -1, hashlib.sha256(d).hexdigest(), flush=True)`;
+  const rx = spawn('ip', ['netns', 'exec', ns, 'python3', '-c', py], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const rxExited = new Promise<void>((r) => rx.once('exit', () => r()));
+  t.teardown(async () => {
+    rx.kill('SIGKILL');
+    await rxExited;
+  });
+  const got: string[] = [];
+  const waiters: { tag: number; resolve: () => void }[] = [];
+  const tagOf = (line: string): number => Number(line.split(' ')[1]);
+  let buf = '';
+  let ready!: () => void;
+  const listening = new Promise<void>((r) => (ready = r));
+  rx.stdout.on('data', (d: Buffer) => {
+    buf += d.toString();
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line === 'READY') ready();
+      else got.push(line);
+      for (const w of waiters.filter((x) => tagOf(line) === x.tag)) w.resolve();
+    }
+  });
+  await Promise.race([listening, rxExited.then(() => Promise.reject(new Error('the receiver exited')))]);
+
+  const sock = path.join(dir, 'vale.sock');
+  const env: NodeJS.ProcessEnv = { LD_PRELOAD: [process.env['LD_PRELOAD'], shim].filter(Boolean).join(':') };
+  if (noGso) env['VXH_NO_GSO'] = '1';
+  const v = await startValeTs(sock, { ns, env });
+  t.teardown(v.stop);
+  // `ip netns exec` execs node: the pid is vale-ts's
+  t.true(readFileSync(`/proc/${v.proc.pid}/maps`, 'utf8').includes(shim), 'vale-ts runs with the shim');
+  let out = '';
+  const logWaiters = new Set<() => void>();
+  const see = (d: Buffer): void => {
+    out += d.toString();
+    for (const w of [...logWaiters]) w();
+  };
+  v.proc.stdout!.on('data', see);
+  v.proc.stderr!.on('data', see);
+  const c = new ValeClient({ socket: sock });
+  await c.create('valeG:vx', {}, {
+    driver: { kind: 'vxlan', vni: VNI, local: '127.0.0.1:4789', remote: ['127.0.0.2'], dstport: 4790, srcport: 'fixed', shortcut: 'off' },
+  });
+  const client = await open('valeG:c', { socket: sock });
+  t.teardown(() => client.close());
+  return {
+    client,
+    got,
+    until: (tag) => new Promise((resolve) => (got.some((l) => tagOf(l) === tag) ? resolve() : waiters.push({ tag, resolve }))),
+    counters: async () => (await c.stats('valeG'))[0]!.ports.find((x) => x.name === 'valeG:vx')!.driver!.counters,
+    log: () => out,
+    logged: (text) => new Promise<void>((resolve) => {
+      const w = (): void => {
+        if (!out.includes(text)) return;
+        logWaiters.delete(w);
+        resolve();
+      };
+      logWaiters.add(w);
+      w();
+    }),
+  };
+}
+
+/** Runs of four frames of the given lengths, one batch each, the next once the last of the one before has come; the lines the receiver should print. */
+async function sendRuns(r: Awaited<ReturnType<typeof gsoRig>>, lens: number[]): Promise<string[]> {
+  const want: string[] = [];
+  for (const [k, len] of lens.entries()) {
+    const frames = [1, 2, 3, 4].map((i) => frame(0x0c, 4 * k + i, len));
+    want.push(...frames.map((f) => `${f.length} ${f[14]} ${createHash('sha256').update(f).digest('hex')}`));
+    sendRun(r.client, frames);
+    await r.until(4 * k + 4);
+  }
+  return want;
+}
+
+test.serial('a GSO run of frames too long for the underlay\'s MTU goes one by one and is counted (txGsoRunsRefused); the kernel\'s EINVAL for it does not turn GSO off for the port', async (t) => {
+  t.timeout(60_000);
+  const r = await gsoRig(t, false);
+  // long frames first (before any GSO send went out), then short, long, short
+  const want = await sendRuns(r, [1400, 200, 1400, 200]);
+  t.deepEqual(r.got, want, 'every frame arrived whole (the long ones fragmented), in order');
+  const n = await r.counters();
+  t.is(n['txGsoUnavailable'], 0, 'GSO was not turned off');
+  t.is(n['txGsoRunsRefused'], 2, 'the two runs of long frames were refused and sent one by one');
+  t.is(n['txGsoSends'], 2, 'the runs of short frames after each still went with GSO');
+  t.is(n['txGsoDatagrams'], 8);
+  t.is(n['dropSendFailed'], 0);
+  t.is(n['outFrames'], 16);
+  t.false(r.log().includes('UDP GSO refused'), r.log());
+});
+
+test.serial('a kernel that refuses every UDP GSO send: GSO is off after the first run, counted once in txGsoUnavailable and logged, and every frame still goes out', async (t) => {
+  t.timeout(60_000);
+  const r = await gsoRig(t, true);
+  const want = await sendRuns(r, [200, 200, 1400]);
+  t.deepEqual(r.got, want);
+  const n = await r.counters();
+  t.is(n['txGsoUnavailable'], 1, 'one refusal, then no more GSO sends tried');
+  t.is(n['txGsoRunsRefused'], 0);
+  t.is(n['txGsoSends'], 0);
+  t.is(n['outFrames'], 12);
+  await r.logged('UDP GSO refused (Invalid argument)');
+  t.is(r.log().split('UDP GSO refused').length - 1, 1, r.log());
+});
