@@ -1,6 +1,7 @@
 #include "core/vhost_user.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -50,6 +51,7 @@ constexpr uint32_t MAX_PAYLOAD = 4096;    // the largest we accept; SET_MEM_TABL
 constexpr uint32_t MAX_QUEUE_SIZE = 32768;  // split virtqueues: a power of 2 up to 32768
 constexpr uint32_t MAX_INDIRECT = 1024;   // descriptors in one indirect table
 constexpr uint64_t MAX_GSO_FRAME = 65536 + 64;  // a TSO frame: 64 KiB of IP packet plus link headers
+constexpr auto MSG_DEADLINE = std::chrono::milliseconds(500);  // a message's header and payload, together
 
 // virtio feature bits
 constexpr uint64_t bit(unsigned b) { return uint64_t{1} << b; }
@@ -1142,7 +1144,9 @@ struct VhostUserPort::Impl final : RoundHook {
   }
 
   void on_connected(unique_fd fd) {
-    timeval tv{0, 500000};  // a message's payload follows its header at once; a stalled peer is dropped
+    // a backstop: reads are bounded by the message's deadline (read_full); a
+    // peer that does not read our replies is dropped after 0.5 s
+    timeval tv{0, 500000};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     int fl = ::fcntl(fd.get(), F_GETFL);
@@ -1153,21 +1157,36 @@ struct VhostUserPort::Impl final : RoundHook {
     publish_info();
   }
 
-  // Reads exactly n bytes (blocking, with the socket's timeout), collecting fds from the first read.
-  bool read_full(void *p, size_t n, std::vector<unique_fd> *fds) {
+  // How a message read ended.
+  enum class ReadEnd { Ok, Closed, Stopped, Late, TooManyFds };
+
+  // Reads exactly n bytes of the message being read, collecting its fds, by
+  // `deadline`: the whole message, not each read (with only the socket's
+  // per-read timeout, a front-end sending a byte every 0.4 s held this
+  // thread for half an hour per message, and with it stop(), which the
+  // event loop waits for, and in-line the datapath's lock). A stop request
+  // ends the read at once.
+  ReadEnd read_full(void *p, size_t n, std::vector<unique_fd> *fds, std::chrono::steady_clock::time_point deadline) {
     uint8_t *b = static_cast<uint8_t *>(p);
     while (n) {
+      const auto left_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now()).count();
+      if (left_ns <= 0) return ReadEnd::Late;
+      pollfd pf[2] = {{conn.get(), POLLIN, 0}, {self.stop_fd_.get(), POLLIN, 0}};
+      const int pr = ::poll(pf, 2, static_cast<int>((left_ns + 999'999) / 1'000'000));
+      if (pr < 0 && errno == EINTR) continue;
+      if (pr < 0) return ReadEnd::Closed;
+      if (pf[1].revents) return ReadEnd::Stopped;  // left readable: the thread's loop sees it next
+      if (pr == 0) return ReadEnd::Late;
       int flags = 0;
       ssize_t r = recv_with_fds<MAX_REGIONS>(conn.get(), b, n, *fds, flags);
-      if (r <= 0) return false;
-      if (flags & MSG_CTRUNC) {
-        set_error("front-end sent more fds than any request carries");
-        return false;
-      }
+      if (r <= 0) return ReadEnd::Closed;
+      // no request carries more than MAX_REGIONS: more (in one read or over
+      // several) are refused at once rather than held until the message ends
+      if ((flags & MSG_CTRUNC) || fds->size() > MAX_REGIONS) return ReadEnd::TooManyFds;
       b += r;
       n -= static_cast<size_t>(r);
     }
-    return true;
+    return ReadEnd::Ok;
   }
 
   bool send_reply(const MsgHeader &req, const void *payload, uint32_t size) {
@@ -1184,8 +1203,17 @@ struct VhostUserPort::Impl final : RoundHook {
   bool on_message() {
     MsgHeader h;
     std::vector<unique_fd> fds;
-    if (!read_full(&h, sizeof h, &fds)) {
-      disconnect("");  // EOF or a stalled peer: an ordinary disconnect
+    // a message's header and payload come together: the whole of it within MSG_DEADLINE
+    const auto deadline = std::chrono::steady_clock::now() + MSG_DEADLINE;
+    auto read_end = [&](ReadEnd e) -> std::string {
+      switch (e) {
+        case ReadEnd::Late: return "message not complete within 0.5 s";
+        case ReadEnd::TooManyFds: return "front-end sent more fds than any request carries";
+        default: return "";  // EOF, an error, or our own stop: an ordinary disconnect
+      }
+    };
+    if (ReadEnd e = read_full(&h, sizeof h, &fds, deadline); e != ReadEnd::Ok) {
+      disconnect(read_end(e));
       return false;
     }
     auto fail = [&](const std::string &why) {
@@ -1195,7 +1223,15 @@ struct VhostUserPort::Impl final : RoundHook {
     if ((h.flags & FLAG_VERSION_MASK) != FLAG_VERSION) return fail("protocol version " + std::to_string(h.flags & 3) + ", only 1 exists");
     if (h.size > MAX_PAYLOAD) return fail("payload of " + std::to_string(h.size) + " bytes (at most " + std::to_string(MAX_PAYLOAD) + ")");
     std::array<uint8_t, MAX_PAYLOAD> pl{};
-    if (h.size && !read_full(pl.data(), h.size, &fds)) return fail("payload cut short");
+    if (h.size)
+      if (ReadEnd e = read_full(pl.data(), h.size, &fds, deadline); e != ReadEnd::Ok) {
+        if (e == ReadEnd::Stopped) {
+          disconnect("");
+          return false;
+        }
+        const std::string why = read_end(e);
+        return fail(why.empty() ? "payload cut short" : why);
+      }
     auto need = [&](uint32_t n) { return h.size >= n; };
     auto u64 = [&]() {
       uint64_t v;

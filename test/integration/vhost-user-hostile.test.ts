@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { nativeRaw } from '../../src/netmap/addon.js';
 import { VHOST_INLINE_HOLD_US } from '../../src/ports/vhost-user.js';
@@ -833,4 +834,64 @@ test('in-line backpressure: frames for a guest with a full RX queue wait in the 
   t.is(after.toGuest, QN);
   for (let i = 0; i < QN; i++) t.is(g.bytes(0x30000 + 0x800 * i + 12, 60)[14], i, `frame ${i} in guest buffer ${i}`);
   t.is(after.drops, 0);
+});
+
+/**
+ * A front-end in a worker thread (it goes on while this thread waits in a
+ * native call, as a hostile process would) that sends a SET_OWNER header
+ * promising 4096 bytes of payload, one byte every 50 ms, at most `cap`
+ * bytes, and then waits. `sent` resolves once it has sent `n` bytes,
+ * `closed` with the bytes it had sent when the back-end hung up.
+ */
+function dribbler(t: ExecutionContext, socketPath: string, cap: number): { sent: (n: number) => Promise<void>; closed: Promise<number> } {
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const net = require('node:net');
+    const msg = Buffer.alloc(12 + 4096);
+    msg.writeUInt32LE(3, 0); msg.writeUInt32LE(1, 4); msg.writeUInt32LE(4096, 8);
+    let sent = 0, timer;
+    const s = net.createConnection(workerData.path, () => {
+      const one = () => { if (sent < workerData.cap) { s.write(msg.subarray(sent, sent + 1)); sent++; parentPort.postMessage({ sent }); } };
+      one();
+      timer = setInterval(one, 50);
+    });
+    s.on('error', () => {});
+    s.on('close', () => { clearInterval(timer); parentPort.postMessage({ closed: sent }); });`;
+  const w = new Worker(code, { eval: true, workerData: { path: socketPath, cap } });
+  t.teardown(() => w.terminate());
+  let sent = 0;
+  const waiters: Array<() => void> = [];
+  const closed = new Promise<number>((resolve) => {
+    w.on('message', (m: { sent?: number; closed?: number }) => {
+      if (m.closed !== undefined) resolve(m.closed);
+      if (m.sent !== undefined) sent = m.sent;
+      for (const f of waiters.splice(0)) f();
+    });
+  });
+  const sentN = async (n: number): Promise<void> => {
+    while (sent < n) await new Promise<void>((r) => waiters.push(r));
+  };
+  return { sent: sentN, closed };
+}
+
+// A message must arrive whole within 0.5 s. Before, each read had its own
+// 0.5 s: a byte every 50 ms kept the driver inside one message for 205 s,
+// and removing the port (its close() joins the thread on this event loop)
+// waited as long.
+for (const inline of [false, true]) test(`a front-end dribbling a message is dropped at the message's deadline, and removing the port does not wait for it (${inline ? 'in-line in the switch' : 'driver thread'})`, async (t) => {
+  t.timeout(60_000);
+  const CAP = 400; // 20 s of dribbling: on an addon without the deadline, the hang-up comes only after it
+  const { vale, VH, drv } = await guestSwitch(t, `dribble-${inline}`, { inline });
+  const d1 = dribbler(t, VH, CAP);
+  const sent1 = await d1.closed;
+  t.true(sent1 < CAP, `hung up on after ${sent1} of ${CAP} bytes`);
+  t.is((await drv())['protocolErrors'], 1);
+  const [sw] = await vale.stats('vale0');
+  t.regex(sw!.ports.find((p) => p.name === 'vale0:guest')!.driver!.describe, /message not complete within 0\.5 s/);
+
+  const d2 = dribbler(t, VH, CAP);
+  await d2.sent(2); // the back-end is reading its header
+  await vale.remove('vale0:guest');
+  const sent2 = await d2.closed;
+  t.true(sent2 < CAP, `the port went away after ${sent2} of ${CAP} bytes`);
 });
