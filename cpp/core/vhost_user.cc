@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -123,6 +124,35 @@ struct Seg {
   uint64_t addr;
   uint32_t len;
 };
+
+// The front-end's kick and call fds must be eventfds: a kick is read when
+// epoll says its fd is readable, and a pipe or socket at EOF is readable
+// forever (the port's thread, or in-line the switch, would never sleep
+// again); a call is written on the datapath, and a write into a full pipe
+// blocks (the port's thread, or in-line the switch's, for good, and stop()
+// with it). The kernel names what an fd is. Both are made non-blocking;
+// kicks are also read with RWF_NOWAIT (read_kick), which holds even if the
+// front-end clears O_NONBLOCK again on the file it shares with us.
+std::string check_eventfd(int fd) {
+  char link[64], target[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  const ssize_t n = ::readlink(link, target, sizeof target - 1);
+  if (n < 0) return std::string("cannot tell what its fd is (readlink ") + link + ": " + std::strerror(errno) + ")";
+  target[n] = 0;
+  if (std::strcmp(target, "anon_inode:[eventfd]") != 0) return std::string("its fd is not an eventfd but ") + target;
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) return std::string("fcntl: ") + std::strerror(errno);
+  return {};
+}
+
+// A kick eventfd's count (0 when there is none), never blocking.
+uint64_t read_kick(int fd) {
+  uint64_t v = 0;
+  iovec iov{&v, sizeof v};
+  ssize_t r = ::preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+  if (r < 0 && errno == EOPNOTSUPP) r = ::read(fd, &v, sizeof v);  // a kernel before 5.12: O_NONBLOCK alone
+  return r == sizeof v ? v : 0;
+}
 
 struct Vq {
   uint32_t num = 0;
@@ -307,6 +337,10 @@ struct VhostUserPort::Impl final : RoundHook {
       call = !(load16(q.avail) & AVAIL_F_NO_INTERRUPT);
     }
     if (call && q.call) {
+      // O_NONBLOCK since SET_VRING_CALL (check_eventfd). Not proof against a
+      // front-end that clears it again on the file it shares with us and
+      // fills its eventfd's counter: an eventfd write has no per-call
+      // non-blocking form (docs/vhost-user.md, Limits)
       uint64_t one = 1;
       [[maybe_unused]] ssize_t w = ::write(q.call.get(), &one, sizeof one);
       c.calls++;
@@ -1061,10 +1095,7 @@ struct VhostUserPort::Impl final : RoundHook {
   }
 
   // A kick eventfd the switch saw readable: one read takes its whole count.
-  void fd_ready(int fd) override {
-    uint64_t v;
-    if (::read(fd, &v, sizeof v) == sizeof v) c.kicks.fetch_add(v, std::memory_order_relaxed);
-  }
+  void fd_ready(int fd) override { c.kicks.fetch_add(read_kick(fd), std::memory_order_relaxed); }
 
   // The thread of an in-line port: the protocol only.
   void run_control(int stop_fd) {
@@ -1348,11 +1379,12 @@ struct VhostUserPort::Impl final : RoundHook {
         bool nofd = v & VRING_NOFD_MASK;
         if (!nfds(nofd ? 0 : 1)) return fail("expected " + std::string(nofd ? "no fd" : "one fd"));
         unique_fd fd = nofd ? unique_fd() : std::move(fds[0]);
+        if (fd && h.request != SET_VRING_ERR)  // (the err fd is never used)
+          if (std::string e = check_eventfd(fd.get()); !e.empty()) return fail(std::string(h.request == SET_VRING_KICK ? "kick" : "call") + ": " + e);
         if (h.request == SET_VRING_KICK) {
           if (nofd) return fail("polling mode (no kick fd) is not supported");
           if (q->kick) unwatch_kick(q->kick.get());
           q->kick = std::move(fd);
-          ::fcntl(q->kick.get(), F_SETFL, ::fcntl(q->kick.get(), F_GETFL) | O_NONBLOCK);
           watch_kick(q->kick.get(), static_cast<uint32_t>(q - vqs.data()));
           q->started = true;
           if (!translate(*q)) return fail("queue's rings lie outside the memory table");
@@ -1598,8 +1630,7 @@ struct VhostUserPort::Impl final : RoundHook {
           uint32_t qi = static_cast<uint32_t>(k & 0xffffffff);
           if (qi < vqs.size() && vqs[qi].kick) {
             // one read takes the eventfd's whole count (every kick since the last read) and resets it
-            uint64_t v;
-            if (::read(vqs[qi].kick.get(), &v, sizeof v) == sizeof v) c.kicks += v;
+            c.kicks += read_kick(vqs[qi].kick.get());
           }
         }
       }

@@ -187,22 +187,30 @@ async function receive(p: Port): Promise<Uint8Array> {
 }
 
 
+/** Where an RX queue's rings lie in guest memory (offsets from GPA), and its size. */
+interface RxLayout {
+  num: number;
+  desc: number;
+  avail: number;
+  used: number;
+}
+
 /**
  * Sets up both virtqueues (RX 0, TX 1) in the guest memory layout, each with
  * a call and a kick eventfd, and waits until vale0:guest says they run.
  * Returns the kick eventfds by queue.
  */
-async function queuesUp(f: Front, vale: ValeClient): Promise<number[]> {
+async function queuesUp(f: Front, vale: ValeClient, rx: RxLayout = { num: QN, desc: 0x20000 + DESC, avail: 0x20000 + AVAIL, used: 0x20000 + USED }): Promise<number[]> {
   const kicks: number[] = [];
   for (const q of [0, 1]) {
-    // both queues share the rings' memory layout; queue 0 (RX) gets its own copy further up
-    const base = q === 0 ? 0x20000 : 0;
-    f.send(SET_VRING_NUM, state(q, QN));
+    // both queues share the rings' memory layout; queue 0 (RX) gets its own copy further up (or where `rx` says)
+    const l = q === 0 ? rx : { num: QN, desc: DESC, avail: AVAIL, used: USED };
+    f.send(SET_VRING_NUM, state(q, l.num));
     const a = Buffer.alloc(40);
     a.writeUInt32LE(q, 0);
-    a.writeBigUInt64LE(BigInt(UVA + base + DESC), 8);
-    a.writeBigUInt64LE(BigInt(UVA + base + USED), 16);
-    a.writeBigUInt64LE(BigInt(UVA + base + AVAIL), 24);
+    a.writeBigUInt64LE(BigInt(UVA + l.desc), 8);
+    a.writeBigUInt64LE(BigInt(UVA + l.used), 16);
+    a.writeBigUInt64LE(BigInt(UVA + l.avail), 24);
     f.send(SET_VRING_ADDR, a);
     f.send(SET_VRING_BASE, state(q, 0));
     const kick = native.eventfd();
@@ -895,3 +903,78 @@ for (const inline of [false, true]) test(`a front-end dribbling a message is dro
   const sent2 = await d2.closed;
   t.true(sent2 < CAP, `the port went away after ${sent2} of ${CAP} bytes`);
 });
+
+// Kick and call fds must be eventfds. Before, a FIFO was taken: a call fd
+// that is a full FIFO (opened blocking) blocked the datapath's interrupt
+// write for good (the driver's thread, or in-line the switch's, and with
+// it stop(), which this event loop waits for), and a kick fd that is a
+// FIFO whose writer has gone is readable forever (EOF): the thread, or
+// in-line the switch, never slept again.
+for (const inline of [false, true]) test(`kick and call fds that are not eventfds (a full FIFO, a FIFO at EOF) are refused; the switch forwards on (${inline ? 'in-line, datapath thread' : 'driver thread'})`, async (t) => {
+  t.timeout(60_000);
+  const { vale, VH, peer, socket, drv } = await guestSwitch(t, `efd-${inline}`, { inline }, inline ? 'thread' : undefined);
+  const peer2 = await open('vale0:peer2', { socket });
+  t.teardown(() => peer2.close());
+  const g = new Guest();
+  t.teardown(() => native.close(g.fd));
+  const hello = async (f: Front): Promise<number[]> => {
+    f.send(SET_FEATURES, u64(VERSION_1));
+    f.send(SET_OWNER);
+    f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
+    return queuesUp(f, vale);
+  };
+  const describe = async (): Promise<string> => (await vale.stats('vale0'))[0]!.ports.find((p) => p.name === 'vale0:guest')!.driver!.describe;
+
+  // a FIFO, blocking, filled to the brim (from a second, non-blocking opening)
+  const callFifo = path.join(dir, `call-${inline}.fifo`);
+  execFileSync('mkfifo', [callFifo]);
+  const full = fs.openSync(callFifo, 'r+');
+  const filler = fs.openSync(callFifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+  for (;;) {
+    try {
+      fs.writeSync(filler, Buffer.alloc(4096));
+    } catch {
+      break;
+    }
+  }
+  fs.closeSync(filler);
+  // (runs first: unblocks a back-end stuck writing into it, so that the switch can close)
+  t.teardown(() => (fs.readSync(full, Buffer.alloc(1 << 20)), fs.closeSync(full)));
+  let f = Front.connect(VH);
+  await hello(f);
+  f.send(SET_VRING_CALL, u64(0), [full]);
+  // a frame for the guest in an RX buffer: its interrupt would go to the FIFO
+  const rxm = 0x20000;
+  g.desc(0, GPA + 0x30000, 2048, WRITE, 0, rxm + DESC);
+  g.mem.setUint16(rxm + AVAIL + 4, 0, true);
+  g.mem.setUint16(rxm + AVAIL + 2, 1, true);
+  peer2.inject(frame(0x62, 1));
+  peer2.txsync();
+  t.is(await f.reply(), 'eof', 'a call fd that is a FIFO: the back-end hangs up');
+  f.close();
+  t.regex(await describe(), /call: its fd is not an eventfd but \S*call-\w*\.fifo/);
+
+  // a FIFO whose only writer has gone: readable (EOF) for ever
+  const kickFifo = path.join(dir, `kick-${inline}.fifo`);
+  execFileSync('mkfifo', [kickFifo]);
+  const eof = fs.openSync(kickFifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  t.teardown(() => fs.closeSync(eof));
+  fs.closeSync(fs.openSync(kickFifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+  f = Front.connect(VH);
+  await hello(f);
+  f.send(SET_VRING_KICK, u64(1), [eof]);
+  t.is(await f.reply(), 'eof', 'a kick fd that is a FIFO: the back-end hangs up');
+  f.close();
+  t.regex(await describe(), /kick: its fd is not an eventfd but \S*kick-\w*\.fifo/);
+  t.is((await drv())['protocolErrors'], 2);
+
+  // the switch forwards on between other ports
+  const other = frame(0x62, 42);
+  peer2.inject(other);
+  peer2.txsync();
+  let last: Uint8Array;
+  do last = await receive(peer);
+  while (last[14] !== 42);
+  t.deepEqual(last.subarray(0, 60), other);
+});
+
