@@ -51,6 +51,14 @@ constexpr uint32_t MAX_REGIONS = 8;       // VHOST_MEMORY_MAX_NREGIONS
 constexpr uint32_t MAX_PAYLOAD = 4096;    // the largest we accept; SET_MEM_TABLE with 8 regions is 264
 constexpr uint32_t MAX_QUEUE_SIZE = 32768;  // split virtqueues: a power of 2 up to 32768
 constexpr uint32_t MAX_INDIRECT = 1024;   // descriptors in one indirect table
+// Buffers (descriptors) in one chain, and in all the chains of one frame
+// together (mergeable RX buffers): QEMU's VIRTQUEUE_MAX_SIZE and vhost-net's
+// UIO_MAXIOV. Linux and DPDK drivers use at most a few dozen. Without it a
+// guest's chain could be as long as its table (32768) and a frame's chains
+// as many as its queue: 32768 chains of 32768 empty buffers each, gathered
+// for one frame, were 16 GiB of segment list (std::bad_alloc: vale-ts
+// aborted), and 2^30 descriptor reads for each pass that tried again.
+constexpr size_t MAX_CHAIN = 1024;
 constexpr uint64_t MAX_GSO_FRAME = 65536 + 64;  // a TSO frame: 64 KiB of IP packet plus link headers
 constexpr auto MSG_DEADLINE = std::chrono::milliseconds(500);  // a message's header and payload, together
 
@@ -80,7 +88,7 @@ inline void store16(uint8_t *p, uint16_t v) { __atomic_store_n(reinterpret_cast<
 inline void store16_relaxed(uint8_t *p, uint16_t v) { __atomic_store_n(reinterpret_cast<uint16_t *>(p), v, __ATOMIC_RELAXED); }
 inline void store32_relaxed(uint8_t *p, uint32_t v) { __atomic_store_n(reinterpret_cast<uint32_t *>(p), v, __ATOMIC_RELAXED); }
 
-enum class Drop { None, BadDescriptor, ChainLoop, OutOfMemoryTable, BadHead };
+enum class Drop { None, BadDescriptor, ChainLoop, TooLong, OutOfMemoryTable, BadHead };
 
 // Kick batching (the driver thread, a front-end sending or refilling
 // steadily): after a wake that moved at least BATCH_TRIGGER frames (a
@@ -273,8 +281,10 @@ struct VhostUserPort::Impl final : RoundHook {
     q.broken = true;
   }
 
-  // Walks the chain at `head` into segs. Device-writable descriptors iff `write`.
-  Drop walk(const Vq &q, uint16_t head, bool write) {
+  // Walks the chain at `head` into segs. Device-writable descriptors iff
+  // `write`; at most `limit` buffers (MAX_CHAIN, or what is left of it for
+  // a frame's further chains).
+  Drop walk(const Vq &q, uint16_t head, bool write, size_t limit = MAX_CHAIN) {
     segs.clear();
     if (head >= q.num) return Drop::BadHead;
     const uint8_t *table = q.desc;
@@ -298,6 +308,7 @@ struct VhostUserPort::Impl final : RoundHook {
         continue;
       }
       if (((d.flags & DESC_F_WRITE) != 0) != write) return Drop::BadDescriptor;
+      if (segs.size() >= limit) return Drop::TooLong;
       segs.push_back({d.addr, d.len});
       if (!(d.flags & DESC_F_NEXT)) return Drop::None;
       idx = d.next;
@@ -309,6 +320,7 @@ struct VhostUserPort::Impl final : RoundHook {
     switch (d) {
       case Drop::BadDescriptor: c.dropBadDescriptor++; break;
       case Drop::ChainLoop: c.dropChainLoop++; break;
+      case Drop::TooLong: c.dropChainTooLong++; break;
       case Drop::OutOfMemoryTable: c.dropOutOfMemoryTable++; break;
       case Drop::BadHead: c.dropBadDescriptor++; break;
       case Drop::None: break;
@@ -684,7 +696,7 @@ struct VhostUserPort::Impl final : RoundHook {
         if (k >= p) break;
       }
       uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + k) % q.num));
-      Drop d = walk(q, head, true);
+      Drop d = walk(q, head, true, MAX_CHAIN - rx_all.size());  // the frame's chains together: MAX_CHAIN buffers
       if (d == Drop::BadHead) {
         c.dropBadDescriptor++;
         mark_broken(q);

@@ -978,3 +978,53 @@ for (const inline of [false, true]) test(`kick and call fds that are not eventfd
   t.deepEqual(last.subarray(0, 60), other);
 });
 
+// At most 1024 buffers in a chain, and in the chains of one frame together.
+// Before, with MRG_RXBUF, a frame gathered chains until they held it: a
+// 2048-entry RX queue whose every entry is the same chain of 2048 empty
+// buffers made one frame's segment list 4 M entries (64 MiB; at 32768,
+// 16 GiB: std::bad_alloc and vale-ts aborted) and 4 M descriptor reads,
+// again on every pass while the frame waited, with nothing counted.
+test('vhost-user chains past 1024 buffers, alone or across one frame\'s mergeable buffers, are dropped and counted (dropChainTooLong)', async (t) => {
+  t.timeout(30_000);
+  const { vale, VH, peer, socket, drv } = await guestSwitch(t, 'long-chains');
+  const peer2 = await open('vale0:peer2', { socket });
+  t.teardown(() => peer2.close());
+  const reaches = (name: string, n: number) => async (): Promise<boolean> => ((await drv())[name] ?? 0) >= n;
+  const g = new Guest();
+  t.teardown(() => native.close(g.fd));
+  const f = Front.connect(VH);
+  t.teardown(() => f.close());
+  const MRG_RXBUF = 1n << 15n;
+  f.send(SET_FEATURES, u64(VERSION_1 | MRG_RXBUF));
+  f.send(SET_OWNER);
+  f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
+  const rx: RxLayout = { num: 2048, desc: 0x40000, avail: 0x48000, used: 0x4a000 };
+  await queuesUp(f, vale, rx);
+  const used = (): number => g.mem.getUint16(rx.used + 2, true);
+  // one chain through the whole table, 2048 empty buffers, in every avail entry
+  for (let i = 0; i < rx.num; i++) g.desc(i, GPA + 0x30000, 0, WRITE | (i + 1 < rx.num ? NEXT : 0), i + 1, rx.desc);
+  for (let i = 0; i < rx.num; i++) g.mem.setUint16(rx.avail + 4 + 2 * i, 0, true);
+  g.mem.setUint16(rx.avail + 2, rx.num, true);
+  peer2.inject(frame(0x62, 1));
+  peer2.txsync();
+  await until(reaches('dropChainTooLong', 1));
+  t.is(used(), 1, 'the chain went back to the guest');
+  t.is(g.mem.getUint32(rx.used + 4 + 4, true), 0, 'with nothing written');
+  // now chain 0 is one empty buffer: the next frame gathers the 2047 entries
+  // left as mergeable buffers, and its 1025th passes the limit
+  g.desc(0, GPA + 0x30000, 0, WRITE, 0, rx.desc);
+  peer2.inject(frame(0x62, 2));
+  peer2.txsync();
+  await until(reaches('dropChainTooLong', 2));
+  t.is(used(), 1 + 1025, 'the 1024 chains gathered and the one past the limit went back');
+  t.is((await drv())['toGuestFrames'], 0);
+
+  // the switch forwards on between other ports
+  const other = frame(0x62, 42);
+  peer2.inject(other);
+  peer2.txsync();
+  let last: Uint8Array;
+  do last = await receive(peer);
+  while (last[14] !== 42);
+  t.deepEqual(last.subarray(0, 60), other);
+});
