@@ -171,6 +171,10 @@ struct Vq {
   bool signalled_valid = false;
   unique_fd kick, call, err;
   bool started = false, enabled = false, broken = false;
+  // RX: the last pass left a frame waiting here for buffers, having seen
+  // the guest's avail index at starved_at; only an index past it can help
+  bool starved = false;
+  uint16_t starved_at = 0;
 };
 
 }  // namespace
@@ -726,7 +730,12 @@ struct VhostUserPort::Impl final : RoundHook {
       k++;
     }
     rx_left = p;
-    if (cap < need) return Put::Starved;  // the frame waits until the guest adds buffers
+    if (cap < need) {
+      // the frame waits until the guest adds buffers beyond those seen
+      q.starved = true;
+      q.starved_at = static_cast<uint16_t>(q.last_avail + p);
+      return Put::Starved;
+    }
     rx_left = p - k;
     segs.swap(rx_all);
     uint8_t hdr[12] = {};
@@ -968,12 +977,18 @@ struct VhostUserPort::Impl final : RoundHook {
         moved += guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b);
         *tx_blocked |= b;
       }
+    clear_starved();
     for (uint32_t r = 0; r < pc.rx_rings(); r++) {
       bool s = false;
       moved += guest_rx(r, 256, &s);
       *rx_starved |= s;
     }
     return moved;
+  }
+
+  // A pass over the rx rings starts: which RX queue starves is its to say.
+  void clear_starved() {
+    for (size_t i = 0; i < vqs.size(); i += 2) vqs[i].starved = false;
   }
 
   // Before sleeping: ask for kicks (EVENT_IDX: avail_event = last_avail) and check nothing slipped in.
@@ -986,10 +1001,17 @@ struct VhostUserPort::Impl final : RoundHook {
       Vq &q = vqs[i];
       if (!ready(q)) continue;
       bool is_rx = (i % 2) == 0;
+      // A queue where a frame waits for buffers: the entries it has are too
+      // few, and only the guest adding more can help. Before, any avail
+      // entry counted as work, so a guest with MRG_RXBUF that posted one
+      // buffer too small for the frame and no more kept this thread (in-line,
+      // the switch) polling at 100% CPU for as long as it liked.
+      const bool starved = is_rx && rx_starved && q.starved;
       if (has(F_EVENT_IDX)) {
         // the front-end kicks when its avail index passes avail_event
         const uint16_t ahead = batch ? static_cast<uint16_t>(std::min<uint32_t>(batch, q.num / 4) - 1) : 0;
-        store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), static_cast<uint16_t>(q.last_avail + ahead));
+        const uint16_t seen = starved ? q.starved_at : q.last_avail;
+        store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), static_cast<uint16_t>(seen + ahead));
       } else if (batch) {
         // no kick threshold without EVENT_IDX: kicks stay off, the timer wakes us
         if (!(load16(q.used) & USED_F_NO_NOTIFY)) store16_relaxed(q.used, USED_F_NO_NOTIFY);
@@ -999,8 +1021,10 @@ struct VhostUserPort::Impl final : RoundHook {
         store16_relaxed(q.used, 0);
       }
       full_fence();
-      // a TX queue waits for ring space, an RX queue matters only to frames waiting for buffers
-      if (load16(q.avail + 2) != q.last_avail && (is_rx ? rx_starved : !tx_blocked)) any = true;
+      // a TX queue waits for ring space, an RX queue matters only to frames
+      // waiting for buffers, and then only the queue they wait at, once it has more
+      const uint16_t idx = load16(q.avail + 2);
+      if (is_rx ? starved && idx != q.starved_at : idx != q.last_avail && !tx_blocked) any = true;
     }
     return any;
   }
@@ -1034,6 +1058,7 @@ struct VhostUserPort::Impl final : RoundHook {
     if (!conn) return;
     if (rx_starved) {
       rx_starved = false;
+      clear_starved();
       for (uint32_t r = 0; r < pc.rx_rings(); r++) {
         bool st = false;
         const uint32_t n = guest_rx(r, 256, &st);
@@ -1056,6 +1081,7 @@ struct VhostUserPort::Impl final : RoundHook {
     std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
     if (!l) return 0;
     rx_starved = false;
+    clear_starved();
     uint32_t moved = 0;
     for (uint32_t r = 0; r < pc.rx_rings(); r++) {
       bool st = false;

@@ -1028,3 +1028,49 @@ test('vhost-user chains past 1024 buffers, alone or across one frame\'s mergeabl
   while (last[14] !== 42);
   t.deepEqual(last.subarray(0, 60), other);
 });
+
+// A frame that waits for mergeable RX buffers waits asleep, asking for a
+// kick past the entries it has seen. Before, any avail entry of the RX
+// queue counted as work while a frame waited: a guest that posted one
+// buffer too small for the frame, and no more, kept the driver's thread
+// (in-line: the switch's datapath thread) polling at 100% CPU for as long
+// as it liked. The sleep is seen in guest memory: with EVENT_IDX the driver
+// asks for a kick once the guest's avail index passes the one it saw (1),
+// where polling it left avail_event at its last consumed entry (0).
+for (const inline of [false, true]) test(`a frame waiting for a guest's mergeable RX buffers waits asleep and goes once the guest adds one (${inline ? 'in-line, datapath thread' : 'driver thread'})`, async (t) => {
+  t.timeout(30_000);
+  const { vale, VH, socket, drv } = await guestSwitch(t, `starved-${inline}`, { inline }, inline ? 'thread' : undefined);
+  const peer2 = await open('vale0:peer2', { socket });
+  t.teardown(() => peer2.close());
+  const g = new Guest();
+  t.teardown(() => native.close(g.fd));
+  const f = Front.connect(VH);
+  t.teardown(() => f.close());
+  const MRG_RXBUF = 1n << 15n, EVENT_IDX = 1n << 29n;
+  f.send(SET_FEATURES, u64(VERSION_1 | MRG_RXBUF | EVENT_IDX));
+  f.send(SET_OWNER);
+  f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
+  const kicks = await queuesUp(f, vale);
+  const rxm = 0x20000;
+  const availEvent = (): number => g.mem.getUint16(rxm + USED + 4 + 8 * QN, true);
+  // one 8-byte buffer: too small for any frame
+  g.desc(0, GPA + 0x30000, 8, WRITE, 0, rxm + DESC);
+  g.mem.setUint16(rxm + AVAIL + 4, 0, true);
+  g.mem.setUint16(rxm + AVAIL + 2, 1, true);
+  native.kick(kicks[0]!);
+  const toGuest = frame(0x62, 5);
+  peer2.inject(toGuest);
+  peer2.txsync();
+  await untilAnswer(async () => availEvent(), (e) => e === 1);
+  t.is((await drv())['toGuestFrames'], 0, 'the frame waits');
+  // a second buffer: the frame goes into both (num_buffers 2)
+  g.desc(1, GPA + 0x31000, 2048, WRITE, 0, rxm + DESC);
+  g.mem.setUint16(rxm + AVAIL + 4 + 2, 1, true);
+  g.mem.setUint16(rxm + AVAIL + 2, 2, true);
+  native.kick(kicks[0]!);
+  await untilAnswer(drv, (c) => (c['toGuestFrames'] ?? 0) >= 1);
+  t.is(g.mem.getUint16(rxm + USED + 2, true), 2);
+  // the 12-byte header's first 8 bytes fill the first buffer, its last 4 (num_buffers at 10) start the second
+  t.is(g.mem.getUint16(0x31000 + 2, true), 2, 'num_buffers');
+  t.deepEqual(g.bytes(0x31000 + 4, 60), toGuest);
+});
