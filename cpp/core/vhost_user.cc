@@ -774,25 +774,32 @@ struct VhostUserPort::Impl final : RoundHook {
 
   // Segments of a GSO frame for a guest that did not negotiate its GSO type,
   // delivered one by one; a frame part way through waits here for buffers.
+  // Packed end to end (each at its offset): the sender chooses gso_size, and
+  // a 64 KiB frame with gso_size 1 is 65000 segments of a header and a byte.
+  // Before, each took a whole port buffer: 65000 x 2 KiB (130 MiB, kept) by
+  // default, x 64 KiB (4 GiB) with 64 KiB buffers, from one frame.
   class FlatSink final : public SegmentSink {
    public:
-    FlatSink(std::vector<uint8_t> &buf, std::vector<uint32_t> &lens, size_t cap) : buf_(buf), lens_(lens), cap_(cap) {}
+    FlatSink(std::vector<uint8_t> &buf, std::vector<uint32_t> &offs, std::vector<uint32_t> &lens, size_t cap)
+        : buf_(buf), offs_(offs), lens_(lens), cap_(cap) {}
     uint8_t *next(size_t len) override {
       if (len > cap_) return nullptr;
-      const size_t at = lens_.size() * cap_;
-      if (buf_.size() < at + cap_) buf_.resize(at + cap_);
+      const size_t at = used_;
+      used_ += len;
+      if (buf_.size() < used_) buf_.resize(used_);
+      offs_.push_back(static_cast<uint32_t>(at));
       lens_.push_back(static_cast<uint32_t>(len));
       return buf_.data() + at;
     }
 
    private:
     std::vector<uint8_t> &buf_;
-    std::vector<uint32_t> &lens_;
-    size_t cap_;
+    std::vector<uint32_t> &offs_, &lens_;
+    size_t cap_, used_ = 0;
   };
   std::vector<uint8_t> rx_flat = std::vector<uint8_t>(VNET_HDR_LEN + MAX_GSO_FRAME);
   std::vector<uint8_t> rx_seg_buf;
-  std::vector<uint32_t> rx_seg_lens;
+  std::vector<uint32_t> rx_seg_offs, rx_seg_lens;
   uint32_t rx_seg_next = 0;
   bool rx_seg_active = false;
   bool used_any_ = false;
@@ -905,8 +912,9 @@ struct VhostUserPort::Impl final : RoundHook {
       const uint8_t g = h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN);
       if (g != VNET_GSO_NONE && !guest_takes_gso(h.gso_type)) {
         if (!rx_seg_active) {
+          rx_seg_offs.clear();
           rx_seg_lens.clear();
-          FlatSink sink(rx_seg_buf, rx_seg_lens, bufsz);
+          FlatSink sink(rx_seg_buf, rx_seg_offs, rx_seg_lens, bufsz);
           SegmentResult sr = gso_segment(h, body, blen, bufsz, sink);
           if (sr.err != OffloadError::None) {
             count_offload_drop(sr.err == OffloadError::NoRoom ? OffloadError::SegmentTooLong : sr.err);
@@ -919,7 +927,7 @@ struct VhostUserPort::Impl final : RoundHook {
         static const uint8_t zero_hdr[VNET_HDR_LEN] = {};
         Put res = Put::Done;
         while (rx_seg_next < rx_seg_lens.size()) {
-          res = put_frame(q, zero_hdr, rx_seg_buf.data() + size_t{rx_seg_next} * bufsz, rx_seg_lens[rx_seg_next]);
+          res = put_frame(q, zero_hdr, rx_seg_buf.data() + rx_seg_offs[rx_seg_next], rx_seg_lens[rx_seg_next]);
           if (res == Put::Starved || res == Put::Broken) break;
           rx_seg_next++;  // delivered, or dropped and counted
         }

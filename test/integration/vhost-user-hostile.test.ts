@@ -1074,3 +1074,44 @@ for (const inline of [false, true]) test(`a frame waiting for a guest's mergeabl
   t.is(g.mem.getUint16(0x31000 + 2, true), 2, 'num_buffers');
   t.deepEqual(g.bytes(0x31000 + 4, 60), toGuest);
 });
+
+// The segments of a GSO frame for a guest without its GUEST_TSO feature are
+// kept packed. Before, each took a whole port buffer: a 60000-byte TCP
+// payload with gso_size 1 (what any guest with HOST_TSO4 may send) became
+// 60000 x 2 KiB = 123 MB at the receiving port, held after (and 4 GB with
+// 64 KiB buffers).
+test('a TSO frame with gso_size 1 for a guest without GUEST_TSO4 costs its segments\' bytes, not a port buffer each', async (t) => {
+  t.timeout(60_000);
+  const socket = path.join(dir, 'ctl-mss1.sock');
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const TX = path.join(dir, 'mss1-tx.sock'), RX = path.join(dir, 'mss1-rx.sock');
+  await vale.create('vale0:tx', {}, { driver: { kind: 'vhost-user', path: TX } });
+  await vale.create('vale0:rx', {}, { driver: { kind: 'vhost-user', path: RX } });
+  const rxCounters = async (): Promise<Record<string, number>> => (await vale.stats('vale0'))[0]!.ports.find((p) => p.name === 'vale0:rx')!.driver!.counters;
+  const gRx = new Guest();
+  t.teardown(() => native.close(gRx.fd));
+  const { f: fRx, kick: rxKick } = await frontWith(RX, gRx, VERSION_1 | MRG_RXBUF, 0);
+  t.teardown(() => fRx.close());
+  for (let i = 0; i < 8; i++) {
+    gRx.desc(i, GPA + 0x80000 + i * 2048, 2048, WRITE);
+    gRx.post(i, rxKick);
+  }
+  const gTx = new Guest();
+  t.teardown(() => native.close(gTx.fd));
+  const { f: fTx, kick } = await frontWith(TX, gTx, VERSION_1 | CSUM | HOST_TSO4, 1);
+  t.teardown(() => fTx.close());
+  const tso = ipFrame(6, 60000);
+  const rss0 = process.memoryUsage().rss;
+  gTx.bytes(0x20000, 12).set(vnetHdr(1, 1, 1, 34, 16));
+  gTx.bytes(0x20000 + 12, tso.length).set(tso);
+  gTx.desc(0, GPA + 0x20000, 12 + tso.length);
+  gTx.post(0, kick);
+  // the first 8 segments land (a header and one byte of payload each); the rest wait for buffers
+  await untilAnswer(rxCounters, (c) => (c['toGuestFrames'] ?? 0) >= 8);
+  const grew = process.memoryUsage().rss - rss0;
+  t.true(grew < 64 << 20, `the process grew by ${(grew / 2 ** 20).toFixed(1)} MiB`);
+  const [s0] = rxFrames(gRx, 0x80000, 2048);
+  t.is(s0!.frame.length, 54 + 1, 'a segment: the headers and one byte');
+});
