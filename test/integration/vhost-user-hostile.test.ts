@@ -844,6 +844,12 @@ test('in-line backpressure: frames for a guest with a full RX queue wait in the 
   t.is(after.drops, 0);
 });
 
+// The tests below run serially (before the concurrent ones): under ASan on
+// two CPUs, run beside the others, their load (60000 segments, 2048-entry
+// queues) kept the in-line backpressure test from seeing its held sleeps
+// within the 1 s hold; and the gso_size 1 test measures the process's
+// memory, which needs the process to itself.
+
 /**
  * A front-end in a worker thread (it goes on while this thread waits in a
  * native call, as a hostile process would) that sends a SET_OWNER header
@@ -886,7 +892,7 @@ function dribbler(t: ExecutionContext, socketPath: string, cap: number): { sent:
 // 0.5 s: a byte every 50 ms kept the driver inside one message for 205 s,
 // and removing the port (its close() joins the thread on this event loop)
 // waited as long.
-for (const inline of [false, true]) test(`a front-end dribbling a message is dropped at the message's deadline, and removing the port does not wait for it (${inline ? 'in-line in the switch' : 'driver thread'})`, async (t) => {
+for (const inline of [false, true]) test.serial(`a front-end dribbling a message is dropped at the message's deadline, and removing the port does not wait for it (${inline ? 'in-line in the switch' : 'driver thread'})`, async (t) => {
   t.timeout(60_000);
   const CAP = 400; // 20 s of dribbling: on an addon without the deadline, the hang-up comes only after it
   const { vale, VH, drv } = await guestSwitch(t, `dribble-${inline}`, { inline });
@@ -910,7 +916,7 @@ for (const inline of [false, true]) test(`a front-end dribbling a message is dro
 // it stop(), which this event loop waits for), and a kick fd that is a
 // FIFO whose writer has gone is readable forever (EOF): the thread, or
 // in-line the switch, never slept again.
-for (const inline of [false, true]) test(`kick and call fds that are not eventfds (a full FIFO, a FIFO at EOF) are refused; the switch forwards on (${inline ? 'in-line, datapath thread' : 'driver thread'})`, async (t) => {
+for (const inline of [false, true]) test.serial(`kick and call fds that are not eventfds (a full FIFO, a FIFO at EOF) are refused; the switch forwards on (${inline ? 'in-line, datapath thread' : 'driver thread'})`, async (t) => {
   t.timeout(60_000);
   const { vale, VH, peer, socket, drv } = await guestSwitch(t, `efd-${inline}`, { inline }, inline ? 'thread' : undefined);
   const peer2 = await open('vale0:peer2', { socket });
@@ -984,7 +990,7 @@ for (const inline of [false, true]) test(`kick and call fds that are not eventfd
 // buffers made one frame's segment list 4 M entries (64 MiB; at 32768,
 // 16 GiB: std::bad_alloc and vale-ts aborted) and 4 M descriptor reads,
 // again on every pass while the frame waited, with nothing counted.
-test('vhost-user chains past 1024 buffers, alone or across one frame\'s mergeable buffers, are dropped and counted (dropChainTooLong)', async (t) => {
+test.serial('vhost-user chains past 1024 buffers, alone or across one frame\'s mergeable buffers, are dropped and counted (dropChainTooLong)', async (t) => {
   t.timeout(30_000);
   const { vale, VH, peer, socket, drv } = await guestSwitch(t, 'long-chains');
   const peer2 = await open('vale0:peer2', { socket });
@@ -1037,7 +1043,7 @@ test('vhost-user chains past 1024 buffers, alone or across one frame\'s mergeabl
 // as it liked. The sleep is seen in guest memory: with EVENT_IDX the driver
 // asks for a kick once the guest's avail index passes the one it saw (1),
 // where polling it left avail_event at its last consumed entry (0).
-for (const inline of [false, true]) test(`a frame waiting for a guest's mergeable RX buffers waits asleep and goes once the guest adds one (${inline ? 'in-line, datapath thread' : 'driver thread'})`, async (t) => {
+for (const inline of [false, true]) test.serial(`a frame waiting for a guest's mergeable RX buffers waits asleep and goes once the guest adds one (${inline ? 'in-line, datapath thread' : 'driver thread'})`, async (t) => {
   t.timeout(30_000);
   const { vale, VH, socket, drv } = await guestSwitch(t, `starved-${inline}`, { inline }, inline ? 'thread' : undefined);
   const peer2 = await open('vale0:peer2', { socket });
@@ -1080,7 +1086,7 @@ for (const inline of [false, true]) test(`a frame waiting for a guest's mergeabl
 // payload with gso_size 1 (what any guest with HOST_TSO4 may send) became
 // 60000 x 2 KiB = 123 MB at the receiving port, held after (and 4 GB with
 // 64 KiB buffers).
-test('a TSO frame with gso_size 1 for a guest without GUEST_TSO4 costs its segments\' bytes, not a port buffer each', async (t) => {
+test.serial('a TSO frame with gso_size 1 for a guest without GUEST_TSO4 costs its segments\' bytes, not a port buffer each', async (t) => {
   t.timeout(60_000);
   const socket = path.join(dir, 'ctl-mss1.sock');
   const srv = await ValeServer.listen({ socket });
