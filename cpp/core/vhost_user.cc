@@ -1,10 +1,12 @@
 #include "core/vhost_user.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -49,7 +51,16 @@ constexpr uint32_t MAX_REGIONS = 8;       // VHOST_MEMORY_MAX_NREGIONS
 constexpr uint32_t MAX_PAYLOAD = 4096;    // the largest we accept; SET_MEM_TABLE with 8 regions is 264
 constexpr uint32_t MAX_QUEUE_SIZE = 32768;  // split virtqueues: a power of 2 up to 32768
 constexpr uint32_t MAX_INDIRECT = 1024;   // descriptors in one indirect table
+// Buffers (descriptors) in one chain, and in all the chains of one frame
+// together (mergeable RX buffers): QEMU's VIRTQUEUE_MAX_SIZE and vhost-net's
+// UIO_MAXIOV. Linux and DPDK drivers use at most a few dozen. Without it a
+// guest's chain could be as long as its table (32768) and a frame's chains
+// as many as its queue: 32768 chains of 32768 empty buffers each, gathered
+// for one frame, were 16 GiB of segment list (std::bad_alloc: vale-ts
+// aborted), and 2^30 descriptor reads for each pass that tried again.
+constexpr size_t MAX_CHAIN = 1024;
 constexpr uint64_t MAX_GSO_FRAME = 65536 + 64;  // a TSO frame: 64 KiB of IP packet plus link headers
+constexpr auto MSG_DEADLINE = std::chrono::milliseconds(500);  // a message's header and payload, together
 
 // virtio feature bits
 constexpr uint64_t bit(unsigned b) { return uint64_t{1} << b; }
@@ -77,7 +88,7 @@ inline void store16(uint8_t *p, uint16_t v) { __atomic_store_n(reinterpret_cast<
 inline void store16_relaxed(uint8_t *p, uint16_t v) { __atomic_store_n(reinterpret_cast<uint16_t *>(p), v, __ATOMIC_RELAXED); }
 inline void store32_relaxed(uint8_t *p, uint32_t v) { __atomic_store_n(reinterpret_cast<uint32_t *>(p), v, __ATOMIC_RELAXED); }
 
-enum class Drop { None, BadDescriptor, ChainLoop, OutOfMemoryTable, BadHead };
+enum class Drop { None, BadDescriptor, ChainLoop, TooLong, OutOfMemoryTable, BadHead };
 
 // Kick batching (the driver thread, a front-end sending or refilling
 // steadily): after a wake that moved at least BATCH_TRIGGER frames (a
@@ -122,6 +133,35 @@ struct Seg {
   uint32_t len;
 };
 
+// The front-end's kick and call fds must be eventfds: a kick is read when
+// epoll says its fd is readable, and a pipe or socket at EOF is readable
+// forever (the port's thread, or in-line the switch, would never sleep
+// again); a call is written on the datapath, and a write into a full pipe
+// blocks (the port's thread, or in-line the switch's, for good, and stop()
+// with it). The kernel names what an fd is. Both are made non-blocking;
+// kicks are also read with RWF_NOWAIT (read_kick), which holds even if the
+// front-end clears O_NONBLOCK again on the file it shares with us.
+std::string check_eventfd(int fd) {
+  char link[64], target[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  const ssize_t n = ::readlink(link, target, sizeof target - 1);
+  if (n < 0) return std::string("cannot tell what its fd is (readlink ") + link + ": " + std::strerror(errno) + ")";
+  target[n] = 0;
+  if (std::strcmp(target, "anon_inode:[eventfd]") != 0) return std::string("its fd is not an eventfd but ") + target;
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) return std::string("fcntl: ") + std::strerror(errno);
+  return {};
+}
+
+// A kick eventfd's count (0 when there is none), never blocking.
+uint64_t read_kick(int fd) {
+  uint64_t v = 0;
+  iovec iov{&v, sizeof v};
+  ssize_t r = ::preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+  if (r < 0 && errno == EOPNOTSUPP) r = ::read(fd, &v, sizeof v);  // a kernel before 5.12: O_NONBLOCK alone
+  return r == sizeof v ? v : 0;
+}
+
 struct Vq {
   uint32_t num = 0;
   bool addr_set = false;
@@ -131,6 +171,10 @@ struct Vq {
   bool signalled_valid = false;
   unique_fd kick, call, err;
   bool started = false, enabled = false, broken = false;
+  // RX: the last pass left a frame waiting here for buffers, having seen
+  // the guest's avail index at starved_at; only an index past it can help
+  bool starved = false;
+  uint16_t starved_at = 0;
 };
 
 }  // namespace
@@ -241,8 +285,10 @@ struct VhostUserPort::Impl final : RoundHook {
     q.broken = true;
   }
 
-  // Walks the chain at `head` into segs. Device-writable descriptors iff `write`.
-  Drop walk(const Vq &q, uint16_t head, bool write) {
+  // Walks the chain at `head` into segs. Device-writable descriptors iff
+  // `write`; at most `limit` buffers (MAX_CHAIN, or what is left of it for
+  // a frame's further chains).
+  Drop walk(const Vq &q, uint16_t head, bool write, size_t limit = MAX_CHAIN) {
     segs.clear();
     if (head >= q.num) return Drop::BadHead;
     const uint8_t *table = q.desc;
@@ -266,6 +312,7 @@ struct VhostUserPort::Impl final : RoundHook {
         continue;
       }
       if (((d.flags & DESC_F_WRITE) != 0) != write) return Drop::BadDescriptor;
+      if (segs.size() >= limit) return Drop::TooLong;
       segs.push_back({d.addr, d.len});
       if (!(d.flags & DESC_F_NEXT)) return Drop::None;
       idx = d.next;
@@ -277,6 +324,7 @@ struct VhostUserPort::Impl final : RoundHook {
     switch (d) {
       case Drop::BadDescriptor: c.dropBadDescriptor++; break;
       case Drop::ChainLoop: c.dropChainLoop++; break;
+      case Drop::TooLong: c.dropChainTooLong++; break;
       case Drop::OutOfMemoryTable: c.dropOutOfMemoryTable++; break;
       case Drop::BadHead: c.dropBadDescriptor++; break;
       case Drop::None: break;
@@ -305,6 +353,10 @@ struct VhostUserPort::Impl final : RoundHook {
       call = !(load16(q.avail) & AVAIL_F_NO_INTERRUPT);
     }
     if (call && q.call) {
+      // O_NONBLOCK since SET_VRING_CALL (check_eventfd). Not proof against a
+      // front-end that clears it again on the file it shares with us and
+      // fills its eventfd's counter: an eventfd write has no per-call
+      // non-blocking form (docs/vhost-user.md, Limits)
       uint64_t one = 1;
       [[maybe_unused]] ssize_t w = ::write(q.call.get(), &one, sizeof one);
       c.calls++;
@@ -648,7 +700,7 @@ struct VhostUserPort::Impl final : RoundHook {
         if (k >= p) break;
       }
       uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + k) % q.num));
-      Drop d = walk(q, head, true);
+      Drop d = walk(q, head, true, MAX_CHAIN - rx_all.size());  // the frame's chains together: MAX_CHAIN buffers
       if (d == Drop::BadHead) {
         c.dropBadDescriptor++;
         mark_broken(q);
@@ -678,7 +730,12 @@ struct VhostUserPort::Impl final : RoundHook {
       k++;
     }
     rx_left = p;
-    if (cap < need) return Put::Starved;  // the frame waits until the guest adds buffers
+    if (cap < need) {
+      // the frame waits until the guest adds buffers beyond those seen
+      q.starved = true;
+      q.starved_at = static_cast<uint16_t>(q.last_avail + p);
+      return Put::Starved;
+    }
     rx_left = p - k;
     segs.swap(rx_all);
     uint8_t hdr[12] = {};
@@ -717,25 +774,32 @@ struct VhostUserPort::Impl final : RoundHook {
 
   // Segments of a GSO frame for a guest that did not negotiate its GSO type,
   // delivered one by one; a frame part way through waits here for buffers.
+  // Packed end to end (each at its offset): the sender chooses gso_size, and
+  // a 64 KiB frame with gso_size 1 is 65000 segments of a header and a byte.
+  // Before, each took a whole port buffer: 65000 x 2 KiB (130 MiB, kept) by
+  // default, x 64 KiB (4 GiB) with 64 KiB buffers, from one frame.
   class FlatSink final : public SegmentSink {
    public:
-    FlatSink(std::vector<uint8_t> &buf, std::vector<uint32_t> &lens, size_t cap) : buf_(buf), lens_(lens), cap_(cap) {}
+    FlatSink(std::vector<uint8_t> &buf, std::vector<uint32_t> &offs, std::vector<uint32_t> &lens, size_t cap)
+        : buf_(buf), offs_(offs), lens_(lens), cap_(cap) {}
     uint8_t *next(size_t len) override {
       if (len > cap_) return nullptr;
-      const size_t at = lens_.size() * cap_;
-      if (buf_.size() < at + cap_) buf_.resize(at + cap_);
+      const size_t at = used_;
+      used_ += len;
+      if (buf_.size() < used_) buf_.resize(used_);
+      offs_.push_back(static_cast<uint32_t>(at));
       lens_.push_back(static_cast<uint32_t>(len));
       return buf_.data() + at;
     }
 
    private:
     std::vector<uint8_t> &buf_;
-    std::vector<uint32_t> &lens_;
-    size_t cap_;
+    std::vector<uint32_t> &offs_, &lens_;
+    size_t cap_, used_ = 0;
   };
   std::vector<uint8_t> rx_flat = std::vector<uint8_t>(VNET_HDR_LEN + MAX_GSO_FRAME);
   std::vector<uint8_t> rx_seg_buf;
-  std::vector<uint32_t> rx_seg_lens;
+  std::vector<uint32_t> rx_seg_offs, rx_seg_lens;
   uint32_t rx_seg_next = 0;
   bool rx_seg_active = false;
   bool used_any_ = false;
@@ -848,8 +912,9 @@ struct VhostUserPort::Impl final : RoundHook {
       const uint8_t g = h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN);
       if (g != VNET_GSO_NONE && !guest_takes_gso(h.gso_type)) {
         if (!rx_seg_active) {
+          rx_seg_offs.clear();
           rx_seg_lens.clear();
-          FlatSink sink(rx_seg_buf, rx_seg_lens, bufsz);
+          FlatSink sink(rx_seg_buf, rx_seg_offs, rx_seg_lens, bufsz);
           SegmentResult sr = gso_segment(h, body, blen, bufsz, sink);
           if (sr.err != OffloadError::None) {
             count_offload_drop(sr.err == OffloadError::NoRoom ? OffloadError::SegmentTooLong : sr.err);
@@ -862,7 +927,7 @@ struct VhostUserPort::Impl final : RoundHook {
         static const uint8_t zero_hdr[VNET_HDR_LEN] = {};
         Put res = Put::Done;
         while (rx_seg_next < rx_seg_lens.size()) {
-          res = put_frame(q, zero_hdr, rx_seg_buf.data() + size_t{rx_seg_next} * bufsz, rx_seg_lens[rx_seg_next]);
+          res = put_frame(q, zero_hdr, rx_seg_buf.data() + rx_seg_offs[rx_seg_next], rx_seg_lens[rx_seg_next]);
           if (res == Put::Starved || res == Put::Broken) break;
           rx_seg_next++;  // delivered, or dropped and counted
         }
@@ -920,12 +985,18 @@ struct VhostUserPort::Impl final : RoundHook {
         moved += guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b);
         *tx_blocked |= b;
       }
+    clear_starved();
     for (uint32_t r = 0; r < pc.rx_rings(); r++) {
       bool s = false;
       moved += guest_rx(r, 256, &s);
       *rx_starved |= s;
     }
     return moved;
+  }
+
+  // A pass over the rx rings starts: which RX queue starves is its to say.
+  void clear_starved() {
+    for (size_t i = 0; i < vqs.size(); i += 2) vqs[i].starved = false;
   }
 
   // Before sleeping: ask for kicks (EVENT_IDX: avail_event = last_avail) and check nothing slipped in.
@@ -938,10 +1009,17 @@ struct VhostUserPort::Impl final : RoundHook {
       Vq &q = vqs[i];
       if (!ready(q)) continue;
       bool is_rx = (i % 2) == 0;
+      // A queue where a frame waits for buffers: the entries it has are too
+      // few, and only the guest adding more can help. Before, any avail
+      // entry counted as work, so a guest with MRG_RXBUF that posted one
+      // buffer too small for the frame and no more kept this thread (in-line,
+      // the switch) polling at 100% CPU for as long as it liked.
+      const bool starved = is_rx && rx_starved && q.starved;
       if (has(F_EVENT_IDX)) {
         // the front-end kicks when its avail index passes avail_event
         const uint16_t ahead = batch ? static_cast<uint16_t>(std::min<uint32_t>(batch, q.num / 4) - 1) : 0;
-        store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), static_cast<uint16_t>(q.last_avail + ahead));
+        const uint16_t seen = starved ? q.starved_at : q.last_avail;
+        store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), static_cast<uint16_t>(seen + ahead));
       } else if (batch) {
         // no kick threshold without EVENT_IDX: kicks stay off, the timer wakes us
         if (!(load16(q.used) & USED_F_NO_NOTIFY)) store16_relaxed(q.used, USED_F_NO_NOTIFY);
@@ -951,8 +1029,10 @@ struct VhostUserPort::Impl final : RoundHook {
         store16_relaxed(q.used, 0);
       }
       full_fence();
-      // a TX queue waits for ring space, an RX queue matters only to frames waiting for buffers
-      if (load16(q.avail + 2) != q.last_avail && (is_rx ? rx_starved : !tx_blocked)) any = true;
+      // a TX queue waits for ring space, an RX queue matters only to frames
+      // waiting for buffers, and then only the queue they wait at, once it has more
+      const uint16_t idx = load16(q.avail + 2);
+      if (is_rx ? starved && idx != q.starved_at : idx != q.last_avail && !tx_blocked) any = true;
     }
     return any;
   }
@@ -986,6 +1066,7 @@ struct VhostUserPort::Impl final : RoundHook {
     if (!conn) return;
     if (rx_starved) {
       rx_starved = false;
+      clear_starved();
       for (uint32_t r = 0; r < pc.rx_rings(); r++) {
         bool st = false;
         const uint32_t n = guest_rx(r, 256, &st);
@@ -1008,6 +1089,7 @@ struct VhostUserPort::Impl final : RoundHook {
     std::unique_lock<std::mutex> l(dp_mu, std::try_to_lock);
     if (!l) return 0;
     rx_starved = false;
+    clear_starved();
     uint32_t moved = 0;
     for (uint32_t r = 0; r < pc.rx_rings(); r++) {
       bool st = false;
@@ -1059,10 +1141,7 @@ struct VhostUserPort::Impl final : RoundHook {
   }
 
   // A kick eventfd the switch saw readable: one read takes its whole count.
-  void fd_ready(int fd) override {
-    uint64_t v;
-    if (::read(fd, &v, sizeof v) == sizeof v) c.kicks.fetch_add(v, std::memory_order_relaxed);
-  }
+  void fd_ready(int fd) override { c.kicks.fetch_add(read_kick(fd), std::memory_order_relaxed); }
 
   // The thread of an in-line port: the protocol only.
   void run_control(int stop_fd) {
@@ -1142,7 +1221,9 @@ struct VhostUserPort::Impl final : RoundHook {
   }
 
   void on_connected(unique_fd fd) {
-    timeval tv{0, 500000};  // a message's payload follows its header at once; a stalled peer is dropped
+    // a backstop: reads are bounded by the message's deadline (read_full); a
+    // peer that does not read our replies is dropped after 0.5 s
+    timeval tv{0, 500000};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     int fl = ::fcntl(fd.get(), F_GETFL);
@@ -1153,21 +1234,36 @@ struct VhostUserPort::Impl final : RoundHook {
     publish_info();
   }
 
-  // Reads exactly n bytes (blocking, with the socket's timeout), collecting fds from the first read.
-  bool read_full(void *p, size_t n, std::vector<unique_fd> *fds) {
+  // How a message read ended.
+  enum class ReadEnd { Ok, Closed, Stopped, Late, TooManyFds };
+
+  // Reads exactly n bytes of the message being read, collecting its fds, by
+  // `deadline`: the whole message, not each read (with only the socket's
+  // per-read timeout, a front-end sending a byte every 0.4 s held this
+  // thread for half an hour per message, and with it stop(), which the
+  // event loop waits for, and in-line the datapath's lock). A stop request
+  // ends the read at once.
+  ReadEnd read_full(void *p, size_t n, std::vector<unique_fd> *fds, std::chrono::steady_clock::time_point deadline) {
     uint8_t *b = static_cast<uint8_t *>(p);
     while (n) {
+      const auto left_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now()).count();
+      if (left_ns <= 0) return ReadEnd::Late;
+      pollfd pf[2] = {{conn.get(), POLLIN, 0}, {self.stop_fd_.get(), POLLIN, 0}};
+      const int pr = ::poll(pf, 2, static_cast<int>((left_ns + 999'999) / 1'000'000));
+      if (pr < 0 && errno == EINTR) continue;
+      if (pr < 0) return ReadEnd::Closed;
+      if (pf[1].revents) return ReadEnd::Stopped;  // left readable: the thread's loop sees it next
+      if (pr == 0) return ReadEnd::Late;
       int flags = 0;
       ssize_t r = recv_with_fds<MAX_REGIONS>(conn.get(), b, n, *fds, flags);
-      if (r <= 0) return false;
-      if (flags & MSG_CTRUNC) {
-        set_error("front-end sent more fds than any request carries");
-        return false;
-      }
+      if (r <= 0) return ReadEnd::Closed;
+      // no request carries more than MAX_REGIONS: more (in one read or over
+      // several) are refused at once rather than held until the message ends
+      if ((flags & MSG_CTRUNC) || fds->size() > MAX_REGIONS) return ReadEnd::TooManyFds;
       b += r;
       n -= static_cast<size_t>(r);
     }
-    return true;
+    return ReadEnd::Ok;
   }
 
   bool send_reply(const MsgHeader &req, const void *payload, uint32_t size) {
@@ -1184,8 +1280,17 @@ struct VhostUserPort::Impl final : RoundHook {
   bool on_message() {
     MsgHeader h;
     std::vector<unique_fd> fds;
-    if (!read_full(&h, sizeof h, &fds)) {
-      disconnect("");  // EOF or a stalled peer: an ordinary disconnect
+    // a message's header and payload come together: the whole of it within MSG_DEADLINE
+    const auto deadline = std::chrono::steady_clock::now() + MSG_DEADLINE;
+    auto read_end = [&](ReadEnd e) -> std::string {
+      switch (e) {
+        case ReadEnd::Late: return "message not complete within 0.5 s";
+        case ReadEnd::TooManyFds: return "front-end sent more fds than any request carries";
+        default: return "";  // EOF, an error, or our own stop: an ordinary disconnect
+      }
+    };
+    if (ReadEnd e = read_full(&h, sizeof h, &fds, deadline); e != ReadEnd::Ok) {
+      disconnect(read_end(e));
       return false;
     }
     auto fail = [&](const std::string &why) {
@@ -1195,7 +1300,15 @@ struct VhostUserPort::Impl final : RoundHook {
     if ((h.flags & FLAG_VERSION_MASK) != FLAG_VERSION) return fail("protocol version " + std::to_string(h.flags & 3) + ", only 1 exists");
     if (h.size > MAX_PAYLOAD) return fail("payload of " + std::to_string(h.size) + " bytes (at most " + std::to_string(MAX_PAYLOAD) + ")");
     std::array<uint8_t, MAX_PAYLOAD> pl{};
-    if (h.size && !read_full(pl.data(), h.size, &fds)) return fail("payload cut short");
+    if (h.size)
+      if (ReadEnd e = read_full(pl.data(), h.size, &fds, deadline); e != ReadEnd::Ok) {
+        if (e == ReadEnd::Stopped) {
+          disconnect("");
+          return false;
+        }
+        const std::string why = read_end(e);
+        return fail(why.empty() ? "payload cut short" : why);
+      }
     auto need = [&](uint32_t n) { return h.size >= n; };
     auto u64 = [&]() {
       uint64_t v;
@@ -1312,11 +1425,12 @@ struct VhostUserPort::Impl final : RoundHook {
         bool nofd = v & VRING_NOFD_MASK;
         if (!nfds(nofd ? 0 : 1)) return fail("expected " + std::string(nofd ? "no fd" : "one fd"));
         unique_fd fd = nofd ? unique_fd() : std::move(fds[0]);
+        if (fd && h.request != SET_VRING_ERR)  // (the err fd is never used)
+          if (std::string e = check_eventfd(fd.get()); !e.empty()) return fail(std::string(h.request == SET_VRING_KICK ? "kick" : "call") + ": " + e);
         if (h.request == SET_VRING_KICK) {
           if (nofd) return fail("polling mode (no kick fd) is not supported");
           if (q->kick) unwatch_kick(q->kick.get());
           q->kick = std::move(fd);
-          ::fcntl(q->kick.get(), F_SETFL, ::fcntl(q->kick.get(), F_GETFL) | O_NONBLOCK);
           watch_kick(q->kick.get(), static_cast<uint32_t>(q - vqs.data()));
           q->started = true;
           if (!translate(*q)) return fail("queue's rings lie outside the memory table");
@@ -1562,8 +1676,7 @@ struct VhostUserPort::Impl final : RoundHook {
           uint32_t qi = static_cast<uint32_t>(k & 0xffffffff);
           if (qi < vqs.size() && vqs[qi].kick) {
             // one read takes the eventfd's whole count (every kick since the last read) and resets it
-            uint64_t v;
-            if (::read(vqs[qi].kick.get(), &v, sizeof v) == sizeof v) c.kicks += v;
+            c.kicks += read_kick(vqs[qi].kick.get());
           }
         }
       }

@@ -55,6 +55,7 @@ namespace nm {
   X(queuesBroken)         /* queues stopped for an impossible avail index or head */                  \
   X(dropBadDescriptor)    /* index out of the table, wrong direction, nested/unnegotiated indirect */ \
   X(dropChainLoop)        /* chain longer than its table: a loop */                                   \
+  X(dropChainTooLong)     /* chain (or a frame's RX chains together) past 1024 buffers */             \
   X(dropOutOfMemoryTable) /* buffer or indirect table outside every mapped region */                  \
   X(dropShortFrame)       /* chain shorter than the virtio-net header plus an Ethernet header */      \
   X(dropOversize)         /* frame longer than the port's buffers */                                  \

@@ -87,7 +87,8 @@ class VhostUser : public Napi::ObjectWrap<VhostUser> {
     return o;
   }
 
-  // Joins the driver's thread (it wakes at once; at worst it finishes a message read, 0.5 s).
+  // Joins the driver's thread (it wakes at once, also in the middle of a
+  // message read; at worst it finishes sending a reply, 0.5 s).
   Napi::Value Close(const Napi::CallbackInfo &info) {
     if (port_) port_->stop();
     return info.Env().Undefined();
