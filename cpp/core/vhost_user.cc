@@ -1545,13 +1545,17 @@ struct VhostUserPort::Impl final : RoundHook {
     sockaddr_un a;
     auto s = make_unix(&a);
     if (!s) return;
-    int fd = s->get();
-    int fl = ::fcntl(fd, F_GETFL);
-    ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    if (::connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0) {
+    // non-blocking: a unix stream connect completes at once or fails with
+    // EAGAIN when the listener's backlog is full. Blocking, a server at the
+    // path that never accepts (anyone who can create the socket there) held
+    // this thread in connect(), and with it stop(), which the event loop
+    // waits for when the port is removed
+    if (::connect(s->get(), reinterpret_cast<sockaddr *>(&a), sizeof a) == 0) {
       on_connected(std::move(s).value());
     } else {
-      set_error("connecting to " + self.cfg_.path + ": " + std::strerror(errno) + " (retrying every second)");
+      const int e = errno;
+      set_error("connecting to " + self.cfg_.path + ": " + std::strerror(e) +
+                (e == EAGAIN ? " (its listen backlog is full: the front-end is not accepting)" : "") + " (retrying every second)");
     }
   }
 

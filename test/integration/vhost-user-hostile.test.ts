@@ -11,7 +11,8 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { nativeRaw } from '../../src/netmap/addon.js';
@@ -1120,4 +1121,30 @@ test.serial('a TSO frame with gso_size 1 for a guest without GUEST_TSO4 costs it
   t.true(grew < 64 << 20, `the process grew by ${(grew / 2 ** 20).toFixed(1)} MiB`);
   const [s0] = rxFrames(gRx, 0x80000, 2048);
   t.is(s0!.frame.length, 54 + 1, 'a segment: the headers and one byte');
+});
+
+test.serial('client mode: a server at the path whose backlog is full and that never accepts leaves the port removable at once, with the reason in its state', async (t) => {
+  t.timeout(60_000);
+  const VH = path.join(dir, 'never-accepts.sock');
+  // a listener that never accepts (node would accept on its own): python,
+  // listen(0), so that one pending connection fills its backlog
+  const py = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(0)\nprint("ready",flush=True)\ntime.sleep(3600)', VH], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(() => py.kill('SIGKILL'));
+  await once(py.stdout!, 'data');
+  const filler = native.unixStreamConnect(VH);
+  t.teardown(() => native.close(filler));
+  const socket = path.join(dir, 'ctl-never-accepts.sock');
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  await vale.create('vale0:cl', {}, { driver: { kind: 'vhost-user', path: VH, client: true } });
+  const describe = async (): Promise<string> => (await vale.stats('vale0'))[0]!.ports.find((p) => p.name === 'vale0:cl')!.driver!.describe;
+  // the attempt failed rather than waiting in connect() for an accept that never comes
+  await until(async () => /listen backlog is full/.test(await describe()));
+  t.regex(await describe(), /\(client, connecting\); last error: connecting to \S+: .* \(retrying every second\)/);
+  // removing it joins the port's thread: it must not be inside a connect()
+  await vale.remove('vale0:cl');
+  t.false((await vale.stats()).some((sw) => sw.ports.some((p) => p.name === 'vale0:cl')));
 });
