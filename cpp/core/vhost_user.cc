@@ -1017,7 +1017,10 @@ struct VhostUserPort::Impl final : RoundHook {
       const bool starved = is_rx && rx_starved && q.starved;
       if (has(F_EVENT_IDX)) {
         // the front-end kicks when its avail index passes avail_event
-        const uint16_t ahead = batch ? static_cast<uint16_t>(std::min<uint32_t>(batch, q.num / 4) - 1) : 0;
+        // (a queue of 1 or 2 entries: no batching, a kick per entry; q.num / 4
+        // is 0 there, and 0 - 1 put avail_event 0xffff entries ahead, so the
+        // guest never kicked and only the batching timer woke us)
+        const uint16_t ahead = batch ? static_cast<uint16_t>(std::max<uint32_t>(1, std::min<uint32_t>(batch, q.num / 4)) - 1) : 0;
         const uint16_t seen = starved ? q.starved_at : q.last_avail;
         store16_relaxed(q.used + 4 + 8 * static_cast<size_t>(q.num), static_cast<uint16_t>(seen + ahead));
       } else if (batch) {
