@@ -94,6 +94,19 @@ constexpr size_t GSO_SOCKETS = 64;       // per-flow source ports with a GSO soc
 constexpr size_t GRO_SPILL = 65536;      // a coalesced datagram beyond its first slot (the kernel caps one at 64 KiB)
 constexpr size_t ETH_HLEN = 14;
 
+// A UDP GSO send's control message: `seg` bytes a datagram (the last may be
+// shorter), in `cbuf`, which must outlive the sendmsg.
+void set_udp_segment(msghdr &mh, char (&cbuf)[CMSG_SPACE(sizeof(uint16_t))], uint16_t seg) {
+  std::memset(cbuf, 0, sizeof cbuf);
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = IPPROTO_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+}
+
 uint64_t mac_key(const uint8_t *m) {
   uint64_t k = 0;
   for (int i = 0; i < 6; i++) k = k << 8 | m[i];
@@ -1656,20 +1669,13 @@ int VxlanDriver::gso_probe() const {
     return -1;
   char two[2] = {};
   iovec iov{two, sizeof two};
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))] = {};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))];
   msghdr mh{};
   mh.msg_name = &a;
   mh.msg_namelen = len;
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  cmsghdr *c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = IPPROTO_UDP;
-  c->cmsg_type = UDP_SEGMENT;
-  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-  const uint16_t seg = 1;
-  std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+  set_udp_segment(mh, cbuf, 1);
   if (::sendmsg(s.get(), &mh, MSG_DONTWAIT) >= 0) return 1;
   return errno == EINVAL || errno == EIO || errno == ENOPROTOOPT || errno == EOPNOTSUPP ? 0 : -1;
 }
@@ -1694,7 +1700,7 @@ uint32_t VxlanDriver::flush_out() {
           iov[2 * i] = {out_hdr_[o.frame].data() + 8, VXLAN_HDR_LEN};
           iov[2 * i + 1] = {out_buf_.data() + out_off_[o.frame], out_len_[o.frame]};
         }
-        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))] = {};
+        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(uint16_t))];
         msghdr mh{};
         sockaddr_storage dst;
         {
@@ -1707,14 +1713,7 @@ uint32_t VxlanDriver::flush_out() {
         mh.msg_name = &dst;
         mh.msg_iov = iov;
         mh.msg_iovlen = 2 * run;
-        mh.msg_control = cbuf;
-        mh.msg_controllen = sizeof cbuf;
-        cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = IPPROTO_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        const uint16_t seg = static_cast<uint16_t>(VXLAN_HDR_LEN + out_len_[o0.frame]);
-        std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+        set_udp_segment(mh, cbuf, static_cast<uint16_t>(VXLAN_HDR_LEN + out_len_[o0.frame]));
         const ssize_t r = ::sendmsg(gfd, &mh, MSG_DONTWAIT);
         if (r >= 0) {
           std::lock_guard<std::mutex> g(mu_);

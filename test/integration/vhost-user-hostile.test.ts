@@ -187,6 +187,17 @@ async function receive(p: Port): Promise<Uint8Array> {
   }
 }
 
+/** The switch still forwards between other ports: a frame (tag 42) from `from` reaches `to`, which may see earlier broadcasts first. */
+async function forwardsOn(t: ExecutionContext, from: Port, to: Port): Promise<void> {
+  const other = frame(0x62, 42);
+  from.inject(other);
+  from.txsync();
+  let last: Uint8Array;
+  do last = await receive(to);
+  while (last[14] !== 42);
+  t.deepEqual(last.subarray(0, 60), other);
+}
+
 
 /** Where an RX queue's rings lie in guest memory (offsets from GPA), and its size. */
 interface RxLayout {
@@ -319,15 +330,7 @@ for (const [inline, backlogPollUs] of [[false, 0], [true, 0], [false, 100_000]] 
   t.is(c['queuesBroken'], 2);
   t.is(c['fromGuestFrames'], 2);
 
-  // the switch forwards on between other ports
-  const other = frame(0x62, 42);
-  peer2.inject(other);
-  peer2.txsync();
-  // (peer saw peer2's earlier broadcasts too)
-  let last: Uint8Array;
-  do last = await receive(peer);
-  while (last[14] !== 42);
-  t.deepEqual(last.subarray(0, 60), other);
+  await forwardsOn(t, peer2, peer);
   native.close(g.fd);
 });
 
@@ -975,14 +978,7 @@ for (const inline of [false, true]) test.serial(`kick and call fds that are not 
   t.regex(await describe(), /kick: its fd is not an eventfd but \S*kick-\w*\.fifo/);
   t.is((await drv())['protocolErrors'], 2);
 
-  // the switch forwards on between other ports
-  const other = frame(0x62, 42);
-  peer2.inject(other);
-  peer2.txsync();
-  let last: Uint8Array;
-  do last = await receive(peer);
-  while (last[14] !== 42);
-  t.deepEqual(last.subarray(0, 60), other);
+  await forwardsOn(t, peer2, peer);
 });
 
 // At most 1024 buffers in a chain, and in the chains of one frame together.
@@ -1026,14 +1022,7 @@ test.serial('vhost-user chains past 1024 buffers, alone or across one frame\'s m
   t.is(used(), 1 + 1025, 'the 1024 chains gathered and the one past the limit went back');
   t.is((await drv())['toGuestFrames'], 0);
 
-  // the switch forwards on between other ports
-  const other = frame(0x62, 42);
-  peer2.inject(other);
-  peer2.txsync();
-  let last: Uint8Array;
-  do last = await receive(peer);
-  while (last[14] !== 42);
-  t.deepEqual(last.subarray(0, 60), other);
+  await forwardsOn(t, peer2, peer);
 });
 
 // A frame that waits for mergeable RX buffers waits asleep, asking for a
