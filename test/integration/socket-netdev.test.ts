@@ -7,12 +7,12 @@
  * anything QEMU sends (counted, connection closed). tests/integration/
  * vm-guest.test.ts connects a real QEMU.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { open, ValeClient, ValeServer } from '../../src/index.js';
+import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { untilAnswer } from '../fixtures/wait.js';
 
 const dir = os.tmpdir();
@@ -127,9 +127,8 @@ test('stream client mode: vale-ts connects to a listening peer (QEMU server=on)'
   s.destroy();
 });
 
-test('dgram: one frame per datagram both ways; an oversized datagram is counted, not truncated', async (t) => {
-  t.timeout(30_000);
-  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+/** A switch with a dgram netdev port vale0:vm (vale-ts binds `ours`, sends to `theirs`) and a netmap port vale0:peer, closed at teardown. */
+async function dgramPort(t: ExecutionContext): Promise<{ vale: ValeClient; ours: string; theirs: string; peer: Port }> {
   const { vale, srv, socket } = await setup();
   t.teardown(() => srv.close());
   const ours = sock('dgram-vale');
@@ -137,6 +136,13 @@ test('dgram: one frame per datagram both ways; an oversized datagram is counted,
   await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: theirs } });
   const peer = await open('vale0:peer', { socket });
   t.teardown(() => peer.close());
+  return { vale, ours, theirs, peer };
+}
+
+test('dgram: one frame per datagram both ways; an oversized datagram is counted, not truncated', async (t) => {
+  t.timeout(30_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, ours, theirs, peer } = await dgramPort(t);
   // the peer (as QEMU's dgram netdev): binds its path, sends 3 datagrams, then reads one
   const script = `
 import socket, sys
@@ -170,13 +176,7 @@ print('GOT', len(d), d[14], flush=True)
 test('dgram: a peer that stops reading holds frames back without the driver spinning on a POLLOUT that means nothing', async (t) => {
   t.timeout(60_000);
   if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
-  const { vale, srv, socket } = await setup();
-  t.teardown(() => srv.close());
-  const ours = sock('dgram-vale');
-  const theirs = sock('dgram-qemu');
-  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: theirs } });
-  const peer = await open('vale0:peer', { socket });
-  t.teardown(() => peer.close());
+  const { vale, ours, theirs, peer } = await dgramPort(t);
   // the peer (as QEMU whose guest takes no frames): binds its path and reads
   // nothing until told, then counts what it receives
   const { spawn } = await import('node:child_process');

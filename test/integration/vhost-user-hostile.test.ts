@@ -1116,9 +1116,10 @@ test.serial('client mode: a server at the path whose backlog is full and that ne
   t.timeout(60_000);
   const VH = path.join(dir, 'never-accepts.sock');
   // a listener that never accepts (node would accept on its own): python,
-  // listen(0), so that one pending connection fills its backlog
-  const py = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(0)\nprint("ready",flush=True)\ntime.sleep(3600)', VH], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+  // listen(0), so that one pending connection fills its backlog; it holds
+  // the socket until the test kills it (it reads its stdin, which never ends)
+  const py = spawn('python3', ['-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(0)\nprint("ready",flush=True)\nsys.stdin.read()', VH], {
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   t.teardown(() => py.kill('SIGKILL'));
   await once(py.stdout!, 'data');

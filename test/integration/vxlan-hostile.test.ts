@@ -114,8 +114,8 @@ function frame(src: number, tag: number, len: number, dst?: number[]): Uint8Arra
   return f;
 }
 
-/** Sends `parts` as one multi-slot frame (NS_MOREFRAG on all slots but the last). */
-function sendChain(p: Port, parts: Uint8Array[]): void {
+/** Puts `parts` in the tx ring as one multi-slot frame (NS_MOREFRAG on all slots but the last), unsynced. */
+function putChain(p: Port, parts: Uint8Array[]): void {
   const ring = p.txRings[0]!;
   if (ring.space() < parts.length) throw new Error('tx ring full');
   for (let i = 0; i < parts.length; i++) {
@@ -125,6 +125,11 @@ function sendChain(p: Port, parts: Uint8Array[]): void {
     ring.setFlags(s, i + 1 < parts.length ? NS_MOREFRAG : 0);
     ring.advance(1);
   }
+}
+
+/** Sends `parts` as one multi-slot frame. */
+function sendChain(p: Port, parts: Uint8Array[]): void {
+  putChain(p, parts);
   p.txsync();
 }
 
@@ -192,13 +197,7 @@ test.serial('a long multi-slot frame followed by a batch of full-buffer frames a
   const ring = r.client.txRings[0]!;
   const singles = Math.min(63, ring.space() - parts.length);
   if (singles < 32) return t.pass(`a tx ring of ${ring.space()} free slots cannot hold the burst`);
-  for (let i = 0; i < parts.length; i++) {
-    const s = ring.head;
-    ring.bytes.set(parts[i]!, ring.bufOffset(s));
-    ring.setLen(s, parts[i]!.length);
-    ring.setFlags(s, i + 1 < parts.length ? NS_MOREFRAG : 0);
-    ring.advance(1);
-  }
+  putChain(r.client, parts);
   for (let i = 0; i < singles; i++) {
     if (!r.client.inject(frame(0x0a, 7, bs))) throw new Error('tx ring full');
   }
