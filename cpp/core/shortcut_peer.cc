@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/eventfd_check.h"
 #include "core/recv_fds.h"
 #include "core/shortcut_ring.h"
 
@@ -245,17 +246,7 @@ Status shortcut_send_channel(int fd, uint32_t slots, uint32_t slot_size, int mem
 }
 
 Status shortcut_check_eventfd(int fd) {
-  // the kernel names what an fd is: anything else (a pipe, a file, a socket
-  // the peer wants us to write into) is refused
-  char link[64], target[64];
-  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-  const ssize_t n = ::readlink(link, target, sizeof target - 1);
-  if (n < 0) return sys_fail("readlink", link);
-  target[n] = 0;
-  if (std::strcmp(target, "anon_inode:[eventfd]") != 0)
-    return check_fail(EINVAL, std::string("shortcut wakeup fd from the peer is not an eventfd but ") + target);
-  const int fl = ::fcntl(fd, F_GETFL);
-  if (fl < 0 || (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) return sys_fail("fcntl", "shortcut wakeup fd");
+  if (std::string why = eventfd_check(fd); !why.empty()) return check_fail(EINVAL, "shortcut wakeup fd from the peer: " + why);
   return Ok{};
 }
 

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/eventfd_check.h"
 #include "core/offload.h"
 #include "core/recv_fds.h"
 #include "core/shm_atomic.h"
@@ -138,20 +139,9 @@ struct Seg {
 // forever (the port's thread, or in-line the switch, would never sleep
 // again); a call is written on the datapath, and a write into a full pipe
 // blocks (the port's thread, or in-line the switch's, for good, and stop()
-// with it). The kernel names what an fd is. Both are made non-blocking;
-// kicks are also read with RWF_NOWAIT (read_kick), which holds even if the
-// front-end clears O_NONBLOCK again on the file it shares with us.
-std::string check_eventfd(int fd) {
-  char link[64], target[64];
-  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-  const ssize_t n = ::readlink(link, target, sizeof target - 1);
-  if (n < 0) return std::string("cannot tell what its fd is (readlink ") + link + ": " + std::strerror(errno) + ")";
-  target[n] = 0;
-  if (std::strcmp(target, "anon_inode:[eventfd]") != 0) return std::string("its fd is not an eventfd but ") + target;
-  const int fl = ::fcntl(fd, F_GETFL);
-  if (fl < 0 || (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) return std::string("fcntl: ") + std::strerror(errno);
-  return {};
-}
+// with it). Both are checked (eventfd_check) when they arrive and made
+// non-blocking; kicks are also read with RWF_NOWAIT (read_kick), which holds
+// even if the front-end clears O_NONBLOCK again on the file it shares with us.
 
 // A kick eventfd's count (0 when there is none), never blocking.
 uint64_t read_kick(int fd) {
@@ -353,7 +343,7 @@ struct VhostUserPort::Impl final : RoundHook {
       call = !(load16(q.avail) & AVAIL_F_NO_INTERRUPT);
     }
     if (call && q.call) {
-      // O_NONBLOCK since SET_VRING_CALL (check_eventfd). Not proof against a
+      // O_NONBLOCK since SET_VRING_CALL (eventfd_check). Not proof against a
       // front-end that clears it again on the file it shares with us and
       // fills its eventfd's counter: an eventfd write has no per-call
       // non-blocking form (docs/vhost-user.md, Limits)
@@ -1429,7 +1419,7 @@ struct VhostUserPort::Impl final : RoundHook {
         if (!nfds(nofd ? 0 : 1)) return fail("expected " + std::string(nofd ? "no fd" : "one fd"));
         unique_fd fd = nofd ? unique_fd() : std::move(fds[0]);
         if (fd && h.request != SET_VRING_ERR)  // (the err fd is never used)
-          if (std::string e = check_eventfd(fd.get()); !e.empty()) return fail(std::string(h.request == SET_VRING_KICK ? "kick" : "call") + ": " + e);
+          if (std::string e = eventfd_check(fd.get()); !e.empty()) return fail(std::string(h.request == SET_VRING_KICK ? "kick" : "call") + ": " + e);
         if (h.request == SET_VRING_KICK) {
           if (nofd) return fail("polling mode (no kick fd) is not supported");
           if (q->kick) unwatch_kick(q->kick.get());
