@@ -14,7 +14,7 @@
                   "cpp/core/afpacket_driver.cc", "cpp/core/tap_twin.cc",
                   "cpp/core/vhost_user.cc", "cpp/core/switch_core.cc",
                   "cpp/core/pcap_filter.cc", "cpp/core/vxlan_driver.cc", "cpp/core/shortcut_ring.cc",
-                  "cpp/core/shortcut_peer.cc"],
+                  "cpp/core/shortcut_peer.cc", "cpp/core/shared_bell.cc"],
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fno-exceptions"]
     },

@@ -12,6 +12,7 @@
 
 #include "core/clock.h"
 #include "core/offload.h"
+#include "core/shared_bell.h"
 #include "core/shm_atomic.h"
 
 namespace nm {
@@ -20,7 +21,7 @@ const char *const SWITCH_COUNTER_NAMES[C_COUNT] = {
     "rxFrames",     "rxBytes",    "txFrames",   "txBytes",    "dropNoSpace",  "dropInvalid",
     "dropRunt",     "dropSamePort", "dropLookup", "dropNoPort", "dropOversize", "dropFrag",
     "dropClosed",   "flooded",    "badHead",    "kicks",        "dropStalled",  "floodCopies", "dropMonitor",
-    "vnetPassed",   "vnetCsumCompleted", "vnetSegmented", "vnetSegments", "dropBadVnetHdr"};
+    "vnetPassed",   "vnetCsumCompleted", "vnetSegmented", "vnetSegments", "dropBadVnetHdr", "bellStuck"};
 
 namespace {
 constexpr uint32_t FRAG_CAP = SWITCH_MAX_BATCH + NETMAP_MAX_FRAGS;
@@ -265,6 +266,14 @@ Status SwitchCore::set_lossless(uint32_t id, bool on) {
 Status SwitchCore::set_attached(uint32_t id, bool on) {
   WITH_PORT(id);
   p->attached = on;
+  if (on && p->bell_stuck) {
+    // a persistent port's new client: the bell's last holder broke it
+    // (blocking, counter full); mend the file, which is ours too
+    const int fl = fcntl(p->client_bell.get(), F_GETFL);
+    if (fl >= 0) fcntl(p->client_bell.get(), F_SETFL, fl | O_NONBLOCK);
+    drain_bell(p->client_bell.get());
+    p->bell_stuck = false;
+  }
   return Ok{};
 }
 
@@ -1068,12 +1077,21 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
 }
 
 void SwitchCore::kick_client(Port *p) {
-  uint64_t one = 1;
-  // EAGAIN: the counter is full of kicks already, the client will wake
-  ssize_t w = write(p->client_bell.get(), &one, sizeof one);
-  for (int fd : p->extra_bells) w = write(fd, &one, sizeof one);
-  (void)w;
-  p->c[C_KICKS]++;
+  // the client holds these bells' files: a stuck one (shared_bell.h) held
+  // the switch for one watchdog tick and is not rung again
+  if (!p->bell_stuck) {
+    if (ring_bell(p->client_bell.get())) {
+      p->c[C_KICKS]++;
+    } else {
+      p->bell_stuck = true;
+      p->c[C_BELL_STUCK]++;
+    }
+  }
+  for (int &fd : p->extra_bells)
+    if (fd >= 0 && !ring_bell(fd)) {
+      fd = -1;
+      p->c[C_BELL_STUCK]++;
+    }
 }
 
 // Publishes new rx tails and wakes receivers that asked for it.
@@ -1199,9 +1217,9 @@ void SwitchCore::disarm_all() {
       int fd = tag == NOTIFY_TAG ? notify_fd_.get() : tag < SWITCH_MAX_PORTS && ports_[tag].used ? ports_[tag].switch_bell.get() : -1;
       if (fd >= 0 && tag != NOTIFY_TAG && std::find(rang_.begin(), rang_.end(), tag) == rang_.end())
         rang_.push_back(static_cast<uint32_t>(tag));
-      uint64_t v;
-      if (fd >= 0) while (read(fd, &v, sizeof v) > 0) {
-        }
+      // one read empties an eventfd; never a blocking one: the client
+      // holds the bell's file and may have cleared O_NONBLOCK on it
+      if (fd >= 0) drain_bell(fd);
     }
     if (n < 64) break;
   }

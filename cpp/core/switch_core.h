@@ -81,6 +81,7 @@ enum SwitchCounter {
   C_VNET_SEGMENTED,  // GSO copies the switch cut into frames for this header-less receiver
   C_VNET_SEGMENTS,   // frames those became (each also in txFrames)
   C_DROP_BAD_VNET,   // copies whose header asked for what cannot be done (bad offsets, GSO type, headers, gso_size)
+  C_BELL_STUCK,      // doorbells of this port's client that stopped taking kicks (made blocking and filled: shared_bell.h)
   C_COUNT
 };
 extern const char *const SWITCH_COUNTER_NAMES[C_COUNT];
@@ -376,7 +377,8 @@ class SwitchCore {
     Layout layout;
     mapping mem;
     unique_fd memfd, switch_bell, client_bell;
-    std::vector<int> extra_bells;
+    std::vector<int> extra_bells;  // -1: stuck (shared_bell.h), no longer rung
+    bool bell_stuck = false;       // client_bell stuck: no longer rung
     // monitors watching this port: copies of what it receives (mon_rx) and
     // sends (mon_tx) go to rx ring `ring` of monitor port `id`
     struct MonitorRef {

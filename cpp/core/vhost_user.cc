@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "core/eventfd_check.h"
+#include "core/shared_bell.h"
 #include "core/offload.h"
 #include "core/recv_fds.h"
 #include "core/shm_atomic.h"
@@ -140,17 +141,10 @@ struct Seg {
 // again); a call is written on the datapath, and a write into a full pipe
 // blocks (the port's thread, or in-line the switch's, for good, and stop()
 // with it). Both are checked (eventfd_check) when they arrive and made
-// non-blocking; kicks are also read with RWF_NOWAIT (read_kick), which holds
-// even if the front-end clears O_NONBLOCK again on the file it shares with us.
-
-// A kick eventfd's count (0 when there is none), never blocking.
-uint64_t read_kick(int fd) {
-  uint64_t v = 0;
-  iovec iov{&v, sizeof v};
-  ssize_t r = ::preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
-  if (r < 0 && errno == EOPNOTSUPP) r = ::read(fd, &v, sizeof v);  // a kernel before 5.12: O_NONBLOCK alone
-  return r == sizeof v ? v : 0;
-}
+// non-blocking. The front-end shares their files and may clear O_NONBLOCK
+// again: kicks are read with drain_bell and calls written with ring_bell
+// (core/shared_bell.h), which neither wait nor, for a filled counter, wait
+// for more than a watchdog tick.
 
 struct Vq {
   uint32_t num = 0;
@@ -343,13 +337,14 @@ struct VhostUserPort::Impl final : RoundHook {
       call = !(load16(q.avail) & AVAIL_F_NO_INTERRUPT);
     }
     if (call && q.call) {
-      // O_NONBLOCK since SET_VRING_CALL (eventfd_check). Not proof against a
-      // front-end that clears it again on the file it shares with us and
-      // fills its eventfd's counter: an eventfd write has no per-call
-      // non-blocking form (docs/vhost-user.md, Limits)
-      uint64_t one = 1;
-      [[maybe_unused]] ssize_t w = ::write(q.call.get(), &one, sizeof one);
-      c.calls++;
+      if (ring_bell(q.call.get())) {
+        c.calls++;
+      } else {
+        // the front-end made its call fd blocking and filled it: it held
+        // this thread one watchdog tick, and gets no more interrupts
+        q.call.reset();
+        c.callStuck++;
+      }
     }
   }
 
@@ -1134,7 +1129,7 @@ struct VhostUserPort::Impl final : RoundHook {
   }
 
   // A kick eventfd the switch saw readable: one read takes its whole count.
-  void fd_ready(int fd) override { c.kicks.fetch_add(read_kick(fd), std::memory_order_relaxed); }
+  void fd_ready(int fd) override { c.kicks.fetch_add(drain_bell(fd), std::memory_order_relaxed); }
 
   // The thread of an in-line port: the protocol only.
   void run_control(int stop_fd) {
@@ -1673,7 +1668,7 @@ struct VhostUserPort::Impl final : RoundHook {
           uint32_t qi = static_cast<uint32_t>(k & 0xffffffff);
           if (qi < vqs.size() && vqs[qi].kick) {
             // one read takes the eventfd's whole count (every kick since the last read) and resets it
-            c.kicks += read_kick(vqs[qi].kick.get());
+            c.kicks += drain_bell(vqs[qi].kick.get());
           }
         }
       }

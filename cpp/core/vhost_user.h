@@ -47,6 +47,7 @@ namespace nm {
   X(toGuestBytes)                                                                                     \
   X(kicks)                /* guest notifications read */                                              \
   X(calls)                /* guest interrupts sent */                                                 \
+  X(callStuck)            /* call fds made blocking and filled by the front-end: no longer written */ \
   X(wakeups)              /* times the thread slept and woke */                                       \
   X(batchedSleeps)        /* of those, sleeps with kicks and doorbells batched (a timer bounds them) */ \
   X(connects)                                                                                         \

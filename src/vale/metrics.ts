@@ -42,6 +42,7 @@ const PORT_COUNTERS: readonly [key: string, metric: string, help: string][] = [
   ['floodCopies', 'port_flood_copies_total', "copies made of the port's flooded frames, one per other port"],
   ['kicks', 'port_kicks_total', "doorbell writes to the port's client"],
   ['badHead', 'port_bad_head_total', 'impossible ring indices the client published'],
+  ['bellStuck', 'port_bell_stuck_total', "client doorbells that stopped taking kicks (the client made one blocking and filled it)"],
 ];
 const SWITCH_COUNTERS: readonly [key: string, metric: string, help: string][] = [
   ['rxFrames', 'switch_frames_in_total', 'frames the switch took from its ports, including ports that have gone'],

@@ -19,6 +19,7 @@ import { nativeRaw } from '../../src/netmap/addon.js';
 import { VHOST_INLINE_HOLD_US } from '../../src/ports/vhost-user.js';
 import { DEFAULT_HOLD_US } from '../../src/vale/switch.js';
 import { readable, untilAnswer } from '../fixtures/wait.js';
+import { EVENTFD_FULL, makeBlocking } from '../fixtures/hostile-fd.js';
 
 interface FrontAddon {
   memfd(name: string, size: number): number;
@@ -210,9 +211,9 @@ interface RxLayout {
 /**
  * Sets up both virtqueues (RX 0, TX 1) in the guest memory layout, each with
  * a call and a kick eventfd, and waits until vale0:guest says they run.
- * Returns the kick eventfds by queue.
+ * Returns the kick eventfds by queue (the call eventfds go into `calls`).
  */
-async function queuesUp(f: Front, vale: ValeClient, rx: RxLayout = { num: QN, desc: 0x20000 + DESC, avail: 0x20000 + AVAIL, used: 0x20000 + USED }): Promise<number[]> {
+async function queuesUp(f: Front, vale: ValeClient, rx: RxLayout = { num: QN, desc: 0x20000 + DESC, avail: 0x20000 + AVAIL, used: 0x20000 + USED }, calls: number[] = []): Promise<number[]> {
   const kicks: number[] = [];
   for (const q of [0, 1]) {
     // both queues share the rings' memory layout; queue 0 (RX) gets its own copy further up (or where `rx` says)
@@ -227,7 +228,9 @@ async function queuesUp(f: Front, vale: ValeClient, rx: RxLayout = { num: QN, de
     f.send(SET_VRING_BASE, state(q, 0));
     const kick = native.eventfd();
     kicks.push(kick);
-    f.send(SET_VRING_CALL, u64(q), [native.eventfd()]);
+    const call = native.eventfd();
+    calls.push(call);
+    f.send(SET_VRING_CALL, u64(q), [call]);
     f.send(SET_VRING_KICK, u64(q), [kick]);
   }
   await until(async () => (await vale.stats('vale0'))[0]!.ports.find((p) => p.name === 'vale0:guest')!.driver!.describe.includes('2 queues running'));
@@ -1137,4 +1140,42 @@ test.serial('client mode: a server at the path whose backlog is full and that ne
   // removing it joins the port's thread: it must not be inside a connect()
   await vale.remove('vale0:cl');
   t.false((await vale.stats()).some((sw) => sw.ports.some((p) => p.name === 'vale0:cl')));
+});
+
+// The call eventfd is the front-end's file: it can clear O_NONBLOCK on it
+// and fill its counter. Before, the next interrupt's write then waited for
+// good, and with it the port's thread (in-line: the switch's datapath).
+for (const inline of [false, true]) test.serial(`a front-end that makes its call fd blocking and fills it holds the port one watchdog tick; callStuck counts it and the switch forwards on (${inline ? 'in-line, datapath thread' : 'driver thread'})`, async (t) => {
+  t.timeout(60_000);
+  const { vale, VH, peer, socket, drv } = await guestSwitch(t, `callstuck-${inline}`, { inline }, inline ? 'thread' : undefined);
+  const peer2 = await open('vale0:peer2', { socket });
+  t.teardown(() => peer2.close());
+  const g = new Guest();
+  t.teardown(() => native.close(g.fd));
+  const f = Front.connect(VH);
+  t.teardown(() => f.close());
+  f.send(SET_FEATURES, u64(VERSION_1));
+  f.send(SET_OWNER);
+  f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
+  const calls: number[] = [];
+  const kicks = await queuesUp(f, vale, undefined, calls);
+  await makeBlocking(calls[0]!, { fill: EVENTFD_FULL });
+  const rxm = 0x20000;
+  for (const i of [0, 1]) {
+    g.desc(i, GPA + 0x30000 + 0x1000 * i, 2048, WRITE, 0, rxm + DESC);
+    g.mem.setUint16(rxm + AVAIL + 4 + 2 * i, i, true);
+  }
+  g.mem.setUint16(rxm + AVAIL + 2, 2, true);
+  native.kick(kicks[0]!);
+  peer2.inject(frame(0x62, 5));
+  peer2.txsync();
+  const after = await untilAnswer(drv, (c) => (c['callStuck'] ?? 0) >= 1);
+  t.is(after['toGuestFrames'], 1);
+  // no call is tried again; frames still reach the guest and the other ports
+  peer2.inject(frame(0x62, 6));
+  peer2.txsync();
+  const more = await untilAnswer(drv, (c) => (c['toGuestFrames'] ?? 0) >= 2);
+  t.is(more['callStuck'], 1);
+  t.is(g.mem.getUint16(rxm + USED + 2, true), 2);
+  await forwardsOn(t, peer2, peer);
 });
