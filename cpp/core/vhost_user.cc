@@ -1,6 +1,7 @@
 #include "core/vhost_user.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -8,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -145,6 +147,28 @@ struct Seg {
 // again: kicks are read with drain_bell and calls written with ring_bell
 // (core/shared_bell.h), which neither wait nor, for a filled counter, wait
 // for more than a watchdog tick.
+
+// Guest memory must live in RAM-backed files (memfd, tmpfs, hugetlbfs): on
+// any other filesystem a page fault on the datapath waits for that
+// filesystem, which on FUSE is a process the front-end may run. A memfd the
+// front-end could still shrink (vale-ts would then fault on a page past the
+// new end: SIGBUS) gets F_SEAL_SHRINK here, as QEMU's memory-backend-memfd
+// does itself by default; files that take no seals (hugetlbfs, /dev/shm)
+// rely on the front-end not truncating them (docs/vhost-user.md, Limits).
+std::string memory_file_check(int fd) {
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) < 0) return std::string("fstatfs failed: ") + std::strerror(errno);
+  if (fs.f_type != TMPFS_MAGIC && fs.f_type != HUGETLBFS_MAGIC) {
+    char magic[32];
+    std::snprintf(magic, sizeof magic, "0x%lx", static_cast<unsigned long>(fs.f_type));
+    return std::string("its file is on a filesystem (magic ") + magic +
+           ") that is not RAM-backed: back the guest's memory with memory-backend-memfd or a file on tmpfs or hugetlbfs";
+  }
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals >= 0 && !(seals & F_SEAL_SHRINK) && !(seals & F_SEAL_SEAL) && ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+    return std::string("cannot seal its memfd against shrinking: ") + std::strerror(errno);
+  return {};
+}
 
 struct Vq {
   uint32_t num = 0;
@@ -1476,6 +1500,7 @@ struct VhostUserPort::Impl final : RoundHook {
       struct stat st {};
       if (::fstat(fds[i].get(), &st) < 0) return name + ": fstat failed";
       if (!S_ISREG(st.st_mode)) return name + ": its fd is not a memory file (memfd, hugetlbfs, shm)";
+      if (std::string e = memory_file_check(fds[i].get()); !e.empty()) return name + ": " + e;
       if (static_cast<uint64_t>(st.st_size) < off + r.size) return name + " reaches past the end of its fd";
       auto m = mapping::map_shared(fds[i].get(), off + r.size, name);
       if (!m) return name + ": mmap failed: " + std::strerror(m.error().err);

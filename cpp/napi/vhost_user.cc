@@ -97,13 +97,14 @@ class VhostUser : public Napi::ObjectWrap<VhostUser> {
   std::unique_ptr<VhostUserPort> port_;
 };
 
-// memfd(name, size) -> fd: guest memory for a vhost-user front-end
+// memfd(name, size[, sealable]) -> fd: guest memory for a vhost-user front-end
 Napi::Value Memfd(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsString()) throw Napi::TypeError::New(env, "memfd(name, size)");
+  if (info.Length() < 2 || !info[0].IsString()) throw Napi::TypeError::New(env, "memfd(name, size[, sealable])");
   std::string name = info[0].As<Napi::String>();
   uint32_t size = arg_u32(info, 1, "size");
-  int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC);
+  const bool sealable = info.Length() > 2 && info[2].ToBoolean().Value();
+  int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC | (sealable ? MFD_ALLOW_SEALING : 0));
   if (fd < 0) throw errno_error(env, "memfd_create", errno, "memfd_create");
   unique_fd f(fd);
   if (::ftruncate(fd, size) < 0) throw errno_error(env, "ftruncate of memfd", errno, "ftruncate");

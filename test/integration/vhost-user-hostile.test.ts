@@ -22,7 +22,7 @@ import { readable, untilAnswer } from '../fixtures/wait.js';
 import { EVENTFD_FULL, makeBlocking } from '../fixtures/hostile-fd.js';
 
 interface FrontAddon {
-  memfd(name: string, size: number): number;
+  memfd(name: string, size: number, sealable?: boolean): number;
   unixStreamConnect(path: string): number;
   mapFd(fd: number, size: number): ArrayBuffer;
   sendMsg(fd: number, data: Uint8Array, fds?: number[]): boolean;
@@ -61,6 +61,22 @@ async function guestSwitch(
   return { vale, VH, peer, socket, drv };
 }
 test.after.always(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const TMPFS_MAGIC = 0x01021994, HUGETLBFS_MAGIC = 0x958458f6;
+let disk: string | undefined;
+/** A directory of ours on a filesystem that is not RAM-backed (the temporary dir may be tmpfs). */
+function diskDir(): string {
+  if (disk) return disk;
+  for (const base of ['/var/tmp', process.cwd(), os.tmpdir()]) {
+    const { type } = fs.statfsSync(base);
+    if (type !== TMPFS_MAGIC && type !== HUGETLBFS_MAGIC) {
+      disk = fs.mkdtempSync(path.join(base, `vhost-hostile-disk-${process.pid}-`));
+      return disk;
+    }
+  }
+  throw new Error('no disk filesystem among /var/tmp, the working directory and the temporary directory');
+}
+test.after.always(() => disk && fs.rmSync(disk, { recursive: true, force: true }));
 
 // vhost-user requests
 const GET_FEATURES = 1, SET_FEATURES = 2, SET_OWNER = 3, SET_MEM_TABLE = 5, SET_VRING_NUM = 8, SET_VRING_ADDR = 9;
@@ -353,6 +369,9 @@ for (const inline of [false, true]) test(`malformed vhost-user messages close th
   const fd = native.memfd('small-guest', SIZE);
   const fd2 = native.memfd('small-guest-2', SIZE);
   t.teardown(() => (native.close(fd), native.close(fd2)));
+  const diskFd = fs.openSync(path.join(diskDir(), `guest-mem-${process.pid}-${inline}`), fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
+  t.teardown(() => fs.closeSync(diskFd));
+  fs.ftruncateSync(diskFd, SIZE);
   const attacks: Array<[string, (f: Front) => void, RegExp]> = [
     ['region past the end of its fd', (f) => f.send(SET_MEM_TABLE, memTable([{ gpa: 0, size: 2 * SIZE, uva: UVA }]), [fd]), /past the end of its fd/],
     ['9 regions', (f) => f.send(SET_MEM_TABLE, memTable([{ gpa: 0, size: SIZE, uva: UVA }], 9), [fd]), /9 memory regions/],
@@ -362,6 +381,8 @@ for (const inline of [false, true]) test(`malformed vhost-user messages close th
       /overlaps/,
     ],
     ['fd count', (f) => f.send(SET_MEM_TABLE, memTable([{ gpa: 0, size: SIZE, uva: UVA }]), []), /0 fds for 1 regions/],
+    // page faults on it would wait for that filesystem (on FUSE: a process the front-end runs)
+    ['region on a disk filesystem', (f) => f.send(SET_MEM_TABLE, memTable([{ gpa: 0, size: SIZE, uva: UVA }]), [diskFd]), /not RAM-backed/],
     ['queue size', (f) => f.send(SET_VRING_NUM, state(1, 1000)), /not a power of 2/],
     ['queue index', (f) => f.send(SET_VRING_NUM, state(77, 16)), /queue 77 does not exist/],
     ['payload size', (f) => f.send(SET_OWNER, new Uint8Array(0), [], 100_000), /payload of 100000 bytes/],
@@ -1178,4 +1199,25 @@ for (const inline of [false, true]) test.serial(`a front-end that makes its call
   t.is(more['callStuck'], 1);
   t.is(g.mem.getUint16(rxm + USED + 2, true), 2);
   await forwardsOn(t, peer2, peer);
+});
+
+// A memfd the front-end could still shrink would make vale-ts fault (SIGBUS)
+// on a page past the new end: vale-ts seals it against shrinking.
+test('a sealable guest memfd without F_SEAL_SHRINK is sealed by vale-ts: the front-end can no longer shrink it', async (t) => {
+  t.timeout(30_000);
+  const { VH } = await guestSwitch(t, 'seal');
+  const fd = native.memfd('sealable-guest', SIZE, true);
+  t.teardown(() => native.close(fd));
+  fs.ftruncateSync(fd, SIZE - 4096);
+  fs.ftruncateSync(fd, SIZE);
+  const f = Front.connect(VH);
+  t.teardown(() => f.close());
+  f.send(SET_FEATURES, u64(VERSION_1));
+  f.send(SET_OWNER);
+  f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [fd]);
+  // messages are handled in order: once GET_FEATURES is answered, the table is in
+  f.send(GET_FEATURES);
+  t.not(await f.reply(), 'eof');
+  t.throws(() => fs.ftruncateSync(fd, SIZE / 2), { code: 'EPERM' });
+  fs.ftruncateSync(fd, 2 * SIZE); // growing stays allowed (QEMU's own seal set adds F_SEAL_GROW; vale-ts needs only this)
 });
