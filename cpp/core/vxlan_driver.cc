@@ -68,6 +68,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutSelfWakes: return "shortcutSelfWakes";
     case VxCtr::ShortcutFullTimeouts: return "shortcutFullTimeouts";
     case VxCtr::ShortcutFullTimeoutsRoom: return "shortcutFullTimeoutsRoom";
+    case VxCtr::ShortcutPeerStalled: return "shortcutPeerStalled";
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
@@ -644,6 +645,7 @@ void VxlanDriver::send_control(uint8_t type, uint32_t ep, const uint8_t *nonce) 
 void VxlanDriver::start_rendezvous(uint32_t ep) {
   for (const Peer &p : peers_)
     if (p.ep == static_cast<int>(ep)) return;
+  if (static_cast<uint64_t>(mono_coarse_ns()) < endpoints_[ep].sc_quiet_until_ns) return;  // its last peer stalled
   auto c = shortcut_connect(shortcut_dir_, endpoints_[ep].peer_instance);
   if (!c) {
     vcount(VxCtr::ShortcutConnectFailed);  // its next HELLO tries again
@@ -691,7 +693,7 @@ bool VxlanDriver::handle_claim(Peer &p, const ShortcutClaim &c) {
   const int ep = find_endpoint(from);
   if (ep < 0 || (p.ep >= 0 && p.ep != ep)) return false;
   const Endpoint &e = endpoints_[static_cast<size_t>(ep)];
-  if (!e.flood) return false;
+  if (!e.flood || static_cast<uint64_t>(mono_coarse_ns()) < e.sc_quiet_until_ns) return false;
   if (!e.same_host || e.peer_instance != c.instance) {
     // its HELLO (UDP) may simply not have been read yet: wait for it, once
     if (p.pending_claim) return false;
@@ -1475,8 +1477,13 @@ uint32_t VxlanDriver::link_out() {
         } else if (!p->ring->room()) {
           ring_full = true;
           vcount(VxCtr::ShortcutRingFull);
+          // a peer that frees no slot must not hold up the port for good
+          if (!p->full_since_ns) p->full_since_ns = now;
+          else if (now - p->full_since_ns >= SHORTCUT_STALL_NS) p->stalled = true;
+        } else {
+          p->full_since_ns = 0;
+          ring_dst_.push_back(p);
         }
-        else ring_dst_.push_back(p);
         return true;
       };
       const size_t before = out_.size();
@@ -1567,6 +1574,15 @@ uint32_t VxlanDriver::link_out() {
       }
       if (p.ring && p.ring->broken()) {
         drop_peer(i, VxCtr::ShortcutRingBroken);
+        continue;
+      }
+      if (p.stalled) {
+        // hung up on like a peer that went: it drains the ring when it runs
+        // again, before anything we send it over VXLAN from now on
+        endpoints_[static_cast<size_t>(p.ep)].sc_quiet_until_ns = now + SHORTCUT_STALL_QUIET_NS;
+        drop_peer(i, VxCtr::ShortcutPeerStalled);
+        sc_full_ = false;  // the waiting frame goes over VXLAN: no wait for room
+        if (out_sent_ >= out_.size()) out_blocked_ = false;
         continue;
       }
       i++;

@@ -70,6 +70,13 @@ constexpr size_t SHORTCUT_ID_LEN = 16;
 // dst, src, type, magic, version, type, 2 reserved, boot id, instance id
 constexpr size_t SHORTCUT_HELLO_LEN = 14 + 4 + 4 + 2 * SHORTCUT_ID_LEN;
 constexpr uint64_t SHORTCUT_HELLO_PERIOD_NS = 1000000000ull;
+// A peer whose ring stays full this long while frames wait for it (stopped,
+// wedged or hostile: it maps the ring but frees no slot) is hung up on, so
+// that it cannot hold up what the port sends to every other remote; three
+// HELLO periods, three resends of MARKER copies a peer may still wait for.
+// No new rendezvous with its endpoint for SHORTCUT_STALL_QUIET_NS after.
+constexpr uint64_t SHORTCUT_STALL_NS = 3 * SHORTCUT_HELLO_PERIOD_NS;
+constexpr uint64_t SHORTCUT_STALL_QUIET_NS = 60 * SHORTCUT_HELLO_PERIOD_NS;
 
 struct VxlanOptions {
   uint32_t vni = 0;                  // 0 .. 2^24-1
@@ -133,6 +140,7 @@ enum class VxCtr : uint8_t {
   ShortcutSelfWakes,       // sleeps skipped: frames or room came while we asked for a kick
   ShortcutFullTimeouts,    // 1 ms waits for room that ended without the peer's kick
   ShortcutFullTimeoutsRoom,  // ... of which found room in the ring: a room kick late or missed (0 when the wait words work)
+  ShortcutPeerStalled,     // peers hung up on: their ring stayed full SHORTCUT_STALL_NS while frames waited (VXLAN after)
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
   TxGsoDatagrams,          // datagrams those carried
   TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after
@@ -171,6 +179,7 @@ class VxlanDriver final : public PortPump {
     uint8_t sc_tx = 0;
     bool sc_rx_open = false;  // every MARKER copy came: its ring is read
     uint64_t sc_tx_frames = 0, sc_rx_frames = 0, sc_ups = 0, sc_downs = 0;
+    uint64_t sc_quiet_until_ns = 0;  // its peer stalled: no rendezvous before then
     // outer source ports used to it lately (raw sends): one MARKER copy each
     std::array<uint16_t, SHORTCUT_MAX_MARKERS> sports{};
     std::array<uint64_t, SHORTCUT_MAX_MARKERS> sports_ns{};
@@ -199,6 +208,8 @@ class VxlanDriver final : public PortPump {
     bool marked = false;
     std::vector<uint16_t> marker_ports;
     bool pushed = false;    // pushed to the ring in this link_out batch
+    uint64_t full_since_ns = 0;  // a frame has found the ring full since then (0: it had room)
+    bool stalled = false;        // full for SHORTCUT_STALL_NS: hung up on at the end of the batch
     // rx: the MARKER copies of the peer's epoch seen so far
     uint32_t marker_n = 0;
     uint64_t marker_seen = 0;

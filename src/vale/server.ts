@@ -10,7 +10,7 @@ import path from 'node:path';
 import { native, type NativeFdWatcher } from '../netmap/addon.js';
 import { NR_MONITOR_RX, NR_MONITOR_TX, NR_REG_ALL_NIC, NR_REG_ONE_NIC, NR_ZCOPY_MON } from '../netmap/abi.js';
 import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
-import { Switch, type PortParams, type SwitchOptions, type SwitchPort, type VnetHdrLen } from './switch.js';
+import { Switch, monitorParams, type PortParams, type SwitchOptions, type SwitchPort, type VnetHdrLen } from './switch.js';
 import { CounterRegistry } from './counters.js';
 import { driverFactory, type DriverFactory, type DriverSpec, type PortDriver } from '../ports/index.js';
 import { AF_PACKET_KIND, HOST_TAP_KIND, LINUX_IF_KIND, checkIfname } from '../ports/linux-if.js';
@@ -43,7 +43,7 @@ export interface ServerLimits {
   maxConnectionsPerUid: number;
   /** ports on all switches (--max-ports) */
   maxPorts: number;
-  /** ports one uid holds or created (--max-ports-per-uid) */
+  /** ports one uid holds or created, monitors it opened included (--max-ports-per-uid) */
   maxPortsPerUid: number;
   /** registrations one process holds (--max-ports-per-client) */
   maxPortsPerClient: number;
@@ -566,7 +566,7 @@ export class ValeServer extends EventEmitter {
   /** Bytes of every region, hosted and being prepared. */
   private memoryInUse(): number {
     let m = 0;
-    for (const sw of this.switches.values()) for (const p of sw.ports()) m += p.geometry.memsize;
+    for (const sw of this.switches.values()) for (const p of [...sw.ports(), ...sw.monitorPorts()]) m += p.geometry.memsize;
     for (const p of this.pending.values()) m += p.size;
     return m;
   }
@@ -577,8 +577,9 @@ export class ValeServer extends EventEmitter {
     let total = 0;
     let byUid = 0;
     let onSwitch = 0;
+    // a monitor is a region and a slot of its switch as a port is
     for (const sw of this.switches.values()) {
-      for (const p of sw.ports()) {
+      for (const p of [...sw.ports(), ...sw.monitorPorts()]) {
         total++;
         if (this.owners.get(p)?.uid === owner.uid) byUid++;
         if (sw.name === swName) onSwitch++;
@@ -590,7 +591,7 @@ export class ValeServer extends EventEmitter {
       if (p.sw === swName) onSwitch++;
     }
     let byClient = 0;
-    for (const c of this.clients) if (c.port && c.pid === owner.pid) byClient++;
+    for (const c of this.clients) if ((c.port || c.monitor) && c.pid === owner.pid) byClient++;
     const refuse = (what: string, n: number, limit: number, opt: string, code = 'ENOSPC'): never => {
       if (code === 'ENOMEM') this.counters.refusedMemoryLimit++;
       else this.counters.refusedPortLimit++;
@@ -830,13 +831,18 @@ export class ValeServer extends EventEmitter {
     if (!(c.uid === 0 || c.uid === this.uid || (owner !== undefined && owner === c.uid))) {
       throw new RequestError('EACCES', `uid ${c.uid} may not monitor ${n.full}: only root, vale-ts's uid (${this.uid}) and the uid that created the port may watch its traffic`);
     }
+    const rx = (flags & NR_MONITOR_RX) !== 0, tx = (flags & NR_MONITOR_TX) !== 0;
+    // counted against the opener's limits like a port (it outlives the port it watches)
+    const opener: PortOwner = { uid: c.uid, pid: c.pid };
+    this.checkNewPort(`${n.full}/${rx ? 'r' : ''}${tx ? 't' : ''}`, n.sw, this.sizeOf(monitorParams(port, rx, tx)), opener);
     let mon: SwitchPort;
     try {
-      mon = sw.addMonitor(port, (flags & NR_MONITOR_RX) !== 0, (flags & NR_MONITOR_TX) !== 0);
+      mon = sw.addMonitor(port, rx, tx);
     } catch (e) {
       const err = e as Error & { code?: string };
       throw new RequestError(err.code ?? 'EINVAL', err.message);
     }
+    this.owners.set(mon, opener);
     c.monitor = { sw, index: mon.index };
     return {
       reply: { v: PROTOCOL_VERSION, ok: true, op: 'register', switch: sw.name, port: n.port, bridgeIndex: sw.bridgeIndex, portIndex: mon.index, ...mon.geometry },

@@ -154,6 +154,15 @@ let nextMemId = 2;
 const MAX_MONITORS_PER_PORT = 8;
 
 /**
+ * The region of a monitor of `watched` ({@link Switch.addMonitor}): one rx
+ * ring per direction watched, of buffers as large as the watched port's (so
+ * every copy fits), and a token tx ring.
+ */
+export function monitorParams(watched: SwitchPort, rx: boolean, tx: boolean, rxSlots = 1024): PortParams {
+  return { txRings: 1, rxRings: rx && tx ? 2 : 1, txSlots: 64, rxSlots, bufSize: watched.geometry.bufSize };
+}
+
+/**
  * Frames counted under any drop reason (every counter named drop*): with
  * the frames delivered, they account for every frame a switch took.
  */
@@ -530,12 +539,7 @@ export class Switch extends EventEmitter {
     for (const m of this.monitorsById.values()) if (m.watched === watched) n++;
     if (n >= MAX_MONITORS_PER_PORT) throw Object.assign(new Error(`${watched.name} has ${n} monitors already (limit ${MAX_MONITORS_PER_PORT})`), { code: 'ENOSPC' });
     const name = `${watched.name}/${rx ? 'r' : ''}${tx ? 't' : ''}`;
-    // buffers as large as the watched port's, so every copy fits
-    const np = this.core.addPort(
-      { txRings: 1, rxRings: rx && tx ? 2 : 1, txSlots: 64, rxSlots: params.rxSlots ?? 1024, bufSize: watched.geometry.bufSize },
-      name,
-      false,
-    );
+    const np = this.core.addPort(monitorParams(watched, rx, tx, params.rxSlots), name, false);
     try {
       this.core.setMonitor(np.id, watched.index, rx, tx);
     } catch (e) {
@@ -576,6 +580,11 @@ export class Switch extends EventEmitter {
     const last = this.core.removePort(index);
     this.emit('monitorRemoved', m.mon, last);
     return last;
+  }
+
+  /** The monitors' own ports (regions and switch slots, for limits: not ports of the switch). */
+  monitorPorts(): SwitchPort[] {
+    return [...this.monitorsById.values()].map((m) => m.mon);
   }
 
   /** Open monitors: each with the port it watches (or watched: that port may have gone) and its counters. */

@@ -408,7 +408,7 @@ asOther('a private socket directory planted by someone else stops vale-ts; the o
   }
 });
 
-asOther('foreign-uid peers: refused by policy (counted), admitted by --allow-uid, and cannot bind a ring of another uid\'s port', async (t) => {
+asOther('foreign-uid peers: refused by policy (counted), admitted by --allow-uid, and can neither bind a ring of another uid\'s port nor monitor it', async (t) => {
   const dir = tmpDir();
   const socket = path.join(dir, 's.sock');
   const vt = spawnChild([process.execPath, valeTs, '--socket', socket], 'listening');
@@ -434,6 +434,13 @@ asOther('foreign-uid peers: refused by policy (counted), admitted by --allow-uid
     const theft = await asNobodyPeer(['register', socket2, 'vale0:m', '1']);
     t.is(theft['code'], 'EACCES');
     t.regex(String(theft['error']), /held by uid 0: binding another of its rings would map its whole region/);
+    // nor watch it: a monitor copies every frame of the port, as its ring would show them
+    for (const m of ['r', 't', 'rt']) {
+      const watch = await asNobodyPeer(['register', socket2, `vale0:m/${m}`]);
+      t.is(watch['code'], 'EACCES', JSON.stringify(watch));
+      t.regex(String(watch['error']), new RegExp(`uid ${NOBODY} may not monitor vale0:m`));
+    }
+    t.notRegex(JSON.stringify(await requestOnce(socket2, { v: PROTOCOL_VERSION, op: 'stats' })), /"monitors"/, 'no monitor was opened');
     mine.close();
   } finally {
     await stop(vt2);

@@ -15,6 +15,7 @@ import { native } from '../../src/netmap/addon.js';
 import { ControlConnection, requestOnce } from '../../src/control/client.js';
 import { encodeMessage, MAX_MESSAGE, PROTOCOL_VERSION, type Reply, type RegisterRequest } from '../../src/control/protocol.js';
 import { parsePortName } from '../../src/netmap/name.js';
+import { NR_MONITOR_RX, NR_MONITOR_TX } from '../../src/netmap/abi.js';
 import { until } from '../fixtures/wait.js';
 import { formatStats } from '../../tools/vale-ctl/vale-ctl.js';
 
@@ -303,6 +304,63 @@ test.serial('limits: a huge region, too many ports per client, a full switch: re
       for (const h of held) closeAll(h);
     },
     { limits: { maxPortsPerClient: 3, maxPortMemory: 64 << 20 } },
+  );
+});
+
+test.serial('limits: a monitor is a region and a switch slot like a port: counted against --max-memory and --max-ports-per-uid, refused before allocating, its opener\'s and orphaned ones alike', async (t) => {
+  const mon = (name: string, flags = NR_MONITOR_RX | NR_MONITOR_TX) => (socket: string) => register(socket, { name, flags });
+  const size = (r: { reply: Reply }): number => (r.reply.ok && r.reply.op === 'register' ? r.reply.memsize : NaN);
+  // the sizes of a port and of a monitor of it (/rt: two rx rings of copies)
+  const [portSize, monSize] = await withServer(async (socket) => {
+    const w = await register(socket, { name: 'vale0:x2w' });
+    const m = await mon('vale0:x2w')(socket);
+    const s = [size(w), size(m)];
+    closeAll(m);
+    closeAll(w);
+    return s;
+  });
+  t.true(portSize > 0 && monSize > 0);
+  // memory: room for the port, not for the port and a monitor
+  await withServer(
+    async (socket, srv) => {
+      const w = await register(socket, { name: 'vale0:x2w' });
+      t.true(w.reply.ok);
+      const before = native.liveMappings().count;
+      const m = await mon('vale0:x2w')(socket);
+      t.false(m.reply.ok, 'a monitor over --max-memory was opened');
+      if (!m.reply.ok) {
+        t.is(m.reply.code, 'ENOMEM');
+        t.regex(m.reply.error, /--max-memory/);
+      }
+      closeAll(m);
+      t.is(native.liveMappings().count, before, 'nothing mapped for it');
+      t.is(srv.serverCounters().refusedMemoryLimit, 1);
+      closeAll(w);
+    },
+    { limits: { maxMemory: portSize + monSize - 1 } },
+  );
+  // ports of one uid: a monitor is one of them, also once the port it
+  // watched is gone (a monitor outlives its port: watching a port, closing
+  // it and opening it again must not gather monitors without end)
+  await withServer(
+    async (socket, srv) => {
+      const keep = await register(socket, { name: 'vale0:x2keep' }); // the switch stays
+      const w = await register(socket, { name: 'vale0:x2w' });
+      const m1 = await mon('vale0:x2w', NR_MONITOR_RX)(socket);
+      t.true(m1.reply.ok);
+      closeAll(w);
+      while (srv.switch('vale0')!.port('vale0:x2w')) await new Promise((r) => setImmediate(r));
+      const w2 = await register(socket, { name: 'vale0:x2w' });
+      t.true(w2.reply.ok, 'a port, the orphaned monitor and the new port: three');
+      const m2 = await mon('vale0:x2w', NR_MONITOR_TX)(socket);
+      t.false(m2.reply.ok, 'a fourth region of the uid was opened');
+      if (!m2.reply.ok) {
+        t.is(m2.reply.code, 'ENOSPC');
+        t.regex(m2.reply.error, /--max-ports-per-uid/);
+      }
+      for (const r of [m2, w2, m1, keep]) closeAll(r);
+    },
+    { limits: { maxPortsPerUid: 3 } },
   );
 });
 

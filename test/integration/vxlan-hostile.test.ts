@@ -266,6 +266,89 @@ test.serial('co-resident shortcut: a multi-slot frame goes into the ring as one 
   t.deepEqual(Buffer.from(got[1]!), concat(small));
 });
 
+test.serial('co-resident shortcut: a peer that stops reading its ring (SIGSTOP) is hung up on once its ring stayed full for a while (shortcutPeerStalled), and the port sends to every remote over VXLAN again', async (t) => {
+  t.timeout(90_000);
+  // A (this process) has two static remotes: vale-ts B (a process of its
+  // own, to be stopped), the shortcut peer, and C, a plain UDP socket. B's
+  // ring filling must not hold up what A sends to C for good
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-x2stall-'));
+  chmodSync(dir, 0o700);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const c = await udpOn('127.0.0.3');
+  t.teardown(() => c.close());
+  const pb = c.address().port; // B's port too (on 127.0.0.2): one dstport for both remotes
+  const pa = await freePort();
+  const sockB = path.join(os.tmpdir(), `vxh-x2stall-${process.pid}.sock`);
+  const b = await startValeTs(sockB);
+  t.teardown(async () => {
+    b.proc.kill('SIGCONT');
+    await b.stop();
+  });
+  const vb = new ValeClient({ socket: sockB });
+  await vb.create('valeX2B:vx', {}, {
+    driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.2:${pb}`, remote: ['127.0.0.1'], dstport: pa, srcport: 'fixed', shortcutdir: dir },
+  });
+  await vale.create('valeX2A:vx', {}, {
+    driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.1:${pa}`, remote: ['127.0.0.2', '127.0.0.3'], dstport: pb, srcport: 'fixed', shortcutdir: dir },
+  });
+  t.teardown(() => vale.remove('valeX2A:vx').catch(() => undefined));
+  const a = await open('valeX2A:c', { socket });
+  t.teardown(() => a.close());
+  // the tags of the frames C got (HELLOs, flag 0x40, left out)
+  const atC = new Set<number>();
+  let cWaiter: (() => void) | undefined;
+  c.on('message', (m) => {
+    if (m.length > 8 + 14 && !(m[0]! & 0x40)) atC.add(m[8 + 14]!);
+    cWaiter?.();
+  });
+  const vxA = async (): Promise<Record<string, number>> => {
+    const [st] = await vale.stats('valeX2A');
+    return st!.ports.find((x) => x.name === 'valeX2A:vx')!.driver!.counters;
+  };
+  const toB = 'remote 127.0.0.2 ';
+  await untilAnswer(vxA, (x) => x[`${toB}shortcutPeer`] === 3);
+  // frames flood to B (its ring) and C (UDP): once B reads the ring, stop it
+  const send = (tag: number, n: number): void => {
+    for (let i = 0; i < n && a.inject(frame(0x0a, tag, 60)); i++);
+    a.txsync();
+  };
+  send(1, 1);
+  await untilAnswer(async () => (send(1, 1), vxA()), (x) => x[`${toB}shortcut`] === 2);
+  t.true(b.proc.kill('SIGSTOP'));
+  // B's ring fills (1024 slots): A's frames wait for it
+  const full = await untilAnswer(async () => (send(2, 64), vxA()), (x) => x['shortcutRingFull']! > 0);
+  t.is(full['shortcutPeerStalled'], 0);
+  // what A sends from now on reaches C once A has given up on B (paced:
+  // each waits for C or 20 ms; the frames meanwhile are dropped by A's
+  // switch, its VXLAN port's ring being full)
+  while (!atC.has(3)) {
+    send(3, 1);
+    await new Promise<void>((r) => {
+      const tm = setTimeout(r, 20);
+      cWaiter = () => {
+        clearTimeout(tm);
+        r();
+      };
+    });
+  }
+  const x = await vxA();
+  t.is(x['shortcutPeerStalled'], 1);
+  t.is(x[`${toB}shortcut`], 0);
+  t.is(x[`${toB}shortcutDowns`], 1);
+  t.true(x[`${toB}txFrames`]! > 0, 'B is sent to over VXLAN again');
+  t.true(x['shortcutLostOnHangup']! > 0, 'what B never read is counted');
+  t.is(x['shortcutRingBroken'], 0);
+  // B runs again: it sees the hang-up; its HELLOs bring no new rendezvous
+  // for a while (a peer that stalls must not hold the port up once a round)
+  t.true(b.proc.kill('SIGCONT'));
+  const bGone = await untilAnswer(async () => (await vb.stats('valeX2B'))[0]!.ports.find((p) => p.name === 'valeX2B:vx')!.driver!.counters, (y) => y['shortcutPeerGone']! >= 1);
+  t.is(bGone['shortcutRingBroken'], 0);
+  const later = await untilAnswer(vxA, (y) => y['shortcutHelloIn']! >= x['shortcutHelloIn']! + 3);
+  t.is(later[`${toB}shortcutPeer`], 0);
+  t.is(later[`${toB}shortcutUps`], 1);
+  t.is(later[`${toB}shortcut`], 0);
+});
+
 /**
  * One UDP GSO send of `data` in segments of `seg` bytes from 127.0.0.2 to
  * 127.0.0.1:port: over the loopback the VTEP's socket (UDP_GRO on) takes it
