@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "core/clock.h"
+#include "core/shared_bell.h"
 
 namespace nm {
 
@@ -69,6 +70,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutFullTimeouts: return "shortcutFullTimeouts";
     case VxCtr::ShortcutFullTimeoutsRoom: return "shortcutFullTimeoutsRoom";
     case VxCtr::ShortcutPeerStalled: return "shortcutPeerStalled";
+    case VxCtr::ShortcutBellStuck: return "shortcutBellStuck";
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
@@ -755,6 +757,17 @@ bool VxlanDriver::attach_channel(Peer &p) {
   return true;
 }
 
+// A peer that kept its ring full or broke a bell: hung up on like a peer
+// that went (it drains the ring when it runs again, before anything we send
+// it over VXLAN from now on), and not paired with again for a while.
+void VxlanDriver::hang_up_hostile(size_t i, VxCtr why) {
+  const Peer &p = peers_[i];
+  if (p.ep >= 0) endpoints_[static_cast<size_t>(p.ep)].sc_quiet_until_ns = mono_coarse_ns() + SHORTCUT_STALL_QUIET_NS;
+  drop_peer(i, why);
+  sc_full_ = false;  // a frame waiting for its ring goes over VXLAN: no wait for room
+  if (out_sent_ >= out_.size()) out_blocked_ = false;
+}
+
 void VxlanDriver::drop_peer(size_t i, VxCtr why) {
   Peer &p = peers_[i];
   if (p.ep >= 0) {
@@ -945,7 +958,7 @@ void VxlanDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_ou
   // when we wait for frames from its ring (room in the switch's ring) or
   // for room in ours (a frame waits for it), then look once more: what came
   // meanwhile wakes us at once (our own bell, read like the peer's kick).
-  int ready = -1;  // a bell to ring ourselves: no sleep
+  Peer *ready = nullptr;  // whose bell to ring ourselves: no sleep
   for (Peer &p : peers_) {
     w.push_back({p.conn.get(), POLLIN});
     if (!p.my_bell || !p.ring) continue;
@@ -964,11 +977,11 @@ void VxlanDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_ou
       }
     }
     if (want) w.push_back({p.my_bell.get(), POLLIN});
-    if (now_ready && ready < 0) ready = p.my_bell.get();
+    if (now_ready && !ready) ready = &p;
   }
-  if (ready >= 0) {
-    const uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(ready, &one, sizeof one);
+  if (ready) {
+    // our bell, but the peer holds its file too (shared_bell.h)
+    if (!ring_bell(ready->my_bell.get())) ready->bell_stuck = true;
     vcount(VxCtr::ShortcutSelfWakes);
   }
 }
@@ -989,8 +1002,7 @@ void VxlanDriver::link_event(int fd, uint32_t events) {
   if (fd == udp_.get() || fd == raw_.get()) return;
   for (const Peer &p : peers_) {
     if (p.my_bell.get() != fd) continue;
-    uint64_t v;
-    [[maybe_unused]] const ssize_t n = ::read(fd, &v, sizeof v);
+    drain_bell(fd);  // never waits, whatever the peer did to the file's flags
     if (sc_full_) {  // room in a ring, perhaps: link_out tries again
       sc_full_ = false;
       if (out_sent_ >= out_.size()) out_blocked_ = false;
@@ -1001,9 +1013,11 @@ void VxlanDriver::link_event(int fd, uint32_t events) {
 }
 
 void VxlanDriver::kick(Peer &p) {
-  const uint64_t one = 1;
-  vcount(VxCtr::ShortcutKicks);
-  [[maybe_unused]] const ssize_t n = ::write(p.their_bell.get(), &one, sizeof one);
+  if (p.bell_stuck) return;
+  if (ring_bell(p.their_bell.get()))
+    vcount(VxCtr::ShortcutKicks);
+  else
+    p.bell_stuck = true;  // hung up on where the peer is next looked at
 }
 
 VxlanDriver::Peer *VxlanDriver::ring_peer(uint32_t ep) {
@@ -1161,6 +1175,10 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     if (popped) {
       vcount(VxCtr::ShortcutRxBatches);
       if (p.ring->room_kick_due()) kick(p);  // its producer sleeps for room
+    }
+    if (p.bell_stuck) {
+      hang_up_hostile(i, VxCtr::ShortcutBellStuck);
+      continue;
     }
     i++;
   }
@@ -1576,13 +1594,8 @@ uint32_t VxlanDriver::link_out() {
         drop_peer(i, VxCtr::ShortcutRingBroken);
         continue;
       }
-      if (p.stalled) {
-        // hung up on like a peer that went: it drains the ring when it runs
-        // again, before anything we send it over VXLAN from now on
-        endpoints_[static_cast<size_t>(p.ep)].sc_quiet_until_ns = now + SHORTCUT_STALL_QUIET_NS;
-        drop_peer(i, VxCtr::ShortcutPeerStalled);
-        sc_full_ = false;  // the waiting frame goes over VXLAN: no wait for room
-        if (out_sent_ >= out_.size()) out_blocked_ = false;
+      if (p.stalled || p.bell_stuck) {
+        hang_up_hostile(i, p.stalled ? VxCtr::ShortcutPeerStalled : VxCtr::ShortcutBellStuck);
         continue;
       }
       i++;

@@ -141,6 +141,7 @@ enum class VxCtr : uint8_t {
   ShortcutFullTimeouts,    // 1 ms waits for room that ended without the peer's kick
   ShortcutFullTimeoutsRoom,  // ... of which found room in the ring: a room kick late or missed (0 when the wait words work)
   ShortcutPeerStalled,     // peers hung up on: their ring stayed full SHORTCUT_STALL_NS while frames waited (VXLAN after)
+  ShortcutBellStuck,       // peers hung up on: a bell (shared with them) made blocking and filled, which held us a watchdog tick
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
   TxGsoDatagrams,          // datagrams those carried
   TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after
@@ -210,6 +211,7 @@ class VxlanDriver final : public PortPump {
     bool pushed = false;    // pushed to the ring in this link_out batch
     uint64_t full_since_ns = 0;  // a frame has found the ring full since then (0: it had room)
     bool stalled = false;        // full for SHORTCUT_STALL_NS: hung up on at the end of the batch
+    bool bell_stuck = false;     // a bell it shares with us was made blocking and filled (shared_bell.h): hung up on
     // rx: the MARKER copies of the peer's epoch seen so far
     uint32_t marker_n = 0;
     uint64_t marker_seen = 0;
@@ -271,6 +273,7 @@ class VxlanDriver final : public PortPump {
   size_t build_control(uint8_t type, const uint8_t *a16, const uint8_t *b16, uint8_t *out) const;
   void send_control(uint8_t type, uint32_t ep, const uint8_t *nonce);  // mu_ held
   void drop_peer(size_t i, VxCtr why);                        // mu_ held
+  void hang_up_hostile(size_t i, VxCtr why);                  // mu_ held
   bool on_proven(Peer &p);                                    // mu_ held; false: drop the peer
   bool handle_channel(Peer &p, const ShortcutMsg &m, std::vector<unique_fd> &fds);  // mu_ held
   bool attach_channel(Peer &p);                                                     // mu_ held

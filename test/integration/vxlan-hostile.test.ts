@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
@@ -19,6 +19,7 @@ import { ip, makeNs } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { startValeTs } from '../fixtures/vale-ts-process.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { EVENTFD_FULL, makeBlocking } from '../fixtures/hostile-fd.js';
 
 const socket = path.join(os.tmpdir(), `vxlan-hostile-${process.pid}.sock`);
 const VNI = 77;
@@ -347,6 +348,97 @@ test.serial('co-resident shortcut: a peer that stops reading its ring (SIGSTOP) 
   t.is(later[`${toB}shortcutPeer`], 0);
   t.is(later[`${toB}shortcutUps`], 1);
   t.is(later[`${toB}shortcut`], 0);
+});
+
+/** The eventfds of process `pid` by their kernel id (fdinfo's eventfd-id): fd numbers. */
+function eventfdIds(pid: number | 'self'): Map<string, number[]> {
+  const ids = new Map<string, number[]>();
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    let info: string;
+    try {
+      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue; // closed meanwhile
+    }
+    const id = /^eventfd-id:\s*(\d+)/m.exec(info)?.[1];
+    if (id !== undefined) ids.set(id, [...(ids.get(id) ?? []), Number(fd)]);
+  }
+  return ids;
+}
+
+/** Every thread of process `pid` sleeps (state S): it has asked for whatever wakes it. */
+function asleep(pid: number): boolean {
+  return readdirSync(`/proc/${pid}/task`).every((tid) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      return true; // gone meanwhile
+    }
+    return stat[stat.lastIndexOf(')') + 2] === 'S';
+  });
+}
+
+// The shortcut's two bells are eventfds both vale-ts hold, flags included.
+// Before, a peer that made them blocking and filled them stopped the other
+// side's VXLAN port for good at its next kick.
+test.serial('co-resident shortcut: a peer that makes the shared bells blocking and fills them is hung up on (shortcutBellStuck); frames go on over VXLAN', async (t) => {
+  t.timeout(90_000);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-bells-'));
+  chmodSync(dir, 0o700);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const [pa, pb] = [await freePort(), await freePort()];
+  const sockB = path.join(os.tmpdir(), `vxh-bells-${process.pid}.sock`);
+  const bp = await startValeTs(sockB);
+  t.teardown(async () => {
+    bp.proc.kill('SIGCONT');
+    await bp.stop();
+  });
+  const vb = new ValeClient({ socket: sockB });
+  await vb.create('valeBLB:vx', {}, {
+    driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.2:${pb}`, remote: ['127.0.0.1'], dstport: pa, srcport: 'fixed', shortcutdir: dir },
+  });
+  await vale.create('valeBLA:vx', {}, {
+    driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.1:${pa}`, remote: ['127.0.0.2'], dstport: pb, srcport: 'fixed', shortcutdir: dir },
+  });
+  t.teardown(() => vale.remove('valeBLA:vx').catch(() => undefined));
+  const a = await open('valeBLA:c', { socket });
+  t.teardown(() => a.close());
+  const b = await open('valeBLB:c', { socket: sockB });
+  t.teardown(() => b.close());
+  const vxA = async (): Promise<Record<string, number>> => (await vale.stats('valeBLA'))[0]!.ports.find((x) => x.name === 'valeBLA:vx')!.driver!.counters;
+  const toB = 'remote 127.0.0.2 ';
+  await untilAnswer(vxA, (x) => x[`${toB}shortcutPeer`] === 3);
+  const got: Uint8Array[] = [];
+  sendOne(a, frame(0x0a, 1, 60));
+  await framesUntil(b, 1, got);
+  // the ring carries frames once B has read the MARKER: more frames until then
+  await untilAnswer(async () => (sendOne(a, frame(0x0a, 1, 60)), vxA()), (x) => x[`${toB}shortcut`] === 2);
+  await framesUntil(b, 1, got);
+  // B, idle, sleeps having asked A for a kick; stopped there, it keeps its
+  // bell full and blocking (what a hostile B does to its copies of the
+  // two eventfds both processes hold; the client b's doorbells left out)
+  await untilAnswer(async () => asleep(bp.proc.pid!), (yes) => yes);
+  t.true(bp.proc.kill('SIGSTOP'));
+  const theirs = eventfdIds(bp.proc.pid!);
+  const bBells = b.backendObject as unknown as { waitFd: number; switchBell: number };
+  const mine = [...eventfdIds('self')].filter(([, fds]) => !fds.includes(bBells.waitFd) && !fds.includes(bBells.switchBell));
+  const shared = mine.filter(([id]) => theirs.has(id)).map(([, fds]) => fds[0]!);
+  t.is(shared.length, 2, 'the two bells');
+  for (const fd of shared) await makeBlocking(fd, { fill: EVENTFD_FULL });
+  // A's kick for the next frame waits: cut short by the watchdog, counted,
+  // and B hung up on
+  sendOne(a, frame(0x0a, 2, 60));
+  const x = await untilAnswer(vxA, (y) => (y['shortcutBellStuck'] ?? 0) >= 1);
+  t.is(x['shortcutBellStuck'], 1);
+  t.is(x[`${toB}shortcut`], 0);
+  t.is(x['shortcutRingBroken'], 0);
+  // B runs again: frame 2 from the ring it drains, frame 3 over VXLAN
+  t.true(bp.proc.kill('SIGCONT'));
+  sendOne(a, frame(0x0a, 3, 60));
+  await framesUntil(b, 3, got);
+  t.true((await vxA())[`${toB}txFrames`]! > 0, 'B is sent to over VXLAN');
+  t.true(got.some((f) => f[14] === 2));
 });
 
 /**
