@@ -667,7 +667,7 @@ bool AfPacketDriver::pump_out() {
   const bool pass = cfg_.pass_hdr;
   while (port_.rx_avail(0) > 0) {
     mmsghdr msgs[kTxBatch];
-    // one iovec per slot; a chain (pass_hdr) takes one per fragment
+    // one iovec per slot; a chain takes one per fragment (and the zero header)
     iovec iov[kTxBatch + NETMAP_MAX_FRAGS];
     static uint8_t zero_hdr[kVnetLen]{};  // no offload asked of the kernel: frames are complete
     uint32_t n = 0, i = rx->head, used_iov = 0;
@@ -675,7 +675,10 @@ bool AfPacketDriver::pump_out() {
     uint32_t slots = 0;  // slots consumed (sent or dropped) in this batch, in order
     uint32_t start[kTxBatch];  // the slot each message starts at
     while (slots < avail && n < kTxBatch && used_iov + NETMAP_MAX_FRAGS + 1 <= kTxBatch + NETMAP_MAX_FRAGS) {
-      // the frame's slots: one, or (pass_hdr) a chain the switch published whole
+      // the frame's slots: one, or a chain the switch published whole (a GSO
+      // frame with its header, or any sender's multi-slot frame), sent as one
+      // frame: a slot of a chain sent alone would put on the wire a frame the
+      // switch's lookup never saw, whatever its sender wrote there
       const uint32_t first = slots, iov0 = used_iov;
       bool bad = false, complete = false;
       uint32_t k = 0;
@@ -690,7 +693,7 @@ bool AfPacketDriver::pump_out() {
         else if (k < NETMAP_MAX_FRAGS + 1) iov[used_iov + k++] = iovec{b, sl.len};
         else bad = true;
         total += sl.len;
-        if (!pass || !(sl.flags & NS_MOREFRAG)) {
+        if (!(sl.flags & NS_MOREFRAG)) {
           complete = true;
           break;
         }
