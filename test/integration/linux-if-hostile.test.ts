@@ -1,7 +1,8 @@
 /**
  * Attached Linux interfaces against frames someone else shapes: a netmap
  * client of the switch whose multi-slot frames (NS_MOREFRAG chains) leave
- * through an interface. What each test checks is what reaches
+ * through an interface, and a process in a namespace behind a veth (raw
+ * packet sockets, PACKET_VNET_HDR, VLAN tags). What each test checks is what reaches
  * the other side, byte for byte, or the counter that says why nothing did.
  */
 import test from 'ava';
@@ -52,6 +53,39 @@ function sendChain(p: Port, parts: Buffer[]): void {
   p.txsync();
 }
 
+/** The next `n` frames at `p` (chains joined), waiting for them by events. */
+async function recvFrames(p: Port, n: number): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  const ring = p.rxRings[0]!;
+  let parts: Buffer[] = [];
+  while (out.length < n) {
+    p.rxsync();
+    while (ring.space() > 0 && out.length < n) {
+      const s = ring.head;
+      parts.push(Buffer.from(ring.bytes.subarray(ring.bufOffset(s), ring.bufOffset(s) + ring.len(s))));
+      const more = (ring.flags(s) & NS_MOREFRAG) !== 0;
+      ring.advance(1);
+      if (!more) {
+        out.push(Buffer.concat(parts));
+        parts = [];
+      }
+    }
+    p.rxsync();
+    if (out.length < n) {
+      const ev = await p.poll();
+      if (!ev.rx && ev.hup) throw new Error(`${p.name}: the switch went away`);
+    }
+  }
+  return out;
+}
+
+/** The next `n` frames at `p` that `keep` accepts (others: the namespace's own IPv6 chatter). */
+async function recvMatching(p: Port, n: number, keep: (f: Buffer) => boolean): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  while (out.length < n) out.push(...(await recvFrames(p, 1)).filter(keep));
+  return out;
+}
+
 /** An Ethernet frame of the local experimental ethertype 0x88b5, `len` bytes, `marker` after the header. */
 function exp(dst: string, src: string, marker: string, len: number): Buffer {
   const f = Buffer.alloc(len, 0x5a);
@@ -91,6 +125,11 @@ async function capture(end: NsEnd): Promise<{ frames: Promise<string[]>; kill: (
     child.on('close', () => reject(new Error(`capture in ${end.ns} ended before it was ready: ${err}`)));
   });
   return { frames, kill: () => child.kill() };
+}
+
+/** Runs a python program in `end`'s namespace with the veth end's name and MAC as its first two arguments. */
+async function pyIn(end: NsEnd, code: string, ...args: string[]): Promise<Run> {
+  return run('ip', ['netns', 'exec', end.ns, 'python3', '-c', code, end.inner, end.mac.replaceAll(':', ''), ...args]);
 }
 
 const afxdpMissing = afxdpBuiltIn ? undefined : 'the addon was built without AF_XDP (libxdp-dev/libbpf-dev absent at compile time)';
@@ -152,5 +191,90 @@ for (const v of chainVariants) {
       (c) => c[v.tooBig]! > c0[v.tooBig]!,
     );
     t.is(c1[v.tooBig]! - c0[v.tooBig]!, 1, `the large chain is counted: ${JSON.stringify(c1)}`);
+  });
+}
+
+/** The Internet checksum sum (RFC 1071), unfolded-then-folded, not complemented. */
+function sum16(b: Uint8Array, start = 0, end = b.length, init = 0): number {
+  let s = init;
+  for (let i = start; i < end; i += 2) s += (b[i]! << 8) | (i + 1 < end ? b[i + 1]! : 0);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+
+// the receive paths: a TPACKET_V2 ring (the tagged GSO frame, larger than a
+// ring frame, read from the socket: TP_STATUS_COPY), a TPACKET_V3 ring, and
+// the af-packet kind (no header passed: the driver segments)
+const vlanVariants = [
+  { name: 'packet', tag: 'x1v', subnet: 234, rx: '2' },
+  { name: 'packet with VALE_TS_TPACKET_RX=3', tag: 'x1w', subnet: 236, rx: '3' },
+  { name: 'af-packet kind', tag: 'x1u', subnet: 237, rx: '' },
+] as const;
+
+for (const v of vlanVariants) {
+  suite(`${v.name}: VLAN-tagged frames from the interface reach the switch with their tag (802.1Q, 802.1ad), GSO frames too (segments tagged, checksums right)`, async (t) => {
+    t.timeout(120_000, 'hang guard');
+    ensurePackages(['iproute2', 'python3']);
+    const { ends, remove } = await makeNamespaces(v.tag, 1, v.subnet);
+    t.teardown(remove);
+    const a = ends[0]!;
+    const socket = path.join(os.tmpdir(), `linux-if-hostile-${v.tag}-${process.pid}.sock`);
+    const srv = await ValeServer.listen({ socket });
+    t.teardown(() => srv.close());
+    if (v.rx) {
+      // the switch runs in this process: the driver reads the variable at attach
+      process.env['VALE_TS_TPACKET_RX'] = v.rx;
+      const r = await ctl(socket, '-a', `vale0:${a.host}`, '--backend', 'packet');
+      delete process.env['VALE_TS_TPACKET_RX'];
+      t.is(r.code, 0, r.stderr);
+    } else {
+      await new ValeClient({ socket }).create(`vale0:${a.host}`, {}, { driver: { kind: 'af-packet', ifname: a.host } });
+      await must('ip', 'link', 'set', a.host, 'up');
+    }
+    const p = await open('vale0:x1p', { socket });
+    t.teardown(() => p.close());
+    // a tagged frame (VLAN 100, priority 5), one with an 802.1ad tag, then a
+    // tagged TCP/IPv4 GSO frame with its checksum left to the receiver, from
+    // a raw socket with PACKET_VNET_HDR
+    const send = [
+      'import socket, struct, sys',
+      's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)',
+      's.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR',
+      's.bind((sys.argv[1], 0))',
+      'eth = bytes.fromhex("ffffffffffff" + sys.argv[2] + "8100a064")',
+      's.send(bytes(10) + eth + bytes.fromhex("88b5") + b"TAGGED" + bytes(40))',
+      's.send(bytes(10) + bytes.fromhex("ffffffffffff" + sys.argv[2] + "88a8000788b5") + b"OUTER" + bytes(40))',
+      'pay = bytes((i * 7 + 3) & 0xff for i in range(3000))',
+      'ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(pay), 0, 0x4000, 64, 6, 0, bytes([10, 1, 0, 1]), bytes([10, 1, 0, 2]))',
+      'w = sum(struct.unpack("!10H", ip)); w = (w & 0xffff) + (w >> 16); w = (w & 0xffff) + (w >> 16)',
+      'ip = ip[:10] + struct.pack("!H", ~w & 0xffff) + ip[12:]',
+      'ps = sum(struct.unpack("!4H", ip[12:20])) + 6 + 20 + len(pay); ps = (ps & 0xffff) + (ps >> 16); ps = (ps & 0xffff) + (ps >> 16)',
+      'tcp = struct.pack("!HHIIBBHHH", 40000, 9, 1, 0, 0x50, 0x18, 65535, ps, 0)',
+      '# virtio-net header: NEEDS_CSUM, TCPV4, hdr_len 58, gso_size 1000, csum at 38 + 16',
+      's.send(struct.pack("<BBHHHH", 1, 1, 58, 1000, 38, 16) + eth + bytes.fromhex("0800") + ip + tcp + pay)',
+    ].join('\n');
+    const sent = await pyIn(a, send);
+    t.is(sent.code, 0, sent.stderr);
+    const mac = a.mac.replaceAll(':', '');
+    const [tagged, outer, ...segs] = await recvMatching(p, 5, (f) => f.subarray(6, 12).toString('hex') === mac && f.readUInt16BE(12) !== 0x86dd);
+    t.is(tagged!.subarray(12, 18).toString('hex'), '8100a06488b5', 'the tag is where the sender put it');
+    t.is(tagged!.subarray(18, 24).toString('latin1'), 'TAGGED');
+    t.is(outer!.subarray(12, 18).toString('hex'), '88a8000788b5', 'an 802.1ad tag keeps its TPID');
+    t.is(segs.length, 3);
+    segs.forEach((s, i) => {
+      t.is(s.subarray(12, 18).toString('hex'), '8100a0640800', `segment ${i} tagged`);
+      const l3 = 18;
+      const l4 = l3 + 20;
+      t.is(s.length, l4 + 20 + 1000, `segment ${i} length`);
+      t.is(sum16(s, l3, l4), 0xffff, `segment ${i} IPv4 header checksum`);
+      const len = s.length - l4;
+      const ps = sum16(Buffer.from([0, 6, len >> 8, len & 0xff]), 0, 4, sum16(s, l3 + 12, l3 + 20));
+      t.is(sum16(s, l4, s.length, ps), 0xffff, `segment ${i} TCP checksum`);
+      t.is(s.readUInt32BE(l4 + 4), 1 + i * 1000, `segment ${i} sequence number`);
+    });
+    const c = await driverCounters(socket, `vale0:${a.host}`);
+    if (v.rx === '2') t.is(c['rx_copied'], 1, 'the GSO frame was read from the socket, its tag reported in the ring frame');
+    if (v.rx) t.is(c['gso_passed'], 1, `the GSO frame crossed whole, segmented by the switch: ${JSON.stringify(c)}`);
+    else t.is(c['gso_segments'], 3, `the GSO frame was segmented by the driver: ${JSON.stringify(c)}`);
   });
 }
