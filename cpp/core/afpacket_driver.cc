@@ -56,6 +56,50 @@ Result<int> sockopt(int s, int level, int opt, const T &v, const char *what, con
   return 0;
 }
 
+constexpr size_t kVlanLen = 4;
+
+// A tag the kernel reports beside a frame: (TPID << 16) | TCI, 0 for none
+// (or for a frame too short to hold the MAC addresses it would follow).
+template <class H>
+uint32_t reported_vlan(const H &h, uint16_t tci, uint16_t tpid) {
+  if (!(h.tp_status & TP_STATUS_VLAN_VALID) || h.tp_snaplen < 12) return 0;
+  return uint32_t{(h.tp_status & TP_STATUS_VLAN_TPID_VALID) && tpid ? tpid : uint16_t{ETH_P_8021Q}} << 16 | tci;
+}
+
+// The kernel's header counts csum_start from the untagged frame (af_packet
+// gives virtio_net_hdr_from_skb no VLAN length): 4 bytes on once the tag is
+// back in. hdr_len is a hint, kept in step.
+void vnet_hdr_after_tag(uint8_t *p) {
+  VnetHdr vh = vnet_hdr_read(p);
+  if ((vh.flags & VNET_F_NEEDS_CSUM) && vh.csum_start <= 0xffff - kVlanLen) vh.csum_start = static_cast<uint16_t>(vh.csum_start + kVlanLen);
+  if (vh.hdr_len && vh.hdr_len <= 0xffff - kVlanLen) vh.hdr_len = static_cast<uint16_t>(vh.hdr_len + kVlanLen);
+  vnet_hdr_write(vh, p);
+}
+
+// The kernel takes a received frame's VLAN tag out of it (skb_vlan_untag, a
+// NIC's VLAN offload, or a sender's stack that never wrote it in) and
+// reports it in the ring header: put back, or a tagged frame crosses the
+// switch untagged, into whatever the untagged ports are. In place, in the
+// ring frame (ours until handed back): the virtio-net header and the MAC
+// addresses move 4 bytes down into the room the kernel leaves before a frame
+// (the caller checked it), the tag goes after them, and the ring header is
+// changed to match, so a frame taken again after a full tx ring is not
+// tagged twice.
+template <class H>
+void restore_vlan(H &h, uint32_t tag, bool vnet) {
+  uint8_t *mac = reinterpret_cast<uint8_t *>(&h) + h.tp_mac;
+  const size_t pre = vnet ? kVnetLen : 0;
+  std::memmove(mac - kVlanLen - pre, mac - pre, pre + 12);
+  mac -= kVlanLen;
+  const uint8_t t[kVlanLen] = {static_cast<uint8_t>(tag >> 24), static_cast<uint8_t>(tag >> 16), static_cast<uint8_t>(tag >> 8), static_cast<uint8_t>(tag)};
+  std::memcpy(mac + 12, t, kVlanLen);
+  if (vnet) vnet_hdr_after_tag(mac - kVnetLen);
+  h.tp_mac = static_cast<uint16_t>(h.tp_mac - kVlanLen);
+  h.tp_snaplen += kVlanLen;
+  h.tp_len += kVlanLen;
+  h.tp_status &= ~static_cast<uint32_t>(TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID);
+}
+
 }  // namespace
 
 // The in-line datapath (linux_if_hook.h): the ring walk before the switch
@@ -487,8 +531,10 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
 // frame, in ring order, so the next datagram on the socket is this frame.
 // Read straight into the port's tx slots (its virtio-net header first, as
 // put_frame_with_hdr lays a frame out: only pass_hdr ports have such small
-// ring frames), once they have room.
-bool AfPacketDriver::put_copied(bool gso, uint32_t len) {
+// ring frames), once they have room. A VLAN tag the kernel took out (`tag`,
+// as reported_vlan gives it) goes back in after the MAC addresses: the
+// datagram is read around a 4-byte gap left for it.
+bool AfPacketDriver::put_copied(bool gso, uint32_t len, uint32_t tag) {
   const int s = sock_.get();
   // A pending socket error (ENETDOWN while the interface went down) is
   // returned, and cleared, before the queue is read, and the frame stays
@@ -510,11 +556,12 @@ bool AfPacketDriver::put_copied(bool gso, uint32_t len) {
   };
   netmap_ring *tx = port_.tx_ring(0);
   const uint32_t bufsz = port_.buf_size();
-  if (!gso && len > bufsz) {
-    log_once(logged_too_big_, "a " + std::to_string(len) + "-byte frame (not GSO) is larger than the port's " + std::to_string(bufsz) + "-byte buffers: dropped; lower the MTU of " + cfg_.ifname);
+  const size_t tl = tag ? kVlanLen : 0;
+  if (!gso && len + tl > bufsz) {
+    log_once(logged_too_big_, "a " + std::to_string(len + tl) + "-byte frame (not GSO) is larger than the port's " + std::to_string(bufsz) + "-byte buffers: dropped; lower the MTU of " + cfg_.ifname);
     return drop_next(c_.drop_too_big);
   }
-  const size_t flen = kVnetLen + len;
+  const size_t flen = kVnetLen + len + tl;  // as it will lie in the slots
   const size_t n = (flen + bufsz - 1) / bufsz;
   if (!cfg_.pass_hdr || len > kLargestFrame || n > NETMAP_MAX_FRAGS || n >= tx->num_slots) {
     log_once(logged_too_big_, "a " + std::to_string(len) + "-byte GSO frame takes more than " + std::to_string(NETMAP_MAX_FRAGS) + " of the port's buffers: dropped");
@@ -530,22 +577,37 @@ bool AfPacketDriver::put_copied(bool gso, uint32_t len) {
     (void)recv_next(&none);  // the frame is not read: off the queue with it
     return true;
   }
-  iovec iov[NETMAP_MAX_FRAGS];
-  for (size_t j = 0; j < n; j++) iov[j] = iovec{to[j], std::min<size_t>(bufsz, flen - j * bufsz)};
+  // the slots' bytes [0, flen) less the tag's [gap, gap + tl)
+  const size_t gap = kVnetLen + 12;
+  iovec iov[NETMAP_MAX_FRAGS + 1];
+  size_t niov = 0;
+  for (size_t j = 0; j < n; j++) {
+    const size_t lo = j * bufsz, hi = std::min(flen, lo + bufsz);
+    if (gap >= hi || gap + tl <= lo) {
+      iov[niov++] = iovec{to[j], hi - lo};
+      continue;
+    }
+    if (gap > lo) iov[niov++] = iovec{to[j], gap - lo};
+    if (gap + tl < hi) iov[niov++] = iovec{to[j] + (gap + tl - lo), hi - (gap + tl)};
+  }
   msghdr mh{};
   mh.msg_iov = iov;
-  mh.msg_iovlen = n;
+  mh.msg_iovlen = niov;
   const ssize_t got = recv_next(&mh);
-  if (got != static_cast<ssize_t>(flen)) {
+  if (got != static_cast<ssize_t>(flen - tl)) {
     // EAGAIN: nothing queued although the ring said so; EINVAL: a GSO type
     // the kernel cannot describe in a virtio-net header (the frame is gone)
     c_.drop_truncated.fetch_add(1, std::memory_order_relaxed);
     log_once(logged_copy_, got < 0 ? std::string("reading a frame too large for a ring frame failed (") + std::strerror(errno) + "): dropped"
-                                   : "a frame read from the socket had " + std::to_string(got) + " bytes where the ring said " + std::to_string(flen) + ": dropped");
+                                   : "a frame read from the socket had " + std::to_string(got) + " bytes where the ring said " + std::to_string(flen - tl) + ": dropped");
     return true;
   }
+  if (tl) {
+    for (size_t b = 0; b < tl; b++) to[(gap + b) / bufsz][(gap + b) % bufsz] = static_cast<uint8_t>(tag >> (8 * (tl - 1 - b)));
+    vnet_hdr_after_tag(to[0]);
+  }
   c_.rx_copied.fetch_add(1, std::memory_order_relaxed);
-  publish_chain(static_cast<uint32_t>(n), len, vnet_hdr_read(to[0]));
+  publish_chain(static_cast<uint32_t>(n), static_cast<uint32_t>(len + tl), vnet_hdr_read(to[0]));
   return true;
 }
 
@@ -571,14 +633,16 @@ bool AfPacketDriver::pump_in_v2(bool &moved) {
       // read before anything else or the queue falls out of step with the
       // ring; its virtio-net header is in the ring frame too, before its bytes
       const bool hdr_ok = cfg_.vnet_hdr && h->tp_mac >= kVnetLen && h->tp_mac <= fsz;
-      if (!put_copied(hdr_ok && vnet_hdr_read(f + h->tp_mac - kVnetLen).gso_type != VNET_GSO_NONE, h->tp_len)) return false;  // the port's tx ring is full: resume here
-    } else if (h->tp_mac < kVnetLen || size_t{h->tp_mac} + h->tp_snaplen > fsz) {
-      // not a frame we can read: give it back
+      const uint32_t tag = reported_vlan(*h, h->tp_vlan_tci, h->tp_vlan_tpid);
+      if (!put_copied(hdr_ok && vnet_hdr_read(f + h->tp_mac - kVnetLen).gso_type != VNET_GSO_NONE, h->tp_len, tag)) return false;  // the port's tx ring is full: resume here
+    } else if (h->tp_mac < sizeof(tpacket2_hdr) + kVnetLen + kVlanLen || size_t{h->tp_mac} + h->tp_snaplen > fsz) {
+      // not a frame we can read (the kernel leaves more room before one): give it back
     } else if (h->tp_snaplen < h->tp_len) {
       c_.drop_truncated.fetch_add(1, std::memory_order_relaxed);
       log_once(logged_truncated_, "a " + std::to_string(h->tp_len) + "-byte frame did not fit a ring frame and the socket's receive buffer was full: dropped; raise net.core.rmem_max (8 MiB is asked for)");
-    } else if (!put_frame(f + h->tp_mac, h->tp_snaplen)) {
-      return false;  // the port's tx ring is full: resume at this frame
+    } else {
+      if (const uint32_t tag = reported_vlan(*h, h->tp_vlan_tci, h->tp_vlan_tpid)) restore_vlan(*h, tag, cfg_.vnet_hdr);
+      if (!put_frame(f + h->tp_mac, h->tp_snaplen)) return false;  // the port's tx ring is full: resume at this frame
     }
     moved = true;
     __atomic_store_n(&h->tp_status, static_cast<unsigned>(TP_STATUS_KERNEL), __ATOMIC_RELEASE);
@@ -615,17 +679,17 @@ bool AfPacketDriver::pump_in_v3(V3Walk &w, bool &moved, bool overflow) {
     }
     while (w.pkt_left > 0) {
       auto *h = reinterpret_cast<tpacket3_hdr *>(w.pkt);
-      if (w.pkt + sizeof(tpacket3_hdr) > block_end || w.pkt + h->tp_mac + h->tp_snaplen > block_end || h->tp_mac < kVnetLen) {
+      if (w.pkt + sizeof(tpacket3_hdr) > block_end || w.pkt + h->tp_mac + h->tp_snaplen > block_end || h->tp_mac < sizeof(tpacket3_hdr) + kVnetLen + kVlanLen) {
         w.pkt_left = 0;  // a block we cannot walk: give it back whole
         break;
       }
       if (h->tp_snaplen < h->tp_len) {
         c_.drop_truncated.fetch_add(1, std::memory_order_relaxed);
         log_once(logged_truncated_, "a " + std::to_string(h->tp_len) + "-byte frame did not fit a ring block: dropped");
-      } else if (!put_frame(w.pkt + h->tp_mac, h->tp_snaplen)) {
-        return false;  // the port's tx ring is full: resume here
-      } else if (overflow) {
-        c_.rx_overflow.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        if (const uint32_t tag = reported_vlan(*h, static_cast<uint16_t>(h->hv1.tp_vlan_tci), h->hv1.tp_vlan_tpid)) restore_vlan(*h, tag, cfg_.vnet_hdr);
+        if (!put_frame(w.pkt + h->tp_mac, h->tp_snaplen)) return false;  // the port's tx ring is full: resume here
+        if (overflow) c_.rx_overflow.fetch_add(1, std::memory_order_relaxed);
       }
       moved = true;
       w.pkt_left--;
@@ -667,7 +731,7 @@ bool AfPacketDriver::pump_out() {
   const bool pass = cfg_.pass_hdr;
   while (port_.rx_avail(0) > 0) {
     mmsghdr msgs[kTxBatch];
-    // one iovec per slot; a chain (pass_hdr) takes one per fragment
+    // one iovec per slot; a chain takes one per fragment (and the zero header)
     iovec iov[kTxBatch + NETMAP_MAX_FRAGS];
     static uint8_t zero_hdr[kVnetLen]{};  // no offload asked of the kernel: frames are complete
     uint32_t n = 0, i = rx->head, used_iov = 0;
@@ -675,7 +739,10 @@ bool AfPacketDriver::pump_out() {
     uint32_t slots = 0;  // slots consumed (sent or dropped) in this batch, in order
     uint32_t start[kTxBatch];  // the slot each message starts at
     while (slots < avail && n < kTxBatch && used_iov + NETMAP_MAX_FRAGS + 1 <= kTxBatch + NETMAP_MAX_FRAGS) {
-      // the frame's slots: one, or (pass_hdr) a chain the switch published whole
+      // the frame's slots: one, or a chain the switch published whole (a GSO
+      // frame with its header, or any sender's multi-slot frame), sent as one
+      // frame: a slot of a chain sent alone would put on the wire a frame the
+      // switch's lookup never saw, whatever its sender wrote there
       const uint32_t first = slots, iov0 = used_iov;
       bool bad = false, complete = false;
       uint32_t k = 0;
@@ -690,7 +757,7 @@ bool AfPacketDriver::pump_out() {
         else if (k < NETMAP_MAX_FRAGS + 1) iov[used_iov + k++] = iovec{b, sl.len};
         else bad = true;
         total += sl.len;
-        if (!pass || !(sl.flags & NS_MOREFRAG)) {
+        if (!(sl.flags & NS_MOREFRAG)) {
           complete = true;
           break;
         }

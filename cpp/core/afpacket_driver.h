@@ -155,8 +155,9 @@ class AfPacketDriver {
   bool chain_bufs(uint32_t n, uint8_t **to);
   void publish_chain(uint32_t n, uint32_t len, const VnetHdr &vh);
   // a TP_STATUS_COPY frame of len bytes, from the socket; gso: a GSO frame,
-  // as the virtio-net header in its ring frame says; false: retry later
-  bool put_copied(bool gso, uint32_t len);
+  // as the virtio-net header in its ring frame says; tag: the VLAN tag the
+  // kernel reported beside it (TPID << 16 | TCI, 0: none); false: retry later
+  bool put_copied(bool gso, uint32_t len, uint32_t tag);
   void log_once(std::atomic<bool> &flag, const std::string &msg);
   void poll_kernel_drops();
   void watch_socket(bool on);

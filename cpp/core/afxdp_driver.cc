@@ -531,28 +531,43 @@ bool AfXdpDriver::pump_out() {
     }
     uint32_t used = 0;
     uint64_t bytes = 0;
-    for (uint32_t i = 0; i < k; i++) {
-      netmap_slot &sl = rx->slot[rx->head];
-      rx->head = rx->cur = rx->head + 1 == rx->num_slots ? 0 : rx->head + 1;
-      const uint8_t *b = port_.slot_buf(sl);
-      if (!b || sl.len > port_.buf_size() || sl.len < 14) {
+    while (used < k && port_.rx_avail(0) > 0) {
+      // One frame: a slot, or a chain the switch published whole (NS_MOREFRAG
+      // on all but the last), gathered into one UMEM frame. A slot of a chain
+      // sent alone would put on the wire a frame the switch's lookup never
+      // saw, whatever its sender wrote there.
+      const uint64_t a = q.free_tx.back();
+      uint8_t *out = q.area.data() + a;
+      uint64_t total = 0;
+      bool bad = false, complete = false;
+      while (port_.rx_avail(0) > 0) {
+        netmap_slot &sl = rx->slot[rx->head];
+        rx->head = rx->cur = rx->head + 1 == rx->num_slots ? 0 : rx->head + 1;
+        const uint8_t *b = port_.slot_buf(sl);
+        if (!b || sl.len > port_.buf_size()) bad = true;
+        else if (!bad && total + sl.len <= kFrame) std::memcpy(out + total, b, sl.len);
+        total += sl.len;
+        if (!(sl.flags & NS_MOREFRAG)) {
+          complete = true;
+          break;
+        }
+      }
+      if (bad || !complete || total < 14) {
         c_.drop_tx_bad_slot.fetch_add(1, std::memory_order_relaxed);
         log_once(logged_slot_, "a slot with a bad buffer index or length on the port's rx ring: dropped");
         continue;
       }
-      if (sl.len > kFrame) {
+      if (total > kFrame) {
         c_.drop_too_big.fetch_add(1, std::memory_order_relaxed);
-        log_once(logged_too_big_, "a " + std::to_string(sl.len) + "-byte frame is larger than an AF_XDP frame: dropped");
+        log_once(logged_too_big_, "a " + std::to_string(total) + "-byte frame is larger than an AF_XDP frame: dropped");
         continue;
       }
-      const uint64_t a = q.free_tx.back();
       q.free_tx.pop_back();
-      std::memcpy(q.area.data() + a, b, sl.len);
       xdp_desc *dsc = xsk_ring_prod__tx_desc(&q.tx, idx + used);
       dsc->addr = a;
-      dsc->len = sl.len;
+      dsc->len = static_cast<uint32_t>(total);
       dsc->options = 0;
-      bytes += sl.len;
+      bytes += total;
       used++;
     }
     q.tx.cached_prod -= k - used;  // reserved descriptors left unwritten (bad slots) are given back

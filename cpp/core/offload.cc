@@ -35,10 +35,12 @@ bool parse(const VnetHdr &h, const uint8_t *f, size_t len, Parsed &p) {
   if (len < 14) return false;
   size_t l3 = 14;
   uint16_t et = rd16be(f + 12);
-  if (et == 0x8100) {
-    if (len < 18) return false;
-    et = rd16be(f + 16);
-    l3 = 18;
+  // up to two VLAN tags: 802.1Q, or 802.1ad with 802.1Q inside (what the
+  // interface drivers put back in front of a frame the kernel untagged)
+  for (int tags = 0; tags < 2 && (et == 0x8100 || et == 0x88a8); tags++) {
+    if (len < l3 + 4) return false;
+    et = rd16be(f + l3 + 2);
+    l3 += 4;
   }
   uint8_t proto;
   size_t l4;

@@ -87,8 +87,9 @@ struct SegmentResult {
 
 // Cuts a GSO frame into frames of at most max_frame bytes (gso_size payload
 // each, less for the last), complete with checksums. The headers are parsed
-// from the frame itself (hdr_len is a hint senders get wrong); one VLAN tag
-// is understood. IPv6 extension headers are not (BadHeaders).
+// from the frame itself (hdr_len is a hint senders get wrong); up to two
+// VLAN tags (802.1Q, 802.1ad) are understood. IPv6 extension headers are not
+// (BadHeaders).
 SegmentResult gso_segment(const VnetHdr &h, const uint8_t *frame, size_t len, size_t max_frame, SegmentSink &sink);
 
 // How many segments gso_segment would write, or 0 when it would fail.

@@ -161,3 +161,19 @@ test('GSO UDP_L4: datagrams of gso_size with lengths and checksums', (t) => {
     t.is(sum16(s, 34, s.length, ps), 0xffff);
   }
 });
+
+test('GSO behind two VLAN tags (802.1ad outside 802.1Q): segments keep both tags, checksums right; a cut tag is refused', (t) => {
+  const plain = tcpFrame(false, 3000);
+  // the two tags go after the MAC addresses
+  const f = Buffer.concat([plain.subarray(0, 12), Buffer.from('88a8000a8100a064', 'hex'), plain.subarray(12)]);
+  const l4 = 14 + 8 + 20;
+  const r = addon.offloadSegment(hdr({ flags: 1, gsoType: 1, hdrLen: l4 + 20, gsoSize: 1000, csumStart: l4, csumOffset: 16 }), f, 2048);
+  t.is(r.error, 'none');
+  t.is(r.segments.length, 3);
+  r.segments.forEach((s, i) => {
+    t.is(s.subarray(12, 22).toString('hex'), '88a8000a8100a0640800', `segment ${i} tags`);
+    t.is(sum16(s, 22, l4), 0xffff, `segment ${i} IPv4 header checksum`);
+    t.true(tcpOk(Buffer.concat([s.subarray(0, 12), s.subarray(20)]), false), `segment ${i} TCP checksum`);
+  });
+  t.is(addon.offloadSegment(hdr({ gsoType: 1, gsoSize: 1000 }), f.subarray(0, 20), 2048).error, 'badHeaders', 'the frame ends inside the second tag');
+});
