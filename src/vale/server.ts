@@ -855,6 +855,12 @@ export class ValeServer extends EventEmitter {
     const v = PROTOCOL_VERSION;
     const held = [...(this.holders.get(port) ?? [])];
     if (held.length === 0 && !port.persistent && !fresh) throw new RequestError('EBUSY', `${n.full} is busy`);
+    // attached with no client connection: a driver inside vale-ts serves it (or is starting
+    // to). Its region would hand this client the driver's frames and a ring to race it for.
+    if (held.length === 0 && port.attached && !fresh) {
+      const d = this.drivers.get(port);
+      throw new RequestError('EBUSY', `${n.full} is served by vale-ts itself (${d ? d.describe() : 'its driver is starting'}): it has no rings for a client; open another port of ${n.full.slice(0, n.full.indexOf(':'))}`);
+    }
     // as in netmap, registrations may share a port when each binds a ring of
     // its own (vale0:x-0, vale0:x-1, ...); all rings is exclusive
     const clash = held.find((h) => ring < 0 || h.port!.ring < 0 || h.port!.ring === ring);
