@@ -247,3 +247,35 @@ test('the systemd unit passes systemd-analyze verify and bounds the service', as
   const bad = await run('systemd-analyze', ['verify', u]).catch((e: { stderr: string }) => e);
   t.regex((bad as { stderr: string }).stderr, /vale-ts\.service:\d+: Failed to parse protect system value/);
 });
+
+test('a hostile configuration (nesting 100 000 deep) is an error at its line, at --check-config and on SIGHUP, where vale-ts keeps running', async (t) => {
+  const dir = tmpDir(t);
+  const socket = path.join(dir, 'vale-ts-x3.sock');
+  const file = path.join(dir, 'vale-ts.json');
+  const deep = `{\n  "switches": ${'['.repeat(100_000)}\n`;
+  writeFileSync(file, deep);
+  const r = await run(process.execPath, [valeTs, '--check-config', file]).catch((e: { code: number; stderr: string }) => e);
+  t.is((r as { code: number }).code, 1);
+  t.regex((r as { stderr: string }).stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}:2:\\d+: nested more than \\d+ levels deep`));
+  t.notRegex((r as { stderr: string }).stderr, /Maximum call stack|RangeError/);
+  writeFileSync(file, CONFIG_2);
+  const vt = start(['--socket', socket, '--config', file]);
+  t.teardown(() => void vt.child.kill('SIGTERM'));
+  t.regex(await vt.line(/loaded|exited/), /loaded: added vale0:a, vale0:c/);
+  writeFileSync(file, deep);
+  const refused = new Promise<void>((res) => {
+    const onErr = (): void => {
+      if (vt.stderr().includes('configuration unchanged')) {
+        vt.child.stderr!.off('data', onErr);
+        res();
+      }
+    };
+    vt.child.stderr!.on('data', onErr);
+    vt.child.on('exit', () => res());
+  });
+  vt.child.kill('SIGHUP');
+  await refused;
+  t.is(vt.child.exitCode, null, `vale-ts exited: ${vt.stderr()}`);
+  t.regex(vt.stderr(), /nested more than \d+ levels deep/);
+  t.is((await new ValeClient({ socket }).info('vale0:c')).rxRings, 2, 'the running configuration stays');
+});
