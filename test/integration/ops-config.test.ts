@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
@@ -278,4 +278,41 @@ test('a hostile configuration (nesting 100 000 deep) is an error at its line, at
   t.is(vt.child.exitCode, null, `vale-ts exited: ${vt.stderr()}`);
   t.regex(vt.stderr(), /nested more than \d+ levels deep/);
   t.is((await new ValeClient({ socket }).info('vale0:c')).rxRings, 2, 'the running configuration stays');
+});
+
+test('a configuration or lookup module that others can write (or own, or swap in its directory) is refused: it would run code as vale-ts', async (t) => {
+  const dir = tmpDir(t);
+  const file = path.join(dir, 'vale-ts.json');
+  writeFileSync(path.join(dir, 'drop-all.mjs'), 'export const lookup = () => {};\n');
+  writeFileSync(file, '{\n  "switches": {\n    "vale5": { "lookup": "./drop-all.mjs", "ports": {} },\n  },\n}\n');
+  const check = async (): Promise<{ code: number; out: string }> => {
+    const r = await run(process.execPath, [valeTs, '--check-config', file]).then(
+      (o) => ({ code: 0, out: o.stdout }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, out: e.stderr }),
+    );
+    return r;
+  };
+  t.is((await check()).code, 0, 'owner-only files in an owner-only directory are fine');
+  chmodSync(file, 0o666);
+  let r = await check();
+  t.is(r.code, 1, r.out);
+  t.regex(r.out, new RegExp(`${file.replace(/[.]/g, '\\.')}:1:1: not read: ${file.replace(/[.]/g, '\\.')} is writable by others than its owner \\(mode 666\\).*chmod go-w`));
+  chmodSync(file, 0o644);
+  chmodSync(path.join(dir, 'drop-all.mjs'), 0o646);
+  r = await check();
+  t.is(r.code, 1, r.out);
+  t.regex(r.out, /:3:26: "lookup" not loaded: .*drop-all\.mjs is writable by others than its owner \(mode 646\)/);
+  chmodSync(path.join(dir, 'drop-all.mjs'), 0o644);
+  // a directory others may write: they could put another file in its place
+  chmodSync(dir, 0o777);
+  r = await check();
+  t.is(r.code, 1, r.out);
+  t.regex(r.out, /not read: .* is writable by others than its owner \(mode 777\)/);
+  chmodSync(dir, 0o700);
+  if (process.getuid?.() === 0) {
+    chownSync(file, 65534, 65534);
+    r = await check();
+    t.is(r.code, 1, r.out);
+    t.regex(r.out, /belongs to uid 65534, not to root or vale-ts's uid 0/);
+  }
 });
