@@ -434,7 +434,10 @@ export class ValeServer extends EventEmitter {
   }
 
   private onReadable(c: Client): void {
-    while (!c.busy && !c.dropped) {
+    for (let served = 0; !c.busy && !c.dropped; served++) {
+      // a client that keeps its socket full would hold the loop for good: the
+      // rest of its requests wait for the next turn (the watcher is level-triggered)
+      if (served === REQUESTS_PER_TURN) return;
       let m;
       try {
         m = native.recvMsg(c.fd, MAX_MESSAGE);
@@ -492,9 +495,18 @@ export class ValeServer extends EventEmitter {
   }
 
   private send(c: Client, reply: Reply, fds: readonly number[] = []): void {
+    let sent: boolean;
     try {
-      native.sendMsg(c.fd, encodeMessage(reply), [...fds]);
-    } catch (e) {
+      sent = native.sendMsg(c.fd, encodeMessage(reply), [...fds]);
+    } catch {
+      this.drop(c);
+      return;
+    }
+    if (!sent) {
+      // EAGAIN: a socket buffer of replies unread, so not one request at a time
+      // as the protocol asks; its replies would be lost (a register's fds too)
+      this.counters.protocolErrors++;
+      this.logger.log('unread', `dropped a connection of pid ${c.pid} (uid ${c.uid}): it does not read its replies`);
       this.drop(c);
     }
   }
@@ -1141,6 +1153,8 @@ export class ValeServer extends EventEmitter {
 type Served = { reply: Reply; fds?: readonly number[] };
 
 const ACCEPT_BACKOFF_MS = 100;
+/** Requests of one connection served in one turn of the event loop. */
+const REQUESTS_PER_TURN = 16;
 /** Refused connections kept open at once until their request is read. */
 const MAX_LINGERING = 64;
 /** Told to a peer accepted only to be closed at EMFILE. */
