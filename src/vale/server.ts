@@ -704,7 +704,18 @@ export class ValeServer extends EventEmitter {
           if (!found.length) throw new RequestError('ENXIO', `no port ${n.full}`);
           return { reply: { v, ok: true, op: 'list', ports: found } };
         }
-        return { reply: { v, ok: true, op: 'list', ports: all } };
+        // a reply fits one message: ~400 long-named ports do not, so a page
+        // from the offset, as many as fit; the total lets a client page on
+        const offset = req.offset ?? 0;
+        for (let count = Math.max(all.length - offset, 0); ; count >>= 1) {
+          const reply: Reply = { v, ok: true, op: 'list', ports: all.slice(offset, offset + count), portsTotal: all.length, offset };
+          try {
+            encodeMessage(reply);
+            return { reply };
+          } catch {
+            if (count === 0) throw new RequestError('EMSGSIZE', 'an empty listing does not fit in a message (should not happen)');
+          }
+        }
       }
       case 'info': {
         const n = this.parseVale(req.name);

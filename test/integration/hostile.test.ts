@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { rmSync } from 'node:fs';
-import { open, Switch, ValeServer, ManualClock, type Port } from '../../src/index.js';
+import { open, Switch, ValeServer, ValeClient, ManualClock, type Port } from '../../src/index.js';
 import { native } from '../../src/netmap/addon.js';
 import { ControlConnection, requestOnce } from '../../src/control/client.js';
 import { encodeMessage, MAX_MESSAGE, PROTOCOL_VERSION, type Reply, type RegisterRequest } from '../../src/control/protocol.js';
@@ -444,4 +444,26 @@ test('a port served by a driver inside vale-ts cannot be registered by a client 
     await creating;
     await srv.removePort('vale0:x3slow');
   });
+});
+
+test('list of 600 ports with long names: too many for one message, answered in pages that ValeClient.list() joins (not a dropped connection)', async (t) => {
+  await withServer(async (socket, srv) => {
+    const names: string[] = [];
+    for (let s = 0; s < 3; s++) {
+      for (let i = 0; i < 200; i++) {
+        // 63 characters, the longest name: ~170 bytes a listing, 600 of them far beyond 64 KiB
+        const name = `vale${s}:x3${String(i).padStart(3, '0')}`.padEnd(63, 'x');
+        await srv.createPort(name, { conf: { txSlots: 2, rxSlots: 2 } });
+        names.push(name);
+      }
+    }
+    const first = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'list' });
+    t.true(first.ok, JSON.stringify(first).slice(0, 200));
+    if (first.ok && first.op === 'list') {
+      t.true(first.ports.length > 0 && first.ports.length < 600, `a first page: ${first.ports.length}`);
+      t.is(first.portsTotal, 600);
+    }
+    const all = await new ValeClient({ socket }).list();
+    t.deepEqual(all.map((p) => p.name), names, 'every port, in order, once');
+  }, { limits: { maxPortsPerUid: 1024 } });
 });
