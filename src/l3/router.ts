@@ -73,6 +73,8 @@ export interface RouterCounters {
   /** ARP not asking for the router's address */
   ignoredArp: number;
   dropTooShort: number;
+  /** from a group (multicast, broadcast) or all-zero source MAC: no host sends from one, and an answer to it would be flooded to every port */
+  dropBadSrcMac: number;
   /** neither IPv4 nor ARP (IPv6, VLAN tags, ...): the router routes IPv4 */
   dropUnsupportedEthertype: number;
   dropBadArp: number;
@@ -135,6 +137,7 @@ const PROTO_ICMP = 1;
 const PROTO_TCP = 6;
 const PROTO_UDP = 17;
 const BCAST = Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+const ZERO_MAC = new Uint8Array(6);
 const MIN_FRAME = 60;
 const DEFAULT_TTL = 64;
 
@@ -142,7 +145,7 @@ function newCounters(): RouterCounters {
   return {
     rxFrames: 0, forwarded: 0, arpRepliesSent: 0, arpRequestsSent: 0, arpLearned: 0, echoRepliesSent: 0,
     icmpTimeExceededSent: 0, natTranslatedOut: 0, natTranslatedIn: 0, ignoredNotForUs: 0, ignoredArp: 0,
-    dropTooShort: 0, dropUnsupportedEthertype: 0, dropBadArp: 0, dropArpTableFull: 0, dropBadIpHeader: 0,
+    dropTooShort: 0, dropBadSrcMac: 0, dropUnsupportedEthertype: 0, dropBadArp: 0, dropArpTableFull: 0, dropBadIpHeader: 0,
     dropBadIpChecksum: 0, dropIpOptions: 0, dropNotRoutable: 0, dropNoRoute: 0, dropTtlExceeded: 0,
     dropLocalDelivery: 0, dropArpQueueFull: 0, dropArpUnresolved: 0, dropTooLong: 0, dropTxFull: 0,
     dropOutsideToInside: 0, dropNatNoMapping: 0, dropNatUnsupported: 0, dropNatTableFull: 0, dropNatPortsExhausted: 0,
@@ -296,6 +299,12 @@ export class Router {
       this.c.dropTooShort++;
       return;
     }
+    // echo replies and ICMP errors go back to the source MAC: a broadcast one
+    // would have the switch flood every answer (as a Linux bridge, drop it)
+    if (f[6]! & 1 || macEq(f, 6, ZERO_MAC)) {
+      this.c.dropBadSrcMac++;
+      return;
+    }
     const toUs = macEq(f, 0, inIf.mac);
     const type = get16(f, 12);
     if (type === ETH_ARP && (toUs || macEq(f, 0, BCAST))) return this.arp(inIf, f);
@@ -325,7 +334,7 @@ export class Router {
     const sha = f.subarray(22, 28);
     // a sender that claims a group MAC, the router's own address, or an address off this subnet
     // is not learned: it would let any host poison the table
-    const senderOk = (sha[0]! & 1) === 0 && spa !== i.addr && spa !== i.bcast && inPrefix(spa, i.prefix) && !macEq(sha, 0, new Uint8Array(6));
+    const senderOk = (sha[0]! & 1) === 0 && spa !== i.addr && spa !== i.bcast && inPrefix(spa, i.prefix) && !macEq(sha, 0, ZERO_MAC);
     if ((op !== 1 && op !== 2) || !senderOk) {
       this.c.dropBadArp++;
       return;

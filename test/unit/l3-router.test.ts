@@ -144,7 +144,9 @@ test('ARP: the gateway address is answered, other addresses and poisoning attemp
   t.deepEqual([...rep.subarray(38, 42)], ip4('10.1.0.2'));
   t.deepEqual(r.neighbours().map((n) => [n.iface, n.ip, n.mac]), [['in', '10.1.0.2', A_MAC]]);
   r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.77')); // someone else's address
-  r.handle(0, arp(1, '01:00:5e:00:00:01', '10.1.0.3', '10.1.0.1')); // group MAC as sender
+  const group = arp(1, '01:00:5e:00:00:01', '10.1.0.3', '10.1.0.1'); // group MAC as sender (from a unicast Ethernet source)
+  group.set(macB(B_MAC), 6);
+  r.handle(0, group);
   r.handle(0, arp(1, B_MAC, '10.1.0.1', '10.1.0.1')); // claims the router's address
   r.handle(0, arp(1, B_MAC, '10.9.0.9', '10.1.0.1')); // off the subnet
   t.is(out.length, 1);
@@ -471,4 +473,19 @@ test('NAT: a packet from outside that the router drops (IP options, no route to 
   t.is(c.dropIpOptions - before.dropIpOptions, 2);
   t.is(c.dropNoRoute - before.dropNoRoute, 1);
   t.is(c.natTranslatedIn, before.natTranslatedIn, 'nothing dropped was counted as translated');
+});
+
+test('a group or zero source MAC is dropped and counted: a ping or an expiring TTL from ff:ff:ff:ff:ff:ff would be answered to every port of the switch', (t) => {
+  const { r, out } = rig();
+  learnHosts(r, out);
+  const before = r.counters();
+  for (const srcMac of ['ff:ff:ff:ff:ff:ff', '01:00:5e:00:00:01', '00:00:00:00:00:00']) {
+    r.handle(0, frame({ dstMac: GW0, srcMac, src: '10.1.0.2', dst: '10.1.0.1', proto: 'icmp', sport: 99 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 2, ttl: 1 }));
+    r.handle(0, arp(1, srcMac, '10.1.0.9', '10.1.0.1'));
+  }
+  t.deepEqual(out.map((o) => [...o.f.subarray(0, 6)].map((b) => b.toString(16)).join(':')), [], 'nothing sent');
+  const c = r.counters();
+  t.is(c.dropBadSrcMac, 9);
+  t.is(c.echoRepliesSent + c.icmpTimeExceededSent + c.arpRepliesSent, before.echoRepliesSent + before.icmpTimeExceededSent + before.arpRepliesSent);
 });
