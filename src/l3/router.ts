@@ -83,7 +83,7 @@ export interface RouterCounters {
   dropBadIpChecksum: number;
   /** IPv4 options are not forwarded (header longer than 20 bytes) */
   dropIpOptions: number;
-  /** to a broadcast, multicast or 0.x address, or from one, or from one of the router's own addresses */
+  /** to a broadcast, multicast or 0.x address, or from one (any of the router's subnets' broadcasts), or from one of the router's own addresses */
   dropNotRoutable: number;
   dropNoRoute: number;
   /** TTL would reach 0: answered with ICMP time exceeded (when allowed) and dropped */
@@ -413,8 +413,10 @@ export class Router {
     // a source that is one of the router's own addresses is a forgery (Linux
     // drops it as a martian): let through, a frame from inside with the NAT's
     // outside address would leave untranslated, and the answers to it come
-    // back into whichever inside host's mapping has that port
-    if (notRoutable(src) || src === inIf.bcast || this.ifs.some((i) => i.addr === src)) {
+    // back into whichever inside host's mapping has that port. A subnet's
+    // broadcast address, any of them, is no sender either: the answers to it
+    // would go to every host of that subnet (Linux: a martian too)
+    if (notRoutable(src) || this.ifs.some((i) => i.addr === src || i.bcast === src)) {
       this.c.dropNotRoutable++;
       return;
     }

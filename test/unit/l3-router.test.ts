@@ -489,3 +489,15 @@ test('a group or zero source MAC is dropped and counted: a ping or an expiring T
   t.is(c.dropBadSrcMac, 9);
   t.is(c.echoRepliesSent + c.icmpTimeExceededSent + c.arpRepliesSent, before.echoRepliesSent + before.icmpTimeExceededSent + before.arpRepliesSent);
 });
+
+test('a source that is the broadcast address of any of the router\'s subnets is not routed: its answers would go to a whole subnet', (t) => {
+  const { r, out } = rig();
+  learnHosts(r, out);
+  // from inside, as the outside subnet's broadcast: B's echo reply would go to every host of 10.2.0.0/24
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.255', dst: '10.2.0.2', proto: 'icmp', sport: 5 }));
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.1.0.255', dst: '10.1.0.2', proto: 'icmp', sport: 5 }));
+  t.is(out.length, 0);
+  const c = r.counters();
+  t.is(c.dropNotRoutable, 2);
+  t.is(c.forwarded, 0);
+});
