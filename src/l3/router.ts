@@ -249,9 +249,9 @@ export class Router {
   }
 
   /** A copy of the counters, the NAT table's included (as `nat*`). */
-  counters(): RouterCounters & { natEntries: number; natEntriesCreated: number; natEntriesExpired: number } {
+  counters(): RouterCounters & { natEntries: number; natEntriesCreated: number; natEntriesExpired: number; natEntriesEvicted: number } {
     const t = this.nat?.counters();
-    return { ...this.c, natEntries: this.nat?.size ?? 0, natEntriesCreated: t?.entriesCreated ?? 0, natEntriesExpired: t?.entriesExpired ?? 0 };
+    return { ...this.c, natEntries: this.nat?.size ?? 0, natEntriesCreated: t?.entriesCreated ?? 0, natEntriesExpired: t?.entriesExpired ?? 0, natEntriesEvicted: t?.entriesEvicted ?? 0 };
   }
 
   /** The NAT's live connection-table entries (empty without NAT). */

@@ -302,27 +302,30 @@ test('NAT: an inside host cannot send as the router (source = one of its address
   t.is(r.counters().dropNotRoutable, 4);
 });
 
-test('NAT table: at its bound a new flow is a counted drop; entries expire by the (manual) clock and make room', (t) => {
+test('NAT table: at its bound (every flow answered) a new flow is a counted drop; entries expire by the (manual) clock and make room', (t) => {
   const clock = new ManualClock(0);
   const { r, out } = rig({ nat: true, maxEntries: 2, clock });
   learnHosts(r, out);
   const udp = (sport: number): Uint8Array => frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport, dport: 53 });
-  r.handle(0, udp(1000));
-  r.handle(0, udp(1001));
-  r.handle(0, udp(1002));
-  t.is(out.length, 2);
+  r.handle(0, udp(2000));
+  r.handle(0, udp(2001));
+  // answered: not given up for a new flow (an unanswered one would be, see 'NAT table full of one host...')
+  for (const p of [2000, 2001]) r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'udp', sport: 53, dport: p }));
+  t.is(out.length, 4);
+  r.handle(0, udp(2002));
+  t.is(out.length, 4);
   t.is(r.counters().dropNatTableFull, 1);
   t.deepEqual(r.natEntries().map((e) => [e.protocol, e.insideAddr, e.insidePort, e.remoteAddr, e.remotePort, e.state]), [
-    ['udp', '10.1.0.2', 1000, '10.2.0.2', 53, 'new'],
-    ['udp', '10.1.0.2', 1001, '10.2.0.2', 53, 'new'],
+    ['udp', '10.1.0.2', 2000, '10.2.0.2', 53, 'established'],
+    ['udp', '10.1.0.2', 2001, '10.2.0.2', 53, 'established'],
   ]);
   clock.advance(29_999); // udp timeout 30 s in this rig
   t.is(r.natEntries().length, 2);
-  r.handle(0, udp(1000)); // traffic refreshes its entry
+  r.handle(0, udp(2000)); // traffic refreshes its entry
   clock.advance(2);
-  t.deepEqual(r.natEntries().map((e) => e.insidePort), [1000]);
-  r.handle(0, udp(1002)); // room again
-  t.is(out.length, 4);
+  t.deepEqual(r.natEntries().map((e) => e.insidePort), [2000]);
+  r.handle(0, udp(2002)); // room again
+  t.is(out.length, 6);
   clock.advance(30_000);
   r.tick();
   t.is(r.natEntries().length, 0);
@@ -500,4 +503,31 @@ test('a source that is the broadcast address of any of the router\'s subnets is 
   const c = r.counters();
   t.is(c.dropNotRoutable, 2);
   t.is(c.forwarded, 0);
+});
+
+test('NAT table full of one host\'s unanswered flows: another host\'s new flow still gets in (the oldest unanswered entry is evicted, counted); answered flows are never evicted', (t) => {
+  const clock = new ManualClock(0);
+  const { r, out } = rig({ nat: true, maxEntries: 4, clock });
+  learnHosts(r, out);
+  r.handle(0, arp(1, '52:54:00:00:00:0c', '10.1.0.3', '10.1.0.1'));
+  out.length = 0;
+  // A sprays new flows that nobody answers: the whole table, for the UDP timeout
+  for (let p = 2000; p < 2010; p++) r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: p, dport: 9 }));
+  t.is(r.natEntries().length, 4);
+  // C's new flow is not refused for the next 30 s
+  const sent = out.length;
+  r.handle(0, frame({ dstMac: GW0, srcMac: '52:54:00:00:00:0c', src: '10.1.0.3', dst: '10.2.0.2', proto: 'udp', sport: 5353, dport: 53 }));
+  t.is(out.length, sent + 1);
+  const c1 = out.at(-1)!;
+  t.is(c1.ifIndex, 1, "C's flow left");
+  t.deepEqual([...c1.f.subarray(26, 30)], ip4('10.2.0.1'));
+  t.true(r.natEntries().some((e) => e.insideAddr === '10.1.0.3'));
+  const tc = r.counters();
+  t.is(tc.dropNatTableFull, 0);
+  t.is(tc.natEntriesEvicted, 7, "A's oldest unanswered entries made room, each counted");
+  // answered, C's flow stays whatever A sends
+  const reply = frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'udp', sport: 53, dport: be16(c1.f, 34) });
+  r.handle(1, reply);
+  for (let p = 3000; p < 3010; p++) r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: p, dport: 9 }));
+  t.deepEqual(r.natEntries().filter((e) => e.insideAddr === '10.1.0.3').map((e) => e.state), ['established']);
 });
