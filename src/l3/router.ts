@@ -78,7 +78,8 @@ export interface RouterCounters {
   /** neither IPv4 nor ARP (IPv6, VLAN tags, ...): the router routes IPv4 */
   dropUnsupportedEthertype: number;
   dropBadArp: number;
-  dropArpTableFull: number;
+  /** neighbours forgotten before their time to make room in a full ARP table (at most `arp.maxEntries` per interface) */
+  arpEvicted: number;
   dropBadIpHeader: number;
   dropBadIpChecksum: number;
   /** IPv4 options are not forwarded (header longer than 20 bytes) */
@@ -145,7 +146,7 @@ function newCounters(): RouterCounters {
   return {
     rxFrames: 0, forwarded: 0, arpRepliesSent: 0, arpRequestsSent: 0, arpLearned: 0, echoRepliesSent: 0,
     icmpTimeExceededSent: 0, natTranslatedOut: 0, natTranslatedIn: 0, ignoredNotForUs: 0, ignoredArp: 0,
-    dropTooShort: 0, dropBadSrcMac: 0, dropUnsupportedEthertype: 0, dropBadArp: 0, dropArpTableFull: 0, dropBadIpHeader: 0,
+    dropTooShort: 0, dropBadSrcMac: 0, dropUnsupportedEthertype: 0, dropBadArp: 0, arpEvicted: 0, dropBadIpHeader: 0,
     dropBadIpChecksum: 0, dropIpOptions: 0, dropNotRoutable: 0, dropNoRoute: 0, dropTtlExceeded: 0,
     dropLocalDelivery: 0, dropArpQueueFull: 0, dropArpUnresolved: 0, dropTooLong: 0, dropTxFull: 0,
     dropOutsideToInside: 0, dropNatNoMapping: 0, dropNatUnsupported: 0, dropNatTableFull: 0, dropNatPortsExhausted: 0,
@@ -342,11 +343,9 @@ export class Router {
     const now = this.clock.nowMs();
     // learn only from ARP that is about us, or refresh what we know (Linux's rule)
     if (tpa === i.addr || i.arp.has(spa)) {
-      if (!i.arp.learn(spa, sha, now)) this.c.dropArpTableFull++;
-      else {
-        this.c.arpLearned++;
-        for (const q of i.arp.release(spa)) if (this.send(i, q, q.length, sha)) this.c.forwarded++;
-      }
+      if (i.arp.learn(spa, sha, now) === 'evicted') this.c.arpEvicted++;
+      this.c.arpLearned++;
+      for (const q of i.arp.release(spa)) if (this.send(i, q, q.length, sha)) this.c.forwarded++;
     }
     if (op === 1 && tpa === i.addr) {
       if (this.emit(i.index, this.arpFrame(i, 2, sha, sha, spa), MIN_FRAME)) this.c.arpRepliesSent++;

@@ -531,3 +531,24 @@ test('NAT table full of one host\'s unanswered flows: another host\'s new flow s
   for (let p = 3000; p < 3010; p++) r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: p, dport: 9 }));
   t.deepEqual(r.natEntries().filter((e) => e.insideAddr === '10.1.0.3').map((e) => e.state), ['established']);
 });
+
+test('ARP table filled by one host claiming many addresses: a new neighbour is still learned (the least recently refreshed entry is evicted, counted) and reached', (t) => {
+  const r = new Router({ interfaces: [{ name: 'in', address: '10.1.0.1/24' }, { name: 'out', address: '10.2.0.1/24' }], clock: new ManualClock(1000), arp: { maxEntries: 8 } });
+  const out: { ifIndex: number; f: Uint8Array }[] = [];
+  r.attach((ifIndex, f, len) => {
+    out.push({ ifIndex, f: Uint8Array.from(f.subarray(0, len)) });
+    return true;
+  });
+  r.handle(1, arp(1, B_MAC, '10.2.0.2', '10.2.0.1'));
+  // one host asks for the gateway from 8 addresses of the subnet: the table is full, for 300 s
+  for (let k = 0; k < 8; k++) r.handle(0, arp(1, '52:54:00:00:01:01', `10.1.0.${100 + k}`, '10.1.0.1'));
+  r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.1'));
+  t.true(r.neighbours().some((n) => n.ip === '10.1.0.2' && n.mac === A_MAC), 'A learned');
+  t.is(r.neighbours().filter((n) => n.iface === 'in').length, 8, 'still at most 8');
+  out.length = 0;
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.1.0.2', proto: 'udp', sport: 53, dport: 5353 }));
+  t.is(out.length, 1);
+  t.is(out[0]!.ifIndex, 0);
+  t.deepEqual([...out[0]!.f.subarray(0, 6)], macB(A_MAC), 'B reaches A at once');
+  t.is(r.counters().arpEvicted, 1);
+});
