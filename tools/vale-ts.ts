@@ -232,7 +232,8 @@ async function main(): Promise<void> {
   const socket = defaultSocketPath(values.socket ?? config?.socket);
   let server: ValeServer;
   try {
-    server = await ValeServer.listen({ socket, switchOptions, limits, policy, ...(retain !== undefined ? { retainCountersS: retain } : {}) });
+    // with a configuration, connections wait in the backlog until it is applied
+    server = await ValeServer.listen({ socket, switchOptions, limits, policy, acceptLater: config !== undefined, ...(retain !== undefined ? { retainCountersS: retain } : {}) });
   } catch (e) {
     process.stderr.write(`vale-ts: cannot listen on ${socket}: ${(e as Error).message}\n`);
     process.exit(1);
@@ -253,6 +254,7 @@ async function main(): Promise<void> {
     const first = await applier.apply(config);
     for (const e of first.errors) process.stderr.write(`vale-ts: ${configFile}: ${e}\n`);
     process.stdout.write(`vale-ts: ${configFile} loaded:${reportLine(first)}\n`);
+    server.startAccepting();
     // reloads one at a time, in order; a bad file changes nothing
     let reloading = Promise.resolve();
     const reload = async (): Promise<void> => {

@@ -119,6 +119,12 @@ export interface ServerOptions {
   log?: (line: string) => void;
   /** How long a departed client port's counters stay in stats, seconds (default 3600; 0: not kept). */
   retainCountersS?: number;
+  /**
+   * Bind the socket but accept no connection until {@link ValeServer.startAccepting}:
+   * vale-ts applies its configuration first, so that no client can create a
+   * configured switch on demand (without its lookup) or take a configured port's name.
+   */
+  acceptLater?: boolean;
 }
 
 /** One line per event kind at most every `everyMs`, with a count of what was held back. */
@@ -204,6 +210,7 @@ export class ValeServer extends EventEmitter {
   private readonly connsByUid = new Map<number, number>();
   private readonly counters = { refusedPeer: 0, refusedConnLimit: 0, refusedPortLimit: 0, refusedMemoryLimit: 0, acceptEmfile: 0, callbackErrors: 0, protocolErrors: 0 };
   private acceptBackoff: NodeJS.Timeout | undefined;
+  private accepting = false;
   /** refused connections waiting for their first request before being closed */
   private readonly lingering = new Set<() => void>();
   private closed = false;
@@ -230,6 +237,13 @@ export class ValeServer extends EventEmitter {
     this.counterRegistry = new CounterRegistry(opts.retainCountersS !== undefined ? { retainMs: opts.retainCountersS * 1000 } : {});
     for (const sw of opts.switches ?? []) this.addSwitch(sw);
     this.listenWatcher = new native.FdWatcher(fd, () => this.guard('accept', () => this.acceptAll()));
+    if (!opts.acceptLater) this.startAccepting();
+  }
+
+  /** Start accepting connections (once; see {@link ServerOptions.acceptLater}). */
+  startAccepting(): void {
+    if (this.accepting || this.closed) return;
+    this.accepting = true;
     this.listenWatcher.start(1);
   }
 

@@ -5,7 +5,7 @@
  * systemd-analyze verify.
  */
 import test from 'ava';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, type Port, type SwitchStats } from '../../src/index.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { ControlConnection } from '../../src/control/client.js';
+import { PROTOCOL_VERSION } from '../../src/control/protocol.js';
+import { native } from '../../src/netmap/addon.js';
 import { until } from '../fixtures/wait.js';
 
 const run = promisify(execFile);
@@ -315,4 +318,39 @@ test('a configuration or lookup module that others can write (or own, or swap in
     t.is(r.code, 1, r.out);
     t.regex(r.out, /belongs to uid 65534, not to root or vale-ts's uid 0/);
   }
+});
+
+test('a client connecting while vale-ts applies its configuration at start waits for it: it cannot create a configured switch first (without its lookup)', async (t) => {
+  const dir = tmpDir(t);
+  const socket = path.join(dir, 'vale-ts-x3.sock');
+  const file = path.join(dir, 'vale-ts.json');
+  const fifo = path.join(dir, 'go');
+  execFileSync('mkfifo', [fifo]);
+  // the lookup's import waits for the test's word (a FIFO opened off the loop): the apply is under way meanwhile
+  writeFileSync(
+    path.join(dir, 'drop-all.mjs'),
+    // (once: the datapath thread imports the module again, and does not wait)
+    `import { readFile } from 'node:fs/promises';\nimport { isMainThread } from 'node:worker_threads';\n` +
+      `if (isMainThread) {\n  process.stdout.write('x3: lookup importing\\n');\n  await readFile(${JSON.stringify(fifo)});\n}\n` +
+      'export const lookup = (buf, offsets, lens, count, src, dests) => { for (let i = 0; i < count; i++) dests[i] = -1; };\n',
+  );
+  writeFileSync(file, '{ "switches": { "vale5": { "lookup": "./drop-all.mjs", "ports": {} } } }\n');
+  const vt = start(['--socket', socket, '--config', file]);
+  t.teardown(() => void vt.child.kill('SIGTERM'));
+  t.regex(await vt.line(/lookup importing|exited/), /lookup importing/);
+  // a client (an honest one restarting with the switch will do) asks for a port on the
+  // configured switch now: connect and send are synchronous, so it is there before the word
+  const conn = ControlConnection.connect(socket);
+  t.teardown(() => conn.close());
+  const asked = conn.request({ v: PROTOCOL_VERSION, op: 'register', name: 'vale5:x3', nrMode: 1, ringId: 0, flags: 0, conf: {} }, 60_000);
+  writeFileSync(fifo, 'go');
+  t.regex(await vt.line(/loaded|exited/), /loaded/);
+  const { reply, fds } = await asked;
+  t.teardown(() => fds.forEach((f) => native.close(f)));
+  t.true(reply.ok, JSON.stringify(reply));
+  const p = await open('vale5:x3b', { socket });
+  t.teardown(() => p.close());
+  await sendAll(p, 3, 0x99, 0x5);
+  const st = (await new ValeClient({ socket }).stats('vale5'))[0]!;
+  t.is(st.totals['dropLookup'], 3, "the configured lookup decides for the client's port");
 });
