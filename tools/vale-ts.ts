@@ -232,7 +232,8 @@ async function main(): Promise<void> {
   const socket = defaultSocketPath(values.socket ?? config?.socket);
   let server: ValeServer;
   try {
-    server = await ValeServer.listen({ socket, switchOptions, limits, policy, ...(retain !== undefined ? { retainCountersS: retain } : {}) });
+    // with a configuration, connections wait in the backlog until it is applied
+    server = await ValeServer.listen({ socket, switchOptions, limits, policy, acceptLater: config !== undefined, ...(retain !== undefined ? { retainCountersS: retain } : {}) });
   } catch (e) {
     process.stderr.write(`vale-ts: cannot listen on ${socket}: ${(e as Error).message}\n`);
     process.exit(1);
@@ -253,25 +254,30 @@ async function main(): Promise<void> {
     const first = await applier.apply(config);
     for (const e of first.errors) process.stderr.write(`vale-ts: ${configFile}: ${e}\n`);
     process.stdout.write(`vale-ts: ${configFile} loaded:${reportLine(first)}\n`);
+    server.startAccepting();
     // reloads one at a time, in order; a bad file changes nothing
     let reloading = Promise.resolve();
+    const reload = async (): Promise<void> => {
+      const r = loadConfig(configFile);
+      if (!r.config) {
+        printConfigErrors(configFile, r.errors);
+        process.stderr.write(`vale-ts: SIGHUP: ${configFile} has ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}: configuration unchanged\n`);
+        return;
+      }
+      if (values.priority === undefined && (r.config.priority ?? DEFAULT_SWITCH_NICE) !== nice) {
+        process.stderr.write(`vale-ts: SIGHUP: ${configFile}: a change of "priority" takes effect at restart (threads take it when they are made)\n`);
+      }
+      if ((r.config.access.group?.gid ?? -1) !== (policy.group?.gid ?? -1) && values.group === undefined) {
+        process.stderr.write(`vale-ts: SIGHUP: ${configFile}: a change of "group" takes effect at restart (the socket's group is set when it is made)\n`);
+      }
+      const rep = await applier.apply(r.config);
+      for (const e of rep.errors) process.stderr.write(`vale-ts: SIGHUP: ${configFile}: ${e}\n`);
+      process.stdout.write(`vale-ts: SIGHUP: ${configFile} reloaded:${reportLine(rep)}\n`);
+    };
     process.on('SIGHUP', () => {
-      reloading = reloading.then(async () => {
-        const r = loadConfig(configFile);
-        if (!r.config) {
-          printConfigErrors(configFile, r.errors);
-          process.stderr.write(`vale-ts: SIGHUP: ${configFile} has ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}: configuration unchanged\n`);
-          return;
-        }
-        if (values.priority === undefined && (r.config.priority ?? DEFAULT_SWITCH_NICE) !== nice) {
-          process.stderr.write(`vale-ts: SIGHUP: ${configFile}: a change of "priority" takes effect at restart (threads take it when they are made)\n`);
-        }
-        if ((r.config.access.group?.gid ?? -1) !== (policy.group?.gid ?? -1) && values.group === undefined) {
-          process.stderr.write(`vale-ts: SIGHUP: ${configFile}: a change of "group" takes effect at restart (the socket's group is set when it is made)\n`);
-        }
-        const rep = await applier.apply(r.config);
-        for (const e of rep.errors) process.stderr.write(`vale-ts: SIGHUP: ${configFile}: ${e}\n`);
-        process.stdout.write(`vale-ts: SIGHUP: ${configFile} reloaded:${reportLine(rep)}\n`);
+      // a reload that throws is logged: never an unhandled rejection, which would stop the switch
+      reloading = reloading.then(reload).catch((e: unknown) => {
+        process.stderr.write(`vale-ts: SIGHUP: ${configFile}: reload failed: ${(e as Error).message}; what was applied before the failure stays\n`);
       });
     });
   } else {

@@ -354,11 +354,16 @@ export class ValeClient {
     return new ValeControlError('EPROTO', `vale-ts answered '${op}' with ${JSON.stringify(r).slice(0, 200)}`);
   }
 
-  /** Every port of every switch. */
+  /** Every port of every switch (asked for in pages when they do not fit one message). */
   async list(): Promise<ValePortIndex[]> {
-    const r = await this.ask({ v: PROTOCOL_VERSION, op: 'list' });
-    if (r.op !== 'list' || !Array.isArray(r.ports)) throw ValeClient.unexpected('list', r);
-    return r.ports.map(listing);
+    const out: ValePortIndex[] = [];
+    for (;;) {
+      const r = await this.ask(out.length ? { v: PROTOCOL_VERSION, op: 'list', offset: out.length } : { v: PROTOCOL_VERSION, op: 'list' });
+      if (r.op !== 'list' || !Array.isArray(r.ports)) throw ValeClient.unexpected('list', r);
+      out.push(...r.ports.map(listing));
+      // an older vale-ts sends no total: everything came at once
+      if (r.portsTotal === undefined || r.ports.length === 0 || out.length >= r.portsTotal) return out;
+    }
   }
 
   /**

@@ -70,6 +70,8 @@ export interface ListRequest {
   v: number;
   op: 'list';
   name?: string;
+  /** first port to return (default 0): a reply holds what fits one message, `portsTotal` says how many there are */
+  offset?: number;
 }
 
 /** Port info (valectl -g). */
@@ -283,7 +285,7 @@ export interface SwitchStats {
 export type Reply =
   | { v: number; ok: false; code: string; error: string }
   | ({ v: number; ok: true; op: 'register'; switch: string; port: string; bridgeIndex: number; portIndex: number } & PortGeometry)
-  | { v: number; ok: true; op: 'list'; ports: PortListing[] }
+  | { v: number; ok: true; op: 'list'; ports: PortListing[]; portsTotal?: number; offset?: number }
   | ({ v: number; ok: true; op: 'info'; name: string } & PortGeometry)
   | ({ v: number; ok: true; op: 'create'; name: string; portIndex: number } & PortGeometry)
   | { v: number; ok: true; op: 'remove' | 'attach' | 'detach'; name: string; portIndex: number }
@@ -435,8 +437,12 @@ export function decodeRequest(data: Uint8Array): Request {
       }
       return r;
     }
-    case 'list':
-      return o['name'] === undefined ? { v, op } : { v, op, name: str(o, 'name') };
+    case 'list': {
+      const r: ListRequest = o['name'] === undefined ? { v, op } : { v, op, name: str(o, 'name') };
+      const offset = optInt(o, 'offset', 0, 2 ** 20);
+      if (offset !== undefined) r.offset = offset;
+      return r;
+    }
     case 'info':
     case 'remove':
       return { v, op, name: str(o, 'name') };

@@ -64,20 +64,33 @@ export class ArpCache {
     return this.entries.has(ip);
   }
 
-  /** Records `ip` at `mac`; false when the table is full of fresh entries. */
-  learn(ip: number, mac: Uint8Array, now: number): boolean {
+  /**
+   * Records `ip` at `mac`. The table is kept in refresh order (so also in
+   * expiry order); when it is full, the least recently refreshed entry
+   * makes room: one host claiming many addresses cannot keep every new
+   * neighbour out for the entry lifetime, and an evicted neighbour is only
+   * asked again when next needed. Returns whether an entry was evicted.
+   */
+  learn(ip: number, mac: Uint8Array, now: number): 'learned' | 'evicted' {
     const e = this.entries.get(ip);
     if (e) {
       e.mac.set(mac);
       e.expiresAt = now + this.limits.entryTtlMs;
-      return true;
+      this.entries.delete(ip);
+      this.entries.set(ip, e);
+      return 'learned';
     }
+    let evicted = false;
     if (this.entries.size >= this.limits.maxEntries) {
       this.expire(now);
-      if (this.entries.size >= this.limits.maxEntries) return false;
+      if (this.entries.size >= this.limits.maxEntries) {
+        const [oldest] = this.entries.keys();
+        this.entries.delete(oldest!);
+        evicted = true;
+      }
     }
     this.entries.set(ip, { mac: Uint8Array.from(mac), expiresAt: now + this.limits.entryTtlMs });
-    return true;
+    return evicted ? 'evicted' : 'learned';
   }
 
   /**
@@ -107,9 +120,12 @@ export class ArpCache {
     return p.frames;
   }
 
-  /** Forgets stale entries. */
+  /** Forgets stale entries: the first ones, the table being in expiry order. */
   expire(now: number): void {
-    for (const [ip, e] of this.entries) if (e.expiresAt <= now) this.entries.delete(ip);
+    for (const [ip, e] of this.entries) {
+      if (e.expiresAt > now) return;
+      this.entries.delete(ip);
+    }
   }
 
   /** Learned entries, for listing. */

@@ -34,7 +34,11 @@ export const DEFAULT_NAT_TIMEOUTS: Readonly<NatTimeouts> = Object.freeze({
 
 /** Options of a {@link NatTable}. */
 export interface NatTableOptions {
-  /** most entries at once (default 4096); a new flow beyond it is dropped and counted (`dropTableFull`) */
+  /**
+   * most entries at once (default 4096); a new flow beyond it evicts the
+   * least recently used flow never answered (`entriesEvicted`), or, when
+   * every flow has been answered, is dropped and counted (`dropTableFull`)
+   */
   maxEntries?: number;
   /** outside ports (and ICMP identifiers) handed out, inclusive (default [1024, 65535]) */
   portRange?: readonly [number, number];
@@ -62,6 +66,8 @@ export interface NatEntry {
 export interface NatTableCounters {
   entriesCreated: number;
   entriesExpired: number;
+  /** flows never answered, removed to make room for a new one at the bound */
+  entriesEvicted: number;
   /** a new flow found the table at its bound */
   dropTableFull: number;
   /** a new flow found every outside port of its protocol taken */
@@ -99,7 +105,13 @@ export class NatTable {
   private readonly byOutside = new Map<number, Flow>();
   private readonly nextPort = [0, 0, 0];
   private lastSweep = -Infinity;
-  private readonly c: NatTableCounters = { entriesCreated: 0, entriesExpired: 0, dropTableFull: 0, dropPortsExhausted: 0 };
+  /**
+   * flows not answered yet, least recently used first: what a full table
+   * gives up for a new flow (Linux's early drop), so one host spraying
+   * flows nobody answers cannot shut every other host out for the timeout
+   */
+  private readonly unanswered = new Set<Flow>();
+  private readonly c: NatTableCounters = { entriesCreated: 0, entriesExpired: 0, entriesEvicted: 0, dropTableFull: 0, dropPortsExhausted: 0 };
 
   constructor(opts: NatTableOptions = {}) {
     const max = opts.maxEntries ?? 4096;
@@ -180,6 +192,11 @@ export class NatTable {
       if (this.byInside.size >= this.maxEntries) {
         // a sweep is O(entries): at most one per second while full, so a flood of new flows costs no more
         if (now - this.lastSweep >= 1000) this.sweep();
+        const victim = this.byInside.size >= this.maxEntries ? this.unanswered.values().next().value : undefined;
+        if (victim) {
+          this.remove(victim, false);
+          this.c.entriesEvicted++;
+        }
         if (this.byInside.size >= this.maxEntries) {
           this.c.dropTableFull++;
           return 'dropTableFull';
@@ -217,7 +234,10 @@ export class NatTable {
     }
     if (f.remoteAddr !== remoteAddr || f.remotePort !== remotePort) return undefined;
     f.packetsIn++;
-    if (f.state === 'new') f.state = 'established';
+    if (f.state === 'new') {
+      f.state = 'established';
+      this.unanswered.delete(f);
+    }
     this.touch(f, tcpFlags, now);
     return f;
   }
@@ -230,6 +250,11 @@ export class NatTable {
 
   private touch(f: Flow, tcpFlags: number, now: number): void {
     const t = this.timeouts;
+    if (f.packetsIn === 0) {
+      // most recently used last
+      this.unanswered.delete(f);
+      this.unanswered.add(f);
+    }
     if (f.proto === 0) {
       if (tcpFlags & 0x05) f.state = 'closing'; // FIN or RST
       f.expiresAt = now + (f.state === 'established' ? t.tcpEstablished : t.tcpTransitory);
@@ -238,10 +263,11 @@ export class NatTable {
     }
   }
 
-  private remove(f: Flow): void {
+  private remove(f: Flow, expired = true): void {
     this.byInside.delete(`${f.proto}:${f.insideAddr}:${f.insidePort}:${f.remoteAddr}:${f.remotePort}`);
     this.byOutside.delete(f.proto * 65536 + f.outsidePort);
-    this.c.entriesExpired++;
+    this.unanswered.delete(f);
+    if (expired) this.c.entriesExpired++;
   }
 
   /** The inside port itself when free (as Linux keeps it), else the next free one in the range; -1 when none. */

@@ -73,15 +73,18 @@ export interface RouterCounters {
   /** ARP not asking for the router's address */
   ignoredArp: number;
   dropTooShort: number;
+  /** from a group (multicast, broadcast) or all-zero source MAC: no host sends from one, and an answer to it would be flooded to every port */
+  dropBadSrcMac: number;
   /** neither IPv4 nor ARP (IPv6, VLAN tags, ...): the router routes IPv4 */
   dropUnsupportedEthertype: number;
   dropBadArp: number;
-  dropArpTableFull: number;
+  /** neighbours forgotten before their time to make room in a full ARP table (at most `arp.maxEntries` per interface) */
+  arpEvicted: number;
   dropBadIpHeader: number;
   dropBadIpChecksum: number;
   /** IPv4 options are not forwarded (header longer than 20 bytes) */
   dropIpOptions: number;
-  /** to a broadcast, multicast or 0.x address, or from one, or from one of the router's own addresses */
+  /** to a broadcast, multicast or 0.x address, or from one (any of the router's subnets' broadcasts), or from one of the router's own addresses */
   dropNotRoutable: number;
   dropNoRoute: number;
   /** TTL would reach 0: answered with ICMP time exceeded (when allowed) and dropped */
@@ -135,6 +138,7 @@ const PROTO_ICMP = 1;
 const PROTO_TCP = 6;
 const PROTO_UDP = 17;
 const BCAST = Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+const ZERO_MAC = new Uint8Array(6);
 const MIN_FRAME = 60;
 const DEFAULT_TTL = 64;
 
@@ -142,7 +146,7 @@ function newCounters(): RouterCounters {
   return {
     rxFrames: 0, forwarded: 0, arpRepliesSent: 0, arpRequestsSent: 0, arpLearned: 0, echoRepliesSent: 0,
     icmpTimeExceededSent: 0, natTranslatedOut: 0, natTranslatedIn: 0, ignoredNotForUs: 0, ignoredArp: 0,
-    dropTooShort: 0, dropUnsupportedEthertype: 0, dropBadArp: 0, dropArpTableFull: 0, dropBadIpHeader: 0,
+    dropTooShort: 0, dropBadSrcMac: 0, dropUnsupportedEthertype: 0, dropBadArp: 0, arpEvicted: 0, dropBadIpHeader: 0,
     dropBadIpChecksum: 0, dropIpOptions: 0, dropNotRoutable: 0, dropNoRoute: 0, dropTtlExceeded: 0,
     dropLocalDelivery: 0, dropArpQueueFull: 0, dropArpUnresolved: 0, dropTooLong: 0, dropTxFull: 0,
     dropOutsideToInside: 0, dropNatNoMapping: 0, dropNatUnsupported: 0, dropNatTableFull: 0, dropNatPortsExhausted: 0,
@@ -246,9 +250,9 @@ export class Router {
   }
 
   /** A copy of the counters, the NAT table's included (as `nat*`). */
-  counters(): RouterCounters & { natEntries: number; natEntriesCreated: number; natEntriesExpired: number } {
+  counters(): RouterCounters & { natEntries: number; natEntriesCreated: number; natEntriesExpired: number; natEntriesEvicted: number } {
     const t = this.nat?.counters();
-    return { ...this.c, natEntries: this.nat?.size ?? 0, natEntriesCreated: t?.entriesCreated ?? 0, natEntriesExpired: t?.entriesExpired ?? 0 };
+    return { ...this.c, natEntries: this.nat?.size ?? 0, natEntriesCreated: t?.entriesCreated ?? 0, natEntriesExpired: t?.entriesExpired ?? 0, natEntriesEvicted: t?.entriesEvicted ?? 0 };
   }
 
   /** The NAT's live connection-table entries (empty without NAT). */
@@ -296,6 +300,12 @@ export class Router {
       this.c.dropTooShort++;
       return;
     }
+    // echo replies and ICMP errors go back to the source MAC: a broadcast one
+    // would have the switch flood every answer (as a Linux bridge, drop it)
+    if (f[6]! & 1 || macEq(f, 6, ZERO_MAC)) {
+      this.c.dropBadSrcMac++;
+      return;
+    }
     const toUs = macEq(f, 0, inIf.mac);
     const type = get16(f, 12);
     if (type === ETH_ARP && (toUs || macEq(f, 0, BCAST))) return this.arp(inIf, f);
@@ -325,7 +335,7 @@ export class Router {
     const sha = f.subarray(22, 28);
     // a sender that claims a group MAC, the router's own address, or an address off this subnet
     // is not learned: it would let any host poison the table
-    const senderOk = (sha[0]! & 1) === 0 && spa !== i.addr && spa !== i.bcast && inPrefix(spa, i.prefix) && !macEq(sha, 0, new Uint8Array(6));
+    const senderOk = (sha[0]! & 1) === 0 && spa !== i.addr && spa !== i.bcast && inPrefix(spa, i.prefix) && !macEq(sha, 0, ZERO_MAC);
     if ((op !== 1 && op !== 2) || !senderOk) {
       this.c.dropBadArp++;
       return;
@@ -333,11 +343,9 @@ export class Router {
     const now = this.clock.nowMs();
     // learn only from ARP that is about us, or refresh what we know (Linux's rule)
     if (tpa === i.addr || i.arp.has(spa)) {
-      if (!i.arp.learn(spa, sha, now)) this.c.dropArpTableFull++;
-      else {
-        this.c.arpLearned++;
-        for (const q of i.arp.release(spa)) if (this.send(i, q, q.length, sha)) this.c.forwarded++;
-      }
+      if (i.arp.learn(spa, sha, now) === 'evicted') this.c.arpEvicted++;
+      this.c.arpLearned++;
+      for (const q of i.arp.release(spa)) if (this.send(i, q, q.length, sha)) this.c.forwarded++;
     }
     if (op === 1 && tpa === i.addr) {
       if (this.emit(i.index, this.arpFrame(i, 2, sha, sha, spa), MIN_FRAME)) this.c.arpRepliesSent++;
@@ -404,8 +412,10 @@ export class Router {
     // a source that is one of the router's own addresses is a forgery (Linux
     // drops it as a martian): let through, a frame from inside with the NAT's
     // outside address would leave untranslated, and the answers to it come
-    // back into whichever inside host's mapping has that port
-    if (notRoutable(src) || src === inIf.bcast || this.ifs.some((i) => i.addr === src)) {
+    // back into whichever inside host's mapping has that port. A subnet's
+    // broadcast address, any of them, is no sender either: the answers to it
+    // would go to every host of that subnet (Linux: a martian too)
+    if (notRoutable(src) || this.ifs.some((i) => i.addr === src || i.bcast === src)) {
       this.c.dropNotRoutable++;
       return;
     }

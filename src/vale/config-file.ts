@@ -33,6 +33,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** Deepest nesting of objects and lists a configuration file may have. */
+const MAX_DEPTH = 64;
+
 /** Parse JSON with comments and trailing commas; a syntax error is thrown as a {@link ConfigError} at its position. */
 export function parseJsonc(text: string): Node {
   let i = 0;
@@ -100,10 +103,17 @@ export function parseJsonc(text: string): Node {
       }
     }
   };
+  // the parser recurses once per level: a hostile file nested deeper than any
+  // configuration needs would overflow the stack (and kill a reloading vale-ts)
+  let depth = 0;
+  const nest = (at: Pos): void => {
+    if (++depth > MAX_DEPTH) fail(`nested more than ${MAX_DEPTH} levels deep (a configuration needs a handful)`, at);
+  };
   const value = (): Node => {
     skip();
     const p = pos();
     const c = text[i];
+    if (c === '{' || c === '[') nest(p);
     if (c === '{') {
       i++;
       const entries = new Map<string, { keyPos: Pos; value: Node }>();
@@ -111,6 +121,7 @@ export function parseJsonc(text: string): Node {
         skip();
         if (text[i] === '}') {
           i++;
+          depth--;
           return { kind: 'object', pos: p, entries };
         }
         if (text[i] !== '"') fail(`expected a "key" or } but found ${describe()}`);
@@ -133,6 +144,7 @@ export function parseJsonc(text: string): Node {
         skip();
         if (text[i] === ']') {
           i++;
+          depth--;
           return { kind: 'array', pos: p, items };
         }
         items.push(value());

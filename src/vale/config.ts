@@ -7,7 +7,7 @@
  * changed is added or removed: an unchanged port, its clients and its
  * counters are not touched. The format is documented in docs/configuration.md.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MAX_BUF_SIZE, MAX_RINGS, MAX_SLOTS, MIN_BUF_SIZE, MIN_SLOTS } from '../netmap/abi.js';
@@ -75,8 +75,56 @@ export interface ValeConfig {
   priority?: number;
 }
 
+/**
+ * Why `file` is not safe to take orders from, or undefined. Whoever can
+ * write a configuration or a lookup module (or swap it in one of its
+ * directories) decides what vale-ts runs and opens with its uid, root's for
+ * the host's switch: the file and every directory above it must belong to
+ * root or vale-ts's uid and be writable by no one else (a sticky directory,
+ * as /tmp, protects what exists in it), as sshd's StrictModes asks.
+ */
+export function unsafePath(file: string): string | undefined {
+  const me = process.getuid?.() ?? 0;
+  const owner = (p: string, uid: number): string | undefined =>
+    uid === 0 || uid === me ? undefined : `${p} belongs to uid ${uid}, not to root or vale-ts's uid ${me}: its owner would decide what vale-ts runs (chown it)`;
+  const writable = (p: string, mode: number): string =>
+    `${p} is writable by others than its owner (mode ${(mode & 0o7777).toString(8)}): any of them would decide what vale-ts runs (chmod go-w ${p})`;
+  const given = path.resolve(file);
+  let real = given;
+  let exists = true;
+  try {
+    real = realpathSync(file);
+    const st = statSync(real);
+    const bad = owner(real, st.uid) ?? ((st.mode & 0o022) !== 0 ? writable(real, st.mode) : undefined);
+    if (bad) return bad;
+  } catch {
+    // absent: its directories say who could create it (in a sticky one, anyone)
+    exists = false;
+  }
+  // the directories of the name as given (a symbolic link in one is swapped as easily) and of what it leads to
+  for (const start of new Set([path.dirname(given), path.dirname(real)])) {
+    for (let dir = start; ; dir = path.dirname(dir)) {
+      let st;
+      try {
+        st = statSync(dir);
+      } catch {
+        st = undefined;
+      }
+      if (st) {
+        const bad = owner(dir, st.uid) ?? ((st.mode & 0o022) !== 0 && !(exists && st.mode & 0o1000) ? writable(dir, st.mode) : undefined);
+        if (bad) return bad;
+      }
+      if (dir === path.dirname(dir)) break;
+    }
+  }
+  return undefined;
+}
+
 /** Read and check a configuration file: every problem found, each at its line, or the configuration. */
 export function loadConfig(file: string): { config?: ValeConfig; errors: ConfigError[] } {
+  // a file that is not there is said so by the read below
+  const unsafe = existsSync(file) ? unsafePath(file) : undefined;
+  if (unsafe) return { errors: [new ConfigError({ line: 1, col: 1 }, `not read: ${unsafe}`)] };
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -224,7 +272,12 @@ export function checkConfig(text: string, file: string): { config?: ValeConfig; 
       const lk = s.get('lookup');
       if (lk) {
         const v = string(lk.value, '"lookup" (a module path)');
-        if (v !== undefined) sc.lookup = path.resolve(path.dirname(cfg.file), v);
+        if (v !== undefined) {
+          sc.lookup = path.resolve(path.dirname(cfg.file), v);
+          // a lookup module is code vale-ts runs
+          const unsafe = unsafePath(sc.lookup);
+          if (unsafe) err(lk.value.pos, `"lookup" not loaded: ${unsafe}`);
+        }
       }
       const ports = s.get('ports');
       if (ports && ports.value.kind === 'object') {

@@ -119,6 +119,12 @@ export interface ServerOptions {
   log?: (line: string) => void;
   /** How long a departed client port's counters stay in stats, seconds (default 3600; 0: not kept). */
   retainCountersS?: number;
+  /**
+   * Bind the socket but accept no connection until {@link ValeServer.startAccepting}:
+   * vale-ts applies its configuration first, so that no client can create a
+   * configured switch on demand (without its lookup) or take a configured port's name.
+   */
+  acceptLater?: boolean;
 }
 
 /** One line per event kind at most every `everyMs`, with a count of what was held back. */
@@ -204,6 +210,7 @@ export class ValeServer extends EventEmitter {
   private readonly connsByUid = new Map<number, number>();
   private readonly counters = { refusedPeer: 0, refusedConnLimit: 0, refusedPortLimit: 0, refusedMemoryLimit: 0, acceptEmfile: 0, callbackErrors: 0, protocolErrors: 0 };
   private acceptBackoff: NodeJS.Timeout | undefined;
+  private accepting = false;
   /** refused connections waiting for their first request before being closed */
   private readonly lingering = new Set<() => void>();
   private closed = false;
@@ -230,6 +237,13 @@ export class ValeServer extends EventEmitter {
     this.counterRegistry = new CounterRegistry(opts.retainCountersS !== undefined ? { retainMs: opts.retainCountersS * 1000 } : {});
     for (const sw of opts.switches ?? []) this.addSwitch(sw);
     this.listenWatcher = new native.FdWatcher(fd, () => this.guard('accept', () => this.acceptAll()));
+    if (!opts.acceptLater) this.startAccepting();
+  }
+
+  /** Start accepting connections (once; see {@link ServerOptions.acceptLater}). */
+  startAccepting(): void {
+    if (this.accepting || this.closed) return;
+    this.accepting = true;
     this.listenWatcher.start(1);
   }
 
@@ -434,7 +448,10 @@ export class ValeServer extends EventEmitter {
   }
 
   private onReadable(c: Client): void {
-    while (!c.busy && !c.dropped) {
+    for (let served = 0; !c.busy && !c.dropped; served++) {
+      // a client that keeps its socket full would hold the loop for good: the
+      // rest of its requests wait for the next turn (the watcher is level-triggered)
+      if (served === REQUESTS_PER_TURN) return;
       let m;
       try {
         m = native.recvMsg(c.fd, MAX_MESSAGE);
@@ -492,9 +509,18 @@ export class ValeServer extends EventEmitter {
   }
 
   private send(c: Client, reply: Reply, fds: readonly number[] = []): void {
+    let sent: boolean;
     try {
-      native.sendMsg(c.fd, encodeMessage(reply), [...fds]);
-    } catch (e) {
+      sent = native.sendMsg(c.fd, encodeMessage(reply), [...fds]);
+    } catch {
+      this.drop(c);
+      return;
+    }
+    if (!sent) {
+      // EAGAIN: a socket buffer of replies unread, so not one request at a time
+      // as the protocol asks; its replies would be lost (a register's fds too)
+      this.counters.protocolErrors++;
+      this.logger.log('unread', `dropped a connection of pid ${c.pid} (uid ${c.uid}): it does not read its replies`);
       this.drop(c);
     }
   }
@@ -692,7 +718,18 @@ export class ValeServer extends EventEmitter {
           if (!found.length) throw new RequestError('ENXIO', `no port ${n.full}`);
           return { reply: { v, ok: true, op: 'list', ports: found } };
         }
-        return { reply: { v, ok: true, op: 'list', ports: all } };
+        // a reply fits one message: ~400 long-named ports do not, so a page
+        // from the offset, as many as fit; the total lets a client page on
+        const offset = req.offset ?? 0;
+        for (let count = Math.max(all.length - offset, 0); ; count >>= 1) {
+          const reply: Reply = { v, ok: true, op: 'list', ports: all.slice(offset, offset + count), portsTotal: all.length, offset };
+          try {
+            encodeMessage(reply);
+            return { reply };
+          } catch {
+            if (count === 0) throw new RequestError('EMSGSIZE', 'an empty listing does not fit in a message (should not happen)');
+          }
+        }
       }
       case 'info': {
         const n = this.parseVale(req.name);
@@ -855,6 +892,12 @@ export class ValeServer extends EventEmitter {
     const v = PROTOCOL_VERSION;
     const held = [...(this.holders.get(port) ?? [])];
     if (held.length === 0 && !port.persistent && !fresh) throw new RequestError('EBUSY', `${n.full} is busy`);
+    // attached with no client connection: a driver inside vale-ts serves it (or is starting
+    // to). Its region would hand this client the driver's frames and a ring to race it for.
+    if (held.length === 0 && port.attached && !fresh) {
+      const d = this.drivers.get(port);
+      throw new RequestError('EBUSY', `${n.full} is served by vale-ts itself (${d ? d.describe() : 'its driver is starting'}): it has no rings for a client; open another port of ${n.full.slice(0, n.full.indexOf(':'))}`);
+    }
     // as in netmap, registrations may share a port when each binds a ring of
     // its own (vale0:x-0, vale0:x-1, ...); all rings is exclusive
     const clash = held.find((h) => ring < 0 || h.port!.ring < 0 || h.port!.ring === ring);
@@ -1135,6 +1178,8 @@ export class ValeServer extends EventEmitter {
 type Served = { reply: Reply; fds?: readonly number[] };
 
 const ACCEPT_BACKOFF_MS = 100;
+/** Requests of one connection served in one turn of the event loop. */
+const REQUESTS_PER_TURN = 16;
 /** Refused connections kept open at once until their request is read. */
 const MAX_LINGERING = 64;
 /** Told to a peer accepted only to be closed at EMFILE. */

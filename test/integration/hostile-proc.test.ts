@@ -464,3 +464,54 @@ asOther('--group: the socket is 0660 for the group, and its members are served',
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** A client flooding `stats` requests: 'read' reads the replies on a thread of its own, 'noread' never does. */
+const FLOOD = `
+import socket, sys, json, threading
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+if sys.argv[2] == 'read':
+    def drain():
+        while s.recv(65536): pass
+    threading.Thread(target=drain, daemon=True).start()
+m = json.dumps({"v": 1, "op": "stats"}).encode()
+s.send(m)
+print("flooding", flush=True)
+while True:
+    s.send(m)
+`;
+
+test('a client flooding requests cannot hold vale-ts: others are answered meanwhile, and one that reads no replies is dropped (counted)', async (t) => {
+  const dir = tmpDir();
+  const socket = path.join(dir, 'x3-flood.sock');
+  const vt = spawnChild([process.execPath, valeTs, '--socket', socket], 'listening');
+  const floods: Child[] = [];
+  t.teardown(async () => {
+    for (const f of floods) await stop(f);
+    await stop(vt);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await vt.ready;
+  // stats of 100 ports: each reply costs the switch far more than a request costs the flooder
+  for (let i = 0; i < 100; i++) {
+    const r = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'create', name: `vale0:x3p${i}`, conf: { txSlots: 64, rxSlots: 64 } });
+    if (!r.ok) throw new Error(r.error);
+  }
+  for (const mode of ['read', 'noread']) {
+    const fl = spawnChild(['python3', '-c', FLOOD, socket, mode], 'flooding');
+    floods.push(fl);
+    await fl.ready;
+    // the timeout is a hang guard: the switch used to serve the flooder for as long as it sent
+    const r = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'list' }, 60_000);
+    t.true(r.ok && r.op === 'list' && r.ports.length === 100, `${mode}: ${JSON.stringify(r).slice(0, 200)}`);
+    if (mode === 'noread') {
+      // dropped once its socket buffer of replies went unread: its next send fails
+      await fl.exited;
+      t.regex(fl.out(), /BrokenPipe|ConnectionReset/, fl.out());
+    }
+    await stop(fl);
+  }
+  const st = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'stats' });
+  t.true(st.ok && st.op === 'stats' && (st.server?.['protocolErrors'] ?? 0) >= 1, JSON.stringify(st).slice(0, 300));
+  t.regex(vt.out(), /dropped a connection of pid \d+ \(uid \d+\): it does not read its replies/);
+});

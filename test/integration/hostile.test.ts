@@ -10,12 +10,14 @@ import { once } from 'node:events';
 import { execFile } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { open, Switch, ValeServer, ManualClock, type Port } from '../../src/index.js';
+import { rmSync } from 'node:fs';
+import { open, Switch, ValeServer, ValeClient, ManualClock, type Port } from '../../src/index.js';
 import { native } from '../../src/netmap/addon.js';
 import { ControlConnection, requestOnce } from '../../src/control/client.js';
 import { encodeMessage, MAX_MESSAGE, PROTOCOL_VERSION, type Reply, type RegisterRequest } from '../../src/control/protocol.js';
 import { parsePortName } from '../../src/netmap/name.js';
 import { NR_MONITOR_RX, NR_MONITOR_TX } from '../../src/netmap/abi.js';
+import { registerPortKind } from '../../src/ports/index.js';
 import { until } from '../fixtures/wait.js';
 import { formatStats } from '../../tools/vale-ctl/vale-ctl.js';
 
@@ -392,4 +394,76 @@ test('ring theft: a ring of another uid\'s port is refused; the same uid may sha
     t.regex(e!.message, /held by uid 4242: binding another of its rings would map its whole region/);
     r0.close();
   });
+});
+
+/** A driver kind for the test below whose start waits for the test's word. */
+let slowGate: { started: () => void; go: Promise<void> } | undefined;
+registerPortKind('x3-slow', () => {
+  const g = slowGate!;
+  g.started();
+  return g.go.then(() => ({ kind: 'x3-slow', describe: () => 'x3-slow', counters: () => ({}), close: () => Promise.resolve() }));
+});
+
+test('a port served by a driver inside vale-ts cannot be registered by a client (its rings are the driver\'s), nor while the driver starts', async (t) => {
+  await withServer(async (socket, srv) => {
+    const path1 = path.join(os.tmpdir(), `hostile-x3-drv-${process.pid}-${uniq++}.sock`);
+    t.teardown(() => rmSync(path1, { force: true }));
+    await srv.createPort('vale0:x3drv', { driver: { kind: 'stream', path: path1 } });
+    // any admitted uid (a fake one here, as in the ring theft test) would be handed
+    // the region: the driver's frames to read, its ring to race it for
+    const conn = ControlConnection.connect(socket);
+    t.teardown(() => conn.close());
+    const internal = srv as unknown as { clients: Set<{ uid: number }> };
+    for (const c of internal.clients) c.uid = 4242;
+    const { reply, fds } = await conn.request({ v: PROTOCOL_VERSION, op: 'register', name: 'vale0:x3drv', nrMode: 1, ringId: 0, flags: 0, conf: {} });
+    for (const f of fds) native.close(f);
+    t.is(fds.length, 0, 'no region handed out');
+    t.false(reply.ok, JSON.stringify(reply));
+    if (!reply.ok) {
+      t.is(reply.code, 'EBUSY');
+      t.regex(reply.error, /served by vale-ts itself \(stream server .*\): it has no rings for a client/);
+    }
+    // one ring of it: the same
+    const one = await register(socket, { name: 'vale0:x3drv', nrMode: 4, ringId: 0 });
+    t.false(one.reply.ok, JSON.stringify(one.reply));
+    closeAll(one);
+    const ls = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'list', name: 'vale0:x3drv' });
+    t.true(ls.ok && ls.op === 'list' && ls.ports[0]!.attached && ls.ports[0]!.pid === undefined, JSON.stringify(ls));
+    // a driver still starting holds its port as well
+    let started!: () => void;
+    let go!: () => void;
+    const startedP = new Promise<void>((r) => (started = r));
+    slowGate = { started, go: new Promise<void>((r) => (go = r)) };
+    const creating = srv.createPort('vale0:x3slow', { driver: { kind: 'x3-slow' } });
+    await startedP;
+    const early = await register(socket, { name: 'vale0:x3slow' });
+    t.false(early.reply.ok, JSON.stringify(early.reply));
+    if (!early.reply.ok) t.is(early.reply.code, 'EBUSY');
+    closeAll(early);
+    go();
+    await creating;
+    await srv.removePort('vale0:x3slow');
+  });
+});
+
+test('list of 600 ports with long names: too many for one message, answered in pages that ValeClient.list() joins (not a dropped connection)', async (t) => {
+  await withServer(async (socket, srv) => {
+    const names: string[] = [];
+    for (let s = 0; s < 3; s++) {
+      for (let i = 0; i < 200; i++) {
+        // 63 characters, the longest name: ~170 bytes a listing, 600 of them far beyond 64 KiB
+        const name = `vale${s}:x3${String(i).padStart(3, '0')}`.padEnd(63, 'x');
+        await srv.createPort(name, { conf: { txSlots: 2, rxSlots: 2 } });
+        names.push(name);
+      }
+    }
+    const first = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'list' });
+    t.true(first.ok, JSON.stringify(first).slice(0, 200));
+    if (first.ok && first.op === 'list') {
+      t.true(first.ports.length > 0 && first.ports.length < 600, `a first page: ${first.ports.length}`);
+      t.is(first.portsTotal, 600);
+    }
+    const all = await new ValeClient({ socket }).list();
+    t.deepEqual(all.map((p) => p.name), names, 'every port, in order, once');
+  }, { limits: { maxPortsPerUid: 1024 } });
 });

@@ -5,14 +5,17 @@
  * systemd-analyze verify.
  */
 import test from 'ava';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, type Port, type SwitchStats } from '../../src/index.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { ControlConnection } from '../../src/control/client.js';
+import { PROTOCOL_VERSION } from '../../src/control/protocol.js';
+import { native } from '../../src/netmap/addon.js';
 import { until } from '../fixtures/wait.js';
 
 const run = promisify(execFile);
@@ -246,4 +249,108 @@ test('the systemd unit passes systemd-analyze verify and bounds the service', as
   writeFileSync(u, unit.replaceAll('/usr/local/bin/vale-ts', bin).replace('ProtectSystem=strict', 'ProtectSystem=stricter'));
   const bad = await run('systemd-analyze', ['verify', u]).catch((e: { stderr: string }) => e);
   t.regex((bad as { stderr: string }).stderr, /vale-ts\.service:\d+: Failed to parse protect system value/);
+});
+
+test('a hostile configuration (nesting 100 000 deep) is an error at its line, at --check-config and on SIGHUP, where vale-ts keeps running', async (t) => {
+  const dir = tmpDir(t);
+  const socket = path.join(dir, 'vale-ts-x3.sock');
+  const file = path.join(dir, 'vale-ts.json');
+  const deep = `{\n  "switches": ${'['.repeat(100_000)}\n`;
+  writeFileSync(file, deep);
+  const r = await run(process.execPath, [valeTs, '--check-config', file]).catch((e: { code: number; stderr: string }) => e);
+  t.is((r as { code: number }).code, 1);
+  t.regex((r as { stderr: string }).stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}:2:\\d+: nested more than \\d+ levels deep`));
+  t.notRegex((r as { stderr: string }).stderr, /Maximum call stack|RangeError/);
+  writeFileSync(file, CONFIG_2);
+  const vt = start(['--socket', socket, '--config', file]);
+  t.teardown(() => void vt.child.kill('SIGTERM'));
+  t.regex(await vt.line(/loaded|exited/), /loaded: added vale0:a, vale0:c/);
+  writeFileSync(file, deep);
+  const refused = new Promise<void>((res) => {
+    const onErr = (): void => {
+      if (vt.stderr().includes('configuration unchanged')) {
+        vt.child.stderr!.off('data', onErr);
+        res();
+      }
+    };
+    vt.child.stderr!.on('data', onErr);
+    vt.child.on('exit', () => res());
+  });
+  vt.child.kill('SIGHUP');
+  await refused;
+  t.is(vt.child.exitCode, null, `vale-ts exited: ${vt.stderr()}`);
+  t.regex(vt.stderr(), /nested more than \d+ levels deep/);
+  t.is((await new ValeClient({ socket }).info('vale0:c')).rxRings, 2, 'the running configuration stays');
+});
+
+test('a configuration or lookup module that others can write (or own, or swap in its directory) is refused: it would run code as vale-ts', async (t) => {
+  const dir = tmpDir(t);
+  const file = path.join(dir, 'vale-ts.json');
+  writeFileSync(path.join(dir, 'drop-all.mjs'), 'export const lookup = () => {};\n');
+  writeFileSync(file, '{\n  "switches": {\n    "vale5": { "lookup": "./drop-all.mjs", "ports": {} },\n  },\n}\n');
+  const check = async (): Promise<{ code: number; out: string }> => {
+    const r = await run(process.execPath, [valeTs, '--check-config', file]).then(
+      (o) => ({ code: 0, out: o.stdout }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, out: e.stderr }),
+    );
+    return r;
+  };
+  t.is((await check()).code, 0, 'owner-only files in an owner-only directory are fine');
+  chmodSync(file, 0o666);
+  let r = await check();
+  t.is(r.code, 1, r.out);
+  t.regex(r.out, new RegExp(`${file.replace(/[.]/g, '\\.')}:1:1: not read: ${file.replace(/[.]/g, '\\.')} is writable by others than its owner \\(mode 666\\).*chmod go-w`));
+  chmodSync(file, 0o644);
+  chmodSync(path.join(dir, 'drop-all.mjs'), 0o646);
+  r = await check();
+  t.is(r.code, 1, r.out);
+  t.regex(r.out, /:3:26: "lookup" not loaded: .*drop-all\.mjs is writable by others than its owner \(mode 646\)/);
+  chmodSync(path.join(dir, 'drop-all.mjs'), 0o644);
+  // a directory others may write: they could put another file in its place
+  chmodSync(dir, 0o777);
+  r = await check();
+  t.is(r.code, 1, r.out);
+  t.regex(r.out, /not read: .* is writable by others than its owner \(mode 777\)/);
+  chmodSync(dir, 0o700);
+  if (process.getuid?.() === 0) {
+    chownSync(file, 65534, 65534);
+    r = await check();
+    t.is(r.code, 1, r.out);
+    t.regex(r.out, /belongs to uid 65534, not to root or vale-ts's uid 0/);
+  }
+});
+
+test('a client connecting while vale-ts applies its configuration at start waits for it: it cannot create a configured switch first (without its lookup)', async (t) => {
+  const dir = tmpDir(t);
+  const socket = path.join(dir, 'vale-ts-x3.sock');
+  const file = path.join(dir, 'vale-ts.json');
+  const fifo = path.join(dir, 'go');
+  execFileSync('mkfifo', [fifo]);
+  // the lookup's import waits for the test's word (a FIFO opened off the loop): the apply is under way meanwhile
+  writeFileSync(
+    path.join(dir, 'drop-all.mjs'),
+    // (once: the datapath thread imports the module again, and does not wait)
+    `import { readFile } from 'node:fs/promises';\nimport { isMainThread } from 'node:worker_threads';\n` +
+      `if (isMainThread) {\n  process.stdout.write('x3: lookup importing\\n');\n  await readFile(${JSON.stringify(fifo)});\n}\n` +
+      'export const lookup = (buf, offsets, lens, count, src, dests) => { for (let i = 0; i < count; i++) dests[i] = -1; };\n',
+  );
+  writeFileSync(file, '{ "switches": { "vale5": { "lookup": "./drop-all.mjs", "ports": {} } } }\n');
+  const vt = start(['--socket', socket, '--config', file]);
+  t.teardown(() => void vt.child.kill('SIGTERM'));
+  t.regex(await vt.line(/lookup importing|exited/), /lookup importing/);
+  // a client (an honest one restarting with the switch will do) asks for a port on the
+  // configured switch now: connect and send are synchronous, so it is there before the word
+  const conn = ControlConnection.connect(socket);
+  t.teardown(() => conn.close());
+  const asked = conn.request({ v: PROTOCOL_VERSION, op: 'register', name: 'vale5:x3', nrMode: 1, ringId: 0, flags: 0, conf: {} }, 60_000);
+  writeFileSync(fifo, 'go');
+  t.regex(await vt.line(/loaded|exited/), /loaded/);
+  const { reply, fds } = await asked;
+  t.teardown(() => fds.forEach((f) => native.close(f)));
+  t.true(reply.ok, JSON.stringify(reply));
+  const p = await open('vale5:x3b', { socket });
+  t.teardown(() => p.close());
+  await sendAll(p, 3, 0x99, 0x5);
+  const st = (await new ValeClient({ socket }).stats('vale5'))[0]!;
+  t.is(st.totals['dropLookup'], 3, "the configured lookup decides for the client's port");
 });

@@ -144,7 +144,9 @@ test('ARP: the gateway address is answered, other addresses and poisoning attemp
   t.deepEqual([...rep.subarray(38, 42)], ip4('10.1.0.2'));
   t.deepEqual(r.neighbours().map((n) => [n.iface, n.ip, n.mac]), [['in', '10.1.0.2', A_MAC]]);
   r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.77')); // someone else's address
-  r.handle(0, arp(1, '01:00:5e:00:00:01', '10.1.0.3', '10.1.0.1')); // group MAC as sender
+  const group = arp(1, '01:00:5e:00:00:01', '10.1.0.3', '10.1.0.1'); // group MAC as sender (from a unicast Ethernet source)
+  group.set(macB(B_MAC), 6);
+  r.handle(0, group);
   r.handle(0, arp(1, B_MAC, '10.1.0.1', '10.1.0.1')); // claims the router's address
   r.handle(0, arp(1, B_MAC, '10.9.0.9', '10.1.0.1')); // off the subnet
   t.is(out.length, 1);
@@ -300,27 +302,30 @@ test('NAT: an inside host cannot send as the router (source = one of its address
   t.is(r.counters().dropNotRoutable, 4);
 });
 
-test('NAT table: at its bound a new flow is a counted drop; entries expire by the (manual) clock and make room', (t) => {
+test('NAT table: at its bound (every flow answered) a new flow is a counted drop; entries expire by the (manual) clock and make room', (t) => {
   const clock = new ManualClock(0);
   const { r, out } = rig({ nat: true, maxEntries: 2, clock });
   learnHosts(r, out);
   const udp = (sport: number): Uint8Array => frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport, dport: 53 });
-  r.handle(0, udp(1000));
-  r.handle(0, udp(1001));
-  r.handle(0, udp(1002));
-  t.is(out.length, 2);
+  r.handle(0, udp(2000));
+  r.handle(0, udp(2001));
+  // answered: not given up for a new flow (an unanswered one would be, see 'NAT table full of one host...')
+  for (const p of [2000, 2001]) r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'udp', sport: 53, dport: p }));
+  t.is(out.length, 4);
+  r.handle(0, udp(2002));
+  t.is(out.length, 4);
   t.is(r.counters().dropNatTableFull, 1);
   t.deepEqual(r.natEntries().map((e) => [e.protocol, e.insideAddr, e.insidePort, e.remoteAddr, e.remotePort, e.state]), [
-    ['udp', '10.1.0.2', 1000, '10.2.0.2', 53, 'new'],
-    ['udp', '10.1.0.2', 1001, '10.2.0.2', 53, 'new'],
+    ['udp', '10.1.0.2', 2000, '10.2.0.2', 53, 'established'],
+    ['udp', '10.1.0.2', 2001, '10.2.0.2', 53, 'established'],
   ]);
   clock.advance(29_999); // udp timeout 30 s in this rig
   t.is(r.natEntries().length, 2);
-  r.handle(0, udp(1000)); // traffic refreshes its entry
+  r.handle(0, udp(2000)); // traffic refreshes its entry
   clock.advance(2);
-  t.deepEqual(r.natEntries().map((e) => e.insidePort), [1000]);
-  r.handle(0, udp(1002)); // room again
-  t.is(out.length, 4);
+  t.deepEqual(r.natEntries().map((e) => e.insidePort), [2000]);
+  r.handle(0, udp(2002)); // room again
+  t.is(out.length, 6);
   clock.advance(30_000);
   r.tick();
   t.is(r.natEntries().length, 0);
@@ -471,4 +476,79 @@ test('NAT: a packet from outside that the router drops (IP options, no route to 
   t.is(c.dropIpOptions - before.dropIpOptions, 2);
   t.is(c.dropNoRoute - before.dropNoRoute, 1);
   t.is(c.natTranslatedIn, before.natTranslatedIn, 'nothing dropped was counted as translated');
+});
+
+test('a group or zero source MAC is dropped and counted: a ping or an expiring TTL from ff:ff:ff:ff:ff:ff would be answered to every port of the switch', (t) => {
+  const { r, out } = rig();
+  learnHosts(r, out);
+  const before = r.counters();
+  for (const srcMac of ['ff:ff:ff:ff:ff:ff', '01:00:5e:00:00:01', '00:00:00:00:00:00']) {
+    r.handle(0, frame({ dstMac: GW0, srcMac, src: '10.1.0.2', dst: '10.1.0.1', proto: 'icmp', sport: 99 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 2, ttl: 1 }));
+    r.handle(0, arp(1, srcMac, '10.1.0.9', '10.1.0.1'));
+  }
+  t.deepEqual(out.map((o) => [...o.f.subarray(0, 6)].map((b) => b.toString(16)).join(':')), [], 'nothing sent');
+  const c = r.counters();
+  t.is(c.dropBadSrcMac, 9);
+  t.is(c.echoRepliesSent + c.icmpTimeExceededSent + c.arpRepliesSent, before.echoRepliesSent + before.icmpTimeExceededSent + before.arpRepliesSent);
+});
+
+test('a source that is the broadcast address of any of the router\'s subnets is not routed: its answers would go to a whole subnet', (t) => {
+  const { r, out } = rig();
+  learnHosts(r, out);
+  // from inside, as the outside subnet's broadcast: B's echo reply would go to every host of 10.2.0.0/24
+  r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.255', dst: '10.2.0.2', proto: 'icmp', sport: 5 }));
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.1.0.255', dst: '10.1.0.2', proto: 'icmp', sport: 5 }));
+  t.is(out.length, 0);
+  const c = r.counters();
+  t.is(c.dropNotRoutable, 2);
+  t.is(c.forwarded, 0);
+});
+
+test('NAT table full of one host\'s unanswered flows: another host\'s new flow still gets in (the oldest unanswered entry is evicted, counted); answered flows are never evicted', (t) => {
+  const clock = new ManualClock(0);
+  const { r, out } = rig({ nat: true, maxEntries: 4, clock });
+  learnHosts(r, out);
+  r.handle(0, arp(1, '52:54:00:00:00:0c', '10.1.0.3', '10.1.0.1'));
+  out.length = 0;
+  // A sprays new flows that nobody answers: the whole table, for the UDP timeout
+  for (let p = 2000; p < 2010; p++) r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: p, dport: 9 }));
+  t.is(r.natEntries().length, 4);
+  // C's new flow is not refused for the next 30 s
+  const sent = out.length;
+  r.handle(0, frame({ dstMac: GW0, srcMac: '52:54:00:00:00:0c', src: '10.1.0.3', dst: '10.2.0.2', proto: 'udp', sport: 5353, dport: 53 }));
+  t.is(out.length, sent + 1);
+  const c1 = out.at(-1)!;
+  t.is(c1.ifIndex, 1, "C's flow left");
+  t.deepEqual([...c1.f.subarray(26, 30)], ip4('10.2.0.1'));
+  t.true(r.natEntries().some((e) => e.insideAddr === '10.1.0.3'));
+  const tc = r.counters();
+  t.is(tc.dropNatTableFull, 0);
+  t.is(tc.natEntriesEvicted, 7, "A's oldest unanswered entries made room, each counted");
+  // answered, C's flow stays whatever A sends
+  const reply = frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'udp', sport: 53, dport: be16(c1.f, 34) });
+  r.handle(1, reply);
+  for (let p = 3000; p < 3010; p++) r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: p, dport: 9 }));
+  t.deepEqual(r.natEntries().filter((e) => e.insideAddr === '10.1.0.3').map((e) => e.state), ['established']);
+});
+
+test('ARP table filled by one host claiming many addresses: a new neighbour is still learned (the least recently refreshed entry is evicted, counted) and reached', (t) => {
+  const r = new Router({ interfaces: [{ name: 'in', address: '10.1.0.1/24' }, { name: 'out', address: '10.2.0.1/24' }], clock: new ManualClock(1000), arp: { maxEntries: 8 } });
+  const out: { ifIndex: number; f: Uint8Array }[] = [];
+  r.attach((ifIndex, f, len) => {
+    out.push({ ifIndex, f: Uint8Array.from(f.subarray(0, len)) });
+    return true;
+  });
+  r.handle(1, arp(1, B_MAC, '10.2.0.2', '10.2.0.1'));
+  // one host asks for the gateway from 8 addresses of the subnet: the table is full, for 300 s
+  for (let k = 0; k < 8; k++) r.handle(0, arp(1, '52:54:00:00:01:01', `10.1.0.${100 + k}`, '10.1.0.1'));
+  r.handle(0, arp(1, A_MAC, '10.1.0.2', '10.1.0.1'));
+  t.true(r.neighbours().some((n) => n.ip === '10.1.0.2' && n.mac === A_MAC), 'A learned');
+  t.is(r.neighbours().filter((n) => n.iface === 'in').length, 8, 'still at most 8');
+  out.length = 0;
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.1.0.2', proto: 'udp', sport: 53, dport: 5353 }));
+  t.is(out.length, 1);
+  t.is(out[0]!.ifIndex, 0);
+  t.deepEqual([...out[0]!.f.subarray(0, 6)], macB(A_MAC), 'B reaches A at once');
+  t.is(r.counters().arpEvicted, 1);
 });
