@@ -153,9 +153,59 @@ uint16_t csum_fold(uint32_t sum) {
   return static_cast<uint16_t>(~sum & 0xffff);
 }
 
-OffloadError complete_csum(const VnetHdr &h, uint8_t *frame, size_t len) {
+// Where a checksum may be written, for a frame whose sender asked for one:
+// the switch writes it after the lookup decided on the frame's headers, so
+// it must not land in them. A sender that could point it at a MAC, a VLAN
+// tag, an IP header or an L4 port could set those 2 bytes to anything (the
+// checksum of data it chose) behind the lookup's back. So: an IPv4/IPv6
+// frame (up to two VLAN tags), csum_start at or after the IP header; over
+// TCP or UDP either that header's own checksum field (what Linux sends), or
+// past that header (an encapsulated packet's, as a guest's tunnel sends).
+namespace {
+bool csum_place_ok(const VnetHdr &h, const uint8_t *f, size_t len) {
+  if (len < 14) return false;
+  size_t l3 = 14;
+  uint16_t et = rd16be(f + 12);
+  for (int tags = 0; tags < 2 && (et == 0x8100 || et == 0x88a8); tags++) {
+    if (len < l3 + 4) return false;
+    et = rd16be(f + l3 + 2);
+    l3 += 4;
+  }
+  uint8_t proto;
+  size_t l4;
+  if (et == 0x0800) {
+    if (len < l3 + 20 || (f[l3] >> 4) != 4) return false;
+    const size_t ihl = size_t{f[l3] & 0x0fu} * 4;
+    if (ihl < 20) return false;
+    proto = f[l3 + 9];
+    l4 = l3 + ihl;
+  } else if (et == 0x86dd) {
+    if (len < l3 + 40 || (f[l3] >> 4) != 6) return false;
+    proto = f[l3 + 6];  // an extension header's type leaves only csum_start >= l4 to check
+    l4 = l3 + 40;
+  } else {
+    return false;
+  }
+  const size_t start = h.csum_start, field = start + h.csum_offset;
+  if (start < l4) return false;
+  if (proto == IPPROTO_TCP_) {
+    if (start == l4) return field == l4 + 16;
+    if (len < l4 + 20) return false;
+    return start >= l4 + size_t{static_cast<uint8_t>(f[l4 + 12] >> 4)} * 4 && start >= l4 + 20;
+  }
+  if (proto == IPPROTO_UDP_) return start == l4 ? field == l4 + 6 : start >= l4 + 8;
+  return true;
+}
+}  // namespace
+
+bool csum_offsets_ok(const VnetHdr &h, const uint8_t *frame, size_t len) {
   const size_t start = h.csum_start, field = size_t{h.csum_start} + h.csum_offset;
-  if (start >= len || field + 2 > len) return OffloadError::BadCsumOffsets;
+  return start < len && field + 2 <= len && csum_place_ok(h, frame, len);
+}
+
+OffloadError complete_csum(const VnetHdr &h, uint8_t *frame, size_t len) {
+  if (!csum_offsets_ok(h, frame, len)) return OffloadError::BadCsumOffsets;
+  const size_t start = h.csum_start, field = size_t{h.csum_start} + h.csum_offset;
   uint16_t c = csum_fold(csum_partial(frame + start, len - start, 0));
   // a UDP checksum (offset 6) of 0 means "none": send its other form
   if (c == 0 && h.csum_offset == 6) c = 0xffff;

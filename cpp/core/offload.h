@@ -53,7 +53,7 @@ void vnet_hdr_write(const VnetHdr &h, uint8_t *p);
 // Why a frame could not be finished. Each is a drop counter's reason.
 enum class OffloadError : uint8_t {
   None = 0,
-  BadCsumOffsets,  // csum_start/csum_offset point outside the frame
+  BadCsumOffsets,  // csum_start/csum_offset point outside the frame, or into its L2/L3 headers or L4 ports
   BadGsoType,      // a GSO type we do not segment (UFO, unknown)
   BadHeaders,      // the Ethernet/IP/TCP/UDP headers do not parse, or disagree with the GSO type
   BadGsoSize,      // gso_size 0
@@ -67,7 +67,14 @@ const char *offload_error_name(OffloadError e);
 uint32_t csum_partial(const uint8_t *p, size_t len, uint32_t sum);
 uint16_t csum_fold(uint32_t sum);
 
-// Fills in the checksum a NEEDS_CSUM header asks for, in place.
+// Whether a NEEDS_CSUM header's checksum lands inside the frame and outside
+// the headers a lookup decides on (Ethernet, VLAN, IP, L4 ports): an
+// IPv4/IPv6 frame, csum_start at or after the IP header, and over TCP/UDP
+// either that header's checksum field or a start past that header.
+bool csum_offsets_ok(const VnetHdr &h, const uint8_t *frame, size_t len);
+
+// Fills in the checksum a NEEDS_CSUM header asks for, in place (BadCsumOffsets
+// unless csum_offsets_ok).
 OffloadError complete_csum(const VnetHdr &h, uint8_t *frame, size_t len);
 
 // Where segments go: next(len) returns a buffer for one segment of `len`

@@ -496,10 +496,6 @@ struct VhostUserPort::Impl final : RoundHook {
     // DATA_VALID and RSC_INFO are the device's to set (virtio 1.1 5.1.6.2.1):
     // passed on, DATA_VALID would make a receiver skip checking the checksum
     h.flags &= VNET_F_NEEDS_CSUM;
-    if (h.flags & VNET_F_NEEDS_CSUM) {
-      if (h.csum_start >= len || h.csum_offset > len - h.csum_start || len - h.csum_start - h.csum_offset < 2)
-        return OffloadError::BadCsumOffsets;
-    }
     const uint8_t g = h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN);
     if (g == VNET_GSO_NONE) {
       h.gso_size = 0;
@@ -509,6 +505,8 @@ struct VhostUserPort::Impl final : RoundHook {
       // the headers must parse as the GSO type says (what a header-less receiver's segmentation needs too)
       if (gso_segment_count(h, frame, len) == 0) return OffloadError::BadHeaders;
     }
+    // inside the frame, and not into the headers the lookup decides on
+    if ((h.flags & VNET_F_NEEDS_CSUM) && !csum_offsets_ok(h, frame, len)) return OffloadError::BadCsumOffsets;
     if (h.hdr_len > len) h.hdr_len = static_cast<uint16_t>(len);  // a hint: never past the frame
     return OffloadError::None;
   }

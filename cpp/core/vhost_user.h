@@ -71,7 +71,7 @@ namespace nm {
   X(toGuestSegmented)     /* GSO frames for a guest without the GUEST_TSO feature: segmented here */  \
   X(toGuestSegments)      /* the frames those became */                                               \
   X(dropOffloadNotNegotiated)  /* NEEDS_CSUM or a GSO type the features do not allow */               \
-  X(dropOffloadBadCsumOffsets) /* csum_start/csum_offset outside the frame */                         \
+  X(dropOffloadBadCsumOffsets) /* csum_start/csum_offset outside the frame or into its L2/L3 headers or L4 ports */ \
   X(dropOffloadBadHeaders)     /* a TSO frame whose Ethernet/IP/TCP headers do not parse */           \
   X(dropOffloadBadGsoSize)     /* gso_size 0 */                                                       \
   X(dropOffloadSegmentTooLong) /* (to the guest) segments that do not fit a buffer */

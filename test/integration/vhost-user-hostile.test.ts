@@ -550,6 +550,11 @@ test('guest offloads over vhost-user: NEEDS_CSUM completed, TSO segmented with v
   const cases: Array<[string, Uint8Array, Uint8Array]> = [
     ['dropOffloadBadCsumOffsets', vnetHdr(1, 0, 0, 140, 6), udp],
     ['dropOffloadBadCsumOffsets', vnetHdr(1, 0, 0, 34, 0xfff0), udp],
+    // into the headers the lookup decided on: the destination MAC, the IP
+    // destination, the UDP destination port
+    ['dropOffloadBadCsumOffsets', vnetHdr(1, 0, 0, 0, 0), udp],
+    ['dropOffloadBadCsumOffsets', vnetHdr(1, 0, 0, 14, 16), udp],
+    ['dropOffloadBadCsumOffsets', vnetHdr(1, 0, 0, 34, 2), udp],
     ['dropOffloadBadGsoSize', vnetHdr(1, 1, 0, 34, 16), tso],
     ['dropOffloadBadHeaders', vnetHdr(1, 1, 1000, 34, 16), udp], // TSO on a UDP packet
     ['dropOffloadBadHeaders', vnetHdr(1, 1, 1000, 34, 16), frame(0x71, 1)], // not IPv4 at all

@@ -95,6 +95,30 @@ test('NEEDS_CSUM with offsets outside the frame is refused, frame untouched', (t
   t.deepEqual(f, copy);
 });
 
+// The switch completes the checksum after the lookup decided: a header that
+// points it at the Ethernet/VLAN/IP headers or an L4 port would let the
+// sender set those 2 bytes to anything behind the lookup's back.
+test('NEEDS_CSUM pointing into the headers or the L4 ports is refused, frame untouched; a deeper start (an encapsulated packet) is taken', (t) => {
+  const f = tcpFrame(false, 40);
+  const copy = Buffer.from(f);
+  const l4 = 34;
+  for (const [csumStart, csumOffset] of [[0, 0], [0, 6], [12, 0], [14, 12], [14, 16], [l4, 0], [l4, 2], [l4 + 4, 0], [l4 - 2, 18]] as const) {
+    t.is(addon.offloadCompleteCsum(hdr({ flags: 1, csumStart, csumOffset }), f), 'badCsumOffsets', `csum_start ${csumStart} csum_offset ${csumOffset}`);
+  }
+  t.deepEqual(f, copy);
+  // past the TCP header (20 bytes here): a tunnelled packet's own checksum
+  t.is(addon.offloadCompleteCsum(hdr({ flags: 1, csumStart: l4 + 20, csumOffset: 6 }), f), 'none');
+  // UDP: its checksum field (offset 6) only, never its ports
+  const udp = Buffer.from(copy);
+  udp[14 + 9] = 17;
+  t.is(addon.offloadCompleteCsum(hdr({ flags: 1, csumStart: l4, csumOffset: 2 }), udp), 'badCsumOffsets');
+  t.is(addon.offloadCompleteCsum(hdr({ flags: 1, csumStart: l4, csumOffset: 6 }), udp), 'none');
+  // not an IP frame: no checksum to complete
+  const arp = Buffer.from(copy);
+  arp.writeUInt16BE(0x0806, 12);
+  t.is(addon.offloadCompleteCsum(hdr({ flags: 1, csumStart: l4, csumOffset: 16 }), arp), 'badCsumOffsets');
+});
+
 for (const v6 of [false, true]) {
   test(`GSO TCPv${v6 ? 6 : 4}: segments of gso_size, payload in order, headers and checksums right`, (t) => {
     const mss = 1448;
