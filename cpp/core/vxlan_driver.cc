@@ -1140,16 +1140,21 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
   for (size_t i = 0; i < draining_.size();) {
     ShortcutRing &r = draining_[i].ring;
     bool room = true;
-    while (r.peek(f, l)) {
+    // a batch per turn, as from a live ring: frames dropped here take no
+    // switch room, and a producer still writing after its hang-up must
+    // not keep this loop (and the switch's lock) to itself
+    uint32_t popped = 0;
+    while (popped < RING_BATCH && r.peek(f, l)) {
       if (!deliver_ring_frame(draining_[i].ep, f, l, now)) {
         room = false;
         break;
       }
       r.pop_unpublished();
-      moved++;
+      popped++;
     }
     r.publish_head();
-    if (!room) return moved;
+    moved += popped;
+    if (!room || popped == RING_BATCH) return moved;
     if (r.broken()) vcount(VxCtr::ShortcutRingBroken);
     draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
   }
