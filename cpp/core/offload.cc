@@ -31,34 +31,50 @@ struct Parsed {
   bool v6 = false, tcp = false;
 };
 
-bool parse(const VnetHdr &h, const uint8_t *f, size_t len, Parsed &p) {
+// An IPv4/IPv6 frame behind up to two VLAN tags: 802.1Q, or 802.1ad with
+// 802.1Q inside (what the interface drivers put back in front of a frame
+// the kernel untagged). Where its IP and L4 headers start and the L4
+// protocol (IPv6: the next header, extension headers not walked); false
+// when it is not such a frame or is cut short inside its IP header.
+struct L3 {
+  size_t l3 = 0, l4 = 0;
+  uint8_t proto = 0;
+  bool v6 = false;
+};
+bool parse_l3(const uint8_t *f, size_t len, L3 &o) {
   if (len < 14) return false;
   size_t l3 = 14;
   uint16_t et = rd16be(f + 12);
-  // up to two VLAN tags: 802.1Q, or 802.1ad with 802.1Q inside (what the
-  // interface drivers put back in front of a frame the kernel untagged)
   for (int tags = 0; tags < 2 && (et == 0x8100 || et == 0x88a8); tags++) {
     if (len < l3 + 4) return false;
     et = rd16be(f + l3 + 2);
     l3 += 4;
   }
-  uint8_t proto;
-  size_t l4;
   if (et == 0x0800) {
     if (len < l3 + 20 || (f[l3] >> 4) != 4) return false;
-    size_t ihl = size_t{f[l3] & 0x0fu} * 4;
+    const size_t ihl = size_t{f[l3] & 0x0fu} * 4;
     if (ihl < 20 || len < l3 + ihl) return false;
-    proto = f[l3 + 9];
-    l4 = l3 + ihl;
-    p.v6 = false;
+    o.proto = f[l3 + 9];
+    o.l4 = l3 + ihl;
+    o.v6 = false;
   } else if (et == 0x86dd) {
     if (len < l3 + 40 || (f[l3] >> 4) != 6) return false;
-    proto = f[l3 + 6];
-    l4 = l3 + 40;
-    p.v6 = true;
+    o.proto = f[l3 + 6];
+    o.l4 = l3 + 40;
+    o.v6 = true;
   } else {
     return false;
   }
+  o.l3 = l3;
+  return true;
+}
+
+bool parse(const VnetHdr &h, const uint8_t *f, size_t len, Parsed &p) {
+  L3 ip;
+  if (!parse_l3(f, len, ip)) return false;
+  const uint8_t proto = ip.proto;
+  const size_t l4 = ip.l4;
+  p.v6 = ip.v6;
   const uint8_t g = h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN);
   if (g == VNET_GSO_TCPV4 || g == VNET_GSO_TCPV6) {
     if (proto != IPPROTO_TCP_ || p.v6 != (g == VNET_GSO_TCPV6)) return false;
@@ -72,7 +88,7 @@ bool parse(const VnetHdr &h, const uint8_t *f, size_t len, Parsed &p) {
     p.hlen = l4 + 8;
     p.tcp = false;
   }
-  p.l3 = l3;
+  p.l3 = ip.l3;
   p.l4 = l4;
   return true;
 }
@@ -153,6 +169,8 @@ uint16_t csum_fold(uint32_t sum) {
   return static_cast<uint16_t>(~sum & 0xffff);
 }
 
+namespace {
+
 // Where a checksum may be written, for a frame whose sender asked for one:
 // the switch writes it after the lookup decided on the frame's headers, so
 // it must not land in them. A sender that could point it at a MAC, a VLAN
@@ -161,31 +179,11 @@ uint16_t csum_fold(uint32_t sum) {
 // frame (up to two VLAN tags), csum_start at or after the IP header; over
 // TCP or UDP either that header's own checksum field (what Linux sends), or
 // past that header (an encapsulated packet's, as a guest's tunnel sends).
-namespace {
 bool csum_place_ok(const VnetHdr &h, const uint8_t *f, size_t len) {
-  if (len < 14) return false;
-  size_t l3 = 14;
-  uint16_t et = rd16be(f + 12);
-  for (int tags = 0; tags < 2 && (et == 0x8100 || et == 0x88a8); tags++) {
-    if (len < l3 + 4) return false;
-    et = rd16be(f + l3 + 2);
-    l3 += 4;
-  }
-  uint8_t proto;
-  size_t l4;
-  if (et == 0x0800) {
-    if (len < l3 + 20 || (f[l3] >> 4) != 4) return false;
-    const size_t ihl = size_t{f[l3] & 0x0fu} * 4;
-    if (ihl < 20) return false;
-    proto = f[l3 + 9];
-    l4 = l3 + ihl;
-  } else if (et == 0x86dd) {
-    if (len < l3 + 40 || (f[l3] >> 4) != 6) return false;
-    proto = f[l3 + 6];  // an extension header's type leaves only csum_start >= l4 to check
-    l4 = l3 + 40;
-  } else {
-    return false;
-  }
+  L3 ip;
+  if (!parse_l3(f, len, ip)) return false;
+  const uint8_t proto = ip.proto;
+  const size_t l4 = ip.l4;
   const size_t start = h.csum_start, field = start + h.csum_offset;
   if (start < l4) return false;
   if (proto == IPPROTO_TCP_) {

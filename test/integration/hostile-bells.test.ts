@@ -15,30 +15,10 @@ import type { CsbView } from '../../src/backends/csb.js';
 import { native } from '../../src/netmap/addon.js';
 import { untilAnswer } from '../fixtures/wait.js';
 import { EVENTFD_FULL, makeBlocking } from '../fixtures/hostile-fd.js';
+import { receiveTags as receive, taggedBroadcast as frame } from '../fixtures/tagged-frames.js';
 
 let uniq = 0;
 const sockPath = (): string => path.join(os.tmpdir(), `hostile-bells-${process.pid}-${uniq++}.sock`);
-
-function frame(src: number, tag: number): Uint8Array {
-  const f = new Uint8Array(60);
-  f.fill(0xff, 0, 6);
-  f.set([2, 0, 0, 0, 0, src], 6);
-  f[12] = 0x08;
-  f[14] = tag;
-  return f;
-}
-
-/** Tags of the next `n` frames `p` receives. */
-async function receive(p: Port, n: number): Promise<number[]> {
-  const tags: number[] = [];
-  while (tags.length < n) {
-    const ev = await p.poll({ rx: true, timeoutMs: 10_000 });
-    if (!ev.rx) throw new Error(`only ${tags.length} of ${n} frames arrived`);
-    p.dispatch(1e9, (f) => tags.push(f[14]!));
-    p.rxsync();
-  }
-  return tags;
-}
 
 /** `n` broadcasts from `from` (tags first..) arrive at `to`. */
 async function forwards(from: Port, to: Port, first: number, n: number): Promise<number[]> {

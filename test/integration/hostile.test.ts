@@ -18,6 +18,7 @@ import { encodeMessage, MAX_MESSAGE, PROTOCOL_VERSION, type Reply, type Register
 import { parsePortName } from '../../src/netmap/name.js';
 import { NR_MONITOR_RX, NR_MONITOR_TX } from '../../src/netmap/abi.js';
 import { registerPortKind } from '../../src/ports/index.js';
+import { receiveTags as receive } from '../fixtures/tagged-frames.js';
 import { until } from '../fixtures/wait.js';
 import { formatStats } from '../../tools/vale-ctl/vale-ctl.js';
 
@@ -46,18 +47,6 @@ function frame(dst: number[], src: number[], tag = 0): Uint8Array {
 const BCAST = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
 const A = [2, 0, 0, 0, 0, 0xa];
 const B = [2, 0, 0, 0, 0, 0xb];
-
-/** Received frames (their tag bytes) until `n` arrived. */
-async function receive(p: Port, n: number): Promise<number[]> {
-  const tags: number[] = [];
-  while (tags.length < n) {
-    const ev = await p.poll({ rx: true, timeoutMs: 10_000 });
-    if (!ev.rx) throw new Error(`only ${tags.length} of ${n} frames arrived`);
-    p.dispatch(1e9, (f) => tags.push(f[14]!));
-    p.rxsync();
-  }
-  return tags;
-}
 
 async function register(socket: string, req: Partial<RegisterRequest> & { name: string }): Promise<{ reply: Reply; fds: number[]; conn: ControlConnection }> {
   const conn = ControlConnection.connect(socket);

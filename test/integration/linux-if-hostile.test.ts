@@ -6,32 +6,22 @@
  * the other side, byte for byte, or the counter that says why nothing did.
  */
 import test from 'ava';
-import { execFile, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { afxdpBuiltIn } from '../../src/ports/linux-if.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { makeNamespaces, must, run, type NsEnd, type Run } from '../fixtures/linux-if-netns.js';
+import { ctl } from '../fixtures/vale-ctl-run.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { recvFrames } from '../fixtures/chains.js';
 
-const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 const root = process.getuid?.() === 0;
 const suite = root ? test.serial : test.serial.skip;
-const NS_MOREFRAG = 0x20;
 const SRC_P = [2, 0, 0, 0, 0x71, 0x01]; // the netmap client's MAC
 const SMUGGLED_SRC = 'de00000071ee'; // the source MAC of a frame hidden inside another
-
-function ctl(socket: string, ...args: string[]): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NETMAP_BACKEND: 'user' };
-  delete env['VALE_TS_SOCKET'];
-  return new Promise((resolve) => {
-    execFile(process.execPath, [cli, '--socket', socket, ...args], { env }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
 
 async function driverCounters(socket: string, port: string): Promise<Record<string, number>> {
   const st = await ctl(socket, '--stats', '--json');
@@ -51,32 +41,6 @@ function sendChain(p: Port, parts: Buffer[]): void {
     ring.advance(1);
   });
   p.txsync();
-}
-
-/** The next `n` frames at `p` (chains joined), waiting for them by events. */
-async function recvFrames(p: Port, n: number): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  const ring = p.rxRings[0]!;
-  let parts: Buffer[] = [];
-  while (out.length < n) {
-    p.rxsync();
-    while (ring.space() > 0 && out.length < n) {
-      const s = ring.head;
-      parts.push(Buffer.from(ring.bytes.subarray(ring.bufOffset(s), ring.bufOffset(s) + ring.len(s))));
-      const more = (ring.flags(s) & NS_MOREFRAG) !== 0;
-      ring.advance(1);
-      if (!more) {
-        out.push(Buffer.concat(parts));
-        parts = [];
-      }
-    }
-    p.rxsync();
-    if (out.length < n) {
-      const ev = await p.poll();
-      if (!ev.rx && ev.hup) throw new Error(`${p.name}: the switch went away`);
-    }
-  }
-  return out;
 }
 
 /** The frames at `p` up to and with the first that `last` accepts. */

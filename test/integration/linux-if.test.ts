@@ -7,8 +7,7 @@
  * the interfaces back as they were.
  */
 import test from 'ava';
-import { execFile, spawn, spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,20 +15,10 @@ import { ValeServer } from '../../src/index.js';
 import { afxdpBuiltIn } from '../../src/ports/linux-if.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { linkState, makeNamespaces, must, run, tcpTransfer, type NsEnd, type Run } from '../fixtures/linux-if-netns.js';
+import { ctl } from '../fixtures/vale-ctl-run.js';
 import { untilAnswer } from '../fixtures/wait.js';
 
-const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 const root = process.getuid?.() === 0;
-
-function ctl(socket: string, ...args: string[]): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NETMAP_BACKEND: 'user' };
-  delete env['VALE_TS_SOCKET'];
-  return new Promise((resolve) => {
-    execFile(process.execPath, [cli, '--socket', socket, ...args], { env }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
 
 async function ping(from: NsEnd, to: NsEnd, count = 3): Promise<Run> {
   return run('ip', ['netns', 'exec', from.ns, 'ping', '-c', String(count), '-i', '0.2', '-W', '5', to.ip]);

@@ -13,9 +13,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, Switch, ValeServer, type Port } from '../../src/index.js';
 import { conservationOf } from '../../src/vale/counters.js';
+import { NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { recvFrames } from '../fixtures/chains.js';
 
 const socket = path.join(os.tmpdir(), `vt-vnet-${process.pid}.sock`);
-const NS_MOREFRAG = 0x20;
 const MAC_H = [2, 0, 0, 0, 0, 0x11];
 const MAC_P = [2, 0, 0, 0, 0, 0x22];
 
@@ -84,32 +85,6 @@ function sendChain(p: Port, bytes: Uint8Array): void {
     ring.advance(1);
   }
   p.txsync();
-}
-
-/** The next `n` frames at `p` (chains joined), waiting for them by events. */
-async function recvFrames(p: Port, n: number): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  const ring = p.rxRings[0]!;
-  let parts: Buffer[] = [];
-  while (out.length < n) {
-    p.rxsync();
-    while (ring.space() > 0 && out.length < n) {
-      const s = ring.head;
-      parts.push(Buffer.from(ring.bytes.subarray(ring.bufOffset(s), ring.bufOffset(s) + ring.len(s))));
-      const more = (ring.flags(s) & NS_MOREFRAG) !== 0;
-      ring.advance(1);
-      if (!more) {
-        out.push(Buffer.concat(parts));
-        parts = [];
-      }
-    }
-    p.rxsync();
-    if (out.length < n) {
-      const ev = await p.poll();
-      if (!ev.rx && ev.hup) throw new Error(`${p.name}: the switch went away`);
-    }
-  }
-  return out;
 }
 
 const sw = new Switch('vale0');

@@ -1,9 +1,8 @@
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { abi, open, ValeServer } from '../../src/index.js';
+import { ctl } from '../fixtures/vale-ctl-run.js';
 import { departures } from '../fixtures/wait.js';
 import { fakeKernel, reqType } from '../fixtures/fake-kernel.js';
 import {
@@ -23,28 +22,8 @@ import {
   type KernelRequestFn,
 } from '../../tools/vale-ctl/vale-ctl.js';
 
-const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 let uniq = 0;
 const sockPath = (): string => path.join(os.tmpdir(), `vctl-test-${process.pid}-${uniq++}.sock`);
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run the CLI as a child, asynchronously: the in-process switch answers on this loop. */
-function ctl(socket: string | undefined, ...args: string[]): Promise<Run> {
-  const argv = socket === undefined ? args : ['--socket', socket, ...args];
-  const env: NodeJS.ProcessEnv = { ...process.env, NETMAP_BACKEND: 'user' };
-  delete env['VALE_TS_SOCKET'];
-  return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...argv], { env }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
 
 async function withServer(fn: (socket: string, srv: ValeServer) => Promise<void>): Promise<void> {
   const socket = sockPath();

@@ -20,6 +20,7 @@ import { VHOST_INLINE_HOLD_US } from '../../src/ports/vhost-user.js';
 import { DEFAULT_HOLD_US } from '../../src/vale/switch.js';
 import { readable, untilAnswer } from '../fixtures/wait.js';
 import { EVENTFD_FULL, makeBlocking } from '../fixtures/hostile-fd.js';
+import { taggedBroadcast as frame } from '../fixtures/tagged-frames.js';
 
 interface FrontAddon {
   memfd(name: string, size: number, sealable?: boolean): number;
@@ -184,15 +185,6 @@ class Guest {
   }
 }
 
-function frame(src: number, tag: number): Uint8Array {
-  const f = new Uint8Array(60);
-  f.fill(0xff, 0, 6);
-  f.set([2, 0, 0, 0, 0, src], 6);
-  f[12] = 0x08;
-  f[14] = tag;
-  return f;
-}
-
 async function receive(p: Port): Promise<Uint8Array> {
   for (;;) {
     const ev = await p.poll({ rx: true, timeoutMs: 10_000 });
@@ -202,6 +194,21 @@ async function receive(p: Port): Promise<Uint8Array> {
     p.rxsync();
     if (got) return got;
   }
+}
+
+/**
+ * guestSwitch, a second netmap port vale0:peer2, guest memory and a
+ * front-end connected to the port: what the serial tests below start from.
+ */
+async function guestRig(t: ExecutionContext, tag: string, extra: { inline?: boolean } = {}, datapath?: 'thread') {
+  const sw = await guestSwitch(t, tag, extra, datapath);
+  const peer2 = await open('vale0:peer2', { socket: sw.socket });
+  t.teardown(() => peer2.close());
+  const g = new Guest();
+  t.teardown(() => native.close(g.fd));
+  const f = Front.connect(sw.VH);
+  t.teardown(() => f.close());
+  return { ...sw, peer2, g, f };
 }
 
 /** The switch still forwards between other ports: a frame (tag 42) from `from` reaches `to`, which may see earlier broadcasts first. */
@@ -1018,14 +1025,8 @@ for (const inline of [false, true]) test.serial(`kick and call fds that are not 
 // again on every pass while the frame waited, with nothing counted.
 test.serial('vhost-user chains past 1024 buffers, alone or across one frame\'s mergeable buffers, are dropped and counted (dropChainTooLong)', async (t) => {
   t.timeout(30_000);
-  const { vale, VH, peer, socket, drv } = await guestSwitch(t, 'long-chains');
-  const peer2 = await open('vale0:peer2', { socket });
-  t.teardown(() => peer2.close());
+  const { vale, peer, drv, peer2, g, f } = await guestRig(t, 'long-chains');
   const reaches = (name: string, n: number) => async (): Promise<boolean> => ((await drv())[name] ?? 0) >= n;
-  const g = new Guest();
-  t.teardown(() => native.close(g.fd));
-  const f = Front.connect(VH);
-  t.teardown(() => f.close());
   const MRG_RXBUF = 1n << 15n;
   f.send(SET_FEATURES, u64(VERSION_1 | MRG_RXBUF));
   f.send(SET_OWNER);
@@ -1064,13 +1065,7 @@ test.serial('vhost-user chains past 1024 buffers, alone or across one frame\'s m
 // where polling it left avail_event at its last consumed entry (0).
 for (const inline of [false, true]) test.serial(`a frame waiting for a guest's mergeable RX buffers waits asleep and goes once the guest adds one (${inline ? 'in-line, datapath thread' : 'driver thread'})`, async (t) => {
   t.timeout(30_000);
-  const { vale, VH, socket, drv } = await guestSwitch(t, `starved-${inline}`, { inline }, inline ? 'thread' : undefined);
-  const peer2 = await open('vale0:peer2', { socket });
-  t.teardown(() => peer2.close());
-  const g = new Guest();
-  t.teardown(() => native.close(g.fd));
-  const f = Front.connect(VH);
-  t.teardown(() => f.close());
+  const { vale, drv, peer2, g, f } = await guestRig(t, `starved-${inline}`, { inline }, inline ? 'thread' : undefined);
   const MRG_RXBUF = 1n << 15n, EVENT_IDX = 1n << 29n;
   f.send(SET_FEATURES, u64(VERSION_1 | MRG_RXBUF | EVENT_IDX));
   f.send(SET_OWNER);
@@ -1173,13 +1168,7 @@ test.serial('client mode: a server at the path whose backlog is full and that ne
 // good, and with it the port's thread (in-line: the switch's datapath).
 for (const inline of [false, true]) test.serial(`a front-end that makes its call fd blocking and fills it holds the port one watchdog tick; callStuck counts it and the switch forwards on (${inline ? 'in-line, datapath thread' : 'driver thread'})`, async (t) => {
   t.timeout(60_000);
-  const { vale, VH, peer, socket, drv } = await guestSwitch(t, `callstuck-${inline}`, { inline }, inline ? 'thread' : undefined);
-  const peer2 = await open('vale0:peer2', { socket });
-  t.teardown(() => peer2.close());
-  const g = new Guest();
-  t.teardown(() => native.close(g.fd));
-  const f = Front.connect(VH);
-  t.teardown(() => f.close());
+  const { vale, peer, drv, peer2, g, f } = await guestRig(t, `callstuck-${inline}`, { inline }, inline ? 'thread' : undefined);
   f.send(SET_FEATURES, u64(VERSION_1));
   f.send(SET_OWNER);
   f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g.fd]);
