@@ -390,8 +390,11 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
   const uint32_t n0 = n;
   const uint32_t d0 = static_cast<uint32_t>(dropped_.size());
   // a frame is one slot, or a chain of slots with NS_MOREFRAG on all but
-  // the last (netmap's multi-slot frames)
-  while (i != head && n - n0 < max && scanned < max) {
+  // the last (netmap's multi-slot frames). The batch's fragments share
+  // fidx_/flen_: a frame starts only if a longest chain still fits, or
+  // chains on many rings (each ring's quota counts its slots, not the
+  // batch's) would run past them; the rest waits for the next round
+  while (i != head && n - n0 < max && scanned < max && nf + NETMAP_MAX_FRAGS <= FRAG_CAP) {
     const uint32_t first = i, f0 = nf;
     bool ok = true, complete = false;
     uint32_t total = 0;
