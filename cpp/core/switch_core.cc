@@ -426,6 +426,9 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
       // the rest of the frame is not published yet: take it next time
       i = first;
       nf = f0;
+      ScanRing &sr = scan_[p->scan_at + r];
+      sr.partial_head = head;
+      sr.partial_at = first;
       break;
     }
     scanned += frags;
@@ -1124,6 +1127,7 @@ uint32_t SwitchCore::pending_locked() {
   uint32_t n = 0;
   for (const ScanRing &s : scan_) {
     const uint32_t head = load_acquire(s.head);
+    if (head == s.partial_head && s.cur == s.partial_at) continue;  // an unfinished chain, nothing else
     if (head < s.slots) n += ring_dist(head, s.cur, s.slots);
   }
   return n;

@@ -437,6 +437,14 @@ class SwitchCore {
     bool park_flood = false;     // a flood waits (the switch's flood bound applies)
     bool park_lossless = false;  // a lossless sender waits (no bound: the stall bound)
     uint32_t park_rel = 0;
+    // The ring ends in a chain whose last slot is not published yet
+    // (NS_MOREFRAG on the head's slot): while the client's head stays at
+    // partial_head and the switch's cursor at partial_at, the slots between
+    // are no frame to wait for, and the switch may sleep (the client kicks
+    // when it publishes the rest); else every sleep would be refused for
+    // them and the switch would poll for as long as the client likes.
+    uint32_t partial_head = UINT32_MAX;
+    uint32_t partial_at = UINT32_MAX;
     // after unparking: collect only what the receiver made room for, plus
     // the frame that will stop the ring again (0: the batch). A receiver
     // that drains a few slots at a time would otherwise have the whole

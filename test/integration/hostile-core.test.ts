@@ -7,6 +7,8 @@ import test from 'ava';
 import os from 'node:os';
 import path from 'node:path';
 import { open, Switch, ValeServer, type Port, type Ring } from '../../src/index.js';
+import { CSB_ATOK_SIZE, CSB_KTOA, REGION } from '../../src/netmap/abi.js';
+import { until } from '../fixtures/wait.js';
 
 const NS_MOREFRAG = 0x20;
 let uniq = 0;
@@ -90,5 +92,47 @@ test('64-slot chains on 16 tx rings in one round: the batch\'s fragment list is 
     t.is(c['rxFrames'], 128);
     t.is((c['dropInvalid'] ?? 0) + (c['dropFrag'] ?? 0), 0);
     t.is(sw.counters(sw.port('vale0:x4fb')!.index)['dropOversize'], 0);
+  });
+});
+
+/** Whether the switch asks `p`'s client for a kick on tx ring `r` (it set kern_need_kick before sleeping). */
+function kickWanted(p: Port, r: number): boolean {
+  const v = new DataView(p.memory);
+  const csb = Number(v.getBigUint64(REGION.csb_ofs, true));
+  return v.getUint32(csb + r * 128 + CSB_ATOK_SIZE + CSB_KTOA.kern_need_kick, true) !== 0;
+}
+
+test('a chain published without its last slot: the switch sleeps until the rest comes (no busy loop), then delivers it whole', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(sw, async (socket) => {
+    const a = await open('vale0:x4pa', { socket });
+    const b = await open('vale0:x4pb', { socket });
+    t.teardown(() => {
+      a.close();
+      b.close();
+    });
+    const ring = a.txRings[0]!;
+    // two slots of a three-slot chain, the second with NS_MOREFRAG: the
+    // frame is not complete, the switch takes nothing yet
+    putChain(ring, 3, 7);
+    ring.head = ring.cur = 2;
+    // the switch runs in this event loop: kern_need_kick is set only while
+    // it sleeps (a switch that keeps polling, because the ring looks
+    // pending, withdraws the request before this code can see it)
+    await until(() => kickWanted(a, 0));
+    const woke = sw.switchCounters().wakeups;
+    a.txsync(); // kicks the sleeping switch
+    await until(() => sw.switchCounters().wakeups > woke);
+    await until(() => kickWanted(a, 0)); // asleep again
+    t.is(sw.counters(sw.port('vale0:x4pa')!.index)['rxFrames'], 0);
+    ring.head = ring.cur = 3;
+    a.txsync(); // kicks the sleeping switch
+    const got: { ring: number; frags: number; ok: boolean }[] = [];
+    while (got.length < 1) {
+      const ev = await b.poll({ rx: true, timeoutMs: 10_000 });
+      if (!ev.rx) break;
+      takeChains(b, got);
+    }
+    t.deepEqual(got, [{ ring: 0, frags: 3, ok: true }]);
   });
 });
