@@ -841,6 +841,12 @@ bool SwitchCore::deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *r
 bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   if (hoff_[k] != d->vnet) return deliver_converted(d, rr, k, room);
   const uint32_t frags = fcount_[k], f0 = fstart_[k];
+  if (frags >= d->layout.p.rx_slots) {
+    // more slots than the ring can ever have free: waiting for room would
+    // hold the sender (a lossless one for good) and shed the receiver
+    d->c[C_DROP_OVERSIZE]++;
+    return true;
+  }
   if (*room < frags) {
     refresh_room(d, rr, room);
     if (*room < frags) return false;
@@ -959,7 +965,8 @@ bool SwitchCore::flood(Touched &t, Port *p, uint32_t k) {
     // ports that would not hold it back cost no room check here
     if (p->lossless ? dp->stalled : (dp->hold_ns == 0 || dp->shed)) continue;
     const uint32_t need = hoff_[k] == dp->vnet ? fcount_[k] : slots_needed(k, dp);
-    if (*f->room >= need) continue;
+    // a copy that can never fit is dropped (dropOversize) below, not waited for
+    if (*f->room >= need || need >= dp->layout.p.rx_slots) continue;
     refresh_room(dp, f->rr, f->room);
     if (*f->room < need && (p->lossless ? !dp->stalled : hold_back(dp, true))) {
       if (p->lossless) blocked_on_ = static_cast<int32_t>(f->id);
