@@ -701,7 +701,7 @@ void SwitchCore::prepare_offload(uint32_t k) {
 }
 
 uint32_t SwitchCore::slots_needed(uint32_t k, const Port *d) {
-  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->layout.p.buf_size;
+  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->slot_fill();
   if (hs == hd) return fcount_[k];
   if (hs > 0 && hd == 0) {
     prepare_offload(k);
@@ -734,7 +734,7 @@ class RxSlotSink final : public SegmentSink {
 
 // A copy between ports whose virtio-net header lengths differ.
 bool SwitchCore::deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
-  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->layout.p.buf_size;
+  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->slot_fill();
   bool offload = false;
   if (hs > 0 && hd == 0) {
     prepare_offload(k);

@@ -174,3 +174,41 @@ for (const lossless of [false, true]) {
   });
 });
 }
+
+test('a header-less 65530-byte frame to a 12-byte-header port with 64 KiB buffers: no slot claims 65536 bytes (its 16-bit length would read 0)', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(sw, async (socket) => {
+    const a = await open('vale0:x4ka', { socket });
+    const b = await open('vale0:x4kb', { socket, slots: 4, bufSize: 65536, vnetHdrLen: 12 });
+    t.teardown(() => {
+      a.close();
+      b.close();
+    });
+    // 31 full 2 KiB slots and one of 2042: 65530 bytes, byte i of the frame is i & 0xff
+    const ring = a.txRings[0]!;
+    const TOTAL = 65530;
+    for (let off = 0; off < TOTAL; off += 2048) {
+      const s = ring.head;
+      const n = Math.min(2048, TOTAL - off);
+      for (let i = 0; i < n; i++) ring.bytes[ring.bufOffset(s) + i] = (off + i) & 0xff;
+      if (off === 0) ring.bytes.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0xa, 0x08, 0], ring.bufOffset(s));
+      ring.setLen(s, n);
+      ring.setFlags(s, off + n < TOTAL ? NS_MOREFRAG : 0);
+      ring.advance(1);
+    }
+    a.txsync();
+    t.true((await b.poll({ rx: true, timeoutMs: 10_000 })).rx);
+    const rx = b.rxRings[0]!;
+    const lens: number[] = [];
+    const bytes: number[] = [];
+    for (let s = rx.head; ; s = rx.next(s)) {
+      lens.push(rx.len(s));
+      for (let i = 0; i < rx.len(s); i++) bytes.push(rx.bytes[rx.bufOffset(s) + i]!);
+      if (!(rx.flags(s) & NS_MOREFRAG)) break;
+    }
+    t.is(lens.reduce((x, y) => x + y, 0), 12 + TOTAL, `slot lengths ${lens.join(', ')}`);
+    t.true(lens.every((l) => l > 0 && l <= 65535));
+    t.deepEqual(bytes.slice(0, 12), new Array(12).fill(0), 'a zero header');
+    t.true(bytes.slice(12 + 14).every((v, i) => v === ((i + 14) & 0xff)), 'the frame, whole');
+  });
+});
