@@ -995,9 +995,10 @@ bool SwitchCore::flood(Touched &t, Port *p, uint32_t k) {
 // each destination rx ring that got something, once.
 void SwitchCore::forward(uint32_t n, RoundResult *res) {
   gen_++;
-  if (gen_ == 0) {  // wrapped: forget every cached room
+  if (gen_ == 0) {  // wrapped: forget every cached room, and the offload copy
     std::fill(room_gen_.get(), room_gen_.get() + SWITCH_MAX_PORTS * MAX_RINGS, 0u);
     gen_ = 1;
+    off_k_ = UINT32_MAX;  // else a frame of round 1, 2^32 rounds ago, could pass for this one
   }
   flood_dests_.clear();
   for (uint32_t k = 0; k < n; k++) {
