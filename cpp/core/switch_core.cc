@@ -735,6 +735,12 @@ class RxSlotSink final : public SegmentSink {
 // A copy between ports whose virtio-net header lengths differ.
 bool SwitchCore::deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->slot_fill();
+  if (ftotal_[k] < hs) {
+    // shorter than its own virtio-net header (a runt, which only a /t
+    // monitor is sent): no header to convert, no frame after it
+    d->c[C_DROP_BAD_VNET]++;
+    return true;
+  }
   bool offload = false;
   if (hs > 0 && hd == 0) {
     prepare_offload(k);
