@@ -139,40 +139,40 @@ test('a chain published without its last slot: the switch sleeps until the rest 
 
 for (const lossless of [false, true]) {
   test(`a chain longer than the receiver's whole rx ring is dropped as dropOversize at once: the receiver is not shed, the sender not held (${lossless ? 'lossless' : 'bounded'})`, async (t) => {
-  // the switch's clock stands still: a lossless sender held by a receiver
-  // that can never take its frame would wait for good
-  const sw = new Switch('vale0', { clock: new ManualClock() });
-  await withServer(sw, async (socket) => {
-    const a = await open('vale0:x4oa', { socket, lossless });
-    const b = await open('vale0:x4ob', { socket, slots: 64 }); // 63 frames of room at most
-    t.teardown(() => {
-      a.close();
-      b.close();
+    // the switch's clock stands still: a lossless sender held by a receiver
+    // that can never take its frame would wait for good
+    const sw = new Switch('vale0', { clock: new ManualClock() });
+    await withServer(sw, async (socket) => {
+      const a = await open('vale0:x4oa', { socket, lossless });
+      const b = await open('vale0:x4ob', { socket, slots: 64 }); // 63 frames of room at most
+      t.teardown(() => {
+        a.close();
+        b.close();
+      });
+      // b's MAC learnt on its port
+      b.inject(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0xb, 0x08, 0, ...new Array(46).fill(0)]));
+      b.txsync();
+      await a.poll({ rx: true, timeoutMs: 10_000 });
+      a.rxRings[0]!.advance(a.rxRings[0]!.space());
+      a.rxsync();
+      // 64 slots to b (unicast), then a one-slot frame behind it
+      const ring = a.txRings[0]!;
+      putChain(ring, 64, 1);
+      putChain(ring, 1, 9);
+      for (const s of [ring.head - 65, ring.head - 1]) ring.bytes.set([2, 0, 0, 0, 0, 0xb], ring.bufOffset(s));
+      a.txsync();
+      const got: { ring: number; frags: number; ok: boolean }[] = [];
+      while (got.length < 1) {
+        const ev = await b.poll({ rx: true, timeoutMs: 10_000 });
+        if (!ev.rx) break;
+        takeChains(b, got);
+      }
+      t.deepEqual(got, [{ ring: 0, frags: 1, ok: true }]);
+      const c = sw.counters(sw.port('vale0:x4ob')!.index);
+      t.is(c['dropOversize'], 1, 'counted for what it is');
+      t.is(c['dropNoSpace'], 0, 'b was never full: nothing waited for it, nothing was shed');
     });
-    // b's MAC learnt on its port
-    b.inject(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0xb, 0x08, 0, ...new Array(46).fill(0)]));
-    b.txsync();
-    await a.poll({ rx: true, timeoutMs: 10_000 });
-    a.rxRings[0]!.advance(a.rxRings[0]!.space());
-    a.rxsync();
-    // 64 slots to b (unicast), then a one-slot frame behind it
-    const ring = a.txRings[0]!;
-    putChain(ring, 64, 1);
-    putChain(ring, 1, 9);
-    for (const s of [ring.head - 65, ring.head - 1]) ring.bytes.set([2, 0, 0, 0, 0, 0xb], ring.bufOffset(s));
-    a.txsync();
-    const got: { ring: number; frags: number; ok: boolean }[] = [];
-    while (got.length < 1) {
-      const ev = await b.poll({ rx: true, timeoutMs: 10_000 });
-      if (!ev.rx) break;
-      takeChains(b, got);
-    }
-    t.deepEqual(got, [{ ring: 0, frags: 1, ok: true }]);
-    const c = sw.counters(sw.port('vale0:x4ob')!.index);
-    t.is(c['dropOversize'], 1, 'counted for what it is');
-    t.is(c['dropNoSpace'], 0, 'b was never full: nothing waited for it, nothing was shed');
   });
-});
 }
 
 test('a header-less 65530-byte frame to a 12-byte-header port with 64 KiB buffers: no slot claims 65536 bytes (its 16-bit length would read 0)', async (t) => {
