@@ -390,8 +390,11 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
   const uint32_t n0 = n;
   const uint32_t d0 = static_cast<uint32_t>(dropped_.size());
   // a frame is one slot, or a chain of slots with NS_MOREFRAG on all but
-  // the last (netmap's multi-slot frames)
-  while (i != head && n - n0 < max && scanned < max) {
+  // the last (netmap's multi-slot frames). The batch's fragments share
+  // fidx_/flen_: a frame starts only if a longest chain still fits, or
+  // chains on many rings (each ring's quota counts its slots, not the
+  // batch's) would run past them; the rest waits for the next round
+  while (i != head && n - n0 < max && scanned < max && nf + NETMAP_MAX_FRAGS <= FRAG_CAP) {
     const uint32_t first = i, f0 = nf;
     bool ok = true, complete = false;
     uint32_t total = 0;
@@ -423,6 +426,9 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
       // the rest of the frame is not published yet: take it next time
       i = first;
       nf = f0;
+      ScanRing &sr = scan_[p->scan_at + r];
+      sr.partial_head = head;
+      sr.partial_at = first;
       break;
     }
     scanned += frags;
@@ -695,7 +701,7 @@ void SwitchCore::prepare_offload(uint32_t k) {
 }
 
 uint32_t SwitchCore::slots_needed(uint32_t k, const Port *d) {
-  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->layout.p.buf_size;
+  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->slot_fill();
   if (hs == hd) return fcount_[k];
   if (hs > 0 && hd == 0) {
     prepare_offload(k);
@@ -728,7 +734,13 @@ class RxSlotSink final : public SegmentSink {
 
 // A copy between ports whose virtio-net header lengths differ.
 bool SwitchCore::deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
-  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->layout.p.buf_size;
+  const uint32_t hs = hoff_[k], hd = d->vnet, bs = d->slot_fill();
+  if (ftotal_[k] < hs) {
+    // shorter than its own virtio-net header (a runt, which only a /t
+    // monitor is sent): no header to convert, no frame after it
+    d->c[C_DROP_BAD_VNET]++;
+    return true;
+  }
   bool offload = false;
   if (hs > 0 && hd == 0) {
     prepare_offload(k);
@@ -835,6 +847,12 @@ bool SwitchCore::deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *r
 bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   if (hoff_[k] != d->vnet) return deliver_converted(d, rr, k, room);
   const uint32_t frags = fcount_[k], f0 = fstart_[k];
+  if (frags >= d->layout.p.rx_slots) {
+    // more slots than the ring can ever have free: waiting for room would
+    // hold the sender (a lossless one for good) and shed the receiver
+    d->c[C_DROP_OVERSIZE]++;
+    return true;
+  }
   if (*room < frags) {
     refresh_room(d, rr, room);
     if (*room < frags) return false;
@@ -953,7 +971,8 @@ bool SwitchCore::flood(Touched &t, Port *p, uint32_t k) {
     // ports that would not hold it back cost no room check here
     if (p->lossless ? dp->stalled : (dp->hold_ns == 0 || dp->shed)) continue;
     const uint32_t need = hoff_[k] == dp->vnet ? fcount_[k] : slots_needed(k, dp);
-    if (*f->room >= need) continue;
+    // a copy that can never fit is dropped (dropOversize) below, not waited for
+    if (*f->room >= need || need >= dp->layout.p.rx_slots) continue;
     refresh_room(dp, f->rr, f->room);
     if (*f->room < need && (p->lossless ? !dp->stalled : hold_back(dp, true))) {
       if (p->lossless) blocked_on_ = static_cast<int32_t>(f->id);
@@ -982,9 +1001,10 @@ bool SwitchCore::flood(Touched &t, Port *p, uint32_t k) {
 // each destination rx ring that got something, once.
 void SwitchCore::forward(uint32_t n, RoundResult *res) {
   gen_++;
-  if (gen_ == 0) {  // wrapped: forget every cached room
+  if (gen_ == 0) {  // wrapped: forget every cached room, and the offload copy
     std::fill(room_gen_.get(), room_gen_.get() + SWITCH_MAX_PORTS * MAX_RINGS, 0u);
     gen_ = 1;
+    off_k_ = UINT32_MAX;  // else a frame of round 1, 2^32 rounds ago, could pass for this one
   }
   flood_dests_.clear();
   for (uint32_t k = 0; k < n; k++) {
@@ -1121,6 +1141,7 @@ uint32_t SwitchCore::pending_locked() {
   uint32_t n = 0;
   for (const ScanRing &s : scan_) {
     const uint32_t head = load_acquire(s.head);
+    if (head == s.partial_head && s.cur == s.partial_at) continue;  // an unfinished chain, nothing else
     if (head < s.slots) n += ring_dist(head, s.cur, s.slots);
   }
   return n;

@@ -27,6 +27,7 @@
 // with EDEADLK when made from inside a decision.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -413,6 +414,9 @@ class SwitchCore {
       return base() + layout.buf_pool_ofs + static_cast<uint64_t>(idx) * layout.p.buf_size;
     }
     bool buf_ok(uint32_t idx) const { return idx >= 2 && idx < layout.num_bufs; }
+    // bytes a converted copy puts in one rx slot: the buffer, but no more
+    // than the slot's 16-bit length can say (a 64 KiB buffer holds 65536)
+    uint32_t slot_fill() const { return std::min<uint32_t>(layout.p.buf_size, UINT16_MAX); }
   };
   // One tx ring that collect() visits, in active_ order: what it needs to
   // tell an idle ring from one with frames without touching the Port (a
@@ -437,6 +441,14 @@ class SwitchCore {
     bool park_flood = false;     // a flood waits (the switch's flood bound applies)
     bool park_lossless = false;  // a lossless sender waits (no bound: the stall bound)
     uint32_t park_rel = 0;
+    // The ring ends in a chain whose last slot is not published yet
+    // (NS_MOREFRAG on the head's slot): while the client's head stays at
+    // partial_head and the switch's cursor at partial_at, the slots between
+    // are no frame to wait for, and the switch may sleep (the client kicks
+    // when it publishes the rest); else every sleep would be refused for
+    // them and the switch would poll for as long as the client likes.
+    uint32_t partial_head = UINT32_MAX;
+    uint32_t partial_at = UINT32_MAX;
     // after unparking: collect only what the receiver made room for, plus
     // the frame that will stop the ring again (0: the batch). A receiver
     // that drains a few slots at a time would otherwise have the whole
