@@ -5,7 +5,7 @@
  * packet sockets, PACKET_VNET_HDR, VLAN tags). What each test checks is what reaches
  * the other side, byte for byte, or the counter that says why nothing did.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -107,6 +107,18 @@ const chainVariants = [
   { name: 'af-packet kind', args: [], tag: 'x1k', subnet: 235, tooBig: 'drop_tx_error' },
 ] as const;
 
+
+/** A namespace with one veth end (`a.host` on this side) and a switch on its own socket, removed at teardown. */
+async function nsAndSwitch(t: ExecutionContext, v: { tag: string; subnet: number }): Promise<{ a: NsEnd; socket: string }> {
+  ensurePackages(['iproute2', 'python3']);
+  const { ends, remove } = await makeNamespaces(v.tag, 1, v.subnet);
+  t.teardown(remove);
+  const socket = path.join(os.tmpdir(), `linux-if-hostile-${v.tag}-${process.pid}.sock`);
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  return { a: ends[0]!, socket };
+}
+
 for (const v of chainVariants) {
   suite(`${v.name}: a multi-slot frame from a netmap port leaves the interface as one frame or not at all, never as one frame per slot`, async (t) => {
     t.timeout(120_000, 'hang guard');
@@ -115,13 +127,7 @@ for (const v of chainVariants) {
       else t.pass(`AF_XDP not tested: ${afxdpMissing}`);
       return;
     }
-    ensurePackages(['iproute2', 'python3']);
-    const { ends, remove } = await makeNamespaces(v.tag, 1, v.subnet);
-    t.teardown(remove);
-    const a = ends[0]!;
-    const socket = path.join(os.tmpdir(), `linux-if-hostile-${v.tag}-${process.pid}.sock`);
-    const srv = await ValeServer.listen({ socket });
-    t.teardown(() => srv.close());
+    const { a, socket } = await nsAndSwitch(t, v);
     if (v.args.length > 0) {
       const r = await ctl(socket, '-a', `vale0:${a.host}`, ...v.args);
       t.is(r.code, 0, r.stderr);
@@ -178,13 +184,7 @@ const vlanVariants = [
 for (const v of vlanVariants) {
   suite(`${v.name}: VLAN-tagged frames from the interface reach the switch with their tag (802.1Q, 802.1ad), GSO frames too (segments tagged, checksums right)`, async (t) => {
     t.timeout(120_000, 'hang guard');
-    ensurePackages(['iproute2', 'python3']);
-    const { ends, remove } = await makeNamespaces(v.tag, 1, v.subnet);
-    t.teardown(remove);
-    const a = ends[0]!;
-    const socket = path.join(os.tmpdir(), `linux-if-hostile-${v.tag}-${process.pid}.sock`);
-    const srv = await ValeServer.listen({ socket });
-    t.teardown(() => srv.close());
+    const { a, socket } = await nsAndSwitch(t, v);
     if (v.rx) {
       // the switch runs in this process: the driver reads the variable at attach
       process.env['VALE_TS_TPACKET_RX'] = v.rx;
