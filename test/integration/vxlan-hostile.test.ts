@@ -319,19 +319,14 @@ test.serial('co-resident shortcut: a peer that stops reading its ring (SIGSTOP) 
   // B's ring fills (1024 slots): A's frames wait for it
   const full = await untilAnswer(async () => (send(2, 64), vxA()), (x) => x['shortcutRingFull']! > 0);
   t.is(full['shortcutPeerStalled'], 0);
-  // what A sends from now on reaches C once A has given up on B (paced:
-  // each waits for C or 20 ms; the frames meanwhile are dropped by A's
-  // switch, its VXLAN port's ring being full)
-  while (!atC.has(3)) {
-    send(3, 1);
-    await new Promise<void>((r) => {
-      const tm = setTimeout(r, 20);
-      cWaiter = () => {
-        clearTimeout(tm);
-        r();
-      };
-    });
-  }
+  // A gives B up once its ring has stayed full 3 s (the port's own clock:
+  // no frame needs to come for it), and what waited for B goes over VXLAN;
+  // once A's port has taken it all, a new frame reaches C
+  await untilAnswer(vxA, (x) => x['shortcutPeerStalled'] === 1);
+  await untilAnswer(async () => (await vale.stats('valeX2A'))[0]!.ports.find((p) => p.name === 'valeX2A:vx')!.occupancy?.rxQueued, (q) => q === 0);
+  const atC3 = new Promise<void>((r) => (cWaiter = () => atC.has(3) && r()));
+  send(3, 1);
+  await atC3;
   const x = await vxA();
   t.is(x['shortcutPeerStalled'], 1);
   t.is(x[`${toB}shortcut`], 0);
