@@ -15,6 +15,12 @@
 
 namespace nm {
 
+// Sets O_NONBLOCK on fd's open file (shared with every holder of it).
+inline bool set_nonblocking(int fd) {
+  const int fl = ::fcntl(fd, F_GETFL);
+  return fl >= 0 && ((fl & O_NONBLOCK) || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0);
+}
+
 // Empty when `fd` is an eventfd (now non-blocking); else why it is refused.
 inline std::string eventfd_check(int fd) {
   char link[64], target[64];
@@ -23,8 +29,7 @@ inline std::string eventfd_check(int fd) {
   if (n < 0) return std::string("cannot tell what its fd is (readlink ") + link + ": " + std::strerror(errno) + ")";
   target[n] = 0;
   if (std::strcmp(target, "anon_inode:[eventfd]") != 0) return std::string("its fd is not an eventfd but ") + target;
-  const int fl = ::fcntl(fd, F_GETFL);
-  if (fl < 0 || (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) return std::string("fcntl O_NONBLOCK: ") + std::strerror(errno);
+  if (!set_nonblocking(fd)) return std::string("fcntl O_NONBLOCK: ") + std::strerror(errno);
   return {};
 }
 

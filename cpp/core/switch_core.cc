@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "core/clock.h"
+#include "core/eventfd_check.h"
 #include "core/offload.h"
 #include "core/shared_bell.h"
 #include "core/shm_atomic.h"
@@ -269,8 +270,7 @@ Status SwitchCore::set_attached(uint32_t id, bool on) {
   if (on && p->bell_stuck) {
     // a persistent port's new client: the bell's last holder broke it
     // (blocking, counter full); mend the file, which is ours too
-    const int fl = fcntl(p->client_bell.get(), F_GETFL);
-    if (fl >= 0) fcntl(p->client_bell.get(), F_SETFL, fl | O_NONBLOCK);
+    set_nonblocking(p->client_bell.get());
     drain_bell(p->client_bell.get());
     p->bell_stuck = false;
   }
