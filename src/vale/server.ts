@@ -179,6 +179,16 @@ class RequestError extends Error {
   }
 }
 
+/** Whether `reply` encodes within one message (encodeMessage refuses a larger one). */
+function fitsOneMessage(reply: Reply): boolean {
+  try {
+    encodeMessage(reply);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * A running control server.
  *
@@ -723,12 +733,8 @@ export class ValeServer extends EventEmitter {
         const offset = req.offset ?? 0;
         for (let count = Math.max(all.length - offset, 0); ; count >>= 1) {
           const reply: Reply = { v, ok: true, op: 'list', ports: all.slice(offset, offset + count), portsTotal: all.length, offset };
-          try {
-            encodeMessage(reply);
-            return { reply };
-          } catch {
-            if (count === 0) throw new RequestError('EMSGSIZE', 'an empty listing does not fit in a message (should not happen)');
-          }
+          if (fitsOneMessage(reply)) return { reply };
+          if (count === 0) throw new RequestError('EMSGSIZE', 'an empty listing does not fit in a message (should not happen)');
         }
       }
       case 'info': {
@@ -962,18 +968,14 @@ export class ValeServer extends EventEmitter {
     for (;;) {
       const switches: SwitchStats[] = sws.slice(0, nsw).map((s) => this.switchStats(s, { macOffset: req.macOffset ?? 0, macLimit, portOffset: req.portOffset ?? 0, portLimit }, departedLimit));
       const reply: Reply = { v, ok: true, op: 'stats', switches, switchesTotal: sws.length, server };
-      try {
-        encodeMessage(reply);
-        return { reply };
-      } catch {
-        // too big: halve what varies most, in order
-        if (macLimit > 0) macLimit = macLimit > 8 ? macLimit >> 1 : 0;
-        // departed ports' counters (the metrics endpoint has all of them)
-        else if (departedLimit > 0) departedLimit = departedLimit === Infinity ? 128 : departedLimit >> 1;
-        else if (portLimit > 1) portLimit = portLimit === Infinity ? 128 : portLimit >> 1;
-        else if (nsw > 1) nsw = nsw >> 1;
-        else throw new RequestError('EMSGSIZE', 'stats of one port do not fit in a message (should not happen)');
-      }
+      if (fitsOneMessage(reply)) return { reply };
+      // too big: halve what varies most, in order
+      if (macLimit > 0) macLimit = macLimit > 8 ? macLimit >> 1 : 0;
+      // departed ports' counters (the metrics endpoint has all of them)
+      else if (departedLimit > 0) departedLimit = departedLimit === Infinity ? 128 : departedLimit >> 1;
+      else if (portLimit > 1) portLimit = portLimit === Infinity ? 128 : portLimit >> 1;
+      else if (nsw > 1) nsw = nsw >> 1;
+      else throw new RequestError('EMSGSIZE', 'stats of one port do not fit in a message (should not happen)');
     }
   }
 
