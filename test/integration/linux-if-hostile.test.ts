@@ -108,6 +108,20 @@ const chainVariants = [
 ] as const;
 
 
+/** a.host attached to vale0 (vale-ctl-ts -a ARGS; no ARGS: the af-packet driver kind) and the client port vale0:x1p beside it. */
+async function attachAndOpen(t: ExecutionContext, socket: string, a: NsEnd, args: readonly string[]): Promise<Port> {
+  if (args.length > 0) {
+    const r = await ctl(socket, '-a', `vale0:${a.host}`, ...args);
+    t.is(r.code, 0, r.stderr);
+  } else {
+    await new ValeClient({ socket }).create(`vale0:${a.host}`, {}, { driver: { kind: 'af-packet', ifname: a.host } });
+    await must('ip', 'link', 'set', a.host, 'up');
+  }
+  const p = await open('vale0:x1p', { socket });
+  t.teardown(() => p.close());
+  return p;
+}
+
 /** A namespace with one veth end (`a.host` on this side) and a switch on its own socket, removed at teardown. */
 async function nsAndSwitch(t: ExecutionContext, v: { tag: string; subnet: number }): Promise<{ a: NsEnd; socket: string }> {
   ensurePackages(['iproute2', 'python3']);
@@ -128,15 +142,7 @@ for (const v of chainVariants) {
       return;
     }
     const { a, socket } = await nsAndSwitch(t, v);
-    if (v.args.length > 0) {
-      const r = await ctl(socket, '-a', `vale0:${a.host}`, ...v.args);
-      t.is(r.code, 0, r.stderr);
-    } else {
-      await new ValeClient({ socket }).create(`vale0:${a.host}`, {}, { driver: { kind: 'af-packet', ifname: a.host } });
-      await must('ip', 'link', 'set', a.host, 'up');
-    }
-    const p = await open('vale0:x1p', { socket });
-    t.teardown(() => p.close());
+    const p = await attachAndOpen(t, socket, a, v.args);
     const cap = await capture(a);
     t.teardown(cap.kill);
     const dst = a.mac.replaceAll(':', '');
@@ -185,18 +191,9 @@ for (const v of vlanVariants) {
   suite(`${v.name}: VLAN-tagged frames from the interface reach the switch with their tag (802.1Q, 802.1ad), GSO frames too (segments tagged, checksums right)`, async (t) => {
     t.timeout(120_000, 'hang guard');
     const { a, socket } = await nsAndSwitch(t, v);
-    if (v.rx) {
-      // the switch runs in this process: the driver reads the variable at attach
-      process.env['VALE_TS_TPACKET_RX'] = v.rx;
-      const r = await ctl(socket, '-a', `vale0:${a.host}`, '--backend', 'packet');
-      delete process.env['VALE_TS_TPACKET_RX'];
-      t.is(r.code, 0, r.stderr);
-    } else {
-      await new ValeClient({ socket }).create(`vale0:${a.host}`, {}, { driver: { kind: 'af-packet', ifname: a.host } });
-      await must('ip', 'link', 'set', a.host, 'up');
-    }
-    const p = await open('vale0:x1p', { socket });
-    t.teardown(() => p.close());
+    // the switch runs in this process: the driver reads the variable at attach
+    if (v.rx) process.env['VALE_TS_TPACKET_RX'] = v.rx;
+    const p = await attachAndOpen(t, socket, a, v.rx ? ['--backend', 'packet'] : []).finally(() => delete process.env['VALE_TS_TPACKET_RX']);
     // a tagged frame (VLAN 100, priority 5), one with an 802.1ad tag, then a
     // tagged TCP/IPv4 GSO frame with its checksum left to the receiver, from
     // a raw socket with PACKET_VNET_HDR
