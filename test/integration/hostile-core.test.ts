@@ -7,7 +7,7 @@ import test from 'ava';
 import os from 'node:os';
 import path from 'node:path';
 import { open, Switch, ValeServer, ManualClock, type Port, type Ring } from '../../src/index.js';
-import { CSB_ATOK_SIZE, CSB_KTOA, REGION } from '../../src/netmap/abi.js';
+import type { CsbView } from '../../src/backends/csb.js';
 import { until } from '../fixtures/wait.js';
 
 const NS_MOREFRAG = 0x20;
@@ -97,9 +97,8 @@ test('64-slot chains on 16 tx rings in one round: the batch\'s fragment list is 
 
 /** Whether the switch asks `p`'s client for a kick on tx ring `r` (it set kern_need_kick before sleeping). */
 function kickWanted(p: Port, r: number): boolean {
-  const v = new DataView(p.memory);
-  const csb = Number(v.getBigUint64(REGION.csb_ofs, true));
-  return v.getUint32(csb + r * 128 + CSB_ATOK_SIZE + CSB_KTOA.kern_need_kick, true) !== 0;
+  const { csb } = p.backendObject as unknown as { csb: CsbView };
+  return csb.kernNeedKick(csb.txKey(r));
 }
 
 test('a chain published without its last slot: the switch sleeps until the rest comes (no busy loop), then delivers it whole', async (t) => {
