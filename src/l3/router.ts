@@ -102,6 +102,8 @@ export interface RouterCounters {
   /** fragments, ICMP other than echo, protocols other than TCP/UDP/ICMP across the NAT */
   dropNatUnsupported: number;
   dropNatTableFull: number;
+  /** a new flow of an inside host at `nat.table.maxEntriesPerHost`, every one of its flows answered */
+  dropNatHostLimit: number;
   dropNatPortsExhausted: number;
 }
 
@@ -149,7 +151,8 @@ function newCounters(): RouterCounters {
     dropTooShort: 0, dropBadSrcMac: 0, dropUnsupportedEthertype: 0, dropBadArp: 0, arpEvicted: 0, dropBadIpHeader: 0,
     dropBadIpChecksum: 0, dropIpOptions: 0, dropNotRoutable: 0, dropNoRoute: 0, dropTtlExceeded: 0,
     dropLocalDelivery: 0, dropArpQueueFull: 0, dropArpUnresolved: 0, dropTooLong: 0, dropTxFull: 0,
-    dropOutsideToInside: 0, dropNatNoMapping: 0, dropNatUnsupported: 0, dropNatTableFull: 0, dropNatPortsExhausted: 0,
+    dropOutsideToInside: 0, dropNatNoMapping: 0, dropNatUnsupported: 0, dropNatTableFull: 0, dropNatHostLimit: 0,
+    dropNatPortsExhausted: 0,
   };
 }
 
@@ -588,13 +591,13 @@ export class Router {
     return 'dropNatUnsupported';
   }
 
-  private natOutbound(f: Uint8Array, hl: number, total: number): 'ok' | 'dropNatUnsupported' | 'dropNatTableFull' | 'dropNatPortsExhausted' {
+  private natOutbound(f: Uint8Array, hl: number, total: number): 'ok' | 'dropNatUnsupported' | 'dropNatTableFull' | 'dropNatHostLimit' | 'dropNatPortsExhausted' {
     const k = this.natFields(f, hl, total, true);
     if (typeof k === 'string') return 'dropNatUnsupported';
     const src = get32(f, IP + 12);
     const dst = get32(f, IP + 16);
     const flow = this.nat!.outbound(k.proto, src, k.src, dst, k.dst, k.flags);
-    if (typeof flow === 'string') return flow === 'dropTableFull' ? 'dropNatTableFull' : 'dropNatPortsExhausted';
+    if (typeof flow === 'string') return flow === 'dropTableFull' ? 'dropNatTableFull' : flow === 'dropHostLimit' ? 'dropNatHostLimit' : 'dropNatPortsExhausted';
     this.rewrite(f, hl, k.proto, IP + 12, src, this.natIf!.addr, k.proto === 'icmp' ? 4 : 0, k.src, flow.outsidePort);
     this.c.natTranslatedOut++;
     return 'ok';
