@@ -92,6 +92,8 @@ export interface RouterCounters {
   /** to the router itself, but not an echo request */
   dropLocalDelivery: number;
   dropArpQueueFull: number;
+  /** its source had `arp.pendingPerSource` frames waiting for ARP on the output interface already */
+  dropArpSourceLimit: number;
   dropArpUnresolved: number;
   dropTooLong: number;
   dropTxFull: number;
@@ -150,7 +152,7 @@ function newCounters(): RouterCounters {
     icmpTimeExceededSent: 0, natTranslatedOut: 0, natTranslatedIn: 0, ignoredNotForUs: 0, ignoredArp: 0,
     dropTooShort: 0, dropBadSrcMac: 0, dropUnsupportedEthertype: 0, dropBadArp: 0, arpEvicted: 0, dropBadIpHeader: 0,
     dropBadIpChecksum: 0, dropIpOptions: 0, dropNotRoutable: 0, dropNoRoute: 0, dropTtlExceeded: 0,
-    dropLocalDelivery: 0, dropArpQueueFull: 0, dropArpUnresolved: 0, dropTooLong: 0, dropTxFull: 0,
+    dropLocalDelivery: 0, dropArpQueueFull: 0, dropArpSourceLimit: 0, dropArpUnresolved: 0, dropTooLong: 0, dropTxFull: 0,
     dropOutsideToInside: 0, dropNatNoMapping: 0, dropNatUnsupported: 0, dropNatTableFull: 0, dropNatHostLimit: 0,
     dropNatPortsExhausted: 0,
   };
@@ -483,7 +485,7 @@ export class Router {
     const oldWord = get16(f, IP + 8);
     f[IP + 8] = f[IP + 8]! - 1;
     put16(f, IP + 10, csumReplace16(get16(f, IP + 10), oldWord, get16(f, IP + 8)));
-    this.toNextHop(outIf, route.via || dst, f, len);
+    this.toNextHop(outIf, route.via || dst, src, f, len);
   }
 
   private route(dst: number): Route | undefined {
@@ -491,16 +493,17 @@ export class Router {
     return undefined;
   }
 
-  /** Sends `f` to `nextHop` on `outIf`, or holds it while ARP resolves that address. */
-  private toNextHop(outIf: Iface, nextHop: number, f: Uint8Array, len: number): void {
+  /** Sends `f` to `nextHop` on `outIf`, or holds it while ARP resolves that address (`src`: its source as received, before NAT). */
+  private toNextHop(outIf: Iface, nextHop: number, src: number, f: Uint8Array, len: number): void {
     const now = this.clock.nowMs();
     const mac = outIf.arp.lookup(nextHop, now);
     if (mac) {
       if (this.send(outIf, f, len, mac)) this.c.forwarded++;
       return;
     }
-    const held = outIf.arp.hold(nextHop, f.subarray(0, len), now);
+    const held = outIf.arp.hold(nextHop, src, f.subarray(0, len), now);
     if (held === 'full') this.c.dropArpQueueFull++;
+    else if (held === 'sourceFull') this.c.dropArpSourceLimit++;
     else if (held === 'new') this.sendArpRequest(outIf, nextHop);
   }
 

@@ -364,6 +364,7 @@ test('router configuration errors name the problem', (t) => {
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], routes: [{ prefix: '0.0.0.0/0', via: '192.0.2.1' }] }), { message: /on none of the router's subnets/ });
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], nat: { outside: 'b' } }), { message: /NAT outside interface 'b'/ });
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], nat: { outside: 'a', table: { maxEntriesPerHost: 0 } } }), { message: /maxEntriesPerHost 0/ });
+  t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], arp: { pendingPerSource: 0 } }), { message: /pendingPerSource 0/ });
 });
 
 test('ARP: a gratuitous announcement per interface; frames for an unanswered next hop are held, retried, then dropped and counted', (t) => {
@@ -629,5 +630,37 @@ test('NAT table at its bound: a new flow takes the place of an unanswered flow o
   t.is(c.dropTableFull, 1);
   t.is(nat.maxEntriesPerHost, 8);
   t.is(new NatTable({ maxEntries: 4096 }).maxEntriesPerHost, 1024, 'a quarter of the table by default');
+});
+
+test('ARP pending: one source addressing many unresolved hosts holds at most arp.pendingPerSource frames (dropArpSourceLimit); another source\'s frame still waits and leaves once resolved', (t) => {
+  for (const nat of [false, true]) {
+    const { r, out, clock } = rig({ nat });
+    learnHosts(r, out);
+    // A sends to 64 unresolved addresses of the outside subnet: the whole pending table by default
+    for (let k = 0; k < 64; k++) r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: `10.2.0.${100 + k}`, proto: 'udp', sport: 1000 + k, dport: 2 }));
+    const requests = out.length;
+    // C's frame for D (10.2.0.3, not resolved yet) is held, asked for, and leaves when D answers
+    out.length = 0;
+    r.handle(0, frame({ dstMac: GW0, srcMac: C_MAC, src: '10.1.0.3', dst: '10.2.0.3', proto: 'udp', sport: 7, dport: 8 }));
+    t.is(out.length, 1, `nat ${nat}: C's frame held and asked for: ${JSON.stringify(r.counters())}`);
+    t.deepEqual([...out[0]!.f.subarray(38, 42)], ip4('10.2.0.3'), 'an ARP request for D');
+    r.handle(1, arp(2, '52:54:00:00:00:0d', '10.2.0.3', '10.2.0.1', GW1, GW1));
+    t.is(out.length, 2);
+    t.is(out[1]!.ifIndex, 1);
+    t.deepEqual([...out[1]!.f.subarray(0, 6)], macB('52:54:00:00:00:0d'), "C's frame reached D");
+    const c = r.counters();
+    t.is(c.dropArpQueueFull, 0);
+    t.is(c.forwarded, 1);
+    t.is(c.dropArpSourceLimit, 48);
+    t.is(requests, 16, 'A got 16 addresses asked for');
+    // A's frames give up after 3 s; its share is free again
+    clock.advance(3000);
+    r.tick();
+    t.is(r.counters().dropArpUnresolved, 16);
+    out.length = 0;
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.200', proto: 'udp', sport: 1, dport: 2 }));
+    t.is(out.length, 1, 'held and asked for');
+    t.is(r.counters().dropArpSourceLimit, 48);
+  }
 });
 
