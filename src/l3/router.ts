@@ -45,6 +45,13 @@ export interface RouterOptions {
   routes?: readonly StaticRoute[];
   nat?: NatConfig;
   arp?: Partial<ArpLimits>;
+  /**
+   * reverse-path filter, as Linux's rp_filter (default 'strict'): a packet
+   * is dropped (`dropRpFilter`) unless the route back to its source leaves
+   * through the interface it came in on ('strict', rp_filter=1), or through
+   * any interface ('loose', 2); 'off' (0) checks nothing
+   */
+  rpFilter?: 'strict' | 'loose' | 'off';
   /** time source for ARP and NAT ageing (default: the monotonic system clock) */
   clock?: Clock;
 }
@@ -107,6 +114,8 @@ export interface RouterCounters {
   /** a new flow of an inside host at `nat.table.maxEntriesPerHost`, every one of its flows answered */
   dropNatHostLimit: number;
   dropNatPortsExhausted: number;
+  /** the source is not reachable back through the interface the packet came in on (see `rpFilter`): a spoofed source */
+  dropRpFilter: number;
 }
 
 /** The router's view of one interface. */
@@ -154,7 +163,7 @@ function newCounters(): RouterCounters {
     dropBadIpChecksum: 0, dropIpOptions: 0, dropNotRoutable: 0, dropNoRoute: 0, dropTtlExceeded: 0,
     dropLocalDelivery: 0, dropArpQueueFull: 0, dropArpSourceLimit: 0, dropArpUnresolved: 0, dropTooLong: 0, dropTxFull: 0,
     dropOutsideToInside: 0, dropNatNoMapping: 0, dropNatUnsupported: 0, dropNatTableFull: 0, dropNatHostLimit: 0,
-    dropNatPortsExhausted: 0,
+    dropNatPortsExhausted: 0, dropRpFilter: 0,
   };
 }
 
@@ -190,6 +199,7 @@ export class Router {
   private readonly natIf: Iface | undefined;
   private readonly c = newCounters();
   private readonly arpLimits: ArpLimits;
+  private readonly rpFilter: 'strict' | 'loose' | 'off';
   private readonly scratch = new Uint8Array(2048);
   private sink: FrameSink = () => false;
   /** largest frame an interface's ring takes (the sink's buffers); 0: no limit known */
@@ -203,6 +213,8 @@ export class Router {
       if (!(v > 0) || !Number.isFinite(v)) throw new RangeError(`router ARP limit ${k} ${v} is not a positive number`);
     }
     this.arpLimits = limits;
+    this.rpFilter = opts.rpFilter ?? 'strict';
+    if (!['strict', 'loose', 'off'].includes(this.rpFilter)) throw new RangeError(`router rpFilter '${String(opts.rpFilter)}' is not 'strict', 'loose' or 'off'`);
     const names = new Set<string>();
     this.ifs = opts.interfaces.map((c, index) => {
       if (names.has(c.name)) throw new RangeError(`router interface '${c.name}' is listed twice`);
@@ -423,6 +435,17 @@ export class Router {
     if (notRoutable(src) || this.ifs.some((i) => i.addr === src || i.bcast === src)) {
       this.c.dropNotRoutable++;
       return;
+    }
+    // a source from another subnet would be routed (or NATed, taking a
+    // share of the table in that host's name) and its answers sent to
+    // whoever really has it: Linux's rp_filter, checked before anything
+    // is answered or translated
+    if (this.rpFilter !== 'off') {
+      const back = this.route(src);
+      if (!back || (this.rpFilter === 'strict' && back.iface !== inIf)) {
+        this.c.dropRpFilter++;
+        return;
+      }
     }
     const nat = this.nat;
     const fromOutside = nat !== undefined && inIf === this.natIf;

@@ -82,7 +82,7 @@ const B_MAC = '52:54:00:00:00:0b';
 const GW0 = '02:00:0a:01:00:01';
 const GW1 = '02:00:0a:02:00:01';
 
-function rig(opts: { nat?: boolean; maxEntries?: number; maxEntriesPerHost?: number; clock?: ManualClock } = {}): { r: Router; out: { ifIndex: number; f: Uint8Array }[]; clock: ManualClock } {
+function rig(opts: { nat?: boolean; maxEntries?: number; maxEntriesPerHost?: number; clock?: ManualClock; rpFilter?: 'strict' | 'loose' | 'off'; routes?: { prefix: string; via: string }[] } = {}): { r: Router; out: { ifIndex: number; f: Uint8Array }[]; clock: ManualClock } {
   const clock = opts.clock ?? new ManualClock(1000);
   const table = { maxEntries: opts.maxEntries ?? 1024, timeouts: { udp: 30_000, icmp: 10_000 }, ...(opts.maxEntriesPerHost ? { maxEntriesPerHost: opts.maxEntriesPerHost } : {}) };
   const r = new Router({
@@ -92,6 +92,8 @@ function rig(opts: { nat?: boolean; maxEntries?: number; maxEntriesPerHost?: num
     ],
     clock,
     ...(opts.nat ? { nat: { outside: 'out', table } } : {}),
+    ...(opts.rpFilter ? { rpFilter: opts.rpFilter } : {}),
+    ...(opts.routes ? { routes: opts.routes } : {}),
   });
   const out: { ifIndex: number; f: Uint8Array }[] = [];
   r.attach((ifIndex, f, len) => {
@@ -363,6 +365,7 @@ test('router configuration errors name the problem', (t) => {
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.0/24' }] }), { message: /network or broadcast/ });
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], routes: [{ prefix: '0.0.0.0/0', via: '192.0.2.1' }] }), { message: /on none of the router's subnets/ });
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], nat: { outside: 'b' } }), { message: /NAT outside interface 'b'/ });
+  t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], rpFilter: 'on' as 'strict' }), { message: /rpFilter 'on'/ });
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], nat: { outside: 'a', table: { maxEntriesPerHost: 0 } } }), { message: /maxEntriesPerHost 0/ });
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], arp: { pendingPerSource: 0 } }), { message: /pendingPerSource 0/ });
 });
@@ -444,7 +447,8 @@ function withIpOption(f: Uint8Array): Uint8Array {
 }
 
 test('NAT: a packet from outside that the router drops (IP options, no route to the inside address) is not translated, moves no flow on and is counted once', (t) => {
-  const { r, out, clock } = rig({ nat: true });
+  // no reverse-path filter: it would drop the flow below from an inside source with no route back before it is NATed
+  const { r, out, clock } = rig({ nat: true, rpFilter: 'off' });
   learnHosts(r, out);
   // A's TCP connection to B:80, answered once: established
   r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 80, tcpFlags: 0x02 }));
@@ -664,3 +668,46 @@ test('ARP pending: one source addressing many unresolved hosts holds at most arp
   }
 });
 
+test('reverse-path filter (strict by default): a source from another subnet is dropped and counted, not routed, NATed or answered; the legitimate ones pass', (t) => {
+  for (const nat of [false, true]) {
+    const { r, out } = rig({ nat, routes: [{ prefix: '172.16.0.0/16', via: '10.1.0.254' }] });
+    learnHosts(r, out);
+    const R_MAC = '52:54:00:00:00:fe'; // the inside router in front of 172.16.0.0/16
+    r.handle(0, arp(1, R_MAC, '10.1.0.254', '10.1.0.1'));
+    out.length = 0;
+    // from inside: B's subnet, an address no route leads to, and a ping to the router from B's subnet
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.7', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '192.168.9.9', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 80 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.7', dst: '10.1.0.1', proto: 'icmp', sport: 5 }));
+    // from outside: an inside address, and the prefix routed inside
+    r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.1.0.3', dst: nat ? '10.2.0.1' : '10.1.0.2', proto: 'udp', sport: 53, dport: 5353 }));
+    r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '172.16.0.9', dst: nat ? '10.2.0.1' : '10.1.0.2', proto: 'icmp', sport: 5 }));
+    t.deepEqual(out, [], `nat ${nat}`);
+    let c = r.counters();
+    t.is(c.dropRpFilter, 5);
+    t.is(c.natEntries + c.forwarded + c.echoRepliesSent, 0);
+    // legitimate: A to B, a host behind the inside router to B, A pings the router
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac: R_MAC, src: '172.16.0.9', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.1.0.1', proto: 'icmp', sport: 5 }));
+    t.deepEqual(out.map((o) => o.ifIndex), [1, 1, 0]);
+    c = r.counters();
+    t.is(c.forwarded, 2);
+    t.is(c.echoRepliesSent, 1);
+    t.is(c.dropRpFilter, 5);
+  }
+});
+
+test('reverse-path filter loose: any route back will do; off: nothing is checked', (t) => {
+  const loose = rig({ rpFilter: 'loose' });
+  learnHosts(loose.r, loose.out);
+  loose.r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.7', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+  loose.r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '192.168.9.9', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+  t.deepEqual(loose.out.map((o) => [o.ifIndex, [...o.f.subarray(26, 30)].join('.')]), [[1, '10.2.0.7']]);
+  t.is(loose.r.counters().dropRpFilter, 1);
+  const off = rig({ rpFilter: 'off' });
+  learnHosts(off.r, off.out);
+  off.r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '192.168.9.9', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+  t.is(off.out.length, 1);
+  t.is(off.r.counters().dropRpFilter, 0);
+});
