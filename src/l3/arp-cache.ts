@@ -15,6 +15,12 @@ export interface ArpLimits {
   pendingFrames: number;
   /** most unresolved addresses at once per interface (default 64) */
   maxPending: number;
+  /**
+   * most frames from one IPv4 source waiting for ARP at once per interface
+   * (default 16): one sender addressing many unresolved hosts takes at most
+   * this many of the `maxPending` addresses, the rest stay for the others
+   */
+  pendingPerSource: number;
   /** how long frames wait for an ARP reply before they are dropped (ms, default 3000) */
   pendingTimeoutMs: number;
   /** interval between repeated ARP requests for one address (ms, default 1000) */
@@ -26,6 +32,7 @@ export const DEFAULT_ARP_LIMITS: Readonly<ArpLimits> = Object.freeze({
   maxEntries: 1024,
   pendingFrames: 8,
   maxPending: 64,
+  pendingPerSource: 16,
   pendingTimeoutMs: 3000,
   retryMs: 1000,
 });
@@ -38,6 +45,8 @@ interface Entry {
 /** @internal frames held until an address resolves */
 export interface Pending {
   frames: Uint8Array[];
+  /** the IPv4 source each frame came from (as received, before any NAT), for {@link ArpCache.heldBySource} */
+  sources: number[];
   since: number;
   lastRequest: number;
 }
@@ -45,6 +54,8 @@ export interface Pending {
 export class ArpCache {
   private readonly entries = new Map<number, Entry>();
   readonly pending = new Map<number, Pending>();
+  /** frames held per IPv4 source (only sources with some) */
+  private readonly heldBySource = new Map<number, number>();
 
   constructor(private readonly limits: ArpLimits) {}
 
@@ -94,29 +105,40 @@ export class ArpCache {
   }
 
   /**
-   * Holds a copy of `frame` for `ip`. Returns 'new' when this is the first
-   * frame waiting for `ip` (send a request), 'queued' when others wait
-   * already, or 'full' when the queue or the pending table is at its bound.
+   * Holds a copy of `frame` (from IPv4 source `src`) for `ip`. Returns 'new'
+   * when this is the first frame waiting for `ip` (send a request), 'queued'
+   * when others wait already, 'sourceFull' when `src` has
+   * `pendingPerSource` frames waiting already, or 'full' when the queue or
+   * the pending table is at its bound.
    */
-  hold(ip: number, frame: Uint8Array, now: number): 'new' | 'queued' | 'full' {
+  hold(ip: number, src: number, frame: Uint8Array, now: number): 'new' | 'queued' | 'sourceFull' | 'full' {
+    const held = this.heldBySource.get(src) ?? 0;
+    if (held >= this.limits.pendingPerSource) return 'sourceFull';
     let p = this.pending.get(ip);
+    const fresh = !p;
     if (!p) {
       if (this.pending.size >= this.limits.maxPending) return 'full';
-      p = { frames: [], since: now, lastRequest: now };
+      p = { frames: [], sources: [], since: now, lastRequest: now };
       this.pending.set(ip, p);
-      p.frames.push(Uint8Array.from(frame));
-      return 'new';
+    } else if (p.frames.length >= this.limits.pendingFrames) {
+      return 'full';
     }
-    if (p.frames.length >= this.limits.pendingFrames) return 'full';
     p.frames.push(Uint8Array.from(frame));
-    return 'queued';
+    p.sources.push(src);
+    this.heldBySource.set(src, held + 1);
+    return fresh ? 'new' : 'queued';
   }
 
-  /** Takes the frames waiting for `ip` (now resolved). */
+  /** Takes the frames waiting for `ip` (now resolved, or given up). */
   release(ip: number): Uint8Array[] {
     const p = this.pending.get(ip);
     if (!p) return [];
     this.pending.delete(ip);
+    for (const src of p.sources) {
+      const n = this.heldBySource.get(src)! - 1;
+      if (n > 0) this.heldBySource.set(src, n);
+      else this.heldBySource.delete(src);
+    }
     return p.frames;
   }
 

@@ -36,10 +36,20 @@ export const DEFAULT_NAT_TIMEOUTS: Readonly<NatTimeouts> = Object.freeze({
 export interface NatTableOptions {
   /**
    * most entries at once (default 4096); a new flow beyond it evicts the
-   * least recently used flow never answered (`entriesEvicted`), or, when
-   * every flow has been answered, is dropped and counted (`dropTableFull`)
+   * least recently used flow never answered of the host holding the most
+   * entries, if that host holds more than the new flow's (else the new
+   * flow's host's own) (`entriesEvicted`), or, when there is none, is
+   * dropped and counted (`dropTableFull`)
    */
   maxEntries?: number;
+  /**
+   * most entries of one inside address (default: a quarter of `maxEntries`,
+   * rounded up; `maxEntries` itself: no per-host bound); a new flow of a
+   * host at it evicts that host's own least recently used flow never
+   * answered (`entriesEvicted`), or, when every one of its flows has been
+   * answered, is dropped (`dropHostLimit`)
+   */
+  maxEntriesPerHost?: number;
   /** outside ports (and ICMP identifiers) handed out, inclusive (default [1024, 65535]) */
   portRange?: readonly [number, number];
   timeouts?: Partial<NatTimeouts>;
@@ -66,10 +76,12 @@ export interface NatEntry {
 export interface NatTableCounters {
   entriesCreated: number;
   entriesExpired: number;
-  /** flows never answered, removed to make room for a new one at the bound */
+  /** flows never answered, removed to make room for a new one at the table's or a host's bound */
   entriesEvicted: number;
   /** a new flow found the table at its bound */
   dropTableFull: number;
+  /** a new flow found its inside host at `maxEntriesPerHost` (the table below its bound), every one of that host's flows answered */
+  dropHostLimit: number;
   /** a new flow found every outside port of its protocol taken */
   dropPortsExhausted: number;
 }
@@ -91,11 +103,20 @@ export interface Flow {
 const PROTOS: NatProtocol[] = ['tcp', 'udp', 'icmp'];
 
 /** Why {@link NatTable.outbound} gave no flow. */
-export type NatRefusal = 'dropTableFull' | 'dropPortsExhausted';
+export type NatRefusal = 'dropTableFull' | 'dropHostLimit' | 'dropPortsExhausted';
+
+/** One inside address's share of the table. */
+interface Host {
+  readonly addr: number;
+  flows: number;
+  /** its flows not answered yet, least recently used first: what it gives up first */
+  readonly unanswered: Set<Flow>;
+}
 
 /** A bounded NAT connection table with per-protocol timeouts. */
 export class NatTable {
   readonly maxEntries: number;
+  readonly maxEntriesPerHost: number;
   readonly portRange: readonly [number, number];
   readonly timeouts: Readonly<NatTimeouts>;
   private readonly clock: Clock;
@@ -106,16 +127,22 @@ export class NatTable {
   private readonly nextPort = [0, 0, 0];
   private lastSweep = -Infinity;
   /**
-   * flows not answered yet, least recently used first: what a full table
-   * gives up for a new flow (Linux's early drop), so one host spraying
-   * flows nobody answers cannot shut every other host out for the timeout
+   * each inside address with entries, and the addresses by how many entries
+   * they hold (`byCount[n]`: those with n): a full table takes the place of
+   * an unanswered flow (Linux's early drop) of the host holding the most, so
+   * one host spraying flows cannot evict those of a host holding fewer, and
+   * finding that host costs O(1) however many hosts there are
    */
-  private readonly unanswered = new Set<Flow>();
-  private readonly c: NatTableCounters = { entriesCreated: 0, entriesExpired: 0, entriesEvicted: 0, dropTableFull: 0, dropPortsExhausted: 0 };
+  private readonly hosts = new Map<number, Host>();
+  private readonly byCount: Set<Host>[] = [];
+  private mostFlows = 0;
+  private readonly c: NatTableCounters = { entriesCreated: 0, entriesExpired: 0, entriesEvicted: 0, dropTableFull: 0, dropHostLimit: 0, dropPortsExhausted: 0 };
 
   constructor(opts: NatTableOptions = {}) {
     const max = opts.maxEntries ?? 4096;
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`NAT maxEntries ${max} is not a positive integer`);
+    const perHost = opts.maxEntriesPerHost ?? Math.ceil(max / 4);
+    if (!Number.isInteger(perHost) || perHost < 1) throw new RangeError(`NAT maxEntriesPerHost ${perHost} is not a positive integer`);
     const [lo, hi] = opts.portRange ?? [1024, 65535];
     if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi > 65535 || lo > hi) {
       throw new RangeError(`NAT portRange [${lo}, ${hi}] is not a range within 1..65535`);
@@ -125,6 +152,7 @@ export class NatTable {
       if (!(v > 0) || !Number.isFinite(v)) throw new RangeError(`NAT timeout ${k} ${v} is not a positive number of ms`);
     }
     this.maxEntries = max;
+    this.maxEntriesPerHost = Math.min(perHost, max);
     this.portRange = [lo, hi];
     this.timeouts = Object.freeze(timeouts);
     this.clock = opts.clock ?? systemClock;
@@ -189,18 +217,10 @@ export class NatTable {
       f = undefined;
     }
     if (!f) {
-      if (this.byInside.size >= this.maxEntries) {
-        // a sweep is O(entries): at most one per second while full, so a flood of new flows costs no more
-        if (now - this.lastSweep >= 1000) this.sweep();
-        const victim = this.byInside.size >= this.maxEntries ? this.unanswered.values().next().value : undefined;
-        if (victim) {
-          this.remove(victim, false);
-          this.c.entriesEvicted++;
-        }
-        if (this.byInside.size >= this.maxEntries) {
-          this.c.dropTableFull++;
-          return 'dropTableFull';
-        }
+      const refusal = this.makeRoom(insideAddr, now);
+      if (refusal) {
+        this.c[refusal]++;
+        return refusal;
       }
       const port = this.allocatePort(proto, insidePort, now);
       if (port < 0) {
@@ -210,6 +230,7 @@ export class NatTable {
       f = { proto, insideAddr, insidePort, remoteAddr, remotePort, outsidePort: port, state: 'new', expiresAt: 0, packetsOut: 0, packetsIn: 0 };
       this.byInside.set(key, f);
       this.byOutside.set(proto * 65536 + port, f);
+      this.recount(this.host(insideAddr), +1);
       this.c.entriesCreated++;
     }
     f.packetsOut++;
@@ -233,11 +254,9 @@ export class NatTable {
       return undefined;
     }
     if (f.remoteAddr !== remoteAddr || f.remotePort !== remotePort) return undefined;
-    f.packetsIn++;
-    if (f.state === 'new') {
-      f.state = 'established';
-      this.unanswered.delete(f);
-    }
+    // answered, whatever its state (a TCP flow may be 'closing' already): no longer one to evict
+    if (f.packetsIn++ === 0) this.hosts.get(f.insideAddr)!.unanswered.delete(f);
+    if (f.state === 'new') f.state = 'established';
     this.touch(f, tcpFlags, now);
     return f;
   }
@@ -252,8 +271,9 @@ export class NatTable {
     const t = this.timeouts;
     if (f.packetsIn === 0) {
       // most recently used last
-      this.unanswered.delete(f);
-      this.unanswered.add(f);
+      const u = this.hosts.get(f.insideAddr)!.unanswered;
+      u.delete(f);
+      u.add(f);
     }
     if (f.proto === 0) {
       if (tcpFlags & 0x05) f.state = 'closing'; // FIN or RST
@@ -266,8 +286,59 @@ export class NatTable {
   private remove(f: Flow, expired = true): void {
     this.byInside.delete(`${f.proto}:${f.insideAddr}:${f.insidePort}:${f.remoteAddr}:${f.remotePort}`);
     this.byOutside.delete(f.proto * 65536 + f.outsidePort);
-    this.unanswered.delete(f);
+    const h = this.hosts.get(f.insideAddr)!;
+    h.unanswered.delete(f);
+    this.recount(h, -1);
     if (expired) this.c.entriesExpired++;
+  }
+
+  /**
+   * Room for one more flow of `insideAddr`, or why there is none. At the
+   * table's bound the host holding the most entries gives up its oldest
+   * unanswered flow (the new flow's own host when it holds as many), so no
+   * host loses a flow to one that holds no more entries than it; below it,
+   * a host at its own bound gives up its own oldest. Answered flows are
+   * live connections: never evicted, the new flow is refused instead.
+   */
+  private makeRoom(insideAddr: number, now: number): NatRefusal | undefined {
+    // a sweep is O(entries): at most one per second while full, so a flood of new flows costs no more
+    if (this.byInside.size >= this.maxEntries && now - this.lastSweep >= 1000) this.sweep();
+    const h = this.hosts.get(insideAddr);
+    if (this.byInside.size >= this.maxEntries) {
+      const heaviest = h && h.flows === this.mostFlows ? h : this.byCount[this.mostFlows]!.values().next().value!;
+      if (this.evictOldest(heaviest) || (h !== undefined && heaviest !== h && this.evictOldest(h))) return undefined;
+      return 'dropTableFull';
+    }
+    if (h && h.flows >= this.maxEntriesPerHost) return this.evictOldest(h) ? undefined : 'dropHostLimit';
+    return undefined;
+  }
+
+  private evictOldest(h: Host): boolean {
+    const victim = h.unanswered.values().next().value;
+    if (!victim) return false;
+    this.remove(victim, false);
+    this.c.entriesEvicted++;
+    return true;
+  }
+
+  /** The bookkeeping of `addr`, created for its first flow (and forgotten with its last: {@link recount}). */
+  private host(addr: number): Host {
+    let h = this.hosts.get(addr);
+    if (!h) {
+      h = { addr, flows: 0, unanswered: new Set() };
+      this.hosts.set(addr, h);
+    }
+    return h;
+  }
+
+  /** Moves `h` to the bucket of its new count (and forgets it at 0); keeps `mostFlows` the largest non-empty bucket. */
+  private recount(h: Host, delta: 1 | -1): void {
+    if (h.flows > 0) this.byCount[h.flows]!.delete(h);
+    h.flows += delta;
+    if (h.flows > 0) (this.byCount[h.flows] ??= new Set()).add(h);
+    else this.hosts.delete(h.addr);
+    if (h.flows > this.mostFlows) this.mostFlows = h.flows;
+    while (this.mostFlows > 0 && !this.byCount[this.mostFlows]?.size) this.mostFlows--;
   }
 
   /** The inside port itself when free (as Linux keeps it), else the next free one in the range; -1 when none. */

@@ -45,6 +45,13 @@ export interface RouterOptions {
   routes?: readonly StaticRoute[];
   nat?: NatConfig;
   arp?: Partial<ArpLimits>;
+  /**
+   * reverse-path filter, as Linux's rp_filter (default 'strict'): a packet
+   * is dropped (`dropRpFilter`) unless the route back to its source leaves
+   * through the interface it came in on ('strict', rp_filter=1), or through
+   * any interface ('loose', 2); 'off' (0) checks nothing
+   */
+  rpFilter?: 'strict' | 'loose' | 'off';
   /** time source for ARP and NAT ageing (default: the monotonic system clock) */
   clock?: Clock;
 }
@@ -92,6 +99,8 @@ export interface RouterCounters {
   /** to the router itself, but not an echo request */
   dropLocalDelivery: number;
   dropArpQueueFull: number;
+  /** its source had `arp.pendingPerSource` frames waiting for ARP on the output interface already */
+  dropArpSourceLimit: number;
   dropArpUnresolved: number;
   dropTooLong: number;
   dropTxFull: number;
@@ -102,7 +111,11 @@ export interface RouterCounters {
   /** fragments, ICMP other than echo, protocols other than TCP/UDP/ICMP across the NAT */
   dropNatUnsupported: number;
   dropNatTableFull: number;
+  /** a new flow of an inside host at `nat.table.maxEntriesPerHost`, every one of its flows answered */
+  dropNatHostLimit: number;
   dropNatPortsExhausted: number;
+  /** the source is not reachable back through the interface the packet came in on (see `rpFilter`): a spoofed source */
+  dropRpFilter: number;
 }
 
 /** The router's view of one interface. */
@@ -148,8 +161,9 @@ function newCounters(): RouterCounters {
     icmpTimeExceededSent: 0, natTranslatedOut: 0, natTranslatedIn: 0, ignoredNotForUs: 0, ignoredArp: 0,
     dropTooShort: 0, dropBadSrcMac: 0, dropUnsupportedEthertype: 0, dropBadArp: 0, arpEvicted: 0, dropBadIpHeader: 0,
     dropBadIpChecksum: 0, dropIpOptions: 0, dropNotRoutable: 0, dropNoRoute: 0, dropTtlExceeded: 0,
-    dropLocalDelivery: 0, dropArpQueueFull: 0, dropArpUnresolved: 0, dropTooLong: 0, dropTxFull: 0,
-    dropOutsideToInside: 0, dropNatNoMapping: 0, dropNatUnsupported: 0, dropNatTableFull: 0, dropNatPortsExhausted: 0,
+    dropLocalDelivery: 0, dropArpQueueFull: 0, dropArpSourceLimit: 0, dropArpUnresolved: 0, dropTooLong: 0, dropTxFull: 0,
+    dropOutsideToInside: 0, dropNatNoMapping: 0, dropNatUnsupported: 0, dropNatTableFull: 0, dropNatHostLimit: 0,
+    dropNatPortsExhausted: 0, dropRpFilter: 0,
   };
 }
 
@@ -185,6 +199,7 @@ export class Router {
   private readonly natIf: Iface | undefined;
   private readonly c = newCounters();
   private readonly arpLimits: ArpLimits;
+  private readonly rpFilter: 'strict' | 'loose' | 'off';
   private readonly scratch = new Uint8Array(2048);
   private sink: FrameSink = () => false;
   /** largest frame an interface's ring takes (the sink's buffers); 0: no limit known */
@@ -198,6 +213,8 @@ export class Router {
       if (!(v > 0) || !Number.isFinite(v)) throw new RangeError(`router ARP limit ${k} ${v} is not a positive number`);
     }
     this.arpLimits = limits;
+    this.rpFilter = opts.rpFilter ?? 'strict';
+    if (!['strict', 'loose', 'off'].includes(this.rpFilter)) throw new RangeError(`router rpFilter '${String(opts.rpFilter)}' is not 'strict', 'loose' or 'off'`);
     const names = new Set<string>();
     this.ifs = opts.interfaces.map((c, index) => {
       if (names.has(c.name)) throw new RangeError(`router interface '${c.name}' is listed twice`);
@@ -419,6 +436,17 @@ export class Router {
       this.c.dropNotRoutable++;
       return;
     }
+    // a source from another subnet would be routed (or NATed, taking a
+    // share of the table in that host's name) and its answers sent to
+    // whoever really has it: Linux's rp_filter, checked before anything
+    // is answered or translated
+    if (this.rpFilter !== 'off') {
+      const back = this.route(src);
+      if (!back || (this.rpFilter === 'strict' && back.iface !== inIf)) {
+        this.c.dropRpFilter++;
+        return;
+      }
+    }
     const nat = this.nat;
     const fromOutside = nat !== undefined && inIf === this.natIf;
     // a reply to a NATed flow: checked below on the inside address it is
@@ -480,7 +508,7 @@ export class Router {
     const oldWord = get16(f, IP + 8);
     f[IP + 8] = f[IP + 8]! - 1;
     put16(f, IP + 10, csumReplace16(get16(f, IP + 10), oldWord, get16(f, IP + 8)));
-    this.toNextHop(outIf, route.via || dst, f, len);
+    this.toNextHop(outIf, route.via || dst, src, f, len);
   }
 
   private route(dst: number): Route | undefined {
@@ -488,16 +516,17 @@ export class Router {
     return undefined;
   }
 
-  /** Sends `f` to `nextHop` on `outIf`, or holds it while ARP resolves that address. */
-  private toNextHop(outIf: Iface, nextHop: number, f: Uint8Array, len: number): void {
+  /** Sends `f` to `nextHop` on `outIf`, or holds it while ARP resolves that address (`src`: its source as received, before NAT). */
+  private toNextHop(outIf: Iface, nextHop: number, src: number, f: Uint8Array, len: number): void {
     const now = this.clock.nowMs();
     const mac = outIf.arp.lookup(nextHop, now);
     if (mac) {
       if (this.send(outIf, f, len, mac)) this.c.forwarded++;
       return;
     }
-    const held = outIf.arp.hold(nextHop, f.subarray(0, len), now);
+    const held = outIf.arp.hold(nextHop, src, f.subarray(0, len), now);
     if (held === 'full') this.c.dropArpQueueFull++;
+    else if (held === 'sourceFull') this.c.dropArpSourceLimit++;
     else if (held === 'new') this.sendArpRequest(outIf, nextHop);
   }
 
@@ -588,13 +617,13 @@ export class Router {
     return 'dropNatUnsupported';
   }
 
-  private natOutbound(f: Uint8Array, hl: number, total: number): 'ok' | 'dropNatUnsupported' | 'dropNatTableFull' | 'dropNatPortsExhausted' {
+  private natOutbound(f: Uint8Array, hl: number, total: number): 'ok' | 'dropNatUnsupported' | 'dropNatTableFull' | 'dropNatHostLimit' | 'dropNatPortsExhausted' {
     const k = this.natFields(f, hl, total, true);
     if (typeof k === 'string') return 'dropNatUnsupported';
     const src = get32(f, IP + 12);
     const dst = get32(f, IP + 16);
     const flow = this.nat!.outbound(k.proto, src, k.src, dst, k.dst, k.flags);
-    if (typeof flow === 'string') return flow === 'dropTableFull' ? 'dropNatTableFull' : 'dropNatPortsExhausted';
+    if (typeof flow === 'string') return flow === 'dropTableFull' ? 'dropNatTableFull' : flow === 'dropHostLimit' ? 'dropNatHostLimit' : 'dropNatPortsExhausted';
     this.rewrite(f, hl, k.proto, IP + 12, src, this.natIf!.addr, k.proto === 'icmp' ? 4 : 0, k.src, flow.outsidePort);
     this.c.natTranslatedOut++;
     return 'ok';

@@ -82,15 +82,18 @@ const B_MAC = '52:54:00:00:00:0b';
 const GW0 = '02:00:0a:01:00:01';
 const GW1 = '02:00:0a:02:00:01';
 
-function rig(opts: { nat?: boolean; maxEntries?: number; clock?: ManualClock } = {}): { r: Router; out: { ifIndex: number; f: Uint8Array }[]; clock: ManualClock } {
+function rig(opts: { nat?: boolean; maxEntries?: number; maxEntriesPerHost?: number; clock?: ManualClock; rpFilter?: 'strict' | 'loose' | 'off'; routes?: { prefix: string; via: string }[] } = {}): { r: Router; out: { ifIndex: number; f: Uint8Array }[]; clock: ManualClock } {
   const clock = opts.clock ?? new ManualClock(1000);
+  const table = { maxEntries: opts.maxEntries ?? 1024, timeouts: { udp: 30_000, icmp: 10_000 }, ...(opts.maxEntriesPerHost ? { maxEntriesPerHost: opts.maxEntriesPerHost } : {}) };
   const r = new Router({
     interfaces: [
       { name: 'in', address: '10.1.0.1/24' },
       { name: 'out', address: '10.2.0.1/24' },
     ],
     clock,
-    ...(opts.nat ? { nat: { outside: 'out', table: { maxEntries: opts.maxEntries ?? 1024, timeouts: { udp: 30_000, icmp: 10_000 } } } } : {}),
+    ...(opts.nat ? { nat: { outside: 'out', table } } : {}),
+    ...(opts.rpFilter ? { rpFilter: opts.rpFilter } : {}),
+    ...(opts.routes ? { routes: opts.routes } : {}),
   });
   const out: { ifIndex: number; f: Uint8Array }[] = [];
   r.attach((ifIndex, f, len) => {
@@ -231,7 +234,7 @@ test('pings to the router are answered; bad headers and checksums are counted dr
 });
 
 test('NAT: TCP, UDP and ICMP echo leave with the outside address and a new port, and replies come back restored, every checksum valid', (t) => {
-  const { r, out } = rig({ nat: true });
+  const { r, out } = rig({ nat: true, maxEntriesPerHost: 1024 }); // one host's 300 flows
   learnHosts(r, out);
   for (let n = 0; n < 300; n++) {
     const proto = (['tcp', 'udp', 'icmp'] as const)[n % 3]!;
@@ -304,7 +307,7 @@ test('NAT: an inside host cannot send as the router (source = one of its address
 
 test('NAT table: at its bound (every flow answered) a new flow is a counted drop; entries expire by the (manual) clock and make room', (t) => {
   const clock = new ManualClock(0);
-  const { r, out } = rig({ nat: true, maxEntries: 2, clock });
+  const { r, out } = rig({ nat: true, maxEntries: 2, maxEntriesPerHost: 2, clock }); // the table's bound alone
   learnHosts(r, out);
   const udp = (sport: number): Uint8Array => frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport, dport: 53 });
   r.handle(0, udp(2000));
@@ -362,6 +365,9 @@ test('router configuration errors name the problem', (t) => {
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.0/24' }] }), { message: /network or broadcast/ });
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], routes: [{ prefix: '0.0.0.0/0', via: '192.0.2.1' }] }), { message: /on none of the router's subnets/ });
   t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], nat: { outside: 'b' } }), { message: /NAT outside interface 'b'/ });
+  t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], rpFilter: 'on' as 'strict' }), { message: /rpFilter 'on'/ });
+  t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], nat: { outside: 'a', table: { maxEntriesPerHost: 0 } } }), { message: /maxEntriesPerHost 0/ });
+  t.throws(() => new Router({ interfaces: [{ name: 'a', address: '10.1.0.1/24' }], arp: { pendingPerSource: 0 } }), { message: /pendingPerSource 0/ });
 });
 
 test('ARP: a gratuitous announcement per interface; frames for an unanswered next hop are held, retried, then dropped and counted', (t) => {
@@ -441,7 +447,8 @@ function withIpOption(f: Uint8Array): Uint8Array {
 }
 
 test('NAT: a packet from outside that the router drops (IP options, no route to the inside address) is not translated, moves no flow on and is counted once', (t) => {
-  const { r, out, clock } = rig({ nat: true });
+  // no reverse-path filter: it would drop the flow below from an inside source with no route back before it is NATed
+  const { r, out, clock } = rig({ nat: true, rpFilter: 'off' });
   learnHosts(r, out);
   // A's TCP connection to B:80, answered once: established
   r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 80, tcpFlags: 0x02 }));
@@ -507,7 +514,7 @@ test('a source that is the broadcast address of any of the router\'s subnets is 
 
 test('NAT table full of one host\'s unanswered flows: another host\'s new flow still gets in (the oldest unanswered entry is evicted, counted); answered flows are never evicted', (t) => {
   const clock = new ManualClock(0);
-  const { r, out } = rig({ nat: true, maxEntries: 4, clock });
+  const { r, out } = rig({ nat: true, maxEntries: 4, maxEntriesPerHost: 4, clock }); // the table's bound alone
   learnHosts(r, out);
   r.handle(0, arp(1, '52:54:00:00:00:0c', '10.1.0.3', '10.1.0.1'));
   out.length = 0;
@@ -551,4 +558,156 @@ test('ARP table filled by one host claiming many addresses: a new neighbour is s
   t.is(out[0]!.ifIndex, 0);
   t.deepEqual([...out[0]!.f.subarray(0, 6)], macB(A_MAC), 'B reaches A at once');
   t.is(r.counters().arpEvicted, 1);
+});
+
+const C_MAC = '52:54:00:00:00:0c';
+
+test('NAT: one inside host flooding new flows (answered or not) cannot evict another host\'s live translation nor keep its new flows out: it is held to maxEntriesPerHost, counted', (t) => {
+  const { r, out } = rig({ nat: true, maxEntries: 16 }); // a quarter of the table per host by default: 4
+  learnHosts(r, out);
+  r.handle(0, arp(1, C_MAC, '10.1.0.3', '10.1.0.1'));
+  out.length = 0;
+  // C opens a TCP connection: its SYN leaves, the SYN-ACK is not back yet (the entry is unanswered)
+  r.handle(0, frame({ dstMac: GW0, srcMac: C_MAC, src: '10.1.0.3', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 443, tcpFlags: 0x02 }));
+  const syn = out.pop()!;
+  t.is(syn.ifIndex, 1);
+  const cPort = be16(syn.f, 34);
+  // A sprays new flows nobody answers, from every source port to random destination ports
+  for (let n = 0; n < 200; n++) {
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 1024 + n, dport: 1 + (randomBytes(2).readUInt16BE() % 65535) }));
+  }
+  out.length = 0;
+  // the SYN-ACK finds C's entry and reaches C
+  r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'tcp', sport: 443, dport: cPort, tcpFlags: 0x12 }));
+  t.is(out.length, 1, `the SYN-ACK reached C: ${JSON.stringify(r.counters())}`);
+  t.is(r.natEntries().filter((e) => e.insideAddr === '10.1.0.2').length, 4, 'A holds its share, no more');
+  t.is(out[0]!.ifIndex, 0);
+  t.deepEqual([...out[0]!.f.subarray(0, 6)], macB(C_MAC));
+  t.is(be16(out[0]!.f, 36), 40000);
+  t.is(r.counters().dropNatNoMapping, 0);
+  t.is(r.counters().natEntriesEvicted, 196, "A's own oldest unanswered flows made room for its new ones");
+  // now a server outside answers each of A's flows at once: A's answered flows are kept, its new ones beyond its share refused
+  out.length = 0;
+  for (let n = 0; n < 30; n++) {
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 3000 + n, dport: 53 }));
+    const o = out.pop();
+    if (o?.ifIndex === 1) r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.2.0.2', dst: '10.2.0.1', proto: 'udp', sport: 53, dport: be16(o.f, 34) }));
+  }
+  const c = r.counters();
+  t.is(c.dropNatHostLimit, 26, JSON.stringify(c));
+  t.is(c.dropNatTableFull, 0);
+  t.deepEqual(r.natEntries().filter((e) => e.insideAddr === '10.1.0.2').map((e) => e.state), ['established', 'established', 'established', 'established']);
+  // C's connection goes on, and C opens new ones
+  out.length = 0;
+  r.handle(0, frame({ dstMac: GW0, srcMac: C_MAC, src: '10.1.0.3', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 443, tcpFlags: 0x10 }));
+  r.handle(0, frame({ dstMac: GW0, srcMac: C_MAC, src: '10.1.0.3', dst: '10.2.0.2', proto: 'tcp', sport: 40001, dport: 443, tcpFlags: 0x02 }));
+  t.deepEqual(out.map((o) => [o.ifIndex, be16(o.f, 36)]), [[1, 443], [1, 443]]);
+  t.is(be16(out[0]!.f, 34), cPort, 'the same translation');
+  t.deepEqual(r.natEntries().filter((e) => e.insideAddr === '10.1.0.3').map((e) => [e.insidePort, e.state]), [[40000, 'established'], [40001, 'new']]);
+});
+
+test('NAT table at its bound: a new flow takes the place of an unanswered flow of the host holding the most entries, never of a host holding fewer than the new flow\'s own', (t) => {
+  const clock = new ManualClock(0);
+  const nat = new NatTable({ clock, maxEntries: 8, maxEntriesPerHost: 8 }); // the table's rule alone
+  const [A, X, Y, B] = [0x0a010002, 0x0a010003, 0x0a010004, 0x0a020002];
+  const hostsOf = (): Record<string, number> => {
+    const n: Record<string, number> = {};
+    for (const e of nat.entries()) n[e.insideAddr] = (n[e.insideAddr] ?? 0) + 1;
+    return n;
+  };
+  // X has two flows waiting for their first reply (a TCP handshake, a DNS query): the oldest unanswered in the table
+  t.not(typeof nat.outbound('tcp', X, 40000, B, 443, 0x02), 'string');
+  t.not(typeof nat.outbound('udp', X, 5353, B, 53), 'string');
+  // A sprays new flows: once the table is full A holds the most and gives up its own oldest
+  for (let p = 0; p < 50; p++) t.not(typeof nat.outbound('udp', A, 2000 + p, B, 9), 'string');
+  t.deepEqual(hostsOf(), { '10.1.0.2': 6, '10.1.0.3': 2 });
+  // Y, with none, gets in at the expense of A (which holds the most), not X
+  t.not(typeof nat.outbound('udp', Y, 1000, B, 53), 'string');
+  t.deepEqual(hostsOf(), { '10.1.0.2': 5, '10.1.0.3': 2, '10.1.0.4': 1 });
+  // A's flows all answered: nothing of A's can go, so Y's next flow takes Y's own unanswered one, and A's next flow is refused
+  for (const e of nat.entries().filter((x) => x.insideAddr === '10.1.0.2')) t.truthy(nat.inbound('udp', e.outsidePort, B, 9));
+  t.not(typeof nat.outbound('udp', Y, 1001, B, 53), 'string');
+  t.is(nat.outbound('udp', A, 3000, B, 9), 'dropTableFull');
+  t.deepEqual(nat.entries().filter((e) => e.insideAddr !== '10.1.0.2').map((e) => [e.insideAddr, e.insidePort]), [['10.1.0.3', 40000], ['10.1.0.3', 5353], ['10.1.0.4', 1001]]);
+  const c = nat.counters();
+  t.is(c.entriesEvicted, 44 + 1 + 1);
+  t.is(c.dropTableFull, 1);
+  t.is(nat.maxEntriesPerHost, 8);
+  t.is(new NatTable({ maxEntries: 4096 }).maxEntriesPerHost, 1024, 'a quarter of the table by default');
+});
+
+test('ARP pending: one source addressing many unresolved hosts holds at most arp.pendingPerSource frames (dropArpSourceLimit); another source\'s frame still waits and leaves once resolved', (t) => {
+  for (const nat of [false, true]) {
+    const { r, out, clock } = rig({ nat });
+    learnHosts(r, out);
+    // A sends to 64 unresolved addresses of the outside subnet: the whole pending table by default
+    for (let k = 0; k < 64; k++) r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: `10.2.0.${100 + k}`, proto: 'udp', sport: 1000 + k, dport: 2 }));
+    const requests = out.length;
+    // C's frame for D (10.2.0.3, not resolved yet) is held, asked for, and leaves when D answers
+    out.length = 0;
+    r.handle(0, frame({ dstMac: GW0, srcMac: C_MAC, src: '10.1.0.3', dst: '10.2.0.3', proto: 'udp', sport: 7, dport: 8 }));
+    t.is(out.length, 1, `nat ${nat}: C's frame held and asked for: ${JSON.stringify(r.counters())}`);
+    t.deepEqual([...out[0]!.f.subarray(38, 42)], ip4('10.2.0.3'), 'an ARP request for D');
+    r.handle(1, arp(2, '52:54:00:00:00:0d', '10.2.0.3', '10.2.0.1', GW1, GW1));
+    t.is(out.length, 2);
+    t.is(out[1]!.ifIndex, 1);
+    t.deepEqual([...out[1]!.f.subarray(0, 6)], macB('52:54:00:00:00:0d'), "C's frame reached D");
+    const c = r.counters();
+    t.is(c.dropArpQueueFull, 0);
+    t.is(c.forwarded, 1);
+    t.is(c.dropArpSourceLimit, 48);
+    t.is(requests, 16, 'A got 16 addresses asked for');
+    // A's frames give up after 3 s; its share is free again
+    clock.advance(3000);
+    r.tick();
+    t.is(r.counters().dropArpUnresolved, 16);
+    out.length = 0;
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.200', proto: 'udp', sport: 1, dport: 2 }));
+    t.is(out.length, 1, 'held and asked for');
+    t.is(r.counters().dropArpSourceLimit, 48);
+  }
+});
+
+test('reverse-path filter (strict by default): a source from another subnet is dropped and counted, not routed, NATed or answered; the legitimate ones pass', (t) => {
+  for (const nat of [false, true]) {
+    const { r, out } = rig({ nat, routes: [{ prefix: '172.16.0.0/16', via: '10.1.0.254' }] });
+    learnHosts(r, out);
+    const R_MAC = '52:54:00:00:00:fe'; // the inside router in front of 172.16.0.0/16
+    r.handle(0, arp(1, R_MAC, '10.1.0.254', '10.1.0.1'));
+    out.length = 0;
+    // from inside: B's subnet, an address no route leads to, and a ping to the router from B's subnet
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.7', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '192.168.9.9', dst: '10.2.0.2', proto: 'tcp', sport: 40000, dport: 80 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.7', dst: '10.1.0.1', proto: 'icmp', sport: 5 }));
+    // from outside: an inside address, and the prefix routed inside
+    r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '10.1.0.3', dst: nat ? '10.2.0.1' : '10.1.0.2', proto: 'udp', sport: 53, dport: 5353 }));
+    r.handle(1, frame({ dstMac: GW1, srcMac: B_MAC, src: '172.16.0.9', dst: nat ? '10.2.0.1' : '10.1.0.2', proto: 'icmp', sport: 5 }));
+    t.deepEqual(out, [], `nat ${nat}`);
+    let c = r.counters();
+    t.is(c.dropRpFilter, 5);
+    t.is(c.natEntries + c.forwarded + c.echoRepliesSent, 0);
+    // legitimate: A to B, a host behind the inside router to B, A pings the router
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac: R_MAC, src: '172.16.0.9', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+    r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.1.0.2', dst: '10.1.0.1', proto: 'icmp', sport: 5 }));
+    t.deepEqual(out.map((o) => o.ifIndex), [1, 1, 0]);
+    c = r.counters();
+    t.is(c.forwarded, 2);
+    t.is(c.echoRepliesSent, 1);
+    t.is(c.dropRpFilter, 5);
+  }
+});
+
+test('reverse-path filter loose: any route back will do; off: nothing is checked', (t) => {
+  const loose = rig({ rpFilter: 'loose' });
+  learnHosts(loose.r, loose.out);
+  loose.r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '10.2.0.7', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+  loose.r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '192.168.9.9', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+  t.deepEqual(loose.out.map((o) => [o.ifIndex, [...o.f.subarray(26, 30)].join('.')]), [[1, '10.2.0.7']]);
+  t.is(loose.r.counters().dropRpFilter, 1);
+  const off = rig({ rpFilter: 'off' });
+  learnHosts(off.r, off.out);
+  off.r.handle(0, frame({ dstMac: GW0, srcMac: A_MAC, src: '192.168.9.9', dst: '10.2.0.2', proto: 'udp', sport: 1, dport: 53 }));
+  t.is(off.out.length, 1);
+  t.is(off.r.counters().dropRpFilter, 0);
 });
