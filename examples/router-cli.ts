@@ -5,6 +5,12 @@
  */
 import type { RouterPorts } from '@x/netmap';
 
+/** `--rp-filter` as the router takes it (Linux's rp_filter 1, 2, 0). */
+export function rpFilterOf(v: string): 'strict' | 'loose' | 'off' {
+  if (v === 'strict' || v === 'loose' || v === 'off') return v;
+  throw new Error(`--rp-filter ${v}: expected strict (the source must route back out of the interface it came in on), loose (out of any interface) or off`);
+}
+
 /** `NAME=VALUE` split at the last '=' (an address or a next hop never holds one; a port name may). */
 export function nameValue(s: string, option: string, example: string): [string, string] {
   const i = s.lastIndexOf('=');
