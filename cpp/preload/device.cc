@@ -204,7 +204,7 @@ struct Port {
   // pipes
   SharedPipe *sp = nullptr;
   uint32_t tx_mask = 0, rx_mask = 0;  // the rings this registration holds of sp
-  uint64_t reinits = 0;
+  std::atomic<uint64_t> reinits{0};  // ring reinits (see reinit())
 
   netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(base + layout.ring_ofs[iface][k]); }
   nm_csb_atok *atok(uint32_t k) const { return reinterpret_cast<nm_csb_atok *>(base + layout.csb_entry(iface, k)); }
@@ -226,41 +226,52 @@ struct Port {
   }
 };
 
-// netmap's answer to an impossible head/cur: put the ring back as the
-// kernel last left it ("ring reinit") and go on.
-void reinit(Port *p, netmap_ring *r, uint32_t head) {
-  r->head = r->cur = head;
-  p->reinits++;
+// netmap's answer to an impossible head/cur ("ring reinit"): the ring is
+// put back as the last sync left it (the caller does that from its own
+// record, never from words in the region), the first time with a line on
+// stderr as netmap logs it, and poll reports POLLERR. Returns false.
+bool reinit(Port *p, uint32_t k) {
+  if (p->reinits.fetch_add(1, std::memory_order_relaxed) == 0)
+    say(p->name + ": ring " + std::to_string(k) +
+        ": head or cur out of range, ring put back as the last sync left it (netmap's ring reinit)");
+  return false;
 }
 
 // txsync/rxsync of one ring of a vale-ts port, over the CSB
 // (docs/control-protocol.md), with netmap's checks of head and cur.
-void vale_sync(Port *p, uint32_t k, PortClient::Shadow &s) {
-  if (!p->client.sync_checked(k, s)) reinit(p, p->ring(k), s.head);
+bool vale_sync(Port *p, uint32_t k, PortClient::Shadow &s) {
+  if (p->client.sync_checked(k, s)) return true;
+  netmap_ring *r = p->ring(k);
+  store_release(&r->head, s.head);
+  store_release(&r->cur, s.head);
+  store_release(&r->tail, s.tail);
+  return reinit(p, k);
 }
 
-void pipe_sync_tx(Port *p, uint32_t r) {
-  if (p->sp->pe->tx_sync(r) < 0) reinit(p, p->ring(r), load_acquire(&p->ktoa(r)->hwcur));
+bool pipe_sync_tx(Port *p, uint32_t r) {
+  if (p->sp->pe->tx_sync(r) >= 0) return true;
+  p->sp->pe->reset_ring(true, r);
+  return reinit(p, r);
 }
 
-void pipe_sync_rx(Port *p, uint32_t r) {
-  const uint32_t k = p->layout.p.tx_rings + r;
-  if (p->sp->pe->rx_sync(r) < 0) reinit(p, p->ring(k), load_acquire(&p->atok(k)->head));
+bool pipe_sync_rx(Port *p, uint32_t r) {
+  if (p->sp->pe->rx_sync(r) >= 0) return true;
+  p->sp->pe->reset_ring(false, r);
+  return reinit(p, p->layout.p.tx_rings + r);
 }
 
-void txsync(Port *p) {
-  for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) {
-    if (p->is_pipe) pipe_sync_tx(p, r);
-    else vale_sync(p, r, p->tx[r]);
-  }
+// false when a ring had to be reinitialised
+bool txsync(Port *p) {
+  bool ok = true;
+  for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) ok &= p->is_pipe ? pipe_sync_tx(p, r) : vale_sync(p, r, p->tx[r]);
+  return ok;
 }
 
-void rxsync(Port *p) {
+bool rxsync(Port *p) {
   const uint32_t T = p->layout.p.tx_rings;
-  for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) {
-    if (p->is_pipe) pipe_sync_rx(p, r);
-    else vale_sync(p, T + r, p->rx[r]);
-  }
+  bool ok = true;
+  for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) ok &= p->is_pipe ? pipe_sync_rx(p, r) : vale_sync(p, T + r, p->rx[r]);
+  return ok;
 }
 
 // A pipe registration of some of the end's rings (NR_REG_ONE_NIC, one
@@ -280,7 +291,7 @@ short port_check(Port *p, short events) {
   const short want_rx = events & (POLLIN | POLLRDNORM);
   short rev = 0;
   if (p->txpoll || want_tx) {
-    txsync(p);
+    if (!txsync(p)) rev |= POLLERR;
     if (want_tx)
       for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) {
         const netmap_ring *g = p->ring(r);
@@ -290,7 +301,7 @@ short port_check(Port *p, short events) {
       }
   }
   if (want_rx || p->rxpoll) {
-    rxsync(p);
+    if (!rxsync(p)) rev |= POLLERR;
     const uint32_t T = p->layout.p.tx_rings;
     if (want_rx)
       for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) {

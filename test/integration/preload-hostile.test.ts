@@ -1,0 +1,23 @@
+/**
+ * The preload library against a misbehaving netmap program, or a co-holder
+ * of its region that misbehaves (nm-hostile.cc): ring reinit from the
+ * preload's own record, not from words the pipe's peer can write; a poll set
+ * whose emulated fds another thread registers meanwhile; ring ids read as
+ * netmap reads them.
+ */
+import test from 'ava';
+import { nmHostile, preloadEnv, run, uname } from '../fixtures/preload/apps.js';
+
+const PRE = { LD_PRELOAD: preloadEnv };
+
+test.before(async () => {
+  await nmHostile(); // built once, before the tests race to it
+});
+
+test('pipe: a bad head/cur is reinitialised from the end\'s own record, not the peer-written CSB words; poll says POLLERR', async (t) => {
+  const r = await run(await nmHostile(), ['pipe-reinit', `vale0:${uname('ra')}{0`], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+  // logged once, as netmap logs its ring reinit
+  t.regex(r.stderr, /ring 0: head or cur out of range, ring put back as the last sync left it \(netmap's ring reinit\)/);
+});
