@@ -917,7 +917,8 @@ int ctrl(int fd, NmFd *f, nmreq_header *h) {
       if (!served) return pass_register(fd, f, NIOCCTRL, h, name);
       if (refuse_options(h) < 0) return -1;
       auto *b = static_cast<nmreq_register *>(body);
-      RegWant w{name, b->nr_mode, static_cast<uint32_t>(b->nr_ringid & NETMAP_RING_MASK), b->nr_flags};
+      // all 16 bits, as netmap reads them: NETMAP_RING_MASK is the legacy nmreq's
+      RegWant w{name, b->nr_mode, b->nr_ringid, b->nr_flags};
       std::lock_guard<std::mutex> lk(g_mu);
       return do_register(f, w, b);
     }
