@@ -1204,12 +1204,14 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
   }
   if (mine == 0) return sys::ppoll(fds, n, timeout, mask);
   // the kernel's view of the set: ours replaced by our doorbells, plus the
-  // control sockets whose EOF says vale-ts went away
+  // control sockets whose EOF says vale-ts went away, one per entry at most:
+  // room for n of them, not `mine`, since another thread may register an
+  // fd of the set while this one loops
   pollfd stack[STACK_FDS];
   Port *stack_ports[STACK_FDS];
   std::vector<pollfd> heap;
   std::vector<Port *> heap_ports;
-  const nfds_t total = n + mine;
+  const nfds_t total = 2 * n;
   pollfd *k = stack;
   Port **ports = stack_ports;
   if (total > STACK_FDS) {  // a set this large is beyond netmap's usual single fd

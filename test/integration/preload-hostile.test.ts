@@ -6,7 +6,7 @@
  * netmap reads them.
  */
 import test from 'ava';
-import { nmHostile, preloadEnv, run, uname } from '../fixtures/preload/apps.js';
+import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
 
 const PRE = { LD_PRELOAD: preloadEnv };
 
@@ -27,4 +27,12 @@ test('NR_REG_ONE_NIC: the whole 16-bit nr_ringid is the ring (4097 is EINVAL on 
   t.is(r.code, 0, r.stdout + r.stderr);
   t.is(r.stdout, 'ok\n');
   t.regex(r.stderr, /ring 4097 does not exist/);
+});
+
+test.serial('poll: a set whose emulated fd another thread registers meanwhile (400 entries of it) stays within its arrays', async (t) => {
+  await withVale0(async (env) => {
+    const r = await run(await nmHostile(), ['poll-race', `vale0:${uname('rc')}{0`, `vale0:${uname('rd')}`], { ...PRE, ...env }).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
 });
