@@ -403,8 +403,8 @@ struct EpSnapshot {
   const EpSet *set = nullptr;
   uint32_t gen = 0;
   bool complete = false;  // every member was registered when copied
-  int n = 0;
-  EpMember m[64];
+  std::vector<EpMember> m;  // all of them: epoll has no limit on a set
+  size_t next = 0;          // where the next collect starts (see collect)
 };
 thread_local EpSnapshot t_ep;
 constexpr uint64_t EP_USER_SET = ~0ULL;
@@ -1367,14 +1367,14 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
     sn.set = set;
     sn.gen = set->gen.load(std::memory_order_relaxed);
     sn.complete = true;
-    sn.n = 0;
+    sn.m.clear();
+    sn.next = 0;
     for (EpEntry &en : set->entries) {
       NmFd *f = lookup(en.fd);
       if (!f || !f->port) {
         sn.complete = false;  // look again once it has registered
         continue;
       }
-      if (sn.n == 64) break;
       Port *p = f->port;
       if (en.watched_wait != p->wait_fd) {
         epoll_event w{};
@@ -1389,21 +1389,25 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
           en.watched_hup = p->hup_fd;
         }
       }
-      sn.m[sn.n++] = {en.fd, p, en.events, en.data};
+      sn.m.push_back({en.fd, p, en.events, en.data});
     }
   }
-  const EpMember *members = sn.m;
-  const int nm = sn.n;
+  const EpMember *members = sn.m.data();
+  const int nm = static_cast<int>(sn.m.size());
   if (nm == 0) return false;
   const int64_t deadline =
       timeout ? mono_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
+  // from where the last one stopped, as the kernel's ready list rotates:
+  // with fewer events asked than members ready, every member gets its turn
   auto collect = [&](int *count) {
-    for (int i = 0; i < nm && *count < max; i++) {
+    for (int k = 0; k < nm && *count < max; k++) {
+      const size_t i = (sn.next + static_cast<size_t>(k)) % static_cast<size_t>(nm);
       const short rev = port_check(members[i].p, static_cast<short>(members[i].events & 0xffff));
       if (rev) {
         out[*count].events = static_cast<uint32_t>(rev);
         out[*count].data = members[i].data;
         (*count)++;
+        if (*count == max) sn.next = i + 1;
       }
     }
   };

@@ -3,7 +3,7 @@
  * of its region that misbehaves (nm-hostile.cc): ring reinit from the
  * preload's own record, not from words the pipe's peer can write; a poll set
  * whose emulated fds another thread registers meanwhile; ring ids read as
- * netmap reads them.
+ * netmap reads them; epoll sets of many emulated fds.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -35,4 +35,10 @@ test.serial('poll: a set whose emulated fd another thread registers meanwhile (4
     t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
     t.is(r.stdout, 'ok\n');
   });
+});
+
+test('epoll: 70 emulated fds in one set are all reported, and one event per call visits each in turn', async (t) => {
+  const r = await run(await nmHostile(), ['epoll-many', `vale0:${uname('re')}`, '70'], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
 });
