@@ -48,6 +48,7 @@ namespace nmpre {
 using namespace nm;
 
 std::atomic<int> g_open_fds{0};
+std::atomic<int> g_ep_sets{0};
 
 namespace {
 
@@ -1049,6 +1050,7 @@ bool forget_locked(Slot *s, int fd) {
   }
   if (e) {
     s->ep.store(nullptr, std::memory_order_release);
+    g_ep_sets.fetch_sub(1);
     sys::close(e->q);
     delete e;
   }
@@ -1119,8 +1121,15 @@ int dev_open(int flags) {
 }
 
 
+// an epoll set of ours outlives the last emulated fd it held: its fd's
+// close and dups must still drop it, or a new epoll fd with its number
+// would be taken for it
+static bool tracking() {
+  return g_open_fds.load(std::memory_order_relaxed) != 0 || g_ep_sets.load(std::memory_order_relaxed) != 0;
+}
+
 bool dev_close(int fd, int *rc) {
-  if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
+  if (!tracking()) return false;
   Slot *s = slot_of(fd, false);
   if (!s || (!s->nm.load(std::memory_order_acquire) && !s->ep.load(std::memory_order_acquire))) return false;
   std::lock_guard<std::mutex> lk(g_mu);
@@ -1130,7 +1139,7 @@ bool dev_close(int fd, int *rc) {
 }
 
 bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
-  if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
+  if (!tracking()) return false;
   Slot *so = slot_of(oldfd, false), *sn = newfd >= 0 ? slot_of(newfd, false) : nullptr;
   const bool old_ours = so && so->nm.load(std::memory_order_acquire);
   const bool new_ours = sn && (sn->nm.load(std::memory_order_acquire) || sn->ep.load(std::memory_order_acquire));
@@ -1320,6 +1329,7 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
     }
     ep_changed(set);
     s->ep.store(set, std::memory_order_release);
+    g_ep_sets.fetch_add(1);
   }
   size_t j = 0;
   while (j < set->entries.size() && set->entries[j].fd != fd) j++;

@@ -3,7 +3,8 @@
  * of its region that misbehaves (nm-hostile.cc): ring reinit from the
  * preload's own record, not from words the pipe's peer can write; a poll set
  * whose emulated fds another thread registers meanwhile; ring ids read as
- * netmap reads them; epoll sets of many emulated fds.
+ * netmap reads them; epoll sets of many emulated fds; fd numbers reused
+ * after an epoll fd's close or a close_range.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -39,6 +40,12 @@ test.serial('poll: a set whose emulated fd another thread registers meanwhile (4
 
 test('epoll: 70 emulated fds in one set are all reported, and one event per call visits each in turn', async (t) => {
   const r = await run(await nmHostile(), ['epoll-many', `vale0:${uname('re')}`, '70'], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+});
+
+test('epoll: an epoll fd closed after the last emulated fd is forgotten; a new one with its number wakes for its own fds', async (t) => {
+  const r = await run(await nmHostile(), ['epoll-reuse', `vale0:${uname('rf')}`], PRE).done;
   t.is(r.code, 0, r.stdout + r.stderr);
   t.is(r.stdout, 'ok\n');
 });
