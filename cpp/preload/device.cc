@@ -1156,6 +1156,21 @@ bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
   return true;
 }
 
+void dev_forget_range(unsigned first, unsigned last) {
+  if (!tracking() || first > last) return;
+  std::lock_guard<std::mutex> lk(g_mu);
+  const unsigned top = static_cast<unsigned>(CHUNK * NCHUNKS - 1);
+  if (last > top) last = top;
+  for (unsigned fd = first; fd <= last; fd++) {
+    Slot *chunk = g_chunks[fd / CHUNK].load(std::memory_order_acquire);
+    if (!chunk) {  // nothing of ours in this chunk
+      fd |= CHUNK - 1;
+      continue;
+    }
+    forget_locked(&chunk[fd % CHUNK], static_cast<int>(fd));
+  }
+}
+
 int dev_ioctl(int fd, unsigned long req, void *arg) {
   NmFd *f = lookup(fd);
   if (!f) return sys::ioctl(fd, req, arg);

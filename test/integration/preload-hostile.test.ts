@@ -49,3 +49,9 @@ test('epoll: an epoll fd closed after the last emulated fd is forgotten; a new o
   t.is(r.code, 0, r.stdout + r.stderr);
   t.is(r.stdout, 'ok\n');
 });
+
+test('close_range and closefrom of a registered fd: a pipe that reuses the number is the pipe, not the registration', async (t) => {
+  const r = await run(await nmHostile(), ['close-range', `vale0:${uname('rg')}`], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+});
