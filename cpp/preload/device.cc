@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -1019,6 +1021,18 @@ int legacy(int fd, NmFd *f, unsigned long req, nmreq *r) {
   return 0;
 }
 
+// A timeout as a deadline on mono_ns() (ns, -1: none): null, or one too
+// long to count in int64 nanoseconds, is none; false for one the kernel
+// refuses with EINVAL (a negative part, tv_nsec past a second).
+bool deadline_of(const timespec *t, int64_t *deadline) {
+  *deadline = -1;
+  if (!t) return true;
+  if (t->tv_sec < 0 || t->tv_nsec < 0 || t->tv_nsec >= 1000000000L) return false;
+  const int64_t now = mono_ns();
+  if (t->tv_sec < (INT64_MAX - now) / 1000000000LL - 1) *deadline = now + t->tv_sec * 1000000000LL + t->tv_nsec;
+  return true;
+}
+
 // The time left before `deadline` (ns, -1: none) as a timespec for ppoll.
 const timespec *left(int64_t deadline, timespec *ts) {
   if (deadline < 0) return nullptr;
@@ -1244,7 +1258,8 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
     k = heap.data();
     ports = heap_ports.data();
   }
-  const int64_t deadline = timeout ? mono_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
+  int64_t deadline;
+  if (!deadline_of(timeout, &deadline)) return fail(EINVAL, "");
   for (;;) {
     int ready = 0;
     for (nfds_t i = 0; i < n; i++) {
@@ -1420,8 +1435,11 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
   const EpMember *members = sn.m.data();
   const int nm = static_cast<int>(sn.m.size());
   if (nm == 0) return false;
-  const int64_t deadline =
-      timeout ? mono_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
+  int64_t deadline;
+  if (!deadline_of(timeout, &deadline)) {
+    *rc = fail(EINVAL, "");
+    return true;
+  }
   // from where the last one stopped, as the kernel's ready list rotates:
   // with fewer events asked than members ready, every member gets its turn
   auto collect = [&](int *count) {
@@ -1448,7 +1466,8 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
       const int gmax = nm + 1 < 66 ? nm + 1 : 66;
       timespec ts;
       const timespec *t = left(deadline, &ts);
-      int ms = t ? static_cast<int>(t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000) : -1;
+      const int64_t left_ms = t ? t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000 : -1;
+      int ms = left_ms > INT_MAX ? INT_MAX : static_cast<int>(left_ms);  // a longer wait loops
       for (int i = 0; i < nm; i++)
         if (shares_bell(members[i].p) && (ms < 0 || ms > 1)) ms = 1;  // see shares_bell()
       const int r = sys::epoll_pwait(set->q, got, gmax, ms, mask);

@@ -4,7 +4,7 @@
  * preload's own record, not from words the pipe's peer can write; a poll set
  * whose emulated fds another thread registers meanwhile; ring ids read as
  * netmap reads them; epoll sets of many emulated fds; fd numbers reused
- * after an epoll fd's close or a close_range.
+ * after an epoll fd's close or a close_range; timeouts as the kernel reads them.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -52,6 +52,12 @@ test('epoll: an epoll fd closed after the last emulated fd is forgotten; a new o
 
 test('close_range and closefrom of a registered fd: a pipe that reuses the number is the pipe, not the registration', async (t) => {
   const r = await run(await nmHostile(), ['close-range', `vale0:${uname('rg')}`], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+});
+
+test('ppoll/epoll_pwait2 with an emulated fd: an invalid timespec is EINVAL, one past int64 nanoseconds is forever', async (t) => {
+  const r = await run(await nmHostile(), ['bad-timeout', `vale0:${uname('rh')}{0`], PRE).done;
   t.is(r.code, 0, r.stdout + r.stderr);
   t.is(r.stdout, 'ok\n');
 });
