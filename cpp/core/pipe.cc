@@ -299,6 +299,15 @@ int64_t PipeEnd::tx_sync(uint32_t r) {
   return ring_dist(head, st.hwcur, N);
 }
 
+void PipeEnd::reset_ring(bool tx, uint32_t r) {
+  if (r >= layout_.p.tx_rings) return;
+  const RingState &st = tx ? tx_[r] : rx_[r];
+  netmap_ring *g = ring(end_, tx ? r : layout_.p.tx_rings + r);
+  store_release(&g->head, st.hwcur);
+  store_release(&g->cur, st.hwcur);
+  store_release(&g->tail, st.hwtail);
+}
+
 int64_t PipeEnd::rx_sync(uint32_t r) {
   const uint32_t T = layout_.p.tx_rings, N = layout_.p.rx_slots;
   netmap_ring *rr = ring(end_, T + r);

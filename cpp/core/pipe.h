@@ -56,6 +56,11 @@ class PipeEnd {
   // rxsync: releases [hwcur, head) to the producer, picks up new frames.
   // Returns the slots available to the user, or -1 if head/cur are invalid.
   int64_t rx_sync(uint32_t r);
+  // netmap's ring reinit after a sync refused head/cur: ring r (tx or rx)
+  // back as this end's last sync left it (head = cur = hwcur, tail =
+  // hwtail), from this process's own record: never from the region's CSB
+  // words, which the peer can write.
+  void reset_ring(bool tx, uint32_t r);
   PeerState peer_state() const;
 
   // Summed over the rings: each ring and direction counts in words of its

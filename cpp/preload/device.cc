@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -48,6 +50,7 @@ namespace nmpre {
 using namespace nm;
 
 std::atomic<int> g_open_fds{0};
+std::atomic<int> g_ep_sets{0};
 
 namespace {
 
@@ -204,7 +207,7 @@ struct Port {
   // pipes
   SharedPipe *sp = nullptr;
   uint32_t tx_mask = 0, rx_mask = 0;  // the rings this registration holds of sp
-  uint64_t reinits = 0;
+  std::atomic<uint64_t> reinits{0};  // ring reinits (see reinit())
 
   netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(base + layout.ring_ofs[iface][k]); }
   nm_csb_atok *atok(uint32_t k) const { return reinterpret_cast<nm_csb_atok *>(base + layout.csb_entry(iface, k)); }
@@ -226,41 +229,52 @@ struct Port {
   }
 };
 
-// netmap's answer to an impossible head/cur: put the ring back as the
-// kernel last left it ("ring reinit") and go on.
-void reinit(Port *p, netmap_ring *r, uint32_t head) {
-  r->head = r->cur = head;
-  p->reinits++;
+// netmap's answer to an impossible head/cur ("ring reinit"): the ring is
+// put back as the last sync left it (the caller does that from its own
+// record, never from words in the region), the first time with a line on
+// stderr as netmap logs it, and poll reports POLLERR. Returns false.
+bool reinit(Port *p, uint32_t k) {
+  if (p->reinits.fetch_add(1, std::memory_order_relaxed) == 0)
+    say(p->name + ": ring " + std::to_string(k) +
+        ": head or cur out of range, ring put back as the last sync left it (netmap's ring reinit)");
+  return false;
 }
 
 // txsync/rxsync of one ring of a vale-ts port, over the CSB
 // (docs/control-protocol.md), with netmap's checks of head and cur.
-void vale_sync(Port *p, uint32_t k, PortClient::Shadow &s) {
-  if (!p->client.sync_checked(k, s)) reinit(p, p->ring(k), s.head);
+bool vale_sync(Port *p, uint32_t k, PortClient::Shadow &s) {
+  if (p->client.sync_checked(k, s)) return true;
+  netmap_ring *r = p->ring(k);
+  store_release(&r->head, s.head);
+  store_release(&r->cur, s.head);
+  store_release(&r->tail, s.tail);
+  return reinit(p, k);
 }
 
-void pipe_sync_tx(Port *p, uint32_t r) {
-  if (p->sp->pe->tx_sync(r) < 0) reinit(p, p->ring(r), load_acquire(&p->ktoa(r)->hwcur));
+bool pipe_sync_tx(Port *p, uint32_t r) {
+  if (p->sp->pe->tx_sync(r) >= 0) return true;
+  p->sp->pe->reset_ring(true, r);
+  return reinit(p, r);
 }
 
-void pipe_sync_rx(Port *p, uint32_t r) {
-  const uint32_t k = p->layout.p.tx_rings + r;
-  if (p->sp->pe->rx_sync(r) < 0) reinit(p, p->ring(k), load_acquire(&p->atok(k)->head));
+bool pipe_sync_rx(Port *p, uint32_t r) {
+  if (p->sp->pe->rx_sync(r) >= 0) return true;
+  p->sp->pe->reset_ring(false, r);
+  return reinit(p, p->layout.p.tx_rings + r);
 }
 
-void txsync(Port *p) {
-  for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) {
-    if (p->is_pipe) pipe_sync_tx(p, r);
-    else vale_sync(p, r, p->tx[r]);
-  }
+// false when a ring had to be reinitialised
+bool txsync(Port *p) {
+  bool ok = true;
+  for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) ok &= p->is_pipe ? pipe_sync_tx(p, r) : vale_sync(p, r, p->tx[r]);
+  return ok;
 }
 
-void rxsync(Port *p) {
+bool rxsync(Port *p) {
   const uint32_t T = p->layout.p.tx_rings;
-  for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) {
-    if (p->is_pipe) pipe_sync_rx(p, r);
-    else vale_sync(p, T + r, p->rx[r]);
-  }
+  bool ok = true;
+  for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) ok &= p->is_pipe ? pipe_sync_rx(p, r) : vale_sync(p, T + r, p->rx[r]);
+  return ok;
 }
 
 // A pipe registration of some of the end's rings (NR_REG_ONE_NIC, one
@@ -280,7 +294,7 @@ short port_check(Port *p, short events) {
   const short want_rx = events & (POLLIN | POLLRDNORM);
   short rev = 0;
   if (p->txpoll || want_tx) {
-    txsync(p);
+    if (!txsync(p)) rev |= POLLERR;
     if (want_tx)
       for (uint32_t r = p->tx_lo; r < p->tx_hi; r++) {
         const netmap_ring *g = p->ring(r);
@@ -290,7 +304,7 @@ short port_check(Port *p, short events) {
       }
   }
   if (want_rx || p->rxpoll) {
-    rxsync(p);
+    if (!rxsync(p)) rev |= POLLERR;
     const uint32_t T = p->layout.p.tx_rings;
     if (want_rx)
       for (uint32_t r = p->rx_lo; r < p->rx_hi; r++) {
@@ -392,8 +406,8 @@ struct EpSnapshot {
   const EpSet *set = nullptr;
   uint32_t gen = 0;
   bool complete = false;  // every member was registered when copied
-  int n = 0;
-  EpMember m[64];
+  std::vector<EpMember> m;  // all of them: epoll has no limit on a set
+  size_t next = 0;          // where the next collect starts (see collect)
 };
 thread_local EpSnapshot t_ep;
 constexpr uint64_t EP_USER_SET = ~0ULL;
@@ -906,7 +920,8 @@ int ctrl(int fd, NmFd *f, nmreq_header *h) {
       if (!served) return pass_register(fd, f, NIOCCTRL, h, name);
       if (refuse_options(h) < 0) return -1;
       auto *b = static_cast<nmreq_register *>(body);
-      RegWant w{name, b->nr_mode, static_cast<uint32_t>(b->nr_ringid & NETMAP_RING_MASK), b->nr_flags};
+      // all 16 bits, as netmap reads them: NETMAP_RING_MASK is the legacy nmreq's
+      RegWant w{name, b->nr_mode, b->nr_ringid, b->nr_flags};
       std::lock_guard<std::mutex> lk(g_mu);
       return do_register(f, w, b);
     }
@@ -1006,6 +1021,18 @@ int legacy(int fd, NmFd *f, unsigned long req, nmreq *r) {
   return 0;
 }
 
+// A timeout as a deadline on mono_ns() (ns, -1: none): null, or one too
+// long to count in int64 nanoseconds, is none; false for one the kernel
+// refuses with EINVAL (a negative part, tv_nsec past a second).
+bool deadline_of(const timespec *t, int64_t *deadline) {
+  *deadline = -1;
+  if (!t) return true;
+  if (t->tv_sec < 0 || t->tv_nsec < 0 || t->tv_nsec >= 1000000000L) return false;
+  const int64_t now = mono_ns();
+  if (t->tv_sec < (INT64_MAX - now) / 1000000000LL - 1) *deadline = now + t->tv_sec * 1000000000LL + t->tv_nsec;
+  return true;
+}
+
 // The time left before `deadline` (ns, -1: none) as a timespec for ppoll.
 const timespec *left(int64_t deadline, timespec *ts) {
   if (deadline < 0) return nullptr;
@@ -1037,6 +1064,7 @@ bool forget_locked(Slot *s, int fd) {
   }
   if (e) {
     s->ep.store(nullptr, std::memory_order_release);
+    g_ep_sets.fetch_sub(1);
     sys::close(e->q);
     delete e;
   }
@@ -1107,8 +1135,15 @@ int dev_open(int flags) {
 }
 
 
+// an epoll set of ours outlives the last emulated fd it held: its fd's
+// close and dups must still drop it, or a new epoll fd with its number
+// would be taken for it
+static bool tracking() {
+  return g_open_fds.load(std::memory_order_relaxed) != 0 || g_ep_sets.load(std::memory_order_relaxed) != 0;
+}
+
 bool dev_close(int fd, int *rc) {
-  if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
+  if (!tracking()) return false;
   Slot *s = slot_of(fd, false);
   if (!s || (!s->nm.load(std::memory_order_acquire) && !s->ep.load(std::memory_order_acquire))) return false;
   std::lock_guard<std::mutex> lk(g_mu);
@@ -1118,7 +1153,7 @@ bool dev_close(int fd, int *rc) {
 }
 
 bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
-  if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
+  if (!tracking()) return false;
   Slot *so = slot_of(oldfd, false), *sn = newfd >= 0 ? slot_of(newfd, false) : nullptr;
   const bool old_ours = so && so->nm.load(std::memory_order_acquire);
   const bool new_ours = sn && (sn->nm.load(std::memory_order_acquire) || sn->ep.load(std::memory_order_acquire));
@@ -1133,6 +1168,21 @@ bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
   NmFd *f = so ? so->nm.load(std::memory_order_acquire) : nullptr;
   *rc = f ? adopt_locked(r, f) : r;
   return true;
+}
+
+void dev_forget_range(unsigned first, unsigned last) {
+  if (!tracking() || first > last) return;
+  std::lock_guard<std::mutex> lk(g_mu);
+  const unsigned top = static_cast<unsigned>(CHUNK * NCHUNKS - 1);
+  if (last > top) last = top;
+  for (unsigned fd = first; fd <= last; fd++) {
+    Slot *chunk = g_chunks[fd / CHUNK].load(std::memory_order_acquire);
+    if (!chunk) {  // nothing of ours in this chunk
+      fd |= CHUNK - 1;
+      continue;
+    }
+    forget_locked(&chunk[fd % CHUNK], static_cast<int>(fd));
+  }
 }
 
 int dev_ioctl(int fd, unsigned long req, void *arg) {
@@ -1192,12 +1242,14 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
   }
   if (mine == 0) return sys::ppoll(fds, n, timeout, mask);
   // the kernel's view of the set: ours replaced by our doorbells, plus the
-  // control sockets whose EOF says vale-ts went away
+  // control sockets whose EOF says vale-ts went away, one per entry at most:
+  // room for n of them, not `mine`, since another thread may register an
+  // fd of the set while this one loops
   pollfd stack[STACK_FDS];
   Port *stack_ports[STACK_FDS];
   std::vector<pollfd> heap;
   std::vector<Port *> heap_ports;
-  const nfds_t total = n + mine;
+  const nfds_t total = 2 * n;
   pollfd *k = stack;
   Port **ports = stack_ports;
   if (total > STACK_FDS) {  // a set this large is beyond netmap's usual single fd
@@ -1206,7 +1258,8 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
     k = heap.data();
     ports = heap_ports.data();
   }
-  const int64_t deadline = timeout ? mono_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
+  int64_t deadline;
+  if (!deadline_of(timeout, &deadline)) return fail(EINVAL, "");
   for (;;) {
     int ready = 0;
     for (nfds_t i = 0; i < n; i++) {
@@ -1306,6 +1359,7 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
     }
     ep_changed(set);
     s->ep.store(set, std::memory_order_release);
+    g_ep_sets.fetch_add(1);
   }
   size_t j = 0;
   while (j < set->entries.size() && set->entries[j].fd != fd) j++;
@@ -1353,14 +1407,14 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
     sn.set = set;
     sn.gen = set->gen.load(std::memory_order_relaxed);
     sn.complete = true;
-    sn.n = 0;
+    sn.m.clear();
+    sn.next = 0;
     for (EpEntry &en : set->entries) {
       NmFd *f = lookup(en.fd);
       if (!f || !f->port) {
         sn.complete = false;  // look again once it has registered
         continue;
       }
-      if (sn.n == 64) break;
       Port *p = f->port;
       if (en.watched_wait != p->wait_fd) {
         epoll_event w{};
@@ -1375,21 +1429,28 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
           en.watched_hup = p->hup_fd;
         }
       }
-      sn.m[sn.n++] = {en.fd, p, en.events, en.data};
+      sn.m.push_back({en.fd, p, en.events, en.data});
     }
   }
-  const EpMember *members = sn.m;
-  const int nm = sn.n;
+  const EpMember *members = sn.m.data();
+  const int nm = static_cast<int>(sn.m.size());
   if (nm == 0) return false;
-  const int64_t deadline =
-      timeout ? mono_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec : -1;
+  int64_t deadline;
+  if (!deadline_of(timeout, &deadline)) {
+    *rc = fail(EINVAL, "");
+    return true;
+  }
+  // from where the last one stopped, as the kernel's ready list rotates:
+  // with fewer events asked than members ready, every member gets its turn
   auto collect = [&](int *count) {
-    for (int i = 0; i < nm && *count < max; i++) {
+    for (int k = 0; k < nm && *count < max; k++) {
+      const size_t i = (sn.next + static_cast<size_t>(k)) % static_cast<size_t>(nm);
       const short rev = port_check(members[i].p, static_cast<short>(members[i].events & 0xffff));
       if (rev) {
         out[*count].events = static_cast<uint32_t>(rev);
         out[*count].data = members[i].data;
         (*count)++;
+        if (*count == max) sn.next = i + 1;
       }
     }
   };
@@ -1405,7 +1466,8 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
       const int gmax = nm + 1 < 66 ? nm + 1 : 66;
       timespec ts;
       const timespec *t = left(deadline, &ts);
-      int ms = t ? static_cast<int>(t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000) : -1;
+      const int64_t left_ms = t ? t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000 : -1;
+      int ms = left_ms > INT_MAX ? INT_MAX : static_cast<int>(left_ms);  // a longer wait loops
       for (int i = 0; i < nm; i++)
         if (shares_bell(members[i].p) && (ms < 0 || ms > 1)) ms = 1;  // see shares_bell()
       const int r = sys::epoll_pwait(set->q, got, gmax, ms, mask);

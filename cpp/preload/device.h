@@ -28,6 +28,9 @@ bool dev_close(int fd, int *rc);
 // newfd < 0 is F_DUPFD with lowest fd -newfd - 1. Returns false when neither
 // is ours (the caller passes the call through).
 bool dev_dup(int oldfd, int newfd, int flags, int *rc);
+// close_range/closefrom of [first, last]: drops what the table holds for
+// those fds, as close() would, before the caller has the kernel close them.
+void dev_forget_range(unsigned first, unsigned last);
 // ioctl on an emulated fd.
 int dev_ioctl(int fd, unsigned long req, void *arg);
 // mmap of an emulated fd.

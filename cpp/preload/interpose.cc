@@ -142,6 +142,21 @@ EXPORT int close(int fd) {
   return real_close(fd);
 }
 
+// close_range(2) and glibc's closefrom close fds without close(): the
+// table must let go of them first, or a file that reuses a number would be
+// taken for the registration (and the registration's release would later
+// close fds by numbers that are no longer its own)
+EXPORT int close_range(unsigned first, unsigned last, int flags) {
+  if (!(flags & CLOSE_RANGE_CLOEXEC)) dev_forget_range(first, last);
+  return static_cast<int>(syscall(SYS_close_range, first, last, flags));
+}
+EXPORT void closefrom(int lowfd) {
+  REAL(closefrom, void (*)(int));
+  if (lowfd >= 0) dev_forget_range(static_cast<unsigned>(lowfd), ~0U);
+  if (real_closefrom) real_closefrom(lowfd);
+  else if (lowfd >= 0) syscall(SYS_close_range, lowfd, ~0U, 0);
+}
+
 EXPORT int ioctl(int fd, unsigned long req, ...) {
   va_list ap;
   va_start(ap, req);

@@ -1,0 +1,63 @@
+/**
+ * The preload library against a misbehaving netmap program, or a co-holder
+ * of its region that misbehaves (nm-hostile.cc): ring reinit from the
+ * preload's own record, not from words the pipe's peer can write; a poll set
+ * whose emulated fds another thread registers meanwhile; ring ids read as
+ * netmap reads them; epoll sets of many emulated fds; fd numbers reused
+ * after an epoll fd's close or a close_range; timeouts as the kernel reads them.
+ */
+import test from 'ava';
+import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
+
+const PRE = { LD_PRELOAD: preloadEnv };
+
+test.before(async () => {
+  await nmHostile(); // built once, before the tests race to it
+});
+
+test('pipe: a bad head/cur is reinitialised from the end\'s own record, not the peer-written CSB words; poll says POLLERR', async (t) => {
+  const r = await run(await nmHostile(), ['pipe-reinit', `vale0:${uname('ra')}{0`], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+  // logged once, as netmap logs its ring reinit
+  t.regex(r.stderr, /ring 0: head or cur out of range, ring put back as the last sync left it \(netmap's ring reinit\)/);
+});
+
+test('NR_REG_ONE_NIC: the whole 16-bit nr_ringid is the ring (4097 is EINVAL on 2 rings, not ring 1)', async (t) => {
+  const r = await run(await nmHostile(), ['ringid', `vale0:${uname('rb')}{0`], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+  t.regex(r.stderr, /ring 4097 does not exist/);
+});
+
+test.serial('poll: a set whose emulated fd another thread registers meanwhile (400 entries of it) stays within its arrays', async (t) => {
+  await withVale0(async (env) => {
+    const r = await run(await nmHostile(), ['poll-race', `vale0:${uname('rc')}{0`, `vale0:${uname('rd')}`], { ...PRE, ...env }).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+});
+
+test('epoll: 70 emulated fds in one set are all reported, and one event per call visits each in turn', async (t) => {
+  const r = await run(await nmHostile(), ['epoll-many', `vale0:${uname('re')}`, '70'], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+});
+
+test('epoll: an epoll fd closed after the last emulated fd is forgotten; a new one with its number wakes for its own fds', async (t) => {
+  const r = await run(await nmHostile(), ['epoll-reuse', `vale0:${uname('rf')}`], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+});
+
+test('close_range and closefrom of a registered fd: a pipe that reuses the number is the pipe, not the registration', async (t) => {
+  const r = await run(await nmHostile(), ['close-range', `vale0:${uname('rg')}`], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+});
+
+test('ppoll/epoll_pwait2 with an emulated fd: an invalid timespec is EINVAL, one past int64 nanoseconds is forever', async (t) => {
+  const r = await run(await nmHostile(), ['bad-timeout', `vale0:${uname('rh')}{0`], PRE).done;
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(r.stdout, 'ok\n');
+});
