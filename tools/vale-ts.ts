@@ -33,9 +33,9 @@ const USAGE = `usage: vale-ts [options]
                      root or CAP_SYS_NICE below the current nice; else vale-ts says so and runs on.
                      A negative value is given as --priority=-5
   --hold-us US       bounded backpressure: a full rx ring holds its senders' frames back (they wait
-                     in their tx rings) until it has released no slot for US microseconds, then its
-                     copies are dropped (dropNoSpace) until it drains; 0 drops at once, as netmap's
-                     VALE (0..1000000, default 2000)
+                     in their tx rings) while it releases 64 slots per US microseconds; past a bound
+                     without them its copies are dropped (dropNoSpace) until it has released 64;
+                     0 drops at once, as netmap's VALE (0..1000000, default 2000)
 
  who may connect (root and vale-ts's own uid always may):
   --group NAME       socket 0660 (directory 0710) for group NAME, whose members may connect

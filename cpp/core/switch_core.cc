@@ -288,6 +288,7 @@ Status SwitchCore::set_hold_us(uint32_t id, uint32_t hold_us) {
   p->hold_ns = static_cast<int64_t>(hold_us) * 1000;
   p->full_since_ns = 0;
   p->shed = false;
+  p->hold_freed = 0;
   return Ok{};
 }
 
@@ -539,7 +540,10 @@ uint32_t SwitchCore::collect() {
 // same frame again. Everything that could let it go is read afresh (never a
 // deadline remembered from the stop), so a changed bound, a stall, a detach
 // or a head the receiver moved (even to a bad value, which the round then
-// counts) unparks it.
+// counts) unparks it. A head moved by fewer than SWITCH_HOLD_QUANTUM slots
+// lets the ring send what fits and park again with the same due time: the
+// hold clock runs on, so a receiver trickling slots keeps a ring parked no
+// longer than its bound.
 bool SwitchCore::still_parked(ScanRing &s, int64_t &now) {
   Port *d = port(static_cast<uint32_t>(s.park));
   const uint32_t head = d ? load_acquire(&d->atok(d->layout.p.tx_rings + s.park_rr)->head) : 0;
@@ -604,14 +608,19 @@ bool SwitchCore::hold_back(Port *d, bool flood) {
   const int64_t now = mono_ns();
   if (d->full_since_ns == 0) {
     d->full_since_ns = now;
+    d->hold_freed = 0;
     return true;
   }
   const int64_t waited = now - d->full_since_ns;
-  // a flood past its bound drops its copy; the port is shed only past its own
+  // a flood past its bound drops its copy, and so every later flood's
+  // until the clock restarts (a quantum released); the port is shed only
+  // past its own bound
   if (waited < d->hold_ns) return waited < bound;
-  // no slot released for the whole bound: stop waiting for it until it does
+  // not a quantum released in the whole bound: stop waiting for it until it
+  // releases one
   d->shed = true;
   d->full_since_ns = 0;
+  d->hold_freed = 0;
   return false;
 }
 
@@ -635,11 +644,22 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
     bad = rel;
     rel = st.released;
   }
-  // a receiver that releases slots is draining again
   if (rel != st.released) {
+    // a lossless sender waits for a receiver that drains, however slowly
     d->stalled = false;
-    d->shed = false;
-    d->full_since_ns = 0;
+    // bounded backpressure wants a rate: the hold clock restarts (and a
+    // shed port is waited for again) only once SWITCH_HOLD_QUANTUM slots
+    // were released since it started, not at any one slot, which would let
+    // a receiver freeing a slot per bound hold its senders and every flood
+    // on the switch to that pace
+    if (d->full_since_ns != 0 || d->shed) {
+      d->hold_freed += ring_dist(rel, st.released, N);
+      if (d->hold_freed >= SWITCH_HOLD_QUANTUM) {
+        d->shed = false;
+        d->full_since_ns = 0;
+        d->hold_freed = 0;
+      }
+    }
   }
   st.released = rel;
   *room = ring_dist(rel == 0 ? N - 1 : rel - 1, st.hwtail, N);

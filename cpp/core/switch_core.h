@@ -52,6 +52,13 @@ constexpr uint32_t SWITCH_DEFAULT_HEADER = 128;
 constexpr int16_t DEST_DROP = -1;
 constexpr int16_t DEST_FLOOD = -2;
 constexpr int16_t DEST_SAME_PORT = -3;
+// Bounded backpressure's rate (set_hold_us): slots a full receiver must
+// release per hold bound for its senders to keep waiting, counted over
+// every release since the hold began, so a small ring (rx_slots is the
+// client's choice, down to 2) does not lower it. A batch: what one NAPI
+// poll of a Linux driver takes (its default weight); a receiver draining in
+// batches frees that many in one go.
+constexpr uint32_t SWITCH_HOLD_QUANTUM = 64;
 // Longest frame after its virtio-net header (a GSO super-frame fits).
 constexpr uint32_t SWITCH_MAX_FRAME = 65535;
 
@@ -212,9 +219,15 @@ class SwitchCore {
   Status set_stalled(uint32_t id, bool on);
   // Bounded backpressure (the default; 0 turns it off for this port): when
   // port `id`'s rx ring is full, senders' frames for it stay in their tx
-  // rings and are retried on later rounds, as long as the ring has not been
-  // without progress (no slot released) for hold_us. Past that the port is
-  // shed: copies to it are dropped (dropNoSpace) until it releases a slot.
+  // rings and are retried on later rounds, as long as the receiver keeps
+  // up a rate: SWITCH_HOLD_QUANTUM slots released per hold_us. The hold
+  // clock starts when a copy first finds the ring full and restarts only
+  // once a quantum was released since (slots counted over every release,
+  // whatever the ring's size). Past hold_us without one the port is shed:
+  // copies to it are dropped (dropNoSpace) until it has released a
+  // quantum. A receiver that frees a slot just before each bound no longer
+  // holds its senders (head-of-line: their frames for everyone) to a frame
+  // per bound: it holds them at most a bound per quantum it takes.
   // A port without a client never holds anyone back.
   Status set_hold_us(uint32_t id, uint32_t hold_us);
   // The longest a flood waits for any one full receiver (µs; the switch's
@@ -222,7 +235,10 @@ class SwitchCore {
   // port's) holds back only the frames addressed to it for the rest: one
   // slow receiver must not stall every broadcast on the switch for its
   // whole bound. Past it the flood's copy to that port is dropped
-  // (dropNoSpace); the port is not shed, its unicast senders still wait.
+  // (dropNoSpace), and so is every later flood's at once, without waiting,
+  // until the hold clock restarts (a quantum released): floods wait for a
+  // slow receiver at most a flood bound per SWITCH_HOLD_QUANTUM slots it
+  // takes. The port is not shed, its unicast senders still wait.
   // Atomic: the rounds' thread reads it.
   void set_flood_hold_us(uint32_t hold_us) { flood_hold_ns_.store(static_cast<int64_t>(hold_us) * 1000, std::memory_order_relaxed); }
   // Makes port `id` (just added, no client yet) a monitor of port `watched`,
@@ -369,11 +385,13 @@ class SwitchCore {
     // stall bound: lossless senders no longer wait for it (set_stalled)
     bool stalled = false;
     // bounded backpressure (set_hold_us): the bound, since when the full rx
-    // ring has held a sender back without releasing a slot (0: it has not),
-    // and whether the bound ran out (copies dropped until it drains)
+    // ring has held a sender back without releasing SWITCH_HOLD_QUANTUM
+    // slots (0: it has not), whether the bound ran out (copies dropped until
+    // it releases a quantum), and the slots released since either began
     int64_t hold_ns = 0;
     int64_t full_since_ns = 0;
     bool shed = false;
+    uint32_t hold_freed = 0;
     uint8_t vnet = 0;  // virtio-net header length (set_vnet_hdr_len)
     Layout layout;
     mapping mem;

@@ -116,7 +116,7 @@ export interface NativeSwitchCore {
   shutdown(): void;
   /** a receiver blocking lossless senders beyond the stall bound: drop its copies (dropStalled) until it drains */
   setStalled(id: number, on: boolean): void;
-  /** bounded backpressure: how long (µs, 0..1e6) port `id`'s full rx ring may hold senders back without draining; 0: drop at once */
+  /** bounded backpressure: how long (µs, 0..1e6) port `id`'s full rx ring may hold senders back without releasing 64 slots (SWITCH_HOLD_QUANTUM); 0: drop at once */
   setHoldUs(id: number, holdUs: number): void;
   /** the longest a flood waits for any one full receiver, µs (the switch's bound) */
   setFloodHoldUs(holdUs: number): void;

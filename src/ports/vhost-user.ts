@@ -54,8 +54,9 @@ import { inlineFromEnv, registerPortKind, type DriverSpec, type PortDriver } fro
  * every frame from the sender only to drop it, never sleeping while it did,
  * and at its priority kept the receiver off the CPU it needed to drain
  * (bench/RESULTS.md, sessions 12-13; under other load a guest went 100 ms
- * without a turn). A guest that takes nothing for a second (the longest hold
- * the switch allows) is shed (dropNoSpace) until it takes a frame again.
+ * without a turn). A guest that takes fewer than 64 frames in a second (the
+ * longest hold the switch allows, SWITCH_HOLD_QUANTUM) is shed (dropNoSpace)
+ * until it has taken 64.
  * Only frames addressed to the guest wait that long: a flood waits for any
  * full receiver at most the switch's own bound (switch.ts, setFloodHoldUs),
  * so one paused guest does not stall every broadcast on the switch.

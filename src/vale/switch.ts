@@ -68,9 +68,10 @@ export interface SwitchOptions {
    * {@link DEFAULT_HOLD_US}): when a receiver's rx ring is full, the frames
    * for it stay in their senders' tx rings and are retried on later rounds,
    * so senders slow to the receiver's pace instead of losing frames. A
-   * receiver that releases no slot for this long is shed: its copies are
-   * dropped (dropNoSpace) until it drains again. 0: drop at once (netmap's
-   * VALE behaviour). Per port: `addPort(..., { holdUs })`.
+   * receiver that releases fewer than 64 slots in this long (a rate, not any
+   * one slot: SWITCH_HOLD_QUANTUM in cpp/core/switch_core.h) is shed: its
+   * copies are dropped (dropNoSpace) until it has released 64. 0: drop at
+   * once (netmap's VALE behaviour). Per port: `addPort(..., { holdUs })`.
    */
   holdUs?: number;
 }

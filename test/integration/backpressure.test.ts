@@ -170,7 +170,8 @@ test('past the bound a receiver that stopped reading is shed: its copies are cou
     }
     t.deepEqual(mixed, Array.from({ length: 25 }, (_, i) => 2001 + 2 * i));
     t.is(sw.counters(deadIdx)['dropNoSpace'], N - 63 + 1 + 25);
-    // once it releases slots it is waited for again
+    // once it drains, its copies fit again (it is waited for again once it
+    // has released SWITCH_HOLD_QUANTUM slots: 63 are not yet)
     t.is(take(dead).length, 63);
     tx.inject(frame(MAC.A, MAC.B, 1000));
     tx.txsync();
@@ -258,6 +259,98 @@ test('a port holding longer than its switch (as an in-line guest port does) hold
     }
     t.deepEqual(atDead.filter((s) => s >= 1000), Array.from({ length: M }, (_, i) => 1000 + i));
     for (const p of [dead, live, tx, other]) p.close();
+  });
+});
+
+/**
+ * The attack's pace: a hostile receiver releases one rx slot, then waits this
+ * long before the next. Not a synchronisation: the assertions hold however
+ * long the wait turns out (a longer one only makes the receiver slower).
+ */
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('a receiver that releases one slot at a time is shed when its bound runs out, however often it releases one: its sender\'s frames for others are not held to its pace', async (t) => {
+  // 200 ms: the hostile receiver releases a slot about every 25 ms, eight
+  // times a bound, far fewer than the slots a receiver must free per bound
+  // (SWITCH_HOLD_QUANTUM) to keep its senders waiting. "Any released slot is
+  // progress" held the sender (head-of-line) at one frame per release.
+  const B = 200;
+  const sw = new Switch('vale0', { holdUs: B * 1000 });
+  await withServer(sw, async (socket) => {
+    const hostile = await open('vale0:h@conf:rx_slots=64', { socket });
+    const v = await open('vale0:v', { socket });
+    const tx = await open('vale0:tx', { socket });
+    t.teardown(() => {
+      for (const p of [hostile, v, tx]) p.close();
+    });
+    await announce(hostile, MAC.A);
+    await announce(v, MAC.C);
+    for (const p of [hostile, v, tx]) take(p);
+    const hIdx = sw.port('vale0:h')!.index;
+    const base = sw.counters(hIdx)['txFrames'] ?? 0;
+    // 63 frames fill the hostile receiver's ring
+    for (let i = 0; i < 63; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+    tx.txsync();
+    await until(() => (sw.counters(hIdx)['txFrames'] ?? 0) === base + 63);
+    // then frames for it and for v, alternating: the first waits for room
+    // at the hostile receiver, and v's behind it with it
+    const M = 200;
+    for (let i = 0; i < 2 * M; i++) if (!tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, 1000 + i))) throw new Error('tx ring full');
+    tx.txsync();
+    const got: number[] = [];
+    let releases = 0;
+    while (got.length < M && releases < 60) {
+      t.is(take(hostile, 1).length, 1, 'the hostile receiver always has a frame to release');
+      releases++;
+      await pause(B / 8);
+      got.push(...take(v));
+    }
+    t.deepEqual(got, Array.from({ length: M }, (_, i) => 1001 + 2 * i), `v got every frame, in order (${releases} single-slot releases)`);
+    t.true(await tx.flush());
+    const c = sw.counters(hIdx);
+    t.true((c['dropNoSpace'] ?? 0) > 0, 'the hostile receiver was shed: its copies counted');
+    t.is((c['txFrames'] ?? 0) - base + (c['dropNoSpace'] ?? 0), 63 + M, 'every copy for it delivered or counted');
+  });
+});
+
+test('floods are not held to the pace of a full receiver that releases one slot at a time: past the flood bound its flood copies are dropped at once (counted) until it frees real room', async (t) => {
+  // the switch's flood bound 100 ms; the hostile port holds its own senders
+  // for a second (as an in-line guest's port does): not shed within the
+  // test, only its flood copies dropped. It releases a slot every ~12 ms.
+  const B = 100;
+  const sw = new Switch('vale0', { holdUs: B * 1000 });
+  await withServer(sw, async (socket) => {
+    const hostile = await open('vale0:h@conf:rx_slots=64', { socket });
+    const v = await open('vale0:v', { socket });
+    const tx = await open('vale0:tx', { socket });
+    const bc = await open('vale0:bc', { socket });
+    t.teardown(() => {
+      for (const p of [hostile, v, tx, bc]) p.close();
+    });
+    const hIdx = sw.port('vale0:h')!.index;
+    sw.setHoldUs(hIdx, 1_000_000);
+    await announce(hostile, MAC.A);
+    for (const p of [hostile, v, tx, bc]) take(p);
+    const base = sw.counters(hIdx)['txFrames'] ?? 0;
+    for (let i = 0; i < 63; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+    tx.txsync();
+    await until(() => (sw.counters(hIdx)['txFrames'] ?? 0) === base + 63);
+    // another sender's broadcasts (an ARP storm's worth): each needs a copy at the hostile port
+    const M = 100;
+    broadcasts(bc, M);
+    const got: number[] = [];
+    let releases = 0;
+    while (got.length < M && releases < 60) {
+      t.is(take(hostile, 1).length, 1, 'the hostile receiver always has a frame to release');
+      releases++;
+      await pause(B / 8);
+      got.push(...take(v));
+    }
+    t.deepEqual(got, Array.from({ length: M }, (_, i) => i), `v got every broadcast, in order (${releases} single-slot releases)`);
+    t.true(await bc.flush());
+    const c = sw.counters(hIdx);
+    t.true((c['dropNoSpace'] ?? 0) > 0, 'the hostile port\'s flood copies past the bound were dropped and counted');
+    t.is((c['txFrames'] ?? 0) - base - 63 + (c['dropNoSpace'] ?? 0), M, 'every flood copy for it delivered or counted');
   });
 });
 
