@@ -22,7 +22,8 @@ const char *const SWITCH_COUNTER_NAMES[C_COUNT] = {
     "rxFrames",     "rxBytes",    "txFrames",   "txBytes",    "dropNoSpace",  "dropInvalid",
     "dropRunt",     "dropSamePort", "dropLookup", "dropNoPort", "dropOversize", "dropFrag",
     "dropClosed",   "flooded",    "badHead",    "kicks",        "dropStalled",  "floodCopies", "dropMonitor",
-    "vnetPassed",   "vnetCsumCompleted", "vnetSegmented", "vnetSegments", "dropBadVnetHdr", "bellStuck"};
+    "vnetPassed",   "vnetCsumCompleted", "vnetSegmented", "vnetSegments", "dropBadVnetHdr", "bellStuck",
+    "detachedUnread"};
 
 namespace {
 constexpr uint32_t FRAG_CAP = SWITCH_MAX_BATCH + NETMAP_MAX_FRAGS;
@@ -219,6 +220,105 @@ Result<SwitchCounters> SwitchCore::remove_port(uint32_t id) {
   }
   // unmapped and closed here, outside the lock (the Port destructor)
   return last;
+}
+
+void SwitchCore::count_unread(Port *p) {
+  // delivered but not released: the client's head as published, when it is
+  // one it could have set (else what it released last, as the rounds use)
+  const uint32_t n = p->layout.p.rx_slots;
+  for (uint32_t rr = 0; rr < p->layout.p.rx_rings; rr++) {
+    const RxState &st = p->rx[rr];
+    const uint32_t head = load_acquire(&p->atok(p->layout.p.tx_rings + rr)->head);
+    p->c[C_DETACHED_UNREAD] += ring_dist(st.hwtail, st.head_ok(head, n) ? head : st.released, n);
+  }
+}
+
+Result<SwitchPortInfo> SwitchCore::renew_port(uint32_t id, const std::string &name) {
+  Layout l;
+  {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    if (in_round_) return check_fail(EDEADLK, "renewPort called from inside the switch's lookup");
+    Port *p = port(id);
+    if (!p) return check_fail(ENOENT, "no switch port " + std::to_string(id));
+    if (p->is_monitor) return check_fail(EINVAL, "port " + std::to_string(id) + " is a monitor: it is not renewed");
+    l = p->layout;
+  }
+  // made outside the lock, as add_port's: rounds go on meanwhile
+  std::string names[MAX_IFS] = {name, ""};
+  Result<MemfdRegion> rr = create_memfd_region(("vale-ts:" + name).c_str(), l, names);
+  if (!rr) return std::move(rr).take_error();
+  unique_fd sb(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!sb) return sys_fail("eventfd", "switch doorbell of " + name);
+  unique_fd cb(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!cb) return sys_fail("eventfd", "client doorbell of " + name);
+
+  // the old region and bells, released after the lock (munmap of a big region takes a while)
+  mapping old_mem;
+  unique_fd old_fd, old_sb, old_cb;
+  SwitchPortInfo info;
+  {
+    std::lock_guard<std::recursive_mutex> g(mu_);
+    if (in_round_) return check_fail(EDEADLK, "renewPort called from inside the switch's lookup");
+    if (down_) return check_fail(ESHUTDOWN, "the switch is shut down");
+    Port *p = port(id);
+    // the port went (or another took its id) while the region was made
+    if (!p || p->is_monitor || p->layout.size != l.size || std::memcmp(&p->layout.p, &l.p, sizeof l.p) != 0)
+      return check_fail(ENOENT, "switch port " + std::to_string(id) + " changed while its region was renewed");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = id;
+    if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, sb.get(), &ev) < 0) return sys_fail("epoll_ctl", "doorbell of " + name);
+    // The departed client's tx frames are not taken from here on: the
+    // caller ran a round first where it could (Switch.renewPort, as
+    // removePort does), so what the client sent while it held the port went
+    // on; what is left is counted as for a removed port. Taking it later
+    // would let a client that left keep sending as the port.
+    count_closed(p);
+    count_unread(p);
+    // the client keeps the old bell's file: it must leave the epoll set by
+    // name (closing our descriptor would not take it out)
+    if (!p->muted) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, p->switch_bell.get(), nullptr);
+    rang_.erase(std::remove(rang_.begin(), rang_.end(), id), rang_.end());
+    old_mem = std::move(p->mem);
+    old_fd = std::move(p->memfd);
+    old_sb = std::move(p->switch_bell);
+    old_cb = std::move(p->client_bell);
+    p->mem = std::move(rr.value().map);
+    p->memfd = std::move(rr.value().fd);
+    p->switch_bell = std::move(sb);
+    p->client_bell = std::move(cb);
+    // the rings' state as add_port starts it; counters and settings stay
+    std::fill(std::begin(p->tx_hwcur), std::end(p->tx_hwcur), 0u);
+    std::fill(std::begin(p->rx), std::end(p->rx), RxState{});
+    std::fill(std::begin(p->bad_head), std::end(p->bad_head), UINT32_MAX);
+    std::fill(std::begin(p->rx_dirty), std::end(p->rx_dirty), false);
+    p->any_dirty = false;
+    p->stalled = false;
+    p->full_since_ns = 0;
+    p->shed = false;
+    p->extra_bells.clear();  // their holders' (gone with them)
+    p->bell_stuck = false;
+    p->spurious = p->backoff_ms = 0;
+    p->muted = false;
+    p->muted_until_ns = 0;
+    // a sleeping switch asked every client for kicks (arm_all): the fresh
+    // CSB must ask too, or the next client's first frames wake nobody
+    if (armed_) {
+      for (uint32_t r = 0; r < l.p.tx_rings; r++) store_release(&p->ktoa(r)->kern_need_kick, 1);
+      for (uint32_t r = 0; r < l.p.rx_rings; r++)
+        store_release(&p->ktoa(l.p.tx_rings + r)->kern_need_kick, armed_held_ ? 1 : 0);
+    }
+    // the scan array points at the clients' heads (and parks on receivers)
+    if (std::find(active_.begin(), active_.end(), id) != active_.end()) rebuild_scan();
+    info.id = id;
+    info.memfd = p->memfd.get();
+    info.switch_bell = p->switch_bell.get();
+    info.client_bell = p->client_bell.get();
+    info.size = l.size;
+    info.nifp_ofs = l.nifp_ofs[0];
+    info.geometry = l.p;
+  }
+  return info;
 }
 
 void SwitchCore::shutdown() {

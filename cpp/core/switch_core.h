@@ -90,6 +90,10 @@ enum SwitchCounter {
   C_VNET_SEGMENTS,   // frames those became (each also in txFrames)
   C_DROP_BAD_VNET,   // copies whose header asked for what cannot be done (bad offsets, GSO type, headers, gso_size)
   C_BELL_STUCK,      // doorbells of this port's client that stopped taking kicks (made blocking and filled: shared_bell.h)
+  // frames delivered (in txFrames) that a persistent port's departed client
+  // never read: they went with its region (renew_port). Not a drop*: each
+  // copy was delivered once, and conservation counts it there.
+  C_DETACHED_UNREAD,
   C_COUNT
 };
 extern const char *const SWITCH_COUNTER_NAMES[C_COUNT];
@@ -211,6 +215,15 @@ class SwitchCore {
   // Counts what the client queued but the switch never took (dropClosed),
   // releases the region and doorbells, returns the final counters.
   Result<SwitchCounters> remove_port(uint32_t id);
+  // A persistent port whose last client left gets a fresh region (rings as
+  // add_port lays them out) and fresh doorbells: the departed client may
+  // keep its mapping and descriptors, and must not see or write the next
+  // client's frames, nor ring its bells. What it left on its tx rings is
+  // counted as remove_port counts it (dropClosed), what it never read on
+  // rx as detachedUnread; the port's counters and settings stay. Extra
+  // bells (their holders are gone) are dropped. `name` names the region
+  // (its netmap_if) as add_port's did. Not for a monitor.
+  Result<SwitchPortInfo> renew_port(uint32_t id, const std::string &name);
   Status set_lossless(uint32_t id, bool on);
   Status set_attached(uint32_t id, bool on);
   // The switch's clock says this receiver has blocked a lossless sender for
@@ -542,6 +555,7 @@ class SwitchCore {
   // for (full rx ring) has released slots since
   bool held_room_freed_locked();
   void count_closed(Port *p);
+  void count_unread(Port *p);
   // After every change of active_ (or of a port's rings' mapping).
   void rebuild_scan();
 

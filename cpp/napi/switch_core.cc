@@ -63,6 +63,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
     return DefineClass(
         env, "SwitchCore",
         {InstanceMethod("addPort", &SwitchCoreWrap::AddPort), InstanceMethod("removePort", &SwitchCoreWrap::RemovePort),
+         InstanceMethod("renewPort", &SwitchCoreWrap::RenewPort),
          InstanceMethod("round", &SwitchCoreWrap::Round), InstanceMethod("roundNative", &SwitchCoreWrap::RoundNative),
          InstanceMethod("nativePortRemoved", &SwitchCoreWrap::NativePortRemoved), InstanceMethod("armAll", &SwitchCoreWrap::ArmAll),
          InstanceMethod("disarmAll", &SwitchCoreWrap::DisarmAll), InstanceMethod("wait", &SwitchCoreWrap::Wait),
@@ -141,7 +142,17 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
     LayoutParams p = params_from(info[0].As<Napi::Object>());
     std::string name = info[1].As<Napi::String>();
     int prepared = info.Length() > 3 && info[3].IsNumber() ? arg_fd(info, 3) : -1;
-    SwitchPortInfo pi = unwrap(env, core_->add_port(p, name, info.Length() > 2 && info[2].ToBoolean(), prepared));
+    return port_object(env, unwrap(env, core_->add_port(p, name, info.Length() > 2 && info[2].ToBoolean(), prepared)));
+  }
+
+  // renewPort(port, name) -> as addPort's: see SwitchCore::renew_port
+  Napi::Value RenewPort(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!info[1].IsString()) throw Napi::TypeError::New(env, "renewPort(port, name)");
+    return port_object(env, unwrap(env, core_->renew_port(arg_u32(info, 0, "port"), info[1].As<Napi::String>())));
+  }
+
+  static Napi::Object port_object(Napi::Env env, const SwitchPortInfo &pi) {
     auto o = Napi::Object::New(env);
     o.Set("id", pi.id);
     o.Set("fd", pi.memfd);

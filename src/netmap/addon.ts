@@ -84,6 +84,8 @@ export interface NativeSwitchCore {
   ): NativeSwitchPort;
   /** returns the port's final counters */
   removePort(id: number): Record<string, number>;
+  /** a fresh region and doorbells for a port whose client left (its counters stay); what addPort returns */
+  renewPort(id: number, name: string): NativeSwitchPort;
   setLossless(id: number, on: boolean): void;
   /** whether a client holds the port (lossless senders wait only for those) */
   setAttached(id: number, on: boolean): void;

@@ -1035,6 +1035,25 @@ export class ValeServer extends EventEmitter {
     this.emit('driver', sw, port, driver);
   }
 
+  /**
+   * A persistent port's last client has gone. It may keep the region mapped
+   * and the bells open (a forked child, or on purpose): the next client,
+   * maybe of another uid, gets new ones (Switch.renewPort). The persistent
+   * ports vale-ts creates have no extra buffers, so a region costs only its
+   * rings' initialisation here. If none can be made (out of memory or
+   * descriptors), the port goes: left as it is, the client that went would
+   * keep sending and receiving as the port without holding it.
+   */
+  private renew(sw: Switch, port: SwitchPort): void {
+    try {
+      sw.renewPort(port.index);
+    } catch (e) {
+      this.logger.log('renew', `${port.name} removed: it cannot get a fresh region after its client left (${(e as Error).message}), and that client may still hold the old one`);
+      sw.removePort(port.index);
+      this.maybeDropSwitch(sw);
+    }
+  }
+
   private updateBells(sw: Switch, port: SwitchPort): void {
     const bells: number[] = [];
     for (const h of this.holders.get(port) ?? []) if (h.bell !== undefined) bells.push(h.bell);
@@ -1136,8 +1155,10 @@ export class ValeServer extends EventEmitter {
       this.holders.delete(held.port);
       delete held.port.pid;
       held.port.attached = false;
-      if (held.port.persistent) held.sw.setAttached(held.port.index, false);
-      else {
+      if (held.port.persistent) {
+        held.sw.setAttached(held.port.index, false);
+        if (!this.closed) this.renew(held.sw, held.port);
+      } else {
         held.sw.removePort(held.port.index);
         this.maybeDropSwitch(held.sw);
       }

@@ -132,8 +132,8 @@ export interface SwitchPort {
   attached: boolean;
   pid?: number;
   readonly geometry: PortGeometry;
-  /** fds to hand a client: region, client doorbell, switch doorbell */
-  readonly fds: readonly [number, number, number];
+  /** fds to hand a client: region, client doorbell, switch doorbell (new ones after {@link Switch.renewPort}) */
+  fds: readonly [number, number, number];
   readonly txRings: number;
   readonly rxRings: number;
   /** virtio-net header length its frames carry, both ways: 0, 10 or 12 ({@link Switch.setVnetHdrLen}) */
@@ -610,6 +610,27 @@ export class Switch extends EventEmitter {
     this.command({ op: 'portRemoved', index });
     // with its final counters, for whoever keeps them beyond the port
     this.emit('portRemoved', p, last);
+  }
+
+  /**
+   * Give a port whose last client has left a fresh region and fresh
+   * doorbells (`port.fds` changes), so the next client shares nothing with
+   * the last one, which may keep its mapping and descriptors. The frames the
+   * last client left on tx are taken first where this thread runs rounds
+   * (as {@link removePort}) and the rest counted (dropClosed); what it never
+   * read on rx is counted (detachedUnread). Counters and settings stay; the
+   * MAC table forgets the port, as a switch does when a link goes down.
+   */
+  renewPort(index: number): void {
+    const p = this.portsById.get(index);
+    if (!p) throw new Error(`no port ${index} on ${this.name}`);
+    if (!this.thread) this.pump();
+    const np = this.core.renewPort(index, p.name);
+    p.fds = [np.fd, np.clientBell, np.switchBell];
+    this.blockedSince.delete(index);
+    this.bridge?.portRemoved(index);
+    if (this.nativeBridge) this.core.nativePortRemoved(index);
+    this.command({ op: 'portRemoved', index });
   }
 
   /**

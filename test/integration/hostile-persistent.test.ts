@@ -1,0 +1,145 @@
+/**
+ * A persistent port outlives its clients, and its client is handed the
+ * region and doorbells as descriptors: a client that leaves may keep them
+ * (a forked child, or on purpose), and unlike netmap's mmap, which keeps the
+ * kernel's port busy until munmap, vale-ts cannot see that mapping. Before,
+ * the port kept one region and one pair of doorbells for life: the next
+ * client (maybe another uid) got the same ones, and the one that left could
+ * read its frames, send as it and ring its bells. Now the port gets a fresh
+ * region and doorbells when its last client goes.
+ */
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { fstatSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import type { CsbView } from '../../src/backends/csb.js';
+import { native, type NativeFdWatcher } from '../../src/netmap/addon.js';
+import { departures, until } from '../fixtures/wait.js';
+import { receiveTags as receive, taggedBroadcast as frame } from '../fixtures/tagged-frames.js';
+
+let uniq = 0;
+const sockPath = (): string => path.join(os.tmpdir(), `hostile-persistent-${process.pid}-${uniq++}.sock`);
+
+/** What a client holds of its port (ValeClientBackend's own fields). */
+interface Held {
+  conn: { close(): void };
+  hupWatch: NativeFdWatcher;
+  memfd: number;
+  waitFd: number;
+  switchBell: number;
+  memory: ArrayBuffer;
+  csb: CsbView;
+}
+const heldOf = (p: Port): Held => p.backendObject as unknown as Held;
+
+/** Close the control connection only: the region stays mapped, the fds open (and the Port's tx path writes the old ring). */
+function leaveKeepingEverything(p: Port): Held {
+  const h = heldOf(p);
+  h.hupWatch.close();
+  h.conn.close();
+  return h;
+}
+
+for (const datapath of ['loop', 'thread'] as const) {
+  test(`a persistent port's next client shares no region or doorbell with a client that left keeping them; what that one never read is counted (datapath ${datapath})`, async (t) => {
+    t.timeout(60_000);
+    const socket = sockPath();
+    const srv = await ValeServer.listen({ socket, switchOptions: { datapath } });
+    t.teardown(() => srv.close());
+    const gone = departures(srv);
+    const vale = new ValeClient({ socket });
+    await vale.create('vale0:p');
+    const c = await open('vale0:c', { socket });
+    t.teardown(() => c.close());
+    const sw = srv.switch('vale0')!;
+    const p = sw.port('vale0:p')!;
+
+    const a = await open('vale0:p', { socket });
+    // three frames delivered to a that it never reads
+    for (const tag of [1, 2, 3]) {
+      c.inject(frame(0x0c, tag));
+      c.txsync();
+    }
+    await until(() => sw.counters(p.index)['txFrames'] === 3);
+    const aIno = fstatSync(heldOf(a).memfd).ino;
+    const old = leaveKeepingEverything(a);
+    t.teardown(() => [old.memfd, old.waitFd, old.switchBell].forEach((fd) => native.close(fd)));
+    await gone.of('vale0:p');
+
+    // a, gone, writes its old tx ring and kicks its old switch bell
+    a.inject(frame(0x0a, 0x41));
+    a.txsync();
+
+    const b = await open('vale0:p', { socket });
+    t.teardown(() => b.close());
+    const bh = heldOf(b);
+    t.not(fstatSync(bh.memfd).ino, aIno, 'b got a region of its own');
+
+    // b sends; c gets b's frame and nothing of what a wrote after it left
+    b.inject(frame(0x0b, 0x42));
+    b.txsync();
+    t.deepEqual(await receive(c, 1), [0x42]);
+
+    // c sends to b: b gets it, a's old mapping never sees it
+    const marker = randomBytes(16);
+    const f = frame(0x0c, 0x43);
+    f.set(marker, 20);
+    c.inject(f);
+    c.txsync();
+    t.deepEqual(await receive(b, 1), [0x43]);
+    t.is(Buffer.from(old.memory).indexOf(marker), -1, "b's frame is not in a's old region");
+
+    // a's old client bell is not b's
+    native.drain(bh.waitFd);
+    native.kick(old.waitFd);
+    t.is(native.waitFd(bh.waitFd, 1, 0) & 1, 0, "a kick into a's old bell does not reach b's");
+
+    // the port's counters went on across the new region, and the frames a
+    // never read are counted
+    const k = sw.counters(p.index);
+    t.is(k['rxFrames'], 1);
+    t.is(k['txFrames'], 4);
+    t.is(k['detachedUnread'], 3);
+  });
+}
+
+test('a persistent port keeps its counters across clients, with a fresh region each time', async (t) => {
+  t.timeout(60_000);
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const gone = departures(srv);
+  const vale = new ValeClient({ socket });
+  await vale.create('vale0:p');
+  const c = await open('vale0:c', { socket });
+  t.teardown(() => c.close());
+  const sw = srv.switch('vale0')!;
+  const idx = sw.port('vale0:p')!.index;
+  const inos: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    const x = await open('vale0:p', { socket });
+    const ino = fstatSync(heldOf(x).memfd).ino;
+    t.false(inos.includes(ino), 'each client gets a region of its own');
+    inos.push(ino);
+    x.inject(frame(0x0b, 10 + round));
+    x.txsync();
+    t.deepEqual(await receive(c, 1), [10 + round]);
+    c.inject(frame(0x0c, 20 + round));
+    c.txsync();
+    t.deepEqual(await receive(x, 1), [20 + round]);
+    x.close();
+    await gone.of('vale0:p');
+    const k = sw.counters(idx);
+    t.is(k['rxFrames'], round + 1);
+    t.is(k['txFrames'], round + 1);
+    const listed = (await vale.list()).find((l) => l.name === 'vale0:p');
+    t.false(listed?.attached);
+  }
+  // stats over the control socket say the same
+  const st = (await vale.stats('vale0'))[0]!.ports.find((q) => q.name === 'vale0:p')!.counters;
+  t.is(st['rxFrames'], 3);
+  t.is(st['txFrames'], 3);
+  t.is(st['detachedUnread'], 0, 'everything delivered was read');
+});
