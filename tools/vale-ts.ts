@@ -26,8 +26,9 @@ const USAGE = `usage: vale-ts [options]
   --native-bridge    decide in C++ instead of TypeScript (benchmark baseline; no MAC table in stats)
   --mac-age S        MAC table entry lifetime in seconds (default 300)
   --mac-table N      MAC table size bound (default 8192)
-  --stall-ms MS      a receiver holding back a lossless sender this long is declared stalled and its
-                     copies dropped (dropStalled) until it drains (default 1000)
+  --stall-ms MS      a receiver holding back a lossless sender and taking fewer than 64 frames in this
+                     long is declared stalled and its copies dropped (dropStalled) until it drains
+                     (default 1000)
   --priority NICE    vale-ts's nice, -20..19 (default ${DEFAULT_SWITCH_NICE}, as ovs-ctl runs ovs-vswitchd: the switch
                      runs before CPU-bound neighbours when frames flow; it sleeps when idle). Needs
                      root or CAP_SYS_NICE below the current nice; else vale-ts says so and runs on.

@@ -90,6 +90,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          StaticValue("counterNames", names),
          StaticValue("maxBatch", Napi::Number::New(env, SWITCH_MAX_BATCH)),
          StaticValue("defaultHeaderBytes", Napi::Number::New(env, SWITCH_DEFAULT_HEADER)),
+         StaticValue("holdQuantum", Napi::Number::New(env, SWITCH_HOLD_QUANTUM)),
          StaticValue("maxHeaderBytes", Napi::Number::New(env, SWITCH_MAX_HEADER))});
   }
 

@@ -154,6 +154,8 @@ export interface NativeSwitchCoreClass {
   readonly maxBatch: number;
   readonly defaultHeaderBytes: number;
   readonly maxHeaderBytes: number;
+  /** slots a full receiver must release per hold bound to keep its senders waiting (SWITCH_HOLD_QUANTUM) */
+  readonly holdQuantum: number;
 }
 
 /** Message received on a unix socket. */

@@ -31,6 +31,7 @@ import { pathToFileURL } from 'node:url';
 import { native } from '../netmap/addon.js';
 import { LearningBridge, type BatchLookup } from './learning-bridge.js';
 import { yieldInTime } from './busy-poll.js';
+import { StallWatch } from './stall-watch.js';
 
 /** What the main thread hands the datapath thread. */
 export interface DatapathInit {
@@ -93,7 +94,7 @@ async function serve(init: DatapathInit): Promise<void> {
       const c = m.message as DatapathCommand;
       if (c.op === 'stop') return false;
       if (c.op === 'portRemoved') {
-        blockedSince.delete(c.index);
+        stallWatch.clear(c.index);
         bridge?.portRemoved(c.index);
         if (init.nativeBridge) core.nativePortRemoved(c.index);
         publishMac();
@@ -101,21 +102,13 @@ async function serve(init: DatapathInit): Promise<void> {
     }
   }
 
-  /** receivers holding back a lossless sender: since when (ms) they took nothing, and what they had taken then */
-  const blockedSince = new Map<number, { since: number; delivered: number }>();
+  /** receivers holding back a lossless sender */
+  const stallWatch = new StallWatch(init.stallMs);
 
-  /** A lossless sender waits on idx: declare the receiver stalled once it took nothing for the bound (as Switch.noteBlocked). */
+  /** A lossless sender waits on idx: declare the receiver stalled by the stall rule (as Switch.noteBlocked). */
   function noteBlocked(idx: number): void {
     if (idx < 0) return;
-    const now = performance.now();
-    const delivered = core.stats(idx)['txFrames'] ?? 0;
-    const b = blockedSince.get(idx);
-    if (b === undefined || b.delivered !== delivered) {
-      blockedSince.set(idx, { since: now, delivered });
-      return;
-    }
-    if (now - b.since < init.stallMs) return;
-    blockedSince.delete(idx);
+    if (!stallWatch.blocked(idx, core.stats(idx)['txFrames'] ?? 0, performance.now())) return;
     core.setStalled(idx, true);
     post({ op: 'stalled', index: idx });
   }
@@ -147,7 +140,7 @@ async function serve(init: DatapathInit): Promise<void> {
       } catch {
         // the port went meanwhile: nothing to account
       }
-    } else if (blockedSince.size) blockedSince.clear();
+    } else if (stallWatch.size) stallWatch.clear();
     const now = performance.now();
     let idle = false;
     if (woken) {

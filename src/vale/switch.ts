@@ -11,6 +11,7 @@ import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native, type NativeFdWatcher, type NativeSwitchCore } from '../netmap/addon.js';
 import { type Clock, systemClock } from './clock.js';
 import { yieldInTime } from './busy-poll.js';
+import { StallWatch } from './stall-watch.js';
 import { LearningBridge, type BatchLookup } from './learning-bridge.js';
 import type { PortGeometry, SwitchStats } from '../control/protocol.js';
 import type { DatapathCommand, DatapathInit, DatapathServe } from './datapath-thread.js';
@@ -59,8 +60,9 @@ export interface SwitchOptions {
   clock?: Clock;
   /**
    * A receiver whose full rx ring has held back a lossless sender this long
-   * (ms, by `clock`) is declared stalled: its copies are dropped and counted
-   * (dropStalled) until it drains again (default 1000).
+   * (ms, by `clock`) while taking fewer than 64 frames (the hold quantum) is
+   * declared stalled: its copies are dropped and counted (dropStalled) until
+   * it drains again (default 1000).
    */
   stallMs?: number;
   /**
@@ -315,8 +317,8 @@ export class Switch extends EventEmitter {
   /** every new port's bounded-backpressure bound (µs) */
   private readonly holdUs: number;
   private readonly holdGiven: boolean;
-  /** 'loop': receivers holding back a lossless sender: since when (clock ms) they took nothing, and what they had taken then */
-  private readonly blockedSince = new Map<number, { since: number; delivered: number }>();
+  /** 'loop': receivers holding back a lossless sender (the thread keeps its own) */
+  private readonly stallWatch: StallWatch;
   /** 'loop': the next round is the first after a wakeup, to judge it */
   private woken = false;
   /** 'loop': wakes the switch when a doorbell's backoff ends */
@@ -346,6 +348,7 @@ export class Switch extends EventEmitter {
     const stall = opts.stallMs ?? 1000;
     if (!(stall > 0) || !Number.isFinite(stall)) throw new RangeError(`stallMs ${stall} must be a positive number of milliseconds`);
     this.stallMs = stall;
+    this.stallWatch = new StallWatch(stall);
     this.holdUs = checkHoldUs(opts.holdUs ?? DEFAULT_HOLD_US);
     this.holdGiven = opts.holdUs !== undefined;
     this.core = new native.SwitchCore({ batch, headerBytes });
@@ -603,7 +606,7 @@ export class Switch extends EventEmitter {
     const last = this.core.removePort(index);
     // the core unmapped the region and closed its fds just now, not at GC
     for (const [k, v] of Object.entries(last)) this.retired[k] = (this.retired[k] ?? 0) + v;
-    this.blockedSince.delete(index);
+    this.stallWatch.clear(index);
     this.portsById.delete(index);
     this.bridge?.portRemoved(index);
     if (this.nativeBridge) this.core.nativePortRemoved(index);
@@ -627,7 +630,7 @@ export class Switch extends EventEmitter {
     if (!this.thread) this.pump();
     const np = this.core.renewPort(index, p.name);
     p.fds = [np.fd, np.clientBell, np.switchBell];
-    this.blockedSince.delete(index);
+    this.stallWatch.clear(index);
     this.bridge?.portRemoved(index);
     if (this.nativeBridge) this.core.nativePortRemoved(index);
     this.command({ op: 'portRemoved', index });
@@ -785,29 +788,20 @@ export class Switch extends EventEmitter {
     const done = this.lookup ? this.core.round(this.lookup) : this.core.roundNative();
     this.blocked = done < 0;
     if (this.blocked) this.noteBlocked(this.core.blockedOn());
-    else if (this.blockedSince.size) this.blockedSince.clear();
+    else if (this.stallWatch.size) this.stallWatch.clear();
     return done < 0 ? -done - 1 : done;
   }
 
   /**
-   * A lossless sender waits on `idx`. A receiver that drains, however
-   * slowly, keeps taking frames; one that took none for the stall bound is
-   * declared stalled and no longer waited for ('loop' datapath; the thread
-   * keeps its own account, see datapath-thread.ts).
+   * A lossless sender waits on `idx`: declared stalled, and no longer waited
+   * for, once it took less than the hold quantum in the stall bound
+   * (stall-watch.ts; 'loop' datapath, the thread keeps its own account).
    */
   private noteBlocked(idx: number): void {
     if (idx < 0) return;
-    const now = this.clock.nowMs();
-    const delivered = this.core.stats(idx)['txFrames'] ?? 0;
-    const b = this.blockedSince.get(idx);
-    if (b === undefined || b.delivered !== delivered) {
-      this.blockedSince.set(idx, { since: now, delivered });
-      return;
-    }
-    if (now - b.since < this.stallMs) return;
+    if (!this.stallWatch.blocked(idx, this.core.stats(idx)['txFrames'] ?? 0, this.clock.nowMs())) return;
     const p = this.portsById.get(idx);
     if (!p) return;
-    this.blockedSince.delete(idx);
     this.core.setStalled(idx, true);
     this.stalls++;
     this.emit('stalled', p);

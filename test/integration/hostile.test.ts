@@ -168,45 +168,57 @@ test('stats with 10 000 MACs: one message, the first entries and the count; page
   );
 });
 
+/**
+ * A lossless sender (tx) flooding TOTAL broadcasts, a receiver (idle) whose
+ * 63-slot ring fills, and a probe path c -> d beside them: a frame c sends
+ * to D that reaches d proves the switch ran a round (and read its clock)
+ * after whatever the test did before sending it, so "nothing happened" is
+ * then a fact, not a guess.
+ */
+async function losslessStallRig(socket: string, sw: Switch) {
+  const pc = await open('vale0:c', { socket, slots: 2048 });
+  const pd = await open('vale0:d', { socket, slots: 2048 });
+  const C = [2, 0, 0, 0, 0, 0xc];
+  const D = [2, 0, 0, 0, 0, 0xd];
+  pd.inject(frame(C, D, 0)); // d's MAC learnt; only c hears this flood (idle and tx do not exist yet)
+  pd.txsync();
+  await receive(pc, 1);
+  const rounds = async (n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) {
+      pc.inject(frame(D, C, i));
+      pc.txsync();
+      await receive(pd, 1);
+    }
+  };
+  // room for every broadcast of the run at c and d, undrained: only idle may hold the sender up
+  const idle = await open('vale0:idle', { socket, slots: 64 });
+  const tx = await open('vale0:tx', { socket, lossless: true, slots: 256 });
+  const TOTAL = 1000;
+  let sent = 0;
+  const pump = async (): Promise<void> => {
+    while (sent < TOTAL) {
+      while (sent < TOTAL && tx.inject(frame(BCAST, A, sent & 0xff))) sent++;
+      tx.txsync();
+      if (sent < TOTAL) await tx.poll({ tx: true, rx: false, timeoutMs: 100 });
+    }
+  };
+  const sending = pump();
+  const idx = sw.port('vale0:idle')!.index;
+  const txIdx = sw.port('vale0:tx')!.index;
+  // the idle receiver's ring fills (63 slots), then the sender waits
+  await until(() => (sw.counters(idx)['txFrames'] ?? 0) >= 63);
+  const close = (): void => {
+    for (const p of [idle, tx, pc, pd]) p.close();
+  };
+  return { TOTAL, rounds, idle, tx, sending, idx, txIdx, close };
+}
+
 test('lossless: a receiver that stops draining is declared stalled after the bound (by the switch clock); its copies are dropped and counted', async (t) => {
   const clock = new ManualClock();
   const sw = new Switch('vale0', { clock, stallMs: 1000 });
   await withServer(
     async (socket) => {
-      // probe c -> d: a unicast path beside the blocked one. A frame c sends to D that
-      // reaches d proves the switch ran a round (and read its clock) after whatever
-      // the test did before sending it: "nothing happened" is then a fact, not a guess
-      // (room for every broadcast of the run, undrained: only idle may hold the sender up)
-      const pc = await open('vale0:c', { socket, slots: 2048 });
-      const pd = await open('vale0:d', { socket, slots: 2048 });
-      const C = [2, 0, 0, 0, 0, 0xc];
-      const D = [2, 0, 0, 0, 0, 0xd];
-      pd.inject(frame(C, D, 0)); // d's MAC learnt; only c hears this flood (idle and tx do not exist yet)
-      pd.txsync();
-      await receive(pc, 1);
-      const rounds = async (n: number): Promise<void> => {
-        for (let i = 0; i < n; i++) {
-          pc.inject(frame(D, C, i));
-          pc.txsync();
-          await receive(pd, 1);
-        }
-      };
-      const idle = await open('vale0:idle', { socket, slots: 64 });
-      const tx = await open('vale0:tx', { socket, lossless: true, slots: 256 });
-      const TOTAL = 1000;
-      let sent = 0;
-      const pump = async (): Promise<void> => {
-        while (sent < TOTAL) {
-          while (sent < TOTAL && tx.inject(frame(BCAST, A, sent & 0xff))) sent++;
-          tx.txsync();
-          if (sent < TOTAL) await tx.poll({ tx: true, rx: false, timeoutMs: 100 });
-        }
-      };
-      const sending = pump();
-      const idx = sw.port('vale0:idle')!.index;
-      // the idle receiver's ring fills (63 slots), then the sender waits
-      await until(() => (sw.counters(idx)['txFrames'] ?? 0) >= 63);
-      const txIdx = sw.port('vale0:tx')!.index;
+      const { TOTAL, rounds, idle, tx, sending, idx, txIdx, close } = await losslessStallRig(socket, sw);
       const taken = sw.counters(txIdx)['rxFrames'];
       await rounds(3); // several blocked rounds: no time has passed on the switch clock
       t.is(sw.switchCounters().stalls, 0, 'not stalled before the bound');
@@ -231,10 +243,37 @@ test('lossless: a receiver that stops draining is declared stalled after the bou
       t.is((await receive(idle, 10)).length, 10);
       t.is(sw.counters(idx)['dropStalled'], TOTAL - 63);
       t.is(sw.counters(idx)['txFrames'], 63 + 10, 'idle got only what tx sent: the c-d frames were unicast');
-      idle.close();
-      tx.close();
-      pc.close();
-      pd.close();
+      close();
+    },
+    { switches: [sw] },
+  );
+});
+
+test('lossless: a receiver taking one frame now and then, under the hold quantum per stall bound, is still declared stalled: it cannot hold the sender to its pace', async (t) => {
+  const clock = new ManualClock();
+  const sw = new Switch('vale0', { clock, stallMs: 1000 });
+  await withServer(
+    async (socket) => {
+      const { TOTAL, rounds, idle, sending, idx, txIdx, close } = await losslessStallRig(socket, sw);
+      const stalled = once(sw, 'stalled');
+      // a frame taken every 600 ms of the switch's clock: each one lets the
+      // sender deliver one more, which was progress enough for the old rule
+      for (let i = 1; i <= 2; i++) {
+        clock.advance(600);
+        idle.rxsync(); // sees what the switch delivered
+        t.is(idle.dispatch(1, () => {}), 1, 'one frame taken (its ring is full)');
+        idle.rxsync(); // releases that one slot
+        await until(() => (sw.counters(idx)['txFrames'] ?? 0) >= 63 + i || sw.switchCounters().stalls > 0);
+        await rounds(2); // blocked rounds that read the clock after the delivery
+      }
+      t.is(sw.switchCounters().stalls, 1, 'two frames in 1200 ms is under the quantum per bound: stalled');
+      const [p] = (await stalled) as [{ name: string }];
+      t.is(p.name, 'vale0:idle');
+      await sending;
+      await until(() => (sw.counters(txIdx)['rxFrames'] ?? 0) >= TOTAL);
+      const c = sw.counters(idx);
+      t.is((c['txFrames'] ?? 0) + (c['dropStalled'] ?? 0), TOTAL, 'every copy delivered or counted as dropStalled');
+      close();
     },
     { switches: [sw] },
   );
