@@ -1,12 +1,16 @@
 #include "core/vhost_user.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/vfs.h>
@@ -18,6 +22,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "core/eventfd_check.h"
 #include "core/shared_bell.h"
@@ -126,12 +131,6 @@ constexpr long INLINE_BATCH_WAIT_NS = 20'000;
 constexpr uint64_t K_STOP = 1ull << 32, K_LISTEN = 2ull << 32, K_CONN = 3ull << 32, K_BELL = 4ull << 32,
                    K_KICK = 5ull << 32;
 
-struct Region {
-  uint64_t gpa = 0, size = 0, uva = 0;
-  uint8_t *host = nullptr;
-  mapping map;
-};
-
 struct Seg {
   uint64_t addr;
   uint32_t len;
@@ -153,11 +152,16 @@ struct Seg {
 // filesystem, which on FUSE is a process the front-end may run. A memfd the
 // front-end could still shrink (vale-ts would then fault on a page past the
 // new end: SIGBUS) gets F_SEAL_SHRINK here, as QEMU's memory-backend-memfd
-// does itself by default; files that take no seals (hugetlbfs, /dev/shm)
-// rely on the front-end not truncating them (docs/vhost-user.md, Limits).
-std::string memory_file_check(int fd) {
+// does itself by default. Files that take no seals (hugetlbfs, /dev/shm, a
+// memfd made without MFD_ALLOW_SEALING) can still shrink: the SIGBUS guard
+// below catches the faults (docs/vhost-user.md, Limits). *page: the file's
+// page size (hugetlbfs: its huge page size), what the guard replaces.
+std::string memory_file_check(int fd, size_t *page) {
   struct statfs fs {};
   if (::fstatfs(fd, &fs) < 0) return std::string("fstatfs failed: ") + std::strerror(errno);
+  const size_t small = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  *page = static_cast<size_t>(fs.f_bsize);
+  if (*page < small || (*page & (*page - 1))) *page = small;
   if (fs.f_type != TMPFS_MAGIC && fs.f_type != HUGETLBFS_MAGIC) {
     char magic[32];
     std::snprintf(magic, sizeof magic, "0x%lx", static_cast<unsigned long>(fs.f_type));
@@ -169,6 +173,153 @@ std::string memory_file_check(int fd) {
     return std::string("cannot seal its memfd against shrinking: ") + std::strerror(errno);
   return {};
 }
+
+// ---- the SIGBUS guard ----
+// A front-end can shrink a file that takes no seals (tmpfs, hugetlbfs, a memfd
+// made without MFD_ALLOW_SEALING) after SET_MEM_TABLE, or hand a sparse file
+// on a full tmpfs: the next access to such a page raises SIGBUS in whichever
+// thread touched it (in-line, the switch's datapath; else the port's thread),
+// and that killed the whole process, every port of every switch. Every
+// mapping of guest memory is registered here while it exists; a process-wide
+// SIGBUS handler that finds the faulting address in one replaces the page
+// (the file's page size: huge pages whole) with anonymous zeros and returns,
+// so the interrupted load or copy completes on zeros (no longjmp across C++
+// frames), and sets the port's flag: the datapath then counts the frame in
+// hand (dropGuestMemoryFault), stops the port and hangs up on the front-end.
+// Any other SIGBUS goes to the handler that was there before (ASan's, or the
+// default action: a core, as without the guard).
+//
+// The handler reads the registry with atomics only (no lock, no allocation).
+// A slot is a seqlock: a writer (under guard_mu) makes seq odd, writes, makes
+// it even again; the handler uses a slot only when seq was even and unchanged
+// around its reads, so a slot being rewritten never matches by accident. A
+// range is registered after its mmap and unregistered before its munmap, and
+// a port's mappings are only replaced or unmapped with its datapath stopped
+// (dp_mu in-line, the port's own thread otherwise), so a fault is never in a
+// range going away.
+constexpr size_t GUARD_SLOTS = 1024;  // 8 regions per port (16 while SET_MEM_TABLE swaps): 64+ ports
+struct GuardSlot {
+  std::atomic<uint32_t> seq{0};
+  std::atomic<uintptr_t> start{0};
+  std::atomic<size_t> len{0};  // 0: free
+  std::atomic<size_t> page{0};
+  std::atomic<std::atomic<uint32_t> *> flag{nullptr};
+};
+GuardSlot guard_slots[GUARD_SLOTS];
+std::mutex guard_mu;                 // registering and unregistering only
+struct sigaction guard_prev {};      // what SIGBUS did before the guard: written before it is installed
+static_assert(std::atomic<uintptr_t>::is_always_lock_free && std::atomic<size_t>::is_always_lock_free &&
+              std::atomic<std::atomic<uint32_t> *>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
+
+void guard_handler(int sig, siginfo_t *si, void *ctx) {
+  if (si && si->si_code == BUS_ADRERR) {  // a page the file no longer backs (a fault, not a kill)
+    const uintptr_t a = reinterpret_cast<uintptr_t>(si->si_addr);
+    for (GuardSlot &s : guard_slots) {
+      const uint32_t q = s.seq.load(std::memory_order_acquire);
+      if (q & 1) continue;
+      const uintptr_t start = s.start.load(std::memory_order_relaxed);
+      const size_t len = s.len.load(std::memory_order_relaxed), page = s.page.load(std::memory_order_relaxed);
+      std::atomic<uint32_t> *flag = s.flag.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (s.seq.load(std::memory_order_relaxed) != q || len == 0 || !flag || a < start || a - start >= len) continue;
+      const uintptr_t at = a & ~(page - 1);
+      const int saved = errno;
+      // the raw system call: async-signal-safe, and not a sanitizer's interceptor
+      const long m = ::syscall(SYS_mmap, at, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      errno = saved;
+      if (m != static_cast<long>(at)) break;  // not replaced: fall through to a crash, as without the guard
+      flag->store(1, std::memory_order_release);
+      return;  // the faulting instruction runs again, on the zero page
+    }
+  }
+  // not guest memory: whatever handled SIGBUS before (ASan's report), or its default action
+  if (guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
+    if (guard_prev.sa_flags & SA_SIGINFO) guard_prev.sa_sigaction(sig, si, ctx);
+    else guard_prev.sa_handler(sig);
+    return;
+  }
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ::sigaction(sig, &dfl, nullptr);
+  // a fault repeats when this returns, now with the default action (a core at
+  // the faulting instruction); a SIGBUS sent by kill() would not: raise it
+  if (!si || si->si_code <= 0) ::raise(sig);
+}
+
+void guard_install() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ::sigaction(SIGBUS, nullptr, &guard_prev);  // read before ours is in: the handler may run at once
+    struct sigaction sa {};
+    sa.sa_sigaction = guard_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;  // ONSTACK: an alternate stack if the thread has one (ASan's)
+    ::sigaction(SIGBUS, &sa, nullptr);
+    // the handler is this library's code: never unloaded now (Node closes an
+    // addon loaded only by a worker thread when that worker ends)
+    Dl_info info{};
+    if (::dladdr(reinterpret_cast<void *>(&guard_handler), &info) && info.dli_fname)
+      ::dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  });
+}
+
+// One registered range of guest memory (RAII): unregistered when destroyed or reset.
+class GuardedRange {
+ public:
+  GuardedRange() = default;
+  GuardedRange(GuardedRange &&o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}
+  GuardedRange &operator=(GuardedRange &&o) noexcept {
+    if (this != &o) {
+      reset();
+      slot_ = std::exchange(o.slot_, nullptr);
+    }
+    return *this;
+  }
+  GuardedRange(const GuardedRange &) = delete;
+  GuardedRange &operator=(const GuardedRange &) = delete;
+  ~GuardedRange() { reset(); }
+
+  // false when every slot is taken
+  static bool add(const void *start, size_t len, size_t page, std::atomic<uint32_t> *flag, GuardedRange *out) {
+    guard_install();
+    std::lock_guard<std::mutex> g(guard_mu);
+    for (GuardSlot &s : guard_slots) {
+      if (s.len.load(std::memory_order_relaxed)) continue;
+      write(s, reinterpret_cast<uintptr_t>(start), len, page, flag);
+      out->reset();
+      out->slot_ = &s;
+      return true;
+    }
+    return false;
+  }
+  void reset() {
+    if (!slot_) return;
+    std::lock_guard<std::mutex> g(guard_mu);
+    write(*slot_, 0, 0, 0, nullptr);
+    slot_ = nullptr;
+  }
+
+ private:
+  static void write(GuardSlot &s, uintptr_t start, size_t len, size_t page, std::atomic<uint32_t> *flag) {
+    const uint32_t q = s.seq.load(std::memory_order_relaxed);
+    s.seq.store(q + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    s.start.store(start, std::memory_order_relaxed);
+    s.len.store(len, std::memory_order_relaxed);
+    s.page.store(page, std::memory_order_relaxed);
+    s.flag.store(flag, std::memory_order_relaxed);
+    s.seq.store(q + 2, std::memory_order_release);
+  }
+  GuardSlot *slot_ = nullptr;
+};
+
+struct Region {
+  uint64_t gpa = 0, size = 0, uva = 0;
+  uint8_t *host = nullptr;
+  mapping map;
+  GuardedRange guard;  // after map: unregistered before the munmap
+};
 
 struct Vq {
   uint32_t num = 0;
@@ -205,6 +356,11 @@ struct VhostUserPort::Impl final : RoundHook {
   PortClient pc;
   VhostUserCounters &c;
   unique_fd epfd, listen_fd, conn;
+  // set by the SIGBUS guard when it replaced a faulting page of this port's
+  // guest memory (before mem: the regions name it while registered)
+  std::atomic<uint32_t> mem_fault{0};
+  bool fault_hungup = false;  // the datapath shut the socket down for it (under dp_mu in-line)
+  bool fault_logged = false;  // logged once per port: a front-end reconnecting does not fill the log
   std::vector<Region> mem;
   std::vector<Vq> vqs;
   uint64_t features = 0, proto = 0;
@@ -259,7 +415,21 @@ struct VhostUserPort::Impl final : RoundHook {
 
   // ------------------------------------------------------------ virtqueues
   bool enabled(const Vq &q) const { return q.enabled || !(features & bit(F_PROTOCOL_FEATURES)); }
-  bool ready(const Vq &q) const { return q.started && enabled(q) && q.desc && !q.broken && !mem.empty(); }
+  bool ready(const Vq &q) const { return q.started && enabled(q) && q.desc && !q.broken && !mem.empty() && !mem_faulted(); }
+  // One relaxed load: the guard replaced a page of this port's memory with zeros since it was mapped.
+  bool mem_faulted() const { return mem_fault.load(std::memory_order_relaxed) != 0; }
+
+  // After a pass (and where the control thread touched the rings): a fault
+  // the guard caught stops every queue (ready()) and hangs up on the
+  // front-end. The socket is shut down rather than closed here: in-line this
+  // is the switch's thread, and the connection is the control thread's, which
+  // reads EOF and disconnects (disconnect() names the fault).
+  bool check_fault() {
+    if (!mem_faulted()) return false;
+    if (!fault_hungup && conn) ::shutdown(conn.get(), SHUT_RDWR);
+    fault_hungup = true;
+    return true;
+  }
   bool has(unsigned f) const { return (features & bit(f)) != 0; }
 
   // Points the queue into the current memory table; false if its rings are not all inside one region each.
@@ -546,6 +716,12 @@ struct VhostUserPort::Impl final : RoundHook {
       prefetch_ahead(q, p, false);
       uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(q.last_avail % q.num));
       Drop d = walk(q, head, false);
+      if (mem_faulted()) {
+        // the entry or its chain was read from a page the guard zeroed: the
+        // frame is lost, counted here; the port stops (check_fault)
+        c.dropGuestMemoryFault++;
+        break;
+      }
       if (d == Drop::BadHead) {
         c.dropBadDescriptor++;
         mark_broken(q);  // no head to give back: the queue cannot go on
@@ -590,6 +766,8 @@ struct VhostUserPort::Impl final : RoundHook {
             c.dropBadSlot++;
           } else if (!gather(hdr_len, flat + VNET_HDR_LEN, len)) {
             c.dropOutOfMemoryTable++;
+          } else if (mem_faulted()) {
+            c.dropGuestMemoryFault++;  // header or body copied (in part) from zeroed pages: not passed on
             // h: the one copy of the header that every decision here reads (a
             // guest rewriting it meanwhile changes nothing), checked against the copied frame
           } else if (OffloadError e = check_guest_hdr(h, flat + VNET_HDR_LEN, len); e != OffloadError::None) {
@@ -620,6 +798,7 @@ struct VhostUserPort::Impl final : RoundHook {
       q.last_avail++;
       p--;
       done++;
+      if (mem_faulted()) break;
     }
     if (done) publish_used(q);
     if (moved) pc.txsync(ring);
@@ -648,7 +827,8 @@ struct VhostUserPort::Impl final : RoundHook {
     });
   }
 
-  enum class Put { Done, Dropped, Starved, Broken };
+  // Fault: the guard zeroed a page of guest memory meanwhile (put_checked)
+  enum class Put { Done, Dropped, Starved, Broken, Fault };
 
   // The common case of put_frame, without its gathering: the next avail
   // entry is one writable descriptor (no chain, not indirect) whose buffer,
@@ -708,6 +888,7 @@ struct VhostUserPort::Impl final : RoundHook {
       }
       uint16_t head = load16(q.avail + 4 + 2 * static_cast<size_t>(static_cast<uint16_t>(q.last_avail + k) % q.num));
       Drop d = walk(q, head, true, MAX_CHAIN - rx_all.size());  // the frame's chains together: MAX_CHAIN buffers
+      if (mem_faulted()) return Put::Fault;  // read from zeroed pages: nothing consumed, nothing counted yet
       if (d == Drop::BadHead) {
         c.dropBadDescriptor++;
         mark_broken(q);
@@ -777,6 +958,21 @@ struct VhostUserPort::Impl final : RoundHook {
     rx_frames++;  // added to the shared counters once per pass (guest_rx)
     rx_bytes += blen;
     return Put::Done;
+  }
+
+  // put_frame, then whether the guard zeroed a page of guest memory
+  // meanwhile: a frame written there (or placed by chains read from there)
+  // never reached the guest, and is the caller's to count as
+  // dropGuestMemoryFault (Fault). One already dropped for another reason
+  // stays counted as that.
+  Put put_checked(Vq &q, const uint8_t *hdr10, const uint8_t *body, uint64_t blen) {
+    const Put r = put_frame(q, hdr10, body, blen);
+    if (r == Put::Dropped || !mem_faulted()) return r;
+    if (r == Put::Done) {
+      rx_frames--;
+      rx_bytes -= blen;
+    }
+    return Put::Fault;
   }
 
   // Segments of a GSO frame for a guest that did not negotiate its GSO type,
@@ -934,9 +1130,15 @@ struct VhostUserPort::Impl final : RoundHook {
         static const uint8_t zero_hdr[VNET_HDR_LEN] = {};
         Put res = Put::Done;
         while (rx_seg_next < rx_seg_lens.size()) {
-          res = put_frame(q, zero_hdr, rx_seg_buf.data() + rx_seg_offs[rx_seg_next], rx_seg_lens[rx_seg_next]);
-          if (res == Put::Starved || res == Put::Broken) break;
+          res = put_checked(q, zero_hdr, rx_seg_buf.data() + rx_seg_offs[rx_seg_next], rx_seg_lens[rx_seg_next]);
+          if (res == Put::Starved || res == Put::Broken || res == Put::Fault) break;
           rx_seg_next++;  // delivered, or dropped and counted
+        }
+        if (res == Put::Fault) {
+          c.dropGuestMemoryFault++;  // the frame; the port stops (check_fault)
+          rx_seg_active = false;
+          pop(n);
+          break;
         }
         if (res == Put::Starved) {
           *starved = true;
@@ -961,7 +1163,12 @@ struct VhostUserPort::Impl final : RoundHook {
       if (!has(F_GUEST_CSUM)) h.flags &= static_cast<uint8_t>(~VNET_F_DATA_VALID);
       uint8_t hb[VNET_HDR_LEN];
       vnet_hdr_write(h, hb);
-      Put res = put_frame(q, hb, body, blen);
+      Put res = put_checked(q, hb, body, blen);
+      if (res == Put::Fault) {
+        c.dropGuestMemoryFault++;  // the port stops (check_fault)
+        pop(n);
+        break;
+      }
       if (res == Put::Starved) {
         *starved = true;
         break;
@@ -998,6 +1205,7 @@ struct VhostUserPort::Impl final : RoundHook {
       moved += guest_rx(r, 256, &s);
       *rx_starved |= s;
     }
+    check_fault();
     return moved;
   }
 
@@ -1092,6 +1300,7 @@ struct VhostUserPort::Impl final : RoundHook {
       inl_moved += guest_tx(q, static_cast<uint32_t>(i / 2) % pc.tx_rings(), 256, &b);
       tx_blocked |= b;
     }
+    check_fault();
   }
 
   // what this round delivered to the port -> the guest's RX queues
@@ -1109,6 +1318,7 @@ struct VhostUserPort::Impl final : RoundHook {
     inl_moved += moved;
     moved += inl_pre_rx;
     inl_pre_rx = 0;
+    check_fault();
     return moved;
   }
 
@@ -1133,6 +1343,7 @@ struct VhostUserPort::Impl final : RoundHook {
       if (pc.rx_avail(r) && !rx_starved) again = true;
     }
     if (conn && work_pending(tx_blocked, rx_starved, batched ? BATCH_FRAMES : 0)) again = true;
+    check_fault();  // work_pending writes the rings: the control thread wakes on the socket
     if (!again) {
       c.wakeups.fetch_add(1, std::memory_order_relaxed);
       if (batched) {
@@ -1213,8 +1424,18 @@ struct VhostUserPort::Impl final : RoundHook {
     }
   }
 
-  void disconnect(const std::string &why) {
+  void disconnect(std::string why) {
     if (!conn) return;
+    if (mem_faulted()) {
+      // whatever ended the connection (the datapath shut it down, or a message came first), this is why
+      why = "guest memory faulted (SIGBUS): its file was shrunk under a mapped region (or is sparse on a full "
+            "tmpfs); the page was replaced with zeros and the frames in flight dropped (dropGuestMemoryFault). "
+            "Back guest memory with memory-backend-memfd (sealed against shrinking) or do not truncate its file";
+      if (!fault_logged) {
+        fault_logged = true;
+        std::fprintf(stderr, "vale-ts: vhost-user %s: %s; front-end disconnected (logged once)\n", self.cfg_.path.c_str(), why.c_str());
+      }
+    }
     if (!why.empty()) {
       c.protocolErrors++;
       set_error(why);
@@ -1222,7 +1443,9 @@ struct VhostUserPort::Impl final : RoundHook {
     epoll_del(conn.get());
     conn.reset();
     reset_queues();
-    mem.clear();
+    mem.clear();  // unregisters from the guard, then unmaps
+    mem_fault.store(0, std::memory_order_relaxed);
+    fault_hungup = false;
     rx_seg_active = false;  // what is left of a frame part way through is the next guest's no more
     features = proto = 0;
     features_set = false;
@@ -1458,6 +1681,12 @@ struct VhostUserPort::Impl final : RoundHook {
       default:
         return fail("not supported by vale-ts");
     }
+    if (mem_faulted()) {
+      // this message's handling (resync_base reads the used ring) or the
+      // datapath meanwhile faulted on guest memory: disconnect() says so
+      disconnect("");
+      return false;
+    }
     if (!replied && (h.flags & FLAG_NEED_REPLY) && (proto & bit(PF_REPLY_ACK)))
       if (!reply_u64(h, 0)) return fail("reply not sent");
     publish_info();
@@ -1498,11 +1727,14 @@ struct VhostUserPort::Impl final : RoundHook {
       struct stat st {};
       if (::fstat(fds[i].get(), &st) < 0) return name + ": fstat failed";
       if (!S_ISREG(st.st_mode)) return name + ": its fd is not a memory file (memfd, hugetlbfs, shm)";
-      if (std::string e = memory_file_check(fds[i].get()); !e.empty()) return name + ": " + e;
+      size_t page = 0;
+      if (std::string e = memory_file_check(fds[i].get(), &page); !e.empty()) return name + ": " + e;
       if (static_cast<uint64_t>(st.st_size) < off + r.size) return name + " reaches past the end of its fd";
       auto m = mapping::map_shared(fds[i].get(), off + r.size, name);
       if (!m) return name + ": mmap failed: " + std::strerror(m.error().err);
       r.map = std::move(m).value();
+      if (!GuardedRange::add(r.map.data(), r.map.size(), page, &mem_fault, &r.guard))
+        return name + ": the process maps " + std::to_string(GUARD_SLOTS) + " regions of guest memory already (every port's together)";
       r.host = r.map.data() + off;
       next.push_back(std::move(r));
     }
@@ -1650,6 +1882,7 @@ struct VhostUserPort::Impl final : RoundHook {
           if (pc.rx_avail(r) && !rxs) again = true;
         }
         if (conn && work_pending(txb, rxs, batched ? BATCH_FRAMES : 0)) again = true;
+        check_fault();  // the socket, shut down, wakes this epoll_wait
         timeout = again ? 0 : (self.cfg_.client && !conn ? 1000 : -1);
         if (timeout) {
           c.wakeups++;
@@ -1730,6 +1963,7 @@ Result<std::unique_ptr<VhostUserPort>> VhostUserPort::start(PortClient pc, Vhost
   if (cfg.queue_pairs < 1 || cfg.queue_pairs > 8)
     return check_fail(EINVAL, "vhost-user queue pairs " + std::to_string(cfg.queue_pairs) + " (1..8)");
   if (pc.tx_rings() == 0 || pc.rx_rings() == 0) return check_fail(EINVAL, "vhost-user port needs a tx and an rx ring");
+  guard_install();  // before any guest memory is mapped (the SIGBUS guard above)
   std::unique_ptr<VhostUserPort> p(new VhostUserPort());
   p->cfg_ = std::move(cfg);
   p->impl_ = std::make_unique<Impl>(*p, std::move(pc));

@@ -64,6 +64,7 @@ namespace nm {
   X(dropGuestNotReady)    /* frames for the guest while no RX queue runs */                           \
   X(dropBadIndex)         /* avail index further than the queue size from the last one */            \
   X(dropBadSlot)          /* port ring slot with a bad buffer index or length */                      \
+  X(dropGuestMemoryFault) /* frames in flight when guest memory faulted (SIGBUS: a truncated file); the front-end is disconnected */ \
   X(offloadCsumPassed)    /* guest frames with NEEDS_CSUM, passed on with their header */              \
   X(offloadGsoPassed)     /* guest TSO frames, passed on whole with their header */                   \
   X(toGuestGso)           /* GSO frames delivered whole (GUEST_TSO4/6 negotiated) */                  \

@@ -157,9 +157,12 @@ function memTable(regions: Array<{ gpa: number; size: number; uva: number; off?:
 
 /** Guest memory and the split rings of one queue in it. */
 class Guest {
-  readonly fd = native.memfd('hostile-guest', SIZE);
-  readonly mem = new DataView(native.mapFd(this.fd, SIZE));
+  readonly mem: DataView;
   private availIdx = 0;
+  /** Guest memory in `fd` (a memfd of SIZE bytes unless given), mapped here too. */
+  constructor(readonly fd: number = native.memfd('hostile-guest', SIZE)) {
+    this.mem = new DataView(native.mapFd(fd, SIZE));
+  }
   desc(i: number, addr: number, len: number, flags = 0, next = 0, table = DESC): void {
     const o = table + 16 * i;
     this.mem.setBigUint64(o, BigInt(addr), true);
@@ -1214,4 +1217,104 @@ test('a sealable guest memfd without F_SEAL_SHRINK is sealed by vale-ts: the fro
   t.not(await f.reply(), 'eof');
   t.throws(() => fs.ftruncateSync(fd, SIZE / 2), { code: 'EPERM' });
   fs.ftruncateSync(fd, 2 * SIZE); // growing stays allowed (QEMU's own seal set adds F_SEAL_GROW; vale-ts needs only this)
+});
+
+// Files on tmpfs (/dev/shm) and hugetlbfs take no seals: a front-end can
+// shrink its guest memory after SET_MEM_TABLE, and the next access by the
+// switch to a page past the new end raised SIGBUS, killing the process
+// (every port of every switch in it: here, the test process itself). The
+// guard replaces the page with zeros, counts the frame in flight, and hangs
+// up on the front-end; the port takes a new one.
+for (const inline of [false, true]) test.serial(`a front-end that truncates its guest memory file (/dev/shm, unsealable) under the switch: no SIGBUS, dropGuestMemoryFault counts the frame, the front-end is disconnected, the switch forwards on and the port takes a new front-end (${inline ? 'in-line in the switch' : 'driver thread'})`, async (t) => {
+  t.timeout(60_000);
+  t.is(fs.statfsSync('/dev/shm').type, TMPFS_MAGIC, '/dev/shm is tmpfs');
+  const { vale, VH, peer, socket, drv } = await guestSwitch(t, `trunc-${inline}`, { inline });
+  const peer2 = await open('vale0:peer2', { socket });
+  t.teardown(() => peer2.close());
+  const shm = `/dev/shm/vhost-hostile-${process.pid}-${inline}`;
+  const fd = fs.openSync(shm, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  t.teardown(() => (fs.closeSync(fd), fs.rmSync(shm, { force: true })));
+  fs.ftruncateSync(fd, SIZE);
+  const g = new Guest(fd);
+  const f = Front.connect(VH);
+  t.teardown(() => f.close());
+  f.send(SET_FEATURES, u64(VERSION_1));
+  f.send(SET_OWNER);
+  f.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [fd]);
+  // every ring in the pages below BUF, which stay in the file; the buffers above it do not
+  const txKick = (await queuesUp(f, vale, { num: QN, desc: 0x3000, avail: 0x4000, used: 0x5000 }))[1]!;
+  const hdr = 12;
+  const good = frame(0x61, 1);
+  g.bytes(BUF, hdr).fill(0);
+  g.bytes(BUF + hdr, 60).set(good);
+  g.desc(0, GPA + BUF, hdr + 60);
+  g.post(0, txKick);
+  t.deepEqual((await receive(peer)).subarray(0, 60), good, 'a frame from guest memory in the file passes');
+
+  // the attack: the file shrinks to BUF, then a frame whose buffer lay past that is posted
+  g.desc(1, GPA + BUF, hdr + 60);
+  fs.ftruncateSync(fd, BUF);
+  g.post(1, txKick); // (the test touches only the pages still in the file)
+  t.is(await f.reply(), 'eof', 'the back-end hangs up on the front-end');
+  const c = await untilAnswer(drv, (x) => (x['disconnects'] ?? 0) >= 1);
+  t.is(c['dropGuestMemoryFault'], 1, 'the frame read from the truncated page is dropped and counted');
+  t.is(c['fromGuestFrames'], 1, 'only the first frame went on');
+  t.is(c['protocolErrors'], 1);
+  const [sw] = await vale.stats('vale0');
+  t.regex(sw!.ports.find((p) => p.name === 'vale0:guest')!.driver!.describe, /SIGBUS.*memory-backend-memfd/);
+
+  // nothing of the zeroed frame reached another port: the next frame peer sees is peer2's
+  const other = frame(0x62, 42);
+  peer2.inject(other);
+  peer2.txsync();
+  t.deepEqual((await receive(peer)).subarray(0, 60), other, 'the switch forwards on, and forwarded nothing read from zeroed memory');
+
+  // a front-end with fresh memory is served
+  const g2 = new Guest();
+  t.teardown(() => native.close(g2.fd));
+  const f2 = Front.connect(VH);
+  t.teardown(() => f2.close());
+  f2.send(SET_FEATURES, u64(VERSION_1));
+  f2.send(SET_OWNER);
+  f2.send(SET_MEM_TABLE, memTable([{ gpa: GPA, size: SIZE, uva: UVA }]), [g2.fd]);
+  const kick2 = (await queuesUp(f2, vale))[1]!;
+  const again = frame(0x61, 2);
+  g2.bytes(BUF, hdr).fill(0);
+  g2.bytes(BUF + hdr, 60).set(again);
+  g2.desc(0, GPA + BUF, hdr + 60);
+  g2.post(0, kick2);
+  t.deepEqual((await receive(peer)).subarray(0, 60), again, 'the port takes a new front-end');
+});
+
+// The guard takes only faults in guest memory: any other SIGBUS still ends
+// the process as before (the default action, or the handler that was there:
+// ASan's report under test/asan/run.sh).
+test('a SIGBUS outside guest memory in a process with vhost-user ports still ends it', async (t) => {
+  t.timeout(60_000);
+  const lib = (m: string): string => new URL(`../../src/${m}`, import.meta.url).href;
+  const sock = path.join(dir, 'sigbus-child');
+  const script = `
+    import fs from 'node:fs';
+    import { ValeServer, ValeClient } from ${JSON.stringify(lib('index.js'))};
+    import { nativeRaw } from ${JSON.stringify(lib('netmap/addon.js'))};
+    const srv = await ValeServer.listen({ socket: ${JSON.stringify(sock + '.ctl')} });
+    const vale = new ValeClient({ socket: ${JSON.stringify(sock + '.ctl')} });
+    await vale.create('vale0:g', {}, { driver: { kind: 'vhost-user', path: ${JSON.stringify(sock + '.vh')} } });
+    const fd = nativeRaw.memfd('not-guest-memory', 65536);
+    const m = new Uint8Array(nativeRaw.mapFd(fd, 65536));
+    fs.ftruncateSync(fd, 0);
+    console.log('touching');
+    m[100] = 1;
+    console.log('survived');
+    await srv.close();
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  t.true(out.includes('touching'), err);
+  t.false(out.includes('survived'));
+  if ((process.env['LD_PRELOAD'] ?? '').includes('libasan')) t.regex(err, /AddressSanitizer: BUS/, `exit ${code} ${signal}`);
+  else t.is(signal, 'SIGBUS', `exit ${code}: ${err}`);
 });
