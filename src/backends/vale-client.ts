@@ -6,7 +6,7 @@
  */
 import { native, type NativeFdWatcher } from '../netmap/addon.js';
 import { NIF, RING } from '../netmap/abi.js';
-import type { ParsedPortName } from '../netmap/name.js';
+import { oneNicRings, type ParsedPortName } from '../netmap/name.js';
 import type { OpenOptions } from '../netmap/open.js';
 import type { Backend } from './backend.js';
 import { CsbDoorbell, CsbView } from './csb.js';
@@ -85,9 +85,10 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
     for (let i = 0; i < nRx; i++) this.rx.push(words(nTx + i));
     const all = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
     if (p.mode === 'one_nic') {
-      if (p.ringId >= nTx || p.ringId >= nRx) throw new RangeError(`${p.spec}: ring ${p.ringId} does not exist (the port has ${nTx} tx / ${nRx} rx rings)`);
-      this.txRingIds = [p.ringId];
-      this.rxRingIds = [p.ringId];
+      const one = oneNicRings(p.ringId, nTx, nRx);
+      if (!one) throw new RangeError(`${p.spec}: ring ${p.ringId} does not exist (the port has ${nTx} tx / ${nRx} rx rings)`);
+      this.txRingIds = [one.tx];
+      this.rxRingIds = [one.rx];
     } else {
       this.txRingIds = all(nTx);
       this.rxRingIds = all(nRx);

@@ -708,3 +708,14 @@ export function pipeKey(p: ParsedPortName): string | undefined {
   const parent = p.nrName.slice(0, p.nrName.length - p.pipe.id.length - 1);
   return `${parent}|${p.pipe.id}`;
 }
+
+/**
+ * The tx and rx ring an NR_REG_ONE_NIC registration of ring `ring` binds on
+ * a port with `nTx` tx and `nRx` rx rings, as netmap decides it: a ring that
+ * exists in one direction only binds ring 0 of the other (netmap.c: "if not
+ * enough rings, use the first one"); undefined when neither has it (EINVAL).
+ */
+export function oneNicRings(ring: number, nTx: number, nRx: number): { tx: number; rx: number } | undefined {
+  if (ring >= nTx && ring >= nRx) return undefined;
+  return { tx: ring < nTx ? ring : 0, rx: ring < nRx ? ring : 0 };
+}

@@ -9,7 +9,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, u
 import path from 'node:path';
 import { native, type NativeFdWatcher } from '../netmap/addon.js';
 import { NR_MONITOR_RX, NR_MONITOR_TX, NR_REG_ALL_NIC, NR_REG_ONE_NIC, NR_ZCOPY_MON } from '../netmap/abi.js';
-import { parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
+import { oneNicRings, parsePortName, PortNameError, type ParsedPortName } from '../netmap/name.js';
 import { Switch, monitorParams, type PortParams, type SwitchOptions, type SwitchPort, type VnetHdrLen } from './switch.js';
 import { CounterRegistry } from './counters.js';
 import { driverFactory, type DriverFactory, type DriverSpec, type PortDriver } from '../ports/index.js';
@@ -704,7 +704,7 @@ export class ValeServer extends EventEmitter {
         const params = paramsOf(conf, req.bufSize, req.extraBufs);
         const txRings = params.txRings ?? 1;
         const rxRings = params.rxRings ?? 1;
-        if (ring >= 0 && (ring >= txRings || ring >= rxRings)) {
+        if (ring >= 0 && !oneNicRings(ring, txRings, rxRings)) {
           throw new RequestError('EINVAL', `${n.full} would have ${txRings} tx / ${rxRings} rx rings: there is no ring ${ring}`);
         }
         const portOpts: { lossless: boolean; vnetHdrLen?: VnetHdrLen } = { lossless: req.lossless ?? false };
@@ -905,10 +905,20 @@ export class ValeServer extends EventEmitter {
       throw new RequestError('EBUSY', `${n.full} is served by vale-ts itself (${d ? d.describe() : 'its driver is starting'}): it has no rings for a client; open another port of ${n.full.slice(0, n.full.indexOf(':'))}`);
     }
     // as in netmap, registrations may share a port when each binds a ring of
-    // its own (vale0:x-0, vale0:x-1, ...); all rings is exclusive
-    const clash = held.find((h) => ring < 0 || h.port!.ring < 0 || h.port!.ring === ring);
+    // its own (vale0:x-0, vale0:x-1, ...); all rings is exclusive. A ring
+    // past the end of one direction binds that direction's ring 0 (netmap's
+    // rule), which then is another holder's too if it binds ring 0.
+    const one = ring >= 0 ? oneNicRings(ring, port.txRings, port.rxRings) : undefined;
+    if (ring >= 0 && !one) throw new RequestError('EINVAL', `${n.full} has ${port.txRings} tx / ${port.rxRings} rx rings: there is no ring ${ring}`);
+    const shares = (h: Client): boolean => {
+      if (!one || h.port!.ring < 0) return true;
+      const o = oneNicRings(h.port!.ring, port.txRings, port.rxRings)!;
+      return o.tx === one.tx || o.rx === one.rx;
+    };
+    const clash = held.find(shares);
     if (clash) {
-      const what = ring >= 0 && clash.port!.ring === ring ? `ring ${ring} of ${n.full} is bound` : `${n.full} is busy`;
+      const c = clash.port!.ring;
+      const what = !one || c < 0 ? `${n.full} is busy` : c === ring ? `ring ${ring} of ${n.full} is bound` : `ring ${ring} of ${n.full} binds tx ring ${one.tx} and rx ring ${one.rx} (ring 0 where a direction has no ring ${ring}), and ring ${c} bound already shares one of them`;
       throw new RequestError('EBUSY', `${what}: another process has it open${clash.pid ? ` (pid ${clash.pid})` : ''}`);
     }
     // binding one ring maps the whole region: every frame of every ring.
@@ -920,9 +930,6 @@ export class ValeServer extends EventEmitter {
         `${n.full} is held by uid ${foreign.uid}: binding another of its rings would map its whole region (every ring's frames); ` +
           `only the same uid may share a port (vale-ts --share-rings-across-uids allows it)`,
       );
-    }
-    if (ring >= 0 && (ring >= port.txRings || ring >= port.rxRings)) {
-      throw new RequestError('EINVAL', `${n.full} has ${port.txRings} tx / ${port.rxRings} rx rings: there is no ring ${ring}`);
     }
     if (vnetHdrLen !== undefined && vnetHdrLen !== port.vnetHdrLen) {
       // as netmap: the header length of a port in use does not change under its users

@@ -526,6 +526,26 @@ test('a receiver that breaks its own rx slot loses those copies (dropInvalid the
   }, sw);
 });
 
+test('one ring of a port with more tx than rx rings: a ring the rx side lacks binds rx ring 0, as netmap does; a ring neither side has is EINVAL', async (t) => {
+  const sw = new Switch('vale0');
+  await withServer(async (socket) => {
+    const r2 = await open('vale0:u-2@conf:tx_rings=3,rx_rings=1', { socket });
+    t.deepEqual(r2.txRings.map((r) => r.index), [2]);
+    t.deepEqual(r2.rxRings.map((r) => r.index), [0], 'rx ring 0: the rx side has no ring 2');
+    // ring 1 would share rx ring 0 with ring 2's holder: refused, naming why
+    await t.throwsAsync(open('vale0:u-1', { socket }), { code: 'EBUSY', message: /ring 1 of vale0:u binds tx ring 1 and rx ring 0.*ring 2 bound already shares one of them/ });
+    await t.throwsAsync(open('vale0:u-3', { socket }), { code: 'EINVAL', message: /3 tx \/ 1 rx rings: there is no ring 3/ });
+    // it works both ways: a frame sent on tx ring 2 reaches a peer, the peer's reaches rx ring 0
+    const peer = await open('vale0:peer', { socket });
+    await send(r2, frame('bcast', MAC.A, 1));
+    t.deepEqual(await recv(peer, 1), [1]);
+    await send(peer, frame('bcast', MAC.B, 2));
+    t.deepEqual(await recv(r2, 1), [2]);
+    r2.close();
+    peer.close();
+  }, sw);
+});
+
 test('registrations may share a port when each binds its own ring (vale0:x-0, vale0:x-1), as in netmap', async (t) => {
   const sw = new Switch('vale0');
   await withServer(async (socket, srv) => {
