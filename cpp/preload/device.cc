@@ -18,6 +18,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -62,6 +63,7 @@ static_assert(OVERLAY_SIZE % 4096 == 0);
 constexpr uint16_t NM_BDG_NOPORT = 255;
 
 std::mutex g_mu;  // registration, close and epoll bookkeeping; never the sync path
+
 
 void say(const std::string &msg) {
   const std::string line = "vale-ts-netmap: " + msg + "\n";
@@ -342,9 +344,14 @@ struct EpSet;
 // One open("/dev/netmap"): what netmap calls the file, shared by every fd
 // dup'ed from it (they share the registration, as in netmap).
 struct NmFd {
-  int fd = -1;           // the fd open() returned
-  int refs = 1;          // fds in the table pointing here (under g_mu)
-  Port *port = nullptr;  // set once registered
+  int fd = -1;   // the fd open() returned
+  int refs = 1;  // fds in the table pointing here (under g_mu)
+  // refs plus the calls in flight that use this file (pin/unpin): the
+  // registration, and the fds and mappings it owns, go when both are gone,
+  // so a close in one thread never frees what another thread's sync, poll
+  // or epoll_wait is using (the kernel keeps a file alive for a call too)
+  std::atomic<int> uses{1};
+  std::atomic<Port *> port{nullptr};  // set once registered (release), read lock-free (acquire)
   // In a fork child: the parent's registration, no longer usable here (its
   // ring state lives in the parent's memory, not in a kernel both share);
   // kept only to let go of the child's copies of its fds and mappings.
@@ -353,6 +360,9 @@ struct NmFd {
 struct Slot {
   std::atomic<NmFd *> nm{nullptr};
   std::atomic<EpSet *> ep{nullptr};
+  // threads between reading nm/ep and counting themselves in its `uses`:
+  // unpublish() waits for them before the table's own reference is dropped
+  std::atomic<int> pinning{0};
 };
 constexpr int CHUNK = 1024;
 constexpr int NCHUNKS = 1024;  // fds below 1 << 20
@@ -369,11 +379,64 @@ Slot *slot_of(int fd, bool create) {
   return s ? &s[fd % CHUNK] : nullptr;
 }
 
+// The entry for fd, not to be dereferenced without g_mu or a pin.
 NmFd *lookup(int fd) {
   if (g_open_fds.load(std::memory_order_relaxed) == 0) return nullptr;
   Slot *s = slot_of(fd, false);
   return s ? s->nm.load(std::memory_order_acquire) : nullptr;
 }
+
+// A reference to what slot s names (nm or ep), taken without a lock: the
+// slot's pinning count keeps unpublish() from returning, and so the table's
+// reference from being dropped, between the load and the increment.
+template <class T>
+T *pin_slot(Slot *s, std::atomic<T *> Slot::*which) {
+  if (!s || !(s->*which).load(std::memory_order_relaxed)) return nullptr;  // the common miss: no RMW
+  s->pinning.fetch_add(1, std::memory_order_seq_cst);
+  T *v = (s->*which).load(std::memory_order_seq_cst);
+  if (v) v->uses.fetch_add(1, std::memory_order_relaxed);  // the slot's reference keeps it above 0
+  s->pinning.fetch_sub(1, std::memory_order_release);
+  return v;
+}
+
+NmFd *pin(int fd) {
+  if (g_open_fds.load(std::memory_order_relaxed) == 0) return nullptr;
+  return pin_slot(slot_of(fd, false), &Slot::nm);
+}
+
+// Under g_mu: slot s no longer names what it did; returns once no thread
+// can still be taking a reference to that through s (a few instructions,
+// never a blocking call, so the wait is short).
+template <class T>
+void unpublish(Slot *s, std::atomic<T *> Slot::*which) {
+  (s->*which).store(nullptr, std::memory_order_seq_cst);
+  while (s->pinning.load(std::memory_order_seq_cst) != 0) sched_yield();
+}
+
+void release_port(Port *p);
+void nm_destroy_locked(NmFd *f) {
+  if (Port *p = f->port.load(std::memory_order_relaxed)) release_port(p);
+  if (f->inherited) release_port(f->inherited);
+  delete f;
+}
+void nm_unref_locked(NmFd *f) {
+  if (f->uses.fetch_sub(1, std::memory_order_acq_rel) == 1) nm_destroy_locked(f);
+}
+void unpin(NmFd *f) {
+  if (f->uses.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  std::lock_guard<std::mutex> lk(g_mu);  // the last reference: every fd of it was closed while this call ran
+  nm_destroy_locked(f);
+}
+// a call's reference, dropped when it returns
+struct Pinned {
+  NmFd *f;
+  explicit Pinned(NmFd *v) : f(v) {}
+  ~Pinned() {
+    if (f) unpin(f);
+  }
+  Pinned(const Pinned &) = delete;
+  Pinned &operator=(const Pinned &) = delete;
+};
 
 // ---- epoll sets holding emulated fds -------------------------------------
 struct EpEntry {
@@ -387,7 +450,17 @@ struct EpSet {
   int q = -1;  // our epoll: the program's epfd plus the doorbells of its emulated fds
   std::vector<EpEntry> entries;
   std::atomic<uint32_t> gen{0};  // a fresh g_ep_gen on every change (under g_mu)
+  std::atomic<int> uses{1};      // the table's reference plus the epoll_waits in flight, as NmFd's
 };
+void ep_destroy_locked(EpSet *e) {
+  sys::close(e->q);
+  delete e;
+}
+void ep_unpin(EpSet *e) {
+  if (e->uses.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  std::lock_guard<std::mutex> lk(g_mu);  // the program closed its epoll fd while this call waited on it
+  ep_destroy_locked(e);
+}
 // One counter for every set, so a set allocated where a closed one was never
 // repeats a generation a thread may still have a snapshot of.
 std::atomic<uint32_t> g_ep_gen{0};
@@ -398,7 +471,6 @@ void ep_changed(EpSet *e) { e->gen.store(g_ep_gen.fetch_add(1) + 1, std::memory_
 // generation moves on or a member registered since.
 struct EpMember {
   int fd;
-  struct Port *p;
   uint32_t events;
   epoll_data_t data;
 };
@@ -410,6 +482,10 @@ struct EpSnapshot {
   size_t next = 0;          // where the next collect starts (see collect)
 };
 thread_local EpSnapshot t_ep;
+// this thread's references to the members during one epoll_wait (kept to
+// reuse their storage)
+thread_local std::vector<NmFd *> t_ep_pins;
+thread_local std::vector<Port *> t_ep_ports;
 constexpr uint64_t EP_USER_SET = ~0ULL;
 constexpr uint64_t EP_HUP_BIT = 1ULL << 32;
 
@@ -650,7 +726,8 @@ void write_nifp(Port *p, bool extra_bufs) {
 
 // NETMAP_REQ_REGISTER on an emulated fd; 0 or -1 with errno (and a message)
 int do_register(NmFd *f, RegWant w, nmreq_register *body) {
-  if (f->port) return fail(EBUSY, w.name + ": this fd is already registered (open /dev/netmap again for another port)");
+  if (f->port.load(std::memory_order_relaxed))
+    return fail(EBUSY, w.name + ": this fd is already registered (open /dev/netmap again for another port)");
   if (f->inherited)
     return fail(EBUSY, w.name + ": this fd was registered before fork() by the parent (open /dev/netmap again in the child)");
   if (check_mode(&w) < 0) return -1;
@@ -693,8 +770,7 @@ int do_register(NmFd *f, RegWant w, nmreq_register *body) {
   body->nr_host_tx_rings = body->nr_host_rx_rings = 0;
   body->nr_mem_id = r->mem_id;
   body->nr_extra_bufs = body->nr_extra_bufs ? p->layout.p.extra_bufs : 0;
-  std::atomic_thread_fence(std::memory_order_release);
-  f->port = p;
+  f->port.store(p, std::memory_order_release);  // what a lock-free reader finds is complete
   return 0;
 }
 
@@ -733,10 +809,11 @@ int pass_register(int fd, NmFd *f, unsigned long req, void *arg, const std::stri
   std::lock_guard<std::mutex> lk(g_mu);
   const int cloexec = fcntl(fd, F_GETFD) & FD_CLOEXEC;
   Slot *s = slot_of(fd, false);
-  s->nm.store(nullptr, std::memory_order_release);
+  unpublish(s, &Slot::nm);
   g_open_fds.fetch_sub(1);
   ep_forget_fd(fd);
-  delete f;
+  f->refs--;
+  nm_unref_locked(f);  // the slot's reference; the caller's pin keeps f
   // from here on the program's fd is the kernel's netmap fd
   const int rc = sys::dup3(real, fd, cloexec ? O_CLOEXEC : 0);
   const int e = errno;
@@ -830,7 +907,7 @@ bool geometry(const JVal &r, uint64_t *memsize, uint64_t *txr, uint64_t *rxr, ui
 }
 
 int port_info(NmFd *f, const std::string &name, nmreq_port_info_get *body) {
-  Port *p = f->port;
+  Port *p = f->port.load(std::memory_order_acquire);
   if (p && (name.empty() || name == p->name)) {
     body->nr_memsize = p->region->memsize + OVERLAY_SIZE;
     body->nr_tx_slots = p->layout.p.tx_slots;
@@ -1052,21 +1129,18 @@ bool forget_locked(Slot *s, int fd) {
   NmFd *f = s->nm.load(std::memory_order_acquire);
   EpSet *e = s->ep.load(std::memory_order_acquire);
   if (f) {
-    s->nm.store(nullptr, std::memory_order_release);
+    unpublish(s, &Slot::nm);
     g_open_fds.fetch_sub(1);
     ep_forget_fd(fd);
-    // the registration goes with the last fd that refers to it
-    if (--f->refs == 0) {
-      if (f->port) release_port(f->port);
-      if (f->inherited) release_port(f->inherited);
-      delete f;
-    }
+    // the registration goes with the last fd that refers to it, or after
+    // the last call still using it
+    f->refs--;
+    nm_unref_locked(f);
   }
   if (e) {
-    s->ep.store(nullptr, std::memory_order_release);
+    unpublish(s, &Slot::ep);
     g_ep_sets.fetch_sub(1);
-    sys::close(e->q);
-    delete e;
+    if (e->uses.fetch_sub(1, std::memory_order_acq_rel) == 1) ep_destroy_locked(e);
   }
   return f || e;
 }
@@ -1079,6 +1153,7 @@ int adopt_locked(int newfd, NmFd *f) {
     return fail(EMFILE, "dup: fd beyond the preload's table (1048576 fds)");
   }
   f->refs++;
+  f->uses.fetch_add(1, std::memory_order_relaxed);
   s->nm.store(f, std::memory_order_release);
   g_open_fds.fetch_add(1);
   return newfd;
@@ -1097,10 +1172,19 @@ void fork_child() {
     Slot *s = chunk.load(std::memory_order_acquire);
     if (!s) continue;
     for (int i = 0; i < CHUNK; i++) {
+      // the parent's other threads, and the calls they had in flight, are
+      // not in the child: only the table holds references here
+      s[i].pinning.store(0, std::memory_order_relaxed);
       NmFd *f = s[i].nm.load(std::memory_order_acquire);
-      if (f && f->port) f->inherited = std::exchange(f->port, nullptr);
+      if (f) {
+        f->uses.store(f->refs, std::memory_order_relaxed);
+        if (Port *p = f->port.exchange(nullptr)) f->inherited = p;
+      }
       // a thread's copy of an epoll set may name those registrations: renew it
-      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) ep_changed(e);
+      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) {
+        e->uses.store(1, std::memory_order_relaxed);
+        ep_changed(e);
+      }
     }
   }
   g_mu.unlock();
@@ -1186,9 +1270,10 @@ void dev_forget_range(unsigned first, unsigned last) {
 }
 
 int dev_ioctl(int fd, unsigned long req, void *arg) {
-  NmFd *f = lookup(fd);
+  const Pinned pin_(pin(fd));
+  NmFd *f = pin_.f;
   if (!f) return sys::ioctl(fd, req, arg);
-  Port *p = f->port;
+  Port *p = f->port.load(std::memory_order_acquire);
   if (req == NIOCTXSYNC || req == NIOCRXSYNC) {
     if (!p) return f->inherited ? inherited_fail(fd) : fail(ENXIO, "");
     if (req == NIOCTXSYNC) txsync(p);
@@ -1201,8 +1286,9 @@ int dev_ioctl(int fd, unsigned long req, void *arg) {
 }
 
 void *dev_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t off) {
-  NmFd *f = lookup(fd);
-  Port *p = f ? f->port : nullptr;
+  const Pinned pin_(pin(fd));
+  NmFd *f = pin_.f;
+  Port *p = f ? f->port.load(std::memory_order_acquire) : nullptr;
   if (f && f->inherited) {
     inherited_fail(fd);
     return MAP_FAILED;
@@ -1235,36 +1321,50 @@ void *dev_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t off) {
 
 int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask) {
   if (g_open_fds.load(std::memory_order_relaxed) == 0 || !fds) return sys::ppoll(fds, n, timeout, mask);
-  nfds_t mine = 0;
-  for (nfds_t i = 0; i < n; i++) {
-    NmFd *f = lookup(fds[i].fd);
-    if (f && f->port) mine++;
-  }
-  if (mine == 0) return sys::ppoll(fds, n, timeout, mask);
   // the kernel's view of the set: ours replaced by our doorbells, plus the
   // control sockets whose EOF says vale-ts went away, one per entry at most:
   // room for n of them, not `mine`, since another thread may register an
   // fd of the set while this one loops
   pollfd stack[STACK_FDS];
   Port *stack_ports[STACK_FDS];
+  NmFd *stack_pins[STACK_FDS];
   std::vector<pollfd> heap;
   std::vector<Port *> heap_ports;
+  std::vector<NmFd *> heap_pins;
   const nfds_t total = 2 * n;
   pollfd *k = stack;
   Port **ports = stack_ports;
+  NmFd **pins = stack_pins;
   if (total > STACK_FDS) {  // a set this large is beyond netmap's usual single fd
     heap.resize(total);
     heap_ports.resize(n);
+    heap_pins.resize(n);
     k = heap.data();
     ports = heap_ports.data();
+    pins = heap_pins.data();
   }
+  // the emulated fds of the set, held for the whole call: another thread's
+  // close leaves their registrations (and doorbells) alive until it returns
+  nfds_t mine = 0;
+  for (nfds_t i = 0; i < n; i++) {
+    pins[i] = pin(fds[i].fd);
+    if (pins[i] && pins[i]->port.load(std::memory_order_acquire)) mine++;
+  }
+  struct Unpin {
+    NmFd **v;
+    nfds_t n;
+    ~Unpin() {
+      for (nfds_t i = 0; i < n; i++)
+        if (v[i]) unpin(v[i]);
+    }
+  } unpin_all{pins, n};
+  if (mine == 0) return sys::ppoll(fds, n, timeout, mask);
   int64_t deadline;
   if (!deadline_of(timeout, &deadline)) return fail(EINVAL, "");
   for (;;) {
     int ready = 0;
     for (nfds_t i = 0; i < n; i++) {
-      NmFd *f = lookup(fds[i].fd);
-      ports[i] = f ? f->port : nullptr;
+      ports[i] = pins[i] ? pins[i]->port.load(std::memory_order_acquire) : nullptr;
       fds[i].revents = 0;
       if (ports[i]) {
         fds[i].revents = port_check(ports[i], fds[i].events);
@@ -1393,45 +1493,75 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
 bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct timespec *timeout, const sigset_t *mask,
                     int *rc) {
   if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
-  Slot *s = slot_of(epfd, false);
-  EpSet *set = s ? s->ep.load(std::memory_order_acquire) : nullptr;
+  // the set and its emulated members are held for the whole call: another
+  // thread's close of one of them, or of epfd, frees nothing this call uses
+  EpSet *set = pin_slot(slot_of(epfd, false), &Slot::ep);
   if (!set) return false;
+  struct Release {
+    EpSet *set;
+    size_t pinned;
+    ~Release() {
+      for (size_t i = 0; i < pinned; i++)
+        if (t_ep_pins[i]) unpin(t_ep_pins[i]);
+      ep_unpin(set);
+    }
+  } held{set, 0};
   if (max <= 0) {
     errno = EINVAL;
     *rc = -1;
     return true;
   }
   EpSnapshot &sn = t_ep;
-  if (sn.set != set || sn.gen != set->gen.load(std::memory_order_acquire) || !sn.complete) {
-    std::lock_guard<std::mutex> lk(g_mu);
-    sn.set = set;
-    sn.gen = set->gen.load(std::memory_order_relaxed);
-    sn.complete = true;
-    sn.m.clear();
-    sn.next = 0;
-    for (EpEntry &en : set->entries) {
-      NmFd *f = lookup(en.fd);
-      if (!f || !f->port) {
-        sn.complete = false;  // look again once it has registered
-        continue;
-      }
-      Port *p = f->port;
-      if (en.watched_wait != p->wait_fd) {
-        epoll_event w{};
-        w.events = EPOLLIN;
-        w.data.u64 = static_cast<uint64_t>(en.fd);
-        if (en.watched_wait >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, en.watched_wait, nullptr);
-        sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->wait_fd, &w);
-        en.watched_wait = p->wait_fd;
-        if (p->hup_fd >= 0) {
-          w.data.u64 = static_cast<uint64_t>(en.fd) | EP_HUP_BIT;
-          sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->hup_fd, &w);
-          en.watched_hup = p->hup_fd;
+  for (;;) {
+    if (sn.set != set || sn.gen != set->gen.load(std::memory_order_acquire) || !sn.complete) {
+      std::lock_guard<std::mutex> lk(g_mu);
+      sn.set = set;
+      sn.gen = set->gen.load(std::memory_order_relaxed);
+      sn.complete = true;
+      sn.m.clear();
+      sn.next = 0;
+      for (EpEntry &en : set->entries) {
+        NmFd *f = lookup(en.fd);
+        Port *p = f ? f->port.load(std::memory_order_acquire) : nullptr;
+        if (!p) {
+          sn.complete = false;  // look again once it has registered
+          continue;
         }
+        if (en.watched_wait != p->wait_fd) {
+          epoll_event w{};
+          w.events = EPOLLIN;
+          w.data.u64 = static_cast<uint64_t>(en.fd);
+          if (en.watched_wait >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, en.watched_wait, nullptr);
+          sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->wait_fd, &w);
+          en.watched_wait = p->wait_fd;
+          if (p->hup_fd >= 0) {
+            w.data.u64 = static_cast<uint64_t>(en.fd) | EP_HUP_BIT;
+            sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->hup_fd, &w);
+            en.watched_hup = p->hup_fd;
+          }
+        }
+        sn.m.push_back({en.fd, en.events, en.data});
       }
-      sn.m.push_back({en.fd, p, en.events, en.data});
     }
+    // this call's references to the members; if the set changed meanwhile, a
+    // member may have been closed and its number reused: copy it again
+    const size_t nmem = sn.m.size();
+    if (t_ep_pins.size() < nmem) {
+      t_ep_pins.resize(nmem);
+      t_ep_ports.resize(nmem);
+    }
+    for (size_t i = 0; i < nmem; i++) {
+      t_ep_pins[i] = pin(sn.m[i].fd);
+      t_ep_ports[i] = t_ep_pins[i] ? t_ep_pins[i]->port.load(std::memory_order_acquire) : nullptr;
+    }
+    held.pinned = nmem;
+    if (sn.gen == set->gen.load(std::memory_order_acquire)) break;
+    for (size_t i = 0; i < nmem; i++)
+      if (t_ep_pins[i]) unpin(t_ep_pins[i]);
+    held.pinned = 0;
+    sn.complete = false;
   }
+  Port *const *ports = t_ep_ports.data();
   const EpMember *members = sn.m.data();
   const int nm = static_cast<int>(sn.m.size());
   if (nm == 0) return false;
@@ -1445,7 +1575,8 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
   auto collect = [&](int *count) {
     for (int k = 0; k < nm && *count < max; k++) {
       const size_t i = (sn.next + static_cast<size_t>(k)) % static_cast<size_t>(nm);
-      const short rev = port_check(members[i].p, static_cast<short>(members[i].events & 0xffff));
+      if (!ports[i]) continue;
+      const short rev = port_check(ports[i], static_cast<short>(members[i].events & 0xffff));
       if (rev) {
         out[*count].events = static_cast<uint32_t>(rev);
         out[*count].data = members[i].data;
@@ -1458,7 +1589,8 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
     int count = 0;
     collect(&count);
     if (!count) {
-      for (int i = 0; i < nm; i++) arm(members[i].p, static_cast<short>(members[i].events), 1);
+      for (int i = 0; i < nm; i++)
+        if (ports[i]) arm(ports[i], static_cast<short>(members[i].events), 1);
       collect(&count);
     }
     if (!count) {
@@ -1469,10 +1601,11 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
       const int64_t left_ms = t ? t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000 : -1;
       int ms = left_ms > INT_MAX ? INT_MAX : static_cast<int>(left_ms);  // a longer wait loops
       for (int i = 0; i < nm; i++)
-        if (shares_bell(members[i].p) && (ms < 0 || ms > 1)) ms = 1;  // see shares_bell()
+        if (ports[i] && shares_bell(ports[i]) && (ms < 0 || ms > 1)) ms = 1;  // see shares_bell()
       const int r = sys::epoll_pwait(set->q, got, gmax, ms, mask);
       const int e = errno;
-      for (int i = 0; i < nm; i++) arm(members[i].p, static_cast<short>(members[i].events), 0);
+      for (int i = 0; i < nm; i++)
+        if (ports[i]) arm(ports[i], static_cast<short>(members[i].events), 0);
       if (r < 0) {
         errno = e;
         *rc = -1;
@@ -1483,9 +1616,9 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
         if (d == EP_USER_SET) continue;
         const int fd = static_cast<int>(d & 0xffffffffu);
         for (int j = 0; j < nm; j++) {
-          if (members[j].fd != fd) continue;
-          if (d & EP_HUP_BIT) members[j].p->hung.store(true, std::memory_order_relaxed);
-          else drain(members[j].p->wait_fd);
+          if (members[j].fd != fd || !ports[j]) continue;
+          if (d & EP_HUP_BIT) ports[j]->hung.store(true, std::memory_order_relaxed);
+          else drain(ports[j]->wait_fd);
         }
       }
       collect(&count);

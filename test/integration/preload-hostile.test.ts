@@ -4,7 +4,8 @@
  * preload's own record, not from words the pipe's peer can write; a poll set
  * whose emulated fds another thread registers meanwhile; ring ids read as
  * netmap reads them; epoll sets of many emulated fds; fd numbers reused
- * after an epoll fd's close or a close_range; timeouts as the kernel reads them.
+ * after an epoll fd's close or a close_range; timeouts as the kernel reads them;
+ * a close while another thread waits on the fd.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -61,3 +62,11 @@ test('ppoll/epoll_pwait2 with an emulated fd: an invalid timespec is EINVAL, one
   t.is(r.code, 0, r.stdout + r.stderr);
   t.is(r.stdout, 'ok\n');
 });
+
+for (const how of ['poll', 'epoll'] as const) {
+  test(`${how}: a close of the registered fd while another thread sleeps on it frees nothing that sleep uses; the registration goes when it returns`, async (t) => {
+    const r = await run(await nmHostile(), ['close-in-wait', `vale0:${uname(how === 'poll' ? 'ri' : 'rj')}{0`, how], PRE).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+}
