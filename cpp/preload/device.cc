@@ -796,8 +796,12 @@ int real_device(const std::string &name) {
   return fd;
 }
 
-// Registers through the real device and turns the emulated fd into it.
-int pass_register(int fd, NmFd *f, unsigned long req, void *arg, const std::string &name) {
+// Registers through the real device and turns the emulated fd into it:
+// every fd dup'ed from it too, since they are one open file, which netmap
+// registers once for all of them.
+int pass_register(NmFd *f, unsigned long req, void *arg, const std::string &name) {
+  if (f->port.load(std::memory_order_acquire) || f->inherited)
+    return fail(EBUSY, name + ": this fd is already registered (open /dev/netmap again for another port)");
   const int real = real_device(name);
   if (real < 0) return -1;
   if (sys::ioctl(real, req, arg) < 0) {
@@ -807,19 +811,27 @@ int pass_register(int fd, NmFd *f, unsigned long req, void *arg, const std::stri
     return -1;
   }
   std::lock_guard<std::mutex> lk(g_mu);
-  const int cloexec = fcntl(fd, F_GETFD) & FD_CLOEXEC;
-  Slot *s = slot_of(fd, false);
-  unpublish(s, &Slot::nm);
-  g_open_fds.fetch_sub(1);
-  ep_forget_fd(fd);
-  f->refs--;
-  nm_unref_locked(f);  // the slot's reference; the caller's pin keeps f
-  // from here on the program's fd is the kernel's netmap fd
-  const int rc = sys::dup3(real, fd, cloexec ? O_CLOEXEC : 0);
-  const int e = errno;
+  int rc = 0, e = 0, moved = 0;
+  for (auto &chunk : g_chunks) {
+    Slot *c = chunk.load(std::memory_order_acquire);
+    for (int i = 0; c && i < CHUNK; i++) {
+      if (c[i].nm.load(std::memory_order_relaxed) != f) continue;
+      const int fd = static_cast<int>((&chunk - g_chunks) * CHUNK + i);
+      const long fl = syscall(SYS_fcntl, fd, F_GETFD);
+      unpublish(&c[i], &Slot::nm);
+      g_open_fds.fetch_sub(1);
+      ep_forget_fd(fd);
+      f->refs--;
+      nm_unref_locked(f);  // the slot's reference; the caller's pin keeps f
+      moved++;
+      // from here on this fd of the program's is the kernel's netmap fd
+      if (sys::dup3(real, fd, fl >= 0 && (fl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0 && rc == 0) rc = -1, e = errno;
+    }
+  }
   sys::close(real);
+  if (moved == 0) return fail(EBADF, "");  // every fd of it was closed meanwhile
   errno = e;
-  return rc < 0 ? -1 : 0;
+  return rc;
 }
 
 int pass_other(unsigned long req, void *arg, const std::string &name) {
@@ -983,7 +995,7 @@ int refuse_options(nmreq_header *h) {
   return -1;
 }
 
-int ctrl(int fd, NmFd *f, nmreq_header *h) {
+int ctrl(NmFd *f, nmreq_header *h) {
   if (!h) return fail(EFAULT, "");
   if (h->nr_version < NETMAP_MIN_API || h->nr_version > NETMAP_MAX_API)
     return fail(EINVAL, "API mismatch: the program speaks netmap API " + std::to_string(h->nr_version) +
@@ -994,7 +1006,7 @@ int ctrl(int fd, NmFd *f, nmreq_header *h) {
   switch (h->nr_reqtype) {
     case NETMAP_REQ_REGISTER: {
       if (!body) return fail(EFAULT, "");
-      if (!served) return pass_register(fd, f, NIOCCTRL, h, name);
+      if (!served) return pass_register(f, NIOCCTRL, h, name);
       if (refuse_options(h) < 0) return -1;
       auto *b = static_cast<nmreq_register *>(body);
       // all 16 bits, as netmap reads them: NETMAP_RING_MASK is the legacy nmreq's
@@ -1045,12 +1057,12 @@ int ctrl(int fd, NmFd *f, nmreq_header *h) {
 }
 
 // legacy NIOCREGIF / NIOCGINFO (struct nmreq)
-int legacy(int fd, NmFd *f, unsigned long req, nmreq *r) {
+int legacy(NmFd *f, unsigned long req, nmreq *r) {
   if (!r) return fail(EFAULT, "");
   const std::string name(r->nr_name, strnlen(r->nr_name, sizeof r->nr_name));
   const bool served = name.empty() || is_vale_name(name) || is_pipe_name(name) ||
                       (r->nr_flags & NR_REG_MASK) == NR_REG_PIPE_MASTER || (r->nr_flags & NR_REG_MASK) == NR_REG_PIPE_SLAVE;
-  if (!served) return req == NIOCREGIF ? pass_register(fd, f, req, r, name) : pass_other(req, r, name);
+  if (!served) return req == NIOCREGIF ? pass_register(f, req, r, name) : pass_other(req, r, name);
   if (r->nr_cmd != 0)
     return fail(EOPNOTSUPP, name + ": legacy VALE commands (nr_cmd " + std::to_string(r->nr_cmd) +
                                 ") are not supported: use NIOCCTRL, as valectl does");
@@ -1280,8 +1292,8 @@ int dev_ioctl(int fd, unsigned long req, void *arg) {
     else rxsync(p);
     return 0;
   }
-  if (req == NIOCCTRL) return ctrl(fd, f, static_cast<nmreq_header *>(arg));
-  if (req == NIOCREGIF || req == NIOCGINFO) return legacy(fd, f, req, static_cast<nmreq *>(arg));
+  if (req == NIOCCTRL) return ctrl(f, static_cast<nmreq_header *>(arg));
+  if (req == NIOCREGIF || req == NIOCGINFO) return legacy(f, req, static_cast<nmreq *>(arg));
   return sys::ioctl(fd, req, arg);
 }
 

@@ -5,7 +5,8 @@
  * whose emulated fds another thread registers meanwhile; ring ids read as
  * netmap reads them; epoll sets of many emulated fds; fd numbers reused
  * after an epoll fd's close or a close_range; timeouts as the kernel reads them;
- * a close while another thread waits on the fd.
+ * a close while another thread waits on the fd; a registered fd asked to
+ * register a NIC.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -70,3 +71,9 @@ for (const how of ['poll', 'epoll'] as const) {
     t.is(r.stdout, 'ok\n');
   });
 }
+
+test('a registered fd asked to register a NIC (eth0) is EBUSY, as on netmap, and its registration keeps working', async (t) => {
+  const r = await run(await nmHostile(), ['pass-busy', `vale0:${uname('rm')}{0`], PRE).done;
+  t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+  t.is(r.stdout, 'ok\n');
+});
