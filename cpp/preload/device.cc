@@ -21,6 +21,7 @@
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -64,6 +65,23 @@ constexpr uint16_t NM_BDG_NOPORT = 255;
 
 std::mutex g_mu;  // registration, close and epoll bookkeeping; never the sync path
 
+// Set while this thread does the library's own work under g_mu: the core it
+// links closes the library's fds with close(), which the wrapper lets
+// through only then (see dev_close).
+thread_local int t_lib = 0;
+struct Lib {
+  std::lock_guard<std::mutex> lk{g_mu};
+  Lib() { t_lib++; }
+  ~Lib() { t_lib--; }
+  Lib(const Lib &) = delete;
+  Lib &operator=(const Lib &) = delete;
+};
+
+// The library's own fds (regions, doorbells, control sockets, epoll fds)
+// live high and are marked in the table: see own_fd.
+std::atomic<int> g_internal{0};
+int own_fd(int fd);
+void close_own(int fd);
 
 void say(const std::string &msg) {
   const std::string line = "vale-ts-netmap: " + msg + "\n";
@@ -119,13 +137,13 @@ Region *region_get(int fd_of_file, uint64_t memsize, std::string *err, int *errn
   r->memsize = memsize;
   // a description of our own, so the program's mappings never hold the pipe's OFD locks
   const std::string self = "/proc/self/fd/" + std::to_string(fd_of_file);
-  r->map_fd = sys::open(self.c_str(), O_RDWR | O_CLOEXEC);
-  r->overlay_fd = static_cast<int>(syscall(SYS_memfd_create, "vale-ts-netmap-nifp", MFD_CLOEXEC));
+  r->map_fd = own_fd(sys::open(self.c_str(), O_RDWR | O_CLOEXEC));
+  r->overlay_fd = own_fd(static_cast<int>(syscall(SYS_memfd_create, "vale-ts-netmap-nifp", MFD_CLOEXEC)));
   if (r->map_fd < 0 || r->overlay_fd < 0 || ftruncate(r->overlay_fd, OVERLAY_SIZE) < 0) {
     *errn = errno;
     *err = std::string("cannot set up the mapping: ") + std::strerror(errno);
-    if (r->map_fd >= 0) sys::close(r->map_fd);
-    if (r->overlay_fd >= 0) sys::close(r->overlay_fd);
+    if (r->map_fd >= 0) close_own(r->map_fd);
+    if (r->overlay_fd >= 0) close_own(r->overlay_fd);
     delete r;
     return nullptr;
   }
@@ -133,8 +151,8 @@ Region *region_get(int fd_of_file, uint64_t memsize, std::string *err, int *errn
   if (m == MAP_FAILED) {
     *errn = errno;
     *err = std::string("mmap: ") + std::strerror(errno);
-    sys::close(r->map_fd);
-    sys::close(r->overlay_fd);
+    close_own(r->map_fd);
+    close_own(r->overlay_fd);
     delete r;
     return nullptr;
   }
@@ -154,8 +172,8 @@ void region_put(Region *r) {
       break;
     }
   munmap(r->overlay, OVERLAY_SIZE);
-  sys::close(r->overlay_fd);
-  sys::close(r->map_fd);
+  close_own(r->overlay_fd);
+  close_own(r->map_fd);
   delete r;
 }
 
@@ -225,7 +243,7 @@ struct Port {
         pipe_put(sp);
       }
     } else {
-      if (conn >= 0) sys::close(conn);  // the switch sees EOF and releases the port
+      if (conn >= 0) close_own(conn);  // the switch sees EOF and releases the port
       // client closes the region and doorbells and unmaps
     }
   }
@@ -363,6 +381,7 @@ struct Slot {
   // threads between reading nm/ep and counting themselves in its `uses`:
   // unpublish() waits for them before the table's own reference is dropped
   std::atomic<int> pinning{0};
+  std::atomic<bool> internal{false};  // one of the library's own fds
 };
 constexpr int CHUNK = 1024;
 constexpr int NCHUNKS = 1024;  // fds below 1 << 20
@@ -424,7 +443,7 @@ void nm_unref_locked(NmFd *f) {
 }
 void unpin(NmFd *f) {
   if (f->uses.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  std::lock_guard<std::mutex> lk(g_mu);  // the last reference: every fd of it was closed while this call ran
+  Lib lk;  // the last reference: every fd of it was closed while this call ran
   nm_destroy_locked(f);
 }
 // a call's reference, dropped when it returns
@@ -437,6 +456,48 @@ struct Pinned {
   Pinned(const Pinned &) = delete;
   Pinned &operator=(const Pinned &) = delete;
 };
+
+// Where the library's own fds go: high, out of the way of a program that
+// dup2()s onto small numbers or assumes its next fd is the lowest free one
+// (what preloads such as libvma do), and inside the table.
+int high_fd_base() {
+  static const int base = [] {
+    rlimit rl{};
+    uint64_t lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+    if (lim > static_cast<uint64_t>(CHUNK) * NCHUNKS) lim = static_cast<uint64_t>(CHUNK) * NCHUNKS;
+    return static_cast<int>(lim >= 8192 ? 4096 : lim / 2);
+  }();
+  return base;
+}
+
+// Under g_mu: fd (a new fd of the library's) moved high and marked as the
+// library's, so that the program's close, dup2 and closefrom leave it alone
+// (dev_close, dev_dup, dev_close_range). Where no high number is free it
+// stays where it is, marked all the same. -1 stays -1.
+int own_fd(int fd) {
+  if (fd < 0) return fd;
+  const int hi = static_cast<int>(syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, high_fd_base()));
+  if (hi >= 0) {
+    sys::close(fd);
+    fd = hi;
+  }
+  if (Slot *s = slot_of(fd, true)) {
+    s->internal.store(true, std::memory_order_release);
+    g_internal.fetch_add(1);
+  }
+  return fd;
+}
+
+// Under g_mu: the number goes back to the program before the fd is closed.
+void disown_fd(int fd) {
+  Slot *s = slot_of(fd, false);
+  if (s && s->internal.exchange(false, std::memory_order_acq_rel)) g_internal.fetch_sub(1);
+}
+void close_own(int fd) {
+  if (fd < 0) return;
+  disown_fd(fd);
+  sys::close(fd);
+}
 
 // ---- epoll sets holding emulated fds -------------------------------------
 struct EpEntry {
@@ -453,12 +514,12 @@ struct EpSet {
   std::atomic<int> uses{1};      // the table's reference plus the epoll_waits in flight, as NmFd's
 };
 void ep_destroy_locked(EpSet *e) {
-  sys::close(e->q);
+  close_own(e->q);
   delete e;
 }
 void ep_unpin(EpSet *e) {
   if (e->uses.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  std::lock_guard<std::mutex> lk(g_mu);  // the program closed its epoll fd while this call waited on it
+  Lib lk;  // the program closed its epoll fd while this call waited on it
   ep_destroy_locked(e);
 }
 // One counter for every set, so a set allocated where a closed one was never
@@ -606,7 +667,7 @@ int claim_pipe_rings(Port *p) {
 
 int register_vale(Port *p, const RegWant &w, const nmreq_register *body) {
   ControlError ce;
-  p->conn = vale_connect(&ce);
+  p->conn = own_fd(vale_connect(&ce));
   if (p->conn < 0) return fail(ce.err, "cannot register " + w.name + ": " + ce.message);
   std::string conf;
   auto field = [&conf](const char *k, uint32_t v) {
@@ -640,7 +701,7 @@ int register_vale(Port *p, const RegWant &w, const nmreq_register *body) {
   const bool sizes = reply.get_u64("memsize", REGION_HEADER_SIZE, 0xffffffffULL, &memsize) &&
                      reply.get_u64("nifpOffset", 0, memsize, &nifp);
   // the client owns the three fds from here, also on failure
-  Result<PortClient> c = PortClient::attach(unique_fd(fds[0]), unique_fd(fds[1]), unique_fd(fds[2]));
+  Result<PortClient> c = PortClient::attach(unique_fd(own_fd(fds[0])), unique_fd(own_fd(fds[1])), unique_fd(own_fd(fds[2])));
   if (!sizes) return fail(EPROTO, "cannot register " + w.name + ": vale-ts's register reply lacks memsize/nifpOffset");
   if (!c) return fail(EPROTO, "cannot register " + w.name + ": vale-ts's region is invalid: " + describe(c.error()));
   p->client = std::move(c).value();
@@ -810,7 +871,7 @@ int pass_register(NmFd *f, unsigned long req, void *arg, const std::string &name
     errno = e;
     return -1;
   }
-  std::lock_guard<std::mutex> lk(g_mu);
+  Lib lk;
   int rc = 0, e = 0, moved = 0;
   for (auto &chunk : g_chunks) {
     Slot *c = chunk.load(std::memory_order_acquire);
@@ -1011,7 +1072,7 @@ int ctrl(NmFd *f, nmreq_header *h) {
       auto *b = static_cast<nmreq_register *>(body);
       // all 16 bits, as netmap reads them: NETMAP_RING_MASK is the legacy nmreq's
       RegWant w{name, b->nr_mode, b->nr_ringid, b->nr_flags};
-      std::lock_guard<std::mutex> lk(g_mu);
+      Lib lk;
       return do_register(f, w, b);
     }
     case NETMAP_REQ_PORT_INFO_GET:
@@ -1096,7 +1157,7 @@ int legacy(NmFd *f, unsigned long req, nmreq *r) {
   b.nr_mem_id = r->nr_arg2;
   b.nr_extra_bufs = r->nr_arg3;
   {
-    std::lock_guard<std::mutex> lk(g_mu);
+    Lib lk;
     if (do_register(f, w, &b) < 0) return -1;
   }
   r->nr_offset = static_cast<uint32_t>(b.nr_offset);
@@ -1215,7 +1276,7 @@ bool is_netmap_fd(int fd) { return lookup(fd) != nullptr; }
 int dev_open(int flags) {
   const int fd = eventfd(0, EFD_NONBLOCK | ((flags & O_CLOEXEC) ? EFD_CLOEXEC : 0));
   if (fd < 0) return -1;
-  std::lock_guard<std::mutex> lk(g_mu);
+  Lib lk;
   Slot *s = slot_of(fd, true);
   if (!s) {
     sys::close(fd);
@@ -1233,16 +1294,34 @@ int dev_open(int flags) {
 
 // an epoll set of ours outlives the last emulated fd it held: its fd's
 // close and dups must still drop it, or a new epoll fd with its number
-// would be taken for it
+// would be taken for it; and the library's own fds outlive both while a
+// call still uses a closed registration
 static bool tracking() {
-  return g_open_fds.load(std::memory_order_relaxed) != 0 || g_ep_sets.load(std::memory_order_relaxed) != 0;
+  return g_open_fds.load(std::memory_order_relaxed) != 0 || g_ep_sets.load(std::memory_order_relaxed) != 0 ||
+         g_internal.load(std::memory_order_relaxed) != 0;
+}
+
+static bool is_internal(Slot *s) { return s && s->internal.load(std::memory_order_acquire); }
+
+int dev_opened(int fd) {
+  if (fd < 0 || t_lib == 0) return fd;
+  return own_fd(fd);  // the core, opening a file for the library (a pipe end's region, doorbells)
 }
 
 bool dev_close(int fd, int *rc) {
   if (!tracking()) return false;
   Slot *s = slot_of(fd, false);
+  if (is_internal(s)) {
+    if (t_lib) {  // the core closing a file of the library's: the number is free again
+      disown_fd(fd);
+      return false;
+    }
+    // not an fd the program opened: as the kernel answers for one it has not
+    *rc = fail(EBADF, "");
+    return true;
+  }
   if (!s || (!s->nm.load(std::memory_order_acquire) && !s->ep.load(std::memory_order_acquire))) return false;
-  std::lock_guard<std::mutex> lk(g_mu);
+  Lib lk;
   if (!forget_locked(s, fd)) return false;
   *rc = sys::close(fd);
   return true;
@@ -1251,11 +1330,15 @@ bool dev_close(int fd, int *rc) {
 bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
   if (!tracking()) return false;
   Slot *so = slot_of(oldfd, false), *sn = newfd >= 0 ? slot_of(newfd, false) : nullptr;
+  if (newfd != oldfd && is_internal(sn)) {  // would close a file of the library's under it
+    *rc = fail(EBADF, "");
+    return true;
+  }
   const bool old_ours = so && so->nm.load(std::memory_order_acquire);
   const bool new_ours = sn && (sn->nm.load(std::memory_order_acquire) || sn->ep.load(std::memory_order_acquire));
   if (!old_ours && !new_ours) return false;
   if (newfd == oldfd) return false;  // dup2(fd, fd): nothing changes; dup3 says EINVAL
-  std::lock_guard<std::mutex> lk(g_mu);
+  Lib lk;
   const int r = newfd < 0 ? static_cast<int>(syscall(SYS_fcntl, oldfd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, -newfd - 1))
                           : sys::dup3(oldfd, newfd, flags);
   if (r < 0) return *rc = -1, true;
@@ -1266,19 +1349,32 @@ bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
   return true;
 }
 
-void dev_forget_range(unsigned first, unsigned last) {
-  if (!tracking() || first > last) return;
-  std::lock_guard<std::mutex> lk(g_mu);
+int dev_close_range(unsigned first, unsigned last, int flags) {
+  auto kernel = [flags](unsigned a, unsigned b) { return static_cast<int>(syscall(SYS_close_range, a, b, flags)); };
+  if (!tracking() || first > last) return kernel(first, last);
+  Lib lk;
   const unsigned top = static_cast<unsigned>(CHUNK * NCHUNKS - 1);
-  if (last > top) last = top;
-  for (unsigned fd = first; fd <= last; fd++) {
+  const unsigned end = last > top ? top : last;
+  // the kernel closes the runs between the library's own fds
+  unsigned from = first;
+  int rc = 0, e = 0;
+  for (unsigned fd = first; fd <= end; fd++) {
     Slot *chunk = g_chunks[fd / CHUNK].load(std::memory_order_acquire);
     if (!chunk) {  // nothing of ours in this chunk
       fd |= CHUNK - 1;
       continue;
     }
-    forget_locked(&chunk[fd % CHUNK], static_cast<int>(fd));
+    Slot *s = &chunk[fd % CHUNK];
+    if (is_internal(s)) {
+      if (fd > from && kernel(from, fd - 1) < 0 && rc == 0) rc = -1, e = errno;
+      from = fd + 1;
+    } else if (!(flags & CLOSE_RANGE_CLOEXEC)) {
+      forget_locked(s, static_cast<int>(fd));
+    }
   }
+  if (from <= last && kernel(from, last) < 0 && rc == 0) rc = -1, e = errno;
+  if (rc < 0) errno = e;
+  return rc;
 }
 
 int dev_ioctl(int fd, unsigned long req, void *arg) {
@@ -1450,7 +1546,7 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
 int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
   NmFd *f = lookup(fd);
   if (!f) return sys::epoll_ctl(epfd, op, fd, ev);
-  std::lock_guard<std::mutex> lk(g_mu);
+  Lib lk;
   Slot *s = slot_of(epfd, true);
   if (!s) return fail(EBADF, "");
   EpSet *set = s->ep.load(std::memory_order_acquire);
@@ -1458,13 +1554,13 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
     if (fcntl(epfd, F_GETFD) < 0) return -1;
     set = new EpSet;
     set->epfd = epfd;
-    set->q = static_cast<int>(syscall(SYS_epoll_create1, EPOLL_CLOEXEC));
+    set->q = own_fd(static_cast<int>(syscall(SYS_epoll_create1, EPOLL_CLOEXEC)));
     epoll_event uev{};
     uev.events = EPOLLIN;
     uev.data.u64 = EP_USER_SET;
     if (set->q < 0 || sys::epoll_ctl(set->q, EPOLL_CTL_ADD, epfd, &uev) < 0) {
       const int e = errno;
-      if (set->q >= 0) sys::close(set->q);
+      close_own(set->q);
       delete set;
       errno = e;
       return -1;
@@ -1526,7 +1622,7 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
   EpSnapshot &sn = t_ep;
   for (;;) {
     if (sn.set != set || sn.gen != set->gen.load(std::memory_order_acquire) || !sn.complete) {
-      std::lock_guard<std::mutex> lk(g_mu);
+      Lib lk;
       sn.set = set;
       sn.gen = set->gen.load(std::memory_order_relaxed);
       sn.complete = true;

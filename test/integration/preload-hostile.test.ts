@@ -6,7 +6,8 @@
  * netmap reads them; epoll sets of many emulated fds; fd numbers reused
  * after an epoll fd's close or a close_range; timeouts as the kernel reads them;
  * a close while another thread waits on the fd; a registered fd asked to
- * register a NIC.
+ * register a NIC; the library's own fds against a program that closes or
+ * dup2()s onto fds it never opened.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -77,3 +78,11 @@ test('a registered fd asked to register a NIC (eth0) is EBUSY, as on netmap, and
   t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
   t.is(r.stdout, 'ok\n');
 });
+
+for (const how of ['loop', 'range'] as const) {
+  test(`the library's own fds survive a program's ${how === 'loop' ? 'close loop' : 'close_range/closefrom'} around its netmap fds and dup2 onto them (EBADF); no kick lands in the program's files`, async (t) => {
+    const r = await run(await nmHostile(), ['lib-fds', `vale0:${uname(how === 'loop' ? 'rk' : 'rl')}`, how], PRE).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+}
