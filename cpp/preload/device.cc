@@ -378,9 +378,12 @@ struct NmFd {
 struct Slot {
   std::atomic<NmFd *> nm{nullptr};
   std::atomic<EpSet *> ep{nullptr};
-  // threads between reading nm/ep and counting themselves in its `uses`:
-  // unpublish() waits for them before the table's own reference is dropped
-  std::atomic<int> pinning{0};
+  // threads between reading nm/ep and counting themselves in its `uses`,
+  // by the phase they started in: unpublish() flips the phase and waits for
+  // the old one to empty before the table's own reference is dropped, so a
+  // hot sync loop on the fd cannot keep a close waiting
+  std::atomic<uint32_t> pin_phase{0};
+  std::atomic<int> pinning[2] = {0, 0};
   std::atomic<bool> internal{false};  // one of the library's own fds
 };
 constexpr int CHUNK = 1024;
@@ -411,10 +414,11 @@ NmFd *lookup(int fd) {
 template <class T>
 T *pin_slot(Slot *s, std::atomic<T *> Slot::*which) {
   if (!s || !(s->*which).load(std::memory_order_relaxed)) return nullptr;  // the common miss: no RMW
-  s->pinning.fetch_add(1, std::memory_order_seq_cst);
+  std::atomic<int> &c = s->pinning[s->pin_phase.load(std::memory_order_seq_cst) & 1];
+  c.fetch_add(1, std::memory_order_seq_cst);
   T *v = (s->*which).load(std::memory_order_seq_cst);
   if (v) v->uses.fetch_add(1, std::memory_order_relaxed);  // the slot's reference keeps it above 0
-  s->pinning.fetch_sub(1, std::memory_order_release);
+  c.fetch_sub(1, std::memory_order_release);
   return v;
 }
 
@@ -425,11 +429,14 @@ NmFd *pin(int fd) {
 
 // Under g_mu: slot s no longer names what it did; returns once no thread
 // can still be taking a reference to that through s (a few instructions,
-// never a blocking call, so the wait is short).
+// never a blocking call, so the wait is short). A reader counted in the new
+// phase read the phase after the store and so loads null; one that read the
+// old phase but counts itself only after the wait below also loads null.
 template <class T>
 void unpublish(Slot *s, std::atomic<T *> Slot::*which) {
   (s->*which).store(nullptr, std::memory_order_seq_cst);
-  while (s->pinning.load(std::memory_order_seq_cst) != 0) sched_yield();
+  const uint32_t old = s->pin_phase.fetch_add(1, std::memory_order_seq_cst) & 1;
+  while (s->pinning[old].load(std::memory_order_seq_cst) != 0) sched_yield();
 }
 
 void release_port(Port *p);
@@ -1247,7 +1254,8 @@ void fork_child() {
     for (int i = 0; i < CHUNK; i++) {
       // the parent's other threads, and the calls they had in flight, are
       // not in the child: only the table holds references here
-      s[i].pinning.store(0, std::memory_order_relaxed);
+      s[i].pinning[0].store(0, std::memory_order_relaxed);
+      s[i].pinning[1].store(0, std::memory_order_relaxed);
       NmFd *f = s[i].nm.load(std::memory_order_acquire);
       if (f) {
         f->uses.store(f->refs, std::memory_order_relaxed);

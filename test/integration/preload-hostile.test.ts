@@ -73,6 +73,12 @@ for (const how of ['poll', 'epoll'] as const) {
   });
 }
 
+test('NIOCTXSYNC and poll in two threads while a third registers and closes the fd, 500 times: nothing freed under them (ASan: test/asan/run.sh)', async (t) => {
+  const r = await run(await nmHostile(), ['sync-close', `vale0:${uname('rn')}`, '500'], PRE).done;
+  t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+  t.is(r.stdout, 'ok\n');
+});
+
 test('a registered fd asked to register a NIC (eth0) is EBUSY, as on netmap, and its registration keeps working', async (t) => {
   const r = await run(await nmHostile(), ['pass-busy', `vale0:${uname('rm')}{0`], PRE).done;
   t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
