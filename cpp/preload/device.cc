@@ -18,8 +18,10 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -62,6 +64,24 @@ static_assert(OVERLAY_SIZE % 4096 == 0);
 constexpr uint16_t NM_BDG_NOPORT = 255;
 
 std::mutex g_mu;  // registration, close and epoll bookkeeping; never the sync path
+
+// Set while this thread does the library's own work under g_mu: the core it
+// links closes the library's fds with close(), which the wrapper lets
+// through only then (see dev_close).
+thread_local int t_lib = 0;
+struct Lib {
+  std::lock_guard<std::mutex> lk{g_mu};
+  Lib() { t_lib++; }
+  ~Lib() { t_lib--; }
+  Lib(const Lib &) = delete;
+  Lib &operator=(const Lib &) = delete;
+};
+
+// The library's own fds (regions, doorbells, control sockets, epoll fds)
+// live high and are marked in the table: see own_fd.
+std::atomic<int> g_internal{0};
+int own_fd(int fd);
+void close_own(int fd);
 
 void say(const std::string &msg) {
   const std::string line = "vale-ts-netmap: " + msg + "\n";
@@ -117,13 +137,13 @@ Region *region_get(int fd_of_file, uint64_t memsize, std::string *err, int *errn
   r->memsize = memsize;
   // a description of our own, so the program's mappings never hold the pipe's OFD locks
   const std::string self = "/proc/self/fd/" + std::to_string(fd_of_file);
-  r->map_fd = sys::open(self.c_str(), O_RDWR | O_CLOEXEC);
-  r->overlay_fd = static_cast<int>(syscall(SYS_memfd_create, "vale-ts-netmap-nifp", MFD_CLOEXEC));
+  r->map_fd = own_fd(sys::open(self.c_str(), O_RDWR | O_CLOEXEC));
+  r->overlay_fd = own_fd(static_cast<int>(syscall(SYS_memfd_create, "vale-ts-netmap-nifp", MFD_CLOEXEC)));
   if (r->map_fd < 0 || r->overlay_fd < 0 || ftruncate(r->overlay_fd, OVERLAY_SIZE) < 0) {
     *errn = errno;
     *err = std::string("cannot set up the mapping: ") + std::strerror(errno);
-    if (r->map_fd >= 0) sys::close(r->map_fd);
-    if (r->overlay_fd >= 0) sys::close(r->overlay_fd);
+    if (r->map_fd >= 0) close_own(r->map_fd);
+    if (r->overlay_fd >= 0) close_own(r->overlay_fd);
     delete r;
     return nullptr;
   }
@@ -131,8 +151,8 @@ Region *region_get(int fd_of_file, uint64_t memsize, std::string *err, int *errn
   if (m == MAP_FAILED) {
     *errn = errno;
     *err = std::string("mmap: ") + std::strerror(errno);
-    sys::close(r->map_fd);
-    sys::close(r->overlay_fd);
+    close_own(r->map_fd);
+    close_own(r->overlay_fd);
     delete r;
     return nullptr;
   }
@@ -152,8 +172,8 @@ void region_put(Region *r) {
       break;
     }
   munmap(r->overlay, OVERLAY_SIZE);
-  sys::close(r->overlay_fd);
-  sys::close(r->map_fd);
+  close_own(r->overlay_fd);
+  close_own(r->map_fd);
   delete r;
 }
 
@@ -223,7 +243,7 @@ struct Port {
         pipe_put(sp);
       }
     } else {
-      if (conn >= 0) sys::close(conn);  // the switch sees EOF and releases the port
+      if (conn >= 0) close_own(conn);  // the switch sees EOF and releases the port
       // client closes the region and doorbells and unmaps
     }
   }
@@ -342,9 +362,14 @@ struct EpSet;
 // One open("/dev/netmap"): what netmap calls the file, shared by every fd
 // dup'ed from it (they share the registration, as in netmap).
 struct NmFd {
-  int fd = -1;           // the fd open() returned
-  int refs = 1;          // fds in the table pointing here (under g_mu)
-  Port *port = nullptr;  // set once registered
+  int fd = -1;   // the fd open() returned
+  int refs = 1;  // fds in the table pointing here (under g_mu)
+  // refs plus the calls in flight that use this file (pin/unpin): the
+  // registration, and the fds and mappings it owns, go when both are gone,
+  // so a close in one thread never frees what another thread's sync, poll
+  // or epoll_wait is using (the kernel keeps a file alive for a call too)
+  std::atomic<int> uses{1};
+  std::atomic<Port *> port{nullptr};  // set once registered (release), read lock-free (acquire)
   // In a fork child: the parent's registration, no longer usable here (its
   // ring state lives in the parent's memory, not in a kernel both share);
   // kept only to let go of the child's copies of its fds and mappings.
@@ -353,6 +378,13 @@ struct NmFd {
 struct Slot {
   std::atomic<NmFd *> nm{nullptr};
   std::atomic<EpSet *> ep{nullptr};
+  // threads between reading nm/ep and counting themselves in its `uses`,
+  // by the phase they started in: unpublish() flips the phase and waits for
+  // the old one to empty before the table's own reference is dropped, so a
+  // hot sync loop on the fd cannot keep a close waiting
+  std::atomic<uint32_t> pin_phase{0};
+  std::atomic<int> pinning[2] = {0, 0};
+  std::atomic<bool> internal{false};  // one of the library's own fds
 };
 constexpr int CHUNK = 1024;
 constexpr int NCHUNKS = 1024;  // fds below 1 << 20
@@ -369,10 +401,109 @@ Slot *slot_of(int fd, bool create) {
   return s ? &s[fd % CHUNK] : nullptr;
 }
 
+// The entry for fd, not to be dereferenced without g_mu or a pin.
 NmFd *lookup(int fd) {
   if (g_open_fds.load(std::memory_order_relaxed) == 0) return nullptr;
   Slot *s = slot_of(fd, false);
   return s ? s->nm.load(std::memory_order_acquire) : nullptr;
+}
+
+// A reference to what slot s names (nm or ep), taken without a lock: the
+// slot's pinning count keeps unpublish() from returning, and so the table's
+// reference from being dropped, between the load and the increment.
+template <class T>
+T *pin_slot(Slot *s, std::atomic<T *> Slot::*which) {
+  if (!s || !(s->*which).load(std::memory_order_relaxed)) return nullptr;  // the common miss: no RMW
+  std::atomic<int> &c = s->pinning[s->pin_phase.load(std::memory_order_seq_cst) & 1];
+  c.fetch_add(1, std::memory_order_seq_cst);
+  T *v = (s->*which).load(std::memory_order_seq_cst);
+  if (v) v->uses.fetch_add(1, std::memory_order_relaxed);  // the slot's reference keeps it above 0
+  c.fetch_sub(1, std::memory_order_release);
+  return v;
+}
+
+NmFd *pin(int fd) {
+  if (g_open_fds.load(std::memory_order_relaxed) == 0) return nullptr;
+  return pin_slot(slot_of(fd, false), &Slot::nm);
+}
+
+// Under g_mu: slot s no longer names what it did; returns once no thread
+// can still be taking a reference to that through s (a few instructions,
+// never a blocking call, so the wait is short). A reader counted in the new
+// phase read the phase after the store and so loads null; one that read the
+// old phase but counts itself only after the wait below also loads null.
+template <class T>
+void unpublish(Slot *s, std::atomic<T *> Slot::*which) {
+  (s->*which).store(nullptr, std::memory_order_seq_cst);
+  const uint32_t old = s->pin_phase.fetch_add(1, std::memory_order_seq_cst) & 1;
+  while (s->pinning[old].load(std::memory_order_seq_cst) != 0) sched_yield();
+}
+
+void release_port(Port *p);
+void nm_destroy_locked(NmFd *f) {
+  if (Port *p = f->port.load(std::memory_order_relaxed)) release_port(p);
+  if (f->inherited) release_port(f->inherited);
+  delete f;
+}
+void nm_unref_locked(NmFd *f) {
+  if (f->uses.fetch_sub(1, std::memory_order_acq_rel) == 1) nm_destroy_locked(f);
+}
+void unpin(NmFd *f) {
+  if (f->uses.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  Lib lk;  // the last reference: every fd of it was closed while this call ran
+  nm_destroy_locked(f);
+}
+// a call's reference, dropped when it returns
+struct Pinned {
+  NmFd *f;
+  explicit Pinned(NmFd *v) : f(v) {}
+  ~Pinned() {
+    if (f) unpin(f);
+  }
+  Pinned(const Pinned &) = delete;
+  Pinned &operator=(const Pinned &) = delete;
+};
+
+// Where the library's own fds go: high, out of the way of a program that
+// dup2()s onto small numbers or assumes its next fd is the lowest free one
+// (what preloads such as libvma do), and inside the table.
+int high_fd_base() {
+  static const int base = [] {
+    rlimit rl{};
+    uint64_t lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+    if (lim > static_cast<uint64_t>(CHUNK) * NCHUNKS) lim = static_cast<uint64_t>(CHUNK) * NCHUNKS;
+    return static_cast<int>(lim >= 8192 ? 4096 : lim / 2);
+  }();
+  return base;
+}
+
+// Under g_mu: fd (a new fd of the library's) moved high and marked as the
+// library's, so that the program's close, dup2 and closefrom leave it alone
+// (dev_close, dev_dup, dev_close_range). Where no high number is free it
+// stays where it is, marked all the same. -1 stays -1.
+int own_fd(int fd) {
+  if (fd < 0) return fd;
+  const int hi = static_cast<int>(syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, high_fd_base()));
+  if (hi >= 0) {
+    sys::close(fd);
+    fd = hi;
+  }
+  if (Slot *s = slot_of(fd, true)) {
+    s->internal.store(true, std::memory_order_release);
+    g_internal.fetch_add(1);
+  }
+  return fd;
+}
+
+// Under g_mu: the number goes back to the program before the fd is closed.
+void disown_fd(int fd) {
+  Slot *s = slot_of(fd, false);
+  if (s && s->internal.exchange(false, std::memory_order_acq_rel)) g_internal.fetch_sub(1);
+}
+void close_own(int fd) {
+  if (fd < 0) return;
+  disown_fd(fd);
+  sys::close(fd);
 }
 
 // ---- epoll sets holding emulated fds -------------------------------------
@@ -387,7 +518,17 @@ struct EpSet {
   int q = -1;  // our epoll: the program's epfd plus the doorbells of its emulated fds
   std::vector<EpEntry> entries;
   std::atomic<uint32_t> gen{0};  // a fresh g_ep_gen on every change (under g_mu)
+  std::atomic<int> uses{1};      // the table's reference plus the epoll_waits in flight, as NmFd's
 };
+void ep_destroy_locked(EpSet *e) {
+  close_own(e->q);
+  delete e;
+}
+void ep_unpin(EpSet *e) {
+  if (e->uses.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  Lib lk;  // the program closed its epoll fd while this call waited on it
+  ep_destroy_locked(e);
+}
 // One counter for every set, so a set allocated where a closed one was never
 // repeats a generation a thread may still have a snapshot of.
 std::atomic<uint32_t> g_ep_gen{0};
@@ -398,7 +539,6 @@ void ep_changed(EpSet *e) { e->gen.store(g_ep_gen.fetch_add(1) + 1, std::memory_
 // generation moves on or a member registered since.
 struct EpMember {
   int fd;
-  struct Port *p;
   uint32_t events;
   epoll_data_t data;
 };
@@ -410,6 +550,10 @@ struct EpSnapshot {
   size_t next = 0;          // where the next collect starts (see collect)
 };
 thread_local EpSnapshot t_ep;
+// this thread's references to the members during one epoll_wait (kept to
+// reuse their storage)
+thread_local std::vector<NmFd *> t_ep_pins;
+thread_local std::vector<Port *> t_ep_ports;
 constexpr uint64_t EP_USER_SET = ~0ULL;
 constexpr uint64_t EP_HUP_BIT = 1ULL << 32;
 
@@ -530,7 +674,7 @@ int claim_pipe_rings(Port *p) {
 
 int register_vale(Port *p, const RegWant &w, const nmreq_register *body) {
   ControlError ce;
-  p->conn = vale_connect(&ce);
+  p->conn = own_fd(vale_connect(&ce));
   if (p->conn < 0) return fail(ce.err, "cannot register " + w.name + ": " + ce.message);
   std::string conf;
   auto field = [&conf](const char *k, uint32_t v) {
@@ -564,7 +708,7 @@ int register_vale(Port *p, const RegWant &w, const nmreq_register *body) {
   const bool sizes = reply.get_u64("memsize", REGION_HEADER_SIZE, 0xffffffffULL, &memsize) &&
                      reply.get_u64("nifpOffset", 0, memsize, &nifp);
   // the client owns the three fds from here, also on failure
-  Result<PortClient> c = PortClient::attach(unique_fd(fds[0]), unique_fd(fds[1]), unique_fd(fds[2]));
+  Result<PortClient> c = PortClient::attach(unique_fd(own_fd(fds[0])), unique_fd(own_fd(fds[1])), unique_fd(own_fd(fds[2])));
   if (!sizes) return fail(EPROTO, "cannot register " + w.name + ": vale-ts's register reply lacks memsize/nifpOffset");
   if (!c) return fail(EPROTO, "cannot register " + w.name + ": vale-ts's region is invalid: " + describe(c.error()));
   p->client = std::move(c).value();
@@ -650,7 +794,8 @@ void write_nifp(Port *p, bool extra_bufs) {
 
 // NETMAP_REQ_REGISTER on an emulated fd; 0 or -1 with errno (and a message)
 int do_register(NmFd *f, RegWant w, nmreq_register *body) {
-  if (f->port) return fail(EBUSY, w.name + ": this fd is already registered (open /dev/netmap again for another port)");
+  if (f->port.load(std::memory_order_relaxed))
+    return fail(EBUSY, w.name + ": this fd is already registered (open /dev/netmap again for another port)");
   if (f->inherited)
     return fail(EBUSY, w.name + ": this fd was registered before fork() by the parent (open /dev/netmap again in the child)");
   if (check_mode(&w) < 0) return -1;
@@ -693,8 +838,7 @@ int do_register(NmFd *f, RegWant w, nmreq_register *body) {
   body->nr_host_tx_rings = body->nr_host_rx_rings = 0;
   body->nr_mem_id = r->mem_id;
   body->nr_extra_bufs = body->nr_extra_bufs ? p->layout.p.extra_bufs : 0;
-  std::atomic_thread_fence(std::memory_order_release);
-  f->port = p;
+  f->port.store(p, std::memory_order_release);  // what a lock-free reader finds is complete
   return 0;
 }
 
@@ -720,8 +864,12 @@ int real_device(const std::string &name) {
   return fd;
 }
 
-// Registers through the real device and turns the emulated fd into it.
-int pass_register(int fd, NmFd *f, unsigned long req, void *arg, const std::string &name) {
+// Registers through the real device and turns the emulated fd into it:
+// every fd dup'ed from it too, since they are one open file, which netmap
+// registers once for all of them.
+int pass_register(NmFd *f, unsigned long req, void *arg, const std::string &name) {
+  if (f->port.load(std::memory_order_acquire) || f->inherited)
+    return fail(EBUSY, name + ": this fd is already registered (open /dev/netmap again for another port)");
   const int real = real_device(name);
   if (real < 0) return -1;
   if (sys::ioctl(real, req, arg) < 0) {
@@ -730,19 +878,28 @@ int pass_register(int fd, NmFd *f, unsigned long req, void *arg, const std::stri
     errno = e;
     return -1;
   }
-  std::lock_guard<std::mutex> lk(g_mu);
-  const int cloexec = fcntl(fd, F_GETFD) & FD_CLOEXEC;
-  Slot *s = slot_of(fd, false);
-  s->nm.store(nullptr, std::memory_order_release);
-  g_open_fds.fetch_sub(1);
-  ep_forget_fd(fd);
-  delete f;
-  // from here on the program's fd is the kernel's netmap fd
-  const int rc = sys::dup3(real, fd, cloexec ? O_CLOEXEC : 0);
-  const int e = errno;
+  Lib lk;
+  int rc = 0, e = 0, moved = 0;
+  for (auto &chunk : g_chunks) {
+    Slot *c = chunk.load(std::memory_order_acquire);
+    for (int i = 0; c && i < CHUNK; i++) {
+      if (c[i].nm.load(std::memory_order_relaxed) != f) continue;
+      const int fd = static_cast<int>((&chunk - g_chunks) * CHUNK + i);
+      const long fl = syscall(SYS_fcntl, fd, F_GETFD);
+      unpublish(&c[i], &Slot::nm);
+      g_open_fds.fetch_sub(1);
+      ep_forget_fd(fd);
+      f->refs--;
+      nm_unref_locked(f);  // the slot's reference; the caller's pin keeps f
+      moved++;
+      // from here on this fd of the program's is the kernel's netmap fd
+      if (sys::dup3(real, fd, fl >= 0 && (fl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0 && rc == 0) rc = -1, e = errno;
+    }
+  }
   sys::close(real);
+  if (moved == 0) return fail(EBADF, "");  // every fd of it was closed meanwhile
   errno = e;
-  return rc < 0 ? -1 : 0;
+  return rc;
 }
 
 int pass_other(unsigned long req, void *arg, const std::string &name) {
@@ -830,7 +987,7 @@ bool geometry(const JVal &r, uint64_t *memsize, uint64_t *txr, uint64_t *rxr, ui
 }
 
 int port_info(NmFd *f, const std::string &name, nmreq_port_info_get *body) {
-  Port *p = f->port;
+  Port *p = f->port.load(std::memory_order_acquire);
   if (p && (name.empty() || name == p->name)) {
     body->nr_memsize = p->region->memsize + OVERLAY_SIZE;
     body->nr_tx_slots = p->layout.p.tx_slots;
@@ -906,7 +1063,7 @@ int refuse_options(nmreq_header *h) {
   return -1;
 }
 
-int ctrl(int fd, NmFd *f, nmreq_header *h) {
+int ctrl(NmFd *f, nmreq_header *h) {
   if (!h) return fail(EFAULT, "");
   if (h->nr_version < NETMAP_MIN_API || h->nr_version > NETMAP_MAX_API)
     return fail(EINVAL, "API mismatch: the program speaks netmap API " + std::to_string(h->nr_version) +
@@ -917,12 +1074,12 @@ int ctrl(int fd, NmFd *f, nmreq_header *h) {
   switch (h->nr_reqtype) {
     case NETMAP_REQ_REGISTER: {
       if (!body) return fail(EFAULT, "");
-      if (!served) return pass_register(fd, f, NIOCCTRL, h, name);
+      if (!served) return pass_register(f, NIOCCTRL, h, name);
       if (refuse_options(h) < 0) return -1;
       auto *b = static_cast<nmreq_register *>(body);
       // all 16 bits, as netmap reads them: NETMAP_RING_MASK is the legacy nmreq's
       RegWant w{name, b->nr_mode, b->nr_ringid, b->nr_flags};
-      std::lock_guard<std::mutex> lk(g_mu);
+      Lib lk;
       return do_register(f, w, b);
     }
     case NETMAP_REQ_PORT_INFO_GET:
@@ -968,12 +1125,12 @@ int ctrl(int fd, NmFd *f, nmreq_header *h) {
 }
 
 // legacy NIOCREGIF / NIOCGINFO (struct nmreq)
-int legacy(int fd, NmFd *f, unsigned long req, nmreq *r) {
+int legacy(NmFd *f, unsigned long req, nmreq *r) {
   if (!r) return fail(EFAULT, "");
   const std::string name(r->nr_name, strnlen(r->nr_name, sizeof r->nr_name));
   const bool served = name.empty() || is_vale_name(name) || is_pipe_name(name) ||
                       (r->nr_flags & NR_REG_MASK) == NR_REG_PIPE_MASTER || (r->nr_flags & NR_REG_MASK) == NR_REG_PIPE_SLAVE;
-  if (!served) return req == NIOCREGIF ? pass_register(fd, f, req, r, name) : pass_other(req, r, name);
+  if (!served) return req == NIOCREGIF ? pass_register(f, req, r, name) : pass_other(req, r, name);
   if (r->nr_cmd != 0)
     return fail(EOPNOTSUPP, name + ": legacy VALE commands (nr_cmd " + std::to_string(r->nr_cmd) +
                                 ") are not supported: use NIOCCTRL, as valectl does");
@@ -1007,7 +1164,7 @@ int legacy(int fd, NmFd *f, unsigned long req, nmreq *r) {
   b.nr_mem_id = r->nr_arg2;
   b.nr_extra_bufs = r->nr_arg3;
   {
-    std::lock_guard<std::mutex> lk(g_mu);
+    Lib lk;
     if (do_register(f, w, &b) < 0) return -1;
   }
   r->nr_offset = static_cast<uint32_t>(b.nr_offset);
@@ -1052,21 +1209,18 @@ bool forget_locked(Slot *s, int fd) {
   NmFd *f = s->nm.load(std::memory_order_acquire);
   EpSet *e = s->ep.load(std::memory_order_acquire);
   if (f) {
-    s->nm.store(nullptr, std::memory_order_release);
+    unpublish(s, &Slot::nm);
     g_open_fds.fetch_sub(1);
     ep_forget_fd(fd);
-    // the registration goes with the last fd that refers to it
-    if (--f->refs == 0) {
-      if (f->port) release_port(f->port);
-      if (f->inherited) release_port(f->inherited);
-      delete f;
-    }
+    // the registration goes with the last fd that refers to it, or after
+    // the last call still using it
+    f->refs--;
+    nm_unref_locked(f);
   }
   if (e) {
-    s->ep.store(nullptr, std::memory_order_release);
+    unpublish(s, &Slot::ep);
     g_ep_sets.fetch_sub(1);
-    sys::close(e->q);
-    delete e;
+    if (e->uses.fetch_sub(1, std::memory_order_acq_rel) == 1) ep_destroy_locked(e);
   }
   return f || e;
 }
@@ -1079,6 +1233,7 @@ int adopt_locked(int newfd, NmFd *f) {
     return fail(EMFILE, "dup: fd beyond the preload's table (1048576 fds)");
   }
   f->refs++;
+  f->uses.fetch_add(1, std::memory_order_relaxed);
   s->nm.store(f, std::memory_order_release);
   g_open_fds.fetch_add(1);
   return newfd;
@@ -1097,10 +1252,20 @@ void fork_child() {
     Slot *s = chunk.load(std::memory_order_acquire);
     if (!s) continue;
     for (int i = 0; i < CHUNK; i++) {
+      // the parent's other threads, and the calls they had in flight, are
+      // not in the child: only the table holds references here
+      s[i].pinning[0].store(0, std::memory_order_relaxed);
+      s[i].pinning[1].store(0, std::memory_order_relaxed);
       NmFd *f = s[i].nm.load(std::memory_order_acquire);
-      if (f && f->port) f->inherited = std::exchange(f->port, nullptr);
+      if (f) {
+        f->uses.store(f->refs, std::memory_order_relaxed);
+        if (Port *p = f->port.exchange(nullptr)) f->inherited = p;
+      }
       // a thread's copy of an epoll set may name those registrations: renew it
-      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) ep_changed(e);
+      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) {
+        e->uses.store(1, std::memory_order_relaxed);
+        ep_changed(e);
+      }
     }
   }
   g_mu.unlock();
@@ -1119,7 +1284,7 @@ bool is_netmap_fd(int fd) { return lookup(fd) != nullptr; }
 int dev_open(int flags) {
   const int fd = eventfd(0, EFD_NONBLOCK | ((flags & O_CLOEXEC) ? EFD_CLOEXEC : 0));
   if (fd < 0) return -1;
-  std::lock_guard<std::mutex> lk(g_mu);
+  Lib lk;
   Slot *s = slot_of(fd, true);
   if (!s) {
     sys::close(fd);
@@ -1137,16 +1302,34 @@ int dev_open(int flags) {
 
 // an epoll set of ours outlives the last emulated fd it held: its fd's
 // close and dups must still drop it, or a new epoll fd with its number
-// would be taken for it
+// would be taken for it; and the library's own fds outlive both while a
+// call still uses a closed registration
 static bool tracking() {
-  return g_open_fds.load(std::memory_order_relaxed) != 0 || g_ep_sets.load(std::memory_order_relaxed) != 0;
+  return g_open_fds.load(std::memory_order_relaxed) != 0 || g_ep_sets.load(std::memory_order_relaxed) != 0 ||
+         g_internal.load(std::memory_order_relaxed) != 0;
+}
+
+static bool is_internal(Slot *s) { return s && s->internal.load(std::memory_order_acquire); }
+
+int dev_opened(int fd) {
+  if (fd < 0 || t_lib == 0) return fd;
+  return own_fd(fd);  // the core, opening a file for the library (a pipe end's region, doorbells)
 }
 
 bool dev_close(int fd, int *rc) {
   if (!tracking()) return false;
   Slot *s = slot_of(fd, false);
+  if (is_internal(s)) {
+    if (t_lib) {  // the core closing a file of the library's: the number is free again
+      disown_fd(fd);
+      return false;
+    }
+    // not an fd the program opened: as the kernel answers for one it has not
+    *rc = fail(EBADF, "");
+    return true;
+  }
   if (!s || (!s->nm.load(std::memory_order_acquire) && !s->ep.load(std::memory_order_acquire))) return false;
-  std::lock_guard<std::mutex> lk(g_mu);
+  Lib lk;
   if (!forget_locked(s, fd)) return false;
   *rc = sys::close(fd);
   return true;
@@ -1155,11 +1338,15 @@ bool dev_close(int fd, int *rc) {
 bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
   if (!tracking()) return false;
   Slot *so = slot_of(oldfd, false), *sn = newfd >= 0 ? slot_of(newfd, false) : nullptr;
+  if (newfd != oldfd && is_internal(sn)) {  // would close a file of the library's under it
+    *rc = fail(EBADF, "");
+    return true;
+  }
   const bool old_ours = so && so->nm.load(std::memory_order_acquire);
   const bool new_ours = sn && (sn->nm.load(std::memory_order_acquire) || sn->ep.load(std::memory_order_acquire));
   if (!old_ours && !new_ours) return false;
   if (newfd == oldfd) return false;  // dup2(fd, fd): nothing changes; dup3 says EINVAL
-  std::lock_guard<std::mutex> lk(g_mu);
+  Lib lk;
   const int r = newfd < 0 ? static_cast<int>(syscall(SYS_fcntl, oldfd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, -newfd - 1))
                           : sys::dup3(oldfd, newfd, flags);
   if (r < 0) return *rc = -1, true;
@@ -1170,39 +1357,54 @@ bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
   return true;
 }
 
-void dev_forget_range(unsigned first, unsigned last) {
-  if (!tracking() || first > last) return;
-  std::lock_guard<std::mutex> lk(g_mu);
+int dev_close_range(unsigned first, unsigned last, int flags) {
+  auto kernel = [flags](unsigned a, unsigned b) { return static_cast<int>(syscall(SYS_close_range, a, b, flags)); };
+  if (!tracking() || first > last) return kernel(first, last);
+  Lib lk;
   const unsigned top = static_cast<unsigned>(CHUNK * NCHUNKS - 1);
-  if (last > top) last = top;
-  for (unsigned fd = first; fd <= last; fd++) {
+  const unsigned end = last > top ? top : last;
+  // the kernel closes the runs between the library's own fds
+  unsigned from = first;
+  int rc = 0, e = 0;
+  for (unsigned fd = first; fd <= end; fd++) {
     Slot *chunk = g_chunks[fd / CHUNK].load(std::memory_order_acquire);
     if (!chunk) {  // nothing of ours in this chunk
       fd |= CHUNK - 1;
       continue;
     }
-    forget_locked(&chunk[fd % CHUNK], static_cast<int>(fd));
+    Slot *s = &chunk[fd % CHUNK];
+    if (is_internal(s)) {
+      if (fd > from && kernel(from, fd - 1) < 0 && rc == 0) rc = -1, e = errno;
+      from = fd + 1;
+    } else if (!(flags & CLOSE_RANGE_CLOEXEC)) {
+      forget_locked(s, static_cast<int>(fd));
+    }
   }
+  if (from <= last && kernel(from, last) < 0 && rc == 0) rc = -1, e = errno;
+  if (rc < 0) errno = e;
+  return rc;
 }
 
 int dev_ioctl(int fd, unsigned long req, void *arg) {
-  NmFd *f = lookup(fd);
+  const Pinned pin_(pin(fd));
+  NmFd *f = pin_.f;
   if (!f) return sys::ioctl(fd, req, arg);
-  Port *p = f->port;
+  Port *p = f->port.load(std::memory_order_acquire);
   if (req == NIOCTXSYNC || req == NIOCRXSYNC) {
     if (!p) return f->inherited ? inherited_fail(fd) : fail(ENXIO, "");
     if (req == NIOCTXSYNC) txsync(p);
     else rxsync(p);
     return 0;
   }
-  if (req == NIOCCTRL) return ctrl(fd, f, static_cast<nmreq_header *>(arg));
-  if (req == NIOCREGIF || req == NIOCGINFO) return legacy(fd, f, req, static_cast<nmreq *>(arg));
+  if (req == NIOCCTRL) return ctrl(f, static_cast<nmreq_header *>(arg));
+  if (req == NIOCREGIF || req == NIOCGINFO) return legacy(f, req, static_cast<nmreq *>(arg));
   return sys::ioctl(fd, req, arg);
 }
 
 void *dev_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t off) {
-  NmFd *f = lookup(fd);
-  Port *p = f ? f->port : nullptr;
+  const Pinned pin_(pin(fd));
+  NmFd *f = pin_.f;
+  Port *p = f ? f->port.load(std::memory_order_acquire) : nullptr;
   if (f && f->inherited) {
     inherited_fail(fd);
     return MAP_FAILED;
@@ -1235,36 +1437,50 @@ void *dev_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t off) {
 
 int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask) {
   if (g_open_fds.load(std::memory_order_relaxed) == 0 || !fds) return sys::ppoll(fds, n, timeout, mask);
-  nfds_t mine = 0;
-  for (nfds_t i = 0; i < n; i++) {
-    NmFd *f = lookup(fds[i].fd);
-    if (f && f->port) mine++;
-  }
-  if (mine == 0) return sys::ppoll(fds, n, timeout, mask);
   // the kernel's view of the set: ours replaced by our doorbells, plus the
   // control sockets whose EOF says vale-ts went away, one per entry at most:
   // room for n of them, not `mine`, since another thread may register an
   // fd of the set while this one loops
   pollfd stack[STACK_FDS];
   Port *stack_ports[STACK_FDS];
+  NmFd *stack_pins[STACK_FDS];
   std::vector<pollfd> heap;
   std::vector<Port *> heap_ports;
+  std::vector<NmFd *> heap_pins;
   const nfds_t total = 2 * n;
   pollfd *k = stack;
   Port **ports = stack_ports;
+  NmFd **pins = stack_pins;
   if (total > STACK_FDS) {  // a set this large is beyond netmap's usual single fd
     heap.resize(total);
     heap_ports.resize(n);
+    heap_pins.resize(n);
     k = heap.data();
     ports = heap_ports.data();
+    pins = heap_pins.data();
   }
+  // the emulated fds of the set, held for the whole call: another thread's
+  // close leaves their registrations (and doorbells) alive until it returns
+  nfds_t mine = 0;
+  for (nfds_t i = 0; i < n; i++) {
+    pins[i] = pin(fds[i].fd);
+    if (pins[i] && pins[i]->port.load(std::memory_order_acquire)) mine++;
+  }
+  struct Unpin {
+    NmFd **v;
+    nfds_t n;
+    ~Unpin() {
+      for (nfds_t i = 0; i < n; i++)
+        if (v[i]) unpin(v[i]);
+    }
+  } unpin_all{pins, n};
+  if (mine == 0) return sys::ppoll(fds, n, timeout, mask);
   int64_t deadline;
   if (!deadline_of(timeout, &deadline)) return fail(EINVAL, "");
   for (;;) {
     int ready = 0;
     for (nfds_t i = 0; i < n; i++) {
-      NmFd *f = lookup(fds[i].fd);
-      ports[i] = f ? f->port : nullptr;
+      ports[i] = pins[i] ? pins[i]->port.load(std::memory_order_acquire) : nullptr;
       fds[i].revents = 0;
       if (ports[i]) {
         fds[i].revents = port_check(ports[i], fds[i].events);
@@ -1338,7 +1554,7 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
 int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
   NmFd *f = lookup(fd);
   if (!f) return sys::epoll_ctl(epfd, op, fd, ev);
-  std::lock_guard<std::mutex> lk(g_mu);
+  Lib lk;
   Slot *s = slot_of(epfd, true);
   if (!s) return fail(EBADF, "");
   EpSet *set = s->ep.load(std::memory_order_acquire);
@@ -1346,13 +1562,13 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
     if (fcntl(epfd, F_GETFD) < 0) return -1;
     set = new EpSet;
     set->epfd = epfd;
-    set->q = static_cast<int>(syscall(SYS_epoll_create1, EPOLL_CLOEXEC));
+    set->q = own_fd(static_cast<int>(syscall(SYS_epoll_create1, EPOLL_CLOEXEC)));
     epoll_event uev{};
     uev.events = EPOLLIN;
     uev.data.u64 = EP_USER_SET;
     if (set->q < 0 || sys::epoll_ctl(set->q, EPOLL_CTL_ADD, epfd, &uev) < 0) {
       const int e = errno;
-      if (set->q >= 0) sys::close(set->q);
+      close_own(set->q);
       delete set;
       errno = e;
       return -1;
@@ -1393,45 +1609,75 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
 bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct timespec *timeout, const sigset_t *mask,
                     int *rc) {
   if (g_open_fds.load(std::memory_order_relaxed) == 0) return false;
-  Slot *s = slot_of(epfd, false);
-  EpSet *set = s ? s->ep.load(std::memory_order_acquire) : nullptr;
+  // the set and its emulated members are held for the whole call: another
+  // thread's close of one of them, or of epfd, frees nothing this call uses
+  EpSet *set = pin_slot(slot_of(epfd, false), &Slot::ep);
   if (!set) return false;
+  struct Release {
+    EpSet *set;
+    size_t pinned;
+    ~Release() {
+      for (size_t i = 0; i < pinned; i++)
+        if (t_ep_pins[i]) unpin(t_ep_pins[i]);
+      ep_unpin(set);
+    }
+  } held{set, 0};
   if (max <= 0) {
     errno = EINVAL;
     *rc = -1;
     return true;
   }
   EpSnapshot &sn = t_ep;
-  if (sn.set != set || sn.gen != set->gen.load(std::memory_order_acquire) || !sn.complete) {
-    std::lock_guard<std::mutex> lk(g_mu);
-    sn.set = set;
-    sn.gen = set->gen.load(std::memory_order_relaxed);
-    sn.complete = true;
-    sn.m.clear();
-    sn.next = 0;
-    for (EpEntry &en : set->entries) {
-      NmFd *f = lookup(en.fd);
-      if (!f || !f->port) {
-        sn.complete = false;  // look again once it has registered
-        continue;
-      }
-      Port *p = f->port;
-      if (en.watched_wait != p->wait_fd) {
-        epoll_event w{};
-        w.events = EPOLLIN;
-        w.data.u64 = static_cast<uint64_t>(en.fd);
-        if (en.watched_wait >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, en.watched_wait, nullptr);
-        sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->wait_fd, &w);
-        en.watched_wait = p->wait_fd;
-        if (p->hup_fd >= 0) {
-          w.data.u64 = static_cast<uint64_t>(en.fd) | EP_HUP_BIT;
-          sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->hup_fd, &w);
-          en.watched_hup = p->hup_fd;
+  for (;;) {
+    if (sn.set != set || sn.gen != set->gen.load(std::memory_order_acquire) || !sn.complete) {
+      Lib lk;
+      sn.set = set;
+      sn.gen = set->gen.load(std::memory_order_relaxed);
+      sn.complete = true;
+      sn.m.clear();
+      sn.next = 0;
+      for (EpEntry &en : set->entries) {
+        NmFd *f = lookup(en.fd);
+        Port *p = f ? f->port.load(std::memory_order_acquire) : nullptr;
+        if (!p) {
+          sn.complete = false;  // look again once it has registered
+          continue;
         }
+        if (en.watched_wait != p->wait_fd) {
+          epoll_event w{};
+          w.events = EPOLLIN;
+          w.data.u64 = static_cast<uint64_t>(en.fd);
+          if (en.watched_wait >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, en.watched_wait, nullptr);
+          sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->wait_fd, &w);
+          en.watched_wait = p->wait_fd;
+          if (p->hup_fd >= 0) {
+            w.data.u64 = static_cast<uint64_t>(en.fd) | EP_HUP_BIT;
+            sys::epoll_ctl(set->q, EPOLL_CTL_ADD, p->hup_fd, &w);
+            en.watched_hup = p->hup_fd;
+          }
+        }
+        sn.m.push_back({en.fd, en.events, en.data});
       }
-      sn.m.push_back({en.fd, p, en.events, en.data});
     }
+    // this call's references to the members; if the set changed meanwhile, a
+    // member may have been closed and its number reused: copy it again
+    const size_t nmem = sn.m.size();
+    if (t_ep_pins.size() < nmem) {
+      t_ep_pins.resize(nmem);
+      t_ep_ports.resize(nmem);
+    }
+    for (size_t i = 0; i < nmem; i++) {
+      t_ep_pins[i] = pin(sn.m[i].fd);
+      t_ep_ports[i] = t_ep_pins[i] ? t_ep_pins[i]->port.load(std::memory_order_acquire) : nullptr;
+    }
+    held.pinned = nmem;
+    if (sn.gen == set->gen.load(std::memory_order_acquire)) break;
+    for (size_t i = 0; i < nmem; i++)
+      if (t_ep_pins[i]) unpin(t_ep_pins[i]);
+    held.pinned = 0;
+    sn.complete = false;
   }
+  Port *const *ports = t_ep_ports.data();
   const EpMember *members = sn.m.data();
   const int nm = static_cast<int>(sn.m.size());
   if (nm == 0) return false;
@@ -1445,7 +1691,8 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
   auto collect = [&](int *count) {
     for (int k = 0; k < nm && *count < max; k++) {
       const size_t i = (sn.next + static_cast<size_t>(k)) % static_cast<size_t>(nm);
-      const short rev = port_check(members[i].p, static_cast<short>(members[i].events & 0xffff));
+      if (!ports[i]) continue;
+      const short rev = port_check(ports[i], static_cast<short>(members[i].events & 0xffff));
       if (rev) {
         out[*count].events = static_cast<uint32_t>(rev);
         out[*count].data = members[i].data;
@@ -1458,7 +1705,8 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
     int count = 0;
     collect(&count);
     if (!count) {
-      for (int i = 0; i < nm; i++) arm(members[i].p, static_cast<short>(members[i].events), 1);
+      for (int i = 0; i < nm; i++)
+        if (ports[i]) arm(ports[i], static_cast<short>(members[i].events), 1);
       collect(&count);
     }
     if (!count) {
@@ -1469,10 +1717,11 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
       const int64_t left_ms = t ? t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000 : -1;
       int ms = left_ms > INT_MAX ? INT_MAX : static_cast<int>(left_ms);  // a longer wait loops
       for (int i = 0; i < nm; i++)
-        if (shares_bell(members[i].p) && (ms < 0 || ms > 1)) ms = 1;  // see shares_bell()
+        if (ports[i] && shares_bell(ports[i]) && (ms < 0 || ms > 1)) ms = 1;  // see shares_bell()
       const int r = sys::epoll_pwait(set->q, got, gmax, ms, mask);
       const int e = errno;
-      for (int i = 0; i < nm; i++) arm(members[i].p, static_cast<short>(members[i].events), 0);
+      for (int i = 0; i < nm; i++)
+        if (ports[i]) arm(ports[i], static_cast<short>(members[i].events), 0);
       if (r < 0) {
         errno = e;
         *rc = -1;
@@ -1483,9 +1732,9 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
         if (d == EP_USER_SET) continue;
         const int fd = static_cast<int>(d & 0xffffffffu);
         for (int j = 0; j < nm; j++) {
-          if (members[j].fd != fd) continue;
-          if (d & EP_HUP_BIT) members[j].p->hung.store(true, std::memory_order_relaxed);
-          else drain(members[j].p->wait_fd);
+          if (members[j].fd != fd || !ports[j]) continue;
+          if (d & EP_HUP_BIT) ports[j]->hung.store(true, std::memory_order_relaxed);
+          else drain(ports[j]->wait_fd);
         }
       }
       collect(&count);

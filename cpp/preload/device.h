@@ -22,15 +22,21 @@ bool is_netmap_fd(int fd);
 int dev_open(int flags);
 // close(fd) of an emulated fd (releases its registration), or of an epoll
 // fd we track. Returns true when the fd was ours and is now closed.
+// Closing one of the library's own fds is EBADF, as for an fd that is not open.
 bool dev_close(int fd, int *rc);
 // dup/dup2/dup3/F_DUPFD where oldfd is an emulated fd or newfd one we track:
 // the new fd shares oldfd's registration, as a dup of netmap's fd does.
 // newfd < 0 is F_DUPFD with lowest fd -newfd - 1. Returns false when neither
-// is ours (the caller passes the call through).
+// is ours (the caller passes the call through). A newfd of the library's
+// own is EBADF (it is not the program's to replace).
 bool dev_dup(int oldfd, int newfd, int flags, int *rc);
-// close_range/closefrom of [first, last]: drops what the table holds for
-// those fds, as close() would, before the caller has the kernel close them.
-void dev_forget_range(unsigned first, unsigned last);
+// close_range(2) of [first, last]: drops what the table holds for those
+// fds, as close() would, and has the kernel close them, all but the
+// library's own fds in the range (the program never opened those).
+int dev_close_range(unsigned first, unsigned last, int flags);
+// An fd open() or openat() returned for a file other than /dev/netmap: one of
+// the library's when the core opened it for the library (see own_fd).
+int dev_opened(int fd);
 // ioctl on an emulated fd.
 int dev_ioctl(int fd, unsigned long req, void *arg);
 // mmap of an emulated fd.

@@ -93,12 +93,12 @@ using openat_fn = int (*)(int, const char *, int, ...);
 // open and open64 alike: /dev/netmap is ours, everything else libc's `real`
 int open_body(open_fn real, const char *path, int flags, mode_t mode) {
   if (is_netmap_path(path)) return dev_open(flags);
-  return real(path, flags, mode);
+  return dev_opened(real(path, flags, mode));
 }
 // openat and openat64 alike: /dev/netmap by an absolute path or from the cwd
 int openat_body(openat_fn real, int dirfd, const char *path, int flags, mode_t mode) {
   if (is_netmap_path(path) && dirfd_ok(dirfd, path)) return dev_open(flags);
-  return real(dirfd, path, flags, mode);
+  return dev_opened(real(dirfd, path, flags, mode));
 }
 }  // namespace
 
@@ -126,12 +126,12 @@ EXPORT int openat64(int dirfd, const char *path, int flags, ...) {
 EXPORT int __open_2(const char *path, int flags) {
   REAL(__open_2, int (*)(const char *, int));
   if (is_netmap_path(path)) return dev_open(flags);
-  return real___open_2(path, flags);
+  return dev_opened(real___open_2(path, flags));
 }
 EXPORT int __open64_2(const char *path, int flags) {
   REAL(__open64_2, int (*)(const char *, int));
   if (is_netmap_path(path)) return dev_open(flags);
-  return real___open64_2(path, flags);
+  return dev_opened(real___open64_2(path, flags));
 }
 
 // ---- close / ioctl / mmap ------------------------------------------------------
@@ -145,16 +145,16 @@ EXPORT int close(int fd) {
 // close_range(2) and glibc's closefrom close fds without close(): the
 // table must let go of them first, or a file that reuses a number would be
 // taken for the registration (and the registration's release would later
-// close fds by numbers that are no longer its own)
-EXPORT int close_range(unsigned first, unsigned last, int flags) {
-  if (!(flags & CLOSE_RANGE_CLOEXEC)) dev_forget_range(first, last);
-  return static_cast<int>(syscall(SYS_close_range, first, last, flags));
-}
+// close fds by numbers that are no longer its own); and the library's own
+// fds in the range stay open
+EXPORT int close_range(unsigned first, unsigned last, int flags) { return dev_close_range(first, last, flags); }
 EXPORT void closefrom(int lowfd) {
+  if (lowfd < 0) return;
+  if (dev_close_range(static_cast<unsigned>(lowfd), ~0U, 0) == 0 || errno != ENOSYS) return;
+  // a kernel without close_range (before 5.9): glibc's own fallback, which
+  // cannot spare the library's fds
   REAL(closefrom, void (*)(int));
-  if (lowfd >= 0) dev_forget_range(static_cast<unsigned>(lowfd), ~0U);
   if (real_closefrom) real_closefrom(lowfd);
-  else if (lowfd >= 0) syscall(SYS_close_range, lowfd, ~0U, 0);
 }
 
 EXPORT int ioctl(int fd, unsigned long req, ...) {

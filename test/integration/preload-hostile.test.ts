@@ -4,7 +4,10 @@
  * preload's own record, not from words the pipe's peer can write; a poll set
  * whose emulated fds another thread registers meanwhile; ring ids read as
  * netmap reads them; epoll sets of many emulated fds; fd numbers reused
- * after an epoll fd's close or a close_range; timeouts as the kernel reads them.
+ * after an epoll fd's close or a close_range; timeouts as the kernel reads them;
+ * a close while another thread waits on the fd; a registered fd asked to
+ * register a NIC; the library's own fds against a program that closes or
+ * dup2()s onto fds it never opened.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -61,3 +64,31 @@ test('ppoll/epoll_pwait2 with an emulated fd: an invalid timespec is EINVAL, one
   t.is(r.code, 0, r.stdout + r.stderr);
   t.is(r.stdout, 'ok\n');
 });
+
+for (const how of ['poll', 'epoll'] as const) {
+  test(`${how}: a close of the registered fd while another thread sleeps on it frees nothing that sleep uses; the registration goes when it returns`, async (t) => {
+    const r = await run(await nmHostile(), ['close-in-wait', `vale0:${uname(how === 'poll' ? 'ri' : 'rj')}{0`, how], PRE).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+}
+
+test('NIOCTXSYNC and poll in two threads while a third registers and closes the fd, 500 times: nothing freed under them (ASan: test/asan/run.sh)', async (t) => {
+  const r = await run(await nmHostile(), ['sync-close', `vale0:${uname('rn')}`, '500'], PRE).done;
+  t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+  t.is(r.stdout, 'ok\n');
+});
+
+test('a registered fd asked to register a NIC (eth0) is EBUSY, as on netmap, and its registration keeps working', async (t) => {
+  const r = await run(await nmHostile(), ['pass-busy', `vale0:${uname('rm')}{0`], PRE).done;
+  t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+  t.is(r.stdout, 'ok\n');
+});
+
+for (const how of ['loop', 'range'] as const) {
+  test(`the library's own fds survive a program's ${how === 'loop' ? 'close loop' : 'close_range/closefrom'} around its netmap fds and dup2 onto them (EBADF); no kick lands in the program's files`, async (t) => {
+    const r = await run(await nmHostile(), ['lib-fds', `vale0:${uname(how === 'loop' ? 'rk' : 'rl')}`, how], PRE).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+}
