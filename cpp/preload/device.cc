@@ -16,6 +16,7 @@
 // all registrations with the same nr_mem_id, as it does.
 #include "preload/device.h"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -637,10 +638,12 @@ int bind_rings(Port *p, const RegWant &w) {
     if (w.ring >= T && w.ring >= R)
       return fail(EINVAL, w.name + ": ring " + std::to_string(w.ring) + " does not exist (the port has " +
                               std::to_string(T) + " tx / " + std::to_string(R) + " rx rings)");
-    p->tx_lo = w.ring < T ? w.ring : T;
-    p->tx_hi = w.ring < T ? w.ring + 1 : T;
-    p->rx_lo = w.ring < R ? w.ring : R;
-    p->rx_hi = w.ring < R ? w.ring + 1 : R;
+    // netmap's rule: a direction without that ring binds its ring 0
+    const uint32_t t = w.ring < T ? w.ring : 0, r = w.ring < R ? w.ring : 0;
+    p->tx_lo = std::min(t, T);
+    p->tx_hi = std::min(t + 1, T);
+    p->rx_lo = std::min(r, R);
+    p->rx_hi = std::min(r + 1, R);
   } else if (w.mode == NR_REG_NULL) {
     p->tx_lo = p->tx_hi = p->rx_lo = p->rx_hi = 0;
   } else {

@@ -33,6 +33,14 @@ test('NR_REG_ONE_NIC: the whole 16-bit nr_ringid is the ring (4097 is EINVAL on 
   t.regex(r.stderr, /ring 4097 does not exist/);
 });
 
+test.serial('NR_REG_ONE_NIC on a port with 3 tx / 1 rx rings: ring 2 binds tx ring 2 and rx ring 0, as netmap does; ring 3 is EINVAL', async (t) => {
+  await withVale0(async (env) => {
+    const r = await run(await nmHostile(), ['onenic-fallback', `vale0:${uname('ro')}`], { ...PRE, ...env }).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+});
+
 test.serial('poll: a set whose emulated fd another thread registers meanwhile (400 entries of it) stays within its arrays', async (t) => {
   await withVale0(async (env) => {
     const r = await run(await nmHostile(), ['poll-race', `vale0:${uname('rc')}{0`, `vale0:${uname('rd')}`], { ...PRE, ...env }).done;
