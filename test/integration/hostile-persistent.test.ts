@@ -8,7 +8,7 @@
  * read its frames, send as it and ring its bells. Now the port gets a fresh
  * region and doorbells when its last client goes.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { fstatSync } from 'node:fs';
 import os from 'node:os';
@@ -35,6 +35,19 @@ interface Held {
 const heldOf = (p: Port): Held => p.backendObject as unknown as Held;
 
 /** Close the control connection only: the region stays mapped, the fds open (and the Port's tx path writes the old ring). */
+/** A server (torn down with the test) with a persistent port vale0:p and a client port vale0:c beside it. */
+async function persistentRig(t: ExecutionContext, datapath?: 'loop' | 'thread') {
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket, ...(datapath ? { switchOptions: { datapath } } : {}) });
+  t.teardown(() => srv.close());
+  const gone = departures(srv);
+  const vale = new ValeClient({ socket });
+  await vale.create('vale0:p');
+  const c = await open('vale0:c', { socket });
+  t.teardown(() => c.close());
+  return { socket, srv, gone, vale, c, sw: srv.switch('vale0')! };
+}
+
 function leaveKeepingEverything(p: Port): Held {
   const h = heldOf(p);
   h.hupWatch.close();
@@ -45,15 +58,7 @@ function leaveKeepingEverything(p: Port): Held {
 for (const datapath of ['loop', 'thread'] as const) {
   test(`a persistent port's next client shares no region or doorbell with a client that left keeping them; what that one never read is counted (datapath ${datapath})`, async (t) => {
     t.timeout(60_000);
-    const socket = sockPath();
-    const srv = await ValeServer.listen({ socket, switchOptions: { datapath } });
-    t.teardown(() => srv.close());
-    const gone = departures(srv);
-    const vale = new ValeClient({ socket });
-    await vale.create('vale0:p');
-    const c = await open('vale0:c', { socket });
-    t.teardown(() => c.close());
-    const sw = srv.switch('vale0')!;
+    const { socket, srv, gone, vale, c, sw } = await persistentRig(t, datapath);
     const p = sw.port('vale0:p')!;
 
     const a = await open('vale0:p', { socket });
@@ -107,15 +112,7 @@ for (const datapath of ['loop', 'thread'] as const) {
 
 test('a persistent port keeps its counters across clients, with a fresh region each time', async (t) => {
   t.timeout(60_000);
-  const socket = sockPath();
-  const srv = await ValeServer.listen({ socket });
-  t.teardown(() => srv.close());
-  const gone = departures(srv);
-  const vale = new ValeClient({ socket });
-  await vale.create('vale0:p');
-  const c = await open('vale0:c', { socket });
-  t.teardown(() => c.close());
-  const sw = srv.switch('vale0')!;
+  const { socket, srv, gone, vale, c, sw } = await persistentRig(t);
   const idx = sw.port('vale0:p')!.index;
   const inos: number[] = [];
   for (let round = 0; round < 3; round++) {
