@@ -380,6 +380,7 @@ Status SwitchCore::set_attached(uint32_t id, bool on) {
 Status SwitchCore::set_stalled(uint32_t id, bool on) {
   WITH_PORT(id);
   p->stalled = on;
+  p->stall_freed = 0;
   return Ok{};
 }
 
@@ -745,8 +746,14 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
     rel = st.released;
   }
   if (rel != st.released) {
-    // a lossless sender waits for a receiver that drains, however slowly
-    d->stalled = false;
+    // a stalled receiver is waited for again once it has taken a quantum
+    // (the stall rule's rate, stall-watch.ts), not at any one slot: else a
+    // receiver taking a slot just after each stall would hold a lossless
+    // sender, and its floods, a whole stall bound per frame
+    if (d->stalled) {
+      d->stall_freed += ring_dist(rel, st.released, N);
+      if (d->stall_freed >= SWITCH_HOLD_QUANTUM) d->stalled = false;
+    }
     // bounded backpressure wants a rate: the hold clock restarts (and a
     // shed port is waited for again) only once SWITCH_HOLD_QUANTUM slots
     // were released since it started, not at any one slot, which would let

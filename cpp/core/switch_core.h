@@ -227,8 +227,10 @@ class SwitchCore {
   Status set_lossless(uint32_t id, bool on);
   Status set_attached(uint32_t id, bool on);
   // The switch's clock says this receiver has blocked a lossless sender for
-  // longer than the bound: until it releases an rx slot again, copies to it
-  // are dropped (dropStalled) instead of waited for.
+  // longer than the bound: until it has released SWITCH_HOLD_QUANTUM rx
+  // slots since (as a shed port), copies to it that find its ring full are
+  // dropped (dropStalled) instead of waited for. Not at any one slot: the
+  // sender would wait a whole stall bound again for each slot it takes.
   Status set_stalled(uint32_t id, bool on);
   // Bounded backpressure (the default; 0 turns it off for this port): when
   // port `id`'s rx ring is full, senders' frames for it stay in their tx
@@ -395,8 +397,10 @@ class SwitchCore {
     bool lossless = false;
     bool attached = true;  // a client holds the port: only then can backpressure from it end
     // an attached receiver that stopped draining for longer than the switch's
-    // stall bound: lossless senders no longer wait for it (set_stalled)
+    // stall bound: lossless senders no longer wait for it (set_stalled), until
+    // it has released SWITCH_HOLD_QUANTUM slots since (stall_freed)
     bool stalled = false;
+    uint32_t stall_freed = 0;
     // bounded backpressure (set_hold_us): the bound, since when the full rx
     // ring has held a sender back without releasing SWITCH_HOLD_QUANTUM
     // slots (0: it has not), whether the bound ran out (copies dropped until

@@ -116,7 +116,7 @@ export interface NativeSwitchCore {
   detach(): void;
   /** release every port, the batch arrays and the descriptors now; other threads must have detached */
   shutdown(): void;
-  /** a receiver blocking lossless senders beyond the stall bound: drop its copies (dropStalled) until it drains */
+  /** a receiver blocking lossless senders beyond the stall bound: drop its copies (dropStalled) until it has released 64 slots (the hold quantum) */
   setStalled(id: number, on: boolean): void;
   /** bounded backpressure: how long (µs, 0..1e6) port `id`'s full rx ring may hold senders back without releasing 64 slots (SWITCH_HOLD_QUANTUM); 0: drop at once */
   setHoldUs(id: number, holdUs: number): void;

@@ -279,6 +279,41 @@ test('lossless: a receiver taking one frame now and then, under the hold quantum
   );
 });
 
+test('lossless: a stalled receiver taking one frame is not waited for again until it has taken a quantum (a slot just after each stall would hold the sender a stall bound per frame)', async (t) => {
+  const clock = new ManualClock();
+  const sw = new Switch('vale0', { clock, stallMs: 1000 });
+  await withServer(
+    async (socket) => {
+      const { TOTAL, rounds, idle, tx, sending, idx, txIdx, close } = await losslessStallRig(socket, sw);
+      t.teardown(close);
+      const stalled = once(sw, 'stalled');
+      clock.advance(1001);
+      await stalled;
+      await sending;
+      await until(() => (sw.counters(txIdx)['rxFrames'] ?? 0) >= TOTAL);
+      // the attack: one slot taken right after the stall, its ring full again at once
+      idle.rxsync();
+      t.is(idle.dispatch(1, () => {}), 1);
+      idle.rxsync();
+      for (let i = 0; i < 10; i++) t.true(tx.inject(frame(BCAST, A, i)));
+      tx.txsync();
+      await rounds(2); // rounds that took tx's frames (published before the probe), or left them waiting
+      t.is(sw.counters(txIdx)['rxFrames'], TOTAL + 10, 'the sender does not wait for a receiver that took one frame since its stall');
+      t.is(sw.counters(idx)['dropStalled'], TOTAL - 63 + 9, 'one copy took the slot, the other nine are counted');
+      t.is(sw.switchCounters().stalls, 1);
+      // a receiver that drains (64 slots with the first) is waited for again, losslessly
+      t.is((await receive(idle, 63)).length, 63);
+      for (let i = 0; i < 70; i++) t.true(tx.inject(frame(BCAST, A, i)));
+      tx.txsync();
+      await until(() => (sw.counters(idx)['txFrames'] ?? 0) >= 64 + 63);
+      await rounds(2);
+      t.is(sw.counters(txIdx)['rxFrames'], TOTAL + 10 + 63, 'the sender waits for room again: 63 fitted, 7 wait');
+      t.is(sw.counters(idx)['dropStalled'], TOTAL - 63 + 9, 'nothing more dropped');
+    },
+    { switches: [sw] },
+  );
+});
+
 test('badHead counts each impossible index once, however many syncs read it', async (t) => {
   const sw = new Switch('vale0');
   await withServer(
