@@ -558,6 +558,23 @@ thread_local std::vector<Port *> t_ep_ports;
 constexpr uint64_t EP_USER_SET = ~0ULL;
 constexpr uint64_t EP_HUP_BIT = 1ULL << 32;
 
+// Under g_mu: entry j leaves set e. The doorbell and control socket it
+// watched in `q` may be another member's too (a dup of its fd, another
+// registration of one pipe end): `q` holds each fd once, so the members
+// that share one are marked unwatched, for the next snapshot to add it
+// again under one of them; else their wakeups would go unseen.
+void ep_erase(EpSet *e, size_t j) {
+  const EpEntry gone = e->entries[j];
+  e->entries.erase(e->entries.begin() + static_cast<long>(j));
+  if (gone.watched_wait >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, gone.watched_wait, nullptr);
+  if (gone.watched_hup >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, gone.watched_hup, nullptr);
+  for (EpEntry &en : e->entries)
+    if ((gone.watched_wait >= 0 && en.watched_wait == gone.watched_wait) ||
+        (gone.watched_hup >= 0 && en.watched_hup == gone.watched_hup))
+      en.watched_wait = en.watched_hup = -1;
+  ep_changed(e);
+}
+
 void ep_forget_fd(int fd) {  // under g_mu: fd is closing
   for (auto &chunk : g_chunks) {
     Slot *s = chunk.load(std::memory_order_acquire);
@@ -567,10 +584,7 @@ void ep_forget_fd(int fd) {  // under g_mu: fd is closing
       if (!e) continue;
       for (size_t j = 0; j < e->entries.size(); j++)
         if (e->entries[j].fd == fd) {
-          if (e->entries[j].watched_wait >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, e->entries[j].watched_wait, nullptr);
-          if (e->entries[j].watched_hup >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, e->entries[j].watched_hup, nullptr);
-          e->entries.erase(e->entries.begin() + static_cast<long>(j));
-          ep_changed(e);
+          ep_erase(e, j);
           break;
         }
     }
@@ -1599,10 +1613,7 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
       return 0;
     case EPOLL_CTL_DEL:
       if (!found) return fail(ENOENT, "");
-      if (set->entries[j].watched_wait >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, set->entries[j].watched_wait, nullptr);
-      if (set->entries[j].watched_hup >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, set->entries[j].watched_hup, nullptr);
-      set->entries.erase(set->entries.begin() + static_cast<long>(j));
-      ep_changed(set);
+      ep_erase(set, j);
       return 0;
     default:
       return fail(EINVAL, "");
