@@ -412,15 +412,26 @@ NmFd *lookup(int fd) {
 // A reference to what slot s names (nm or ep), taken without a lock: the
 // slot's pinning count keeps unpublish() from returning, and so the table's
 // reference from being dropped, between the load and the increment.
+// The phase is read again after counting in: a thread stalled between the
+// two through a whole close (which did not see its count), a new open of
+// the number and the start of its close (which waits on the other phase)
+// would otherwise take a reference to an entry that close then frees.
 template <class T>
 T *pin_slot(Slot *s, std::atomic<T *> Slot::*which) {
   if (!s || !(s->*which).load(std::memory_order_relaxed)) return nullptr;  // the common miss: no RMW
-  std::atomic<int> &c = s->pinning[s->pin_phase.load(std::memory_order_seq_cst) & 1];
-  c.fetch_add(1, std::memory_order_seq_cst);
-  T *v = (s->*which).load(std::memory_order_seq_cst);
-  if (v) v->uses.fetch_add(1, std::memory_order_relaxed);  // the slot's reference keeps it above 0
-  c.fetch_sub(1, std::memory_order_release);
-  return v;
+  for (;;) {
+    const uint32_t phase = s->pin_phase.load(std::memory_order_seq_cst);
+    std::atomic<int> &c = s->pinning[phase & 1];
+    c.fetch_add(1, std::memory_order_seq_cst);
+    if (s->pin_phase.load(std::memory_order_seq_cst) != phase) {  // an unpublish began meanwhile: count in anew
+      c.fetch_sub(1, std::memory_order_release);
+      continue;
+    }
+    T *v = (s->*which).load(std::memory_order_seq_cst);
+    if (v) v->uses.fetch_add(1, std::memory_order_relaxed);  // the slot's reference keeps it above 0
+    c.fetch_sub(1, std::memory_order_release);
+    return v;
+  }
 }
 
 NmFd *pin(int fd) {
