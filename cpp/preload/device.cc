@@ -412,15 +412,26 @@ NmFd *lookup(int fd) {
 // A reference to what slot s names (nm or ep), taken without a lock: the
 // slot's pinning count keeps unpublish() from returning, and so the table's
 // reference from being dropped, between the load and the increment.
+// The phase is read again after counting in: a thread stalled between the
+// two through a whole close (which did not see its count), a new open of
+// the number and the start of its close (which waits on the other phase)
+// would otherwise take a reference to an entry that close then frees.
 template <class T>
 T *pin_slot(Slot *s, std::atomic<T *> Slot::*which) {
   if (!s || !(s->*which).load(std::memory_order_relaxed)) return nullptr;  // the common miss: no RMW
-  std::atomic<int> &c = s->pinning[s->pin_phase.load(std::memory_order_seq_cst) & 1];
-  c.fetch_add(1, std::memory_order_seq_cst);
-  T *v = (s->*which).load(std::memory_order_seq_cst);
-  if (v) v->uses.fetch_add(1, std::memory_order_relaxed);  // the slot's reference keeps it above 0
-  c.fetch_sub(1, std::memory_order_release);
-  return v;
+  for (;;) {
+    const uint32_t phase = s->pin_phase.load(std::memory_order_seq_cst);
+    std::atomic<int> &c = s->pinning[phase & 1];
+    c.fetch_add(1, std::memory_order_seq_cst);
+    if (s->pin_phase.load(std::memory_order_seq_cst) != phase) {  // an unpublish began meanwhile: count in anew
+      c.fetch_sub(1, std::memory_order_release);
+      continue;
+    }
+    T *v = (s->*which).load(std::memory_order_seq_cst);
+    if (v) v->uses.fetch_add(1, std::memory_order_relaxed);  // the slot's reference keeps it above 0
+    c.fetch_sub(1, std::memory_order_release);
+    return v;
+  }
 }
 
 NmFd *pin(int fd) {
@@ -558,6 +569,23 @@ thread_local std::vector<Port *> t_ep_ports;
 constexpr uint64_t EP_USER_SET = ~0ULL;
 constexpr uint64_t EP_HUP_BIT = 1ULL << 32;
 
+// Under g_mu: entry j leaves set e. The doorbell and control socket it
+// watched in `q` may be another member's too (a dup of its fd, another
+// registration of one pipe end): `q` holds each fd once, so the members
+// that share one are marked unwatched, for the next snapshot to add it
+// again under one of them; else their wakeups would go unseen.
+void ep_erase(EpSet *e, size_t j) {
+  const EpEntry gone = e->entries[j];
+  e->entries.erase(e->entries.begin() + static_cast<long>(j));
+  if (gone.watched_wait >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, gone.watched_wait, nullptr);
+  if (gone.watched_hup >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, gone.watched_hup, nullptr);
+  for (EpEntry &en : e->entries)
+    if ((gone.watched_wait >= 0 && en.watched_wait == gone.watched_wait) ||
+        (gone.watched_hup >= 0 && en.watched_hup == gone.watched_hup))
+      en.watched_wait = en.watched_hup = -1;
+  ep_changed(e);
+}
+
 void ep_forget_fd(int fd) {  // under g_mu: fd is closing
   for (auto &chunk : g_chunks) {
     Slot *s = chunk.load(std::memory_order_acquire);
@@ -567,10 +595,7 @@ void ep_forget_fd(int fd) {  // under g_mu: fd is closing
       if (!e) continue;
       for (size_t j = 0; j < e->entries.size(); j++)
         if (e->entries[j].fd == fd) {
-          if (e->entries[j].watched_wait >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, e->entries[j].watched_wait, nullptr);
-          if (e->entries[j].watched_hup >= 0) sys::epoll_ctl(e->q, EPOLL_CTL_DEL, e->entries[j].watched_hup, nullptr);
-          e->entries.erase(e->entries.begin() + static_cast<long>(j));
-          ep_changed(e);
+          ep_erase(e, j);
           break;
         }
     }
@@ -1599,10 +1624,7 @@ int dev_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
       return 0;
     case EPOLL_CTL_DEL:
       if (!found) return fail(ENOENT, "");
-      if (set->entries[j].watched_wait >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, set->entries[j].watched_wait, nullptr);
-      if (set->entries[j].watched_hup >= 0) sys::epoll_ctl(set->q, EPOLL_CTL_DEL, set->entries[j].watched_hup, nullptr);
-      set->entries.erase(set->entries.begin() + static_cast<long>(j));
-      ep_changed(set);
+      ep_erase(set, j);
       return 0;
     default:
       return fail(EINVAL, "");

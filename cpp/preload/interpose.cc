@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -60,11 +61,17 @@ template <class F>
 F next(const char *name) {
   return reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
 }
-// the next definition of `name` (libc's), looked up once
-#define REAL(name, ...)                            \
-  using name##_fn = __VA_ARGS__;                   \
-  static name##_fn real_##name = nullptr;          \
-  if (!real_##name) real_##name = next<name##_fn>(#name);
+// the next definition of `name` (libc's), looked up once; the cache is an
+// atomic since threads race to fill it (the same value, but a plain static
+// written by one thread and read by another is a data race)
+#define REAL(name, ...)                                                  \
+  using name##_fn = __VA_ARGS__;                                         \
+  static std::atomic<name##_fn> cached_##name{nullptr};                  \
+  name##_fn real_##name = cached_##name.load(std::memory_order_relaxed); \
+  if (!real_##name) {                                                    \
+    real_##name = next<name##_fn>(#name);                                \
+    cached_##name.store(real_##name, std::memory_order_relaxed);         \
+  }
 
 bool is_netmap_path(const char *path) { return path && std::strcmp(path, "/dev/netmap") == 0; }
 

@@ -7,7 +7,8 @@
  * after an epoll fd's close or a close_range; timeouts as the kernel reads them;
  * a close while another thread waits on the fd; a registered fd asked to
  * register a NIC; the library's own fds against a program that closes or
- * dup2()s onto fds it never opened.
+ * dup2()s onto fds it never opened; an epoll set holding an fd and its dup
+ * (one doorbell) after the first leaves it.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -96,6 +97,14 @@ test('a registered fd asked to register a NIC (eth0) is EBUSY, as on netmap, and
 for (const how of ['loop', 'range'] as const) {
   test(`the library's own fds survive a program's ${how === 'loop' ? 'close loop' : 'close_range/closefrom'} around its netmap fds and dup2 onto them (EBADF); no kick lands in the program's files`, async (t) => {
     const r = await run(await nmHostile(), ['lib-fds', `vale0:${uname(how === 'loop' ? 'rk' : 'rl')}`, how], PRE).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+}
+
+for (const how of ['close', 'del'] as const) {
+  test(`epoll: a set holding a registered fd and its dup still wakes for the dup after the first ${how === 'close' ? 'is closed' : 'is EPOLL_CTL_DEL\'d'} (one doorbell, watched once)`, async (t) => {
+    const r = await run(await nmHostile(), ['epoll-dup', `vale0:${uname(how === 'close' ? 'rp' : 'rq')}`, how], PRE).done;
     t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
     t.is(r.stdout, 'ok\n');
   });
