@@ -654,7 +654,13 @@ bool SwitchCore::still_parked(ScanRing &s, int64_t &now) {
   if (keep && s.park_lossless) {
     keep = !d->stalled;
     if (keep && parked_on_ < 0) parked_on_ = s.park;
-  } else if (keep) {
+  } else if (d && !s.park_lossless) {
+    // a sender held back by d until now, whether it stays parked or not
+    // (hold_back: a hold is over only when nobody was, for a bound)
+    if (now == 0) now = mono_ns();
+    d->held_seen_ns = now;
+  }
+  if (keep && !s.park_lossless) {
     const int64_t bound = hold_bound_ns(d, s.park_flood);
     keep = !d->shed && bound > 0 && d->full_since_ns != 0;
     if (keep) {
@@ -707,6 +713,12 @@ bool SwitchCore::hold_back(Port *d, bool flood) {
   const int64_t bound = hold_bound_ns(d, flood);
   if (bound == 0 || !d->attached || d->shed) return false;
   const int64_t now = mono_ns();
+  // no sender held back by it for a whole bound: the last hold ended with
+  // the traffic (the receiver took what there was), not with a quantum
+  // released; this full ring starts a new one. A receiver trickling slots
+  // has a sender parked on it all along (still_parked sees it each round).
+  if (d->full_since_ns != 0 && now - d->held_seen_ns > d->hold_ns) d->full_since_ns = 0;
+  d->held_seen_ns = now;
   if (d->full_since_ns == 0) {
     d->full_since_ns = now;
     d->hold_freed = 0;

@@ -242,7 +242,10 @@ class SwitchCore {
   // copies to it are dropped (dropNoSpace) until it has released a
   // quantum. A receiver that frees a slot just before each bound no longer
   // holds its senders (head-of-line: their frames for everyone) to a frame
-  // per bound: it holds them at most a bound per quantum it takes.
+  // per bound: it holds them at most a bound per quantum it takes. A hold
+  // in which no sender was held back for a whole bound (the receiver took
+  // what there was and the traffic paused) is over: the next full ring
+  // starts a new one, so pauses between bursts do not count as holding.
   // A port without a client never holds anyone back.
   Status set_hold_us(uint32_t id, uint32_t hold_us);
   // The longest a flood waits for any one full receiver (µs; the switch's
@@ -404,11 +407,15 @@ class SwitchCore {
     // bounded backpressure (set_hold_us): the bound, since when the full rx
     // ring has held a sender back without releasing SWITCH_HOLD_QUANTUM
     // slots (0: it has not), whether the bound ran out (copies dropped until
-    // it releases a quantum), and the slots released since either began
+    // it releases a quantum), and the slots released since either began;
+    // when a sender was last seen held back by it (a copy held, or a ring
+    // still parked on it): a hold nobody took part in for a whole bound is
+    // over, so a pause in the traffic does not count as holding
     int64_t hold_ns = 0;
     int64_t full_since_ns = 0;
     bool shed = false;
     uint32_t hold_freed = 0;
+    int64_t held_seen_ns = 0;
     uint8_t vnet = 0;  // virtio-net header length (set_vnet_hdr_len)
     Layout layout;
     mapping mem;

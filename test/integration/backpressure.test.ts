@@ -269,6 +269,41 @@ test('a port holding longer than its switch (as an in-line guest port does) hold
  */
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+test('a receiver with a small ring that takes every burst at once is not shed for the pauses between bursts: a hold with nobody held back for a bound is over', async (t) => {
+  // 8 slots (7 frames) and bursts of 8: each burst's last frame waits for
+  // the receiver, which then takes everything, far fewer than a quantum of
+  // slots. Traffic then pauses for longer than the bound. Counting the
+  // pause as holding shed the port at the next burst (a copy dropped).
+  const B = 300;
+  const sw = new Switch('vale0', { holdUs: B * 1000 });
+  await withServer(sw, async (socket) => {
+    const rx = await open('vale0:rx@conf:rx_slots=8', { socket });
+    const tx = await open('vale0:tx', { socket });
+    t.teardown(() => {
+      for (const p of [rx, tx]) p.close();
+    });
+    await announce(rx, MAC.A);
+    take(tx);
+    const idx = sw.port('vale0:rx')!.index;
+    const c = (k: string): number => sw.counters(idx)[k] ?? 0;
+    const base = c('txFrames');
+    const got: number[] = [];
+    for (let burst = 0; burst < 3; burst++) {
+      for (let i = 0; i < 8; i++) if (!tx.inject(frame(MAC.A, MAC.B, burst * 8 + i))) throw new Error('tx ring full');
+      tx.txsync();
+      while (got.length < 8 * (burst + 1)) {
+        await until(() => c('txFrames') - base > got.length || c('dropNoSpace') > 0);
+        if (c('dropNoSpace') > 0) break;
+        got.push(...take(rx));
+      }
+      t.is(c('dropNoSpace'), 0, `burst ${burst}: nothing dropped`);
+      // the pause: longer than the bound, nobody sending
+      await pause(B + 100);
+    }
+    t.deepEqual(got, Array.from({ length: 24 }, (_, i) => i), 'every frame of every burst, in order');
+  });
+});
+
 test('a receiver that releases one slot at a time is shed when its bound runs out, however often it releases one: its sender\'s frames for others are not held to its pace', async (t) => {
   // 200 ms: the hostile receiver releases a slot about every 25 ms, eight
   // times a bound, far fewer than the slots a receiver must free per bound
