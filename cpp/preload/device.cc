@@ -33,7 +33,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -1472,20 +1474,31 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
   pollfd stack[STACK_FDS];
   Port *stack_ports[STACK_FDS];
   NmFd *stack_pins[STACK_FDS];
-  std::vector<pollfd> heap;
-  std::vector<Port *> heap_ports;
-  std::vector<NmFd *> heap_pins;
-  const nfds_t total = 2 * n;
+  std::unique_ptr<pollfd[]> heap;
+  std::unique_ptr<Port *[]> heap_ports;
+  std::unique_ptr<NmFd *[]> heap_pins;
   pollfd *k = stack;
   Port **ports = stack_ports;
   NmFd **pins = stack_pins;
-  if (total > STACK_FDS) {  // a set this large is beyond netmap's usual single fd
-    heap.resize(total);
-    heap_ports.resize(n);
-    heap_pins.resize(n);
-    k = heap.data();
-    ports = heap_ports.data();
-    pins = heap_pins.data();
+  if (n > STACK_FDS / 2) {  // a set this large is beyond netmap's usual single fd
+    // the kernel's bound, checked before 2 * n is computed or allocated: past
+    // RLIMIT_NOFILE poll() is EINVAL; memory it cannot have is ENOMEM, as
+    // the kernel's, not an abort (this library has no exceptions)
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && n > rl.rlim_cur) {
+      errno = EINVAL;
+      return -1;
+    }
+    heap.reset(new (std::nothrow) pollfd[2 * n]);
+    heap_ports.reset(new (std::nothrow) Port *[n]);
+    heap_pins.reset(new (std::nothrow) NmFd *[n]);
+    if (!heap || !heap_ports || !heap_pins) {
+      errno = ENOMEM;
+      return -1;
+    }
+    k = heap.get();
+    ports = heap_ports.get();
+    pins = heap_pins.get();
   }
   // the emulated fds of the set, held for the whole call: another thread's
   // close leaves their registrations (and doorbells) alive until it returns

@@ -27,6 +27,12 @@ test('pipe: a bad head/cur is reinitialised from the end\'s own record, not the 
   t.regex(r.stderr, /ring 0: head or cur out of range, ring put back as the last sync left it \(netmap's ring reinit\)/);
 });
 
+test('poll with an emulated fd and nfds past RLIMIT_NOFILE is EINVAL, as the kernel answers, not an abort', async (t) => {
+  const r = await run(await nmHostile(), ['poll-huge', `vale0:${uname('rh')}{0`], PRE).done;
+  t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+  t.is(r.stdout, 'ok\n');
+});
+
 test('NR_REG_ONE_NIC: the whole 16-bit nr_ringid is the ring (4097 is EINVAL on 2 rings, not ring 1)', async (t) => {
   const r = await run(await nmHostile(), ['ringid', `vale0:${uname('rb')}{0`], PRE).done;
   t.is(r.code, 0, r.stdout + r.stderr);
