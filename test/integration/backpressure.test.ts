@@ -5,7 +5,7 @@
  * here depends on the clock being fast: the bounds are either far longer
  * than anything the test waits for, or the test only needs them to pass.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import os from 'node:os';
 import path from 'node:path';
 import { LearningBridge, open, Switch, ValeServer, type Port } from '../../src/index.js';
@@ -34,6 +34,16 @@ async function withServer<T>(sw: Switch, fn: (socket: string) => Promise<T>): Pr
   } finally {
     srv.close();
   }
+}
+
+/** Opens `specs` on the switch at `socket`, closed when the test ends. */
+async function openAll(t: ExecutionContext, socket: string, ...specs: string[]): Promise<Port[]> {
+  const ports: Port[] = [];
+  t.teardown(() => {
+    for (const p of ports) p.close();
+  });
+  for (const s of specs) ports.push(await open(s, { socket }));
+  return ports;
 }
 
 /** Every frame waiting at `p` now, as sequence numbers. */
@@ -277,11 +287,7 @@ test('a receiver with a small ring that takes every burst at once is not shed fo
   const B = 300;
   const sw = new Switch('vale0', { holdUs: B * 1000 });
   await withServer(sw, async (socket) => {
-    const rx = await open('vale0:rx@conf:rx_slots=8', { socket });
-    const tx = await open('vale0:tx', { socket });
-    t.teardown(() => {
-      for (const p of [rx, tx]) p.close();
-    });
+    const [rx, tx] = (await openAll(t, socket, 'vale0:rx@conf:rx_slots=8', 'vale0:tx')) as [Port, Port];
     await announce(rx, MAC.A);
     take(tx);
     const idx = sw.port('vale0:rx')!.index;
@@ -312,12 +318,7 @@ test('a receiver that releases one slot at a time is shed when its bound runs ou
   const B = 200;
   const sw = new Switch('vale0', { holdUs: B * 1000 });
   await withServer(sw, async (socket) => {
-    const hostile = await open('vale0:h@conf:rx_slots=64', { socket });
-    const v = await open('vale0:v', { socket });
-    const tx = await open('vale0:tx', { socket });
-    t.teardown(() => {
-      for (const p of [hostile, v, tx]) p.close();
-    });
+    const [hostile, v, tx] = (await openAll(t, socket, 'vale0:h@conf:rx_slots=64', 'vale0:v', 'vale0:tx')) as [Port, Port, Port];
     await announce(hostile, MAC.A);
     await announce(v, MAC.C);
     for (const p of [hostile, v, tx]) take(p);
@@ -355,13 +356,7 @@ test('floods are not held to the pace of a full receiver that releases one slot 
   const B = 100;
   const sw = new Switch('vale0', { holdUs: B * 1000 });
   await withServer(sw, async (socket) => {
-    const hostile = await open('vale0:h@conf:rx_slots=64', { socket });
-    const v = await open('vale0:v', { socket });
-    const tx = await open('vale0:tx', { socket });
-    const bc = await open('vale0:bc', { socket });
-    t.teardown(() => {
-      for (const p of [hostile, v, tx, bc]) p.close();
-    });
+    const [hostile, v, tx, bc] = (await openAll(t, socket, 'vale0:h@conf:rx_slots=64', 'vale0:v', 'vale0:tx', 'vale0:bc')) as [Port, Port, Port, Port];
     const hIdx = sw.port('vale0:h')!.index;
     sw.setHoldUs(hIdx, 1_000_000);
     await announce(hostile, MAC.A);
