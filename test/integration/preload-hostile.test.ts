@@ -28,7 +28,10 @@ test('pipe: a bad head/cur is reinitialised from the end\'s own record, not the 
 });
 
 test('poll with an emulated fd and nfds past RLIMIT_NOFILE is EINVAL, as the kernel answers, not an abort', async (t) => {
-  const r = await run(await nmHostile(), ['poll-huge', `vale0:${uname('rh')}{0`], PRE).done;
+  // under test/asan/run.sh ASan's own poll interceptor (preloaded) reads every entry
+  // before the call reaches the shim: there, a real array one past the limit
+  const how = (process.env['LD_PRELOAD'] ?? '').includes('asan') ? 'limit' : 'huge';
+  const r = await run(await nmHostile(), ['poll-huge', `vale0:${uname('rh')}{0`, how], PRE).done;
   t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
   t.is(r.stdout, 'ok\n');
 });
