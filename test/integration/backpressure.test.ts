@@ -279,6 +279,23 @@ test('a port holding longer than its switch (as an in-line guest port does) hold
  */
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The attack: `hostile` releases one rx slot, then pauses `everyMs`, at most
+ * 60 times, while `v` collects until it has `m` frames. Returns what v got
+ * and how many single-slot releases it took.
+ */
+async function trickle(t: ExecutionContext, hostile: Port, v: Port, m: number, everyMs: number): Promise<{ got: number[]; releases: number }> {
+  const got: number[] = [];
+  let releases = 0;
+  while (got.length < m && releases < 60) {
+    t.is(take(hostile, 1).length, 1, 'the hostile receiver always has a frame to release');
+    releases++;
+    await pause(everyMs);
+    got.push(...take(v));
+  }
+  return { got, releases };
+}
+
 test('a receiver with a small ring that takes every burst at once is not shed for the pauses between bursts: a hold with nobody held back for a bound is over', async (t) => {
   // 8 slots (7 frames) and bursts of 8: each burst's last frame waits for
   // the receiver, which then takes everything, far fewer than a quantum of
@@ -333,14 +350,7 @@ test('a receiver that releases one slot at a time is shed when its bound runs ou
     const M = 200;
     for (let i = 0; i < 2 * M; i++) if (!tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, 1000 + i))) throw new Error('tx ring full');
     tx.txsync();
-    const got: number[] = [];
-    let releases = 0;
-    while (got.length < M && releases < 60) {
-      t.is(take(hostile, 1).length, 1, 'the hostile receiver always has a frame to release');
-      releases++;
-      await pause(B / 8);
-      got.push(...take(v));
-    }
+    const { got, releases } = await trickle(t, hostile, v, M, B / 8);
     t.deepEqual(got, Array.from({ length: M }, (_, i) => 1001 + 2 * i), `v got every frame, in order (${releases} single-slot releases)`);
     t.true(await tx.flush());
     const c = sw.counters(hIdx);
@@ -368,14 +378,7 @@ test('floods are not held to the pace of a full receiver that releases one slot 
     // another sender's broadcasts (an ARP storm's worth): each needs a copy at the hostile port
     const M = 100;
     broadcasts(bc, M);
-    const got: number[] = [];
-    let releases = 0;
-    while (got.length < M && releases < 60) {
-      t.is(take(hostile, 1).length, 1, 'the hostile receiver always has a frame to release');
-      releases++;
-      await pause(B / 8);
-      got.push(...take(v));
-    }
+    const { got, releases } = await trickle(t, hostile, v, M, B / 8);
     t.deepEqual(got, Array.from({ length: M }, (_, i) => i), `v got every broadcast, in order (${releases} single-slot releases)`);
     t.true(await bc.flush());
     const c = sw.counters(hIdx);
