@@ -74,6 +74,8 @@ export class ValeMetrics {
   /** this server's prom-client registry (what GET /metrics renders) */
   readonly registry = new Registry();
   private snap: Snapshot = { switches: [], server: {} as ServerCounters };
+  /** scrape connections closed on arrival because the endpoint had {@link METRICS_MAX_CONNECTIONS} open */
+  readonly refusedConnections: Counter<string>;
 
   constructor(private readonly server: ValeServer) {
     const r = this.registry;
@@ -179,6 +181,11 @@ export class ValeMetrics {
     serverCounter('refusedPortLimit', 'server_refused_port_limit_total', 'ports refused by a port limit');
     serverCounter('refusedMemoryLimit', 'server_refused_memory_limit_total', 'ports refused by a memory limit');
     serverCounter('protocolErrors', 'server_protocol_errors_total', 'malformed requests');
+    this.refusedConnections = new Counter({
+      name: P + 'metrics_refused_connections_total',
+      help: 'scrape connections closed on arrival: the endpoint had its maximum open',
+      registers: [r],
+    });
     serverCounter('callbackErrors', 'server_callback_errors_total', 'errors caught while serving (connection dropped, switch kept)');
   }
 
@@ -201,6 +208,11 @@ export interface MetricsEndpoint {
   close(): Promise<void>;
 }
 
+/** Connections the metrics endpoint serves at once; more are closed on arrival. */
+export const METRICS_MAX_CONNECTIONS = 64;
+/** A metrics connection with no traffic for this long is closed (ms). */
+export const METRICS_IDLE_MS = 5_000;
+
 /** Serve `GET /metrics` for `server` at `spec` ([ADDR:]PORT). */
 export async function serveMetrics(server: ValeServer, spec: string): Promise<MetricsEndpoint> {
   const { host, port } = parseListenAddress(spec);
@@ -220,10 +232,18 @@ export async function serveMetrics(server: ValeServer, spec: string): Promise<Me
       (e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${(e as Error).message}\n`),
     );
   });
-  // a slow or idle scraper cannot hold connections for long
+  // A slow or idle scraper cannot hold connections for long, nor many of
+  // them: each is a descriptor of the process that also holds every port's.
+  // headersTimeout alone does not close a connection that never sends a
+  // byte (Node starts that clock at the first byte), so idle sockets get a
+  // timeout of their own; past the cap Node closes new connections at once
+  // ('drop', counted).
   httpServer.requestTimeout = 10_000;
   httpServer.headersTimeout = 5_000;
   httpServer.keepAliveTimeout = 5_000;
+  httpServer.timeout = METRICS_IDLE_MS;
+  httpServer.maxConnections = METRICS_MAX_CONNECTIONS;
+  httpServer.on('drop', () => metrics.refusedConnections.inc());
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(port, host, () => {

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeServer, type Port, type SwitchStats } from '../../src/index.js';
-import { serveMetrics, dropReason } from '../../src/vale/metrics.js';
+import { serveMetrics, dropReason, METRICS_MAX_CONNECTIONS } from '../../src/vale/metrics.js';
+import net from 'node:net';
 import { departures } from '../fixtures/wait.js';
 
 const run = promisify(execFile);
@@ -307,6 +308,38 @@ test('a metrics scrape, parsed strictly, equals vale-ctl-ts --stats --json', asy
   a.close();
   b.close();
   await m.close();
+});
+
+test('the metrics endpoint serves a bounded number of connections and closes idle ones: scrapers cannot pile up descriptors in vale-ts', async (t) => {
+  const srv = await ValeServer.listen({ socket: sockPath() });
+  t.teardown(() => srv.close());
+  const m = await serveMetrics(srv, '127.0.0.1:0');
+  t.teardown(() => m.close());
+  const connect = (): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const c = net.connect(m.port, '127.0.0.1', () => resolve(c));
+      c.once('error', reject);
+    });
+  // connections that never send a byte (headersTimeout alone never closes them)
+  const idle: net.Socket[] = [];
+  t.teardown(() => idle.forEach((c) => c.destroy()));
+  for (let i = 0; i < METRICS_MAX_CONNECTIONS; i++) idle.push(await connect());
+  const closed = Promise.all(idle.map((c) => new Promise((resolve) => c.once('close', resolve))));
+  // one more, asking for the metrics: closed unanswered
+  const extra = await connect();
+  t.teardown(() => extra.destroy());
+  const answer = await new Promise<string>((resolve) => {
+    let got = '';
+    extra.on('data', (d: Buffer) => (got += d.toString()));
+    extra.once('close', () => resolve(got));
+    extra.on('error', () => undefined);
+    extra.write(`GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  });
+  t.is(answer, '', 'a connection past the cap is closed without an answer');
+  // the idle ones are closed by the endpoint (waited for, however long the timeout takes here)
+  await closed;
+  const body = await (await fetch(m.url)).text();
+  t.regex(body, /^vale_ts_metrics_refused_connections_total 1$/m, 'the refused connection is counted');
 });
 
 test('many departed ports (names are the clients\' to choose) never make --stats fail: the reply keeps what fits and says how many there are', async (t) => {
