@@ -478,7 +478,7 @@ test('bad flags and impossible combinations: a clear error on stderr, exit statu
       [['-i', 'vale0:x', '-l', '10'], /-l: invalid packet length '10'/],
       [['-i', 'vale0:x', '-l', '60', '-l', '100'], /minimum packet length 100 is larger/],
       [['-i', 'vale0:x', '-f', 'bogus'], /-f: unknown function 'bogus'/],
-      [['-i', 'vale0:x', '-b', '0'], /-b: invalid burst/],
+      [['-i', 'vale0:x', '-b', '-1'], /-b: invalid burst/],
       [['-i', 'vale0:x', '-n', '-5'], /-n: invalid count/],
       [['-i', 'vale0:x', '-d', '10.0.0.300'], /-d: /],
       [['-i', 'vale0:x', '-s', '10.0.0.1:99999'], /-s: /],
@@ -522,6 +522,25 @@ test('bad flags and impossible combinations: a clear error on stderr, exit statu
   } finally {
     srv.close();
   }
+});
+
+// pkt-gen.c system_ncpus() is sysconf(_SC_NPROCESSORS_ONLN): the CPUs online,
+// whatever the affinity mask. Under `taskset -c 0` pkt-gen still takes
+// `-c <all of them>` and says `running on N cpus (have N)`; -c 0 means them all.
+test('-c and "have N cpus" count the CPUs online, not the affinity mask, as pkt-gen', async (t) => {
+  const online = os.cpus().length;
+  const args = ['-i', 'vale0:x', '-f', 'tx', '-c', String(online)];
+  const child = spawn('taskset', ['-c', '0', process.execPath, bin, ...args], {
+    env: { ...process.env, VALE_TS_SOCKET: path.join(os.tmpdir(), `none-${process.pid}.sock`) },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  // it stops at the open (no vale-ts there), after the startup lines
+  t.is(code, 1, stderr);
+  t.notRegex(stderr, /too high/, stderr);
+  t.regex(stderr, new RegExp(`main \\[\\d+\\] running on ${online} cpus \\(have ${online}\\)`), stderr);
 });
 
 /** Frames a pkt-gen-ts sender puts into a pipe, read back in this process. */

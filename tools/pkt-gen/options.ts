@@ -8,7 +8,7 @@
  * @module
  */
 
-import { availableParallelism } from 'node:os';
+import { availableParallelism, cpus as osCpus } from 'node:os';
 import {
   type AddressFamily,
   type IpRange,
@@ -168,7 +168,7 @@ export interface PktGenOptions {
 
 /** Environment facts the parser needs; injectable for tests. */
 export interface ParseEnv {
-  /** CPUs on the system (default `os.availableParallelism()`). */
+  /** CPUs on the system (default {@link onlineCpus}). */
   systemCpus?: number;
 }
 
@@ -263,6 +263,16 @@ function macArg(flag: string, text: string): Uint8Array {
     if (e instanceof AddressError) throw new UsageError(`${flag}: ${e.message}`, flag);
     throw e;
   }
+}
+
+/**
+ * The CPUs online, as pkt-gen's system_ncpus() (`sysconf(_SC_NPROCESSORS_ONLN)`)
+ * counts them: not the affinity mask, so `taskset -c 0 pkt-gen-ts -c 2` works
+ * as it does with pkt-gen. `os.cpus()` lists the online CPUs; where it lists
+ * none (no /proc/stat), the affinity mask is all there is to go by.
+ */
+export function onlineCpus(): number {
+  return osCpus().length || availableParallelism();
 }
 
 /** Function-independent defaults; {@link parsePktGenArgs} starts from these. */
@@ -366,7 +376,7 @@ function takeLongOptions(argv: readonly string[]): { rest: string[]; socket?: st
  *         a missing `-i`, or left-over arguments.
  */
 export function parsePktGenArgs(argv: readonly string[], env: ParseEnv = {}): PktGenOptions {
-  const systemCpus = env.systemCpus ?? availableParallelism();
+  const systemCpus = env.systemCpus ?? onlineCpus();
   const long = takeLongOptions(argv);
   const { opts, operands } = getopt(long.rest, PKTGEN_GETOPT);
   const o = defaults(systemCpus);
