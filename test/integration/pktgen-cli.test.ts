@@ -345,6 +345,24 @@ test('txseq -> rxseq over a pipe: no gap', async (t) => {
   t.deepEqual(badLines(rr), []);
 });
 
+// pkt-gen.c rxseq_body counts every slot as a packet (`cur.pkts++` for each
+// slot it walks, NS_MOREFRAG or not), as txseq_body counts what it sends
+// (`sent` per slot): with -F 3, each 60-byte slot is a packet of 60 bytes on
+// both sides. (rx's receive_packets counts complete packets; rxseq does not.)
+// The receiver's -n 200 is met by either count within the 600 slots sent.
+test('txseq -F 3 -> rxseq over a pipe: rxseq counts slots as packets, as pkt-gen does', async (t) => {
+  const name = `vale0:${uname('qf')}`;
+  const rx = run(['-i', `${name}}0`, '-f', 'rxseq', '-n', '200']);
+  await rx.waitFor(/reading from/);
+  const tx = run(['-i', `${name}{0`, '-f', 'txseq', '-F', '3', '-n', '600']);
+  const [rt, rr] = await Promise.all([tx.done, rx.done]);
+  t.is(rt.code, 0, rt.stderr);
+  t.is(rr.code, 0, rr.stderr);
+  t.regex(rt.stdout, /^Sent 600 packets 36000 bytes \d+ events 60 bytes each in /m);
+  t.regex(rr.stdout, /^Received 200 packets 12000 bytes \d+ events 60 bytes each in /m);
+  t.notRegex(rr.stderr, /Sequence|frags, expected/);
+});
+
 test('txseq -> rxseq through vale0 with a stopped receiver: the switch drops, rxseq reports the gap', async (t) => {
   await withVale0(async (env, sw) => {
     const a = `vale0:${uname('a')}`;

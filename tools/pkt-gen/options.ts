@@ -619,7 +619,8 @@ ${cmd} -i port [options]
                      (netmap:eth0, netmap:pipe{0, netmap:pipe}0) or a NIC name
                      (eth0 means netmap:eth0). Required.
   -f function        tx, rx (default), ping, pong, txseq or rxseq.
-  -n count           Packets to send/receive (ping/pong: round trips);
+  -n count           Packets to send/receive (ping/pong: round trips;
+                     txseq/rxseq with -F: slots, as they count them);
                      0 = run until interrupted. Split evenly across threads.
   -l len             Frame length without CRC, 16..65536 (default 60). Give it
                      twice for random sizes: the second value is the minimum

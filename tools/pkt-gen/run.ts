@@ -17,7 +17,8 @@
  *   -H on userspace ports, -p > 1 on pipes
  *   (a vale-ts port and a pipe end can be opened only once, so threads
  *   cannot each register a ring), tap/pcap/null ports;
- * - txseq honours -n (pkt-gen ignores it);
+ * - txseq and rxseq honour -n (pkt-gen ignores it in both; rxseq counts
+ *   slots, as pkt-gen's rxseq does, so with -F it is slots there too);
  * - -z/-Z draw inside the -s/-d range when one is given (anywhere otherwise);
  * - with `-l max -l min` each frame gets its own random size (pkt-gen draws
  *   one per batch), and checksums are always kept right;
