@@ -623,7 +623,10 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
     events_[0]++;
   }
 
-  // Consumes [head, tail) up to `max` complete packets; returns them.
+  // Consumes [head, tail) up to `max` packets; returns them. A packet is
+  // what pkt-gen counts: for rx (receive_packets) a complete one, the slot
+  // without NS_MOREFRAG; for rxseq (rxseq_body) every slot, as txseq counts
+  // the slots it sends.
   uint32_t Count(Napi::Env env, RingView &v, uint32_t max, uint32_t ring_index) {
     const uint32_t N = v.n;
     const uint32_t h0 = v.head();
@@ -632,17 +635,18 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
     if (t >= N) throw bad_index(env, "tail", t, N);
     const uint32_t avail = ring_dist(t, h0, N);
     uint32_t h = h0;
-    uint32_t complete = 0;
+    uint32_t pkts = 0;
     uint64_t bytes = 0;
     const uint32_t ri = ring_index < MAX_SEQ_RINGS ? ring_index : MAX_SEQ_RINGS - 1;
-    for (uint32_t i = 0; i < avail && complete < max; i++) {
+    for (uint32_t i = 0; i < avail && pkts < max; i++) {
       const netmap_slot *s = &v.slots[h];
       const uint32_t len = load16(&s->len);
       const uint16_t fl = load16(&s->flags);
       bytes += len;
       frags_++;
+      if (seq_on_) pkts++;
       if (!(fl & NS_MOREFRAG)) {
-        complete++;
+        if (!seq_on_) pkts++;
         if (seq_on_) {
           if (first_packet_) {
             first_packet_ = false;
@@ -683,13 +687,13 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
       h = ring_next(h, N);
     }
     if (h != h0) v.publish(h);
-    stats_.d[0] += complete;
+    stats_.d[0] += pkts;
     stats_.d[1] += static_cast<double>(bytes);
-    if (complete) stats_.d[2] += 1;
-    return complete;
+    if (pkts) stats_.d[2] += 1;
+    return pkts;
   }
 
-  // rxCount(memory, ringOffset, maxFrames, ringIndex = 0) -> complete packets
+  // rxCount(memory, ringOffset, maxFrames, ringIndex = 0) -> packets, as Count() counts them
   Napi::Value RxCount(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     Napi::ArrayBuffer mem = arg_buffer(info, 0);

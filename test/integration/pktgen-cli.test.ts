@@ -345,6 +345,24 @@ test('txseq -> rxseq over a pipe: no gap', async (t) => {
   t.deepEqual(badLines(rr), []);
 });
 
+// pkt-gen.c rxseq_body counts every slot as a packet (`cur.pkts++` for each
+// slot it walks, NS_MOREFRAG or not), as txseq_body counts what it sends
+// (`sent` per slot): with -F 3, each 60-byte slot is a packet of 60 bytes on
+// both sides. (rx's receive_packets counts complete packets; rxseq does not.)
+// The receiver's -n 200 is met by either count within the 600 slots sent.
+test('txseq -F 3 -> rxseq over a pipe: rxseq counts slots as packets, as pkt-gen does', async (t) => {
+  const name = `vale0:${uname('qf')}`;
+  const rx = run(['-i', `${name}}0`, '-f', 'rxseq', '-n', '200']);
+  await rx.waitFor(/reading from/);
+  const tx = run(['-i', `${name}{0`, '-f', 'txseq', '-F', '3', '-n', '600']);
+  const [rt, rr] = await Promise.all([tx.done, rx.done]);
+  t.is(rt.code, 0, rt.stderr);
+  t.is(rr.code, 0, rr.stderr);
+  t.regex(rt.stdout, /^Sent 600 packets 36000 bytes \d+ events 60 bytes each in /m);
+  t.regex(rr.stdout, /^Received 200 packets 12000 bytes \d+ events 60 bytes each in /m);
+  t.notRegex(rr.stderr, /Sequence|frags, expected/);
+});
+
 test('txseq -> rxseq through vale0 with a stopped receiver: the switch drops, rxseq reports the gap', async (t) => {
   await withVale0(async (env, sw) => {
     const a = `vale0:${uname('a')}`;
@@ -478,7 +496,7 @@ test('bad flags and impossible combinations: a clear error on stderr, exit statu
       [['-i', 'vale0:x', '-l', '10'], /-l: invalid packet length '10'/],
       [['-i', 'vale0:x', '-l', '60', '-l', '100'], /minimum packet length 100 is larger/],
       [['-i', 'vale0:x', '-f', 'bogus'], /-f: unknown function 'bogus'/],
-      [['-i', 'vale0:x', '-b', '0'], /-b: invalid burst/],
+      [['-i', 'vale0:x', '-b', '-1'], /-b: invalid burst/],
       [['-i', 'vale0:x', '-n', '-5'], /-n: invalid count/],
       [['-i', 'vale0:x', '-d', '10.0.0.300'], /-d: /],
       [['-i', 'vale0:x', '-s', '10.0.0.1:99999'], /-s: /],
@@ -522,6 +540,25 @@ test('bad flags and impossible combinations: a clear error on stderr, exit statu
   } finally {
     srv.close();
   }
+});
+
+// pkt-gen.c system_ncpus() is sysconf(_SC_NPROCESSORS_ONLN): the CPUs online,
+// whatever the affinity mask. Under `taskset -c 0` pkt-gen still takes
+// `-c <all of them>` and says `running on N cpus (have N)`; -c 0 means them all.
+test('-c and "have N cpus" count the CPUs online, not the affinity mask, as pkt-gen', async (t) => {
+  const online = os.cpus().length;
+  const args = ['-i', 'vale0:x', '-f', 'tx', '-c', String(online)];
+  const child = spawn('taskset', ['-c', '0', process.execPath, bin, ...args], {
+    env: { ...process.env, VALE_TS_SOCKET: path.join(os.tmpdir(), `none-${process.pid}.sock`) },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  // it stops at the open (no vale-ts there), after the startup lines
+  t.is(code, 1, stderr);
+  t.notRegex(stderr, /too high/, stderr);
+  t.regex(stderr, new RegExp(`main \\[\\d+\\] running on ${online} cpus \\(have ${online}\\)`), stderr);
 });
 
 /** Frames a pkt-gen-ts sender puts into a pipe, read back in this process. */

@@ -203,6 +203,30 @@ test('-a / -h / -d of a missing interface: the reason in valectl\'s error line, 
   });
 });
 
+// valectl puts -C and -m into the attach request's nmreq_register
+// (nr_tx_slots.., nr_mem_id: vale-ctl.c bdg_ctl, NETMAP_REQ_VALE_ATTACH): the
+// NIC's netmap rings. vale-ts attaches an interface through AF_XDP or
+// AF_PACKET and registers no netmap rings on it, so it refuses them rather
+// than attach with the numbers dropped. 0 is valectl's "default" and passes.
+test('-a / -h with -C or -m: refused by vale-ts, which has no netmap rings on an attached interface', async (t) => {
+  await withServer(async (socket) => {
+    const name = `vale0:nosuch${process.pid % 100000}`;
+    for (const [args, what] of [
+      [['-a', name, '-C', '1024'], '-C'],
+      [['-h', name, '-C', '0,0,2'], '-C'],
+      [['-a', name, '-m', '2'], '-m'],
+    ] as const) {
+      const r = await ctl(socket, ...args);
+      t.is(r.code, 1, args.join(' '));
+      t.is(r.stdout, '');
+      t.regex(r.stderr, new RegExp(`^failed to attach ${name}: Operation not supported: ${what} `), args.join(' '));
+    }
+    // -C 0 / -m 0 ask for the defaults: the request goes on (and fails only for the missing interface)
+    const r = await ctl(socket, '-a', name, '-C', '0', '-m', '0');
+    t.regex(r.stderr, /^failed to attach .*: No such device or address: /);
+  });
+});
+
 test('-p / -P: polling does not apply to vale-ts', async (t) => {
   await withServer(async (socket) => {
     const on = await ctl(socket, '-p', 'vale0:1', '-C', '0,1');

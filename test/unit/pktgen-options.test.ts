@@ -213,7 +213,7 @@ const bad: Array<[string[], string, string]> = [
   [['-ivale0:1', '-l', 'big'], '-l', 'big'],
   [['-ivale0:1', '-l', '60', '-l', '100'], '-l', '100'],
   [['-ivale0:1', '-l', '60', '-l', '8'], '-l', '8'],
-  [['-ivale0:1', '-b', '0'], '-b', '0'],
+  [['-ivale0:1', '-b', '-1'], '-b', '-1'],
   [['-ivale0:1', '-b', 'x'], '-b', 'x'],
   [['-ivale0:1', '-D', 'zz:zz:zz:zz:zz:zz'], '-D', 'zz:zz:zz:zz:zz:zz'],
   [['-ivale0:1', '-S', '00:11:22:33:44'], '-S', '00:11:22:33:44'],
@@ -267,7 +267,7 @@ test('error messages say what is accepted', (t) => {
   t.regex(t.throws(() => parse('-ivale0:1', '-f', 'x'))!.message, /tx, rx|rx, tx/);
   t.regex(t.throws(() => parse('-ivale0:1', '-H', '3'))!.message, /0, 10 or 12/);
   t.regex(t.throws(() => parse('-ivale0:1', '-F', '99'))!.message, /1\.\.63/);
-  t.regex(t.throws(() => parse('-ivale0:1', '-b', '0'))!.message, />= 1/);
+  t.regex(t.throws(() => parse('-ivale0:1', '-b', '-1'))!.message, />= 0/);
   t.regex(t.throws(() => parse('-ivale0:1', '-D', 'nope'))!.message, /hex/);
   t.regex(t.throws(() => parse('-ivale0:1', '-d', 'nope'))!.message, /ip\[:port\]/);
   t.regex(t.throws(() => parse('-ivale0:1', '-C', 'x'))!.message, /tx_slots/);
@@ -311,4 +311,34 @@ test('usageText mentions every option', (t) => {
   const u = usageText();
   t.true(u.startsWith('Usage:'));
   for (const c of '46afFNniIldsDSbcopTwWvRXCHrPzZAhBM') t.true(u.includes(`-${c}`), `-${c} documented`);
+});
+
+// pkt-gen.c main(): `case 'o': g.options |= atoi(optarg);` - every -o adds
+// its bits, as -z, -Z, -X ... do; a script splitting its mask over several
+// -o gets them all.
+test('-o given twice ORs the masks, as pkt-gen does', (t) => {
+  const o = parse('-ivale0:1', '-o', '512', '-o', '1024');
+  t.is(o.oflags, 512 | 1024);
+  t.true(o.randomSrc);
+  t.true(o.randomDst);
+  t.is(parse('-ivale0:1', '-o64', '-o', '0').oflags, 64, '-o 0 adds nothing and takes nothing away');
+});
+
+// pkt-gen.c main(): `if (g.burst == 0) { g.burst = fn->default_burst;
+// D("using default burst size: %d", g.burst); }` - -b 0 asks for the default.
+test('-b 0 means the function\'s default burst, as in pkt-gen', (t) => {
+  const o = parse('-ivale0:1', '-b', '0');
+  t.is(o.burst, 512);
+  t.false(o.burstGiven, 'so the "using default burst size" line is printed');
+  t.is(parse('-ivale0:1', '-fping', '-b0').burst, 1);
+  t.is(parse('-ivale0:1', '-b', '8', '-b', '0').burst, 512, 'the last -b wins, 0 included');
+});
+
+// pkt-gen.c main(): `if (g.pkt_min_size > 0 && (g.pkt_min_size < 16 || ...))`
+// - a second -l of 0 leaves the size fixed.
+test('a second -l 0 keeps the size fixed, as in pkt-gen', (t) => {
+  const o = parse('-ivale0:1', '-l', '100', '-l', '0');
+  t.is(o.pktSize, 100);
+  t.is(o.pktSizeMin, undefined);
+  t.throws(() => parse('-ivale0:1', '-l', '100', '-l', '15'), { instanceOf: UsageError, message: /-l/ });
 });

@@ -105,10 +105,11 @@ export interface NativeTxGen {
 /** The native rx counter. */
 export interface NativeRxCounter {
   /**
-   * Count up to `maxFrames` complete packets (slots without NS_MOREFRAG) in
-   * [head, tail), checking txseq numbers if asked, and release them
-   * (head = cur = past the last slot counted).
-   * @returns complete packets counted
+   * Count up to `maxFrames` packets in [head, tail), checking txseq numbers
+   * if asked, and release them (head = cur = past the last slot counted).
+   * As pkt-gen counts: complete packets (slots without NS_MOREFRAG), or with
+   * the sequence check (rxseq) every slot.
+   * @returns packets counted
    */
   rxCount(memory: ArrayBuffer, ringOffset: number, maxFrames: number, ringIndex?: number): number;
   /**

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { availableParallelism } from 'node:os';
+import { availableParallelism, cpus as osCpus } from 'node:os';
 import {
   type AddressFamily,
   type IpRange,
@@ -91,12 +91,12 @@ export interface PktGenOptions {
   pktSize: number;
   /**
    * `-l` (second): minimum for random sizes in [pktSizeMin, pktSize).
-   * Left undefined when equal to `pktSize` (fixed size).
+   * Left undefined when 0 or equal to `pktSize` (fixed size).
    */
   pktSizeMin?: number;
-  /** `-b`, or the function's default (512; 1 for ping/pong). */
+  /** `-b`, or the function's default (512; 1 for ping/pong) when `-b` is absent or 0. */
   burst: number;
-  /** Whether `-b` was given. */
+  /** Whether `-b` was given, other than 0. */
   burstGiven: boolean;
   /** `-4` / `-6` (last wins), default 4. */
   af: AddressFamily;
@@ -160,7 +160,7 @@ export interface PktGenOptions {
   framing: 0 | 192;
   /** `-C` ring configuration (deprecated in pkt-gen). */
   conf?: RingConf;
-  /** `-o` value as given, default 0. */
+  /** `-o` values ORed together (each `-o` adds bits, as in pkt-gen), default 0. */
   oflags: number;
   /** Effective OPT_* mask: `-o` | bits from -I -X -r -z -Z -A | OPT_COPY when -s/-d is a range. */
   optionMask: number;
@@ -168,7 +168,7 @@ export interface PktGenOptions {
 
 /** Environment facts the parser needs; injectable for tests. */
 export interface ParseEnv {
-  /** CPUs on the system (default `os.availableParallelism()`). */
+  /** CPUs on the system (default {@link onlineCpus}). */
   systemCpus?: number;
 }
 
@@ -265,6 +265,16 @@ function macArg(flag: string, text: string): Uint8Array {
   }
 }
 
+/**
+ * The CPUs online, as pkt-gen's system_ncpus() (`sysconf(_SC_NPROCESSORS_ONLN)`)
+ * counts them: not the affinity mask, so `taskset -c 0 pkt-gen-ts -c 2` works
+ * as it does with pkt-gen. `os.cpus()` lists the online CPUs; where it lists
+ * none (no /proc/stat), the affinity mask is all there is to go by.
+ */
+export function onlineCpus(): number {
+  return osCpus().length || availableParallelism();
+}
+
 /** Function-independent defaults; {@link parsePktGenArgs} starts from these. */
 function defaults(systemCpus: number): PktGenOptions {
   return {
@@ -358,15 +368,15 @@ function takeLongOptions(argv: readonly string[]): { rest: string[]; socket?: st
  * Parse pkt-gen's argv (without the program name) into {@link PktGenOptions}.
  *
  * Options are applied in order (the last of a repeated option wins, except
- * `-l`, whose second occurrence sets the minimum for random sizes, and `-v`,
- * which counts). Addresses are parsed after all options, so `-6` may follow
+ * `-l`, whose second occurrence sets the minimum for random sizes, `-v`,
+ * which counts, and `-o`, whose masks are ORed). Addresses are parsed after all options, so `-6` may follow
  * `-d`. If `-h` appears, nothing else is validated and `help` is true.
  *
  * @throws UsageError for unknown options, missing values, bad values,
  *         a missing `-i`, or left-over arguments.
  */
 export function parsePktGenArgs(argv: readonly string[], env: ParseEnv = {}): PktGenOptions {
-  const systemCpus = env.systemCpus ?? availableParallelism();
+  const systemCpus = env.systemCpus ?? onlineCpus();
   const long = takeLongOptions(argv);
   const { opts, operands } = getopt(long.rest, PKTGEN_GETOPT);
   const o = defaults(systemCpus);
@@ -418,7 +428,8 @@ export function parsePktGenArgs(argv: readonly string[], env: ParseEnv = {}): Pk
         break;
       }
       case 'o':
-        o.oflags = intArg(flag, value, 'option mask', 0, 0x7fffffff, 'a non-negative integer bitmask, see -h');
+        // as pkt-gen's `g.options |= atoi(optarg)`: each -o adds its bits
+        o.oflags |= intArg(flag, value, 'option mask', 0, 0x7fffffff, 'a non-negative integer bitmask, see -h');
         break;
       case 'a':
         o.affinity = intArg(flag, value, 'CPU', -1, 0x7fffffff, 'a CPU number >= 0, or -1 for none');
@@ -437,7 +448,12 @@ export function parsePktGenArgs(argv: readonly string[], env: ParseEnv = {}): Pk
         break;
       case 'l':
         if (sizeSeen) {
-          pktSizeMin = intArg(flag, value, 'minimum packet length', 16, 65536, 'an integer in 16..65536, at most the first -l');
+          // 0, as in pkt-gen, is no minimum: the size stays fixed
+          const min = intArg(flag, value, 'minimum packet length', 0, 65536, '0, or an integer in 16..65536 at most the first -l');
+          if (min > 0 && min < 16) {
+            throw new UsageError(`${flag}: invalid minimum packet length '${value}' (expected 0, or an integer in 16..65536 at most the first -l)`, flag);
+          }
+          pktSizeMin = min === 0 ? undefined : min;
         } else {
           o.pktSize = intArg(flag, value, 'packet length', 16, 65536);
           sizeSeen = true;
@@ -460,8 +476,9 @@ export function parsePktGenArgs(argv: readonly string[], env: ParseEnv = {}): Pk
         o.rxExitAfterIdle = true;
         break;
       case 'b':
-        o.burst = intArg(flag, value, 'burst', 1, 0x7fffffff, 'an integer >= 1');
-        o.burstGiven = true;
+        // 0 is pkt-gen's "not given": the function's default burst
+        o.burst = intArg(flag, value, 'burst', 0, 0x7fffffff, 'an integer >= 0, 0 = the default');
+        o.burstGiven = o.burst !== 0;
         break;
       case 'c':
         cpusRequested = intArg(flag, value, 'CPU count', 0, 0x7fffffff, 'an integer >= 0, 0 = all');
@@ -602,11 +619,14 @@ ${cmd} -i port [options]
                      (netmap:eth0, netmap:pipe{0, netmap:pipe}0) or a NIC name
                      (eth0 means netmap:eth0). Required.
   -f function        tx, rx (default), ping, pong, txseq or rxseq.
-  -n count           Packets to send/receive (ping/pong: round trips);
+  -n count           Packets to send/receive (ping/pong: round trips;
+                     txseq/rxseq with -F: slots, as they count them);
                      0 = run until interrupted. Split evenly across threads.
   -l len             Frame length without CRC, 16..65536 (default 60). Give it
-                     twice for random sizes: the second value is the minimum.
-  -b burst           Packets per batch (default 512; 1 for ping and pong).
+                     twice for random sizes: the second value is the minimum
+                     (0: none, the size stays fixed).
+  -b burst           Packets per batch (default, or 0: 512; 1 for ping and
+                     pong).
   -4 | -6            Build IPv4 (default) or IPv6 frames.
   -d ip[:port][-ip[:port]]
                      Destination address/port or range (default 10.1.0.1:1234;
@@ -648,6 +668,6 @@ ${cmd} -i port [options]
   -o mask            Generation options, OR of: 1 prefetch, 2 access, 4 copy,
                      8 memcpy, 16 timestamp, 32 indirect, 64 dump,
                      256 rubbish, 512 random src, 1024 random dst,
-                     2048 pps stats.
+                     2048 pps stats. Several -o add their bits together.
 `;
 }

@@ -13,11 +13,11 @@
  * Where pkt-gen-ts differs from pkt-gen, on purpose:
  * - every bad flag value is an error with a message and exit status 1;
  * - flags that cannot work on the chosen port are refused, never ignored:
- *   -I (indirect buffers), -F > 1 when sending to vale-ts (which drops
- *   -H on userspace ports, -p > 1 on pipes
- *   (a vale-ts port and a pipe end can be opened only once, so threads
- *   cannot each register a ring), tap/pcap/null ports;
- * - txseq honours -n (pkt-gen ignores it);
+ *   -I (indirect buffers), -H on userspace ports, -p > 1 on pipes (a pipe
+ *   end can be opened only once, so threads cannot each register a ring),
+ *   -p beyond the port's rings, tap/pcap/null ports;
+ * - txseq and rxseq honour -n (pkt-gen ignores it in both; rxseq counts
+ *   slots, as pkt-gen's rxseq does, so with -F it is slots there too);
  * - -z/-Z draw inside the -s/-d range when one is given (anywhere otherwise);
  * - with `-l max -l min` each frame gets its own random size (pkt-gen draws
  *   one per batch), and checksums are always kept right;

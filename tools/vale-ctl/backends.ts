@@ -92,7 +92,29 @@ export class UserCtl implements CtlBackend {
     return this.run((c) => c.remove(name));
   }
 
-  attach(name: string, hostStack: boolean, _conf: RingConfig, _memId: number, backend?: AttachBackend, inline?: boolean): Promise<number> {
+  attach(name: string, hostStack: boolean, conf: RingConfig, memId: number, backend?: AttachBackend, inline?: boolean): Promise<number> {
+    // valectl sends -C and -m in the attach's nmreq_register: the NIC's own
+    // netmap rings and their allocator. vale-ts registers no netmap rings on
+    // an interface (AF_XDP or AF_PACKET serve it), so it refuses them rather
+    // than attach with the numbers dropped; 0 is valectl's "default".
+    if (conf.txSlots || conf.rxSlots || conf.txRings || conf.rxRings) {
+      return Promise.reject(
+        new CtlError(
+          'EOPNOTSUPP',
+          '-C sizes the netmap rings of the interface being attached; vale-ts serves an interface through AF_XDP or ' +
+            'AF_PACKET, sized by vale-ts itself, and registers no netmap rings on it (leave -C out, or give 0)',
+        ),
+      );
+    }
+    if (memId) {
+      return Promise.reject(
+        new CtlError(
+          'EOPNOTSUPP',
+          '-m picks the netmap memory allocator of the interface being attached; vale-ts serves an interface through ' +
+            'AF_XDP or AF_PACKET and registers no netmap rings on it (leave -m out, or give 0)',
+        ),
+      );
+    }
     return this.run((c) => c.attach(name, { hostStack, ...(backend ? { backend } : {}), ...(inline !== undefined ? { inline } : {}) }));
   }
 
