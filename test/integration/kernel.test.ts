@@ -917,6 +917,46 @@ test('fake kernel: a name whose rings the kernel did not bind is an error, not a
   t.regex(res.error!.message, /bound no ring this name selects/);
 });
 
+test("fake kernel: open()'s extraBufs, rings and slots reach nmreq_register (they were dropped on the kernel backend)", (t) => {
+  shim ??= buildShim();
+  if (!shim.so) return t.pass(`skipped: ${shim.why}`);
+  const dev = path.join(tmp, 'dev-openopts');
+  const log = path.join(tmp, 'log-openopts');
+  writeFileSync(dev, fakeRegion({ tx: [0, 1], rx: [0, 1] }));
+  writeFileSync(log, '');
+  const script = `
+    const { open } = await import(${JSON.stringify(path.join(distSrc, 'netmap', 'open.js'))});
+    const p = await open('netmap:eth0', { backend: 'kernel', extraBufs: 5, rings: 2, slots: 64 });
+    p.close();
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      LD_PRELOAD: [process.env['LD_PRELOAD'], shim.so].filter((x) => x).join(':'),
+      FAKE_NM_DEV: dev,
+      FAKE_NM_REDIRECT: '1',
+      FAKE_NM_LOG: log,
+      FAKE_NM_OFFSET: String(NIFP),
+      FAKE_NM_MEMSIZE: String(MEMSIZE),
+      FAKE_NM_SLOTS: String(NSLOTS),
+      FAKE_NM_RINGS: '2',
+      FAKE_NM_HOST: '1',
+      FAKE_NM_MEMID: '5',
+    },
+  });
+  t.is(r.status, 0, r.stderr);
+  const res: FakeResult = { log: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
+  const [hdr] = logged(res, 'ctrl-hdr');
+  const [body] = logged(res, 'ctrl-body');
+  t.truthy(body, 'no register request reached the fake kernel');
+  const d = decodeRegister(hdr!, body!, HDR_DOC, REG_DOC);
+  t.deepEqual(
+    { extraBufs: d.extraBufs, txRings: d.txRings, rxRings: d.rxRings, txSlots: d.txSlots, rxSlots: d.rxSlots },
+    { extraBufs: 5, txRings: 2, rxRings: 2, txSlots: 64, rxSlots: 64 },
+  );
+});
+
 // ---- pkt-gen-ts on the fake kernel ------------------------------------------
 
 interface CliResult {
