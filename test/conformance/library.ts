@@ -315,6 +315,24 @@ await check('lib-one-nic-and-direction', async () => {
   });
 });
 
+await check('lib-one-nic-beyond-rx-rings', async () => {
+  // netmap_interp_ringid: ONE_NIC N on a port with fewer rx than tx rings binds rx ring 0
+  // where N is past the rx rings ("if not enough rings, use the first one"). The library
+  // must read the rx ring the kernel bound: C pkt-gen's frames to the port arrive there.
+  const AN = 20;
+  return withPorts(['vale0:asym-1@conf:tx-rings=2,rx-rings=1'], async ([p]) => {
+    const desc = `tx [${p!.txRings.map((r) => r.index).join(',')}] rx [${p!.rxRings.map((r) => r.index).join(',')}]`;
+    assert(desc === 'tx [1] rx [0]', `vale0:asym-1 (2 tx, 1 rx ring) bound ${desc}; the kernel binds tx ring 1 and rx ring 0`);
+    const tx = pktgen(['-i', 'vale0:asymtx', '-f', 'tx', '-n', String(AN), '-w', '0']);
+    const code = await tx.exit;
+    assert(code === 0, `C pkt-gen tx exited ${code}:\n${tx.out()}`);
+    p!.rxsync();
+    const got = p!.dispatch(1024, () => {});
+    assert(got === AN, `received ${got} of the ${AN} frames C pkt-gen sent`);
+    return `${desc}, received ${got} of ${AN}`;
+  });
+});
+
 await check('lib-morefrag-vale', async () => {
   // a 3-slot frame (NS_MOREFRAG on all but the last) crosses a kernel VALE switch as one
   // frame: the receiver gets 3 slots, the same lengths and bytes, NS_MOREFRAG on the first

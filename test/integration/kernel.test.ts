@@ -333,10 +333,13 @@ test('legacy request: what the legacy API cannot say is refused, not dropped', (
 test('bound ring ids follow nmport: NIC rings, then host rings, per direction', (t) => {
   const L = { txRings: 4, rxRings: 2, hostTxRings: 1, hostRxRings: 2 };
   t.deepEqual(boundRingIds(1, 0, 0, L), { tx: [0, 1, 2, 3], rx: [0, 1] }, 'ALL_NIC');
-  t.deepEqual(boundRingIds(4, 3, 0, L), { tx: [3], rx: [3] }, 'ONE_NIC 3');
+  // netmap_interp_ringid: a ring id past one direction's rings binds that direction's first ring
+  t.deepEqual(boundRingIds(4, 3, 0, L), { tx: [3], rx: [0] }, 'ONE_NIC 3: rx ring 0, as there are only 2');
+  t.deepEqual(boundRingIds(4, 1, 0, L), { tx: [1], rx: [1] }, 'ONE_NIC 1');
+  t.deepEqual(boundRingIds(4, 4, 0, L), { tx: [], rx: [] }, 'ONE_NIC 4: no such ring either way (the kernel says EINVAL)');
   t.deepEqual(boundRingIds(2, 0, 0, L), { tx: [4], rx: [2, 3] }, 'SW: host rings after the NIC rings');
   t.deepEqual(boundRingIds(3, 0, 0, L), { tx: [0, 1, 2, 3, 4], rx: [0, 1, 2, 3] }, 'NIC_SW');
-  t.deepEqual(boundRingIds(8, 1, 0, L), { tx: [5], rx: [3] }, 'ONE_SW 1');
+  t.deepEqual(boundRingIds(8, 1, 0, L), { tx: [4], rx: [3] }, 'ONE_SW 1: host tx ring 0, as there is only 1');
   t.deepEqual(boundRingIds(1, 0, 0x4000, L), { tx: [0, 1, 2, 3], rx: [] }, '/T');
   t.deepEqual(boundRingIds(1, 0, 0x2000, L), { tx: [], rx: [0, 1] }, '/R');
   t.deepEqual(boundRingIds(3, 0, 0, L, { tx: [0, 2], rx: [1, 3] }), { tx: [0, 2], rx: [1, 3] }, 'rings without ring_ofs dropped');
