@@ -333,6 +333,24 @@ await check('lib-one-nic-beyond-rx-rings', async () => {
   });
 });
 
+await check('lib-share-memory', async () => {
+  // @share=PORT registers in PORT's memory region (its nr_mem_id, from PORT_INFO_GET):
+  // one buffer pool, mapped twice, so bytes written through one port's region are
+  // read through the other's
+  return withPorts(['vale0:sh1', 'vale1:sh2@share=vale0:sh1'], ([a, b]) => {
+    const ma = a!.registration.memId;
+    const mb = b!.registration.memId;
+    assert(ma !== 0 && ma === mb, `mem ids ${ma} and ${mb}: want the same region`);
+    const ra = a!.txRings[0]!;
+    const rb = b!.txRings[0]!;
+    const idx = ra.bufIdx(ra.head);
+    new DataView(a!.memory).setUint32(ra.bufOffsetOf(idx), 0x5eedf00d);
+    const seen = new DataView(b!.memory).getUint32(rb.bufOffsetOf(idx));
+    assert(seen === 0x5eedf00d, `buffer ${idx} reads 0x${seen.toString(16)} through vale1:sh2's region, want 0x5eedf00d`);
+    return `both in mem id ${ma}; buffer ${idx} written through one region, read through the other`;
+  });
+});
+
 await check('lib-morefrag-vale', async () => {
   // a 3-slot frame (NS_MOREFRAG on all but the last) crosses a kernel VALE switch as one
   // frame: the receiver gets 3 slots, the same lengths and bytes, NS_MOREFRAG on the first
