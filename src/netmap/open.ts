@@ -8,7 +8,7 @@ import { Port } from './port.js';
 import type { RingOptions } from './ring.js';
 import { PipeBackend } from '../backends/pipe.js';
 import { ValeClientBackend } from '../backends/vale-client.js';
-import { KernelBackend } from '../backends/kernel/port.js';
+import { KernelBackend, type KernelRegisterOptions } from '../backends/kernel/port.js';
 import type { Backend } from '../backends/backend.js';
 import type { SwitchGoneError } from './errors.js';
 
@@ -87,7 +87,12 @@ export async function open(name: string, opts: OpenOptions = {}): Promise<Port> 
   let be: Backend;
   let reopen: (() => Promise<Backend>) | undefined;
   if (which === 'kernel') {
-    be = KernelBackend.open(p);
+    // the options that are nmreq_register fields go to the kernel as such
+    const ko: KernelRegisterOptions = {};
+    if (opts.rings !== undefined) ko.rings = opts.rings;
+    if (opts.slots !== undefined) ko.slots = opts.slots;
+    if (opts.extraBufs !== undefined) ko.extraBufs = opts.extraBufs;
+    be = KernelBackend.open(p, ko);
   } else if (p.pipe) {
     const po: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number } = {};
     if (opts.rings !== undefined) po.rings = opts.rings;

@@ -333,10 +333,13 @@ test('legacy request: what the legacy API cannot say is refused, not dropped', (
 test('bound ring ids follow nmport: NIC rings, then host rings, per direction', (t) => {
   const L = { txRings: 4, rxRings: 2, hostTxRings: 1, hostRxRings: 2 };
   t.deepEqual(boundRingIds(1, 0, 0, L), { tx: [0, 1, 2, 3], rx: [0, 1] }, 'ALL_NIC');
-  t.deepEqual(boundRingIds(4, 3, 0, L), { tx: [3], rx: [3] }, 'ONE_NIC 3');
+  // netmap_interp_ringid: a ring id past one direction's rings binds that direction's first ring
+  t.deepEqual(boundRingIds(4, 3, 0, L), { tx: [3], rx: [0] }, 'ONE_NIC 3: rx ring 0, as there are only 2');
+  t.deepEqual(boundRingIds(4, 1, 0, L), { tx: [1], rx: [1] }, 'ONE_NIC 1');
+  t.deepEqual(boundRingIds(4, 4, 0, L), { tx: [], rx: [] }, 'ONE_NIC 4: no such ring either way (the kernel says EINVAL)');
   t.deepEqual(boundRingIds(2, 0, 0, L), { tx: [4], rx: [2, 3] }, 'SW: host rings after the NIC rings');
   t.deepEqual(boundRingIds(3, 0, 0, L), { tx: [0, 1, 2, 3, 4], rx: [0, 1, 2, 3] }, 'NIC_SW');
-  t.deepEqual(boundRingIds(8, 1, 0, L), { tx: [5], rx: [3] }, 'ONE_SW 1');
+  t.deepEqual(boundRingIds(8, 1, 0, L), { tx: [4], rx: [3] }, 'ONE_SW 1: host tx ring 0, as there is only 1');
   t.deepEqual(boundRingIds(1, 0, 0x4000, L), { tx: [0, 1, 2, 3], rx: [] }, '/T');
   t.deepEqual(boundRingIds(1, 0, 0x2000, L), { tx: [], rx: [0, 1] }, '/R');
   t.deepEqual(boundRingIds(3, 0, 0, L, { tx: [0, 2], rx: [1, 3] }), { tx: [0, 2], rx: [1, 3] }, 'rings without ring_ofs dropped');
@@ -915,6 +918,46 @@ test('fake kernel: a name whose rings the kernel did not bind is an error, not a
   if (!res) return t.pass();
   t.is(res.error?.code, 'EINVAL');
   t.regex(res.error!.message, /bound no ring this name selects/);
+});
+
+test("fake kernel: open()'s extraBufs, rings and slots reach nmreq_register (they were dropped on the kernel backend)", (t) => {
+  shim ??= buildShim();
+  if (!shim.so) return t.pass(`skipped: ${shim.why}`);
+  const dev = path.join(tmp, 'dev-openopts');
+  const log = path.join(tmp, 'log-openopts');
+  writeFileSync(dev, fakeRegion({ tx: [0, 1], rx: [0, 1] }));
+  writeFileSync(log, '');
+  const script = `
+    const { open } = await import(${JSON.stringify(path.join(distSrc, 'netmap', 'open.js'))});
+    const p = await open('netmap:eth0', { backend: 'kernel', extraBufs: 5, rings: 2, slots: 64 });
+    p.close();
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      LD_PRELOAD: [process.env['LD_PRELOAD'], shim.so].filter((x) => x).join(':'),
+      FAKE_NM_DEV: dev,
+      FAKE_NM_REDIRECT: '1',
+      FAKE_NM_LOG: log,
+      FAKE_NM_OFFSET: String(NIFP),
+      FAKE_NM_MEMSIZE: String(MEMSIZE),
+      FAKE_NM_SLOTS: String(NSLOTS),
+      FAKE_NM_RINGS: '2',
+      FAKE_NM_HOST: '1',
+      FAKE_NM_MEMID: '5',
+    },
+  });
+  t.is(r.status, 0, r.stderr);
+  const res: FakeResult = { log: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
+  const [hdr] = logged(res, 'ctrl-hdr');
+  const [body] = logged(res, 'ctrl-body');
+  t.truthy(body, 'no register request reached the fake kernel');
+  const d = decodeRegister(hdr!, body!, HDR_DOC, REG_DOC);
+  t.deepEqual(
+    { extraBufs: d.extraBufs, txRings: d.txRings, rxRings: d.rxRings, txSlots: d.txSlots, rxSlots: d.rxSlots },
+    { extraBufs: 5, txRings: 2, rxRings: 2, txSlots: 64, rxSlots: 64 },
+  );
 });
 
 // ---- pkt-gen-ts on the fake kernel ------------------------------------------

@@ -25,7 +25,7 @@ import {
   NR_RX_RINGS_ONLY,
   NR_TX_RINGS_ONLY,
 } from '../../netmap/abi.js';
-import { parsePortName, type ParsedPortName } from '../../netmap/name.js';
+import { oneNicRings, parsePortName, type ParsedPortName } from '../../netmap/name.js';
 import type { Backend, PortRegistration } from '../backend.js';
 import { KernelValeControl } from './control.js';
 
@@ -220,7 +220,9 @@ export function encodeLegacyRegister(p: ParsedPortName, opts?: KernelRegisterOpt
  * The tx and rx ring ids a registration binds, as libnetmap's `nmport`
  * computes `first/last_{tx,rx}_ring`: ALL_NIC → the NIC rings; ONE_NIC N →
  * [N]; SW → the host rings (after the NIC rings in each direction's
- * numbering); NIC_SW → both; ONE_SW N → [NIC rings + N]. `/T` drops the rx
+ * numbering); NIC_SW → both; ONE_SW N → [NIC rings + N]. As the kernel
+ * (netmap_interp_ringid), a direction with no ring N binds its ring 0 instead
+ * (ONE_NIC 3 on 4 tx and 2 rx rings: tx ring 3 and rx ring 0). `/T` drops the rx
  * side, `/R` the tx side. When `present` is given (ring ids whose `ring_ofs`
  * the kernel set), ids without a ring are dropped, as nmport skips rings
  * whose offset is 0.
@@ -242,10 +244,14 @@ export function boundRingIds(
       tx = range(0, txRings);
       rx = range(0, rxRings);
       break;
-    case NR_REG_ONE_NIC:
-      tx = [ringId];
-      rx = [ringId];
+    // netmap_interp_ringid: a ring id past one direction's rings binds that
+    // direction's first ring; past both, the kernel refuses it (EINVAL)
+    case NR_REG_ONE_NIC: {
+      const o = oneNicRings(ringId, txRings, rxRings);
+      tx = o ? [o.tx] : [];
+      rx = o ? [o.rx] : [];
       break;
+    }
     case NR_REG_SW:
       tx = range(txRings, hostTxRings);
       rx = range(rxRings, hostRxRings);
@@ -254,10 +260,12 @@ export function boundRingIds(
       tx = range(0, txRings + hostTxRings);
       rx = range(0, rxRings + hostRxRings);
       break;
-    case NR_REG_ONE_SW:
-      tx = [txRings + ringId];
-      rx = [rxRings + ringId];
+    case NR_REG_ONE_SW: {
+      const o = oneNicRings(ringId, hostTxRings, hostRxRings);
+      tx = o ? [txRings + o.tx] : [];
+      rx = o ? [rxRings + o.rx] : [];
       break;
+    }
     default:
       throw new RangeError(`kernel backend: register mode ${nrMode} is not one a port name can select`);
   }
