@@ -188,7 +188,6 @@ struct SharedPipe {
   std::string path;
   uint32_t end = 0;
   std::optional<PipeEnd> pe;  // cpp/core/pipe: the same end a Node process opens
-  bool inherited = false;     // a fork child's copy: see fork_child
   uint32_t tx_bound = 0, rx_bound = 0;  // rings held by registrations (bit r)
   int refs = 0;
 };
@@ -201,9 +200,7 @@ void pipe_put(SharedPipe *sp) {
       g_pipes.erase(g_pipes.begin() + static_cast<long>(i));
       break;
     }
-  // ~PipeEnd releases the end; a fork child's copy only lets go of its fds
-  if (sp->inherited) sp->pe->abandon();
-  delete sp;
+  delete sp;  // ~PipeEnd releases the end
 }
 
 // ---- one registration ---------------------------------------------------
@@ -231,6 +228,7 @@ struct Port {
   SharedPipe *sp = nullptr;
   uint32_t tx_mask = 0, rx_mask = 0;  // the rings this registration holds of sp
   std::atomic<uint64_t> reinits{0};  // ring reinits (see reinit())
+  Port *prev_live = nullptr, *next_live = nullptr;  // in g_live, for fork_child
 
   netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(base + layout.ring_ofs[iface][k]); }
   nm_csb_atok *atok(uint32_t k) const { return reinterpret_cast<nm_csb_atok *>(base + layout.csb_entry(iface, k)); }
@@ -251,6 +249,20 @@ struct Port {
     }
   }
 };
+
+// Every registration until released, orphans of a close that another
+// thread's call still holds included (fork_child unmaps them all). Under g_mu.
+Port *g_live = nullptr;
+void live_add(Port *p) {
+  p->next_live = g_live;
+  if (g_live) g_live->prev_live = p;
+  g_live = p;
+}
+void live_remove(Port *p) {
+  if (p->prev_live) p->prev_live->next_live = p->next_live;
+  else if (g_live == p) g_live = p->next_live;
+  if (p->next_live) p->next_live->prev_live = p->prev_live;
+}
 
 // netmap's answer to an impossible head/cur ("ring reinit"): the ring is
 // put back as the last sync left it (the caller does that from its own
@@ -373,10 +385,10 @@ struct NmFd {
   // or epoll_wait is using (the kernel keeps a file alive for a call too)
   std::atomic<int> uses{1};
   std::atomic<Port *> port{nullptr};  // set once registered (release), read lock-free (acquire)
-  // In a fork child: the parent's registration, no longer usable here (its
-  // ring state lives in the parent's memory, not in a kernel both share);
-  // kept only to let go of the child's copies of its fds and mappings.
-  Port *inherited = nullptr;
+  // In a fork child: the fd was registered in the parent, which keeps the
+  // registration (its ring state lives in the parent's memory, not in a
+  // kernel both share); the child holds nothing of it (see fork_child).
+  bool inherited = false;
 };
 struct Slot {
   std::atomic<NmFd *> nm{nullptr};
@@ -456,7 +468,6 @@ void unpublish(Slot *s, std::atomic<T *> Slot::*which) {
 void release_port(Port *p);
 void nm_destroy_locked(NmFd *f) {
   if (Port *p = f->port.load(std::memory_order_relaxed)) release_port(p);
-  if (f->inherited) release_port(f->inherited);
   delete f;
 }
 void nm_unref_locked(NmFd *f) {
@@ -775,8 +786,8 @@ int register_pipe(Port *p, const RegWant &w, const nmreq_register *body) {
   if (!lw.ok()) return fail(EINVAL, w.name + ": " + lw.error().what);
   const Layout want = *lw;
   std::string err;
-  for (SharedPipe *sp : g_pipes)  // a fork child's copy is the parent's, not ours
-    if (sp->path == path && sp->end == end && !sp->inherited) p->sp = sp;
+  for (SharedPipe *sp : g_pipes)
+    if (sp->path == path && sp->end == end) p->sp = sp;
   if (p->sp) {
     p->sp->refs++;
   } else {
@@ -868,11 +879,13 @@ int do_register(NmFd *f, RegWant w, nmreq_register *body) {
   body->nr_host_tx_rings = body->nr_host_rx_rings = 0;
   body->nr_mem_id = r->mem_id;
   body->nr_extra_bufs = body->nr_extra_bufs ? p->layout.p.extra_bufs : 0;
+  live_add(p);
   f->port.store(p, std::memory_order_release);  // what a lock-free reader finds is complete
   return 0;
 }
 
 void release_port(Port *p) {  // under g_mu
+  live_remove(p);
   Region *r = p->region;
   if (r) {
     r->used &= ~(1ULL << p->slot);
@@ -1269,15 +1282,58 @@ int adopt_locked(int newfd, NmFd *f) {
   return newfd;
 }
 
-// fork: the child gets a copy of every registration, over fds and mappings
-// it shares with the parent, as netmap's child shares the file. The lock is
-// held across fork so that the child's copy of the table is consistent.
+// fork: the registrations stay with the parent, which alone releases them,
+// and the child keeps none of the library's fds or mappings: vale-ts sees
+// the EOF of a port's control connection when the parent lets go even while
+// a child lives, also for a record the parent was closing at fork while
+// another of its threads still used it (no thread is left here to finish
+// that close). The child keeps the program's fds: an inherited emulated fd
+// stays in the table, registered in the parent (see inherited_fail).
+// The lock is held across fork so that the child's copy of the table is
+// consistent. The child may be one of a multithreaded process: only
+// atomics, plain stores and raw syscalls below, nothing allocated or freed;
+// what the parent's records hold stays allocated here, never used again.
 void fork_prepare() { g_mu.lock(); }
 void fork_parent() { g_mu.unlock(); }
+
+// An epoll set's own epoll is an open file the child shares with the
+// parent (what the child's epoll_ctl on it did would change the parent's
+// wait): the child's set gets a fresh one under the same number, which
+// watches the program's epoll fd and none of the parent's doorbells.
+void fork_renew_ep(EpSet *e) {
+  int q = static_cast<int>(syscall(SYS_epoll_create1, EPOLL_CLOEXEC));
+  if (q >= 0 && q != e->q) {
+    const int moved = static_cast<int>(syscall(SYS_dup3, q, e->q, O_CLOEXEC));
+    syscall(SYS_close, q);
+    q = moved < 0 ? -1 : e->q;
+  }
+  e->q = q;  // -1 when out of fds: its waits fail with EBADF
+  if (q >= 0) {
+    slot_of(q, false)->internal.store(true, std::memory_order_release);  // its number was ours already
+    g_internal.fetch_add(1);
+    epoll_event uev{};
+    uev.events = EPOLLIN;
+    uev.data.u64 = EP_USER_SET;
+    syscall(SYS_epoll_ctl, q, EPOLL_CTL_ADD, e->epfd, &uev);
+  }
+  for (EpEntry &en : e->entries) en.watched_wait = en.watched_hup = -1;
+  e->uses.store(1, std::memory_order_relaxed);
+  ep_changed(e);  // a thread's copy of the set may name the parent's registrations: renew it
+}
+
 void fork_child() {
-  // a pipe end's lock belongs to the open file description the parent
-  // holds too: the child's close must not release it (see SharedPipe)
-  for (SharedPipe *sp : g_pipes) sp->inherited = true;
+  const int saved = errno;
+  // the library's mappings of the parent's regions (the program's own stay)
+  for (Port *p = g_live; p; p = p->next_live)
+    if (!p->is_pipe && p->base) syscall(SYS_munmap, p->base, p->mapped);
+  for (SharedPipe *sp : g_pipes)
+    if (sp->pe && sp->pe->base()) syscall(SYS_munmap, sp->pe->base(), sp->pe->size());
+  for (Region *r : g_regions) syscall(SYS_munmap, r->overlay, OVERLAY_SIZE);
+  // a registration in the child starts afresh: a region of its own (the
+  // overlay's netmap_ifs are per process), a pipe end of its own
+  g_live = nullptr;
+  g_regions.clear();  // keeps its storage: no allocator call
+  g_pipes.clear();
   for (auto &chunk : g_chunks) {
     Slot *s = chunk.load(std::memory_order_acquire);
     if (!s) continue;
@@ -1286,19 +1342,24 @@ void fork_child() {
       // not in the child: only the table holds references here
       s[i].pinning[0].store(0, std::memory_order_relaxed);
       s[i].pinning[1].store(0, std::memory_order_relaxed);
-      NmFd *f = s[i].nm.load(std::memory_order_acquire);
-      if (f) {
+      // the library's fds, the parent's registrations' and the orphans'
+      // alike (control sockets, regions, doorbells, epoll fds)
+      if (s[i].internal.exchange(false, std::memory_order_acq_rel))
+        syscall(SYS_close, static_cast<int>((&chunk - g_chunks) * CHUNK + i));
+      if (NmFd *f = s[i].nm.load(std::memory_order_acquire)) {
         f->uses.store(f->refs, std::memory_order_relaxed);
-        if (Port *p = f->port.exchange(nullptr)) f->inherited = p;
-      }
-      // a thread's copy of an epoll set may name those registrations: renew it
-      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) {
-        e->uses.store(1, std::memory_order_relaxed);
-        ep_changed(e);
+        if (f->port.exchange(nullptr)) f->inherited = true;
       }
     }
   }
+  g_internal.store(0);
+  for (auto &chunk : g_chunks) {
+    Slot *s = chunk.load(std::memory_order_acquire);
+    for (int i = 0; s && i < CHUNK; i++)
+      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) fork_renew_ep(e);
+  }
   g_mu.unlock();
+  errno = saved;
 }
 
 int inherited_fail(int fd) {

@@ -8,7 +8,9 @@
  * a close while another thread waits on the fd; a registered fd asked to
  * register a NIC; the library's own fds against a program that closes or
  * dup2()s onto fds it never opened; an epoll set holding an fd and its dup
- * (one doorbell) after the first leaves it.
+ * (one doorbell) after the first leaves it; fork and vfork children: the
+ * fork child holds none of the library's fds and shares none of its state
+ * with the parent.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -118,3 +120,27 @@ for (const how of ['close', 'del'] as const) {
     t.is(r.stdout, 'ok\n');
   });
 }
+
+for (const how of ['closing', 'live'] as const) {
+  test.serial(`fork: the child holds none of the library's fds; vale-ts drops the port once the parent lets go (${how === 'closing' ? 'a close still held by another thread\'s poll at fork' : 'a registration closed after fork'}), while the child lives`, async (t) => {
+    await withVale0(async (env) => {
+      const r = await run(await nmHostile(), ['fork-release', `vale0:${uname(how === 'closing' ? 'fa' : 'fb')}`, how], { ...PRE, ...env }).done;
+      t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+      t.is(r.stdout, 'ok\n');
+    });
+  });
+}
+
+test('fork: a child closing its copy of an fd in the parent\'s epoll set leaves the parent\'s wait watching its doorbell', async (t) => {
+  const r = await run(await nmHostile(), ['fork-epoll', `vale0:${uname('fc')}`], PRE).done;
+  t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+  t.is(r.stdout, 'ok\n');
+});
+
+test.serial('fork: parent and child registering rings of one port each keep their own netmap_if (no shared overlay slot)', async (t) => {
+  await withVale0(async (env) => {
+    const r = await run(await nmHostile(), ['fork-overlay', `vale0:${uname('fd')}`], { ...PRE, ...env }).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+});
