@@ -1282,6 +1282,10 @@ int adopt_locked(int newfd, NmFd *f) {
   return newfd;
 }
 
+// The process the table belongs to: set at the first open, renewed in a
+// fork child by fork_child (see shared_child).
+std::atomic<pid_t> g_pid{0};
+
 // fork: the registrations stay with the parent, which alone releases them,
 // and the child keeps none of the library's fds or mappings: vale-ts sees
 // the EOF of a port's control connection when the parent lets go even while
@@ -1323,6 +1327,7 @@ void fork_renew_ep(EpSet *e) {
 
 void fork_child() {
   const int saved = errno;
+  g_pid.store(static_cast<pid_t>(syscall(SYS_getpid)), std::memory_order_relaxed);
   // the library's mappings of the parent's regions (the program's own stay)
   for (Port *p = g_live; p; p = p->next_live)
     if (!p->is_pipe && p->base) syscall(SYS_munmap, p->base, p->mapped);
@@ -1362,6 +1367,14 @@ void fork_child() {
   errno = saved;
 }
 
+// A child that shares this process's memory without the fork handlers
+// having run (vfork(), a clone() with CLONE_VM) closes and dups in its own
+// fd table only: the table is the parent's and must stay as it is.
+bool shared_child() {
+  const pid_t p = g_pid.load(std::memory_order_relaxed);
+  return p != 0 && static_cast<pid_t>(syscall(SYS_getpid)) != p;
+}
+
 int inherited_fail(int fd) {
   return fail(ENXIO, "fd " + std::to_string(fd) +
                          " was registered before fork(): the registration stays with the parent (netmap's ring "
@@ -1382,7 +1395,10 @@ int dev_open(int flags) {
     return fail(EMFILE, "fd beyond the preload's table (1048576 fds)");
   }
   static bool atfork = false;
-  if (!atfork) atfork = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+  if (!atfork) {
+    g_pid.store(getpid(), std::memory_order_relaxed);
+    atfork = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+  }
   auto *f = new NmFd;
   f->fd = fd;
   s->nm.store(f, std::memory_order_release);
@@ -1420,6 +1436,7 @@ bool dev_close(int fd, int *rc) {
     return true;
   }
   if (!s || (!s->nm.load(std::memory_order_acquire) && !s->ep.load(std::memory_order_acquire))) return false;
+  if (shared_child()) return false;  // a vfork child's close: its copy only
   Lib lk;
   if (!forget_locked(s, fd)) return false;
   *rc = sys::close(fd);
@@ -1437,6 +1454,7 @@ bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
   const bool new_ours = sn && (sn->nm.load(std::memory_order_acquire) || sn->ep.load(std::memory_order_acquire));
   if (!old_ours && !new_ours) return false;
   if (newfd == oldfd) return false;  // dup2(fd, fd): nothing changes; dup3 says EINVAL
+  if (shared_child()) return false;  // a vfork child's dup: its fd table only
   Lib lk;
   const int r = newfd < 0 ? static_cast<int>(syscall(SYS_fcntl, oldfd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, -newfd - 1))
                           : sys::dup3(oldfd, newfd, flags);
@@ -1450,7 +1468,9 @@ bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
 
 int dev_close_range(unsigned first, unsigned last, int flags) {
   auto kernel = [flags](unsigned a, unsigned b) { return static_cast<int>(syscall(SYS_close_range, a, b, flags)); };
-  if (!tracking() || first > last) return kernel(first, last);
+  // a vfork child's closefrom before exec: its fd table only, the
+  // library's fds in it too (they are close-on-exec anyway)
+  if (!tracking() || first > last || shared_child()) return kernel(first, last);
   Lib lk;
   const unsigned top = static_cast<unsigned>(CHUNK * NCHUNKS - 1);
   const unsigned end = last > top ? top : last;

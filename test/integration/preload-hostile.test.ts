@@ -10,7 +10,7 @@
  * dup2()s onto fds it never opened; an epoll set holding an fd and its dup
  * (one doorbell) after the first leaves it; fork and vfork children: the
  * fork child holds none of the library's fds and shares none of its state
- * with the parent.
+ * with the parent, a vfork child's close leaves the parent's registration.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -144,3 +144,11 @@ test.serial('fork: parent and child registering rings of one port each keep thei
     t.is(r.stdout, 'ok\n');
   });
 });
+
+for (const how of ['close', 'closefrom'] as const) {
+  test(`vfork: a child's ${how} of the registered fd before _exit leaves the parent's registration (shared memory, the parent's state)`, async (t) => {
+    const r = await run(await nmHostile(), ['vfork-close', `vale0:${uname(how === 'close' ? 'fe' : 'ff')}{0`, how], PRE).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+}
