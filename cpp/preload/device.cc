@@ -1583,10 +1583,13 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
   }
   // the emulated fds of the set, held for the whole call: another thread's
   // close leaves their registrations (and doorbells) alive until it returns
-  nfds_t mine = 0;
+  // and the fds a fork child inherited registered: POLLERR, as netmap_poll
+  // answers for an fd without a registration (never a sleep on them)
+  nfds_t mine = 0, gone = 0;
   for (nfds_t i = 0; i < n; i++) {
     pins[i] = pin(fds[i].fd);
     if (pins[i] && pins[i]->port.load(std::memory_order_acquire)) mine++;
+    else if (pins[i] && pins[i]->inherited) gone++;
   }
   struct Unpin {
     NmFd **v;
@@ -1596,7 +1599,8 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
         if (v[i]) unpin(v[i]);
     }
   } unpin_all{pins, n};
-  if (mine == 0) return sys::ppoll(fds, n, timeout, mask);
+  if (mine == 0 && gone == 0) return sys::ppoll(fds, n, timeout, mask);
+  auto inherited = [&](nfds_t i) { return !ports[i] && pins[i] && pins[i]->inherited; };
   int64_t deadline;
   if (!deadline_of(timeout, &deadline)) return fail(EINVAL, "");
   for (;;) {
@@ -1607,6 +1611,9 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
       if (ports[i]) {
         fds[i].revents = port_check(ports[i], fds[i].events);
         if (fds[i].revents) ready++;
+      } else if (inherited(i)) {
+        fds[i].revents = POLLERR;
+        ready++;
       }
     }
     if (!ready) {
@@ -1619,10 +1626,11 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
         }
     }
     // the common case, netmap's own fds only and one ready: no syscall at all
-    if (ready && mine == n) return ready;
+    if (ready && mine + gone == n) return ready;
     nfds_t m = 0;
     for (nfds_t i = 0; i < n; i++) {
       if (ports[i]) k[i] = {ready ? -1 : ports[i]->wait_fd, POLLIN, 0};
+      else if (inherited(i)) k[i] = {-1, 0, 0};
       else k[i] = {fds[i].fd, fds[i].events, 0};
     }
     for (nfds_t i = 0; i < n; i++)
@@ -1648,8 +1656,8 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
     int count = 0;
     for (nfds_t i = 0; i < n; i++) {
       if (!ports[i]) {
-        fds[i].revents = k[i].revents;
-        if (k[i].revents) count++;
+        if (!inherited(i)) fds[i].revents = k[i].revents;
+        if (fds[i].revents) count++;
         continue;
       }
       if (!ready && (k[i].revents & POLLIN)) drain(k[i].fd);
@@ -1759,7 +1767,9 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
         NmFd *f = lookup(en.fd);
         Port *p = f ? f->port.load(std::memory_order_acquire) : nullptr;
         if (!p) {
-          sn.complete = false;  // look again once it has registered
+          // inherited registered from the parent: EPOLLERR (see collect)
+          if (f && f->inherited) sn.m.push_back({en.fd, en.events, en.data});
+          else sn.complete = false;  // look again once it has registered
           continue;
         }
         if (en.watched_wait != p->wait_fd) {
@@ -1810,8 +1820,10 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
   auto collect = [&](int *count) {
     for (int k = 0; k < nm && *count < max; k++) {
       const size_t i = (sn.next + static_cast<size_t>(k)) % static_cast<size_t>(nm);
-      if (!ports[i]) continue;
-      const short rev = port_check(ports[i], static_cast<short>(members[i].events & 0xffff));
+      // a fork child's inherited fd: EPOLLERR, as dev_ppoll's POLLERR
+      const bool gone = !ports[i] && t_ep_pins[i] && t_ep_pins[i]->inherited;
+      if (!ports[i] && !gone) continue;
+      const short rev = gone ? POLLERR : port_check(ports[i], static_cast<short>(members[i].events & 0xffff));
       if (rev) {
         out[*count].events = static_cast<uint32_t>(rev);
         out[*count].data = members[i].data;

@@ -145,6 +145,12 @@ test.serial('fork: parent and child registering rings of one port each keep thei
   });
 });
 
+test('fork: poll, epoll_wait and select on an fd the child inherited registered say POLLERR at once (netmap_poll without a registration), not sleep', async (t) => {
+  const r = await run(await nmHostile(), ['fork-poll', `vale0:${uname('fg')}{0`], PRE).done;
+  t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+  t.is(r.stdout, 'ok\n');
+});
+
 for (const how of ['close', 'closefrom'] as const) {
   test(`vfork: a child's ${how} of the registered fd before _exit leaves the parent's registration (shared memory, the parent's state)`, async (t) => {
     const r = await run(await nmHostile(), ['vfork-close', `vale0:${uname(how === 'close' ? 'fe' : 'ff')}{0`, how], PRE).done;
