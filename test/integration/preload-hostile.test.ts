@@ -10,7 +10,8 @@
  * dup2()s onto fds it never opened; an epoll set holding an fd and its dup
  * (one doorbell) after the first leaves it; fork and vfork children: the
  * fork child holds none of the library's fds and shares none of its state
- * with the parent, a vfork child's close leaves the parent's registration.
+ * with the parent, a vfork child's close leaves the parent's registration;
+ * exec ends the registrations.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -149,6 +150,14 @@ test('fork: poll, epoll_wait and select on an fd the child inherited registered 
   const r = await run(await nmHostile(), ['fork-poll', `vale0:${uname('fg')}{0`], PRE).done;
   t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
   t.is(r.stdout, 'ok\n');
+});
+
+test.serial('exec: a registration ends with the program image (vale-ts drops the port); the fd kept without O_CLOEXEC is a plain fd (ENOTTY)', async (t) => {
+  await withVale0(async (env) => {
+    const r = await run(await nmHostile(), ['exec', `vale0:${uname('fh')}`], { ...PRE, ...env }).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
 });
 
 for (const how of ['close', 'closefrom'] as const) {
