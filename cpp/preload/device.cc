@@ -188,7 +188,6 @@ struct SharedPipe {
   std::string path;
   uint32_t end = 0;
   std::optional<PipeEnd> pe;  // cpp/core/pipe: the same end a Node process opens
-  bool inherited = false;     // a fork child's copy: see fork_child
   uint32_t tx_bound = 0, rx_bound = 0;  // rings held by registrations (bit r)
   int refs = 0;
 };
@@ -201,9 +200,7 @@ void pipe_put(SharedPipe *sp) {
       g_pipes.erase(g_pipes.begin() + static_cast<long>(i));
       break;
     }
-  // ~PipeEnd releases the end; a fork child's copy only lets go of its fds
-  if (sp->inherited) sp->pe->abandon();
-  delete sp;
+  delete sp;  // ~PipeEnd releases the end
 }
 
 // ---- one registration ---------------------------------------------------
@@ -231,6 +228,7 @@ struct Port {
   SharedPipe *sp = nullptr;
   uint32_t tx_mask = 0, rx_mask = 0;  // the rings this registration holds of sp
   std::atomic<uint64_t> reinits{0};  // ring reinits (see reinit())
+  Port *prev_live = nullptr, *next_live = nullptr;  // in g_live, for fork_child
 
   netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(base + layout.ring_ofs[iface][k]); }
   nm_csb_atok *atok(uint32_t k) const { return reinterpret_cast<nm_csb_atok *>(base + layout.csb_entry(iface, k)); }
@@ -251,6 +249,20 @@ struct Port {
     }
   }
 };
+
+// Every registration until released, orphans of a close that another
+// thread's call still holds included (fork_child unmaps them all). Under g_mu.
+Port *g_live = nullptr;
+void live_add(Port *p) {
+  p->next_live = g_live;
+  if (g_live) g_live->prev_live = p;
+  g_live = p;
+}
+void live_remove(Port *p) {
+  if (p->prev_live) p->prev_live->next_live = p->next_live;
+  else if (g_live == p) g_live = p->next_live;
+  if (p->next_live) p->next_live->prev_live = p->prev_live;
+}
 
 // netmap's answer to an impossible head/cur ("ring reinit"): the ring is
 // put back as the last sync left it (the caller does that from its own
@@ -373,10 +385,10 @@ struct NmFd {
   // or epoll_wait is using (the kernel keeps a file alive for a call too)
   std::atomic<int> uses{1};
   std::atomic<Port *> port{nullptr};  // set once registered (release), read lock-free (acquire)
-  // In a fork child: the parent's registration, no longer usable here (its
-  // ring state lives in the parent's memory, not in a kernel both share);
-  // kept only to let go of the child's copies of its fds and mappings.
-  Port *inherited = nullptr;
+  // In a fork child: the fd was registered in the parent, which keeps the
+  // registration (its ring state lives in the parent's memory, not in a
+  // kernel both share); the child holds nothing of it (see fork_child).
+  bool inherited = false;
 };
 struct Slot {
   std::atomic<NmFd *> nm{nullptr};
@@ -456,7 +468,6 @@ void unpublish(Slot *s, std::atomic<T *> Slot::*which) {
 void release_port(Port *p);
 void nm_destroy_locked(NmFd *f) {
   if (Port *p = f->port.load(std::memory_order_relaxed)) release_port(p);
-  if (f->inherited) release_port(f->inherited);
   delete f;
 }
 void nm_unref_locked(NmFd *f) {
@@ -775,8 +786,8 @@ int register_pipe(Port *p, const RegWant &w, const nmreq_register *body) {
   if (!lw.ok()) return fail(EINVAL, w.name + ": " + lw.error().what);
   const Layout want = *lw;
   std::string err;
-  for (SharedPipe *sp : g_pipes)  // a fork child's copy is the parent's, not ours
-    if (sp->path == path && sp->end == end && !sp->inherited) p->sp = sp;
+  for (SharedPipe *sp : g_pipes)
+    if (sp->path == path && sp->end == end) p->sp = sp;
   if (p->sp) {
     p->sp->refs++;
   } else {
@@ -868,11 +879,13 @@ int do_register(NmFd *f, RegWant w, nmreq_register *body) {
   body->nr_host_tx_rings = body->nr_host_rx_rings = 0;
   body->nr_mem_id = r->mem_id;
   body->nr_extra_bufs = body->nr_extra_bufs ? p->layout.p.extra_bufs : 0;
+  live_add(p);
   f->port.store(p, std::memory_order_release);  // what a lock-free reader finds is complete
   return 0;
 }
 
 void release_port(Port *p) {  // under g_mu
+  live_remove(p);
   Region *r = p->region;
   if (r) {
     r->used &= ~(1ULL << p->slot);
@@ -1269,15 +1282,63 @@ int adopt_locked(int newfd, NmFd *f) {
   return newfd;
 }
 
-// fork: the child gets a copy of every registration, over fds and mappings
-// it shares with the parent, as netmap's child shares the file. The lock is
-// held across fork so that the child's copy of the table is consistent.
+// The process the table belongs to: set at the first open, renewed in a
+// fork child by fork_child (see shared_child).
+std::atomic<pid_t> g_pid{0};
+
+// fork: the registrations stay with the parent, which alone releases them,
+// and the child keeps none of the library's fds or mappings: vale-ts sees
+// the EOF of a port's control connection when the parent lets go even while
+// a child lives, also for a record the parent was closing at fork while
+// another of its threads still used it (no thread is left here to finish
+// that close). The child keeps the program's fds: an inherited emulated fd
+// stays in the table, registered in the parent (see inherited_fail).
+// The lock is held across fork so that the child's copy of the table is
+// consistent. The child may be one of a multithreaded process: only
+// atomics, plain stores and raw syscalls below, nothing allocated or freed;
+// what the parent's records hold stays allocated here, never used again.
 void fork_prepare() { g_mu.lock(); }
 void fork_parent() { g_mu.unlock(); }
+
+// An epoll set's own epoll is an open file the child shares with the
+// parent (what the child's epoll_ctl on it did would change the parent's
+// wait): the child's set gets a fresh one under the same number, which
+// watches the program's epoll fd and none of the parent's doorbells.
+void fork_renew_ep(EpSet *e) {
+  int q = static_cast<int>(syscall(SYS_epoll_create1, EPOLL_CLOEXEC));
+  if (q >= 0 && q != e->q) {
+    const int moved = static_cast<int>(syscall(SYS_dup3, q, e->q, O_CLOEXEC));
+    syscall(SYS_close, q);
+    q = moved < 0 ? -1 : e->q;
+  }
+  e->q = q;  // -1 when out of fds: its waits fail with EBADF
+  if (q >= 0) {
+    slot_of(q, false)->internal.store(true, std::memory_order_release);  // its number was ours already
+    g_internal.fetch_add(1);
+    epoll_event uev{};
+    uev.events = EPOLLIN;
+    uev.data.u64 = EP_USER_SET;
+    syscall(SYS_epoll_ctl, q, EPOLL_CTL_ADD, e->epfd, &uev);
+  }
+  for (EpEntry &en : e->entries) en.watched_wait = en.watched_hup = -1;
+  e->uses.store(1, std::memory_order_relaxed);
+  ep_changed(e);  // a thread's copy of the set may name the parent's registrations: renew it
+}
+
 void fork_child() {
-  // a pipe end's lock belongs to the open file description the parent
-  // holds too: the child's close must not release it (see SharedPipe)
-  for (SharedPipe *sp : g_pipes) sp->inherited = true;
+  const int saved = errno;
+  g_pid.store(static_cast<pid_t>(syscall(SYS_getpid)), std::memory_order_relaxed);
+  // the library's mappings of the parent's regions (the program's own stay)
+  for (Port *p = g_live; p; p = p->next_live)
+    if (!p->is_pipe && p->base) syscall(SYS_munmap, p->base, p->mapped);
+  for (SharedPipe *sp : g_pipes)
+    if (sp->pe && sp->pe->base()) syscall(SYS_munmap, sp->pe->base(), sp->pe->size());
+  for (Region *r : g_regions) syscall(SYS_munmap, r->overlay, OVERLAY_SIZE);
+  // a registration in the child starts afresh: a region of its own (the
+  // overlay's netmap_ifs are per process), a pipe end of its own
+  g_live = nullptr;
+  g_regions.clear();  // keeps its storage: no allocator call
+  g_pipes.clear();
   for (auto &chunk : g_chunks) {
     Slot *s = chunk.load(std::memory_order_acquire);
     if (!s) continue;
@@ -1286,19 +1347,32 @@ void fork_child() {
       // not in the child: only the table holds references here
       s[i].pinning[0].store(0, std::memory_order_relaxed);
       s[i].pinning[1].store(0, std::memory_order_relaxed);
-      NmFd *f = s[i].nm.load(std::memory_order_acquire);
-      if (f) {
+      // the library's fds, the parent's registrations' and the orphans'
+      // alike (control sockets, regions, doorbells, epoll fds)
+      if (s[i].internal.exchange(false, std::memory_order_acq_rel))
+        syscall(SYS_close, static_cast<int>((&chunk - g_chunks) * CHUNK + i));
+      if (NmFd *f = s[i].nm.load(std::memory_order_acquire)) {
         f->uses.store(f->refs, std::memory_order_relaxed);
-        if (Port *p = f->port.exchange(nullptr)) f->inherited = p;
-      }
-      // a thread's copy of an epoll set may name those registrations: renew it
-      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) {
-        e->uses.store(1, std::memory_order_relaxed);
-        ep_changed(e);
+        if (f->port.exchange(nullptr)) f->inherited = true;
       }
     }
   }
+  g_internal.store(0);
+  for (auto &chunk : g_chunks) {
+    Slot *s = chunk.load(std::memory_order_acquire);
+    for (int i = 0; s && i < CHUNK; i++)
+      if (EpSet *e = s[i].ep.load(std::memory_order_acquire)) fork_renew_ep(e);
+  }
   g_mu.unlock();
+  errno = saved;
+}
+
+// A child that shares this process's memory without the fork handlers
+// having run (vfork(), a clone() with CLONE_VM) closes and dups in its own
+// fd table only: the table is the parent's and must stay as it is.
+bool shared_child() {
+  const pid_t p = g_pid.load(std::memory_order_relaxed);
+  return p != 0 && static_cast<pid_t>(syscall(SYS_getpid)) != p;
 }
 
 int inherited_fail(int fd) {
@@ -1321,7 +1395,10 @@ int dev_open(int flags) {
     return fail(EMFILE, "fd beyond the preload's table (1048576 fds)");
   }
   static bool atfork = false;
-  if (!atfork) atfork = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+  if (!atfork) {
+    g_pid.store(getpid(), std::memory_order_relaxed);
+    atfork = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+  }
   auto *f = new NmFd;
   f->fd = fd;
   s->nm.store(f, std::memory_order_release);
@@ -1359,6 +1436,7 @@ bool dev_close(int fd, int *rc) {
     return true;
   }
   if (!s || (!s->nm.load(std::memory_order_acquire) && !s->ep.load(std::memory_order_acquire))) return false;
+  if (shared_child()) return false;  // a vfork child's close: its copy only
   Lib lk;
   if (!forget_locked(s, fd)) return false;
   *rc = sys::close(fd);
@@ -1376,6 +1454,7 @@ bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
   const bool new_ours = sn && (sn->nm.load(std::memory_order_acquire) || sn->ep.load(std::memory_order_acquire));
   if (!old_ours && !new_ours) return false;
   if (newfd == oldfd) return false;  // dup2(fd, fd): nothing changes; dup3 says EINVAL
+  if (shared_child()) return false;  // a vfork child's dup: its fd table only
   Lib lk;
   const int r = newfd < 0 ? static_cast<int>(syscall(SYS_fcntl, oldfd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, -newfd - 1))
                           : sys::dup3(oldfd, newfd, flags);
@@ -1389,7 +1468,9 @@ bool dev_dup(int oldfd, int newfd, int flags, int *rc) {
 
 int dev_close_range(unsigned first, unsigned last, int flags) {
   auto kernel = [flags](unsigned a, unsigned b) { return static_cast<int>(syscall(SYS_close_range, a, b, flags)); };
-  if (!tracking() || first > last) return kernel(first, last);
+  // a vfork child's closefrom before exec: its fd table only, the
+  // library's fds in it too (they are close-on-exec anyway)
+  if (!tracking() || first > last || shared_child()) return kernel(first, last);
   Lib lk;
   const unsigned top = static_cast<unsigned>(CHUNK * NCHUNKS - 1);
   const unsigned end = last > top ? top : last;
@@ -1502,10 +1583,13 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
   }
   // the emulated fds of the set, held for the whole call: another thread's
   // close leaves their registrations (and doorbells) alive until it returns
-  nfds_t mine = 0;
+  // and the fds a fork child inherited registered: POLLERR, as netmap_poll
+  // answers for an fd without a registration (never a sleep on them)
+  nfds_t mine = 0, gone = 0;
   for (nfds_t i = 0; i < n; i++) {
     pins[i] = pin(fds[i].fd);
     if (pins[i] && pins[i]->port.load(std::memory_order_acquire)) mine++;
+    else if (pins[i] && pins[i]->inherited) gone++;
   }
   struct Unpin {
     NmFd **v;
@@ -1515,7 +1599,8 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
         if (v[i]) unpin(v[i]);
     }
   } unpin_all{pins, n};
-  if (mine == 0) return sys::ppoll(fds, n, timeout, mask);
+  if (mine == 0 && gone == 0) return sys::ppoll(fds, n, timeout, mask);
+  auto inherited = [&](nfds_t i) { return !ports[i] && pins[i] && pins[i]->inherited; };
   int64_t deadline;
   if (!deadline_of(timeout, &deadline)) return fail(EINVAL, "");
   for (;;) {
@@ -1526,6 +1611,9 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
       if (ports[i]) {
         fds[i].revents = port_check(ports[i], fds[i].events);
         if (fds[i].revents) ready++;
+      } else if (inherited(i)) {
+        fds[i].revents = POLLERR;
+        ready++;
       }
     }
     if (!ready) {
@@ -1538,10 +1626,11 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
         }
     }
     // the common case, netmap's own fds only and one ready: no syscall at all
-    if (ready && mine == n) return ready;
+    if (ready && mine + gone == n) return ready;
     nfds_t m = 0;
     for (nfds_t i = 0; i < n; i++) {
       if (ports[i]) k[i] = {ready ? -1 : ports[i]->wait_fd, POLLIN, 0};
+      else if (inherited(i)) k[i] = {-1, 0, 0};
       else k[i] = {fds[i].fd, fds[i].events, 0};
     }
     for (nfds_t i = 0; i < n; i++)
@@ -1567,8 +1656,8 @@ int dev_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, cons
     int count = 0;
     for (nfds_t i = 0; i < n; i++) {
       if (!ports[i]) {
-        fds[i].revents = k[i].revents;
-        if (k[i].revents) count++;
+        if (!inherited(i)) fds[i].revents = k[i].revents;
+        if (fds[i].revents) count++;
         continue;
       }
       if (!ready && (k[i].revents & POLLIN)) drain(k[i].fd);
@@ -1678,7 +1767,9 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
         NmFd *f = lookup(en.fd);
         Port *p = f ? f->port.load(std::memory_order_acquire) : nullptr;
         if (!p) {
-          sn.complete = false;  // look again once it has registered
+          // inherited registered from the parent: EPOLLERR (see collect)
+          if (f && f->inherited) sn.m.push_back({en.fd, en.events, en.data});
+          else sn.complete = false;  // look again once it has registered
           continue;
         }
         if (en.watched_wait != p->wait_fd) {
@@ -1729,8 +1820,10 @@ bool dev_epoll_wait(int epfd, struct epoll_event *out, int max, const struct tim
   auto collect = [&](int *count) {
     for (int k = 0; k < nm && *count < max; k++) {
       const size_t i = (sn.next + static_cast<size_t>(k)) % static_cast<size_t>(nm);
-      if (!ports[i]) continue;
-      const short rev = port_check(ports[i], static_cast<short>(members[i].events & 0xffff));
+      // a fork child's inherited fd: EPOLLERR, as dev_ppoll's POLLERR
+      const bool gone = !ports[i] && t_ep_pins[i] && t_ep_pins[i]->inherited;
+      if (!ports[i] && !gone) continue;
+      const short rev = gone ? POLLERR : port_check(ports[i], static_cast<short>(members[i].events & 0xffff));
       if (rev) {
         out[*count].events = static_cast<uint32_t>(rev);
         out[*count].data = members[i].data;

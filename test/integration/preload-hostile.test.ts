@@ -8,7 +8,10 @@
  * a close while another thread waits on the fd; a registered fd asked to
  * register a NIC; the library's own fds against a program that closes or
  * dup2()s onto fds it never opened; an epoll set holding an fd and its dup
- * (one doorbell) after the first leaves it.
+ * (one doorbell) after the first leaves it; fork and vfork children: the
+ * fork child holds none of the library's fds and shares none of its state
+ * with the parent, a vfork child's close leaves the parent's registration;
+ * exec ends the registrations.
  */
 import test from 'ava';
 import { nmHostile, preloadEnv, run, uname, withVale0 } from '../fixtures/preload/apps.js';
@@ -114,6 +117,52 @@ for (const how of ['loop', 'range'] as const) {
 for (const how of ['close', 'del'] as const) {
   test(`epoll: a set holding a registered fd and its dup still wakes for the dup after the first ${how === 'close' ? 'is closed' : 'is EPOLL_CTL_DEL\'d'} (one doorbell, watched once)`, async (t) => {
     const r = await run(await nmHostile(), ['epoll-dup', `vale0:${uname(how === 'close' ? 'rp' : 'rq')}`, how], PRE).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+}
+
+for (const how of ['closing', 'live'] as const) {
+  test.serial(`fork: the child holds none of the library's fds; vale-ts drops the port once the parent lets go (${how === 'closing' ? 'a close still held by another thread\'s poll at fork' : 'a registration closed after fork'}), while the child lives`, async (t) => {
+    await withVale0(async (env) => {
+      const r = await run(await nmHostile(), ['fork-release', `vale0:${uname(how === 'closing' ? 'fa' : 'fb')}`, how], { ...PRE, ...env }).done;
+      t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+      t.is(r.stdout, 'ok\n');
+    });
+  });
+}
+
+test('fork: a child closing its copy of an fd in the parent\'s epoll set leaves the parent\'s wait watching its doorbell', async (t) => {
+  const r = await run(await nmHostile(), ['fork-epoll', `vale0:${uname('fc')}`], PRE).done;
+  t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+  t.is(r.stdout, 'ok\n');
+});
+
+test.serial('fork: parent and child registering rings of one port each keep their own netmap_if (no shared overlay slot)', async (t) => {
+  await withVale0(async (env) => {
+    const r = await run(await nmHostile(), ['fork-overlay', `vale0:${uname('fd')}`], { ...PRE, ...env }).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+});
+
+test('fork: poll, epoll_wait and select on an fd the child inherited registered say POLLERR at once (netmap_poll without a registration), not sleep', async (t) => {
+  const r = await run(await nmHostile(), ['fork-poll', `vale0:${uname('fg')}{0`], PRE).done;
+  t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+  t.is(r.stdout, 'ok\n');
+});
+
+test.serial('exec: a registration ends with the program image (vale-ts drops the port); the fd kept without O_CLOEXEC is a plain fd (ENOTTY)', async (t) => {
+  await withVale0(async (env) => {
+    const r = await run(await nmHostile(), ['exec', `vale0:${uname('fh')}`], { ...PRE, ...env }).done;
+    t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'ok\n');
+  });
+});
+
+for (const how of ['close', 'closefrom'] as const) {
+  test(`vfork: a child's ${how} of the registered fd before _exit leaves the parent's registration (shared memory, the parent's state)`, async (t) => {
+    const r = await run(await nmHostile(), ['vfork-close', `vale0:${uname(how === 'close' ? 'fe' : 'ff')}{0`, how], PRE).done;
     t.is(r.code, 0, `${r.signal ?? ''} ${r.stdout}${r.stderr}`);
     t.is(r.stdout, 'ok\n');
   });
