@@ -585,6 +585,15 @@ const RING_BYTES = 1024;
 const NSLOTS = 16;
 const BUFS_AT = 32768;
 const BUF_SIZE = 2048;
+/** The fake kernel's answers that match the region fakeRegion lays out (its environment). */
+const FAKE_GEOMETRY = {
+  FAKE_NM_OFFSET: String(NIFP),
+  FAKE_NM_MEMSIZE: String(MEMSIZE),
+  FAKE_NM_SLOTS: String(NSLOTS),
+  FAKE_NM_RINGS: '2',
+  FAKE_NM_HOST: '1',
+  FAKE_NM_MEMID: '5',
+};
 
 /**
  * A netmap region as the kernel would lay it out for a port with 2 NIC ring
@@ -705,12 +714,7 @@ function runFake(t: { log: (...s: string[]) => void }, name: string, spec: strin
       LD_PRELOAD: [process.env['LD_PRELOAD'], shim.so].filter((x) => x).join(':'),
       FAKE_NM_DEV: dev,
       FAKE_NM_LOG: log,
-      FAKE_NM_OFFSET: String(NIFP),
-      FAKE_NM_MEMSIZE: String(MEMSIZE),
-      FAKE_NM_SLOTS: String(NSLOTS),
-      FAKE_NM_RINGS: '2',
-      FAKE_NM_HOST: '1',
-      FAKE_NM_MEMID: '5',
+      ...FAKE_GEOMETRY,
       SPEC: spec,
       ...env,
     },
@@ -940,12 +944,7 @@ test("fake kernel: open()'s extraBufs, rings and slots reach nmreq_register (the
       FAKE_NM_DEV: dev,
       FAKE_NM_REDIRECT: '1',
       FAKE_NM_LOG: log,
-      FAKE_NM_OFFSET: String(NIFP),
-      FAKE_NM_MEMSIZE: String(MEMSIZE),
-      FAKE_NM_SLOTS: String(NSLOTS),
-      FAKE_NM_RINGS: '2',
-      FAKE_NM_HOST: '1',
-      FAKE_NM_MEMID: '5',
+      ...FAKE_GEOMETRY,
     },
   });
   t.is(r.status, 0, r.stderr);
@@ -997,12 +996,7 @@ async function pktgenFake(
       FAKE_NM_DEV: dev,
       FAKE_NM_REDIRECT: '1',
       FAKE_NM_LOG: log,
-      FAKE_NM_OFFSET: String(NIFP),
-      FAKE_NM_MEMSIZE: String(MEMSIZE),
-      FAKE_NM_SLOTS: String(NSLOTS),
-      FAKE_NM_RINGS: '2',
-      FAKE_NM_HOST: '1',
-      FAKE_NM_MEMID: '5',
+      ...FAKE_GEOMETRY,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
