@@ -167,7 +167,7 @@ Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const st
   ps.memfd = std::move(memfd);
   ps.switch_bell = std::move(sb);
   ps.client_bell = std::move(cb);
-  std::fill(std::begin(ps.bad_head), std::end(ps.bad_head), UINT32_MAX);
+  ps.start_client();
   active_.insert(std::upper_bound(active_.begin(), active_.end(), id), id);
   rebuild_scan();
   SwitchPortInfo info;
@@ -179,6 +179,25 @@ Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const st
   info.nifp_ofs = l.nifp_ofs[0];
   info.geometry = l.p;
   return info;
+}
+
+void SwitchCore::Port::start_client() {
+  std::fill(std::begin(tx_hwcur), std::end(tx_hwcur), 0u);
+  std::fill(std::begin(rx), std::end(rx), RxState{});
+  std::fill(std::begin(bad_head), std::end(bad_head), UINT32_MAX);
+  std::fill(std::begin(rx_dirty), std::end(rx_dirty), false);
+  any_dirty = false;
+  stalled = false;
+  stall_freed = 0;
+  full_since_ns = 0;
+  shed = false;
+  hold_freed = 0;
+  held_seen_ns = 0;
+  extra_bells.clear();  // the other registrations' (gone before a renew)
+  bell_stuck = false;
+  spurious = backoff_ms = 0;
+  muted = false;
+  muted_until_ns = 0;
 }
 
 void SwitchCore::count_closed(Port *p) {
@@ -287,20 +306,9 @@ Result<SwitchPortInfo> SwitchCore::renew_port(uint32_t id, const std::string &na
     p->memfd = std::move(rr.value().fd);
     p->switch_bell = std::move(sb);
     p->client_bell = std::move(cb);
-    // the rings' state as add_port starts it; counters and settings stay
-    std::fill(std::begin(p->tx_hwcur), std::end(p->tx_hwcur), 0u);
-    std::fill(std::begin(p->rx), std::end(p->rx), RxState{});
-    std::fill(std::begin(p->bad_head), std::end(p->bad_head), UINT32_MAX);
-    std::fill(std::begin(p->rx_dirty), std::end(p->rx_dirty), false);
-    p->any_dirty = false;
-    p->stalled = false;
-    p->full_since_ns = 0;
-    p->shed = false;
-    p->extra_bells.clear();  // their holders' (gone with them)
-    p->bell_stuck = false;
-    p->spurious = p->backoff_ms = 0;
-    p->muted = false;
-    p->muted_until_ns = 0;
+    // as add_port starts it; counters and settings stay (the old bell left
+    // the epoll set above, muted or not, and the new one is in it)
+    p->start_client();
     // a sleeping switch asked every client for kicks (arm_all): the fresh
     // CSB must ask too, or the next client's first frames wake nobody
     if (armed_) {
