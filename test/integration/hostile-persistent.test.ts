@@ -10,10 +10,11 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { fstatSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import { ManualClock, open, Switch, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import type { CsbView } from '../../src/backends/csb.js';
 import { NS_MOREFRAG } from '../../src/netmap/abi.js';
 import { native, type NativeFdWatcher } from '../../src/netmap/addon.js';
@@ -235,4 +236,53 @@ test('a monitor opened while a persistent port had a client sees the next client
   t.deepEqual(tags(rxCopies), [0x52], "the monitor got c's frame to b");
   t.deepEqual(tags(txCopies), [0x51], "the monitor got b's frame");
   t.is(sw.monitors()[0]!.counters['dropMonitor'], 0);
+});
+
+test("a persistent port's next client is waited for by a lossless sender, though the client that left had been declared stalled", async (t) => {
+  t.timeout(60_000);
+  // the switch's clock moves only when told: no stall but the one below
+  const clock = new ManualClock();
+  const sw = new Switch('vale0', { clock, stallMs: 1000 });
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  t.teardown(() => srv.close());
+  const gone = departures(srv);
+  await new ValeClient({ socket }).create('vale0:p', { rxSlots: 64 });
+  const idx = sw.port('vale0:p')!.index;
+  const c = await open('vale0:c', { socket, lossless: true });
+  t.teardown(() => c.close());
+
+  const a = await open('vale0:p', { socket });
+  a.inject(frame(0x0a, 1));
+  a.txsync();
+  t.deepEqual(await receive(c, 1), [1], 'the bridge learned a at p');
+  // a never reads: 63 fill its ring and c waits, until a is declared stalled
+  for (let i = 0; i < 100; i++) if (!c.inject(unicast(0x0c, 0x0a, i))) throw new Error('c: tx ring full');
+  c.txsync();
+  await until(() => sw.counters(idx)['txFrames'] === 63);
+  const stalled = once(sw, 'stalled');
+  clock.advance(1001);
+  a.inject(frame(0x0a, 2)); // a round that reads the clock
+  a.txsync();
+  t.deepEqual(await receive(c, 1), [2]);
+  await stalled;
+  await until(() => sw.counters(idx)['dropStalled'] === 37);
+  a.close();
+  await gone.of('vale0:p');
+
+  const b = await open('vale0:p', { socket });
+  t.teardown(() => b.close());
+  b.inject(frame(0x0b, 3));
+  b.txsync();
+  t.deepEqual(await receive(c, 1), [3]);
+  // b's ring full: c waits for b (no time passes on the switch's clock), b
+  // is not stalled as a was
+  const n = 63 + 5;
+  for (let i = 0; i < n; i++) c.inject(unicast(0x0c, 0x0b, 100 + i));
+  c.txsync();
+  await until(() => sw.counters(idx)['txFrames'] === 63 + 63);
+  t.is(sw.counters(idx)['dropStalled'], 37, 'c waits for b: none of its copies dropped');
+  t.deepEqual(await receive(b, n), Array.from({ length: n }, (_, i) => 100 + i));
+  t.is(sw.counters(idx)['dropStalled'], 37);
+  t.is(sw.switchCounters().stalls, 1, 'only a was');
 });
