@@ -202,13 +202,22 @@ void SwitchCore::Port::start_client() {
 
 void SwitchCore::count_closed(Port *p) {
   // frames the client queued but the switch never took are lost: count them
+  // as collect_ring would have taken them, a chain of slots (NS_MOREFRAG)
+  // as one frame, cut every NETMAP_MAX_FRAGS slots, an unfinished one too
+  const uint32_t N = p->layout.p.tx_slots;
   for (uint32_t r = 0; r < p->layout.p.tx_rings; r++) {
-    uint32_t head = load_acquire(&p->atok(r)->head);
-    if (head < p->layout.p.tx_slots) {
-      uint32_t n = ring_dist(head, p->tx_hwcur[r], p->layout.p.tx_slots);
-      p->c[C_DROP_CLOSED] += n;
-      p->c[C_RX_FRAMES] += n;
+    const uint32_t head = load_acquire(&p->atok(r)->head);
+    if (head >= N) continue;
+    const netmap_slot *s = ring_slots(p->ring(r));
+    uint64_t n = 0;
+    uint32_t frags = 0;  // slots of the frame counted last, while it goes on
+    for (uint32_t i = p->tx_hwcur[r]; i != head; i = ring_next(i, N)) {
+      if (frags == 0) n++;
+      const uint16_t fl = s[i].flags;
+      frags = (fl & NS_MOREFRAG) && frags + 1 < NETMAP_MAX_FRAGS ? frags + 1 : 0;
     }
+    p->c[C_DROP_CLOSED] += n;
+    p->c[C_RX_FRAMES] += n;
   }
 }
 

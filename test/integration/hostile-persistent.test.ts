@@ -286,3 +286,44 @@ test("a persistent port's next client is waited for by a lossless sender, though
   t.is(sw.counters(idx)['dropStalled'], 37);
   t.is(sw.switchCounters().stalls, 1, 'only a was');
 });
+
+test('frames a client left queued when it went are counted as frames (dropClosed), a chain of slots as one', async (t) => {
+  t.timeout(60_000);
+  // no stall: the switch's clock stands still, so a's ring stays held
+  const sw = new Switch('vale0', { clock: new ManualClock() });
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  t.teardown(() => srv.close());
+  const gone = departures(srv);
+  await new ValeClient({ socket }).create('vale0:p');
+  const idx = sw.port('vale0:p')!.index;
+  const c = await open('vale0:c', { socket, slots: 64 });
+  t.teardown(() => c.close());
+
+  const a = await open('vale0:p', { socket, lossless: true });
+  // 63 fill c's ring (c never reads); the 64th waits, lossless, and so does
+  // everything a queues behind it
+  for (let i = 0; i < 64; i++) a.inject(frame(0x0a, i));
+  a.txsync();
+  await until(() => sw.counters(sw.port('vale0:c')!.index)['txFrames'] === 63);
+  const ring = a.txRings[0]!;
+  const put = (slots: number, last: boolean): void => {
+    for (let k = 0; k < slots; k++) {
+      const s = ring.head;
+      ring.bytes.set(frame(0x0a, 200), ring.bufOffset(s));
+      ring.setLen(s, 60);
+      ring.setFlags(s, k < slots - 1 || !last ? NS_MOREFRAG : 0);
+      ring.advance(1);
+    }
+  };
+  put(3, true); // a 3-slot frame
+  // and a chain a never finishes, longer than a frame may be (64 slots,
+  // NETMAP_MAX_FRAGS): the switch would have taken it as three (64, 64, 2)
+  put(2 * 64 + 2, false);
+  a.txsync();
+  a.close();
+  await gone.of('vale0:p');
+  const k = sw.counters(idx);
+  t.is(k['dropClosed'], 1 + 1 + 3, 'the held frame, the chain, the endless chain: five frames (134 slots)');
+  t.is(k['rxFrames'], 63 + 5);
+});
