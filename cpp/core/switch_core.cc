@@ -251,13 +251,23 @@ Result<SwitchCounters> SwitchCore::remove_port(uint32_t id) {
 }
 
 void SwitchCore::count_unread(Port *p) {
-  // delivered but not released: the client's head as published, when it is
-  // one it could have set (else what it released last, as the rounds use)
+  // delivered but not released: from the client's head as published, when
+  // it is one it could have set (else what it released last, as the rounds
+  // use), counted in frames as delivered: a chain of slots (NS_MOREFRAG) is
+  // one. The flags are the client's to rewrite, which moves its own count
+  // between none and one per slot, no further.
   const uint32_t n = p->layout.p.rx_slots;
   for (uint32_t rr = 0; rr < p->layout.p.rx_rings; rr++) {
     const RxState &st = p->rx[rr];
-    const uint32_t head = load_acquire(&p->atok(p->layout.p.tx_rings + rr)->head);
-    p->c[C_DETACHED_UNREAD] += ring_dist(st.hwtail, st.head_ok(head, n) ? head : st.released, n);
+    const uint32_t k = p->layout.p.tx_rings + rr;
+    const uint32_t head = load_acquire(&p->atok(k)->head);
+    const netmap_slot *s = ring_slots(p->ring(k));
+    bool more = false;
+    for (uint32_t i = st.head_ok(head, n) ? head : st.released; i != st.hwtail; i = ring_next(i, n)) {
+      more = (s[i].flags & NS_MOREFRAG) != 0;
+      if (!more) p->c[C_DETACHED_UNREAD]++;
+    }
+    if (more) p->c[C_DETACHED_UNREAD]++;  // a last slot the client made a chain's
   }
 }
 

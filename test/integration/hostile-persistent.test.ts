@@ -327,3 +327,25 @@ test('frames a client left queued when it went are counted as frames (dropClosed
   t.is(k['dropClosed'], 1 + 1 + 3, 'the held frame, the chain, the endless chain: five frames (134 slots)');
   t.is(k['rxFrames'], 63 + 5);
 });
+
+test('frames a client never read when it went are counted as frames (detachedUnread), a chain of slots as one', async (t) => {
+  t.timeout(60_000);
+  const { socket, gone, c, sw } = await persistentRig(t);
+  const idx = sw.port('vale0:p')!.index;
+  const a = await open('vale0:p', { socket });
+  // c sends a a 3-slot frame and a 1-slot one; a never reads them
+  const ring = c.txRings[0]!;
+  for (let k = 0; k < 3; k++) {
+    const s = ring.head;
+    ring.bytes.set(frame(0x0c, 7), ring.bufOffset(s));
+    ring.setLen(s, 60);
+    ring.setFlags(s, k < 2 ? NS_MOREFRAG : 0);
+    ring.advance(1);
+  }
+  c.inject(frame(0x0c, 8));
+  c.txsync();
+  await until(() => sw.counters(idx)['txFrames'] === 2);
+  a.close();
+  await gone.of('vale0:p');
+  t.is(sw.counters(idx)['detachedUnread'], 2, 'two frames delivered and not read (four slots)');
+});
