@@ -167,7 +167,7 @@ Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const st
   ps.memfd = std::move(memfd);
   ps.switch_bell = std::move(sb);
   ps.client_bell = std::move(cb);
-  std::fill(std::begin(ps.bad_head), std::end(ps.bad_head), UINT32_MAX);
+  ps.start_client();
   active_.insert(std::upper_bound(active_.begin(), active_.end(), id), id);
   rebuild_scan();
   SwitchPortInfo info;
@@ -181,15 +181,43 @@ Result<SwitchPortInfo> SwitchCore::add_port(const LayoutParams &params, const st
   return info;
 }
 
+void SwitchCore::Port::start_client() {
+  std::fill(std::begin(tx_hwcur), std::end(tx_hwcur), 0u);
+  std::fill(std::begin(rx), std::end(rx), RxState{});
+  std::fill(std::begin(bad_head), std::end(bad_head), UINT32_MAX);
+  std::fill(std::begin(rx_dirty), std::end(rx_dirty), false);
+  any_dirty = false;
+  stalled = false;
+  stall_freed = 0;
+  full_since_ns = 0;
+  shed = false;
+  hold_freed = 0;
+  held_seen_ns = 0;
+  extra_bells.clear();  // the other registrations' (gone before a renew)
+  bell_stuck = false;
+  spurious = backoff_ms = 0;
+  muted = false;
+  muted_until_ns = 0;
+}
+
 void SwitchCore::count_closed(Port *p) {
   // frames the client queued but the switch never took are lost: count them
+  // as collect_ring would have taken them, a chain of slots (NS_MOREFRAG)
+  // as one frame, cut every NETMAP_MAX_FRAGS slots, an unfinished one too
+  const uint32_t N = p->layout.p.tx_slots;
   for (uint32_t r = 0; r < p->layout.p.tx_rings; r++) {
-    uint32_t head = load_acquire(&p->atok(r)->head);
-    if (head < p->layout.p.tx_slots) {
-      uint32_t n = ring_dist(head, p->tx_hwcur[r], p->layout.p.tx_slots);
-      p->c[C_DROP_CLOSED] += n;
-      p->c[C_RX_FRAMES] += n;
+    const uint32_t head = load_acquire(&p->atok(r)->head);
+    if (head >= N) continue;
+    const netmap_slot *s = ring_slots(p->ring(r));
+    uint64_t n = 0;
+    uint32_t frags = 0;  // slots of the frame counted last, while it goes on
+    for (uint32_t i = p->tx_hwcur[r]; i != head; i = ring_next(i, N)) {
+      if (frags == 0) n++;
+      const uint16_t fl = s[i].flags;
+      frags = (fl & NS_MOREFRAG) && frags + 1 < NETMAP_MAX_FRAGS ? frags + 1 : 0;
     }
+    p->c[C_DROP_CLOSED] += n;
+    p->c[C_RX_FRAMES] += n;
   }
 }
 
@@ -223,13 +251,23 @@ Result<SwitchCounters> SwitchCore::remove_port(uint32_t id) {
 }
 
 void SwitchCore::count_unread(Port *p) {
-  // delivered but not released: the client's head as published, when it is
-  // one it could have set (else what it released last, as the rounds use)
+  // delivered but not released: from the client's head as published, when
+  // it is one it could have set (else what it released last, as the rounds
+  // use), counted in frames as delivered: a chain of slots (NS_MOREFRAG) is
+  // one. The flags are the client's to rewrite, which moves its own count
+  // between none and one per slot, no further.
   const uint32_t n = p->layout.p.rx_slots;
   for (uint32_t rr = 0; rr < p->layout.p.rx_rings; rr++) {
     const RxState &st = p->rx[rr];
-    const uint32_t head = load_acquire(&p->atok(p->layout.p.tx_rings + rr)->head);
-    p->c[C_DETACHED_UNREAD] += ring_dist(st.hwtail, st.head_ok(head, n) ? head : st.released, n);
+    const uint32_t k = p->layout.p.tx_rings + rr;
+    const uint32_t head = load_acquire(&p->atok(k)->head);
+    const netmap_slot *s = ring_slots(p->ring(k));
+    bool more = false;
+    for (uint32_t i = st.head_ok(head, n) ? head : st.released; i != st.hwtail; i = ring_next(i, n)) {
+      more = (s[i].flags & NS_MOREFRAG) != 0;
+      if (!more) p->c[C_DETACHED_UNREAD]++;
+    }
+    if (more) p->c[C_DETACHED_UNREAD]++;  // a last slot the client made a chain's
   }
 }
 
@@ -287,20 +325,9 @@ Result<SwitchPortInfo> SwitchCore::renew_port(uint32_t id, const std::string &na
     p->memfd = std::move(rr.value().fd);
     p->switch_bell = std::move(sb);
     p->client_bell = std::move(cb);
-    // the rings' state as add_port starts it; counters and settings stay
-    std::fill(std::begin(p->tx_hwcur), std::end(p->tx_hwcur), 0u);
-    std::fill(std::begin(p->rx), std::end(p->rx), RxState{});
-    std::fill(std::begin(p->bad_head), std::end(p->bad_head), UINT32_MAX);
-    std::fill(std::begin(p->rx_dirty), std::end(p->rx_dirty), false);
-    p->any_dirty = false;
-    p->stalled = false;
-    p->full_since_ns = 0;
-    p->shed = false;
-    p->extra_bells.clear();  // their holders' (gone with them)
-    p->bell_stuck = false;
-    p->spurious = p->backoff_ms = 0;
-    p->muted = false;
-    p->muted_until_ns = 0;
+    // as add_port starts it; counters and settings stay (the old bell left
+    // the epoll set above, muted or not, and the new one is in it)
+    p->start_client();
     // a sleeping switch asked every client for kicks (arm_all): the fresh
     // CSB must ask too, or the next client's first frames wake nobody
     if (armed_) {

@@ -395,6 +395,14 @@ class SwitchCore {
     // else is a hostile or broken client: no room, and no reason to wake).
     bool head_ok(uint32_t head, uint32_t n) const { return head < n && ring_dist(head, released, n) <= ring_dist(hwtail, released, n); }
   };
+  // A port's state is of four kinds. Its settings: used, lossless,
+  // attached, hold_ns, vnet, layout, the monitors watching it (mon_rx,
+  // mon_tx) and whether it is one (is_monitor, monitor_of). Its region and
+  // doorbells (mem, memfd, switch_bell, client_bell; scan_at follows its
+  // place in scan_). Its counters (c). And the state of the client using
+  // its rings: start_client's list. A persistent port's next client
+  // (renew_port) keeps the settings and counters, gets a fresh region, and
+  // starts the client state afresh.
   struct Port {
     bool used = false;
     bool lossless = false;
@@ -445,6 +453,15 @@ class SwitchCore {
     uint32_t spurious = 0, backoff_ms = 0;
     bool muted = false;
     int64_t muted_until_ns = 0;
+
+    // The client state as a client finds it, for add_port and renew_port
+    // alike: cursors, held-back and stall clocks, bad heads, doorbell
+    // backoff, its other registrations' bells. One list, so a departed
+    // client's state (a hold it ran out, a ring position in its region)
+    // cannot outlive it into the next client's by being left off one of
+    // two; a field added to Port belongs here unless it is of the other
+    // kinds above. Not while the port is in dirty_ (only rounds fill it).
+    void start_client();
 
     uint8_t *base() const { return mem.data(); }
     netmap_ring *ring(uint32_t k) const { return reinterpret_cast<netmap_ring *>(base() + layout.ring_ofs[0][k]); }

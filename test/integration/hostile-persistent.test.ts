@@ -10,11 +10,13 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { fstatSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import { ManualClock, open, Switch, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import type { CsbView } from '../../src/backends/csb.js';
+import { NS_MOREFRAG } from '../../src/netmap/abi.js';
 import { native, type NativeFdWatcher } from '../../src/netmap/addon.js';
 import { departures, until } from '../fixtures/wait.js';
 import { receiveTags as receive, taggedBroadcast as frame } from '../fixtures/tagged-frames.js';
@@ -139,4 +141,211 @@ test('a persistent port keeps its counters across clients, with a fresh region e
   t.is(st['rxFrames'], 3);
   t.is(st['txFrames'], 3);
   t.is(st['detachedUnread'], 0, 'everything delivered was read');
+});
+
+/** Unicast to 02:00:00:00:00:`dst` (the learning bridge's), otherwise as `frame`. */
+function unicast(src: number, dst: number, tag: number): Uint8Array {
+  const f = frame(src, tag);
+  f.set([2, 0, 0, 0, 0, dst], 0);
+  return f;
+}
+
+test("a persistent port's next client starts afresh: a client that left shed, with its rx ring full and half a chain on tx, holds back or drops none of its frames", async (t) => {
+  t.timeout(60_000);
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const gone = departures(srv);
+  const vale = new ValeClient({ socket });
+  await vale.create('vale0:p', { rxSlots: 64 });
+  const c = await open('vale0:c', { socket });
+  t.teardown(() => c.close());
+  const sw = srv.switch('vale0')!;
+  const idx = sw.port('vale0:p')!.index;
+  // a bound long enough for b to drain its ring within it, whatever the load
+  sw.setHoldUs(idx, 1_000_000);
+
+  const a = await open('vale0:p', { socket });
+  a.inject(frame(0x0a, 1));
+  a.txsync();
+  t.deepEqual(await receive(c, 1), [1], 'the bridge learned a at p');
+  // a never reads: 63 fill its ring, the rest wait out the bound and p is shed
+  for (let i = 0; i < 100; i++) if (!c.inject(unicast(0x0c, 0x0a, i))) throw new Error('c: tx ring full');
+  c.txsync();
+  await until(() => sw.counters(idx)['dropNoSpace'] === 37);
+  t.is(sw.counters(idx)['txFrames'], 63);
+  // the first slot of a chain whose end a never publishes
+  const ring = a.txRings[0]!;
+  const s = ring.head;
+  ring.bytes.set(unicast(0x0a, 0x0c, 2), ring.bufOffset(s));
+  ring.setLen(s, 60);
+  ring.setFlags(s, NS_MOREFRAG);
+  ring.advance(1);
+  a.txsync();
+  a.close();
+  await gone.of('vale0:p');
+  let k = sw.counters(idx);
+  t.is(k['detachedUnread'], 63, 'what a never read');
+  t.is(k['dropClosed'], 1, 'the slot a left unfinished');
+
+  const b = await open('vale0:p', { socket });
+  t.teardown(() => b.close());
+  // b's first frame goes (no cursor or chain of a's region applies to b's)
+  b.inject(frame(0x0b, 3));
+  b.txsync();
+  t.deepEqual(await receive(c, 1), [3]);
+  k = sw.counters(idx);
+  t.deepEqual([k['rxFrames'], k['dropRunt'], k['dropInvalid'], k['dropFrag']], [3, 0, 0, 0], "a's frame, its unfinished slot and b's: nothing read from b's ring but what b sent");
+  // b's ring full: the next copies wait for it (its own hold), none is
+  // dropped as if b were shed as a was
+  const n = 63 + 5;
+  for (let i = 0; i < n; i++) c.inject(unicast(0x0c, 0x0b, 100 + i));
+  c.txsync();
+  await until(() => sw.counters(idx)['txFrames'] === 63 + 63);
+  t.is(sw.counters(idx)['dropNoSpace'], 37, 'held for b, not dropped');
+  t.deepEqual(await receive(b, n), Array.from({ length: n }, (_, i) => 100 + i));
+  k = sw.counters(idx);
+  t.is(k['dropNoSpace'], 37, 'no drop since a left');
+  t.is(k['txFrames'], 63 + n);
+});
+
+test('a monitor opened while a persistent port had a client sees the next client\'s frames both ways, after the port got a fresh region', async (t) => {
+  t.timeout(60_000);
+  const { socket, gone, c, sw } = await persistentRig(t);
+  const a = await open('vale0:p', { socket });
+  const mon = await open('vale0:p/rt', { socket });
+  t.teardown(() => mon.close());
+  a.close();
+  await gone.of('vale0:p');
+
+  const b = await open('vale0:p', { socket });
+  t.teardown(() => b.close());
+  b.inject(frame(0x0b, 0x51));
+  b.txsync();
+  t.deepEqual(await receive(c, 1), [0x51]);
+  c.inject(frame(0x0c, 0x52));
+  c.txsync();
+  t.deepEqual(await receive(b, 1), [0x52]);
+  // ring 0: what p received; ring 1: what p sent
+  const [rxCopies, txCopies] = [mon.rxRings[0]!, mon.rxRings[1]!];
+  while (rxCopies.space() + txCopies.space() < 2) {
+    const ev = await mon.poll({ rx: true, timeoutMs: 10_000 });
+    if (!ev.rx) break;
+  }
+  const tags = (r: typeof rxCopies): number[] => Array.from({ length: r.space() }, (_, i) => r.bytes[r.bufOffset((r.head + i) % r.numSlots) + 14]!);
+  t.deepEqual(tags(rxCopies), [0x52], "the monitor got c's frame to b");
+  t.deepEqual(tags(txCopies), [0x51], "the monitor got b's frame");
+  t.is(sw.monitors()[0]!.counters['dropMonitor'], 0);
+});
+
+test("a persistent port's next client is waited for by a lossless sender, though the client that left had been declared stalled", async (t) => {
+  t.timeout(60_000);
+  // the switch's clock moves only when told: no stall but the one below
+  const clock = new ManualClock();
+  const sw = new Switch('vale0', { clock, stallMs: 1000 });
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  t.teardown(() => srv.close());
+  const gone = departures(srv);
+  await new ValeClient({ socket }).create('vale0:p', { rxSlots: 64 });
+  const idx = sw.port('vale0:p')!.index;
+  const c = await open('vale0:c', { socket, lossless: true });
+  t.teardown(() => c.close());
+
+  const a = await open('vale0:p', { socket });
+  a.inject(frame(0x0a, 1));
+  a.txsync();
+  t.deepEqual(await receive(c, 1), [1], 'the bridge learned a at p');
+  // a never reads: 63 fill its ring and c waits, until a is declared stalled
+  for (let i = 0; i < 100; i++) if (!c.inject(unicast(0x0c, 0x0a, i))) throw new Error('c: tx ring full');
+  c.txsync();
+  await until(() => sw.counters(idx)['txFrames'] === 63);
+  const stalled = once(sw, 'stalled');
+  clock.advance(1001);
+  a.inject(frame(0x0a, 2)); // a round that reads the clock
+  a.txsync();
+  t.deepEqual(await receive(c, 1), [2]);
+  await stalled;
+  await until(() => sw.counters(idx)['dropStalled'] === 37);
+  a.close();
+  await gone.of('vale0:p');
+
+  const b = await open('vale0:p', { socket });
+  t.teardown(() => b.close());
+  b.inject(frame(0x0b, 3));
+  b.txsync();
+  t.deepEqual(await receive(c, 1), [3]);
+  // b's ring full: c waits for b (no time passes on the switch's clock), b
+  // is not stalled as a was
+  const n = 63 + 5;
+  for (let i = 0; i < n; i++) c.inject(unicast(0x0c, 0x0b, 100 + i));
+  c.txsync();
+  await until(() => sw.counters(idx)['txFrames'] === 63 + 63);
+  t.is(sw.counters(idx)['dropStalled'], 37, 'c waits for b: none of its copies dropped');
+  t.deepEqual(await receive(b, n), Array.from({ length: n }, (_, i) => 100 + i));
+  t.is(sw.counters(idx)['dropStalled'], 37);
+  t.is(sw.switchCounters().stalls, 1, 'only a was');
+});
+
+test('frames a client left queued when it went are counted as frames (dropClosed), a chain of slots as one', async (t) => {
+  t.timeout(60_000);
+  // no stall: the switch's clock stands still, so a's ring stays held
+  const sw = new Switch('vale0', { clock: new ManualClock() });
+  const socket = sockPath();
+  const srv = await ValeServer.listen({ socket, switches: [sw] });
+  t.teardown(() => srv.close());
+  const gone = departures(srv);
+  await new ValeClient({ socket }).create('vale0:p');
+  const idx = sw.port('vale0:p')!.index;
+  const c = await open('vale0:c', { socket, slots: 64 });
+  t.teardown(() => c.close());
+
+  const a = await open('vale0:p', { socket, lossless: true });
+  // 63 fill c's ring (c never reads); the 64th waits, lossless, and so does
+  // everything a queues behind it
+  for (let i = 0; i < 64; i++) a.inject(frame(0x0a, i));
+  a.txsync();
+  await until(() => sw.counters(sw.port('vale0:c')!.index)['txFrames'] === 63);
+  const ring = a.txRings[0]!;
+  const put = (slots: number, last: boolean): void => {
+    for (let k = 0; k < slots; k++) {
+      const s = ring.head;
+      ring.bytes.set(frame(0x0a, 200), ring.bufOffset(s));
+      ring.setLen(s, 60);
+      ring.setFlags(s, k < slots - 1 || !last ? NS_MOREFRAG : 0);
+      ring.advance(1);
+    }
+  };
+  put(3, true); // a 3-slot frame
+  // and a chain a never finishes, longer than a frame may be (64 slots,
+  // NETMAP_MAX_FRAGS): the switch would have taken it as three (64, 64, 2)
+  put(2 * 64 + 2, false);
+  a.txsync();
+  a.close();
+  await gone.of('vale0:p');
+  const k = sw.counters(idx);
+  t.is(k['dropClosed'], 1 + 1 + 3, 'the held frame, the chain, the endless chain: five frames (134 slots)');
+  t.is(k['rxFrames'], 63 + 5);
+});
+
+test('frames a client never read when it went are counted as frames (detachedUnread), a chain of slots as one', async (t) => {
+  t.timeout(60_000);
+  const { socket, gone, c, sw } = await persistentRig(t);
+  const idx = sw.port('vale0:p')!.index;
+  const a = await open('vale0:p', { socket });
+  // c sends a a 3-slot frame and a 1-slot one; a never reads them
+  const ring = c.txRings[0]!;
+  for (let k = 0; k < 3; k++) {
+    const s = ring.head;
+    ring.bytes.set(frame(0x0c, 7), ring.bufOffset(s));
+    ring.setLen(s, 60);
+    ring.setFlags(s, k < 2 ? NS_MOREFRAG : 0);
+    ring.advance(1);
+  }
+  c.inject(frame(0x0c, 8));
+  c.txsync();
+  await until(() => sw.counters(idx)['txFrames'] === 2);
+  a.close();
+  await gone.of('vale0:p');
+  t.is(sw.counters(idx)['detachedUnread'], 2, 'two frames delivered and not read (four slots)');
 });
