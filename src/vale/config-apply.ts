@@ -116,7 +116,7 @@ export class ConfigApplier {
           const sw = this.server.switch(name.slice(0, name.indexOf(':')));
           const port = sw?.port(name);
           if (sw && port) {
-            if (had.lossless !== p.lossless) sw.setLossless(port.index, p.lossless);
+            if (had.lossless !== p.lossless) this.server.setPortLossless(sw, port, p.lossless);
             if (had.holdUs !== p.holdUs) sw.setHoldUs(port.index, p.holdUs ?? sw.defaultHoldUs);
             r.updated.push(name);
           }

@@ -209,6 +209,12 @@ export class ValeServer extends EventEmitter {
   private readonly clients = new Set<Client>();
   /** connections holding each port: several only when each binds its own ring (-N) */
   private readonly holders = new Map<SwitchPort, Set<Client>>();
+  /**
+   * A persistent port's own lossless mode (its creation's or the
+   * configuration's): a client's request lasts while it holds the port, and
+   * the next client, maybe of another uid, starts from this again.
+   */
+  private readonly ownLossless = new WeakMap<SwitchPort, boolean>();
   private readonly opts: ServerOptions;
   private readonly limits: ServerLimits;
   private readonly policy: PeerPolicy;
@@ -676,6 +682,7 @@ export class ValeServer extends EventEmitter {
       if (sw.port(n.full)) throw new RequestError('EEXIST', `${n.full} already exists`);
       const port = sw.addPort(n.full, params, { ...opts, regionFd: fd });
       this.owners.set(port, owner);
+      this.ownLossless.set(port, port.lossless);
       return { sw, port };
     } finally {
       native.close(fd);
@@ -1084,6 +1091,15 @@ export class ValeServer extends EventEmitter {
   }
 
   /**
+   * Set a port's own lossless mode (the configuration's), in force at once
+   * and again for each next client of a persistent port.
+   */
+  setPortLossless(sw: Switch, port: SwitchPort, on: boolean): void {
+    this.ownLossless.set(port, on);
+    sw.setLossless(port.index, on);
+  }
+
+  /**
    * Create a persistent port from inside the process (the configuration),
    * as a `create` request from vale-ts's own uid would, plus its lossless
    * mode. A driver spec starts the port's driver.
@@ -1164,6 +1180,8 @@ export class ValeServer extends EventEmitter {
       held.port.attached = false;
       if (held.port.persistent) {
         held.sw.setAttached(held.port.index, false);
+        const own = this.ownLossless.get(held.port) ?? false;
+        if (held.port.lossless !== own) held.sw.setLossless(held.port.index, own);
         if (!this.closed) this.renew(held.sw, held.port);
       } else {
         held.sw.removePort(held.port.index);

@@ -349,3 +349,17 @@ test('frames a client never read when it went are counted as frames (detachedUnr
   await gone.of('vale0:p');
   t.is(sw.counters(idx)['detachedUnread'], 2, 'two frames delivered and not read (four slots)');
 });
+
+test("a client's lossless request lasts while it holds a persistent port: the next client starts from the port's own mode", async (t) => {
+  const { socket, gone, sw } = await persistentRig(t);
+  const port = (): { lossless: boolean } => sw.port('vale0:p')!;
+  t.false(port().lossless, "the port's own mode");
+  const a = await open('vale0:p', { socket, lossless: true });
+  t.true(port().lossless, "a's request");
+  a.close();
+  await gone.of('vale0:p');
+  t.false(port().lossless, 'back to its own when a left');
+  const b = await open('vale0:p', { socket });
+  t.teardown(() => b.close());
+  t.false(port().lossless, 'b asked for nothing and gets the port as it is, not as a left it');
+});
