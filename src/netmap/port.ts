@@ -674,27 +674,31 @@ export class Port {
     const rings = this.rxRings;
     for (let ri = 0; ri < rings.length && n < max; ri++) {
       const r = rings[ri]!;
+      const ns = r.numSlots;
+      // head and tail read once: a pipe peer shares the region and could
+      // move them under the walk (or out of the ring: a walk that never
+      // meets tail); the next sync resets them
+      let h = r.head;
       const t = r.tail;
-      if (t >= r.numSlots || r.head >= r.numSlots) continue; // not a ring state a sync leaves: the next sync refuses it
-      if (this.discard[ri]) r.head = r.cur = this.skipRest(r, ri, r.head, t);
-      while (n < max) {
-        const h = r.head;
-        if (h === t) break;
+      if (t >= ns || h >= ns) continue;
+      if (this.discard[ri]) r.head = r.cur = h = this.skipRest(r, ri, h, t);
+      while (n < max && h !== t) {
         if ((r.flags(h) & NS_MOREFRAG) === 0) {
           cb(r.frame(h), r.index);
-          r.advance(1);
+          r.head = r.cur = h = r.next(h);
           n++;
           continue;
         }
         const st = this.scanChain(r, ri, h, t);
         if (st === CHAIN_WAIT) break;
-        const slots = this.chainSlots;
         if (st === CHAIN_WHOLE) {
           cb(this.chainView(r), r.index);
           n++;
         }
-        r.advance(slots);
-        if (this.discard[ri]) r.head = r.cur = this.skipRest(r, ri, r.head, t);
+        h += this.chainSlots;
+        if (h >= ns) h -= ns;
+        if (this.discard[ri]) h = this.skipRest(r, ri, h, t);
+        r.head = r.cur = h;
       }
     }
     return n;
@@ -745,7 +749,7 @@ export class Port {
       const r = rings[ri]!;
       const t = r.tail;
       let h = r.head;
-      if (t >= r.numSlots || h >= r.numSlots) continue; // not a ring state a sync leaves: the next sync refuses it
+      if (t >= r.numSlots || h >= r.numSlots) continue; // not a state a sync leaves (a pipe peer sharing the region wrote it): the next sync resets it
       if (this.discard[ri]) h = this.skipRest(r, ri, h, t);
       while (h !== t && n < max) {
         if ((r.flags(h) & NS_MOREFRAG) === 0) {
@@ -807,7 +811,7 @@ export class Port {
           const t = r.tail;
           const ns = r.numSlots;
           if (t >= ns || h0 >= ns) {
-            release.push(0); // not a ring state a sync leaves: the next sync refuses it
+            release.push(0); // not a state a sync leaves (a pipe peer sharing the region wrote it): the next sync resets it
             continue;
           }
           let i = this.discard[ri] ? this.skipRest(r, ri, h0, t) : h0;

@@ -9,7 +9,7 @@ import test from 'ava';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeServer, type Port } from '../../src/index.js';
-import { NETMAP_MAX_FRAGS, NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { NETMAP_MAX_FRAGS, NS_MOREFRAG, RING } from '../../src/netmap/abi.js';
 
 let uniq = 0;
 const pname = (): string => `vale0:rc${process.pid}x${uniq++}`;
@@ -286,4 +286,38 @@ test('batches() yields a chain as one frame and leaves an unfinished one for a l
   const second = await next;
   t.deepEqual(second.value!.frames.map((f) => Buffer.from(f)), [Buffer.from(f2)]);
   await it.return(undefined);
+});
+
+test('a pipe peer that writes the rx ring\'s tail or head out of the ring (it shares the region) cannot make dispatch() or receive() loop; the next rxsync puts the ring right', async (t) => {
+  const { a, b } = await pipePair();
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  sendChain(a, [frame(60, 1)]);
+  sendChain(a, [frame(61, 2)]);
+  b.rxsync();
+  const rr = b.rxRings[0]!;
+  const u32 = new Uint32Array(b.memory);
+  const N = rr.numSlots;
+  // what the peer's process could store while this one reads the ring
+  u32[(rr.offset + RING.tail) >>> 2] = N + 3;
+  let calls = 0;
+  const bounded = (): void => {
+    if (++calls > 4 * N) throw new Error('dispatch() walked round the ring for ever');
+  };
+  t.is(b.dispatch(Infinity, bounded), 0, 'a tail outside the ring: nothing handed up');
+  t.is(calls, 0);
+  t.is(b.receive(new Uint32Array(8), new Uint16Array(8)), 0);
+  b.rxsync();
+  t.is(rr.tail, rr.next(rr.next(rr.head)), 'the sync put tail back');
+  // a head moved out of the ring from under the walk
+  const got: Buffer[] = [];
+  const n = b.dispatch(Infinity, (f) => {
+    bounded();
+    got.push(Buffer.from(f));
+    u32[(rr.offset + RING.head) >>> 2] = 1_000_000;
+  });
+  t.is(n, 2);
+  t.deepEqual(got, [Buffer.from(frame(60, 1)), Buffer.from(frame(61, 2))]);
 });
