@@ -34,7 +34,11 @@ export const DEFAULT_BUSY_WAIT_US = 50;
 
 /** A batch of received frames: zero-copy views valid until the next batch. */
 export interface FrameBatch {
-  /** the frames, in ring order: views into the port's buffers, not copies */
+  /**
+   * the frames, in ring order: views into the port's buffers, not copies
+   * (but for a multi-slot frame whose buffers are not one span in memory,
+   * which is a copy)
+   */
   readonly frames: Uint8Array[];
   /** rx ring index each frame came from */
   readonly rings: number[];
@@ -582,7 +586,7 @@ export class Port {
     if (h >= n || t >= n) return true; // let the reader see (and skip) it
     const last = t === 0 ? n - 1 : t - 1;
     if ((r.flags(last) & NS_MOREFRAG) === 0) return true;
-    if (r.space() === n - 1) return true; // full: the reader drops the chain
+    if ((t - h + n) % n === n - 1) return true; // full: the reader drops the chain
     for (let i = h; i !== last; i = r.next(i)) if ((r.flags(i) & NS_MOREFRAG) === 0) return true;
     return false;
   }
@@ -691,11 +695,12 @@ export class Port {
         }
         const st = this.scanChain(r, ri, h, t);
         if (st === CHAIN_WAIT) break;
+        const slots = this.chainSlots; // before cb, which may receive again
         if (st === CHAIN_WHOLE) {
           cb(this.chainView(r), r.index);
           n++;
         }
-        h += this.chainSlots;
+        h += slots;
         if (h >= ns) h -= ns;
         if (this.discard[ri]) h = this.skipRest(r, ri, h, t);
         r.head = r.cur = h;
