@@ -73,6 +73,8 @@ export const NS_FORWARD = k('NS_FORWARD');
 export const NS_NO_LEARN = k('NS_NO_LEARN');
 export const NS_INDIRECT = k('NS_INDIRECT');
 export const NS_MOREFRAG = k('NS_MOREFRAG');
+/** Most slots one multi-slot (NS_MOREFRAG) frame may span, as netmap's kernel and the switch bound it. */
+export const NETMAP_MAX_FRAGS = k('NETMAP_MAX_FRAGS');
 export const NS_PORT_SHIFT = k('NS_PORT_SHIFT');
 export const NS_PORT_MASK = k('NS_PORT_MASK');
 export const NR_TX = k('NR_TX');

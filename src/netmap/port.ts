@@ -3,7 +3,7 @@
  * an async poll on the Node loop, and nm_inject/nm_dispatch-style helpers.
  */
 import { native, type NativeFdWatcher } from './addon.js';
-import { NIF } from './abi.js';
+import { NIF, NETMAP_MAX_FRAGS, NS_MOREFRAG } from './abi.js';
 import type { Backend, BackendKind, PollEvents, PortRegistration } from '../backends/backend.js';
 import type { ParsedPortName } from './name.js';
 import { Ring, type RingOptions } from './ring.js';
@@ -34,7 +34,11 @@ export const DEFAULT_BUSY_WAIT_US = 50;
 
 /** A batch of received frames: zero-copy views valid until the next batch. */
 export interface FrameBatch {
-  /** the frames, in ring order: views into the port's buffers, not copies */
+  /**
+   * the frames, in ring order: views into the port's buffers, not copies
+   * (but for a multi-slot frame whose buffers are not one span in memory,
+   * which is a copy)
+   */
   readonly frames: Uint8Array[];
   /** rx ring index each frame came from */
   readonly rings: number[];
@@ -66,6 +70,13 @@ const RECONNECT_MAX_MS = 500;
 
 /** How often a sleeping poll re-checks that the other side is alive. */
 const LIVENESS_MS = 200;
+
+/** What {@link Port.scanChain} found at a slot with NS_MOREFRAG. */
+const CHAIN_WHOLE = 0;
+/** the chain's last slot is not published yet: leave it in the ring */
+const CHAIN_WAIT = 1;
+/** dropped (counted): release its slots, then skip the rest of it if {@link Port.discard} says so */
+const CHAIN_DROP = 2;
 
 /** {@link Port.waitSync}'s bits as pollSync()'s object. */
 function eventsOf(ev: number): PollEvents {
@@ -130,6 +141,24 @@ export class Port {
   private closed = false;
   private lastTx = 0;
   private batchRelease: number[] | undefined;
+  /**
+   * A chain's fragments as {@link Port.scanChain} read them, each slot once
+   * (a peer sharing the region may rewrite the ring meanwhile): buffer byte
+   * offsets in the region and lengths; with chainSlots, chainLen and
+   * chainContig, the last scan's result. Fixed size: chains are bounded.
+   */
+  private readonly fragOfs = new Float64Array(NETMAP_MAX_FRAGS);
+  private readonly fragLen = new Uint32Array(NETMAP_MAX_FRAGS);
+  private chainSlots = 0;
+  private chainLen = 0;
+  private chainContig = false;
+  /** Per bound rx ring: 1 while the slots of a dropped chain are skipped up to its last one. */
+  private discard = new Uint8Array(0);
+  /** dispatch()'s copy of a chain whose buffers are not one span (at most NETMAP_MAX_FRAGS buffers). */
+  private scratch = new Uint8Array(0);
+  private chainsTooLong = 0;
+  private chainsInvalid = 0;
+  private chainsNotReceived = 0;
   private lastYield = 0;
   /** Default busy-wait window of {@link Port.poll}, µs (0: sleep at once). */
   busyWaitUs = DEFAULT_BUSY_WAIT_US;
@@ -169,6 +198,7 @@ export class Port {
     }
     this.tx = tx;
     this.rx = rx;
+    this.discard = new Uint8Array(rx.length);
     this.reg = be.registration ?? Object.freeze({ txRings: nTx, rxRings: nRx, hostTxRings: nHostTx, hostRxRings: nHostRx, memId: 0 });
   }
 
@@ -275,7 +305,7 @@ export class Port {
     for (const r of rings) r.sync(trusted);
   }
 
-  /** Frames waiting in the rx rings (as of the last rxsync). */
+  /** Slots waiting in the rx rings (as of the last rxsync): frames, each slot of a multi-slot frame counted. */
   rxAvailable(): number {
     let n = 0;
     for (const r of this.rxRings) n += r.space();
@@ -312,10 +342,18 @@ export class Port {
    * This side's counters where its transport keeps any: a pipe end counts
    * `txFrames`, `invalidSlots` (slots it refused to pass on) and
    * `peerErrors`; vale-ts ports are counted by the switch (see
-   * `ValeClient.stats`), kernel ports by the kernel. Empty otherwise.
+   * `ValeClient.stats`), kernel ports by the kernel. On every port, the
+   * multi-slot frames the receive helpers dropped: `rxChainsTooLong` (over
+   * NETMAP_MAX_FRAGS slots, or filling the rx ring without an end the
+   * sender could ever publish), `rxChainsInvalid` (a slot's buffer outside
+   * the region or its length over the buffer), `rxChainsNotReceived`
+   * (scattered chains {@link Port.receive} could not hand up).
    */
   counters(): Record<string, number> {
     const c: Record<string, number> = this.be.stats ? { ...this.be.stats() } : {};
+    c['rxChainsTooLong'] = this.chainsTooLong;
+    c['rxChainsInvalid'] = this.chainsInvalid;
+    c['rxChainsNotReceived'] = this.chainsNotReceived;
     if (this.reopen) {
       c['reconnects'] = this.reconnectCount;
       c['reconnectLostTxFrames'] = this.lostTx;
@@ -372,7 +410,9 @@ export class Port {
   /**
    * Wait, without blocking the event loop, until an rx ring has frames or a
    * tx ring has room (as asked), like poll(2) on a netmap fd. Pending tx
-   * frames are always pushed first, as netmap's poll does.
+   * frames are always pushed first, as netmap's poll does. `rx` means a
+   * whole frame to read: the first slots of a multi-slot frame whose last
+   * slot is not published yet do not wake it.
    */
   async poll(opts: PollOptions = {}): Promise<PollEvents> {
     // a loop of polls that are always ready would otherwise run on microtasks
@@ -526,9 +566,29 @@ export class Port {
     if (wantTx) for (const r of this.txRings) if (!r.empty()) ev = Port.TX;
     if (wantRx) {
       this.rxsync();
-      for (const r of this.rxRings) if (!r.empty()) ev |= Port.RX;
+      for (const r of this.rxRings) if (Port.hasFrame(r)) ev |= Port.RX;
     }
     return this.hungUp ? ev | Port.HUP : ev;
+  }
+
+  /**
+   * Whether `r` holds a whole frame to read (or slots the receive helpers
+   * would release): not merely the first slots of a chain whose last slot
+   * is not published yet, which would wake a poll loop for nothing until
+   * the sender ends it. One flags read when the last published slot ends a
+   * frame.
+   */
+  private static hasFrame(r: Ring): boolean {
+    const h = r.head;
+    const t = r.tail;
+    if (h === t) return false;
+    const n = r.numSlots;
+    if (h >= n || t >= n) return true; // let the reader see (and skip) it
+    const last = t === 0 ? n - 1 : t - 1;
+    if ((r.flags(last) & NS_MOREFRAG) === 0) return true;
+    if ((t - h + n) % n === n - 1) return true; // full: the reader drops the chain
+    for (let i = h; i !== last; i = r.next(i)) if ((r.flags(i) & NS_MOREFRAG) === 0) return true;
+    return false;
   }
 
   /** Wait for a reconnect in progress, until `deadline`; true once it is done. */
@@ -596,18 +656,54 @@ export class Port {
   }
 
   /**
-   * nm_dispatch: hand up to `max` received frames to `cb` as zero-copy views
-   * (valid only during the call), releasing each slot after. Does not sync.
-   * Returns the number of frames handled.
+   * nm_dispatch: hand up to `max` received frames to `cb` as views (valid
+   * only during the call), releasing each frame's slots after. Does not
+   * sync. Returns the number of frames handled.
+   *
+   * A multi-slot frame (a chain of slots with NS_MOREFRAG on all but the
+   * last, as netmap's jumbo frames from a VALE peer, a guest or a NIC) is
+   * ONE call with the whole frame, and `max` counts frames. As in
+   * nm_dispatch, a chain whose buffers are adjacent in memory (each full
+   * one followed by the next) is a zero-copy view over them; any other is
+   * copied into a buffer the port owns (at most NETMAP_MAX_FRAGS buffers),
+   * so the view is valid during the call only either way. A chain whose
+   * last slot is not published yet stays in the ring for a later call. A
+   * chain over NETMAP_MAX_FRAGS slots, or one filling the ring without an
+   * end, is dropped with the rest of its slots up to its end
+   * (`rxChainsTooLong` in {@link Port.counters}); one with a slot outside
+   * the region's buffers or longer than a buffer, too (`rxChainsInvalid`).
    */
   dispatch(max: number, cb: (frame: Uint8Array, ring: number) => void): number {
     let n = 0;
-    for (const r of this.rxRings) {
-      while (n < max && !r.empty()) {
-        const h = r.head;
-        cb(r.frame(h), r.index);
-        r.advance(1);
-        n++;
+    const rings = this.rxRings;
+    for (let ri = 0; ri < rings.length && n < max; ri++) {
+      const r = rings[ri]!;
+      const ns = r.numSlots;
+      // head and tail read once: a pipe peer shares the region and could
+      // move them under the walk (or out of the ring: a walk that never
+      // meets tail); the next sync resets them
+      let h = r.head;
+      const t = r.tail;
+      if (t >= ns || h >= ns) continue;
+      if (this.discard[ri]) r.head = r.cur = h = this.skipRest(r, ri, h, t);
+      while (n < max && h !== t) {
+        if ((r.flags(h) & NS_MOREFRAG) === 0) {
+          cb(r.frame(h), r.index);
+          r.head = r.cur = h = r.next(h);
+          n++;
+          continue;
+        }
+        const st = this.scanChain(r, ri, h, t);
+        if (st === CHAIN_WAIT) break;
+        const slots = this.chainSlots; // before cb, which may receive again
+        if (st === CHAIN_WHOLE) {
+          cb(this.chainView(r), r.index);
+          n++;
+        }
+        h += slots;
+        if (h >= ns) h -= ns;
+        if (this.discard[ri]) h = this.skipRest(r, ri, h, t);
+        r.head = r.cur = h;
       }
     }
     return n;
@@ -625,6 +721,21 @@ export class Port {
    * their buffers back to the other side, so read them before syncing
    * again.
    *
+   * Multi-slot frames (NS_MOREFRAG chains): one whose buffers are adjacent
+   * in memory (each full one followed by the next, as nm_dispatch checks)
+   * and whose total fits `lens` is one entry, zero-copy. Any other chain
+   * is given as one entry per slot when a `flags` array is passed:
+   * `flags[i]` is NS_MOREFRAG when entry i's frame goes on in entry i+1
+   * (0 on a frame's last or only entry), as netmap's slots say it; without
+   * `flags` such a chain cannot be handed up and is dropped, counted as
+   * `rxChainsNotReceived` in {@link Port.counters}. A chain never splits
+   * across calls: one that does not fit in the entries left waits for the
+   * next call, unless it could never fit the arrays (more slots than they
+   * hold), when it is dropped and counted the same way; arrays of
+   * NETMAP_MAX_FRAGS entries or more take any chain. A chain whose last
+   * slot is not published yet stays in the ring; too long or invalid ones
+   * are dropped as {@link Port.dispatch} drops them.
+   *
    * ```ts
    * const offs = new Uint32Array(256), lens = new Uint16Array(256);
    * const bytes = new Uint8Array(port.memory);
@@ -635,27 +746,59 @@ export class Port {
    * }
    * ```
    */
-  receive(offsets: Uint32Array, lens: Uint16Array): number {
-    const max = Math.min(offsets.length, lens.length);
+  receive(offsets: Uint32Array, lens: Uint16Array, flags?: Uint8Array): number {
+    const max = Math.min(offsets.length, lens.length, flags ? flags.length : Infinity);
     let n = 0;
-    for (const r of this.rxRings) {
-      let h = r.head;
+    const rings = this.rxRings;
+    for (let ri = 0; ri < rings.length && n < max; ri++) {
+      const r = rings[ri]!;
       const t = r.tail;
+      let h = r.head;
+      if (t >= r.numSlots || h >= r.numSlots) continue; // not a state a sync leaves (a pipe peer sharing the region wrote it): the next sync resets it
+      if (this.discard[ri]) h = this.skipRest(r, ri, h, t);
       while (h !== t && n < max) {
-        offsets[n] = r.bufOffset(h);
-        lens[n] = r.len(h);
-        n++;
-        h = r.next(h);
+        if ((r.flags(h) & NS_MOREFRAG) === 0) {
+          offsets[n] = r.bufOffset(h);
+          lens[n] = r.len(h);
+          if (flags) flags[n] = 0;
+          n++;
+          h = r.next(h);
+          continue;
+        }
+        const st = this.scanChain(r, ri, h, t);
+        if (st === CHAIN_WAIT) break;
+        const slots = this.chainSlots;
+        if (st === CHAIN_WHOLE) {
+          if (this.chainContig && this.chainLen <= 0xffff) {
+            offsets[n] = this.fragOfs[0]!;
+            lens[n] = this.chainLen;
+            if (flags) flags[n] = 0;
+            n++;
+          } else if (flags && slots <= max) {
+            if (n + slots > max) break; // whole in the next call
+            for (let k = 0; k < slots; k++, n++) {
+              offsets[n] = this.fragOfs[k]!;
+              lens[n] = this.fragLen[k]!;
+              flags[n] = k + 1 === slots ? 0 : NS_MOREFRAG;
+            }
+          } else {
+            this.chainsNotReceived++;
+          }
+        }
+        h += slots;
+        if (h >= r.numSlots) h -= r.numSlots;
+        if (this.discard[ri]) h = this.skipRest(r, ri, h, t);
       }
       r.head = r.cur = h;
-      if (n === max) break;
     }
     return n;
   }
 
   /**
    * Async iteration over received batches: each batch's views stay valid
-   * until the next iteration step, when its slots are released.
+   * until the next iteration step, when its slots are released. A
+   * multi-slot frame is one frame, as {@link Port.dispatch} hands it up (a
+   * chain that is not one span in memory is a copy made for the batch).
    */
   async *batches(maxBatch = 512): AsyncGenerator<FrameBatch, void, undefined> {
     try {
@@ -666,13 +809,36 @@ export class Port {
         const frames: Uint8Array[] = [];
         const rings: number[] = [];
         const release: number[] = [];
-        for (const r of this.rxRings) {
-          let n = 0;
-          for (let i = r.head; n < r.space() && frames.length < maxBatch; i = r.next(i), n++) {
-            frames.push(r.frame(i));
-            rings.push(r.index);
+        const rxRings = this.rxRings;
+        for (let ri = 0; ri < rxRings.length; ri++) {
+          const r = rxRings[ri]!;
+          const h0 = r.head;
+          const t = r.tail;
+          const ns = r.numSlots;
+          if (t >= ns || h0 >= ns) {
+            release.push(0); // not a state a sync leaves (a pipe peer sharing the region wrote it): the next sync resets it
+            continue;
           }
-          release.push(n);
+          let i = this.discard[ri] ? this.skipRest(r, ri, h0, t) : h0;
+          while (i !== t && frames.length < maxBatch) {
+            if ((r.flags(i) & NS_MOREFRAG) === 0) {
+              frames.push(r.frame(i));
+              rings.push(r.index);
+              i = r.next(i);
+              continue;
+            }
+            const st = this.scanChain(r, ri, i, t);
+            if (st === CHAIN_WAIT) break;
+            if (st === CHAIN_WHOLE) {
+              // views of a batch outlive this loop: a scattered chain gets a copy of its own
+              frames.push(this.chainContig ? this.chainView(r) : this.chainView(r).slice());
+              rings.push(r.index);
+            }
+            i += this.chainSlots;
+            if (i >= ns) i -= ns;
+            if (this.discard[ri]) i = this.skipRest(r, ri, i, t);
+          }
+          release.push(i >= h0 ? i - h0 : i + ns - h0);
         }
         this.batchRelease = release;
         if (frames.length) yield { frames, rings };
@@ -680,6 +846,100 @@ export class Port {
     } finally {
       if (!this.closed) this.releaseBatch();
     }
+  }
+
+  /**
+   * Read the chain that starts at slot `first` of rx ring `r` (bound ring
+   * number `ri`), up to `tail`, each slot once into fragOfs/fragLen; says
+   * whether it is whole (chainSlots, chainLen, chainContig set), not
+   * finished yet, or dropped (counted; chainSlots slots to release, and
+   * discard[ri] set where the rest of it is still to come). The walk is
+   * bounded by NETMAP_MAX_FRAGS: the sender controls these flags.
+   */
+  private scanChain(r: Ring, ri: number, first: number, tail: number): number {
+    const bs = r.bufSize;
+    const limit = r.bufLimit;
+    let i = first;
+    let k = 0;
+    let total = 0;
+    let contig = true;
+    let bad = false;
+    let next = -1; // where the next buffer must start to continue one span
+    for (;;) {
+      if (i === tail) {
+        this.chainSlots = k;
+        // a chain holding every slot the sender can fill can never be ended
+        if (k < r.numSlots - 1) return CHAIN_WAIT;
+        this.discard[ri] = 1;
+        this.chainsTooLong++;
+        return CHAIN_DROP;
+      }
+      const idx = r.bufIdx(i);
+      const len = r.len(i);
+      const fl = r.flags(i);
+      if (idx >= limit || len > bs) bad = true;
+      const o = r.bufOffsetOf(idx);
+      if (k > 0 && o !== next) contig = false;
+      next = len === bs ? o + bs : -1;
+      this.fragOfs[k] = o;
+      this.fragLen[k] = len;
+      k++;
+      total += len;
+      i = r.next(i);
+      if ((fl & NS_MOREFRAG) === 0) break;
+      if (k === NETMAP_MAX_FRAGS) {
+        this.chainSlots = k;
+        this.discard[ri] = 1;
+        this.chainsTooLong++;
+        return CHAIN_DROP;
+      }
+    }
+    this.chainSlots = k;
+    if (bad) {
+      this.chainsInvalid++;
+      return CHAIN_DROP;
+    }
+    this.chainLen = total;
+    this.chainContig = contig;
+    return CHAIN_WHOLE;
+  }
+
+  /**
+   * The whole chain scanChain() just read: a view over its buffers where
+   * they are one span, else a copy in the port's scratch buffer (valid
+   * until the next call).
+   */
+  private chainView(r: Ring): Uint8Array {
+    const len = this.chainLen;
+    if (this.chainContig) return r.bytes.subarray(this.fragOfs[0]!, this.fragOfs[0]! + len);
+    if (this.scratch.length < len) {
+      // len <= NETMAP_MAX_FRAGS * bufSize (scanChain's bounds), so this stays bounded
+      this.scratch = new Uint8Array(Math.min(Math.max(len, 2 * this.scratch.length), NETMAP_MAX_FRAGS * r.bufSize));
+    }
+    const out = this.scratch;
+    for (let k = 0, at = 0; k < this.chainSlots; k++) {
+      const o = this.fragOfs[k]!;
+      const l = this.fragLen[k]!;
+      out.set(r.bytes.subarray(o, o + l), at);
+      at += l;
+    }
+    return out.subarray(0, len);
+  }
+
+  /**
+   * Skip the slots of a dropped chain from `i` up to and with its last one
+   * (or up to `tail`, still skipping next time); returns the slot after.
+   */
+  private skipRest(r: Ring, ri: number, i: number, tail: number): number {
+    while (i !== tail) {
+      const fl = r.flags(i);
+      i = r.next(i);
+      if ((fl & NS_MOREFRAG) === 0) {
+        this.discard[ri] = 0;
+        break;
+      }
+    }
+    return i;
   }
 
   /** Same as {@link Port.batches} with the default batch size. */
