@@ -1161,12 +1161,11 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     if (r.broken()) vcount(VxCtr::ShortcutRingBroken);
     draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
   }
-  for (size_t i = 0; i < peers_.size();) {
+  // One peer's batch; true when it was dropped (peers_[i] is the next one).
+  bool first = true;
+  auto one = [&](size_t i) {
     Peer &p = peers_[i];
-    if (!p.ring || p.ep < 0 || !endpoints_[static_cast<size_t>(p.ep)].sc_rx_open) {
-      i++;
-      continue;
-    }
+    if (!p.ring || p.ep < 0 || !endpoints_[static_cast<size_t>(p.ep)].sc_rx_open) return false;
     uint32_t popped = 0;
     while (popped < RING_BATCH && p.ring->peek(f, l)) {
       p.ring->prefetch_in(4);
@@ -1176,9 +1175,14 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     }
     p.ring->publish_head();  // once for the batch: room for the producer
     moved += popped;
+    // the first ring read takes what room there is: the next turn begins
+    // with the next one, once this one got some (else peer 0, kept full,
+    // would starve the others as the rings did the socket)
+    if (first && popped) ring_next_++;
+    first = false;
     if (p.ring->broken()) {
       drop_peer(i, VxCtr::ShortcutRingBroken);
-      continue;
+      return true;
     }
     if (popped) {
       vcount(VxCtr::ShortcutRxBatches);
@@ -1186,10 +1190,18 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     }
     if (p.bell_stuck) {
       hang_up_hostile(i, VxCtr::ShortcutBellStuck);
-      continue;
+      return true;
     }
-    i++;
-  }
+    return false;
+  };
+  // peers ring_next_ .. end, then 0 .. ring_next_ (a dropped one shifts the rest)
+  size_t start = peers_.empty() ? 0 : ring_next_ % peers_.size();
+  ring_next_ = start;
+  for (size_t i = start; i < peers_.size();)
+    if (!one(i)) i++;
+  for (size_t i = 0; i < start && i < peers_.size();)
+    if (one(i)) start--;
+    else i++;
   return moved;
 }
 

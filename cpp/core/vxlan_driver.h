@@ -363,6 +363,7 @@ class VxlanDriver final : public PortPump {
   uint32_t ring_tx_room_ = 0;  // deliver_ring_frame: free tx slots left, within one drain_rings call
   bool socket_first_ = false;  // link_in: the socket's turn to take tx slots before the rings
   uint32_t ring_frames_unpolled_ = 0;  // ring frames moved since the socket was last read or polled
+  size_t ring_next_ = 0;       // drain_rings: the peer whose ring is read first
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
 };
