@@ -950,7 +950,10 @@ int VxlanDriver::lookup(const uint8_t *mac, uint64_t now) {
 }
 
 void VxlanDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
-  if (room_in) w.push_back({udp_.get(), POLLIN});
+  if (room_in) {
+    w.push_back({udp_.get(), POLLIN});
+    ring_frames_unpolled_ = 0;  // the poll tells
+  }
   // blocked by the socket, not (only) by a full ring
   if (pending_out && out_sent_ < out_.size()) w.push_back({raw_ ? raw_.get() : udp_.get(), POLLOUT});
   if (listen_) w.push_back({listen_.get(), POLLIN});
@@ -1158,12 +1161,11 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     if (r.broken()) vcount(VxCtr::ShortcutRingBroken);
     draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
   }
-  for (size_t i = 0; i < peers_.size();) {
+  // One peer's batch; true when it was dropped (peers_[i] is the next one).
+  bool first = true;
+  auto one = [&](size_t i) {
     Peer &p = peers_[i];
-    if (!p.ring || p.ep < 0 || !endpoints_[static_cast<size_t>(p.ep)].sc_rx_open) {
-      i++;
-      continue;
-    }
+    if (!p.ring || p.ep < 0 || !endpoints_[static_cast<size_t>(p.ep)].sc_rx_open) return false;
     uint32_t popped = 0;
     while (popped < RING_BATCH && p.ring->peek(f, l)) {
       p.ring->prefetch_in(4);
@@ -1173,9 +1175,14 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     }
     p.ring->publish_head();  // once for the batch: room for the producer
     moved += popped;
+    // the first ring read takes what room there is: the next turn begins
+    // with the next one, once this one got some (else peer 0, kept full,
+    // would starve the others as the rings did the socket)
+    if (first && popped) ring_next_++;
+    first = false;
     if (p.ring->broken()) {
       drop_peer(i, VxCtr::ShortcutRingBroken);
-      continue;
+      return true;
     }
     if (popped) {
       vcount(VxCtr::ShortcutRxBatches);
@@ -1183,39 +1190,78 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     }
     if (p.bell_stuck) {
       hang_up_hostile(i, VxCtr::ShortcutBellStuck);
-      continue;
+      return true;
     }
-    i++;
-  }
+    return false;
+  };
+  // peers ring_next_ .. end, then 0 .. ring_next_ (a dropped one shifts the rest)
+  size_t start = peers_.empty() ? 0 : ring_next_ % peers_.size();
+  ring_next_ = start;
+  for (size_t i = start; i < peers_.size();)
+    if (!one(i)) i++;
+  for (size_t i = 0; i < start && i < peers_.size();)
+    if (one(i)) start--;
+    else i++;
   return moved;
 }
 
+// Datagrams held back, in arrival order, each once its endpoint's ring is
+// empty (mu_ held); false while some still wait.
+bool VxlanDriver::push_late(uint32_t &moved) {
+  while (late_done_ < late_.size()) {
+    const Late &x = late_[late_done_];
+    if (ring_waiting(x.ep) || tx_room() == 0) break;
+    std::memcpy(tx_buf(), late_buf_.data() + x.off, x.len);
+    tx_push(x.len);
+    late_done_++;
+    moved++;
+  }
+  if (late_done_ < late_.size()) return false;
+  late_.clear();
+  late_buf_.clear();
+  late_done_ = 0;
+  return true;
+}
+
 uint32_t VxlanDriver::link_in() {
-  uint32_t rings = 0;
-  // datagrams held back, in arrival order, each once its endpoint's ring is
-  // empty (mu_ held); false while some still wait
-  auto push_late = [&]() {
-    while (late_done_ < late_.size()) {
-      const Late &x = late_[late_done_];
-      if (ring_waiting(x.ep) || tx_room() == 0) break;
-      std::memcpy(tx_buf(), late_buf_.data() + x.off, x.len);
-      tx_push(x.len);
-      late_done_++;
-      rings++;
-    }
-    if (late_done_ < late_.size()) return false;
-    late_.clear();
-    late_buf_.clear();
-    late_done_ = 0;
-    return true;
-  };
-  if (!peers_.empty() || !draining_.empty() || !late_.empty()) {
+  uint32_t moved = 0;
+  const bool rings = !peers_.empty() || !draining_.empty() || !late_.empty();
+  // The rings and the socket share the switch's free tx slots. Taken in a
+  // fixed order, a peer that refills its ring as fast as the switch frees
+  // slots would get every one, and every other remote's datagrams would
+  // wait in (and overflow) the socket's buffer for as long as it likes. So
+  // the one that goes first alternates: it changes once the first one has
+  // taken frames (turns without room don't count, or the turns that find
+  // room could all be one side's). Held-back datagrams (late_) must go
+  // before any later one: then the rings, and push_late, go first.
+  const bool socket_first = rings && socket_first_ && readable_ && late_.empty();
+  if (socket_first) {
+    const uint32_t got = recv_datagrams();
+    if (got) socket_first_ = false;
+    moved += got;
+  }
+  if (rings) {
     std::lock_guard<std::mutex> g(mu_);
     disarm_rings();
-    rings += drain_rings(mono_coarse_ns());
-    if (!push_late()) return rings;
+    const uint32_t drained = drain_rings(mono_coarse_ns());
+    if (drained && !socket_first) socket_first_ = true;
+    moved += drained;
+    // a thread kept busy by the rings never sleeps, so never polls the
+    // socket: after RX_BATCH ring frames it is tried anyway (EAGAIN costs a
+    // syscall per such turn, not per frame)
+    ring_frames_unpolled_ += drained;
+    if (!push_late(moved)) return moved;
   }
-  if (!readable_) return rings;
+  if (socket_first) return moved;
+  if (!readable_ && ring_frames_unpolled_ >= RX_BATCH) readable_ = true;
+  return moved + recv_datagrams();
+}
+
+// UDP -> switch: one recvmmsg batch, as much as the switch has room for.
+uint32_t VxlanDriver::recv_datagrams() {
+  uint32_t rings = 0;  // frames held back before that go in after the batch
+  if (!readable_) return 0;
+  ring_frames_unpolled_ = 0;
   uint32_t n = std::min(tx_room(), RX_BATCH);
   // each datagram lands straight in a tx slot: the VXLAN header in hdr[i],
   // the inner frame in the slot's buffer
@@ -1386,7 +1432,7 @@ uint32_t VxlanDriver::link_in() {
     vcount(VxCtr::RxGroSegments, segs);
   }
   // staged segments follow at once where the ring has room
-  if (!late_.empty()) push_late();
+  if (!late_.empty()) push_late(rings);
   return rings + static_cast<uint32_t>(r);
 }
 

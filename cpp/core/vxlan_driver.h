@@ -282,6 +282,8 @@ class VxlanDriver final : public PortPump {
   Peer *ring_peer(uint32_t ep);                               // mu_ held; the peer whose channel we fill
   bool ring_waiting(uint32_t ep);                             // mu_ held; frames from ep wait in a ring we read
   uint32_t drain_rings(uint64_t now);                         // mu_ held
+  bool push_late(uint32_t &moved);                            // mu_ held; false: some still wait
+  uint32_t recv_datagrams();                                  // link_in's UDP half
   bool deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now);  // mu_ held; false: no room
   void kick(Peer &p);
   void disarm_rings();  // mu_ held or driver thread: awake again, no kick wanted
@@ -359,6 +361,9 @@ class VxlanDriver final : public PortPump {
   uint64_t learned_key_ = 0;  // deliver_ring_frame: the MAC (and endpoint) learned last in this drain_rings call
   uint32_t learned_ep_ = 0;
   uint32_t ring_tx_room_ = 0;  // deliver_ring_frame: free tx slots left, within one drain_rings call
+  bool socket_first_ = false;  // link_in: the socket's turn to take tx slots before the rings
+  uint32_t ring_frames_unpolled_ = 0;  // ring frames moved since the socket was last read or polled
+  size_t ring_next_ = 0;       // drain_rings: the peer whose ring is read first
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(VxCtr::Count_)> vctr_{};
 };

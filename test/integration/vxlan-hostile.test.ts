@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
@@ -445,6 +445,303 @@ test.serial('co-resident shortcut: a peer that makes the shared bells blocking a
   await framesUntil(b, 200, got);
   t.true((await vxA())[`${toB}txFrames`]! > 0, 'B is sent to over VXLAN');
   t.true(got.some((f) => f[14] === tag));
+});
+
+// A peer (hostile, or just faster than the switch takes frames from the
+// port) that refills its shortcut ring as fast as it is drained. Before, each
+// turn of the port's thread drained the rings first, up to RING_BATCH (1024)
+// frames a peer, into every free tx slot, and read the UDP socket only with
+// what room was left: with the switch holding the port back (a receiver that
+// reads at its own pace: bounded backpressure) none was, and every other
+// remote's datagrams waited in the socket's buffer for as long as the peer
+// kept its ring full (the kernel drops them there once it overflows).
+const REFILL_C = `
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* refill M PORT PATH...: keeps, in each shortcut channel at PATH, the one ring
+   that has carried a frame full, with M numbered frames each: broadcast from
+   02:00:00:00:00:(0x0b + 2 * the PATH's index), tag 0x5c at 14, the frame's
+   seq at 16..19 and the next PATH's ring's published count at 20..23 (BE).
+   It holds no bell to kick: when the consumer asks for a kick (its wait
+   word) it sends a byte to 127.0.0.1:PORT instead, which wakes it too. */
+int main(int argc, char **argv) {
+  if (argc < 4 || argc > 7) return 1;
+  int n = argc - 3;
+  int u = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2])), .sin_addr.s_addr = htonl(0x7f000001)};
+  uint32_t kicked[4] = {0};
+  uint32_t M = strtoul(argv[1], 0, 0), slots[4], stride[4], t0[4], tail[4], seq[4] = {0};
+  uint8_t *ring[4];
+  printf("[");
+  for (int k = 0; k < n; k++) {
+    int fd = open(argv[k + 3], O_RDWR);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) return 1;
+    uint8_t *m = mmap(0, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) return 1;
+    uint32_t ss;
+    memcpy(&slots[k], m + 12, 4);
+    memcpy(&ss, m + 16, 4);
+    stride[k] = (8 + ss + 63) & ~63u;
+    uint8_t *rings[2] = {m + 64, m + 64 + 128 + (uint64_t)slots[k] * stride[k]};
+    ring[k] = 0;
+    for (int i = 0; i < 2; i++)
+      if (__atomic_load_n((uint32_t *)rings[i], __ATOMIC_ACQUIRE)) {
+        if (ring[k]) return 2;
+        ring[k] = rings[i];
+      }
+    if (!ring[k]) return 3;
+    t0[k] = tail[k] = *(uint32_t *)ring[k];
+    printf("%s{\\"off\\":%lu,\\"tail\\":%u}", k ? "," : "", (unsigned long)(ring[k] - m), t0[k]);
+  }
+  printf("]\\n");
+  fflush(stdout);
+  for (int left = n; left;) {
+    int moved = 0;
+    left = 0;
+    for (int k = 0; k < n; k++) {
+      uint32_t head = __atomic_load_n((uint32_t *)(ring[k] + 64), __ATOMIC_ACQUIRE);
+      uint32_t other = tail[(k + 1) % n] - t0[(k + 1) % n];
+      while (tail[k] - head < slots[k] && seq[k] < M) {
+        uint8_t *s = ring[k] + 128 + (uint64_t)(tail[k] & (slots[k] - 1)) * stride[k], *f = s + 8;
+        memset(f, 0, 60);
+        memset(f, 0xff, 6);
+        f[6] = 2;
+        f[11] = 0x0b + 2 * k;
+        f[12] = 8;
+        f[14] = 0x5c;
+        f[16] = seq[k] >> 24, f[17] = seq[k] >> 16, f[18] = seq[k] >> 8, f[19] = seq[k];
+        f[20] = other >> 24, f[21] = other >> 16, f[22] = other >> 8, f[23] = other;
+        uint32_t len = 60;
+        memcpy(s, &len, 4);
+        tail[k]++, seq[k]++, moved++;
+      }
+      __atomic_store_n((uint32_t *)ring[k], tail[k], __ATOMIC_RELEASE);
+      __atomic_thread_fence(__ATOMIC_SEQ_CST);
+      uint32_t w = __atomic_load_n((uint32_t *)(ring[k] + 68), __ATOMIC_RELAXED);
+      if (w && w != kicked[k] && sendto(u, "k", 1, 0, (struct sockaddr *)&to, sizeof to) == 1) kicked[k] = w;
+      if (seq[k] < M) left++;
+    }
+    if (!moved) sched_yield();
+  }
+  printf("{\\"done\\":%u}\\n", M);
+  return 0;
+}
+`;
+
+/** A driver port's spec, as ValeServer.createPort takes it (the control request's own). */
+type DriverOpt = NonNullable<Parameters<ValeServer['createPort']>[1]>['driver'];
+
+/** Compiles REFILL_C into DIR: its path. */
+function buildRefill(dir: string): string {
+  ensurePackages(['gcc']);
+  writeFileSync(path.join(dir, 'refill.c'), REFILL_C);
+  const exe = path.join(dir, 'refill');
+  execFileSync('gcc', ['-O2', '-Wall', '-o', exe, path.join(dir, 'refill.c')]);
+  return exe;
+}
+
+/** The shortcut channels (memfds) this process maps: a /proc path for each, one per channel. */
+function shortcutChannels(): string[] {
+  const byIno = new Map<number, string>();
+  for (const f of readdirSync('/proc/self/fd')) {
+    try {
+      if (!readlinkSync(`/proc/self/fd/${f}`).startsWith('/memfd:vale-ts-shortcut')) continue;
+      // the refiller opens it: by our pid, not its own /proc/self
+      byIno.set(statSync(`/proc/self/fd/${f}`).ino, `/proc/${process.pid}/fd/${f}`);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return [...byIno.values()];
+}
+
+/** Runs the refiller on `chans`: the rings' offsets and first tails, once it has started. */
+async function startRefill(t: ExecutionContext, exe: string, m: number, port: number, chans: string[]): Promise<{ off: number; tail: number }[]> {
+  const child = spawn(exe, [String(m), String(port), ...chans], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => child.kill());
+  let out = '';
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve(JSON.parse(out.slice(0, nl)) as { off: number; tail: number }[]);
+    });
+    child.once('exit', (code) => reject(new Error(`refill exited ${code}`)));
+  });
+}
+
+test.serial('co-resident shortcut: a peer that keeps its ring full does not starve the UDP socket: each datagram from another remote reaches the switch within a bound of ring frames after it was sent', async (t) => {
+  t.timeout(120_000);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-fair-'));
+  chmodSync(dir, 0o700);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const refill = buildRefill(dir);
+  // A and B: two VTEPs of this process, the shortcut between them; C (a
+  // plain UDP socket on 127.0.0.3) another remote that sends A datagrams
+  const [pa, pb] = [await freePort(), await freePort()];
+  const c = await udpOn('127.0.0.3');
+  t.teardown(() => c.close());
+  const vtep = (local: string, port: number, remote: string, dstport: number) => ({
+    driver: { kind: 'vxlan', vni: VNI, local: `${local}:${port}`, remote: [remote], dstport, srcport: 'fixed', shortcutdir: dir },
+  });
+  // lossless: A's frames wait for a slow receiver instead of being dropped
+  // (the test waits for each of C's frames)
+  await srv.createPort('valeFA:vx', { lossless: true, driver: vtep('127.0.0.1', pa, '127.0.0.2', pb).driver as unknown as DriverOpt });
+  t.teardown(() => vale.remove('valeFA:vx').catch(() => undefined));
+  await vale.create('valeFB:vx', {}, vtep('127.0.0.2', pb, '127.0.0.1', pa));
+  t.teardown(() => vale.remove('valeFB:vx').catch(() => undefined));
+  const a = await open('valeFA:c', { socket });
+  t.teardown(() => a.close());
+  const b = await open('valeFB:c', { socket });
+  t.teardown(() => b.close());
+  const vx = async (sw: string): Promise<Record<string, number>> => {
+    const [st] = await vale.stats(sw);
+    return st!.ports.find((x) => x.name === `${sw}:vx`)!.driver!.counters;
+  };
+  await untilAnswer(() => vx('valeFA'), (x) => x['remote 127.0.0.2 shortcutPeer'] === 3);
+  await untilAnswer(() => vx('valeFB'), (x) => x['remote 127.0.0.1 shortcutPeer'] === 3);
+  // B -> A over the ring, read by A (B then sees it read: state 2); then B
+  // stays quiet, and its producer index is the refiller's
+  const got: Uint8Array[] = [];
+  await untilAnswer(async () => (sendOne(b, frame(0x0a, 1, 60)), vx('valeFB')), (x) => x['remote 127.0.0.1 shortcut'] === 2);
+  await framesUntil(a, 1, got);
+  const chans = shortcutChannels();
+  t.is(chans.length, 1, 'one channel');
+  const chan = chans[0]!;
+  const M = 400_000; // frames the refiller puts in the ring before it stops
+  const K = 8; // datagrams from C, one every GAP ring frames A passes on
+  const GAP = 8192;
+  // The bound: a datagram in the socket waits at most for the rest of the
+  // turn under way (<= RING_BATCH frames from the one ring) and one more
+  // turn in which the ring goes first (<= RING_BATCH): the next turn with
+  // room reads the socket first. Frames published before it was sent don't
+  // count (they are ahead of it anyway).
+  const RING_BATCH = 1024;
+  const BOUND = 2 * RING_BATCH;
+  const [first] = (await startRefill(t, refill, M, pa, [chan])) as [{ off: number; tail: number }];
+  const cfd = openSync(chan, 'r');
+  t.teardown(() => closeSync(cfd));
+  /** ring frames the refiller has published so far: the seq of its next frame */
+  const published = (): number => {
+    const w = Buffer.alloc(4);
+    readSync(cfd, w, 0, 4, first.off);
+    return (w.readUInt32LE(0) - first.tail) >>> 0;
+  };
+  const sentAt: number[] = []; // published() just before datagram k was sent
+  const lastBefore: number[] = []; // the last ring seq A's client saw before datagram k
+  let lastSeq = -1;
+  let seen = 0;
+  const sendNext = async (): Promise<void> => {
+    const k = sentAt.length;
+    const f = frame(0x0c, 0xc0, 60);
+    f.set([k >> 24, (k >> 16) & 255, (k >> 8) & 255, k & 255], 16);
+    sentAt.push(published());
+    await new Promise<void>((r) => c.send(Buffer.concat([vxhdr(), f]), pa, '127.0.0.1', () => r()));
+  };
+  await sendNext();
+  while (lastBefore.filter((x) => x !== undefined).length < K) {
+    a.dispatch(16, (f) => {
+      if (f[11] === 0x0b && f[14] === 0x5c) {
+        lastSeq = Buffer.from(f.buffer, f.byteOffset, f.length).readUInt32BE(16);
+        seen++;
+      } else if (f[11] === 0x0c && f[14] === 0xc0) {
+        lastBefore[Buffer.from(f.buffer, f.byteOffset, f.length).readUInt32BE(16)] = lastSeq;
+      }
+    });
+    a.rxsync();
+    if (sentAt.length < K && seen >= sentAt.length * GAP) await sendNext();
+    else if (a.rxRings[0]!.empty()) await a.poll();
+    // a receiver slower than the refiller: the switch holds A's frames back
+    // (bounded backpressure), A's tx slots free up a few at a time
+    else await new Promise(setImmediate);
+  }
+  const x = await vx('valeFA');
+  const lag = sentAt.map((s, k) => lastBefore[k]! + 1 - s);
+  t.log(`datagram k sent after ring frame ${sentAt.join(', ')}; reached the switch after ${lastBefore.join(', ')}: ${lag.join(', ')} ring frames later`);
+  t.is(x['shortcutRingBroken'], 0);
+  for (let k = 0; k < K; k++) t.true(lag[k]! <= BOUND, `datagram ${k} came ${lag[k]} ring frames after it was sent (bound ${BOUND})`);
+});
+
+test.serial('co-resident shortcut: of two peers that keep their rings full, the first does not starve the second: each ring frame reaches the switch within a bound of the other ring\'s frames after it was published', async (t) => {
+  t.timeout(120_000);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-fair2-'));
+  chmodSync(dir, 0o700);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const refill = buildRefill(dir);
+  // A (127.0.0.1) and two peers of this process, B1 (127.0.0.2) and B2 (127.0.0.4)
+  const [pa, pb] = [await freePort(), await freePort()];
+  const vtep = (local: string, port: number, remote: string[], dstport: number) => ({
+    driver: { kind: 'vxlan', vni: VNI, local: `${local}:${port}`, remote, dstport, srcport: 'fixed', shortcutdir: dir },
+  });
+  await srv.createPort('valeRA:vx', { lossless: true, driver: vtep('127.0.0.1', pa, ['127.0.0.2', '127.0.0.4'], pb).driver as unknown as DriverOpt }); // see above
+  t.teardown(() => vale.remove('valeRA:vx').catch(() => undefined));
+  const a = await open('valeRA:c', { socket });
+  t.teardown(() => a.close());
+  const vx = async (sw: string): Promise<Record<string, number>> => {
+    const [st] = await vale.stats(sw);
+    return st!.ports.find((x) => x.name === `${sw}:vx`)!.driver!.counters;
+  };
+  const got: Uint8Array[] = [];
+  for (const [sw, addr, tag] of [['valeRB1', '127.0.0.2', 1], ['valeRB2', '127.0.0.4', 2]] as const) {
+    await vale.create(`${sw}:vx`, {}, vtep(addr, pb, ['127.0.0.1'], pa));
+    t.teardown(() => vale.remove(`${sw}:vx`).catch(() => undefined));
+    const b = await open(`${sw}:c`, { socket });
+    t.teardown(() => b.close());
+    await untilAnswer(() => vx('valeRA'), (x) => x[`remote ${addr} shortcutPeer`] === 3);
+    await untilAnswer(async () => (sendOne(b, frame(0x0a + tag, tag, 60)), vx(sw)), (x) => x['remote 127.0.0.1 shortcut'] === 2);
+    await framesUntil(a, tag, got);
+  }
+  const chans = shortcutChannels();
+  t.is(chans.length, 2, 'two channels');
+  const M = 100_000; // frames the refiller puts in each ring
+  // A frame of one ring waits behind at most SHORTCUT_SLOTS (1024) older
+  // frames of its ring. Each turn with room, the rings are read in turn,
+  // each up to RING_BATCH (1024), and the one read first changes once it
+  // got some: the other ring's frames published after it that go first are
+  // the rest of the turn under way and one RING_BATCH a turn while its own
+  // backlog goes in, two to three turns when the room a turn is about the
+  // same whichever ring is first (up to 2900 seen): 4 * RING_BATCH. A ring
+  // read always first starves the other for as long as it stays full.
+  const BOUND = 4 * 1024;
+  await startRefill(t, refill, M, pa, chans);
+  const last = [-1, -1];
+  const worst = [0, 0];
+  let n = 0;
+  // the refiller wakes A by nothing but the frames: a datagram wakes it once
+  const c = await udpOn('127.0.0.3');
+  t.teardown(() => c.close());
+  c.send(Buffer.concat([vxhdr(), frame(0x0c, 0xc0, 60)]), pa, '127.0.0.1');
+  while (last[0]! < M - 1 && last[1]! < M - 1) {
+    a.dispatch(64, (f) => {
+      if (f[14] !== 0x5c || (f[11] !== 0x0b && f[11] !== 0x0d)) return;
+      const r = (f[11]! - 0x0b) / 2;
+      const v = Buffer.from(f.buffer, f.byteOffset, f.length);
+      last[r] = v.readUInt32BE(16);
+      // the other ring's frames that came before this one though published after it
+      worst[r] = Math.max(worst[r]!, last[1 - r]! + 1 - v.readUInt32BE(20));
+      n++;
+    });
+    a.rxsync();
+    // a receiver slower than the refiller: the switch holds A's frames
+    // back (bounded backpressure), A's tx slots free up a few at a time
+    // and the rings, both full, compete for them
+    if (a.rxRings[0]!.empty()) await a.poll();
+    else await new Promise(setImmediate);
+  }
+  t.log(`${n} ring frames read; last seqs ${last.join(', ')}; the most of the other ring's later frames before a frame: ${worst.join(', ')}`);
+  t.is((await vx('valeRA'))['shortcutRingBroken'], 0);
+  for (const r of [0, 1]) t.true(worst[r]! <= BOUND, `ring ${r}: a frame came ${worst[r]} of the other's frames after it was published (bound ${BOUND})`);
 });
 
 /**
