@@ -386,6 +386,12 @@ Status SwitchCore::set_stalled(uint32_t id, bool on) {
   return Ok{};
 }
 
+Status SwitchCore::count_hold_shortened(uint32_t id) {
+  WITH_PORT(id);
+  p->c[C_HOLD_SHORTENED]++;
+  return Ok{};
+}
+
 Status SwitchCore::set_hold_us(uint32_t id, uint32_t hold_us) {
   WITH_PORT(id);
   p->hold_ns = static_cast<int64_t>(hold_us) * 1000;
@@ -662,6 +668,7 @@ bool SwitchCore::still_parked(ScanRing &s, int64_t &now) {
     // a sender held back by d until now, whether it stays parked or not
     // (hold_back: a hold is over only when nobody was, for a bound)
     if (now == 0) now = mono_ns();
+    if (now - d->held_seen_ns > d->hold_ns / SWITCH_HOLD_SLOW_DIV) d->hold_from_ns = now;
     d->held_seen_ns = now;
   }
   if (keep && !s.park_lossless) {
@@ -749,9 +756,11 @@ bool SwitchCore::hold_back(Port *d, bool flood) {
   // released; this full ring starts a new one. A receiver trickling slots
   // has a sender parked on it all along (still_parked sees it each round).
   if (d->full_since_ns != 0 && now - d->held_seen_ns > d->hold_ns) d->full_since_ns = 0;
+  if (now - d->held_seen_ns > d->hold_ns / SWITCH_HOLD_SLOW_DIV) d->hold_from_ns = now;
   d->held_seen_ns = now;
   if (d->full_since_ns == 0) {
     d->full_since_ns = now;
+    d->hold_from_ns = now;
     d->hold_freed = 0;
     return true;
   }
@@ -807,10 +816,10 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
       d->hold_freed += ring_dist(rel, st.released, N);
       if (d->hold_freed >= SWITCH_HOLD_QUANTUM) {
         // a hold (not a shed, which shortened already) that kept a sender
-        // waiting more than a quarter of the bound for its quantum: the
-        // last time one was seen held, not the clock (not read here), so a
-        // pause in the traffic does not count
-        if (d->full_since_ns != 0 && d->held_seen_ns - d->full_since_ns > d->hold_ns / SWITCH_HOLD_SLOW_DIV)
+        // waiting more than a quarter of the bound for its quantum: up to
+        // the last time one was seen held, not the clock (not read here),
+        // from the last gap (hold_from_ns), so a pause does not count
+        if (d->full_since_ns != 0 && d->held_seen_ns - d->hold_from_ns > d->hold_ns / SWITCH_HOLD_SLOW_DIV)
           shorten_hold(d, d->held_seen_ns);
         d->shed = false;
         d->full_since_ns = 0;

@@ -249,6 +249,9 @@ class SwitchCore {
   // dropped (dropStalled) instead of waited for. Not at any one slot: the
   // sender would wait a whole stall bound again for each slot it takes.
   Status set_stalled(uint32_t id, bool on);
+  // The stall rule (stall-watch.ts) halved port `id`'s stall bound, as
+  // bounded backpressure halves a hold bound: counted in its holdShortened.
+  Status count_hold_shortened(uint32_t id);
   // Bounded backpressure (the default; 0 turns it off for this port): when
   // port `id`'s rx ring is full, senders' frames for it stay in their tx
   // rings and are retried on later rounds, as long as the receiver keeps
@@ -439,6 +442,10 @@ class SwitchCore {
     int64_t hold_cur_ns = 0;
     uint8_t hold_level = 0;
     int64_t hold_level_ns = 0;
+    // since when senders have been seen held with no gap of a quarter
+    // bound (the switch not running, or nobody sending): what a slow hold
+    // is measured from, so neither counts as the receiver's slowness
+    int64_t hold_from_ns = 0;
     int64_t full_since_ns = 0;
     bool shed = false;
     uint32_t hold_freed = 0;
