@@ -36,6 +36,8 @@ const USAGE = `usage: vale-ts [options]
   --hold-us US       bounded backpressure: a full rx ring holds its senders' frames back (they wait
                      in their tx rings) while it releases 64 slots per US microseconds; past a bound
                      without them its copies are dropped (dropNoSpace) until it has released 64;
+                     a hold needing over a quarter of the bound per 64 halves the port's next one
+                     (holdShortened; one back per bound without), as for --stall-ms;
                      0 drops at once, as netmap's VALE (0..1000000, default 2000)
 
  who may connect (root and vale-ts's own uid always may):

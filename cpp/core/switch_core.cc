@@ -23,7 +23,7 @@ const char *const SWITCH_COUNTER_NAMES[C_COUNT] = {
     "dropRunt",     "dropSamePort", "dropLookup", "dropNoPort", "dropOversize", "dropFrag",
     "dropClosed",   "flooded",    "badHead",    "kicks",        "dropStalled",  "floodCopies", "dropMonitor",
     "vnetPassed",   "vnetCsumCompleted", "vnetSegmented", "vnetSegments", "dropBadVnetHdr", "bellStuck",
-    "detachedUnread"};
+    "detachedUnread", "holdShortened"};
 
 namespace {
 constexpr uint32_t FRAG_CAP = SWITCH_MAX_BATCH + NETMAP_MAX_FRAGS;
@@ -193,6 +193,9 @@ void SwitchCore::Port::start_client() {
   shed = false;
   hold_freed = 0;
   held_seen_ns = 0;
+  hold_level = 0;  // the departed client's slowness is not the next one's
+  hold_cur_ns = hold_ns;
+  hold_from_ns = 0;
   extra_bells.clear();  // the other registrations' (gone before a renew)
   bell_stuck = false;
   spurious = backoff_ms = 0;
@@ -411,9 +414,17 @@ Status SwitchCore::set_stalled(uint32_t id, bool on) {
   return Ok{};
 }
 
+Status SwitchCore::count_hold_shortened(uint32_t id) {
+  WITH_PORT(id);
+  p->c[C_HOLD_SHORTENED]++;
+  return Ok{};
+}
+
 Status SwitchCore::set_hold_us(uint32_t id, uint32_t hold_us) {
   WITH_PORT(id);
   p->hold_ns = static_cast<int64_t>(hold_us) * 1000;
+  p->hold_cur_ns = p->hold_ns;
+  p->hold_level = 0;
   p->full_since_ns = 0;
   p->shed = false;
   p->hold_freed = 0;
@@ -685,6 +696,7 @@ bool SwitchCore::still_parked(ScanRing &s, int64_t &now) {
     // a sender held back by d until now, whether it stays parked or not
     // (hold_back: a hold is over only when nobody was, for a bound)
     if (now == 0) now = mono_ns();
+    if (now - d->held_seen_ns > d->hold_ns / SWITCH_HOLD_SLOW_DIV) d->hold_from_ns = now;
     d->held_seen_ns = now;
   }
   if (keep && !s.park_lossless) {
@@ -731,23 +743,52 @@ int SwitchCore::held_due_ms() {
 // How long a copy for d may wait for room (ns, 0: not at all): the port's
 // bound, and for a flood at most the switch's (set_flood_hold_us).
 int64_t SwitchCore::hold_bound_ns(const Port *d, bool flood) const {
-  if (!flood) return d->hold_ns;
+  if (!flood) return d->hold_cur_ns;
   const int64_t flood_ns = flood_hold_ns_.load(std::memory_order_relaxed);
-  return flood_ns == 0 ? 0 : std::min(d->hold_ns, flood_ns);
+  return flood_ns == 0 ? 0 : std::min(d->hold_cur_ns, flood_ns);
+}
+
+void SwitchCore::shorten_hold(Port *d, int64_t now) {
+  if (d->hold_level >= SWITCH_HOLD_LEVELS) return;
+  d->hold_level++;
+  d->hold_level_ns = now;
+  d->hold_cur_ns = d->hold_level == SWITCH_HOLD_LEVELS ? 0 : d->hold_ns >> d->hold_level;
+  d->c[C_HOLD_SHORTENED]++;
+}
+
+// Not on a fast hold: a receiver alternating fast and slow holds would win
+// back at once what each slow one cost it. By time, a hostile receiver at
+// the bottom holds its senders at most hold_ns >> (SWITCH_HOLD_LEVELS - 1)
+// per hold_ns (one level back, shed again).
+void SwitchCore::relax_hold(Port *d, int64_t now) {
+  const int64_t since = now - d->hold_level_ns;
+  if (since < d->hold_ns) return;
+  const int64_t back = since / d->hold_ns;
+  d->hold_level = back >= d->hold_level ? 0 : static_cast<uint8_t>(d->hold_level - back);
+  d->hold_level_ns += back * d->hold_ns;
+  d->hold_cur_ns = d->hold_ns >> d->hold_level;
 }
 
 bool SwitchCore::hold_back(Port *d, bool flood) {
-  const int64_t bound = hold_bound_ns(d, flood);
-  if (bound == 0 || !d->attached || d->shed) return false;
+  if (d->hold_ns == 0 || !d->attached || d->shed) return false;
+  int64_t bound = hold_bound_ns(d, flood);
+  if (bound == 0 && d->hold_level == 0) return false;  // floods never wait (flood bound 0)
   const int64_t now = mono_ns();
+  if (d->hold_level) {
+    relax_hold(d, now);
+    bound = hold_bound_ns(d, flood);
+    if (bound == 0) return false;  // shortened down to dropping at once
+  }
   // no sender held back by it for a whole bound: the last hold ended with
   // the traffic (the receiver took what there was), not with a quantum
   // released; this full ring starts a new one. A receiver trickling slots
   // has a sender parked on it all along (still_parked sees it each round).
   if (d->full_since_ns != 0 && now - d->held_seen_ns > d->hold_ns) d->full_since_ns = 0;
+  if (now - d->held_seen_ns > d->hold_ns / SWITCH_HOLD_SLOW_DIV) d->hold_from_ns = now;
   d->held_seen_ns = now;
   if (d->full_since_ns == 0) {
     d->full_since_ns = now;
+    d->hold_from_ns = now;
     d->hold_freed = 0;
     return true;
   }
@@ -755,12 +796,13 @@ bool SwitchCore::hold_back(Port *d, bool flood) {
   // a flood past its bound drops its copy, and so every later flood's
   // until the clock restarts (a quantum released); the port is shed only
   // past its own bound
-  if (waited < d->hold_ns) return waited < bound;
+  if (waited < d->hold_cur_ns) return waited < bound;
   // not a quantum released in the whole bound: stop waiting for it until it
-  // releases one
+  // releases one, and wait less next time
   d->shed = true;
   d->full_since_ns = 0;
   d->hold_freed = 0;
+  shorten_hold(d, now);
   return false;
 }
 
@@ -801,6 +843,12 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
     if (d->full_since_ns != 0 || d->shed) {
       d->hold_freed += ring_dist(rel, st.released, N);
       if (d->hold_freed >= SWITCH_HOLD_QUANTUM) {
+        // a hold (not a shed, which shortened already) that kept a sender
+        // waiting more than a quarter of the bound for its quantum: up to
+        // the last time one was seen held, not the clock (not read here),
+        // from the last gap (hold_from_ns), so a pause does not count
+        if (d->full_since_ns != 0 && d->held_seen_ns - d->hold_from_ns > d->hold_ns / SWITCH_HOLD_SLOW_DIV)
+          shorten_hold(d, d->held_seen_ns);
         d->shed = false;
         d->full_since_ns = 0;
         d->hold_freed = 0;

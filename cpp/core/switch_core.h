@@ -59,6 +59,20 @@ constexpr int16_t DEST_SAME_PORT = -3;
 // poll of a Linux driver takes (its default weight); a receiver draining in
 // batches frees that many in one go.
 constexpr uint32_t SWITCH_HOLD_QUANTUM = 64;
+// The bound adapts to the receiver (set_hold_us): a hold whose quantum took
+// more than 1/SWITCH_HOLD_SLOW_DIV of the configured bound, or that ran out
+// (shed), halves the port's bound for the next holds, down to 0 (drop at
+// once) after SWITCH_HOLD_LEVELS halvings; each configured bound of time
+// without another gives one halving back. A quarter: the slow receivers
+// bounded backpressure is for release a quantum far sooner (pkt-gen-ts
+// slower than its sender: 10-20 us; a receiver preempted on a loaded
+// 2-core machine: ~300 us of the default 2 ms, DEFAULT_HOLD_US; a guest
+// without a turn for 100 ms, of an in-line vhost-user port's 1 s), and one
+// slow hold (a guest paused for most of a second) only halves the next
+// bound. A receiver freeing a quantum just inside each bound no longer
+// holds its senders (their frames for everyone) to a quantum per bound.
+constexpr uint32_t SWITCH_HOLD_SLOW_DIV = 4;
+constexpr uint8_t SWITCH_HOLD_LEVELS = 5;
 // Longest frame after its virtio-net header (a GSO super-frame fits).
 constexpr uint32_t SWITCH_MAX_FRAME = 65535;
 
@@ -94,6 +108,9 @@ enum SwitchCounter {
   // never read: they went with its region (renew_port). Not a drop*: each
   // copy was delivered once, and conservation counts it there.
   C_DETACHED_UNREAD,
+  // times this port's hold bound was halved: a hold that needed more than
+  // a quarter of its bound for its quantum, or ran out (set_hold_us)
+  C_HOLD_SHORTENED,
   C_COUNT
 };
 extern const char *const SWITCH_COUNTER_NAMES[C_COUNT];
@@ -232,6 +249,9 @@ class SwitchCore {
   // dropped (dropStalled) instead of waited for. Not at any one slot: the
   // sender would wait a whole stall bound again for each slot it takes.
   Status set_stalled(uint32_t id, bool on);
+  // The stall rule (stall-watch.ts) halved port `id`'s stall bound, as
+  // bounded backpressure halves a hold bound: counted in its holdShortened.
+  Status count_hold_shortened(uint32_t id);
   // Bounded backpressure (the default; 0 turns it off for this port): when
   // port `id`'s rx ring is full, senders' frames for it stay in their tx
   // rings and are retried on later rounds, as long as the receiver keeps
@@ -246,7 +266,11 @@ class SwitchCore {
   // in which no sender was held back for a whole bound (the receiver took
   // what there was and the traffic paused) is over: the next full ring
   // starts a new one, so pauses between bursts do not count as holding.
-  // A port without a client never holds anyone back.
+  // A port without a client never holds anyone back. The bound in force
+  // adapts (SWITCH_HOLD_SLOW_DIV): a receiver that keeps its senders
+  // waiting most of a bound per quantum gets a shorter one, so one that
+  // frees exactly a quantum per bound is shed, and its senders go on.
+  // Setting the bound starts it afresh.
   Status set_hold_us(uint32_t id, uint32_t hold_us);
   // The longest a flood waits for any one full receiver (µs; the switch's
   // own bound, default 2000). A port whose hold is longer (an in-line guest
@@ -420,6 +444,16 @@ class SwitchCore {
     // still parked on it): a hold nobody took part in for a whole bound is
     // over, so a pause in the traffic does not count as holding
     int64_t hold_ns = 0;
+    // the bound in force: hold_ns halved hold_level times (0 at
+    // SWITCH_HOLD_LEVELS), and when it was last halved (a level comes back
+    // per hold_ns since). A new client starts at level 0.
+    int64_t hold_cur_ns = 0;
+    uint8_t hold_level = 0;
+    int64_t hold_level_ns = 0;
+    // since when senders have been seen held with no gap of a quarter
+    // bound (the switch not running, or nobody sending): what a slow hold
+    // is measured from, so neither counts as the receiver's slowness
+    int64_t hold_from_ns = 0;
     int64_t full_since_ns = 0;
     bool shed = false;
     uint32_t hold_freed = 0;
@@ -563,6 +597,10 @@ class SwitchCore {
   // (bounded backpressure), false when the copy is to be dropped.
   bool hold_back(Port *d, bool flood);
   int64_t hold_bound_ns(const Port *d, bool flood) const;
+  // A slow hold or a shed at `now`: d's bound halves (hold_shortened).
+  void shorten_hold(Port *d, int64_t now);
+  // The levels d earned back by `now` (a configured bound each).
+  void relax_hold(Port *d, int64_t now);
   std::atomic<int64_t> flood_hold_ns_{2'000'000};
   void mirror(const std::vector<Port::MonitorRef> &mons, uint32_t k);
   // Slots one copy of batch frame k takes in d's rx ring (0: it will be

@@ -75,6 +75,7 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          InstanceMethod("setAttached", &SwitchCoreWrap::SetAttached),
          InstanceMethod("setExtraBells", &SwitchCoreWrap::SetExtraBells),
          InstanceMethod("setStalled", &SwitchCoreWrap::SetStalled),
+         InstanceMethod("countHoldShortened", &SwitchCoreWrap::CountHoldShortened),
          InstanceMethod("setHoldUs", &SwitchCoreWrap::SetHoldUs),
          InstanceMethod("setFloodHoldUs", &SwitchCoreWrap::SetFloodHoldUs),
          InstanceMethod("setMonitor", &SwitchCoreWrap::SetMonitor),
@@ -91,6 +92,8 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
          StaticValue("maxBatch", Napi::Number::New(env, SWITCH_MAX_BATCH)),
          StaticValue("defaultHeaderBytes", Napi::Number::New(env, SWITCH_DEFAULT_HEADER)),
          StaticValue("holdQuantum", Napi::Number::New(env, SWITCH_HOLD_QUANTUM)),
+         StaticValue("holdSlowDiv", Napi::Number::New(env, SWITCH_HOLD_SLOW_DIV)),
+         StaticValue("holdLevels", Napi::Number::New(env, SWITCH_HOLD_LEVELS)),
          StaticValue("maxHeaderBytes", Napi::Number::New(env, SWITCH_MAX_HEADER))});
   }
 
@@ -204,6 +207,12 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   // setStalled(port, on): see SwitchCore::set_stalled
   Napi::Value SetStalled(const Napi::CallbackInfo &info) {
     (void)unwrap(info.Env(), core_->set_stalled(arg_u32(info, 0, "port"), info[1].ToBoolean()));
+    return info.Env().Undefined();
+  }
+
+  // countHoldShortened(port): see SwitchCore::count_hold_shortened
+  Napi::Value CountHoldShortened(const Napi::CallbackInfo &info) {
+    (void)unwrap(info.Env(), core_->count_hold_shortened(arg_u32(info, 0, "port")));
     return info.Env().Undefined();
   }
 

@@ -118,6 +118,8 @@ export interface NativeSwitchCore {
   shutdown(): void;
   /** a receiver blocking lossless senders beyond the stall bound: drop its copies (dropStalled) until it has released 64 slots (the hold quantum) */
   setStalled(id: number, on: boolean): void;
+  /** the stall rule halved port `id`'s stall bound (stall-watch.ts): count it in the port's holdShortened */
+  countHoldShortened(id: number): void;
   /** bounded backpressure: how long (µs, 0..1e6) port `id`'s full rx ring may hold senders back without releasing 64 slots (SWITCH_HOLD_QUANTUM); 0: drop at once */
   setHoldUs(id: number, holdUs: number): void;
   /** the longest a flood waits for any one full receiver, µs (the switch's bound) */
@@ -156,6 +158,10 @@ export interface NativeSwitchCoreClass {
   readonly maxHeaderBytes: number;
   /** slots a full receiver must release per hold bound to keep its senders waiting (SWITCH_HOLD_QUANTUM) */
   readonly holdQuantum: number;
+  /** a hold (or a lossless stall wait) whose quantum took more than 1/holdSlowDiv of the configured bound halves the next bound (SWITCH_HOLD_SLOW_DIV) */
+  readonly holdSlowDiv: number;
+  /** halvings down to a bound of 0: drop at once (SWITCH_HOLD_LEVELS) */
+  readonly holdLevels: number;
 }
 
 /** Message received on a unix socket. */

@@ -56,7 +56,10 @@ import { inlineFromEnv, registerPortKind, type DriverSpec, type PortDriver } fro
  * (bench/RESULTS.md, sessions 12-13; under other load a guest went 100 ms
  * without a turn). A guest that takes fewer than 64 frames in a second (the
  * longest hold the switch allows, SWITCH_HOLD_QUANTUM) is shed (dropNoSpace)
- * until it has taken 64.
+ * until it has taken 64; one that needs more than a quarter second per 64
+ * has its bound halved, again and again (SWITCH_HOLD_SLOW_DIV), so a guest
+ * paused for less than a second once still loses nothing, and one trickling
+ * 64 a second does not hold its senders to that pace.
  * Only frames addressed to the guest wait that long: a flood waits for any
  * full receiver at most the switch's own bound (switch.ts, setFloodHoldUs),
  * so one paused guest does not stall every broadcast on the switch.

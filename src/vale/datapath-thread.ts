@@ -103,7 +103,7 @@ async function serve(init: DatapathInit): Promise<void> {
   }
 
   /** receivers holding back a lossless sender */
-  const stallWatch = new StallWatch(init.stallMs);
+  const stallWatch = new StallWatch(init.stallMs, (idx) => core.countHoldShortened(idx));
 
   /** A lossless sender waits on idx: declare the receiver stalled by the stall rule (as Switch.noteBlocked). */
   function noteBlocked(idx: number): void {
@@ -140,7 +140,7 @@ async function serve(init: DatapathInit): Promise<void> {
       } catch {
         // the port went meanwhile: nothing to account
       }
-    } else if (stallWatch.size) stallWatch.clear();
+    } else if (stallWatch.size) stallWatch.unblocked(performance.now());
     const now = performance.now();
     let idle = false;
     if (woken) {

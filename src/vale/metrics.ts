@@ -44,6 +44,7 @@ const PORT_COUNTERS: readonly [key: string, metric: string, help: string][] = [
   ['badHead', 'port_bad_head_total', 'impossible ring indices the client published'],
   ['bellStuck', 'port_bell_stuck_total', "client doorbells that stopped taking kicks (the client made one blocking and filled it)"],
   ['detachedUnread', 'port_detached_unread_total', "frames delivered to a persistent port that its client never read before it went away (also in frames_out)"],
+  ['holdShortened', 'port_hold_shortened_total', 'times the port\'s hold (or lossless stall) bound was halved: it kept its senders waiting more than a quarter of the bound per 64 slots, or past it'],
 ];
 const SWITCH_COUNTERS: readonly [key: string, metric: string, help: string][] = [
   ['rxFrames', 'switch_frames_in_total', 'frames the switch took from its ports, including ports that have gone'],

@@ -72,8 +72,14 @@ export interface SwitchOptions {
    * so senders slow to the receiver's pace instead of losing frames. A
    * receiver that releases fewer than 64 slots in this long (a rate, not any
    * one slot: SWITCH_HOLD_QUANTUM in cpp/core/switch_core.h) is shed: its
-   * copies are dropped (dropNoSpace) until it has released 64. 0: drop at
-   * once (netmap's VALE behaviour). Per port: `addPort(..., { holdUs })`.
+   * copies are dropped (dropNoSpace) until it has released 64. The bound
+   * in force adapts: a hold that needed more than a quarter of it for its 64
+   * slots, or ran out, halves the port's next bound (down to 0 after 5,
+   * counted in its holdShortened), and each bound of time without another
+   * gives one halving back: a receiver freeing exactly 64 slots per bound
+   * does not hold its senders (all their frames, head-of-line) to that pace.
+   * The lossless stall bound (`stallMs`) adapts alike. 0: drop at once
+   * (netmap's VALE behaviour). Per port: `addPort(..., { holdUs })`.
    */
   holdUs?: number;
 }
@@ -348,7 +354,7 @@ export class Switch extends EventEmitter {
     const stall = opts.stallMs ?? 1000;
     if (!(stall > 0) || !Number.isFinite(stall)) throw new RangeError(`stallMs ${stall} must be a positive number of milliseconds`);
     this.stallMs = stall;
-    this.stallWatch = new StallWatch(stall);
+    this.stallWatch = new StallWatch(stall, (idx) => this.core.countHoldShortened(idx));
     this.holdUs = checkHoldUs(opts.holdUs ?? DEFAULT_HOLD_US);
     this.holdGiven = opts.holdUs !== undefined;
     this.core = new native.SwitchCore({ batch, headerBytes });
@@ -788,7 +794,7 @@ export class Switch extends EventEmitter {
     const done = this.lookup ? this.core.round(this.lookup) : this.core.roundNative();
     this.blocked = done < 0;
     if (this.blocked) this.noteBlocked(this.core.blockedOn());
-    else if (this.stallWatch.size) this.stallWatch.clear();
+    else if (this.stallWatch.size) this.stallWatch.unblocked(this.clock.nowMs());
     return done < 0 ? -done - 1 : done;
   }
 

@@ -387,6 +387,164 @@ test('floods are not held to the pace of a full receiver that releases one slot 
   });
 });
 
+test('a receiver that frees exactly a quantum per bound does not pace its sender: slow holds shorten its bound (holdShortened) down to dropping at once, and the sender\'s frames for others flow', async (t) => {
+  // The attack: whenever its ring is full (its sender held, head-of-line),
+  // the hostile receiver waits 0.6 of a bound and frees exactly a quantum
+  // (64 slots), enough to keep its senders waiting under the rate rule. Each
+  // hold then cost the sender 0.6 B for 64 frames, and with them its frames
+  // for v: v got ~64 frames per release. A hold that needed more than a
+  // quarter of the bound halves the next one; past the halved bound the
+  // port is shed (halved again) and the sender goes on. A second: the
+  // switch's rounds come far more often than a quarter of it, even on a
+  // loaded machine (a longer gap is not counted against the receiver).
+  const B = 1000;
+  const sw = new Switch('vale0', { holdUs: B * 1000 });
+  await withServer(sw, async (socket) => {
+    const [hostile, v, tx] = (await openAll(t, socket, 'vale0:h@conf:rx_slots=128', 'vale0:v@conf:rx_slots=2048', 'vale0:tx@conf:tx_slots=4096')) as [Port, Port, Port];
+    await announce(hostile, MAC.A);
+    await announce(v, MAC.C);
+    for (const p of [hostile, v, tx]) take(p);
+    const hIdx = sw.port('vale0:h')!.index;
+    const c = (k: string): number => sw.counters(hIdx)[k] ?? 0;
+    const base = c('txFrames');
+    const M = 1000;
+    for (let i = 0; i < 2 * M; i++) if (!tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, i))) throw new Error('tx ring full');
+    tx.txsync();
+    const got: number[] = [];
+    const drainV = (): boolean => {
+      got.push(...take(v));
+      return got.length >= M;
+    };
+    // the hostile ring full (127 frames): a sender is held on it, or its copies are dropped
+    const full = (): boolean => sw.occupancy(hIdx).rxQueued === 127;
+    let releases = 0;
+    // 6 quanta: the old rule needed ~14 (v gets ~64 frames per quantum)
+    while (releases < 6) {
+      await until(() => drainV() || full());
+      if (got.length >= M) break;
+      await pause(0.6 * B); // pacing only: the attack's rate
+      if (drainV()) break;
+      t.is(take(hostile, 64).length, 64, 'the hostile receiver frees exactly a quantum');
+      releases++;
+    }
+    t.deepEqual(got, Array.from({ length: M }, (_, i) => 2 * i + 1), `v got every frame, in order (${got.length} of ${M}), within ${releases} quanta freed by the hostile receiver`);
+    t.true(await tx.flush());
+    t.true(c('holdShortened') >= 1, `the slow holds shortened the hostile port's bound (holdShortened ${c('holdShortened')})`);
+    t.true(c('dropNoSpace') > 0, 'its copies past the shortened bound were dropped and counted');
+    t.is(c('txFrames') - base + c('dropNoSpace'), M, 'every copy for it delivered or counted');
+  });
+});
+
+test('a receiver that takes exactly a quantum per stall bound does not pace a lossless sender: slow waits shorten its stall bound (holdShortened), it is declared stalled, and the sender\'s frames for others flow', async (t) => {
+  // the same attack on the lossless stall rule: the sender waits for the
+  // hostile receiver with no hold bound, only the stall bound, which a
+  // quantum taken just inside it restarted, for ever
+  const B = 1000;
+  const sw = new Switch('vale0', { stallMs: B });
+  await withServer(sw, async (socket) => {
+    const [hostile, v] = (await openAll(t, socket, 'vale0:h@conf:rx_slots=128', 'vale0:v@conf:rx_slots=2048')) as [Port, Port];
+    const tx = await open('vale0:tx@conf:tx_slots=4096', { socket, lossless: true });
+    t.teardown(() => tx.close());
+    await announce(hostile, MAC.A);
+    await announce(v, MAC.C);
+    for (const p of [hostile, v, tx]) take(p);
+    const hIdx = sw.port('vale0:h')!.index;
+    const c = (k: string): number => sw.counters(hIdx)[k] ?? 0;
+    const base = c('txFrames');
+    const M = 1000;
+    for (let i = 0; i < 2 * M; i++) if (!tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, i))) throw new Error('tx ring full');
+    tx.txsync();
+    const got: number[] = [];
+    const drainV = (): boolean => {
+      got.push(...take(v));
+      return got.length >= M;
+    };
+    const full = (): boolean => sw.occupancy(hIdx).rxQueued === 127;
+    let releases = 0;
+    while (releases < 6) {
+      await until(() => drainV() || full());
+      if (got.length >= M) break;
+      await pause(0.6 * B); // pacing only: the attack's rate
+      if (drainV()) break;
+      t.is(take(hostile, 64).length, 64, 'the hostile receiver takes exactly a quantum');
+      releases++;
+    }
+    t.deepEqual(got, Array.from({ length: M }, (_, i) => 2 * i + 1), `v got every frame, in order (${got.length} of ${M}), within ${releases} quanta taken by the hostile receiver`);
+    t.true(await tx.flush());
+    t.true(c('holdShortened') >= 1, `the slow waits shortened the hostile port's stall bound (holdShortened ${c('holdShortened')})`);
+    t.true(sw.switchCounters().stalls >= 1, 'it was declared stalled');
+    t.true(c('dropStalled') > 0, 'its copies while stalled were dropped and counted');
+    t.is(c('txFrames') - base + c('dropStalled'), M, 'every copy for it delivered or counted');
+  });
+});
+
+test('lossless: a receiver that takes one slot at a time is declared stalled past the stall bound even when the sender\'s frames for others go on between (the rounds that take what fits do not restart its clock)', async (t) => {
+  // After each slot taken, the sender's parked ring sends what fits: a
+  // round or two that wait on nobody (its frames for v, one for the
+  // hostile port). Each such round forgot every wait, so the stall clock
+  // never ran a whole bound and the sender was held to a frame per release.
+  // A second: a round that waits on nobody for a quarter of it ends the wait.
+  const B = 1000;
+  const sw = new Switch('vale0', { stallMs: B });
+  await withServer(sw, async (socket) => {
+    const [hostile, v] = (await openAll(t, socket, 'vale0:h@conf:rx_slots=64', 'vale0:v')) as [Port, Port];
+    const tx = await open('vale0:tx', { socket, lossless: true });
+    t.teardown(() => tx.close());
+    await announce(hostile, MAC.A);
+    await announce(v, MAC.C);
+    for (const p of [hostile, v, tx]) take(p);
+    const hIdx = sw.port('vale0:h')!.index;
+    const base = sw.counters(hIdx)['txFrames'] ?? 0;
+    for (let i = 0; i < 63; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+    tx.txsync();
+    await until(() => (sw.counters(hIdx)['txFrames'] ?? 0) === base + 63);
+    const M = 200;
+    for (let i = 0; i < 2 * M; i++) if (!tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, 1000 + i))) throw new Error('tx ring full');
+    tx.txsync();
+    const { got, releases } = await trickle(t, hostile, v, M, B / 8);
+    t.deepEqual(got, Array.from({ length: M }, (_, i) => 1001 + 2 * i), `v got every frame, in order (${releases} single-slot releases)`);
+    t.true(await tx.flush());
+    const c = sw.counters(hIdx);
+    t.true(sw.switchCounters().stalls >= 1, 'the hostile receiver was declared stalled');
+    t.is((c['txFrames'] ?? 0) - base + (c['dropStalled'] ?? 0), 63 + M, 'every copy for it delivered or counted');
+  });
+});
+
+test('a receiver paused for most of a bound, then keeping up, loses nothing: the slow hold halves its bound for a while, and a bound later it is whole again', async (t) => {
+  // a guest on an in-line port paused for half its second: one slow hold
+  // (holdShortened), nothing dropped. A bound later the next pause, 0.7 of
+  // the bound, is waited for too: past the halved bound it would be shed.
+  const B = 1000;
+  const sw = new Switch('vale0', { holdUs: B * 1000 });
+  await withServer(sw, async (socket) => {
+    const [rx, tx] = (await openAll(t, socket, 'vale0:rx@conf:rx_slots=128', 'vale0:tx')) as [Port, Port];
+    await announce(rx, MAC.A);
+    take(tx);
+    const idx = sw.port('vale0:rx')!.index;
+    const c = (k: string): number => sw.counters(idx)[k] ?? 0;
+    const got: number[] = [];
+    const burst = async (from: number, n: number, pauseMs: number): Promise<void> => {
+      for (let i = from; i < from + n; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+      tx.txsync();
+      // the ring full, the sender held: the receiver pauses (pacing: the pause is the case tested)
+      await until(() => sw.occupancy(idx).rxQueued === 127);
+      await pause(pauseMs);
+      await until(() => {
+        got.push(...take(rx));
+        return got.length >= from + n || c('dropNoSpace') > 0;
+      });
+    };
+    await burst(0, 300, 0.5 * B);
+    t.is(c('holdShortened'), 1, 'a hold of half the bound is slow: the next bound is halved');
+    t.is(c('dropNoSpace'), 0);
+    await pause(1.1 * B); // a bound without another slow hold: the halving is given back
+    await burst(300, 300, 0.7 * B);
+    t.is(c('dropNoSpace'), 0, 'the second pause was waited for: the bound was whole again');
+    t.is(c('holdShortened'), 2);
+    t.deepEqual(got, Array.from({ length: 600 }, (_, i) => i), 'every frame, in order');
+  });
+});
+
 /** The switch core's sleep calls, driven by hand (Switch keeps its core private). */
 interface CoreSleep {
   armAll(rxToo: boolean): boolean;
