@@ -38,7 +38,7 @@ export interface CaptureOptions {
   count?: number;
   /** stop when aborted (Ctrl-C) */
   signal?: AbortSignal;
-  /** resolves when the writer's sink has drained (called after a write returned false) */
+  /** resolves when the writer's sink has drained (called after a write returned false; not waited for once the capture stops) */
   drained?: () => Promise<void>;
   /** now, in ns since the Unix epoch (tests inject one) */
   clockNs?: () => bigint;
@@ -97,6 +97,9 @@ export async function capture(sources: readonly CaptureSource[], writer: PcapngW
   /** frames of the batch that are copies (by position), not views of the port's memory */
   const copies = new Map<number, Uint8Array>();
   let stop = false;
+  // a source waiting for a sink that never drains (a reader that never reads) still stops
+  let wakeStopped: () => void = () => {};
+  const stopped = new Promise<void>((r) => (wakeStopped = r));
   const done = (): boolean => stop || res.written >= limit || (opts.signal?.aborted ?? false);
 
   const one = async (src: CaptureSource, ids: number[]): Promise<void> => {
@@ -109,6 +112,7 @@ export async function capture(sources: readonly CaptureSource[], writer: PcapngW
       const ev = await port.poll({ rx: true, timeoutMs: STOP_CHECK_MS });
       if (ev.hup) {
         stop = true;
+        wakeStopped();
         return;
       }
       port.rxsync();
@@ -151,11 +155,12 @@ export async function capture(sources: readonly CaptureSource[], writer: PcapngW
       }
       // the slots go back to the switch only now: the bytes were copied out
       port.rxsync();
-      if (!writable && opts.drained) await opts.drained();
+      if (!writable && opts.drained && !done()) await Promise.race([opts.drained(), stopped]);
     }
   };
   const abort = (): void => {
     stop = true;
+    wakeStopped();
   };
   opts.signal?.addEventListener('abort', abort, { once: true });
   try {

@@ -178,3 +178,26 @@ test('a capture writes a multi-slot frame as ONE packet: a forged frame inside a
   t.is(got[2]!.data.readUInt32BE(14), 9);
   t.deepEqual(res, { seen: 3, written: 3, filtered: 0 });
 });
+
+test('a capture waiting for a sink that never drains stops when aborted', async (t) => {
+  t.timeout(60_000);
+  const { srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const a = await open('vale0:a', { socket });
+  const mon = await open('vale0:a/t', { socket });
+  t.teardown(() => [a, mon].forEach((p) => p.close()));
+  // a reader that never reads: every write asks for a pause, and the drain never comes
+  const writer = new PcapngWriter({ write: () => false });
+  let waiting: () => void = () => {};
+  const blocked = new Promise<void>((r) => (waiting = r));
+  const ac = new AbortController();
+  const running = capture([{ port: mon, rings: monitorRings('vale0:a', false, true) }], writer, {
+    signal: ac.signal,
+    drained: () => (waiting(), new Promise<void>(() => {})),
+  });
+  a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1));
+  a.txsync();
+  await blocked;
+  ac.abort();
+  t.deepEqual(await running, { seen: 1, written: 1, filtered: 0 });
+});
