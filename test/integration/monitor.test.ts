@@ -8,11 +8,15 @@
  */
 import test from 'ava';
 import { once } from 'node:events';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, capture, monitorRings, CaptureFilter, PcapngWriter, Switch, ValeServer, type Port, type SwitchOptions } from '../../src/index.js';
 import { NS_MOREFRAG } from '../../src/netmap/abi.js';
 
+const CTL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 let n = 0;
 async function setup(opts: SwitchOptions = {}): Promise<{ srv: ValeServer; sw: Switch; socket: string }> {
   const socket = path.join(os.tmpdir(), `monitor-${process.pid}-${n++}.sock`);
@@ -200,4 +204,31 @@ test('a capture waiting for a sink that never drains stops when aborted', async 
   await blocked;
   ac.abort();
   t.deepEqual(await running, { seen: 1, written: 1, filtered: 0 });
+});
+
+test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner only, whatever the umask', async (t) => {
+  t.timeout(60_000);
+  const { srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const a = await open('vale0:a', { socket });
+  t.teardown(() => a.close());
+  const dir = mkdtempSync(path.join(os.tmpdir(), `monitor-cap-${process.pid}-`));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'a.pcapng');
+  // the frames of a port only its owner and root may watch: not for every local user to read
+  const p = spawn('sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const capturing = new Promise<void>((resolve, reject) => {
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('capturing')) resolve();
+    });
+    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
+  });
+  const exited = new Promise<number | null>((r) => p.on('close', r));
+  await capturing;
+  a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1));
+  a.txsync();
+  t.is(await exited, 0, err);
+  t.is(statSync(file).mode & 0o777, 0o600);
 });
