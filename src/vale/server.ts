@@ -1146,8 +1146,11 @@ export class ValeServer extends EventEmitter {
   }
 
   private maybeDropSwitch(sw: Switch): void {
-    // a switch created on demand goes with its last port, as in netmap
-    if (sw.ports().length === 0 && !(this.opts.switches ?? []).includes(sw) && !this.pinned.has(sw)) {
+    // a switch created on demand goes with its last port, as in netmap, and
+    // its last monitor: closing it would take a monitor's region out of the
+    // limits while its client still maps it
+    if (this.switches.get(sw.name) !== sw) return;
+    if (sw.ports().length === 0 && sw.monitorPorts().length === 0 && !(this.opts.switches ?? []).includes(sw) && !this.pinned.has(sw)) {
       sw.close();
       this.switches.delete(sw.name);
       // its counters stay visible while vale-ts lives
@@ -1163,7 +1166,10 @@ export class ValeServer extends EventEmitter {
     else this.connsByUid.delete(c.uid);
     c.watcher.close();
     native.close(c.fd);
-    if (c.monitor) c.monitor.sw.removeMonitor(c.monitor.index);
+    if (c.monitor) {
+      c.monitor.sw.removeMonitor(c.monitor.index);
+      this.maybeDropSwitch(c.monitor.sw);
+    }
     const held = c.port;
     if (held) {
       const set = this.holders.get(held.port);

@@ -232,3 +232,28 @@ test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner o
   t.is(await exited, 0, err);
   t.is(statSync(file).mode & 0o777, 0o600);
 });
+
+test("a monitor keeps counting against its opener's limits when the port it watched was its switch's last", async (t) => {
+  t.timeout(60_000);
+  const socket = path.join(os.tmpdir(), `monitor-${process.pid}-${n++}.sock`);
+  // a switch made on demand: it goes with its last port
+  const srv = await ValeServer.listen({ socket, limits: { maxPortsPerUid: 2 }, log: () => {} });
+  t.teardown(() => srv.close());
+  const p = await open('vale7:p', { socket });
+  const mon = await open('vale7:p/rt', { socket });
+  t.teardown(() => mon.close());
+  const sw = srv.list().find((x) => x.name === 'vale7')!;
+  p.close();
+  // the switch's region (written by vale-ts, up to 2 rings of the port's buffers) stays mapped by the
+  // monitor's client: vale-ts must go on counting it, so the uid has one port left, not two
+  while (sw.port('vale7:p')) await once(sw, 'portRemoved');
+  const q = await open('vale7:q', { socket });
+  t.teardown(() => q.close());
+  const e = await open('vale7:r', { socket }).then(
+    (x) => (x.close(), undefined),
+    (x: Error & { code?: string }) => x,
+  );
+  t.is(e?.code, 'ENOSPC', 'the monitor no longer counted against maxPortsPerUid');
+  t.true(srv.list().includes(sw));
+  t.is(sw.monitors()[0]?.name, 'vale7:p/rt');
+});
