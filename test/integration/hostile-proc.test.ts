@@ -479,6 +479,27 @@ asOther("a port's owner cannot fill its monitor slots to keep root from watching
   }
 });
 
+asOther('the holder of a persistent port it did not create may not monitor it (only its creator, root and vale-ts\'s uid)', async (t) => {
+  const dir = tmpDir();
+  const socket = path.join(dir, 's.sock');
+  const vt = spawnChild([process.execPath, valeTs, '--socket', socket, '--allow-uid', String(NOBODY)], 'listening');
+  await vt.ready;
+  chmodSync(socket, 0o666);
+  const r = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'create', name: 'vale0:per', conf: {} });
+  t.true(r.ok, JSON.stringify(r));
+  // nobody takes the persistent port (its next client may be of any uid), then asks to watch it
+  const holder = spawnChild([...asNobody, process.execPath, hostilePeer, 'hold', socket, 'vale0:per', '1'], '"held"');
+  try {
+    await holder.ready;
+    const held = JSON.parse(holder.out().trim().split('\n').pop()!) as { port: string; monitors: string[] };
+    t.deepEqual(held, { held: true, port: 'ok', monitors: ['EACCES'] });
+  } finally {
+    await stop(holder);
+    await stop(vt);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 asOther('--group: the socket is 0660 for the group, and its members are served', async (t) => {
   const dir = tmpDir();
   const socket = path.join(dir, 's.sock');
