@@ -5,7 +5,9 @@
  * ({@link CaptureFilter}) and written as they come. A consumer that reads
  * slowly (a pipe into tcpdump) is waited for: the capture stops taking
  * frames, its rings fill, and the switch counts what it could not copy
- * (the monitor's dropMonitor), never slowing the port watched.
+ * (the monitor's dropMonitor), never slowing the port watched. A
+ * multi-slot frame (an NS_MOREFRAG chain) is filtered and written as one
+ * packet.
  *
  * @module
  */
@@ -25,6 +27,7 @@ export interface CaptureRing {
 /** A port to read and how its rings map to interfaces. */
 export interface CaptureSource {
   port: Port;
+  /** every rx ring of the port, each once ({@link monitorRings} for a monitor) */
   rings: readonly CaptureRing[];
 }
 
@@ -35,7 +38,7 @@ export interface CaptureOptions {
   count?: number;
   /** stop when aborted (Ctrl-C) */
   signal?: AbortSignal;
-  /** resolves when the writer's sink has drained (called after a write returned false) */
+  /** resolves when the writer's sink has drained (called after a write returned false; not waited for once the capture stops) */
   drained?: () => Promise<void>;
   /** now, in ns since the Unix epoch (tests inject one) */
   clockNs?: () => bigint;
@@ -78,51 +81,86 @@ export async function capture(sources: readonly CaptureSource[], writer: PcapngW
   const res: CaptureResult = { seen: 0, written: 0, filtered: 0 };
   const clock = opts.clockNs ?? defaultClock();
   const limit = opts.count ?? Infinity;
+  for (const s of sources) {
+    // every rx ring is read (a ring left out would keep poll() waking for frames nobody takes)
+    const listed = new Set(s.rings.map((r) => r.ring));
+    const n = s.port.rxRings.length;
+    if (n === 0 || listed.size !== s.rings.length || listed.size !== n || ![...listed].every((r) => Number.isInteger(r) && r >= 0 && r < n)) {
+      throw new RangeError(`capture: ${s.port.name} has ${n} rx rings: list each once (0..${n - 1})`);
+    }
+  }
   const ifIds = sources.map((s) => s.rings.map((r) => writer.addInterface(r.name, { direction: r.direction }).id));
   const offsets = new Uint32Array(MAX_BATCH);
   const lens = new Uint32Array(MAX_BATCH);
   const keep = new Uint8Array(MAX_BATCH);
+  const iface = new Uint32Array(MAX_BATCH);
+  /** frames of the batch that are copies (by position), not views of the port's memory */
+  const copies = new Map<number, Uint8Array>();
   let stop = false;
+  // a source waiting for a sink that never drains (a reader that never reads) still stops
+  let wakeStopped: () => void = () => {};
+  const stopped = new Promise<void>((r) => (wakeStopped = r));
   const done = (): boolean => stop || res.written >= limit || (opts.signal?.aborted ?? false);
 
   const one = async (src: CaptureSource, ids: number[]): Promise<void> => {
     const port = src.port;
+    const mem = port.rxRings[0]!.bytes;
+    // the interface of each rx ring's frames, by the ring's index as dispatch() names it
+    const ifOf = new Map<number, number>();
+    src.rings.forEach((r, k) => ifOf.set(port.rxRings[r.ring]!.index, ids[k]!));
     while (!done()) {
       const ev = await port.poll({ rx: true, timeoutMs: STOP_CHECK_MS });
       if (ev.hup) {
         stop = true;
+        wakeStopped();
         return;
       }
       port.rxsync();
-      for (let k = 0; k < src.rings.length && !done(); k++) {
-        const ring = port.rxRings[src.rings[k]!.ring];
-        if (!ring) continue;
-        const n = Math.min(ring.space(), MAX_BATCH);
-        if (n === 0) continue;
-        const ts = clock();
-        let slot = ring.head;
-        for (let i = 0; i < n; i++, slot = ring.next(slot)) {
-          offsets[i] = ring.bufOffset(slot);
-          lens[i] = ring.len(slot);
+      // Frames, not slots: a multi-slot frame (an NS_MOREFRAG chain, a jumbo
+      // or GSO frame) is one packet, as dispatch() joins it. Cut into slots,
+      // its tail would be written (and filtered) as frames of their own,
+      // which a sender can lay out to forge any frame in the capture.
+      let n = 0;
+      copies.clear();
+      port.dispatch(MAX_BATCH, (frame, ring) => {
+        iface[n] = ifOf.get(ring)!;
+        if (frame.buffer === mem.buffer) {
+          offsets[n] = frame.byteOffset - mem.byteOffset;
+          lens[n] = frame.length;
+        } else {
+          // a chain whose buffers are not one span: dispatch's copy is reused, keep one
+          copies.set(n, frame.slice());
+          offsets[n] = lens[n] = 0;
         }
-        res.seen += n;
-        if (opts.filter) res.filtered += n - opts.filter.matchBatch(ring.bytes, offsets, lens, n, keep);
-        let writable = true;
-        for (let i = 0; i < n && res.written < limit; i++) {
-          if (opts.filter && !keep[i]) continue;
-          const o = offsets[i]!;
-          writable = writer.writePacket(ids[k]!, ts, ring.bytes.subarray(o, o + lens[i]!)) && writable;
-          res.written++;
+        n++;
+      });
+      if (n === 0) continue;
+      const ts = clock();
+      res.seen += n;
+      if (opts.filter) {
+        let kept = opts.filter.matchBatch(mem, offsets, lens, n, keep);
+        for (const [i, f] of copies) {
+          kept -= keep[i]!;
+          keep[i] = opts.filter.match(f) ? 1 : 0;
+          kept += keep[i]!;
         }
-        // the slots go back to the switch only now: the bytes were copied out
-        ring.advance(n);
-        port.rxsync();
-        if (!writable && opts.drained) await opts.drained();
+        res.filtered += n - kept;
       }
+      let writable = true;
+      for (let i = 0; i < n && res.written < limit; i++) {
+        if (opts.filter && !keep[i]) continue;
+        const o = offsets[i]!;
+        writable = writer.writePacket(iface[i]!, ts, copies.get(i) ?? mem.subarray(o, o + lens[i]!)) && writable;
+        res.written++;
+      }
+      // the slots go back to the switch only now: the bytes were copied out
+      port.rxsync();
+      if (!writable && opts.drained && !done()) await Promise.race([opts.drained(), stopped]);
     }
   };
   const abort = (): void => {
     stop = true;
+    wakeStopped();
   };
   opts.signal?.addEventListener('abort', abort, { once: true });
   try {

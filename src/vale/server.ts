@@ -878,7 +878,8 @@ export class ValeServer extends EventEmitter {
     const port = sw?.port(n.full);
     if (!sw || !port) throw new RequestError('ENXIO', `no port ${n.full} to monitor (a monitor watches a port that exists)`);
     const owner = this.owners.get(port)?.uid;
-    if (!(c.uid === 0 || c.uid === this.uid || (owner !== undefined && owner === c.uid))) {
+    const admin = c.uid === 0 || c.uid === this.uid;
+    if (!(admin || (owner !== undefined && owner === c.uid))) {
       throw new RequestError('EACCES', `uid ${c.uid} may not monitor ${n.full}: only root, vale-ts's uid (${this.uid}) and the uid that created the port may watch its traffic`);
     }
     const rx = (flags & NR_MONITOR_RX) !== 0, tx = (flags & NR_MONITOR_TX) !== 0;
@@ -887,7 +888,8 @@ export class ValeServer extends EventEmitter {
     this.checkNewPort(`${n.full}/${rx ? 'r' : ''}${tx ? 't' : ''}`, n.sw, this.sizeOf(monitorParams(port, rx, tx)), opener);
     let mon: SwitchPort;
     try {
-      mon = sw.addMonitor(port, rx, tx);
+      // a port's owner filling its monitor slots would keep the operator from watching it
+      mon = sw.addMonitor(port, rx, tx, { reserve: admin ? 0 : ADMIN_MONITORS });
     } catch (e) {
       const err = e as Error & { code?: string };
       throw new RequestError(err.code ?? 'EINVAL', err.message);
@@ -1144,8 +1146,11 @@ export class ValeServer extends EventEmitter {
   }
 
   private maybeDropSwitch(sw: Switch): void {
-    // a switch created on demand goes with its last port, as in netmap
-    if (sw.ports().length === 0 && !(this.opts.switches ?? []).includes(sw) && !this.pinned.has(sw)) {
+    // a switch created on demand goes with its last port, as in netmap, and
+    // its last monitor: closing it would take a monitor's region out of the
+    // limits while its client still maps it
+    if (this.switches.get(sw.name) !== sw) return;
+    if (sw.ports().length === 0 && sw.monitorPorts().length === 0 && !(this.opts.switches ?? []).includes(sw) && !this.pinned.has(sw)) {
       sw.close();
       this.switches.delete(sw.name);
       // its counters stay visible while vale-ts lives
@@ -1161,7 +1166,10 @@ export class ValeServer extends EventEmitter {
     else this.connsByUid.delete(c.uid);
     c.watcher.close();
     native.close(c.fd);
-    if (c.monitor) c.monitor.sw.removeMonitor(c.monitor.index);
+    if (c.monitor) {
+      c.monitor.sw.removeMonitor(c.monitor.index);
+      this.maybeDropSwitch(c.monitor.sw);
+    }
     const held = c.port;
     if (held) {
       const set = this.holders.get(held.port);
@@ -1225,6 +1233,8 @@ export class ValeServer extends EventEmitter {
 /** A reply and the fds that go with it. */
 type Served = { reply: Reply; fds?: readonly number[] };
 
+/** Monitors of each port (of the switch's 8) that only root and vale-ts's uid may open. */
+const ADMIN_MONITORS = 2;
 const ACCEPT_BACKOFF_MS = 100;
 /** Requests of one connection served in one turn of the event loop. */
 const REQUESTS_PER_TURN = 16;

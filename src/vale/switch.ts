@@ -540,14 +540,20 @@ export class Switch extends EventEmitter {
    * taken from it. It is not a port of the switch (not listed, not a
    * destination, never waited for): a full ring drops the copy into its
    * dropMonitor counter. Give it to a client like a port (its `fds`).
+   * `reserve`: how many of the port's monitors (8 at most) this one may not
+   * take, kept for other openers (vale-ts keeps some for root and its uid).
    */
-  addMonitor(watched: SwitchPort, rx: boolean, tx: boolean, params: { rxSlots?: number } = {}): SwitchPort {
+  addMonitor(watched: SwitchPort, rx: boolean, tx: boolean, params: { rxSlots?: number; reserve?: number } = {}): SwitchPort {
     if (this.closed) throw new Error(`switch ${this.name} is shut down`);
     if (this.portsById.get(watched.index) !== watched) throw Object.assign(new Error(`${watched.name} is not a port of ${this.name}`), { code: 'ENXIO' });
     if (!rx && !tx) throw new RangeError('a monitor watches rx, tx or both');
     let n = 0;
     for (const m of this.monitorsById.values()) if (m.watched === watched) n++;
-    if (n >= MAX_MONITORS_PER_PORT) throw Object.assign(new Error(`${watched.name} has ${n} monitors already (limit ${MAX_MONITORS_PER_PORT})`), { code: 'ENOSPC' });
+    const reserve = params.reserve ?? 0;
+    if (n >= MAX_MONITORS_PER_PORT - reserve) {
+      const kept = reserve ? `; the last ${reserve} are kept for privileged openers` : '';
+      throw Object.assign(new Error(`${watched.name} has ${n} monitors already (limit ${MAX_MONITORS_PER_PORT}${kept})`), { code: 'ENOSPC' });
+    }
     const name = `${watched.name}/${rx ? 'r' : ''}${tx ? 't' : ''}`;
     const np = this.core.addPort(monitorParams(watched, rx, tx, params.rxSlots), name, false);
     try {

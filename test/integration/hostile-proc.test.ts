@@ -448,6 +448,58 @@ asOther('foreign-uid peers: refused by policy (counted), admitted by --allow-uid
   }
 });
 
+asOther("a port's owner cannot fill its monitor slots to keep root from watching it", async (t) => {
+  const dir = tmpDir();
+  const socket = path.join(dir, 's.sock');
+  const vt = spawnChild([process.execPath, valeTs, '--socket', socket, '--allow-uid', String(NOBODY)], 'listening');
+  await vt.ready;
+  chmodSync(socket, 0o666);
+  // nobody's port and as many monitors of it as the switch gives nobody
+  const hoarder = spawnChild([...asNobody, process.execPath, hostilePeer, 'hold', socket, 'vale0:h', '8'], '"held"');
+  const mons: Port[] = [];
+  try {
+    await hoarder.ready;
+    const held = JSON.parse(hoarder.out().trim().split('\n').pop()!) as { port: string; monitors: string[] };
+    t.is(held.port, 'ok');
+    t.true(held.monitors.includes('ok'), JSON.stringify(held));
+    // root still watches it, and vale-ts's uid (root here) up to the switch's limit
+    mons.push(await open('vale0:h/rt', { socket }));
+    t.deepEqual(held.monitors, ['ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ENOSPC', 'ENOSPC']);
+    mons.push(await open('vale0:h/r', { socket }));
+    const e = await open('vale0:h/t', { socket }).then(
+      (p) => (mons.push(p), undefined),
+      (x: Error & { code?: string }) => x,
+    );
+    t.is(e?.code, 'ENOSPC');
+  } finally {
+    mons.forEach((p) => p.close());
+    await stop(hoarder);
+    await stop(vt);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+asOther('the holder of a persistent port it did not create may not monitor it (only its creator, root and vale-ts\'s uid)', async (t) => {
+  const dir = tmpDir();
+  const socket = path.join(dir, 's.sock');
+  const vt = spawnChild([process.execPath, valeTs, '--socket', socket, '--allow-uid', String(NOBODY)], 'listening');
+  await vt.ready;
+  chmodSync(socket, 0o666);
+  const r = await requestOnce(socket, { v: PROTOCOL_VERSION, op: 'create', name: 'vale0:per', conf: {} });
+  t.true(r.ok, JSON.stringify(r));
+  // nobody takes the persistent port (its next client may be of any uid), then asks to watch it
+  const holder = spawnChild([...asNobody, process.execPath, hostilePeer, 'hold', socket, 'vale0:per', '1'], '"held"');
+  try {
+    await holder.ready;
+    const held = JSON.parse(holder.out().trim().split('\n').pop()!) as { port: string; monitors: string[] };
+    t.deepEqual(held, { held: true, port: 'ok', monitors: ['EACCES'] });
+  } finally {
+    await stop(holder);
+    await stop(vt);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 asOther('--group: the socket is 0660 for the group, and its members are served', async (t) => {
   const dir = tmpDir();
   const socket = path.join(dir, 's.sock');

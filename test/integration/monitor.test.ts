@@ -8,10 +8,15 @@
  */
 import test from 'ava';
 import { once } from 'node:events';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
-import { open, Switch, ValeServer, type Port, type SwitchOptions } from '../../src/index.js';
+import { open, capture, monitorRings, CaptureFilter, PcapngWriter, Switch, ValeServer, type Port, type SwitchOptions } from '../../src/index.js';
+import { NS_MOREFRAG } from '../../src/netmap/abi.js';
 
+const CTL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 let n = 0;
 async function setup(opts: SwitchOptions = {}): Promise<{ srv: ValeServer; sw: Switch; socket: string }> {
   const socket = path.join(os.tmpdir(), `monitor-${process.pid}-${n++}.sock`);
@@ -107,4 +112,148 @@ test('copies, not shared buffers; the decision cannot send to a monitor; a monit
   a.close();
   while (sw.port('vale0:a')) await once(sw, 'portRemoved');
   t.is(sw.monitors()[0]!.name, 'vale0:a/t');
+});
+
+/** Queue `parts` as one multi-slot frame (NS_MOREFRAG on all but the last) on `p`'s first tx ring and push it. */
+function sendChain(p: Port, parts: Uint8Array[]): void {
+  const ring = p.txRings[0]!;
+  parts.forEach((part, i) => {
+    const s = ring.head;
+    ring.bytes.set(part, ring.bufOffset(s));
+    ring.setLen(s, part.length);
+    ring.setFlags(s, i + 1 < parts.length ? NS_MOREFRAG : 0);
+    ring.advance(1);
+  });
+  p.txsync();
+}
+
+/** The Enhanced Packet Blocks of a little-endian pcapng stream: interface id and captured bytes. */
+function packets(chunks: Uint8Array[]): { ifId: number; data: Buffer; origLen: number }[] {
+  const b = Buffer.concat(chunks);
+  const out: { ifId: number; data: Buffer; origLen: number }[] = [];
+  for (let o = 0; o < b.length; ) {
+    const type = b.readUInt32LE(o);
+    const total = b.readUInt32LE(o + 4);
+    if (type === 6) out.push({ ifId: b.readUInt32LE(o + 8), data: b.subarray(o + 28, o + 28 + b.readUInt32LE(o + 20)), origLen: b.readUInt32LE(o + 24) });
+    o += total;
+  }
+  return out;
+}
+
+test('a capture writes a multi-slot frame as ONE packet: a forged frame inside a chain neither passes the filter nor shows up', async (t) => {
+  t.timeout(60_000);
+  const { srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const a = await open('vale0:a', { socket });
+  const mon = await open('vale0:a/t', { socket });
+  t.teardown(() => [a, mon].forEach((p) => p.close()));
+  const bs = a.txRings[0]!.bufSize;
+  // the sender's jumbo frame from 02:00:00:00:00:0a, its second slot laid out as a
+  // frame of its own from 02:00:00:00:00:66 (an address that never sent anything)
+  const big = (len: number): Uint8Array => {
+    const f = new Uint8Array(len);
+    f.fill(0xff, 0, 6);
+    f.set([2, 0, 0, 0, 0, 0xa, 0x88, 0xb5], 6);
+    for (let i = 14; i < len; i++) f[i] = (i * 7) & 0xff;
+    return f;
+  };
+  const forged = (f: Uint8Array, at: number): void => f.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0x66, 0x88, 0xb5], at);
+  // full first slot: the chain's buffers are adjacent in the monitor (one span)
+  const f1 = big(bs + 900);
+  forged(f1, bs);
+  // short slots: buffers not one span (the capture must join them)
+  const f2 = big(3000);
+  forged(f2, 1000);
+  forged(f2, 2000);
+  const chunks: Uint8Array[] = [];
+  const writer = new PcapngWriter({ write: (c) => (chunks.push(c.slice()), true) });
+  const filter = new CaptureFilter('not ether src 02:00:00:00:00:66');
+  const running = capture([{ port: mon, rings: monitorRings('vale0:a', false, true) }], writer, { filter, count: 3 });
+  sendChain(a, [f1.subarray(0, bs), f1.subarray(bs)]);
+  sendChain(a, [f2.subarray(0, 1000), f2.subarray(1000, 2000), f2.subarray(2000)]);
+  a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 9));
+  a.txsync();
+  const res = await running;
+  const got = packets(chunks);
+  t.is(got.length, 3);
+  t.deepEqual(got.map((p) => p.origLen), [f1.length, f2.length, 60]);
+  t.true(got[0]!.data.equals(f1));
+  t.true(got[1]!.data.equals(f2));
+  t.is(got[2]!.data.readUInt32BE(14), 9);
+  t.deepEqual(res, { seen: 3, written: 3, filtered: 0 });
+});
+
+test('a capture waiting for a sink that never drains stops when aborted', async (t) => {
+  t.timeout(60_000);
+  const { srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const a = await open('vale0:a', { socket });
+  const mon = await open('vale0:a/t', { socket });
+  t.teardown(() => [a, mon].forEach((p) => p.close()));
+  // a reader that never reads: every write asks for a pause, and the drain never comes
+  const writer = new PcapngWriter({ write: () => false });
+  let waiting: () => void = () => {};
+  const blocked = new Promise<void>((r) => (waiting = r));
+  const ac = new AbortController();
+  const running = capture([{ port: mon, rings: monitorRings('vale0:a', false, true) }], writer, {
+    signal: ac.signal,
+    drained: () => (waiting(), new Promise<void>(() => {})),
+  });
+  a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1));
+  a.txsync();
+  await blocked;
+  ac.abort();
+  t.deepEqual(await running, { seen: 1, written: 1, filtered: 0 });
+});
+
+test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner only, whatever the umask', async (t) => {
+  t.timeout(60_000);
+  const { srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const a = await open('vale0:a', { socket });
+  t.teardown(() => a.close());
+  const dir = mkdtempSync(path.join(os.tmpdir(), `monitor-cap-${process.pid}-`));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'a.pcapng');
+  // the frames of a port only its owner and root may watch: not for every local user to read
+  const p = spawn('sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const capturing = new Promise<void>((resolve, reject) => {
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('capturing')) resolve();
+    });
+    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
+  });
+  const exited = new Promise<number | null>((r) => p.on('close', r));
+  await capturing;
+  a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1));
+  a.txsync();
+  t.is(await exited, 0, err);
+  t.is(statSync(file).mode & 0o777, 0o600);
+});
+
+test("a monitor keeps counting against its opener's limits when the port it watched was its switch's last", async (t) => {
+  t.timeout(60_000);
+  const socket = path.join(os.tmpdir(), `monitor-${process.pid}-${n++}.sock`);
+  // a switch made on demand: it goes with its last port
+  const srv = await ValeServer.listen({ socket, limits: { maxPortsPerUid: 2 }, log: () => {} });
+  t.teardown(() => srv.close());
+  const p = await open('vale7:p', { socket });
+  const mon = await open('vale7:p/rt', { socket });
+  t.teardown(() => mon.close());
+  const sw = srv.list().find((x) => x.name === 'vale7')!;
+  p.close();
+  // the switch's region (written by vale-ts, up to 2 rings of the port's buffers) stays mapped by the
+  // monitor's client: vale-ts must go on counting it, so the uid has one port left, not two
+  while (sw.port('vale7:p')) await once(sw, 'portRemoved');
+  const q = await open('vale7:q', { socket });
+  t.teardown(() => q.close());
+  const e = await open('vale7:r', { socket }).then(
+    (x) => (x.close(), undefined),
+    (x: Error & { code?: string }) => x,
+  );
+  t.is(e?.code, 'ENOSPC', 'the monitor no longer counted against maxPortsPerUid');
+  t.true(srv.list().includes(sw));
+  t.is(sw.monitors()[0]?.name, 'vale7:p/rt');
 });

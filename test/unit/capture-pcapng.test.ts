@@ -145,3 +145,20 @@ test('a bad expression names libpcap\'s complaint', (t) => {
   t.regex(e.message, /bad filter 'icmp or prot 53': .*syntax|bad filter/);
   t.regex(e.message, /pcap-filter/);
 });
+
+test('interface names are the caller\'s bytes: framing holds (tshark reads them back), an oversized one is refused before anything is written', (t) => {
+  const chunks: Uint8Array[] = [];
+  const w = new PcapngWriter({ write: (c) => (chunks.push(c), true) });
+  // odd lengths, a NUL, CR LF, a block-type magic in the text and multi-byte UTF-8
+  const names = ['a', 'vale0:x\u0000y/rx', 'b\r\n\n\r\u000a\u000d\u000d\u000a', 'é☃\u{1f600}'];
+  for (const n of names) w.addInterface(n, { direction: 'in' });
+  const before = w.bytes;
+  t.throws(() => w.addInterface('x'.repeat(65536)), { instanceOf: RangeError });
+  t.is(w.bytes, before, 'nothing emitted for the refused interface');
+  names.forEach((_, i) => w.writePacket(i, 1_000_000_000n, ipv4('10.0.0.1', '10.0.0.2', 17, [0, 1, 0, 2, 0, 8, 0, 0])));
+  const file = join(dir, 'names.pcapng');
+  writeFileSync(file, Buffer.concat(chunks));
+  const r = spawnSync('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.interface_id'], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(r.stdout.trim().split('\n'), ['0', '1', '2', '3']);
+});

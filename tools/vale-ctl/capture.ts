@@ -125,7 +125,8 @@ export async function runCapture(argv: readonly string[], io: CaptureIo): Promis
       const base = m.slice(0, m.lastIndexOf('/'));
       sources.push({ port, rings: monitorRings(base, (p.flags & NR_MONITOR_RX) !== 0, (p.flags & NR_MONITOR_TX) !== 0) });
     }
-    const out: Writable = toStdout ? io.stdout : createWriteStream(a.out!);
+    // another user's frames (a monitor is for the port's owner and root): not for every local user to read
+    const out: Writable = toStdout ? io.stdout : createWriteStream(a.out!, { mode: 0o600 });
     if (!toStdout) await once(out, 'open');
     const writer = new PcapngWriter(out, { tsResolution: a.nano ? 'ns' : 'us', snaplen: a.snaplen });
     io.stderr(`vale-ctl-ts: capturing ${a.monitors.join(', ')}${filter ? ` (filter '${filter.expression}', ${filter.instructions} BPF instructions)` : ''}\n`);
