@@ -4,6 +4,14 @@
  * slot; past that its copies are dropped and counted (dropNoSpace). No test
  * here depends on the clock being fast: the bounds are either far longer
  * than anything the test waits for, or the test only needs them to pass.
+ * "Far longer" holds only on an event loop that keeps turning: the switches
+ * here forward on this process's loop, the receivers the tests play read on
+ * it, and the file's concurrent tests' work stalled it for 150-630 ms beside
+ * two CPU hogs, past a quarter of a 1 s bound (a slow hold) and, twice, past
+ * what was left of one. So a test whose claim needs its receiver to act
+ * within a bound is serial (none of the others' work on its loop), and those
+ * whose receiver must keep a pace set by a quarter of the bound check that
+ * their run did not stall (timedRun).
  */
 import test, { type ExecutionContext } from 'ava';
 import os from 'node:os';
@@ -131,9 +139,6 @@ async function timedRun<T>(t: ExecutionContext, marginMs: number, run: () => Pro
   }
 }
 
-// serial, as every test here whose claim needs the receiver to keep within
-// a bound: concurrent tests' synchronous work stalls the event loop that
-// this test's receiver and switch run on (timedRun)
 test.serial('a slow receiver within the bound loses nothing: the sender is held back to its pace', async (t) => {
   // A bound no run comes near: the receiver takes at most a quantum (64
   // frames) per turn of the event loop, so a hold lasts about a turn, far
@@ -183,7 +188,7 @@ test.serial('a slow receiver within the bound loses nothing: the sender is held 
   t.true(r.stalledSender, 'the receiver\'s ring was full while the sender had frames queued (backpressure, not spare room)');
 });
 
-test('past the bound a receiver that stopped reading is shed: its copies are counted in dropNoSpace, and other pairs flow meanwhile', async (t) => {
+test.serial('past the bound a receiver that stopped reading is shed: its copies are counted in dropNoSpace, and other pairs flow meanwhile', async (t) => {
   const sw = new Switch('vale0', { holdUs: 1_000_000 });
   await withServer(sw, async (socket) => {
     const dead = await open('vale0:dead@conf:rx_slots=64', { socket });
@@ -248,7 +253,7 @@ test('past the bound a receiver that stopped reading is shed: its copies are cou
   });
 });
 
-test('a flood waits, all or nothing, for a full receiver within the bound; once that one is shed the others get every copy', async (t) => {
+test.serial('a flood waits, all or nothing, for a full receiver within the bound; once that one is shed the others get every copy', async (t) => {
   const sw = new Switch('vale0', { holdUs: 1_000_000 });
   await withServer(sw, async (socket) => {
     const dead = await open('vale0:dead@conf:rx_slots=64', { socket });
@@ -278,7 +283,7 @@ test('a flood waits, all or nothing, for a full receiver within the bound; once 
   });
 });
 
-test('a port holding longer than its switch (as an in-line guest port does) holds only the frames addressed to it that long: a flood waits for it at most the switch\'s bound, and it is not shed', async (t) => {
+test.serial('a port holding longer than its switch (as an in-line guest port does) holds only the frames addressed to it that long: a flood waits for it at most the switch\'s bound, and it is not shed', async (t) => {
   const sw = new Switch('vale0'); // the switch's bound: the default 2 ms
   await withServer(sw, async (socket) => {
     const dead = await open('vale0:dead@conf:rx_slots=64', { socket });
@@ -635,7 +640,7 @@ interface CoreSleep {
   disarmAll(): void;
 }
 
-test('a held-back switch does not sleep past room freed between its round and its kick request: it rounds again (heldRechecks), else the guard timer ends the sleep (heldTimeouts)', async (t) => {
+test.serial('a held-back switch does not sleep past room freed between its round and its kick request: it rounds again (heldRechecks), else the guard timer ends the sleep (heldTimeouts)', async (t) => {
   const sw = new Switch('vale0', { holdUs: 1_000_000 });
   await withServer(sw, async (socket) => {
     const { rx, tx } = await smallRxPair(socket);
