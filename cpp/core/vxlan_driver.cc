@@ -71,6 +71,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutFullTimeoutsRoom: return "shortcutFullTimeoutsRoom";
     case VxCtr::ShortcutPeerStalled: return "shortcutPeerStalled";
     case VxCtr::ShortcutBellStuck: return "shortcutBellStuck";
+    case VxCtr::ShortcutLeftOnHangup: return "shortcutLeftOnHangup";
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
@@ -96,6 +97,10 @@ constexpr size_t GSO_MAX_BYTES = 60000;  // UDP payload of one GSO send (below 6
 constexpr size_t GSO_SOCKETS = 64;       // per-flow source ports with a GSO socket
 constexpr size_t GRO_SPILL = 65536;      // a coalesced datagram beyond its first slot (the kernel caps one at 64 KiB)
 constexpr size_t ETH_HLEN = 14;
+
+// A ring's free-running consumer index `pos` has not reached `mark` (a
+// producer index it read earlier; both within a ring of each other).
+bool ahead(uint32_t mark, uint32_t pos) { return static_cast<int32_t>(mark - pos) > 0; }
 
 // A UDP GSO send's control message: `seg` bytes a datagram (the last may be
 // shorter), in `cbuf`, which must outlive the sendmsg.
@@ -780,13 +785,15 @@ void VxlanDriver::drop_peer(size_t i, VxCtr why) {
     }
   }
   if (p.ring) {
+    // what the peer has published by now: read, and nothing after it
+    const uint32_t end = p.ring->published_in();
     if (p.ring->broken()) {
       why = VxCtr::ShortcutRingBroken;  // nothing in it can be trusted: not read further
     } else {
       // what we put in and the peer never read goes with it; what it put in
-      // is read to the end before any later datagram from its endpoint
+      // is read before any later datagram from its endpoint
       vcount(VxCtr::ShortcutLostOnHangup, p.ring->unconsumed());
-      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring)});
+      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring), end});
     }
   }
   vcount(why);
@@ -1034,7 +1041,7 @@ bool VxlanDriver::ring_waiting(uint32_t ep) {
   const uint8_t *f;
   uint32_t l;
   for (Draining &d : draining_)
-    if (d.ep == ep && d.ring.peek(f, l)) return true;
+    if (d.ep == ep && ahead(d.end, d.ring.consumed()) && d.ring.peek(f, l)) return true;
   if (!endpoints_[ep].sc_rx_open) return false;
   for (Peer &p : peers_)
     if (p.ep == static_cast<int>(ep) && p.ring && p.ring->peek(f, l)) return true;
@@ -1141,14 +1148,15 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
   uint32_t l;
   // rings whose peer went first: nothing new comes into them
   for (size_t i = 0; i < draining_.size();) {
-    ShortcutRing &r = draining_[i].ring;
+    Draining &d = draining_[i];
+    ShortcutRing &r = d.ring;
     bool room = true;
     // a batch per turn, as from a live ring: frames dropped here take no
-    // switch room, and a producer still writing after its hang-up must
-    // not keep this loop (and the switch's lock) to itself
+    // switch room, and the switch's lock is not kept for the whole ring;
+    // read up to `end` only, whatever is still written after it
     uint32_t popped = 0;
-    while (popped < RING_BATCH && r.peek(f, l)) {
-      if (!deliver_ring_frame(draining_[i].ep, f, l, now)) {
+    while (popped < RING_BATCH && ahead(d.end, r.consumed()) && r.peek(f, l)) {
+      if (!deliver_ring_frame(d.ep, f, l, now)) {
         room = false;
         break;
       }
@@ -1158,8 +1166,13 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     r.publish_head();
     moved += popped;
     if (!room || popped == RING_BATCH) return moved;
-    if (r.broken()) vcount(VxCtr::ShortcutRingBroken);
-    draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
+    // what was published after the hang-up goes unread, counted
+    const uint32_t t = r.published_in();
+    const bool broken = r.broken();
+    const uint32_t left = broken ? 0 : t - d.end;
+    draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));  // unmapped: the peer's memory is let go
+    if (broken) vcount(VxCtr::ShortcutRingBroken);
+    if (left) vcount(VxCtr::ShortcutLeftOnHangup, left);
   }
   // One peer's batch; true when it was dropped (peers_[i] is the next one).
   bool first = true;

@@ -142,6 +142,7 @@ enum class VxCtr : uint8_t {
   ShortcutFullTimeoutsRoom,  // ... of which found room in the ring: a room kick late or missed (0 when the wait words work)
   ShortcutPeerStalled,     // peers hung up on: their ring stayed full SHORTCUT_STALL_NS while frames waited (VXLAN after)
   ShortcutBellStuck,       // peers hung up on: a bell (shared with them) made blocking and filled, which held us a watchdog tick
+  ShortcutLeftOnHangup,    // frames a peer published to its ring after it hung up (or was hung up on): not read, the ring let go
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
   TxGsoDatagrams,          // datagrams those carried
   TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after
@@ -216,10 +217,13 @@ class VxlanDriver final : public PortPump {
     uint32_t marker_n = 0;
     uint64_t marker_seen = 0;
   };
-  // a ring whose peer went: read to its end before anything later from its endpoint
+  // a ring whose peer went: read up to what the peer had published when it
+  // went (`end`), before anything later from its endpoint; what it publishes
+  // after is not read (whoever still writes it could keep us reading forever)
   struct Draining {
     uint32_t ep;
     ShortcutRing ring;
+    uint32_t end;
   };
   // a VXLAN datagram held back while the ring from its endpoint is drained
   struct Late {
