@@ -793,7 +793,7 @@ void VxlanDriver::drop_peer(size_t i, VxCtr why) {
       // what we put in and the peer never read goes with it; what it put in
       // is read before any later datagram from its endpoint
       vcount(VxCtr::ShortcutLostOnHangup, p.ring->unconsumed());
-      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring), end});
+      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring), end, p.late});
     }
   }
   vcount(why);
@@ -1218,12 +1218,36 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
   return moved;
 }
 
-// Datagrams held back, in arrival order, each once its endpoint's ring is
-// empty (mu_ held); false while some still wait.
+// The first datagram of a batch is held back: every ring's producer index
+// now (after the batch was read, so no less than when any datagram of it
+// was sent). Each held datagram goes after its endpoint's ring frames
+// published before that, and waits for no later one: a peer that keeps its
+// ring from ever being empty would otherwise hold it, and the socket
+// (nothing is read while some are held), for as long as it likes.
+void VxlanDriver::mark_late() {
+  late_gen_++;
+  for (Draining &d : draining_) d.late = {late_gen_, d.ring.published_in()};
+  for (Peer &p : peers_)
+    if (p.ring && p.ep >= 0 && endpoints_[static_cast<size_t>(p.ep)].sc_rx_open) p.late = {late_gen_, p.ring->published_in()};
+}
+
+bool VxlanDriver::late_waits(uint32_t ep) const {
+  for (const Draining &d : draining_)
+    if (d.ep == ep && d.late.gen == late_gen_ && !d.ring.broken() && ahead(d.late.upto, d.ring.consumed()) && ahead(d.end, d.ring.consumed()))
+      return true;
+  for (const Peer &p : peers_)
+    if (p.ep == static_cast<int>(ep) && p.ring && p.late.gen == late_gen_ && !p.ring->broken() && ahead(p.late.upto, p.ring->consumed()))
+      return true;
+  return false;
+}
+
+// Datagrams held back, in arrival order, each once the ring frames from
+// its endpoint that it must follow are in (mu_ held); false while some
+// still wait.
 bool VxlanDriver::push_late(uint32_t &moved) {
   while (late_done_ < late_.size()) {
     const Late &x = late_[late_done_];
-    if (ring_waiting(x.ep) || tx_room() == 0) break;
+    if (late_waits(x.ep) || tx_room() == 0) break;
     std::memcpy(tx_buf(), late_buf_.data() + x.off, x.len);
     tx_push(x.len);
     late_done_++;
@@ -1256,6 +1280,9 @@ uint32_t VxlanDriver::link_in() {
   if (rings) {
     std::lock_guard<std::mutex> g(mu_);
     disarm_rings();
+    // held-back datagrams whose ring frames are in go before the rings take
+    // every free slot (a ring kept full takes them all, turn after turn)
+    if (!late_.empty()) push_late(moved);
     const uint32_t drained = drain_rings(mono_coarse_ns());
     if (drained && !socket_first) socket_first_ = true;
     moved += drained;
@@ -1362,6 +1389,7 @@ uint32_t VxlanDriver::recv_datagrams() {
     }
     const uint32_t epi = ep ? *ep : GROUP_EP;
     if (!in_slot) {  // staged: behind everything before it
+      if (late_.empty()) mark_late();
       late_.push_back({static_cast<uint32_t>(late_buf_.size() - flen), static_cast<uint32_t>(flen), epi});
       if (ring_hold) vcount(VxCtr::ShortcutLateVxlan);
       hold = true;
@@ -1373,6 +1401,7 @@ uint32_t VxlanDriver::recv_datagrams() {
     if (!hold && ep && (endpoints_[*ep].sc_rx_open || !draining_.empty()) && ring_waiting(*ep)) hold = ring_hold = true;
     if (hold) {
       if (ring_hold) vcount(VxCtr::ShortcutLateVxlan);
+      if (late_.empty()) mark_late();
       late_.push_back({static_cast<uint32_t>(late_buf_.size()), static_cast<uint32_t>(flen), epi});
       late_buf_.insert(late_buf_.end(), f, f + flen);
       return;

@@ -187,6 +187,14 @@ class VxlanDriver final : public PortPump {
     std::array<uint64_t, SHORTCUT_MAX_MARKERS> sports_ns{};
     uint32_t nsports = 0, last_sport = 0;
   };
+  // Where the datagrams held back in late_ stand in a ring from their
+  // endpoint: its producer index when they were read (late_gen_ tells that
+  // it is for the datagrams held now). They go after those frames, not after
+  // every frame the peer publishes until its ring is empty (it need never be).
+  struct LateMark {
+    uint64_t gen = 0;
+    uint32_t upto = 0;
+  };
   // A rendezvous connection (driver thread only): accepted ones learn their
   // endpoint from the peer's CLAIM.
   struct Peer {
@@ -216,6 +224,7 @@ class VxlanDriver final : public PortPump {
     // rx: the MARKER copies of the peer's epoch seen so far
     uint32_t marker_n = 0;
     uint64_t marker_seen = 0;
+    LateMark late;
   };
   // a ring whose peer went: read up to what the peer had published when it
   // went (`end`), before anything later from its endpoint; what it publishes
@@ -224,6 +233,7 @@ class VxlanDriver final : public PortPump {
     uint32_t ep;
     ShortcutRing ring;
     uint32_t end;
+    LateMark late;
   };
   // a VXLAN datagram held back while the ring from its endpoint is drained
   struct Late {
@@ -287,6 +297,8 @@ class VxlanDriver final : public PortPump {
   bool ring_waiting(uint32_t ep);                             // mu_ held; frames from ep wait in a ring we read
   uint32_t drain_rings(uint64_t now);                         // mu_ held
   bool push_late(uint32_t &moved);                            // mu_ held; false: some still wait
+  void mark_late();                                           // mu_ held; datagrams are being held back: where each ring stands
+  bool late_waits(uint32_t ep) const;                         // mu_ held; held-back datagrams from ep wait for ring frames
   uint32_t recv_datagrams();                                  // link_in's UDP half
   bool deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now);  // mu_ held; false: no room
   void kick(Peer &p);
@@ -359,6 +371,7 @@ class VxlanDriver final : public PortPump {
   std::vector<uint8_t> late_buf_;
   std::vector<Late> late_;
   size_t late_done_ = 0;
+  uint64_t late_gen_ = 0;  // mark_late() calls: a ring's LateMark of another is stale
   std::vector<Peer *> ring_dst_;  // link_out: the rings one frame goes into (peers_ unchanged meanwhile)
   bool sc_full_ = false;  // a frame waits for room in a ring: retried on the peer's kick or in 1 ms
   bool sc_armed_ = false;  // a ring's wait word asks the peer for a kick (cleared once awake)

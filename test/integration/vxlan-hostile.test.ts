@@ -809,6 +809,71 @@ function ringGate(t: ExecutionContext, chan: string, ring: { off: number; tail: 
   };
 }
 
+test.serial('co-resident shortcut: a datagram held back behind its peer\'s ring waits only for the ring frames published before it came, so a peer that keeps its ring busy stalls neither it nor the datagrams of other remotes', async (t) => {
+  t.timeout(120_000);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-late-'));
+  chmodSync(dir, 0o700);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const refill = buildRefill(dir);
+  const { a, pa, chan, vxA } = await shortcutPair(t, 'valeL', dir);
+  // E: B's address (another UDP port: A takes it for B's endpoint), C another remote
+  const e = await udpOn('127.0.0.2');
+  t.teardown(() => e.close());
+  const c = await udpOn('127.0.0.3');
+  t.teardown(() => c.close());
+  const M = 40_000; // frames the refiller puts in B's ring before it stops (10x the bound)
+  const [ring] = (await startRefill(t, refill, M, pa, [chan])) as [{ off: number; tail: number }];
+  const { published, mayRead } = ringGate(t, chan, ring, M);
+  // The datagram from B's endpoint finds B's ring non-empty: it must go after
+  // the ring frames published before it came and is held back. Before, it
+  // waited for the ring to be empty (never, while the peer keeps it busy),
+  // and no datagram was read meanwhile: C's waited too, ~M ring frames.
+  // Now: the socket is read within 2 * RING_BATCH ring frames after a
+  // datagram was sent (the test above), the held one waits for at most the
+  // ring's 1024 slots published by then, C's comes in the same read or the
+  // next one: 4 * 1024.
+  const BOUND = 4 * 1024;
+  const sentAt = new Map<number, number>(); // tag -> published() just before it was sent
+  const lastBefore = new Map<number, number>(); // tag -> the last ring seq A's client saw before it
+  let lastSeq = -1;
+  let seen = 0;
+  const send = async (s: Socket, tag: number, src: number): Promise<void> => {
+    sentAt.set(tag, published());
+    await new Promise<void>((r) => s.send(Buffer.concat([vxhdr(), frame(src, tag, 60)]), pa, '127.0.0.1', () => r()));
+  };
+  while (lastBefore.size < 2) {
+    if (!mayRead()) {
+      await new Promise(setImmediate);
+      continue;
+    }
+    a.dispatch(16, (f) => {
+      if (f[11] === 0x0b && f[14] === 0x5c) {
+        lastSeq = Buffer.from(f.buffer, f.byteOffset, f.length).readUInt32BE(16);
+        seen++;
+      } else if (f[14] === 0xb0 || f[14] === 0xc0) {
+        lastBefore.set(f[14]!, lastSeq);
+      }
+    });
+    a.rxsync();
+    if (lastBefore.size === 2) break; // (then nothing more may come to poll for)
+    if (!sentAt.size && seen >= 2048) {
+      await send(e, 0xb0, 0x0e);
+      await send(c, 0xc0, 0x0c);
+    } else if (a.rxRings[0]!.empty()) {
+      await a.poll();
+    } else {
+      await new Promise(setImmediate); // a receiver slower than the refiller (see above)
+    }
+  }
+  const x = await vxA();
+  const lag = [0xb0, 0xc0].map((tag) => lastBefore.get(tag)! + 1 - sentAt.get(tag)!);
+  t.log(`sent after ring frames ${[...sentAt.values()].join(', ')}; reached the switch ${lag.join(', ')} ring frames later; shortcutLateVxlan ${x['shortcutLateVxlan']}`);
+  t.true(x['shortcutLateVxlan']! >= 1, 'the datagram from B\'s endpoint was held back behind the ring');
+  t.is(x['shortcutRingBroken'], 0);
+  t.true(lag[0]! <= BOUND, `the datagram from B came ${lag[0]} ring frames after it was sent (bound ${BOUND})`);
+  t.true(lag[1]! <= BOUND, `the datagram from C came ${lag[1]} ring frames after it was sent (bound ${BOUND})`);
+});
+
 test.serial('co-resident shortcut: the ring of a peer that hung up is read only up to what it had published then, though something keeps writing it: the rest is counted (shortcutLeftOnHangup) and the channel let go', async (t) => {
   t.timeout(120_000);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-gone-'));
