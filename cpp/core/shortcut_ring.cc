@@ -160,6 +160,18 @@ bool ShortcutRing::peek(const uint8_t *&frame, uint32_t &len) {
   return true;
 }
 
+uint32_t ShortcutRing::published_in() {
+  if (broken_) return head_;
+  const uint32_t t = load_acquire(reinterpret_cast<const uint32_t *>(ring(1 - out_)));
+  // the producer's index only moves forward, at most a ring ahead of ours
+  if (t - peer_tail_ > slots_ - (peer_tail_ - head_)) {
+    broken_ = true;
+    return head_;
+  }
+  peer_tail_ = t;
+  return t;
+}
+
 void ShortcutRing::pop() {
   if (broken_ || head_ == peer_tail_) return;
   head_++;

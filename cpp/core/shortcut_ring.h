@@ -139,6 +139,13 @@ class ShortcutRing {
   // Frames of the incoming ring seen published and not yet popped, as of the
   // last peek (our copies of the indices: checked when read).
   uint32_t pending_in() const { return peer_tail_ - head_; }
+  // The incoming ring's producer index now, loaded once and checked as
+  // peek() checks it: the frames published so far end there (our own
+  // consumer index when broken). With consumed(), what bounds a read by a
+  // point in time: a peer may publish more for as long as it likes.
+  uint32_t published_in();
+  // Frames of the incoming ring consumed so far (our own count).
+  uint32_t consumed() const { return head_; }
 
  private:
   ShortcutRing() = default;

@@ -71,6 +71,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutFullTimeoutsRoom: return "shortcutFullTimeoutsRoom";
     case VxCtr::ShortcutPeerStalled: return "shortcutPeerStalled";
     case VxCtr::ShortcutBellStuck: return "shortcutBellStuck";
+    case VxCtr::ShortcutLeftOnHangup: return "shortcutLeftOnHangup";
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
@@ -96,6 +97,10 @@ constexpr size_t GSO_MAX_BYTES = 60000;  // UDP payload of one GSO send (below 6
 constexpr size_t GSO_SOCKETS = 64;       // per-flow source ports with a GSO socket
 constexpr size_t GRO_SPILL = 65536;      // a coalesced datagram beyond its first slot (the kernel caps one at 64 KiB)
 constexpr size_t ETH_HLEN = 14;
+
+// A ring's free-running consumer index `pos` has not reached `mark` (a
+// producer index it read earlier; both within a ring of each other).
+bool ahead(uint32_t mark, uint32_t pos) { return static_cast<int32_t>(mark - pos) > 0; }
 
 // A UDP GSO send's control message: `seg` bytes a datagram (the last may be
 // shorter), in `cbuf`, which must outlive the sendmsg.
@@ -780,13 +785,15 @@ void VxlanDriver::drop_peer(size_t i, VxCtr why) {
     }
   }
   if (p.ring) {
+    // what the peer has published by now: read, and nothing after it
+    const uint32_t end = p.ring->published_in();
     if (p.ring->broken()) {
       why = VxCtr::ShortcutRingBroken;  // nothing in it can be trusted: not read further
     } else {
       // what we put in and the peer never read goes with it; what it put in
-      // is read to the end before any later datagram from its endpoint
+      // is read before any later datagram from its endpoint
       vcount(VxCtr::ShortcutLostOnHangup, p.ring->unconsumed());
-      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring)});
+      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring), end, p.late});
     }
   }
   vcount(why);
@@ -1034,7 +1041,7 @@ bool VxlanDriver::ring_waiting(uint32_t ep) {
   const uint8_t *f;
   uint32_t l;
   for (Draining &d : draining_)
-    if (d.ep == ep && d.ring.peek(f, l)) return true;
+    if (d.ep == ep && ahead(d.end, d.ring.consumed()) && d.ring.peek(f, l)) return true;
   if (!endpoints_[ep].sc_rx_open) return false;
   for (Peer &p : peers_)
     if (p.ep == static_cast<int>(ep) && p.ring && p.ring->peek(f, l)) return true;
@@ -1141,14 +1148,15 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
   uint32_t l;
   // rings whose peer went first: nothing new comes into them
   for (size_t i = 0; i < draining_.size();) {
-    ShortcutRing &r = draining_[i].ring;
+    Draining &d = draining_[i];
+    ShortcutRing &r = d.ring;
     bool room = true;
     // a batch per turn, as from a live ring: frames dropped here take no
-    // switch room, and a producer still writing after its hang-up must
-    // not keep this loop (and the switch's lock) to itself
+    // switch room, and the switch's lock is not kept for the whole ring;
+    // read up to `end` only, whatever is still written after it
     uint32_t popped = 0;
-    while (popped < RING_BATCH && r.peek(f, l)) {
-      if (!deliver_ring_frame(draining_[i].ep, f, l, now)) {
+    while (popped < RING_BATCH && ahead(d.end, r.consumed()) && r.peek(f, l)) {
+      if (!deliver_ring_frame(d.ep, f, l, now)) {
         room = false;
         break;
       }
@@ -1158,8 +1166,13 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     r.publish_head();
     moved += popped;
     if (!room || popped == RING_BATCH) return moved;
-    if (r.broken()) vcount(VxCtr::ShortcutRingBroken);
-    draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
+    // what was published after the hang-up goes unread, counted
+    const uint32_t t = r.published_in();
+    const bool broken = r.broken();
+    const uint32_t left = broken ? 0 : t - d.end;
+    draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));  // unmapped: the peer's memory is let go
+    if (broken) vcount(VxCtr::ShortcutRingBroken);
+    if (left) vcount(VxCtr::ShortcutLeftOnHangup, left);
   }
   // One peer's batch; true when it was dropped (peers_[i] is the next one).
   bool first = true;
@@ -1205,12 +1218,36 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
   return moved;
 }
 
-// Datagrams held back, in arrival order, each once its endpoint's ring is
-// empty (mu_ held); false while some still wait.
+// The first datagram of a batch is held back: every ring's producer index
+// now (after the batch was read, so no less than when any datagram of it
+// was sent). Each held datagram goes after its endpoint's ring frames
+// published before that, and waits for no later one: a peer that keeps its
+// ring from ever being empty would otherwise hold it, and the socket
+// (nothing is read while some are held), for as long as it likes.
+void VxlanDriver::mark_late() {
+  late_gen_++;
+  for (Draining &d : draining_) d.late = {late_gen_, d.ring.published_in()};
+  for (Peer &p : peers_)
+    if (p.ring && p.ep >= 0 && endpoints_[static_cast<size_t>(p.ep)].sc_rx_open) p.late = {late_gen_, p.ring->published_in()};
+}
+
+bool VxlanDriver::late_waits(uint32_t ep) const {
+  for (const Draining &d : draining_)
+    if (d.ep == ep && d.late.gen == late_gen_ && !d.ring.broken() && ahead(d.late.upto, d.ring.consumed()) && ahead(d.end, d.ring.consumed()))
+      return true;
+  for (const Peer &p : peers_)
+    if (p.ep == static_cast<int>(ep) && p.ring && p.late.gen == late_gen_ && !p.ring->broken() && ahead(p.late.upto, p.ring->consumed()))
+      return true;
+  return false;
+}
+
+// Datagrams held back, in arrival order, each once the ring frames from
+// its endpoint that it must follow are in (mu_ held); false while some
+// still wait.
 bool VxlanDriver::push_late(uint32_t &moved) {
   while (late_done_ < late_.size()) {
     const Late &x = late_[late_done_];
-    if (ring_waiting(x.ep) || tx_room() == 0) break;
+    if (late_waits(x.ep) || tx_room() == 0) break;
     std::memcpy(tx_buf(), late_buf_.data() + x.off, x.len);
     tx_push(x.len);
     late_done_++;
@@ -1243,6 +1280,9 @@ uint32_t VxlanDriver::link_in() {
   if (rings) {
     std::lock_guard<std::mutex> g(mu_);
     disarm_rings();
+    // held-back datagrams whose ring frames are in go before the rings take
+    // every free slot (a ring kept full takes them all, turn after turn)
+    if (!late_.empty()) push_late(moved);
     const uint32_t drained = drain_rings(mono_coarse_ns());
     if (drained && !socket_first) socket_first_ = true;
     moved += drained;
@@ -1349,6 +1389,7 @@ uint32_t VxlanDriver::recv_datagrams() {
     }
     const uint32_t epi = ep ? *ep : GROUP_EP;
     if (!in_slot) {  // staged: behind everything before it
+      if (late_.empty()) mark_late();
       late_.push_back({static_cast<uint32_t>(late_buf_.size() - flen), static_cast<uint32_t>(flen), epi});
       if (ring_hold) vcount(VxCtr::ShortcutLateVxlan);
       hold = true;
@@ -1360,6 +1401,7 @@ uint32_t VxlanDriver::recv_datagrams() {
     if (!hold && ep && (endpoints_[*ep].sc_rx_open || !draining_.empty()) && ring_waiting(*ep)) hold = ring_hold = true;
     if (hold) {
       if (ring_hold) vcount(VxCtr::ShortcutLateVxlan);
+      if (late_.empty()) mark_late();
       late_.push_back({static_cast<uint32_t>(late_buf_.size()), static_cast<uint32_t>(flen), epi});
       late_buf_.insert(late_buf_.end(), f, f + flen);
       return;

@@ -142,6 +142,7 @@ enum class VxCtr : uint8_t {
   ShortcutFullTimeoutsRoom,  // ... of which found room in the ring: a room kick late or missed (0 when the wait words work)
   ShortcutPeerStalled,     // peers hung up on: their ring stayed full SHORTCUT_STALL_NS while frames waited (VXLAN after)
   ShortcutBellStuck,       // peers hung up on: a bell (shared with them) made blocking and filled, which held us a watchdog tick
+  ShortcutLeftOnHangup,    // frames a peer published to its ring after it hung up (or was hung up on): not read, the ring let go
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
   TxGsoDatagrams,          // datagrams those carried
   TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after
@@ -186,6 +187,14 @@ class VxlanDriver final : public PortPump {
     std::array<uint64_t, SHORTCUT_MAX_MARKERS> sports_ns{};
     uint32_t nsports = 0, last_sport = 0;
   };
+  // Where the datagrams held back in late_ stand in a ring from their
+  // endpoint: its producer index when they were read (late_gen_ tells that
+  // it is for the datagrams held now). They go after those frames, not after
+  // every frame the peer publishes until its ring is empty (it need never be).
+  struct LateMark {
+    uint64_t gen = 0;
+    uint32_t upto = 0;
+  };
   // A rendezvous connection (driver thread only): accepted ones learn their
   // endpoint from the peer's CLAIM.
   struct Peer {
@@ -215,11 +224,16 @@ class VxlanDriver final : public PortPump {
     // rx: the MARKER copies of the peer's epoch seen so far
     uint32_t marker_n = 0;
     uint64_t marker_seen = 0;
+    LateMark late;
   };
-  // a ring whose peer went: read to its end before anything later from its endpoint
+  // a ring whose peer went: read up to what the peer had published when it
+  // went (`end`), before anything later from its endpoint; what it publishes
+  // after is not read (whoever still writes it could keep us reading forever)
   struct Draining {
     uint32_t ep;
     ShortcutRing ring;
+    uint32_t end;
+    LateMark late;
   };
   // a VXLAN datagram held back while the ring from its endpoint is drained
   struct Late {
@@ -283,6 +297,8 @@ class VxlanDriver final : public PortPump {
   bool ring_waiting(uint32_t ep);                             // mu_ held; frames from ep wait in a ring we read
   uint32_t drain_rings(uint64_t now);                         // mu_ held
   bool push_late(uint32_t &moved);                            // mu_ held; false: some still wait
+  void mark_late();                                           // mu_ held; datagrams are being held back: where each ring stands
+  bool late_waits(uint32_t ep) const;                         // mu_ held; held-back datagrams from ep wait for ring frames
   uint32_t recv_datagrams();                                  // link_in's UDP half
   bool deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now);  // mu_ held; false: no room
   void kick(Peer &p);
@@ -355,6 +371,7 @@ class VxlanDriver final : public PortPump {
   std::vector<uint8_t> late_buf_;
   std::vector<Late> late_;
   size_t late_done_ = 0;
+  uint64_t late_gen_ = 0;  // mark_late() calls: a ring's LateMark of another is stale
   std::vector<Peer *> ring_dst_;  // link_out: the rings one frame goes into (peers_ unchanged meanwhile)
   bool sc_full_ = false;  // a frame waits for room in a ring: retried on the peer's kick or in 1 ms
   bool sc_armed_ = false;  // a ring's wait word asks the peer for a kick (cleared once awake)

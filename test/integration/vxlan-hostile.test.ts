@@ -745,6 +745,195 @@ test.serial('co-resident shortcut: of two peers that keep their rings full, the 
 });
 
 /**
+ * Two VTEPs of this process, A (127.0.0.1, lossless, a client `a`) and B
+ * (127.0.0.2, a client `b`), the shortcut up between them and B's ring to A
+ * read by A; then the channel (a /proc path the refiller can open). A's
+ * port and client have rings of 64 slots: what A can take from B's ring
+ * beyond what `a` has read is at most about 128 frames (see ringGate).
+ */
+async function shortcutPair(t: ExecutionContext, name: string, dir: string): Promise<{
+  a: Port;
+  pa: number;
+  chan: string;
+  vxA: () => Promise<Record<string, number>>;
+}> {
+  const [pa, pb] = [await freePort(), await freePort()];
+  const vtep = (local: string, port: number, remote: string, dstport: number) => ({
+    driver: { kind: 'vxlan', vni: VNI, local: `${local}:${port}`, remote: [remote], dstport, srcport: 'fixed', shortcutdir: dir },
+  });
+  // lossless: A's frames wait for a slow receiver instead of being dropped
+  await srv.createPort(`${name}A:vx`, { lossless: true, conf: { txSlots: 64, rxSlots: 64 }, driver: vtep('127.0.0.1', pa, '127.0.0.2', pb).driver as unknown as DriverOpt });
+  t.teardown(() => vale.remove(`${name}A:vx`).catch(() => undefined));
+  await vale.create(`${name}B:vx`, {}, vtep('127.0.0.2', pb, '127.0.0.1', pa));
+  t.teardown(() => vale.remove(`${name}B:vx`).catch(() => undefined));
+  const a = await open(`${name}A:c@conf:rx_slots=64`, { socket });
+  t.teardown(() => a.close());
+  const b = await open(`${name}B:c`, { socket });
+  t.teardown(() => b.close());
+  const vx = async (sw: string): Promise<Record<string, number>> => {
+    const [st] = await vale.stats(sw);
+    return st!.ports.find((x) => x.name === `${sw}:vx`)!.driver!.counters;
+  };
+  await untilAnswer(() => vx(`${name}A`), (x) => x['remote 127.0.0.2 shortcutPeer'] === 3);
+  await untilAnswer(() => vx(`${name}B`), (x) => x['remote 127.0.0.1 shortcutPeer'] === 3);
+  await untilAnswer(async () => (sendOne(b, frame(0x0a, 1, 60)), vx(`${name}B`)), (x) => x['remote 127.0.0.1 shortcut'] === 2);
+  await framesUntil(a, 1, []);
+  const chans = shortcutChannels();
+  t.is(chans.length, 1, 'one channel');
+  return { a, pa, chan: chans[0]!, vxA: () => vx(`${name}A`) };
+}
+
+/**
+ * The refiller's ring at `off` of `chan`: published(), its frames published
+ * so far (from its first tail); mayRead(), whether A's client may read on.
+ * The refiller keeps the ring full only while it runs, and on two busy CPUs
+ * it may not run for a while: A's client reads only while the ring holds at
+ * least 512 frames (or the refiller has written all `m`), so A, which takes
+ * from the ring only as much as its switch has room for (about 128 frames
+ * beyond what its client read, see shortcutPair), never finds it empty.
+ */
+function ringGate(t: ExecutionContext, chan: string, ring: { off: number; tail: number }, m: number): { published: () => number; mayRead: () => boolean } {
+  const fd = openSync(chan, 'r');
+  t.teardown(() => closeSync(fd));
+  const w = Buffer.alloc(68);
+  const published = (): number => {
+    readSync(fd, w, 0, 4, ring.off);
+    return (w.readUInt32LE(0) - ring.tail) >>> 0;
+  };
+  return {
+    published,
+    mayRead: () => {
+      readSync(fd, w, 0, 68, ring.off); // the producer's tail at +0, the consumer's head at +64
+      return ((w.readUInt32LE(0) - w.readUInt32LE(64)) >>> 0) >= 512 || published() >= m;
+    },
+  };
+}
+
+test.serial('co-resident shortcut: a datagram held back behind its peer\'s ring waits only for the ring frames published before it came, so a peer that keeps its ring busy stalls neither it nor the datagrams of other remotes', async (t) => {
+  t.timeout(120_000);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-late-'));
+  chmodSync(dir, 0o700);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const refill = buildRefill(dir);
+  const { a, pa, chan, vxA } = await shortcutPair(t, 'valeL', dir);
+  // E: B's address (another UDP port: A takes it for B's endpoint), C another remote
+  const e = await udpOn('127.0.0.2');
+  t.teardown(() => e.close());
+  const c = await udpOn('127.0.0.3');
+  t.teardown(() => c.close());
+  const M = 40_000; // frames the refiller puts in B's ring before it stops (10x the bound)
+  const [ring] = (await startRefill(t, refill, M, pa, [chan])) as [{ off: number; tail: number }];
+  const { published, mayRead } = ringGate(t, chan, ring, M);
+  // The datagram from B's endpoint finds B's ring non-empty: it must go after
+  // the ring frames published before it came and is held back. Before, it
+  // waited for the ring to be empty (never, while the peer keeps it busy),
+  // and no datagram was read meanwhile: C's waited too, ~M ring frames.
+  // Now: the socket is read within 2 * RING_BATCH ring frames after a
+  // datagram was sent (the test above), the held one waits for at most the
+  // ring's 1024 slots published by then, C's comes in the same read or the
+  // next one: 4 * 1024.
+  const BOUND = 4 * 1024;
+  const sentAt = new Map<number, number>(); // tag -> published() just before it was sent
+  const lastBefore = new Map<number, number>(); // tag -> the last ring seq A's client saw before it
+  let lastSeq = -1;
+  let seen = 0;
+  const send = async (s: Socket, tag: number, src: number): Promise<void> => {
+    sentAt.set(tag, published());
+    await new Promise<void>((r) => s.send(Buffer.concat([vxhdr(), frame(src, tag, 60)]), pa, '127.0.0.1', () => r()));
+  };
+  while (lastBefore.size < 2) {
+    if (!mayRead()) {
+      await new Promise(setImmediate);
+      continue;
+    }
+    a.dispatch(16, (f) => {
+      if (f[11] === 0x0b && f[14] === 0x5c) {
+        lastSeq = Buffer.from(f.buffer, f.byteOffset, f.length).readUInt32BE(16);
+        seen++;
+      } else if (f[14] === 0xb0 || f[14] === 0xc0) {
+        lastBefore.set(f[14]!, lastSeq);
+      }
+    });
+    a.rxsync();
+    if (lastBefore.size === 2) break; // (then nothing more may come to poll for)
+    if (!sentAt.size && seen >= 2048) {
+      await send(e, 0xb0, 0x0e);
+      await send(c, 0xc0, 0x0c);
+    } else if (a.rxRings[0]!.empty()) {
+      await a.poll();
+    } else {
+      await new Promise(setImmediate); // a receiver slower than the refiller (see above)
+    }
+  }
+  const x = await vxA();
+  const lag = [0xb0, 0xc0].map((tag) => lastBefore.get(tag)! + 1 - sentAt.get(tag)!);
+  t.log(`sent after ring frames ${[...sentAt.values()].join(', ')}; reached the switch ${lag.join(', ')} ring frames later; shortcutLateVxlan ${x['shortcutLateVxlan']}`);
+  t.true(x['shortcutLateVxlan']! >= 1, 'the datagram from B\'s endpoint was held back behind the ring');
+  t.is(x['shortcutRingBroken'], 0);
+  t.true(lag[0]! <= BOUND, `the datagram from B came ${lag[0]} ring frames after it was sent (bound ${BOUND})`);
+  t.true(lag[1]! <= BOUND, `the datagram from C came ${lag[1]} ring frames after it was sent (bound ${BOUND})`);
+});
+
+test.serial('co-resident shortcut: the ring of a peer that hung up is read only up to what it had published then, though something keeps writing it: the rest is counted (shortcutLeftOnHangup) and the channel let go', async (t) => {
+  t.timeout(120_000);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxh-gone-'));
+  chmodSync(dir, 0o700);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const refill = buildRefill(dir);
+  const { a, pa, chan, vxA } = await shortcutPair(t, 'valeG', dir);
+  const c = await udpOn('127.0.0.3');
+  t.teardown(() => c.close());
+  // the refiller maps B's ring and goes on writing it after B has gone (a
+  // process B shared it with, or B's memory in another's hands). Before, A
+  // read the ring of a departed peer until it was empty: for as long as the
+  // writer liked, the channel (and its memory) held all that time.
+  const M = 200_000;
+  const [ring] = (await startRefill(t, refill, M, pa, [chan])) as [{ off: number; tail: number }];
+  const { published, mayRead } = ringGate(t, chan, ring, M);
+  let lastSeq = -1;
+  let seen = 0;
+  const take = (): void => {
+    if (!mayRead()) return;
+    a.dispatch(16, (f) => {
+      if (f[11] === 0x0b && f[14] === 0x5c) {
+        lastSeq = Buffer.from(f.buffer, f.byteOffset, f.length).readUInt32BE(16);
+        seen++;
+      }
+    });
+    a.rxsync();
+  };
+  while (seen < 2048) {
+    take();
+    if (a.rxRings[0]!.empty()) await a.poll();
+    else await new Promise(setImmediate);
+  }
+  // B's port goes: A sees its connection hang up (A's client reads nothing
+  // meanwhile: the ring stays where it was)
+  await vale.remove('valeGB:vx');
+  await untilAnswer(vxA, (x) => x['remote 127.0.0.2 shortcutPeer'] === 0);
+  const atGone = published(); // no less than what was published when A saw the hang-up
+  let x = await vxA();
+  while (!(x['shortcutLeftOnHangup']! > 0) && lastSeq < M - 1) {
+    take();
+    if (!a.rxRings[0]!.empty()) {
+      await new Promise(setImmediate);
+      continue;
+    }
+    x = await vxA();
+    if (x['shortcutLeftOnHangup']! > 0) break;
+    // nothing to read: a datagram from C makes the next poll end whatever A does with the ring
+    c.send(Buffer.concat([vxhdr(), frame(0x0c, 0xc0, 60)]), pa, '127.0.0.1');
+    await a.poll();
+  }
+  t.log(`hang-up seen after ring frame ${atGone}; the last ring frame read ${lastSeq}; shortcutLeftOnHangup ${x['shortcutLeftOnHangup']}`);
+  t.true(lastSeq < atGone, `ring frame ${lastSeq}, published after the hang-up (${atGone}), was read`);
+  t.true(x['shortcutLeftOnHangup']! > 0, 'what was published after the hang-up is counted');
+  t.is(x['shortcutRingBroken'], 0);
+  // (the test's own fd to it is open still: what shows is whether it is mapped)
+  t.false(readFileSync('/proc/self/maps', 'utf8').includes('/memfd:vale-ts-shortcut'), 'the channel is unmapped');
+});
+
+/**
  * One UDP GSO send of `data` in segments of `seg` bytes from 127.0.0.2 to
  * 127.0.0.1:port: over the loopback the VTEP's socket (UDP_GRO on) takes it
  * whole, as one coalesced datagram, as it takes another vale-ts's GSO runs.
