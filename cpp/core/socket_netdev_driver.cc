@@ -209,6 +209,7 @@ uint32_t SocketNetdevDriver::stream_in() {
         count(Ctr::DropTooLong);
         pos += 4;
         skip_ = flen;
+        moved++;  // a dropped frame is work done too: a flood of them ends the batch like any other
         continue;
       }
       if (in_have_ - pos - 4 < flen) break;

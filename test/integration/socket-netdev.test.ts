@@ -255,3 +255,75 @@ test('stream: a peer that hangs up while its frames wait for room in the switch 
   const c2 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['disconnects'] === 1);
   t.is(c2['inFrames'], 300);
 });
+
+test('stream: a flood of too-long frames does not hold the driver in its read loop; a frame to the peer goes out meanwhile', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the flooding peer');
+  // lossless with 64 tx slots, its receiver 64 slots not read yet: the
+  // driver stops reading the stream once those are full (a stall bound beyond the test)
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const path1 = sock('stream');
+  await srv.createPort('vale0:vm', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'stream', path: path1 } });
+  const peer = await open('vale0:peer', { socket, slots: 64 });
+  t.teardown(() => peer.close());
+  // Hostile: 300 good frames, then 256 MiB of frames one byte longer than the
+  // port's buffers (2048), each skipped and counted, none delivered. All of it
+  // is queued in the socket while the driver waits for room (a send buffer
+  // big enough: SO_SNDBUFFORCE), so once the receiver reads, the driver finds
+  // the flood there on every read until its end. When the peer receives the
+  // frame the switch sends it after that, it asks how much of what it sent
+  // is still unread (SIOCOUTQ): a driver held in its read loop sends nothing
+  // before the flood is all read (0 left).
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', ['-c', `
+import fcntl, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, 32, 400 << 20)  # SO_SNDBUFFORCE
+s.connect(sys.argv[1])
+def frame(tag):
+    f = b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(85)
+    return len(f).to_bytes(4, 'big') + f
+s.sendall(b''.join(frame(i & 0xff) for i in range(300)))
+chunk = ((2049).to_bytes(4, 'big') + bytes(2049)) * 512
+for _ in range((256 << 20) // len(chunk)): s.sendall(chunk)
+print('QUEUED', flush=True)
+acc = b''
+while len(acc) < 4 or len(acc) < 4 + int.from_bytes(acc[:4], 'big'):
+    acc += s.recv(65536)
+left = struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0]  # SIOCOUTQ
+print('GOT', acc[4 + 14], 'UNREAD', left, flush=True)
+sys.stdin.readline()
+`, path1], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => py.kill());
+  let out = '';
+  py.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const said = (what: RegExp): Promise<void> =>
+    new Promise<void>((r) => {
+      const check = (): void => {
+        if (!what.test(out)) return;
+        py.stdout.off('data', check);
+        r();
+      };
+      py.stdout.on('data', check);
+      check();
+    });
+  await said(/QUEUED/);
+  // the receiver reads: the good frames arrive, then the driver is in the flood
+  const tags = await collect(peer, 300);
+  t.deepEqual(tags, Array.from({ length: 300 }, (_, i) => i & 0xff));
+  peer.inject(frame(100, 0x33));
+  peer.txsync();
+  await said(/UNREAD \d+/);
+  const m = /GOT (\d+) UNREAD (\d+)/.exec(out);
+  t.log(out.trim());
+  t.is(m?.[1], '51');
+  t.true(Number(m?.[2]) > 0, `the frame to the peer went out only after the whole flood was read (${out.trim()})`);
+  const c = await counters(vale, 'vale0:vm');
+  t.true(c['dropTooLong']! > 0);
+  t.is(c['dropBadLength'], 0, 'the stream stayed in step');
+  t.is(c['inFrames'], 300);
+  py.stdin.end();
+});
