@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 #include "core/clock.h"
@@ -302,13 +303,26 @@ uint32_t SocketNetdevDriver::stream_out() {
   return moved;
 }
 
+// Whether a datagram came from the socket bound at the configured peer path.
+// Anyone who may write to our socket file can send to it; only QEMU's own
+// socket (a bound name is unique while it lives) speaks for the VM.
+bool SocketNetdevDriver::from_peer(const sockaddr_un &from, socklen_t len) const {
+  constexpr size_t path_at = offsetof(sockaddr_un, sun_path);
+  if (len <= path_at) return false;  // an unbound sender
+  const size_t n = std::min(static_cast<size_t>(len) - path_at, sizeof from.sun_path);
+  return from.sun_path[0] != '\0' && strnlen(from.sun_path, n) == o_.peer.size() &&
+         std::memcmp(from.sun_path, o_.peer.data(), o_.peer.size()) == 0;
+}
+
 uint32_t SocketNetdevDriver::dgram_in() {
   uint32_t moved = 0;
   const size_t bs = buf_size();
   while (moved < BATCH && readable_ && tx_room() > 0) {
     uint8_t *slot = tx_buf();
+    sockaddr_un from{};
+    socklen_t from_len = sizeof from;
     // MSG_TRUNC: the datagram's real length, so a too-long one is counted, not cut
-    ssize_t r = ::recv(conn_.get(), slot, bs, MSG_TRUNC);
+    ssize_t r = ::recvfrom(conn_.get(), slot, bs, MSG_TRUNC, reinterpret_cast<sockaddr *>(&from), &from_len);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) count(Ctr::LinkErrors);
@@ -316,7 +330,16 @@ uint32_t SocketNetdevDriver::dgram_in() {
       break;
     }
     moved++;
-    if (static_cast<size_t>(r) > bs) count(Ctr::DropTooLong);
+    if (!from_peer(from, from_len)) {
+      count(Ctr::DropForeignSender);
+      if (!foreign_logged_) {
+        foreign_logged_ = true;
+        const size_t n = from_len > offsetof(sockaddr_un, sun_path) ? from_len - offsetof(sockaddr_un, sun_path) : 0;
+        const std::string who(from.sun_path, strnlen(from.sun_path, std::min(n, sizeof from.sun_path)));
+        log("dropped a datagram from " + (who.empty() ? std::string("an unbound socket") : "'" + who + "'") + ", not the peer " +
+            o_.peer + " (counted in dropForeignSender; logged once)");
+      }
+    } else if (static_cast<size_t>(r) > bs) count(Ctr::DropTooLong);
     else if (r == 0) count(Ctr::DropBadLength);
     else tx_push(static_cast<uint32_t>(r));
   }

@@ -9,6 +9,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -254,6 +255,42 @@ test('stream: a peer that hangs up while its frames wait for room in the switch 
   t.deepEqual(tags, Array.from({ length: 300 }, (_, i) => i & 0xff));
   const c2 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['disconnects'] === 1);
   t.is(c2['inFrames'], 300);
+});
+
+test('dgram: datagrams from any sender but the configured peer are dropped and counted, not forwarded', async (t) => {
+  t.timeout(30_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, ours, theirs, peer } = await dgramPort(t);
+  // Hostile: another local process that can write to vale-ts's socket (bound
+  // to a path of its own, or not bound at all) sends frames as if it were the
+  // VM; then the real peer, bound at the configured path, sends one.
+  const intruder = sock('dgram-intruder');
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', ['-c', `
+import socket, sys
+def frame(tag):
+    return b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(45)
+real = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); real.bind(sys.argv[1])
+named = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); named.bind(sys.argv[2])
+anon = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+named.sendto(frame(5), sys.argv[3])
+anon.sendto(frame(6), sys.argv[3])
+real.sendto(frame(7), sys.argv[3])
+print('SENT', flush=True)
+`, theirs, intruder, ours], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    py.kill();
+    rmSync(intruder, { force: true });
+    rmSync(theirs, { force: true });
+  });
+  let out = '';
+  await new Promise<void>((r) => py.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('SENT') && r())));
+  // the kernel queues them in order and the driver reads them in order: the
+  // first frame through is the real peer's
+  t.deepEqual(await collect(peer, 1), [7]);
+  const c = await counters(vale, 'vale0:vm');
+  t.is(c['dropForeignSender'], 2);
+  t.is(c['inFrames'], 1);
 });
 
 test('stream: a flood of too-long frames does not hold the driver in its read loop; a frame to the peer goes out meanwhile', async (t) => {
