@@ -20,6 +20,8 @@ constexpr uint32_t BATCH = 256;
 // dgram: how long to wait before sending again to a peer whose receive queue
 // was full, doubling while it stays full
 constexpr int64_t RETRY_MIN_NS = 1'000'000, RETRY_MAX_NS = 16'000'000;
+// stream client: how often to try to connect while the peer is not there
+constexpr int64_t CONNECT_RETRY_NS = 1'000'000'000;
 
 Result<sockaddr_un> unix_addr(const std::string &path) {
   sockaddr_un a{};
@@ -86,6 +88,7 @@ SocketNetdevDriver::~SocketNetdevDriver() {
 }
 
 void SocketNetdevDriver::try_connect() {
+  connect_at_ns_ = mono_ns() + CONNECT_RETRY_NS;
   unique_fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!s) return;
   // a unix connect completes at once or fails (EAGAIN only with a full backlog: retried)
@@ -102,6 +105,7 @@ void SocketNetdevDriver::close_conn(const std::string &why) {
     count(Ctr::Disconnects);
   }
   conn_.reset();
+  connect_at_ns_ = mono_ns() + CONNECT_RETRY_NS;
   readable_ = false;
   in_have_ = skip_ = 0;
   out_.clear();
@@ -114,11 +118,20 @@ int SocketNetdevDriver::idle_timeout_ms() {
     const int64_t left = retry_at_ns_ - mono_ns();
     return left <= 0 ? 0 : static_cast<int>((left + 999'999) / 1'000'000);
   }
-  return o_.mode == SocketNetdevOptions::Mode::StreamClient && !conn_ ? 1000 : -1;
+  if (o_.mode == SocketNetdevOptions::Mode::StreamClient && !conn_) {
+    const int64_t left = connect_at_ns_ - mono_ns();
+    return left <= 0 ? 0 : static_cast<int>((left + 999'999) / 1'000'000);
+  }
+  return -1;
 }
 
-void SocketNetdevDriver::on_idle_timeout() {
-  if (!conn_ && o_.mode == SocketNetdevOptions::Mode::StreamClient) try_connect();
+void SocketNetdevDriver::on_idle_timeout() { connect_if_due(); }
+
+// The retry runs on the clock, not on the poll timing out: frames for the
+// port (dropped while there is no peer) wake the thread as often as anyone
+// sends them, and a wait that never times out would never reconnect.
+void SocketNetdevDriver::connect_if_due() {
+  if (!conn_ && o_.mode == SocketNetdevOptions::Mode::StreamClient && mono_ns() >= connect_at_ns_) try_connect();
 }
 
 void SocketNetdevDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
@@ -165,6 +178,7 @@ uint32_t SocketNetdevDriver::link_in() {
 }
 
 uint32_t SocketNetdevDriver::link_out() {
+  connect_if_due();
   if (!conn_) return drop_rx();
   return o_.mode == SocketNetdevOptions::Mode::Dgram ? dgram_out() : stream_out();
 }

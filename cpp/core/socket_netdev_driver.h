@@ -54,6 +54,7 @@ class SocketNetdevDriver final : public PortPump {
   void on_idle_timeout() override;
 
   void try_connect();
+  void connect_if_due();
   void close_conn(const std::string &why);
   uint32_t stream_in();
   uint32_t dgram_in();
@@ -78,6 +79,8 @@ class SocketNetdevDriver final : public PortPump {
   // dgram: when to send again after the peer's receive queue was full
   int64_t retry_at_ns_ = 0;
   int64_t retry_ns_ = 0;
+  // stream client: when to try to connect again
+  int64_t connect_at_ns_ = 0;
 };
 
 }  // namespace nm

@@ -364,3 +364,38 @@ sys.stdin.readline()
   t.is(c['inFrames'], 300);
   py.stdin.end();
 });
+
+test('stream client mode: frames arriving for the port while the peer is away do not stop vale-ts reconnecting', async (t) => {
+  t.timeout(60_000);
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const p = sock('qemu-server-late');
+  // no listener yet: QEMU (server=on) not started, or restarting
+  await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: p, mode: 'client' } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  // Hostile (or just busy): another port keeps sending broadcasts, each one
+  // flooded to the port with no peer (dropLinkDown), far more often than the
+  // driver's 1 s retry. Meanwhile the peer's socket appears; vale-ts must
+  // connect within its retry period however often it is woken for frames.
+  let accepted = false;
+  const l = net.createServer((s) => {
+    accepted = true;
+    s.destroy();
+  });
+  t.teardown(() => l.close());
+  let sent = 0;
+  const b = frame(60, 0x44);
+  const c0 = await counters(vale, 'vale0:vm');
+  await new Promise<void>((r) => l.listen(p, () => r()));
+  while (!accepted) {
+    peer.inject(b);
+    peer.txsync();
+    sent++;
+    // each frame reached the driver (and was dropped there) before the next
+    await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropLinkDown']! + c['outFrames']! - c0['dropLinkDown']! >= sent || accepted);
+  }
+  const c = await counters(vale, 'vale0:vm');
+  t.true(c['connects']! >= 1, JSON.stringify(c));
+  t.true(sent > 0);
+});
