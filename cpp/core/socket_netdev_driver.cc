@@ -39,9 +39,13 @@ Status bind_unix(int fd, const sockaddr_un &a, const std::string &path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) < 0 || !S_ISSOCK(st.st_mode))
     return check_fail(EEXIST, "socket path " + path + " exists and is not a socket", "choose another path or remove the file");
-  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  bool live = probe >= 0 && ::connect(probe, reinterpret_cast<const sockaddr *>(&a), sizeof a) == 0;
-  if (probe >= 0) ::close(probe);
+  // Only ECONNREFUSED (or the file gone) says nobody is bound there: a live
+  // socket of another type (a datagram socket, probed with a stream one)
+  // answers EPROTOTYPE, a listener with a full backlog EAGAIN.
+  unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!probe) return sys_fail("socket", "probing socket " + path);
+  const bool live = ::connect(probe.get(), reinterpret_cast<const sockaddr *>(&a), sizeof a) == 0 || (errno != ECONNREFUSED && errno != ENOENT);
+  probe.reset();
   if (live) return check_fail(EADDRINUSE, "socket " + path + " is in use by another listener");
   ::unlink(path.c_str());
   if (::bind(fd, reinterpret_cast<const sockaddr *>(&a), sizeof a) < 0) return sys_fail("bind", "socket " + path);

@@ -399,3 +399,27 @@ test('stream client mode: frames arriving for the port while the peer is away do
   t.true(c['connects']! >= 1, JSON.stringify(c));
   t.true(sent > 0);
 });
+
+test('dgram: a path a live datagram socket is bound to is refused, not taken over', async (t) => {
+  t.timeout(30_000);
+  const { vale, srv } = await setup();
+  t.teardown(() => srv.close());
+  const shared = sock('dgram-shared');
+  await vale.create('vale0:a', {}, { driver: { kind: 'dgram', path: shared, peer: sock('dgram-qa') } });
+  // a second port given the same path (a typo, or QEMU's own path) must not
+  // unlink the first one's live socket and bind over it: the first port
+  // would silently receive nothing more
+  await t.throwsAsync(vale.create('vale0:b', {}, { driver: { kind: 'dgram', path: shared, peer: sock('dgram-qb') } }), { message: /in use/ });
+  t.falsy((await vale.list()).find((p) => p.name === 'vale0:b'));
+  // the first port still owns the path: a datagram sent there reaches it
+  const { spawnSync: run } = await import('node:child_process');
+  const r = run('python3', ['-c', `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'x' * 60, sys.argv[1])
+`, shared]);
+  t.is(r.status, 0, r.stderr.toString());
+  // (sent from an unbound socket: counted as foreign, which shows it arrived)
+  const c = await untilAnswer(() => counters(vale, 'vale0:a'), (x) => x['dropForeignSender']! + x['inFrames']! >= 1);
+  t.is(c['dropForeignSender']! + c['inFrames']!, 1);
+});
