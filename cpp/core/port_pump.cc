@@ -24,6 +24,7 @@ const char *ctr_name(Ctr c) {
     case Ctr::OffloadSegments: return "offloadSegments";
     case Ctr::DropTooLong: return "dropTooLong";
     case Ctr::DropBadLength: return "dropBadLength";
+    case Ctr::DropForeignSender: return "dropForeignSender";
     case Ctr::DropBadVnetHdr: return "dropBadVnetHdr";
     case Ctr::DropOffloadBadCsumOffsets: return "dropOffloadBadCsumOffsets";
     case Ctr::DropOffloadBadGsoType: return "dropOffloadBadGsoType";

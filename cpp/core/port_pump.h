@@ -46,6 +46,7 @@ enum class Ctr : uint8_t {
   OffloadSegments,       // frames those became
   DropTooLong,           // longer than the port's buffer: never truncated
   DropBadLength,         // a stream length prefix of 0 or beyond any frame (connection closed)
+  DropForeignSender,     // dgram: a datagram from a socket other than the configured peer
   DropBadVnetHdr,        // offload impossible: see the offload* drop reasons below
   DropOffloadBadCsumOffsets,
   DropOffloadBadGsoType,

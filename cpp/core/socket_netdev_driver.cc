@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 #include "core/clock.h"
@@ -19,6 +20,8 @@ constexpr uint32_t BATCH = 256;
 // dgram: how long to wait before sending again to a peer whose receive queue
 // was full, doubling while it stays full
 constexpr int64_t RETRY_MIN_NS = 1'000'000, RETRY_MAX_NS = 16'000'000;
+// stream client: how often to try to connect while the peer is not there
+constexpr int64_t CONNECT_RETRY_NS = 1'000'000'000;
 
 Result<sockaddr_un> unix_addr(const std::string &path) {
   sockaddr_un a{};
@@ -36,9 +39,13 @@ Status bind_unix(int fd, const sockaddr_un &a, const std::string &path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) < 0 || !S_ISSOCK(st.st_mode))
     return check_fail(EEXIST, "socket path " + path + " exists and is not a socket", "choose another path or remove the file");
-  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  bool live = probe >= 0 && ::connect(probe, reinterpret_cast<const sockaddr *>(&a), sizeof a) == 0;
-  if (probe >= 0) ::close(probe);
+  // Only ECONNREFUSED (or the file gone) says nobody is bound there: a live
+  // socket of another type (a datagram socket, probed with a stream one)
+  // answers EPROTOTYPE, a listener with a full backlog EAGAIN.
+  unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!probe) return sys_fail("socket", "probing socket " + path);
+  const bool live = ::connect(probe.get(), reinterpret_cast<const sockaddr *>(&a), sizeof a) == 0 || (errno != ECONNREFUSED && errno != ENOENT);
+  probe.reset();
   if (live) return check_fail(EADDRINUSE, "socket " + path + " is in use by another listener");
   ::unlink(path.c_str());
   if (::bind(fd, reinterpret_cast<const sockaddr *>(&a), sizeof a) < 0) return sys_fail("bind", "socket " + path);
@@ -85,6 +92,7 @@ SocketNetdevDriver::~SocketNetdevDriver() {
 }
 
 void SocketNetdevDriver::try_connect() {
+  connect_at_ns_ = mono_ns() + CONNECT_RETRY_NS;
   unique_fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!s) return;
   // a unix connect completes at once or fails (EAGAIN only with a full backlog: retried)
@@ -101,6 +109,7 @@ void SocketNetdevDriver::close_conn(const std::string &why) {
     count(Ctr::Disconnects);
   }
   conn_.reset();
+  connect_at_ns_ = mono_ns() + CONNECT_RETRY_NS;
   readable_ = false;
   in_have_ = skip_ = 0;
   out_.clear();
@@ -113,11 +122,20 @@ int SocketNetdevDriver::idle_timeout_ms() {
     const int64_t left = retry_at_ns_ - mono_ns();
     return left <= 0 ? 0 : static_cast<int>((left + 999'999) / 1'000'000);
   }
-  return o_.mode == SocketNetdevOptions::Mode::StreamClient && !conn_ ? 1000 : -1;
+  if (o_.mode == SocketNetdevOptions::Mode::StreamClient && !conn_) {
+    const int64_t left = connect_at_ns_ - mono_ns();
+    return left <= 0 ? 0 : static_cast<int>((left + 999'999) / 1'000'000);
+  }
+  return -1;
 }
 
-void SocketNetdevDriver::on_idle_timeout() {
-  if (!conn_ && o_.mode == SocketNetdevOptions::Mode::StreamClient) try_connect();
+void SocketNetdevDriver::on_idle_timeout() { connect_if_due(); }
+
+// The retry runs on the clock, not on the poll timing out: frames for the
+// port (dropped while there is no peer) wake the thread as often as anyone
+// sends them, and a wait that never times out would never reconnect.
+void SocketNetdevDriver::connect_if_due() {
+  if (!conn_ && o_.mode == SocketNetdevOptions::Mode::StreamClient && mono_ns() >= connect_at_ns_) try_connect();
 }
 
 void SocketNetdevDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
@@ -164,6 +182,7 @@ uint32_t SocketNetdevDriver::link_in() {
 }
 
 uint32_t SocketNetdevDriver::link_out() {
+  connect_if_due();
   if (!conn_) return drop_rx();
   return o_.mode == SocketNetdevOptions::Mode::Dgram ? dgram_out() : stream_out();
 }
@@ -209,6 +228,7 @@ uint32_t SocketNetdevDriver::stream_in() {
         count(Ctr::DropTooLong);
         pos += 4;
         skip_ = flen;
+        moved++;  // a dropped frame is work done too: a flood of them ends the batch like any other
         continue;
       }
       if (in_have_ - pos - 4 < flen) break;
@@ -301,13 +321,26 @@ uint32_t SocketNetdevDriver::stream_out() {
   return moved;
 }
 
+// Whether a datagram came from the socket bound at the configured peer path.
+// Anyone who may write to our socket file can send to it; only QEMU's own
+// socket (a bound name is unique while it lives) speaks for the VM.
+bool SocketNetdevDriver::from_peer(const sockaddr_un &from, socklen_t len) const {
+  constexpr size_t path_at = offsetof(sockaddr_un, sun_path);
+  if (len <= path_at) return false;  // an unbound sender
+  const size_t n = std::min(static_cast<size_t>(len) - path_at, sizeof from.sun_path);
+  return from.sun_path[0] != '\0' && strnlen(from.sun_path, n) == o_.peer.size() &&
+         std::memcmp(from.sun_path, o_.peer.data(), o_.peer.size()) == 0;
+}
+
 uint32_t SocketNetdevDriver::dgram_in() {
   uint32_t moved = 0;
   const size_t bs = buf_size();
   while (moved < BATCH && readable_ && tx_room() > 0) {
     uint8_t *slot = tx_buf();
+    sockaddr_un from{};
+    socklen_t from_len = sizeof from;
     // MSG_TRUNC: the datagram's real length, so a too-long one is counted, not cut
-    ssize_t r = ::recv(conn_.get(), slot, bs, MSG_TRUNC);
+    ssize_t r = ::recvfrom(conn_.get(), slot, bs, MSG_TRUNC, reinterpret_cast<sockaddr *>(&from), &from_len);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) count(Ctr::LinkErrors);
@@ -315,7 +348,16 @@ uint32_t SocketNetdevDriver::dgram_in() {
       break;
     }
     moved++;
-    if (static_cast<size_t>(r) > bs) count(Ctr::DropTooLong);
+    if (!from_peer(from, from_len)) {
+      count(Ctr::DropForeignSender);
+      if (!foreign_logged_) {
+        foreign_logged_ = true;
+        const size_t n = from_len > offsetof(sockaddr_un, sun_path) ? from_len - offsetof(sockaddr_un, sun_path) : 0;
+        const std::string who(from.sun_path, strnlen(from.sun_path, std::min(n, sizeof from.sun_path)));
+        log("dropped a datagram from " + (who.empty() ? std::string("an unbound socket") : "'" + who + "'") + ", not the peer " +
+            o_.peer + " (counted in dropForeignSender; logged once)");
+      }
+    } else if (static_cast<size_t>(r) > bs) count(Ctr::DropTooLong);
     else if (r == 0) count(Ctr::DropBadLength);
     else tx_push(static_cast<uint32_t>(r));
   }

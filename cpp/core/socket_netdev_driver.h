@@ -8,6 +8,9 @@
 //       by its length, 4 bytes big-endian.
 //   -netdev dgram,id=n0,local.type=unix,local.path=QEMU,remote.type=unix,remote.path=PATH
 //       vale-ts binds PATH and sends to QEMU's path; one frame per datagram.
+//       Datagrams from any other sender (bound elsewhere, or not at all) are
+//       dropped and counted (dropForeignSender): the socket file's mode is
+//       all that stands between other local processes and PATH.
 //
 // The peer's lengths are its word: a frame longer than the port's buffer is
 // skipped and counted (dropTooLong; the stream stays in step), a length of 0
@@ -51,17 +54,20 @@ class SocketNetdevDriver final : public PortPump {
   void on_idle_timeout() override;
 
   void try_connect();
+  void connect_if_due();
   void close_conn(const std::string &why);
   uint32_t stream_in();
   uint32_t dgram_in();
   uint32_t stream_out();
   uint32_t dgram_out();
   uint32_t drop_rx();
+  bool from_peer(const sockaddr_un &from, socklen_t len) const;
 
   SocketNetdevOptions o_;
   unique_fd listen_, conn_;  // conn_: the stream, or the dgram socket
   bool readable_ = false;
   bool unlink_on_close_ = false;
+  bool foreign_logged_ = false;  // dgram: a datagram from another sender was logged
   sockaddr_un peer_{};
   // stream reassembly
   std::vector<uint8_t> in_;
@@ -73,6 +79,8 @@ class SocketNetdevDriver final : public PortPump {
   // dgram: when to send again after the peer's receive queue was full
   int64_t retry_at_ns_ = 0;
   int64_t retry_ns_ = 0;
+  // stream client: when to try to connect again
+  int64_t connect_at_ns_ = 0;
 };
 
 }  // namespace nm

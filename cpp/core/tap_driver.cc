@@ -65,6 +65,8 @@ Result<std::unique_ptr<TapDriver>> TapDriver::open(PortClient pc, const TapOptio
 TapDriver::~TapDriver() { stop(); }
 
 void TapDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_out) {
+  // not watched while the tx ring is full: once there is room, every queue is tried
+  if (!room_in) recheck_ = true;
   for (size_t i = 0; i < q_.size(); i++) {
     uint32_t ev = 0;
     if (dead_[i]) continue;
@@ -84,11 +86,22 @@ void TapDriver::link_event(int fd, uint32_t events) {
 
 bool TapDriver::pick_queue(uint32_t &spins, uint32_t &qi) {
   const auto nq = static_cast<uint32_t>(q_.size());
+  if (recheck_) {
+    // readiness nobody watched (a full tx ring, or a busy batch that never
+    // polled): assume readable; a read says EAGAIN soon enough
+    recheck_ = false;
+    for (uint32_t i = 0; i < nq; i++) readable_[i] = !dead_[i];
+  }
   for (; spins < nq; spins++) {
-    qi = next_q_;
-    if (readable_[qi] && !dead_[qi] && tx_room() != 0) return true;
-    next_q_ = (next_q_ + 1) % nq;
     if (tx_room() == 0) return false;
+    qi = next_q_;
+    // a frame at a time from each queue in turn: a queue kept full (one busy
+    // flow) cannot hold back the frames waiting in the others
+    next_q_ = (next_q_ + 1) % nq;
+    if (readable_[qi] && !dead_[qi]) {
+      spins = 0;
+      return true;
+    }
   }
   return false;
 }
@@ -155,6 +168,7 @@ uint32_t TapDriver::link_in() {
       break;
     }
   }
+  if (moved >= BATCH) recheck_ = true;  // no poll comes between busy batches
   return moved;
 }
 
@@ -196,6 +210,7 @@ uint32_t TapDriver::link_in_with_hdr() {
       break;
     }
   }
+  if (moved >= BATCH) recheck_ = true;  // no poll comes between busy batches
   return moved;
 }
 

@@ -52,9 +52,10 @@ class TapDriver final : public PortPump {
   uint32_t link_in() override;
   uint32_t link_out() override;
   uint32_t link_in_with_hdr();
-  // The queue to read next, round robin from next_q_: readable and alive,
-  // with room in the port's tx ring. False once every queue was passed over
-  // (`spins` counts them, across calls in one pass) or the ring is full.
+  // The queue to read next, round robin a frame at a time from next_q_:
+  // readable and alive, with room in the port's tx ring. False once every
+  // queue in a row was passed over (`spins` counts them; a pick resets it)
+  // or the ring is full.
   bool pick_queue(uint32_t &spins, uint32_t &qi);
   // A read of queue qi failed: EINTR reads it again, EAGAIN waits for it to
   // be readable, anything else (the device gone) stops reading it, logged.
@@ -68,6 +69,7 @@ class TapDriver final : public PortPump {
   bool vnet_ = false;
   bool pass_hdr_ = false;
   uint32_t next_q_ = 0;
+  bool recheck_ = false;  // readable_ may be stale (the queues were not polled): try them all
   // a GSO frame read but not yet segmented for want of tx room
   std::vector<uint8_t> scratch_;
   bool pending_ = false;

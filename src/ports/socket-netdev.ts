@@ -9,7 +9,8 @@
  *   then the frame.
  * - `{ kind: 'dgram', path, peer }`: QEMU's `-netdev dgram,local.type=unix,
  *   local.path=PEER,remote.type=unix,remote.path=PATH`: vale-ts binds PATH
- *   and sends to PEER, one frame per datagram.
+ *   and sends to PEER, one frame per datagram; it takes datagrams only from
+ *   the socket bound at PEER (others: `dropForeignSender`).
  *
  * Frames longer than the port's buffer are dropped and counted
  * (`dropTooLong`), never truncated; a stream length of 0 or beyond what QEMU

@@ -9,6 +9,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -254,4 +255,171 @@ test('stream: a peer that hangs up while its frames wait for room in the switch 
   t.deepEqual(tags, Array.from({ length: 300 }, (_, i) => i & 0xff));
   const c2 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['disconnects'] === 1);
   t.is(c2['inFrames'], 300);
+});
+
+test('dgram: datagrams from any sender but the configured peer are dropped and counted, not forwarded', async (t) => {
+  t.timeout(30_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, ours, theirs, peer } = await dgramPort(t);
+  // Hostile: another local process that can write to vale-ts's socket (bound
+  // to a path of its own, or not bound at all) sends frames as if it were the
+  // VM; then the real peer, bound at the configured path, sends one.
+  const intruder = sock('dgram-intruder');
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', ['-c', `
+import socket, sys
+def frame(tag):
+    return b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(45)
+real = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); real.bind(sys.argv[1])
+named = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); named.bind(sys.argv[2])
+anon = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+named.sendto(frame(5), sys.argv[3])
+anon.sendto(frame(6), sys.argv[3])
+real.sendto(frame(7), sys.argv[3])
+print('SENT', flush=True)
+`, theirs, intruder, ours], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    py.kill();
+    rmSync(intruder, { force: true });
+    rmSync(theirs, { force: true });
+  });
+  let out = '';
+  await new Promise<void>((r) => py.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('SENT') && r())));
+  // the kernel queues them in order and the driver reads them in order: the
+  // first frame through is the real peer's
+  t.deepEqual(await collect(peer, 1), [7]);
+  const c = await counters(vale, 'vale0:vm');
+  t.is(c['dropForeignSender'], 2);
+  t.is(c['inFrames'], 1);
+});
+
+test('stream: a flood of too-long frames does not hold the driver in its read loop; a frame to the peer goes out meanwhile', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the flooding peer');
+  // lossless with 64 tx slots, its receiver 64 slots not read yet: the
+  // driver stops reading the stream once those are full (a stall bound beyond the test)
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const path1 = sock('stream');
+  await srv.createPort('vale0:vm', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'stream', path: path1 } });
+  const peer = await open('vale0:peer', { socket, slots: 64 });
+  t.teardown(() => peer.close());
+  // Hostile: 300 good frames, then 256 MiB of frames one byte longer than the
+  // port's buffers (2048), each skipped and counted, none delivered. All of it
+  // is queued in the socket while the driver waits for room (a send buffer
+  // big enough: SO_SNDBUFFORCE), so once the receiver reads, the driver finds
+  // the flood there on every read until its end. When the peer receives the
+  // frame the switch sends it after that, it asks how much of what it sent
+  // is still unread (SIOCOUTQ): a driver held in its read loop sends nothing
+  // before the flood is all read (0 left).
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', ['-c', `
+import fcntl, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, 32, 400 << 20)  # SO_SNDBUFFORCE
+s.connect(sys.argv[1])
+def frame(tag):
+    f = b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(85)
+    return len(f).to_bytes(4, 'big') + f
+s.sendall(b''.join(frame(i & 0xff) for i in range(300)))
+chunk = ((2049).to_bytes(4, 'big') + bytes(2049)) * 512
+for _ in range((256 << 20) // len(chunk)): s.sendall(chunk)
+print('QUEUED', flush=True)
+acc = b''
+while len(acc) < 4 or len(acc) < 4 + int.from_bytes(acc[:4], 'big'):
+    acc += s.recv(65536)
+left = struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0]  # SIOCOUTQ
+print('GOT', acc[4 + 14], 'UNREAD', left, flush=True)
+sys.stdin.readline()
+`, path1], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => py.kill());
+  let out = '';
+  py.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const said = (what: RegExp): Promise<void> =>
+    new Promise<void>((r) => {
+      const check = (): void => {
+        if (!what.test(out)) return;
+        py.stdout.off('data', check);
+        r();
+      };
+      py.stdout.on('data', check);
+      check();
+    });
+  await said(/QUEUED/);
+  // the receiver reads: the good frames arrive, then the driver is in the flood
+  const tags = await collect(peer, 300);
+  t.deepEqual(tags, Array.from({ length: 300 }, (_, i) => i & 0xff));
+  peer.inject(frame(100, 0x33));
+  peer.txsync();
+  await said(/UNREAD \d+/);
+  const m = /GOT (\d+) UNREAD (\d+)/.exec(out);
+  t.log(out.trim());
+  t.is(m?.[1], '51');
+  t.true(Number(m?.[2]) > 0, `the frame to the peer went out only after the whole flood was read (${out.trim()})`);
+  const c = await counters(vale, 'vale0:vm');
+  t.true(c['dropTooLong']! > 0);
+  t.is(c['dropBadLength'], 0, 'the stream stayed in step');
+  t.is(c['inFrames'], 300);
+  py.stdin.end();
+});
+
+test('stream client mode: frames arriving for the port while the peer is away do not stop vale-ts reconnecting', async (t) => {
+  t.timeout(60_000);
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const p = sock('qemu-server-late');
+  // no listener yet: QEMU (server=on) not started, or restarting
+  await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: p, mode: 'client' } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  // Hostile (or just busy): another port keeps sending broadcasts, each one
+  // flooded to the port with no peer (dropLinkDown), far more often than the
+  // driver's 1 s retry. Meanwhile the peer's socket appears; vale-ts must
+  // connect within its retry period however often it is woken for frames.
+  let accepted = false;
+  const l = net.createServer((s) => {
+    accepted = true;
+    s.destroy();
+  });
+  t.teardown(() => l.close());
+  let sent = 0;
+  const b = frame(60, 0x44);
+  const c0 = await counters(vale, 'vale0:vm');
+  await new Promise<void>((r) => l.listen(p, () => r()));
+  while (!accepted) {
+    peer.inject(b);
+    peer.txsync();
+    sent++;
+    // each frame reached the driver (and was dropped there) before the next
+    await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropLinkDown']! + c['outFrames']! - c0['dropLinkDown']! >= sent || accepted);
+  }
+  const c = await counters(vale, 'vale0:vm');
+  t.true(c['connects']! >= 1, JSON.stringify(c));
+  t.true(sent > 0);
+});
+
+test('dgram: a path a live datagram socket is bound to is refused, not taken over', async (t) => {
+  t.timeout(30_000);
+  const { vale, srv } = await setup();
+  t.teardown(() => srv.close());
+  const shared = sock('dgram-shared');
+  await vale.create('vale0:a', {}, { driver: { kind: 'dgram', path: shared, peer: sock('dgram-qa') } });
+  // a second port given the same path (a typo, or QEMU's own path) must not
+  // unlink the first one's live socket and bind over it: the first port
+  // would silently receive nothing more
+  await t.throwsAsync(vale.create('vale0:b', {}, { driver: { kind: 'dgram', path: shared, peer: sock('dgram-qb') } }), { message: /in use/ });
+  t.falsy((await vale.list()).find((p) => p.name === 'vale0:b'));
+  // the first port still owns the path: a datagram sent there reaches it
+  const { spawnSync: run } = await import('node:child_process');
+  const r = run('python3', ['-c', `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'x' * 60, sys.argv[1])
+`, shared]);
+  t.is(r.status, 0, r.stderr.toString());
+  // (sent from an unbound socket: counted as foreign, which shows it arrived)
+  const c = await untilAnswer(() => counters(vale, 'vale0:a'), (x) => x['dropForeignSender']! + x['inFrames']! >= 1);
+  t.is(c['dropForeignSender']! + c['inFrames']!, 1);
 });

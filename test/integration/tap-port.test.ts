@@ -240,3 +240,69 @@ s.sendto(bytes([3, 3, 3]), ('10.212.0.99', 9999))
   const c = await drvCounters();
   t.is(c['dropTooLong'], 0);
 });
+
+test.serial('a multi-queue TAP: a flow that keeps its queue full does not hold back the frames waiting in the other queue', async (t) => {
+  t.timeout(120_000);
+  // its own switch, the stall bound beyond the test: a lossless TAP port whose
+  // receiver is full stops reading the TAP, whatever the machine's speed
+  const nsE = `${tag}e`;
+  const dropNs = makeNs(nsE);
+  t.teardown(dropNs);
+  const sock3 = path.join(os.tmpdir(), `tap-port-mq-${process.pid}.sock`);
+  const srv3 = await ValeServer.listen({ socket: sock3, switchOptions: { stallMs: 3_600_000 } });
+  t.teardown(() => srv3.close());
+  ip('netns', 'exec', nsE, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1');
+  ip('netns', 'exec', nsE, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1');
+  await srv3.createPort('vale8:t', { conf: { txSlots: 1024 }, lossless: true, driver: { kind: 'tap', ifname: nsE, queues: 2 } });
+  const nm = await open('vale8:nm', { socket: sock3, slots: 1024 });
+  t.teardown(() => nm.close());
+  plugInto(nsE, nsE, '10.213.0.1/24');
+  ip('-n', nsE, 'neigh', 'replace', '10.213.0.99', 'lladdr', '02:00:00:00:00:99', 'dev', nsE);
+  const drvCounters = async (): Promise<Record<string, number>> => {
+    const [sw] = await new ValeClient({ socket: sock3 }).stats('vale8');
+    return sw!.ports.find((x) => x.name === 'vale8:t')!.driver!.counters;
+  };
+  const send = (script: string): void => void execFileSync('ip', ['netns', 'exec', nsE, 'python3', '-c', `
+import socket
+def sock(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('10.213.0.1', port))
+    return s
+${script}`]);
+  // Hostile: one flow (A) fills the receiver (1024 slots) and the port's tx
+  // ring (1024): the driver stops reading (what the TAP's queue cannot hold
+  // meanwhile the kernel drops). Then 300 more of A wait in their TAP queue,
+  // and 32 flows (B), one datagram each: the kernel spreads flows over the
+  // queues by a hash of their addresses and ports, so some B wait in the
+  // queue A does not use.
+  send(`a = sock(40000)\nfor i in range(2300): a.sendto(bytes([1, i >> 8, i & 255]), ('10.213.0.99', 9999))`);
+  await untilAnswer(drvCounters, (c) => c['inFrames']! >= 1900);
+  send(`a = sock(40000)\nfor i in range(300): a.sendto(bytes([3, i >> 8, i & 255]), ('10.213.0.99', 9999))\nfor j in range(32): sock(41000 + j).sendto(bytes([2, j, 0]), ('10.213.0.99', 9999))`);
+  // the receiver drains: the driver must take the other queue's frames in
+  // turn with A's, not only once A's queue is empty
+  const order: string[] = [];
+  let lastA = false;
+  let b = 0;
+  const ring = nm.rxRings[0]!;
+  while (!lastA || b < 32) {
+    nm.rxsync();
+    while (ring.space() > 0) {
+      const s = ring.head;
+      const f = ring.bytes.subarray(ring.bufOffset(s), ring.bufOffset(s) + ring.len(s));
+      ring.advance(1);
+      if (f.length < 45 || f[12] !== 0x08 || f[13] !== 0x00 || f[23] !== 17 || ((f[36]! << 8) | f[37]!) !== 9999) continue;
+      if (f[42] === 3) {
+        order.push('A');
+        if (((f[43]! << 8) | f[44]!) === 299) lastA = true;
+      } else if (f[42] === 2) {
+        order.push('B');
+        b++;
+      }
+    }
+    nm.rxsync();
+    if (!lastA || b < 32) await nm.poll({ rx: true });
+  }
+  const seq = order.join('');
+  t.regex(seq, /AB+A/, `the other queue's frames came only after A's queue was empty: ${seq}`);
+  t.is((await drvCounters())['dropTooLong'], 0);
+});
