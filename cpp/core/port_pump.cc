@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/clock.h"
 #include "core/region.h"
 
 namespace nm {
@@ -36,6 +37,7 @@ const char *ctr_name(Ctr c) {
     case Ctr::LinkErrors: return "linkErrors";
     case Ctr::Connects: return "connects";
     case Ctr::Disconnects: return "disconnects";
+    case Ctr::RefusedConnections: return "refusedConnections";
     case Ctr::Wakeups: return "wakeups";
     case Ctr::Count_: break;
   }
@@ -69,6 +71,18 @@ std::vector<std::pair<const char *, uint64_t>> PortPump::counters() const {
 }
 
 void PortPump::log(const std::string &line) const { std::fprintf(stderr, "vale-ts: %s: %s\n", label_.c_str(), line.c_str()); }
+
+void PortPump::log_limited(LogLimit &l, const std::string &line) const {
+  const int64_t now = mono_ns();
+  if (now < l.next_ns) {
+    l.suppressed++;
+    return;
+  }
+  l.next_ns = now + 1'000'000'000;
+  if (l.suppressed == 0) return log(line);
+  log(line + " (and " + std::to_string(l.suppressed) + " more like it in the last second, not logged)");
+  l.suppressed = 0;
+}
 
 uint32_t PortPump::tx_room() {
   uint32_t room = pc_.tx_space(0);

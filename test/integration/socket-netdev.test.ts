@@ -14,6 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import { startValeTs } from '../fixtures/vale-ts-process.js';
 import { untilAnswer } from '../fixtures/wait.js';
 
 const dir = os.tmpdir();
@@ -512,4 +513,54 @@ sys.stdin.readline()
   t.is(c['dropLinkDown'], 0);
   t.is(c['dropBadLength'], 0, 'the stream stayed in step');
   py.stdin.end();
+});
+
+test('stream: a process connecting and closing in a loop is counted, and its log lines are limited to about one a second', async (t) => {
+  t.timeout(120_000);
+  // vale-ts as a child: its log (stderr) is what is looked at
+  const socket = sock('ctl');
+  const v = await startValeTs(socket);
+  t.teardown(v.stop);
+  let log = '';
+  v.proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const vale = new ValeClient({ socket });
+  const path1 = sock('stream');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: path1 } });
+  const connect = (): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const c = net.connect(path1);
+      c.once('connect', () => resolve(c));
+      c.once('error', reject);
+    });
+  const closed = (c: net.Socket): Promise<void> => new Promise((r) => (c.destroyed ? r() : c.once('close', () => r())));
+  const started = Date.now();
+  // Hostile: anyone who may connect to the socket. While the peer is
+  // connected, each further connection is refused (closed at once) ...
+  const held = await connect();
+  await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['connects'] === 1);
+  const N = 300;
+  for (let i = 0; i < N; i++) {
+    const c = await connect();
+    c.resume();
+    await closed(c);
+  }
+  // ... and with nobody connected, each connection closed at once is a
+  // disconnect (each seen before the next connects)
+  held.destroy();
+  for (let i = 0; i <= N; i++) {
+    await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['disconnects'] === i + 1);
+    if (i === N) break;
+    const c = await connect();
+    c.destroy();
+    await closed(c);
+  }
+  const c = await counters(vale, 'vale0:vm');
+  const elapsedS = (Date.now() - started) / 1000;
+  // one line a second of each kind (the first at once), not one per connection
+  const lines = log.split('\n').filter((l) => /refused a second connection|stream peer disconnected/.test(l));
+  t.log(`${lines.length} log lines in ${elapsedS.toFixed(1)} s for ${c['refusedConnections']} refusals and ${c['disconnects']} disconnects`);
+  t.true(lines.length >= 2);
+  t.true(lines.length <= 2 * (Math.ceil(elapsedS) + 1), `${lines.length} log lines in ${elapsedS.toFixed(1)} s`);
+  t.is(c['refusedConnections'], N, JSON.stringify(c));
+  t.is(c['connects'], N + 1);
 });
