@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/clock.h"
 #include "core/region.h"
 
 namespace nm {
@@ -36,6 +37,7 @@ const char *ctr_name(Ctr c) {
     case Ctr::LinkErrors: return "linkErrors";
     case Ctr::Connects: return "connects";
     case Ctr::Disconnects: return "disconnects";
+    case Ctr::RefusedConnections: return "refusedConnections";
     case Ctr::Wakeups: return "wakeups";
     case Ctr::Count_: break;
   }
@@ -69,6 +71,18 @@ std::vector<std::pair<const char *, uint64_t>> PortPump::counters() const {
 }
 
 void PortPump::log(const std::string &line) const { std::fprintf(stderr, "vale-ts: %s: %s\n", label_.c_str(), line.c_str()); }
+
+void PortPump::log_limited(LogLimit &l, const std::string &line) const {
+  const int64_t now = mono_ns();
+  if (now < l.next_ns) {
+    l.suppressed++;
+    return;
+  }
+  l.next_ns = now + 1'000'000'000;
+  if (l.suppressed == 0) return log(line);
+  log(line + " (and " + std::to_string(l.suppressed) + " more like it in the last second, not logged)");
+  l.suppressed = 0;
+}
 
 uint32_t PortPump::tx_room() {
   uint32_t room = pc_.tx_space(0);
@@ -327,6 +341,16 @@ bool PortPump::ingest_vnet(const VnetHdr &h, uint8_t *frame, size_t len, bool in
   return true;
 }
 
+void PortPump::poll_out_now(std::vector<Want> &wants, std::vector<pollfd> &pfds) {
+  wants.clear();
+  link_wants(wants, false, true);  // no room_in: only what the send side waits on
+  pfds.clear();
+  for (const Want &w : wants) pfds.push_back({w.fd, static_cast<short>(w.events), 0});
+  if (pfds.empty() || ::poll(pfds.data(), pfds.size(), 0) <= 0) return;
+  for (const pollfd &p : pfds)
+    if (p.revents) link_event(p.fd, static_cast<uint32_t>(p.revents));
+}
+
 void PortPump::run() {
   std::vector<Want> wants;
   std::vector<pollfd> pfds;
@@ -337,7 +361,13 @@ void PortPump::run() {
     flush_tx();
     pollfd sp{stop_fd_.get(), POLLIN, 0};
     if (::poll(&sp, 1, 0) > 0) break;
-    if (moved) continue;
+    if (moved) {
+      // A link kept busy (its input never pauses) never reaches the poll
+      // below, the only place a blocked send side hears it may go on: its
+      // frames would wait in the rx ring for as long as the input lasts
+      if (out_blocked_) poll_out_now(wants, pfds);
+      continue;
+    }
     // idle: ask for a kick, then look once more (no lost wakeup). Room is
     // room for what link_in waits on: a frame that needs several slots
     // (tx_need_) asks for a kick while fewer are free, however many are

@@ -17,6 +17,7 @@
 // reason (counters()).
 #pragma once
 
+#include <poll.h>
 #include <sys/uio.h>
 
 #include <array>
@@ -58,6 +59,7 @@ enum class Ctr : uint8_t {
   LinkErrors,            // read/write errors on the link other than EAGAIN
   Connects,              // socket netdevs: connections accepted or made
   Disconnects,
+  RefusedConnections,    // socket netdevs: a second peer while one is connected (closed at once)
   Wakeups,
   Count_
 };
@@ -189,12 +191,23 @@ class PortPump {
   void count(Ctr c, uint64_t n = 1) { ctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
   // One line on stderr, the daemon's log, naming the port.
   void log(const std::string &line) const;
+  // log() for what a peer can repeat at will (connect and close in a loop):
+  // the first line, then at most one a second, saying how many were not
+  // logged meanwhile. What it reports is counted as well; the log only names it.
+  struct LogLimit {
+    int64_t next_ns = 0;
+    uint64_t suppressed = 0;
+  };
+  void log_limited(LogLimit &l, const std::string &line) const;
 
   bool out_blocked_ = false;
   std::string label_;
 
  private:
   void run();
+  // Between busy rounds while out_blocked_: whether the link's send side may
+  // go on, without waiting (a poll of link_wants(w, false, true), events to link_event).
+  void poll_out_now(std::vector<Want> &wants, std::vector<pollfd> &pfds);
   void flush_tx();
   void count_offload_drop(OffloadError e);
 

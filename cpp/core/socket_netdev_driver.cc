@@ -105,8 +105,8 @@ void SocketNetdevDriver::try_connect() {
 void SocketNetdevDriver::close_conn(const std::string &why) {
   if (o_.mode == SocketNetdevOptions::Mode::Dgram) return;
   if (conn_) {
-    log("stream peer disconnected: " + why);
     count(Ctr::Disconnects);
+    log_limited(disconnect_log_, "stream peer disconnected: " + why);
   }
   conn_.reset();
   connect_at_ns_ = mono_ns() + CONNECT_RETRY_NS;
@@ -160,8 +160,9 @@ void SocketNetdevDriver::link_event(int fd, uint32_t events) {
     if (c < 0) return;
     if (conn_) {
       // one peer at a time: a second QEMU on the same port would interleave frames
-      log("refused a second connection on " + o_.path + " (one peer per port)");
+      count(Ctr::RefusedConnections);  // before the close the peer sees
       ::close(c);
+      log_limited(refused_log_, "refused a second connection on " + o_.path + " (one peer per port; counted in refusedConnections)");
       return;
     }
     conn_.reset(c);

@@ -68,6 +68,7 @@ class SocketNetdevDriver final : public PortPump {
   bool readable_ = false;
   bool unlink_on_close_ = false;
   bool foreign_logged_ = false;  // dgram: a datagram from another sender was logged
+  LogLimit refused_log_, disconnect_log_;  // a peer can connect and close in a loop
   sockaddr_un peer_{};
   // stream reassembly
   std::vector<uint8_t> in_;

@@ -14,6 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import { startValeTs } from '../fixtures/vale-ts-process.js';
 import { untilAnswer } from '../fixtures/wait.js';
 
 const dir = os.tmpdir();
@@ -422,4 +423,144 @@ s.sendto(b'x' * 60, sys.argv[1])
   // (sent from an unbound socket: counted as foreign, which shows it arrived)
   const c = await untilAnswer(() => counters(vale, 'vale0:a'), (x) => x['dropForeignSender']! + x['inFrames']! >= 1);
   t.is(c['dropForeignSender']! + c['inFrames']!, 1);
+});
+
+test('stream: frames for a peer whose socket was full once go out when it reads again, while its input keeps the driver busy', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the peer');
+  // lossless with 64 tx slots, its receiver 64 slots not read yet: the driver
+  // stops reading the stream once those are full (a stall bound beyond the test)
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const path1 = sock('stream');
+  await srv.createPort('vale0:vm', { conf: { txSlots: 64, rxSlots: 1024 }, lossless: true, driver: { kind: 'stream', path: path1 } });
+  const peer = await open('vale0:peer', { socket, slots: 64 });
+  t.teardown(() => peer.close());
+  // The peer (a guest busy sending, its QEMU not reading for a while): 300
+  // good frames, then 256 MiB of too-long frames (skipped and counted: input
+  // that keeps the driver's every round busy), all queued in its socket
+  // (SO_SNDBUFFORCE). It reads nothing until told; then it reads until the
+  // frames sent to it arrived and asks how much of its input is still unread
+  // (SIOCOUTQ): 0 means they waited for the end of its input.
+  const { spawn } = await import('node:child_process');
+  const M = 300;
+  const py = spawn('python3', ['-c', `
+import fcntl, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, 32, 400 << 20)  # SO_SNDBUFFORCE
+s.connect(sys.argv[1])
+def frame(tag):
+    f = b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(85)
+    return len(f).to_bytes(4, 'big') + f
+s.sendall(b''.join(frame(i & 0xff) for i in range(300)))
+chunk = ((2049).to_bytes(4, 'big') + bytes(2049)) * 512
+for _ in range((256 << 20) // len(chunk)): s.sendall(chunk)
+print('QUEUED', flush=True)
+sys.stdin.readline()
+n, acc = 0, b''
+while n < ${M}:
+    d = s.recv(1 << 20)
+    if not d: break
+    acc += d
+    while len(acc) >= 4 and len(acc) >= 4 + int.from_bytes(acc[:4], 'big'):
+        l = int.from_bytes(acc[:4], 'big')
+        n += acc[4 + 12:4 + 15] == b'\\x88\\xb5\\x55'
+        acc = acc[4 + l:]
+left = struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0]  # SIOCOUTQ
+print('GOT', n, 'UNREAD', left, flush=True)
+sys.stdin.readline()
+`, path1], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => py.kill());
+  let out = '';
+  py.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const said = (what: RegExp): Promise<void> =>
+    new Promise<void>((r) => {
+      const check = (): void => {
+        if (!what.test(out)) return;
+        py.stdout.off('data', check);
+        r();
+      };
+      py.stdout.on('data', check);
+      check();
+    });
+  await said(/QUEUED/);
+  // M full-size frames to the peer, more than its socket holds (the driver's
+  // send buffer, net.core.wmem_default): the driver's send says EAGAIN and the
+  // rest wait in the port's rx ring
+  const f = frame(1514, 0x55);
+  for (let i = 0; i < M; ) {
+    if (peer.inject(f)) i++;
+    else await peer.poll({ rx: false, tx: true });
+  }
+  peer.txsync();
+  const stats = async (): Promise<{ out: number; queued: number }> => {
+    const p = (await vale.stats('vale0'))[0]!.ports.find((x) => x.name === 'vale0:vm')!;
+    return { out: p.driver!.counters['outFrames']!, queued: p.occupancy?.rxQueued ?? 0 };
+  };
+  const held = await untilAnswer(stats, (s) => s.out + s.queued === M && s.queued > 0);
+  t.log(`${held.out} frames sent, ${held.queued} held back`);
+  // the receiver reads: the good frames arrive, then the driver is in the flood, busy every round
+  t.deepEqual(await collect(peer, 300), Array.from({ length: 300 }, (_, i) => i & 0xff));
+  py.stdin.write('go\n');
+  await said(/UNREAD \d+/);
+  const m = /GOT (\d+) UNREAD (\d+)/.exec(out);
+  t.is(m?.[1], String(M));
+  t.true(Number(m?.[2]) > 0, `the frames held back went out only after all the peer's input was read (${out.trim()})`);
+  const c = await counters(vale, 'vale0:vm');
+  t.is(c['outFrames'], M);
+  t.is(c['dropLinkDown'], 0);
+  t.is(c['dropBadLength'], 0, 'the stream stayed in step');
+  py.stdin.end();
+});
+
+test('stream: a process connecting and closing in a loop is counted, and its log lines are limited to about one a second', async (t) => {
+  t.timeout(120_000);
+  // vale-ts as a child: its log (stderr) is what is looked at
+  const socket = sock('ctl');
+  const v = await startValeTs(socket);
+  t.teardown(v.stop);
+  let log = '';
+  v.proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const vale = new ValeClient({ socket });
+  const path1 = sock('stream');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: path1 } });
+  const connect = (): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const c = net.connect(path1);
+      c.once('connect', () => resolve(c));
+      c.once('error', reject);
+    });
+  const closed = (c: net.Socket): Promise<void> => new Promise((r) => (c.destroyed ? r() : c.once('close', () => r())));
+  const started = Date.now();
+  // Hostile: anyone who may connect to the socket. While the peer is
+  // connected, each further connection is refused (closed at once) ...
+  const held = await connect();
+  await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['connects'] === 1);
+  const N = 300;
+  for (let i = 0; i < N; i++) {
+    const c = await connect();
+    c.resume();
+    await closed(c);
+  }
+  // ... and with nobody connected, each connection closed at once is a
+  // disconnect (each seen before the next connects)
+  held.destroy();
+  for (let i = 0; i <= N; i++) {
+    await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['disconnects'] === i + 1);
+    if (i === N) break;
+    const c = await connect();
+    c.destroy();
+    await closed(c);
+  }
+  const c = await counters(vale, 'vale0:vm');
+  const elapsedS = (Date.now() - started) / 1000;
+  // one line a second of each kind (the first at once), not one per connection
+  const lines = log.split('\n').filter((l) => /refused a second connection|stream peer disconnected/.test(l));
+  t.log(`${lines.length} log lines in ${elapsedS.toFixed(1)} s for ${c['refusedConnections']} refusals and ${c['disconnects']} disconnects`);
+  t.true(lines.length >= 2);
+  t.true(lines.length <= 2 * (Math.ceil(elapsedS) + 1), `${lines.length} log lines in ${elapsedS.toFixed(1)} s`);
+  t.is(c['refusedConnections'], N, JSON.stringify(c));
+  t.is(c['connects'], N + 1);
 });
