@@ -126,7 +126,10 @@ const D_MSGS: Record<string, RegExp[]> = {
     /^RTT percentiles: p50 \d+ p99 \d+ p99\.9 \d+ ns$/,
     /^poll error on queue \d+: timeout$/,
   ],
-  pong_body: [/^poll error on queue \d+: timeout$/],
+  pong_body: [
+    /^poll error on queue \d+: timeout$/,
+    /^did not echo \d+ frames: \d+ found no tx room, \d+ bad slots, \d+ from a group source MAC \(the echo would flood the switch\)$/,
+  ],
 };
 const STDOUT_LINES = [
   /^(Sending on|Receiving from|Working on) \S+: \d+ queues, \d+ threads and \d+ cpus\.$/,
@@ -449,6 +452,48 @@ test('ping/pong through vale0', async (t) => {
   } finally {
     srv.close();
   }
+});
+
+// Two pongs on a switch and one forged frame from a group source MAC: each
+// echo went to that group, so the switch flooded it to the other pong, which
+// echoed it back, for ever (and to every other port at each lap). Now pong
+// does not echo such a frame, and says so when it ends.
+test('two pongs on vale0 do not echo a frame from a group source MAC to each other', async (t) => {
+  await withVale0(async (env, _sw, left) => {
+    const names = [`vale0:${uname('pa')}`, `vale0:${uname('pb')}`];
+    const pongs = names.map((n) => run(['-i', n, '-f', 'pong'], env));
+    t.teardown(() => pongs.forEach((p) => p.kill('SIGKILL')));
+    await Promise.all(pongs.map((p) => p.waitFor(/Ready/)));
+    const me = `vale0:${uname('pm')}`;
+    const port = await open(me, { socket: env['VALE_TS_SOCKET']! });
+    t.teardown(() => port.close());
+    const myMac = '02:00:00:00:00:07';
+    const frame = (src: string): Uint8Array =>
+      buildFrame({ srcMac: src, dstMac: 'ff:ff:ff:ff:ff:ff', srcIp: '10.0.0.7', dstIp: '10.0.0.8', srcPort: 9, dstPort: 9, len: 60 });
+    // the forged frame first, then a ping from this port that both answer
+    t.true(port.inject(frame('ff:ff:ff:ff:ff:ff')));
+    t.true(port.inject(frame(myMac)));
+    port.txsync();
+    let answers = 0;
+    const toGroup: string[] = [];
+    while (answers < 2) {
+      await port.poll();
+      port.dispatch(64, (f) => {
+        if (f[0]! & 1) toGroup.push(Buffer.from(f.subarray(0, 12)).toString('hex'));
+        else answers++;
+      });
+      port.rxsync();
+    }
+    t.deepEqual(toGroup, [], 'no echo of the forged frame reached this port');
+    pongs.forEach((p) => p.kill('SIGINT'));
+    const rs = await Promise.all(pongs.map((p) => p.done));
+    await Promise.all(names.map((n) => left.of(n)));
+    for (const r of rs) {
+      t.is(r.code, 0, r.stderr);
+      t.regex(r.stderr, /pong_body \[\d+\] did not echo 1 frames: 0 found no tx room, 0 bad slots, 1 from a group source MAC/);
+      t.deepEqual(badLines(r), []);
+    }
+  });
 });
 
 test('worker threads: the thread body in a worker gives the same counts', async (t) => {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { buildFrame } from '../../tools/pkt-gen/frame.js';
 import { verifyFrameChecksums } from '../fixtures/frame-check.js';
 import { RING, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
-import { CTR, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
+import { CTR, PONG_DROP, PONG_DROP_KINDS, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
 import { pipeBench } from '../../tools/addon.js';
 import { pipePath } from '../../src/backends/pipe.js';
 import { parsePortName } from '../../src/netmap/name.js';
@@ -129,6 +129,43 @@ test('native loops refuse hostile ring headers and slots, never touching memory 
   t.is(pktgenNative.pongEcho(pm, 0, 16384, 512), 2, 'slots 1 (bad index) and 2 (too long) dropped');
   t.is(pdv.getUint32(RING.head, true), 4, 'every rx slot consumed');
   t.is(pdv.getUint32(16384 + RING.head, true), 2);
+});
+
+// A forged frame with a group source MAC (here broadcast) becomes, once its
+// MACs are swapped, a frame to that group: the switch floods it to every
+// port, so two pongs echo it to each other for ever. Such a frame and every
+// other one pong consumes without echoing are counted by reason.
+test('pong: a frame from a group source MAC is not echoed; every frame not echoed is counted by reason', (t) => {
+  const pm = fakeRegion({ tail: 5 }).mem;
+  const pdv = new DataView(pm);
+  fakeRegion({ tail: 2, bufOfs: 1024 }, 16384, pm); // tx: room for 2 frames (head 0, tail 2)
+  const rxBuf = (i: number): number => RING.slot + 8 * SLOT_SIZE + (2 + i) * 256;
+  const put = (i: number, dst: string, src: string, len = 60): void => {
+    const f = buildFrame({ srcMac: src, dstMac: dst, srcIp: '10.0.0.1', dstIp: '10.1.0.1', srcPort: 1234, dstPort: 1234, len: 60 });
+    new Uint8Array(pm, rxBuf(i), 60).set(f);
+    pdv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.len, len, true);
+  };
+  put(0, 'ff:ff:ff:ff:ff:ff', 'ff:ff:ff:ff:ff:ff'); // broadcast source: would flood back
+  put(1, '02:00:00:00:00:01', '01:00:5e:00:00:01'); // multicast source
+  put(2, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:02'); // a ping: echoed
+  put(3, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:03', 13); // shorter than an Ethernet header
+  put(4, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:04'); // echoed: then the tx ring is full
+  const drops = new Float64Array(PONG_DROP_KINDS);
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops), 2);
+  const txFrame = (i: number): Uint8Array => new Uint8Array(pm, 16384 + 1024 + (2 + i) * 256, 60);
+  for (const i of [0, 1]) t.is(txFrame(i)[0]! & 1, 0, `echo ${i} goes to one station, not a group`);
+  t.deepEqual([...txFrame(0).subarray(0, 12)], [2, 0, 0, 0, 0, 2, 255, 255, 255, 255, 255, 255], 'MACs swapped');
+  t.deepEqual([...txFrame(1).subarray(0, 6)], [2, 0, 0, 0, 0, 4]);
+  t.is(pdv.getUint32(RING.head, true), 5, 'every rx slot consumed');
+  t.is(pdv.getUint32(16384 + RING.head, true), 2);
+  t.deepEqual([...drops], [0, 1, 2], 'no room 0, bad slot 1, group source 2');
+  t.is(drops[PONG_DROP.GROUP_SOURCE], 2);
+  // one more frame with the tx ring full: counted as no room
+  pdv.setUint32(16384 + RING.tail, 2, true);
+  pdv.setUint32(RING.tail, 6, true);
+  put(5, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:05');
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops), 0);
+  t.deepEqual([...drops], [1, 1, 2]);
 });
 
 test('pipe benchmark reference loop: every frame crosses between two processes, in order, intact', async (t) => {

@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Ring } from '../../src/index.js';
 import { Port, SwitchGoneError } from '../../src/index.js';
 import { dumpPayload, ringPointer } from './dump.js';
-import { CTR, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
+import { CTR, PONG_DROP, PONG_DROP_KINDS, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
 import { native } from '../../src/netmap/addon.js';
 import { requestShortSlice } from '../../src/netmap/sched.js';
 import type { PktGenFunction } from './options.js';
@@ -29,6 +29,7 @@ export const XLINE = {
   OUCH_CANNOT_SEND: 1548,
   RXSEQ_FRAGS: 2212,
   AFFINITY: 642,
+  PONG_NOT_ECHOED: 1720,
 } as const;
 
 /** Everything a thread needs, structured-clone-able (sent to workers as is). */
@@ -720,6 +721,7 @@ async function pongBody(c: Ctx): Promise<void> {
   const rings = port.rxRings;
   const n = cfg.count;
   const pollErr = new RateLimitedLog(1000);
+  const drops = new Float64Array(PONG_DROP_KINDS);
   let sent = 0;
   ctr[CTR.TIC] = now();
   // as ping: nothing allocated per round trip
@@ -750,7 +752,7 @@ async function pongBody(c: Ctx): Promise<void> {
     }
     c.sync(txOnly);
     let m = 0;
-    for (const r of rings) m += pktgenNative.pongEcho(c.mem, r.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff);
+    for (const r of rings) m += pktgenNative.pongEcho(c.mem, r.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff, drops);
     sent += m;
     c.sync(txOnly);
     c.sync(rings);
@@ -766,6 +768,15 @@ async function pongBody(c: Ctx): Promise<void> {
     c.sync(txOnly);
   }
   ctr[CTR.TOC] = now();
+  const notEchoed = drops[PONG_DROP.NO_ROOM]! + drops[PONG_DROP.BAD_SLOT]! + drops[PONG_DROP.GROUP_SOURCE]!;
+  if (notEchoed > 0) {
+    D(
+      'pong_body',
+      XLINE.PONG_NOT_ECHOED,
+      `did not echo ${notEchoed} frames: ${drops[PONG_DROP.NO_ROOM]} found no tx room, ${drops[PONG_DROP.BAD_SLOT]} bad slots, ` +
+        `${drops[PONG_DROP.GROUP_SOURCE]} from a group source MAC (the echo would flood the switch)`,
+    );
+  }
 }
 
 /**
