@@ -599,6 +599,27 @@ function pingOffset(cfg: ThreadConfig): number {
   return cfg.hdrLen + 42;
 }
 
+/**
+ * ping: time every reply in ring `r` (head to tail) into `stats` and
+ * release them. `dv` views the port's region, `off` is where ping put its
+ * sequence number and stamp in the frame.
+ */
+export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttStats): void {
+  while (r.head !== r.tail) {
+    const h = r.head;
+    const o = r.bufOffset(h);
+    const len = r.len(h);
+    if (len >= off + 12 && o + off + 12 <= dv.byteLength) {
+      const t = clockNs();
+      // the seconds were cut to 32 bits when stamped: compare modulo 2^32 s
+      const dSec = (Math.floor(t / 1e9) - dv.getUint32(o + off + 4, true)) >>> 0;
+      const d = dSec * 1e9 + ((t % 1e9) - dv.getUint32(o + off + 8, true));
+      stats.record(d < 0 ? d + 4294967296e9 : d);
+    }
+    r.advance(1);
+  }
+}
+
 async function pingBody(c: Ctx): Promise<void> {
   const { cfg, port, counters: ctr } = c;
   c.pin();
@@ -682,21 +703,7 @@ async function pingBody(c: Ctx): Promise<void> {
       }
     }
     spin.note(now() - t0);
-    for (const r of rings) {
-      while (r.head !== r.tail) {
-        const h = r.head;
-        const o = r.bufOffset(h);
-        const len = r.len(h);
-        if (len >= off + 12 && o + off + 12 <= c.mem.byteLength) {
-          const t = clockNs();
-          // the seconds were cut to 32 bits when stamped: compare modulo 2^32 s
-          const dSec = (Math.floor(t / 1e9) - dv.getUint32(o + off + 4, true)) >>> 0;
-          const d = dSec * 1e9 + ((t % 1e9) - dv.getUint32(o + off + 8, true));
-          stats.record(d < 0 ? d + 4294967296e9 : d);
-        }
-        r.advance(1);
-      }
-    }
+    for (const r of rings) readPingReplies(r, dv, off, stats);
     c.sync(rings);
     if (now() - lastPrint >= 1000) {
       const [countLine, histLine] = stats.intervalMessages();
