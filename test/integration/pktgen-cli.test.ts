@@ -124,6 +124,7 @@ const D_MSGS: Record<string, RegExp[]> = {
     /^k: -?\d+ \.\. -?\d+$/,
     /^RTT over \d+ packets: min -?\d+ av \d+ ns$/,
     /^RTT percentiles: p50 \d+ p99 \d+ p99\.9 \d+ ns$/,
+    /^ignored \d+ frames that were no reply \(too short, bad slot or a timestamp no ping wrote\)$/,
     /^poll error on queue \d+: timeout$/,
   ],
   pong_body: [
@@ -434,6 +435,44 @@ test('ping -n N against pong -n N over a pipe: exactly N round trips, the last r
   t.notRegex(rp.stderr, /timeout/, 'no reply waited for in vain');
   t.deepEqual(badLines(rp), []);
   t.deepEqual(badLines(rq), []);
+});
+
+// A pipe peer (or any client of the switch) answering ping with frames it
+// forged: too short for a stamp, stamped in the future, nanoseconds past 1e9.
+// ping timed each as a round trip (about 2^32 s for the last two), swamping
+// the mean; now only the true replies are timed and the rest counted.
+test('ping against a peer that forges replies: only true replies are timed, the rest counted', async (t) => {
+  const name = `vale0:${uname('h')}`;
+  const peer = await open(`${name}}0`);
+  t.teardown(() => peer.close());
+  const ping = run(['-i', `${name}{0`, '-f', 'ping', '-n', '3']);
+  t.teardown(() => ping.kill('SIGKILL'));
+  for (;;) {
+    const ev = await peer.poll();
+    const reqs: Uint8Array[] = [];
+    peer.dispatch(64, (f) => {
+      reqs.push(f.slice());
+    });
+    peer.rxsync();
+    for (const q of reqs) {
+      const future = q.slice();
+      new DataView(future.buffer).setUint32(46, new DataView(q.buffer).getUint32(46, true) + 1000, true);
+      const badNs = q.slice();
+      new DataView(badNs.buffer).setUint32(50, 0xffffffff, true);
+      // all in one sync, the true reply last: ping reads the four together
+      for (const f of [q.subarray(0, 20), future, badNs, q]) t.true(peer.inject(f));
+      peer.txsync();
+    }
+    if (!ev.rx && ev.hup) break;
+  }
+  const r = await ping.done;
+  t.is(r.code, 0, r.stderr);
+  const m = /ping_body \[\d+\] RTT over (\d+) packets: min (\d+) av (\d+) ns/.exec(r.stderr);
+  t.truthy(m, r.stderr);
+  t.is(Number(m![1]), 3, 'three round trips timed');
+  t.true(Number(m![3]) < 60e9, `mean RTT ${m![3]} ns`);
+  t.regex(r.stderr, /ping_body \[\d+\] ignored 9 frames that were no reply/);
+  t.deepEqual(badLines(r), []);
 });
 
 test('ping/pong through vale0', async (t) => {

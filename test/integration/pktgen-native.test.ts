@@ -13,6 +13,9 @@ import { verifyFrameChecksums } from '../fixtures/frame-check.js';
 import { RING, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
 import { CTR, PONG_DROP, PONG_DROP_KINDS, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
 import { pipeBench } from '../../tools/addon.js';
+import { readPingReplies } from '../../tools/pkt-gen/threads.js';
+import { RttStats } from '../../tools/pkt-gen/report.js';
+import { Ring, RingError } from '../../src/netmap/ring.js';
 import { pipePath } from '../../src/backends/pipe.js';
 import { parsePortName } from '../../src/netmap/name.js';
 
@@ -166,6 +169,63 @@ test('pong: a frame from a group source MAC is not echoed; every frame not echoe
   put(5, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:05');
   t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops), 0);
   t.deepEqual([...drops], [1, 1, 2]);
+});
+
+// ---------------------------------------------------------------------------
+// ping's reply loop (TypeScript) against a ring written by someone hostile:
+// a pipe peer maps the whole region, this ring's head and tail included.
+
+/** `r`'s field `name` read from the region, failing the test once it was read `limit` times (an endless loop). */
+function countReads(r: Ring, dv: DataView, name: 'head' | 'tail', ofs: number, limit = 1000): void {
+  let reads = 0;
+  Object.defineProperty(r, name, {
+    get: () => {
+      if (++reads > limit) throw new Error(`${name} read ${limit} times: an endless loop`);
+      return dv.getUint32(ofs, true);
+    },
+    set: (v: number) => dv.setUint32(ofs, v, true),
+  });
+}
+
+test("ping's reply loop: a head or tail out of range ends it with an error, not an endless loop", (t) => {
+  for (const [field, ofs] of [['tail', RING.tail], ['head', RING.head]] as const) {
+    const { mem, dv } = fakeRegion({ tail: 3 });
+    const r = new Ring(mem, 0, 'rx', 0, () => undefined);
+    // written by the peer after ping's rxsync set it right
+    dv.setUint32(ofs, 0xfffffff0, true);
+    countReads(r, dv, 'head', RING.head);
+    countReads(r, dv, 'tail', RING.tail);
+    const stats = new RttStats();
+    t.throws(() => readPingReplies(r, dv, 42, stats), { instanceOf: RingError, message: new RegExp(`${field} 4294967280 .*outside the ring`) }, field);
+    t.is(stats.count, 0);
+  }
+});
+
+test("ping's reply loop: only frames a ping stamped are timed, the others counted", (t) => {
+  const { mem, dv } = fakeRegion({ tail: 6 });
+  const r = new Ring(mem, 0, 'rx', 0, () => undefined);
+  const buf = (i: number): number => RING.slot + 8 * SLOT_SIZE + (2 + i) * 256;
+  const now = Number(process.hrtime.bigint()) - 1e6; // CLOCK_MONOTONIC, as ping stamps: 1 ms ago
+  const sec = Math.floor(now / 1e9);
+  const stamp = (i: number, s: number, ns: number, len = 60): void => {
+    dv.setUint32(buf(i) + 46, s, true);
+    dv.setUint32(buf(i) + 50, ns, true);
+    dv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.len, len, true);
+  };
+  stamp(0, sec, now - sec * 1e9); // a reply
+  stamp(1, sec + 1000, 0); // stamped in the future
+  stamp(2, sec, 0xffffffff); // nanoseconds past 1e9
+  stamp(3, sec, now - sec * 1e9, 20); // too short for a stamp
+  stamp(4, sec, now - sec * 1e9, 9000); // longer than its buffer
+  stamp(5, sec, now - sec * 1e9);
+  dv.setUint32(RING.slot + 5 * SLOT_SIZE + SLOT.buf_idx, 1e9, true); // no buffer
+  const stats = new RttStats();
+  const notReplies = readPingReplies(r, dv, 42, stats);
+  t.is(stats.count, 1, 'only the reply timed');
+  t.is(notReplies, 5, 'the others counted');
+  t.true(stats.min >= 1e6 && stats.min < 60e9, `RTT ${stats.min} ns`);
+  t.is(r.head, 6, 'every slot released');
+  t.is(r.cur, 6);
 });
 
 test('pipe benchmark reference loop: every frame crosses between two processes, in order, intact', async (t) => {
