@@ -13,7 +13,7 @@ import { verifyFrameChecksums } from '../fixtures/frame-check.js';
 import { RING, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
 import { CTR, PONG_DROP, PONG_DROP_KINDS, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
 import { pipeBench } from '../../tools/addon.js';
-import { readPingReplies } from '../../tools/pkt-gen/threads.js';
+import { dumpSlots, readPingReplies } from '../../tools/pkt-gen/threads.js';
 import { RttStats } from '../../tools/pkt-gen/report.js';
 import { Ring, RingError } from '../../src/netmap/ring.js';
 import { pipePath } from '../../src/backends/pipe.js';
@@ -226,6 +226,24 @@ test("ping's reply loop: only frames a ping stamped are timed, the others counte
   t.true(stats.min >= 1e6 && stats.min < 60e9, `RTT ${stats.min} ns`);
   t.is(r.head, 6, 'every slot released');
   t.is(r.cur, 6);
+});
+
+// -X prints the slots a batch took, from the head before it to the head
+// after, read back from the ring: where the peer wrote that out of range,
+// the walk never reached it.
+test('-X dump: a head written out of range after the batch ends it with an error, not an endless walk', (t) => {
+  const { mem } = fakeRegion();
+  const r = new Ring(mem, 0, 'rx', 0, () => undefined);
+  const next = r.next.bind(r);
+  let steps = 0;
+  Object.defineProperty(r, 'next', {
+    value: (i: number): number => {
+      if (++steps > 1000) throw new Error('1000 slots walked: an endless walk');
+      return next(i);
+    },
+  });
+  t.throws(() => dumpSlots(r, 0, 0xfffffff0), { instanceOf: RingError, message: /head 4294967280 outside the ring/ });
+  t.is(steps, 0);
 });
 
 test('pipe benchmark reference loop: every frame crosses between two processes, in order, intact', async (t) => {

@@ -375,7 +375,15 @@ function txPending(rings: readonly Ring[]): boolean {
   return false;
 }
 
-function dumpSlots(r: Ring, from: number, to: number): void {
+/**
+ * -X: print slots [from, to) of `r`. `to` is the head read after a batch:
+ * a pipe peer that wrote it out of range would make the walk endless, so
+ * it is checked (RingError) first.
+ */
+export function dumpSlots(r: Ring, from: number, to: number): void {
+  if (from >= r.numSlots || to >= r.numSlots) {
+    throw new RingError(`${r.label}: head ${to} outside the ring (${r.numSlots} slots): the ring was changed by someone else`);
+  }
   let out = '';
   for (let i = from; i !== to; i = r.next(i)) out += dumpPayload(ringPointer(r.offset), i, r.bufIdx(i), r.flags(i), r.frame(i));
   if (out) process.stdout.write(out);
