@@ -523,6 +523,7 @@ test('two pongs on vale0 do not echo a frame from a group source MAC to each oth
       });
       port.rxsync();
     }
+    port.close();
     t.deepEqual(toGroup, [], 'no echo of the forged frame reached this port');
     pongs.forEach((p) => p.kill('SIGINT'));
     const rs = await Promise.all(pongs.map((p) => p.done));
