@@ -757,17 +757,27 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
 // ---------------------------------------------------------------------------
 // Pong: echo what arrived, MACs (and IPv4 addresses) swapped.
 
-// pongEcho(memory, rxRingOffset, txRingOffset, max) -> frames echoed. Every
-// frame available (up to max) is consumed; those that find no tx room or do
-// not fit a tx buffer are dropped, as pkt-gen's pong does.
+// Why pongEcho did not echo a frame it consumed: indices into its `drops`.
+enum PongDrop : uint32_t { PONG_NO_ROOM = 0, PONG_BAD_SLOT = 1, PONG_GROUP_SOURCE = 2, PONG_DROP_KINDS = 3 };
+
+// pongEcho(memory, rxRingOffset, txRingOffset, max, drops?) -> frames echoed.
+// Every frame available (up to max) is consumed; those not echoed are
+// counted in drops (a Float64Array, by PongDrop): no tx room, a slot that
+// holds no Ethernet frame inside the region (bad buffer index or length),
+// or a frame whose source MAC is a group address: its echo would go to
+// that group, i.e. flood the switch, and two pongs would echo one such
+// forged frame to each other for ever.
 Napi::Value PongEcho(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::ArrayBuffer mem = arg_buffer(info, 0);
   if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber())
-    throw Napi::TypeError::New(env, "pongEcho(memory, rxRingOffset, txRingOffset, max)");
+    throw Napi::TypeError::New(env, "pongEcho(memory, rxRingOffset, txRingOffset, max, drops?)");
   RingView rx = view_ring(env, mem, info[1].As<Napi::Number>().DoubleValue());
   RingView tx = view_ring(env, mem, info[2].As<Napi::Number>().DoubleValue());
   const uint32_t max = arg_u32(info, 3, "max");
+  Counters drops;
+  if (info.Length() > 4 && !info[4].IsUndefined()) drops.bind(env, info[4], PONG_DROP_KINDS);
+  double dropped[PONG_DROP_KINDS] = {};
   uint32_t rh = rx.head();
   const uint32_t rt = rx.tail();
   uint32_t th = tx.head();
@@ -784,17 +794,32 @@ Napi::Value PongEcho(const Napi::CallbackInfo &info) {
     const uint32_t sidx = load_relaxed(&s->buf_idx);
     const uint32_t len = load16(&s->len);
     rh = ring_next(rh, rx.n);
-    if (room == 0 || !rx.buf_ok(sidx) || len > rx.buf_size || len > tx.buf_size || len < 14) continue;
+    if (!rx.buf_ok(sidx) || len > rx.buf_size || len > tx.buf_size || len < 14) {
+      dropped[PONG_BAD_SLOT] += 1;
+      continue;
+    }
+    const uint8_t *src = rx.buf(sidx);
+    // the MACs read once: the echo's destination is the source checked here
+    uint8_t eth[12];
+    std::memcpy(eth, src, 12);
+    if (eth[6] & 1) {
+      dropped[PONG_GROUP_SOURCE] += 1;
+      continue;
+    }
+    if (room == 0) {
+      dropped[PONG_NO_ROOM] += 1;
+      continue;
+    }
     netmap_slot *d = &tx.slots[th];
     const uint32_t didx = load_relaxed(&d->buf_idx);
-    if (!tx.buf_ok(didx)) continue;
-    const uint8_t *src = rx.buf(sidx);
+    if (!tx.buf_ok(didx)) {
+      dropped[PONG_BAD_SLOT] += 1;
+      continue;
+    }
     uint8_t *dst = tx.buf(didx);
-    if (src != dst) std::memmove(dst, src, len);
-    uint8_t mac[6];
-    std::memcpy(mac, dst, 6);
-    std::memmove(dst, dst + 6, 6);
-    std::memcpy(dst + 6, mac, 6);
+    if (src != dst) std::memmove(dst + 12, src + 12, len - 12);
+    std::memcpy(dst, eth + 6, 6);
+    std::memcpy(dst + 6, eth, 6);
     if (len >= 34 && get16(dst + 12) == 0x0800) {
       uint8_t ip[4];
       std::memcpy(ip, dst + 26, 4);
@@ -809,6 +834,8 @@ Napi::Value PongEcho(const Napi::CallbackInfo &info) {
   }
   rx.publish(rh);
   if (sent) tx.publish(th);
+  if (drops.d)
+    for (uint32_t k = 0; k < PONG_DROP_KINDS; k++) drops.d[k] += dropped[k];
   return Napi::Number::New(env, sent);
 }
 

@@ -124,9 +124,13 @@ const D_MSGS: Record<string, RegExp[]> = {
     /^k: -?\d+ \.\. -?\d+$/,
     /^RTT over \d+ packets: min -?\d+ av \d+ ns$/,
     /^RTT percentiles: p50 \d+ p99 \d+ p99\.9 \d+ ns$/,
+    /^ignored \d+ frames that were no reply \(too short, bad slot or a timestamp no ping wrote\)$/,
     /^poll error on queue \d+: timeout$/,
   ],
-  pong_body: [/^poll error on queue \d+: timeout$/],
+  pong_body: [
+    /^poll error on queue \d+: timeout$/,
+    /^did not echo \d+ frames: \d+ found no tx room, \d+ bad slots, \d+ from a group source MAC \(the echo would flood the switch\)$/,
+  ],
 };
 const STDOUT_LINES = [
   /^(Sending on|Receiving from|Working on) \S+: \d+ queues, \d+ threads and \d+ cpus\.$/,
@@ -433,6 +437,44 @@ test('ping -n N against pong -n N over a pipe: exactly N round trips, the last r
   t.deepEqual(badLines(rq), []);
 });
 
+// A pipe peer (or any client of the switch) answering ping with frames it
+// forged: too short for a stamp, stamped in the future, nanoseconds past 1e9.
+// ping timed each as a round trip (about 2^32 s for the last two), swamping
+// the mean; now only the true replies are timed and the rest counted.
+test('ping against a peer that forges replies: only true replies are timed, the rest counted', async (t) => {
+  const name = `vale0:${uname('h')}`;
+  const peer = await open(`${name}}0`);
+  t.teardown(() => peer.close());
+  const ping = run(['-i', `${name}{0`, '-f', 'ping', '-n', '3']);
+  t.teardown(() => ping.kill('SIGKILL'));
+  for (;;) {
+    const ev = await peer.poll();
+    const reqs: Uint8Array[] = [];
+    peer.dispatch(64, (f) => {
+      reqs.push(f.slice());
+    });
+    peer.rxsync();
+    for (const q of reqs) {
+      const future = q.slice();
+      new DataView(future.buffer).setUint32(46, new DataView(q.buffer).getUint32(46, true) + 1000, true);
+      const badNs = q.slice();
+      new DataView(badNs.buffer).setUint32(50, 0xffffffff, true);
+      // all in one sync, the true reply last: ping reads the four together
+      for (const f of [q.subarray(0, 20), future, badNs, q]) t.true(peer.inject(f));
+      peer.txsync();
+    }
+    if (!ev.rx && ev.hup) break;
+  }
+  const r = await ping.done;
+  t.is(r.code, 0, r.stderr);
+  const m = /ping_body \[\d+\] RTT over (\d+) packets: min (\d+) av (\d+) ns/.exec(r.stderr);
+  t.truthy(m, r.stderr);
+  t.is(Number(m![1]), 3, 'three round trips timed');
+  t.true(Number(m![3]) < 60e9, `mean RTT ${m![3]} ns`);
+  t.regex(r.stderr, /ping_body \[\d+\] ignored 9 frames that were no reply/);
+  t.deepEqual(badLines(r), []);
+});
+
 test('ping/pong through vale0', async (t) => {
   const socket = sockPath();
   const srv = await ValeServer.listen({ socket });
@@ -449,6 +491,49 @@ test('ping/pong through vale0', async (t) => {
   } finally {
     srv.close();
   }
+});
+
+// Two pongs on a switch and one forged frame from a group source MAC: each
+// echo went to that group, so the switch flooded it to the other pong, which
+// echoed it back, for ever (and to every other port at each lap). Now pong
+// does not echo such a frame, and says so when it ends.
+test('two pongs on vale0 do not echo a frame from a group source MAC to each other', async (t) => {
+  await withVale0(async (env, _sw, left) => {
+    const names = [`vale0:${uname('pa')}`, `vale0:${uname('pb')}`];
+    const pongs = names.map((n) => run(['-i', n, '-f', 'pong'], env));
+    t.teardown(() => pongs.forEach((p) => p.kill('SIGKILL')));
+    await Promise.all(pongs.map((p) => p.waitFor(/Ready/)));
+    const me = `vale0:${uname('pm')}`;
+    const port = await open(me, { socket: env['VALE_TS_SOCKET']! });
+    t.teardown(() => port.close());
+    const myMac = '02:00:00:00:00:07';
+    const frame = (src: string): Uint8Array =>
+      buildFrame({ srcMac: src, dstMac: 'ff:ff:ff:ff:ff:ff', srcIp: '10.0.0.7', dstIp: '10.0.0.8', srcPort: 9, dstPort: 9, len: 60 });
+    // the forged frame first, then a ping from this port that both answer
+    t.true(port.inject(frame('ff:ff:ff:ff:ff:ff')));
+    t.true(port.inject(frame(myMac)));
+    port.txsync();
+    let answers = 0;
+    const toGroup: string[] = [];
+    while (answers < 2) {
+      await port.poll();
+      port.dispatch(64, (f) => {
+        if (f[0]! & 1) toGroup.push(Buffer.from(f.subarray(0, 12)).toString('hex'));
+        else answers++;
+      });
+      port.rxsync();
+    }
+    port.close();
+    t.deepEqual(toGroup, [], 'no echo of the forged frame reached this port');
+    pongs.forEach((p) => p.kill('SIGINT'));
+    const rs = await Promise.all(pongs.map((p) => p.done));
+    await Promise.all(names.map((n) => left.of(n)));
+    for (const r of rs) {
+      t.is(r.code, 0, r.stderr);
+      t.regex(r.stderr, /pong_body \[\d+\] did not echo 1 frames: 0 found no tx room, 0 bad slots, 1 from a group source MAC/);
+      t.deepEqual(badLines(r), []);
+    }
+  });
 });
 
 test('worker threads: the thread body in a worker gives the same counts', async (t) => {

@@ -11,8 +11,11 @@ import path from 'node:path';
 import { buildFrame } from '../../tools/pkt-gen/frame.js';
 import { verifyFrameChecksums } from '../fixtures/frame-check.js';
 import { RING, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
-import { CTR, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
+import { CTR, PONG_DROP, PONG_DROP_KINDS, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
 import { pipeBench } from '../../tools/addon.js';
+import { dumpSlots, readPingReplies } from '../../tools/pkt-gen/threads.js';
+import { RttStats } from '../../tools/pkt-gen/report.js';
+import { Ring, RingError } from '../../src/netmap/ring.js';
 import { pipePath } from '../../src/backends/pipe.js';
 import { parsePortName } from '../../src/netmap/name.js';
 
@@ -129,6 +132,118 @@ test('native loops refuse hostile ring headers and slots, never touching memory 
   t.is(pktgenNative.pongEcho(pm, 0, 16384, 512), 2, 'slots 1 (bad index) and 2 (too long) dropped');
   t.is(pdv.getUint32(RING.head, true), 4, 'every rx slot consumed');
   t.is(pdv.getUint32(16384 + RING.head, true), 2);
+});
+
+// A forged frame with a group source MAC (here broadcast) becomes, once its
+// MACs are swapped, a frame to that group: the switch floods it to every
+// port, so two pongs echo it to each other for ever. Such a frame and every
+// other one pong consumes without echoing are counted by reason.
+test('pong: a frame from a group source MAC is not echoed; every frame not echoed is counted by reason', (t) => {
+  const pm = fakeRegion({ tail: 5 }).mem;
+  const pdv = new DataView(pm);
+  fakeRegion({ tail: 2, bufOfs: 1024 }, 16384, pm); // tx: room for 2 frames (head 0, tail 2)
+  const rxBuf = (i: number): number => RING.slot + 8 * SLOT_SIZE + (2 + i) * 256;
+  const put = (i: number, dst: string, src: string, len = 60): void => {
+    const f = buildFrame({ srcMac: src, dstMac: dst, srcIp: '10.0.0.1', dstIp: '10.1.0.1', srcPort: 1234, dstPort: 1234, len: 60 });
+    new Uint8Array(pm, rxBuf(i), 60).set(f);
+    pdv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.len, len, true);
+  };
+  put(0, 'ff:ff:ff:ff:ff:ff', 'ff:ff:ff:ff:ff:ff'); // broadcast source: would flood back
+  put(1, '02:00:00:00:00:01', '01:00:5e:00:00:01'); // multicast source
+  put(2, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:02'); // a ping: echoed
+  put(3, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:03', 13); // shorter than an Ethernet header
+  put(4, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:04'); // echoed: then the tx ring is full
+  const drops = new Float64Array(PONG_DROP_KINDS);
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops), 2);
+  const txFrame = (i: number): Uint8Array => new Uint8Array(pm, 16384 + 1024 + (2 + i) * 256, 60);
+  for (const i of [0, 1]) t.is(txFrame(i)[0]! & 1, 0, `echo ${i} goes to one station, not a group`);
+  t.deepEqual([...txFrame(0).subarray(0, 12)], [2, 0, 0, 0, 0, 2, 255, 255, 255, 255, 255, 255], 'MACs swapped');
+  t.deepEqual([...txFrame(1).subarray(0, 6)], [2, 0, 0, 0, 0, 4]);
+  t.is(pdv.getUint32(RING.head, true), 5, 'every rx slot consumed');
+  t.is(pdv.getUint32(16384 + RING.head, true), 2);
+  t.deepEqual([...drops], [0, 1, 2], 'no room 0, bad slot 1, group source 2');
+  t.is(drops[PONG_DROP.GROUP_SOURCE], 2);
+  // one more frame with the tx ring full: counted as no room
+  pdv.setUint32(16384 + RING.tail, 2, true);
+  pdv.setUint32(RING.tail, 6, true);
+  put(5, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:05');
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops), 0);
+  t.deepEqual([...drops], [1, 1, 2]);
+});
+
+// ---------------------------------------------------------------------------
+// ping's reply loop (TypeScript) against a ring written by someone hostile:
+// a pipe peer maps the whole region, this ring's head and tail included.
+
+/** `r`'s field `name` read from the region, failing the test once it was read `limit` times (an endless loop). */
+function countReads(r: Ring, dv: DataView, name: 'head' | 'tail', ofs: number, limit = 1000): void {
+  let reads = 0;
+  Object.defineProperty(r, name, {
+    get: () => {
+      if (++reads > limit) throw new Error(`${name} read ${limit} times: an endless loop`);
+      return dv.getUint32(ofs, true);
+    },
+    set: (v: number) => dv.setUint32(ofs, v, true),
+  });
+}
+
+test("ping's reply loop: a head or tail out of range ends it with an error, not an endless loop", (t) => {
+  for (const [field, ofs] of [['tail', RING.tail], ['head', RING.head]] as const) {
+    const { mem, dv } = fakeRegion({ tail: 3 });
+    const r = new Ring(mem, 0, 'rx', 0, () => undefined);
+    // written by the peer after ping's rxsync set it right
+    dv.setUint32(ofs, 0xfffffff0, true);
+    countReads(r, dv, 'head', RING.head);
+    countReads(r, dv, 'tail', RING.tail);
+    const stats = new RttStats();
+    t.throws(() => readPingReplies(r, dv, 42, stats), { instanceOf: RingError, message: new RegExp(`${field} 4294967280 .*outside the ring`) }, field);
+    t.is(stats.count, 0);
+  }
+});
+
+test("ping's reply loop: only frames a ping stamped are timed, the others counted", (t) => {
+  const { mem, dv } = fakeRegion({ tail: 6 });
+  const r = new Ring(mem, 0, 'rx', 0, () => undefined);
+  const buf = (i: number): number => RING.slot + 8 * SLOT_SIZE + (2 + i) * 256;
+  const now = Number(process.hrtime.bigint()) - 1e6; // CLOCK_MONOTONIC, as ping stamps: 1 ms ago
+  const sec = Math.floor(now / 1e9);
+  const stamp = (i: number, s: number, ns: number, len = 60): void => {
+    dv.setUint32(buf(i) + 46, s, true);
+    dv.setUint32(buf(i) + 50, ns, true);
+    dv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.len, len, true);
+  };
+  stamp(0, sec, now - sec * 1e9); // a reply
+  stamp(1, sec + 1000, 0); // stamped in the future
+  stamp(2, sec, 0xffffffff); // nanoseconds past 1e9
+  stamp(3, sec, now - sec * 1e9, 20); // too short for a stamp
+  stamp(4, sec, now - sec * 1e9, 9000); // longer than its buffer
+  stamp(5, sec, now - sec * 1e9);
+  dv.setUint32(RING.slot + 5 * SLOT_SIZE + SLOT.buf_idx, 1e9, true); // no buffer
+  const stats = new RttStats();
+  const notReplies = readPingReplies(r, dv, 42, stats);
+  t.is(stats.count, 1, 'only the reply timed');
+  t.is(notReplies, 5, 'the others counted');
+  t.true(stats.min >= 1e6 && stats.min < 60e9, `RTT ${stats.min} ns`);
+  t.is(r.head, 6, 'every slot released');
+  t.is(r.cur, 6);
+});
+
+// -X prints the slots a batch took, from the head before it to the head
+// after, read back from the ring: where the peer wrote that out of range,
+// the walk never reached it.
+test('-X dump: a head written out of range after the batch ends it with an error, not an endless walk', (t) => {
+  const { mem } = fakeRegion();
+  const r = new Ring(mem, 0, 'rx', 0, () => undefined);
+  const next = r.next.bind(r);
+  let steps = 0;
+  Object.defineProperty(r, 'next', {
+    value: (i: number): number => {
+      if (++steps > 1000) throw new Error('1000 slots walked: an endless walk');
+      return next(i);
+    },
+  });
+  t.throws(() => dumpSlots(r, 0, 0xfffffff0), { instanceOf: RingError, message: /head 4294967280 outside the ring/ });
+  t.is(steps, 0);
 });
 
 test('pipe benchmark reference loop: every frame crosses between two processes, in order, intact', async (t) => {

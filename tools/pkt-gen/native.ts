@@ -39,6 +39,18 @@ export const CTR = {
 /** Length of a thread's counter array. */
 export const CTR_LEN = 16;
 
+/** Why {@link NativePktgen.pongEcho} did not echo a frame: indices into its `drops`. */
+export const PONG_DROP = {
+  /** the tx ring was full */
+  NO_ROOM: 0,
+  /** the rx slot held no Ethernet frame inside the region (bad buffer index, length under 14 or over a buffer), or the tx slot a bad buffer index */
+  BAD_SLOT: 1,
+  /** the source MAC was a group address: the echo would flood the switch (and two pongs would echo it to each other for ever) */
+  GROUP_SOURCE: 2,
+} as const;
+/** Length of pongEcho's `drops`. */
+export const PONG_DROP_KINDS = 3;
+
 /** Kinds of rx events reported by {@link NativeRxCounter.rxCount}. */
 export const RX_EVENT = { GAP: 1, OUT_OF_ORDER: 2, FRAGS: 3 } as const;
 
@@ -123,8 +135,13 @@ export interface NativeRxCounter {
 export interface NativePktgen {
   PktgenTx: new (template: Uint8Array, opts: TxGenSpec & { stats: Float64Array }) => NativeTxGen;
   PktgenRx: new (opts: { stats: Float64Array; events?: Uint32Array; seq?: boolean; hdrLen?: number }) => NativeRxCounter;
-  /** Echo every frame of an rx ring into a tx ring with MACs (and IPv4 addresses) swapped; returns frames echoed. */
-  pongEcho(memory: ArrayBuffer, rxRingOffset: number, txRingOffset: number, max: number): number;
+  /**
+   * Echo every frame of an rx ring into a tx ring with MACs (and IPv4
+   * addresses) swapped; returns frames echoed. Each frame consumed but not
+   * echoed is added to `drops` (at least {@link PONG_DROP_KINDS} elements),
+   * at its {@link PONG_DROP} reason.
+   */
+  pongEcho(memory: ArrayBuffer, rxRingOffset: number, txRingOffset: number, max: number, drops?: Float64Array): number;
   /** Pin the calling thread to one CPU (sched_setaffinity). */
   setAffinity(cpu: number): void;
 }

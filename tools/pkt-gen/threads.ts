@@ -14,9 +14,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Ring } from '../../src/index.js';
-import { Port, SwitchGoneError } from '../../src/index.js';
+import { Port, RingError, SwitchGoneError } from '../../src/index.js';
 import { dumpPayload, ringPointer } from './dump.js';
-import { CTR, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
+import { CTR, PONG_DROP, PONG_DROP_KINDS, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
 import { native } from '../../src/netmap/addon.js';
 import { requestShortSlice } from '../../src/netmap/sched.js';
 import type { PktGenFunction } from './options.js';
@@ -29,6 +29,8 @@ export const XLINE = {
   OUCH_CANNOT_SEND: 1548,
   RXSEQ_FRAGS: 2212,
   AFFINITY: 642,
+  PONG_NOT_ECHOED: 1720,
+  PING_NOT_REPLIES: 1640,
 } as const;
 
 /** Everything a thread needs, structured-clone-able (sent to workers as is). */
@@ -373,7 +375,15 @@ function txPending(rings: readonly Ring[]): boolean {
   return false;
 }
 
-function dumpSlots(r: Ring, from: number, to: number): void {
+/**
+ * -X: print slots [from, to) of `r`. `to` is the head read after a batch:
+ * a pipe peer that wrote it out of range would make the walk endless, so
+ * it is checked (RingError) first.
+ */
+export function dumpSlots(r: Ring, from: number, to: number): void {
+  if (from >= r.numSlots || to >= r.numSlots) {
+    throw new RingError(`${r.label}: head ${to} outside the ring (${r.numSlots} slots): the ring was changed by someone else`);
+  }
   let out = '';
   for (let i = from; i !== to; i = r.next(i)) out += dumpPayload(ringPointer(r.offset), i, r.bufIdx(i), r.flags(i), r.frame(i));
   if (out) process.stdout.write(out);
@@ -598,6 +608,46 @@ function pingOffset(cfg: ThreadConfig): number {
   return cfg.hdrLen + 42;
 }
 
+/**
+ * ping: time every reply in ring `r` (head to tail) into `stats` and
+ * release them; returns how many frames were no reply (too short, a bad
+ * slot, or a stamp no ping wrote) and went untimed. `dv` views the port's
+ * region, `off` is where ping put its sequence number and stamp in the
+ * frame. Throws RingError when head or tail lies outside the ring.
+ */
+export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttStats): number {
+  // head and tail read once and checked: a pipe peer maps this ring too,
+  // and one it wrote out of range never met the other (an endless loop)
+  let h = r.head;
+  const tail = r.tail;
+  if (h >= r.numSlots || tail >= r.numSlots) {
+    throw new RingError(`${r.label}: head ${h} / tail ${tail} outside the ring (${r.numSlots} slots): the ring was changed by someone else`);
+  }
+  if (h === tail) return 0;
+  let notReplies = 0;
+  for (; h !== tail; h = r.next(h)) {
+    const idx = r.bufIdx(h);
+    const len = r.len(h);
+    let rtt = -1;
+    if (idx >= 2 && idx < r.bufLimit && len >= off + 12 && len <= r.bufSize) {
+      // A stamp is CLOCK_MONOTONIC (the seconds cut to 32 bits: 136 years
+      // of uptime), so a reply's lies in [0, now]. One in the future, or
+      // with nanoseconds past 1e9, no ping wrote: its "round trip" of
+      // about 2^32 s swamped the mean.
+      const o = r.bufOffsetOf(idx);
+      const t = clockNs();
+      const ns = dv.getUint32(o + off + 8, true);
+      const stamp = dv.getUint32(o + off + 4, true) * 1e9 + ns;
+      if (ns < 1e9 && stamp <= t) rtt = t - stamp;
+    }
+    if (rtt >= 0) stats.record(rtt);
+    else notReplies++;
+  }
+  r.head = h;
+  r.cur = h;
+  return notReplies;
+}
+
 async function pingBody(c: Ctx): Promise<void> {
   const { cfg, port, counters: ctr } = c;
   c.pin();
@@ -613,6 +663,8 @@ async function pingBody(c: Ctx): Promise<void> {
   const spin = c.pingSpin;
   let sent = 0;
   let events = 0;
+  /** frames received that were no reply: not timed */
+  let notReplies = 0;
   let lastPrint = now();
   const pollErr = new RateLimitedLog(1000);
   ctr[CTR.TIC] = now();
@@ -681,21 +733,7 @@ async function pingBody(c: Ctx): Promise<void> {
       }
     }
     spin.note(now() - t0);
-    for (const r of rings) {
-      while (r.head !== r.tail) {
-        const h = r.head;
-        const o = r.bufOffset(h);
-        const len = r.len(h);
-        if (len >= off + 12 && o + off + 12 <= c.mem.byteLength) {
-          const t = clockNs();
-          // the seconds were cut to 32 bits when stamped: compare modulo 2^32 s
-          const dSec = (Math.floor(t / 1e9) - dv.getUint32(o + off + 4, true)) >>> 0;
-          const d = dSec * 1e9 + ((t % 1e9) - dv.getUint32(o + off + 8, true));
-          stats.record(d < 0 ? d + 4294967296e9 : d);
-        }
-        r.advance(1);
-      }
-    }
+    for (const r of rings) notReplies += readPingReplies(r, dv, off, stats);
     c.sync(rings);
     if (now() - lastPrint >= 1000) {
       const [countLine, histLine] = stats.intervalMessages();
@@ -710,6 +748,7 @@ async function pingBody(c: Ctx): Promise<void> {
     D('ping_body', LINE.PING_RTT_OVER, stats.finalMessage());
     D('ping_body', LINE.PING_RTT_OVER, stats.percentilesMessage());
   }
+  if (notReplies > 0) D('ping_body', XLINE.PING_NOT_REPLIES, `ignored ${notReplies} frames that were no reply (too short, bad slot or a timestamp no ping wrote)`);
 }
 
 async function pongBody(c: Ctx): Promise<void> {
@@ -720,6 +759,7 @@ async function pongBody(c: Ctx): Promise<void> {
   const rings = port.rxRings;
   const n = cfg.count;
   const pollErr = new RateLimitedLog(1000);
+  const drops = new Float64Array(PONG_DROP_KINDS);
   let sent = 0;
   ctr[CTR.TIC] = now();
   // as ping: nothing allocated per round trip
@@ -750,7 +790,7 @@ async function pongBody(c: Ctx): Promise<void> {
     }
     c.sync(txOnly);
     let m = 0;
-    for (const r of rings) m += pktgenNative.pongEcho(c.mem, r.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff);
+    for (const r of rings) m += pktgenNative.pongEcho(c.mem, r.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff, drops);
     sent += m;
     c.sync(txOnly);
     c.sync(rings);
@@ -766,6 +806,15 @@ async function pongBody(c: Ctx): Promise<void> {
     c.sync(txOnly);
   }
   ctr[CTR.TOC] = now();
+  const notEchoed = drops[PONG_DROP.NO_ROOM]! + drops[PONG_DROP.BAD_SLOT]! + drops[PONG_DROP.GROUP_SOURCE]!;
+  if (notEchoed > 0) {
+    D(
+      'pong_body',
+      XLINE.PONG_NOT_ECHOED,
+      `did not echo ${notEchoed} frames: ${drops[PONG_DROP.NO_ROOM]} found no tx room, ${drops[PONG_DROP.BAD_SLOT]} bad slots, ` +
+        `${drops[PONG_DROP.GROUP_SOURCE]} from a group source MAC (the echo would flood the switch)`,
+    );
+  }
 }
 
 /**
