@@ -1,5 +1,6 @@
 #include "core/pipe.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -8,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
+#include <string_view>
 #include <utility>
 
 #include "core/shm_atomic.h"
@@ -57,6 +60,50 @@ Result<unique_fd> open_doorbell(const std::string &fifo, const std::string &regi
   return fd;
 }
 
+// The region and its doorbells go, doorbells first: an opener that finds
+// the region path gone (or another inode there) starts over and makes new
+// doorbells, while one that found our old FIFOs beside a new region would
+// ring bells its peer never opens. Called with the region's flock held.
+void unlink_region(const std::string &path) {
+  unlink((path + ".m").c_str());
+  unlink((path + ".s").c_str());
+  unlink(path.c_str());
+}
+
+// Pipes whose ends are both gone without closing (killed, or exited with
+// the end still open) leave their files: netmap's pipes go with their
+// processes, and a region of traffic-touched buffers is tmpfs memory until
+// someone removes it. A creator removes the ones in its directory that no
+// end holds (no end lock; flock free, so nobody is opening or closing it),
+// of its own uid. An opener racing with this finds the path gone or
+// replaced after its flock and starts over, as after a last close.
+void sweep_stale(const std::string &path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return;
+  const std::string dir = slash == 0 ? "/" : path.substr(0, slash);
+  const std::string self = path.substr(slash + 1);
+  std::unique_ptr<DIR, int (*)(DIR *)> d(opendir(dir.c_str()), closedir);
+  if (!d) return;
+  const size_t plen = std::strlen(PIPE_FILE_PREFIX);
+  while (const dirent *e = readdir(d.get())) {
+    const std::string name = e->d_name;
+    if (name.compare(0, plen, PIPE_FILE_PREFIX) != 0 || name == self) continue;
+    const std::string_view nv(name);
+    if (nv.ends_with(".m") || nv.ends_with(".s")) continue;  // a doorbell: goes with its region
+    const std::string full = dir + "/" + name;
+    unique_fd fd(::open(full.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) continue;
+    struct stat a, b;
+    if (fstat(fd.get(), &a) < 0 || !S_ISREG(a.st_mode) || a.st_uid != geteuid()) continue;
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) continue;
+    bool held0 = true, held1 = true;
+    if (!ofd_lock(fd.get(), F_WRLCK, 0, true, &held0) || !ofd_lock(fd.get(), F_WRLCK, 1, true, &held1)) continue;
+    if (held0 || held1) continue;
+    if (::stat(full.c_str(), &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) continue;
+    unlink_region(full);
+  }
+}
+
 }  // namespace
 
 PipeEnd::PipeEnd(std::string path, uint32_t end, unique_fd fd, mapping map, const Layout &layout, bool created,
@@ -99,7 +146,8 @@ Result<PipeEnd> PipeEnd::open(const std::string &path, uint32_t end, const Layou
     bool created = false;
     if (!peer_held) {
       // nobody is attached: start from a fresh region (a stale one from a
-      // crashed pair is simply replaced)
+      // crashed pair is simply replaced), and remove other crashed pairs'
+      sweep_stale(path);
       if (ftruncate(fd.get(), 0) < 0 || ftruncate(fd.get(), static_cast<off_t>(want.size)) < 0)
         return sys_fail("ftruncate", "cannot size pipe region " + path + " to " + std::to_string(want.size) + " bytes");
       auto m = mapping::map_shared(fd.get(), want.size, "cannot map pipe region " + path);
@@ -181,11 +229,7 @@ void PipeEnd::close() {
   (void)fcntl(fd_.get(), F_OFD_SETLK, &fl);
   bool peer_held = true;
   (void)ofd_lock(fd_.get(), F_WRLCK, 1 - end_, true, &peer_held);
-  if (!peer_held) {
-    unlink(path_.c_str());
-    unlink((path_ + ".m").c_str());
-    unlink((path_ + ".s").c_str());
-  }
+  if (!peer_held) unlink_region(path_);
   (void)flock_retry(fd_.get(), LOCK_UN);
   fd_.reset();
   my_bell_.reset();

@@ -27,6 +27,10 @@ struct PipeStats {
   uint64_t peer_errors = 0;    // index words the peer published out of range: ignored
 };
 
+// A pipe's region file is DIR/PIPE_FILE_PREFIX + the pipe's escaped name
+// (DIR: NETMAP_PIPE_DIR, default /dev/shm); its doorbells add .m and .s.
+inline constexpr char PIPE_FILE_PREFIX[] = "netmap-pipe-";
+
 class PipeEnd {
  public:
   // Opens end `end` (0 master, 1 slave) of the pipe whose region lives at

@@ -638,7 +638,7 @@ std::string pipe_path(const std::string &nr_name, std::string *id_out) {
     }
   }
   const char *dir = std::getenv("NETMAP_PIPE_DIR");
-  return std::string(dir && *dir ? dir : "/dev/shm") + "/netmap-pipe-" + enc;
+  return std::string(dir && *dir ? dir : "/dev/shm") + "/" + PIPE_FILE_PREFIX + enc;
 }
 
 // ---- registration -------------------------------------------------------

@@ -2,9 +2,10 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { existsSync, mkdirSync, rmdirSync, writeFileSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
+import os from 'node:os';
 import { open } from '../../src/netmap/open.js';
-import { PIPE_DEFAULT_SLOTS, pipeDefaultSlots, pipePath } from '../../src/backends/pipe.js';
+import { PIPE_DEFAULT_SLOTS, pipeDefaultSlots, pipeDir, pipePath } from '../../src/backends/pipe.js';
 import { DEFAULT_SLOTS, MAX_SLOTS } from '../../src/netmap/abi.js';
 import { parsePortName } from '../../src/netmap/name.js';
 
@@ -257,4 +258,37 @@ test('without checkSlots a bad slot reaches the other side, which drops and coun
   t.throws(() => m.txsync(), { message: /outside the user's part/ }, 'head/cur checks always run');
   m.close();
   s.close();
+});
+
+test('a pipe whose ends both died without closing leaves no files once another pipe is made: a live end\'s files stay', async (t) => {
+  // a directory of its own, so what is swept is only what this test made
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pipe-sweep-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const env = { ...process.env, NETMAP_PIPE_DIR: dir };
+  const openJs = JSON.stringify(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'netmap', 'open.js'));
+  const node = (script: string): Promise<number | null> =>
+    new Promise((resolve) => {
+      const c = spawn(process.execPath, ['--input-type=module', '-e', script], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+      c.on('close', (code) => resolve(code));
+    });
+  const files = (): string[] => readdirSync(dir).sort();
+  const name = pname();
+  // both ends in one process that exits without closing them (as a killed one would)
+  t.is(await node(`import { open } from ${openJs}; const a = await open('${name}{1'); const b = await open('${name}}1'); a.inject(new Uint8Array(60)); a.txsync(); process.exit(0);`), 0);
+  const dead = pipePath(parsePortName(`${name}{1`)).replace(pipeDir(), dir);
+  t.deepEqual(files(), [path.basename(dead), path.basename(dead) + '.m', path.basename(dead) + '.s'], 'the dead pair left its files');
+  // one end alive in another process (its peer never came): not stale
+  const live = spawn(process.execPath, [peer, `${name}{2`, 'tx', '1', 'linger'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => live.kill('SIGKILL'));
+  await new Promise<void>((res) => live.stdout.once('data', () => res()));
+  const liveFile = path.basename(pipePath(parsePortName(`${name}{2`)));
+  t.true(files().includes(liveFile));
+  // making another pipe sweeps the dead pair's files, not the live end's
+  t.is(await node(`import { open } from ${openJs}; const a = await open('${name}{3'); a.close();`), 0);
+  t.deepEqual(files(), [liveFile, liveFile + '.m', liveFile + '.s'], 'only the live end\'s files are left');
+  // once that end is killed its files are stale too
+  live.kill('SIGKILL');
+  await new Promise<void>((res) => (live.exitCode !== null || live.signalCode !== null ? res() : live.once('close', () => res())));
+  t.is(await node(`import { open } from ${openJs}; const a = await open('${name}{4'); a.close();`), 0);
+  t.deepEqual(files(), [], 'nothing left');
 });
