@@ -8,7 +8,7 @@
  * vm-guest.test.ts connects a real QEMU.
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -59,6 +59,23 @@ const counters = async (vale: ValeClient, name: string): Promise<Record<string, 
   const [sw] = await vale.stats('vale0');
   return sw!.ports.find((p) => p.name === name)!.driver!.counters;
 };
+
+/** What a spawned peer prints: all of it so far, and a wait for a line matching `what`. */
+function listen(child: ChildProcess): { said: (what: RegExp) => Promise<void>; out: () => string } {
+  let text = '';
+  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+  const said = (what: RegExp): Promise<void> =>
+    new Promise<void>((r) => {
+      const check = (): void => {
+        if (!what.test(text)) return;
+        child.stdout!.off('data', check);
+        r();
+      };
+      child.stdout!.on('data', check);
+      check();
+    });
+  return { said, out: () => text };
+}
 
 test('stream: frames both ways, a too-long frame skipped and counted, a zero length closes the connection', async (t) => {
   t.timeout(30_000);
@@ -336,18 +353,7 @@ print('GOT', acc[4 + 14], 'UNREAD', left, flush=True)
 sys.stdin.readline()
 `, path1], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.teardown(() => py.kill());
-  let out = '';
-  py.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const said = (what: RegExp): Promise<void> =>
-    new Promise<void>((r) => {
-      const check = (): void => {
-        if (!what.test(out)) return;
-        py.stdout.off('data', check);
-        r();
-      };
-      py.stdout.on('data', check);
-      check();
-    });
+  const { said, out } = listen(py);
   await said(/QUEUED/);
   // the receiver reads: the good frames arrive, then the driver is in the flood
   const tags = await collect(peer, 300);
@@ -355,10 +361,10 @@ sys.stdin.readline()
   peer.inject(frame(100, 0x33));
   peer.txsync();
   await said(/UNREAD \d+/);
-  const m = /GOT (\d+) UNREAD (\d+)/.exec(out);
-  t.log(out.trim());
+  const m = /GOT (\d+) UNREAD (\d+)/.exec(out());
+  t.log(out().trim());
   t.is(m?.[1], '51');
-  t.true(Number(m?.[2]) > 0, `the frame to the peer went out only after the whole flood was read (${out.trim()})`);
+  t.true(Number(m?.[2]) > 0, `the frame to the peer went out only after the whole flood was read (${out().trim()})`);
   const c = await counters(vale, 'vale0:vm');
   t.true(c['dropTooLong']! > 0);
   t.is(c['dropBadLength'], 0, 'the stream stayed in step');
@@ -473,18 +479,7 @@ print('GOT', n, 'UNREAD', left, flush=True)
 sys.stdin.readline()
 `, path1], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.teardown(() => py.kill());
-  let out = '';
-  py.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const said = (what: RegExp): Promise<void> =>
-    new Promise<void>((r) => {
-      const check = (): void => {
-        if (!what.test(out)) return;
-        py.stdout.off('data', check);
-        r();
-      };
-      py.stdout.on('data', check);
-      check();
-    });
+  const { said, out } = listen(py);
   await said(/QUEUED/);
   // M full-size frames to the peer, more than its socket holds (the driver's
   // send buffer, net.core.wmem_default): the driver's send says EAGAIN and the
@@ -505,9 +500,9 @@ sys.stdin.readline()
   t.deepEqual(await collect(peer, 300), Array.from({ length: 300 }, (_, i) => i & 0xff));
   py.stdin.write('go\n');
   await said(/UNREAD \d+/);
-  const m = /GOT (\d+) UNREAD (\d+)/.exec(out);
+  const m = /GOT (\d+) UNREAD (\d+)/.exec(out());
   t.is(m?.[1], String(M));
-  t.true(Number(m?.[2]) > 0, `the frames held back went out only after all the peer's input was read (${out.trim()})`);
+  t.true(Number(m?.[2]) > 0, `the frames held back went out only after all the peer's input was read (${out().trim()})`);
   const c = await counters(vale, 'vale0:vm');
   t.is(c['outFrames'], M);
   t.is(c['dropLinkDown'], 0);
