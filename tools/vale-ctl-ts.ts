@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { writeSync } from 'node:fs';
 import { runValeCtl } from './vale-ctl/vale-ctl.js';
 import { preloadLibraryPath } from '../src/preload.js';
 import { runCapture } from './vale-ctl/capture.js';
@@ -34,7 +35,13 @@ if (argv.length === 1 && argv[0] === '--preload-path') {
   process.once('SIGTERM', () => ac.abort());
   // a reader that goes away (tcpdump -c N exits) ends the capture quietly
   process.stdout.on('error', () => ac.abort());
-  process.exitCode = await runCapture(argv, { stderr: (s) => void process.stderr.write(s), stdout: process.stdout, signal: ac.signal });
+  // stderr written at once (as tcpdump's): its last line, the count, is
+  // written just before a stop that may not wait for pending writes
+  process.exitCode = await runCapture(argv, { stderr: (s) => void writeSync(2, s), stdout: process.stdout, signal: ac.signal });
+  // stopped (Ctrl-C, SIGTERM, a reader gone): what a reader that stopped
+  // reading never took is not waited for (stdout cannot be closed, and its
+  // pending writes would hold the process until a second signal)
+  if (ac.signal.aborted && process.stdout.writableLength > 0) process.exit();
 } else {
   process.exitCode = await runValeCtl(argv);
 }

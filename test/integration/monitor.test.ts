@@ -233,6 +233,42 @@ test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner o
   t.is(statSync(file).mode & 0o777, 0o600);
 });
 
+test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGINT', async (t) => {
+  t.timeout(120_000);
+  const { srv, sw, socket } = await setup();
+  t.teardown(() => srv.close());
+  const a = await open('vale0:a', { socket });
+  t.teardown(() => a.close());
+  const p = spawn(process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => p.kill('SIGKILL'));
+  p.stdout.pause(); // never read: the pipe fills, and the capture's writes wait
+  let err = '';
+  const capturing = new Promise<void>((resolve, reject) => {
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('capturing')) resolve();
+    });
+    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
+  });
+  const exited = new Promise<[number | null, string | null]>((r) => p.on('close', (code, signal) => r([code, signal])));
+  await capturing;
+  // full-size broadcasts until the capture has stopped taking them: its
+  // monitor ring is full and drops (the pipe is full and writes are pending)
+  const big = new Uint8Array(1514);
+  big.set(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0));
+  const dropped = (): number => sw.monitors()[0]?.counters['dropMonitor'] ?? 0;
+  while (dropped() < 4096) {
+    while (a.inject(big));
+    a.txsync();
+    await a.poll({ tx: true, rx: false, timeoutMs: 100 });
+  }
+  p.kill('SIGINT');
+  const [code, signal] = await exited;
+  t.is(signal, null, `ended by its own handler, not killed: ${err}`);
+  t.is(code, 0);
+  t.regex(err, /frames written \(\d+ seen/, 'its count, on stderr, came before it stopped');
+});
+
 test("a monitor keeps counting against its opener's limits when the port it watched was its switch's last", async (t) => {
   t.timeout(60_000);
   const socket = path.join(os.tmpdir(), `monitor-${process.pid}-${n++}.sock`);
