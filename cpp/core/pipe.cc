@@ -209,8 +209,8 @@ PeerState PipeEnd::peer_state() const {
   // a failed test reads as "not held": the end_state word then decides
   (void)ofd_lock(fd_.get(), F_WRLCK, peer, true, &held);
   if (held) return PeerState::kOpen;
-  return header()->end_state[peer].load(std::memory_order_acquire) == END_OPEN ? PeerState::kDead
-                                                                               : PeerState::kClosed;
+  const uint32_t st = header()->end_state[peer].load(std::memory_order_acquire);
+  return st == END_OPEN ? PeerState::kDead : st == END_LEFT ? PeerState::kLeft : PeerState::kClosed;
 }
 
 // The close protocol is best effort by nature (nothing a caller could do
@@ -219,7 +219,7 @@ PeerState PipeEnd::peer_state() const {
 void PipeEnd::close() {
   if (!map_) return;
   (void)flock_retry(fd_.get(), LOCK_EX);
-  header()->end_state[end_].store(END_CLOSED, std::memory_order_release);
+  header()->end_state[end_].store(END_LEFT, std::memory_order_release);
   kick_peer();
   struct flock fl{};
   fl.l_type = F_UNLCK;

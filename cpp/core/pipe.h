@@ -19,7 +19,8 @@
 
 namespace nm {
 
-enum class PeerState : uint32_t { kClosed = 0, kOpen = 1, kDead = 2 };
+// kClosed: never came; kLeft: came and closed; kDead: died without closing
+enum class PeerState : uint32_t { kClosed = 0, kOpen = 1, kDead = 2, kLeft = 3 };
 
 struct PipeStats {
   uint64_t tx_frames = 0;

@@ -27,7 +27,10 @@ constexpr uint32_t MAX_EXTRA_BUFS = 1u << 20;
 constexpr uint64_t REGION_HEADER_SIZE = 4096;
 constexpr uint64_t CSB_ENTRY_SIZE = 128;  // nm_csb_atok + nm_csb_ktoa
 
-enum EndState : uint32_t { END_CLOSED = 0, END_OPEN = 1 };
+// A pipe end's word: never opened (a fresh region's zero), open, or left
+// (closed cleanly after being open: a peer that came and went before the
+// other end looked is still a hang-up, not "never came")
+enum EndState : uint32_t { END_CLOSED = 0, END_OPEN = 1, END_LEFT = 2 };
 
 // Region header at offset 0. Everything a peer reads from here is re-derived
 // from the parameters and compared before use (see validate_header).

@@ -46,8 +46,10 @@ export function pipeDefaultSlots(bufSize: number = DEFAULT_BUF_SIZE): number {
   return Math.min(PIPE_DEFAULT_SLOTS, Math.max(DEFAULT_SLOTS, fit));
 }
 
-const PEER_NEVER_OR_CLOSED = 0;
+const PEER_NEVER = 0;
 const PEER_OPEN = 1;
+/** came and closed: a hang-up even if this end never saw it open */
+const PEER_LEFT = 3;
 
 /** Directory holding pipe regions and doorbells. */
 export function pipeDir(): string {
@@ -135,8 +137,8 @@ export class PipeBackend extends CsbDoorbell implements Backend {
   /** Peer state: 'open', 'closed' (never came, or closed cleanly) or 'dead'. */
   peerState(): 'open' | 'closed' | 'dead' {
     const s = this.pipe.peerState();
-    if (s === PEER_OPEN) this.peerSeen = true;
-    return s === PEER_OPEN ? 'open' : s === PEER_NEVER_OR_CLOSED ? 'closed' : 'dead';
+    if (s === PEER_OPEN || s === PEER_LEFT) this.peerSeen = true;
+    return s === PEER_OPEN ? 'open' : s === PEER_NEVER || s === PEER_LEFT ? 'closed' : 'dead';
   }
 
   hungUp(): boolean {

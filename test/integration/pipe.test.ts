@@ -292,3 +292,18 @@ test('a pipe whose ends both died without closing leaves no files once another p
   t.is(await node(`import { open } from ${openJs}; const a = await open('${name}{4'); a.close();`), 0);
   t.deepEqual(files(), [], 'nothing left');
 });
+
+test('a peer that came, sent and closed before this end looked is a hang-up, not a peer that never came', async (t) => {
+  const name = pname();
+  const s = await open(`${name}}8`);
+  t.teardown(() => s.close());
+  t.is(s.peer, 'closed', 'no peer yet');
+  t.false(s.hungUp, 'a peer that never came is no hang-up');
+  // the whole life of the other end happens before this one looks again
+  const child = await run([`${name}{8`, 'tx', '3']);
+  t.is(child.code, 0, child.err);
+  t.true(s.hungUp, 'the peer came and left');
+  const ev = await s.poll({ rx: true });
+  t.true(ev.rx, 'its frames are there');
+  t.true(ev.hup, 'and its leaving is seen at once, with no kick left to wake on');
+});
