@@ -119,6 +119,7 @@ const s = net.connect(Number(process.argv[1]), process.argv[2], () => {
       const c = crypto.randomBytes(128 << 10);
       h.update(c); sent += c.length; s.write(c);
     }
+    // paces the writes (keeps ~1 MiB queued); nothing waits on it
     setTimeout(tick, 10);
   };
   tick();
