@@ -139,6 +139,41 @@ async function timedRun<T>(t: ExecutionContext, marginMs: number, run: () => Pro
   }
 }
 
+/** What {@link timedReceiverRun} hands its scenario. */
+interface ReceiverRig {
+  sw: Switch;
+  rx: Port;
+  tx: Port;
+  /** the receiver's port index */
+  idx: number;
+  /** the receiver's counter `k` (0 until set) */
+  c: (k: string) => number;
+}
+
+/**
+ * A timed run (timedRun, margin a fifth of the bound) of `scenario` on a
+ * fresh switch whose hold bound is `boundMs`: a receiver with `rxSlots`
+ * slots announced as MAC.A and a sender to it, both closed when the run ends.
+ */
+async function timedReceiverRun<T>(t: ExecutionContext, boundMs: number, rxSlots: number, scenario: (r: ReceiverRig) => Promise<T>): Promise<T> {
+  return timedRun(t, boundMs / 5, async () => {
+    const sw = new Switch('vale0', { holdUs: boundMs * 1000 });
+    return withServer(sw, async (socket) => {
+      const rx = await open(`vale0:rx@conf:rx_slots=${rxSlots}`, { socket });
+      const tx = await open('vale0:tx', { socket });
+      try {
+        await announce(rx, MAC.A);
+        take(tx);
+        const idx = sw.port('vale0:rx')!.index;
+        return await scenario({ sw, rx, tx, idx, c: (k) => sw.counters(idx)[k] ?? 0 });
+      } finally {
+        rx.close();
+        tx.close();
+      }
+    });
+  });
+}
+
 test.serial('a slow receiver within the bound loses nothing: the sender is held back to its pace', async (t) => {
   // A bound no run comes near: the receiver takes at most a quantum (64
   // frames) per turn of the event loop, so a hold lasts about a turn, far
@@ -146,39 +181,26 @@ test.serial('a slow receiver within the bound loses nothing: the sender is held 
   // a turn a quantum took four turns, past a quarter second on a loaded
   // machine: the halved bound then shed the receiver, rightly.
   const B = 1000;
-  const r = await timedRun(t, B / 5, async () => {
-    const sw = new Switch('vale0', { holdUs: B * 1000 });
-    return withServer(sw, async (socket) => {
-      const rx = await open('vale0:rx@conf:rx_slots=128', { socket });
-      const tx = await open('vale0:tx', { socket });
-      try {
-        await announce(rx, MAC.A);
-        take(tx);
-        const N = 5000;
-        let sent = 0;
-        const got: number[] = [];
-        let stalledSender = false;
-        // the sender fills its ring whenever it has room; the receiver takes
-        // a quantum per turn, so its 127 usable slots are full most of the time
-        const rxIdx = sw.port('vale0:rx')!.index;
-        const txIdx = sw.port('vale0:tx')!.index;
-        // until every frame is delivered or counted (a dropped one must fail the test, not hang it)
-        while (got.length + (sw.counters(rxIdx)['dropNoSpace'] ?? 0) < N) {
-          while (sent < N && tx.inject(frame(MAC.A, MAC.B, sent))) sent++;
-          tx.txsync();
-          if (sw.occupancy(txIdx).txQueued > 0 && sw.occupancy(rxIdx).rxQueued >= 127) stalledSender = true;
-          const n = take(rx, 64);
-          got.push(...n);
-          // let the switch (on this event loop) run; wait for frames only when none came
-          if (n.length === 0) await rx.poll({ timeoutMs: 100 });
-          else await new Promise((res) => setImmediate(res));
-        }
-        return { flushed: await tx.flush(), sent, got, c: sw.counters(rxIdx), stalledSender, N };
-      } finally {
-        rx.close();
-        tx.close();
-      }
-    });
+  const r = await timedReceiverRun(t, B, 128, async ({ sw, rx, tx, idx: rxIdx }) => {
+    const N = 5000;
+    let sent = 0;
+    const got: number[] = [];
+    let stalledSender = false;
+    // the sender fills its ring whenever it has room; the receiver takes
+    // a quantum per turn, so its 127 usable slots are full most of the time
+    const txIdx = sw.port('vale0:tx')!.index;
+    // until every frame is delivered or counted (a dropped one must fail the test, not hang it)
+    while (got.length + (sw.counters(rxIdx)['dropNoSpace'] ?? 0) < N) {
+      while (sent < N && tx.inject(frame(MAC.A, MAC.B, sent))) sent++;
+      tx.txsync();
+      if (sw.occupancy(txIdx).txQueued > 0 && sw.occupancy(rxIdx).rxQueued >= 127) stalledSender = true;
+      const n = take(rx, 64);
+      got.push(...n);
+      // let the switch (on this event loop) run; wait for frames only when none came
+      if (n.length === 0) await rx.poll({ timeoutMs: 100 });
+      else await new Promise((res) => setImmediate(res));
+    }
+    return { flushed: await tx.flush(), sent, got, c: sw.counters(rxIdx), stalledSender, N };
   });
   t.true(r.flushed);
   t.is(r.sent, r.N);
@@ -365,38 +387,24 @@ test.serial('a receiver with a small ring that takes every burst at once is not 
   // "At once": within a turn or two of the event loop, far inside the bound
   // in a run whose loop never stalled for a fifth of it (timedRun).
   const B = 1000;
-  const r = await timedRun(t, B / 5, async () => {
-    const sw = new Switch('vale0', { holdUs: B * 1000 });
-    return withServer(sw, async (socket) => {
-      const rx = await open('vale0:rx@conf:rx_slots=8', { socket });
-      const tx = await open('vale0:tx', { socket });
-      try {
-        await announce(rx, MAC.A);
-        take(tx);
-        const idx = sw.port('vale0:rx')!.index;
-        const c = (k: string): number => sw.counters(idx)[k] ?? 0;
-        const base = c('txFrames');
-        const got: number[] = [];
-        const drops: number[] = [];
-        for (let burst = 0; burst < 3; burst++) {
-          for (let i = 0; i < 8; i++) if (!tx.inject(frame(MAC.A, MAC.B, burst * 8 + i))) throw new Error('tx ring full');
-          tx.txsync();
-          while (got.length < 8 * (burst + 1)) {
-            await until(() => c('txFrames') - base > got.length || c('dropNoSpace') > 0);
-            if (c('dropNoSpace') > 0) break;
-            got.push(...take(rx));
-          }
-          drops.push(c('dropNoSpace'));
-          if (c('dropNoSpace') > 0) break;
-          // the pause: longer than the bound, nobody sending
-          if (burst < 2) await pause(B + 100);
-        }
-        return { got, drops };
-      } finally {
-        rx.close();
-        tx.close();
+  const r = await timedReceiverRun(t, B, 8, async ({ rx, tx, c }) => {
+    const base = c('txFrames');
+    const got: number[] = [];
+    const drops: number[] = [];
+    for (let burst = 0; burst < 3; burst++) {
+      for (let i = 0; i < 8; i++) if (!tx.inject(frame(MAC.A, MAC.B, burst * 8 + i))) throw new Error('tx ring full');
+      tx.txsync();
+      while (got.length < 8 * (burst + 1)) {
+        await until(() => c('txFrames') - base > got.length || c('dropNoSpace') > 0);
+        if (c('dropNoSpace') > 0) break;
+        got.push(...take(rx));
       }
-    });
+      drops.push(c('dropNoSpace'));
+      if (c('dropNoSpace') > 0) break;
+      // the pause: longer than the bound, nobody sending
+      if (burst < 2) await pause(B + 100);
+    }
+    return { got, drops };
   });
   r.drops.forEach((d, burst) => t.is(d, 0, `burst ${burst}: nothing dropped`));
   t.deepEqual(r.got, Array.from({ length: 24 }, (_, i) => i), 'every frame of every burst, in order');
@@ -594,38 +602,24 @@ test.serial('a receiver paused for most of a bound, then keeping up, loses nothi
   // which a slow hold is measured from, and 0.3 of one on top of the second
   // pause runs out the bound (timedRun: a fifth).
   const B = 1000;
-  const r = await timedRun(t, B / 5, async () => {
-    const sw = new Switch('vale0', { holdUs: B * 1000 });
-    return withServer(sw, async (socket) => {
-      const rx = await open('vale0:rx@conf:rx_slots=128', { socket });
-      const tx = await open('vale0:tx', { socket });
-      try {
-        await announce(rx, MAC.A);
-        take(tx);
-        const idx = sw.port('vale0:rx')!.index;
-        const c = (k: string): number => sw.counters(idx)[k] ?? 0;
-        const got: number[] = [];
-        const burst = async (from: number, n: number, pauseMs: number): Promise<void> => {
-          for (let i = from; i < from + n; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
-          tx.txsync();
-          // the ring full, the sender held: the receiver pauses (pacing: the pause is the case tested)
-          await until(() => sw.occupancy(idx).rxQueued === 127);
-          await pause(pauseMs);
-          await until(() => {
-            got.push(...take(rx));
-            return got.length >= from + n || c('dropNoSpace') > 0;
-          });
-        };
-        await burst(0, 300, 0.5 * B);
-        const first = { shortened: c('holdShortened'), dropped: c('dropNoSpace') };
-        await pause(1.1 * B); // a bound without another slow hold: the halving is given back
-        await burst(300, 300, 0.7 * B);
-        return { first, second: { shortened: c('holdShortened'), dropped: c('dropNoSpace') }, got };
-      } finally {
-        rx.close();
-        tx.close();
-      }
-    });
+  const r = await timedReceiverRun(t, B, 128, async ({ sw, rx, tx, idx, c }) => {
+    const got: number[] = [];
+    const burst = async (from: number, n: number, pauseMs: number): Promise<void> => {
+      for (let i = from; i < from + n; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+      tx.txsync();
+      // the ring full, the sender held: the receiver pauses (pacing: the pause is the case tested)
+      await until(() => sw.occupancy(idx).rxQueued === 127);
+      await pause(pauseMs);
+      await until(() => {
+        got.push(...take(rx));
+        return got.length >= from + n || c('dropNoSpace') > 0;
+      });
+    };
+    await burst(0, 300, 0.5 * B);
+    const first = { shortened: c('holdShortened'), dropped: c('dropNoSpace') };
+    await pause(1.1 * B); // a bound without another slow hold: the halving is given back
+    await burst(300, 300, 0.7 * B);
+    return { first, second: { shortened: c('holdShortened'), dropped: c('dropNoSpace') }, got };
   });
   t.is(r.first.shortened, 1, 'a hold of half the bound is slow: the next bound is halved');
   t.is(r.first.dropped, 0);
