@@ -6,7 +6,7 @@
  * port's buffers; the decision cannot name a monitor; a monitor outlives
  * the port it watched and sees nothing more.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -206,6 +206,26 @@ test('a capture waiting for a sink that never drains stops when aborted', async 
   t.deepEqual(await running, { seen: 1, written: 1, filtered: 0 });
 });
 
+/**
+ * Starts a vale-ctl-ts --capture (`command args`, killed when the test
+ * ends): `capturing` resolves once it says it is capturing (rejects if it
+ * exits first), `exited` once it has exited; `stderr()` is what it wrote.
+ */
+function startCapture(t: ExecutionContext, command: string, args: string[], stdout: 'ignore' | 'pipe') {
+  const p = spawn(command, args, { stdio: ['ignore', stdout, 'pipe'] });
+  t.teardown(() => p.kill('SIGKILL'));
+  let err = '';
+  const capturing = new Promise<void>((resolve, reject) => {
+    p.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('capturing')) resolve();
+    });
+    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
+  });
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => p.on('close', (code, signal) => r([code, signal])));
+  return { p, capturing, exited, stderr: (): string => err };
+}
+
 test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner only, whatever the umask', async (t) => {
   t.timeout(60_000);
   const { srv, socket } = await setup();
@@ -216,20 +236,11 @@ test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner o
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'a.pcapng');
   // the frames of a port only its owner and root may watch: not for every local user to read
-  const p = spawn('sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const capturing = new Promise<void>((resolve, reject) => {
-    p.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('capturing')) resolve();
-    });
-    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
-  });
-  const exited = new Promise<number | null>((r) => p.on('close', r));
-  await capturing;
+  const cap = startCapture(t, 'sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], 'ignore');
+  await cap.capturing;
   a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1));
   a.txsync();
-  t.is(await exited, 0, err);
+  t.is((await cap.exited)[0], 0, cap.stderr());
   t.is(statSync(file).mode & 0o777, 0o600);
 });
 
@@ -239,18 +250,8 @@ test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGI
   t.teardown(() => srv.close());
   const a = await open('vale0:a', { socket });
   t.teardown(() => a.close());
-  const p = spawn(process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => p.kill('SIGKILL'));
-  p.stdout.pause(); // never read: the pipe fills, and the capture's writes wait
-  let err = '';
-  const capturing = new Promise<void>((resolve, reject) => {
-    p.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('capturing')) resolve();
-    });
-    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
-  });
-  const exited = new Promise<[number | null, string | null]>((r) => p.on('close', (code, signal) => r([code, signal])));
+  const { p, capturing, exited, stderr } = startCapture(t, process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], 'pipe');
+  p.stdout!.pause(); // never read: the pipe fills, and the capture's writes wait
   await capturing;
   // full-size broadcasts until the capture has stopped taking them: its
   // monitor ring is full and drops (the pipe is full and writes are pending)
@@ -264,9 +265,9 @@ test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGI
   }
   p.kill('SIGINT');
   const [code, signal] = await exited;
-  t.is(signal, null, `ended by its own handler, not killed: ${err}`);
+  t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
   t.is(code, 0);
-  t.regex(err, /frames written \(\d+ seen/, 'its count, on stderr, came before it stopped');
+  t.regex(stderr(), /frames written \(\d+ seen/, 'its count, on stderr, came before it stopped');
 });
 
 test("a monitor keeps counting against its opener's limits when the port it watched was its switch's last", async (t) => {
