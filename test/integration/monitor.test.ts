@@ -18,11 +18,22 @@ import { NS_MOREFRAG } from '../../src/netmap/abi.js';
 
 const CTL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 let n = 0;
-async function setup(opts: SwitchOptions = {}): Promise<{ srv: ValeServer; sw: Switch; socket: string }> {
+/** A server for switch vale0 (made with `opts`), closed when the test ends. */
+async function setup(t: ExecutionContext, opts: SwitchOptions = {}): Promise<{ sw: Switch; socket: string }> {
   const socket = path.join(os.tmpdir(), `monitor-${process.pid}-${n++}.sock`);
   const sw = new Switch('vale0', opts);
   const srv = await ValeServer.listen({ socket, switches: [sw] });
-  return { srv, sw, socket };
+  t.teardown(() => srv.close());
+  return { sw, socket };
+}
+
+/** A server (as {@link setup}) with port vale0:a and a monitor of what it sends (vale0:a/t), closed when the test ends. */
+async function watchedPort(t: ExecutionContext): Promise<{ a: Port; mon: Port }> {
+  const { socket } = await setup(t);
+  const a = await open('vale0:a', { socket });
+  const mon = await open('vale0:a/t', { socket });
+  t.teardown(() => [a, mon].forEach((p) => p.close()));
+  return { a, mon };
 }
 
 function frame(src: number, dst: number[], seq: number): Uint8Array {
@@ -48,8 +59,7 @@ function take(port: Port): number[] {
 
 test('a monitor that never reads drops into dropMonitor; a lossless sender to the watched port is never held back', async (t) => {
   t.timeout(60_000);
-  const { srv, sw, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { sw, socket } = await setup(t);
   const a = await open('vale0:a', { socket, lossless: true });
   const b = await open('vale0:b', { socket });
   const mon = await open('vale0:b/r', { socket });
@@ -81,13 +91,12 @@ test('a monitor that never reads drops into dropMonitor; a lossless sender to th
 test('copies, not shared buffers; the decision cannot send to a monitor; a monitor outlives its port', async (t) => {
   t.timeout(60_000);
   let monitorIndex = -1;
-  const { srv, sw, socket } = await setup({
+  const { sw, socket } = await setup(t, {
     // everything to the monitor's index, if the test has learned it (else flood)
     lookup: (_mem, _offs, _lens, count, _src, dests) => {
       for (let i = 0; i < count; i++) dests[i] = monitorIndex >= 0 ? monitorIndex : -2;
     },
   });
-  t.teardown(() => srv.close());
   const a = await open('vale0:a', { socket });
   const b = await open('vale0:b', { socket });
   const mon = await open('vale0:a/t', { socket });
@@ -142,11 +151,7 @@ function packets(chunks: Uint8Array[]): { ifId: number; data: Buffer; origLen: n
 
 test('a capture writes a multi-slot frame as ONE packet: a forged frame inside a chain neither passes the filter nor shows up', async (t) => {
   t.timeout(60_000);
-  const { srv, socket } = await setup();
-  t.teardown(() => srv.close());
-  const a = await open('vale0:a', { socket });
-  const mon = await open('vale0:a/t', { socket });
-  t.teardown(() => [a, mon].forEach((p) => p.close()));
+  const { a, mon } = await watchedPort(t);
   const bs = a.txRings[0]!.bufSize;
   // the sender's jumbo frame from 02:00:00:00:00:0a, its second slot laid out as a
   // frame of its own from 02:00:00:00:00:66 (an address that never sent anything)
@@ -185,11 +190,7 @@ test('a capture writes a multi-slot frame as ONE packet: a forged frame inside a
 
 test('a capture waiting for a sink that never drains stops when aborted', async (t) => {
   t.timeout(60_000);
-  const { srv, socket } = await setup();
-  t.teardown(() => srv.close());
-  const a = await open('vale0:a', { socket });
-  const mon = await open('vale0:a/t', { socket });
-  t.teardown(() => [a, mon].forEach((p) => p.close()));
+  const { a, mon } = await watchedPort(t);
   // a reader that never reads: every write asks for a pause, and the drain never comes
   const writer = new PcapngWriter({ write: () => false });
   let waiting: () => void = () => {};
@@ -228,8 +229,7 @@ function startCapture(t: ExecutionContext, command: string, args: string[], stdo
 
 test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner only, whatever the umask', async (t) => {
   t.timeout(60_000);
-  const { srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { socket } = await setup(t);
   const a = await open('vale0:a', { socket });
   t.teardown(() => a.close());
   const dir = mkdtempSync(path.join(os.tmpdir(), `monitor-cap-${process.pid}-`));
@@ -246,8 +246,7 @@ test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner o
 
 test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGINT', async (t) => {
   t.timeout(120_000);
-  const { srv, sw, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { sw, socket } = await setup(t);
   const a = await open('vale0:a', { socket });
   t.teardown(() => a.close());
   const { p, capturing, exited, stderr } = startCapture(t, process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], 'pipe');
