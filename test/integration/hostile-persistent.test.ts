@@ -16,8 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { ManualClock, open, Switch, ValeClient, ValeServer, type OpenOptions, type Port, type ValePortConfig } from '../../src/index.js';
 import type { CsbView } from '../../src/backends/csb.js';
-import { NS_MOREFRAG } from '../../src/netmap/abi.js';
 import { native, type NativeFdWatcher } from '../../src/netmap/addon.js';
+import { sendChain } from '../fixtures/chains.js';
 import { departures, until } from '../fixtures/wait.js';
 import { receiveTags as receive, taggedBroadcast as frame } from '../fixtures/tagged-frames.js';
 
@@ -188,13 +188,7 @@ test("a persistent port's next client starts afresh: a client that left shed, wi
   await until(() => sw.counters(idx)['dropNoSpace'] === 37);
   t.is(sw.counters(idx)['txFrames'], 63);
   // the first slot of a chain whose end a never publishes
-  const ring = a.txRings[0]!;
-  const s = ring.head;
-  ring.bytes.set(unicast(0x0a, 0x0c, 2), ring.bufOffset(s));
-  ring.setLen(s, 60);
-  ring.setFlags(s, NS_MOREFRAG);
-  ring.advance(1);
-  a.txsync();
+  sendChain(a, [unicast(0x0a, 0x0c, 2)], true);
   a.close();
   await gone.of('vale0:p');
   let k = sw.counters(idx);
@@ -295,21 +289,11 @@ test('frames a client left queued when it went are counted as frames (dropClosed
   for (let i = 0; i < 64; i++) a.inject(frame(0x0a, i));
   a.txsync();
   await until(() => sw.counters(sw.port('vale0:c')!.index)['txFrames'] === 63);
-  const ring = a.txRings[0]!;
-  const put = (slots: number, last: boolean): void => {
-    for (let k = 0; k < slots; k++) {
-      const s = ring.head;
-      ring.bytes.set(frame(0x0a, 200), ring.bufOffset(s));
-      ring.setLen(s, 60);
-      ring.setFlags(s, k < slots - 1 || !last ? NS_MOREFRAG : 0);
-      ring.advance(1);
-    }
-  };
-  put(3, true); // a 3-slot frame
+  const slots = (k: number): Uint8Array[] => Array.from({ length: k }, () => frame(0x0a, 200));
+  sendChain(a, slots(3)); // a 3-slot frame
   // and a chain a never finishes, longer than a frame may be (64 slots,
   // NETMAP_MAX_FRAGS): the switch would have taken it as three (64, 64, 2)
-  put(2 * 64 + 2, false);
-  a.txsync();
+  sendChain(a, slots(2 * 64 + 2), true);
   a.close();
   await gone.of('vale0:p');
   const k = sw.counters(idx);
@@ -323,14 +307,7 @@ test('frames a client never read when it went are counted as frames (detachedUnr
   const idx = sw.port('vale0:p')!.index;
   const a = await open('vale0:p', { socket });
   // c sends a a 3-slot frame and a 1-slot one; a never reads them
-  const ring = c.txRings[0]!;
-  for (let k = 0; k < 3; k++) {
-    const s = ring.head;
-    ring.bytes.set(frame(0x0c, 7), ring.bufOffset(s));
-    ring.setLen(s, 60);
-    ring.setFlags(s, k < 2 ? NS_MOREFRAG : 0);
-    ring.advance(1);
-  }
+  sendChain(c, [frame(0x0c, 7), frame(0x0c, 7), frame(0x0c, 7)]);
   c.inject(frame(0x0c, 8));
   c.txsync();
   await until(() => sw.counters(idx)['txFrames'] === 2);

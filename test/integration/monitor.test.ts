@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, capture, monitorRings, CaptureFilter, PcapngWriter, Switch, ValeServer, type Port, type SwitchOptions } from '../../src/index.js';
-import { NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { sendChain } from '../fixtures/chains.js';
 
 const CTL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 let n = 0;
@@ -122,19 +122,6 @@ test('copies, not shared buffers; the decision cannot send to a monitor; a monit
   while (sw.port('vale0:a')) await once(sw, 'portRemoved');
   t.is(sw.monitors()[0]!.name, 'vale0:a/t');
 });
-
-/** Queue `parts` as one multi-slot frame (NS_MOREFRAG on all but the last) on `p`'s first tx ring and push it. */
-function sendChain(p: Port, parts: Uint8Array[]): void {
-  const ring = p.txRings[0]!;
-  parts.forEach((part, i) => {
-    const s = ring.head;
-    ring.bytes.set(part, ring.bufOffset(s));
-    ring.setLen(s, part.length);
-    ring.setFlags(s, i + 1 < parts.length ? NS_MOREFRAG : 0);
-    ring.advance(1);
-  });
-  p.txsync();
-}
 
 /** The Enhanced Packet Blocks of a little-endian pcapng stream: interface id and captured bytes. */
 function packets(chunks: Uint8Array[]): { ifId: number; data: Buffer; origLen: number }[] {
