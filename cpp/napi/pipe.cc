@@ -18,7 +18,9 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
                         InstanceMethod("stats", &Pipe::Stats), InstanceAccessor("memory", &Pipe::Memory, nullptr),
                         InstanceAccessor("doorbellFd", &Pipe::DoorbellFd, nullptr),
                         InstanceAccessor("nifpOffset", &Pipe::NifpOffset, nullptr),
-                        InstanceAccessor("created", &Pipe::Created, nullptr)});
+                        InstanceAccessor("created", &Pipe::Created, nullptr),
+                        // the region file's name prefix: pipe.ts names files with the core's and the preload's
+                        StaticValue("filePrefix", Napi::String::New(env, PIPE_FILE_PREFIX))});
   }
 
   // new Pipe(path, end /*0 master, 1 slave*/, {rings, slots, bufSize, extraBufs}, name)

@@ -60,7 +60,10 @@ export function pipeDir(): string {
 export function pipePath(p: ParsedPortName): string {
   const key = pipeKey(p);
   if (key === undefined) throw new Error(`${p.spec} is not a pipe name (expected NAME{ID or NAME}ID)`);
-  return path.join(pipeDir(), 'netmap-pipe-' + encodeURIComponent(key).replace(/%/g, '_'));
+  // the prefix as the core (stale-file sweep) and the preload spell it
+  const prefix: unknown = native.Pipe.filePrefix;
+  if (typeof prefix !== 'string') throw new Error('addon lacks Pipe.filePrefix: rebuild the addon (npm run build:native)');
+  return path.join(pipeDir(), prefix + encodeURIComponent(key).replace(/%/g, '_'));
 }
 
 /** One end of a pipe. */

@@ -47,6 +47,13 @@ export interface NativePipe {
   close(): void;
 }
 
+/** The pipe end class. */
+export interface NativePipeClass {
+  new (path: string, end: number, params: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number }, name: string): NativePipe;
+  /** a pipe region file's name before its escaped pipe name (PIPE_FILE_PREFIX) */
+  readonly filePrefix: string;
+}
+
 /** A port as the native switch core created it. */
 export interface NativeSwitchPort {
   id: number;
@@ -213,7 +220,7 @@ export interface NativeAddon {
   createRegion(p: RegionParams, names: string[]): { fd: number; memory: ArrayBuffer; layout: NativeLayout };
   validateRegion(memory: ArrayBuffer): NativeLayout;
   SwitchCore: NativeSwitchCoreClass;
-  Pipe: new (path: string, end: number, params: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number }, name: string) => NativePipe;
+  Pipe: NativePipeClass;
 }
 
 /**

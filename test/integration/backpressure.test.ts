@@ -139,6 +139,41 @@ async function timedRun<T>(t: ExecutionContext, marginMs: number, run: () => Pro
   }
 }
 
+/** What {@link timedReceiverRun} hands its scenario. */
+interface ReceiverRig {
+  sw: Switch;
+  rx: Port;
+  tx: Port;
+  /** the receiver's port index */
+  idx: number;
+  /** the receiver's counter `k` (0 until set) */
+  c: (k: string) => number;
+}
+
+/**
+ * A timed run (timedRun, margin a fifth of the bound) of `scenario` on a
+ * fresh switch whose hold bound is `boundMs`: a receiver with `rxSlots`
+ * slots announced as MAC.A and a sender to it, both closed when the run ends.
+ */
+async function timedReceiverRun<T>(t: ExecutionContext, boundMs: number, rxSlots: number, scenario: (r: ReceiverRig) => Promise<T>): Promise<T> {
+  return timedRun(t, boundMs / 5, async () => {
+    const sw = new Switch('vale0', { holdUs: boundMs * 1000 });
+    return withServer(sw, async (socket) => {
+      const rx = await open(`vale0:rx@conf:rx_slots=${rxSlots}`, { socket });
+      const tx = await open('vale0:tx', { socket });
+      try {
+        await announce(rx, MAC.A);
+        take(tx);
+        const idx = sw.port('vale0:rx')!.index;
+        return await scenario({ sw, rx, tx, idx, c: (k) => sw.counters(idx)[k] ?? 0 });
+      } finally {
+        rx.close();
+        tx.close();
+      }
+    });
+  });
+}
+
 test.serial('a slow receiver within the bound loses nothing: the sender is held back to its pace', async (t) => {
   // A bound no run comes near: the receiver takes at most a quantum (64
   // frames) per turn of the event loop, so a hold lasts about a turn, far
@@ -146,39 +181,26 @@ test.serial('a slow receiver within the bound loses nothing: the sender is held 
   // a turn a quantum took four turns, past a quarter second on a loaded
   // machine: the halved bound then shed the receiver, rightly.
   const B = 1000;
-  const r = await timedRun(t, B / 5, async () => {
-    const sw = new Switch('vale0', { holdUs: B * 1000 });
-    return withServer(sw, async (socket) => {
-      const rx = await open('vale0:rx@conf:rx_slots=128', { socket });
-      const tx = await open('vale0:tx', { socket });
-      try {
-        await announce(rx, MAC.A);
-        take(tx);
-        const N = 5000;
-        let sent = 0;
-        const got: number[] = [];
-        let stalledSender = false;
-        // the sender fills its ring whenever it has room; the receiver takes
-        // a quantum per turn, so its 127 usable slots are full most of the time
-        const rxIdx = sw.port('vale0:rx')!.index;
-        const txIdx = sw.port('vale0:tx')!.index;
-        // until every frame is delivered or counted (a dropped one must fail the test, not hang it)
-        while (got.length + (sw.counters(rxIdx)['dropNoSpace'] ?? 0) < N) {
-          while (sent < N && tx.inject(frame(MAC.A, MAC.B, sent))) sent++;
-          tx.txsync();
-          if (sw.occupancy(txIdx).txQueued > 0 && sw.occupancy(rxIdx).rxQueued >= 127) stalledSender = true;
-          const n = take(rx, 64);
-          got.push(...n);
-          // let the switch (on this event loop) run; wait for frames only when none came
-          if (n.length === 0) await rx.poll({ timeoutMs: 100 });
-          else await new Promise((res) => setImmediate(res));
-        }
-        return { flushed: await tx.flush(), sent, got, c: sw.counters(rxIdx), stalledSender, N };
-      } finally {
-        rx.close();
-        tx.close();
-      }
-    });
+  const r = await timedReceiverRun(t, B, 128, async ({ sw, rx, tx, idx: rxIdx }) => {
+    const N = 5000;
+    let sent = 0;
+    const got: number[] = [];
+    let stalledSender = false;
+    // the sender fills its ring whenever it has room; the receiver takes
+    // a quantum per turn, so its 127 usable slots are full most of the time
+    const txIdx = sw.port('vale0:tx')!.index;
+    // until every frame is delivered or counted (a dropped one must fail the test, not hang it)
+    while (got.length + (sw.counters(rxIdx)['dropNoSpace'] ?? 0) < N) {
+      while (sent < N && tx.inject(frame(MAC.A, MAC.B, sent))) sent++;
+      tx.txsync();
+      if (sw.occupancy(txIdx).txQueued > 0 && sw.occupancy(rxIdx).rxQueued >= 127) stalledSender = true;
+      const n = take(rx, 64);
+      got.push(...n);
+      // let the switch (on this event loop) run; wait for frames only when none came
+      if (n.length === 0) await rx.poll({ timeoutMs: 100 });
+      else await new Promise((res) => setImmediate(res));
+    }
+    return { flushed: await tx.flush(), sent, got, c: sw.counters(rxIdx), stalledSender, N };
   });
   t.true(r.flushed);
   t.is(r.sent, r.N);
@@ -365,42 +387,99 @@ test.serial('a receiver with a small ring that takes every burst at once is not 
   // "At once": within a turn or two of the event loop, far inside the bound
   // in a run whose loop never stalled for a fifth of it (timedRun).
   const B = 1000;
-  const r = await timedRun(t, B / 5, async () => {
-    const sw = new Switch('vale0', { holdUs: B * 1000 });
-    return withServer(sw, async (socket) => {
-      const rx = await open('vale0:rx@conf:rx_slots=8', { socket });
-      const tx = await open('vale0:tx', { socket });
-      try {
-        await announce(rx, MAC.A);
-        take(tx);
-        const idx = sw.port('vale0:rx')!.index;
-        const c = (k: string): number => sw.counters(idx)[k] ?? 0;
-        const base = c('txFrames');
-        const got: number[] = [];
-        const drops: number[] = [];
-        for (let burst = 0; burst < 3; burst++) {
-          for (let i = 0; i < 8; i++) if (!tx.inject(frame(MAC.A, MAC.B, burst * 8 + i))) throw new Error('tx ring full');
-          tx.txsync();
-          while (got.length < 8 * (burst + 1)) {
-            await until(() => c('txFrames') - base > got.length || c('dropNoSpace') > 0);
-            if (c('dropNoSpace') > 0) break;
-            got.push(...take(rx));
-          }
-          drops.push(c('dropNoSpace'));
-          if (c('dropNoSpace') > 0) break;
-          // the pause: longer than the bound, nobody sending
-          if (burst < 2) await pause(B + 100);
-        }
-        return { got, drops };
-      } finally {
-        rx.close();
-        tx.close();
+  const r = await timedReceiverRun(t, B, 8, async ({ rx, tx, c }) => {
+    const base = c('txFrames');
+    const got: number[] = [];
+    const drops: number[] = [];
+    for (let burst = 0; burst < 3; burst++) {
+      for (let i = 0; i < 8; i++) if (!tx.inject(frame(MAC.A, MAC.B, burst * 8 + i))) throw new Error('tx ring full');
+      tx.txsync();
+      while (got.length < 8 * (burst + 1)) {
+        await until(() => c('txFrames') - base > got.length || c('dropNoSpace') > 0);
+        if (c('dropNoSpace') > 0) break;
+        got.push(...take(rx));
       }
-    });
+      drops.push(c('dropNoSpace'));
+      if (c('dropNoSpace') > 0) break;
+      // the pause: longer than the bound, nobody sending
+      if (burst < 2) await pause(B + 100);
+    }
+    return { got, drops };
   });
   r.drops.forEach((d, burst) => t.is(d, 0, `burst ${burst}: nothing dropped`));
   t.deepEqual(r.got, Array.from({ length: 24 }, (_, i) => i), 'every frame of every burst, in order');
 });
+
+/** A hostile receiver vale0:h, a victim v beside it and their sender, as {@link hostileRig} leaves them. */
+interface HostileRig {
+  sw: Switch;
+  hostile: Port;
+  v: Port;
+  tx: Port;
+  hIdx: number;
+  /** the hostile port's counter `k` (0 until set) */
+  c: (k: string) => number;
+  /** the hostile port's txFrames before the attack */
+  base: number;
+}
+
+/** Announces `hostile` (vale0:h) as MAC.A and `v` as MAC.C and empties every rx ring, `tx`'s too. */
+async function hostileRig(sw: Switch, hostile: Port, v: Port, tx: Port): Promise<HostileRig> {
+  await announce(hostile, MAC.A);
+  await announce(v, MAC.C);
+  for (const p of [hostile, v, tx]) take(p);
+  const hIdx = sw.port('vale0:h')!.index;
+  const c = (k: string): number => sw.counters(hIdx)[k] ?? 0;
+  return { sw, hostile, v, tx, hIdx, c, base: c('txFrames') };
+}
+
+/**
+ * The one-slot attack on a 64-slot hostile receiver: 63 frames fill its
+ * ring, then `m` frames for it and `m` for v alternate (the first waits for
+ * room at the hostile receiver, and v's behind it with it) while it
+ * releases one slot every `everyMs` (trickle). Checks that v got its
+ * frames, in order, and that the sender's frames all left.
+ */
+async function oneSlotAttack(t: ExecutionContext, r: HostileRig, m: number, everyMs: number): Promise<void> {
+  for (let i = 0; i < 63; i++) if (!r.tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+  r.tx.txsync();
+  await until(() => r.c('txFrames') === r.base + 63);
+  for (let i = 0; i < 2 * m; i++) if (!r.tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, 1000 + i))) throw new Error('tx ring full');
+  r.tx.txsync();
+  const { got, releases } = await trickle(t, r.hostile, r.v, m, everyMs);
+  t.deepEqual(got, Array.from({ length: m }, (_, i) => 1001 + 2 * i), `v got every frame, in order (${releases} single-slot releases)`);
+  t.true(await r.tx.flush());
+}
+
+/**
+ * The quantum attack on a 128-slot hostile receiver: `m` frames for it and
+ * `m` for v alternate; whenever its ring is full (a sender held on it, or
+ * its copies dropped) it waits 0.6 of the bound `boundMs` and frees exactly
+ * a quantum (64 slots), at most 6 times: the old rule needed ~14 (v got
+ * ~64 frames per quantum). Checks that v got its frames, in order, and that
+ * the sender's frames all left.
+ */
+async function quantumAttack(t: ExecutionContext, r: HostileRig, m: number, boundMs: number): Promise<void> {
+  for (let i = 0; i < 2 * m; i++) if (!r.tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, i))) throw new Error('tx ring full');
+  r.tx.txsync();
+  const got: number[] = [];
+  const drainV = (): boolean => {
+    got.push(...take(r.v));
+    return got.length >= m;
+  };
+  const full = (): boolean => r.sw.occupancy(r.hIdx).rxQueued === 127;
+  let releases = 0;
+  while (releases < 6) {
+    await until(() => drainV() || full());
+    if (got.length >= m) break;
+    await pause(0.6 * boundMs); // pacing only: the attack's rate
+    if (drainV()) break;
+    t.is(take(r.hostile, 64).length, 64, 'the hostile receiver frees exactly a quantum');
+    releases++;
+  }
+  t.deepEqual(got, Array.from({ length: m }, (_, i) => 2 * i + 1), `v got every frame, in order (${got.length} of ${m}), within ${releases} quanta freed by the hostile receiver`);
+  t.true(await r.tx.flush());
+}
 
 test('a receiver that releases one slot at a time is shed when its bound runs out, however often it releases one: its sender\'s frames for others are not held to its pace', async (t) => {
   // 200 ms: the hostile receiver releases a slot about every 25 ms, eight
@@ -411,26 +490,11 @@ test('a receiver that releases one slot at a time is shed when its bound runs ou
   const sw = new Switch('vale0', { holdUs: B * 1000 });
   await withServer(sw, async (socket) => {
     const [hostile, v, tx] = (await openAll(t, socket, 'vale0:h@conf:rx_slots=64', 'vale0:v', 'vale0:tx')) as [Port, Port, Port];
-    await announce(hostile, MAC.A);
-    await announce(v, MAC.C);
-    for (const p of [hostile, v, tx]) take(p);
-    const hIdx = sw.port('vale0:h')!.index;
-    const base = sw.counters(hIdx)['txFrames'] ?? 0;
-    // 63 frames fill the hostile receiver's ring
-    for (let i = 0; i < 63; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
-    tx.txsync();
-    await until(() => (sw.counters(hIdx)['txFrames'] ?? 0) === base + 63);
-    // then frames for it and for v, alternating: the first waits for room
-    // at the hostile receiver, and v's behind it with it
+    const r = await hostileRig(sw, hostile, v, tx);
     const M = 200;
-    for (let i = 0; i < 2 * M; i++) if (!tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, 1000 + i))) throw new Error('tx ring full');
-    tx.txsync();
-    const { got, releases } = await trickle(t, hostile, v, M, B / 8);
-    t.deepEqual(got, Array.from({ length: M }, (_, i) => 1001 + 2 * i), `v got every frame, in order (${releases} single-slot releases)`);
-    t.true(await tx.flush());
-    const c = sw.counters(hIdx);
-    t.true((c['dropNoSpace'] ?? 0) > 0, 'the hostile receiver was shed: its copies counted');
-    t.is((c['txFrames'] ?? 0) - base + (c['dropNoSpace'] ?? 0), 63 + M, 'every copy for it delivered or counted');
+    await oneSlotAttack(t, r, M, B / 8);
+    t.true(r.c('dropNoSpace') > 0, 'the hostile receiver was shed: its copies counted');
+    t.is(r.c('txFrames') - r.base + r.c('dropNoSpace'), 63 + M, 'every copy for it delivered or counted');
   });
 });
 
@@ -476,34 +540,10 @@ test('a receiver that frees exactly a quantum per bound does not pace its sender
   const sw = new Switch('vale0', { holdUs: B * 1000 });
   await withServer(sw, async (socket) => {
     const [hostile, v, tx] = (await openAll(t, socket, 'vale0:h@conf:rx_slots=128', 'vale0:v@conf:rx_slots=2048', 'vale0:tx@conf:tx_slots=4096')) as [Port, Port, Port];
-    await announce(hostile, MAC.A);
-    await announce(v, MAC.C);
-    for (const p of [hostile, v, tx]) take(p);
-    const hIdx = sw.port('vale0:h')!.index;
-    const c = (k: string): number => sw.counters(hIdx)[k] ?? 0;
-    const base = c('txFrames');
     const M = 1000;
-    for (let i = 0; i < 2 * M; i++) if (!tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, i))) throw new Error('tx ring full');
-    tx.txsync();
-    const got: number[] = [];
-    const drainV = (): boolean => {
-      got.push(...take(v));
-      return got.length >= M;
-    };
-    // the hostile ring full (127 frames): a sender is held on it, or its copies are dropped
-    const full = (): boolean => sw.occupancy(hIdx).rxQueued === 127;
-    let releases = 0;
-    // 6 quanta: the old rule needed ~14 (v gets ~64 frames per quantum)
-    while (releases < 6) {
-      await until(() => drainV() || full());
-      if (got.length >= M) break;
-      await pause(0.6 * B); // pacing only: the attack's rate
-      if (drainV()) break;
-      t.is(take(hostile, 64).length, 64, 'the hostile receiver frees exactly a quantum');
-      releases++;
-    }
-    t.deepEqual(got, Array.from({ length: M }, (_, i) => 2 * i + 1), `v got every frame, in order (${got.length} of ${M}), within ${releases} quanta freed by the hostile receiver`);
-    t.true(await tx.flush());
+    const r = await hostileRig(sw, hostile, v, tx);
+    await quantumAttack(t, r, M, B);
+    const { c, base } = r;
     t.true(c('holdShortened') >= 1, `the slow holds shortened the hostile port's bound (holdShortened ${c('holdShortened')})`);
     t.true(c('dropNoSpace') > 0, 'its copies past the shortened bound were dropped and counted');
     t.is(c('txFrames') - base + c('dropNoSpace'), M, 'every copy for it delivered or counted');
@@ -520,32 +560,10 @@ test('a receiver that takes exactly a quantum per stall bound does not pace a lo
     const [hostile, v] = (await openAll(t, socket, 'vale0:h@conf:rx_slots=128', 'vale0:v@conf:rx_slots=2048')) as [Port, Port];
     const tx = await open('vale0:tx@conf:tx_slots=4096', { socket, lossless: true });
     t.teardown(() => tx.close());
-    await announce(hostile, MAC.A);
-    await announce(v, MAC.C);
-    for (const p of [hostile, v, tx]) take(p);
-    const hIdx = sw.port('vale0:h')!.index;
-    const c = (k: string): number => sw.counters(hIdx)[k] ?? 0;
-    const base = c('txFrames');
     const M = 1000;
-    for (let i = 0; i < 2 * M; i++) if (!tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, i))) throw new Error('tx ring full');
-    tx.txsync();
-    const got: number[] = [];
-    const drainV = (): boolean => {
-      got.push(...take(v));
-      return got.length >= M;
-    };
-    const full = (): boolean => sw.occupancy(hIdx).rxQueued === 127;
-    let releases = 0;
-    while (releases < 6) {
-      await until(() => drainV() || full());
-      if (got.length >= M) break;
-      await pause(0.6 * B); // pacing only: the attack's rate
-      if (drainV()) break;
-      t.is(take(hostile, 64).length, 64, 'the hostile receiver takes exactly a quantum');
-      releases++;
-    }
-    t.deepEqual(got, Array.from({ length: M }, (_, i) => 2 * i + 1), `v got every frame, in order (${got.length} of ${M}), within ${releases} quanta taken by the hostile receiver`);
-    t.true(await tx.flush());
+    const r = await hostileRig(sw, hostile, v, tx);
+    await quantumAttack(t, r, M, B);
+    const { c, base } = r;
     t.true(c('holdShortened') >= 1, `the slow waits shortened the hostile port's stall bound (holdShortened ${c('holdShortened')})`);
     t.true(sw.switchCounters().stalls >= 1, 'it was declared stalled');
     t.true(c('dropStalled') > 0, 'its copies while stalled were dropped and counted');
@@ -565,23 +583,11 @@ test('lossless: a receiver that takes one slot at a time is declared stalled pas
     const [hostile, v] = (await openAll(t, socket, 'vale0:h@conf:rx_slots=64', 'vale0:v')) as [Port, Port];
     const tx = await open('vale0:tx', { socket, lossless: true });
     t.teardown(() => tx.close());
-    await announce(hostile, MAC.A);
-    await announce(v, MAC.C);
-    for (const p of [hostile, v, tx]) take(p);
-    const hIdx = sw.port('vale0:h')!.index;
-    const base = sw.counters(hIdx)['txFrames'] ?? 0;
-    for (let i = 0; i < 63; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
-    tx.txsync();
-    await until(() => (sw.counters(hIdx)['txFrames'] ?? 0) === base + 63);
+    const r = await hostileRig(sw, hostile, v, tx);
     const M = 200;
-    for (let i = 0; i < 2 * M; i++) if (!tx.inject(frame(i & 1 ? MAC.C : MAC.A, MAC.B, 1000 + i))) throw new Error('tx ring full');
-    tx.txsync();
-    const { got, releases } = await trickle(t, hostile, v, M, B / 8);
-    t.deepEqual(got, Array.from({ length: M }, (_, i) => 1001 + 2 * i), `v got every frame, in order (${releases} single-slot releases)`);
-    t.true(await tx.flush());
-    const c = sw.counters(hIdx);
+    await oneSlotAttack(t, r, M, B / 8);
     t.true(sw.switchCounters().stalls >= 1, 'the hostile receiver was declared stalled');
-    t.is((c['txFrames'] ?? 0) - base + (c['dropStalled'] ?? 0), 63 + M, 'every copy for it delivered or counted');
+    t.is(r.c('txFrames') - r.base + r.c('dropStalled'), 63 + M, 'every copy for it delivered or counted');
   });
 });
 
@@ -594,38 +600,24 @@ test.serial('a receiver paused for most of a bound, then keeping up, loses nothi
   // which a slow hold is measured from, and 0.3 of one on top of the second
   // pause runs out the bound (timedRun: a fifth).
   const B = 1000;
-  const r = await timedRun(t, B / 5, async () => {
-    const sw = new Switch('vale0', { holdUs: B * 1000 });
-    return withServer(sw, async (socket) => {
-      const rx = await open('vale0:rx@conf:rx_slots=128', { socket });
-      const tx = await open('vale0:tx', { socket });
-      try {
-        await announce(rx, MAC.A);
-        take(tx);
-        const idx = sw.port('vale0:rx')!.index;
-        const c = (k: string): number => sw.counters(idx)[k] ?? 0;
-        const got: number[] = [];
-        const burst = async (from: number, n: number, pauseMs: number): Promise<void> => {
-          for (let i = from; i < from + n; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
-          tx.txsync();
-          // the ring full, the sender held: the receiver pauses (pacing: the pause is the case tested)
-          await until(() => sw.occupancy(idx).rxQueued === 127);
-          await pause(pauseMs);
-          await until(() => {
-            got.push(...take(rx));
-            return got.length >= from + n || c('dropNoSpace') > 0;
-          });
-        };
-        await burst(0, 300, 0.5 * B);
-        const first = { shortened: c('holdShortened'), dropped: c('dropNoSpace') };
-        await pause(1.1 * B); // a bound without another slow hold: the halving is given back
-        await burst(300, 300, 0.7 * B);
-        return { first, second: { shortened: c('holdShortened'), dropped: c('dropNoSpace') }, got };
-      } finally {
-        rx.close();
-        tx.close();
-      }
-    });
+  const r = await timedReceiverRun(t, B, 128, async ({ sw, rx, tx, idx, c }) => {
+    const got: number[] = [];
+    const burst = async (from: number, n: number, pauseMs: number): Promise<void> => {
+      for (let i = from; i < from + n; i++) if (!tx.inject(frame(MAC.A, MAC.B, i))) throw new Error('tx ring full');
+      tx.txsync();
+      // the ring full, the sender held: the receiver pauses (pacing: the pause is the case tested)
+      await until(() => sw.occupancy(idx).rxQueued === 127);
+      await pause(pauseMs);
+      await until(() => {
+        got.push(...take(rx));
+        return got.length >= from + n || c('dropNoSpace') > 0;
+      });
+    };
+    await burst(0, 300, 0.5 * B);
+    const first = { shortened: c('holdShortened'), dropped: c('dropNoSpace') };
+    await pause(1.1 * B); // a bound without another slow hold: the halving is given back
+    await burst(300, 300, 0.7 * B);
+    return { first, second: { shortened: c('holdShortened'), dropped: c('dropNoSpace') }, got };
   });
   t.is(r.first.shortened, 1, 'a hold of half the bound is slow: the next bound is halved');
   t.is(r.first.dropped, 0);

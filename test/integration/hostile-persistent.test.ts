@@ -14,10 +14,10 @@ import { once } from 'node:events';
 import { fstatSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ManualClock, open, Switch, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import { ManualClock, open, Switch, ValeClient, ValeServer, type OpenOptions, type Port, type ValePortConfig } from '../../src/index.js';
 import type { CsbView } from '../../src/backends/csb.js';
-import { NS_MOREFRAG } from '../../src/netmap/abi.js';
 import { native, type NativeFdWatcher } from '../../src/netmap/addon.js';
+import { sendChain } from '../fixtures/chains.js';
 import { departures, until } from '../fixtures/wait.js';
 import { receiveTags as receive, taggedBroadcast as frame } from '../fixtures/tagged-frames.js';
 
@@ -36,20 +36,39 @@ interface Held {
 }
 const heldOf = (p: Port): Held => p.backendObject as unknown as Held;
 
-/** Close the control connection only: the region stays mapped, the fds open (and the Port's tx path writes the old ring). */
-/** A server (torn down with the test) with a persistent port vale0:p and a client port vale0:c beside it. */
-async function persistentRig(t: ExecutionContext, datapath?: 'loop' | 'thread') {
+/**
+ * A server (torn down with the test) with a persistent port vale0:p (`port`
+ * its configuration) and a client port vale0:c (opened with `client`) beside
+ * it; vale0 is `sw` if given, else one made with `datapath`.
+ */
+async function persistentRig(
+  t: ExecutionContext,
+  opts: { datapath?: 'loop' | 'thread'; sw?: Switch; port?: ValePortConfig; client?: OpenOptions } = {},
+) {
   const socket = sockPath();
-  const srv = await ValeServer.listen({ socket, ...(datapath ? { switchOptions: { datapath } } : {}) });
+  const srv = await ValeServer.listen({ socket, ...(opts.sw ? { switches: [opts.sw] } : {}), ...(opts.datapath ? { switchOptions: { datapath: opts.datapath } } : {}) });
   t.teardown(() => srv.close());
   const gone = departures(srv);
   const vale = new ValeClient({ socket });
-  await vale.create('vale0:p');
-  const c = await open('vale0:c', { socket });
+  await vale.create('vale0:p', opts.port);
+  const c = await open('vale0:c', { ...opts.client, socket });
   t.teardown(() => c.close());
   return { socket, srv, gone, vale, c, sw: srv.switch('vale0')! };
 }
 
+/**
+ * Opens a client of vale0:p that sends `tag` from 02:00:00:00:00:`src`, and
+ * waits for c to receive it: the bridge has learned the client at p.
+ */
+async function learnedClient(t: ExecutionContext, socket: string, c: Port, src: number, tag: number): Promise<Port> {
+  const x = await open('vale0:p', { socket });
+  x.inject(frame(src, tag));
+  x.txsync();
+  t.deepEqual(await receive(c, 1), [tag], `the bridge learned 02:00:00:00:00:${src.toString(16)} at p`);
+  return x;
+}
+
+/** Close the control connection only: the region stays mapped, the fds open (and the Port's tx path writes the old ring). */
 function leaveKeepingEverything(p: Port): Held {
   const h = heldOf(p);
   h.hupWatch.close();
@@ -60,7 +79,7 @@ function leaveKeepingEverything(p: Port): Held {
 for (const datapath of ['loop', 'thread'] as const) {
   test(`a persistent port's next client shares no region or doorbell with a client that left keeping them; what that one never read is counted (datapath ${datapath})`, async (t) => {
     t.timeout(60_000);
-    const { socket, srv, gone, vale, c, sw } = await persistentRig(t, datapath);
+    const { socket, srv, gone, vale, c, sw } = await persistentRig(t, { datapath });
     const p = sw.port('vale0:p')!;
 
     const a = await open('vale0:p', { socket });
@@ -150,57 +169,41 @@ function unicast(src: number, dst: number, tag: number): Uint8Array {
   return f;
 }
 
+/** `count` unicasts from c to 02:00:00:00:00:`dst`, tagged `first`.., published at once. */
+function sendFromC(c: Port, dst: number, first: number, count: number): void {
+  for (let i = 0; i < count; i++) if (!c.inject(unicast(0x0c, dst, first + i))) throw new Error('c: tx ring full');
+  c.txsync();
+}
+
 test("a persistent port's next client starts afresh: a client that left shed, with its rx ring full and half a chain on tx, holds back or drops none of its frames", async (t) => {
   t.timeout(60_000);
-  const socket = sockPath();
-  const srv = await ValeServer.listen({ socket });
-  t.teardown(() => srv.close());
-  const gone = departures(srv);
-  const vale = new ValeClient({ socket });
-  await vale.create('vale0:p', { rxSlots: 64 });
-  const c = await open('vale0:c', { socket });
-  t.teardown(() => c.close());
-  const sw = srv.switch('vale0')!;
+  const { socket, gone, c, sw } = await persistentRig(t, { port: { rxSlots: 64 } });
   const idx = sw.port('vale0:p')!.index;
   // a bound long enough for b to drain its ring within it, whatever the load
   sw.setHoldUs(idx, 1_000_000);
 
-  const a = await open('vale0:p', { socket });
-  a.inject(frame(0x0a, 1));
-  a.txsync();
-  t.deepEqual(await receive(c, 1), [1], 'the bridge learned a at p');
+  const a = await learnedClient(t, socket, c, 0x0a, 1);
   // a never reads: 63 fill its ring, the rest wait out the bound and p is shed
-  for (let i = 0; i < 100; i++) if (!c.inject(unicast(0x0c, 0x0a, i))) throw new Error('c: tx ring full');
-  c.txsync();
+  sendFromC(c, 0x0a, 0, 100);
   await until(() => sw.counters(idx)['dropNoSpace'] === 37);
   t.is(sw.counters(idx)['txFrames'], 63);
   // the first slot of a chain whose end a never publishes
-  const ring = a.txRings[0]!;
-  const s = ring.head;
-  ring.bytes.set(unicast(0x0a, 0x0c, 2), ring.bufOffset(s));
-  ring.setLen(s, 60);
-  ring.setFlags(s, NS_MOREFRAG);
-  ring.advance(1);
-  a.txsync();
+  sendChain(a, [unicast(0x0a, 0x0c, 2)], true);
   a.close();
   await gone.of('vale0:p');
   let k = sw.counters(idx);
   t.is(k['detachedUnread'], 63, 'what a never read');
   t.is(k['dropClosed'], 1, 'the slot a left unfinished');
 
-  const b = await open('vale0:p', { socket });
-  t.teardown(() => b.close());
   // b's first frame goes (no cursor or chain of a's region applies to b's)
-  b.inject(frame(0x0b, 3));
-  b.txsync();
-  t.deepEqual(await receive(c, 1), [3]);
+  const b = await learnedClient(t, socket, c, 0x0b, 3);
+  t.teardown(() => b.close());
   k = sw.counters(idx);
   t.deepEqual([k['rxFrames'], k['dropRunt'], k['dropInvalid'], k['dropFrag']], [3, 0, 0, 0], "a's frame, its unfinished slot and b's: nothing read from b's ring but what b sent");
   // b's ring full: the next copies wait for it (its own hold), none is
   // dropped as if b were shed as a was
   const n = 63 + 5;
-  for (let i = 0; i < n; i++) c.inject(unicast(0x0c, 0x0b, 100 + i));
-  c.txsync();
+  sendFromC(c, 0x0b, 100, n);
   await until(() => sw.counters(idx)['txFrames'] === 63 + 63);
   t.is(sw.counters(idx)['dropNoSpace'], 37, 'held for b, not dropped');
   t.deepEqual(await receive(b, n), Array.from({ length: n }, (_, i) => 100 + i));
@@ -243,22 +246,12 @@ test("a persistent port's next client is waited for by a lossless sender, though
   // the switch's clock moves only when told: no stall but the one below
   const clock = new ManualClock();
   const sw = new Switch('vale0', { clock, stallMs: 1000 });
-  const socket = sockPath();
-  const srv = await ValeServer.listen({ socket, switches: [sw] });
-  t.teardown(() => srv.close());
-  const gone = departures(srv);
-  await new ValeClient({ socket }).create('vale0:p', { rxSlots: 64 });
+  const { socket, gone, c } = await persistentRig(t, { sw, port: { rxSlots: 64 }, client: { lossless: true } });
   const idx = sw.port('vale0:p')!.index;
-  const c = await open('vale0:c', { socket, lossless: true });
-  t.teardown(() => c.close());
 
-  const a = await open('vale0:p', { socket });
-  a.inject(frame(0x0a, 1));
-  a.txsync();
-  t.deepEqual(await receive(c, 1), [1], 'the bridge learned a at p');
+  const a = await learnedClient(t, socket, c, 0x0a, 1);
   // a never reads: 63 fill its ring and c waits, until a is declared stalled
-  for (let i = 0; i < 100; i++) if (!c.inject(unicast(0x0c, 0x0a, i))) throw new Error('c: tx ring full');
-  c.txsync();
+  sendFromC(c, 0x0a, 0, 100);
   await until(() => sw.counters(idx)['txFrames'] === 63);
   const stalled = once(sw, 'stalled');
   clock.advance(1001);
@@ -270,16 +263,12 @@ test("a persistent port's next client is waited for by a lossless sender, though
   a.close();
   await gone.of('vale0:p');
 
-  const b = await open('vale0:p', { socket });
+  const b = await learnedClient(t, socket, c, 0x0b, 3);
   t.teardown(() => b.close());
-  b.inject(frame(0x0b, 3));
-  b.txsync();
-  t.deepEqual(await receive(c, 1), [3]);
   // b's ring full: c waits for b (no time passes on the switch's clock), b
   // is not stalled as a was
   const n = 63 + 5;
-  for (let i = 0; i < n; i++) c.inject(unicast(0x0c, 0x0b, 100 + i));
-  c.txsync();
+  sendFromC(c, 0x0b, 100, n);
   await until(() => sw.counters(idx)['txFrames'] === 63 + 63);
   t.is(sw.counters(idx)['dropStalled'], 37, 'c waits for b: none of its copies dropped');
   t.deepEqual(await receive(b, n), Array.from({ length: n }, (_, i) => 100 + i));
@@ -291,14 +280,8 @@ test('frames a client left queued when it went are counted as frames (dropClosed
   t.timeout(60_000);
   // no stall: the switch's clock stands still, so a's ring stays held
   const sw = new Switch('vale0', { clock: new ManualClock() });
-  const socket = sockPath();
-  const srv = await ValeServer.listen({ socket, switches: [sw] });
-  t.teardown(() => srv.close());
-  const gone = departures(srv);
-  await new ValeClient({ socket }).create('vale0:p');
+  const { socket, gone, c } = await persistentRig(t, { sw, client: { slots: 64 } });
   const idx = sw.port('vale0:p')!.index;
-  const c = await open('vale0:c', { socket, slots: 64 });
-  t.teardown(() => c.close());
 
   const a = await open('vale0:p', { socket, lossless: true });
   // 63 fill c's ring (c never reads); the 64th waits, lossless, and so does
@@ -306,21 +289,11 @@ test('frames a client left queued when it went are counted as frames (dropClosed
   for (let i = 0; i < 64; i++) a.inject(frame(0x0a, i));
   a.txsync();
   await until(() => sw.counters(sw.port('vale0:c')!.index)['txFrames'] === 63);
-  const ring = a.txRings[0]!;
-  const put = (slots: number, last: boolean): void => {
-    for (let k = 0; k < slots; k++) {
-      const s = ring.head;
-      ring.bytes.set(frame(0x0a, 200), ring.bufOffset(s));
-      ring.setLen(s, 60);
-      ring.setFlags(s, k < slots - 1 || !last ? NS_MOREFRAG : 0);
-      ring.advance(1);
-    }
-  };
-  put(3, true); // a 3-slot frame
+  const slots = (k: number): Uint8Array[] => Array.from({ length: k }, () => frame(0x0a, 200));
+  sendChain(a, slots(3)); // a 3-slot frame
   // and a chain a never finishes, longer than a frame may be (64 slots,
   // NETMAP_MAX_FRAGS): the switch would have taken it as three (64, 64, 2)
-  put(2 * 64 + 2, false);
-  a.txsync();
+  sendChain(a, slots(2 * 64 + 2), true);
   a.close();
   await gone.of('vale0:p');
   const k = sw.counters(idx);
@@ -334,14 +307,7 @@ test('frames a client never read when it went are counted as frames (detachedUnr
   const idx = sw.port('vale0:p')!.index;
   const a = await open('vale0:p', { socket });
   // c sends a a 3-slot frame and a 1-slot one; a never reads them
-  const ring = c.txRings[0]!;
-  for (let k = 0; k < 3; k++) {
-    const s = ring.head;
-    ring.bytes.set(frame(0x0c, 7), ring.bufOffset(s));
-    ring.setLen(s, 60);
-    ring.setFlags(s, k < 2 ? NS_MOREFRAG : 0);
-    ring.advance(1);
-  }
+  sendChain(c, [frame(0x0c, 7), frame(0x0c, 7), frame(0x0c, 7)]);
   c.inject(frame(0x0c, 8));
   c.txsync();
   await until(() => sw.counters(idx)['txFrames'] === 2);

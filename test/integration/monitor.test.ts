@@ -6,7 +6,7 @@
  * port's buffers; the decision cannot name a monitor; a monitor outlives
  * the port it watched and sees nothing more.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -14,15 +14,26 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, capture, monitorRings, CaptureFilter, PcapngWriter, Switch, ValeServer, type Port, type SwitchOptions } from '../../src/index.js';
-import { NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { sendChain } from '../fixtures/chains.js';
 
 const CTL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 let n = 0;
-async function setup(opts: SwitchOptions = {}): Promise<{ srv: ValeServer; sw: Switch; socket: string }> {
+/** A server for switch vale0 (made with `opts`), closed when the test ends. */
+async function setup(t: ExecutionContext, opts: SwitchOptions = {}): Promise<{ sw: Switch; socket: string }> {
   const socket = path.join(os.tmpdir(), `monitor-${process.pid}-${n++}.sock`);
   const sw = new Switch('vale0', opts);
   const srv = await ValeServer.listen({ socket, switches: [sw] });
-  return { srv, sw, socket };
+  t.teardown(() => srv.close());
+  return { sw, socket };
+}
+
+/** A server (as {@link setup}) with port vale0:a and a monitor of what it sends (vale0:a/t), closed when the test ends. */
+async function watchedPort(t: ExecutionContext): Promise<{ a: Port; mon: Port }> {
+  const { socket } = await setup(t);
+  const a = await open('vale0:a', { socket });
+  const mon = await open('vale0:a/t', { socket });
+  t.teardown(() => [a, mon].forEach((p) => p.close()));
+  return { a, mon };
 }
 
 function frame(src: number, dst: number[], seq: number): Uint8Array {
@@ -48,8 +59,7 @@ function take(port: Port): number[] {
 
 test('a monitor that never reads drops into dropMonitor; a lossless sender to the watched port is never held back', async (t) => {
   t.timeout(60_000);
-  const { srv, sw, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { sw, socket } = await setup(t);
   const a = await open('vale0:a', { socket, lossless: true });
   const b = await open('vale0:b', { socket });
   const mon = await open('vale0:b/r', { socket });
@@ -81,13 +91,12 @@ test('a monitor that never reads drops into dropMonitor; a lossless sender to th
 test('copies, not shared buffers; the decision cannot send to a monitor; a monitor outlives its port', async (t) => {
   t.timeout(60_000);
   let monitorIndex = -1;
-  const { srv, sw, socket } = await setup({
+  const { sw, socket } = await setup(t, {
     // everything to the monitor's index, if the test has learned it (else flood)
     lookup: (_mem, _offs, _lens, count, _src, dests) => {
       for (let i = 0; i < count; i++) dests[i] = monitorIndex >= 0 ? monitorIndex : -2;
     },
   });
-  t.teardown(() => srv.close());
   const a = await open('vale0:a', { socket });
   const b = await open('vale0:b', { socket });
   const mon = await open('vale0:a/t', { socket });
@@ -114,19 +123,6 @@ test('copies, not shared buffers; the decision cannot send to a monitor; a monit
   t.is(sw.monitors()[0]!.name, 'vale0:a/t');
 });
 
-/** Queue `parts` as one multi-slot frame (NS_MOREFRAG on all but the last) on `p`'s first tx ring and push it. */
-function sendChain(p: Port, parts: Uint8Array[]): void {
-  const ring = p.txRings[0]!;
-  parts.forEach((part, i) => {
-    const s = ring.head;
-    ring.bytes.set(part, ring.bufOffset(s));
-    ring.setLen(s, part.length);
-    ring.setFlags(s, i + 1 < parts.length ? NS_MOREFRAG : 0);
-    ring.advance(1);
-  });
-  p.txsync();
-}
-
 /** The Enhanced Packet Blocks of a little-endian pcapng stream: interface id and captured bytes. */
 function packets(chunks: Uint8Array[]): { ifId: number; data: Buffer; origLen: number }[] {
   const b = Buffer.concat(chunks);
@@ -142,11 +138,7 @@ function packets(chunks: Uint8Array[]): { ifId: number; data: Buffer; origLen: n
 
 test('a capture writes a multi-slot frame as ONE packet: a forged frame inside a chain neither passes the filter nor shows up', async (t) => {
   t.timeout(60_000);
-  const { srv, socket } = await setup();
-  t.teardown(() => srv.close());
-  const a = await open('vale0:a', { socket });
-  const mon = await open('vale0:a/t', { socket });
-  t.teardown(() => [a, mon].forEach((p) => p.close()));
+  const { a, mon } = await watchedPort(t);
   const bs = a.txRings[0]!.bufSize;
   // the sender's jumbo frame from 02:00:00:00:00:0a, its second slot laid out as a
   // frame of its own from 02:00:00:00:00:66 (an address that never sent anything)
@@ -185,11 +177,7 @@ test('a capture writes a multi-slot frame as ONE packet: a forged frame inside a
 
 test('a capture waiting for a sink that never drains stops when aborted', async (t) => {
   t.timeout(60_000);
-  const { srv, socket } = await setup();
-  t.teardown(() => srv.close());
-  const a = await open('vale0:a', { socket });
-  const mon = await open('vale0:a/t', { socket });
-  t.teardown(() => [a, mon].forEach((p) => p.close()));
+  const { a, mon } = await watchedPort(t);
   // a reader that never reads: every write asks for a pause, and the drain never comes
   const writer = new PcapngWriter({ write: () => false });
   let waiting: () => void = () => {};
@@ -206,51 +194,50 @@ test('a capture waiting for a sink that never drains stops when aborted', async 
   t.deepEqual(await running, { seen: 1, written: 1, filtered: 0 });
 });
 
+/**
+ * Starts a vale-ctl-ts --capture (`command args`, killed when the test
+ * ends): `capturing` resolves once it says it is capturing (rejects if it
+ * exits first), `exited` once it has exited; `stderr()` is what it wrote.
+ */
+function startCapture(t: ExecutionContext, command: string, args: string[], stdout: 'ignore' | 'pipe') {
+  const p = spawn(command, args, { stdio: ['ignore', stdout, 'pipe'] });
+  t.teardown(() => p.kill('SIGKILL'));
+  let err = '';
+  const capturing = new Promise<void>((resolve, reject) => {
+    p.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('capturing')) resolve();
+    });
+    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
+  });
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => p.on('close', (code, signal) => r([code, signal])));
+  return { p, capturing, exited, stderr: (): string => err };
+}
+
 test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner only, whatever the umask', async (t) => {
   t.timeout(60_000);
-  const { srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { socket } = await setup(t);
   const a = await open('vale0:a', { socket });
   t.teardown(() => a.close());
   const dir = mkdtempSync(path.join(os.tmpdir(), `monitor-cap-${process.pid}-`));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'a.pcapng');
   // the frames of a port only its owner and root may watch: not for every local user to read
-  const p = spawn('sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const capturing = new Promise<void>((resolve, reject) => {
-    p.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('capturing')) resolve();
-    });
-    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
-  });
-  const exited = new Promise<number | null>((r) => p.on('close', r));
-  await capturing;
+  const cap = startCapture(t, 'sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], 'ignore');
+  await cap.capturing;
   a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1));
   a.txsync();
-  t.is(await exited, 0, err);
+  t.is((await cap.exited)[0], 0, cap.stderr());
   t.is(statSync(file).mode & 0o777, 0o600);
 });
 
 test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGINT', async (t) => {
   t.timeout(120_000);
-  const { srv, sw, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { sw, socket } = await setup(t);
   const a = await open('vale0:a', { socket });
   t.teardown(() => a.close());
-  const p = spawn(process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => p.kill('SIGKILL'));
-  p.stdout.pause(); // never read: the pipe fills, and the capture's writes wait
-  let err = '';
-  const capturing = new Promise<void>((resolve, reject) => {
-    p.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('capturing')) resolve();
-    });
-    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
-  });
-  const exited = new Promise<[number | null, string | null]>((r) => p.on('close', (code, signal) => r([code, signal])));
+  const { p, capturing, exited, stderr } = startCapture(t, process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], 'pipe');
+  p.stdout!.pause(); // never read: the pipe fills, and the capture's writes wait
   await capturing;
   // full-size broadcasts until the capture has stopped taking them: its
   // monitor ring is full and drops (the pipe is full and writes are pending)
@@ -264,9 +251,9 @@ test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGI
   }
   p.kill('SIGINT');
   const [code, signal] = await exited;
-  t.is(signal, null, `ended by its own handler, not killed: ${err}`);
+  t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
   t.is(code, 0);
-  t.regex(err, /frames written \(\d+ seen/, 'its count, on stderr, came before it stopped');
+  t.regex(stderr(), /frames written \(\d+ seen/, 'its count, on stderr, came before it stopped');
 });
 
 test("a monitor keeps counting against its opener's limits when the port it watched was its switch's last", async (t) => {
