@@ -15,8 +15,7 @@ import { ensurePackages } from '../fixtures/system-packages.js';
 import { makeNamespaces, must, run, type NsEnd, type Run } from '../fixtures/linux-if-netns.js';
 import { ctl } from '../fixtures/vale-ctl-run.js';
 import { untilAnswer } from '../fixtures/wait.js';
-import { NS_MOREFRAG } from '../../src/netmap/abi.js';
-import { recvFrames } from '../fixtures/chains.js';
+import { recvFrames, sendChain } from '../fixtures/chains.js';
 
 const root = process.getuid?.() === 0;
 const suite = root ? test.serial : test.serial.skip;
@@ -27,20 +26,6 @@ async function driverCounters(socket: string, port: string): Promise<Record<stri
   const st = await ctl(socket, '--stats', '--json');
   const ports = (JSON.parse(st.stdout) as { switches: { ports: { name: string; driver?: { counters: Record<string, number> } }[] }[] }).switches[0]!.ports;
   return ports.find((q) => q.name === port)!.driver!.counters;
-}
-
-/** One frame over as many slots as `parts` (NS_MOREFRAG on all but the last). */
-function sendChain(p: Port, parts: Buffer[]): void {
-  const ring = p.txRings[0]!;
-  if (ring.space() < parts.length) throw new Error('tx ring full');
-  parts.forEach((part, i) => {
-    const s = ring.head;
-    ring.bytes.set(part, ring.bufOffset(s));
-    ring.setLen(s, part.length);
-    ring.setFlags(s, i + 1 < parts.length ? NS_MOREFRAG : 0);
-    ring.advance(1);
-  });
-  p.txsync();
 }
 
 /** The frames at `p` up to and with the first that `last` accepts. */

@@ -10,23 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, ValeServer, type Port } from '../../src/index.js';
 import { NETMAP_MAX_FRAGS, NS_MOREFRAG, RING } from '../../src/netmap/abi.js';
+import { sendChain } from '../fixtures/chains.js';
 
 let uniq = 0;
 const pname = (): string => `vale0:rc${process.pid}x${uniq++}`;
-
-/** Queue `parts` as one frame (NS_MOREFRAG on all but the last, unless `unfinished` leaves the chain unfinished) and push it. */
-function sendChain(p: Port, parts: Uint8Array[], unfinished = false): void {
-  const ring = p.txRings[0]!;
-  if (ring.space() < parts.length) throw new Error('tx ring full');
-  parts.forEach((part, i) => {
-    const s = ring.head;
-    ring.bytes.set(part, ring.bufOffset(s));
-    ring.setLen(s, part.length);
-    ring.setFlags(s, i + 1 < parts.length || unfinished ? NS_MOREFRAG : 0);
-    ring.advance(1);
-  });
-  p.txsync();
-}
 
 /** `len` bytes: a broadcast Ethernet header, then a pattern that tells every byte's position and `tag`. */
 function frame(len: number, tag: number): Uint8Array {
