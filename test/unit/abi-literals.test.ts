@@ -24,6 +24,7 @@ const PATTERNS: readonly (readonly [RegExp, string])[] = [
   [/memId\s*:\s*np\.id/, 'a mem_id invented from the port number'],
   [/\b(?:read|write)(?:Big)?U?Int(?:8|16|32|64)LE\((?:[^()]*,\s*)?(?:[1-9]\d*)\)/, 'a request body field at a literal offset'],
   [/\['[xztrRT]',\s*0x[0-9a-f]+\]/, 'a port-name flag bit typed as a number'],
+  [/['"`]netmap-pipe-/, "a pipe region file's prefix typed again (the addon's Pipe.filePrefix is the core's and the preload's)"],
 ];
 
 /** Files that lay out packets (not netmap structs) with byte offsets of their own. */
@@ -64,6 +65,7 @@ test('the grep catches each of the retypings it is there for', (t) => {
     "formatPortName({ ...p, mode: 'one_nic', nrMode: 4, ringId: i })",
     'const slotsAt = (ofs: number): number => dv.getUint32(k.nifp + ofs + 8, true);',
     "  ['x', 0x800],",
+    "return path.join(pipeDir(), 'netmap-pipe-' + key);",
     'export const NM_BDG_NOPORT = 255;',
   ];
   for (const line of old) t.true(PATTERNS.some(([re]) => re.test(line)), line);
