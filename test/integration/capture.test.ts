@@ -11,25 +11,24 @@
  * IPv6 is off in the namespaces so that nothing but the pings (and their
  * ARP) crosses the switch.
  */
-import test from 'ava';
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import test, { type ExecutionContext } from 'ava';
+import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { inNs, ip, makeNs } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { assertPingReplies } from '../fixtures/ping-output.js';
+import { cli as CTL, spawnCapture } from '../fixtures/vale-ctl-run.js';
 
 const tag = `cap${process.pid}`;
 const nsA = `${tag}a`;
 const nsB = `${tag}b`;
 const socket = path.join(os.tmpdir(), `capture-${process.pid}.sock`);
 const dir = mkdtempSync(path.join(os.tmpdir(), `capture-it-${process.pid}-`));
-const CTL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 const cleanups: (() => void)[] = [];
 const execFileP = promisify(execFile);
 let srv: ValeServer;
@@ -61,23 +60,10 @@ test.after.always(() => {
 });
 
 /** Starts `vale-ctl-ts --capture ...`; resolves once it is capturing, with its exit. */
-async function startCapture(args: string[]): Promise<{ done: Promise<{ code: number | null; stderr: string; stdout: Buffer }> }> {
-  const p = spawn(process.execPath, [CTL, '--capture', ...args, '--socket', socket], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  const out: Buffer[] = [];
-  p.stdout.on('data', (d: Buffer) => out.push(d));
-  const started = new Promise<void>((resolve, reject) => {
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (stderr.includes('capturing')) resolve();
-    });
-    p.on('close', () => reject(new Error(`vale-ctl-ts --capture exited before capturing:\n${stderr}`)));
-  });
-  const done = new Promise<{ code: number | null; stderr: string; stdout: Buffer }>((resolve) =>
-    p.on('close', (code) => resolve({ code, stderr, stdout: Buffer.concat(out) })),
-  );
-  await started;
-  return { done };
+async function startCapture(t: ExecutionContext, args: string[]): Promise<{ done: Promise<{ code: number | null; stderr: string; stdout: Buffer }> }> {
+  const c = spawnCapture((fn) => t.teardown(fn), process.execPath, [CTL, '--capture', ...args, '--socket', socket], 'collect');
+  await c.capturing;
+  return { done: c.exited.then(([code]) => ({ code, stderr: c.stderr(), stdout: c.stdout() })) };
 }
 
 // -A: the next request only once the last one is answered, so a slow machine
@@ -87,7 +73,7 @@ const ping = (from: string, to: string, n: number): Promise<string> => inNs(from
 test.serial('vale-ctl-ts --capture --filter icmp: tshark reads the ping exchange, by port direction', async (t) => {
   t.timeout(90_000);
   const file = path.join(dir, 'ping.pcapng');
-  const cap = await startCapture(['vale0:a', '--filter', 'icmp', '-c', '6', '-w', file, '--nano']);
+  const cap = await startCapture(t, ['vale0:a', '--filter', 'icmp', '-c', '6', '-w', file, '--nano']);
   assertPingReplies(t, await ping(nsA, '10.213.0.2', 3), 3);
   const r = await cap.done;
   t.is(r.code, 0, r.stderr);
@@ -109,7 +95,7 @@ test.serial('vale-ctl-ts --capture --filter icmp: tshark reads the ping exchange
 
 test.serial('--capture -w - streams pcapng into tcpdump -r -', async (t) => {
   t.timeout(90_000);
-  const cap = await startCapture(['vale0:b/r', '--filter', 'icmp', '-c', '2', '-w', '-']);
+  const cap = await startCapture(t, ['vale0:b/r', '--filter', 'icmp', '-c', '2', '-w', '-']);
   assertPingReplies(t, await ping(nsA, '10.213.0.2', 2), 2);
   const r = await cap.done;
   t.is(r.code, 0, r.stderr);

@@ -8,15 +8,13 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { once } from 'node:events';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, capture, monitorRings, CaptureFilter, PcapngWriter, Switch, ValeServer, type Port, type SwitchOptions } from '../../src/index.js';
 import { sendChain } from '../fixtures/chains.js';
+import { cli as CTL, spawnCapture } from '../fixtures/vale-ctl-run.js';
 
-const CTL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ctl-ts.js');
 let n = 0;
 /** A server for switch vale0 (made with `opts`), closed when the test ends. */
 async function setup(t: ExecutionContext, opts: SwitchOptions = {}): Promise<{ sw: Switch; socket: string }> {
@@ -194,26 +192,6 @@ test('a capture waiting for a sink that never drains stops when aborted', async 
   t.deepEqual(await running, { seen: 1, written: 1, filtered: 0 });
 });
 
-/**
- * Starts a vale-ctl-ts --capture (`command args`, killed when the test
- * ends): `capturing` resolves once it says it is capturing (rejects if it
- * exits first), `exited` once it has exited; `stderr()` is what it wrote.
- */
-function startCapture(t: ExecutionContext, command: string, args: string[], stdout: 'ignore' | 'pipe') {
-  const p = spawn(command, args, { stdio: ['ignore', stdout, 'pipe'] });
-  t.teardown(() => p.kill('SIGKILL'));
-  let err = '';
-  const capturing = new Promise<void>((resolve, reject) => {
-    p.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('capturing')) resolve();
-    });
-    p.on('close', () => reject(new Error(`vale-ctl-ts exited before capturing: ${err}`)));
-  });
-  const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => p.on('close', (code, signal) => r([code, signal])));
-  return { p, capturing, exited, stderr: (): string => err };
-}
-
 test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner only, whatever the umask', async (t) => {
   t.timeout(60_000);
   const { socket } = await setup(t);
@@ -223,7 +201,7 @@ test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner o
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'a.pcapng');
   // the frames of a port only its owner and root may watch: not for every local user to read
-  const cap = startCapture(t, 'sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], 'ignore');
+  const cap = spawnCapture((fn) => t.teardown(fn), 'sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], 'ignore');
   await cap.capturing;
   a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1));
   a.txsync();
@@ -236,7 +214,7 @@ test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGI
   const { sw, socket } = await setup(t);
   const a = await open('vale0:a', { socket });
   t.teardown(() => a.close());
-  const { p, capturing, exited, stderr } = startCapture(t, process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], 'pipe');
+  const { p, capturing, exited, stderr } = spawnCapture((fn) => t.teardown(fn), process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], 'pipe');
   p.stdout!.pause(); // never read: the pipe fills, and the capture's writes wait
   await capturing;
   // full-size broadcasts until the capture has stopped taking them: its
