@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Ring } from '../../src/index.js';
 import { Port, RingError, SwitchGoneError } from '../../src/index.js';
 import { dumpPayload, ringPointer } from './dump.js';
-import { CTR, PONG_DROP, PONG_DROP_KINDS, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
+import { CTR, PONG_DROP, PONG_DROP_KINDS, PONG_STATE, PONG_STATE_LEN, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
 import { native } from '../../src/netmap/addon.js';
 import { requestShortSlice } from '../../src/netmap/sched.js';
 import type { PktGenFunction } from './options.js';
@@ -760,25 +760,29 @@ async function pongBody(c: Ctx): Promise<void> {
   const n = cfg.count;
   const pollErr = new RateLimitedLog(1000);
   const drops = new Float64Array(PONG_DROP_KINDS);
+  const states = rings.map(() => new Uint32Array(PONG_STATE_LEN));
+  /** rx slots pongEcho left for lack of their chain's last slot: no new frame */
+  let held = 0;
   let sent = 0;
   ctr[CTR.TIC] = now();
   // as ping: nothing allocated per round trip
   while (!c.cancelled && (n === 0 || sent < n)) {
     c.sync(rings);
-    if (port.rxAvailable() === 0) {
+    if (port.rxAvailable() <= held) {
       const t0 = now();
       const spinMs = c.pongSpin.ms;
       if (spinMs > 0) {
         while (!c.cancelled) {
           c.sync(rings);
-          if (port.rxAvailable() > 0 || now() - t0 >= spinMs) break;
+          if (port.rxAvailable() > held || now() - t0 >= spinMs) break;
           spinYield();
         }
       }
-      if (port.rxAvailable() === 0) {
+      if (port.rxAvailable() <= held) {
+        // poll wakes for a whole frame only, not for more slots of a chain
         let ev = c.waitRxNow(1000);
         if (ev < 0) ev = await c.waitRx(1000);
-        if ((ev & Port.RX) === 0 && port.rxAvailable() === 0) {
+        if ((ev & Port.RX) === 0 && port.rxAvailable() <= held) {
           c.pongSpin.note(now() - t0);
           if (c.cancelled) break;
           if (ev & Port.HUP && port.transport === 'vale-ts') throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
@@ -790,12 +794,21 @@ async function pongBody(c: Ctx): Promise<void> {
     }
     c.sync(txOnly);
     let m = 0;
-    for (const r of rings) m += pktgenNative.pongEcho(c.mem, r.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff, drops);
+    let need = 0;
+    held = 0;
+    for (let i = 0; i < rings.length; i++) {
+      const st = states[i]!;
+      m += pktgenNative.pongEcho(c.mem, rings[i]!.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff, drops, st);
+      held += st[PONG_STATE.RX_HELD]!;
+      if (st[PONG_STATE.TX_NEED]! > need) need = st[PONG_STATE.TX_NEED]!;
+    }
     sent += m;
     c.sync(txOnly);
     c.sync(rings);
     ctr[CTR.PKTS] = sent;
     ctr[CTR.EVENTS] += m > 0 ? 1 : 0;
+    // a frame waits for tx room for all its slots (never a partial chain on the wire)
+    if (m === 0 && need > 0) await waitTxSpace(c, tx, need);
     if (c.yieldDue()) await c.maybeYield();
   }
   // let the last replies leave (for at most a second), as the sender flushes
@@ -806,14 +819,31 @@ async function pongBody(c: Ctx): Promise<void> {
     c.sync(txOnly);
   }
   ctr[CTR.TOC] = now();
-  const notEchoed = drops[PONG_DROP.NO_ROOM]! + drops[PONG_DROP.BAD_SLOT]! + drops[PONG_DROP.GROUP_SOURCE]!;
+  const notEchoed = drops[PONG_DROP.TOO_LONG]! + drops[PONG_DROP.BAD_SLOT]! + drops[PONG_DROP.GROUP_SOURCE]!;
   if (notEchoed > 0) {
     D(
       'pong_body',
       XLINE.PONG_NOT_ECHOED,
-      `did not echo ${notEchoed} frames: ${drops[PONG_DROP.NO_ROOM]} found no tx room, ${drops[PONG_DROP.BAD_SLOT]} bad slots, ` +
+      `did not echo ${notEchoed} frames: ${drops[PONG_DROP.TOO_LONG]} too long to echo whole, ${drops[PONG_DROP.BAD_SLOT]} bad slots, ` +
         `${drops[PONG_DROP.GROUP_SOURCE]} from a group source MAC (the echo would flood the switch)`,
     );
+  }
+}
+
+/**
+ * pong: wait until `tx` has room for `need` slots (a whole chain), syncing it;
+ * poll wakes as soon as any slot is free, so a wait for more spins with yields.
+ */
+async function waitTxSpace(c: Ctx, tx: Ring, need: number): Promise<void> {
+  const txOnly = [tx];
+  while (!c.cancelled && tx.space() < need) {
+    const ev = await c.pollFor({ rx: false, tx: true }, POLL_SLICE_MS);
+    c.sync(txOnly);
+    if (ev.hup && c.port.transport === 'vale-ts') throw new SwitchGoneError(`${c.cfg.iface}: the vale-ts switch went away`);
+    if (tx.space() < need) {
+      spinYield();
+      await c.maybeYield();
+    }
   }
 }
 
