@@ -339,6 +339,40 @@ test("ping's reply loop: only frames a ping stamped are timed, the others counte
   t.is(r.cur, 6);
 });
 
+// A reply longer than ping's buffers comes as a chain of slots; ping timed
+// every slot as a reply, so the zeros of the later slots read as a stamp of
+// 0: a "round trip" as long as the machine's uptime. Now a frame is timed
+// once, by its first slot, also when its slots span two reads.
+test("ping's reply loop: a reply spread over several slots is timed once, by its first slot", (t) => {
+  const { mem, dv } = fakeRegion({ tail: 4 });
+  const r = new Ring(mem, 0, 'rx', 0, () => undefined);
+  const buf = (i: number): number => RING.slot + 8 * SLOT_SIZE + (2 + i) * 256;
+  const now = Number(process.hrtime.bigint()) - 1e6;
+  const sec = Math.floor(now / 1e9);
+  const slot = (i: number, len: number, flags: number, stamped: boolean): void => {
+    if (stamped) {
+      dv.setUint32(buf(i) + 46, sec, true);
+      dv.setUint32(buf(i) + 50, now - sec * 1e9, true);
+    }
+    dv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.len, len, true);
+    dv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.flags, flags, true);
+  };
+  slot(0, 256, NS_MOREFRAG, true);
+  slot(1, 256, NS_MOREFRAG, false);
+  slot(2, 100, 0, false);
+  slot(3, 256, NS_MOREFRAG, true); // the next reply: its second slot comes later
+  const stats = new RttStats();
+  const chain = { more: false };
+  t.is(readPingReplies(r, dv, 42, stats, chain), 0, 'no slot counted as a frame that was no reply');
+  t.is(stats.count, 2, 'two replies timed');
+  t.is(r.head, 4);
+  slot(4, 100, 0, false);
+  dv.setUint32(RING.tail, 5, true);
+  t.is(readPingReplies(r, dv, 42, stats, chain), 0);
+  t.is(stats.count, 2, 'the rest of a reply is not timed');
+  t.true(stats.mean < 60e9, `mean RTT ${stats.mean} ns`);
+});
+
 // -X prints the slots a batch took, from the head before it to the head
 // after, read back from the ring: where the peer wrote that out of range,
 // the walk never reached it.

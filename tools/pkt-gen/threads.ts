@@ -15,6 +15,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Ring } from '../../src/index.js';
 import { Port, RingError, SwitchGoneError } from '../../src/index.js';
+import { NS_MOREFRAG } from '../../src/netmap/abi.js';
 import { dumpPayload, ringPointer } from './dump.js';
 import { CTR, PONG_DROP, PONG_DROP_KINDS, PONG_STATE, PONG_STATE_LEN, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
 import { native } from '../../src/netmap/addon.js';
@@ -608,14 +609,24 @@ function pingOffset(cfg: ThreadConfig): number {
   return cfg.hdrLen + 42;
 }
 
+/** ping: where a ring's slots stand in a frame across calls of {@link readPingReplies}. */
+export interface PingChain {
+  /** the last slot read had NS_MOREFRAG: the next one goes on with its frame */
+  more: boolean;
+}
+
 /**
  * ping: time every reply in ring `r` (head to tail) into `stats` and
  * release them; returns how many frames were no reply (too short, a bad
- * slot, or a stamp no ping wrote) and went untimed. `dv` views the port's
- * region, `off` is where ping put its sequence number and stamp in the
- * frame. Throws RingError when head or tail lies outside the ring.
+ * slot, or a stamp no ping wrote) and went untimed. A frame spread over
+ * several slots (NS_MOREFRAG: a frame longer than a buffer travels so) is
+ * timed once, by its first slot, where the stamp is;
+ * `chain` carries the state of a frame whose slots span two calls. `dv`
+ * views the port's region, `off` is where ping put its sequence number and
+ * stamp in the frame. Throws RingError when head or tail lies outside the
+ * ring.
  */
-export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttStats): number {
+export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttStats, chain: PingChain = { more: false }): number {
   // head and tail read once and checked: a pipe peer maps this ring too,
   // and one it wrote out of range never met the other (an endless loop)
   let h = r.head;
@@ -626,6 +637,10 @@ export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttSt
   if (h === tail) return 0;
   let notReplies = 0;
   for (; h !== tail; h = r.next(h)) {
+    const first = !chain.more;
+    chain.more = (r.flags(h) & NS_MOREFRAG) !== 0;
+    // the rest of a frame: its bytes at `off` are no stamp
+    if (!first) continue;
     const idx = r.bufIdx(h);
     const len = r.len(h);
     let rtt = -1;
@@ -659,6 +674,7 @@ async function pingBody(c: Ctx): Promise<void> {
   const off = pingOffset(cfg);
   const dv = new DataView(c.mem);
   const stats = new RttStats();
+  const chains: PingChain[] = rings.map(() => ({ more: false }));
   const n = cfg.count;
   const spin = c.pingSpin;
   let sent = 0;
@@ -733,7 +749,7 @@ async function pingBody(c: Ctx): Promise<void> {
       }
     }
     spin.note(now() - t0);
-    for (const r of rings) notReplies += readPingReplies(r, dv, off, stats);
+    for (let i = 0; i < rings.length; i++) notReplies += readPingReplies(rings[i]!, dv, off, stats, chains[i]);
     c.sync(rings);
     if (now() - lastPrint >= 1000) {
       const [countLine, histLine] = stats.intervalMessages();
