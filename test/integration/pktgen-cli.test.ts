@@ -593,6 +593,61 @@ test('pong through vale-ts answers a frame spread over several slots with one wh
   });
 });
 
+// A pipe peer publishes a chain in two parts: pong must hold the first
+// slots (poll wakes it for whole frames only) and echo the chain once its
+// last slot came, never the parts as frames.
+test('pong over a pipe holds a chain until its last slot comes, then echoes it whole', async (t) => {
+  const name = `vale0:${uname('hc')}`;
+  const peer = await open(`${name}{0`);
+  t.teardown(() => peer.close());
+  const pong = run(['-i', `${name}}0`, '-f', 'pong']);
+  t.teardown(() => pong.kill('SIGKILL'));
+  await pong.waitFor(/Ready/);
+  const frame = (len: number, tag: number): Uint8Array => {
+    const f = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 9, dstPort: 9, len });
+    for (let i = 42; i < len; i++) f[i] = (i * 7 + tag) & 0xff;
+    return f;
+  };
+  const tx = peer.txRings[0]!;
+  const put = (bytes: Uint8Array, more: boolean): void => {
+    const h = tx.head;
+    tx.bytes.set(bytes, tx.bufOffset(h));
+    tx.setLen(h, bytes.length);
+    tx.setFlags(h, more ? NS_MOREFRAG : 0);
+    tx.advance(1);
+  };
+  const got: Buffer[] = [];
+  const until = async (n: number): Promise<void> => {
+    while (got.length < n) {
+      const ev = await peer.poll({ rx: true });
+      t.false(ev.hup);
+      peer.dispatch(64, (f) => got.push(Buffer.from(f)));
+    }
+  };
+  const bs = peer.bufSize;
+  const first = frame(60, 1);
+  const long = frame(2 * bs + 100, 2);
+  const last = frame(60, 3);
+  // a frame, then two slots of the chain: pong echoes the frame and holds the slots
+  put(first, false);
+  put(long.subarray(0, bs), true);
+  put(long.subarray(bs, 2 * bs), true);
+  peer.txsync();
+  await until(1);
+  // the chain's last slot, then a frame whose echo ends the wait
+  put(long.subarray(2 * bs), false);
+  put(last, false);
+  peer.txsync();
+  while (!got.some((f) => f.length === 60 && f[44] === last[44])) await until(got.length + 1);
+  t.deepEqual(got.map((f) => f.length), [60, long.length, 60], 'three echoes: the chain as one frame');
+  t.deepEqual(got[1]!.subarray(34), Buffer.from(long.subarray(34)), 'the chain\'s bytes past the fields pong swaps, as sent');
+  pong.kill('SIGINT');
+  const r = await pong.done;
+  t.is(r.code, 0, r.stderr);
+  t.notRegex(r.stderr, /did not echo/);
+  t.deepEqual(badLines(r), []);
+});
+
 test('worker threads: the thread body in a worker gives the same counts', async (t) => {
   const name = `vale0:${uname('w')}`;
   const env = { PKTGEN_TS_WORKERS: '1' };
