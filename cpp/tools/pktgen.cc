@@ -758,25 +758,48 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
 // Pong: echo what arrived, MACs (and IPv4 addresses) swapped.
 
 // Why pongEcho did not echo a frame it consumed: indices into its `drops`.
-enum PongDrop : uint32_t { PONG_NO_ROOM = 0, PONG_BAD_SLOT = 1, PONG_GROUP_SOURCE = 2, PONG_DROP_KINDS = 3 };
+enum PongDrop : uint32_t { PONG_TOO_LONG = 0, PONG_BAD_SLOT = 1, PONG_GROUP_SOURCE = 2, PONG_DROP_KINDS = 3 };
+// pongEcho's per-rx-ring `state` (a Uint32Array the caller keeps per ring).
+enum PongState : uint32_t {
+  PONG_SKIPPING = 0,  // in and out: 1 while the rest of a dropped chain is skipped
+  PONG_TX_NEED = 1,   // out: tx slots the frame at the rx head waits for (0: none)
+  PONG_RX_HELD = 2,   // out: rx slots of a chain whose last slot has not arrived
+  PONG_STATE_LEN = 3
+};
 
-// pongEcho(memory, rxRingOffset, txRingOffset, max, drops?) -> frames echoed.
-// Every frame available (up to max) is consumed; those not echoed are
-// counted in drops (a Float64Array, by PongDrop): no tx room, a slot that
-// holds no Ethernet frame inside the region (bad buffer index or length),
-// or a frame whose source MAC is a group address: its echo would go to
-// that group, i.e. flood the switch, and two pongs would echo one such
-// forged frame to each other for ever.
+// pongEcho(memory, rxRingOffset, txRingOffset, max, drops?, state?) -> frames
+// echoed. A frame is one slot or a chain of slots with NS_MOREFRAG on all
+// but the last (a frame longer than a buffer travels so: a guest's jumbo
+// frame, tx -F; the switch delivers it as sent); its echo is the same chain
+// (the same slot lengths and flags),
+// published whole or not at all. Up to max frames are consumed, in order:
+// a frame the tx ring lacks room for stops the call (state says how many
+// slots it waits for), as does a chain whose last slot has not arrived.
+// Those not echoed are counted in drops (a Float64Array, by PongDrop): a
+// chain over NETMAP_MAX_FRAGS slots or one that fills a ring (it can never
+// be echoed whole; the rest of its slots are skipped, in later calls too),
+// a slot that holds no frame inside the region (bad buffer index or length,
+// a first slot shorter than an Ethernet header), or a frame whose source
+// MAC is a group address: its echo would go to that group, i.e. flood the
+// switch, and two pongs would echo one such forged frame to each other for
+// ever.
 Napi::Value PongEcho(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::ArrayBuffer mem = arg_buffer(info, 0);
   if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber())
-    throw Napi::TypeError::New(env, "pongEcho(memory, rxRingOffset, txRingOffset, max, drops?)");
+    throw Napi::TypeError::New(env, "pongEcho(memory, rxRingOffset, txRingOffset, max, drops?, state?)");
   RingView rx = view_ring(env, mem, info[1].As<Napi::Number>().DoubleValue());
   RingView tx = view_ring(env, mem, info[2].As<Napi::Number>().DoubleValue());
   const uint32_t max = arg_u32(info, 3, "max");
   Counters drops;
   if (info.Length() > 4 && !info[4].IsUndefined()) drops.bind(env, info[4], PONG_DROP_KINDS);
+  uint32_t *state = nullptr;
+  if (info.Length() > 5 && !info[5].IsUndefined()) {
+    if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+        info[5].As<Napi::Uint32Array>().ElementLength() < PONG_STATE_LEN)
+      throw Napi::TypeError::New(env, "state must be a Uint32Array of " + std::to_string(PONG_STATE_LEN) + " elements");
+    state = info[5].As<Napi::Uint32Array>().Data();
+  }
   double dropped[PONG_DROP_KINDS] = {};
   uint32_t rh = rx.head();
   const uint32_t rt = rx.tail();
@@ -786,54 +809,98 @@ Napi::Value PongEcho(const Napi::CallbackInfo &info) {
   if (rt >= rx.n) throw bad_index(env, "tail", rt, rx.n);
   if (th >= tx.n) throw bad_index(env, "head", th, tx.n);
   if (tt >= tx.n) throw bad_index(env, "tail", tt, tx.n);
-  uint32_t avail = std::min(ring_dist(rt, rh, rx.n), max);
+  uint32_t left = ring_dist(rt, rh, rx.n);
   uint32_t room = ring_dist(tt, th, tx.n);
-  uint32_t sent = 0;
-  for (uint32_t i = 0; i < avail; i++) {
-    const netmap_slot *s = &rx.slots[rh];
-    const uint32_t sidx = load_relaxed(&s->buf_idx);
-    const uint32_t len = load16(&s->len);
-    rh = ring_next(rh, rx.n);
-    if (!rx.buf_ok(sidx) || len > rx.buf_size || len > tx.buf_size || len < 14) {
-      dropped[PONG_BAD_SLOT] += 1;
+  bool skipping = state && state[PONG_SKIPPING];
+  uint32_t need = 0, held = 0, frames = 0, sent = 0;
+  for (;;) {
+    // the rest of a dropped chain, up to its last slot
+    while (skipping && left > 0) {
+      const uint16_t fl = load16(&rx.slots[rh].flags);
+      rh = ring_next(rh, rx.n);
+      left--;
+      if (!(fl & NS_MOREFRAG)) skipping = false;
+    }
+    if (skipping || left == 0 || frames >= max) break;
+    // the frame's extent; its flags are read here only (the echo's come from k)
+    uint32_t k = 0;
+    bool ended = false;
+    for (uint32_t j = rh; k < left && k < NETMAP_MAX_FRAGS && !ended; j = ring_next(j, rx.n), k++)
+      ended = !(load16(&rx.slots[j].flags) & NS_MOREFRAG);
+    if (!ended && k < NETMAP_MAX_FRAGS && left < rx.n - 1) {
+      held = k;  // its last slot has not arrived yet
+      break;
+    }
+    if (!ended || k > tx.n - 1) {
+      // never echoed whole: over NETMAP_MAX_FRAGS slots, filling the rx ring
+      // without an end, or more slots than the tx ring holds
+      dropped[PONG_TOO_LONG] += 1;
+      for (uint32_t i = 0; i < k; i++) rh = ring_next(rh, rx.n);
+      left -= k;
+      frames++;
+      skipping = !ended;
       continue;
     }
-    const uint8_t *src = rx.buf(sidx);
-    // the MACs read once: the echo's destination is the source checked here
-    uint8_t eth[12];
-    std::memcpy(eth, src, 12);
-    if (eth[6] & 1) {
-      dropped[PONG_GROUP_SOURCE] += 1;
+    if (k > room) {
+      need = k;  // wait for room: never a partial chain on the wire
+      break;
+    }
+    uint32_t s = rh, d = th;
+    PongDrop why = PONG_DROP_KINDS;
+    for (uint32_t i = 0; i < k; i++, s = ring_next(s, rx.n), d = ring_next(d, tx.n)) {
+      const netmap_slot *ss = &rx.slots[s];
+      const uint32_t sidx = load_relaxed(&ss->buf_idx);
+      const uint32_t len = load16(&ss->len);
+      netmap_slot *ds = &tx.slots[d];
+      const uint32_t didx = load_relaxed(&ds->buf_idx);
+      if (!rx.buf_ok(sidx) || len > rx.buf_size || len > tx.buf_size || (i == 0 && len < 14) || !tx.buf_ok(didx)) {
+        why = PONG_BAD_SLOT;
+        break;
+      }
+      const uint8_t *src = rx.buf(sidx);
+      uint8_t *dst = tx.buf(didx);
+      if (i == 0) {
+        // the MACs read once: the echo's destination is the source checked here
+        uint8_t eth[12];
+        std::memcpy(eth, src, 12);
+        if (eth[6] & 1) {
+          why = PONG_GROUP_SOURCE;
+          break;
+        }
+        if (src != dst) std::memmove(dst + 12, src + 12, len - 12);
+        std::memcpy(dst, eth + 6, 6);
+        std::memcpy(dst + 6, eth, 6);
+        if (len >= 34 && get16(dst + 12) == 0x0800) {
+          uint8_t ip[4];
+          std::memcpy(ip, dst + 26, 4);
+          std::memmove(dst + 26, dst + 30, 4);
+          std::memcpy(dst + 30, ip, 4);
+        }
+      } else if (src != dst) {
+        std::memmove(dst, src, len);
+      }
+      ds->len = static_cast<uint16_t>(len);
+      ds->flags = i + 1 < k ? NS_MOREFRAG : 0;
+    }
+    // consumed either way; the tx slots written for a dropped one stay unpublished
+    for (uint32_t i = 0; i < k; i++) rh = ring_next(rh, rx.n);
+    left -= k;
+    frames++;
+    if (why != PONG_DROP_KINDS) {
+      dropped[why] += 1;
       continue;
     }
-    if (room == 0) {
-      dropped[PONG_NO_ROOM] += 1;
-      continue;
-    }
-    netmap_slot *d = &tx.slots[th];
-    const uint32_t didx = load_relaxed(&d->buf_idx);
-    if (!tx.buf_ok(didx)) {
-      dropped[PONG_BAD_SLOT] += 1;
-      continue;
-    }
-    uint8_t *dst = tx.buf(didx);
-    if (src != dst) std::memmove(dst + 12, src + 12, len - 12);
-    std::memcpy(dst, eth + 6, 6);
-    std::memcpy(dst + 6, eth, 6);
-    if (len >= 34 && get16(dst + 12) == 0x0800) {
-      uint8_t ip[4];
-      std::memcpy(ip, dst + 26, 4);
-      std::memmove(dst + 26, dst + 30, 4);
-      std::memcpy(dst + 30, ip, 4);
-    }
-    d->len = static_cast<uint16_t>(len);
-    d->flags = 0;
-    th = ring_next(th, tx.n);
-    room--;
+    th = d;
+    room -= k;
     sent++;
   }
   rx.publish(rh);
   if (sent) tx.publish(th);
+  if (state) {
+    state[PONG_SKIPPING] = skipping ? 1 : 0;
+    state[PONG_TX_NEED] = need;
+    state[PONG_RX_HELD] = held;
+  }
   if (drops.d)
     for (uint32_t k = 0; k < PONG_DROP_KINDS; k++) drops.d[k] += dropped[k];
   return Napi::Number::New(env, sent);

@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { buildFrame } from '../../tools/pkt-gen/frame.js';
 import { verifyFrameChecksums } from '../fixtures/frame-check.js';
-import { RING, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
-import { CTR, PONG_DROP, PONG_DROP_KINDS, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
+import { NS_MOREFRAG, RING, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
+import { CTR, PONG_DROP, PONG_DROP_KINDS, PONG_STATE, PONG_STATE_LEN, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
 import { pipeBench } from '../../tools/addon.js';
 import { dumpSlots, readPingReplies } from '../../tools/pkt-gen/threads.js';
 import { RttStats } from '../../tools/pkt-gen/report.js';
@@ -161,14 +161,125 @@ test('pong: a frame from a group source MAC is not echoed; every frame not echoe
   t.deepEqual([...txFrame(1).subarray(0, 6)], [2, 0, 0, 0, 0, 4]);
   t.is(pdv.getUint32(RING.head, true), 5, 'every rx slot consumed');
   t.is(pdv.getUint32(16384 + RING.head, true), 2);
-  t.deepEqual([...drops], [0, 1, 2], 'no room 0, bad slot 1, group source 2');
+  t.deepEqual([...drops], [0, 1, 2], 'too long 0, bad slot 1, group source 2');
   t.is(drops[PONG_DROP.GROUP_SOURCE], 2);
-  // one more frame with the tx ring full: counted as no room
+  // one more frame with the tx ring full: it waits in the rx ring for room, nothing dropped
   pdv.setUint32(16384 + RING.tail, 2, true);
   pdv.setUint32(RING.tail, 6, true);
   put(5, 'ff:ff:ff:ff:ff:ff', '02:00:00:00:00:05');
-  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops), 0);
-  t.deepEqual([...drops], [1, 1, 2]);
+  const state = new Uint32Array(PONG_STATE_LEN);
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops, state), 0);
+  t.is(pdv.getUint32(RING.head, true), 5, 'left in the rx ring');
+  t.is(state[PONG_STATE.TX_NEED], 1, 'waiting for one tx slot');
+  t.deepEqual([...drops], [0, 1, 2]);
+});
+
+// A frame longer than a port's buffers reaches it as a chain of slots,
+// NS_MOREFRAG on all but the last (the switch splits it so). pong echoed
+// each slot as a frame of its own: a 3-slot ping got three answers, the
+// first cut short, the others headed by payload bytes taken for MACs.
+// Now the chain is echoed as one chain, published whole or not at all.
+const MF = NS_MOREFRAG;
+/** rx ring at 0 and tx ring at 16384 of one region (8 slots of 256-byte buffers each). */
+function pongRegion(rx: FakeRing, tx: FakeRing): { pm: ArrayBuffer; pdv: DataView; rxBuf: (i: number) => Uint8Array; txBuf: (i: number) => Uint8Array } {
+  const pm = fakeRegion(rx).mem;
+  fakeRegion({ bufOfs: 1024, ...tx }, 16384, pm);
+  const rxBuf = (i: number): Uint8Array => new Uint8Array(pm, RING.slot + 8 * SLOT_SIZE + (2 + i) * 256, 256);
+  const txBuf = (i: number): Uint8Array => new Uint8Array(pm, 16384 + 1024 + (2 + i) * 256, 256);
+  return { pm, pdv: new DataView(pm), rxBuf, txBuf };
+}
+const setSlot = (dv: DataView, at: number, i: number, len: number, flags: number): void => {
+  dv.setUint16(at + RING.slot + i * SLOT_SIZE + SLOT.len, len, true);
+  dv.setUint16(at + RING.slot + i * SLOT_SIZE + SLOT.flags, flags, true);
+};
+const slotOf = (dv: DataView, at: number, i: number): [number, number] => [
+  dv.getUint16(at + RING.slot + i * SLOT_SIZE + SLOT.len, true),
+  dv.getUint16(at + RING.slot + i * SLOT_SIZE + SLOT.flags, true),
+];
+
+test('pong: a frame spread over several slots is echoed as one chain, whole or not at all', (t) => {
+  const { pm, pdv, rxBuf, txBuf } = pongRegion({ tail: 4 }, { tail: 7 });
+  const ping = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 9, dstPort: 9, len: 612 });
+  // slots 0..2: one 612-byte frame in 256 + 256 + 100 bytes; slot 3: a 60-byte frame
+  for (const [i, from, len, fl] of [[0, 0, 256, MF], [1, 256, 256, MF], [2, 512, 100, 0]] as const) {
+    rxBuf(i).set(ping.subarray(from, from + len));
+    setSlot(pdv, 0, i, len, fl);
+  }
+  rxBuf(3).set(ping.subarray(0, 60));
+  setSlot(pdv, 0, 3, 60, 0);
+  const drops = new Float64Array(PONG_DROP_KINDS);
+  const state = new Uint32Array(PONG_STATE_LEN);
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops, state), 2, 'two frames echoed');
+  t.is(pdv.getUint32(16384 + RING.head, true), 4, 'four tx slots published');
+  t.deepEqual([0, 1, 2, 3].map((i) => slotOf(pdv, 16384, i)), [[256, MF], [256, MF], [100, 0], [60, 0]], 'the same chain: lengths and NS_MOREFRAG');
+  t.deepEqual([...txBuf(0).subarray(0, 12)], [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2], 'MACs swapped in the first slot');
+  t.deepEqual([...txBuf(0).subarray(26, 34)], [10, 0, 0, 2, 10, 0, 0, 1], 'IPv4 addresses swapped');
+  t.deepEqual([...txBuf(1)], [...ping.subarray(256, 512)], 'the second slot as it came');
+  t.deepEqual([...txBuf(2).subarray(0, 100)], [...ping.subarray(512, 612)]);
+  t.deepEqual([...drops], [0, 0, 0]);
+
+  // a 3-slot chain with room for 2: it waits in the rx ring, nothing of it is sent
+  for (const [i, fl] of [[4, MF], [5, MF], [6, 0]] as const) {
+    rxBuf(i).set(ping.subarray(0, 256));
+    setSlot(pdv, 0, i, 256, fl);
+  }
+  pdv.setUint32(RING.tail, 7, true);
+  pdv.setUint32(16384 + RING.tail, 6, true); // tx head 4, tail 6: 2 slots free
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops, state), 0);
+  t.is(pdv.getUint32(RING.head, true), 4, 'the chain stays in the rx ring');
+  t.is(pdv.getUint32(16384 + RING.head, true), 4, 'no slot of it sent');
+  t.is(state[PONG_STATE.TX_NEED], 3, 'it waits for 3 tx slots');
+  pdv.setUint32(16384 + RING.tail, 0, true); // 4 free
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops, state), 1);
+  t.is(state[PONG_STATE.TX_NEED], 0);
+  t.deepEqual([4, 5, 6].map((i) => slotOf(pdv, 16384, i)), [[256, MF], [256, MF], [256, 0]]);
+  t.is(pdv.getUint32(16384 + RING.head, true), 7);
+
+  // a chain whose last slot has not arrived: held, not echoed in parts
+  setSlot(pdv, 0, 7, 256, MF);
+  pdv.setUint32(RING.tail, 0, true);
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops, state), 0);
+  t.is(pdv.getUint32(RING.head, true), 7, 'held in the rx ring');
+  t.is(state[PONG_STATE.RX_HELD], 1);
+  t.is(pdv.getUint32(16384 + RING.head, true), 7, 'nothing sent');
+  t.deepEqual([...drops], [0, 0, 0], 'nothing dropped');
+});
+
+test('pong: a chain that can never be echoed whole is counted and skipped to its end, across calls', (t) => {
+  // seven slots with NS_MOREFRAG fill the 8-slot rx ring: its end cannot come before they go
+  const { pm, pdv, rxBuf } = pongRegion({ tail: 7 }, { tail: 7 });
+  const ping = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 9, dstPort: 9, len: 60 });
+  for (let i = 0; i < 7; i++) {
+    rxBuf(i).set(ping);
+    setSlot(pdv, 0, i, 60, MF);
+  }
+  const drops = new Float64Array(PONG_DROP_KINDS);
+  const state = new Uint32Array(PONG_STATE_LEN);
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops, state), 0);
+  t.is(pdv.getUint32(RING.head, true), 7, 'released');
+  t.is(pdv.getUint32(16384 + RING.head, true), 0, 'nothing of it sent');
+  t.is(drops[PONG_DROP.TOO_LONG], 1);
+  t.is(state[PONG_STATE.SKIPPING], 1);
+  // its last slot, then a frame: the slot is skipped, the frame echoed
+  rxBuf(7).set(ping);
+  setSlot(pdv, 0, 7, 60, 0);
+  rxBuf(0).set(ping);
+  setSlot(pdv, 0, 0, 60, 0);
+  pdv.setUint32(RING.tail, 1, true);
+  t.is(pktgenNative.pongEcho(pm, 0, 16384, 512, drops, state), 1);
+  t.is(pdv.getUint32(16384 + RING.head, true), 1, 'one frame sent');
+  t.is(state[PONG_STATE.SKIPPING], 0);
+  t.deepEqual([...drops], [1, 0, 0]);
+
+  // a chain longer than the tx ring (4 slots: 3 usable) can never be sent whole
+  const s = pongRegion({ tail: 5 }, { slots: 4, tail: 3 });
+  for (let i = 0; i < 5; i++) setSlot(s.pdv, 0, i, 60, i < 3 ? MF : 0);
+  s.rxBuf(0).set(ping);
+  s.rxBuf(4).set(ping);
+  const d2 = new Float64Array(PONG_DROP_KINDS);
+  t.is(pktgenNative.pongEcho(s.pm, 0, 16384, 512, d2, new Uint32Array(PONG_STATE_LEN)), 1, 'the frame after it is echoed');
+  t.deepEqual([...d2], [1, 0, 0]);
+  t.is(s.pdv.getUint32(RING.head, true), 5);
 });
 
 // ---------------------------------------------------------------------------
@@ -226,6 +337,40 @@ test("ping's reply loop: only frames a ping stamped are timed, the others counte
   t.true(stats.min >= 1e6 && stats.min < 60e9, `RTT ${stats.min} ns`);
   t.is(r.head, 6, 'every slot released');
   t.is(r.cur, 6);
+});
+
+// A reply longer than ping's buffers comes as a chain of slots; ping timed
+// every slot as a reply, so the zeros of the later slots read as a stamp of
+// 0: a "round trip" as long as the machine's uptime. Now a frame is timed
+// once, by its first slot, also when its slots span two reads.
+test("ping's reply loop: a reply spread over several slots is timed once, by its first slot", (t) => {
+  const { mem, dv } = fakeRegion({ tail: 4 });
+  const r = new Ring(mem, 0, 'rx', 0, () => undefined);
+  const buf = (i: number): number => RING.slot + 8 * SLOT_SIZE + (2 + i) * 256;
+  const now = Number(process.hrtime.bigint()) - 1e6;
+  const sec = Math.floor(now / 1e9);
+  const slot = (i: number, len: number, flags: number, stamped: boolean): void => {
+    if (stamped) {
+      dv.setUint32(buf(i) + 46, sec, true);
+      dv.setUint32(buf(i) + 50, now - sec * 1e9, true);
+    }
+    dv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.len, len, true);
+    dv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.flags, flags, true);
+  };
+  slot(0, 256, NS_MOREFRAG, true);
+  slot(1, 256, NS_MOREFRAG, false);
+  slot(2, 100, 0, false);
+  slot(3, 256, NS_MOREFRAG, true); // the next reply: its second slot comes later
+  const stats = new RttStats();
+  const chain = { more: false };
+  t.is(readPingReplies(r, dv, 42, stats, chain), 0, 'no slot counted as a frame that was no reply');
+  t.is(stats.count, 2, 'two replies timed');
+  t.is(r.head, 4);
+  slot(4, 100, 0, false);
+  dv.setUint32(RING.tail, 5, true);
+  t.is(readPingReplies(r, dv, 42, stats, chain), 0);
+  t.is(stats.count, 2, 'the rest of a reply is not timed');
+  t.true(stats.mean < 60e9, `mean RTT ${stats.mean} ns`);
 });
 
 // -X prints the slots a batch took, from the head before it to the head

@@ -41,15 +41,27 @@ export const CTR_LEN = 16;
 
 /** Why {@link NativePktgen.pongEcho} did not echo a frame: indices into its `drops`. */
 export const PONG_DROP = {
-  /** the tx ring was full */
-  NO_ROOM: 0,
-  /** the rx slot held no Ethernet frame inside the region (bad buffer index, length under 14 or over a buffer), or the tx slot a bad buffer index */
+  /** a chain of slots (NS_MOREFRAG) over NETMAP_MAX_FRAGS slots, filling the rx ring without an end, or longer than the tx ring: it can never be echoed whole */
+  TOO_LONG: 0,
+  /** the rx slot held no Ethernet frame inside the region (bad buffer index, length over a buffer, a first slot under 14 bytes), or the tx slot a bad buffer index */
   BAD_SLOT: 1,
   /** the source MAC was a group address: the echo would flood the switch (and two pongs would echo it to each other for ever) */
   GROUP_SOURCE: 2,
 } as const;
 /** Length of pongEcho's `drops`. */
 export const PONG_DROP_KINDS = 3;
+
+/** Indices into pongEcho's per-rx-ring `state`. */
+export const PONG_STATE = {
+  /** in and out: 1 while the rest of a chain dropped as too long is being skipped */
+  SKIPPING: 0,
+  /** out: tx slots the frame at the rx head waits for (0: it did not wait for room) */
+  TX_NEED: 1,
+  /** out: rx slots of a chain whose last slot has not arrived yet (left in the ring) */
+  RX_HELD: 2,
+} as const;
+/** Length of pongEcho's `state`. */
+export const PONG_STATE_LEN = 3;
 
 /** Kinds of rx events reported by {@link NativeRxCounter.rxCount}. */
 export const RX_EVENT = { GAP: 1, OUT_OF_ORDER: 2, FRAGS: 3 } as const;
@@ -136,12 +148,17 @@ export interface NativePktgen {
   PktgenTx: new (template: Uint8Array, opts: TxGenSpec & { stats: Float64Array }) => NativeTxGen;
   PktgenRx: new (opts: { stats: Float64Array; events?: Uint32Array; seq?: boolean; hdrLen?: number }) => NativeRxCounter;
   /**
-   * Echo every frame of an rx ring into a tx ring with MACs (and IPv4
-   * addresses) swapped; returns frames echoed. Each frame consumed but not
-   * echoed is added to `drops` (at least {@link PONG_DROP_KINDS} elements),
-   * at its {@link PONG_DROP} reason.
+   * Echo the frames of an rx ring into a tx ring with MACs (and IPv4
+   * addresses) swapped; returns frames echoed. A frame spread over several
+   * slots (NS_MOREFRAG) is echoed as the same chain, published whole. It
+   * stops at a frame the tx ring lacks room for, or a chain whose last slot
+   * has not arrived (both stay in the rx ring; `state` says which), or after
+   * `max` frames consumed. Each frame consumed but not echoed is added to
+   * `drops` (at least {@link PONG_DROP_KINDS} elements), at its
+   * {@link PONG_DROP} reason. `state` ({@link PONG_STATE_LEN} elements,
+   * {@link PONG_STATE}) is kept per rx ring across calls.
    */
-  pongEcho(memory: ArrayBuffer, rxRingOffset: number, txRingOffset: number, max: number, drops?: Float64Array): number;
+  pongEcho(memory: ArrayBuffer, rxRingOffset: number, txRingOffset: number, max: number, drops?: Float64Array, state?: Uint32Array): number;
   /** Pin the calling thread to one CPU (sched_setaffinity). */
   setAffinity(cpu: number): void;
 }

@@ -15,8 +15,9 @@
 import { performance } from 'node:perf_hooks';
 import type { Ring } from '../../src/index.js';
 import { Port, RingError, SwitchGoneError } from '../../src/index.js';
+import { NS_MOREFRAG } from '../../src/netmap/abi.js';
 import { dumpPayload, ringPointer } from './dump.js';
-import { CTR, PONG_DROP, PONG_DROP_KINDS, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
+import { CTR, PONG_DROP, PONG_DROP_KINDS, PONG_STATE, PONG_STATE_LEN, RX_EVENT, createRxCounter, createTxGen, pktgenNative, type TxGenSpec } from './native.js';
 import { native } from '../../src/netmap/addon.js';
 import { requestShortSlice } from '../../src/netmap/sched.js';
 import type { PktGenFunction } from './options.js';
@@ -608,14 +609,24 @@ function pingOffset(cfg: ThreadConfig): number {
   return cfg.hdrLen + 42;
 }
 
+/** ping: where a ring's slots stand in a frame across calls of {@link readPingReplies}. */
+export interface PingChain {
+  /** the last slot read had NS_MOREFRAG: the next one goes on with its frame */
+  more: boolean;
+}
+
 /**
  * ping: time every reply in ring `r` (head to tail) into `stats` and
  * release them; returns how many frames were no reply (too short, a bad
- * slot, or a stamp no ping wrote) and went untimed. `dv` views the port's
- * region, `off` is where ping put its sequence number and stamp in the
- * frame. Throws RingError when head or tail lies outside the ring.
+ * slot, or a stamp no ping wrote) and went untimed. A frame spread over
+ * several slots (NS_MOREFRAG: a frame longer than a buffer travels so) is
+ * timed once, by its first slot, where the stamp is;
+ * `chain` carries the state of a frame whose slots span two calls. `dv`
+ * views the port's region, `off` is where ping put its sequence number and
+ * stamp in the frame. Throws RingError when head or tail lies outside the
+ * ring.
  */
-export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttStats): number {
+export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttStats, chain: PingChain = { more: false }): number {
   // head and tail read once and checked: a pipe peer maps this ring too,
   // and one it wrote out of range never met the other (an endless loop)
   let h = r.head;
@@ -626,6 +637,10 @@ export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttSt
   if (h === tail) return 0;
   let notReplies = 0;
   for (; h !== tail; h = r.next(h)) {
+    const first = !chain.more;
+    chain.more = (r.flags(h) & NS_MOREFRAG) !== 0;
+    // the rest of a frame: its bytes at `off` are no stamp
+    if (!first) continue;
     const idx = r.bufIdx(h);
     const len = r.len(h);
     let rtt = -1;
@@ -659,6 +674,7 @@ async function pingBody(c: Ctx): Promise<void> {
   const off = pingOffset(cfg);
   const dv = new DataView(c.mem);
   const stats = new RttStats();
+  const chains: PingChain[] = rings.map(() => ({ more: false }));
   const n = cfg.count;
   const spin = c.pingSpin;
   let sent = 0;
@@ -733,7 +749,7 @@ async function pingBody(c: Ctx): Promise<void> {
       }
     }
     spin.note(now() - t0);
-    for (const r of rings) notReplies += readPingReplies(r, dv, off, stats);
+    for (let i = 0; i < rings.length; i++) notReplies += readPingReplies(rings[i]!, dv, off, stats, chains[i]);
     c.sync(rings);
     if (now() - lastPrint >= 1000) {
       const [countLine, histLine] = stats.intervalMessages();
@@ -760,25 +776,29 @@ async function pongBody(c: Ctx): Promise<void> {
   const n = cfg.count;
   const pollErr = new RateLimitedLog(1000);
   const drops = new Float64Array(PONG_DROP_KINDS);
+  const states = rings.map(() => new Uint32Array(PONG_STATE_LEN));
+  /** rx slots pongEcho left for lack of their chain's last slot: no new frame */
+  let held = 0;
   let sent = 0;
   ctr[CTR.TIC] = now();
   // as ping: nothing allocated per round trip
   while (!c.cancelled && (n === 0 || sent < n)) {
     c.sync(rings);
-    if (port.rxAvailable() === 0) {
+    if (port.rxAvailable() <= held) {
       const t0 = now();
       const spinMs = c.pongSpin.ms;
       if (spinMs > 0) {
         while (!c.cancelled) {
           c.sync(rings);
-          if (port.rxAvailable() > 0 || now() - t0 >= spinMs) break;
+          if (port.rxAvailable() > held || now() - t0 >= spinMs) break;
           spinYield();
         }
       }
-      if (port.rxAvailable() === 0) {
+      if (port.rxAvailable() <= held) {
+        // poll wakes for a whole frame only, not for more slots of a chain
         let ev = c.waitRxNow(1000);
         if (ev < 0) ev = await c.waitRx(1000);
-        if ((ev & Port.RX) === 0 && port.rxAvailable() === 0) {
+        if ((ev & Port.RX) === 0 && port.rxAvailable() <= held) {
           c.pongSpin.note(now() - t0);
           if (c.cancelled) break;
           if (ev & Port.HUP && port.transport === 'vale-ts') throw new SwitchGoneError(`${cfg.iface}: the vale-ts switch went away`);
@@ -790,12 +810,21 @@ async function pongBody(c: Ctx): Promise<void> {
     }
     c.sync(txOnly);
     let m = 0;
-    for (const r of rings) m += pktgenNative.pongEcho(c.mem, r.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff, drops);
+    let need = 0;
+    held = 0;
+    for (let i = 0; i < rings.length; i++) {
+      const st = states[i]!;
+      m += pktgenNative.pongEcho(c.mem, rings[i]!.offset, tx.offset, n > 0 ? n - sent - m : 0xffffffff, drops, st);
+      held += st[PONG_STATE.RX_HELD]!;
+      if (st[PONG_STATE.TX_NEED]! > need) need = st[PONG_STATE.TX_NEED]!;
+    }
     sent += m;
     c.sync(txOnly);
     c.sync(rings);
     ctr[CTR.PKTS] = sent;
     ctr[CTR.EVENTS] += m > 0 ? 1 : 0;
+    // a frame waits for tx room for all its slots (never a partial chain on the wire)
+    if (m === 0 && need > 0) await waitTxSpace(c, tx, need);
     if (c.yieldDue()) await c.maybeYield();
   }
   // let the last replies leave (for at most a second), as the sender flushes
@@ -806,14 +835,31 @@ async function pongBody(c: Ctx): Promise<void> {
     c.sync(txOnly);
   }
   ctr[CTR.TOC] = now();
-  const notEchoed = drops[PONG_DROP.NO_ROOM]! + drops[PONG_DROP.BAD_SLOT]! + drops[PONG_DROP.GROUP_SOURCE]!;
+  const notEchoed = drops[PONG_DROP.TOO_LONG]! + drops[PONG_DROP.BAD_SLOT]! + drops[PONG_DROP.GROUP_SOURCE]!;
   if (notEchoed > 0) {
     D(
       'pong_body',
       XLINE.PONG_NOT_ECHOED,
-      `did not echo ${notEchoed} frames: ${drops[PONG_DROP.NO_ROOM]} found no tx room, ${drops[PONG_DROP.BAD_SLOT]} bad slots, ` +
+      `did not echo ${notEchoed} frames: ${drops[PONG_DROP.TOO_LONG]} too long to echo whole, ${drops[PONG_DROP.BAD_SLOT]} bad slots, ` +
         `${drops[PONG_DROP.GROUP_SOURCE]} from a group source MAC (the echo would flood the switch)`,
     );
+  }
+}
+
+/**
+ * pong: wait until `tx` has room for `need` slots (a whole chain), syncing it;
+ * poll wakes as soon as any slot is free, so a wait for more spins with yields.
+ */
+async function waitTxSpace(c: Ctx, tx: Ring, need: number): Promise<void> {
+  const txOnly = [tx];
+  while (!c.cancelled && tx.space() < need) {
+    const ev = await c.pollFor({ rx: false, tx: true }, POLL_SLICE_MS);
+    c.sync(txOnly);
+    if (ev.hup && c.port.transport === 'vale-ts') throw new SwitchGoneError(`${c.cfg.iface}: the vale-ts switch went away`);
+    if (tx.space() < need) {
+      spinYield();
+      await c.maybeYield();
+    }
   }
 }
 
