@@ -26,6 +26,7 @@ const char *ctr_name(Ctr c) {
     case Ctr::DropTooLong: return "dropTooLong";
     case Ctr::DropBadLength: return "dropBadLength";
     case Ctr::DropForeignSender: return "dropForeignSender";
+    case Ctr::PeerPathLookups: return "peerPathLookups";
     case Ctr::DropBadVnetHdr: return "dropBadVnetHdr";
     case Ctr::DropOffloadBadCsumOffsets: return "dropOffloadBadCsumOffsets";
     case Ctr::DropOffloadBadGsoType: return "dropOffloadBadGsoType";

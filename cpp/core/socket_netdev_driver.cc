@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "core/clock.h"
 
@@ -30,6 +32,20 @@ Result<sockaddr_un> unix_addr(const std::string &path) {
     return check_fail(ENAMETOOLONG, "unix socket path '" + path + "' must be 1 to " + std::to_string(sizeof a.sun_path - 1) + " bytes");
   std::memcpy(a.sun_path, path.data(), path.size());
   return a;
+}
+
+// realpath() of the directory + the name: the socket file itself need not
+// exist (QEMU binds it when it starts), its directory must.
+Result<std::string> canonical_path(const std::string &path) {
+  const size_t slash = path.rfind('/');
+  if (path.empty() || path[0] != '/' || slash + 1 == path.size())
+    return check_fail(EINVAL, "unix socket path '" + path + "' must be absolute and name a file");
+  const std::string dir = slash == 0 ? "/" : path.substr(0, slash);
+  std::unique_ptr<char, decltype(&::free)> real(::realpath(dir.c_str(), nullptr), &::free);
+  if (!real) return sys_fail("realpath", "directory " + dir + " of socket path " + path + " does not exist or cannot be searched");
+  std::string r(real.get());
+  if (r != "/") r += '/';
+  return r + path.substr(slash + 1);
 }
 
 // bind(), replacing a stale socket file (one nobody listens on) but nothing else
@@ -71,11 +87,26 @@ Result<std::unique_ptr<SocketNetdevDriver>> SocketNetdevDriver::open(PortClient 
     d->peer_ = *a;
     d->try_connect();
   } else {
-    auto p = unix_addr(o.peer);
+    // QEMU's path as the kernel will spell it once QEMU binds it, if QEMU is
+    // given the same spelling; it is checked now so that a typo is an error,
+    // not a port that drops every datagram as foreign. An abstract name
+    // (leading NUL) is no path: taken byte for byte.
+    if (!o.peer.empty() && o.peer[0] == '\0') {
+      d->peer_canon_ = o.peer;
+    } else {
+      auto c = canonical_path(o.peer);
+      if (!c) return std::move(c).take_error();
+      d->peer_canon_ = std::move(*c);
+    }
+    auto p = unix_addr(d->peer_canon_);
     if (!p) return std::move(p).take_error();
     d->peer_ = *p;
+    if (o.peer[0] == '\0') d->peer_len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + o.peer.size());
     unique_fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!s) return sys_fail("socket", "dgram netdev " + o.path);
+    // each datagram carries its sender's uid (from_peer)
+    const int on = 1;
+    if (::setsockopt(s.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) < 0) return sys_fail("setsockopt", "SO_PASSCRED on dgram netdev " + o.path);
     auto b = bind_unix(s.get(), *a, o.path);
     if (!b) return std::move(b).take_error();
     d->conn_ = std::move(s);
@@ -324,13 +355,40 @@ uint32_t SocketNetdevDriver::stream_out() {
 
 // Whether a datagram came from the socket bound at the configured peer path.
 // Anyone who may write to our socket file can send to it; only QEMU's own
-// socket (a bound name is unique while it lives) speaks for the VM.
-bool SocketNetdevDriver::from_peer(const sockaddr_un &from, socklen_t len) const {
+// socket speaks for the VM.
+//
+// A sender's name is the string it gave bind(), resolved then, in its cwd
+// and mount namespace. The canonical peer path and the configured spelling
+// are taken as they are: a path is bound by one socket at a time, QEMU's.
+// Any other absolute name may be QEMU's spelled otherwise, and is resolved
+// (realpath of its directory) - but what it resolves to now proves nothing
+// about the sender: whoever owns a directory in it can have bound a socket
+// there, then renamed the directory and put a symlink to QEMU's in its place.
+// So the sender must also run as the user that owns the socket file at the
+// peer path (its uid from SCM_CREDENTIALS, the kernel's word, not the
+// sender's): another user can make its name resolve to the peer path but
+// cannot send as that user, and that user could bind the path itself. The
+// uid is checked first, so another user's names (which could lie on a FUSE
+// mount that never answers) are never resolved. One name and uid is cached;
+// a miss is counted (peerPathLookups). A relative name was resolved against
+// the sender's cwd, unknown here: never matched.
+bool SocketNetdevDriver::from_peer(const sockaddr_un &from, socklen_t len, const ucred *cred) {
   constexpr size_t path_at = offsetof(sockaddr_un, sun_path);
   if (len <= path_at) return false;  // an unbound sender
   const size_t n = std::min(static_cast<size_t>(len) - path_at, sizeof from.sun_path);
-  return from.sun_path[0] != '\0' && strnlen(from.sun_path, n) == o_.peer.size() &&
-         std::memcmp(from.sun_path, o_.peer.data(), o_.peer.size()) == 0;
+  // abstract (leading NUL): a name, not a path, compared byte for byte
+  if (from.sun_path[0] == '\0') return n == o_.peer.size() && std::memcmp(from.sun_path, o_.peer.data(), n) == 0;
+  const std::string_view name(from.sun_path, strnlen(from.sun_path, n));
+  if (name == peer_canon_ || name == o_.peer) return true;
+  if (name[0] != '/' || !cred || peer_canon_[0] != '/') return false;
+  if (name == sender_seen_.name && cred->uid == sender_seen_.uid) return sender_seen_.ok;
+  count(Ctr::PeerPathLookups);
+  sender_seen_ = {std::string(name), cred->uid, false};
+  struct stat st {};
+  if (::lstat(peer_canon_.c_str(), &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid != cred->uid) return false;
+  auto c = canonical_path(sender_seen_.name);
+  sender_seen_.ok = c && *c == peer_canon_;
+  return sender_seen_.ok;
 }
 
 uint32_t SocketNetdevDriver::dgram_in() {
@@ -339,9 +397,19 @@ uint32_t SocketNetdevDriver::dgram_in() {
   while (moved < BATCH && readable_ && tx_room() > 0) {
     uint8_t *slot = tx_buf();
     sockaddr_un from{};
-    socklen_t from_len = sizeof from;
+    // room for the sender's credentials only: descriptors a sender attaches
+    // (SCM_RIGHTS) find none and are closed by the kernel
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(ucred))];
+    iovec iov{slot, bs};
+    msghdr mh{};
+    mh.msg_name = &from;
+    mh.msg_namelen = sizeof from;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
     // MSG_TRUNC: the datagram's real length, so a too-long one is counted, not cut
-    ssize_t r = ::recvfrom(conn_.get(), slot, bs, MSG_TRUNC, reinterpret_cast<sockaddr *>(&from), &from_len);
+    ssize_t r = ::recvmsg(conn_.get(), &mh, MSG_TRUNC | MSG_CMSG_CLOEXEC);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) count(Ctr::LinkErrors);
@@ -349,14 +417,24 @@ uint32_t SocketNetdevDriver::dgram_in() {
       break;
     }
     moved++;
-    if (!from_peer(from, from_len)) {
+    const socklen_t from_len = mh.msg_namelen;
+    const ucred *cred = nullptr;
+    ucred cr{};
+    for (cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS && cm->cmsg_len >= CMSG_LEN(sizeof cr)) {
+        std::memcpy(&cr, CMSG_DATA(cm), sizeof cr);
+        cred = &cr;
+      }
+    if (!from_peer(from, from_len, cred)) {
       count(Ctr::DropForeignSender);
       if (!foreign_logged_) {
         foreign_logged_ = true;
         const size_t n = from_len > offsetof(sockaddr_un, sun_path) ? from_len - offsetof(sockaddr_un, sun_path) : 0;
         const std::string who(from.sun_path, strnlen(from.sun_path, std::min(n, sizeof from.sun_path)));
-        log("dropped a datagram from " + (who.empty() ? std::string("an unbound socket") : "'" + who + "'") + ", not the peer " +
-            o_.peer + " (counted in dropForeignSender; logged once)");
+        const char *nameless = n > 0 ? "an abstract-namespace socket" : "an unbound socket";
+        log("dropped a datagram from " + (who.empty() ? std::string(nameless) : "'" + who + "'") + ", not the peer " +
+            peer_canon_ + (!who.empty() && who[0] != '/' ? " (a relative name cannot be matched: give QEMU an absolute local.path)" : "") +
+            " (counted in dropForeignSender; logged once)");
       }
     } else if (static_cast<size_t>(r) > bs) count(Ctr::DropTooLong);
     else if (r == 0) count(Ctr::DropBadLength);
@@ -378,7 +456,7 @@ uint32_t SocketNetdevDriver::dgram_out() {
   const uint32_t moved = send_rx_frames(
       BATCH,
       [this](const uint8_t *b, uint32_t l) {
-        return ::sendto(conn_.get(), b, l, MSG_NOSIGNAL, reinterpret_cast<const sockaddr *>(&peer_), sizeof peer_);
+        return ::sendto(conn_.get(), b, l, MSG_NOSIGNAL, reinterpret_cast<const sockaddr *>(&peer_), peer_len_);
       },
       [](int) {});  // ENOENT/ECONNREFUSED: QEMU is not (yet) bound on its side
   if (out_blocked_) {

@@ -10,7 +10,9 @@
 //       vale-ts binds PATH and sends to QEMU's path; one frame per datagram.
 //       Datagrams from any other sender (bound elsewhere, or not at all) are
 //       dropped and counted (dropForeignSender): the socket file's mode is
-//       all that stands between other local processes and PATH.
+//       all that stands between other local processes and PATH. QEMU's
+//       path is matched on its canonical form (from_peer), so QEMU may spell
+//       it otherwise (a symlinked directory, a doubled slash), not relatively.
 //
 // The peer's lengths are its word: a frame longer than the port's buffer is
 // skipped and counted (dropTooLong; the stream stays in step), a length of 0
@@ -18,6 +20,7 @@
 // (dropBadLength), logged, and the connection closed.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include <memory>
@@ -61,7 +64,7 @@ class SocketNetdevDriver final : public PortPump {
   uint32_t stream_out();
   uint32_t dgram_out();
   uint32_t drop_rx();
-  bool from_peer(const sockaddr_un &from, socklen_t len) const;
+  bool from_peer(const sockaddr_un &from, socklen_t len, const ucred *cred);
 
   SocketNetdevOptions o_;
   unique_fd listen_, conn_;  // conn_: the stream, or the dgram socket
@@ -70,6 +73,15 @@ class SocketNetdevDriver final : public PortPump {
   bool foreign_logged_ = false;  // dgram: a datagram from another sender was logged
   LogLimit refused_log_, disconnect_log_;  // a peer can connect and close in a loop
   sockaddr_un peer_{};
+  socklen_t peer_len_ = sizeof(sockaddr_un);
+  // dgram: the peer path as realpath(its directory) + its name, and the one
+  // sender name (with its uid) last resolved against it, and the verdict
+  std::string peer_canon_;
+  struct {
+    std::string name;
+    uid_t uid = 0;
+    bool ok = false;
+  } sender_seen_;
   // stream reassembly
   std::vector<uint8_t> in_;
   size_t in_have_ = 0;

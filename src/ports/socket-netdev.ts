@@ -10,7 +10,10 @@
  * - `{ kind: 'dgram', path, peer }`: QEMU's `-netdev dgram,local.type=unix,
  *   local.path=PEER,remote.type=unix,remote.path=PATH`: vale-ts binds PATH
  *   and sends to PEER, one frame per datagram; it takes datagrams only from
- *   the socket bound at PEER (others: `dropForeignSender`).
+ *   the socket bound at PEER (others: `dropForeignSender`). PEER's directory
+ *   must exist when the port is configured; QEMU may spell PEER otherwise
+ *   (a symlinked directory, a doubled slash), not relatively
+ *   (docs/vm-ports.md).
  *
  * Frames longer than the port's buffer are dropped and counted
  * (`dropTooLong`), never truncated; a stream length of 0 or beyond what QEMU

@@ -11,7 +11,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -311,6 +311,82 @@ print('SENT', flush=True)
   const c = await counters(vale, 'vale0:vm');
   t.is(c['dropForeignSender'], 2);
   t.is(c['inFrames'], 1);
+});
+
+test('dgram: a peer path spelled otherwise (a symlinked directory, a doubled slash) is matched on its canonical form; a name that only resolves to it now is not enough', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  // QEMU's directory, reached through a symlink: vale-ts is told the link's
+  // spelling, QEMU binds the real directory's with a doubled slash
+  const real = sock('dgram-dir').replace(/\.sock$/, '');
+  const link = `${real}-link`;
+  const evil = `${real}-evil`;
+  mkdirSync(real);
+  symlinkSync(real, link);
+  t.teardown(() => {
+    for (const p of [link, evil, `${evil}.old`, real]) rmSync(p, { recursive: true, force: true });
+  });
+  // a peer whose directory does not exist is refused when the port is configured, not left to drop every datagram
+  await t.throwsAsync(vale.create('vale0:nodir', {}, { driver: { kind: 'dgram', path: sock('dgram-nodir'), peer: `${real}-none/q.sock` } }), {
+    message: /directory .*-none.* (does not exist|No such file)/,
+  });
+  const ours = sock('dgram-vale');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: `${link}/q.sock` } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  // QEMU (as root, like vale-ts) binds the real directory's spelling with a doubled slash
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', ['-c', `
+import socket, sys
+def frame(tag):
+    return b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(45)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+print('BOUND', flush=True)
+sys.stdin.readline()
+s.sendto(frame(7), sys.argv[2])
+s.sendto(frame(9), sys.argv[2])
+print('SENT', flush=True)
+d = s.recv(65536)
+print('GOT', len(d), d[14], flush=True)
+`, `${real}//q.sock`, ours], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => py.kill());
+  const { said, out } = listen(py);
+  await said(/BOUND/);
+  // Hostile, when the test runs as root: another user (nobody), allowed to
+  // write to vale-ts's socket, binds a name in a directory of its own, then
+  // swaps that directory for a symlink to QEMU's: its socket's name (fixed
+  // when it bound) now resolves to QEMU's bound path. It sends first.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    chmodSync(ours, 0o777);
+    mkdirSync(evil);
+    chownSync(evil, 65534, 65534);
+    const r = spawnSync('python3', ['-c', `
+import os, socket, sys
+def frame(tag):
+    return b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(45)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1] + '/q.sock')
+os.rename(sys.argv[1], sys.argv[1] + '.old'); os.symlink(sys.argv[2], sys.argv[1])
+s.sendto(frame(5), sys.argv[3])
+`, evil, real, ours], { uid: 65534, gid: 65534 });
+    t.is(r.status, 0, r.stderr.toString());
+  } else t.log('not root: the other-user case is not run');
+  py.stdin.write('go\n');
+  await said(/SENT/);
+  // queued and read in order: the first frames through are QEMU's
+  t.deepEqual(await collect(peer, 2), [7, 9]);
+  peer.inject(frame(90, 8));
+  peer.txsync();
+  await said(/GOT/);
+  t.regex(out(), /GOT 90 8/);
+  const c = await counters(vale, 'vale0:vm');
+  t.is(c['inFrames'], 2);
+  t.is(c['outFrames'], 1);
+  t.is(c['dropForeignSender'], asRoot ? 1 : 0);
+  // one resolution per sender name: QEMU's second datagram found its verdict cached
+  t.is(c['peerPathLookups'], asRoot ? 2 : 1);
 });
 
 test.serial('stream: a flood of too-long frames does not hold the driver in its read loop; a frame to the peer goes out meanwhile', async (t) => {
