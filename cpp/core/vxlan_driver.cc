@@ -74,6 +74,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutLeftOnHangup: return "shortcutLeftOnHangup";
     case VxCtr::ShortcutHandshakeTimeout: return "shortcutHandshakeTimeout";
     case VxCtr::ShortcutUnclaimedEvicted: return "shortcutUnclaimedEvicted";
+    case VxCtr::ShortcutDrainDropped: return "shortcutDrainDropped";
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
@@ -797,7 +798,19 @@ void VxlanDriver::drop_peer(size_t i, VxCtr why) {
       // what we put in and the peer never read goes with it; what it put in
       // is read before any later datagram from its endpoint
       vcount(VxCtr::ShortcutLostOnHangup, p.ring->unconsumed());
-      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring), end, p.late});
+      if (p.ep >= 0) {
+        // a peer that keeps pairing and hanging up while the switch has no
+        // room would pile up rings: the oldest of its endpoint goes first
+        size_t mine = 0, oldest = draining_.size();
+        for (size_t k = 0; k < draining_.size(); k++)
+          if (draining_[k].ep == static_cast<uint32_t>(p.ep) && mine++ == 0) oldest = k;
+        if (mine >= SHORTCUT_MAX_DRAINING) {
+          Draining &d = draining_[oldest];
+          if (!d.ring.broken() && ahead(d.end, d.ring.consumed())) vcount(VxCtr::ShortcutDrainDropped, d.end - d.ring.consumed());
+          draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(oldest));
+        }
+        draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring), end, p.late});
+      }
     }
   }
   vcount(why);

@@ -86,6 +86,11 @@ constexpr uint64_t SHORTCUT_STALL_QUIET_NS = 60 * SHORTCUT_HELLO_PERIOD_NS;
 // from pairing.
 constexpr size_t SHORTCUT_MAX_UNCLAIMED = 8;
 constexpr uint32_t SHORTCUT_HANDSHAKE_MS = 5000;  // five HELLO periods: a CLAIM may wait for its sender's HELLO, a PROOF is sent once
+// Rings of one endpoint whose peer went and that still hold frames for a
+// switch with no room: a peer pairing and hanging up again and again would
+// otherwise leave one more each time (its fd, its mapping, up to a ring of
+// frames). Beyond this many the oldest is let go, its frames counted.
+constexpr size_t SHORTCUT_MAX_DRAINING = 2;
 
 struct VxlanOptions {
   uint32_t vni = 0;                  // 0 .. 2^24-1
@@ -155,6 +160,7 @@ enum class VxCtr : uint8_t {
   ShortcutLeftOnHangup,    // frames a peer published to its ring after it hung up (or was hung up on): not read, the ring let go
   ShortcutHandshakeTimeout,  // rendezvous connections closed: not through CLAIM and PROOF within the handshake bound
   ShortcutUnclaimedEvicted,  // accepted connections with no CLAIM closed: the oldest, when more than SHORTCUT_MAX_UNCLAIMED waited
+  ShortcutDrainDropped,    // frames of a gone peer's ring never read: its endpoint had SHORTCUT_MAX_DRAINING newer ones waiting to drain
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
   TxGsoDatagrams,          // datagrams those carried
   TxGsoUnavailable,        // GSO sends the kernel refused (no checksum offload on the route, xfrm): sent one by one after

@@ -7,10 +7,10 @@
  */
 import test from 'ava';
 import { createSocket, type Socket } from 'node:dgram';
-import { chmodSync, closeSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ValeClient, ValeServer } from '../../src/index.js';
+import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { nativeRaw } from '../../src/netmap/addon.js';
 import { untilAnswer } from '../fixtures/wait.js';
 
@@ -26,7 +26,9 @@ let srv: ValeServer;
 let vale: ValeClient;
 
 test.before(async () => {
-  srv = await ValeServer.listen({ socket });
+  // no stall bound: a lossless port whose receiver stops is held as long as
+  // a test wants (the "switch with no room" of the hang-up test)
+  srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 1e9 } });
   vale = new ValeClient({ socket });
 });
 
@@ -167,4 +169,114 @@ test.serial('rendezvous connections not through CLAIM and PROOF within shortcuth
   const answer = hook.shortcutRecvClaim(claimed) as { yours: string };
   t.is(answer.yours, `7f000002${pad}`);
   t.true(closedByPeer(claimed));
+});
+
+/** The shortcut channels (memfds) this process holds: each live or draining ring is one. */
+function channels(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('/memfd:vale-ts-shortcut')) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
+/** A broadcast Ethernet frame from 02:00:00:00:0b:0b. */
+function broadcast(seq: number): Uint8Array {
+  const f = new Uint8Array(60);
+  f.fill(0xff, 0, 6);
+  f.set([2, 0, 0, 0, 0x0b, 0x0b], 6);
+  f.set([0x08, 0x00], 12);
+  f[14] = seq & 0xff;
+  return f;
+}
+
+test.serial('a peer that pairs and hangs up again and again while the switch has no room leaves at most 2 rings waiting to drain: the oldest is let go and its frames counted (shortcutDrainDropped)', async (t) => {
+  t.timeout(180_000);
+  const dir = rendezvousDir(t);
+  const [pa, pb] = [await freePort(), await freePort()];
+  const toB = 'remote 127.0.0.2 ', toA = 'remote 127.0.0.1 ';
+  // A: a lossless VTEP with a 64-slot tx ring, on a switch whose other
+  // port (64 rx slots) never reads: once 128 frames are in, A's ring
+  // frames wait in the rings, and A gets a slot only when the test frees one
+  await srv.createPort('valeDA:vx', {
+    conf: { txSlots: 64 },
+    lossless: true,
+    driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.1:${pa}`, remote: ['127.0.0.2'], dstport: pb, srcport: 'fixed', shortcutdir: dir },
+  });
+  t.teardown(() => vale.remove('valeDA:vx').catch(() => undefined));
+  const c = await open('valeDA:c@conf:rx_slots=64', { socket });
+  t.teardown(() => c.close());
+  const b = await open('valeDB:c', { socket });
+  t.teardown(() => b.close());
+  t.teardown(() => vale.remove('valeDB:vx').catch(() => undefined));
+  const vxA = (): Promise<Record<string, number>> => vx('valeDA');
+  const vxB = (): Promise<Record<string, number>> => vx('valeDB');
+  // A reads its socket (HELLOs, PROOFs) only when it has a free tx slot,
+  // which its rings of gone peers take first. Until `done`, whenever a
+  // datagram waits in A's socket (/proc/net/udp), one slot is freed and
+  // the test waits until A's thread has taken a ring frame into it (a turn
+  // of its loop, which may have read the socket first). A slot a datagram
+  // costs: a receiver slower than the peer's pairing and hanging up.
+  const aSocket = `0100007F:${pa.toString(16).toUpperCase().padStart(4, '0')}`;
+  const queued = (): boolean => readFileSync('/proc/net/udp', 'utf8').split('\n').some((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[1] === aSocket && parseInt(f[4]!.split(':')[1]!, 16) > 0;
+  });
+  const drip = async (done: (x: Record<string, number>) => boolean): Promise<void> => {
+    for (;;) {
+      const x = await vxA();
+      if (done(x)) return;
+      if (!queued()) continue;
+      const before = x[`${toB}shortcutRxFrames`] ?? 0;
+      c.rxsync();
+      c.dispatch(1, () => undefined);
+      c.rxsync();
+      await untilAnswer(vxA, (y) => (y[`${toB}shortcutRxFrames`] ?? 0) > before || done(y));
+    }
+  };
+  // B sends this many frames into its ring: more than A can take (128)
+  const FRAMES = 1000;
+  const CYCLES = 6;
+  for (let k = 1; k <= CYCLES; k++) {
+    await vale.create('valeDB:vx', {}, {
+      driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.2:${pb}`, remote: ['127.0.0.1'], dstport: pa, srcport: 'fixed', shortcutdir: dir },
+    });
+    await drip((x) => x[`${toB}shortcutPeer`] === 3);
+    await untilAnswer(vxB, (x) => x[`${toA}shortcutPeer`] === 3);
+    for (let sent = 0; sent < FRAMES;) {
+      let n = 0;
+      while (sent < FRAMES && n < 200 && b.inject(broadcast(sent))) {
+        sent++;
+        n++;
+      }
+      b.txsync();
+      await untilAnswer(vxB, (x) => x[`${toA}shortcutTxFrames`]! >= sent);
+    }
+    t.is((await vxB())[`${toA}txFrames`], 0, 'every frame went into the ring');
+    await vale.remove('valeDB:vx');
+    await untilAnswer(vxA, (x) => x['shortcutPeerGone'] === k);
+    t.true(channels() <= 2, `after ${k} hang-ups: ${channels()} rings held`);
+  }
+  const x = await vxA();
+  t.is(x['shortcutRingBroken'], 0);
+  t.is(channels(), 2, 'two rings wait to drain, the rest were let go');
+  // every frame B put in is delivered, counted dropped, or in the two rings
+  // kept (the few slots freed per pairing come out of the oldest ring)
+  const rx = x[`${toB}shortcutRxFrames`]!, dropped = x['shortcutDrainDropped']!;
+  t.true(dropped >= (CYCLES - 3) * FRAMES, JSON.stringify(x));
+  t.is(rx + dropped + 2 * FRAMES, CYCLES * FRAMES);
+  // the receiver catches up: the two kept rings are read to their end and let go
+  const all = await untilAnswer(async () => {
+    c.rxsync();
+    c.dispatch(1024, () => undefined);
+    c.rxsync();
+    return vxA();
+  }, (y) => y[`${toB}shortcutRxFrames`] === CYCLES * FRAMES - dropped);
+  t.is(all['shortcutDrainDropped'], dropped);
+  t.is(all['shortcutLeftOnHangup'], 0);
+  t.is(channels(), 0);
 });
