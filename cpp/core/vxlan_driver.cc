@@ -72,6 +72,9 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutPeerStalled: return "shortcutPeerStalled";
     case VxCtr::ShortcutBellStuck: return "shortcutBellStuck";
     case VxCtr::ShortcutLeftOnHangup: return "shortcutLeftOnHangup";
+    case VxCtr::ShortcutHandshakeTimeout: return "shortcutHandshakeTimeout";
+    case VxCtr::ShortcutUnclaimedEvicted: return "shortcutUnclaimedEvicted";
+    case VxCtr::ShortcutDrainDropped: return "shortcutDrainDropped";
     case VxCtr::TxGsoSends: return "txGsoSends";
     case VxCtr::TxGsoDatagrams: return "txGsoDatagrams";
     case VxCtr::TxGsoUnavailable: return "txGsoUnavailable";
@@ -600,6 +603,7 @@ void VxlanDriver::maybe_hello(uint64_t now) {
   {
     std::lock_guard<std::mutex> g(mu_);
     for (uint32_t e : flood_) to.emplace_back(endpoints_[e].addr, endpoints_[e].len);
+    expire_handshakes(now);
     // MARKERs the peer may have missed: it has not read the ring yet
     for (Peer &p : peers_)
       if (p.marked && p.ring && p.ring->produced() && endpoints_[static_cast<size_t>(p.ep)].sc_tx == 1) send_markers(p);
@@ -661,6 +665,7 @@ void VxlanDriver::start_rendezvous(uint32_t ep) {
   Peer p;
   p.conn = std::move(c).value();
   p.ep = static_cast<int>(ep);
+  p.since_ns = mono_coarse_ns();
   if (!shortcut_peer_check(p.conn.get()) || ::getrandom(p.my_nonce.data(), p.my_nonce.size(), GRND_NONBLOCK) != static_cast<ssize_t>(p.my_nonce.size()) ||
       !send_claim(p)) {
     vcount(VxCtr::ShortcutPeerBad);
@@ -793,7 +798,19 @@ void VxlanDriver::drop_peer(size_t i, VxCtr why) {
       // what we put in and the peer never read goes with it; what it put in
       // is read before any later datagram from its endpoint
       vcount(VxCtr::ShortcutLostOnHangup, p.ring->unconsumed());
-      if (p.ep >= 0) draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring), end, p.late});
+      if (p.ep >= 0) {
+        // a peer that keeps pairing and hanging up while the switch has no
+        // room would pile up rings: the oldest of its endpoint goes first
+        size_t mine = 0, oldest = draining_.size();
+        for (size_t k = 0; k < draining_.size(); k++)
+          if (draining_[k].ep == static_cast<uint32_t>(p.ep) && mine++ == 0) oldest = k;
+        if (mine >= SHORTCUT_MAX_DRAINING) {
+          Draining &d = draining_[oldest];
+          if (!d.ring.broken() && ahead(d.end, d.ring.consumed())) vcount(VxCtr::ShortcutDrainDropped, d.end - d.ring.consumed());
+          draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(oldest));
+        }
+        draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring), end, p.late});
+      }
     }
   }
   vcount(why);
@@ -814,27 +831,53 @@ void VxlanDriver::service_peers() {
     Peer p;
     p.conn = std::move(c);
     p.acceptor = true;
+    p.since_ns = mono_coarse_ns();
     peers_.push_back(std::move(p));
+    // A real peer sends its CLAIM as soon as it has connected: read it now.
+    // Connections with none to show are capped, the oldest closed first: a
+    // fresh one (the real peer's, its CLAIM perhaps not written yet) is not
+    // turned away by connections that never claim, however many are held.
+    const size_t i = peers_.size() - 1;
+    if (!service_peer(i) || peers_[i].claim_got) continue;
+    size_t unclaimed = 0, oldest = 0;
+    for (size_t k = peers_.size(); k-- > 0;)
+      if (peers_[k].acceptor && !peers_[k].claim_got) {
+        unclaimed++;
+        oldest = k;
+      }
+    if (unclaimed > SHORTCUT_MAX_UNCLAIMED) drop_peer(oldest, VxCtr::ShortcutUnclaimedEvicted);
   }
-  for (size_t i = 0; i < peers_.size();) {
+  for (size_t i = 0; i < peers_.size();)
+    if (service_peer(i)) i++;
+}
+
+bool VxlanDriver::service_peer(size_t i) {
+  for (;;) {
     std::vector<unique_fd> fds;
     auto m = shortcut_recv_msg(peers_[i].conn.get(), fds);
     if (!m) {
       const int err = m.error().err;
-      if (err == EAGAIN || err == EWOULDBLOCK) {
-        i++;
-        continue;
-      }
+      if (err == EAGAIN || err == EWOULDBLOCK) return true;
       drop_peer(i, err == ECONNRESET ? VxCtr::ShortcutPeerGone : VxCtr::ShortcutPeerBad);
-      continue;
+      return false;
     }
     const bool ok = m->type == SHORTCUT_CLAIM ? fds.empty() && handle_claim(peers_[i], m->claim) : handle_channel(peers_[i], *m, fds);
     if (!ok) {
       drop_peer(i, VxCtr::ShortcutPeerBad);
-      continue;
+      return false;
     }
     // more may wait on this connection: look again
   }
+}
+
+// Checked once a HELLO period: the bound is that coarse. A connection
+// closed here is one its endpoint's next HELLO may start afresh: a PROOF
+// lost on the underlay (sent once) costs a bound, not the shortcut for good.
+void VxlanDriver::expire_handshakes(uint64_t now) {
+  const uint64_t bound = uint64_t{o_.shortcut_handshake_ms} * 1000000;
+  for (size_t i = 0; i < peers_.size();)
+    if (!(peers_[i].claim_got && peers_[i].proven) && now - peers_[i].since_ns >= bound) drop_peer(i, VxCtr::ShortcutHandshakeTimeout);
+    else i++;
 }
 
 void VxlanDriver::on_control(const uint8_t *f, size_t len, const sockaddr_storage &src) {

@@ -169,6 +169,7 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
     x.ttl = static_cast<uint8_t>(u32("ttl", 0, 255));
     x.shortcut = o.Get("shortcut").IsUndefined() || o.Get("shortcut").ToBoolean();
     x.shortcut_dir = str_opt(o, "shortcutDir");
+    x.shortcut_handshake_ms = u32("shortcutHandshakeMs", SHORTCUT_HANDSHAKE_MS, 3600000);
     x.gso = o.Get("gso").IsUndefined() || o.Get("gso").ToBoolean();
     x.rcvbuf = u32("rcvbuf", 0, 1u << 30);
     PortClient pc = attach_port(env, info[0]);

@@ -17,6 +17,8 @@
  * which needs no CAP_NET_RAW), `ttl`, `shortcut` (`on`, the default, or
  * `off`: the co-resident shortcut, HELLOs and frames to a vale-ts on this host through shared memory, docs/vxlan-shortcut.md),
  * `shortcutdir` (its rendezvous directory, default /run/vale-ts/shortcut),
+ * `shortcuthandshakems` (how long a rendezvous connection may take to
+ * bring its CLAIM and PROOF, 5000 ms by default, checked once a second),
  * `gso` (`on`, the default: a run of datagrams to one remote from one
  * source port leaves in one UDP GSO send, and such runs are received whole
  * with UDP GRO; `off`: one datagram at a time), `rcvbuf` (the UDP socket's
@@ -47,6 +49,7 @@ export interface VxlanNativeOptions {
   ttl?: number;
   shortcut?: boolean;
   shortcutDir?: string;
+  shortcutHandshakeMs?: number;
   gso?: boolean;
   rcvbuf?: number;
 }
@@ -59,7 +62,7 @@ interface NativeVxlan {
 
 const addon = nativeRaw as { VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string) => NativeVxlan };
 
-const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir', 'gso', 'rcvbuf'] as const;
+const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir', 'shortcuthandshakems', 'gso', 'rcvbuf'] as const;
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
@@ -174,6 +177,8 @@ export function vxlanOptions(spec: DriverSpec): VxlanNativeOptions {
   }
   const rcvbuf = intSetting(spec, 'rcvbuf', 2048, 1 << 30);
   if (rcvbuf !== undefined) o.rcvbuf = rcvbuf;
+  const handshakeMs = intSetting(spec, 'shortcuthandshakems', 1, 3600000);
+  if (handshakeMs !== undefined) o.shortcutHandshakeMs = handshakeMs;
   const dir = str(spec, 'shortcutdir');
   if (dir !== undefined) {
     if (!dir.startsWith('/')) throw bad(`vxlan shortcutdir '${dir}' must be an absolute path (a directory both vale-ts reach, mode 0700)`);

@@ -1,0 +1,282 @@
+/**
+ * The co-resident shortcut's rendezvous and hang-ups against a local process
+ * of vale-ts's own uid that does what the socket protocol lets it do, in one
+ * process on the loopback: a vale-ts server here, VTEPs on 127.0.0.1 and
+ * 127.0.0.2 that are each other's static remote, and connections the test
+ * makes to a VTEP's rendezvous socket itself (docs/vxlan-shortcut.md).
+ */
+import test from 'ava';
+import { createSocket, type Socket } from 'node:dgram';
+import { chmodSync, closeSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import { nativeRaw } from '../../src/netmap/addon.js';
+import { untilAnswer } from '../fixtures/wait.js';
+
+const hook = nativeRaw as {
+  shortcutConnect(dir: string, id: string): number;
+  shortcutRecvClaim(fd: number): unknown;
+  shortcutSendClaim(fd: number, c: { instance: string; vni: number; family: number; mine: string; yours: string; nonce: string; bufSize: number }): void;
+};
+
+const socket = path.join(os.tmpdir(), `vxlan-sc-hostile-${process.pid}.sock`);
+const VNI = 78;
+let srv: ValeServer;
+let vale: ValeClient;
+
+test.before(async () => {
+  // no stall bound: a lossless port whose receiver stops is held as long as
+  // a test wants (the "switch with no room" of the hang-up test)
+  srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 1e9 } });
+  vale = new ValeClient({ socket });
+});
+
+test.after.always(() => {
+  srv?.close();
+});
+
+async function udpOn(addr: string): Promise<Socket> {
+  const s = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.bind({ address: addr, port: 0 }, () => resolve());
+  });
+  return s;
+}
+
+/** A free UDP port of 127.0.0.1 (let go just before a VTEP binds it). */
+async function freePort(): Promise<number> {
+  const s = await udpOn('127.0.0.1');
+  const p = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+async function vx(sw: string): Promise<Record<string, number>> {
+  const [st] = await vale.stats(sw);
+  const p = st!.ports.find((x) => x.name === `${sw}:vx`);
+  if (!p?.driver) throw new Error(`${sw}:vx has no driver in the stats`);
+  return p.driver.counters;
+}
+
+function rendezvousDir(t: { teardown(f: () => void): void }): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vxsc-h-'));
+  chmodSync(dir, 0o700);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** The instance ids (hex) of the listeners in `dir`. */
+const listeners = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.sock')).map((f) => f.slice(0, 32));
+
+/** Whether the VTEP closed our end of a rendezvous connection (we never sent it anything). */
+function closedByPeer(fd: number): boolean {
+  try {
+    hook.shortcutRecvClaim(fd);
+    return false;
+  } catch (e) {
+    if (/went away/.test(String(e))) return true;
+    if (/EAGAIN|temporarily unavailable/i.test(String(e))) return false;
+    throw e;
+  }
+}
+
+test.serial('rendezvous connections that never send a CLAIM: at most 8 wait at once, the oldest closed and counted (shortcutUnclaimedEvicted), and the real neighbour still pairs', async (t) => {
+  t.timeout(60_000);
+  const dir = rendezvousDir(t);
+  const [pa, pb] = [await freePort(), await freePort()];
+  // a handshake bound no run comes near: only the cap is at work here
+  const vtep = (local: string, port: number, remote: string, dstport: number) => ({
+    driver: { kind: 'vxlan', vni: VNI, local: `${local}:${port}`, remote: [remote], dstport, srcport: 'fixed', shortcutdir: dir, shortcuthandshakems: 3_600_000 },
+  });
+  await vale.create('valeUA:vx', {}, vtep('127.0.0.1', pa, '127.0.0.2', pb));
+  t.teardown(() => vale.remove('valeUA:vx').catch(() => undefined));
+  const [idA] = listeners(dir);
+  t.truthy(idA);
+  // a local process of vale-ts's uid opens connections and sends nothing;
+  // two rounds, each within the listen backlog, each waited for
+  const fds: number[] = [];
+  t.teardown(() => fds.forEach((fd) => closeSync(fd)));
+  for (const round of [8, 4]) {
+    for (let i = 0; i < round; i++) fds.push(hook.shortcutConnect(dir, idA!));
+    await untilAnswer(() => vx('valeUA'), (c) => c['shortcutConnects']! >= fds.length);
+  }
+  const c = await vx('valeUA');
+  t.is(c['shortcutConnects'], 12);
+  t.is(c['shortcutUnclaimedEvicted'], 4, 'the four oldest are closed');
+  t.deepEqual(fds.map(closedByPeer), [...Array<boolean>(4).fill(true), ...Array<boolean>(8).fill(false)]);
+  // B, the real neighbour, claims at once on connecting: it pairs although
+  // eight connections without a CLAIM still wait at A. The smaller instance
+  // id connects: B is made again until its id is the smaller one, so that
+  // it is B that connects to A (an even chance each time)
+  t.teardown(() => vale.remove('valeUB:vx').catch(() => undefined));
+  for (;;) {
+    await vale.create('valeUB:vx', {}, vtep('127.0.0.2', pb, '127.0.0.1', pa));
+    if (listeners(dir).some((id) => id < idA!)) break;
+    await vale.remove('valeUB:vx');
+  }
+  await untilAnswer(() => vx('valeUA'), (x) => x['remote 127.0.0.2 shortcutPeer'] === 3);
+  await untilAnswer(() => vx('valeUB'), (x) => x['remote 127.0.0.1 shortcutPeer'] === 3);
+  t.is((await vx('valeUB'))['shortcutPeerBad'], 0);
+  // its connection took the place of the oldest one waiting, if any
+  const a = await vx('valeUA');
+  t.true(a['shortcutUnclaimedEvicted']! <= 5, JSON.stringify(a));
+  t.is(fds.filter(closedByPeer).length, a['shortcutUnclaimedEvicted']);
+});
+
+test.serial('rendezvous connections not through CLAIM and PROOF within shortcuthandshakems are closed and counted (shortcutHandshakeTimeout): one that sends nothing, and one whose CLAIM holds the endpoint but never proves it', async (t) => {
+  t.timeout(30_000);
+  const dir = rendezvousDir(t);
+  // the test plays the remote 127.0.0.2 on the underlay (HELLOs from its
+  // address) and on the rendezvous socket; it can never send the PROOF, as
+  // a local process that only reads the directory and the HELLOs cannot
+  const remote = await udpOn('127.0.0.2');
+  t.teardown(() => remote.close());
+  const pa = await freePort();
+  await vale.create('valeUC:vx', {}, {
+    driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.1:${pa}`, remote: ['127.0.0.2'], dstport: remote.address().port, srcport: 'fixed', shortcutdir: dir, shortcuthandshakems: 1 },
+  });
+  t.teardown(() => vale.remove('valeUC:vx').catch(() => undefined));
+  const [id] = listeners(dir);
+  const silent = hook.shortcutConnect(dir, id!);
+  t.teardown(() => closeSync(silent));
+  // a HELLO from the remote's address with this host's boot id and an
+  // instance id of the test's choosing (smaller than A's: A waits to be called)
+  const fake = '00000000000000000000000000000001';
+  const hello = Buffer.alloc(8 + 54);
+  hello.set([0x48, 0, 0, 0, VNI >> 16, (VNI >> 8) & 0xff, VNI & 0xff, 0]);
+  const inner = hello.subarray(8);
+  inner.set([3, 0x76, 0x61, 0x6c, 0x65, 0x73, 3, 0x76, 0x61, 0x6c, 0x65, 0x73, 0x88, 0xb5], 0);
+  inner.write('VTSC', 14, 'latin1');
+  inner.set([1, 1, 0, 0], 18);
+  Buffer.from(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, ''), 'hex').copy(inner, 22);
+  Buffer.from(fake, 'hex').copy(inner, 38);
+  remote.send(hello, pa, '127.0.0.1');
+  await untilAnswer(() => vx('valeUC'), (x) => x['remote 127.0.0.2 sameHost'] === 1);
+  const claimed = hook.shortcutConnect(dir, id!);
+  t.teardown(() => closeSync(claimed));
+  const pad = '0'.repeat(24);
+  hook.shortcutSendClaim(claimed, { instance: fake, vni: VNI, family: 4, mine: `7f000002${pad}`, yours: `7f000001${pad}`, nonce: 'ab'.repeat(16), bufSize: 2048 });
+  // checked once a HELLO period: the counter is the event
+  const c = await untilAnswer(() => vx('valeUC'), (x) => x['shortcutHandshakeTimeout'] === 2 || x['shortcutPeerBad']! > 0);
+  t.is(c['shortcutConnects'], 2);
+  t.is(c['shortcutHandshakeTimeout'], 2);
+  t.is(c['shortcutPeerBad'], 0);
+  t.is(c['remote 127.0.0.2 shortcutPeer'], 0, 'the endpoint is free for a rendezvous again');
+  t.true(closedByPeer(silent));
+  // A took the CLAIM (it answered with its own) before it gave up on the PROOF
+  const answer = hook.shortcutRecvClaim(claimed) as { yours: string };
+  t.is(answer.yours, `7f000002${pad}`);
+  t.true(closedByPeer(claimed));
+});
+
+/** The shortcut channels (memfds) this process holds: each live or draining ring is one. */
+function channels(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('/memfd:vale-ts-shortcut')) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
+/** A broadcast Ethernet frame from 02:00:00:00:0b:0b. */
+function broadcast(seq: number): Uint8Array {
+  const f = new Uint8Array(60);
+  f.fill(0xff, 0, 6);
+  f.set([2, 0, 0, 0, 0x0b, 0x0b], 6);
+  f.set([0x08, 0x00], 12);
+  f[14] = seq & 0xff;
+  return f;
+}
+
+test.serial('a peer that pairs and hangs up again and again while the switch has no room leaves at most 2 rings waiting to drain: the oldest is let go and its frames counted (shortcutDrainDropped)', async (t) => {
+  t.timeout(180_000);
+  const dir = rendezvousDir(t);
+  const [pa, pb] = [await freePort(), await freePort()];
+  const toB = 'remote 127.0.0.2 ', toA = 'remote 127.0.0.1 ';
+  // A: a lossless VTEP with a 64-slot tx ring, on a switch whose other
+  // port (64 rx slots) never reads: once 128 frames are in, A's ring
+  // frames wait in the rings, and A gets a slot only when the test frees one
+  await srv.createPort('valeDA:vx', {
+    conf: { txSlots: 64 },
+    lossless: true,
+    driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.1:${pa}`, remote: ['127.0.0.2'], dstport: pb, srcport: 'fixed', shortcutdir: dir },
+  });
+  t.teardown(() => vale.remove('valeDA:vx').catch(() => undefined));
+  const c = await open('valeDA:c@conf:rx_slots=64', { socket });
+  t.teardown(() => c.close());
+  const b = await open('valeDB:c', { socket });
+  t.teardown(() => b.close());
+  t.teardown(() => vale.remove('valeDB:vx').catch(() => undefined));
+  const vxA = (): Promise<Record<string, number>> => vx('valeDA');
+  const vxB = (): Promise<Record<string, number>> => vx('valeDB');
+  // A reads its socket (HELLOs, PROOFs) only when it has a free tx slot,
+  // which its rings of gone peers take first. Until `done`, whenever a
+  // datagram waits in A's socket (/proc/net/udp), one slot is freed and
+  // the test waits until A's thread has taken a ring frame into it (a turn
+  // of its loop, which may have read the socket first). A slot a datagram
+  // costs: a receiver slower than the peer's pairing and hanging up.
+  const aSocket = `0100007F:${pa.toString(16).toUpperCase().padStart(4, '0')}`;
+  const queued = (): boolean => readFileSync('/proc/net/udp', 'utf8').split('\n').some((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[1] === aSocket && parseInt(f[4]!.split(':')[1]!, 16) > 0;
+  });
+  const drip = async (done: (x: Record<string, number>) => boolean): Promise<void> => {
+    for (;;) {
+      const x = await vxA();
+      if (done(x)) return;
+      if (!queued()) continue;
+      const before = x[`${toB}shortcutRxFrames`] ?? 0;
+      c.rxsync();
+      c.dispatch(1, () => undefined);
+      c.rxsync();
+      await untilAnswer(vxA, (y) => (y[`${toB}shortcutRxFrames`] ?? 0) > before || done(y));
+    }
+  };
+  // B sends this many frames into its ring: more than A can take (128)
+  const FRAMES = 1000;
+  const CYCLES = 6;
+  for (let k = 1; k <= CYCLES; k++) {
+    await vale.create('valeDB:vx', {}, {
+      driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.2:${pb}`, remote: ['127.0.0.1'], dstport: pa, srcport: 'fixed', shortcutdir: dir },
+    });
+    await drip((x) => x[`${toB}shortcutPeer`] === 3);
+    await untilAnswer(vxB, (x) => x[`${toA}shortcutPeer`] === 3);
+    for (let sent = 0; sent < FRAMES;) {
+      let n = 0;
+      while (sent < FRAMES && n < 200 && b.inject(broadcast(sent))) {
+        sent++;
+        n++;
+      }
+      b.txsync();
+      await untilAnswer(vxB, (x) => x[`${toA}shortcutTxFrames`]! >= sent);
+    }
+    t.is((await vxB())[`${toA}txFrames`], 0, 'every frame went into the ring');
+    await vale.remove('valeDB:vx');
+    await untilAnswer(vxA, (x) => x['shortcutPeerGone'] === k);
+    t.true(channels() <= 2, `after ${k} hang-ups: ${channels()} rings held`);
+  }
+  const x = await vxA();
+  t.is(x['shortcutRingBroken'], 0);
+  t.is(channels(), 2, 'two rings wait to drain, the rest were let go');
+  // every frame B put in is delivered, counted dropped, or in the two rings
+  // kept (the few slots freed per pairing come out of the oldest ring)
+  const rx = x[`${toB}shortcutRxFrames`]!, dropped = x['shortcutDrainDropped']!;
+  t.true(dropped >= (CYCLES - 3) * FRAMES, JSON.stringify(x));
+  t.is(rx + dropped + 2 * FRAMES, CYCLES * FRAMES);
+  // the receiver catches up: the two kept rings are read to their end and let go
+  const all = await untilAnswer(async () => {
+    c.rxsync();
+    c.dispatch(1024, () => undefined);
+    c.rxsync();
+    return vxA();
+  }, (y) => y[`${toB}shortcutRxFrames`] === CYCLES * FRAMES - dropped);
+  t.is(all['shortcutDrainDropped'], dropped);
+  t.is(all['shortcutLeftOnHangup'], 0);
+  t.is(channels(), 0);
+});
