@@ -79,6 +79,17 @@ function listen(child: ChildProcess): { said: (what: RegExp) => Promise<void>; o
   return { said, out: () => text };
 }
 
+/**
+ * The environment for a Python peer: without the ASan stage's LD_PRELOAD,
+ * which puts Python's every allocation through ASan's allocator and slows
+ * the peer (not the code under test) by far more than the driver.
+ */
+function peerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env['LD_PRELOAD'];
+  return env;
+}
+
 test('stream: frames both ways, a too-long frame skipped and counted, a zero length closes the connection', async (t) => {
   t.timeout(120_000);
   const { vale, srv, socket } = await setup();
@@ -560,7 +571,7 @@ while n < ${M}:
 left = struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0]  # SIOCOUTQ
 print('GOT', n, 'UNREAD', left, flush=True)
 sys.stdin.readline()
-  `, path1], { stdio: ['pipe', 'pipe', 'inherit'] });
+  `, path1], { stdio: ['pipe', 'pipe', 'inherit'], env: peerEnv() });
     t.teardown(() => py.kill());
     const { said, out } = listen(py);
     await said(/QUEUED/);
