@@ -90,6 +90,26 @@ function peerEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/**
+ * The start of the flooding stream peers (Python, its socket's path in
+ * argv[1]): 300 good 100-byte frames (tags 0..255 repeating), then 256 MiB
+ * of frames one byte longer than a 2048-byte buffer, all queued in its
+ * socket (SO_SNDBUFFORCE), then 'QUEUED' on stdout.
+ */
+const FLOOD_PEER = `
+import fcntl, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, 32, 400 << 20)  # SO_SNDBUFFORCE
+s.connect(sys.argv[1])
+def frame(tag):
+    f = b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(85)
+    return len(f).to_bytes(4, 'big') + f
+s.sendall(b''.join(frame(i & 0xff) for i in range(300)))
+chunk = ((2049).to_bytes(4, 'big') + bytes(2049)) * 512
+for _ in range((256 << 20) // len(chunk)): s.sendall(chunk)
+print('QUEUED', flush=True)
+`;
+
 test('stream: frames both ways, a too-long frame skipped and counted, a zero length closes the connection', async (t) => {
   t.timeout(120_000);
   const { vale, srv, socket } = await setup();
@@ -422,25 +442,13 @@ test.serial('stream: a flood of too-long frames does not hold the driver in its 
   // is still unread (SIOCOUTQ): a driver held in its read loop sends nothing
   // before the flood is all read (0 left).
   const { spawn } = await import('node:child_process');
-  const py = spawn('python3', ['-c', `
-import fcntl, socket, struct, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, 32, 400 << 20)  # SO_SNDBUFFORCE
-s.connect(sys.argv[1])
-def frame(tag):
-    f = b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(85)
-    return len(f).to_bytes(4, 'big') + f
-s.sendall(b''.join(frame(i & 0xff) for i in range(300)))
-chunk = ((2049).to_bytes(4, 'big') + bytes(2049)) * 512
-for _ in range((256 << 20) // len(chunk)): s.sendall(chunk)
-print('QUEUED', flush=True)
-acc = b''
+  const py = spawn('python3', ['-c', `${FLOOD_PEER}acc = b''
 while len(acc) < 4 or len(acc) < 4 + int.from_bytes(acc[:4], 'big'):
     acc += s.recv(65536)
 left = struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0]  # SIOCOUTQ
 print('GOT', acc[4 + 14], 'UNREAD', left, flush=True)
 sys.stdin.readline()
-`, path1], { stdio: ['pipe', 'pipe', 'inherit'] });
+`, path1], { stdio: ['pipe', 'pipe', 'inherit'], env: peerEnv() });
   t.teardown(() => py.kill());
   const { said, out } = listen(py);
   await said(/QUEUED/);
@@ -545,19 +553,7 @@ test.serial('stream: frames for a peer whose socket was full once go out when it
     // (SIOCOUTQ): 0 means they waited for the end of its input.
     const { spawn } = await import('node:child_process');
     const M = 300;
-    const py = spawn('python3', ['-c', `
-import fcntl, socket, struct, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, 32, 400 << 20)  # SO_SNDBUFFORCE
-s.connect(sys.argv[1])
-def frame(tag):
-    f = b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(85)
-    return len(f).to_bytes(4, 'big') + f
-s.sendall(b''.join(frame(i & 0xff) for i in range(300)))
-chunk = ((2049).to_bytes(4, 'big') + bytes(2049)) * 512
-for _ in range((256 << 20) // len(chunk)): s.sendall(chunk)
-print('QUEUED', flush=True)
-sys.stdin.readline()
+    const py = spawn('python3', ['-c', `${FLOOD_PEER}sys.stdin.readline()
 print('START', struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0], flush=True)
 n, acc = 0, b''
 while n < ${M}:
