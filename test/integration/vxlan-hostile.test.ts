@@ -9,7 +9,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import { chmodSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +20,7 @@ import { ensurePackages } from '../fixtures/system-packages.js';
 import { startValeTs } from '../fixtures/vale-ts-process.js';
 import { untilAnswer } from '../fixtures/wait.js';
 import { EVENTFD_FULL, makeBlocking } from '../fixtures/hostile-fd.js';
+import { freePort, udpOn } from '../fixtures/udp.js';
 
 const socket = path.join(os.tmpdir(), `vxlan-hostile-${process.pid}.sock`);
 const VNI = 77;
@@ -34,24 +35,6 @@ test.before(async () => {
 test.after.always(() => {
   srv?.close();
 });
-
-/** A UDP socket bound to a free port of `addr`. */
-async function udpOn(addr: string): Promise<Socket> {
-  const s = createSocket('udp4');
-  await new Promise<void>((resolve, reject) => {
-    s.once('error', reject);
-    s.bind({ address: addr, port: 0 }, () => resolve());
-  });
-  return s;
-}
-
-/** A free UDP port of 127.0.0.1 for the VTEP (let go just before it binds). */
-async function freePort(): Promise<number> {
-  const s = await udpOn('127.0.0.1');
-  const p = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 interface Rig {
   sw: string;

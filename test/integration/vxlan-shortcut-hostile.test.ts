@@ -6,13 +6,13 @@
  * makes to a VTEP's rendezvous socket itself (docs/vxlan-shortcut.md).
  */
 import test from 'ava';
-import { createSocket, type Socket } from 'node:dgram';
 import { chmodSync, closeSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { nativeRaw } from '../../src/netmap/addon.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { freePort, udpOn } from '../fixtures/udp.js';
 
 const hook = nativeRaw as {
   shortcutConnect(dir: string, id: string): number;
@@ -35,23 +35,6 @@ test.before(async () => {
 test.after.always(() => {
   srv?.close();
 });
-
-async function udpOn(addr: string): Promise<Socket> {
-  const s = createSocket('udp4');
-  await new Promise<void>((resolve, reject) => {
-    s.once('error', reject);
-    s.bind({ address: addr, port: 0 }, () => resolve());
-  });
-  return s;
-}
-
-/** A free UDP port of 127.0.0.1 (let go just before a VTEP binds it). */
-async function freePort(): Promise<number> {
-  const s = await udpOn('127.0.0.1');
-  const p = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 async function vx(sw: string): Promise<Record<string, number>> {
   const [st] = await vale.stats(sw);
