@@ -31,6 +31,7 @@ import { nativeRaw } from '../netmap/addon.js';
 import type { SwitchPort } from '../vale/switch.js';
 import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
 import { onlySettings } from './fd-driver.js';
+import { VXLAN_SETTING_NAMES } from './vxlan-settings.js';
 
 /** The options the native VTEP takes (cpp/napi/port_drivers.cc, VxlanPortDriver). */
 export interface VxlanNativeOptions {
@@ -62,7 +63,6 @@ interface NativeVxlan {
 
 const addon = nativeRaw as { VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string) => NativeVxlan };
 
-const SETTINGS = ['vni', 'local', 'remote', 'group', 'dev', 'fdb', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir', 'shortcuthandshakems', 'gso', 'rcvbuf'] as const;
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
@@ -106,7 +106,7 @@ export function parseLocal(text: string): { addr: string; port?: number } {
 
 /** Checks a vxlan spec and turns it into the native options; every error names the setting and the fix. */
 export function vxlanOptions(spec: DriverSpec): VxlanNativeOptions {
-  onlySettings(spec, SETTINGS);
+  onlySettings(spec, VXLAN_SETTING_NAMES);
   const vni = intSetting(spec, 'vni', 0, 0xffffff);
   if (vni === undefined) throw bad('a vxlan port needs vni=N (0..16777215), the same as the other VTEPs\'');
   const o: VxlanNativeOptions = { vni };

@@ -173,6 +173,21 @@ test('-n --vhost-user PATH,inline makes an in-line vhost-user port; PATH,thread 
   });
 });
 
+test('-n --vxlan with gso=, rcvbuf= and shortcuthandshakems=: the settings reach vale-ts, which makes the port or names the bad value', async (t) => {
+  await withServer(async (socket) => {
+    // a loopback address of this test's own: no other VTEP binds it, no raw socket (srcport=fixed), no HELLOs (shortcut=off)
+    const local = `127.6.${(process.pid % 250) + 1}.1`;
+    const bad = await ctl(socket, '-n', 'vale0:vxbad', '--vxlan', `vni=5,local=${local},remote=127.0.0.2,rcvbuf=1`);
+    t.is(bad.code, 1);
+    t.regex(bad.stderr, /^failed to create vale0:vxbad: Invalid argument: .*vxlan setting 'rcvbuf' must be an integer 2048\.\.1073741824, not 1/);
+    const made = await ctl(socket, '-n', 'vale0:vx', '--vxlan', `vni=5,local=${local},remote=127.0.0.2,srcport=fixed,shortcut=off,gso=off,rcvbuf=65536,shortcuthandshakems=2000`);
+    t.is(made.code, 0, made.stderr);
+    const list = (await ctl(socket)).stdout;
+    t.true(list.includes(`vale0:vx bridge_idx 0 port_idx 0 [vxlan vni 5 ${local}:4789 -> 127.0.0.2 (srcport fixed)]`), list);
+    t.is((await ctl(socket, '-r', 'vale0:vx')).code, 0);
+  });
+});
+
 test('-n with a bare name explains that vale-ts ports are valeX:NAME', async (t) => {
   await withServer(async (socket) => {
     const r = await ctl(socket, '-n', 'myport');

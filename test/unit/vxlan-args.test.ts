@@ -1,7 +1,8 @@
 /** `--vxlan` on the command line and the vxlan driver's settings: what reaches the native VTEP, and every refusal naming its fix. */
 import test from 'ava';
-import { parseCtlArgs, UsageError } from '../../tools/vale-ctl/args.js';
+import { parseCtlArgs, USAGE, UsageError } from '../../tools/vale-ctl/args.js';
 import { parseLocal, vxlanOptions } from '../../src/ports/vxlan.js';
+import { VXLAN_SETTING_NAMES } from '../../src/ports/vxlan-settings.js';
 
 test('--vxlan becomes a vxlan driver spec: repeated remote= and fdb= collect, numbers are numbers', (t) => {
   t.deepEqual(parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=42,local=10.0.0.1:4790,remote=10.0.0.2,remote=10.0.0.3,fdb=02:00:00:00:00:01@10.0.0.4,ageing=60']).driver, {
@@ -21,6 +22,50 @@ test('--vxlan usage errors: no vni, not KEY=VALUE, unknown or repeated settings'
   t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', 'vni=1,remotes=10.0.0.2']), { instanceOf: UsageError, message: /unknown setting 'remotes'/ });
   t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', 'vni=1,vni=2,remote=10.0.0.2']), { instanceOf: UsageError, message: /'vni' is given twice/ });
   t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', 'vni=1', '--tap', 't0']), { instanceOf: UsageError, message: /one driver/ });
+});
+
+test('--vxlan takes every setting the driver takes (gso, rcvbuf, shortcuthandshakems, ...), and what it builds passes the driver\'s checks', (t) => {
+  const base = 'vni=3,local=10.0.0.1,remote=10.0.0.2';
+  const cli = (extra: string) => parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', `${base},${extra}`]).driver!;
+  const d = cli('gso=off,rcvbuf=65536,shortcuthandshakems=2000,dstport=4790,ttl=9,shortcut=off,shortcutdir=/srv/sc,srcport=fixed,ageing=30,fdb=02:00:00:00:00:01@10.0.0.9');
+  t.like(d, { gso: 'off', rcvbuf: 65536, shortcuthandshakems: 2000, dstport: 4790, ttl: 9 });
+  t.like(vxlanOptions(d), { gso: false, rcvbuf: 65536, shortcutHandshakeMs: 2000, dstport: 4790, ttl: 9, shortcut: false, shortcutDir: '/srv/sc', srcportFixed: true, ageing: 30 });
+  // one example value per setting of the driver's table: none is refused by the command line
+  const example: Record<string, string> = {
+    vni: '3', local: '10.0.0.1', remote: '10.0.0.2', group: '239.1.1.1', dev: 'eth0', fdb: '02:00:00:00:00:01@10.0.0.9', dstport: '4790',
+    ageing: '30', srcport: 'fixed', ttl: '9', shortcut: 'off', shortcutdir: '/srv/sc', shortcuthandshakems: '2000', gso: 'on', rcvbuf: '65536',
+  };
+  for (const k of VXLAN_SETTING_NAMES) {
+    t.not(example[k], undefined, `no example for '${k}'`);
+    const v = example[k]!;
+    const spec = parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', k === 'vni' ? 'vni=3' : `vni=3,${k}=${v}`]).driver!;
+    t.deepEqual(spec[k], /^\d+$/.test(v) ? Number(v) : k === 'remote' || k === 'fdb' ? [v] : v, k);
+  }
+  // values are still vale-ts's to check, with the driver's wording
+  t.throws(() => vxlanOptions(cli('rcvbuf=1')), { message: /'rcvbuf' must be an integer 2048\.\.1073741824/ });
+  t.throws(() => vxlanOptions(cli('shortcuthandshakems=0')), { message: /'shortcuthandshakems' must be an integer 1\.\.3600000/ });
+  t.throws(() => vxlanOptions(cli('gso=maybe')), { message: /gso "maybe" must be 'on' or 'off'/ });
+  // a number too long to travel exactly goes as text, named in the refusal (not as a rounded number or null)
+  t.is(cli('rcvbuf=99999999999999999999')['rcvbuf'], '99999999999999999999');
+  t.throws(() => vxlanOptions(cli('rcvbuf=99999999999999999999')), { message: /'rcvbuf' must be an integer .*"99999999999999999999"/ });
+  t.throws(() => cli('gso=on,gso=off'), { instanceOf: UsageError, message: /'gso' is given twice/ });
+});
+
+test('--vxlan: an unknown setting is named with the list of known ones; prototype names are unknown too', (t) => {
+  for (const k of ['remotes', 'rcvbuff', 'constructor', '__proto__', 'toString', 'kind']) {
+    const e = t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', `vni=1,${k}=1`]), { instanceOf: UsageError });
+    t.true(e.message.startsWith(`--vxlan: unknown setting '${k}' (known: `), e.message);
+    for (const known of VXLAN_SETTING_NAMES) t.regex(e.message, new RegExp(`[ (]${known}[,)]`), known);
+  }
+});
+
+test('the usage text and --vxlan\'s errors show every setting of the driver\'s table', (t) => {
+  const line = USAGE.split('\n').find((l) => l.startsWith('\t--vxlan '));
+  t.truthy(line);
+  for (const k of VXLAN_SETTING_NAMES) t.true(line!.includes(`${k}=`), `usage lacks ${k}=: ${line!}`);
+  t.true(line!.includes('[,gso=on|off]') && line!.includes('[,rcvbuf=BYTES]') && line!.includes('[,shortcuthandshakems=MS]'), line);
+  const e = t.throws(() => parseCtlArgs(['-n', 'vale0:x', '--vxlan', 'vni=1,10.0.0.2']), { instanceOf: UsageError });
+  for (const k of VXLAN_SETTING_NAMES) t.true(e.message.includes(`${k}=`), `${k}: ${e.message}`);
 });
 
 test('local= takes ADDR, ADDR:PORT, IPv6 and [IPv6]:PORT', (t) => {

@@ -8,6 +8,7 @@
 import { abi } from '../../src/index.js';
 import { resolve } from 'node:path';
 import { getopt, UsageError } from '../getopt.js';
+import { VXLAN_SETTINGS, VXLAN_SETTING_NAMES } from '../../src/ports/vxlan-settings.js';
 
 export { UsageError };
 
@@ -47,6 +48,19 @@ export interface CtlDriverSpec {
   [setting: string]: string | number | boolean | string[];
 }
 
+/**
+ * `--vxlan`'s argument form, from the driver's own table of settings (so a
+ * setting the driver takes is never missing here): the required shape, then
+ * every other setting as `[,KEY=VALUE]` (`...` where it repeats).
+ */
+const VXLAN_FORM = ((): string => {
+  const kv = (k: keyof typeof VXLAN_SETTINGS): string => `${k}=${VXLAN_SETTINGS[k].value}`;
+  const head = `${kv('vni')},${kv('local')},${kv('remote')}[,${kv('remote')}...]|${kv('group')}`;
+  const shown: readonly string[] = ['vni', 'local', 'remote', 'group'];
+  const rest = VXLAN_SETTING_NAMES.filter((k) => !shown.includes(k));
+  return head + rest.map((k) => `[,${kv(k)}${'repeats' in VXLAN_SETTINGS[k] ? '...' : ''}]`).join('');
+})();
+
 /** The usage text (stderr on a usage error, stdout for `--help`). */
 export const USAGE =
   'Usage:\n' +
@@ -82,7 +96,7 @@ export const USAGE =
   '\t\tdocs/vhost-user.md; -C N sets the port ring slots)\n' +
   '\t--backend afxdp|packet|auto\twith -a/-h: AF_XDP, AF_PACKET (TPACKET_V2 rx ring), or AF_XDP where possible else AF_PACKET (default)\n' +
   '\t--inline on|off\twith -a/-h: on: the interface\'s datapath runs in the switch\'s rounds; off: in a thread of its own (default: vale-ts\'s, docs/linux-interfaces.md)\n' +
-  '\t--vxlan vni=N,local=ADDR[:PORT],remote=ADDR[,remote=ADDR...]|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR]\n' +
+  `\t--vxlan ${VXLAN_FORM}\n` +
   '\t\t\twith -n: the port is a VXLAN tunnel endpoint (docs/vxlan.md)\n' +
   'with no arguments: list all existing vale ports\n';
 
@@ -112,27 +126,34 @@ const LONG = {
   'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N][,backlog-poll=US][,inline|,thread]' },
   backend: { arg: 'required', what: 'afxdp|packet|auto' },
   inline: { arg: 'required', what: 'on|off' },
-  vxlan: { arg: 'required', what: 'vni=N,local=ADDR[:PORT],remote=ADDR...|group=MCAST[,dev=IF][,fdb=MAC@ADDR][,dstport=P][,ageing=S][,srcport=MIN-MAX|fixed][,ttl=N][,shortcut=on|off][,shortcutdir=DIR][,gso=on|off]' },
+  vxlan: { arg: 'required', what: VXLAN_FORM },
 } as const;
 
-/** `--vxlan KEY=VALUE,...`: remote= and fdb= may repeat; the rest once each (vale-ts checks the values). */
+/**
+ * `--vxlan KEY=VALUE,...`: the settings of the driver's table (src/ports/vxlan-settings.ts),
+ * repeatable ones collected into lists, the rest once each; vale-ts checks the values.
+ */
 export function parseVxlanOption(value: string): CtlDriverSpec {
   const spec: CtlDriverSpec = { kind: 'vxlan' };
-  const remote: string[] = [];
-  const fdb: string[] = [];
+  const lists = new Map<string, string[]>();
   for (const w of value.split(',')) {
     const eq = w.indexOf('=');
     const k = w.slice(0, eq), v = w.slice(eq + 1);
-    if (eq <= 0 || v === '') throw new UsageError(`--vxlan: '${w}' is not KEY=VALUE (${LONG.vxlan.what})`, '--vxlan');
-    if (k === 'remote') remote.push(v);
-    else if (k === 'fdb') fdb.push(v);
-    else if (['vni', 'local', 'group', 'dev', 'dstport', 'ageing', 'srcport', 'ttl', 'shortcut', 'shortcutdir', 'gso'].includes(k)) {
+    if (eq <= 0 || v === '') throw new UsageError(`--vxlan: '${w}' is not KEY=VALUE (${VXLAN_FORM})`, '--vxlan');
+    // own keys only: 'constructor=1' or '__proto__=1' must not find Object.prototype's
+    const form = Object.hasOwn(VXLAN_SETTINGS, k) ? VXLAN_SETTINGS[k as keyof typeof VXLAN_SETTINGS] : undefined;
+    if (form === undefined) throw new UsageError(`--vxlan: unknown setting '${k}' (known: ${VXLAN_SETTING_NAMES.join(', ')})`, '--vxlan');
+    if ('repeats' in form) {
+      const l = lists.get(k);
+      if (l) l.push(v);
+      else lists.set(k, [v]);
+    } else {
       if (spec[k] !== undefined) throw new UsageError(`--vxlan: '${k}' is given twice`, '--vxlan');
-      spec[k] = /^(vni|dstport|ageing|ttl)$/.test(k) && /^\d+$/.test(v) ? Number(v) : v;
-    } else throw new UsageError(`--vxlan: unknown setting '${k}' (${LONG.vxlan.what})`, '--vxlan');
+      // past 2^53 a number would arrive rounded (or as null): the text goes, and vale-ts names it in its refusal
+      spec[k] = 'number' in form && /^\d+$/.test(v) && Number.isSafeInteger(Number(v)) ? Number(v) : v;
+    }
   }
-  if (remote.length) spec['remote'] = remote;
-  if (fdb.length) spec['fdb'] = fdb;
+  for (const [k, l] of lists) spec[k] = l;
   if (spec['vni'] === undefined) throw new UsageError('--vxlan needs vni=N', '--vxlan');
   return spec;
 }
