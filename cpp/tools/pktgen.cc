@@ -601,6 +601,9 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
     stats_.bind(env, o.Get("stats"), 6);
     seq_on_ = opt_bool(o, "seq");
     hdr_ = opt_num(o, "hdrLen", 0);
+    // a slot holds at most 65535 bytes; a larger value would also wrap the
+    // `hdr_ + 14` length check in Count() and read far outside the buffer
+    if (hdr_ > 65535) throw Napi::RangeError::New(env, "hdrLen must be 0..65535");
     Napi::Value ev = o.Get("events");
     if (!ev.IsUndefined()) {
       if (!ev.IsTypedArray() || ev.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)

@@ -310,6 +310,20 @@ test('rxseq: a chain cut by the batch limit on one ring is not continued by the 
   t.is(ctr[CTR.FRAG_ERRORS], 1);
 });
 
+// The rx counter's virtio-net header length sized a 32-bit check
+// (len >= hdrLen + 14) that wrapped for a huge value: a 60-byte slot
+// passed it and the sequence number was read ~4 GiB past the buffer.
+test('rxseq: a virtio-net header length no slot can hold is refused, not read past', (t) => {
+  for (const hdrLen of [0xfffffff5, 65536]) {
+    t.throws(() => createRxCounter(newCounters(), { seq: true, hdrLen }), { instanceOf: RangeError, message: /hdrLen must be 0\.\.65535/ }, `hdrLen ${hdrLen}`);
+  }
+  const { mem, dv } = fakeRegion({ tail: 1 });
+  dv.setUint16(RING.slot + SLOT.len, 60, true);
+  const ctr = newCounters();
+  t.is(createRxCounter(ctr, { seq: true, hdrLen: 65535 }).rxCount(mem, 0, 8), 1, 'the largest accepted: the slot is counted, its payload not read');
+  t.is(ctr[CTR.BYTES], 60);
+});
+
 // ---------------------------------------------------------------------------
 // ping's reply loop (TypeScript) against a ring written by someone hostile:
 // a pipe peer maps the whole region, this ring's head and tail included.
