@@ -601,6 +601,9 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
     stats_.bind(env, o.Get("stats"), 6);
     seq_on_ = opt_bool(o, "seq");
     hdr_ = opt_num(o, "hdrLen", 0);
+    // a slot holds at most 65535 bytes; a larger value would also wrap the
+    // `hdr_ + 14` length check in Count() and read far outside the buffer
+    if (hdr_ > 65535) throw Napi::RangeError::New(env, "hdrLen must be 0..65535");
     Napi::Value ev = o.Get("events");
     if (!ev.IsUndefined()) {
       if (!ev.IsTypedArray() || ev.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
@@ -643,20 +646,20 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
       const uint32_t len = load16(&s->len);
       const uint16_t fl = load16(&s->flags);
       bytes += len;
-      frags_++;
+      frags_[ri]++;
       if (seq_on_) pkts++;
       if (!(fl & NS_MOREFRAG)) {
         if (!seq_on_) pkts++;
         if (seq_on_) {
           if (first_packet_) {
             first_packet_ = false;
-          } else if (frags_ != frags_exp_) {
+          } else if (frags_[ri] != frags_exp_) {
             stats_.d[5] += 1;
-            record(EV_FRAGS, frags_exp_, frags_);
+            record(EV_FRAGS, frags_exp_, frags_[ri]);
           }
-          frags_exp_ = frags_;
+          frags_exp_ = frags_[ri];
         }
-        frags_ = 0;
+        frags_[ri] = 0;
       }
       if (seq_on_) {
         const uint32_t idx = load_relaxed(&s->buf_idx);
@@ -750,7 +753,11 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
   uint32_t events_cap_ = 0;
   uint32_t exp_[MAX_SEQ_RINGS] = {};
   bool seen_[MAX_SEQ_RINGS] = {};
-  uint32_t frags_ = 0, frags_exp_ = 1;
+  // slots so far of each ring's open chain: a chain never spans rings, and a
+  // batch limit (unlike pkt-gen's, not rounded to the fragment count) may
+  // stop a ring mid-chain before the next ring is counted
+  uint32_t frags_[MAX_SEQ_RINGS] = {};
+  uint32_t frags_exp_ = 1;
   bool first_packet_ = true;
 };
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { buildFrame } from '../../tools/pkt-gen/frame.js';
 import { verifyFrameChecksums } from '../fixtures/frame-check.js';
 import { NS_MOREFRAG, RING, SLOT, SLOT_SIZE } from '../../src/netmap/abi.js';
-import { CTR, PONG_DROP, PONG_DROP_KINDS, PONG_STATE, PONG_STATE_LEN, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
+import { CTR, RX_EVENT, PONG_DROP, PONG_DROP_KINDS, PONG_STATE, PONG_STATE_LEN, createRxCounter, createTxGen, newCounters, pktgenNative, type TxGenSpec } from '../../tools/pkt-gen/native.js';
 import { pipeBench } from '../../tools/addon.js';
 import { dumpSlots, readPingReplies } from '../../tools/pkt-gen/threads.js';
 import { RttStats } from '../../tools/pkt-gen/report.js';
@@ -280,6 +280,48 @@ test('pong: a chain that can never be echoed whole is counted and skipped to its
   t.is(pktgenNative.pongEcho(s.pm, 0, 16384, 512, d2, new Uint32Array(PONG_STATE_LEN)), 1, 'the frame after it is echoed');
   t.deepEqual([...d2], [1, 0, 0]);
   t.is(s.pdv.getUint32(RING.head, true), 5);
+});
+
+// rxseq over several rx rings: txseq -F 3 chains of 3 slots (NS_MOREFRAG on
+// the first two) reach ring 0 and ring 1. A batch limit stops ring 0 after
+// one slot of its second chain; ring 1 is counted next. A chain never spans
+// rings, so ring 1's slots must not be counted into ring 0's open chain:
+// with one counter for all rings they were, giving false "Received packets
+// with 4 frags, expected 3" warnings and FRAG_ERRORS.
+test('rxseq: a chain cut by the batch limit on one ring is not continued by the next ring\'s slots', (t) => {
+  const { pm, pdv } = pongRegion({ tail: 6 }, { tail: 6 });
+  for (const at of [0, 16384]) for (let i = 0; i < 6; i++) setSlot(pdv, at, i, 60, i % 3 === 2 ? 0 : MF);
+  const ctr = newCounters();
+  const events = new Uint32Array(25);
+  const rx = createRxCounter(ctr, { seq: true, events });
+  t.is(rx.rxCount(pm, 0, 4, 0), 4, 'ring 0: one chain and one slot of the next (rxseq counts slots)');
+  t.is(pdv.getUint32(RING.head, true), 4);
+  t.is(rx.rxCount(pm, 16384, 512, 1), 6, 'ring 1: two whole chains');
+  t.is(events[0], 0, 'no fragment event for ring 1');
+  t.is(rx.rxCount(pm, 0, 512, 0), 2, 'ring 0: the rest of its chain');
+  t.is(events[0], 0, 'no fragment event for the end of ring 0\'s chain');
+  t.is(ctr[CTR.FRAG_ERRORS], 0);
+  t.is(ctr[CTR.PKTS], 12);
+  // a real change of fragment count is still reported, per ring as a chain ends
+  for (let i = 0; i < 2; i++) setSlot(pdv, 0, 6 + i, 60, i === 0 ? MF : 0);
+  pdv.setUint32(RING.tail, 0, true);
+  t.is(rx.rxCount(pm, 0, 512, 0), 2);
+  t.deepEqual([...events.subarray(0, 4)], [1, RX_EVENT.FRAGS, 3, 2]);
+  t.is(ctr[CTR.FRAG_ERRORS], 1);
+});
+
+// The rx counter's virtio-net header length sized a 32-bit check
+// (len >= hdrLen + 14) that wrapped for a huge value: a 60-byte slot
+// passed it and the sequence number was read ~4 GiB past the buffer.
+test('rxseq: a virtio-net header length no slot can hold is refused, not read past', (t) => {
+  for (const hdrLen of [0xfffffff5, 65536]) {
+    t.throws(() => createRxCounter(newCounters(), { seq: true, hdrLen }), { instanceOf: RangeError, message: /hdrLen must be 0\.\.65535/ }, `hdrLen ${hdrLen}`);
+  }
+  const { mem, dv } = fakeRegion({ tail: 1 });
+  dv.setUint16(RING.slot + SLOT.len, 60, true);
+  const ctr = newCounters();
+  t.is(createRxCounter(ctr, { seq: true, hdrLen: 65535 }).rxCount(mem, 0, 8), 1, 'the largest accepted: the slot is counted, its payload not read');
+  t.is(ctr[CTR.BYTES], 60);
 });
 
 // ---------------------------------------------------------------------------
