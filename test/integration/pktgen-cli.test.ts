@@ -13,7 +13,7 @@ import { open, Switch, ValeServer, sumDrops } from '../../src/index.js';
 import { departures, until, type Departures } from '../fixtures/wait.js';
 import { buildFrame, frameLayout } from '../../tools/pkt-gen/frame.js';
 import { verifyFrameChecksums } from '../fixtures/frame-check.js';
-import { NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { sendChain } from '../fixtures/chains.js';
 
 const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'pkt-gen-ts.js');
 let uniq = 0;
@@ -566,15 +566,8 @@ test('pong through vale-ts answers a frame spread over several slots with one wh
     const long = ping(2 * bs + 904);
     const short = ping(60);
     // the long one in three slots, then the short one
-    const tx = peer.txRings[0]!;
-    for (const [from, len] of [[0, bs], [bs, bs], [2 * bs, 904], [-1, 60]] as const) {
-      const h = tx.head;
-      tx.bytes.set(from < 0 ? short : long.subarray(from, from + len), tx.bufOffset(h));
-      tx.setLen(h, len);
-      tx.setFlags(h, from >= 0 && from + len < long.length ? NS_MOREFRAG : 0);
-      tx.advance(1);
-    }
-    peer.txsync();
+    sendChain(peer, [long.subarray(0, bs), long.subarray(bs, 2 * bs), long.subarray(2 * bs)]);
+    sendChain(peer, [short]);
     // the short one's echo comes after whatever the long one brought back
     const got: Buffer[] = [];
     while (!got.some((f) => f.length === 60)) {
@@ -608,14 +601,6 @@ test('pong over a pipe holds a chain until its last slot comes, then echoes it w
     for (let i = 42; i < len; i++) f[i] = (i * 7 + tag) & 0xff;
     return f;
   };
-  const tx = peer.txRings[0]!;
-  const put = (bytes: Uint8Array, more: boolean): void => {
-    const h = tx.head;
-    tx.bytes.set(bytes, tx.bufOffset(h));
-    tx.setLen(h, bytes.length);
-    tx.setFlags(h, more ? NS_MOREFRAG : 0);
-    tx.advance(1);
-  };
   const got: Buffer[] = [];
   const until = async (n: number): Promise<void> => {
     while (got.length < n) {
@@ -629,15 +614,12 @@ test('pong over a pipe holds a chain until its last slot comes, then echoes it w
   const long = frame(2 * bs + 100, 2);
   const last = frame(60, 3);
   // a frame, then two slots of the chain: pong echoes the frame and holds the slots
-  put(first, false);
-  put(long.subarray(0, bs), true);
-  put(long.subarray(bs, 2 * bs), true);
-  peer.txsync();
+  sendChain(peer, [first]);
+  sendChain(peer, [long.subarray(0, bs), long.subarray(bs, 2 * bs)], true);
   await until(1);
   // the chain's last slot, then a frame whose echo ends the wait
-  put(long.subarray(2 * bs), false);
-  put(last, false);
-  peer.txsync();
+  sendChain(peer, [long.subarray(2 * bs)]);
+  sendChain(peer, [last]);
   while (!got.some((f) => f.length === 60 && f[44] === last[44])) await until(got.length + 1);
   t.deepEqual(got.map((f) => f.length), [60, long.length, 60], 'three echoes: the chain as one frame');
   t.deepEqual(got[1]!.subarray(34), Buffer.from(long.subarray(34)), 'the chain\'s bytes past the fields pong swaps, as sent');
