@@ -377,14 +377,23 @@ function txPending(rings: readonly Ring[]): boolean {
 }
 
 /**
+ * Throws RingError unless both indices (read once from a ring a pipe peer
+ * maps too) lie inside `r`: one out of range never meets the other, and a
+ * walk from one to the other would not end.
+ */
+function checkRingIndices(r: Ring, aName: string, a: number, bName: string, b: number): void {
+  if (a >= r.numSlots || b >= r.numSlots) {
+    throw new RingError(`${r.label}: ${aName} ${a} / ${bName} ${b} outside the ring (${r.numSlots} slots): the ring was changed by someone else`);
+  }
+}
+
+/**
  * -X: print slots [from, to) of `r`. `to` is the head read after a batch:
  * a pipe peer that wrote it out of range would make the walk endless, so
  * it is checked (RingError) first.
  */
 export function dumpSlots(r: Ring, from: number, to: number): void {
-  if (from >= r.numSlots || to >= r.numSlots) {
-    throw new RingError(`${r.label}: head ${to} outside the ring (${r.numSlots} slots): the ring was changed by someone else`);
-  }
+  checkRingIndices(r, 'from', from, 'head', to);
   let out = '';
   for (let i = from; i !== to; i = r.next(i)) out += dumpPayload(ringPointer(r.offset), i, r.bufIdx(i), r.flags(i), r.frame(i));
   if (out) process.stdout.write(out);
@@ -626,14 +635,12 @@ export interface PingChain {
  * stamp in the frame. Throws RingError when head or tail lies outside the
  * ring.
  */
-export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttStats, chain: PingChain = { more: false }): number {
+export function readPingReplies(r: Ring, dv: DataView, off: number, stats: RttStats, chain: PingChain): number {
   // head and tail read once and checked: a pipe peer maps this ring too,
   // and one it wrote out of range never met the other (an endless loop)
   let h = r.head;
   const tail = r.tail;
-  if (h >= r.numSlots || tail >= r.numSlots) {
-    throw new RingError(`${r.label}: head ${h} / tail ${tail} outside the ring (${r.numSlots} slots): the ring was changed by someone else`);
-  }
+  checkRingIndices(r, 'head', h, 'tail', tail);
   if (h === tail) return 0;
   let notReplies = 0;
   for (; h !== tail; h = r.next(h)) {
