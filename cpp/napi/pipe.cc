@@ -12,6 +12,12 @@ namespace {
 class Pipe : public Napi::ObjectWrap<Pipe> {
  public:
   static Napi::Function Define(Napi::Env env) {
+    // peerState()'s values, named as pipe.ts uses them (PeerState, pipe.h)
+    Napi::Object states = Napi::Object::New(env);
+    states.Set("never", static_cast<uint32_t>(PeerState::kClosed));
+    states.Set("open", static_cast<uint32_t>(PeerState::kOpen));
+    states.Set("dead", static_cast<uint32_t>(PeerState::kDead));
+    states.Set("left", static_cast<uint32_t>(PeerState::kLeft));
     return DefineClass(env, "Pipe",
                        {InstanceMethod("txsync", &Pipe::TxSync), InstanceMethod("rxsync", &Pipe::RxSync),
                         InstanceMethod("peerState", &Pipe::PeerStateJs), InstanceMethod("close", &Pipe::Close),
@@ -20,7 +26,8 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
                         InstanceAccessor("nifpOffset", &Pipe::NifpOffset, nullptr),
                         InstanceAccessor("created", &Pipe::Created, nullptr),
                         // the region file's name prefix: pipe.ts names files with the core's and the preload's
-                        StaticValue("filePrefix", Napi::String::New(env, PIPE_FILE_PREFIX))});
+                        StaticValue("filePrefix", Napi::String::New(env, PIPE_FILE_PREFIX)),
+                        StaticValue("peerStates", states)});
   }
 
   // new Pipe(path, end /*0 master, 1 slave*/, {rings, slots, bufSize, extraBufs}, name)
@@ -63,7 +70,7 @@ class Pipe : public Napi::ObjectWrap<Pipe> {
     return Napi::Number::New(env, static_cast<double>(e.rx_sync(r)));
   }
 
-  // 0: the peer never came or closed, 1: open, 2: died without closing
+  // PeerState (pipe.h), named for JS in peerStates: 0 never came, 1 open, 2 died without closing, 3 came and closed
   Napi::Value PeerStateJs(const Napi::CallbackInfo &info) {
     const PeerState s = end_ ? end_->peer_state() : PeerState::kClosed;
     return Napi::Number::New(info.Env(), static_cast<uint32_t>(s));

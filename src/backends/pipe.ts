@@ -46,11 +46,6 @@ export function pipeDefaultSlots(bufSize: number = DEFAULT_BUF_SIZE): number {
   return Math.min(PIPE_DEFAULT_SLOTS, Math.max(DEFAULT_SLOTS, fit));
 }
 
-const PEER_NEVER = 0;
-const PEER_OPEN = 1;
-/** came and closed: a hang-up even if this end never saw it open */
-const PEER_LEFT = 3;
-
 /** Directory holding pipe regions and doorbells. */
 export function pipeDir(): string {
   return process.env['NETMAP_PIPE_DIR'] || '/dev/shm';
@@ -103,7 +98,7 @@ export class PipeBackend extends CsbDoorbell implements Backend {
       this.rxRingIds = all;
     }
     this.csb = new CsbView(mem, end);
-    this.peerSeen = pipe.peerState() === PEER_OPEN;
+    this.peerSeen = pipe.peerState() === native.Pipe.peerStates.open;
   }
 
   /** Open (creating or attaching to) the pipe end `p` names. */
@@ -140,8 +135,10 @@ export class PipeBackend extends CsbDoorbell implements Backend {
   /** Peer state: 'open', 'closed' (never came, or closed cleanly) or 'dead'. */
   peerState(): 'open' | 'closed' | 'dead' {
     const s = this.pipe.peerState();
-    if (s === PEER_OPEN || s === PEER_LEFT) this.peerSeen = true;
-    return s === PEER_OPEN ? 'open' : s === PEER_NEVER || s === PEER_LEFT ? 'closed' : 'dead';
+    const { never, open, left } = native.Pipe.peerStates;
+    // left: came and closed, a hang-up even if this end never saw it open
+    if (s === open || s === left) this.peerSeen = true;
+    return s === open ? 'open' : s === never || s === left ? 'closed' : 'dead';
   }
 
   hungUp(): boolean {

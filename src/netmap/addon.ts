@@ -52,6 +52,8 @@ export interface NativePipeClass {
   new (path: string, end: number, params: { rings?: number; slots?: number; bufSize?: number; extraBufs?: number }, name: string): NativePipe;
   /** a pipe region file's name before its escaped pipe name (PIPE_FILE_PREFIX) */
   readonly filePrefix: string;
+  /** {@link NativePipe.peerState}'s values: never came, open, died without closing, came and closed */
+  readonly peerStates: { readonly never: number; readonly open: number; readonly dead: number; readonly left: number };
 }
 
 /** A port as the native switch core created it. */
