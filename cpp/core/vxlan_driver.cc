@@ -876,7 +876,9 @@ bool VxlanDriver::service_peer(size_t i) {
 void VxlanDriver::expire_handshakes(uint64_t now) {
   const uint64_t bound = uint64_t{o_.shortcut_handshake_ms} * 1000000;
   for (size_t i = 0; i < peers_.size();)
-    if (!(peers_[i].claim_got && peers_[i].proven) && now - peers_[i].since_ns >= bound) drop_peer(i, VxCtr::ShortcutHandshakeTimeout);
+    // done is when the ring is mapped: a connector has CLAIM and PROOF before
+    // the CHANNEL comes, and a peer that never sends it holds the rendezvous too
+    if (!peers_[i].ring && now >= peers_[i].since_ns && now - peers_[i].since_ns >= bound) drop_peer(i, VxCtr::ShortcutHandshakeTimeout);
     else i++;
 }
 
