@@ -19,6 +19,10 @@
  * placement: the targets are judged on it), the event-loop datapath, and the same thread pinned
  * with busy-waiting clients (see PINNED): the placement a netmap or DPDK
  * user tunes for latency, where no round trip waits for a vCPU to wake.
+ * Two rows with no switch: the same ping and pong over a netmap pipe,
+ * default placement and pinned. They are the floor the two client processes
+ * set on this machine (their spins, yields and wakeups, one pipe copy each
+ * way); what the vale-ts rows add to them is the switch.
  * Before the measured ping, a warm-up ping of WARMUP round trips brings
  * vale-ts's datapath and pong to steady state (V8 compiles hot code on
  * background threads, which on two vCPUs delay the first ~1000 round trips
@@ -78,9 +82,16 @@ interface Placement {
   clientNodeFlags: string[];
 }
 
-async function valeRtt(count: number, switchArgs: string[], place?: Placement): Promise<{ min: number; avg: number; p50: number; p99: number }> {
-  const { proc, socket } = await startSwitch(switchArgs, undefined, place ? ['taskset', '-c', place.switchCpus] : []);
-  const env = { ...process.env, VALE_TS_SOCKET: socket, ...place?.clientEnv };
+/**
+ * pkt-gen-ts ping -> pong: through a vale-ts started with switchArgs, or,
+ * with switchArgs undefined, over a netmap pipe between the two (no switch:
+ * the floor the two client processes set on their own).
+ */
+async function valeRtt(count: number, switchArgs: string[] | undefined, place?: Placement): Promise<{ min: number; avg: number; p50: number; p99: number }> {
+  const sw = switchArgs ? await startSwitch(switchArgs, undefined, place ? ['taskset', '-c', place.switchCpus] : []) : undefined;
+  const env = { ...process.env, ...(sw ? { VALE_TS_SOCKET: sw.socket } : {}), ...place?.clientEnv };
+  const pipe = `vale0:rtt${process.pid}`;
+  const [pingName, pongName] = sw ? ['vale0:ping', 'vale0:pong'] : [`${pipe}{0`, `${pipe}}0`];
   // ping and pong: node (with the placement's flags), under taskset when pinned
   const client = (args: string[]): [string, string[]] => {
     const cmd = [...(place ? ['taskset', '-c', place.clientCpus] : []), process.execPath, ...(place?.clientNodeFlags ?? []), pktgen, ...args];
@@ -88,14 +99,14 @@ async function valeRtt(count: number, switchArgs: string[], place?: Placement): 
   };
   const ping = (n: number): Promise<string> =>
     new Promise<string>((resolve, reject) => {
-      const p = spawn(...client(['-i', 'vale0:ping', '-f', 'ping', '-n', String(n)]), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(...client(['-i', pingName, '-f', 'ping', '-n', String(n)]), { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
       p.stdout.on('data', (d: Buffer) => (text += d));
       p.stderr.on('data', (d: Buffer) => (text += d));
       p.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`pkt-gen-ts ping exited ${code}: ${text}`))));
     });
   try {
-    const pong = spawn(...client(['-i', 'vale0:pong', '-f', 'pong']), { env, stdio: 'ignore' });
+    const pong = spawn(...client(['-i', pongName, '-f', 'pong']), { env, stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 500));
     await ping(WARMUP);
     const out = await ping(count);
@@ -105,7 +116,7 @@ async function valeRtt(count: number, switchArgs: string[], place?: Placement): 
     if (!over || !pct) throw new Error(`no RTT summary in pkt-gen-ts output:\n${out}`);
     return { min: Number(over[1]) / 1e3, avg: Number(over[2]) / 1e3, p50: Number(pct[1]) / 1e3, p99: Number(pct[2]) / 1e3 };
   } finally {
-    proc.kill('SIGTERM');
+    sw?.proc.kill('SIGTERM');
   }
 }
 
@@ -171,6 +182,13 @@ async function main(): Promise<void> {
     p = await valeRtt(count, ['--datapath', 'thread'], PINNED);
     console.log(`pkt-gen-ts ping/pong over vale0, pinned and busy-waiting:     ${fmt(p)}`);
   } else console.log('pinned row skipped: it needs two CPUs');
+  // the same two clients over a netmap pipe, no switch: what ping and pong
+  // cost on their own on this machine (default placement, then pinned
+  // together on CPU 0 and busy-waiting as in the pinned row)
+  const np = await valeRtt(count, undefined);
+  console.log(`pkt-gen-ts ping/pong over a netmap pipe (no switch):          ${fmt(np)}`);
+  const npp = os.cpus().length >= 2 ? await valeRtt(count, undefined, PINNED) : undefined;
+  if (npp) console.log(`pkt-gen-ts ping/pong over a netmap pipe, pinned, busy-waiting: ${fmt(npp)}`);
   if (process.getuid?.() !== 0) {
     console.log('Linux bridge baseline skipped: it needs root (network namespaces)');
     return;
@@ -188,6 +206,7 @@ async function main(): Promise<void> {
   const avgRatio = v.avg / b.avg;
   const p99Ratio = v.p99 / b.avg;
   console.log(`vale-ts / Linux bridge: avg ${avgRatio.toFixed(2)}x (target <= 3), p99 / bridge avg ${p99Ratio.toFixed(2)}x (target <= 20), min ${(v.min / b.min).toFixed(2)}x`);
+  console.log(`netmap pipe (no switch) / Linux bridge: avg ${(np.avg / b.avg).toFixed(2)}x, min ${(np.min / b.min).toFixed(2)}x${npp ? `; pinned avg ${(npp.avg / b.avg).toFixed(2)}x, p50 ${(npp.p50 / b.p50).toFixed(2)}x` : ''}`);
   if (p) console.log(`pinned vale-ts / Linux bridge: avg ${(p.avg / b.avg).toFixed(2)}x (target <= 3), p99 / bridge avg ${(p.p99 / b.avg).toFixed(2)}x (target <= 20), p50 ${(p.p50 / b.p50).toFixed(2)}x, min ${(p.min / b.min).toFixed(2)}x`);
 }
 
