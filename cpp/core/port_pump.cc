@@ -342,16 +342,6 @@ bool PortPump::ingest_vnet(const VnetHdr &h, uint8_t *frame, size_t len, bool in
   return true;
 }
 
-void PortPump::poll_out_now(std::vector<Want> &wants, std::vector<pollfd> &pfds) {
-  wants.clear();
-  link_wants(wants, false, true);  // no room_in: only what the send side waits on
-  pfds.clear();
-  for (const Want &w : wants) pfds.push_back({w.fd, static_cast<short>(w.events), 0});
-  if (pfds.empty() || ::poll(pfds.data(), pfds.size(), 0) <= 0) return;
-  for (const pollfd &p : pfds)
-    if (p.revents) link_event(p.fd, static_cast<uint32_t>(p.revents));
-}
-
 void PortPump::run() {
   std::vector<Want> wants;
   std::vector<pollfd> pfds;
@@ -360,15 +350,24 @@ void PortPump::run() {
     uint32_t moved = link_out();
     moved += link_in();
     flush_tx();
-    pollfd sp{stop_fd_.get(), POLLIN, 0};
-    if (::poll(&sp, 1, 0) > 0) break;
-    if (moved) {
-      // A link kept busy (its input never pauses) never reaches the poll
-      // below, the only place a blocked send side hears it may go on: its
-      // frames would wait in the rx ring for as long as the input lasts
-      if (out_blocked_) poll_out_now(wants, pfds);
-      continue;
+    // Between rounds, one look without waiting: a stop, and after a busy
+    // round with the send side blocked, what that side waits on (no room_in:
+    // only its fds). A link kept busy (its input never pauses) never reaches
+    // the poll below, the only other place a blocked send side hears it may
+    // go on: its frames would wait in the rx ring for as long as the input lasts
+    pfds.clear();
+    pfds.push_back({stop_fd_.get(), POLLIN, 0});
+    if (moved && out_blocked_) {
+      wants.clear();
+      link_wants(wants, false, true);
+      for (const Want &w : wants) pfds.push_back({w.fd, static_cast<short>(w.events), 0});
     }
+    if (::poll(pfds.data(), pfds.size(), 0) > 0) {
+      if (pfds[0].revents) break;
+      for (size_t i = 1; i < pfds.size(); i++)
+        if (pfds[i].revents) link_event(pfds[i].fd, static_cast<uint32_t>(pfds[i].revents));
+    }
+    if (moved) continue;
     // idle: ask for a kick, then look once more (no lost wakeup). Room is
     // room for what link_in waits on: a frame that needs several slots
     // (tx_need_) asks for a kick while fewer are free, however many are

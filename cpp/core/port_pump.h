@@ -206,9 +206,6 @@ class PortPump {
 
  private:
   void run();
-  // Between busy rounds while out_blocked_: whether the link's send side may
-  // go on, without waiting (a poll of link_wants(w, false, true), events to link_event).
-  void poll_out_now(std::vector<Want> &wants, std::vector<pollfd> &pfds);
   void flush_tx();
   void count_offload_drop(OffloadError e);
 

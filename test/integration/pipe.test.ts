@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -155,7 +155,27 @@ test('each pipe end opens once (EBUSY)', async (t) => {
   m.close();
 });
 
-test('a doorbell that cannot be opened fails the open cleanly: clear error, nothing held, the next open succeeds at once', async (t) => {
+// Serial, in a directory of its own (NETMAP_PIPE_DIR, read at each open;
+// concurrent tests start only after the serial ones): a failed open leaves
+// its region file with no end holding it, stale by design, and any pipe
+// created meanwhile in /dev/shm (another test, another process) sweeps it
+// with the doorbell paths beside it: the .s file this test put there and
+// unlinks after would be gone (unlink: ENOENT), or gone before the open that
+// must refuse it.
+test.serial('a doorbell that cannot be opened fails the open cleanly: clear error, nothing held, the next open succeeds at once', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pipe-doorbell-'));
+  const before = process.env['NETMAP_PIPE_DIR'];
+  process.env['NETMAP_PIPE_DIR'] = dir;
+  try {
+    await doorbellCannotBeOpened(t);
+  } finally {
+    if (before === undefined) delete process.env['NETMAP_PIPE_DIR'];
+    else process.env['NETMAP_PIPE_DIR'] = before;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function doorbellCannotBeOpened(t: ExecutionContext): Promise<void> {
   const base = pname();
   const region = pipePath(parsePortName(`${base}{5`));
   // something other than a FIFO where the master's doorbell goes
@@ -178,7 +198,8 @@ test('a doorbell that cannot be opened fails the open cleanly: clear error, noth
   unlinkSync(region + '.s');
   const again = await open(`${base}{5`);
   again.close();
-});
+  t.deepEqual(readdirSync(path.dirname(region)), [], 'nothing left');
+}
 
 test('10 million frames of varying length cross a pipe between two processes, intact and in order', async (t) => {
   const name = pname();
