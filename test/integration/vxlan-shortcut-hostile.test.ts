@@ -6,6 +6,7 @@
  * makes to a VTEP's rendezvous socket itself (docs/vxlan-shortcut.md).
  */
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +23,8 @@ interface Claim {
 }
 const hook = nativeRaw as {
   shortcutConnect(dir: string, id: string): number;
+  shortcutListen(dir: string, id: string): number;
+  shortcutAccept(listenFd: number): number;
   shortcutRecvClaim(fd: number): Claim;
   shortcutSendClaim(fd: number, c: { instance: string; vni: number; family: number; mine: string; yours: string; nonce: string; bufSize: number }): void;
 };
@@ -73,7 +76,7 @@ function closedByPeer(fd: number): boolean {
 
 /** This host's boot id, as HELLOs carry it (hex). */
 const bootId = (): string => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '');
-const HELLO = 1;
+const HELLO = 1, PROOF = 2;
 /**
  * A shortcut control datagram (docs/vxlan-shortcut.md, "Discovery"): the
  * VXLAN header with I | 0x40, the inner frame's header, "VTSC", version 1,
@@ -196,6 +199,83 @@ test.serial('rendezvous connections not through CLAIM and PROOF within shortcuth
   t.is(c['remote 127.0.0.2 shortcutPeer'], 0, 'the endpoint is free for a rendezvous again');
   t.true(closedByPeer(silent));
   t.true(claimed.every(closedByPeer));
+});
+
+test.serial('a same-uid peer that takes the rendezvous, CLAIMs and PROVEs but never sends the CHANNEL is closed after shortcuthandshakems (shortcutHandshakeTimeout), and the real neighbour then pairs', async (t) => {
+  t.timeout(60_000);
+  const dir = rendezvousDir(t);
+  // the hostile local process: the remote 127.0.0.2 on the underlay, then
+  // (its port let go) the real neighbour B there
+  const remote = await udpOn('127.0.0.2');
+  const pb = remote.address().port;
+  let remoteOpen = true;
+  t.teardown(() => {
+    if (remoteOpen) remote.close();
+  });
+  const proofsToRemote = new Set<string>(); // nonces A sent back over VXLAN: it took that CLAIM
+  remote.on('message', (d: Buffer) => {
+    if (d.length >= 8 + 54 && d[0] === 0x48 && d[8 + 19] === PROOF) proofsToRemote.add(d.subarray(8 + 38, 8 + 54).toString('hex'));
+  });
+  const pa = await freePort();
+  // a bound the hostile's exchange and the real pairing meet with room to
+  // spare; one that misses it is tried again (below, and by the next HELLO)
+  const vtep = (local: string, port: number, rem: string, dstport: number) => ({
+    driver: { kind: 'vxlan', vni: VNI, local: `${local}:${port}`, remote: [rem], dstport, srcport: 'fixed', shortcutdir: dir, shortcuthandshakems: 1000 },
+  });
+  await vale.create('valeUE:vx', {}, vtep('127.0.0.1', pa, '127.0.0.2', pb));
+  t.teardown(() => vale.remove('valeUE:vx').catch(() => undefined));
+  const [idA] = listeners(dir);
+  // its own listener, with an instance id above A's: A is the one that
+  // connects, and gets the CHANNEL from it (which it never sends)
+  const fake = 'ff'.repeat(16);
+  t.true(idA! < fake);
+  const lfd = hook.shortcutListen(dir, fake);
+  t.teardown(() => closeSync(lfd));
+  const conns: number[] = [];
+  t.teardown(() => conns.forEach((fd) => closeSync(fd)));
+  // A connects on the HELLO, the hostile takes A's CLAIM (A's nonce), sends
+  // its own and the PROOF with A's nonce from the remote's address. Proven
+  // when A counted the PROOF for a live connection and sent ours back (it
+  // took our CLAIM). A bound that ran out first (a loaded machine) closed
+  // the connection before: tried again, at most 10 times.
+  let conn = -1;
+  for (let attempt = 1; ; attempt++) {
+    if (attempt > 10) return t.fail('A closed 10 rendezvous in a row before CLAIM and PROOF were through');
+    const before = await vx('valeUE');
+    remote.send(control(HELLO, bootId(), fake), pa, '127.0.0.1');
+    await readable(lfd);
+    conn = hook.shortcutAccept(lfd);
+    conns.push(conn);
+    await readable(conn);
+    const claimA = hook.shortcutRecvClaim(conn); // sent as A connected
+    t.is(claimA.instance, idA);
+    const nonce = randomBytes(16).toString('hex');
+    hook.shortcutSendClaim(conn, { instance: fake, vni: VNI, family: 4, mine: claimAddr(2), yours: claimAddr(1), nonce, bufSize: 2048 });
+    remote.send(control(PROOF, fake, claimA.nonce), pa, '127.0.0.1');
+    const x = await untilAnswer(
+      () => vx('valeUE'),
+      (y) => (y['shortcutProofs']! > before['shortcutProofs']! || y['shortcutProofBad']! > before['shortcutProofBad']!) && (proofsToRemote.has(nonce) || closedByPeer(conn)),
+    );
+    if (x['shortcutProofs']! > before['shortcutProofs']! && proofsToRemote.has(nonce)) break;
+  }
+  // then silence: no CHANNEL. The bound holds until a ring is mapped, so
+  // the connection is closed (the old rule, "CLAIM and PROOF are through",
+  // kept it, and the endpoint's one rendezvous, for good)
+  await readable(conn);
+  t.true(closedByPeer(conn));
+  const a = await vx('valeUE');
+  t.is(a['shortcutHandshakeTimeout'], conns.length);
+  t.is(a['shortcutPeerBad'], 0);
+  t.is(a['shortcutChannels'], 0);
+  t.is(a['remote 127.0.0.2 shortcutPeer'], 0, 'the endpoint is free for a rendezvous again');
+  // the real neighbour at 127.0.0.2 pairs
+  await new Promise<void>((r) => remote.close(() => r()));
+  remoteOpen = false;
+  await vale.create('valeUF:vx', {}, vtep('127.0.0.2', pb, '127.0.0.1', pa));
+  t.teardown(() => vale.remove('valeUF:vx').catch(() => undefined));
+  await untilAnswer(() => vx('valeUE'), (x) => x['remote 127.0.0.2 shortcutPeer'] === 3);
+  await untilAnswer(() => vx('valeUF'), (x) => x['remote 127.0.0.1 shortcutPeer'] === 3);
+  t.is((await vx('valeUE'))['shortcutPeerBad'], 0);
 });
 
 /** The shortcut channels (memfds) this process holds: each live or draining ring is one. */
