@@ -317,6 +317,7 @@ class VxlanDriver final : public PortPump {
   Peer *ring_peer(uint32_t ep);                               // mu_ held; the peer whose channel we fill
   bool ring_waiting(uint32_t ep);                             // mu_ held; frames from ep wait in a ring we read
   uint32_t drain_rings(uint64_t now);                         // mu_ held
+  void retire_draining(size_t k);                             // mu_ held; draining_[k] let go, its frames counted
   bool push_late(uint32_t &moved);                            // mu_ held; false: some still wait
   void mark_late();                                           // mu_ held; datagrams are being held back: where each ring stands
   bool late_waits(uint32_t ep) const;                         // mu_ held; held-back datagrams from ep wait for ring frames

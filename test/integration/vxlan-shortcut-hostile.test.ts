@@ -5,9 +5,9 @@
  * 127.0.0.2 that are each other's static remote, and connections the test
  * makes to a VTEP's rendezvous socket itself (docs/vxlan-shortcut.md).
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
@@ -291,7 +291,41 @@ function broadcast(seq: number): Uint8Array {
   return f;
 }
 
-test.serial('a peer that pairs and hangs up again and again while the switch has no room leaves at most 2 rings waiting to drain: the oldest is let go and its frames counted (shortcutDrainDropped)', async (t) => {
+/**
+ * What a peer that keeps its channel can do after it hung up: publish `n`
+ * more frames into its ring to us, in `chan`. Its ring is the one whose
+ * producer index is `tail` (our ring to it has none). The layout is
+ * cpp/core/shortcut_ring.h's: a 64-byte header ("VTSCRING", version, slots,
+ * slot size), then each ring's two index lines (tail at +0) and its slots.
+ */
+function publishAfterHangup(t: ExecutionContext, chan: string, tail: number, n: number): void {
+  const fd = openSync(chan, 'r+');
+  try {
+    const u32 = (off: number): number => {
+      const b = Buffer.alloc(4);
+      readSync(fd, b, 0, 4, off);
+      return b.readUInt32LE(0);
+    };
+    const slots = u32(12), slotSize = u32(16);
+    const stride = (8 + slotSize + 63) & ~63;
+    const rings = [64, 64 + 128 + slots * stride].filter((off) => u32(off) === tail);
+    t.is(rings.length, 1, `one ring of ${chan} has ${tail} frames published`);
+    const ring = rings[0]!;
+    for (let j = 0; j < n; j++) {
+      const slot = Buffer.alloc(8 + 60);
+      slot.writeUInt32LE(60, 0);
+      slot.set(broadcast(j), 8);
+      writeSync(fd, slot, 0, slot.length, ring + 128 + ((tail + j) & (slots - 1)) * stride);
+    }
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(tail + n, 0);
+    writeSync(fd, b, 0, 4, ring);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test.serial('a peer that pairs and hangs up again and again while the switch has no room leaves at most 2 rings waiting to drain: the oldest is let go, its unread frames counted (shortcutDrainDropped) and those published after the hang-up too (shortcutLeftOnHangup)', async (t) => {
   t.timeout(180_000);
   const dir = rendezvousDir(t);
   const [pa, pb] = [await freePort(), await freePort()];
@@ -338,12 +372,19 @@ test.serial('a peer that pairs and hangs up again and again while the switch has
   // B sends this many frames into its ring: more than A can take (128)
   const FRAMES = 1000;
   const CYCLES = 6;
+  // frames B's ring gets after each hang-up (B's memfd kept by a process
+  // of its uid): never read, counted whether the ring is drained or let go
+  const EXTRA = 8;
+  const seen = new Set<number>();
   for (let k = 1; k <= CYCLES; k++) {
     await vale.create('valeDB:vx', {}, {
       driver: { kind: 'vxlan', vni: VNI, local: `127.0.0.2:${pb}`, remote: ['127.0.0.1'], dstport: pa, srcport: 'fixed', shortcutdir: dir },
     });
     await drip((x) => x[`${toB}shortcutPeer`] === 3);
     await untilAnswer(vxB, (x) => x[`${toA}shortcutPeer`] === 3);
+    const fresh = shortcutChannels().map((p) => statSync(p).ino).filter((ino) => !seen.has(ino));
+    t.is(fresh.length, 1, 'one new channel');
+    seen.add(fresh[0]!);
     for (let sent = 0; sent < FRAMES;) {
       let n = 0;
       while (sent < FRAMES && n < 200 && b.inject(broadcast(sent))) {
@@ -356,6 +397,11 @@ test.serial('a peer that pairs and hangs up again and again while the switch has
     t.is((await vxB())[`${toA}txFrames`], 0, 'every frame went into the ring');
     await vale.remove('valeDB:vx');
     await untilAnswer(vxA, (x) => x['shortcutPeerGone'] === k);
+    // A took B's producer index as the ring's end when it saw B go (it
+    // holds the ring: the newest waiting to drain)
+    const chan = shortcutChannels().find((p) => statSync(p).ino === fresh[0]);
+    if (!chan) return t.fail(`the ring of pairing ${k} is not held after its hang-up`);
+    publishAfterHangup(t, chan, FRAMES, EXTRA);
     t.true(channels() <= 2, `after ${k} hang-ups: ${channels()} rings held`);
   }
   const x = await vxA();
@@ -374,6 +420,6 @@ test.serial('a peer that pairs and hangs up again and again while the switch has
     return vxA();
   }, (y) => y[`${toB}shortcutRxFrames`] === CYCLES * FRAMES - dropped);
   t.is(all['shortcutDrainDropped'], dropped);
-  t.is(all['shortcutLeftOnHangup'], 0);
+  t.is(all['shortcutLeftOnHangup'], CYCLES * EXTRA, 'the frames published after each hang-up, of rings drained and let go alike');
   t.is(channels(), 0);
 });
