@@ -804,17 +804,30 @@ void VxlanDriver::drop_peer(size_t i, VxCtr why) {
         size_t mine = 0, oldest = draining_.size();
         for (size_t k = 0; k < draining_.size(); k++)
           if (draining_[k].ep == static_cast<uint32_t>(p.ep) && mine++ == 0) oldest = k;
-        if (mine >= SHORTCUT_MAX_DRAINING) {
-          Draining &d = draining_[oldest];
-          if (!d.ring.broken() && ahead(d.end, d.ring.consumed())) vcount(VxCtr::ShortcutDrainDropped, d.end - d.ring.consumed());
-          draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(oldest));
-        }
+        if (mine >= SHORTCUT_MAX_DRAINING) retire_draining(oldest);
         draining_.push_back({static_cast<uint32_t>(p.ep), std::move(*p.ring), end, p.late});
       }
     }
   }
   vcount(why);
   peers_.erase(peers_.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+// A gone peer's ring let go, read to `end` or evicted before (the one
+// place either happens): each frame the peer published in it was delivered
+// or is counted here, once. Unread up to `end`: shortcutDrainDropped; after
+// `end` (published after the hang-up, never read): shortcutLeftOnHangup. A
+// broken ring's indices mean nothing: the ring is counted, not its frames.
+void VxlanDriver::retire_draining(size_t k) {
+  Draining &d = draining_[k];
+  const uint32_t t = d.ring.published_in();  // checked: never behind `end`, at most a ring ahead of what was read
+  if (d.ring.broken()) {
+    vcount(VxCtr::ShortcutRingBroken);
+  } else {
+    if (ahead(d.end, d.ring.consumed())) vcount(VxCtr::ShortcutDrainDropped, d.end - d.ring.consumed());
+    if (t != d.end) vcount(VxCtr::ShortcutLeftOnHangup, t - d.end);
+  }
+  draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(k));  // unmapped: the peer's memory is let go
 }
 
 void VxlanDriver::service_peers() {
@@ -1211,13 +1224,7 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
     r.publish_head();
     moved += popped;
     if (!room || popped == RING_BATCH) return moved;
-    // what was published after the hang-up goes unread, counted
-    const uint32_t t = r.published_in();
-    const bool broken = r.broken();
-    const uint32_t left = broken ? 0 : t - d.end;
-    draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));  // unmapped: the peer's memory is let go
-    if (broken) vcount(VxCtr::ShortcutRingBroken);
-    if (left) vcount(VxCtr::ShortcutLeftOnHangup, left);
+    retire_draining(i);  // read to its end (or broken)
   }
   // One peer's batch; true when it was dropped (peers_[i] is the next one).
   bool first = true;

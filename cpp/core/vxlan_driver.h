@@ -79,11 +79,11 @@ constexpr uint64_t SHORTCUT_STALL_NS = 3 * SHORTCUT_HELLO_PERIOD_NS;
 constexpr uint64_t SHORTCUT_STALL_QUIET_NS = 60 * SHORTCUT_HELLO_PERIOD_NS;
 // Rendezvous connections not through the handshake hold an fd and a peer
 // slot, and one with a CLAIM holds its endpoint (one rendezvous each): each
-// is closed once older than the handshake bound (CLAIM and PROOF;
-// VxlanOptions::shortcut_handshake_ms), and at most this many accepted ones
-// without a CLAIM wait at a time (the oldest closed beyond), so that
-// connections that never claim or never prove cannot keep a real neighbour
-// from pairing.
+// is closed once older than the handshake bound with no ring mapped (CLAIM,
+// PROOF, CHANNEL; VxlanOptions::shortcut_handshake_ms), and at most this
+// many accepted ones without a CLAIM wait at a time (the oldest closed
+// beyond), so that connections that never claim, never prove or never send
+// the channel cannot keep a real neighbour from pairing.
 constexpr size_t SHORTCUT_MAX_UNCLAIMED = 8;
 constexpr uint32_t SHORTCUT_HANDSHAKE_MS = 5000;  // five HELLO periods: a CLAIM may wait for its sender's HELLO, a PROOF is sent once
 // Rings of one endpoint whose peer went and that still hold frames for a
@@ -107,7 +107,7 @@ struct VxlanOptions {
   uint8_t ttl = 0;                   // 0: 64 to unicast, 1 to a multicast group (Linux's defaults)
   bool shortcut = true;              // announce this host to static remotes and notice co-resident ones
   std::string shortcut_dir;          // the rendezvous directory (docs/vxlan-shortcut.md); empty: /run/vale-ts/shortcut
-  uint32_t shortcut_handshake_ms = SHORTCUT_HANDSHAKE_MS;  // a rendezvous connection not through CLAIM and PROOF by then is closed
+  uint32_t shortcut_handshake_ms = SHORTCUT_HANDSHAKE_MS;  // a rendezvous connection with no ring mapped by then is closed
   bool gso = true;                   // UDP GSO for runs of datagrams to one remote from one source port, and UDP GRO on receive
   uint32_t rcvbuf = 0;               // the UDP socket's receive buffer in bytes (the kernel doubles it); 0: 4 MiB
 };
@@ -158,7 +158,7 @@ enum class VxCtr : uint8_t {
   ShortcutPeerStalled,     // peers hung up on: their ring stayed full SHORTCUT_STALL_NS while frames waited (VXLAN after)
   ShortcutBellStuck,       // peers hung up on: a bell (shared with them) made blocking and filled, which held us a watchdog tick
   ShortcutLeftOnHangup,    // frames a peer published to its ring after it hung up (or was hung up on): not read, the ring let go
-  ShortcutHandshakeTimeout,  // rendezvous connections closed: not through CLAIM and PROOF within the handshake bound
+  ShortcutHandshakeTimeout,  // rendezvous connections closed: no ring mapped within the handshake bound
   ShortcutUnclaimedEvicted,  // accepted connections with no CLAIM closed: the oldest, when more than SHORTCUT_MAX_UNCLAIMED waited
   ShortcutDrainDropped,    // frames of a gone peer's ring never read: its endpoint had SHORTCUT_MAX_DRAINING newer ones waiting to drain
   TxGsoSends,              // UDP GSO sends: a run of datagrams to one endpoint from one source port in one sendmsg
@@ -218,7 +218,7 @@ class VxlanDriver final : public PortPump {
   struct Peer {
     unique_fd conn;
     int ep = -1;
-    uint64_t since_ns = 0;       // connected or accepted then: CLAIM and PROOF are due within the handshake bound
+    uint64_t since_ns = 0;       // connected or accepted then: the ring is due mapped within the handshake bound
     bool claim_sent = false, claim_got = false, proven = false;
     bool acceptor = false;       // the accepting side makes the channel
     uint32_t their_buf = 0;      // the peer's port buffer size, from its CLAIM
@@ -317,6 +317,7 @@ class VxlanDriver final : public PortPump {
   Peer *ring_peer(uint32_t ep);                               // mu_ held; the peer whose channel we fill
   bool ring_waiting(uint32_t ep);                             // mu_ held; frames from ep wait in a ring we read
   uint32_t drain_rings(uint64_t now);                         // mu_ held
+  void retire_draining(size_t k);                             // mu_ held; draining_[k] let go, its frames counted
   bool push_late(uint32_t &moved);                            // mu_ held; false: some still wait
   void mark_late();                                           // mu_ held; datagrams are being held back: where each ring stands
   bool late_waits(uint32_t ep) const;                         // mu_ held; held-back datagrams from ep wait for ring frames

@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:dgram';
-import { chmodSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
@@ -20,6 +20,7 @@ import { ensurePackages } from '../fixtures/system-packages.js';
 import { startValeTs } from '../fixtures/vale-ts-process.js';
 import { untilAnswer } from '../fixtures/wait.js';
 import { EVENTFD_FULL, makeBlocking } from '../fixtures/hostile-fd.js';
+import { shortcutChannels } from '../fixtures/shortcut.js';
 import { freePort, udpOn } from '../fixtures/udp.js';
 
 const socket = path.join(os.tmpdir(), `vxlan-hostile-${process.pid}.sock`);
@@ -532,21 +533,6 @@ function buildRefill(dir: string): string {
   const exe = path.join(dir, 'refill');
   execFileSync('gcc', ['-O2', '-Wall', '-o', exe, path.join(dir, 'refill.c')]);
   return exe;
-}
-
-/** The shortcut channels (memfds) this process maps: a /proc path for each, one per channel. */
-function shortcutChannels(): string[] {
-  const byIno = new Map<number, string>();
-  for (const f of readdirSync('/proc/self/fd')) {
-    try {
-      if (!readlinkSync(`/proc/self/fd/${f}`).startsWith('/memfd:vale-ts-shortcut')) continue;
-      // the refiller opens it: by our pid, not its own /proc/self
-      byIno.set(statSync(`/proc/self/fd/${f}`).ino, `/proc/${process.pid}/fd/${f}`);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return [...byIno.values()];
 }
 
 /** Runs the refiller on `chans`: the rings' offsets and first tails, once it has started. */
