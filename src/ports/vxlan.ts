@@ -18,7 +18,8 @@
  * `off`: the co-resident shortcut, HELLOs and frames to a vale-ts on this host through shared memory, docs/vxlan-shortcut.md),
  * `shortcutdir` (its rendezvous directory, default /run/vale-ts/shortcut),
  * `shortcuthandshakems` (how long a rendezvous connection may take to
- * bring its CLAIM and PROOF, 5000 ms by default, checked once a second),
+ * map its ring, CLAIM, PROOF and CHANNEL through, 5000 ms by default,
+ * checked once a second),
  * `gso` (`on`, the default: a run of datagrams to one remote from one
  * source port leaves in one UDP GSO send, and such runs are received whole
  * with UDP GRO; `off`: one datagram at a time), `rcvbuf` (the UDP socket's
