@@ -532,7 +532,8 @@ async function receiverBody(c: Ctx): Promise<void> {
   D(fn, LINE.RECEIVER_READING, `reading from ${cfg.iface} fd ${port.fd} main_fd ${cfg.mainFd}`);
   const rings = port.rxRings;
   const events = seq ? new Uint32Array(1 + 3 * 8) : undefined;
-  const rx = createRxCounter(ctr, { seq, hdrLen: cfg.hdrLen, ...(events ? { events } : {}) });
+  // per ring sequence and chain state, by the ring's place in `rings`
+  const rx = createRxCounter(ctr, { seq, hdrLen: cfg.hdrLen, rings: rings.length, ...(events ? { events } : {}) });
   const mem = c.mem;
   const waiting = new RateLimitedLog(1);
   const gapLog = new RateLimitedLog(2);
@@ -591,7 +592,7 @@ async function receiverBody(c: Ctx): Promise<void> {
         if (n > 0 && n - got < limit) limit = n - got;
         if (limit === 0) break;
         const h0 = r.head;
-        got += rx.rxCount(mem, r.offset, limit, r.index);
+        got += rx.rxCount(mem, r.offset, limit, i);
         if (cfg.dump) dumpSlots(r, h0, r.head);
         if (events && events[0]! > 0) {
           for (let k = 0; k < events[0]!; k++) {
