@@ -13,7 +13,7 @@ import { open, Switch, ValeServer, sumDrops } from '../../src/index.js';
 import { departures, until, type Departures } from '../fixtures/wait.js';
 import { buildFrame, frameLayout } from '../../tools/pkt-gen/frame.js';
 import { verifyFrameChecksums } from '../fixtures/frame-check.js';
-import { sendChain } from '../fixtures/chains.js';
+import { patternFrame, sendChain } from '../fixtures/chains.js';
 
 const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'pkt-gen-ts.js');
 let uniq = 0;
@@ -549,11 +549,6 @@ test('pong through vale-ts answers a frame spread over several slots with one wh
     await pong.waitFor(/Ready/);
     const peer = await open(`vale0:${uname('lq')}`, { socket: env['VALE_TS_SOCKET']! });
     t.teardown(() => peer.close());
-    const ping = (len: number): Uint8Array => {
-      const f = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 9, dstPort: 9, len });
-      for (let i = 42; i < len; i++) f[i] = (i * 7) & 0xff; // no run of zeros: a misplaced byte shows
-      return f;
-    };
     const echo = (f: Uint8Array): Buffer => {
       const e = Buffer.from(f);
       e.set(f.subarray(6, 12), 0);
@@ -563,8 +558,8 @@ test('pong through vale-ts answers a frame spread over several slots with one wh
       return e;
     };
     const bs = peer.bufSize;
-    const long = ping(2 * bs + 904);
-    const short = ping(60);
+    const long = patternFrame(2 * bs + 904);
+    const short = patternFrame(60);
     // the long one in three slots, then the short one
     sendChain(peer, [long.subarray(0, bs), long.subarray(bs, 2 * bs), long.subarray(2 * bs)]);
     sendChain(peer, [short]);
@@ -596,11 +591,6 @@ test('pong over a pipe holds a chain until its last slot comes, then echoes it w
   const pong = run(['-i', `${name}}0`, '-f', 'pong']);
   t.teardown(() => pong.kill('SIGKILL'));
   await pong.waitFor(/Ready/);
-  const frame = (len: number, tag: number): Uint8Array => {
-    const f = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 9, dstPort: 9, len });
-    for (let i = 42; i < len; i++) f[i] = (i * 7 + tag) & 0xff;
-    return f;
-  };
   const got: Buffer[] = [];
   const until = async (n: number): Promise<void> => {
     while (got.length < n) {
@@ -610,9 +600,9 @@ test('pong over a pipe holds a chain until its last slot comes, then echoes it w
     }
   };
   const bs = peer.bufSize;
-  const first = frame(60, 1);
-  const long = frame(2 * bs + 100, 2);
-  const last = frame(60, 3);
+  const first = patternFrame(60, 1);
+  const long = patternFrame(2 * bs + 100, 2);
+  const last = patternFrame(60, 3);
   // a frame, then two slots of the chain: pong echoes the frame and holds the slots
   sendChain(peer, [first]);
   sendChain(peer, [long.subarray(0, bs), long.subarray(bs, 2 * bs)], true);
