@@ -1,12 +1,12 @@
 import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { Socket } from 'node:net';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { abi, open, Switch, ValeServer } from '../../src/index.js';
 import { cli, ctl } from '../fixtures/vale-ctl-run.js';
 import { departures, until } from '../fixtures/wait.js';
+import { fullPipe, sleepsInPoll } from '../fixtures/full-pipe.js';
 import { fakeKernel, reqType } from '../fixtures/fake-kernel.js';
 import {
   atoi,
@@ -289,54 +289,27 @@ test('--capture with stderr on a full non-blocking pipe (2>&1 into a reader that
   t.teardown(() => srv.close());
   const a = await open('vale0:a', { socket });
   t.teardown(() => a.close());
-  const dir = mkdtempSync(path.join(os.tmpdir(), `vctl-fifo-${process.pid}-`));
+  const dir = mkdtempSync(path.join(os.tmpdir(), `vctl-cap-${process.pid}-`));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const fifo = path.join(dir, 'out');
-  t.is(spawnSync('mkfifo', [fifo]).status, 0);
-  const rd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
-  const wr = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
-  // the reader lags: the pipe is full before vale-ctl-ts writes a byte
-  let filled = 0;
-  for (const chunk of [Buffer.alloc(4096, 0x2e), Buffer.alloc(1, 0x2e)]) {
-    for (;;) {
-      try {
-        filled += writeSync(wr, chunk);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EAGAIN') break;
-        throw e;
-      }
-    }
-  }
-  // stdout and stderr one pipe, as `2>&1 |` makes them: node opens its stdout
-  // pipe non-blocking, and so fd 2 is too
-  const p = spawn(process.execPath, [cli, '--capture', 'vale0:a', '-c', '1', '-w', path.join(dir, 'a.pcapng'), '--socket', socket], { stdio: ['ignore', wr, wr] });
+  // stdout and stderr one pipe, full before vale-ctl-ts writes a byte: node
+  // opens its stdout pipe non-blocking, and so fd 2 is too
+  const pipe = fullPipe(t);
+  const p = spawn(process.execPath, [cli, '--capture', 'vale0:a', '-c', '1', '-w', path.join(dir, 'a.pcapng'), '--socket', socket], { stdio: ['ignore', pipe.wr, pipe.wr] });
   t.teardown(() => p.kill('SIGKILL'));
-  closeSync(wr);
+  pipe.closeWriter();
   let code: number | null | undefined;
   const exited = new Promise<void>((r) => p.on('exit', (c) => r(void (code = c))));
-  // it is attached and its first line found no room: it waits in poll(2) for
-  // some (or, as before, died of EAGAIN)
-  const inPoll = (): boolean => {
-    try {
-      const w = readFileSync(`/proc/${p.pid}/wchan`, 'utf8');
-      return w.includes('poll') && !w.startsWith('ep_');
-    } catch {
-      return false;
-    }
-  };
-  await until(() => code !== undefined || (sw.monitors().length > 0 && inPoll()));
-  const reader = new Socket({ fd: rd, readable: true, writable: false });
-  t.teardown(() => reader.destroy());
-  let out = '';
-  reader.on('data', (d: Buffer) => (out += d.toString()));
-  const ended = new Promise<void>((r) => reader.on('end', r));
-  await until(() => code !== undefined || out.includes('capturing'));
+  // attached, and its first line found no room: it waits in poll(2) for some
+  // (before, it died of EAGAIN)
+  await until(() => code !== undefined || (sw.monitors().length > 0 && sleepsInPoll(p.pid!)));
+  const out = pipe.read();
+  await until(() => code !== undefined || out.text().includes('capturing'));
   a.inject(frame([0xff, 0xff, 0xff, 0xff, 0xff, 0xff], [2, 0, 0, 0, 0, 0xa]));
   a.txsync();
-  await Promise.all([exited, ended]);
-  t.is(code, 0, out.slice(filled));
-  t.is(out.slice(0, filled), '.'.repeat(filled), 'what was in the pipe came first');
-  t.is(out.slice(filled), 'vale-ctl-ts: capturing vale0:a/rt\nvale-ctl-ts: 1 frames written (1 seen, 0 filtered out)\n');
+  const [text] = await Promise.all([out.ended, exited]);
+  t.is(code, 0, text.slice(pipe.filled));
+  t.is(text.slice(0, pipe.filled), '.'.repeat(pipe.filled), 'what was in the pipe came first');
+  t.is(text.slice(pipe.filled), 'vale-ctl-ts: capturing vale0:a/rt\nvale-ctl-ts: 1 frames written (1 seen, 0 filtered out)\n');
 });
 
 test('--json output parses for the list, -l, -g, -n and --stats', async (t) => {
