@@ -14,6 +14,7 @@ import { departures, until, type Departures } from '../fixtures/wait.js';
 import { buildFrame, frameLayout } from '../../tools/pkt-gen/frame.js';
 import { verifyFrameChecksums } from '../fixtures/frame-check.js';
 import { patternFrame, sendChain } from '../fixtures/chains.js';
+import { epollWaitsToWrite, fullPipe } from '../fixtures/full-pipe.js';
 
 const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'pkt-gen-ts.js');
 let uniq = 0;
@@ -653,6 +654,25 @@ test('-X dumps each packet; -C prints the deprecation and sizes the rings; -v li
   }
   t.deepEqual(badLines(rt), []);
   t.deepEqual(badLines(rr), []);
+});
+
+// `pkt-gen-ts ... 2>&1 | reader` with a reader that lags: node opens a
+// stdout pipe non-blocking, so a line that finds no room is queued, and an
+// exit at once dropped it. Now the exit waits until the pipe took it.
+test('output into a full pipe is not dropped at the exit: it waits for room', async (t) => {
+  t.timeout(60_000);
+  const pipe = fullPipe(t);
+  const p = spawn(process.execPath, [bin, '-i', 'vale0:x', '-f', 'bogus'], { stdio: ['ignore', pipe.wr, pipe.wr] });
+  t.teardown(() => p.kill('SIGKILL'));
+  pipe.closeWriter();
+  let code: number | null | undefined;
+  const exited = new Promise<void>((r) => p.on('exit', (c) => r(void (code = c))));
+  // the error line is queued for room (or, as before, the process is gone)
+  await until(() => code !== undefined || epollWaitsToWrite(p.pid!, 2));
+  const [text] = await Promise.all([pipe.read().ended, exited]);
+  t.is(code, 1);
+  t.is(text.slice(0, pipe.filled), '.'.repeat(pipe.filled), 'what was in the pipe came first');
+  t.is(text.slice(pipe.filled), "pkt-gen-ts: -f: unknown function 'bogus' (expected one of rx, tx, ping, pong, txseq, rxseq)\nRun 'pkt-gen-ts -h' for the list of options.\n");
 });
 
 test('bad flags and impossible combinations: a clear error on stderr, exit status 1', async (t) => {
