@@ -27,8 +27,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startSwitch, switchLine } from './lib.js';
-import { ValeClient } from '../src/control/client.js';
+import { startSwitch, switchLineOf } from './lib.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = path.join(here, '..', 'tools', 'pkt-gen-ts.js');
@@ -154,8 +153,7 @@ async function once(kind: 'pipe' | 'vale', count: number, limitMs: number, switc
   let line: string | undefined;
   if (watch && socket && res !== 'hung') {
     try {
-      const [st] = await new ValeClient({ socket }).stats();
-      line = switchLine(st?.switchCounters ?? {}, st?.totals ?? {});
+      line = await switchLineOf(socket);
     } catch (e) {
       line = `switch stats: ${(e as Error).message}`;
     }

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
+import { ValeClient } from '../src/control/client.js';
 
 const dir = path.dirname(fileURLToPath(import.meta.url));
 /** The sender / receiver / port-holder process of the benchmarks (shared with the switch tests). */
@@ -60,4 +61,10 @@ export function aggregateMpps(rs: Record<string, number>[]): number {
 export function switchLine(switchCounters: object, totals: Record<string, number>): string {
   const drops = Object.entries(totals).filter(([k, v]) => k.startsWith('drop') && v > 0);
   return `switch ${JSON.stringify(switchCounters)} drops ${JSON.stringify(Object.fromEntries(drops))}`;
+}
+
+/** {@link switchLine} of the vale-ts listening on `socket` (its first switch), asked over its control socket. */
+export async function switchLineOf(socket: string): Promise<string> {
+  const [st] = await new ValeClient({ socket }).stats();
+  return switchLine(st?.switchCounters ?? {}, st?.totals ?? {});
 }

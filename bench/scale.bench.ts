@@ -9,8 +9,7 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { ValeClient } from '../src/index.js';
-import { child, peerJs, startSwitch, macN, aggregateMpps, switchLine } from './lib.js';
+import { child, peerJs, startSwitch, macN, aggregateMpps, switchLineOf } from './lib.js';
 
 async function throughSwitches(pairs: number, switches: number, ms: number, len: number, verbose = false): Promise<number> {
   const sws = await Promise.all(Array.from({ length: switches }, () => startSwitch()));
@@ -30,10 +29,7 @@ async function throughSwitches(pairs: number, switches: number, ms: number, len:
     const res = await Promise.all(rx.map((r) => r.out));
     if (verbose) {
       console.log(`  ${pairs} pair(s) on ${switches} vale-ts: sent ${sent.map((x) => x['sent']).join(' ')}  received ${res.map((x) => x['received']).join(' ')}`);
-      for (const sw of sws) {
-        const [st] = await new ValeClient({ socket: sw.socket }).stats();
-        console.log(`    ${switchLine(st?.switchCounters ?? {}, st?.totals ?? {})}`);
-      }
+      for (const sw of sws) console.log(`    ${await switchLineOf(sw.socket)}`);
     }
     return aggregateMpps(res);
   } finally {

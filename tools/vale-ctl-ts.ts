@@ -17,7 +17,26 @@
 import { writeSync } from 'node:fs';
 import { runValeCtl } from './vale-ctl/vale-ctl.js';
 import { preloadLibraryPath } from '../src/preload.js';
+import { native } from '../src/netmap/addon.js';
 import { runCapture } from './vale-ctl/capture.js';
+
+/**
+ * Writes all of `s` to stderr before returning, as a blocking stderr would.
+ * fd 2 may be non-blocking: node opens a stdout pipe so, and `2>&1 | reader`
+ * makes fd 2 that same pipe; when a lagging reader left it full, a write
+ * fails with EAGAIN (or is cut short): wait in poll(2) for room and go on.
+ */
+function writeStderr(s: string): void {
+  const b = Buffer.from(s);
+  for (let off = 0; off < b.length; ) {
+    try {
+      off += writeSync(2, b, off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      native.waitFd(2, 2, -1);
+    }
+  }
+}
 
 const argv = process.argv.slice(2);
 if (argv.length === 1 && argv[0] === '--preload-path') {
@@ -37,7 +56,7 @@ if (argv.length === 1 && argv[0] === '--preload-path') {
   process.stdout.on('error', () => ac.abort());
   // stderr written at once (as tcpdump's): its last line, the count, is
   // written just before a stop that may not wait for pending writes
-  process.exitCode = await runCapture(argv, { stderr: (s) => void writeSync(2, s), stdout: process.stdout, signal: ac.signal });
+  process.exitCode = await runCapture(argv, { stderr: writeStderr, stdout: process.stdout, signal: ac.signal });
   // stopped (Ctrl-C, SIGTERM, a reader gone): what a reader that stopped
   // reading never took is not waited for (stdout cannot be closed, and its
   // pending writes would hold the process until a second signal)

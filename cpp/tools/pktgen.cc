@@ -579,7 +579,8 @@ class PktgenTx : public Napi::ObjectWrap<PktgenTx> {
 // ---------------------------------------------------------------------------
 // Rx: count (and optionally check) what arrived, release it.
 
-constexpr uint32_t MAX_SEQ_RINGS = 64;
+// rx rings a counter keeps state for: netmap counts them in 16 bits
+constexpr uint32_t MAX_RX_RINGS = 65536;
 enum RxEvent : uint32_t { EV_GAP = 1, EV_OUT_OF_ORDER = 2, EV_FRAGS = 3 };
 
 class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
@@ -593,7 +594,8 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
   // [2] events, [3] sequence gaps, [4] out of order, [5] frag mismatches),
   // events (Uint32Array: [0] = events recorded by the last call, then
   // triples type, expected, found), seq (bool: check txseq numbers),
-  // hdrLen (virtio-net header bytes before each frame)
+  // hdrLen (virtio-net header bytes before each frame), rings (the rx
+  // rings counted, each with its own sequence and chain state; default 1)
   PktgenRx(const Napi::CallbackInfo &info) : Napi::ObjectWrap<PktgenRx>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "PktgenRx(opts)");
@@ -604,6 +606,9 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
     // a slot holds at most 65535 bytes; a larger value would also wrap the
     // `hdr_ + 14` length check in Count() and read far outside the buffer
     if (hdr_ > 65535) throw Napi::RangeError::New(env, "hdrLen must be 0..65535");
+    const uint32_t rings = opt_num(o, "rings", 1);
+    if (rings < 1 || rings > MAX_RX_RINGS) throw Napi::RangeError::New(env, "rings must be 1..65536");
+    rings_.assign(rings, RingSeq{});
     Napi::Value ev = o.Get("events");
     if (!ev.IsUndefined()) {
       if (!ev.IsTypedArray() || ev.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
@@ -640,26 +645,26 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
     uint32_t h = h0;
     uint32_t pkts = 0;
     uint64_t bytes = 0;
-    const uint32_t ri = ring_index < MAX_SEQ_RINGS ? ring_index : MAX_SEQ_RINGS - 1;
+    RingSeq &rs = rings_[ring_index];
     for (uint32_t i = 0; i < avail && pkts < max; i++) {
       const netmap_slot *s = &v.slots[h];
       const uint32_t len = load16(&s->len);
       const uint16_t fl = load16(&s->flags);
       bytes += len;
-      frags_[ri]++;
+      rs.frags++;
       if (seq_on_) pkts++;
       if (!(fl & NS_MOREFRAG)) {
         if (!seq_on_) pkts++;
         if (seq_on_) {
           if (first_packet_) {
             first_packet_ = false;
-          } else if (frags_[ri] != frags_exp_) {
+          } else if (rs.frags != frags_exp_) {
             stats_.d[5] += 1;
-            record(EV_FRAGS, frags_exp_, frags_[ri]);
+            record(EV_FRAGS, frags_exp_, rs.frags);
           }
-          frags_exp_ = frags_[ri];
+          frags_exp_ = rs.frags;
         }
-        frags_[ri] = 0;
+        rs.frags = 0;
       }
       if (seq_on_) {
         const uint32_t idx = load_relaxed(&s->buf_idx);
@@ -671,19 +676,19 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
           const uint32_t off = get16(p + 12) == 0x0800 ? 42 : 62;
           if (flen >= off + 4) {
             const uint32_t seq = get32(p + off);
-            if (!seen_[ri]) {
-              seen_[ri] = true;
-            } else if (seq != exp_[ri]) {
-              const uint32_t delta = seq - exp_[ri];
+            if (!rs.seen) {
+              rs.seen = true;
+            } else if (seq != rs.exp) {
+              const uint32_t delta = seq - rs.exp;
               if (delta < (0xffffffffu >> 1)) {
                 stats_.d[3] += 1;
-                record(EV_GAP, exp_[ri], seq);
+                record(EV_GAP, rs.exp, seq);
               } else {
                 stats_.d[4] += 1;
-                record(EV_OUT_OF_ORDER, exp_[ri], seq);
+                record(EV_OUT_OF_ORDER, rs.exp, seq);
               }
             }
-            exp_[ri] = seq + 1;
+            rs.exp = seq + 1;
           }
         }
       }
@@ -704,6 +709,8 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
     RingView v = view_ring(env, mem, info[1].As<Napi::Number>().DoubleValue());
     const uint32_t max = arg_u32(info, 2, "maxFrames");
     const uint32_t ri = info.Length() > 3 && !info[3].IsUndefined() ? arg_u32(info, 3, "ringIndex") : 0;
+    if (ri >= rings_.size())
+      throw Napi::RangeError::New(env, "ringIndex: ring " + std::to_string(ri) + " is not one of the counter's " + std::to_string(rings_.size()) + " rx rings");
     if (events_) events_[0] = 0;
     return Napi::Number::New(env, Count(env, v, max, ri));
   }
@@ -751,12 +758,16 @@ class PktgenRx : public Napi::ObjectWrap<PktgenRx> {
   Napi::Reference<Napi::Uint32Array> events_ref_;
   uint32_t *events_ = nullptr;
   uint32_t events_cap_ = 0;
-  uint32_t exp_[MAX_SEQ_RINGS] = {};
-  bool seen_[MAX_SEQ_RINGS] = {};
-  // slots so far of each ring's open chain: a chain never spans rings, and a
-  // batch limit (unlike pkt-gen's, not rounded to the fragment count) may
-  // stop a ring mid-chain before the next ring is counted
-  uint32_t frags_[MAX_SEQ_RINGS] = {};
+  // per rx ring: the next sequence number, whether one was seen, and the
+  // slots so far of its open chain (a chain never spans rings, and a batch
+  // limit, unlike pkt-gen's not rounded to the fragment count, may stop a
+  // ring mid-chain before the next ring is counted)
+  struct RingSeq {
+    uint32_t exp = 0;
+    bool seen = false;
+    uint32_t frags = 0;
+  };
+  std::vector<RingSeq> rings_;
   uint32_t frags_exp_ = 1;
   bool first_packet_ = true;
 };

@@ -7,30 +7,29 @@
  * @module
  */
 
-/** A vxlan setting: its value's form (usage text), whether it repeats, whether a digits-only value travels as a number. */
+/** A vxlan setting: its value's form (usage text) and whether it repeats (the driver reads numbers from text itself). */
 export interface VxlanSettingForm {
   readonly value: string;
   readonly repeats?: true;
-  readonly number?: true;
 }
 
 /** Every vxlan setting, in the order the usage text gives them (docs/vxlan.md says what each does). */
 export const VXLAN_SETTINGS = {
-  vni: { value: 'N', number: true },
+  vni: { value: 'N' },
   local: { value: 'ADDR[:PORT]' },
   remote: { value: 'ADDR', repeats: true },
   group: { value: 'MCAST' },
   dev: { value: 'IF' },
   fdb: { value: 'MAC@ADDR', repeats: true },
-  dstport: { value: 'P', number: true },
-  ageing: { value: 'S', number: true },
+  dstport: { value: 'P' },
+  ageing: { value: 'S' },
   srcport: { value: 'MIN-MAX|fixed' },
-  ttl: { value: 'N', number: true },
+  ttl: { value: 'N' },
   shortcut: { value: 'on|off' },
   shortcutdir: { value: 'DIR' },
-  shortcuthandshakems: { value: 'MS', number: true },
+  shortcuthandshakems: { value: 'MS' },
   gso: { value: 'on|off' },
-  rcvbuf: { value: 'BYTES', number: true },
+  rcvbuf: { value: 'BYTES' },
 } as const satisfies Record<string, VxlanSettingForm>;
 
 /** A vxlan setting's name. */

@@ -61,7 +61,7 @@ test.after.always(() => {
 
 /** Starts `vale-ctl-ts --capture ...`; resolves once it is capturing, with its exit. */
 async function startCapture(t: ExecutionContext, args: string[]): Promise<{ done: Promise<{ code: number | null; stderr: string; stdout: Buffer }> }> {
-  const c = spawnCapture((fn) => t.teardown(fn), process.execPath, [CTL, '--capture', ...args, '--socket', socket], 'collect');
+  const c = spawnCapture(t, process.execPath, [CTL, '--capture', ...args, '--socket', socket], 'collect');
   await c.capturing;
   return { done: c.exited.then(([code]) => ({ code, stderr: c.stderr(), stdout: c.stdout() })) };
 }

@@ -201,7 +201,7 @@ test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner o
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'a.pcapng');
   // the frames of a port only its owner and root may watch: not for every local user to read
-  const cap = spawnCapture((fn) => t.teardown(fn), 'sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], 'ignore');
+  const cap = spawnCapture(t, 'sh', ['-c', `umask 022; exec "${process.execPath}" "${CTL}" --capture vale0:a -c 1 -w "${file}" --socket "${socket}"`], 'ignore');
   await cap.capturing;
   a.inject(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1));
   a.txsync();
@@ -214,7 +214,7 @@ test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGI
   const { sw, socket } = await setup(t);
   const a = await open('vale0:a', { socket });
   t.teardown(() => a.close());
-  const { p, capturing, exited, stderr } = spawnCapture((fn) => t.teardown(fn), process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], 'pipe');
+  const { p, capturing, exited, stderr } = spawnCapture(t, process.execPath, [CTL, '--capture', 'vale0:a', '-w', '-', '--socket', socket], 'pipe');
   p.stdout!.pause(); // never read: the pipe fills, and the capture's writes wait
   await capturing;
   // full-size broadcasts until the capture has stopped taking them: its

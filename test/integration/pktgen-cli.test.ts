@@ -13,7 +13,8 @@ import { open, Switch, ValeServer, sumDrops } from '../../src/index.js';
 import { departures, until, type Departures } from '../fixtures/wait.js';
 import { buildFrame, frameLayout } from '../../tools/pkt-gen/frame.js';
 import { verifyFrameChecksums } from '../fixtures/frame-check.js';
-import { sendChain } from '../fixtures/chains.js';
+import { patternFrame, sendChain } from '../fixtures/chains.js';
+import { epollWaitsToWrite, fullPipe } from '../fixtures/full-pipe.js';
 
 const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'pkt-gen-ts.js');
 let uniq = 0;
@@ -549,11 +550,6 @@ test('pong through vale-ts answers a frame spread over several slots with one wh
     await pong.waitFor(/Ready/);
     const peer = await open(`vale0:${uname('lq')}`, { socket: env['VALE_TS_SOCKET']! });
     t.teardown(() => peer.close());
-    const ping = (len: number): Uint8Array => {
-      const f = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 9, dstPort: 9, len });
-      for (let i = 42; i < len; i++) f[i] = (i * 7) & 0xff; // no run of zeros: a misplaced byte shows
-      return f;
-    };
     const echo = (f: Uint8Array): Buffer => {
       const e = Buffer.from(f);
       e.set(f.subarray(6, 12), 0);
@@ -563,8 +559,8 @@ test('pong through vale-ts answers a frame spread over several slots with one wh
       return e;
     };
     const bs = peer.bufSize;
-    const long = ping(2 * bs + 904);
-    const short = ping(60);
+    const long = patternFrame(2 * bs + 904);
+    const short = patternFrame(60);
     // the long one in three slots, then the short one
     sendChain(peer, [long.subarray(0, bs), long.subarray(bs, 2 * bs), long.subarray(2 * bs)]);
     sendChain(peer, [short]);
@@ -596,11 +592,6 @@ test('pong over a pipe holds a chain until its last slot comes, then echoes it w
   const pong = run(['-i', `${name}}0`, '-f', 'pong']);
   t.teardown(() => pong.kill('SIGKILL'));
   await pong.waitFor(/Ready/);
-  const frame = (len: number, tag: number): Uint8Array => {
-    const f = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 9, dstPort: 9, len });
-    for (let i = 42; i < len; i++) f[i] = (i * 7 + tag) & 0xff;
-    return f;
-  };
   const got: Buffer[] = [];
   const until = async (n: number): Promise<void> => {
     while (got.length < n) {
@@ -610,9 +601,9 @@ test('pong over a pipe holds a chain until its last slot comes, then echoes it w
     }
   };
   const bs = peer.bufSize;
-  const first = frame(60, 1);
-  const long = frame(2 * bs + 100, 2);
-  const last = frame(60, 3);
+  const first = patternFrame(60, 1);
+  const long = patternFrame(2 * bs + 100, 2);
+  const last = patternFrame(60, 3);
   // a frame, then two slots of the chain: pong echoes the frame and holds the slots
   sendChain(peer, [first]);
   sendChain(peer, [long.subarray(0, bs), long.subarray(bs, 2 * bs)], true);
@@ -663,6 +654,25 @@ test('-X dumps each packet; -C prints the deprecation and sizes the rings; -v li
   }
   t.deepEqual(badLines(rt), []);
   t.deepEqual(badLines(rr), []);
+});
+
+// `pkt-gen-ts ... 2>&1 | reader` with a reader that lags: node opens a
+// stdout pipe non-blocking, so a line that finds no room is queued, and an
+// exit at once dropped it. Now the exit waits until the pipe took it.
+test('output into a full pipe is not dropped at the exit: it waits for room', async (t) => {
+  t.timeout(60_000);
+  const pipe = fullPipe(t);
+  const p = spawn(process.execPath, [bin, '-i', 'vale0:x', '-f', 'bogus'], { stdio: ['ignore', pipe.wr, pipe.wr] });
+  t.teardown(() => p.kill('SIGKILL'));
+  pipe.closeWriter();
+  let code: number | null | undefined;
+  const exited = new Promise<void>((r) => p.on('exit', (c) => r(void (code = c))));
+  // the error line is queued for room (or, as before, the process is gone)
+  await until(() => code !== undefined || epollWaitsToWrite(p.pid!, 2));
+  const [text] = await Promise.all([pipe.read().ended, exited]);
+  t.is(code, 1);
+  t.is(text.slice(0, pipe.filled), '.'.repeat(pipe.filled), 'what was in the pipe came first');
+  t.is(text.slice(pipe.filled), "pkt-gen-ts: -f: unknown function 'bogus' (expected one of rx, tx, ping, pong, txseq, rxseq)\nRun 'pkt-gen-ts -h' for the list of options.\n");
 });
 
 test('bad flags and impossible combinations: a clear error on stderr, exit status 1', async (t) => {

@@ -115,7 +115,7 @@ test('native loops refuse hostile ring headers and slots, never touching memory 
     rxr.dv.setUint16(RING.slot + i * SLOT_SIZE + SLOT.len, 0xffff, true);
   }
   const rctr = newCounters();
-  t.is(createRxCounter(rctr, { seq: true, events: new Uint32Array(25) }).rxCount(rxr.mem, 0, 512, 3), 6);
+  t.is(createRxCounter(rctr, { seq: true, events: new Uint32Array(25), rings: 4 }).rxCount(rxr.mem, 0, 512, 3), 6);
   t.is(rxr.dv.getUint32(RING.head, true), 6);
   t.is(rctr[CTR.BYTES], 6 * 0xffff);
   t.throws(() => createRxCounter(newCounters()).rxCount(fakeRegion({ head: 9 }).mem, 0, 512), { message: /ring head 9/ });
@@ -293,7 +293,7 @@ test('rxseq: a chain cut by the batch limit on one ring is not continued by the 
   for (const at of [0, 16384]) for (let i = 0; i < 6; i++) setSlot(pdv, at, i, 60, i % 3 === 2 ? 0 : MF);
   const ctr = newCounters();
   const events = new Uint32Array(25);
-  const rx = createRxCounter(ctr, { seq: true, events });
+  const rx = createRxCounter(ctr, { seq: true, events, rings: 2 });
   t.is(rx.rxCount(pm, 0, 4, 0), 4, 'ring 0: one chain and one slot of the next (rxseq counts slots)');
   t.is(pdv.getUint32(RING.head, true), 4);
   t.is(rx.rxCount(pm, 16384, 512, 1), 6, 'ring 1: two whole chains');
@@ -308,6 +308,46 @@ test('rxseq: a chain cut by the batch limit on one ring is not continued by the 
   t.is(rx.rxCount(pm, 0, 512, 0), 2);
   t.deepEqual([...events.subarray(0, 4)], [1, RX_EVENT.FRAGS, 3, 2]);
   t.is(ctr[CTR.FRAG_ERRORS], 1);
+});
+
+// A kernel port may have more than 64 rx rings: each keeps its own sequence
+// and chain state. With state for 64 rings, rings 63 and up shared one slot:
+// two interleaved in-order streams read as gaps and reorderings.
+test('rxseq: every rx ring keeps its own sequence and chain state, past 64 rings too', (t) => {
+  const { pm, pdv, rxBuf, txBuf } = pongRegion({ tail: 6 }, { tail: 6 });
+  const put = (buf: Uint8Array, seq: number): void => {
+    buf.set([0x08, 0x00], 12);
+    new DataView(buf.buffer, buf.byteOffset).setUint32(42, seq);
+  };
+  // ring 63 at 0 carries 0..5, ring 64 at 16384 carries 100..105
+  for (let i = 0; i < 6; i++) {
+    setSlot(pdv, 0, i, 60, 0);
+    put(rxBuf(i), i);
+    setSlot(pdv, 16384, i, 60, 0);
+    put(txBuf(i), 100 + i);
+  }
+  const ctr = newCounters();
+  const events = new Uint32Array(25);
+  const rx = createRxCounter(ctr, { seq: true, events, rings: 70 });
+  t.is(rx.rxCount(pm, 0, 3, 63), 3, 'ring 63: 0..2');
+  t.is(rx.rxCount(pm, 16384, 512, 64), 6, 'ring 64: 100..105');
+  t.is(events[0], 0, 'ring 64 starts its own sequence');
+  t.is(rx.rxCount(pm, 0, 512, 63), 3, 'ring 63: 3..5');
+  t.is(events[0], 0, 'ring 63 goes on from 3');
+  t.is(ctr[CTR.GAPS] + ctr[CTR.OUT_OF_ORDER], 0);
+  // a chain cut by the batch limit on ring 69 is not continued by ring 68's slots
+  pdv.setUint32(RING.head, 0, true);
+  pdv.setUint32(16384 + RING.head, 0, true);
+  for (const at of [0, 16384]) for (let i = 0; i < 6; i++) setSlot(pdv, at, i, 60, i % 3 === 2 ? 0 : MF);
+  const ctr2 = newCounters();
+  const rx2 = createRxCounter(ctr2, { seq: true, events, rings: 70 });
+  t.is(rx2.rxCount(pm, 0, 4, 69), 4);
+  t.is(rx2.rxCount(pm, 16384, 512, 68), 6);
+  t.is(rx2.rxCount(pm, 0, 512, 69), 2);
+  t.is(ctr2[CTR.FRAG_ERRORS], 0);
+  // a ring the counter was not made for is refused, not folded onto another
+  t.throws(() => rx.rxCount(pm, 0, 512, 70), { instanceOf: RangeError, message: /ring 70 .* 70 rx rings/ });
+  t.throws(() => createRxCounter(newCounters(), { rings: 0 }), { instanceOf: RangeError, message: /rings must be 1\.\.65536/ });
 });
 
 // The rx counter's virtio-net header length sized a 32-bit check

@@ -132,7 +132,8 @@ export interface NativeRxCounter {
    * Count up to `maxFrames` packets in [head, tail), checking txseq numbers
    * if asked, and release them (head = cur = past the last slot counted).
    * As pkt-gen counts: complete packets (slots without NS_MOREFRAG), or with
-   * the sequence check (rxseq) every slot.
+   * the sequence check (rxseq) every slot. `ringIndex` (0 .. the counter's
+   * `rings` - 1) picks the ring's own sequence and chain state.
    * @returns packets counted
    */
   rxCount(memory: ArrayBuffer, ringOffset: number, maxFrames: number, ringIndex?: number): number;
@@ -146,7 +147,7 @@ export interface NativeRxCounter {
 /** The addon's pkt-gen part. */
 export interface NativePktgen {
   PktgenTx: new (template: Uint8Array, opts: TxGenSpec & { stats: Float64Array }) => NativeTxGen;
-  PktgenRx: new (opts: { stats: Float64Array; events?: Uint32Array; seq?: boolean; hdrLen?: number }) => NativeRxCounter;
+  PktgenRx: new (opts: { stats: Float64Array; events?: Uint32Array; seq?: boolean; hdrLen?: number; rings?: number }) => NativeRxCounter;
   /**
    * Echo the frames of an rx ring into a tx ring with MACs (and IPv4
    * addresses) swapped; returns frames echoed. A frame spread over several
@@ -181,7 +182,7 @@ export function createTxGen(template: Uint8Array, spec: TxGenSpec, stats: Float6
   return new pktgenNative.PktgenTx(template, { ...spec, stats });
 }
 
-/** Make an rx counter writing its counts into `stats` and its events into `events`. */
-export function createRxCounter(stats: Float64Array, opts: { seq?: boolean; hdrLen?: number; events?: Uint32Array } = {}): NativeRxCounter {
+/** Make an rx counter writing its counts into `stats` and its events into `events`, with state for `rings` rx rings (default 1). */
+export function createRxCounter(stats: Float64Array, opts: { seq?: boolean; hdrLen?: number; events?: Uint32Array; rings?: number } = {}): NativeRxCounter {
   return new pktgenNative.PktgenRx({ ...opts, stats });
 }

@@ -366,8 +366,9 @@ class Ctx {
   }
 }
 
-function anyRoom(rings: readonly Ring[]): boolean {
-  for (const r of rings) if (r.head !== r.tail) return true;
+/** Whether one of `rings` has `need` free slots. */
+function roomFor(rings: readonly Ring[], need: number): boolean {
+  for (const r of rings) if (r.space() >= need) return true;
   return false;
 }
 
@@ -400,24 +401,38 @@ export function dumpSlots(r: Ring, from: number, to: number): void {
 }
 
 /**
- * Wait until some tx ring has room: spin on sync for a moment, then sleep in
- * poll. Throws PeerGoneError when the other side has gone.
+ * Wait until one of `rings` has room for `need` slots (a sender: one; pong:
+ * its whole chain, never part of one on the wire), syncing them: spin on sync
+ * for a moment, then sleep in poll. poll wakes as soon as one slot is free, so
+ * a wait for more yields (to the peer, then the event loop) between polls.
+ * A hang-up poll reports: with `hangUp` 'ends' (the senders) the run ends,
+ * PeerGoneError; with 'switch' (pong, as its rx waits) only a vale-ts switch
+ * gone ends it, SwitchGoneError, and a pipe peer may come back.
  */
-async function waitTxRoom(c: Ctx, rings: readonly Ring[]): Promise<void> {
+async function waitTxRoom(c: Ctx, rings: readonly Ring[], need: number, hangUp: 'ends' | 'switch'): Promise<void> {
   const t0 = now();
   const spin = c.spin.ms;
   for (let i = 1; ; i++) {
     if (c.cancelled) return;
     c.sync(rings);
-    if (anyRoom(rings)) return c.spin.note(now() - t0);
+    if (roomFor(rings, need)) return c.spin.note(now() - t0);
     if ((i & 15) === 0 || spin === 0) {
       if (now() - t0 >= spin || !c.spin.yieldOk()) break;
     }
   }
   while (!c.cancelled) {
     const ev = await c.pollFor({ rx: false, tx: true }, POLL_SLICE_MS);
-    if (ev.tx || anyRoom(rings)) return c.spin.note(now() - t0);
-    if (ev.hup) throw new PeerGoneError(`${c.cfg.iface}: the other side went away`);
+    c.sync(rings);
+    if (roomFor(rings, need)) return c.spin.note(now() - t0);
+    if (ev.hup) {
+      if (hangUp === 'ends') throw new PeerGoneError(`${c.cfg.iface}: the other side went away`);
+      if (c.port.transport === 'vale-ts') throw new SwitchGoneError(`${c.cfg.iface}: the vale-ts switch went away`);
+    }
+    if (ev.tx) {
+      // a slot, not yet enough of them: poll would return at once
+      spinYield();
+      await c.maybeYield();
+    }
   }
 }
 
@@ -502,7 +517,7 @@ async function senderBody(c: Ctx): Promise<void> {
         filled += m;
         if (pacer.spend(m)) break;
       }
-      if (filled === 0) await waitTxRoom(c, rings);
+      if (filled === 0) await waitTxRoom(c, rings, 1, 'ends');
       else {
         c.sync(rings);
         await c.maybeYield();
@@ -532,7 +547,8 @@ async function receiverBody(c: Ctx): Promise<void> {
   D(fn, LINE.RECEIVER_READING, `reading from ${cfg.iface} fd ${port.fd} main_fd ${cfg.mainFd}`);
   const rings = port.rxRings;
   const events = seq ? new Uint32Array(1 + 3 * 8) : undefined;
-  const rx = createRxCounter(ctr, { seq, hdrLen: cfg.hdrLen, ...(events ? { events } : {}) });
+  // per ring sequence and chain state, by the ring's place in `rings`
+  const rx = createRxCounter(ctr, { seq, hdrLen: cfg.hdrLen, rings: rings.length, ...(events ? { events } : {}) });
   const mem = c.mem;
   const waiting = new RateLimitedLog(1);
   const gapLog = new RateLimitedLog(2);
@@ -591,7 +607,7 @@ async function receiverBody(c: Ctx): Promise<void> {
         if (n > 0 && n - got < limit) limit = n - got;
         if (limit === 0) break;
         const h0 = r.head;
-        got += rx.rxCount(mem, r.offset, limit, r.index);
+        got += rx.rxCount(mem, r.offset, limit, i);
         if (cfg.dump) dumpSlots(r, h0, r.head);
         if (events && events[0]! > 0) {
           for (let k = 0; k < events[0]!; k++) {
@@ -831,7 +847,7 @@ async function pongBody(c: Ctx): Promise<void> {
     ctr[CTR.PKTS] = sent;
     ctr[CTR.EVENTS] += m > 0 ? 1 : 0;
     // a frame waits for tx room for all its slots (never a partial chain on the wire)
-    if (m === 0 && need > 0) await waitTxSpace(c, tx, need);
+    if (m === 0 && need > 0) await waitTxRoom(c, txOnly, need, 'switch');
     if (c.yieldDue()) await c.maybeYield();
   }
   // let the last replies leave (for at most a second), as the sender flushes
@@ -850,23 +866,6 @@ async function pongBody(c: Ctx): Promise<void> {
       `did not echo ${notEchoed} frames: ${drops[PONG_DROP.TOO_LONG]} too long to echo whole, ${drops[PONG_DROP.BAD_SLOT]} bad slots, ` +
         `${drops[PONG_DROP.GROUP_SOURCE]} from a group source MAC (the echo would flood the switch)`,
     );
-  }
-}
-
-/**
- * pong: wait until `tx` has room for `need` slots (a whole chain), syncing it;
- * poll wakes as soon as any slot is free, so a wait for more spins with yields.
- */
-async function waitTxSpace(c: Ctx, tx: Ring, need: number): Promise<void> {
-  const txOnly = [tx];
-  while (!c.cancelled && tx.space() < need) {
-    const ev = await c.pollFor({ rx: false, tx: true }, POLL_SLICE_MS);
-    c.sync(txOnly);
-    if (ev.hup && c.port.transport === 'vale-ts') throw new SwitchGoneError(`${c.cfg.iface}: the vale-ts switch went away`);
-    if (tx.space() < need) {
-      spinYield();
-      await c.maybeYield();
-    }
   }
 }
 
