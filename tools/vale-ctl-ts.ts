@@ -14,29 +14,12 @@
  *
  * @module
  */
-import { writeSync } from 'node:fs';
 import { runValeCtl } from './vale-ctl/vale-ctl.js';
 import { preloadLibraryPath } from '../src/preload.js';
-import { native } from '../src/netmap/addon.js';
+import { writeAllSync } from './write-all.js';
 import { runCapture } from './vale-ctl/capture.js';
 
-/**
- * Writes all of `s` to stderr before returning, as a blocking stderr would.
- * fd 2 may be non-blocking: node opens a stdout pipe so, and `2>&1 | reader`
- * makes fd 2 that same pipe; when a lagging reader left it full, a write
- * fails with EAGAIN (or is cut short): wait in poll(2) for room and go on.
- */
-function writeStderr(s: string): void {
-  const b = Buffer.from(s);
-  for (let off = 0; off < b.length; ) {
-    try {
-      off += writeSync(2, b, off);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
-      native.waitFd(2, 2, -1);
-    }
-  }
-}
+const writeStderr = (s: string): void => writeAllSync(2, s);
 
 const argv = process.argv.slice(2);
 if (argv.length === 1 && argv[0] === '--preload-path') {

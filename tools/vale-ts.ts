@@ -4,6 +4,7 @@
  * socket; switches and ports appear as clients open valeX:Y.
  */
 import { readFileSync } from 'node:fs';
+import { writeAllSync } from './write-all.js';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS, ValeServer, defaultSocketPath, prestartDatapathThread, type PeerPolicy, type ServerLimits } from '../src/index.js';
 import { loadConfig, type ValeConfig } from '../src/vale/config.js';
@@ -72,7 +73,14 @@ const USAGE = `usage: vale-ts [options]
 
 /** Print a configuration's errors, each as FILE:LINE:COL: problem. */
 function printConfigErrors(file: string, errors: readonly { message: string }[]): void {
-  for (const e of errors) process.stderr.write(`${file}:${e.message}\n`);
+  // printed right before an exit: written at once (see die)
+  for (const e of errors) writeAllSync(2, `${file}:${e.message}\n`);
+}
+
+/** Says why on stderr, written whole even into a full pipe, and exits 1. */
+function die(message: string): never {
+  writeAllSync(2, message);
+  process.exit(1);
 }
 
 function reportLine(r: ApplyReport): string {
@@ -87,8 +95,7 @@ function groupGid(name: string): number {
     const f = line.split(':');
     if (f[0] === name && f[2] !== undefined) return Number(f[2]);
   }
-  process.stderr.write(`vale-ts: --group ${name}: no such group in /etc/group\n`);
-  process.exit(1);
+  die(`vale-ts: --group ${name}: no such group in /etc/group\n`);
 }
 
 function ids(opt: string, vals: string[] | undefined): number[] {
@@ -97,8 +104,7 @@ function ids(opt: string, vals: string[] | undefined): number[] {
     for (const x of v.split(',')) {
       const n = Number(x);
       if (!/^\d+$/.test(x) || !Number.isSafeInteger(n)) {
-        process.stderr.write(`vale-ts: --${opt} ${x} is invalid: expected a number (uid/gid)\n`);
-        process.exit(1);
+        die(`vale-ts: --${opt} ${x} is invalid: expected a number (uid/gid)\n`);
       }
       out.push(n);
     }
@@ -110,8 +116,7 @@ function num(name: string, v: string | undefined, lo: number, hi: number): numbe
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isFinite(n) || n < lo || n > hi) {
-    process.stderr.write(`vale-ts: --${name} ${v} is invalid: expected a number in ${lo}..${hi}\n`);
-    process.exit(1);
+    die(`vale-ts: --${name} ${v} is invalid: expected a number in ${lo}..${hi}\n`);
   }
   return n;
 }
@@ -153,8 +158,7 @@ async function main(): Promise<void> {
       allowPositionals: false,
     }));
   } catch (e) {
-    process.stderr.write(`vale-ts: ${(e as Error).message}\n${USAGE}`);
-    process.exit(1);
+    die(`vale-ts: ${(e as Error).message}\n${USAGE}`);
   }
   if (values.help) {
     process.stdout.write(USAGE);
@@ -165,8 +169,7 @@ async function main(): Promise<void> {
     const { config, errors } = loadConfig(checkFile);
     if (!config) {
       printConfigErrors(checkFile, errors);
-      process.stderr.write(`vale-ts: ${checkFile}: ${errors.length} error${errors.length === 1 ? '' : 's'}\n`);
-      process.exit(1);
+      die(`vale-ts: ${checkFile}: ${errors.length} error${errors.length === 1 ? '' : 's'}\n`);
     }
     const ports = config.switches.reduce((n, s) => n + s.ports.length, 0);
     process.stdout.write(`vale-ts: ${checkFile}: valid (${config.switches.length} switch${config.switches.length === 1 ? '' : 'es'}, ${ports} port${ports === 1 ? '' : 's'})\n`);
@@ -178,8 +181,7 @@ async function main(): Promise<void> {
     const r = loadConfig(configFile);
     if (!r.config) {
       printConfigErrors(configFile, r.errors);
-      process.stderr.write(`vale-ts: ${configFile}: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}: not started (vale-ts --check-config ${configFile} checks it)\n`);
-      process.exit(1);
+      die(`vale-ts: ${configFile}: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}: not started (vale-ts --check-config ${configFile} checks it)\n`);
     }
     config = r.config;
   }
@@ -192,8 +194,7 @@ async function main(): Promise<void> {
   // not an event loop that also serves the control socket (README, "datapath")
   const datapath = values.datapath ?? 'thread';
   if (datapath !== 'thread' && datapath !== 'loop') {
-    process.stderr.write(`vale-ts: --datapath ${datapath} is invalid: expected thread or loop\n`);
-    process.exit(1);
+    die(`vale-ts: --datapath ${datapath} is invalid: expected thread or loop\n`);
   }
   const switchOptions: import('../src/vale/switch.js').SwitchOptions = { datapath };
   if (values['native-bridge']) switchOptions.nativeBridge = true;
@@ -226,8 +227,7 @@ async function main(): Promise<void> {
   try {
     checkNice(nice, '--priority');
   } catch (e) {
-    process.stderr.write(`vale-ts: ${(e as Error).message}\n`);
-    process.exit(1);
+    die(`vale-ts: ${(e as Error).message}\n`);
   }
   // before any thread that forwards exists: they inherit it (src/vale/priority.ts)
   const prio = applyPriority(nice);
@@ -238,8 +238,7 @@ async function main(): Promise<void> {
     // with a configuration, connections wait in the backlog until it is applied
     server = await ValeServer.listen({ socket, switchOptions, limits, policy, acceptLater: config !== undefined, ...(retain !== undefined ? { retainCountersS: retain } : {}) });
   } catch (e) {
-    process.stderr.write(`vale-ts: cannot listen on ${socket}: ${(e as Error).message}\n`);
-    process.exit(1);
+    die(`vale-ts: cannot listen on ${socket}: ${(e as Error).message}\n`);
   }
   const metricsAt = values.metrics ?? config?.metrics;
   if (metricsAt !== undefined) {
@@ -247,9 +246,8 @@ async function main(): Promise<void> {
       const m = await serveMetrics(server, metricsAt);
       process.stdout.write(`vale-ts: metrics at ${m.url}\n`);
     } catch (e) {
-      process.stderr.write(`vale-ts: --metrics ${metricsAt}: ${(e as Error).message}\n`);
       server.close('vale-ts could not start');
-      process.exit(1);
+      die(`vale-ts: --metrics ${metricsAt}: ${(e as Error).message}\n`);
     }
   }
   if (config && configFile !== undefined) {

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { open, SwitchGoneError } from '../../src/index.js';
-import { untilAnswer } from '../fixtures/wait.js';
+import { until, untilAnswer } from '../fixtures/wait.js';
+import { blockedInPipeWrite, fullPipe, sleepsInPoll } from '../fixtures/full-pipe.js';
 import { statNice } from '../fixtures/proc-stat.js';
 
 const valeTs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'vale-ts.js');
@@ -93,6 +94,24 @@ test('bad options get a clear error and exit 1', async (t) => {
     t.is(await s.exited, 1, args.join(' '));
     t.regex(s.out(), re);
   }
+});
+
+test('an error into a full pipe (2>&1 | a reader that lags) is written whole before the exit, not dropped', async (t) => {
+  t.timeout(60_000);
+  const pipe = fullPipe(t);
+  const p = spawn(process.execPath, [valeTs, '--datapath', 'bogus', '--socket', sockPath()], { stdio: ['ignore', pipe.wr, pipe.wr] });
+  t.teardown(() => p.kill('SIGKILL'));
+  pipe.closeWriter();
+  let code: number | null | undefined;
+  const exited = new Promise<void>((r) => p.on('exit', (c) => r(void (code = c))));
+  // vale-ts waits for room: in poll(2) if the pipe is non-blocking (node
+  // makes it so once a stdio stream is opened on it), else in write(2)
+  // (before: the line was queued on a non-blocking stderr and the exit dropped it)
+  await until(() => code !== undefined || sleepsInPoll(p.pid!) || blockedInPipeWrite(p.pid!));
+  const [text] = await Promise.all([pipe.read().ended, exited]);
+  t.is(code, 1);
+  t.is(text.slice(0, pipe.filled), '.'.repeat(pipe.filled), 'what was in the pipe came first');
+  t.is(text.slice(pipe.filled), 'vale-ts: --datapath bogus is invalid: expected thread or loop\n');
 });
 
 /**
