@@ -21,7 +21,7 @@ export const CAPTURE_USAGE =
   'vale-ctl-ts --capture PORT[,PORT...] [-w FILE|-] [--filter EXPR] [-c COUNT] [--snaplen N] [--nano] [--socket PATH]\n' +
   '\tPORT\t\tvaleX:Y (both directions), valeX:Y/r (what it receives) or valeX:Y/t (what it sends)\n' +
   '\t-w FILE|-\tpcapng output file, or - for stdout (default - unless stdout is a terminal)\n' +
-  "\t--filter EXPR\ttcpdump filter ('icmp or port 53'), compiled by libpcap (Debian: libpcap0.8)\n" +
+  "\t--filter EXPR\ttcpdump filter ('icmp or port 53', at most 2048 bytes), compiled by libpcap (Debian: libpcap0.8)\n" +
   '\t-c COUNT\tstop after COUNT frames (default: until interrupted)\n' +
   '\t--snaplen N\tbytes kept of each frame (default 262144)\n' +
   '\t--nano\t\tnanosecond timestamps (default: microseconds)\n';
