@@ -234,6 +234,18 @@ test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGI
   t.regex(stderr(), /frames written \(\d+ seen/, 'its count, on stderr, came before it stopped');
 });
 
+test('vale-ctl-ts --capture -w - onto a full disk fails with the write error, not a success count', async (t) => {
+  t.timeout(60_000);
+  const { socket } = await setup(t);
+  const a = await open('vale0:a', { socket });
+  t.teardown(() => a.close());
+  // stdout on a device that takes nothing (ENOSPC): the pcapng written went nowhere
+  const cap = spawnCapture((fn) => t.teardown(fn), 'sh', ['-c', `exec "${process.execPath}" "${CTL}" --capture vale0:a -w - --socket "${socket}" > /dev/full`], 'ignore');
+  const [code] = await cap.exited;
+  t.is(code, 1, cap.stderr());
+  t.regex(cap.stderr(), /writing pcapng to stdout failed: .*ENOSPC/);
+});
+
 test("a monitor keeps counting against its opener's limits when the port it watched was its switch's last", async (t) => {
   t.timeout(60_000);
   const socket = path.join(os.tmpdir(), `monitor-${process.pid}-${n++}.sock`);
