@@ -49,10 +49,16 @@ if (argv.length === 1 && argv[0] === '--preload-path') {
   // written just before a stop that may not wait for pending writes
   const code = await runCapture(argv, { stderr: (s) => void writeSync(2, s), stdout: process.stdout, signal: ac.signal });
   process.exitCode = outFailed ? 1 : code;
-  // stopped (Ctrl-C, SIGTERM, a reader gone): what a reader that stopped
-  // reading never took is not waited for (stdout cannot be closed, and its
-  // pending writes would hold the process until a second signal)
-  if (ac.signal.aborted && process.stdout.writableLength > 0) process.exit();
+  // stopped (Ctrl-C, SIGTERM, a reader gone), during the capture or after
+  // it ended with output pending (-c COUNT reached, a reader that stopped
+  // reading): what that reader never took is not waited for (stdout cannot
+  // be closed, and its pending writes would hold the process until a
+  // second signal)
+  const leave = (): void => {
+    if (process.stdout.writableLength > 0) process.exit();
+  };
+  if (ac.signal.aborted) leave();
+  else ac.signal.addEventListener('abort', leave, { once: true });
 } else {
   process.exitCode = await runValeCtl(argv);
 }

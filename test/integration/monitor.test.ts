@@ -234,6 +234,31 @@ test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGI
   t.regex(stderr(), /frames written \(\d+ seen/, 'its count, on stderr, came before it stopped');
 });
 
+test('vale-ctl-ts --capture -c N -w - into a pipe nobody reads: done with output pending, it ends at the first SIGINT', async (t) => {
+  t.timeout(120_000);
+  const { socket } = await setup(t);
+  const a = await open('vale0:a', { socket });
+  t.teardown(() => a.close());
+  const { p, capturing, exited, stderr } = spawnCapture((fn) => t.teardown(fn), process.execPath, [CTL, '--capture', 'vale0:a/t', '-c', '100', '-w', '-', '--socket', socket], 'pipe');
+  p.stdout!.pause(); // never read
+  await capturing;
+  // 100 full-size frames in one round: one batch of the capture, which writes them all (150 KB, more
+  // than the pipe and the stream's buffer take) and ends with the rest pending
+  const big = new Uint8Array(1514);
+  for (let i = 0; i < 100; i++) {
+    big.set(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], i));
+    t.true(a.inject(big));
+  }
+  a.txsync();
+  while (!/100 frames written/.test(stderr())) await once(p.stderr!, 'data');
+  // the reader never reads: without its own stop the process waits for it for ever, and one
+  // Ctrl-C must be enough (the old code ignored the first)
+  p.kill('SIGINT');
+  const [code, signal] = await exited;
+  t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
+  t.is(code, 0);
+});
+
 test('vale-ctl-ts --capture -w - onto a full disk fails with the write error, not a success count', async (t) => {
   t.timeout(60_000);
   const { socket } = await setup(t);
