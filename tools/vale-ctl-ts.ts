@@ -52,11 +52,9 @@ if (argv.length === 1 && argv[0] === '--preload-path') {
   // stopped (Ctrl-C, SIGTERM, a reader gone), during the capture or after
   // it ended with output pending (-c COUNT reached, a reader that stopped
   // reading): what that reader never took is not waited for (stdout cannot
-  // be closed, and its pending writes would hold the process until a
-  // second signal)
-  const leave = (): void => {
-    if (process.stdout.writableLength > 0) process.exit();
-  };
+  // be closed, and its pending writes, or a FIFO's write blocked in libuv's
+  // thread pool, would hold the process until a second signal)
+  const leave = (): never => process.exit();
   if (ac.signal.aborted) leave();
   else ac.signal.addEventListener('abort', leave, { once: true });
 } else {
