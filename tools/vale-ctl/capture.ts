@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { closeSync, constants, createWriteStream, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants, createWriteStream, fstatSync, openSync, statSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { once } from 'node:events';
@@ -111,7 +111,7 @@ function openOutput(file: string): { out: Writable; fifo: boolean } {
   try {
     fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NONBLOCK, 0o600);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENXIO') throw new Error(`${file} is a FIFO no reader has opened: start its reader first (wireshark -k -i ${file})`);
+    if ((e as NodeJS.ErrnoException).code === 'ENXIO' && statSync(file, { throwIfNoEntry: false })?.isFIFO()) throw new Error(`${file} is a FIFO no reader has opened: start its reader first (wireshark -k -i ${file})`);
     throw e;
   }
   let fifo: boolean;
