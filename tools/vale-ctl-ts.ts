@@ -35,15 +35,30 @@ if (argv.length === 1 && argv[0] === '--preload-path') {
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
   process.once('SIGTERM', () => ac.abort());
-  // a reader that goes away (tcpdump -c N exits) ends the capture quietly
-  process.stdout.on('error', () => ac.abort());
+  // a reader that goes away (tcpdump -c N exits: EPIPE) ends the capture
+  // quietly; any other write error (a full disk under `> file`) is the
+  // capture failing: the frames counted as written never got anywhere
+  let outFailed = false;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE' && !outFailed) {
+      outFailed = true;
+      writeStderr(`vale-ctl-ts: writing pcapng to stdout failed: ${e.message}\n`);
+      process.exitCode = 1;
+    }
+    ac.abort();
+  });
   // stderr written at once (as tcpdump's): its last line, the count, is
   // written just before a stop that may not wait for pending writes
-  process.exitCode = await runCapture(argv, { stderr: writeStderr, stdout: process.stdout, signal: ac.signal });
-  // stopped (Ctrl-C, SIGTERM, a reader gone): what a reader that stopped
-  // reading never took is not waited for (stdout cannot be closed, and its
-  // pending writes would hold the process until a second signal)
-  if (ac.signal.aborted && process.stdout.writableLength > 0) process.exit();
+  const code = await runCapture(argv, { stderr: writeStderr, stdout: process.stdout, signal: ac.signal });
+  process.exitCode = outFailed ? 1 : code;
+  // stopped (Ctrl-C, SIGTERM, a reader gone), during the capture or after
+  // it ended with output pending (-c COUNT reached, a reader that stopped
+  // reading): what that reader never took is not waited for (stdout cannot
+  // be closed, and its pending writes, or a FIFO's write blocked in libuv's
+  // thread pool, would hold the process until a second signal)
+  const leave = (): never => process.exit();
+  if (ac.signal.aborted) leave();
+  else ac.signal.addEventListener('abort', leave, { once: true });
 } else {
   process.exitCode = await runValeCtl(argv);
 }

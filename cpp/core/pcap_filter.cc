@@ -94,6 +94,11 @@ Result<std::unique_ptr<PcapFilter>> PcapFilter::compile(const std::string &expr,
   if (!l.error.empty()) return check_fail(ENOENT, l.error, LIBPCAP_HINT);
   if (snaplen == 0 || snaplen > 262144) return check_fail(EINVAL, "snaplen " + std::to_string(snaplen) + " out of range", "use 1..262144");
   if (expr.find('\0') != std::string::npos) return check_fail(EINVAL, "filter expression contains a NUL byte");
+  if (expr.size() > PCAP_FILTER_MAX_BYTES)
+    return check_fail(EINVAL,
+                      "filter expression is " + std::to_string(expr.size()) + " bytes, more than the limit of " +
+                          std::to_string(PCAP_FILTER_MAX_BYTES) + " (libpcap's compile time grows with the cube of the length)",
+                      "shorten it: a net or a portrange instead of a list of hosts or ports");
   std::lock_guard<std::mutex> g(l.compile_mu);
   pcap *p = l.open_dead(DLT_EN10MB, static_cast<int>(snaplen));
   if (!p) return check_fail(ENOMEM, "pcap_open_dead failed");

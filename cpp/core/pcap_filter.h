@@ -8,6 +8,7 @@
 // public API (pcap/pcap.h, pcap/bpf.h).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,13 +17,20 @@
 
 namespace nm {
 
+// Longest expression compile() takes, in bytes. pcap_compile's optimiser
+// grows with about the cube of the expression ('port 1 or port 2 or ...':
+// 1 KB 1 s, 2 KB 7 s, 4.7 KB 77 s), and a compile cannot be interrupted:
+// without a bound a long one holds the capture before it starts, for days.
+constexpr size_t PCAP_FILTER_MAX_BYTES = 2048;
+
 // One compiled filter. Immutable once compiled: match() may run on any
 // thread, concurrently.
 class PcapFilter {
  public:
   // Compile `expr` for Ethernet frames (DLT_EN10MB) captured up to `snaplen`
   // bytes. Errors: ENOENT when libpcap is not installed (the message names
-  // the package), EINVAL with libpcap's own message for a bad expression.
+  // the package), EINVAL with libpcap's own message for a bad expression,
+  // EINVAL for one over PCAP_FILTER_MAX_BYTES.
   static Result<std::unique_ptr<PcapFilter>> compile(const std::string &expr, uint32_t snaplen);
   ~PcapFilter();
   PcapFilter(const PcapFilter &) = delete;

@@ -49,7 +49,9 @@ export class CaptureFilter {
    * Compile `expression` with libpcap (optimised, netmask unknown: as
    * `tcpdump` does for an interface without an IPv4 address).
    *
-   * @throws FilterError naming libpcap's complaint, or the missing package.
+   * @throws FilterError naming libpcap's complaint, or the missing package;
+   *   EINVAL for an expression over 2048 bytes (libpcap's compile time
+   *   grows with about the cube of its length, and cannot be interrupted).
    */
   constructor(expression: string, snaplen = MAX_SNAPLEN) {
     this.expression = expression;

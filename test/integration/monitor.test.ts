@@ -7,8 +7,9 @@
  * the port it watched and sees nothing more.
  */
 import test, { type ExecutionContext } from 'ava';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { open, capture, monitorRings, CaptureFilter, PcapngWriter, Switch, ValeServer, type Port, type SwitchOptions } from '../../src/index.js';
@@ -232,6 +233,94 @@ test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGI
   t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
   t.is(code, 0);
   t.regex(stderr(), /frames written \(\d+ seen/, 'its count, on stderr, came before it stopped');
+});
+
+test('vale-ctl-ts --capture -c N -w - into a pipe nobody reads: done with output pending, it ends at the first SIGINT', async (t) => {
+  t.timeout(120_000);
+  const { socket } = await setup(t);
+  const a = await open('vale0:a', { socket });
+  t.teardown(() => a.close());
+  const { p, capturing, exited, stderr } = spawnCapture(t, process.execPath, [CTL, '--capture', 'vale0:a/t', '-c', '100', '-w', '-', '--socket', socket], 'pipe');
+  p.stdout!.pause(); // never read
+  await capturing;
+  // 100 full-size frames in one round: one batch of the capture, which writes them all (150 KB, more
+  // than the pipe and the stream's buffer take) and ends with the rest pending
+  const big = new Uint8Array(1514);
+  for (let i = 0; i < 100; i++) {
+    big.set(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], i));
+    t.true(a.inject(big));
+  }
+  a.txsync();
+  while (!/100 frames written/.test(stderr())) await once(p.stderr!, 'data');
+  // the reader never reads: without its own stop the process waits for it for ever, and one
+  // Ctrl-C must be enough (the old code ignored the first)
+  p.kill('SIGINT');
+  const [code, signal] = await exited;
+  t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
+  t.is(code, 0);
+});
+
+test('vale-ctl-ts --capture -w - onto a full disk fails with the write error, not a success count', async (t) => {
+  t.timeout(60_000);
+  const { socket } = await setup(t);
+  const a = await open('vale0:a', { socket });
+  t.teardown(() => a.close());
+  // stdout on a device that takes nothing (ENOSPC): the pcapng written went nowhere
+  const cap = spawnCapture(t, 'sh', ['-c', `exec "${process.execPath}" "${CTL}" --capture vale0:a -w - --socket "${socket}" > /dev/full`], 'ignore');
+  const [code] = await cap.exited;
+  t.is(code, 1, cap.stderr());
+  t.regex(cap.stderr(), /writing pcapng to stdout failed: .*ENOSPC/);
+});
+
+/** A FIFO in a fresh directory, removed when the test ends. */
+function fifo(t: ExecutionContext): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `monitor-fifo-${process.pid}-`));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'cap.fifo');
+  const r = spawnSync('mkfifo', [file]);
+  if (r.status !== 0) throw new Error(`mkfifo: ${String(r.stderr)}`);
+  return file;
+}
+
+test('vale-ctl-ts --capture -w FIFO whose reader never reads ends at the first SIGINT', async (t) => {
+  t.timeout(120_000);
+  const { sw, socket } = await setup(t);
+  const a = await open('vale0:a', { socket });
+  t.teardown(() => a.close());
+  const file = fifo(t);
+  // a reader (wireshark -k -i FIFO) that opens it and never reads: the capture's file writes block
+  const reader = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  t.teardown(() => closeSync(reader));
+  const { p, capturing, exited, stderr } = spawnCapture(t, process.execPath, [CTL, '--capture', 'vale0:a', '-w', file, '--socket', socket], 'ignore');
+  await capturing;
+  const big = new Uint8Array(1514);
+  big.set(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0));
+  const dropped = (): number => sw.monitors()[0]?.counters['dropMonitor'] ?? 0;
+  while (dropped() < 4096) {
+    while (a.inject(big));
+    a.txsync();
+    await a.poll({ tx: true, rx: false, timeoutMs: 100 });
+  }
+  p.kill('SIGINT');
+  const [code, signal] = await exited;
+  t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
+  t.is(code, 0);
+  t.regex(stderr(), /frames written \(\d+ seen/);
+});
+
+test('vale-ctl-ts --capture -w FIFO that no reader opened fails at once, naming the cause', async (t) => {
+  t.timeout(60_000);
+  const { socket } = await setup(t);
+  const a = await open('vale0:a', { socket });
+  t.teardown(() => a.close());
+  const file = fifo(t);
+  // open() of a FIFO without a reader blocks (in libuv's thread pool, which the exit waits for):
+  // no stop ended it
+  const { capturing, exited, stderr } = spawnCapture(t, process.execPath, [CTL, '--capture', 'vale0:a', '-w', file, '--socket', socket], 'ignore');
+  capturing.catch(() => {}); // it never captures
+  const [code, signal] = await exited;
+  t.deepEqual([code, signal], [1, null], stderr());
+  t.regex(stderr(), /is a FIFO no reader has opened: start its reader first/);
 });
 
 test("a monitor keeps counting against its opener's limits when the port it watched was its switch's last", async (t) => {

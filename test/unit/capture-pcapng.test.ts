@@ -146,6 +146,19 @@ test('a bad expression names libpcap\'s complaint', (t) => {
   t.regex(e.message, /pcap-filter/);
 });
 
+test('a filter longer than 2048 bytes is refused before libpcap compiles it, naming the limit', (t) => {
+  // pcap_compile grows with about the cube of the expression ('port 1 or port 2 or ...': 4.7 KB
+  // took 77 s): a long one would hold the capture for days before it starts. Padding makes one
+  // that old code compiled at once, so the check is the length itself.
+  const at = 'icmp' + ' '.repeat(2048 - 4);
+  t.is(new CaptureFilter(at).expression.length, 2048, 'the limit itself compiles');
+  const e = t.throws(() => new CaptureFilter(at + ' '), { instanceOf: FilterError });
+  t.is(e.code, 'EINVAL');
+  t.regex(e.message, /2049 bytes, more than the limit of 2048/);
+  // bytes, not UTF-16 units: 683 three-byte characters are 2049 bytes
+  t.throws(() => new CaptureFilter('\u2603'.repeat(683)), { instanceOf: FilterError, message: /2049 bytes/ });
+});
+
 test('interface names are the caller\'s bytes: framing holds (tshark reads them back), an oversized one is refused before anything is written', (t) => {
   const chunks: Uint8Array[] = [];
   const w = new PcapngWriter({ write: (c) => (chunks.push(c), true) });

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { createWriteStream } from 'node:fs';
+import { closeSync, constants, createWriteStream, fstatSync, openSync, statSync } from 'node:fs';
+import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { once } from 'node:events';
 import { open, type Port } from '../../src/index.js';
@@ -21,7 +22,7 @@ export const CAPTURE_USAGE =
   'vale-ctl-ts --capture PORT[,PORT...] [-w FILE|-] [--filter EXPR] [-c COUNT] [--snaplen N] [--nano] [--socket PATH]\n' +
   '\tPORT\t\tvaleX:Y (both directions), valeX:Y/r (what it receives) or valeX:Y/t (what it sends)\n' +
   '\t-w FILE|-\tpcapng output file, or - for stdout (default - unless stdout is a terminal)\n' +
-  "\t--filter EXPR\ttcpdump filter ('icmp or port 53'), compiled by libpcap (Debian: libpcap0.8)\n" +
+  "\t--filter EXPR\ttcpdump filter ('icmp or port 53', at most 2048 bytes), compiled by libpcap (Debian: libpcap0.8)\n" +
   '\t-c COUNT\tstop after COUNT frames (default: until interrupted)\n' +
   '\t--snaplen N\tbytes kept of each frame (default 262144)\n' +
   '\t--nano\t\tnanosecond timestamps (default: microseconds)\n';
@@ -95,6 +96,34 @@ export interface CaptureIo {
   signal?: AbortSignal;
 }
 
+/**
+ * -w FILE opened for writing (created 0600: another user's frames, as a
+ * monitor is for the port's owner and root, are not for every local user to
+ * read). A FIFO (wireshark -k -i FIFO) is written as a pipe, its writes
+ * waiting in the event loop: a file stream writes in libuv's thread pool,
+ * where a write to a reader that stopped reading blocks for good, and the
+ * process's exit waits for that thread (no stop ends it). O_NONBLOCK makes a
+ * FIFO no reader has opened an error at once, not an open() blocked there
+ * too; a regular file ignores it.
+ */
+function openOutput(file: string): { out: Writable; fifo: boolean } {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NONBLOCK, 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENXIO' && statSync(file, { throwIfNoEntry: false })?.isFIFO()) throw new Error(`${file} is a FIFO no reader has opened: start its reader first (wireshark -k -i ${file})`);
+    throw e;
+  }
+  let fifo: boolean;
+  try {
+    fifo = fstatSync(fd).isFIFO();
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return { out: fifo ? new Socket({ fd, readable: false, writable: true }) : createWriteStream(file, { fd }), fifo };
+}
+
 /** Run the capture mode. Returns the exit status. */
 export async function runCapture(argv: readonly string[], io: CaptureIo): Promise<number> {
   let a: CaptureArgs | 'help';
@@ -113,6 +142,13 @@ export async function runCapture(argv: readonly string[], io: CaptureIo): Promis
     io.stderr('vale-ctl-ts: pcapng is binary: give -w FILE, or pipe stdout into tcpdump -r - (or use -w - to insist)\n');
     if (a.out === undefined) return 1;
   }
+  // a stop (Ctrl-C) ends the capture whenever it comes: also while the
+  // monitors open (before the capture runs), and while a FIFO's reader does
+  // not read what is pending (-c COUNT reached)
+  const stopped = new Promise<'stopped'>((resolve) => {
+    if (io.signal?.aborted) resolve('stopped');
+    else io.signal?.addEventListener('abort', () => resolve('stopped'), { once: true });
+  });
   let filter: CaptureFilter | undefined;
   const ports: Port[] = [];
   try {
@@ -125,24 +161,27 @@ export async function runCapture(argv: readonly string[], io: CaptureIo): Promis
       const base = m.slice(0, m.lastIndexOf('/'));
       sources.push({ port, rings: monitorRings(base, (p.flags & NR_MONITOR_RX) !== 0, (p.flags & NR_MONITOR_TX) !== 0) });
     }
-    // another user's frames (a monitor is for the port's owner and root): not for every local user to read
-    const out: Writable = toStdout ? io.stdout : createWriteStream(a.out!, { mode: 0o600 });
-    if (!toStdout) await once(out, 'open');
+    const ac = new AbortController();
+    void stopped.then(() => ac.abort());
+    const { out, fifo } = toStdout ? { out: io.stdout, fifo: false } : openOutput(a.out!);
+    // a FIFO's reader gone (EPIPE) ends the capture quietly, as stdout's does; any other write error fails it
+    let outErr: NodeJS.ErrnoException | undefined;
+    if (!toStdout) {
+      out.on('error', (e: NodeJS.ErrnoException) => {
+        outErr ??= e;
+        ac.abort();
+      });
+    }
     const writer = new PcapngWriter(out, { tsResolution: a.nano ? 'ns' : 'us', snaplen: a.snaplen });
     io.stderr(`vale-ctl-ts: capturing ${a.monitors.join(', ')}${filter ? ` (filter '${filter.expression}', ${filter.instructions} BPF instructions)` : ''}\n`);
-    const ac = new AbortController();
-    const stopOn = (): void => ac.abort();
-    io.signal?.addEventListener('abort', stopOn, { once: true });
     const drained = (): Promise<void> => once(out, 'drain').then(() => undefined);
-    let res;
-    try {
-      res = await capture(sources, writer, { signal: ac.signal, drained, ...(filter ? { filter } : {}), ...(a.count !== undefined ? { count: a.count } : {}) });
-    } finally {
-      io.signal?.removeEventListener('abort', stopOn);
-    }
-    if (!toStdout) {
+    const res = await capture(sources, writer, { signal: ac.signal, drained, ...(filter ? { filter } : {}), ...(a.count !== undefined ? { count: a.count } : {}) });
+    if (outErr && outErr.code !== 'EPIPE') throw outErr;
+    if (!toStdout && !outErr) {
       out.end();
-      await once(out, 'finish');
+      // a file is flushed (a Ctrl-C keeps what was captured); a FIFO's reader that does not read is not waited for once stopped
+      if (fifo) await Promise.race([once(out, 'finish'), stopped]);
+      else await once(out, 'finish');
     }
     io.stderr(`vale-ctl-ts: ${res.written} frames written (${res.seen} seen, ${res.filtered} filtered out)\n`);
     return 0;
