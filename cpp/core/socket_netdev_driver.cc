@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "core/clock.h"
+#include "core/path_split.h"
 
 namespace nm {
 
@@ -37,15 +38,14 @@ Result<sockaddr_un> unix_addr(const std::string &path) {
 // realpath() of the directory + the name: the socket file itself need not
 // exist (QEMU binds it when it starts), its directory must.
 Result<std::string> canonical_path(const std::string &path) {
-  const size_t slash = path.rfind('/');
-  if (path.empty() || path[0] != '/' || slash + 1 == path.size())
-    return check_fail(EINVAL, "unix socket path '" + path + "' must be absolute and name a file");
-  const std::string dir = slash == 0 ? "/" : path.substr(0, slash);
-  std::unique_ptr<char, decltype(&::free)> real(::realpath(dir.c_str(), nullptr), &::free);
-  if (!real) return sys_fail("realpath", "directory " + dir + " of socket path " + path + " does not exist or cannot be searched");
+  const auto split = split_path(path);
+  if (path.empty() || path[0] != '/' || !split) return check_fail(EINVAL, "unix socket path '" + path + "' must be absolute and name a file");
+  std::unique_ptr<char, decltype(&::free)> real(::realpath(split->dir.c_str(), nullptr), &::free);
+  if (!real)
+    return sys_fail("realpath", "directory " + split->dir + " of socket path " + path + " does not exist or cannot be searched");
   std::string r(real.get());
   if (r != "/") r += '/';
-  return r + path.substr(slash + 1);
+  return r + split->name;
 }
 
 // bind(), replacing a stale socket file (one nobody listens on) but nothing else
