@@ -344,6 +344,29 @@ print('SENT', flush=True)
   t.is(c['inFrames'], 1);
 });
 
+/** QEMU's run directory reached through a symlink: `real`, `link` (to it), both removed at teardown. */
+function symlinkedDir(t: ExecutionContext, what: string): { real: string; link: string } {
+  const real = sock(what).replace(/\.sock$/, '');
+  const link = `${real}-link`;
+  mkdirSync(real);
+  symlinkSync(real, link);
+  t.teardown(() => {
+    for (const p of [link, real]) rmSync(p, { recursive: true, force: true });
+  });
+  return { real, link };
+}
+
+/** A Python datagram peer that runs `script` with a `frame(tag)` helper (60 bytes, tag at 14) and its output watched. */
+function dgramPeer(t: ExecutionContext, script: string, args: string[]): ReturnType<typeof listen> & { py: ChildProcess } {
+  const py = spawn('python3', ['-c', `
+import os, socket, sys
+def frame(tag):
+    return b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(45)
+${script}`, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => py.kill());
+  return { py, ...listen(py) };
+}
+
 test('dgram: a peer path spelled otherwise (a symlinked directory, a doubled slash) is matched on its canonical form; a name that only resolves to it now is not enough', async (t) => {
   t.timeout(120_000);
   if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
@@ -351,13 +374,10 @@ test('dgram: a peer path spelled otherwise (a symlinked directory, a doubled sla
   t.teardown(() => srv.close());
   // QEMU's directory, reached through a symlink: vale-ts is told the link's
   // spelling, QEMU binds the real directory's with a doubled slash
-  const real = sock('dgram-dir').replace(/\.sock$/, '');
-  const link = `${real}-link`;
+  const { real, link } = symlinkedDir(t, 'dgram-dir');
   const evil = `${real}-evil`;
-  mkdirSync(real);
-  symlinkSync(real, link);
   t.teardown(() => {
-    for (const p of [link, evil, `${evil}.old`, real]) rmSync(p, { recursive: true, force: true });
+    for (const p of [evil, `${evil}.old`]) rmSync(p, { recursive: true, force: true });
   });
   // a peer whose directory does not exist is refused when the port is configured, not left to drop every datagram
   await t.throwsAsync(vale.create('vale0:nodir', {}, { driver: { kind: 'dgram', path: sock('dgram-nodir'), peer: `${real}-none/q.sock` } }), {
@@ -414,9 +434,121 @@ s.sendto(frame(5), sys.argv[3])
   const c = await counters(vale, 'vale0:vm');
   t.is(c['inFrames'], 2);
   t.is(c['outFrames'], 1);
-  t.is(c['dropForeignSender'], asRoot ? 1 : 0);
+  t.is(c['dropForeignSender'], asRoot ? 1 : 0, JSON.stringify(c));
   // one resolution per sender name: QEMU's second datagram found its verdict cached
   t.is(c['peerPathLookups'], asRoot ? 2 : 1);
+});
+
+test('dgram: a sender turned away while the peer path held no socket is let in once QEMU binds it there', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const { real, link } = symlinkedDir(t, 'dgram-late');
+  const ours = sock('dgram-vale');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: `${link}/q.sock` } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  // A socket bound at QEMU's name, spelled otherwise (the real directory, a
+  // doubled slash), whose file is gone when it sends (a QEMU that exited, its
+  // file removed): three datagrams, all foreign, one lookup. Then QEMU starts
+  // and binds the same name: the same name and uid, now the socket at the peer path.
+  const { py, said, out } = dgramPeer(t, `
+old = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); old.bind(sys.argv[1])
+os.unlink(sys.argv[1].replace('//', '/'))
+for tag in (1, 2, 3): old.sendto(frame(tag), sys.argv[2])
+print('OLD', flush=True)
+sys.stdin.readline()
+old.close()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+s.sendto(frame(7), sys.argv[2])
+print('SENT', flush=True)
+d = s.recv(65536)
+print('GOT', len(d), d[14], flush=True)
+`, [`${real}//q.sock`, ours]);
+  await said(/OLD/);
+  const c0 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender'] === 3);
+  t.is(c0['peerPathLookups'], 1, 'one lookup for the three datagrams of one foreign sender');
+  py.stdin!.write('go\n');
+  await said(/SENT/);
+  const c1 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender']! + c['inFrames']! >= 4);
+  t.is(c1['inFrames'], 1, `QEMU's datagram was dropped as foreign (${JSON.stringify(c1)})`);
+  t.deepEqual(await collect(peer, 1), [7]);
+  t.is(c1['peerPathLookups'], 2);
+  peer.inject(frame(90, 8));
+  peer.txsync();
+  await said(/GOT/);
+  t.regex(out(), /GOT 90 8/);
+});
+
+test('dgram: frames go to the peer path as configured: a symlinked run directory pointed elsewhere is followed', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const { real, link } = symlinkedDir(t, 'dgram-old');
+  const now = `${real}-now`;
+  mkdirSync(now);
+  t.teardown(() => rmSync(now, { recursive: true, force: true }));
+  const ours = sock('dgram-vale');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: `${link}/q.sock` } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  // the run directory is pointed at a new one (a VM manager's restart), then
+  // QEMU binds there, spelling the new real directory with a doubled slash
+  rmSync(link);
+  symlinkSync(now, link);
+  const { said, out } = dgramPeer(t, `
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+s.sendto(frame(7), sys.argv[2])
+print('SENT', flush=True)
+d = s.recv(65536)
+print('GOT', len(d), d[14], flush=True)
+`, [`${now}//q.sock`, ours]);
+  await said(/SENT/);
+  const c0 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender']! + c['inFrames']! >= 1);
+  t.is(c0['inFrames'], 1, `QEMU's datagram was dropped as foreign (${JSON.stringify(c0)})`);
+  t.deepEqual(await collect(peer, 1), [7]);
+  peer.inject(frame(90, 8));
+  peer.txsync();
+  const c1 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['outFrames']! + c['dropLinkDown']! >= 1);
+  t.is(c1['outFrames'], 1, `the frame went to the old directory (${JSON.stringify(c1)})`);
+  await said(/GOT/);
+  t.regex(out(), /GOT 90 8/);
+});
+
+test('dgram: a peer path whose resolved form is too long for a socket address works when its configured spelling fits', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  // QEMU's run directory is deep; vale-ts and QEMU reach it through a short symlink
+  const top = sock('dgram-deep').replace(/\.sock$/, '');
+  const deep = path.join(top, 'd'.repeat(60), 'e'.repeat(60));
+  mkdirSync(deep, { recursive: true });
+  const link = path.join(dir, `sn-${process.pid}-ln${uniq++}`);
+  symlinkSync(deep, link);
+  t.teardown(() => {
+    for (const p of [link, top]) rmSync(p, { recursive: true, force: true });
+  });
+  t.true(`${deep}/q.sock`.length >= 108 && `${link}/q.sock`.length < 108);
+  const ours = sock('dgram-vale');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: `${link}/q.sock` } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  const { said, out } = dgramPeer(t, `
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+s.sendto(frame(7), sys.argv[2])
+print('SENT', flush=True)
+d = s.recv(65536)
+print('GOT', len(d), d[14], flush=True)
+`, [`${link}/q.sock`, ours]);
+  await said(/SENT/);
+  t.deepEqual(await collect(peer, 1), [7]);
+  peer.inject(frame(90, 8));
+  peer.txsync();
+  await said(/GOT/);
+  t.regex(out(), /GOT 90 8/);
 });
 
 test.serial('stream: a flood of too-long frames does not hold the driver in its read loop; a frame to the peer goes out meanwhile', async (t) => {
