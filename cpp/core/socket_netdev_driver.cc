@@ -408,6 +408,18 @@ bool SocketNetdevDriver::from_peer(const sockaddr_un &from, socklen_t len, const
   return sender_seen_.ok;
 }
 
+// Each foreign sender may be news (a QEMU given another local.path, an
+// intruder): the first is logged at once, later ones at most once a second.
+void SocketNetdevDriver::log_foreign(const sockaddr_un &from, socklen_t len) {
+  const size_t n = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+  const std::string who(from.sun_path, strnlen(from.sun_path, std::min(n, sizeof from.sun_path)));
+  const char *nameless = n > 0 ? "an abstract-namespace socket" : "an unbound socket";
+  log_limited(foreign_log_, "dropped a datagram from " + (who.empty() ? std::string(nameless) : "'" + who + "'") + ", not the peer " +
+                                peer_canon_ +
+                                (!who.empty() && who[0] != '/' ? " (a relative name cannot be matched: give QEMU an absolute local.path)" : "") +
+                                " (counted in dropForeignSender)");
+}
+
 uint32_t SocketNetdevDriver::dgram_in() {
   uint32_t moved = 0;
   const size_t bs = buf_size();
@@ -444,15 +456,7 @@ uint32_t SocketNetdevDriver::dgram_in() {
       }
     if (!from_peer(from, from_len, cred)) {
       count(Ctr::DropForeignSender);
-      if (!foreign_logged_) {
-        foreign_logged_ = true;
-        const size_t n = from_len > offsetof(sockaddr_un, sun_path) ? from_len - offsetof(sockaddr_un, sun_path) : 0;
-        const std::string who(from.sun_path, strnlen(from.sun_path, std::min(n, sizeof from.sun_path)));
-        const char *nameless = n > 0 ? "an abstract-namespace socket" : "an unbound socket";
-        log("dropped a datagram from " + (who.empty() ? std::string(nameless) : "'" + who + "'") + ", not the peer " +
-            peer_canon_ + (!who.empty() && who[0] != '/' ? " (a relative name cannot be matched: give QEMU an absolute local.path)" : "") +
-            " (counted in dropForeignSender; logged once)");
-      }
+      log_foreign(from, from_len);
     } else if (static_cast<size_t>(r) > bs) count(Ctr::DropTooLong);
     else if (r == 0) count(Ctr::DropBadLength);
     else tx_push(static_cast<uint32_t>(r));

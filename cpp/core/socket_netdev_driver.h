@@ -69,13 +69,14 @@ class SocketNetdevDriver final : public PortPump {
   uint32_t dgram_out();
   uint32_t drop_rx();
   bool from_peer(const sockaddr_un &from, socklen_t len, const ucred *cred);
+  void log_foreign(const sockaddr_un &from, socklen_t len);
 
   SocketNetdevOptions o_;
   unique_fd listen_, conn_;  // conn_: the stream, or the dgram socket
   bool readable_ = false;
   bool unlink_on_close_ = false;
-  bool foreign_logged_ = false;  // dgram: a datagram from another sender was logged
   LogLimit refused_log_, disconnect_log_;  // a peer can connect and close in a loop
+  LogLimit foreign_log_;                   // dgram: anyone who may write to PATH can send
   sockaddr_un peer_{};
   socklen_t peer_len_ = sizeof(sockaddr_un);
   // dgram: the peer path as realpath(its directory) + its name (as of the

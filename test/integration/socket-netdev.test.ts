@@ -551,6 +551,45 @@ print('GOT', len(d), d[14], flush=True)
   t.regex(out(), /GOT 90 8/);
 });
 
+test('dgram: each foreign sender is logged, not only the first (at most a line a second)', async (t) => {
+  t.timeout(60_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  // vale-ts as a child: its log (stderr) is what is looked at
+  const socket = sock('ctl');
+  const v = await startValeTs(socket);
+  t.teardown(v.stop);
+  let log = '';
+  v.proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const vale = new ValeClient({ socket });
+  const ours = sock('dgram-vale');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: sock('dgram-qemu') } });
+  // two intruders, one after the other; the second keeps sending (each
+  // datagram counted before the next) until its line is logged, a second on
+  const first = sock('dgram-first');
+  const second = sock('dgram-second');
+  t.teardown(() => {
+    for (const p of [first, second]) rmSync(p, { force: true });
+  });
+  const { py, said } = dgramPeer(t, `
+a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); a.bind(sys.argv[1])
+b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); b.bind(sys.argv[2])
+a.sendto(frame(1), sys.argv[3])
+print('A', flush=True)
+for line in sys.stdin:
+    b.sendto(frame(2), sys.argv[3])
+    print('B', flush=True)
+`, [first, second, ours]);
+  await said(/A/);
+  await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender'] === 1);
+  for (let sent = 1; !log.includes(second); sent++) {
+    py.stdin!.write('\n');
+    await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender'] === 1 + sent);
+  }
+  const lines = log.split('\n').filter((l) => /dropped a datagram from/.test(l));
+  t.true(lines[0]!.includes(first), lines.join('\n'));
+  t.true(lines.some((l) => l.includes(second) && /\(and \d+ more like it/.test(l)), lines.join('\n'));
+});
+
 test.serial('stream: a flood of too-long frames does not hold the driver in its read loop; a frame to the peer goes out meanwhile', async (t) => {
   t.timeout(120_000);
   if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the flooding peer');
