@@ -113,6 +113,31 @@ for _ in range((256 << 20) // len(chunk)): s.sendall(chunk)
 print('QUEUED', flush=True)
 `;
 
+/**
+ * A switch whose port vale0:vm is a lossless stream netdev port with 64 tx
+ * slots (more in `conf`), its receiver vale0:peer 64 slots not read yet: the
+ * frames past the first ~128 wait in the driver, which stops reading the
+ * stream (a stall bound beyond the test).
+ */
+async function stalledStreamPort(t: ExecutionContext, conf: { rxSlots?: number } = {}): Promise<{ srv: ValeServer; vale: ValeClient; path1: string; peer: Port }> {
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const path1 = sock('stream');
+  await srv.createPort('vale0:vm', { conf: { txSlots: 64, ...conf }, lossless: true, driver: { kind: 'stream', path: path1 } });
+  const peer = await open('vale0:peer', { socket, slots: 64 });
+  t.teardown(() => peer.close());
+  return { srv, vale, path1, peer };
+}
+
+/** FLOOD_PEER connected to `path1`, then `tail` (Python, its stream in `s`); its output watched. */
+function floodPeer(t: ExecutionContext, path1: string, tail: string): ReturnType<typeof listen> & { py: ChildProcess } {
+  const py = spawn('python3', ['-c', `${FLOOD_PEER}${tail}`, path1], { stdio: ['pipe', 'pipe', 'inherit'], env: peerEnv() });
+  t.teardown(() => py.kill());
+  return { py, ...listen(py) };
+}
+
 test('stream: frames both ways, a too-long frame skipped and counted, a zero length closes the connection', async (t) => {
   t.timeout(120_000);
   const { vale, srv, socket } = await setup();
@@ -278,16 +303,7 @@ print('GOT', n, flush=True)
 
 test('stream: a peer that hangs up while its frames wait for room in the switch does not make the driver spin; they go on when there is room', async (t) => {
   t.timeout(60_000);
-  // lossless with 64 tx slots, its receiver 64 slots that are not read: the
-  // frames after the first ~128 wait in the driver (a stall bound beyond the test)
-  const socket = sock('ctl');
-  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
-  t.teardown(() => srv.close());
-  const vale = new ValeClient({ socket });
-  const path1 = sock('stream');
-  await srv.createPort('vale0:vm', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'stream', path: path1 } });
-  const peer = await open('vale0:peer', { socket, slots: 64 });
-  t.teardown(() => peer.close());
+  const { vale, path1, peer } = await stalledStreamPort(t);
   const conn = net.connect(path1);
   t.teardown(() => conn.destroy());
   await new Promise<void>((r) => conn.once('connect', () => r()));
@@ -593,16 +609,7 @@ for line in sys.stdin:
 test.serial('stream: a flood of too-long frames does not hold the driver in its read loop; a frame to the peer goes out meanwhile', async (t) => {
   t.timeout(120_000);
   if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the flooding peer');
-  // lossless with 64 tx slots, its receiver 64 slots not read yet: the
-  // driver stops reading the stream once those are full (a stall bound beyond the test)
-  const socket = sock('ctl');
-  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
-  t.teardown(() => srv.close());
-  const vale = new ValeClient({ socket });
-  const path1 = sock('stream');
-  await srv.createPort('vale0:vm', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'stream', path: path1 } });
-  const peer = await open('vale0:peer', { socket, slots: 64 });
-  t.teardown(() => peer.close());
+  const { vale, path1, peer } = await stalledStreamPort(t);
   // Hostile: 300 good frames, then 256 MiB of frames one byte longer than the
   // port's buffers (2048), each skipped and counted, none delivered. All of it
   // is queued in the socket while the driver waits for room (a send buffer
@@ -611,15 +618,13 @@ test.serial('stream: a flood of too-long frames does not hold the driver in its 
   // frame the switch sends it after that, it asks how much of what it sent
   // is still unread (SIOCOUTQ): a driver held in its read loop sends nothing
   // before the flood is all read (0 left).
-  const py = spawn('python3', ['-c', `${FLOOD_PEER}acc = b''
+  const { py, said, out } = floodPeer(t, path1, `acc = b''
 while len(acc) < 4 or len(acc) < 4 + int.from_bytes(acc[:4], 'big'):
     acc += s.recv(65536)
 left = struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0]  # SIOCOUTQ
 print('GOT', acc[4 + 14], 'UNREAD', left, flush=True)
 sys.stdin.readline()
-`, path1], { stdio: ['pipe', 'pipe', 'inherit'], env: peerEnv() });
-  t.teardown(() => py.kill());
-  const { said, out } = listen(py);
+`);
   await said(/QUEUED/);
   // the receiver reads: the good frames arrive, then the driver is in the flood
   const tags = await collect(peer, 300);
@@ -635,7 +640,7 @@ sys.stdin.readline()
   t.true(c['dropTooLong']! > 0);
   t.is(c['dropBadLength'], 0, 'the stream stayed in step');
   t.is(c['inFrames'], 300);
-  py.stdin.end();
+  py.stdin!.end();
 });
 
 test('stream client mode: frames arriving for the port while the peer is away do not stop vale-ts reconnecting', async (t) => {
@@ -700,20 +705,11 @@ s.sendto(b'x' * 60, sys.argv[1])
 test.serial('stream: frames for a peer whose socket was full once go out when it reads again, while its input keeps the driver busy', async (t) => {
   t.timeout(120_000);
   if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the peer');
-  // lossless with 64 tx slots, its receiver 64 slots not read yet: the driver
-  // stops reading the stream once those are full (a stall bound beyond the test)
   // One run needs the peer's queued input to outlast the test's steps from
   // holding the frames to the peer reading; the peer says (START) how much
   // was still unread then. A run where none was shows nothing: run again.
   const attempt = async (run: number): Promise<boolean> => {
-    const socket = sock('ctl');
-    const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
-    t.teardown(() => srv.close());
-    const vale = new ValeClient({ socket });
-    const path1 = sock('stream');
-    await srv.createPort('vale0:vm', { conf: { txSlots: 64, rxSlots: 1024 }, lossless: true, driver: { kind: 'stream', path: path1 } });
-    const peer = await open('vale0:peer', { socket, slots: 64 });
-    t.teardown(() => peer.close());
+    const { srv, vale, path1, peer } = await stalledStreamPort(t, { rxSlots: 1024 });
     // The peer (a guest busy sending, its QEMU not reading for a while): 300
     // good frames, then 256 MiB of too-long frames (skipped and counted: input
     // that keeps the driver's every round busy), all queued in its socket
@@ -721,7 +717,7 @@ test.serial('stream: frames for a peer whose socket was full once go out when it
     // frames sent to it arrived and asks how much of its input is still unread
     // (SIOCOUTQ): 0 means they waited for the end of its input.
     const M = 300;
-    const py = spawn('python3', ['-c', `${FLOOD_PEER}sys.stdin.readline()
+    const { py, said, out } = floodPeer(t, path1, `sys.stdin.readline()
 print('START', struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0], flush=True)
 n, acc = 0, b''
 while n < ${M}:
@@ -735,9 +731,7 @@ while n < ${M}:
 left = struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0]  # SIOCOUTQ
 print('GOT', n, 'UNREAD', left, flush=True)
 sys.stdin.readline()
-  `, path1], { stdio: ['pipe', 'pipe', 'inherit'], env: peerEnv() });
-    t.teardown(() => py.kill());
-    const { said, out } = listen(py);
+  `);
     await said(/QUEUED/);
     // M full-size frames to the peer, more than its socket holds (the driver's
     // send buffer, net.core.wmem_default): the driver's send says EAGAIN and the
@@ -757,7 +751,7 @@ sys.stdin.readline()
     t.true(held.queued > 0, 'the driver\'s socket took every frame: none was held back (a larger net.core.wmem_default?)');
     // the receiver reads: the good frames arrive, then the driver is in the flood, busy every round
     t.deepEqual(await collect(peer, 300), Array.from({ length: 300 }, (_, i) => i & 0xff));
-    py.stdin.write('go\n');
+    py.stdin!.write('go\n');
     await said(/START \d+/);
     await said(/UNREAD \d+/);
     const start = Number(/START (\d+)/.exec(out())?.[1]);
@@ -777,7 +771,7 @@ sys.stdin.readline()
     t.is(c['outFrames'], M);
     t.is(c['dropLinkDown'], 0);
     t.is(c['dropBadLength'], 0, 'the stream stayed in step');
-    py.stdin.end();
+    py.stdin!.end();
     return true;
   };
   for (let run = 1; run <= 5; run++) if (await attempt(run)) return;
