@@ -213,6 +213,8 @@ async function dgramPort(t: ExecutionContext): Promise<{ vale: ValeClient; ours:
   t.teardown(() => srv.close());
   const ours = sock('dgram-vale');
   const theirs = sock('dgram-qemu');
+  // (the peer's socket file stays when its process goes)
+  t.teardown(() => rmSync(theirs, { force: true }));
   await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: theirs } });
   const peer = await open('vale0:peer', { socket });
   t.teardown(() => peer.close());
@@ -588,7 +590,8 @@ test('dgram: each foreign sender is logged, not only the first (at most a line a
   const first = sock('dgram-first');
   const second = sock('dgram-second');
   t.teardown(() => {
-    for (const p of [first, second]) rmSync(p, { force: true });
+    // (a killed vale-ts leaves its socket file)
+    for (const p of [first, second, ours]) rmSync(p, { force: true });
   });
   const { py, said } = dgramPeer(t, `
 a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); a.bind(sys.argv[1])
