@@ -13,6 +13,7 @@
 #include <string_view>
 #include <utility>
 
+#include "core/path_split.h"
 #include "core/shm_atomic.h"
 
 namespace nm {
@@ -78,18 +79,21 @@ void unlink_region(const std::string &path) {
 // of its own uid. An opener racing with this finds the path gone or
 // replaced after its flock and starts over, as after a last close.
 void sweep_stale(const std::string &path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return;
-  const std::string dir = slash == 0 ? "/" : path.substr(0, slash);
-  const std::string self = path.substr(slash + 1);
+  const auto split = split_path(path);
+  if (!split) return;
+  const std::string &dir = split->dir, &self = split->name;
   std::unique_ptr<DIR, int (*)(DIR *)> d(opendir(dir.c_str()), closedir);
   if (!d) return;
   const size_t plen = std::strlen(PIPE_FILE_PREFIX);
   while (const dirent *e = readdir(d.get())) {
     const std::string name = e->d_name;
     if (name.compare(0, plen, PIPE_FILE_PREFIX) != 0 || name == self) continue;
+    // A doorbell's name: it goes with its region. Not left to the S_ISREG
+    // test below: a regular file where a doorbell belongs is the open's to
+    // refuse ("not a FIFO"), not a stale region to remove. (No region's name
+    // ends so: it ends in the escaped pipe id, an identifier.)
     const std::string_view nv(name);
-    if (nv.ends_with(".m") || nv.ends_with(".s")) continue;  // a doorbell: goes with its region
+    if (nv.ends_with(".m") || nv.ends_with(".s")) continue;
     const std::string full = dir + "/" + name;
     unique_fd fd(::open(full.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!fd) continue;

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "core/clock.h"
+#include "core/path_split.h"
 
 namespace nm {
 
@@ -37,15 +38,14 @@ Result<sockaddr_un> unix_addr(const std::string &path) {
 // realpath() of the directory + the name: the socket file itself need not
 // exist (QEMU binds it when it starts), its directory must.
 Result<std::string> canonical_path(const std::string &path) {
-  const size_t slash = path.rfind('/');
-  if (path.empty() || path[0] != '/' || slash + 1 == path.size())
-    return check_fail(EINVAL, "unix socket path '" + path + "' must be absolute and name a file");
-  const std::string dir = slash == 0 ? "/" : path.substr(0, slash);
-  std::unique_ptr<char, decltype(&::free)> real(::realpath(dir.c_str(), nullptr), &::free);
-  if (!real) return sys_fail("realpath", "directory " + dir + " of socket path " + path + " does not exist or cannot be searched");
+  const auto split = split_path(path);
+  if (path.empty() || path[0] != '/' || !split) return check_fail(EINVAL, "unix socket path '" + path + "' must be absolute and name a file");
+  std::unique_ptr<char, decltype(&::free)> real(::realpath(split->dir.c_str(), nullptr), &::free);
+  if (!real)
+    return sys_fail("realpath", "directory " + split->dir + " of socket path " + path + " does not exist or cannot be searched");
   std::string r(real.get());
   if (r != "/") r += '/';
-  return r + path.substr(slash + 1);
+  return r + split->name;
 }
 
 // bind(), replacing a stale socket file (one nobody listens on) but nothing else
@@ -90,16 +90,18 @@ Result<std::unique_ptr<SocketNetdevDriver>> SocketNetdevDriver::open(PortClient 
     // QEMU's path as the kernel will spell it once QEMU binds it, if QEMU is
     // given the same spelling; it is checked now so that a typo is an error,
     // not a port that drops every datagram as foreign. An abstract name
-    // (leading NUL) is no path: taken byte for byte.
-    if (!o.peer.empty() && o.peer[0] == '\0') {
+    // (leading NUL) is no path: taken byte for byte. Frames go to the
+    // configured spelling: a symlinked run directory pointed elsewhere is
+    // followed, and only that spelling must fit in sun_path.
+    auto p = unix_addr(o.peer);
+    if (!p) return std::move(p).take_error();
+    if (o.peer[0] == '\0') {
       d->peer_canon_ = o.peer;
     } else {
       auto c = canonical_path(o.peer);
       if (!c) return std::move(c).take_error();
       d->peer_canon_ = std::move(*c);
     }
-    auto p = unix_addr(d->peer_canon_);
-    if (!p) return std::move(p).take_error();
     d->peer_ = *p;
     if (o.peer[0] == '\0') d->peer_len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + o.peer.size());
     unique_fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -369,9 +371,17 @@ uint32_t SocketNetdevDriver::stream_out() {
 // sender's): another user can make its name resolve to the peer path but
 // cannot send as that user, and that user could bind the path itself. The
 // uid is checked first, so another user's names (which could lie on a FUSE
-// mount that never answers) are never resolved. One name and uid is cached;
-// a miss is counted (peerPathLookups). A relative name was resolved against
-// the sender's cwd, unknown here: never matched.
+// mount that never answers) are never resolved. The peer path is resolved
+// again with each lookup (its directory may have been pointed elsewhere).
+//
+// One name and uid is cached, with its verdict; a miss is counted
+// (peerPathLookups). A "yes" holds for that name and uid (its user could
+// bind the peer path itself). A "no" holds while the file at the peer path
+// is the one that was there (device, inode, ctime: one lstat, no resolving):
+// a sender seen before QEMU bound it, or while a stale socket or another
+// user's was there, is looked up again once QEMU's is, and a flood from one
+// foreign sender costs one lookup, not one per datagram. A relative name was
+// resolved against the sender's cwd, unknown here: never matched.
 bool SocketNetdevDriver::from_peer(const sockaddr_un &from, socklen_t len, const ucred *cred) {
   constexpr size_t path_at = offsetof(sockaddr_un, sun_path);
   if (len <= path_at) return false;  // an unbound sender
@@ -380,15 +390,34 @@ bool SocketNetdevDriver::from_peer(const sockaddr_un &from, socklen_t len, const
   if (from.sun_path[0] == '\0') return n == o_.peer.size() && std::memcmp(from.sun_path, o_.peer.data(), n) == 0;
   const std::string_view name(from.sun_path, strnlen(from.sun_path, n));
   if (name == peer_canon_ || name == o_.peer) return true;
-  if (name[0] != '/' || !cred || peer_canon_[0] != '/') return false;
-  if (name == sender_seen_.name && cred->uid == sender_seen_.uid) return sender_seen_.ok;
-  count(Ctr::PeerPathLookups);
-  sender_seen_ = {std::string(name), cred->uid, false};
+  if (name[0] != '/' || !cred || o_.peer[0] != '/') return false;
+  const bool seen = name == sender_seen_.name && cred->uid == sender_seen_.uid;
+  if (seen && sender_seen_.ok) return true;
   struct stat st {};
-  if (::lstat(peer_canon_.c_str(), &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid != cred->uid) return false;
+  const bool present = ::lstat(o_.peer.c_str(), &st) == 0;
+  const PeerFile now = present ? PeerFile{true, st.st_dev, st.st_ino, st.st_ctim} : PeerFile{};
+  if (seen && now == sender_seen_.peer) return false;
+  count(Ctr::PeerPathLookups);
+  sender_seen_ = {std::string(name), cred->uid, now, false};
+  if (!present || !S_ISSOCK(st.st_mode) || st.st_uid != cred->uid) return false;
+  auto pc = canonical_path(o_.peer);
+  if (!pc) return false;
+  peer_canon_ = std::move(*pc);
   auto c = canonical_path(sender_seen_.name);
   sender_seen_.ok = c && *c == peer_canon_;
   return sender_seen_.ok;
+}
+
+// Each foreign sender may be news (a QEMU given another local.path, an
+// intruder): the first is logged at once, later ones at most once a second.
+void SocketNetdevDriver::log_foreign(const sockaddr_un &from, socklen_t len) {
+  const size_t n = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+  const std::string who(from.sun_path, strnlen(from.sun_path, std::min(n, sizeof from.sun_path)));
+  const char *nameless = n > 0 ? "an abstract-namespace socket" : "an unbound socket";
+  log_limited(foreign_log_, "dropped a datagram from " + (who.empty() ? std::string(nameless) : "'" + who + "'") + ", not the peer " +
+                                peer_canon_ +
+                                (!who.empty() && who[0] != '/' ? " (a relative name cannot be matched: give QEMU an absolute local.path)" : "") +
+                                " (counted in dropForeignSender)");
 }
 
 uint32_t SocketNetdevDriver::dgram_in() {
@@ -427,15 +456,7 @@ uint32_t SocketNetdevDriver::dgram_in() {
       }
     if (!from_peer(from, from_len, cred)) {
       count(Ctr::DropForeignSender);
-      if (!foreign_logged_) {
-        foreign_logged_ = true;
-        const size_t n = from_len > offsetof(sockaddr_un, sun_path) ? from_len - offsetof(sockaddr_un, sun_path) : 0;
-        const std::string who(from.sun_path, strnlen(from.sun_path, std::min(n, sizeof from.sun_path)));
-        const char *nameless = n > 0 ? "an abstract-namespace socket" : "an unbound socket";
-        log("dropped a datagram from " + (who.empty() ? std::string(nameless) : "'" + who + "'") + ", not the peer " +
-            peer_canon_ + (!who.empty() && who[0] != '/' ? " (a relative name cannot be matched: give QEMU an absolute local.path)" : "") +
-            " (counted in dropForeignSender; logged once)");
-      }
+      log_foreign(from, from_len);
     } else if (static_cast<size_t>(r) > bs) count(Ctr::DropTooLong);
     else if (r == 0) count(Ctr::DropBadLength);
     else tx_push(static_cast<uint32_t>(r));

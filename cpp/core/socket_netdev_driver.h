@@ -10,9 +10,11 @@
 //       vale-ts binds PATH and sends to QEMU's path; one frame per datagram.
 //       Datagrams from any other sender (bound elsewhere, or not at all) are
 //       dropped and counted (dropForeignSender): the socket file's mode is
-//       all that stands between other local processes and PATH. QEMU's
-//       path is matched on its canonical form (from_peer), so QEMU may spell
-//       it otherwise (a symlinked directory, a doubled slash), not relatively.
+//       all that stands between other local processes and PATH. Frames are
+//       sent to QEMU's path as configured (resolved by the kernel at each
+//       send, as QEMU's remote.path is); senders are matched on its
+//       canonical form (from_peer), so QEMU may spell it otherwise (a
+//       symlinked directory, a doubled slash), not relatively.
 //
 // The peer's lengths are its word: a frame longer than the port's buffer is
 // skipped and counted (dropTooLong; the stream stays in step), a length of 0
@@ -21,8 +23,10 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,21 +69,34 @@ class SocketNetdevDriver final : public PortPump {
   uint32_t dgram_out();
   uint32_t drop_rx();
   bool from_peer(const sockaddr_un &from, socklen_t len, const ucred *cred);
+  void log_foreign(const sockaddr_un &from, socklen_t len);
 
   SocketNetdevOptions o_;
   unique_fd listen_, conn_;  // conn_: the stream, or the dgram socket
   bool readable_ = false;
   bool unlink_on_close_ = false;
-  bool foreign_logged_ = false;  // dgram: a datagram from another sender was logged
   LogLimit refused_log_, disconnect_log_;  // a peer can connect and close in a loop
+  LogLimit foreign_log_;                   // dgram: anyone who may write to PATH can send
   sockaddr_un peer_{};
   socklen_t peer_len_ = sizeof(sockaddr_un);
-  // dgram: the peer path as realpath(its directory) + its name, and the one
-  // sender name (with its uid) last resolved against it, and the verdict
+  // dgram: the peer path as realpath(its directory) + its name (as of the
+  // last lookup), and the one sender name (with its uid) last resolved
+  // against it, the verdict, and the file at the peer path then: a "no"
+  // holds while that file is the same (from_peer)
   std::string peer_canon_;
+  struct PeerFile {
+    bool present = false;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    timespec ctime{};
+    bool operator==(const PeerFile &o) const {
+      return present == o.present && dev == o.dev && ino == o.ino && ctime.tv_sec == o.ctime.tv_sec && ctime.tv_nsec == o.ctime.tv_nsec;
+    }
+  };
   struct {
     std::string name;
     uid_t uid = 0;
+    PeerFile peer;
     bool ok = false;
   } sender_seen_;
   // stream reassembly

@@ -113,6 +113,31 @@ for _ in range((256 << 20) // len(chunk)): s.sendall(chunk)
 print('QUEUED', flush=True)
 `;
 
+/**
+ * A switch whose port vale0:vm is a lossless stream netdev port with 64 tx
+ * slots (more in `conf`), its receiver vale0:peer 64 slots not read yet: the
+ * frames past the first ~128 wait in the driver, which stops reading the
+ * stream (a stall bound beyond the test).
+ */
+async function stalledStreamPort(t: ExecutionContext, conf: { rxSlots?: number } = {}): Promise<{ srv: ValeServer; vale: ValeClient; path1: string; peer: Port }> {
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const path1 = sock('stream');
+  await srv.createPort('vale0:vm', { conf: { txSlots: 64, ...conf }, lossless: true, driver: { kind: 'stream', path: path1 } });
+  const peer = await open('vale0:peer', { socket, slots: 64 });
+  t.teardown(() => peer.close());
+  return { srv, vale, path1, peer };
+}
+
+/** FLOOD_PEER connected to `path1`, then `tail` (Python, its stream in `s`); its output watched. */
+function floodPeer(t: ExecutionContext, path1: string, tail: string): ReturnType<typeof listen> & { py: ChildProcess } {
+  const py = spawn('python3', ['-c', `${FLOOD_PEER}${tail}`, path1], { stdio: ['pipe', 'pipe', 'inherit'], env: peerEnv() });
+  t.teardown(() => py.kill());
+  return { py, ...listen(py) };
+}
+
 test('stream: frames both ways, a too-long frame skipped and counted, a zero length closes the connection', async (t) => {
   t.timeout(120_000);
   const { vale, srv, socket } = await setup();
@@ -188,6 +213,8 @@ async function dgramPort(t: ExecutionContext): Promise<{ vale: ValeClient; ours:
   t.teardown(() => srv.close());
   const ours = sock('dgram-vale');
   const theirs = sock('dgram-qemu');
+  // (the peer's socket file stays when its process goes)
+  t.teardown(() => rmSync(theirs, { force: true }));
   await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: theirs } });
   const peer = await open('vale0:peer', { socket });
   t.teardown(() => peer.close());
@@ -222,7 +249,8 @@ print('GOT', len(d), d[14], flush=True)
   peer.txsync();
   await done;
   t.regex(out, /GOT 90 8/);
-  const c = await counters(vale, 'vale0:vm');
+  // (counted once the send returned: the peer may have the frame first)
+  const c = await untilAnswer(() => counters(vale, 'vale0:vm'), (x) => x['outFrames']! >= 1);
   t.is(c['dropTooLong'], 1);
   t.is(c['outFrames'], 1);
 });
@@ -271,23 +299,15 @@ print('GOT', n, flush=True)
   py.stdin.write('go\n');
   await done;
   t.regex(out, /GOT 200/);
-  const c = await counters(vale, 'vale0:vm');
+  // (counted once the send returned: the peer may have the frame first)
+  const c = await untilAnswer(() => counters(vale, 'vale0:vm'), (x) => x['outFrames']! >= 200);
   t.is(c['outFrames'], 200);
   t.is(c['dropLinkDown'], 0);
 });
 
 test('stream: a peer that hangs up while its frames wait for room in the switch does not make the driver spin; they go on when there is room', async (t) => {
   t.timeout(60_000);
-  // lossless with 64 tx slots, its receiver 64 slots that are not read: the
-  // frames after the first ~128 wait in the driver (a stall bound beyond the test)
-  const socket = sock('ctl');
-  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
-  t.teardown(() => srv.close());
-  const vale = new ValeClient({ socket });
-  const path1 = sock('stream');
-  await srv.createPort('vale0:vm', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'stream', path: path1 } });
-  const peer = await open('vale0:peer', { socket, slots: 64 });
-  t.teardown(() => peer.close());
+  const { vale, path1, peer } = await stalledStreamPort(t);
   const conn = net.connect(path1);
   t.teardown(() => conn.destroy());
   await new Promise<void>((r) => conn.once('connect', () => r()));
@@ -344,6 +364,29 @@ print('SENT', flush=True)
   t.is(c['inFrames'], 1);
 });
 
+/** QEMU's run directory reached through a symlink: `real`, `link` (to it), both removed at teardown. */
+function symlinkedDir(t: ExecutionContext, what: string): { real: string; link: string } {
+  const real = sock(what).replace(/\.sock$/, '');
+  const link = `${real}-link`;
+  mkdirSync(real);
+  symlinkSync(real, link);
+  t.teardown(() => {
+    for (const p of [link, real]) rmSync(p, { recursive: true, force: true });
+  });
+  return { real, link };
+}
+
+/** A Python datagram peer that runs `script` with a `frame(tag)` helper (60 bytes, tag at 14) and its output watched. */
+function dgramPeer(t: ExecutionContext, script: string, args: string[]): ReturnType<typeof listen> & { py: ChildProcess } {
+  const py = spawn('python3', ['-c', `
+import os, socket, sys
+def frame(tag):
+    return b'\\xff'*6 + bytes([2,0,0,0,0,tag]) + b'\\x88\\xb5' + bytes([tag]) + bytes(45)
+${script}`, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => py.kill());
+  return { py, ...listen(py) };
+}
+
 test('dgram: a peer path spelled otherwise (a symlinked directory, a doubled slash) is matched on its canonical form; a name that only resolves to it now is not enough', async (t) => {
   t.timeout(120_000);
   if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
@@ -351,13 +394,10 @@ test('dgram: a peer path spelled otherwise (a symlinked directory, a doubled sla
   t.teardown(() => srv.close());
   // QEMU's directory, reached through a symlink: vale-ts is told the link's
   // spelling, QEMU binds the real directory's with a doubled slash
-  const real = sock('dgram-dir').replace(/\.sock$/, '');
-  const link = `${real}-link`;
+  const { real, link } = symlinkedDir(t, 'dgram-dir');
   const evil = `${real}-evil`;
-  mkdirSync(real);
-  symlinkSync(real, link);
   t.teardown(() => {
-    for (const p of [link, evil, `${evil}.old`, real]) rmSync(p, { recursive: true, force: true });
+    for (const p of [evil, `${evil}.old`]) rmSync(p, { recursive: true, force: true });
   });
   // a peer whose directory does not exist is refused when the port is configured, not left to drop every datagram
   await t.throwsAsync(vale.create('vale0:nodir', {}, { driver: { kind: 'dgram', path: sock('dgram-nodir'), peer: `${real}-none/q.sock` } }), {
@@ -411,7 +451,9 @@ s.sendto(frame(5), sys.argv[3])
   peer.txsync();
   await said(/GOT/);
   t.regex(out(), /GOT 90 8/);
-  const c = await counters(vale, 'vale0:vm');
+  // The driver counts a frame sent once its sendto returned, and QEMU may
+  // have read it (and the test gone on) before that: wait for the count.
+  const c = await untilAnswer(() => counters(vale, 'vale0:vm'), (x) => x['outFrames']! >= 1);
   t.is(c['inFrames'], 2);
   t.is(c['outFrames'], 1);
   t.is(c['dropForeignSender'], asRoot ? 1 : 0);
@@ -419,19 +461,162 @@ s.sendto(frame(5), sys.argv[3])
   t.is(c['peerPathLookups'], asRoot ? 2 : 1);
 });
 
+test('dgram: a sender turned away while the peer path held no socket is let in once QEMU binds it there', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const { real, link } = symlinkedDir(t, 'dgram-late');
+  const ours = sock('dgram-vale');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: `${link}/q.sock` } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  // A socket bound at QEMU's name, spelled otherwise (the real directory, a
+  // doubled slash), whose file is gone when it sends (a QEMU that exited, its
+  // file removed): three datagrams, all foreign, one lookup. Then QEMU starts
+  // and binds the same name: the same name and uid, now the socket at the peer path.
+  const { py, said, out } = dgramPeer(t, `
+old = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); old.bind(sys.argv[1])
+os.unlink(sys.argv[1].replace('//', '/'))
+for tag in (1, 2, 3): old.sendto(frame(tag), sys.argv[2])
+print('OLD', flush=True)
+sys.stdin.readline()
+old.close()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+s.sendto(frame(7), sys.argv[2])
+print('SENT', flush=True)
+d = s.recv(65536)
+print('GOT', len(d), d[14], flush=True)
+`, [`${real}//q.sock`, ours]);
+  await said(/OLD/);
+  const c0 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender'] === 3);
+  t.is(c0['peerPathLookups'], 1, 'one lookup for the three datagrams of one foreign sender');
+  py.stdin!.write('go\n');
+  await said(/SENT/);
+  const c1 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender']! + c['inFrames']! >= 4);
+  t.is(c1['inFrames'], 1, `QEMU's datagram was dropped as foreign (${JSON.stringify(c1)})`);
+  t.deepEqual(await collect(peer, 1), [7]);
+  t.is(c1['peerPathLookups'], 2);
+  peer.inject(frame(90, 8));
+  peer.txsync();
+  await said(/GOT/);
+  t.regex(out(), /GOT 90 8/);
+});
+
+test('dgram: frames go to the peer path as configured: a symlinked run directory pointed elsewhere is followed', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  const { real, link } = symlinkedDir(t, 'dgram-old');
+  const now = `${real}-now`;
+  mkdirSync(now);
+  t.teardown(() => rmSync(now, { recursive: true, force: true }));
+  const ours = sock('dgram-vale');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: `${link}/q.sock` } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  // the run directory is pointed at a new one (a VM manager's restart), then
+  // QEMU binds there, spelling the new real directory with a doubled slash
+  rmSync(link);
+  symlinkSync(now, link);
+  const { said, out } = dgramPeer(t, `
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+s.sendto(frame(7), sys.argv[2])
+print('SENT', flush=True)
+d = s.recv(65536)
+print('GOT', len(d), d[14], flush=True)
+`, [`${now}//q.sock`, ours]);
+  await said(/SENT/);
+  const c0 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender']! + c['inFrames']! >= 1);
+  t.is(c0['inFrames'], 1, `QEMU's datagram was dropped as foreign (${JSON.stringify(c0)})`);
+  t.deepEqual(await collect(peer, 1), [7]);
+  peer.inject(frame(90, 8));
+  peer.txsync();
+  const c1 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['outFrames']! + c['dropLinkDown']! >= 1);
+  t.is(c1['outFrames'], 1, `the frame went to the old directory (${JSON.stringify(c1)})`);
+  await said(/GOT/);
+  t.regex(out(), /GOT 90 8/);
+});
+
+test('dgram: a peer path whose resolved form is too long for a socket address works when its configured spelling fits', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setup();
+  t.teardown(() => srv.close());
+  // QEMU's run directory is deep; vale-ts and QEMU reach it through a short symlink
+  const top = sock('dgram-deep').replace(/\.sock$/, '');
+  const deep = path.join(top, 'd'.repeat(60), 'e'.repeat(60));
+  mkdirSync(deep, { recursive: true });
+  const link = path.join(dir, `sn-${process.pid}-ln${uniq++}`);
+  symlinkSync(deep, link);
+  t.teardown(() => {
+    for (const p of [link, top]) rmSync(p, { recursive: true, force: true });
+  });
+  t.true(`${deep}/q.sock`.length >= 108 && `${link}/q.sock`.length < 108);
+  const ours = sock('dgram-vale');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: `${link}/q.sock` } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  const { said, out } = dgramPeer(t, `
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+s.sendto(frame(7), sys.argv[2])
+print('SENT', flush=True)
+d = s.recv(65536)
+print('GOT', len(d), d[14], flush=True)
+`, [`${link}/q.sock`, ours]);
+  await said(/SENT/);
+  t.deepEqual(await collect(peer, 1), [7]);
+  peer.inject(frame(90, 8));
+  peer.txsync();
+  await said(/GOT/);
+  t.regex(out(), /GOT 90 8/);
+});
+
+test('dgram: each foreign sender is logged, not only the first (at most a line a second)', async (t) => {
+  t.timeout(60_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  // vale-ts as a child: its log (stderr) is what is looked at
+  const socket = sock('ctl');
+  const v = await startValeTs(socket);
+  t.teardown(v.stop);
+  let log = '';
+  v.proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const vale = new ValeClient({ socket });
+  const ours = sock('dgram-vale');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: sock('dgram-qemu') } });
+  // two intruders, one after the other; the second keeps sending (each
+  // datagram counted before the next) until its line is logged, a second on
+  const first = sock('dgram-first');
+  const second = sock('dgram-second');
+  t.teardown(() => {
+    // (a killed vale-ts leaves its socket file)
+    for (const p of [first, second, ours]) rmSync(p, { force: true });
+  });
+  const { py, said } = dgramPeer(t, `
+a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); a.bind(sys.argv[1])
+b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); b.bind(sys.argv[2])
+a.sendto(frame(1), sys.argv[3])
+print('A', flush=True)
+for line in sys.stdin:
+    b.sendto(frame(2), sys.argv[3])
+    print('B', flush=True)
+`, [first, second, ours]);
+  await said(/A/);
+  await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender'] === 1);
+  for (let sent = 1; !log.includes(second); sent++) {
+    py.stdin!.write('\n');
+    await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender'] === 1 + sent);
+  }
+  const lines = log.split('\n').filter((l) => /dropped a datagram from/.test(l));
+  t.true(lines[0]!.includes(first), lines.join('\n'));
+  t.true(lines.some((l) => l.includes(second) && /\(and \d+ more like it/.test(l)), lines.join('\n'));
+});
+
 test.serial('stream: a flood of too-long frames does not hold the driver in its read loop; a frame to the peer goes out meanwhile', async (t) => {
   t.timeout(120_000);
   if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the flooding peer');
-  // lossless with 64 tx slots, its receiver 64 slots not read yet: the
-  // driver stops reading the stream once those are full (a stall bound beyond the test)
-  const socket = sock('ctl');
-  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
-  t.teardown(() => srv.close());
-  const vale = new ValeClient({ socket });
-  const path1 = sock('stream');
-  await srv.createPort('vale0:vm', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'stream', path: path1 } });
-  const peer = await open('vale0:peer', { socket, slots: 64 });
-  t.teardown(() => peer.close());
+  const { vale, path1, peer } = await stalledStreamPort(t);
   // Hostile: 300 good frames, then 256 MiB of frames one byte longer than the
   // port's buffers (2048), each skipped and counted, none delivered. All of it
   // is queued in the socket while the driver waits for room (a send buffer
@@ -440,15 +625,13 @@ test.serial('stream: a flood of too-long frames does not hold the driver in its 
   // frame the switch sends it after that, it asks how much of what it sent
   // is still unread (SIOCOUTQ): a driver held in its read loop sends nothing
   // before the flood is all read (0 left).
-  const py = spawn('python3', ['-c', `${FLOOD_PEER}acc = b''
+  const { py, said, out } = floodPeer(t, path1, `acc = b''
 while len(acc) < 4 or len(acc) < 4 + int.from_bytes(acc[:4], 'big'):
     acc += s.recv(65536)
 left = struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0]  # SIOCOUTQ
 print('GOT', acc[4 + 14], 'UNREAD', left, flush=True)
 sys.stdin.readline()
-`, path1], { stdio: ['pipe', 'pipe', 'inherit'], env: peerEnv() });
-  t.teardown(() => py.kill());
-  const { said, out } = listen(py);
+`);
   await said(/QUEUED/);
   // the receiver reads: the good frames arrive, then the driver is in the flood
   const tags = await collect(peer, 300);
@@ -464,7 +647,7 @@ sys.stdin.readline()
   t.true(c['dropTooLong']! > 0);
   t.is(c['dropBadLength'], 0, 'the stream stayed in step');
   t.is(c['inFrames'], 300);
-  py.stdin.end();
+  py.stdin!.end();
 });
 
 test('stream client mode: frames arriving for the port while the peer is away do not stop vale-ts reconnecting', async (t) => {
@@ -529,20 +712,11 @@ s.sendto(b'x' * 60, sys.argv[1])
 test.serial('stream: frames for a peer whose socket was full once go out when it reads again, while its input keeps the driver busy', async (t) => {
   t.timeout(120_000);
   if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the peer');
-  // lossless with 64 tx slots, its receiver 64 slots not read yet: the driver
-  // stops reading the stream once those are full (a stall bound beyond the test)
   // One run needs the peer's queued input to outlast the test's steps from
   // holding the frames to the peer reading; the peer says (START) how much
   // was still unread then. A run where none was shows nothing: run again.
   const attempt = async (run: number): Promise<boolean> => {
-    const socket = sock('ctl');
-    const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
-    t.teardown(() => srv.close());
-    const vale = new ValeClient({ socket });
-    const path1 = sock('stream');
-    await srv.createPort('vale0:vm', { conf: { txSlots: 64, rxSlots: 1024 }, lossless: true, driver: { kind: 'stream', path: path1 } });
-    const peer = await open('vale0:peer', { socket, slots: 64 });
-    t.teardown(() => peer.close());
+    const { srv, vale, path1, peer } = await stalledStreamPort(t, { rxSlots: 1024 });
     // The peer (a guest busy sending, its QEMU not reading for a while): 300
     // good frames, then 256 MiB of too-long frames (skipped and counted: input
     // that keeps the driver's every round busy), all queued in its socket
@@ -550,7 +724,7 @@ test.serial('stream: frames for a peer whose socket was full once go out when it
     // frames sent to it arrived and asks how much of its input is still unread
     // (SIOCOUTQ): 0 means they waited for the end of its input.
     const M = 300;
-    const py = spawn('python3', ['-c', `${FLOOD_PEER}sys.stdin.readline()
+    const { py, said, out } = floodPeer(t, path1, `sys.stdin.readline()
 print('START', struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0], flush=True)
 n, acc = 0, b''
 while n < ${M}:
@@ -564,9 +738,7 @@ while n < ${M}:
 left = struct.unpack('i', fcntl.ioctl(s, 0x5411, b'\\0' * 4))[0]  # SIOCOUTQ
 print('GOT', n, 'UNREAD', left, flush=True)
 sys.stdin.readline()
-  `, path1], { stdio: ['pipe', 'pipe', 'inherit'], env: peerEnv() });
-    t.teardown(() => py.kill());
-    const { said, out } = listen(py);
+  `);
     await said(/QUEUED/);
     // M full-size frames to the peer, more than its socket holds (the driver's
     // send buffer, net.core.wmem_default): the driver's send says EAGAIN and the
@@ -586,7 +758,7 @@ sys.stdin.readline()
     t.true(held.queued > 0, 'the driver\'s socket took every frame: none was held back (a larger net.core.wmem_default?)');
     // the receiver reads: the good frames arrive, then the driver is in the flood, busy every round
     t.deepEqual(await collect(peer, 300), Array.from({ length: 300 }, (_, i) => i & 0xff));
-    py.stdin.write('go\n');
+    py.stdin!.write('go\n');
     await said(/START \d+/);
     await said(/UNREAD \d+/);
     const start = Number(/START (\d+)/.exec(out())?.[1]);
@@ -602,11 +774,12 @@ sys.stdin.readline()
     const m = /GOT (\d+) UNREAD (\d+)/.exec(out());
     t.is(m?.[1], String(M));
     t.true(Number(m?.[2]) > 0, `the frames held back went out only after all the peer's input was read (${out().trim()})`);
-    const c = await counters(vale, 'vale0:vm');
+    // (counted once the send returned: the peer may have the frame first)
+    const c = await untilAnswer(() => counters(vale, 'vale0:vm'), (x) => x['outFrames']! >= M);
     t.is(c['outFrames'], M);
     t.is(c['dropLinkDown'], 0);
     t.is(c['dropBadLength'], 0, 'the stream stayed in step');
-    py.stdin.end();
+    py.stdin!.end();
     return true;
   };
   for (let run = 1; run <= 5; run++) if (await attempt(run)) return;
