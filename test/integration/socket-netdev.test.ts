@@ -387,6 +387,23 @@ ${script}`, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
   return { py, ...listen(py) };
 }
 
+/** dgramPeer script: bind argv[1], send frame 7 to argv[2] (SENT), print what comes back (GOT LEN TAG). */
+const SEND_7_THEN_RECEIVE = `
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+s.sendto(frame(7), sys.argv[2])
+print('SENT', flush=True)
+d = s.recv(65536)
+print('GOT', len(d), d[14], flush=True)
+`;
+
+/** A 90-byte frame 8 from the netmap port reaches a SEND_7_THEN_RECEIVE peer. */
+async function answered(t: ExecutionContext, peer: Port, said: (re: RegExp) => Promise<void>, out: () => string): Promise<void> {
+  peer.inject(frame(90, 8));
+  peer.txsync();
+  await said(/GOT/);
+  t.regex(out(), /GOT 90 8/);
+}
+
 test('dgram: a peer path spelled otherwise (a symlinked directory, a doubled slash) is matched on its canonical form; a name that only resolves to it now is not enough', async (t) => {
   t.timeout(120_000);
   if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
@@ -497,10 +514,7 @@ print('GOT', len(d), d[14], flush=True)
   t.is(c1['inFrames'], 1, `QEMU's datagram was dropped as foreign (${JSON.stringify(c1)})`);
   t.deepEqual(await collect(peer, 1), [7]);
   t.is(c1['peerPathLookups'], 2);
-  peer.inject(frame(90, 8));
-  peer.txsync();
-  await said(/GOT/);
-  t.regex(out(), /GOT 90 8/);
+  await answered(t, peer, said, out);
 });
 
 test('dgram: frames go to the peer path as configured: a symlinked run directory pointed elsewhere is followed', async (t) => {
@@ -520,13 +534,7 @@ test('dgram: frames go to the peer path as configured: a symlinked run directory
   // QEMU binds there, spelling the new real directory with a doubled slash
   rmSync(link);
   symlinkSync(now, link);
-  const { said, out } = dgramPeer(t, `
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
-s.sendto(frame(7), sys.argv[2])
-print('SENT', flush=True)
-d = s.recv(65536)
-print('GOT', len(d), d[14], flush=True)
-`, [`${now}//q.sock`, ours]);
+  const { said, out } = dgramPeer(t, SEND_7_THEN_RECEIVE, [`${now}//q.sock`, ours]);
   await said(/SENT/);
   const c0 = await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['dropForeignSender']! + c['inFrames']! >= 1);
   t.is(c0['inFrames'], 1, `QEMU's datagram was dropped as foreign (${JSON.stringify(c0)})`);
@@ -558,19 +566,10 @@ test('dgram: a peer path whose resolved form is too long for a socket address wo
   await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: `${link}/q.sock` } });
   const peer = await open('vale0:peer', { socket });
   t.teardown(() => peer.close());
-  const { said, out } = dgramPeer(t, `
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
-s.sendto(frame(7), sys.argv[2])
-print('SENT', flush=True)
-d = s.recv(65536)
-print('GOT', len(d), d[14], flush=True)
-`, [`${link}/q.sock`, ours]);
+  const { said, out } = dgramPeer(t, SEND_7_THEN_RECEIVE, [`${link}/q.sock`, ours]);
   await said(/SENT/);
   t.deepEqual(await collect(peer, 1), [7]);
-  peer.inject(frame(90, 8));
-  peer.txsync();
-  await said(/GOT/);
-  t.regex(out(), /GOT 90 8/);
+  await answered(t, peer, said, out);
 });
 
 test('dgram: each foreign sender is logged, not only the first (at most a line a second)', async (t) => {
