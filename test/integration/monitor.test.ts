@@ -7,7 +7,7 @@
  * the port it watched and sees nothing more.
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, constants, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -210,6 +210,29 @@ test('vale-ctl-ts --capture -w FILE: the capture file is readable by its owner o
   t.is(statSync(file).mode & 0o777, 0o600);
 });
 
+/**
+ * Full-size broadcasts from `a` until the capture has stopped taking them:
+ * its monitor ring is full and drops (its output is full and writes wait).
+ */
+async function floodUntilMonitorDrops(sw: Switch, a: Port): Promise<void> {
+  const big = new Uint8Array(1514);
+  big.set(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0));
+  const dropped = (): number => sw.monitors()[0]?.counters['dropMonitor'] ?? 0;
+  while (dropped() < 4096) {
+    while (a.inject(big));
+    a.txsync();
+    await a.poll({ tx: true, rx: false, timeoutMs: 100 });
+  }
+}
+
+/** One SIGINT ends the capture through its own handler, with status 0. */
+async function endsAtFirstSigint(t: ExecutionContext, p: ChildProcess, exited: Promise<[number | null, NodeJS.Signals | null]>, stderr: () => string): Promise<void> {
+  p.kill('SIGINT');
+  const [code, signal] = await exited;
+  t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
+  t.is(code, 0);
+}
+
 test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGINT', async (t) => {
   t.timeout(120_000);
   const { sw, socket } = await setup(t);
@@ -220,18 +243,8 @@ test('vale-ctl-ts --capture -w - into a pipe nobody reads ends at the first SIGI
   await capturing;
   // full-size broadcasts until the capture has stopped taking them: its
   // monitor ring is full and drops (the pipe is full and writes are pending)
-  const big = new Uint8Array(1514);
-  big.set(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0));
-  const dropped = (): number => sw.monitors()[0]?.counters['dropMonitor'] ?? 0;
-  while (dropped() < 4096) {
-    while (a.inject(big));
-    a.txsync();
-    await a.poll({ tx: true, rx: false, timeoutMs: 100 });
-  }
-  p.kill('SIGINT');
-  const [code, signal] = await exited;
-  t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
-  t.is(code, 0);
+  await floodUntilMonitorDrops(sw, a);
+  await endsAtFirstSigint(t, p, exited, stderr);
   t.regex(stderr(), /frames written \(\d+ seen/, 'its count, on stderr, came before it stopped');
 });
 
@@ -293,18 +306,8 @@ test('vale-ctl-ts --capture -w FIFO whose reader never reads ends at the first S
   t.teardown(() => closeSync(reader));
   const { p, capturing, exited, stderr } = spawnCapture(t, process.execPath, [CTL, '--capture', 'vale0:a', '-w', file, '--socket', socket], 'ignore');
   await capturing;
-  const big = new Uint8Array(1514);
-  big.set(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0));
-  const dropped = (): number => sw.monitors()[0]?.counters['dropMonitor'] ?? 0;
-  while (dropped() < 4096) {
-    while (a.inject(big));
-    a.txsync();
-    await a.poll({ tx: true, rx: false, timeoutMs: 100 });
-  }
-  p.kill('SIGINT');
-  const [code, signal] = await exited;
-  t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
-  t.is(code, 0);
+  await floodUntilMonitorDrops(sw, a);
+  await endsAtFirstSigint(t, p, exited, stderr);
   t.regex(stderr(), /frames written \(\d+ seen/);
 });
 
