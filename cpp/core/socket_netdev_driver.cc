@@ -150,6 +150,15 @@ void SocketNetdevDriver::close_conn(const std::string &why) {
   send_shut_ = false;
 }
 
+// The end of what the peer sends (EOF or a read error): every whole frame
+// read before it was delivered first (stream_in reads only then), so what
+// is left is a frame cut short. The rest of a too-long one (skip_) was
+// counted when it began.
+void SocketNetdevDriver::end_stream(const std::string &why) {
+  if (in_have_) count(Ctr::DropTruncated);
+  close_conn(why);
+}
+
 // The frame a short write began: counted in outFrames only once its last
 // byte is written, so a tail that never goes is a drop.
 void SocketNetdevDriver::drop_out_tail() {
@@ -307,7 +316,7 @@ uint32_t SocketNetdevDriver::stream_in() {
     if (stalled || moved >= BATCH || !readable_) return moved;
     ssize_t r = ::read(conn_.get(), in_.data() + in_have_, in_.size() - in_have_);
     if (r == 0) {
-      close_conn("end of stream");
+      end_stream("end of stream");
       return moved;
     }
     if (r < 0) {
@@ -317,7 +326,7 @@ uint32_t SocketNetdevDriver::stream_in() {
         return moved;
       }
       count(Ctr::LinkErrors);
-      close_conn(std::string("read: ") + std::strerror(errno));
+      end_stream(std::string("read: ") + std::strerror(errno));
       return moved;
     }
     in_have_ += static_cast<size_t>(r);

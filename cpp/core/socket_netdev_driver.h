@@ -19,7 +19,8 @@
 // The peer's lengths are its word: a frame longer than the port's buffer is
 // skipped and counted (dropTooLong; the stream stays in step), a length of 0
 // or beyond anything QEMU can send means the stream is out of step: counted
-// (dropBadLength), logged, and the connection closed. A failed write (the peer reads
+// (dropBadLength), logged, and the connection closed. A frame the stream
+// ends inside of is counted (dropTruncated). A failed write (the peer reads
 // no more) ends only the sending side: the frames the peer sent, read or
 // still queued, are delivered up to its end of stream, and frames for it
 // are dropped (dropLinkDown) meanwhile.
@@ -66,6 +67,7 @@ class SocketNetdevDriver final : public PortPump {
   void try_connect();
   void connect_if_due();
   void close_conn(const std::string &why);
+  void end_stream(const std::string &why);
   void shut_send(int err);
   void drop_out_tail();
   uint32_t stream_in();

@@ -2,7 +2,8 @@
  * A stream socket netdev loses no frame without a counter when its peer
  * goes away: the frames the peer sent before (read into the driver's
  * buffer while the switch had no room, or still in the socket) are
- * delivered after a write to it failed. The peer here is a plain socket
+ * delivered after a write to it failed, and a frame the end of the stream
+ * cuts short is counted (dropTruncated). The peer here is a plain socket
  * speaking QEMU's framing (4-byte big-endian length, then the frame).
  */
 import test from 'ava';
@@ -91,4 +92,37 @@ test('stream: frames held for tx room are delivered after a write to the closed 
   t.is(c['linkErrors'], 1);
   t.is(c['dropLinkDown'], 1, 'the frame for the closed peer');
   t.is(c['outFrames'], 0);
+  t.is(c['dropTruncated'], 0);
+});
+
+test('stream: a frame the end of the stream cuts short is counted, a too-long one it cuts is not counted twice', async (t) => {
+  t.timeout(60_000);
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  const p = sock('stream');
+  await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: p } });
+  const peer = await open('vale0:peer', { socket });
+  t.teardown(() => peer.close());
+  const ends = async (bytes: Buffer, disconnects: number): Promise<Record<string, number>> => {
+    const conn = await connected(p);
+    t.teardown(() => conn.destroy());
+    conn.end(bytes);
+    return untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['disconnects'] === disconnects);
+  };
+  // two whole frames, then a length of 100 and 10 bytes of its frame
+  let c = await ends(Buffer.concat([framed(frame(60, 1)), framed(frame(60, 2)), lenPrefix(100), frame(60, 3).subarray(0, 10)]), 1);
+  t.is(c['inFrames'], 2);
+  t.is(c['dropTruncated'], 1, JSON.stringify(c));
+  // two bytes of a length prefix
+  c = await ends(Buffer.concat([framed(frame(60, 4)), lenPrefix(100).subarray(0, 2)]), 2);
+  t.is(c['inFrames'], 3);
+  t.is(c['dropTruncated'], 2, JSON.stringify(c));
+  // a too-long frame (the port's buffers are 2048) cut short: counted once, as too long
+  c = await ends(Buffer.concat([lenPrefix(3000), Buffer.alloc(100)]), 3);
+  t.is(c['dropTooLong'], 1);
+  t.is(c['dropTruncated'], 2, JSON.stringify(c));
+  t.is(c['dropBadLength'], 0);
+  t.is(c['inFrames'], 3);
 });
