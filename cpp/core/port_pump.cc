@@ -25,6 +25,7 @@ const char *ctr_name(Ctr c) {
     case Ctr::OffloadSegments: return "offloadSegments";
     case Ctr::DropTooLong: return "dropTooLong";
     case Ctr::DropBadLength: return "dropBadLength";
+    case Ctr::DropTruncated: return "dropTruncated";
     case Ctr::DropForeignSender: return "dropForeignSender";
     case Ctr::PeerPathLookups: return "peerPathLookups";
     case Ctr::DropBadVnetHdr: return "dropBadVnetHdr";

@@ -47,6 +47,7 @@ enum class Ctr : uint8_t {
   OffloadSegments,       // frames those became
   DropTooLong,           // longer than the port's buffer: never truncated
   DropBadLength,         // a stream length prefix of 0 or beyond any frame (connection closed)
+  DropTruncated,         // stream: a frame the peer's end of stream (or a read error) cut short
   DropForeignSender,     // dgram: a datagram from a socket other than the configured peer
   PeerPathLookups,       // dgram: a sender name spelled unlike the peer path, resolved (its cache missed)
   DropBadVnetHdr,        // offload impossible: see the offload* drop reasons below

@@ -145,9 +145,43 @@ void SocketNetdevDriver::close_conn(const std::string &why) {
   connect_at_ns_ = mono_ns() + CONNECT_RETRY_NS;
   readable_ = false;
   in_have_ = skip_ = 0;
+  drop_out_tail();
+  out_blocked_ = false;
+  send_shut_ = false;
+}
+
+// The end of what the peer sends (EOF or a read error): every whole frame
+// read before it was delivered first (stream_in reads only then), so what
+// is left is a frame cut short. The rest of a too-long one (skip_) was
+// counted when it began.
+void SocketNetdevDriver::end_stream(const std::string &why) {
+  if (in_have_) count(Ctr::DropTruncated);
+  close_conn(why);
+}
+
+// The frame a short write began: counted in outFrames only once its last
+// byte is written, so a tail that never goes is a drop.
+void SocketNetdevDriver::drop_out_tail() {
+  if (out_off_ < out_.size()) count(Ctr::DropLinkDown);
   out_.clear();
   out_off_ = 0;
+}
+
+// A write failed: the peer takes no more (closed, or shut its reading
+// side). What it sent before is still in the socket and in in_, whole frames
+// that may wait for tx room: those are its frames, delivered as if the
+// write had not failed, up to its end of stream (end_stream closes then).
+// Our end of the stream is shut, so a peer that still reads after all (a
+// transient error) sees it end, as on a close, rather than a silent gap.
+void SocketNetdevDriver::shut_send(int err) {
+  count(Ctr::LinkErrors);
+  drop_out_tail();
+  ::shutdown(conn_.get(), SHUT_WR);
+  send_shut_ = true;
   out_blocked_ = false;
+  log_limited(shut_log_, std::string("write: ") + std::strerror(err) +
+                             ": sending to the stream peer stopped; what it sent is still delivered, up to its end of stream, and "
+                             "frames for it are dropped (dropLinkDown)");
 }
 
 int SocketNetdevDriver::idle_timeout_ms() {
@@ -282,7 +316,7 @@ uint32_t SocketNetdevDriver::stream_in() {
     if (stalled || moved >= BATCH || !readable_) return moved;
     ssize_t r = ::read(conn_.get(), in_.data() + in_have_, in_.size() - in_have_);
     if (r == 0) {
-      close_conn("end of stream");
+      end_stream("end of stream");
       return moved;
     }
     if (r < 0) {
@@ -292,7 +326,7 @@ uint32_t SocketNetdevDriver::stream_in() {
         return moved;
       }
       count(Ctr::LinkErrors);
-      close_conn(std::string("read: ") + std::strerror(errno));
+      end_stream(std::string("read: ") + std::strerror(errno));
       return moved;
     }
     in_have_ += static_cast<size_t>(r);
@@ -300,24 +334,28 @@ uint32_t SocketNetdevDriver::stream_in() {
 }
 
 uint32_t SocketNetdevDriver::stream_out() {
+  if (send_shut_) return drop_rx();
   uint32_t moved = 0;
   // first the tail of a frame a short write left
-  while (out_off_ < out_.size()) {
-    ssize_t r = ::send(conn_.get(), out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        out_blocked_ = true;
-        return 0;
+  if (out_off_ < out_.size()) {
+    while (out_off_ < out_.size()) {
+      ssize_t r = ::send(conn_.get(), out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+          out_blocked_ = true;
+          return 0;
+        }
+        shut_send(errno);
+        return drop_rx();
       }
-      count(Ctr::LinkErrors);
-      close_conn(std::string("write: ") + std::strerror(errno));
-      return 0;
+      out_off_ += static_cast<size_t>(r);
     }
-    out_off_ += static_cast<size_t>(r);
+    count(Ctr::OutFrames);
+    count(Ctr::OutBytes, out_.size() - 4);
+    out_.clear();
+    out_off_ = 0;
   }
-  out_.clear();
-  out_off_ = 0;
   const uint8_t *b;
   uint32_t l;
   while (moved < BATCH && !out_blocked_ && rx_peek(b, l)) {
@@ -333,22 +371,24 @@ uint32_t SocketNetdevDriver::stream_out() {
         out_blocked_ = true;
         break;
       }
-      count(Ctr::LinkErrors);
+      const int e = errno;
       count(Ctr::DropLinkDown);
       rx_pop();
-      close_conn(std::string("write: ") + std::strerror(errno));
+      shut_send(e);
       return moved + 1;
     }
     const size_t w = static_cast<size_t>(r), total = 4 + size_t{l};
     if (w < total) {
-      // keep the rest (the stream must stay in step), then wait for room
+      // keep the rest (the stream must stay in step), then wait for room;
+      // the frame is counted once its tail is written
       out_.assign(lenbe, lenbe + 4);
       out_.insert(out_.end(), b, b + l);
       out_off_ = w;
       out_blocked_ = true;
+    } else {
+      count(Ctr::OutFrames);
+      count(Ctr::OutBytes, l);
     }
-    count(Ctr::OutFrames);
-    count(Ctr::OutBytes, l);
     rx_pop();
     moved++;
   }

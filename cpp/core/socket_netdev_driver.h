@@ -19,7 +19,11 @@
 // The peer's lengths are its word: a frame longer than the port's buffer is
 // skipped and counted (dropTooLong; the stream stays in step), a length of 0
 // or beyond anything QEMU can send means the stream is out of step: counted
-// (dropBadLength), logged, and the connection closed.
+// (dropBadLength), logged, and the connection closed. A frame the stream
+// ends inside of is counted (dropTruncated). A failed write (the peer reads
+// no more) ends only the sending side: the frames the peer sent, read or
+// still queued, are delivered up to its end of stream, and frames for it
+// are dropped (dropLinkDown) meanwhile.
 #pragma once
 
 #include <sys/socket.h>
@@ -63,6 +67,9 @@ class SocketNetdevDriver final : public PortPump {
   void try_connect();
   void connect_if_due();
   void close_conn(const std::string &why);
+  void end_stream(const std::string &why);
+  void shut_send(int err);
+  void drop_out_tail();
   uint32_t stream_in();
   uint32_t dgram_in();
   uint32_t stream_out();
@@ -106,6 +113,10 @@ class SocketNetdevDriver final : public PortPump {
   // the unsent tail of a frame a short write left
   std::vector<uint8_t> out_;
   size_t out_off_ = 0;
+  // stream: a write failed (the peer reads no more): frames for it are
+  // dropped while what it sent is still read, up to its end (shut_send)
+  bool send_shut_ = false;
+  LogLimit shut_log_;  // once per connection, but connections come in a loop
   // dgram: when to send again after the peer's receive queue was full
   int64_t retry_at_ns_ = 0;
   int64_t retry_ns_ = 0;

@@ -17,7 +17,10 @@
  *
  * Frames longer than the port's buffer are dropped and counted
  * (`dropTooLong`), never truncated; a stream length of 0 or beyond what QEMU
- * can send closes the connection (`dropBadLength`, and a log line).
+ * can send closes the connection (`dropBadLength`, and a log line), and a
+ * frame the end of the stream cuts short is counted (`dropTruncated`). A
+ * failed write to a stream peer ends only the sending side: what it sent
+ * before is delivered up to its end of stream (docs/vm-ports.md).
  */
 import { registerPortKind } from './driver.js';
 import { FdPortDriver, onlySettings, socketPath } from './fd-driver.js';
