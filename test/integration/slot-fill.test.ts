@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
+import { makeNamespaces, must } from '../fixtures/linux-if-netns.js';
 import { untilAnswer } from '../fixtures/wait.js';
 
 const NS_MOREFRAG = 0x20;
@@ -40,7 +41,7 @@ interface Got {
   data: Buffer;
 }
 
-/** The next `n` frames on the port's rx ring, each as its slots' lengths and bytes; fewer if none comes for 20 s. */
+/** The next `n` frames (of ethertype 0x88b5, or empty) on the port's rx ring, each as its slots' lengths and bytes; fewer if none comes for 20 s. */
 async function receive(port: Port, n: number): Promise<Got[]> {
   const rx = port.rxRings[0]!;
   const out: Got[] = [];
@@ -59,7 +60,9 @@ async function receive(port: Port, n: number): Promise<Got[]> {
       const more = (rx.flags(s) & NS_MOREFRAG) !== 0;
       rx.advance(1);
       if (more) continue;
-      out.push({ lens, data: Buffer.concat(parts) });
+      const data = Buffer.concat(parts);
+      // the test's ethertype only (not a namespace's IPv6 chatter)
+      if (data.length === 0 || (data.length >= 14 && data.readUInt16BE(12) === 0x88b5)) out.push({ lens, data });
       lens = [];
       parts = [];
     }
@@ -137,4 +140,36 @@ print('SENT', flush=True)
   t.is(got[0]!.data[14], 2);
   t.is(c['inFrames'], 1, JSON.stringify(c));
   t.is(c['dropTooLong'], 1, 'the 65536-byte datagram');
+});
+
+test('af-packet: a 65536-byte frame from the interface into a port with 64 KiB buffers is counted as too big, not passed on as a slot of length 0', async (t) => {
+  t.timeout(120_000);
+  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed to send raw frames');
+  const { ends, remove } = await makeNamespaces('sfx7', 1, 247);
+  t.teardown(remove);
+  const e = ends[0]!;
+  const socket = sock('ctl');
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  await must('ip', 'link', 'set', e.host, 'mtu', '65000');
+  await srv.createPort(`vale0:${e.host}`, { bufSize: BUF, conf: { txSlots: 16, rxSlots: 16 }, driver: { kind: 'af-packet', ifname: e.host } });
+  const peer = await open('vale0:peer', { socket, slots: 16, bufSize: BUF });
+  t.teardown(() => peer.close());
+  // veth takes up to 65535 + 14 bytes once its MTU is raised (after the
+  // attach, which refuses an MTU whose frames overrun the buffers)
+  await must('ip', 'link', 'set', e.host, 'mtu', '65535');
+  await must('ip', '-n', e.ns, 'link', 'set', e.inner, 'mtu', '65535');
+  const send =
+    'import socket, sys\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind((sys.argv[1], 0))\n' +
+    'for n, tag in ((65536, 1), (65535, 2)): s.send(bytes([0xff] * 6 + [2, 0, 0, 0, 0, 0x77, 0x88, 0xb5, tag]) + bytes(n - 15))\n';
+  const sent = spawnSync('ip', ['netns', 'exec', e.ns, 'python3', '-c', send, e.inner], { encoding: 'utf8' });
+  t.is(sent.status, 0, sent.stderr);
+  const got = await receive(peer, 1);
+  // (the driver thread took the 65536-byte frame before the one received)
+  const c = await counters(vale, `vale0:${e.host}`);
+  t.is(got.length, 1, `frames ${describe(got)}; ${JSON.stringify(c)}`);
+  t.deepEqual(got[0]!.lens, [65535], `the 65535-byte frame in one slot: ${describe(got)}`);
+  t.is(got[0]!.data[14], 2);
+  t.is(c['drop_too_big'], 1, `the 65536-byte frame: ${JSON.stringify(c)}`);
 });
