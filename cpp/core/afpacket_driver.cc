@@ -369,7 +369,7 @@ void AfPacketDriver::poll_kernel_drops() {
 // The kernel's header and the frame, into one tx slot or a chain of them.
 bool AfPacketDriver::put_frame_with_hdr(uint8_t *data, uint32_t len) {
   netmap_ring *tx = port_.tx_ring(0);
-  const uint32_t bufsz = port_.buf_size();
+  const uint32_t bufsz = slot_fill(port_.buf_size());  // what one slot may carry
   const VnetHdr vh = vnet_hdr_read(data - kVnetLen);
   const bool gso = vh.gso_type != VNET_GSO_NONE;
   if (!gso && len > bufsz) {
@@ -410,7 +410,7 @@ bool AfPacketDriver::chain_bufs(uint32_t n, uint8_t **to) {
 
 void AfPacketDriver::publish_chain(uint32_t n, uint32_t len, const VnetHdr &vh) {
   netmap_ring *tx = port_.tx_ring(0);
-  const uint32_t bufsz = port_.buf_size();
+  const uint32_t bufsz = slot_fill(port_.buf_size());  // what one slot may carry
   const size_t flen = kVnetLen + len;
   for (uint32_t j = 0; j < n; j++) {
     netmap_slot &sl = tx->slot[tx->head];
@@ -428,7 +428,7 @@ bool AfPacketDriver::put_frame(uint8_t *data, uint32_t len) {
   if (cfg_.pass_hdr) return put_frame_with_hdr(data, len);
   netmap_ring *tx = port_.tx_ring(0);
   uint32_t space = port_.tx_space(0);
-  const uint32_t bufsz = port_.buf_size();
+  const uint32_t bufsz = slot_fill(port_.buf_size());  // what one slot may carry
   VnetHdr vh{};
   if (cfg_.vnet_hdr) vh = vnet_hdr_read(data - kVnetLen);  // the kernel puts it right before the MAC header
   auto take = [&]() -> uint8_t * { return port_.slot_buf(tx->slot[tx->head]); };
@@ -555,7 +555,7 @@ bool AfPacketDriver::put_copied(bool gso, uint32_t len, uint32_t tag) {
     return true;
   };
   netmap_ring *tx = port_.tx_ring(0);
-  const uint32_t bufsz = port_.buf_size();
+  const uint32_t bufsz = slot_fill(port_.buf_size());  // what one slot may carry
   const size_t tl = tag ? kVlanLen : 0;
   if (!gso && len + tl > bufsz) {
     log_once(logged_too_big_, "a " + std::to_string(len + tl) + "-byte frame (not GSO) is larger than the port's " + std::to_string(bufsz) + "-byte buffers: dropped; lower the MTU of " + cfg_.ifname);

@@ -135,7 +135,7 @@ void PortPump::tx_push(uint32_t len, bool more) {
 }
 
 bool PortPump::tx_chain(const uint8_t *frame, size_t len) {
-  const size_t bs = buf_size();
+  const size_t bs = slot_fill();
   const size_t n = len == 0 ? 1 : (len + bs - 1) / bs;
   netmap_ring *g = pc_.tx_ring(0);
   if (n > NETMAP_MAX_FRAGS || n >= g->num_slots) {
@@ -300,7 +300,7 @@ class TxSink final : public SegmentSink {
 
 bool PortPump::ingest_vnet(const VnetHdr &h, uint8_t *frame, size_t len, bool in_slot) {
   if ((h.gso_type & static_cast<uint8_t>(~VNET_GSO_ECN)) == VNET_GSO_NONE) {
-    if (len > buf_size()) {
+    if (len > slot_fill()) {
       count(Ctr::DropTooLong);
       return true;
     }
@@ -327,8 +327,8 @@ bool PortPump::ingest_vnet(const VnetHdr &h, uint8_t *frame, size_t len, bool in
   }
   if (n > 0 && !tx_room_for(n)) return false;
   TxSink sink([](void *s) { return static_cast<PortPump *>(s)->tx_buf(); },
-              [](void *s, uint32_t l) { static_cast<PortPump *>(s)->tx_push(l); }, this, buf_size());
-  SegmentResult r = gso_segment(h, frame, len, buf_size(), sink);
+              [](void *s, uint32_t l) { static_cast<PortPump *>(s)->tx_push(l); }, this, slot_fill());
+  SegmentResult r = gso_segment(h, frame, len, slot_fill(), sink);
   if (r.err != OffloadError::None) {
     // parse errors come before any segment; NoRoom (room was checked, so a tx
     // slot with a bad buffer index part way) leaves the segments already

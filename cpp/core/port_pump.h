@@ -113,7 +113,7 @@ class PortPump {
   bool tx_room_for(uint32_t n);
   // The next free tx slot's buffer (tx_room() > 0 first).
   uint8_t *tx_buf();
-  // Publishes the next tx slot with `len` bytes (≤ buf_size()); `more`: the
+  // Publishes the next tx slot with `len` bytes (≤ slot_fill()); `more`: the
   // frame goes on in the next slot (NS_MOREFRAG), counted once at its end.
   void tx_push(uint32_t len, bool more = false);
   // Publishes a frame longer than one buffer as a chain of NS_MOREFRAG
@@ -139,6 +139,9 @@ class PortPump {
   // rx_pop() each of its slots after.
   bool rx_peek_chain(iovec *iov, uint32_t max, uint32_t &slots, size_t &len);
   uint32_t buf_size() const { return pc_.buf_size(); }
+  // Bytes one tx slot may carry: buf_size(), less one on 64 KiB buffers
+  // (a slot's len is 16 bits). What a writer reads or copies into one slot.
+  uint32_t slot_fill() const { return nm::slot_fill(pc_.buf_size()); }
 
   // A frame with a virtio-net header read from the link: finishes its
   // checksum or segments it into tx slots. `frame` may be the tx slot's own

@@ -23,6 +23,10 @@ constexpr uint32_t DEFAULT_SLOTS = 1024;
 constexpr uint32_t DEFAULT_BUF_SIZE = 2048;
 constexpr uint32_t MIN_BUF_SIZE = 64;
 constexpr uint32_t MAX_BUF_SIZE = 65536;
+// Bytes a writer may put in one slot of a port with `buf_size` buffers: the
+// buffer, but no more than netmap_slot's 16-bit len can say (a 64 KiB buffer
+// holds 65536, which would read back as a slot of length 0)
+constexpr uint32_t slot_fill(uint32_t buf_size) { return buf_size < 0xffffu ? buf_size : 0xffffu; }
 constexpr uint32_t MAX_EXTRA_BUFS = 1u << 20;
 constexpr uint64_t REGION_HEADER_SIZE = 4096;
 constexpr uint64_t CSB_ENTRY_SIZE = 128;  // nm_csb_atok + nm_csb_ktoa

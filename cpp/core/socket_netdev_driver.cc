@@ -271,7 +271,7 @@ uint32_t SocketNetdevDriver::drop_rx() {
 
 uint32_t SocketNetdevDriver::stream_in() {
   uint32_t moved = 0;
-  const size_t bs = buf_size();
+  const size_t bs = slot_fill();
   for (;;) {
     size_t pos = 0;
     bool stalled = false;  // a whole frame waits for tx room
@@ -462,7 +462,7 @@ void SocketNetdevDriver::log_foreign(const sockaddr_un &from, socklen_t len) {
 
 uint32_t SocketNetdevDriver::dgram_in() {
   uint32_t moved = 0;
-  const size_t bs = buf_size();
+  const size_t bs = slot_fill();
   while (moved < BATCH && readable_ && tx_room() > 0) {
     uint8_t *slot = tx_buf();
     sockaddr_un from{};

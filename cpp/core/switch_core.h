@@ -507,9 +507,8 @@ class SwitchCore {
       return base() + layout.buf_pool_ofs + static_cast<uint64_t>(idx) * layout.p.buf_size;
     }
     bool buf_ok(uint32_t idx) const { return idx >= 2 && idx < layout.num_bufs; }
-    // bytes a converted copy puts in one rx slot: the buffer, but no more
-    // than the slot's 16-bit length can say (a 64 KiB buffer holds 65536)
-    uint32_t slot_fill() const { return std::min<uint32_t>(layout.p.buf_size, UINT16_MAX); }
+    // bytes a converted copy puts in one rx slot
+    uint32_t slot_fill() const { return nm::slot_fill(layout.p.buf_size); }
   };
   // One tx ring that collect() visits, in active_ order: what it needs to
   // tell an idle ring from one with frames without touching the Port (a

@@ -125,7 +125,7 @@ uint32_t TapDriver::link_in() {
     pending_ = false;
     moved++;
   }
-  const size_t bs = buf_size();
+  const size_t bs = slot_fill();
   for (uint32_t spins = 0, qi = 0; moved < BATCH && pick_queue(spins, qi);) {
     uint8_t hdr[VNET_HDR_LEN];
     uint8_t *slot = tx_buf();
@@ -176,7 +176,7 @@ uint32_t TapDriver::link_in() {
 // than a buffer, a chain of them.
 uint32_t TapDriver::link_in_with_hdr() {
   uint32_t moved = 0;
-  const size_t bs = buf_size();
+  const size_t bs = slot_fill();
   if (pending_) {
     if (!tx_chain(scratch_.data(), pending_len_)) return 0;
     pending_ = false;

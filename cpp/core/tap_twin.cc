@@ -76,7 +76,7 @@ bool TapTwinDriver::pump_in() {
     // the TAP has no offloads: a frame is at most its MTU, but that may have
     // been raised beyond the buffers; a read gives only what fits the iovecs
     // (the rest of the frame is lost), so one too long lands in overflow_
-    const size_t bs = port_.buf_size();
+    const size_t bs = slot_fill(port_.buf_size());  // what one slot may carry
     iovec iov[2] = {{b, bs}, {overflow_.data(), overflow_.size()}};
     ssize_t n = ::readv(tap_.get(), iov, 2);
     if (n <= 0) break;

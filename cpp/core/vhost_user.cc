@@ -705,7 +705,7 @@ struct VhostUserPort::Impl final : RoundHook {
     if (p <= 0) return 0;
     uint32_t done = 0, moved = 0;
     uint64_t frames = 0, bytes = 0;  // counted once per batch: one atomic add each, not per frame
-    const uint32_t bufsz = pc.buf_size();
+    const uint32_t bufsz = slot_fill(pc.buf_size());  // what one slot may carry
     prefetch_batch(q, std::min<int>(p, static_cast<int>(std::min(space, budget))), false);
     while (p > 0 && done < budget) {
       if (space == 0) {

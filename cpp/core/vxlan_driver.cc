@@ -1166,7 +1166,7 @@ bool VxlanDriver::deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len
     vcount(VxCtr::DropShortFrame);
     return true;
   }
-  if (len > buf_size()) {
+  if (len > slot_fill()) {
     vcount(VxCtr::DropTooLongIn);
     return true;
   }
@@ -1371,7 +1371,7 @@ uint32_t VxlanDriver::recv_datagrams() {
   iovec iov[RX_BATCH][3];
   mmsghdr m[RX_BATCH];
   alignas(cmsghdr) char ctl[RX_BATCH][CMSG_SPACE(sizeof(int))];
-  const size_t bs = buf_size();
+  const size_t bs = slot_fill();
   for (uint32_t i = 0; i < n; i++) {
     iov[i][0] = {hdr[i], VXLAN_HDR_LEN};
     iov[i][1] = {slot[i], bs};

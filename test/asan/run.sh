@@ -74,7 +74,7 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 node_modules/.bin/ava --timeout 10m --concurrency 1 dist/test/integration/pipe.test.js dist/test/integration/switch.test.js dist/test/integration/backpressure.test.js dist/test/unit/abi.test.js \
   dist/test/integration/pktgen-native.test.js dist/test/integration/control-api.test.js dist/test/integration/hostile.test.js dist/test/integration/hostile-bells.test.js dist/test/integration/hostile-persistent.test.js \
   dist/test/integration/hostile-proc.test.js dist/test/integration/preload.test.js dist/test/integration/preload-netmap-apps.test.js dist/test/integration/preload-hostile.test.js \
-  dist/test/unit/offload.test.js dist/test/integration/socket-netdev.test.js dist/test/integration/socket-netdev-stream-loss.test.js dist/test/integration/tap-port.test.js \
+  dist/test/unit/offload.test.js dist/test/integration/socket-netdev.test.js dist/test/integration/socket-netdev-stream-loss.test.js dist/test/integration/slot-fill.test.js dist/test/integration/tap-port.test.js \
   dist/test/integration/linux-if.test.js dist/test/integration/linux-if-hostile.test.js \
   dist/test/integration/vhost-user-hostile.test.js dist/test/integration/monitor.test.js dist/test/unit/capture-pcapng.test.js \
   dist/test/integration/vxlan.test.js dist/test/integration/vxlan-hostile.test.js dist/test/integration/switch-vnet.test.js \
