@@ -11,7 +11,7 @@ import type { OpenOptions } from '../netmap/open.js';
 import type { Backend } from './backend.js';
 import { CsbDoorbell, CsbView } from './csb.js';
 import { ControlConnection } from '../control/client.js';
-import { defaultSocketPath, PROTOCOL_VERSION, type RegisterRequest } from '../control/protocol.js';
+import { decodeReply, defaultSocketPath, PROTOCOL_VERSION, type RegisterRequest } from '../control/protocol.js';
 import { SwitchGoneError } from '../netmap/errors.js';
 
 /** Options of a vale port opened through vale-ts: those of {@link OpenOptions} that reach the switch. */
@@ -45,6 +45,8 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
   private readonly rx: RingWords[] = [];
   private readonly hupWatch: NativeFdWatcher;
   private hung = false;
+  /** the switch's reason when it hung up because a port went, not itself (a monitor's watched port) */
+  private portGone: string | undefined;
   private closed = false;
   private readonly spec: string;
   /**
@@ -152,6 +154,7 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
     if (m === null) return;
     // EOF, 'bye', or anything unexpected: the switch is gone for this port
     for (const f of m.eof ? [] : m.fds) native.close(f);
+    if (!m.eof) this.portGone = goneOf(m.data);
     this.hung = true;
     this.hupWatch.stop();
     native.kick(this.waitFd); // wake a sleeping poll so it sees the hang-up
@@ -178,6 +181,8 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
 
   private gone(): SwitchGoneError {
     const lost = this.untakenTxFrames();
+    if (this.portGone !== undefined)
+      return new SwitchGoneError(`${this.spec}: hung up by the vale-ts switch at ${this.conn.socketPath}: ${this.portGone}; close the port`, lost);
     return new SwitchGoneError(
       `${this.spec}: the vale-ts switch at ${this.conn.socketPath} went away` +
         (lost > 0 ? ` with ${lost} frame${lost === 1 ? '' : 's'} queued on tx that it never took` : '') +
@@ -230,5 +235,15 @@ export class ValeClientBackend extends CsbDoorbell implements Backend {
     native.close(this.memfd);
     native.close(this.waitFd);
     native.close(this.switchBell);
+  }
+}
+
+/** The reason of a 'bye' that names a port that went (not the switch), else undefined. */
+function goneOf(data: Uint8Array): string | undefined {
+  try {
+    const m = decodeReply(data);
+    return 'op' in m && m.op === 'bye' && typeof m.gone === 'string' && typeof m.reason === 'string' ? m.reason : undefined;
+  } catch {
+    return undefined; // a malformed message: the switch is gone all the same
   }
 }

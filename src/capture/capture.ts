@@ -12,6 +12,7 @@
  * @module
  */
 import type { Port } from '../netmap/port.js';
+import { SwitchGoneError } from '../netmap/errors.js';
 import type { CaptureFilter } from './filter.js';
 import type { PcapngWriter } from './pcapng.js';
 
@@ -52,6 +53,8 @@ export interface CaptureResult {
   written: number;
   /** frames the filter rejected */
   filtered: number;
+  /** why the capture ended early: a source's port hung up (the port it watches went away, or the switch) */
+  hungUp?: string;
 }
 
 /** Ring interfaces of a monitor opened as `port/r`, `/t` or `/rt`: rx ring 0 is what it received, the next what it sent. */
@@ -109,8 +112,17 @@ export async function capture(sources: readonly CaptureSource[], writer: PcapngW
     const ifOf = new Map<number, number>();
     src.rings.forEach((r, k) => ifOf.set(port.rxRings[r.ring]!.index, ids[k]!));
     while (!done()) {
-      const ev = await port.poll({ rx: true, timeoutMs: STOP_CHECK_MS });
+      let ev: { hup: boolean };
+      try {
+        ev = await port.poll({ rx: true, timeoutMs: STOP_CHECK_MS });
+      } catch (e) {
+        // the switch hung up on the monitor (its port went, or the switch): what was written stays
+        if (!(e instanceof SwitchGoneError)) throw e;
+        res.hungUp ??= e.message;
+        ev = { hup: true };
+      }
       if (ev.hup) {
+        res.hungUp ??= `${port.name}: hung up`;
         stop = true;
         wakeStopped();
         return;

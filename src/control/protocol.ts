@@ -296,6 +296,8 @@ export interface ByeMessage {
   v: number;
   op: 'bye';
   reason: string;
+  /** set when the switch stays and only the port this connection's monitor watches went: its name (the connection stays open until the client closes it) */
+  gone?: string;
 }
 
 /** A malformed message: the text says what is wrong. */

@@ -167,7 +167,9 @@ interface Client {
   /** this registration's own doorbell when it shares the port with others */
   bell?: number;
   /** the monitor (valeX:Y/r, /t, /rt) this connection opened */
-  monitor?: { sw: Switch; index: number };
+  monitor?: { sw: Switch; index: number; watched: SwitchPort };
+  /** told that the port its monitor watches went away (once) */
+  toldGone?: boolean;
 }
 
 class RequestError extends Error {
@@ -339,7 +341,39 @@ export class ValeServer extends EventEmitter {
     sw.bridgeIndex = idx;
     this.switches.set(sw.name, sw);
     this.counterRegistry.switchAdded(sw);
+    sw.on('portRemoved', (p: SwitchPort) => this.tellMonitorsOf(sw, p));
     this.emit('switch', sw);
+  }
+
+  /**
+   * A watched port has gone: each of its monitors' clients is told so (a
+   * 'bye' naming the port), and a capture ends as tcpdump does when its
+   * interface goes, instead of watching nothing for ever. The connection is
+   * not dropped here: the monitor's region stays mapped by its client, and
+   * counted against its opener's limits, until the client closes it. A port
+   * renewed for its next client is not removed and keeps its monitors.
+   */
+  private tellMonitorsOf(sw: Switch, p: SwitchPort): void {
+    for (const c of this.clients) {
+      const m = c.monitor;
+      // (a closing switch has removed its monitors before its ports)
+      if (!m || m.sw !== sw || m.watched !== p || c.toldGone || !sw.monitorPorts().some((mp) => mp.index === m.index)) continue;
+      c.toldGone = true;
+      const name = sw.monitors().find((x) => x.index === m.index)?.name ?? `${p.name}'s monitor`;
+      this.bye(c, `${p.name}, the port ${name} watches, went away`, p.name);
+    }
+  }
+
+  /**
+   * Tell client `c` why its connection is about to close, or (with `gone`)
+   * that the port it watched went (best effort: it may be gone already).
+   */
+  private bye(c: Client, reason: string, gone?: string): void {
+    try {
+      native.sendMsg(c.fd, encodeMessage({ v: PROTOCOL_VERSION, op: 'bye', reason, ...(gone !== undefined ? { gone } : {}) }), []);
+    } catch {
+      // the client is gone already
+    }
   }
 
   /** Hosted switches. */
@@ -895,7 +929,7 @@ export class ValeServer extends EventEmitter {
       throw new RequestError(err.code ?? 'EINVAL', err.message);
     }
     this.owners.set(mon, opener);
-    c.monitor = { sw, index: mon.index };
+    c.monitor = { sw, index: mon.index, watched: port };
     return {
       reply: { v: PROTOCOL_VERSION, ok: true, op: 'register', switch: sw.name, port: n.port, bridgeIndex: sw.bridgeIndex, portIndex: mon.index, ...mon.geometry },
       fds: mon.fds,
@@ -1213,11 +1247,7 @@ export class ValeServer extends EventEmitter {
       // already gone
     }
     for (const c of [...this.clients]) {
-      try {
-        native.sendMsg(c.fd, encodeMessage({ v: PROTOCOL_VERSION, op: 'bye', reason }), []);
-      } catch {
-        // the client is gone already
-      }
+      this.bye(c, reason);
       this.drop(c);
     }
     // drivers first: each is a port's client and may have a thread on its rings

@@ -350,3 +350,30 @@ test("a monitor keeps counting against its opener's limits when the port it watc
   t.true(srv.list().includes(sw));
   t.is(sw.monitors()[0]?.name, 'vale7:p/rt');
 });
+
+test('a monitor is told when the port it watches goes; vale-ctl-ts --capture then ends, saying why', async (t) => {
+  t.timeout(120_000);
+  const { sw, socket } = await setup(t);
+  // the library: a monitor's poll reports the hang-up
+  const a = await open('vale0:a', { socket });
+  const mon = await open('vale0:a/t', { socket });
+  t.teardown(() => mon.close());
+  a.close();
+  const err = await t.throwsAsync(async () => {
+    for (;;) await mon.poll({ rx: true, timeoutMs: 1000 });
+  });
+  t.regex(err?.message ?? '', /vale0:a\/t: hung up by the vale-ts switch at .*: vale0:a, the port vale0:a\/t watches, went away; close the port/);
+  // counted until its client lets the region go
+  t.is(sw.monitors().length, 1);
+  mon.close();
+  while (sw.monitors().length > 0) await once(sw, 'monitorRemoved');
+  // the tool: a capture of a port that goes ends by itself, its count written
+  const b = await open('vale0:b', { socket });
+  const { capturing, exited, stderr } = spawnCapture(t, process.execPath, [CTL, '--capture', 'vale0:b', '-w', '-', '--socket', socket], 'collect');
+  await capturing;
+  b.close();
+  const [code, signal] = await exited;
+  t.is(signal, null);
+  t.is(code, 1, stderr());
+  t.regex(stderr(), /vale-ctl-ts: vale0:b\/rt: hung up by the vale-ts switch at .*: vale0:b, the port vale0:b\/rt watches, went away; close the port\nvale-ctl-ts: 0 frames written/);
+});

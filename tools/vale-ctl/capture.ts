@@ -183,8 +183,10 @@ export async function runCapture(argv: readonly string[], io: CaptureIo): Promis
       if (fifo) await Promise.race([once(out, 'finish'), stopped]);
       else await once(out, 'finish');
     }
+    if (res.hungUp) io.stderr(`vale-ctl-ts: ${res.hungUp}\n`);
     io.stderr(`vale-ctl-ts: ${res.written} frames written (${res.seen} seen, ${res.filtered} filtered out)\n`);
-    return 0;
+    // as tcpdump when its interface disappears: what was captured is kept, the status says it ended early
+    return res.hungUp ? 1 : 0;
   } catch (e) {
     io.stderr(`vale-ctl-ts: capture failed: ${(e as Error).message}\n`);
     return 1;
