@@ -14,27 +14,17 @@ import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { makeNamespaces, must } from '../fixtures/linux-if-netns.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { NS_MOREFRAG } from '../../src/netmap/abi.js';
+import { driverCounters as counters, tagFrame } from '../fixtures/netdev-frames.js';
 
-const NS_MOREFRAG = 0x20;
+/** A frame whose bytes past the header are i & 0xff, to check the whole frame arrives. */
+const frame = (len: number, tag: number): Buffer => tagFrame(len, tag, true);
+
 const BUF = 65536;
 let uniq = 0;
 const sock = (what: string): string => path.join(os.tmpdir(), `slotfill-x7-${process.pid}-${what}-${uniq++}.sock`);
 
-/** A broadcast frame of `len` bytes tagged `tag`; byte i (past the header) is i & 0xff. */
-function frame(len: number, tag: number): Buffer {
-  const f = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) f[i] = i & 0xff;
-  f.fill(0xff, 0, 6);
-  Buffer.from([0x02, 0, 0, 0, 0, tag]).copy(f, 6);
-  f.writeUInt16BE(0x88b5, 12);
-  f[14] = tag;
-  return f;
-}
 
-const counters = async (vale: ValeClient, name: string): Promise<Record<string, number>> => {
-  const [sw] = await vale.stats('vale0');
-  return sw!.ports.find((p) => p.name === name)!.driver!.counters;
-};
 
 interface Got {
   lens: number[];

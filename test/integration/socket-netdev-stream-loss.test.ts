@@ -13,29 +13,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer } from '../../src/index.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { driverCounters as counters, framed, lenPrefix, tagFrame as frame } from '../fixtures/netdev-frames.js';
 
 let uniq = 0;
 const sock = (what: string): string => path.join(os.tmpdir(), `snl-${process.pid}-${what}-${uniq++}.sock`);
 
-function frame(len: number, tag: number): Buffer {
-  const f = Buffer.alloc(len);
-  f.fill(0xff, 0, 6); // broadcast: the switch floods it to the other port
-  Buffer.from([0x02, 0, 0, 0, 0, tag]).copy(f, 6);
-  f.writeUInt16BE(0x88b5, 12); // local experimental ethertype
-  f[14] = tag;
-  return f;
-}
-const lenPrefix = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
-const framed = (f: Buffer): Buffer => Buffer.concat([lenPrefix(f.length), f]);
 
-const counters = async (vale: ValeClient, name: string): Promise<Record<string, number>> => {
-  const [sw] = await vale.stats('vale0');
-  return sw!.ports.find((p) => p.name === name)!.driver!.counters;
-};
 
 async function connected(p: string): Promise<net.Socket> {
   const conn = net.connect(p);

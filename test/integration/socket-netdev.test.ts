@@ -18,25 +18,12 @@ import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { startValeTs } from '../fixtures/vale-ts-process.js';
 import { untilAnswer } from '../fixtures/wait.js';
+import { driverCounters as counters, framed, lenPrefix, tagFrame as frame } from '../fixtures/netdev-frames.js';
 
 const dir = os.tmpdir();
 let uniq = 0;
 const sock = (what: string): string => path.join(dir, `sn-${process.pid}-${what}-${uniq++}.sock`);
 
-function frame(len: number, tag: number): Buffer {
-  const f = Buffer.alloc(len);
-  f.fill(0xff, 0, 6); // broadcast: the switch floods it to the peer port
-  Buffer.from([0x02, 0, 0, 0, 0, tag]).copy(f, 6);
-  f.writeUInt16BE(0x88b5, 12); // local experimental ethertype
-  f[14] = tag;
-  return f;
-}
-const framed = (f: Buffer): Buffer => Buffer.concat([Buffer.from([f.length >>> 24, (f.length >>> 16) & 0xff, (f.length >>> 8) & 0xff, f.length & 0xff]), f]);
-const lenPrefix = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
 
 async function setup(): Promise<{ vale: ValeClient; srv: ValeServer; socket: string }> {
   const socket = sock('ctl');
@@ -57,10 +44,6 @@ async function collect(port: Awaited<ReturnType<typeof open>>, want: number): Pr
   return tags;
 }
 
-const counters = async (vale: ValeClient, name: string): Promise<Record<string, number>> => {
-  const [sw] = await vale.stats('vale0');
-  return sw!.ports.find((p) => p.name === name)!.driver!.counters;
-};
 
 /** What a spawned peer prints: all of it so far, and a wait for a line matching `what`. */
 function listen(child: ChildProcess): { said: (what: RegExp) => Promise<void>; out: () => string } {
