@@ -253,23 +253,24 @@ test('vale-ctl-ts --capture -c N -w - into a pipe nobody reads: done with output
   const { socket } = await setup(t);
   const a = await open('vale0:a', { socket });
   t.teardown(() => a.close());
-  const { p, capturing, exited, stderr } = spawnCapture(t, process.execPath, [CTL, '--capture', 'vale0:a/t', '-c', '100', '-w', '-', '--socket', socket], 'pipe');
+  const { p, capturing, exited, stderr } = spawnCapture(t, process.execPath, [CTL, '--capture', 'vale0:a/t', '-c', '300', '-w', '-', '--socket', socket], 'pipe');
   p.stdout!.pause(); // never read
   await capturing;
-  // 100 full-size frames in one round: one batch of the capture, which writes them all (150 KB, more
-  // than the pipe and the stream's buffer take) and ends with the rest pending
+  // 300 full-size frames in one round: one batch of the capture, which writes them all (450 KB, far
+  // more than the pipe and the paused stream's buffer take: with 100, 150 KB, all of it could go, the
+  // process then ended by itself and the test's SIGINT could reach it exiting, with no handler left)
   const big = new Uint8Array(1514);
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 300; i++) {
     big.set(frame(0xa, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], i));
     t.true(a.inject(big));
   }
   a.txsync();
-  while (!/100 frames written/.test(stderr())) await once(p.stderr!, 'data');
+  while (!/300 frames written/.test(stderr())) await once(p.stderr!, 'data');
   // the reader never reads: without its own stop the process waits for it for ever, and one
   // Ctrl-C must be enough (the old code ignored the first)
   p.kill('SIGINT');
   const [code, signal] = await exited;
-  t.is(signal, null, `ended by its own handler, not killed: ${stderr()}`);
+  t.is(signal, null, `ended by its own handler, not killed (${signal}): ${stderr()}`);
   t.is(code, 0);
 });
 
