@@ -31,6 +31,16 @@ async function setup(): Promise<{ vale: ValeClient; srv: ValeServer; socket: str
   return { vale: new ValeClient({ socket }), srv, socket };
 }
 
+/** {@link setup}, the server closed when test `t` ends. */
+async function setupFor(t: ExecutionContext): Promise<{ vale: ValeClient; srv: ValeServer; socket: string }> {
+  const r = await setup();
+  t.teardown(() => r.srv.close());
+  return r;
+}
+
+/** Whether python3 with its socket module is there (the datagram peers are Python). */
+const pythonSockets = (): boolean => spawnSync('python3', ['-c', 'import socket']).status === 0;
+
 /** Receives frames on a netmap port until `want` of them (by tag) arrived. */
 async function collect(port: Awaited<ReturnType<typeof open>>, want: number): Promise<number[]> {
   const tags: number[] = [];
@@ -123,8 +133,7 @@ function floodPeer(t: ExecutionContext, path1: string, tail: string): ReturnType
 
 test('stream: frames both ways, a too-long frame skipped and counted, a zero length closes the connection', async (t) => {
   t.timeout(120_000);
-  const { vale, srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { vale, srv, socket } = await setupFor(t);
   const path1 = sock('stream');
   await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: path1 } });
   const peer = await open('vale0:peer', { socket });
@@ -172,8 +181,7 @@ test('stream: frames both ways, a too-long frame skipped and counted, a zero len
 
 test('stream client mode: vale-ts connects to a listening peer (QEMU server=on)', async (t) => {
   t.timeout(120_000);
-  const { vale, srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { vale, srv, socket } = await setupFor(t);
   const p = sock('qemu-server');
   const accepted = new Promise<net.Socket>((resolve) => {
     const l = net.createServer((s) => resolve(s));
@@ -192,8 +200,7 @@ test('stream client mode: vale-ts connects to a listening peer (QEMU server=on)'
 
 /** A switch with a dgram netdev port vale0:vm (vale-ts binds `ours`, sends to `theirs`) and a netmap port vale0:peer, closed at teardown. */
 async function dgramPort(t: ExecutionContext): Promise<{ vale: ValeClient; ours: string; theirs: string; peer: Port }> {
-  const { vale, srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { vale, srv, socket } = await setupFor(t);
   const ours = sock('dgram-vale');
   const theirs = sock('dgram-qemu');
   // (the peer's socket file stays when its process goes)
@@ -206,7 +213,7 @@ async function dgramPort(t: ExecutionContext): Promise<{ vale: ValeClient; ours:
 
 test('dgram: one frame per datagram both ways; an oversized datagram is counted, not truncated', async (t) => {
   t.timeout(120_000);
-  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  if (!pythonSockets()) return t.fail('python3 is needed for the unix datagram peer');
   const { vale, ours, theirs, peer } = await dgramPort(t);
   // the peer (as QEMU's dgram netdev): binds its path, sends 3 datagrams, then reads one
   const script = `
@@ -240,7 +247,7 @@ print('GOT', len(d), d[14], flush=True)
 
 test('dgram: a peer that stops reading holds frames back without the driver spinning on a POLLOUT that means nothing', async (t) => {
   t.timeout(60_000);
-  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  if (!pythonSockets()) return t.fail('python3 is needed for the unix datagram peer');
   const { vale, ours, theirs, peer } = await dgramPort(t);
   // the peer (as QEMU whose guest takes no frames): binds its path and reads
   // nothing until told, then counts what it receives
@@ -314,7 +321,7 @@ test('stream: a peer that hangs up while its frames wait for room in the switch 
 
 test('dgram: datagrams from any sender but the configured peer are dropped and counted, not forwarded', async (t) => {
   t.timeout(120_000);
-  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  if (!pythonSockets()) return t.fail('python3 is needed for the unix datagram peer');
   const { vale, ours, theirs, peer } = await dgramPort(t);
   // Hostile: another local process that can write to vale-ts's socket (bound
   // to a path of its own, or not bound at all) sends frames as if it were the
@@ -389,9 +396,8 @@ async function answered(t: ExecutionContext, peer: Port, said: (re: RegExp) => P
 
 test('dgram: a peer path spelled otherwise (a symlinked directory, a doubled slash) is matched on its canonical form; a name that only resolves to it now is not enough', async (t) => {
   t.timeout(120_000);
-  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
-  const { vale, srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  if (!pythonSockets()) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setupFor(t);
   // QEMU's directory, reached through a symlink: vale-ts is told the link's
   // spelling, QEMU binds the real directory's with a doubled slash
   const { real, link } = symlinkedDir(t, 'dgram-dir');
@@ -463,9 +469,8 @@ s.sendto(frame(5), sys.argv[3])
 
 test('dgram: a sender turned away while the peer path held no socket is let in once QEMU binds it there', async (t) => {
   t.timeout(120_000);
-  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
-  const { vale, srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  if (!pythonSockets()) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setupFor(t);
   const { real, link } = symlinkedDir(t, 'dgram-late');
   const ours = sock('dgram-vale');
   await vale.create('vale0:vm', {}, { driver: { kind: 'dgram', path: ours, peer: `${link}/q.sock` } });
@@ -502,9 +507,8 @@ print('GOT', len(d), d[14], flush=True)
 
 test('dgram: frames go to the peer path as configured: a symlinked run directory pointed elsewhere is followed', async (t) => {
   t.timeout(120_000);
-  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
-  const { vale, srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  if (!pythonSockets()) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setupFor(t);
   const { real, link } = symlinkedDir(t, 'dgram-old');
   const now = `${real}-now`;
   mkdirSync(now);
@@ -532,9 +536,8 @@ test('dgram: frames go to the peer path as configured: a symlinked run directory
 
 test('dgram: a peer path whose resolved form is too long for a socket address works when its configured spelling fits', async (t) => {
   t.timeout(120_000);
-  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
-  const { vale, srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  if (!pythonSockets()) return t.fail('python3 is needed for the unix datagram peer');
+  const { vale, srv, socket } = await setupFor(t);
   // QEMU's run directory is deep; vale-ts and QEMU reach it through a short symlink
   const top = sock('dgram-deep').replace(/\.sock$/, '');
   const deep = path.join(top, 'd'.repeat(60), 'e'.repeat(60));
@@ -557,7 +560,7 @@ test('dgram: a peer path whose resolved form is too long for a socket address wo
 
 test('dgram: each foreign sender is logged, not only the first (at most a line a second)', async (t) => {
   t.timeout(60_000);
-  if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.fail('python3 is needed for the unix datagram peer');
+  if (!pythonSockets()) return t.fail('python3 is needed for the unix datagram peer');
   // vale-ts as a child: its log (stderr) is what is looked at
   const socket = sock('ctl');
   const v = await startValeTs(socket);
@@ -634,8 +637,7 @@ sys.stdin.readline()
 
 test('stream client mode: frames arriving for the port while the peer is away do not stop vale-ts reconnecting', async (t) => {
   t.timeout(60_000);
-  const { vale, srv, socket } = await setup();
-  t.teardown(() => srv.close());
+  const { vale, srv, socket } = await setupFor(t);
   const p = sock('qemu-server-late');
   // no listener yet: QEMU (server=on) not started, or restarting
   await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: p, mode: 'client' } });
