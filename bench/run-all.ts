@@ -24,7 +24,7 @@ const BENCHES: Bench[] = [
   { file: 'mac-table.bench.js', quick: ['--quick'], full: [] },
   { file: 'pipe.bench.js', quick: ['--count', '2000000', '--rounds', '1'], full: [] },
   { file: 'pktgen.bench.js', quick: ['--count', '2000000', '--rounds', '1', '--vale-count', '1000000'], full: [] },
-  { file: 'switch.bench.js', quick: ['--seconds', '1', '--no-bridge'], full: [] },
+  { file: 'switch.bench.js', quick: ['--seconds', '1', '--no-bridge', '--repeat', '1', '--compare-seconds', '1'], full: [] },
   { file: 'scale.bench.js', quick: ['--seconds', '1', '--pairs', '1,2'], full: [] },
   { file: 'rtt.bench.js', quick: ['--count', '200'], full: [] },
   { file: 'fairness.bench.js', quick: ['--rounds', '1'], full: [] },
