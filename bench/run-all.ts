@@ -27,6 +27,7 @@ const BENCHES: Bench[] = [
   { file: 'switch.bench.js', quick: ['--seconds', '1', '--no-bridge', '--repeat', '1', '--compare-seconds', '1'], full: [] },
   { file: 'scale.bench.js', quick: ['--seconds', '1', '--pairs', '1,2'], full: [] },
   { file: 'rtt.bench.js', quick: ['--count', '200'], full: [] },
+  { file: 'idle.bench.js', quick: ['--seconds', '3'], full: [] },
   { file: 'fairness.bench.js', quick: ['--rounds', '1'], full: [] },
   { file: 'preload.bench.js', quick: ['--count', '500000', '--rounds', '1'], full: [] },
   { file: 'churn.bench.js', quick: ['--cycles', '2000', '--every', '500'], full: [] },
