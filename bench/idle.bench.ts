@@ -19,13 +19,16 @@
  * been taken by rx and pong), says the burst is over: no sleep. Then, over
  * the window (default 10 s; no request to vale-ts inside it, as one would
  * cost it CPU), each process's utime+stime from /proc/PID/stat (all its
- * threads), as % of one core. vale-ts's switch-wide counters (wakeups)
- * before and after the window say how often its datapath woke.
+ * threads), as % of one core; vale-ts's also by thread name (schedstat),
+ * which says which thread of it ran (the datapath thread dp:vale0, the
+ * main thread, the shared doorbell's bell-watchdog, V8's). vale-ts's
+ * switch-wide counters (wakeups) before and after the window say how
+ * often its datapath woke.
  * Target: vale-ts < 1% of one core on both datapaths. The clients have no
  * target; their figures show what each idle kind costs.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +56,36 @@ function cpuSeconds(pid: number): number {
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** CPU ns so far of each live thread of `pid`, by thread id, with its name (schedstat: finer than stat's ticks). */
+function threadNs(pid: number): Map<string, { comm: string; ns: number }> {
+  const m = new Map<string, { comm: string; ns: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      m.set(tid, { comm, ns: Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) });
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return m;
+}
+
+/**
+ * Where a process's CPU in the window went, by thread name (threads of one
+ * name summed, e.g. V8's workers), % of one core, largest first; threads
+ * that started in the window count from zero.
+ */
+function byThread(before: Map<string, { comm: string; ns: number }>, after: Map<string, { comm: string; ns: number }>, window: number): string {
+  const sum = new Map<string, number>();
+  for (const [tid, a] of after) sum.set(a.comm, (sum.get(a.comm) ?? 0) + a.ns - (before.get(tid)?.ns ?? 0));
+  return [...sum]
+    // a datapath thread is listed even at 0: that it slept is the point
+    .filter(([comm, ns]) => ns > 0 || comm.startsWith('dp:'))
+    .sort((x, y) => y[1] - x[1])
+    .map(([comm, ns]) => `${comm} ${((100 * ns) / 1e9 / window).toFixed(2)}%`)
+    .join(', ');
 }
 
 /** The last 2 KB each child wrote to stderr, for the error when one fails. */
@@ -106,6 +139,8 @@ interface Row {
   datapath: string;
   window: number;
   switchPct: number;
+  /** vale-ts's CPU in the window by thread name */
+  switchThreads: string;
   clients: { what: string; pct: number }[];
   wakeups: string;
 }
@@ -144,9 +179,11 @@ async function idleRun(datapath: string, seconds: number): Promise<Row> {
     ];
     const pids = [sw, ...parties.map(([, c]) => c)].map((c) => c.pid!);
     const c0 = pids.map(cpuSeconds);
+    const th0 = threadNs(sw.pid!);
     const t0 = process.hrtime.bigint();
     await new Promise((r) => setTimeout(r, seconds * 1000));
     const c1 = pids.map(cpuSeconds);
+    const th1 = threadNs(sw.pid!);
     const window = Number(process.hrtime.bigint() - t0) / 1e9;
     // every party still there: a client that died would read as idle
     for (const [what, c] of parties) {
@@ -160,7 +197,7 @@ async function idleRun(datapath: string, seconds: number): Promise<Row> {
       .filter(([, d]) => d !== 0)
       .map(([k, d]) => `${k} +${d}`)
       .join(', ');
-    return { datapath, window, switchPct: pct(0), clients: parties.map(([what], i) => ({ what, pct: pct(i + 1) })), wakeups: `${moved || 'none moved'} (wakeups ${wake(before)['wakeups'] ?? '?'} before it, burst included)` };
+    return { datapath, window, switchPct: pct(0), switchThreads: byThread(th0, th1, window), clients: parties.map(([what], i) => ({ what, pct: pct(i + 1) })), wakeups: `${moved || 'none moved'} (wakeups ${wake(before)['wakeups'] ?? '?'} before it, burst included)` };
   } finally {
     await Promise.all(
       [...kids, sw].map(
@@ -183,12 +220,13 @@ async function main(): Promise<void> {
   const load = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' ');
   console.log(
     `idle benchmark: CPU over a ${seconds} s window after a burst (${TX_BURST} frames tx -> rx, then ${PING_BURST} ping-pong round trips), ` +
-      `utime+stime of every thread, % of one core (${os.cpus().length} CPUs, load ${load()})`,
+      `utime+stime of every thread, % of one core, in steps of ${(100 / CLK_TCK / seconds).toFixed(2)}% (one clock tick) (${os.cpus().length} CPUs, load ${load()})`,
   );
   console.log('persistent port vale0:store attached too (no process: its cost is in vale-ts)');
   for (const d of datapaths) {
     const r = await idleRun(d, seconds);
     console.log(`vale-ts --datapath ${r.datapath.padEnd(6)} ${r.switchPct.toFixed(2).padStart(5)}% of one core (target < 1%): ${r.switchPct < 1 ? 'met' : 'NOT met'}   window ${r.window.toFixed(1)} s`);
+    console.log(`  vale-ts by thread (schedstat): ${r.switchThreads || 'none ran'}`);
     console.log(`  clients: ${r.clients.map((c) => `${c.what} ${c.pct.toFixed(2)}%`).join('  ')}`);
     console.log(`  switch counters in the window: ${r.wakeups}`);
   }
