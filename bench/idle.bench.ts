@@ -5,10 +5,10 @@
  *   node dist/bench/idle.bench.js [--seconds S] [--datapath thread|loop]
  * Per datapath: a fresh vale-ts, then the usual idle parties:
  *   - a persistent port, vale0:store (created over the control socket, no
- *     client: the switch walks its rings, its rx ring fills and stays full);
+ *     client: a port of the switch all the same; its rx ring fills and stays full);
  *   - pkt-gen-ts rx on vale0:rx (it wakes once a second to report);
  *   - a monitor of vale0:rx (vale-ctl-ts --capture, pcapng to /dev/null);
- *   - a library client that opened vale0:lib and does nothing;
+ *   - a library client that opened vale0:lib0 and does nothing;
  *   - pkt-gen-ts pong on vale0:pong.
  * First a burst enters every spin and busy-poll window there is:
  * pkt-gen-ts tx sends 200 000 frames (flooded: to rx and its monitor,
