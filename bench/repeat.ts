@@ -64,3 +64,19 @@ export function parseSeconds(name: string, value: string | undefined, def: numbe
   }
   return s;
 }
+
+/**
+ * The largest max/min among `spreads` (rates, all positive), and a line
+ * saying the comparison is unsteady when it is above `limit`: runs of one
+ * variant that differ by more than that saw different loads (on a quiet
+ * 2-vCPU machine 1->1 runs stay within ~1.2x), and a verdict on their
+ * medians says little. Empty string when steady.
+ */
+export function unsteadyNote(spreads: readonly Spread[], limit = 1.5): string {
+  const worst = Math.max(...spreads.map((s) => (s.min > 0 ? s.max / s.min : Infinity)));
+  if (!(worst > limit)) return '';
+  return (
+    `  unsteady: one variant's runs differ by up to ${Number.isFinite(worst) ? worst.toFixed(1) + 'x' : 'a run with no frames'} (over ${limit}x): ` +
+    'the load changed during the comparison; judge on a quiet machine or with a larger --repeat'
+  );
+}

@@ -43,7 +43,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { child, peerJs as defaultPeerJs, startSwitch, aggregateMpps } from './lib.js';
-import { alternation, pairedRatios, parseRepeat, parseSeconds, spread } from './repeat.js';
+import { alternation, pairedRatios, parseRepeat, parseSeconds, spread, unsteadyNote } from './repeat.js';
 
 const MAC = { a: '02000000000a', b: '02000000000b', c: '02000000000c', d: '02000000000d' };
 
@@ -174,6 +174,8 @@ async function decisionComparison(repeats: number, ms: number): Promise<void> {
       `paired costs ${p.min.toFixed(1)}% to ${p.max.toFixed(1)}% (median ${p.median.toFixed(1)}%, ${met} of ${repeats} pairs <= 15%); ` +
       `on the medians: ${cost <= 15 ? 'met' : 'NOT met'}`,
   );
+  const note = unsteadyNote([ts, cxx]);
+  if (note) console.log(note);
   // the switch's own CPU per frame: what a busy machine disturbs least (the
   // rates above also carry the scheduler's share); informative, not the target
   const cts = spread(cpu.ts);
@@ -217,6 +219,8 @@ async function portsComparison(repeats: number, ms: number): Promise<void> {
   console.log(
     `  64 ports' cost per frame ${costRatio.toFixed(2)}x 2 ports' on the medians (target <= 1.10): ${costRatio <= 1.1 ? 'met' : 'NOT met'} (${met} of ${repeats} pairs <= 1.10)`,
   );
+  const note = unsteadyNote(extras.map((e) => spread(runs.get(e)!)));
+  if (note) console.log(note);
   // informative, as in the decision comparison: the switch's own CPU per frame
   const c2 = spread(cpu.get(0)!).median;
   console.log(

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { alternation, pairedRatios, parseRepeat, parseSeconds, spread } from '../../bench/repeat.js';
+import { alternation, pairedRatios, parseRepeat, parseSeconds, spread, unsteadyNote } from '../../bench/repeat.js';
 
 test('spread: median of an odd and an even count, min and max, input left unsorted', (t) => {
   const xs = [5, 1, 4];
@@ -42,4 +42,13 @@ test('parseSeconds: the default, positive numbers, a message naming the option o
   for (const bad of ['0', '-1', 'x', '', '3601']) {
     t.throws(() => parseSeconds('compare-seconds', bad, 2), { instanceOf: RangeError, message: new RegExp(`^--compare-seconds ${bad}: give a number of seconds`) }, bad);
   }
+});
+
+test('unsteadyNote: silent while every variant stays within the limit, names the worst spread otherwise', (t) => {
+  t.is(unsteadyNote([spread([18.6, 21.9]), spread([19, 20])]), '');
+  const note = unsteadyNote([spread([5, 6]), spread([5.2, 20.6])]);
+  t.regex(note, /^ {2}unsteady: one variant's runs differ by up to 4\.0x \(over 1\.5x\)/);
+  t.regex(unsteadyNote([spread([0, 5])]), /a run with no frames/);
+  t.is(unsteadyNote([spread([1, 1.4])], 1.5), '');
+  t.not(unsteadyNote([spread([1, 1.4])], 1.3), '');
 });
