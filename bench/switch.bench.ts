@@ -90,8 +90,9 @@ let lastSwitchNs = NaN;
 async function valeRun(sc: Scenario, len: number, ms: number, idlePorts = 0, switchArgs: string[] = []): Promise<number> {
   const { proc: sw, socket } = await startSwitch(switchArgs, valeScript);
   const env = { VALE_TS_SOCKET: socket };
+  // the holder idles until killed, switch or no switch: killed on every way out
+  let holder: ReturnType<typeof child> | undefined;
   try {
-    let holder: ReturnType<typeof child> | undefined;
     if (idlePorts > 0) {
       holder = child([peerJs, 'hold', 'vale0:idle', String(idlePorts)], env);
       // every idle port attached before traffic starts: the holder prints
@@ -130,6 +131,7 @@ async function valeRun(sc: Scenario, len: number, ms: number, idlePorts = 0, swi
     lastSwitchNs = (swEnd - start['switch']![0]!) / (got || 1);
     return aggregateMpps(res);
   } finally {
+    holder?.c.kill('SIGKILL');
     sw.kill('SIGTERM');
   }
 }
