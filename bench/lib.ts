@@ -10,16 +10,39 @@ const dir = path.dirname(fileURLToPath(import.meta.url));
 export const peerJs = path.join(dir, '..', 'test', 'fixtures', 'vale-peer.js');
 const valeTs = path.join(dir, '..', 'tools', 'vale-ts.js');
 
-/** A child node process and its last JSON line. */
-export function child(args: string[], env: Record<string, string>): { c: ChildProcess; out: Promise<Record<string, number>> } {
-  const c = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * A child node process and its last JSON line. With `stderrLine`, its
+ * stderr is passed through and `seen` resolves once it has written that
+ * line (vale-peer's 'hello': the switch has taken its announcement), or
+ * rejects if it exits first.
+ */
+export function child(
+  args: string[],
+  env: Record<string, string>,
+  opts: { stderrLine?: string } = {},
+): { c: ChildProcess; out: Promise<Record<string, number>>; seen: Promise<void> } {
+  const line = opts.stderrLine;
+  const c = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', line === undefined ? 'inherit' : 'pipe'] });
   let out = '';
   c.stdout!.on('data', (d: Buffer) => (out += d));
+  const seen =
+    line === undefined
+      ? Promise.resolve()
+      : new Promise<void>((resolve, reject) => {
+          let err = '';
+          c.stderr!.on('data', (d: Buffer) => {
+            process.stderr.write(d);
+            err += d;
+            if (err.split('\n').includes(line)) resolve();
+          });
+          c.on('exit', (code, sig) => reject(new Error(`${args.join(' ')} exited (${code ?? sig}) before writing '${line}'`)));
+        });
   return {
     c,
     out: new Promise((resolve, reject) =>
       c.on('exit', (code, sig) => (code === 0 || sig ? resolve(out ? (JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>) : {}) : reject(new Error(`${args.join(' ')} exited ${code}`)))),
     ),
+    seen,
   };
 }
 
