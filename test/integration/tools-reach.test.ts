@@ -2,7 +2,8 @@
  * The tools as a newcomer meets them: every tool takes --help and --socket;
  * pkt-gen-ts's -i errors name what was typed, it says when a port lands on a
  * new switch, its -W help tells the truth; the demo (`npm start`) under
- * `| head` and in an 80-column tmux pane.
+ * `| head` and in an 80-column tmux pane, and what it says to run next;
+ * test/conformance/run.sh refusing a CONFORMANCE_JOBS name that is no job.
  */
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
@@ -188,4 +189,18 @@ test('the demo in an 80-column tmux pane: fits, updates in place, shows every fi
   t.regex(end, /^Next: /m, 'after Ctrl-C it says what to run next');
   t.false(/Error|at .*\.js:\d+/.test(end), 'no stack trace');
   t.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('vale-ts-demo-')), [], 'no socket left behind');
+});
+
+test('test/conformance/run.sh: a CONFORMANCE_JOBS name that is no job fails at once, listing the jobs', async (t) => {
+  const script = path.join(tools, '..', '..', 'test', 'conformance', 'run.sh');
+  // no kit: without the check, the run would end in a skip (exit 0) instead
+  const e = env({ CONFORMANCE_JOBS: 'vale 50-valectl', NETMAP_LAB_KIT: path.join(os.tmpdir(), `no-kit-${process.pid}`), CI: 'false' });
+  const r = await new Promise<Run>((resolve) => {
+    execFile('bash', [script], { env: e }, (err, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
+    );
+  });
+  t.is(r.code, 1, r.stdout + r.stderr);
+  t.regex(r.stdout, /^FAIL setup: CONFORMANCE_JOBS names 'vale', which is no job; the jobs: 10-vale .*50-valectl/m);
+  t.regex(r.stdout, /^0 passed, 1 failed$/m);
 });
