@@ -1,0 +1,172 @@
+/**
+ * README sections run as written, so that they cannot rot: the commands of
+ * "Running the switch yourself", "Attaching Linux interfaces" with
+ * "Capturing", and "Running vale-ts as the host's switch" are typed into a
+ * shell one by one (test/fixtures/readme-typist.ts), each one's status and
+ * output checked against what the README says next to it. Only names that
+ * must be unique on a shared machine (sockets, namespaces, interfaces, the
+ * host's addresses, a TCP port, files) are replaced; the commands stay.
+ */
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { ensurePackages } from '../fixtures/system-packages.js';
+import { codeBlocks, commands, readmeSection, repoRoot, Typist, type Command } from '../fixtures/readme-typist.js';
+import { afxdpBuiltIn } from '../../src/ports/linux-if.js';
+
+const root = process.getuid?.() === 0;
+
+function scratch(t: { teardown(fn: () => void): void }): string {
+  const d = mkdtempSync(path.join(os.tmpdir(), `readme-${process.pid}-`));
+  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** A free TCP port on 127.0.0.1. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+/** The command of `cmds` whose text starts with `start`; the test fails (throws) when the README lost it. */
+function find(cmds: readonly Command[], start: string): Command {
+  const c = cmds.find((x) => x.text.startsWith(start));
+  if (!c) throw new Error(`README block has no command "${start}...": ${JSON.stringify(cmds.map((x) => x.text))}`);
+  return c;
+}
+
+test.serial('README "Running the switch yourself": the switch, a receiver, a sender, the listing and --stats, then -p 4 on four rings', async (t) => {
+  t.timeout(120_000, 'README switch section');
+  const section = readmeSection('Running the switch yourself');
+  const cmds = commands(codeBlocks(section)[0]!);
+  t.deepEqual(
+    cmds.map((c) => c.text),
+    ['npx vale-ts', 'npx pkt-gen-ts -i vale0:02 -f rx', 'npx pkt-gen-ts -i vale0:01 -f tx -l 60', 'npx vale-ctl-ts', 'npx vale-ctl-ts --stats'],
+  );
+  const dir = scratch(t);
+  const sh = new Typist({ cwd: dir, env: { VALE_TS_SOCKET: path.join(dir, 'vale-ts.sock') } });
+  t.teardown(() => sh.close());
+  // the first three run until Ctrl-C, each in a terminal of its own
+  t.regex(await sh.background(cmds[0]!.text, /vale-ts: listening on \S+/), new RegExp(`listening on ${dir}/vale-ts.sock`));
+  await sh.background(cmds[1]!.text, /Receiving from vale0:02/);
+  const from = sh.output.length;
+  await sh.background(cmds[2]!.text, /Sending on vale0:01/);
+  // frames arrive: the receiver's report shows a rate above zero
+  await sh.waitFor(/main_thread \[\d+\] (?:[1-9]|0\.\d*[1-9])[\d.]* [KMG]?pps/, from);
+  const list = await sh.type(cmds[3]!.text);
+  t.is(list.status, 1, `valectl's status after a listing: ${list.output}`);
+  const shown = cmds[3]!.comment.replace(/ \.\.\.$/, '');
+  t.is(shown, 'vale0:02 bridge_idx 0 port_idx 0');
+  t.regex(list.output, new RegExp(`^${shown}$`, 'm'));
+  t.regex(list.output, /^vale0:01 bridge_idx 0 port_idx 1$/m);
+  const stats = await sh.type(cmds[4]!.text);
+  t.is(stats.status, 0, stats.output);
+  // "counters, drop reasons, MAC table"
+  for (const re of [/^rxFrames +\d+ +[1-9]\d* +[1-9]\d*$/m, /^dropNoSpace /m, /^MAC table: \d+ entr(?:y|ies) /m]) t.regex(stats.output, re);
+
+  // "Several threads on one port, one ring each": once the sender has stopped
+  const p4 = /`(npx pkt-gen-ts -i vale0:01@conf:rings=4 -f tx -p 4)`/.exec(section)?.[1];
+  t.truthy(p4, 'the section shows the -p 4 command');
+  const before = sh.output.length;
+  const stopped = await sh.type('kill -INT %3; wait %3');
+  t.regex(stopped.output, /^Sent \d+ packets/m, 'the sender stopped with its summary (Ctrl-C)');
+  // the switch has seen it go (vale-ts says so) before the port is opened again
+  await sh.waitFor(/vale-ts: vale0:01 detached\n/, before);
+  await sh.background(p4!, /Sending on vale0:01@conf:rings=4: 4 queues, 4 threads/);
+  const rings = await sh.type('npx vale-ctl-ts -g vale0:01');
+  t.regex(rings.output, /^tx_rings: +4$/m, rings.output);
+});
+
+/** ns1, veth1, 10.0.0.x ... of the README as names no other test or user has. */
+function linuxIfNames(text: string): string {
+  const p = `rm${process.pid % 100000}`;
+  return text
+    .replace(/\bveth1n\b/g, `${p}an`)
+    .replace(/\bveth2n\b/g, `${p}bn`)
+    .replace(/\bveth1\b/g, `${p}a`)
+    .replace(/\bveth2\b/g, `${p}b`)
+    .replace(/\bns([12])\b/g, `${p}n$1`)
+    .replace(/\b10\.0\.0\./g, '10.251.0.');
+}
+
+(root ? test.serial : test.skip)('README "Attaching Linux interfaces" and "Capturing": two namespaces through vale0, the listing it shows, pings, captures read by tcpdump and tshark, detach', async (t) => {
+  t.timeout(180_000, 'README linux-if section');
+  if (!afxdpBuiltIn) {
+    // the section attaches veth1 with --backend afxdp
+    const why = 'the addon was built without AF_XDP (libxdp-dev/libbpf-dev absent at compile time): apt-get install libxdp-dev libbpf-dev pkg-config && npx node-gyp rebuild';
+    if (process.env['CI'] === 'true') t.fail(why);
+    else t.log(`not run: ${why}`);
+    if (!process.env['CI']) t.pass();
+    return;
+  }
+  ensurePackages(['iproute2', 'iputils-ping', 'tshark', 'tcpdump', 'libpcap0.8']);
+  const attach = commands(codeBlocks(readmeSection('Attaching Linux interfaces'))[0]!).map((c) => ({ ...c, text: linuxIfNames(c.text), comment: linuxIfNames(c.comment) }));
+  const capture = commands(codeBlocks(readmeSection('Capturing'))[0]!).map((c) => ({ ...c, text: linuxIfNames(c.text), comment: linuxIfNames(c.comment) }));
+  const dir = scratch(t);
+  const sh = new Typist({ cwd: dir, env: { VALE_TS_SOCKET: path.join(dir, 'vale-ts.sock') } });
+  const p = `rm${process.pid % 100000}`;
+  t.teardown(async () => {
+    await sh.close();
+    // also on failure: the namespaces (and with them the veth pairs)
+    const { spawnSync } = await import('node:child_process');
+    for (const ns of [`${p}n1`, `${p}n2`]) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    for (const l of [`${p}a`, `${p}b`]) spawnSync('ip', ['link', 'del', l], { stdio: 'ignore' });
+  });
+  // "As root, with vale-ts running"
+  await sh.background('vale-ts', /vale-ts: listening on/);
+  const detach = attach.pop()!;
+  t.regex(detach.text, /^vale-ctl-ts -d vale0:\S+; vale-ctl-ts -d vale0:\S+$/);
+  for (const c of attach) {
+    const r = await sh.type(c.text);
+    if (c.text === 'vale-ctl-ts') {
+      t.is(r.status, 1, `valectl's status after a listing: ${r.output}`);
+      // the listing the README shows, line by line (a fresh switch: the same indices)
+      const shown = c.comment.split('\n');
+      t.is(shown.length, 3);
+      for (const line of shown) t.true(r.output.split('\n').includes(line.trim()), `listing lacks "${line.trim()}":\n${r.output}`);
+      continue;
+    }
+    t.is(r.status, 0, `${c.text}:\n${r.output}`);
+    if (c.text.includes('ping -c 3')) t.regex(r.output, /3 packets transmitted, 3 received/, c.text);
+    if (c.text === 'vale-ctl-ts --stats') {
+      t.regex(r.output, /^MAC table: \d+ entr(?:y|ies) /m);
+      // "every drop_*, the others once non-zero"
+      t.regex(c.comment, /every drop_\*, the others once non-zero/);
+      t.regex(r.output, /^driver of vale0:\S+: afxdp copy [\s\S]*?^ {2}drop_\w+ 0$/m);
+      t.regex(r.output, /^driver of vale0:\S+: tpacket-v2 [\s\S]*?^ {2}rx_frames [1-9]/m);
+      t.notRegex(r.output, /^ {2}(?!drop_)\w+ 0$/m, 'no zero counter but the drops');
+    }
+  }
+  t.is(capture.length, 4);
+  // "With the two namespaces above": two captures in the background, a ping, the file read back
+  t.regex(capture[0]!.text, /&$/);
+  await sh.background(capture[0]!.text.replace(/\s*&$/, ''), /vale-ctl-ts: capturing vale0:\S+\/rt\n/);
+  const from = sh.output.length;
+  t.regex(capture[1]!.text, / -c 12 .*&$/);
+  await sh.background(capture[1]!.text.replace(/\s*&$/, ''), /vale-ctl-ts: capturing .*\(filter/);
+  const ping = await sh.type(capture[2]!.text);
+  t.regex(ping.output, /3 packets transmitted, 3 received/);
+  // "the second capture then ends"
+  await sh.waitFor(/vale-ctl-ts: 12 frames written \(\d+ seen, \d+ filtered out\)\n/, from);
+  t.is((await sh.type('wait %3')).status, 0, 'the -c 12 capture exited 0');
+  const tshark = await sh.type(capture[3]!.text);
+  t.is(tshark.status, 0, tshark.output);
+  const rows = tshark.output.split('\n').filter((l) => /^vale0:/.test(l));
+  t.is(rows.length, 12, tshark.output);
+  for (const dirn of [`vale0:${p}a/rx`, `vale0:${p}a/tx`, `vale0:${p}b/rx`, `vale0:${p}b/tx`]) {
+    t.is(rows.filter((r) => r.startsWith(`${dirn}\t`)).length, 3, `3 frames on ${dirn}:\n${tshark.output}`);
+  }
+  t.regex(sh.output, /reading from file -, link-type EN10MB/, 'tcpdump reads the pcapng stream');
+  const d = await sh.type(detach.text);
+  t.is(d.status, 0, d.output);
+  const left = await sh.type('vale-ctl-ts');
+  t.is(left.output, '', 'no port left after -d (the host port vale0:veth2^ goes with its interface)');
+});
