@@ -170,3 +170,42 @@ function linuxIfNames(text: string): string {
   const left = await sh.type('vale-ctl-ts');
   t.is(left.output, '', 'no port left after -d (the host port vale0:veth2^ goes with its interface)');
 });
+
+test.serial('README "Running vale-ts as the host\'s switch": the file, --check-config, --config with --metrics, SIGHUP, the metric and --stats --json agree', async (t) => {
+  t.timeout(120_000, 'README service section');
+  ensurePackages(['curl']);
+  const dir = scratch(t);
+  const port = await freePort();
+  const block = commands(codeBlocks(readmeSection("Running vale-ts as the host's switch"))[0]!);
+  // a file of this test's own, and a free TCP port, instead of ./vale-ts.json and 9337
+  const cmds = block.map((c) => ({ ...c, text: c.text.replaceAll('vale-ts.json', path.join(dir, 'vale-ts.json')).replaceAll('9337', String(port)) }));
+  t.is(cmds.length, 6, JSON.stringify(block.map((c) => c.text)));
+  const sh = new Typist({ cwd: repoRoot, env: { VALE_TS_SOCKET: path.join(dir, 'vale-ts.sock') } });
+  t.teardown(() => sh.close());
+  const file = find(cmds, 'cat > ');
+  t.is((await sh.type(file.text)).status, 0);
+  const check = await sh.type(find(cmds, 'node dist/tools/vale-ts.js --check-config').text);
+  t.is(check.status, 0, check.output);
+  t.regex(check.output, /valid \(1 switch, 2 ports\)/);
+  const serve = find(cmds, 'node dist/tools/vale-ts.js --config');
+  t.regex(serve.text, /&$/);
+  await sh.background(serve.text.replace(/\s*&$/, ''), /vale-ts: listening on /);
+  t.regex(sh.output, /loaded: added vale0:vm1, vale0:vm2/);
+  const hup = find(cmds, 'kill -HUP');
+  const from = sh.output.length;
+  t.is((await sh.type(hup.text)).status, 0);
+  // "re-read: only what changed is added/removed": nothing changed
+  await sh.waitFor(/SIGHUP: \S+ reloaded: 2 unchanged/, from);
+  const metric = await sh.type(find(cmds, 'curl ').text);
+  t.is(metric.status, 0, metric.output);
+  const series = [...metric.output.matchAll(/^vale_ts_port_frames_in_total\{switch="vale0",port="(vale0:vm[12])"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]);
+  t.deepEqual(series, [['vale0:vm1', 0], ['vale0:vm2', 0]], metric.output);
+  const json = await sh.type(find(cmds, 'node dist/tools/vale-ctl-ts.js --stats --json').text);
+  t.is(json.status, 0, json.output);
+  const stats = JSON.parse(json.output) as { switches: { name: string; ports: { name: string; counters: Record<string, number> }[] }[] };
+  // "the same numbers": frames_in is what the switch took from the port, rxFrames
+  t.deepEqual(
+    stats.switches.find((s) => s.name === 'vale0')!.ports.map((p) => [p.name, p.counters['rxFrames']]),
+    series,
+  );
+});
