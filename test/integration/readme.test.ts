@@ -1,7 +1,8 @@
 /**
  * README sections run as written, so that they cannot rot: the commands of
  * "Running the switch yourself", "Attaching Linux interfaces" with
- * "Capturing", and "Running vale-ts as the host's switch" are typed into a
+ * "Capturing", "Running vale-ts as the host's switch" and "Routing and NAT"
+ * (as root where they say so) are typed into a
  * shell one by one (test/fixtures/readme-typist.ts), each one's status and
  * output checked against what the README says next to it. Only names that
  * must be unique on a shared machine (sockets, namespaces, interfaces, the
@@ -208,4 +209,54 @@ test.serial('README "Running vale-ts as the host\'s switch": the file, --check-c
     stats.switches.find((s) => s.name === 'vale0')!.ports.map((p) => [p.name, p.counters['rxFrames']]),
     series,
   );
+});
+
+(root ? test.serial : test.skip)('README "Routing and NAT": router.js between vale0 and vale1, two namespaces on TAP ports, ping at ttl 63, SIGUSR1; then nat.js as the paragraph after says', async (t) => {
+  t.timeout(120_000, 'README routing section');
+  ensurePackages(['iproute2', 'iputils-ping']);
+  const p = `rm${process.pid % 100000}`;
+  // the namespaces and TAPs r1, r2 under names of this test's own
+  const unique = (s: string): string => s.replace(/\br([12])\b/g, `${p}r$1`);
+  const section = readmeSection('Routing and NAT');
+  const cmds = commands(codeBlocks(section)[0]!).map((c) => ({ ...c, text: unique(c.text) }));
+  const dir = scratch(t);
+  const sh = new Typist({ cwd: repoRoot, env: { VALE_TS_SOCKET: path.join(dir, 'vale-ts.sock') } });
+  t.teardown(async () => {
+    await sh.close();
+    const { spawnSync } = await import('node:child_process');
+    for (const ns of [`${p}r1`, `${p}r2`]) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  });
+  // "As root, with vale-ts running"
+  await sh.background('vale-ts', /vale-ts: listening on/);
+  const router = find(cmds, 'node dist/examples/router.js & rpid=$!');
+  let from = sh.output.length;
+  t.is((await sh.type(router.text)).status, 0);
+  await sh.waitFor(/router up: vale0:gw 10\.1\.0\.1[\s\S]*router up: vale1:gw 10\.2\.0\.1|router up: vale1:gw 10\.2\.0\.1[\s\S]*router up: vale0:gw 10\.1\.0\.1/, from);
+  for (const c of cmds.slice(cmds.indexOf(router) + 1)) {
+    from = sh.output.length;
+    const r = await sh.type(c.text);
+    t.is(r.status, 0, `${c.text}:\n${r.output}`);
+    if (c.text.includes('ping -c 3')) t.regex(r.output, /^64 bytes from 10\.2\.0\.2: icmp_seq=3 ttl=63 /m, 'ttl=63: one router on the way');
+    if (c.text.startsWith('kill -USR1')) {
+      // "the router prints its counters and neighbours"
+      const m = await sh.waitFor(/^stats (\{.*\})$/m, from);
+      const s = JSON.parse(m[1]!) as { counters: Record<string, number>; neighbours: { iface: string; ip: string }[] };
+      t.true(s.counters['forwarded']! >= 6, m[1]);
+      t.deepEqual(s.neighbours.map((n) => `${n.iface} ${n.ip}`).sort(), ['vale0:gw 10.1.0.2', 'vale1:gw 10.2.0.2']);
+    }
+  }
+  // "Run it instead of router.js; r2, outside, then needs an address in 192.0.2.0/24 (`...`), and `...` reaches it"
+  const nat = /`(node dist\/examples\/nat\.js)` does the same as a NAT[\s\S]*?needs an address\s+in 192\.0\.2\.0\/24 \(`([^`]+)`\), and\s+`([^`]+)` reaches it/.exec(section);
+  t.truthy(nat, 'the NAT paragraph names its commands');
+  from = sh.output.length;
+  t.is((await sh.type('kill $rpid; wait $rpid')).status, 0, 'router.js stops on SIGTERM');
+  // the switch has seen its ports go (vale-ts says so) before nat.js opens vale0:gw again
+  await sh.waitFor(/vale-ts: vale0:gw detached\n/, from);
+  from = sh.output.length;
+  t.is((await sh.type(`${nat![1]} &`)).status, 0);
+  await sh.waitFor(/nat up: vale1:nat 192\.0\.2\.1 .* outside/, from);
+  t.is((await sh.type(unique(nat![2]!))).status, 0);
+  const ping = await sh.type(unique(nat![3]!));
+  t.is(ping.status, 0, ping.output);
+  t.regex(ping.output, /3 packets transmitted, 3 received/);
 });
