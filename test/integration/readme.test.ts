@@ -1,12 +1,13 @@
 /**
  * README sections run as written, so that they cannot rot: the commands of
  * "Running the switch yourself", "Attaching Linux interfaces" with
- * "Capturing", "Running vale-ts as the host's switch" and "Routing and NAT"
- * (as root where they say so) are typed into a
- * shell one by one (test/fixtures/readme-typist.ts), each one's status and
- * output checked against what the README says next to it. Only names that
- * must be unique on a shared machine (sockets, namespaces, interfaces, the
- * host's addresses, a TCP port, files) are replaced; the commands stay.
+ * "Capturing", "VXLAN", "Running vale-ts as the host's switch" and "Routing
+ * and NAT" (as root where they say so) are typed into a shell one by one
+ * (test/fixtures/readme-typist.ts), each one's status and output checked
+ * against what the README says next to it. Only names that must be unique on
+ * a shared machine (sockets, namespaces, interfaces, the host's addresses, a
+ * TCP port, files) are replaced, or, for VXLAN, "this host" is a namespace of
+ * the test's own; the commands stay.
  */
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -259,4 +260,39 @@ test.serial('README "Running vale-ts as the host\'s switch": the file, --check-c
   const ping = await sh.type(unique(nat![3]!));
   t.is(ping.status, 0, ping.output);
   t.regex(ping.output, /3 packets transmitted, 3 received/);
+});
+
+(root ? test.serial : test.skip)('README "VXLAN": this host\'s vale0 joined to a Linux VTEP in a namespace, ping over VNI 42, --stats shows the remote and the learned MAC', async (t) => {
+  t.timeout(120_000, 'README VXLAN section');
+  ensurePackages(['iproute2', 'iputils-ping', 'ethtool']);
+  const { makeNs } = await import('../fixtures/netns.js');
+  const p = `rm${process.pid % 100000}`;
+  // "this host" is a namespace of the test's own: its addresses, UDP port 4789 and
+  // interface names then meet nobody else's; the README's namespace vxl gets a unique name
+  const host = `${p}h`;
+  const vxl = `${p}vx`;
+  const removeHost = makeNs(host);
+  const dir = scratch(t);
+  const sh = new Typist({ cwd: dir, netns: host, env: { VALE_TS_SOCKET: path.join(dir, 'vale-ts.sock') } });
+  t.teardown(async () => {
+    await sh.close();
+    const { spawnSync } = await import('node:child_process');
+    spawnSync('ip', ['netns', 'del', vxl], { stdio: 'ignore' });
+    removeHost();
+  });
+  const cmds = commands(codeBlocks(readmeSection('VXLAN'))[0]!).map((c) => ({ ...c, text: c.text.replace(/\bvxl\b/g, vxl) }));
+  // "As root, with vale-ts running"
+  await sh.background('vale-ts', /vale-ts: listening on/);
+  for (const c of cmds) {
+    const r = await sh.type(c.text);
+    t.is(r.status, 0, `${c.text}:\n${r.output}`);
+    if (c.text.startsWith('ping -c 3')) t.regex(r.output, /3 packets transmitted, 3 received/);
+    if (c.text.startsWith('vale-ctl-ts --stats=vale0')) {
+      // "remote 10.9.0.2 txFrames ..., fdb MAC -> 10.9.0.2 expiresInS ..."
+      t.regex(c.comment, /^remote 10\.9\.0\.2 txFrames \.\.\., fdb MAC -> 10\.9\.0\.2 expiresInS \.\.\.$/);
+      t.regex(r.output, /^ {2}remote 10\.9\.0\.2 txFrames [1-9]\d*$/m);
+      t.regex(r.output, /^ {2}fdb [0-9a-f:]{17} -> 10\.9\.0\.2 expiresInS \d+$/m);
+    }
+  }
+  t.true(cmds.some((c) => c.text.startsWith('vale-ctl-ts --stats=vale0')), 'the block ends with --stats');
 });
