@@ -52,6 +52,18 @@ function count(n: number): string {
   return s.padStart(8);
 }
 
+/**
+ * Printed when the demo ends as asked (Ctrl-C, --duration): where a newcomer goes next, the
+ * same run with the switch as a process of its own. The README's section holds these commands
+ * (test/integration/tools-reach.test.ts checks it).
+ */
+const NEXT_STEPS = `Next: the same with vale-ts as a process of its own (README "Running the switch yourself"):
+  npx vale-ts                                   # listens on /run/vale-ts/vale-ts.sock (root) or $XDG_RUNTIME_DIR/vale-ts.sock
+  npx pkt-gen-ts -i vale0:02 -f rx              # in another terminal
+  npx pkt-gen-ts -i vale0:01 -f tx -l 60        # and another
+  npx vale-ctl-ts --stats                       # counters, drop reasons, MAC table
+`;
+
 /** What pkt-gen-ts's sender has reported so far (`-N`: plain numbers). */
 interface SenderReport {
   total: number;
@@ -115,8 +127,8 @@ async function main(): Promise<void> {
   let stopping = false;
   const children: ChildProcess[] = [];
   let tick: NodeJS.Timeout | undefined;
-  /** Stop the senders, the switch, remove the socket; exit 0 (1 if something failed). */
-  const stop = (why: string | undefined, status = 0): void => {
+  /** Stop the senders, the switch, remove the socket; exit 0 (1 if something failed); `next`: then say where to go on. */
+  const stop = (why: string | undefined, status = 0, next = false): void => {
     if (stopping) return;
     stopping = true;
     clearInterval(tick);
@@ -130,12 +142,14 @@ async function main(): Promise<void> {
       clearTimeout(grace);
       server.close('demo finished');
       removeOwnDir();
+      // last, below whatever the senders printed as they stopped
+      if (next) process.stderr.write(NEXT_STEPS);
       process.exit(status);
     });
   };
   // a closed pipe (`npm start | head`) ends the demo quietly
   out.on('error', (e: NodeJS.ErrnoException) => stop(e.code === 'EPIPE' ? undefined : `stdout: ${e.message}`));
-  process.on('SIGINT', () => stop('Ctrl-C'));
+  process.on('SIGINT', () => stop('Ctrl-C', 0, true));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGHUP', () => stop('terminal closed'));
 
@@ -235,7 +249,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (now - started >= duration * 1000) stop('duration reached');
+    if (now - started >= duration * 1000) stop('duration reached', 0, true);
   }, 1000);
 }
 

@@ -32,7 +32,14 @@ Result<std::unique_ptr<TapDriver>> TapDriver::open(PortClient pc, const TapOptio
   d->pass_hdr_ = o.vnet_hdr && o.pass_hdr;
   for (uint32_t q = 0; q < o.queues; q++) {
     unique_fd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
-    if (!fd) return sys_fail("open", "/dev/net/tun", "TAP ports need the tun module and CAP_NET_ADMIN (run vale-ts as root)");
+    if (!fd) {
+      const int e = errno;  // saved before the hint's strings are made
+      return SysError{e, "open", "/dev/net/tun",
+                      e == ENOENT ? "this /dev has no /dev/net/tun: load the tun module (modprobe tun); under systemd, a unit with "
+                                    "PrivateDevices=yes (as vale-ts.service) needs PrivateDevices=no in a drop-in for TAP ports"
+                                  : "TAP ports need the tun module and CAP_NET_ADMIN (run vale-ts as root)",
+                      {}, 0};
+    }
     ifreq ifr{};
     ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
     if (o.vnet_hdr) ifr.ifr_flags |= IFF_VNET_HDR;

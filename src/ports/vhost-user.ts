@@ -143,7 +143,10 @@ class VhostUserDriver implements PortDriver {
     const s = this.settings;
     const i = this.n.info();
     const state = i.connected ? `connected, ${i.runningQueues} queues running, ${featureNames(i.features).join(' ') || 'no features'}` : s.client ? 'connecting' : 'waiting for a front-end';
-    return `vhost-user ${s.path} (${s.client ? 'client' : 'server'}${s.inline ? ', in-line' : ''}, ${state})${i.lastError ? `; last error: ${i.lastError}` : ''}`;
+    // a failed connect's error stays until something replaces it: once connected it is history,
+    // and "connected ...; last error: ... (retrying every second)" read as if it were not
+    const error = i.connected && i.lastError.endsWith(' (retrying every second)') ? '' : i.lastError;
+    return `vhost-user ${s.path} (${s.client ? 'client' : 'server'}${s.inline ? ', in-line' : ''}, ${state})${error ? `; last error: ${error}` : ''}`;
   }
 
   counters(): Record<string, number> {

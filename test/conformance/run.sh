@@ -20,7 +20,7 @@
 #   NETMAP_LAB       lab directory to build into / reuse (default: a cache dir
 #                    per kit version under ${XDG_CACHE_HOME:-~/.cache}/netmap-lab)
 #   NETMAP_CONFORMANCE=0   skip (not allowed when CI=true)
-#   CONFORMANCE_JOBS "vale pipes ..."  run only these job scripts
+#   CONFORMANCE_JOBS "10-vale 20-pipes ..."  run only these job scripts (guest/NAME.sh); a name that is no job fails at once
 #   CONFORMANCE_QEMU_NICE=N  run the guest at niceness N instead of the kit's 15 (test/stages.sh
 #                    sets its own, 0 under npm test: the suite runs beside other stages there,
 #                    and a nice-15 guest beside a compile gets a few % of a CPU)
@@ -46,6 +46,13 @@ unavailable() {
 }
 
 if [ "${NETMAP_CONFORMANCE:-1}" = 0 ]; then unavailable "NETMAP_CONFORMANCE=0"; fi
+# a misspelt job fails now, not after the lab is built and booted
+for j in ${CONFORMANCE_JOBS:-}; do
+  if [ ! -f "$HERE/guest/$j.sh" ]; then
+    echo "FAIL setup: CONFORMANCE_JOBS names '$j', which is no job; the jobs: $(cd "$HERE/guest" && ls [0-9]*.sh | sed 's/\.sh$//' | tr '\n' ' ')"
+    echo "0 passed, 1 failed"; exit 1
+  fi
+done
 if [ ! -f "$KIT/04-boot.sh" ]; then
   if [ -n "${NETMAP_LAB_KIT:-}" ]; then unavailable "NETMAP_LAB_KIT=$NETMAP_LAB_KIT is not a netmap lab kit (it has no 04-boot.sh)"; fi
   unavailable "no netmap lab kit: NETMAP_LAB_KIT is not set and the lab cache has none ($CACHED_KIT); set NETMAP_LAB_KIT to the kit's directory once (docs/conformance.md: where the kit is found)"

@@ -175,6 +175,37 @@ test.serial('a TAP port with bad settings is refused with the reason, and leaves
   t.falsy((await vale.list()).find((p) => p.name === 'vale0:bad'));
 });
 
+test.serial('where /dev has no /dev/net/tun (systemd PrivateDevices=yes), a TAP port is refused saying what to change', async (t) => {
+  // vale-ts in a mount namespace of its own whose /dev/net is an empty tmpfs, as the private /dev
+  // of systemd/vale-ts.service, which has no /dev/net/tun
+  const { spawn } = await import('node:child_process');
+  const { toolsDir } = await import('../fixtures/vale-ts-process.js');
+  const sock = path.join(os.tmpdir(), `tap-port-nodev-${process.pid}.sock`);
+  const vt = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs none /dev/net && exec "$0" "$@"', process.execPath, path.join(toolsDir, 'vale-ts.js'), '--socket', sock], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((r) => vt.once('exit', () => r()));
+  t.teardown(async () => {
+    vt.kill('SIGTERM');
+    await exited;
+  });
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const see = (d: Buffer): void => {
+      log += d.toString();
+      if (log.includes('listening')) resolve();
+    };
+    vt.stdout!.on('data', see);
+    vt.stderr!.on('data', see);
+    vt.once('exit', (code) => reject(new Error(`vale-ts under unshare exited (${code}): ${log}`)));
+  });
+  const c = new ValeClient({ socket: sock });
+  await t.throwsAsync(c.create('vale0:nodev', {}, { driver: { kind: 'tap', ifname: `${tag}n` } }), {
+    message: /\/dev\/net\/tun.*No such file or directory.*modprobe tun.*PrivateDevices=no/s,
+  });
+  t.falsy((await c.list()).find((p) => p.name === 'vale0:nodev'), 'no port left behind');
+});
+
 test.serial('a TAP frame that needs more tx slots than are free waits for room and then goes on: the driver is woken when the switch frees slots', async (t) => {
   t.timeout(120_000);
   // its own switch: the stall bound far beyond the test, so a lossless sender

@@ -2,11 +2,12 @@
  * The tools as a newcomer meets them: every tool takes --help and --socket;
  * pkt-gen-ts's -i errors name what was typed, it says when a port lands on a
  * new switch, its -W help tells the truth; the demo (`npm start`) under
- * `| head` and in an 80-column tmux pane.
+ * `| head` and in an 80-column tmux pane, and what it says to run next;
+ * test/conformance/run.sh refusing a CONFORMANCE_JOBS name that is no job.
  */
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
@@ -112,6 +113,22 @@ test('npm start | head: the demo ends quietly on the closed pipe, exit 0, and le
   t.deepEqual(readdirSync(tmp), [], 'no socket (or its directory) left behind');
 });
 
+test('the demo, ended by --duration, says what to run next: the README\'s "Running the switch yourself" commands', async (t) => {
+  const tmp = privateTmp(t);
+  const r = await tool('demo', ['--duration', '1'], env({ TMPDIR: tmp }));
+  t.is(r.code, 0, r.stderr);
+  const next = r.stderr.slice(r.stderr.indexOf('Next:'));
+  t.regex(next, /^Next: .*README "Running the switch yourself"/, r.stderr);
+  const readme = readFileSync(path.join(tools, '..', '..', 'README.md'), 'utf8');
+  const section = readme.split(/^## /m).find((s) => s.startsWith('Running the switch yourself'));
+  t.truthy(section, 'the README has the section the demo names');
+  const commands = next.split('\n').slice(1).filter((l) => l.trim() !== '');
+  t.true(commands.length >= 3, next);
+  // the demo's lines are the README's, comments and all, so neither changes alone
+  for (const c of commands) t.true(section!.includes(`\n${c.trim()}\n`), `README's section lacks: ${c.trim()}`);
+  t.deepEqual(readdirSync(tmp), [], 'no socket (or its directory) left behind');
+});
+
 test('the demo in an 80-column tmux pane: fits, updates in place, shows every field; Ctrl-C cleans up', async (t) => {
   t.timeout(90_000, 'tmux demo');
   ensurePackages(['tmux']);
@@ -169,6 +186,21 @@ test('the demo in an 80-column tmux pane: fits, updates in place, shows every fi
   await tmux('send-keys', '-t', 'demo', 'C-c');
   const end = await waitFor(/DEMO-EXIT=\d+/);
   t.regex(end, /DEMO-EXIT=0/);
+  t.regex(end, /^Next: /m, 'after Ctrl-C it says what to run next');
   t.false(/Error|at .*\.js:\d+/.test(end), 'no stack trace');
   t.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('vale-ts-demo-')), [], 'no socket left behind');
+});
+
+test('test/conformance/run.sh: a CONFORMANCE_JOBS name that is no job fails at once, listing the jobs', async (t) => {
+  const script = path.join(tools, '..', '..', 'test', 'conformance', 'run.sh');
+  // no kit: without the check, the run would end in a skip (exit 0) instead
+  const e = env({ CONFORMANCE_JOBS: 'vale 50-valectl', NETMAP_LAB_KIT: path.join(os.tmpdir(), `no-kit-${process.pid}`), CI: 'false' });
+  const r = await new Promise<Run>((resolve) => {
+    execFile('bash', [script], { env: e }, (err, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
+    );
+  });
+  t.is(r.code, 1, r.stdout + r.stderr);
+  t.regex(r.stdout, /^FAIL setup: CONFORMANCE_JOBS names 'vale', which is no job; the jobs: 10-vale .*50-valectl/m);
+  t.regex(r.stdout, /^0 passed, 1 failed$/m);
 });

@@ -1166,6 +1166,26 @@ test.serial('client mode: a server at the path whose backlog is full and that ne
   t.false((await vale.stats()).some((sw) => sw.ports.some((p) => p.name === 'vale0:cl')));
 });
 
+test.serial('client mode: once a front-end accepts, the failed attempts before it are no longer shown as the last error', async (t) => {
+  t.timeout(60_000);
+  const VH = path.join(dir, 'comes-later.sock');
+  const socket = path.join(dir, 'ctl-comes-later.sock');
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  const vale = new ValeClient({ socket });
+  await vale.create('vale0:later', {}, { driver: { kind: 'vhost-user', path: VH, client: true } });
+  t.teardown(() => vale.remove('vale0:later').catch(() => undefined));
+  const describe = async (): Promise<string> => (await vale.stats('vale0'))[0]!.ports.find((p) => p.name === 'vale0:later')!.driver!.describe;
+  await until(async () => /No such file or directory \(retrying every second\)/.test(await describe()));
+  // the front-end (QEMU's server=on) comes up: an accepting listener at the path
+  const { createServer } = await import('node:net');
+  const fe = createServer(() => undefined);
+  await new Promise<void>((r) => fe.listen(VH, () => r()));
+  t.teardown(() => fe.close());
+  await until(async () => /\(client(?:, in-line)?, connected, /.test(await describe()));
+  t.notRegex(await describe(), /last error/, 'a connected port does not show the attempts before as its last error');
+});
+
 // The call eventfd is the front-end's file: it can clear O_NONBLOCK on it
 // and fill its counter. Before, the next interrupt's write then waited for
 // good, and with it the port's thread (in-line: the switch's datapath).
