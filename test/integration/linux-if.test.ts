@@ -160,6 +160,19 @@ for (const variant of ['afxdp', 'afxdp-inline', 'packet', 'packet-inline'] as co
       t.is(total('gso_segments'), 0, 'nothing segmented in the driver');
       const passed = sws[0]!.ports.reduce((s, p) => s + (p.counters['vnetPassed'] ?? 0), 0);
       t.true(passed > 0, 'the switch counted them passed (vnetPassed)');
+      // in-line, the switch hands a port's frames to its sendmmsg straight from the
+      // sender's slots (one copy fewer) while the port's rx ring is empty; with
+      // threads it never does. Either way every frame the switch delivered left.
+      if (inline) t.true(total('tx_direct') > 0, `frames sent straight from the senders' slots: ${JSON.stringify(drv)}`);
+      else t.is(total('tx_direct'), 0, 'no direct sends without in-line ports');
+      // (a driver thread may still be sending the last ACKs: asked again until it is done)
+      const sent = (q: { driver?: { counters: Record<string, number> } }): number => ['tx_frames', 'drop_tx_error', 'drop_tx_bad_slot'].reduce((n, k) => n + (q.driver!.counters[k] ?? 0), 0);
+      type Sw = { ports: { name: string; counters: Record<string, number>; driver?: { counters: Record<string, number> } }[] };
+      const settled = await untilAnswer(
+        async () => (JSON.parse((await ctl(socket, '--stats', '--json')).stdout) as { switches: Sw[] }).switches[0]!.ports,
+        (ps) => ps.every((q) => sent(q) === q.counters['txFrames']),
+      );
+      t.true(settled.length === 2, 'what the switch delivered to each port left it, sent or counted as dropped');
     } else {
       // with XDP on the host end, veth turns TSO off on its peer: the sender's stack segments
       // (GSO), and its CHECKSUM_PARTIAL frames reach XDP unfinished: completed in the driver
