@@ -105,7 +105,7 @@ void restore_vlan(H &h, uint32_t tag, bool vnet) {
 // The in-line datapath (linux_if_hook.h): the ring walk before the switch
 // collects, sendmmsg after it forwards, the receiving socket in the switch's
 // epoll set.
-struct AfPacketDriver::Hook final : LinuxIfHook<AfPacketDriver::Hook> {
+struct AfPacketDriver::Hook final : LinuxIfHook<AfPacketDriver::Hook>, DirectSink {
   explicit Hook(AfPacketDriver &d) : d(d) {}
   AfPacketDriver &d;
 
@@ -127,6 +127,7 @@ struct AfPacketDriver::Hook final : LinuxIfHook<AfPacketDriver::Hook> {
   void fd_ready(int fd) override {
     if (!d.kernel_ready()) d.clear_socket_error(fd);
   }
+  uint32_t send_direct(const iovec *iov, const uint32_t *at, uint32_t n) override { return d.send_direct(iov, at, n); }
 };
 
 AfPacketDriver::AfPacketDriver() = default;
@@ -318,6 +319,10 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
     if (d->sock3_)
       if (Status st = d->core_->add_wait_fd(d->hook_.get(), d->sock3_.get(), true); !st) return std::move(st).take_error();
     if (Status st = d->core_->add_round_hook(d->hook_.get()); !st) return std::move(st).take_error();
+    // frames come with the header this socket sends with (pass_hdr): the
+    // switch may hand them over from the senders' buffers
+    if (cfg.pass_hdr && cfg.switch_port >= 0)
+      if (Status st = d->core_->set_direct(static_cast<uint32_t>(cfg.switch_port), d->hook_.get()); !st) return std::move(st).take_error();
     d->core_->notify();
     return d;
   }
@@ -337,6 +342,7 @@ void AfPacketDriver::stop() {
   if (core_) {
     // once this returned the switch never calls the hook again, and its
     // epoll set no longer holds the socket
+    if (hook_ && cfg_.switch_port >= 0) core_->clear_direct(static_cast<uint32_t>(cfg_.switch_port), hook_.get());
     if (hook_) core_->remove_round_hook(hook_.get());
     core_.reset();
   }
@@ -777,21 +783,15 @@ bool AfPacketDriver::pump_out() {
     int sent = n ? ::sendmmsg(tx_sock_.get(), msgs, n, MSG_DONTWAIT) : 0;
     uint32_t done_slots = slots;  // how far head may move
     if (sent < 0) {
-      int e = errno;
-      if (e == EAGAIN || e == ENOBUFS || e == EINTR) {
-        c_.tx_retries.fetch_add(1, std::memory_order_relaxed);
+      if (send_failed(errno)) {
         out_blocked_ = true;
         // keep the first unsent frame: head stops before it
         done_slots = n ? start[0] : slots;
-        sent = 0;
       } else {
-        // the first frame is refused (too big for the device, interface down, a header the kernel rejects): drop it and go on
-        c_.drop_tx_error.fetch_add(1, std::memory_order_relaxed);
-        log_once(logged_tx_, std::string("sendmmsg: ") + std::strerror(e) + ": frame dropped (counted in drop_tx_error)" +
-                                 (e == ENETDOWN ? "; the interface or its carrier is down: ip link set " + cfg_.ifname + " up, and its peer" : ""));
+        // the first frame was dropped: go on after it
         done_slots = n > 1 ? start[1] : slots;
-        sent = 0;
       }
+      sent = 0;
     } else if (static_cast<uint32_t>(sent) < n) {
       done_slots = start[sent];
     }
@@ -806,6 +806,47 @@ bool AfPacketDriver::pump_out() {
     if (out_blocked_) break;
   }
   return moved;
+}
+
+bool AfPacketDriver::send_failed(int e) {
+  if (e == EAGAIN || e == ENOBUFS || e == EINTR) {
+    c_.tx_retries.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  // the first frame is refused (too big for the device, interface down, a header the kernel rejects): dropped
+  c_.drop_tx_error.fetch_add(1, std::memory_order_relaxed);
+  log_once(logged_tx_, std::string("sendmmsg: ") + std::strerror(e) + ": frame dropped (counted in drop_tx_error)" +
+                           (e == ENETDOWN ? "; the interface or its carrier is down: ip link set " + cfg_.ifname + " up, and its peer" : ""));
+  return false;
+}
+
+// As pump_out, from the switch's iovecs (the senders' buffers and the
+// decision's snapshot) instead of our rx ring's slots; the header in front
+// is the sender's, checked by the kernel as pump_out's are. A push-back
+// ends it: the switch puts the rest in our rx ring, and pump_out retries.
+uint32_t AfPacketDriver::send_direct(const iovec *iov, const uint32_t *at, uint32_t n) {
+  uint32_t done = 0;
+  while (done < n) {
+    mmsghdr msgs[kTxBatch];
+    const uint32_t m = std::min(n - done, kTxBatch);
+    for (uint32_t j = 0; j < m; j++) {
+      msgs[j] = mmsghdr{};
+      msgs[j].msg_hdr.msg_iov = const_cast<iovec *>(iov + at[done + j]);
+      msgs[j].msg_hdr.msg_iovlen = at[done + j + 1] - at[done + j];
+    }
+    const int sent = ::sendmmsg(tx_sock_.get(), msgs, m, MSG_DONTWAIT);
+    if (sent < 0) {
+      if (send_failed(errno)) break;
+      done++;  // that frame is dropped, counted
+      continue;
+    }
+    for (int j = 0; j < sent; j++) c_.tx_bytes.fetch_add(msgs[j].msg_len > kVnetLen ? msgs[j].msg_len - kVnetLen : msgs[j].msg_len, std::memory_order_relaxed);
+    c_.tx_frames.fetch_add(static_cast<uint64_t>(sent), std::memory_order_relaxed);
+    c_.tx_direct.fetch_add(static_cast<uint64_t>(sent), std::memory_order_relaxed);
+    done += static_cast<uint32_t>(sent);
+    if (static_cast<uint32_t>(sent) < m) break;  // the kernel took only part: as a push-back
+  }
+  return done;
 }
 
 void AfPacketDriver::clear_socket_error(int fd) {

@@ -32,6 +32,8 @@
 #include <string>
 #include <thread>
 
+#include <sys/uio.h>
+
 #include "core/driver_thread.h"
 #include "core/fd.h"
 #include "core/offload.h"
@@ -80,6 +82,10 @@ struct AfPacketConfig {
   // straight into the port's slots. Small frames then sit side by side in
   // the ring, and a burst of thousands fits where 240 did.
   uint32_t frame_size = 0;
+  // in-line with pass_hdr: the port's id in the switch. Frames to it are
+  // then sent straight from the sender's buffers (SwitchCore's DirectSink)
+  // while its rx ring is empty, one copy fewer; -1: always through the ring
+  int32_t switch_port = -1;
 };
 
 // Counters, written by the driver thread only, read by anyone (relaxed).
@@ -95,6 +101,7 @@ struct AfPacketCounters {
   X(gso_passed)     /* (pass_hdr) GSO super-frames passed on whole with their header */                  \
   X(csum_passed)    /* (pass_hdr) CHECKSUM_PARTIAL frames passed on with their header */                 \
   X(wakeups)        /* times the thread slept and woke */                                                \
+  X(tx_direct)      /* (in tx_frames) frames sent straight from the sending port's buffers, not via our rx ring */ \
   X(tx_retries)     /* sends the kernel pushed back (ENOBUFS/EAGAIN) and that were retried */            \
   X(socket_errors)  /* errors the socket reported (ENETDOWN while the interface was down), read and cleared */ \
   X(rx_overflow)    /* (overflow_v3) frames read from the overflow ring */                              \
@@ -147,6 +154,11 @@ class AfPacketDriver {
   void run();
   bool pump_in();   // interface -> port tx ring; true if anything moved
   bool pump_out();  // port rx ring -> interface
+  // the switch's frames straight from the senders' buffers (DirectSink::send_direct)
+  uint32_t send_direct(const iovec *iov, const uint32_t *at, uint32_t n);
+  // a sendmmsg error on the first of the messages: true when the kernel
+  // pushed back (retry later), false when that frame is dropped (counted)
+  bool send_failed(int e);
   bool put_frame(uint8_t *data, uint32_t len);  // false: tx ring full, retry later
   bool put_frame_with_hdr(uint8_t *data, uint32_t len);
   // pass_hdr's layout, a header and a frame of len bytes across n tx slots

@@ -201,6 +201,11 @@ void SwitchCore::Port::start_client() {
   spurious = backoff_ms = 0;
   muted = false;
   muted_until_ns = 0;
+  direct = nullptr;  // the next client's driver sets its own
+  direct_q.clear();
+  direct_slots = 0;
+  direct_gen = 0;
+  direct_open = false;
 }
 
 void SwitchCore::count_closed(Port *p) {
@@ -462,6 +467,21 @@ Status SwitchCore::set_vnet_hdr_len(uint32_t id, uint32_t len) {
   if (in_round_) return check_fail(EDEADLK, "setVnetHdrLen called from inside the switch's lookup");
   p->vnet = static_cast<uint8_t>(len);
   return Ok{};
+}
+
+Status SwitchCore::set_direct(uint32_t id, DirectSink *sink) {
+  WITH_PORT(id);
+  if (in_round_) return check_fail(EDEADLK, "set_direct called from inside a round");
+  if (p->is_monitor) return check_fail(EINVAL, "switch port " + std::to_string(id) + " is a monitor");
+  p->direct = sink;
+  return Ok{};
+}
+
+void SwitchCore::clear_direct(uint32_t id, const DirectSink *sink) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  Port *p = port(id);
+  // between rounds (the mutex): nothing is queued for it
+  if (p && p->direct == sink) p->direct = nullptr;
 }
 
 Result<uint32_t> SwitchCore::vnet_hdr_len(uint32_t id) {
@@ -1059,8 +1079,12 @@ bool SwitchCore::deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *r
 // fragment, the snapshot's bytes in place of the client's. False when there
 // is no room for all of them.
 bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
+  if (d->direct && take_direct(d, rr, k, room)) {
+    count_delivered(d, k);
+    return true;
+  }
   if (hoff_[k] != d->vnet) return deliver_converted(d, rr, k, room);
-  const uint32_t frags = fcount_[k], f0 = fstart_[k];
+  const uint32_t frags = fcount_[k];
   if (frags >= d->layout.p.rx_slots) {
     // more slots than the ring can ever have free: waiting for room would
     // hold the sender (a lossless one for good) and shed the receiver
@@ -1071,6 +1095,14 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
     refresh_room(d, rr, room);
     if (*room < frags) return false;
   }
+  if (!place(d, rr, k)) return true;
+  *room -= frags;
+  count_delivered(d, k);
+  return true;
+}
+
+bool SwitchCore::place(Port *d, uint32_t rr, uint32_t k) {
+  const uint32_t frags = fcount_[k], f0 = fstart_[k];
   RxState &st = d->rx[rr];
   const uint32_t N = d->layout.p.rx_slots;
   netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
@@ -1087,11 +1119,11 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
     const uint16_t len = lens_[k];
     if (!d->buf_ok(idx)) {
       d->c[C_DROP_INVALID]++;  // the client broke its own rx slot
-      return true;
+      return false;
     }
     if (len > d->layout.p.buf_size) {
       d->c[C_DROP_OVERSIZE]++;
-      return true;
+      return false;
     }
     copy_frame(d->buf(idx), &hdr_[static_cast<size_t>(k) * stride_], len);
     slot->len = len;
@@ -1104,11 +1136,11 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
       if (!d->buf_ok(dst_idx[f])) {
         // the client broke its own rx slot: the copy is lost, counted there
         d->c[C_DROP_INVALID]++;
-        return true;
+        return false;
       }
       if (flen_[f0 + f] > d->layout.p.buf_size) {
         d->c[C_DROP_OVERSIZE]++;
-        return true;
+        return false;
       }
     }
     if (frags == 1 && hoff_[k] == 0) {
@@ -1137,18 +1169,109 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
       }
     }
   }
-  *room -= frags;
   if (!d->any_dirty) {
     d->any_dirty = true;
     dirty_.push_back(static_cast<uint32_t>(d - ports_.get()));
   }
   d->rx_dirty[rr] = true;
+  return true;
+}
+
+void SwitchCore::count_delivered(Port *d, uint32_t k) {
   d->c[C_TX_FRAMES]++;
   d->c[C_TX_BYTES] += ftotal_[k];
   // what d receives, to its monitors (/r): the one test an unwatched port pays
   if (__builtin_expect(!d->mon_rx.empty(), 0)) mirror(d->mon_rx, k);
   if (d->vnet) d->c[C_VNET_PASSED]++;
+}
+
+namespace {
+// frames one DirectSink::send_direct call takes at most (a sendmmsg batch)
+constexpr uint32_t kDirectBatch = 64;
+}  // namespace
+
+bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
+  RxState &st = d->rx[rr];
+  const uint32_t N = d->layout.p.rx_slots;
+  if (d->direct_gen != gen_) {
+    // the round's first frame for d: direct only while nothing waits in
+    // its rx ring (frames sent now must not overtake those)
+    d->direct_gen = gen_;
+    refresh_room(d, rr, room);
+    d->direct_open = rr == 0 && st.hwtail == st.released;
+  }
+  const uint32_t frags = fcount_[k], f0 = fstart_[k];
+  bool ok = d->direct_open && hoff_[k] == d->vnet && frags < N;
+  if (ok && *room < frags) refresh_room(d, rr, room);
+  ok = ok && *room >= frags;
+  // the slots it keeps must take the frame should the kernel push it back:
+  // place() will not fail on them
+  const netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
+  for (uint32_t f = 0, j = (st.hwtail + d->direct_slots) % N; ok && f < frags; f++, j = ring_next(j, N))
+    ok = flen_[f0 + f] <= d->layout.p.buf_size && d->buf_ok(rs[j].buf_idx);
+  if (!ok) {
+    // this frame goes into the ring (or is dropped or held): those taken
+    // before it go first, and no later one may pass it
+    if (!d->direct_q.empty()) flush_direct(d, rr);
+    d->direct_open = false;
+    return false;
+  }
+  if (d->direct_q.empty()) direct_ports_.push_back(static_cast<uint32_t>(d - ports_.get()));
+  d->direct_q.push_back(k);
+  d->direct_slots += frags;
+  *room -= frags;
   return true;
+}
+
+void SwitchCore::flush_direct(Port *d, uint32_t rr) {
+  uint32_t *rm = room(static_cast<uint32_t>(d - ports_.get()), rr);
+  const std::vector<uint32_t> &q = d->direct_q;
+  size_t i = 0;
+  // frame k's bytes as copy_out would copy them: the client's buffers, the
+  // decision's snapshot where it covers them
+  iovec iov[kDirectBatch * 2 + NETMAP_MAX_FRAGS + 2];
+  uint32_t at[kDirectBatch + 1];
+  while (i < q.size()) {
+    uint32_t m = 0, used = 0;
+    while (i + m < q.size() && m < kDirectBatch && used + fcount_[q[i + m]] + 2 <= std::size(iov)) {
+      const uint32_t k = q[i + m];
+      const Port *p = &ports_[src_[k]];
+      const uint32_t ov0 = hoff_[k], ov1 = ov0 + lens_[k];
+      const uint8_t *snap = &hdr_[static_cast<size_t>(k) * stride_];
+      at[m] = used;
+      for (uint32_t f = fstart_[k], fend = f + fcount_[k], pos = 0; f < fend; pos += flen_[f], f++) {
+        uint8_t *b = p->buf(fidx_[f]);
+        const uint32_t lo = pos, hi = pos + flen_[f];
+        if (hi <= ov0 || lo >= ov1) {
+          if (hi > lo) iov[used++] = iovec{b, hi - lo};
+          continue;
+        }
+        // the snapshot [ov0, ov1) lies in this fragment's range at most
+        // once over the whole frame: its bytes replace the client's there
+        if (lo < ov0) iov[used++] = iovec{b, ov0 - lo};
+        const uint32_t s0 = std::max(lo, ov0), s1 = std::min(hi, ov1);
+        iov[used++] = iovec{const_cast<uint8_t *>(snap) + (s0 - ov0), s1 - s0};
+        if (hi > ov1) iov[used++] = iovec{b + (ov1 - lo), hi - ov1};
+      }
+      m++;
+    }
+    at[m] = used;
+    const uint32_t done = std::min(d->direct->send_direct(iov, at, m), m);
+    for (uint32_t j = 0; j < done; j++) {
+      const uint32_t fr = fcount_[q[i + j]];
+      *rm += fr;  // its kept slots are free again
+      d->direct_slots -= fr;
+    }
+    i += done;
+    if (done < m) break;
+  }
+  // pushed back: into the ring, in order, in the slots kept for them
+  for (; i < q.size(); i++) {
+    (void)place(d, rr, q[i]);
+    d->direct_slots -= fcount_[q[i]];
+  }
+  d->direct_q.clear();
+  d->direct_slots = 0;
 }
 
 // A copy of batch frame k into each monitor's ring; a full ring drops the
@@ -1219,6 +1342,7 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     std::fill(room_gen_.get(), room_gen_.get() + SWITCH_MAX_PORTS * MAX_RINGS, 0u);
     gen_ = 1;
     off_k_ = UINT32_MAX;  // else a frame of round 1, 2^32 rounds ago, could pass for this one
+    for (uint32_t i = 0; i < SWITCH_MAX_PORTS; i++) ports_[i].direct_gen = 0;  // likewise a direct_open of then
   }
   flood_dests_.clear();
   for (uint32_t k = 0; k < n; k++) {
@@ -1281,6 +1405,13 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     p->c[C_RX_BYTES] += len;
     res->moved++;
   }
+  // frames taken for a direct send leave now, while the senders' slots
+  // they are read from are still the switch's
+  for (uint32_t id : direct_ports_) {
+    Port *d = &ports_[id];
+    if (!d->direct_q.empty()) flush_direct(d, 0);
+  }
+  direct_ports_.clear();
   // advance each source ring: to the end of its scan, or to the frame that
   // could not be delivered (lossless)
   for (const Touched &t : touched_) {

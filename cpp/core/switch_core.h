@@ -37,6 +37,8 @@
 #include <utility>
 #include <vector>
 
+#include <sys/uio.h>
+
 #include "core/fd.h"
 #include "core/region.h"
 #include "core/result.h"
@@ -210,6 +212,25 @@ class RoundHook {
   virtual bool batching() const { return false; }
 };
 
+// A receiving port whose in-line driver can send a frame straight from the
+// sender's buffers (AF_PACKET's sendmmsg, which copies it into an skb
+// anyway): the switch then skips its copy into the port's rx ring. Frames
+// go this way only while that ring is empty, so none overtakes a frame
+// waiting there; what the kernel pushes back goes into the ring after all,
+// in order, in slots the switch kept for it. Counters, monitor copies and
+// backpressure are the ring's: the frame counts as delivered (txFrames)
+// when it is taken for sending, as a copy into the ring would.
+class DirectSink {
+ public:
+  virtual ~DirectSink() = default;
+  // Sends frames [0, n) in order: frame i is iov[at[i]] .. iov[at[i + 1] - 1].
+  // Returns how many it consumed (sent, or refused by the kernel and counted
+  // as the driver's drop); fewer than n: the kernel pushed back, and the
+  // rest go into the rx ring. Called in a round, the core's mutex held;
+  // must not call back into the core.
+  virtual uint32_t send_direct(const iovec *iov, const uint32_t *at, uint32_t n) = 0;
+};
+
 class SwitchCore {
  public:
   // batch: most frames taken from one tx ring per round (fairness quantum);
@@ -300,6 +321,11 @@ class SwitchCore {
   // a header-less sender's frame gets a zero header, and 10 <-> 12 keeps the
   // first 10 bytes (num_buffers = 1). Equal lengths: copied untouched.
   Status set_vnet_hdr_len(uint32_t id, uint32_t len);
+  // Port id's in-line driver sends frames straight from the senders'
+  // buffers (DirectSink); nullptr, or another client, ends it. clear_direct
+  // only ends sink's own (the id may be another port's by then).
+  Status set_direct(uint32_t id, DirectSink *sink);
+  void clear_direct(uint32_t id, const DirectSink *sink);
   Result<uint32_t> vnet_hdr_len(uint32_t id);
   // The port whose full rx ring stopped a lossless sender in the last round, or -1.
   int32_t blocked_on() {
@@ -487,6 +513,15 @@ class SwitchCore {
     uint32_t spurious = 0, backoff_ms = 0;
     bool muted = false;
     int64_t muted_until_ns = 0;
+    // DirectSink (set_direct): the frames taken for it this round (batch
+    // indices, in order), the rx slots kept for them should the kernel push
+    // back, and whether this round may still send direct (its rx ring was
+    // empty at the round's first frame and no frame has gone into it since)
+    DirectSink *direct = nullptr;
+    std::vector<uint32_t> direct_q;
+    uint32_t direct_slots = 0;
+    uint32_t direct_gen = 0;
+    bool direct_open = false;
 
     // The client state as a client finds it, for add_port and renew_port
     // alike: cursors, held-back and stall clocks, bad heads, doorbell
@@ -592,6 +627,17 @@ class SwitchCore {
   uint32_t *room(uint32_t d, uint32_t rr);
   bool refresh_room(Port *d, uint32_t rr, uint32_t *room);
   bool deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
+  // deliver's copy of frame k into d's rx ring at its tail (room checked
+  // by the caller); false: a broken rx slot (counted), nothing written
+  bool place(Port *d, uint32_t rr, uint32_t k);
+  // what deliver counts for a copy delivered (or taken for a direct send)
+  void count_delivered(Port *d, uint32_t k);
+  // deliver's first step for a port with a DirectSink: true when frame k is
+  // taken for a direct send (its slots kept); false: deliver goes on as for
+  // any port, after the frames taken so far were sent (order)
+  bool take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
+  // sends d's frames taken this round; the kernel's push-back into the ring
+  void flush_direct(Port *d, uint32_t rr);
   // A copy for d found its rx ring full: true when the sender should wait
   // (bounded backpressure), false when the copy is to be dropped.
   bool hold_back(Port *d, bool flood);
@@ -635,6 +681,7 @@ class SwitchCore {
   std::vector<ScanRing> scan_;    // every tx ring of active_, port by port
   std::vector<uint32_t> scan_of_; // active_[k]'s rings are scan_[scan_of_[k] .. scan_of_[k + 1])
   std::vector<uint32_t> dirty_;   // ports whose rx rings got frames this round
+  std::vector<uint32_t> direct_ports_;  // ports with frames taken for a direct send this round
   std::vector<Touched> touched_;  // source rings of this round
   std::vector<Dropped> dropped_;  // frames skipped by this round's collect
   std::vector<FloodDest> flood_dests_;  // this round's, see Touched::f0

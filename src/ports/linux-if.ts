@@ -61,7 +61,7 @@ interface NativeAfPacketPort {
   close(): void;
 }
 
-type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3; overflowV3?: boolean }, core?: object) => NativeAfPacketPort;
+type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3; overflowV3?: boolean; switchPort?: number }, core?: object) => NativeAfPacketPort;
 
 const AfPacketPort = (nativeRaw as { AfPacketPort: AfPacketCtor }).AfPacketPort;
 
@@ -209,6 +209,14 @@ registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [numbe
   return Promise.resolve(new AfPacketDriver(nat));
 });
 
+/**
+ * VALE_TS_LINUX_IF_DIRECT in vale-ts's environment: '1' or unset, an in-line
+ * AF_PACKET port takes the switch's frames straight from the senders'
+ * buffers; '0', always through its rx ring (one more copy; for comparisons).
+ */
+const directDefault = (): boolean =>
+  inlineFromEnv('VALE_TS_LINUX_IF_DIRECT', true, "'1' (the default) sends an in-line AF_PACKET port's frames straight from the senders' buffers, '0' through the port's rx ring");
+
 /** `inline`'s default: VALE_TS_LINUX_IF_INLINE in vale-ts's environment ('1' or unset on, '0' off). */
 const inlineDefault = (): boolean =>
   inlineFromEnv('VALE_TS_LINUX_IF_INLINE', true, "'1' (the default) runs interface ports in the switch's rounds, '0' in threads of their own");
@@ -244,7 +252,10 @@ registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index
   // Declared before the first frame moves; AF_XDP carries no such header.
   sw.setVnetHdrLen(port.index, 10);
   try {
-    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, ...tpacketRx() }, inl ? sw.inlineDriverCore() : undefined), LINUX_IF_KIND));
+    // in-line, the switch sends frames for this port straight from the
+    // senders' buffers while its rx ring is empty (one copy fewer per frame)
+    const direct = inl && directDefault() ? { switchPort: port.index } : {};
+    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, ...tpacketRx(), ...direct }, inl ? sw.inlineDriverCore() : undefined), LINUX_IF_KIND));
   } catch (e) {
     sw.setVnetHdrLen(port.index, 0);
     throw e;

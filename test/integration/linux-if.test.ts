@@ -16,7 +16,7 @@ import { afxdpBuiltIn } from '../../src/ports/linux-if.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
 import { linkState, makeNamespaces, must, run, tcpTransfer, type NsEnd, type Run } from '../fixtures/linux-if-netns.js';
 import { ctl } from '../fixtures/vale-ctl-run.js';
-import { untilAnswer } from '../fixtures/wait.js';
+import { until, untilAnswer } from '../fixtures/wait.js';
 
 const root = process.getuid?.() === 0;
 
@@ -160,6 +160,19 @@ for (const variant of ['afxdp', 'afxdp-inline', 'packet', 'packet-inline'] as co
       t.is(total('gso_segments'), 0, 'nothing segmented in the driver');
       const passed = sws[0]!.ports.reduce((s, p) => s + (p.counters['vnetPassed'] ?? 0), 0);
       t.true(passed > 0, 'the switch counted them passed (vnetPassed)');
+      // in-line, the switch hands a port's frames to its sendmmsg straight from the
+      // sender's slots (one copy fewer) while the port's rx ring is empty; with
+      // threads it never does. Either way every frame the switch delivered left.
+      if (inline) t.true(total('tx_direct') > 0, `frames sent straight from the senders' slots: ${JSON.stringify(drv)}`);
+      else t.is(total('tx_direct'), 0, 'no direct sends without in-line ports');
+      // (a driver thread may still be sending the last ACKs: asked again until it is done)
+      const sent = (q: { driver?: { counters: Record<string, number> } }): number => ['tx_frames', 'drop_tx_error', 'drop_tx_bad_slot'].reduce((n, k) => n + (q.driver!.counters[k] ?? 0), 0);
+      type Sw = { ports: { name: string; counters: Record<string, number>; driver?: { counters: Record<string, number> } }[] };
+      const settled = await untilAnswer(
+        async () => (JSON.parse((await ctl(socket, '--stats', '--json')).stdout) as { switches: Sw[] }).switches[0]!.ports,
+        (ps) => ps.every((q) => sent(q) === q.counters['txFrames']),
+      );
+      t.true(settled.length === 2, 'what the switch delivered to each port left it, sent or counted as dropped');
     } else {
       // with XDP on the host end, veth turns TSO off on its peer: the sender's stack segments
       // (GSO), and its CHECKSUM_PARTIAL frames reach XDP unfinished: completed in the driver
@@ -263,6 +276,71 @@ suite('packet with VALE_TS_TPACKET_RX=2+3, in-line: a burst the V2 ring cannot h
   const ab = await tcpTransfer(a, b, 5004, MB);
   t.is(ab.receivedBytes, MB);
   t.is(ab.received, ab.sent, 'what arrived is what was sent');
+  for (const e of ends) t.is((await ctl(socket, '-d', `vale0:${e.host}`)).code, 0);
+});
+
+suite('packet, in-line: what the kernel pushes back while the switch sends straight from the sender\'s slots (the far end down) waits in the port\'s rx ring and leaves in order once it is up, none lost', async (t) => {
+  t.timeout(300_000, 'hang guard');
+  ensurePackages(['iproute2', 'iputils-ping', 'python3']);
+  const { ends, remove } = await makeNamespaces('vd', 2, 223);
+  t.teardown(remove);
+  const [a, b] = ends as [NsEnd, NsEnd];
+  const socket = path.join(os.tmpdir(), `linux-if-direct-${process.pid}.sock`);
+  const srv = await ValeServer.listen({ socket });
+  t.teardown(() => srv.close());
+  for (const e of ends) t.is((await ctl(socket, '-a', `vale0:${e.host}`, '--backend', 'packet')).code, 0);
+  // both MACs learned: a's frames to b are unicast to b's port
+  t.is((await ping(a, b)).code, 0);
+  t.is((await ping(b, a)).code, 0);
+  const counters = (): Promise<Record<string, number>> => driverCounters(socket, `vale0:${b.host}`);
+  const d0 = await counters();
+  t.true(d0['tx_direct']! > 0, `the pings were sent straight from the sender's slots: ${JSON.stringify(d0)}`);
+  // b's end down: veth drops what its peer (b.host) sends, and sendmmsg says ENOBUFS
+  await must('ip', '-n', b.ns, 'link', 'set', b.inner, 'down');
+  // the receiver: N frames of the experimental ethertype, their numbers
+  const N = 300;
+  const rx = spawn('ip', ['netns', 'exec', b.ns, 'python3', '-c', [
+    'import socket, sys',
+    's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))',
+    '# not bound to the interface: a socket bound to one that is down starts receiving only after',
+    '# the link is up again, and the first frames may cross before that (the namespace has no other)',
+    'print("ready", flush=True)',
+    'seen = [int.from_bytes(s.recv(2048)[14:16], "big") for _ in range(int(sys.argv[2]))]',
+    'print(" ".join(map(str, seen)), flush=True)',
+  ].join('\n'), b.inner, String(N)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => rx.kill());
+  let out = '';
+  rx.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<number | null>((r) => rx.on('close', r));
+  await until(() => out.startsWith('ready'));
+  const send = [
+    'import socket, sys',
+    's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)',
+    's.bind((sys.argv[1], 0))',
+    'h = bytes.fromhex(sys.argv[2])',
+    'for i in range(int(sys.argv[3])): s.send(h + i.to_bytes(2, "big") + bytes(44))',
+  ].join('\n');
+  const head = `${b.mac}${a.mac}`.replaceAll(':', '') + '88b5';
+  const port = async (): Promise<Record<string, number>> => {
+    const st = JSON.parse((await ctl(socket, '--stats', '--json')).stdout) as { switches: { ports: { name: string; counters: Record<string, number> }[] }[] };
+    return st.switches[0]!.ports.find((q) => q.name === `vale0:${b.host}`)!.counters;
+  };
+  const t0 = (await port())['txFrames']!;
+  const tx = spawnSync('ip', ['netns', 'exec', a.ns, 'python3', '-c', send, a.inner, head, String(N)], { encoding: 'utf8' });
+  t.is(tx.status, 0, tx.stderr);
+  // all N delivered to b's port by the switch, and pushed back by the kernel (asked until so; ava's timeout guards a hang)
+  const p0 = await untilAnswer(port, (c) => c['txFrames']! - t0 >= N);
+  const d1 = await counters();
+  t.true(d1['tx_retries']! > d0['tx_retries']!, `the kernel pushed back: ${JSON.stringify(d1)}`);
+  t.true(d1['tx_frames']! - d0['tx_frames']! < N, 'not sent while the link is down');
+  // up again: the frames leave from the ring, in the order sent
+  await must('ip', '-n', b.ns, 'link', 'set', b.inner, 'up');
+  t.is(await done, 0);
+  const seen = out.split('\n')[1]!.trim().split(' ').map(Number);
+  t.deepEqual(seen, [...Array(N).keys()], 'every frame, in order');
+  const d2 = await untilAnswer(counters, (c) => c['tx_frames']! - d0['tx_frames']! >= N);
+  t.is(d2['drop_tx_error'], d0['drop_tx_error'], 'none dropped');
+  t.log(`b's port: txFrames ${p0['txFrames']}, driver ${JSON.stringify(d2)}`);
   for (const e of ends) t.is((await ctl(socket, '-d', `vale0:${e.host}`)).code, 0);
 });
 
