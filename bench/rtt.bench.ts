@@ -3,7 +3,11 @@
  * run `ping` between two network namespaces over a Linux bridge (veth pairs),
  * so the result is a ratio. Needs root for the namespaces; installs
  * iputils-ping with apt-get if it is missing.
- *   node dist/bench/rtt.bench.js [--count N]     (default 20000 round trips)
+ *   node dist/bench/rtt.bench.js [--count N] [--repeat R]
+ * --count: round trips per row (default 20000). --repeat: runs of the
+ * judged pair (the datapath-thread row and the bridge, alternated; default
+ * 5): one run's average swings with a few long waits for a vCPU, so the
+ * verdict is on the median of the per-run ratios, each run's shown.
  * Per round trip, vale-ts: ping writes a slot and kicks (or the switch is
  * polling), the switch copies the frame into pong's rx ring (one native
  * round, TS lookup included) and kicks pong, pong answers the same way back;
@@ -163,7 +167,9 @@ const fmt = (r: { min: number; avg: number; p50: number; p99: number }): string 
   `min ${r.min.toFixed(1)} µs  avg ${r.avg.toFixed(1)} µs  p50 ${r.p50.toFixed(1)} µs  p99 ${r.p99.toFixed(1)} µs`;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { count: { type: 'string' } } });
+  const { values } = parseArgs({ options: { count: { type: 'string' }, repeat: { type: 'string' } } });
+  const repeat = Number(values.repeat ?? 5);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat ${values.repeat}: a whole number of runs, 1 or more`);
   // 20 000 (5000 before session 7): a fresh ping's first ~2000 round trips
   // run while V8 compiles its loop, ~2% of the samples at 5000, which alone
   // put the p99 at milliseconds; the bridge's ping gets the same count
@@ -208,6 +214,34 @@ async function main(): Promise<void> {
   console.log(`vale-ts / Linux bridge: avg ${avgRatio.toFixed(2)}x (target <= 3), p99 / bridge avg ${p99Ratio.toFixed(2)}x (target <= 20), min ${(v.min / b.min).toFixed(2)}x`);
   console.log(`netmap pipe (no switch) / Linux bridge: avg ${(np.avg / b.avg).toFixed(2)}x, min ${(np.min / b.min).toFixed(2)}x${npp ? `; pinned avg ${(npp.avg / b.avg).toFixed(2)}x, p50 ${(npp.p50 / b.p50).toFixed(2)}x` : ''}`);
   if (p) console.log(`pinned vale-ts / Linux bridge: avg ${(p.avg / b.avg).toFixed(2)}x (target <= 3), p99 / bridge avg ${(p.p99 / b.avg).toFixed(2)}x (target <= 20), p50 ${(p.p50 / b.p50).toFixed(2)}x, min ${(p.min / b.min).toFixed(2)}x`);
+  if (repeat < 2) return;
+  // the judged pair again, alternated, so that the verdict is not one run's
+  const avgRatios = [avgRatio];
+  const bridgeAvgs = [b.avg];
+  const p99Ratios = [p99Ratio];
+  for (let i = 1; i < repeat; i++) {
+    const vi = await valeRtt(count, ['--datapath', 'thread']);
+    const bi = bridgeRtt(count);
+    avgRatios.push(vi.avg / bi.avg);
+    bridgeAvgs.push(bi.avg);
+    p99Ratios.push(vi.p99 / bi.avg);
+    console.log(`  run ${i + 1}: vale-ts --datapath thread ${fmt(vi)} | bridge ${fmt(bi)}`);
+  }
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, c) => a - c);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  };
+  const list = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(' ');
+  const ma = median(avgRatios);
+  const mp = median(p99Ratios);
+  console.log(`over ${repeat} runs, vale-ts --datapath thread / Linux bridge: avg ${ma.toFixed(2)}x median (${list(avgRatios)}; ${avgRatios.filter((x) => x <= 3).length} of ${repeat} <= 3): ${ma <= 3 ? 'met' : 'NOT met'} (target <= 3)`);
+  console.log(`over ${repeat} runs, p99 / bridge avg: ${mp.toFixed(2)}x median (${list(p99Ratios)}; ${p99Ratios.filter((x) => x <= 20).length} of ${repeat} <= 20): ${mp <= 20 ? 'met' : 'NOT met'} (target <= 20)`);
+  // informative, not the verdict: a fresh ping process spends its first
+  // ~0.1 s in V8's compiler, a large share of a 20000-round-trip run; ten
+  // times as many round trips show the switch's steady state
+  const long = await valeRtt(count * 10, ['--datapath', 'thread']);
+  console.log(`steady state, ${count * 10} round trips, vale-ts --datapath thread: ${fmt(long)}; avg / the bridge's median avg ${(long.avg / median(bridgeAvgs)).toFixed(2)}x`);
 }
 
 main().catch((e: unknown) => {
