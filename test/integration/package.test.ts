@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, w
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
+import { untilListening } from '../fixtures/vale-ts-process.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -99,16 +100,7 @@ test('npm pack carries prebuilt addons; the tarball installs and runs with no co
     if (sw.exitCode === null && sw.signalCode === null) sw.kill('SIGKILL');
     await exited;
   });
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const see = (d: Buffer): void => {
-      log += d.toString();
-      if (log.includes('listening')) resolve();
-    };
-    sw.stdout!.on('data', see);
-    sw.stderr!.on('data', see);
-    sw.once('exit', (code) => reject(new Error(`vale-ts exited (${code}) before listening: ${log}`)));
-  });
+  await untilListening(sw, 'the installed vale-ts');
   const tx = await run(path.join(tools, 'pkt-gen-ts'), ['--socket', socket, '-i', 'vale0:1', '-f', 'tx', '-n', '1000'], { cwd: app, env });
   t.is(tx.code, 0, tx.stderr);
   t.regex(tx.stdout, /^Sent 1000 packets/m);

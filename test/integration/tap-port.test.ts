@@ -179,7 +179,7 @@ test.serial('where /dev has no /dev/net/tun (systemd PrivateDevices=yes), a TAP 
   // vale-ts in a mount namespace of its own whose /dev/net is an empty tmpfs, as the private /dev
   // of systemd/vale-ts.service, which has no /dev/net/tun
   const { spawn } = await import('node:child_process');
-  const { toolsDir } = await import('../fixtures/vale-ts-process.js');
+  const { toolsDir, untilListening } = await import('../fixtures/vale-ts-process.js');
   const sock = path.join(os.tmpdir(), `tap-port-nodev-${process.pid}.sock`);
   const vt = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs none /dev/net && exec "$0" "$@"', process.execPath, path.join(toolsDir, 'vale-ts.js'), '--socket', sock], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -189,16 +189,7 @@ test.serial('where /dev has no /dev/net/tun (systemd PrivateDevices=yes), a TAP 
     vt.kill('SIGTERM');
     await exited;
   });
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const see = (d: Buffer): void => {
-      log += d.toString();
-      if (log.includes('listening')) resolve();
-    };
-    vt.stdout!.on('data', see);
-    vt.stderr!.on('data', see);
-    vt.once('exit', (code) => reject(new Error(`vale-ts under unshare exited (${code}): ${log}`)));
-  });
+  await untilListening(vt, 'vale-ts under unshare');
   const c = new ValeClient({ socket: sock });
   await t.throwsAsync(c.create('vale0:nodev', {}, { driver: { kind: 'tap', ifname: `${tag}n` } }), {
     message: /\/dev\/net\/tun.*No such file or directory.*modprobe tun.*PrivateDevices=no/s,
