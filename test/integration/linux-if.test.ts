@@ -302,6 +302,9 @@ suite('packet, in-line: what the kernel pushes back while the switch sends strai
   const rx = spawn('ip', ['netns', 'exec', b.ns, 'python3', '-c', [
     'import socket, sys',
     's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))',
+    '# all N arrive in one burst once the link is up: room for them (SO_RCVBUFFORCE, root),',
+    '# or the default receive buffer (~280 such skbs) drops the rest',
+    's.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)',
     '# not bound to the interface: a socket bound to one that is down starts receiving only after',
     '# the link is up again, and the first frames may cross before that (the namespace has no other)',
     'print("ready", flush=True)',
