@@ -4,7 +4,7 @@
  * endpoint on loopback. What `vale-ts --config FILE --metrics PORT` does.
  *   node dist/examples/host-switch.js [--socket PATH]
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigApplier, loadConfig, open, serveMetrics, ValeServer } from '@x/netmap';
@@ -36,3 +36,5 @@ const scrape = await (await fetch(metrics.url)).text();
 console.log(scrape.split('\n').filter((l) => l.startsWith('vale_ts_switch_frames_in_total')).join('\n'));
 await metrics.close();
 server.close();
+// the example's configuration file and socket go with it
+rmSync(dir, { recursive: true, force: true });
