@@ -41,6 +41,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSwitch } from './lib.js';
+import { parseRepeat, spread } from './repeat.js';
 
 /**
  * The pinned row: vale-ts (its datapath thread, main thread and V8's
@@ -168,8 +169,7 @@ const fmt = (r: { min: number; avg: number; p50: number; p99: number }): string 
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { count: { type: 'string' }, repeat: { type: 'string' } } });
-  const repeat = Number(values.repeat ?? 5);
-  if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat ${values.repeat}: a whole number of runs, 1 or more`);
+  const repeat = parseRepeat(values.repeat, 5);
   // 20 000 (5000 before session 7): a fresh ping's first ~2000 round trips
   // run while V8 compiles its loop, ~2% of the samples at 5000, which alone
   // put the p99 at milliseconds; the bridge's ping gets the same count
@@ -227,11 +227,7 @@ async function main(): Promise<void> {
     p99Ratios.push(vi.p99 / bi.avg);
     console.log(`  run ${i + 1}: vale-ts --datapath thread ${fmt(vi)} | bridge ${fmt(bi)}`);
   }
-  const median = (xs: number[]): number => {
-    const s = [...xs].sort((a, c) => a - c);
-    const m = s.length >> 1;
-    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-  };
+  const median = (xs: number[]): number => spread(xs).median;
   const list = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(' ');
   const ma = median(avgRatios);
   const mp = median(p99Ratios);
