@@ -122,6 +122,7 @@ struct AfPacketDriver::Hook final : LinuxIfHook<AfPacketDriver::Hook>, DirectSin
   bool kernel_waiting() const { return d.kernel_ready() && d.port_.tx_space(0) >= d.need_slots_; }
   void before_sleep() {}
   void count_wakeup() { d.c_.wakeups.fetch_add(1, std::memory_order_relaxed); }
+  bool pushed_back() const { return d.out_blocked_; }
   // readable with nothing in the ring: a pending socket error (ENETDOWN),
   // which epoll reports until it is read
   void fd_ready(int fd) override {

@@ -192,6 +192,7 @@ struct AfXdpDriver::Hook final : LinuxIfHook<AfXdpDriver::Hook> {
       if (xsk_ring_prod__needs_wakeup(&q->fill)) (void)::recvfrom(q->fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
   }
   void count_wakeup() { d.c_.wakeups.fetch_add(1, std::memory_order_relaxed); }
+  bool pushed_back() const { return d.out_blocked_; }
   // readability is all the socket says: the next round reads the ring
   void fd_ready(int) override {}
 };

@@ -16,9 +16,11 @@
 //   bool kernel_waiting();       frames wait in a kernel ring and the port's tx ring has room for the next
 //   void before_sleep();         anything the kernel must be told before the switch sleeps
 //   void count_wakeup();
+//   bool pushed_back();          the kernel refused the last send (EAGAIN/ENOBUFS, a full tx ring): frames wait
 //   void fd_ready(int) override; a socket in the switch's epoll set was readable
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "core/clock.h"
@@ -29,6 +31,12 @@ namespace nm {
 
 // how often, at most, an in-line driver reads the kernel's drop counts
 inline constexpr int64_t kLinuxIfStatsNs = 2'000'000;
+// Retrying a send the kernel pushes back: there is no event for a packet
+// socket's backlog draining, so the switch sleeps a bounded time and looks
+// again, doubling it while nothing goes out, up to the driver thread's 1 ms.
+// (A veth whose far end is down pushes back for as long as it stays down.)
+inline constexpr uint64_t kLinuxIfRetryMinNs = 20'000;
+inline constexpr uint64_t kLinuxIfRetryMaxNs = 1'000'000;
 
 template <class Ops>
 struct LinuxIfHook : RoundHook {
@@ -43,10 +51,11 @@ struct LinuxIfHook : RoundHook {
   }
 
   // The switch is about to sleep: false while work waits here (frames to
-  // send; a send the kernel pushed back is retried next round: in-line ports
-  // poll, as the switch's own rings are; frames in a kernel ring and room for
-  // them). The driver's sockets are in the switch's epoll set: a frame into
-  // an empty ring wakes it.
+  // send; frames in a kernel ring and room for them). The driver's sockets
+  // are in the switch's epoll set: a frame into an empty ring wakes it. Frames
+  // the kernel pushed back are retried after a sleep of backoff_ns_
+  // (wake_within_ns: the thread's wait() honours it, the loop datapath's
+  // timer rounds it up to a ms).
   bool arm() final {
     const int64_t now = mono_ns();
     if (now - self().stats_ns() >= kLinuxIfStatsNs) {
@@ -56,16 +65,31 @@ struct LinuxIfHook : RoundHook {
     PortClient &p = self().port();
     (void)p.rxsync(0);
     (void)p.txsync(0);
-    const bool idle = p.rx_avail(0) == 0 && !self().kernel_waiting();
+    wake_ns_ = 0;
+    const uint64_t sent = self().tx_frames();
+    if (sent != sent_at_arm_) backoff_ns_ = 0;  // progress since the last look: start over
+    sent_at_arm_ = sent;
+    bool idle = !self().kernel_waiting();
+    if (idle && p.rx_avail(0) > 0) {
+      idle = self().pushed_back();
+      if (idle) {
+        backoff_ns_ = backoff_ns_ ? std::min(backoff_ns_ * 2, kLinuxIfRetryMaxNs) : kLinuxIfRetryMinNs;
+        wake_ns_ = backoff_ns_;
+      }
+    }
     self().before_sleep();
     if (idle) self().count_wakeup();
     return idle;
   }
 
   void disarm() final {}
+  uint64_t wake_within_ns() const final { return wake_ns_; }
 
  private:
   Ops &self() { return static_cast<Ops &>(*this); }
+  uint64_t backoff_ns_ = 0;   // the current retry sleep (0: none yet)
+  uint64_t wake_ns_ = 0;      // what the last arm() asked for
+  uint64_t sent_at_arm_ = 0;  // tx_frames() at the last arm()
 };
 
 }  // namespace nm

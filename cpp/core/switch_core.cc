@@ -1729,6 +1729,9 @@ int SwitchCore::backoff_due() {
     const int64_t left = p.muted_until_ns - now;
     if (next < 0 || left < next) next = left;
   }
+  // an in-line hook's bound on this sleep (a send to retry): the loop
+  // datapath sleeps in whole ms; the thread's wait() honours the ns itself
+  if (const uint64_t w = wake_within_ns_.load(std::memory_order_relaxed); w && w < 1'000'000'000 && (next < 0 || static_cast<int64_t>(w) < next)) next = static_cast<int64_t>(w);
   return next < 0 ? -1 : static_cast<int>((next + 999999) / 1000000);
 }
 

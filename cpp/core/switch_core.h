@@ -410,7 +410,8 @@ class SwitchCore {
   // still move whenever the switch runs.
   void note_wakeup(bool useful);
   // Before sleeping: listens again to doorbells whose backoff is over.
-  // Returns ms until the next one is due (the sleep's bound), -1 if none.
+  // Returns ms until the next one is due (the sleep's bound), -1 if none;
+  // also bounded by an in-line hook's wake_within_ns (a retry it asked for).
   int backoff_due();
   // any round hook batching (RoundHook::batching): no busy poll before the next sleep
   bool hooks_batching();

@@ -279,14 +279,15 @@ suite('packet with VALE_TS_TPACKET_RX=2+3, in-line: a burst the V2 ring cannot h
   for (const e of ends) t.is((await ctl(socket, '-d', `vale0:${e.host}`)).code, 0);
 });
 
-suite('packet, in-line: what the kernel pushes back while the switch sends straight from the sender\'s slots (the far end down) waits in the port\'s rx ring and leaves in order once it is up, none lost', async (t) => {
+for (const [datapath, tag, subnet] of [['loop', 'vd', 223], ['thread', 'vk', 224]] as const)
+suite(`packet, in-line, ${datapath} datapath: what the kernel pushes back while the switch sends straight from the sender's slots (the far end down) waits in the port's rx ring, retried after sleeps that back off (no spinning), and leaves in order once it is up, none lost`, async (t) => {
   t.timeout(300_000, 'hang guard');
   ensurePackages(['iproute2', 'iputils-ping', 'python3']);
-  const { ends, remove } = await makeNamespaces('vd', 2, 223);
+  const { ends, remove } = await makeNamespaces(tag, 2, subnet);
   t.teardown(remove);
   const [a, b] = ends as [NsEnd, NsEnd];
-  const socket = path.join(os.tmpdir(), `linux-if-direct-${process.pid}.sock`);
-  const srv = await ValeServer.listen({ socket });
+  const socket = path.join(os.tmpdir(), `linux-if-direct-${datapath}-${process.pid}.sock`);
+  const srv = await ValeServer.listen({ socket, switchOptions: { datapath } });
   t.teardown(() => srv.close());
   for (const e of ends) t.is((await ctl(socket, '-a', `vale0:${e.host}`, '--backend', 'packet')).code, 0);
   // both MACs learned: a's frames to b are unicast to b's port
@@ -336,6 +337,12 @@ suite('packet, in-line: what the kernel pushes back while the switch sends strai
   const d1 = await counters();
   t.true(d1['tx_retries']! > d0['tx_retries']!, `the kernel pushed back: ${JSON.stringify(d1)}`);
   t.true(d1['tx_frames']! - d0['tx_frames']! < N, 'not sent while the link is down');
+  // while they wait, the switch sleeps between retries: each retry after the
+  // first few follows a sleep the port allowed (its driver counts it in
+  // `wakeups`). Spinning on them (before) made 48k-115k retries in a few
+  // seconds with no sleep at all: one CPU busy for as long as the link is down.
+  const d2r = await untilAnswer(counters, (c) => c['tx_retries']! - d1['tx_retries']! >= 40);
+  t.true(d2r['wakeups']! - d1['wakeups']! >= 20, `slept between retries: ${JSON.stringify({ before: d1, after: d2r })}`);
   // up again: the frames leave from the ring, in the order sent
   await must('ip', '-n', b.ns, 'link', 'set', b.inner, 'up');
   t.is(await done, 0);
