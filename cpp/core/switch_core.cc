@@ -1079,10 +1079,9 @@ bool SwitchCore::deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *r
 // fragment, the snapshot's bytes in place of the client's. False when there
 // is no room for all of them.
 bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
-  if (d->direct && take_direct(d, rr, k, room)) {
-    count_delivered(d, k);
-    return true;
-  }
+  // taken for a direct send: counted once its fate is known (flush_direct),
+  // as sent or as put into the ring, never also as a drop
+  if (d->direct && take_direct(d, rr, k, room)) return true;
   if (hoff_[k] != d->vnet) return deliver_converted(d, rr, k, room);
   const uint32_t frags = fcount_[k];
   if (frags >= d->layout.p.rx_slots) {
@@ -1261,13 +1260,16 @@ void SwitchCore::flush_direct(Port *d, uint32_t rr) {
       const uint32_t fr = fcount_[q[i + j]];
       *rm += fr;  // its kept slots are free again
       d->direct_slots -= fr;
+      count_delivered(d, q[i + j]);
     }
     i += done;
     if (done < m) break;
   }
-  // pushed back: into the ring, in order, in the slots kept for them
+  // pushed back: into the ring, in order, in the slots kept for them. The
+  // client may have broken a kept slot since take_direct checked it: then
+  // the frame is counted there (dropInvalid) and not as delivered
   for (; i < q.size(); i++) {
-    (void)place(d, rr, q[i]);
+    if (place(d, rr, q[i])) count_delivered(d, q[i]);
     d->direct_slots -= fcount_[q[i]];
   }
   d->direct_q.clear();
