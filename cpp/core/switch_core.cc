@@ -877,6 +877,10 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
   }
   st.released = rel;
   *room = ring_dist(rel == 0 ? N - 1 : rel - 1, st.hwtail, N);
+  // slots kept for this round's direct sends (take_direct) are not free:
+  // else a round taking more than the ring holds would, should the kernel
+  // push them all back, place them past the client's head
+  if (rr == 0 && d->direct_slots) *room = *room > d->direct_slots ? *room - d->direct_slots : 0;
   return *room > 0;
 }
 
@@ -1200,7 +1204,8 @@ bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
     d->direct_open = rr == 0 && st.hwtail == st.released;
   }
   const uint32_t frags = fcount_[k], f0 = fstart_[k];
-  bool ok = d->direct_open && hoff_[k] == d->vnet && frags < N;
+  // (ring 0 only: flush_direct puts push-backs there)
+  bool ok = d->direct_open && rr == 0 && hoff_[k] == d->vnet && frags < N;
   if (ok && *room < frags) refresh_room(d, rr, room);
   ok = ok && *room >= frags;
   // the slots it keeps must take the frame should the kernel push it back:
