@@ -1209,14 +1209,15 @@ bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   if (ok && *room < frags) refresh_room(d, rr, room);
   ok = ok && *room >= frags;
   // the slots it keeps must take the frame should the kernel push it back:
-  // place() will not fail on them
+  // place() will not fail on them unless the client breaks one meanwhile
+  // (then the frame is dropInvalid, flush_direct)
   const netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
   for (uint32_t f = 0, j = (st.hwtail + d->direct_slots) % N; ok && f < frags; f++, j = ring_next(j, N))
     ok = flen_[f0 + f] <= d->layout.p.buf_size && d->buf_ok(rs[j].buf_idx);
   if (!ok) {
     // this frame goes into the ring (or is dropped or held): those taken
     // before it go first, and no later one may pass it
-    if (!d->direct_q.empty()) flush_direct(d, rr);
+    if (!d->direct_q.empty()) flush_direct(d, 0);  // they were all taken for ring 0
     d->direct_open = false;
     return false;
   }
