@@ -73,7 +73,11 @@ suite('packet, in-line: a frame taken for a direct send and pushed back by the k
   const flipper = new Worker(new URL('../fixtures/rx-slot-flipper.js', import.meta.url), {
     workerData: { fd: pb.fds[0], size: pb.geometry.memsize, control },
   });
-  const stopped = new Promise((r) => flipper.once('message', r));
+  // its last act puts the indices back; an exit (a crash) ends the wait too
+  const stopped = new Promise((r) => {
+    flipper.once('message', r);
+    flipper.once('exit', r);
+  });
   t.teardown(async () => {
     Atomics.store(ctlw, 0, 1);
     await stopped;
