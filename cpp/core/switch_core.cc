@@ -877,6 +877,10 @@ bool SwitchCore::refresh_room(Port *d, uint32_t rr, uint32_t *room) {
   }
   st.released = rel;
   *room = ring_dist(rel == 0 ? N - 1 : rel - 1, st.hwtail, N);
+  // slots kept for this round's direct sends (take_direct) are not free:
+  // else a round taking more than the ring holds would, should the kernel
+  // push them all back, place them past the client's head
+  if (rr == 0 && d->direct_slots) *room = *room > d->direct_slots ? *room - d->direct_slots : 0;
   return *room > 0;
 }
 
@@ -1079,10 +1083,9 @@ bool SwitchCore::deliver_converted(Port *d, uint32_t rr, uint32_t k, uint32_t *r
 // fragment, the snapshot's bytes in place of the client's. False when there
 // is no room for all of them.
 bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
-  if (d->direct && take_direct(d, rr, k, room)) {
-    count_delivered(d, k);
-    return true;
-  }
+  // taken for a direct send: counted once its fate is known (flush_direct),
+  // as sent or as put into the ring, never also as a drop
+  if (d->direct && take_direct(d, rr, k, room)) return true;
   if (hoff_[k] != d->vnet) return deliver_converted(d, rr, k, room);
   const uint32_t frags = fcount_[k];
   if (frags >= d->layout.p.rx_slots) {
@@ -1201,18 +1204,20 @@ bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
     d->direct_open = rr == 0 && st.hwtail == st.released;
   }
   const uint32_t frags = fcount_[k], f0 = fstart_[k];
-  bool ok = d->direct_open && hoff_[k] == d->vnet && frags < N;
+  // (ring 0 only: flush_direct puts push-backs there)
+  bool ok = d->direct_open && rr == 0 && hoff_[k] == d->vnet && frags < N;
   if (ok && *room < frags) refresh_room(d, rr, room);
   ok = ok && *room >= frags;
   // the slots it keeps must take the frame should the kernel push it back:
-  // place() will not fail on them
+  // place() will not fail on them unless the client breaks one meanwhile
+  // (then the frame is dropInvalid, flush_direct)
   const netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
   for (uint32_t f = 0, j = (st.hwtail + d->direct_slots) % N; ok && f < frags; f++, j = ring_next(j, N))
     ok = flen_[f0 + f] <= d->layout.p.buf_size && d->buf_ok(rs[j].buf_idx);
   if (!ok) {
     // this frame goes into the ring (or is dropped or held): those taken
     // before it go first, and no later one may pass it
-    if (!d->direct_q.empty()) flush_direct(d, rr);
+    if (!d->direct_q.empty()) flush_direct(d, 0);  // they were all taken for ring 0
     d->direct_open = false;
     return false;
   }
@@ -1261,13 +1266,16 @@ void SwitchCore::flush_direct(Port *d, uint32_t rr) {
       const uint32_t fr = fcount_[q[i + j]];
       *rm += fr;  // its kept slots are free again
       d->direct_slots -= fr;
+      count_delivered(d, q[i + j]);
     }
     i += done;
     if (done < m) break;
   }
-  // pushed back: into the ring, in order, in the slots kept for them
+  // pushed back: into the ring, in order, in the slots kept for them. The
+  // client may have broken a kept slot since take_direct checked it: then
+  // the frame is counted there (dropInvalid) and not as delivered
   for (; i < q.size(); i++) {
-    (void)place(d, rr, q[i]);
+    if (place(d, rr, q[i])) count_delivered(d, q[i]);
     d->direct_slots -= fcount_[q[i]];
   }
   d->direct_q.clear();

@@ -218,8 +218,10 @@ class RoundHook {
 // go this way only while that ring is empty, so none overtakes a frame
 // waiting there; what the kernel pushes back goes into the ring after all,
 // in order, in slots the switch kept for it. Counters, monitor copies and
-// backpressure are the ring's: the frame counts as delivered (txFrames)
-// when it is taken for sending, as a copy into the ring would.
+// backpressure are the ring's: the frame counts as delivered (txFrames, a
+// /r monitor's copy) once it is handed to the kernel or put into the ring
+// at the end of the round; a pushed-back frame whose kept slot the client
+// broke meanwhile counts only as dropInvalid, as a copy would.
 class DirectSink {
  public:
   virtual ~DirectSink() = default;
@@ -631,7 +633,7 @@ class SwitchCore {
   // deliver's copy of frame k into d's rx ring at its tail (room checked
   // by the caller); false: a broken rx slot (counted), nothing written
   bool place(Port *d, uint32_t rr, uint32_t k);
-  // what deliver counts for a copy delivered (or taken for a direct send)
+  // what deliver counts for a copy delivered (or a direct send's frame sent or placed)
   void count_delivered(Port *d, uint32_t k);
   // deliver's first step for a port with a DirectSink: true when frame k is
   // taken for a direct send (its slots kept); false: deliver goes on as for
