@@ -175,6 +175,7 @@ async function main(): Promise<void> {
   // run while V8 compiles its loop, ~2% of the samples at 5000, which alone
   // put the p99 at milliseconds; the bridge's ping gets the same count
   const count = Number(values.count ?? 20000);
+  if (!Number.isInteger(count) || count < 100 || count > 10_000_000) throw new RangeError(`--count ${values.count}: give a whole number of round trips from 100 to 10000000 (default 20000)`);
   console.log(`RTT, ${count} round trips each (vale-ts: after ${WARMUP} unmeasured ones by another ping process)`);
   // forwarding on a datapath thread that a doorbell wakes directly (vale-ts's
   // default, and the row the targets are judged on); for comparison the same
@@ -245,6 +246,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(e);
+  // a bad option: its message alone (it names the option and the fix)
+  console.error(e instanceof RangeError ? `rtt benchmark: ${e.message}` : e);
   process.exit(1);
 });
