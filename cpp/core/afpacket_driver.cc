@@ -897,10 +897,12 @@ int AfPacketDriver::send_msgs(mmsghdr *msgs, uint32_t n) {
   if (!tx_ring_) return ::sendmmsg(tx_sock_.get(), msgs, n, MSG_DONTWAIT);
   uint32_t done = 0;
   while (done < n) {
-    // the run of frames that go the same way
-    const bool ring = ring_fits(msgs[done].msg_hdr);
+    // the run of frames that go the same way (the ring may have been given
+    // up in the last pass: ring_send's fallback)
+    const auto fits = [&](uint32_t i) { return tx_ring_ && ring_fits(msgs[i].msg_hdr); };
+    const bool ring = fits(done);
     uint32_t end = done + 1;
-    while (end < n && ring_fits(msgs[end].msg_hdr) == ring) end++;
+    while (end < n && fits(end) == ring) end++;
     // the ring's send returns once the kernel has handed each frame it took
     // to the device, so what follows on tx_sock_ queues behind them
     const int r = ring ? ring_send(msgs + done, end - done) : ::sendmmsg(tx_sock_.get(), msgs + done, end - done, MSG_DONTWAIT);
