@@ -35,7 +35,22 @@ constexpr size_t kVnetLen = VNET_HDR_LEN;
 constexpr uint32_t kWholeFrame = 65536 + 1024;
 // the most a frame read whole from the socket can be: a GSO frame
 constexpr uint32_t kLargestFrame = 65536 + 512;
-constexpr int64_t kStatsNs = kLinuxIfStatsNs;  // how often, at most, the kernel's drop count is read
+constexpr int64_t kStatsNs = kLinuxIfStatsNs;
+// The tx ring (AfPacketConfig::tx_ring): TPACKET_V2 frames of 256 bytes, the
+// kernel reading each frame's bytes (virtio-net header first) at 32, after
+// the ring's header. 512 frames, 128 KiB: a send hands over at most a batch
+// (kTxBatch), and a frame stays the kernel's until its skb is freed (at once
+// into a veth, at the NIC's tx completion on hardware), so eight batches can
+// be in flight before the ring pushes back.
+constexpr uint32_t kTxRingFrame = 256;
+constexpr uint32_t kTxRingFrames = 512;
+constexpr uint32_t kTxRingData = TPACKET_ALIGN(sizeof(tpacket2_hdr));
+constexpr uint32_t kTxRingMax = kTxRingFrame - kTxRingData;  // the virtio-net header and the frame
+// below that sendmmsg keeps the frame: it is shorter than some link-level
+// headers (a VLAN device's 18 bytes), which the ring would refuse by marking
+// the frame TP_STATUS_WRONG_FORMAT where sendmmsg returns an error
+constexpr uint32_t kTxRingMin = kVnetLen + 32;
+constexpr uint32_t kTpKernel = TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING | TP_STATUS_WRONG_FORMAT;  // how often, at most, the kernel's drop count is read
 
 #ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 #define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000  // Linux 4.20; older uapi headers lack it
@@ -205,6 +220,33 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
     tll.sll_ifindex = d->ifindex_;
     if (::bind(ts, reinterpret_cast<sockaddr *>(&tll), sizeof tll) < 0) return sys_fail("bind", "packet send socket to " + ifn);
   }
+  // The tx ring, on a socket of its own set up as tx_sock_ (a socket with a
+  // tx ring ignores the messages given to sendmsg). It is an optimisation:
+  // where the kernel refuses it, sendmmsg sends everything.
+  if (cfg.tx_ring && cfg.vnet_hdr) {
+    unique_fd rs(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+    tpacket_req req{};
+    req.tp_block_size = kTxRingFrame * kTxRingFrames;  // one block: 32 pages, a multiple of any page size up to 128 KiB
+    req.tp_block_nr = 1;
+    req.tp_frame_size = kTxRingFrame;
+    req.tp_frame_nr = kTxRingFrames;
+    const int v = TPACKET_V2;
+    sockaddr_ll tll{};
+    tll.sll_family = AF_PACKET;
+    tll.sll_ifindex = d->ifindex_;
+    // vnet header and version before the ring (the kernel refuses them after)
+    if (rs && ::setsockopt(rs.get(), SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) == 0 &&
+        ::setsockopt(rs.get(), SOL_PACKET, PACKET_VERSION, &v, sizeof v) == 0 &&
+        (!d->qdisc_bypass_ || ::setsockopt(rs.get(), SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) == 0) &&
+        ::setsockopt(rs.get(), SOL_PACKET, PACKET_TX_RING, &req, sizeof req) == 0 &&
+        ::bind(rs.get(), reinterpret_cast<sockaddr *>(&tll), sizeof tll) == 0) {
+      // frames start AVAILABLE (zeroed by the kernel)
+      if (auto m = mapping::map_shared(rs.get(), size_t{kTxRingFrame} * kTxRingFrames, "the tx ring of " + ifn)) {
+        d->tx_ring_ = std::move(m).value();
+        d->ring_sock_ = std::move(rs);
+      }
+    }
+  }
 
   if (v2) {
     // whole frames per block, and nothing else: the kernel sees frame i at
@@ -356,6 +398,8 @@ void AfPacketDriver::stop() {
   ring3_.reset();
   sock3_.reset();
   tx_sock_.reset();
+  tx_ring_.reset();
+  ring_sock_.reset();
 }
 
 void AfPacketDriver::log_once(std::atomic<bool> &flag, const std::string &msg) {
@@ -781,7 +825,7 @@ bool AfPacketDriver::pump_out() {
       used_iov += k;
       n++;
     }
-    int sent = n ? ::sendmmsg(tx_sock_.get(), msgs, n, MSG_DONTWAIT) : 0;
+    int sent = n ? send_msgs(msgs, n) : 0;
     uint32_t done_slots = slots;  // how far head may move
     if (sent < 0) {
       if (send_failed(errno)) {
@@ -816,7 +860,7 @@ bool AfPacketDriver::send_failed(int e) {
   }
   // the first frame is refused (too big for the device, interface down, a header the kernel rejects): dropped
   c_.drop_tx_error.fetch_add(1, std::memory_order_relaxed);
-  log_once(logged_tx_, std::string("sendmmsg: ") + std::strerror(e) + ": frame dropped (counted in drop_tx_error)" +
+  log_once(logged_tx_, std::string(tx_ring_ ? "send (tx ring or sendmmsg): " : "sendmmsg: ") + std::strerror(e) + ": frame dropped (counted in drop_tx_error)" +
                            (e == ENETDOWN ? "; the interface or its carrier is down: ip link set " + cfg_.ifname + " up, and its peer" : ""));
   return false;
 }
@@ -835,7 +879,7 @@ uint32_t AfPacketDriver::send_direct(const iovec *iov, const uint32_t *at, uint3
       msgs[j].msg_hdr.msg_iov = const_cast<iovec *>(iov + at[done + j]);
       msgs[j].msg_hdr.msg_iovlen = at[done + j + 1] - at[done + j];
     }
-    const int sent = ::sendmmsg(tx_sock_.get(), msgs, m, MSG_DONTWAIT);
+    const int sent = send_msgs(msgs, m);
     if (sent < 0) {
       if (send_failed(errno)) break;
       done++;  // that frame is dropped, counted
@@ -848,6 +892,108 @@ uint32_t AfPacketDriver::send_direct(const iovec *iov, const uint32_t *at, uint3
     if (static_cast<uint32_t>(sent) < m) break;  // the kernel took only part: as a push-back
   }
   return done;
+}
+
+int AfPacketDriver::send_msgs(mmsghdr *msgs, uint32_t n) {
+  if (!tx_ring_) return ::sendmmsg(tx_sock_.get(), msgs, n, MSG_DONTWAIT);
+  uint32_t done = 0;
+  while (done < n) {
+    // the run of frames that go the same way (the ring may have been given
+    // up in the last pass: ring_send's fallback)
+    const auto fits = [&](uint32_t i) { return tx_ring_ && ring_fits(msgs[i].msg_hdr); };
+    const bool ring = fits(done);
+    uint32_t end = done + 1;
+    while (end < n && fits(end) == ring) end++;
+    // the ring's send returns once the kernel has handed each frame it took
+    // to the device, so what follows on tx_sock_ queues behind them
+    const int r = ring ? ring_send(msgs + done, end - done) : ::sendmmsg(tx_sock_.get(), msgs + done, end - done, MSG_DONTWAIT);
+    // as sendmmsg: an error after some frames went waits for the next call,
+    // which starts with the frame it concerns
+    if (r < 0) return done ? static_cast<int>(done) : -1;
+    done += static_cast<uint32_t>(r);
+    if (done < end) break;
+  }
+  return static_cast<int>(done);
+}
+
+bool AfPacketDriver::ring_fits(const msghdr &m) const {
+  size_t total = 0;
+  for (size_t j = 0; j < m.msg_iovlen; j++) total += m.msg_iov[j].iov_len;
+  // sendmmsg refuses a frame over the MTU (EMSGSIZE, counted in
+  // drop_tx_error); the ring, with a virtio-net header, does not check it
+  if (total < kTxRingMin || total > kTxRingMax || total - kVnetLen > size_t{mtu_} + ETH_HLEN) return false;
+  uint8_t hb[kVnetLen];
+  for (size_t j = 0, got = 0; got < kVnetLen; j++) {
+    const size_t k = std::min(m.msg_iov[j].iov_len, kVnetLen - got);
+    std::memcpy(hb + got, m.msg_iov[j].iov_base, k);
+    got += k;
+  }
+  // a GSO frame stays on sendmmsg: its header's hdr_len is the kernel's to use
+  return vnet_hdr_read(hb).gso_type == VNET_GSO_NONE;
+}
+
+// Copies the frames into the ring's free frames, marks them
+// TP_STATUS_SEND_REQUEST and hands them to the kernel with one send(). The
+// kernel takes them from its own index (tx_head_) in order and stops at the
+// first it cannot send: pushed back (ENOBUFS, the slot left SEND_REQUEST) or
+// refused (TP_STATUS_WRONG_FORMAT, as we have no PACKET_LOSS). Its index
+// stays on that frame; we take that frame and the ones after it back
+// (AVAILABLE again: no send() is running, and the kernel only reads a
+// SEND_REQUEST frame in one), so the caller sees sendmmsg's outcome: the
+// frames before were sent, that one failed with the kernel's errno, and the
+// next call writes that frame again where the kernel's index waits. A
+// refused frame is then refused again as the first of a call: -1 with the
+// kernel's errno, counted and dropped by the caller, as sendmmsg's refusal is.
+int AfPacketDriver::ring_send(mmsghdr *msgs, uint32_t n) {
+  uint8_t *const base = tx_ring_.data();
+  auto frame = [&](uint32_t k) { return reinterpret_cast<tpacket2_hdr *>(base + size_t{(tx_head_ + k) % kTxRingFrames} * kTxRingFrame); };
+  uint32_t filled = 0;
+  for (; filled < n; filled++) {
+    tpacket2_hdr *h = frame(filled);
+    // still the kernel's (its skb not freed yet): the ring is full from here
+    if (__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & kTpKernel) break;
+    uint8_t *to = reinterpret_cast<uint8_t *>(h) + kTxRingData;
+    const msghdr &m = msgs[filled].msg_hdr;
+    size_t len = 0;
+    for (size_t j = 0; j < m.msg_iovlen; j++) {
+      std::memcpy(to + len, m.msg_iov[j].iov_base, m.msg_iov[j].iov_len);
+      len += m.msg_iov[j].iov_len;
+    }
+    // hdr_len (a hint of the headers' length) is how much of the frame the
+    // kernel copies into the skb (tpacket_fill_skb's copylen); the rest it
+    // would attach as fragments of the ring's pages, which a receiver behind
+    // a veth holds past the destructor that hands the frame back to us (it
+    // orphans the skb). The whole frame: a linear skb, nothing of ours held.
+    VnetHdr vh = vnet_hdr_read(to);
+    vh.hdr_len = static_cast<uint16_t>(len - kVnetLen);
+    vnet_hdr_write(vh, to);
+    h->tp_len = static_cast<uint32_t>(len);
+    msgs[filled].msg_len = static_cast<unsigned>(len);
+    __atomic_store_n(&h->tp_status, uint32_t{TP_STATUS_SEND_REQUEST}, __ATOMIC_RELEASE);
+  }
+  if (filled == 0) {
+    errno = ENOBUFS;  // a push-back: retried once the kernel frees frames
+    return -1;
+  }
+  const ssize_t r = ::send(ring_sock_.get(), nullptr, 0, MSG_DONTWAIT);
+  const int e = errno;
+  uint32_t taken = 0;
+  // taken: SENDING, or AVAILABLE again once its skb was freed
+  while (taken < filled && !(__atomic_load_n(&frame(taken)->tp_status, __ATOMIC_ACQUIRE) & (TP_STATUS_SEND_REQUEST | TP_STATUS_WRONG_FORMAT))) taken++;
+  for (uint32_t k = taken; k < filled; k++) __atomic_store_n(&frame(k)->tp_status, uint32_t{TP_STATUS_AVAILABLE}, __ATOMIC_RELEASE);
+  tx_head_ = (tx_head_ + taken) % kTxRingFrames;
+  c_.tx_ring.fetch_add(taken, std::memory_order_relaxed);
+  if (taken > 0) return static_cast<int>(taken);
+  if (r >= 0) {
+    // the kernel took nothing and saw nothing wrong: its index is not where
+    // ours is. Not expected; sendmmsg serves the port from here on.
+    log_once(logged_ring_, "the tx ring's index went out of step with the kernel's: sending with sendmmsg from now on");
+    tx_ring_.reset();
+    ring_sock_.reset();
+    return ::sendmmsg(tx_sock_.get(), msgs, n, MSG_DONTWAIT);
+  }
+  errno = e;
+  return -1;
 }
 
 void AfPacketDriver::clear_socket_error(int fd) {

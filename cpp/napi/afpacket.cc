@@ -1,5 +1,5 @@
 // N-API glue of the AF_PACKET interface driver (cpp/core/afpacket_driver.h):
-// new AfPacketPort(regionFd, clientBell, switchBell, ifname, {vnetHdr, passHdr, blockSize, blockCount, rxVersion, frameSize, overflowV3, switchPort}[, core])
+// new AfPacketPort(regionFd, clientBell, switchBell, ifname, {vnetHdr, passHdr, blockSize, blockCount, rxVersion, frameSize, overflowV3, switchPort, txRing}[, core])
 // starts the driver thread on the port whose fds are given (they are dup'ed:
 // the switch keeps its own); counters(), info(), close().
 #include <fcntl.h>
@@ -81,6 +81,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
     if (o.Has("overflowV3")) cfg.overflow_v3 = o.Get("overflowV3").ToBoolean();
     if (o.Has("frameSize")) cfg.frame_size = o.Get("frameSize").ToNumber().Uint32Value();
     if (o.Has("switchPort")) cfg.switch_port = o.Get("switchPort").ToNumber().Int32Value();
+    if (o.Has("txRing")) cfg.tx_ring = o.Get("txRing").ToBoolean();
     std::shared_ptr<SwitchCore> core;  // in-line in this switch's rounds, else a thread of its own
     if (info.Length() > 5 && !info[5].IsUndefined()) core = switch_core_of(env, info[5]);
     drv_ = unwrap(env, AfPacketDriver::start(attach_port(info), cfg, std::move(core)));
@@ -104,6 +105,7 @@ class AfPacketPort : public Napi::ObjectWrap<AfPacketPort> {
       o.Set("rxVersion", d.rx_version());
       o.Set("overflowV3", d.overflow_v3());
       o.Set("inline", d.in_line());
+      o.Set("txRing", d.tx_ring());
     });
   }
 

@@ -53,6 +53,8 @@ export interface AfPacketInfo {
   mtu: number;
   /** the datapath runs in the switch's rounds, not a thread of its own */
   inline: boolean;
+  /** frames without GSO of up to 214 bytes are sent through a PACKET_TX_RING (one send() per batch), the rest with sendmmsg */
+  txRing: boolean;
 }
 
 interface NativeAfPacketPort {
@@ -61,7 +63,7 @@ interface NativeAfPacketPort {
   close(): void;
 }
 
-type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3; overflowV3?: boolean; switchPort?: number }, core?: object) => NativeAfPacketPort;
+type AfPacketCtor = new (regionFd: number, clientBell: number, switchBell: number, ifname: string, opts: { vnetHdr?: boolean; passHdr?: boolean; rxVersion?: 2 | 3; overflowV3?: boolean; switchPort?: number; txRing?: boolean }, core?: object) => NativeAfPacketPort;
 
 const AfPacketPort = (nativeRaw as { AfPacketPort: AfPacketCtor }).AfPacketPort;
 
@@ -170,7 +172,7 @@ class AfPacketDriver implements PortDriver {
 
   describe(): string {
     const i = this.info;
-    const flags = ['promisc', i.vnetHdr ? (i.passHdr ? 'vnet_hdr passed' : 'vnet_hdr') : '', i.qdiscBypass ? 'qdisc bypass' : '', i.inline ? 'in-line' : ''].filter(Boolean).join(', ');
+    const flags = ['promisc', i.vnetHdr ? (i.passHdr ? 'vnet_hdr passed' : 'vnet_hdr') : '', i.qdiscBypass ? 'qdisc bypass' : '', i.inline ? 'in-line' : '', i.txRing ? 'tx ring' : ''].filter(Boolean).join(', ');
     return `${this.backend} ${i.ifname} (${flags})`;
   }
 
@@ -217,6 +219,15 @@ registerPortKind(AF_PACKET_KIND, ({ port, spec }: { port: { fds: readonly [numbe
 const directDefault = (): boolean =>
   inlineFromEnv('VALE_TS_LINUX_IF_DIRECT', true, "'1' (the default) sends an in-line AF_PACKET port's frames straight from the senders' buffers, '0' through the port's rx ring");
 
+/**
+ * VALE_TS_LINUX_IF_TX_RING in vale-ts's environment: '1' or unset, an in-line
+ * AF_PACKET port sends its small frames (no GSO, up to 214 bytes) through a
+ * PACKET_TX_RING, one send() per batch; '0', every frame with sendmmsg (for
+ * comparisons).
+ */
+const txRingDefault = (): boolean =>
+  inlineFromEnv('VALE_TS_LINUX_IF_TX_RING', true, "'1' (the default) sends an in-line AF_PACKET port's small frames through a PACKET_TX_RING, '0' every frame with sendmmsg");
+
 /** `inline`'s default: VALE_TS_LINUX_IF_INLINE in vale-ts's environment ('1' or unset on, '0' off). */
 const inlineDefault = (): boolean =>
   inlineFromEnv('VALE_TS_LINUX_IF_INLINE', true, "'1' (the default) runs interface ports in the switch's rounds, '0' in threads of their own");
@@ -255,7 +266,8 @@ registerPortKind(LINUX_IF_KIND, ({ sw, port, spec }: { sw: Switch; port: { index
     // in-line, the switch sends frames for this port straight from the
     // senders' buffers while its rx ring is empty (one copy fewer per frame)
     const direct = inl && directDefault() ? { switchPort: port.index } : {};
-    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, ...tpacketRx(), ...direct }, inl ? sw.inlineDriverCore() : undefined), LINUX_IF_KIND));
+    const txRing = inl && txRingDefault() ? { txRing: true } : {};
+    return Promise.resolve(new AfPacketDriver(new AfPacketPort(fds[0], fds[1], fds[2], ifname, { vnetHdr: true, passHdr: true, ...tpacketRx(), ...direct, ...txRing }, inl ? sw.inlineDriverCore() : undefined), LINUX_IF_KIND));
   } catch (e) {
     sw.setVnetHdrLen(port.index, 0);
     throw e;

@@ -233,3 +233,66 @@ for (const v of vlanVariants) {
     else t.is(c['gso_segments'], 5, `the GSO frames were segmented by the driver: ${JSON.stringify(c)}`);
   });
 }
+
+// A frame the kernel refuses as it sends it: a header asking for a checksum
+// at byte 206 of a 60-byte frame (`__packet_snd_vnet_parse`: EINVAL). Through
+// sendmmsg that message fails and the next call starts after it; through
+// the tx ring (the in-line default) the kernel marks the ring frame
+// TP_STATUS_WRONG_FORMAT and stops there, and the driver must take the frame
+// back and go on, or nothing after it would ever leave.
+const refusedVariants = [
+  { name: 'tx ring', txRing: '1', tag: 'x1r', subnet: 238 },
+  { name: 'VALE_TS_LINUX_IF_TX_RING=0', txRing: '0', tag: 'x1s', subnet: 239 },
+] as const;
+
+for (const v of refusedVariants) {
+  suite(`packet, in-line, ${v.name}: a frame the kernel refuses (its header's checksum offset beyond the frame) is counted in drop_tx_error; the frames around it, small and large, leave in order`, async (t) => {
+    t.timeout(120_000, 'hang guard');
+    const { a, socket } = await nsAndSwitch(t, v);
+    // the switch runs in this process: the driver reads the variable at attach
+    process.env['VALE_TS_LINUX_IF_TX_RING'] = v.txRing;
+    try {
+      const r = await ctl(socket, '-a', `vale0:${a.host}`, '--backend', 'packet');
+      t.is(r.code, 0, r.stderr);
+    } finally {
+      delete process.env['VALE_TS_LINUX_IF_TX_RING'];
+    }
+    const listing = (await ctl(socket)).stdout;
+    t.is(listing.includes('tx ring'), v.txRing === '1', `the listing says whether the tx ring serves the port: ${listing}`);
+    // a client with the interface's 10-byte header: the switch passes its headers on as they are
+    const p = await open('vale0:x1p', { socket, vnetHdrLen: 10 });
+    t.teardown(() => p.close());
+    const cap = await capture(a);
+    t.teardown(cap.kill);
+    const dst = a.mac.replaceAll(':', '');
+    const src = Buffer.from(SRC_P).toString('hex');
+    const c0 = await driverCounters(socket, `vale0:${a.host}`);
+    const plain = Buffer.alloc(10);
+    const bad = Buffer.alloc(10);
+    bad[0] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
+    bad.writeUInt16LE(200, 6); // csum_start
+    bad.writeUInt16LE(6, 8); // csum_offset
+    // in one batch: ring-sized frames around the refused one, one too large
+    // for a ring frame (sendmmsg) between them
+    const frames = [exp(dst, src, 'FIRST', 60), exp(dst, src, 'REFUSED', 60), exp(dst, src, 'AFTER', 60), exp(dst, src, 'LARGE', 600), exp(dst, src, 'SMALL', 100), exp(dst, src, 'SENTINEL', 60)];
+    const ring = p.txRings[0]!;
+    frames.forEach((f, i) => {
+      const s = ring.head;
+      ring.bytes.set(Buffer.concat([i === 1 ? bad : plain, f]), ring.bufOffset(s));
+      ring.setLen(s, 10 + f.length);
+      ring.advance(1);
+    });
+    p.txsync();
+    const got = await cap.frames;
+    const want = frames.filter((_, i) => i !== 1).map((f) => f.toString('hex'));
+    t.deepEqual(got, want, 'every frame but the refused one, in order');
+    const c1 = await untilAnswer(
+      () => driverCounters(socket, `vale0:${a.host}`),
+      (c) => c['drop_tx_error']! > c0['drop_tx_error']!,
+    );
+    t.is(c1['drop_tx_error']! - c0['drop_tx_error']!, 1, `the refused frame is counted: ${JSON.stringify(c1)}`);
+    t.is(c1['tx_frames']! - c0['tx_frames']!, 5, 'the five others were sent');
+    if (v.txRing === '1') t.is(c1['tx_ring']! - c0['tx_ring']!, 4, 'the four small ones through the ring');
+    else t.is(c1['tx_ring'], 0, 'none through the ring');
+  });
+}
