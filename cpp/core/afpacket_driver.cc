@@ -894,8 +894,26 @@ uint32_t AfPacketDriver::send_direct(const iovec *iov, const uint32_t *at, uint3
   return done;
 }
 
+// How stale the MTU the tx ring checks against may be: a frame between a
+// lowered MTU and the old one that went through the ring in that window is
+// dropped by the device (not counted by us), where sendmmsg would refuse it
+// (EMSGSIZE, drop_tx_error). Only MTUs below ~200 bytes matter (ring frames
+// are at most kTxRingMax); an ioctl every 10 ms is noise.
+constexpr int64_t kMtuRecheckNs = 10'000'000;
+
+void AfPacketDriver::refresh_mtu() {
+  const int64_t now = mono_ns();
+  if (now - mtu_read_ns_ < kMtuRecheckNs) return;
+  mtu_read_ns_ = now;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, cfg_.ifname.data(), std::min(cfg_.ifname.size(), size_t{IFNAMSIZ - 1}));
+  // renamed or gone: keep the last value (the sends then fail and are counted)
+  if (::ioctl(tx_sock_.get(), SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0) mtu_.store(static_cast<uint32_t>(ifr.ifr_mtu), std::memory_order_relaxed);
+}
+
 int AfPacketDriver::send_msgs(mmsghdr *msgs, uint32_t n) {
   if (!tx_ring_) return ::sendmmsg(tx_sock_.get(), msgs, n, MSG_DONTWAIT);
+  refresh_mtu();
   uint32_t done = 0;
   while (done < n) {
     // the run of frames that go the same way (the ring may have been given
@@ -921,7 +939,7 @@ bool AfPacketDriver::ring_fits(const msghdr &m) const {
   for (size_t j = 0; j < m.msg_iovlen; j++) total += m.msg_iov[j].iov_len;
   // sendmmsg refuses a frame over the MTU (EMSGSIZE, counted in
   // drop_tx_error); the ring, with a virtio-net header, does not check it
-  if (total < kTxRingMin || total > kTxRingMax || total - kVnetLen > size_t{mtu_} + ETH_HLEN) return false;
+  if (total < kTxRingMin || total > kTxRingMax || total - kVnetLen > size_t{mtu_.load(std::memory_order_relaxed)} + ETH_HLEN) return false;
   uint8_t hb[kVnetLen];
   for (size_t j = 0, got = 0; got < kVnetLen; j++) {
     const size_t k = std::min(m.msg_iov[j].iov_len, kVnetLen - got);

@@ -156,7 +156,7 @@ class AfPacketDriver {
   bool overflow_v3() const { return static_cast<bool>(sock3_); }
   bool raised_up() const { return raised_up_; }
   bool was_promisc() const { return was_promisc_; }
-  uint32_t mtu() const { return mtu_; }
+  uint32_t mtu() const { return mtu_.load(std::memory_order_relaxed); }
   bool in_line() const { return core_ != nullptr; }
   bool tx_ring() const { return tx_ring_.data() != nullptr; }
 
@@ -206,7 +206,12 @@ class AfPacketDriver {
   uint32_t tx_head_ = 0;
   mapping ring_;
   int ifindex_ = 0;
-  uint32_t mtu_ = 0;
+  // the interface's MTU: read at the attach, and again at most every
+  // kMtuRecheckNs while the tx ring sends (refresh_mtu), since the ring,
+  // unlike sendmmsg, does not refuse a frame over it
+  std::atomic<uint32_t> mtu_{0};
+  int64_t mtu_read_ns_ = 0;
+  void refresh_mtu();
   bool qdisc_bypass_ = false, raised_up_ = false, was_promisc_ = false;
   // A TPACKET_V3 ring being read: the receive ring (rx_version 3) or the overflow ring.
   struct V3Walk {

@@ -296,3 +296,47 @@ for (const v of refusedVariants) {
     else t.is(c1['tx_ring'], 0, 'none through the ring');
   });
 }
+
+// The MTU lowered after the attach: sendmmsg refuses a frame over it
+// (EMSGSIZE, drop_tx_error), and the tx ring, which does not check it,
+// must do the same once the driver has read the new MTU (within 10 ms of
+// sending: it looks again as it sends), not pass it on as before.
+suite('packet, in-line, tx ring: after the interface\'s MTU is lowered, a frame over it is refused and counted in drop_tx_error, as sendmmsg refuses it; smaller frames still go through the ring', async (t) => {
+  t.timeout(120_000, 'hang guard');
+  const { a, socket } = await nsAndSwitch(t, { tag: 'x1m', subnet: 240 });
+  const r = await ctl(socket, '-a', `vale0:${a.host}`, '--backend', 'packet');
+  t.is(r.code, 0, r.stderr);
+  t.true((await ctl(socket)).stdout.includes('tx ring'), 'the tx ring serves the port');
+  const p = await open('vale0:x1q', { socket });
+  t.teardown(() => p.close());
+  const dst = a.mac.replaceAll(':', '');
+  const src = Buffer.from(SRC_P).toString('hex');
+  const send = (f: Buffer): void => {
+    const ring = p.txRings[0]!;
+    ring.bytes.set(f, ring.bufOffset(ring.head));
+    ring.setLen(ring.head, f.length);
+    ring.advance(1);
+    p.txsync();
+  };
+  // the switch's end of the veth (what the driver sends on): 100 bytes
+  await must('ip', 'link', 'set', a.host, 'mtu', '100');
+  const c0 = await driverCounters(socket, `vale0:${a.host}`);
+  // 150-byte frames (ring-sized, 36 over the MTU) until one is refused: the
+  // first few may still leave by the MTU read at the attach
+  const c1 = await untilAnswer(
+    async () => {
+      send(exp(dst, src, 'OVER', 150));
+      return driverCounters(socket, `vale0:${a.host}`);
+    },
+    (c) => c['drop_tx_error']! > c0['drop_tx_error']!,
+  );
+  // from now on every such frame is refused, and a small one still uses the ring
+  send(exp(dst, src, 'OVER', 150));
+  send(exp(dst, src, 'SMALL', 60));
+  const c2 = await untilAnswer(
+    () => driverCounters(socket, `vale0:${a.host}`),
+    (c) => c['drop_tx_error']! + c['tx_frames']! >= c1['drop_tx_error']! + c1['tx_frames']! + 2,
+  );
+  t.is(c2['drop_tx_error']! - c1['drop_tx_error']!, 1, `the second frame over the MTU is refused: ${JSON.stringify(c2)}`);
+  t.is(c2['tx_ring']! - c1['tx_ring']!, 1, 'the small one went through the ring');
+});
