@@ -1070,7 +1070,8 @@ void VxlanDriver::disarm_rings() {
 void VxlanDriver::link_event(int fd, uint32_t events) {
   if (fd == udp_.get() && (events & (POLLIN | POLLERR))) readable_ = true;
   const int out_fd = out_wait_fd_ >= 0 ? out_wait_fd_ : raw_ ? raw_.get() : udp_.get();
-  if (fd == out_fd && (events & (POLLOUT | POLLERR))) {
+  // (POLLNVAL too: a socket closed under the wait must not end every poll at once)
+  if (fd == out_fd && (events & (POLLOUT | POLLERR | POLLNVAL))) {
     out_blocked_ = false;
     out_wait_fd_ = -1;
   }
