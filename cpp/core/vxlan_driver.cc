@@ -81,6 +81,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::TxGsoRunsRefused: return "txGsoRunsRefused";
     case VxCtr::RxGroDatagrams: return "rxGroDatagrams";
     case VxCtr::RxGroSegments: return "rxGroSegments";
+    case VxCtr::TxPushedBack: return "txPushedBack";
     case VxCtr::Count_: break;
   }
   return "unknown";
@@ -1019,8 +1020,10 @@ void VxlanDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_ou
     w.push_back({udp_.get(), POLLIN});
     ring_frames_unpolled_ = 0;  // the poll tells
   }
-  // blocked by the socket, not (only) by a full ring
-  if (pending_out && out_sent_ < out_.size()) w.push_back({raw_ ? raw_.get() : udp_.get(), POLLOUT});
+  // blocked by the socket, not (only) by a full ring: by the socket that said
+  // EAGAIN. A GSO socket's send buffer fills on its own; the sender's, empty,
+  // would end every wait at once (a slow underlay spun this thread at 100%)
+  if (pending_out && out_sent_ < out_.size()) w.push_back({out_wait_fd_ >= 0 ? out_wait_fd_ : raw_ ? raw_.get() : udp_.get(), POLLOUT});
   if (listen_) w.push_back({listen_.get(), POLLIN});
   // Before the sleep: ask the peer for a kick (ShortcutRing's wait words)
   // when we wait for frames from its ring (room in the switch's ring) or
@@ -1066,8 +1069,15 @@ void VxlanDriver::disarm_rings() {
 
 void VxlanDriver::link_event(int fd, uint32_t events) {
   if (fd == udp_.get() && (events & (POLLIN | POLLERR))) readable_ = true;
-  if (fd == (raw_ ? raw_.get() : udp_.get()) && (events & (POLLOUT | POLLERR))) out_blocked_ = false;
+  const int out_fd = out_wait_fd_ >= 0 ? out_wait_fd_ : raw_ ? raw_.get() : udp_.get();
+  // (POLLNVAL too: a socket closed under the wait must not end every poll at once)
+  if (fd == out_fd && (events & (POLLOUT | POLLERR | POLLNVAL))) {
+    out_blocked_ = false;
+    out_wait_fd_ = -1;
+  }
   if (fd == udp_.get() || fd == raw_.get()) return;
+  for (const GsoSock &g : gso_socks_)
+    if (g.fd.get() == fd) return;  // (POLLOUT: above)
   for (const Peer &p : peers_) {
     if (p.my_bell.get() != fd) continue;
     drain_bell(fd);  // never waits, whatever the peer did to the file's flags
@@ -1537,6 +1547,7 @@ uint32_t VxlanDriver::link_out() {
   }
   out_.clear();
   out_sent_ = 0;
+  out_wait_fd_ = -1;
   out_used_ = 0;
   gso_no_until_ = 0;
   uint32_t moved = 0, nf = 0;
@@ -1906,6 +1917,8 @@ uint32_t VxlanDriver::flush_out() {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == ENOBUFS) {
           out_blocked_ = true;
+          out_wait_fd_ = gfd;
+          vcount(VxCtr::TxPushedBack);
           break;
         }
         // Whatever the error, this run goes one by one, each datagram judged
@@ -1963,6 +1976,8 @@ uint32_t VxlanDriver::flush_out() {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == ENOBUFS) {
         out_blocked_ = true;
+        out_wait_fd_ = fd;
+        vcount(VxCtr::TxPushedBack);
         break;
       }
       // the first datagram was refused (no route, unreachable): count, skip

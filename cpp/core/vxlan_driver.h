@@ -167,6 +167,7 @@ enum class VxCtr : uint8_t {
   TxGsoRunsRefused,        // GSO sends the kernel refused for the run itself (a segment over the route's MTU): that run sent one by one, GSO kept
   RxGroDatagrams,          // datagrams received coalesced (UDP GRO: a GSO send taken whole), cut apart here
   RxGroSegments,           // the datagrams they held
+  TxPushedBack,            // sends the underlay socket refused for now (EAGAIN: its send buffer full behind a slow or stalled underlay): the frames wait, asleep, until that socket drains
   Count_
 };
 const char *vx_ctr_name(VxCtr c);
@@ -368,6 +369,10 @@ class VxlanDriver final : public PortPump {
   bool gso_works_ = false;  // a GSO send went out (or the probe did): an EINVAL is about the run, not the kernel
   std::vector<GsoSock> gso_socks_;
   size_t gso_no_until_ = 0;  // out_ positions before this go one by one (a GSO send failed on them)
+  // The socket whose EAGAIN stopped flush_out (a GSO socket, or the sender):
+  // its POLLOUT, not the sender's, says the send can go on; -1: none (the
+  // sender's is polled, as when a full shortcut ring stopped the batch).
+  int out_wait_fd_ = -1;
   sockaddr_storage local_{};
   socklen_t local_len_ = 0;
   // UDP GRO: a coalesced datagram's bytes beyond the header and the first
