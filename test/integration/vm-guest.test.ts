@@ -20,7 +20,7 @@
  * vhost-user port's virtqueue and are segmented there (20 MB, digests
  * compared). One guest boot for the file.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -136,11 +136,22 @@ const driverCounters = async (sw: string, port: string, client = vale): Promise<
   return s!.ports.find((x) => x.name === port)!.driver!.counters;
 };
 
+/**
+ * Three replies to the guest's pings of `ip`, one echo at a time (up to 30):
+ * busybox's `ping -c 3 -w 60` sends only 3 and fails on one lost, and the
+ * first can be, while the guest's ARP for a namespace interface plugged in
+ * just before resolves on an emulated CPU beside a loaded host (a CI run
+ * beside two CPU hogs lost seq 0 and 1 of 3). Fails unless 3 replies come.
+ */
+async function guestPings(t: ExecutionContext, ip: string): Promise<void> {
+  const g = await guest.run(`n=0; i=0; while [ $n -lt 3 ] && [ $i -lt 30 ]; do i=$((i+1)); ping -c 1 -W 2 ${ip} >/dev/null && n=$((n+1)); done; echo "replies $n of $i"; [ $n -ge 3 ]`);
+  t.is(g.rc, 0, g.out);
+  t.log(`guest -> ${ip}: ${g.out.trim()}`);
+}
+
 test.serial('-netdev stream: the guest and a namespace behind a TAP port ping each other', async (t) => {
   t.timeout(90_000);
-  const g = await guest.run('ping -c 3 -w 60 10.211.1.2');
-  t.is(g.rc, 0, g.out);
-  t.regex(g.out, /3 packets received/);
+  await guestPings(t, '10.211.1.2');
   assertPingReplies(t, await inNs(nsA, ['ping', '-c', '3', '-i', '0.2', '-w', '60', '10.211.1.10']), 3);
   const c = await driverCounters('vale0', 'vale0:vm');
   t.true(c['inFrames']! >= 6 && c['outFrames']! >= 6, JSON.stringify(c));
@@ -149,8 +160,7 @@ test.serial('-netdev stream: the guest and a namespace behind a TAP port ping ea
 
 test.serial('-netdev dgram: the guest and a namespace behind a TAP port ping each other', async (t) => {
   t.timeout(90_000);
-  const g = await guest.run('ping -c 3 -w 60 10.211.4.2');
-  t.is(g.rc, 0, g.out);
+  await guestPings(t, '10.211.4.2');
   assertPingReplies(t, await inNs(nsD, ['ping', '-c', '3', '-i', '0.2', '-w', '60', '10.211.4.10']), 3);
   const c = await driverCounters('vale3', 'vale3:vm');
   t.true(c['inFrames']! >= 6 && c['outFrames']! >= 6, JSON.stringify(c));
@@ -158,8 +168,7 @@ test.serial('-netdev dgram: the guest and a namespace behind a TAP port ping eac
 
 test.serial('-netdev tap (bridged to a vnet_hdr TAP port): the guest and a namespace ping each other', async (t) => {
   t.timeout(90_000);
-  const g = await guest.run('ping -c 3 -w 60 10.211.2.2');
-  t.is(g.rc, 0, g.out);
+  await guestPings(t, '10.211.2.2');
   assertPingReplies(t, await inNs(nsB, ['ping', '-c', '3', '-i', '0.2', '-w', '60', '10.211.2.10']), 3);
 });
 
@@ -188,9 +197,7 @@ const vale2Counters = (): Promise<Record<string, number>> => driverCounters('val
 
 test.serial('-netdev vhost-user: the guest and a namespace behind a TAP port ping each other', async (t) => {
   t.timeout(90_000);
-  const g = await guest.run('ping -c 3 -w 60 10.211.3.2');
-  t.is(g.rc, 0, g.out);
-  t.regex(g.out, /3 packets received/);
+  await guestPings(t, '10.211.3.2');
   assertPingReplies(t, await inNs(nsC, ['ping', '-c', '3', '-i', '0.2', '-w', '60', '10.211.3.10']), 3);
   const c = await vale2Counters();
   t.true(c['fromGuestFrames']! >= 6 && c['toGuestFrames']! >= 6, JSON.stringify(c));
@@ -236,8 +243,7 @@ test.serial('vhost-user reconnection: vale-ts killed and started again while the
   await startVale2();
   // the guest was not restarted: the same QEMU process, and it answers through the new vale-ts
   t.is(guest.pid, qemuBefore);
-  const g = await guest.run('ping -c 3 -w 60 10.211.3.2');
-  t.is(g.rc, 0, g.out);
+  await guestPings(t, '10.211.3.2');
   assertPingReplies(t, await inNs(nsC, ['ping', '-c', '3', '-i', '0.2', '-w', '60', '10.211.3.10']), 3);
   const c = await vale2Counters();
   t.is(c['connects'], 1, 'the restarted vale-ts connected to QEMU once');
