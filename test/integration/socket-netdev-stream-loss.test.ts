@@ -173,8 +173,11 @@ test('stream: a frame a short write began is counted as dropped, not sent, when 
   py.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const said = (re: RegExp): Promise<RegExpMatchArray> =>
     new Promise((resolve, reject) => {
+      // whole lines only: with Python's stdout unbuffered (PYTHONUNBUFFERED)
+      // print's pieces are separate writes, and "QUEUED 12" may come as
+      // "QUEUED 1" then "2"
       const check = (): void => {
-        const m = out.match(re);
+        const m = out.slice(0, out.lastIndexOf('\n') + 1).match(re);
         if (!m) return;
         py.stdout.off('data', check);
         py.off('close', gone);

@@ -62,8 +62,12 @@ function listen(child: ChildProcess): { said: (what: RegExp) => Promise<void>; o
   const said = (what: RegExp): Promise<void> =>
     new Promise<void>((r, reject) => {
       const gone = (code: number | null): void => reject(new Error(`the peer exited (${code}) before saying ${what}: ${text}`));
+      // whole lines only: a pipe may deliver a line in pieces (print's
+      // arguments are separate writes when Python's stdout is unbuffered),
+      // and a caller that reads out() next wants all of it ("GOT 90" came
+      // without its " 8" once, under ASan)
       const check = (): void => {
-        if (!what.test(text)) return;
+        if (!what.test(text.slice(0, text.lastIndexOf('\n') + 1))) return;
         child.stdout!.off('data', check);
         child.off('close', gone);
         r();
