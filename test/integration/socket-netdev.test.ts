@@ -784,6 +784,8 @@ test('stream: a process connecting and closing in a loop is counted, and its log
   v.proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const vale = new ValeClient({ socket });
   const path1 = sock('stream');
+  // the vale-ts process is SIGKILLed at the end: its stream socket file stays
+  t.teardown(() => rmSync(path1, { force: true }));
   await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: path1 } });
   const connect = (): Promise<net.Socket> =>
     new Promise((resolve, reject) => {
