@@ -82,6 +82,12 @@ function byThread(t0: Map<string, number>, t1: Map<string, number>, frames: numb
     .join(', ');
 }
 
+/** CPU time the hypervisor gave to others while this VM's CPUs wanted to run (/proc/stat's steal, all CPUs), in clock ticks. */
+async function stealTicks(): Promise<number> {
+  const f = (await run('cat', ['/proc/stat'])).stdout.split('\n')[0]!.trim().split(/\s+/);
+  return Number(f[8] ?? 0);
+}
+
 /** nft by its path: under npm, node_modules/.bin comes first on PATH and holds another `nft` (@vercel/nft). */
 const NFT = '/usr/sbin/nft';
 
@@ -345,7 +351,15 @@ async function main(): Promise<void> {
             await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
           }
           const pid = variant === 'vale' ? proc.pid : undefined;
-          judged[variant].pps.push(tcpOnly ? NaN : (await pps(a, b, seconds, 'sink', pid)).rxPps);
+          if (tcpOnly) judged[variant].pps.push(NaN);
+          else {
+            const st0 = await stealTicks();
+            const q = await pps(a, b, seconds, 'sink', pid);
+            const stolen = ((await stealTicks()) - st0) / clockTicks;
+            judged[variant].pps.push(q.rxPps);
+            // each run's rate and CPU per frame (stderr): which side bound it
+            step(`  60 B: sent ${(q.sent / seconds / 1e3).toFixed(0)} kpps, received ${(q.rxPps / 1e3).toFixed(0)} kpps; CPU µs per frame: trafgen ${q.senderUs.toFixed(2)}${pid ? ` + vale-ts ${q.switchUs.toFixed(2)}${q.threads ? ` (${q.threads})` : ''}` : ''}; the hypervisor took ${stolen.toFixed(2)} CPU s (steal)`);
+          }
           judged[variant].gbps.push((await tcp(a, b, seconds, pid)).gbps);
           if (variant === 'bridge') await bridgeOff();
           else for (const e of ends) await must(process.execPath, ctlJs, '--socket', socket, '-d', `vale0:${e.host}`);
