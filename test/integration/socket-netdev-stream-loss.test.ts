@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer } from '../../src/index.js';
+import { peerLines } from '../fixtures/peer-lines.js';
 import { untilAnswer } from '../fixtures/wait.js';
 import { driverCounters as counters, framed, lenPrefix, tagFrame as frame } from '../fixtures/netdev-frames.js';
 
@@ -169,25 +170,7 @@ test('stream: a frame a short write began is counted as dropped, not sent, when 
   delete env['LD_PRELOAD']; // the ASan stage's: not for Python
   const py = spawn('python3', ['-c', SMALL_SNDBUF_PEER, p, String(process.pid)], { stdio: ['pipe', 'pipe', 'inherit'], env });
   t.teardown(() => py.kill());
-  let out = '';
-  py.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const said = (re: RegExp): Promise<RegExpMatchArray> =>
-    new Promise((resolve, reject) => {
-      // whole lines only: with Python's stdout unbuffered (PYTHONUNBUFFERED)
-      // print's pieces are separate writes, and "QUEUED 12" may come as
-      // "QUEUED 1" then "2"
-      const check = (): void => {
-        const m = out.slice(0, out.lastIndexOf('\n') + 1).match(re);
-        if (!m) return;
-        py.stdout.off('data', check);
-        py.off('close', gone);
-        resolve(m);
-      };
-      const gone = (code: number | null): void => reject(new Error(`the peer exited (${code}) before saying ${re}: ${out}`));
-      py.stdout.on('data', check);
-      py.once('close', gone);
-      check();
-    });
+  const { said } = peerLines(py);
   await said(/CONNECTED/);
   await untilAnswer(() => counters(vale, 'vale0:vm'), (c) => c['connects'] === 1);
   py.stdin.write('\n');

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { startValeTs } from '../fixtures/vale-ts-process.js';
+import { peerLines } from '../fixtures/peer-lines.js';
 import { untilAnswer } from '../fixtures/wait.js';
 import { driverCounters as counters, framed, lenPrefix, tagFrame as frame } from '../fixtures/netdev-frames.js';
 
@@ -55,29 +56,8 @@ async function collect(port: Awaited<ReturnType<typeof open>>, want: number): Pr
 }
 
 
-/** What a spawned peer prints: all of it so far, and a wait for a line matching `what`. */
-function listen(child: ChildProcess): { said: (what: RegExp) => Promise<void>; out: () => string } {
-  let text = '';
-  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
-  const said = (what: RegExp): Promise<void> =>
-    new Promise<void>((r, reject) => {
-      const gone = (code: number | null): void => reject(new Error(`the peer exited (${code}) before saying ${what}: ${text}`));
-      // whole lines only: a pipe may deliver a line in pieces (print's
-      // arguments are separate writes when Python's stdout is unbuffered),
-      // and a caller that reads out() next wants all of it ("GOT 90" came
-      // without its " 8" once, under ASan)
-      const check = (): void => {
-        if (!what.test(text.slice(0, text.lastIndexOf('\n') + 1))) return;
-        child.stdout!.off('data', check);
-        child.off('close', gone);
-        r();
-      };
-      child.stdout!.on('data', check);
-      child.once('close', gone);
-      check();
-    });
-  return { said, out: () => text };
-}
+/** What a spawned peer prints, and waits for its lines (test/fixtures/peer-lines.ts). */
+const listen = peerLines;
 
 /**
  * The environment for a Python peer: without the ASan stage's LD_PRELOAD,
@@ -391,7 +371,7 @@ print('GOT', len(d), d[14], flush=True)
 `;
 
 /** A 90-byte frame 8 from the netmap port reaches a SEND_7_THEN_RECEIVE peer. */
-async function answered(t: ExecutionContext, peer: Port, said: (re: RegExp) => Promise<void>, out: () => string): Promise<void> {
+async function answered(t: ExecutionContext, peer: Port, said: (re: RegExp) => Promise<unknown>, out: () => string): Promise<void> {
   peer.inject(frame(90, 8));
   peer.txsync();
   await said(/GOT/);
