@@ -1023,7 +1023,7 @@ void VxlanDriver::link_wants(std::vector<Want> &w, bool room_in, bool pending_ou
   // blocked by the socket, not (only) by a full ring: by the socket that said
   // EAGAIN. A GSO socket's send buffer fills on its own; the sender's, empty,
   // would end every wait at once (a slow underlay spun this thread at 100%)
-  if (pending_out && out_sent_ < out_.size()) w.push_back({out_wait_fd_ >= 0 ? out_wait_fd_ : raw_ ? raw_.get() : udp_.get(), POLLOUT});
+  if (pending_out && out_sent_ < out_.size()) w.push_back({out_poll_fd(), POLLOUT});
   if (listen_) w.push_back({listen_.get(), POLLIN});
   // Before the sleep: ask the peer for a kick (ShortcutRing's wait words)
   // when we wait for frames from its ring (room in the switch's ring) or
@@ -1069,7 +1069,7 @@ void VxlanDriver::disarm_rings() {
 
 void VxlanDriver::link_event(int fd, uint32_t events) {
   if (fd == udp_.get() && (events & (POLLIN | POLLERR))) readable_ = true;
-  const int out_fd = out_wait_fd_ >= 0 ? out_wait_fd_ : raw_ ? raw_.get() : udp_.get();
+  const int out_fd = out_poll_fd();
   // (POLLNVAL too: a socket closed under the wait must not end every poll at once)
   if (fd == out_fd && (events & (POLLOUT | POLLERR | POLLNVAL))) {
     out_blocked_ = false;

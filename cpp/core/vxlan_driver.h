@@ -373,6 +373,8 @@ class VxlanDriver final : public PortPump {
   // its POLLOUT, not the sender's, says the send can go on; -1: none (the
   // sender's is polled, as when a full shortcut ring stopped the batch).
   int out_wait_fd_ = -1;
+  // what a blocked send waits on for POLLOUT: out_wait_fd_, else the sender
+  int out_poll_fd() const { return out_wait_fd_ >= 0 ? out_wait_fd_ : raw_ ? raw_.get() : udp_.get(); }
   sockaddr_storage local_{};
   socklen_t local_len_ = 0;
   // UDP GRO: a coalesced datagram's bytes beyond the header and the first
