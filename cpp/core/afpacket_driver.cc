@@ -35,7 +35,7 @@ constexpr size_t kVnetLen = VNET_HDR_LEN;
 constexpr uint32_t kWholeFrame = 65536 + 1024;
 // the most a frame read whole from the socket can be: a GSO frame
 constexpr uint32_t kLargestFrame = 65536 + 512;
-constexpr int64_t kStatsNs = kLinuxIfStatsNs;
+constexpr int64_t kStatsNs = kLinuxIfStatsNs;  // how often, at most, the kernel's drop count is read
 // The tx ring (AfPacketConfig::tx_ring): TPACKET_V2 frames of 256 bytes, the
 // kernel reading each frame's bytes (virtio-net header first) at 32, after
 // the ring's header. 512 frames, 128 KiB: a send hands over at most a batch
@@ -50,7 +50,7 @@ constexpr uint32_t kTxRingMax = kTxRingFrame - kTxRingData;  // the virtio-net h
 // headers (a VLAN device's 18 bytes), which the ring would refuse by marking
 // the frame TP_STATUS_WRONG_FORMAT where sendmmsg returns an error
 constexpr uint32_t kTxRingMin = kVnetLen + 32;
-constexpr uint32_t kTpKernel = TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING | TP_STATUS_WRONG_FORMAT;  // how often, at most, the kernel's drop count is read
+constexpr uint32_t kTpKernel = TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING | TP_STATUS_WRONG_FORMAT;  // a tx ring frame the kernel still owns
 
 #ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 #define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000  // Linux 4.20; older uapi headers lack it
