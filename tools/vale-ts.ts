@@ -240,6 +240,16 @@ async function main(): Promise<void> {
   } catch (e) {
     die(`vale-ts: cannot listen on ${socket}: ${(e as Error).message}\n`);
   }
+  // every signal handler before anything says vale-ts is up ("loaded",
+  // "listening"): a signal sent on that word must find it, not the default
+  // action (exit), even when this thread was preempted right after the write
+  const stop = (sig: string): void => {
+    process.stdout.write(`vale-ts: ${sig}, shutting down\n`);
+    server.close(`vale-ts received ${sig}`);
+    process.exit(0);
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
   const metricsAt = values.metrics ?? config?.metrics;
   if (metricsAt !== undefined) {
     try {
@@ -252,12 +262,8 @@ async function main(): Promise<void> {
   }
   if (config && configFile !== undefined) {
     const applier = new ConfigApplier(server, switchOptions, policy);
-    const first = await applier.apply(config);
-    for (const e of first.errors) process.stderr.write(`vale-ts: ${configFile}: ${e}\n`);
-    process.stdout.write(`vale-ts: ${configFile} loaded:${reportLine(first)}\n`);
-    server.startAccepting();
-    // reloads one at a time, in order; a bad file changes nothing
-    let reloading = Promise.resolve();
+    // reloads one at a time, in order, the first after the initial apply; a bad file changes nothing
+    let reloading: Promise<void> = Promise.resolve();
     const reload = async (): Promise<void> => {
       const r = loadConfig(configFile);
       if (!r.config) {
@@ -281,16 +287,18 @@ async function main(): Promise<void> {
         process.stderr.write(`vale-ts: SIGHUP: ${configFile}: reload failed: ${(e as Error).message}; what was applied before the failure stays\n`);
       });
     });
+    const firstApply = applier.apply(config);
+    reloading = firstApply.then(
+      () => undefined,
+      () => undefined,
+    );
+    const first = await firstApply;
+    for (const e of first.errors) process.stderr.write(`vale-ts: ${configFile}: ${e}\n`);
+    process.stdout.write(`vale-ts: ${configFile} loaded:${reportLine(first)}\n`);
+    server.startAccepting();
   } else {
     process.on('SIGHUP', () => process.stdout.write('vale-ts: SIGHUP ignored: no --config FILE to reload\n'));
   }
-  const stop = (sig: string): void => {
-    process.stdout.write(`vale-ts: ${sig}, shutting down\n`);
-    server.close(`vale-ts received ${sig}`);
-    process.exit(0);
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
   // a switch woken beside CPU-bound processes forwards at once rather than
   // after their slice (src/netmap/sched.ts); threads started later inherit it
   requestShortSlice();

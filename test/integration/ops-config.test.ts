@@ -283,6 +283,24 @@ test('a hostile configuration (nesting 100 000 deep) is an error at its line, at
   t.is((await new ValeClient({ socket }).info('vale0:c')).rxRings, 2, 'the running configuration stays');
 });
 
+test('a SIGHUP as soon as vale-ts says anything (its metrics line, before the configuration is applied) is a reload after the first apply, never SIGHUP\'s default action (exit)', async (t) => {
+  const dir = tmpDir(t);
+  const socket = path.join(dir, 'vale-ts-hup.sock');
+  const file = path.join(dir, 'vale-ts.json');
+  writeFileSync(file, CONFIG_2);
+  const vt = start(['--socket', socket, '--config', file, '--metrics', '0']);
+  t.teardown(() => void vt.child.kill('SIGTERM'));
+  t.regex(await vt.line(/metrics at|exited/), /metrics at/);
+  // both waits from here: the lines come in this order
+  const loaded = vt.line(/ loaded:|exited/);
+  const reloaded = vt.line(/SIGHUP: .* reloaded:|exited/);
+  vt.child.kill('SIGHUP');
+  t.regex(await loaded, / loaded:/);
+  t.regex(await reloaded, /reloaded:/, `vale-ts: ${vt.stderr()}`);
+  t.is(vt.child.signalCode, null);
+  t.is((await new ValeClient({ socket }).info('vale0:c')).rxRings, 2, 'the configuration is in place');
+});
+
 test('a configuration or lookup module that others can write (or own, or swap in its directory) is refused: it would run code as vale-ts', async (t) => {
   const dir = tmpDir(t);
   const file = path.join(dir, 'vale-ts.json');
