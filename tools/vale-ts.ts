@@ -250,6 +250,10 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // what SIGHUP does: set below, in the same synchronous run as the first
+  // line printed after this (a signal's callback never interrupts it)
+  let onHup = (): void => void process.stdout.write('vale-ts: SIGHUP ignored: no --config FILE to reload\n');
+  process.on('SIGHUP', () => onHup());
   const metricsAt = values.metrics ?? config?.metrics;
   if (metricsAt !== undefined) {
     try {
@@ -281,12 +285,12 @@ async function main(): Promise<void> {
       for (const e of rep.errors) process.stderr.write(`vale-ts: SIGHUP: ${configFile}: ${e}\n`);
       process.stdout.write(`vale-ts: SIGHUP: ${configFile} reloaded:${reportLine(rep)}\n`);
     };
-    process.on('SIGHUP', () => {
+    onHup = () => {
       // a reload that throws is logged: never an unhandled rejection, which would stop the switch
       reloading = reloading.then(reload).catch((e: unknown) => {
         process.stderr.write(`vale-ts: SIGHUP: ${configFile}: reload failed: ${(e as Error).message}; what was applied before the failure stays\n`);
       });
-    });
+    };
     const firstApply = applier.apply(config);
     reloading = firstApply.then(
       () => undefined,
@@ -296,8 +300,6 @@ async function main(): Promise<void> {
     for (const e of first.errors) process.stderr.write(`vale-ts: ${configFile}: ${e}\n`);
     process.stdout.write(`vale-ts: ${configFile} loaded:${reportLine(first)}\n`);
     server.startAccepting();
-  } else {
-    process.on('SIGHUP', () => process.stdout.write('vale-ts: SIGHUP ignored: no --config FILE to reload\n'));
   }
   // a switch woken beside CPU-bound processes forwards at once rather than
   // after their slice (src/netmap/sched.ts); threads started later inherit it
