@@ -1,6 +1,7 @@
 #include "core/port_pump.h"
 
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "core/clock.h"
 #include "core/region.h"
+#include "core/switch_core.h"
 
 namespace nm {
 
@@ -48,7 +50,178 @@ const char *ctr_name(Ctr c) {
 
 PortPump::PortPump(PortClient pc, std::string label) : label_(std::move(label)), pc_(std::move(pc)) {}
 
+// The in-line datapath (start_in_line): the thread's loop body cut at the
+// switch's round. The switch calls it from the thread running its rounds,
+// with its mutex held, so nothing else touches the driver's rings then.
+struct PortPump::InLine final : RoundHook {
+  explicit InLine(PortPump &p) : p(p) {}
+
+  // The link's fds wait in `inner` (rebuilt whenever they change, so that a
+  // closed fd's registration cannot outlive it), which waits in `outer`, the
+  // one fd the switch's epoll set holds for this driver (registered once:
+  // no call back into the switch from a round).
+  Status open() {
+    outer.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!outer) return sys_fail("epoll_create1", p.label_ + ": in-line wait set");
+    return Ok{};
+  }
+
+  // frames from the link into the port's tx ring: collected this round
+  void before_collect() override {
+    p.tx_starved_ = false;
+    (void)p.link_in();
+    p.flush_tx();
+  }
+
+  // what the switch delivered this round -> the link
+  uint32_t after_forward() override {
+    const uint32_t moved = p.link_out();
+    p.flush_tx();
+    // A switch kept busy by other ports never sleeps, so never reports the
+    // link's fds: look at them without waiting now and then (a socket that
+    // became readable or writable, a peer's bell), and run the idle timer's
+    // work when it is due; every kLookNs, not every round (a syscall).
+    const int64_t now = mono_ns();
+    if (now >= next_look_ns) {
+      next_look_ns = now + kLookNs;
+      look();
+      if (due_ns && now >= due_ns) {
+        due_ns = 0;
+        p.on_idle_timeout();
+      }
+    }
+    return moved;
+  }
+
+  // The thread's idle test: false while link_in or link_out has work it can
+  // do now; else the link's fds (link_wants) into the wait set and a timed
+  // wake for idle_timeout_ms.
+  bool arm() override {
+    armed = false;
+    const uint32_t need = p.tx_need_;
+    const bool room = need > 1 ? p.tx_room_for(need) : p.tx_room() > 0;
+    // link_in stopped for room the switch has freed since (or a chain fits)
+    if (room && (need > 1 || p.tx_starved_)) return false;
+    const uint8_t *b;
+    uint32_t l;
+    if (!p.out_blocked_ && p.rx_peek(b, l)) return false;
+    wants.clear();
+    p.link_wants(wants, room, p.out_blocked_);
+    if (!watch()) return false;  // out of epoll memory (looked at again next round), or a closed fd
+    const int t = p.idle_timeout_ms();
+    if (t == 0) {
+      p.on_idle_timeout();
+      return false;
+    }
+    // the switch takes bounds under a second (wake_within_ns); a longer
+    // timeout is run in steps: woken early, the next arm asks for the rest
+    wake_ns = t > 0 ? std::min<uint64_t>(static_cast<uint64_t>(t) * 1'000'000, kMaxWakeNs) : 0;
+    due_ns = t > 0 ? mono_ns() + static_cast<int64_t>(t) * 1'000'000 : 0;
+    armed = true;
+    return true;
+  }
+
+  void disarm() override {}
+  uint64_t wake_within_ns() const override { return armed ? wake_ns : 0; }
+
+  void woke() override {
+    if (!armed) return;
+    armed = false;
+    p.count(Ctr::Wakeups);
+    next_look_ns = 0;  // what woke the switch may be ours: fd_ready told, or the timer
+    if (due_ns && mono_ns() >= due_ns) {
+      due_ns = 0;
+      p.on_idle_timeout();
+    }
+  }
+
+  void fd_ready(int fd) override {
+    if (fd == outer.get()) look();
+  }
+
+  // link_event for every fd of the wait set that is ready now
+  void look() {
+    if (!inner) return;
+    epoll_event ev[16];
+    const int n = ::epoll_wait(inner.get(), ev, 16, 0);
+    for (int i = 0; i < n; i++) p.link_event(ev[i].data.fd, ev[i].events);
+  }
+
+  // `wants` into the wait set: the same fds and events as last time keep the
+  // set as it is, unless the driver said its fds changed; else a new one
+  bool watch() {
+    // one entry per fd (a socket may be asked for POLLIN and POLLOUT apart)
+    std::sort(wants.begin(), wants.end(), [](const Want &a, const Want &b) { return a.fd < b.fd; });
+    size_t k = 0;
+    for (size_t i = 0; i < wants.size(); i++) {
+      if (k && wants[k - 1].fd == wants[i].fd) {
+        wants[k - 1].events |= wants[i].events;
+      } else {
+        wants[k++] = wants[i];
+      }
+    }
+    wants.resize(k);
+    const bool same = inner && epoch == p.fds_epoch_ && wants.size() == set.size() &&
+                      std::equal(wants.begin(), wants.end(), set.begin(), [](const Want &a, const Want &b) { return a.fd == b.fd && a.events == b.events; });
+    if (same) return true;
+    unique_fd fresh(::epoll_create1(EPOLL_CLOEXEC));
+    if (!fresh) return false;
+    bool gone = false;
+    for (const Want &w : wants) {
+      epoll_event ev{};
+      // POLLIN/POLLOUT are EPOLLIN/EPOLLOUT; errors and hang-ups come anyway
+      ev.events = w.events & (EPOLLIN | EPOLLOUT);
+      ev.data.fd = w.fd;
+      if (::epoll_ctl(fresh.get(), EPOLL_CTL_ADD, w.fd, &ev) < 0) {
+        if (errno == ENOMEM || errno == ENOSPC) return false;
+        // a closed fd: what poll() says of it, for the driver to act on
+        p.link_event(w.fd, POLLNVAL);
+        gone = true;
+      }
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    if (::epoll_ctl(outer.get(), EPOLL_CTL_ADD, fresh.get(), &ev) < 0) return false;
+    if (inner) (void)::epoll_ctl(outer.get(), EPOLL_CTL_DEL, inner.get(), nullptr);
+    inner = std::move(fresh);
+    set = wants;
+    epoch = p.fds_epoch_;
+    return !gone;  // the driver acted on a closed fd: a round before any sleep
+  }
+
+  static constexpr int64_t kLookNs = 20'000;
+  static constexpr uint64_t kMaxWakeNs = 999'000'000;
+  PortPump &p;
+  unique_fd outer, inner;
+  std::vector<Want> wants, set;  // what link_wants asked for; what `inner` holds
+  uint64_t epoch = 0;            // p.fds_epoch_ when `inner` was built
+  bool armed = false;            // the last arm() let the switch sleep
+  uint64_t wake_ns = 0;          // ... for at most this long (idle_timeout_ms)
+  int64_t due_ns = 0;            // when on_idle_timeout is due (0: not asked)
+  int64_t next_look_ns = 0;      // the next look at the fds in a busy switch
+};
+
 PortPump::~PortPump() { stop(); }
+
+Status PortPump::start_in_line(std::shared_ptr<SwitchCore> core) {
+  if (!core) return check_fail(EINVAL, label_ + ": start_in_line without a switch");
+  auto h = std::make_unique<InLine>(*this);
+  if (Status st = h->open(); !st) return st;
+  // the link's fds from the start: a switch busy from the first round on
+  // would otherwise have nothing to look at until it first sleeps
+  link_wants(h->wants, true, false);
+  if (!h->watch()) return sys_fail("epoll_ctl", label_ + ": in-line wait set");
+  if (Status st = core->add_wait_fd(h.get(), h->outer.get()); !st) return st;
+  if (Status st = core->add_round_hook(h.get()); !st) {
+    core->remove_round_hook(h.get());
+    return st;
+  }
+  core_ = std::move(core);
+  hook_ = std::move(h);
+  started_ = true;
+  core_->notify();  // a first round: frames may wait on the link already
+  return Ok{};
+}
 
 Status PortPump::start() {
   stop_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -61,6 +234,14 @@ Status PortPump::start() {
 void PortPump::stop() {
   if (!started_) return;
   started_ = false;
+  if (hook_) {
+    // waits for the round in progress: no hook call after this
+    core_->remove_round_hook(hook_.get());
+    flush_tx();
+    hook_.reset();
+    core_.reset();
+    return;
+  }
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(stop_fd_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();

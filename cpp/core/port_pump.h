@@ -21,6 +21,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <memory>
 #include <cerrno>
 #include <atomic>
 #include <cstdint>
@@ -35,6 +36,8 @@
 #include "core/result.h"
 
 namespace nm {
+
+class SwitchCore;
 
 // A driver's counters: names as `vale-ctl-ts --stats` shows them.
 enum class Ctr : uint8_t {
@@ -75,7 +78,17 @@ class PortPump {
 
   // Starts the thread. Call once, after the subclass opened its link.
   Status start();
-  // Stops and joins the thread. Idempotent; the destructor calls it.
+  // Or, instead of start(): runs the datapath in `core`'s own rounds (a
+  // SwitchCore RoundHook, OVS-DPDK's PMD model, as in-line AF_PACKET ports
+  // do) with no thread: no doorbell, wakeup or context switch between the
+  // switch and this driver per burst. link_in runs before the switch
+  // collects, link_out after it forwarded; the link's fds wait in an epoll
+  // set of the driver's own, itself one fd in the switch's set. `core` must
+  // be the switch whose port this driver serves.
+  Status start_in_line(std::shared_ptr<SwitchCore> core);
+  bool in_line() const { return hook_ != nullptr; }
+  // Stops and joins the thread (in-line: leaves the switch's rounds, after
+  // the round in progress). Idempotent; the destructor calls it.
   void stop();
 
   std::vector<std::pair<const char *, uint64_t>> counters() const;
@@ -205,10 +218,18 @@ class PortPump {
   };
   void log_limited(LogLimit &l, const std::string &line) const;
 
+  // Whether the fds link_wants reports may have changed identity since it
+  // last ran (one closed, another perhaps opened under the same number): the
+  // in-line epoll set is then built afresh at the next sleep. A closed fd
+  // whose file lives on elsewhere (an eventfd the peer holds too) stays
+  // registered under its old number; a fresh set is the only way to drop it.
+  void link_fds_changed() { fds_epoch_++; }
+
   bool out_blocked_ = false;
   std::string label_;
 
  private:
+  struct InLine;  // the RoundHook of start_in_line (port_pump.cc)
   void run();
   void flush_tx();
   void count_offload_drop(OffloadError e);
@@ -223,6 +244,9 @@ class PortPump {
   bool tx_starved_ = false;   // tx_room() found no room during this turn
   uint32_t rx_popped_ = 0;    // popped since the last rxsync
   uint32_t rx_ring_ = 0;      // the rx ring being drained
+  uint64_t fds_epoch_ = 0;    // link_fds_changed() calls
+  std::shared_ptr<SwitchCore> core_;  // in-line: the switch whose rounds run this driver
+  std::unique_ptr<InLine> hook_;
 };
 
 }  // namespace nm

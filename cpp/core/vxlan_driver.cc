@@ -812,6 +812,7 @@ void VxlanDriver::drop_peer(size_t i, VxCtr why) {
   }
   vcount(why);
   peers_.erase(peers_.begin() + static_cast<std::ptrdiff_t>(i));
+  link_fds_changed();  // its socket and bell closed (the bell's file lives on in the peer)
 }
 
 // A gone peer's ring let go, read to `end` or evicted before (the one
@@ -1795,6 +1796,7 @@ int VxlanDriver::gso_socket(uint16_t sp, uint64_t now) {
   g->sport = sp;
   g->used_ns = now;
   g->failed = true;
+  if (g->fd) link_fds_changed();  // the least recently used one closed
   g->fd.reset(::socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP));
   if (!g->fd) return -1;
   // it only sends: whatever reaches its port is dropped at once
@@ -2059,6 +2061,7 @@ std::string VxlanDriver::describe() const {
   }
   if (!o_.dev.empty()) s += " dev " + o_.dev;
   s += o_.srcport_fixed ? " (srcport fixed)" : " (srcport " + std::to_string(o_.srcport_min) + "-" + std::to_string(o_.srcport_max) + ")";
+  if (in_line()) s += " in-line";
   return s;
 }
 

@@ -11,6 +11,7 @@
 #include "core/tap_driver.h"
 #include "core/vxlan_driver.h"
 #include "napi/napi_util.h"
+#include "napi/switch_core_ref.h"
 
 namespace nm {
 
@@ -113,7 +114,8 @@ class FdPortDriver : public Napi::ObjectWrap<FdPortDriver> {
   std::string ifname_;
 };
 
-// new VxlanPortDriver(fds, options, label): a VTEP (cpp/core/vxlan_driver.h).
+// new VxlanPortDriver(fds, options, label[, core]): a VTEP (cpp/core/vxlan_driver.h),
+// in a thread of its own, or in-line in core's rounds (core: the port's SwitchCore).
 // The TypeScript side (src/ports/vxlan.ts) has checked the options and
 // named a bad one; the core checks them again (addresses, ranges).
 class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
@@ -126,7 +128,7 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
 
   VxlanPortDriver(const Napi::CallbackInfo &info) : Napi::ObjectWrap<VxlanPortDriver>(info) {
     Napi::Env env = info.Env();
-    if (!info[1].IsObject() || !info[2].IsString()) throw Napi::TypeError::New(env, "VxlanPortDriver(fds, options, label)");
+    if (!info[1].IsObject() || !info[2].IsString()) throw Napi::TypeError::New(env, "VxlanPortDriver(fds, options, label[, core])");
     const Napi::Object o = info[1].As<Napi::Object>();
     auto u32 = [&](const char *k, uint32_t def, uint32_t max) -> uint32_t {
       Napi::Value v = o.Get(k);
@@ -176,7 +178,10 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
     auto d = VxlanDriver::open(std::move(pc), x, info[2].As<Napi::String>().Utf8Value());
     if (!d) throw sys_error(env, d.error());
     drv_ = std::move(d).value();
-    auto st = drv_->start();
+    // with core (the port's SwitchCore) the VTEP runs in-line in its rounds
+    std::shared_ptr<SwitchCore> core;
+    if (info.Length() > 3 && !info[3].IsUndefined()) core = switch_core_of(env, info[3]);
+    auto st = core ? drv_->start_in_line(std::move(core)) : drv_->start();
     if (!st) {
       drv_.reset();
       throw sys_error(env, st.error());

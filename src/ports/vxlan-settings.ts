@@ -28,6 +28,7 @@ export const VXLAN_SETTINGS = {
   shortcut: { value: 'on|off' },
   shortcutdir: { value: 'DIR' },
   shortcuthandshakems: { value: 'MS' },
+  inline: { value: 'on|off' },
   gso: { value: 'on|off' },
   rcvbuf: { value: 'BYTES' },
 } as const satisfies Record<string, VxlanSettingForm>;

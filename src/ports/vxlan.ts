@@ -24,13 +24,16 @@
  * source port leaves in one UDP GSO send, and such runs are received whole
  * with UDP GRO; `off`: one datagram at a time), `rcvbuf` (the UDP socket's
  * receive buffer in bytes, default 4 MiB: what waits while the driver is
- * behind; past it the kernel drops, counted `dropKernelRx`). The native VTEP is
+ * behind; past it the kernel drops, counted `dropKernelRx`), `inline` (`on`,
+ * the default: the VTEP runs in the switch's own rounds, no thread, doorbell
+ * or context switch between them; `off`: a thread of its own; the default
+ * comes from VALE_TS_VXLAN_INLINE=1|0). The native VTEP is
  * cpp/core/vxlan_driver.h; docs/vxlan.md says how it forwards and counts.
  */
 import { isIP } from 'node:net';
 import { nativeRaw } from '../netmap/addon.js';
 import type { SwitchPort } from '../vale/switch.js';
-import { registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
+import { inlineFromEnv, registerPortKind, type DriverSpec, type PortDriver } from './driver.js';
 import { onlySettings } from './fd-driver.js';
 import { VXLAN_SETTING_NAMES } from './vxlan-settings.js';
 
@@ -54,6 +57,8 @@ export interface VxlanNativeOptions {
   shortcutHandshakeMs?: number;
   gso?: boolean;
   rcvbuf?: number;
+  /** Not the native option: the switch's core is passed beside them when true. */
+  inline?: boolean;
 }
 
 interface NativeVxlan {
@@ -62,7 +67,7 @@ interface NativeVxlan {
   describe(): string;
 }
 
-const addon = nativeRaw as { VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string) => NativeVxlan };
+const addon = nativeRaw as { VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string, core?: object) => NativeVxlan };
 
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
@@ -104,6 +109,9 @@ export function parseLocal(text: string): { addr: string; port?: number } {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad(`vxlan local port in '${text}' must be 1..65535`);
   return { addr, port };
 }
+
+const inlineDefault = (): boolean =>
+  inlineFromEnv('VALE_TS_VXLAN_INLINE', true, "'1' (the default) runs VXLAN ports in the switch's rounds, '0' in threads of their own");
 
 /** Checks a vxlan spec and turns it into the native options; every error names the setting and the fix. */
 export function vxlanOptions(spec: DriverSpec): VxlanNativeOptions {
@@ -178,6 +186,11 @@ export function vxlanOptions(spec: DriverSpec): VxlanNativeOptions {
   }
   const rcvbuf = intSetting(spec, 'rcvbuf', 2048, 1 << 30);
   if (rcvbuf !== undefined) o.rcvbuf = rcvbuf;
+  const inl = spec['inline'];
+  if (inl === undefined) o.inline = inlineDefault();
+  else if (inl === 'on' || inl === true) o.inline = true;
+  else if (inl === 'off' || inl === false) o.inline = false;
+  else throw bad(`vxlan inline ${JSON.stringify(inl)} must be 'on' (in the switch's rounds) or 'off' (a thread of its own)`);
   const handshakeMs = intSetting(spec, 'shortcuthandshakems', 1, 3600000);
   if (handshakeMs !== undefined) o.shortcutHandshakeMs = handshakeMs;
   const dir = str(spec, 'shortcutdir');
@@ -194,8 +207,10 @@ export class VxlanPortDriver implements PortDriver {
   private readonly native: NativeVxlan;
   private closed = false;
 
-  constructor(port: SwitchPort, options: VxlanNativeOptions) {
-    this.native = new addon.VxlanPortDriver(port.fds, options, port.name);
+  /** `core`: the switch's, for an in-line VTEP (`options.inline`). */
+  constructor(port: SwitchPort, options: VxlanNativeOptions, core?: object) {
+    const { inline, ...native } = options;
+    this.native = new addon.VxlanPortDriver(port.fds, native, port.name, inline ? core : undefined);
   }
 
   describe(): string {
@@ -216,4 +231,4 @@ export class VxlanPortDriver implements PortDriver {
   }
 }
 
-registerPortKind('vxlan', ({ port, spec }) => Promise.resolve(new VxlanPortDriver(port, vxlanOptions(spec))));
+registerPortKind('vxlan', ({ sw, port, spec }) => Promise.resolve(new VxlanPortDriver(port, vxlanOptions(spec), sw.inlineDriverCore())));

@@ -186,7 +186,7 @@ test('-n --vxlan with gso=, rcvbuf= and shortcuthandshakems=: the settings reach
     const made = await ctl(socket, '-n', 'vale0:vx', '--vxlan', `vni=5,local=${local},remote=127.0.0.2,srcport=fixed,shortcut=off,gso=off,rcvbuf=65536,shortcuthandshakems=2000`);
     t.is(made.code, 0, made.stderr);
     const list = (await ctl(socket)).stdout;
-    t.true(list.includes(`vale0:vx bridge_idx 0 port_idx 0 [vxlan vni 5 ${local}:4789 -> 127.0.0.2 (srcport fixed)]`), list);
+    t.true(list.includes(`vale0:vx bridge_idx 0 port_idx 0 [vxlan vni 5 ${local}:4789 -> 127.0.0.2 (srcport fixed) in-line]`), list);
     t.is((await ctl(socket, '-r', 'vale0:vx')).code, 0);
   });
 });

@@ -1185,3 +1185,40 @@ test.serial('an underlay that takes frames slower than they come: the VTEP sleep
   t.true(c1['txPushedBack']! >= 1, 'the push-back is counted');
   t.is(c2['dropSendFailed'] ?? 0, 0, 'none lost to the push-back');
 });
+
+test.serial('in-line VTEP: a switch busy with other ports (two clients streaming at each other, never reading) still hears the VTEP\'s socket; every datagram sent meanwhile reaches the switch', async (t) => {
+  t.timeout(120_000);
+  const r = await rig(t);
+  const vx = () => r.counters();
+  // An in-line VTEP's socket is looked at when the switch sleeps; one that
+  // does not sleep (its rounds find frames) must look at it anyway
+  // (PortPump's in-line hook, every 20 µs). g1 and g2 send to each other's
+  // MAC and never read: the rounds copy or drop for them. (Nothing makes
+  // the switch never sleep: a switch that catches up with them sleeps and
+  // hears the socket that way; the log says how often that happened.)
+  const gen = (port: string, src: string, dst: string) => {
+    const p = spawn(process.execPath, [path.join(toolsDir, 'pkt-gen-ts.js'), '--socket', socket, '-i', `${r.sw}:${port}`, '-f', 'tx', '-n', '0', '-l', '60', '-S', src, '-D', dst], { stdio: 'ignore' });
+    t.teardown(() => void p.kill('SIGKILL'));
+    return p;
+  };
+  gen('g1', '02:00:00:00:01:01', '02:00:00:00:01:02');
+  gen('g2', '02:00:00:00:01:02', '02:00:00:00:01:01');
+  const taken = async (): Promise<number> => {
+    const [st] = await vale.stats(r.sw);
+    return ['g1', 'g2'].map((p) => st!.ports.find((x) => x.name === `${r.sw}:${p}`)?.counters['rxFrames'] ?? 0).reduce((a, b) => a + b, 0);
+  };
+  // both stream: each MAC learned, so their frames reach the other's port
+  await untilAnswer(taken, (n) => n > 100_000);
+  t.regex((await vale.stats(r.sw))[0]!.ports.find((x) => x.name === `${r.sw}:vx`)!.driver!.describe, / in-line$/);
+  const before = await vx();
+  const N = 64;
+  for (let i = 0; i < N; i++) {
+    const hdr = Buffer.from([0x08, 0, 0, 0, (VNI >> 16) & 0xff, (VNI >> 8) & 0xff, VNI & 0xff, 0]);
+    r.remote.send(Buffer.concat([hdr, Buffer.from(frame(0x33, i, 60, [2, 0, 0, 0, 0, 0x44]))]), r.vtepPort, '127.0.0.1');
+  }
+  const after = await untilAnswer(vx, (c) => c['inFrames']! - before['inFrames']! >= N);
+  t.is(after['inFrames']! - before['inFrames']!, N);
+  const busy = await taken();
+  t.true(busy > 100_000, 'the clients went on streaming');
+  t.log(`switch wakeups with the VTEP armed meanwhile: ${after['wakeups']! - before['wakeups']!}`);
+});

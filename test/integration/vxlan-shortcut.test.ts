@@ -82,7 +82,9 @@ test.before(async () => {
   vale1 = p1.client;
   pid1 = p1.proc.pid!;
   await vale1.create('valeS:tap', {}, { driver: { kind: 'tap', ifname: `${tag}T` } });
-  await vale1.create('valeS:vx', {}, { driver: { kind: 'vxlan', vni: 46, local: under.v1, remote: [under.v2], shortcutdir: dir1 } });
+  // #1's VTEP in a thread of its own, #2's in-line in its switch's rounds
+  // (the default): the shortcut between the two ways a VTEP runs
+  await vale1.create('valeS:vx', {}, { driver: { kind: 'vxlan', vni: 46, local: under.v1, remote: [under.v2], shortcutdir: dir1, inline: 'off' } });
   tapInto(ns.v1, ns.t1, `${tag}T`, `${host1}/24`, 1430);
   vale2 = await startVale2(dir2);
 });

@@ -84,7 +84,8 @@ test.before(async () => {
   const tapInto = (from: string, to: string, ifname: string, cidr: string): void => tapIntoMtu(from, to, ifname, cidr, 1430);
   const tap = (sw: string): { driver: { kind: string; ifname: string } } => ({ driver: { kind: 'tap', ifname: `${tag}${sw}` } });
   await vale1.create('valeA:tap', {}, tap('A'));
-  await vale1.create('valeA:vx', {}, { driver: { kind: 'vxlan', vni: 42, local: under.v1, remote: [under.l] } });
+  // valeA's VTEP in a thread of its own (inline off); every other one in-line, the default
+  await vale1.create('valeA:vx', {}, { driver: { kind: 'vxlan', vni: 42, local: under.v1, remote: [under.l], inline: 'off' } });
   await vale1.create('valeB:tap', {}, tap('B'));
   await vale1.create('valeB:vx', {}, { driver: { kind: 'vxlan', vni: 43, local: `${under.v1}:4790`, group, dev: `${tag}a` } });
   await vale1.create('valeC:tap', {}, tap('C'));
@@ -151,7 +152,7 @@ test.serial('vale-ts and a Linux vxlan device (static remotes, IPv4): ping both 
   t.true(ports.size >= 3, `outer source ports seen: ${[...ports].join(', ')}`);
   for (const p of ports) t.true(p >= 32768 && p < 61000, `outer source port ${p}`);
   const d = await vx(vale1, 'valeA');
-  t.regex(d.describe, new RegExp(`^vxlan vni 42 ${under.v1}:4789 -> ${under.l} \\(srcport 32768-61000\\)$`));
+  t.regex(d.describe, new RegExp(`^vxlan vni 42 ${under.v1}:4789 -> ${under.l} \\(srcport 32768-61000\\)$`)); // (no ' in-line')
   const c = d.counters;
   t.true(c[`remote ${under.l} txFrames`]! > 500 && c[`remote ${under.l} rxFrames`]! > 500, JSON.stringify(c));
   // the Linux vxlan device's MAC was learned behind its VTEP
@@ -182,7 +183,7 @@ test.serial('vale-ts and a Linux vxlan device over an IPv6 underlay: ping both w
   assertPingReplies(t, await ping(ns.t1, `192.170.${R}.2`), 3);
   assertPingReplies(t, await ping(ns.l, `192.170.${R}.1`), 3);
   const d = await vx(vale1, 'valeC');
-  t.is(d.describe, `vxlan vni 44 [${under.v1six}]:4789 -> ${under.lsix} (srcport 32768-61000)`);
+  t.is(d.describe, `vxlan vni 44 [${under.v1six}]:4789 -> ${under.lsix} (srcport 32768-61000) in-line`);
   const c = d.counters;
   t.true(c[`remote ${under.lsix} rxFrames`]! >= 3 && c[`remote ${under.lsix} txFrames`]! >= 3, JSON.stringify(c));
 });

@@ -17,7 +17,7 @@ test('--vxlan becomes a vxlan driver spec: repeated remote= and fdb= collect, va
   t.like(vxlanOptions(spec), { vni: 42, local: '10.0.0.1', port: 4790, ageing: 60 });
   const spec7 = parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=7,group=ff05::7,dev=eth0,srcport=fixed']).driver!;
   t.deepEqual(spec7, { kind: 'vxlan', vni: '7', group: 'ff05::7', dev: 'eth0', srcport: 'fixed' });
-  t.deepEqual(vxlanOptions(spec7), { vni: 7, group: 'ff05::7', dev: 'eth0', srcportFixed: true });
+  t.deepEqual(vxlanOptions(spec7), { vni: 7, group: 'ff05::7', dev: 'eth0', srcportFixed: true, inline: true });
 });
 
 test('--vxlan usage errors: no vni, not KEY=VALUE, unknown or repeated settings', (t) => {
@@ -31,13 +31,13 @@ test('--vxlan usage errors: no vni, not KEY=VALUE, unknown or repeated settings'
 test('--vxlan takes every setting the driver takes (gso, rcvbuf, shortcuthandshakems, ...), and what it builds passes the driver\'s checks', (t) => {
   const base = 'vni=3,local=10.0.0.1,remote=10.0.0.2';
   const cli = (extra: string) => parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', `${base},${extra}`]).driver!;
-  const d = cli('gso=off,rcvbuf=65536,shortcuthandshakems=2000,dstport=4790,ttl=9,shortcut=off,shortcutdir=/srv/sc,srcport=fixed,ageing=30,fdb=02:00:00:00:00:01@10.0.0.9');
+  const d = cli('gso=off,rcvbuf=65536,shortcuthandshakems=2000,dstport=4790,ttl=9,shortcut=off,shortcutdir=/srv/sc,srcport=fixed,ageing=30,fdb=02:00:00:00:00:01@10.0.0.9,inline=off');
   t.like(d, { gso: 'off', rcvbuf: '65536', shortcuthandshakems: '2000', dstport: '4790', ttl: '9' });
-  t.like(vxlanOptions(d), { gso: false, rcvbuf: 65536, shortcutHandshakeMs: 2000, dstport: 4790, ttl: 9, shortcut: false, shortcutDir: '/srv/sc', srcportFixed: true, ageing: 30 });
+  t.like(vxlanOptions(d), { gso: false, rcvbuf: 65536, shortcutHandshakeMs: 2000, dstport: 4790, ttl: 9, shortcut: false, shortcutDir: '/srv/sc', srcportFixed: true, ageing: 30, inline: false });
   // one example value per setting of the driver's table: none is refused by the command line
   const example: Record<string, string> = {
     vni: '3', local: '10.0.0.1', remote: '10.0.0.2', group: '239.1.1.1', dev: 'eth0', fdb: '02:00:00:00:00:01@10.0.0.9', dstport: '4790',
-    ageing: '30', srcport: 'fixed', ttl: '9', shortcut: 'off', shortcutdir: '/srv/sc', shortcuthandshakems: '2000', gso: 'on', rcvbuf: '65536',
+    ageing: '30', srcport: 'fixed', ttl: '9', shortcut: 'off', shortcutdir: '/srv/sc', shortcuthandshakems: '2000', gso: 'on', rcvbuf: '65536', inline: 'on',
   };
   for (const k of VXLAN_SETTING_NAMES) {
     t.not(example[k], undefined, `no example for '${k}'`);
@@ -84,9 +84,9 @@ test('local= takes ADDR, ADDR:PORT, IPv6 and [IPv6]:PORT', (t) => {
 
 test('settings reach the native VTEP checked: family agreement, one flood mode, MAC and range syntax', (t) => {
   t.deepEqual(vxlanOptions({ kind: 'vxlan', vni: 5, local: '[fd00::1]:4790', remote: 'fd00::2', srcport: '40000-50000', ttl: 8 }), {
-    vni: 5, local: 'fd00::1', port: 4790, remote: ['fd00::2'], srcportMin: 40000, srcportMax: 50000, ttl: 8,
+    vni: 5, local: 'fd00::1', port: 4790, remote: ['fd00::2'], srcportMin: 40000, srcportMax: 50000, ttl: 8, inline: true,
   });
-  t.deepEqual(vxlanOptions({ kind: 'vxlan', vni: '9', group: '239.1.1.1', dev: 'eth0' }), { vni: 9, group: '239.1.1.1', dev: 'eth0' });
+  t.deepEqual(vxlanOptions({ kind: 'vxlan', vni: '9', group: '239.1.1.1', dev: 'eth0' }), { vni: 9, group: '239.1.1.1', dev: 'eth0', inline: true });
   const refuse = (spec: Record<string, string | number | string[]>, msg: RegExp): void => {
     t.throws(() => vxlanOptions({ kind: 'vxlan', ...spec }), { message: msg });
   };
@@ -116,4 +116,23 @@ test('the co-resident shortcut is on unless shortcut=off', (t) => {
   t.is(vxlanOptions({ ...base, shortcutdir: '/run/x/shortcut' }).shortcutDir, '/run/x/shortcut');
   t.throws(() => vxlanOptions({ ...base, shortcutdir: 'rel/dir' }), { message: /shortcutdir 'rel\/dir' must be an absolute path/ });
   t.is(parseCtlArgs(['-n', 'vale0:vx0', '--vxlan', 'vni=3,local=10.0.0.1,remote=10.0.0.2,shortcutdir=/srv/sc']).driver!['shortcutdir'], '/srv/sc');
+});
+
+test('a VTEP runs in-line in the switch\'s rounds unless inline=off or VALE_TS_VXLAN_INLINE=0; other values are refused with the choices', (t) => {
+  const spec = { kind: 'vxlan', vni: 1, local: '10.0.0.1', remote: '10.0.0.2' };
+  t.is(vxlanOptions(spec).inline, true);
+  t.is(vxlanOptions({ ...spec, inline: 'off' }).inline, false);
+  t.is(vxlanOptions({ ...spec, inline: true }).inline, true);
+  t.throws(() => vxlanOptions({ ...spec, inline: 'maybe' }), { message: /inline "maybe" must be 'on' .* or 'off'/ });
+  const was = process.env['VALE_TS_VXLAN_INLINE'];
+  try {
+    process.env['VALE_TS_VXLAN_INLINE'] = '0';
+    t.is(vxlanOptions(spec).inline, false);
+    t.is(vxlanOptions({ ...spec, inline: 'on' }).inline, true);  // the setting wins over the environment
+    process.env['VALE_TS_VXLAN_INLINE'] = 'yes';
+    t.throws(() => vxlanOptions(spec), { message: /VALE_TS_VXLAN_INLINE='yes'.*'1'.*'0'/ });
+  } finally {
+    if (was === undefined) delete process.env['VALE_TS_VXLAN_INLINE'];
+    else process.env['VALE_TS_VXLAN_INLINE'] = was;
+  }
 });
