@@ -210,7 +210,7 @@ Status PortPump::start_in_line(std::shared_ptr<SwitchCore> core) {
   // the link's fds from the start: a switch busy from the first round on
   // would otherwise have nothing to look at until it first sleeps
   link_wants(h->wants, true, false);
-  if (!h->watch()) return sys_fail("epoll_ctl", label_ + ": in-line wait set");
+  if (!h->watch()) return sys_fail("epoll_ctl", label_ + ": in-line wait set for the link's fds");
   if (Status st = core->add_wait_fd(h.get(), h->outer.get()); !st) return st;
   if (Status st = core->add_round_hook(h.get()); !st) {
     core->remove_round_hook(h.get());

@@ -1,8 +1,12 @@
 // N-API glue of the port drivers that move frames between a vale-ts port and
 // file descriptors (cpp/core/tap_driver, cpp/core/socket_netdev_driver), and
 // two pure functions of cpp/core/offload for the tests. The drivers run in
-// their own threads; JS only starts them, reads counters and stops them.
+// their own threads (a VTEP by default in its switch's rounds instead); JS
+// only starts them, reads counters and stops them.
 #include <fcntl.h>
+
+#include <cstdio>
+#include <cstring>
 
 #include <memory>
 
@@ -180,13 +184,23 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
     drv_ = std::move(d).value();
     // with core (the port's SwitchCore) the VTEP runs in-line in its rounds
     std::shared_ptr<SwitchCore> core;
-    if (info.Length() > 3 && !info[3].IsUndefined()) core = switch_core_of(env, info[3]);
+    if (core_given(info)) core = switch_core_of(env, info[3]);
     auto st = core ? drv_->start_in_line(std::move(core)) : drv_->start();
+    if (!st && core_given(info)) {
+      // e.g. epoll sets nested deeper than the kernel allows (ELOOP) where
+      // an embedder's loop holds the switch's: a thread of its own still works
+      const SysError &e = st.error();
+      std::fprintf(stderr, "vale-ts: %s: cannot run in-line in the switch's rounds (%s%s%s); it runs in a thread of its own\n",
+                   info[2].As<Napi::String>().Utf8Value().c_str(), e.what.c_str(), e.syscall ? ": " : "", e.syscall ? std::strerror(e.err) : "");
+      st = drv_->start();
+    }
     if (!st) {
       drv_.reset();
       throw sys_error(env, st.error());
     }
   }
+
+  static bool core_given(const Napi::CallbackInfo &info) { return info.Length() > 3 && !info[3].IsUndefined(); }
 
   ~VxlanPortDriver() override {
     if (drv_) drv_->stop();
