@@ -1192,7 +1192,7 @@ test.serial('in-line VTEP: a switch busy with other ports (two clients streaming
   const vx = () => r.counters();
   // An in-line VTEP's socket is looked at when the switch sleeps; one that
   // does not sleep (its rounds find frames) must look at it anyway
-  // (PortPump's in-line hook, every 20 µs). g1 and g2 send to each other's
+  // (PortPump's in-line hook, every 20-200 µs). g1 and g2 send to each other's
   // MAC and never read: the rounds copy or drop for them. (Nothing makes
   // the switch never sleep: a switch that catches up with them sleeps and
   // hears the socket that way; the log says how often that happened.)
