@@ -35,6 +35,8 @@
  *     threads): a figure that survives a loaded machine better than pps.
  *   "vale-ts vxlan gso=off, netmap ends": the same with the VTEPs sending one
  *     datagram at a time, the before of UDP GSO in the same run.
+ *   "round trip": `ping -A` between the namespace ends on each path (Linux
+ *     vxlan, vale-ts VXLAN, the shortcut), one echo in flight: informative.
  * The Linux rows have transmit checksum offload off on the underlay veth
  * (Linux's vxlan needs it, docs/vxlan.md); the vale-ts rows have it back on,
  * as a veth has it by default (the kernel refuses UDP GSO without it).
@@ -149,6 +151,20 @@ async function tcp(a: End, b: End, seconds: number): Promise<number> {
   srv.kill();
   const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second / 1e9;
+}
+
+/**
+ * Round trips from end A to end B: `ping -A` (the next echo as soon as the
+ * reply is in: one frame in flight, nothing queued), ROUND_TRIPS of them; the
+ * average in µs. Informative, no target: what each path adds to a frame's
+ * trip when nothing else runs through it.
+ */
+const ROUND_TRIPS = 2000;
+async function rtt(a: End, b: End): Promise<number> {
+  const r = await run('ip', ['netns', 'exec', a.ns, 'ping', '-A', '-q', '-c', String(ROUND_TRIPS), '-W', '1', b.ip]);
+  const m = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
+  if (!m) throw new Error(`ping gave no round-trip line: ${r.stdout}${r.stderr}`);
+  return Number(m[1]) * 1000;
 }
 
 const countOf = (out: string, what: 'Sent' | 'Received'): number => Number(new RegExp(`^${what} (\\d+) packets`, 'm').exec(out)?.[1] ?? 0);
@@ -463,7 +479,7 @@ async function udpDrops(e: End): Promise<string> {
 const t0 = Date.now();
 const step = (what: string): void => console.error(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${what}`);
 
-interface Row { rxPps: number; sent: number; gbps?: number; cpuUsPerFrame?: number }
+interface Row { rxPps: number; sent: number; gbps?: number; cpuUsPerFrame?: number; rttUs?: number }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' }, 'only-shortcut': { type: 'boolean' }, 'only-namespace': { type: 'boolean' } } });
@@ -507,10 +523,12 @@ async function main(): Promise<void> {
       await must('ip', '-n', e.host, 'link', 'set', 'br0', 'up');
     }
     await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '2', '-i', '0.2', b.ip);
+    step('linux vxlan: ping -A');
+    const lr = await rtt(a, b);
     step('linux vxlan: trafgen');
     const lp = await pps(a, b, seconds);
     step('linux vxlan: iperf3');
-    res['linux vxlan'] = { ...lp, gbps: await tcp(a, b, seconds) };
+    res['linux vxlan'] = { ...lp, gbps: await tcp(a, b, seconds), rttUs: lr };
     for (const e of ends) {
       await must('ip', '-n', e.host, 'link', 'del', 'br0');
       await must('ip', '-n', e.host, 'link', 'del', 'vx42');
@@ -565,13 +583,15 @@ async function main(): Promise<void> {
           while (!(await Promise.all([0, 1].map(async (i) => (await remoteCtr(i, 'shortcut')) === 2))).every(Boolean))
             await must('ip', 'netns', 'exec', a.ns, 'ping', '-c', '1', '-W', '1', b.ip);
         }
+        step(`${name}: ping -A`);
+        const vr = await rtt(a, b);
         step(`${name}: trafgen`);
         const vp = await namespacePps(a, b, seconds, sw, ends);
         detail.push(`  ${name} (namespace ends):\n    ${vp.perProcess}\n    by thread (µs/frame): ${vp.threads}\n    frames: ${vp.accounting}`);
         console.error(`UDP in host A: ${await udpDrops(a)}\nUDP in host B: ${await udpDrops(b)}`);
         console.error(`--- vale-ts A (sender)\n${await stats(a)}\n--- vale-ts B (receiver)\n${await stats(b)}`);
         step(`${name}: iperf3`);
-        res[name] = { sent: vp.sent, rxPps: vp.rxPps, cpuUsPerFrame: vp.cpuUsPerFrame, gbps: await tcp(a, b, seconds) };
+        res[name] = { sent: vp.sent, rxPps: vp.rxPps, cpuUsPerFrame: vp.cpuUsPerFrame, gbps: await tcp(a, b, seconds), rttUs: vr };
       }
     } finally {
       for (const s of sw) {
@@ -586,6 +606,11 @@ async function main(): Promise<void> {
   const l = res['linux vxlan'], v = res['vale-ts vxlan'], sc = res['vale-ts shortcut'];
   if (l && v) console.log(`  ratio vale-ts / linux (namespace ends): 60 B pps ${(v.rxPps / l.rxPps).toFixed(2)} (target 1.0)   TCP ${(v.gbps! / l.gbps!).toFixed(2)}`);
   if (v && sc) console.log(`  ratio shortcut / vale-ts vxlan (namespace ends, bounded by the veth ends): 60 B pps ${(sc.rxPps / v.rxPps).toFixed(2)}   TCP ${(sc.gbps! / v.gbps!).toFixed(2)}`);
+  const rtts = Object.entries(res).filter(([, r]) => r.rttUs !== undefined);
+  if (rtts.length) {
+    const base = l?.rttUs;
+    console.log(`  round trip, namespace ends (ping -A, ${ROUND_TRIPS}, avg): ${rtts.map(([k, r]) => `${k} ${r.rttUs!.toFixed(1)} µs${base && r !== l ? ` (${(r.rttUs! / base).toFixed(2)}x linux)` : ''}`).join(', ')}`);
+  }
   const nv = res['vale-ts vxlan, netmap ends'] as NetmapRow | undefined, ns = res['vale-ts shortcut, netmap ends'] as NetmapRow | undefined;
   const ng = res['vale-ts vxlan gso=off, netmap ends'];
   if (nv && ns) console.log(`  ratio shortcut / vale-ts vxlan (netmap ends: the path between the two switches): 60 B pps ${(ns.rxPps / nv.rxPps).toFixed(2)} (target 5.0)   CPU/frame ${(nv.cpuUsPerFrame! / ns.cpuUsPerFrame!).toFixed(2)}x less`);
