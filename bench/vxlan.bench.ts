@@ -155,16 +155,17 @@ async function tcp(a: End, b: End, seconds: number): Promise<number> {
 
 /**
  * Round trips from end A to end B: `ping -A` (the next echo as soon as the
- * reply is in: one frame in flight, nothing queued), ROUND_TRIPS of them; the
- * average in µs. Informative, no target: what each path adds to a frame's
+ * reply is in: one frame in flight, nothing queued), ROUND_TRIPS of them;
+ * min, average and max in µs. Informative, no target: what each path adds to a frame's
  * trip when nothing else runs through it.
  */
 const ROUND_TRIPS = 2000;
-async function rtt(a: End, b: End): Promise<number> {
+interface Rtt { min: number; avg: number; max: number }
+async function rtt(a: End, b: End): Promise<Rtt> {
   const r = await run('ip', ['netns', 'exec', a.ns, 'ping', '-A', '-q', '-c', String(ROUND_TRIPS), '-W', '1', b.ip]);
-  const m = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
+  const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(r.stdout);
   if (!m) throw new Error(`ping gave no round-trip line: ${r.stdout}${r.stderr}`);
-  return Number(m[1]) * 1000;
+  return { min: Number(m[1]) * 1000, avg: Number(m[2]) * 1000, max: Number(m[3]) * 1000 };
 }
 
 const countOf = (out: string, what: 'Sent' | 'Received'): number => Number(new RegExp(`^${what} (\\d+) packets`, 'm').exec(out)?.[1] ?? 0);
@@ -479,7 +480,7 @@ async function udpDrops(e: End): Promise<string> {
 const t0 = Date.now();
 const step = (what: string): void => console.error(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${what}`);
 
-interface Row { rxPps: number; sent: number; gbps?: number; cpuUsPerFrame?: number; rttUs?: number }
+interface Row { rxPps: number; sent: number; gbps?: number; cpuUsPerFrame?: number; rttUs?: Rtt }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' }, 'only-shortcut': { type: 'boolean' }, 'only-namespace': { type: 'boolean' } } });
@@ -609,7 +610,7 @@ async function main(): Promise<void> {
   const rtts = Object.entries(res).filter(([, r]) => r.rttUs !== undefined);
   if (rtts.length) {
     const base = l?.rttUs;
-    console.log(`  round trip, namespace ends (ping -A, ${ROUND_TRIPS}, avg): ${rtts.map(([k, r]) => `${k} ${r.rttUs!.toFixed(1)} µs${base && r !== l ? ` (${(r.rttUs! / base).toFixed(2)}x linux)` : ''}`).join(', ')}`);
+    console.log(`  round trip, namespace ends (ping -A, ${ROUND_TRIPS}): ${rtts.map(([k, r]) => `${k} avg ${r.rttUs!.avg.toFixed(0)} µs${base && r !== l ? ` (${(r.rttUs!.avg / base.avg).toFixed(2)}x linux)` : ''} min ${r.rttUs!.min.toFixed(0)} max ${r.rttUs!.max.toFixed(0)}`).join('; ')}`);
   }
   const nv = res['vale-ts vxlan, netmap ends'] as NetmapRow | undefined, ns = res['vale-ts shortcut, netmap ends'] as NetmapRow | undefined;
   const ng = res['vale-ts vxlan gso=off, netmap ends'];
