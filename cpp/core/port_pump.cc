@@ -83,8 +83,12 @@ struct PortPump::InLine final : RoundHook {
     // work when it is due. Not every round (a syscall): every kLookMinNs
     // while looks find something, backing off to kLookMaxNs while they
     // find nothing (a quiet link costs a busy switch ~5k syscalls/s).
+    // A round that collected nothing (the switch polling before it sleeps)
+    // looks at once: a datagram that came meanwhile is taken in the next
+    // round, not after the polling ends or the look's period.
     const int64_t now = mono_ns();
-    if (now >= next_look_ns) {
+    if (now >= next_look_ns || spinning) {
+      spinning = false;
       look_ns = look() ? kLookMinNs : std::min(look_ns * 2, kLookMaxNs);
       next_look_ns = now + look_ns;
       if (due_ns && now >= due_ns) {
@@ -123,6 +127,7 @@ struct PortPump::InLine final : RoundHook {
     return true;
   }
 
+  void nothing_collected() override { spinning = true; }
   void disarm() override {}
   uint64_t wake_within_ns() const override { return armed ? wake_ns : 0; }
 
@@ -204,6 +209,7 @@ struct PortPump::InLine final : RoundHook {
   int64_t due_ns = 0;            // when on_idle_timeout is due (0: not asked)
   int64_t next_look_ns = 0;      // the next look at the fds in a busy switch
   int64_t look_ns = kLookMinNs;  // ... this long after the last
+  bool spinning = false;         // this round collected nothing: look now
 };
 
 PortPump::~PortPump() { stop(); }

@@ -210,6 +210,10 @@ class RoundHook {
   // the rounds' thread then skips its busy-poll window, whose yields starve
   // it behind busy pollers; the hook's batched sleep polls instead.
   virtual bool batching() const { return false; }
+  // Called before after_forward() in a round that collected no frame (the
+  // switch polls before it sleeps): a hook whose link only a syscall can
+  // look at may look now, the thread spinning anyway.
+  virtual void nothing_collected() {}
 };
 
 // A receiving port whose in-line driver can send a frame straight from the
@@ -364,7 +368,10 @@ class SwitchCore {
     const uint32_t n = collect();
     r.blocked = parked_any_;
     if (n == 0 && touched_.empty()) {
-      for (RoundHook *h : hooks_) r.moved += h->after_forward();
+      for (RoundHook *h : hooks_) {
+        h->nothing_collected();
+        r.moved += h->after_forward();
+      }
       note_streaming_locked(r.moved);
       return r;
     }
