@@ -97,16 +97,24 @@ function control(type: number, a: string, b: string): Buffer {
 /** A VTEP address as CLAIMs carry it (16 bytes, hex): 127.0.0.x */
 const claimAddr = (x: number): string => `7f0000${x.toString(16).padStart(2, '0')}${'0'.repeat(24)}`;
 
-/** Makes `sw`:vx until its instance id is below `below` (it then connects to that one): an even chance a try, failed with a message after 40. */
-async function createBelow(t: { fail(m: string): void }, sw: string, dir: string, below: string, opts: Record<string, unknown>): Promise<boolean> {
+/**
+ * Makes `sw`:vx until its instance id (random) is below `below` (it then
+ * connects to that one), or with `above`, not below it: failed with a message
+ * after 40 tries. Each try's chance is where `below` lies in the id range, so
+ * a caller picks a `below` in the upper half (made so with `above`: an even
+ * chance a try) and 40 tries fail once in 2^40.
+ */
+async function createBelow(t: { fail(m: string): void }, sw: string, dir: string, below: string, opts: Record<string, unknown>, above = false): Promise<boolean> {
+  const before = new Set(listeners(dir));
   for (let tries = 1; tries <= 40; tries++) {
     await vale.create(`${sw}:vx`, {}, opts);
-    if (listeners(dir).some((id) => id < below)) return true;
+    if (listeners(dir).some((id) => !before.has(id) && (id < below) !== above)) return true;
     await vale.remove(`${sw}:vx`);
   }
-  t.fail(`40 instance ids of ${sw}:vx in a row were above ${below}`);
+  t.fail(`40 instance ids of ${sw}:vx in a row were ${above ? 'below' : 'above'} ${below}`);
   return false;
 }
+const HALF = '8'.padEnd(32, '0');
 
 test.serial('rendezvous connections that never send a CLAIM: at most 8 wait at once, the oldest closed and counted (shortcutUnclaimedEvicted), and the real neighbour still pairs', async (t) => {
   t.timeout(60_000);
@@ -116,8 +124,10 @@ test.serial('rendezvous connections that never send a CLAIM: at most 8 wait at o
   const vtep = (local: string, port: number, remote: string, dstport: number) => ({
     driver: { kind: 'vxlan', vni: VNI, local: `${local}:${port}`, remote: [remote], dstport, srcport: 'fixed', shortcutdir: dir, shortcuthandshakems: 3_600_000 },
   });
-  await vale.create('valeUA:vx', {}, vtep('127.0.0.1', pa, '127.0.0.2', pb));
+  // A's id in the upper half, so that each B made below has an even chance
+  // of the smaller id (a tiny random idA left B 40 tries of ~1% each)
   t.teardown(() => vale.remove('valeUA:vx').catch(() => undefined));
+  if (!(await createBelow(t, 'valeUA', dir, HALF, vtep('127.0.0.1', pa, '127.0.0.2', pb), true))) return;
   const [idA] = listeners(dir);
   t.truthy(idA);
   // a local process of vale-ts's uid opens connections and sends nothing;
