@@ -32,6 +32,7 @@
  * TCP figures only (their A/B runs), no 60 B figures.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
@@ -83,8 +84,8 @@ function byThread(t0: Map<string, number>, t1: Map<string, number>, frames: numb
 }
 
 /** CPU time the hypervisor gave to others while this VM's CPUs wanted to run (/proc/stat's steal, all CPUs), in clock ticks. */
-async function stealTicks(): Promise<number> {
-  const f = (await run('cat', ['/proc/stat'])).stdout.split('\n')[0]!.trim().split(/\s+/);
+function stealTicks(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
   return Number(f[8] ?? 0);
 }
 
@@ -353,9 +354,9 @@ async function main(): Promise<void> {
           const pid = variant === 'vale' ? proc.pid : undefined;
           if (tcpOnly) judged[variant].pps.push(NaN);
           else {
-            const st0 = await stealTicks();
+            const st0 = stealTicks();
             const q = await pps(a, b, seconds, 'sink', pid);
-            const stolen = ((await stealTicks()) - st0) / clockTicks;
+            const stolen = (stealTicks() - st0) / clockTicks;
             judged[variant].pps.push(q.rxPps);
             // each run's rate and CPU per frame (stderr): which side bound it
             step(`  60 B: sent ${(q.sent / seconds / 1e3).toFixed(0)} kpps, received ${(q.rxPps / 1e3).toFixed(0)} kpps; CPU µs per frame: trafgen ${q.senderUs.toFixed(2)}${pid ? ` + vale-ts ${q.switchUs.toFixed(2)}${q.threads ? ` (${q.threads})` : ''}` : ''}; the hypervisor took ${stolen.toFixed(2)} CPU s (steal)`);

@@ -104,10 +104,9 @@ struct PortPump::InLine final : RoundHook {
   // wake for idle_timeout_ms.
   bool arm() override {
     armed = false;
-    const uint32_t need = p.tx_need_;
-    const bool room = need > 1 ? p.tx_room_for(need) : p.tx_room() > 0;
-    // link_in stopped for room the switch has freed since (or a chain fits)
-    if (room && (need > 1 || p.tx_starved_)) return false;
+    bool again = false;
+    const bool room = p.room_to_go_on(again);
+    if (again) return false;
     const uint8_t *b;
     uint32_t l;
     if (!p.out_blocked_ && p.rx_peek(b, l)) return false;
@@ -354,6 +353,18 @@ bool PortPump::tx_chain(const uint8_t *frame, size_t len) {
   return true;
 }
 
+bool PortPump::room_to_go_on(bool &again) {
+  const uint32_t need = tx_need_;
+  const bool starved = tx_starved_;
+  const bool room = need > 1 ? tx_room_for(need) : tx_room() > 0;
+  // the frame that waited fits now (the sync saw the switch's progress);
+  // likewise a link_in that stopped on a full ring while the switch freed
+  // slots since: its link is still marked readable, so link_wants would not
+  // ask for it, and nothing else would wake the driver
+  again = room && (need > 1 || starved);
+  return room;
+}
+
 void PortPump::flush_tx() {
   if (tx_unsynced_) {
     pc_.txsync(0);
@@ -565,13 +576,9 @@ void PortPump::run() {
     // room for what link_in waits on: a frame that needs several slots
     // (tx_need_) asks for a kick while fewer are free, however many are
     const uint32_t need = tx_need_;
-    const bool starved = tx_starved_;
-    const bool room = need > 1 ? tx_room_for(need) : tx_room() > 0;
-    // the frame that waited fits now (the sync above saw the switch's
-    // progress); likewise a link_in that stopped on a full ring while the
-    // switch freed slots since: its link is still marked readable, so
-    // link_wants would not poll it, and nothing else would wake this thread
-    if (room && (need > 1 || starved)) continue;
+    bool again = false;
+    const bool room = room_to_go_on(again);
+    if (again) continue;
     // frames for a link that cannot take them are no reason to wake: the
     // link's own fd (or, for VXLAN, the shortcut ring's bell) ends this wait
     pc_.arm(!out_blocked_, !room);

@@ -231,6 +231,9 @@ class PortPump {
  private:
   struct InLine;  // the RoundHook of start_in_line (port_pump.cc)
   void run();
+  // Before a sleep: whether the tx ring has room for what link_in waits on
+  // (syncing); `again`: link_in can go on now, so no sleep
+  bool room_to_go_on(bool &again);
   void flush_tx();
   void count_offload_drop(OffloadError e);
 
