@@ -368,7 +368,7 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   const udpErr = (['SndbufErrors', 'RcvbufErrors'] as const).map((k, i) => `host ${'AB'[i]} ${k} ${udp1[i]!.get(k)! - udp0[i]!.get(k)!}`).join(', ');
   const accounting = `sent ${sent} = received ${received} + dropped ${dropped} (${drops.join(', ') || 'none'}) + unaccounted ${sent - received - dropped}; ` +
     (between.text ? `${between.text}; kernel Udp (per packet, the whole namespace): ${udpErr}; ` : '') +
-    `A's switch to its VXLAN port ${d(0, 'vx txFrames')}; A's driver out ${d(0, 'drv outFrames')} (ring ${ring}, datagrams ${d(0, 'drv remote txFrames')}); ` +
+    `A's switch to its VXLAN port ${d(0, 'vx txFrames')}; A's driver out ${d(0, 'drv outFrames')} (ring ${ring}, of which straight from the senders' buffers ${d(0, 'drv shortcutTxDirect')}, datagrams ${d(0, 'drv remote txFrames')}); ` +
     `B's driver in ${d(1, 'drv inFrames')} (ring ${ringIn}, datagrams ${d(1, 'drv remote rxFrames')}); ` +
     `ring: ${d(0, 'drv shortcutTxBatches')} batches in, ${d(1, 'drv shortcutRxBatches')} out, ` +
     `full ${d(0, 'drv shortcutRingFull')}, kicks ${d(0, 'drv shortcutKicks')} A->B ${d(1, 'drv shortcutKicks')} B->A, ` +

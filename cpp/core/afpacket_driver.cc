@@ -365,7 +365,7 @@ Result<std::unique_ptr<AfPacketDriver>> AfPacketDriver::start(PortClient port, c
     // frames come with the header this socket sends with (pass_hdr): the
     // switch may hand them over from the senders' buffers
     if (cfg.pass_hdr && cfg.switch_port >= 0)
-      if (Status st = d->core_->set_direct(static_cast<uint32_t>(cfg.switch_port), d->hook_.get()); !st) return std::move(st).take_error();
+      if (Status st = d->core_->set_direct(static_cast<uint32_t>(cfg.switch_port), d->hook_.get(), d->port_.region_fd()); !st) return std::move(st).take_error();
     d->core_->notify();
     return d;
   }

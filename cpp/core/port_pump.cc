@@ -53,7 +53,7 @@ PortPump::PortPump(PortClient pc, std::string label) : label_(std::move(label)),
 // The in-line datapath (start_in_line): the thread's loop body cut at the
 // switch's round. The switch calls it from the thread running its rounds,
 // with its mutex held, so nothing else touches the driver's rings then.
-struct PortPump::InLine final : RoundHook {
+struct PortPump::InLine final : RoundHook, DirectSink {
   explicit InLine(PortPump &p) : p(p) {}
 
   // The link's fds wait in `inner` (rebuilt whenever they change, so that a
@@ -127,6 +127,8 @@ struct PortPump::InLine final : RoundHook {
   }
 
   void nothing_collected() override { spinning = true; }
+  bool direct_wanted() override { return p.link_direct_wanted(); }
+  uint32_t send_direct(const iovec *iov, const uint32_t *at, uint32_t n) override { return p.link_direct(iov, at, n); }
   void disarm() override {}
   uint64_t wake_within_ns() const override { return armed ? wake_ns : 0; }
 
@@ -213,7 +215,7 @@ struct PortPump::InLine final : RoundHook {
 
 PortPump::~PortPump() { stop(); }
 
-Status PortPump::start_in_line(std::shared_ptr<SwitchCore> core) {
+Status PortPump::start_in_line(std::shared_ptr<SwitchCore> core, int switch_port) {
   if (!core) return check_fail(EINVAL, label_ + ": start_in_line without a switch");
   auto h = std::make_unique<InLine>(*this);
   if (Status st = h->open(); !st) return st;
@@ -225,6 +227,13 @@ Status PortPump::start_in_line(std::shared_ptr<SwitchCore> core) {
   if (Status st = core->add_round_hook(h.get()); !st) {
     core->remove_round_hook(h.get());
     return st;
+  }
+  if (switch_port >= 0) {
+    if (Status st = core->set_direct(static_cast<uint32_t>(switch_port), h.get(), pc_.region_fd()); !st) {
+      core->remove_round_hook(h.get());
+      return st;
+    }
+    direct_port_ = switch_port;
   }
   core_ = std::move(core);
   hook_ = std::move(h);
@@ -245,6 +254,9 @@ void PortPump::stop() {
   if (!started_) return;
   started_ = false;
   if (hook_) {
+    // between rounds (the switch's mutex): no frame is queued for us after
+    if (direct_port_ >= 0) core_->clear_direct(static_cast<uint32_t>(direct_port_), hook_.get());
+    direct_port_ = -1;
     // waits for the round in progress: no hook call after this
     core_->remove_round_hook(hook_.get());
     flush_tx();

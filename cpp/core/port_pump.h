@@ -84,8 +84,11 @@ class PortPump {
   // switch and this driver per burst. link_in runs before the switch
   // collects, link_out after it forwarded; the link's fds wait in an epoll
   // set of the driver's own, itself one fd in the switch's set. `core` must
-  // be the switch whose port this driver serves.
-  Status start_in_line(std::shared_ptr<SwitchCore> core);
+  // be the switch whose port this driver serves. switch_port >= 0 (that
+  // port's index, checked against the driver's region): the switch may hand
+  // the driver frames straight from the senders' buffers (link_direct)
+  // while the port's rx ring is empty, one copy fewer per frame.
+  Status start_in_line(std::shared_ptr<SwitchCore> core, int switch_port = -1);
   bool in_line() const { return hook_ != nullptr; }
   // Stops and joins the thread (in-line: leaves the switch's rounds, after
   // the round in progress). Idempotent; the destructor calls it.
@@ -110,6 +113,14 @@ class PortPump {
   // Moves frames from the rx ring to the link; returns how many left the
   // ring (sent or dropped). Sets out_blocked_ when the link would block.
   virtual uint32_t link_out() = 0;
+  // In-line with a switch port (start_in_line): the switch's frames [0, n)
+  // straight from the senders' buffers (DirectSink::send_direct: frame i
+  // is iov[at[i]] .. iov[at[i + 1] - 1], valid only during the call).
+  // Returns how many it took (sent or counted dropped), in order; the rest
+  // go into the rx ring and reach link_out. link_direct_wanted is asked at
+  // each round's first frame for the port: false, none go this way.
+  virtual bool link_direct_wanted() { return false; }
+  virtual uint32_t link_direct(const iovec *, const uint32_t *, uint32_t) { return 0; }
   // epoll timeout when idle (ms, -1: none): a client socket retrying.
   virtual int idle_timeout_ms() { return -1; }
   virtual void on_idle_timeout() {}
@@ -249,6 +260,7 @@ class PortPump {
   uint32_t rx_ring_ = 0;      // the rx ring being drained
   uint64_t fds_epoch_ = 0;    // link_fds_changed() calls
   std::shared_ptr<SwitchCore> core_;  // in-line: the switch whose rounds run this driver
+  int direct_port_ = -1;              // in-line: the switch port whose frames link_direct takes
   std::unique_ptr<InLine> hook_;
 };
 

@@ -34,6 +34,8 @@
 // our mapping (SIGBUS). attach() refuses an fd without those seals.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstdint>
 
 #include "core/fd.h"
@@ -85,6 +87,21 @@ class ShortcutRing {
     if (broken_ || len > slot_size_ || tail_ - peer_head_ >= slots_) return false;
     uint8_t *s = slot(out_, tail_);
     __builtin_memcpy(s + SLOT_HDR, frame, len);
+    store_relaxed(reinterpret_cast<uint32_t *>(s), len);
+    tail_++;
+    return true;
+  }
+  // The same from a frame in pieces: iov[0, n), `len` bytes in all (a
+  // switch's direct send: the sender's buffers and the decision's snapshot).
+  bool push_unpublished(const iovec *iov, uint32_t n, uint32_t len) {
+    if (broken_ || len > slot_size_ || tail_ - peer_head_ >= slots_) return false;
+    uint8_t *s = slot(out_, tail_);
+    uint64_t off = SLOT_HDR;
+    for (uint32_t i = 0; i < n; i++) {
+      // the pieces add up to len (the caller summed them): bounded by the slot
+      __builtin_memcpy(s + off, iov[i].iov_base, iov[i].iov_len);
+      off += iov[i].iov_len;
+    }
     store_relaxed(reinterpret_cast<uint32_t *>(s), len);
     tail_++;
     return true;

@@ -469,10 +469,17 @@ Status SwitchCore::set_vnet_hdr_len(uint32_t id, uint32_t len) {
   return Ok{};
 }
 
-Status SwitchCore::set_direct(uint32_t id, DirectSink *sink) {
+Status SwitchCore::set_direct(uint32_t id, DirectSink *sink, int region_fd) {
   WITH_PORT(id);
   if (in_round_) return check_fail(EDEADLK, "set_direct called from inside a round");
   if (p->is_monitor) return check_fail(EINVAL, "switch port " + std::to_string(id) + " is a monitor");
+  if (sink && region_fd >= 0) {
+    struct stat a{}, b{};
+    if (::fstat(region_fd, &a) < 0) return sys_fail("fstat", "the driver's region");
+    if (::fstat(p->memfd.get(), &b) < 0) return sys_fail("fstat", "switch port " + std::to_string(id) + "'s region");
+    if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+      return check_fail(EINVAL, "switch port " + std::to_string(id) + " is not the port this driver serves (another region): pass the driver's own port index");
+  }
   p->direct = sink;
   return Ok{};
 }
@@ -1201,7 +1208,7 @@ bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
     // its rx ring (frames sent now must not overtake those)
     d->direct_gen = gen_;
     refresh_room(d, rr, room);
-    d->direct_open = rr == 0 && st.hwtail == st.released;
+    d->direct_open = rr == 0 && st.hwtail == st.released && d->direct->direct_wanted();
   }
   const uint32_t frags = fcount_[k], f0 = fstart_[k];
   // (ring 0 only: flush_direct puts push-backs there)

@@ -235,6 +235,12 @@ class DirectSink {
   // rest go into the rx ring. Called in a round, the core's mutex held;
   // must not call back into the core.
   virtual uint32_t send_direct(const iovec *iov, const uint32_t *at, uint32_t n) = 0;
+  // Asked at the round's first frame for the port (the core's mutex held):
+  // false sends none of this round's frames direct, they go into the rx
+  // ring. For a driver whose direct path serves only some destinations (a
+  // VXLAN port's shortcut rings): while none is up, a round builds no
+  // iovecs only for send_direct to push them all back.
+  virtual bool direct_wanted() { return true; }
 };
 
 class SwitchCore {
@@ -330,7 +336,10 @@ class SwitchCore {
   // Port id's in-line driver sends frames straight from the senders'
   // buffers (DirectSink); nullptr, or another client, ends it. clear_direct
   // only ends sink's own (the id may be another port's by then).
-  Status set_direct(uint32_t id, DirectSink *sink);
+  // region_fd >= 0: the driver's own mapping of its port's region; set_direct
+  // refuses an id whose region is another file (the id came from JS: a
+  // wrong one would hand the driver another port's frames).
+  Status set_direct(uint32_t id, DirectSink *sink, int region_fd = -1);
   void clear_direct(uint32_t id, const DirectSink *sink);
   Result<uint32_t> vnet_hdr_len(uint32_t id);
   // The port whose full rx ring stopped a lossless sender in the last round, or -1.

@@ -64,6 +64,7 @@ const char *vx_ctr_name(VxCtr c) {
     case VxCtr::ShortcutLateVxlan: return "shortcutLateVxlan";
     case VxCtr::ShortcutTxBatches: return "shortcutTxBatches";
     case VxCtr::ShortcutRxBatches: return "shortcutRxBatches";
+    case VxCtr::ShortcutTxDirect: return "shortcutTxDirect";
     case VxCtr::ShortcutRingFull: return "shortcutRingFull";
     case VxCtr::ShortcutKicks: return "shortcutKicks";
     case VxCtr::ShortcutSelfWakes: return "shortcutSelfWakes";
@@ -1737,29 +1738,116 @@ uint32_t VxlanDriver::link_out() {
       vcount(VxCtr::Floods, floods);
       vcount(VxCtr::FloodCopies, flood_copies);
     }
-    // publish the batch; kick a consumer that asked for it before it slept
-    for (size_t i = 0; i < peers_.size();) {
-      Peer &p = peers_[i];
-      if (p.pushed && !p.ring->broken()) {
-        p.ring->publish();
-        vcount(VxCtr::ShortcutTxBatches);
-        Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
-        if (e.sc_tx == 1 && p.ring->unconsumed() != p.ring->produced()) e.sc_tx = 2;
-        if (p.ring->data_kick_due()) kick(p);
-      }
-      if (p.ring && p.ring->broken()) {
-        drop_peer(i, VxCtr::ShortcutRingBroken);
-        continue;
-      }
-      if (p.stalled || p.bell_stuck) {
-        hang_up_hostile(i, p.stalled ? VxCtr::ShortcutPeerStalled : VxCtr::ShortcutBellStuck);
-        continue;
-      }
-      i++;
-    }
+    publish_rings();
   }
   flush_out();
   return moved;
+}
+
+void VxlanDriver::publish_rings() {
+  // publish the batch; kick a consumer that asked for it before it slept
+  for (size_t i = 0; i < peers_.size();) {
+    Peer &p = peers_[i];
+    if (p.pushed && !p.ring->broken()) {
+      p.ring->publish();
+      vcount(VxCtr::ShortcutTxBatches);
+      Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
+      if (e.sc_tx == 1 && p.ring->unconsumed() != p.ring->produced()) e.sc_tx = 2;
+      if (p.ring->data_kick_due()) kick(p);
+    }
+    p.pushed = false;
+    if (p.ring && p.ring->broken()) {
+      drop_peer(i, VxCtr::ShortcutRingBroken);
+      continue;
+    }
+    if (p.stalled || p.bell_stuck) {
+      hang_up_hostile(i, p.stalled ? VxCtr::ShortcutPeerStalled : VxCtr::ShortcutBellStuck);
+      continue;
+    }
+    i++;
+  }
+}
+
+// Only this thread (the switch's, in-line) writes peers_ and endpoints_:
+// read here without mu_.
+bool VxlanDriver::link_direct_wanted() {
+  if (out_sent_ < out_.size()) return false;  // datagrams wait: no frame may overtake them
+  for (const Peer &p : peers_)
+    if (p.ring && p.marked && p.ep >= 0 && !p.ring->broken() && endpoints_[static_cast<size_t>(p.ep)].sc_tx) return true;
+  return false;
+}
+
+uint32_t VxlanDriver::link_direct(const iovec *iov, const uint32_t *at, uint32_t n) {
+  if (out_sent_ < out_.size()) return 0;
+  const uint64_t now = mono_coarse_ns();
+  uint64_t bytes = 0, floods = 0, flood_copies = 0;
+  uint32_t i = 0;
+  uint64_t last_key = ~uint64_t{0};  // no MAC's key (48 bits)
+  int last_ep = -1;
+  std::lock_guard<std::mutex> g(mu_);
+  for (; i < n; i++) {
+    const iovec *f = iov + at[i];
+    const uint32_t nv = at[i + 1] - at[i];
+    size_t len = 0;
+    for (uint32_t j = 0; j < nv; j++) len += f[j].iov_len;
+    // a short or oversized frame is link_out's to count; so is one whose
+    // Ethernet header is split (the switch's snapshot normally holds it)
+    if (nv == 0 || f[0].iov_len < ETH_HLEN || len > SHORTCUT_RING_MAX_SLOT) break;
+    const uint32_t l = static_cast<uint32_t>(len);
+    const uint8_t *b = static_cast<const uint8_t *>(f[0].iov_base);
+    // a burst is mostly one flow: the FDB is asked once per destination
+    // change (nothing else changes it during the call)
+    int ep = -1;
+    if (!(b[0] & 1)) {
+      const uint64_t k = mac_key(b);
+      if (k != last_key) {
+        last_key = k;
+        last_ep = lookup(b, now);
+      }
+      ep = last_ep;
+    }
+    // every copy into a ring with room, or the frame is link_out's (a
+    // datagram, a full ring it waits on, a peer it stalls)
+    ring_dst_.clear();
+    auto to_ring = [&](uint32_t e) {
+      Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
+      if (!p || l > p->ring->slot_size() || !p->ring->room()) return false;
+      ring_dst_.push_back(p);
+      return true;
+    };
+    bool ok = true;
+    if (ep >= 0) {
+      ok = to_ring(static_cast<uint32_t>(ep));
+    } else if (group_len_ || flood_.empty()) {
+      ok = false;
+    } else {
+      for (uint32_t e : flood_)
+        if (!(ok = to_ring(e))) break;
+    }
+    if (!ok) break;
+    for (Peer *p : ring_dst_) {
+      p->full_since_ns = 0;
+      p->pushed = true;
+      p->ring->prefetch_out(8);
+      if (p->ring->push_unpublished(f, nv, l)) endpoints_[static_cast<size_t>(p->ep)].sc_tx_frames++;
+    }
+    if (ep < 0) {
+      floods++;
+      flood_copies += ring_dst_.size();
+    }
+    bytes += l;
+  }
+  if (i) {
+    count(Ctr::OutFrames, i);
+    count(Ctr::OutBytes, bytes);
+    vcount(VxCtr::ShortcutTxDirect, i);
+  }
+  if (floods) {
+    vcount(VxCtr::Floods, floods);
+    vcount(VxCtr::FloodCopies, flood_copies);
+  }
+  publish_rings();
+  return i;
 }
 
 size_t VxlanDriver::gso_run(size_t from) const {

@@ -150,6 +150,7 @@ enum class VxCtr : uint8_t {
   ShortcutLateVxlan,       // VXLAN datagrams held back until the ring from their endpoint was drained
   ShortcutTxBatches,       // batches published to a ring (one index store each)
   ShortcutRxBatches,       // batches taken from a ring (one index store each)
+  ShortcutTxDirect,        // frames the switch handed over from the senders' buffers straight into a ring (in-line: one copy fewer)
   ShortcutRingFull,        // a frame found a ring full: it waits in the switch's ring (the switch counts dropNoSpace behind it)
   ShortcutKicks,           // eventfd writes to a peer that asked for one before it slept (frames or room)
   ShortcutSelfWakes,       // sleeps skipped: frames or room came while we asked for a kick
@@ -237,7 +238,7 @@ class VxlanDriver final : public PortPump {
     // tx: MARKERs sent (their source ports, kept for resends)
     bool marked = false;
     std::vector<uint16_t> marker_ports;
-    bool pushed = false;    // pushed to the ring in this link_out batch
+    bool pushed = false;    // pushed to the ring in this link_out or link_direct batch
     uint64_t full_since_ns = 0;  // a frame has found the ring full since then (0: it had room)
     bool stalled = false;        // full for SHORTCUT_STALL_NS: hung up on at the end of the batch
     bool bell_stuck = false;     // a bell it shares with us was made blocking and filled (shared_bell.h): hung up on
@@ -275,6 +276,12 @@ class VxlanDriver final : public PortPump {
   void link_event(int fd, uint32_t events) override;
   uint32_t link_in() override;
   uint32_t link_out() override;
+  // In-line: frames for endpoints behind a shortcut ring go from the
+  // senders' buffers straight into the ring (one copy, not two); the first
+  // frame that needs anything else (a datagram, a drop, a full ring) and
+  // those after it go through the rx ring to link_out.
+  bool link_direct_wanted() override;
+  uint32_t link_direct(const iovec *iov, const uint32_t *at, uint32_t n) override;
   int idle_timeout_ms() override;
   void on_idle_timeout() override;
 
@@ -325,6 +332,9 @@ class VxlanDriver final : public PortPump {
   uint32_t recv_datagrams();                                  // link_in's UDP half
   bool deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now);  // mu_ held; false: no room
   void kick(Peer &p);
+  // The rings pushed to (Peer::pushed) published, their consumers kicked if
+  // they asked; broken, stalled or bell-stuck peers dropped.
+  void publish_rings();                                       // mu_ held
   void disarm_rings();  // mu_ held or driver thread: awake again, no kick wanted
   void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 

@@ -132,7 +132,7 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
 
   VxlanPortDriver(const Napi::CallbackInfo &info) : Napi::ObjectWrap<VxlanPortDriver>(info) {
     Napi::Env env = info.Env();
-    if (!info[1].IsObject() || !info[2].IsString()) throw Napi::TypeError::New(env, "VxlanPortDriver(fds, options, label[, core])");
+    if (!info[1].IsObject() || !info[2].IsString()) throw Napi::TypeError::New(env, "VxlanPortDriver(fds, options, label[, core[, switchPort]])");
     const Napi::Object o = info[1].As<Napi::Object>();
     auto u32 = [&](const char *k, uint32_t def, uint32_t max) -> uint32_t {
       Napi::Value v = o.Get(k);
@@ -185,8 +185,18 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
     // with core (the port's SwitchCore) the VTEP runs in-line in its rounds
     std::shared_ptr<SwitchCore> core;
     if (core_given(info)) core = switch_core_of(env, info[3]);
-    auto st = core ? drv_->start_in_line(std::move(core)) : drv_->start();
-    if (!st && core_given(info)) {
+    // switchPort (the port's index, checked against its region): the switch
+    // hands frames for shortcut rings over from the senders' buffers
+    int switch_port = -1;
+    if (core && info.Length() > 4 && !info[4].IsUndefined()) {
+      if (!info[4].IsNumber()) throw Napi::TypeError::New(env, "VxlanPortDriver: switchPort must be a port index");
+      const double v = info[4].As<Napi::Number>().DoubleValue();
+      if (!(v >= 0 && v < 65536) || v != static_cast<double>(static_cast<int>(v))) throw Napi::RangeError::New(env, "VxlanPortDriver: switchPort must be a port index");
+      switch_port = static_cast<int>(v);
+    }
+    auto st = core ? drv_->start_in_line(core, switch_port) : drv_->start();
+    // a switchPort that is not this port's (EINVAL) is the caller's to fix
+    if (!st && core_given(info) && st.error().err != EINVAL) {
       // e.g. epoll sets nested deeper than the kernel allows (ELOOP) where
       // an embedder's loop holds the switch's: a thread of its own still works
       const SysError &e = st.error();

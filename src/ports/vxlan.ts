@@ -67,7 +67,9 @@ interface NativeVxlan {
   describe(): string;
 }
 
-const addon = nativeRaw as { VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string, core?: object) => NativeVxlan };
+const addon = nativeRaw as {
+  VxlanPortDriver: new (fds: readonly number[], o: VxlanNativeOptions, label: string, core?: object, switchPort?: number) => NativeVxlan;
+};
 
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
@@ -112,6 +114,15 @@ export function parseLocal(text: string): { addr: string; port?: number } {
 
 const inlineDefault = (): boolean =>
   inlineFromEnv('VALE_TS_VXLAN_INLINE', true, "'1' (the default) runs VXLAN ports in the switch's rounds, '0' in threads of their own");
+
+/**
+ * VALE_TS_VXLAN_DIRECT in vale-ts's environment: '1' or unset, the switch
+ * copies frames for an in-line VTEP's shortcut rings from the senders'
+ * buffers straight into the ring; '0', through the port's rx ring (one
+ * more copy; for comparisons).
+ */
+const directDefault = (): boolean =>
+  inlineFromEnv('VALE_TS_VXLAN_DIRECT', true, "'1' (the default) copies an in-line VTEP's shortcut frames from the senders' buffers straight into the ring, '0' through the port's rx ring");
 
 /** Checks a vxlan spec and turns it into the native options; every error names the setting and the fix. */
 export function vxlanOptions(spec: DriverSpec): VxlanNativeOptions {
@@ -210,7 +221,8 @@ export class VxlanPortDriver implements PortDriver {
   /** `core`: the switch's, for an in-line VTEP (`options.inline`). */
   constructor(port: SwitchPort, options: VxlanNativeOptions, core?: object) {
     const { inline, ...native } = options;
-    this.native = new addon.VxlanPortDriver(port.fds, native, port.name, inline ? core : undefined);
+    const inl = inline === true && core !== undefined;
+    this.native = new addon.VxlanPortDriver(port.fds, native, port.name, inl ? core : undefined, inl && directDefault() ? port.index : undefined);
   }
 
   describe(): string {

@@ -52,7 +52,7 @@ async function startVale2(dir: string): Promise<ValeClient> {
   const p = await startValeTsIn(ns.v2, sock2);
   stops.push(p.stop);
   await p.client.create('valeS:eth', {}, { driver: { kind: 'af-packet', ifname: `${tag}h` } });
-  await p.client.create('valeS:vx', {}, { driver: { kind: 'vxlan', vni: 46, local: under.v2, remote: [under.v1], shortcutdir: dir } });
+  await p.client.create('valeS:vx', {}, { driver: { kind: 'vxlan', vni: 46, local: under.v2, remote: [under.v1], shortcutdir: dir, inline: 'off' } });
   return p.client;
 }
 
@@ -82,9 +82,11 @@ test.before(async () => {
   vale1 = p1.client;
   pid1 = p1.proc.pid!;
   await vale1.create('valeS:tap', {}, { driver: { kind: 'tap', ifname: `${tag}T` } });
-  // #1's VTEP in a thread of its own, #2's in-line in its switch's rounds
-  // (the default): the shortcut between the two ways a VTEP runs
-  await vale1.create('valeS:vx', {}, { driver: { kind: 'vxlan', vni: 46, local: under.v1, remote: [under.v2], shortcutdir: dir1, inline: 'off' } });
+  // #1's VTEP in-line in its switch's rounds (the default: the switch
+  // copies the transfer's frames from the TAP port's buffers straight into
+  // the ring), #2's in a thread of its own: the shortcut between the two
+  // ways a VTEP runs
+  await vale1.create('valeS:vx', {}, { driver: { kind: 'vxlan', vni: 46, local: under.v1, remote: [under.v2], shortcutdir: dir1 } });
   tapInto(ns.v1, ns.t1, `${tag}T`, `${host1}/24`, 1430);
   vale2 = await startVale2(dir2);
 });
@@ -168,6 +170,9 @@ test.serial('two vale-ts on one host: VXLAN, then the shortcut under load (VXLAN
   t.is(c2[`${r2}txFrames`], s2[`${r2}txFrames`]);
   t.true(c2[`${r2}shortcutRxFrames`]! >= c1[`${r1}shortcutTxFrames`]! - 1024); // read by #2 (at most a ring behind)
   t.true(c1['shortcutMarkersOut']! >= 1 && c2['shortcutMarkersIn']! >= 1);
+  // #1's switch handed frames over from the senders' buffers; #2's thread never can
+  t.true(c1['shortcutTxDirect']! > s1['shortcutTxDirect']!, JSON.stringify(c1));
+  t.is(c2['shortcutTxDirect'], 0);
 
   // 3. vale-ts #2 killed: #1 sees the hang-up and sends over VXLAN again
   const before = c1[`${r1}txFrames`]!;
