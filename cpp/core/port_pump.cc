@@ -22,6 +22,7 @@ const char *ctr_name(Ctr c) {
     case Ctr::InBytes: return "inBytes";
     case Ctr::OutFrames: return "outFrames";
     case Ctr::OutBytes: return "outBytes";
+    case Ctr::OutDirect: return "outDirect";
     case Ctr::OffloadCsumCompleted: return "offloadCsumCompleted";
     case Ctr::OffloadSegmented: return "offloadSegmented";
     case Ctr::OffloadSegments: return "offloadSegments";
@@ -107,6 +108,9 @@ struct PortPump::InLine final : RoundHook, DirectSink {
     bool again = false;
     const bool room = p.room_to_go_on(again);
     if (again) return false;
+    // a look after link_in found its link readable: link_wants would leave
+    // that fd out (it reads until EAGAIN first), and nothing would wake us
+    if (room && p.link_in_ready()) return false;
     const uint8_t *b;
     uint32_t l;
     if (!p.out_blocked_ && p.rx_peek(b, l)) return false;

@@ -45,6 +45,7 @@ enum class Ctr : uint8_t {
   InBytes,
   OutFrames,  // switch -> link
   OutBytes,
+  OutDirect,  // of OutFrames: handed over by the switch from the senders' buffers (in-line, link_direct)
   OffloadCsumCompleted,  // NEEDS_CSUM frames finished on the way in
   OffloadSegmented,      // GSO frames cut on the way in
   OffloadSegments,       // frames those became
@@ -121,6 +122,11 @@ class PortPump {
   // each round's first frame for the port: false, none go this way.
   virtual bool link_direct_wanted() { return false; }
   virtual uint32_t link_direct(const iovec *, const uint32_t *, uint32_t) { return 0; }
+  // Whether link_in has input it can take now that its link_wants would not
+  // ask to be told about again (a queue it marked readable, from a
+  // link_event since its last read): the in-line hook does not let the
+  // switch sleep on it. (The thread calls link_in again after every event.)
+  virtual bool link_in_ready() const { return false; }
   // epoll timeout when idle (ms, -1: none): a client socket retrying.
   virtual int idle_timeout_ms() { return -1; }
   virtual void on_idle_timeout() {}

@@ -240,9 +240,46 @@ uint32_t TapDriver::link_out_with_hdr() {
   return moved;
 }
 
+namespace {
+const uint8_t zero_hdr[VNET_HDR_LEN] = {};
+}  // namespace
+
+// The switch hands over frames only when their header is the port's (none,
+// or the 10 bytes it declared with vnet_hdr): as link_out writes them, a
+// zero header in front where the TAP takes one and the port declared none.
+// A write the TAP refuses for now (EAGAIN) stops it: that frame and the rest
+// go into the rx ring, for link_out once the TAP has room.
+uint32_t TapDriver::link_direct(const iovec *iov, const uint32_t *at, uint32_t n) {
+  iovec v[NETMAP_MAX_FRAGS * 3 + 1];
+  uint32_t i = 0;
+  while (i < n) {
+    const uint32_t nv = at[i + 1] - at[i];
+    if (nv + 1 > std::size(v)) {
+      // more pieces than a chain of slots has: cannot happen from the switch
+      count(Ctr::DropTooLong);
+      i++;
+      continue;
+    }
+    uint32_t k = 0;
+    size_t len = 0;
+    if (vnet_ && !pass_hdr_) v[k++] = {const_cast<uint8_t *>(zero_hdr), sizeof zero_hdr};
+    for (uint32_t j = 0; j < nv; j++) {
+      v[k++] = iov[at[i] + j];
+      len += iov[at[i] + j].iov_len;
+    }
+    const SendOutcome o = account_send(::writev(q_[0].get(), v, static_cast<int>(k)), len, [this](int e) {
+      if (e != EIO) count(Ctr::LinkErrors);  // EIO: the interface is down
+    });
+    if (o == SendOutcome::Retry) continue;
+    if (o == SendOutcome::Blocked) break;
+    i++;
+  }
+  if (i) count(Ctr::OutDirect, i);
+  return i;
+}
+
 uint32_t TapDriver::link_out() {
   if (pass_hdr_) return link_out_with_hdr();
-  static const uint8_t zero_hdr[VNET_HDR_LEN] = {};
   return send_rx_frames(
       BATCH,
       [this](const uint8_t *b, uint32_t l) {

@@ -51,6 +51,15 @@ class TapDriver final : public PortPump {
   void link_event(int fd, uint32_t events) override;
   uint32_t link_in() override;
   uint32_t link_out() override;
+  // In-line: the switch's frames for the TAP written from the senders'
+  // buffers (one writev each, as link_out does from the rx ring)
+  bool link_direct_wanted() override { return !out_blocked_ && !dead_[0]; }
+  bool link_in_ready() const override {
+    for (size_t i = 0; i < q_.size(); i++)
+      if (readable_[i] && !dead_[i]) return true;
+    return recheck_;
+  }
+  uint32_t link_direct(const iovec *iov, const uint32_t *at, uint32_t n) override;
   uint32_t link_in_with_hdr();
   // The queue to read next, round robin a frame at a time from next_q_:
   // readable and alive, with room in the port's tx ring. False once every

@@ -1,8 +1,8 @@
 // N-API glue of the port drivers that move frames between a vale-ts port and
 // file descriptors (cpp/core/tap_driver, cpp/core/socket_netdev_driver), and
 // two pure functions of cpp/core/offload for the tests. The drivers run in
-// their own threads (a VTEP by default in its switch's rounds instead); JS
-// only starts them, reads counters and stops them.
+// their own threads or in their switch's rounds (start_pump); JS only
+// starts them, reads counters and stops them.
 #include <fcntl.h>
 
 #include <cstdio>
@@ -39,6 +39,34 @@ PortClient attach_port(const Napi::Env &env, const Napi::Value &v) {
   return std::move(pc).value();
 }
 
+// Starts a driver: in `core`'s rounds when info[core_at] is a switch core
+// (with the port's index at info[core_at + 1]: the switch then hands the
+// driver frames from the senders' buffers), else in a thread of its own.
+// An in-line start that fails for a reason of the machine's (an epoll set
+// nested deeper than the kernel allows where an embedder's loop holds the
+// switch's) logs it and runs the thread; a wrong port index is the caller's
+// to fix (EINVAL: thrown).
+void start_pump(const Napi::CallbackInfo &info, PortPump &pump, size_t core_at, const std::string &label) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<SwitchCore> core;
+  if (info.Length() > core_at && !info[core_at].IsUndefined()) core = switch_core_of(env, info[core_at]);
+  int switch_port = -1;
+  if (core && info.Length() > core_at + 1 && !info[core_at + 1].IsUndefined()) {
+    const Napi::Value v = info[core_at + 1];
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d < 65536) || d != static_cast<double>(static_cast<int>(d))) throw Napi::TypeError::New(env, label + ": switchPort must be a port index");
+    switch_port = static_cast<int>(d);
+  }
+  Status st = core ? pump.start_in_line(core, switch_port) : pump.start();
+  if (!st && core && st.error().err != EINVAL) {
+    const SysError &e = st.error();
+    std::fprintf(stderr, "vale-ts: %s: cannot run in-line in the switch's rounds (%s%s%s); it runs in a thread of its own\n", label.c_str(), e.what.c_str(),
+                 e.syscall ? ": " : "", e.syscall ? std::strerror(e.err) : "");
+    st = pump.start();
+  }
+  if (!st) throw sys_error(env, st.error());
+}
+
 std::string str_opt(const Napi::Object &o, const char *k) {
   Napi::Value v = o.Get(k);
   return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
@@ -52,7 +80,7 @@ class FdPortDriver : public Napi::ObjectWrap<FdPortDriver> {
                         InstanceMethod("ifname", &FdPortDriver::Ifname)});
   }
 
-  // new FdPortDriver(kind: 'tap' | 'stream-server' | 'stream-client' | 'dgram', fds, options, label)
+  // new FdPortDriver(kind: 'tap' | 'stream-server' | 'stream-client' | 'dgram', fds, options, label[, core[, switchPort]])
   FdPortDriver(const Napi::CallbackInfo &info) : Napi::ObjectWrap<FdPortDriver>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsString() || !info[2].IsObject() || !info[3].IsString())
@@ -85,10 +113,11 @@ class FdPortDriver : public Napi::ObjectWrap<FdPortDriver> {
     } else {
       throw Napi::TypeError::New(env, "FdPortDriver: unknown kind '" + kind + "'");
     }
-    auto st = pump_->start();
-    if (!st) {
+    try {
+      start_pump(info, *pump_, 4, label);
+    } catch (...) {
       pump_.reset();
-      throw sys_error(env, st.error());
+      throw;
     }
   }
 
@@ -118,8 +147,9 @@ class FdPortDriver : public Napi::ObjectWrap<FdPortDriver> {
   std::string ifname_;
 };
 
-// new VxlanPortDriver(fds, options, label[, core]): a VTEP (cpp/core/vxlan_driver.h),
-// in a thread of its own, or in-line in core's rounds (core: the port's SwitchCore).
+// new VxlanPortDriver(fds, options, label[, core[, switchPort]]): a VTEP
+// (cpp/core/vxlan_driver.h), in a thread of its own, or in-line in core's
+// rounds (core: the port's SwitchCore; switchPort: the port's index).
 // The TypeScript side (src/ports/vxlan.ts) has checked the options and
 // named a bad one; the core checks them again (addresses, ranges).
 class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
@@ -183,34 +213,13 @@ class VxlanPortDriver : public Napi::ObjectWrap<VxlanPortDriver> {
     if (!d) throw sys_error(env, d.error());
     drv_ = std::move(d).value();
     // with core (the port's SwitchCore) the VTEP runs in-line in its rounds
-    std::shared_ptr<SwitchCore> core;
-    if (core_given(info)) core = switch_core_of(env, info[3]);
-    // switchPort (the port's index, checked against its region): the switch
-    // hands frames for shortcut rings over from the senders' buffers
-    int switch_port = -1;
-    if (core && info.Length() > 4 && !info[4].IsUndefined()) {
-      if (!info[4].IsNumber()) throw Napi::TypeError::New(env, "VxlanPortDriver: switchPort must be a port index");
-      const double v = info[4].As<Napi::Number>().DoubleValue();
-      if (!(v >= 0 && v < 65536) || v != static_cast<double>(static_cast<int>(v))) throw Napi::RangeError::New(env, "VxlanPortDriver: switchPort must be a port index");
-      switch_port = static_cast<int>(v);
-    }
-    auto st = core ? drv_->start_in_line(core, switch_port) : drv_->start();
-    // a switchPort that is not this port's (EINVAL) is the caller's to fix
-    if (!st && core_given(info) && st.error().err != EINVAL) {
-      // e.g. epoll sets nested deeper than the kernel allows (ELOOP) where
-      // an embedder's loop holds the switch's: a thread of its own still works
-      const SysError &e = st.error();
-      std::fprintf(stderr, "vale-ts: %s: cannot run in-line in the switch's rounds (%s%s%s); it runs in a thread of its own\n",
-                   info[2].As<Napi::String>().Utf8Value().c_str(), e.what.c_str(), e.syscall ? ": " : "", e.syscall ? std::strerror(e.err) : "");
-      st = drv_->start();
-    }
-    if (!st) {
+    try {
+      start_pump(info, *drv_, 3, info[2].As<Napi::String>().Utf8Value());
+    } catch (...) {
       drv_.reset();
-      throw sys_error(env, st.error());
+      throw;
     }
   }
-
-  static bool core_given(const Napi::CallbackInfo &info) { return info.Length() > 3 && !info[3].IsUndefined(); }
 
   ~VxlanPortDriver() override {
     if (drv_) drv_->stop();

@@ -18,10 +18,20 @@ interface NativeFdPortDriver {
 }
 
 interface FdDriverAddon {
-  FdPortDriver: new (kind: FdDriverKind, fds: readonly number[], options: Record<string, string | number | boolean>, label: string) => NativeFdPortDriver;
+  FdPortDriver: new (kind: FdDriverKind, fds: readonly number[], options: Record<string, string | number | boolean>, label: string, core?: object, switchPort?: number) => NativeFdPortDriver;
 }
 
 const addon = nativeRaw as FdDriverAddon;
+
+/**
+ * Where a native fd driver runs: in its switch's rounds (`core`: the
+ * switch's, from `Switch.inlineDriverCore()`; `direct`: the switch hands it
+ * frames from the senders' buffers), or, without one, in a thread of its own.
+ */
+export interface FdDriverInLine {
+  core: object;
+  direct: boolean;
+}
 
 /** A running native fd driver as a {@link PortDriver}. */
 export class FdPortDriver implements PortDriver {
@@ -34,8 +44,9 @@ export class FdPortDriver implements PortDriver {
     port: SwitchPort,
     options: Record<string, string | number | boolean>,
     private readonly description: (ifname: string) => string,
+    inLine?: FdDriverInLine,
   ) {
-    this.native = new addon.FdPortDriver(native, port.fds, options, port.name);
+    this.native = new addon.FdPortDriver(native, port.fds, options, port.name, inLine?.core, inLine?.direct ? port.index : undefined);
   }
 
   describe(): string {

@@ -1,5 +1,5 @@
 /**
- * TAP ports: `{ kind: 'tap', ifname: 'vmtap0', vnetHdr?: boolean, queues?: number, offload?: boolean }`.
+ * TAP ports: `{ kind: 'tap', ifname: 'vmtap0', vnetHdr?: boolean, queues?: number, offload?: boolean, inline?: boolean }`.
  *
  * vale-ts opens (creating if needed) the TAP device and serves its file
  * side; the TAP's interface is the port's peer: the host stack, a namespace
@@ -10,15 +10,37 @@
  * GSO super-frames whole: the switch completes checksums and segments only
  * for ports that take no header (their counters `vnetCsumCompleted`,
  * `vnetSegmented`), and a TAP-to-TAP TCP flow keeps its 64 KiB frames end
- * to end (`vnetPassed`). Needs CAP_NET_ADMIN.
+ * to end (`vnetPassed`). `inline` (default: true on a switch with a
+ * datapath thread, false on the event-loop datapath; VALE_TS_TAP_INLINE
+ * changes it): the port's reads and writes run in the switch's own rounds,
+ * the TAP's fds waiting in the switch's epoll set, with no thread or
+ * doorbell between them; the switch then writes frames for the TAP from the
+ * senders' buffers. `false`: a thread of its own. Needs CAP_NET_ADMIN.
  */
-import { registerPortKind } from './driver.js';
+import { inlineFromEnv, registerPortKind } from './driver.js';
 import { FdPortDriver, onlySettings, stringSetting } from './fd-driver.js';
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
+/**
+ * `inline`'s default where the spec does not say: VALE_TS_TAP_INLINE in
+ * vale-ts's environment ('1' in-line, '0' a thread per port), otherwise
+ * in-line exactly when the switch runs a datapath thread (as vhost-user).
+ */
+export function tapInlineDefault(switchThread: boolean): boolean {
+  return inlineFromEnv('VALE_TS_TAP_INLINE', switchThread, "'1' runs TAP ports in the switch's rounds, '0' in threads of their own (unset: in-line on a switch with a datapath thread)");
+}
+
+/**
+ * VALE_TS_TAP_DIRECT: '1' or unset, an in-line TAP port writes the switch's
+ * frames from the senders' buffers; '0', through the port's rx ring (one
+ * more copy; for comparisons).
+ */
+const directDefault = (): boolean =>
+  inlineFromEnv('VALE_TS_TAP_DIRECT', true, "'1' (the default) writes an in-line TAP port's frames from the senders' buffers, '0' through the port's rx ring");
+
 registerPortKind('tap', ({ sw, port, spec }) => {
-  onlySettings(spec, ['ifname', 'vnetHdr', 'queues', 'offload']);
+  onlySettings(spec, ['ifname', 'vnetHdr', 'queues', 'offload', 'inline']);
   const ifname = stringSetting(spec, 'ifname', true);
   if (!IFNAME.test(ifname)) throw Object.assign(new Error(`TAP name '${ifname}' must be 1 to 15 letters, digits, '_', '.' or '-'`), { code: 'EINVAL' });
   const vnetHdr = spec['vnetHdr'] ?? false;
@@ -26,11 +48,14 @@ registerPortKind('tap', ({ sw, port, spec }) => {
   const queues = spec['queues'] ?? 1;
   if (typeof vnetHdr !== 'boolean' || typeof offload !== 'boolean') throw Object.assign(new Error("tap settings 'vnetHdr' and 'offload' must be booleans"), { code: 'EINVAL' });
   if (typeof queues !== 'number' || !Number.isInteger(queues) || queues < 1 || queues > 16) throw Object.assign(new Error(`tap setting 'queues' must be an integer 1..16, not ${String(queues)}`), { code: 'EINVAL' });
+  const inline = spec['inline'] ?? tapInlineDefault(sw.datapath === 'thread');
+  if (typeof inline !== 'boolean') throw Object.assign(new Error("tap setting 'inline' must be true (the switch's rounds) or false (a thread of its own)"), { code: 'EINVAL' });
   // the TAP's header size (TUNSETVNETHDRSZ) is 10; declared before any frame moves
   if (vnetHdr) sw.setVnetHdrLen(port.index, 10);
+  const inLine = inline ? { core: sw.inlineDriverCore(), direct: directDefault() } : undefined;
   const driver = new FdPortDriver('tap', 'tap', port, { ifname, vnetHdr, offload, queues, passHdr: vnetHdr }, (name) => {
-    const extra = [vnetHdr ? `vnet_hdr${offload ? '+offloads' : ''}` : '', queues > 1 ? `${queues} queues` : ''].filter((s) => s).join(', ');
+    const extra = [vnetHdr ? `vnet_hdr${offload ? '+offloads' : ''}` : '', queues > 1 ? `${queues} queues` : '', inline ? 'in-line' : ''].filter((s) => s).join(', ');
     return `tap ${name}${extra ? ` (${extra})` : ''}`;
-  });
+  }, inLine);
   return Promise.resolve(driver);
 });

@@ -197,15 +197,18 @@ test.serial('where /dev has no /dev/net/tun (systemd PrivateDevices=yes), a TAP 
   t.falsy((await c.list()).find((p) => p.name === 'vale0:nodev'), 'no port left behind');
 });
 
-test.serial('a TAP frame that needs more tx slots than are free waits for room and then goes on: the driver is woken when the switch frees slots', async (t) => {
+// the event-loop datapath runs the TAP in a thread of its own, a datapath
+// thread runs it in-line in the switch's rounds (the defaults)
+for (const [datapath, k] of [['loop', 'd'], ['thread', 'f']] as const)
+test.serial(`${datapath} datapath: a TAP frame that needs more tx slots than are free waits for room and then goes on: the driver is woken when the switch frees slots`, async (t) => {
   t.timeout(120_000);
   // its own switch: the stall bound far beyond the test, so a lossless sender
   // is held for as long as its receiver is full, whatever the machine's speed
-  const nsD = `${tag}d`;
+  const nsD = `${tag}${k}`;
   const dropNs = makeNs(nsD);
   t.teardown(dropNs);
-  const sock2 = path.join(os.tmpdir(), `tap-port-room-${process.pid}.sock`);
-  const srv2 = await ValeServer.listen({ socket: sock2, switchOptions: { stallMs: 3_600_000 } });
+  const sock2 = path.join(os.tmpdir(), `tap-port-room-${datapath}-${process.pid}.sock`);
+  const srv2 = await ValeServer.listen({ socket: sock2, switchOptions: { stallMs: 3_600_000, datapath } });
   t.teardown(() => srv2.close());
   // no IPv6 on the namespace's interface: the frames in the TAP are only the test's
   ip('netns', 'exec', nsD, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1');
@@ -213,6 +216,7 @@ test.serial('a TAP frame that needs more tx slots than are free waits for room a
   // lossless with 64 tx slots (63 usable): once the receiver's 64 slots are
   // full, the frames after wait in the TAP port's tx ring
   await srv2.createPort('vale7:t', { conf: { txSlots: 64 }, lossless: true, driver: { kind: 'tap', ifname: nsD, vnetHdr: true } });
+  t.is((await new ValeClient({ socket: sock2 }).list()).find((p) => p.name === 'vale7:t')!.driver!.endsWith(', in-line)'), datapath === 'thread');
   const nm = await open('vale7:nm', { socket: sock2, slots: 64 });
   t.teardown(() => nm.close());
   plugInto(nsD, nsD, '10.212.0.1/24');
@@ -263,19 +267,21 @@ s.sendto(bytes([3, 3, 3]), ('10.212.0.99', 9999))
   t.is(c['dropTooLong'], 0);
 });
 
-test.serial('a multi-queue TAP: a flow that keeps its queue full does not hold back the frames waiting in the other queue', async (t) => {
+for (const [datapath, k] of [['loop', 'e'], ['thread', 'g']] as const)
+test.serial(`${datapath} datapath: a multi-queue TAP: a flow that keeps its queue full does not hold back the frames waiting in the other queue`, async (t) => {
   t.timeout(120_000);
   // its own switch, the stall bound beyond the test: a lossless TAP port whose
   // receiver is full stops reading the TAP, whatever the machine's speed
-  const nsE = `${tag}e`;
+  const nsE = `${tag}${k}`;
   const dropNs = makeNs(nsE);
   t.teardown(dropNs);
-  const sock3 = path.join(os.tmpdir(), `tap-port-mq-${process.pid}.sock`);
-  const srv3 = await ValeServer.listen({ socket: sock3, switchOptions: { stallMs: 3_600_000 } });
+  const sock3 = path.join(os.tmpdir(), `tap-port-mq-${datapath}-${process.pid}.sock`);
+  const srv3 = await ValeServer.listen({ socket: sock3, switchOptions: { stallMs: 3_600_000, datapath } });
   t.teardown(() => srv3.close());
   ip('netns', 'exec', nsE, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1');
   ip('netns', 'exec', nsE, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1');
   await srv3.createPort('vale8:t', { conf: { txSlots: 1024 }, lossless: true, driver: { kind: 'tap', ifname: nsE, queues: 2 } });
+  t.is((await new ValeClient({ socket: sock3 }).list()).find((p) => p.name === 'vale8:t')!.driver!.endsWith(', in-line)'), datapath === 'thread');
   const nm = await open('vale8:nm', { socket: sock3, slots: 1024 });
   t.teardown(() => nm.close());
   plugInto(nsE, nsE, '10.213.0.1/24');
@@ -332,4 +338,49 @@ ${script}`]);
   const seq = order.join('');
   t.regex(seq, /AB+A/, `the other queue's frames came only after A's queue was empty: ${seq}`);
   t.is((await drvCounters())['dropTooLong'], 0);
+});
+
+test.serial('in-line TAPs (datapath thread): a burst of pings with nothing else on the wire all answered (a wakeup missed in the switch\'s rounds would hang it), TCP intact plain to vnet_hdr and between vnet_hdr TAPs, frames written from the senders\' buffers', async (t) => {
+  t.timeout(180_000, 'hang guard');
+  const ns = [`${tag}p`, `${tag}q`, `${tag}r`];
+  for (const n of ns) t.teardown(makeNs(n));
+  const sock = path.join(os.tmpdir(), `tap-port-inline-${process.pid}.sock`);
+  const s = await ValeServer.listen({ socket: sock, switchOptions: { datapath: 'thread' } });
+  t.teardown(() => s.close());
+  const c = new ValeClient({ socket: sock });
+  // p: plain frames; q and r: virtio-net headers (the header crosses the switch)
+  await c.create('vale9:p', {}, { driver: { kind: 'tap', ifname: ns[0]! } });
+  await c.create('vale9:q', {}, { driver: { kind: 'tap', ifname: ns[1]!, vnetHdr: true } });
+  await c.create('vale9:r', {}, { driver: { kind: 'tap', ifname: ns[2]!, vnetHdr: true } });
+  for (const [i, n] of ns.entries()) {
+    // no IPv6 (router solicitations, MLD): the pings are the only frames, and
+    // nothing else would end a sleep the switch should not have taken
+    ip('netns', 'exec', n, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1');
+    ip('netns', 'exec', n, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1');
+    plugInto(n, n, `10.214.0.${i + 1}/24`);
+  }
+  const list = await c.list();
+  for (const n of ['p', 'q', 'r']) t.regex(list.find((p) => p.name === `vale9:${n}`)!.driver!, /, in-line\)$|\(in-line\)$/);
+  const drv = async (port: string): Promise<Record<string, number>> => {
+    const [sw] = await c.stats('vale9');
+    return sw!.ports.find((x) => x.name === port)!.driver!.counters;
+  };
+  // -A: the next request as soon as the reply is in, one in flight; 300 of
+  // them, no deadline but ava's (before the fix a look that found the TAP
+  // readable let the switch sleep with the request unread: the ping stopped)
+  assertPingReplies(t, await inNs(ns[0]!, ['ping', '-c', '300', '-A', '10.214.0.2']), 300);
+  assertPingReplies(t, await inNs(ns[1]!, ['ping', '-c', '300', '-A', '10.214.0.3']), 300);
+  // between ports of one header length the switch hands frames over from the
+  // sender's buffers; p's are converted (a header added or taken off), so copied
+  const q0 = await drv('vale9:q');
+  t.true(q0['outDirect']! >= 300, `r's replies to q were written from r's buffers: ${JSON.stringify(q0)}`);
+  t.is((await drv('vale9:p'))['outDirect'], 0);
+  for (const [from, to, host, port] of [[1, 0, '10.214.0.1', 5211], [1, 2, '10.214.0.3', 5212], [0, 2, '10.214.0.3', 5213]] as const) {
+    const r = await tcpTransfer(ns[from]!, ns[to]!, host, port, 4 << 20);
+    t.is(r.received.bytes, 4 << 20);
+    t.is(r.received.sha256, r.sent.sha256, `${ns[from]} -> ${ns[to]}`);
+  }
+  const r1 = await drv('vale9:r');
+  t.true(r1['outDirect']! > 0, `frames for r went straight from q's buffers: ${JSON.stringify(r1)}`);
+  for (const n of ['p', 'q', 'r']) t.is((await drv(`vale9:${n}`))['dropLinkDown'], 0);
 });

@@ -5,6 +5,8 @@ import { parseCtlArgs, UsageError } from '../../tools/vale-ctl/args.js';
 test('--tap with its options becomes a tap driver spec on -n', (t) => {
   t.deepEqual(parseCtlArgs(['-n', 'vale0:vm1', '--tap', 'vmtap0,vnet_hdr,queues=2']).driver, { kind: 'tap', ifname: 'vmtap0', vnetHdr: true, queues: 2 });
   t.deepEqual(parseCtlArgs(['--tap=vmtap0,vnet_hdr,no_offload', '-n', 'vale0:vm1']).driver, { kind: 'tap', ifname: 'vmtap0', vnetHdr: true, offload: false });
+  t.deepEqual(parseCtlArgs(['-n', 'vale0:vm1', '--tap', 'vmtap0,inline']).driver, { kind: 'tap', ifname: 'vmtap0', inline: true });
+  t.deepEqual(parseCtlArgs(['-n', 'vale0:vm1', '--tap', 'vmtap0,thread']).driver, { kind: 'tap', ifname: 'vmtap0', inline: false });
 });
 
 test('--stream and --dgram become socket netdev specs', (t) => {

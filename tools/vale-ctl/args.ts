@@ -87,7 +87,8 @@ export const USAGE =
   '\t--preload-path\tprint the path of libvale-ts-netmap.so (LD_PRELOAD it to run netmap C programs) and exit\n' +
   '\t--help\t\tthis text\n' +
   '\t--capture PORT [-w FILE|-] [--filter EXPR] [-c N]\twrite pcapng of a port\'s traffic (see --capture --help)\n' +
-  '\t--tap NAME[,vnet_hdr][,queues=N][,no_offload]\twith -n: vale-ts serves the port with a TAP device\n' +
+  '\t--tap NAME[,vnet_hdr][,queues=N][,no_offload][,inline|,thread]\twith -n: vale-ts serves the port with a TAP device (inline: in the switch\'s rounds,\n' +
+  '\t\tthe default with vale-ts --datapath thread; thread: in a thread of its own, the default with --datapath loop)\n' +
   '\t--stream PATH[,client]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
   '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
   '\t--vhost-user PATH[,client][,queues=N][,backlog-poll=US][,inline|,thread]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects;\n' +
@@ -120,7 +121,7 @@ const LONG = {
   json: { arg: 'none' },
   stats: { arg: 'optional' },
   help: { arg: 'none' },
-  tap: { arg: 'required', what: 'NAME[,vnet_hdr][,queues=N][,no_offload]' },
+  tap: { arg: 'required', what: 'NAME[,vnet_hdr][,queues=N][,no_offload][,inline|,thread]' },
   stream: { arg: 'required', what: 'PATH[,client]' },
   dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
   'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N][,backlog-poll=US][,inline|,thread]' },
@@ -159,7 +160,7 @@ export function parseVxlanOption(value: string): CtlDriverSpec {
 }
 
 /**
- * `--tap NAME[,vnet_hdr][,queues=N][,no_offload]`, `--stream PATH[,client]`,
+ * `--tap NAME[,vnet_hdr][,queues=N][,no_offload][,inline|,thread]`, `--stream PATH[,client]`,
  * `--dgram PATH,peer=PATH`: the port's driver. Options after the first
  * comma are QEMU-style words; an unknown one is a usage error.
  */
@@ -175,6 +176,8 @@ export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram' | 'vhost-user'
       if (w === 'vnet_hdr') spec['vnetHdr'] = true;
       else if (w === 'no_offload') spec['offload'] = false;
       else if (/^queues=\d+$/.test(w)) spec['queues'] = Number(w.slice('queues='.length));
+      else if (w === 'inline') spec['inline'] = true;
+      else if (w === 'thread') spec['inline'] = false;
       else bad(w);
     }
     return spec;
