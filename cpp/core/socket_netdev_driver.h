@@ -61,6 +61,9 @@ class SocketNetdevDriver final : public PortPump {
   void link_event(int fd, uint32_t events) override;
   uint32_t link_in() override;
   uint32_t link_out() override;
+  // read until EAGAIN before link_wants asks for POLLIN again (in-line: the
+  // switch must not sleep on a socket a look found readable)
+  bool link_in_ready() const override { return conn_ && readable_; }
   int idle_timeout_ms() override;
   void on_idle_timeout() override;
 

@@ -22,21 +22,38 @@
  * failed write to a stream peer ends only the sending side: what it sent
  * before is delivered up to its end of stream (docs/vm-ports.md).
  */
-import { registerPortKind } from './driver.js';
-import { FdPortDriver, onlySettings, socketPath } from './fd-driver.js';
+import type { Switch } from '../vale/switch.js';
+import { inlineFromEnv, registerPortKind, type DriverSpec } from './driver.js';
+import { FdPortDriver, onlySettings, socketPath, type FdDriverInLine } from './fd-driver.js';
 
-registerPortKind('stream', ({ port, spec }) => {
-  onlySettings(spec, ['path', 'mode']);
+/**
+ * Where a socket netdev's driver runs: `inline` in the spec, else
+ * VALE_TS_SOCKET_NETDEV_INLINE in vale-ts's environment ('1' in-line, '0' a
+ * thread per port), else in-line exactly when the switch runs a datapath
+ * thread (as TAP and vhost-user ports). In-line, frames always cross the
+ * port's rx ring (no direct hand-over: a stream's partial writes keep a
+ * frame's tail between rounds).
+ */
+function inLineOf(sw: Switch, spec: DriverSpec): FdDriverInLine | undefined {
+  const v = spec['inline'] ?? inlineFromEnv('VALE_TS_SOCKET_NETDEV_INLINE', sw.datapath === 'thread', "'1' runs QEMU socket netdev ports in the switch's rounds, '0' in threads of their own (unset: in-line on a switch with a datapath thread)");
+  if (typeof v !== 'boolean') throw Object.assign(new Error(`${spec.kind} setting 'inline' must be true (the switch's rounds) or false (a thread of its own)`), { code: 'EINVAL' });
+  return v ? { core: sw.inlineDriverCore(), direct: false } : undefined;
+}
+
+registerPortKind('stream', ({ sw, port, spec }) => {
+  onlySettings(spec, ['path', 'mode', 'inline']);
   const path = socketPath(spec, 'path', true);
   const mode = spec['mode'] ?? 'server';
   if (mode !== 'server' && mode !== 'client') throw Object.assign(new Error(`stream setting 'mode' must be 'server' or 'client', not ${JSON.stringify(mode)}`), { code: 'EINVAL' });
-  const d = new FdPortDriver('stream', mode === 'server' ? 'stream-server' : 'stream-client', port, { path }, () => `stream ${mode} ${path}`);
+  const inLine = inLineOf(sw, spec);
+  const d = new FdPortDriver('stream', mode === 'server' ? 'stream-server' : 'stream-client', port, { path }, () => `stream ${mode} ${path}${inLine ? ' (in-line)' : ''}`, inLine);
   return Promise.resolve(d);
 });
 
-registerPortKind('dgram', ({ port, spec }) => {
-  onlySettings(spec, ['path', 'peer']);
+registerPortKind('dgram', ({ sw, port, spec }) => {
+  onlySettings(spec, ['path', 'peer', 'inline']);
   const path = socketPath(spec, 'path', true);
   const peer = socketPath(spec, 'peer', true);
-  return Promise.resolve(new FdPortDriver('dgram', 'dgram', port, { path, peer }, () => `dgram ${path} -> ${peer}`));
+  const inLine = inLineOf(sw, spec);
+  return Promise.resolve(new FdPortDriver('dgram', 'dgram', port, { path, peer }, () => `dgram ${path} -> ${peer}${inLine ? ' (in-line)' : ''}`, inLine));
 });

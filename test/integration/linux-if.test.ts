@@ -292,10 +292,16 @@ suite(`packet, in-line, ${datapath} datapath: what the kernel pushes back while 
   const socket = path.join(os.tmpdir(), `linux-if-direct-${datapath}-${process.pid}.sock`);
   const srv = await ValeServer.listen({ socket, switchOptions: { datapath } });
   t.teardown(() => srv.close());
-  for (const e of ends) t.is((await ctl(socket, '-a', `vale0:${e.host}`, '--backend', 'packet')).code, 0);
-  // both MACs learned: a's frames to b are unicast to b's port
-  t.is((await ping(a, b)).code, 0);
-  t.is((await ping(b, a)).code, 0);
+  for (const e of ends) {
+    const r = await ctl(socket, '-a', `vale0:${e.host}`, '--backend', 'packet');
+    t.is(r.code, 0, r.stderr);
+  }
+  // both MACs learned: a's frames to b are unicast to b's port (what ping
+  // said goes into the message: this once failed in a full run, unexplained)
+  for (const [x, y] of [[a, b], [b, a]] as const) {
+    const p = await ping(x, y);
+    t.is(p.code, 0, p.stdout + p.stderr);
+  }
   const counters = (): Promise<Record<string, number>> => driverCounters(socket, `vale0:${b.host}`);
   const d0 = await counters();
   t.true(d0['tx_direct']! > 0, `the pings were sent straight from the sender's slots: ${JSON.stringify(d0)}`);
@@ -314,10 +320,11 @@ suite(`packet, in-line, ${datapath} datapath: what the kernel pushes back while 
     'print("ready", flush=True)',
     'seen = [int.from_bytes(s.recv(2048)[14:16], "big") for _ in range(int(sys.argv[2]))]',
     'print(" ".join(map(str, seen)), flush=True)',
-  ].join('\n'), b.inner, String(N)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  ].join('\n'), b.inner, String(N)], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => rx.kill());
-  let out = '';
+  let out = '', rxErr = '';
   rx.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  rx.stderr.on('data', (d: Buffer) => (rxErr += d.toString()));
   const done = new Promise<number | null>((r) => rx.on('close', r));
   await until(() => out.startsWith('ready'));
   const send = [
@@ -349,7 +356,7 @@ suite(`packet, in-line, ${datapath} datapath: what the kernel pushes back while 
   t.true(d2r['wakeups']! - d1['wakeups']! >= 20, `slept between retries: ${JSON.stringify({ before: d1, after: d2r })}`);
   // up again: the frames leave from the ring, in the order sent
   await must('ip', '-n', b.ns, 'link', 'set', b.inner, 'up');
-  t.is(await done, 0);
+  t.is(await done, 0, rxErr);
   const seen = out.split('\n')[1]!.trim().split(' ').map(Number);
   t.deepEqual(seen, [...Array(N).keys()], 'every frame, in order');
   const d2 = await untilAnswer(counters, (c) => c['tx_frames']! - d0['tx_frames']! >= N);

@@ -16,6 +16,11 @@ import { peerLines } from '../fixtures/peer-lines.js';
 import { untilAnswer } from '../fixtures/wait.js';
 import { driverCounters as counters, framed, lenPrefix, tagFrame as frame } from '../fixtures/netdev-frames.js';
 
+// the switch's datapath: the event loop (socket netdevs in threads of
+// their own) unless a variant file set NETDEV_TEST_DATAPATH=thread first
+// (test/fixtures/netdev-datapath-thread.ts: the drivers run in-line)
+const datapath = process.env['NETDEV_TEST_DATAPATH'] === 'thread' ? 'thread' : 'loop';
+
 let uniq = 0;
 const sock = (what: string): string => path.join(os.tmpdir(), `snl-${process.pid}-${what}-${uniq++}.sock`);
 
@@ -36,7 +41,7 @@ test('stream: frames held for tx room are delivered after a write to the closed 
   // frames the peer sends, those after the first ~128 wait in the driver (its
   // buffer, or the socket) for room (a stall bound beyond the test)
   const socket = sock('ctl');
-  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
+  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000, datapath } });
   t.teardown(() => srv.close());
   const vale = new ValeClient({ socket });
   const p = sock('stream');
@@ -83,7 +88,7 @@ test('stream: frames held for tx room are delivered after a write to the closed 
 test('stream: a frame the end of the stream cuts short is counted, a too-long one it cuts is not counted twice', async (t) => {
   t.timeout(60_000);
   const socket = sock('ctl');
-  const srv = await ValeServer.listen({ socket });
+  const srv = await ValeServer.listen({ socket, switchOptions: { datapath } });
   t.teardown(() => srv.close());
   const vale = new ValeClient({ socket });
   const p = sock('stream');
@@ -123,6 +128,7 @@ test('stream: a frame the end of the stream cuts short is counted, a too-long on
  */
 const SMALL_SNDBUF_PEER = `
 import ctypes, fcntl, os, socket, struct, sys
+
 path, pid = sys.argv[1], int(sys.argv[2])
 libc = ctypes.CDLL(None, use_errno=True)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -158,7 +164,7 @@ test('stream: a frame a short write began is counted as dropped, not sent, when 
   t.timeout(60_000);
   if (spawnSync('python3', ['-c', 'import os; os.pidfd_open']).status !== 0) return t.fail('python3 with os.pidfd_open is needed for the peer');
   const socket = sock('ctl');
-  const srv = await ValeServer.listen({ socket });
+  const srv = await ValeServer.listen({ socket, switchOptions: { datapath } });
   t.teardown(() => srv.close());
   const vale = new ValeClient({ socket });
   const p = sock('stream');

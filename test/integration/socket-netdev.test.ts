@@ -21,6 +21,11 @@ import { peerLines } from '../fixtures/peer-lines.js';
 import { untilAnswer } from '../fixtures/wait.js';
 import { driverCounters as counters, framed, lenPrefix, tagFrame as frame } from '../fixtures/netdev-frames.js';
 
+// the switch's datapath: the event loop (socket netdevs in threads of
+// their own) unless a variant file set NETDEV_TEST_DATAPATH=thread first
+// (test/fixtures/netdev-datapath-thread.ts: the drivers run in-line)
+const datapath = process.env['NETDEV_TEST_DATAPATH'] === 'thread' ? 'thread' : 'loop';
+
 const dir = os.tmpdir();
 let uniq = 0;
 const sock = (what: string): string => path.join(dir, `sn-${process.pid}-${what}-${uniq++}.sock`);
@@ -28,7 +33,7 @@ const sock = (what: string): string => path.join(dir, `sn-${process.pid}-${what}
 
 async function setup(): Promise<{ vale: ValeClient; srv: ValeServer; socket: string }> {
   const socket = sock('ctl');
-  const srv = await ValeServer.listen({ socket });
+  const srv = await ValeServer.listen({ socket, switchOptions: { datapath } });
   return { vale: new ValeClient({ socket }), srv, socket };
 }
 
@@ -98,7 +103,7 @@ print('QUEUED', flush=True)
  */
 async function stalledStreamPort(t: ExecutionContext, conf: { rxSlots?: number } = {}): Promise<{ srv: ValeServer; vale: ValeClient; path1: string; peer: Port }> {
   const socket = sock('ctl');
-  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000 } });
+  const srv = await ValeServer.listen({ socket, switchOptions: { stallMs: 3_600_000, datapath } });
   t.teardown(() => srv.close());
   const vale = new ValeClient({ socket });
   const path1 = sock('stream');
@@ -120,6 +125,8 @@ test('stream: frames both ways, a too-long frame skipped and counted, a zero len
   const { vale, srv, socket } = await setupFor(t);
   const path1 = sock('stream');
   await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: path1 } });
+  // in-line exactly on a datapath thread (the -inline variant of this file)
+  t.is((await vale.list()).find((p) => p.name === 'vale0:vm')!.driver!.endsWith(' (in-line)'), datapath === 'thread');
   const peer = await open('vale0:peer', { socket });
   t.teardown(() => peer.close());
   const conn = net.connect(path1);
@@ -668,6 +675,7 @@ test('dgram: a path a live datagram socket is bound to is refused, not taken ove
   const { spawnSync: run } = await import('node:child_process');
   const r = run('python3', ['-c', `
 import socket, sys
+
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.sendto(b'x' * 60, sys.argv[1])
 `, shared]);

@@ -91,7 +91,8 @@ test.before(async () => {
   srv = await ValeServer.listen({ socket: ctl });
   cleanups.push(() => srv.close());
   vale = new ValeClient({ socket: ctl });
-  await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: streamSock } });
+  // in-line in the switch's rounds (on this event-loop datapath a thread is the default)
+  await vale.create('vale0:vm', {}, { driver: { kind: 'stream', path: streamSock, inline: true } });
   await vale.create('vale0:nsa', {}, { driver: { kind: 'tap', ifname: nsA } });
   plugInto(nsA, nsA, '10.211.1.2/24');
   await vale.create('vale1:nsb', {}, { driver: { kind: 'tap', ifname: nsB } });
@@ -156,6 +157,7 @@ test.serial('-netdev stream: the guest and a namespace behind a TAP port ping ea
   const c = await driverCounters('vale0', 'vale0:vm');
   t.true(c['inFrames']! >= 6 && c['outFrames']! >= 6, JSON.stringify(c));
   t.is(c['connects'], 1);
+  t.regex((await vale.list()).find((p) => p.name === 'vale0:vm')!.driver!, / \(in-line\)$/);
 });
 
 test.serial('-netdev dgram: the guest and a namespace behind a TAP port ping each other', async (t) => {

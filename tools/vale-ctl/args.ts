@@ -87,10 +87,10 @@ export const USAGE =
   '\t--preload-path\tprint the path of libvale-ts-netmap.so (LD_PRELOAD it to run netmap C programs) and exit\n' +
   '\t--help\t\tthis text\n' +
   '\t--capture PORT [-w FILE|-] [--filter EXPR] [-c N]\twrite pcapng of a port\'s traffic (see --capture --help)\n' +
-  '\t--tap NAME[,vnet_hdr][,queues=N][,no_offload][,inline|,thread]\twith -n: vale-ts serves the port with a TAP device (inline: in the switch\'s rounds,\n' +
-  '\t\tthe default with vale-ts --datapath thread; thread: in a thread of its own, the default with --datapath loop)\n' +
-  '\t--stream PATH[,client]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
-  '\t--dgram PATH,peer=QEMU_PATH\twith -n: a QEMU -netdev dgram over unix sockets\n' +
+  '\t--tap NAME[,vnet_hdr][,queues=N][,no_offload][,inline|,thread]\twith -n: vale-ts serves the port with a TAP device\n' +
+  '\t--stream PATH[,client][,inline|,thread]\twith -n: a QEMU -netdev stream over a unix socket (vale-ts listens; client: connects)\n' +
+  '\t--dgram PATH,peer=QEMU_PATH[,inline|,thread]\twith -n: a QEMU -netdev dgram over unix sockets\n' +
+  '\t\t(--tap, --stream, --dgram: inline runs the port in the switch\'s rounds, the default with vale-ts --datapath thread; thread: a thread of its own)\n' +
   '\t--vhost-user PATH[,client][,queues=N][,backlog-poll=US][,inline|,thread]\twith -n: vale-ts is the vhost-user back-end on PATH (listens; client: connects and reconnects;\n' +
   '\t\tbacklog-poll: while frames wait for guest RX buffers, poll its queue US µs instead of waiting for a kick (thread only); inline: the port\'s datapath in the\n' +
   '\t\tswitch\'s rounds (the default with vale-ts --datapath thread); thread: in a thread of its own (the default with --datapath loop);\n' +
@@ -122,8 +122,8 @@ const LONG = {
   stats: { arg: 'optional' },
   help: { arg: 'none' },
   tap: { arg: 'required', what: 'NAME[,vnet_hdr][,queues=N][,no_offload][,inline|,thread]' },
-  stream: { arg: 'required', what: 'PATH[,client]' },
-  dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH' },
+  stream: { arg: 'required', what: 'PATH[,client][,inline|,thread]' },
+  dgram: { arg: 'required', what: 'PATH,peer=QEMU_PATH[,inline|,thread]' },
   'vhost-user': { arg: 'required', what: 'PATH[,client][,queues=N][,backlog-poll=US][,inline|,thread]' },
   backend: { arg: 'required', what: 'afxdp|packet|auto' },
   inline: { arg: 'required', what: 'on|off' },
@@ -160,8 +160,8 @@ export function parseVxlanOption(value: string): CtlDriverSpec {
 }
 
 /**
- * `--tap NAME[,vnet_hdr][,queues=N][,no_offload][,inline|,thread]`, `--stream PATH[,client]`,
- * `--dgram PATH,peer=PATH`: the port's driver. Options after the first
+ * `--tap NAME[,vnet_hdr][,queues=N][,no_offload][,inline|,thread]`, `--stream PATH[,client][,inline|,thread]`,
+ * `--dgram PATH,peer=PATH[,inline|,thread]`: the port's driver. Options after the first
  * comma are QEMU-style words; an unknown one is a usage error.
  */
 export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram' | 'vhost-user', value: string): CtlDriverSpec {
@@ -187,6 +187,8 @@ export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram' | 'vhost-user'
     for (const w of rest) {
       if (w === 'client') spec['mode'] = 'client';
       else if (w === 'server') spec['mode'] = 'server';
+      else if (w === 'inline') spec['inline'] = true;
+      else if (w === 'thread') spec['inline'] = false;
       else bad(w);
     }
     return spec;
@@ -208,6 +210,8 @@ export function parseDriverOption(opt: 'tap' | 'stream' | 'dgram' | 'vhost-user'
   const spec: CtlDriverSpec = { kind: 'dgram', path: first };
   for (const w of rest) {
     if (w.startsWith('peer=') && w.length > 5) spec['peer'] = w.slice(5);
+    else if (w === 'inline') spec['inline'] = true;
+    else if (w === 'thread') spec['inline'] = false;
     else bad(w);
   }
   if (spec['peer'] === undefined) throw new UsageError('--dgram needs peer=PATH (the socket QEMU binds: its local.path)', '--dgram');
