@@ -1729,15 +1729,7 @@ uint32_t VxlanDriver::link_out() {
       rx_pop_frame();
       nf++;
     }
-    // counted once per batch (atomics: the counters are read by another thread)
-    if (out_frames) {
-      count(Ctr::OutFrames, out_frames);
-      count(Ctr::OutBytes, out_bytes);
-    }
-    if (floods) {
-      vcount(VxCtr::Floods, floods);
-      vcount(VxCtr::FloodCopies, flood_copies);
-    }
+    count_out(out_frames, out_bytes, floods, flood_copies);
     publish_rings();
   }
   flush_out();
@@ -1837,17 +1829,22 @@ uint32_t VxlanDriver::link_direct(const iovec *iov, const uint32_t *at, uint32_t
     }
     bytes += l;
   }
-  if (i) {
-    count(Ctr::OutFrames, i);
+  if (i) vcount(VxCtr::ShortcutTxDirect, i);
+  count_out(i, bytes, floods, flood_copies);
+  publish_rings();
+  return i;
+}
+
+// once per batch (atomics: the counters are read by another thread)
+void VxlanDriver::count_out(uint64_t frames, uint64_t bytes, uint64_t floods, uint64_t flood_copies) {
+  if (frames) {
+    count(Ctr::OutFrames, frames);
     count(Ctr::OutBytes, bytes);
-    vcount(VxCtr::ShortcutTxDirect, i);
   }
   if (floods) {
     vcount(VxCtr::Floods, floods);
     vcount(VxCtr::FloodCopies, flood_copies);
   }
-  publish_rings();
-  return i;
 }
 
 size_t VxlanDriver::gso_run(size_t from) const {

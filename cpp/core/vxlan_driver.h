@@ -335,6 +335,8 @@ class VxlanDriver final : public PortPump {
   // The rings pushed to (Peer::pushed) published, their consumers kicked if
   // they asked; broken, stalled or bell-stuck peers dropped.
   void publish_rings();                                       // mu_ held
+  // a batch's frames and bytes out, floods and their copies: the counters
+  void count_out(uint64_t frames, uint64_t bytes, uint64_t floods, uint64_t flood_copies);
   void disarm_rings();  // mu_ held or driver thread: awake again, no kick wanted
   void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 

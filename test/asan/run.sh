@@ -79,4 +79,5 @@ node_modules/.bin/ava --timeout 10m --concurrency 1 dist/test/integration/pipe.t
   dist/test/integration/vhost-user-hostile.test.js dist/test/integration/monitor.test.js dist/test/unit/capture-pcapng.test.js \
   dist/test/integration/vxlan.test.js dist/test/integration/vxlan-hostile.test.js dist/test/integration/switch-vnet.test.js \
   dist/test/unit/shortcut-ring.test.js dist/test/unit/shortcut-peer.test.js dist/test/integration/vxlan-shortcut.test.js dist/test/integration/vxlan-shortcut-hostile.test.js \
-  dist/test/integration/switch-scan.test.js dist/test/integration/hostile-core.test.js dist/test/integration/rx-chains.test.js dist/test/integration/linux-if-direct.test.js "$@"
+  dist/test/integration/switch-scan.test.js dist/test/integration/hostile-core.test.js dist/test/integration/rx-chains.test.js dist/test/integration/linux-if-direct.test.js \
+  dist/test/integration/socket-netdev-inline.test.js dist/test/integration/socket-netdev-stream-loss-inline.test.js dist/test/integration/direct-sink.test.js "$@"
