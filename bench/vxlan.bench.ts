@@ -41,7 +41,16 @@
  * (Linux's vxlan needs it, docs/vxlan.md); the vale-ts rows have it back on,
  * as a veth has it by default (the kernel refuses UDP GSO without it).
  *
- *   node dist/bench/vxlan.bench.js [--seconds 5] [--only-netmap] [--only-shortcut] [--only-namespace]
+ *   node dist/bench/vxlan.bench.js [--seconds 5] [--only-netmap] [--only-shortcut] [--only-namespace] [--pin]
+ * --pin: the netmap-ends rows with every busy process on a CPU chosen for it
+ * (taskset, as netmap users place pkt-gen with -a): with 4 CPUs or more
+ * pkt-gen-ts tx, vale-ts A, vale-ts B and pkt-gen-ts rx on CPUs 0-3; with 2,
+ * tx and vale-ts A on CPU 0, vale-ts B and rx on CPU 1 (the chain cut in two
+ * halves, one crossing between the CPUs). Left to the scheduler (the
+ * default), the shortcut row on 2 CPUs lands either way and comes out
+ * bimodal: ~4 Mpps with both switches on one CPU, ~8 with a switch on each
+ * (bench/RESULTS.md, session 26). The same placement for every row; the
+ * vale-ts processes stay on theirs for the namespace rows too.
  *
  * --only-shortcut: the shortcut's netmap row alone (for alternated runs).
  * --only-namespace: the two vale-ts namespace rows alone (VXLAN, shortcut),
@@ -73,6 +82,12 @@ interface End { ns: string; host: string; hostIf: string; inner: string; ip: str
 // child processes (trafgen, iperf3, pkt-gen-ts), the vale-ts processes and
 // the namespaces (deleting one removes the links in it).
 const children = new Set<ChildProcess>();
+
+/** --pin: the CPU of each busy process of the netmap-ends rows. */
+interface Pin { tx: number; a: number; b: number; rx: number }
+let pin: Pin | undefined;
+/** `file args` under `taskset -c cpu` when pinning (taskset execs it: the pid is the program's). */
+const onCpu = (cpu: number | undefined, file: string, args: string[]): [string, string[]] => (cpu === undefined ? [file, args] : ['taskset', ['-c', String(cpu), file, ...args]]);
 const valeTs = new Set<{ proc: ChildProcess; stop: () => Promise<void> }>();
 const namespaces: string[] = [];
 
@@ -276,7 +291,7 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   const pids = sw.map((s) => s.proc.pid!);
   // stopped by the bench once B has delivered nothing more for 300 ms (not
   // -W: at load 15 a one-second gap stopped it while tx still sent)
-  const rx = spawnTracked(process.execPath, [pktGenJs, '--socket', sockB, '-i', 'vale0:nr', '-f', 'rx']);
+  const rx = spawnTracked(...onCpu(pin?.rx, process.execPath, [pktGenJs, '--socket', sockB, '-i', 'vale0:nr', '-f', 'rx']));
   let rxOut = '';
   rx.stdout!.on('data', (d: Buffer) => (rxOut += d));
   const rxDone = new Promise<void>((r) => rx.once('close', () => r()));
@@ -296,7 +311,7 @@ async function netmapPps(sockA: string, sockB: string, seconds: number, sw: Awai
   const thr0 = await Promise.all(pids.map(threadCpu));
   const t0 = process.hrtime.bigint();
   // spawned directly (not under timeout(1)) so that its CPU time can be read before it ends
-  const tx = spawnTracked(process.execPath, [pktGenJs, '--socket', sockA, '-i', 'vale0:nt', '-f', 'tx', '-n', '0', '-l', '60', '-S', '02:00:00:78:00:01', '-D', '02:00:00:78:00:02']);
+  const tx = spawnTracked(...onCpu(pin?.tx, process.execPath, [pktGenJs, '--socket', sockA, '-i', 'vale0:nt', '-f', 'tx', '-n', '0', '-l', '60', '-S', '02:00:00:78:00:01', '-D', '02:00:00:78:00:02']));
   let txOut = '', txErr = '';
   tx.stdout!.on('data', (d: Buffer) => (txOut += d));
   tx.stderr!.on('data', (d: Buffer) => (txErr += d));
@@ -483,7 +498,8 @@ const step = (what: string): void => console.error(`[${((Date.now() - t0) / 1000
 interface Row { rxPps: number; sent: number; gbps?: number; cpuUsPerFrame?: number; rttUs?: Rtt }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' }, 'only-shortcut': { type: 'boolean' }, 'only-namespace': { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' }, 'only-shortcut': { type: 'boolean' }, 'only-namespace': { type: 'boolean' }, pin: { type: 'boolean' } } });
+  if (values.pin) pin = os.cpus().length >= 4 ? { tx: 0, a: 1, b: 2, rx: 3 } : { tx: 0, a: 0, b: 1, rx: 1 };
   const seconds = Number(values.seconds ?? 5);
   const onlyShortcut = values['only-shortcut'] ?? false;
   const onlyNetmap = (values['only-netmap'] ?? false) || onlyShortcut;
@@ -551,6 +567,8 @@ async function main(): Promise<void> {
     const sw = await Promise.all(ends.map(async (e, i) => {
       const s = await startValeTsIn(e.host, socks[i]!);
       valeTs.add(s);
+      // every thread it has (threads made later inherit it)
+      if (pin) await must('taskset', '-a', '-p', '-c', String(i === 0 ? pin.a : pin.b), String(s.proc.pid));
       return s;
     }));
     const remoteCtr = async (i: number, what: string): Promise<number | undefined> => {
@@ -601,7 +619,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  console.log(`vxlan benchmark: 2 namespaces, 2 hosts (namespaces), veth underlay, ${seconds} s per figure; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(`vxlan benchmark: 2 namespaces, 2 hosts (namespaces), veth underlay, ${seconds} s per figure; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}${pin ? `; pinned (netmap ends): tx CPU ${pin.tx}, vale-ts A ${pin.a}, vale-ts B ${pin.b}, rx ${pin.rx}` : ''}`);
   for (const [k, v] of Object.entries(res))
     console.log(`  ${k.padEnd(29)} 60 B: sent ${(v.sent / 1e3).toFixed(0).padStart(6)} kpps, received ${(v.rxPps / 1e3).toFixed(0).padStart(6)} kpps${v.gbps === undefined ? '' : `   TCP ${v.gbps.toFixed(2)} Gbit/s`}${v.cpuUsPerFrame === undefined ? '' : `   both vale-ts ${v.cpuUsPerFrame.toFixed(2)} CPU µs/frame received`}`);
   const l = res['linux vxlan'], v = res['vale-ts vxlan'], sc = res['vale-ts shortcut'];
