@@ -138,6 +138,7 @@ struct AfPacketDriver::Hook final : LinuxIfHook<AfPacketDriver::Hook>, DirectSin
   void before_sleep() {}
   void count_wakeup() { d.c_.wakeups.fetch_add(1, std::memory_order_relaxed); }
   bool pushed_back() const { return d.out_blocked_; }
+  bool no_carrier() { return d.no_carrier(); }
   // readable with nothing in the ring: a pending socket error (ENETDOWN),
   // which epoll reports until it is read
   void fd_ready(int fd) override {
@@ -853,6 +854,16 @@ bool AfPacketDriver::pump_out() {
   return moved;
 }
 
+// SIOCGIFFLAGS: IFF_RUNNING is the carrier (operstate up). Asked only while
+// the kernel pushes back, once per wait. An interface that cannot be asked
+// (gone) counts as having one: the short retries then find out.
+bool AfPacketDriver::no_carrier() {
+  auto f = link_flags(sock_.get(), cfg_.ifname);
+  const bool down = f && (f.value() & IFF_UP) && !(f.value() & IFF_RUNNING);
+  if (down) c_.tx_waits_no_carrier.fetch_add(1, std::memory_order_relaxed);
+  return down;
+}
+
 bool AfPacketDriver::send_failed(int e) {
   if (e == EAGAIN || e == ENOBUFS || e == EINTR) {
     c_.tx_retries.fetch_add(1, std::memory_order_relaxed);
@@ -1073,7 +1084,8 @@ void AfPacketDriver::run() {
     epoll_event evs[4];
     // a send the kernel pushed back is retried after a short wait: the device's
     // backlog drains in softirq, and there is no event for it on a packet socket
-    int n = ::epoll_wait(thread_.epoll_fd(), evs, 4, out_blocked_ ? 1 : !stats_due ? int(kStatsNs / 1'000'000) : -1);
+    // (100 ms while the interface has no carrier: it pushes back until it has)
+    int n = ::epoll_wait(thread_.epoll_fd(), evs, 4, out_blocked_ ? (no_carrier() ? int(kLinuxIfNoCarrierMaxNs / 1'000'000) : 1) : !stats_due ? int(kStatsNs / 1'000'000) : -1);
     c_.wakeups.fetch_add(1, std::memory_order_relaxed);
     port_.disarm();
     for (int k = 0; k < n; k++) {

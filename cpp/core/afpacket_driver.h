@@ -115,6 +115,7 @@ struct AfPacketCounters {
   X(tx_direct)      /* (in tx_frames) frames sent straight from the sending port's buffers, not via our rx ring */ \
   X(tx_ring)        /* (in tx_frames) frames sent through the PACKET_TX_RING (tx_ring), not sendmmsg */ \
   X(tx_retries)     /* sends the kernel pushed back (ENOBUFS/EAGAIN) and that were retried */            \
+  X(tx_waits_no_carrier) /* of the waits before a retry: the interface had no carrier (a veth whose far end is down), waited longer */ \
   X(socket_errors)  /* errors the socket reported (ENETDOWN while the interface was down), read and cleared */ \
   X(rx_overflow)    /* (overflow_v3) frames read from the overflow ring */                              \
   X(rx_copied)      /* frames larger than a ring frame, read whole from the socket (TP_STATUS_COPY) */  \
@@ -169,6 +170,8 @@ class AfPacketDriver {
   bool pump_out();  // port rx ring -> interface
   // the switch's frames straight from the senders' buffers (DirectSink::send_direct)
   uint32_t send_direct(const iovec *iov, const uint32_t *at, uint32_t n);
+  // the interface is up without a carrier (counted in tx_waits_no_carrier)
+  bool no_carrier();
   // a sendmmsg error on the first of the messages: true when the kernel
   // pushed back (retry later), false when that frame is dropped (counted)
   bool send_failed(int e);

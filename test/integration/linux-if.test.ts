@@ -354,6 +354,9 @@ suite(`packet, in-line, ${datapath} datapath: what the kernel pushes back while 
   // seconds with no sleep at all: one CPU busy for as long as the link is down.
   const d2r = await untilAnswer(counters, (c) => c['tx_retries']! - d1['tx_retries']! >= 40);
   t.true(d2r['wakeups']! - d1['wakeups']! >= 20, `slept between retries: ${JSON.stringify({ before: d1, after: d2r })}`);
+  // and knew why: no carrier, so the waits grew past the 1 ms of a busy
+  // device (to 100 ms: ~10 wakeups a second while the far end stays down)
+  t.true(d2r['tx_waits_no_carrier']! > d1['tx_waits_no_carrier']!, `the waits saw no carrier: ${JSON.stringify(d2r)}`);
   // up again: the frames leave from the ring, in the order sent
   await must('ip', '-n', b.ns, 'link', 'set', b.inner, 'up');
   t.is(await done, 0, rxErr);
