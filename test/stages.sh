@@ -57,8 +57,8 @@ stage_ava() {
   case " $stages " in *" asan "*) bg_start asan-build nice -n 10 bash test/asan/run.sh --build-only ;; esac
   # A hang guard for the whole stage, not a test's clock: a worker that never
   # ends keeps ava waiting for ever (seen once, session 26: a failed test's
-  # poll, which test/fixtures/wait.ts now stops once its file is done). The
-  # stage takes 12-14 min here.
+  # poll, which test/fixtures/wait.ts now stops once ava is done with the
+  # worker). The stage takes 12-14 min here.
   local rc=0
   timeout --kill-after=30 "${AVA_STAGE_LIMIT_S:-2700}" node_modules/.bin/ava || rc=$?
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
