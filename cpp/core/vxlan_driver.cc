@@ -2103,10 +2103,41 @@ std::vector<std::pair<std::string, uint64_t>> VxlanDriver::vx_counters(size_t ma
   const bool have = ::getsockopt(udp_.get(), SOL_SOCKET, SO_MEMINFO, mi, &ml) == 0 && ml > SK_MEMINFO_DROPS * sizeof mi[0];
   v.emplace_back("dropKernelRx", have ? mi[SK_MEMINFO_DROPS] : 0);
   const uint64_t now = mono_coarse_ns();
-  std::lock_guard<std::mutex> g(mu_);
-  v.emplace_back("fdbEntries", fdb_.size());
-  v.emplace_back("endpoints", endpoints_.size());
-  for (const Endpoint &e : endpoints_) {
+  // Under mu_ only a copy of the numbers (an in-line VTEP's switch takes mu_
+  // in its rounds: up to 1024 endpoints' worth of strings built under it
+  // held the switch); the names are made after.
+  struct EpSnap {
+    std::string text;  // an IPv4 address fits the string's own buffer
+    uint64_t rx_frames, rx_bytes, tx_frames, tx_bytes, tx_errors, macs;
+    bool flood, same_host, sc_rx_open;
+    uint8_t peer_state, sc_tx;
+    uint64_t sc_tx_frames, sc_rx_frames, sc_ups, sc_downs;
+  };
+  struct FdbSnap {
+    uint64_t mac;
+    uint32_t ep;
+    bool is_static;
+    uint64_t seen_ns;
+  };
+  std::vector<EpSnap> eps;
+  std::vector<FdbSnap> fdb;
+  size_t fdb_entries = 0;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    fdb_entries = fdb_.size();
+    eps.reserve(endpoints_.size());
+    for (const Endpoint &e : endpoints_)
+      eps.push_back({e.text, e.rx_frames, e.rx_bytes, e.tx_frames, e.tx_bytes, e.tx_errors, e.macs, e.flood, e.same_host, e.sc_rx_open, e.peer_state,
+                     e.sc_tx, e.sc_tx_frames, e.sc_rx_frames, e.sc_ups, e.sc_downs});
+    fdb.reserve(std::min(fdb_.size(), max_fdb_lines));
+    for (const auto &[k, e] : fdb_) {
+      if (fdb.size() >= max_fdb_lines) break;
+      fdb.push_back({k, e.ep, e.is_static, e.seen_ns});
+    }
+  }
+  v.emplace_back("fdbEntries", fdb_entries);
+  v.emplace_back("endpoints", eps.size());
+  for (const EpSnap &e : eps) {
     const std::string p = "remote " + e.text + " ";
     v.emplace_back(p + "rxFrames", e.rx_frames);
     v.emplace_back(p + "rxBytes", e.rx_bytes);
@@ -2125,10 +2156,8 @@ std::vector<std::pair<std::string, uint64_t>> VxlanDriver::vx_counters(size_t ma
       v.emplace_back(p + "shortcutDowns", e.sc_downs);
     }
   }
-  size_t lines = 0;
-  for (const auto &[k, e] : fdb_) {
-    if (lines++ >= max_fdb_lines) break;
-    const std::string p = "fdb " + mac_text(k) + " -> " + endpoints_[e.ep].text;
+  for (const FdbSnap &e : fdb) {
+    const std::string p = "fdb " + mac_text(e.mac) + " -> " + (e.ep < eps.size() ? eps[e.ep].text : std::string("?"));
     if (e.is_static) v.emplace_back(p + " static", 1);
     else if (now - e.seen_ns <= ageing_ns_) v.emplace_back(p + " expiresInS", (ageing_ns_ - (now - e.seen_ns)) / 1000000000ull + 1);
   }
