@@ -68,6 +68,18 @@ export function portKinds(): string[] {
 }
 
 /**
+ * A port's `inline` setting (a boolean), else `variable` in vale-ts's
+ * environment, else in-line exactly when the switch runs a datapath thread:
+ * the rule TAP and QEMU socket netdev ports share. A value of another type
+ * is refused, naming the kind and the choices.
+ */
+export function inlineSetting(spec: DriverSpec, switchThread: boolean, variable: string, usage: string): boolean {
+  const v = spec['inline'] ?? inlineFromEnv(variable, switchThread, usage);
+  if (typeof v !== 'boolean') throw Object.assign(new Error(`${spec.kind} setting 'inline' must be true (the switch's rounds) or false (a thread of its own)`), { code: 'EINVAL' });
+  return v;
+}
+
+/**
  * An in-line default set in vale-ts's environment (`variable` '1': the
  * ports' datapath in the switch's rounds, '0': threads of their own),
  * `unset` where the variable is absent or empty. Anything else is refused,

@@ -23,7 +23,7 @@
  * before is delivered up to its end of stream (docs/vm-ports.md).
  */
 import type { Switch } from '../vale/switch.js';
-import { inlineFromEnv, registerPortKind, type DriverSpec } from './driver.js';
+import { inlineSetting, registerPortKind, type DriverSpec } from './driver.js';
 import { FdPortDriver, onlySettings, socketPath, type FdDriverInLine } from './fd-driver.js';
 
 /**
@@ -35,8 +35,7 @@ import { FdPortDriver, onlySettings, socketPath, type FdDriverInLine } from './f
  * frame's tail between rounds).
  */
 function inLineOf(sw: Switch, spec: DriverSpec): FdDriverInLine | undefined {
-  const v = spec['inline'] ?? inlineFromEnv('VALE_TS_SOCKET_NETDEV_INLINE', sw.datapath === 'thread', "'1' runs QEMU socket netdev ports in the switch's rounds, '0' in threads of their own (unset: in-line on a switch with a datapath thread)");
-  if (typeof v !== 'boolean') throw Object.assign(new Error(`${spec.kind} setting 'inline' must be true (the switch's rounds) or false (a thread of its own)`), { code: 'EINVAL' });
+  const v = inlineSetting(spec, sw.datapath === 'thread', 'VALE_TS_SOCKET_NETDEV_INLINE', "'1' runs QEMU socket netdev ports in the switch's rounds, '0' in threads of their own (unset: in-line on a switch with a datapath thread)");
   return v ? { core: sw.inlineDriverCore(), direct: false } : undefined;
 }
 

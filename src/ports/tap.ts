@@ -17,19 +17,10 @@
  * doorbell between them; the switch then writes frames for the TAP from the
  * senders' buffers. `false`: a thread of its own. Needs CAP_NET_ADMIN.
  */
-import { inlineFromEnv, registerPortKind } from './driver.js';
+import { inlineFromEnv, inlineSetting, registerPortKind } from './driver.js';
 import { FdPortDriver, onlySettings, stringSetting } from './fd-driver.js';
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
-
-/**
- * `inline`'s default where the spec does not say: VALE_TS_TAP_INLINE in
- * vale-ts's environment ('1' in-line, '0' a thread per port), otherwise
- * in-line exactly when the switch runs a datapath thread (as vhost-user).
- */
-export function tapInlineDefault(switchThread: boolean): boolean {
-  return inlineFromEnv('VALE_TS_TAP_INLINE', switchThread, "'1' runs TAP ports in the switch's rounds, '0' in threads of their own (unset: in-line on a switch with a datapath thread)");
-}
 
 /**
  * VALE_TS_TAP_DIRECT: '1' or unset, an in-line TAP port writes the switch's
@@ -48,8 +39,8 @@ registerPortKind('tap', ({ sw, port, spec }) => {
   const queues = spec['queues'] ?? 1;
   if (typeof vnetHdr !== 'boolean' || typeof offload !== 'boolean') throw Object.assign(new Error("tap settings 'vnetHdr' and 'offload' must be booleans"), { code: 'EINVAL' });
   if (typeof queues !== 'number' || !Number.isInteger(queues) || queues < 1 || queues > 16) throw Object.assign(new Error(`tap setting 'queues' must be an integer 1..16, not ${String(queues)}`), { code: 'EINVAL' });
-  const inline = spec['inline'] ?? tapInlineDefault(sw.datapath === 'thread');
-  if (typeof inline !== 'boolean') throw Object.assign(new Error("tap setting 'inline' must be true (the switch's rounds) or false (a thread of its own)"), { code: 'EINVAL' });
+  // in-line exactly on a datapath thread unless the spec or VALE_TS_TAP_INLINE says
+  const inline = inlineSetting(spec, sw.datapath === 'thread', 'VALE_TS_TAP_INLINE', "'1' runs TAP ports in the switch's rounds, '0' in threads of their own (unset: in-line on a switch with a datapath thread)");
   // the TAP's header size (TUNSETVNETHDRSZ) is 10; declared before any frame moves
   if (vnetHdr) sw.setVnetHdrLen(port.index, 10);
   const inLine = inline ? { core: sw.inlineDriverCore(), direct: directDefault() } : undefined;
