@@ -8,7 +8,8 @@
 //   offset 64    ring 0: the producer's line at +0 (tail, then at +4 its
 //                room-wait word), the consumer's line at +64 (head, then at
 //                +68 its data-wait word), then `slots` slots of
-//                {u32 len, u32 0, frame bytes}
+//                {u32 len, frame bytes}, each slot on a cache line of its own
+//                (a 60-byte frame and its length fill exactly one)
 //   after it     ring 1, the same
 //
 // head and tail are free-running 32-bit counters (slot = counter & (slots-1))
@@ -44,7 +45,7 @@
 
 namespace nm {
 
-constexpr uint32_t SHORTCUT_RING_VERSION = 2;  // 2: the wait words
+constexpr uint32_t SHORTCUT_RING_VERSION = 3;  // 2: the wait words; 3: a 4-byte slot header
 constexpr uint32_t SHORTCUT_RING_MAX_SLOTS = 16384;      // a power of two
 constexpr uint32_t SHORTCUT_RING_MIN_SLOT = 64;          // a minimum Ethernet frame and more
 constexpr uint32_t SHORTCUT_RING_MAX_SLOT = 65536;       // a VXLAN port's largest frame
@@ -138,18 +139,20 @@ class ShortcutRing {
   // waits for them). Only addresses inside the mapping; no index is read.
   void prefetch_in(uint32_t k) const {
     if (broken_ || !slots_) return;
-    const uint8_t *s = slot(1 - out_, head_ + k);
-    __builtin_prefetch(s, 0);
-    __builtin_prefetch(s + 64, 0);  // a 60-byte frame after the 8-byte slot header ends in the next line
+    // the slot's first line only: a minimum frame ends there, and reading a
+    // line the producer never wrote again would make its next store to it
+    // cross CPUs for nothing
+    __builtin_prefetch(slot(1 - out_, head_ + k), 0);
   }
   void prefetch_out(uint32_t k) const {
     if (broken_ || !slots_) return;
-    const uint8_t *s = slot(out_, tail_ + k);
-    __builtin_prefetch(s, 1);
-    __builtin_prefetch(s + 64, 1);
+    __builtin_prefetch(slot(out_, tail_ + k), 1);
   }
-  // a slot's bytes: its frame's length, then the frame
-  static constexpr uint64_t SLOT_HDR = 8;  // u32 len, u32 reserved
+  // a slot's bytes: its frame's length (u32), then the frame. Four bytes,
+  // not eight: a 60-byte frame (the minimum, without FCS) then fits the
+  // slot's first cache line, and each such frame moves one line between
+  // the two CPUs, not two (bench/RESULTS.md, session 27)
+  static constexpr uint64_t SLOT_HDR = 4;
   static constexpr uint64_t stride_for(uint32_t slot_size) { return (SLOT_HDR + slot_size + 63) & ~uint64_t{63}; }
   // Frames published to the outgoing ring since it was made (our own count).
   uint32_t produced() const { return tail_; }

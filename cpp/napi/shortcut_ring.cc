@@ -26,7 +26,10 @@ class ShortcutRingJs : public Napi::ObjectWrap<ShortcutRingJs> {
                        {InstanceMethod("push", &ShortcutRingJs::PushJs), InstanceMethod("pop", &ShortcutRingJs::PopJs),
                         InstanceMethod("unconsumed", &ShortcutRingJs::Unconsumed), InstanceMethod("dupFd", &ShortcutRingJs::DupFd),
                         InstanceMethod("wait", &ShortcutRingJs::Wait),
-                        InstanceAccessor("broken", &ShortcutRingJs::Broken, nullptr)});
+                        InstanceAccessor("broken", &ShortcutRingJs::Broken, nullptr),
+                        // the layout's numbers, for tests that play a peer writing the memory itself
+                        StaticValue("VERSION", Napi::Number::New(env, SHORTCUT_RING_VERSION)),
+                        StaticValue("SLOT_HEADER", Napi::Number::New(env, static_cast<double>(ShortcutRing::SLOT_HDR)))});
   }
 
   // new ShortcutRing({slots, slotSize}) creates; new ShortcutRing(fd) attaches to a dup of fd

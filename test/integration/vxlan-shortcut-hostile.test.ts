@@ -28,6 +28,7 @@ const hook = nativeRaw as {
   shortcutRecvClaim(fd: number): Claim;
   shortcutSendClaim(fd: number, c: { instance: string; vni: number; family: number; mine: string; yours: string; nonce: string; bufSize: number }): void;
 };
+const ringLayout = (nativeRaw as { ShortcutRing: { SLOT_HEADER: number } }).ShortcutRing;
 
 const socket = path.join(os.tmpdir(), `vxlan-sc-hostile-${process.pid}.sock`);
 const VNI = 78;
@@ -306,7 +307,8 @@ function broadcast(seq: number): Uint8Array {
  * more frames into its ring to us, in `chan`. Its ring is the one whose
  * producer index is `tail` (our ring to it has none). The layout is
  * cpp/core/shortcut_ring.h's: a 64-byte header ("VTSCRING", version, slots,
- * slot size), then each ring's two index lines (tail at +0) and its slots.
+ * slot size), then each ring's two index lines (tail at +0) and its slots,
+ * each a u32 length and the frame (the header's size from the addon).
  */
 function publishAfterHangup(t: ExecutionContext, chan: string, tail: number, n: number): void {
   const fd = openSync(chan, 'r+');
@@ -316,15 +318,15 @@ function publishAfterHangup(t: ExecutionContext, chan: string, tail: number, n: 
       readSync(fd, b, 0, 4, off);
       return b.readUInt32LE(0);
     };
-    const slots = u32(12), slotSize = u32(16);
-    const stride = (8 + slotSize + 63) & ~63;
+    const slots = u32(12), slotSize = u32(16), hdr = ringLayout.SLOT_HEADER;
+    const stride = (hdr + slotSize + 63) & ~63;
     const rings = [64, 64 + 128 + slots * stride].filter((off) => u32(off) === tail);
     t.is(rings.length, 1, `one ring of ${chan} has ${tail} frames published`);
     const ring = rings[0]!;
     for (let j = 0; j < n; j++) {
-      const slot = Buffer.alloc(8 + 60);
+      const slot = Buffer.alloc(hdr + 60);
       slot.writeUInt32LE(60, 0);
-      slot.set(broadcast(j), 8);
+      slot.set(broadcast(j), hdr);
       writeSync(fd, slot, 0, slot.length, ring + 128 + ((tail + j) & (slots - 1)) * stride);
     }
     const b = Buffer.alloc(4);

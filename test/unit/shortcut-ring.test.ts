@@ -8,7 +8,7 @@
  * head at 768, slots from 832.
  */
 import test from 'ava';
-import { closeSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { nativeRaw } from '../../src/netmap/addon.js';
@@ -21,7 +21,9 @@ interface Ring {
   wait(step: 'armData' | 'disarmData' | 'dataKickDue' | 'armRoom' | 'disarmRoom' | 'roomKickDue'): boolean;
   readonly broken: boolean;
 }
-const { ShortcutRing } = nativeRaw as { ShortcutRing: new (a: { slots?: number; slotSize?: number } | number) => Ring };
+const { ShortcutRing } = nativeRaw as {
+  ShortcutRing: { new (a: { slots?: number; slotSize?: number } | number): Ring; readonly VERSION: number; readonly SLOT_HEADER: number };
+};
 
 const R0_TAIL = 64, R0_HEAD = 128, R0_SLOTS = 192, R1_HEAD = 768;
 // the wait words (version 2), each beside its owner's index
@@ -96,6 +98,20 @@ test('a consumer index past what was published, or going back, breaks the channe
   t.is(p.b.push(frame(4)), 'broken');
 });
 
+test('a slot is its frame\'s length then the frame: a 60-byte frame and its length fill the slot\'s first cache line, so each crosses between the CPUs as one line', (t) => {
+  const { a, b, fd } = pair();
+  t.teardown(() => closeSync(fd));
+  t.is(ShortcutRing.VERSION, 3);
+  t.is(ShortcutRing.SLOT_HEADER, 4);
+  t.is(a.push(frame(9)), 'ok');
+  const slot = Buffer.alloc(128);
+  readSync(fd, slot, 0, slot.length, R0_SLOTS);
+  t.is(slot.readUInt32LE(0), 60);
+  t.deepEqual(slot.subarray(ShortcutRing.SLOT_HEADER, ShortcutRing.SLOT_HEADER + 60), frame(9));
+  t.true(slot.subarray(64).every((x) => x === 0), 'nothing of it in the next line');
+  t.deepEqual(b.pop(), frame(9));
+});
+
 test('a slot length beyond the slot breaks the channel; nothing is read from it', (t) => {
   const { a, b, fd } = pair();
   t.teardown(() => closeSync(fd));
@@ -115,6 +131,7 @@ test('attach refuses a channel with another magic, an impossible geometry, or no
   };
   bad(0, 0x41414141, /another magic or version/);
   bad(8, 1, /another magic or version/);  // version 1 had no wait words
+  bad(8, 2, /another magic or version/);  // version 2's slots had an 8-byte header
   bad(12, 3, /impossible geometry/); // 3 slots: not a power of two
   bad(12, 8, /impossible geometry/); // 8 slots: not what the size holds
   bad(16, 1 << 20, /impossible geometry/);
