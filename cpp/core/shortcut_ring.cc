@@ -92,21 +92,11 @@ Result<ShortcutRing> ShortcutRing::attach(unique_fd fd) {
 ShortcutRing::Push ShortcutRing::push(const uint8_t *frame, uint32_t len) {
   if (broken_) return Push::Broken;
   if (len > slot_size_) return Push::TooLong;
-  uint8_t *rg = ring(out_);
-  const uint32_t h = load_acquire(reinterpret_cast<const uint32_t *>(rg + 64));
-  // the consumer's index only moves forward, and never past what we published
-  if (h - peer_head_ > tail_ - peer_head_) {
-    broken_ = true;
-    return Push::Broken;
-  }
-  peer_head_ = h;
-  if (tail_ - h >= slots_) return Push::Full;
-  uint8_t *s = slot(out_, tail_);
-  std::memcpy(s + SLOT_HDR, frame, len);
-  store_relaxed(reinterpret_cast<uint32_t *>(s), len);
-  tail_++;
-  store_release(reinterpret_cast<uint32_t *>(rg), tail_);
-  tail_shown_ = tail_;
+  // the consumer's index read and checked at every push (the batched
+  // forms read it only when our copy says full)
+  if (!refresh_head()) return broken_ ? Push::Broken : Push::Full;
+  push_unpublished(frame, len);
+  publish();
   return Push::Ok;
 }
 
@@ -123,6 +113,9 @@ bool ShortcutRing::refresh_head() {
 
 void ShortcutRing::publish() {
   if (broken_ || tail_shown_ == tail_) return;
+#if defined(__x86_64__)
+  _mm_sfence();  // streamed slots (stream_line) are not ordered by the release below
+#endif
   store_release(reinterpret_cast<uint32_t *>(ring(out_)), tail_);
   tail_shown_ = tail_;
 }

@@ -37,6 +37,10 @@
 
 #include <sys/uio.h>
 
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
+
 #include <cstdint>
 
 #include "core/fd.h"
@@ -85,28 +89,37 @@ class ShortcutRing {
     return tail_ - peer_head_ < slots_ || refresh_head();
   }
   bool push_unpublished(const uint8_t *frame, uint32_t len) {  // false: no room, too long or broken
-    if (broken_ || len > slot_size_ || tail_ - peer_head_ >= slots_) return false;
-    uint8_t *s = slot(out_, tail_);
-    __builtin_memcpy(s + SLOT_HDR, frame, len);
-    store_relaxed(reinterpret_cast<uint32_t *>(s), len);
-    tail_++;
-    return true;
+    const iovec v{const_cast<uint8_t *>(frame), len};
+    return push_unpublished(&v, 1, len);
   }
   // The same from a frame in pieces: iov[0, n), `len` bytes in all (a
   // switch's direct send: the sender's buffers and the decision's snapshot).
   bool push_unpublished(const iovec *iov, uint32_t n, uint32_t len) {
     if (broken_ || len > slot_size_ || tail_ - peer_head_ >= slots_) return false;
     uint8_t *s = slot(out_, tail_);
-    uint64_t off = SLOT_HDR;
-    for (uint32_t i = 0; i < n; i++) {
-      // the pieces add up to len (the caller summed them): bounded by the slot
-      __builtin_memcpy(s + off, iov[i].iov_base, iov[i].iov_len);
-      off += iov[i].iov_len;
+    if (SLOT_HDR + len <= LINE) {
+      // the pieces add up to len (the caller summed them): bounded by the line
+      alignas(16) uint8_t line[LINE] = {};  // zeros after the frame: no stale bytes of ours to the peer
+      __builtin_memcpy(line, &len, sizeof len);
+      uint64_t off = SLOT_HDR;
+      for (uint32_t i = 0; i < n; i++) {
+        __builtin_memcpy(line + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+      }
+      stream_line(s, line);
+    } else {
+      uint64_t off = SLOT_HDR;
+      for (uint32_t i = 0; i < n; i++) {
+        // the pieces add up to len (the caller summed them): bounded by the slot
+        __builtin_memcpy(s + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+      }
+      store_relaxed(reinterpret_cast<uint32_t *>(s), len);
     }
-    store_relaxed(reinterpret_cast<uint32_t *>(s), len);
     tail_++;
     return true;
   }
+  // Orders the slots' stores (streamed ones too) before the tail store.
   void publish();
   void pop_unpublished() {
     if (broken_ || head_ == peer_tail_) return;
@@ -177,6 +190,25 @@ class ShortcutRing {
   uint8_t *slot(int i, uint32_t counter) const { return rings_[i] + CTL_BYTES + uint64_t{counter & mask_} * stride_; }
   // room() when our copy of the consumer's index says full: loads and checks it
   bool refresh_head();
+  static constexpr uint64_t LINE = 64;
+  // A one-line slot (len and a frame of up to 60 bytes) is written with
+  // streaming stores (x86-64): the consumer's CPU read that line last, and
+  // an ordinary store waits, with every store behind it, until the line is
+  // taken back from that CPU; a streamed full line replaces it without being
+  // read. On the 2-CPU benchmark VM that was most of the producer's time in
+  // its slow spells (bench/RESULTS.md, session 27). publish() fences first.
+  static void stream_line(uint8_t *dst, const uint8_t *line) {
+#if defined(__x86_64__)
+    for (uint64_t q = 0; q < LINE; q += 16)
+      _mm_stream_si128(reinterpret_cast<__m128i *>(dst + q), _mm_load_si128(reinterpret_cast<const __m128i *>(line + q)));
+#else
+    // elsewhere: plain stores; the length word last, as the other path
+    __builtin_memcpy(dst + SLOT_HDR, line + SLOT_HDR, LINE - SLOT_HDR);
+    uint32_t l;
+    __builtin_memcpy(&l, line, sizeof l);
+    store_relaxed(reinterpret_cast<uint32_t *>(dst), l);
+#endif
+  }
   static constexpr uint64_t CTL_BYTES = 128;  // a ring's two index lines before its slots: tail at +0, head at +64 (producer and consumer on their own lines)
 
   unique_fd fd_;

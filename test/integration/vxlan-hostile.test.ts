@@ -20,7 +20,7 @@ import { ensurePackages } from '../fixtures/system-packages.js';
 import { startValeTs, toolsDir } from '../fixtures/vale-ts-process.js';
 import { untilAnswer } from '../fixtures/wait.js';
 import { EVENTFD_FULL, makeBlocking } from '../fixtures/hostile-fd.js';
-import { shortcutChannels } from '../fixtures/shortcut.js';
+import { SHORTCUT_SLOT_HEADER, shortcutChannels } from '../fixtures/shortcut.js';
 import { freePort, udpOn } from '../fixtures/udp.js';
 
 const socket = path.join(os.tmpdir(), `vxlan-hostile-${process.pid}.sock`);
@@ -452,15 +452,17 @@ const REFILL_C = `
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-/* refill M PORT PATH...: keeps, in each shortcut channel at PATH, the one ring
+/* refill M PORT HDR PATH...: keeps, in each shortcut channel at PATH, the one ring
    that has carried a frame full, with M numbered frames each: broadcast from
    02:00:00:00:00:(0x0b + 2 * the PATH's index), tag 0x5c at 14, the frame's
    seq at 16..19 and the next PATH's ring's published count at 20..23 (BE).
    It holds no bell to kick: when the consumer asks for a kick (its wait
-   word) it sends a byte to 127.0.0.1:PORT instead, which wakes it too. */
+   word) it sends a byte to 127.0.0.1:PORT instead, which wakes it too.
+   HDR: the bytes of a slot before its frame (the length word). */
 int main(int argc, char **argv) {
-  if (argc < 4 || argc > 7) return 1;
-  int n = argc - 3;
+  if (argc < 5 || argc > 8) return 1;
+  int n = argc - 4;
+  uint32_t hdr = strtoul(argv[3], 0, 0);
   int u = socket(AF_INET, SOCK_DGRAM, 0);
   struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2])), .sin_addr.s_addr = htonl(0x7f000001)};
   uint32_t kicked[4] = {0};
@@ -468,7 +470,7 @@ int main(int argc, char **argv) {
   uint8_t *ring[4];
   printf("[");
   for (int k = 0; k < n; k++) {
-    int fd = open(argv[k + 3], O_RDWR);
+    int fd = open(argv[k + 4], O_RDWR);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) return 1;
     uint8_t *m = mmap(0, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -476,7 +478,7 @@ int main(int argc, char **argv) {
     uint32_t ss;
     memcpy(&slots[k], m + 12, 4);
     memcpy(&ss, m + 16, 4);
-    stride[k] = (8 + ss + 63) & ~63u;
+    stride[k] = (hdr + ss + 63) & ~63u;
     uint8_t *rings[2] = {m + 64, m + 64 + 128 + (uint64_t)slots[k] * stride[k]};
     ring[k] = 0;
     for (int i = 0; i < 2; i++)
@@ -497,7 +499,7 @@ int main(int argc, char **argv) {
       uint32_t head = __atomic_load_n((uint32_t *)(ring[k] + 64), __ATOMIC_ACQUIRE);
       uint32_t other = tail[(k + 1) % n] - t0[(k + 1) % n];
       while (tail[k] - head < slots[k] && seq[k] < M) {
-        uint8_t *s = ring[k] + 128 + (uint64_t)(tail[k] & (slots[k] - 1)) * stride[k], *f = s + 8;
+        uint8_t *s = ring[k] + 128 + (uint64_t)(tail[k] & (slots[k] - 1)) * stride[k], *f = s + hdr;
         memset(f, 0, 60);
         memset(f, 0xff, 6);
         f[6] = 2;
@@ -537,7 +539,7 @@ function buildRefill(dir: string): string {
 
 /** Runs the refiller on `chans`: the rings' offsets and first tails, once it has started. */
 async function startRefill(t: ExecutionContext, exe: string, m: number, port: number, chans: string[]): Promise<{ off: number; tail: number }[]> {
-  const child = spawn(exe, [String(m), String(port), ...chans], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(exe, [String(m), String(port), String(SHORTCUT_SLOT_HEADER), ...chans], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => child.kill());
   let out = '';
   return new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { nativeRaw } from '../../src/netmap/addon.js';
-import { shortcutChannels } from '../fixtures/shortcut.js';
+import { SHORTCUT_SLOT_HEADER, shortcutChannels, shortcutRingOffsets } from '../fixtures/shortcut.js';
 import { freePort, udpOn } from '../fixtures/udp.js';
 import { readable, untilAnswer } from '../fixtures/wait.js';
 
@@ -28,7 +28,6 @@ const hook = nativeRaw as {
   shortcutRecvClaim(fd: number): Claim;
   shortcutSendClaim(fd: number, c: { instance: string; vni: number; family: number; mine: string; yours: string; nonce: string; bufSize: number }): void;
 };
-const ringLayout = (nativeRaw as { ShortcutRing: { SLOT_HEADER: number } }).ShortcutRing;
 
 const socket = path.join(os.tmpdir(), `vxlan-sc-hostile-${process.pid}.sock`);
 const VNI = 78;
@@ -318,9 +317,9 @@ function publishAfterHangup(t: ExecutionContext, chan: string, tail: number, n: 
       readSync(fd, b, 0, 4, off);
       return b.readUInt32LE(0);
     };
-    const slots = u32(12), slotSize = u32(16), hdr = ringLayout.SLOT_HEADER;
+    const slots = u32(12), slotSize = u32(16), hdr = SHORTCUT_SLOT_HEADER;
     const stride = (hdr + slotSize + 63) & ~63;
-    const rings = [64, 64 + 128 + slots * stride].filter((off) => u32(off) === tail);
+    const rings = shortcutRingOffsets(slots, slotSize).filter((off) => u32(off) === tail);
     t.is(rings.length, 1, `one ring of ${chan} has ${tail} frames published`);
     const ring = rings[0]!;
     for (let j = 0; j < n; j++) {

@@ -22,6 +22,7 @@ import path from 'node:path';
 import type { ValeClient } from '../../src/index.js';
 import { inNs, ip, makeNs, tcpSink, tcpTransfer } from '../fixtures/netns.js';
 import { ensurePackages } from '../fixtures/system-packages.js';
+import { shortcutRingOffsets } from '../fixtures/shortcut.js';
 import { untilAnswer } from '../fixtures/wait.js';
 import { startValeTsIn, tapInto } from '../fixtures/vale-ts-netns.js';
 
@@ -233,8 +234,7 @@ test.serial('a peer writing impossible indices into the live channel: the ring i
     try {
       const hdr = Buffer.alloc(64);
       readSync(fd, hdr, 0, 64, 0);
-      const slots = hdr.readUInt32LE(12), stride = (8 + hdr.readUInt32LE(16) + 63) & ~63;
-      for (const ring of [64, 64 + 128 + slots * stride])
+      for (const ring of shortcutRingOffsets(hdr.readUInt32LE(12), hdr.readUInt32LE(16)))
         for (const off of [ring, ring + 64]) {
           const b = Buffer.alloc(4);
           readSync(fd, b, 0, 4, off);
