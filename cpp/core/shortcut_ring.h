@@ -38,7 +38,7 @@
 #include <sys/uio.h>
 
 #if defined(__x86_64__)
-#include <emmintrin.h>
+#include <emmintrin.h>  // _mm_stream_si64, _mm_sfence (SSE2: every x86-64)
 #endif
 
 #include <cstdint>
@@ -98,15 +98,18 @@ class ShortcutRing {
     if (broken_ || len > slot_size_ || tail_ - peer_head_ >= slots_) return false;
     uint8_t *s = slot(out_, tail_);
     if (SLOT_HDR + len <= LINE) {
-      // the pieces add up to len (the caller summed them): bounded by the line
-      alignas(16) uint8_t line[LINE] = {};  // zeros after the frame: no stale bytes of ours to the peer
-      __builtin_memcpy(line, &len, sizeof len);
-      uint64_t off = SLOT_HDR;
-      for (uint32_t i = 0; i < n; i++) {
-        __builtin_memcpy(line + off, iov[i].iov_base, iov[i].iov_len);
-        off += iov[i].iov_len;
+      if (n == 1 && len >= 8) {
+        stream_slot(s, static_cast<const uint8_t *>(iov[0].iov_base), len, false);
+      } else {
+        // the pieces add up to len (the caller summed them): bounded by the line
+        uint8_t frame[LINE - SLOT_HDR] = {};  // zeros after the frame: no stale bytes of ours to the peer
+        uint64_t off = 0;
+        for (uint32_t i = 0; i < n; i++) {
+          __builtin_memcpy(frame + off, iov[i].iov_base, iov[i].iov_len);
+          off += iov[i].iov_len;
+        }
+        stream_slot(s, frame, len, true);
       }
-      stream_line(s, line);
     } else {
       uint64_t off = SLOT_HDR;
       for (uint32_t i = 0; i < n; i++) {
@@ -197,16 +200,33 @@ class ShortcutRing {
   // taken back from that CPU; a streamed full line replaces it without being
   // read. On the 2-CPU benchmark VM that was most of the producer's time in
   // its slow spells (bench/RESULTS.md, session 27). publish() fences first.
-  static void stream_line(uint8_t *dst, const uint8_t *line) {
+  // The line is built in registers, eight words straight from the frame:
+  // gathered on the stack first, its reads back stalled on the copy's
+  // stores (no store forwarding across their sizes and offsets). frame:
+  // len bytes (len >= 8), or padded: LINE - SLOT_HDR bytes, zeros after len.
+  static void stream_slot(uint8_t *dst, const uint8_t *frame, uint32_t len, bool padded) {
 #if defined(__x86_64__)
-    for (uint64_t q = 0; q < LINE; q += 16)
-      _mm_stream_si128(reinterpret_cast<__m128i *>(dst + q), _mm_load_si128(reinterpret_cast<const __m128i *>(line + q)));
+    auto load64 = [](const uint8_t *p) {
+      uint64_t v;
+      __builtin_memcpy(&v, p, sizeof v);
+      return v;
+    };
+    uint32_t head;  // frame bytes [0, 4): len >= 8 or padded
+    __builtin_memcpy(&head, frame, sizeof head);
+    // word i (little-endian) holds frame bytes [8i - 4, 8i + 4); word 0 the length, then bytes [0, 4)
+    uint64_t w[LINE / 8];
+    w[0] = len | uint64_t{head} << 32;
+    for (uint32_t i = 1; i < LINE / 8; i++) {
+      const uint32_t at = 8 * i - 4;
+      if (padded || at + 8 <= len) w[i] = load64(frame + at);
+      else if (at < len) w[i] = load64(frame + len - 8) >> (8 * (8 - (len - at)));  // its last len - at bytes, no read past len
+      else w[i] = 0;
+    }
+    for (uint32_t i = 0; i < LINE / 8; i++) _mm_stream_si64(reinterpret_cast<long long *>(dst + 8 * i), static_cast<long long>(w[i]));
 #else
-    // elsewhere: plain stores; the length word last, as the other path
-    __builtin_memcpy(dst + SLOT_HDR, line + SLOT_HDR, LINE - SLOT_HDR);
-    uint32_t l;
-    __builtin_memcpy(&l, line, sizeof l);
-    store_relaxed(reinterpret_cast<uint32_t *>(dst), l);
+    // elsewhere: plain stores, the length word last, as for a longer frame
+    __builtin_memcpy(dst + SLOT_HDR, frame, padded ? LINE - SLOT_HDR : len);
+    store_relaxed(reinterpret_cast<uint32_t *>(dst), len);
 #endif
   }
   static constexpr uint64_t CTL_BYTES = 128;  // a ring's two index lines before its slots: tail at +0, head at +64 (producer and consumer on their own lines)

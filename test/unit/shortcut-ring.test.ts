@@ -110,6 +110,18 @@ test('a slot is its frame\'s length then the frame: a 60-byte frame and its leng
   t.deepEqual(slot.subarray(ShortcutRing.SLOT_HEADER, ShortcutRing.SLOT_HEADER + 60), frame(9));
   t.true(slot.subarray(64).every((x) => x === 0), 'nothing of it in the next line');
   t.deepEqual(b.pop(), frame(9));
+  // every length that fits the line (streamed as whole words on x86-64):
+  // the frame intact, zeros after it to the line's end, nothing past it
+  for (let len = 1; len <= 64 - ShortcutRing.SLOT_HEADER; len++) {
+    const f = Buffer.alloc(len);
+    for (let i = 0; i < len; i++) f[i] = (len * 7 + i) & 0xff || 1;
+    t.is(a.push(f), 'ok');
+    readSync(fd, slot, 0, slot.length, R0_SLOTS + (len % 4) * 128);
+    t.is(slot.readUInt32LE(0), len);
+    t.deepEqual(slot.subarray(ShortcutRing.SLOT_HEADER, ShortcutRing.SLOT_HEADER + len), f, `a ${len}-byte frame`);
+    t.true(slot.subarray(ShortcutRing.SLOT_HEADER + len, 64).every((x) => x === 0), `zeros after a ${len}-byte frame`);
+    t.deepEqual(b.pop(), f);
+  }
 });
 
 test('a slot length beyond the slot breaks the channel; nothing is read from it', (t) => {
