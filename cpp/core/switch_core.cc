@@ -1196,8 +1196,12 @@ void SwitchCore::count_delivered(Port *d, uint32_t k) {
 }
 
 namespace {
-// frames one DirectSink::send_direct call takes at most (a sendmmsg batch)
-constexpr uint32_t kDirectBatch = 64;
+// frames one DirectSink::send_direct call takes at most: half the default
+// round (512 per ring). Each call costs a sink its fixed part (a VXLAN
+// port: its lock, counters and the ring's publish and fences, which wait
+// for the streamed slots); 64 cost the shortcut row 2% (bench/RESULTS.md,
+// session 27). An AF_PACKET sink cuts it into sendmmsg batches of its own.
+constexpr uint32_t kDirectBatch = 256;
 }  // namespace
 
 bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
