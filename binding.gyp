@@ -16,7 +16,7 @@
                   "cpp/core/pcap_filter.cc", "cpp/core/vxlan_driver.cc", "cpp/core/shortcut_ring.cc",
                   "cpp/core/shortcut_peer.cc", "cpp/core/shared_bell.cc"],
       "cflags": ["-fPIC"],
-      "cflags_cc": ["-fno-exceptions"]
+      "cflags_cc": ["-fno-exceptions", "-fvisibility=hidden"]
     },
     {
       "target_name": "netmap",
