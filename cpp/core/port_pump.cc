@@ -337,8 +337,8 @@ void PortPump::tx_push(uint32_t len, bool more) {
   s.flags = more ? NS_MOREFRAG : 0;
   g->head = g->cur = ring_next(g->head, g->num_slots);
   tx_unsynced_++;
-  if (!more) count(Ctr::InFrames);
-  count(Ctr::InBytes, len);
+  if (!more) count_datapath(Ctr::InFrames);
+  count_datapath(Ctr::InBytes, len);
 }
 
 bool PortPump::tx_chain(const uint8_t *frame, size_t len) {

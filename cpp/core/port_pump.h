@@ -224,6 +224,16 @@ class PortPump {
   }
 
   void count(Ctr c, uint64_t n = 1) { ctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
+  // For a counter only the port's datapath writes (its driver thread, or the
+  // switch's rounds in-line: one thread at a time): a plain load and store,
+  // no locked add, which on x86 also waits for every earlier store to leave
+  // the store buffer. Per frame on tx_push's path that was 5% of the
+  // receiving vale-ts's CPU on the shortcut benchmark (bench/RESULTS.md,
+  // session 27). Readers on other threads still load whole values.
+  void count_datapath(Ctr c, uint64_t n = 1) {
+    std::atomic<uint64_t> &a = ctr_[static_cast<size_t>(c)];
+    a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   // One line on stderr, the daemon's log, naming the port.
   void log(const std::string &line) const;
   // log() for what a peer can repeat at will (connect and close in a loop):

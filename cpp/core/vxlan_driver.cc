@@ -1262,7 +1262,7 @@ uint32_t VxlanDriver::drain_rings(uint64_t now) {
       return true;
     }
     if (popped) {
-      vcount(VxCtr::ShortcutRxBatches);
+      vcount_datapath(VxCtr::ShortcutRxBatches);
       if (p.ring->room_kick_due()) kick(p);  // its producer sleeps for room
     }
     if (p.bell_stuck) {
@@ -1742,7 +1742,7 @@ void VxlanDriver::publish_rings() {
     Peer &p = peers_[i];
     if (p.pushed && !p.ring->broken()) {
       p.ring->publish();
-      vcount(VxCtr::ShortcutTxBatches);
+      vcount_datapath(VxCtr::ShortcutTxBatches);
       Endpoint &e = endpoints_[static_cast<size_t>(p.ep)];
       if (e.sc_tx == 1 && p.ring->unconsumed() != p.ring->produced()) e.sc_tx = 2;
       if (p.ring->data_kick_due()) kick(p);
@@ -1829,21 +1829,21 @@ uint32_t VxlanDriver::link_direct(const iovec *iov, const uint32_t *at, uint32_t
     }
     bytes += l;
   }
-  if (i) vcount(VxCtr::ShortcutTxDirect, i);
+  if (i) vcount_datapath(VxCtr::ShortcutTxDirect, i);
   count_out(i, bytes, floods, flood_copies);
   publish_rings();
   return i;
 }
 
-// once per batch (atomics: the counters are read by another thread)
+// once per batch (read by other threads; written only by the datapath)
 void VxlanDriver::count_out(uint64_t frames, uint64_t bytes, uint64_t floods, uint64_t flood_copies) {
   if (frames) {
-    count(Ctr::OutFrames, frames);
-    count(Ctr::OutBytes, bytes);
+    count_datapath(Ctr::OutFrames, frames);
+    count_datapath(Ctr::OutBytes, bytes);
   }
   if (floods) {
-    vcount(VxCtr::Floods, floods);
-    vcount(VxCtr::FloodCopies, flood_copies);
+    vcount_datapath(VxCtr::Floods, floods);
+    vcount_datapath(VxCtr::FloodCopies, flood_copies);
   }
 }
 
