@@ -126,31 +126,18 @@ void ShortcutRing::publish_head() {
   head_shown_ = head_;
 }
 
-bool ShortcutRing::peek(const uint8_t *&frame, uint32_t &len) {
-  if (broken_) return false;
-  const int in = 1 - out_;
-  if (peer_tail_ == head_) {
-    publish_head();  // before the fence below: the producer then sees it, or we see its tail
-    // our last head store before this tail load (see the header: wakeups)
-    full_fence();
-    const uint32_t t = load_acquire(reinterpret_cast<const uint32_t *>(ring(in)));
-    // the producer's index only moves forward, at most a ring ahead of ours
-    if (t - peer_tail_ > slots_ - (peer_tail_ - head_)) {
-      broken_ = true;
-      return false;
-    }
-    peer_tail_ = t;
-    if (t == head_) return false;
-  }
-  const uint8_t *s = slot(in, head_);
-  const uint32_t l = load_relaxed(reinterpret_cast<const uint32_t *>(s));
-  if (l > slot_size_) {
+bool ShortcutRing::refresh_tail() {
+  publish_head();  // before the fence below: the producer then sees it, or we see its tail
+  // our last head store before this tail load (see the header: wakeups)
+  full_fence();
+  const uint32_t t = load_acquire(reinterpret_cast<const uint32_t *>(ring(1 - out_)));
+  // the producer's index only moves forward, at most a ring ahead of ours
+  if (t - peer_tail_ > slots_ - (peer_tail_ - head_)) {
     broken_ = true;
     return false;
   }
-  frame = s + SLOT_HDR;
-  len = l;
-  return true;
+  peer_tail_ = t;
+  return t != head_;
 }
 
 uint32_t ShortcutRing::published_in() {

@@ -131,7 +131,18 @@ class ShortcutRing {
   void publish_head();
   // The oldest frame of the incoming ring, or false when it is empty or the
   // channel is broken. The bytes stay the peer's to overwrite only after pop().
-  bool peek(const uint8_t *&frame, uint32_t &len);
+  bool peek(const uint8_t *&frame, uint32_t &len) {
+    if (broken_ || (peer_tail_ == head_ && !refresh_tail())) return false;
+    const uint8_t *s = slot(1 - out_, head_);
+    const uint32_t l = load_relaxed(reinterpret_cast<const uint32_t *>(s));
+    if (l > slot_size_) {
+      broken_ = true;
+      return false;
+    }
+    frame = s + SLOT_HDR;
+    len = l;
+    return true;
+  }
   void pop();
   // Frames published to the outgoing ring that the peer has not consumed
   // (what is lost if the peer is gone); 0 when broken.
@@ -193,6 +204,9 @@ class ShortcutRing {
   uint8_t *slot(int i, uint32_t counter) const { return rings_[i] + CTL_BYTES + uint64_t{counter & mask_} * stride_; }
   // room() when our copy of the consumer's index says full: loads and checks it
   bool refresh_head();
+  // peek() when our copy of the producer's index says empty: publishes our
+  // head, then loads and checks the producer's index; true: frames came
+  bool refresh_tail();
   static constexpr uint64_t LINE = 64;
   // A one-line slot (len and a frame of up to 60 bytes) is written with
   // streaming stores (x86-64): the consumer's CPU read that line last, and

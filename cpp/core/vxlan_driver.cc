@@ -95,6 +95,8 @@ constexpr uint32_t RING_BATCH = 1024;  // frames taken from a shortcut ring per 
 // slots per shortcut ring (2 MiB a direction with 2 KiB buffers); 4096
 // showed no difference in alternated runs on the busy 2-CPU host
 constexpr uint32_t SHORTCUT_SLOTS = 1024;
+// the shortest Ethernet frame without FCS: what a shortcut slot's first line holds
+constexpr uint32_t kSmallFrame = 60;
 constexpr uint32_t MMSG = 64;      // datagrams per sendmmsg
 constexpr size_t GSO_MIN = 2;            // a run this long leaves as one UDP GSO send
 constexpr size_t GSO_MAX = 64;           // datagrams per GSO send (the kernel takes up to 128)
@@ -1191,7 +1193,13 @@ bool VxlanDriver::deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len
     ring_tx_room_ = 0;
     return false;
   }
-  std::memcpy(t, f, len);
+  // A minimum frame is copied as 60 bytes whatever its length: one fixed
+  // copy the compiler lays out, not a call. Both sides have them: a slot's
+  // frame bytes run to its line's end at least (stride_for), a buffer is
+  // MIN_BUF_SIZE (64) or more; the bytes past len are not the frame's.
+  static_assert(ShortcutRing::SLOT_HDR + kSmallFrame <= 64 && kSmallFrame <= MIN_BUF_SIZE);
+  if (len <= kSmallFrame) std::memcpy(t, f, kSmallFrame);
+  else std::memcpy(t, f, len);
   const uint64_t k = mac_key(t + 6);
   if ((t[6] & 1) || k == 0) {
     vcount(VxCtr::DropBadSrcMac);
@@ -1776,6 +1784,12 @@ uint32_t VxlanDriver::link_direct(const iovec *iov, const uint32_t *at, uint32_t
   uint32_t i = 0;
   uint64_t last_key = ~uint64_t{0};  // no MAC's key (48 bits)
   int last_ep = -1;
+  // the rings of the last frame's destination (an endpoint, or -1: the
+  // flood's): a burst is mostly one flow, so they are looked up once per
+  // destination change, not per frame (nothing else changes them during
+  // the call); dst_ok false: that destination is link_out's
+  int dst_of = -2;
+  bool dst_ok = false;
   std::lock_guard<std::mutex> g(mu_);
   for (; i < n; i++) {
     const iovec *f = iov + at[i];
@@ -1787,8 +1801,6 @@ uint32_t VxlanDriver::link_direct(const iovec *iov, const uint32_t *at, uint32_t
     if (nv == 0 || f[0].iov_len < ETH_HLEN || len > SHORTCUT_RING_MAX_SLOT) break;
     const uint32_t l = static_cast<uint32_t>(len);
     const uint8_t *b = static_cast<const uint8_t *>(f[0].iov_base);
-    // a burst is mostly one flow: the FDB is asked once per destination
-    // change (nothing else changes it during the call)
     int ep = -1;
     if (!(b[0] & 1)) {
       const uint64_t k = mac_key(b);
@@ -1798,25 +1810,32 @@ uint32_t VxlanDriver::link_direct(const iovec *iov, const uint32_t *at, uint32_t
       }
       ep = last_ep;
     }
-    // every copy into a ring with room, or the frame is link_out's (a
-    // datagram, a full ring it waits on, a peer it stalls)
-    ring_dst_.clear();
-    auto to_ring = [&](uint32_t e) {
-      Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
-      if (!p || l > p->ring->slot_size() || !p->ring->room()) return false;
-      ring_dst_.push_back(p);
-      return true;
-    };
-    bool ok = true;
-    if (ep >= 0) {
-      ok = to_ring(static_cast<uint32_t>(ep));
-    } else if (group_len_ || flood_.empty()) {
-      ok = false;
-    } else {
-      for (uint32_t e : flood_)
-        if (!(ok = to_ring(e))) break;
+    if (ep != dst_of) {
+      // every copy into a ring, or the frame is link_out's (a datagram, a
+      // group, an endpoint with no ring)
+      dst_of = ep;
+      ring_dst_.clear();
+      auto add = [&](uint32_t e) {
+        Peer *p = endpoints_[e].sc_tx ? ring_peer(e) : nullptr;
+        if (p) ring_dst_.push_back(p);
+        return p != nullptr;
+      };
+      if (ep >= 0) {
+        dst_ok = add(static_cast<uint32_t>(ep));
+      } else if (group_len_ || flood_.empty()) {
+        dst_ok = false;
+      } else {
+        dst_ok = true;
+        for (uint32_t e : flood_)
+          if (!(dst_ok = add(e))) break;
+      }
     }
-    if (!ok) break;
+    if (!dst_ok) break;
+    // room in every ring first, or the frame is link_out's (a full ring it
+    // waits on, a peer it stalls)
+    bool fits = true;
+    for (Peer *p : ring_dst_) fits = fits && l <= p->ring->slot_size() && p->ring->room();
+    if (!fits) break;
     for (Peer *p : ring_dst_) {
       p->full_since_ns = 0;
       p->pushed = true;
