@@ -330,7 +330,8 @@ class VxlanDriver final : public PortPump {
   void mark_late();                                           // mu_ held; datagrams are being held back: where each ring stands
   bool late_waits(uint32_t ep) const;                         // mu_ held; held-back datagrams from ep wait for ring frames
   uint32_t recv_datagrams();                                  // link_in's UDP half
-  bool deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now);  // mu_ held; false: no room
+  // f: a shortcut ring slot's frame (60 bytes readable whatever len); mu_ held; false: no room
+  bool deliver_ring_frame(uint32_t ep, const uint8_t *f, uint32_t len, uint64_t now);
   void kick(Peer &p);
   // The rings pushed to (Peer::pushed) published, their consumers kicked if
   // they asked; broken, stalled or bell-stuck peers dropped.
