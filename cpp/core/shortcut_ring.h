@@ -236,7 +236,10 @@ class ShortcutRing {
       else if (at < len) w[i] = load64(frame + len - 8) >> (8 * (8 - (len - at)));  // its last len - at bytes, no read past len
       else w[i] = 0;
     }
-    for (uint32_t i = 0; i < LINE / 8; i++) _mm_stream_si64(reinterpret_cast<long long *>(dst + 8 * i), static_cast<long long>(w[i]));
+    // four 16-byte stores (the slot is 64-byte aligned): half the store
+    // buffer entries of eight 8-byte ones
+    for (uint32_t i = 0; i < LINE / 16; i++)
+      _mm_stream_si128(reinterpret_cast<__m128i *>(dst + 16 * i), _mm_set_epi64x(static_cast<long long>(w[2 * i + 1]), static_cast<long long>(w[2 * i])));
 #else
     // elsewhere: plain stores, the length word last, as for a longer frame
     __builtin_memcpy(dst + SLOT_HDR, frame, padded ? LINE - SLOT_HDR : len);
