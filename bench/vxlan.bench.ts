@@ -41,7 +41,12 @@
  * (Linux's vxlan needs it, docs/vxlan.md); the vale-ts rows have it back on,
  * as a veth has it by default (the kernel refuses UDP GSO without it).
  *
- *   node dist/bench/vxlan.bench.js [--seconds 5] [--only-netmap] [--only-shortcut] [--only-namespace] [--pin]
+ *   node dist/bench/vxlan.bench.js [--seconds 5] [--only-netmap] [--only-shortcut] [--only-namespace] [--pin] [--repeat R]
+ * --repeat R: issue 14's shortcut ratio, judged on R pairs: the netmap-ends
+ * rows of VXLAN (gso=on) and the shortcut alone, R times each, alternated
+ * (A B, B A, ...), fresh vale-ts for every run; prints each pair's ratio
+ * and their median. One run's ratio swings with the host (on the 2-vCPU
+ * machine 4.2-5.9 within minutes, bench/RESULTS.md session 27).
  * --pin: the netmap-ends rows with every busy process on a CPU chosen for it
  * (taskset, as netmap users place pkt-gen with -a): with 4 CPUs or more
  * pkt-gen-ts tx, vale-ts A, vale-ts B and pkt-gen-ts rx on CPUs 0-3; with 2,
@@ -72,6 +77,7 @@ import { parseArgs } from 'node:util';
 import { ensurePackages } from '../test/fixtures/system-packages.js';
 import { startValeTsIn, toolsDir } from '../test/fixtures/vale-ts-netns.js';
 import { statCpuTicks } from '../test/fixtures/proc-stat.js';
+import { alternation, pairedRatios, parseRepeat, spread, unsteadyNote } from './repeat.js';
 
 const tag = `vb${process.pid % 100000}`;
 const ctlJs = path.join(toolsDir, 'vale-ctl-ts.js');
@@ -498,13 +504,15 @@ const step = (what: string): void => console.error(`[${((Date.now() - t0) / 1000
 interface Row { rxPps: number; sent: number; gbps?: number; cpuUsPerFrame?: number; rttUs?: Rtt }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' }, 'only-shortcut': { type: 'boolean' }, 'only-namespace': { type: 'boolean' }, pin: { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, 'only-netmap': { type: 'boolean' }, 'only-shortcut': { type: 'boolean' }, 'only-namespace': { type: 'boolean' }, pin: { type: 'boolean' }, repeat: { type: 'string' } } });
+  const repeats = values.repeat === undefined ? 0 : parseRepeat(values.repeat, 5);
   if (values.pin) pin = os.cpus().length >= 4 ? { tx: 0, a: 1, b: 2, rx: 3 } : { tx: 0, a: 0, b: 1, rx: 1 };
   const seconds = Number(values.seconds ?? 5);
   const onlyShortcut = values['only-shortcut'] ?? false;
-  const onlyNetmap = (values['only-netmap'] ?? false) || onlyShortcut;
+  const onlyNetmap = (values['only-netmap'] ?? false) || onlyShortcut || repeats > 0;
   const onlyNamespace = (values['only-namespace'] ?? false) && !onlyNetmap;
-  const detail: string[] = [];
+  // per row, its last run's detail (a row runs --repeat times)
+  const detail = new Map<string, string>();
   ensurePackages(['iproute2', 'netsniff-ng', 'iperf3']);
   const ends: End[] = [0, 1].map((i) => ({
     ns: `${tag}e${i}`, host: `${tag}h${i}`, hostIf: `${tag}p${i}`, inner: `${tag}i${i}`,
@@ -557,8 +565,12 @@ async function main(): Promise<void> {
   for (const [i, e] of ends.entries()) await must('ip', 'netns', 'exec', e.host, 'ethtool', '-K', `${tag}u${i}`, 'tx', 'on');
   // vale-ts: one process per host namespace, VXLAN only, then with the shortcut
   // gso=off first, netmap ends only: the same run's before/after of UDP GSO
-  const configs = [{ shortcut: 'off', gso: 'off' }, { shortcut: 'off', gso: 'on' }, { shortcut: 'on', gso: 'on' }] as const;
-  for (const { shortcut, gso } of configs) {
+  type Config = { readonly shortcut: 'on' | 'off'; readonly gso: 'on' | 'off' };
+  const configs: readonly Config[] = [{ shortcut: 'off', gso: 'off' }, { shortcut: 'off', gso: 'on' }, { shortcut: 'on', gso: 'on' }];
+  // --repeat: the two rows of the ratio, alternated; the received pps of each run, by row
+  const order: { repeat: number; variant: Config }[] = repeats > 0 ? alternation(configs.slice(1), repeats) : configs.map((variant) => ({ repeat: 0, variant }));
+  const repeated: Record<string, number[]> = {};
+  for (const { shortcut, gso } of order.map((o) => o.variant)) {
     if (onlyShortcut && shortcut === 'off') continue;
     if (onlyNamespace && gso === 'off') continue;
     const name = shortcut === 'on' ? 'vale-ts shortcut' : gso === 'off' ? 'vale-ts vxlan gso=off' : 'vale-ts vxlan';
@@ -590,7 +602,8 @@ async function main(): Promise<void> {
         step(`${name}, netmap ends: pkt-gen-ts`);
         const nr = await netmapPps(socks[0]!, socks[1]!, seconds, sw, ends);
         res[`${name}, netmap ends`] = nr;
-        detail.push(`  ${name}, netmap ends:\n    ${nr.perProcess}\n    by thread (µs/frame): ${nr.threads}\n    frames: ${nr.accounting}`);
+        (repeated[name] ??= []).push(nr.rxPps);
+        detail.set(`${name}, netmap ends`, `  ${name}, netmap ends:\n    ${nr.perProcess}\n    by thread (µs/frame): ${nr.threads}\n    frames: ${nr.accounting}`);
         console.error(`UDP in host A: ${await udpDrops(a)}\nUDP in host B: ${await udpDrops(b)}`);
         console.error(`--- vale-ts A (sender)\n${await stats(a)}\n--- vale-ts B (receiver)\n${await stats(b)}`);
       }
@@ -606,7 +619,7 @@ async function main(): Promise<void> {
         const vr = await rtt(a, b);
         step(`${name}: trafgen`);
         const vp = await namespacePps(a, b, seconds, sw, ends);
-        detail.push(`  ${name} (namespace ends):\n    ${vp.perProcess}\n    by thread (µs/frame): ${vp.threads}\n    frames: ${vp.accounting}`);
+        detail.set(`${name} (namespace ends)`, `  ${name} (namespace ends):\n    ${vp.perProcess}\n    by thread (µs/frame): ${vp.threads}\n    frames: ${vp.accounting}`);
         console.error(`UDP in host A: ${await udpDrops(a)}\nUDP in host B: ${await udpDrops(b)}`);
         console.error(`--- vale-ts A (sender)\n${await stats(a)}\n--- vale-ts B (receiver)\n${await stats(b)}`);
         step(`${name}: iperf3`);
@@ -639,7 +652,16 @@ async function main(): Promise<void> {
     console.log(`  CPU ceiling, whole chain (tx + vale-ts A + vale-ts B + rx, netmap ends, ${cpus} CPUs): vale-ts vxlan ${ceil(nv)}, shortcut ${ceil(ns)}, ratio ${(nv.chainUsPerFrame / ns.chainUsPerFrame).toFixed(2)}`);
   }
   if (nv && ng) console.log(`  UDP GSO (netmap ends, vale-ts vxlan gso=on / gso=off): 60 B pps ${(nv.rxPps / ng.rxPps).toFixed(2)}   CPU/frame ${(ng.cpuUsPerFrame! / nv.cpuUsPerFrame!).toFixed(2)}x less`);
-  for (const l of detail) console.log(l);
+  const rv = repeated['vale-ts vxlan'], rs = repeated['vale-ts shortcut'];
+  if (repeats > 0 && rv && rs) {
+    // (the last run of each row is the one printed above, with its detail)
+    const ratios = pairedRatios(rs, rv), r = spread(ratios), sv = spread(rv), ss = spread(rs);
+    console.log(`  --repeat ${repeats}, alternated (received kpps at 60 B, netmap ends): vale-ts vxlan ${rv.map((x) => (x / 1e3).toFixed(0)).join(' ')}; shortcut ${rs.map((x) => (x / 1e3).toFixed(0)).join(' ')}`);
+    console.log(`  ratio shortcut / vale-ts vxlan per pair: ${ratios.map((x) => x.toFixed(2)).join(' ')}; median ${r.median.toFixed(2)} (min ${r.min.toFixed(2)}, max ${r.max.toFixed(2)}; target 5.0)`);
+    const note = unsteadyNote([sv, ss]);
+    if (note) console.log(note);
+  }
+  for (const l of detail.values()) console.log(l);
 }
 
 try {
