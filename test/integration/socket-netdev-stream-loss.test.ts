@@ -195,7 +195,15 @@ test('stream: a frame a short write began is counted as dropped, not sent, when 
   // the peer closes without reading: the tail's write fails
   py.stdin.write('\n');
   await said(/CLOSED/);
-  const c = await untilAnswer(() => counters(vale, 'vale0:vm'), (x) => x['disconnects'] === 1);
+  // The counters are read one by one while the driver (in-line: the
+  // switch's thread) may be counting: a snapshot once showed the disconnect
+  // but not yet the drop the same close counts after it. Wait until the
+  // close and the frame's fate (sent or dropped) and the failed read or
+  // write are all in one snapshot; then it must be the drop.
+  const c = await untilAnswer(
+    () => counters(vale, 'vale0:vm'),
+    (x) => x['disconnects'] === 1 && x['outFrames']! + x['dropLinkDown']! >= 1 && x['linkErrors']! >= 1,
+  );
   t.is(c['outFrames'], 0, JSON.stringify(c));
   t.is(c['dropLinkDown'], 1, JSON.stringify(c));
   // the failed write, and the read that says the peer threw away what it had (ECONNRESET)
