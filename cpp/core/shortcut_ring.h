@@ -38,7 +38,7 @@
 #include <sys/uio.h>
 
 #if defined(__x86_64__)
-#include <emmintrin.h>  // _mm_stream_si64, _mm_sfence (SSE2: every x86-64)
+#include <emmintrin.h>  // _mm_stream_si128, _mm_sfence (SSE2: every x86-64)
 #endif
 
 #include <cstdint>
