@@ -230,10 +230,8 @@ class PortPump {
   // the store buffer. Per frame on tx_push's path that was 5% of the
   // receiving vale-ts's CPU on the shortcut benchmark (bench/RESULTS.md,
   // session 27). Readers on other threads still load whole values.
-  void count_datapath(Ctr c, uint64_t n = 1) {
-    std::atomic<uint64_t> &a = ctr_[static_cast<size_t>(c)];
-    a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
+  static void add_one_writer(std::atomic<uint64_t> &a, uint64_t n) { a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void count_datapath(Ctr c, uint64_t n = 1) { add_one_writer(ctr_[static_cast<size_t>(c)], n); }
   // One line on stderr, the daemon's log, naming the port.
   void log(const std::string &line) const;
   // log() for what a peer can repeat at will (connect and close in a loop):

@@ -114,7 +114,7 @@ bool ShortcutRing::refresh_head() {
 void ShortcutRing::publish() {
   if (broken_ || tail_shown_ == tail_) return;
 #if defined(__x86_64__)
-  _mm_sfence();  // streamed slots (stream_line) are not ordered by the release below
+  _mm_sfence();  // streamed slots (stream_slot) are not ordered by the release below
 #endif
   store_release(reinterpret_cast<uint32_t *>(ring(out_)), tail_);
   tail_shown_ = tail_;

@@ -342,10 +342,7 @@ class VxlanDriver final : public PortPump {
   void vcount(VxCtr c, uint64_t n = 1) { vctr_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
   // count_datapath's twin, for what only the datapath counts (link_out,
   // link_direct, drain_rings)
-  void vcount_datapath(VxCtr c, uint64_t n = 1) {
-    std::atomic<uint64_t> &a = vctr_[static_cast<size_t>(c)];
-    a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
+  void vcount_datapath(VxCtr c, uint64_t n = 1) { add_one_writer(vctr_[static_cast<size_t>(c)], n); }
 
   VxlanOptions o_;
   int family_ = AF_INET;
