@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { open, ValeClient, ValeServer, type Port } from '../../src/index.js';
 import { nativeRaw } from '../../src/netmap/addon.js';
-import { SHORTCUT_SLOT_HEADER, shortcutChannels, shortcutRingOffsets } from '../fixtures/shortcut.js';
+import { SHORTCUT_SLOT_HEADER, shortcutChannels, shortcutRingOffsets, shortcutSlotStride } from '../fixtures/shortcut.js';
 import { freePort, udpOn } from '../fixtures/udp.js';
 import { readable, untilAnswer } from '../fixtures/wait.js';
 
@@ -318,7 +318,7 @@ function publishAfterHangup(t: ExecutionContext, chan: string, tail: number, n: 
       return b.readUInt32LE(0);
     };
     const slots = u32(12), slotSize = u32(16), hdr = SHORTCUT_SLOT_HEADER;
-    const stride = (hdr + slotSize + 63) & ~63;
+    const stride = shortcutSlotStride(slotSize);
     const rings = shortcutRingOffsets(slots, slotSize).filter((off) => u32(off) === tail);
     t.is(rings.length, 1, `one ring of ${chan} has ${tail} frames published`);
     const ring = rings[0]!;
