@@ -1,6 +1,10 @@
 // The switch datapath: see switch_core.h.
 #include "core/switch_core.h"
 
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
+
 #include <sys/epoll.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -28,6 +32,12 @@ const char *const SWITCH_COUNTER_NAMES[C_COUNT] = {
 namespace {
 constexpr uint32_t FRAG_CAP = SWITCH_MAX_BATCH + NETMAP_MAX_FRAGS;
 constexpr uint64_t NOTIFY_TAG = ~0ull;
+// frames one DirectSink::send_direct call takes at most: half the default
+// round (512 per ring). Each call costs a sink its fixed part (a VXLAN
+// port: its lock, counters and the ring's publish and fences, which wait
+// for the streamed slots); 64 cost the shortcut row 2% (bench/RESULTS.md,
+// session 27). An AF_PACKET sink cuts it into sendmmsg batches of its own.
+constexpr uint32_t kDirectBatch = 256;
 // Buffers are prefetched this many slots ahead of the one being copied (as
 // VALE prefetches the next batch's): a 60-byte frame's copy costs little
 // beside the cache miss on a buffer the other process last touched.
@@ -48,21 +58,46 @@ inline uint32_t dest_ring(uint32_t r, uint32_t nrx) { return r < nrx ? r : r % n
 // inlines (no call into libc's memmove for a minimum-size frame), longer
 // with memcpy. Never reads or writes outside [src, src + n), [dst, dst + n).
 inline void copy_frame(uint8_t *dst, const uint8_t *src, uint32_t n) {
+#if defined(__x86_64__)
+  // in registers: byte arrays here were spilled to the stack and read
+  // back, four stores more per frame on the snapshot's path
+  if (n > 32 && n <= 64) {
+    const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src));
+    const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + 16));
+    const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + n - 32));
+    const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + n - 16));
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(dst), a0);
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(dst + 16), a1);
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(dst + n - 32), b0);
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(dst + n - 16), b1);
+    return;
+  }
+  if (n >= 16 && n <= 32) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + n - 16));
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(dst), a);
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(dst + n - 16), b);
+    return;
+  }
+#else
   if (n > 32 && n <= 64) {
     uint8_t a[32], b[32];
     __builtin_memcpy(a, src, 32);
     __builtin_memcpy(b, src + n - 32, 32);
     __builtin_memcpy(dst, a, 32);
     __builtin_memcpy(dst + n - 32, b, 32);
-  } else if (n >= 16 && n <= 32) {
+    return;
+  }
+  if (n >= 16 && n <= 32) {
     uint8_t a[16], b[16];
     __builtin_memcpy(a, src, 16);
     __builtin_memcpy(b, src + n - 16, 16);
     __builtin_memcpy(dst, a, 16);
     __builtin_memcpy(dst + n - 16, b, 16);
-  } else {
-    std::memcpy(dst, src, n);
+    return;
   }
+#endif
+  std::memcpy(dst, src, n);
 }
 constexpr uint64_t WAIT_FD_TAG = 1ull << 40;  // | fd: an in-line driver's fd (add_wait_fd)
 }  // namespace
@@ -203,6 +238,8 @@ void SwitchCore::Port::start_client() {
   muted_until_ns = 0;
   direct = nullptr;  // the next client's driver sets its own
   direct_q.clear();
+  direct_iov.clear();
+  direct_at.clear();
   direct_slots = 0;
   direct_gen = 0;
   direct_open = false;
@@ -481,6 +518,12 @@ Status SwitchCore::set_direct(uint32_t id, DirectSink *sink, int region_fd) {
       return check_fail(EINVAL, "switch port " + std::to_string(id) + " is not the port this driver serves (another region): pass the driver's own port index");
   }
   p->direct = sink;
+  if (sink) {
+    // take_direct's batch (kDirectBatch frames): no allocation per round
+    p->direct_q.reserve(kDirectBatch);
+    p->direct_at.reserve(kDirectBatch + 1);
+    p->direct_iov.reserve(kDirectBatch * 2 + NETMAP_MAX_FRAGS + 2);
+  }
   return Ok{};
 }
 
@@ -1195,39 +1238,63 @@ void SwitchCore::count_delivered(Port *d, uint32_t k) {
   if (d->vnet) d->c[C_VNET_PASSED]++;
 }
 
-namespace {
-// frames one DirectSink::send_direct call takes at most: half the default
-// round (512 per ring). Each call costs a sink its fixed part (a VXLAN
-// port: its lock, counters and the ring's publish and fences, which wait
-// for the streamed slots); 64 cost the shortcut row 2% (bench/RESULTS.md,
-// session 27). An AF_PACKET sink cuts it into sendmmsg batches of its own.
-constexpr uint32_t kDirectBatch = 256;
-}  // namespace
+
+void SwitchCore::direct_begin(Port *d, uint32_t rr, uint32_t *room) {
+  if (d->direct_gen == gen_) return;
+  // the round's first frame for d: direct only while nothing waits in its
+  // rx ring (frames sent now must not overtake those)
+  RxState &st = d->rx[rr];
+  d->direct_gen = gen_;
+  refresh_room(d, rr, room);
+  d->direct_open = rr == 0 && st.hwtail == st.released && d->direct->direct_wanted();
+}
+
+void SwitchCore::append_direct(Port *d, uint32_t k, uint32_t *room) {
+  if (d->direct_q.empty()) direct_ports_.push_back(static_cast<uint32_t>(d - ports_.get()));
+  // frame k's bytes as copy_out would copy them, as iovecs built now (the
+  // frame's arrays are hot): the client's buffers, the decision's
+  // snapshot where it covers them
+  std::vector<iovec> &iov = d->direct_iov;
+  d->direct_at.push_back(static_cast<uint32_t>(iov.size()));
+  const Port *p = &ports_[src_[k]];
+  const uint32_t frags = fcount_[k], f0 = fstart_[k];
+  const uint32_t ov0 = hoff_[k], ov1 = ov0 + lens_[k];
+  uint8_t *const snap = &hdr_[static_cast<size_t>(k) * stride_];
+  for (uint32_t f = f0, fend = f0 + frags, pos = 0; f < fend; pos += flen_[f], f++) {
+    uint8_t *b = p->buf(fidx_[f]);
+    const uint32_t lo = pos, hi = pos + flen_[f];
+    if (hi <= ov0 || lo >= ov1) {
+      if (hi > lo) iov.push_back(iovec{b, hi - lo});
+      continue;
+    }
+    // the snapshot [ov0, ov1) lies in this fragment's range at most once
+    // over the whole frame: its bytes replace the client's there
+    if (lo < ov0) iov.push_back(iovec{b, ov0 - lo});
+    const uint32_t s0 = std::max(lo, ov0), s1 = std::min(hi, ov1);
+    iov.push_back(iovec{snap + (s0 - ov0), s1 - s0});
+    if (hi > ov1) iov.push_back(iovec{b + (ov1 - lo), hi - ov1});
+  }
+  d->direct_q.push_back(k);
+  d->direct_slots += frags;
+  *room -= frags;
+  // a full batch leaves now: the sink's fixed cost per call is spread, and
+  // its iovecs stay bounded
+  if (d->direct_q.size() >= kDirectBatch || iov.size() > kDirectBatch * 2) flush_direct(d, 0);
+}
 
 bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
-  RxState &st = d->rx[rr];
+  direct_begin(d, rr, room);
   const uint32_t N = d->layout.p.rx_slots;
-  if (d->direct_gen != gen_) {
-    // the round's first frame for d: direct only while nothing waits in
-    // its rx ring (frames sent now must not overtake those)
-    d->direct_gen = gen_;
-    refresh_room(d, rr, room);
-    d->direct_open = rr == 0 && st.hwtail == st.released && d->direct->direct_wanted();
-  }
   const uint32_t frags = fcount_[k], f0 = fstart_[k];
   // (ring 0 only: flush_direct puts push-backs there)
   bool ok = d->direct_open && rr == 0 && hoff_[k] == d->vnet && frags < N;
   if (ok && *room < frags) refresh_room(d, rr, room);
   ok = ok && *room >= frags;
   // the slots it keeps must take the frame should the kernel push it back:
-  // place() will not fail on them unless the client breaks one meanwhile
-  // (then the frame is dropInvalid, flush_direct)
-  const netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
-  // (hwtail < N and direct_slots < N: one subtraction, not a divide per frame)
-  uint32_t j0 = st.hwtail + d->direct_slots;
-  if (j0 >= N) j0 -= N;
-  for (uint32_t f = 0, j = j0; ok && f < frags; f++, j = ring_next(j, N))
-    ok = flen_[f0 + f] <= d->layout.p.buf_size && d->buf_ok(rs[j].buf_idx);
+  // each fragment fits a buffer. Whether a kept slot's buffer index is
+  // sound is place()'s to check then, as for any copy (a broken one makes
+  // the pushed-back frame dropInvalid, as it would have made the copy)
+  for (uint32_t f = 0; ok && f < frags; f++) ok = flen_[f0 + f] <= d->layout.p.buf_size;
   if (!ok) {
     // this frame goes into the ring (or is dropped or held): those taken
     // before it go first, and no later one may pass it
@@ -1235,64 +1302,128 @@ bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
     d->direct_open = false;
     return false;
   }
-  if (d->direct_q.empty()) direct_ports_.push_back(static_cast<uint32_t>(d - ports_.get()));
-  d->direct_q.push_back(k);
-  d->direct_slots += frags;
-  *room -= frags;
+  append_direct(d, k, room);
   return true;
+}
+
+uint32_t SwitchCore::forward_run(Touched &t, Port *p, uint32_t k, uint32_t n) {
+  const int16_t dst = dests_[k];
+  uint32_t d;
+  if (dst >= 0) {
+    d = static_cast<uint32_t>(dst);
+    if (d == t.port || d >= SWITCH_MAX_PORTS || !ports_[d].used || ports_[d].is_monitor) return 0;
+  } else if (dst == DEST_FLOOD && !t.no_flood_run) {
+    flood_list(t);
+    if (t.f1 - t.f0 != 1) {
+      t.no_flood_run = true;  // for the rest of the round: the list stands
+      return 0;
+    }
+    d = flood_dests_[t.f0].id;
+  } else {
+    return 0;
+  }
+  Port *dp = &ports_[d];
+  // monitors' copies (either end) are the frame-by-frame way's
+  if (!p->mon_tx.empty() || !dp->mon_rx.empty()) return 0;
+  const uint32_t rr = dest_ring(t.ring, dp->layout.p.rx_rings);
+  uint32_t *const rm = room(d, rr);
+  const uint16_t ti = touch_of_[k];
+  const uint32_t N = dp->layout.p.rx_slots;
+  uint32_t m = 0;
+  uint64_t bytes = 0;
+  // each frame as deliver() would take it; the first that it would not
+  // copy or send at once (no room: held or dropped; a header to convert;
+  // a chain longer than the ring; a push-back), a runt, or one from another
+  // ring or for another destination ends the run, and goes the
+  // frame-by-frame way
+  auto more = [&](uint32_t j) { return j < n && dests_[j] == dst && touch_of_[j] == ti && lens_[j] >= SWITCH_MIN_HEADER; };
+  if (dp->direct) {
+    if (rr != 0) return 0;  // take_direct's: push-backs go to ring 0
+    direct_begin(dp, rr, rm);
+  }
+  // (closed: deliver() would copy each into the ring, as for any port; the
+  // frames taken for a send were flushed when it closed)
+  if (dp->direct && !dp->direct_open && !dp->direct_q.empty()) return 0;
+  if (dp->direct && dp->direct_open) {
+    const uint32_t bs = dp->layout.p.buf_size;
+    for (uint32_t j = k; dp->direct_open && more(j); j++) {
+      const uint32_t frags = fcount_[j], f0 = fstart_[j];
+      if (hoff_[j] != dp->vnet || frags >= N) break;
+      if (*rm < frags && (refresh_room(dp, rr, rm), *rm < frags)) break;
+      bool fit = true;
+      for (uint32_t f = 0; f < frags; f++) fit = fit && flen_[f0 + f] <= bs;
+      if (!fit) break;
+      bytes += ftotal_[j];
+      m++;
+      append_direct(dp, j, rm);  // counted as delivered when sent (flush_direct)
+    }
+  } else {
+    uint32_t delivered = 0;
+    uint64_t dbytes = 0;
+    for (uint32_t j = k; more(j); j++) {
+      const uint32_t frags = fcount_[j];
+      if (hoff_[j] != dp->vnet || frags >= N) break;
+      if (*rm < frags && (refresh_room(dp, rr, rm), *rm < frags)) break;
+      bytes += ftotal_[j];
+      m++;
+      // a broken rx slot: the copy is lost, counted by place()
+      if (!place(dp, rr, j)) continue;
+      *rm -= frags;
+      delivered++;
+      dbytes += ftotal_[j];
+    }
+    // count_delivered's, once
+    dp->c[C_TX_FRAMES] += delivered;
+    dp->c[C_TX_BYTES] += dbytes;
+    if (dp->vnet) dp->c[C_VNET_PASSED] += delivered;
+  }
+  // what forward() and flood() (with its one copy) count per frame
+  if (m) {
+    if (dst == DEST_FLOOD) {
+      p->c[C_FLOODED] += m;
+      p->c[C_FLOOD_COPIES] += m;
+    }
+    p->c[C_RX_FRAMES] += m;
+    p->c[C_RX_BYTES] += bytes;
+  }
+  return m;
 }
 
 void SwitchCore::flush_direct(Port *d, uint32_t rr) {
   uint32_t *rm = room(static_cast<uint32_t>(d - ports_.get()), rr);
   const std::vector<uint32_t> &q = d->direct_q;
-  size_t i = 0;
-  // frame k's bytes as copy_out would copy them: the client's buffers, the
-  // decision's snapshot where it covers them
-  iovec iov[kDirectBatch * 2 + NETMAP_MAX_FRAGS + 2];
-  uint32_t at[kDirectBatch + 1];
-  while (i < q.size()) {
-    uint32_t m = 0, used = 0;
-    while (i + m < q.size() && m < kDirectBatch && used + fcount_[q[i + m]] + 2 <= std::size(iov)) {
-      const uint32_t k = q[i + m];
-      const Port *p = &ports_[src_[k]];
-      const uint32_t ov0 = hoff_[k], ov1 = ov0 + lens_[k];
-      const uint8_t *snap = &hdr_[static_cast<size_t>(k) * stride_];
-      at[m] = used;
-      for (uint32_t f = fstart_[k], fend = f + fcount_[k], pos = 0; f < fend; pos += flen_[f], f++) {
-        uint8_t *b = p->buf(fidx_[f]);
-        const uint32_t lo = pos, hi = pos + flen_[f];
-        if (hi <= ov0 || lo >= ov1) {
-          if (hi > lo) iov[used++] = iovec{b, hi - lo};
-          continue;
-        }
-        // the snapshot [ov0, ov1) lies in this fragment's range at most
-        // once over the whole frame: its bytes replace the client's there
-        if (lo < ov0) iov[used++] = iovec{b, ov0 - lo};
-        const uint32_t s0 = std::max(lo, ov0), s1 = std::min(hi, ov1);
-        iov[used++] = iovec{const_cast<uint8_t *>(snap) + (s0 - ov0), s1 - s0};
-        if (hi > ov1) iov[used++] = iovec{b + (ov1 - lo), hi - ov1};
-      }
-      m++;
-    }
-    at[m] = used;
-    const uint32_t done = std::min(d->direct->send_direct(iov, at, m), m);
+  const uint32_t m = static_cast<uint32_t>(q.size());
+  d->direct_at.push_back(static_cast<uint32_t>(d->direct_iov.size()));
+  const uint32_t done = std::min(d->direct->send_direct(d->direct_iov.data(), d->direct_at.data(), m), m);
+  // sent: their kept slots are free again, and they count as delivered
+  uint32_t slots = 0;
+  if (__builtin_expect(d->mon_rx.empty() && !d->vnet, 1)) {
+    uint64_t bytes = 0;
     for (uint32_t j = 0; j < done; j++) {
-      const uint32_t fr = fcount_[q[i + j]];
-      *rm += fr;  // its kept slots are free again
-      d->direct_slots -= fr;
-      count_delivered(d, q[i + j]);
+      slots += fcount_[q[j]];
+      bytes += ftotal_[q[j]];
     }
-    i += done;
-    if (done < m) break;
+    d->c[C_TX_FRAMES] += done;
+    d->c[C_TX_BYTES] += bytes;
+  } else {
+    for (uint32_t j = 0; j < done; j++) {
+      slots += fcount_[q[j]];
+      count_delivered(d, q[j]);
+    }
   }
-  // pushed back: into the ring, in order, in the slots kept for them. The
-  // client may have broken a kept slot since take_direct checked it: then
-  // the frame is counted there (dropInvalid) and not as delivered
-  for (; i < q.size(); i++) {
-    if (place(d, rr, q[i])) count_delivered(d, q[i]);
-    d->direct_slots -= fcount_[q[i]];
+  *rm += slots;
+  d->direct_slots -= slots;
+  // pushed back: into the ring, in order, in the slots kept for them (no
+  // later frame of the round may go direct past them). A kept slot the
+  // client broke since counts the frame there (dropInvalid), not as delivered
+  for (uint32_t j = done; j < m; j++) {
+    if (place(d, rr, q[j])) count_delivered(d, q[j]);
+    d->direct_slots -= fcount_[q[j]];
   }
+  if (done < m) d->direct_open = false;
   d->direct_q.clear();
+  d->direct_iov.clear();
+  d->direct_at.clear();
   d->direct_slots = 0;
 }
 
@@ -1312,17 +1443,20 @@ void SwitchCore::mirror(const std::vector<Port::MonitorRef> &mons, uint32_t k) {
 // with its rx ring and room cache entry) are listed once per source ring and
 // round; per frame and port the check is a few loads and a compare, and a
 // receiver with room enough costs no read of its ring.
-bool SwitchCore::flood(Touched &t, Port *p, uint32_t k) {
-  if (t.f0 == UINT32_MAX) {
-    t.f0 = static_cast<uint32_t>(flood_dests_.size());
-    for (uint32_t d : active_) {
-      if (d == t.port) continue;
-      Port *dp = &ports_[d];
-      const uint32_t rr = dest_ring(t.ring, dp->layout.p.rx_rings);
-      flood_dests_.push_back(FloodDest{dp, room(d, rr), d, rr});
-    }
-    t.f1 = static_cast<uint32_t>(flood_dests_.size());
+void SwitchCore::flood_list(Touched &t) {
+  if (t.f0 != UINT32_MAX) return;
+  t.f0 = static_cast<uint32_t>(flood_dests_.size());
+  for (uint32_t d : active_) {
+    if (d == t.port) continue;
+    Port *dp = &ports_[d];
+    const uint32_t rr = dest_ring(t.ring, dp->layout.p.rx_rings);
+    flood_dests_.push_back(FloodDest{dp, room(d, rr), d, rr});
   }
+  t.f1 = static_cast<uint32_t>(flood_dests_.size());
+}
+
+bool SwitchCore::flood(Touched &t, Port *p, uint32_t k) {
+  flood_list(t);
   const FloodDest *const fb = flood_dests_.data() + t.f0, *const fe = flood_dests_.data() + t.f1;
   for (const FloodDest *f = fb; f != fe; f++) {
     Port *dp = f->dp;
@@ -1371,6 +1505,17 @@ void SwitchCore::forward(uint32_t n, RoundResult *res) {
     Touched &t = touched_[touch_of_[k]];
     if (t.stopped) continue;  // its ring is waiting for room: taken again next round
     Port *p = &ports_[t.port];
+    {
+      // a run of frames for one port, taken in one loop (forward_run)
+      const int16_t dk = dests_[k];
+      if (dk == DEST_FLOOD ? !t.no_flood_run : dk >= 0) {
+        if (const uint32_t m = forward_run(t, p, k, n)) {
+          res->moved += m;
+          k += m - 1;
+          continue;
+        }
+      }
+    }
     const uint32_t src_id = t.port;
     const uint32_t r = t.ring;
     const int16_t dst = dests_[k];

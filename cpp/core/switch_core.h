@@ -538,6 +538,9 @@ class SwitchCore {
     // empty at the round's first frame and no frame has gone into it since)
     DirectSink *direct = nullptr;
     std::vector<uint32_t> direct_q;
+    // their bytes as send_direct takes them: frame i is direct_iov[direct_at[i]] ..
+    std::vector<iovec> direct_iov;
+    std::vector<uint32_t> direct_at;
     uint32_t direct_slots = 0;
     uint32_t direct_gen = 0;
     bool direct_open = false;
@@ -617,6 +620,9 @@ class SwitchCore {
     int16_t block_port = -1;
     uint8_t block_rr = 0;
     bool block_flood = false;
+    // its floods cannot take forward_run's way (more than one other port):
+    // known after its first flooded frame
+    bool no_flood_run = false;
   };
   // One destination of a flood from one source ring: what the per-frame
   // room check and copy need, worked out once per round (the ring index
@@ -643,6 +649,9 @@ class SwitchCore {
   // Floods frame k of source ring t (all or nothing); false when it must
   // wait (the ring stops there).
   bool flood(Touched &t, Port *p, uint32_t k);
+  // t's flood destinations (every other port) in flood_dests_, listed at
+  // its first flooded frame of the round
+  void flood_list(Touched &t);
   uint32_t *room(uint32_t d, uint32_t rr);
   bool refresh_room(Port *d, uint32_t rr, uint32_t *room);
   bool deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
@@ -655,6 +664,19 @@ class SwitchCore {
   // taken for a direct send (its slots kept); false: deliver goes on as for
   // any port, after the frames taken so far were sent (order)
   bool take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
+  // take_direct's parts: the round's first look at d (whether it may send
+  // direct), and frame k queued for the send (its iovecs built, its slots
+  // kept), flushed when a batch is full
+  void direct_begin(Port *d, uint32_t rr, uint32_t *room);
+  void append_direct(Port *d, uint32_t k, uint32_t *room);
+  // forward()'s fast path: frames k.. (of n) from t's ring that all go to
+  // one port (unicast, or a flood whose only other port it is), with no
+  // monitor at either end: copied (or taken for a DirectSink's send) in
+  // one loop, with what forward(), flood() and deliver() count per frame
+  // added once. Returns how many (0: frame k goes the frame-by-frame way,
+  // which handles whatever ends a run: room, a header to convert, a
+  // push-back, a runt)
+  uint32_t forward_run(Touched &t, Port *p, uint32_t k, uint32_t n);
   // sends d's frames taken this round; the kernel's push-back into the ring
   void flush_direct(Port *d, uint32_t rr);
   // A copy for d found its rx ring full: true when the sender should wait
