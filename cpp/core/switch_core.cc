@@ -1154,35 +1154,53 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   return true;
 }
 
-bool SwitchCore::place(Port *d, uint32_t rr, uint32_t k) {
-  const uint32_t frags = fcount_[k], f0 = fstart_[k];
-  RxState &st = d->rx[rr];
-  const uint32_t N = d->layout.p.rx_slots;
-  netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
+bool SwitchCore::place_small(Port *d, RxState &st, netmap_slot *rs, uint32_t N, uint32_t k) {
   {
     // the next copies' buffers, loading while this one is written
     const uint32_t ai = rs[ahead_slot(st.hwtail, N)].buf_idx;
     if (d->buf_ok(ai)) __builtin_prefetch(d->buf(ai), 1);
   }
-  if (frags == 1 && hoff_[k] == 0 && lens_[k] == flen_[f0]) {
+  netmap_slot *slot = &rs[st.hwtail];
+  const uint32_t idx = slot->buf_idx;
+  const uint16_t len = lens_[k];
+  if (!d->buf_ok(idx)) {
+    d->c[C_DROP_INVALID]++;  // the client broke its own rx slot
+    return false;
+  }
+  if (len > d->layout.p.buf_size) {
+    d->c[C_DROP_OVERSIZE]++;
+    return false;
+  }
+  copy_frame(d->buf(idx), &hdr_[static_cast<size_t>(k) * stride_], len);
+  slot->len = len;
+  slot->flags = 0;
+  st.hwtail = ring_next(st.hwtail, N);
+  return true;
+}
+
+void SwitchCore::mark_dirty(Port *d, uint32_t rr) {
+  if (!d->any_dirty) {
+    d->any_dirty = true;
+    dirty_.push_back(static_cast<uint32_t>(d - ports_.get()));
+  }
+  d->rx_dirty[rr] = true;
+}
+
+bool SwitchCore::place(Port *d, uint32_t rr, uint32_t k) {
+  const uint32_t frags = fcount_[k], f0 = fstart_[k];
+  RxState &st = d->rx[rr];
+  const uint32_t N = d->layout.p.rx_slots;
+  netmap_slot *rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
+  if (is_small(k)) {
     // one slot, all of it in the snapshot (a frame up to the header size
     // without a virtio-net header): one small copy, no walk over fragments
-    netmap_slot *slot = &rs[st.hwtail];
-    const uint32_t idx = slot->buf_idx;
-    const uint16_t len = lens_[k];
-    if (!d->buf_ok(idx)) {
-      d->c[C_DROP_INVALID]++;  // the client broke its own rx slot
-      return false;
-    }
-    if (len > d->layout.p.buf_size) {
-      d->c[C_DROP_OVERSIZE]++;
-      return false;
-    }
-    copy_frame(d->buf(idx), &hdr_[static_cast<size_t>(k) * stride_], len);
-    slot->len = len;
-    slot->flags = 0;
-    st.hwtail = ring_next(st.hwtail, N);
+    if (!place_small(d, st, rs, N, k)) return false;
   } else {
+    {
+      // the next copies' buffers, loading while this one is written
+      const uint32_t ai = rs[ahead_slot(st.hwtail, N)].buf_idx;
+      if (d->buf_ok(ai)) __builtin_prefetch(d->buf(ai), 1);
+    }
     uint32_t dst_idx[NETMAP_MAX_FRAGS];
     for (uint32_t f = 0, j = st.hwtail; f < frags; f++, j = ring_next(j, N)) {
       dst_idx[f] = rs[j].buf_idx;
@@ -1222,11 +1240,7 @@ bool SwitchCore::place(Port *d, uint32_t rr, uint32_t k) {
       }
     }
   }
-  if (!d->any_dirty) {
-    d->any_dirty = true;
-    dirty_.push_back(static_cast<uint32_t>(d - ports_.get()));
-  }
-  d->rx_dirty[rr] = true;
+  mark_dirty(d, rr);
   return true;
 }
 
@@ -1360,18 +1374,22 @@ uint32_t SwitchCore::forward_run(Touched &t, Port *p, uint32_t k, uint32_t n) {
   } else {
     uint32_t delivered = 0;
     uint64_t dbytes = 0;
+    RxState &st = dp->rx[rr];
+    netmap_slot *const rs = ring_slots(dp->ring(dp->layout.p.tx_rings + rr));
     for (uint32_t j = k; more(j); j++) {
       const uint32_t frags = fcount_[j];
       if (hoff_[j] != dp->vnet || frags >= N) break;
       if (*rm < frags && (refresh_room(dp, rr, rm), *rm < frags)) break;
       bytes += ftotal_[j];
       m++;
-      // a broken rx slot: the copy is lost, counted by place()
-      if (!place(dp, rr, j)) continue;
+      // a broken rx slot: the copy is lost, counted by place() (the
+      // ring's state is looked up once for the run, its dirty mark below)
+      if (!(is_small(j) ? place_small(dp, st, rs, N, j) : place(dp, rr, j))) continue;
       *rm -= frags;
       delivered++;
       dbytes += ftotal_[j];
     }
+    if (delivered) mark_dirty(dp, rr);
     // count_delivered's, once
     dp->c[C_TX_FRAMES] += delivered;
     dp->c[C_TX_BYTES] += dbytes;

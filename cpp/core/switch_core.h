@@ -658,6 +658,13 @@ class SwitchCore {
   // deliver's copy of frame k into d's rx ring at its tail (room checked
   // by the caller); false: a broken rx slot (counted), nothing written
   bool place(Port *d, uint32_t rr, uint32_t k);
+  // Frame k is one slot whose bytes are all in the snapshot (no virtio-net
+  // header): place_small's case, one small copy.
+  bool is_small(uint32_t k) const { return fcount_[k] == 1 && hoff_[k] == 0 && lens_[k] == flen_[fstart_[k]]; }
+  // place() of such a frame into d's ring (st, its slots rs, N of them),
+  // without marking the ring dirty (mark_dirty: once per run)
+  bool place_small(Port *d, RxState &st, netmap_slot *rs, uint32_t N, uint32_t k);
+  void mark_dirty(Port *d, uint32_t rr);
   // what deliver counts for a copy delivered (or a direct send's frame sent or placed)
   void count_delivered(Port *d, uint32_t k);
   // deliver's first step for a port with a DirectSink: true when frame k is
