@@ -655,12 +655,16 @@ uint32_t SwitchCore::collect_ring(uint32_t id, uint32_t r, uint32_t n, uint32_t 
       const uint32_t hs = p->vnet;
       const uint32_t h = total > hs ? std::min<uint32_t>(total - hs, header_) : 0;
       uint8_t *snap = &hdr_[static_cast<size_t>(n) * stride_];
-      for (uint32_t f = f0, pos = 0, want = hs, got = 0; got < h; pos += flen_[f], f++) {
-        if (want >= pos + flen_[f]) continue;
-        const uint32_t take = std::min(h - got, pos + flen_[f] - want);
-        copy_frame(snap + got, p->buf(fidx_[f]) + (want - pos), take);
-        got += take;
-        want += take;
+      if (frags == 1 && hs == 0) {
+        copy_frame(snap, p->buf(fidx_[f0]), h);  // one slot (the usual frame): no walk
+      } else {
+        for (uint32_t f = f0, pos = 0, want = hs, got = 0; got < h; pos += flen_[f], f++) {
+          if (want >= pos + flen_[f]) continue;
+          const uint32_t take = std::min(h - got, pos + flen_[f] - want);
+          copy_frame(snap + got, p->buf(fidx_[f]) + (want - pos), take);
+          got += take;
+          want += take;
+        }
       }
       hoff_[n] = static_cast<uint8_t>(hs);
       lens_[n] = static_cast<uint16_t>(h);
