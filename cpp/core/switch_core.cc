@@ -1158,12 +1158,14 @@ bool SwitchCore::deliver(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   return true;
 }
 
+void SwitchCore::prefetch_rx(const Port *d, const RxState &st, const netmap_slot *rs, uint32_t N) {
+  // the next copies' buffers, loading while this one is written
+  const uint32_t ai = rs[ahead_slot(st.hwtail, N)].buf_idx;
+  if (d->buf_ok(ai)) __builtin_prefetch(d->buf(ai), 1);
+}
+
 bool SwitchCore::place_small(Port *d, RxState &st, netmap_slot *rs, uint32_t N, uint32_t k) {
-  {
-    // the next copies' buffers, loading while this one is written
-    const uint32_t ai = rs[ahead_slot(st.hwtail, N)].buf_idx;
-    if (d->buf_ok(ai)) __builtin_prefetch(d->buf(ai), 1);
-  }
+  prefetch_rx(d, st, rs, N);
   netmap_slot *slot = &rs[st.hwtail];
   const uint32_t idx = slot->buf_idx;
   const uint16_t len = lens_[k];
@@ -1200,11 +1202,7 @@ bool SwitchCore::place(Port *d, uint32_t rr, uint32_t k) {
     // without a virtio-net header): one small copy, no walk over fragments
     if (!place_small(d, st, rs, N, k)) return false;
   } else {
-    {
-      // the next copies' buffers, loading while this one is written
-      const uint32_t ai = rs[ahead_slot(st.hwtail, N)].buf_idx;
-      if (d->buf_ok(ai)) __builtin_prefetch(d->buf(ai), 1);
-    }
+    prefetch_rx(d, st, rs, N);
     uint32_t dst_idx[NETMAP_MAX_FRAGS];
     for (uint32_t f = 0, j = st.hwtail; f < frags; f++, j = ring_next(j, N)) {
       dst_idx[f] = rs[j].buf_idx;

@@ -665,6 +665,8 @@ class SwitchCore {
   // without marking the ring dirty (mark_dirty: once per run)
   bool place_small(Port *d, RxState &st, netmap_slot *rs, uint32_t N, uint32_t k);
   void mark_dirty(Port *d, uint32_t rr);
+  // the buffer PREFETCH_AHEAD slots past d's next rx slot (st, rs, N)
+  void prefetch_rx(const Port *d, const RxState &st, const netmap_slot *rs, uint32_t N);
   // what deliver counts for a copy delivered (or a direct send's frame sent or placed)
   void count_delivered(Port *d, uint32_t k);
   // deliver's first step for a port with a DirectSink: true when frame k is
