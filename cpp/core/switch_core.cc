@@ -1330,10 +1330,7 @@ uint32_t SwitchCore::forward_run(Touched &t, Port *p, uint32_t k, uint32_t n) {
     if (d == t.port || d >= SWITCH_MAX_PORTS || !ports_[d].used || ports_[d].is_monitor) return 0;
   } else if (dst == DEST_FLOOD && !t.no_flood_run) {
     flood_list(t);
-    if (t.f1 - t.f0 != 1) {
-      t.no_flood_run = true;  // for the rest of the round: the list stands
-      return 0;
-    }
+    if (t.f1 - t.f0 != 1) return flood_run(t, p, k, n);
     d = flood_dests_[t.f0].id;
   } else {
     return 0;
@@ -1406,6 +1403,65 @@ uint32_t SwitchCore::forward_run(Touched &t, Port *p, uint32_t k, uint32_t n) {
     p->c[C_RX_FRAMES] += m;
     p->c[C_RX_BYTES] += bytes;
   }
+  return m;
+}
+
+uint32_t SwitchCore::flood_run(Touched &t, Port *p, uint32_t k, uint32_t n) {
+  const FloodDest *const fb = flood_dests_.data() + t.f0, *const fe = flood_dests_.data() + t.f1;
+  // what only the frame-by-frame way does: no other port (dropNoPort),
+  // monitors' copies, a DirectSink's send, a header to convert, a ring too
+  // small for one slot. The list stands for the round: so does the answer
+  bool ok = fb != fe && p->mon_tx.empty();
+  for (const FloodDest *f = fb; ok && f != fe; f++)
+    ok = !f->dp->direct && f->dp->mon_rx.empty() && f->dp->vnet == p->vnet && f->dp->layout.p.rx_slots > 1;
+  if (!ok) {
+    t.no_flood_run = true;
+    return 0;
+  }
+  // all or nothing, as flood(): at most as many as every port has room for
+  // now. A port without room, which may hold the sender or lose its copy,
+  // makes the rest of the round the frame-by-frame way's (and the scan
+  // below is bounded by the room, not the batch: a receiver freeing a few
+  // slots at a time costs a few frames' scan per run)
+  uint32_t cap = n - k;
+  for (const FloodDest *f = fb; cap && f != fe; f++) {
+    if (*f->room < cap) refresh_room(f->dp, f->rr, f->room);
+    cap = std::min(cap, *f->room);
+  }
+  // the run: one-slot frames flooded from t's ring
+  const uint16_t ti = touch_of_[k];
+  uint32_t m = 0;
+  for (uint32_t j = k; m < cap && dests_[j] == DEST_FLOOD && touch_of_[j] == ti && lens_[j] >= SWITCH_MIN_HEADER && fcount_[j] == 1; j++) m++;
+  if (m == 0) {
+    if (cap == 0) t.no_flood_run = true;
+    return 0;
+  }
+  uint64_t bytes = 0;
+  for (uint32_t j = k; j < k + m; j++) bytes += ftotal_[j];
+  // port by port: each gets the run's copies in order, as frame by frame
+  for (const FloodDest *f = fb; f != fe; f++) {
+    Port *dp = f->dp;
+    RxState &st = dp->rx[f->rr];
+    netmap_slot *const rs = ring_slots(dp->ring(dp->layout.p.tx_rings + f->rr));
+    const uint32_t N = dp->layout.p.rx_slots;
+    uint32_t delivered = 0;
+    uint64_t dbytes = 0;
+    for (uint32_t j = k; j < k + m; j++) {
+      // a broken rx slot: that copy is lost, counted by place()
+      if (!(is_small(j) ? place_small(dp, st, rs, N, j) : place(dp, f->rr, j))) continue;
+      delivered++;
+      dbytes += ftotal_[j];
+    }
+    *f->room -= delivered;
+    if (delivered) mark_dirty(dp, f->rr);
+    dp->c[C_TX_FRAMES] += delivered;
+    dp->c[C_TX_BYTES] += dbytes;
+    if (dp->vnet) dp->c[C_VNET_PASSED] += delivered;
+  }
+  p->c[C_FLOODED] += m;
+  p->c[C_FLOOD_COPIES] += static_cast<uint64_t>(m) * static_cast<uint64_t>(fe - fb);
+  p->c[C_RX_FRAMES] += m;
+  p->c[C_RX_BYTES] += bytes;
   return m;
 }
 

@@ -620,8 +620,9 @@ class SwitchCore {
     int16_t block_port = -1;
     uint8_t block_rr = 0;
     bool block_flood = false;
-    // its floods cannot take forward_run's way (more than one other port):
-    // known after its first flooded frame
+    // its floods cannot take forward_run's way (no other port, a monitor,
+    // a DirectSink, a header to convert): known after its first flood
+    // (flood_run), or once a port had no room for a run
     bool no_flood_run = false;
   };
   // One destination of a flood from one source ring: what the per-frame
@@ -686,6 +687,10 @@ class SwitchCore {
   // which handles whatever ends a run: room, a header to convert, a
   // push-back, a runt)
   uint32_t forward_run(Touched &t, Port *p, uint32_t k, uint32_t n);
+  // forward_run's for a flood to several ports: one-slot frames, as many as
+  // every other port has room for, copied port by port (each gets them in
+  // order); 0 when the frame-by-frame way must take frame k
+  uint32_t flood_run(Touched &t, Port *p, uint32_t k, uint32_t n);
   // sends d's frames taken this round; the kernel's push-back into the ring
   void flush_direct(Port *d, uint32_t rr);
   // A copy for d found its rx ring full: true when the sender should wait

@@ -387,6 +387,40 @@ test('lossless ports apply backpressure: an overloaded receiver loses nothing', 
   }, sw);
 });
 
+test('a flood to several ports (taken in runs): every port gets each copy it has room for, in order and once; a full one loses the rest, counted', async (t) => {
+  // drops at once: d's copies past its small ring are lost (dropNoSpace),
+  // while b and c, with room for all, get every frame. The switch takes
+  // the first frames as a run for all three, the rest (d full) one by one.
+  const sw = new Switch('vale0', { holdUs: 0 });
+  await withServer(async (socket) => {
+    const a = await open('vale0:a', { socket });
+    const b = await open('vale0:b', { socket });
+    const c = await open('vale0:c', { socket });
+    const d = await open('vale0:d@conf:rx_slots=64', { socket });
+    const n = 600; // fits a's tx ring and b's and c's rx rings (1024 slots)
+    for (let i = 0; i < n; i++) if (!a.inject(frame('bcast', MAC.A, i & 0xff))) throw new Error(`a's tx ring full at ${i}`);
+    t.true(await a.flush(), 'the switch took every frame');
+    const want = Array.from({ length: n }, (_, i) => i & 0xff);
+    t.deepEqual(await recv(b, n), want, 'b: every frame, in order');
+    t.deepEqual(await recv(c, n), want, 'c: every frame, in order');
+    t.deepEqual(await recv(d, 63), want.slice(0, 63), 'd: what its ring held, the first frames in order');
+    const ca = sw.counters(sw.port('vale0:a')!.index);
+    const cd = sw.counters(sw.port('vale0:d')!.index);
+    t.is(ca['rxFrames'], n);
+    t.is(ca['flooded'], n);
+    t.is(ca['floodCopies'], 3 * n);
+    t.is(sw.counters(sw.port('vale0:b')!.index)['txFrames'], n);
+    t.is(sw.counters(sw.port('vale0:c')!.index)['txFrames'], n);
+    t.is(cd['txFrames'], 63);
+    t.is(cd['dropNoSpace'], n - 63, "d's other copies, counted");
+    t.is(ca['rxBytes'], 60 * n);
+    a.close();
+    b.close();
+    c.close();
+    d.close();
+  }, sw);
+});
+
 test('a user-supplied lookup replaces the learning bridge: filter and static forwarding', async (t) => {
   // frames whose tag byte is odd are dropped; even tags go to the port numbered tag/2
   const lookup: BatchLookup = (buf, offsets, lens, count, _src, dests) => {
