@@ -150,6 +150,10 @@ constexpr uint64_t WAIT_FD_QUIET_FRAMES = 128;
 
 // Switch-wide counters (not per port).
 struct SwitchWideCounters {
+  // rounds run, each a collect, decision and delivery (one that finds
+  // nothing counts too: a switch spinning without progress shows here, a
+  // sleeping one does not)
+  uint64_t rounds = 0;
   uint64_t wakeups = 0;            // times a doorbell woke the sleeping switch
   uint64_t spurious_wakeups = 0;   // wakeups whose first round found nothing to do
   uint64_t doorbell_backoffs = 0;  // times a port's doorbell was ignored for a while
@@ -369,6 +373,7 @@ class SwitchCore {
     RoundResult r;
     if (in_round_ || down_) return r;  // a decision that asked for a round, or shut down
     in_round_ = true;
+    wide_.rounds++;
     struct Leave {
       bool &f;
       ~Leave() { f = false; }

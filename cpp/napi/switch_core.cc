@@ -256,10 +256,11 @@ class SwitchCoreWrap : public Napi::ObjectWrap<SwitchCoreWrap> {
   // hooksBatching() -> an in-line hook will ask for a timed sleep: skip the busy poll
   Napi::Value HooksBatching(const Napi::CallbackInfo &info) { return Napi::Boolean::New(info.Env(), core_->hooks_batching()); }
 
-  // switchCounters() -> {wakeups, spuriousWakeups, doorbellBackoffs, heldTimeouts, heldRechecks, waitFdsQuieted}
+  // switchCounters() -> {rounds, wakeups, spuriousWakeups, doorbellBackoffs, heldTimeouts, heldRechecks, waitFdsQuieted}
   Napi::Value WideCounters(const Napi::CallbackInfo &info) {
     SwitchWideCounters w = core_->wide_counters();
     auto o = Napi::Object::New(info.Env());
+    o.Set("rounds", static_cast<double>(w.rounds));
     o.Set("wakeups", static_cast<double>(w.wakeups));
     o.Set("spuriousWakeups", static_cast<double>(w.spurious_wakeups));
     o.Set("doorbellBackoffs", static_cast<double>(w.doorbell_backoffs));

@@ -146,7 +146,7 @@ export interface NativeSwitchCore {
   /** an in-line round hook streams and will ask for a timed sleep: no busy poll before it */
   hooksBatching(): boolean;
   /** switch-wide counters kept by the core */
-  switchCounters(): { wakeups: number; spuriousWakeups: number; doorbellBackoffs: number; heldTimeouts: number; heldRechecks: number; waitFdsQuieted: number };
+  switchCounters(): { rounds: number; wakeups: number; spuriousWakeups: number; doorbellBackoffs: number; heldTimeouts: number; heldRechecks: number; waitFdsQuieted: number };
   stats(id: number): Record<string, number>;
   /** frames waiting in a port's rings: published on tx and not taken, delivered on rx and not released */
   occupancy(id: number): { txQueued: number; rxQueued: number };

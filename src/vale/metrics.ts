@@ -56,6 +56,7 @@ const SWITCH_COUNTERS: readonly [key: string, metric: string, help: string][] = 
   ['kicks', 'switch_kicks_total', 'doorbell writes to clients'],
 ];
 const SWITCH_WIDE: readonly [key: string, metric: string, help: string][] = [
+  ['rounds', 'switch_rounds_total', 'rounds the switch ran (collect, decide, deliver), including those that found nothing'],
   ['wakeups', 'switch_wakeups_total', 'times a doorbell woke the sleeping switch'],
   ['spuriousWakeups', 'switch_spurious_wakeups_total', 'wakeups that found nothing to do'],
   ['doorbellBackoffs', 'switch_doorbell_backoffs_total', 'times a doorbell ringing for nothing was ignored for a while'],

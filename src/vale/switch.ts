@@ -100,6 +100,8 @@ function checkHoldUs(us: number): number {
 
 /** Switch-wide counters (not per port). */
 export interface SwitchCounters {
+  /** rounds run (collect, decide, deliver), including those that found nothing: a switch spinning without progress shows here */
+  rounds: number;
   /** times a doorbell woke the sleeping switch */
   wakeups: number;
   /** wakeups that found nothing to do */
