@@ -1247,11 +1247,34 @@ bool SwitchCore::place(Port *d, uint32_t rr, uint32_t k) {
 }
 
 void SwitchCore::count_delivered(Port *d, uint32_t k) {
-  d->c[C_TX_FRAMES]++;
-  d->c[C_TX_BYTES] += ftotal_[k];
+  count_delivered_run(d, 1, ftotal_[k]);
   // what d receives, to its monitors (/r): the one test an unwatched port pays
   if (__builtin_expect(!d->mon_rx.empty(), 0)) mirror(d->mon_rx, k);
-  if (d->vnet) d->c[C_VNET_PASSED]++;
+}
+
+void SwitchCore::count_delivered_run(Port *d, uint32_t frames, uint64_t bytes) {
+  d->c[C_TX_FRAMES] += frames;
+  d->c[C_TX_BYTES] += bytes;
+  if (d->vnet) d->c[C_VNET_PASSED] += frames;
+}
+
+uint32_t SwitchCore::place_run(Port *d, uint32_t rr, uint32_t k, uint32_t m, uint32_t *room) {
+  RxState &st = d->rx[rr];
+  netmap_slot *const rs = ring_slots(d->ring(d->layout.p.tx_rings + rr));
+  const uint32_t N = d->layout.p.rx_slots;
+  uint32_t delivered = 0, slots = 0;
+  uint64_t bytes = 0;
+  for (uint32_t j = k; j < k + m; j++) {
+    // a broken rx slot: that copy is lost, counted by place()
+    if (!(is_small(j) ? place_small(d, st, rs, N, j) : place(d, rr, j))) continue;
+    delivered++;
+    slots += fcount_[j];
+    bytes += ftotal_[j];
+  }
+  *room -= slots;
+  if (delivered) mark_dirty(d, rr);
+  count_delivered_run(d, delivered, bytes);
+  return delivered;
 }
 
 
@@ -1298,12 +1321,10 @@ void SwitchCore::append_direct(Port *d, uint32_t k, uint32_t *room) {
   if (d->direct_q.size() >= kDirectBatch || iov.size() > kDirectBatch * 2) flush_direct(d, 0);
 }
 
-bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
-  direct_begin(d, rr, room);
-  const uint32_t N = d->layout.p.rx_slots;
+bool SwitchCore::direct_fits(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   const uint32_t frags = fcount_[k], f0 = fstart_[k];
   // (ring 0 only: flush_direct puts push-backs there)
-  bool ok = d->direct_open && rr == 0 && hoff_[k] == d->vnet && frags < N;
+  bool ok = d->direct_open && rr == 0 && hoff_[k] == d->vnet && frags < d->layout.p.rx_slots;
   if (ok && *room < frags) refresh_room(d, rr, room);
   ok = ok && *room >= frags;
   // the slots it keeps must take the frame should the kernel push it back:
@@ -1311,7 +1332,12 @@ bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
   // sound is place()'s to check then, as for any copy (a broken one makes
   // the pushed-back frame dropInvalid, as it would have made the copy)
   for (uint32_t f = 0; ok && f < frags; f++) ok = flen_[f0 + f] <= d->layout.p.buf_size;
-  if (!ok) {
+  return ok;
+}
+
+bool SwitchCore::take_direct(Port *d, uint32_t rr, uint32_t k, uint32_t *room) {
+  direct_begin(d, rr, room);
+  if (!direct_fits(d, rr, k, room)) {
     // this frame goes into the ring (or is dropped or held): those taken
     // before it go first, and no later one may pass it
     if (!d->direct_q.empty()) flush_direct(d, 0);  // they were all taken for ring 0
@@ -1358,41 +1384,23 @@ uint32_t SwitchCore::forward_run(Touched &t, Port *p, uint32_t k, uint32_t n) {
   // frames taken for a send were flushed when it closed)
   if (dp->direct && !dp->direct_open && !dp->direct_q.empty()) return 0;
   if (dp->direct && dp->direct_open) {
-    const uint32_t bs = dp->layout.p.buf_size;
-    for (uint32_t j = k; dp->direct_open && more(j); j++) {
-      const uint32_t frags = fcount_[j], f0 = fstart_[j];
-      if (hoff_[j] != dp->vnet || frags >= N) break;
-      if (*rm < frags && (refresh_room(dp, rr, rm), *rm < frags)) break;
-      bool fit = true;
-      for (uint32_t f = 0; f < frags; f++) fit = fit && flen_[f0 + f] <= bs;
-      if (!fit) break;
+    for (uint32_t j = k; dp->direct_open && more(j) && direct_fits(dp, rr, j, rm); j++) {
       bytes += ftotal_[j];
       m++;
       append_direct(dp, j, rm);  // counted as delivered when sent (flush_direct)
     }
   } else {
-    uint32_t delivered = 0;
-    uint64_t dbytes = 0;
-    RxState &st = dp->rx[rr];
-    netmap_slot *const rs = ring_slots(dp->ring(dp->layout.p.tx_rings + rr));
+    // as many as fit the room now, then placed in one go
+    uint32_t need = 0;
     for (uint32_t j = k; more(j); j++) {
       const uint32_t frags = fcount_[j];
       if (hoff_[j] != dp->vnet || frags >= N) break;
-      if (*rm < frags && (refresh_room(dp, rr, rm), *rm < frags)) break;
+      if (*rm < need + frags && (refresh_room(dp, rr, rm), *rm < need + frags)) break;
+      need += frags;
       bytes += ftotal_[j];
       m++;
-      // a broken rx slot: the copy is lost, counted by place() (the
-      // ring's state is looked up once for the run, its dirty mark below)
-      if (!(is_small(j) ? place_small(dp, st, rs, N, j) : place(dp, rr, j))) continue;
-      *rm -= frags;
-      delivered++;
-      dbytes += ftotal_[j];
     }
-    if (delivered) mark_dirty(dp, rr);
-    // count_delivered's, once
-    dp->c[C_TX_FRAMES] += delivered;
-    dp->c[C_TX_BYTES] += dbytes;
-    if (dp->vnet) dp->c[C_VNET_PASSED] += delivered;
+    place_run(dp, rr, k, m, rm);
   }
   // what forward() and flood() (with its one copy) count per frame
   if (m) {
@@ -1439,25 +1447,7 @@ uint32_t SwitchCore::flood_run(Touched &t, Port *p, uint32_t k, uint32_t n) {
   uint64_t bytes = 0;
   for (uint32_t j = k; j < k + m; j++) bytes += ftotal_[j];
   // port by port: each gets the run's copies in order, as frame by frame
-  for (const FloodDest *f = fb; f != fe; f++) {
-    Port *dp = f->dp;
-    RxState &st = dp->rx[f->rr];
-    netmap_slot *const rs = ring_slots(dp->ring(dp->layout.p.tx_rings + f->rr));
-    const uint32_t N = dp->layout.p.rx_slots;
-    uint32_t delivered = 0;
-    uint64_t dbytes = 0;
-    for (uint32_t j = k; j < k + m; j++) {
-      // a broken rx slot: that copy is lost, counted by place()
-      if (!(is_small(j) ? place_small(dp, st, rs, N, j) : place(dp, f->rr, j))) continue;
-      delivered++;
-      dbytes += ftotal_[j];
-    }
-    *f->room -= delivered;
-    if (delivered) mark_dirty(dp, f->rr);
-    dp->c[C_TX_FRAMES] += delivered;
-    dp->c[C_TX_BYTES] += dbytes;
-    if (dp->vnet) dp->c[C_VNET_PASSED] += delivered;
-  }
+  for (const FloodDest *f = fb; f != fe; f++) place_run(f->dp, f->rr, k, m, f->room);
   p->c[C_FLOODED] += m;
   p->c[C_FLOOD_COPIES] += static_cast<uint64_t>(m) * static_cast<uint64_t>(fe - fb);
   p->c[C_RX_FRAMES] += m;
@@ -1473,14 +1463,13 @@ void SwitchCore::flush_direct(Port *d, uint32_t rr) {
   const uint32_t done = std::min(d->direct->send_direct(d->direct_iov.data(), d->direct_at.data(), m), m);
   // sent: their kept slots are free again, and they count as delivered
   uint32_t slots = 0;
-  if (__builtin_expect(d->mon_rx.empty() && !d->vnet, 1)) {
+  if (__builtin_expect(d->mon_rx.empty(), 1)) {
     uint64_t bytes = 0;
     for (uint32_t j = 0; j < done; j++) {
       slots += fcount_[q[j]];
       bytes += ftotal_[q[j]];
     }
-    d->c[C_TX_FRAMES] += done;
-    d->c[C_TX_BYTES] += bytes;
+    count_delivered_run(d, done, bytes);
   } else {
     for (uint32_t j = 0; j < done; j++) {
       slots += fcount_[q[j]];

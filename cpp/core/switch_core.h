@@ -675,6 +675,14 @@ class SwitchCore {
   void prefetch_rx(const Port *d, const RxState &st, const netmap_slot *rs, uint32_t N);
   // what deliver counts for a copy delivered (or a direct send's frame sent or placed)
   void count_delivered(Port *d, uint32_t k);
+  // count_delivered's counters for `frames` copies of `bytes` in all (a
+  // run's, added once; the caller sees to monitors' copies)
+  void count_delivered_run(Port *d, uint32_t frames, uint64_t bytes);
+  // frames k .. k + m - 1 copied into d's ring rr, which has room for them
+  // (*room, less what they take), the ring looked up once and marked dirty
+  // once, counted as delivered; returns the copies made (a broken rx slot
+  // loses its copy, counted by place())
+  uint32_t place_run(Port *d, uint32_t rr, uint32_t k, uint32_t m, uint32_t *room);
   // deliver's first step for a port with a DirectSink: true when frame k is
   // taken for a direct send (its slots kept); false: deliver goes on as for
   // any port, after the frames taken so far were sent (order)
@@ -683,6 +691,9 @@ class SwitchCore {
   // direct), and frame k queued for the send (its iovecs built, its slots
   // kept), flushed when a batch is full
   void direct_begin(Port *d, uint32_t rr, uint32_t *room);
+  // whether frame k can be taken for d's direct send now (its room
+  // refreshed if short): take_direct's test, and a run's
+  bool direct_fits(Port *d, uint32_t rr, uint32_t k, uint32_t *room);
   void append_direct(Port *d, uint32_t k, uint32_t *room);
   // forward()'s fast path: frames k.. (of n) from t's ring that all go to
   // one port (unicast, or a flood whose only other port it is), with no
