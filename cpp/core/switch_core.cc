@@ -1384,7 +1384,8 @@ uint32_t SwitchCore::forward_run(Touched &t, Port *p, uint32_t k, uint32_t n) {
   // frames taken for a send were flushed when it closed)
   if (dp->direct && !dp->direct_open && !dp->direct_q.empty()) return 0;
   if (dp->direct && dp->direct_open) {
-    for (uint32_t j = k; dp->direct_open && more(j) && direct_fits(dp, rr, j, rm); j++) {
+    // (direct_fits also ends it when a flush's push-back closed the port)
+    for (uint32_t j = k; more(j) && direct_fits(dp, rr, j, rm); j++) {
       bytes += ftotal_[j];
       m++;
       append_direct(dp, j, rm);  // counted as delivered when sent (flush_direct)
